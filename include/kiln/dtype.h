@@ -1,0 +1,63 @@
+// Element types kiln understands, with sizes, names and half-precision conversions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string_view>
+
+namespace kiln {
+
+enum class DType : uint8_t { kFloat32, kFloat16, kBFloat16, kFloat64, kInt64, kInt32, kInt8, kUInt8, kBool };
+
+inline constexpr DType kAllDTypes[] = {DType::kFloat32, DType::kFloat16, DType::kBFloat16,
+                                       DType::kFloat64, DType::kInt64,   DType::kInt32,
+                                       DType::kInt8,    DType::kUInt8,   DType::kBool};
+
+size_t dtype_size(DType dtype);
+std::string_view dtype_name(DType dtype);  // "float32", "int64", ...
+std::optional<DType> parse_dtype(std::string_view name);
+inline bool is_floating(DType d) {
+  return d == DType::kFloat32 || d == DType::kFloat16 || d == DType::kBFloat16 || d == DType::kFloat64;
+}
+inline bool is_integer(DType d) {
+  return d == DType::kInt64 || d == DType::kInt32 || d == DType::kInt8 || d == DType::kUInt8;
+}
+
+// IEEE binary16 and bfloat16 stored as raw bits; arithmetic happens after widening.
+struct Float16 {
+  uint16_t bits = 0;
+};
+struct BFloat16 {
+  uint16_t bits = 0;
+};
+
+float half_to_float(uint16_t bits);
+uint16_t float_to_half(float value);  // round to nearest even, overflow to inf, NaN kept
+inline float bfloat16_to_float(uint16_t bits) {
+  uint32_t wide = uint32_t(bits) << 16;
+  float f;
+  std::memcpy(&f, &wide, 4);
+  return f;
+}
+uint16_t float_to_bfloat16(float value);  // round to nearest even, NaN kept
+
+// Calls fn(T{}) with the C++ type that stores `dtype` (Float16/BFloat16 for the half types, bool for kBool).
+template <class Fn>
+decltype(auto) visit_dtype(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::kFloat32: return fn(float{});
+    case DType::kFloat16: return fn(Float16{});
+    case DType::kBFloat16: return fn(BFloat16{});
+    case DType::kFloat64: return fn(double{});
+    case DType::kInt64: return fn(int64_t{});
+    case DType::kInt32: return fn(int32_t{});
+    case DType::kInt8: return fn(int8_t{});
+    case DType::kUInt8: return fn(uint8_t{});
+    case DType::kBool: return fn(bool{});
+  }
+  return fn(float{});
+}
+
+}  // namespace kiln

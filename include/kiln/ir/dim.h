@@ -1,0 +1,60 @@
+// A tensor dimension: a constant or a symbolic expression over named symbols
+// ("batch", "seq") with + - * and integer division, so shape inference runs
+// once on a symbolic network and evaluates cheaply for any concrete binding.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace kiln::ir {
+
+struct DimPoly;
+using SymbolBindings = std::map<std::string, int64_t, std::less<>>;
+
+class Dim {
+ public:
+  Dim() = default;
+  Dim(int64_t value) : value_(value) {}  // NOLINT: constants convert implicitly
+  static Dim symbol(const std::string& name);
+
+  bool is_constant() const { return !poly_; }
+  int64_t constant() const;  // throws kShapeError when symbolic
+  std::string to_string() const;
+  // The value for a binding of every symbol; nullopt when a symbol is unbound.
+  std::optional<int64_t> evaluate(const SymbolBindings& bindings) const;
+  void collect_symbols(std::set<std::string>& out) const;
+  bool operator==(const Dim& other) const;
+  bool operator!=(const Dim& other) const { return !(*this == other); }
+
+  friend Dim operator+(const Dim& a, const Dim& b);
+  friend Dim operator-(const Dim& a, const Dim& b);
+  friend Dim operator*(const Dim& a, const Dim& b);
+  friend Dim floor_div(const Dim& a, const Dim& b);
+  friend Dim ceil_div(const Dim& a, const Dim& b);
+  friend Dim dim_max(const Dim& a, const Dim& b);
+  friend Dim dim_min(const Dim& a, const Dim& b);
+  friend Dim floor_mod(const Dim& a, const Dim& b);
+
+ private:
+  friend struct DimPoly;
+  explicit Dim(std::shared_ptr<const DimPoly> poly) : poly_(std::move(poly)) {}
+  int64_t value_ = 0;
+  std::shared_ptr<const DimPoly> poly_;  // null for constants
+};
+
+using Shape = std::vector<Dim>;
+
+std::string shape_to_string(const Shape& shape);  // "[N,3,224,224]"
+bool shape_is_constant(const Shape& shape);
+std::vector<int64_t> shape_constants(const Shape& shape);  // throws when symbolic
+Shape shape_of(const std::vector<int64_t>& dims);
+// Product of dims; throws kShapeError on overflow.
+Dim shape_numel(const Shape& shape);
+int64_t checked_numel(const std::vector<int64_t>& dims);
+
+}  // namespace kiln::ir

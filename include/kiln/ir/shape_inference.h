@@ -1,0 +1,51 @@
+// Per-op type and shape inference, shared by Network::finalize (symbolic dims)
+// and the reference interpreter (concrete dims and real data), so shapes have
+// one definition.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "kiln/ir/network.h"
+
+namespace kiln::ir {
+
+struct InferInput {
+  bool present = false;
+  DType dtype = DType::kFloat32;
+  Shape shape;
+  const std::vector<Dim>* known = nullptr;  // symbolic contents of a small int tensor
+  const TensorData* data = nullptr;         // actual contents when constant
+};
+
+struct InferOutput {
+  DType dtype = DType::kFloat32;
+  Shape shape;
+  std::optional<std::vector<Dim>> known;
+};
+
+// Checks arity and attribute names/types of `node` against its op's schema.
+void check_node_schema(const Node& node);
+
+// Infers every output of `node`. `fresh_dim` makes a new symbol for sizes that
+// depend on data the inference cannot see. Throws kiln::Error naming the node.
+std::vector<InferOutput> infer_node(const Node& node, const std::vector<InferInput>& inputs,
+                                    const std::function<Dim()>& fresh_dim);
+
+// Geometry of a sliding window op (Conv, ConvTranspose, pools) for concrete input dims.
+struct WindowGeometry {
+  std::vector<int64_t> kernel, strides, dilations, pads_begin, pads_end, output;
+};
+WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& input_spatial,
+                               const std::vector<int64_t>& kernel_spatial);
+
+// Broadcast two shapes numpy-style; throws kShapeError when they do not fit.
+Shape broadcast_shapes(const Shape& a, const Shape& b);
+
+// Reads an integer constant tensor's elements (int64/int32/int8/uint8/bool) as int64.
+std::vector<int64_t> read_ints(const TensorData& data);
+// Reads any numeric constant tensor's elements as double.
+std::vector<double> read_doubles(const TensorData& data);
+
+}  // namespace kiln::ir

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to build and test kiln. Idempotent and quiet; run as root.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  protobuf-compiler libprotobuf-dev        # ONNX model parsing
+  python3 python3-onnx python3-numpy       # onnx.proto schema, example models, .npy checks
+  libonnx-testdata                         # ONNX backend node tests (conformance suite)
+  libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-14-dev                 # libFuzzer target and its runtime
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing packages: ${missing[*]} (run this script as root)" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ ! -x /usr/local/cuda/bin/nvcc ]]; then
+  echo "setup: note: no CUDA toolkit at /usr/local/cuda (needed later for GPU code, not for the CPU build)"
+fi
+echo "setup: ok"

@@ -1,0 +1,271 @@
+#include "kiln/ir/dim.h"
+
+#include <algorithm>
+#include <iterator>
+#include <sstream>
+
+#include "kiln/error.h"
+
+namespace kiln::ir {
+
+namespace {
+int64_t checked_add(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) fail(ErrorCode::kShapeError, "dimension arithmetic overflows: ", a, " + ", b);
+  return r;
+}
+int64_t checked_mul(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r)) fail(ErrorCode::kShapeError, "dimension arithmetic overflows: ", a, " * ", b);
+  return r;
+}
+int64_t floor_div_int(int64_t a, int64_t b) {
+  if (b == 0) fail(ErrorCode::kShapeError, "dimension arithmetic divides by zero");
+  int64_t q = a / b;
+  if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
+  return q;
+}
+}  // namespace
+
+// An opaque sub-expression that polynomials treat as a variable: a symbol, or
+// an operation that does not distribute (floor division, max, min, mod).
+struct DimAtom {
+  enum class Op { kSymbol, kFloorDiv, kMax, kMin, kMod } op;
+  std::string key;  // canonical text; equal keys mean equal atoms
+  Dim lhs, rhs;
+
+  std::optional<int64_t> evaluate(const SymbolBindings& bindings) const {
+    if (op == Op::kSymbol) {
+      auto it = bindings.find(key);
+      if (it == bindings.end()) return std::nullopt;
+      return it->second;
+    }
+    auto a = lhs.evaluate(bindings), b = rhs.evaluate(bindings);
+    if (!a || !b) return std::nullopt;
+    switch (op) {
+      case Op::kFloorDiv: return floor_div_int(*a, *b);
+      case Op::kMax: return std::max(*a, *b);
+      case Op::kMin: return std::min(*a, *b);
+      case Op::kMod: return *a - floor_div_int(*a, *b) * *b;
+      case Op::kSymbol: break;
+    }
+    return std::nullopt;
+  }
+};
+
+// Sum of terms; each term is a coefficient times a sorted product of atoms
+// (the empty product is the constant term). Canonical, so == is structural.
+struct DimPoly {
+  std::map<std::vector<std::string>, int64_t> terms;
+  std::map<std::string, std::shared_ptr<const DimAtom>> atoms;
+
+  static DimPoly of(const Dim& d) {
+    if (d.poly_) return *d.poly_;
+    DimPoly p;
+    if (d.value_ != 0) p.terms[{}] = d.value_;
+    return p;
+  }
+  static Dim of_atom(std::shared_ptr<const DimAtom> atom) {
+    DimPoly p;
+    p.terms[{atom->key}] = 1;
+    p.atoms[atom->key] = std::move(atom);
+    return p.to_dim();
+  }
+  Dim to_dim() && {
+    for (auto it = terms.begin(); it != terms.end();) it = it->second == 0 ? terms.erase(it) : std::next(it);
+    if (terms.empty()) return Dim(0);
+    if (terms.size() == 1 && terms.begin()->first.empty()) return Dim(terms.begin()->second);
+    return Dim(std::make_shared<const DimPoly>(std::move(*this)));
+  }
+  Dim to_dim() const& { return DimPoly(*this).to_dim(); }
+  void absorb_atoms(const DimPoly& other) { atoms.insert(other.atoms.begin(), other.atoms.end()); }
+};
+
+Dim Dim::symbol(const std::string& name) {
+  auto atom = std::make_shared<DimAtom>();
+  atom->op = DimAtom::Op::kSymbol;
+  atom->key = name;
+  return DimPoly::of_atom(std::move(atom));
+}
+
+int64_t Dim::constant() const {
+  if (poly_) fail(ErrorCode::kShapeError, "dimension ", to_string(), " is symbolic where a constant is needed");
+  return value_;
+}
+
+std::string Dim::to_string() const {
+  if (!poly_) return std::to_string(value_);
+  std::string out;
+  // Highest-degree terms first reads naturally: "2*N*S + N + 3".
+  std::vector<std::pair<std::vector<std::string>, int64_t>> terms(poly_->terms.begin(), poly_->terms.end());
+  std::stable_sort(terms.begin(), terms.end(), [](auto& a, auto& b) { return a.first.size() > b.first.size(); });
+  for (auto& [atoms, coeff] : terms) {
+    int64_t c = coeff;
+    if (!out.empty()) {
+      out += c < 0 ? " - " : " + ";
+      c = c < 0 ? -c : c;
+    } else if (c < 0 && !atoms.empty()) {
+      out += "-";
+      c = -c;
+    }
+    std::string product;
+    for (auto& a : atoms) product += (product.empty() ? "" : "*") + a;
+    if (atoms.empty()) out += std::to_string(c);
+    else if (c == 1) out += product;
+    else out += std::to_string(c) + "*" + product;
+  }
+  return out;
+}
+
+std::optional<int64_t> Dim::evaluate(const SymbolBindings& bindings) const {
+  if (!poly_) return value_;
+  int64_t total = 0;
+  for (auto& [atoms, coeff] : poly_->terms) {
+    int64_t term = coeff;
+    for (auto& key : atoms) {
+      auto v = poly_->atoms.at(key)->evaluate(bindings);
+      if (!v) return std::nullopt;
+      term = checked_mul(term, *v);
+    }
+    total = checked_add(total, term);
+  }
+  return total;
+}
+
+void Dim::collect_symbols(std::set<std::string>& out) const {
+  if (!poly_) return;
+  for (auto& [key, atom] : poly_->atoms) {
+    if (atom->op == DimAtom::Op::kSymbol) out.insert(key);
+    else {
+      atom->lhs.collect_symbols(out);
+      atom->rhs.collect_symbols(out);
+    }
+  }
+}
+
+bool Dim::operator==(const Dim& other) const {
+  if (!poly_ || !other.poly_) return !poly_ && !other.poly_ && value_ == other.value_;
+  return poly_->terms == other.poly_->terms;
+}
+
+Dim operator+(const Dim& a, const Dim& b) {
+  if (!a.poly_ && !b.poly_) return Dim(checked_add(a.value_, b.value_));
+  DimPoly p = DimPoly::of(a), q = DimPoly::of(b);
+  for (auto& [atoms, coeff] : q.terms) p.terms[atoms] = checked_add(p.terms[atoms], coeff);
+  p.absorb_atoms(q);
+  return std::move(p).to_dim();
+}
+
+Dim operator-(const Dim& a, const Dim& b) { return a + Dim(-1) * b; }
+
+Dim operator*(const Dim& a, const Dim& b) {
+  if (!a.poly_ && !b.poly_) return Dim(checked_mul(a.value_, b.value_));
+  DimPoly p = DimPoly::of(a), q = DimPoly::of(b), r;
+  for (auto& [x, cx] : p.terms)
+    for (auto& [y, cy] : q.terms) {
+      std::vector<std::string> atoms = x;
+      atoms.insert(atoms.end(), y.begin(), y.end());
+      std::sort(atoms.begin(), atoms.end());
+      r.terms[atoms] = checked_add(r.terms[atoms], checked_mul(cx, cy));
+    }
+  r.absorb_atoms(p);
+  r.absorb_atoms(q);
+  return std::move(r).to_dim();
+}
+
+namespace {
+Dim make_atom(DimAtom::Op op, const char* name, const Dim& a, const Dim& b) {
+  auto atom = std::make_shared<DimAtom>();
+  atom->op = op;
+  atom->key = std::string(name) + "(" + a.to_string() + ", " + b.to_string() + ")";
+  atom->lhs = a;
+  atom->rhs = b;
+  return DimPoly::of_atom(std::move(atom));
+}
+}  // namespace
+
+Dim floor_div(const Dim& a, const Dim& b) {
+  if (a.is_constant() && b.is_constant()) return Dim(floor_div_int(a.value_, b.value_));
+  if (b == Dim(1)) return a;
+  if (b.is_constant() && b.value_ > 0) {  // exact when every coefficient divides
+    DimPoly p = DimPoly::of(a);
+    bool exact = std::all_of(p.terms.begin(), p.terms.end(), [&](auto& t) { return t.second % b.value_ == 0; });
+    if (exact) {
+      for (auto& t : p.terms) t.second /= b.value_;
+      return std::move(p).to_dim();
+    }
+  }
+  if (a == b) return Dim(1);
+  if (!b.is_constant() && b.poly_->terms.size() == 1) {  // exact division by a monomial: N*S*512 / (N*512)
+    const auto& [divisor_atoms, divisor_coeff] = *b.poly_->terms.begin();
+    DimPoly p = DimPoly::of(a), q;
+    bool exact = divisor_coeff > 0;
+    for (auto& [atoms, coeff] : p.terms) {
+      if (!exact) break;
+      std::vector<std::string> rest;
+      exact = coeff % divisor_coeff == 0 && std::includes(atoms.begin(), atoms.end(), divisor_atoms.begin(), divisor_atoms.end());
+      std::set_difference(atoms.begin(), atoms.end(), divisor_atoms.begin(), divisor_atoms.end(), std::back_inserter(rest));
+      if (exact) q.terms[rest] = coeff / divisor_coeff;
+    }
+    if (exact) {
+      q.absorb_atoms(p);
+      return std::move(q).to_dim();
+    }
+  }
+  return make_atom(DimAtom::Op::kFloorDiv, "floor_div", a, b);
+}
+
+Dim ceil_div(const Dim& a, const Dim& b) { return floor_div(a + b - Dim(1), b); }
+
+Dim dim_max(const Dim& a, const Dim& b) {
+  if (a.is_constant() && b.is_constant()) return Dim(std::max(a.value_, b.value_));
+  if (a == b) return a;
+  return make_atom(DimAtom::Op::kMax, "max", a, b);
+}
+
+Dim dim_min(const Dim& a, const Dim& b) {
+  if (a.is_constant() && b.is_constant()) return Dim(std::min(a.value_, b.value_));
+  if (a == b) return a;
+  return make_atom(DimAtom::Op::kMin, "min", a, b);
+}
+
+Dim floor_mod(const Dim& a, const Dim& b) {
+  if (a.is_constant() && b.is_constant()) return Dim(a.value_ - floor_div_int(a.value_, b.value_) * b.value_);
+  return make_atom(DimAtom::Op::kMod, "mod", a, b);
+}
+
+std::string shape_to_string(const Shape& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? "," : "") + shape[i].to_string();
+  return out + "]";
+}
+
+bool shape_is_constant(const Shape& shape) {
+  return std::all_of(shape.begin(), shape.end(), [](const Dim& d) { return d.is_constant(); });
+}
+
+std::vector<int64_t> shape_constants(const Shape& shape) {
+  std::vector<int64_t> out;
+  out.reserve(shape.size());
+  for (auto& d : shape) out.push_back(d.constant());
+  return out;
+}
+
+Shape shape_of(const std::vector<int64_t>& dims) { return Shape(dims.begin(), dims.end()); }
+
+Dim shape_numel(const Shape& shape) {
+  Dim n(1);
+  for (auto& d : shape) n = n * d;
+  return n;
+}
+
+int64_t checked_numel(const std::vector<int64_t>& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d < 0) fail(ErrorCode::kShapeError, "negative dimension ", d);
+    n = checked_mul(n, d);
+  }
+  return n;
+}
+
+}  // namespace kiln::ir

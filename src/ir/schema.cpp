@@ -1,0 +1,182 @@
+// Op names, arity and the attributes each op accepts (with their types).
+#include <array>
+#include <string>
+#include <vector>
+
+#include "kiln/error.h"
+#include "kiln/ir/shape_inference.h"
+
+namespace kiln::ir {
+
+namespace {
+
+constexpr std::string_view kOpNames[] = {
+#define KILN_OP_NAME(name) #name,
+    KILN_OPS(KILN_OP_NAME)
+#undef KILN_OP_NAME
+};
+
+struct AttrSpec {
+  const char* name;
+  AttrType type;
+};
+
+struct OpSchema {
+  int min_inputs = 1, max_inputs = 1;  // max -1: variadic
+  int min_outputs = 1, max_outputs = 1;
+  std::vector<AttrSpec> attrs;
+};
+
+using T = AttrType;
+
+OpSchema schema_of(OpKind op) {
+  switch (op) {
+    case OpKind::kLeakyRelu:
+    case OpKind::kElu:
+    case OpKind::kCelu:
+    case OpKind::kThresholdedRelu: return {1, 1, 1, 1, {{"alpha", T::kFloat}}};
+    case OpKind::kSelu: return {1, 1, 1, 1, {{"alpha", T::kFloat}, {"gamma", T::kFloat}}};
+    case OpKind::kHardSigmoid: return {1, 1, 1, 1, {{"alpha", T::kFloat}, {"beta", T::kFloat}}};
+    case OpKind::kGelu: return {1, 1, 1, 1, {{"approximate", T::kString}}};
+    case OpKind::kShrink: return {1, 1, 1, 1, {{"bias", T::kFloat}, {"lambd", T::kFloat}}};
+    case OpKind::kClip: return {1, 3, 1, 1, {}};
+    case OpKind::kIsInf: return {1, 1, 1, 1, {{"detect_negative", T::kInt}, {"detect_positive", T::kInt}}};
+    case OpKind::kCast: return {1, 1, 1, 1, {{"to", T::kInt}, {"saturate", T::kInt}}};
+    case OpKind::kCastLike: return {2, 2, 1, 1, {{"saturate", T::kInt}}};
+    case OpKind::kDropout: return {1, 3, 1, 2, {{"seed", T::kInt}}};
+    case OpKind::kAdd:
+    case OpKind::kSub:
+    case OpKind::kMul:
+    case OpKind::kDiv:
+    case OpKind::kPow:
+    case OpKind::kPRelu:
+    case OpKind::kEqual:
+    case OpKind::kLess:
+    case OpKind::kLessOrEqual:
+    case OpKind::kGreater:
+    case OpKind::kGreaterOrEqual:
+    case OpKind::kAnd:
+    case OpKind::kOr:
+    case OpKind::kXor:
+    case OpKind::kMatMul: return {2, 2, 1, 1, {}};
+    case OpKind::kMod: return {2, 2, 1, 1, {{"fmod", T::kInt}}};
+    case OpKind::kMin:
+    case OpKind::kMax:
+    case OpKind::kMean:
+    case OpKind::kSum: return {1, -1, 1, 1, {}};
+    case OpKind::kWhere: return {3, 3, 1, 1, {}};
+    case OpKind::kGemm:
+      return {2, 3, 1, 1, {{"alpha", T::kFloat}, {"beta", T::kFloat}, {"transA", T::kInt}, {"transB", T::kInt}}};
+    case OpKind::kEinsum: return {1, -1, 1, 1, {{"equation", T::kString}}};
+    case OpKind::kConv:
+      return {2, 3, 1, 1,
+              {{"auto_pad", T::kString}, {"dilations", T::kInts}, {"group", T::kInt}, {"kernel_shape", T::kInts},
+               {"pads", T::kInts}, {"strides", T::kInts}}};
+    case OpKind::kConvTranspose:
+      return {2, 3, 1, 1,
+              {{"auto_pad", T::kString}, {"dilations", T::kInts}, {"group", T::kInt}, {"kernel_shape", T::kInts},
+               {"pads", T::kInts}, {"strides", T::kInts}, {"output_padding", T::kInts}, {"output_shape", T::kInts}}};
+    case OpKind::kBatchNormalization: return {5, 5, 1, 1, {{"epsilon", T::kFloat}, {"momentum", T::kFloat}}};
+    case OpKind::kInstanceNormalization: return {3, 3, 1, 1, {{"epsilon", T::kFloat}}};
+    case OpKind::kLayerNormalization:
+      return {2, 3, 1, 3, {{"axis", T::kInt}, {"epsilon", T::kFloat}, {"stash_type", T::kInt}}};
+    case OpKind::kGroupNormalization:
+      return {3, 3, 1, 1, {{"epsilon", T::kFloat}, {"num_groups", T::kInt}, {"stash_type", T::kInt}}};
+    case OpKind::kMaxPool:
+      return {1, 1, 1, 2,
+              {{"auto_pad", T::kString}, {"ceil_mode", T::kInt}, {"dilations", T::kInts}, {"kernel_shape", T::kInts},
+               {"pads", T::kInts}, {"storage_order", T::kInt}, {"strides", T::kInts}}};
+    case OpKind::kAveragePool:
+      return {1, 1, 1, 1,
+              {{"auto_pad", T::kString}, {"ceil_mode", T::kInt}, {"count_include_pad", T::kInt},
+               {"dilations", T::kInts}, {"kernel_shape", T::kInts}, {"pads", T::kInts}, {"strides", T::kInts}}};
+    case OpKind::kSoftmax:
+    case OpKind::kLogSoftmax:
+    case OpKind::kHardmax: return {1, 1, 1, 1, {{"axis", T::kInt}}};
+    case OpKind::kReduceMean:
+    case OpKind::kReduceSum:
+    case OpKind::kReduceMax:
+    case OpKind::kReduceMin:
+    case OpKind::kReduceProd:
+    case OpKind::kReduceL1:
+    case OpKind::kReduceL2:
+    case OpKind::kReduceLogSum:
+    case OpKind::kReduceLogSumExp:
+    case OpKind::kReduceSumSquare:
+      return {1, 2, 1, 1, {{"keepdims", T::kInt}, {"noop_with_empty_axes", T::kInt}}};
+    case OpKind::kArgMax:
+    case OpKind::kArgMin: return {1, 1, 1, 1, {{"axis", T::kInt}, {"keepdims", T::kInt}, {"select_last_index", T::kInt}}};
+    case OpKind::kCumSum: return {2, 2, 1, 1, {{"exclusive", T::kInt}, {"reverse", T::kInt}}};
+    case OpKind::kTopK: return {2, 2, 2, 2, {{"axis", T::kInt}, {"largest", T::kInt}, {"sorted", T::kInt}}};
+    case OpKind::kReshape: return {2, 2, 1, 1, {{"allowzero", T::kInt}}};
+    case OpKind::kFlatten: return {1, 1, 1, 1, {{"axis", T::kInt}}};
+    case OpKind::kSqueeze: return {1, 2, 1, 1, {}};
+    case OpKind::kUnsqueeze: return {2, 2, 1, 1, {}};
+    case OpKind::kTranspose: return {1, 1, 1, 1, {{"perm", T::kInts}}};
+    case OpKind::kConcat: return {1, -1, 1, 1, {{"axis", T::kInt}}};
+    case OpKind::kSplit: return {1, 2, 1, -1, {{"axis", T::kInt}, {"num_outputs", T::kInt}}};
+    case OpKind::kSlice: return {3, 5, 1, 1, {}};
+    case OpKind::kGather:
+    case OpKind::kGatherElements: return {2, 2, 1, 1, {{"axis", T::kInt}}};
+    case OpKind::kExpand:
+    case OpKind::kTile: return {2, 2, 1, 1, {}};
+    case OpKind::kPad: return {2, 4, 1, 1, {{"mode", T::kString}}};
+    case OpKind::kShape: return {1, 1, 1, 1, {{"start", T::kInt}, {"end", T::kInt}}};
+    case OpKind::kConstantOfShape: return {1, 1, 1, 1, {{"value", T::kTensor}}};
+    case OpKind::kRange: return {3, 3, 1, 1, {}};
+    case OpKind::kTrilu: return {1, 2, 1, 1, {{"upper", T::kInt}}};
+    case OpKind::kResize:
+      return {1, 4, 1, 1,
+              {{"antialias", T::kInt}, {"axes", T::kInts}, {"coordinate_transformation_mode", T::kString},
+               {"cubic_coeff_a", T::kFloat}, {"exclude_outside", T::kInt}, {"extrapolation_value", T::kFloat},
+               {"keep_aspect_ratio_policy", T::kString}, {"mode", T::kString}, {"nearest_mode", T::kString}}};
+    case OpKind::kDepthToSpace: return {1, 1, 1, 1, {{"blocksize", T::kInt}, {"mode", T::kString}}};
+    case OpKind::kSpaceToDepth: return {1, 1, 1, 1, {{"blocksize", T::kInt}}};
+    case OpKind::kOneHot: return {3, 3, 1, 1, {{"axis", T::kInt}}};
+    default: return {1, 1, 1, 1, {}};  // plain unary ops and GlobalAveragePool/GlobalMaxPool/Size
+  }
+}
+
+const OpSchema& schema(OpKind op) {
+  static const std::vector<OpSchema> table = [] {
+    std::vector<OpSchema> t;
+    for (int i = 0; i < op_count(); ++i) t.push_back(schema_of(OpKind(i)));
+    return t;
+  }();
+  return table.at(size_t(op));
+}
+
+}  // namespace
+
+std::string_view op_name(OpKind op) { return kOpNames[size_t(op)]; }
+int op_count() { return int(std::size(kOpNames)); }
+
+std::optional<OpKind> op_from_name(std::string_view name) {
+  for (size_t i = 0; i < std::size(kOpNames); ++i)
+    if (kOpNames[i] == name) return OpKind(i);
+  return std::nullopt;
+}
+
+void check_node_schema(const Node& node) {
+  const OpSchema& s = schema(node.op);
+  auto where = [&] { return str("node '", node.name, "' (", op_name(node.op), ")"); };
+  int n_in = int(node.inputs.size());
+  if (n_in < s.min_inputs || (s.max_inputs >= 0 && n_in > s.max_inputs))
+    fail(ErrorCode::kInvalidModel, where(), " has ", n_in, " inputs; expected ", s.min_inputs,
+         s.max_inputs < 0 ? " or more" : str(" to ", s.max_inputs));
+  int n_out = int(node.outputs.size());
+  if (n_out < s.min_outputs || (s.max_outputs >= 0 && n_out > s.max_outputs))
+    fail(ErrorCode::kInvalidModel, where(), " has ", n_out, " outputs; expected ", s.min_outputs,
+         s.max_outputs < 0 ? " or more" : str(" to ", s.max_outputs));
+  for (auto& [name, value] : node.attrs.all()) {
+    const AttrSpec* spec = nullptr;
+    for (auto& a : s.attrs)
+      if (name == a.name) spec = &a;
+    if (!spec) fail(ErrorCode::kUnsupported, where(), " has attribute '", name, "' which kiln does not support");
+    if (attr_type_of(value) != spec->type)
+      fail(ErrorCode::kInvalidModel, where(), " attribute '", name, "' is ", attr_type_name(attr_type_of(value)),
+           "; expected ", attr_type_name(spec->type));
+  }
+}
+
+}  // namespace kiln::ir
