@@ -39,7 +39,7 @@ OpSchema schema_of(OpKind op) {
     case OpKind::kHardSigmoid: return {1, 1, 1, 1, {{"alpha", T::kFloat}, {"beta", T::kFloat}}};
     case OpKind::kGelu: return {1, 1, 1, 1, {{"approximate", T::kString}}};
     case OpKind::kShrink: return {1, 1, 1, 1, {{"bias", T::kFloat}, {"lambd", T::kFloat}}};
-    case OpKind::kClip: return {1, 3, 1, 1, {}};
+    case OpKind::kClip: return {1, 3, 1, 1, {{"min", T::kFloat}, {"max", T::kFloat}}};  // attrs: opset < 11 form
     case OpKind::kIsInf: return {1, 1, 1, 1, {{"detect_negative", T::kInt}, {"detect_positive", T::kInt}}};
     case OpKind::kCast: return {1, 1, 1, 1, {{"to", T::kInt}, {"saturate", T::kInt}}};
     case OpKind::kCastLike: return {2, 2, 1, 1, {{"saturate", T::kInt}}};

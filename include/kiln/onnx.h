@@ -1,0 +1,25 @@
+// The ONNX front end: reads an ONNX model into a kiln Network.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "kiln/ir/network.h"
+
+namespace kiln::onnx {
+
+// Opsets of the default ONNX domain that the importer accepts.
+int min_supported_opset();
+int max_supported_opset();
+
+// Loads and finalizes a model. External data files are resolved against the
+// model's folder and may not point outside it. Throws kiln::Error.
+ir::Network load_model(const std::filesystem::path& path);
+// Same, from bytes already in memory (external data resolved against base_dir;
+// empty base_dir forbids external data).
+ir::Network load_model_bytes(std::string bytes, const std::filesystem::path& base_dir = {});
+
+// Reads a serialized TensorProto (.pb files of the ONNX backend tests).
+ir::TensorData load_tensor_file(const std::filesystem::path& path);
+
+}  // namespace kiln::onnx

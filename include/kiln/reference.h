@@ -1,0 +1,24 @@
+// The CPU reference interpreter: executes any finalized Network on the host.
+// It is the oracle every GPU kernel is checked against, so it favours
+// clarity and accuracy (float64 accumulation) over speed.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kiln/ir/network.h"
+
+namespace kiln::reference {
+
+using Tensor = ir::TensorData;
+
+// A tensor of `dtype` and `dims` filled from doubles (rounded to the dtype).
+Tensor make_tensor(DType dtype, std::vector<int64_t> dims, const std::vector<double>& values);
+
+// Runs the network on named inputs; returns one tensor per network output, in
+// order. Checks every input's dtype and dims (constant dims must match, equal
+// symbols must agree, symbols must lie in their ranges when set). Throws kiln::Error.
+std::vector<Tensor> run(const ir::Network& network, const std::map<std::string, Tensor>& inputs);
+
+}  // namespace kiln::reference

@@ -1,0 +1,167 @@
+// ModelProto -> Network: opset checks, initializers, typed inputs, nodes, outputs.
+#include <fstream>
+#include <limits>
+#include <map>
+
+#include "importer.h"
+#include "kiln/error.h"
+#include "kiln/onnx.h"
+
+namespace kiln::onnx {
+
+namespace fs = std::filesystem;
+
+int min_supported_opset() { return 7; }
+int max_supported_opset() { return KILN_ONNX_MAX_OPSET; }
+
+ir::ValueId GraphBuilder::value(const std::string& name) {
+  if (name.empty()) return ir::kNoValue;
+  if (auto id = net_.find_value(name)) return *id;
+  return net_.add_value(name);
+}
+
+ir::ValueId GraphBuilder::const_ints(const std::string& stem, const std::vector<int64_t>& values, bool scalar) {
+  ir::TensorData t;
+  t.dtype = DType::kInt64;
+  if (!scalar) t.dims = {int64_t(values.size())};
+  t.data = Buffer::copy_of(values.data(), values.size() * sizeof(int64_t));
+  return net_.add_weight(str(stem, "__const", const_counter_++), std::move(t));
+}
+
+ir::ValueId GraphBuilder::const_float(const std::string& stem, float value) {
+  ir::TensorData t;
+  t.dtype = DType::kFloat32;
+  t.data = Buffer::copy_of(&value, sizeof(value));
+  return net_.add_weight(str(stem, "__const", const_counter_++), std::move(t));
+}
+
+namespace {
+
+std::string model_label(const fs::path& path) { return path.empty() ? std::string("model") : path.string(); }
+
+ir::Shape input_shape(const ::onnx::ValueInfoProto& info) {
+  ir::Shape shape;
+  const auto& type = info.type().tensor_type();
+  if (!type.has_shape()) fail(ErrorCode::kUnsupported, "input '", info.name(), "' has no shape (unknown rank)");
+  for (int i = 0; i < type.shape().dim_size(); ++i) {
+    const auto& d = type.shape().dim(i);
+    if (d.has_dim_value()) {
+      if (d.dim_value() < 0) fail(ErrorCode::kInvalidModel, "input '", info.name(), "' has negative dim ", d.dim_value());
+      shape.push_back(ir::Dim(d.dim_value()));
+    } else if (d.has_dim_param() && !d.dim_param().empty()) {
+      shape.push_back(ir::Dim::symbol(d.dim_param()));
+    } else {
+      shape.push_back(ir::Dim::symbol(str(info.name(), "_dim", i)));
+    }
+  }
+  return shape;
+}
+
+void check_unsupported_ops(const ::onnx::GraphProto& graph) {
+  std::map<std::string, int> unsupported;
+  for (const auto& node : graph.node()) {
+    bool default_domain = node.domain().empty() || node.domain() == "ai.onnx";
+    if (!default_domain) unsupported[node.domain() + "::" + node.op_type()]++;
+    else if (!is_supported_op(node.op_type())) unsupported[node.op_type()]++;
+  }
+  if (unsupported.empty()) return;
+  std::string list;
+  for (auto& [op, count] : unsupported) list += str(list.empty() ? "" : ", ", op, " (", count, ")");
+  fail(ErrorCode::kUnsupported, "unsupported ops: ", list);
+}
+
+ir::Network import_model(::onnx::ModelProto& model, const fs::path& base_dir, const std::string& label) {
+  if (!model.has_graph()) fail(ErrorCode::kInvalidModel, label, " has no graph");
+  int opset = -1;
+  for (const auto& entry : model.opset_import())
+    if (entry.domain().empty() || entry.domain() == "ai.onnx") opset = int(entry.version());
+  if (opset < 0) {
+    if (model.opset_import_size() != 0) fail(ErrorCode::kInvalidModel, label, " imports no opset of the default ONNX domain");
+    opset = 1;  // IR version 1-2 models without opset_import
+  }
+  if (opset < min_supported_opset() || opset > max_supported_opset())
+    fail(ErrorCode::kUnsupported, label, " uses ONNX opset ", opset, "; kiln supports opsets ", min_supported_opset(),
+         " to ", max_supported_opset());
+
+  ::onnx::GraphProto& graph = *model.mutable_graph();
+  check_unsupported_ops(graph);
+
+  ir::Network net;
+  net.set_name(graph.name());
+  GraphBuilder builder(net, opset, base_dir);
+  std::set<std::string> initializer_names;
+  for (auto& init : *graph.mutable_initializer()) {
+    if (init.name().empty()) fail(ErrorCode::kInvalidModel, label, " has an initializer without a name");
+    std::string name = init.name();
+    net.add_weight(name, tensor_from_proto(init, base_dir));
+    initializer_names.insert(name);
+  }
+  for (const auto& input : graph.input()) {
+    if (initializer_names.count(input.name())) continue;  // an input with a default value is a weight
+    if (!input.type().has_tensor_type())
+      fail(ErrorCode::kUnsupported, "input '", input.name(), "' is not a tensor (sequence, map and optional types are not supported)");
+    auto dtype = dtype_from_onnx(input.type().tensor_type().elem_type());
+    if (!dtype)
+      fail(ErrorCode::kUnsupported, "input '", input.name(), "' has dtype ",
+           onnx_dtype_name(input.type().tensor_type().elem_type()), ", which kiln does not support");
+    net.add_input(input.name(), *dtype, input_shape(input));
+  }
+  for (int i = 0; i < graph.node_size(); ++i) translate_node(builder, *graph.mutable_node(i), i);
+  for (const auto& output : graph.output()) {
+    if (output.has_type() && !output.type().has_tensor_type())
+      fail(ErrorCode::kUnsupported, "output '", output.name(), "' is not a tensor (sequence, map and optional types are not supported)");
+    auto id = net.find_value(output.name());
+    if (!id) fail(ErrorCode::kInvalidModel, "graph output '", output.name(), "' is not produced by any node");
+    net.add_output(*id);
+  }
+  net.finalize();
+  return net;
+}
+
+std::string read_file(const fs::path& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail(ErrorCode::kIoError, path, " is a directory, not a file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(ErrorCode::kIoError, "cannot open ", path);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) fail(ErrorCode::kIoError, "cannot read ", path);
+  return bytes;
+}
+
+}  // namespace
+
+ir::Network load_model_bytes(std::string bytes, const fs::path& base_dir) {
+  std::string label = "model";
+  if (bytes.empty()) fail(ErrorCode::kParseError, "the model is empty (0 bytes)");
+  if (bytes.size() > size_t(std::numeric_limits<int>::max()))
+    fail(ErrorCode::kUnsupported, "the model is larger than 2 GiB; store its weights as external data");
+  ::onnx::ModelProto model;
+  if (!model.ParseFromString(bytes))
+    fail(ErrorCode::kParseError, "the model is not a valid ONNX protobuf (truncated or corrupt?)");
+  bytes.clear();
+  bytes.shrink_to_fit();
+  return import_model(model, base_dir, label);
+}
+
+ir::Network load_model(const fs::path& path) {
+  std::string bytes = read_file(path);
+  try {
+    fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+    return load_model_bytes(std::move(bytes), dir);
+  } catch (const Error& e) {
+    throw Error(e.code(), str(path.string(), ": ", e.what()));
+  }
+}
+
+ir::TensorData load_tensor_file(const fs::path& path) {
+  std::string bytes = read_file(path);
+  ::onnx::TensorProto proto;
+  if (!proto.ParseFromString(bytes)) fail(ErrorCode::kParseError, path, " is not a valid TensorProto");
+  try {
+    return tensor_from_proto(proto, path.parent_path());
+  } catch (const Error& e) {
+    throw Error(e.code(), str(path.string(), ": ", e.what()));
+  }
+}
+
+}  // namespace kiln::onnx

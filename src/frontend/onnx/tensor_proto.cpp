@@ -1,0 +1,141 @@
+// TensorProto -> TensorData: raw bytes, typed fields and external data files.
+#include <cstring>
+
+#include "importer.h"
+#include "kiln/error.h"
+
+namespace kiln::onnx {
+
+namespace fs = std::filesystem;
+using ::onnx::TensorProto;
+
+std::optional<DType> dtype_from_onnx(int32_t elem_type) {
+  switch (elem_type) {
+    case TensorProto::FLOAT: return DType::kFloat32;
+    case TensorProto::FLOAT16: return DType::kFloat16;
+    case TensorProto::BFLOAT16: return DType::kBFloat16;
+    case TensorProto::DOUBLE: return DType::kFloat64;
+    case TensorProto::INT64: return DType::kInt64;
+    case TensorProto::INT32: return DType::kInt32;
+    case TensorProto::INT8: return DType::kInt8;
+    case TensorProto::UINT8: return DType::kUInt8;
+    case TensorProto::BOOL: return DType::kBool;
+    default: return std::nullopt;
+  }
+}
+
+std::string onnx_dtype_name(int32_t elem_type) {
+  if (TensorProto::DataType_IsValid(elem_type))
+    return TensorProto::DataType_Name(static_cast<TensorProto::DataType>(elem_type));
+  return str("unknown(", elem_type, ")");
+}
+
+namespace {
+
+// Copies a repeated typed field into dense little-endian storage of `dtype`.
+template <class Field>
+Buffer pack_field(const Field& field, DType dtype) {
+  size_t n = size_t(field.size());
+  std::vector<std::byte> bytes(n * dtype_size(dtype));
+  visit_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    T* out = reinterpret_cast<T*>(bytes.data());
+    for (size_t i = 0; i < n; ++i) {
+      if constexpr (std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>) out[i].bits = uint16_t(field.Get(int(i)));
+      else out[i] = static_cast<T>(field.Get(int(i)));
+    }
+  });
+  return Buffer::from_bytes(std::move(bytes));
+}
+
+Buffer external_data(const TensorProto& proto, const fs::path& base_dir, const std::string& name) {
+  std::string location;
+  int64_t offset = 0, length = -1;
+  for (auto& entry : proto.external_data()) {
+    try {
+      if (entry.key() == "location") location = entry.value();
+      else if (entry.key() == "offset") offset = std::stoll(entry.value());
+      else if (entry.key() == "length") length = std::stoll(entry.value());
+    } catch (const std::exception&) {
+      fail(ErrorCode::kInvalidModel, "tensor '", name, "': external data ", entry.key(), " '", entry.value(),
+           "' is not a number");
+    }
+  }
+  if (location.empty()) fail(ErrorCode::kInvalidModel, "tensor '", name, "' has external data without a location");
+  if (base_dir.empty())
+    fail(ErrorCode::kInvalidModel, "tensor '", name, "' uses external data, which needs a model loaded from a file");
+  if (offset < 0 || length < -1) fail(ErrorCode::kInvalidModel, "tensor '", name, "' has a negative external offset or length");
+  fs::path relative(location);
+  if (relative.is_absolute())
+    fail(ErrorCode::kInvalidModel, "tensor '", name, "': external data path '", location, "' is absolute; it must be relative to the model's folder");
+  fs::path root = fs::weakly_canonical(base_dir);
+  fs::path full = fs::weakly_canonical(root / relative);
+  auto [root_end, full_it] = std::mismatch(root.begin(), root.end(), full.begin(), full.end());
+  if (root_end != root.end())
+    fail(ErrorCode::kInvalidModel, "tensor '", name, "': external data path '", location, "' points outside the model's folder ", root);
+  if (!fs::exists(full))
+    fail(ErrorCode::kIoError, "tensor '", name, "': external data file ", full, " does not exist");
+  return Buffer::map_file(full, size_t(offset), length);
+}
+
+}  // namespace
+
+ir::TensorData tensor_from_proto(TensorProto& proto, const fs::path& base_dir) {
+  const std::string name = proto.name().empty() ? std::string("(unnamed)") : proto.name();
+  auto dtype = dtype_from_onnx(proto.data_type());
+  if (!dtype)
+    fail(ErrorCode::kUnsupported, "tensor '", name, "' has dtype ", onnx_dtype_name(proto.data_type()),
+         ", which kiln does not support");
+  ir::TensorData t;
+  t.dtype = *dtype;
+  for (int64_t d : proto.dims()) {
+    if (d < 0) fail(ErrorCode::kInvalidModel, "tensor '", name, "' has negative dim ", d);
+    t.dims.push_back(d);
+  }
+  int64_t numel;
+  try {
+    numel = t.numel();
+  } catch (const Error&) {
+    fail(ErrorCode::kInvalidModel, "tensor '", name, "' has dims whose product overflows");
+  }
+  // Checked before any allocation so that absurd dims cannot ask for absurd memory.
+  auto expect = [&](uint64_t have, const char* what) {
+    if (have != uint64_t(numel))
+      fail(ErrorCode::kInvalidModel, "tensor '", name, "' has ", have, " ", what, " but its dims ",
+           shape_to_string(ir::shape_of(t.dims)), " need ", numel);
+  };
+  size_t elem = dtype_size(t.dtype);
+  if (proto.data_location() == TensorProto::EXTERNAL) {
+    t.data = external_data(proto, base_dir, name);
+    if (t.data.size() % elem != 0 || t.data.size() / elem != uint64_t(numel))
+      fail(ErrorCode::kInvalidModel, "tensor '", name, "' external data has ", t.data.size(), " bytes; dims need ",
+           uint64_t(numel) * elem);
+  } else if (proto.has_raw_data()) {
+    if (proto.raw_data().size() % elem != 0 || proto.raw_data().size() / elem != uint64_t(numel))
+      fail(ErrorCode::kInvalidModel, "tensor '", name, "' has ", proto.raw_data().size(), " bytes of raw data but its dims ",
+           shape_to_string(ir::shape_of(t.dims)), " of ", dtype_name(t.dtype), " need ", uint64_t(numel) * elem);
+    std::string bytes;
+    bytes.swap(*proto.mutable_raw_data());  // take the storage, no copy
+    t.data = Buffer::from_string(std::move(bytes));
+  } else {
+    switch (t.dtype) {
+      case DType::kFloat32: expect(proto.float_data_size(), "float_data values"); t.data = pack_field(proto.float_data(), t.dtype); break;
+      case DType::kFloat64: expect(proto.double_data_size(), "double_data values"); t.data = pack_field(proto.double_data(), t.dtype); break;
+      case DType::kInt64: expect(proto.int64_data_size(), "int64_data values"); t.data = pack_field(proto.int64_data(), t.dtype); break;
+      default: expect(proto.int32_data_size(), "int32_data values"); t.data = pack_field(proto.int32_data(), t.dtype); break;
+    }
+  }
+  if (t.dtype == DType::kBool) {  // normalize to 0/1 so bool reads are well defined
+    const uint8_t* p = t.data.as<uint8_t>();
+    bool clean = true;
+    for (size_t i = 0; i < t.data.size() && clean; ++i) clean = p[i] <= 1;
+    if (!clean) {
+      std::vector<std::byte> bytes(t.data.size());
+      for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = std::byte(p[i] != 0);
+      t.data = Buffer::from_bytes(std::move(bytes));
+    }
+  }
+  return t;
+}
+
+}  // namespace kiln::onnx

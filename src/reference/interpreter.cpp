@@ -1,0 +1,147 @@
+// Walks the network in topological order, checking inputs, inferring each
+// node's output shapes from the real data and cross-checking the kernels.
+#include <map>
+
+#include "kernels.h"
+
+namespace kiln::reference {
+
+using ir::OpKind;
+
+namespace {
+
+enum class Family { kElementwise, kLinalg, kNN, kReduce, kMovement };
+
+Family family_of(OpKind op) {
+  switch (op) {
+    case OpKind::kMatMul: case OpKind::kGemm: case OpKind::kEinsum: return Family::kLinalg;
+    case OpKind::kConv: case OpKind::kConvTranspose: case OpKind::kBatchNormalization:
+    case OpKind::kInstanceNormalization: case OpKind::kLayerNormalization: case OpKind::kGroupNormalization:
+    case OpKind::kMaxPool: case OpKind::kAveragePool: case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool:
+    case OpKind::kSoftmax: case OpKind::kLogSoftmax: case OpKind::kHardmax:
+      return Family::kNN;
+    case OpKind::kReduceMean: case OpKind::kReduceSum: case OpKind::kReduceMax: case OpKind::kReduceMin:
+    case OpKind::kReduceProd: case OpKind::kReduceL1: case OpKind::kReduceL2: case OpKind::kReduceLogSum:
+    case OpKind::kReduceLogSumExp: case OpKind::kReduceSumSquare: case OpKind::kArgMax: case OpKind::kArgMin:
+    case OpKind::kCumSum: case OpKind::kTopK:
+      return Family::kReduce;
+    case OpKind::kReshape: case OpKind::kFlatten: case OpKind::kSqueeze: case OpKind::kUnsqueeze:
+    case OpKind::kTranspose: case OpKind::kConcat: case OpKind::kSplit: case OpKind::kSlice: case OpKind::kGather:
+    case OpKind::kGatherElements: case OpKind::kExpand: case OpKind::kTile: case OpKind::kPad: case OpKind::kShape:
+    case OpKind::kSize: case OpKind::kConstantOfShape: case OpKind::kRange: case OpKind::kTrilu: case OpKind::kResize:
+    case OpKind::kDepthToSpace: case OpKind::kSpaceToDepth: case OpKind::kOneHot:
+      return Family::kMovement;
+    default: return Family::kElementwise;
+  }
+}
+
+Outputs dispatch(const KernelContext& c) {
+  switch (family_of(c.node.op)) {
+    case Family::kElementwise: return run_elementwise(c);
+    case Family::kLinalg: return run_linalg(c);
+    case Family::kNN: return run_nn(c);
+    case Family::kReduce: return run_reduce(c);
+    case Family::kMovement: return run_movement(c);
+  }
+  return {};
+}
+
+// Checks one input against its declared dtype and shape, binding symbols.
+void bind_input(const ir::Network& net, const ir::Value& v, const Tensor& t, ir::SymbolBindings& bindings) {
+  if (t.dtype != v.dtype)
+    fail(ErrorCode::kTypeError, "input '", v.name, "' must be ", dtype_name(v.dtype), "; got ", dtype_name(t.dtype));
+  if (t.dims.size() != v.shape.size())
+    fail(ErrorCode::kShapeError, "input '", v.name, "' must have rank ", v.shape.size(), " ",
+         ir::shape_to_string(v.shape), "; got ", ir::shape_to_string(ir::shape_of(t.dims)));
+  if (t.data.size() != size_t(t.numel()) * dtype_size(t.dtype))
+    fail(ErrorCode::kInvalidArgument, "input '", v.name, "' has ", t.data.size(), " bytes; its dims need ",
+         size_t(t.numel()) * dtype_size(t.dtype));
+  for (size_t i = 0; i < t.dims.size(); ++i) {
+    const ir::Dim& d = v.shape[i];
+    if (d.is_constant()) {
+      if (d.constant() != t.dims[i])
+        fail(ErrorCode::kShapeError, "input '", v.name, "' dim ", i, " must be ", d.constant(), "; got ", t.dims[i]);
+      continue;
+    }
+    std::set<std::string> symbols;
+    d.collect_symbols(symbols);
+    if (symbols.size() != 1 || d != ir::Dim::symbol(*symbols.begin())) continue;  // derived dims are checked by inference
+    const std::string& s = *symbols.begin();
+    auto [it, inserted] = bindings.emplace(s, t.dims[i]);
+    if (!inserted && it->second != t.dims[i])
+      fail(ErrorCode::kShapeError, "input '", v.name, "' dim ", i, " ('", s, "') is ", t.dims[i],
+           " but another input set '", s, "' to ", it->second);
+    auto range = net.dim_ranges().find(s);
+    if (range != net.dim_ranges().end() && (t.dims[i] < range->second.min || t.dims[i] > range->second.max))
+      fail(ErrorCode::kShapeError, "input '", v.name, "' dim ", i, " ('", s, "') is ", t.dims[i], ", outside its range [",
+           range->second.min, ", ", range->second.max, "]");
+  }
+}
+
+}  // namespace
+
+std::vector<Tensor> run(const ir::Network& net, const std::map<std::string, Tensor>& inputs) {
+  if (!net.finalized()) fail(ErrorCode::kInvalidArgument, "the network must be finalized before it runs");
+  std::vector<std::optional<Tensor>> values(net.values().size());
+  ir::SymbolBindings bindings;
+  for (auto& [name, tensor] : inputs) {
+    auto id = net.find_value(name);
+    if (!id || !net.value(*id).is_input) {
+      std::string names;
+      for (ir::ValueId in : net.inputs()) names += (names.empty() ? "" : ", ") + net.value(in).name;
+      fail(ErrorCode::kInvalidArgument, "'", name, "' is not an input of the network (inputs: ", names, ")");
+    }
+  }
+  for (ir::ValueId id : net.inputs()) {
+    const ir::Value& v = net.value(id);
+    auto it = inputs.find(v.name);
+    if (it == inputs.end()) fail(ErrorCode::kInvalidArgument, "input '", v.name, "' is not given");
+    bind_input(net, v, it->second, bindings);
+    values[size_t(id)] = it->second;
+  }
+  for (size_t i = 0; i < net.values().size(); ++i)
+    if (net.values()[i].weight) values[i] = *net.values()[i].weight;
+
+  // Free intermediates after their last reader so large models fit.
+  std::vector<size_t> last_use(net.values().size(), SIZE_MAX);
+  for (size_t n = 0; n < net.nodes().size(); ++n)
+    for (ir::ValueId v : net.nodes()[n].inputs)
+      if (v != ir::kNoValue) last_use[size_t(v)] = n;
+  for (ir::ValueId v : net.outputs()) last_use[size_t(v)] = SIZE_MAX;
+
+  int64_t fresh_counter = 0;
+  std::function<ir::Dim()> fresh = [&] { return ir::Dim::symbol(str("_r", fresh_counter++)); };
+  for (size_t n = 0; n < net.nodes().size(); ++n) {
+    const ir::Node& node = net.nodes()[n];
+    std::vector<ir::InferInput> infer_in(node.inputs.size());
+    std::vector<const Tensor*> kernel_in(node.inputs.size(), nullptr);
+    for (size_t i = 0; i < node.inputs.size(); ++i) {
+      if (node.inputs[i] == ir::kNoValue) continue;
+      const Tensor& t = *values[size_t(node.inputs[i])];
+      kernel_in[i] = &t;
+      infer_in[i] = ir::InferInput{true, t.dtype, ir::shape_of(t.dims), nullptr, &t};
+    }
+    KernelContext ctx{node, kernel_in, ir::infer_node(node, infer_in, fresh)};
+    Outputs out = dispatch(ctx);
+    if (out.size() < node.outputs.size())
+      fail(ErrorCode::kInternal, ctx.where(), ": kernel made ", out.size(), " outputs, expected ", node.outputs.size());
+    for (size_t i = 0; i < node.outputs.size(); ++i) {
+      if (node.outputs[i] == ir::kNoValue) continue;
+      const ir::InferOutput& expect = ctx.outputs[i];
+      if (out[i].dtype != expect.dtype ||
+          (ir::shape_is_constant(expect.shape) && ir::shape_constants(expect.shape) != out[i].dims))
+        fail(ErrorCode::kInternal, ctx.where(), ": output ", i, " is ", dtype_name(out[i].dtype),
+             ir::shape_to_string(ir::shape_of(out[i].dims)), " but inference said ", dtype_name(expect.dtype),
+             ir::shape_to_string(expect.shape));
+      values[size_t(node.outputs[i])] = std::move(out[i]);
+    }
+    for (ir::ValueId v : node.inputs)
+      if (v != ir::kNoValue && last_use[size_t(v)] == n && !net.value(v).weight && !net.value(v).is_input)
+        values[size_t(v)].reset();
+  }
+  std::vector<Tensor> result;
+  for (ir::ValueId id : net.outputs()) result.push_back(*values[size_t(id)]);
+  return result;
+}
+
+}  // namespace kiln::reference

@@ -1,0 +1,91 @@
+// Internal interface of the reference kernels: one entry point per op family
+// and the helpers they share (dtype conversion, broadcasting, index walking).
+#pragma once
+
+#include <cstring>
+#include <vector>
+
+#include "kiln/error.h"
+#include "kiln/ir/shape_inference.h"
+#include "kiln/reference.h"
+
+namespace kiln::reference {
+
+struct KernelContext {
+  const ir::Node& node;
+  std::vector<const Tensor*> inputs;  // nullptr for an omitted optional input
+  std::vector<ir::InferOutput> outputs;  // inferred dtype/shape of every output
+
+  bool has(size_t i) const { return i < inputs.size() && inputs[i]; }
+  const Tensor& in(size_t i) const {
+    if (!has(i)) fail(ErrorCode::kInvalidModel, where(), ": input ", i, " is required");
+    return *inputs[i];
+  }
+  const ir::Attributes& attrs() const { return node.attrs; }
+  // Concrete dims of output i; throws if shape inference could not tell them.
+  std::vector<int64_t> out_dims(size_t i) const;
+  DType out_dtype(size_t i) const { return outputs.at(i).dtype; }
+  std::string where() const { return str("node '", node.name, "' (", ir::op_name(node.op), ")"); }
+  template <class... Args>
+  [[noreturn]] void error(ErrorCode code, const Args&... args) const {
+    fail(code, where(), ": ", args...);
+  }
+};
+
+using Outputs = std::vector<Tensor>;
+
+Outputs run_elementwise(const KernelContext& c);
+Outputs run_linalg(const KernelContext& c);
+Outputs run_nn(const KernelContext& c);
+Outputs run_reduce(const KernelContext& c);
+Outputs run_movement(const KernelContext& c);
+
+// ---- helpers -----------------------------------------------------------------
+
+std::vector<double> to_doubles(const Tensor& t);
+std::vector<int64_t> to_ints(const Tensor& t);  // integer and bool dtypes
+Tensor from_doubles(DType dtype, std::vector<int64_t> dims, const std::vector<double>& values);
+Tensor from_ints(DType dtype, std::vector<int64_t> dims, const std::vector<int64_t>& values);
+Tensor with_dims(const Tensor& t, std::vector<int64_t> dims);  // shares the bytes
+double scalar_double(const Tensor& t);
+
+std::vector<int64_t> strides_of(const std::vector<int64_t>& dims);
+// Strides of `in_dims` seen from the broadcast shape `out_dims` (0 along broadcast axes).
+std::vector<int64_t> broadcast_strides(const std::vector<int64_t>& in_dims, const std::vector<int64_t>& out_dims);
+
+// Calls fn(index) for every multi-index of `dims` in row-major order.
+template <class Fn>
+void for_each_index(const std::vector<int64_t>& dims, Fn&& fn) {
+  int64_t n = ir::checked_numel(dims);
+  if (n == 0) return;
+  std::vector<int64_t> idx(dims.size(), 0);
+  for (int64_t i = 0; i < n; ++i) {
+    fn(idx);
+    for (size_t d = dims.size(); d-- > 0;) {
+      if (++idx[d] < dims[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
+
+// Builds an output of `dims` whose element at each index copies input element
+// src(index), or `fill` (one element's bytes) when src returns -1.
+template <class SrcFn>
+Tensor remap(const Tensor& in, std::vector<int64_t> dims, SrcFn&& src, const std::byte* fill = nullptr) {
+  size_t elem = dtype_size(in.dtype);
+  std::vector<std::byte> bytes(size_t(ir::checked_numel(dims)) * elem);
+  std::byte* out = bytes.data();
+  const std::byte* base = in.data.data();
+  for_each_index(dims, [&](const std::vector<int64_t>& idx) {
+    int64_t s = src(idx);
+    std::memcpy(out, s < 0 ? fill : base + size_t(s) * elem, elem);
+    out += elem;
+  });
+  Tensor t;
+  t.dtype = in.dtype;
+  t.dims = std::move(dims);
+  t.data = Buffer::from_bytes(std::move(bytes));
+  return t;
+}
+
+}  // namespace kiln::reference

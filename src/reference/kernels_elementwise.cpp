@@ -1,0 +1,332 @@
+// Elementwise ops: unary math and activations, casts, binary arithmetic and
+// comparisons with numpy broadcasting, variadic Min/Max/Mean/Sum, Where.
+#include <cmath>
+#include <limits>
+
+#include "kernels.h"
+
+namespace kiln::reference {
+
+using ir::OpKind;
+
+namespace {
+
+// Evaluates fn over the broadcast of the given inputs. V is double (float
+// dtypes) or int64_t (integer and bool dtypes); fn takes `const V*` args.
+template <class V, class Fn>
+std::vector<V> broadcast_map(const std::vector<const Tensor*>& ins, const std::vector<int64_t>& out_dims, Fn&& fn) {
+  std::vector<std::vector<V>> vals;
+  std::vector<std::vector<int64_t>> strides;
+  for (const Tensor* t : ins) {
+    if constexpr (std::is_same_v<V, double>) vals.push_back(to_doubles(*t));
+    else vals.push_back(to_ints(*t));
+    strides.push_back(broadcast_strides(t->dims, out_dims));
+  }
+  std::vector<V> out;
+  out.reserve(size_t(ir::checked_numel(out_dims)));
+  std::vector<V> args(ins.size());
+  for_each_index(out_dims, [&](const std::vector<int64_t>& idx) {
+    for (size_t k = 0; k < ins.size(); ++k) {
+      int64_t off = 0;
+      for (size_t d = 0; d < idx.size(); ++d) off += idx[d] * strides[k][d];
+      args[k] = vals[k][size_t(off)];
+    }
+    out.push_back(fn(args.data()));
+  });
+  return out;
+}
+
+std::vector<const Tensor*> present(const KernelContext& c) {
+  std::vector<const Tensor*> v;
+  for (auto* t : c.inputs)
+    if (t) v.push_back(t);
+  return v;
+}
+
+bool int_path(DType d) { return !is_floating(d); }
+
+Tensor unary_float(const KernelContext& c, double (*fn)(double, const ir::Attributes&)) {
+  const Tensor& x = c.in(0);
+  std::vector<double> v = to_doubles(x);
+  for (double& e : v) e = fn(e, c.attrs());
+  return from_doubles(x.dtype, x.dims, v);
+}
+
+double erf_gelu(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+
+Tensor run_unary(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  OpKind op = c.node.op;
+  if (int_path(x.dtype) && (op == OpKind::kAbs || op == OpKind::kNeg || op == OpKind::kSign || op == OpKind::kRelu)) {
+    std::vector<int64_t> v = to_ints(x);
+    for (auto& e : v) {
+      if (op == OpKind::kAbs) e = e < 0 ? -e : e;
+      else if (op == OpKind::kNeg) e = -e;
+      else if (op == OpKind::kSign) e = (e > 0) - (e < 0);
+      else e = e < 0 ? 0 : e;
+    }
+    return from_ints(x.dtype, x.dims, v);
+  }
+  using A = const ir::Attributes&;
+  switch (op) {
+    case OpKind::kAbs: return unary_float(c, [](double v, A) { return std::fabs(v); });
+    case OpKind::kNeg: return unary_float(c, [](double v, A) { return -v; });
+    case OpKind::kSign: return unary_float(c, [](double v, A) { return double((v > 0) - (v < 0)); });
+    case OpKind::kRelu: return unary_float(c, [](double v, A) { return v < 0 ? 0.0 : v; });
+    case OpKind::kSqrt: return unary_float(c, [](double v, A) { return std::sqrt(v); });
+    case OpKind::kReciprocal: return unary_float(c, [](double v, A) { return 1.0 / v; });
+    case OpKind::kExp: return unary_float(c, [](double v, A) { return std::exp(v); });
+    case OpKind::kLog: return unary_float(c, [](double v, A) { return std::log(v); });
+    case OpKind::kFloor: return unary_float(c, [](double v, A) { return std::floor(v); });
+    case OpKind::kCeil: return unary_float(c, [](double v, A) { return std::ceil(v); });
+    case OpKind::kRound: return unary_float(c, [](double v, A) { return std::nearbyint(v); });  // half to even
+    case OpKind::kSigmoid: return unary_float(c, [](double v, A) { return 1.0 / (1.0 + std::exp(-v)); });
+    case OpKind::kTanh: return unary_float(c, [](double v, A) { return std::tanh(v); });
+    case OpKind::kErf: return unary_float(c, [](double v, A) { return std::erf(v); });
+    case OpKind::kSoftplus: return unary_float(c, [](double v, A) { return v > 30 ? v : std::log1p(std::exp(v)); });
+    case OpKind::kSoftsign: return unary_float(c, [](double v, A) { return v / (1.0 + std::fabs(v)); });
+    case OpKind::kSin: return unary_float(c, [](double v, A) { return std::sin(v); });
+    case OpKind::kCos: return unary_float(c, [](double v, A) { return std::cos(v); });
+    case OpKind::kTan: return unary_float(c, [](double v, A) { return std::tan(v); });
+    case OpKind::kAsin: return unary_float(c, [](double v, A) { return std::asin(v); });
+    case OpKind::kAcos: return unary_float(c, [](double v, A) { return std::acos(v); });
+    case OpKind::kAtan: return unary_float(c, [](double v, A) { return std::atan(v); });
+    case OpKind::kSinh: return unary_float(c, [](double v, A) { return std::sinh(v); });
+    case OpKind::kCosh: return unary_float(c, [](double v, A) { return std::cosh(v); });
+    case OpKind::kAsinh: return unary_float(c, [](double v, A) { return std::asinh(v); });
+    case OpKind::kAcosh: return unary_float(c, [](double v, A) { return std::acosh(v); });
+    case OpKind::kAtanh: return unary_float(c, [](double v, A) { return std::atanh(v); });
+    case OpKind::kLeakyRelu:
+      return unary_float(c, [](double v, A a) { return v < 0 ? a.get_float("alpha", 0.01) * v : v; });
+    case OpKind::kElu:
+      return unary_float(c, [](double v, A a) { return v < 0 ? a.get_float("alpha", 1.0) * std::expm1(v) : v; });
+    case OpKind::kSelu:
+      return unary_float(c, [](double v, A a) {
+        double alpha = a.get_float("alpha", 1.67326319217681884765625);
+        double gamma = a.get_float("gamma", 1.05070102214813232421875);
+        return gamma * (v > 0 ? v : alpha * std::expm1(v));
+      });
+    case OpKind::kCelu:
+      return unary_float(c, [](double v, A a) {
+        double alpha = a.get_float("alpha", 1.0);
+        return std::max(0.0, v) + std::min(0.0, alpha * std::expm1(v / alpha));
+      });
+    case OpKind::kHardSigmoid:
+      return unary_float(c, [](double v, A a) {
+        return std::clamp(a.get_float("alpha", 0.2) * v + a.get_float("beta", 0.5), 0.0, 1.0);
+      });
+    case OpKind::kHardSwish: return unary_float(c, [](double v, A) { return v * std::clamp(v / 6.0 + 0.5, 0.0, 1.0); });
+    case OpKind::kGelu: {
+      std::string approx = c.attrs().get_string("approximate", "none");
+      if (approx == "tanh")
+        return unary_float(c, [](double v, A) {
+          return 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+        });
+      if (approx != "none") c.error(ErrorCode::kInvalidModel, "approximate must be 'none' or 'tanh'");
+      return unary_float(c, [](double v, A) { return erf_gelu(v); });
+    }
+    case OpKind::kThresholdedRelu:
+      return unary_float(c, [](double v, A a) { return v > a.get_float("alpha", 1.0) ? v : 0.0; });
+    case OpKind::kShrink:
+      return unary_float(c, [](double v, A a) {
+        double lambd = a.get_float("lambd", 0.5), bias = a.get_float("bias", 0.0);
+        return v < -lambd ? v + bias : v > lambd ? v - bias : 0.0;
+      });
+    default: c.error(ErrorCode::kInternal, "not a unary op");
+  }
+}
+
+Tensor run_cast(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  DType to = c.out_dtype(0);
+  if (to == x.dtype) return x;
+  if (int_path(x.dtype) && int_path(to)) return from_ints(to, x.dims, to_ints(x));
+  if (int_path(x.dtype) && to == DType::kFloat32) {  // int64 -> float32 directly, avoiding double rounding
+    std::vector<int64_t> v = to_ints(x);
+    std::vector<double> d(v.size());
+    for (size_t i = 0; i < v.size(); ++i) d[i] = double(float(v[i]));
+    return from_doubles(to, x.dims, d);
+  }
+  if (is_floating(x.dtype) && int_path(to) && to != DType::kBool) {
+    std::vector<double> v = to_doubles(x);
+    for (double& e : v) e = std::isnan(e) ? 0 : std::trunc(e);
+    return from_doubles(to, x.dims, v);
+  }
+  if (x.dtype == DType::kFloat64 && (to == DType::kFloat16 || to == DType::kBFloat16)) {
+    std::vector<double> v = to_doubles(x);  // round once: double -> float -> half can round twice, rarely
+    return from_doubles(to, x.dims, v);
+  }
+  return from_doubles(to, x.dims, to_doubles(x));
+}
+
+Tensor run_clip(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  if (int_path(x.dtype)) {
+    int64_t lo = c.has(1) ? to_ints(c.in(1))[0] : std::numeric_limits<int64_t>::min();
+    int64_t hi = c.has(2) ? to_ints(c.in(2))[0] : std::numeric_limits<int64_t>::max();
+    std::vector<int64_t> v = to_ints(x);
+    for (auto& e : v) e = std::min(std::max(e, lo), hi);
+    return from_ints(x.dtype, x.dims, v);
+  }
+  double lo = c.has(1) ? scalar_double(c.in(1)) : c.attrs().get_float("min", -INFINITY);
+  double hi = c.has(2) ? scalar_double(c.in(2)) : c.attrs().get_float("max", INFINITY);
+  std::vector<double> v = to_doubles(x);
+  for (double& e : v)
+    if (!std::isnan(e)) e = std::min(std::max(e, lo), hi);
+  return from_doubles(x.dtype, x.dims, v);
+}
+
+int64_t int_mod(int64_t a, int64_t b, bool fmod) {
+  if (b == 0) return 0;
+  int64_t r = a % b;
+  if (!fmod && r != 0 && ((r < 0) != (b < 0))) r += b;
+  return r;
+}
+
+Tensor run_binary(const KernelContext& c) {
+  OpKind op = c.node.op;
+  std::vector<int64_t> dims = c.out_dims(0);
+  DType out = c.out_dtype(0);
+  std::vector<const Tensor*> ins = present(c);
+  bool fmod = c.attrs().get_int("fmod", 0) != 0;
+  if (op == OpKind::kPow) {
+    auto v = broadcast_map<double>(ins, dims, [](const double* a) { return std::pow(a[0], a[1]); });
+    return from_doubles(out, dims, v);
+  }
+  if (int_path(c.in(0).dtype)) {
+    auto v = broadcast_map<int64_t>(ins, dims, [&](const int64_t* a) -> int64_t {
+      switch (op) {
+        case OpKind::kAdd: return int64_t(uint64_t(a[0]) + uint64_t(a[1]));
+        case OpKind::kSub: return int64_t(uint64_t(a[0]) - uint64_t(a[1]));
+        case OpKind::kMul: return int64_t(uint64_t(a[0]) * uint64_t(a[1]));
+        case OpKind::kDiv: return a[1] == 0 ? 0 : a[0] / a[1];
+        case OpKind::kMod: return int_mod(a[0], a[1], fmod);
+        case OpKind::kPRelu: return a[0] < 0 ? a[0] * a[1] : a[0];
+        case OpKind::kEqual: return a[0] == a[1];
+        case OpKind::kLess: return a[0] < a[1];
+        case OpKind::kLessOrEqual: return a[0] <= a[1];
+        case OpKind::kGreater: return a[0] > a[1];
+        case OpKind::kGreaterOrEqual: return a[0] >= a[1];
+        case OpKind::kAnd: return a[0] && a[1];
+        case OpKind::kOr: return a[0] || a[1];
+        case OpKind::kXor: return bool(a[0]) != bool(a[1]);
+        default: return 0;
+      }
+    });
+    return from_ints(out, dims, v);
+  }
+  auto v = broadcast_map<double>(ins, dims, [&](const double* a) -> double {
+    switch (op) {
+      case OpKind::kAdd: return a[0] + a[1];
+      case OpKind::kSub: return a[0] - a[1];
+      case OpKind::kMul: return a[0] * a[1];
+      case OpKind::kDiv: return a[0] / a[1];
+      case OpKind::kMod: {
+        double r = std::fmod(a[0], a[1]);
+        if (!fmod && r != 0 && ((r < 0) != (a[1] < 0))) r += a[1];
+        return r;
+      }
+      case OpKind::kPRelu: return a[0] < 0 ? a[0] * a[1] : a[0];
+      case OpKind::kEqual: return a[0] == a[1];
+      case OpKind::kLess: return a[0] < a[1];
+      case OpKind::kLessOrEqual: return a[0] <= a[1];
+      case OpKind::kGreater: return a[0] > a[1];
+      case OpKind::kGreaterOrEqual: return a[0] >= a[1];
+      default: return 0;
+    }
+  });
+  return from_doubles(out, dims, v);
+}
+
+Tensor run_variadic(const KernelContext& c) {
+  OpKind op = c.node.op;
+  std::vector<int64_t> dims = c.out_dims(0);
+  std::vector<const Tensor*> ins = present(c);
+  size_t n = ins.size();
+  if (int_path(c.in(0).dtype) && op != OpKind::kMean) {
+    auto v = broadcast_map<int64_t>(ins, dims, [&](const int64_t* a) {
+      int64_t r = a[0];
+      for (size_t i = 1; i < n; ++i)
+        r = op == OpKind::kMin ? std::min(r, a[i]) : op == OpKind::kMax ? std::max(r, a[i]) : r + a[i];
+      return r;
+    });
+    return from_ints(c.out_dtype(0), dims, v);
+  }
+  auto v = broadcast_map<double>(ins, dims, [&](const double* a) {
+    double r = a[0];
+    for (size_t i = 1; i < n; ++i) {
+      if (op == OpKind::kMin || op == OpKind::kMax) {
+        if (std::isnan(r) || std::isnan(a[i])) r = NAN;
+        else r = op == OpKind::kMin ? std::min(r, a[i]) : std::max(r, a[i]);
+      } else {
+        r += a[i];
+      }
+    }
+    return op == OpKind::kMean ? r / double(n) : r;
+  });
+  return from_doubles(c.out_dtype(0), dims, v);
+}
+
+Tensor run_where(const KernelContext& c) {
+  std::vector<int64_t> dims = c.out_dims(0);
+  const Tensor &cond = c.in(0), &x = c.in(1), &y = c.in(2);
+  auto sc = broadcast_strides(cond.dims, dims), sx = broadcast_strides(x.dims, dims), sy = broadcast_strides(y.dims, dims);
+  const uint8_t* pc = cond.data.as<uint8_t>();
+  size_t elem = dtype_size(x.dtype);
+  std::vector<std::byte> bytes(size_t(ir::checked_numel(dims)) * elem);
+  std::byte* out = bytes.data();
+  for_each_index(dims, [&](const std::vector<int64_t>& idx) {
+    int64_t oc = 0, ox = 0, oy = 0;
+    for (size_t d = 0; d < idx.size(); ++d) {
+      oc += idx[d] * sc[d];
+      ox += idx[d] * sx[d];
+      oy += idx[d] * sy[d];
+    }
+    const std::byte* src = pc[oc] ? x.data.data() + size_t(ox) * elem : y.data.data() + size_t(oy) * elem;
+    std::memcpy(out, src, elem);
+    out += elem;
+  });
+  Tensor t;
+  t.dtype = x.dtype;
+  t.dims = dims;
+  t.data = Buffer::from_bytes(std::move(bytes));
+  return t;
+}
+
+}  // namespace
+
+Outputs run_elementwise(const KernelContext& c) {
+  const Tensor* x = c.inputs.empty() ? nullptr : c.inputs[0];
+  switch (c.node.op) {
+    case OpKind::kIdentity: return {c.in(0)};
+    case OpKind::kDropout: {
+      std::vector<double> ones(size_t(x->numel()), 1.0);
+      return {*x, from_doubles(DType::kBool, x->dims, ones)};
+    }
+    case OpKind::kCast:
+    case OpKind::kCastLike: return {run_cast(c)};
+    case OpKind::kClip: return {run_clip(c)};
+    case OpKind::kNot: {
+      std::vector<int64_t> v = to_ints(c.in(0));
+      for (auto& e : v) e = !e;
+      return {from_ints(DType::kBool, x->dims, v)};
+    }
+    case OpKind::kIsNaN:
+    case OpKind::kIsInf: {
+      bool neg = c.attrs().get_int("detect_negative", 1), pos = c.attrs().get_int("detect_positive", 1);
+      std::vector<double> v = to_doubles(c.in(0));
+      for (double& e : v)
+        e = c.node.op == OpKind::kIsNaN ? std::isnan(e) : std::isinf(e) && ((e > 0 && pos) || (e < 0 && neg));
+      return {from_doubles(DType::kBool, x->dims, v)};
+    }
+    case OpKind::kAdd: case OpKind::kSub: case OpKind::kMul: case OpKind::kDiv: case OpKind::kPow: case OpKind::kMod:
+    case OpKind::kPRelu: case OpKind::kEqual: case OpKind::kLess: case OpKind::kLessOrEqual: case OpKind::kGreater:
+    case OpKind::kGreaterOrEqual: case OpKind::kAnd: case OpKind::kOr: case OpKind::kXor:
+      return {run_binary(c)};
+    case OpKind::kMin: case OpKind::kMax: case OpKind::kMean: case OpKind::kSum: return {run_variadic(c)};
+    case OpKind::kWhere: return {run_where(c)};
+    default: return {run_unary(c)};
+  }
+}
+
+}  // namespace kiln::reference

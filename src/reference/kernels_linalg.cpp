@@ -1,0 +1,168 @@
+// MatMul, Gemm and Einsum with float64 accumulation.
+#include <algorithm>
+#include <map>
+
+#include "kernels.h"
+
+namespace kiln::reference {
+
+using ir::OpKind;
+
+namespace {
+
+// C[m,n] += sum_k A[m,k] * B[k,n] on row-major doubles (i-k-j order streams rows of B).
+void gemm_accumulate(const double* a, const double* b, double* c, int64_t m, int64_t k, int64_t n) {
+  for (int64_t i = 0; i < m; ++i) {
+    double* crow = c + i * n;
+    for (int64_t p = 0; p < k; ++p) {
+      double av = a[i * k + p];
+      const double* brow = b + p * n;
+      for (int64_t j = 0; j < n; ++j) crow[j] += av * brow[j];
+    }
+  }
+}
+
+Tensor run_matmul(const KernelContext& c) {
+  const Tensor &ta = c.in(0), &tb = c.in(1);
+  std::vector<int64_t> ad = ta.dims, bd = tb.dims;
+  if (ad.size() == 1) ad.insert(ad.begin(), 1);
+  if (bd.size() == 1) bd.push_back(1);
+  int64_t m = ad[ad.size() - 2], k = ad.back(), n = bd.back();
+  std::vector<int64_t> a_batch(ad.begin(), ad.end() - 2), b_batch(bd.begin(), bd.end() - 2);
+  std::vector<int64_t> batch = ir::shape_constants(ir::broadcast_shapes(ir::shape_of(a_batch), ir::shape_of(b_batch)));
+  auto sa = broadcast_strides(a_batch, batch), sb = broadcast_strides(b_batch, batch);
+  std::vector<double> a = to_doubles(ta), b = to_doubles(tb);
+  int64_t nb = ir::checked_numel(batch);
+  std::vector<double> out(size_t(nb * m * n), 0.0);
+  int64_t bi = 0;
+  for_each_index(batch, [&](const std::vector<int64_t>& idx) {
+    int64_t oa = 0, ob = 0;
+    for (size_t d = 0; d < idx.size(); ++d) {
+      oa += idx[d] * sa[d];
+      ob += idx[d] * sb[d];
+    }
+    gemm_accumulate(a.data() + oa * m * k, b.data() + ob * k * n, out.data() + bi * m * n, m, k, n);
+    ++bi;
+  });
+  return from_doubles(c.out_dtype(0), c.out_dims(0), out);
+}
+
+std::vector<double> transposed(const std::vector<double>& v, int64_t rows, int64_t cols) {
+  std::vector<double> t(v.size());
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) t[size_t(j * rows + i)] = v[size_t(i * cols + j)];
+  return t;
+}
+
+Tensor run_gemm(const KernelContext& c) {
+  const Tensor &ta = c.in(0), &tb = c.in(1);
+  bool trans_a = c.attrs().get_int("transA", 0), trans_b = c.attrs().get_int("transB", 0);
+  double alpha = c.attrs().get_float("alpha", 1.0), beta = c.attrs().get_float("beta", 1.0);
+  std::vector<double> a = to_doubles(ta), b = to_doubles(tb);
+  if (trans_a) a = transposed(a, ta.dims[0], ta.dims[1]);
+  if (trans_b) b = transposed(b, tb.dims[0], tb.dims[1]);
+  int64_t m = trans_a ? ta.dims[1] : ta.dims[0], k = trans_a ? ta.dims[0] : ta.dims[1];
+  int64_t n = trans_b ? tb.dims[0] : tb.dims[1];
+  std::vector<double> out(size_t(m * n), 0.0);
+  gemm_accumulate(a.data(), b.data(), out.data(), m, k, n);
+  for (double& v : out) v *= alpha;
+  if (c.has(2)) {
+    const Tensor& tc = c.in(2);
+    std::vector<double> cv = to_doubles(tc);
+    auto s = broadcast_strides(tc.dims, {m, n});
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) out[size_t(i * n + j)] += beta * cv[size_t(i * s[0] + j * s[1])];
+  }
+  return from_doubles(c.out_dtype(0), {m, n}, out);
+}
+
+// Einsum by direct summation over every label assignment: slow, obviously right.
+Tensor run_einsum(const KernelContext& c) {
+  std::string eq = c.attrs().get_string("equation", "");
+  eq.erase(std::remove(eq.begin(), eq.end(), ' '), eq.end());
+  size_t arrow = eq.find("->");
+  std::string lhs = eq.substr(0, arrow);
+  std::vector<std::string> terms;
+  for (size_t start = 0;;) {
+    size_t comma = lhs.find(',', start);
+    terms.push_back(lhs.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  // Expand "..." into private labels (digits), right-aligned across operands.
+  size_t ell_rank = 0;
+  for (size_t t = 0; t < terms.size(); ++t)
+    if (terms[t].find("...") != std::string::npos)
+      ell_rank = std::max(ell_rank, c.in(t).dims.size() - (terms[t].size() - 3));
+  auto expand = [&](const std::string& term, size_t rank) {
+    size_t pos = term.find("...");
+    if (pos == std::string::npos) return term;
+    std::string labels;
+    for (size_t i = ell_rank - rank; i < ell_rank; ++i) labels += char('0' + i);
+    return term.substr(0, pos) + labels + term.substr(pos + 3);
+  };
+  std::map<char, int64_t> size;
+  std::map<char, int> count;
+  for (size_t t = 0; t < terms.size(); ++t) {
+    size_t rank = terms[t].find("...") == std::string::npos ? 0 : c.in(t).dims.size() - (terms[t].size() - 3);
+    terms[t] = expand(terms[t], rank);
+    for (size_t i = 0; i < terms[t].size(); ++i) {
+      char l = terms[t][i];
+      size[l] = std::max(size[l], c.in(t).dims[i]);
+      count[l]++;
+    }
+  }
+  std::string out_term;
+  if (arrow != std::string::npos) {
+    out_term = expand(eq.substr(arrow + 2), ell_rank);
+  } else {
+    for (size_t i = 0; i < ell_rank; ++i) out_term += char('0' + i);
+    for (auto& [l, n] : count)
+      if (n == 1 && !std::isdigit(static_cast<unsigned char>(l))) out_term += l;
+  }
+  std::string summed;
+  for (auto& [l, n] : size)
+    if (out_term.find(l) == std::string::npos) summed += l;
+  std::string all = out_term + summed;
+  std::vector<int64_t> dims;
+  for (char l : all) dims.push_back(size[l]);
+  std::vector<std::vector<double>> vals;
+  std::vector<std::vector<int64_t>> label_stride;  // per operand, stride of each label in `all`
+  for (size_t t = 0; t < terms.size(); ++t) {
+    vals.push_back(to_doubles(c.in(t)));
+    auto st = strides_of(c.in(t).dims);
+    std::vector<int64_t> ls(all.size(), 0);
+    for (size_t i = 0; i < terms[t].size(); ++i)
+      if (c.in(t).dims[i] != 1) ls[all.find(terms[t][i])] += st[i];
+    label_stride.push_back(ls);
+  }
+  int64_t out_n = 1;
+  for (size_t i = 0; i < out_term.size(); ++i) out_n *= dims[i];
+  int64_t inner = ir::checked_numel(dims) / std::max<int64_t>(out_n, 1);
+  std::vector<double> out(size_t(out_n), 0.0);
+  int64_t flat = 0;
+  for_each_index(dims, [&](const std::vector<int64_t>& idx) {
+    double prod = 1.0;
+    for (size_t t = 0; t < terms.size(); ++t) {
+      int64_t off = 0;
+      for (size_t i = 0; i < idx.size(); ++i) off += idx[i] * label_stride[t][i];
+      prod *= vals[t][size_t(off)];
+    }
+    out[size_t(flat / inner)] += prod;
+    ++flat;
+  });
+  return from_doubles(c.out_dtype(0), c.out_dims(0), out);
+}
+
+}  // namespace
+
+Outputs run_linalg(const KernelContext& c) {
+  switch (c.node.op) {
+    case OpKind::kMatMul: return {run_matmul(c)};
+    case OpKind::kGemm: return {run_gemm(c)};
+    case OpKind::kEinsum: return {run_einsum(c)};
+    default: c.error(ErrorCode::kInternal, "not a linear algebra op");
+  }
+}
+
+}  // namespace kiln::reference

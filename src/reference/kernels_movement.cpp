@@ -1,0 +1,444 @@
+// Shape and data-movement ops. Most are an index remapping: each output
+// element copies one input element, whatever the dtype.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "kernels.h"
+
+namespace kiln::reference {
+
+using ir::OpKind;
+
+namespace {
+
+int64_t offset_of(const std::vector<int64_t>& idx, const std::vector<int64_t>& strides) {
+  int64_t off = 0;
+  for (size_t d = 0; d < idx.size(); ++d) off += idx[d] * strides[d];
+  return off;
+}
+
+int64_t norm_axis(const KernelContext& c, int64_t axis, size_t rank) {
+  int64_t r = int64_t(rank);
+  if (axis < -r || axis >= r) c.error(ErrorCode::kInvalidModel, "axis ", axis, " is out of range for rank ", r);
+  return axis < 0 ? axis + r : axis;
+}
+
+Tensor run_transpose(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  std::vector<int64_t> perm(x.dims.size());
+  std::iota(perm.rbegin(), perm.rend(), 0);
+  perm = c.attrs().get_ints("perm", perm);
+  auto st = strides_of(x.dims);
+  std::vector<int64_t> pst;
+  for (int64_t p : perm) pst.push_back(st[size_t(p < 0 ? p + int64_t(perm.size()) : p)]);
+  return remap(x, c.out_dims(0), [&](const std::vector<int64_t>& idx) { return offset_of(idx, pst); });
+}
+
+Tensor run_concat(const KernelContext& c) {
+  std::vector<int64_t> dims = c.out_dims(0);
+  int64_t axis = norm_axis(c, c.attrs().get_int("axis", 0), dims.size());
+  size_t elem = dtype_size(c.in(0).dtype);
+  int64_t outer = ir::checked_numel({dims.begin(), dims.begin() + axis});
+  int64_t inner = ir::checked_numel({dims.begin() + axis + 1, dims.end()});
+  std::vector<std::byte> bytes(size_t(ir::checked_numel(dims)) * elem);
+  int64_t out_row = dims[size_t(axis)] * inner, at = 0;
+  for (const Tensor* t : c.inputs) {
+    int64_t row = t->dims[size_t(axis)] * inner;
+    for (int64_t o = 0; o < outer; ++o)
+      std::memcpy(bytes.data() + size_t(o * out_row + at) * elem, t->data.data() + size_t(o * row) * elem, size_t(row) * elem);
+    at += row;
+  }
+  Tensor out;
+  out.dtype = c.in(0).dtype;
+  out.dims = dims;
+  out.data = Buffer::from_bytes(std::move(bytes));
+  return out;
+}
+
+Outputs run_split(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  int64_t axis = norm_axis(c, c.attrs().get_int("axis", 0), x.dims.size());
+  auto st = strides_of(x.dims);
+  Outputs out;
+  int64_t start = 0;
+  for (size_t i = 0; i < c.outputs.size(); ++i) {
+    std::vector<int64_t> dims = c.out_dims(i);
+    out.push_back(remap(x, dims, [&](const std::vector<int64_t>& idx) {
+      return offset_of(idx, st) + start * st[size_t(axis)];
+    }));
+    start += dims[size_t(axis)];
+  }
+  return out;
+}
+
+Tensor run_slice(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  size_t r = x.dims.size();
+  std::vector<int64_t> starts = to_ints(c.in(1)), ends = to_ints(c.in(2));
+  std::vector<int64_t> axes(starts.size()), steps(starts.size(), 1);
+  std::iota(axes.begin(), axes.end(), 0);
+  if (c.has(3)) axes = to_ints(c.in(3));
+  if (c.has(4)) steps = to_ints(c.in(4));
+  std::vector<int64_t> begin(r, 0), step(r, 1);
+  for (size_t i = 0; i < axes.size(); ++i) {
+    size_t a = size_t(norm_axis(c, axes[i], r));
+    int64_t n = x.dims[a], s = starts[i];
+    step[a] = steps[i];
+    if (s < 0) s += n;
+    begin[a] = steps[i] > 0 ? std::clamp<int64_t>(s, 0, n) : std::clamp<int64_t>(s, 0, n - 1);
+  }
+  auto st = strides_of(x.dims);
+  return remap(x, c.out_dims(0), [&](const std::vector<int64_t>& idx) {
+    int64_t off = 0;
+    for (size_t d = 0; d < r; ++d) off += (begin[d] + idx[d] * step[d]) * st[d];
+    return off;
+  });
+}
+
+Tensor run_gather(const KernelContext& c) {
+  const Tensor &x = c.in(0), &ti = c.in(1);
+  int64_t axis = norm_axis(c, c.attrs().get_int("axis", 0), x.dims.size());
+  std::vector<int64_t> indices = to_ints(ti);
+  int64_t n = x.dims[size_t(axis)];
+  for (auto& i : indices) {
+    if (i < -n || i >= n) c.error(ErrorCode::kShapeError, "index ", i, " is out of range for axis size ", n);
+    if (i < 0) i += n;
+  }
+  auto st = strides_of(x.dims);
+  size_t ir_ = ti.dims.size();
+  auto ist = strides_of(ti.dims);
+  return remap(x, c.out_dims(0), [&](const std::vector<int64_t>& idx) {
+    int64_t off = 0;
+    for (int64_t d = 0; d < axis; ++d) off += idx[size_t(d)] * st[size_t(d)];
+    int64_t flat = 0;
+    for (size_t d = 0; d < ir_; ++d) flat += idx[size_t(axis) + d] * ist[d];
+    off += indices[size_t(flat)] * st[size_t(axis)];
+    for (size_t d = size_t(axis) + 1; d < x.dims.size(); ++d) off += idx[d + ir_ - 1] * st[d];
+    return off;
+  });
+}
+
+Tensor run_gather_elements(const KernelContext& c) {
+  const Tensor &x = c.in(0), &ti = c.in(1);
+  int64_t axis = norm_axis(c, c.attrs().get_int("axis", 0), x.dims.size());
+  std::vector<int64_t> indices = to_ints(ti);
+  int64_t n = x.dims[size_t(axis)];
+  auto st = strides_of(x.dims);
+  size_t i = 0;
+  return remap(x, ti.dims, [&](const std::vector<int64_t>& idx) {
+    int64_t v = indices[i++];
+    if (v < -n || v >= n) c.error(ErrorCode::kShapeError, "index ", v, " is out of range for axis size ", n);
+    if (v < 0) v += n;
+    int64_t off = 0;
+    for (size_t d = 0; d < idx.size(); ++d) off += (int64_t(d) == axis ? v : idx[d]) * st[d];
+    return off;
+  });
+}
+
+Tensor run_pad(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  size_t r = x.dims.size();
+  std::vector<int64_t> pads = to_ints(c.in(1));
+  std::vector<int64_t> axes(r);
+  std::iota(axes.begin(), axes.end(), 0);
+  if (c.has(3)) axes = to_ints(c.in(3));
+  std::vector<int64_t> before(r, 0);
+  for (size_t i = 0; i < axes.size(); ++i) before[size_t(norm_axis(c, axes[i], r))] = pads[i];
+  std::string mode = c.attrs().get_string("mode", "constant");
+  Tensor fill = from_doubles(x.dtype, {}, {c.has(2) ? scalar_double(c.in(2)) : 0.0});
+  auto st = strides_of(x.dims);
+  for (size_t d = 0; d < r; ++d)
+    if (x.dims[d] == 0 && mode != "constant") c.error(ErrorCode::kShapeError, "cannot ", mode, "-pad an empty axis");
+  return remap(
+      x, c.out_dims(0),
+      [&](const std::vector<int64_t>& idx) -> int64_t {
+        int64_t off = 0;
+        for (size_t d = 0; d < r; ++d) {
+          int64_t n = x.dims[d], j = idx[d] - before[d];
+          if (j < 0 || j >= n) {
+            if (mode == "constant") return -1;
+            if (mode == "edge") j = std::clamp<int64_t>(j, 0, n - 1);
+            else if (mode == "wrap") j = ((j % n) + n) % n;
+            else {  // reflect without repeating the edge
+              int64_t period = 2 * (n - 1);
+              if (period == 0) j = 0;
+              else {
+                j = ((j % period) + period) % period;
+                if (j >= n) j = period - j;
+              }
+            }
+          }
+          off += j * st[d];
+        }
+        return off;
+      },
+      fill.data.data());
+}
+
+Tensor run_trilu(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  int64_t k = c.has(1) ? to_ints(c.in(1)).at(0) : 0;
+  bool upper = c.attrs().get_int("upper", 1) != 0;
+  size_t r = x.dims.size();
+  Tensor zero = from_doubles(x.dtype, {}, {0.0});
+  auto st = strides_of(x.dims);
+  return remap(
+      x, x.dims,
+      [&](const std::vector<int64_t>& idx) -> int64_t {
+        int64_t diff = idx[r - 1] - idx[r - 2];
+        bool keep = upper ? diff >= k : diff <= k;
+        return keep ? offset_of(idx, st) : -1;
+      },
+      zero.data.data());
+}
+
+Tensor run_depth_space(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  int64_t b = c.attrs().get_int("blocksize", 1);
+  bool crd = c.attrs().get_string("mode", "DCR") == "CRD";
+  auto st = strides_of(x.dims);
+  std::vector<int64_t> dims = c.out_dims(0);
+  if (c.node.op == OpKind::kDepthToSpace) {
+    int64_t oc = dims[1];
+    return remap(x, dims, [&](const std::vector<int64_t>& i) {
+      int64_t by = i[2] % b, bx = i[3] % b;
+      int64_t ch = crd ? i[1] * b * b + by * b + bx : (by * b + bx) * oc + i[1];
+      return i[0] * st[0] + ch * st[1] + (i[2] / b) * st[2] + (i[3] / b) * st[3];
+    });
+  }
+  int64_t ic = x.dims[1];
+  return remap(x, dims, [&](const std::vector<int64_t>& i) {
+    int64_t block = i[1] / ic, ch = i[1] % ic, by = block / b, bx = block % b;
+    return i[0] * st[0] + ch * st[1] + (i[2] * b + by) * st[2] + (i[3] * b + bx) * st[3];
+  });
+}
+
+Tensor run_onehot(const KernelContext& c) {
+  std::vector<double> idx = to_doubles(c.in(0)), values = to_doubles(c.in(2));
+  std::vector<int64_t> dims = c.out_dims(0);
+  int64_t axis = norm_axis(c, c.attrs().get_int("axis", -1), dims.size());
+  int64_t depth = dims[size_t(axis)];
+  int64_t inner = ir::checked_numel({dims.begin() + axis + 1, dims.end()});
+  std::vector<double> out(size_t(ir::checked_numel(dims)), values[0]);
+  for (size_t i = 0; i < idx.size(); ++i) {
+    int64_t v = int64_t(idx[i]);
+    if (v < 0) v += depth;
+    if (v < 0 || v >= depth) continue;  // out-of-range indices give an all-off row
+    int64_t o = int64_t(i) / inner, in = int64_t(i) % inner;
+    out[size_t((o * depth + v) * inner + in)] = values[1];
+  }
+  return from_doubles(c.out_dtype(0), dims, out);
+}
+
+Tensor run_range(const KernelContext& c) {
+  DType dt = c.in(0).dtype;
+  double start = scalar_double(c.in(0)), limit = scalar_double(c.in(1)), delta = scalar_double(c.in(2));
+  if (delta == 0) c.error(ErrorCode::kInvalidModel, "delta is zero");
+  int64_t n = c.out_dims(0).at(0);
+  if (!is_floating(dt)) {
+    int64_t s = to_ints(c.in(0))[0], d = to_ints(c.in(2))[0];
+    std::vector<int64_t> v(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) v[size_t(i)] = s + i * d;
+    return from_ints(dt, {n}, v);
+  }
+  std::vector<double> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = start + double(i) * delta;
+  return from_doubles(dt, {n}, v);
+}
+
+// ---- Resize ---------------------------------------------------------------------
+
+struct Taps {
+  std::vector<int64_t> index;  // input coordinate per tap (clamped)
+  std::vector<double> weight;
+};
+
+double original_coordinate(const std::string& mode, double x, double scale, int64_t in, int64_t out, double roi_start,
+                           double roi_end) {
+  if (mode == "half_pixel") return (x + 0.5) / scale - 0.5;
+  if (mode == "pytorch_half_pixel") return out > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
+  if (mode == "align_corners") return out == 1 ? 0.0 : x * double(in - 1) / double(out - 1);
+  if (mode == "asymmetric") return x / scale;
+  if (mode == "tf_half_pixel_for_nn") return (x + 0.5) / scale;
+  if (mode == "half_pixel_symmetric") {
+    double adjustment = double(out) / (double(in) * scale);
+    double center = double(in) / 2;
+    return center * (1 - adjustment) + (x + 0.5) / scale - 0.5;
+  }
+  if (mode == "tf_crop_and_resize")
+    return out > 1 ? roi_start * double(in - 1) + x * (roi_end - roi_start) * double(in - 1) / double(out - 1)
+                   : 0.5 * (roi_start + roi_end) * double(in - 1);
+  fail(ErrorCode::kInvalidModel, "coordinate_transformation_mode '", mode, "' is unknown");
+}
+
+std::vector<double> cubic_coefficients(double t, double a) {
+  auto far = [a](double s) { return ((a * s - 5 * a) * s + 8 * a) * s - 4 * a; };    // 1 < |s| < 2
+  auto near = [a](double s) { return ((a + 2) * s - (a + 3)) * s * s + 1; };         // |s| <= 1
+  return {far(t + 1), near(t), near(1 - t), far(2 - t)};
+}
+
+Tensor run_resize(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  size_t r = x.dims.size();
+  std::vector<int64_t> out_dims = c.out_dims(0);
+  const ir::Attributes& a = c.attrs();
+  std::string mode = a.get_string("mode", "nearest");
+  std::string coord = a.get_string("coordinate_transformation_mode", "half_pixel");
+  std::string nearest = a.get_string("nearest_mode", "round_prefer_floor");
+  double cubic_a = a.get_float("cubic_coeff_a", -0.75), extrapolation = a.get_float("extrapolation_value", 0.0);
+  bool exclude_outside = a.get_int("exclude_outside", 0) != 0;
+  std::vector<int64_t> axes(r);
+  std::iota(axes.begin(), axes.end(), 0);
+  axes = a.get_ints("axes", axes);
+  for (auto& ax : axes) ax = norm_axis(c, ax, r);
+  std::vector<double> scale(r, 1.0), roi_start(r, 0.0), roi_end(r, 1.0);
+  std::vector<double> given_scales = c.has(2) && c.in(2).numel() ? to_doubles(c.in(2)) : std::vector<double>{};
+  bool by_sizes = c.has(3) && c.in(3).numel();
+  std::string policy = a.get_string("keep_aspect_ratio_policy", "stretch");
+  for (size_t i = 0; i < axes.size(); ++i) {
+    size_t d = size_t(axes[i]);
+    scale[d] = by_sizes ? double(out_dims[d]) / double(x.dims[d]) : given_scales.at(i);
+  }
+  if (by_sizes && policy != "stretch") {
+    std::vector<int64_t> sizes = to_ints(c.in(3));
+    double s = policy == "not_larger" ? 1e300 : 0;
+    for (size_t i = 0; i < axes.size(); ++i) {
+      double v = double(sizes[i]) / double(x.dims[size_t(axes[i])]);
+      s = policy == "not_larger" ? std::min(s, v) : std::max(s, v);
+    }
+    for (int64_t ax : axes) scale[size_t(ax)] = s;
+  }
+  if (coord == "tf_crop_and_resize" && c.has(1) && c.in(1).numel()) {
+    std::vector<double> roi = to_doubles(c.in(1));
+    size_t n = roi.size() / 2;
+    for (size_t i = 0; i < n; ++i) {
+      size_t d = n == r ? i : size_t(axes[i]);
+      roi_start[d] = roi[i];
+      roi_end[d] = roi[n + i];
+    }
+  }
+  // Per output dim, per output coordinate: the taps to blend (empty: extrapolate).
+  std::vector<std::vector<Taps>> taps(r);
+  for (size_t d = 0; d < r; ++d) {
+    int64_t in = x.dims[d];
+    for (int64_t o = 0; o < out_dims[d]; ++o) {
+      Taps t;
+      double xo = original_coordinate(coord, double(o), scale[d], in, out_dims[d], roi_start[d], roi_end[d]);
+      if (coord == "tf_crop_and_resize" && (xo < 0 || xo > double(in - 1))) {
+        taps[d].push_back(t);
+        continue;
+      }
+      if (mode == "nearest") {
+        double v;
+        if (nearest == "round_prefer_ceil") v = std::round(xo);
+        else if (nearest == "floor") v = std::floor(xo);
+        else if (nearest == "ceil") v = std::ceil(xo);
+        else v = (xo - std::floor(xo) == 0.5) ? std::floor(xo) : std::round(xo);
+        t.index.push_back(std::clamp<int64_t>(int64_t(v), 0, in - 1));
+        t.weight.push_back(1.0);
+      } else {
+        double base = std::floor(xo), frac = xo - base;
+        std::vector<double> w;
+        int64_t first;
+        if (mode == "linear") {
+          w = {1 - frac, frac};
+          first = int64_t(base);
+        } else {
+          w = cubic_coefficients(frac, cubic_a);
+          first = int64_t(base) - 1;
+        }
+        double total = 0;
+        for (size_t k = 0; k < w.size(); ++k) {
+          int64_t pos = first + int64_t(k);
+          if (exclude_outside && (pos < 0 || pos >= in)) w[k] = 0;
+          total += w[k];
+        }
+        for (size_t k = 0; k < w.size(); ++k) {
+          t.index.push_back(std::clamp<int64_t>(first + int64_t(k), 0, in - 1));
+          t.weight.push_back(exclude_outside && total != 0 ? w[k] / total : w[k]);
+        }
+      }
+      taps[d].push_back(t);
+    }
+  }
+  std::vector<double> xv = to_doubles(x), out;
+  out.reserve(size_t(ir::checked_numel(out_dims)));
+  auto st = strides_of(x.dims);
+  for_each_index(out_dims, [&](const std::vector<int64_t>& idx) {
+    std::vector<const Taps*> tp(r);
+    for (size_t d = 0; d < r; ++d) {
+      tp[d] = &taps[d][size_t(idx[d])];
+      if (tp[d]->index.empty()) {
+        out.push_back(extrapolation);
+        return;
+      }
+    }
+    std::vector<int64_t> counts(r);
+    for (size_t d = 0; d < r; ++d) counts[d] = int64_t(tp[d]->index.size());
+    double sum = 0;
+    for_each_index(counts, [&](const std::vector<int64_t>& k) {
+      double w = 1;
+      int64_t off = 0;
+      for (size_t d = 0; d < r; ++d) {
+        w *= tp[d]->weight[size_t(k[d])];
+        off += tp[d]->index[size_t(k[d])] * st[d];
+      }
+      sum += w * xv[size_t(off)];
+    });
+    out.push_back(sum);
+  });
+  return from_doubles(x.dtype, out_dims, out);
+}
+
+}  // namespace
+
+Outputs run_movement(const KernelContext& c) {
+  switch (c.node.op) {
+    case OpKind::kReshape: case OpKind::kFlatten: case OpKind::kSqueeze: case OpKind::kUnsqueeze:
+      return {with_dims(c.in(0), c.out_dims(0))};  // same bytes, new dims
+    case OpKind::kTranspose: return {run_transpose(c)};
+    case OpKind::kConcat: return {run_concat(c)};
+    case OpKind::kSplit: return run_split(c);
+    case OpKind::kSlice: return {run_slice(c)};
+    case OpKind::kGather: return {run_gather(c)};
+    case OpKind::kGatherElements: return {run_gather_elements(c)};
+    case OpKind::kExpand: {
+      const Tensor& x = c.in(0);
+      std::vector<int64_t> dims = c.out_dims(0);
+      auto st = broadcast_strides(x.dims, dims);
+      return {remap(x, dims, [&](const std::vector<int64_t>& idx) { return offset_of(idx, st); })};
+    }
+    case OpKind::kTile: {
+      const Tensor& x = c.in(0);
+      auto st = strides_of(x.dims);
+      return {remap(x, c.out_dims(0), [&](const std::vector<int64_t>& idx) {
+        int64_t off = 0;
+        for (size_t d = 0; d < idx.size(); ++d) off += (idx[d] % x.dims[d]) * st[d];
+        return off;
+      })};
+    }
+    case OpKind::kPad: return {run_pad(c)};
+    case OpKind::kShape: case OpKind::kSize: {
+      std::vector<int64_t> v;
+      for (auto& d : *c.outputs[0].known) v.push_back(d.constant());
+      return {from_ints(DType::kInt64, c.out_dims(0), v)};
+    }
+    case OpKind::kConstantOfShape: {
+      const ir::TensorData* value = c.attrs().get_tensor("value");
+      double v = value ? to_doubles(*value)[0] : 0.0;
+      std::vector<int64_t> dims = c.out_dims(0);
+      if (value && !is_floating(value->dtype))
+        return {from_ints(value->dtype, dims, std::vector<int64_t>(size_t(ir::checked_numel(dims)), to_ints(*value)[0]))};
+      return {from_doubles(c.out_dtype(0), dims, std::vector<double>(size_t(ir::checked_numel(dims)), v))};
+    }
+    case OpKind::kRange: return {run_range(c)};
+    case OpKind::kTrilu: return {run_trilu(c)};
+    case OpKind::kResize: return {run_resize(c)};
+    case OpKind::kDepthToSpace: case OpKind::kSpaceToDepth: return {run_depth_space(c)};
+    case OpKind::kOneHot: return {run_onehot(c)};
+    default: c.error(ErrorCode::kInternal, "not a data-movement op");
+  }
+}
+
+}  // namespace kiln::reference

@@ -1,0 +1,165 @@
+// Reductions (Reduce*, ArgMax/ArgMin), CumSum and TopK, accumulating in float64.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "kernels.h"
+
+namespace kiln::reference {
+
+using ir::OpKind;
+
+namespace {
+
+// Splits dims around `axis` into outer * len * inner.
+struct AxisSplit {
+  int64_t outer, len, inner;
+};
+AxisSplit split_at(const std::vector<int64_t>& dims, int64_t axis) {
+  return {ir::checked_numel({dims.begin(), dims.begin() + axis}), dims[size_t(axis)],
+          ir::checked_numel({dims.begin() + axis + 1, dims.end()})};
+}
+
+int64_t normalize_axis(const KernelContext& c, int64_t axis, size_t rank) {
+  int64_t r = int64_t(rank);
+  if (axis < -r || axis >= r) c.error(ErrorCode::kInvalidModel, "axis ", axis, " is out of range for rank ", r);
+  return axis < 0 ? axis + r : axis;
+}
+
+Tensor run_reduce_op(const KernelContext& c) {
+  const Tensor& tx = c.in(0);
+  OpKind op = c.node.op;
+  size_t r = tx.dims.size();
+  std::vector<int64_t> axes = c.has(1) ? to_ints(c.in(1)) : std::vector<int64_t>{};
+  bool noop = c.attrs().get_int("noop_with_empty_axes", 0) != 0;
+  std::vector<bool> reduced(r, axes.empty() && !noop);
+  for (int64_t a : axes) reduced[size_t(normalize_axis(c, a, r))] = true;
+  // Map every input element to its output slot.
+  std::vector<int64_t> kept_dims;
+  for (size_t d = 0; d < r; ++d) kept_dims.push_back(reduced[d] ? 1 : tx.dims[d]);
+  auto out_strides = strides_of(kept_dims);
+  int64_t out_n = ir::checked_numel(kept_dims);
+  std::vector<double> x = to_doubles(tx);
+  double init = op == OpKind::kReduceMax ? -INFINITY : op == OpKind::kReduceMin ? INFINITY : op == OpKind::kReduceProd ? 1.0 : 0.0;
+  std::vector<double> acc(size_t(out_n), init), peak(size_t(out_n), -INFINITY);
+  std::vector<int64_t> slot(x.size());
+  size_t i = 0;
+  for_each_index(tx.dims, [&](const std::vector<int64_t>& idx) {
+    int64_t o = 0;
+    for (size_t d = 0; d < r; ++d) o += (reduced[d] ? 0 : idx[d]) * out_strides[d];
+    slot[i++] = o;
+  });
+  if (op == OpKind::kReduceLogSumExp)
+    for (size_t j = 0; j < x.size(); ++j) peak[size_t(slot[j])] = std::max(peak[size_t(slot[j])], x[j]);
+  for (size_t j = 0; j < x.size(); ++j) {
+    double& a = acc[size_t(slot[j])];
+    double v = x[j];
+    switch (op) {
+      case OpKind::kReduceMax: a = std::isnan(v) || std::isnan(a) ? NAN : std::max(a, v); break;
+      case OpKind::kReduceMin: a = std::isnan(v) || std::isnan(a) ? NAN : std::min(a, v); break;
+      case OpKind::kReduceProd: a *= v; break;
+      case OpKind::kReduceL1: a += std::fabs(v); break;
+      case OpKind::kReduceL2: case OpKind::kReduceSumSquare: a += v * v; break;
+      case OpKind::kReduceLogSumExp: a += std::exp(v - peak[size_t(slot[j])]); break;
+      default: a += v; break;
+    }
+  }
+  int64_t count = out_n ? int64_t(x.size()) / out_n : 0;
+  for (size_t o = 0; o < acc.size(); ++o) {
+    double& a = acc[o];
+    if (op == OpKind::kReduceMean) a /= double(count);
+    else if (op == OpKind::kReduceL2) a = std::sqrt(a);
+    else if (op == OpKind::kReduceLogSum) a = std::log(a);
+    else if (op == OpKind::kReduceLogSumExp) a = std::log(a) + peak[o];
+  }
+  if (!is_floating(tx.dtype) && (op == OpKind::kReduceMean)) for (double& a : acc) a = std::floor(a);
+  return from_doubles(c.out_dtype(0), c.out_dims(0), acc);
+}
+
+Tensor run_arg(const KernelContext& c) {
+  const Tensor& tx = c.in(0);
+  int64_t axis = normalize_axis(c, c.attrs().get_int("axis", 0), tx.dims.size());
+  bool last = c.attrs().get_int("select_last_index", 0) != 0, is_max = c.node.op == OpKind::kArgMax;
+  AxisSplit s = split_at(tx.dims, axis);
+  std::vector<double> x = to_doubles(tx);
+  std::vector<int64_t> out(size_t(s.outer * s.inner));
+  for (int64_t o = 0; o < s.outer; ++o)
+    for (int64_t i = 0; i < s.inner; ++i) {
+      int64_t best = 0;
+      for (int64_t k = 1; k < s.len; ++k) {
+        double v = x[size_t((o * s.len + k) * s.inner + i)], b = x[size_t((o * s.len + best) * s.inner + i)];
+        bool better = is_max ? (last ? v >= b : v > b) : (last ? v <= b : v < b);
+        if (better) best = k;
+      }
+      out[size_t(o * s.inner + i)] = best;
+    }
+  return from_ints(DType::kInt64, c.out_dims(0), out);
+}
+
+Tensor run_cumsum(const KernelContext& c) {
+  const Tensor& tx = c.in(0);
+  int64_t axis = normalize_axis(c, to_ints(c.in(1)).at(0), tx.dims.size());
+  bool exclusive = c.attrs().get_int("exclusive", 0), reverse = c.attrs().get_int("reverse", 0);
+  AxisSplit s = split_at(tx.dims, axis);
+  std::vector<double> x = to_doubles(tx), out(x.size());
+  for (int64_t o = 0; o < s.outer; ++o)
+    for (int64_t i = 0; i < s.inner; ++i) {
+      double acc = 0;
+      for (int64_t step = 0; step < s.len; ++step) {
+        int64_t k = reverse ? s.len - 1 - step : step;
+        size_t at = size_t((o * s.len + k) * s.inner + i);
+        if (exclusive) {
+          out[at] = acc;
+          acc += x[at];
+        } else {
+          acc += x[at];
+          out[at] = acc;
+        }
+      }
+    }
+  return from_doubles(tx.dtype, tx.dims, out);
+}
+
+Outputs run_topk(const KernelContext& c) {
+  const Tensor& tx = c.in(0);
+  int64_t axis = normalize_axis(c, c.attrs().get_int("axis", -1), tx.dims.size());
+  bool largest = c.attrs().get_int("largest", 1) != 0;
+  int64_t k = to_ints(c.in(1)).at(0);
+  AxisSplit s = split_at(tx.dims, axis);
+  if (k < 0 || k > s.len) c.error(ErrorCode::kShapeError, "K=", k, " is outside [0, ", s.len, "]");
+  std::vector<double> x = to_doubles(tx);
+  std::vector<double> values(size_t(s.outer * k * s.inner));
+  std::vector<int64_t> indices(values.size());
+  std::vector<int64_t> order(size_t(s.len));
+  for (int64_t o = 0; o < s.outer; ++o)
+    for (int64_t i = 0; i < s.inner; ++i) {
+      auto at = [&](int64_t j) { return x[size_t((o * s.len + j) * s.inner + i)]; };
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+        return largest ? at(a) > at(b) : at(a) < at(b);  // stable: equal values keep the lower index first
+      });
+      for (int64_t j = 0; j < k; ++j) {
+        size_t dst = size_t((o * k + j) * s.inner + i);
+        values[dst] = at(order[size_t(j)]);
+        indices[dst] = order[size_t(j)];
+      }
+    }
+  std::vector<int64_t> dims = tx.dims;
+  dims[size_t(axis)] = k;
+  if (!is_floating(tx.dtype)) return {from_ints(tx.dtype, dims, std::vector<int64_t>(values.begin(), values.end())),
+                                      from_ints(DType::kInt64, dims, indices)};
+  return {from_doubles(tx.dtype, dims, values), from_ints(DType::kInt64, dims, indices)};
+}
+
+}  // namespace
+
+Outputs run_reduce(const KernelContext& c) {
+  switch (c.node.op) {
+    case OpKind::kArgMax: case OpKind::kArgMin: return {run_arg(c)};
+    case OpKind::kCumSum: return {run_cumsum(c)};
+    case OpKind::kTopK: return run_topk(c);
+    default: return {run_reduce_op(c)};
+  }
+}
+
+}  // namespace kiln::reference
