@@ -2,7 +2,9 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "kiln/ir/network.h"
 
@@ -21,5 +23,25 @@ ir::Network load_model_bytes(std::string bytes, const std::filesystem::path& bas
 
 // Reads a serialized TensorProto (.pb files of the ONNX backend tests).
 ir::TensorData load_tensor_file(const std::filesystem::path& path);
+
+}  // namespace kiln::onnx
+
+namespace kiln::onnx {
+
+// What a model declares, read without building a Network: works for models
+// kiln cannot run, so tools can say what is missing.
+struct ModelSummary {
+  std::string graph_name, producer;
+  int64_t ir_version = 0;
+  int opset = 0;
+  struct Io {
+    std::string name, dtype, shape;  // as declared; shape like [N,3,224,224]
+  };
+  std::vector<Io> inputs, outputs;
+  std::map<std::string, int> op_histogram;  // "Conv" -> 20; other domains as "domain::Op"
+  std::vector<std::string> unsupported_ops;
+  int64_t initializer_count = 0;
+};
+ModelSummary summarize_model(const std::filesystem::path& path);
 
 }  // namespace kiln::onnx

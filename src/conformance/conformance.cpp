@@ -1,0 +1,152 @@
+#include "kiln/conformance.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+
+#include "kiln/error.h"
+#include "kiln/ir/shape_inference.h"
+#include "kiln/onnx.h"
+#include "kiln/reference.h"
+#include "kiln_onnx/onnx.pb.h"
+
+namespace kiln::conformance {
+
+namespace fs = std::filesystem;
+
+Tolerance tolerance_for(const std::string& dtype) {
+  if (dtype == "float16") return {1e-3, 1e-3};
+  if (dtype == "bfloat16") return {1e-2, 1e-2};
+  if (dtype == "float32" || dtype == "float64") return {1e-3, 1e-7};  // the ONNX backend test defaults
+  return {0, 0};
+}
+
+namespace {
+
+std::vector<std::string> model_ops(const fs::path& model) {
+  std::ifstream in(model, std::ios::binary);
+  ::onnx::ModelProto proto;
+  std::vector<std::string> ops;
+  if (!in || !proto.ParseFromIstream(&in)) return ops;
+  for (const auto& node : proto.graph().node())
+    if (std::find(ops.begin(), ops.end(), node.op_type()) == ops.end()) ops.push_back(node.op_type());
+  return ops;
+}
+
+std::string skip_reason(const Error& e) {
+  std::string msg = e.what();
+  size_t path_end = msg.find(".onnx: ");  // drop the file path the loader puts first
+  if (path_end == std::string::npos) path_end = msg.find(".pb: ");
+  if (path_end != std::string::npos) msg = msg.substr(msg.find(": ", path_end) + 2);
+  if (msg.find("ai.onnx.preview.training") != std::string::npos || msg.find("training mode") != std::string::npos)
+    return "training op: " + msg;
+  if (msg.find("sequence") != std::string::npos) return "sequence/optional types: " + msg;
+  return "out of scope: " + msg;
+}
+
+// Compares one output; returns an empty string when it matches.
+std::string compare(const reference::Tensor& actual, const reference::Tensor& expected, size_t index) {
+  if (actual.dtype != expected.dtype)
+    return str("output ", index, " dtype ", dtype_name(actual.dtype), ", expected ", dtype_name(expected.dtype));
+  if (actual.dims != expected.dims)
+    return str("output ", index, " shape ", ir::shape_to_string(ir::shape_of(actual.dims)), ", expected ",
+               ir::shape_to_string(ir::shape_of(expected.dims)));
+  Tolerance tol = tolerance_for(std::string(dtype_name(actual.dtype)));
+  std::vector<double> a = ir::read_doubles(actual), b = ir::read_doubles(expected);
+  if (!is_floating(actual.dtype)) {
+    std::vector<int64_t> ai = ir::read_ints(actual), bi = ir::read_ints(expected);
+    for (size_t i = 0; i < ai.size(); ++i)
+      if (ai[i] != bi[i]) return str("output ", index, " element ", i, " is ", ai[i], ", expected ", bi[i]);
+    return "";
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    bool ok = std::isnan(b[i]) ? std::isnan(a[i])
+              : std::isinf(b[i]) ? a[i] == b[i]
+                                 : std::fabs(a[i] - b[i]) <= tol.atol + tol.rtol * std::fabs(b[i]);
+    if (!ok) return str("output ", index, " element ", i, " is ", a[i], ", expected ", b[i]);
+  }
+  return "";
+}
+
+std::vector<fs::path> numbered(const fs::path& dir, const std::string& stem) {
+  std::vector<fs::path> files;
+  for (int i = 0;; ++i) {
+    fs::path p = dir / (stem + "_" + std::to_string(i) + ".pb");
+    if (!fs::exists(p)) break;
+    files.push_back(p);
+  }
+  return files;
+}
+
+}  // namespace
+
+CaseResult run_case(const fs::path& dir) {
+  CaseResult r;
+  r.name = dir.filename().string();
+  r.ops = model_ops(dir / "model.onnx");
+  ir::Network net;
+  try {
+    net = onnx::load_model(dir / "model.onnx");
+  } catch (const Error& e) {
+    r.status = e.code() == ErrorCode::kUnsupported ? Status::kSkipped : Status::kFailed;
+    r.detail = r.status == Status::kSkipped ? skip_reason(e) : str("load: ", e.what());
+    return r;
+  }
+  std::vector<fs::path> sets;
+  for (auto& entry : fs::directory_iterator(dir))
+    if (entry.is_directory() && entry.path().filename().string().rfind("test_data_set_", 0) == 0) sets.push_back(entry.path());
+  std::sort(sets.begin(), sets.end());
+  if (sets.empty()) {
+    r.status = Status::kSkipped;
+    r.detail = "no test_data_set folders";
+    return r;
+  }
+  for (const fs::path& set : sets) {
+    try {
+      std::map<std::string, reference::Tensor> inputs;
+      std::vector<fs::path> in_files = numbered(set, "input"), out_files = numbered(set, "output");
+      if (in_files.size() != net.inputs().size())
+        fail(ErrorCode::kInvalidModel, set.filename().string(), " has ", in_files.size(), " inputs; the model has ",
+             net.inputs().size());
+      for (size_t i = 0; i < in_files.size(); ++i)
+        inputs[net.value(net.inputs()[i]).name] = onnx::load_tensor_file(in_files[i]);
+      std::vector<reference::Tensor> outputs = reference::run(net, inputs);
+      if (out_files.size() != outputs.size())
+        fail(ErrorCode::kInvalidModel, set.filename().string(), " has ", out_files.size(), " outputs; the model makes ",
+             outputs.size());
+      for (size_t i = 0; i < outputs.size(); ++i) {
+        std::string diff = compare(outputs[i], onnx::load_tensor_file(out_files[i]), i);
+        if (!diff.empty()) {
+          r.status = Status::kFailed;
+          r.detail = set.filename().string() + ": " + diff;
+          return r;
+        }
+      }
+    } catch (const Error& e) {
+      r.status = e.code() == ErrorCode::kUnsupported ? Status::kSkipped : Status::kFailed;
+      r.detail = r.status == Status::kSkipped ? skip_reason(e) : str(set.filename().string(), ": ", e.what());
+      return r;
+    }
+  }
+  return r;
+}
+
+Report run_suite(const fs::path& root, const std::string& filter, const std::function<void(const CaseResult&)>& progress) {
+  if (!fs::is_directory(root)) fail(ErrorCode::kIoError, root, " is not a directory of ONNX node tests");
+  std::vector<fs::path> dirs;
+  for (auto& entry : fs::directory_iterator(root))
+    if (entry.is_directory() && fs::exists(entry.path() / "model.onnx") &&
+        entry.path().filename().string().find(filter) != std::string::npos)
+      dirs.push_back(entry.path());
+  std::sort(dirs.begin(), dirs.end());
+  Report report;
+  for (const fs::path& dir : dirs) {
+    CaseResult r = run_case(dir);
+    (r.status == Status::kPassed ? report.passed : r.status == Status::kFailed ? report.failed : report.skipped)++;
+    if (progress) progress(r);
+    report.cases.push_back(std::move(r));
+  }
+  return report;
+}
+
+}  // namespace kiln::conformance

@@ -149,7 +149,11 @@ std::optional<std::vector<Dim>> known_binary(const Ctx& c, OpKind op) {
 
 void infer_unary(Ctx& c, bool float_only) {
   if (float_only) c.require_float(0);
-  c.set(0, c.dtype(0), c.shape(0), c.node().op == OpKind::kIdentity ? c.ints(0) : std::nullopt);
+  std::optional<std::vector<Dim>> known;
+  if (c.node().op == OpKind::kIdentity) known = c.ints(0);
+  if (c.node().op == OpKind::kNeg && is_integer(c.dtype(0)) && (known = c.ints(0)))
+    for (auto& d : *known) d = Dim(0) - d;
+  c.set(0, c.dtype(0), c.shape(0), known);
 }
 
 void infer_binary(Ctx& c, OpKind op) {
@@ -408,7 +412,8 @@ void infer_conv(Ctx& c, bool transpose) {
 }
 
 void infer_pool(Ctx& c) {
-  c.require_float(0);
+  if (c.node().op != OpKind::kMaxPool) c.require_float(0);
+  c.require_dtype(0, {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt8, DType::kUInt8});
   c.require_rank(0, 3);
   const Shape& x = c.shape(0);
   auto kernel = c.attrs().get_ints("kernel_shape");
@@ -584,6 +589,14 @@ void infer_squeeze(Ctx& c) {
   const Shape& x = c.shape(0);
   int64_t r = int64_t(x.size());
   std::vector<bool> drop(size_t(r), false);
+  if (c.has(1) && !c.const_ints(1)) {  // axes known only at run time: the rank is all we can tell
+    const Dim& n = c.shape(1).at(0);
+    if (!n.is_constant()) c.error(ErrorCode::kUnsupported, "axes of unknown length");
+    Shape out;
+    for (int64_t i = 0; i < r - n.constant(); ++i) out.push_back(c.fresh());
+    c.set(0, c.dtype(0), out);
+    return;
+  }
   if (c.has(1)) {
     for (int64_t a : required_ints(c, 1, "axes")) {
       int64_t ax = c.axis(a, r);
@@ -602,6 +615,15 @@ void infer_squeeze(Ctx& c) {
 
 void infer_unsqueeze(Ctx& c) {
   const Shape& x = c.shape(0);
+  if (!c.const_ints(1)) {  // axes known only at run time
+    c.require_rank(1, 1, 1);
+    const Dim& n = c.shape(1)[0];
+    if (!n.is_constant()) c.error(ErrorCode::kUnsupported, "axes of unknown length");
+    Shape out;
+    for (int64_t i = 0; i < int64_t(x.size()) + n.constant(); ++i) out.push_back(c.fresh());
+    c.set(0, c.dtype(0), out);
+    return;
+  }
   auto axes = required_ints(c, 1, "axes");
   int64_t r = int64_t(x.size() + axes.size());
   std::vector<bool> inserted(size_t(r), false);
@@ -663,7 +685,14 @@ void infer_split(Ctx& c) {
   std::vector<Dim> sizes;
   if (c.has(1)) {
     auto v = c.ints(1);
-    if (!v) c.error(ErrorCode::kUnsupported, "split sizes must be constant");
+    if (!v) {  // sizes known only at run time
+      for (size_t i = 0; i < n; ++i) {
+        Shape s = x;
+        s[size_t(axis)] = c.fresh();
+        c.set(i, c.dtype(0), s);
+      }
+      return;
+    }
     if (v->size() != n) c.error(ErrorCode::kShapeError, "split has ", v->size(), " sizes for ", n, " outputs");
     sizes = *v;
     Dim sum(0);
@@ -861,7 +890,10 @@ void infer_constant_of_shape(Ctx& c) {
   }
   for (auto& d : out)
     if (d.is_constant() && d.constant() < 0) c.error(ErrorCode::kShapeError, "negative dim ", d.constant());
-  c.set(0, dtype, out);
+  std::optional<std::vector<Dim>> known;
+  if (out.size() == 1 && out[0].is_constant() && out[0].constant() <= kMaxKnownElements && (!v || is_integer(v->dtype)))
+    known = std::vector<Dim>(size_t(out[0].constant()), Dim(v ? read_ints(*v)[0] : 0));
+  c.set(0, dtype, out, known);
 }
 
 void infer_range(Ctx& c) {

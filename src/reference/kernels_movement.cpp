@@ -233,7 +233,7 @@ Tensor run_onehot(const KernelContext& c) {
 
 Tensor run_range(const KernelContext& c) {
   DType dt = c.in(0).dtype;
-  double start = scalar_double(c.in(0)), limit = scalar_double(c.in(1)), delta = scalar_double(c.in(2));
+  double start = scalar_double(c.in(0)), delta = scalar_double(c.in(2));
   if (delta == 0) c.error(ErrorCode::kInvalidModel, "delta is zero");
   int64_t n = c.out_dims(0).at(0);
   if (!is_floating(dt)) {
@@ -254,11 +254,14 @@ struct Taps {
   std::vector<double> weight;
 };
 
+// `out` is the output length; `out_exact` is in * scale before flooring, which
+// align_corners and tf_crop_and_resize divide by (as the ONNX reference does).
 double original_coordinate(const std::string& mode, double x, double scale, int64_t in, int64_t out, double roi_start,
                            double roi_end) {
+  double out_exact = double(in) * scale;
   if (mode == "half_pixel") return (x + 0.5) / scale - 0.5;
   if (mode == "pytorch_half_pixel") return out > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
-  if (mode == "align_corners") return out == 1 ? 0.0 : x * double(in - 1) / double(out - 1);
+  if (mode == "align_corners") return out == 1 ? 0.0 : x * double(in - 1) / (out_exact - 1);
   if (mode == "asymmetric") return x / scale;
   if (mode == "tf_half_pixel_for_nn") return (x + 0.5) / scale;
   if (mode == "half_pixel_symmetric") {
@@ -267,7 +270,7 @@ double original_coordinate(const std::string& mode, double x, double scale, int6
     return center * (1 - adjustment) + (x + 0.5) / scale - 0.5;
   }
   if (mode == "tf_crop_and_resize")
-    return out > 1 ? roi_start * double(in - 1) + x * (roi_end - roi_start) * double(in - 1) / double(out - 1)
+    return out > 1 ? roi_start * double(in - 1) + x * (roi_end - roi_start) * double(in - 1) / (out_exact - 1)
                    : 0.5 * (roi_start + roi_end) * double(in - 1);
   fail(ErrorCode::kInvalidModel, "coordinate_transformation_mode '", mode, "' is unknown");
 }

@@ -37,8 +37,6 @@ ir::ValueId GraphBuilder::const_float(const std::string& stem, float value) {
 
 namespace {
 
-std::string model_label(const fs::path& path) { return path.empty() ? std::string("model") : path.string(); }
-
 ir::Shape input_shape(const ::onnx::ValueInfoProto& info) {
   ir::Shape shape;
   const auto& type = info.type().tensor_type();
@@ -72,6 +70,8 @@ void check_unsupported_ops(const ::onnx::GraphProto& graph) {
 
 ir::Network import_model(::onnx::ModelProto& model, const fs::path& base_dir, const std::string& label) {
   if (!model.has_graph()) fail(ErrorCode::kInvalidModel, label, " has no graph");
+  ::onnx::GraphProto& graph = *model.mutable_graph();
+  check_unsupported_ops(graph);
   int opset = -1;
   for (const auto& entry : model.opset_import())
     if (entry.domain().empty() || entry.domain() == "ai.onnx") opset = int(entry.version());
@@ -82,9 +82,6 @@ ir::Network import_model(::onnx::ModelProto& model, const fs::path& base_dir, co
   if (opset < min_supported_opset() || opset > max_supported_opset())
     fail(ErrorCode::kUnsupported, label, " uses ONNX opset ", opset, "; kiln supports opsets ", min_supported_opset(),
          " to ", max_supported_opset());
-
-  ::onnx::GraphProto& graph = *model.mutable_graph();
-  check_unsupported_ops(graph);
 
   ir::Network net;
   net.set_name(graph.name());
@@ -162,6 +159,56 @@ ir::TensorData load_tensor_file(const fs::path& path) {
   } catch (const Error& e) {
     throw Error(e.code(), str(path.string(), ": ", e.what()));
   }
+}
+
+}  // namespace kiln::onnx
+
+namespace kiln::onnx {
+
+ModelSummary summarize_model(const fs::path& path) {
+  std::string bytes = read_file(path);
+  if (bytes.empty()) fail(ErrorCode::kParseError, path.string(), ": the model is empty (0 bytes)");
+  ::onnx::ModelProto model;
+  if (!model.ParseFromString(bytes))
+    fail(ErrorCode::kParseError, path.string(), ": not a valid ONNX protobuf (truncated or corrupt?)");
+  ModelSummary s;
+  s.graph_name = model.graph().name();
+  s.producer = model.producer_name() + (model.producer_version().empty() ? "" : " " + model.producer_version());
+  s.ir_version = model.ir_version();
+  for (const auto& entry : model.opset_import())
+    if (entry.domain().empty() || entry.domain() == "ai.onnx") s.opset = int(entry.version());
+  std::set<std::string> initializers;
+  for (const auto& init : model.graph().initializer()) initializers.insert(init.name());
+  s.initializer_count = int64_t(initializers.size());
+  auto describe = [](const ::onnx::ValueInfoProto& v) {
+    ModelSummary::Io io{v.name(), "?", "?"};
+    if (!v.type().has_tensor_type()) {
+      io.dtype = "non-tensor";
+      return io;
+    }
+    const auto& t = v.type().tensor_type();
+    auto dtype = dtype_from_onnx(t.elem_type());
+    io.dtype = dtype ? std::string(dtype_name(*dtype)) : onnx_dtype_name(t.elem_type());
+    if (t.has_shape()) {
+      io.shape = "[";
+      for (int i = 0; i < t.shape().dim_size(); ++i) {
+        const auto& d = t.shape().dim(i);
+        io.shape += (i ? "," : "") + (d.has_dim_value() ? std::to_string(d.dim_value()) : d.dim_param().empty() ? "?" : d.dim_param());
+      }
+      io.shape += "]";
+    }
+    return io;
+  };
+  for (const auto& in : model.graph().input())
+    if (!initializers.count(in.name())) s.inputs.push_back(describe(in));
+  for (const auto& out : model.graph().output()) s.outputs.push_back(describe(out));
+  for (const auto& node : model.graph().node()) {
+    bool default_domain = node.domain().empty() || node.domain() == "ai.onnx";
+    std::string key = default_domain ? node.op_type() : node.domain() + "::" + node.op_type();
+    if (s.op_histogram[key]++ == 0 && (!default_domain || !is_supported_op(node.op_type())))
+      s.unsupported_ops.push_back(key);
+  }
+  return s;
 }
 
 }  // namespace kiln::onnx

@@ -1,0 +1,39 @@
+// Runs ONNX backend node tests (model.onnx + test_data_set_*/{input,output}_*.pb)
+// against a kiln device and compares outputs with dtype-fitting tolerances.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace kiln::conformance {
+
+enum class Status { kPassed, kFailed, kSkipped };
+
+struct CaseResult {
+  std::string name;
+  Status status = Status::kPassed;
+  std::string detail;             // why it failed or was skipped
+  std::vector<std::string> ops;   // op types of the model
+};
+
+struct Report {
+  std::vector<CaseResult> cases;
+  int passed = 0, failed = 0, skipped = 0;
+};
+
+// Tolerances: |actual - expected| <= atol + rtol * |expected|.
+struct Tolerance {
+  double rtol, atol;
+};
+Tolerance tolerance_for(const std::string& dtype_name);
+
+CaseResult run_case(const std::filesystem::path& test_dir);
+// Runs every test folder under `root` whose name contains `filter`; `progress`
+// is called after each case.
+Report run_suite(const std::filesystem::path& root, const std::string& filter,
+                 const std::function<void(const CaseResult&)>& progress);
+
+}  // namespace kiln::conformance
