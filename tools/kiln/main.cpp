@@ -1,9 +1,126 @@
+// kiln: command-line entry point.
+#include <algorithm>
+#include <cstring>
 #include <iostream>
-#include "kiln/conformance.h"
+
+#include "cli.h"
+
+namespace kiln::cli {
+
+namespace {
+
+constexpr const char* kHelp = R"(kiln - a JIT inference runtime for NVIDIA GPUs (this build: CPU reference only)
+
+usage: kiln <command> [options]
+
+commands:
+  inspect MODEL.onnx [--dump]
+      Inputs and outputs with dtypes and symbolic shapes, op histogram,
+      unsupported ops, parameter count and bytes. --dump prints the whole
+      network with inferred shapes.
+  run MODEL.onnx [--device cpu] [--shapes NAME:1x3x224x224,...]
+                 [--input NAME:FILE.npy ...] [--output-dir DIR] [--seed N]
+      Runs the model on the CPU reference interpreter. Inputs not given with
+      --input are random (seeded, non-zero). Symbolic dims come from --shapes,
+      else from the profile's opt value, else 1. Prints each output's shape and
+      statistics; --output-dir writes one NAME.npy per output.
+  conformance DIR [--device cpu] [--filter TEXT] [--verbose]
+      Runs a folder of ONNX backend node tests (each a folder with model.onnx
+      and test_data_set_*), prints one line per test (--verbose) or per
+      failure, a per-op table, and last `N passed, N failed, N skipped`.
+
+Only --device cpu exists in this build; CUDA execution comes with the GPU engine.
+
+exit codes:
+  0 success   1 conformance failures   2 bad command line
+  3 file missing or undecodable   4 model invalid or unsupported   5 run failed
+)";
+
+}  // namespace
+
+int exit_code_for(const Error& e) {
+  switch (e.code()) {
+    case ErrorCode::kInvalidArgument: return kUsage;
+    case ErrorCode::kIoError:
+    case ErrorCode::kParseError: return kUnreadable;
+    case ErrorCode::kInvalidModel:
+    case ErrorCode::kUnsupported: return kBadModel;
+    default: return kRunFailed;
+  }
+}
+
+std::string Args::get(const std::string& flag, const std::string& fallback) const {
+  auto it = options.find(flag);
+  return it == options.end() || it->second.empty() ? fallback : it->second.back();
+}
+
+const std::vector<std::string>& Args::all(const std::string& flag) const {
+  static const std::vector<std::string> kNone;
+  auto it = options.find(flag);
+  return it == options.end() ? kNone : it->second;
+}
+
+Args parse_args(int argc, char** argv, int first, const std::vector<std::string>& value_flags,
+                const std::vector<std::string>& bool_flags) {
+  Args args;
+  auto known = [](const std::vector<std::string>& list, const std::string& f) {
+    return std::find(list.begin(), list.end(), f) != list.end();
+  };
+  for (int i = first; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.rfind("--", 0) != 0 || a == "--") {
+      args.positional.push_back(a);
+      continue;
+    }
+    std::string flag = a, value;
+    bool inline_value = false;
+    if (size_t eq = a.find('='); eq != std::string::npos) {
+      flag = a.substr(0, eq);
+      value = a.substr(eq + 1);
+      inline_value = true;
+    }
+    if (known(bool_flags, flag)) {
+      if (inline_value) fail(ErrorCode::kInvalidArgument, flag, " takes no value");
+      args.options[flag].push_back("1");
+    } else if (known(value_flags, flag)) {
+      if (!inline_value) {
+        if (i + 1 >= argc) fail(ErrorCode::kInvalidArgument, flag, " needs a value");
+        value = argv[++i];
+      }
+      args.options[flag].push_back(value);
+    } else {
+      fail(ErrorCode::kInvalidArgument, "unknown option ", flag, " (see kiln --help)");
+    }
+  }
+  return args;
+}
+
+}  // namespace kiln::cli
+
 int main(int argc, char** argv) {
-  auto rep = kiln::conformance::run_suite(argv[1], argc > 2 ? argv[2] : "", [](const kiln::conformance::CaseResult& r) {
-    const char* s = r.status == kiln::conformance::Status::kPassed ? "PASS" : r.status == kiln::conformance::Status::kFailed ? "FAIL" : "SKIP";
-    std::cout << s << " " << r.name << " " << r.detail << "\n";
-  });
-  std::cout << rep.passed << " passed, " << rep.failed << " failed, " << rep.skipped << " skipped\n";
+  using namespace kiln::cli;
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    std::cout << kHelp;
+    return argc < 2 ? kUsage : kOk;
+  }
+  if (!std::strcmp(argv[1], "--version")) {
+    std::cout << "kiln 0.1.0\n";
+    return kOk;
+  }
+  std::string command = argv[1];
+  try {
+    if (command == "inspect") return cmd_inspect(parse_args(argc, argv, 2, {}, {"--dump"}));
+    if (command == "run")
+      return cmd_run(parse_args(argc, argv, 2, {"--device", "--shapes", "--input", "--output-dir", "--seed"}, {}));
+    if (command == "conformance")
+      return cmd_conformance(parse_args(argc, argv, 2, {"--device", "--filter"}, {"--verbose"}));
+    std::cerr << "kiln: unknown command '" << command << "' (see kiln --help)\n";
+    return kUsage;
+  } catch (const kiln::Error& e) {
+    std::cerr << "kiln " << command << ": " << kiln::error_code_name(e.code()) << ": " << e.what() << "\n";
+    return exit_code_for(e);
+  } catch (const std::exception& e) {
+    std::cerr << "kiln " << command << ": internal error: " << e.what() << "\n";
+    return kRunFailed;
+  }
 }

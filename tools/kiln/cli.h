@@ -1,0 +1,41 @@
+// Small command-line plumbing shared by the kiln subcommands.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kiln/error.h"
+
+namespace kiln::cli {
+
+// Exit codes a script can rely on (also listed in `kiln --help`).
+enum Exit : int {
+  kOk = 0,
+  kTestsFailed = 1,    // conformance cases failed
+  kUsage = 2,          // bad command line
+  kUnreadable = 3,     // file missing, unreadable or not decodable
+  kBadModel = 4,       // model invalid or using something kiln does not support
+  kRunFailed = 5,      // inputs rejected or execution failed
+};
+
+int exit_code_for(const Error& e);
+
+// Parses "--flag value" / "--flag=value" options; flags in `repeatable` may
+// appear more than once. Everything else is positional.
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::vector<std::string>> options;
+
+  bool has(const std::string& flag) const { return options.count(flag) != 0; }
+  std::string get(const std::string& flag, const std::string& fallback = "") const;
+  const std::vector<std::string>& all(const std::string& flag) const;
+};
+Args parse_args(int argc, char** argv, int first, const std::vector<std::string>& value_flags,
+                const std::vector<std::string>& bool_flags);
+
+int cmd_inspect(const Args& args);
+int cmd_run(const Args& args);
+int cmd_conformance(const Args& args);
+
+}  // namespace kiln::cli

@@ -1,0 +1,51 @@
+// kiln inspect: what a model declares and what kiln makes of it.
+#include <iostream>
+
+#include "cli.h"
+#include "kiln/onnx.h"
+
+namespace kiln::cli {
+
+int cmd_inspect(const Args& args) {
+  if (args.positional.size() != 1) fail(ErrorCode::kInvalidArgument, "usage: kiln inspect MODEL.onnx [--dump]");
+  const std::string& path = args.positional[0];
+  onnx::ModelSummary s = onnx::summarize_model(path);
+  std::cout << "model:      " << path << "\n";
+  std::cout << "graph:      " << (s.graph_name.empty() ? "(unnamed)" : s.graph_name) << "\n";
+  std::cout << "producer:   " << (s.producer.empty() ? "(unknown)" : s.producer) << "\n";
+  std::cout << "ir version: " << s.ir_version << ", opset " << s.opset << " (kiln supports "
+            << onnx::min_supported_opset() << "-" << onnx::max_supported_opset() << ")\n";
+  std::cout << "inputs:\n";
+  for (auto& io : s.inputs) std::cout << "  " << io.name << ": " << io.dtype << io.shape << "\n";
+  std::cout << "outputs:\n";
+  for (auto& io : s.outputs) std::cout << "  " << io.name << ": " << io.dtype << io.shape << "\n";
+  std::cout << "ops:\n";
+  for (auto& [op, count] : s.op_histogram) std::cout << "  " << op << " " << count << "\n";
+  std::cout << "unsupported ops: ";
+  if (s.unsupported_ops.empty()) std::cout << "none\n";
+  for (size_t i = 0; i < s.unsupported_ops.size(); ++i)
+    std::cout << s.unsupported_ops[i] << (i + 1 < s.unsupported_ops.size() ? ", " : "\n");
+
+  ir::Network net;
+  try {
+    net = onnx::load_model(path);
+  } catch (const Error& e) {
+    std::cout << "status:     cannot load: " << e.what() << "\n";
+    std::cerr << "kiln inspect: " << error_code_name(e.code()) << ": " << e.what() << "\n";
+    return exit_code_for(e);
+  }
+  std::cout << "parameters: " << net.parameter_count() << " (" << net.parameter_bytes() << " bytes)\n";
+  std::cout << "nodes:      " << net.nodes().size() << " after import\n";
+  std::cout << "inferred outputs:\n";
+  for (ir::ValueId id : net.outputs()) {
+    const ir::Value& v = net.value(id);
+    std::cout << "  " << v.name << ": " << dtype_name(v.dtype) << ir::shape_to_string(v.shape) << "\n";
+  }
+  if (!net.data_dependent_symbols().empty())
+    std::cout << "note:       " << net.data_dependent_symbols().size() << " dims depend on input data\n";
+  std::cout << "status:     ok\n";
+  if (args.has("--dump")) std::cout << "\n" << ir::dump_network(net);
+  return kOk;
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,165 @@
+// kiln run: executes a model on given or random inputs.
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <random>
+
+#include "cli.h"
+#include "kiln/ir/shape_inference.h"
+#include "kiln/npy.h"
+#include "kiln/onnx.h"
+#include "kiln/reference.h"
+
+namespace kiln::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// "a:1x3x224x224,b:4" -> {a: [1,3,224,224], b: [4]}
+std::map<std::string, std::vector<int64_t>> parse_shapes(const std::vector<std::string>& specs) {
+  std::map<std::string, std::vector<int64_t>> out;
+  for (const std::string& spec : specs) {
+    size_t start = 0;
+    while (start <= spec.size()) {
+      size_t comma = spec.find(',', start);
+      std::string item = spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      size_t colon = item.rfind(':');
+      if (colon == std::string::npos || colon == 0)
+        fail(ErrorCode::kInvalidArgument, "--shapes item '", item, "' must look like name:1x3x224x224");
+      std::vector<int64_t> dims;
+      std::string rest = item.substr(colon + 1);
+      size_t at = 0;
+      while (!rest.empty() && at <= rest.size()) {
+        size_t x = rest.find('x', at);
+        std::string num = rest.substr(at, x == std::string::npos ? std::string::npos : x - at);
+        if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos || num.size() > 12)
+          fail(ErrorCode::kInvalidArgument, "--shapes item '", item, "' has a bad dim '", num, "'");
+        dims.push_back(std::stoll(num));
+        if (x == std::string::npos) break;
+        at = x + 1;
+      }
+      out[item.substr(0, colon)] = dims;
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  return out;
+}
+
+reference::Tensor random_tensor(DType dtype, const std::vector<int64_t>& dims, std::mt19937_64& rng) {
+  int64_t n = ir::checked_numel(dims);
+  if (n > (int64_t(1) << 31)) fail(ErrorCode::kInvalidArgument, "an input of ", n, " elements is too large to generate");
+  std::vector<double> v(static_cast<size_t>(n));
+  std::uniform_real_distribution<double> magnitude(0.1, 1.0);
+  std::uniform_int_distribution<int> small(1, 9), coin(0, 1);
+  for (double& e : v) {
+    if (is_floating(dtype)) e = magnitude(rng) * (coin(rng) ? 1 : -1);
+    else if (dtype == DType::kBool) e = coin(rng);
+    else e = small(rng);
+  }
+  return reference::make_tensor(dtype, dims, v);
+}
+
+std::string safe_file_name(const std::string& name) {
+  std::string out;
+  for (char ch : name) out += (std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.') ? ch : '_';
+  return out.empty() ? "output" : out;
+}
+
+}  // namespace
+
+int cmd_run(const Args& args) {
+  if (args.positional.size() != 1)
+    fail(ErrorCode::kInvalidArgument, "usage: kiln run MODEL.onnx [--device cpu] [--shapes ...] [--input NAME:FILE.npy]");
+  std::string device = args.get("--device", "cpu");
+  if (device != "cpu")
+    fail(ErrorCode::kInvalidArgument, "--device ", device, " is not available in this build (only cpu)");
+  uint64_t seed = 0;
+  try {
+    seed = std::stoull(args.get("--seed", "0"));
+  } catch (const std::exception&) {
+    fail(ErrorCode::kInvalidArgument, "--seed must be a non-negative integer");
+  }
+  ir::Network net = onnx::load_model(args.positional[0]);
+  auto shapes = parse_shapes(args.all("--shapes"));
+  std::map<std::string, reference::Tensor> inputs;
+  for (const std::string& spec : args.all("--input")) {
+    size_t colon = spec.find(':');
+    if (colon == std::string::npos || colon == 0) fail(ErrorCode::kInvalidArgument, "--input must look like name:file.npy");
+    inputs[spec.substr(0, colon)] = io::read_npy(spec.substr(colon + 1));
+  }
+  for (auto& [name, dims] : shapes)
+    if (!net.find_value(name) || !net.value(*net.find_value(name)).is_input)
+      fail(ErrorCode::kInvalidArgument, "--shapes names '", name, "', which is not an input of the model");
+
+  // Bind symbols from given tensors and --shapes first, then fill the rest.
+  ir::SymbolBindings bindings;
+  auto bind = [&](const ir::Value& v, const std::vector<int64_t>& dims) {
+    for (size_t i = 0; i < v.shape.size() && i < dims.size(); ++i) {
+      std::set<std::string> symbols;
+      v.shape[i].collect_symbols(symbols);
+      if (!v.shape[i].is_constant() && symbols.size() == 1) bindings.emplace(*symbols.begin(), dims[i]);
+    }
+  };
+  for (ir::ValueId id : net.inputs()) {
+    const ir::Value& v = net.value(id);
+    if (auto it = inputs.find(v.name); it != inputs.end()) bind(v, it->second.dims);
+    if (auto it = shapes.find(v.name); it != shapes.end()) bind(v, it->second);
+  }
+  std::mt19937_64 rng(seed);
+  for (ir::ValueId id : net.inputs()) {
+    const ir::Value& v = net.value(id);
+    if (inputs.count(v.name)) continue;
+    std::vector<int64_t> dims;
+    if (auto it = shapes.find(v.name); it != shapes.end()) {
+      dims = it->second;
+    } else {
+      for (const ir::Dim& d : v.shape) {
+        if (auto value = d.evaluate(bindings)) {
+          dims.push_back(*value);
+          continue;
+        }
+        std::set<std::string> symbols;
+        d.collect_symbols(symbols);
+        for (const std::string& s : symbols) {
+          auto range = net.dim_ranges().find(s);
+          int64_t pick = range != net.dim_ranges().end() ? range->second.opt : 1;
+          std::cerr << "kiln run: note: input '" << v.name << "' dim '" << s << "' not given; using " << pick << "\n";
+          bindings.emplace(s, pick);
+        }
+        dims.push_back(d.evaluate(bindings).value_or(1));
+      }
+    }
+    inputs[v.name] = random_tensor(v.dtype, dims, rng);
+  }
+
+  auto start = std::chrono::steady_clock::now();
+  std::vector<reference::Tensor> outputs = reference::run(net, inputs);
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  std::cout << "device: cpu (reference interpreter), seed " << seed << ", " << ms << " ms\n";
+  if (args.has("--output-dir")) fs::create_directories(args.get("--output-dir"));
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const ir::Value& v = net.value(net.outputs()[i]);
+    const reference::Tensor& t = outputs[i];
+    std::vector<double> values = ir::read_doubles(t);
+    double lo = INFINITY, hi = -INFINITY, sum = 0;
+    for (double x : values) {
+      lo = std::min(lo, x);
+      hi = std::max(hi, x);
+      sum += x;
+    }
+    std::cout << "output " << v.name << ": " << dtype_name(t.dtype) << ir::shape_to_string(ir::shape_of(t.dims));
+    if (!values.empty()) std::cout << " min " << lo << " max " << hi << " mean " << sum / double(values.size());
+    std::cout << "\n";
+    if (args.has("--output-dir")) {
+      fs::path file = fs::path(args.get("--output-dir")) / (safe_file_name(v.name) + ".npy");
+      io::write_npy(file, t);
+      std::cout << "  wrote " << file.string() << "\n";
+    }
+  }
+  return kOk;
+}
+
+}  // namespace kiln::cli
