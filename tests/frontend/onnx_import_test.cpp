@@ -1,0 +1,142 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "kiln/error.h"
+#include "kiln/onnx.h"
+#include "kiln/reference.h"
+#include "model_builder.h"
+
+namespace kiln::onnx {
+namespace {
+
+namespace fs = std::filesystem;
+using kiln::testing::ModelBuilder;
+using ::onnx::TensorProto;
+
+TEST(OnnxImport, SmallMlpImportsAndRuns) {
+  ir::Network net = load_model_bytes(kiln::testing::small_mlp().bytes());
+  ASSERT_EQ(net.inputs().size(), 1u);
+  EXPECT_EQ(ir::shape_to_string(net.value(net.inputs()[0]).shape), "[N,4]");
+  EXPECT_EQ(ir::shape_to_string(net.value(net.outputs()[0]).shape), "[N,3]");
+  auto x = reference::make_tensor(DType::kFloat32, {2, 4}, {1, 2, 3, 4, -1, -2, -3, -4});
+  auto y = reference::run(net, {{"x", x}});
+  ASSERT_EQ(y.size(), 1u);
+  // row 0: [1,2,3,4] @ w + b = [7.5+0.5, 0.2... computed by hand below]
+  const float* v = y[0].data.as<float>();
+  float w[4][3] = {{0.1f, -0.2f, 0.3f}, {0.4f, 0.5f, -0.6f}, {0.7f, 0.8f, 0.9f}, {-1.0f, 1.1f, 1.2f}};
+  float b[3] = {0.5f, -0.5f, 0.25f};
+  float xs[2][4] = {{1, 2, 3, 4}, {-1, -2, -3, -4}};
+  for (int r = 0; r < 2; ++r)
+    for (int c = 0; c < 3; ++c) {
+      double acc = b[c];
+      for (int k = 0; k < 4; ++k) acc += double(xs[r][k]) * w[k][c];
+      EXPECT_NEAR(v[r * 3 + c], std::max(acc, 0.0), 1e-6) << r << "," << c;
+    }
+}
+
+TEST(OnnxImport, InputsThatAreInitializersBecomeWeights) {
+  ModelBuilder m = kiln::testing::small_mlp();
+  auto* extra = m.graph().add_input();
+  extra->set_name("w");
+  extra->mutable_type()->mutable_tensor_type()->set_elem_type(TensorProto::FLOAT);
+  ir::Network net = load_model_bytes(m.bytes());
+  EXPECT_EQ(net.inputs().size(), 1u);
+  EXPECT_TRUE(net.value(*net.find_value("w")).weight.has_value());
+}
+
+TEST(OnnxImport, OldOpsetAttributesBecomeInputs) {
+  ModelBuilder m(11);
+  m.input("x", TensorProto::FLOAT, {"2", "1", "3"});
+  auto& squeeze = m.node("Squeeze", {"x"}, {"s"});
+  ModelBuilder::attr(squeeze, "axes", std::vector<int64_t>{1});
+  auto& reduce = m.node("ReduceSum", {"s"}, {"y"});
+  ModelBuilder::attr(reduce, "axes", std::vector<int64_t>{-1});
+  ModelBuilder::attr(reduce, "keepdims", int64_t(0));
+  m.output("y");
+  ir::Network net = load_model_bytes(m.bytes());
+  EXPECT_EQ(ir::shape_to_string(net.value(net.outputs()[0]).shape), "[2]");
+  auto y = reference::run(net, {{"x", reference::make_tensor(DType::kFloat32, {2, 1, 3}, {1, 2, 3, 4, 5, 6})}});
+  EXPECT_EQ(y[0].data.as<float>()[0], 6.0f);
+  EXPECT_EQ(y[0].data.as<float>()[1], 15.0f);
+}
+
+TEST(OnnxImport, LegacySoftmaxFlattensFromAxis) {
+  ModelBuilder m(11);
+  m.input("x", TensorProto::FLOAT, {"2", "2", "2"});
+  auto& sm = m.node("Softmax", {"x"}, {"y"});
+  ModelBuilder::attr(sm, "axis", int64_t(1));
+  m.output("y");
+  ir::Network net = load_model_bytes(m.bytes());
+  auto y = reference::run(net, {{"x", reference::make_tensor(DType::kFloat32, {2, 2, 2}, {0, 0, 0, 0, 1, 1, 1, 1})}});
+  for (int i = 0; i < 8; ++i) EXPECT_NEAR(y[0].data.as<float>()[i], 0.25, 1e-6);  // over 4 elements per batch
+}
+
+TEST(OnnxImport, ExternalDataInsideTheModelFolder) {
+  fs::path dir = fs::temp_directory_path() / "kiln_external_ok";
+  fs::create_directories(dir);
+  std::vector<float> w = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  {
+    std::ofstream out(dir / "weights.bin", std::ios::binary);
+    out.write("padding!", 8);
+    out.write(reinterpret_cast<const char*>(w.data()), std::streamsize(w.size() * 4));
+  }
+  ModelBuilder m = kiln::testing::small_mlp();
+  TensorProto* t = m.graph().mutable_initializer(0);
+  t->clear_raw_data();
+  t->set_data_location(TensorProto::EXTERNAL);
+  auto add = [&](const char* k, const std::string& v) {
+    auto* e = t->add_external_data();
+    e->set_key(k);
+    e->set_value(v);
+  };
+  add("location", "weights.bin");
+  add("offset", "8");
+  add("length", "48");
+  {
+    std::ofstream out(dir / "model.onnx", std::ios::binary);
+    out << m.bytes();
+  }
+  ir::Network net = load_model(dir / "model.onnx");
+  const ir::Value& wv = net.value(*net.find_value("w"));
+  ASSERT_TRUE(wv.weight);
+  EXPECT_EQ(wv.weight->data.as<float>()[11], 12.0f);
+  fs::remove_all(dir);
+}
+
+TEST(OnnxImport, ConstantNodesBecomeWeights) {
+  ModelBuilder m;
+  m.input("x", TensorProto::FLOAT, {"3"});
+  auto& c = m.node("Constant", {}, {"k"});
+  auto* a = c.add_attribute();
+  a->set_name("value_floats");
+  a->set_type(::onnx::AttributeProto::FLOATS);
+  for (float f : {1.0f, 2.0f, 3.0f}) a->add_floats(f);
+  m.node("Mul", {"x", "k"}, {"y"});
+  m.output("y");
+  ir::Network net = load_model_bytes(m.bytes());
+  auto y = reference::run(net, {{"x", reference::make_tensor(DType::kFloat32, {3}, {2, 2, 2})}});
+  EXPECT_EQ(y[0].data.as<float>()[2], 6.0f);
+}
+
+TEST(OnnxImport, SummaryListsUnsupportedOps) {
+  ModelBuilder m;
+  m.input("x", TensorProto::FLOAT, {"3"});
+  m.node("Relu", {"x"}, {"a"});
+  m.node("NonMaxSuppression", {"a"}, {"b"});
+  m.output("b");
+  fs::path p = fs::temp_directory_path() / "kiln_summary.onnx";
+  {
+    std::ofstream out(p, std::ios::binary);
+    out << m.bytes();
+  }
+  ModelSummary s = summarize_model(p);
+  EXPECT_EQ(s.opset, 13);
+  EXPECT_EQ(s.op_histogram.at("Relu"), 1);
+  EXPECT_EQ(s.unsupported_ops, std::vector<std::string>{"NonMaxSuppression"});
+  fs::remove(p);
+}
+
+}  // namespace
+}  // namespace kiln::onnx

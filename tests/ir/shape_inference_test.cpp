@@ -1,0 +1,145 @@
+#include <gtest/gtest.h>
+
+#include "kiln/error.h"
+#include "kiln/ir/network.h"
+#include "kiln/ir/shape_inference.h"
+
+namespace kiln::ir {
+namespace {
+
+TensorData ints(std::vector<int64_t> v) {
+  TensorData t;
+  t.dtype = DType::kInt64;
+  t.dims = {int64_t(v.size())};
+  t.data = Buffer::copy_of(v.data(), v.size() * sizeof(int64_t));
+  return t;
+}
+
+TensorData floats(std::vector<int64_t> dims) {
+  TensorData t;
+  t.dims = dims;
+  t.data = Buffer::from_bytes(std::vector<std::byte>(size_t(checked_numel(dims)) * 4));
+  return t;
+}
+
+const Dim N = Dim::symbol("N"), S = Dim::symbol("S");
+
+TEST(ShapeInference, ReshapeThroughShapeArithmetic) {
+  // x[N,S,512] -> Shape -> Gather(0), Gather(1) -> Concat with [8,64] -> Reshape: [N,S,8,64]
+  Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {N, S, Dim(512)});
+  ValueId shape = net.add_op1(OpKind::kShape, {x});
+  Attributes axis0;
+  axis0.set("axis", int64_t(0));
+  ValueId n = net.add_op1(OpKind::kGather, {shape, net.add_weight("i0", ints({0}))}, axis0);
+  ValueId s = net.add_op1(OpKind::kGather, {shape, net.add_weight("i1", ints({1}))}, axis0);
+  ValueId target = net.add_op1(OpKind::kConcat, {n, s, net.add_weight("heads", ints({8, 64}))}, axis0);
+  ValueId y = net.add_op1(OpKind::kReshape, {x, target});
+  ValueId flat = net.add_op1(OpKind::kReshape, {y, net.add_weight("flat", ints({-1, 64}))});
+  net.add_output(y);
+  net.add_output(flat);
+  net.finalize();
+  EXPECT_EQ(shape_to_string(net.value(y).shape), "[N,S,8,64]");
+  EXPECT_EQ(shape_to_string(net.value(flat).shape), "[8*N*S,64]");
+  EXPECT_TRUE(net.data_dependent_symbols().empty());
+}
+
+TEST(ShapeInference, ConvAndPoolOutputSizes) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {N, Dim(3), Dim(224), Dim(224)});
+  Attributes conv;
+  conv.set("strides", std::vector<int64_t>{2, 2});
+  conv.set("pads", std::vector<int64_t>{3, 3, 3, 3});
+  ValueId c = net.add_op1(OpKind::kConv, {x, net.add_weight("w", floats({64, 3, 7, 7}))}, conv);
+  Attributes pool;
+  pool.set("kernel_shape", std::vector<int64_t>{3, 3});
+  pool.set("strides", std::vector<int64_t>{2, 2});
+  pool.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+  ValueId p = net.add_op1(OpKind::kMaxPool, {c}, pool);
+  net.add_output(p);
+  net.finalize();
+  EXPECT_EQ(shape_to_string(net.value(c).shape), "[N,64,112,112]");
+  EXPECT_EQ(shape_to_string(net.value(p).shape), "[N,64,56,56]");
+}
+
+TEST(ShapeInference, SymbolicConvSpatialDims) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(1), Dim(3), Dim::symbol("H"), Dim::symbol("W")});
+  Attributes same;
+  same.set("auto_pad", std::string("SAME_UPPER"));
+  same.set("strides", std::vector<int64_t>{2, 2});
+  ValueId c = net.add_op1(OpKind::kConv, {x, net.add_weight("w", floats({8, 3, 3, 3}))}, same);
+  net.add_output(c);
+  net.finalize();
+  Dim h = net.value(c).shape[2];
+  EXPECT_EQ(h.evaluate({{"H", 15}, {"W", 8}}), 8);
+  EXPECT_EQ(h.evaluate({{"H", 16}, {"W", 8}}), 8);
+}
+
+TEST(ShapeInference, MatMulBroadcastsBatchDims) {
+  Network net;
+  ValueId a = net.add_input("a", DType::kFloat32, {Dim(2), Dim(1), N, Dim(16)});
+  ValueId b = net.add_input("b", DType::kFloat32, {Dim(5), Dim(16), Dim(7)});
+  ValueId y = net.add_op1(OpKind::kMatMul, {a, b});
+  net.add_output(y);
+  net.finalize();
+  EXPECT_EQ(shape_to_string(net.value(y).shape), "[2,5,N,7]");
+}
+
+TEST(ShapeInference, MatMulInnerMismatchNamesTheNode) {
+  Network net;
+  ValueId a = net.add_input("a", DType::kFloat32, {Dim(4), Dim(16)});
+  ValueId b = net.add_input("b", DType::kFloat32, {Dim(8), Dim(7)});
+  net.add_output(net.add_op1(OpKind::kMatMul, {a, b}, {}, "proj"));
+  try {
+    net.finalize();
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kShapeError);
+    EXPECT_NE(std::string(e.what()).find("node 'proj' (MatMul)"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ShapeInference, ConcatAddsSymbolicAxis) {
+  Network net;
+  ValueId a = net.add_input("a", DType::kFloat32, {N, S});
+  ValueId b = net.add_input("b", DType::kFloat32, {N, Dim(3)});
+  Attributes axis;
+  axis.set("axis", int64_t(1));
+  ValueId y = net.add_op1(OpKind::kConcat, {a, b}, axis);
+  net.add_output(y);
+  net.finalize();
+  EXPECT_EQ(shape_to_string(net.value(y).shape), "[N,S + 3]");
+}
+
+TEST(ShapeInference, DataDependentSizesGetFreshSymbols) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(10)});
+  ValueId k = net.add_input("k", DType::kInt64, {Dim(1)});
+  auto out = net.add_op(OpKind::kTopK, {x, k}, {}, 2);
+  net.add_output(out[0]);
+  net.finalize();
+  EXPECT_EQ(net.data_dependent_symbols().size(), 1u);
+  EXPECT_EQ(net.value(out[1]).dtype, DType::kInt64);
+}
+
+TEST(ShapeInference, ReshapeElementCountMismatch) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(4), Dim(6)});
+  net.add_output(net.add_op1(OpKind::kReshape, {x, net.add_weight("s", ints({5, 5}))}, {}, "bad_reshape"));
+  EXPECT_THROW(net.finalize(), Error);
+}
+
+TEST(ShapeInference, WindowGeometryForSamePadding) {
+  Node node;
+  node.op = OpKind::kConv;
+  node.attrs.set("auto_pad", std::string("SAME_LOWER"));
+  node.attrs.set("strides", std::vector<int64_t>{2});
+  WindowGeometry g = window_geometry(node, {10}, {4});
+  EXPECT_EQ(g.output, std::vector<int64_t>{5});
+  EXPECT_EQ(g.pads_begin[0] + g.pads_end[0], 2);
+  EXPECT_EQ(g.pads_begin[0], 1);
+}
+
+}  // namespace
+}  // namespace kiln::ir

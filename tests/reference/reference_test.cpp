@@ -1,0 +1,135 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "kiln/error.h"
+#include "kiln/ir/network.h"
+#include "kiln/reference.h"
+
+namespace kiln::reference {
+namespace {
+
+using ir::Dim;
+using ir::OpKind;
+
+std::vector<double> values(const Tensor& t) {
+  std::vector<double> out;
+  visit_dtype(t.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_arithmetic_v<T>)
+      for (int64_t i = 0; i < t.numel(); ++i) out.push_back(double(t.data.as<T>()[i]));
+  });
+  return out;
+}
+
+std::vector<double> random_values(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(0.1, 1.0);
+  std::vector<double> v(n);
+  for (auto& x : v) x = u(rng) * (rng() % 2 ? 1 : -1);
+  return v;
+}
+
+TEST(Reference, ConvMatchesDirectSum) {
+  // 1x2x5x5 input, 3 output channels, 3x3 kernel, stride 2, pad 1: against a naive 7-loop sum.
+  const uint32_t seed = 42;
+  std::vector<double> x = random_values(50, seed), w = random_values(54, seed + 1), b = random_values(3, seed + 2);
+  ir::Network net;
+  ir::ValueId xi = net.add_input("x", DType::kFloat32, {Dim(1), Dim(2), Dim(5), Dim(5)});
+  ir::ValueId wi = net.add_weight("w", make_tensor(DType::kFloat32, {3, 2, 3, 3}, w));
+  ir::ValueId bi = net.add_weight("b", make_tensor(DType::kFloat32, {3}, b));
+  ir::Attributes a;
+  a.set("strides", std::vector<int64_t>{2, 2});
+  a.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+  ir::ValueId y = net.add_op1(OpKind::kConv, {xi, wi, bi}, a);
+  net.add_output(y);
+  net.finalize();
+  Tensor xt = make_tensor(DType::kFloat32, {1, 2, 5, 5}, x);
+  std::vector<double> xf = values(xt), wf = values(*net.value(wi).weight), bf = values(*net.value(bi).weight);
+  auto out = values(run(net, {{"x", xt}})[0]);
+  ASSERT_EQ(out.size(), 3u * 3 * 3) << "seed " << seed;
+  for (int m = 0; m < 3; ++m)
+    for (int oy = 0; oy < 3; ++oy)
+      for (int ox = 0; ox < 3; ++ox) {
+        double acc = bf[size_t(m)];
+        for (int c = 0; c < 2; ++c)
+          for (int ky = 0; ky < 3; ++ky)
+            for (int kx = 0; kx < 3; ++kx) {
+              int iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
+              if (iy < 0 || iy >= 5 || ix < 0 || ix >= 5) continue;
+              acc += xf[size_t(c * 25 + iy * 5 + ix)] * wf[size_t(((m * 2 + c) * 3 + ky) * 3 + kx)];
+            }
+        EXPECT_NEAR(out[size_t(m * 9 + oy * 3 + ox)], acc, 1e-5) << "seed " << seed;
+      }
+}
+
+TEST(Reference, LayerNormAndSoftmaxRows) {
+  ir::Network net;
+  ir::ValueId x = net.add_input("x", DType::kFloat32, {Dim(2), Dim(4)});
+  ir::ValueId scale = net.add_weight("g", make_tensor(DType::kFloat32, {4}, {1, 1, 1, 1}));
+  ir::ValueId ln = net.add_op1(OpKind::kLayerNormalization, {x, scale});
+  ir::ValueId sm = net.add_op1(OpKind::kSoftmax, {x});
+  net.add_output(ln);
+  net.add_output(sm);
+  net.finalize();
+  auto out = run(net, {{"x", make_tensor(DType::kFloat32, {2, 4}, {1, 2, 3, 4, -1, 0, 1, 2})}});
+  auto l = values(out[0]), s = values(out[1]);
+  double mean = 0, sum = 0;
+  for (int i = 0; i < 4; ++i) {
+    mean += l[size_t(i)];
+    sum += s[size_t(i)];
+  }
+  EXPECT_NEAR(mean, 0.0, 1e-6);
+  EXPECT_NEAR(sum, 1.0, 1e-6);
+  EXPECT_NEAR(l[0], -1.3416355, 1e-5);  // (1-2.5)/sqrt(1.25+1e-5)
+}
+
+TEST(Reference, HalfPrecisionRoundsOutputs) {
+  ir::Network net;
+  ir::ValueId a = net.add_input("a", DType::kFloat16, {Dim(3)});
+  ir::ValueId b = net.add_input("b", DType::kFloat16, {Dim(3)});
+  net.add_output(net.add_op1(OpKind::kAdd, {a, b}));
+  net.finalize();
+  auto out = run(net, {{"a", make_tensor(DType::kFloat16, {3}, {1, 2048, 0.1})},
+                       {"b", make_tensor(DType::kFloat16, {3}, {2, 1, 0.2})}});
+  ASSERT_EQ(out[0].dtype, DType::kFloat16);
+  const auto* h = out[0].data.as<Float16>();
+  EXPECT_EQ(half_to_float(h[0].bits), 3.0f);
+  EXPECT_EQ(half_to_float(h[1].bits), 2048.0f);  // 2049 is not representable: ties to even
+  EXPECT_NEAR(half_to_float(h[2].bits), 0.3f, 1e-3);
+}
+
+class ReferenceInputs : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ir::ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("N"), Dim(3)});
+    ir::ValueId y = net.add_input("y", DType::kFloat32, {Dim::symbol("N"), Dim(3)});
+    net.add_output(net.add_op1(OpKind::kAdd, {x, y}));
+    net.set_dim_range("N", {1, 2, 4});
+    net.finalize();
+  }
+  void expect_error(const std::map<std::string, Tensor>& in, const std::string& needle) {
+    try {
+      run(net, in);
+      FAIL() << "expected '" << needle << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  }
+  Tensor t(std::vector<int64_t> dims, DType d = DType::kFloat32) {
+    return make_tensor(d, dims, std::vector<double>(size_t(ir::checked_numel(dims)), 1.0));
+  }
+  ir::Network net;
+};
+
+TEST_F(ReferenceInputs, Valid) { EXPECT_EQ(run(net, {{"x", t({2, 3})}, {"y", t({2, 3})}})[0].dims, (std::vector<int64_t>{2, 3})); }
+TEST_F(ReferenceInputs, Missing) { expect_error({{"x", t({2, 3})}}, "input 'y' is not given"); }
+TEST_F(ReferenceInputs, Unknown) { expect_error({{"x", t({2, 3})}, {"y", t({2, 3})}, {"z", t({1})}}, "'z' is not an input"); }
+TEST_F(ReferenceInputs, WrongDtype) { expect_error({{"x", t({2, 3}, DType::kFloat64)}, {"y", t({2, 3})}}, "must be float32"); }
+TEST_F(ReferenceInputs, WrongConstantDim) { expect_error({{"x", t({2, 4})}, {"y", t({2, 4})}}, "dim 1 must be 3"); }
+TEST_F(ReferenceInputs, SymbolsDisagree) { expect_error({{"x", t({2, 3})}, {"y", t({3, 3})}}, "another input set 'N'"); }
+TEST_F(ReferenceInputs, OutsideRange) { expect_error({{"x", t({5, 3})}, {"y", t({5, 3})}}, "outside its range [1, 4]"); }
+
+}  // namespace
+}  // namespace kiln::reference

@@ -1,0 +1,71 @@
+// Runs the kiln binary like a script would and checks exit codes and output.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+namespace {
+
+struct Result {
+  int code;
+  std::string output;
+};
+
+Result kiln(const std::string& args) {
+  std::string cmd = std::string(KILN_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+  int status = pclose(pipe);
+  return {WEXITSTATUS(status), out};
+}
+
+const std::string kExamples = KILN_EXAMPLES_DIR;
+
+TEST(Cli, HelpAndUsage) {
+  EXPECT_EQ(kiln("--help").code, 0);
+  EXPECT_NE(kiln("--help").output.find("exit codes"), std::string::npos);
+  EXPECT_EQ(kiln("").code, 2);
+  EXPECT_EQ(kiln("frobnicate").code, 2);
+  EXPECT_EQ(kiln("run " + kExamples + "/mlp.onnx --bogus").code, 2);
+  EXPECT_EQ(kiln("run " + kExamples + "/mlp.onnx --device cuda").code, 2);
+}
+
+TEST(Cli, InspectExample) {
+  Result r = kiln("inspect " + kExamples + "/tiny_cnn.onnx");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("image: float32[batch,3,32,32]"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("Conv 2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("status:     ok"), std::string::npos) << r.output;
+}
+
+TEST(Cli, RunWritesNpyOutputs) {
+  auto dir = std::filesystem::temp_directory_path() / "kiln_cli_out";
+  std::filesystem::remove_all(dir);
+  Result r = kiln("run " + kExamples + "/tiny_cnn.onnx --shapes image:2x3x32x32 --seed 7 --output-dir " + dir.string());
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("output logits: float32[2,10]"), std::string::npos) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(dir / "logits.npy"));
+  // Same seed, same inputs: feeding the written file back must work.
+  Result again = kiln("run " + kExamples + "/mlp.onnx --input x:" + (dir / "logits.npy").string());
+  EXPECT_EQ(again.code, 5) << again.output;  // logits are [2,10]; the MLP wants [N,64]
+  EXPECT_NE(again.output.find("dim 1 must be 64"), std::string::npos) << again.output;
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Cli, BadFilesGiveDistinctExitCodes) {
+  EXPECT_EQ(kiln("inspect /nonexistent/model.onnx").code, 3);
+  auto garbage = std::filesystem::temp_directory_path() / "kiln_garbage.onnx";
+  std::ofstream(garbage) << "definitely not protobuf \xff\xff\xff";
+  Result r = kiln("run " + garbage.string());
+  EXPECT_EQ(r.code, 3) << r.output;
+  EXPECT_NE(r.output.find("not a valid ONNX"), std::string::npos) << r.output;
+  std::filesystem::remove(garbage);
+  EXPECT_EQ(kiln("run " + kExamples + "/mlp.onnx --shapes x:2x63").code, 5);
+  EXPECT_EQ(kiln("run " + kExamples + "/mlp.onnx --shapes x:2xq").code, 2);
+}
+
+}  // namespace
