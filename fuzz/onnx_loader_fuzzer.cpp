@@ -1,0 +1,16 @@
+// libFuzzer target: arbitrary bytes through the ONNX loader must end in a
+// model or a kiln::Error, never a crash, leak or sanitizer report.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "kiln/error.h"
+#include "kiln/onnx.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  try {
+    kiln::onnx::load_model_bytes(std::string(reinterpret_cast<const char*>(data), size));
+  } catch (const kiln::Error&) {
+  }
+  return 0;
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: install what is missing, build, and run the
+# bundled example models through kiln.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/build.sh
+kiln=build/tools/kiln/kiln
+"$kiln" inspect build/examples/tiny_cnn.onnx
+echo
+"$kiln" run build/examples/tiny_cnn.onnx --device cpu --shapes image:4x3x32x32 --output-dir build/demo-outputs
+echo
+"$kiln" run build/examples/mlp.onnx --device cpu --shapes x:8x64 --output-dir build/demo-outputs
