@@ -1,4 +1,10 @@
 // ModelProto -> Network: opset checks, initializers, typed inputs, nodes, outputs.
+#include <fcntl.h>
+#include <google/protobuf/io/zero_copy_stream_impl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -141,10 +147,25 @@ ir::Network load_model_bytes(std::string bytes, const fs::path& base_dir) {
 }
 
 ir::Network load_model(const fs::path& path) {
-  std::string bytes = read_file(path);
+  // Parse straight from the file so the model's bytes are held once: weight
+  // data then moves from the protobuf into the network without a copy.
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail(ErrorCode::kIoError, path, " is a directory, not a file");
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(ErrorCode::kIoError, "cannot open ", path, ": ", std::strerror(errno));
+  ::onnx::ModelProto model;
+  bool parsed;
+  {
+    google::protobuf::io::FileInputStream stream(fd);
+    stream.SetCloseOnDelete(true);
+    parsed = model.ParseFromZeroCopyStream(&stream);
+    if (stream.GetErrno() != 0) fail(ErrorCode::kIoError, "cannot read ", path, ": ", std::strerror(stream.GetErrno()));
+  }
   try {
+    if (fs::file_size(path) == 0) fail(ErrorCode::kParseError, "the model is empty (0 bytes)");
+    if (!parsed) fail(ErrorCode::kParseError, "the model is not a valid ONNX protobuf (truncated or corrupt?)");
     fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
-    return load_model_bytes(std::move(bytes), dir);
+    return import_model(model, dir, "model");
   } catch (const Error& e) {
     throw Error(e.code(), str(path.string(), ": ", e.what()));
   }
