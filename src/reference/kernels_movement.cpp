@@ -45,6 +45,7 @@ Tensor run_concat(const KernelContext& c) {
   int64_t out_row = dims[size_t(axis)] * inner, at = 0;
   for (const Tensor* t : c.inputs) {
     int64_t row = t->dims[size_t(axis)] * inner;
+    if (row == 0) continue;  // empty inputs contribute nothing (and may have no storage)
     for (int64_t o = 0; o < outer; ++o)
       std::memcpy(bytes.data() + size_t(o * out_row + at) * elem, t->data.data() + size_t(o * row) * elem, size_t(row) * elem);
     at += row;
