@@ -21,6 +21,8 @@ class Buffer {
   // Maps [offset, offset+length) of a file read-only; length -1 means "to the end".
   static Buffer map_file(const std::filesystem::path& path, size_t offset, int64_t length);
 
+  // A view of [offset, offset+size) sharing this buffer's storage.
+  Buffer slice(size_t offset, size_t size) const;
   const std::byte* data() const { return data_; }
   size_t size() const { return size_; }
   std::span<const std::byte> bytes() const { return {data_, size_}; }

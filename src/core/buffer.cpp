@@ -28,6 +28,12 @@ Buffer Buffer::copy_of(const void* data, size_t size) {
   return from_bytes(std::move(bytes));
 }
 
+Buffer Buffer::slice(size_t offset, size_t size) const {
+  if (offset > size_ || size > size_ - offset)
+    fail(ErrorCode::kInternal, "buffer slice [", offset, ", +", size, ") is outside ", size_, " bytes");
+  return Buffer(owner_, data_ + offset, size);
+}
+
 namespace {
 struct Mapping {
   void* address = nullptr;

@@ -4,6 +4,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "kiln/bytes.h"
 #include "kiln/error.h"
 
 namespace kiln::ir {
@@ -79,6 +80,11 @@ struct DimPoly {
   }
   Dim to_dim() const& { return DimPoly(*this).to_dim(); }
   void absorb_atoms(const DimPoly& other) { atoms.insert(other.atoms.begin(), other.atoms.end()); }
+};
+
+// Read access to a Dim's polynomial for serialization (null for constants).
+struct DimPolyAccess {
+  static const DimPoly* of(const Dim& d) { return d.poly_.get(); }
 };
 
 Dim Dim::symbol(const std::string& name) {
@@ -267,5 +273,76 @@ int64_t checked_numel(const std::vector<int64_t>& dims) {
   }
   return n;
 }
+
+}  // namespace kiln::ir
+
+namespace kiln::ir {
+
+namespace {
+constexpr int kMaxDimDepth = 32;
+
+void write_dim_at(ByteWriter& out, const Dim& dim, int depth);
+
+void write_atom(ByteWriter& out, const DimAtom& atom, int depth) {
+  out.put<uint8_t>(uint8_t(atom.op));
+  if (atom.op == DimAtom::Op::kSymbol) {
+    out.put_string(atom.key);
+    return;
+  }
+  write_dim_at(out, atom.lhs, depth + 1);
+  write_dim_at(out, atom.rhs, depth + 1);
+}
+
+Dim read_dim_at(ByteReader& in, int depth) {
+  if (depth > kMaxDimDepth) fail(ErrorCode::kParseError, in.label(), ": dimension expression nested too deeply");
+  uint8_t tag = in.get<uint8_t>();
+  if (tag == 0) return Dim(in.get<int64_t>());
+  if (tag != 1) fail(ErrorCode::kParseError, in.label(), ": bad dimension tag ", int(tag));
+  Dim total(0);
+  uint64_t terms = in.get_count(16);
+  for (uint64_t t = 0; t < terms; ++t) {
+    Dim term(in.get<int64_t>());
+    uint64_t atoms = in.get_count(1);
+    for (uint64_t a = 0; a < atoms; ++a) {
+      auto op = DimAtom::Op(in.get<uint8_t>());
+      Dim value;
+      switch (op) {
+        case DimAtom::Op::kSymbol: value = Dim::symbol(in.get_string(4096)); break;
+        case DimAtom::Op::kFloorDiv: case DimAtom::Op::kMax: case DimAtom::Op::kMin: case DimAtom::Op::kMod: {
+          Dim lhs = read_dim_at(in, depth + 1), rhs = read_dim_at(in, depth + 1);
+          value = op == DimAtom::Op::kFloorDiv ? floor_div(lhs, rhs)
+                  : op == DimAtom::Op::kMax    ? dim_max(lhs, rhs)
+                  : op == DimAtom::Op::kMin    ? dim_min(lhs, rhs)
+                                               : floor_mod(lhs, rhs);
+          break;
+        }
+        default: fail(ErrorCode::kParseError, in.label(), ": bad dimension atom ", int(op));
+      }
+      term = term * value;
+    }
+    total = total + term;
+  }
+  return total;
+}
+
+void write_dim_at(ByteWriter& out, const Dim& dim, int depth) {
+  if (dim.is_constant()) {
+    out.put<uint8_t>(0);
+    out.put<int64_t>(dim.constant());
+    return;
+  }
+  out.put<uint8_t>(1);
+  const DimPoly& p = *DimPolyAccess::of(dim);
+  out.put<uint64_t>(p.terms.size());
+  for (auto& [atoms, coeff] : p.terms) {
+    out.put<int64_t>(coeff);
+    out.put<uint64_t>(atoms.size());
+    for (auto& key : atoms) write_atom(out, *p.atoms.at(key), depth);
+  }
+}
+}  // namespace
+
+void write_dim(ByteWriter& out, const Dim& dim) { write_dim_at(out, dim, 0); }
+Dim read_dim(ByteReader& in) { return read_dim_at(in, 0); }
 
 }  // namespace kiln::ir

@@ -223,7 +223,14 @@ void Network::infer_shapes() {
       const Value& v = values_[size_t(node.inputs[i])];
       in[i] = InferInput{true, v.dtype, v.shape, v.known ? &*v.known : nullptr, v.weight ? &*v.weight : nullptr};
     }
-    std::vector<InferOutput> out = infer_node(node, in, fresh);
+    std::vector<InferOutput> out;
+    try {
+      out = infer_node(node, in, fresh);
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {  // a kiln bug, but never a crash for the caller
+      fail(ErrorCode::kInternal, "node '", node.name, "' (", op_name(node.op), "): shape inference failed: ", e.what());
+    }
     for (size_t i = 0; i < node.outputs.size(); ++i) {
       if (node.outputs[i] == kNoValue) continue;
       Value& v = values_[size_t(node.outputs[i])];

@@ -133,6 +133,10 @@ OpSchema schema_of(OpKind op) {
     case OpKind::kDepthToSpace: return {1, 1, 1, 1, {{"blocksize", T::kInt}, {"mode", T::kString}}};
     case OpKind::kSpaceToDepth: return {1, 1, 1, 1, {{"blocksize", T::kInt}}};
     case OpKind::kOneHot: return {3, 3, 1, 1, {{"axis", T::kInt}}};
+    case OpKind::kFusedMatMul:  // act(alpha * A @ op(B) + bias) + residual; inputs A, B, bias?, residual?
+      return {2, 4, 1, 1, {{"trans_b", T::kInt}, {"activation", T::kString}, {"alpha", T::kFloat}}};
+    case OpKind::kFusedElementwise:  // a straight-line program of elementwise ops over broadcast inputs
+      return {1, -1, 1, 1, {{"ops", T::kInts}, {"args", T::kInts}, {"params", T::kFloats}}};
     default: return {1, 1, 1, 1, {}};  // plain unary ops and GlobalAveragePool/GlobalMaxPool/Size
   }
 }

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "kiln/error.h"
+#include "kiln/ir/fused.h"
 
 namespace kiln::ir {
 
@@ -202,6 +203,51 @@ void infer_matmul(Ctx& c) {
   if (!a_vec) batch.push_back(a[a.size() - 2]);
   if (!b_vec) batch.push_back(b.back());
   c.set(0, c.dtype(0), batch);
+}
+
+void infer_fused_matmul(Ctx& c) {
+  c.require_same_dtype(0, 1);
+  c.require_float(0);
+  bool trans_b = c.attrs().get_int("trans_b", 0) != 0;
+  std::string act = c.attrs().get_string("activation", "none");
+  if (std::find(kFusedActivations.begin(), kFusedActivations.end(), act) == kFusedActivations.end())
+    c.error(ErrorCode::kInvalidModel, "activation '", act, "' is unknown");
+  Shape a = c.shape(0), b = c.shape(1);
+  c.require_rank(0, 2);
+  c.require_rank(1, 2);
+  if (trans_b) {
+    c.require_rank(1, 2, 2);
+    std::swap(b[0], b[1]);
+  }
+  check_equal_dims(c, a.back(), b[b.size() - 2], "inner dimensions");
+  Shape out = c.broadcast(Shape(a.begin(), a.end() - 2), Shape(b.begin(), b.end() - 2));
+  out.push_back(a[a.size() - 2]);
+  out.push_back(b.back());
+  if (c.has(2)) {
+    c.require_same_dtype(0, 2);
+    c.require_rank(2, 1, 1);
+    check_equal_dims(c, c.shape(2)[0], out.back(), "bias length and N");
+  }
+  if (c.has(3)) {
+    c.require_same_dtype(0, 3);
+    if (c.broadcast(out, c.shape(3)).size() != out.size())
+      c.error(ErrorCode::kShapeError, "residual ", shape_to_string(c.shape(3)), " does not broadcast to the output");
+  }
+  c.set(0, c.dtype(0), out);
+}
+
+void infer_fused_elementwise(Ctx& c) {
+  decode_fused_program(c.node());  // validates the program
+  Shape out;
+  std::optional<DType> dtype;
+  for (size_t i = 0; i < c.num_inputs(); ++i) {
+    out = c.broadcast(out, c.shape(i));
+    if (c.dtype(i) == DType::kBool) continue;
+    if (dtype && *dtype != c.dtype(i)) c.error(ErrorCode::kTypeError, "inputs mix ", dtype_name(*dtype), " and ", dtype_name(c.dtype(i)));
+    dtype = c.dtype(i);
+  }
+  if (!dtype || !is_floating(*dtype)) c.error(ErrorCode::kTypeError, "FusedElementwise needs float inputs");
+  c.set(0, *dtype, out);
 }
 
 void infer_gemm(Ctx& c) {
@@ -590,7 +636,8 @@ void infer_squeeze(Ctx& c) {
   int64_t r = int64_t(x.size());
   std::vector<bool> drop(size_t(r), false);
   if (c.has(1) && !c.const_ints(1)) {  // axes known only at run time: the rank is all we can tell
-    const Dim& n = c.shape(1).at(0);
+    c.require_rank(1, 1, 1);
+    const Dim& n = c.shape(1)[0];
     if (!n.is_constant()) c.error(ErrorCode::kUnsupported, "axes of unknown length");
     Shape out;
     for (int64_t i = 0; i < r - n.constant(); ++i) out.push_back(c.fresh());
@@ -885,7 +932,8 @@ void infer_constant_of_shape(Ctx& c) {
   if (dims) {
     out.assign(dims->begin(), dims->end());
   } else {
-    if (!c.shape(0).at(0).is_constant()) c.error(ErrorCode::kUnsupported, "shape of unknown rank");
+    c.require_rank(0, 1, 1);
+    if (!c.shape(0)[0].is_constant()) c.error(ErrorCode::kUnsupported, "shape of unknown rank");
     for (int64_t i = 0; i < c.shape(0)[0].constant(); ++i) out.push_back(c.fresh());
   }
   for (auto& d : out)
@@ -1204,6 +1252,8 @@ std::vector<InferOutput> infer_node(const Node& node, const std::vector<InferInp
     case OpKind::kDepthToSpace: infer_depth_space(c, true); break;
     case OpKind::kSpaceToDepth: infer_depth_space(c, false); break;
     case OpKind::kOneHot: infer_onehot(c); break;
+    case OpKind::kFusedMatMul: infer_fused_matmul(c); break;
+    case OpKind::kFusedElementwise: infer_fused_elementwise(c); break;
   }
   return c.take();
 }

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "kernels.h"
+#include "kiln/ir/fused.h"
 
 namespace kiln::reference {
 
@@ -293,6 +294,31 @@ Tensor run_where(const KernelContext& c) {
   return t;
 }
 
+// Runs the program in float64 (no rounding between instructions, like the
+// fused GPU kernel, which keeps intermediates in registers), rounding once at the end.
+Tensor run_fused(const KernelContext& c) {
+  std::vector<ir::FusedInstruction> program = ir::decode_fused_program(c.node);
+  std::vector<Tensor> values;
+  for (const Tensor* t : c.inputs)
+    values.push_back(t->dtype == DType::kBool ? *t : from_doubles(DType::kFloat64, t->dims, to_doubles(*t)));
+  std::function<ir::Dim()> fresh = [] { return ir::Dim(0); };
+  for (const ir::FusedInstruction& in : program) {
+    ir::Node node{c.node.name, in.op, {}, {0}, ir::fused_instruction_attrs(in)};
+    std::vector<const Tensor*> args;
+    std::vector<ir::InferInput> infer_in;
+    for (int a : in.args) {
+      if (a < 0) break;
+      const Tensor& t = values[size_t(a)];
+      args.push_back(&t);
+      node.inputs.push_back(a);
+      infer_in.push_back(ir::InferInput{true, t.dtype, ir::shape_of(t.dims), nullptr, &t});
+    }
+    KernelContext sub{node, args, ir::infer_node(node, infer_in, fresh)};
+    values.push_back(run_elementwise(sub).at(0));
+  }
+  return from_doubles(c.out_dtype(0), c.out_dims(0), to_doubles(values.back()));
+}
+
 }  // namespace
 
 Outputs run_elementwise(const KernelContext& c) {
@@ -325,6 +351,7 @@ Outputs run_elementwise(const KernelContext& c) {
       return {run_binary(c)};
     case OpKind::kMin: case OpKind::kMax: case OpKind::kMean: case OpKind::kSum: return {run_variadic(c)};
     case OpKind::kWhere: return {run_where(c)};
+    case OpKind::kFusedElementwise: return {run_fused(c)};
     default: return {run_unary(c)};
   }
 }

@@ -1,5 +1,6 @@
 // MatMul, Gemm and Einsum with float64 accumulation.
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "kernels.h"
@@ -22,16 +23,22 @@ void gemm_accumulate(const double* a, const double* b, double* c, int64_t m, int
   }
 }
 
-Tensor run_matmul(const KernelContext& c) {
-  const Tensor &ta = c.in(0), &tb = c.in(1);
-  std::vector<int64_t> ad = ta.dims, bd = tb.dims;
+std::vector<double> transposed(const std::vector<double>& v, int64_t rows, int64_t cols) {
+  std::vector<double> t(v.size());
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) t[size_t(j * rows + i)] = v[size_t(i * cols + j)];
+  return t;
+}
+
+// numpy-style matmul of doubles with broadcast batch dims.
+std::vector<double> matmul(const std::vector<double>& a, std::vector<int64_t> ad, const std::vector<double>& b,
+                           std::vector<int64_t> bd) {
   if (ad.size() == 1) ad.insert(ad.begin(), 1);
   if (bd.size() == 1) bd.push_back(1);
   int64_t m = ad[ad.size() - 2], k = ad.back(), n = bd.back();
   std::vector<int64_t> a_batch(ad.begin(), ad.end() - 2), b_batch(bd.begin(), bd.end() - 2);
   std::vector<int64_t> batch = ir::shape_constants(ir::broadcast_shapes(ir::shape_of(a_batch), ir::shape_of(b_batch)));
   auto sa = broadcast_strides(a_batch, batch), sb = broadcast_strides(b_batch, batch);
-  std::vector<double> a = to_doubles(ta), b = to_doubles(tb);
   int64_t nb = ir::checked_numel(batch);
   std::vector<double> out(size_t(nb * m * n), 0.0);
   int64_t bi = 0;
@@ -44,15 +51,49 @@ Tensor run_matmul(const KernelContext& c) {
     gemm_accumulate(a.data() + oa * m * k, b.data() + ob * k * n, out.data() + bi * m * n, m, k, n);
     ++bi;
   });
-  return from_doubles(c.out_dtype(0), c.out_dims(0), out);
+  return out;
 }
 
-std::vector<double> transposed(const std::vector<double>& v, int64_t rows, int64_t cols) {
-  std::vector<double> t(v.size());
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j) t[size_t(j * rows + i)] = v[size_t(i * cols + j)];
-  return t;
+Tensor run_matmul(const KernelContext& c) {
+  return from_doubles(c.out_dtype(0), c.out_dims(0), matmul(to_doubles(c.in(0)), c.in(0).dims, to_doubles(c.in(1)), c.in(1).dims));
 }
+
+Tensor run_fused_matmul(const KernelContext& c) {
+  std::vector<double> b = to_doubles(c.in(1));
+  std::vector<int64_t> bd = c.in(1).dims;
+  if (c.attrs().get_int("trans_b", 0)) {
+    b = transposed(b, bd[0], bd[1]);
+    std::swap(bd[0], bd[1]);
+  }
+  std::vector<double> y = matmul(to_doubles(c.in(0)), c.in(0).dims, b, bd);
+  std::vector<int64_t> dims = c.out_dims(0);
+  double alpha = c.attrs().get_float("alpha", 1.0);
+  std::vector<double> bias = c.has(2) ? to_doubles(c.in(2)) : std::vector<double>{};
+  std::string act = c.attrs().get_string("activation", "none");
+  int64_t n = dims.back();
+  for (size_t i = 0; i < y.size(); ++i) {
+    double v = alpha * y[i] + (bias.empty() ? 0.0 : bias[i % size_t(n)]);
+    if (act == "relu") v = v < 0 ? 0 : v;
+    else if (act == "gelu") v = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+    else if (act == "gelu_tanh") v = 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+    else if (act == "sigmoid") v = 1.0 / (1.0 + std::exp(-v));
+    else if (act == "tanh") v = std::tanh(v);
+    y[i] = v;
+  }
+  if (c.has(3)) {
+    const Tensor& r = c.in(3);
+    std::vector<double> rv = to_doubles(r);
+    auto st = broadcast_strides(r.dims, dims);
+    size_t i = 0;
+    for_each_index(dims, [&](const std::vector<int64_t>& idx) {
+      int64_t off = 0;
+      for (size_t d = 0; d < idx.size(); ++d) off += idx[d] * st[d];
+      y[i++] += rv[size_t(off)];
+    });
+  }
+  return from_doubles(c.out_dtype(0), dims, y);
+}
+
 
 Tensor run_gemm(const KernelContext& c) {
   const Tensor &ta = c.in(0), &tb = c.in(1);
@@ -161,6 +202,7 @@ Outputs run_linalg(const KernelContext& c) {
     case OpKind::kMatMul: return {run_matmul(c)};
     case OpKind::kGemm: return {run_gemm(c)};
     case OpKind::kEinsum: return {run_einsum(c)};
+    case OpKind::kFusedMatMul: return {run_fused_matmul(c)};
     default: c.error(ErrorCode::kInternal, "not a linear algebra op");
   }
 }

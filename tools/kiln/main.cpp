@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cli.h"
+#include "kiln/version.h"
 
 namespace kiln::cli {
 
@@ -104,7 +105,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? kUsage : kOk;
   }
   if (!std::strcmp(argv[1], "--version")) {
-    std::cout << "kiln 0.1.0\n";
+    std::cout << "kiln " << kiln::kVersion << "\n";
     return kOk;
   }
   std::string command = argv[1];

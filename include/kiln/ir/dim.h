@@ -11,6 +11,11 @@
 #include <string>
 #include <vector>
 
+namespace kiln {
+class ByteWriter;
+class ByteReader;
+}  // namespace kiln
+
 namespace kiln::ir {
 
 struct DimPoly;
@@ -39,6 +44,7 @@ class Dim {
   friend Dim dim_max(const Dim& a, const Dim& b);
   friend Dim dim_min(const Dim& a, const Dim& b);
   friend Dim floor_mod(const Dim& a, const Dim& b);
+  friend struct DimPolyAccess;
 
  private:
   friend struct DimPoly;
@@ -57,4 +63,11 @@ Shape shape_of(const std::vector<int64_t>& dims);
 Dim shape_numel(const Shape& shape);
 int64_t checked_numel(const std::vector<int64_t>& dims);
 
+}  // namespace kiln::ir
+
+namespace kiln::ir {
+// Binary form of a Dim for plan files; reading rebuilds it through the public
+// arithmetic, so a corrupt file can only make a wrong-but-valid Dim or throw.
+void write_dim(ByteWriter& out, const Dim& dim);
+Dim read_dim(ByteReader& in);
 }  // namespace kiln::ir

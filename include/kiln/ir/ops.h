@@ -28,7 +28,9 @@ namespace kiln::ir {
   /* shape and data movement */                                                                        \
   X(Reshape) X(Flatten) X(Squeeze) X(Unsqueeze) X(Transpose) X(Concat) X(Split) X(Slice) X(Gather)     \
   X(GatherElements) X(Expand) X(Tile) X(Pad) X(Shape) X(Size) X(ConstantOfShape) X(Range) X(Trilu)     \
-  X(Resize) X(DepthToSpace) X(SpaceToDepth) X(OneHot)
+  X(Resize) X(DepthToSpace) X(SpaceToDepth) X(OneHot)                                                 \
+  /* made by the builder's fusion passes, never by front ends */                                       \
+  X(FusedMatMul) X(FusedElementwise)
 
 enum class OpKind : uint16_t {
 #define KILN_OP_ENUM(name) k##name,

@@ -201,9 +201,10 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
           scales = b.net().add_weight(name + "_scales", std::move(t));
           node.attrs.erase("scales");
         } else {
-          scales = node.inputs.at(1);
+          if (node.inputs.size() != 2) fail(ErrorCode::kInvalidModel, where, " needs inputs X and scales");
+          scales = node.inputs[1];
         }
-        node.inputs = {node.inputs.at(0), ir::kNoValue, scales};
+        node.inputs = {node.inputs.empty() ? ir::kNoValue : node.inputs[0], ir::kNoValue, scales};
         std::string mode = node.attrs.get_string("mode", "nearest");
         if (mode == "bilinear") mode = "linear";
         node.attrs.set("mode", mode);

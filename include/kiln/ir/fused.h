@@ -1,0 +1,43 @@
+// Encoding of the builder's fused ops, shared by the builder (which makes
+// them), the reference interpreter (which checks them) and codegen.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "kiln/ir/network.h"
+
+namespace kiln::ir {
+
+// FusedElementwise: instruction i applies ops[i] to up to kMaxArgs operands.
+// Operand r < num_inputs names node input r; r >= num_inputs names the result
+// of instruction r - num_inputs; -1 is unused. Each instruction carries
+// kMaxParams float parameters (alpha, beta, ... in the op's attribute order,
+// see fused_param_names). The node's output is the last instruction's result.
+inline constexpr int kFusedMaxArgs = 3;
+inline constexpr int kFusedMaxParams = 2;
+
+struct FusedInstruction {
+  OpKind op;
+  int args[kFusedMaxArgs] = {-1, -1, -1};
+  double params[kFusedMaxParams] = {0, 0};
+};
+
+std::vector<FusedInstruction> decode_fused_program(const Node& node);
+void encode_fused_program(const std::vector<FusedInstruction>& program, Attributes& attrs);
+
+// Ops a FusedElementwise program may contain, and which float attributes of
+// the op become its parameters (with their defaults).
+bool is_fusable_elementwise(OpKind op);
+struct FusedParam {
+  const char* name;
+  double fallback;
+};
+std::vector<FusedParam> fused_param_names(OpKind op);
+// The attributes an instruction stands for, rebuilt from its parameters.
+Attributes fused_instruction_attrs(const FusedInstruction& instruction);
+
+// FusedMatMul activations.
+inline const std::vector<std::string> kFusedActivations = {"none", "relu", "gelu", "gelu_tanh", "sigmoid", "tanh"};
+
+}  // namespace kiln::ir

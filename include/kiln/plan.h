@@ -1,0 +1,37 @@
+// A Plan: a network lowered by the builder (fused, folded, in its precision)
+// plus its activation memory plan. Serialized as a .kiln file: versioned,
+// checksummed, GPU-independent, weights aligned to upload without repacking.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "kiln/ir/network.h"
+
+namespace kiln::plan {
+
+inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr size_t kWeightAlignment = 256;
+inline constexpr size_t kArenaAlignment = 256;
+
+enum class Precision : uint8_t { kFloat32, kFloat16, kBFloat16 };
+std::string_view precision_name(Precision p);
+std::optional<Precision> parse_precision(std::string_view name);
+
+struct Plan {
+  ir::Network network;                // finalized, lowered
+  Precision precision = Precision::kFloat32;
+  std::vector<int64_t> arena_offset;  // per value id: byte offset in the activation arena, or -1
+  int64_t arena_bytes = 0;            // for the largest shapes of every profile
+  std::string source;                 // the model it came from
+  std::string kiln_version;           // the kiln that built it
+};
+
+std::string serialize(const Plan& plan);
+// Parses a plan; weights keep pointing into `bytes` (shared, not copied).
+Plan deserialize(const Buffer& bytes, const std::string& label = "plan");
+void save(const Plan& plan, const std::filesystem::path& path);
+Plan load(const std::filesystem::path& path);  // maps the file; throws kiln::Error on any defect
+
+}  // namespace kiln::plan

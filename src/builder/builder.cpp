@@ -1,0 +1,162 @@
+#include "kiln/builder.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "graph.h"
+#include "kiln/error.h"
+#include "kiln/version.h"
+
+namespace kiln::builder {
+
+using ir::OpKind;
+
+void add_input_profile(const ir::Network& net, const std::string& input, const std::vector<int64_t>& min,
+                       const std::vector<int64_t>& opt, const std::vector<int64_t>& max, BuildOptions& options) {
+  auto id = net.find_value(input);
+  if (!id || !net.value(*id).is_input) fail(ErrorCode::kInvalidArgument, "--profile names '", input, "', which is not an input");
+  const ir::Shape& shape = net.value(*id).shape;
+  if (min.size() != shape.size() || opt.size() != shape.size() || max.size() != shape.size())
+    fail(ErrorCode::kInvalidArgument, "--profile for '", input, "' needs ", shape.size(), " dims per shape ",
+         ir::shape_to_string(shape));
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i].is_constant()) {
+      if (min[i] != shape[i].constant() || opt[i] != shape[i].constant() || max[i] != shape[i].constant())
+        fail(ErrorCode::kInvalidArgument, "--profile for '", input, "' dim ", i, " must be ", shape[i].constant());
+      continue;
+    }
+    std::set<std::string> symbols;
+    shape[i].collect_symbols(symbols);
+    if (symbols.size() != 1 || shape[i] != ir::Dim::symbol(*symbols.begin()))
+      fail(ErrorCode::kUnsupported, "--profile for '", input, "' dim ", i, " is the expression ", shape[i].to_string());
+    if (min[i] < 0 || min[i] > opt[i] || opt[i] > max[i])
+      fail(ErrorCode::kInvalidArgument, "--profile for '", input, "' dim ", i, " must satisfy min <= opt <= max");
+    options.ranges[*symbols.begin()] = ir::DimRange{min[i], opt[i], max[i]};
+  }
+}
+
+namespace {
+
+// Values that share the storage of their source: reshape-like ops move no data.
+bool is_view_op(OpKind op) {
+  return op == OpKind::kReshape || op == OpKind::kFlatten || op == OpKind::kSqueeze || op == OpKind::kUnsqueeze ||
+         op == OpKind::kIdentity;
+}
+
+// Liveness-based offsets in one arena: values live from their producer to their
+// last reader; views extend their source's life. Greedy placement, largest first.
+void plan_memory(plan::Plan& p) {
+  const ir::Network& net = p.network;
+  size_t nv = net.values().size();
+  ir::SymbolBindings max_bindings;
+  for (auto& [s, r] : net.dim_ranges()) max_bindings[s] = r.max;
+  std::vector<ir::ValueId> storage(nv);  // the value whose arena slot v uses
+  for (size_t v = 0; v < nv; ++v) storage[v] = ir::ValueId(v);
+  std::vector<bool> in_arena(nv, false);
+  std::vector<bool> is_output(nv, false);
+  for (auto v : net.outputs()) is_output[size_t(v)] = true;
+  std::vector<int64_t> first(nv, INT64_MAX), last(nv, -1);
+  for (size_t n = 0; n < net.nodes().size(); ++n) {
+    const ir::Node& node = net.nodes()[n];
+    for (ir::ValueId v : node.outputs) {
+      if (v == ir::kNoValue || is_output[size_t(v)]) continue;
+      in_arena[size_t(v)] = true;
+      if (is_view_op(node.op) && in_arena[size_t(node.inputs[0])]) storage[size_t(v)] = storage[size_t(node.inputs[0])];
+    }
+  }
+  for (size_t n = 0; n < net.nodes().size(); ++n) {
+    const ir::Node& node = net.nodes()[n];
+    for (ir::ValueId v : node.outputs)
+      if (v != ir::kNoValue && in_arena[size_t(v)]) first[size_t(storage[size_t(v)])] = std::min(first[size_t(storage[size_t(v)])], int64_t(n));
+    for (ir::ValueId v : node.inputs)
+      if (v != ir::kNoValue && in_arena[size_t(v)]) last[size_t(storage[size_t(v)])] = std::max(last[size_t(storage[size_t(v)])], int64_t(n));
+  }
+  struct Slot {
+    ir::ValueId value;
+    int64_t bytes, first, last, offset = -1;
+  };
+  std::vector<Slot> slots;
+  for (size_t v = 0; v < nv; ++v) {
+    if (!in_arena[v] || storage[v] != ir::ValueId(v)) continue;
+    const ir::Value& val = net.value(ir::ValueId(v));
+    int64_t bytes = int64_t(dtype_size(val.dtype));
+    for (const ir::Dim& d : val.shape) {
+      auto size = d.evaluate(max_bindings);
+      if (!size) {
+        std::set<std::string> symbols;
+        d.collect_symbols(symbols);
+        std::string missing;
+        for (auto& s : symbols)
+          if (!max_bindings.count(s)) missing += (missing.empty() ? "" : ", ") + s;
+        fail(ErrorCode::kUnsupported, "tensor '", val.name, "' has dim ", d.to_string(), " whose size depends on ",
+             net.data_dependent_symbols().count(*symbols.begin()) ? "input data" : "symbols without a range", " (",
+             missing, "); give every symbolic input dim a range with --profile");
+      }
+      bytes = ir::checked_numel({bytes, std::max<int64_t>(*size, 0)});
+    }
+    slots.push_back({ir::ValueId(v), (bytes + int64_t(plan::kArenaAlignment) - 1) / int64_t(plan::kArenaAlignment) *
+                                         int64_t(plan::kArenaAlignment),
+                     first[v], std::max(last[v], first[v])});
+  }
+  std::vector<size_t> order(slots.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return slots[a].bytes > slots[b].bytes; });
+  std::vector<size_t> placed;
+  p.arena_bytes = 0;
+  for (size_t i : order) {
+    Slot& s = slots[i];
+    std::vector<std::pair<int64_t, int64_t>> busy;  // address ranges of time-overlapping slots
+    for (size_t j : placed)
+      if (slots[j].first <= s.last && s.first <= slots[j].last) busy.push_back({slots[j].offset, slots[j].offset + slots[j].bytes});
+    std::sort(busy.begin(), busy.end());
+    int64_t offset = 0;
+    for (auto& [lo, hi] : busy) {
+      if (offset + s.bytes <= lo) break;
+      offset = std::max(offset, hi);
+    }
+    s.offset = offset;
+    p.arena_bytes = std::max(p.arena_bytes, offset + s.bytes);
+    placed.push_back(i);
+  }
+  p.arena_offset.assign(nv, -1);
+  for (auto& s : slots) p.arena_offset[size_t(s.value)] = s.offset;
+  for (size_t v = 0; v < nv; ++v)
+    if (in_arena[v]) p.arena_offset[v] = p.arena_offset[size_t(storage[v])];
+}
+
+}  // namespace
+
+plan::Plan build(const ir::Network& network, const BuildOptions& options, const std::string& source) {
+  auto say = [&](const std::string& line) {
+    if (options.progress) options.progress(line);
+  };
+  Graph g = Graph::from_network(network);
+  for (auto& [s, r] : options.ranges) g.ranges[s] = r;
+  auto run = [&](const char* name, auto&& pass) {
+    int n = pass(g);
+    ir::Network checked = g.to_network();  // re-validate and re-infer after every pass
+    g = Graph::from_network(checked);
+    say(str(name, ": ", n, " rewrites, ", g.nodes.size(), " nodes"));
+  };
+  say(str("input: ", network.nodes().size(), " nodes"));
+  run("remove identities", remove_identities);
+  run("fold constants", fold_constants);
+  run("fold batchnorm into conv", fold_batchnorm_into_conv);
+  run("fuse matmul epilogues", fuse_matmul_epilogues);
+  run("fuse elementwise", fuse_elementwise);
+  DType compute = options.precision == plan::Precision::kFloat16    ? DType::kFloat16
+                  : options.precision == plan::Precision::kBFloat16 ? DType::kBFloat16
+                                                                     : DType::kFloat32;
+  run("precision", [&](Graph& graph) { return convert_precision(graph, compute); });
+
+  plan::Plan p;
+  p.network = g.to_network();
+  p.precision = options.precision;
+  p.source = source;
+  p.kiln_version = kVersion;
+  plan_memory(p);
+  say(str("memory plan: arena ", p.arena_bytes, " bytes for the largest shapes"));
+  return p;
+}
+
+}  // namespace kiln::builder

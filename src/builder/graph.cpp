@@ -1,0 +1,107 @@
+#include "graph.h"
+
+#include <algorithm>
+
+#include "kiln/error.h"
+
+namespace kiln::builder {
+
+Graph Graph::from_network(const ir::Network& net) {
+  if (!net.finalized()) fail(ErrorCode::kInvalidArgument, "the builder needs a finalized network");
+  Graph g;
+  g.name = net.name();
+  for (const ir::Value& v : net.values()) g.values.push_back({v.name, v.dtype, v.shape, v.is_input, v.weight, v.known});
+  g.nodes = net.nodes();
+  g.dead.assign(g.nodes.size(), false);
+  g.inputs = net.inputs();
+  g.outputs = net.outputs();
+  g.ranges = net.dim_ranges();
+  return g;
+}
+
+ir::Network Graph::to_network() const {
+  std::vector<bool> used(values.size(), false);
+  for (ir::ValueId v : inputs) used[size_t(v)] = true;
+  for (ir::ValueId v : outputs) used[size_t(v)] = true;
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    if (dead[n]) continue;
+    for (ir::ValueId v : nodes[n].inputs)
+      if (v != ir::kNoValue) used[size_t(v)] = true;
+    for (ir::ValueId v : nodes[n].outputs)
+      if (v != ir::kNoValue) used[size_t(v)] = true;
+  }
+  ir::Network net;
+  net.set_name(name);
+  std::vector<ir::ValueId> remap(values.size(), ir::kNoValue);
+  for (ir::ValueId in : inputs) remap[size_t(in)] = net.add_input(values[size_t(in)].name, values[size_t(in)].dtype,
+                                                                    values[size_t(in)].shape);
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!used[i] || values[i].is_input) continue;
+    const Value& v = values[i];
+    remap[i] = v.weight ? net.add_weight(v.name, *v.weight) : net.add_value(v.name);
+  }
+  auto map_ids = [&](std::vector<ir::ValueId> ids) {
+    for (auto& v : ids) v = v == ir::kNoValue ? ir::kNoValue : remap[size_t(v)];
+    return ids;
+  };
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    if (dead[n]) continue;
+    ir::Node node = nodes[n];
+    node.inputs = map_ids(node.inputs);
+    node.outputs = map_ids(node.outputs);
+    net.add_node(std::move(node));
+  }
+  for (ir::ValueId v : outputs) net.add_output(remap[size_t(v)]);
+  for (auto& [s, r] : ranges) net.set_dim_range(s, r);
+  net.finalize();
+  return net;
+}
+
+std::string Graph::unique_name(const std::string& stem) {
+  for (;;) {
+    std::string name = str(stem, "__k", counter_++);
+    bool taken = std::any_of(values.begin(), values.end(), [&](const Value& v) { return v.name == name; });
+    if (!taken) return name;
+  }
+}
+
+ir::ValueId Graph::add_weight(const std::string& stem, ir::TensorData data) {
+  Value v;
+  v.name = unique_name(stem);
+  v.dtype = data.dtype;
+  v.shape = ir::shape_of(data.dims);
+  v.weight = std::move(data);
+  values.push_back(std::move(v));
+  return ir::ValueId(values.size() - 1);
+}
+
+ir::ValueId Graph::add_value(const std::string& stem) {
+  Value v;
+  v.name = unique_name(stem);
+  values.push_back(std::move(v));
+  return ir::ValueId(values.size() - 1);
+}
+
+std::vector<size_t> Graph::consumers(ir::ValueId v) const {
+  std::vector<size_t> out;
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    if (dead[n]) continue;
+    for (ir::ValueId in : nodes[n].inputs)
+      if (in == v) out.push_back(n);
+  }
+  return out;
+}
+
+bool Graph::is_output(ir::ValueId v) const { return std::find(outputs.begin(), outputs.end(), v) != outputs.end(); }
+
+void Graph::replace_uses(ir::ValueId from, ir::ValueId to) {
+  for (size_t n = 0; n < nodes.size(); ++n) {
+    if (dead[n]) continue;
+    for (ir::ValueId& in : nodes[n].inputs)
+      if (in == from) in = to;
+  }
+  for (ir::ValueId& out : outputs)
+    if (out == from) out = to;
+}
+
+}  // namespace kiln::builder

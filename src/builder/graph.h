@@ -1,0 +1,57 @@
+// The builder's editable form of a network: passes rewire, add and drop nodes
+// freely, then to_network() renumbers, re-validates and re-infers shapes.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kiln/ir/network.h"
+
+namespace kiln::builder {
+
+struct Graph {
+  struct Value {
+    std::string name;
+    DType dtype = DType::kFloat32;
+    ir::Shape shape;
+    bool is_input = false;
+    std::optional<ir::TensorData> weight;
+    std::optional<std::vector<ir::Dim>> known;
+  };
+  std::string name;
+  std::vector<Value> values;
+  std::vector<ir::Node> nodes;  // topological; passes keep it so
+  std::vector<bool> dead;       // per node: removed by a pass
+  std::vector<ir::ValueId> inputs, outputs;
+  std::map<std::string, ir::DimRange, std::less<>> ranges;
+
+  static Graph from_network(const ir::Network& net);
+  ir::Network to_network() const;  // finalized
+
+  ir::ValueId add_weight(const std::string& stem, ir::TensorData data);
+  ir::ValueId add_value(const std::string& stem);
+  std::string unique_name(const std::string& stem);
+  // Live nodes reading value v (with multiplicity), and whether v is a graph output.
+  std::vector<size_t> consumers(ir::ValueId v) const;
+  bool is_output(ir::ValueId v) const;
+  // Every live read of `from` now reads `to` (graph outputs included).
+  void replace_uses(ir::ValueId from, ir::ValueId to);
+  const ir::TensorData* weight_of(ir::ValueId v) const {
+    return v == ir::kNoValue ? nullptr : values[size_t(v)].weight ? &*values[size_t(v)].weight : nullptr;
+  }
+
+ private:
+  int64_t counter_ = 0;
+};
+
+// Passes. Each keeps the network's meaning (checked against the reference
+// interpreter in tests) and returns how many rewrites it made.
+int remove_identities(Graph& g);
+int fold_constants(Graph& g);
+int fold_batchnorm_into_conv(Graph& g);
+int fuse_matmul_epilogues(Graph& g);
+int fuse_elementwise(Graph& g);
+int convert_precision(Graph& g, DType to);
+
+}  // namespace kiln::builder

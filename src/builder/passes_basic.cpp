@@ -1,0 +1,154 @@
+// Clean-up passes: identity removal, constant folding, BatchNorm into Conv.
+#include <algorithm>
+#include <cmath>
+
+#include "graph.h"
+#include "kiln/error.h"
+#include "kiln/ir/shape_inference.h"
+#include "kiln/reference.h"
+
+namespace kiln::builder {
+
+using ir::OpKind;
+
+int remove_identities(Graph& g) {
+  int changed = 0;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    ir::Node& node = g.nodes[n];
+    if (g.dead[n] || (node.op != OpKind::kIdentity && node.op != OpKind::kDropout)) continue;
+    if (node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue && !g.consumers(node.outputs[1]).empty()) continue;
+    if (node.outputs.size() > 1 && g.is_output(node.outputs[1])) continue;  // the mask is wanted
+    ir::ValueId in = node.inputs[0], out = node.outputs[0];
+    if (g.is_output(out) && (g.values[size_t(in)].is_input || g.is_output(in) || g.weight_of(in))) continue;
+    g.dead[n] = true;
+    g.replace_uses(out, in);
+    if (g.is_output(in)) {  // keep the output's name: the producer now writes it directly
+      for (auto& other : g.nodes)
+        for (auto& o : other.outputs)
+          if (o == in) o = out;
+      g.replace_uses(in, out);
+    }
+    ++changed;
+  }
+  return changed;
+}
+
+namespace {
+
+constexpr int64_t kMaxFoldedBytes = 64 << 20;
+
+bool all_inputs_constant(const Graph& g, const ir::Node& node) {
+  for (ir::ValueId v : node.inputs)
+    if (v != ir::kNoValue && !g.weight_of(v)) return false;
+  return true;
+}
+
+int64_t bytes_of(const Graph::Value& v) {
+  if (!ir::shape_is_constant(v.shape)) return -1;
+  return ir::checked_numel(ir::shape_constants(v.shape)) * int64_t(dtype_size(v.dtype));
+}
+
+ir::TensorData known_as_weight(const Graph::Value& v) {
+  std::vector<int64_t> values;
+  for (auto& d : *v.known) values.push_back(d.constant());
+  std::vector<double> as_double(values.begin(), values.end());
+  ir::TensorData t = reference::make_tensor(DType::kInt64, ir::shape_constants(v.shape), as_double);
+  if (v.dtype != DType::kInt64) t = reference::make_tensor(v.dtype, t.dims, as_double);
+  return t;
+}
+
+}  // namespace
+
+int fold_constants(Graph& g) {
+  int changed = 0;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n]) continue;
+    const ir::Node& node = g.nodes[n];
+    // Shape arithmetic whose result is fully known at build time.
+    bool all_known = true;
+    for (ir::ValueId v : node.outputs) {
+      if (v == ir::kNoValue) continue;
+      const Graph::Value& val = g.values[size_t(v)];
+      bool known = val.known && ir::shape_is_constant(val.shape) && !g.is_output(v) &&
+                   std::all_of(val.known->begin(), val.known->end(), [](const ir::Dim& d) { return d.is_constant(); });
+      all_known = all_known && known && is_integer(val.dtype);
+    }
+    if (all_known && !node.outputs.empty()) {
+      for (ir::ValueId v : node.outputs)
+        if (v != ir::kNoValue) g.values[size_t(v)].weight = known_as_weight(g.values[size_t(v)]);
+      g.dead[n] = true;
+      ++changed;
+      continue;
+    }
+    if (!all_inputs_constant(g, node)) continue;
+    bool small = true;
+    for (ir::ValueId v : node.outputs)
+      if (v != ir::kNoValue && (bytes_of(g.values[size_t(v)]) < 0 || bytes_of(g.values[size_t(v)]) > kMaxFoldedBytes ||
+                                g.is_output(v)))
+        small = false;
+    if (!small) continue;
+    // Evaluate the node alone on the reference interpreter.
+    ir::Network single;
+    ir::Node copy = node;
+    for (auto& v : copy.inputs)
+      if (v != ir::kNoValue) v = single.add_weight(g.values[size_t(v)].name, *g.weight_of(v));
+    for (auto& v : copy.outputs)
+      if (v != ir::kNoValue) v = single.add_value(g.values[size_t(v)].name);
+    std::vector<ir::ValueId> outs = copy.outputs;
+    single.add_node(std::move(copy));
+    for (ir::ValueId v : outs)
+      if (v != ir::kNoValue) single.add_output(v);
+    single.finalize();
+    std::vector<reference::Tensor> results = reference::run(single, {});
+    size_t r = 0;
+    for (ir::ValueId v : node.outputs)
+      if (v != ir::kNoValue) g.values[size_t(v)].weight = results[r++];
+    g.dead[n] = true;
+    ++changed;
+  }
+  return changed;
+}
+
+int fold_batchnorm_into_conv(Graph& g) {
+  int changed = 0;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n] || g.nodes[n].op != OpKind::kBatchNormalization) continue;
+    ir::Node& bn = g.nodes[n];
+    ir::ValueId conv_out = bn.inputs[0];
+    auto users = g.consumers(conv_out);
+    if (users.size() != 1 || g.is_output(conv_out)) continue;
+    size_t c = 0;
+    for (; c < n; ++c)
+      if (!g.dead[c] && g.nodes[c].op == OpKind::kConv && g.nodes[c].outputs[0] == conv_out) break;
+    if (c == n) continue;
+    ir::Node& conv = g.nodes[c];
+    const ir::TensorData* w = g.weight_of(conv.inputs[1]);
+    const ir::TensorData* b = conv.inputs.size() > 2 ? g.weight_of(conv.inputs[2]) : nullptr;
+    if (!w || (conv.inputs.size() > 2 && conv.inputs[2] != ir::kNoValue && !b)) continue;
+    const ir::TensorData *scale = g.weight_of(bn.inputs[1]), *shift = g.weight_of(bn.inputs[2]),
+                         *mean = g.weight_of(bn.inputs[3]), *var = g.weight_of(bn.inputs[4]);
+    if (!scale || !shift || !mean || !var || !is_floating(w->dtype)) continue;
+    double eps = bn.attrs.get_float("epsilon", 1e-5);
+    std::vector<double> wv = ir::read_doubles(*w), s = ir::read_doubles(*scale), sh = ir::read_doubles(*shift),
+                        mu = ir::read_doubles(*mean), va = ir::read_doubles(*var);
+    int64_t m = w->dims[0], per = w->numel() / m;
+    std::vector<double> bias = b ? ir::read_doubles(*b) : std::vector<double>(size_t(m), 0.0);
+    for (int64_t o = 0; o < m; ++o) {
+      double k = s[size_t(o)] / std::sqrt(va[size_t(o)] + eps);
+      for (int64_t i = 0; i < per; ++i) wv[size_t(o * per + i)] *= k;
+      bias[size_t(o)] = (bias[size_t(o)] - mu[size_t(o)]) * k + sh[size_t(o)];
+    }
+    DType dtype = w->dtype;  // copies: add_weight below may move the values that w points into
+    std::vector<int64_t> dims = w->dims;
+    std::string stem = g.values[size_t(conv.inputs[1])].name;
+    conv.inputs.resize(3);
+    conv.inputs[1] = g.add_weight(stem + "_bn", reference::make_tensor(dtype, dims, wv));
+    conv.inputs[2] = g.add_weight(stem + "_bn_bias", reference::make_tensor(dtype, {m}, bias));
+    conv.outputs[0] = bn.outputs[0];
+    g.dead[n] = true;
+    ++changed;
+  }
+  return changed;
+}
+
+}  // namespace kiln::builder

@@ -1,0 +1,194 @@
+// Fusion passes: matmul epilogues (bias, activation, residual) and chains of
+// elementwise ops into one FusedElementwise kernel.
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "graph.h"
+#include "kiln/error.h"
+#include "kiln/ir/fused.h"
+
+namespace kiln::builder {
+
+using ir::OpKind;
+
+namespace {
+
+// The single live node reading v, if v has exactly one reader and is not a graph output.
+std::optional<size_t> sole_consumer(const Graph& g, ir::ValueId v) {
+  if (g.is_output(v)) return std::nullopt;
+  auto users = g.consumers(v);
+  if (users.size() != 1) return std::nullopt;
+  return users[0];
+}
+
+const ir::Dim& last_dim(const Graph& g, ir::ValueId v) { return g.values[size_t(v)].shape.back(); }
+
+std::optional<std::string> activation_of(const ir::Node& n) {
+  switch (n.op) {
+    case OpKind::kRelu: return "relu";
+    case OpKind::kSigmoid: return "sigmoid";
+    case OpKind::kTanh: return "tanh";
+    case OpKind::kGelu: return n.attrs.get_string("approximate", "none") == "tanh" ? "gelu_tanh" : "gelu";
+    default: return std::nullopt;
+  }
+}
+
+}  // namespace
+
+int fuse_matmul_epilogues(Graph& g) {
+  int changed = 0;
+  // MatMul / Gemm -> FusedMatMul.
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    ir::Node& node = g.nodes[n];
+    if (g.dead[n] || !is_floating(g.values[size_t(node.inputs[0])].dtype)) continue;
+    if (node.op == OpKind::kMatMul) {
+      if (g.values[size_t(node.inputs[0])].shape.size() < 2 || g.values[size_t(node.inputs[1])].shape.size() < 2) continue;
+      node.op = OpKind::kFusedMatMul;
+      ++changed;
+    } else if (node.op == OpKind::kGemm) {
+      if (node.attrs.get_int("transA", 0) != 0) continue;
+      double alpha = node.attrs.get_float("alpha", 1.0), beta = node.attrs.get_float("beta", 1.0);
+      ir::ValueId c = node.inputs.size() > 2 ? node.inputs[2] : ir::kNoValue;
+      ir::Attributes attrs;
+      attrs.set("trans_b", node.attrs.get_int("transB", 0));
+      attrs.set("alpha", alpha);
+      std::vector<ir::ValueId> inputs{node.inputs[0], node.inputs[1]};
+      if (c != ir::kNoValue) {
+        if (beta != 1.0) continue;
+        const auto& cs = g.values[size_t(c)].shape;
+        bool is_bias = cs.size() == 1 || (cs.size() == 2 && cs[0] == ir::Dim(1));
+        if (is_bias && cs.size() == 2) {  // [1,N] bias: view it as [N]
+          const ir::TensorData* w = g.weight_of(c);
+          if (!w) continue;
+          ir::TensorData flat = *w;
+          flat.dims = {flat.dims[1]};
+          c = g.add_weight(g.values[size_t(c)].name + "_flat", flat);
+        }
+        inputs.push_back(is_bias ? c : ir::kNoValue);
+        if (!is_bias) inputs.push_back(c);
+      }
+      node.op = OpKind::kFusedMatMul;
+      node.inputs = inputs;
+      node.attrs = attrs;
+      ++changed;
+    }
+  }
+  // Absorb bias, activation and residual that follow.
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n] || g.nodes[n].op != OpKind::kFusedMatMul) continue;
+    for (;;) {
+      ir::Node& mm = g.nodes[n];
+      ir::ValueId out = mm.outputs[0];
+      auto next = sole_consumer(g, out);
+      if (!next) break;
+      ir::Node& user = g.nodes[*next];
+      bool has_bias = mm.inputs.size() > 2 && mm.inputs[2] != ir::kNoValue;
+      bool has_residual = mm.inputs.size() > 3;
+      std::string act = mm.attrs.get_string("activation", "none");
+      bool absorbed = false;
+      if (user.op == OpKind::kAdd && !has_residual) {
+        ir::ValueId other = user.inputs[0] == out ? user.inputs[1] : user.inputs[0];
+        const auto& os = g.values[size_t(other)].shape;
+        if (user.inputs[0] == user.inputs[1]) break;
+        if (!has_bias && act == "none" && os.size() == 1 && os[0] == last_dim(g, out)) {
+          mm.inputs.resize(3, ir::kNoValue);
+          mm.inputs[2] = other;
+          absorbed = true;
+        } else if (os == g.values[size_t(out)].shape) {
+          mm.inputs.resize(4, ir::kNoValue);
+          mm.inputs[3] = other;
+          absorbed = true;
+        }
+      } else if (auto a = activation_of(user); a && act == "none" && !has_residual) {
+        mm.attrs.set("activation", *a);
+        absorbed = true;
+      }
+      if (!absorbed) break;
+      mm.outputs[0] = user.outputs[0];
+      g.dead[*next] = true;
+      ++changed;
+    }
+  }
+  return changed;
+}
+
+namespace {
+
+bool fusable(const Graph& g, const ir::Node& node) {
+  if (!ir::is_fusable_elementwise(node.op) || node.outputs.size() != 1) return false;
+  const Graph::Value& out = g.values[size_t(node.outputs[0])];
+  if (!is_floating(out.dtype)) return false;
+  for (ir::ValueId v : node.inputs) {
+    if (v == ir::kNoValue) return false;  // Clip without min: keep it simple
+    DType d = g.values[size_t(v)].dtype;
+    if (d != out.dtype && !(d == DType::kBool && node.op == OpKind::kWhere)) return false;
+  }
+  if (node.op == OpKind::kClip && (node.attrs.has("min") || node.attrs.has("max"))) return false;
+  return true;
+}
+
+ir::FusedInstruction instruction_of(const ir::Node& node) {
+  ir::FusedInstruction in;
+  in.op = node.op;
+  auto names = ir::fused_param_names(node.op);
+  for (size_t i = 0; i < names.size(); ++i)
+    in.params[i] = node.op == OpKind::kGelu ? (node.attrs.get_string("approximate", "none") == "tanh" ? 1.0 : 0.0)
+                                            : node.attrs.get_float(names[i].name, names[i].fallback);
+  return in;
+}
+
+}  // namespace
+
+int fuse_elementwise(Graph& g) {
+  // Group each fusable node with the node that solely consumes it; a group is a
+  // tree rooted at the node whose output leaves it.
+  size_t count = g.nodes.size();
+  std::vector<size_t> root(count);
+  for (size_t n = 0; n < count; ++n) root[n] = n;
+  std::function<size_t(size_t)> find = [&](size_t n) { return root[n] == n ? n : root[n] = find(root[n]); };
+  std::vector<bool> in_group(count, false);
+  for (size_t n = count; n-- > 0;) {  // consumers first, so roots are settled before producers join
+    if (g.dead[n] || !fusable(g, g.nodes[n])) continue;
+    in_group[n] = true;
+    auto next = sole_consumer(g, g.nodes[n].outputs[0]);
+    if (next && in_group[*next]) root[n] = find(*next);
+  }
+  std::map<size_t, std::vector<size_t>> groups;
+  for (size_t n = 0; n < count; ++n)
+    if (in_group[n]) groups[find(n)].push_back(n);  // members in topological order, root last
+  int changed = 0;
+  for (auto& [r, members] : groups) {
+    ir::Node fused;
+    fused.name = g.nodes[r].name;
+    fused.op = OpKind::kFusedElementwise;
+    fused.outputs = g.nodes[r].outputs;
+    std::map<ir::ValueId, int> operand;  // value -> operand index
+    std::vector<ir::FusedInstruction> program;
+    size_t n_inputs = 0;
+    // First pass: external inputs get the low operand numbers.
+    std::set<ir::ValueId> produced;
+    for (size_t m : members) produced.insert(g.nodes[m].outputs[0]);
+    for (size_t m : members)
+      for (ir::ValueId v : g.nodes[m].inputs)
+        if (!produced.count(v) && !operand.count(v)) {
+          operand[v] = int(n_inputs++);
+          fused.inputs.push_back(v);
+        }
+    for (size_t m : members) {
+      ir::FusedInstruction in = instruction_of(g.nodes[m]);
+      for (size_t a = 0; a < g.nodes[m].inputs.size(); ++a) in.args[a] = operand.at(g.nodes[m].inputs[a]);
+      operand[g.nodes[m].outputs[0]] = int(n_inputs + program.size());
+      program.push_back(in);
+      g.dead[m] = true;
+    }
+    ir::encode_fused_program(program, fused.attrs);
+    g.nodes[r] = std::move(fused);
+    g.dead[r] = false;
+    changed += int(members.size());
+  }
+  return changed;
+}
+
+}  // namespace kiln::builder

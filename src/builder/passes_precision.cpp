@@ -1,0 +1,67 @@
+// Precision: computes in fp16/bf16 while the network keeps its float32
+// inputs and outputs (casts at the edges). Weights are converted once here.
+#include "graph.h"
+#include "kiln/error.h"
+#include "kiln/ir/shape_inference.h"
+#include "kiln/reference.h"
+
+namespace kiln::builder {
+
+using ir::OpKind;
+
+int convert_precision(Graph& g, DType to) {
+  if (to == DType::kFloat32) return 0;
+  int changed = 0;
+  for (auto& v : g.values)
+    if (v.weight && v.weight->dtype == DType::kFloat32) {
+      v.weight = reference::make_tensor(to, v.weight->dims, ir::read_doubles(*v.weight));
+      v.dtype = to;
+      ++changed;
+    }
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    ir::Node& node = g.nodes[n];
+    if (g.dead[n]) continue;
+    if (node.op == OpKind::kCast && node.attrs.get_int("to", -1) == int64_t(DType::kFloat32)) {
+      node.attrs.set("to", int64_t(to));
+      ++changed;
+    }
+    if (node.op == OpKind::kConstantOfShape) {
+      const ir::TensorData* value = node.attrs.get_tensor("value");
+      if (value && value->dtype == DType::kFloat32) {
+        node.attrs.set("value", reference::make_tensor(to, value->dims, ir::read_doubles(*value)));
+        ++changed;
+      }
+    }
+  }
+  // Cast float32 inputs down on entry and float32 outputs back up on exit.
+  std::vector<ir::Node> entry;
+  for (ir::ValueId in : g.inputs) {
+    if (g.values[size_t(in)].dtype != DType::kFloat32) continue;
+    ir::ValueId low = g.add_value(g.values[size_t(in)].name + "_" + std::string(dtype_name(to)));
+    g.replace_uses(in, low);
+    ir::Node cast{g.unique_name("cast_in"), OpKind::kCast, {in}, {low}, {}};
+    cast.attrs.set("to", int64_t(to));
+    entry.push_back(std::move(cast));
+  }
+  for (ir::ValueId& out : g.outputs) {
+    if (g.values[size_t(out)].dtype != DType::kFloat32 || g.values[size_t(out)].is_input) continue;
+    // The producer now writes a low-precision value; a cast writes the original output.
+    ir::ValueId low = g.add_value(g.values[size_t(out)].name + "_" + std::string(dtype_name(to)));
+    for (size_t n = 0; n < g.nodes.size(); ++n)
+      for (auto& o : g.nodes[n].outputs)
+        if (o == out && !g.dead[n]) o = low;
+    for (size_t n = 0; n < g.nodes.size(); ++n)
+      for (auto& i : g.nodes[n].inputs)
+        if (i == out && !g.dead[n]) i = low;
+    ir::Node cast{g.unique_name("cast_out"), OpKind::kCast, {low}, {out}, {}};
+    cast.attrs.set("to", int64_t(DType::kFloat32));
+    g.nodes.push_back(std::move(cast));
+    g.dead.push_back(false);
+    ++changed;
+  }
+  g.nodes.insert(g.nodes.begin(), entry.begin(), entry.end());
+  g.dead.insert(g.dead.begin(), entry.size(), false);
+  return changed + int(entry.size());
+}
+
+}  // namespace kiln::builder

@@ -1,0 +1,313 @@
+// The .kiln file format.
+//
+//   "KILNPLAN" | u32 format version | u32 reserved | u64 meta bytes | u64 weight bytes
+//   | u64 meta checksum | u64 weights checksum | meta | zero pad to 256 | weights
+//
+// meta holds the network (values, nodes, attributes, ranges), the precision
+// and the arena plan; weights holds every weight's bytes at 256-byte aligned
+// offsets. Loading re-validates the network with Network::finalize().
+#include "kiln/plan.h"
+
+#include <fstream>
+
+#include "kiln/bytes.h"
+#include "kiln/error.h"
+#include "kiln/version.h"
+
+namespace kiln::plan {
+
+namespace {
+
+constexpr char kMagic[8] = {'K', 'I', 'L', 'N', 'P', 'L', 'A', 'N'};
+constexpr size_t kHeaderBytes = 8 + 4 + 4 + 8 * 4;
+
+void write_tensor_header(ByteWriter& w, DType dtype, const std::vector<int64_t>& dims) {
+  w.put<uint8_t>(uint8_t(dtype));
+  w.put<uint64_t>(dims.size());
+  for (int64_t d : dims) w.put<int64_t>(d);
+}
+
+DType read_dtype(ByteReader& r) {
+  uint8_t d = r.get<uint8_t>();
+  if (d >= std::size(kAllDTypes)) fail(ErrorCode::kParseError, r.label(), ": bad dtype code ", int(d));
+  return DType(d);
+}
+
+std::vector<int64_t> read_dims(ByteReader& r) {
+  std::vector<int64_t> dims(r.get_count(8));
+  for (auto& d : dims) d = r.get<int64_t>();
+  return dims;
+}
+
+void write_attr(ByteWriter& w, const ir::AttrValue& v) {
+  w.put<uint8_t>(uint8_t(v.index()));
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, double>) {
+          w.put<T>(x);
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          w.put_string(x);
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          w.put<uint64_t>(x.size());
+          for (auto& s : x) w.put_string(s);
+        } else if constexpr (std::is_same_v<T, ir::TensorData>) {
+          write_tensor_header(w, x.dtype, x.dims);
+          w.put<uint64_t>(x.data.size());
+          w.put_bytes(x.data.data(), x.data.size());
+        } else {
+          w.put<uint64_t>(x.size());
+          for (auto e : x) w.put(e);
+        }
+      },
+      v);
+}
+
+ir::AttrValue read_attr(ByteReader& r) {
+  switch (ir::AttrType(r.get<uint8_t>())) {
+    case ir::AttrType::kInt: return r.get<int64_t>();
+    case ir::AttrType::kFloat: return r.get<double>();
+    case ir::AttrType::kString: return r.get_string();
+    case ir::AttrType::kInts: {
+      std::vector<int64_t> v(r.get_count(8));
+      for (auto& e : v) e = r.get<int64_t>();
+      return v;
+    }
+    case ir::AttrType::kFloats: {
+      std::vector<double> v(r.get_count(8));
+      for (auto& e : v) e = r.get<double>();
+      return v;
+    }
+    case ir::AttrType::kStrings: {
+      std::vector<std::string> v(r.get_count(8));
+      for (auto& e : v) e = r.get_string();
+      return v;
+    }
+    case ir::AttrType::kTensor: {
+      ir::TensorData t;
+      t.dtype = read_dtype(r);
+      t.dims = read_dims(r);
+      uint64_t n = r.get_count(1);
+      if (n != uint64_t(t.numel()) * dtype_size(t.dtype)) fail(ErrorCode::kParseError, r.label(), ": tensor attribute size mismatch");
+      std::string_view bytes = r.get_bytes(n);
+      t.data = Buffer::copy_of(bytes.data(), bytes.size());
+      return t;
+    }
+  }
+  fail(ErrorCode::kParseError, r.label(), ": bad attribute type");
+}
+
+}  // namespace
+
+std::string_view precision_name(Precision p) {
+  switch (p) {
+    case Precision::kFloat32: return "fp32";
+    case Precision::kFloat16: return "fp16";
+    case Precision::kBFloat16: return "bf16";
+  }
+  return "?";
+}
+
+std::optional<Precision> parse_precision(std::string_view name) {
+  if (name == "fp32" || name == "float32") return Precision::kFloat32;
+  if (name == "fp16" || name == "float16") return Precision::kFloat16;
+  if (name == "bf16" || name == "bfloat16") return Precision::kBFloat16;
+  return std::nullopt;
+}
+
+std::string serialize(const Plan& plan) {
+  const ir::Network& net = plan.network;
+  if (!net.finalized()) fail(ErrorCode::kInvalidArgument, "only a finalized network can be serialized");
+  ByteWriter meta, weights;
+  meta.put_string(plan.kiln_version);
+  meta.put_string(plan.source);
+  meta.put_string(net.name());
+  meta.put<uint8_t>(uint8_t(plan.precision));
+  meta.put<int64_t>(plan.arena_bytes);
+  meta.put<uint64_t>(net.dim_ranges().size());
+  for (auto& [symbol, r] : net.dim_ranges()) {
+    meta.put_string(symbol);
+    meta.put<int64_t>(r.min);
+    meta.put<int64_t>(r.opt);
+    meta.put<int64_t>(r.max);
+  }
+  meta.put<uint64_t>(net.values().size());
+  for (size_t i = 0; i < net.values().size(); ++i) {
+    const ir::Value& v = net.values()[i];
+    meta.put_string(v.name);
+    uint8_t kind = v.is_input ? 1 : v.weight ? 2 : 0;
+    meta.put<uint8_t>(kind);
+    meta.put<int64_t>(i < plan.arena_offset.size() ? plan.arena_offset[i] : -1);
+    if (kind == 1) {
+      meta.put<uint8_t>(uint8_t(v.dtype));
+      meta.put<uint64_t>(v.shape.size());
+      for (auto& d : v.shape) ir::write_dim(meta, d);
+    } else if (kind == 2) {
+      write_tensor_header(meta, v.weight->dtype, v.weight->dims);
+      weights.align(kWeightAlignment);
+      meta.put<uint64_t>(weights.size());
+      meta.put<uint64_t>(v.weight->data.size());
+      weights.put_bytes(v.weight->data.data(), v.weight->data.size());
+    }
+  }
+  meta.put<uint64_t>(net.nodes().size());
+  for (const ir::Node& n : net.nodes()) {
+    meta.put_string(n.name);
+    meta.put<uint16_t>(uint16_t(n.op));
+    meta.put<uint64_t>(n.inputs.size());
+    for (auto v : n.inputs) meta.put<int32_t>(v);
+    meta.put<uint64_t>(n.outputs.size());
+    for (auto v : n.outputs) meta.put<int32_t>(v);
+    meta.put<uint64_t>(n.attrs.all().size());
+    for (auto& [name, value] : n.attrs.all()) {
+      meta.put_string(name);
+      write_attr(meta, value);
+    }
+  }
+  meta.put<uint64_t>(net.inputs().size());
+  for (auto v : net.inputs()) meta.put<int32_t>(v);
+  meta.put<uint64_t>(net.outputs().size());
+  for (auto v : net.outputs()) meta.put<int32_t>(v);
+
+  ByteWriter file;
+  file.put_bytes(kMagic, 8);
+  file.put<uint32_t>(kFormatVersion);
+  file.put<uint32_t>(0);
+  file.put<uint64_t>(meta.size());
+  file.put<uint64_t>(weights.size());
+  file.put<uint64_t>(checksum64(meta.bytes()));
+  file.put<uint64_t>(checksum64(weights.bytes()));
+  file.put_bytes(meta.bytes().data(), meta.size());
+  file.align(kWeightAlignment);
+  file.put_bytes(weights.bytes().data(), weights.size());
+  return std::move(file.bytes());
+}
+
+Plan deserialize(const Buffer& bytes, const std::string& label) {
+  std::string_view all(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  ByteReader header(all, label);
+  if (bytes.size() < kHeaderBytes || std::string_view(header.get_bytes(8)) != std::string_view(kMagic, 8))
+    fail(ErrorCode::kParseError, label, " is not a kiln plan (bad magic)");
+  uint32_t version = header.get<uint32_t>();
+  if (version != kFormatVersion)
+    fail(ErrorCode::kUnsupported, label, " has plan format version ", version, "; this kiln (", kVersion, ") reads version ",
+         kFormatVersion, ". Rebuild it with `kiln build`.");
+  if (header.get<uint32_t>() != 0) fail(ErrorCode::kParseError, label, " is corrupt: reserved header field is not zero");
+  uint64_t meta_size = header.get<uint64_t>(), weights_size = header.get<uint64_t>();
+  uint64_t meta_sum = header.get<uint64_t>(), weights_sum = header.get<uint64_t>();
+  uint64_t weights_at = (kHeaderBytes + meta_size + kWeightAlignment - 1) / kWeightAlignment * kWeightAlignment;
+  if (meta_size > bytes.size() || weights_at > bytes.size() || weights_size != bytes.size() - weights_at)
+    fail(ErrorCode::kParseError, label, " is truncated or has trailing bytes (", bytes.size(), " bytes; the header says ",
+         weights_at + weights_size, ")");
+  std::string_view meta_bytes = all.substr(kHeaderBytes, meta_size);
+  std::string_view weight_bytes = all.substr(weights_at, weights_size);
+  for (size_t i = kHeaderBytes + meta_size; i < weights_at; ++i)
+    if (all[i] != 0) fail(ErrorCode::kParseError, label, " is corrupt: padding at offset ", i, " is not zero");
+  if (checksum64(meta_bytes) != meta_sum) fail(ErrorCode::kParseError, label, " is corrupt: metadata checksum mismatch");
+  if (checksum64(weight_bytes) != weights_sum) fail(ErrorCode::kParseError, label, " is corrupt: weights checksum mismatch");
+
+  ByteReader r(meta_bytes, label);
+  Plan plan;
+  plan.kiln_version = r.get_string();
+  plan.source = r.get_string();
+  plan.network.set_name(r.get_string());
+  uint8_t precision = r.get<uint8_t>();
+  if (precision > uint8_t(Precision::kBFloat16)) fail(ErrorCode::kParseError, label, ": bad precision code");
+  plan.precision = Precision(precision);
+  plan.arena_bytes = r.get<int64_t>();
+  try {
+    for (uint64_t n = r.get_count(32); n > 0; --n) {
+      std::string symbol = r.get_string();
+      ir::DimRange range{r.get<int64_t>(), r.get<int64_t>(), r.get<int64_t>()};
+      plan.network.set_dim_range(symbol, range);
+    }
+    uint64_t values = r.get_count(17);
+    for (uint64_t i = 0; i < values; ++i) {
+      std::string name = r.get_string();
+      uint8_t kind = r.get<uint8_t>();
+      plan.arena_offset.push_back(r.get<int64_t>());
+      if (kind == 1) {
+        DType dtype = read_dtype(r);
+        ir::Shape shape(r.get_count(9));
+        for (auto& d : shape) d = ir::read_dim(r);
+        plan.network.add_input(name, dtype, shape);
+      } else if (kind == 2) {
+        ir::TensorData t;
+        t.dtype = read_dtype(r);
+        t.dims = read_dims(r);
+        uint64_t offset = r.get<uint64_t>(), size = r.get<uint64_t>();
+        if (offset > weights_size || size > weights_size - offset)
+          fail(ErrorCode::kParseError, label, ": weight '", name, "' lies outside the weights section");
+        t.data = bytes.slice(weights_at + offset, size);
+        plan.network.add_weight(name, std::move(t));
+      } else if (kind == 0) {
+        plan.network.add_value(name);
+      } else {
+        fail(ErrorCode::kParseError, label, ": bad value kind ", int(kind));
+      }
+    }
+    auto read_ids = [&](std::vector<ir::ValueId>& ids) {
+      ids.resize(r.get_count(4));
+      for (auto& v : ids) {
+        v = r.get<int32_t>();
+        if (v < ir::kNoValue || v >= int32_t(values)) fail(ErrorCode::kParseError, label, ": bad value id ", v);
+      }
+    };
+    for (uint64_t n = r.get_count(16); n > 0; --n) {
+      ir::Node node;
+      node.name = r.get_string();
+      uint16_t op = r.get<uint16_t>();
+      if (op >= ir::op_count()) fail(ErrorCode::kParseError, label, ": bad op code ", op);
+      node.op = ir::OpKind(op);
+      read_ids(node.inputs);
+      read_ids(node.outputs);
+      for (uint64_t a = r.get_count(9); a > 0; --a) {
+        std::string name = r.get_string();
+        node.attrs.set(name, read_attr(r));
+      }
+      plan.network.add_node(std::move(node));
+    }
+    std::vector<ir::ValueId> ids;
+    read_ids(ids);
+    if (ids != plan.network.inputs()) fail(ErrorCode::kParseError, label, ": input list does not match the input values");
+    read_ids(ids);
+    for (auto v : ids) {
+      if (v < 0) fail(ErrorCode::kParseError, label, ": bad output id");
+      plan.network.add_output(v);
+    }
+    if (r.remaining() != 0) fail(ErrorCode::kParseError, label, ": ", r.remaining(), " unexpected bytes after the metadata");
+    plan.network.finalize();
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::kParseError) throw;
+    fail(ErrorCode::kParseError, label, " is invalid: ", e.what());
+  }
+  for (size_t i = 0; i < plan.arena_offset.size(); ++i) {
+    int64_t off = plan.arena_offset[i];
+    if (off < -1 || off > plan.arena_bytes) fail(ErrorCode::kParseError, label, ": arena offset ", off, " is outside the arena");
+  }
+  return plan;
+}
+
+void save(const Plan& plan, const std::filesystem::path& path) {
+  std::string bytes = serialize(plan);
+  std::filesystem::path tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) fail(ErrorCode::kIoError, "cannot write ", tmp);
+    out.write(bytes.data(), std::streamsize(bytes.size()));
+    if (!out) fail(ErrorCode::kIoError, "cannot write ", tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);  // readers never see a half-written plan
+  if (ec) fail(ErrorCode::kIoError, "cannot rename ", tmp, " to ", path, ": ", ec.message());
+}
+
+Plan load(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) fail(ErrorCode::kIoError, path, " is not a readable file");
+  if (std::filesystem::file_size(path) == 0) fail(ErrorCode::kParseError, path.string(), " is empty");
+  return deserialize(Buffer::map_file(path, 0, -1), path.string());
+}
+
+}  // namespace kiln::plan

@@ -1,0 +1,203 @@
+// Every pass must keep the network's meaning: the lowered network is run on
+// the reference interpreter next to the original on seeded random inputs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "kiln/builder.h"
+#include "kiln/error.h"
+#include "kiln/ir/shape_inference.h"
+#include "kiln/reference.h"
+
+namespace kiln::builder {
+namespace {
+
+using ir::Dim;
+using ir::OpKind;
+using ir::ValueId;
+
+ir::TensorData random_weight(std::vector<int64_t> dims, uint32_t seed, double lo = -0.5, double hi = 0.5) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(lo, hi);
+  std::vector<double> v(size_t(ir::checked_numel(dims)));
+  for (auto& x : v) x = u(rng);
+  return reference::make_tensor(DType::kFloat32, dims, v);
+}
+
+int count_ops(const ir::Network& net, OpKind op) {
+  int n = 0;
+  for (auto& node : net.nodes()) n += node.op == op;
+  return n;
+}
+
+// Runs both networks on the same random inputs (symbols bound to `bindings`)
+// and checks every output within `tolerance` (relative to the output's scale).
+void expect_same_results(const ir::Network& original, const ir::Network& lowered, const ir::SymbolBindings& bindings,
+                         double tolerance, uint32_t seed = 7) {
+  std::map<std::string, reference::Tensor> inputs;
+  std::mt19937 rng(seed);
+  for (ValueId id : original.inputs()) {
+    const ir::Value& v = original.value(id);
+    std::vector<int64_t> dims;
+    for (auto& d : v.shape) dims.push_back(*d.evaluate(bindings));
+    inputs[v.name] = random_weight(dims, rng(), -1, 1);
+  }
+  auto expected = reference::run(original, inputs);
+  auto actual = reference::run(lowered, inputs);
+  ASSERT_EQ(expected.size(), actual.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    ASSERT_EQ(expected[i].dims, actual[i].dims) << "output " << i;
+    ASSERT_EQ(expected[i].dtype, actual[i].dtype) << "output " << i;
+    auto e = ir::read_doubles(expected[i]), a = ir::read_doubles(actual[i]);
+    double scale = 0;
+    for (double x : e) scale = std::max(scale, std::fabs(x));
+    for (size_t k = 0; k < e.size(); ++k)
+      ASSERT_NEAR(a[k], e[k], tolerance * std::max(scale, 1e-3)) << "output " << i << " element " << k << " seed " << seed;
+  }
+}
+
+ir::Network mlp(int layers, bool gemm) {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("batch"), Dim(32)});
+  for (int i = 0; i < layers; ++i) {
+    ValueId w = net.add_weight(str("w", i), random_weight({32, 32}, 10 + i));
+    ValueId b = net.add_weight(str("b", i), random_weight({32}, 20 + i));
+    if (gemm) {
+      x = net.add_op1(OpKind::kGemm, {x, w, b});
+    } else {
+      x = net.add_op1(OpKind::kAdd, {net.add_op1(OpKind::kMatMul, {x, w}), b});
+    }
+    ir::Attributes gelu;
+    if (i % 2) gelu.set("approximate", std::string("tanh"));
+    x = net.add_op1(i % 3 == 2 ? OpKind::kRelu : OpKind::kGelu, {x}, i % 3 == 2 ? ir::Attributes{} : gelu);
+  }
+  net.add_output(x);
+  net.set_dim_range("batch", {1, 4, 8});
+  net.finalize();
+  return net;
+}
+
+TEST(Builder, MatMulBiasActivationBecomeOneKernelPerLayer) {
+  for (bool gemm : {false, true}) {
+    ir::Network net = mlp(4, gemm);
+    plan::Plan p = build(net, {});
+    EXPECT_EQ(count_ops(p.network, OpKind::kFusedMatMul), 4) << dump_network(p.network);
+    EXPECT_EQ(p.network.nodes().size(), 4u) << dump_network(p.network);
+    expect_same_results(net, p.network, {{"batch", 3}}, 1e-6);
+  }
+}
+
+TEST(Builder, ResidualAddIsAbsorbed) {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(2), Dim::symbol("seq"), Dim(16)});
+  ValueId w = net.add_weight("w", random_weight({16, 16}, 1));
+  ValueId h = net.add_op1(OpKind::kMatMul, {x, w});
+  ValueId y = net.add_op1(OpKind::kAdd, {x, h});
+  net.add_output(y);
+  net.set_dim_range("seq", {1, 8, 32});
+  net.finalize();
+  plan::Plan p = build(net, {});
+  ASSERT_EQ(p.network.nodes().size(), 1u) << dump_network(p.network);
+  EXPECT_EQ(p.network.nodes()[0].inputs.size(), 4u);
+  expect_same_results(net, p.network, {{"seq", 5}}, 1e-6);
+}
+
+TEST(Builder, BatchNormFoldsIntoConvAndEltwiseChainsFuse) {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("n"), Dim(3), Dim(8), Dim(8)});
+  ir::Attributes pads;
+  pads.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+  ValueId c = net.add_op1(OpKind::kConv, {x, net.add_weight("w", random_weight({4, 3, 3, 3}, 3))}, pads);
+  ValueId bn = net.add_op1(OpKind::kBatchNormalization,
+                           {c, net.add_weight("s", random_weight({4}, 4, 0.5, 1.5)), net.add_weight("b", random_weight({4}, 5)),
+                            net.add_weight("m", random_weight({4}, 6)), net.add_weight("v", random_weight({4}, 7, 0.5, 2))});
+  // x * sigmoid(x) written out, then a clip: three elementwise ops -> one kernel.
+  ValueId sig = net.add_op1(OpKind::kSigmoid, {bn});
+  ValueId swish = net.add_op1(OpKind::kMul, {bn, sig});
+  ValueId lo = net.add_weight("lo", reference::make_tensor(DType::kFloat32, {}, {-0.25}));
+  ValueId hi = net.add_weight("hi", reference::make_tensor(DType::kFloat32, {}, {0.75}));
+  net.add_output(net.add_op1(OpKind::kClip, {swish, lo, hi}));
+  net.set_dim_range("n", {1, 1, 4});
+  net.finalize();
+  plan::Plan p = build(net, {});
+  EXPECT_EQ(count_ops(p.network, OpKind::kBatchNormalization), 0);
+  EXPECT_EQ(count_ops(p.network, OpKind::kFusedElementwise), 1) << dump_network(p.network);
+  EXPECT_EQ(p.network.nodes().size(), 2u) << dump_network(p.network);
+  expect_same_results(net, p.network, {{"n", 2}}, 1e-6);
+}
+
+TEST(Builder, StaticShapeArithmeticIsFolded) {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(2), Dim(3), Dim(4)});
+  ValueId shape = net.add_op1(OpKind::kShape, {x});
+  ir::Attributes axis;
+  axis.set("axis", int64_t(0));
+  ValueId first = net.add_op1(OpKind::kGather, {shape, net.add_weight("i", reference::make_tensor(DType::kInt64, {1}, {0}))}, axis);
+  ValueId minus1 = net.add_weight("m1", reference::make_tensor(DType::kInt64, {1}, {-1}));
+  ValueId target = net.add_op1(OpKind::kConcat, {first, minus1}, axis);
+  net.add_output(net.add_op1(OpKind::kReshape, {x, target}));
+  net.finalize();
+  plan::Plan p = build(net, {});
+  EXPECT_EQ(p.network.nodes().size(), 1u) << dump_network(p.network);
+  EXPECT_EQ(p.network.nodes()[0].op, OpKind::kReshape);
+  expect_same_results(net, p.network, {}, 0);
+}
+
+TEST(Builder, HalfPrecisionStaysClose) {
+  ir::Network net = mlp(3, false);
+  for (plan::Precision precision : {plan::Precision::kFloat16, plan::Precision::kBFloat16}) {
+    BuildOptions options;
+    options.precision = precision;
+    plan::Plan p = build(net, options);
+    EXPECT_EQ(p.network.value(p.network.outputs()[0]).dtype, DType::kFloat32);  // the interface stays float32
+    expect_same_results(net, p.network, {{"batch", 2}}, precision == plan::Precision::kFloat16 ? 1e-2 : 4e-2);
+  }
+}
+
+TEST(Builder, ArenaSlotsNeverOverlapWhileLive) {
+  ir::Network net = mlp(6, false);
+  plan::Plan p = build(net, {});
+  const ir::Network& lowered = p.network;
+  ASSERT_GT(p.arena_bytes, 0);
+  std::vector<std::pair<int64_t, int64_t>> live(lowered.values().size(), {INT64_MAX, -1});
+  for (size_t n = 0; n < lowered.nodes().size(); ++n) {
+    for (ValueId v : lowered.nodes()[n].outputs) live[size_t(v)].first = std::min<int64_t>(live[size_t(v)].first, n);
+    for (ValueId v : lowered.nodes()[n].inputs)
+      if (v >= 0) live[size_t(v)].second = std::max<int64_t>(live[size_t(v)].second, n);
+  }
+  int64_t bytes_each = 8 * 32 * 4;  // batch max 8 x 32 floats
+  for (size_t a = 0; a < live.size(); ++a)
+    for (size_t b = a + 1; b < live.size(); ++b) {
+      int64_t oa = p.arena_offset[a], ob = p.arena_offset[b];
+      if (oa < 0 || ob < 0) continue;
+      bool time_overlap = live[a].first <= live[b].second && live[b].first <= live[a].second;
+      bool space_overlap = oa < ob + bytes_each && ob < oa + bytes_each;
+      EXPECT_FALSE(time_overlap && space_overlap) << lowered.values()[a].name << " vs " << lowered.values()[b].name;
+    }
+  EXPECT_LE(p.arena_bytes, 2 * 1024);  // two 1 KiB slots ping-pong through the layers
+}
+
+TEST(Builder, SymbolsNeedRanges) {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("len"), Dim(4)});
+  ValueId y = net.add_op1(OpKind::kExp, {x});
+  net.add_output(net.add_op1(OpKind::kSoftmax, {y}));
+  net.finalize();
+  try {
+    build(net, {});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("len"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--profile"), std::string::npos) << e.what();
+  }
+  BuildOptions options;
+  add_input_profile(net, "x", {1, 4}, {8, 4}, {64, 4}, options);
+  EXPECT_EQ(options.ranges.at("len").max, 64);
+  EXPECT_GT(build(net, options).arena_bytes, 0);
+  EXPECT_THROW(add_input_profile(net, "x", {1, 5}, {8, 5}, {64, 5}, options), Error);
+  EXPECT_THROW(add_input_profile(net, "nope", {1}, {1}, {1}, options), Error);
+}
+
+}  // namespace
+}  // namespace kiln::builder
