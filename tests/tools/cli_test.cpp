@@ -69,3 +69,44 @@ TEST(Cli, BadFilesGiveDistinctExitCodes) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Cli, BuildInspectAndRunAPlan) {
+  auto plan = std::filesystem::temp_directory_path() / "kiln_cli_test.kiln";
+  Result b = kiln("build " + kExamples + "/mlp.onnx -o " + plan.string() + " --profile x:1x64/4x64/16x64 --precision fp16");
+  ASSERT_EQ(b.code, 0) << b.output;
+  EXPECT_NE(b.output.find("fuse matmul epilogues: 5 rewrites, 4 nodes"), std::string::npos) << b.output;
+  Result i = kiln("inspect " + plan.string());
+  EXPECT_EQ(i.code, 0) << i.output;
+  EXPECT_NE(i.output.find("precision:  fp16"), std::string::npos) << i.output;
+  EXPECT_NE(i.output.find("batch: min 1, opt 4, max 16"), std::string::npos) << i.output;
+  EXPECT_NE(i.output.find("FusedMatMul 3"), std::string::npos) << i.output;
+  Result r = kiln("run " + plan.string() + " --shapes x:3x64");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("output probs: float32[3,10]"), std::string::npos) << r.output;
+  std::filesystem::remove(plan);
+}
+
+TEST(Cli, BuildRejectsBadProfilesAndMissingRanges) {
+  auto plan = std::filesystem::temp_directory_path() / "kiln_cli_bad.kiln";
+  EXPECT_EQ(kiln("build " + kExamples + "/mlp.onnx -o " + plan.string() + " --profile x:1x64/4x64").code, 2);
+  EXPECT_EQ(kiln("build " + kExamples + "/mlp.onnx -o " + plan.string() + " --profile x:1x63/4x63/8x63").code, 2);
+  EXPECT_EQ(kiln("build " + kExamples + "/mlp.onnx -o " + plan.string() + " --precision fp8").code, 2);
+  Result missing = kiln("build " + kExamples + "/mlp.onnx -o " + plan.string());
+  EXPECT_EQ(missing.code, 4) << missing.output;
+  EXPECT_NE(missing.output.find("--profile"), std::string::npos) << missing.output;
+  EXPECT_FALSE(std::filesystem::exists(plan));
+}
+
+TEST(Cli, CorruptPlansAreRejected) {
+  auto plan = std::filesystem::temp_directory_path() / "kiln_cli_corrupt.kiln";
+  ASSERT_EQ(kiln("build " + kExamples + "/mlp.onnx -o " + plan.string() + " --profile x:1x64/4x64/16x64").code, 0);
+  std::filesystem::resize_file(plan, std::filesystem::file_size(plan) - 100);
+  Result r = kiln("inspect " + plan.string());
+  EXPECT_EQ(r.code, 3) << r.output;
+  EXPECT_NE(r.output.find("truncated"), std::string::npos) << r.output;
+  std::filesystem::remove(plan);
+}
+
+}  // namespace

@@ -35,6 +35,9 @@ Args parse_args(int argc, char** argv, int first, const std::vector<std::string>
                 const std::vector<std::string>& bool_flags);
 
 int cmd_inspect(const Args& args);
+int cmd_build(const Args& args);
+// A model path is a plan when the file starts with the plan magic.
+bool is_plan_file(const std::string& path);
 int cmd_run(const Args& args);
 int cmd_conformance(const Args& args);
 

@@ -1,14 +1,62 @@
 // kiln inspect: what a model declares and what kiln makes of it.
+#include <fstream>
 #include <iostream>
+#include <map>
 
 #include "cli.h"
 #include "kiln/onnx.h"
+#include "kiln/plan.h"
 
 namespace kiln::cli {
 
+bool is_plan_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[8] = {};
+  in.read(magic, 8);
+  return in && std::string_view(magic, 8) == "KILNPLAN";
+}
+
+namespace {
+
+int inspect_plan(const std::string& path, bool dump) {
+  plan::Plan p = plan::load(path);
+  const ir::Network& net = p.network;
+  std::cout << "plan:       " << path << "\n";
+  std::cout << "source:     " << (p.source.empty() ? "(unknown)" : p.source) << "\n";
+  std::cout << "built by:   kiln " << p.kiln_version << ", plan format " << plan::kFormatVersion << "\n";
+  std::cout << "precision:  " << plan::precision_name(p.precision) << "\n";
+  std::cout << "inputs:\n";
+  for (ir::ValueId id : net.inputs())
+    std::cout << "  " << net.value(id).name << ": " << dtype_name(net.value(id).dtype) << ir::shape_to_string(net.value(id).shape) << "\n";
+  std::cout << "outputs:\n";
+  for (ir::ValueId id : net.outputs())
+    std::cout << "  " << net.value(id).name << ": " << dtype_name(net.value(id).dtype) << ir::shape_to_string(net.value(id).shape) << "\n";
+  std::cout << "ranges:\n";
+  for (auto& [s, r] : net.dim_ranges()) std::cout << "  " << s << ": min " << r.min << ", opt " << r.opt << ", max " << r.max << "\n";
+  std::map<std::string, int> kernels;
+  int fused_ops = 0, fused_groups = 0;
+  for (auto& node : net.nodes()) {
+    kernels[std::string(ir::op_name(node.op))]++;
+    if (node.op == ir::OpKind::kFusedElementwise) {
+      ++fused_groups;
+      fused_ops += int(node.attrs.get_ints("ops").size());
+    }
+  }
+  std::cout << "kernels:    " << net.nodes().size() << "\n";
+  for (auto& [op, n] : kernels) std::cout << "  " << op << " " << n << "\n";
+  std::cout << "fused groups: " << fused_groups << " elementwise kernels holding " << fused_ops << " ops\n";
+  std::cout << "arena:      " << p.arena_bytes << " bytes (largest shapes)\n";
+  std::cout << "weights:    " << net.parameter_count() << " elements, " << net.parameter_bytes() << " bytes\n";
+  if (dump) std::cout << "\n" << ir::dump_network(net);
+  return kOk;
+}
+
+}  // namespace
+
 int cmd_inspect(const Args& args) {
-  if (args.positional.size() != 1) fail(ErrorCode::kInvalidArgument, "usage: kiln inspect MODEL.onnx [--dump]");
+  if (args.positional.size() != 1) fail(ErrorCode::kInvalidArgument, "usage: kiln inspect MODEL.onnx|PLAN.kiln [--dump]");
   const std::string& path = args.positional[0];
+  if (is_plan_file(path)) return inspect_plan(path, args.has("--dump"));
   onnx::ModelSummary s = onnx::summarize_model(path);
   std::cout << "model:      " << path << "\n";
   std::cout << "graph:      " << (s.graph_name.empty() ? "(unnamed)" : s.graph_name) << "\n";

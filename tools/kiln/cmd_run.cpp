@@ -9,6 +9,7 @@
 #include "kiln/ir/shape_inference.h"
 #include "kiln/npy.h"
 #include "kiln/onnx.h"
+#include "kiln/plan.h"
 #include "kiln/reference.h"
 
 namespace kiln::cli {
@@ -82,7 +83,8 @@ int cmd_run(const Args& args) {
   } catch (const std::exception&) {
     fail(ErrorCode::kInvalidArgument, "--seed must be a non-negative integer");
   }
-  ir::Network net = onnx::load_model(args.positional[0]);
+  const std::string& model = args.positional[0];
+  ir::Network net = is_plan_file(model) ? plan::load(model).network : onnx::load_model(model);
   auto shapes = parse_shapes(args.all("--shapes"));
   std::map<std::string, reference::Tensor> inputs;
   for (const std::string& spec : args.all("--input")) {

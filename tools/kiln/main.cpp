@@ -15,13 +15,20 @@ constexpr const char* kHelp = R"(kiln - a JIT inference runtime for NVIDIA GPUs 
 usage: kiln <command> [options]
 
 commands:
-  inspect MODEL.onnx [--dump]
-      Inputs and outputs with dtypes and symbolic shapes, op histogram,
-      unsupported ops, parameter count and bytes. --dump prints the whole
-      network with inferred shapes.
-  run MODEL.onnx [--device cpu] [--shapes NAME:1x3x224x224,...]
+  inspect MODEL.onnx|PLAN.kiln [--dump]
+      For a model: inputs and outputs with dtypes and symbolic shapes, op
+      histogram, unsupported ops, parameter count and bytes. For a plan:
+      precision, ranges, kernels, fused groups, arena and weight bytes.
+      --dump prints the whole (lowered) network with inferred shapes.
+  build MODEL.onnx -o PLAN.kiln [--precision fp32|fp16|bf16]
+                   [--profile NAME:MINxD/OPTxD/MAXxD ...]
+      Builds a plan ahead of time (no GPU needed): constant folding, fusion,
+      precision, memory planning. Every symbolic input dim needs a range,
+      from --profile (repeat per input) or from the model.
+  run MODEL.onnx|PLAN.kiln [--device cpu] [--shapes NAME:1x3x224x224,...]
                  [--input NAME:FILE.npy ...] [--output-dir DIR] [--seed N]
-      Runs the model on the CPU reference interpreter. Inputs not given with
+      Runs the model (or the plan's lowered network) on the CPU reference
+      interpreter. Inputs not given with
       --input are random (seeded, non-zero). Symbolic dims come from --shapes,
       else from the profile's opt value, else 1. Prints each output's shape and
       statistics; --output-dir writes one NAME.npy per output.
@@ -69,6 +76,7 @@ Args parse_args(int argc, char** argv, int first, const std::vector<std::string>
   };
   for (int i = first; i < argc; ++i) {
     std::string a = argv[i];
+    if (a == "-o") a = "--output";
     if (a.rfind("--", 0) != 0 || a == "--") {
       args.positional.push_back(a);
       continue;
@@ -111,6 +119,7 @@ int main(int argc, char** argv) {
   std::string command = argv[1];
   try {
     if (command == "inspect") return cmd_inspect(parse_args(argc, argv, 2, {}, {"--dump"}));
+    if (command == "build") return cmd_build(parse_args(argc, argv, 2, {"--output", "--precision", "--profile"}, {}));
     if (command == "run")
       return cmd_run(parse_args(argc, argv, 2, {"--device", "--shapes", "--input", "--output-dir", "--seed"}, {}));
     if (command == "conformance")
