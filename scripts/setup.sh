@@ -28,6 +28,7 @@ if ((${#missing[@]})); then
 fi
 
 if [[ ! -x /usr/local/cuda/bin/nvcc ]]; then
-  echo "setup: note: no CUDA toolkit at /usr/local/cuda (needed later for GPU code, not for the CPU build)"
+  echo "setup: the CUDA 13 toolkit is required at /usr/local/cuda (NVRTC compiles kernels even without a GPU)" >&2
+  exit 1
 fi
 echo "setup: ok"

@@ -1,0 +1,106 @@
+// CUDA C++ source for kiln's kernels. Every kernel has the same calling
+// convention so the runtime can launch (and later patch in graphs) any of them:
+//
+//   extern "C" __global__ void kiln_kernel(void* out0.., const void* in0.., KParams p)
+//
+// KParams holds kParamSlots int64 values (dims, strides, counts). A generic
+// variant reads them at run time; a specialized variant has the same signature
+// but the values of one shape compiled in as constants.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kiln/dtype.h"
+#include "kiln/ir/fused.h"
+
+namespace kiln::codegen {
+
+inline constexpr int kMaxRank = 8;
+inline constexpr int kParamSlots = 128;
+inline constexpr const char* kEntry = "kiln_kernel";
+inline constexpr int kBlock = 256;
+
+struct Params {
+  long long v[kParamSlots] = {};
+};
+
+// Common prelude: KParams, fp16/bf16 conversions without CUDA headers (NVRTC
+// time matters), loads and stores per dtype, block reductions.
+std::string prelude();
+std::string c_type(DType dtype);          // storage type in kernels
+std::string compute_type(DType dtype);    // float, or double for float64
+std::string load_expr(DType dtype, const std::string& ptr, const std::string& index);
+std::string store_stmt(DType dtype, const std::string& ptr, const std::string& index, const std::string& value);
+// "#define P(i) ..." reading params from the KParams argument, or from compiled-in constants.
+std::string params_macro(const std::optional<Params>& specialize);
+
+// ---- elementwise ---------------------------------------------------------------
+// Params: [0] n, [1] rank, [2] all inputs contiguous, [8..16) out dims,
+// [16 + 8k .. 24 + 8k) strides of input k (0 where broadcast).
+struct ElementwiseSpec {
+  std::vector<ir::FusedInstruction> program;
+  std::vector<DType> inputs;
+  DType output = DType::kFloat32;
+  std::optional<Params> specialize;  // compile these values in
+};
+inline constexpr int kElementwiseMaxInputs = (kParamSlots - 16) / 8;
+std::string elementwise_source(const ElementwiseSpec& spec);
+// A cast is an elementwise kernel with no program (dtype change only).
+std::string cast_source(DType from, DType to, const std::optional<Params>& specialize);
+
+// ---- rows: softmax / log-softmax / layer norm -------------------------------------
+// Params: [0] rows (outer*inner), [1] len, [2] inner (stride between row elements).
+enum class RowOp { kSoftmax, kLogSoftmax, kLayerNorm };
+struct RowSpec {
+  RowOp op;
+  DType dtype;
+  bool has_scale = false, has_bias = false;
+  double epsilon = 1e-5;
+  std::optional<Params> specialize;
+};
+std::string row_source(const RowSpec& spec);
+
+// ---- reductions over arbitrary axes -------------------------------------------------
+// Params: [0] outputs, [1] reduced count, [2] kept rank, [3] reduced rank,
+// [8..16) kept dims, [16..24) kept strides (input), [24..32) reduced dims, [32..40) reduced strides.
+enum class ReduceOp { kSum, kMean, kMax, kMin, kProd, kL1, kL2, kSumSquare, kLogSum, kLogSumExp };
+struct ReduceSpec {
+  ReduceOp op;
+  DType dtype;
+  std::optional<Params> specialize;
+};
+std::string reduce_source(const ReduceSpec& spec);
+
+// ---- strided remap (transpose, slice, expand, tile, pad, concat, split, ...) --------
+// out[dst_offset + sum c_d*dst_stride_d] = in[src_offset + sum src(c_d)*src_stride_d] for the
+// multi-index c over dims; src(c) = c*step + start, bounds-checked against src dims for pad modes.
+// Params: [0] n, [1] rank, [2] src offset, [3] dst offset, [4] pad mode, [5] fill bits,
+// [8..16) dims, [16..24) src strides, [24..32) dst strides, [32..40) src starts,
+// [40..48) src steps, [48..56) src dims (pad bounds), [56..64) modulus (tile; 0 = none).
+enum class PadMode { kNone = 0, kConstant = 1, kEdge = 2, kReflect = 3, kWrap = 4 };
+struct RemapSpec {
+  DType dtype;
+  std::optional<Params> specialize;
+};
+std::string remap_source(const RemapSpec& spec);
+
+// ---- gather along an axis with an index tensor ---------------------------------------
+// Params: [0] n, [1] outer, [2] indices count, [3] inner, [4] axis size.
+std::string gather_source(DType dtype, DType index_dtype, bool elements, const std::optional<Params>& specialize);
+
+// ---- pooling and direct convolution (NCHW, 1-3 spatial dims) ---------------------------
+// Params: [0] n (outputs), [1] spatial rank, [2] channels (in), [3] out channels, [4] group,
+// [5] count_include_pad, [8..11) in spatial, [11..14) out spatial, [14..17) kernel,
+// [17..20) strides, [20..23) dilations, [23..26) pads begin, [26..29) pads end.
+enum class WindowOp { kMaxPool, kAvgPool, kConv };
+struct WindowSpec {
+  WindowOp op;
+  DType dtype;
+  bool has_bias = false;
+  std::optional<Params> specialize;
+};
+std::string window_source(const WindowSpec& spec);
+
+}  // namespace kiln::codegen

@@ -1,0 +1,121 @@
+// Data movement: one strided remap kernel covers transpose, slice, expand,
+// tile, pad, concat and split; gather has its own.
+#include <sstream>
+
+#include "codegen.h"
+#include "kiln/error.h"
+
+namespace kiln::codegen {
+
+std::string remap_source(const RemapSpec& spec) {
+  std::string ct = c_type(spec.dtype);
+  std::ostringstream s;
+  s << prelude() << params_macro(spec.specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct
+    << "* __restrict__ out, const " << ct << "* __restrict__ in, KParams p) {\n";
+  s << "  const long long n = P(0);\n  const int rank = (int)P(1), mode = (int)P(4);\n";
+  s << "  const long long fill_bits = P(5);\n  const " << ct << " fill = *reinterpret_cast<const " << ct << "*>(&fill_bits);  // little-endian\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    long long rem = i, src = P(2), dst = P(3);\n    bool inside = true;\n";
+  s << "#pragma unroll\n    for (int d = " << kMaxRank - 1 << "; d >= 0; --d) {\n";
+  s << "      if (d >= rank) continue;\n";
+  s << "      const long long c = rem % P(8 + d);\n      rem /= P(8 + d);\n      dst += c * P(24 + d);\n";
+  s << "      long long j = P(32 + d) + c * P(40 + d);\n";
+  s << "      if (P(56 + d)) j %= P(56 + d);\n";
+  s << "      if (mode) {\n        const long long lim = P(48 + d);\n";
+  s << "        if (j < 0 || j >= lim) {\n";
+  s << "          if (mode == 1) inside = false;\n";
+  s << "          else if (mode == 2) j = j < 0 ? 0 : lim - 1;\n";
+  s << "          else if (mode == 4) j = ((j % lim) + lim) % lim;\n";
+  s << "          else { const long long period = 2 * (lim - 1); j = period ? ((j % period) + period) % period : 0; if (j >= lim) j = period - j; }\n";
+  s << "        }\n      }\n      src += j * P(16 + d);\n    }\n";
+  s << "    out[dst] = inside ? in[src] : fill;\n  }\n}\n";
+  return s.str();
+}
+
+std::string gather_source(DType dtype, DType index_dtype, bool elements, const std::optional<Params>& specialize) {
+  std::string ct = c_type(dtype);
+  std::ostringstream s;
+  s << prelude() << params_macro(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct
+    << "* __restrict__ out, const " << ct << "* __restrict__ data, const " << c_type(index_dtype)
+    << "* __restrict__ indices, KParams p) {\n";
+  s << "  const long long n = P(0), count = P(2), inner = P(3), axis = P(4);\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  if (!elements) {
+    // out[o, j, k] = data[o, idx[j], k]
+    s << "    const long long k = i % inner, j = (i / inner) % count, o = i / (inner * count);\n";
+    s << "    long long t = (long long)indices[j];\n";
+  } else {
+    // GatherElements on a [outer, count, inner] view: out[o, j, k] = data[o, idx[o, j, k], k] with data axis size `axis`.
+    s << "    const long long k = i % inner, o = i / (inner * count);\n";
+    s << "    long long t = (long long)indices[i];\n";
+  }
+  s << "    if (t < 0) t += axis;\n    t = t < 0 ? 0 : (t >= axis ? axis - 1 : t);  // out-of-range indices are rejected on the host\n";
+  s << "    out[i] = data[(o * axis + t) * inner + k];\n  }\n}\n";
+  return s.str();
+}
+
+std::string window_source(const WindowSpec& spec) {
+  std::string t = compute_type(spec.dtype), ct = c_type(spec.dtype);
+  bool dbl = spec.dtype == DType::kFloat64;
+  std::ostringstream s;
+  s << prelude() << params_macro(spec.specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const "
+    << ct << "* __restrict__ x";
+  if (spec.op == WindowOp::kConv) s << ", const " << ct << "* __restrict__ w" << (spec.has_bias ? str(", const ", ct, "* __restrict__ bias") : "");
+  s << ", KParams p) {\n";
+  s << "  const long long n = P(0);\n  const int sr = (int)P(1);\n  const long long cin = P(2), cout = P(3), group = P(4);\n";
+  s << "  long long in_vol = 1, out_vol = 1, k_vol = 1;\n";
+  s << "  for (int d = 0; d < sr; ++d) { in_vol *= P(8 + d); out_vol *= P(11 + d); k_vol *= P(14 + d); }\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    const long long pos = i % out_vol, ch = (i / out_vol) % cout, b = i / (out_vol * cout);\n";
+  s << "    long long o[3] = {0, 0, 0};\n    { long long r = pos; for (int d = sr - 1; d >= 0; --d) { o[d] = r % P(11 + d); r /= P(11 + d); } }\n";
+  if (spec.op == WindowOp::kConv) {
+    s << "    const long long cg = cin / group, mg = cout / group, g = ch / mg;\n";
+    s << "    " << t << " acc = " << (spec.has_bias ? load_expr(spec.dtype, "bias", "ch") : "0") << ";\n";
+    s << "    for (long long c = 0; c < cg; ++c) {\n";
+    s << "      const " << ct << "* xc = x + (b * cin + g * cg + c) * in_vol;\n";
+    s << "      const " << ct << "* wc = w + (ch * cg + c) * k_vol;\n";
+    s << "      for (long long kk = 0; kk < k_vol; ++kk) {\n";
+    s << "        long long r = kk, off = 0; bool ok = true;\n";
+    s << "        for (int d = sr - 1; d >= 0; --d) {\n";
+    s << "          const long long kd = r % P(14 + d); r /= P(14 + d);\n";
+    s << "          const long long q = o[d] * P(17 + d) - P(23 + d) + kd * P(20 + d);\n";
+    s << "          if (q < 0 || q >= P(8 + d)) { ok = false; break; }\n";
+    s << "          long long stride = 1; for (int e = d + 1; e < sr; ++e) stride *= P(8 + e);\n";
+    s << "          off += q * stride;\n        }\n";
+    s << "        if (ok) acc += " << load_expr(spec.dtype, "xc", "off") << " * " << load_expr(spec.dtype, "wc", "kk") << ";\n";
+    s << "      }\n    }\n";
+    s << "    " << store_stmt(spec.dtype, "out", "i", "acc") << "\n";
+  } else {
+    bool is_max = spec.op == WindowOp::kMaxPool;
+    s << "    const " << ct << "* xc = x + (b * cin + ch) * in_vol;\n";
+    s << "    " << t << " acc = " << (is_max ? (dbl ? "-1.0/0.0" : "-1.0f/0.0f") : "0") << ";\n";
+    s << "    long long count = 0, padded = 1;\n";
+    s << "    for (int d = 0; d < sr; ++d) {\n";
+    s << "      long long cnt = 0;\n";
+    s << "      for (long long k = 0; k < P(14 + d); ++k) { const long long q = o[d] * P(17 + d) - P(23 + d) + k * P(20 + d);"
+         " if (q >= -P(23 + d) && q < P(8 + d) + P(26 + d)) ++cnt; }\n";
+    s << "      padded *= cnt;\n    }\n";
+    s << "    for (long long kk = 0; kk < k_vol; ++kk) {\n";
+    s << "      long long r = kk, off = 0; bool ok = true;\n";
+    s << "      for (int d = sr - 1; d >= 0; --d) {\n";
+    s << "        const long long kd = r % P(14 + d); r /= P(14 + d);\n";
+    s << "        const long long q = o[d] * P(17 + d) - P(23 + d) + kd * P(20 + d);\n";
+    s << "        if (q < 0 || q >= P(8 + d)) { ok = false; break; }\n";
+    s << "        long long stride = 1; for (int e = d + 1; e < sr; ++e) stride *= P(8 + e);\n";
+    s << "        off += q * stride;\n      }\n";
+    s << "      if (!ok) continue;\n      const " << t << " v = " << load_expr(spec.dtype, "xc", "off") << ";\n      ++count;\n";
+    s << "      " << (is_max ? "acc = (v > acc || v != v) ? v : acc;" : "acc += v;") << "\n    }\n";
+    if (!is_max) s << "    acc /= (" << t << ")(P(5) ? padded : count);\n";
+    s << "    " << store_stmt(spec.dtype, "out", "i", "acc") << "\n";
+  }
+  s << "  }\n}\n";
+  return s.str();
+}
+
+}  // namespace kiln::codegen

@@ -1,0 +1,109 @@
+// Row kernels: one block per row of `len` elements spaced `inner` apart;
+// softmax, log-softmax and layer norm, all accumulating in float (double for float64).
+#include <sstream>
+
+#include "codegen.h"
+#include "kiln/error.h"
+
+namespace kiln::codegen {
+
+std::string row_source(const RowSpec& spec) {
+  std::string t = compute_type(spec.dtype), ct = c_type(spec.dtype);
+  bool dbl = spec.dtype == DType::kFloat64;
+  std::ostringstream s;
+  s << prelude() << params_macro(spec.specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const "
+    << ct << "* __restrict__ x";
+  if (spec.op == RowOp::kLayerNorm) s << ", const " << ct << "* __restrict__ scale, const " << ct << "* __restrict__ bias";
+  s << ", KParams p) {\n";
+  s << "  const long long rows = P(0), len = P(1), inner = P(2);\n";
+  s << "  for (long long row = blockIdx.x; row < rows; row += gridDim.x) {\n";
+  s << "    const long long base = (row / inner) * len * inner + (row % inner);\n";
+  auto at = [](const std::string& k) { return "base + (" + k + ") * inner"; };
+  if (spec.op == RowOp::kLayerNorm) {
+    s << "    " << t << " sum = 0, sq = 0;\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) { const " << t << " v = " << load_expr(spec.dtype, "x", at("k"))
+      << "; sum += v; sq += v * v; }\n";
+    s << "    sum = kiln_block_sum(sum);\n    __syncthreads();\n    sq = kiln_block_sum(sq);\n";
+    s << "    const " << t << " mean = sum / (" << t << ")len;\n";
+    s << "    const " << t << " var = " << (dbl ? "fmax" : "fmaxf") << "(sq / (" << t << ")len - mean * mean, (" << t << ")0);\n";
+    s << "    const " << t << " inv = (" << t << ")1 / " << (dbl ? "sqrt" : "sqrtf") << "(var + (" << t << ")" << spec.epsilon << ");\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) {\n";
+    s << "      " << t << " v = (" << load_expr(spec.dtype, "x", at("k")) << " - mean) * inv;\n";
+    if (spec.has_scale) s << "      v *= " << load_expr(spec.dtype, "scale", "k") << ";\n";
+    if (spec.has_bias) s << "      v += " << load_expr(spec.dtype, "bias", "k") << ";\n";
+    s << "      " << store_stmt(spec.dtype, "out", at("k"), "v") << "\n    }\n";
+  } else {
+    std::string ex = dbl ? "exp" : "expf", lg = dbl ? "log" : "logf";
+    s << "    " << t << " mx = -" << (dbl ? "1.0/0.0" : "1.0f/0.0f") << ";\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) { const " << t << " v = "
+      << load_expr(spec.dtype, "x", at("k")) << "; mx = v > mx ? v : mx; }\n";
+    s << "    mx = kiln_block_max(mx);\n    __syncthreads();\n";
+    s << "    " << t << " sum = 0;\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) sum += " << ex << "("
+      << load_expr(spec.dtype, "x", at("k")) << " - mx);\n";
+    s << "    sum = kiln_block_sum(sum);\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) {\n";
+    s << "      const " << t << " v = " << load_expr(spec.dtype, "x", at("k")) << " - mx;\n";
+    s << "      " << store_stmt(spec.dtype, "out", at("k"), spec.op == RowOp::kLogSoftmax ? "v - " + lg + "(sum)" : ex + "(v) / sum") << "\n";
+    s << "    }\n";
+  }
+  s << "    __syncthreads();\n  }\n}\n";
+  return s.str();
+}
+
+std::string reduce_source(const ReduceSpec& spec) {
+  std::string t = compute_type(spec.dtype);
+  bool dbl = spec.dtype == DType::kFloat64;
+  auto f = [&](const char* name) { return std::string(name) + (dbl ? "" : "f"); };
+  std::string init = "0", acc, finish = "a";
+  switch (spec.op) {
+    case ReduceOp::kSum: case ReduceOp::kMean: case ReduceOp::kLogSum: acc = "a += v;"; break;
+    case ReduceOp::kMax: init = dbl ? "-1.0/0.0" : "-1.0f/0.0f"; acc = "a = (v != v || a != a) ? v + a : (v > a ? v : a);"; break;
+    case ReduceOp::kMin: init = dbl ? "1.0/0.0" : "1.0f/0.0f"; acc = "a = (v != v || a != a) ? v + a : (v < a ? v : a);"; break;
+    case ReduceOp::kProd: init = "1"; acc = "a *= v;"; break;
+    case ReduceOp::kL1: acc = "a += " + f("fabs") + "(v);"; break;
+    case ReduceOp::kL2: case ReduceOp::kSumSquare: acc = "a += v * v;"; break;
+    case ReduceOp::kLogSumExp: acc = "a += " + f("exp") + "(v - peak);"; break;
+  }
+  if (spec.op == ReduceOp::kMean) finish = "a / (" + t + ")count";
+  if (spec.op == ReduceOp::kL2) finish = f("sqrt") + "(a)";
+  if (spec.op == ReduceOp::kLogSum) finish = f("log") + "(a)";
+  if (spec.op == ReduceOp::kLogSumExp) finish = f("log") + "(a) + peak";
+  std::string ct = c_type(spec.dtype);
+  std::ostringstream s;
+  s << prelude() << params_macro(spec.specialize);
+  // One warp per output: lanes stride over the reduced elements.
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const "
+    << ct << "* __restrict__ x, KParams p) {\n";
+  s << "  const long long outputs = P(0), count = P(1);\n  const int kept_rank = (int)P(2), red_rank = (int)P(3);\n";
+  s << "  const int lane = threadIdx.x & 31;\n";
+  s << "  for (long long o = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5; o < outputs; o += ((long long)gridDim.x * blockDim.x) >> 5) {\n";
+  s << "    long long base = 0, rem = o;\n";
+  s << "#pragma unroll\n    for (int d = " << kMaxRank - 1 << "; d >= 0; --d) { if (d >= kept_rank) continue; base += (rem % P(8 + d)) * P(16 + d); rem /= P(8 + d); }\n";
+  auto walk = [&](const std::string& stmt) {
+    return "    for (long long r = lane; r < count; r += 32) {\n      long long off = base, rr = r;\n"
+           "#pragma unroll\n      for (int d = " + std::to_string(kMaxRank - 1) +
+           "; d >= 0; --d) { if (d >= red_rank) continue; off += (rr % P(24 + d)) * P(32 + d); rr /= P(24 + d); }\n"
+           "      const " + t + " v = " + load_expr(spec.dtype, "x", "off") + ";\n      " + stmt + "\n    }\n";
+  };
+  s << "    " << t << " peak = 0;\n";
+  if (spec.op == ReduceOp::kLogSumExp) {
+    s << "    { " << t << " a = " << (dbl ? "-1.0/0.0" : "-1.0f/0.0f") << ";\n" << walk("a = v > a ? v : a;");
+    s << "      peak = kiln_warp_max(a); }\n";
+  }
+  s << "    " << t << " a = " << init << ";\n" << walk(acc);
+  if (spec.op == ReduceOp::kMax || spec.op == ReduceOp::kMin) {
+    const char* cmp = spec.op == ReduceOp::kMax ? ">" : "<";
+    s << "    for (int sh = 16; sh > 0; sh >>= 1) { const " << t << " w = __shfl_xor_sync(0xffffffffu, a, sh); a = (w != w || a != a) ? w + a : (w "
+      << cmp << " a ? w : a); }\n";
+  } else if (spec.op == ReduceOp::kProd) {
+    s << "    for (int sh = 16; sh > 0; sh >>= 1) a *= __shfl_xor_sync(0xffffffffu, a, sh);\n";
+  } else {
+    s << "    a = kiln_warp_sum(a);\n";
+  }
+  s << "    if (lane == 0) " << store_stmt(spec.dtype, "out", "o", finish) << "\n  }\n}\n";
+  return s.str();
+}
+
+}  // namespace kiln::codegen

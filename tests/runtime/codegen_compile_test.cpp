@@ -1,0 +1,113 @@
+// Every kernel template, in every dtype and in generic and specialized form,
+// must compile with NVRTC for sm_80 and sm_90. No GPU needed.
+#include <gtest/gtest.h>
+
+#include "codegen/codegen.h"
+#include "jit/nvrtc.h"
+#include "kiln/error.h"
+
+namespace kiln::codegen {
+namespace {
+
+using ir::OpKind;
+
+const DType kFloats[] = {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64};
+
+Params some_params() {
+  Params p;
+  p.v[0] = 24;
+  p.v[1] = 3;
+  p.v[8] = 2, p.v[9] = 3, p.v[10] = 4;
+  for (int i = 16; i < 64; ++i) p.v[i] = (i % 5) + 1;
+  return p;
+}
+
+class CompileForArch : public ::testing::TestWithParam<int> {
+ protected:
+  void compiles(const std::string& name, const std::string& source) {
+    SCOPED_TRACE(name);
+    try {
+      std::string cubin = jit::compile_to_cubin({name, source, GetParam()});
+      EXPECT_GT(cubin.size(), 100u);
+    } catch (const Error& e) {
+      ADD_FAILURE() << e.what() << "\n---- source ----\n" << source;
+    }
+  }
+};
+
+TEST_P(CompileForArch, ElementwiseEveryOpAndDtype) {
+  // One program that uses every fusable op once, over three inputs.
+  std::vector<ir::FusedInstruction> program;
+  int n_inputs = 3;
+  for (int op = 0; op < ir::op_count(); ++op) {
+    if (!ir::is_fusable_elementwise(OpKind(op))) continue;
+    ir::FusedInstruction in;
+    in.op = OpKind(op);
+    int prev = n_inputs + int(program.size()) - 1;
+    int a = program.empty() ? 0 : prev;
+    if (in.op == OpKind::kWhere) {
+      in.args[0] = 2, in.args[1] = a, in.args[2] = 1;
+    } else if (in.op == OpKind::kClip) {
+      in.args[0] = a, in.args[1] = 1, in.args[2] = 0;
+    } else {
+      in.args[0] = a, in.args[1] = 1;
+    }
+    auto params = ir::fused_param_names(in.op);
+    for (size_t i = 0; i < params.size(); ++i) in.params[i] = params[i].fallback;
+    program.push_back(in);
+  }
+  for (DType d : kFloats) {
+    for (bool specialize : {false, true}) {
+      ElementwiseSpec spec{program, {d, d, DType::kBool}, d, std::nullopt};
+      if (specialize) spec.specialize = some_params();
+      compiles(str("elementwise_", dtype_name(d), specialize ? "_spec" : ""), elementwise_source(spec));
+    }
+  }
+}
+
+TEST_P(CompileForArch, CastsBetweenDtypes) {
+  for (DType from : kAllDTypes)
+    for (DType to : {DType::kFloat32, DType::kFloat16, DType::kInt64, DType::kBool})
+      compiles(str("cast_", dtype_name(from), "_", dtype_name(to)), cast_source(from, to, std::nullopt));
+  compiles("cast_spec", cast_source(DType::kFloat32, DType::kFloat16, some_params()));
+}
+
+TEST_P(CompileForArch, RowsAndReductions) {
+  for (DType d : kFloats) {
+    for (RowOp op : {RowOp::kSoftmax, RowOp::kLogSoftmax, RowOp::kLayerNorm})
+      for (bool specialize : {false, true})
+        compiles(str("rows_", int(op), "_", dtype_name(d)),
+                 row_source({op, d, true, true, 1e-5, specialize ? std::optional<Params>(some_params()) : std::nullopt}));
+    for (int op = 0; op <= int(ReduceOp::kLogSumExp); ++op)
+      compiles(str("reduce_", op, "_", dtype_name(d)), reduce_source({ReduceOp(op), d, std::nullopt}));
+  }
+  compiles("reduce_spec", reduce_source({ReduceOp::kMean, DType::kFloat16, some_params()}));
+}
+
+TEST_P(CompileForArch, MovementAndWindows) {
+  for (DType d : kAllDTypes) compiles(str("remap_", dtype_name(d)), remap_source({d, std::nullopt}));
+  compiles("remap_spec", remap_source({DType::kFloat16, some_params()}));
+  for (bool elements : {false, true})
+    for (DType index : {DType::kInt64, DType::kInt32})
+      compiles(str("gather_", elements, "_", dtype_name(index)), gather_source(DType::kFloat32, index, elements, std::nullopt));
+  for (DType d : kFloats)
+    for (WindowOp op : {WindowOp::kMaxPool, WindowOp::kAvgPool, WindowOp::kConv})
+      compiles(str("window_", int(op), "_", dtype_name(d)), window_source({op, d, true, std::nullopt}));
+}
+
+TEST_P(CompileForArch, ErrorsNameTheKernelAndShowTheLine) {
+  try {
+    jit::compile_to_cubin({"broken_kernel", "extern \"C\" __global__ void k() {\n  int x = undefined_thing;\n}\n", GetParam()});
+    FAIL();
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("broken_kernel"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("line 2:   int x = undefined_thing;"), std::string::npos) << msg;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Arch, CompileForArch, ::testing::Values(80, 90),
+                         [](const auto& info) { return "sm_" + std::to_string(info.param); });
+
+}  // namespace
+}  // namespace kiln::codegen
