@@ -11,6 +11,7 @@
 namespace kiln::conformance {
 
 enum class Status { kPassed, kFailed, kSkipped };
+enum class Device { kCpu, kCuda };  // the reference interpreter, or a plan built and run by the GPU runtime
 
 struct CaseResult {
   std::string name;
@@ -30,10 +31,10 @@ struct Tolerance {
 };
 Tolerance tolerance_for(const std::string& dtype_name);
 
-CaseResult run_case(const std::filesystem::path& test_dir);
+CaseResult run_case(const std::filesystem::path& test_dir, Device device = Device::kCpu);
 // Runs every test folder under `root` whose name contains `filter`; `progress`
 // is called after each case.
-Report run_suite(const std::filesystem::path& root, const std::string& filter,
+Report run_suite(const std::filesystem::path& root, const std::string& filter, Device device,
                  const std::function<void(const CaseResult&)>& progress);
 
 }  // namespace kiln::conformance

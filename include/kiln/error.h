@@ -18,6 +18,7 @@ enum class ErrorCode {
   kIoError,          // a file that cannot be opened, read or written
   kShapeError,       // shapes or ranks that do not fit together
   kTypeError,        // dtypes that do not fit together
+  kDevice,           // the GPU or a CUDA library failed (the message names the call and kernel)
   kInternal,         // a kiln bug
 };
 

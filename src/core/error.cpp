@@ -11,6 +11,7 @@ std::string_view error_code_name(ErrorCode code) {
     case ErrorCode::kIoError: return "I/O error";
     case ErrorCode::kShapeError: return "shape error";
     case ErrorCode::kTypeError: return "type error";
+    case ErrorCode::kDevice: return "device error";
     case ErrorCode::kInternal: return "internal error";
   }
   return "error";

@@ -31,7 +31,7 @@ TEST(Cli, HelpAndUsage) {
   EXPECT_EQ(kiln("").code, 2);
   EXPECT_EQ(kiln("frobnicate").code, 2);
   EXPECT_EQ(kiln("run " + kExamples + "/mlp.onnx --bogus").code, 2);
-  EXPECT_EQ(kiln("run " + kExamples + "/mlp.onnx --device cuda").code, 2);
+  EXPECT_EQ(kiln("run " + kExamples + "/mlp.onnx --device tpu").code, 2);
 }
 
 TEST(Cli, InspectExample) {

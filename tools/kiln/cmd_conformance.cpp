@@ -4,20 +4,25 @@
 
 #include "cli.h"
 #include "kiln/conformance.h"
+#include "kiln/runtime.h"
 
 namespace kiln::cli {
 
 int cmd_conformance(const Args& args) {
   if (args.positional.size() != 1)
     fail(ErrorCode::kInvalidArgument, "usage: kiln conformance DIR [--device cpu] [--filter TEXT] [--verbose]");
-  std::string device = args.get("--device", "cpu");
-  if (device != "cpu")
-    fail(ErrorCode::kInvalidArgument, "--device ", device, " is not available in this build (only cpu)");
+  std::string device_name = args.get("--device", "cpu");
+  if (device_name != "cpu" && device_name != "cuda") fail(ErrorCode::kInvalidArgument, "--device must be cpu or cuda");
+  conformance::Device device = device_name == "cuda" ? conformance::Device::kCuda : conformance::Device::kCpu;
+  if (device == conformance::Device::kCuda) {
+    std::string why;
+    if (!runtime::cuda_available(&why)) fail(ErrorCode::kDevice, "--device cuda: ", why);
+  }
   bool verbose = args.has("--verbose");
   using conformance::Status;
   auto label = [](Status s) { return s == Status::kPassed ? "PASS" : s == Status::kFailed ? "FAIL" : "SKIP"; };
   int done = 0;
-  conformance::Report report = conformance::run_suite(args.positional[0], args.get("--filter"), [&](const conformance::CaseResult& r) {
+  conformance::Report report = conformance::run_suite(args.positional[0], args.get("--filter"), device, [&](const conformance::CaseResult& r) {
     ++done;
     if (verbose || r.status == Status::kFailed)
       std::cout << label(r.status) << " " << r.name << (r.detail.empty() ? "" : ": " + r.detail) << "\n";

@@ -1,5 +1,7 @@
 // kiln run: executes a model on given or random inputs.
+#include <algorithm>
 #include <chrono>
+#include <optional>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -10,7 +12,9 @@
 #include "kiln/npy.h"
 #include "kiln/onnx.h"
 #include "kiln/plan.h"
+#include "kiln/builder.h"
 #include "kiln/reference.h"
+#include "kiln/runtime.h"
 
 namespace kiln::cli {
 
@@ -69,14 +73,110 @@ std::string safe_file_name(const std::string& name) {
   return out.empty() ? "output" : out;
 }
 
+int parse_count(const std::string& text, const char* flag) {
+  if (text.empty() || text.size() > 7 || text.find_first_not_of("0123456789") != std::string::npos)
+    fail(ErrorCode::kInvalidArgument, flag, " must be a non-negative integer");
+  return std::stoi(text);
+}
+
+// An ONNX model run on the GPU is built on the fly; symbolic dims get the given shapes as their range.
+plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs, const Args& args) {
+  builder::BuildOptions options;
+  auto precision = plan::parse_precision(args.get("--precision", "fp32"));
+  if (!precision) fail(ErrorCode::kInvalidArgument, "--precision must be fp32, fp16 or bf16");
+  options.precision = *precision;
+  for (ir::ValueId id : net.inputs()) {
+    const auto& dims = inputs.at(net.value(id).name).dims;
+    builder::add_input_profile(net, net.value(id).name, dims, dims, dims, options);
+  }
+  std::cerr << "kiln run: building a " << plan::precision_name(options.precision) << " plan\n";
+  return builder::build(net, options);
+}
+
+double percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[std::min(v.size() - 1, size_t(q * double(v.size())))];
+}
+
+std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::string, reference::Tensor>& inputs, int warmup,
+                                          int iterations) {
+  std::string why;
+  if (!runtime::cuda_available(&why)) fail(ErrorCode::kDevice, "--device cuda: ", why);
+  runtime::RuntimeConfig config;
+  config.progress = [](const std::string& line) { std::cerr << "kiln run: " << line << "\n"; };
+  auto start = std::chrono::steady_clock::now();
+  auto engine = runtime::Engine::create(std::move(p), config);
+  auto context = engine->create_context();
+  double setup_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  cudaStream_t stream;
+  cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+  std::vector<reference::Tensor> outputs = runtime::run_with_host_tensors(*context, *engine, inputs, stream);
+  // Timed runs reuse the bindings the first run made.
+  std::vector<double> latency;
+  cudaEvent_t begin, end;
+  cudaEventCreate(&begin);
+  cudaEventCreate(&end);
+  double gpu_ms_total = 0;
+  for (int i = 0; i < warmup + iterations; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    cudaEventRecord(begin, stream);
+    context->enqueue(stream);
+    cudaEventRecord(end, stream);
+    cudaStreamSynchronize(stream);
+    double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    float gpu_ms = 0;
+    cudaEventElapsedTime(&gpu_ms, begin, end);
+    if (i >= warmup) {
+      latency.push_back(us);
+      gpu_ms_total += gpu_ms;
+    }
+  }
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) fail(ErrorCode::kDevice, "timed runs failed: ", cudaGetErrorString(e));
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, engine->device());
+  std::cout << "device: cuda " << prop.name << ", " << engine->kernel_count() << " compiled kernels, engine+context "
+            << setup_ms << " ms\n";
+  if (!latency.empty()) {
+    double mean = 0;
+    for (double x : latency) mean += x;
+    mean /= double(latency.size());
+    std::cout << "latency over " << latency.size() << " runs (us): p50 " << percentile(latency, 0.5) << " p90 "
+              << percentile(latency, 0.9) << " p99 " << percentile(latency, 0.99) << " mean " << mean
+              << "; GPU time per run " << 1000.0 * gpu_ms_total / double(latency.size()) << " us\n";
+  }
+  cudaEventDestroy(begin);
+  cudaEventDestroy(end);
+  cudaStreamDestroy(stream);
+  return outputs;
+}
+
+void compare_with_reference(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs,
+                            const std::vector<reference::Tensor>& outputs) {
+  std::vector<reference::Tensor> expected = reference::run(net, inputs);
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    std::vector<double> a = ir::read_doubles(outputs[i]), b = ir::read_doubles(expected[i]);
+    double max_abs = 0, max_rel = 0, scale = 0;
+    for (double x : b) scale = std::max(scale, std::fabs(x));
+    for (size_t k = 0; k < a.size() && k < b.size(); ++k) {
+      double d = std::fabs(a[k] - b[k]);
+      if (std::isnan(a[k]) != std::isnan(b[k])) d = INFINITY;
+      max_abs = std::max(max_abs, d);
+      max_rel = std::max(max_rel, d / std::max(std::fabs(b[k]), 1e-6));
+    }
+    std::cout << "compare " << net.value(net.outputs()[i]).name << ": max abs error " << max_abs << ", max rel error "
+              << max_rel << ", max abs error / max |reference| " << (scale > 0 ? max_abs / scale : max_abs) << "\n";
+  }
+}
+
 }  // namespace
 
 int cmd_run(const Args& args) {
   if (args.positional.size() != 1)
     fail(ErrorCode::kInvalidArgument, "usage: kiln run MODEL.onnx [--device cpu] [--shapes ...] [--input NAME:FILE.npy]");
   std::string device = args.get("--device", "cpu");
-  if (device != "cpu")
-    fail(ErrorCode::kInvalidArgument, "--device ", device, " is not available in this build (only cpu)");
+  if (device != "cpu" && device != "cuda") fail(ErrorCode::kInvalidArgument, "--device must be cpu or cuda");
+  int warmup = parse_count(args.get("--warmup", "10"), "--warmup"), iterations = parse_count(args.get("--iterations", "100"), "--iterations");
   uint64_t seed = 0;
   try {
     seed = std::stoull(args.get("--seed", "0"));
@@ -84,7 +184,9 @@ int cmd_run(const Args& args) {
     fail(ErrorCode::kInvalidArgument, "--seed must be a non-negative integer");
   }
   const std::string& model = args.positional[0];
-  ir::Network net = is_plan_file(model) ? plan::load(model).network : onnx::load_model(model);
+  std::optional<plan::Plan> loaded_plan;
+  if (is_plan_file(model)) loaded_plan = plan::load(model);
+  ir::Network net = loaded_plan ? loaded_plan->network : onnx::load_model(model);
   auto shapes = parse_shapes(args.all("--shapes"));
   std::map<std::string, reference::Tensor> inputs;
   for (const std::string& spec : args.all("--input")) {
@@ -137,10 +239,17 @@ int cmd_run(const Args& args) {
     inputs[v.name] = random_tensor(v.dtype, dims, rng);
   }
 
-  auto start = std::chrono::steady_clock::now();
-  std::vector<reference::Tensor> outputs = reference::run(net, inputs);
-  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  std::cout << "device: cpu (reference interpreter), seed " << seed << ", " << ms << " ms\n";
+  std::vector<reference::Tensor> outputs;
+  if (device == "cpu") {
+    auto start = std::chrono::steady_clock::now();
+    outputs = reference::run(net, inputs);
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    std::cout << "device: cpu (reference interpreter), seed " << seed << ", " << ms << " ms\n";
+  } else {
+    plan::Plan p = loaded_plan ? std::move(*loaded_plan) : build_for_run(net, inputs, args);
+    outputs = run_on_gpu(std::move(p), inputs, warmup, iterations);
+  }
+  if (args.has("--compare-reference")) compare_with_reference(net, inputs, outputs);
   if (args.has("--output-dir")) fs::create_directories(args.get("--output-dir"));
   for (size_t i = 0; i < outputs.size(); ++i) {
     const ir::Value& v = net.value(net.outputs()[i]);

@@ -10,7 +10,7 @@ namespace kiln::cli {
 
 namespace {
 
-constexpr const char* kHelp = R"(kiln - a JIT inference runtime for NVIDIA GPUs (this build: CPU reference only)
+constexpr const char* kHelp = R"(kiln - a JIT inference runtime for NVIDIA GPUs
 
 usage: kiln <command> [options]
 
@@ -25,23 +25,30 @@ commands:
       Builds a plan ahead of time (no GPU needed): constant folding, fusion,
       precision, memory planning. Every symbolic input dim needs a range,
       from --profile (repeat per input) or from the model.
-  run MODEL.onnx|PLAN.kiln [--device cpu] [--shapes NAME:1x3x224x224,...]
+  run MODEL.onnx|PLAN.kiln [--device cpu|cuda] [--shapes NAME:1x3x224x224,...]
                  [--input NAME:FILE.npy ...] [--output-dir DIR] [--seed N]
-      Runs the model (or the plan's lowered network) on the CPU reference
-      interpreter. Inputs not given with
+                 [--precision fp32|fp16|bf16] [--warmup N] [--iterations N]
+                 [--compare-reference]
+      Runs the model once and prints each output's shape and statistics;
+      --output-dir writes one NAME.npy per output. Inputs not given with
       --input are random (seeded, non-zero). Symbolic dims come from --shapes,
-      else from the profile's opt value, else 1. Prints each output's shape and
-      statistics; --output-dir writes one NAME.npy per output.
-  conformance DIR [--device cpu] [--filter TEXT] [--verbose]
+      else from the profile's opt value, else 1.
+      --device cpu (default) uses the reference interpreter. --device cuda
+      runs a plan on the GPU (an ONNX model is built first, in --precision,
+      for exactly the given shapes) and reports latency p50/p90/p99/mean
+      over --iterations runs after --warmup runs, and GPU time per run.
+      --compare-reference prints each output's max abs/rel error against
+      the reference interpreter.
+  conformance DIR [--device cpu|cuda] [--filter TEXT] [--verbose]
       Runs a folder of ONNX backend node tests (each a folder with model.onnx
       and test_data_set_*), prints one line per test (--verbose) or per
       failure, a per-op table, and last `N passed, N failed, N skipped`.
-
-Only --device cpu exists in this build; CUDA execution comes with the GPU engine.
+      --device cuda builds each test into an fp32 plan and runs it on the GPU.
 
 exit codes:
   0 success   1 conformance failures   2 bad command line
-  3 file missing or undecodable   4 model invalid or unsupported   5 run failed
+  3 file missing or undecodable   4 model invalid or unsupported
+  5 run failed (bad inputs, no usable GPU, CUDA error)
 )";
 
 }  // namespace
@@ -121,7 +128,9 @@ int main(int argc, char** argv) {
     if (command == "inspect") return cmd_inspect(parse_args(argc, argv, 2, {}, {"--dump"}));
     if (command == "build") return cmd_build(parse_args(argc, argv, 2, {"--output", "--precision", "--profile"}, {}));
     if (command == "run")
-      return cmd_run(parse_args(argc, argv, 2, {"--device", "--shapes", "--input", "--output-dir", "--seed"}, {}));
+      return cmd_run(parse_args(argc, argv, 2,
+                                {"--device", "--shapes", "--input", "--output-dir", "--seed", "--warmup", "--iterations", "--precision"},
+                                {"--compare-reference"}));
     if (command == "conformance")
       return cmd_conformance(parse_args(argc, argv, 2, {"--device", "--filter"}, {"--verbose"}));
     std::cerr << "kiln: unknown command '" << command << "' (see kiln --help)\n";

@@ -1,0 +1,82 @@
+// The GPU runtime: Engine (a plan on one device: weights uploaded once,
+// kernels compiled) and ExecutionContext (activation memory, shapes,
+// bindings, enqueue). Several contexts per engine, each usable from its own
+// thread. enqueue never allocates device memory and never synchronizes.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kiln/plan.h"
+
+namespace kiln::runtime {
+
+// True when a CUDA device can be used; otherwise `reason` says why.
+bool cuda_available(std::string* reason = nullptr);
+
+struct RuntimeConfig {
+  int device = -1;           // -1: the current device
+  int compile_threads = 0;   // 0: one per hardware thread, at most 16
+  // Called with progress lines while kernels compile.
+  std::function<void(const std::string&)> progress;
+};
+
+class ExecutionContext;
+struct EngineState;
+
+class Engine {
+ public:
+  // Uploads the weights and compiles every kernel for the device's architecture.
+  static std::shared_ptr<Engine> create(plan::Plan plan, const RuntimeConfig& config = {});
+  ~Engine();
+  std::unique_ptr<ExecutionContext> create_context();
+  const plan::Plan& plan() const;
+  int device() const;
+  int kernel_count() const;  // distinct compiled modules
+
+ private:
+  explicit Engine(std::unique_ptr<EngineState> state);
+  std::unique_ptr<EngineState> state_;
+  friend class ExecutionContext;
+};
+
+struct ContextState;
+
+class ExecutionContext {
+ public:
+  ~ExecutionContext();
+  // Dims of a network input; must fit its constant dims and its ranges.
+  void set_input_shape(std::string_view input, const std::vector<int64_t>& dims);
+  // Dims of any input or output for the shapes set so far.
+  std::vector<int64_t> tensor_shape(std::string_view name) const;
+  // Device memory of an input or output (on the engine's device).
+  void set_tensor_address(std::string_view name, void* address);
+  // Queues the whole network on `stream`. Never allocates device memory and
+  // never waits for the GPU.
+  void enqueue(cudaStream_t stream);
+
+ private:
+  friend class Engine;
+  explicit ExecutionContext(std::unique_ptr<ContextState> state);
+  std::unique_ptr<ContextState> state_;
+};
+
+}  // namespace kiln::runtime
+
+namespace kiln::runtime {
+
+// Convenience for tools and tests (not for latency-critical code): copies host
+// tensors to the device, runs `context` once on `stream`, waits, and returns
+// the outputs in network order. Allocates device memory for the I/O and fills
+// the outputs with NaN bytes first, so unwritten outputs show.
+std::vector<ir::TensorData> run_with_host_tensors(ExecutionContext& context, const Engine& engine,
+                                                  const std::map<std::string, ir::TensorData>& inputs,
+                                                  cudaStream_t stream = nullptr);
+
+}  // namespace kiln::runtime

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# On a machine with an NVIDIA GPU: build kiln, run the GPU test suite, the
+# ONNX conformance suite on the GPU (and on the CPU for comparison), then the
+# benchmarks, and print a short table last. Logs and JSON go to $OUT (or
+# build-gpu/out). The ONNX node tests come from /usr/share/libonnx-testdata or
+# from .carry/onnx-node.tar.xz (see docs/gpu.md).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-build-gpu/out}
+mkdir -p "$out"
+python=$(command -v python3)
+jobs=$(nproc)
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+
+echo "== build =="
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$python" >"$out/configure.log" 2>&1 ||
+  { tail -n 40 "$out/configure.log"; exit 1; }
+cmake --build build-gpu -j "$jobs" >"$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
+
+echo "== GPU test suite =="
+ctest --test-dir build-gpu -L kiln_gpu_tests --output-on-failure -j 1 >"$out/gpu-tests.log" 2>&1
+gpu_tests_rc=$?
+grep -E "tests passed|FAILED|Failure|error" "$out/gpu-tests.log" | head -60
+
+echo "== CPU test suites =="
+ctest --test-dir build-gpu -LE kiln_gpu_tests -E onnx_conformance -j "$jobs" >"$out/cpu-tests.log" 2>&1
+cpu_tests_rc=$?
+tail -n 3 "$out/cpu-tests.log"
+
+node_dir=/usr/share/libonnx-testdata/data/node
+if [[ ! -d $node_dir && -f .carry/onnx-node.tar.xz ]]; then
+  mkdir -p /tmp/onnx-data && tar xJf .carry/onnx-node.tar.xz -C /tmp/onnx-data
+  node_dir=/tmp/onnx-data/node
+fi
+conformance_gpu="not run (no node tests)"
+conformance_cpu="not run (no node tests)"
+if [[ -d $node_dir ]]; then
+  echo "== conformance on the GPU =="
+  build-gpu/tools/kiln/kiln conformance "$node_dir" --device cuda >"$out/conformance-cuda.log" 2>&1
+  grep -E "^FAIL" "$out/conformance-cuda.log" | head -40
+  conformance_gpu=$(tail -n 1 "$out/conformance-cuda.log")
+  build-gpu/tools/kiln/kiln conformance "$node_dir" --device cpu >"$out/conformance-cpu.log" 2>&1
+  conformance_cpu=$(tail -n 1 "$out/conformance-cpu.log")
+fi
+
+bench_table="(benchmarks not run)"
+if [[ -f bench/bench.py && ${KILN_SKIP_BENCH:-0} != 1 ]]; then
+  echo "== benchmarks =="
+  PYTHONUNBUFFERED=1 "$python" bench/bench.py --kiln build-gpu/tools/kiln/kiln --out "$out" 2>&1 | tee "$out/bench.log" | tail -n 40
+  bench_table=$(cat "$out/bench-table.txt" 2>/dev/null || echo "(no table)")
+fi
+
+echo
+echo "== summary ($(head -n 1 "$out/gpu.txt")) =="
+printf '%-28s %s\n' "GPU test suite" "$(grep -E 'tests passed' "$out/gpu-tests.log" | tail -n 1) (rc $gpu_tests_rc)"
+printf '%-28s %s\n' "CPU test suites" "$(grep -E 'tests passed' "$out/cpu-tests.log" | tail -n 1) (rc $cpu_tests_rc)"
+printf '%-28s %s\n' "conformance --device cuda" "$conformance_gpu"
+printf '%-28s %s\n' "conformance --device cpu" "$conformance_cpu"
+echo "$bench_table"

@@ -1,0 +1,282 @@
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <thread>
+
+#include "cuda_util.h"
+#include "kiln/error.h"
+#include "kiln/ir/shape_inference.h"
+#include "kiln/runtime.h"
+#include "ops.h"
+
+namespace kiln::runtime {
+
+namespace {
+constexpr size_t kWorkspaceBytes = 32 << 20;   // cuBLASLt workspace per context
+constexpr size_t kStagingBytes = 1 << 20;      // pinned host memory per context for shape arithmetic
+}  // namespace
+
+bool cuda_available(std::string* reason) {
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    if (reason) *reason = e != cudaSuccess ? str("no usable CUDA device (", cudaGetErrorName(e), ": ", cudaGetErrorString(e), ")")
+                                           : std::string("no CUDA device");
+    cudaGetLastError();
+    return false;
+  }
+  return true;
+}
+
+struct EngineState {
+  plan::Plan plan;
+  int device = 0;
+  int sm_count = 1;
+  DeviceBuffer weights;
+  std::vector<int64_t> weight_offset;  // per value, -1 if not a weight
+  KernelStore store;
+  std::vector<std::unique_ptr<Op>> ops;  // per node
+};
+
+Engine::Engine(std::unique_ptr<EngineState> state) : state_(std::move(state)) {}
+Engine::~Engine() = default;
+const plan::Plan& Engine::plan() const { return state_->plan; }
+int Engine::device() const { return state_->device; }
+int Engine::kernel_count() const { return state_->store.module_count(); }
+
+std::shared_ptr<Engine> Engine::create(plan::Plan plan, const RuntimeConfig& config) {
+  std::string why;
+  if (!cuda_available(&why)) fail(ErrorCode::kDevice, why);
+  auto s = std::make_unique<EngineState>();
+  s->plan = std::move(plan);
+  if (config.device >= 0) KILN_CUDA(cudaSetDevice(config.device), "selecting the device");
+  KILN_CUDA(cudaGetDevice(&s->device), "");
+  cudaDeviceProp prop{};
+  KILN_CUDA(cudaGetDeviceProperties(&prop, s->device), "");
+  s->sm_count = prop.multiProcessorCount;
+  const ir::Network& net = s->plan.network;
+
+  // Every node gets an op; collect everything unsupported in one error.
+  std::map<std::string, int> unsupported;
+  for (const ir::Node& node : net.nodes()) {
+    std::string reason;
+    auto op = make_op(s->plan, node, s->store, reason);
+    if (!op) unsupported[str(ir::op_name(node.op), " (", reason, ")")]++;
+    s->ops.push_back(std::move(op));
+  }
+  if (!unsupported.empty()) {
+    std::string list;
+    for (auto& [what, count] : unsupported) list += str(list.empty() ? "" : ", ", what, " x", count);
+    fail(ErrorCode::kUnsupported, "the GPU runtime cannot run: ", list);
+  }
+
+  // Weights: one allocation, 256-byte aligned slots, uploaded once.
+  s->weight_offset.assign(net.values().size(), -1);
+  size_t total = 0;
+  for (size_t v = 0; v < net.values().size(); ++v)
+    if (net.values()[v].weight) {
+      s->weight_offset[v] = int64_t(total);
+      total += (net.values()[v].weight->data.size() + 255) / 256 * 256;
+    }
+  s->weights = DeviceBuffer(total, "weights");
+  for (size_t v = 0; v < net.values().size(); ++v)
+    if (net.values()[v].weight && net.values()[v].weight->data.size())
+      KILN_CUDA(cudaMemcpy(s->weights.get() + s->weight_offset[v], net.values()[v].weight->data.data(),
+                           net.values()[v].weight->data.size(), cudaMemcpyHostToDevice),
+                "uploading weight " + net.values()[v].name);
+
+  int threads = config.compile_threads > 0 ? config.compile_threads
+                                           : std::clamp<int>(int(std::thread::hardware_concurrency()), 1, 16);
+  s->store.compile_all(prop.major * 10 + prop.minor, threads, config.progress);
+  return std::shared_ptr<Engine>(new Engine(std::move(s)));
+}
+
+struct ContextState {
+  std::shared_ptr<const EngineState> keep_engine_alive;
+  const EngineState* engine;
+  DeviceBuffer arena, workspace;
+  std::byte* staging_host = nullptr;  // pinned
+  cublasLtHandle_t lt = nullptr;
+  std::map<std::string, std::vector<int64_t>, std::less<>> input_dims;
+  std::vector<void*> bound;  // per value id: user pointer for inputs and outputs
+  ShapeEnv shapes;
+  bool prepared = false;
+  std::vector<Step> steps;
+  std::vector<std::byte> staging;
+  std::vector<void*> pointers;  // per value id, resolved at enqueue
+
+  ~ContextState() {
+    if (lt) cublasLtDestroy(lt);
+    if (staging_host) cudaFreeHost(staging_host);
+  }
+};
+
+std::unique_ptr<ExecutionContext> Engine::create_context() {
+  auto c = std::make_unique<ContextState>();
+  c->engine = state_.get();
+  KILN_CUDA(cudaSetDevice(state_->device), "");
+  c->arena = DeviceBuffer(size_t(state_->plan.arena_bytes), "the activation arena");
+  c->workspace = DeviceBuffer(kWorkspaceBytes, "the cuBLASLt workspace");
+  KILN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&c->staging_host), kStagingBytes), "allocating pinned staging memory");
+  KILN_CUBLAS(cublasLtCreate(&c->lt), "creating the cuBLASLt handle");
+  size_t nv = state_->plan.network.values().size();
+  c->bound.assign(nv, nullptr);
+  c->pointers.assign(nv, nullptr);
+  for (ir::ValueId id : state_->plan.network.inputs()) {
+    const ir::Value& v = state_->plan.network.value(id);
+    if (ir::shape_is_constant(v.shape)) c->input_dims[v.name] = ir::shape_constants(v.shape);
+  }
+  return std::unique_ptr<ExecutionContext>(new ExecutionContext(std::move(c)));
+}
+
+ExecutionContext::ExecutionContext(std::unique_ptr<ContextState> state) : state_(std::move(state)) {}
+ExecutionContext::~ExecutionContext() = default;
+
+void ExecutionContext::set_input_shape(std::string_view name, const std::vector<int64_t>& dims) {
+  const ir::Network& net = state_->engine->plan.network;
+  auto id = net.find_value(name);
+  if (!id || !net.value(*id).is_input) fail(ErrorCode::kInvalidArgument, "'", name, "' is not an input of the network");
+  const ir::Value& v = net.value(*id);
+  if (dims.size() != v.shape.size())
+    fail(ErrorCode::kShapeError, "input '", name, "' has rank ", v.shape.size(), " ", ir::shape_to_string(v.shape), "; got ",
+         dims.size(), " dims");
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (v.shape[i].is_constant() && v.shape[i].constant() != dims[i])
+      fail(ErrorCode::kShapeError, "input '", name, "' dim ", i, " must be ", v.shape[i].constant(), "; got ", dims[i]);
+    std::set<std::string> symbols;
+    v.shape[i].collect_symbols(symbols);
+    for (auto& s : symbols) {
+      auto r = net.dim_ranges().find(s);
+      if (r != net.dim_ranges().end() && (dims[i] < r->second.min || dims[i] > r->second.max))
+        fail(ErrorCode::kShapeError, "input '", name, "' dim ", i, " ('", s, "') is ", dims[i], ", outside the profile range [",
+             r->second.min, ", ", r->second.max, "]");
+    }
+  }
+  auto& slot = state_->input_dims[std::string(name)];
+  if (slot != dims) {
+    slot = dims;
+    state_->prepared = false;
+  }
+}
+
+namespace {
+
+// Binds symbols from the input dims and evaluates every value's dims.
+ShapeEnv evaluate_shapes(const ir::Network& net, const std::map<std::string, std::vector<int64_t>, std::less<>>& input_dims) {
+  ShapeEnv env;
+  for (ir::ValueId id : net.inputs()) {
+    const ir::Value& v = net.value(id);
+    auto it = input_dims.find(v.name);
+    if (it == input_dims.end()) fail(ErrorCode::kInvalidArgument, "the shape of input '", v.name, "' is not set");
+    for (size_t i = 0; i < v.shape.size(); ++i) {
+      std::set<std::string> symbols;
+      v.shape[i].collect_symbols(symbols);
+      if (symbols.size() == 1 && v.shape[i] == ir::Dim::symbol(*symbols.begin())) {
+        auto [slot, fresh] = env.bindings.emplace(*symbols.begin(), it->second[i]);
+        if (!fresh && slot->second != it->second[i])
+          fail(ErrorCode::kShapeError, "input '", v.name, "' dim ", i, " ('", *symbols.begin(), "') is ", it->second[i],
+               " but another input set it to ", slot->second);
+      }
+    }
+  }
+  env.dims.resize(net.values().size());
+  for (size_t i = 0; i < net.values().size(); ++i) {
+    const ir::Value& v = net.values()[i];
+    for (const ir::Dim& d : v.shape) {
+      auto x = d.evaluate(env.bindings);
+      if (!x) fail(ErrorCode::kUnsupported, "tensor '", v.name, "' has a size (", d.to_string(), ") that depends on input data");
+      if (*x < 0) fail(ErrorCode::kShapeError, "tensor '", v.name, "' would have negative dim ", *x, " for these input shapes");
+      env.dims[i].push_back(*x);
+    }
+  }
+  return env;
+}
+
+}  // namespace
+
+std::vector<int64_t> ExecutionContext::tensor_shape(std::string_view name) const {
+  const ir::Network& net = state_->engine->plan.network;
+  auto id = net.find_value(name);
+  if (!id) fail(ErrorCode::kInvalidArgument, "'", name, "' is not a tensor of the network");
+  if (!state_->prepared) {
+    ShapeEnv env = evaluate_shapes(net, state_->input_dims);
+    return env.dims[size_t(*id)];
+  }
+  return state_->shapes.dims[size_t(*id)];
+}
+
+void ExecutionContext::set_tensor_address(std::string_view name, void* address) {
+  const ir::Network& net = state_->engine->plan.network;
+  auto id = net.find_value(name);
+  bool io = id && (net.value(*id).is_input ||
+                   std::find(net.outputs().begin(), net.outputs().end(), *id) != net.outputs().end());
+  if (!io) fail(ErrorCode::kInvalidArgument, "'", name, "' is not an input or output of the network");
+  if (!address) fail(ErrorCode::kInvalidArgument, "the address for '", name, "' is null");
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, address) != cudaSuccess || attr.type == cudaMemoryTypeUnregistered ||
+      attr.type == cudaMemoryTypeHost) {
+    cudaGetLastError();
+    fail(ErrorCode::kInvalidArgument, "the address for '", name, "' is not device memory");
+  }
+  if (attr.device != state_->engine->device)
+    fail(ErrorCode::kInvalidArgument, "the address for '", name, "' is on device ", attr.device, "; the engine is on device ",
+         state_->engine->device);
+  state_->bound[size_t(*id)] = address;
+}
+
+void ExecutionContext::enqueue(cudaStream_t stream) {
+  ContextState& c = *state_;
+  const EngineState& e = *c.engine;
+  const plan::Plan& plan = e.plan;
+  const ir::Network& net = plan.network;
+  if (!c.prepared) {  // host work only: shapes, launch parameters, cuBLASLt plans
+    c.shapes = evaluate_shapes(net, c.input_dims);
+    c.steps.clear();
+    c.staging.clear();
+    PrepareContext ctx{c.shapes, c.steps, c.staging, c.lt, c.workspace.bytes(), e.sm_count};
+    for (const auto& op : e.ops) op->prepare(ctx);
+    if (c.staging.size() > kStagingBytes)
+      fail(ErrorCode::kUnsupported, "shape arithmetic needs ", c.staging.size(), " bytes of staging (limit ", kStagingBytes, ")");
+    std::memcpy(c.staging_host, c.staging.data(), c.staging.size());
+    c.prepared = true;
+  }
+  // Resolve pointers.
+  for (size_t v = 0; v < net.values().size(); ++v) {
+    const ir::Value& val = net.values()[v];
+    if (c.bound[v]) c.pointers[v] = c.bound[v];
+    else if (e.weight_offset[v] >= 0) c.pointers[v] = e.weights.get() + e.weight_offset[v];
+    else if (plan.arena_offset[v] >= 0) c.pointers[v] = c.arena.get() + plan.arena_offset[v];
+    else c.pointers[v] = nullptr;
+    if (!c.pointers[v] && (val.is_input || std::find(net.outputs().begin(), net.outputs().end(), ir::ValueId(v)) != net.outputs().end()))
+      fail(ErrorCode::kInvalidArgument, "'", val.name, "' has no address: call set_tensor_address first");
+  }
+  auto ptr = [&](const PtrRef& r, const ir::Node* node) -> void* {
+    void* base = c.pointers[size_t(r.value)];
+    if (!base) fail(ErrorCode::kInternal, "node '", node->name, "': tensor '", net.value(r.value).name, "' has no storage");
+    return static_cast<std::byte*>(base) + r.offset;
+  };
+  for (const Step& step : c.steps) {
+    if (auto* k = std::get_if<KernelLaunch>(&step)) {
+      void* args[16];
+      void* values[16];
+      size_t n = k->args.size();
+      if (n >= 16) fail(ErrorCode::kInternal, "node '", k->node->name, "': too many kernel arguments");
+      for (size_t i = 0; i < n; ++i) {
+        values[i] = ptr(k->args[i], k->node);
+        args[i] = &values[i];
+      }
+      args[n] = const_cast<codegen::Params*>(&k->params);
+      KILN_CUDA(cudaLaunchKernel(reinterpret_cast<const void*>(k->kernel), dim3(k->grid), dim3(k->block), args, 0, stream),
+                str("launching the kernel of node '", k->node->name, "' (", ir::op_name(k->node->op), ")"));
+    } else if (auto* m = std::get_if<MatmulCall>(&step)) {
+      launch_matmul(*m, ptr(m->a, m->node), ptr(m->b, m->node), ptr(m->c, m->node), ptr(m->d, m->node),
+                    m->bias.value != ir::kNoValue ? ptr(m->bias, m->node) : nullptr, c.lt, c.workspace.get(),
+                    c.workspace.bytes(), stream);
+    } else if (auto* h = std::get_if<HostToDevice>(&step)) {
+      KILN_CUDA(cudaMemcpyAsync(ptr(h->dst, h->node), c.staging_host + h->staging_offset, h->bytes, cudaMemcpyHostToDevice, stream),
+                "node '" + h->node->name + "': copying shape values");
+    }
+  }
+}
+
+}  // namespace kiln::runtime

@@ -1,0 +1,107 @@
+// Runtime internals: how a plan node becomes launches. Each node gets an Op
+// (made once per engine, immutable, shared by contexts). For the shapes of a
+// context, Op::prepare appends Steps: plain data (kernel, grid, pointers by
+// value id, parameters) that enqueue replays without allocating anything.
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "codegen/codegen.h"
+#include "kiln/ir/network.h"
+#include "kiln/plan.h"
+
+namespace kiln::runtime {
+
+// Compiles generated sources once each (identical sources share a module) and loads them.
+class KernelStore {
+ public:
+  ~KernelStore();
+  int add(const std::string& name, const std::string& source);  // returns a handle
+  void compile_all(int arch, int threads, const std::function<void(const std::string&)>& progress);
+  cudaKernel_t kernel(int handle) const { return kernels_.at(size_t(handles_.at(size_t(handle)))); }
+  int module_count() const { return int(sources_.size()); }
+
+ private:
+  std::vector<std::string> names_, sources_;
+  std::vector<int> handles_;  // handle -> module index
+  std::vector<cudaLibrary_t> libraries_;
+  std::vector<cudaKernel_t> kernels_;
+};
+
+// Concrete dims of every value for one set of input shapes (empty for unknown).
+struct ShapeEnv {
+  std::vector<std::vector<int64_t>> dims;
+  ir::SymbolBindings bindings;
+  const std::vector<int64_t>& of(ir::ValueId v) const { return dims.at(size_t(v)); }
+};
+
+// A device pointer named by value id (resolved at enqueue) plus a byte offset.
+struct PtrRef {
+  ir::ValueId value = ir::kNoValue;
+  int64_t offset = 0;
+};
+
+struct KernelLaunch {
+  cudaKernel_t kernel;
+  unsigned grid = 1, block = codegen::kBlock;
+  std::vector<PtrRef> args;  // outputs first, then inputs
+  codegen::Params params;
+  const ir::Node* node;      // for error messages
+};
+
+// One cuBLASLt matmul; descriptors are owned here and built in prepare.
+struct MatmulCall {
+  std::shared_ptr<void> descriptors;  // opaque holder (see ops_matmul.cpp)
+  PtrRef a, b, c, d, bias;
+  double alpha = 1, beta = 0;
+  bool f64 = false;
+  const ir::Node* node;
+};
+
+// Bytes computed on the host at prepare (shape arithmetic), copied from the
+// context's pinned staging memory.
+struct HostToDevice {
+  PtrRef dst;
+  size_t staging_offset = 0;
+  size_t bytes = 0;
+  const ir::Node* node;
+};
+
+using Step = std::variant<KernelLaunch, MatmulCall, HostToDevice>;
+
+struct PrepareContext {
+  const ShapeEnv& shapes;
+  std::vector<Step>& steps;
+  std::vector<std::byte>& staging;  // host bytes for HostToDevice steps
+  cublasLtHandle_t lt;
+  size_t workspace_bytes;
+  int sm_count;
+};
+
+class Op {
+ public:
+  virtual ~Op() = default;
+  virtual void prepare(PrepareContext& ctx) const = 0;
+};
+
+// Makes the op for `node`, registering its kernels; nullptr with `why` set
+// when the GPU runtime does not handle this node yet.
+std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why);
+
+// Runs one prepared matmul (the descriptors are cuBLASLt's, kept in the call).
+void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, void* bias, cublasLtHandle_t lt,
+                   void* workspace, size_t workspace_bytes, cudaStream_t stream);
+
+// Helpers shared by op implementations.
+unsigned grid_for(int64_t n, int sm_count);
+codegen::Params contiguous_strides_params(const std::vector<int64_t>& dims);
+std::vector<int64_t> strides_of(const std::vector<int64_t>& dims);
+
+}  // namespace kiln::runtime

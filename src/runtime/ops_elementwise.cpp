@@ -1,0 +1,110 @@
+// Elementwise ops on the GPU: fused programs, single elementwise ops, casts and copies.
+#include <algorithm>
+
+#include "kiln/error.h"
+#include "kiln/ir/fused.h"
+#include "ops.h"
+
+namespace kiln::runtime {
+
+using ir::OpKind;
+
+unsigned grid_for(int64_t n, int sm_count) {
+  int64_t blocks = (n + codegen::kBlock - 1) / codegen::kBlock;
+  return unsigned(std::clamp<int64_t>(blocks, 1, int64_t(sm_count) * 32));
+}
+
+std::vector<int64_t> strides_of(const std::vector<int64_t>& dims) {
+  std::vector<int64_t> s(dims.size(), 1);
+  for (size_t i = dims.size(); i-- > 1;) s[i - 1] = s[i] * dims[i];
+  return s;
+}
+
+namespace {
+
+class ElementwiseOp : public Op {
+ public:
+  ElementwiseOp(const ir::Node& node, const KernelStore& store, int kernel) : node_(node), store_(store), kernel_(kernel) {}
+
+  void prepare(PrepareContext& ctx) const override {
+    const std::vector<int64_t>& out = ctx.shapes.of(node_.outputs[0]);
+    if (out.size() > size_t(codegen::kMaxRank))
+      fail(ErrorCode::kUnsupported, "node '", node_.name, "': rank ", out.size(), " is above the GPU limit of ", codegen::kMaxRank);
+    KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_};
+    int64_t n = ir::checked_numel(out);
+    if (n == 0) return;
+    k.params.v[0] = n;
+    k.params.v[1] = int64_t(out.size());
+    bool contiguous = true;
+    for (size_t d = 0; d < out.size(); ++d) k.params.v[8 + d] = out[d];
+    k.args.push_back({node_.outputs[0], 0});
+    for (size_t i = 0; i < node_.inputs.size(); ++i) {
+      const std::vector<int64_t>& in = ctx.shapes.of(node_.inputs[i]);
+      contiguous = contiguous && in == out;
+      std::vector<int64_t> st = strides_of(in);
+      size_t pad = out.size() - in.size();
+      for (size_t d = 0; d < in.size(); ++d) k.params.v[16 + 8 * i + pad + d] = in[d] == 1 ? 0 : st[d];
+      k.args.push_back({node_.inputs[i], 0});
+    }
+    k.params.v[2] = contiguous;
+    k.grid = grid_for(n, ctx.sm_count);
+    ctx.steps.push_back(std::move(k));
+  }
+
+  const ir::Node& node_;
+  const KernelStore& store_;
+  int kernel_;
+};
+
+}  // namespace
+
+// Builds the elementwise op for nodes the elementwise template covers.
+std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store,
+                                        std::string& why) {
+  const ir::Network& net = plan.network;
+  std::vector<DType> inputs;
+  for (ir::ValueId v : node.inputs) {
+    if (v == ir::kNoValue) {
+      why = "an omitted optional input";
+      return nullptr;
+    }
+    inputs.push_back(net.value(v).dtype);
+  }
+  if (inputs.size() > size_t(codegen::kElementwiseMaxInputs)) {
+    why = str(inputs.size(), " inputs");
+    return nullptr;
+  }
+  DType out = net.value(node.outputs[0]).dtype;
+  std::string source;
+  if (node.op == OpKind::kCast || node.op == OpKind::kCastLike || node.op == OpKind::kIdentity || node.op == OpKind::kDropout) {
+    if (node.op == OpKind::kDropout && node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue) {
+      why = "Dropout's mask output";
+      return nullptr;
+    }
+    source = codegen::cast_source(inputs[0], out, std::nullopt);
+    inputs.resize(1);
+  } else if (node.op == OpKind::kFusedElementwise) {
+    source = codegen::elementwise_source({ir::decode_fused_program(node), inputs, out, std::nullopt});
+  } else if (ir::is_fusable_elementwise(node.op) && is_floating(out) && node.inputs.size() <= size_t(ir::kFusedMaxArgs) &&
+             !node.attrs.has("min") && !node.attrs.has("max")) {
+    ir::FusedInstruction in;
+    in.op = node.op;
+    auto names = ir::fused_param_names(node.op);
+    for (size_t i = 0; i < names.size(); ++i)
+      in.params[i] = node.op == OpKind::kGelu ? (node.attrs.get_string("approximate", "none") == "tanh" ? 1.0 : 0.0)
+                                              : node.attrs.get_float(names[i].name, names[i].fallback);
+    for (size_t i = 0; i < node.inputs.size(); ++i) in.args[i] = int(i);
+    for (size_t i = 0; i < inputs.size(); ++i)
+      if (inputs[i] != out && !(inputs[i] == DType::kBool && node.op == OpKind::kWhere)) {
+        why = str("mixed dtypes ", dtype_name(inputs[i]), " and ", dtype_name(out));
+        return nullptr;
+      }
+    source = codegen::elementwise_source({{in}, inputs, out, std::nullopt});
+  } else {
+    why = str("dtype ", dtype_name(out));
+    return nullptr;
+  }
+  return std::make_unique<ElementwiseOp>(node, store, store.add(node.name, source));
+}
+
+}  // namespace kiln::runtime

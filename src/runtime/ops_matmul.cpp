@@ -1,0 +1,200 @@
+// FusedMatMul through cuBLASLt: row-major Y[M,N] = A[M,K] B[K,N] is computed
+// as column-major Y^T = B^T A^T, with bias / ReLU / GELU(tanh) epilogues and
+// the residual as the C matrix (beta = 1). Other activations, and a residual
+// after an activation, run as a small elementwise kernel afterwards.
+#include "cuda_util.h"
+#include "kiln/ir/fused.h"
+#include "ops.h"
+
+namespace kiln::runtime {
+
+using ir::OpKind;
+
+namespace {
+
+struct LtDescriptors {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  ~LtDescriptors() {
+    if (op) cublasLtMatmulDescDestroy(op);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (c) cublasLtMatrixLayoutDestroy(c);
+  }
+};
+
+cudaDataType_t cuda_type(DType d) {
+  switch (d) {
+    case DType::kFloat16: return CUDA_R_16F;
+    case DType::kBFloat16: return CUDA_R_16BF;
+    case DType::kFloat64: return CUDA_R_64F;
+    default: return CUDA_R_32F;
+  }
+}
+
+void layout(cublasLtMatrixLayout_t* l, cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld, int64_t batch,
+            int64_t batch_stride, const std::string& where) {
+  KILN_CUBLAS(cublasLtMatrixLayoutCreate(l, type, uint64_t(rows), uint64_t(cols), ld), where);
+  if (batch > 1) {
+    int32_t count = int32_t(batch);
+    KILN_CUBLAS(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)), where);
+    KILN_CUBLAS(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &batch_stride,
+                                                 sizeof(batch_stride)),
+                where);
+  }
+}
+
+class MatMulOp : public Op {
+ public:
+  MatMulOp(const plan::Plan& plan, const ir::Node& node, const KernelStore& store, int post_kernel)
+      : node_(node), store_(store), post_kernel_(post_kernel) {
+    const ir::Network& net = plan.network;
+    dtype_ = net.value(node.inputs[0]).dtype;
+    trans_b_ = node.attrs.get_int("trans_b", 0) != 0;
+    alpha_ = node.attrs.get_float("alpha", 1.0);
+    activation_ = node.attrs.get_string("activation", "none");
+    has_bias_ = node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue;
+    has_residual_ = node.inputs.size() > 3 && node.inputs[3] != ir::kNoValue;
+  }
+
+  void prepare(PrepareContext& ctx) const override {
+    std::string where = str("node '", node_.name, "' (FusedMatMul)");
+    const auto& ad = ctx.shapes.of(node_.inputs[0]);
+    const auto& bd = ctx.shapes.of(node_.inputs[1]);
+    const auto& od = ctx.shapes.of(node_.outputs[0]);
+    int64_t m = ad[ad.size() - 2], k = ad.back();
+    int64_t n = trans_b_ ? bd[0] : bd.back();
+    int64_t batch = ir::checked_numel({od.begin(), od.end() - 2});
+    int64_t a_batch = ir::checked_numel({ad.begin(), ad.end() - 2});
+    int64_t b_batch = ir::checked_numel({bd.begin(), bd.end() - 2});
+    if ((a_batch != batch && a_batch != 1) || (b_batch != batch && b_batch != 1) ||
+        (a_batch > 1 && std::vector<int64_t>(ad.begin(), ad.end() - 2) != std::vector<int64_t>(od.begin(), od.end() - 2)) ||
+        (b_batch > 1 && std::vector<int64_t>(bd.begin(), bd.end() - 2) != std::vector<int64_t>(od.begin(), od.end() - 2)))
+      fail(ErrorCode::kUnsupported, where, ": batch dims that broadcast partially (A ", ir::shape_to_string(ir::shape_of(ad)),
+           ", B ", ir::shape_to_string(ir::shape_of(bd)), ")");
+    if (batch == 0 || m == 0 || n == 0) return;
+    auto desc = std::make_shared<LtDescriptors>();
+    cudaDataType_t type = cuda_type(dtype_);
+    bool f64 = dtype_ == DType::kFloat64;
+    cublasComputeType_t compute = f64 ? CUBLAS_COMPUTE_64F : CUBLAS_COMPUTE_32F;
+    KILN_CUBLAS(cublasLtMatmulDescCreate(&desc->op, compute, f64 ? CUDA_R_64F : CUDA_R_32F), where);
+    cublasOperation_t ta = trans_b_ ? CUBLAS_OP_T : CUBLAS_OP_N, tb = CUBLAS_OP_N;
+    KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)), where);
+    KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)), where);
+    bool fused_act = activation_ == "relu" || activation_ == "gelu_tanh";
+    bool epilogue_act = fused_act && !has_residual_;
+    cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+    if (has_bias_) epilogue = !epilogue_act ? CUBLASLT_EPILOGUE_BIAS : activation_ == "relu" ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_GELU_BIAS;
+    else if (epilogue_act) epilogue = activation_ == "relu" ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_GELU;
+    KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)), where);
+    if (has_bias_) {
+      KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, sizeof(type)), where);
+    }
+    // Column-major view: A_cm = B (N x K), B_cm = A (K x M), D = Y^T (N x M).
+    if (trans_b_) layout(&desc->a, type, k, n, k, b_batch > 1 ? batch : 1, b_batch > 1 ? n * k : 0, where);
+    else layout(&desc->a, type, n, k, n, batch, b_batch > 1 ? n * k : 0, where);
+    layout(&desc->b, type, k, m, k, batch, a_batch > 1 ? m * k : 0, where);
+    layout(&desc->c, type, n, m, n, batch, m * n, where);
+    cublasLtMatmulPreference_t pref;
+    KILN_CUBLAS(cublasLtMatmulPreferenceCreate(&pref), where);
+    size_t ws = ctx.workspace_bytes;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(ctx.lt, desc->op, desc->a, desc->b, desc->c, desc->c, pref, 1, &result, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS || found == 0)
+      fail(ErrorCode::kUnsupported, where, ": cuBLASLt has no algorithm for ", dtype_name(dtype_), " [", m, "x", k, "] @ [", k, "x", n,
+           "] x", batch, " with this epilogue");
+    desc->algo = result.algo;
+    MatmulCall call;
+    call.descriptors = desc;
+    call.a = {node_.inputs[1], 0};
+    call.b = {node_.inputs[0], 0};
+    call.d = {node_.outputs[0], 0};
+    call.c = has_residual_ && activation_ == "none" ? PtrRef{node_.inputs[3], 0} : PtrRef{node_.outputs[0], 0};
+    call.beta = (has_residual_ && activation_ == "none") ? 1.0 : 0.0;
+    call.alpha = alpha_;
+    call.bias = has_bias_ ? PtrRef{node_.inputs[2], 0} : PtrRef{};
+    call.f64 = f64;
+    call.node = &node_;
+    ctx.steps.push_back(std::move(call));
+    if (post_kernel_ >= 0) {  // activation not in cuBLASLt, and/or a residual added after it: in place on the output
+      KernelLaunch post{store_.kernel(post_kernel_), grid_for(batch * m * n, ctx.sm_count), codegen::kBlock, {}, {}, &node_};
+      post.params.v[0] = batch * m * n;
+      post.params.v[1] = 1;
+      post.params.v[2] = 1;
+      post.params.v[8] = batch * m * n;
+      post.params.v[16] = 1;
+      post.params.v[24] = 1;
+      post.args = {{node_.outputs[0], 0}, {node_.outputs[0], 0}};
+      if (has_residual_ && activation_ != "none") post.args.push_back({node_.inputs[3], 0});
+      ctx.steps.push_back(std::move(post));
+    }
+  }
+
+ private:
+  const ir::Node& node_;
+  const KernelStore& store_;
+  int post_kernel_;
+  DType dtype_;
+  bool trans_b_, has_bias_, has_residual_;
+  double alpha_;
+  std::string activation_;
+};
+
+ir::OpKind activation_op(const std::string& act) {
+  if (act == "relu") return OpKind::kRelu;
+  if (act == "sigmoid") return OpKind::kSigmoid;
+  if (act == "tanh") return OpKind::kTanh;
+  return OpKind::kGelu;
+}
+
+}  // namespace
+
+void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, void* bias, cublasLtHandle_t lt,
+                   void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  auto* desc = static_cast<LtDescriptors*>(call.descriptors.get());
+  std::string where = "node '" + call.node->name + "' (FusedMatMul)";
+  if (bias) KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)), where);
+  float alpha32 = float(call.alpha), beta32 = float(call.beta);
+  const void* alpha = call.f64 ? static_cast<const void*>(&call.alpha) : &alpha32;
+  const void* beta = call.f64 ? static_cast<const void*>(&call.beta) : &beta32;
+  KILN_CUBLAS(cublasLtMatmul(lt, desc->op, alpha, a, desc->a, b, desc->b, beta, c, desc->c, d, desc->c, &desc->algo, workspace,
+                             workspace_bytes, stream),
+              where);
+}
+
+std::unique_ptr<Op> make_matmul_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
+  DType dtype = plan.network.value(node.inputs[0]).dtype;
+  if (!is_floating(dtype)) {
+    why = str("dtype ", dtype_name(dtype));
+    return nullptr;
+  }
+  std::string act = node.attrs.get_string("activation", "none");
+  bool has_residual = node.inputs.size() > 3 && node.inputs[3] != ir::kNoValue;
+  bool in_lt = act == "none" || ((act == "relu" || act == "gelu_tanh") && !has_residual);
+  int post = -1;
+  if (!in_lt) {  // y = act(y) (+ residual), elementwise in place
+    std::vector<ir::FusedInstruction> program;
+    ir::FusedInstruction a;
+    a.op = activation_op(act);
+    a.args[0] = 0;
+    if (act == "gelu_tanh") a.params[0] = 1;
+    program.push_back(a);
+    std::vector<DType> inputs{dtype};
+    if (has_residual) {
+      ir::FusedInstruction add;
+      add.op = OpKind::kAdd;
+      add.args[0] = 2;
+      add.args[1] = 1;
+      program.push_back(add);
+      inputs.push_back(dtype);
+    }
+    post = store.add(node.name + "_epilogue", codegen::elementwise_source({program, inputs, dtype, std::nullopt}));
+  }
+  return std::make_unique<MatMulOp>(plan, node, store, post);
+}
+
+}  // namespace kiln::runtime

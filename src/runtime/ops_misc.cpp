@@ -1,0 +1,501 @@
+// The other GPU ops: softmax family and layer norm, reductions, data
+// movement, gather, pooling and convolution, views, and shape arithmetic
+// computed on the host.
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "kiln/error.h"
+#include "kiln/ir/fused.h"
+#include "kiln/ir/shape_inference.h"
+#include "ops.h"
+
+namespace kiln::runtime {
+
+using ir::OpKind;
+
+std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why);
+std::unique_ptr<Op> make_matmul_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why);
+
+namespace {
+
+int64_t norm_axis(int64_t axis, size_t rank) { return axis < 0 ? axis + int64_t(rank) : axis; }
+
+// An op that launches one registered kernel with parameters a function computes.
+class SimpleOp : public Op {
+ public:
+  using Fill = std::function<void(const ShapeEnv&, KernelLaunch&)>;
+  SimpleOp(const ir::Node& node, const KernelStore& store, int kernel, Fill fill)
+      : node_(node), store_(store), kernel_(kernel), fill_(std::move(fill)) {}
+  void prepare(PrepareContext& ctx) const override {
+    KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_};
+    fill_(ctx.shapes, k);
+    if (k.params.v[0] == 0) return;  // nothing to compute
+    k.grid = k.grid > 1 ? k.grid : grid_for(k.params.v[0], ctx.sm_count);
+    ctx.steps.push_back(std::move(k));
+  }
+
+ private:
+  const ir::Node& node_;
+  const KernelStore& store_;
+  int kernel_;
+  Fill fill_;
+};
+
+// A strided copy of a whole input view into (part of) an output.
+struct RemapPiece {
+  ir::ValueId src, dst;
+  std::vector<int64_t> dims, src_strides, dst_strides, starts, steps, src_dims, modulus;
+  int64_t src_offset = 0, dst_offset = 0;
+  codegen::PadMode mode = codegen::PadMode::kNone;
+  int64_t fill_bits = 0;
+};
+
+void fill_remap(const RemapPiece& r, KernelLaunch& k) {
+  k.params.v[0] = ir::checked_numel(r.dims);
+  k.params.v[1] = int64_t(r.dims.size());
+  k.params.v[2] = r.src_offset;
+  k.params.v[3] = r.dst_offset;
+  k.params.v[4] = int64_t(r.mode);
+  k.params.v[5] = r.fill_bits;
+  for (size_t d = 0; d < r.dims.size(); ++d) {
+    k.params.v[8 + d] = r.dims[d];
+    k.params.v[16 + d] = r.src_strides[d];
+    k.params.v[24 + d] = r.dst_strides[d];
+    k.params.v[32 + d] = r.starts.empty() ? 0 : r.starts[d];
+    k.params.v[40 + d] = r.steps.empty() ? 1 : r.steps[d];
+    k.params.v[48 + d] = r.src_dims.empty() ? 0 : r.src_dims[d];
+    k.params.v[56 + d] = r.modulus.empty() ? 0 : r.modulus[d];
+  }
+  k.args = {{r.dst, 0}, {r.src, 0}};
+}
+
+class RemapOp : public Op {
+ public:
+  using Plan = std::function<std::vector<RemapPiece>(const ShapeEnv&)>;
+  RemapOp(const ir::Node& node, const KernelStore& store, int kernel, Plan plan)
+      : node_(node), store_(store), kernel_(kernel), plan_(std::move(plan)) {}
+  void prepare(PrepareContext& ctx) const override {
+    for (const RemapPiece& piece : plan_(ctx.shapes)) {
+      if (piece.dims.size() > size_t(codegen::kMaxRank))
+        fail(ErrorCode::kUnsupported, "node '", node_.name, "': rank ", piece.dims.size(), " is above the GPU limit");
+      KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_};
+      fill_remap(piece, k);
+      if (k.params.v[0] == 0) continue;
+      k.grid = grid_for(k.params.v[0], ctx.sm_count);
+      ctx.steps.push_back(std::move(k));
+    }
+  }
+
+ private:
+  const ir::Node& node_;
+  const KernelStore& store_;
+  int kernel_;
+  Plan plan_;
+};
+
+RemapPiece plain_copy(ir::ValueId src, ir::ValueId dst, const std::vector<int64_t>& dims) {
+  RemapPiece r;
+  r.src = src;
+  r.dst = dst;
+  r.dims = {ir::checked_numel(dims)};
+  r.src_strides = r.dst_strides = {1};
+  return r;
+}
+
+// Known integer contents (shape arithmetic) evaluated for the current shapes, or nullopt.
+std::optional<std::vector<int64_t>> known_now(const ir::Value& v, const ShapeEnv& shapes) {
+  if (!v.known) return std::nullopt;
+  std::vector<int64_t> out;
+  for (const ir::Dim& d : *v.known) {
+    auto x = d.evaluate(shapes.bindings);
+    if (!x) return std::nullopt;
+    out.push_back(*x);
+  }
+  return out;
+}
+
+std::vector<int64_t> ints_of(const plan::Plan& plan, ir::ValueId v, const ShapeEnv& shapes, const char* what) {
+  const ir::Value& val = plan.network.value(v);
+  if (val.weight) return ir::read_ints(*val.weight);
+  if (auto k = known_now(val, shapes)) return *k;
+  fail(ErrorCode::kUnsupported, what, " '", val.name, "' depends on tensor data, which the GPU runtime does not read back");
+}
+
+// Writes values known on the host (shape arithmetic) into device memory.
+class HostValueOp : public Op {
+ public:
+  HostValueOp(const plan::Plan& plan, const ir::Node& node) : plan_(plan), node_(node) {}
+  void prepare(PrepareContext& ctx) const override {
+    for (ir::ValueId v : node_.outputs) {
+      if (v == ir::kNoValue) continue;
+      const ir::Value& val = plan_.network.value(v);
+      auto values = known_now(val, ctx.shapes);
+      if (!values) fail(ErrorCode::kInternal, "node '", node_.name, "': output '", val.name, "' is not known for these shapes");
+      std::vector<double> as_double(values->begin(), values->end());
+      size_t elem = dtype_size(val.dtype);
+      size_t at = (ctx.staging.size() + 15) / 16 * 16;
+      ctx.staging.resize(at + values->size() * elem);
+      visit_dtype(val.dtype, [&](auto tag) {
+        using T = decltype(tag);
+        if constexpr (std::is_arithmetic_v<T>)
+          for (size_t i = 0; i < values->size(); ++i) {
+            T x = static_cast<T>((*values)[i]);
+            std::memcpy(ctx.staging.data() + at + i * elem, &x, elem);
+          }
+      });
+      ctx.steps.push_back(HostToDevice{{v, 0}, at, values->size() * elem, &node_});
+    }
+  }
+
+ private:
+  const plan::Plan& plan_;
+  const ir::Node& node_;
+};
+
+bool all_outputs_known(const plan::Plan& plan, const ir::Node& node) {
+  for (ir::ValueId v : node.outputs)
+    if (v != ir::kNoValue && !plan.network.value(v).known) return false;
+  return !node.outputs.empty();
+}
+
+codegen::ReduceOp reduce_kind(OpKind op) {
+  switch (op) {
+    case OpKind::kReduceMean: case OpKind::kGlobalAveragePool: return codegen::ReduceOp::kMean;
+    case OpKind::kReduceMax: case OpKind::kGlobalMaxPool: return codegen::ReduceOp::kMax;
+    case OpKind::kReduceMin: return codegen::ReduceOp::kMin;
+    case OpKind::kReduceProd: return codegen::ReduceOp::kProd;
+    case OpKind::kReduceL1: return codegen::ReduceOp::kL1;
+    case OpKind::kReduceL2: return codegen::ReduceOp::kL2;
+    case OpKind::kReduceSumSquare: return codegen::ReduceOp::kSumSquare;
+    case OpKind::kReduceLogSum: return codegen::ReduceOp::kLogSum;
+    case OpKind::kReduceLogSumExp: return codegen::ReduceOp::kLogSumExp;
+    default: return codegen::ReduceOp::kSum;
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
+  const ir::Network& net = plan.network;
+  auto value = [&](ir::ValueId v) -> const ir::Value& { return net.value(v); };
+  DType dtype = node.outputs.empty() || node.outputs[0] == ir::kNoValue ? DType::kFloat32 : value(node.outputs[0]).dtype;
+  const ir::Node* n = &node;
+  const plan::Plan* p = &plan;
+
+  if (all_outputs_known(plan, node)) return std::make_unique<HostValueOp>(plan, node);
+
+  switch (node.op) {
+    case OpKind::kFusedMatMul: return make_matmul_op(plan, node, store, why);
+
+    case OpKind::kSoftmax: case OpKind::kLogSoftmax: case OpKind::kLayerNormalization: {
+      if (!is_floating(dtype)) break;
+      bool ln = node.op == OpKind::kLayerNormalization;
+      if (ln && node.outputs.size() > 1 &&
+          std::any_of(node.outputs.begin() + 1, node.outputs.end(), [](ir::ValueId v) { return v != ir::kNoValue; })) {
+        why = "LayerNormalization's Mean and InvStdDev outputs";
+        return nullptr;
+      }
+      codegen::RowSpec spec{ln ? codegen::RowOp::kLayerNorm : node.op == OpKind::kSoftmax ? codegen::RowOp::kSoftmax : codegen::RowOp::kLogSoftmax,
+                            dtype, ln && node.inputs.size() > 1, ln && node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue,
+                            node.attrs.get_float("epsilon", 1e-5), std::nullopt};
+      if (ln) {  // scale and bias must cover the whole normalized block (no broadcasting inside it)
+        const ir::Shape& x = value(node.inputs[0]).shape;
+        int64_t axis = norm_axis(node.attrs.get_int("axis", -1), x.size());
+        ir::Dim block = ir::shape_numel(ir::Shape(x.begin() + axis, x.end()));
+        for (size_t i = 1; i < node.inputs.size(); ++i)
+          if (node.inputs[i] != ir::kNoValue && ir::shape_numel(value(node.inputs[i]).shape) != block) {
+            why = "LayerNormalization scale/bias that broadcast within the normalized block";
+            return nullptr;
+          }
+      }
+      int kernel = store.add(node.name, codegen::row_source(spec));
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, ln](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& x = s.of(n->inputs[0]);
+        int64_t axis = norm_axis(n->attrs.get_int("axis", -1), x.size());
+        int64_t outer = ir::checked_numel({x.begin(), x.begin() + axis});
+        int64_t len = ln ? ir::checked_numel({x.begin() + axis, x.end()}) : x[size_t(axis)];
+        int64_t inner = ln ? 1 : ir::checked_numel({x.begin() + axis + 1, x.end()});
+        k.params.v[0] = len == 0 ? 0 : outer * inner;
+        k.params.v[1] = len;
+        k.params.v[2] = inner;
+        k.grid = unsigned(std::clamp<int64_t>(outer * inner, 1, 65535));
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+        for (size_t i = 1; i < n->inputs.size(); ++i)
+          if (n->inputs[i] != ir::kNoValue) k.args.push_back({n->inputs[i], 0});
+      });
+    }
+
+    case OpKind::kReduceMean: case OpKind::kReduceSum: case OpKind::kReduceMax: case OpKind::kReduceMin:
+    case OpKind::kReduceProd: case OpKind::kReduceL1: case OpKind::kReduceL2: case OpKind::kReduceSumSquare:
+    case OpKind::kReduceLogSum: case OpKind::kReduceLogSumExp: case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool: {
+      if (!is_floating(dtype)) break;
+      int kernel = store.add(node.name, codegen::reduce_source({reduce_kind(node.op), dtype, std::nullopt}));
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& x = s.of(n->inputs[0]);
+        std::vector<bool> reduced(x.size(), false);
+        if (n->op == OpKind::kGlobalAveragePool || n->op == OpKind::kGlobalMaxPool) {
+          for (size_t d = 2; d < x.size(); ++d) reduced[d] = true;
+        } else {
+          std::vector<int64_t> axes = n->inputs.size() > 1 && n->inputs[1] != ir::kNoValue
+                                          ? ints_of(*p, n->inputs[1], s, "reduction axes")
+                                          : std::vector<int64_t>{};
+          bool noop = n->attrs.get_int("noop_with_empty_axes", 0) != 0;
+          if (axes.empty() && !noop) std::fill(reduced.begin(), reduced.end(), true);
+          for (int64_t a : axes) reduced[size_t(norm_axis(a, x.size()))] = true;
+        }
+        auto st = strides_of(x);
+        std::vector<int64_t> kept, kept_st, red, red_st;
+        for (size_t d = 0; d < x.size(); ++d) {
+          (reduced[d] ? red : kept).push_back(x[d]);
+          (reduced[d] ? red_st : kept_st).push_back(st[d]);
+        }
+        if (kept.size() > size_t(codegen::kMaxRank) || red.size() > size_t(codegen::kMaxRank))
+          fail(ErrorCode::kUnsupported, "node '", n->name, "': rank above the GPU limit");
+        k.params.v[0] = ir::checked_numel(kept);
+        k.params.v[1] = ir::checked_numel(red);
+        k.params.v[2] = int64_t(kept.size());
+        k.params.v[3] = int64_t(red.size());
+        for (size_t d = 0; d < kept.size(); ++d) k.params.v[8 + d] = kept[d], k.params.v[16 + d] = kept_st[d];
+        for (size_t d = 0; d < red.size(); ++d) k.params.v[24 + d] = red[d], k.params.v[32 + d] = red_st[d];
+        if (k.params.v[1] == 0) fail(ErrorCode::kUnsupported, "node '", n->name, "': reduction over an empty set");
+        k.grid = unsigned(std::clamp<int64_t>((k.params.v[0] * 32 + codegen::kBlock - 1) / codegen::kBlock, 1, 1 << 20));
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+      });
+    }
+
+    case OpKind::kReshape: case OpKind::kFlatten: case OpKind::kSqueeze: case OpKind::kUnsqueeze: {
+      // A view when the planner gave the output the input's storage; otherwise a copy.
+      ir::ValueId in = node.inputs[0], out = node.outputs[0];
+      bool view = plan.arena_offset[size_t(out)] >= 0 && plan.arena_offset[size_t(out)] == plan.arena_offset[size_t(in)] &&
+                  !value(in).weight && !value(in).is_input;
+      int kernel = store.add(node.name, codegen::remap_source({dtype, std::nullopt}));
+      return std::make_unique<RemapOp>(node, store, kernel, [n, view](const ShapeEnv& s) {
+        if (view) return std::vector<RemapPiece>{};
+        return std::vector<RemapPiece>{plain_copy(n->inputs[0], n->outputs[0], s.of(n->outputs[0]))};
+      });
+    }
+
+    case OpKind::kTranspose: {
+      int kernel = store.add(node.name, codegen::remap_source({dtype, std::nullopt}));
+      return std::make_unique<RemapOp>(node, store, kernel, [n](const ShapeEnv& s) {
+        const auto& x = s.of(n->inputs[0]);
+        std::vector<int64_t> perm(x.size());
+        std::iota(perm.rbegin(), perm.rend(), 0);
+        perm = n->attrs.get_ints("perm", perm);
+        auto st = strides_of(x);
+        RemapPiece r;
+        r.src = n->inputs[0];
+        r.dst = n->outputs[0];
+        r.dims = s.of(n->outputs[0]);
+        r.dst_strides = strides_of(r.dims);
+        for (int64_t a : perm) r.src_strides.push_back(st[size_t(norm_axis(a, x.size()))]);
+        return std::vector<RemapPiece>{r};
+      });
+    }
+
+    case OpKind::kConcat: case OpKind::kSplit: {
+      int kernel = store.add(node.name, codegen::remap_source({dtype, std::nullopt}));
+      return std::make_unique<RemapOp>(node, store, kernel, [n](const ShapeEnv& s) {
+        bool concat = n->op == OpKind::kConcat;
+        const auto& whole = concat ? s.of(n->outputs[0]) : s.of(n->inputs[0]);
+        size_t axis = size_t(norm_axis(n->attrs.get_int("axis", 0), whole.size()));
+        auto whole_st = strides_of(whole);
+        std::vector<RemapPiece> pieces;
+        int64_t at = 0;
+        const auto& parts = concat ? n->inputs : n->outputs;
+        for (ir::ValueId part : parts) {
+          if (part == ir::kNoValue) continue;
+          RemapPiece r;
+          r.dims = s.of(part);
+          r.src = concat ? part : n->inputs[0];
+          r.dst = concat ? n->outputs[0] : part;
+          (concat ? r.src_strides : r.dst_strides) = strides_of(r.dims);
+          (concat ? r.dst_strides : r.src_strides) = whole_st;
+          (concat ? r.dst_offset : r.src_offset) = at * whole_st[axis];
+          at += r.dims[axis];
+          pieces.push_back(r);
+        }
+        return pieces;
+      });
+    }
+
+    case OpKind::kSlice: case OpKind::kExpand: case OpKind::kTile: case OpKind::kPad: case OpKind::kDepthToSpace:
+    case OpKind::kSpaceToDepth: {
+      if (node.op == OpKind::kPad && node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue && !value(node.inputs[2]).weight) {
+        why = "a Pad value that is not a constant";
+        return nullptr;
+      }
+      int kernel = store.add(node.name, codegen::remap_source({dtype, std::nullopt}));
+      return std::make_unique<RemapOp>(node, store, kernel, [n, p, dtype](const ShapeEnv& s) {
+        const auto& x = s.of(n->inputs[0]);
+        const auto& out = s.of(n->outputs[0]);
+        auto st = strides_of(x);
+        RemapPiece r;
+        r.src = n->inputs[0];
+        r.dst = n->outputs[0];
+        r.dims = out;
+        r.dst_strides = strides_of(out);
+        size_t rank = x.size();
+        if (n->op == OpKind::kSlice) {
+          auto starts = ints_of(*p, n->inputs[1], s, "Slice starts");
+          std::vector<int64_t> axes(starts.size()), steps(starts.size(), 1);
+          std::iota(axes.begin(), axes.end(), 0);
+          if (n->inputs.size() > 3 && n->inputs[3] != ir::kNoValue) axes = ints_of(*p, n->inputs[3], s, "Slice axes");
+          if (n->inputs.size() > 4 && n->inputs[4] != ir::kNoValue) steps = ints_of(*p, n->inputs[4], s, "Slice steps");
+          r.src_strides = st;
+          r.starts.assign(rank, 0);
+          r.steps.assign(rank, 1);
+          for (size_t i = 0; i < axes.size(); ++i) {
+            size_t a = size_t(norm_axis(axes[i], rank));
+            int64_t dim = x[a], st0 = starts[i] < 0 ? starts[i] + dim : starts[i];
+            r.starts[a] = steps[i] > 0 ? std::clamp<int64_t>(st0, 0, dim) : std::clamp<int64_t>(st0, 0, dim - 1);
+            r.steps[a] = steps[i];
+          }
+        } else if (n->op == OpKind::kExpand) {
+          size_t pad = out.size() - rank;
+          r.src_strides.assign(out.size(), 0);
+          for (size_t d = 0; d < rank; ++d) r.src_strides[pad + d] = x[d] == 1 ? 0 : st[d];
+        } else if (n->op == OpKind::kTile) {
+          r.src_strides = st;
+          r.modulus = x;
+        } else if (n->op == OpKind::kPad) {
+          auto pads = ints_of(*p, n->inputs[1], s, "Pad pads");
+          std::vector<int64_t> axes(rank);
+          std::iota(axes.begin(), axes.end(), 0);
+          if (n->inputs.size() > 3 && n->inputs[3] != ir::kNoValue) axes = ints_of(*p, n->inputs[3], s, "Pad axes");
+          r.src_strides = st;
+          r.starts.assign(rank, 0);
+          for (size_t i = 0; i < axes.size(); ++i) r.starts[size_t(norm_axis(axes[i], rank))] = -pads[i];
+          r.src_dims = x;
+          std::string mode = n->attrs.get_string("mode", "constant");
+          r.mode = mode == "edge" ? codegen::PadMode::kEdge : mode == "reflect" ? codegen::PadMode::kReflect
+                   : mode == "wrap"   ? codegen::PadMode::kWrap : codegen::PadMode::kConstant;
+          double fill = 0;
+          if (n->inputs.size() > 2 && n->inputs[2] != ir::kNoValue) fill = ir::read_doubles(*p->network.value(n->inputs[2]).weight)[0];
+          visit_dtype(dtype, [&](auto tag) {
+            using T = decltype(tag);
+            if constexpr (std::is_same_v<T, Float16>) r.fill_bits = float_to_half(float(fill));
+            else if constexpr (std::is_same_v<T, BFloat16>) r.fill_bits = float_to_bfloat16(float(fill));
+            else {
+              T v = static_cast<T>(fill);
+              std::memcpy(&r.fill_bits, &v, sizeof(T));
+            }
+          });
+        } else {  // DepthToSpace / SpaceToDepth as a 6-D transpose
+          int64_t b = n->attrs.get_int("blocksize", 1);
+          bool crd = n->attrs.get_string("mode", "DCR") == "CRD";
+          if (n->op == OpKind::kDepthToSpace) {
+            int64_t c = out[1], h = x[2], w = x[3];
+            // out[N, c, h*b+by, w*b+bx]: iterate (N, c, h, by, w, bx) in output order.
+            r.dims = {x[0], c, h, b, w, b};
+            int64_t cs = st[1];
+            // input channel = DCR: (by*b+bx)*c + ci ; CRD: ci*b*b + by*b + bx
+            r.src_strides = {st[0], crd ? b * b * cs : cs, st[2], crd ? b * cs : b * c * cs, st[3], crd ? cs : c * cs};
+          } else {
+            int64_t c = x[1], h = out[2], w = out[3];
+            // out[N, (by*b+bx)*c + ci, h, w] = x[N, ci, h*b+by, w*b+bx]; iterate (N, by, bx, ci, h, w).
+            r.dims = {x[0], b, b, c, h, w};
+            r.src_strides = {st[0], st[2], st[3], st[1], b * st[2], b * st[3]};
+          }
+          r.dst_strides = strides_of(r.dims);
+        }
+        return std::vector<RemapPiece>{r};
+      });
+    }
+
+    case OpKind::kGather: case OpKind::kGatherElements: {
+      DType index = value(node.inputs[1]).dtype;
+      bool elements = node.op == OpKind::kGatherElements;
+      int kernel = store.add(node.name, codegen::gather_source(dtype, index, elements, std::nullopt));
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, elements](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& x = s.of(n->inputs[0]);
+        const auto& idx = s.of(n->inputs[1]);
+        int64_t axis = norm_axis(n->attrs.get_int("axis", 0), x.size());
+        int64_t outer = ir::checked_numel({x.begin(), x.begin() + axis});
+        int64_t inner = ir::checked_numel({x.begin() + axis + 1, x.end()});
+        if (elements) {
+          std::vector<int64_t> same = idx;
+          same[size_t(axis)] = x[size_t(axis)];
+          if (same != x) fail(ErrorCode::kUnsupported, "node '", n->name, "': GatherElements with indices smaller than the data");
+        }
+        k.params.v[0] = ir::checked_numel(s.of(n->outputs[0]));
+        k.params.v[1] = outer;
+        k.params.v[2] = elements ? idx[size_t(axis)] : ir::checked_numel(idx);
+        k.params.v[3] = inner;
+        k.params.v[4] = x[size_t(axis)];
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[1], 0}};
+      });
+    }
+
+    case OpKind::kConv: case OpKind::kMaxPool: case OpKind::kAveragePool: {
+      if (!is_floating(dtype) || value(node.inputs[0]).shape.size() > 5) break;
+      if (node.op == OpKind::kMaxPool && node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue) {
+        why = "MaxPool's Indices output";
+        return nullptr;
+      }
+      codegen::WindowOp wop = node.op == OpKind::kConv ? codegen::WindowOp::kConv
+                              : node.op == OpKind::kMaxPool ? codegen::WindowOp::kMaxPool : codegen::WindowOp::kAvgPool;
+      bool bias = node.op == OpKind::kConv && node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue;
+      int kernel = store.add(node.name, codegen::window_source({wop, dtype, bias, std::nullopt}));
+      return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& x = s.of(n->inputs[0]);
+        const auto& out = s.of(n->outputs[0]);
+        std::vector<int64_t> in_sp(x.begin() + 2, x.end());
+        std::vector<int64_t> kernel_sp = n->op == OpKind::kConv
+                                             ? std::vector<int64_t>(s.of(n->inputs[1]).begin() + 2, s.of(n->inputs[1]).end())
+                                             : n->attrs.get_ints("kernel_shape");
+        ir::WindowGeometry g = ir::window_geometry(*n, in_sp, kernel_sp);
+        size_t sr = in_sp.size();
+        k.params.v[0] = ir::checked_numel(out);
+        k.params.v[1] = int64_t(sr);
+        k.params.v[2] = x[1];
+        k.params.v[3] = out[1];
+        k.params.v[4] = n->attrs.get_int("group", 1);
+        k.params.v[5] = n->attrs.get_int("count_include_pad", 0);
+        for (size_t d = 0; d < sr; ++d) {
+          k.params.v[8 + d] = in_sp[d];
+          k.params.v[11 + d] = g.output[d];
+          k.params.v[14 + d] = g.kernel[d];
+          k.params.v[17 + d] = g.strides[d];
+          k.params.v[20 + d] = g.dilations[d];
+          k.params.v[23 + d] = g.pads_begin[d];
+          k.params.v[26 + d] = g.pads_end[d];
+        }
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+        for (size_t i = 1; i < n->inputs.size(); ++i)
+          if (n->inputs[i] != ir::kNoValue) k.args.push_back({n->inputs[i], 0});
+      });
+    }
+
+    case OpKind::kConstantOfShape: {
+      const ir::TensorData* v = node.attrs.get_tensor("value");
+      int64_t bits = 0;
+      if (v) std::memcpy(&bits, v->data.data(), std::min<size_t>(8, v->data.size()));
+      int kernel = store.add(node.name, codegen::remap_source({dtype, std::nullopt}));
+      return std::make_unique<RemapOp>(node, store, kernel, [n, bits](const ShapeEnv& s) {
+        RemapPiece r;  // every element lies outside a 0-sized source: all fill
+        r.src = n->outputs[0];
+        r.dst = n->outputs[0];
+        r.dims = {ir::checked_numel(s.of(n->outputs[0]))};
+        r.src_strides = r.dst_strides = {1};
+        r.src_dims = {0};
+        r.mode = codegen::PadMode::kConstant;
+        r.fill_bits = bits;
+        return std::vector<RemapPiece>{r};
+      });
+    }
+
+    case OpKind::kFusedElementwise: case OpKind::kCast: case OpKind::kCastLike: case OpKind::kIdentity: case OpKind::kDropout:
+      return make_elementwise_op(plan, node, store, why);
+
+    default:
+      if (ir::is_fusable_elementwise(node.op)) return make_elementwise_op(plan, node, store, why);
+      why = "no GPU kernel yet";
+      return nullptr;
+  }
+  if (why.empty()) why = str("dtype ", dtype_name(dtype));
+  return nullptr;
+}
+
+}  // namespace kiln::runtime

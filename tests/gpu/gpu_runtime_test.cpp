@@ -1,0 +1,162 @@
+// Engine and ExecutionContext behaviour: capture-safety of enqueue, shape
+// changes, error messages, several contexts on several threads.
+#include <thread>
+
+#include "gpu_test_util.h"
+#include "kiln/error.h"
+
+namespace kiln::testing {
+namespace {
+
+using ir::Dim;
+using ir::OpKind;
+using ir::ValueId;
+
+// x[batch, 32] -> 2 x (Linear + GELU) -> softmax; batch in [1, 8].
+ir::Network small_model(std::mt19937& rng) {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("batch"), Dim(32)});
+  for (int i = 0; i < 2; ++i) {
+    ValueId w = net.add_weight(str("w", i), random_tensor(DType::kFloat32, {32, 32}, rng));
+    ValueId b = net.add_weight(str("b", i), random_tensor(DType::kFloat32, {32}, rng));
+    x = net.add_op1(OpKind::kGelu, {net.add_op1(OpKind::kAdd, {net.add_op1(OpKind::kMatMul, {x, w}), b})});
+  }
+  net.add_output(net.add_op1(OpKind::kSoftmax, {x}));
+  net.set_dim_range("batch", {1, 2, 8});
+  net.finalize();
+  return net;
+}
+
+std::vector<float> to_floats(const ir::TensorData& t) {
+  auto d = ir::read_doubles(t);
+  return std::vector<float>(d.begin(), d.end());
+}
+
+void expect_close(const std::vector<float>& a, const std::vector<double>& b, double tol) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], tol) << i;
+}
+
+TEST(GpuRuntime, EnqueueIsCapturableInGlobalMode) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(5);
+  ir::Network net = small_model(rng);
+  auto engine = runtime::Engine::create(builder::build(net, {}));
+  auto context = engine->create_context();
+  cudaStream_t stream;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  void *x = nullptr, *y = nullptr;
+  ASSERT_EQ(cudaMalloc(&x, 8 * 32 * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&y, 8 * 32 * 4), cudaSuccess);
+  for (int64_t batch : {3, 5}) {  // each a new shape: its preparation happens inside the capture
+    SCOPED_TRACE(str("batch ", batch));
+    auto input = random_tensor(DType::kFloat32, {batch, 32}, rng);
+    ASSERT_EQ(cudaMemcpy(x, input.data.data(), input.data.size(), cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaMemset(y, 0xff, 8 * 32 * 4), cudaSuccess);
+    context->set_input_shape("x", {batch, 32});
+    context->set_tensor_address("x", x);
+    context->set_tensor_address(net.value(net.outputs()[0]).name, y);
+    cudaGraph_t graph;
+    ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
+    context->enqueue(stream);  // a device allocation or a host sync here would invalidate the capture
+    ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+    cudaGraphExec_t exec;
+    ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+    ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    std::vector<float> got(size_t(batch * 32));
+    ASSERT_EQ(cudaMemcpy(got.data(), y, got.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    auto want = reference::run(net, {{"x", input}});
+    expect_close(got, ir::read_doubles(want[0]), 1e-5);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+  }
+  cudaFree(x);
+  cudaFree(y);
+  cudaStreamDestroy(stream);
+}
+
+TEST(GpuRuntime, ShapeChangesOnOneContext) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(6);
+  ir::Network net = small_model(rng);
+  auto engine = runtime::Engine::create(builder::build(net, {}));
+  auto context = engine->create_context();
+  for (int64_t batch : {1, 8, 2, 8, 7}) {
+    auto input = random_tensor(DType::kFloat32, {batch, 32}, rng);
+    auto got = runtime::run_with_host_tensors(*context, *engine, {{"x", input}});
+    auto want = reference::run(net, {{"x", input}});
+    expect_close(to_floats(got[0]), ir::read_doubles(want[0]), 1e-5);
+  }
+}
+
+void expect_error(const std::function<void()>& f, const std::string& needle) {
+  try {
+    f();
+    FAIL() << "expected an error containing '" << needle << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(GpuRuntime, ClearErrors) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(7);
+  ir::Network net = small_model(rng);
+  auto engine = runtime::Engine::create(builder::build(net, {}));
+  auto context = engine->create_context();
+  std::string out = net.value(net.outputs()[0]).name;
+  expect_error([&] { context->set_input_shape("x", {9, 32}); }, "outside the profile range [1, 8]");
+  expect_error([&] { context->set_input_shape("x", {2, 31}); }, "dim 1 must be 32");
+  expect_error([&] { context->set_input_shape("x", {2}); }, "rank 2");
+  expect_error([&] { context->set_input_shape("nope", {2, 32}); }, "not an input");
+  expect_error([&] { context->set_tensor_address("x", nullptr); }, "null");
+  std::vector<float> host(64);
+  expect_error([&] { context->set_tensor_address("x", host.data()); }, "not device memory");
+  context->set_input_shape("x", {2, 32});
+  expect_error([&] { context->enqueue(nullptr); }, "no address");
+}
+
+TEST(GpuRuntime, ContextsOnThreads) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(8);
+  ir::Network net = small_model(rng);
+  auto engine = runtime::Engine::create(builder::build(net, {}));
+  std::vector<std::thread> threads;
+  std::vector<std::string> failures(4);
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      try {
+        std::mt19937 local(100 + t);
+        auto context = engine->create_context();
+        cudaStream_t stream;
+        cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+        for (int i = 0; i < 20; ++i) {
+          int64_t batch = 1 + (t + i) % 8;
+          auto input = random_tensor(DType::kFloat32, {batch, 32}, local);
+          auto got = ir::read_doubles(runtime::run_with_host_tensors(*context, *engine, {{"x", input}}, stream)[0]);
+          auto want = ir::read_doubles(reference::run(net, {{"x", input}})[0]);
+          for (size_t k = 0; k < got.size(); ++k)
+            if (std::fabs(got[k] - want[k]) > 1e-5) throw std::runtime_error(str("thread ", t, " run ", i, " element ", k));
+        }
+        cudaStreamDestroy(stream);
+      } catch (const std::exception& e) {
+        failures[size_t(t)] = e.what();
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (auto& f : failures) EXPECT_EQ(f, "");
+}
+
+TEST(GpuRuntime, UnsupportedOpsAreListed) {
+  KILN_REQUIRE_GPU();
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(4), Dim(4)});
+  auto topk = net.add_op(OpKind::kTopK, {x, net.add_weight("k", reference::make_tensor(DType::kInt64, {1}, {2}))}, {}, 2);
+  net.add_output(topk[0]);
+  net.finalize();
+  expect_error([&] { runtime::Engine::create(builder::build(net, {})); }, "TopK");
+}
+
+}  // namespace
+}  // namespace kiln::testing
