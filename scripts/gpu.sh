@@ -37,8 +37,10 @@ conformance_gpu="not run (no node tests)"
 conformance_cpu="not run (no node tests)"
 if [[ -d $node_dir ]]; then
   echo "== conformance on the GPU =="
-  build-gpu/tools/kiln/kiln conformance "$node_dir" --device cuda >"$out/conformance-cuda.log" 2>&1
-  grep -E "^FAIL" "$out/conformance-cuda.log" | head -40
+  build-gpu/tools/kiln/kiln conformance "$node_dir" --device cuda --verbose >"$out/conformance-cuda.log" 2>&1
+  grep -E "^FAIL" "$out/conformance-cuda.log" | cut -c1-300 | head -40
+  echo "-- what the GPU runtime does not run yet (tests) --"
+  grep -oE "cannot run: .*" "$out/conformance-cuda.log" | sed -E 's/ x[0-9]+//g' | sort | uniq -c | sort -rn | head -25
   conformance_gpu=$(tail -n 1 "$out/conformance-cuda.log")
   build-gpu/tools/kiln/kiln conformance "$node_dir" --device cpu >"$out/conformance-cpu.log" 2>&1
   conformance_cpu=$(tail -n 1 "$out/conformance-cpu.log")

@@ -20,6 +20,11 @@ namespace kiln::runtime {
 // True when a CUDA device can be used; otherwise `reason` says why.
 bool cuda_available(std::string* reason = nullptr);
 
+// After a device error that poisons the CUDA context (an illegal address, say),
+// resets the device so a test runner can go on. Every engine and context of
+// this process must be destroyed first.
+void reset_device_after_error();
+
 struct RuntimeConfig {
   int device = -1;           // -1: the current device
   int compile_threads = 0;   // 0: one per hardware thread, at most 16

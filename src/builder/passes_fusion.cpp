@@ -8,6 +8,8 @@
 #include "graph.h"
 #include "kiln/error.h"
 #include "kiln/ir/fused.h"
+#include "kiln/ir/shape_inference.h"
+#include "kiln/reference.h"
 
 namespace kiln::builder {
 
@@ -57,17 +59,25 @@ int fuse_matmul_epilogues(Graph& g) {
       std::vector<ir::ValueId> inputs{node.inputs[0], node.inputs[1]};
       if (c != ir::kNoValue) {
         if (beta != 1.0) continue;
-        const auto& cs = g.values[size_t(c)].shape;
-        bool is_bias = cs.size() == 1 || (cs.size() == 2 && cs[0] == ir::Dim(1));
-        if (is_bias && cs.size() == 2) {  // [1,N] bias: view it as [N]
-          const ir::TensorData* w = g.weight_of(c);
-          if (!w) continue;
-          ir::TensorData flat = *w;
-          flat.dims = {flat.dims[1]};
-          c = g.add_weight(g.values[size_t(c)].name + "_flat", flat);
+        const ir::Shape cs = g.values[size_t(c)].shape;
+        const ir::Shape& out = g.values[size_t(node.outputs[0])].shape;
+        const ir::Dim& n_dim = out[1];
+        bool row = cs.size() == 1 || (cs.size() == 2 && cs[0] == ir::Dim(1));  // broadcasts along M
+        if (row && cs.back() == n_dim && cs.size() == 1) {
+          inputs.push_back(c);  // a bias
+        } else if (row && g.weight_of(c) && n_dim.is_constant()) {  // a constant row: materialize it as an [N] bias
+          std::vector<double> v = ir::read_doubles(*g.weight_of(c));
+          std::vector<double> bias(size_t(n_dim.constant()));
+          for (size_t i = 0; i < bias.size(); ++i) bias[i] = v[v.size() == 1 ? 0 : i];
+          DType dtype = g.values[size_t(c)].dtype;
+          std::string stem = g.values[size_t(c)].name;
+          inputs.push_back(g.add_weight(stem + "_bias", reference::make_tensor(dtype, {n_dim.constant()}, bias)));
+        } else if (cs == out) {
+          inputs.push_back(ir::kNoValue);
+          inputs.push_back(c);  // a full [M,N] addend: the residual slot
+        } else {
+          continue;  // a C that broadcasts another way stays a Gemm
         }
-        inputs.push_back(is_bias ? c : ir::kNoValue);
-        if (!is_bias) inputs.push_back(c);
       }
       node.op = OpKind::kFusedMatMul;
       node.inputs = inputs;

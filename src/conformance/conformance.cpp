@@ -143,6 +143,7 @@ CaseResult run_case(const fs::path& dir, Device device) {
     } catch (const Error& e) {
       r.status = e.code() == ErrorCode::kUnsupported ? Status::kSkipped : Status::kFailed;
       r.detail = r.status == Status::kSkipped ? skip_reason(e) : str(set.filename().string(), ": ", e.what());
+      if (e.code() == ErrorCode::kDevice) runtime::reset_device_after_error();  // so later cases start clean
       return r;
     }
   }

@@ -28,6 +28,11 @@ bool cuda_available(std::string* reason) {
   return true;
 }
 
+void reset_device_after_error() {
+  cudaDeviceReset();
+  cudaGetLastError();
+}
+
 struct EngineState {
   plan::Plan plan;
   int device = 0;

@@ -24,7 +24,9 @@ namespace {
 
 class ElementwiseOp : public Op {
  public:
-  ElementwiseOp(const ir::Node& node, const KernelStore& store, int kernel) : node_(node), store_(store), kernel_(kernel) {}
+  // `inputs`: the values the kernel reads, in its argument order.
+  ElementwiseOp(const ir::Node& node, std::vector<ir::ValueId> inputs, const KernelStore& store, int kernel)
+      : node_(node), inputs_(std::move(inputs)), store_(store), kernel_(kernel) {}
 
   void prepare(PrepareContext& ctx) const override {
     const std::vector<int64_t>& out = ctx.shapes.of(node_.outputs[0]);
@@ -38,13 +40,13 @@ class ElementwiseOp : public Op {
     bool contiguous = true;
     for (size_t d = 0; d < out.size(); ++d) k.params.v[8 + d] = out[d];
     k.args.push_back({node_.outputs[0], 0});
-    for (size_t i = 0; i < node_.inputs.size(); ++i) {
-      const std::vector<int64_t>& in = ctx.shapes.of(node_.inputs[i]);
+    for (size_t i = 0; i < inputs_.size(); ++i) {
+      const std::vector<int64_t>& in = ctx.shapes.of(inputs_[i]);
       contiguous = contiguous && in == out;
       std::vector<int64_t> st = strides_of(in);
       size_t pad = out.size() - in.size();
       for (size_t d = 0; d < in.size(); ++d) k.params.v[16 + 8 * i + pad + d] = in[d] == 1 ? 0 : st[d];
-      k.args.push_back({node_.inputs[i], 0});
+      k.args.push_back({inputs_[i], 0});
     }
     k.params.v[2] = contiguous;
     k.grid = grid_for(n, ctx.sm_count);
@@ -52,6 +54,7 @@ class ElementwiseOp : public Op {
   }
 
   const ir::Node& node_;
+  std::vector<ir::ValueId> inputs_;
   const KernelStore& store_;
   int kernel_;
 };
@@ -62,16 +65,18 @@ class ElementwiseOp : public Op {
 std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store,
                                         std::string& why) {
   const ir::Network& net = plan.network;
-  std::vector<DType> inputs;
+  // The kernel reads the present inputs only; instructions name absent ones -1.
+  std::vector<ir::ValueId> present;
+  std::vector<DType> dtypes;
+  std::vector<int> arg_of_input;
   for (ir::ValueId v : node.inputs) {
-    if (v == ir::kNoValue) {
-      why = "an omitted optional input";
-      return nullptr;
-    }
-    inputs.push_back(net.value(v).dtype);
+    arg_of_input.push_back(v == ir::kNoValue ? -1 : int(present.size()));
+    if (v == ir::kNoValue) continue;
+    present.push_back(v);
+    dtypes.push_back(net.value(v).dtype);
   }
-  if (inputs.size() > size_t(codegen::kElementwiseMaxInputs)) {
-    why = str(inputs.size(), " inputs");
+  if (present.size() > size_t(codegen::kElementwiseMaxInputs)) {
+    why = str(present.size(), " inputs");
     return nullptr;
   }
   DType out = net.value(node.outputs[0]).dtype;
@@ -81,10 +86,14 @@ std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& 
       why = "Dropout's mask output";
       return nullptr;
     }
-    source = codegen::cast_source(inputs[0], out, std::nullopt);
-    inputs.resize(1);
+    source = codegen::cast_source(dtypes[0], out, std::nullopt);
+    present.resize(1);  // CastLike's second input only names the dtype
   } else if (node.op == OpKind::kFusedElementwise) {
-    source = codegen::elementwise_source({ir::decode_fused_program(node), inputs, out, std::nullopt});
+    if (present.size() != node.inputs.size()) {
+      why = "an omitted input";
+      return nullptr;
+    }
+    source = codegen::elementwise_source({ir::decode_fused_program(node), dtypes, out, std::nullopt});
   } else if (ir::is_fusable_elementwise(node.op) && is_floating(out) && node.inputs.size() <= size_t(ir::kFusedMaxArgs) &&
              !node.attrs.has("min") && !node.attrs.has("max")) {
     ir::FusedInstruction in;
@@ -93,18 +102,18 @@ std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& 
     for (size_t i = 0; i < names.size(); ++i)
       in.params[i] = node.op == OpKind::kGelu ? (node.attrs.get_string("approximate", "none") == "tanh" ? 1.0 : 0.0)
                                               : node.attrs.get_float(names[i].name, names[i].fallback);
-    for (size_t i = 0; i < node.inputs.size(); ++i) in.args[i] = int(i);
-    for (size_t i = 0; i < inputs.size(); ++i)
-      if (inputs[i] != out && !(inputs[i] == DType::kBool && node.op == OpKind::kWhere)) {
-        why = str("mixed dtypes ", dtype_name(inputs[i]), " and ", dtype_name(out));
+    for (size_t i = 0; i < node.inputs.size(); ++i) in.args[i] = arg_of_input[i];
+    for (DType d : dtypes)
+      if (d != out && !(d == DType::kBool && node.op == OpKind::kWhere)) {
+        why = str("mixed dtypes ", dtype_name(d), " and ", dtype_name(out));
         return nullptr;
       }
-    source = codegen::elementwise_source({{in}, inputs, out, std::nullopt});
+    source = codegen::elementwise_source({{in}, dtypes, out, std::nullopt});
   } else {
     why = str("dtype ", dtype_name(out));
     return nullptr;
   }
-  return std::make_unique<ElementwiseOp>(node, store, store.add(node.name, source));
+  return std::make_unique<ElementwiseOp>(node, present, store, store.add(node.name, source));
 }
 
 }  // namespace kiln::runtime

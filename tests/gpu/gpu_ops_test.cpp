@@ -57,7 +57,9 @@ std::vector<Case> cases() {
     ValueId x = in(n, "x", {6, 96});
     ValueId ln = n.add_op1(OpKind::kLayerNormalization, {x, weight(n, "g", {96}, r), weight(n, "b", {96}, r)});
     ValueId e = n.add_op1(OpKind::kMul, {ln, n.add_op1(OpKind::kSigmoid, {ln})});
-    ValueId t = n.add_op1(OpKind::kDiv, {n.add_op1(OpKind::kTanh, {e}), n.add_op1(OpKind::kAdd, {weight(n, "c", {6, 1}, r), x})});
+    // The divisor stays in [1, 4]: half precision must not divide by near-zero values.
+    ValueId c2 = n.add_weight("c", reference::make_tensor(DType::kFloat32, {6, 1}, {2, 2.5, 3, 2.2, 2.8, 2.1}));
+    ValueId t = n.add_op1(OpKind::kDiv, {n.add_op1(OpKind::kTanh, {e}), n.add_op1(OpKind::kAdd, {c2, x})});
     n.add_output(n.add_op1(OpKind::kWhere, {n.add_input("mask", DType::kBool, {Dim(1), Dim(96)}), t, x}));
   }, {{"x", {6, 96}}, {"mask", {1, 96}}}});
   for (const char* op : {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceL2", "ReduceLogSumExp", "ReduceSumSquare"}) {

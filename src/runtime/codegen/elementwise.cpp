@@ -1,5 +1,6 @@
 // Fused elementwise kernels: one thread per output element, broadcast inputs
 // addressed through per-input strides, every intermediate in registers.
+#include <cmath>
 #include <sstream>
 
 #include "codegen.h"
@@ -17,8 +18,8 @@ std::string num(double v, bool dbl) {
   out << v;
   std::string s = out.str();
   if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
-  if (s == "inf") return dbl ? "(1.0/0.0)" : "(1.0f/0.0f)";
-  if (s == "-inf") return dbl ? "(-1.0/0.0)" : "(-1.0f/0.0f)";
+  if (s == "inf.0" || s == "inf") return dbl ? "(1.0/0.0)" : "(1.0f/0.0f)";
+  if (s == "-inf.0" || s == "-inf") return dbl ? "(-1.0/0.0)" : "(-1.0f/0.0f)";
   return dbl ? s : s + "f";
 }
 
@@ -78,8 +79,10 @@ std::string instruction_expr(const ir::FusedInstruction& in, const std::string& 
       return c.empty() ? r : pick(r, c);
     }
     case OpKind::kWhere: return "(" + a + " ? " + b + " : " + c + ")";
-    case OpKind::kClip:
-      return "(" + a + " != " + a + " ? " + a + " : " + f("fmin") + "(" + f("fmax") + "(" + a + ", " + b + "), " + c + "))";
+    case OpKind::kClip: {  // an absent bound does not clip
+      std::string lo = b.empty() ? "-" + k(INFINITY) : b, hi = c.empty() ? k(INFINITY) : c;
+      return "(" + a + " != " + a + " ? " + a + " : " + f("fmin") + "(" + f("fmax") + "(" + a + ", " + lo + "), " + hi + "))";
+    }
     default: fail(ErrorCode::kInternal, "codegen: op ", ir::op_name(in.op), " is not elementwise");
   }
 }
