@@ -24,7 +24,7 @@ gpu_tests_rc=$?
 grep -E "tests passed|FAILED|Failure|error" "$out/gpu-tests.log" | head -60
 
 echo "== CPU test suites =="
-ctest --test-dir build-gpu -LE kiln_gpu_tests -E onnx_conformance -j "$jobs" >"$out/cpu-tests.log" 2>&1
+ctest --test-dir build-gpu -LE kiln_gpu_tests -E "onnx_conformance|CompileForArch" -j "$jobs" >"$out/cpu-tests.log" 2>&1
 cpu_tests_rc=$?
 tail -n 3 "$out/cpu-tests.log"
 

@@ -11,7 +11,10 @@
 namespace kiln::conformance {
 
 enum class Status { kPassed, kFailed, kSkipped };
-enum class Device { kCpu, kCuda };  // the reference interpreter, or a plan built and run by the GPU runtime
+// kCpu: the reference interpreter runs the imported network. kPlan: the
+// builder lowers it to a plan whose network the reference runs (checks every
+// builder pass). kCuda: the plan runs on the GPU.
+enum class Device { kCpu, kPlan, kCuda };
 
 struct CaseResult {
   std::string name;

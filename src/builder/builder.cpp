@@ -88,8 +88,11 @@ void plan_memory(plan::Plan& p) {
         std::string missing;
         for (auto& s : symbols)
           if (!max_bindings.count(s)) missing += (missing.empty() ? "" : ", ") + s;
-        fail(ErrorCode::kUnsupported, "tensor '", val.name, "' has dim ", d.to_string(), " whose size depends on ",
-             net.data_dependent_symbols().count(*symbols.begin()) ? "input data" : "symbols without a range", " (",
+        bool data = std::any_of(symbols.begin(), symbols.end(), [&](auto& s) { return net.data_dependent_symbols().count(s) > 0; });
+        if (data)
+          fail(ErrorCode::kUnsupported, "tensor '", val.name, "' has dim ", d.to_string(),
+               " whose size depends on input data (a data-dependent shape); kiln plans need sizes that follow from input shapes");
+        fail(ErrorCode::kUnsupported, "tensor '", val.name, "' has dim ", d.to_string(), " whose size depends on symbols without a range (",
              missing, "); give every symbolic input dim a range with --profile");
       }
       bytes = ir::checked_numel({bytes, std::max<int64_t>(*size, 0)});
@@ -148,6 +151,7 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
                   : options.precision == plan::Precision::kBFloat16 ? DType::kBFloat16
                                                                      : DType::kFloat32;
   run("precision", [&](Graph& graph) { return convert_precision(graph, compute); });
+  run("materialize outputs", materialize_outputs);
 
   plan::Plan p;
   p.network = g.to_network();

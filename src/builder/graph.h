@@ -53,5 +53,8 @@ int fold_batchnorm_into_conv(Graph& g);
 int fuse_matmul_epilogues(Graph& g);
 int fuse_elementwise(Graph& g);
 int convert_precision(Graph& g, DType to);
+// Graph outputs that no node writes (a constant) get a copy node, so the
+// runtime writes every output into the caller's memory.
+int materialize_outputs(Graph& g);
 
 }  // namespace kiln::builder

@@ -1,6 +1,7 @@
 // Clean-up passes: identity removal, constant folding, BatchNorm into Conv.
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "graph.h"
 #include "kiln/error.h"
@@ -146,6 +147,41 @@ int fold_batchnorm_into_conv(Graph& g) {
     conv.inputs[2] = g.add_weight(stem + "_bn_bias", reference::make_tensor(dtype, {m}, bias));
     conv.outputs[0] = bn.outputs[0];
     g.dead[n] = true;
+    ++changed;
+  }
+  return changed;
+}
+
+}  // namespace kiln::builder
+
+namespace kiln::builder {
+
+int materialize_outputs(Graph& g) {
+  int changed = 0;
+  std::set<ir::ValueId> produced;
+  for (size_t n = 0; n < g.nodes.size(); ++n)
+    if (!g.dead[n])
+      for (ir::ValueId v : g.nodes[n].outputs) produced.insert(v);
+  for (size_t i = 0; i < g.outputs.size(); ++i) {
+    ir::ValueId out = g.outputs[i];
+    if (produced.count(out)) continue;
+    // The output keeps its name; the constant or input it equals moves to a new one.
+    Graph::Value& v = g.values[size_t(out)];
+    ir::ValueId source = ir::ValueId(g.values.size());
+    Graph::Value moved = v;
+    moved.name = g.unique_name(v.name);
+    g.values.push_back(moved);
+    Graph::Value& original = g.values[size_t(out)];
+    original.weight.reset();
+    if (original.is_input) {
+      fail(ErrorCode::kUnsupported, "output '", original.name, "' is also an input; give the output its own name");
+    }
+    g.replace_uses(out, source);
+    for (ir::ValueId& o : g.outputs)
+      if (o == source) o = out;
+    g.nodes.push_back(ir::Node{g.unique_name("copy_" + original.name), ir::OpKind::kIdentity, {source}, {out}, {}});
+    g.dead.push_back(false);
+    produced.insert(out);
     ++changed;
   }
   return changed;

@@ -41,6 +41,20 @@ std::optional<std::string> activation_of(const ir::Node& n) {
 
 int fuse_matmul_epilogues(Graph& g) {
   int changed = 0;
+  // Gemm with transA: A^T becomes its own Transpose so the matmul path below applies.
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n] || g.nodes[n].op != OpKind::kGemm || g.nodes[n].attrs.get_int("transA", 0) == 0) continue;
+    ir::ValueId a = g.nodes[n].inputs[0];
+    ir::ValueId at = g.add_value(g.values[size_t(a)].name + "_T");
+    ir::Node transpose{g.unique_name(g.nodes[n].name + "_transA"), OpKind::kTranspose, {a}, {at}, {}};
+    transpose.attrs.set("perm", std::vector<int64_t>{1, 0});
+    g.nodes[n].inputs[0] = at;
+    g.nodes[n].attrs.erase("transA");
+    g.nodes.insert(g.nodes.begin() + long(n), std::move(transpose));
+    g.dead.insert(g.dead.begin() + long(n), false);
+    ++n;
+    ++changed;
+  }
   // MatMul / Gemm -> FusedMatMul.
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     ir::Node& node = g.nodes[n];
@@ -50,7 +64,6 @@ int fuse_matmul_epilogues(Graph& g) {
       node.op = OpKind::kFusedMatMul;
       ++changed;
     } else if (node.op == OpKind::kGemm) {
-      if (node.attrs.get_int("transA", 0) != 0) continue;
       double alpha = node.attrs.get_float("alpha", 1.0), beta = node.attrs.get_float("beta", 1.0);
       ir::ValueId c = node.inputs.size() > 2 ? node.inputs[2] : ir::kNoValue;
       ir::Attributes attrs;
@@ -139,16 +152,6 @@ bool fusable(const Graph& g, const ir::Node& node) {
   return true;
 }
 
-ir::FusedInstruction instruction_of(const ir::Node& node) {
-  ir::FusedInstruction in;
-  in.op = node.op;
-  auto names = ir::fused_param_names(node.op);
-  for (size_t i = 0; i < names.size(); ++i)
-    in.params[i] = node.op == OpKind::kGelu ? (node.attrs.get_string("approximate", "none") == "tanh" ? 1.0 : 0.0)
-                                            : node.attrs.get_float(names[i].name, names[i].fallback);
-  return in;
-}
-
 }  // namespace
 
 int fuse_elementwise(Graph& g) {
@@ -187,7 +190,7 @@ int fuse_elementwise(Graph& g) {
           fused.inputs.push_back(v);
         }
     for (size_t m : members) {
-      ir::FusedInstruction in = instruction_of(g.nodes[m]);
+      ir::FusedInstruction in = ir::instruction_from_node(g.nodes[m]);
       for (size_t a = 0; a < g.nodes[m].inputs.size(); ++a) in.args[a] = operand.at(g.nodes[m].inputs[a]);
       operand[g.nodes[m].outputs[0]] = int(n_inputs + program.size());
       program.push_back(in);

@@ -22,6 +22,19 @@ std::vector<int64_t> strides_of(const std::vector<int64_t>& dims) {
 
 namespace {
 
+// Elementwise ops that have an integer (and bool) form.
+bool integer_capable(OpKind op) {
+  switch (op) {
+    case OpKind::kAbs: case OpKind::kNeg: case OpKind::kSign: case OpKind::kRelu: case OpKind::kAdd: case OpKind::kSub:
+    case OpKind::kMul: case OpKind::kDiv: case OpKind::kPow: case OpKind::kMod: case OpKind::kMin: case OpKind::kMax:
+    case OpKind::kSum: case OpKind::kClip: case OpKind::kWhere: case OpKind::kEqual: case OpKind::kLess:
+    case OpKind::kLessOrEqual: case OpKind::kGreater: case OpKind::kGreaterOrEqual: case OpKind::kAnd: case OpKind::kOr:
+    case OpKind::kXor: case OpKind::kNot:
+      return true;
+    default: return false;
+  }
+}
+
 class ElementwiseOp : public Op {
  public:
   // `inputs`: the values the kernel reads, in its argument order.
@@ -94,22 +107,17 @@ std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& 
       return nullptr;
     }
     source = codegen::elementwise_source({ir::decode_fused_program(node), dtypes, out, std::nullopt});
-  } else if (ir::is_fusable_elementwise(node.op) && is_floating(out) && node.inputs.size() <= size_t(ir::kFusedMaxArgs) &&
-             !node.attrs.has("min") && !node.attrs.has("max")) {
-    ir::FusedInstruction in;
-    in.op = node.op;
-    auto names = ir::fused_param_names(node.op);
-    for (size_t i = 0; i < names.size(); ++i)
-      in.params[i] = node.op == OpKind::kGelu ? (node.attrs.get_string("approximate", "none") == "tanh" ? 1.0 : 0.0)
-                                              : node.attrs.get_float(names[i].name, names[i].fallback);
+  } else if (ir::is_elementwise(node.op) && node.inputs.size() <= size_t(ir::kFusedMaxArgs) && !node.attrs.has("min") &&
+             !node.attrs.has("max")) {
+    ir::FusedInstruction in = ir::instruction_from_node(node);
     for (size_t i = 0; i < node.inputs.size(); ++i) in.args[i] = arg_of_input[i];
-    for (DType d : dtypes)
-      if (d != out && !(d == DType::kBool && node.op == OpKind::kWhere)) {
-        why = str("mixed dtypes ", dtype_name(d), " and ", dtype_name(out));
-        return nullptr;
-      }
-    source = codegen::elementwise_source({{in}, dtypes, out, std::nullopt});
-  } else {
+    // Float-only math needs float operands; integer and bool inputs take the integer forms.
+    DType lead = dtypes[node.op == OpKind::kWhere ? 1 : 0];
+    if (!is_floating(lead) && !integer_capable(node.op)) {
+      why = str("dtype ", dtype_name(lead));
+      return nullptr;
+    }
+    source = codegen::elementwise_source({{in}, dtypes, out, std::nullopt});  } else {
     why = str("dtype ", dtype_name(out));
     return nullptr;
   }

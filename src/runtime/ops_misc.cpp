@@ -490,7 +490,7 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
       return make_elementwise_op(plan, node, store, why);
 
     default:
-      if (ir::is_fusable_elementwise(node.op)) return make_elementwise_op(plan, node, store, why);
+      if (ir::is_elementwise(node.op)) return make_elementwise_op(plan, node, store, why);
       why = "no GPU kernel yet";
       return nullptr;
   }

@@ -65,6 +65,31 @@ TEST_P(CompileForArch, ElementwiseEveryOpAndDtype) {
   }
 }
 
+TEST_P(CompileForArch, SingleOpKernelsForEveryElementwiseOp) {
+  // The single-op form the runtime uses for ops it does not fuse, incl. bool results.
+  std::string all;
+  for (int op = 0; op < ir::op_count(); ++op) {
+    if (!ir::is_elementwise(OpKind(op))) continue;
+    ir::FusedInstruction in;
+    in.op = OpKind(op);
+    bool logical = in.op == OpKind::kAnd || in.op == OpKind::kOr || in.op == OpKind::kXor || in.op == OpKind::kNot;
+    DType d = logical ? DType::kBool : DType::kFloat16;
+    std::vector<DType> inputs{d, d};
+    in.args[0] = 0, in.args[1] = 1;
+    if (in.op == OpKind::kWhere) inputs = {DType::kBool, d, d}, in.args[2] = 2;
+    bool to_bool = logical || in.op == OpKind::kEqual || in.op == OpKind::kLess || in.op == OpKind::kLessOrEqual ||
+                   in.op == OpKind::kGreater || in.op == OpKind::kGreaterOrEqual || in.op == OpKind::kIsNaN || in.op == OpKind::kIsInf;
+    compiles(str("single_", ir::op_name(in.op)), elementwise_source({{in}, inputs, to_bool ? DType::kBool : d, std::nullopt}));
+  }
+  for (DType d : {DType::kInt64, DType::kInt32, DType::kUInt8, DType::kInt8})
+    for (OpKind op : {OpKind::kAdd, OpKind::kMod, OpKind::kDiv, OpKind::kMax, OpKind::kPow, OpKind::kAbs}) {
+      ir::FusedInstruction in;
+      in.op = op;
+      in.args[0] = 0, in.args[1] = 1;
+      compiles(str("int_", ir::op_name(op), "_", dtype_name(d)), elementwise_source({{in}, {d, d}, d, std::nullopt}));
+    }
+}
+
 TEST_P(CompileForArch, CastsBetweenDtypes) {
   for (DType from : kAllDTypes)
     for (DType to : {DType::kFloat32, DType::kFloat16, DType::kInt64, DType::kBool})

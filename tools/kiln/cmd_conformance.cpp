@@ -12,8 +12,11 @@ int cmd_conformance(const Args& args) {
   if (args.positional.size() != 1)
     fail(ErrorCode::kInvalidArgument, "usage: kiln conformance DIR [--device cpu] [--filter TEXT] [--verbose]");
   std::string device_name = args.get("--device", "cpu");
-  if (device_name != "cpu" && device_name != "cuda") fail(ErrorCode::kInvalidArgument, "--device must be cpu or cuda");
-  conformance::Device device = device_name == "cuda" ? conformance::Device::kCuda : conformance::Device::kCpu;
+  if (device_name != "cpu" && device_name != "cuda" && device_name != "plan")
+    fail(ErrorCode::kInvalidArgument, "--device must be cpu, plan or cuda");
+  conformance::Device device = device_name == "cuda"   ? conformance::Device::kCuda
+                               : device_name == "plan" ? conformance::Device::kPlan
+                                                       : conformance::Device::kCpu;
   if (device == conformance::Device::kCuda) {
     std::string why;
     if (!runtime::cuda_available(&why)) fail(ErrorCode::kDevice, "--device cuda: ", why);

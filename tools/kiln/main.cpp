@@ -39,11 +39,13 @@ commands:
       over --iterations runs after --warmup runs, and GPU time per run.
       --compare-reference prints each output's max abs/rel error against
       the reference interpreter.
-  conformance DIR [--device cpu|cuda] [--filter TEXT] [--verbose]
+  conformance DIR [--device cpu|plan|cuda] [--filter TEXT] [--verbose]
       Runs a folder of ONNX backend node tests (each a folder with model.onnx
       and test_data_set_*), prints one line per test (--verbose) or per
       failure, a per-op table, and last `N passed, N failed, N skipped`.
-      --device cuda builds each test into an fp32 plan and runs it on the GPU.
+      --device plan builds each test into an fp32 plan and runs the plan's
+      lowered network on the reference interpreter (checks the builder);
+      --device cuda runs that plan on the GPU.
 
 exit codes:
   0 success   1 conformance failures   2 bad command line

@@ -26,14 +26,21 @@ struct FusedInstruction {
 std::vector<FusedInstruction> decode_fused_program(const Node& node);
 void encode_fused_program(const std::vector<FusedInstruction>& program, Attributes& attrs);
 
-// Ops a FusedElementwise program may contain, and which float attributes of
-// the op become its parameters (with their defaults).
+// Ops a FusedElementwise program may contain (float math the builder fuses).
 bool is_fusable_elementwise(OpKind op);
+// Every op an elementwise GPU kernel computes: the fusable ones plus integer,
+// boolean and comparison ops, which run as single-op kernels.
+bool is_elementwise(OpKind op);
+// Which attributes of the op become instruction parameters (with defaults);
+// `integer` ones are int attributes, stored as doubles in the program.
 struct FusedParam {
   const char* name;
   double fallback;
+  bool integer = false;
 };
 std::vector<FusedParam> fused_param_names(OpKind op);
+// The instruction for one elementwise node, its attributes as parameters (args unset).
+FusedInstruction instruction_from_node(const Node& node);
 // The attributes an instruction stands for, rebuilt from its parameters.
 Attributes fused_instruction_attrs(const FusedInstruction& instruction);
 
