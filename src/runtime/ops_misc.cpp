@@ -188,17 +188,20 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
   switch (node.op) {
     case OpKind::kFusedMatMul: return make_matmul_op(plan, node, store, why);
 
-    case OpKind::kSoftmax: case OpKind::kLogSoftmax: case OpKind::kLayerNormalization: {
+    case OpKind::kSoftmax: case OpKind::kLogSoftmax: case OpKind::kLayerNormalization: case OpKind::kHardmax: {
       if (!is_floating(dtype)) break;
       bool ln = node.op == OpKind::kLayerNormalization;
-      if (ln && node.outputs.size() > 1 &&
-          std::any_of(node.outputs.begin() + 1, node.outputs.end(), [](ir::ValueId v) { return v != ir::kNoValue; })) {
-        why = "LayerNormalization's Mean and InvStdDev outputs";
+      bool stats = ln && node.outputs.size() > 1 &&
+                   std::any_of(node.outputs.begin() + 1, node.outputs.end(), [](ir::ValueId v) { return v != ir::kNoValue; });
+      if (stats && (node.outputs.size() < 3 || node.outputs[1] == ir::kNoValue || node.outputs[2] == ir::kNoValue)) {
+        why = "LayerNormalization with only one of Mean and InvStdDev";
         return nullptr;
       }
-      codegen::RowSpec spec{ln ? codegen::RowOp::kLayerNorm : node.op == OpKind::kSoftmax ? codegen::RowOp::kSoftmax : codegen::RowOp::kLogSoftmax,
-                            dtype, ln && node.inputs.size() > 1, ln && node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue,
-                            node.attrs.get_float("epsilon", 1e-5), std::nullopt};
+      codegen::RowOp row = ln ? codegen::RowOp::kLayerNorm
+                           : node.op == OpKind::kSoftmax ? codegen::RowOp::kSoftmax
+                           : node.op == OpKind::kHardmax ? codegen::RowOp::kHardmax : codegen::RowOp::kLogSoftmax;
+      codegen::RowSpec spec{row, dtype, ln && node.inputs.size() > 1, ln && node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue,
+                            node.attrs.get_float("epsilon", 1e-5), std::nullopt, stats};
       if (ln) {  // scale and bias must cover the whole normalized block (no broadcasting inside it)
         const ir::Shape& x = value(node.inputs[0]).shape;
         int64_t axis = norm_axis(node.attrs.get_int("axis", -1), x.size());
@@ -210,7 +213,7 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
           }
       }
       int kernel = store.add(node.name, codegen::row_source(spec));
-      return std::make_unique<SimpleOp>(node, store, kernel, [n, ln](const ShapeEnv& s, KernelLaunch& k) {
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, ln, stats](const ShapeEnv& s, KernelLaunch& k) {
         const auto& x = s.of(n->inputs[0]);
         int64_t axis = norm_axis(n->attrs.get_int("axis", -1), x.size());
         int64_t outer = ir::checked_numel({x.begin(), x.begin() + axis});
@@ -220,9 +223,43 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
         k.params.v[1] = len;
         k.params.v[2] = inner;
         k.grid = unsigned(std::clamp<int64_t>(outer * inner, 1, 65535));
-        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
-        for (size_t i = 1; i < n->inputs.size(); ++i)
+        k.args = {{n->outputs[0], 0}};
+        if (stats) k.args.push_back({n->outputs[1], 0}), k.args.push_back({n->outputs[2], 0});
+        for (size_t i = 0; i < n->inputs.size(); ++i)
           if (n->inputs[i] != ir::kNoValue) k.args.push_back({n->inputs[i], 0});
+      });
+    }
+
+    case OpKind::kArgMax: case OpKind::kArgMin: case OpKind::kCumSum: {
+      DType in = value(node.inputs[0]).dtype;
+      if (in == DType::kBool) break;
+      codegen::LineOp lop = node.op == OpKind::kArgMax ? codegen::LineOp::kArgMax
+                            : node.op == OpKind::kArgMin ? codegen::LineOp::kArgMin : codegen::LineOp::kCumSum;
+      int kernel = store.add(node.name, codegen::line_source(lop, in, std::nullopt));
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& x = s.of(n->inputs[0]);
+        bool cumsum = n->op == OpKind::kCumSum;
+        int64_t axis = cumsum ? ints_of(*p, n->inputs[1], s, "CumSum axis").at(0) : n->attrs.get_int("axis", 0);
+        axis = norm_axis(axis, x.size());
+        k.params.v[1] = x[size_t(axis)];
+        k.params.v[2] = ir::checked_numel({x.begin() + axis + 1, x.end()});
+        k.params.v[0] = k.params.v[1] == 0 ? 0 : ir::checked_numel({x.begin(), x.begin() + axis}) * k.params.v[2];
+        k.params.v[3] = cumsum ? n->attrs.get_int("exclusive", 0) : n->attrs.get_int("select_last_index", 0);
+        k.params.v[4] = cumsum ? n->attrs.get_int("reverse", 0) : 0;
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+      });
+    }
+
+    case OpKind::kTrilu: {
+      int kernel = store.add(node.name, codegen::trilu_source(dtype, std::nullopt));
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& x = s.of(n->inputs[0]);
+        k.params.v[0] = ir::checked_numel(x);
+        k.params.v[1] = x[x.size() - 2];
+        k.params.v[2] = x.back();
+        k.params.v[3] = n->inputs.size() > 1 && n->inputs[1] != ir::kNoValue ? ints_of(*p, n->inputs[1], s, "Trilu k").at(0) : 0;
+        k.params.v[4] = n->attrs.get_int("upper", 1);
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
       });
     }
 

@@ -99,7 +99,11 @@ TEST_P(CompileForArch, CastsBetweenDtypes) {
 
 TEST_P(CompileForArch, RowsAndReductions) {
   for (DType d : kFloats) {
-    for (RowOp op : {RowOp::kSoftmax, RowOp::kLogSoftmax, RowOp::kLayerNorm})
+    compiles(str("layernorm_stats_", dtype_name(d)), row_source({RowOp::kLayerNorm, d, true, false, 1e-5, std::nullopt, true}));
+    for (LineOp op : {LineOp::kArgMax, LineOp::kArgMin, LineOp::kCumSum})
+      compiles(str("line_", int(op), "_", dtype_name(d)), line_source(op, d, std::nullopt));
+    compiles(str("trilu_", dtype_name(d)), trilu_source(d, std::nullopt));
+    for (RowOp op : {RowOp::kSoftmax, RowOp::kLogSoftmax, RowOp::kLayerNorm, RowOp::kHardmax})
       for (bool specialize : {false, true})
         compiles(str("rows_", int(op), "_", dtype_name(d)),
                  row_source({op, d, true, true, 1e-5, specialize ? std::optional<Params>(some_params()) : std::nullopt}));
@@ -107,6 +111,8 @@ TEST_P(CompileForArch, RowsAndReductions) {
       compiles(str("reduce_", op, "_", dtype_name(d)), reduce_source({ReduceOp(op), d, std::nullopt}));
   }
   compiles("reduce_spec", reduce_source({ReduceOp::kMean, DType::kFloat16, some_params()}));
+  compiles("argmax_int64", line_source(LineOp::kArgMax, DType::kInt64, std::nullopt));
+  compiles("cumsum_int32", line_source(LineOp::kCumSum, DType::kInt32, std::nullopt));
 }
 
 TEST_P(CompileForArch, MovementAndWindows) {

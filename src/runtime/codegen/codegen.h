@@ -52,15 +52,26 @@ std::string cast_source(DType from, DType to, const std::optional<Params>& speci
 
 // ---- rows: softmax / log-softmax / layer norm -------------------------------------
 // Params: [0] rows (outer*inner), [1] len, [2] inner (stride between row elements).
-enum class RowOp { kSoftmax, kLogSoftmax, kLayerNorm };
+// Arguments: out, [mean, inv_std] (layer norm statistics, float32, when asked
+// for), x, [scale], [bias].
+enum class RowOp { kSoftmax, kLogSoftmax, kLayerNorm, kHardmax };
 struct RowSpec {
   RowOp op;
   DType dtype;
   bool has_scale = false, has_bias = false;
   double epsilon = 1e-5;
   std::optional<Params> specialize;
+  bool has_stats = false;
 };
 std::string row_source(const RowSpec& spec);
+
+// ---- per-line kernels along one axis of an [outer, len, inner] view ----------------
+// Params: [0] lines (outer*inner), [1] len, [2] inner, [3] flag a, [4] flag b, [5] k.
+// ArgMax/ArgMin: int64 out, a = select_last_index. CumSum: a = exclusive, b = reverse.
+enum class LineOp { kArgMax, kArgMin, kCumSum };
+std::string line_source(LineOp op, DType dtype, const std::optional<Params>& specialize);
+// Trilu over the last two dims: Params [0] n, [1] rows, [2] cols, [3] k, [4] upper.
+std::string trilu_source(DType dtype, const std::optional<Params>& specialize);
 
 // ---- reductions over arbitrary axes -------------------------------------------------
 // Params: [0] outputs, [1] reduced count, [2] kept rank, [3] reduced rank,

@@ -12,9 +12,11 @@ std::string row_source(const RowSpec& spec) {
   bool dbl = spec.dtype == DType::kFloat64;
   std::ostringstream s;
   s << prelude() << params_macro(spec.specialize);
-  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const "
-    << ct << "* __restrict__ x";
-  if (spec.op == RowOp::kLayerNorm) s << ", const " << ct << "* __restrict__ scale, const " << ct << "* __restrict__ bias";
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out";
+  if (spec.has_stats) s << ", float* __restrict__ mean_out, float* __restrict__ inv_out";
+  s << ", const " << ct << "* __restrict__ x";
+  if (spec.op == RowOp::kLayerNorm && spec.has_scale) s << ", const " << ct << "* __restrict__ scale";
+  if (spec.op == RowOp::kLayerNorm && spec.has_bias) s << ", const " << ct << "* __restrict__ bias";
   s << ", KParams p) {\n";
   s << "  const long long rows = P(0), len = P(1), inner = P(2);\n";
   s << "  for (long long row = blockIdx.x; row < rows; row += gridDim.x) {\n";
@@ -28,11 +30,23 @@ std::string row_source(const RowSpec& spec) {
     s << "    const " << t << " mean = sum / (" << t << ")len;\n";
     s << "    const " << t << " var = " << (dbl ? "fmax" : "fmaxf") << "(sq / (" << t << ")len - mean * mean, (" << t << ")0);\n";
     s << "    const " << t << " inv = (" << t << ")1 / " << (dbl ? "sqrt" : "sqrtf") << "(var + (" << t << ")" << spec.epsilon << ");\n";
+    if (spec.has_stats) s << "    if (threadIdx.x == 0) { mean_out[row] = (float)mean; inv_out[row] = (float)inv; }\n";
     s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) {\n";
     s << "      " << t << " v = (" << load_expr(spec.dtype, "x", at("k")) << " - mean) * inv;\n";
     if (spec.has_scale) s << "      v *= " << load_expr(spec.dtype, "scale", "k") << ";\n";
     if (spec.has_bias) s << "      v += " << load_expr(spec.dtype, "bias", "k") << ";\n";
     s << "      " << store_stmt(spec.dtype, "out", at("k"), "v") << "\n    }\n";
+  } else if (spec.op == RowOp::kHardmax) {  // 1 at the first maximum, 0 elsewhere
+    s << "    " << t << " mx = -" << (dbl ? "1.0/0.0" : "1.0f/0.0f") << ";\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) { const " << t << " v = "
+      << load_expr(spec.dtype, "x", at("k")) << "; mx = v > mx ? v : mx; }\n";
+    s << "    mx = kiln_block_max(mx);\n    __syncthreads();\n";
+    s << "    long long first = -len;\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) if (" << load_expr(spec.dtype, "x", at("k"))
+      << " == mx && -k > first) first = -k;\n";
+    s << "    first = -kiln_block_max(first);\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) " << store_stmt(spec.dtype, "out", at("k"), "(k == first ? 1 : 0)")
+      << "\n";
   } else {
     std::string ex = dbl ? "exp" : "expf", lg = dbl ? "log" : "logf";
     s << "    " << t << " mx = -" << (dbl ? "1.0/0.0" : "1.0f/0.0f") << ";\n";
@@ -103,6 +117,56 @@ std::string reduce_source(const ReduceSpec& spec) {
     s << "    a = kiln_warp_sum(a);\n";
   }
   s << "    if (lane == 0) " << store_stmt(spec.dtype, "out", "o", finish) << "\n  }\n}\n";
+  return s.str();
+}
+
+}  // namespace kiln::codegen
+
+namespace kiln::codegen {
+
+std::string line_source(LineOp op, DType dtype, const std::optional<Params>& specialize) {
+  std::string t = is_floating(dtype) ? compute_type(dtype) : "long long", ct = c_type(dtype);
+  auto load = [&](const std::string& idx) { return is_floating(dtype) ? load_expr(dtype, "x", idx) : "(long long)x[" + idx + "]"; };
+  std::ostringstream s;
+  s << prelude() << params_macro(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "("
+    << (op == LineOp::kCumSum ? ct : std::string("long long")) << "* __restrict__ out, const " << ct << "* __restrict__ x, KParams p) {\n";
+  s << "  const long long lines = P(0), len = P(1), inner = P(2);\n";
+  s << "  for (long long line = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; line < lines; line += (long long)gridDim.x * "
+    << kBlock << ") {\n";
+  s << "    const long long base = (line / inner) * len * inner + (line % inner);\n";
+  if (op == LineOp::kCumSum) {
+    s << "    " << t << " acc = 0;\n";
+    s << "    for (long long step = 0; step < len; ++step) {\n";
+    s << "      const long long k = P(4) ? len - 1 - step : step;\n";
+    s << "      const " << t << " v = " << load("base + k * inner") << ";\n";
+    s << "      if (P(3)) { " << (is_floating(dtype) ? store_stmt(dtype, "out", "base + k * inner", "acc") : "out[base + k * inner] = (" + ct + ")acc;")
+      << " acc += v; } else { acc += v; "
+      << (is_floating(dtype) ? store_stmt(dtype, "out", "base + k * inner", "acc") : "out[base + k * inner] = (" + ct + ")acc;") << " }\n";
+    s << "    }\n";
+  } else {
+    const char* better = op == LineOp::kArgMax ? ">" : "<";
+    s << "    long long best = 0;\n    " << t << " bv = " << load("base") << ";\n";
+    s << "    for (long long k = 1; k < len; ++k) {\n      const " << t << " v = " << load("base + k * inner") << ";\n";
+    s << "      if (v " << better << " bv || (P(3) && v == bv)) { bv = v; best = k; }\n    }\n";
+    s << "    out[line] = best;\n";
+  }
+  s << "  }\n}\n";
+  return s.str();
+}
+
+std::string trilu_source(DType dtype, const std::optional<Params>& specialize) {
+  std::string ct = c_type(dtype);
+  std::ostringstream s;
+  s << prelude() << params_macro(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
+    << "* __restrict__ x, KParams p) {\n";
+  s << "  const long long n = P(0), rows = P(1), cols = P(2), k = P(3);\n  const bool upper = P(4) != 0;\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    const long long c = i % cols, r = (i / cols) % rows;\n";
+  s << "    const bool keep = upper ? (c - r >= k) : (c - r <= k);\n";
+  s << "    out[i] = keep ? x[i] : (" << ct << ")0;\n  }\n}\n";
   return s.str();
 }
 
