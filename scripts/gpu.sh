@@ -18,6 +18,11 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE
   { tail -n 40 "$out/configure.log"; exit 1; }
 cmake --build build-gpu -j "$jobs" >"$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
 
+if [[ ${KILN_BENCH_ONLY:-0} == 1 ]]; then
+  PYTHONUNBUFFERED=1 "$python" bench/bench.py --kiln build-gpu/tools/kiln/kiln --out "$out" ${KILN_BENCH_ARGS:-} 2>&1 | tee "$out/bench.log" | tail -n 60
+  exit 0
+fi
+
 echo "== GPU test suite =="
 ctest --test-dir build-gpu -L kiln_gpu_tests --output-on-failure -j 1 >"$out/gpu-tests.log" 2>&1
 gpu_tests_rc=$?

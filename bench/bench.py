@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""kiln against PyTorch on the same GPU, in one run.
+
+For each model: build it in PyTorch (random init), export it to ONNX, build a
+kiln plan, then measure batch-1 latency in fp16 for PyTorch eager, PyTorch with
+a manually captured CUDA graph, torch.compile(mode="reduce-overhead") and kiln
+(`kiln run --device cuda`, no CUDA graphs yet). Every timing is the median of
+per-call wall times, each call followed by a stream synchronize, after warm-up.
+Correctness: kiln fp32 (TF32 off) and fp16 outputs against PyTorch fp32.
+Writes bench.json, bench-table.txt and bench.png (if matplotlib is there) to --out.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+
+
+class Mlp(nn.Module):
+    def __init__(self, layers=16, width=256):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(layers))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = torch.nn.functional.gelu(layer(x))
+        return x
+
+
+class Encoder(nn.Module):
+    def __init__(self, layers=4, d=512, heads=8):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(d, heads, dim_feedforward=4 * d, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    def forward(self, x):
+        return self.encoder(x)
+
+
+class GptBlock(nn.Module):
+    """A GPT-2-like decoder block: pre-LN causal self-attention and a GELU MLP."""
+
+    def __init__(self, d=768, heads=12):
+        super().__init__()
+        self.heads, self.d = heads, d
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc, self.out = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        h = self.ln1(x)
+        q, k, v = self.qkv(h).split(d, dim=2)
+        q = q.view(b, t, self.heads, d // self.heads).transpose(1, 2)
+        k = k.view(b, t, self.heads, d // self.heads).transpose(1, 2)
+        v = v.view(b, t, self.heads, d // self.heads).transpose(1, 2)
+        scores = (q @ k.transpose(-2, -1)) / (d // self.heads) ** 0.5
+        mask = torch.triu(torch.ones(t, t, dtype=torch.bool, device=x.device), diagonal=1)
+        scores = scores.masked_fill(mask, float("-inf"))
+        y = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, t, d)
+        x = x + self.proj(y)
+        return x + self.out(torch.nn.functional.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+
+def models(selected):
+    import torchvision
+    out = {}
+    if "mlp" in selected:
+        out["mlp"] = (Mlp(), {"x": (1, 256)})
+    if "encoder" in selected:
+        out["encoder"] = (Encoder(), {"x": (1, 16, 512)})
+    if "resnet18" in selected:
+        out["resnet18"] = (torchvision.models.resnet18(), {"x": (1, 3, 224, 224)})
+    if "bert" in selected:
+        from transformers import BertConfig, BertModel
+        cfg = BertConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
+                         vocab_size=1000, max_position_embeddings=64, attn_implementation="eager")
+
+        class Bert(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.bert = BertModel(cfg, add_pooling_layer=False)
+
+            def forward(self, x):  # embeddings in, so the model has one float input
+                return self.bert(inputs_embeds=x).last_hidden_state
+        out["bert"] = (Bert(), {"x": (1, 16, 256)})
+    if "gpt2block" in selected:
+        out["gpt2block"] = (GptBlock(), {"x": (1, 16, 768)})
+    return out
+
+
+def timed(fn, warmup, iterations):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1e6)
+    return float(np.median(times))
+
+
+def torch_timings(model, example, warmup, iterations):
+    results = {}
+    with torch.inference_mode():
+        results["torch_eager_us"] = timed(lambda: model(example), warmup, iterations)
+        static = example.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                model(static)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            model(static)
+        results["torch_cuda_graph_us"] = timed(graph.replay, warmup, iterations)
+    try:
+        compiled = torch.compile(model, mode="reduce-overhead")
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            for _ in range(3):
+                compiled(example)
+            torch.cuda.synchronize()
+            results["torch_compile_first_s"] = time.perf_counter() - t0
+            results["torch_compile_us"] = timed(lambda: compiled(example), warmup, iterations)
+    except Exception as e:  # report, do not hide
+        results["torch_compile_error"] = f"{type(e).__name__}: {e}"[:300]
+    return results
+
+
+def export(model, example, path):
+    try:
+        torch.onnx.export(model, (example,), path, input_names=["x"], output_names=["y"], opset_version=17, dynamo=False)
+    except Exception as first:
+        print(f"  legacy exporter failed ({type(first).__name__}); trying dynamo", flush=True)
+        torch.onnx.export(model, (example,), path, input_names=["x"], output_names=["y"], dynamo=True, external_data=False)
+
+
+def kiln(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def rel_error(a, b):
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))) / max(np.max(np.abs(b)), 1e-12))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kiln", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--models", default="mlp,encoder,resnet18,bert,gpt2block")
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--iterations", type=int, default=300)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    work = os.path.join(args.out, "models")
+    os.makedirs(work, exist_ok=True)
+    torch.manual_seed(0)
+    rows = []
+    device_name = torch.cuda.get_device_name()
+    for name, (model, inputs) in models(args.models.split(",")).items():
+        print(f"== {name}", flush=True)
+        row = {"model": name, "device": device_name}
+        model = model.eval().cuda()
+        shape = inputs["x"]
+        x32 = torch.randn(*shape, device="cuda")
+        onnx_path = os.path.join(work, f"{name}.onnx")
+        try:
+            with torch.inference_mode():
+                y32 = model(x32).float().cpu().numpy()
+            export(model, x32, onnx_path)
+            np.save(os.path.join(work, f"{name}_x.npy"), x32.cpu().numpy())
+        except Exception as e:
+            row["error"] = f"export: {type(e).__name__}: {e}"[:300]
+            rows.append(row)
+            print("  ", row["error"], flush=True)
+            continue
+        # PyTorch timings in fp16.
+        m16 = model.half()
+        row.update(torch_timings(m16, x32.half(), args.warmup, args.iterations))
+        # kiln: correctness in fp32 and fp16, timing in fp16.
+        dims = "x".join(str(d) for d in shape)
+        for precision in ("fp32", "fp16"):
+            plan = os.path.join(work, f"{name}_{precision}.kiln")
+            b = kiln([args.kiln, "build", onnx_path, "-o", plan, "--precision", precision, "--profile", f"x:{dims}/{dims}/{dims}"])
+            if b.returncode != 0:
+                row[f"kiln_{precision}_error"] = b.stderr.strip().splitlines()[-1][:300] if b.stderr.strip() else "build failed"
+                continue
+            outdir = os.path.join(work, f"{name}_{precision}_out")
+            iterations = args.iterations if precision == "fp16" else 3
+            r = kiln([args.kiln, "run", plan, "--device", "cuda", "--input", f"x:{os.path.join(work, name + '_x.npy')}",
+                      "--output-dir", outdir, "--warmup", str(args.warmup if precision == "fp16" else 1),
+                      "--iterations", str(iterations)])
+            if r.returncode != 0:
+                row[f"kiln_{precision}_error"] = (r.stderr.strip().splitlines() or ["run failed"])[-1][:300]
+                continue
+            y = np.load(os.path.join(outdir, "y.npy"))
+            row[f"kiln_{precision}_rel_error"] = rel_error(y, y32)
+            m = re.search(r"p50 ([\d.]+) .*GPU time per run ([\d.]+) us", r.stdout)
+            if m and precision == "fp16":
+                row["kiln_us"] = float(m.group(1))
+                row["kiln_gpu_us"] = float(m.group(2))
+        for key in ("torch_eager_us", "torch_cuda_graph_us", "torch_compile_us"):
+            if key in row and "kiln_us" in row:
+                row["kiln_vs_" + key.replace("_us", "")] = row["kiln_us"] / row[key]
+        rows.append(row)
+        print("  ", json.dumps(row), flush=True)
+
+    with open(os.path.join(args.out, "bench.json"), "w") as f:
+        json.dump(rows, f, indent=2)
+    lines = [f"benchmarks on {device_name}, batch 1, fp16, median latency in us (ratio = kiln / baseline)",
+             f"{'model':10} {'eager':>8} {'graph':>8} {'compile':>8} {'kiln':>8} {'k/eager':>8} {'k/graph':>8} {'k/comp':>8} "
+             f"{'err32':>8} {'err16':>8}"]
+    fmt = lambda v, p=1: "-" if v is None else (f"{v:.{p}f}" if isinstance(v, float) else str(v))
+    for r in rows:
+        lines.append(f"{r['model']:10} {fmt(r.get('torch_eager_us')):>8} {fmt(r.get('torch_cuda_graph_us')):>8} "
+                     f"{fmt(r.get('torch_compile_us')):>8} {fmt(r.get('kiln_us')):>8} {fmt(r.get('kiln_vs_torch_eager'), 2):>8} "
+                     f"{fmt(r.get('kiln_vs_torch_cuda_graph'), 2):>8} {fmt(r.get('kiln_vs_torch_compile'), 2):>8} "
+                     f"{fmt(r.get('kiln_fp32_rel_error'), 6) if r.get('kiln_fp32_rel_error') is not None else '-':>8} "
+                     f"{fmt(r.get('kiln_fp16_rel_error'), 4) if r.get('kiln_fp16_rel_error') is not None else '-':>8}")
+        for k, v in r.items():
+            if k.endswith("error") and isinstance(v, str):
+                lines.append(f"  {r['model']}: {k}: {v}")
+    table = "\n".join(lines)
+    with open(os.path.join(args.out, "bench-table.txt"), "w") as f:
+        f.write(table + "\n")
+    print(table)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        names = [r["model"] for r in rows]
+        keys = [("torch_eager_us", "PyTorch eager"), ("torch_cuda_graph_us", "PyTorch CUDA graph"),
+                ("torch_compile_us", "torch.compile reduce-overhead"), ("kiln_us", "kiln")]
+        fig, ax = plt.subplots(figsize=(9, 4))
+        width = 0.2
+        for i, (key, label) in enumerate(keys):
+            ax.bar([j + i * width for j in range(len(names))], [r.get(key) or 0 for r in rows], width, label=label)
+        ax.set_xticks([j + 1.5 * width for j in range(len(names))], names)
+        ax.set_ylabel("latency (us, batch 1, fp16)")
+        ax.set_yscale("log")
+        ax.set_title(device_name)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(args.out, "bench.png"), dpi=120)
+    except ImportError:
+        print("matplotlib not available: no chart", flush=True)
+
+
+if __name__ == "__main__":
+    main()
