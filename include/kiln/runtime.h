@@ -76,10 +76,24 @@ class ExecutionContext {
 
 namespace kiln::runtime {
 
-// Convenience for tools and tests (not for latency-critical code): copies host
-// tensors to the device, runs `context` once on `stream`, waits, and returns
-// the outputs in network order. Allocates device memory for the I/O and fills
-// the outputs with NaN bytes first, so unwritten outputs show.
+// Device memory for a context's inputs and outputs, for tools and tests (not
+// for latency-critical code): sets the input shapes, allocates, uploads the
+// host inputs, fills the outputs with NaN bytes (so unwritten outputs show)
+// and binds everything to the context, which may then enqueue any number of
+// times while this object lives.
+class DeviceIo {
+ public:
+  DeviceIo(ExecutionContext& context, const Engine& engine, const std::map<std::string, ir::TensorData>& inputs);
+  ~DeviceIo();
+  // Waits for `stream` and copies the outputs back, in network order.
+  std::vector<ir::TensorData> download(cudaStream_t stream);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// DeviceIo + one enqueue on `stream` + download.
 std::vector<ir::TensorData> run_with_host_tensors(ExecutionContext& context, const Engine& engine,
                                                   const std::map<std::string, ir::TensorData>& inputs,
                                                   cudaStream_t stream = nullptr);

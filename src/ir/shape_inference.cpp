@@ -142,6 +142,12 @@ std::optional<std::vector<Dim>> known_binary(const Ctx& c, OpKind op) {
         break;
       case OpKind::kMax: out.push_back(dim_max(x, y)); break;
       case OpKind::kMin: out.push_back(dim_min(x, y)); break;
+      case OpKind::kMod:
+        if (y == Dim(0)) return std::nullopt;
+        if (c.attrs().get_int("fmod", 0) == 0) out.push_back(floor_mod(x, y));
+        else if (x.is_constant() && y.is_constant()) out.push_back(Dim(x.constant() % y.constant()));  // C remainder
+        else return std::nullopt;
+        break;
       default: return std::nullopt;
     }
   }

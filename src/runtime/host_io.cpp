@@ -5,10 +5,16 @@
 
 namespace kiln::runtime {
 
-std::vector<ir::TensorData> run_with_host_tensors(ExecutionContext& context, const Engine& engine,
-                                                  const std::map<std::string, ir::TensorData>& inputs, cudaStream_t stream) {
-  const ir::Network& net = engine.plan().network;
+struct DeviceIo::State {
   std::vector<DeviceBuffer> buffers;
+  std::vector<ir::TensorData> outputs;  // dtype and dims; data filled by download()
+  std::vector<size_t> output_buffer;
+};
+
+DeviceIo::DeviceIo(ExecutionContext& context, const Engine& engine, const std::map<std::string, ir::TensorData>& inputs)
+    : state_(std::make_unique<State>()) {
+  const ir::Network& net = engine.plan().network;
+  State& s = *state_;
   for (ir::ValueId id : net.inputs()) {
     const ir::Value& v = net.value(id);
     auto it = inputs.find(v.name);
@@ -16,35 +22,45 @@ std::vector<ir::TensorData> run_with_host_tensors(ExecutionContext& context, con
     if (it->second.dtype != v.dtype)
       fail(ErrorCode::kTypeError, "input '", v.name, "' must be ", dtype_name(v.dtype), "; got ", dtype_name(it->second.dtype));
     context.set_input_shape(v.name, it->second.dims);
-    buffers.emplace_back(std::max<size_t>(it->second.data.size(), 256), "input " + v.name);
+    s.buffers.emplace_back(std::max<size_t>(it->second.data.size(), 256), "input " + v.name);
     if (it->second.data.size())
-      KILN_CUDA(cudaMemcpy(buffers.back().get(), it->second.data.data(), it->second.data.size(), cudaMemcpyHostToDevice), "");
-    context.set_tensor_address(v.name, buffers.back().get());
+      KILN_CUDA(cudaMemcpy(s.buffers.back().get(), it->second.data.data(), it->second.data.size(), cudaMemcpyHostToDevice), "");
+    context.set_tensor_address(v.name, s.buffers.back().get());
   }
-  std::vector<ir::TensorData> outputs;
-  std::vector<size_t> output_buffer;
   for (ir::ValueId id : net.outputs()) {
     const ir::Value& v = net.value(id);
     ir::TensorData t;
     t.dtype = v.dtype;
     t.dims = context.tensor_shape(v.name);
     size_t bytes = size_t(t.numel()) * dtype_size(t.dtype);
-    buffers.emplace_back(std::max<size_t>(bytes, 256), "output " + v.name);
-    // Poison (all-ones bytes are NaN for floats) so an output the run forgets to write cannot pass as correct.
-    KILN_CUDA(cudaMemset(buffers.back().get(), 0xff, buffers.back().bytes()), "");
-    context.set_tensor_address(v.name, buffers.back().get());
-    output_buffer.push_back(buffers.size() - 1);
-    outputs.push_back(std::move(t));
+    s.buffers.emplace_back(std::max<size_t>(bytes, 256), "output " + v.name);
+    KILN_CUDA(cudaMemset(s.buffers.back().get(), 0xff, s.buffers.back().bytes()), "");
+    context.set_tensor_address(v.name, s.buffers.back().get());
+    s.output_buffer.push_back(s.buffers.size() - 1);
+    s.outputs.push_back(std::move(t));
   }
-  context.enqueue(stream);
+}
+
+DeviceIo::~DeviceIo() = default;
+
+std::vector<ir::TensorData> DeviceIo::download(cudaStream_t stream) {
   KILN_CUDA(cudaStreamSynchronize(stream), "running the network");
+  std::vector<ir::TensorData> outputs = state_->outputs;
   for (size_t i = 0; i < outputs.size(); ++i) {
     size_t bytes = size_t(outputs[i].numel()) * dtype_size(outputs[i].dtype);
     std::vector<std::byte> host(bytes);
-    if (bytes) KILN_CUDA(cudaMemcpy(host.data(), buffers[output_buffer[i]].get(), bytes, cudaMemcpyDeviceToHost), "");
+    if (bytes)
+      KILN_CUDA(cudaMemcpy(host.data(), state_->buffers[state_->output_buffer[i]].get(), bytes, cudaMemcpyDeviceToHost), "");
     outputs[i].data = Buffer::from_bytes(std::move(host));
   }
   return outputs;
+}
+
+std::vector<ir::TensorData> run_with_host_tensors(ExecutionContext& context, const Engine& engine,
+                                                  const std::map<std::string, ir::TensorData>& inputs, cudaStream_t stream) {
+  DeviceIo io(context, engine, inputs);
+  context.enqueue(stream);
+  return io.download(stream);
 }
 
 }  // namespace kiln::runtime
