@@ -4,6 +4,8 @@
 #include <thread>
 
 #include "cuda_util.h"
+
+#include <cudnn.h>
 #include "kiln/error.h"
 #include "kiln/ir/shape_inference.h"
 #include "kiln/runtime.h"
@@ -102,6 +104,7 @@ struct ContextState {
   DeviceBuffer arena, workspace;
   std::byte* staging_host = nullptr;  // pinned
   cublasLtHandle_t lt = nullptr;
+  cudnnHandle_t cudnn = nullptr;  // made only when the plan has cuDNN work
   std::map<std::string, std::vector<int64_t>, std::less<>> input_dims;
   std::vector<void*> bound;  // per value id: user pointer for inputs and outputs
   ShapeEnv shapes;
@@ -112,6 +115,7 @@ struct ContextState {
 
   ~ContextState() {
     if (lt) cublasLtDestroy(lt);
+    if (cudnn) cudnnDestroy(cudnn);
     if (staging_host) cudaFreeHost(staging_host);
   }
 };
@@ -124,6 +128,10 @@ std::unique_ptr<ExecutionContext> Engine::create_context() {
   c->workspace = DeviceBuffer(kWorkspaceBytes, "the cuBLASLt workspace");
   KILN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&c->staging_host), kStagingBytes), "allocating pinned staging memory");
   KILN_CUBLAS(cublasLtCreate(&c->lt), "creating the cuBLASLt handle");
+  bool needs_cudnn = std::any_of(state_->plan.network.nodes().begin(), state_->plan.network.nodes().end(),
+                                 [](const ir::Node& n) { return n.op == ir::OpKind::kConv; });
+  if (needs_cudnn && cudnnCreate(&c->cudnn) != CUDNN_STATUS_SUCCESS)
+    fail(ErrorCode::kDevice, "cannot create the cuDNN handle");
   size_t nv = state_->plan.network.values().size();
   c->bound.assign(nv, nullptr);
   c->pointers.assign(nv, nullptr);
@@ -238,7 +246,7 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
     c.shapes = evaluate_shapes(net, c.input_dims);
     c.steps.clear();
     c.staging.clear();
-    PrepareContext ctx{c.shapes, c.steps, c.staging, c.lt, c.workspace.bytes(), e.sm_count};
+    PrepareContext ctx{c.shapes, c.steps, c.staging, c.lt, c.cudnn, c.workspace.bytes(), e.sm_count};
     for (const auto& op : e.ops) op->prepare(ctx);
     if (c.staging.size() > kStagingBytes)
       fail(ErrorCode::kUnsupported, "shape arithmetic needs ", c.staging.size(), " bytes of staging (limit ", kStagingBytes, ")");
@@ -277,6 +285,9 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
       launch_matmul(*m, ptr(m->a, m->node), ptr(m->b, m->node), ptr(m->c, m->node), ptr(m->d, m->node),
                     m->bias.value != ir::kNoValue ? ptr(m->bias, m->node) : nullptr, c.lt, c.workspace.get(),
                     c.workspace.bytes(), stream);
+    } else if (auto* cv = std::get_if<CudnnCall>(&step)) {
+      launch_cudnn(*cv, ptr(cv->x, cv->node), ptr(cv->w, cv->node), ptr(cv->y, cv->node),
+                   cv->bias.value != ir::kNoValue ? ptr(cv->bias, cv->node) : nullptr, c.cudnn, c.workspace.get(), stream);
     } else if (auto* h = std::get_if<HostToDevice>(&step)) {
       KILN_CUDA(cudaMemcpyAsync(ptr(h->dst, h->node), c.staging_host + h->staging_offset, h->bytes, cudaMemcpyHostToDevice, stream),
                 "node '" + h->node->name + "': copying shape values");

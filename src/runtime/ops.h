@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cublasLt.h>
+#include <cudnn.h>
 #include <cuda_runtime_api.h>
 
 #include <functional>
@@ -74,13 +75,22 @@ struct HostToDevice {
   const ir::Node* node;
 };
 
-using Step = std::variant<KernelLaunch, MatmulCall, HostToDevice>;
+// One cuDNN convolution (+ bias); descriptors built in prepare.
+struct CudnnCall {
+  std::shared_ptr<void> descriptors;
+  PtrRef x, w, y, bias;
+  bool f64 = false;
+  const ir::Node* node;
+};
+
+using Step = std::variant<KernelLaunch, MatmulCall, HostToDevice, CudnnCall>;
 
 struct PrepareContext {
   const ShapeEnv& shapes;
   std::vector<Step>& steps;
   std::vector<std::byte>& staging;  // host bytes for HostToDevice steps
   cublasLtHandle_t lt;
+  cudnnHandle_t cudnn;
   size_t workspace_bytes;
   int sm_count;
 };
@@ -98,6 +108,11 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
 // Runs one prepared matmul (the descriptors are cuBLASLt's, kept in the call).
 void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, void* bias, cublasLtHandle_t lt,
                    void* workspace, size_t workspace_bytes, cudaStream_t stream);
+
+void launch_cudnn(const CudnnCall& call, void* x, void* w, void* y, void* bias, cudnnHandle_t handle, void* workspace,
+                  cudaStream_t stream);
+// The cuDNN op for a Conv it can run; nullptr to use the generated direct kernel.
+std::unique_ptr<Op> make_cudnn_conv_op(const plan::Plan& plan, const ir::Node& node, std::string& why);
 
 // Helpers shared by op implementations.
 unsigned grid_for(int64_t n, int sm_count);

@@ -466,6 +466,8 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
     }
 
     case OpKind::kConv: case OpKind::kMaxPool: case OpKind::kAveragePool: {
+      if (node.op == OpKind::kConv)
+        if (auto op = make_cudnn_conv_op(plan, node, why)) return op;
       if (!is_floating(dtype) || value(node.inputs[0]).shape.size() > 5) break;
       if (node.op == OpKind::kMaxPool && node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue) {
         why = "MaxPool's Indices output";

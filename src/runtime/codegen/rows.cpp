@@ -23,12 +23,15 @@ std::string row_source(const RowSpec& spec) {
   s << "    const long long base = (row / inner) * len * inner + (row % inner);\n";
   auto at = [](const std::string& k) { return "base + (" + k + ") * inner"; };
   if (spec.op == RowOp::kLayerNorm) {
+    // Two passes (mean, then squared deviations): no cancellation for rows far from zero.
     s << "    " << t << " sum = 0, sq = 0;\n";
-    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) { const " << t << " v = " << load_expr(spec.dtype, "x", at("k"))
-      << "; sum += v; sq += v * v; }\n";
-    s << "    sum = kiln_block_sum(sum);\n    __syncthreads();\n    sq = kiln_block_sum(sq);\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) sum += " << load_expr(spec.dtype, "x", at("k")) << ";\n";
+    s << "    sum = kiln_block_sum(sum);\n";
     s << "    const " << t << " mean = sum / (" << t << ")len;\n";
-    s << "    const " << t << " var = " << (dbl ? "fmax" : "fmaxf") << "(sq / (" << t << ")len - mean * mean, (" << t << ")0);\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) { const " << t << " d = " << load_expr(spec.dtype, "x", at("k"))
+      << " - mean; sq += d * d; }\n";
+    s << "    __syncthreads();\n    sq = kiln_block_sum(sq);\n";
+    s << "    const " << t << " var = sq / (" << t << ")len;\n";
     s << "    const " << t << " inv = (" << t << ")1 / " << (dbl ? "sqrt" : "sqrtf") << "(var + (" << t << ")" << spec.epsilon << ");\n";
     if (spec.has_stats) s << "    if (threadIdx.x == 0) { mean_out[row] = (float)mean; inv_out[row] = (float)inv; }\n";
     s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) {\n";
