@@ -183,6 +183,10 @@ def main():
         try:
             with torch.inference_mode():
                 y32 = model(x32).float().cpu().numpy()
+                # float64 as the arbiter: how far PyTorch fp32 itself is from exact.
+                y64 = model.double()(x32.double()).cpu().numpy()
+                model.float()
+            row["torch_fp32_vs_fp64"] = rel_error(y32, y64)
             export(model, x32, onnx_path)
             np.save(os.path.join(work, f"{name}_x.npy"), x32.cpu().numpy())
         except Exception as e:
@@ -211,6 +215,7 @@ def main():
                 continue
             y = np.load(os.path.join(outdir, "y.npy"))
             row[f"kiln_{precision}_rel_error"] = rel_error(y, y32)
+            row[f"kiln_{precision}_vs_fp64"] = rel_error(y, y64)
             m = re.search(r"p50 ([\d.]+) .*GPU time per run ([\d.]+) us", r.stdout)
             if m and precision == "fp16":
                 row["kiln_us"] = float(m.group(1))
@@ -225,17 +230,21 @@ def main():
         json.dump(rows, f, indent=2)
     lines = [f"benchmarks on {device_name}, batch 1, fp16, median latency in us (ratio = kiln / baseline)",
              f"{'model':10} {'eager':>8} {'graph':>8} {'compile':>8} {'kiln':>8} {'k/eager':>8} {'k/graph':>8} {'k/comp':>8} "
-             f"{'err32':>8} {'err16':>8}"]
+             f"{'err32':>8} {'err16':>8} {'k32/f64':>8} {'t32/f64':>8}"]
     fmt = lambda v, p=1: "-" if v is None else (f"{v:.{p}f}" if isinstance(v, float) else str(v))
     for r in rows:
         lines.append(f"{r['model']:10} {fmt(r.get('torch_eager_us')):>8} {fmt(r.get('torch_cuda_graph_us')):>8} "
                      f"{fmt(r.get('torch_compile_us')):>8} {fmt(r.get('kiln_us')):>8} {fmt(r.get('kiln_vs_torch_eager'), 2):>8} "
                      f"{fmt(r.get('kiln_vs_torch_cuda_graph'), 2):>8} {fmt(r.get('kiln_vs_torch_compile'), 2):>8} "
                      f"{fmt(r.get('kiln_fp32_rel_error'), 6) if r.get('kiln_fp32_rel_error') is not None else '-':>8} "
-                     f"{fmt(r.get('kiln_fp16_rel_error'), 4) if r.get('kiln_fp16_rel_error') is not None else '-':>8}")
+                     f"{fmt(r.get('kiln_fp16_rel_error'), 4) if r.get('kiln_fp16_rel_error') is not None else '-':>8} "
+                     f"{fmt(r.get('kiln_fp32_vs_fp64'), 6) if r.get('kiln_fp32_vs_fp64') is not None else '-':>8} "
+                     f"{fmt(r.get('torch_fp32_vs_fp64'), 6) if r.get('torch_fp32_vs_fp64') is not None else '-':>8}")
         for k, v in r.items():
             if k.endswith("error") and isinstance(v, str):
                 lines.append(f"  {r['model']}: {k}: {v}")
+    lines.append("err32/err16: max |kiln - PyTorch fp32| / max |PyTorch fp32|; k32/f64, t32/f64: kiln fp32 and "
+                 "PyTorch fp32 against PyTorch float64")
     table = "\n".join(lines)
     with open(os.path.join(args.out, "bench-table.txt"), "w") as f:
         f.write(table + "\n")
