@@ -145,6 +145,7 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
   run("remove identities", remove_identities);
   run("fold constants", fold_constants);
   run("fold batchnorm into conv", fold_batchnorm_into_conv);
+  run("lower batchnorm", lower_batchnorm);
   run("fuse matmul epilogues", fuse_matmul_epilogues);
   run("fuse elementwise", fuse_elementwise);
   DType compute = options.precision == plan::Precision::kFloat16    ? DType::kFloat16

@@ -50,6 +50,9 @@ struct Graph {
 int remove_identities(Graph& g);
 int fold_constants(Graph& g);
 int fold_batchnorm_into_conv(Graph& g);
+// BatchNormalization left after conv folding becomes elementwise math on
+// per-channel views, which fuse_elementwise then fuses.
+int lower_batchnorm(Graph& g);
 int fuse_matmul_epilogues(Graph& g);
 int fuse_elementwise(Graph& g);
 int convert_precision(Graph& g, DType to);

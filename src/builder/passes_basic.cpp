@@ -188,3 +188,47 @@ int materialize_outputs(Graph& g) {
 }
 
 }  // namespace kiln::builder
+
+namespace kiln::builder {
+
+int lower_batchnorm(Graph& g) {
+  int changed = 0;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n] || g.nodes[n].op != ir::OpKind::kBatchNormalization) continue;
+    ir::Node bn = g.nodes[n];
+    const Graph::Value& xv = g.values[size_t(bn.inputs[0])];
+    DType dtype = xv.dtype;
+    size_t rank = xv.shape.size();
+    double eps = bn.attrs.get_float("epsilon", 1e-5);
+    // Per-channel parameters seen as [C, 1, ..., 1] so they broadcast over N and the spatial dims.
+    std::vector<int64_t> view(rank - 1, 1);
+    view[0] = -1;
+    std::vector<ir::Node> added;
+    auto as_channel = [&](ir::ValueId p) {
+      ir::ValueId shape = g.add_weight(bn.name + "_cshape", reference::make_tensor(DType::kInt64, {int64_t(view.size())},
+                                                                                  std::vector<double>(view.begin(), view.end())));
+      ir::ValueId out = g.add_value(g.values[size_t(p)].name + "_c");
+      added.push_back(ir::Node{g.unique_name(bn.name + "_view"), ir::OpKind::kReshape, {p, shape}, {out}, {}});
+      return out;
+    };
+    auto op = [&](ir::OpKind kind, std::vector<ir::ValueId> in, ir::ValueId out = ir::kNoValue) {
+      if (out == ir::kNoValue) out = g.add_value(bn.name + "_t");
+      added.push_back(ir::Node{g.unique_name(bn.name + "_" + std::string(ir::op_name(kind))), kind, std::move(in), {out}, {}});
+      return out;
+    };
+    ir::ValueId scale = as_channel(bn.inputs[1]), shift = as_channel(bn.inputs[2]);
+    ir::ValueId mean = as_channel(bn.inputs[3]), var = as_channel(bn.inputs[4]);
+    ir::ValueId eps_w = g.add_weight(bn.name + "_eps", reference::make_tensor(dtype, {}, {eps}));
+    // y = (x - mean) / sqrt(var + eps) * scale + shift
+    ir::ValueId norm = op(ir::OpKind::kDiv, {op(ir::OpKind::kSub, {bn.inputs[0], mean}), op(ir::OpKind::kSqrt, {op(ir::OpKind::kAdd, {var, eps_w})})});
+    op(ir::OpKind::kAdd, {op(ir::OpKind::kMul, {norm, scale}), shift}, bn.outputs[0]);
+    g.dead[n] = true;
+    g.nodes.insert(g.nodes.begin() + long(n) + 1, added.begin(), added.end());
+    g.dead.insert(g.dead.begin() + long(n) + 1, added.size(), false);
+    n += added.size();
+    ++changed;
+  }
+  return changed;
+}
+
+}  // namespace kiln::builder

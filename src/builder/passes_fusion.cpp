@@ -37,6 +37,17 @@ std::optional<std::string> activation_of(const ir::Node& n) {
   }
 }
 
+// Whether Gemm's C can ride in FusedMatMul: an [N] bias, a constant row
+// (materialized as a bias), or a full [M,N] residual.
+bool c_fits_epilogue(const Graph& g, const ir::Node& gemm, ir::ValueId c) {
+  const ir::Shape& cs = g.values[size_t(c)].shape;
+  const ir::Shape& out = g.values[size_t(gemm.outputs[0])].shape;
+  bool row = cs.size() == 1 || (cs.size() == 2 && cs[0] == ir::Dim(1));
+  if (row && cs.size() == 1 && cs.back() == out[1]) return true;
+  if (row && g.weight_of(c) && out[1].is_constant()) return true;
+  return cs == out;
+}
+
 }  // namespace
 
 int fuse_matmul_epilogues(Graph& g) {
@@ -70,8 +81,31 @@ int fuse_matmul_epilogues(Graph& g) {
       attrs.set("trans_b", node.attrs.get_int("transB", 0));
       attrs.set("alpha", alpha);
       std::vector<ir::ValueId> inputs{node.inputs[0], node.inputs[1]};
+      if (c != ir::kNoValue && (beta != 1.0 || !c_fits_epilogue(g, node, c))) {
+        // y = alpha*A@B, then + beta*C as elementwise ops (fused by the next pass).
+        ir::ValueId out = node.outputs[0];
+        ir::ValueId product = g.add_value(g.values[size_t(out)].name + "_ab");
+        node.op = OpKind::kFusedMatMul;
+        node.inputs = inputs;
+        node.attrs = attrs;
+        node.outputs[0] = product;
+        ir::ValueId addend = c;
+        std::vector<ir::Node> extra;
+        if (beta != 1.0) {
+          DType dtype = g.values[size_t(c)].dtype;
+          ir::ValueId b = g.add_weight(node.name + "_beta", reference::make_tensor(dtype, {}, {beta}));
+          addend = g.add_value(g.values[size_t(c)].name + "_scaled");
+          extra.push_back(ir::Node{g.unique_name(node.name + "_beta"), OpKind::kMul, {c, b}, {addend}, {}});
+        }
+        extra.push_back(ir::Node{g.unique_name(node.name + "_c"), OpKind::kAdd, {product, addend}, {out}, {}});
+        for (auto& e : extra) {
+          g.nodes.insert(g.nodes.begin() + long(++n), std::move(e));
+          g.dead.insert(g.dead.begin() + long(n), false);
+        }
+        ++changed;
+        continue;
+      }
       if (c != ir::kNoValue) {
-        if (beta != 1.0) continue;
         const ir::Shape cs = g.values[size_t(c)].shape;
         const ir::Shape& out = g.values[size_t(node.outputs[0])].shape;
         const ir::Dim& n_dim = out[1];
@@ -85,11 +119,9 @@ int fuse_matmul_epilogues(Graph& g) {
           DType dtype = g.values[size_t(c)].dtype;
           std::string stem = g.values[size_t(c)].name;
           inputs.push_back(g.add_weight(stem + "_bias", reference::make_tensor(dtype, {n_dim.constant()}, bias)));
-        } else if (cs == out) {
+        } else {
           inputs.push_back(ir::kNoValue);
           inputs.push_back(c);  // a full [M,N] addend: the residual slot
-        } else {
-          continue;  // a C that broadcasts another way stays a Gemm
         }
       }
       node.op = OpKind::kFusedMatMul;
@@ -105,7 +137,7 @@ int fuse_matmul_epilogues(Graph& g) {
       ir::Node& mm = g.nodes[n];
       ir::ValueId out = mm.outputs[0];
       auto next = sole_consumer(g, out);
-      if (!next) break;
+      if (!next || g.values[size_t(out)].shape.empty()) break;  // no shape yet: made by this pass, absorb next build
       ir::Node& user = g.nodes[*next];
       bool has_bias = mm.inputs.size() > 2 && mm.inputs[2] != ir::kNoValue;
       bool has_residual = mm.inputs.size() > 3;
