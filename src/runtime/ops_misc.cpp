@@ -465,7 +465,7 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
       });
     }
 
-    case OpKind::kConv: case OpKind::kMaxPool: case OpKind::kAveragePool: {
+    case OpKind::kConv: case OpKind::kConvTranspose: case OpKind::kMaxPool: case OpKind::kAveragePool: {
       if (node.op == OpKind::kConv)
         if (auto op = make_cudnn_conv_op(plan, node, why)) return op;
       if (!is_floating(dtype) || value(node.inputs[0]).shape.size() > 5) break;
@@ -473,17 +473,20 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
         why = "MaxPool's Indices output";
         return nullptr;
       }
-      codegen::WindowOp wop = node.op == OpKind::kConv ? codegen::WindowOp::kConv
-                              : node.op == OpKind::kMaxPool ? codegen::WindowOp::kMaxPool : codegen::WindowOp::kAvgPool;
-      bool bias = node.op == OpKind::kConv && node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue;
+      bool conv = node.op == OpKind::kConv || node.op == OpKind::kConvTranspose;
+      codegen::WindowOp wop = node.op == OpKind::kConv            ? codegen::WindowOp::kConv
+                              : node.op == OpKind::kConvTranspose ? codegen::WindowOp::kConvTranspose
+                              : node.op == OpKind::kMaxPool       ? codegen::WindowOp::kMaxPool
+                                                                  : codegen::WindowOp::kAvgPool;
+      bool bias = conv && node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue;
       int kernel = store.add(node.name, codegen::window_source({wop, dtype, bias, std::nullopt}));
       return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
         const auto& x = s.of(n->inputs[0]);
         const auto& out = s.of(n->outputs[0]);
         std::vector<int64_t> in_sp(x.begin() + 2, x.end());
-        std::vector<int64_t> kernel_sp = n->op == OpKind::kConv
-                                             ? std::vector<int64_t>(s.of(n->inputs[1]).begin() + 2, s.of(n->inputs[1]).end())
-                                             : n->attrs.get_ints("kernel_shape");
+        bool conv = n->op == OpKind::kConv || n->op == OpKind::kConvTranspose;
+        std::vector<int64_t> kernel_sp = conv ? std::vector<int64_t>(s.of(n->inputs[1]).begin() + 2, s.of(n->inputs[1]).end())
+                                              : n->attrs.get_ints("kernel_shape");
         ir::WindowGeometry g = ir::window_geometry(*n, in_sp, kernel_sp);
         size_t sr = in_sp.size();
         k.params.v[0] = ir::checked_numel(out);

@@ -105,6 +105,9 @@ std::vector<Case> cases() {
     n.add_output(n.add_op1(OpKind::kAveragePool, {conv}, attrs({{"kernel_shape", std::vector<int64_t>{2, 3}}, {"count_include_pad", int64_t(1)}, {"pads", std::vector<int64_t>{1, 1, 0, 1}}})));
     n.add_output(n.add_op1(OpKind::kGlobalAveragePool, {conv}));
     n.add_output(n.add_op1(OpKind::kGlobalMaxPool, {conv}));
+    n.add_output(n.add_op1(OpKind::kConvTranspose, {x, weight(n, "wt", {4, 3, 3, 2}, r), weight(n, "bt", {6}, r)},
+                           attrs({{"group", int64_t(2)}, {"strides", std::vector<int64_t>{2, 3}}, {"pads", std::vector<int64_t>{1, 0, 0, 1}},
+                                  {"output_padding", std::vector<int64_t>{1, 0}}})));
   }, {{"x", {2, 4, 11, 9}}}});
   c.push_back({"conv_bn_relu_folded", [&](ir::Network& n, std::mt19937& r) {
     ValueId x = in(n, "x", {1, 3, 16, 16});

@@ -122,7 +122,7 @@ TEST_P(CompileForArch, MovementAndWindows) {
     for (DType index : {DType::kInt64, DType::kInt32})
       compiles(str("gather_", elements, "_", dtype_name(index)), gather_source(DType::kFloat32, index, elements, std::nullopt));
   for (DType d : kFloats)
-    for (WindowOp op : {WindowOp::kMaxPool, WindowOp::kAvgPool, WindowOp::kConv})
+    for (WindowOp op : {WindowOp::kMaxPool, WindowOp::kAvgPool, WindowOp::kConv, WindowOp::kConvTranspose})
       compiles(str("window_", int(op), "_", dtype_name(d)), window_source({op, d, true, std::nullopt}));
 }
 

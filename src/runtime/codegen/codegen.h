@@ -105,7 +105,8 @@ std::string gather_source(DType dtype, DType index_dtype, bool elements, const s
 // Params: [0] n (outputs), [1] spatial rank, [2] channels (in), [3] out channels, [4] group,
 // [5] count_include_pad, [8..11) in spatial, [11..14) out spatial, [14..17) kernel,
 // [17..20) strides, [20..23) dilations, [23..26) pads begin, [26..29) pads end.
-enum class WindowOp { kMaxPool, kAvgPool, kConv };
+// kConvTranspose gathers: out[o] += x[i] * w[c, m, k] wherever i*stride - pad + k*dil == o.
+enum class WindowOp { kMaxPool, kAvgPool, kConv, kConvTranspose };
 struct WindowSpec {
   WindowOp op;
   DType dtype;

@@ -65,7 +65,8 @@ std::string window_source(const WindowSpec& spec) {
   s << prelude() << params_macro(spec.specialize);
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const "
     << ct << "* __restrict__ x";
-  if (spec.op == WindowOp::kConv) s << ", const " << ct << "* __restrict__ w" << (spec.has_bias ? str(", const ", ct, "* __restrict__ bias") : "");
+  bool conv = spec.op == WindowOp::kConv || spec.op == WindowOp::kConvTranspose;
+  if (conv) s << ", const " << ct << "* __restrict__ w" << (spec.has_bias ? str(", const ", ct, "* __restrict__ bias") : "");
   s << ", KParams p) {\n";
   s << "  const long long n = P(0);\n  const int sr = (int)P(1);\n  const long long cin = P(2), cout = P(3), group = P(4);\n";
   s << "  long long in_vol = 1, out_vol = 1, k_vol = 1;\n";
@@ -74,7 +75,27 @@ std::string window_source(const WindowSpec& spec) {
     << ") {\n";
   s << "    const long long pos = i % out_vol, ch = (i / out_vol) % cout, b = i / (out_vol * cout);\n";
   s << "    long long o[3] = {0, 0, 0};\n    { long long r = pos; for (int d = sr - 1; d >= 0; --d) { o[d] = r % P(11 + d); r /= P(11 + d); } }\n";
-  if (spec.op == WindowOp::kConv) {
+  if (spec.op == WindowOp::kConvTranspose) {
+    // Output spatial dims are P(11..); input spatial P(8..). Weight [cin, cout/group, k...].
+    s << "    const long long cg = cin / group, mg = cout / group, g = ch / mg, m = ch % mg;\n";
+    s << "    " << t << " acc = " << (spec.has_bias ? load_expr(spec.dtype, "bias", "ch") : "0") << ";\n";
+    s << "    for (long long c = 0; c < cg; ++c) {\n";
+    s << "      const " << ct << "* xc = x + (b * cin + g * cg + c) * in_vol;\n";
+    s << "      const " << ct << "* wc = w + ((g * cg + c) * mg + m) * k_vol;\n";
+    s << "      for (long long kk = 0; kk < k_vol; ++kk) {\n";
+    s << "        long long r = kk, off = 0; bool ok = true;\n";
+    s << "        for (int d = sr - 1; d >= 0; --d) {\n";
+    s << "          const long long kd = r % P(14 + d); r /= P(14 + d);\n";
+    s << "          const long long num = o[d] + P(23 + d) - kd * P(20 + d);\n";
+    s << "          if (num < 0 || num % P(17 + d) != 0) { ok = false; break; }\n";
+    s << "          const long long q = num / P(17 + d);\n";
+    s << "          if (q >= P(8 + d)) { ok = false; break; }\n";
+    s << "          long long stride = 1; for (int e = d + 1; e < sr; ++e) stride *= P(8 + e);\n";
+    s << "          off += q * stride;\n        }\n";
+    s << "        if (ok) acc += " << load_expr(spec.dtype, "xc", "off") << " * " << load_expr(spec.dtype, "wc", "kk") << ";\n";
+    s << "      }\n    }\n";
+    s << "    " << store_stmt(spec.dtype, "out", "i", "acc") << "\n";
+  } else if (spec.op == WindowOp::kConv) {
     s << "    const long long cg = cin / group, mg = cout / group, g = ch / mg;\n";
     s << "    " << t << " acc = " << (spec.has_bias ? load_expr(spec.dtype, "bias", "ch") : "0") << ";\n";
     s << "    for (long long c = 0; c < cg; ++c) {\n";
