@@ -510,6 +510,83 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
       });
     }
 
+    case OpKind::kResize: {
+      if (!is_floating(dtype)) break;
+      if (node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue && !value(node.inputs[2]).weight) {
+        why = "Resize scales that are not constants";
+        return nullptr;
+      }
+      int kernel = store.add(node.name, codegen::resize_source(dtype, std::nullopt));
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& x = s.of(n->inputs[0]);
+        const auto& out = s.of(n->outputs[0]);
+        size_t r = x.size();
+        const ir::Attributes& a = n->attrs;
+        std::string mode = a.get_string("mode", "nearest"), coord = a.get_string("coordinate_transformation_mode", "half_pixel");
+        std::string nearest = a.get_string("nearest_mode", "round_prefer_floor");
+        static const std::vector<std::string> coords = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
+                                                        "tf_half_pixel_for_nn", "half_pixel_symmetric", "tf_crop_and_resize"};
+        static const std::vector<std::string> nearests = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
+        auto index_of = [&](const std::vector<std::string>& list, const std::string& v) {
+          auto it = std::find(list.begin(), list.end(), v);
+          if (it == list.end()) fail(ErrorCode::kInvalidModel, "node '", n->name, "': unknown Resize setting '", v, "'");
+          return int64_t(it - list.begin());
+        };
+        std::vector<int64_t> axes(r);
+        std::iota(axes.begin(), axes.end(), 0);
+        axes = a.get_ints("axes", axes);
+        for (auto& ax : axes) ax = norm_axis(ax, r);
+        std::vector<double> scale(r, 1.0), roi_start(r, 0.0), roi_end(r, 1.0);
+        bool by_sizes = n->inputs.size() > 3 && n->inputs[3] != ir::kNoValue && ir::checked_numel(s.of(n->inputs[3])) > 0;
+        std::vector<double> given;
+        if (!by_sizes) given = ir::read_doubles(*p->network.value(n->inputs[2]).weight);
+        for (size_t i = 0; i < axes.size(); ++i)
+          scale[size_t(axes[i])] = by_sizes ? double(out[size_t(axes[i])]) / double(x[size_t(axes[i])]) : given.at(i);
+        std::string policy = a.get_string("keep_aspect_ratio_policy", "stretch");
+        if (by_sizes && policy != "stretch") {
+          auto sizes = ints_of(*p, n->inputs[3], s, "Resize sizes");
+          double common = policy == "not_larger" ? 1e300 : 0;
+          for (size_t i = 0; i < axes.size(); ++i) {
+            double v = double(sizes[i]) / double(x[size_t(axes[i])]);
+            common = policy == "not_larger" ? std::min(common, v) : std::max(common, v);
+          }
+          for (int64_t ax : axes) scale[size_t(ax)] = common;
+        }
+        if (coord == "tf_crop_and_resize" && n->inputs.size() > 1 && n->inputs[1] != ir::kNoValue) {
+          const ir::Value& roi = p->network.value(n->inputs[1]);
+          if (!roi.weight) fail(ErrorCode::kUnsupported, "node '", n->name, "': a Resize roi that is not a constant");
+          std::vector<double> v = ir::read_doubles(*roi.weight);
+          size_t half = v.size() / 2;
+          for (size_t i = 0; i < half; ++i) {
+            size_t d = half == r ? i : size_t(axes[i]);
+            roi_start[d] = v[i];
+            roi_end[d] = v[half + i];
+          }
+        }
+        auto bits = [](double v) {
+          int64_t b;
+          std::memcpy(&b, &v, 8);
+          return b;
+        };
+        k.params.v[0] = ir::checked_numel(out);
+        k.params.v[1] = int64_t(r);
+        k.params.v[2] = mode == "nearest" ? 0 : mode == "linear" ? 1 : 2;
+        k.params.v[3] = index_of(coords, coord);
+        k.params.v[4] = index_of(nearests, nearest);
+        k.params.v[5] = a.get_int("exclude_outside", 0);
+        k.params.v[6] = bits(a.get_float("cubic_coeff_a", -0.75));
+        k.params.v[7] = bits(a.get_float("extrapolation_value", 0.0));
+        for (size_t d = 0; d < r; ++d) {
+          k.params.v[8 + d] = x[d];
+          k.params.v[16 + d] = out[d];
+          k.params.v[24 + d] = bits(scale[d]);
+          k.params.v[32 + d] = bits(roi_start[d]);
+          k.params.v[40 + d] = bits(roi_end[d]);
+        }
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+      });
+    }
+
     case OpKind::kConstantOfShape: {
       const ir::TensorData* v = node.attrs.get_tensor("value");
       int64_t bits = 0;

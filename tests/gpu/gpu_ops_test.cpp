@@ -119,6 +119,15 @@ std::vector<Case> cases() {
                                                          n.add_weight("v", reference::make_tensor(DType::kFloat32, {8}, var))});
     n.add_output(n.add_op1(OpKind::kRelu, {bn}));
   }, {{"x", {1, 3, 16, 16}}}});
+  c.push_back({"resize", [&](ir::Network& n, std::mt19937& r) {
+    ValueId x = in(n, "x", {1, 2, 5, 6});
+    ValueId scales = n.add_weight("scales", reference::make_tensor(DType::kFloat32, {4}, {1, 1, 1.6, 0.75}));
+    n.add_output(n.add_op1(OpKind::kResize, {x, ir::kNoValue, scales}, attrs({{"mode", std::string("linear")}})));
+    n.add_output(n.add_op1(OpKind::kResize, {x, ir::kNoValue, scales},
+                           attrs({{"mode", std::string("cubic")}, {"coordinate_transformation_mode", std::string("align_corners")}})));
+    n.add_output(n.add_op1(OpKind::kResize, {x, ir::kNoValue, ir::kNoValue, ints(n, "sizes", {1, 2, 9, 4})},
+                           attrs({{"mode", std::string("nearest")}, {"nearest_mode", std::string("ceil")}})));
+  }, {{"x", {1, 2, 5, 6}}}});
   c.push_back({"lines_and_rows", [&](ir::Network& n, std::mt19937& r) {
     ValueId x = in(n, "x", {3, 7, 5});
     n.add_output(n.add_op1(OpKind::kHardmax, {x}, attrs({{"axis", int64_t(1)}})));

@@ -118,6 +118,7 @@ TEST_P(CompileForArch, RowsAndReductions) {
 TEST_P(CompileForArch, MovementAndWindows) {
   for (DType d : kAllDTypes) compiles(str("remap_", dtype_name(d)), remap_source({d, std::nullopt}));
   compiles("remap_spec", remap_source({DType::kFloat16, some_params()}));
+  for (DType d : kFloats) compiles(str("resize_", dtype_name(d)), resize_source(d, std::nullopt));
   for (bool elements : {false, true})
     for (DType index : {DType::kInt64, DType::kInt32})
       compiles(str("gather_", elements, "_", dtype_name(index)), gather_source(DType::kFloat32, index, elements, std::nullopt));

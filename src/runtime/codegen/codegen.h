@@ -101,6 +101,15 @@ std::string remap_source(const RemapSpec& spec);
 // Params: [0] n, [1] outer, [2] indices count, [3] inner, [4] axis size.
 std::string gather_source(DType dtype, DType index_dtype, bool elements, const std::optional<Params>& specialize);
 
+// ---- resize (nearest / linear / cubic, every ONNX coordinate mode) -------------------
+// Params: [0] n, [1] rank, [2] mode (0 nearest, 1 linear, 2 cubic), [3] coordinate mode
+// (0 half_pixel, 1 pytorch_half_pixel, 2 align_corners, 3 asymmetric, 4 tf_half_pixel_for_nn,
+// 5 half_pixel_symmetric, 6 tf_crop_and_resize), [4] nearest mode (0 round_prefer_floor,
+// 1 round_prefer_ceil, 2 floor, 3 ceil), [5] exclude_outside, [6] cubic a and [7]
+// extrapolation value (double bits), [8..16) in dims, [16..24) out dims, [24..32) scales,
+// [32..40) roi starts, [40..48) roi ends (double bits).
+std::string resize_source(DType dtype, const std::optional<Params>& specialize);
+
 // ---- pooling and direct convolution (NCHW, 1-3 spatial dims) ---------------------------
 // Params: [0] n (outputs), [1] spatial rank, [2] channels (in), [3] out channels, [4] group,
 // [5] count_include_pad, [8..11) in spatial, [11..14) out spatial, [14..17) kernel,

@@ -58,6 +58,97 @@ std::string gather_source(DType dtype, DType index_dtype, bool elements, const s
   return s.str();
 }
 
+std::string resize_source(DType dtype, const std::optional<Params>& specialize) {
+  std::string ct = c_type(dtype);
+  std::ostringstream s;
+  s << prelude() << params_macro(specialize);
+  s << R"(__device__ double kiln_coordinate(int mode, double x, double scale, long long in, long long out, double rs, double re) {
+  const double exact = (double)in * scale;  // the ONNX reference divides by in*scale, not the floored size
+  switch (mode) {
+    case 0: return (x + 0.5) / scale - 0.5;
+    case 1: return out > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
+    case 2: return out == 1 ? 0.0 : x * (double)(in - 1) / (exact - 1);
+    case 3: return x / scale;
+    case 4: return (x + 0.5) / scale;
+    case 5: { const double adj = (double)out / exact; return (double)in / 2 * (1 - adj) + (x + 0.5) / scale - 0.5; }
+    default: return out > 1 ? rs * (double)(in - 1) + x * (re - rs) * (double)(in - 1) / (exact - 1) : 0.5 * (rs + re) * (double)(in - 1);
+  }
+}
+__device__ double kiln_cubic(double s, double a, bool near) {
+  return near ? ((a + 2) * s - (a + 3)) * s * s + 1 : ((a * s - 5 * a) * s + 8 * a) * s - 4 * a;
+}
+)";
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
+    << "* __restrict__ x, KParams p) {\n";
+  s << R"(  const long long n = P(0);
+  const int rank = (int)P(1), mode = (int)P(2), coord = (int)P(3), nearest = (int)P(4);
+  const bool exclude = P(5) != 0;
+  const double a = __longlong_as_double(P(6)), extrapolation = __longlong_as_double(P(7));
+  for (long long i = (long long)blockIdx.x * 256 + threadIdx.x; i < n; i += (long long)gridDim.x * 256) {
+    long long idx[8][4];
+    double w[8][4];
+    int taps[8];
+    bool outside = false;
+    long long rem = i;
+    for (int d = rank - 1; d >= 0; --d) {
+      const long long in = P(8 + d), od = P(16 + d), c = rem % od;
+      rem /= od;
+      const double xo = kiln_coordinate(coord, (double)c, __longlong_as_double(P(24 + d)), in, od, __longlong_as_double(P(32 + d)),
+                                        __longlong_as_double(P(40 + d)));
+      if (coord == 6 && (xo < 0 || xo > (double)(in - 1))) outside = true;
+      if (mode == 0) {
+        double v;
+        if (nearest == 1) v = round(xo);
+        else if (nearest == 2) v = floor(xo);
+        else if (nearest == 3) v = ceil(xo);
+        else v = (xo - floor(xo) == 0.5) ? floor(xo) : round(xo);
+        long long j = (long long)v;
+        idx[d][0] = j < 0 ? 0 : (j >= in ? in - 1 : j);
+        w[d][0] = 1;
+        taps[d] = 1;
+      } else {
+        const double base = floor(xo), t = xo - base;
+        const long long first = (long long)base - (mode == 2 ? 1 : 0);
+        taps[d] = mode == 1 ? 2 : 4;
+        double total = 0;
+        for (int k = 0; k < taps[d]; ++k) {
+          double wk = mode == 1 ? (k == 0 ? 1 - t : t)
+                                : kiln_cubic(k == 0 ? t + 1 : k == 1 ? t : k == 2 ? 1 - t : 2 - t, a, k == 1 || k == 2);
+          const long long j = first + k;
+          if (exclude && (j < 0 || j >= in)) wk = 0;
+          w[d][k] = wk;
+          total += wk;
+          idx[d][k] = j < 0 ? 0 : (j >= in ? in - 1 : j);
+        }
+        if (exclude && total != 0)
+          for (int k = 0; k < taps[d]; ++k) w[d][k] /= total;
+      }
+    }
+    double acc = 0;
+    if (outside) {
+      acc = extrapolation;
+    } else {
+      int k[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (;;) {
+        double weight = 1;
+        long long off = 0;
+        for (int d = 0; d < rank; ++d) {
+          weight *= w[d][k[d]];
+          off = off * P(8 + d) + idx[d][k[d]];
+        }
+        acc += weight * (double))" << load_expr(dtype, "x", "off") << R"(;
+        int d = rank - 1;
+        while (d >= 0 && ++k[d] == taps[d]) k[d--] = 0;
+        if (d < 0) break;
+      }
+    }
+    )" << store_stmt(dtype, "out", "i", "acc") << R"(
+  }
+}
+)";
+  return s.str();
+}
+
 std::string window_source(const WindowSpec& spec) {
   std::string t = compute_type(spec.dtype), ct = c_type(spec.dtype);
   bool dbl = spec.dtype == DType::kFloat64;
