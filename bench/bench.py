@@ -209,13 +209,16 @@ def main():
             iterations = args.iterations if precision == "fp16" else 3
             r = kiln([args.kiln, "run", plan, "--device", "cuda", "--input", f"x:{os.path.join(work, name + '_x.npy')}",
                       "--output-dir", outdir, "--warmup", str(args.warmup if precision == "fp16" else 1),
-                      "--iterations", str(iterations)])
+                      "--iterations", str(iterations)] + (["--compare-reference"] if precision == "fp32" else []))
             if r.returncode != 0:
                 row[f"kiln_{precision}_error"] = (r.stderr.strip().splitlines() or ["run failed"])[-1][:300]
                 continue
             y = np.load(os.path.join(outdir, "y.npy"))
             row[f"kiln_{precision}_rel_error"] = rel_error(y, y32)
             row[f"kiln_{precision}_vs_fp64"] = rel_error(y, y64)
+            ref = re.search(r"max abs error / max \|reference\| ([\d.e+-]+)", r.stdout)
+            if ref:  # the GPU against kiln's own float64 reference run of the same plan: the kernels' error
+                row["kiln_fp32_vs_own_reference"] = float(ref.group(1))
             m = re.search(r"p50 ([\d.]+) .*GPU time per run ([\d.]+) us", r.stdout)
             if m and precision == "fp16":
                 row["kiln_us"] = float(m.group(1))
@@ -230,7 +233,7 @@ def main():
         json.dump(rows, f, indent=2)
     lines = [f"benchmarks on {device_name}, batch 1, fp16, median latency in us (ratio = kiln / baseline)",
              f"{'model':10} {'eager':>8} {'graph':>8} {'compile':>8} {'kiln':>8} {'k/eager':>8} {'k/graph':>8} {'k/comp':>8} "
-             f"{'err32':>8} {'err16':>8} {'k32/f64':>8} {'t32/f64':>8}"]
+             f"{'err32':>8} {'err16':>8} {'k32/f64':>8} {'t32/f64':>8} {'k32/ref':>8}"]
     fmt = lambda v, p=1: "-" if v is None else (f"{v:.{p}f}" if isinstance(v, float) else str(v))
     for r in rows:
         lines.append(f"{r['model']:10} {fmt(r.get('torch_eager_us')):>8} {fmt(r.get('torch_cuda_graph_us')):>8} "
@@ -239,12 +242,14 @@ def main():
                      f"{fmt(r.get('kiln_fp32_rel_error'), 6) if r.get('kiln_fp32_rel_error') is not None else '-':>8} "
                      f"{fmt(r.get('kiln_fp16_rel_error'), 4) if r.get('kiln_fp16_rel_error') is not None else '-':>8} "
                      f"{fmt(r.get('kiln_fp32_vs_fp64'), 6) if r.get('kiln_fp32_vs_fp64') is not None else '-':>8} "
-                     f"{fmt(r.get('torch_fp32_vs_fp64'), 6) if r.get('torch_fp32_vs_fp64') is not None else '-':>8}")
+                     f"{fmt(r.get('torch_fp32_vs_fp64'), 6) if r.get('torch_fp32_vs_fp64') is not None else '-':>8} "
+                     f"{r['kiln_fp32_vs_own_reference']:8.1e}" if r.get('kiln_fp32_vs_own_reference') is not None else "       -")
         for k, v in r.items():
             if k.endswith("error") and isinstance(v, str):
                 lines.append(f"  {r['model']}: {k}: {v}")
     lines.append("err32/err16: max |kiln - PyTorch fp32| / max |PyTorch fp32|; k32/f64, t32/f64: kiln fp32 and "
-                 "PyTorch fp32 against PyTorch float64")
+                 "PyTorch fp32 against PyTorch float64; k32/ref: kiln fp32 on the GPU against kiln's float64 CPU "
+                 "reference run of the same plan")
     table = "\n".join(lines)
     with open(os.path.join(args.out, "bench-table.txt"), "w") as f:
         f.write(table + "\n")

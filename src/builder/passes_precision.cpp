@@ -1,5 +1,7 @@
 // Precision: computes in fp16/bf16 while the network keeps its float32
 // inputs and outputs (casts at the edges). Weights are converted once here.
+#include <set>
+
 #include "graph.h"
 #include "kiln/error.h"
 #include "kiln/ir/shape_inference.h"
@@ -12,12 +14,20 @@ using ir::OpKind;
 int convert_precision(Graph& g, DType to) {
   if (to == DType::kFloat32) return 0;
   int changed = 0;
-  for (auto& v : g.values)
-    if (v.weight && v.weight->dtype == DType::kFloat32) {
+  // Float weights that describe geometry, not data (Resize roi and scales), keep float32:
+  // 5 * 1.6 must stay 8, not 7.998.
+  std::set<ir::ValueId> geometry;
+  for (size_t n = 0; n < g.nodes.size(); ++n)
+    if (!g.dead[n] && g.nodes[n].op == OpKind::kResize)
+      for (size_t i = 1; i < 3 && i < g.nodes[n].inputs.size(); ++i) geometry.insert(g.nodes[n].inputs[i]);
+  for (size_t id = 0; id < g.values.size(); ++id) {
+    auto& v = g.values[id];
+    if (v.weight && v.weight->dtype == DType::kFloat32 && !geometry.count(ir::ValueId(id))) {
       v.weight = reference::make_tensor(to, v.weight->dims, ir::read_doubles(*v.weight));
       v.dtype = to;
       ++changed;
     }
+  }
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     ir::Node& node = g.nodes[n];
     if (g.dead[n]) continue;
