@@ -2,6 +2,8 @@
 // as column-major Y^T = B^T A^T, with bias / ReLU / GELU(tanh) epilogues and
 // the residual as the C matrix (beta = 1). Other activations, and a residual
 // after an activation, run as a small elementwise kernel afterwards.
+#include <cstring>
+
 #include "cuda_util.h"
 #include "kiln/ir/fused.h"
 #include "ops.h"
@@ -47,8 +49,8 @@ void layout(cublasLtMatrixLayout_t* l, cudaDataType_t type, int64_t rows, int64_
 
 class MatMulOp : public Op {
  public:
-  MatMulOp(const plan::Plan& plan, const ir::Node& node, const KernelStore& store, int post_kernel)
-      : node_(node), store_(store), post_kernel_(post_kernel) {
+  MatMulOp(const plan::Plan& plan, const ir::Node& node, const KernelStore& store, int post_kernel, int skinny_kernel)
+      : node_(node), store_(store), post_kernel_(post_kernel), skinny_kernel_(skinny_kernel) {
     const ir::Network& net = plan.network;
     dtype_ = net.value(node.inputs[0]).dtype;
     trans_b_ = node.attrs.get_int("trans_b", 0) != 0;
@@ -74,6 +76,19 @@ class MatMulOp : public Op {
       fail(ErrorCode::kUnsupported, where, ": batch dims that broadcast partially (A ", ir::shape_to_string(ir::shape_of(ad)),
            ", B ", ir::shape_to_string(ir::shape_of(bd)), ")");
     if (batch == 0 || m == 0 || n == 0) return;
+    if (skinny_kernel_ >= 0 && b_batch == 1 && batch * m <= codegen::kSkinnyMaxRows && k * n <= kSkinnyMaxWeights) {
+      KernelLaunch launch{store_.kernel(skinny_kernel_), 0, codegen::kBlock, {}, {}, &node_};
+      launch.grid = unsigned(trans_b_ ? (n + 7) / 8 : (n + 31) / 32);
+      launch.params.v[0] = batch * m;
+      launch.params.v[1] = n;
+      launch.params.v[2] = k;
+      std::memcpy(&launch.params.v[3], &alpha_, sizeof(double));
+      launch.args = {{node_.outputs[0], 0}, {node_.inputs[0], 0}, {node_.inputs[1], 0}};
+      if (has_bias_) launch.args.push_back({node_.inputs[2], 0});
+      if (has_residual_) launch.args.push_back({node_.inputs[3], 0});
+      ctx.steps.push_back(std::move(launch));
+      return;
+    }
     auto desc = std::make_shared<LtDescriptors>();
     cudaDataType_t type = cuda_type(dtype_);
     bool f64 = dtype_ == DType::kFloat64;
@@ -135,9 +150,11 @@ class MatMulOp : public Op {
   }
 
  private:
+  // Weights up to this many elements stream fast enough through the skinny kernel.
+  static constexpr int64_t kSkinnyMaxWeights = int64_t(4) << 20;
   const ir::Node& node_;
   const KernelStore& store_;
-  int post_kernel_;
+  int post_kernel_, skinny_kernel_;
   DType dtype_;
   bool trans_b_, has_bias_, has_residual_;
   double alpha_;
@@ -194,7 +211,14 @@ std::unique_ptr<Op> make_matmul_op(const plan::Plan& plan, const ir::Node& node,
     }
     post = store.add(node.name + "_epilogue", codegen::elementwise_source({program, inputs, dtype, std::nullopt}));
   }
-  return std::make_unique<MatMulOp>(plan, node, store, post);
+  // Few-row products (batch 1-8) take a generated kernel with the whole epilogue fused, when B is a plain matrix.
+  int skinny = -1;
+  if (dtype != DType::kFloat64 && plan.network.value(node.inputs[1]).shape.size() == 2) {
+    codegen::SkinnySpec spec{dtype, node.attrs.get_int("trans_b", 0) != 0, node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue,
+                             has_residual, act, std::nullopt};
+    skinny = store.add(node.name + "_skinny", codegen::skinny_matmul_source(spec));
+  }
+  return std::make_unique<MatMulOp>(plan, node, store, post, skinny);
 }
 
 }  // namespace kiln::runtime

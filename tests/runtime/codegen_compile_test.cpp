@@ -127,6 +127,14 @@ TEST_P(CompileForArch, MovementAndWindows) {
       compiles(str("window_", int(op), "_", dtype_name(d)), window_source({op, d, true, std::nullopt}));
 }
 
+TEST_P(CompileForArch, SkinnyMatmulVariants) {
+  for (DType d : {DType::kFloat32, DType::kFloat16, DType::kBFloat16})
+    for (bool trans : {false, true})
+      for (const char* act : {"none", "relu", "gelu", "gelu_tanh", "sigmoid", "tanh"})
+        compiles(str("skinny_", dtype_name(d), trans ? "_t_" : "_", act), skinny_matmul_source({d, trans, true, trans, act, std::nullopt}));
+  compiles("skinny_spec", skinny_matmul_source({DType::kFloat16, false, false, false, "none", some_params()}));
+}
+
 TEST_P(CompileForArch, ErrorsNameTheKernelAndShowTheLine) {
   try {
     jit::compile_to_cubin({"broken_kernel", "extern \"C\" __global__ void k() {\n  int x = undefined_thing;\n}\n", GetParam()});

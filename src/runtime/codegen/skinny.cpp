@@ -1,0 +1,71 @@
+// Matrix products with few rows (batch 1-8 inference): cuBLASLt's tiles are
+// mostly idle there, so one small kernel streams the weight once and applies
+// bias, activation and residual before the single store.
+#include <sstream>
+
+#include "codegen.h"
+#include "kiln/error.h"
+
+namespace kiln::codegen {
+
+namespace {
+
+std::string activation_expr(const std::string& act, const std::string& v) {
+  if (act == "none") return v;
+  if (act == "relu") return "(" + v + " < 0.0f ? 0.0f : " + v + ")";
+  if (act == "sigmoid") return "(1.0f / (1.0f + expf(-" + v + ")))";
+  if (act == "tanh") return "tanhf(" + v + ")";
+  if (act == "gelu") return "(0.5f * " + v + " * (1.0f + erff(" + v + " * 0.70710678118654752f)))";
+  if (act == "gelu_tanh")
+    return "(0.5f * " + v + " * (1.0f + tanhf(0.79788456080286536f * (" + v + " + 0.044715f * " + v + " * " + v + " * " + v + "))))";
+  fail(ErrorCode::kInternal, "codegen: unknown activation '", act, "'");
+}
+
+}  // namespace
+
+std::string skinny_matmul_source(const SkinnySpec& spec) {
+  if (spec.dtype == DType::kFloat64 || !is_floating(spec.dtype))
+    fail(ErrorCode::kUnsupported, "skinny matmul in ", dtype_name(spec.dtype));
+  std::string ct = c_type(spec.dtype);
+  std::ostringstream s;
+  s << prelude() << params_macro(spec.specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
+    << "* __restrict__ a, const " << ct << "* __restrict__ b";
+  if (spec.has_bias) s << ", const " << ct << "* __restrict__ bias";
+  if (spec.has_residual) s << ", const " << ct << "* __restrict__ residual";
+  s << ", KParams p) {\n";
+  s << "  const int M = (int)P(0);\n  const long long N = P(1), K = P(2);\n  const float alpha = (float)__longlong_as_double(P(3));\n";
+  s << "  float acc[" << kSkinnyMaxRows << "];\n#pragma unroll\n  for (int m = 0; m < " << kSkinnyMaxRows << "; ++m) acc[m] = 0.0f;\n";
+  if (spec.trans_b) {
+    // A warp per output column: lanes stride along the contiguous row of B.
+    s << "  const long long n = (long long)blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5);\n";
+    s << "  const int lane = threadIdx.x & 31;\n  if (n >= N) return;\n";
+    s << "  const " << ct << "* row = b + n * K;\n";
+    s << "  for (long long k = lane; k < K; k += 32) {\n    const float w = " << load_expr(spec.dtype, "row", "k") << ";\n";
+    s << "#pragma unroll\n    for (int m = 0; m < " << kSkinnyMaxRows << "; ++m) if (m < M) acc[m] += " << load_expr(spec.dtype, "a", "m * K + k")
+      << " * w;\n  }\n";
+    s << "#pragma unroll\n  for (int m = 0; m < " << kSkinnyMaxRows << "; ++m) acc[m] = kiln_warp_sum(acc[m]);\n";
+    s << "  if (lane != 0) return;\n";
+  } else {
+    // 32 columns per block; 8 groups of 32 threads split K and meet in shared memory.
+    s << "  __shared__ float part[8][" << kSkinnyMaxRows << "][32];\n";
+    s << "  const int lane = threadIdx.x & 31, group = threadIdx.x >> 5;\n";
+    s << "  const long long n = (long long)blockIdx.x * 32 + lane;\n";
+    s << "  if (n < N)\n    for (long long k = group; k < K; k += 8) {\n      const float w = " << load_expr(spec.dtype, "b", "k * N + n")
+      << ";\n";
+    s << "#pragma unroll\n      for (int m = 0; m < " << kSkinnyMaxRows << "; ++m) if (m < M) acc[m] += "
+      << load_expr(spec.dtype, "a", "m * K + k") << " * w;\n    }\n";
+    s << "#pragma unroll\n  for (int m = 0; m < " << kSkinnyMaxRows << "; ++m) part[group][m][lane] = acc[m];\n";
+    s << "  __syncthreads();\n  if (group != 0 || n >= N) return;\n";
+    s << "#pragma unroll\n  for (int m = 0; m < " << kSkinnyMaxRows << "; ++m) {\n    float t = 0.0f;\n";
+    s << "    for (int g = 0; g < 8; ++g) t += part[g][m][lane];\n    acc[m] = t;\n  }\n";
+  }
+  s << "#pragma unroll\n  for (int m = 0; m < " << kSkinnyMaxRows << "; ++m) {\n    if (m >= M) break;\n";
+  s << "    float v = alpha * acc[m]" << (spec.has_bias ? " + " + load_expr(spec.dtype, "bias", "n") : "") << ";\n";
+  s << "    v = " << activation_expr(spec.activation, "v") << ";\n";
+  if (spec.has_residual) s << "    v += " << load_expr(spec.dtype, "residual", "m * N + n") << ";\n";
+  s << "    " << store_stmt(spec.dtype, "out", "m * N + n", "v") << "\n  }\n}\n";
+  return s.str();
+}
+
+}  // namespace kiln::codegen
