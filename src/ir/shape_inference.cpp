@@ -273,17 +273,9 @@ void infer_gemm(Ctx& c) {
 }
 
 void infer_einsum(Ctx& c) {
-  std::string eq = c.attrs().get_string("equation", "");
-  eq.erase(std::remove(eq.begin(), eq.end(), ' '), eq.end());
-  size_t arrow = eq.find("->");
-  std::string lhs = eq.substr(0, arrow);
-  std::vector<std::string> terms;
-  for (size_t start = 0;;) {
-    size_t comma = lhs.find(',', start);
-    terms.push_back(lhs.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
+  EinsumEquation parsed = parse_einsum(c.attrs().get_string("equation", ""));
+  const std::string& eq = parsed.text;
+  const std::vector<std::string>& terms = parsed.terms;
   if (terms.size() != c.num_inputs())
     c.error(ErrorCode::kInvalidModel, "equation '", eq, "' has ", terms.size(), " operands but the node has ",
             c.num_inputs(), " inputs");
@@ -319,8 +311,8 @@ void infer_einsum(Ctx& c) {
     }
   }
   std::string out_term;
-  if (arrow != std::string::npos) {
-    out_term = eq.substr(arrow + 2);
+  if (parsed.has_output) {
+    out_term = parsed.output;
   } else {
     out_term = ellipsis.empty() ? "" : "...";
     for (auto& [l, n] : counts)
@@ -1081,6 +1073,23 @@ void infer_cast(Ctx& c, OpKind op) {
 }
 
 }  // namespace
+
+EinsumEquation parse_einsum(std::string equation) {
+  EinsumEquation e;
+  equation.erase(std::remove(equation.begin(), equation.end(), ' '), equation.end());
+  e.text = equation;
+  size_t arrow = equation.find("->");
+  e.has_output = arrow != std::string::npos;
+  if (e.has_output) e.output = equation.substr(arrow + 2);
+  std::string lhs = equation.substr(0, arrow);
+  for (size_t start = 0;;) {
+    size_t comma = lhs.find(',', start);
+    e.terms.push_back(lhs.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return e;
+}
 
 Shape broadcast_shapes(const Shape& a, const Shape& b) {
   size_t r = std::max(a.size(), b.size());

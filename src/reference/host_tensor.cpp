@@ -89,6 +89,12 @@ double scalar_double(const Tensor& t) {
   return to_doubles(t)[0];
 }
 
+int64_t normalize_axis(const KernelContext& c, int64_t axis, size_t rank) {
+  int64_t r = int64_t(rank);
+  if (axis < -r || axis >= r) c.error(ErrorCode::kInvalidModel, "axis ", axis, " is out of range for rank ", r);
+  return axis < 0 ? axis + r : axis;
+}
+
 std::vector<int64_t> strides_of(const std::vector<int64_t>& dims) {
   std::vector<int64_t> s(dims.size(), 1);
   for (size_t i = dims.size(); i-- > 1;) s[i - 1] = s[i] * dims[i];

@@ -50,6 +50,8 @@ Tensor with_dims(const Tensor& t, std::vector<int64_t> dims);  // shares the byt
 double scalar_double(const Tensor& t);
 
 std::vector<int64_t> strides_of(const std::vector<int64_t>& dims);
+// `axis` in [-rank, rank) as a non-negative index; an error naming the node otherwise.
+int64_t normalize_axis(const KernelContext& c, int64_t axis, size_t rank);
 // Strides of `in_dims` seen from the broadcast shape `out_dims` (0 along broadcast axes).
 std::vector<int64_t> broadcast_strides(const std::vector<int64_t>& in_dims, const std::vector<int64_t>& out_dims);
 

@@ -119,17 +119,8 @@ Tensor run_gemm(const KernelContext& c) {
 
 // Einsum by direct summation over every label assignment: slow, obviously right.
 Tensor run_einsum(const KernelContext& c) {
-  std::string eq = c.attrs().get_string("equation", "");
-  eq.erase(std::remove(eq.begin(), eq.end(), ' '), eq.end());
-  size_t arrow = eq.find("->");
-  std::string lhs = eq.substr(0, arrow);
-  std::vector<std::string> terms;
-  for (size_t start = 0;;) {
-    size_t comma = lhs.find(',', start);
-    terms.push_back(lhs.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
+  ir::EinsumEquation parsed = ir::parse_einsum(c.attrs().get_string("equation", ""));
+  std::vector<std::string> terms = parsed.terms;
   // Expand "..." into private labels (digits), right-aligned across operands.
   size_t ell_rank = 0;
   for (size_t t = 0; t < terms.size(); ++t)
@@ -154,8 +145,8 @@ Tensor run_einsum(const KernelContext& c) {
     }
   }
   std::string out_term;
-  if (arrow != std::string::npos) {
-    out_term = expand(eq.substr(arrow + 2), ell_rank);
+  if (parsed.has_output) {
+    out_term = expand(parsed.output, ell_rank);
   } else {
     for (size_t i = 0; i < ell_rank; ++i) out_term += char('0' + i);
     for (auto& [l, n] : count)

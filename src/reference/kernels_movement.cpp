@@ -18,12 +18,6 @@ int64_t offset_of(const std::vector<int64_t>& idx, const std::vector<int64_t>& s
   return off;
 }
 
-int64_t norm_axis(const KernelContext& c, int64_t axis, size_t rank) {
-  int64_t r = int64_t(rank);
-  if (axis < -r || axis >= r) c.error(ErrorCode::kInvalidModel, "axis ", axis, " is out of range for rank ", r);
-  return axis < 0 ? axis + r : axis;
-}
-
 Tensor run_transpose(const KernelContext& c) {
   const Tensor& x = c.in(0);
   std::vector<int64_t> perm(x.dims.size());
@@ -37,7 +31,7 @@ Tensor run_transpose(const KernelContext& c) {
 
 Tensor run_concat(const KernelContext& c) {
   std::vector<int64_t> dims = c.out_dims(0);
-  int64_t axis = norm_axis(c, c.attrs().get_int("axis", 0), dims.size());
+  int64_t axis = normalize_axis(c, c.attrs().get_int("axis", 0), dims.size());
   size_t elem = dtype_size(c.in(0).dtype);
   int64_t outer = ir::checked_numel({dims.begin(), dims.begin() + axis});
   int64_t inner = ir::checked_numel({dims.begin() + axis + 1, dims.end()});
@@ -59,7 +53,7 @@ Tensor run_concat(const KernelContext& c) {
 
 Outputs run_split(const KernelContext& c) {
   const Tensor& x = c.in(0);
-  int64_t axis = norm_axis(c, c.attrs().get_int("axis", 0), x.dims.size());
+  int64_t axis = normalize_axis(c, c.attrs().get_int("axis", 0), x.dims.size());
   auto st = strides_of(x.dims);
   Outputs out;
   int64_t start = 0;
@@ -83,7 +77,7 @@ Tensor run_slice(const KernelContext& c) {
   if (c.has(4)) steps = to_ints(c.in(4));
   std::vector<int64_t> begin(r, 0), step(r, 1);
   for (size_t i = 0; i < axes.size(); ++i) {
-    size_t a = size_t(norm_axis(c, axes[i], r));
+    size_t a = size_t(normalize_axis(c, axes[i], r));
     int64_t n = x.dims[a], s = starts[i];
     step[a] = steps[i];
     if (s < 0) s += n;
@@ -99,7 +93,7 @@ Tensor run_slice(const KernelContext& c) {
 
 Tensor run_gather(const KernelContext& c) {
   const Tensor &x = c.in(0), &ti = c.in(1);
-  int64_t axis = norm_axis(c, c.attrs().get_int("axis", 0), x.dims.size());
+  int64_t axis = normalize_axis(c, c.attrs().get_int("axis", 0), x.dims.size());
   std::vector<int64_t> indices = to_ints(ti);
   int64_t n = x.dims[size_t(axis)];
   for (auto& i : indices) {
@@ -122,7 +116,7 @@ Tensor run_gather(const KernelContext& c) {
 
 Tensor run_gather_elements(const KernelContext& c) {
   const Tensor &x = c.in(0), &ti = c.in(1);
-  int64_t axis = norm_axis(c, c.attrs().get_int("axis", 0), x.dims.size());
+  int64_t axis = normalize_axis(c, c.attrs().get_int("axis", 0), x.dims.size());
   std::vector<int64_t> indices = to_ints(ti);
   int64_t n = x.dims[size_t(axis)];
   auto st = strides_of(x.dims);
@@ -145,7 +139,7 @@ Tensor run_pad(const KernelContext& c) {
   std::iota(axes.begin(), axes.end(), 0);
   if (c.has(3)) axes = to_ints(c.in(3));
   std::vector<int64_t> before(r, 0);
-  for (size_t i = 0; i < axes.size(); ++i) before[size_t(norm_axis(c, axes[i], r))] = pads[i];
+  for (size_t i = 0; i < axes.size(); ++i) before[size_t(normalize_axis(c, axes[i], r))] = pads[i];
   std::string mode = c.attrs().get_string("mode", "constant");
   Tensor fill = from_doubles(x.dtype, {}, {c.has(2) ? scalar_double(c.in(2)) : 0.0});
   auto st = strides_of(x.dims);
@@ -218,7 +212,7 @@ Tensor run_depth_space(const KernelContext& c) {
 Tensor run_onehot(const KernelContext& c) {
   std::vector<double> idx = to_doubles(c.in(0)), values = to_doubles(c.in(2));
   std::vector<int64_t> dims = c.out_dims(0);
-  int64_t axis = norm_axis(c, c.attrs().get_int("axis", -1), dims.size());
+  int64_t axis = normalize_axis(c, c.attrs().get_int("axis", -1), dims.size());
   int64_t depth = dims[size_t(axis)];
   int64_t inner = ir::checked_numel({dims.begin() + axis + 1, dims.end()});
   std::vector<double> out(size_t(ir::checked_numel(dims)), values[0]);
@@ -295,7 +289,7 @@ Tensor run_resize(const KernelContext& c) {
   std::vector<int64_t> axes(r);
   std::iota(axes.begin(), axes.end(), 0);
   axes = a.get_ints("axes", axes);
-  for (auto& ax : axes) ax = norm_axis(c, ax, r);
+  for (auto& ax : axes) ax = normalize_axis(c, ax, r);
   std::vector<double> scale(r, 1.0), roi_start(r, 0.0), roi_end(r, 1.0);
   std::vector<double> given_scales = c.has(2) && c.in(2).numel() ? to_doubles(c.in(2)) : std::vector<double>{};
   bool by_sizes = c.has(3) && c.in(3).numel();

@@ -20,12 +20,6 @@ AxisSplit split_at(const std::vector<int64_t>& dims, int64_t axis) {
           ir::checked_numel({dims.begin() + axis + 1, dims.end()})};
 }
 
-int64_t normalize_axis(const KernelContext& c, int64_t axis, size_t rank) {
-  int64_t r = int64_t(rank);
-  if (axis < -r || axis >= r) c.error(ErrorCode::kInvalidModel, "axis ", axis, " is out of range for rank ", r);
-  return axis < 0 ? axis + r : axis;
-}
-
 Tensor run_reduce_op(const KernelContext& c) {
   const Tensor& tx = c.in(0);
   OpKind op = c.node.op;

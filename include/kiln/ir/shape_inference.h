@@ -40,6 +40,16 @@ struct WindowGeometry {
 WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& input_spatial,
                                const std::vector<int64_t>& kernel_spatial);
 
+// An Einsum equation split into operand terms and the output term ("" with
+// has_output false when the equation has no "->"); spaces removed.
+struct EinsumEquation {
+  std::string text;
+  std::vector<std::string> terms;
+  std::string output;
+  bool has_output = false;
+};
+EinsumEquation parse_einsum(std::string equation);
+
 // Broadcast two shapes numpy-style; throws kShapeError when they do not fit.
 Shape broadcast_shapes(const Shape& a, const Shape& b);
 

@@ -154,9 +154,32 @@ std::string window_source(const WindowSpec& spec) {
   bool dbl = spec.dtype == DType::kFloat64;
   std::ostringstream s;
   s << prelude() << params_macro(spec.specialize);
+  // The input offset (within one channel) that kernel tap kk of output position o reads; false in padding.
+  // Forward windows read o*stride - pad + k*dil; a transposed conv reads (o + pad - k*dil) / stride when exact.
+  s << R"(__device__ __forceinline__ bool kiln_tap(const KParams& p, int sr, const long long* o, long long kk, bool transposed,
+                                         long long* offset) {
+  long long r = kk, off = 0, stride = 1;
+  for (int d = sr - 1; d >= 0; --d) {
+    const long long kd = r % P(14 + d);
+    r /= P(14 + d);
+    long long q = o[d] * P(17 + d) - P(23 + d) + kd * P(20 + d);
+    if (transposed) {
+      const long long num = o[d] + P(23 + d) - kd * P(20 + d);
+      if (num < 0 || num % P(17 + d) != 0) return false;
+      q = num / P(17 + d);
+    }
+    if (q < 0 || q >= P(8 + d)) return false;
+    off += q * stride;
+    stride *= P(8 + d);
+  }
+  *offset = off;
+  return true;
+}
+)";
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const "
     << ct << "* __restrict__ x";
   bool conv = spec.op == WindowOp::kConv || spec.op == WindowOp::kConvTranspose;
+  bool transposed = spec.op == WindowOp::kConvTranspose;
   if (conv) s << ", const " << ct << "* __restrict__ w" << (spec.has_bias ? str(", const ", ct, "* __restrict__ bias") : "");
   s << ", KParams p) {\n";
   s << "  const long long n = P(0);\n  const int sr = (int)P(1);\n  const long long cin = P(2), cout = P(3), group = P(4);\n";
@@ -166,66 +189,33 @@ std::string window_source(const WindowSpec& spec) {
     << ") {\n";
   s << "    const long long pos = i % out_vol, ch = (i / out_vol) % cout, b = i / (out_vol * cout);\n";
   s << "    long long o[3] = {0, 0, 0};\n    { long long r = pos; for (int d = sr - 1; d >= 0; --d) { o[d] = r % P(11 + d); r /= P(11 + d); } }\n";
-  if (spec.op == WindowOp::kConvTranspose) {
-    // Output spatial dims are P(11..); input spatial P(8..). Weight [cin, cout/group, k...].
-    s << "    const long long cg = cin / group, mg = cout / group, g = ch / mg, m = ch % mg;\n";
-    s << "    " << t << " acc = " << (spec.has_bias ? load_expr(spec.dtype, "bias", "ch") : "0") << ";\n";
-    s << "    for (long long c = 0; c < cg; ++c) {\n";
-    s << "      const " << ct << "* xc = x + (b * cin + g * cg + c) * in_vol;\n";
-    s << "      const " << ct << "* wc = w + ((g * cg + c) * mg + m) * k_vol;\n";
-    s << "      for (long long kk = 0; kk < k_vol; ++kk) {\n";
-    s << "        long long r = kk, off = 0; bool ok = true;\n";
-    s << "        for (int d = sr - 1; d >= 0; --d) {\n";
-    s << "          const long long kd = r % P(14 + d); r /= P(14 + d);\n";
-    s << "          const long long num = o[d] + P(23 + d) - kd * P(20 + d);\n";
-    s << "          if (num < 0 || num % P(17 + d) != 0) { ok = false; break; }\n";
-    s << "          const long long q = num / P(17 + d);\n";
-    s << "          if (q >= P(8 + d)) { ok = false; break; }\n";
-    s << "          long long stride = 1; for (int e = d + 1; e < sr; ++e) stride *= P(8 + e);\n";
-    s << "          off += q * stride;\n        }\n";
-    s << "        if (ok) acc += " << load_expr(spec.dtype, "xc", "off") << " * " << load_expr(spec.dtype, "wc", "kk") << ";\n";
-    s << "      }\n    }\n";
-    s << "    " << store_stmt(spec.dtype, "out", "i", "acc") << "\n";
-  } else if (spec.op == WindowOp::kConv) {
+  if (conv) {
+    // Conv weights are [cout, cin/group, k...]; ConvTranspose weights [cin, cout/group, k...].
     s << "    const long long cg = cin / group, mg = cout / group, g = ch / mg;\n";
     s << "    " << t << " acc = " << (spec.has_bias ? load_expr(spec.dtype, "bias", "ch") : "0") << ";\n";
     s << "    for (long long c = 0; c < cg; ++c) {\n";
     s << "      const " << ct << "* xc = x + (b * cin + g * cg + c) * in_vol;\n";
-    s << "      const " << ct << "* wc = w + (ch * cg + c) * k_vol;\n";
-    s << "      for (long long kk = 0; kk < k_vol; ++kk) {\n";
-    s << "        long long r = kk, off = 0; bool ok = true;\n";
-    s << "        for (int d = sr - 1; d >= 0; --d) {\n";
-    s << "          const long long kd = r % P(14 + d); r /= P(14 + d);\n";
-    s << "          const long long q = o[d] * P(17 + d) - P(23 + d) + kd * P(20 + d);\n";
-    s << "          if (q < 0 || q >= P(8 + d)) { ok = false; break; }\n";
-    s << "          long long stride = 1; for (int e = d + 1; e < sr; ++e) stride *= P(8 + e);\n";
-    s << "          off += q * stride;\n        }\n";
-    s << "        if (ok) acc += " << load_expr(spec.dtype, "xc", "off") << " * " << load_expr(spec.dtype, "wc", "kk") << ";\n";
+    s << "      const " << ct << "* wc = w + " << (transposed ? "((g * cg + c) * mg + ch % mg)" : "(ch * cg + c)") << " * k_vol;\n";
+    s << "      for (long long kk = 0; kk < k_vol; ++kk) {\n        long long off;\n";
+    s << "        if (kiln_tap(p, sr, o, kk, " << (transposed ? "true" : "false") << ", &off)) acc += "
+      << load_expr(spec.dtype, "xc", "off") << " * " << load_expr(spec.dtype, "wc", "kk") << ";\n";
     s << "      }\n    }\n";
-    s << "    " << store_stmt(spec.dtype, "out", "i", "acc") << "\n";
   } else {
     bool is_max = spec.op == WindowOp::kMaxPool;
     s << "    const " << ct << "* xc = x + (b * cin + ch) * in_vol;\n";
     s << "    " << t << " acc = " << (is_max ? (dbl ? "-1.0/0.0" : "-1.0f/0.0f") : "0") << ";\n";
-    s << "    long long count = 0, padded = 1;\n";
-    s << "    for (int d = 0; d < sr; ++d) {\n";
-    s << "      long long cnt = 0;\n";
+    s << "    long long count = 0, padded = 1;  // window taps inside input + explicit pads (count_include_pad)\n";
+    s << "    for (int d = 0; d < sr; ++d) {\n      long long cnt = 0;\n";
     s << "      for (long long k = 0; k < P(14 + d); ++k) { const long long q = o[d] * P(17 + d) - P(23 + d) + k * P(20 + d);"
          " if (q >= -P(23 + d) && q < P(8 + d) + P(26 + d)) ++cnt; }\n";
     s << "      padded *= cnt;\n    }\n";
-    s << "    for (long long kk = 0; kk < k_vol; ++kk) {\n";
-    s << "      long long r = kk, off = 0; bool ok = true;\n";
-    s << "      for (int d = sr - 1; d >= 0; --d) {\n";
-    s << "        const long long kd = r % P(14 + d); r /= P(14 + d);\n";
-    s << "        const long long q = o[d] * P(17 + d) - P(23 + d) + kd * P(20 + d);\n";
-    s << "        if (q < 0 || q >= P(8 + d)) { ok = false; break; }\n";
-    s << "        long long stride = 1; for (int e = d + 1; e < sr; ++e) stride *= P(8 + e);\n";
-    s << "        off += q * stride;\n      }\n";
-    s << "      if (!ok) continue;\n      const " << t << " v = " << load_expr(spec.dtype, "xc", "off") << ";\n      ++count;\n";
+    s << "    for (long long kk = 0; kk < k_vol; ++kk) {\n      long long off;\n";
+    s << "      if (!kiln_tap(p, sr, o, kk, false, &off)) continue;\n";
+    s << "      const " << t << " v = " << load_expr(spec.dtype, "xc", "off") << ";\n      ++count;\n";
     s << "      " << (is_max ? "acc = (v > acc || v != v) ? v : acc;" : "acc += v;") << "\n    }\n";
     if (!is_max) s << "    acc /= (" << t << ")(P(5) ? padded : count);\n";
-    s << "    " << store_stmt(spec.dtype, "out", "i", "acc") << "\n";
   }
+  s << "    " << store_stmt(spec.dtype, "out", "i", "acc") << "\n";
   s << "  }\n}\n";
   return s.str();
 }
