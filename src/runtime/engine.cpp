@@ -107,6 +107,7 @@ struct ContextState {
   cudnnHandle_t cudnn = nullptr;  // made only when the plan has cuDNN work
   std::map<std::string, std::vector<int64_t>, std::less<>> input_dims;
   std::vector<void*> bound;  // per value id: user pointer for inputs and outputs
+  std::vector<bool> io;      // per value id: a network input or output (must be bound)
   ShapeEnv shapes;
   bool prepared = false;
   std::vector<Step> steps;
@@ -135,6 +136,9 @@ std::unique_ptr<ExecutionContext> Engine::create_context() {
   size_t nv = state_->plan.network.values().size();
   c->bound.assign(nv, nullptr);
   c->pointers.assign(nv, nullptr);
+  c->io.assign(nv, false);
+  for (ir::ValueId v : state_->plan.network.inputs()) c->io[size_t(v)] = true;
+  for (ir::ValueId v : state_->plan.network.outputs()) c->io[size_t(v)] = true;
   for (ir::ValueId id : state_->plan.network.inputs()) {
     const ir::Value& v = state_->plan.network.value(id);
     if (ir::shape_is_constant(v.shape)) c->input_dims[v.name] = ir::shape_constants(v.shape);
@@ -255,13 +259,12 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
   }
   // Resolve pointers.
   for (size_t v = 0; v < net.values().size(); ++v) {
-    const ir::Value& val = net.values()[v];
     if (c.bound[v]) c.pointers[v] = c.bound[v];
     else if (e.weight_offset[v] >= 0) c.pointers[v] = e.weights.get() + e.weight_offset[v];
     else if (plan.arena_offset[v] >= 0) c.pointers[v] = c.arena.get() + plan.arena_offset[v];
     else c.pointers[v] = nullptr;
-    if (!c.pointers[v] && (val.is_input || std::find(net.outputs().begin(), net.outputs().end(), ir::ValueId(v)) != net.outputs().end()))
-      fail(ErrorCode::kInvalidArgument, "'", val.name, "' has no address: call set_tensor_address first");
+    if (!c.pointers[v] && c.io[v])
+      fail(ErrorCode::kInvalidArgument, "'", net.values()[v].name, "' has no address: call set_tensor_address first");
   }
   auto ptr = [&](const PtrRef& r, const ir::Node* node) -> void* {
     void* base = c.pointers[size_t(r.value)];

@@ -111,6 +111,9 @@ void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, v
 
 void launch_cudnn(const CudnnCall& call, void* x, void* w, void* y, void* bias, cudnnHandle_t handle, void* workspace,
                   cudaStream_t stream);
+// Per-family op makers behind make_op.
+std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why);
+std::unique_ptr<Op> make_matmul_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why);
 // The cuDNN op for a Conv it can run; nullptr to use the generated direct kernel.
 std::unique_ptr<Op> make_cudnn_conv_op(const plan::Plan& plan, const ir::Node& node, std::string& why);
 

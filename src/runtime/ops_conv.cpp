@@ -137,14 +137,15 @@ std::unique_ptr<Op> make_cudnn_conv_op(const plan::Plan& plan, const ir::Node& n
 void launch_cudnn(const CudnnCall& call, void* x, void* w, void* y, void* bias, cudnnHandle_t handle, void* workspace,
                   cudaStream_t stream) {
   auto* d = static_cast<CudnnDescriptors*>(call.descriptors.get());
-  std::string where = str("node '", call.node->name, "' (Conv)");
-  KILN_CUDNN(cudnnSetStream(handle, stream), where);
+  // The message is built only on failure: enqueue stays free of host allocations.
+  auto where = [&] { return str("node '", call.node->name, "' (Conv)"); };
+  KILN_CUDNN(cudnnSetStream(handle, stream), where());
   double one64 = 1, zero64 = 0;
   float one32 = 1, zero32 = 0;
   const void* one = call.f64 ? static_cast<const void*>(&one64) : &one32;
   const void* zero = call.f64 ? static_cast<const void*>(&zero64) : &zero32;
-  KILN_CUDNN(cudnnConvolutionForward(handle, one, d->x, x, d->w, w, d->conv, d->algo, workspace, d->workspace, zero, d->y, y), where);
-  if (bias) KILN_CUDNN(cudnnAddTensor(handle, one, d->bias, bias, one, d->y, y), where);
+  KILN_CUDNN(cudnnConvolutionForward(handle, one, d->x, x, d->w, w, d->conv, d->algo, workspace, d->workspace, zero, d->y, y), where());
+  if (bias) KILN_CUDNN(cudnnAddTensor(handle, one, d->bias, bias, one, d->y, y), where());
 }
 
 }  // namespace kiln::runtime

@@ -173,14 +173,15 @@ ir::OpKind activation_op(const std::string& act) {
 void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, void* bias, cublasLtHandle_t lt,
                    void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   auto* desc = static_cast<LtDescriptors*>(call.descriptors.get());
-  std::string where = "node '" + call.node->name + "' (FusedMatMul)";
-  if (bias) KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)), where);
+  // The message is built only on failure: enqueue stays free of host allocations.
+  auto where = [&] { return "node '" + call.node->name + "' (FusedMatMul)"; };
+  if (bias) KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)), where());
   float alpha32 = float(call.alpha), beta32 = float(call.beta);
   const void* alpha = call.f64 ? static_cast<const void*>(&call.alpha) : &alpha32;
   const void* beta = call.f64 ? static_cast<const void*>(&call.beta) : &beta32;
   KILN_CUBLAS(cublasLtMatmul(lt, desc->op, alpha, a, desc->a, b, desc->b, beta, c, desc->c, d, desc->c, &desc->algo, workspace,
                              workspace_bytes, stream),
-              where);
+              where());
 }
 
 std::unique_ptr<Op> make_matmul_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
