@@ -14,8 +14,18 @@
 #include <vector>
 
 #include "kiln/plan.h"
+#include "kiln/runtime_cache.h"
 
 namespace kiln::runtime {
+
+// The NVRTC version this build compiles with (the runtime cache's compiler identity).
+int compiler_version();
+
+// Compiles every generic kernel of `plan` for `arch` (e.g. 90 for sm_90) into
+// `cache`, without a GPU, so a deployment can ship a warm cache. Returns the
+// number of distinct kernels.
+int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache,
+               const std::function<void(const std::string&)>& progress = {});
 
 // True when a CUDA device can be used; otherwise `reason` says why.
 bool cuda_available(std::string* reason = nullptr);
@@ -30,6 +40,9 @@ struct RuntimeConfig {
   int compile_threads = 0;   // 0: one per hardware thread, at most 16
   // Called with progress lines while kernels compile.
   std::function<void(const std::string&)> progress;
+  // Compiled kernels are looked up here first and added after compiling; shared
+  // by engines. Null: no cache.
+  std::shared_ptr<RuntimeCache> cache;
 };
 
 class ExecutionContext;
@@ -43,7 +56,8 @@ class Engine {
   std::unique_ptr<ExecutionContext> create_context();
   const plan::Plan& plan() const;
   int device() const;
-  int kernel_count() const;  // distinct compiled modules
+  int kernel_count() const;         // distinct compiled modules
+  int cached_kernel_count() const;  // of those, taken from the runtime cache
 
  private:
   explicit Engine(std::unique_ptr<EngineState> state);

@@ -9,6 +9,7 @@
 #include "kiln/error.h"
 #include "kiln/ir/shape_inference.h"
 #include "kiln/runtime.h"
+#include "jit/nvrtc.h"
 #include "ops.h"
 
 namespace kiln::runtime {
@@ -28,6 +29,25 @@ bool cuda_available(std::string* reason) {
     return false;
   }
   return true;
+}
+
+int compiler_version() { return jit::nvrtc_version(); }
+
+int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache, const std::function<void(const std::string&)>& progress) {
+  KernelStore store;
+  std::map<std::string, int> unsupported;
+  for (const ir::Node& node : plan.network.nodes()) {
+    std::string reason;
+    if (!make_op(plan, node, store, reason)) unsupported[str(ir::op_name(node.op), " (", reason, ")")]++;
+  }
+  if (!unsupported.empty()) {
+    std::string list;
+    for (auto& [what, count] : unsupported) list += str(list.empty() ? "" : ", ", what, " x", count);
+    fail(ErrorCode::kUnsupported, "the GPU runtime cannot run: ", list);
+  }
+  int threads = std::clamp<int>(int(std::thread::hardware_concurrency()), 1, 16);
+  store.compile_into_cache(arch, threads, progress, cache);
+  return store.module_count();
 }
 
 void reset_device_after_error() {
@@ -50,6 +70,7 @@ Engine::~Engine() = default;
 const plan::Plan& Engine::plan() const { return state_->plan; }
 int Engine::device() const { return state_->device; }
 int Engine::kernel_count() const { return state_->store.module_count(); }
+int Engine::cached_kernel_count() const { return state_->store.cache_hits(); }
 
 std::shared_ptr<Engine> Engine::create(plan::Plan plan, const RuntimeConfig& config) {
   std::string why;
@@ -94,7 +115,7 @@ std::shared_ptr<Engine> Engine::create(plan::Plan plan, const RuntimeConfig& con
 
   int threads = config.compile_threads > 0 ? config.compile_threads
                                            : std::clamp<int>(int(std::thread::hardware_concurrency()), 1, 16);
-  s->store.compile_all(prop.major * 10 + prop.minor, threads, config.progress);
+  s->store.compile_all(prop.major * 10 + prop.minor, threads, config.progress, config.cache.get());
   return std::shared_ptr<Engine>(new Engine(std::move(s)));
 }
 

@@ -17,6 +17,7 @@
 #include "codegen/codegen.h"
 #include "kiln/ir/network.h"
 #include "kiln/plan.h"
+#include "kiln/runtime_cache.h"
 
 namespace kiln::runtime {
 
@@ -25,11 +26,18 @@ class KernelStore {
  public:
   ~KernelStore();
   int add(const std::string& name, const std::string& source);  // returns a handle
-  void compile_all(int arch, int threads, const std::function<void(const std::string&)>& progress);
+  // Compiles every registered source for `arch` (cubins from `cache` when it has them) and loads them.
+  void compile_all(int arch, int threads, const std::function<void(const std::string&)>& progress, RuntimeCache* cache);
+  // Compiles every source for `arch` into `cache` without loading (no GPU needed).
+  void compile_into_cache(int arch, int threads, const std::function<void(const std::string&)>& progress, RuntimeCache& cache);
   cudaKernel_t kernel(int handle) const { return kernels_.at(size_t(handles_.at(size_t(handle)))); }
   int module_count() const { return int(sources_.size()); }
+  int cache_hits() const { return cache_hits_; }
 
  private:
+  std::vector<std::string> compile(int arch, int threads, const std::function<void(const std::string&)>& progress,
+                                   RuntimeCache* cache);
+  int cache_hits_ = 0;
   std::vector<std::string> names_, sources_;
   std::vector<int> handles_;  // handle -> module index
   std::vector<cudaLibrary_t> libraries_;

@@ -148,6 +148,23 @@ TEST(GpuRuntime, ContextsOnThreads) {
   for (auto& f : failures) EXPECT_EQ(f, "");
 }
 
+TEST(GpuRuntime, RuntimeCacheServesTheSecondEngine) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(9);
+  ir::Network net = small_model(rng);
+  plan::Plan p = builder::build(net, {});
+  runtime::RuntimeConfig config;
+  config.cache = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version());
+  auto first = runtime::Engine::create(p, config);
+  EXPECT_EQ(first->cached_kernel_count(), 0);
+  auto second = runtime::Engine::create(p, config);
+  EXPECT_EQ(second->cached_kernel_count(), second->kernel_count());
+  auto input = random_tensor(DType::kFloat32, {4, 32}, rng);
+  auto context = second->create_context();
+  auto got = runtime::run_with_host_tensors(*context, *second, {{"x", input}});
+  expect_close(to_floats(got[0]), ir::read_doubles(reference::run(net, {{"x", input}})[0]), 1e-5);
+}
+
 TEST(GpuRuntime, UnsupportedOpsAreListed) {
   KILN_REQUIRE_GPU();
   ir::Network net;

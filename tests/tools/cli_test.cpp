@@ -110,3 +110,29 @@ TEST(Cli, CorruptPlansAreRejected) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Cli, CacheWarmInfoClear) {
+  auto dir = std::filesystem::temp_directory_path() / "kiln_cli_cache";
+  std::filesystem::remove_all(dir);
+  auto plan = dir / "mlp.kiln", cache = dir / "cache.bin";
+  std::filesystem::create_directories(dir);
+  ASSERT_EQ(kiln("build " + kExamples + "/mlp.onnx -o " + plan.string() + " --profile x:1x64/4x64/16x64").code, 0);
+  Result w = kiln("cache warm " + plan.string() + " --arch sm_90 --cache " + cache.string());
+  EXPECT_EQ(w.code, 0) << w.output;
+  Result i = kiln("cache info " + cache.string());
+  EXPECT_EQ(i.code, 0) << i.output;
+  EXPECT_NE(i.output.find("entries: "), std::string::npos) << i.output;
+  EXPECT_NE(i.output.find("sm_90: "), std::string::npos) << i.output;
+  EXPECT_EQ(i.output.find("entries: 0\n"), std::string::npos) << i.output;
+  Result again = kiln("cache warm " + plan.string() + " --arch sm_90 --cache " + cache.string());
+  EXPECT_NE(again.output.find(", 0 new entries"), std::string::npos) << again.output;
+  EXPECT_EQ(kiln("cache warm " + plan.string() + " --arch ninety --cache " + cache.string()).code, 2);
+  EXPECT_EQ(kiln("cache clear " + cache.string()).code, 0);
+  EXPECT_NE(kiln("cache info " + cache.string()).output.find("entries: 0\n"), std::string::npos);
+  EXPECT_EQ(kiln("cache info " + (dir / "missing.bin").string()).code, 3);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace

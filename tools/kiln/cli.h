@@ -40,5 +40,6 @@ int cmd_build(const Args& args);
 bool is_plan_file(const std::string& path);
 int cmd_run(const Args& args);
 int cmd_conformance(const Args& args);
+int cmd_cache(const Args& args);
 
 }  // namespace kiln::cli

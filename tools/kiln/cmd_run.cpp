@@ -1,6 +1,7 @@
 // kiln run: executes a model on given or random inputs.
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <optional>
 #include <cmath>
 #include <filesystem>
@@ -98,16 +99,36 @@ double percentile(std::vector<double> v, double q) {
   return v.empty() ? 0 : v[std::min(v.size() - 1, size_t(q * double(v.size())))];
 }
 
+// The runtime cache file: --runtime-cache PATH, `off`, or the per-user default.
+std::optional<std::filesystem::path> runtime_cache_path(const Args& args) {
+  std::string flag = args.get("--runtime-cache");
+  if (flag == "off") return std::nullopt;
+  if (!flag.empty()) return std::filesystem::path(flag);
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  if (xdg && *xdg) return std::filesystem::path(xdg) / "kiln" / "runtime_cache.bin";
+  if (home && *home) return std::filesystem::path(home) / ".cache" / "kiln" / "runtime_cache.bin";
+  return std::nullopt;
+}
+
 std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::string, reference::Tensor>& inputs, int warmup,
-                                          int iterations) {
+                                          int iterations, const std::optional<std::filesystem::path>& cache_file) {
   std::string why;
   if (!runtime::cuda_available(&why)) fail(ErrorCode::kDevice, "--device cuda: ", why);
   runtime::RuntimeConfig config;
   config.progress = [](const std::string& line) { std::cerr << "kiln run: " << line << "\n"; };
+  auto warn = [](const std::vector<std::string>& warnings) {
+    for (auto& w : warnings) std::cerr << "kiln run: warning: " << w << "\n";
+  };
+  if (cache_file) {
+    config.cache = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version());
+    warn(config.cache->load_file(*cache_file));
+  }
   auto start = std::chrono::steady_clock::now();
   auto engine = runtime::Engine::create(std::move(p), config);
   auto context = engine->create_context();
   double setup_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  if (cache_file) warn(config.cache->save_file(*cache_file));
   cudaStream_t stream;
   cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
   runtime::DeviceIo io(*context, *engine, inputs);
@@ -249,7 +270,7 @@ int cmd_run(const Args& args) {
     std::cout << "device: cpu (reference interpreter), seed " << seed << ", " << ms << " ms\n";
   } else {
     plan::Plan p = loaded_plan ? std::move(*loaded_plan) : build_for_run(net, inputs, args);
-    outputs = run_on_gpu(std::move(p), inputs, warmup, iterations);
+    outputs = run_on_gpu(std::move(p), inputs, warmup, iterations, runtime_cache_path(args));
   }
   if (args.has("--compare-reference")) compare_with_reference(net, inputs, outputs);
   if (args.has("--output-dir")) fs::create_directories(args.get("--output-dir"));

@@ -28,7 +28,7 @@ commands:
   run MODEL.onnx|PLAN.kiln [--device cpu|cuda] [--shapes NAME:1x3x224x224,...]
                  [--input NAME:FILE.npy ...] [--output-dir DIR] [--seed N]
                  [--precision fp32|fp16|bf16] [--warmup N] [--iterations N]
-                 [--compare-reference]
+                 [--compare-reference] [--runtime-cache FILE|off]
       Runs the model once and prints each output's shape and statistics;
       --output-dir writes one NAME.npy per output. Inputs not given with
       --input are random (seeded, non-zero). Symbolic dims come from --shapes,
@@ -39,6 +39,13 @@ commands:
       over --iterations runs after --warmup runs, and GPU time per run.
       --compare-reference prints each output's max abs/rel error against
       the reference interpreter.
+  cache info FILE | cache clear FILE | cache warm PLAN.kiln --arch sm_90 --cache FILE
+      The runtime cache: compiled kernels keyed by source, options, arch and
+      NVRTC version. `info` prints `entries: N`, `bytes: N` and per-arch
+      counts; `clear` empties the file; `warm` compiles the plan's kernels for
+      an architecture into the file, no GPU needed. `kiln run --device cuda`
+      uses --runtime-cache FILE (default $XDG_CACHE_HOME/kiln/runtime_cache.bin,
+      `off` to disable).
   conformance DIR [--device cpu|plan|cuda] [--filter TEXT] [--verbose]
       Runs a folder of ONNX backend node tests (each a folder with model.onnx
       and test_data_set_*), prints one line per test (--verbose) or per
@@ -131,8 +138,10 @@ int main(int argc, char** argv) {
     if (command == "build") return cmd_build(parse_args(argc, argv, 2, {"--output", "--precision", "--profile"}, {}));
     if (command == "run")
       return cmd_run(parse_args(argc, argv, 2,
-                                {"--device", "--shapes", "--input", "--output-dir", "--seed", "--warmup", "--iterations", "--precision"},
+                                {"--device", "--shapes", "--input", "--output-dir", "--seed", "--warmup", "--iterations", "--precision",
+                                 "--runtime-cache"},
                                 {"--compare-reference"}));
+    if (command == "cache") return cmd_cache(parse_args(argc, argv, 2, {"--arch", "--cache", "--shapes"}, {}));
     if (command == "conformance")
       return cmd_conformance(parse_args(argc, argv, 2, {"--device", "--filter"}, {"--verbose"}));
     std::cerr << "kiln: unknown command '" << command << "' (see kiln --help)\n";

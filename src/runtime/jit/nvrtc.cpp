@@ -29,7 +29,15 @@ std::string excerpt(const std::string& log, const std::string& source) {
   return out;
 }
 
+std::vector<std::string> option_list(int arch) { return {str("--gpu-architecture=sm_", arch), "--std=c++17", "-default-device"}; }
+
 }  // namespace
+
+std::string compile_options(int arch) {
+  std::string joined;
+  for (auto& o : option_list(arch)) joined += o + " ";
+  return joined;
+}
 
 int nvrtc_version() {
   int major = 0, minor = 0;
@@ -41,9 +49,10 @@ std::string compile_to_cubin(const CompileRequest& request) {
   nvrtcProgram program;
   check(nvrtcCreateProgram(&program, request.source.c_str(), (request.name + ".cu").c_str(), 0, nullptr, nullptr),
         "create", request.name);
-  std::string arch = str("--gpu-architecture=sm_", request.arch);
-  const char* options[] = {arch.c_str(), "--std=c++17", "-default-device"};
-  nvrtcResult result = nvrtcCompileProgram(program, int(std::size(options)), options);
+  std::vector<std::string> owned = option_list(request.arch);
+  std::vector<const char*> options;
+  for (auto& o : owned) options.push_back(o.c_str());
+  nvrtcResult result = nvrtcCompileProgram(program, int(options.size()), options.data());
   size_t log_size = 0;
   nvrtcGetProgramLogSize(program, &log_size);
   std::string log(log_size, '\0');

@@ -17,5 +17,7 @@ struct CompileRequest {
 std::string compile_to_cubin(const CompileRequest& request);
 // NVRTC's version as major*1000 + minor*10 (e.g. 13000).
 int nvrtc_version();
+// The options compile_to_cubin passes, joined (part of every cache key).
+std::string compile_options(int arch);
 
 }  // namespace kiln::jit

@@ -1,0 +1,61 @@
+// kiln cache: inspect, clear and pre-fill runtime cache files.
+#include <iostream>
+
+#include "cli.h"
+#include "kiln/plan.h"
+#include "kiln/runtime.h"
+
+namespace kiln::cli {
+
+namespace {
+
+void print_warnings(const std::vector<std::string>& warnings) {
+  for (auto& w : warnings) std::cerr << "kiln cache: warning: " << w << "\n";
+}
+
+int parse_arch(const std::string& text) {
+  std::string digits = text.rfind("sm_", 0) == 0 ? text.substr(3) : text;
+  if (digits.empty() || digits.size() > 3 || digits.find_first_not_of("0123456789") != std::string::npos)
+    fail(ErrorCode::kInvalidArgument, "--arch must look like sm_90");
+  return std::stoi(digits);
+}
+
+}  // namespace
+
+int cmd_cache(const Args& args) {
+  const char* usage = "usage: kiln cache info FILE | kiln cache clear FILE | kiln cache warm PLAN.kiln --arch sm_90 --cache FILE";
+  if (args.positional.empty()) fail(ErrorCode::kInvalidArgument, usage);
+  const std::string& verb = args.positional[0];
+  runtime::RuntimeCache cache(runtime::compiler_version());
+  if (verb == "info" && args.positional.size() == 2) {
+    std::error_code ec;
+    if (!std::filesystem::exists(args.positional[1], ec)) fail(ErrorCode::kIoError, args.positional[1], " does not exist");
+    print_warnings(cache.load_file(args.positional[1]));
+    std::cout << "entries: " << cache.entry_count() << "\nbytes: " << cache.bytes() << "\n";
+    for (auto& [arch, n] : cache.entries_per_arch()) std::cout << "sm_" << arch << ": " << n << "\n";
+    return kOk;
+  }
+  if (verb == "clear" && args.positional.size() == 2) {
+    print_warnings(cache.save_file_replacing(args.positional[1]));
+    std::cout << "cleared " << args.positional[1] << "\n";
+    return kOk;
+  }
+  if (verb == "warm" && args.positional.size() == 2) {
+    if (!args.has("--arch") || !args.has("--cache")) fail(ErrorCode::kInvalidArgument, usage);
+    if (args.has("--shapes"))
+      fail(ErrorCode::kUnsupported, "--shapes: shape-specialized kernels are not generated at run time yet, so there is nothing to warm for them");
+    int arch = parse_arch(args.get("--arch"));
+    plan::Plan p = plan::load(args.positional[1]);
+    const std::string& file = args.get("--cache");
+    print_warnings(cache.load_file(file));
+    size_t before = cache.entry_count();
+    int kernels = runtime::warm_cache(p, arch, cache, [](const std::string& line) { std::cerr << "kiln cache: " << line << "\n"; });
+    print_warnings(cache.save_file(file));
+    std::cout << "warmed " << file << ": " << kernels << " kernels for sm_" << arch << ", " << cache.entry_count() - before
+              << " new entries\n";
+    return kOk;
+  }
+  fail(ErrorCode::kInvalidArgument, usage);
+}
+
+}  // namespace kiln::cli
