@@ -6,6 +6,8 @@
 #include <fstream>
 #include <random>
 
+#include <unistd.h>
+
 #include "kiln/error.h"
 #include "kiln/onnx.h"
 #include "kiln/reference.h"
@@ -190,7 +192,8 @@ TEST(OnnxBadInput, InvalidAttributes) {
 class ExternalDataTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / "kiln_external_bad" / "model";
+    // One folder per test process: ctest runs these cases in parallel.
+    dir_ = fs::temp_directory_path() / ("kiln_external_bad_" + std::to_string(::getpid())) / "model";
     fs::create_directories(dir_);
     std::ofstream(dir_.parent_path() / "secret.bin", std::ios::binary) << std::string(48, 'x');
   }
