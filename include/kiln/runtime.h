@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,9 +36,21 @@ bool cuda_available(std::string* reason = nullptr);
 // this process must be destroyed first.
 void reset_device_after_error();
 
+// What runs at a shape seen for the first time: `lazy` launches the generic
+// kernels at once and compiles shape-specialized ones in the background,
+// swapping them in when ready; `eager` compiles them before the first call at
+// that shape returns; `none` always runs the generic kernels.
+enum class KernelSpecialization { kLazy, kEager, kNone };
+std::string_view kernel_specialization_name(KernelSpecialization s);
+std::optional<KernelSpecialization> parse_kernel_specialization(std::string_view name);
+
 struct RuntimeConfig {
   int device = -1;           // -1: the current device
   int compile_threads = 0;   // 0: one per hardware thread, at most 16
+  KernelSpecialization dynamic_shapes_kernel_specialization_strategy = KernelSpecialization::kLazy;
+  int specialization_threads = 2;           // background compilers for `lazy`
+  size_t max_specialized_kernels = 4096;    // beyond this the generic kernels serve new shapes
+  size_t shapes_per_context = 16;           // prepared shapes a context keeps (LRU)
   // Called with progress lines while kernels compile.
   std::function<void(const std::string&)> progress;
   // Compiled kernels are looked up here first and added after compiling; shared
@@ -79,6 +92,14 @@ class ExecutionContext {
   // Queues the whole network on `stream`. Never allocates device memory and
   // never waits for the GPU.
   void enqueue(cudaStream_t stream);
+
+  // Per prepared shape (most recent first): how many kernel launches run the
+  // generic kernel, a specialized one, or wait for one (lazy).
+  struct ShapeStats {
+    std::string shape;  // "x:1x16x512,mask:1x16"
+    int generic = 0, specialized = 0, pending = 0;
+  };
+  std::vector<ShapeStats> specialization_stats() const;
 
  private:
   friend class Engine;

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <list>
 #include <cstring>
 #include <map>
 #include <thread>
@@ -15,8 +16,7 @@
 namespace kiln::runtime {
 
 namespace {
-constexpr size_t kWorkspaceBytes = 32 << 20;   // cuBLASLt workspace per context
-constexpr size_t kStagingBytes = 1 << 20;      // pinned host memory per context for shape arithmetic
+constexpr size_t kWorkspaceBytes = 32 << 20;  // cuBLASLt and cuDNN workspace per context
 }  // namespace
 
 bool cuda_available(std::string* reason) {
@@ -57,6 +57,7 @@ void reset_device_after_error() {
 
 struct EngineState {
   plan::Plan plan;
+  RuntimeConfig config;
   int device = 0;
   int sm_count = 1;
   DeviceBuffer weights;
@@ -116,29 +117,39 @@ std::shared_ptr<Engine> Engine::create(plan::Plan plan, const RuntimeConfig& con
   int threads = config.compile_threads > 0 ? config.compile_threads
                                            : std::clamp<int>(int(std::thread::hardware_concurrency()), 1, 16);
   s->store.compile_all(prop.major * 10 + prop.minor, threads, config.progress, config.cache.get());
+  s->config = config;
+  if (config.dynamic_shapes_kernel_specialization_strategy != KernelSpecialization::kNone)
+    s->store.start_specializer(s->device,
+                               config.dynamic_shapes_kernel_specialization_strategy == KernelSpecialization::kLazy
+                                   ? std::max(1, config.specialization_threads)
+                                   : 0,
+                               config.max_specialized_kernels);
   return std::shared_ptr<Engine>(new Engine(std::move(s)));
 }
 
+// The launches of one set of input shapes, prepared once (host work only) and kept.
+struct PreparedShape {
+  std::string key;
+  ShapeEnv shapes;
+  std::vector<Step> steps;
+  size_t pending = 0;  // launches still waiting for a specialized kernel
+};
+
 struct ContextState {
-  std::shared_ptr<const EngineState> keep_engine_alive;
   const EngineState* engine;
   DeviceBuffer arena, workspace;
-  std::byte* staging_host = nullptr;  // pinned
   cublasLtHandle_t lt = nullptr;
   cudnnHandle_t cudnn = nullptr;  // made only when the plan has cuDNN work
   std::map<std::string, std::vector<int64_t>, std::less<>> input_dims;
   std::vector<void*> bound;  // per value id: user pointer for inputs and outputs
   std::vector<bool> io;      // per value id: a network input or output (must be bound)
-  ShapeEnv shapes;
-  bool prepared = false;
-  std::vector<Step> steps;
-  std::vector<std::byte> staging;
+  std::list<PreparedShape> shapes;  // most recently used first
+  PreparedShape* current = nullptr;
   std::vector<void*> pointers;  // per value id, resolved at enqueue
 
   ~ContextState() {
     if (lt) cublasLtDestroy(lt);
     if (cudnn) cudnnDestroy(cudnn);
-    if (staging_host) cudaFreeHost(staging_host);
   }
 };
 
@@ -148,7 +159,6 @@ std::unique_ptr<ExecutionContext> Engine::create_context() {
   KILN_CUDA(cudaSetDevice(state_->device), "");
   c->arena = DeviceBuffer(size_t(state_->plan.arena_bytes), "the activation arena");
   c->workspace = DeviceBuffer(kWorkspaceBytes, "the cuBLASLt workspace");
-  KILN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&c->staging_host), kStagingBytes), "allocating pinned staging memory");
   KILN_CUBLAS(cublasLtCreate(&c->lt), "creating the cuBLASLt handle");
   bool needs_cudnn = std::any_of(state_->plan.network.nodes().begin(), state_->plan.network.nodes().end(),
                                  [](const ir::Node& n) { return n.op == ir::OpKind::kConv; });
@@ -193,7 +203,7 @@ void ExecutionContext::set_input_shape(std::string_view name, const std::vector<
   auto& slot = state_->input_dims[std::string(name)];
   if (slot != dims) {
     slot = dims;
-    state_->prepared = false;
+    state_->current = nullptr;  // the next enqueue finds or prepares this shape
   }
 }
 
@@ -236,11 +246,8 @@ std::vector<int64_t> ExecutionContext::tensor_shape(std::string_view name) const
   const ir::Network& net = state_->engine->plan.network;
   auto id = net.find_value(name);
   if (!id) fail(ErrorCode::kInvalidArgument, "'", name, "' is not a tensor of the network");
-  if (!state_->prepared) {
-    ShapeEnv env = evaluate_shapes(net, state_->input_dims);
-    return env.dims[size_t(*id)];
-  }
-  return state_->shapes.dims[size_t(*id)];
+  if (!state_->current) return evaluate_shapes(net, state_->input_dims).dims[size_t(*id)];
+  return state_->current->shapes.dims[size_t(*id)];
 }
 
 void ExecutionContext::set_tensor_address(std::string_view name, void* address) {
@@ -262,21 +269,73 @@ void ExecutionContext::set_tensor_address(std::string_view name, void* address) 
   state_->bound[size_t(*id)] = address;
 }
 
+namespace {
+
+std::string shape_key(const std::map<std::string, std::vector<int64_t>, std::less<>>& dims) {
+  std::string key;
+  for (auto& [name, d] : dims) {
+    key += (key.empty() ? "" : ",") + name + ":";
+    for (size_t i = 0; i < d.size(); ++i) key += (i ? "x" : "") + std::to_string(d[i]);
+  }
+  return key;
+}
+
+// Finds the prepared launches for the current input shapes, or prepares them
+// (host work only: shapes, parameters, library plans, specialization requests).
+PreparedShape& prepared_shape(ContextState& c) {
+  const EngineState& e = *c.engine;
+  std::string key = shape_key(c.input_dims);
+  for (auto it = c.shapes.begin(); it != c.shapes.end(); ++it)
+    if (it->key == key) {
+      c.shapes.splice(c.shapes.begin(), c.shapes, it);  // most recently used first
+      return c.shapes.front();
+    }
+  PreparedShape p;
+  p.key = key;
+  p.shapes = evaluate_shapes(e.plan.network, c.input_dims);
+  PrepareContext ctx{p.shapes, p.steps, c.lt, c.cudnn, c.workspace.bytes(), e.sm_count};
+  for (const auto& op : e.ops) op->prepare(ctx);
+  KernelSpecialization strategy = e.config.dynamic_shapes_kernel_specialization_strategy;
+  for (Step& step : p.steps) {
+    auto* k = std::get_if<KernelLaunch>(&step);
+    if (!k || !k->specializable || k->handle < 0 || strategy == KernelSpecialization::kNone) continue;
+    auto entry = e.store.specialize(k->handle, k->params, strategy == KernelSpecialization::kEager);
+    if (!entry) continue;  // the bound on specialized kernels is reached
+    if (entry->state.load(std::memory_order_acquire) == Specialization::kReady) {
+      k->kernel = entry->kernel;
+      k->specialized = true;
+    } else if (entry->state.load(std::memory_order_acquire) == Specialization::kPending) {
+      k->special = std::move(entry);
+      ++p.pending;
+    }
+  }
+  c.shapes.push_front(std::move(p));
+  if (c.shapes.size() > std::max<size_t>(1, e.config.shapes_per_context)) c.shapes.pop_back();
+  return c.shapes.front();
+}
+
+}  // namespace
+
 void ExecutionContext::enqueue(cudaStream_t stream) {
   ContextState& c = *state_;
   const EngineState& e = *c.engine;
   const plan::Plan& plan = e.plan;
   const ir::Network& net = plan.network;
-  if (!c.prepared) {  // host work only: shapes, launch parameters, cuBLASLt plans
-    c.shapes = evaluate_shapes(net, c.input_dims);
-    c.steps.clear();
-    c.staging.clear();
-    PrepareContext ctx{c.shapes, c.steps, c.staging, c.lt, c.cudnn, c.workspace.bytes(), e.sm_count};
-    for (const auto& op : e.ops) op->prepare(ctx);
-    if (c.staging.size() > kStagingBytes)
-      fail(ErrorCode::kUnsupported, "shape arithmetic needs ", c.staging.size(), " bytes of staging (limit ", kStagingBytes, ")");
-    std::memcpy(c.staging_host, c.staging.data(), c.staging.size());
-    c.prepared = true;
+  if (!c.current) c.current = &prepared_shape(c);
+  PreparedShape& shape = *c.current;
+  if (shape.pending) {  // lazy: swap in specialized kernels that became ready (one atomic load each)
+    for (Step& step : shape.steps) {
+      auto* k = std::get_if<KernelLaunch>(&step);
+      if (!k || !k->special) continue;
+      int state = k->special->state.load(std::memory_order_acquire);
+      if (state == Specialization::kPending) continue;
+      if (state == Specialization::kReady) {
+        k->kernel = k->special->kernel;
+        k->specialized = true;
+      }
+      k->special.reset();
+      --shape.pending;
+    }
   }
   // Resolve pointers.
   for (size_t v = 0; v < net.values().size(); ++v) {
@@ -292,7 +351,7 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
     if (!base) fail(ErrorCode::kInternal, "node '", node->name, "': tensor '", net.value(r.value).name, "' has no storage");
     return static_cast<std::byte*>(base) + r.offset;
   };
-  for (const Step& step : c.steps) {
+  for (const Step& step : shape.steps) {
     if (auto* k = std::get_if<KernelLaunch>(&step)) {
       void* args[16];
       void* values[16];
@@ -312,11 +371,44 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
     } else if (auto* cv = std::get_if<CudnnCall>(&step)) {
       launch_cudnn(*cv, ptr(cv->x, cv->node), ptr(cv->w, cv->node), ptr(cv->y, cv->node),
                    cv->bias.value != ir::kNoValue ? ptr(cv->bias, cv->node) : nullptr, c.cudnn, c.workspace.get(), stream);
-    } else if (auto* h = std::get_if<HostToDevice>(&step)) {
-      KILN_CUDA(cudaMemcpyAsync(ptr(h->dst, h->node), c.staging_host + h->staging_offset, h->bytes, cudaMemcpyHostToDevice, stream),
-                "node '" + h->node->name + "': copying shape values");
     }
   }
+}
+
+}  // namespace kiln::runtime
+
+namespace kiln::runtime {
+
+std::vector<ExecutionContext::ShapeStats> ExecutionContext::specialization_stats() const {
+  std::vector<ShapeStats> out;
+  for (const PreparedShape& p : state_->shapes) {
+    ShapeStats st;
+    st.shape = p.key;
+    for (const Step& step : p.steps)
+      if (auto* k = std::get_if<KernelLaunch>(&step)) {
+        if (k->specialized) ++st.specialized;
+        else if (k->special && k->special->state.load(std::memory_order_acquire) == Specialization::kPending) ++st.pending;
+        else ++st.generic;
+      }
+    out.push_back(st);
+  }
+  return out;
+}
+
+std::string_view kernel_specialization_name(KernelSpecialization s) {
+  switch (s) {
+    case KernelSpecialization::kLazy: return "lazy";
+    case KernelSpecialization::kEager: return "eager";
+    case KernelSpecialization::kNone: return "none";
+  }
+  return "?";
+}
+
+std::optional<KernelSpecialization> parse_kernel_specialization(std::string_view name) {
+  if (name == "lazy") return KernelSpecialization::kLazy;
+  if (name == "eager") return KernelSpecialization::kEager;
+  if (name == "none") return KernelSpecialization::kNone;
+  return std::nullopt;
 }
 
 }  // namespace kiln::runtime

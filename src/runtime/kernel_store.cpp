@@ -1,5 +1,10 @@
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "cuda_util.h"
@@ -8,19 +13,57 @@
 
 namespace kiln::runtime {
 
+struct KernelStore::Job {
+  int module;
+  codegen::Params params;
+  std::shared_ptr<Specialization> entry;
+};
+
+// Parameters compare by value: equal parameters share one specialized kernel.
+struct ParamsLess {
+  bool operator()(const std::pair<int, codegen::Params>& a, const std::pair<int, codegen::Params>& b) const {
+    if (a.first != b.first) return a.first < b.first;
+    return std::memcmp(a.second.v, b.second.v, sizeof(a.second.v)) < 0;
+  }
+};
+
+struct KernelStore::Specializer {
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<Job> queue;
+  std::map<std::pair<int, codegen::Params>, std::shared_ptr<Specialization>, ParamsLess> entries;
+  std::vector<cudaLibrary_t> libraries;  // loaded specialized modules, unloaded with the store
+  std::vector<std::thread> threads;
+  size_t max_kernels = 0;
+  bool stop = false;
+};
+
+KernelStore::KernelStore() = default;
+
 KernelStore::~KernelStore() {
+  if (specializer_) {
+    {
+      std::lock_guard lock(specializer_->mutex);
+      specializer_->stop = true;
+    }
+    specializer_->wake.notify_all();
+    for (auto& t : specializer_->threads) t.join();
+    for (cudaLibrary_t lib : specializer_->libraries) cudaLibraryUnload(lib);
+  }
   for (cudaLibrary_t lib : libraries_)
     if (lib) cudaLibraryUnload(lib);
 }
 
-int KernelStore::add(const std::string& name, const std::string& source) {
+int KernelStore::add(const std::string& name, Generator generator) {
+  std::string source = generator(std::nullopt);
   for (size_t i = 0; i < sources_.size(); ++i)
     if (sources_[i] == source) {
       handles_.push_back(int(i));
       return int(handles_.size() - 1);
     }
   names_.push_back(name);
-  sources_.push_back(source);
+  sources_.push_back(std::move(source));
+  generators_.push_back(std::move(generator));
   handles_.push_back(int(sources_.size() - 1));
   return int(handles_.size() - 1);
 }
@@ -42,7 +85,7 @@ std::vector<std::string> KernelStore::compile(int arch, int threads, const std::
   cache_hits_ = int(n - todo.size());
   if (progress && cache) progress(str(cache_hits_, " of ", n, " kernels from the runtime cache"));
   std::atomic<size_t> next{0}, done{0};
-  auto worker = [&] {
+  auto work = [&] {
     for (size_t t; (t = next++) < todo.size();) {
       size_t i = todo[t];
       try {
@@ -56,7 +99,7 @@ std::vector<std::string> KernelStore::compile(int arch, int threads, const std::
     }
   };
   std::vector<std::thread> pool;
-  for (int t = 0; t < std::max(1, std::min<int>(threads, int(todo.size()))); ++t) pool.emplace_back(worker);
+  for (int t = 0; t < std::max(1, std::min<int>(threads, int(todo.size()))); ++t) pool.emplace_back(work);
   for (auto& t : pool) t.join();
   for (size_t i = 0; i < n; ++i)
     if (!errors[i].empty()) fail(ErrorCode::kInternal, errors[i]);
@@ -70,6 +113,8 @@ void KernelStore::compile_into_cache(int arch, int threads, const std::function<
 
 void KernelStore::compile_all(int arch, int threads, const std::function<void(const std::string&)>& progress,
                               RuntimeCache* cache) {
+  arch_ = arch;
+  cache_ = cache;
   std::vector<std::string> cubins = compile(arch, threads, progress, cache);
   size_t n = sources_.size();
   libraries_.assign(n, nullptr);
@@ -85,6 +130,89 @@ void KernelStore::compile_all(int arch, int threads, const std::function<void(co
     KILN_CUDA(e, "loading kernel " + names_[i]);
     KILN_CUDA(cudaLibraryGetKernel(&kernels_[i], libraries_[i], codegen::kEntry), "finding kernel " + names_[i]);
   }
+}
+
+void KernelStore::start_specializer(int device, int threads, size_t max_kernels) {
+  specializer_ = std::make_unique<Specializer>();
+  specializer_->max_kernels = max_kernels;
+  for (int t = 0; t < threads; ++t) specializer_->threads.emplace_back([this, device] { worker(device); });
+}
+
+// Compiles (or takes from the cache) and loads one specialized kernel. Never
+// allocates device memory itself: a user's global-mode capture stays valid.
+void KernelStore::compile_specialized(Job& job) const {
+  try {
+    std::string source = generators_[size_t(job.module)](job.params);
+    std::string name = names_[size_t(job.module)] + "_specialized";
+    CacheKey key = kernel_cache_key(source, jit::compile_options(arch_), arch_, jit::nvrtc_version());
+    std::string cubin;
+    if (auto hit = cache_ ? cache_->find(key, arch_) : std::nullopt) cubin = std::move(*hit);
+    else {
+      cubin = jit::compile_to_cubin({name, source, arch_});
+      if (cache_) cache_->insert(key, arch_, cubin);
+    }
+    cudaLibrary_t library = nullptr;
+    cudaKernel_t kernel = nullptr;
+    if (cudaLibraryLoadData(&library, cubin.data(), nullptr, nullptr, 0, nullptr, nullptr, 0) != cudaSuccess ||
+        cudaLibraryGetKernel(&kernel, library, codegen::kEntry) != cudaSuccess) {
+      cudaGetLastError();
+      job.entry->state.store(Specialization::kFailed, std::memory_order_release);
+      return;
+    }
+    {
+      std::lock_guard lock(specializer_->mutex);
+      specializer_->libraries.push_back(library);
+    }
+    job.entry->kernel = kernel;
+    job.entry->state.store(Specialization::kReady, std::memory_order_release);
+  } catch (const Error&) {
+    job.entry->state.store(Specialization::kFailed, std::memory_order_release);  // the generic kernel keeps serving
+  }
+}
+
+void KernelStore::worker(int device) const {
+  cudaSetDevice(device);
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(specializer_->mutex);
+      specializer_->wake.wait(lock, [&] { return specializer_->stop || !specializer_->queue.empty(); });
+      if (specializer_->stop) return;
+      job = std::move(specializer_->queue.front());
+      specializer_->queue.pop_front();
+    }
+    compile_specialized(job);
+  }
+}
+
+std::shared_ptr<Specialization> KernelStore::specialize(int handle, const codegen::Params& params, bool wait) const {
+  if (!specializer_) return nullptr;
+  int module = handles_.at(size_t(handle));
+  std::shared_ptr<Specialization> entry;
+  bool fresh = false;
+  {
+    std::lock_guard lock(specializer_->mutex);
+    auto it = specializer_->entries.find({module, params});
+    if (it != specializer_->entries.end()) {
+      entry = it->second;
+    } else {
+      if (specializer_->entries.size() >= specializer_->max_kernels) return nullptr;
+      entry = std::make_shared<Specialization>();
+      specializer_->entries.emplace(std::make_pair(module, params), entry);
+      fresh = true;
+      if (!wait) specializer_->queue.push_back(Job{module, params, entry});
+    }
+  }
+  if (!wait) {
+    if (fresh) specializer_->wake.notify_one();
+    return entry;
+  }
+  if (fresh) {
+    Job job{module, params, entry};
+    compile_specialized(job);
+  }
+  while (entry->state.load(std::memory_order_acquire) == Specialization::kPending) std::this_thread::yield();  // queued by a lazy call
+  return entry;
 }
 
 }  // namespace kiln::runtime

@@ -8,6 +8,7 @@
 #include <cudnn.h>
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -21,11 +22,24 @@
 
 namespace kiln::runtime {
 
-// Compiles generated sources once each (identical sources share a module) and loads them.
+// One shape-specialized kernel, compiled now (eager) or on a background thread
+// (lazy). `kernel` is valid once `state` is kReady (published with release order).
+struct Specialization {
+  enum State : int { kPending = 0, kReady = 1, kFailed = 2 };
+  std::atomic<int> state{kPending};
+  cudaKernel_t kernel = nullptr;
+};
+
+// Compiles generated sources once each (identical sources share a module) and
+// loads them; later compiles shape-specialized variants on request.
 class KernelStore {
  public:
+  // Source of a kernel: generic for nullopt, with the given parameters compiled in otherwise.
+  using Generator = std::function<std::string(const std::optional<codegen::Params>&)>;
+
+  KernelStore();
   ~KernelStore();
-  int add(const std::string& name, const std::string& source);  // returns a handle
+  int add(const std::string& name, Generator generator);  // returns a handle
   // Compiles every registered source for `arch` (cubins from `cache` when it has them) and loads them.
   void compile_all(int arch, int threads, const std::function<void(const std::string&)>& progress, RuntimeCache* cache);
   // Compiles every source for `arch` into `cache` without loading (no GPU needed).
@@ -34,14 +48,32 @@ class KernelStore {
   int module_count() const { return int(sources_.size()); }
   int cache_hits() const { return cache_hits_; }
 
+  // Shape specialization. start_specializer() runs `threads` background
+  // compilers on `device`; specialize() returns the (shared) entry for these
+  // parameters, compiling it first when `wait`, else queueing it. Returns
+  // null once `max_kernels` specialized kernels exist (the generic one serves).
+  void start_specializer(int device, int threads, size_t max_kernels);
+  std::shared_ptr<Specialization> specialize(int handle, const codegen::Params& params, bool wait) const;
+
  private:
+  struct Job;
   std::vector<std::string> compile(int arch, int threads, const std::function<void(const std::string&)>& progress,
                                    RuntimeCache* cache);
-  int cache_hits_ = 0;
+  void compile_specialized(Job& job) const;
+  void worker(int device) const;
+
   std::vector<std::string> names_, sources_;
+  std::vector<Generator> generators_;
   std::vector<int> handles_;  // handle -> module index
   std::vector<cudaLibrary_t> libraries_;
   std::vector<cudaKernel_t> kernels_;
+  int cache_hits_ = 0;
+  int arch_ = 0;
+  RuntimeCache* cache_ = nullptr;
+
+  // Specialization state, shared by every context of the engine.
+  struct Specializer;
+  std::unique_ptr<Specializer> specializer_;
 };
 
 // Concrete dims of every value for one set of input shapes (empty for unknown).
@@ -63,6 +95,10 @@ struct KernelLaunch {
   std::vector<PtrRef> args;  // outputs first, then inputs
   codegen::Params params;
   const ir::Node* node;      // for error messages
+  int handle = -1;           // the KernelStore handle, for specialization
+  std::shared_ptr<Specialization> special;  // a specialized variant on its way (lazy)
+  bool specialized = false;                 // `kernel` is the specialized one
+  bool specializable = true;                // false where the parameters are data, not shape
 };
 
 // One cuBLASLt matmul; descriptors are owned here and built in prepare.
@@ -74,15 +110,6 @@ struct MatmulCall {
   const ir::Node* node;
 };
 
-// Bytes computed on the host at prepare (shape arithmetic), copied from the
-// context's pinned staging memory.
-struct HostToDevice {
-  PtrRef dst;
-  size_t staging_offset = 0;
-  size_t bytes = 0;
-  const ir::Node* node;
-};
-
 // One cuDNN convolution (+ bias); descriptors built in prepare.
 struct CudnnCall {
   std::shared_ptr<void> descriptors;
@@ -91,12 +118,11 @@ struct CudnnCall {
   const ir::Node* node;
 };
 
-using Step = std::variant<KernelLaunch, MatmulCall, HostToDevice, CudnnCall>;
+using Step = std::variant<KernelLaunch, MatmulCall, CudnnCall>;
 
 struct PrepareContext {
   const ShapeEnv& shapes;
   std::vector<Step>& steps;
-  std::vector<std::byte>& staging;  // host bytes for HostToDevice steps
   cublasLtHandle_t lt;
   cudnnHandle_t cudnn;
   size_t workspace_bytes;

@@ -45,7 +45,7 @@ class ElementwiseOp : public Op {
     const std::vector<int64_t>& out = ctx.shapes.of(node_.outputs[0]);
     if (out.size() > size_t(codegen::kMaxRank))
       fail(ErrorCode::kUnsupported, "node '", node_.name, "': rank ", out.size(), " is above the GPU limit of ", codegen::kMaxRank);
-    KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_};
+    KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_, kernel_};
     int64_t n = ir::checked_numel(out);
     if (n == 0) return;
     k.params.v[0] = n;
@@ -93,20 +93,25 @@ std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& 
     return nullptr;
   }
   DType out = net.value(node.outputs[0]).dtype;
-  std::string source;
+  KernelStore::Generator generator;
   if (node.op == OpKind::kCast || node.op == OpKind::kCastLike || node.op == OpKind::kIdentity || node.op == OpKind::kDropout) {
     if (node.op == OpKind::kDropout && node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue) {
       why = "Dropout's mask output";
       return nullptr;
     }
-    source = codegen::cast_source(dtypes[0], out, std::nullopt);
+    DType from = dtypes[0];
+    generator = [from, out](const auto& spec) { return codegen::cast_source(from, out, spec); };
     present.resize(1);  // CastLike's second input only names the dtype
   } else if (node.op == OpKind::kFusedElementwise) {
     if (present.size() != node.inputs.size()) {
       why = "an omitted input";
       return nullptr;
     }
-    source = codegen::elementwise_source({ir::decode_fused_program(node), dtypes, out, std::nullopt});
+    codegen::ElementwiseSpec spec{ir::decode_fused_program(node), dtypes, out, std::nullopt};
+    generator = [spec](const auto& params) mutable {
+      spec.specialize = params;
+      return codegen::elementwise_source(spec);
+    };
   } else if (ir::is_elementwise(node.op) && node.inputs.size() <= size_t(ir::kFusedMaxArgs) && !node.attrs.has("min") &&
              !node.attrs.has("max")) {
     ir::FusedInstruction in = ir::instruction_from_node(node);
@@ -117,11 +122,15 @@ std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& 
       why = str("dtype ", dtype_name(lead));
       return nullptr;
     }
-    source = codegen::elementwise_source({{in}, dtypes, out, std::nullopt});  } else {
+    codegen::ElementwiseSpec spec{{in}, dtypes, out, std::nullopt};
+    generator = [spec](const auto& params) mutable {
+      spec.specialize = params;
+      return codegen::elementwise_source(spec);
+    };  } else {
     why = str("dtype ", dtype_name(out));
     return nullptr;
   }
-  return std::make_unique<ElementwiseOp>(node, present, store, store.add(node.name, source));
+  return std::make_unique<ElementwiseOp>(node, present, store, store.add(node.name, generator));
 }
 
 }  // namespace kiln::runtime

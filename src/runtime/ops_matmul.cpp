@@ -77,7 +77,7 @@ class MatMulOp : public Op {
            ", B ", ir::shape_to_string(ir::shape_of(bd)), ")");
     if (batch == 0 || m == 0 || n == 0) return;
     if (skinny_kernel_ >= 0 && b_batch == 1 && batch * m <= codegen::kSkinnyMaxRows && k * n <= kSkinnyMaxWeights) {
-      KernelLaunch launch{store_.kernel(skinny_kernel_), 0, codegen::kBlock, {}, {}, &node_};
+      KernelLaunch launch{store_.kernel(skinny_kernel_), 0, codegen::kBlock, {}, {}, &node_, skinny_kernel_};
       launch.grid = unsigned(trans_b_ ? (n + 7) / 8 : (n + 31) / 32);
       launch.params.v[0] = batch * m;
       launch.params.v[1] = n;
@@ -136,7 +136,8 @@ class MatMulOp : public Op {
     call.node = &node_;
     ctx.steps.push_back(std::move(call));
     if (post_kernel_ >= 0) {  // activation not in cuBLASLt, and/or a residual added after it: in place on the output
-      KernelLaunch post{store_.kernel(post_kernel_), grid_for(batch * m * n, ctx.sm_count), codegen::kBlock, {}, {}, &node_};
+      KernelLaunch post{store_.kernel(post_kernel_), grid_for(batch * m * n, ctx.sm_count), codegen::kBlock, {}, {}, &node_,
+                        post_kernel_};
       post.params.v[0] = batch * m * n;
       post.params.v[1] = 1;
       post.params.v[2] = 1;
@@ -210,14 +211,21 @@ std::unique_ptr<Op> make_matmul_op(const plan::Plan& plan, const ir::Node& node,
       program.push_back(add);
       inputs.push_back(dtype);
     }
-    post = store.add(node.name + "_epilogue", codegen::elementwise_source({program, inputs, dtype, std::nullopt}));
+    codegen::ElementwiseSpec spec{program, inputs, dtype, std::nullopt};
+    post = store.add(node.name + "_epilogue", [spec](const auto& params) mutable {
+      spec.specialize = params;
+      return codegen::elementwise_source(spec);
+    });
   }
   // Few-row products (batch 1-8) take a generated kernel with the whole epilogue fused, when B is a plain matrix.
   int skinny = -1;
   if (dtype != DType::kFloat64 && plan.network.value(node.inputs[1]).shape.size() == 2) {
     codegen::SkinnySpec spec{dtype, node.attrs.get_int("trans_b", 0) != 0, node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue,
                              has_residual, act, std::nullopt};
-    skinny = store.add(node.name + "_skinny", codegen::skinny_matmul_source(spec));
+    skinny = store.add(node.name + "_skinny", [spec](const auto& params) mutable {
+      spec.specialize = params;
+      return codegen::skinny_matmul_source(spec);
+    });
   }
   return std::make_unique<MatMulOp>(plan, node, store, post, skinny);
 }

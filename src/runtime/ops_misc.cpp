@@ -25,7 +25,7 @@ class SimpleOp : public Op {
   SimpleOp(const ir::Node& node, const KernelStore& store, int kernel, Fill fill)
       : node_(node), store_(store), kernel_(kernel), fill_(std::move(fill)) {}
   void prepare(PrepareContext& ctx) const override {
-    KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_};
+    KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_, kernel_};
     fill_(ctx.shapes, k);
     if (k.params.v[0] == 0) return;  // nothing to compute
     k.grid = k.grid > 1 ? k.grid : grid_for(k.params.v[0], ctx.sm_count);
@@ -76,7 +76,7 @@ class RemapOp : public Op {
     for (const RemapPiece& piece : plan_(ctx.shapes)) {
       if (piece.dims.size() > size_t(codegen::kMaxRank))
         fail(ErrorCode::kUnsupported, "node '", node_.name, "': rank ", piece.dims.size(), " is above the GPU limit");
-      KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_};
+      KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_, kernel_};
       fill_remap(piece, k);
       if (k.params.v[0] == 0) continue;
       k.grid = grid_for(k.params.v[0], ctx.sm_count);
@@ -119,35 +119,49 @@ std::vector<int64_t> ints_of(const plan::Plan& plan, ir::ValueId v, const ShapeE
   fail(ErrorCode::kUnsupported, what, " '", val.name, "' depends on tensor data, which the GPU runtime does not read back");
 }
 
-// Writes values known on the host (shape arithmetic) into device memory.
+// Writes values known on the host (shape arithmetic) into device memory: the
+// values travel as kernel parameters, so no host buffer must outlive a launch.
 class HostValueOp : public Op {
  public:
-  HostValueOp(const plan::Plan& plan, const ir::Node& node) : plan_(plan), node_(node) {}
+  HostValueOp(const plan::Plan& plan, const ir::Node& node, const KernelStore& store, int kernel)
+      : plan_(plan), node_(node), store_(store), kernel_(kernel) {}
   void prepare(PrepareContext& ctx) const override {
     for (ir::ValueId v : node_.outputs) {
       if (v == ir::kNoValue) continue;
       const ir::Value& val = plan_.network.value(v);
       auto values = known_now(val, ctx.shapes);
       if (!values) fail(ErrorCode::kInternal, "node '", node_.name, "': output '", val.name, "' is not known for these shapes");
-      std::vector<double> as_double(values->begin(), values->end());
       size_t elem = dtype_size(val.dtype);
-      size_t at = (ctx.staging.size() + 15) / 16 * 16;
-      ctx.staging.resize(at + values->size() * elem);
-      visit_dtype(val.dtype, [&](auto tag) {
-        using T = decltype(tag);
-        if constexpr (std::is_arithmetic_v<T>)
-          for (size_t i = 0; i < values->size(); ++i) {
-            T x = static_cast<T>((*values)[i]);
-            std::memcpy(ctx.staging.data() + at + i * elem, &x, elem);
-          }
-      });
-      ctx.steps.push_back(HostToDevice{{v, 0}, at, values->size() * elem, &node_});
+      for (size_t at = 0; at < values->size(); at += codegen::kConstantsPerLaunch) {
+        KernelLaunch k{store_.kernel(kernel_), 1, 64, {{v, int64_t(at * elem)}}, {}, &node_};
+        k.specializable = false;
+        size_t count = std::min<size_t>(codegen::kConstantsPerLaunch, values->size() - at);
+        k.params.v[0] = int64_t(count);
+        k.params.v[1] = int64_t(elem);
+        for (size_t i = 0; i < count; ++i) {
+          int64_t x = (*values)[at + i];
+          visit_dtype(val.dtype, [&](auto tag) {  // the value's bits in the tensor's dtype
+            using T = decltype(tag);
+            if constexpr (std::is_integral_v<T>) {
+              T t = static_cast<T>(x);
+              int64_t bits = 0;
+              std::memcpy(&bits, &t, sizeof(T));
+              k.params.v[8 + i] = bits;
+            } else {
+              fail(ErrorCode::kInternal, "node '", node_.name, "': shape values of dtype ", dtype_name(val.dtype));
+            }
+          });
+        }
+        ctx.steps.push_back(std::move(k));
+      }
     }
   }
 
  private:
   const plan::Plan& plan_;
   const ir::Node& node_;
+  const KernelStore& store_;
+  int kernel_;
 };
 
 bool all_outputs_known(const plan::Plan& plan, const ir::Node& node) {
@@ -180,7 +194,8 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
   const ir::Node* n = &node;
   const plan::Plan* p = &plan;
 
-  if (all_outputs_known(plan, node)) return std::make_unique<HostValueOp>(plan, node);
+  if (all_outputs_known(plan, node))
+    return std::make_unique<HostValueOp>(plan, node, store, store.add("constants", [](const auto&) { return codegen::constants_source(); }));
 
   switch (node.op) {
     case OpKind::kFusedMatMul: return make_matmul_op(plan, node, store, why);
@@ -209,7 +224,10 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
             return nullptr;
           }
       }
-      int kernel = store.add(node.name, codegen::row_source(spec));
+      int kernel = store.add(node.name, [spec](const auto& params) mutable {
+        spec.specialize = params;
+        return codegen::row_source(spec);
+      });
       return std::make_unique<SimpleOp>(node, store, kernel, [n, ln, stats](const ShapeEnv& s, KernelLaunch& k) {
         const auto& x = s.of(n->inputs[0]);
         int64_t axis = norm_axis(n->attrs.get_int("axis", -1), x.size());
@@ -232,7 +250,7 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
       if (in == DType::kBool) break;
       codegen::LineOp lop = node.op == OpKind::kArgMax ? codegen::LineOp::kArgMax
                             : node.op == OpKind::kArgMin ? codegen::LineOp::kArgMin : codegen::LineOp::kCumSum;
-      int kernel = store.add(node.name, codegen::line_source(lop, in, std::nullopt));
+      int kernel = store.add(node.name, [lop, in](const auto& params) { return codegen::line_source(lop, in, params); });
       return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
         const auto& x = s.of(n->inputs[0]);
         bool cumsum = n->op == OpKind::kCumSum;
@@ -248,7 +266,7 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
     }
 
     case OpKind::kTrilu: {
-      int kernel = store.add(node.name, codegen::trilu_source(dtype, std::nullopt));
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::trilu_source(dtype, params); });
       return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
         const auto& x = s.of(n->inputs[0]);
         k.params.v[0] = ir::checked_numel(x);
@@ -264,7 +282,8 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
     case OpKind::kReduceProd: case OpKind::kReduceL1: case OpKind::kReduceL2: case OpKind::kReduceSumSquare:
     case OpKind::kReduceLogSum: case OpKind::kReduceLogSumExp: case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool: {
       if (!is_floating(dtype)) break;
-      int kernel = store.add(node.name, codegen::reduce_source({reduce_kind(node.op), dtype, std::nullopt}));
+      codegen::ReduceOp rop = reduce_kind(node.op);
+      int kernel = store.add(node.name, [rop, dtype](const auto& params) { return codegen::reduce_source({rop, dtype, params}); });
       return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
         const auto& x = s.of(n->inputs[0]);
         std::vector<bool> reduced(x.size(), false);
@@ -303,7 +322,7 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
       ir::ValueId in = node.inputs[0], out = node.outputs[0];
       bool view = plan.arena_offset[size_t(out)] >= 0 && plan.arena_offset[size_t(out)] == plan.arena_offset[size_t(in)] &&
                   !value(in).weight && !value(in).is_input;
-      int kernel = store.add(node.name, codegen::remap_source({dtype, std::nullopt}));
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::remap_source({dtype, params}); });
       return std::make_unique<RemapOp>(node, store, kernel, [n, view](const ShapeEnv& s) {
         if (view) return std::vector<RemapPiece>{};
         return std::vector<RemapPiece>{plain_copy(n->inputs[0], n->outputs[0], s.of(n->outputs[0]))};
@@ -311,7 +330,7 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
     }
 
     case OpKind::kTranspose: {
-      int kernel = store.add(node.name, codegen::remap_source({dtype, std::nullopt}));
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::remap_source({dtype, params}); });
       return std::make_unique<RemapOp>(node, store, kernel, [n](const ShapeEnv& s) {
         const auto& x = s.of(n->inputs[0]);
         std::vector<int64_t> perm(x.size());
@@ -329,7 +348,7 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
     }
 
     case OpKind::kConcat: case OpKind::kSplit: {
-      int kernel = store.add(node.name, codegen::remap_source({dtype, std::nullopt}));
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::remap_source({dtype, params}); });
       return std::make_unique<RemapOp>(node, store, kernel, [n](const ShapeEnv& s) {
         bool concat = n->op == OpKind::kConcat;
         const auto& whole = concat ? s.of(n->outputs[0]) : s.of(n->inputs[0]);
@@ -360,7 +379,7 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
         why = "a Pad value that is not a constant";
         return nullptr;
       }
-      int kernel = store.add(node.name, codegen::remap_source({dtype, std::nullopt}));
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::remap_source({dtype, params}); });
       return std::make_unique<RemapOp>(node, store, kernel, [n, p, dtype](const ShapeEnv& s) {
         const auto& x = s.of(n->inputs[0]);
         const auto& out = s.of(n->outputs[0]);
@@ -441,7 +460,9 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
     case OpKind::kGather: case OpKind::kGatherElements: {
       DType index = value(node.inputs[1]).dtype;
       bool elements = node.op == OpKind::kGatherElements;
-      int kernel = store.add(node.name, codegen::gather_source(dtype, index, elements, std::nullopt));
+      int kernel = store.add(node.name, [dtype, index, elements](const auto& params) {
+        return codegen::gather_source(dtype, index, elements, params);
+      });
       return std::make_unique<SimpleOp>(node, store, kernel, [n, elements](const ShapeEnv& s, KernelLaunch& k) {
         const auto& x = s.of(n->inputs[0]);
         const auto& idx = s.of(n->inputs[1]);
@@ -476,7 +497,7 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
                               : node.op == OpKind::kMaxPool       ? codegen::WindowOp::kMaxPool
                                                                   : codegen::WindowOp::kAvgPool;
       bool bias = conv && node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue;
-      int kernel = store.add(node.name, codegen::window_source({wop, dtype, bias, std::nullopt}));
+      int kernel = store.add(node.name, [wop, dtype, bias](const auto& params) { return codegen::window_source({wop, dtype, bias, params}); });
       return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
         const auto& x = s.of(n->inputs[0]);
         const auto& out = s.of(n->outputs[0]);
@@ -513,7 +534,7 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
         why = "Resize scales that are not constants";
         return nullptr;
       }
-      int kernel = store.add(node.name, codegen::resize_source(dtype, std::nullopt));
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::resize_source(dtype, params); });
       return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
         const auto& x = s.of(n->inputs[0]);
         const auto& out = s.of(n->outputs[0]);
@@ -588,7 +609,7 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
       const ir::TensorData* v = node.attrs.get_tensor("value");
       int64_t bits = 0;
       if (v) std::memcpy(&bits, v->data.data(), std::min<size_t>(8, v->data.size()));
-      int kernel = store.add(node.name, codegen::remap_source({dtype, std::nullopt}));
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::remap_source({dtype, params}); });
       return std::make_unique<RemapOp>(node, store, kernel, [n, bits](const ShapeEnv& s) {
         RemapPiece r;  // every element lies outside a 0-sized source: all fill
         r.src = n->outputs[0];

@@ -151,11 +151,14 @@ std::vector<Case> cases() {
   return c;
 }
 
-class GpuOps : public ::testing::TestWithParam<P> {};
+// Every case in every precision, with the generic kernels (none) and with
+// kernels specialized for the case's shapes (eager).
+class GpuOps : public ::testing::TestWithParam<std::tuple<P, runtime::KernelSpecialization>> {};
 
 TEST_P(GpuOps, MatchReference) {
   KILN_REQUIRE_GPU();
-  P precision = GetParam();
+  P precision = std::get<0>(GetParam());
+  runtime::KernelSpecialization strategy = std::get<1>(GetParam());
   double tol = precision == P::kFloat32 ? 2e-5 : precision == P::kFloat16 ? 2e-2 : 6e-2;
   uint32_t seed = 1234;
   for (const Case& c : cases()) {
@@ -175,12 +178,18 @@ TEST_P(GpuOps, MatchReference) {
         inputs[name] = random_tensor(d, dims, rng);
       }
     }
-    expect_gpu_matches_reference(net, inputs, precision, tol, kiln::str(c.name, " seed ", seed));
+    expect_gpu_matches_reference(net, inputs, precision, tol, kiln::str(c.name, " seed ", seed), strategy);
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Precision, GpuOps, ::testing::Values(P::kFloat32, P::kFloat16, P::kBFloat16),
-                         [](const auto& info) { return std::string(plan::precision_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(
+    Precision, GpuOps,
+    ::testing::Combine(::testing::Values(P::kFloat32, P::kFloat16, P::kBFloat16),
+                       ::testing::Values(runtime::KernelSpecialization::kNone, runtime::KernelSpecialization::kEager)),
+    [](const auto& info) {
+      return std::string(plan::precision_name(std::get<0>(info.param))) + "_" +
+             std::string(runtime::kernel_specialization_name(std::get<1>(info.param)));
+    });
 
 }  // namespace
 }  // namespace kiln::testing

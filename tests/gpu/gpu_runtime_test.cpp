@@ -1,5 +1,6 @@
 // Engine and ExecutionContext behaviour: capture-safety of enqueue, shape
 // changes, error messages, several contexts on several threads.
+#include <chrono>
 #include <thread>
 
 #include "gpu_test_util.h"
@@ -163,6 +164,52 @@ TEST(GpuRuntime, RuntimeCacheServesTheSecondEngine) {
   auto context = second->create_context();
   auto got = runtime::run_with_host_tensors(*context, *second, {{"x", input}});
   expect_close(to_floats(got[0]), ir::read_doubles(reference::run(net, {{"x", input}})[0]), 1e-5);
+}
+
+TEST(GpuRuntime, SpecializationStrategiesOverAShapeSequence) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(10);
+  ir::Network net = small_model(rng);
+  plan::Plan p = builder::build(net, {});
+  const std::vector<int64_t> sequence = {1, 3, 8, 3, 1, 5, 3, 8};
+  for (auto strategy : {runtime::KernelSpecialization::kNone, runtime::KernelSpecialization::kEager,
+                        runtime::KernelSpecialization::kLazy}) {
+    SCOPED_TRACE(std::string(runtime::kernel_specialization_name(strategy)));
+    runtime::RuntimeConfig config;
+    config.dynamic_shapes_kernel_specialization_strategy = strategy;
+    auto engine = runtime::Engine::create(p, config);
+    auto context = engine->create_context();
+    for (int64_t batch : sequence) {
+      auto input = random_tensor(DType::kFloat32, {batch, 32}, rng);
+      auto got = runtime::run_with_host_tensors(*context, *engine, {{"x", input}});
+      expect_close(to_floats(got[0]), ir::read_doubles(reference::run(net, {{"x", input}})[0]), 1e-5);
+    }
+    if (strategy == runtime::KernelSpecialization::kLazy) {  // background compiles finish; later calls swap them in
+      auto input = random_tensor(DType::kFloat32, {3, 32}, rng);
+      for (int i = 0; i < 200 && context->specialization_stats().front().pending > 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        auto got = runtime::run_with_host_tensors(*context, *engine, {{"x", input}});
+        expect_close(to_floats(got[0]), ir::read_doubles(reference::run(net, {{"x", input}})[0]), 1e-5);
+      }
+    }
+    auto stats = context->specialization_stats();
+    ASSERT_EQ(stats.size(), 4u);  // four distinct batch sizes
+    for (auto& st : stats) {
+      SCOPED_TRACE(st.shape);
+      if (strategy == runtime::KernelSpecialization::kNone) {
+        EXPECT_EQ(st.specialized, 0);
+      }
+      if (strategy == runtime::KernelSpecialization::kEager) {
+        EXPECT_EQ(st.generic, 0);
+        EXPECT_GT(st.specialized, 0);
+      }
+    }
+    if (strategy == runtime::KernelSpecialization::kLazy) {
+      EXPECT_EQ(stats.front().shape, "x:3x32");
+      EXPECT_EQ(stats.front().pending, 0);
+      EXPECT_GT(stats.front().specialized, 0);
+    }
+  }
 }
 
 TEST(GpuRuntime, UnsupportedOpsAreListed) {

@@ -32,7 +32,8 @@ inline ir::TensorData random_tensor(DType dtype, const std::vector<int64_t>& dim
 // GPU and checks every output against the reference run of `net` within
 // tolerance relative to the largest reference magnitude of that output.
 inline void expect_gpu_matches_reference(const ir::Network& net, const std::map<std::string, ir::TensorData>& inputs,
-                                         plan::Precision precision, double tolerance, const std::string& label) {
+                                         plan::Precision precision, double tolerance, const std::string& label,
+                                         runtime::KernelSpecialization strategy = runtime::KernelSpecialization::kNone) {
   SCOPED_TRACE(label);
   builder::BuildOptions options;
   options.precision = precision;
@@ -40,7 +41,9 @@ inline void expect_gpu_matches_reference(const ir::Network& net, const std::map<
     const auto& dims = inputs.at(net.value(id).name).dims;
     builder::add_input_profile(net, net.value(id).name, dims, dims, dims, options);
   }
-  auto engine = runtime::Engine::create(builder::build(net, options));
+  runtime::RuntimeConfig config;
+  config.dynamic_shapes_kernel_specialization_strategy = strategy;
+  auto engine = runtime::Engine::create(builder::build(net, options), config);
   auto context = engine->create_context();
   auto got = runtime::run_with_host_tensors(*context, *engine, inputs);
   auto want = reference::run(net, inputs);

@@ -112,11 +112,13 @@ std::optional<std::filesystem::path> runtime_cache_path(const Args& args) {
 }
 
 std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::string, reference::Tensor>& inputs, int warmup,
-                                          int iterations, const std::optional<std::filesystem::path>& cache_file) {
+                                          int iterations, const std::optional<std::filesystem::path>& cache_file,
+                                          runtime::KernelSpecialization strategy, bool verbose) {
   std::string why;
   if (!runtime::cuda_available(&why)) fail(ErrorCode::kDevice, "--device cuda: ", why);
   runtime::RuntimeConfig config;
   config.progress = [](const std::string& line) { std::cerr << "kiln run: " << line << "\n"; };
+  config.dynamic_shapes_kernel_specialization_strategy = strategy;
   auto warn = [](const std::vector<std::string>& warnings) {
     for (auto& w : warnings) std::cerr << "kiln run: warning: " << w << "\n";
   };
@@ -168,6 +170,10 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
               << percentile(latency, 0.9) << " p99 " << percentile(latency, 0.99) << " mean " << mean
               << "; GPU time per run " << 1000.0 * gpu_ms_total / double(latency.size()) << " us\n";
   }
+  if (verbose)
+    for (auto& st : context->specialization_stats())
+      std::cout << "kernels at " << st.shape << " (" << runtime::kernel_specialization_name(strategy) << "): " << st.generic
+                << " generic, " << st.specialized << " specialized, " << st.pending << " pending\n";
   cudaEventDestroy(begin);
   cudaEventDestroy(end);
   cudaStreamDestroy(stream);
@@ -270,7 +276,9 @@ int cmd_run(const Args& args) {
     std::cout << "device: cpu (reference interpreter), seed " << seed << ", " << ms << " ms\n";
   } else {
     plan::Plan p = loaded_plan ? std::move(*loaded_plan) : build_for_run(net, inputs, args);
-    outputs = run_on_gpu(std::move(p), inputs, warmup, iterations, runtime_cache_path(args));
+    auto strategy = runtime::parse_kernel_specialization(args.get("--kernel-specialization", "lazy"));
+    if (!strategy) fail(ErrorCode::kInvalidArgument, "--kernel-specialization must be lazy, eager or none");
+    outputs = run_on_gpu(std::move(p), inputs, warmup, iterations, runtime_cache_path(args), *strategy, args.has("--verbose"));
   }
   if (args.has("--compare-reference")) compare_with_reference(net, inputs, outputs);
   if (args.has("--output-dir")) fs::create_directories(args.get("--output-dir"));

@@ -29,6 +29,7 @@ commands:
                  [--input NAME:FILE.npy ...] [--output-dir DIR] [--seed N]
                  [--precision fp32|fp16|bf16] [--warmup N] [--iterations N]
                  [--compare-reference] [--runtime-cache FILE|off]
+                 [--kernel-specialization lazy|eager|none] [--verbose]
       Runs the model once and prints each output's shape and statistics;
       --output-dir writes one NAME.npy per output. Inputs not given with
       --input are random (seeded, non-zero). Symbolic dims come from --shapes,
@@ -38,7 +39,11 @@ commands:
       for exactly the given shapes) and reports latency p50/p90/p99/mean
       over --iterations runs after --warmup runs, and GPU time per run.
       --compare-reference prints each output's max abs/rel error against
-      the reference interpreter.
+      the reference interpreter. --kernel-specialization (default lazy):
+      lazy runs generic kernels at a new shape and swaps in shape-specialized
+      ones compiled in the background; eager compiles them before the first
+      call; none never specializes. --verbose prints, per shape, how many
+      launches run generic, specialized or pending kernels.
   cache info FILE | cache clear FILE | cache warm PLAN.kiln --arch sm_90 --cache FILE
       The runtime cache: compiled kernels keyed by source, options, arch and
       NVRTC version. `info` prints `entries: N`, `bytes: N` and per-arch
@@ -139,8 +144,8 @@ int main(int argc, char** argv) {
     if (command == "run")
       return cmd_run(parse_args(argc, argv, 2,
                                 {"--device", "--shapes", "--input", "--output-dir", "--seed", "--warmup", "--iterations", "--precision",
-                                 "--runtime-cache"},
-                                {"--compare-reference"}));
+                                 "--runtime-cache", "--kernel-specialization"},
+                                {"--compare-reference", "--verbose"}));
     if (command == "cache") return cmd_cache(parse_args(argc, argv, 2, {"--arch", "--cache", "--shapes"}, {}));
     if (command == "conformance")
       return cmd_conformance(parse_args(argc, argv, 2, {"--device", "--filter"}, {"--verbose"}));

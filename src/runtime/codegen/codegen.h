@@ -114,6 +114,11 @@ struct SkinnySpec {
 };
 std::string skinny_matmul_source(const SkinnySpec& spec);
 
+// ---- constants: writes values known on the host (shape arithmetic) --------------------
+// out[i] = the low `elem` bytes of P(8 + i) for i < P(0); P(1) = elem (1, 2, 4 or 8).
+inline constexpr int kConstantsPerLaunch = kParamSlots - 8;
+std::string constants_source();
+
 // ---- resize (nearest / linear / cubic, every ONNX coordinate mode) -------------------
 // Params: [0] n, [1] rank, [2] mode (0 nearest, 1 linear, 2 cubic), [3] coordinate mode
 // (0 half_pixel, 1 pytorch_half_pixel, 2 align_corners, 3 asymmetric, 4 tf_half_pixel_for_nn,

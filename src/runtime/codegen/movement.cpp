@@ -58,6 +58,18 @@ std::string gather_source(DType dtype, DType index_dtype, bool elements, const s
   return s.str();
 }
 
+std::string constants_source() {
+  std::ostringstream s;
+  s << prelude() << params_macro(std::nullopt);
+  s << "extern \"C\" __global__ void " << kEntry << "(unsigned char* __restrict__ out, KParams p) {\n";
+  s << "  const long long n = P(0), elem = P(1);\n";
+  s << "  for (long long i = threadIdx.x; i < n; i += blockDim.x) {\n";
+  s << "    const long long v = P(8 + i);\n";
+  s << "    for (long long b = 0; b < elem; ++b) out[i * elem + b] = (unsigned char)((v >> (8 * b)) & 0xff);  // little-endian\n";
+  s << "  }\n}\n";
+  return s.str();
+}
+
 std::string resize_source(DType dtype, const std::optional<Params>& specialize) {
   std::string ct = c_type(dtype);
   std::ostringstream s;
