@@ -39,6 +39,7 @@ if [[ ! -d $node_dir && -f .carry/onnx-node.tar.xz ]]; then
   node_dir=/tmp/onnx-data/node
 fi
 conformance_gpu="not run (no node tests)"
+conformance_gpu_specialized="not run (no node tests)"
 conformance_cpu="not run (no node tests)"
 if [[ -d $node_dir ]]; then
   echo "== conformance on the GPU =="
@@ -47,6 +48,9 @@ if [[ -d $node_dir ]]; then
   echo "-- what the GPU runtime does not run yet (tests) --"
   grep -oE "cannot run: .*" "$out/conformance-cuda.log" | sed -E 's/ x[0-9]+//g' | sort | uniq -c | sort -rn | head -25
   conformance_gpu=$(tail -n 1 "$out/conformance-cuda.log")
+  build-gpu/tools/kiln/kiln conformance "$node_dir" --device cuda --specialized >"$out/conformance-cuda-specialized.log" 2>&1
+  grep -E "^FAIL" "$out/conformance-cuda-specialized.log" | cut -c1-300 | head -20
+  conformance_gpu_specialized=$(tail -n 1 "$out/conformance-cuda-specialized.log")
   build-gpu/tools/kiln/kiln conformance "$node_dir" --device cpu >"$out/conformance-cpu.log" 2>&1
   conformance_cpu=$(tail -n 1 "$out/conformance-cpu.log")
 fi
@@ -63,5 +67,6 @@ echo "== summary ($(head -n 1 "$out/gpu.txt")) =="
 printf '%-28s %s\n' "GPU test suite" "$(grep -E 'tests passed' "$out/gpu-tests.log" | tail -n 1) (rc $gpu_tests_rc)"
 printf '%-28s %s\n' "CPU test suites" "$(grep -E 'tests passed' "$out/cpu-tests.log" | tail -n 1) (rc $cpu_tests_rc)"
 printf '%-28s %s\n' "conformance --device cuda" "$conformance_gpu"
+printf '%-28s %s\n' "  with specialized kernels" "$conformance_gpu_specialized"
 printf '%-28s %s\n' "conformance --device cpu" "$conformance_cpu"
 echo "$bench_table"

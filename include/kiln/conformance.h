@@ -34,10 +34,12 @@ struct Tolerance {
 };
 Tolerance tolerance_for(const std::string& dtype_name);
 
-CaseResult run_case(const std::filesystem::path& test_dir, Device device = Device::kCpu);
+// `eager_specialization`: on the GPU, run kernels specialized for each test's
+// shapes instead of the generic ones.
+CaseResult run_case(const std::filesystem::path& test_dir, Device device = Device::kCpu, bool eager_specialization = false);
 // Runs every test folder under `root` whose name contains `filter`; `progress`
 // is called after each case.
-Report run_suite(const std::filesystem::path& root, const std::string& filter, Device device,
+Report run_suite(const std::filesystem::path& root, const std::string& filter, Device device, bool eager_specialization,
                  const std::function<void(const CaseResult&)>& progress);
 
 }  // namespace kiln::conformance

@@ -95,18 +95,21 @@ plan::Plan plan_for(const ir::Network& net, const std::map<std::string, referenc
   return builder::build(net, options);
 }
 
-std::vector<reference::Tensor> run_on(Device device, const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs) {
+std::vector<reference::Tensor> run_on(Device device, bool eager, const ir::Network& net,
+                                      const std::map<std::string, reference::Tensor>& inputs) {
   if (device == Device::kCpu) return reference::run(net, inputs);
   plan::Plan p = plan_for(net, inputs);
   if (device == Device::kPlan) return reference::run(p.network, inputs);
-  auto engine = runtime::Engine::create(std::move(p));
+  runtime::RuntimeConfig config;
+  config.dynamic_shapes_kernel_specialization_strategy = eager ? runtime::KernelSpecialization::kEager : runtime::KernelSpecialization::kNone;
+  auto engine = runtime::Engine::create(std::move(p), config);
   auto context = engine->create_context();
   return runtime::run_with_host_tensors(*context, *engine, inputs);
 }
 
 }  // namespace
 
-CaseResult run_case(const fs::path& dir, Device device) {
+CaseResult run_case(const fs::path& dir, Device device, bool eager_specialization) {
   CaseResult r;
   r.name = dir.filename().string();
   r.ops = model_ops(dir / "model.onnx");
@@ -136,7 +139,7 @@ CaseResult run_case(const fs::path& dir, Device device) {
              net.inputs().size());
       for (size_t i = 0; i < in_files.size(); ++i)
         inputs[net.value(net.inputs()[i]).name] = onnx::load_tensor_file(in_files[i]);
-      std::vector<reference::Tensor> outputs = run_on(device, net, inputs);
+      std::vector<reference::Tensor> outputs = run_on(device, eager_specialization, net, inputs);
       if (out_files.size() != outputs.size())
         fail(ErrorCode::kInvalidModel, set.filename().string(), " has ", out_files.size(), " outputs; the model makes ",
              outputs.size());
@@ -158,7 +161,7 @@ CaseResult run_case(const fs::path& dir, Device device) {
   return r;
 }
 
-Report run_suite(const fs::path& root, const std::string& filter, Device device,
+Report run_suite(const fs::path& root, const std::string& filter, Device device, bool eager_specialization,
                  const std::function<void(const CaseResult&)>& progress) {
   if (!fs::is_directory(root)) fail(ErrorCode::kIoError, root, " is not a directory of ONNX node tests");
   std::vector<fs::path> dirs;
@@ -169,7 +172,7 @@ Report run_suite(const fs::path& root, const std::string& filter, Device device,
   std::sort(dirs.begin(), dirs.end());
   Report report;
   for (const fs::path& dir : dirs) {
-    CaseResult r = run_case(dir, device);
+    CaseResult r = run_case(dir, device, eager_specialization);
     (r.status == Status::kPassed ? report.passed : r.status == Status::kFailed ? report.failed : report.skipped)++;
     if (progress) progress(r);
     report.cases.push_back(std::move(r));

@@ -25,7 +25,7 @@ int cmd_conformance(const Args& args) {
   using conformance::Status;
   auto label = [](Status s) { return s == Status::kPassed ? "PASS" : s == Status::kFailed ? "FAIL" : "SKIP"; };
   int done = 0;
-  conformance::Report report = conformance::run_suite(args.positional[0], args.get("--filter"), device, [&](const conformance::CaseResult& r) {
+  conformance::Report report = conformance::run_suite(args.positional[0], args.get("--filter"), device, args.has("--specialized"), [&](const conformance::CaseResult& r) {
     ++done;
     if (verbose || r.status == Status::kFailed)
       std::cout << label(r.status) << " " << r.name << (r.detail.empty() ? "" : ": " + r.detail) << "\n";

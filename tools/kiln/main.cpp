@@ -51,13 +51,14 @@ commands:
       an architecture into the file, no GPU needed. `kiln run --device cuda`
       uses --runtime-cache FILE (default $XDG_CACHE_HOME/kiln/runtime_cache.bin,
       `off` to disable).
-  conformance DIR [--device cpu|plan|cuda] [--filter TEXT] [--verbose]
+  conformance DIR [--device cpu|plan|cuda] [--filter TEXT] [--verbose] [--specialized]
       Runs a folder of ONNX backend node tests (each a folder with model.onnx
       and test_data_set_*), prints one line per test (--verbose) or per
       failure, a per-op table, and last `N passed, N failed, N skipped`.
       --device plan builds each test into an fp32 plan and runs the plan's
       lowered network on the reference interpreter (checks the builder);
-      --device cuda runs that plan on the GPU.
+      --device cuda runs that plan on the GPU with the generic kernels, or with
+      kernels specialized for each test's shapes (--specialized).
 
 exit codes:
   0 success   1 conformance failures   2 bad command line
@@ -148,7 +149,7 @@ int main(int argc, char** argv) {
                                 {"--compare-reference", "--verbose"}));
     if (command == "cache") return cmd_cache(parse_args(argc, argv, 2, {"--arch", "--cache", "--shapes"}, {}));
     if (command == "conformance")
-      return cmd_conformance(parse_args(argc, argv, 2, {"--device", "--filter"}, {"--verbose"}));
+      return cmd_conformance(parse_args(argc, argv, 2, {"--device", "--filter"}, {"--verbose", "--specialized"}));
     std::cerr << "kiln: unknown command '" << command << "' (see kiln --help)\n";
     return kUsage;
   } catch (const kiln::Error& e) {
