@@ -4,7 +4,8 @@
 For each model: build it in PyTorch (random init), export it to ONNX, build a
 kiln plan, then measure batch-1 latency in fp16 for PyTorch eager, PyTorch with
 a manually captured CUDA graph, torch.compile(mode="reduce-overhead") and kiln
-(`kiln run --device cuda`, no CUDA graphs yet). Every timing is the median of
+(`kiln run --device cuda`, no CUDA graphs yet; kernels specialized for the
+shape, see --kernel-specialization). Every timing is the median of
 per-call wall times, each call followed by a stream synchronize, after warm-up.
 Correctness: kiln fp32 (TF32 off) and fp16 outputs against PyTorch fp32.
 Writes bench.json, bench-table.txt and bench.png (if matplotlib is there) to --out.
@@ -166,6 +167,8 @@ def main():
     ap.add_argument("--models", default="mlp,encoder,resnet18,bert,gpt2block")
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--iterations", type=int, default=300)
+    ap.add_argument("--kernel-specialization", default="eager", choices=["lazy", "eager", "none"],
+                    help="kiln's strategy; eager times the shape-specialized kernels from the first call")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     work = args.work
@@ -209,7 +212,8 @@ def main():
             iterations = args.iterations if precision == "fp16" else 3
             r = kiln([args.kiln, "run", plan, "--device", "cuda", "--input", f"x:{os.path.join(work, name + '_x.npy')}",
                       "--output-dir", outdir, "--warmup", str(args.warmup if precision == "fp16" else 1),
-                      "--iterations", str(iterations)] + (["--compare-reference"] if precision == "fp32" else []))
+                      "--iterations", str(iterations), "--kernel-specialization", args.kernel_specialization]
+                     + (["--compare-reference"] if precision == "fp32" else []))
             if r.returncode != 0:
                 row[f"kiln_{precision}_error"] = (r.stderr.strip().splitlines() or ["run failed"])[-1][:300]
                 continue
