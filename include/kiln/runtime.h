@@ -1,7 +1,8 @@
 // The GPU runtime: Engine (a plan on one device: weights uploaded once,
 // kernels compiled) and ExecutionContext (activation memory, shapes,
 // bindings, enqueue). Several contexts per engine, each usable from its own
-// thread. enqueue never allocates device memory and never synchronizes.
+// thread; an engine must outlive its contexts. enqueue never allocates device
+// memory and never synchronizes.
 #pragma once
 
 #include <cuda_runtime_api.h>
