@@ -33,18 +33,31 @@ bool cuda_available(std::string* reason) {
 
 int compiler_version() { return jit::nvrtc_version(); }
 
-int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache, const std::function<void(const std::string&)>& progress) {
-  KernelStore store;
+namespace {
+
+// One op per node, registering their kernels; everything unsupported in one error.
+std::vector<std::unique_ptr<Op>> make_ops(const plan::Plan& plan, KernelStore& store) {
+  std::vector<std::unique_ptr<Op>> ops;
   std::map<std::string, int> unsupported;
   for (const ir::Node& node : plan.network.nodes()) {
     std::string reason;
-    if (!make_op(plan, node, store, reason)) unsupported[str(ir::op_name(node.op), " (", reason, ")")]++;
+    auto op = make_op(plan, node, store, reason);
+    if (!op) unsupported[str(ir::op_name(node.op), " (", reason, ")")]++;
+    ops.push_back(std::move(op));
   }
   if (!unsupported.empty()) {
     std::string list;
     for (auto& [what, count] : unsupported) list += str(list.empty() ? "" : ", ", what, " x", count);
     fail(ErrorCode::kUnsupported, "the GPU runtime cannot run: ", list);
   }
+  return ops;
+}
+
+}  // namespace
+
+int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache, const std::function<void(const std::string&)>& progress) {
+  KernelStore store;
+  make_ops(plan, store);
   int threads = std::clamp<int>(int(std::thread::hardware_concurrency()), 1, 16);
   store.compile_into_cache(arch, threads, progress, cache);
   return store.module_count();
@@ -85,19 +98,7 @@ std::shared_ptr<Engine> Engine::create(plan::Plan plan, const RuntimeConfig& con
   s->sm_count = prop.multiProcessorCount;
   const ir::Network& net = s->plan.network;
 
-  // Every node gets an op; collect everything unsupported in one error.
-  std::map<std::string, int> unsupported;
-  for (const ir::Node& node : net.nodes()) {
-    std::string reason;
-    auto op = make_op(s->plan, node, s->store, reason);
-    if (!op) unsupported[str(ir::op_name(node.op), " (", reason, ")")]++;
-    s->ops.push_back(std::move(op));
-  }
-  if (!unsupported.empty()) {
-    std::string list;
-    for (auto& [what, count] : unsupported) list += str(list.empty() ? "" : ", ", what, " x", count);
-    fail(ErrorCode::kUnsupported, "the GPU runtime cannot run: ", list);
-  }
+  s->ops = make_ops(s->plan, s->store);
 
   // Weights: one allocation, 256-byte aligned slots, uploaded once.
   s->weight_offset.assign(net.values().size(), -1);
