@@ -96,7 +96,7 @@ struct KernelLaunch {
   codegen::Params params;
   const ir::Node* node;      // for error messages
   int handle = -1;           // the KernelStore handle, for specialization
-  std::shared_ptr<Specialization> special;  // a specialized variant on its way (lazy)
+  std::shared_ptr<Specialization> special{};  // a specialized variant on its way (lazy)
   bool specialized = false;                 // `kernel` is the specialized one
   bool specializable = true;                // false where the parameters are data, not shape
 };
