@@ -26,6 +26,11 @@ class RuntimeCache {
   // Identity of the compiler this process uses; entries from another are ignored.
   explicit RuntimeCache(int nvrtc_version);
 
+  // Recorded in saved files (which machine wrote them); "none" when compiled without a GPU.
+  void set_origin(int driver_version, const std::string& device_name);
+  // The origin recorded in the last file loaded, e.g. "driver 13000, NVIDIA H100 80GB HBM3".
+  std::string loaded_origin() const;
+
   std::optional<std::string> find(const CacheKey& key, int arch) const;
   void insert(const CacheKey& key, int arch, std::string cubin);
   void merge(const RuntimeCache& other);
@@ -51,6 +56,9 @@ class RuntimeCache {
  private:
   std::vector<std::string> save(const std::filesystem::path& path, bool merge_existing);
   int nvrtc_version_;
+  int driver_version_ = 0;
+  std::string device_name_ = "none";
+  std::string loaded_origin_;
   mutable std::mutex mutex_;
   std::map<std::pair<CacheKey, int>, std::string> entries_;
 };

@@ -27,6 +27,7 @@ TEST(RuntimeCache, KeysSeparateEverythingThatMakesACubin) {
 
 TEST(RuntimeCache, RoundTripAndCounts) {
   RuntimeCache cache(13000);
+  cache.set_origin(13000, "Some GPU");
   for (int i = 0; i < 10; ++i) cache.insert(key(i), i % 2 ? 80 : 90, cubin(i));
   RuntimeCache back(13000);
   EXPECT_TRUE(back.merge_serialized(cache.serialize(), "test").empty());
@@ -35,6 +36,7 @@ TEST(RuntimeCache, RoundTripAndCounts) {
   EXPECT_EQ(back.entries_per_arch().at(80), 5u);
   EXPECT_EQ(back.find(key(3), 80), cubin(3));
   EXPECT_FALSE(back.find(key(3), 90).has_value());
+  EXPECT_NE(back.loaded_origin().find("driver 13000, Some GPU"), std::string::npos) << back.loaded_origin();
   back.reset();
   EXPECT_EQ(back.entry_count(), 0u);
 }

@@ -33,6 +33,7 @@ int cmd_cache(const Args& args) {
     print_warnings(cache.load_file(args.positional[1]));
     std::cout << "entries: " << cache.entry_count() << "\nbytes: " << cache.bytes() << "\n";
     for (auto& [arch, n] : cache.entries_per_arch()) std::cout << "sm_" << arch << ": " << n << "\n";
+    if (!cache.loaded_origin().empty()) std::cout << "written by: " << cache.loaded_origin() << "\n";
     return kOk;
   }
   if (verb == "clear" && args.positional.size() == 2) {

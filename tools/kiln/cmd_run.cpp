@@ -125,6 +125,12 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
   if (cache_file) {
     config.cache = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version());
     warn(config.cache->load_file(*cache_file));
+    int driver = 0, device = 0;
+    cudaDriverGetVersion(&driver);
+    cudaGetDevice(&device);
+    cudaDeviceProp prop{};
+    cudaGetDeviceProperties(&prop, device);
+    config.cache->set_origin(driver, prop.name);
   }
   auto start = std::chrono::steady_clock::now();
   auto engine = runtime::Engine::create(std::move(p), config);

@@ -1,5 +1,5 @@
 // File layout: "KILNRTC1" | u32 format | u32 NVRTC version | string kiln version
-// | u64 entries | entries (u64 key hi, u64 key lo, u32 arch, u64 size, u64
+// | u32 driver version | string device name (the writer's; 0 and "none" without a GPU) | u64 entries | entries (u64 key hi, u64 key lo, u32 arch, u64 size, u64
 // checksum, bytes) | u64 checksum of everything before it.
 #include "kiln/runtime_cache.h"
 
@@ -20,7 +20,7 @@ namespace kiln::runtime {
 namespace {
 
 constexpr char kMagic[8] = {'K', 'I', 'L', 'N', 'R', 'T', 'C', '1'};
-constexpr uint32_t kFormat = 1;
+constexpr uint32_t kFormat = 2;
 
 // Holds an flock on `path` (created if needed) for the object's life.
 class FileLock {
@@ -60,6 +60,17 @@ CacheKey kernel_cache_key(std::string_view source, std::string_view options, int
 }
 
 RuntimeCache::RuntimeCache(int nvrtc_version) : nvrtc_version_(nvrtc_version) {}
+
+void RuntimeCache::set_origin(int driver_version, const std::string& device_name) {
+  std::lock_guard lock(mutex_);
+  driver_version_ = driver_version;
+  device_name_ = device_name;
+}
+
+std::string RuntimeCache::loaded_origin() const {
+  std::lock_guard lock(mutex_);
+  return loaded_origin_;
+}
 
 std::optional<std::string> RuntimeCache::find(const CacheKey& key, int arch) const {
   std::lock_guard lock(mutex_);
@@ -110,6 +121,8 @@ std::string RuntimeCache::serialize() const {
   w.put<uint32_t>(kFormat);
   w.put<uint32_t>(uint32_t(nvrtc_version_));
   w.put_string(kVersion);
+  w.put<uint32_t>(uint32_t(driver_version_));
+  w.put_string(device_name_);
   w.put<uint64_t>(entries_.size());
   for (auto& [k, cubin] : entries_) {
     w.put<uint64_t>(k.first.hi);
@@ -137,6 +150,8 @@ std::vector<std::string> RuntimeCache::merge_serialized(std::string_view bytes, 
     if (r.get<uint32_t>() != kFormat) return {str(label, " has another cache format; ignored")};
     uint32_t nvrtc = r.get<uint32_t>();
     std::string writer = r.get_string(256);
+    uint32_t driver = r.get<uint32_t>();
+    std::string device = r.get_string(256);
     if (int(nvrtc) != nvrtc_version_)
       return {str(label, " holds kernels from NVRTC ", nvrtc, " (kiln ", writer, "); this kiln uses NVRTC ", nvrtc_version_,
                   "; ignored, kernels will recompile")};
@@ -151,6 +166,7 @@ std::vector<std::string> RuntimeCache::merge_serialized(std::string_view bytes, 
     }
     if (r.remaining() != 0) return {str(label, " has trailing bytes; ignored")};
     std::lock_guard lock(mutex_);
+    loaded_origin_ = str("kiln ", writer, ", NVRTC ", nvrtc, ", driver ", driver, ", ", device);
     for (auto& [k, v] : read) entries_.emplace(k, std::move(v));
     return {};
   } catch (const Error& e) {
