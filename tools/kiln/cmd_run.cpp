@@ -136,7 +136,6 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
   auto engine = runtime::Engine::create(std::move(p), config);
   auto context = engine->create_context();
   double setup_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  if (cache_file) warn(config.cache->save_file(*cache_file));
   cudaStream_t stream;
   cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
   runtime::DeviceIo io(*context, *engine, inputs);
@@ -182,6 +181,8 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
                 << " generic, " << st.specialized << " specialized, " << st.pending << " pending\n";
   cudaEventDestroy(begin);
   cudaEventDestroy(end);
+  // Saved at the end, so kernels specialized during the runs are kept too.
+  if (cache_file) warn(config.cache->save_file(*cache_file));
   cudaStreamDestroy(stream);
   return outputs;
 }
