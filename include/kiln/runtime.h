@@ -24,10 +24,13 @@ namespace kiln::runtime {
 int compiler_version();
 
 // Compiles every generic kernel of `plan` for `arch` (e.g. 90 for sm_90) into
-// `cache`, without a GPU, so a deployment can ship a warm cache. Returns the
-// number of distinct kernels.
+// `cache`, without a GPU, so a deployment can ship a warm cache; and for each
+// set of input shapes in `shape_sets` (input name -> dims), the kernels
+// specialized for those shapes. Returns the number of kernels compiled or found.
+using InputShapes = std::map<std::string, std::vector<int64_t>, std::less<>>;
 int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache,
-               const std::function<void(const std::string&)>& progress = {});
+               const std::function<void(const std::string&)>& progress = {},
+               const std::vector<InputShapes>& shape_sets = {});
 
 // True when a CUDA device can be used; otherwise `reason` says why.
 bool cuda_available(std::string* reason = nullptr);
@@ -72,6 +75,7 @@ class Engine {
   int device() const;
   int kernel_count() const;         // distinct compiled modules
   int cached_kernel_count() const;  // of those, taken from the runtime cache
+  int cached_specialized_kernel_count() const;  // specialized kernels taken from the runtime cache so far
 
  private:
   explicit Engine(std::unique_ptr<EngineState> state);

@@ -55,13 +55,6 @@ std::vector<std::unique_ptr<Op>> make_ops(const plan::Plan& plan, KernelStore& s
 
 }  // namespace
 
-int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache, const std::function<void(const std::string&)>& progress) {
-  KernelStore store;
-  make_ops(plan, store);
-  int threads = std::clamp<int>(int(std::thread::hardware_concurrency()), 1, 16);
-  store.compile_into_cache(arch, threads, progress, cache);
-  return store.module_count();
-}
 
 void reset_device_after_error() {
   cudaDeviceReset();
@@ -85,6 +78,7 @@ const plan::Plan& Engine::plan() const { return state_->plan; }
 int Engine::device() const { return state_->device; }
 int Engine::kernel_count() const { return state_->store.module_count(); }
 int Engine::cached_kernel_count() const { return state_->store.cache_hits(); }
+int Engine::cached_specialized_kernel_count() const { return state_->store.specialized_cache_hits(); }
 
 std::shared_ptr<Engine> Engine::create(plan::Plan plan, const RuntimeConfig& config) {
   std::string why;
@@ -181,8 +175,10 @@ std::unique_ptr<ExecutionContext> Engine::create_context() {
 ExecutionContext::ExecutionContext(std::unique_ptr<ContextState> state) : state_(std::move(state)) {}
 ExecutionContext::~ExecutionContext() = default;
 
-void ExecutionContext::set_input_shape(std::string_view name, const std::vector<int64_t>& dims) {
-  const ir::Network& net = state_->engine->plan.network;
+namespace {
+
+// Checks dims for a network input: its rank, constant dims and symbol ranges.
+void validate_input_shape(const ir::Network& net, std::string_view name, const std::vector<int64_t>& dims) {
   auto id = net.find_value(name);
   if (!id || !net.value(*id).is_input) fail(ErrorCode::kInvalidArgument, "'", name, "' is not an input of the network");
   const ir::Value& v = net.value(*id);
@@ -201,6 +197,12 @@ void ExecutionContext::set_input_shape(std::string_view name, const std::vector<
              r->second.min, ", ", r->second.max, "]");
     }
   }
+}
+
+}  // namespace
+
+void ExecutionContext::set_input_shape(std::string_view name, const std::vector<int64_t>& dims) {
+  validate_input_shape(state_->engine->plan.network, name, dims);
   auto& slot = state_->input_dims[std::string(name)];
   if (slot != dims) {
     slot = dims;
@@ -410,6 +412,35 @@ std::optional<KernelSpecialization> parse_kernel_specialization(std::string_view
   if (name == "eager") return KernelSpecialization::kEager;
   if (name == "none") return KernelSpecialization::kNone;
   return std::nullopt;
+}
+
+}  // namespace kiln::runtime
+
+namespace kiln::runtime {
+
+int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache, const std::function<void(const std::string&)>& progress,
+               const std::vector<InputShapes>& shape_sets) {
+  KernelStore store;
+  std::vector<std::unique_ptr<Op>> ops = make_ops(plan, store);
+  int threads = std::clamp<int>(int(std::thread::hardware_concurrency()), 1, 16);
+  store.compile_into_cache(arch, threads, progress, cache);
+  int kernels = store.module_count();
+  for (const InputShapes& shapes : shape_sets) {
+    for (auto& [name, dims] : shapes) validate_input_shape(plan.network, name, dims);
+    ShapeEnv env = evaluate_shapes(plan.network, shapes);
+    std::vector<Step> steps;
+    PrepareContext ctx{env, steps, nullptr, nullptr, 0, 1, /*dry=*/true};
+    for (const auto& op : ops) op->prepare(ctx);
+    int added = 0, total = 0;
+    for (const Step& step : steps)
+      if (auto* k = std::get_if<KernelLaunch>(&step); k && k->specializable && k->handle >= 0) {
+        added += store.warm_specialized(k->handle, k->params, arch, cache);
+        ++total;
+      }
+    if (progress) progress(str("specialized for ", shape_key(shapes), ": ", total, " kernels, ", added, " new"));
+    kernels += total;
+  }
+  return kernels;
 }
 
 }  // namespace kiln::runtime

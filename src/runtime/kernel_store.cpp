@@ -146,8 +146,10 @@ void KernelStore::compile_specialized(Job& job) const {
     std::string name = names_[size_t(job.module)] + "_specialized";
     CacheKey key = kernel_cache_key(source, jit::compile_options(arch_), arch_, jit::nvrtc_version());
     std::string cubin;
-    if (auto hit = cache_ ? cache_->find(key, arch_) : std::nullopt) cubin = std::move(*hit);
-    else {
+    if (auto hit = cache_ ? cache_->find(key, arch_) : std::nullopt) {
+      cubin = std::move(*hit);
+      ++specialized_cache_hits_;
+    } else {
       cubin = jit::compile_to_cubin({name, source, arch_});
       if (cache_) cache_->insert(key, arch_, cubin);
     }
@@ -183,6 +185,15 @@ void KernelStore::worker(int device) const {
     }
     compile_specialized(job);
   }
+}
+
+bool KernelStore::warm_specialized(int handle, const codegen::Params& params, int arch, RuntimeCache& cache) const {
+  int module = handles_.at(size_t(handle));
+  std::string source = generators_[size_t(module)](params);
+  CacheKey key = kernel_cache_key(source, jit::compile_options(arch), arch, jit::nvrtc_version());
+  if (cache.find(key, arch)) return false;
+  cache.insert(key, arch, jit::compile_to_cubin({names_[size_t(module)] + "_specialized", source, arch}));
+  return true;
 }
 
 std::shared_ptr<Specialization> KernelStore::specialize(int handle, const codegen::Params& params, bool wait) const {

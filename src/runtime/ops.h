@@ -44,7 +44,11 @@ class KernelStore {
   void compile_all(int arch, int threads, const std::function<void(const std::string&)>& progress, RuntimeCache* cache);
   // Compiles every source for `arch` into `cache` without loading (no GPU needed).
   void compile_into_cache(int arch, int threads, const std::function<void(const std::string&)>& progress, RuntimeCache& cache);
-  cudaKernel_t kernel(int handle) const { return kernels_.at(size_t(handles_.at(size_t(handle)))); }
+  // The loaded generic kernel; null before compile_all (dry preparation for cache warming).
+  cudaKernel_t kernel(int handle) const {
+    size_t module = size_t(handles_.at(size_t(handle)));
+    return module < kernels_.size() ? kernels_[module] : nullptr;
+  }
   int module_count() const { return int(sources_.size()); }
   int cache_hits() const { return cache_hits_; }
 
@@ -54,6 +58,9 @@ class KernelStore {
   // null once `max_kernels` specialized kernels exist (the generic one serves).
   void start_specializer(int device, int threads, size_t max_kernels);
   std::shared_ptr<Specialization> specialize(int handle, const codegen::Params& params, bool wait) const;
+  // Compiles the specialized variant into `cache` only (no GPU); returns whether it was new.
+  bool warm_specialized(int handle, const codegen::Params& params, int arch, RuntimeCache& cache) const;
+  int specialized_cache_hits() const { return specialized_cache_hits_.load(); }
 
  private:
   struct Job;
@@ -68,6 +75,7 @@ class KernelStore {
   std::vector<cudaLibrary_t> libraries_;
   std::vector<cudaKernel_t> kernels_;
   int cache_hits_ = 0;
+  mutable std::atomic<int> specialized_cache_hits_{0};
   int arch_ = 0;
   RuntimeCache* cache_ = nullptr;
 
@@ -127,6 +135,9 @@ struct PrepareContext {
   cudnnHandle_t cudnn;
   size_t workspace_bytes;
   int sm_count;
+  // No device (cache warming): library calls are left out; kernel launches,
+  // whose parameters depend on shapes alone, are prepared as usual.
+  bool dry = false;
 };
 
 class Op {

@@ -89,6 +89,10 @@ class MatMulOp : public Op {
       ctx.steps.push_back(std::move(launch));
       return;
     }
+    if (ctx.dry) {  // no device: only the elementwise epilogue below is a kernel of ours
+      if (post_kernel_ >= 0) push_post(ctx, batch * m * n);
+      return;
+    }
     auto desc = std::make_shared<LtDescriptors>();
     cudaDataType_t type = cuda_type(dtype_);
     bool f64 = dtype_ == DType::kFloat64;
@@ -135,22 +139,25 @@ class MatMulOp : public Op {
     call.f64 = f64;
     call.node = &node_;
     ctx.steps.push_back(std::move(call));
-    if (post_kernel_ >= 0) {  // activation not in cuBLASLt, and/or a residual added after it: in place on the output
-      KernelLaunch post{store_.kernel(post_kernel_), grid_for(batch * m * n, ctx.sm_count), codegen::kBlock, {}, {}, &node_,
-                        post_kernel_};
-      post.params.v[0] = batch * m * n;
-      post.params.v[1] = 1;
-      post.params.v[2] = 1;
-      post.params.v[8] = batch * m * n;
-      post.params.v[16] = 1;
-      post.params.v[24] = 1;
-      post.args = {{node_.outputs[0], 0}, {node_.outputs[0], 0}};
-      if (has_residual_ && activation_ != "none") post.args.push_back({node_.inputs[3], 0});
-      ctx.steps.push_back(std::move(post));
-    }
+    if (post_kernel_ >= 0) push_post(ctx, batch * m * n);
   }
 
  private:
+  // The activation cuBLASLt lacks, and/or a residual added after it: in place on the output.
+  void push_post(PrepareContext& ctx, int64_t count) const {
+    KernelLaunch post{store_.kernel(post_kernel_), grid_for(count, ctx.sm_count), codegen::kBlock, {}, {},
+                      &node_, post_kernel_};
+    post.params.v[0] = count;
+    post.params.v[1] = 1;
+    post.params.v[2] = 1;
+    post.params.v[8] = count;
+    post.params.v[16] = 1;
+    post.params.v[24] = 1;
+    post.args = {{node_.outputs[0], 0}, {node_.outputs[0], 0}};
+    if (has_residual_ && activation_ != "none") post.args.push_back({node_.inputs[3], 0});
+    ctx.steps.push_back(std::move(post));
+  }
+
   // Weights up to this many elements stream fast enough through the skinny kernel.
   static constexpr int64_t kSkinnyMaxWeights = int64_t(4) << 20;
   const ir::Node& node_;

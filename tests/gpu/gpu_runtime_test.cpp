@@ -166,6 +166,32 @@ TEST(GpuRuntime, RuntimeCacheServesTheSecondEngine) {
   expect_close(to_floats(got[0]), ir::read_doubles(reference::run(net, {{"x", input}})[0]), 1e-5);
 }
 
+TEST(GpuRuntime, CacheWarmedWithoutAGpuServesSpecializedKernels) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(11);
+  ir::Network net = small_model(rng);
+  plan::Plan p = builder::build(net, {});
+  int device = 0;
+  cudaGetDevice(&device);
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, device);
+  auto cache = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version());
+  runtime::warm_cache(p, prop.major * 10 + prop.minor, *cache, {}, {{{"x", {5, 32}}}});  // the path kiln cache warm takes
+  runtime::RuntimeConfig config;
+  config.cache = cache;
+  config.dynamic_shapes_kernel_specialization_strategy = runtime::KernelSpecialization::kEager;
+  auto engine = runtime::Engine::create(p, config);
+  EXPECT_EQ(engine->cached_kernel_count(), engine->kernel_count());
+  auto context = engine->create_context();
+  auto input = random_tensor(DType::kFloat32, {5, 32}, rng);
+  auto got = runtime::run_with_host_tensors(*context, *engine, {{"x", input}});
+  expect_close(to_floats(got[0]), ir::read_doubles(reference::run(net, {{"x", input}})[0]), 1e-5);
+  auto stats = context->specialization_stats();
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_GT(stats[0].specialized, 0);
+  EXPECT_EQ(engine->cached_specialized_kernel_count(), stats[0].specialized);  // none compiled at run time
+}
+
 TEST(GpuRuntime, SpecializationStrategiesOverAShapeSequence) {
   KILN_REQUIRE_GPU();
   std::mt19937 rng(10);

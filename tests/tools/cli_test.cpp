@@ -128,6 +128,11 @@ TEST(Cli, CacheWarmInfoClear) {
   EXPECT_EQ(i.output.find("entries: 0\n"), std::string::npos) << i.output;
   Result again = kiln("cache warm " + plan.string() + " --arch sm_90 --cache " + cache.string());
   EXPECT_NE(again.output.find(", 0 new entries"), std::string::npos) << again.output;
+  Result shaped = kiln("cache warm " + plan.string() + " --arch sm_90 --cache " + cache.string() + " --shapes x:4x64 --shapes x:2x64");
+  EXPECT_EQ(shaped.code, 0) << shaped.output;
+  EXPECT_NE(shaped.output.find("specialized for x:4x64: 4 kernels, 4 new"), std::string::npos) << shaped.output;
+  EXPECT_NE(shaped.output.find("specialized for x:2x64: 4 kernels, 4 new"), std::string::npos) << shaped.output;
+  EXPECT_EQ(kiln("cache warm " + plan.string() + " --arch sm_90 --cache " + cache.string() + " --shapes x:4x63").code, 5);
   EXPECT_EQ(kiln("cache warm " + plan.string() + " --arch ninety --cache " + cache.string()).code, 2);
   EXPECT_EQ(kiln("cache clear " + cache.string()).code, 0);
   EXPECT_NE(kiln("cache info " + cache.string()).output.find("entries: 0\n"), std::string::npos);

@@ -34,6 +34,9 @@ struct Args {
 Args parse_args(int argc, char** argv, int first, const std::vector<std::string>& value_flags,
                 const std::vector<std::string>& bool_flags);
 
+// "a:1x3x224x224,b:4" (one or more such specs) -> {a: [1,3,224,224], b: [4]}
+std::map<std::string, std::vector<int64_t>> parse_shapes(const std::vector<std::string>& specs);
+
 int cmd_inspect(const Args& args);
 int cmd_build(const Args& args);
 // A model path is a plan when the file starts with the plan magic.

@@ -23,7 +23,8 @@ int parse_arch(const std::string& text) {
 }  // namespace
 
 int cmd_cache(const Args& args) {
-  const char* usage = "usage: kiln cache info FILE | kiln cache clear FILE | kiln cache warm PLAN.kiln --arch sm_90 --cache FILE";
+  const char* usage =
+      "usage: kiln cache info FILE | kiln cache clear FILE | kiln cache warm PLAN.kiln --arch sm_90 --cache FILE [--shapes x:4x256,mask:4x16 ...]";
   if (args.positional.empty()) fail(ErrorCode::kInvalidArgument, usage);
   const std::string& verb = args.positional[0];
   runtime::RuntimeCache cache(runtime::compiler_version());
@@ -43,14 +44,19 @@ int cmd_cache(const Args& args) {
   }
   if (verb == "warm" && args.positional.size() == 2) {
     if (!args.has("--arch") || !args.has("--cache")) fail(ErrorCode::kInvalidArgument, usage);
-    if (args.has("--shapes"))
-      fail(ErrorCode::kUnsupported, "--shapes: shape-specialized kernels are not generated at run time yet, so there is nothing to warm for them");
     int arch = parse_arch(args.get("--arch"));
+    std::vector<runtime::InputShapes> shape_sets;
+    for (const std::string& spec : args.all("--shapes")) {  // each flag: one set of input shapes
+      runtime::InputShapes set;
+      for (auto& [name, dims] : parse_shapes({spec})) set[name] = dims;
+      shape_sets.push_back(std::move(set));
+    }
     plan::Plan p = plan::load(args.positional[1]);
     const std::string& file = args.get("--cache");
     print_warnings(cache.load_file(file));
     size_t before = cache.entry_count();
-    int kernels = runtime::warm_cache(p, arch, cache, [](const std::string& line) { std::cerr << "kiln cache: " << line << "\n"; });
+    int kernels = runtime::warm_cache(p, arch, cache, [](const std::string& line) { std::cerr << "kiln cache: " << line << "\n"; },
+                                      shape_sets);
     print_warnings(cache.save_file(file));
     std::cout << "warmed " << file << ": " << kernels << " kernels for sm_" << arch << ", " << cache.entry_count() - before
               << " new entries\n";

@@ -19,10 +19,6 @@
 
 namespace kiln::cli {
 
-namespace {
-
-namespace fs = std::filesystem;
-
 // "a:1x3x224x224,b:4" -> {a: [1,3,224,224], b: [4]}
 std::map<std::string, std::vector<int64_t>> parse_shapes(const std::vector<std::string>& specs) {
   std::map<std::string, std::vector<int64_t>> out;
@@ -53,6 +49,10 @@ std::map<std::string, std::vector<int64_t>> parse_shapes(const std::vector<std::
   }
   return out;
 }
+
+namespace {
+
+namespace fs = std::filesystem;
 
 reference::Tensor random_tensor(DType dtype, const std::vector<int64_t>& dims, std::mt19937_64& rng) {
   int64_t n = ir::checked_numel(dims);

@@ -44,11 +44,13 @@ commands:
       ones compiled in the background; eager compiles them before the first
       call; none never specializes. --verbose prints, per shape, how many
       launches run generic, specialized or pending kernels.
-  cache info FILE | cache clear FILE | cache warm PLAN.kiln --arch sm_90 --cache FILE
+  cache info FILE | cache clear FILE
+  cache warm PLAN.kiln --arch sm_90 --cache FILE [--shapes x:4x256,mask:4x16 ...]
       The runtime cache: compiled kernels keyed by source, options, arch and
       NVRTC version. `info` prints `entries: N`, `bytes: N` and per-arch
       counts; `clear` empties the file; `warm` compiles the plan's kernels for
-      an architecture into the file, no GPU needed. `kiln run --device cuda`
+      an architecture into the file, no GPU needed, and for each --shapes set
+      (the flag repeats) the kernels specialized for those shapes. `kiln run --device cuda`
       uses --runtime-cache FILE (default $XDG_CACHE_HOME/kiln/runtime_cache.bin,
       `off` to disable).
   conformance DIR [--device cpu|plan|cuda] [--filter TEXT] [--verbose] [--specialized]
