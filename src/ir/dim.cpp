@@ -265,6 +265,12 @@ Dim shape_numel(const Shape& shape) {
   return n;
 }
 
+std::vector<int64_t> strides_of(const std::vector<int64_t>& dims) {
+  std::vector<int64_t> s(dims.size(), 1);
+  for (size_t i = dims.size(); i-- > 1;) s[i - 1] = s[i] * dims[i];
+  return s;
+}
+
 int64_t checked_numel(const std::vector<int64_t>& dims) {
   int64_t n = 1;
   for (int64_t d : dims) {

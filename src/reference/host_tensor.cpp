@@ -95,12 +95,6 @@ int64_t normalize_axis(const KernelContext& c, int64_t axis, size_t rank) {
   return axis < 0 ? axis + r : axis;
 }
 
-std::vector<int64_t> strides_of(const std::vector<int64_t>& dims) {
-  std::vector<int64_t> s(dims.size(), 1);
-  for (size_t i = dims.size(); i-- > 1;) s[i - 1] = s[i] * dims[i];
-  return s;
-}
-
 std::vector<int64_t> broadcast_strides(const std::vector<int64_t>& in_dims, const std::vector<int64_t>& out_dims) {
   std::vector<int64_t> in_strides = strides_of(in_dims), out(out_dims.size(), 0);
   size_t offset = out_dims.size() - in_dims.size();

@@ -49,7 +49,7 @@ Tensor from_ints(DType dtype, std::vector<int64_t> dims, const std::vector<int64
 Tensor with_dims(const Tensor& t, std::vector<int64_t> dims);  // shares the bytes
 double scalar_double(const Tensor& t);
 
-std::vector<int64_t> strides_of(const std::vector<int64_t>& dims);
+using ir::strides_of;
 // `axis` in [-rank, rank) as a non-negative index; an error naming the node otherwise.
 int64_t normalize_axis(const KernelContext& c, int64_t axis, size_t rank);
 // Strides of `in_dims` seen from the broadcast shape `out_dims` (0 along broadcast axes).

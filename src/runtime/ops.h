@@ -165,6 +165,6 @@ std::unique_ptr<Op> make_cudnn_conv_op(const plan::Plan& plan, const ir::Node& n
 // Helpers shared by op implementations.
 unsigned grid_for(int64_t n, int sm_count);
 codegen::Params contiguous_strides_params(const std::vector<int64_t>& dims);
-std::vector<int64_t> strides_of(const std::vector<int64_t>& dims);
+using ir::strides_of;
 
 }  // namespace kiln::runtime

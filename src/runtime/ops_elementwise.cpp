@@ -14,12 +14,6 @@ unsigned grid_for(int64_t n, int sm_count) {
   return unsigned(std::clamp<int64_t>(blocks, 1, int64_t(sm_count) * 32));
 }
 
-std::vector<int64_t> strides_of(const std::vector<int64_t>& dims) {
-  std::vector<int64_t> s(dims.size(), 1);
-  for (size_t i = dims.size(); i-- > 1;) s[i - 1] = s[i] * dims[i];
-  return s;
-}
-
 namespace {
 
 // Elementwise ops that have an integer (and bool) form.

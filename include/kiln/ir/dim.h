@@ -62,6 +62,8 @@ Shape shape_of(const std::vector<int64_t>& dims);
 // Product of dims; throws kShapeError on overflow.
 Dim shape_numel(const Shape& shape);
 int64_t checked_numel(const std::vector<int64_t>& dims);
+// Row-major strides (in elements) of a dense tensor with these dims.
+std::vector<int64_t> strides_of(const std::vector<int64_t>& dims);
 
 }  // namespace kiln::ir
 

@@ -102,7 +102,6 @@ class Network {
   const std::string& name() const { return name_; }
   const std::vector<Value>& values() const { return values_; }
   const Value& value(ValueId id) const { return values_.at(size_t(id)); }
-  Value& mutable_value(ValueId id) { return values_.at(size_t(id)); }
   const std::vector<Node>& nodes() const { return nodes_; }  // topological after finalize()
   const std::vector<ValueId>& inputs() const { return inputs_; }
   const std::vector<ValueId>& outputs() const { return outputs_; }
