@@ -18,8 +18,17 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE
   { tail -n 40 "$out/configure.log"; exit 1; }
 cmake --build build-gpu -j "$jobs" >"$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
 
+run_dynamic_bench() {
+  PYTHONUNBUFFERED=1 "$python" bench/dynamic.py --kiln build-gpu/tools/kiln/kiln \
+    --floor build-gpu/bench/floor/kiln_cold_start_floor --out "$out" ${KILN_DYNAMIC_ARGS:-} 2>&1 | tee "$out/dynamic.log" | tail -n 30
+}
+
 if [[ ${KILN_BENCH_ONLY:-0} == 1 ]]; then
   PYTHONUNBUFFERED=1 "$python" bench/bench.py --kiln build-gpu/tools/kiln/kiln --out "$out" ${KILN_BENCH_ARGS:-} 2>&1 | tee "$out/bench.log" | tail -n 60
+  exit 0
+fi
+if [[ ${KILN_DYNAMIC_ONLY:-0} == 1 ]]; then
+  run_dynamic_bench
   exit 0
 fi
 
@@ -60,6 +69,9 @@ if [[ -f bench/bench.py && ${KILN_SKIP_BENCH:-0} != 1 ]]; then
   echo "== benchmarks =="
   PYTHONUNBUFFERED=1 "$python" bench/bench.py --kiln build-gpu/tools/kiln/kiln --out "$out" 2>&1 | tee "$out/bench.log" | tail -n 40
   bench_table=$(cat "$out/bench-table.txt" 2>/dev/null || echo "(no table)")
+  echo "== dynamic shapes and cold start =="
+  run_dynamic_bench
+  bench_table+=$'\n'$(cat "$out/dynamic-table.txt" 2>/dev/null || echo "(no dynamic table)")
 fi
 
 echo

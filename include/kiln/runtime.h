@@ -53,7 +53,7 @@ struct RuntimeConfig {
   int compile_threads = 0;   // 0: one per hardware thread, at most 16
   KernelSpecialization dynamic_shapes_kernel_specialization_strategy = KernelSpecialization::kLazy;
   int specialization_threads = 2;           // background compilers for `lazy`
-  size_t max_specialized_kernels = 4096;    // beyond this the generic kernels serve new shapes
+  size_t max_specialized_kernels = 1024;    // specialized kernels kept (LRU); 0: none
   size_t shapes_per_context = 16;           // prepared shapes a context keeps (LRU)
   // Called with progress lines while kernels compile.
   std::function<void(const std::string&)> progress;
@@ -76,6 +76,9 @@ class Engine {
   int kernel_count() const;         // distinct compiled modules
   int cached_kernel_count() const;  // of those, taken from the runtime cache
   int cached_specialized_kernel_count() const;  // specialized kernels taken from the runtime cache so far
+  // Specialized kernel modules loaded now: at most max_specialized_kernels plus
+  // those the contexts' prepared shapes still use.
+  int64_t loaded_specialized_kernel_count() const;
 
  private:
   explicit Engine(std::unique_ptr<EngineState> state);
@@ -125,6 +128,9 @@ class DeviceIo {
  public:
   DeviceIo(ExecutionContext& context, const Engine& engine, const std::map<std::string, ir::TensorData>& inputs);
   ~DeviceIo();
+  // Sets this object's input shapes and addresses on the context again (after
+  // another DeviceIo bound its own).
+  void bind();
   // Waits for `stream` and copies the outputs back, in network order.
   std::vector<ir::TensorData> download(cudaStream_t stream);
 

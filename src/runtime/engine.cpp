@@ -79,6 +79,7 @@ int Engine::device() const { return state_->device; }
 int Engine::kernel_count() const { return state_->store.module_count(); }
 int Engine::cached_kernel_count() const { return state_->store.cache_hits(); }
 int Engine::cached_specialized_kernel_count() const { return state_->store.specialized_cache_hits(); }
+int64_t Engine::loaded_specialized_kernel_count() const { return state_->store.loaded_specialized(); }
 
 std::shared_ptr<Engine> Engine::create(plan::Plan plan, const RuntimeConfig& config) {
   std::string why;
@@ -141,10 +142,17 @@ struct ContextState {
   std::list<PreparedShape> shapes;  // most recently used first
   PreparedShape* current = nullptr;
   std::vector<void*> pointers;  // per value id, resolved at enqueue
+  // Specialized kernels of shapes this context forgot: held until an event
+  // recorded after the context's later work has passed, so no module is
+  // unloaded under a kernel still queued or running.
+  std::vector<std::shared_ptr<Specialization>> retiring, fenced;
+  cudaEvent_t fence = nullptr;
+  bool fence_pending = false;
 
   ~ContextState() {
     if (lt) cublasLtDestroy(lt);
     if (cudnn) cudnnDestroy(cudnn);
+    if (fence) cudaEventDestroy(fence);
   }
 };
 
@@ -155,6 +163,7 @@ std::unique_ptr<ExecutionContext> Engine::create_context() {
   c->arena = DeviceBuffer(size_t(state_->plan.arena_bytes), "the activation arena");
   c->workspace = DeviceBuffer(kWorkspaceBytes, "the cuBLASLt workspace");
   KILN_CUBLAS(cublasLtCreate(&c->lt), "creating the cuBLASLt handle");
+  KILN_CUDA(cudaEventCreateWithFlags(&c->fence, cudaEventDisableTiming), "creating the context's event");
   bool needs_cudnn = std::any_of(state_->plan.network.nodes().begin(), state_->plan.network.nodes().end(),
                                  [](const ir::Node& n) { return n.op == ir::OpKind::kConv; });
   if (needs_cudnn && cudnnCreate(&c->cudnn) != CUDNN_STATUS_SUCCESS)
@@ -304,17 +313,54 @@ PreparedShape& prepared_shape(ContextState& c) {
     if (!k || !k->specializable || k->handle < 0 || strategy == KernelSpecialization::kNone) continue;
     auto entry = e.store.specialize(k->handle, k->params, strategy == KernelSpecialization::kEager);
     if (!entry) continue;  // the bound on specialized kernels is reached
-    if (entry->state.load(std::memory_order_acquire) == Specialization::kReady) {
+    int state = entry->state.load(std::memory_order_acquire);
+    if (state == Specialization::kFailed) continue;
+    if (state == Specialization::kReady) {
       k->kernel = entry->kernel;
       k->specialized = true;
-    } else if (entry->state.load(std::memory_order_acquire) == Specialization::kPending) {
-      k->special = std::move(entry);
+    } else {
       ++p.pending;
     }
+    k->special = std::move(entry);
   }
   c.shapes.push_front(std::move(p));
-  if (c.shapes.size() > std::max<size_t>(1, e.config.shapes_per_context)) c.shapes.pop_back();
+  if (c.shapes.size() > std::max<size_t>(1, e.config.shapes_per_context)) {
+    for (Step& step : c.shapes.back().steps)
+      if (auto* k = std::get_if<KernelLaunch>(&step); k && k->special) c.retiring.push_back(std::move(k->special));
+    c.shapes.pop_back();
+  }
   return c.shapes.front();
+}
+
+}  // namespace
+
+namespace {
+
+bool stream_is_capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &status) != cudaSuccess) {  // the legacy stream while another captures
+    cudaGetLastError();
+    return true;
+  }
+  return status != cudaStreamCaptureStatusNone;
+}
+
+// Outside captures only: lets go of forgotten specialized kernels once the
+// context's fence has passed, and unloads modules nothing holds any more.
+void release_retired_kernels(ContextState& c, cudaStream_t stream, bool after_work) {
+  const KernelStore& store = c.engine->store;
+  if (!after_work) {
+    if (c.fence_pending && cudaEventQuery(c.fence) == cudaSuccess) {
+      c.fenced.clear();
+      c.fence_pending = false;
+    }
+    if (store.has_retired()) store.unload_retired();
+  } else if (!c.retiring.empty() && !c.fence_pending) {
+    KILN_CUDA(cudaEventRecord(c.fence, stream), "recording the context's event");
+    c.fenced = std::move(c.retiring);
+    c.retiring.clear();
+    c.fence_pending = true;
+  }
 }
 
 }  // namespace
@@ -324,19 +370,22 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
   const EngineState& e = *c.engine;
   const plan::Plan& plan = e.plan;
   const ir::Network& net = plan.network;
+  bool capturing = stream_is_capturing(stream);
+  if (!capturing) release_retired_kernels(c, stream, false);
   if (!c.current) c.current = &prepared_shape(c);
   PreparedShape& shape = *c.current;
   if (shape.pending) {  // lazy: swap in specialized kernels that became ready (one atomic load each)
     for (Step& step : shape.steps) {
       auto* k = std::get_if<KernelLaunch>(&step);
-      if (!k || !k->special) continue;
+      if (!k || !k->special || k->specialized) continue;
       int state = k->special->state.load(std::memory_order_acquire);
       if (state == Specialization::kPending) continue;
       if (state == Specialization::kReady) {
         k->kernel = k->special->kernel;
         k->specialized = true;
+      } else {
+        k->special.reset();
       }
-      k->special.reset();
       --shape.pending;
     }
   }
@@ -376,6 +425,7 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
                    cv->bias.value != ir::kNoValue ? ptr(cv->bias, cv->node) : nullptr, c.cudnn, c.workspace.get(), stream);
     }
   }
+  if (!capturing) release_retired_kernels(c, stream, true);
 }
 
 }  // namespace kiln::runtime

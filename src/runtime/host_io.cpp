@@ -6,6 +6,9 @@
 namespace kiln::runtime {
 
 struct DeviceIo::State {
+  ExecutionContext* context;
+  std::map<std::string, std::vector<int64_t>> input_dims;
+  std::vector<std::pair<std::string, void*>> addresses;
   std::vector<DeviceBuffer> buffers;
   std::vector<ir::TensorData> outputs;  // dtype and dims; data filled by download()
   std::vector<size_t> output_buffer;
@@ -15,6 +18,7 @@ DeviceIo::DeviceIo(ExecutionContext& context, const Engine& engine, const std::m
     : state_(std::make_unique<State>()) {
   const ir::Network& net = engine.plan().network;
   State& s = *state_;
+  s.context = &context;
   for (ir::ValueId id : net.inputs()) {
     const ir::Value& v = net.value(id);
     auto it = inputs.find(v.name);
@@ -22,10 +26,12 @@ DeviceIo::DeviceIo(ExecutionContext& context, const Engine& engine, const std::m
     if (it->second.dtype != v.dtype)
       fail(ErrorCode::kTypeError, "input '", v.name, "' must be ", dtype_name(v.dtype), "; got ", dtype_name(it->second.dtype));
     context.set_input_shape(v.name, it->second.dims);
+    s.input_dims[v.name] = it->second.dims;
     s.buffers.emplace_back(std::max<size_t>(it->second.data.size(), 256), "input " + v.name);
     if (it->second.data.size())
       KILN_CUDA(cudaMemcpy(s.buffers.back().get(), it->second.data.data(), it->second.data.size(), cudaMemcpyHostToDevice), "");
     context.set_tensor_address(v.name, s.buffers.back().get());
+    s.addresses.emplace_back(v.name, s.buffers.back().get());
   }
   for (ir::ValueId id : net.outputs()) {
     const ir::Value& v = net.value(id);
@@ -36,12 +42,18 @@ DeviceIo::DeviceIo(ExecutionContext& context, const Engine& engine, const std::m
     s.buffers.emplace_back(std::max<size_t>(bytes, 256), "output " + v.name);
     KILN_CUDA(cudaMemset(s.buffers.back().get(), 0xff, s.buffers.back().bytes()), "");
     context.set_tensor_address(v.name, s.buffers.back().get());
+    s.addresses.emplace_back(v.name, s.buffers.back().get());
     s.output_buffer.push_back(s.buffers.size() - 1);
     s.outputs.push_back(std::move(t));
   }
 }
 
 DeviceIo::~DeviceIo() = default;
+
+void DeviceIo::bind() {
+  for (auto& [name, dims] : state_->input_dims) state_->context->set_input_shape(name, dims);
+  for (auto& [name, address] : state_->addresses) state_->context->set_tensor_address(name, address);
+}
 
 std::vector<ir::TensorData> DeviceIo::download(cudaStream_t stream) {
   KILN_CUDA(cudaStreamSynchronize(stream), "running the network");

@@ -3,6 +3,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <list>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -27,12 +28,24 @@ struct ParamsLess {
   }
 };
 
+Specialization::~Specialization() {
+  if (!library) return;
+  std::lock_guard lock(retired->mutex);
+  retired->libraries.push_back(library);
+  retired->any.store(true, std::memory_order_relaxed);
+}
+
 struct KernelStore::Specializer {
+  using Key = std::pair<int, codegen::Params>;
+  struct Entry {
+    std::shared_ptr<Specialization> specialization;
+    std::list<Key>::iterator recency;
+  };
   std::mutex mutex;
   std::condition_variable wake;
   std::deque<Job> queue;
-  std::map<std::pair<int, codegen::Params>, std::shared_ptr<Specialization>, ParamsLess> entries;
-  std::vector<cudaLibrary_t> libraries;  // loaded specialized modules, unloaded with the store
+  std::map<Key, Entry, ParamsLess> entries;
+  std::list<Key> recency;  // most recently requested first
   std::vector<std::thread> threads;
   size_t max_kernels = 0;
   bool stop = false;
@@ -48,7 +61,8 @@ KernelStore::~KernelStore() {
     }
     specializer_->wake.notify_all();
     for (auto& t : specializer_->threads) t.join();
-    for (cudaLibrary_t lib : specializer_->libraries) cudaLibraryUnload(lib);
+    specializer_.reset();  // retires what no context holds any more (contexts are gone by now)
+    unload_retired();
   }
   for (cudaLibrary_t lib : libraries_)
     if (lib) cudaLibraryUnload(lib);
@@ -161,10 +175,9 @@ void KernelStore::compile_specialized(Job& job) const {
       job.entry->state.store(Specialization::kFailed, std::memory_order_release);
       return;
     }
-    {
-      std::lock_guard lock(specializer_->mutex);
-      specializer_->libraries.push_back(library);
-    }
+    job.entry->library = library;
+    job.entry->retired = retired_;
+    retired_->loaded.fetch_add(1);
     job.entry->kernel = kernel;
     job.entry->state.store(Specialization::kReady, std::memory_order_release);
   } catch (const Error&) {
@@ -187,6 +200,19 @@ void KernelStore::worker(int device) const {
   }
 }
 
+void KernelStore::unload_retired() const {
+  std::vector<cudaLibrary_t> libraries;
+  {
+    std::lock_guard lock(retired_->mutex);
+    libraries.swap(retired_->libraries);
+    retired_->any.store(false, std::memory_order_relaxed);
+  }
+  for (cudaLibrary_t lib : libraries) {
+    cudaLibraryUnload(lib);
+    retired_->loaded.fetch_sub(1);
+  }
+}
+
 bool KernelStore::warm_specialized(int handle, const codegen::Params& params, int arch, RuntimeCache& cache) const {
   int module = handles_.at(size_t(handle));
   std::string source = generators_[size_t(module)](params);
@@ -203,13 +229,20 @@ std::shared_ptr<Specialization> KernelStore::specialize(int handle, const codege
   bool fresh = false;
   {
     std::lock_guard lock(specializer_->mutex);
-    auto it = specializer_->entries.find({module, params});
-    if (it != specializer_->entries.end()) {
-      entry = it->second;
+    Specializer& s = *specializer_;
+    auto it = s.entries.find({module, params});
+    if (it != s.entries.end()) {
+      entry = it->second.specialization;
+      s.recency.splice(s.recency.begin(), s.recency, it->second.recency);
     } else {
-      if (specializer_->entries.size() >= specializer_->max_kernels) return nullptr;
+      if (s.max_kernels == 0) return nullptr;
+      if (s.entries.size() >= s.max_kernels) {  // forget the least recently requested
+        s.entries.erase(s.recency.back());
+        s.recency.pop_back();
+      }
       entry = std::make_shared<Specialization>();
-      specializer_->entries.emplace(std::make_pair(module, params), entry);
+      s.recency.emplace_front(module, params);
+      s.entries.emplace(s.recency.front(), Specializer::Entry{entry, s.recency.begin()});
       fresh = true;
       if (!wait) specializer_->queue.push_back(Job{module, params, entry});
     }

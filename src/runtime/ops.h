@@ -11,6 +11,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <variant>
 #include <vector>
@@ -22,12 +23,26 @@
 
 namespace kiln::runtime {
 
+// Loaded specialized modules that nothing references any more, waiting for a
+// point where unloading them is safe (outside any capture, their launches done).
+struct RetiredLibraries {
+  std::mutex mutex;
+  std::vector<cudaLibrary_t> libraries;
+  std::atomic<bool> any{false};
+  std::atomic<int64_t> loaded{0};  // specialized modules loaded and not yet unloaded
+};
+
 // One shape-specialized kernel, compiled now (eager) or on a background thread
 // (lazy). `kernel` is valid once `state` is kReady (published with release order).
+// Whoever launches the kernel holds this entry; when the last holder lets go
+// its module is retired, and unloaded at the next safe point.
 struct Specialization {
   enum State : int { kPending = 0, kReady = 1, kFailed = 2 };
   std::atomic<int> state{kPending};
   cudaKernel_t kernel = nullptr;
+  cudaLibrary_t library = nullptr;
+  std::shared_ptr<RetiredLibraries> retired;
+  ~Specialization();
 };
 
 // Compiles generated sources once each (identical sources share a module) and
@@ -54,10 +69,16 @@ class KernelStore {
 
   // Shape specialization. start_specializer() runs `threads` background
   // compilers on `device`; specialize() returns the (shared) entry for these
-  // parameters, compiling it first when `wait`, else queueing it. Returns
-  // null once `max_kernels` specialized kernels exist (the generic one serves).
+  // parameters, compiling it first when `wait`, else queueing it. The store
+  // keeps the `max_kernels` most recently requested entries (LRU); older ones
+  // live on only while a prepared shape holds them.
   void start_specializer(int device, int threads, size_t max_kernels);
   std::shared_ptr<Specialization> specialize(int handle, const codegen::Params& params, bool wait) const;
+  // Unloads retired specialized modules. Call only outside any stream capture,
+  // after the launches of the retired kernels are known to be done.
+  void unload_retired() const;
+  bool has_retired() const { return retired_->any.load(std::memory_order_relaxed); }
+  int64_t loaded_specialized() const { return retired_->loaded.load(); }
   // Compiles the specialized variant into `cache` only (no GPU); returns whether it was new.
   bool warm_specialized(int handle, const codegen::Params& params, int arch, RuntimeCache& cache) const;
   int specialized_cache_hits() const { return specialized_cache_hits_.load(); }
@@ -82,6 +103,7 @@ class KernelStore {
   // Specialization state, shared by every context of the engine.
   struct Specializer;
   std::unique_ptr<Specializer> specializer_;
+  std::shared_ptr<RetiredLibraries> retired_ = std::make_shared<RetiredLibraries>();
 };
 
 // Concrete dims of every value for one set of input shapes (empty for unknown).
@@ -104,8 +126,8 @@ struct KernelLaunch {
   codegen::Params params;
   const ir::Node* node;      // for error messages
   int handle = -1;           // the KernelStore handle, for specialization
-  std::shared_ptr<Specialization> special{};  // a specialized variant on its way (lazy)
-  bool specialized = false;                 // `kernel` is the specialized one
+  std::shared_ptr<Specialization> special{};  // the specialized variant, ready or on its way (lazy)
+  bool specialized = false;                 // `kernel` is special's kernel
   bool specializable = true;                // false where the parameters are data, not shape
 };
 

@@ -240,6 +240,38 @@ TEST(GpuRuntime, SpecializationStrategiesOverAShapeSequence) {
   }
 }
 
+// A stream of distinct shapes keeps the specialized kernels bounded: the store
+// forgets the least recently used ones and their modules are unloaded once no
+// prepared shape uses them, while every result stays right.
+TEST(GpuRuntime, SpecializedKernelsAreBoundedLeastRecentlyUsed) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(12);
+  ir::Network net = small_model(rng);
+  runtime::RuntimeConfig config;
+  config.dynamic_shapes_kernel_specialization_strategy = runtime::KernelSpecialization::kEager;
+  config.max_specialized_kernels = 3;
+  config.shapes_per_context = 2;
+  auto engine = runtime::Engine::create(builder::build(net, {}), config);
+  auto context = engine->create_context();
+  int64_t per_shape = 0, most_loaded = 0;
+  for (int round = 0; round < 2; ++round)
+    for (int64_t batch = 1; batch <= 8; ++batch) {
+      SCOPED_TRACE(str("round ", round, " batch ", batch));
+      auto input = random_tensor(DType::kFloat32, {batch, 32}, rng);
+      auto got = runtime::run_with_host_tensors(*context, *engine, {{"x", input}});
+      expect_close(to_floats(got[0]), ir::read_doubles(reference::run(net, {{"x", input}})[0]), 1e-5);
+      auto stats = context->specialization_stats();
+      EXPECT_EQ(stats.front().generic, 0);
+      per_shape = std::max<int64_t>(per_shape, stats.front().specialized);
+      most_loaded = std::max(most_loaded, engine->loaded_specialized_kernel_count());
+    }
+  ASSERT_GT(per_shape, 0);
+  // Without eviction 8 shapes would have loaded 8 x per_shape modules (distinct
+  // batch sizes give distinct parameters).
+  EXPECT_LE(most_loaded, int64_t(config.max_specialized_kernels) + int64_t(config.shapes_per_context + 1) * per_shape);
+  EXPECT_LT(most_loaded, 8 * per_shape);
+}
+
 TEST(GpuRuntime, UnsupportedOpsAreListed) {
   KILN_REQUIRE_GPU();
   ir::Network net;

@@ -99,6 +99,17 @@ TEST(Cli, BuildRejectsBadProfilesAndMissingRanges) {
   EXPECT_FALSE(std::filesystem::exists(plan));
 }
 
+TEST(Cli, BenchUsageErrors) {
+  EXPECT_EQ(kiln("bench " + kExamples + "/mlp.onnx --trace x:1x64").code, 2);  // needs a plan
+  auto plan = std::filesystem::temp_directory_path() / "kiln_cli_bench.kiln";
+  ASSERT_EQ(kiln("build " + kExamples + "/mlp.onnx -o " + plan.string() + " --profile x:1x64/4x64/16x64").code, 0);
+  EXPECT_EQ(kiln("bench " + plan.string()).code, 2);  // no trace
+  EXPECT_EQ(kiln("bench " + plan.string() + " --trace x:1y64").code, 2);
+  EXPECT_EQ(kiln("bench " + plan.string() + " --trace x:1x64 --repeat many").code, 2);
+  EXPECT_EQ(kiln("bench " + plan.string() + " --trace x:1x64 --kernel-specialization always").code, 2);
+  std::filesystem::remove(plan);
+}
+
 TEST(Cli, CorruptPlansAreRejected) {
   auto plan = std::filesystem::temp_directory_path() / "kiln_cli_corrupt.kiln";
   ASSERT_EQ(kiln("build " + kExamples + "/mlp.onnx -o " + plan.string() + " --profile x:1x64/4x64/16x64").code, 0);

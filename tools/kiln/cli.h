@@ -1,11 +1,16 @@
 // Small command-line plumbing shared by the kiln subcommands.
 #pragma once
 
+#include <filesystem>
 #include <map>
+#include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "kiln/error.h"
+#include "kiln/reference.h"
+#include "kiln/runtime.h"
 
 namespace kiln::cli {
 
@@ -37,6 +42,24 @@ Args parse_args(int argc, char** argv, int first, const std::vector<std::string>
 // "a:1x3x224x224,b:4" (one or more such specs) -> {a: [1,3,224,224], b: [4]}
 std::map<std::string, std::vector<int64_t>> parse_shapes(const std::vector<std::string>& specs);
 
+// Random, seeded, non-zero tensor data (small positive integers for integer dtypes).
+reference::Tensor random_tensor(DType dtype, const std::vector<int64_t>& dims, std::mt19937_64& rng);
+double percentile(std::vector<double> v, double q);
+// A non-negative count given to `flag`.
+int parse_count(const std::string& text, const char* flag);
+
+// The runtime cache file: --runtime-cache PATH, `off`, or the per-user default.
+std::optional<std::filesystem::path> runtime_cache_path(const Args& args);
+// --kernel-specialization lazy (default) | eager | none.
+runtime::KernelSpecialization kernel_specialization(const Args& args);
+// A runtime config for the current device that prints progress as `who` and
+// loads the runtime cache file, if any (problems with it are warnings).
+runtime::RuntimeConfig gpu_config(const char* who, const std::optional<std::filesystem::path>& cache_file,
+                                  runtime::KernelSpecialization strategy);
+// Saves the config's cache back to its file (merging what others wrote).
+void save_runtime_cache(const char* who, const runtime::RuntimeConfig& config,
+                        const std::optional<std::filesystem::path>& cache_file);
+
 int cmd_inspect(const Args& args);
 int cmd_build(const Args& args);
 // A model path is a plan when the file starts with the plan magic.
@@ -44,5 +67,6 @@ bool is_plan_file(const std::string& path);
 int cmd_run(const Args& args);
 int cmd_conformance(const Args& args);
 int cmd_cache(const Args& args);
+int cmd_bench(const Args& args);
 
 }  // namespace kiln::cli

@@ -54,31 +54,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-reference::Tensor random_tensor(DType dtype, const std::vector<int64_t>& dims, std::mt19937_64& rng) {
-  int64_t n = ir::checked_numel(dims);
-  if (n > (int64_t(1) << 31)) fail(ErrorCode::kInvalidArgument, "an input of ", n, " elements is too large to generate");
-  std::vector<double> v(static_cast<size_t>(n));
-  std::uniform_real_distribution<double> magnitude(0.1, 1.0);
-  std::uniform_int_distribution<int> small(1, 9), coin(0, 1);
-  for (double& e : v) {
-    if (is_floating(dtype)) e = magnitude(rng) * (coin(rng) ? 1 : -1);
-    else if (dtype == DType::kBool) e = coin(rng);
-    else e = small(rng);
-  }
-  return reference::make_tensor(dtype, dims, v);
-}
-
 std::string safe_file_name(const std::string& name) {
   std::string out;
   for (char ch : name) out += (std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.') ? ch : '_';
   return out.empty() ? "output" : out;
 }
 
-int parse_count(const std::string& text, const char* flag) {
-  if (text.empty() || text.size() > 7 || text.find_first_not_of("0123456789") != std::string::npos)
-    fail(ErrorCode::kInvalidArgument, flag, " must be a non-negative integer");
-  return std::stoi(text);
-}
 
 // An ONNX model run on the GPU is built on the fly; symbolic dims get the given shapes as their range.
 plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs, const Args& args) {
@@ -94,44 +75,10 @@ plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, ref
   return builder::build(net, options);
 }
 
-double percentile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[std::min(v.size() - 1, size_t(q * double(v.size())))];
-}
-
-// The runtime cache file: --runtime-cache PATH, `off`, or the per-user default.
-std::optional<std::filesystem::path> runtime_cache_path(const Args& args) {
-  std::string flag = args.get("--runtime-cache");
-  if (flag == "off") return std::nullopt;
-  if (!flag.empty()) return std::filesystem::path(flag);
-  const char* xdg = std::getenv("XDG_CACHE_HOME");
-  const char* home = std::getenv("HOME");
-  if (xdg && *xdg) return std::filesystem::path(xdg) / "kiln" / "runtime_cache.bin";
-  if (home && *home) return std::filesystem::path(home) / ".cache" / "kiln" / "runtime_cache.bin";
-  return std::nullopt;
-}
-
 std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::string, reference::Tensor>& inputs, int warmup,
                                           int iterations, const std::optional<std::filesystem::path>& cache_file,
                                           runtime::KernelSpecialization strategy, bool verbose) {
-  std::string why;
-  if (!runtime::cuda_available(&why)) fail(ErrorCode::kDevice, "--device cuda: ", why);
-  runtime::RuntimeConfig config;
-  config.progress = [](const std::string& line) { std::cerr << "kiln run: " << line << "\n"; };
-  config.dynamic_shapes_kernel_specialization_strategy = strategy;
-  auto warn = [](const std::vector<std::string>& warnings) {
-    for (auto& w : warnings) std::cerr << "kiln run: warning: " << w << "\n";
-  };
-  if (cache_file) {
-    config.cache = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version());
-    warn(config.cache->load_file(*cache_file));
-    int driver = 0, device = 0;
-    cudaDriverGetVersion(&driver);
-    cudaGetDevice(&device);
-    cudaDeviceProp prop{};
-    cudaGetDeviceProperties(&prop, device);
-    config.cache->set_origin(driver, prop.name);
-  }
+  runtime::RuntimeConfig config = gpu_config("kiln run", cache_file, strategy);
   auto start = std::chrono::steady_clock::now();
   auto engine = runtime::Engine::create(std::move(p), config);
   auto context = engine->create_context();
@@ -182,7 +129,7 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
   cudaEventDestroy(begin);
   cudaEventDestroy(end);
   // Saved at the end, so kernels specialized during the runs are kept too.
-  if (cache_file) warn(config.cache->save_file(*cache_file));
+  save_runtime_cache("kiln run", config, cache_file);
   cudaStreamDestroy(stream);
   return outputs;
 }
@@ -283,9 +230,8 @@ int cmd_run(const Args& args) {
     std::cout << "device: cpu (reference interpreter), seed " << seed << ", " << ms << " ms\n";
   } else {
     plan::Plan p = loaded_plan ? std::move(*loaded_plan) : build_for_run(net, inputs, args);
-    auto strategy = runtime::parse_kernel_specialization(args.get("--kernel-specialization", "lazy"));
-    if (!strategy) fail(ErrorCode::kInvalidArgument, "--kernel-specialization must be lazy, eager or none");
-    outputs = run_on_gpu(std::move(p), inputs, warmup, iterations, runtime_cache_path(args), *strategy, args.has("--verbose"));
+    outputs = run_on_gpu(std::move(p), inputs, warmup, iterations, runtime_cache_path(args), kernel_specialization(args),
+                         args.has("--verbose"));
   }
   if (args.has("--compare-reference")) compare_with_reference(net, inputs, outputs);
   if (args.has("--output-dir")) fs::create_directories(args.get("--output-dir"));

@@ -44,6 +44,15 @@ commands:
       ones compiled in the background; eager compiles them before the first
       call; none never specializes. --verbose prints, per shape, how many
       launches run generic, specialized or pending kernels.
+  bench PLAN.kiln --trace NAME:1x7x512[,...] [--trace ...] [--repeat N]
+                  [--iterations N] [--kernel-specialization lazy|eager|none]
+                  [--runtime-cache FILE|off] [--settle-ms N] [--json FILE]
+      Latency over a trace of input shapes (one --trace per call, in order,
+      the whole trace --repeat times, default 2), each call timed from
+      binding its inputs to the end of a stream synchronize; then per shape
+      the first, second and steady-state call (median of --iterations, taken
+      once no kernel waits for its specialized variant, waiting at most
+      --settle-ms). Inputs are random; --json writes every timing.
   cache info FILE | cache clear FILE
   cache warm PLAN.kiln --arch sm_90 --cache FILE [--shapes x:4x256,mask:4x16 ...]
       The runtime cache: compiled kernels keyed by source, options, arch and
@@ -149,6 +158,11 @@ int main(int argc, char** argv) {
                                 {"--device", "--shapes", "--input", "--output-dir", "--seed", "--warmup", "--iterations", "--precision",
                                  "--runtime-cache", "--kernel-specialization"},
                                 {"--compare-reference", "--verbose"}));
+    if (command == "bench")
+      return cmd_bench(parse_args(argc, argv, 2,
+                                  {"--trace", "--repeat", "--iterations", "--kernel-specialization", "--runtime-cache",
+                                   "--settle-ms", "--json"},
+                                  {}));
     if (command == "cache") return cmd_cache(parse_args(argc, argv, 2, {"--arch", "--cache", "--shapes"}, {}));
     if (command == "conformance")
       return cmd_conformance(parse_args(argc, argv, 2, {"--device", "--filter"}, {"--verbose", "--specialized"}));

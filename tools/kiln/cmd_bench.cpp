@@ -1,0 +1,151 @@
+// kiln bench: latency of a plan over a trace of input shapes, call by call,
+// as a deployment with changing shapes sees it (first call at a shape, the
+// second, and the steady state once specialized kernels are in).
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "cli.h"
+#include "kiln/ir/shape_inference.h"
+#include "kiln/plan.h"
+#include "kiln/runtime.h"
+
+namespace kiln::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double micros_since(Clock::time_point t0) { return std::chrono::duration<double, std::micro>(Clock::now() - t0).count(); }
+
+struct ShapeResult {
+  std::string key;
+  std::vector<double> calls;  // trace calls at this shape, in order (us)
+  double steady_us = 0;
+  runtime::ExecutionContext::ShapeStats first_stats, steady_stats;
+};
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char ch : s) out += (ch == '"' || ch == '\\') ? std::string("\\") + ch : std::string(1, ch);
+  return out;
+}
+
+std::string stats_text(const runtime::ExecutionContext::ShapeStats& st) {
+  return str(st.generic, " generic, ", st.specialized, " specialized, ", st.pending, " pending");
+}
+
+}  // namespace
+
+int cmd_bench(const Args& args) {
+  if (args.positional.size() != 1 || !args.has("--trace"))
+    fail(ErrorCode::kInvalidArgument, "usage: kiln bench PLAN.kiln --trace x:1x7x512 [--trace x:1x16x512 ...] [--repeat N]");
+  const std::string& file = args.positional[0];
+  if (!is_plan_file(file)) fail(ErrorCode::kInvalidArgument, file, " is not a kiln plan (build one with kiln build)");
+  int repeat = parse_count(args.get("--repeat", "2"), "--repeat");
+  int iterations = std::max(1, parse_count(args.get("--iterations", "100"), "--iterations"));
+  int settle_ms = parse_count(args.get("--settle-ms", "30000"), "--settle-ms");
+  runtime::KernelSpecialization strategy = kernel_specialization(args);
+  plan::Plan p = plan::load(file);
+  const ir::Network& net = p.network;
+
+  // Inputs for every distinct shape set of the trace, made before anything is timed.
+  std::vector<std::map<std::string, std::vector<int64_t>>> trace;
+  for (const std::string& spec : args.all("--trace")) trace.push_back(parse_shapes({spec}));
+  std::mt19937_64 rng(0);
+  std::vector<std::map<std::string, std::vector<int64_t>>> distinct;
+  std::vector<size_t> trace_index;  // trace entry -> distinct index
+  for (auto& shapes : trace) {
+    auto it = std::find(distinct.begin(), distinct.end(), shapes);
+    trace_index.push_back(size_t(it - distinct.begin()));
+    if (it == distinct.end()) distinct.push_back(shapes);
+  }
+
+  auto cache_file = runtime_cache_path(args);
+  runtime::RuntimeConfig config = gpu_config("kiln bench", cache_file, strategy);
+  auto start = Clock::now();
+  auto engine = runtime::Engine::create(p, config);
+  auto context = engine->create_context();
+  double setup_ms = micros_since(start) / 1000;
+  std::vector<std::unique_ptr<runtime::DeviceIo>> io;
+  std::vector<ShapeResult> results(distinct.size());
+  for (size_t d = 0; d < distinct.size(); ++d) {
+    std::ostringstream key;
+    for (auto& [name, dims] : distinct[d]) key << (key.tellp() ? "," : "") << name << ":" << ir::shape_to_string(ir::shape_of(dims));
+    results[d].key = key.str();
+    std::map<std::string, reference::Tensor> inputs;
+    for (ir::ValueId id : net.inputs()) {
+      const ir::Value& v = net.value(id);
+      auto it = distinct[d].find(v.name);
+      if (it == distinct[d].end() && !ir::shape_is_constant(v.shape))
+        fail(ErrorCode::kInvalidArgument, "--trace ", results[d].key, " gives no shape for input '", v.name, "'");
+      inputs[v.name] = random_tensor(v.dtype, it != distinct[d].end() ? it->second : ir::shape_constants(v.shape), rng);
+    }
+    io.push_back(std::make_unique<runtime::DeviceIo>(*context, *engine, inputs));
+  }
+  cudaStream_t stream;
+  cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+  std::cout << "engine+context " << setup_ms << " ms, strategy " << runtime::kernel_specialization_name(strategy) << "\n";
+
+  auto call = [&](size_t d) {
+    auto t0 = Clock::now();
+    io[d]->bind();
+    context->enqueue(stream);
+    cudaError_t e = cudaStreamSynchronize(stream);
+    double us = micros_since(t0);
+    if (e != cudaSuccess) fail(ErrorCode::kDevice, "running at ", results[d].key, ": ", cudaGetErrorString(e));
+    return us;
+  };
+  int n = 0;
+  for (int r = 0; r < repeat; ++r)
+    for (size_t t = 0; t < trace.size(); ++t) {
+      size_t d = trace_index[t];
+      double us = call(d);
+      auto stats = context->specialization_stats().front();
+      if (results[d].calls.empty()) results[d].first_stats = stats;
+      results[d].calls.push_back(us);
+      std::cout << "call " << ++n << " " << results[d].key << ": " << us << " us (" << stats_text(stats) << ")\n";
+    }
+  // Steady state: once no kernel of the shape waits for its specialized variant.
+  for (size_t d = 0; d < distinct.size(); ++d) {
+    auto deadline = Clock::now() + std::chrono::milliseconds(settle_ms);
+    call(d);
+    while (context->specialization_stats().front().pending > 0 && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      call(d);
+    }
+    for (int i = 0; i < 10; ++i) call(d);
+    std::vector<double> times;
+    for (int i = 0; i < iterations; ++i) times.push_back(call(d));
+    results[d].steady_us = percentile(times, 0.5);
+    results[d].steady_stats = context->specialization_stats().front();
+  }
+  save_runtime_cache("kiln bench", config, cache_file);
+  cudaStreamDestroy(stream);
+
+  std::cout << "shape, first / second / steady (median of " << iterations << ") call in us, kernels at steady state\n";
+  for (auto& r : results)
+    std::cout << r.key << "  " << r.calls[0] << " / " << (r.calls.size() > 1 ? str(r.calls[1]) : "-") << " / " << r.steady_us
+              << "  (" << stats_text(r.steady_stats) << ")\n";
+  if (args.has("--json")) {
+    std::ofstream out(args.get("--json"));
+    out << "{\"strategy\": \"" << runtime::kernel_specialization_name(strategy) << "\", \"setup_ms\": " << setup_ms
+        << ", \"shapes\": [";
+    for (size_t d = 0; d < results.size(); ++d) {
+      const ShapeResult& r = results[d];
+      out << (d ? ", " : "") << "{\"shape\": \"" << json_escape(r.key) << "\", \"calls_us\": [";
+      for (size_t i = 0; i < r.calls.size(); ++i) out << (i ? ", " : "") << r.calls[i];
+      out << "], \"steady_us\": " << r.steady_us << ", \"first_generic\": " << r.first_stats.generic
+          << ", \"first_pending\": " << r.first_stats.pending << ", \"steady_generic\": " << r.steady_stats.generic
+          << ", \"steady_specialized\": " << r.steady_stats.specialized << ", \"steady_pending\": " << r.steady_stats.pending
+          << "}";
+    }
+    out << "]}\n";
+    if (!out) fail(ErrorCode::kIoError, "cannot write ", args.get("--json"));
+  }
+  return kOk;
+}
+
+}  // namespace kiln::cli

@@ -1,0 +1,84 @@
+// Helpers shared by the subcommands (random inputs, counts, the GPU runtime config).
+#include <algorithm>
+#include <cstdlib>
+#include <iostream>
+
+#include "cli.h"
+#include "kiln/ir/shape_inference.h"
+
+namespace kiln::cli {
+
+reference::Tensor random_tensor(DType dtype, const std::vector<int64_t>& dims, std::mt19937_64& rng) {
+  int64_t n = ir::checked_numel(dims);
+  if (n > (int64_t(1) << 31)) fail(ErrorCode::kInvalidArgument, "an input of ", n, " elements is too large to generate");
+  std::vector<double> v(static_cast<size_t>(n));
+  std::uniform_real_distribution<double> magnitude(0.1, 1.0);
+  std::uniform_int_distribution<int> small(1, 9), coin(0, 1);
+  for (double& e : v) {
+    if (is_floating(dtype)) e = magnitude(rng) * (coin(rng) ? 1 : -1);
+    else if (dtype == DType::kBool) e = coin(rng);
+    else e = small(rng);
+  }
+  return reference::make_tensor(dtype, dims, v);
+}
+
+int parse_count(const std::string& text, const char* flag) {
+  if (text.empty() || text.size() > 7 || text.find_first_not_of("0123456789") != std::string::npos)
+    fail(ErrorCode::kInvalidArgument, flag, " must be a non-negative integer");
+  return std::stoi(text);
+}
+
+double percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[std::min(v.size() - 1, size_t(q * double(v.size())))];
+}
+
+std::optional<std::filesystem::path> runtime_cache_path(const Args& args) {
+  std::string flag = args.get("--runtime-cache");
+  if (flag == "off") return std::nullopt;
+  if (!flag.empty()) return std::filesystem::path(flag);
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  if (xdg && *xdg) return std::filesystem::path(xdg) / "kiln" / "runtime_cache.bin";
+  if (home && *home) return std::filesystem::path(home) / ".cache" / "kiln" / "runtime_cache.bin";
+  return std::nullopt;
+}
+
+runtime::KernelSpecialization kernel_specialization(const Args& args) {
+  auto strategy = runtime::parse_kernel_specialization(args.get("--kernel-specialization", "lazy"));
+  if (!strategy) fail(ErrorCode::kInvalidArgument, "--kernel-specialization must be lazy, eager or none");
+  return *strategy;
+}
+
+namespace {
+void print_warnings(const char* who, const std::vector<std::string>& warnings) {
+  for (auto& w : warnings) std::cerr << who << ": warning: " << w << "\n";
+}
+}  // namespace
+
+runtime::RuntimeConfig gpu_config(const char* who, const std::optional<std::filesystem::path>& cache_file,
+                                  runtime::KernelSpecialization strategy) {
+  std::string why;
+  if (!runtime::cuda_available(&why)) fail(ErrorCode::kDevice, "--device cuda: ", why);
+  runtime::RuntimeConfig config;
+  config.progress = [who](const std::string& line) { std::cerr << who << ": " << line << "\n"; };
+  config.dynamic_shapes_kernel_specialization_strategy = strategy;
+  if (cache_file) {
+    config.cache = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version());
+    print_warnings(who, config.cache->load_file(*cache_file));
+    int driver = 0, device = 0;
+    cudaDriverGetVersion(&driver);
+    cudaGetDevice(&device);
+    cudaDeviceProp prop{};
+    cudaGetDeviceProperties(&prop, device);
+    config.cache->set_origin(driver, prop.name);
+  }
+  return config;
+}
+
+void save_runtime_cache(const char* who, const runtime::RuntimeConfig& config,
+                        const std::optional<std::filesystem::path>& cache_file) {
+  if (cache_file && config.cache) print_warnings(who, config.cache->save_file(*cache_file));
+}
+
+}  // namespace kiln::cli
