@@ -85,7 +85,7 @@ def kiln_trace(kiln, plan, strategy, iterations, work):
         data = json.load(f)
     result = {"setup_ms": data["setup_ms"]}
     for shape in data["shapes"]:
-        length = int(shape["shape"].split("x")[1])
+        length = int(shape["shape"].split(":")[1].split("x")[1])
         result[str(length)] = {"first_us": shape["calls_us"][0], "second_us": shape["calls_us"][1],
                                "steady_us": shape["steady_us"], "steady_generic": shape["steady_generic"],
                                "first_pending": shape["first_pending"]}

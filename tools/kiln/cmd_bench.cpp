@@ -73,7 +73,10 @@ int cmd_bench(const Args& args) {
   std::vector<ShapeResult> results(distinct.size());
   for (size_t d = 0; d < distinct.size(); ++d) {
     std::ostringstream key;
-    for (auto& [name, dims] : distinct[d]) key << (key.tellp() ? "," : "") << name << ":" << ir::shape_to_string(ir::shape_of(dims));
+    for (auto& [name, dims] : distinct[d]) {
+      key << (key.tellp() ? "," : "") << name << ":";
+      for (size_t i = 0; i < dims.size(); ++i) key << (i ? "x" : "") << dims[i];
+    }
     results[d].key = key.str();
     std::map<std::string, reference::Tensor> inputs;
     for (ir::ValueId id : net.inputs()) {
