@@ -106,6 +106,7 @@ class ExecutionContext {
   struct ShapeStats {
     std::string shape;  // "x:1x16x512,mask:1x16"
     int generic = 0, specialized = 0, pending = 0;
+    double prepare_ms = 0;  // host time spent preparing the shape's launches (eager: compiles included)
   };
   std::vector<ShapeStats> specialization_stats() const;
 

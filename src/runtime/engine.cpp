@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <chrono>
 #include <list>
 #include <cstring>
 #include <map>
@@ -129,6 +130,7 @@ struct PreparedShape {
   ShapeEnv shapes;
   std::vector<Step> steps;
   size_t pending = 0;  // launches still waiting for a specialized kernel
+  double prepare_ms = 0;
 };
 
 struct ContextState {
@@ -302,6 +304,7 @@ PreparedShape& prepared_shape(ContextState& c) {
       c.shapes.splice(c.shapes.begin(), c.shapes, it);  // most recently used first
       return c.shapes.front();
     }
+  auto started = std::chrono::steady_clock::now();
   PreparedShape p;
   p.key = key;
   p.shapes = evaluate_shapes(e.plan.network, c.input_dims);
@@ -323,6 +326,7 @@ PreparedShape& prepared_shape(ContextState& c) {
     }
     k->special = std::move(entry);
   }
+  p.prepare_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   c.shapes.push_front(std::move(p));
   if (c.shapes.size() > std::max<size_t>(1, e.config.shapes_per_context)) {
     for (Step& step : c.shapes.back().steps)
@@ -437,6 +441,7 @@ std::vector<ExecutionContext::ShapeStats> ExecutionContext::specialization_stats
   for (const PreparedShape& p : state_->shapes) {
     ShapeStats st;
     st.shape = p.key;
+    st.prepare_ms = p.prepare_ms;
     for (const Step& step : p.steps)
       if (auto* k = std::get_if<KernelLaunch>(&step)) {
         if (k->specialized) ++st.specialized;

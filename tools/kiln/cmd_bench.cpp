@@ -34,7 +34,8 @@ std::string json_escape(const std::string& s) {
 }
 
 std::string stats_text(const runtime::ExecutionContext::ShapeStats& st) {
-  return str(st.generic, " generic, ", st.specialized, " specialized, ", st.pending, " pending");
+  return str(st.generic, " generic, ", st.specialized, " specialized, ", st.pending, " pending; prepared in ", st.prepare_ms,
+             " ms");
 }
 
 }  // namespace
@@ -92,10 +93,12 @@ int cmd_bench(const Args& args) {
   cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
   std::cout << "engine+context " << setup_ms << " ms, strategy " << runtime::kernel_specialization_name(strategy) << "\n";
 
+  double enqueue_us = 0;  // host time of the last call until enqueue returned
   auto call = [&](size_t d) {
     auto t0 = Clock::now();
     io[d]->bind();
     context->enqueue(stream);
+    enqueue_us = micros_since(t0);
     cudaError_t e = cudaStreamSynchronize(stream);
     double us = micros_since(t0);
     if (e != cudaSuccess) fail(ErrorCode::kDevice, "running at ", results[d].key, ": ", cudaGetErrorString(e));
@@ -109,7 +112,8 @@ int cmd_bench(const Args& args) {
       auto stats = context->specialization_stats().front();
       if (results[d].calls.empty()) results[d].first_stats = stats;
       results[d].calls.push_back(us);
-      std::cout << "call " << ++n << " " << results[d].key << ": " << us << " us (" << stats_text(stats) << ")\n";
+      std::cout << "call " << ++n << " " << results[d].key << ": " << us << " us, " << enqueue_us << " us until enqueue returned ("
+                << stats_text(stats) << ")\n";
     }
   // Steady state: once no kernel of the shape waits for its specialized variant.
   for (size_t d = 0; d < distinct.size(); ++d) {
@@ -141,7 +145,7 @@ int cmd_bench(const Args& args) {
       out << (d ? ", " : "") << "{\"shape\": \"" << json_escape(r.key) << "\", \"calls_us\": [";
       for (size_t i = 0; i < r.calls.size(); ++i) out << (i ? ", " : "") << r.calls[i];
       out << "], \"steady_us\": " << r.steady_us << ", \"first_generic\": " << r.first_stats.generic
-          << ", \"first_pending\": " << r.first_stats.pending << ", \"steady_generic\": " << r.steady_stats.generic
+          << ", \"first_pending\": " << r.first_stats.pending << ", \"prepare_ms\": " << r.first_stats.prepare_ms << ", \"steady_generic\": " << r.steady_stats.generic
           << ", \"steady_specialized\": " << r.steady_stats.specialized << ", \"steady_pending\": " << r.steady_stats.pending
           << "}";
     }
