@@ -55,6 +55,10 @@ struct RuntimeConfig {
   int specialization_threads = 2;           // background compilers for `lazy`
   size_t max_specialized_kernels = 1024;    // specialized kernels kept (LRU); 0: none
   size_t shapes_per_context = 16;           // prepared shapes a context keeps (LRU)
+  // create_context runs the network once at the profile's opt shapes on zeroed
+  // scratch memory (then freed), so library state and kernel modules are
+  // loaded before the first real call instead of during it.
+  bool warm_up_contexts = true;
   // Called with progress lines while kernels compile.
   std::function<void(const std::string&)> progress;
   // Compiled kernels are looked up here first and added after compiling; shared
@@ -113,6 +117,7 @@ class ExecutionContext {
  private:
   friend class Engine;
   explicit ExecutionContext(std::unique_ptr<ContextState> state);
+  void warm_up();
   std::unique_ptr<ContextState> state_;
 };
 

@@ -180,7 +180,59 @@ std::unique_ptr<ExecutionContext> Engine::create_context() {
     const ir::Value& v = state_->plan.network.value(id);
     if (ir::shape_is_constant(v.shape)) c->input_dims[v.name] = ir::shape_constants(v.shape);
   }
-  return std::unique_ptr<ExecutionContext>(new ExecutionContext(std::move(c)));
+  auto context = std::unique_ptr<ExecutionContext>(new ExecutionContext(std::move(c)));
+  if (state_->config.warm_up_contexts) context->warm_up();
+  return context;
+}
+
+void ExecutionContext::warm_up() {
+  ContextState& c = *state_;
+  const ir::Network& net = c.engine->plan.network;
+  ir::SymbolBindings opt;
+  for (auto& [symbol, range] : net.dim_ranges()) opt[symbol] = range.opt;
+  std::map<std::string, std::vector<int64_t>, std::less<>> dims;
+  for (ir::ValueId id : net.inputs()) {
+    std::vector<int64_t> d;
+    for (const ir::Dim& dim : net.value(id).shape) {
+      auto x = dim.evaluate(opt);
+      if (!x) return;  // a dim without a profile: nothing to warm up with
+      d.push_back(*x);
+    }
+    dims[net.value(id).name] = d;
+  }
+  auto input_dims = c.input_dims;
+  std::vector<void*> bound = c.bound;
+  auto restore = [&] {  // the caller sees the context as created; the opt shape stays prepared
+    c.bound = bound;
+    c.input_dims = input_dims;
+    c.current = nullptr;
+  };
+  for (auto& [name, d] : dims) set_input_shape(name, d);
+  std::vector<DeviceBuffer> scratch;
+  std::vector<ir::ValueId> io(net.inputs().begin(), net.inputs().end());
+  io.insert(io.end(), net.outputs().begin(), net.outputs().end());
+  for (ir::ValueId id : io) {
+    if (c.bound[size_t(id)] && std::find(net.inputs().begin(), net.inputs().end(), id) == net.inputs().end()) continue;
+    auto d = tensor_shape(net.value(id).name);
+    size_t bytes = std::max<size_t>(size_t(ir::checked_numel(d)) * dtype_size(net.value(id).dtype), 256);
+    scratch.emplace_back(bytes, "warm-up scratch for " + net.value(id).name);
+    KILN_CUDA(cudaMemset(scratch.back().get(), 0, bytes), "");  // zeros: valid indices for gathers
+    c.bound[size_t(id)] = scratch.back().get();
+  }
+  cudaStream_t stream;
+  KILN_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "creating the warm-up stream");
+  try {
+    enqueue(stream);
+  } catch (...) {
+    cudaStreamSynchronize(stream);
+    cudaStreamDestroy(stream);
+    restore();
+    throw;
+  }
+  cudaError_t e = cudaStreamSynchronize(stream);
+  cudaStreamDestroy(stream);
+  restore();
+  KILN_CUDA(e, "warming the context up");
 }
 
 ExecutionContext::ExecutionContext(std::unique_ptr<ContextState> state) : state_(std::move(state)) {}
@@ -308,9 +360,10 @@ PreparedShape& prepared_shape(ContextState& c) {
   PreparedShape p;
   p.key = key;
   p.shapes = evaluate_shapes(e.plan.network, c.input_dims);
-  PrepareContext ctx{p.shapes, p.steps, c.lt, c.cudnn, c.workspace.bytes(), e.sm_count};
-  for (const auto& op : e.ops) op->prepare(ctx);
   KernelSpecialization strategy = e.config.dynamic_shapes_kernel_specialization_strategy;
+  PrepareContext ctx{p.shapes, p.steps, c.lt, c.cudnn, c.workspace.bytes(), e.sm_count};
+  ctx.prefer_loaded_kernels = strategy != KernelSpecialization::kEager;
+  for (const auto& op : e.ops) op->prepare(ctx);
   for (Step& step : p.steps) {
     auto* k = std::get_if<KernelLaunch>(&step);
     if (!k || !k->specializable || k->handle < 0 || strategy == KernelSpecialization::kNone) continue;

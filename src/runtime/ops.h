@@ -160,6 +160,9 @@ struct PrepareContext {
   // No device (cache warming): library calls are left out; kernel launches,
   // whose parameters depend on shapes alone, are prepared as usual.
   bool dry = false;
+  // Library algorithms whose kernels are loaded already win over better-ranked
+  // ones that would load a kernel during the call (lazy and none strategies).
+  bool prefer_loaded_kernels = false;
 };
 
 class Op {

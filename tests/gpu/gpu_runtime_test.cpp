@@ -180,6 +180,7 @@ TEST(GpuRuntime, CacheWarmedWithoutAGpuServesSpecializedKernels) {
   size_t warmed = cache->entry_count();
   runtime::RuntimeConfig config;
   config.cache = cache;
+  config.warm_up_contexts = false;  // its opt shape was not warmed into the cache
   config.dynamic_shapes_kernel_specialization_strategy = runtime::KernelSpecialization::kEager;
   auto engine = runtime::Engine::create(p, config);
   EXPECT_EQ(engine->cached_kernel_count(), engine->kernel_count());
@@ -205,6 +206,7 @@ TEST(GpuRuntime, SpecializationStrategiesOverAShapeSequence) {
     SCOPED_TRACE(std::string(runtime::kernel_specialization_name(strategy)));
     runtime::RuntimeConfig config;
     config.dynamic_shapes_kernel_specialization_strategy = strategy;
+    config.warm_up_contexts = false;  // only the sequence's shapes
     auto engine = runtime::Engine::create(p, config);
     auto context = engine->create_context();
     for (int64_t batch : sequence) {
@@ -270,6 +272,27 @@ TEST(GpuRuntime, SpecializedKernelsAreBoundedLeastRecentlyUsed) {
   // batch sizes give distinct parameters).
   EXPECT_LE(most_loaded, int64_t(config.max_specialized_kernels) + int64_t(config.shapes_per_context + 1) * per_shape);
   EXPECT_LT(most_loaded, 8 * per_shape);
+}
+
+// A new context has run once at the profile's opt shape (kernels loaded, the
+// shape prepared) and otherwise looks as created: no input shape is set.
+TEST(GpuRuntime, ContextsWarmUpAtTheOptShape) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(13);
+  ir::Network net = small_model(rng);
+  runtime::RuntimeConfig config;
+  config.dynamic_shapes_kernel_specialization_strategy = runtime::KernelSpecialization::kEager;
+  auto engine = runtime::Engine::create(builder::build(net, {}), config);
+  auto context = engine->create_context();
+  auto stats = context->specialization_stats();
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_EQ(stats[0].shape, "x:2x32");
+  EXPECT_GT(stats[0].specialized, 0);
+  expect_error([&] { context->enqueue(nullptr); }, "the shape of input 'x' is not set");
+  auto input = random_tensor(DType::kFloat32, {2, 32}, rng);
+  auto got = runtime::run_with_host_tensors(*context, *engine, {{"x", input}});
+  expect_close(to_floats(got[0]), ir::read_doubles(reference::run(net, {{"x", input}})[0]), 1e-5);
+  EXPECT_EQ(context->specialization_stats().size(), 1u);  // the call used the prepared shape
 }
 
 TEST(GpuRuntime, UnsupportedOpsAreListed) {
