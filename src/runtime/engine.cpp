@@ -115,12 +115,12 @@ std::shared_ptr<Engine> Engine::create(plan::Plan plan, const RuntimeConfig& con
                                            : std::clamp<int>(int(std::thread::hardware_concurrency()), 1, 16);
   s->store.compile_all(prop.major * 10 + prop.minor, threads, config.progress, config.cache.get());
   s->config = config;
-  if (config.dynamic_shapes_kernel_specialization_strategy != KernelSpecialization::kNone)
-    s->store.start_specializer(s->device,
-                               config.dynamic_shapes_kernel_specialization_strategy == KernelSpecialization::kLazy
-                                   ? std::max(1, config.specialization_threads)
-                                   : 0,
-                               config.max_specialized_kernels);
+  // lazy compiles in the background on a few threads; eager on as many as
+  // compile the generic kernels, while the first call at a shape waits.
+  if (config.dynamic_shapes_kernel_specialization_strategy == KernelSpecialization::kLazy)
+    s->store.start_specializer(s->device, std::max(1, config.specialization_threads), config.max_specialized_kernels);
+  if (config.dynamic_shapes_kernel_specialization_strategy == KernelSpecialization::kEager)
+    s->store.start_specializer(s->device, threads, config.max_specialized_kernels);
   return std::shared_ptr<Engine>(new Engine(std::move(s)));
 }
 
@@ -362,22 +362,27 @@ PreparedShape& prepared_shape(ContextState& c) {
   p.shapes = evaluate_shapes(e.plan.network, c.input_dims);
   KernelSpecialization strategy = e.config.dynamic_shapes_kernel_specialization_strategy;
   PrepareContext ctx{p.shapes, p.steps, c.lt, c.cudnn, c.workspace.bytes(), e.sm_count};
-  ctx.prefer_loaded_kernels = strategy != KernelSpecialization::kEager;
   for (const auto& op : e.ops) op->prepare(ctx);
   for (Step& step : p.steps) {
     auto* k = std::get_if<KernelLaunch>(&step);
-    if (!k || !k->specializable || k->handle < 0 || strategy == KernelSpecialization::kNone) continue;
-    auto entry = e.store.specialize(k->handle, k->params, strategy == KernelSpecialization::kEager);
-    if (!entry) continue;  // the bound on specialized kernels is reached
-    int state = entry->state.load(std::memory_order_acquire);
-    if (state == Specialization::kFailed) continue;
-    if (state == Specialization::kReady) {
-      k->kernel = entry->kernel;
+    if (k && k->specializable && k->handle >= 0 && strategy != KernelSpecialization::kNone)
+      k->special = e.store.specialize(k->handle, k->params);  // null once the bound is reached
+  }
+  for (Step& step : p.steps) {
+    auto* k = std::get_if<KernelLaunch>(&step);
+    if (!k || !k->special) continue;
+    if (strategy == KernelSpecialization::kEager)  // the pool compiles them all at once
+      while (k->special->state.load(std::memory_order_acquire) == Specialization::kPending)
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+    int state = k->special->state.load(std::memory_order_acquire);
+    if (state == Specialization::kFailed) {
+      k->special.reset();
+    } else if (state == Specialization::kReady) {
+      k->kernel = k->special->kernel;
       k->specialized = true;
     } else {
       ++p.pending;
     }
-    k->special = std::move(entry);
   }
   p.prepare_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   c.shapes.push_front(std::move(p));

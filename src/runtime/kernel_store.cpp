@@ -222,40 +222,29 @@ bool KernelStore::warm_specialized(int handle, const codegen::Params& params, in
   return true;
 }
 
-std::shared_ptr<Specialization> KernelStore::specialize(int handle, const codegen::Params& params, bool wait) const {
+std::shared_ptr<Specialization> KernelStore::specialize(int handle, const codegen::Params& params) const {
   if (!specializer_) return nullptr;
   int module = handles_.at(size_t(handle));
   std::shared_ptr<Specialization> entry;
-  bool fresh = false;
   {
     std::lock_guard lock(specializer_->mutex);
     Specializer& s = *specializer_;
     auto it = s.entries.find({module, params});
     if (it != s.entries.end()) {
-      entry = it->second.specialization;
       s.recency.splice(s.recency.begin(), s.recency, it->second.recency);
-    } else {
-      if (s.max_kernels == 0) return nullptr;
-      if (s.entries.size() >= s.max_kernels) {  // forget the least recently requested
-        s.entries.erase(s.recency.back());
-        s.recency.pop_back();
-      }
-      entry = std::make_shared<Specialization>();
-      s.recency.emplace_front(module, params);
-      s.entries.emplace(s.recency.front(), Specializer::Entry{entry, s.recency.begin()});
-      fresh = true;
-      if (!wait) specializer_->queue.push_back(Job{module, params, entry});
+      return it->second.specialization;
     }
+    if (s.max_kernels == 0) return nullptr;
+    if (s.entries.size() >= s.max_kernels) {  // forget the least recently requested
+      s.entries.erase(s.recency.back());
+      s.recency.pop_back();
+    }
+    entry = std::make_shared<Specialization>();
+    s.recency.emplace_front(module, params);
+    s.entries.emplace(s.recency.front(), Specializer::Entry{entry, s.recency.begin()});
+    s.queue.push_back(Job{module, params, entry});
   }
-  if (!wait) {
-    if (fresh) specializer_->wake.notify_one();
-    return entry;
-  }
-  if (fresh) {
-    Job job{module, params, entry};
-    compile_specialized(job);
-  }
-  while (entry->state.load(std::memory_order_acquire) == Specialization::kPending) std::this_thread::yield();  // queued by a lazy call
+  specializer_->wake.notify_one();
   return entry;
 }
 

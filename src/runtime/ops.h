@@ -67,13 +67,13 @@ class KernelStore {
   int module_count() const { return int(sources_.size()); }
   int cache_hits() const { return cache_hits_; }
 
-  // Shape specialization. start_specializer() runs `threads` background
-  // compilers on `device`; specialize() returns the (shared) entry for these
-  // parameters, compiling it first when `wait`, else queueing it. The store
-  // keeps the `max_kernels` most recently requested entries (LRU); older ones
-  // live on only while a prepared shape holds them.
+  // Shape specialization: start_specializer() runs `threads` compilers on
+  // `device`; specialize() returns the (shared) entry for these parameters,
+  // queueing its compile when it is new. The store keeps the `max_kernels`
+  // most recently requested entries (LRU); older ones live on only while a
+  // prepared shape holds them.
   void start_specializer(int device, int threads, size_t max_kernels);
-  std::shared_ptr<Specialization> specialize(int handle, const codegen::Params& params, bool wait) const;
+  std::shared_ptr<Specialization> specialize(int handle, const codegen::Params& params) const;
   // Unloads retired specialized modules. Call only outside any stream capture,
   // after the launches of the retired kernels are known to be done.
   void unload_retired() const;
@@ -160,9 +160,6 @@ struct PrepareContext {
   // No device (cache warming): library calls are left out; kernel launches,
   // whose parameters depend on shapes alone, are prepared as usual.
   bool dry = false;
-  // Library algorithms whose kernels are loaded already win over better-ranked
-  // ones that would load a kernel during the call (lazy and none strategies).
-  bool prefer_loaded_kernels = false;
 };
 
 class Op {

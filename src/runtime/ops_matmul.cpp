@@ -3,8 +3,6 @@
 // the residual as the C matrix (beta = 1). Other activations, and a residual
 // after an activation, run as a small elementwise kernel afterwards.
 #include <cstring>
-#include <map>
-#include <mutex>
 
 #include "cuda_util.h"
 #include "kiln/ir/fused.h"
@@ -16,42 +14,10 @@ using ir::OpKind;
 
 namespace {
 
-// cuBLASLt algorithms this process has launched, per kind of product (types,
-// transposes, epilogue). The first launch of an algorithm loads its kernel
-// (milliseconds); at a new shape the lazy and none strategies prefer one of the
-// heuristic's top choices that is loaded already, so a first call stays fast.
-class LaunchedAlgos {
- public:
-  bool contains(const std::string& kind, const cublasLtMatmulAlgo_t& algo) {
-    std::lock_guard lock(mutex_);
-    auto it = algos_.find(kind);
-    if (it == algos_.end()) return false;
-    for (auto& a : it->second)
-      if (std::memcmp(&a, &algo, sizeof(algo)) == 0) return true;
-    return false;
-  }
-  void add(const std::string& kind, const cublasLtMatmulAlgo_t& algo) {
-    if (contains(kind, algo)) return;
-    std::lock_guard lock(mutex_);
-    algos_[kind].push_back(algo);
-  }
-
- private:
-  std::mutex mutex_;
-  std::map<std::string, std::vector<cublasLtMatmulAlgo_t>> algos_;
-};
-
-LaunchedAlgos& launched_algos() {
-  static LaunchedAlgos algos;
-  return algos;
-}
-
 struct LtDescriptors {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
-  std::string kind;        // for LaunchedAlgos
-  bool launched = false;   // recorded in LaunchedAlgos
   ~LtDescriptors() {
     if (op) cublasLtMatmulDescDestroy(op);
     if (a) cublasLtMatrixLayoutDestroy(a);
@@ -153,28 +119,21 @@ class MatMulOp : public Op {
     KILN_CUBLAS(cublasLtMatmulPreferenceCreate(&pref), where);
     size_t ws = ctx.workspace_bytes;
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
-    cublasLtMatmulHeuristicResult_t results[kCandidates]{};
+    cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(ctx.lt, desc->op, desc->a, desc->b, desc->c, desc->c, pref,
-                                                       ctx.prefer_loaded_kernels ? kCandidates : 1, results, &found);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(ctx.lt, desc->op, desc->a, desc->b, desc->c, desc->c, pref, 1, &result, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS || found == 0)
       fail(ErrorCode::kUnsupported, where, ": cuBLASLt has no algorithm for ", dtype_name(dtype_), " [", m, "x", k, "] @ [", k, "x", n,
            "] x", batch, " with this epilogue");
-    desc->kind = str(int(dtype_), trans_b_, int(epilogue), call_has_c());
-    desc->algo = results[0].algo;
-    for (int i = 0; i < found; ++i)
-      if (launched_algos().contains(desc->kind, results[i].algo)) {
-        desc->algo = results[i].algo;
-        break;
-      }
+    desc->algo = result.algo;
     MatmulCall call;
     call.descriptors = desc;
     call.a = {node_.inputs[1], 0};
     call.b = {node_.inputs[0], 0};
     call.d = {node_.outputs[0], 0};
-    call.c = call_has_c() ? PtrRef{node_.inputs[3], 0} : PtrRef{node_.outputs[0], 0};
-    call.beta = call_has_c() ? 1.0 : 0.0;
+    call.c = has_residual_ && activation_ == "none" ? PtrRef{node_.inputs[3], 0} : PtrRef{node_.outputs[0], 0};
+    call.beta = (has_residual_ && activation_ == "none") ? 1.0 : 0.0;
     call.alpha = alpha_;
     call.bias = has_bias_ ? PtrRef{node_.inputs[2], 0} : PtrRef{};
     call.f64 = f64;
@@ -184,9 +143,6 @@ class MatMulOp : public Op {
   }
 
  private:
-  static constexpr int kCandidates = 8;  // heuristic choices considered when preferring loaded kernels
-  bool call_has_c() const { return has_residual_ && activation_ == "none"; }
-
   // The activation cuBLASLt lacks, and/or a residual added after it: in place on the output.
   void push_post(PrepareContext& ctx, int64_t count) const {
     KernelLaunch post{store_.kernel(post_kernel_), grid_for(count, ctx.sm_count), codegen::kBlock, {}, {},
@@ -234,10 +190,6 @@ void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, v
   KILN_CUBLAS(cublasLtMatmul(lt, desc->op, alpha, a, desc->a, b, desc->b, beta, c, desc->c, d, desc->c, &desc->algo, workspace,
                              workspace_bytes, stream),
               where());
-  if (!desc->launched) {
-    launched_algos().add(desc->kind, desc->algo);
-    desc->launched = true;
-  }
 }
 
 std::unique_ptr<Op> make_matmul_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
