@@ -48,6 +48,14 @@ enum class KernelSpecialization { kLazy, kEager, kNone };
 std::string_view kernel_specialization_name(KernelSpecialization s);
 std::optional<KernelSpecialization> parse_kernel_specialization(std::string_view name);
 
+// Native CUDA graphs: `whole_graph_capture` lets each context capture its
+// launches per input-shape key (after `graph_warmup_calls` direct calls),
+// replay them, and repair them when input/output addresses change or
+// specialized kernels arrive. `disabled` launches every kernel each call.
+enum class CudaGraphStrategy { kDisabled, kWholeGraphCapture };
+std::string_view cuda_graph_strategy_name(CudaGraphStrategy s);
+std::optional<CudaGraphStrategy> parse_cuda_graph_strategy(std::string_view name);
+
 struct RuntimeConfig {
   int device = -1;           // -1: the current device
   int compile_threads = 0;   // 0: one per hardware thread, at most 16
@@ -59,6 +67,9 @@ struct RuntimeConfig {
   // scratch memory (then freed), so library state and kernel modules are
   // loaded before the first real call instead of during it.
   bool warm_up_contexts = true;
+  CudaGraphStrategy cuda_graph_strategy = CudaGraphStrategy::kDisabled;
+  int graph_warmup_calls = 1;       // direct calls at a shape before it is captured
+  bool strict_cuda_graphs = false;  // throw instead of falling back to direct launches
   // Called with progress lines while kernels compile.
   std::function<void(const std::string&)> progress;
   // Compiled kernels are looked up here first and added after compiling; shared
@@ -113,6 +124,27 @@ class ExecutionContext {
     double prepare_ms = 0;  // host time spent preparing the shape's launches (eager: compiles included)
   };
   std::vector<ShapeStats> specialization_stats() const;
+
+  // Native CUDA graphs of this context (the engine's strategy unless changed
+  // here; a change applies from the next enqueue and rebuilds nothing).
+  void set_cuda_graph_strategy(CudaGraphStrategy strategy);
+  CudaGraphStrategy cuda_graph_strategy() const;
+  struct GraphStats {
+    int64_t calls = 0;                // enqueues
+    int64_t direct = 0;               // ran without a graph (warm-up, disabled, fallbacks)
+    int64_t into_caller_capture = 0;  // recorded into the caller's own capture
+    int64_t captures = 0, instantiations = 0, updates = 0;  // updates: executable graphs repaired in place
+    int64_t replays = 0;              // graph launches without repair
+    int64_t pointer_repairs = 0;      // graphs repaired for new input/output addresses
+    int64_t kernel_swaps = 0;         // graphs repaired to take newly specialized kernels
+    std::map<std::string, int64_t> fallbacks;  // direct calls under whole_graph_capture, by reason
+    int64_t graphs = 0;               // executable graphs held now
+  };
+  GraphStats graph_stats() const;
+  // True when an enqueue on `stream` now could be recorded by an outer capture:
+  // not the legacy default stream, every input shape set, every input and
+  // output bound (enqueue itself never allocates or synchronizes).
+  bool is_stream_capturable(cudaStream_t stream) const;
 
  private:
   friend class Engine;

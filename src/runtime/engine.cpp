@@ -11,6 +11,8 @@
 #include "kiln/error.h"
 #include "kiln/ir/shape_inference.h"
 #include "kiln/runtime.h"
+#include "graphs/graph_policy.h"
+#include "graphs/native_graph.h"
 #include "jit/nvrtc.h"
 #include "ops.h"
 
@@ -131,6 +133,13 @@ struct PreparedShape {
   std::vector<Step> steps;
   size_t pending = 0;  // launches still waiting for a specialized kernel
   double prepare_ms = 0;
+  int calls = 0;       // enqueues at this shape
+  // Native CUDA graph of this shape, the input/output addresses it was
+  // captured with, whether kernels were swapped since, and why capturing failed.
+  graphs::NativeGraph graph;
+  std::vector<void*> graph_pointers;
+  bool graph_stale_kernels = false;
+  std::string capture_failure;
 };
 
 struct ContextState {
@@ -150,6 +159,9 @@ struct ContextState {
   std::vector<std::shared_ptr<Specialization>> retiring, fenced;
   cudaEvent_t fence = nullptr;
   bool fence_pending = false;
+  CudaGraphStrategy graph_strategy = CudaGraphStrategy::kDisabled;
+  ExecutionContext::GraphStats stats;
+  graphs::GraphCounters counters;
 
   ~ContextState() {
     if (lt) cublasLtDestroy(lt);
@@ -161,6 +173,7 @@ struct ContextState {
 std::unique_ptr<ExecutionContext> Engine::create_context() {
   auto c = std::make_unique<ContextState>();
   c->engine = state_.get();
+  c->graph_strategy = state_->config.cuda_graph_strategy;
   KILN_CUDA(cudaSetDevice(state_->device), "");
   c->arena = DeviceBuffer(size_t(state_->plan.arena_bytes), "the activation arena");
   c->workspace = DeviceBuffer(kWorkspaceBytes, "the cuBLASLt workspace");
@@ -206,6 +219,7 @@ void ExecutionContext::warm_up() {
     c.bound = bound;
     c.input_dims = input_dims;
     c.current = nullptr;
+    c.stats = {};
   };
   for (auto& [name, d] : dims) set_input_shape(name, d);
   std::vector<DeviceBuffer> scratch;
@@ -427,39 +441,47 @@ void release_retired_kernels(ContextState& c, cudaStream_t stream, bool after_wo
 
 }  // namespace
 
-void ExecutionContext::enqueue(cudaStream_t stream) {
-  ContextState& c = *state_;
-  const EngineState& e = *c.engine;
-  const plan::Plan& plan = e.plan;
-  const ir::Network& net = plan.network;
-  bool capturing = stream_is_capturing(stream);
-  if (!capturing) release_retired_kernels(c, stream, false);
-  if (!c.current) c.current = &prepared_shape(c);
-  PreparedShape& shape = *c.current;
-  if (shape.pending) {  // lazy: swap in specialized kernels that became ready (one atomic load each)
-    for (Step& step : shape.steps) {
-      auto* k = std::get_if<KernelLaunch>(&step);
-      if (!k || !k->special || k->specialized) continue;
-      int state = k->special->state.load(std::memory_order_acquire);
-      if (state == Specialization::kPending) continue;
-      if (state == Specialization::kReady) {
-        k->kernel = k->special->kernel;
-        k->specialized = true;
-      } else {
-        k->special.reset();
-      }
-      --shape.pending;
+namespace {
+
+// Swaps in specialized kernels that became ready (lazy: one atomic load each);
+// returns how many launches changed kernel.
+int swap_in_ready_kernels(PreparedShape& shape) {
+  int swapped = 0;
+  for (Step& step : shape.steps) {
+    auto* k = std::get_if<KernelLaunch>(&step);
+    if (!k || !k->special || k->specialized) continue;
+    int state = k->special->state.load(std::memory_order_acquire);
+    if (state == Specialization::kPending) continue;
+    if (state == Specialization::kReady) {
+      k->kernel = k->special->kernel;
+      k->specialized = true;
+      ++swapped;
+    } else {
+      k->special.reset();
     }
+    --shape.pending;
   }
-  // Resolve pointers.
+  return swapped;
+}
+
+// Every value's device address for this call: bound inputs and outputs,
+// weights, activations in the arena.
+void resolve_pointers(ContextState& c) {
+  const EngineState& e = *c.engine;
+  const ir::Network& net = e.plan.network;
   for (size_t v = 0; v < net.values().size(); ++v) {
     if (c.bound[v]) c.pointers[v] = c.bound[v];
     else if (e.weight_offset[v] >= 0) c.pointers[v] = e.weights.get() + e.weight_offset[v];
-    else if (plan.arena_offset[v] >= 0) c.pointers[v] = c.arena.get() + plan.arena_offset[v];
+    else if (e.plan.arena_offset[v] >= 0) c.pointers[v] = c.arena.get() + e.plan.arena_offset[v];
     else c.pointers[v] = nullptr;
     if (!c.pointers[v] && c.io[v])
       fail(ErrorCode::kInvalidArgument, "'", net.values()[v].name, "' has no address: call set_tensor_address first");
   }
+}
+
+// Launches the shape's steps on `stream` (directly, or into a capture).
+void launch_steps(const ContextState& c, const PreparedShape& shape, cudaStream_t stream) {
+  const ir::Network& net = c.engine->plan.network;
   auto ptr = [&](const PtrRef& r, const ir::Node* node) -> void* {
     void* base = c.pointers[size_t(r.value)];
     if (!base) fail(ErrorCode::kInternal, "node '", node->name, "': tensor '", net.value(r.value).name, "' has no storage");
@@ -487,7 +509,121 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
                    cv->bias.value != ir::kNoValue ? ptr(cv->bias, cv->node) : nullptr, c.cudnn, c.workspace.get(), stream);
     }
   }
-  if (!capturing) release_retired_kernels(c, stream, true);
+}
+
+bool is_legacy_stream(cudaStream_t stream) { return stream == nullptr || stream == cudaStreamLegacy; }
+
+// Addresses of the bound inputs and outputs: what a graph's launches depend on
+// besides the context's own memory.
+std::vector<void*> io_pointers(const ContextState& c) {
+  std::vector<void*> out;
+  for (size_t v = 0; v < c.io.size(); ++v)
+    if (c.io[v]) out.push_back(c.pointers[v]);
+  return out;
+}
+
+}  // namespace
+
+void ExecutionContext::enqueue(cudaStream_t stream) {
+  ContextState& c = *state_;
+  const EngineState& e = *c.engine;
+  bool caller_capturing = stream_is_capturing(stream);
+  if (!caller_capturing) release_retired_kernels(c, stream, false);
+  if (!c.current) c.current = &prepared_shape(c);
+  PreparedShape& shape = *c.current;
+  int swapped = shape.pending ? swap_in_ready_kernels(shape) : 0;
+  resolve_pointers(c);
+
+  graphs::CallState call;
+  call.graphs_enabled = c.graph_strategy == CudaGraphStrategy::kWholeGraphCapture;
+  call.legacy_stream = is_legacy_stream(stream);
+  call.caller_capturing = caller_capturing && !call.legacy_stream;
+  call.calls_at_shape = shape.calls;
+  call.warmup_calls = e.config.graph_warmup_calls;
+  call.has_graph = shape.graph.ready();
+  call.capture_failed = !shape.capture_failure.empty();
+  graphs::Decision decision = graphs::decide(call);
+  ++c.stats.calls;
+  ++shape.calls;
+  if (swapped && shape.graph.ready()) shape.graph_stale_kernels = true;
+
+  auto fall_back = [&](graphs::Fallback why, const std::string& detail) {
+    std::string reason(graphs::fallback_name(why));
+    if (e.config.strict_cuda_graphs)
+      fail(ErrorCode::kDevice, "cuda_graph_strategy whole_graph_capture (strict): no graph for ", shape.key, ": ", reason,
+           detail.empty() ? "" : ": ", detail);
+    ++c.stats.fallbacks[reason];
+    ++c.stats.direct;
+    launch_steps(c, shape, stream);
+  };
+  auto record = [&](cudaStream_t s) { launch_steps(c, shape, s); };
+  switch (decision.path) {
+    case graphs::Path::kIntoCallerCapture:
+      ++c.stats.into_caller_capture;
+      launch_steps(c, shape, stream);
+      return;  // nothing retired or fenced while the caller's capture is open
+    case graphs::Path::kDirect:
+      if (decision.fallback != graphs::Fallback::kNone) {
+        fall_back(decision.fallback, decision.fallback == graphs::Fallback::kCaptureFailed ? shape.capture_failure : "");
+      } else {
+        ++c.stats.direct;
+        launch_steps(c, shape, stream);
+      }
+      break;
+    case graphs::Path::kCapture:
+    case graphs::Path::kReplay: {
+      std::vector<void*> pointers = io_pointers(c);
+      bool repair = false;
+      if (decision.path == graphs::Path::kReplay) {
+        if (pointers != shape.graph_pointers) {
+          ++c.stats.pointer_repairs;
+          repair = true;
+        }
+        if (shape.graph_stale_kernels) {
+          ++c.stats.kernel_swaps;
+          repair = true;
+        }
+      }
+      if (decision.path == graphs::Path::kCapture || repair) {
+        std::string failure = shape.graph.capture(stream, record, c.counters);
+        if (!failure.empty()) {
+          shape.capture_failure = failure;
+          fall_back(graphs::Fallback::kCaptureFailed, failure);
+          break;
+        }
+        shape.graph_pointers = std::move(pointers);
+        shape.graph_stale_kernels = false;
+      } else {
+        ++c.stats.replays;
+      }
+      KILN_CUDA(shape.graph.launch(stream), str("launching the graph of ", shape.key));
+      break;
+    }
+  }
+  release_retired_kernels(c, stream, true);
+}
+
+bool ExecutionContext::is_stream_capturable(cudaStream_t stream) const {
+  const ContextState& c = *state_;
+  if (is_legacy_stream(stream)) return false;
+  const ir::Network& net = c.engine->plan.network;
+  for (ir::ValueId id : net.inputs())
+    if (!c.input_dims.count(net.value(id).name)) return false;
+  for (size_t v = 0; v < c.io.size(); ++v)
+    if (c.io[v] && !c.bound[v]) return false;
+  return true;
+}
+
+void ExecutionContext::set_cuda_graph_strategy(CudaGraphStrategy strategy) { state_->graph_strategy = strategy; }
+CudaGraphStrategy ExecutionContext::cuda_graph_strategy() const { return state_->graph_strategy; }
+
+ExecutionContext::GraphStats ExecutionContext::graph_stats() const {
+  GraphStats out = state_->stats;
+  out.captures = state_->counters.captures;
+  out.instantiations = state_->counters.instantiations;
+  out.updates = state_->counters.updates;
+  for (const PreparedShape& p : state_->shapes) out.graphs += p.graph.ready() ? 1 : 0;
+  return out;
 }
 
 }  // namespace kiln::runtime
@@ -518,6 +654,16 @@ std::string_view kernel_specialization_name(KernelSpecialization s) {
     case KernelSpecialization::kNone: return "none";
   }
   return "?";
+}
+
+std::string_view cuda_graph_strategy_name(CudaGraphStrategy s) {
+  return s == CudaGraphStrategy::kDisabled ? "disabled" : "whole_graph_capture";
+}
+
+std::optional<CudaGraphStrategy> parse_cuda_graph_strategy(std::string_view name) {
+  if (name == "disabled") return CudaGraphStrategy::kDisabled;
+  if (name == "whole_graph_capture") return CudaGraphStrategy::kWholeGraphCapture;
+  return std::nullopt;
 }
 
 std::optional<KernelSpecialization> parse_kernel_specialization(std::string_view name) {

@@ -55,7 +55,11 @@ runtime::KernelSpecialization kernel_specialization(const Args& args);
 // A runtime config for the current device that prints progress as `who` and
 // loads the runtime cache file, if any (problems with it are warnings).
 runtime::RuntimeConfig gpu_config(const char* who, const std::optional<std::filesystem::path>& cache_file,
-                                  runtime::KernelSpecialization strategy);
+                                  runtime::KernelSpecialization strategy, runtime::CudaGraphStrategy graphs);
+// --cuda-graphs whole_graph_capture (default) | disabled.
+runtime::CudaGraphStrategy cuda_graph_strategy(const Args& args);
+// One line of a context's CUDA graph counters, then its fallbacks by reason.
+void print_graph_stats(const runtime::ExecutionContext& context);
 // Saves the config's cache back to its file (merging what others wrote).
 void save_runtime_cache(const char* who, const runtime::RuntimeConfig& config,
                         const std::optional<std::filesystem::path>& cache_file);

@@ -65,7 +65,7 @@ int cmd_bench(const Args& args) {
   }
 
   auto cache_file = runtime_cache_path(args);
-  runtime::RuntimeConfig config = gpu_config("kiln bench", cache_file, strategy);
+  runtime::RuntimeConfig config = gpu_config("kiln bench", cache_file, strategy, cuda_graph_strategy(args));
   auto start = Clock::now();
   auto engine = runtime::Engine::create(p, config);
   auto context = engine->create_context();
@@ -91,7 +91,8 @@ int cmd_bench(const Args& args) {
   }
   cudaStream_t stream;
   cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
-  std::cout << "engine+context " << setup_ms << " ms, strategy " << runtime::kernel_specialization_name(strategy) << "\n";
+  std::cout << "engine+context " << setup_ms << " ms, kernel specialization " << runtime::kernel_specialization_name(strategy)
+            << ", cuda graphs " << runtime::cuda_graph_strategy_name(config.cuda_graph_strategy) << "\n";
 
   double enqueue_us = 0;  // host time of the last call until enqueue returned
   auto call = [&](size_t d) {
@@ -129,6 +130,7 @@ int cmd_bench(const Args& args) {
     results[d].steady_us = percentile(times, 0.5);
     results[d].steady_stats = context->specialization_stats().front();
   }
+  print_graph_stats(*context);
   save_runtime_cache("kiln bench", config, cache_file);
   cudaStreamDestroy(stream);
 
@@ -138,7 +140,10 @@ int cmd_bench(const Args& args) {
               << "  (" << stats_text(r.steady_stats) << ")\n";
   if (args.has("--json")) {
     std::ofstream out(args.get("--json"));
-    out << "{\"strategy\": \"" << runtime::kernel_specialization_name(strategy) << "\", \"setup_ms\": " << setup_ms
+    auto g = context->graph_stats();
+    out << "{\"strategy\": \"" << runtime::kernel_specialization_name(strategy) << "\", \"cuda_graphs\": \""
+        << runtime::cuda_graph_strategy_name(config.cuda_graph_strategy) << "\", \"captures\": " << g.captures
+        << ", \"replays\": " << g.replays << ", \"updates\": " << g.updates << ", \"setup_ms\": " << setup_ms
         << ", \"shapes\": [";
     for (size_t d = 0; d < results.size(); ++d) {
       const ShapeResult& r = results[d];

@@ -77,8 +77,9 @@ plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, ref
 
 std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::string, reference::Tensor>& inputs, int warmup,
                                           int iterations, const std::optional<std::filesystem::path>& cache_file,
-                                          runtime::KernelSpecialization strategy, bool verbose) {
-  runtime::RuntimeConfig config = gpu_config("kiln run", cache_file, strategy);
+                                          runtime::KernelSpecialization strategy, runtime::CudaGraphStrategy graphs,
+                                          bool verbose) {
+  runtime::RuntimeConfig config = gpu_config("kiln run", cache_file, strategy, graphs);
   auto start = std::chrono::steady_clock::now();
   auto engine = runtime::Engine::create(std::move(p), config);
   auto context = engine->create_context();
@@ -122,6 +123,7 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
               << percentile(latency, 0.9) << " p99 " << percentile(latency, 0.99) << " mean " << mean
               << "; GPU time per run " << 1000.0 * gpu_ms_total / double(latency.size()) << " us\n";
   }
+  if (verbose) print_graph_stats(*context);
   if (verbose)
     for (auto& st : context->specialization_stats())
       std::cout << "kernels at " << st.shape << " (" << runtime::kernel_specialization_name(strategy) << "): " << st.generic
@@ -231,7 +233,7 @@ int cmd_run(const Args& args) {
   } else {
     plan::Plan p = loaded_plan ? std::move(*loaded_plan) : build_for_run(net, inputs, args);
     outputs = run_on_gpu(std::move(p), inputs, warmup, iterations, runtime_cache_path(args), kernel_specialization(args),
-                         args.has("--verbose"));
+                         cuda_graph_strategy(args), args.has("--verbose"));
   }
   if (args.has("--compare-reference")) compare_with_reference(net, inputs, outputs);
   if (args.has("--output-dir")) fs::create_directories(args.get("--output-dir"));

@@ -56,13 +56,30 @@ void print_warnings(const char* who, const std::vector<std::string>& warnings) {
 }
 }  // namespace
 
+runtime::CudaGraphStrategy cuda_graph_strategy(const Args& args) {
+  auto strategy = runtime::parse_cuda_graph_strategy(args.get("--cuda-graphs", "whole_graph_capture"));
+  if (!strategy) fail(ErrorCode::kInvalidArgument, "--cuda-graphs must be disabled or whole_graph_capture");
+  return *strategy;
+}
+
+void print_graph_stats(const runtime::ExecutionContext& context) {
+  auto g = context.graph_stats();
+  std::cout << "cuda graphs (" << runtime::cuda_graph_strategy_name(context.cuda_graph_strategy()) << "): " << g.calls
+            << " calls, " << g.direct << " direct, " << g.captures << " captures, " << g.instantiations << " instantiations, "
+            << g.replays << " replays, " << g.updates << " in-place updates (" << g.pointer_repairs << " for new addresses, "
+            << g.kernel_swaps << " for new kernels), " << g.into_caller_capture << " into the caller's capture, " << g.graphs
+            << " graphs held\n";
+  for (auto& [reason, n] : g.fallbacks) std::cout << "  fallback to direct launches: " << reason << " x" << n << "\n";
+}
+
 runtime::RuntimeConfig gpu_config(const char* who, const std::optional<std::filesystem::path>& cache_file,
-                                  runtime::KernelSpecialization strategy) {
+                                  runtime::KernelSpecialization strategy, runtime::CudaGraphStrategy graphs) {
   std::string why;
   if (!runtime::cuda_available(&why)) fail(ErrorCode::kDevice, "--device cuda: ", why);
   runtime::RuntimeConfig config;
   config.progress = [who](const std::string& line) { std::cerr << who << ": " << line << "\n"; };
   config.dynamic_shapes_kernel_specialization_strategy = strategy;
+  config.cuda_graph_strategy = graphs;
   if (cache_file) {
     config.cache = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version());
     print_warnings(who, config.cache->load_file(*cache_file));

@@ -29,7 +29,8 @@ commands:
                  [--input NAME:FILE.npy ...] [--output-dir DIR] [--seed N]
                  [--precision fp32|fp16|bf16] [--warmup N] [--iterations N]
                  [--compare-reference] [--runtime-cache FILE|off]
-                 [--kernel-specialization lazy|eager|none] [--verbose]
+                 [--kernel-specialization lazy|eager|none]
+                 [--cuda-graphs whole_graph_capture|disabled] [--verbose]
       Runs the model once and prints each output's shape and statistics;
       --output-dir writes one NAME.npy per output. Inputs not given with
       --input are random (seeded, non-zero). Symbolic dims come from --shapes,
@@ -42,10 +43,16 @@ commands:
       the reference interpreter. --kernel-specialization (default lazy):
       lazy runs generic kernels at a new shape and swaps in shape-specialized
       ones compiled in the background; eager compiles them before the first
-      call; none never specializes. --verbose prints, per shape, how many
+      call; none never specializes. --cuda-graphs (default
+      whole_graph_capture): the context captures its launches into a CUDA
+      graph per input shape after one direct call, replays it, and repairs it
+      when addresses change or specialized kernels arrive; disabled launches
+      every kernel each call. --verbose prints the graph counters (captures,
+      replays, repairs, fallbacks with reasons) and, per shape, how many
       launches run generic, specialized or pending kernels.
   bench PLAN.kiln --trace NAME:1x7x512[,...] [--trace ...] [--repeat N]
                   [--iterations N] [--kernel-specialization lazy|eager|none]
+                  [--cuda-graphs whole_graph_capture|disabled]
                   [--runtime-cache FILE|off] [--settle-ms N] [--json FILE]
       Latency over a trace of input shapes (one --trace per call, in order,
       the whole trace --repeat times, default 2), each call timed from
@@ -156,11 +163,11 @@ int main(int argc, char** argv) {
     if (command == "run")
       return cmd_run(parse_args(argc, argv, 2,
                                 {"--device", "--shapes", "--input", "--output-dir", "--seed", "--warmup", "--iterations", "--precision",
-                                 "--runtime-cache", "--kernel-specialization"},
+                                 "--runtime-cache", "--kernel-specialization", "--cuda-graphs"},
                                 {"--compare-reference", "--verbose"}));
     if (command == "bench")
       return cmd_bench(parse_args(argc, argv, 2,
-                                  {"--trace", "--repeat", "--iterations", "--kernel-specialization", "--runtime-cache",
+                                  {"--trace", "--repeat", "--iterations", "--kernel-specialization", "--cuda-graphs", "--runtime-cache",
                                    "--settle-ms", "--json"},
                                   {}));
     if (command == "cache") return cmd_cache(parse_args(argc, argv, 2, {"--arch", "--cache", "--shapes"}, {}));

@@ -1,0 +1,26 @@
+#include "graph_policy.h"
+
+namespace kiln::runtime::graphs {
+
+std::string_view fallback_name(Fallback f) {
+  switch (f) {
+    case Fallback::kNone: return "none";
+    case Fallback::kLegacyStream: return "legacy default stream";
+    case Fallback::kCaptureFailed: return "capture failed";
+  }
+  return "?";
+}
+
+Decision decide(const CallState& s) {
+  // A caller's capture comes first, whatever the strategy: kiln records into it
+  // and never begins a capture of its own inside another.
+  if (s.caller_capturing) return {Path::kIntoCallerCapture, Fallback::kNone};
+  if (!s.graphs_enabled) return {Path::kDirect, Fallback::kNone};
+  if (s.legacy_stream) return {Path::kDirect, Fallback::kLegacyStream};
+  if (s.has_graph) return {Path::kReplay, Fallback::kNone};
+  if (s.capture_failed) return {Path::kDirect, Fallback::kCaptureFailed};
+  if (s.calls_at_shape < s.warmup_calls) return {Path::kDirect, Fallback::kNone};  // warm-up
+  return {Path::kCapture, Fallback::kNone};
+}
+
+}  // namespace kiln::runtime::graphs

@@ -1,0 +1,42 @@
+// Which path an enqueue takes under cuda_graph_strategy: the decision alone,
+// with no CUDA calls, so it is unit-tested without a GPU.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace kiln::runtime::graphs {
+
+enum class Path {
+  kDirect,              // launch every kernel on the stream
+  kIntoCallerCapture,   // the caller is capturing the stream: launch into its capture
+  kCapture,             // capture this call into a graph, instantiate, launch it
+  kReplay,              // launch the shape's graph (repaired first if needed)
+};
+
+// Why a call with whole_graph_capture ran without a graph of its own.
+enum class Fallback {
+  kNone,
+  kLegacyStream,    // the legacy default stream cannot be captured
+  kCaptureFailed,   // capturing or instantiating this shape failed (reason recorded)
+};
+std::string_view fallback_name(Fallback f);
+
+struct CallState {
+  bool graphs_enabled = false;    // cuda_graph_strategy == whole_graph_capture
+  bool legacy_stream = false;     // the legacy default stream (null or cudaStreamLegacy)
+  bool caller_capturing = false;  // the stream is being captured by the caller
+  int calls_at_shape = 0;         // earlier calls at this input-shape key (this context)
+  int warmup_calls = 1;           // direct calls at a shape before it is captured
+  bool has_graph = false;         // this shape has an instantiated graph
+  bool capture_failed = false;    // capturing this shape failed before
+};
+
+struct Decision {
+  Path path = Path::kDirect;
+  Fallback fallback = Fallback::kNone;
+};
+
+Decision decide(const CallState& s);
+
+}  // namespace kiln::runtime::graphs

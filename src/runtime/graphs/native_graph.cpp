@@ -1,0 +1,98 @@
+#include "native_graph.h"
+
+#include "kiln/error.h"
+
+namespace kiln::runtime::graphs {
+
+namespace {
+
+// Ends a capture on every way out of the scope, so a stream is never left capturing.
+class CaptureScope {
+ public:
+  explicit CaptureScope(cudaStream_t stream) : stream_(stream) {}
+  ~CaptureScope() {
+    if (!open_) return;
+    cudaGraph_t graph = nullptr;
+    cudaStreamEndCapture(stream_, &graph);
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+  }
+  cudaError_t end(cudaGraph_t* graph) {
+    open_ = false;
+    return cudaStreamEndCapture(stream_, graph);
+  }
+
+ private:
+  cudaStream_t stream_;
+  bool open_ = true;
+};
+
+std::string cuda_reason(const char* what, cudaError_t e) {
+  cudaGetLastError();
+  return str(what, ": ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")");
+}
+
+}  // namespace
+
+NativeGraph::~NativeGraph() { reset(); }
+
+NativeGraph& NativeGraph::operator=(NativeGraph&& other) noexcept {
+  if (this != &other) {
+    reset();
+    exec_ = other.exec_;
+    other.exec_ = nullptr;
+  }
+  return *this;
+}
+
+// Freed asynchronously by CUDA if a launch of it is still running.
+void NativeGraph::reset() {
+  if (exec_) cudaGraphExecDestroy(exec_);
+  exec_ = nullptr;
+}
+
+std::string NativeGraph::capture(cudaStream_t stream, const std::function<void(cudaStream_t)>& record,
+                                 GraphCounters& counters) {
+  if (cudaError_t e = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal); e != cudaSuccess) {
+    reset();
+    return cuda_reason("beginning the capture", e);
+  }
+  std::string failure;
+  cudaGraph_t graph = nullptr;
+  {
+    CaptureScope scope(stream);
+    try {
+      record(stream);
+    } catch (const Error& error) {
+      failure = error.what();
+    }
+    cudaError_t e = scope.end(&graph);
+    if (failure.empty() && e != cudaSuccess) failure = cuda_reason("ending the capture", e);
+  }
+  if (!failure.empty()) {
+    if (graph) cudaGraphDestroy(graph);
+    reset();
+    return failure;
+  }
+  ++counters.captures;
+  if (exec_) {
+    cudaGraphExecUpdateResultInfo info{};
+    if (cudaGraphExecUpdate(exec_, graph, &info) == cudaSuccess) {
+      ++counters.updates;
+      cudaGraphDestroy(graph);
+      return {};
+    }
+    cudaGetLastError();
+    reset();
+  }
+  cudaError_t e = cudaGraphInstantiate(&exec_, graph, 0);
+  cudaGraphDestroy(graph);
+  if (e != cudaSuccess) {
+    exec_ = nullptr;
+    return cuda_reason("instantiating the graph", e);
+  }
+  ++counters.instantiations;
+  return {};
+}
+
+}  // namespace kiln::runtime::graphs

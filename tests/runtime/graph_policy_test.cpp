@@ -1,0 +1,73 @@
+// The path an enqueue takes under cuda_graph_strategy, decided without a GPU.
+#include <gtest/gtest.h>
+
+#include "graphs/graph_policy.h"
+
+namespace kiln::runtime::graphs {
+namespace {
+
+CallState enabled() {
+  CallState s;
+  s.graphs_enabled = true;
+  return s;
+}
+
+TEST(GraphPolicy, DisabledRunsDirectWithoutAFallback) {
+  CallState s;
+  s.calls_at_shape = 5;
+  Decision d = decide(s);
+  EXPECT_EQ(d.path, Path::kDirect);
+  EXPECT_EQ(d.fallback, Fallback::kNone);
+}
+
+TEST(GraphPolicy, WarmUpThenCaptureThenReplay) {
+  CallState s = enabled();
+  s.warmup_calls = 2;
+  for (int calls : {0, 1}) {
+    s.calls_at_shape = calls;
+    EXPECT_EQ(decide(s).path, Path::kDirect) << calls;
+    EXPECT_EQ(decide(s).fallback, Fallback::kNone);
+  }
+  s.calls_at_shape = 2;
+  EXPECT_EQ(decide(s).path, Path::kCapture);
+  s.has_graph = true;
+  EXPECT_EQ(decide(s).path, Path::kReplay);
+  s.warmup_calls = 0;
+  s.calls_at_shape = 0;
+  s.has_graph = false;
+  EXPECT_EQ(decide(s).path, Path::kCapture);  // no warm-up asked for
+}
+
+TEST(GraphPolicy, CallerCaptureWinsWhateverTheStrategy) {
+  for (bool on : {false, true}) {
+    CallState s;
+    s.graphs_enabled = on;
+    s.caller_capturing = true;
+    s.has_graph = true;
+    EXPECT_EQ(decide(s).path, Path::kIntoCallerCapture);
+    EXPECT_EQ(decide(s).fallback, Fallback::kNone);
+  }
+}
+
+TEST(GraphPolicy, LegacyStreamFallsBackWithItsReason) {
+  CallState s = enabled();
+  s.legacy_stream = true;
+  s.calls_at_shape = 3;
+  s.has_graph = true;  // even a graph made on another stream is not replayed here
+  Decision d = decide(s);
+  EXPECT_EQ(d.path, Path::kDirect);
+  EXPECT_EQ(d.fallback, Fallback::kLegacyStream);
+  EXPECT_EQ(fallback_name(d.fallback), "legacy default stream");
+}
+
+TEST(GraphPolicy, AFailedCaptureIsNotRetriedAtThatShape) {
+  CallState s = enabled();
+  s.calls_at_shape = 4;
+  s.capture_failed = true;
+  Decision d = decide(s);
+  EXPECT_EQ(d.path, Path::kDirect);
+  EXPECT_EQ(d.fallback, Fallback::kCaptureFailed);
+}
+
+}  // namespace
+}  // namespace kiln::runtime::graphs
