@@ -4,8 +4,9 @@
 For each model: build it in PyTorch (random init), export it to ONNX, build a
 kiln plan, then measure batch-1 latency in fp16 for PyTorch eager, PyTorch with
 a manually captured CUDA graph, torch.compile(mode="reduce-overhead") and kiln
-(`kiln run --device cuda`, no CUDA graphs yet; kernels specialized for the
-shape, see --kernel-specialization). Every timing is the median of
+(`kiln run --device cuda` with native CUDA graphs, and again with
+`--cuda-graphs disabled`; kernels specialized for the shape, see
+--kernel-specialization). Every timing is the median of
 per-call wall times, each call followed by a stream synchronize, after warm-up.
 Correctness: kiln fp32 (TF32 off) and fp16 outputs against PyTorch fp32.
 Writes bench.json, bench-table.txt and bench.png (if matplotlib is there) to --out.
@@ -210,10 +211,10 @@ def main():
                 continue
             outdir = os.path.join(work, f"{name}_{precision}_out")
             iterations = args.iterations if precision == "fp16" else 3
-            r = kiln([args.kiln, "run", plan, "--device", "cuda", "--input", f"x:{os.path.join(work, name + '_x.npy')}",
-                      "--output-dir", outdir, "--warmup", str(args.warmup if precision == "fp16" else 1),
-                      "--iterations", str(iterations), "--kernel-specialization", args.kernel_specialization]
-                     + (["--compare-reference"] if precision == "fp32" else []))
+            cmd = [args.kiln, "run", plan, "--device", "cuda", "--input", f"x:{os.path.join(work, name + '_x.npy')}",
+                   "--output-dir", outdir, "--warmup", str(args.warmup if precision == "fp16" else 1),
+                   "--iterations", str(iterations), "--kernel-specialization", args.kernel_specialization]
+            r = kiln(cmd + (["--compare-reference"] if precision == "fp32" else []))
             if r.returncode != 0:
                 row[f"kiln_{precision}_error"] = (r.stderr.strip().splitlines() or ["run failed"])[-1][:300]
                 continue
@@ -227,6 +228,11 @@ def main():
             if m and precision == "fp16":
                 row["kiln_us"] = float(m.group(1))
                 row["kiln_gpu_us"] = float(m.group(2))
+                # The same without native CUDA graphs: every kernel launched each call.
+                d = kiln(cmd + ["--cuda-graphs", "disabled"])
+                m = re.search(r"p50 ([\d.]+) ", d.stdout)
+                if d.returncode == 0 and m:
+                    row["kiln_no_graphs_us"] = float(m.group(1))
         for key in ("torch_eager_us", "torch_cuda_graph_us", "torch_compile_us"):
             if key in row and "kiln_us" in row:
                 row["kiln_vs_" + key.replace("_us", "")] = row["kiln_us"] / row[key]
@@ -236,12 +242,13 @@ def main():
     with open(os.path.join(args.out, "bench.json"), "w") as f:
         json.dump(rows, f, indent=2)
     lines = [f"benchmarks on {device_name}, batch 1, fp16, median latency in us (ratio = kiln / baseline)",
-             f"{'model':10} {'eager':>8} {'graph':>8} {'compile':>8} {'kiln':>8} {'k/eager':>8} {'k/graph':>8} {'k/comp':>8} "
+             f"{'model':10} {'eager':>8} {'graph':>8} {'compile':>8} {'kiln':>8} {'no-graph':>8} {'k/eager':>8} {'k/graph':>8} {'k/comp':>8} "
              f"{'err32':>8} {'err16':>8} {'k32/f64':>8} {'t32/f64':>8} {'k32/ref':>8}"]
     fmt = lambda v, p=1: "-" if v is None else (f"{v:.{p}f}" if isinstance(v, float) else str(v))
     for r in rows:
         lines.append(f"{r['model']:10} {fmt(r.get('torch_eager_us')):>8} {fmt(r.get('torch_cuda_graph_us')):>8} "
-                     f"{fmt(r.get('torch_compile_us')):>8} {fmt(r.get('kiln_us')):>8} {fmt(r.get('kiln_vs_torch_eager'), 2):>8} "
+                     f"{fmt(r.get('torch_compile_us')):>8} {fmt(r.get('kiln_us')):>8} {fmt(r.get('kiln_no_graphs_us')):>8} "
+                     f"{fmt(r.get('kiln_vs_torch_eager'), 2):>8} "
                      f"{fmt(r.get('kiln_vs_torch_cuda_graph'), 2):>8} {fmt(r.get('kiln_vs_torch_compile'), 2):>8} "
                      f"{fmt(r.get('kiln_fp32_rel_error'), 6) if r.get('kiln_fp32_rel_error') is not None else '-':>8} "
                      f"{fmt(r.get('kiln_fp16_rel_error'), 4) if r.get('kiln_fp16_rel_error') is not None else '-':>8} "
@@ -251,6 +258,7 @@ def main():
         for k, v in r.items():
             if k.endswith("error") and isinstance(v, str):
                 lines.append(f"  {r['model']}: {k}: {v}")
+    lines.append("kiln: native CUDA graphs (whole_graph_capture); no-graph: the same with --cuda-graphs disabled")
     lines.append("err32/err16: max |kiln - PyTorch fp32| / max |PyTorch fp32|; k32/f64, t32/f64: kiln fp32 and "
                  "PyTorch fp32 against PyTorch float64; k32/ref: kiln fp32 on the GPU against kiln's float64 CPU "
                  "reference run of the same plan")

@@ -13,21 +13,6 @@ using ir::Dim;
 using ir::OpKind;
 using ir::ValueId;
 
-// x[batch, 32] -> 2 x (Linear + GELU) -> softmax; batch in [1, 8].
-ir::Network small_model(std::mt19937& rng) {
-  ir::Network net;
-  ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("batch"), Dim(32)});
-  for (int i = 0; i < 2; ++i) {
-    ValueId w = net.add_weight(str("w", i), random_tensor(DType::kFloat32, {32, 32}, rng));
-    ValueId b = net.add_weight(str("b", i), random_tensor(DType::kFloat32, {32}, rng));
-    x = net.add_op1(OpKind::kGelu, {net.add_op1(OpKind::kAdd, {net.add_op1(OpKind::kMatMul, {x, w}), b})});
-  }
-  net.add_output(net.add_op1(OpKind::kSoftmax, {x}));
-  net.set_dim_range("batch", {1, 2, 8});
-  net.finalize();
-  return net;
-}
-
 std::vector<float> to_floats(const ir::TensorData& t) {
   auto d = ir::read_doubles(t);
   return std::vector<float>(d.begin(), d.end());
@@ -41,7 +26,7 @@ void expect_close(const std::vector<float>& a, const std::vector<double>& b, dou
 TEST(GpuRuntime, EnqueueIsCapturableInGlobalMode) {
   KILN_REQUIRE_GPU();
   std::mt19937 rng(5);
-  ir::Network net = small_model(rng);
+  ir::Network net = small_test_model(rng);
   auto engine = runtime::Engine::create(builder::build(net, {}));
   auto context = engine->create_context();
   cudaStream_t stream;
@@ -80,7 +65,7 @@ TEST(GpuRuntime, EnqueueIsCapturableInGlobalMode) {
 TEST(GpuRuntime, ShapeChangesOnOneContext) {
   KILN_REQUIRE_GPU();
   std::mt19937 rng(6);
-  ir::Network net = small_model(rng);
+  ir::Network net = small_test_model(rng);
   auto engine = runtime::Engine::create(builder::build(net, {}));
   auto context = engine->create_context();
   for (int64_t batch : {1, 8, 2, 8, 7}) {
@@ -103,7 +88,7 @@ void expect_error(const std::function<void()>& f, const std::string& needle) {
 TEST(GpuRuntime, ClearErrors) {
   KILN_REQUIRE_GPU();
   std::mt19937 rng(7);
-  ir::Network net = small_model(rng);
+  ir::Network net = small_test_model(rng);
   auto engine = runtime::Engine::create(builder::build(net, {}));
   auto context = engine->create_context();
   std::string out = net.value(net.outputs()[0]).name;
@@ -121,7 +106,7 @@ TEST(GpuRuntime, ClearErrors) {
 TEST(GpuRuntime, ContextsOnThreads) {
   KILN_REQUIRE_GPU();
   std::mt19937 rng(8);
-  ir::Network net = small_model(rng);
+  ir::Network net = small_test_model(rng);
   auto engine = runtime::Engine::create(builder::build(net, {}));
   std::vector<std::thread> threads;
   std::vector<std::string> failures(4);
@@ -152,7 +137,7 @@ TEST(GpuRuntime, ContextsOnThreads) {
 TEST(GpuRuntime, RuntimeCacheServesTheSecondEngine) {
   KILN_REQUIRE_GPU();
   std::mt19937 rng(9);
-  ir::Network net = small_model(rng);
+  ir::Network net = small_test_model(rng);
   plan::Plan p = builder::build(net, {});
   runtime::RuntimeConfig config;
   config.cache = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version());
@@ -169,7 +154,7 @@ TEST(GpuRuntime, RuntimeCacheServesTheSecondEngine) {
 TEST(GpuRuntime, CacheWarmedWithoutAGpuServesSpecializedKernels) {
   KILN_REQUIRE_GPU();
   std::mt19937 rng(11);
-  ir::Network net = small_model(rng);
+  ir::Network net = small_test_model(rng);
   plan::Plan p = builder::build(net, {});
   int device = 0;
   cudaGetDevice(&device);
@@ -198,7 +183,7 @@ TEST(GpuRuntime, CacheWarmedWithoutAGpuServesSpecializedKernels) {
 TEST(GpuRuntime, SpecializationStrategiesOverAShapeSequence) {
   KILN_REQUIRE_GPU();
   std::mt19937 rng(10);
-  ir::Network net = small_model(rng);
+  ir::Network net = small_test_model(rng);
   plan::Plan p = builder::build(net, {});
   const std::vector<int64_t> sequence = {1, 3, 8, 3, 1, 5, 3, 8};
   for (auto strategy : {runtime::KernelSpecialization::kNone, runtime::KernelSpecialization::kEager,
@@ -248,7 +233,7 @@ TEST(GpuRuntime, SpecializationStrategiesOverAShapeSequence) {
 TEST(GpuRuntime, SpecializedKernelsAreBoundedLeastRecentlyUsed) {
   KILN_REQUIRE_GPU();
   std::mt19937 rng(12);
-  ir::Network net = small_model(rng);
+  ir::Network net = small_test_model(rng);
   runtime::RuntimeConfig config;
   config.dynamic_shapes_kernel_specialization_strategy = runtime::KernelSpecialization::kEager;
   config.max_specialized_kernels = 3;
@@ -279,7 +264,7 @@ TEST(GpuRuntime, SpecializedKernelsAreBoundedLeastRecentlyUsed) {
 TEST(GpuRuntime, ContextsWarmUpAtTheOptShape) {
   KILN_REQUIRE_GPU();
   std::mt19937 rng(13);
-  ir::Network net = small_model(rng);
+  ir::Network net = small_test_model(rng);
   runtime::RuntimeConfig config;
   config.dynamic_shapes_kernel_specialization_strategy = runtime::KernelSpecialization::kEager;
   auto engine = runtime::Engine::create(builder::build(net, {}), config);

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "kiln/builder.h"
+#include "kiln/error.h"
 #include "kiln/ir/shape_inference.h"
 #include "kiln/reference.h"
 #include "kiln/runtime.h"
@@ -26,6 +27,23 @@ inline ir::TensorData random_tensor(DType dtype, const std::vector<int64_t>& dim
   std::vector<double> v(size_t(ir::checked_numel(dims)));
   for (auto& x : v) x = mag(rng) * (rng() % 2 ? 1 : -1);
   return reference::make_tensor(dtype, dims, v);
+}
+
+// x[batch, 32] -> 2 x (Linear + GELU) -> softmax; batch in [1, 8], opt 2.
+inline ir::Network small_test_model(std::mt19937& rng) {
+  using ir::Dim;
+  using ir::OpKind;
+  ir::Network net;
+  ir::ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("batch"), Dim(32)});
+  for (int i = 0; i < 2; ++i) {
+    ir::ValueId w = net.add_weight(str("w", i), random_tensor(DType::kFloat32, {32, 32}, rng));
+    ir::ValueId b = net.add_weight(str("b", i), random_tensor(DType::kFloat32, {32}, rng));
+    x = net.add_op1(OpKind::kGelu, {net.add_op1(OpKind::kAdd, {net.add_op1(OpKind::kMatMul, {x, w}), b})});
+  }
+  net.add_output(net.add_op1(OpKind::kSoftmax, {x}));
+  net.set_dim_range("batch", {1, 2, 8});
+  net.finalize();
+  return net;
 }
 
 // Builds `net` at `precision` for exactly the shapes of `inputs`, runs it on the
