@@ -49,7 +49,8 @@ struct Specialization {
 // loads them; later compiles shape-specialized variants on request.
 class KernelStore {
  public:
-  // Source of a kernel: generic for nullopt, with the given parameters compiled in otherwise.
+  // Source of a kernel: generic for nullopt, with the given parameters compiled
+  // in otherwise. Called from several threads at once: it must not change state.
   using Generator = std::function<std::string(const std::optional<codegen::Params>&)>;
 
   KernelStore();
@@ -183,6 +184,18 @@ std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& 
 std::unique_ptr<Op> make_matmul_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why);
 // The cuDNN op for a Conv it can run; nullptr to use the generated direct kernel.
 std::unique_ptr<Op> make_cudnn_conv_op(const plan::Plan& plan, const ir::Node& node, std::string& why);
+
+// A generator for specs with an optional `specialize` member. The store calls
+// generators from several compile threads at once, so each call works on its
+// own copy of the spec.
+template <class Spec, class Source>
+KernelStore::Generator specializing_generator(Spec spec, Source source) {
+  return [spec = std::move(spec), source](const std::optional<codegen::Params>& params) {
+    Spec copy = spec;
+    copy.specialize = params;
+    return source(copy);
+  };
+}
 
 // Helpers shared by op implementations.
 unsigned grid_for(int64_t n, int sm_count);

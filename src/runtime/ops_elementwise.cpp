@@ -102,10 +102,7 @@ std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& 
       return nullptr;
     }
     codegen::ElementwiseSpec spec{ir::decode_fused_program(node), dtypes, out, std::nullopt};
-    generator = [spec](const auto& params) mutable {
-      spec.specialize = params;
-      return codegen::elementwise_source(spec);
-    };
+    generator = specializing_generator(spec, codegen::elementwise_source);
   } else if (ir::is_elementwise(node.op) && node.inputs.size() <= size_t(ir::kFusedMaxArgs) && !node.attrs.has("min") &&
              !node.attrs.has("max")) {
     ir::FusedInstruction in = ir::instruction_from_node(node);
@@ -117,10 +114,8 @@ std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& 
       return nullptr;
     }
     codegen::ElementwiseSpec spec{{in}, dtypes, out, std::nullopt};
-    generator = [spec](const auto& params) mutable {
-      spec.specialize = params;
-      return codegen::elementwise_source(spec);
-    };  } else {
+    generator = specializing_generator(spec, codegen::elementwise_source);
+  } else {
     why = str("dtype ", dtype_name(out));
     return nullptr;
   }

@@ -219,20 +219,14 @@ std::unique_ptr<Op> make_matmul_op(const plan::Plan& plan, const ir::Node& node,
       inputs.push_back(dtype);
     }
     codegen::ElementwiseSpec spec{program, inputs, dtype, std::nullopt};
-    post = store.add(node.name + "_epilogue", [spec](const auto& params) mutable {
-      spec.specialize = params;
-      return codegen::elementwise_source(spec);
-    });
+    post = store.add(node.name + "_epilogue", specializing_generator(spec, codegen::elementwise_source));
   }
   // Few-row products (batch 1-8) take a generated kernel with the whole epilogue fused, when B is a plain matrix.
   int skinny = -1;
   if (dtype != DType::kFloat64 && plan.network.value(node.inputs[1]).shape.size() == 2) {
     codegen::SkinnySpec spec{dtype, node.attrs.get_int("trans_b", 0) != 0, node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue,
                              has_residual, act, std::nullopt};
-    skinny = store.add(node.name + "_skinny", [spec](const auto& params) mutable {
-      spec.specialize = params;
-      return codegen::skinny_matmul_source(spec);
-    });
+    skinny = store.add(node.name + "_skinny", specializing_generator(spec, codegen::skinny_matmul_source));
   }
   return std::make_unique<MatMulOp>(plan, node, store, post, skinny);
 }

@@ -224,10 +224,7 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
             return nullptr;
           }
       }
-      int kernel = store.add(node.name, [spec](const auto& params) mutable {
-        spec.specialize = params;
-        return codegen::row_source(spec);
-      });
+      int kernel = store.add(node.name, specializing_generator(spec, codegen::row_source));
       return std::make_unique<SimpleOp>(node, store, kernel, [n, ln, stats](const ShapeEnv& s, KernelLaunch& k) {
         const auto& x = s.of(n->inputs[0]);
         int64_t axis = norm_axis(n->attrs.get_int("axis", -1), x.size());

@@ -105,8 +105,8 @@ TEST_F(GraphFixture, NewAddressesAreRepairedNeverStale) {
   EXPECT_EQ(g.pointer_repairs, 4);  // calls 3..6 each moved to the other buffers
   EXPECT_EQ(g.updates, 4);
   EXPECT_EQ(g.replays, 0);
-  a.run_and_check(*context, stream);
-  EXPECT_EQ(context->graph_stats().replays, 1);  // same addresses as last time
+  b.run_and_check(*context, stream);
+  EXPECT_EQ(context->graph_stats().replays, 1);  // same addresses as the last call
 }
 
 TEST_F(GraphFixture, AlternatingShapesNeverRecapture) {

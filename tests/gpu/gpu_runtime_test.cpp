@@ -280,6 +280,37 @@ TEST(GpuRuntime, ContextsWarmUpAtTheOptShape) {
   EXPECT_EQ(context->specialization_stats().size(), 1u);  // the call used the prepared shape
 }
 
+// One kernel source at several sizes in one shape: eager compiles its
+// specialized variants on several threads at once, each with its own sizes.
+TEST(GpuRuntime, ConcurrentSpecializationsOfOneKernel) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(14);
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("batch"), Dim(32)});
+  int64_t width = 32;
+  for (int64_t next : {64, 16, 48, 8, 24}) {
+    x = net.add_op1(OpKind::kRelu, {x});
+    x = net.add_op1(OpKind::kMatMul, {x, net.add_weight(str("w", next), random_tensor(DType::kFloat32, {width, next}, rng))});
+    width = next;
+  }
+  net.add_output(net.add_op1(OpKind::kRelu, {x}));
+  net.set_dim_range("batch", {1, 4, 8});
+  net.finalize();
+  runtime::RuntimeConfig config;
+  config.dynamic_shapes_kernel_specialization_strategy = runtime::KernelSpecialization::kEager;
+  auto engine = runtime::Engine::create(builder::build(net, {}), config);
+  auto context = engine->create_context();
+  for (int64_t batch : {3, 4, 7}) {
+    auto input = random_tensor(DType::kFloat32, {batch, 32}, rng);
+    auto got = runtime::run_with_host_tensors(*context, *engine, {{"x", input}});
+    auto want = ir::read_doubles(reference::run(net, {{"x", input}})[0]);
+    auto a = ir::read_doubles(got[0]);
+    ASSERT_EQ(a.size(), want.size());
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], want[i], 1e-4 * (1 + std::fabs(want[i]))) << "batch " << batch << " " << i;
+    EXPECT_EQ(context->specialization_stats().front().generic, 0);
+  }
+}
+
 TEST(GpuRuntime, UnsupportedOpsAreListed) {
   KILN_REQUIRE_GPU();
   ir::Network net;
