@@ -87,6 +87,8 @@ class Engine {
   ~Engine();
   std::unique_ptr<ExecutionContext> create_context();
   const plan::Plan& plan() const;
+  const RuntimeConfig& config() const;
+  bool has_dynamic_inputs() const;  // some input has a symbolic dim
   int device() const;
   int kernel_count() const;         // distinct compiled modules
   int cached_kernel_count() const;  // of those, taken from the runtime cache

@@ -78,6 +78,12 @@ struct EngineState {
 Engine::Engine(std::unique_ptr<EngineState> state) : state_(std::move(state)) {}
 Engine::~Engine() = default;
 const plan::Plan& Engine::plan() const { return state_->plan; }
+const RuntimeConfig& Engine::config() const { return state_->config; }
+bool Engine::has_dynamic_inputs() const {
+  const ir::Network& net = state_->plan.network;
+  return std::any_of(net.inputs().begin(), net.inputs().end(),
+                     [&](ir::ValueId id) { return !ir::shape_is_constant(net.value(id).shape); });
+}
 int Engine::device() const { return state_->device; }
 int Engine::kernel_count() const { return state_->store.module_count(); }
 int Engine::cached_kernel_count() const { return state_->store.cache_hits(); }
