@@ -163,8 +163,14 @@ TEST_F(ModuleFixture, WholeGraphRefusesALazyDynamicEngineBeforeCapturing) {
 
 TEST_F(ModuleFixture, StandardWithNativeGraphsIsTransparent) {
   auto m = mixed(CudagraphsMode::kStandard, CudaGraphStrategy::kWholeGraphCapture);
-  for (int64_t batch : {3, 3, 3, 6, 3}) run_and_check(*m, batch);
-  EXPECT_GT(m->context("first").graph_stats().replays, 0);
+  for (int64_t batch : {3, 3, 3, 6, 3}) run_and_check(*m, batch);  // new input memory each call: repaired graphs
+  auto x = random_tensor(DType::kFloat32, {3, 32}, rng);
+  DeviceTensor same = upload(x);
+  for (int i = 0; i < 3; ++i) check(m->run({{"x", same}}, stream)[0], expected(x));  // same memory: replays
+  auto g = m->context("first").graph_stats();
+  EXPECT_GT(g.captures, 0);
+  EXPECT_GT(g.pointer_repairs, 0);
+  EXPECT_GE(g.replays, 2);
   EXPECT_EQ(m->stats().outer_captures, 0);
 }
 
