@@ -6,9 +6,11 @@ lengths 7,16,23,32,41,64,77,100,128,13, twice. For each length: the first,
 second and steady-state call (median) for kiln lazy / eager / none (one
 `kiln bench` process each, runtime cache off, so every specialized kernel is
 compiled during the trace), PyTorch eager, and torch.compile(mode=
-"reduce-overhead") with dynamic=True and with the default. Each call is timed
-from the call to the end of a synchronize. Kiln's steady state is compared
-with an engine built for exactly that length (static profile).
+"reduce-overhead") with dynamic=True and with the default. Every system runs
+in a process of its own, so none finds kernels another one loaded. Each call
+is timed from the call to the end of a synchronize. Kiln's steady state is
+compared with engines built for exactly each length (static profiles), timed
+in the same process in alternating rounds.
 
 Cold start: process start to first result of `kiln run` on ResNet-18 (fp16,
 batch 1) with an empty runtime cache, with the cache that run left, and with a
@@ -74,12 +76,14 @@ def torch_trace(fn, inputs, steady_iterations):
     return {str(L): {"first_us": by_length[L][0], "second_us": by_length[L][1], "steady_us": steady[L]} for L in LENGTHS}
 
 
-def kiln_trace(kiln, plan, strategy, iterations, work):
+def kiln_trace(kiln, plan, strategy, iterations, work, static_plans):
     out = os.path.join(work, f"trace_{strategy}.json")
     cmd = [kiln, "bench", plan, "--kernel-specialization", strategy, "--runtime-cache", "off", "--repeat", "2",
            "--iterations", str(iterations), "--json", out]
     for length in LENGTHS:
         cmd += ["--trace", f"x:1x{length}x{D}"]
+    for static in static_plans:
+        cmd += ["--static-plan", static]
     run(cmd)
     with open(out) as f:
         data = json.load(f)
@@ -87,25 +91,32 @@ def kiln_trace(kiln, plan, strategy, iterations, work):
     for shape in data["shapes"]:
         length = int(shape["shape"].split(":")[1].split("x")[1])
         result[str(length)] = {"first_us": shape["calls_us"][0], "second_us": shape["calls_us"][1],
-                               "steady_us": shape["steady_us"], "steady_generic": shape["steady_generic"],
-                               "first_pending": shape["first_pending"]}
+                               "steady_us": shape["steady_us"], "static_us": shape["static_us"],
+                               "steady_generic": shape["steady_generic"], "first_pending": shape["first_pending"]}
     return result
 
 
-def kiln_static(kiln, onnx_path, iterations, work):
-    """Steady latency of an engine built for exactly each length."""
-    cache = os.path.join(work, "static_cache.bin")
-    out = {}
+def static_plans(kiln, onnx_path, work):
+    """A plan built for exactly each length."""
+    plans = []
     for length in LENGTHS:
         plan = os.path.join(work, f"encoder_static_{length}.kiln")
         dims = f"1x{length}x{D}"
         run([kiln, "build", onnx_path, "-o", plan, "--precision", "fp16", "--profile", f"x:{dims}/{dims}/{dims}"])
-        js = os.path.join(work, f"static_{length}.json")
-        run([kiln, "bench", plan, "--trace", f"x:{dims}", "--repeat", "1", "--kernel-specialization", "eager",
-             "--runtime-cache", cache, "--iterations", str(iterations), "--json", js])
-        with open(js) as f:
-            out[str(length)] = json.load(f)["shapes"][0]["steady_us"]
-    return out
+        plans.append(plan)
+    return plans
+
+
+def torch_variant(variant, iterations):
+    """One PyTorch system over the trace, in this (fresh) process."""
+    torch.manual_seed(0)
+    model = Encoder().eval().cuda().half()
+    inputs = {L: torch.randn(1, L, D, device="cuda", dtype=torch.half) for L in LENGTHS}
+    with torch.inference_mode():
+        if variant == "torch_eager":
+            return torch_trace(model, inputs, iterations)
+        compiled = torch.compile(model, mode="reduce-overhead", dynamic=True if variant == "torch_compile_dynamic" else None)
+        return torch_trace(compiled, inputs, iterations)
 
 
 def wall(cmd, env=None):
@@ -155,7 +166,11 @@ def main():
     ap.add_argument("--iterations", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=5, help="cold-start runs per case (median)")
     ap.add_argument("--skip-compile", action="store_true", help="leave torch.compile out")
+    ap.add_argument("--torch-variant", help=argparse.SUPPRESS)  # internal: run one PyTorch system, print JSON
     args = ap.parse_args()
+    if args.torch_variant:
+        print(json.dumps(torch_variant(args.torch_variant, args.iterations)))
+        return
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.work, exist_ok=True)
     torch.manual_seed(0)
@@ -170,25 +185,21 @@ def main():
     plan = os.path.join(args.work, "encoder_dynamic.kiln")
     run([args.kiln, "build", onnx_path, "-o", plan, "--precision", "fp16", "--profile", f"x:1x1x{D}/1x64x{D}/1x128x{D}"])
 
-    print("== kiln over the trace", flush=True)
-    report["kiln"] = {s: kiln_trace(args.kiln, plan, s, args.iterations, args.work) for s in ("lazy", "eager", "none")}
-    print("== kiln static engines", flush=True)
-    report["kiln_static_us"] = kiln_static(args.kiln, onnx_path, args.iterations, args.work)
+    print("== kiln over the trace (with engines built for each static length)", flush=True)
+    statics = static_plans(args.kiln, onnx_path, args.work)
+    report["kiln"] = {s: kiln_trace(args.kiln, plan, s, args.iterations, args.work, statics) for s in ("lazy", "eager", "none")}
+    report["kiln_static_us"] = {str(L): report["kiln"]["lazy"][str(L)]["static_us"] for L in LENGTHS}
 
-    m16 = model.half()
-    inputs = {L: torch.randn(1, L, D, device="cuda", dtype=torch.half) for L in LENGTHS}
-    with torch.inference_mode():
-        print("== PyTorch eager", flush=True)
-        report["torch_eager"] = torch_trace(m16, inputs, args.iterations)
-        if not args.skip_compile:
-            for label, dynamic in (("torch_compile_dynamic", True), ("torch_compile_default", None)):
-                print(f"== {label}", flush=True)
-                torch._dynamo.reset()
-                try:
-                    compiled = torch.compile(m16, mode="reduce-overhead", dynamic=dynamic)
-                    report[label] = torch_trace(compiled, inputs, args.iterations)
-                except Exception as e:  # report, do not hide
-                    report[label] = {"error": f"{type(e).__name__}: {e}"[:300]}
+    variants = ["torch_eager"] + ([] if args.skip_compile else ["torch_compile_dynamic", "torch_compile_default"])
+    for variant in variants:
+        print(f"== {variant} (own process)", flush=True)
+        r = subprocess.run([sys.executable, os.path.abspath(__file__), "--kiln", args.kiln, "--floor", args.floor, "--out",
+                            args.out, "--iterations", str(args.iterations), "--torch-variant", variant],
+                           capture_output=True, text=True)
+        try:
+            report[variant] = json.loads(r.stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            report[variant] = {"error": (r.stderr.strip() or "no output")[-300:]}
 
     print("== cold start", flush=True)
     try:
@@ -206,7 +217,8 @@ def main():
 
 def render(report):
     lines = [f"dynamic trace on {report['device']}: 4-layer d=512 encoder, fp16, batch 1; us per call "
-             "(first / second / steady median); kiln runtime cache off"]
+             "(first / second / steady median); each system in its own process; kiln runtime cache off, native "
+             "CUDA graphs on; static: an engine built for that length, timed alternating with kiln lazy"]
     systems = [("kiln lazy", report["kiln"]["lazy"]), ("kiln eager", report["kiln"]["eager"]),
                ("kiln none", report["kiln"]["none"]), ("torch eager", report["torch_eager"])]
     for key in ("torch_compile_dynamic", "torch_compile_default"):

@@ -24,6 +24,7 @@ struct ShapeResult {
   std::string key;
   std::vector<double> calls;  // trace calls at this shape, in order (us)
   double steady_us = 0;
+  double static_us = 0;  // an engine built for exactly this shape (--static-plan), measured interleaved
   runtime::ExecutionContext::ShapeStats first_stats, steady_stats;
 };
 
@@ -71,6 +72,7 @@ int cmd_bench(const Args& args) {
   auto context = engine->create_context();
   double setup_ms = micros_since(start) / 1000;
   std::vector<std::unique_ptr<runtime::DeviceIo>> io;
+  std::vector<std::map<std::string, reference::Tensor>> shape_inputs;
   std::vector<ShapeResult> results(distinct.size());
   for (size_t d = 0; d < distinct.size(); ++d) {
     std::ostringstream key;
@@ -88,6 +90,7 @@ int cmd_bench(const Args& args) {
       inputs[v.name] = random_tensor(v.dtype, it != distinct[d].end() ? it->second : ir::shape_constants(v.shape), rng);
     }
     io.push_back(std::make_unique<runtime::DeviceIo>(*context, *engine, inputs));
+    shape_inputs.push_back(std::move(inputs));
   }
   cudaStream_t stream;
   cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
@@ -116,7 +119,46 @@ int cmd_bench(const Args& args) {
       std::cout << "call " << ++n << " " << results[d].key << ": " << us << " us, " << enqueue_us << " us until enqueue returned ("
                 << stats_text(stats) << ")\n";
     }
+  // Engines built for one static shape each (eager: their best kernels), with
+  // the same inputs as the trace's call at that shape.
+  struct StaticEngine {
+    std::shared_ptr<runtime::Engine> engine;
+    std::unique_ptr<runtime::ExecutionContext> context;
+    std::unique_ptr<runtime::DeviceIo> io;
+  };
+  std::map<size_t, StaticEngine> statics;  // by distinct shape
+  for (const std::string& file : args.all("--static-plan")) {
+    plan::Plan sp = plan::load(file);
+    std::map<std::string, std::vector<int64_t>> dims;
+    for (ir::ValueId id : sp.network.inputs()) {
+      const ir::Value& v = sp.network.value(id);
+      if (!ir::shape_is_constant(v.shape)) fail(ErrorCode::kInvalidArgument, "--static-plan ", file, ": input '", v.name, "' is not static");
+      dims[v.name] = ir::shape_constants(v.shape);
+    }
+    auto it = std::find(distinct.begin(), distinct.end(), dims);
+    if (it == distinct.end()) fail(ErrorCode::kInvalidArgument, "--static-plan ", file, ": its input shapes are not in the trace");
+    size_t d = size_t(it - distinct.begin());
+    runtime::RuntimeConfig static_config = config;
+    static_config.dynamic_shapes_kernel_specialization_strategy = runtime::KernelSpecialization::kEager;
+    StaticEngine st;
+    st.engine = runtime::Engine::create(std::move(sp), static_config);
+    st.context = st.engine->create_context();
+    st.io = std::make_unique<runtime::DeviceIo>(*st.context, *st.engine, shape_inputs[d]);
+    statics[d] = std::move(st);
+  }
+  auto static_call = [&](StaticEngine& st) {
+    auto t0 = Clock::now();
+    st.io->bind();
+    st.context->enqueue(stream);
+    cudaError_t e = cudaStreamSynchronize(stream);
+    if (e != cudaSuccess) fail(ErrorCode::kDevice, "running a static plan: ", cudaGetErrorString(e));
+    return micros_since(t0);
+  };
+
   // Steady state: once no kernel of the shape waits for its specialized variant.
+  // With a static engine for the shape, both are timed in alternating rounds
+  // so that drifts of the host and the GPU hit both alike.
+  constexpr int kRounds = 5;
   for (size_t d = 0; d < distinct.size(); ++d) {
     auto deadline = Clock::now() + std::chrono::milliseconds(settle_ms);
     call(d);
@@ -125,9 +167,17 @@ int cmd_bench(const Args& args) {
       call(d);
     }
     for (int i = 0; i < 10; ++i) call(d);
-    std::vector<double> times;
-    for (int i = 0; i < iterations; ++i) times.push_back(call(d));
+    std::vector<double> times, static_times;
+    auto st = statics.find(d);
+    if (st != statics.end())
+      for (int i = 0; i < 10; ++i) static_call(st->second);
+    for (int round = 0; round < kRounds; ++round) {
+      for (int i = 0; i < (iterations + kRounds - 1) / kRounds; ++i) times.push_back(call(d));
+      if (st != statics.end())
+        for (int i = 0; i < (iterations + kRounds - 1) / kRounds; ++i) static_times.push_back(static_call(st->second));
+    }
     results[d].steady_us = percentile(times, 0.5);
+    if (st != statics.end()) results[d].static_us = percentile(static_times, 0.5);
     results[d].steady_stats = context->specialization_stats().front();
   }
   print_graph_stats(*context);
@@ -137,6 +187,7 @@ int cmd_bench(const Args& args) {
   std::cout << "shape, first / second / steady (median of " << iterations << ") call in us, kernels at steady state\n";
   for (auto& r : results)
     std::cout << r.key << "  " << r.calls[0] << " / " << (r.calls.size() > 1 ? str(r.calls[1]) : "-") << " / " << r.steady_us
+              << (r.static_us > 0 ? str(" (static engine ", r.static_us, ", ratio ", r.steady_us / r.static_us, ")") : "")
               << "  (" << stats_text(r.steady_stats) << ")\n";
   if (args.has("--json")) {
     std::ofstream out(args.get("--json"));
@@ -149,7 +200,7 @@ int cmd_bench(const Args& args) {
       const ShapeResult& r = results[d];
       out << (d ? ", " : "") << "{\"shape\": \"" << json_escape(r.key) << "\", \"calls_us\": [";
       for (size_t i = 0; i < r.calls.size(); ++i) out << (i ? ", " : "") << r.calls[i];
-      out << "], \"steady_us\": " << r.steady_us << ", \"first_generic\": " << r.first_stats.generic
+      out << "], \"steady_us\": " << r.steady_us << ", \"static_us\": " << r.static_us << ", \"first_generic\": " << r.first_stats.generic
           << ", \"first_pending\": " << r.first_stats.pending << ", \"prepare_ms\": " << r.first_stats.prepare_ms << ", \"steady_generic\": " << r.steady_stats.generic
           << ", \"steady_specialized\": " << r.steady_stats.specialized << ", \"steady_pending\": " << r.steady_stats.pending
           << "}";

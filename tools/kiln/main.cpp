@@ -54,12 +54,16 @@ commands:
                   [--iterations N] [--kernel-specialization lazy|eager|none]
                   [--cuda-graphs whole_graph_capture|disabled]
                   [--runtime-cache FILE|off] [--settle-ms N] [--json FILE]
+                  [--static-plan PLAN.kiln ...]
       Latency over a trace of input shapes (one --trace per call, in order,
       the whole trace --repeat times, default 2), each call timed from
       binding its inputs to the end of a stream synchronize; then per shape
       the first, second and steady-state call (median of --iterations, taken
       once no kernel waits for its specialized variant, waiting at most
-      --settle-ms). Inputs are random; --json writes every timing.
+      --settle-ms). Each --static-plan (a plan built for one shape of the
+      trace) runs on its own engine, timed in rounds alternating with the
+      trace's engine at that shape. Inputs are random; --json writes every
+      timing.
   cache info FILE | cache clear FILE
   cache warm PLAN.kiln --arch sm_90 --cache FILE [--shapes x:4x256,mask:4x16 ...]
       The runtime cache: compiled kernels keyed by source, options, arch and
@@ -168,7 +172,7 @@ int main(int argc, char** argv) {
     if (command == "bench")
       return cmd_bench(parse_args(argc, argv, 2,
                                   {"--trace", "--repeat", "--iterations", "--kernel-specialization", "--cuda-graphs", "--runtime-cache",
-                                   "--settle-ms", "--json"},
+                                   "--settle-ms", "--json", "--static-plan"},
                                   {}));
     if (command == "cache") return cmd_cache(parse_args(argc, argv, 2, {"--arch", "--cache", "--shapes"}, {}));
     if (command == "conformance")
