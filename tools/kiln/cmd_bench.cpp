@@ -129,11 +129,17 @@ int cmd_bench(const Args& args) {
   std::map<size_t, StaticEngine> statics;  // by distinct shape
   for (const std::string& file : args.all("--static-plan")) {
     plan::Plan sp = plan::load(file);
+    ir::SymbolBindings fixed;  // symbols whose profile range is a single value
+    for (auto& [symbol, range] : sp.network.dim_ranges())
+      if (range.min == range.max) fixed[symbol] = range.min;
     std::map<std::string, std::vector<int64_t>> dims;
     for (ir::ValueId id : sp.network.inputs()) {
       const ir::Value& v = sp.network.value(id);
-      if (!ir::shape_is_constant(v.shape)) fail(ErrorCode::kInvalidArgument, "--static-plan ", file, ": input '", v.name, "' is not static");
-      dims[v.name] = ir::shape_constants(v.shape);
+      for (const ir::Dim& dim : v.shape) {
+        auto x = dim.evaluate(fixed);
+        if (!x) fail(ErrorCode::kInvalidArgument, "--static-plan ", file, ": input '", v.name, "' is not static");
+        dims[v.name].push_back(*x);
+      }
     }
     auto it = std::find(distinct.begin(), distinct.end(), dims);
     if (it == distinct.end()) fail(ErrorCode::kInvalidArgument, "--static-plan ", file, ": its input shapes are not in the trace");
