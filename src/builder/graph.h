@@ -54,6 +54,11 @@ int fold_batchnorm_into_conv(Graph& g);
 // per-channel views, which fuse_elementwise then fuses.
 int lower_batchnorm(Graph& g);
 int fuse_matmul_epilogues(Graph& g);
+// A Transpose that only moves dims of size 1 becomes Squeeze + Unsqueeze (views, no kernel).
+int transposes_to_views(Graph& g);
+// A FusedMatMul operand that is x * (scalar constant), read by nothing else,
+// becomes x, the scalar going into alpha.
+int fold_scales_into_matmul(Graph& g);
 int fuse_elementwise(Graph& g);
 int convert_precision(Graph& g, DType to);
 // Graph outputs that no node writes (a constant) get a copy node, so the

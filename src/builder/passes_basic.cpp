@@ -34,6 +34,49 @@ int remove_identities(Graph& g) {
   return changed;
 }
 
+int transposes_to_views(Graph& g) {
+  int changed = 0;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    ir::Node& node = g.nodes[n];
+    if (g.dead[n] || node.op != OpKind::kTranspose) continue;
+    const ir::Shape& x = g.values[size_t(node.inputs[0])].shape;
+    std::vector<int64_t> perm(x.size());
+    for (size_t i = 0; i < perm.size(); ++i) perm[i] = int64_t(perm.size() - 1 - i);
+    perm = node.attrs.get_ints("perm", perm);
+    if (perm.size() != x.size()) continue;
+    // Data moves only if the dims that are not 1 change their order.
+    std::vector<int64_t> moved, unit_in, unit_out;
+    for (size_t i = 0; i < perm.size(); ++i)
+      if (x[size_t(perm[i])] == ir::Dim(1)) unit_out.push_back(int64_t(i));
+      else moved.push_back(perm[i]);
+    if (!std::is_sorted(moved.begin(), moved.end())) continue;
+    for (size_t i = 0; i < x.size(); ++i)
+      if (x[i] == ir::Dim(1)) unit_in.push_back(int64_t(i));
+    if (unit_in.empty() && unit_out.empty()) continue;  // no unit dims and a real permutation
+    // Squeeze the unit dims, unsqueeze them where the transpose puts them: both views.
+    auto axes = [&](const std::vector<int64_t>& a) {
+      return g.add_weight(node.name + "_axes", reference::make_tensor(DType::kInt64, {int64_t(a.size())},
+                                                                      std::vector<double>(a.begin(), a.end())));
+    };
+    ir::ValueId in = node.inputs[0], out = node.outputs[0];
+    std::string name = node.name;
+    ir::ValueId squeezed = unit_out.empty() ? out : g.add_value(g.values[size_t(out)].name + "_squeezed");
+    std::vector<ir::Node> views;
+    if (!unit_in.empty()) views.push_back(ir::Node{g.unique_name(name + "_squeeze"), OpKind::kSqueeze, {in, axes(unit_in)}, {squeezed}, {}});
+    if (!unit_out.empty())
+      views.push_back(ir::Node{g.unique_name(name + "_unsqueeze"), OpKind::kUnsqueeze, {unit_in.empty() ? in : squeezed, axes(unit_out)},
+                               {out}, {}});
+    g.nodes[n] = views[0];
+    if (views.size() == 2) {
+      g.nodes.insert(g.nodes.begin() + long(n) + 1, views[1]);
+      g.dead.insert(g.dead.begin() + long(n) + 1, false);
+      ++n;
+    }
+    ++changed;
+  }
+  return changed;
+}
+
 namespace {
 
 constexpr int64_t kMaxFoldedBytes = 64 << 20;

@@ -186,6 +186,36 @@ bool fusable(const Graph& g, const ir::Node& node) {
 
 }  // namespace
 
+int fold_scales_into_matmul(Graph& g) {
+  int changed = 0;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n] || g.nodes[n].op != OpKind::kFusedMatMul) continue;
+    for (size_t operand = 0; operand < 2; ++operand) {
+      ir::ValueId in = g.nodes[n].inputs[operand];
+      std::optional<size_t> producer;
+      for (size_t p = 0; p < n; ++p)
+        if (!g.dead[p] && std::find(g.nodes[p].outputs.begin(), g.nodes[p].outputs.end(), in) != g.nodes[p].outputs.end())
+          producer = p;
+      if (!producer || g.nodes[*producer].op != OpKind::kMul || sole_consumer(g, in) != n) continue;
+      const ir::Node& mul = g.nodes[*producer];
+      for (size_t k = 0; k < 2; ++k) {
+        const ir::TensorData* scale = g.weight_of(mul.inputs[k]);
+        ir::ValueId other = mul.inputs[1 - k];
+        if (!scale || scale->numel() != 1 || !is_floating(scale->dtype) || g.values[size_t(other)].shape != g.values[size_t(in)].shape ||
+            g.values[size_t(other)].dtype != g.values[size_t(in)].dtype)
+          continue;
+        double alpha = g.nodes[n].attrs.get_float("alpha", 1.0) * ir::read_doubles(*scale)[0];
+        g.nodes[n].attrs.set("alpha", alpha);
+        g.nodes[n].inputs[operand] = other;
+        g.dead[*producer] = true;
+        ++changed;
+        break;
+      }
+    }
+  }
+  return changed;
+}
+
 int fuse_elementwise(Graph& g) {
   // Group each fusable node with the node that solely consumes it; a group is a
   // tree rooted at the node whose output leaves it.

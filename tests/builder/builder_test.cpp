@@ -127,6 +127,32 @@ TEST(Builder, BatchNormFoldsIntoConvAndEltwiseChainsFuse) {
   expect_same_results(net, p.network, {{"n", 2}}, 1e-6);
 }
 
+// The exported attention's shape shuffles: transposes that only move unit dims
+// are views, and scalar scales of matmul operands ride in alpha.
+TEST(Builder, UnitTransposesBecomeViewsAndScalesFoldIntoMatMul) {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("seq"), Dim(1), Dim(8)});
+  ir::Attributes perm;
+  perm.set("perm", std::vector<int64_t>{1, 0, 2});
+  ValueId t = net.add_op(OpKind::kTranspose, {x}, perm)[0];  // [1, seq, 8]: no data moves
+  ValueId c = net.add_weight("c", reference::make_tensor(DType::kFloat32, {}, {0.35}));
+  ValueId scaled = net.add_op1(OpKind::kMul, {t, c});
+  ValueId y = net.add_op1(OpKind::kMatMul, {scaled, net.add_weight("w", random_weight({8, 4}, 2))});
+  ir::Attributes swap;
+  swap.set("perm", std::vector<int64_t>{0, 2, 1});
+  net.add_output(net.add_op(OpKind::kTranspose, {y}, swap)[0]);  // [1, 4, seq]: a real transpose stays
+  net.set_dim_range("seq", {1, 8, 32});
+  net.finalize();
+  plan::Plan p = build(net, {});
+  EXPECT_EQ(count_ops(p.network, OpKind::kTranspose), 1) << dump_network(p.network);
+  EXPECT_EQ(count_ops(p.network, OpKind::kMul), 0) << dump_network(p.network);
+  EXPECT_EQ(count_ops(p.network, OpKind::kFusedElementwise), 0) << dump_network(p.network);
+  for (const ir::Node& node : p.network.nodes())
+    if (node.op == OpKind::kFusedMatMul) EXPECT_NEAR(node.attrs.get_float("alpha", 1.0), 0.35, 1e-7);  // the float32 weight
+  expect_same_results(net, p.network, {{"seq", 5}}, 1e-6);
+  expect_same_results(net, p.network, {{"seq", 1}}, 1e-6);
+}
+
 TEST(Builder, StaticShapeArithmeticIsFolded) {
   ir::Network net;
   ValueId x = net.add_input("x", DType::kFloat32, {Dim(2), Dim(3), Dim(4)});
