@@ -84,6 +84,8 @@ def kiln_trace(kiln, plan, strategy, iterations, work, static_plans):
         cmd += ["--trace", f"x:1x{length}x{D}"]
     for static in static_plans:
         cmd += ["--static-plan", static]
+    if strategy == "lazy":
+        cmd.append("--manual-capture")
     run(cmd)
     with open(out) as f:
         data = json.load(f)
@@ -92,6 +94,7 @@ def kiln_trace(kiln, plan, strategy, iterations, work, static_plans):
         length = int(shape["shape"].split(":")[1].split("x")[1])
         result[str(length)] = {"first_us": shape["calls_us"][0], "second_us": shape["calls_us"][1],
                                "steady_us": shape["steady_us"], "static_us": shape["static_us"],
+                               "manual_us": shape["manual_us"],
                                "steady_generic": shape["steady_generic"], "first_pending": shape["first_pending"]}
     return result
 
@@ -218,13 +221,15 @@ def main():
 def render(report):
     lines = [f"dynamic trace on {report['device']}: 4-layer d=512 encoder, fp16, batch 1; us per call "
              "(first / second / steady median); each system in its own process; kiln runtime cache off, native "
-             "CUDA graphs on; static: an engine built for that length, timed alternating with kiln lazy"]
+             "CUDA graphs on; static: an engine built for that length, timed alternating with kiln lazy; manual: kiln lazy's "
+             "specialized kernels captured by hand (native graphs off) and replayed"]
     systems = [("kiln lazy", report["kiln"]["lazy"]), ("kiln eager", report["kiln"]["eager"]),
                ("kiln none", report["kiln"]["none"]), ("torch eager", report["torch_eager"])]
     for key in ("torch_compile_dynamic", "torch_compile_default"):
         if key in report:
             systems.append((key.replace("_", " ").replace("torch compile", "compile"), report[key]))
-    header = f"{'len':>4} " + " ".join(f"{name:>26}" for name, _ in systems) + f" {'static':>8} {'lazy/st':>8}"
+    header = (f"{'len':>4} " + " ".join(f"{name:>26}" for name, _ in systems) +
+              f" {'static':>8} {'lazy/st':>8} {'manual':>8} {'lazy/man':>8}")
     lines.append(header)
     f = lambda v: "-" if v is None else (f"{v:.0f}" if v >= 100 else f"{v:.1f}")
     for L in report["lengths"]:
@@ -234,7 +239,9 @@ def render(report):
             cells.append("error" if d is None else f"{f(d['first_us'])} / {f(d['second_us'])} / {f(d['steady_us'])}")
         static = report["kiln_static_us"].get(str(L))
         lazy = report["kiln"]["lazy"][str(L)]["steady_us"]
-        lines.append(f"{L:>4} " + " ".join(f"{c:>26}" for c in cells) + f" {f(static):>8} {lazy / static:>8.3f}")
+        manual = report["kiln"]["lazy"][str(L)].get("manual_us") or 0
+        lines.append(f"{L:>4} " + " ".join(f"{c:>26}" for c in cells) + f" {f(static):>8} {lazy / static:>8.3f}"
+                     f" {f(manual):>8} {lazy / manual if manual else 0:>8.3f}")
     for name, data in systems:
         if isinstance(data, dict) and "error" in data:
             lines.append(f"  {name}: {data['error']}")

@@ -25,6 +25,7 @@ struct ShapeResult {
   std::vector<double> calls;  // trace calls at this shape, in order (us)
   double steady_us = 0;
   double static_us = 0;  // an engine built for exactly this shape (--static-plan), measured interleaved
+  double manual_us = 0;  // the same kernels captured by hand into a graph and replayed (--manual-capture)
   runtime::ExecutionContext::ShapeStats first_stats, steady_stats;
 };
 
@@ -161,6 +162,33 @@ int cmd_bench(const Args& args) {
     return micros_since(t0);
   };
 
+  // What a user gets by capturing kiln by hand (native graphs off) once the
+  // kernels are specialized: the graph replayed with the same kernels.
+  auto manual_context = engine->create_context();
+  manual_context->set_cuda_graph_strategy(runtime::CudaGraphStrategy::kDisabled);
+  auto manual_capture_us = [&](size_t d) {
+    runtime::DeviceIo manual_io(*manual_context, *engine, shape_inputs[d]);
+    manual_context->enqueue(stream);  // prepared outside the capture
+    cudaStreamSynchronize(stream);
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess)
+      fail(ErrorCode::kDevice, "cannot begin a capture for --manual-capture");
+    manual_context->enqueue(stream);
+    if (cudaStreamEndCapture(stream, &graph) != cudaSuccess || cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess)
+      fail(ErrorCode::kDevice, "the manual capture at ", results[d].key, " failed");
+    std::vector<double> times;
+    for (int i = 0; i < 10 + iterations; ++i) {
+      auto t0 = Clock::now();
+      cudaGraphLaunch(exec, stream);
+      cudaStreamSynchronize(stream);
+      if (i >= 10) times.push_back(micros_since(t0));
+    }
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    return percentile(times, 0.5);
+  };
+
   // Steady state: once no kernel of the shape waits for its specialized variant.
   // With a static engine for the shape, both are timed in alternating rounds
   // so that drifts of the host and the GPU hit both alike.
@@ -184,6 +212,7 @@ int cmd_bench(const Args& args) {
     }
     results[d].steady_us = percentile(times, 0.5);
     if (st != statics.end()) results[d].static_us = percentile(static_times, 0.5);
+    if (args.has("--manual-capture")) results[d].manual_us = manual_capture_us(d);
     results[d].steady_stats = context->specialization_stats().front();
   }
   print_graph_stats(*context);
@@ -194,6 +223,7 @@ int cmd_bench(const Args& args) {
   for (auto& r : results)
     std::cout << r.key << "  " << r.calls[0] << " / " << (r.calls.size() > 1 ? str(r.calls[1]) : "-") << " / " << r.steady_us
               << (r.static_us > 0 ? str(" (static engine ", r.static_us, ", ratio ", r.steady_us / r.static_us, ")") : "")
+              << (r.manual_us > 0 ? str(" (manual capture ", r.manual_us, ")") : "")
               << "  (" << stats_text(r.steady_stats) << ")\n";
   if (args.has("--json")) {
     std::ofstream out(args.get("--json"));
@@ -206,7 +236,7 @@ int cmd_bench(const Args& args) {
       const ShapeResult& r = results[d];
       out << (d ? ", " : "") << "{\"shape\": \"" << json_escape(r.key) << "\", \"calls_us\": [";
       for (size_t i = 0; i < r.calls.size(); ++i) out << (i ? ", " : "") << r.calls[i];
-      out << "], \"steady_us\": " << r.steady_us << ", \"static_us\": " << r.static_us << ", \"first_generic\": " << r.first_stats.generic
+      out << "], \"steady_us\": " << r.steady_us << ", \"static_us\": " << r.static_us << ", \"manual_us\": " << r.manual_us << ", \"first_generic\": " << r.first_stats.generic
           << ", \"first_pending\": " << r.first_stats.pending << ", \"prepare_ms\": " << r.first_stats.prepare_ms << ", \"steady_generic\": " << r.steady_stats.generic
           << ", \"steady_specialized\": " << r.steady_stats.specialized << ", \"steady_pending\": " << r.steady_stats.pending
           << "}";

@@ -54,7 +54,7 @@ commands:
                   [--iterations N] [--kernel-specialization lazy|eager|none]
                   [--cuda-graphs whole_graph_capture|disabled]
                   [--runtime-cache FILE|off] [--settle-ms N] [--json FILE]
-                  [--static-plan PLAN.kiln ...]
+                  [--static-plan PLAN.kiln ...] [--manual-capture]
       Latency over a trace of input shapes (one --trace per call, in order,
       the whole trace --repeat times, default 2), each call timed from
       binding its inputs to the end of a stream synchronize; then per shape
@@ -62,8 +62,9 @@ commands:
       once no kernel waits for its specialized variant, waiting at most
       --settle-ms). Each --static-plan (a plan built for one shape of the
       trace) runs on its own engine, timed in rounds alternating with the
-      trace's engine at that shape. Inputs are random; --json writes every
-      timing.
+      trace's engine at that shape. --manual-capture also times, per shape,
+      the kernels of the steady state captured by hand into a graph (native
+      graphs off) and replayed. Inputs are random; --json writes every timing.
   cache info FILE | cache clear FILE
   cache warm PLAN.kiln --arch sm_90 --cache FILE [--shapes x:4x256,mask:4x16 ...]
       The runtime cache: compiled kernels keyed by source, options, arch and
@@ -173,7 +174,7 @@ int main(int argc, char** argv) {
       return cmd_bench(parse_args(argc, argv, 2,
                                   {"--trace", "--repeat", "--iterations", "--kernel-specialization", "--cuda-graphs", "--runtime-cache",
                                    "--settle-ms", "--json", "--static-plan"},
-                                  {}));
+                                  {"--manual-capture"}));
     if (command == "cache") return cmd_cache(parse_args(argc, argv, 2, {"--arch", "--cache", "--shapes"}, {}));
     if (command == "conformance")
       return cmd_conformance(parse_args(argc, argv, 2, {"--device", "--filter"}, {"--verbose", "--specialized"}));
