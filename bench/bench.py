@@ -12,11 +12,9 @@ Correctness: kiln fp32 (TF32 off) and fp16 outputs against PyTorch fp32.
 Writes bench.json, bench-table.txt and bench.png (if matplotlib is there) to --out.
 """
 import argparse
-import csv
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -158,32 +156,6 @@ def kiln(cmd, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
 
 
-def kernel_time_per_run_us(cmd):
-    """Summed kernel time of one network run, from Nsight Compute (None without ncu).
-
-    `cmd` is a `kiln run` that executes the network twice (the context's
-    warm-up and one run); kernels run serialized under ncu, caches and clocks
-    left alone."""
-    ncu = shutil.which("ncu") or ("/usr/local/cuda/bin/ncu" if os.path.exists("/usr/local/cuda/bin/ncu") else None)
-    if not ncu:
-        return None
-    r = subprocess.run([ncu, "--csv", "--metrics", "gpu__time_duration.sum", "--cache-control", "none", "--clock-control",
-                        "none"] + cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        return None
-    total, scale = 0.0, {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}
-    header = None
-    for row in csv.reader(line for line in r.stdout.splitlines() if line.startswith('"')):
-        if header is None:
-            header = row
-            continue
-        rec = dict(zip(header, row))
-        if rec.get("Metric Name") != "gpu__time_duration.sum" or "memset" in rec.get("Kernel Name", "").lower():
-            continue
-        total += float(rec["Metric Value"].replace(",", "")) * scale.get(rec.get("Metric Unit", ""), 1.0)
-    return total / 2 if total > 0 else None
-
-
 def rel_error(a, b):
     return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))) / max(np.max(np.abs(b)), 1e-12))
 
@@ -261,13 +233,8 @@ def main():
                 m = re.search(r"p50 ([\d.]+) ", d.stdout)
                 if d.returncode == 0 and m:
                     row["kiln_no_graphs_us"] = float(m.group(1))
-                # GPU busy during replay: summed kernel time of one run over the graph's wall time per call.
-                busy = kernel_time_per_run_us(cmd[:cmd.index("--warmup")] + [
-                    "--warmup", "0", "--iterations", "0", "--cuda-graphs", "disabled",
-                    "--kernel-specialization", args.kernel_specialization])
-                if busy:
-                    row["kiln_kernel_us"] = busy
-                    row["kiln_gpu_busy"] = busy / row["kiln_us"]
+                # The GPU's share of each call: the graph's span on the GPU (events) over the call's wall time.
+                row["kiln_gpu_span_fraction"] = row["kiln_gpu_us"] / row["kiln_us"]
         for key in ("torch_eager_us", "torch_cuda_graph_us", "torch_compile_us"):
             if key in row and "kiln_us" in row:
                 row["kiln_vs_" + key.replace("_us", "")] = row["kiln_us"] / row[key]
@@ -277,13 +244,13 @@ def main():
     with open(os.path.join(args.out, "bench.json"), "w") as f:
         json.dump(rows, f, indent=2)
     lines = [f"benchmarks on {device_name}, batch 1, fp16, median latency in us (ratio = kiln / baseline)",
-             f"{'model':10} {'eager':>8} {'graph':>8} {'compile':>8} {'kiln':>8} {'no-graph':>8} {'busy':>6} {'k/eager':>8} {'k/graph':>8} {'k/comp':>8} "
+             f"{'model':10} {'eager':>8} {'graph':>8} {'compile':>8} {'kiln':>8} {'no-graph':>8} {'span':>6} {'k/eager':>8} {'k/graph':>8} {'k/comp':>8} "
              f"{'err32':>8} {'err16':>8} {'k32/f64':>8} {'t32/f64':>8} {'k32/ref':>8}"]
     fmt = lambda v, p=1: "-" if v is None else (f"{v:.{p}f}" if isinstance(v, float) else str(v))
     for r in rows:
         lines.append(f"{r['model']:10} {fmt(r.get('torch_eager_us')):>8} {fmt(r.get('torch_cuda_graph_us')):>8} "
                      f"{fmt(r.get('torch_compile_us')):>8} {fmt(r.get('kiln_us')):>8} {fmt(r.get('kiln_no_graphs_us')):>8} "
-                     f"{fmt(r.get('kiln_gpu_busy'), 2):>6} "
+                     f"{fmt(r.get('kiln_gpu_span_fraction'), 2):>6} "
                      f"{fmt(r.get('kiln_vs_torch_eager'), 2):>8} "
                      f"{fmt(r.get('kiln_vs_torch_cuda_graph'), 2):>8} {fmt(r.get('kiln_vs_torch_compile'), 2):>8} "
                      f"{fmt(r.get('kiln_fp32_rel_error'), 6) if r.get('kiln_fp32_rel_error') is not None else '-':>8} "
@@ -294,8 +261,8 @@ def main():
         for k, v in r.items():
             if k.endswith("error") and isinstance(v, str):
                 lines.append(f"  {r['model']}: {k}: {v}")
-    lines.append("kiln: native CUDA graphs (whole_graph_capture); no-graph: the same with --cuda-graphs disabled; busy: "
-                 "kiln's summed kernel time per run (Nsight Compute, serialized) / kiln's latency with graphs")
+    lines.append("kiln: native CUDA graphs (whole_graph_capture); no-graph: the same with --cuda-graphs disabled; span: "
+                 "the graph's time on the GPU (events around it) / kiln's wall time per call")
     lines.append("err32/err16: max |kiln - PyTorch fp32| / max |PyTorch fp32|; k32/f64, t32/f64: kiln fp32 and "
                  "PyTorch fp32 against PyTorch float64; k32/ref: kiln fp32 on the GPU against kiln's float64 CPU "
                  "reference run of the same plan")
