@@ -36,6 +36,8 @@ class RuntimeCache {
   void merge(const RuntimeCache& other);
   void reset();
   size_t entry_count() const;
+  // Entries inserted or merged in since the cache was last saved (loading does not count).
+  bool has_unsaved_entries() const;
   size_t bytes() const;  // cubin bytes held
   std::map<int, size_t> entries_per_arch() const;
 
@@ -61,6 +63,7 @@ class RuntimeCache {
   std::string loaded_origin_;
   mutable std::mutex mutex_;
   std::map<std::pair<CacheKey, int>, std::string> entries_;
+  bool unsaved_ = false;
 };
 
 }  // namespace kiln::runtime

@@ -71,6 +71,27 @@ TEST(RuntimeCache, OtherCompilerVersionsAreIgnored) {
   EXPECT_FALSE(now.merge_serialized("garbage that is not a cache", "g").empty());
 }
 
+TEST(RuntimeCache, KnowsWhetherItHoldsUnsavedEntries) {
+  fs::path file = fs::temp_directory_path() / ("kiln_cache_unsaved_" + std::to_string(getpid()) + ".bin");
+  RuntimeCache cache(13000);
+  EXPECT_FALSE(cache.has_unsaved_entries());
+  cache.insert(key(1), 90, "cubin one");
+  EXPECT_TRUE(cache.has_unsaved_entries());
+  EXPECT_TRUE(cache.save_file(file).empty());
+  EXPECT_FALSE(cache.has_unsaved_entries());
+  cache.insert(key(1), 90, "cubin one");  // already there
+  EXPECT_FALSE(cache.has_unsaved_entries());
+  RuntimeCache loaded(13000);
+  EXPECT_TRUE(loaded.load_file(file).empty());
+  EXPECT_EQ(loaded.entry_count(), 1u);
+  EXPECT_FALSE(loaded.has_unsaved_entries());  // what came from the file needs no saving
+  RuntimeCache other(13000);
+  other.insert(key(2), 90, "cubin two");
+  loaded.merge(other);
+  EXPECT_TRUE(loaded.has_unsaved_entries());
+  fs::remove(file);
+}
+
 TEST(RuntimeCache, UnwritableFolderIsAWarning) {
   RuntimeCache cache(13000);  // nobody, root included, can create files under /proc
   EXPECT_FALSE(cache.save_file("/proc/kiln/cache.bin").empty());

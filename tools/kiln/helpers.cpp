@@ -95,7 +95,9 @@ runtime::RuntimeConfig gpu_config(const char* who, const std::optional<std::file
 
 void save_runtime_cache(const char* who, const runtime::RuntimeConfig& config,
                         const std::optional<std::filesystem::path>& cache_file) {
-  if (cache_file && config.cache) print_warnings(who, config.cache->save_file(*cache_file));
+  // Nothing new: the file already holds every entry (no rewrite, no fsync).
+  if (cache_file && config.cache && config.cache->has_unsaved_entries())
+    print_warnings(who, config.cache->save_file(*cache_file));
 }
 
 }  // namespace kiln::cli

@@ -81,13 +81,19 @@ std::optional<std::string> RuntimeCache::find(const CacheKey& key, int arch) con
 
 void RuntimeCache::insert(const CacheKey& key, int arch, std::string cubin) {
   std::lock_guard lock(mutex_);
-  entries_[{key, arch}] = std::move(cubin);
+  if (entries_.insert_or_assign({key, arch}, std::move(cubin)).second) unsaved_ = true;
 }
 
 void RuntimeCache::merge(const RuntimeCache& other) {
   if (&other == this) return;
   std::scoped_lock lock(mutex_, other.mutex_);
-  for (auto& [k, v] : other.entries_) entries_.emplace(k, v);
+  for (auto& [k, v] : other.entries_)
+    if (entries_.emplace(k, v).second) unsaved_ = true;
+}
+
+bool RuntimeCache::has_unsaved_entries() const {
+  std::lock_guard lock(mutex_);
+  return unsaved_;
 }
 
 void RuntimeCache::reset() {
@@ -227,7 +233,10 @@ std::vector<std::string> RuntimeCache::save(const std::filesystem::path& path, b
   if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::filesystem::remove(tmp, ec);
     warnings.push_back(str("cannot write ", path, "; runtime cache not saved"));
+    return warnings;
   }
+  std::lock_guard guard(mutex_);
+  unsaved_ = false;
   return warnings;
 }
 
