@@ -69,6 +69,7 @@ struct EngineState {
   RuntimeConfig config;
   int device = 0;
   int sm_count = 1;
+  int arch = 0;
   DeviceBuffer weights;
   std::vector<int64_t> weight_offset;  // per value, -1 if not a weight
   KernelStore store;
@@ -100,6 +101,7 @@ std::shared_ptr<Engine> Engine::create(plan::Plan plan, const RuntimeConfig& con
   cudaDeviceProp prop{};
   KILN_CUDA(cudaGetDeviceProperties(&prop, s->device), "");
   s->sm_count = prop.multiProcessorCount;
+  s->arch = prop.major * 10 + prop.minor;
   const ir::Network& net = s->plan.network;
 
   s->ops = make_ops(s->plan, s->store);
@@ -121,7 +123,7 @@ std::shared_ptr<Engine> Engine::create(plan::Plan plan, const RuntimeConfig& con
 
   int threads = config.compile_threads > 0 ? config.compile_threads
                                            : std::clamp<int>(int(std::thread::hardware_concurrency()), 1, 16);
-  s->store.compile_all(prop.major * 10 + prop.minor, threads, config.progress, config.cache.get());
+  s->store.compile_all(s->arch, threads, config.progress, config.cache.get());
   s->config = config;
   // lazy compiles in the background on a few threads; eager on as many as
   // compile the generic kernels, while the first call at a shape waits.
@@ -382,6 +384,8 @@ PreparedShape& prepared_shape(ContextState& c) {
   p.shapes = evaluate_shapes(e.plan.network, c.input_dims);
   KernelSpecialization strategy = e.config.dynamic_shapes_kernel_specialization_strategy;
   PrepareContext ctx{p.shapes, p.steps, c.lt, c.cudnn, c.workspace.bytes(), e.sm_count};
+  ctx.cache = e.config.cache.get();
+  ctx.arch = e.arch;
   for (const auto& op : e.ops) op->prepare(ctx);
   for (Step& step : p.steps) {
     auto* k = std::get_if<KernelLaunch>(&step);

@@ -161,6 +161,10 @@ struct PrepareContext {
   // No device (cache warming): library calls are left out; kernel launches,
   // whose parameters depend on shapes alone, are prepared as usual.
   bool dry = false;
+  // Where library choices (cuDNN algorithms) are remembered across processes,
+  // for the device's architecture; null: ask the library's heuristics each time.
+  RuntimeCache* cache = nullptr;
+  int arch = 0;
 };
 
 class Op {

@@ -84,19 +84,11 @@ class CudnnConvOp : public Op {
     KILN_CUDNN(cudnnSetConvolutionMathType(d->conv, dtype_ == DType::kFloat32 || dtype_ == DType::kFloat64 ? CUDNN_FMA_MATH
                                                                                                           : CUDNN_TENSOR_OP_MATH),
                where);
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int found = 0;
-    KILN_CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(ctx.cudnn, d->x, d->w, d->conv, d->y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-                                                      &found, perf),
-               where);
-    bool chosen = false;
-    for (int i = 0; i < found && !chosen; ++i)
-      if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= ctx.workspace_bytes) {
-        d->algo = perf[i].algo;
-        d->workspace = perf[i].memory;
-        chosen = true;
-      }
-    if (!chosen) fail(ErrorCode::kUnsupported, where, ": cuDNN has no algorithm within the ", ctx.workspace_bytes, "-byte workspace");
+    choose_algorithm(ctx, *d, str("cudnn ", cudnnGetVersion(), " conv forward ", int(type), " x ", ir::shape_to_string(ir::shape_of(x4)),
+                                  " w ", ir::shape_to_string(ir::shape_of(w4)), " pads ", ir::shape_to_string(ir::shape_of({pads.begin(), pads.end()})),
+                                  " strides ", ir::shape_to_string(ir::shape_of({strides.begin(), strides.end()})), " dilations ",
+                                  ir::shape_to_string(ir::shape_of({dil.begin(), dil.end()})), " group ", node_.attrs.get_int("group", 1)),
+                     where);
     bool bias = node_.inputs.size() > 2 && node_.inputs[2] != ir::kNoValue;
     if (bias) {
       std::vector<int64_t> b(y4.size(), 1);
@@ -115,6 +107,36 @@ class CudnnConvOp : public Op {
   }
 
  private:
+  // cuDNN's heuristics cost milliseconds per convolution, and their first use
+  // in a process far more: the choice is remembered in the runtime cache,
+  // keyed by everything that defines the convolution and cuDNN's version.
+  void choose_algorithm(const PrepareContext& ctx, CudnnDescriptors& d, const std::string& problem, const std::string& where) const {
+    CacheKey key = kernel_cache_key(problem, "cudnn forward algorithm", ctx.arch, 0);
+    if (auto known = ctx.cache ? ctx.cache->find(key, ctx.arch) : std::nullopt; known && known->size() == 1) {
+      auto algo = cudnnConvolutionFwdAlgo_t(static_cast<unsigned char>((*known)[0]));
+      size_t bytes = 0;
+      if (algo < CUDNN_CONVOLUTION_FWD_ALGO_COUNT &&
+          cudnnGetConvolutionForwardWorkspaceSize(ctx.cudnn, d.x, d.w, d.conv, d.y, algo, &bytes) == CUDNN_STATUS_SUCCESS &&
+          bytes <= ctx.workspace_bytes) {
+        d.algo = algo;
+        d.workspace = bytes;
+        return;
+      }
+    }
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int found = 0;
+    KILN_CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(ctx.cudnn, d.x, d.w, d.conv, d.y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf),
+               where);
+    for (int i = 0; i < found; ++i)
+      if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= ctx.workspace_bytes) {
+        d.algo = perf[i].algo;
+        d.workspace = perf[i].memory;
+        if (ctx.cache) ctx.cache->insert(key, ctx.arch, std::string(1, char(d.algo)));
+        return;
+      }
+    fail(ErrorCode::kUnsupported, where, ": cuDNN has no algorithm within the ", ctx.workspace_bytes, "-byte workspace");
+  }
+
   const ir::Node& node_;
   DType dtype_;
 };

@@ -151,6 +151,35 @@ TEST(GpuRuntime, RuntimeCacheServesTheSecondEngine) {
   expect_close(to_floats(got[0]), ir::read_doubles(reference::run(net, {{"x", input}})[0]), 1e-5);
 }
 
+// cuDNN's algorithm choice is remembered in the runtime cache: a second engine
+// finds it there instead of asking cuDNN's heuristics again.
+TEST(GpuRuntime, RuntimeCacheRemembersConvolutionAlgorithms) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(15);
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(1), Dim(4), Dim(12), Dim(12)});
+  ir::Attributes a;
+  a.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+  ValueId y = net.add_op(OpKind::kConv, {x, net.add_weight("w", random_tensor(DType::kFloat32, {8, 4, 3, 3}, rng))}, a)[0];
+  net.add_output(y);
+  net.finalize();
+  plan::Plan p = builder::build(net, {});
+  runtime::RuntimeConfig config;
+  config.cache = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version());
+  config.dynamic_shapes_kernel_specialization_strategy = runtime::KernelSpecialization::kNone;
+  auto input = random_tensor(DType::kFloat32, {1, 4, 12, 12}, rng);
+  auto want = ir::read_doubles(reference::run(net, {{"x", input}})[0]);
+  auto first = runtime::Engine::create(p, config);
+  auto c1 = first->create_context();
+  expect_close(to_floats(runtime::run_with_host_tensors(*c1, *first, {{"x", input}})[0]), want, 1e-4);
+  EXPECT_EQ(config.cache->entry_count(), size_t(first->kernel_count()) + 1);  // the kernels and one algorithm choice
+  size_t entries = config.cache->entry_count();
+  auto second = runtime::Engine::create(p, config);
+  auto c2 = second->create_context();
+  expect_close(to_floats(runtime::run_with_host_tensors(*c2, *second, {{"x", input}})[0]), want, 1e-4);
+  EXPECT_EQ(config.cache->entry_count(), entries);
+}
+
 TEST(GpuRuntime, CacheWarmedWithoutAGpuServesSpecializedKernels) {
   KILN_REQUIRE_GPU();
   std::mt19937 rng(11);

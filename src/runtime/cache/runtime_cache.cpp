@@ -81,7 +81,11 @@ std::optional<std::string> RuntimeCache::find(const CacheKey& key, int arch) con
 
 void RuntimeCache::insert(const CacheKey& key, int arch, std::string cubin) {
   std::lock_guard lock(mutex_);
-  if (entries_.insert_or_assign({key, arch}, std::move(cubin)).second) unsaved_ = true;
+  auto [it, fresh] = entries_.try_emplace({key, arch});
+  if (fresh || it->second != cubin) {
+    it->second = std::move(cubin);
+    unsaved_ = true;
+  }
 }
 
 void RuntimeCache::merge(const RuntimeCache& other) {
