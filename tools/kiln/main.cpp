@@ -68,7 +68,7 @@ commands:
   cache info FILE | cache clear FILE
   cache warm PLAN.kiln --arch sm_90 --cache FILE [--shapes x:4x256,mask:4x16 ...]
       The runtime cache: compiled kernels keyed by source, options, arch and
-      NVRTC version. `info` prints `entries: N`, `bytes: N` and per-arch
+      NVRTC version, and cuDNN's algorithm choices (made on a GPU). `info` prints `entries: N`, `bytes: N` and per-arch
       counts; `clear` empties the file; `warm` compiles the plan's kernels for
       an architecture into the file, no GPU needed, and for each --shapes set
       (the flag repeats) the kernels specialized for those shapes. `kiln run --device cuda`
