@@ -149,6 +149,7 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
   run("transposes to views", transposes_to_views);
   run("fuse matmul epilogues", fuse_matmul_epilogues);
   run("fold scales into matmul", fold_scales_into_matmul);
+  run("fold transposes into matmul", fold_transposes_into_matmul);
   run("fuse elementwise", fuse_elementwise);
   DType compute = options.precision == plan::Precision::kFloat16    ? DType::kFloat16
                   : options.precision == plan::Precision::kBFloat16 ? DType::kBFloat16

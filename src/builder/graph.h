@@ -59,6 +59,9 @@ int transposes_to_views(Graph& g);
 // A FusedMatMul operand that is x * (scalar constant), read by nothing else,
 // becomes x, the scalar going into alpha.
 int fold_scales_into_matmul(Graph& g);
+// A FusedMatMul whose B is a Transpose of its last two dims (read by nothing
+// else) reads the untransposed tensor with trans_b.
+int fold_transposes_into_matmul(Graph& g);
 int fuse_elementwise(Graph& g);
 int convert_precision(Graph& g, DType to);
 // Graph outputs that no node writes (a constant) get a copy node, so the

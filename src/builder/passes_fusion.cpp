@@ -216,6 +216,34 @@ int fold_scales_into_matmul(Graph& g) {
   return changed;
 }
 
+int fold_transposes_into_matmul(Graph& g) {
+  int changed = 0;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n] || g.nodes[n].op != OpKind::kFusedMatMul || g.nodes[n].attrs.get_int("trans_b", 0) != 0) continue;
+    ir::ValueId b = g.nodes[n].inputs[1];
+    if (sole_consumer(g, b) != n) continue;
+    for (size_t p = 0; p < n; ++p) {
+      const ir::Node& t = g.nodes[p];
+      if (g.dead[p] || t.op != OpKind::kTranspose || t.outputs[0] != b) continue;
+      size_t rank = g.values[size_t(t.inputs[0])].shape.size();
+      std::vector<int64_t> swap_last(rank);
+      for (size_t i = 0; i < rank; ++i) swap_last[i] = int64_t(i);
+      if (rank < 2) break;
+      std::swap(swap_last[rank - 2], swap_last[rank - 1]);
+      std::vector<int64_t> perm = t.attrs.get_ints("perm");
+      if (perm.empty())  // the default reverses the dims
+        for (size_t i = 0; i < rank; ++i) perm.push_back(int64_t(rank - 1 - i));
+      if (perm != swap_last) break;
+      g.nodes[n].inputs[1] = t.inputs[0];
+      g.nodes[n].attrs.set("trans_b", int64_t(1));
+      g.dead[p] = true;
+      ++changed;
+      break;
+    }
+  }
+  return changed;
+}
+
 int fuse_elementwise(Graph& g) {
   // Group each fusable node with the node that solely consumes it; a group is a
   // tree rooted at the node whose output leaves it.

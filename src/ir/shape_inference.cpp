@@ -221,10 +221,7 @@ void infer_fused_matmul(Ctx& c) {
   Shape a = c.shape(0), b = c.shape(1);
   c.require_rank(0, 2);
   c.require_rank(1, 2);
-  if (trans_b) {
-    c.require_rank(1, 2, 2);
-    std::swap(b[0], b[1]);
-  }
+  if (trans_b) std::swap(b[b.size() - 2], b.back());  // B holds op(B) transposed in its last two dims
   check_equal_dims(c, a.back(), b[b.size() - 2], "inner dimensions");
   Shape out = c.broadcast(Shape(a.begin(), a.end() - 2), Shape(b.begin(), b.end() - 2));
   out.push_back(a[a.size() - 2]);

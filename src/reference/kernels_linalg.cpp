@@ -61,9 +61,16 @@ Tensor run_matmul(const KernelContext& c) {
 Tensor run_fused_matmul(const KernelContext& c) {
   std::vector<double> b = to_doubles(c.in(1));
   std::vector<int64_t> bd = c.in(1).dims;
-  if (c.attrs().get_int("trans_b", 0)) {
-    b = transposed(b, bd[0], bd[1]);
-    std::swap(bd[0], bd[1]);
+  if (c.attrs().get_int("trans_b", 0)) {  // each matrix of B's batch transposed
+    int64_t rows = bd[bd.size() - 2], cols = bd.back(), matrix = rows * cols;
+    std::vector<double> t(b.size());
+    for (size_t at = 0; at < b.size(); at += size_t(matrix)) {
+      std::vector<double> one(b.begin() + long(at), b.begin() + long(at) + matrix);
+      std::vector<double> flipped = transposed(one, rows, cols);
+      std::copy(flipped.begin(), flipped.end(), t.begin() + long(at));
+    }
+    b = std::move(t);
+    std::swap(bd[bd.size() - 2], bd.back());
   }
   std::vector<double> y = matmul(to_doubles(c.in(0)), c.in(0).dims, b, bd);
   std::vector<int64_t> dims = c.out_dims(0);

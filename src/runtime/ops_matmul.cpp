@@ -66,7 +66,7 @@ class MatMulOp : public Op {
     const auto& bd = ctx.shapes.of(node_.inputs[1]);
     const auto& od = ctx.shapes.of(node_.outputs[0]);
     int64_t m = ad[ad.size() - 2], k = ad.back();
-    int64_t n = trans_b_ ? bd[0] : bd.back();
+    int64_t n = trans_b_ ? bd[bd.size() - 2] : bd.back();
     int64_t batch = ir::checked_numel({od.begin(), od.end() - 2});
     int64_t a_batch = ir::checked_numel({ad.begin(), ad.end() - 2});
     int64_t b_batch = ir::checked_numel({bd.begin(), bd.end() - 2});

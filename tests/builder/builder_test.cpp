@@ -153,6 +153,23 @@ TEST(Builder, UnitTransposesBecomeViewsAndScalesFoldIntoMatMul) {
   expect_same_results(net, p.network, {{"seq", 1}}, 1e-6);
 }
 
+// Q @ K^T with K^T a Transpose of K's last two dims: the matmul reads K with trans_b.
+TEST(Builder, BatchedTransposeFoldsIntoMatMul) {
+  ir::Network net;
+  ValueId q = net.add_input("q", DType::kFloat32, {Dim(2), Dim(3), Dim::symbol("seq"), Dim(8)});
+  ValueId k = net.add_input("k", DType::kFloat32, {Dim(2), Dim(3), Dim::symbol("seq"), Dim(8)});
+  ir::Attributes perm;
+  perm.set("perm", std::vector<int64_t>{0, 1, 3, 2});
+  ValueId kt = net.add_op(OpKind::kTranspose, {k}, perm)[0];
+  net.add_output(net.add_op1(OpKind::kMatMul, {q, kt}));
+  net.set_dim_range("seq", {1, 4, 16});
+  net.finalize();
+  plan::Plan p = build(net, {});
+  EXPECT_EQ(count_ops(p.network, OpKind::kTranspose), 0) << dump_network(p.network);
+  ASSERT_EQ(count_ops(p.network, OpKind::kFusedMatMul), 1);
+  expect_same_results(net, p.network, {{"seq", 5}}, 1e-9);
+}
+
 TEST(Builder, StaticShapeArithmeticIsFolded) {
   ir::Network net;
   ValueId x = net.add_input("x", DType::kFloat32, {Dim(2), Dim(3), Dim(4)});

@@ -63,6 +63,14 @@ std::vector<Case> cases() {
     n.add_output(n.add_op1(OpKind::kSoftmax, {s}));
     n.add_output(n.add_op1(OpKind::kLogSoftmax, {s}, attrs({{"axis", int64_t(2)}})));
   }, {{"q", {2, 4, 7, 16}}, {"k", {2, 4, 16, 7}}}});
+  c.push_back({"attention_scores_with_scaled_operands_and_k_transposed", [&](ir::Network& n, std::mt19937& r) {
+    // As exported attention has it: q and k scaled by constants, k^T a Transpose (the builder folds both into the matmul).
+    ValueId q = in(n, "q", {2, 4, 9, 16}), k = in(n, "k", {2, 4, 9, 16}), v = in(n, "v", {2, 4, 9, 16});
+    ValueId c = n.add_weight("c", reference::make_tensor(DType::kFloat32, {}, {0.5}));
+    ValueId kt = n.add_op1(OpKind::kTranspose, {n.add_op1(OpKind::kMul, {k, c})}, attrs({{"perm", std::vector<int64_t>{0, 1, 3, 2}}}));
+    ValueId p = n.add_op1(OpKind::kSoftmax, {n.add_op1(OpKind::kMatMul, {n.add_op1(OpKind::kMul, {q, c}), kt})});
+    n.add_output(n.add_op1(OpKind::kMatMul, {p, v}));
+  }, {{"q", {2, 4, 9, 16}}, {"k", {2, 4, 9, 16}}, {"v", {2, 4, 9, 16}}}});
   c.push_back({"layernorm_then_elementwise_chain", [&](ir::Network& n, std::mt19937& r) {
     ValueId x = in(n, "x", {6, 96});
     ValueId ln = n.add_op1(OpKind::kLayerNormalization, {x, weight(n, "g", {96}, r), weight(n, "b", {96}, r)});
