@@ -147,8 +147,11 @@ TEST(Builder, UnitTransposesBecomeViewsAndScalesFoldIntoMatMul) {
   EXPECT_EQ(count_ops(p.network, OpKind::kTranspose), 1) << dump_network(p.network);
   EXPECT_EQ(count_ops(p.network, OpKind::kMul), 0) << dump_network(p.network);
   EXPECT_EQ(count_ops(p.network, OpKind::kFusedElementwise), 0) << dump_network(p.network);
-  for (const ir::Node& node : p.network.nodes())
-    if (node.op == OpKind::kFusedMatMul) EXPECT_NEAR(node.attrs.get_float("alpha", 1.0), 0.35, 1e-7);  // the float32 weight
+  for (const ir::Node& node : p.network.nodes()) {
+    if (node.op == OpKind::kFusedMatMul) {
+      EXPECT_NEAR(node.attrs.get_float("alpha", 1.0), 0.35, 1e-7);  // the float32 weight
+    }
+  }
   expect_same_results(net, p.network, {{"seq", 5}}, 1e-6);
   expect_same_results(net, p.network, {{"seq", 1}}, 1e-6);
 }
