@@ -1,0 +1,454 @@
+// ExecutionContext: input shapes and addresses, prepared shapes (LRU),
+// specialized-kernel swaps, and the enqueue paths with native CUDA graphs.
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "context_state.h"
+#include "graphs/graph_policy.h"
+#include "kiln/error.h"
+#include "kiln/ir/shape_inference.h"
+
+namespace kiln::runtime {
+
+void ExecutionContext::warm_up() {
+  ContextState& c = *state_;
+  const ir::Network& net = c.engine->plan.network;
+  ir::SymbolBindings opt;
+  for (auto& [symbol, range] : net.dim_ranges()) opt[symbol] = range.opt;
+  std::map<std::string, std::vector<int64_t>, std::less<>> dims;
+  for (ir::ValueId id : net.inputs()) {
+    std::vector<int64_t> d;
+    for (const ir::Dim& dim : net.value(id).shape) {
+      auto x = dim.evaluate(opt);
+      if (!x) return;  // a dim without a profile: nothing to warm up with
+      d.push_back(*x);
+    }
+    dims[net.value(id).name] = d;
+  }
+  auto input_dims = c.input_dims;
+  std::vector<void*> bound = c.bound;
+  auto restore = [&] {  // the caller sees the context as created; the opt shape stays prepared
+    c.bound = bound;
+    c.input_dims = input_dims;
+    c.current = nullptr;
+    c.stats = {};
+  };
+  for (auto& [name, d] : dims) set_input_shape(name, d);
+  std::vector<DeviceBuffer> scratch;
+  std::vector<ir::ValueId> io(net.inputs().begin(), net.inputs().end());
+  io.insert(io.end(), net.outputs().begin(), net.outputs().end());
+  for (ir::ValueId id : io) {
+    if (c.bound[size_t(id)] && std::find(net.inputs().begin(), net.inputs().end(), id) == net.inputs().end()) continue;
+    auto d = tensor_shape(net.value(id).name);
+    size_t bytes = std::max<size_t>(size_t(ir::checked_numel(d)) * dtype_size(net.value(id).dtype), 256);
+    scratch.emplace_back(bytes, "warm-up scratch for " + net.value(id).name);
+    KILN_CUDA(cudaMemset(scratch.back().get(), 0, bytes), "");  // zeros: valid indices for gathers
+    c.bound[size_t(id)] = scratch.back().get();
+  }
+  cudaStream_t stream;
+  KILN_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "creating the warm-up stream");
+  try {
+    enqueue(stream);
+  } catch (...) {
+    cudaStreamSynchronize(stream);
+    cudaStreamDestroy(stream);
+    restore();
+    throw;
+  }
+  cudaError_t e = cudaStreamSynchronize(stream);
+  cudaStreamDestroy(stream);
+  restore();
+  KILN_CUDA(e, "warming the context up");
+}
+
+ExecutionContext::ExecutionContext(std::unique_ptr<ContextState> state) : state_(std::move(state)) {}
+ExecutionContext::~ExecutionContext() = default;
+
+void validate_input_shape(const ir::Network& net, std::string_view name, const std::vector<int64_t>& dims) {
+  auto id = net.find_value(name);
+  if (!id || !net.value(*id).is_input) fail(ErrorCode::kInvalidArgument, "'", name, "' is not an input of the network");
+  const ir::Value& v = net.value(*id);
+  if (dims.size() != v.shape.size())
+    fail(ErrorCode::kShapeError, "input '", name, "' has rank ", v.shape.size(), " ", ir::shape_to_string(v.shape), "; got ",
+         dims.size(), " dims");
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (v.shape[i].is_constant() && v.shape[i].constant() != dims[i])
+      fail(ErrorCode::kShapeError, "input '", name, "' dim ", i, " must be ", v.shape[i].constant(), "; got ", dims[i]);
+    std::set<std::string> symbols;
+    v.shape[i].collect_symbols(symbols);
+    for (auto& s : symbols) {
+      auto r = net.dim_ranges().find(s);
+      if (r != net.dim_ranges().end() && (dims[i] < r->second.min || dims[i] > r->second.max))
+        fail(ErrorCode::kShapeError, "input '", name, "' dim ", i, " ('", s, "') is ", dims[i], ", outside the profile range [",
+             r->second.min, ", ", r->second.max, "]");
+    }
+  }
+}
+
+
+void ExecutionContext::set_input_shape(std::string_view name, const std::vector<int64_t>& dims) {
+  validate_input_shape(state_->engine->plan.network, name, dims);
+  auto& slot = state_->input_dims[std::string(name)];
+  if (slot != dims) {
+    slot = dims;
+    state_->current = nullptr;  // the next enqueue finds or prepares this shape
+  }
+}
+
+ShapeEnv evaluate_shapes(const ir::Network& net, const std::map<std::string, std::vector<int64_t>, std::less<>>& input_dims) {
+  ShapeEnv env;
+  for (ir::ValueId id : net.inputs()) {
+    const ir::Value& v = net.value(id);
+    auto it = input_dims.find(v.name);
+    if (it == input_dims.end()) fail(ErrorCode::kInvalidArgument, "the shape of input '", v.name, "' is not set");
+    for (size_t i = 0; i < v.shape.size(); ++i) {
+      std::set<std::string> symbols;
+      v.shape[i].collect_symbols(symbols);
+      if (symbols.size() == 1 && v.shape[i] == ir::Dim::symbol(*symbols.begin())) {
+        auto [slot, fresh] = env.bindings.emplace(*symbols.begin(), it->second[i]);
+        if (!fresh && slot->second != it->second[i])
+          fail(ErrorCode::kShapeError, "input '", v.name, "' dim ", i, " ('", *symbols.begin(), "') is ", it->second[i],
+               " but another input set it to ", slot->second);
+      }
+    }
+  }
+  env.dims.resize(net.values().size());
+  for (size_t i = 0; i < net.values().size(); ++i) {
+    const ir::Value& v = net.values()[i];
+    for (const ir::Dim& d : v.shape) {
+      auto x = d.evaluate(env.bindings);
+      if (!x) fail(ErrorCode::kUnsupported, "tensor '", v.name, "' has a size (", d.to_string(), ") that depends on input data");
+      if (*x < 0) fail(ErrorCode::kShapeError, "tensor '", v.name, "' would have negative dim ", *x, " for these input shapes");
+      env.dims[i].push_back(*x);
+    }
+  }
+  return env;
+}
+
+
+std::vector<int64_t> ExecutionContext::tensor_shape(std::string_view name) const {
+  const ir::Network& net = state_->engine->plan.network;
+  auto id = net.find_value(name);
+  if (!id) fail(ErrorCode::kInvalidArgument, "'", name, "' is not a tensor of the network");
+  if (!state_->current) return evaluate_shapes(net, state_->input_dims).dims[size_t(*id)];
+  return state_->current->shapes.dims[size_t(*id)];
+}
+
+void ExecutionContext::set_tensor_address(std::string_view name, void* address) {
+  const ir::Network& net = state_->engine->plan.network;
+  auto id = net.find_value(name);
+  bool io = id && (net.value(*id).is_input ||
+                   std::find(net.outputs().begin(), net.outputs().end(), *id) != net.outputs().end());
+  if (!io) fail(ErrorCode::kInvalidArgument, "'", name, "' is not an input or output of the network");
+  if (!address) fail(ErrorCode::kInvalidArgument, "the address for '", name, "' is null");
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, address) != cudaSuccess || attr.type == cudaMemoryTypeUnregistered ||
+      attr.type == cudaMemoryTypeHost) {
+    cudaGetLastError();
+    fail(ErrorCode::kInvalidArgument, "the address for '", name, "' is not device memory");
+  }
+  if (attr.device != state_->engine->device)
+    fail(ErrorCode::kInvalidArgument, "the address for '", name, "' is on device ", attr.device, "; the engine is on device ",
+         state_->engine->device);
+  state_->bound[size_t(*id)] = address;
+}
+
+std::string shape_key(const std::map<std::string, std::vector<int64_t>, std::less<>>& dims) {
+  std::string key;
+  for (auto& [name, d] : dims) {
+    key += (key.empty() ? "" : ",") + name + ":";
+    for (size_t i = 0; i < d.size(); ++i) key += (i ? "x" : "") + std::to_string(d[i]);
+  }
+  return key;
+}
+
+namespace {
+
+// Finds the prepared launches for the current input shapes, or prepares them
+// (host work only: shapes, parameters, library plans, specialization requests).
+PreparedShape& prepared_shape(ContextState& c) {
+  const EngineState& e = *c.engine;
+  std::string key = shape_key(c.input_dims);
+  for (auto it = c.shapes.begin(); it != c.shapes.end(); ++it)
+    if (it->key == key) {
+      c.shapes.splice(c.shapes.begin(), c.shapes, it);  // most recently used first
+      return c.shapes.front();
+    }
+  auto started = std::chrono::steady_clock::now();
+  PreparedShape p;
+  p.key = key;
+  p.shapes = evaluate_shapes(e.plan.network, c.input_dims);
+  KernelSpecialization strategy = e.config.dynamic_shapes_kernel_specialization_strategy;
+  PrepareContext ctx{p.shapes, p.steps, c.lt, c.cudnn, c.workspace.bytes(), e.sm_count};
+  ctx.cache = e.config.cache.get();
+  ctx.arch = e.arch;
+  for (const auto& op : e.ops) op->prepare(ctx);
+  for (Step& step : p.steps) {
+    auto* k = std::get_if<KernelLaunch>(&step);
+    if (k && k->specializable && k->handle >= 0 && strategy != KernelSpecialization::kNone)
+      k->special = e.store.specialize(k->handle, k->params);  // null once the bound is reached
+  }
+  for (Step& step : p.steps) {
+    auto* k = std::get_if<KernelLaunch>(&step);
+    if (!k || !k->special) continue;
+    if (strategy == KernelSpecialization::kEager)  // the pool compiles them all at once
+      while (k->special->state.load(std::memory_order_acquire) == Specialization::kPending)
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+    int state = k->special->state.load(std::memory_order_acquire);
+    if (state == Specialization::kFailed) {
+      k->special.reset();
+    } else if (state == Specialization::kReady) {
+      k->kernel = k->special->kernel;
+      k->specialized = true;
+    } else {
+      ++p.pending;
+    }
+  }
+  p.prepare_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  c.shapes.push_front(std::move(p));
+  if (c.shapes.size() > std::max<size_t>(1, e.config.shapes_per_context)) {
+    for (Step& step : c.shapes.back().steps)
+      if (auto* k = std::get_if<KernelLaunch>(&step); k && k->special) c.retiring.push_back(std::move(k->special));
+    c.shapes.pop_back();
+  }
+  return c.shapes.front();
+}
+
+}  // namespace
+
+namespace {
+
+bool stream_is_capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &status) != cudaSuccess) {  // the legacy stream while another captures
+    cudaGetLastError();
+    return true;
+  }
+  return status != cudaStreamCaptureStatusNone;
+}
+
+// Outside captures only: lets go of forgotten specialized kernels once the
+// context's fence has passed, and unloads modules nothing holds any more.
+void release_retired_kernels(ContextState& c, cudaStream_t stream, bool after_work) {
+  const KernelStore& store = c.engine->store;
+  if (!after_work) {
+    if (c.fence_pending && cudaEventQuery(c.fence) == cudaSuccess) {
+      c.fenced.clear();
+      c.fence_pending = false;
+    }
+    if (store.has_retired()) store.unload_retired();
+  } else if (!c.retiring.empty() && !c.fence_pending) {
+    KILN_CUDA(cudaEventRecord(c.fence, stream), "recording the context's event");
+    c.fenced = std::move(c.retiring);
+    c.retiring.clear();
+    c.fence_pending = true;
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// Swaps in specialized kernels that became ready (lazy: one atomic load each);
+// returns how many launches changed kernel.
+int swap_in_ready_kernels(PreparedShape& shape) {
+  int swapped = 0;
+  for (Step& step : shape.steps) {
+    auto* k = std::get_if<KernelLaunch>(&step);
+    if (!k || !k->special || k->specialized) continue;
+    int state = k->special->state.load(std::memory_order_acquire);
+    if (state == Specialization::kPending) continue;
+    if (state == Specialization::kReady) {
+      k->kernel = k->special->kernel;
+      k->specialized = true;
+      ++swapped;
+    } else {
+      k->special.reset();
+    }
+    --shape.pending;
+  }
+  return swapped;
+}
+
+// Every value's device address for this call: bound inputs and outputs,
+// weights, activations in the arena.
+void resolve_pointers(ContextState& c) {
+  const EngineState& e = *c.engine;
+  const ir::Network& net = e.plan.network;
+  for (size_t v = 0; v < net.values().size(); ++v) {
+    if (c.bound[v]) c.pointers[v] = c.bound[v];
+    else if (e.weight_offset[v] >= 0) c.pointers[v] = e.weights.get() + e.weight_offset[v];
+    else if (e.plan.arena_offset[v] >= 0) c.pointers[v] = c.arena.get() + e.plan.arena_offset[v];
+    else c.pointers[v] = nullptr;
+    if (!c.pointers[v] && c.io[v])
+      fail(ErrorCode::kInvalidArgument, "'", net.values()[v].name, "' has no address: call set_tensor_address first");
+  }
+}
+
+// Launches the shape's steps on `stream` (directly, or into a capture).
+void launch_steps(const ContextState& c, const PreparedShape& shape, cudaStream_t stream) {
+  const ir::Network& net = c.engine->plan.network;
+  auto ptr = [&](const PtrRef& r, const ir::Node* node) -> void* {
+    void* base = c.pointers[size_t(r.value)];
+    if (!base) fail(ErrorCode::kInternal, "node '", node->name, "': tensor '", net.value(r.value).name, "' has no storage");
+    return static_cast<std::byte*>(base) + r.offset;
+  };
+  for (const Step& step : shape.steps) {
+    if (auto* k = std::get_if<KernelLaunch>(&step)) {
+      void* args[16];
+      void* values[16];
+      size_t n = k->args.size();
+      if (n >= 16) fail(ErrorCode::kInternal, "node '", k->node->name, "': too many kernel arguments");
+      for (size_t i = 0; i < n; ++i) {
+        values[i] = ptr(k->args[i], k->node);
+        args[i] = &values[i];
+      }
+      args[n] = const_cast<codegen::Params*>(&k->params);
+      KILN_CUDA(cudaLaunchKernel(reinterpret_cast<const void*>(k->kernel), dim3(k->grid), dim3(k->block), args, 0, stream),
+                str("launching the kernel of node '", k->node->name, "' (", ir::op_name(k->node->op), ")"));
+    } else if (auto* m = std::get_if<MatmulCall>(&step)) {
+      launch_matmul(*m, ptr(m->a, m->node), ptr(m->b, m->node), ptr(m->c, m->node), ptr(m->d, m->node),
+                    m->bias.value != ir::kNoValue ? ptr(m->bias, m->node) : nullptr, c.lt, c.workspace.get(),
+                    c.workspace.bytes(), stream);
+    } else if (auto* cv = std::get_if<CudnnCall>(&step)) {
+      launch_cudnn(*cv, ptr(cv->x, cv->node), ptr(cv->w, cv->node), ptr(cv->y, cv->node),
+                   cv->bias.value != ir::kNoValue ? ptr(cv->bias, cv->node) : nullptr, c.cudnn, c.workspace.get(), stream);
+    }
+  }
+}
+
+bool is_legacy_stream(cudaStream_t stream) { return stream == nullptr || stream == cudaStreamLegacy; }
+
+// Addresses of the bound inputs and outputs: what a graph's launches depend on
+// besides the context's own memory.
+std::vector<void*> io_pointers(const ContextState& c) {
+  std::vector<void*> out;
+  for (size_t v = 0; v < c.io.size(); ++v)
+    if (c.io[v]) out.push_back(c.pointers[v]);
+  return out;
+}
+
+}  // namespace
+
+void ExecutionContext::enqueue(cudaStream_t stream) {
+  ContextState& c = *state_;
+  const EngineState& e = *c.engine;
+  bool caller_capturing = stream_is_capturing(stream);
+  if (!caller_capturing) release_retired_kernels(c, stream, false);
+  if (!c.current) c.current = &prepared_shape(c);
+  PreparedShape& shape = *c.current;
+  int swapped = shape.pending ? swap_in_ready_kernels(shape) : 0;
+  resolve_pointers(c);
+
+  graphs::CallState call;
+  call.graphs_enabled = c.graph_strategy == CudaGraphStrategy::kWholeGraphCapture;
+  call.legacy_stream = is_legacy_stream(stream);
+  call.caller_capturing = caller_capturing && !call.legacy_stream;
+  call.calls_at_shape = shape.calls;
+  call.warmup_calls = e.config.graph_warmup_calls;
+  call.has_graph = shape.graph.ready();
+  call.capture_failed = !shape.capture_failure.empty();
+  graphs::Decision decision = graphs::decide(call);
+  ++c.stats.calls;
+  ++shape.calls;
+  if (swapped && shape.graph.ready()) shape.graph_stale_kernels = true;
+
+  auto fall_back = [&](graphs::Fallback why, const std::string& detail) {
+    std::string reason(graphs::fallback_name(why));
+    if (e.config.strict_cuda_graphs)
+      fail(ErrorCode::kDevice, "cuda_graph_strategy whole_graph_capture (strict): no graph for ", shape.key, ": ", reason,
+           detail.empty() ? "" : ": ", detail);
+    ++c.stats.fallbacks[reason];
+    ++c.stats.direct;
+    launch_steps(c, shape, stream);
+  };
+  auto record = [&](cudaStream_t s) { launch_steps(c, shape, s); };
+  switch (decision.path) {
+    case graphs::Path::kIntoCallerCapture:
+      ++c.stats.into_caller_capture;
+      launch_steps(c, shape, stream);
+      return;  // nothing retired or fenced while the caller's capture is open
+    case graphs::Path::kDirect:
+      if (decision.fallback != graphs::Fallback::kNone) {
+        fall_back(decision.fallback, decision.fallback == graphs::Fallback::kCaptureFailed ? shape.capture_failure : "");
+      } else {
+        ++c.stats.direct;
+        launch_steps(c, shape, stream);
+      }
+      break;
+    case graphs::Path::kCapture:
+    case graphs::Path::kReplay: {
+      std::vector<void*> pointers = io_pointers(c);
+      bool repair = false;
+      if (decision.path == graphs::Path::kReplay) {
+        if (pointers != shape.graph_pointers) {
+          ++c.stats.pointer_repairs;
+          repair = true;
+        }
+        if (shape.graph_stale_kernels) {
+          ++c.stats.kernel_swaps;
+          repair = true;
+        }
+      }
+      if (decision.path == graphs::Path::kCapture || repair) {
+        std::string failure = shape.graph.capture(stream, record, c.counters);
+        if (!failure.empty()) {
+          shape.capture_failure = failure;
+          fall_back(graphs::Fallback::kCaptureFailed, failure);
+          break;
+        }
+        shape.graph_pointers = std::move(pointers);
+        shape.graph_stale_kernels = false;
+      } else {
+        ++c.stats.replays;
+      }
+      KILN_CUDA(shape.graph.launch(stream), str("launching the graph of ", shape.key));
+      break;
+    }
+  }
+  release_retired_kernels(c, stream, true);
+}
+
+bool ExecutionContext::is_stream_capturable(cudaStream_t stream) const {
+  const ContextState& c = *state_;
+  if (is_legacy_stream(stream)) return false;
+  const ir::Network& net = c.engine->plan.network;
+  for (ir::ValueId id : net.inputs())
+    if (!c.input_dims.count(net.value(id).name)) return false;
+  for (size_t v = 0; v < c.io.size(); ++v)
+    if (c.io[v] && !c.bound[v]) return false;
+  return true;
+}
+
+void ExecutionContext::set_cuda_graph_strategy(CudaGraphStrategy strategy) { state_->graph_strategy = strategy; }
+CudaGraphStrategy ExecutionContext::cuda_graph_strategy() const { return state_->graph_strategy; }
+
+ExecutionContext::GraphStats ExecutionContext::graph_stats() const {
+  GraphStats out = state_->stats;
+  out.captures = state_->counters.captures;
+  out.instantiations = state_->counters.instantiations;
+  out.updates = state_->counters.updates;
+  for (const PreparedShape& p : state_->shapes) out.graphs += p.graph.ready() ? 1 : 0;
+  return out;
+}
+
+std::vector<ExecutionContext::ShapeStats> ExecutionContext::specialization_stats() const {
+  std::vector<ShapeStats> out;
+  for (const PreparedShape& p : state_->shapes) {
+    ShapeStats st;
+    st.shape = p.key;
+    st.prepare_ms = p.prepare_ms;
+    for (const Step& step : p.steps)
+      if (auto* k = std::get_if<KernelLaunch>(&step)) {
+        if (k->specialized) ++st.specialized;
+        else if (k->special && k->special->state.load(std::memory_order_acquire) == Specialization::kPending) ++st.pending;
+        else ++st.generic;
+      }
+    out.push_back(st);
+  }
+  return out;
+}
+
+}  // namespace kiln::runtime

@@ -1,0 +1,84 @@
+// Runtime internals shared by the engine (engine.cpp) and its execution
+// contexts (context.cpp): what each holds, and the shape helpers both use.
+#pragma once
+
+#include <cudnn.h>
+
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cuda_util.h"
+#include "graphs/native_graph.h"
+#include "kiln/runtime.h"
+#include "ops.h"
+
+namespace kiln::runtime {
+
+struct EngineState {
+  plan::Plan plan;
+  RuntimeConfig config;
+  int device = 0;
+  int sm_count = 1;
+  int arch = 0;
+  DeviceBuffer weights;
+  std::vector<int64_t> weight_offset;  // per value, -1 if not a weight
+  KernelStore store;
+  std::vector<std::unique_ptr<Op>> ops;  // per node
+};
+
+// The launches of one set of input shapes, prepared once (host work only) and kept.
+struct PreparedShape {
+  std::string key;
+  ShapeEnv shapes;
+  std::vector<Step> steps;
+  size_t pending = 0;  // launches still waiting for a specialized kernel
+  double prepare_ms = 0;
+  int calls = 0;       // enqueues at this shape
+  // Native CUDA graph of this shape, the input/output addresses it was
+  // captured with, whether kernels were swapped since, and why capturing failed.
+  graphs::NativeGraph graph;
+  std::vector<void*> graph_pointers;
+  bool graph_stale_kernels = false;
+  std::string capture_failure;
+};
+
+struct ContextState {
+  const EngineState* engine;
+  DeviceBuffer arena, workspace;
+  cublasLtHandle_t lt = nullptr;
+  cudnnHandle_t cudnn = nullptr;  // made only when the plan has cuDNN work
+  std::map<std::string, std::vector<int64_t>, std::less<>> input_dims;
+  std::vector<void*> bound;  // per value id: user pointer for inputs and outputs
+  std::vector<bool> io;      // per value id: a network input or output (must be bound)
+  std::list<PreparedShape> shapes;  // most recently used first
+  PreparedShape* current = nullptr;
+  std::vector<void*> pointers;  // per value id, resolved at enqueue
+  // Specialized kernels of shapes this context forgot: held until an event
+  // recorded after the context's later work has passed, so no module is
+  // unloaded under a kernel still queued or running.
+  std::vector<std::shared_ptr<Specialization>> retiring, fenced;
+  cudaEvent_t fence = nullptr;
+  bool fence_pending = false;
+  CudaGraphStrategy graph_strategy = CudaGraphStrategy::kDisabled;
+  ExecutionContext::GraphStats stats;
+  graphs::GraphCounters counters;
+
+  ~ContextState() {
+    if (lt) cublasLtDestroy(lt);
+    if (cudnn) cudnnDestroy(cudnn);
+    if (fence) cudaEventDestroy(fence);
+  }
+};
+
+using InputDims = std::map<std::string, std::vector<int64_t>, std::less<>>;
+// Checks dims for a network input: its rank, constant dims and symbol ranges.
+void validate_input_shape(const ir::Network& net, std::string_view name, const std::vector<int64_t>& dims);
+// Binds symbols from the input dims and evaluates every value's dims.
+ShapeEnv evaluate_shapes(const ir::Network& net, const InputDims& input_dims);
+// "x:1x16x512,mask:1x16": the key of a set of input shapes.
+std::string shape_key(const InputDims& dims);
+
+}  // namespace kiln::runtime
