@@ -46,15 +46,6 @@ std::string key_of(const std::map<std::string, DeviceTensor>& inputs) {
   return key;
 }
 
-bool stream_capturing(cudaStream_t stream) {
-  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(stream, &status) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return status != cudaStreamCaptureStatusNone;
-}
-
 }  // namespace
 
 struct Module::State {
@@ -64,7 +55,8 @@ struct Module::State {
   std::list<ShapeSlot> slots;  // most recently used first
   std::set<std::string> warned;
   std::function<void(const std::string&)> warn = [](const std::string& w) { std::cerr << "kiln: warning: " << w << "\n"; };
-  bool capturing = false;
+  bool capturing = false;            // the module's own capture is open
+  bool stream_is_captured = false;   // this run's stream is being captured by the caller
   Stats stats;
   runtime::graphs::GraphCounters counters;
 
@@ -155,8 +147,6 @@ struct Module::State {
     stats.warnings.push_back(w);
     if (warn) warn(w);
   }
-
-  bool stream_is_captured = false;
 };
 
 Module::Module(std::vector<std::string> inputs, std::vector<std::string> outputs, CudagraphsMode mode)
@@ -215,7 +205,7 @@ std::vector<DeviceTensor> Module::run(const std::map<std::string, DeviceTensor>&
     if (std::find(s.inputs.begin(), s.inputs.end(), name) == s.inputs.end())
       fail(ErrorCode::kInvalidArgument, "'", name, "' is not an input of the module");
   ++s.stats.runs;
-  s.stream_is_captured = stream_capturing(stream);
+  s.stream_is_captured = runtime::graphs::stream_is_capturing(stream);
 
   // The caller is capturing: every segment records into its capture, nothing of ours is captured.
   bool whole = s.mode == CudagraphsMode::kWholeGraph && !s.stream_is_captured;

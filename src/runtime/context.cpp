@@ -220,31 +220,25 @@ PreparedShape& prepared_shape(ContextState& c) {
 
 namespace {
 
-bool stream_is_capturing(cudaStream_t stream) {
-  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(stream, &status) != cudaSuccess) {  // the legacy stream while another captures
-    cudaGetLastError();
-    return true;
+// Outside captures, before the call's work: lets go of forgotten specialized
+// kernels once the context's fence has passed, and unloads modules nothing
+// holds any more.
+void release_fenced_kernels(ContextState& c) {
+  if (c.fence_pending && cudaEventQuery(c.fence) == cudaSuccess) {
+    c.fenced.clear();
+    c.fence_pending = false;
   }
-  return status != cudaStreamCaptureStatusNone;
+  if (c.engine->store.has_retired()) c.engine->store.unload_retired();
 }
 
-// Outside captures only: lets go of forgotten specialized kernels once the
-// context's fence has passed, and unloads modules nothing holds any more.
-void release_retired_kernels(ContextState& c, cudaStream_t stream, bool after_work) {
-  const KernelStore& store = c.engine->store;
-  if (!after_work) {
-    if (c.fence_pending && cudaEventQuery(c.fence) == cudaSuccess) {
-      c.fenced.clear();
-      c.fence_pending = false;
-    }
-    if (store.has_retired()) store.unload_retired();
-  } else if (!c.retiring.empty() && !c.fence_pending) {
-    KILN_CUDA(cudaEventRecord(c.fence, stream), "recording the context's event");
-    c.fenced = std::move(c.retiring);
-    c.retiring.clear();
-    c.fence_pending = true;
-  }
+// Outside captures, after the call's work: kernels this context forgot wait
+// for an event recorded behind everything it has queued so far.
+void fence_retiring_kernels(ContextState& c, cudaStream_t stream) {
+  if (c.retiring.empty() || c.fence_pending) return;
+  KILN_CUDA(cudaEventRecord(c.fence, stream), "recording the context's event");
+  c.fenced = std::move(c.retiring);
+  c.retiring.clear();
+  c.fence_pending = true;
 }
 
 }  // namespace
@@ -319,8 +313,6 @@ void launch_steps(const ContextState& c, const PreparedShape& shape, cudaStream_
   }
 }
 
-bool is_legacy_stream(cudaStream_t stream) { return stream == nullptr || stream == cudaStreamLegacy; }
-
 // Addresses of the bound inputs and outputs: what a graph's launches depend on
 // besides the context's own memory.
 std::vector<void*> io_pointers(const ContextState& c) {
@@ -330,13 +322,22 @@ std::vector<void*> io_pointers(const ContextState& c) {
   return out;
 }
 
+// Whether the inputs and outputs are where `captured` (io_pointers at capture)
+// says; compared in place, so a replay allocates nothing.
+bool io_pointers_match(const ContextState& c, const std::vector<void*>& captured) {
+  size_t i = 0;
+  for (size_t v = 0; v < c.io.size(); ++v)
+    if (c.io[v] && (i >= captured.size() || captured[i++] != c.pointers[v])) return false;
+  return i == captured.size();
+}
+
 }  // namespace
 
 void ExecutionContext::enqueue(cudaStream_t stream) {
   ContextState& c = *state_;
   const EngineState& e = *c.engine;
-  bool caller_capturing = stream_is_capturing(stream);
-  if (!caller_capturing) release_retired_kernels(c, stream, false);
+  bool caller_capturing = graphs::stream_is_capturing(stream);
+  if (!caller_capturing) release_fenced_kernels(c);
   if (!c.current) c.current = &prepared_shape(c);
   PreparedShape& shape = *c.current;
   int swapped = shape.pending ? swap_in_ready_kernels(shape) : 0;
@@ -344,7 +345,7 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
 
   graphs::CallState call;
   call.graphs_enabled = c.graph_strategy == CudaGraphStrategy::kWholeGraphCapture;
-  call.legacy_stream = is_legacy_stream(stream);
+  call.legacy_stream = graphs::is_legacy_stream(stream);
   call.caller_capturing = caller_capturing && !call.legacy_stream;
   call.calls_at_shape = shape.calls;
   call.warmup_calls = e.config.graph_warmup_calls;
@@ -380,10 +381,9 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
       break;
     case graphs::Path::kCapture:
     case graphs::Path::kReplay: {
-      std::vector<void*> pointers = io_pointers(c);
       bool repair = false;
       if (decision.path == graphs::Path::kReplay) {
-        if (pointers != shape.graph_pointers) {
+        if (!io_pointers_match(c, shape.graph_pointers)) {
           ++c.stats.pointer_repairs;
           repair = true;
         }
@@ -399,7 +399,7 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
           fall_back(graphs::Fallback::kCaptureFailed, failure);
           break;
         }
-        shape.graph_pointers = std::move(pointers);
+        shape.graph_pointers = io_pointers(c);
         shape.graph_stale_kernels = false;
       } else {
         ++c.stats.replays;
@@ -408,12 +408,12 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
       break;
     }
   }
-  release_retired_kernels(c, stream, true);
+  fence_retiring_kernels(c, stream);
 }
 
 bool ExecutionContext::is_stream_capturable(cudaStream_t stream) const {
   const ContextState& c = *state_;
-  if (is_legacy_stream(stream)) return false;
+  if (graphs::is_legacy_stream(stream)) return false;
   const ir::Network& net = c.engine->plan.network;
   for (ir::ValueId id : net.inputs())
     if (!c.input_dims.count(net.value(id).name)) return false;

@@ -164,8 +164,11 @@ int cmd_bench(const Args& args) {
 
   // What a user gets by capturing kiln by hand (native graphs off) once the
   // kernels are specialized: the graph replayed with the same kernels.
-  auto manual_context = engine->create_context();
-  manual_context->set_cuda_graph_strategy(runtime::CudaGraphStrategy::kDisabled);
+  std::unique_ptr<runtime::ExecutionContext> manual_context;
+  if (args.has("--manual-capture")) {
+    manual_context = engine->create_context();
+    manual_context->set_cuda_graph_strategy(runtime::CudaGraphStrategy::kDisabled);
+  }
   auto manual_capture_us = [&](size_t d) {
     runtime::DeviceIo manual_io(*manual_context, *engine, shape_inputs[d]);
     manual_context->enqueue(stream);  // prepared outside the capture

@@ -34,6 +34,17 @@ std::string cuda_reason(const char* what, cudaError_t e) {
 
 }  // namespace
 
+bool is_legacy_stream(cudaStream_t stream) { return stream == nullptr || stream == cudaStreamLegacy; }
+
+bool stream_is_capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &status) != cudaSuccess) {
+    cudaGetLastError();
+    return true;
+  }
+  return status != cudaStreamCaptureStatusNone;
+}
+
 NativeGraph::~NativeGraph() { reset(); }
 
 NativeGraph& NativeGraph::operator=(NativeGraph&& other) noexcept {

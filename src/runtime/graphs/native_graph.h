@@ -12,6 +12,13 @@
 
 namespace kiln::runtime::graphs {
 
+// The legacy default stream (null or cudaStreamLegacy): never captured.
+bool is_legacy_stream(cudaStream_t stream);
+// Whether `stream` is being captured. When CUDA cannot tell (the legacy stream
+// while another thread captures in global mode) the answer is yes: nothing a
+// capture forbids may happen then.
+bool stream_is_capturing(cudaStream_t stream);
+
 struct GraphCounters {
   int64_t captures = 0, instantiations = 0, updates = 0;
 };
