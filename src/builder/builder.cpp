@@ -146,14 +146,18 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
   run("fold constants", fold_constants);
   run("fold batchnorm into conv", fold_batchnorm_into_conv);
   run("lower batchnorm", lower_batchnorm);
+  DType compute = options.precision == plan::Precision::kFloat16    ? DType::kFloat16
+                  : options.precision == plan::Precision::kBFloat16 ? DType::kBFloat16
+                                                                     : DType::kFloat32;
+  run("convs to channels-last", [&](Graph& graph) { return convs_to_channels_last(graph, compute); });
+  run("sink transposes", sink_transposes);
+  run("fold constants (weight layouts)", fold_constants);
   run("transposes to views", transposes_to_views);
   run("fuse matmul epilogues", fuse_matmul_epilogues);
   run("fold scales into matmul", fold_scales_into_matmul);
   run("fold transposes into matmul", fold_transposes_into_matmul);
+  run("conv bias into elementwise", conv_bias_into_elementwise);
   run("fuse elementwise", fuse_elementwise);
-  DType compute = options.precision == plan::Precision::kFloat16    ? DType::kFloat16
-                  : options.precision == plan::Precision::kBFloat16 ? DType::kBFloat16
-                                                                     : DType::kFloat32;
   run("precision", [&](Graph& graph) { return convert_precision(graph, compute); });
   run("materialize outputs", materialize_outputs);
 

@@ -62,6 +62,15 @@ int fold_scales_into_matmul(Graph& g);
 // A FusedMatMul whose B is a Transpose of its last two dims (read by nothing
 // else) reads the untransposed tensor with trans_b.
 int fold_transposes_into_matmul(Graph& g);
+// Half-precision 2-D Convs that cuDNN runs become ConvChannelsLast between
+// Transposes (input and weight to channels-last, output back).
+int convs_to_channels_last(Graph& g, DType compute);
+// Transposes move past the elementwise op (and global pool) that alone reads
+// them and cancel against their inverse; ones nothing reads are dropped.
+int sink_transposes(Graph& g);
+// A Conv's constant bias becomes an Add when an elementwise op alone reads the
+// Conv, so the bias rides in that op's fused kernel.
+int conv_bias_into_elementwise(Graph& g);
 int fuse_elementwise(Graph& g);
 int convert_precision(Graph& g, DType to);
 // Graph outputs that no node writes (a constant) get a copy node, so the

@@ -69,6 +69,7 @@ OpSchema schema_of(OpKind op) {
       return {2, 3, 1, 1, {{"alpha", T::kFloat}, {"beta", T::kFloat}, {"transA", T::kInt}, {"transB", T::kInt}}};
     case OpKind::kEinsum: return {1, -1, 1, 1, {{"equation", T::kString}}};
     case OpKind::kConv:
+    case OpKind::kConvChannelsLast:  // Conv on [N, spatial..., C] with weight [M, kernel..., C/group]
       return {2, 3, 1, 1,
               {{"auto_pad", T::kString}, {"dilations", T::kInts}, {"group", T::kInt}, {"kernel_shape", T::kInts},
                {"pads", T::kInts}, {"strides", T::kInts}}};
@@ -86,6 +87,10 @@ OpSchema schema_of(OpKind op) {
       return {1, 1, 1, 2,
               {{"auto_pad", T::kString}, {"ceil_mode", T::kInt}, {"dilations", T::kInts}, {"kernel_shape", T::kInts},
                {"pads", T::kInts}, {"storage_order", T::kInt}, {"strides", T::kInts}}};
+    case OpKind::kMaxPoolChannelsLast:  // MaxPool on [N, spatial..., C], no Indices output
+      return {1, 1, 1, 1,
+              {{"auto_pad", T::kString}, {"ceil_mode", T::kInt}, {"dilations", T::kInts}, {"kernel_shape", T::kInts},
+               {"pads", T::kInts}, {"strides", T::kInts}}};
     case OpKind::kAveragePool:
       return {1, 1, 1, 1,
               {{"auto_pad", T::kString}, {"ceil_mode", T::kInt}, {"count_include_pad", T::kInt},

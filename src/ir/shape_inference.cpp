@@ -413,12 +413,26 @@ std::vector<int64_t> kernel_from_weight(const Ctx& c, const Shape& w) {
   return k;
 }
 
-void infer_conv(Ctx& c, bool transpose) {
+template <class T>
+std::vector<T> permuted(const std::vector<T>& v, const std::vector<int64_t>& perm) {
+  std::vector<T> out;
+  for (int64_t p : perm) out.push_back(v[size_t(p)]);
+  return out;
+}
+
+// ConvChannelsLast is Conv with its input, weight and output seen through the
+// channels-first permutation.
+void infer_conv(Ctx& c, bool transpose, bool channels_last = false) {
   c.require_float(0);
   c.require_same_dtype(0, 1);
   c.require_rank(0, 3);
-  const Shape& x = c.shape(0);
-  const Shape& w = c.shape(1);
+  Shape x = c.shape(0), w = c.shape(1);
+  if (channels_last) {
+    if (w.size() != x.size())
+      c.error(ErrorCode::kShapeError, "weight rank ", w.size(), " does not match input rank ", x.size());
+    x = permuted(x, to_channels_first_perm(x.size()));
+    w = permuted(w, to_channels_first_perm(w.size()));
+  }
   if (w.size() != x.size())
     c.error(ErrorCode::kShapeError, "weight rank ", w.size(), " does not match input rank ", x.size());
   int64_t group = c.attrs().get_int("group", 1);
@@ -449,14 +463,16 @@ void infer_conv(Ctx& c, bool transpose) {
   WindowDims wd = window_dims(c, spatial, kernel, transpose, explicit_out.empty() ? nullptr : &explicit_out);
   Shape out{x[0], out_channels};
   out.insert(out.end(), wd.output.begin(), wd.output.end());
-  c.set(0, c.dtype(0), out);
+  c.set(0, c.dtype(0), channels_last ? permuted(out, to_channels_last_perm(out.size())) : out);
 }
 
 void infer_pool(Ctx& c) {
-  if (c.node().op != OpKind::kMaxPool) c.require_float(0);
+  bool channels_last = c.node().op == OpKind::kMaxPoolChannelsLast;
+  if (c.node().op == OpKind::kAveragePool) c.require_float(0);
   c.require_dtype(0, {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt8, DType::kUInt8});
   c.require_rank(0, 3);
-  const Shape& x = c.shape(0);
+  Shape x = c.shape(0);
+  if (channels_last) x = permuted(x, to_channels_first_perm(x.size()));
   auto kernel = c.attrs().get_ints("kernel_shape");
   if (kernel.size() != x.size() - 2)
     c.error(ErrorCode::kInvalidModel, "kernel_shape has ", kernel.size(), " dims; input has ", x.size() - 2,
@@ -464,6 +480,10 @@ void infer_pool(Ctx& c) {
   WindowDims wd = window_dims(c, Shape(x.begin() + 2, x.end()), kernel, false);
   Shape out{x[0], x[1]};
   out.insert(out.end(), wd.output.begin(), wd.output.end());
+  if (channels_last) {
+    c.set(0, c.dtype(0), permuted(out, to_channels_last_perm(out.size())));
+    return;
+  }
   c.set(0, c.dtype(0), out);
   c.set(1, DType::kInt64, out);
 }
@@ -1088,6 +1108,35 @@ EinsumEquation parse_einsum(std::string equation) {
   return e;
 }
 
+std::vector<int64_t> to_channels_last_perm(size_t rank) {
+  std::vector<int64_t> perm{0};
+  for (size_t i = 2; i < rank; ++i) perm.push_back(int64_t(i));
+  perm.push_back(1);
+  return perm;
+}
+
+std::vector<int64_t> to_channels_first_perm(size_t rank) {
+  std::vector<int64_t> perm{0, int64_t(rank) - 1};
+  for (size_t i = 1; i + 1 < rank; ++i) perm.push_back(int64_t(i));
+  return perm;
+}
+
+bool has_symmetric_explicit_pads(const Node& node) {
+  std::string auto_pad = node.attrs.get_string("auto_pad", "NOTSET");
+  if (auto_pad == "VALID") return true;
+  if (auto_pad != "NOTSET") return false;  // SAME_*: the split of an odd total is decided per shape
+  auto pads = node.attrs.get_ints("pads");
+  for (size_t i = 0; i < pads.size() / 2; ++i)
+    if (pads[i] != pads[i + pads.size() / 2]) return false;
+  return true;
+}
+
+bool is_plain_pool_window(const Node& node) {
+  auto dilations = node.attrs.get_ints("dilations");
+  return has_symmetric_explicit_pads(node) && node.attrs.get_int("ceil_mode", 0) == 0 &&
+         std::all_of(dilations.begin(), dilations.end(), [](int64_t d) { return d == 1; });
+}
+
 Shape broadcast_shapes(const Shape& a, const Shape& b) {
   size_t r = std::max(a.size(), b.size());
   Shape out(r);
@@ -1215,7 +1264,8 @@ std::vector<InferOutput> infer_node(const Node& node, const std::vector<InferInp
     case OpKind::kEinsum: infer_einsum(c); break;
     case OpKind::kConv: infer_conv(c, false); break;
     case OpKind::kConvTranspose: infer_conv(c, true); break;
-    case OpKind::kMaxPool: case OpKind::kAveragePool: infer_pool(c); break;
+    case OpKind::kConvChannelsLast: infer_conv(c, false, true); break;
+    case OpKind::kMaxPool: case OpKind::kAveragePool: case OpKind::kMaxPoolChannelsLast: infer_pool(c); break;
     case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool: {
       c.require_float(0);
       c.require_rank(0, 3);

@@ -15,9 +15,9 @@ enum class Family { kElementwise, kLinalg, kNN, kReduce, kMovement };
 Family family_of(OpKind op) {
   switch (op) {
     case OpKind::kMatMul: case OpKind::kGemm: case OpKind::kEinsum: case OpKind::kFusedMatMul: return Family::kLinalg;
-    case OpKind::kConv: case OpKind::kConvTranspose: case OpKind::kBatchNormalization:
+    case OpKind::kConv: case OpKind::kConvChannelsLast: case OpKind::kConvTranspose: case OpKind::kBatchNormalization:
     case OpKind::kInstanceNormalization: case OpKind::kLayerNormalization: case OpKind::kGroupNormalization:
-    case OpKind::kMaxPool: case OpKind::kAveragePool: case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool:
+    case OpKind::kMaxPool: case OpKind::kMaxPoolChannelsLast: case OpKind::kAveragePool: case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool:
     case OpKind::kSoftmax: case OpKind::kLogSoftmax: case OpKind::kHardmax:
       return Family::kNN;
     case OpKind::kReduceMean: case OpKind::kReduceSum: case OpKind::kReduceMax: case OpKind::kReduceMin:

@@ -23,10 +23,9 @@ Tensor run_transpose(const KernelContext& c) {
   std::vector<int64_t> perm(x.dims.size());
   std::iota(perm.rbegin(), perm.rend(), 0);
   perm = c.attrs().get_ints("perm", perm);
-  auto st = strides_of(x.dims);
-  std::vector<int64_t> pst;
-  for (int64_t p : perm) pst.push_back(st[size_t(p < 0 ? p + int64_t(perm.size()) : p)]);
-  return remap(x, c.out_dims(0), [&](const std::vector<int64_t>& idx) { return offset_of(idx, pst); });
+  for (auto& p : perm)
+    if (p < 0) p += int64_t(perm.size());
+  return permute(x, perm);
 }
 
 Tensor run_concat(const KernelContext& c) {
@@ -390,6 +389,16 @@ Tensor run_resize(const KernelContext& c) {
 }
 
 }  // namespace
+
+Tensor permute(const Tensor& t, const std::vector<int64_t>& perm) {
+  auto st = strides_of(t.dims);
+  std::vector<int64_t> pst, dims;
+  for (int64_t p : perm) {
+    pst.push_back(st[size_t(p)]);
+    dims.push_back(t.dims[size_t(p)]);
+  }
+  return remap(t, dims, [&](const std::vector<int64_t>& idx) { return offset_of(idx, pst); });
+}
 
 Outputs run_movement(const KernelContext& c) {
   switch (c.node.op) {

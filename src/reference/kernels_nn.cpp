@@ -119,7 +119,7 @@ Tensor run_conv_transpose(const KernelContext& c) {
 
 Outputs run_pool(const KernelContext& c) {
   const Tensor& tx = c.in(0);
-  bool is_max = c.node.op == OpKind::kMaxPool;
+  bool is_max = c.node.op == OpKind::kMaxPool || c.node.op == OpKind::kMaxPoolChannelsLast;
   std::vector<int64_t> in_sp = spatial_of(tx.dims);
   std::vector<int64_t> kernel = c.attrs().get_ints("kernel_shape");
   ir::WindowGeometry g = ir::window_geometry(c.node, in_sp, kernel);
@@ -176,6 +176,23 @@ Outputs run_pool(const KernelContext& c) {
   Outputs result{from_doubles(c.out_dtype(0), c.out_dims(0), out)};
   if (is_max && c.outputs.size() > 1) result.push_back(from_ints(DType::kInt64, c.out_dims(0), indices));
   return result;
+}
+
+// A channels-last op ([N, spatial..., C]; a Conv's weight [M, kernel..., C/group]):
+// the channels-first op between permutations.
+Tensor run_channels_last(const KernelContext& c, Tensor (*channels_first)(const KernelContext&)) {
+  size_t rank = c.in(0).dims.size();
+  std::vector<int64_t> to_first = ir::to_channels_first_perm(rank);
+  std::vector<Tensor> permuted_inputs;
+  permuted_inputs.reserve(c.inputs.size());
+  KernelContext first{c.node, c.inputs, c.outputs};
+  for (size_t i = 0; i < c.inputs.size(); ++i)
+    if (c.has(i) && c.in(i).dims.size() == rank) first.inputs[i] = &permuted_inputs.emplace_back(permute(c.in(i), to_first));
+  ir::Shape out;
+  for (int64_t p : to_first) out.push_back(c.outputs.at(0).shape.at(size_t(p)));
+  first.outputs.resize(1);
+  first.outputs[0].shape = out;
+  return permute(channels_first(first), ir::to_channels_last_perm(rank));
 }
 
 Tensor run_global_pool(const KernelContext& c) {
@@ -304,6 +321,9 @@ Tensor run_softmax(const KernelContext& c) {
 Outputs run_nn(const KernelContext& c) {
   switch (c.node.op) {
     case OpKind::kConv: return {run_conv(c)};
+    case OpKind::kConvChannelsLast: return {run_channels_last(c, run_conv)};
+    case OpKind::kMaxPoolChannelsLast:
+      return {run_channels_last(c, [](const KernelContext& first) { return run_pool(first)[0]; })};
     case OpKind::kConvTranspose: return {run_conv_transpose(c)};
     case OpKind::kMaxPool: case OpKind::kAveragePool: return run_pool(c);
     case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool: return {run_global_pool(c)};

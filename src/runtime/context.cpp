@@ -307,7 +307,7 @@ void launch_steps(const ContextState& c, const PreparedShape& shape, cudaStream_
                     m->bias.value != ir::kNoValue ? ptr(m->bias, m->node) : nullptr, c.lt, c.workspace.get(),
                     c.workspace.bytes(), stream);
     } else if (auto* cv = std::get_if<CudnnCall>(&step)) {
-      launch_cudnn(*cv, ptr(cv->x, cv->node), ptr(cv->w, cv->node), ptr(cv->y, cv->node),
+      launch_cudnn(*cv, ptr(cv->x, cv->node), cv->w.value != ir::kNoValue ? ptr(cv->w, cv->node) : nullptr, ptr(cv->y, cv->node),
                    cv->bias.value != ir::kNoValue ? ptr(cv->bias, cv->node) : nullptr, c.cudnn, c.workspace.get(), stream);
     }
   }

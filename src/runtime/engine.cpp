@@ -126,7 +126,10 @@ std::unique_ptr<ExecutionContext> Engine::create_context() {
   KILN_CUBLAS(cublasLtCreate(&c->lt), "creating the cuBLASLt handle");
   KILN_CUDA(cudaEventCreateWithFlags(&c->fence, cudaEventDisableTiming), "creating the context's event");
   bool needs_cudnn = std::any_of(state_->plan.network.nodes().begin(), state_->plan.network.nodes().end(),
-                                 [](const ir::Node& n) { return n.op == ir::OpKind::kConv; });
+                                 [](const ir::Node& n) {
+                                   return n.op == ir::OpKind::kConv || n.op == ir::OpKind::kConvChannelsLast ||
+                                          n.op == ir::OpKind::kMaxPoolChannelsLast;
+                                 });
   if (needs_cudnn && cudnnCreate(&c->cudnn) != CUDNN_STATUS_SUCCESS)
     fail(ErrorCode::kDevice, "cannot create the cuDNN handle");
   size_t nv = state_->plan.network.values().size();

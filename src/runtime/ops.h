@@ -188,6 +188,8 @@ std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& 
 std::unique_ptr<Op> make_matmul_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why);
 // The cuDNN op for a Conv it can run; nullptr to use the generated direct kernel.
 std::unique_ptr<Op> make_cudnn_conv_op(const plan::Plan& plan, const ir::Node& node, std::string& why);
+// The cuDNN op for a MaxPoolChannelsLast; nullptr if cuDNN cannot pool it.
+std::unique_ptr<Op> make_cudnn_max_pool_op(const plan::Plan& plan, const ir::Node& node);
 
 // A generator for specs with an optional `specialize` member. The store calls
 // generators from several compile threads at once, so each call works on its

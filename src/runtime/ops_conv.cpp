@@ -1,7 +1,13 @@
-// Convolution through cuDNN (legacy API, heuristic algorithm choice per shape,
+// Convolution (and channels-last max pooling) through cuDNN (legacy API, heuristic algorithm choice per shape,
 // workspace from the context). Bias is added with cudnnAddTensor. Padding must
-// be symmetric (cuDNN's rule); other cases use the direct kernel.
+// be symmetric (cuDNN's rule); other Convs use the direct kernel. Channels-last
+// Convs ([N, spatial..., C], weight [M, kernel..., C/group]) are what cuDNN's
+// tensor-core kernels read natively: channels-first half-precision tensors
+// cost a layout transform of input and weight and another of the output.
 #include <cudnn.h>
+
+#include <algorithm>
+#include <numeric>
 
 #include "cuda_util.h"
 #include "kiln/ir/shape_inference.h"
@@ -41,23 +47,43 @@ cudnnDataType_t cudnn_type(DType d) {
   }
 }
 
-void tensor_desc(cudnnTensorDescriptor_t* d, cudnnDataType_t type, const std::vector<int64_t>& dims, const std::string& where) {
+// `dims` are cuDNN's logical [N, C, spatial...]; channels_last lays them out in
+// memory as [N, spatial..., C].
+void tensor_desc(cudnnTensorDescriptor_t* d, cudnnDataType_t type, const std::vector<int64_t>& dims, bool channels_last,
+                 const std::string& where) {
   KILN_CUDNN(cudnnCreateTensorDescriptor(d), where);
   std::vector<int> dm(dims.begin(), dims.end()), st(dims.size(), 1);
-  for (size_t i = dims.size() - 1; i-- > 0;) st[i] = st[i + 1] * dm[i + 1];
+  std::vector<size_t> memory_order(dims.size());  // outermost first
+  std::iota(memory_order.begin(), memory_order.end(), size_t(0));
+  if (channels_last) std::rotate(memory_order.begin() + 1, memory_order.begin() + 2, memory_order.end());
+  int stride = 1;
+  for (size_t i = dims.size(); i-- > 0;) {
+    st[memory_order[i]] = stride;
+    stride *= dm[memory_order[i]];
+  }
   KILN_CUDNN(cudnnSetTensorNdDescriptor(*d, type, int(dm.size()), dm.data(), st.data()), where);
+}
+
+template <class T>
+std::vector<T> permuted(const std::vector<T>& v, const std::vector<int64_t>& perm) {
+  std::vector<T> out;
+  for (int64_t p : perm) out.push_back(v[size_t(p)]);
+  return out;
 }
 
 class CudnnConvOp : public Op {
  public:
-  CudnnConvOp(const ir::Node& node, DType dtype) : node_(node), dtype_(dtype) {}
+  CudnnConvOp(const ir::Node& node, DType dtype) : node_(node), dtype_(dtype), channels_last_(node.op == ir::OpKind::kConvChannelsLast) {}
 
   void prepare(PrepareContext& ctx) const override {
-    std::string where = str("node '", node_.name, "' (Conv)");
-    const auto& x = ctx.shapes.of(node_.inputs[0]);
-    const auto& wd = ctx.shapes.of(node_.inputs[1]);
-    const auto& y = ctx.shapes.of(node_.outputs[0]);
-    if (ir::checked_numel(y) == 0 || ctx.dry) return;  // dry: cuDNN's work is not ours to warm
+    std::string where = str("node '", node_.name, "' (", ir::op_name(node_.op), ")");
+    if (ir::checked_numel(ctx.shapes.of(node_.outputs[0])) == 0 || ctx.dry) return;  // dry: cuDNN's work is not ours to warm
+    // cuDNN's dims are logical [N, C, spatial...] whatever the memory layout.
+    auto logical = [&](ir::ValueId v) {
+      const auto& dims = ctx.shapes.of(v);
+      return channels_last_ ? permuted(dims, ir::to_channels_first_perm(dims.size())) : dims;
+    };
+    std::vector<int64_t> x = logical(node_.inputs[0]), wd = logical(node_.inputs[1]), y = logical(node_.outputs[0]);
     std::vector<int64_t> in_sp(x.begin() + 2, x.end()), k_sp(wd.begin() + 2, wd.end());
     ir::WindowGeometry g = ir::window_geometry(node_, in_sp, k_sp);
     auto d = std::make_shared<CudnnDescriptors>();
@@ -69,11 +95,13 @@ class CudnnConvOp : public Op {
       x4.push_back(1), y4.push_back(1), w4.push_back(1);
       pads.push_back(0), strides.push_back(1), dil.push_back(1);
     }
-    tensor_desc(&d->x, type, x4, where);
-    tensor_desc(&d->y, type, y4, where);
+    tensor_desc(&d->x, type, x4, channels_last_, where);
+    tensor_desc(&d->y, type, y4, channels_last_, where);
     KILN_CUDNN(cudnnCreateFilterDescriptor(&d->w), where);
     std::vector<int> wdims(w4.begin(), w4.end());
-    KILN_CUDNN(cudnnSetFilterNdDescriptor(d->w, type, CUDNN_TENSOR_NCHW, int(wdims.size()), wdims.data()), where);
+    KILN_CUDNN(cudnnSetFilterNdDescriptor(d->w, type, channels_last_ ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW, int(wdims.size()),
+                                          wdims.data()),
+               where);
     KILN_CUDNN(cudnnCreateConvolutionDescriptor(&d->conv), where);
     cudnnDataType_t compute = dtype_ == DType::kFloat64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
     KILN_CUDNN(cudnnSetConvolutionNdDescriptor(d->conv, int(pads.size()), pads.data(), strides.data(), dil.data(),
@@ -84,7 +112,7 @@ class CudnnConvOp : public Op {
     KILN_CUDNN(cudnnSetConvolutionMathType(d->conv, dtype_ == DType::kFloat32 || dtype_ == DType::kFloat64 ? CUDNN_FMA_MATH
                                                                                                           : CUDNN_TENSOR_OP_MATH),
                where);
-    choose_algorithm(ctx, *d, str("cudnn ", cudnnGetVersion(), " conv forward ", int(type), " x ", ir::shape_to_string(ir::shape_of(x4)),
+    choose_algorithm(ctx, *d, str("cudnn ", cudnnGetVersion(), " conv forward ", int(type), channels_last_ ? " channels-last" : "", " x ", ir::shape_to_string(ir::shape_of(x4)),
                                   " w ", ir::shape_to_string(ir::shape_of(w4)), " pads ", ir::shape_to_string(ir::shape_of({pads.begin(), pads.end()})),
                                   " strides ", ir::shape_to_string(ir::shape_of({strides.begin(), strides.end()})), " dilations ",
                                   ir::shape_to_string(ir::shape_of({dil.begin(), dil.end()})), " group ", node_.attrs.get_int("group", 1)),
@@ -93,7 +121,7 @@ class CudnnConvOp : public Op {
     if (bias) {
       std::vector<int64_t> b(y4.size(), 1);
       b[1] = y[1];
-      tensor_desc(&d->bias, type, b, where);
+      tensor_desc(&d->bias, type, b, channels_last_, where);
     }
     CudnnCall call;
     call.descriptors = d;
@@ -139,20 +167,73 @@ class CudnnConvOp : public Op {
 
   const ir::Node& node_;
   DType dtype_;
+  bool channels_last_;
+};
+
+struct CudnnPoolDescriptors {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnPoolingDescriptor_t pool = nullptr;
+  ~CudnnPoolDescriptors() {
+    if (x) cudnnDestroyTensorDescriptor(x);
+    if (y) cudnnDestroyTensorDescriptor(y);
+    if (pool) cudnnDestroyPoolingDescriptor(pool);
+  }
+};
+
+// Channels-last max pooling (the layout cuDNN's channels-last convolutions
+// around it use). The builder makes it only without dilation or ceil_mode and
+// with symmetric pads, which is what cuDNN pools.
+class CudnnMaxPoolOp : public Op {
+ public:
+  CudnnMaxPoolOp(const ir::Node& node, DType dtype) : node_(node), dtype_(dtype) {}
+
+  void prepare(PrepareContext& ctx) const override {
+    std::string where = str("node '", node_.name, "' (", ir::op_name(node_.op), ")");
+    if (ir::checked_numel(ctx.shapes.of(node_.outputs[0])) == 0 || ctx.dry) return;
+    auto logical = [&](ir::ValueId v) {
+      const auto& dims = ctx.shapes.of(v);
+      return permuted(dims, ir::to_channels_first_perm(dims.size()));
+    };
+    std::vector<int64_t> x = logical(node_.inputs[0]), y = logical(node_.outputs[0]);
+    std::vector<int64_t> kernel = node_.attrs.get_ints("kernel_shape");
+    ir::WindowGeometry g = ir::window_geometry(node_, {x.begin() + 2, x.end()}, kernel);
+    auto d = std::make_shared<CudnnPoolDescriptors>();
+    tensor_desc(&d->x, cudnn_type(dtype_), x, true, where);
+    tensor_desc(&d->y, cudnn_type(dtype_), y, true, where);
+    std::vector<int> window(g.kernel.begin(), g.kernel.end()), pads(g.pads_begin.begin(), g.pads_begin.end()),
+        strides(g.strides.begin(), g.strides.end());
+    KILN_CUDNN(cudnnCreatePoolingDescriptor(&d->pool), where);
+    KILN_CUDNN(cudnnSetPoolingNdDescriptor(d->pool, CUDNN_POOLING_MAX, CUDNN_PROPAGATE_NAN, int(window.size()), window.data(),
+                                           pads.data(), strides.data()),
+               where);
+    CudnnCall call;
+    call.descriptors = d;
+    call.x = {node_.inputs[0], 0};
+    call.y = {node_.outputs[0], 0};
+    call.f64 = dtype_ == DType::kFloat64;
+    call.node = &node_;
+    ctx.steps.push_back(std::move(call));
+  }
+
+ private:
+  const ir::Node& node_;
+  DType dtype_;
 };
 
 }  // namespace
+
+std::unique_ptr<Op> make_cudnn_max_pool_op(const plan::Plan& plan, const ir::Node& node) {
+  DType dtype = plan.network.value(node.inputs[0]).dtype;
+  size_t rank = plan.network.value(node.inputs[0]).shape.size();
+  if (!is_floating(dtype) || rank < 4 || rank > 5 || !ir::is_plain_pool_window(node)) return nullptr;
+  return std::make_unique<CudnnMaxPoolOp>(node, dtype);
+}
 
 std::unique_ptr<Op> make_cudnn_conv_op(const plan::Plan& plan, const ir::Node& node, std::string& why) {
   DType dtype = plan.network.value(node.inputs[0]).dtype;
   size_t rank = plan.network.value(node.inputs[0]).shape.size();
   if (!is_floating(dtype) || rank < 3 || rank > 5) return nullptr;
-  // Symmetric padding only (cuDNN); auto_pad SAME with an odd total is decided per shape, so only explicit pads here.
-  std::string auto_pad = node.attrs.get_string("auto_pad", "NOTSET");
-  if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") return nullptr;
-  auto pads = node.attrs.get_ints("pads");
-  for (size_t i = 0; i < pads.size() / 2; ++i)
-    if (auto_pad != "VALID" && pads[i] != pads[i + pads.size() / 2]) return nullptr;
+  if (!ir::has_symmetric_explicit_pads(node)) return nullptr;
   return std::make_unique<CudnnConvOp>(node, dtype);
 }
 
@@ -160,12 +241,17 @@ void launch_cudnn(const CudnnCall& call, void* x, void* w, void* y, void* bias, 
                   cudaStream_t stream) {
   auto* d = static_cast<CudnnDescriptors*>(call.descriptors.get());
   // The message is built only on failure: enqueue stays free of host allocations.
-  auto where = [&] { return str("node '", call.node->name, "' (Conv)"); };
+  auto where = [&] { return str("node '", call.node->name, "' (", ir::op_name(call.node->op), ")"); };
   KILN_CUDNN(cudnnSetStream(handle, stream), where());
   double one64 = 1, zero64 = 0;
   float one32 = 1, zero32 = 0;
   const void* one = call.f64 ? static_cast<const void*>(&one64) : &one32;
   const void* zero = call.f64 ? static_cast<const void*>(&zero64) : &zero32;
+  if (call.node->op == ir::OpKind::kMaxPoolChannelsLast) {
+    auto* p = static_cast<CudnnPoolDescriptors*>(call.descriptors.get());
+    KILN_CUDNN(cudnnPoolingForward(handle, p->pool, one, p->x, x, zero, p->y, y), where());
+    return;
+  }
   KILN_CUDNN(cudnnConvolutionForward(handle, one, d->x, x, d->w, w, d->conv, d->algo, workspace, d->workspace, zero, d->y, y), where());
   if (bias) KILN_CUDNN(cudnnAddTensor(handle, one, d->bias, bias, one, d->y, y), where());
 }

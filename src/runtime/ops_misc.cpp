@@ -480,6 +480,16 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
       });
     }
 
+    case OpKind::kMaxPoolChannelsLast:
+      if (auto op = make_cudnn_max_pool_op(plan, node)) return op;
+      why = "a channels-last MaxPool that cuDNN does not run (rank 4 or 5, floating types, no dilation or ceil_mode, symmetric pads)";
+      return nullptr;
+
+    case OpKind::kConvChannelsLast:
+      if (auto op = make_cudnn_conv_op(plan, node, why)) return op;
+      why = "a channels-last Conv that cuDNN does not run (rank 3 to 5, floating types, symmetric explicit pads)";
+      return nullptr;
+
     case OpKind::kConv: case OpKind::kConvTranspose: case OpKind::kMaxPool: case OpKind::kAveragePool: {
       if (node.op == OpKind::kConv)
         if (auto op = make_cudnn_conv_op(plan, node, why)) return op;

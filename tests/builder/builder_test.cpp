@@ -127,6 +127,65 @@ TEST(Builder, BatchNormFoldsIntoConvAndEltwiseChainsFuse) {
   expect_same_results(net, p.network, {{"n", 2}}, 1e-6);
 }
 
+// ResNet's shape: stem Conv + ReLU, MaxPool, a residual block, a strided 1x1
+// Conv, global pooling and a classifier.
+ir::Network small_resnet() {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("n"), Dim(3), Dim(16), Dim(16)});
+  uint32_t seed = 40;
+  auto conv = [&](ValueId in, int64_t cin, int64_t cout, int64_t k, int64_t stride) {
+    ir::Attributes a;
+    a.set("pads", std::vector<int64_t>(4, k / 2));
+    a.set("strides", std::vector<int64_t>{stride, stride});
+    return net.add_op1(OpKind::kConv, {in, net.add_weight(str("w", seed), random_weight({cout, cin, k, k}, seed++)),
+                                       net.add_weight(str("b", seed), random_weight({cout}, seed++))},
+                       a);
+  };
+  ValueId stem = net.add_op1(OpKind::kRelu, {conv(x, 3, 8, 3, 1)});
+  ir::Attributes pool;
+  pool.set("kernel_shape", std::vector<int64_t>{2, 2});
+  pool.set("strides", std::vector<int64_t>{2, 2});
+  ValueId pooled = net.add_op1(OpKind::kMaxPool, {stem}, pool);
+  ValueId a = net.add_op1(OpKind::kRelu, {conv(pooled, 8, 8, 3, 1)});
+  ValueId block = net.add_op1(OpKind::kRelu, {net.add_op1(OpKind::kAdd, {conv(a, 8, 8, 3, 1), pooled})});
+  ValueId down = conv(block, 8, 16, 1, 2);
+  ValueId features = net.add_op1(OpKind::kFlatten, {net.add_op1(OpKind::kGlobalAveragePool, {down})});
+  ir::Attributes trans_b;
+  trans_b.set("transB", int64_t(1));
+  net.add_output(net.add_op1(OpKind::kGemm, {features, net.add_weight("fc", random_weight({5, 16}, seed++)),
+                                             net.add_weight("fc_b", random_weight({5}, seed++))},
+                             trans_b));
+  net.set_dim_range("n", {1, 2, 4});
+  net.finalize();
+  return net;
+}
+
+// In half precision the Convs and the MaxPool run channels-last; the layout
+// transposes cancel between them, leaving the input's; biases ride in the
+// ReLU kernels.
+TEST(Builder, HalfPrecisionConvsRunChannelsLast) {
+  ir::Network net = small_resnet();
+  BuildOptions options;
+  options.precision = plan::Precision::kFloat16;
+  plan::Plan p = build(net, options);
+  EXPECT_EQ(count_ops(p.network, OpKind::kConv), 0) << dump_network(p.network);
+  EXPECT_EQ(count_ops(p.network, OpKind::kConvChannelsLast), 4);
+  EXPECT_EQ(count_ops(p.network, OpKind::kTranspose), 1) << dump_network(p.network);
+  EXPECT_EQ(count_ops(p.network, OpKind::kMaxPoolChannelsLast), 1);
+  EXPECT_EQ(count_ops(p.network, OpKind::kGlobalAveragePool), 0);
+  EXPECT_EQ(count_ops(p.network, OpKind::kFusedElementwise), 3) << dump_network(p.network);
+  int biased = 0;
+  for (auto& node : p.network.nodes())
+    if (node.op == OpKind::kConvChannelsLast) biased += node.inputs.size() > 2;
+  EXPECT_EQ(biased, 1);  // only the Conv read by the pooling keeps its bias
+  expect_same_results(net, p.network, {{"n", 2}}, 1e-2);
+
+  plan::Plan fp32 = build(net, {});
+  EXPECT_EQ(count_ops(fp32.network, OpKind::kConvChannelsLast), 0);
+  EXPECT_EQ(count_ops(fp32.network, OpKind::kTranspose), 0);
+  expect_same_results(net, fp32.network, {{"n", 2}}, 1e-6);
+}
+
 // The exported attention's shape shuffles: transposes that only move unit dims
 // are views, and scalar scales of matmul operands ride in alpha.
 TEST(Builder, UnitTransposesBecomeViewsAndScalesFoldIntoMatMul) {

@@ -136,6 +136,24 @@ std::vector<Case> cases() {
                                                          n.add_weight("v", reference::make_tensor(DType::kFloat32, {8}, var))});
     n.add_output(n.add_op1(OpKind::kRelu, {bn}));
   }, {{"x", {1, 3, 16, 16}}}});
+  // In half precision the builder makes these Convs and the MaxPool channels-last
+  // (cuDNN), the biases ride in the ReLU kernels and one Transpose is left.
+  c.push_back({"resnet_block_channels_last", [&](ir::Network& n, std::mt19937& r) {
+    ValueId x = in(n, "x", {2, 8, 12, 10});
+    auto conv = [&](ValueId v, const std::string& name, int64_t cin, int64_t cout, int64_t k, int64_t stride, int64_t group) {
+      return n.add_op1(OpKind::kConv, {v, weight(n, name + "_w", {cout, cin / group, k, k}, r), weight(n, name + "_b", {cout}, r)},
+                       attrs({{"pads", std::vector<int64_t>(4, k / 2)}, {"strides", std::vector<int64_t>{stride, stride}},
+                              {"group", group}}));
+    };
+    ValueId stem = n.add_op1(OpKind::kRelu, {conv(x, "stem", 8, 16, 3, 1, 1)});
+    ValueId pooled = n.add_op1(OpKind::kMaxPool, {stem}, attrs({{"kernel_shape", std::vector<int64_t>{3, 3}}, {"strides", std::vector<int64_t>{2, 2}},
+                                                                  {"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
+    ValueId a = n.add_op1(OpKind::kRelu, {conv(pooled, "a", 16, 16, 3, 1, 1)});
+    ValueId block = n.add_op1(OpKind::kRelu, {n.add_op1(OpKind::kAdd, {conv(a, "b", 16, 16, 3, 1, 1), pooled})});
+    ValueId depthwise = n.add_op1(OpKind::kSigmoid, {conv(block, "dw", 16, 16, 3, 2, 16)});
+    n.add_output(n.add_op1(OpKind::kGlobalAveragePool, {conv(depthwise, "down", 16, 24, 1, 1, 1)}));
+    n.add_output(block);
+  }, {{"x", {2, 8, 12, 10}}}});
   c.push_back({"resize", [&](ir::Network& n, std::mt19937& r) {
     ValueId x = in(n, "x", {1, 2, 5, 6});
     ValueId scales = n.add_weight("scales", reference::make_tensor(DType::kFloat32, {4}, {1, 1, 1.6, 0.75}));

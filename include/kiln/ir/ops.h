@@ -29,8 +29,8 @@ namespace kiln::ir {
   X(Reshape) X(Flatten) X(Squeeze) X(Unsqueeze) X(Transpose) X(Concat) X(Split) X(Slice) X(Gather)     \
   X(GatherElements) X(Expand) X(Tile) X(Pad) X(Shape) X(Size) X(ConstantOfShape) X(Range) X(Trilu)     \
   X(Resize) X(DepthToSpace) X(SpaceToDepth) X(OneHot)                                                 \
-  /* made by the builder's fusion passes, never by front ends */                                       \
-  X(FusedMatMul) X(FusedElementwise)
+  /* made by the builder's passes, never by front ends */                                              \
+  X(FusedMatMul) X(FusedElementwise) X(ConvChannelsLast) X(MaxPoolChannelsLast)
 
 enum class OpKind : uint16_t {
 #define KILN_OP_ENUM(name) k##name,

@@ -40,6 +40,16 @@ struct WindowGeometry {
 WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& input_spatial,
                                const std::vector<int64_t>& kernel_spatial);
 
+// Permutations between channels-first [N, C, spatial...] and channels-last
+// [N, spatial..., C] layouts of a rank-`rank` tensor (Transpose's perm).
+std::vector<int64_t> to_channels_last_perm(size_t rank);
+std::vector<int64_t> to_channels_first_perm(size_t rank);
+// Whether a Conv's padding is explicit and equal at both ends of every dim
+// (what cuDNN supports): auto_pad NOTSET or VALID with symmetric pads.
+bool has_symmetric_explicit_pads(const Node& node);
+// Symmetric explicit pads, no dilation and no ceil_mode: a pool cuDNN runs.
+bool is_plain_pool_window(const Node& node);
+
 // An Einsum equation split into operand terms and the output term ("" with
 // has_output false when the equation has no "->"); spaces removed.
 struct EinsumEquation {

@@ -1,0 +1,256 @@
+// Layout passes. Half-precision convolutions run channels-last, the layout
+// cuDNN's tensor-core kernels read: channels-first tensors cost them a layout
+// transform of input and weight before, and of the output after, every Conv.
+// The transposes this puts around each Conv then move forward through
+// elementwise ops until they meet their inverse and cancel, so a stack of
+// convolutions keeps its activations channels-last from one Conv to the next.
+#include <algorithm>
+#include <numeric>
+
+#include "graph.h"
+#include "kiln/ir/fused.h"
+#include "kiln/ir/shape_inference.h"
+#include "kiln/reference.h"
+
+namespace kiln::builder {
+
+using ir::OpKind;
+
+namespace {
+
+void insert_node(Graph& g, size_t at, ir::Node node) {
+  g.nodes.insert(g.nodes.begin() + long(at), std::move(node));
+  g.dead.insert(g.dead.begin() + long(at), false);
+}
+
+ir::Node transpose_node(Graph& g, const std::string& stem, ir::ValueId in, ir::ValueId out, const std::vector<int64_t>& perm) {
+  ir::Node t{g.unique_name(stem), OpKind::kTranspose, {in}, {out}, {}};
+  t.attrs.set("perm", perm);
+  return t;
+}
+
+std::vector<int64_t> perm_of(const Graph& g, const ir::Node& t) {
+  size_t rank = g.values[size_t(t.inputs[0])].shape.size();
+  std::vector<int64_t> perm(rank);
+  std::iota(perm.rbegin(), perm.rend(), 0);  // the default reverses the dims
+  perm = t.attrs.get_ints("perm", perm);
+  for (auto& p : perm)
+    if (p < 0) p += int64_t(perm.size());
+  return perm;
+}
+
+bool is_identity(const std::vector<int64_t>& perm) {
+  for (size_t i = 0; i < perm.size(); ++i)
+    if (perm[i] != int64_t(i)) return false;
+  return true;
+}
+
+std::optional<size_t> producer_of(const Graph& g, ir::ValueId v) {
+  for (size_t p = 0; p < g.nodes.size(); ++p)
+    if (!g.dead[p] && std::find(g.nodes[p].outputs.begin(), g.nodes[p].outputs.end(), v) != g.nodes[p].outputs.end()) return p;
+  return std::nullopt;
+}
+
+// The one node reading v (possibly through several of its inputs), if v is not a graph output.
+std::optional<size_t> only_reader(const Graph& g, ir::ValueId v) {
+  if (g.is_output(v)) return std::nullopt;
+  auto users = g.consumers(v);
+  if (users.empty() || std::any_of(users.begin(), users.end(), [&](size_t u) { return u != users[0]; })) return std::nullopt;
+  return users[0];
+}
+
+// A constant operand c of an op whose other operand is Transpose(perm)(a):
+// the constant to use with a instead, so that Transpose(perm)(op(a, c')) equals
+// op(Transpose(perm)(a), c). c is first given the full rank (leading 1s).
+ir::TensorData untranspose_constant(const ir::TensorData& c, const std::vector<int64_t>& perm) {
+  std::vector<int64_t> dims(perm.size() - c.dims.size(), 1);
+  dims.insert(dims.end(), c.dims.begin(), c.dims.end());
+  std::vector<int64_t> inverse(perm.size()), out_dims(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i) inverse[size_t(perm[i])] = int64_t(i);
+  for (size_t i = 0; i < perm.size(); ++i) out_dims[i] = dims[size_t(inverse[i])];
+  std::vector<double> in = ir::read_doubles(c), out(in.size());
+  std::vector<int64_t> in_strides = ir::strides_of(dims), idx(out_dims.size(), 0);
+  for (size_t flat = 0; flat < out.size(); ++flat) {
+    int64_t src = 0;  // out index i along dim j is in index i along dim inverse[j]
+    for (size_t j = 0; j < idx.size(); ++j) src += idx[j] * in_strides[size_t(inverse[j])];
+    out[flat] = in[size_t(src)];
+    for (size_t j = idx.size(); j-- > 0;) {
+      if (++idx[j] < out_dims[j]) break;
+      idx[j] = 0;
+    }
+  }
+  return reference::make_tensor(c.dtype, out_dims, out);
+}
+
+bool broadcasting_binary(OpKind op) {
+  switch (op) {
+    case OpKind::kAdd: case OpKind::kSub: case OpKind::kMul: case OpKind::kDiv: case OpKind::kPow: case OpKind::kMin:
+    case OpKind::kMax:
+      return true;
+    default: return false;
+  }
+}
+
+// Transpose t followed by a Transpose that undoes it: the second one's readers
+// read t's input. True if it rewrote something.
+bool cancel_inverse(Graph& g, size_t t) {
+  ir::ValueId in = g.nodes[t].inputs[0], out = g.nodes[t].outputs[0];
+  std::vector<int64_t> perm = perm_of(g, g.nodes[t]);
+  for (size_t u : g.consumers(out)) {
+    const ir::Node& next = g.nodes[u];
+    if (next.op != OpKind::kTranspose || g.is_output(next.outputs[0])) continue;
+    std::vector<int64_t> second = perm_of(g, next), composed;
+    for (int64_t p : second) composed.push_back(perm[size_t(p)]);
+    if (!is_identity(composed)) continue;
+    g.dead[u] = true;
+    g.replace_uses(next.outputs[0], in);
+    return true;
+  }
+  return false;
+}
+
+// Transpose t read only by op c: c reads t's input (and, for a binary op, the
+// other operand untransposed) and the Transpose moves after c. True if it did.
+bool move_past_reader(Graph& g, size_t t) {
+  ir::ValueId in = g.nodes[t].inputs[0], out = g.nodes[t].outputs[0];
+  std::vector<int64_t> perm = perm_of(g, g.nodes[t]);
+  auto reader = only_reader(g, out);
+  if (!reader) return false;
+  size_t c = *reader;
+  ir::Node& node = g.nodes[c];
+  if (node.outputs.empty() || (node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue)) return false;
+  std::vector<ir::ValueId> inputs = node.inputs;
+  std::vector<size_t> also_dead;
+  ir::Node replacement = node;
+  if (ir::is_fusable_elementwise(node.op) && node.inputs.size() == 1) {
+    replacement.inputs[0] = in;
+  } else if (broadcasting_binary(node.op) && node.inputs.size() == 2) {
+    for (size_t i = 0; i < 2; ++i) {
+      ir::ValueId operand = inputs[i];
+      if (operand == out) {
+        replacement.inputs[i] = in;
+        continue;
+      }
+      const ir::TensorData* constant = g.weight_of(operand);
+      if (constant && constant->dims.size() <= perm.size()) {
+        replacement.inputs[i] = g.add_weight(g.values[size_t(operand)].name + "_relayout", untranspose_constant(*constant, perm));
+        continue;
+      }
+      auto other = producer_of(g, operand);
+      if (!other || g.nodes[*other].op != OpKind::kTranspose || perm_of(g, g.nodes[*other]) != perm || only_reader(g, operand) != c)
+        return false;
+      replacement.inputs[i] = g.nodes[*other].inputs[0];
+      also_dead.push_back(*other);
+    }
+  } else if (node.op == OpKind::kMaxPool && perm == ir::to_channels_first_perm(perm.size()) && ir::is_plain_pool_window(node) &&
+             is_floating(g.values[size_t(in)].dtype)) {
+    replacement.op = OpKind::kMaxPoolChannelsLast;
+    replacement.inputs[0] = in;
+    replacement.outputs.resize(1);
+    replacement.attrs.erase("storage_order");  // it orders the Indices output, which is not wanted
+  } else if ((node.op == OpKind::kGlobalAveragePool || node.op == OpKind::kGlobalMaxPool) &&
+             perm == ir::to_channels_first_perm(perm.size()) && perm.size() >= 3) {
+    // Pooling channels-last dims 1..rank-2 keeps them as 1s: [N, 1.., C].
+    std::vector<double> axes(perm.size() - 2);
+    std::iota(axes.begin(), axes.end(), 1.0);
+    replacement.op = node.op == OpKind::kGlobalAveragePool ? OpKind::kReduceMean : OpKind::kReduceMax;
+    replacement.inputs = {in, g.add_weight(node.name + "_axes", reference::make_tensor(DType::kInt64, {int64_t(axes.size())}, axes))};
+    replacement.attrs = {};
+    replacement.attrs.set("keepdims", int64_t(1));
+  } else {
+    return false;
+  }
+  ir::ValueId result = node.outputs[0];
+  ir::ValueId moved = g.add_value(g.values[size_t(result)].name + "_pre_transpose");
+  replacement.outputs[0] = moved;
+  std::string stem = g.nodes[t].name;
+  g.nodes[c] = std::move(replacement);
+  g.dead[t] = true;
+  for (size_t d : also_dead) g.dead[d] = true;
+  insert_node(g, c + 1, transpose_node(g, stem, moved, result, perm));
+  return true;
+}
+
+}  // namespace
+
+int convs_to_channels_last(Graph& g, DType compute) {
+  if (compute != DType::kFloat16 && compute != DType::kBFloat16) return 0;
+  int changed = 0;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n] || g.nodes[n].op != OpKind::kConv) continue;
+    ir::ValueId x = g.nodes[n].inputs[0], w = g.nodes[n].inputs[1], y = g.nodes[n].outputs[0];
+    size_t rank = g.values[size_t(x)].shape.size();
+    // 2-D convolutions that cuDNN runs (the runtime's other Conv kernel is channels-first only).
+    if (rank != 4 || g.values[size_t(w)].shape.size() != rank || !is_floating(g.values[size_t(x)].dtype) ||
+        !ir::has_symmetric_explicit_pads(g.nodes[n]))
+      continue;
+    std::vector<int64_t> to_last = ir::to_channels_last_perm(rank), to_first = ir::to_channels_first_perm(rank);
+    std::string stem = g.nodes[n].name;
+    ir::ValueId x_last = g.add_value(g.values[size_t(x)].name + "_channels_last");
+    ir::ValueId w_last = g.add_value(g.values[size_t(w)].name + "_channels_last");
+    ir::ValueId y_last = g.add_value(g.values[size_t(y)].name + "_channels_last");
+    ir::Node& conv = g.nodes[n];
+    conv.op = OpKind::kConvChannelsLast;
+    conv.inputs[0] = x_last;
+    conv.inputs[1] = w_last;
+    conv.outputs[0] = y_last;
+    insert_node(g, n + 1, transpose_node(g, stem + "_to_channels_first", y_last, y, to_first));
+    insert_node(g, n, transpose_node(g, stem + "_weight_to_channels_last", w, w_last, to_last));
+    insert_node(g, n, transpose_node(g, stem + "_to_channels_last", x, x_last, to_last));
+    n += 3;
+    ++changed;
+  }
+  return changed;
+}
+
+int sink_transposes(Graph& g) {
+  // Only the layout transposes of channels-last Convs move: other transposes
+  // are left where passes like fold_transposes_into_matmul look for them.
+  if (std::none_of(g.nodes.begin(), g.nodes.end(), [](const ir::Node& n) { return n.op == OpKind::kConvChannelsLast; })) return 0;
+  const std::vector<int64_t> to_first = ir::to_channels_first_perm(4);
+  int changed = 0;
+  // Every rewrite removes a Transpose or moves one later in the (finite,
+  // acyclic) graph, so this ends.
+  for (bool again = true; again;) {
+    again = false;
+    for (size_t n = 0; n < g.nodes.size() && !again; ++n) {
+      if (g.dead[n] || g.nodes[n].op != OpKind::kTranspose) continue;
+      again = cancel_inverse(g, n) || (perm_of(g, g.nodes[n]) == to_first && move_past_reader(g, n));
+    }
+    changed += again;
+  }
+  for (size_t n = 0; n < g.nodes.size(); ++n)  // Transposes whose readers all went elsewhere
+    if (!g.dead[n] && g.nodes[n].op == OpKind::kTranspose && g.consumers(g.nodes[n].outputs[0]).empty() &&
+        !g.is_output(g.nodes[n].outputs[0]))
+      g.dead[n] = true;
+  return changed;
+}
+
+int conv_bias_into_elementwise(Graph& g) {
+  int changed = 0;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    ir::Node& conv = g.nodes[n];
+    if (g.dead[n] || (conv.op != OpKind::kConv && conv.op != OpKind::kConvChannelsLast) || conv.inputs.size() < 3 ||
+        conv.inputs[2] == ir::kNoValue)
+      continue;
+    const ir::TensorData* bias = g.weight_of(conv.inputs[2]);
+    ir::ValueId y = conv.outputs[0];
+    auto reader = only_reader(g, y);
+    if (!bias || !reader || !ir::is_fusable_elementwise(g.nodes[*reader].op)) continue;
+    // Channels-first output [N, M, spatial...] needs the bias as [M, 1, ...].
+    std::vector<int64_t> dims{bias->dims.at(0)};
+    if (conv.op == OpKind::kConv) dims.resize(g.values[size_t(y)].shape.size() - 1, 1);
+    ir::TensorData shaped = reference::make_tensor(bias->dtype, dims, ir::read_doubles(*bias));
+    ir::ValueId b = g.add_weight(g.values[size_t(conv.inputs[2])].name + "_broadcast", std::move(shaped));
+    ir::ValueId product = g.add_value(g.values[size_t(y)].name + "_without_bias");
+    conv.inputs.resize(2);
+    conv.outputs[0] = product;
+    std::string name = g.unique_name(conv.name + "_bias");
+    insert_node(g, n + 1, ir::Node{name, OpKind::kAdd, {product, b}, {y}, {}});
+    ++n;
+    ++changed;
+  }
+  return changed;
+}
+
+}  // namespace kiln::builder
