@@ -156,6 +156,7 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
   run("fuse matmul epilogues", fuse_matmul_epilogues);
   run("fold scales into matmul", fold_scales_into_matmul);
   run("fold transposes into matmul", fold_transposes_into_matmul);
+  run("fuse attention", fuse_attention);
   run("conv bias into elementwise", conv_bias_into_elementwise);
   run("fuse elementwise", fuse_elementwise);
   run("precision", [&](Graph& graph) { return convert_precision(graph, compute); });

@@ -68,6 +68,9 @@ int convs_to_channels_last(Graph& g, DType compute);
 // Transposes move past the elementwise op (and global pool) that alone reads
 // them and cancel against their inverse; ones nothing reads are dropped.
 int sink_transposes(Graph& g);
+// softmax(alpha * Q @ K^T) @ V with static shapes becomes one Attention node
+// reading Q, K and V through strided views of the tensors they come from.
+int fuse_attention(Graph& g);
 // A Conv's constant bias becomes an Add when an elementwise op alone reads the
 // Conv, so the bias rides in that op's fused kernel.
 int conv_bias_into_elementwise(Graph& g);

@@ -14,7 +14,8 @@ enum class Family { kElementwise, kLinalg, kNN, kReduce, kMovement };
 
 Family family_of(OpKind op) {
   switch (op) {
-    case OpKind::kMatMul: case OpKind::kGemm: case OpKind::kEinsum: case OpKind::kFusedMatMul: return Family::kLinalg;
+    case OpKind::kMatMul: case OpKind::kGemm: case OpKind::kEinsum: case OpKind::kFusedMatMul: case OpKind::kAttention:
+      return Family::kLinalg;
     case OpKind::kConv: case OpKind::kConvChannelsLast: case OpKind::kConvTranspose: case OpKind::kBatchNormalization:
     case OpKind::kInstanceNormalization: case OpKind::kLayerNormalization: case OpKind::kGroupNormalization:
     case OpKind::kMaxPool: case OpKind::kMaxPoolChannelsLast: case OpKind::kAveragePool: case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool:

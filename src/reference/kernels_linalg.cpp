@@ -1,6 +1,7 @@
-// MatMul, Gemm and Einsum with float64 accumulation.
+// MatMul, Gemm, Einsum and fused attention with float64 accumulation.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 
 #include "kernels.h"
@@ -195,12 +196,43 @@ Tensor run_einsum(const KernelContext& c) {
 
 }  // namespace
 
+Tensor run_attention(const KernelContext& c) {
+  std::array<int64_t, 4> sizes{ir::checked_numel(c.in(0).dims), ir::checked_numel(c.in(1).dims), ir::checked_numel(c.in(2).dims),
+                               ir::checked_numel(c.out_dims(0))};
+  ir::AttentionGeometry g = ir::attention_geometry(c.node, sizes);
+  std::vector<double> q = to_doubles(c.in(0)), k = to_doubles(c.in(1)), v = to_doubles(c.in(2));
+  std::vector<double> out(size_t(sizes[3]), 0.0), scores(size_t(g.kv_len));
+  double scale = c.attrs().get_float("scale", 1.0);
+  auto at = [](const std::array<int64_t, 5>& view, int64_t b, int64_t h, int64_t s, int64_t d) {
+    return size_t(view[0] + b * view[1] + h * view[2] + s * view[3] + d * view[4]);
+  };
+  for (int64_t b = 0; b < g.batch; ++b)
+    for (int64_t h = 0; h < g.heads; ++h)
+      for (int64_t i = 0; i < g.q_len; ++i) {
+        double mx = -std::numeric_limits<double>::infinity(), sum = 0;
+        for (int64_t j = 0; j < g.kv_len; ++j) {
+          double dot = 0;
+          for (int64_t e = 0; e < g.head_dim; ++e) dot += q[at(g.q, b, h, i, e)] * k[at(g.k, b, h, j, e)];
+          scores[size_t(j)] = scale * dot;
+          mx = std::max(mx, scores[size_t(j)]);
+        }
+        for (auto& s : scores) sum += s = std::exp(s - mx);
+        for (int64_t d = 0; d < g.head_dim; ++d) {
+          double acc = 0;
+          for (int64_t j = 0; j < g.kv_len; ++j) acc += scores[size_t(j)] * v[at(g.v, b, h, j, d)];
+          out[at(g.out, b, h, i, d)] = acc / sum;
+        }
+      }
+  return from_doubles(c.out_dtype(0), c.out_dims(0), out);
+}
+
 Outputs run_linalg(const KernelContext& c) {
   switch (c.node.op) {
     case OpKind::kMatMul: return {run_matmul(c)};
     case OpKind::kGemm: return {run_gemm(c)};
     case OpKind::kEinsum: return {run_einsum(c)};
     case OpKind::kFusedMatMul: return {run_fused_matmul(c)};
+    case OpKind::kAttention: return {run_attention(c)};
     default: c.error(ErrorCode::kInternal, "not a linear algebra op");
   }
 }

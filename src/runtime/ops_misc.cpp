@@ -1,4 +1,4 @@
-// The other GPU ops: softmax family and layer norm, reductions, data
+// The other GPU ops: softmax family and layer norm, fused attention, reductions, data
 // movement, gather, pooling and convolution, views, and shape arithmetic
 // computed on the host.
 #include <algorithm>
@@ -627,6 +627,35 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
         r.mode = codegen::PadMode::kConstant;
         r.fill_bits = bits;
         return std::vector<RemapPiece>{r};
+      });
+    }
+
+    case OpKind::kAttention: {
+      if (dtype == DType::kFloat64) break;
+      if (ir::attention_geometry(node).head_dim > codegen::kAttentionMaxHeadDim) {
+        why = str("Attention with heads wider than ", codegen::kAttentionMaxHeadDim);
+        return nullptr;
+      }
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::attention_source(dtype, params); });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+        std::array<int64_t, 4> sizes{};  // element counts: the views are checked against the tensors bound now
+        for (size_t i = 0; i < 3; ++i) sizes[i] = ir::checked_numel(s.of(n->inputs[i]));
+        sizes[3] = ir::checked_numel(s.of(n->outputs[0]));
+        ir::AttentionGeometry g = ir::attention_geometry(*n, sizes);
+        int64_t tiles = (g.q_len + codegen::kAttentionRowsPerBlock - 1) / codegen::kAttentionRowsPerBlock;
+        k.params.v[0] = g.batch * g.heads * tiles;
+        k.params.v[1] = g.batch;
+        k.params.v[2] = g.heads;
+        k.params.v[3] = g.q_len;
+        k.params.v[4] = g.kv_len;
+        k.params.v[5] = g.head_dim;
+        double scale = n->attrs.get_float("scale", 1.0);
+        std::memcpy(&k.params.v[6], &scale, sizeof(double));
+        const std::array<int64_t, 5>* views[] = {&g.q, &g.k, &g.v, &g.out};
+        for (size_t i = 0; i < 4; ++i) std::copy(views[i]->begin(), views[i]->end(), &k.params.v[8 + 5 * i]);
+        k.block = 128;
+        k.grid = unsigned(std::clamp<int64_t>(k.params.v[0], 1, 65535));
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[1], 0}, {n->inputs[2], 0}};
       });
     }
 

@@ -186,6 +186,62 @@ TEST(Builder, HalfPrecisionConvsRunChannelsLast) {
   expect_same_results(net, fp32.network, {{"n", 2}}, 1e-6);
 }
 
+// PyTorch's exported multi-head attention: a packed QKV projection split into
+// heads by Reshape/Unsqueeze/Transpose/Squeeze/Gather chains, scaled scores,
+// softmax, the product with V and the heads put back together.
+ir::Network exported_attention(int64_t seq, int64_t heads, int64_t head_dim) {
+  ir::Network net;
+  int64_t e = heads * head_dim;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(1), Dim(seq), Dim(e)});
+  auto ints = [&](const std::string& name, std::vector<int64_t> v) {
+    return net.add_weight(name, reference::make_tensor(DType::kInt64, {int64_t(v.size())}, std::vector<double>(v.begin(), v.end())));
+  };
+  auto perm = [](std::vector<int64_t> p) {
+    ir::Attributes a;
+    a.set("perm", p);
+    return a;
+  };
+  ValueId xt = net.add_op1(OpKind::kTranspose, {x}, perm({1, 0, 2}));
+  ValueId qkv = net.add_op1(OpKind::kAdd, {net.add_op1(OpKind::kMatMul, {xt, net.add_weight("w_in", random_weight({e, 3 * e}, 60))}),
+                                           net.add_weight("b_in", random_weight({3 * e}, 61))});
+  ValueId split = net.add_op1(OpKind::kReshape, {qkv, ints("s1", {seq, 1, 3, e})});
+  split = net.add_op1(OpKind::kUnsqueeze, {split, ints("a0", {0})});
+  split = net.add_op1(OpKind::kTranspose, {split}, perm({3, 1, 2, 0, 4}));
+  split = net.add_op1(OpKind::kSqueeze, {split, ints("a3", {3})});
+  std::vector<ValueId> qkv_heads;
+  for (int i = 0; i < 3; ++i) {
+    ir::Attributes axis;
+    axis.set("axis", int64_t(0));
+    ValueId part = net.add_op1(OpKind::kGather, {split, net.add_weight(str("i", i), reference::make_tensor(DType::kInt64, {}, {double(i)}))}, axis);
+    part = net.add_op1(OpKind::kReshape, {part, ints(str("h", i), {seq, heads, head_dim})});
+    part = net.add_op1(OpKind::kTranspose, {part}, perm({1, 0, 2}));
+    qkv_heads.push_back(net.add_op1(OpKind::kReshape, {part, ints(str("b", i), {1, heads, seq, head_dim})}));
+  }
+  ValueId q = net.add_op1(OpKind::kMul, {qkv_heads[0], net.add_weight("scale", reference::make_tensor(DType::kFloat32, {}, {0.35}))});
+  ValueId kt = net.add_op1(OpKind::kTranspose, {qkv_heads[1]}, perm({0, 1, 3, 2}));
+  ir::Attributes last;
+  last.set("axis", int64_t(-1));
+  ValueId probs = net.add_op1(OpKind::kSoftmax, {net.add_op1(OpKind::kMatMul, {q, kt})}, last);
+  ValueId heads_out = net.add_op1(OpKind::kTranspose, {net.add_op1(OpKind::kMatMul, {probs, qkv_heads[2]})}, perm({2, 0, 1, 3}));
+  ValueId merged = net.add_op1(OpKind::kReshape, {heads_out, ints("m", {seq, e})});
+  net.add_output(net.add_op1(OpKind::kMatMul, {merged, net.add_weight("w_out", random_weight({e, e}, 62))}));
+  net.finalize();
+  return net;
+}
+
+TEST(Builder, ExportedAttentionBecomesOneKernelReadingTheProjection) {
+  ir::Network net = exported_attention(6, 4, 8);
+  plan::Plan p = build(net, {});
+  EXPECT_EQ(count_ops(p.network, OpKind::kAttention), 1) << dump_network(p.network);
+  for (OpKind gone : {OpKind::kSoftmax, OpKind::kGather, OpKind::kTranspose})
+    EXPECT_EQ(count_ops(p.network, gone), 0) << ir::op_name(gone) << "\n" << dump_network(p.network);
+  EXPECT_EQ(count_ops(p.network, OpKind::kFusedMatMul), 2) << dump_network(p.network);  // the projections
+  expect_same_results(net, p.network, {}, 1e-6);
+  BuildOptions half;
+  half.precision = plan::Precision::kFloat16;
+  expect_same_results(net, build(net, half).network, {}, 1e-2);
+}
+
 // The exported attention's shape shuffles: transposes that only move unit dims
 // are views, and scalar scales of matmul operands ride in alpha.
 TEST(Builder, UnitTransposesBecomeViewsAndScalesFoldIntoMatMul) {

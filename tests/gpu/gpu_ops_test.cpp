@@ -154,6 +154,31 @@ std::vector<Case> cases() {
     n.add_output(n.add_op1(OpKind::kGlobalAveragePool, {conv(depthwise, "down", 16, 24, 1, 1, 1)}));
     n.add_output(block);
   }, {{"x", {2, 8, 12, 10}}}});
+  // Exported multi-head attention: the builder fuses it into one Attention
+  // kernel reading the QKV projection through strided views. 40 keys: two
+  // shared-memory tiles; 40 queries: three blocks of rows; heads of 24.
+  c.push_back({"exported_attention_fused", [&](ir::Network& n, std::mt19937& r) {
+    const int64_t seq = 40, heads = 3, hd = 24, e = heads * hd;
+    ValueId x = in(n, "x", {1, seq, e});
+    auto perm = [](std::vector<int64_t> p) { return attrs({{"perm", p}}); };
+    ValueId xt = n.add_op1(OpKind::kTranspose, {x}, perm({1, 0, 2}));
+    ValueId qkv = n.add_op1(OpKind::kAdd, {n.add_op1(OpKind::kMatMul, {xt, weight(n, "w_in", {e, 3 * e}, r)}), weight(n, "b_in", {3 * e}, r)});
+    ValueId split = n.add_op1(OpKind::kReshape, {qkv, ints(n, "s1", {seq, 1, 3, e})});
+    split = n.add_op1(OpKind::kTranspose, {n.add_op1(OpKind::kUnsqueeze, {split, ints(n, "a0", {0})})}, perm({3, 1, 2, 0, 4}));
+    split = n.add_op1(OpKind::kSqueeze, {split, ints(n, "a3", {3})});
+    std::vector<ValueId> parts;
+    for (int i = 0; i < 3; ++i) {
+      ValueId part = n.add_op1(OpKind::kGather, {split, n.add_weight(str("i", i), reference::make_tensor(DType::kInt64, {}, {double(i)}))},
+                               attrs({{"axis", int64_t(0)}}));
+      part = n.add_op1(OpKind::kTranspose, {n.add_op1(OpKind::kReshape, {part, ints(n, str("h", i), {seq, heads, hd})})}, perm({1, 0, 2}));
+      parts.push_back(n.add_op1(OpKind::kReshape, {part, ints(n, str("b", i), {1, heads, seq, hd})}));
+    }
+    ValueId q = n.add_op1(OpKind::kMul, {parts[0], n.add_weight("scale", reference::make_tensor(DType::kFloat32, {}, {0.3}))});
+    ValueId scores = n.add_op1(OpKind::kMatMul, {q, n.add_op1(OpKind::kTranspose, {parts[1]}, perm({0, 1, 3, 2}))});
+    ValueId probs = n.add_op1(OpKind::kSoftmax, {scores}, attrs({{"axis", int64_t(-1)}}));
+    ValueId merged = n.add_op1(OpKind::kTranspose, {n.add_op1(OpKind::kMatMul, {probs, parts[2]})}, perm({2, 0, 1, 3}));
+    n.add_output(n.add_op1(OpKind::kReshape, {merged, ints(n, "m", {1, seq, e})}));
+  }, {{"x", {1, 40, 72}}}});
   c.push_back({"resize", [&](ir::Network& n, std::mt19937& r) {
     ValueId x = in(n, "x", {1, 2, 5, 6});
     ValueId scales = n.add_weight("scales", reference::make_tensor(DType::kFloat32, {4}, {1, 1, 1.6, 0.75}));

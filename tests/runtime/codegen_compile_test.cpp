@@ -135,6 +135,11 @@ TEST_P(CompileForArch, SkinnyMatmulVariants) {
   compiles("skinny_spec", skinny_matmul_source({DType::kFloat16, false, false, false, "none", some_params()}));
 }
 
+TEST_P(CompileForArch, AttentionForEveryFloatType) {
+  for (DType d : {DType::kFloat32, DType::kFloat16, DType::kBFloat16}) compiles(str("attention_", dtype_name(d)), attention_source(d, std::nullopt));
+  compiles("attention_spec", attention_source(DType::kFloat16, some_params()));
+}
+
 TEST_P(CompileForArch, ErrorsNameTheKernelAndShowTheLine) {
   try {
     jit::compile_to_cubin({"broken_kernel", "extern \"C\" __global__ void k() {\n  int x = undefined_thing;\n}\n", GetParam()});

@@ -30,7 +30,7 @@ namespace kiln::ir {
   X(GatherElements) X(Expand) X(Tile) X(Pad) X(Shape) X(Size) X(ConstantOfShape) X(Range) X(Trilu)     \
   X(Resize) X(DepthToSpace) X(SpaceToDepth) X(OneHot)                                                 \
   /* made by the builder's passes, never by front ends */                                              \
-  X(FusedMatMul) X(FusedElementwise) X(ConvChannelsLast) X(MaxPoolChannelsLast)
+  X(FusedMatMul) X(FusedElementwise) X(ConvChannelsLast) X(MaxPoolChannelsLast) X(Attention)
 
 enum class OpKind : uint16_t {
 #define KILN_OP_ENUM(name) k##name,

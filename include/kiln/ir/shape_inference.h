@@ -3,6 +3,7 @@
 // one definition.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <optional>
 #include <vector>
@@ -49,6 +50,18 @@ std::vector<int64_t> to_channels_first_perm(size_t rank);
 bool has_symmetric_explicit_pads(const Node& node);
 // Symmetric explicit pads, no dilation and no ceil_mode: a pool cuDNN runs.
 bool is_plain_pool_window(const Node& node);
+
+// The Attention op: for batch b < B, head h < H, query row i < Sq,
+//   out[o(b,h,i,d)] = sum_j softmax_j(scale * sum_e q[q(b,h,i,e)] k[k(b,h,j,e)]) v[v(b,h,j,d)]
+// where each view x(b,h,s,d) = offset + b*sb + h*sh + s*ss + d*sd indexes its
+// tensor's elements (views are [offset, sb, sh, ss, sd]); j < Sk, d < D.
+struct AttentionGeometry {
+  int64_t batch, heads, q_len, kv_len, head_dim;
+  std::array<int64_t, 5> q, k, v, out;
+};
+// Reads and checks the attributes (and, for constant shapes, that every view
+// stays inside its tensor: `sizes` are the element counts of q, k, v, out).
+AttentionGeometry attention_geometry(const Node& node, const std::optional<std::array<int64_t, 4>>& sizes = std::nullopt);
 
 // An Einsum equation split into operand terms and the output term ("" with
 // has_output false when the equation has no "->"); spaces removed.

@@ -114,6 +114,14 @@ struct SkinnySpec {
 };
 std::string skinny_matmul_source(const SkinnySpec& spec);
 
+// ---- fused attention over strided views (ir::AttentionGeometry) ---------------------
+// Arguments: out, q, k, v. Params: [0] blocks of work (B * H * ceil(Sq / 16)), [1] B,
+// [2] H, [3] Sq, [4] Sk, [5] D, [6] scale (double bits), [8..13) q view, [13..18) k view,
+// [18..23) v view, [23..28) out view, each [offset, sb, sh, ss, sd]. 128 threads a block.
+inline constexpr int kAttentionMaxHeadDim = 128;
+inline constexpr int kAttentionRowsPerBlock = 16;
+std::string attention_source(DType dtype, const std::optional<Params>& specialize);
+
 // ---- constants: writes values known on the host (shape arithmetic) --------------------
 // out[i] = the low `elem` bytes of P(8 + i) for i < P(0); P(1) = elem (1, 2, 4 or 8).
 inline constexpr int kConstantsPerLaunch = kParamSlots - 8;
