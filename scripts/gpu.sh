@@ -37,11 +37,11 @@ ctest --test-dir build-gpu -L kiln_gpu_tests --output-on-failure -j 1 >"$out/gpu
 gpu_tests_rc=$?
 grep -E "tests passed|FAILED|Failure|error" "$out/gpu-tests.log" | head -60
 
-echo "== GPU runtime and graph tests under compute-sanitizer memcheck =="
+echo "== GPU runtime, graph, module and ops tests under compute-sanitizer memcheck =="
 sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 memcheck="not run (no compute-sanitizer)"
 if [[ -x $sanitizer ]]; then
-  "$sanitizer" --tool memcheck --error-exitcode 9 build-gpu/tests/kiln_gpu_tests --gtest_filter='GpuRuntime*:GraphFixture*:Module*' \
+  "$sanitizer" --tool memcheck --error-exitcode 9 build-gpu/tests/kiln_gpu_tests --gtest_filter='GpuRuntime*:GraphFixture*:Module*:*GpuOps*' \
     >"$out/memcheck.log" 2>&1
   memcheck="rc $? ($(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -n 1); $(grep -E '^\[  (PASSED|FAILED) ' "$out/memcheck.log" | tr '\n' ' '))"
   echo "$memcheck"
@@ -87,7 +87,7 @@ fi
 echo
 echo "== summary ($(head -n 1 "$out/gpu.txt")) =="
 printf '%-28s %s\n' "GPU test suite" "$(grep -E 'tests passed' "$out/gpu-tests.log" | tail -n 1) (rc $gpu_tests_rc)"
-printf '%-28s %s\n' "memcheck (runtime/graphs/modules)" "$memcheck"
+printf '%-28s %s\n' "memcheck (runtime/graphs/modules/ops)" "$memcheck"
 printf '%-28s %s\n' "CPU test suites" "$(grep -E 'tests passed' "$out/cpu-tests.log" | tail -n 1) (rc $cpu_tests_rc)"
 printf '%-28s %s\n' "conformance --device cuda" "$conformance_gpu"
 printf '%-28s %s\n' "  with specialized kernels" "$conformance_gpu_specialized"

@@ -180,9 +180,12 @@ int convs_to_channels_last(Graph& g, DType compute) {
     if (g.dead[n] || g.nodes[n].op != OpKind::kConv) continue;
     ir::ValueId x = g.nodes[n].inputs[0], w = g.nodes[n].inputs[1], y = g.nodes[n].outputs[0];
     size_t rank = g.values[size_t(x)].shape.size();
-    // 2-D convolutions that cuDNN runs (the runtime's other Conv kernel is channels-first only).
+    // Ungrouped 2-D convolutions that cuDNN runs (the runtime's other Conv kernel
+    // is channels-first only). cuDNN 9.14 rejects some grouped fp16 channels-last
+    // convolutions at run time (CUDNN_STATUS_BAD_PARAM for a depthwise one), so
+    // grouped Convs stay channels-first.
     if (rank != 4 || g.values[size_t(w)].shape.size() != rank || !is_floating(g.values[size_t(x)].dtype) ||
-        !ir::has_symmetric_explicit_pads(g.nodes[n]))
+        !ir::has_symmetric_explicit_pads(g.nodes[n]) || g.nodes[n].attrs.get_int("group", 1) != 1)
       continue;
     std::vector<int64_t> to_last = ir::to_channels_last_perm(rank), to_first = ir::to_channels_first_perm(rank);
     std::string stem = g.nodes[n].name;
