@@ -166,6 +166,7 @@ def main():
     ap.add_argument("--out", required=True, help="folder for bench.json, bench-table.txt, bench.png")
     ap.add_argument("--work", default="build-gpu/bench-work", help="folder for exported models and plans")
     ap.add_argument("--models", default="mlp,encoder,resnet18,bert,gpt2block")
+    ap.add_argument("--busy", help="kiln_gpu_busy: trace each replay's kernels (CUPTI) for the busy columns")
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--kernel-specialization", default="eager", choices=["lazy", "eager", "none"],
@@ -235,6 +236,17 @@ def main():
                     row["kiln_no_graphs_us"] = float(m.group(1))
                 # The GPU's share of each call: the graph's span on the GPU (events) over the call's wall time.
                 row["kiln_gpu_span_fraction"] = row["kiln_gpu_us"] / row["kiln_us"]
+                # Summed kernel time of each replay (CUPTI trace) over its wall time and over its span.
+                if args.busy and os.path.exists(args.busy):
+                    b = kiln([args.busy, plan])
+                    if b.returncode == 0:
+                        busy = json.loads(b.stdout.strip().splitlines()[-1])
+                        row["kiln_busy_of_wall"] = busy["busy_of_wall"]
+                        row["kiln_busy_of_span"] = busy["busy_of_span"]
+                        row["kiln_kernels_per_call"] = busy["kernels_per_call"]
+                        row["kiln_traced_wall_us"] = busy["wall_us"]
+                    else:
+                        row["kiln_busy_error"] = (b.stderr.strip().splitlines() or ["kiln_gpu_busy failed"])[-1][:300]
         for key in ("torch_eager_us", "torch_cuda_graph_us", "torch_compile_us"):
             if key in row and "kiln_us" in row:
                 row["kiln_vs_" + key.replace("_us", "")] = row["kiln_us"] / row[key]
@@ -244,13 +256,14 @@ def main():
     with open(os.path.join(args.out, "bench.json"), "w") as f:
         json.dump(rows, f, indent=2)
     lines = [f"benchmarks on {device_name}, batch 1, fp16, median latency in us (ratio = kiln / baseline)",
-             f"{'model':10} {'eager':>8} {'graph':>8} {'compile':>8} {'kiln':>8} {'no-graph':>8} {'span':>6} {'k/eager':>8} {'k/graph':>8} {'k/comp':>8} "
+             f"{'model':10} {'eager':>8} {'graph':>8} {'compile':>8} {'kiln':>8} {'no-graph':>8} {'span':>6} {'busy':>6} {'busy/sp':>7} {'kernels':>7} {'k/eager':>8} {'k/graph':>8} {'k/comp':>8} "
              f"{'err32':>8} {'err16':>8} {'k32/f64':>8} {'t32/f64':>8} {'k32/ref':>8}"]
     fmt = lambda v, p=1: "-" if v is None else (f"{v:.{p}f}" if isinstance(v, float) else str(v))
     for r in rows:
         lines.append(f"{r['model']:10} {fmt(r.get('torch_eager_us')):>8} {fmt(r.get('torch_cuda_graph_us')):>8} "
                      f"{fmt(r.get('torch_compile_us')):>8} {fmt(r.get('kiln_us')):>8} {fmt(r.get('kiln_no_graphs_us')):>8} "
-                     f"{fmt(r.get('kiln_gpu_span_fraction'), 2):>6} "
+                     f"{fmt(r.get('kiln_gpu_span_fraction'), 2):>6} {fmt(r.get('kiln_busy_of_wall'), 2):>6} "
+                     f"{fmt(r.get('kiln_busy_of_span'), 2):>7} {fmt(r.get('kiln_kernels_per_call'), 0):>7} "
                      f"{fmt(r.get('kiln_vs_torch_eager'), 2):>8} "
                      f"{fmt(r.get('kiln_vs_torch_cuda_graph'), 2):>8} {fmt(r.get('kiln_vs_torch_compile'), 2):>8} "
                      f"{fmt(r.get('kiln_fp32_rel_error'), 6) if r.get('kiln_fp32_rel_error') is not None else '-':>8} "
@@ -262,7 +275,9 @@ def main():
             if k.endswith("error") and isinstance(v, str):
                 lines.append(f"  {r['model']}: {k}: {v}")
     lines.append("kiln: native CUDA graphs (whole_graph_capture); no-graph: the same with --cuda-graphs disabled; span: "
-                 "the graph's time on the GPU (events around it) / kiln's wall time per call")
+                 "the graph's time on the GPU (events around it) / kiln's wall time per call; busy, busy/sp: summed kernel "
+                 "time per replay (CUPTI trace) / the traced call's wall time, / its span from first kernel start to last "
+                 "kernel end; kernels: kernels per replay")
     lines.append("err32/err16: max |kiln - PyTorch fp32| / max |PyTorch fp32|; k32/f64, t32/f64: kiln fp32 and "
                  "PyTorch fp32 against PyTorch float64; k32/ref: kiln fp32 on the GPU against kiln's float64 CPU "
                  "reference run of the same plan")
