@@ -48,6 +48,64 @@ bool c_fits_epilogue(const Graph& g, const ir::Node& gemm, ir::ValueId c) {
   return cs == out;
 }
 
+bool is_reshape_like(OpKind op) {
+  return op == OpKind::kReshape || op == OpKind::kSqueeze || op == OpKind::kUnsqueeze || op == OpKind::kFlatten;
+}
+
+std::optional<std::vector<int64_t>> static_dims(const Graph& g, ir::ValueId v) {
+  const ir::Shape& shape = g.values[size_t(v)].shape;
+  if (shape.empty() || !ir::shape_is_constant(shape)) return std::nullopt;
+  return ir::shape_constants(shape);
+}
+
+// Add(reshapes(matmul), other) with other as large as the sum becomes
+// reshape(Add(matmul, reshaped other)): the Add can then ride in the matmul's
+// residual slot (reshapes are views). Static shapes only.
+int move_reshapes_past_residual_adds(Graph& g) {
+  int changed = 0;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n] || g.nodes[n].op != OpKind::kFusedMatMul) continue;
+    ir::ValueId product = g.nodes[n].outputs[0];
+    auto product_dims = static_dims(g, product);
+    ir::ValueId v = product;
+    std::optional<size_t> next = sole_consumer(g, v);
+    while (next && is_reshape_like(g.nodes[*next].op) && g.nodes[*next].inputs[0] == v) {
+      v = g.nodes[*next].outputs[0];
+      next = sole_consumer(g, v);
+    }
+    if (v == product || !product_dims || !next || g.nodes[*next].op != OpKind::kAdd) continue;
+    ir::Node& add = g.nodes[*next];
+    ir::ValueId other = add.inputs[0] == v ? add.inputs[1] : add.inputs[0];
+    ir::ValueId sum = add.outputs[0];
+    if (other == v || g.is_output(sum) || g.values[size_t(other)].shape != g.values[size_t(v)].shape) continue;
+    auto sum_dims = static_dims(g, sum);
+    if (!sum_dims) continue;
+    auto shape_weight = [&](const std::vector<int64_t>& dims) {
+      return g.add_weight(g.values[size_t(sum)].name + "_shape",
+                          reference::make_tensor(DType::kInt64, {int64_t(dims.size())}, std::vector<double>(dims.begin(), dims.end())));
+    };
+    ir::ValueId other_reshaped = g.add_value(g.values[size_t(other)].name + "_as_product");
+    ir::ValueId early_sum = g.add_value(g.values[size_t(sum)].name + "_before_reshape");
+    for (ir::ValueId made : {other_reshaped, early_sum}) {  // typed now: the absorption below reads them in this pass
+      g.values[size_t(made)].shape = g.values[size_t(product)].shape;
+      g.values[size_t(made)].dtype = g.values[size_t(product)].dtype;
+    }
+    std::string stem = add.name;
+    size_t at = *next;
+    g.nodes[at] = ir::Node{stem, OpKind::kAdd, {product, other_reshaped}, {early_sum}, {}};
+    ir::Node reshape_other{g.unique_name(stem + "_residual_view"), OpKind::kReshape, {other, shape_weight(*product_dims)}, {other_reshaped}, {}};
+    ir::Node reshape_sum{g.unique_name(stem + "_view"), OpKind::kReshape, {early_sum, shape_weight(*sum_dims)}, {sum}, {}};
+    g.nodes.insert(g.nodes.begin() + long(at) + 1, std::move(reshape_sum));
+    g.dead.insert(g.dead.begin() + long(at) + 1, false);
+    g.nodes.insert(g.nodes.begin() + long(at), std::move(reshape_other));
+    g.dead.insert(g.dead.begin() + long(at), false);
+    for (size_t d = at; d-- > n + 1;)  // the reshapes of the product nobody reads now, last first
+      if (!g.dead[d] && is_reshape_like(g.nodes[d].op) && g.consumers(g.nodes[d].outputs[0]).empty()) g.dead[d] = true;
+    ++changed;
+  }
+  return changed;
+}
+
 }  // namespace
 
 int fuse_matmul_epilogues(Graph& g) {
@@ -130,6 +188,7 @@ int fuse_matmul_epilogues(Graph& g) {
       ++changed;
     }
   }
+  changed += move_reshapes_past_residual_adds(g);
   // Absorb bias, activation and residual that follow.
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     if (g.dead[n] || g.nodes[n].op != OpKind::kFusedMatMul) continue;

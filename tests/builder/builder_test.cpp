@@ -224,18 +224,27 @@ ir::Network exported_attention(int64_t seq, int64_t heads, int64_t head_dim) {
   ValueId probs = net.add_op1(OpKind::kSoftmax, {net.add_op1(OpKind::kMatMul, {q, kt})}, last);
   ValueId heads_out = net.add_op1(OpKind::kTranspose, {net.add_op1(OpKind::kMatMul, {probs, qkv_heads[2]})}, perm({2, 0, 1, 3}));
   ValueId merged = net.add_op1(OpKind::kReshape, {heads_out, ints("m", {seq, e})});
-  net.add_output(net.add_op1(OpKind::kMatMul, {merged, net.add_weight("w_out", random_weight({e, e}, 62))}));
+  ir::Attributes trans_b;
+  trans_b.set("transB", int64_t(1));
+  ValueId projected = net.add_op1(OpKind::kGemm, {merged, net.add_weight("w_out", random_weight({e, e}, 62)),
+                                                  net.add_weight("b_out", random_weight({e}, 63))},
+                                  trans_b);
+  projected = net.add_op1(OpKind::kTranspose, {net.add_op1(OpKind::kReshape, {projected, ints("r", {seq, 1, e})})}, perm({1, 0, 2}));
+  ValueId residual = net.add_op1(OpKind::kAdd, {x, projected});
+  net.add_output(net.add_op1(OpKind::kLayerNormalization, {residual, net.add_weight("ln_g", random_weight({e}, 64))}));
   net.finalize();
   return net;
 }
 
-TEST(Builder, ExportedAttentionBecomesOneKernelReadingTheProjection) {
+TEST(Builder, ExportedAttentionBecomesOneKernelAndTheResidualRidesInTheProjection) {
   ir::Network net = exported_attention(6, 4, 8);
   plan::Plan p = build(net, {});
   EXPECT_EQ(count_ops(p.network, OpKind::kAttention), 1) << dump_network(p.network);
   for (OpKind gone : {OpKind::kSoftmax, OpKind::kGather, OpKind::kTranspose})
     EXPECT_EQ(count_ops(p.network, gone), 0) << ir::op_name(gone) << "\n" << dump_network(p.network);
   EXPECT_EQ(count_ops(p.network, OpKind::kFusedMatMul), 2) << dump_network(p.network);  // the projections
+  // The residual Add, behind the output projection's reshapes, rides in its epilogue.
+  EXPECT_EQ(count_ops(p.network, OpKind::kAdd) + count_ops(p.network, OpKind::kFusedElementwise), 0) << dump_network(p.network);
   expect_same_results(net, p.network, {}, 1e-6);
   BuildOptions half;
   half.precision = plan::Precision::kFloat16;

@@ -156,8 +156,9 @@ std::vector<Case> cases() {
     n.add_output(block);
   }, {{"x", {2, 8, 12, 10}}}});
   // Exported multi-head attention: the builder fuses it into one Attention
-  // kernel reading the QKV projection through strided views. 40 keys: two
-  // shared-memory tiles; 40 queries: three blocks of rows; heads of 24.
+  // kernel reading the QKV projection through strided views (40 keys: two
+  // shared-memory tiles; 40 queries: three blocks of rows; heads of 24), and the
+  // residual Add behind the output projection's views into its epilogue.
   c.push_back({"exported_attention_fused", [&](ir::Network& n, std::mt19937& r) {
     const int64_t seq = 40, heads = 3, hd = 24, e = heads * hd;
     ValueId x = in(n, "x", {1, seq, e});
@@ -178,7 +179,13 @@ std::vector<Case> cases() {
     ValueId scores = n.add_op1(OpKind::kMatMul, {q, n.add_op1(OpKind::kTranspose, {parts[1]}, perm({0, 1, 3, 2}))});
     ValueId probs = n.add_op1(OpKind::kSoftmax, {scores}, attrs({{"axis", int64_t(-1)}}));
     ValueId merged = n.add_op1(OpKind::kTranspose, {n.add_op1(OpKind::kMatMul, {probs, parts[2]})}, perm({2, 0, 1, 3}));
-    n.add_output(n.add_op1(OpKind::kReshape, {merged, ints(n, "m", {1, seq, e})}));
+    merged = n.add_op1(OpKind::kReshape, {merged, ints(n, "m", {seq, e})});
+    // Output projection, back to [1, seq, e] through views, residual, layer norm.
+    ValueId projected = n.add_op1(OpKind::kGemm, {merged, weight(n, "w_out", {e, e}, r), weight(n, "b_out", {e}, r)},
+                                  attrs({{"transB", int64_t(1)}}));
+    projected = n.add_op1(OpKind::kTranspose, {n.add_op1(OpKind::kReshape, {projected, ints(n, "r", {seq, 1, e})})}, perm({1, 0, 2}));
+    ValueId residual = n.add_op1(OpKind::kAdd, {x, projected});
+    n.add_output(n.add_op1(OpKind::kLayerNormalization, {residual, weight(n, "ln_g", {e}, r), weight(n, "ln_b", {e}, r)}));
   }, {{"x", {1, 40, 72}}}});
   c.push_back({"resize", [&](ir::Network& n, std::mt19937& r) {
     ValueId x = in(n, "x", {1, 2, 5, 6});
