@@ -241,7 +241,8 @@ def main():
                     b = kiln([args.busy, plan])
                     if b.returncode == 0:
                         busy = json.loads(b.stdout.strip().splitlines()[-1])
-                        row["kiln_busy_of_wall"] = busy["busy_of_wall"]
+                        row["kiln_busy_of_wall"] = busy["busy_of_untraced_wall"]
+                        row["kiln_kernel_sum_us"] = busy["kernel_sum_us"]
                         row["kiln_busy_of_span"] = busy["busy_of_span"]
                         row["kiln_kernels_per_call"] = busy["kernels_per_call"]
                         row["kiln_traced_wall_us"] = busy["wall_us"]
@@ -276,8 +277,8 @@ def main():
                 lines.append(f"  {r['model']}: {k}: {v}")
     lines.append("kiln: native CUDA graphs (whole_graph_capture); no-graph: the same with --cuda-graphs disabled; span: "
                  "the graph's time on the GPU (events around it) / kiln's wall time per call; busy, busy/sp: summed kernel "
-                 "time per replay (CUPTI trace) / the traced call's wall time, / its span from first kernel start to last "
-                 "kernel end; kernels: kernels per replay")
+                 "time per replay (CUPTI trace) / the untraced call's wall time (same process), / its span from first kernel "
+                 "start to last kernel end; kernels: kernels per replay")
     lines.append("err32/err16: max |kiln - PyTorch fp32| / max |PyTorch fp32|; k32/f64, t32/f64: kiln fp32 and "
                  "PyTorch fp32 against PyTorch float64; k32/ref: kiln fp32 on the GPU against kiln's float64 CPU "
                  "reference run of the same plan")
