@@ -41,7 +41,7 @@ echo "== GPU runtime, graph, module and ops tests under compute-sanitizer memche
 sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 memcheck="not run (no compute-sanitizer)"
 if [[ -x $sanitizer ]]; then
-  "$sanitizer" --tool memcheck --error-exitcode 9 build-gpu/tests/kiln_gpu_tests --gtest_filter='GpuRuntime*:GraphFixture*:Module*:*GpuOps*' \
+  "$sanitizer" --tool memcheck --error-exitcode 9 build-gpu/tests/kiln_gpu_tests --gtest_filter='GpuRuntime*:GraphFixture*:Module*:*GpuOps*:GpuAttention*' \
     >"$out/memcheck.log" 2>&1
   memcheck="rc $? ($(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -n 1); $(grep -E '^\[  (PASSED|FAILED) ' "$out/memcheck.log" | tr '\n' ' '))"
   echo "$memcheck"

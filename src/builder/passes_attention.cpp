@@ -5,11 +5,13 @@
 // chain is a strided view of the tensor it starts from, so the fused kernel
 // reads that tensor directly and the copies disappear with the matmuls and the
 // softmax. A Transpose of the result (heads back together) becomes the layout
-// the kernel writes. Static shapes only: views are fixed at build time.
+// the kernel writes. The views are programs over the input dims, so they hold
+// for dynamic shapes (one symbolic dim per reshape).
 #include <algorithm>
 #include <numeric>
 
 #include "graph.h"
+#include "kiln/error.h"
 #include "kiln/ir/shape_inference.h"
 
 namespace kiln::builder {
@@ -21,18 +23,12 @@ namespace {
 // The runtime's attention kernel holds a row of the head dim in registers.
 constexpr int64_t kMaxFusedHeadDim = 128;
 
-// Elements of `root` (contiguous) that a value is: value[i] = root[offset + sum i_d * strides_d].
-struct View {
+// A value as its first tensor up a chain of view-like ops, and the view program
+// (ir::ViewStep encoding) that makes the value from that tensor.
+struct Viewed {
   ir::ValueId root;
-  int64_t offset = 0;
-  std::vector<int64_t> dims, strides;
+  std::vector<int64_t> program;
 };
-
-std::optional<std::vector<int64_t>> static_dims(const Graph& g, ir::ValueId v) {
-  const ir::Shape& shape = g.values[size_t(v)].shape;
-  if (!ir::shape_is_constant(shape)) return std::nullopt;
-  return ir::shape_constants(shape);
-}
 
 std::optional<size_t> producer_of(const Graph& g, ir::ValueId v) {
   for (size_t p = 0; p < g.nodes.size(); ++p)
@@ -40,94 +36,80 @@ std::optional<size_t> producer_of(const Graph& g, ir::ValueId v) {
   return std::nullopt;
 }
 
-// Strides for `dims` over the same elements as (old_dims, old_strides) in the
-// same order, if a strided view can express them (PyTorch's view rule).
-std::optional<std::vector<int64_t>> reshaped_strides(const std::vector<int64_t>& old_dims, const std::vector<int64_t>& old_strides,
-                                                     const std::vector<int64_t>& dims) {
-  if (old_dims.empty() || ir::checked_numel(old_dims) != ir::checked_numel(dims) || ir::checked_numel(dims) == 0) return std::nullopt;
-  std::vector<int64_t> strides(dims.size(), 0);
-  int64_t view_d = int64_t(dims.size()) - 1;
-  int64_t chunk_stride = old_strides.back(), tensor_numel = 1, view_numel = 1;
-  for (int64_t d = int64_t(old_dims.size()) - 1; d >= 0; --d) {
-    tensor_numel *= old_dims[size_t(d)];
-    // A chunk of old dims that are contiguous with one another ends here.
-    if (d == 0 || (old_dims[size_t(d - 1)] != 1 && old_strides[size_t(d - 1)] != tensor_numel * chunk_stride)) {
-      while (view_d >= 0 && (view_numel < tensor_numel || dims[size_t(view_d)] == 1)) {
-        strides[size_t(view_d)] = view_numel * chunk_stride;
-        view_numel *= dims[size_t(view_d)];
-        --view_d;
-      }
-      if (view_numel != tensor_numel) return std::nullopt;
-      if (d > 0) {
-        chunk_stride = old_strides[size_t(d - 1)];
-        tensor_numel = view_numel = 1;
-      }
-    }
-  }
-  if (view_d != -1) return std::nullopt;
-  return strides;
-}
-
-// v as a view of the first tensor up its chain of view-like ops.
-std::optional<View> view_of(const Graph& g, ir::ValueId v) {
-  auto dims = static_dims(g, v);
-  if (!dims) return std::nullopt;
-  View self{v, 0, *dims, ir::strides_of(*dims)};
-  auto p = producer_of(g, v);
-  if (!p || g.nodes[*p].inputs.empty()) return self;
-  const ir::Node& n = g.nodes[*p];
-  auto in = view_of(g, n.inputs[0]);
-  if (!in) return self;
+// The step that makes v from its producer's first input, if that producer is a view.
+std::optional<std::vector<int64_t>> view_step(const Graph& g, const ir::Node& n, ir::ValueId v) {
+  const ir::Shape& in = g.values[size_t(n.inputs[0])].shape;
+  const ir::Shape& out = g.values[size_t(v)].shape;
+  if (in.empty() || out.empty()) return std::nullopt;
   switch (n.op) {
     case OpKind::kReshape: case OpKind::kFlatten: case OpKind::kSqueeze: case OpKind::kUnsqueeze: {
-      auto strides = reshaped_strides(in->dims, in->strides, *dims);
-      if (!strides) return self;
-      return View{in->root, in->offset, *dims, *strides};
+      std::vector<int64_t> step{int64_t(ir::ViewStep::kReshape), int64_t(out.size())};
+      int symbolic = 0;
+      for (const ir::Dim& d : out) {
+        symbolic += !d.is_constant();
+        step.push_back(d.is_constant() ? d.constant() : -1);
+      }
+      if (symbolic > 1) return std::nullopt;  // one unknown dim follows from the element count; two do not
+      return step;
     }
     case OpKind::kTranspose: {
-      std::vector<int64_t> perm(in->dims.size());
+      std::vector<int64_t> perm(in.size());
       std::iota(perm.rbegin(), perm.rend(), 0);
       perm = n.attrs.get_ints("perm", perm);
-      if (perm.size() != in->dims.size()) return self;
-      View out{in->root, in->offset, {}, {}};
-      for (int64_t axis : perm) {
-        size_t a = size_t(axis < 0 ? axis + int64_t(perm.size()) : axis);
-        out.dims.push_back(in->dims.at(a));
-        out.strides.push_back(in->strides.at(a));
-      }
-      return out.dims == *dims ? std::optional<View>(out) : self;
+      std::vector<int64_t> step{int64_t(ir::ViewStep::kTranspose), int64_t(perm.size())};
+      for (int64_t p : perm) step.push_back(p < 0 ? p + int64_t(in.size()) : p);
+      return step;
     }
-    case OpKind::kGather: {  // one constant index: an offset, and the axis gone (or kept as 1)
+    case OpKind::kGather: {
       const ir::TensorData* index = n.inputs.size() > 1 ? g.weight_of(n.inputs[1]) : nullptr;
-      if (!index || index->numel() != 1) return self;
+      if (!index || index->numel() != 1) return std::nullopt;
       int64_t axis = n.attrs.get_int("axis", 0);
-      axis = axis < 0 ? axis + int64_t(in->dims.size()) : axis;
-      if (axis < 0 || axis >= int64_t(in->dims.size())) return self;
-      int64_t i = ir::read_ints(*index)[0], size = in->dims[size_t(axis)];
-      i = i < 0 ? i + size : i;
-      if (i < 0 || i >= size) return self;
-      View out = *in;
-      out.offset += i * in->strides[size_t(axis)];
-      if (index->dims.empty()) {
-        out.dims.erase(out.dims.begin() + axis);
-        out.strides.erase(out.strides.begin() + axis);
-      } else {
-        out.dims[size_t(axis)] = 1;
-      }
-      return out.dims == *dims ? std::optional<View>(out) : self;
+      axis = axis < 0 ? axis + int64_t(in.size()) : axis;
+      int64_t i = ir::read_ints(*index)[0];
+      if (axis < 0 || axis >= int64_t(in.size())) return std::nullopt;
+      if (i < 0 && in[size_t(axis)].is_constant()) i += in[size_t(axis)].constant();
+      if (i < 0) return std::nullopt;
+      return std::vector<int64_t>{int64_t(ir::ViewStep::kPick), 3, axis, i, index->dims.empty() ? 0 : 1};
     }
-    default: return self;
+    default: return std::nullopt;
   }
 }
 
-// [offset, sb, sh, ss, sd] of a rank-3 ([H, S, D]) or rank-4 ([B, H, S, D]) view;
-// swap_last for K given as [.., D, S].
-std::optional<std::vector<int64_t>> attention_view(const View& v, bool swap_last) {
-  if (v.dims.size() != 3 && v.dims.size() != 4) return std::nullopt;
-  std::vector<int64_t> s = v.strides;
-  if (s.size() == 3) s.insert(s.begin(), 0);
-  if (swap_last) std::swap(s[2], s[3]);
-  return std::vector<int64_t>{v.offset, s[0], s[1], s[2], s[3]};
+Viewed view_of(const Graph& g, ir::ValueId v) {
+  std::vector<std::vector<int64_t>> steps;  // last step first
+  ir::ValueId root = v;
+  for (;;) {
+    auto p = producer_of(g, root);
+    if (!p || g.nodes[*p].inputs.empty()) break;
+    auto step = view_step(g, g.nodes[*p], root);
+    if (!step) break;
+    steps.push_back(*step);
+    root = g.nodes[*p].inputs[0];
+  }
+  Viewed out{root, {}};
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) out.program.insert(out.program.end(), it->begin(), it->end());
+  return out;
+}
+
+// Binds every symbol to its range's min, opt or max value.
+std::vector<ir::SymbolBindings> range_corners(const Graph& g) {
+  std::vector<ir::SymbolBindings> corners(3);
+  for (auto& [name, r] : g.ranges) {
+    corners[0][name] = r.min;
+    corners[1][name] = r.opt;
+    corners[2][name] = r.max;
+  }
+  return corners;
+}
+
+std::optional<std::vector<int64_t>> evaluate(const ir::Shape& shape, const ir::SymbolBindings& bindings) {
+  std::vector<int64_t> dims;
+  for (const ir::Dim& d : shape) {
+    auto x = d.evaluate(bindings);
+    if (!x) return std::nullopt;
+    dims.push_back(*x);
+  }
+  return dims;
 }
 
 bool plain_matmul(const ir::Node& n) {
@@ -164,56 +146,52 @@ int fuse_attention(Graph& g) {
     const ir::Node scores = g.nodes[n];
     auto softmax = only_reader(g, scores.outputs[0]);
     if (!softmax || g.nodes[*softmax].op != OpKind::kSoftmax) continue;
-    auto scores_dims = static_dims(g, scores.outputs[0]);
+    size_t rank = g.values[size_t(scores.outputs[0])].shape.size();
     int64_t axis = g.nodes[*softmax].attrs.get_int("axis", -1);
-    if (!scores_dims || (axis != -1 && axis != int64_t(scores_dims->size()) - 1)) continue;
+    if (axis != -1 && axis != int64_t(rank) - 1) continue;
     auto product = only_reader(g, g.nodes[*softmax].outputs[0]);
     if (!product || !plain_matmul(g.nodes[*product]) || g.nodes[*product].inputs[0] != g.nodes[*softmax].outputs[0] ||
         g.nodes[*product].attrs.get_int("trans_b", 0) != 0 || g.nodes[*product].attrs.get_float("alpha", 1.0) != 1.0)
       continue;
-    ir::ValueId result = g.nodes[*product].outputs[0];
-    auto q = view_of(g, scores.inputs[0]), k = view_of(g, scores.inputs[1]), v = view_of(g, g.nodes[*product].inputs[1]);
-    auto out_dims = static_dims(g, result);
-    if (!q || !k || !v || !out_dims || q->dims.size() != k->dims.size() || q->dims.size() != v->dims.size() || q->dims.size() != out_dims->size())
-      continue;
-    bool trans_b = scores.attrs.get_int("trans_b", 0) != 0;
-    auto qv = attention_view(*q, false), kv = attention_view(*k, !trans_b), vv = attention_view(*v, false);
-    if (!qv || !kv || !vv) continue;
-    size_t r = q->dims.size();
-    int64_t heads = q->dims[r - 3], batch = r == 4 ? q->dims[0] : 1, q_len = q->dims[r - 2], head_dim = q->dims[r - 1];
-    int64_t kv_len = v->dims[r - 2];
-    // No broadcasting between the operands: every batch dim and the head dim agree.
-    std::vector<int64_t> k_dims = k->dims;
-    if (!trans_b) std::swap(k_dims[r - 2], k_dims[r - 1]);
-    if (k_dims[r - 2] != kv_len || k_dims[r - 1] != head_dim || v->dims[r - 1] != head_dim ||
-        !std::equal(q->dims.begin(), q->dims.end() - 2, k_dims.begin()) || !std::equal(q->dims.begin(), q->dims.end() - 2, v->dims.begin()) ||
-        head_dim > kMaxFusedHeadDim)
-      continue;
-    // The result, or the Transpose alone reading it, is what the kernel writes.
-    std::vector<int64_t> result_strides = ir::strides_of(*out_dims);
-    size_t place = *product;
-    auto reader = only_reader(g, result);
-    if (reader && g.nodes[*reader].op == OpKind::kTranspose) {
-      std::vector<int64_t> perm = g.nodes[*reader].attrs.get_ints("perm");
-      auto final_dims = static_dims(g, g.nodes[*reader].outputs[0]);
-      if (perm.size() == r && final_dims) {
-        std::vector<int64_t> final_strides = ir::strides_of(*final_dims);
-        for (size_t i = 0; i < r; ++i) result_strides[size_t(perm[i] < 0 ? perm[i] + int64_t(r) : perm[i])] = final_strides[i];
-        g.dead[*product] = true;
-        result = g.nodes[*reader].outputs[0];
-        place = *reader;
-        *out_dims = *final_dims;
-      }
-    }
-    std::vector<int64_t> out_view{0, r == 4 ? result_strides[0] : 0, result_strides[r - 3], result_strides[r - 2], result_strides[r - 1]};
-    ir::Node attention{scores.name, OpKind::kAttention, {q->root, k->root, v->root}, {result}, {}};
-    attention.attrs.set("dims", std::vector<int64_t>{batch, heads, q_len, kv_len, head_dim});
-    attention.attrs.set("q_view", *qv);
-    attention.attrs.set("k_view", *kv);
-    attention.attrs.set("v_view", *vv);
-    attention.attrs.set("out_view", out_view);
-    attention.attrs.set("out_shape", *out_dims);
+    Viewed q = view_of(g, scores.inputs[0]), k = view_of(g, scores.inputs[1]), v = view_of(g, g.nodes[*product].inputs[1]);
+    ir::Node attention{scores.name, OpKind::kAttention, {q.root, k.root, v.root}, {g.nodes[*product].outputs[0]}, {}};
+    attention.attrs.set("q_view", q.program);
+    attention.attrs.set("k_view", k.program);
+    attention.attrs.set("v_view", v.program);
+    attention.attrs.set("k_transposed", int64_t(scores.attrs.get_int("trans_b", 0) == 0));
     attention.attrs.set("scale", scores.attrs.get_float("alpha", 1.0));
+    // A Transpose alone reading the result (the heads put back together) is the layout the kernel writes.
+    size_t place = *product;
+    auto reader = only_reader(g, attention.outputs[0]);
+    if (reader && g.nodes[*reader].op == OpKind::kTranspose && g.nodes[*reader].attrs.has("perm")) {
+      std::vector<int64_t> perm = g.nodes[*reader].attrs.get_ints("perm");
+      for (auto& p : perm) p = p < 0 ? p + int64_t(rank) : p;
+      attention.attrs.set("out_perm", perm);
+      attention.outputs[0] = g.nodes[*reader].outputs[0];
+      place = *reader;
+    }
+    // The fused node must mean the same, and its views must hold at the shapes the profile allows.
+    const auto& shape = [&](ir::ValueId id) -> const ir::Shape& { return g.values[size_t(id)].shape; };
+    bool fits = false;
+    try {
+      fits = ir::apply_view_program(attention, "q_view", shape(q.root)) == shape(scores.inputs[0]) &&
+             ir::apply_view_program(attention, "k_view", shape(k.root)) == shape(scores.inputs[1]) &&
+             ir::apply_view_program(attention, "v_view", shape(v.root)) == shape(g.nodes[*product].inputs[1]) &&
+             ir::attention_output_shape(attention, shape(q.root), shape(k.root), shape(v.root)) == shape(attention.outputs[0]);
+      ir::Shape head = ir::apply_view_program(attention, "q_view", shape(q.root));
+      fits = fits && head.back().is_constant() && head.back().constant() <= kMaxFusedHeadDim;
+      for (const auto& bindings : range_corners(g)) {
+        auto qd = evaluate(shape(q.root), bindings), kd = evaluate(shape(k.root), bindings), vd = evaluate(shape(v.root), bindings);
+        if (!fits || !qd || !kd || !vd) {
+          fits = false;
+          break;
+        }
+        ir::attention_geometry(attention, *qd, *kd, *vd);
+      }
+    } catch (const Error&) {
+      fits = false;  // not expressible as views here: the ops stay as they are
+    }
+    if (!fits) continue;
     g.dead[n] = g.dead[*softmax] = g.dead[*product] = true;
     g.nodes[place] = std::move(attention);
     g.dead[place] = false;

@@ -140,10 +140,10 @@ OpSchema schema_of(OpKind op) {
     case OpKind::kOneHot: return {3, 3, 1, 1, {{"axis", T::kInt}}};
     case OpKind::kFusedMatMul:  // act(alpha * A @ op(B) + bias) + residual; inputs A, B, bias?, residual?
       return {2, 4, 1, 1, {{"trans_b", T::kInt}, {"activation", T::kString}, {"alpha", T::kFloat}}};
-    case OpKind::kAttention:  // softmax(scale * Q K^T) V over strided views of its inputs (see AttentionGeometry)
+    case OpKind::kAttention:  // softmax(scale * Q K^T) V over views of its inputs (see AttentionGeometry)
       return {3, 3, 1, 1,
-              {{"dims", T::kInts}, {"q_view", T::kInts}, {"k_view", T::kInts}, {"v_view", T::kInts}, {"out_view", T::kInts},
-               {"out_shape", T::kInts}, {"scale", T::kFloat}}};
+              {{"q_view", T::kInts}, {"k_view", T::kInts}, {"v_view", T::kInts}, {"k_transposed", T::kInt}, {"out_perm", T::kInts},
+               {"scale", T::kFloat}}};
     case OpKind::kFusedElementwise:  // a straight-line program of elementwise ops over broadcast inputs
       return {1, -1, 1, 1, {{"ops", T::kInts}, {"args", T::kInts}, {"params", T::kFloats}}};
     default: return {1, 1, 1, 1, {}};  // plain unary ops and GlobalAveragePool/GlobalMaxPool/Size

@@ -243,13 +243,7 @@ void infer_attention(Ctx& c) {
   for (size_t i = 0; i < 3; ++i) c.require_float(i);
   c.require_same_dtype(0, 1);
   c.require_same_dtype(0, 2);
-  Shape out = shape_of(c.attrs().get_ints("out_shape"));
-  std::optional<std::array<int64_t, 4>> sizes;
-  if (shape_is_constant(c.shape(0)) && shape_is_constant(c.shape(1)) && shape_is_constant(c.shape(2)))
-    sizes = std::array<int64_t, 4>{checked_numel(shape_constants(c.shape(0))), checked_numel(shape_constants(c.shape(1))),
-                                   checked_numel(shape_constants(c.shape(2))), checked_numel(shape_constants(out))};
-  attention_geometry(c.node(), sizes);  // throws naming the node
-  c.set(0, c.dtype(0), out);
+  c.set(0, c.dtype(0), attention_output_shape(c.node(), c.shape(0), c.shape(1), c.shape(2)));  // throws naming the node
 }
 
 void infer_fused_elementwise(Ctx& c) {
@@ -1148,28 +1142,6 @@ bool is_plain_pool_window(const Node& node) {
   auto dilations = node.attrs.get_ints("dilations");
   return has_symmetric_explicit_pads(node) && node.attrs.get_int("ceil_mode", 0) == 0 &&
          std::all_of(dilations.begin(), dilations.end(), [](int64_t d) { return d == 1; });
-}
-
-AttentionGeometry attention_geometry(const Node& node, const std::optional<std::array<int64_t, 4>>& sizes) {
-  auto dims = node.attrs.get_ints("dims");
-  if (dims.size() != 5 || std::any_of(dims.begin(), dims.end(), [](int64_t d) { return d < 1; }))
-    fail(ErrorCode::kInvalidModel, "node '", node.name, "': Attention dims must be 5 positive sizes [B, H, Sq, Sk, D]");
-  AttentionGeometry g{dims[0], dims[1], dims[2], dims[3], dims[4], {}, {}, {}, {}};
-  const char* names[] = {"q_view", "k_view", "v_view", "out_view"};
-  std::array<int64_t, 5>* views[] = {&g.q, &g.k, &g.v, &g.out};
-  for (size_t i = 0; i < 4; ++i) {
-    auto view = node.attrs.get_ints(names[i]);
-    if (view.size() != 5 || std::any_of(view.begin(), view.end(), [](int64_t x) { return x < 0; }))
-      fail(ErrorCode::kInvalidModel, "node '", node.name, "': Attention ", names[i], " must be 5 non-negative ints [offset, sb, sh, ss, sd]");
-    std::copy(view.begin(), view.end(), views[i]->begin());
-    if (!sizes) continue;
-    int64_t rows = i == 1 || i == 2 ? g.kv_len : g.q_len;
-    int64_t last = (*views[i])[0] + (g.batch - 1) * (*views[i])[1] + (g.heads - 1) * (*views[i])[2] + (rows - 1) * (*views[i])[3] +
-                   (g.head_dim - 1) * (*views[i])[4];
-    if (last >= (*sizes)[i])
-      fail(ErrorCode::kInvalidModel, "node '", node.name, "': Attention ", names[i], " reaches element ", last, " of a tensor of ", (*sizes)[i]);
-  }
-  return g;
 }
 
 Shape broadcast_shapes(const Shape& a, const Shape& b) {

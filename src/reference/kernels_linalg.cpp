@@ -197,11 +197,9 @@ Tensor run_einsum(const KernelContext& c) {
 }  // namespace
 
 Tensor run_attention(const KernelContext& c) {
-  std::array<int64_t, 4> sizes{ir::checked_numel(c.in(0).dims), ir::checked_numel(c.in(1).dims), ir::checked_numel(c.in(2).dims),
-                               ir::checked_numel(c.out_dims(0))};
-  ir::AttentionGeometry g = ir::attention_geometry(c.node, sizes);
+  ir::AttentionGeometry g = ir::attention_geometry(c.node, c.in(0).dims, c.in(1).dims, c.in(2).dims);
   std::vector<double> q = to_doubles(c.in(0)), k = to_doubles(c.in(1)), v = to_doubles(c.in(2));
-  std::vector<double> out(size_t(sizes[3]), 0.0), scores(size_t(g.kv_len));
+  std::vector<double> out(size_t(ir::checked_numel(g.out_dims)), 0.0), scores(size_t(g.kv_len));
   double scale = c.attrs().get_float("scale", 1.0);
   auto at = [](const std::array<int64_t, 5>& view, int64_t b, int64_t h, int64_t s, int64_t d) {
     return size_t(view[0] + b * view[1] + h * view[2] + s * view[3] + d * view[4]);
@@ -223,7 +221,7 @@ Tensor run_attention(const KernelContext& c) {
           out[at(g.out, b, h, i, d)] = acc / sum;
         }
       }
-  return from_doubles(c.out_dtype(0), c.out_dims(0), out);
+  return from_doubles(c.out_dtype(0), g.out_dims, out);
 }
 
 Outputs run_linalg(const KernelContext& c) {

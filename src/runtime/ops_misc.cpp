@@ -632,16 +632,19 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
 
     case OpKind::kAttention: {
       if (dtype == DType::kFloat64) break;
-      if (ir::attention_geometry(node).head_dim > codegen::kAttentionMaxHeadDim) {
-        why = str("Attention with heads wider than ", codegen::kAttentionMaxHeadDim);
+      const ir::Shape& q = value(node.inputs[0]).shape;
+      if (ir::Shape head = ir::apply_view_program(node, "q_view", q);
+          head.empty() || !head.back().is_constant() || head.back().constant() > codegen::kAttentionMaxHeadDim) {
+        why = str("Attention with heads that are not a constant of at most ", codegen::kAttentionMaxHeadDim);
         return nullptr;
       }
       int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::attention_source(dtype, params); });
       return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
-        std::array<int64_t, 4> sizes{};  // element counts: the views are checked against the tensors bound now
-        for (size_t i = 0; i < 3; ++i) sizes[i] = ir::checked_numel(s.of(n->inputs[i]));
-        sizes[3] = ir::checked_numel(s.of(n->outputs[0]));
-        ir::AttentionGeometry g = ir::attention_geometry(*n, sizes);
+        ir::AttentionGeometry g = ir::attention_geometry(*n, s.of(n->inputs[0]), s.of(n->inputs[1]), s.of(n->inputs[2]));
+        if (g.out_dims != s.of(n->outputs[0]))
+          fail(ErrorCode::kInternal, "node '", n->name, "' (Attention): its views make ", ir::shape_to_string(ir::shape_of(g.out_dims)),
+               ", the network says ", ir::shape_to_string(ir::shape_of(s.of(n->outputs[0]))));
+        if (ir::checked_numel(g.out_dims) == 0) return;  // nothing to compute (params[0] stays 0)
         int64_t tiles = (g.q_len + codegen::kAttentionRowsPerBlock - 1) / codegen::kAttentionRowsPerBlock;
         k.params.v[0] = g.batch * g.heads * tiles;
         k.params.v[1] = g.batch;

@@ -189,10 +189,12 @@ TEST(Builder, HalfPrecisionConvsRunChannelsLast) {
 // PyTorch's exported multi-head attention: a packed QKV projection split into
 // heads by Reshape/Unsqueeze/Transpose/Squeeze/Gather chains, scaled scores,
 // softmax, the product with V and the heads put back together.
-ir::Network exported_attention(int64_t seq, int64_t heads, int64_t head_dim) {
+// seq 0: a symbolic length (reshapes keep it with 0 and -1, as exporters do).
+ir::Network exported_attention(int64_t seq_len, int64_t heads, int64_t head_dim) {
   ir::Network net;
   int64_t e = heads * head_dim;
-  ValueId x = net.add_input("x", DType::kFloat32, {Dim(1), Dim(seq), Dim(e)});
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(1), seq_len ? Dim(seq_len) : Dim::symbol("seq"), Dim(e)});
+  const int64_t seq = seq_len ? seq_len : 0, any = seq_len ? seq_len : -1;  // Reshape: 0 copies the dim, -1 infers it
   auto ints = [&](const std::string& name, std::vector<int64_t> v) {
     return net.add_weight(name, reference::make_tensor(DType::kInt64, {int64_t(v.size())}, std::vector<double>(v.begin(), v.end())));
   };
@@ -215,7 +217,7 @@ ir::Network exported_attention(int64_t seq, int64_t heads, int64_t head_dim) {
     ValueId part = net.add_op1(OpKind::kGather, {split, net.add_weight(str("i", i), reference::make_tensor(DType::kInt64, {}, {double(i)}))}, axis);
     part = net.add_op1(OpKind::kReshape, {part, ints(str("h", i), {seq, heads, head_dim})});
     part = net.add_op1(OpKind::kTranspose, {part}, perm({1, 0, 2}));
-    qkv_heads.push_back(net.add_op1(OpKind::kReshape, {part, ints(str("b", i), {1, heads, seq, head_dim})}));
+    qkv_heads.push_back(net.add_op1(OpKind::kReshape, {part, ints(str("b", i), {1, heads, any, head_dim})}));
   }
   ValueId q = net.add_op1(OpKind::kMul, {qkv_heads[0], net.add_weight("scale", reference::make_tensor(DType::kFloat32, {}, {0.35}))});
   ValueId kt = net.add_op1(OpKind::kTranspose, {qkv_heads[1]}, perm({0, 1, 3, 2}));
@@ -232,8 +234,18 @@ ir::Network exported_attention(int64_t seq, int64_t heads, int64_t head_dim) {
   projected = net.add_op1(OpKind::kTranspose, {net.add_op1(OpKind::kReshape, {projected, ints("r", {seq, 1, e})})}, perm({1, 0, 2}));
   ValueId residual = net.add_op1(OpKind::kAdd, {x, projected});
   net.add_output(net.add_op1(OpKind::kLayerNormalization, {residual, net.add_weight("ln_g", random_weight({e}, 64))}));
+  if (!seq_len) net.set_dim_range("seq", {1, 6, 40});
   net.finalize();
   return net;
+}
+
+// With a symbolic length the views are programs over the projection's dims.
+TEST(Builder, DynamicLengthAttentionIsFusedToo) {
+  ir::Network net = exported_attention(0, 4, 8);
+  plan::Plan p = build(net, {});
+  EXPECT_EQ(count_ops(p.network, OpKind::kAttention), 1) << dump_network(p.network);
+  EXPECT_EQ(count_ops(p.network, OpKind::kSoftmax) + count_ops(p.network, OpKind::kTranspose), 0) << dump_network(p.network);
+  for (int64_t seq : {1, 5, 33}) expect_same_results(net, p.network, {{"seq", seq}}, 1e-6);
 }
 
 TEST(Builder, ExportedAttentionBecomesOneKernelAndTheResidualRidesInTheProjection) {

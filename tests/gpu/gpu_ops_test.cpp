@@ -32,6 +32,38 @@ ValueId ints(ir::Network& net, const std::string& name, std::vector<int64_t> v) 
   return net.add_weight(name, reference::make_tensor(DType::kInt64, {int64_t(v.size())}, std::vector<double>(v.begin(), v.end())));
 }
 
+// Exported multi-head attention (3 heads of 24): the builder fuses it into one
+// Attention kernel reading the QKV projection through views, and the residual
+// Add behind the output projection's views into its epilogue. seq_len 0: a
+// symbolic length "seq" (reshapes keep it with 0 and -1, as exporters do).
+void exported_attention_block(ir::Network& n, std::mt19937& r, int64_t seq_len) {
+  const int64_t heads = 3, hd = 24, e = heads * hd, seq = seq_len, any = seq_len ? seq_len : -1;
+  ValueId x = n.add_input("x", DType::kFloat32, {Dim(1), seq_len ? Dim(seq_len) : Dim::symbol("seq"), Dim(e)});
+  auto perm = [](std::vector<int64_t> p) { return attrs({{"perm", p}}); };
+  ValueId xt = n.add_op1(OpKind::kTranspose, {x}, perm({1, 0, 2}));
+  ValueId qkv = n.add_op1(OpKind::kAdd, {n.add_op1(OpKind::kMatMul, {xt, weight(n, "w_in", {e, 3 * e}, r)}), weight(n, "b_in", {3 * e}, r)});
+  ValueId split = n.add_op1(OpKind::kReshape, {qkv, ints(n, "s1", {seq, 1, 3, e})});
+  split = n.add_op1(OpKind::kTranspose, {n.add_op1(OpKind::kUnsqueeze, {split, ints(n, "a0", {0})})}, perm({3, 1, 2, 0, 4}));
+  split = n.add_op1(OpKind::kSqueeze, {split, ints(n, "a3", {3})});
+  std::vector<ValueId> parts;
+  for (int i = 0; i < 3; ++i) {
+    ValueId part = n.add_op1(OpKind::kGather, {split, n.add_weight(str("i", i), reference::make_tensor(DType::kInt64, {}, {double(i)}))},
+                             attrs({{"axis", int64_t(0)}}));
+    part = n.add_op1(OpKind::kTranspose, {n.add_op1(OpKind::kReshape, {part, ints(n, str("h", i), {seq, heads, hd})})}, perm({1, 0, 2}));
+    parts.push_back(n.add_op1(OpKind::kReshape, {part, ints(n, str("b", i), {1, heads, any, hd})}));
+  }
+  ValueId q = n.add_op1(OpKind::kMul, {parts[0], n.add_weight("scale", reference::make_tensor(DType::kFloat32, {}, {0.3}))});
+  ValueId scores = n.add_op1(OpKind::kMatMul, {q, n.add_op1(OpKind::kTranspose, {parts[1]}, perm({0, 1, 3, 2}))});
+  ValueId probs = n.add_op1(OpKind::kSoftmax, {scores}, attrs({{"axis", int64_t(-1)}}));
+  ValueId merged = n.add_op1(OpKind::kTranspose, {n.add_op1(OpKind::kMatMul, {probs, parts[2]})}, perm({2, 0, 1, 3}));
+  merged = n.add_op1(OpKind::kReshape, {merged, ints(n, "m", {seq, e})});
+  ValueId projected = n.add_op1(OpKind::kGemm, {merged, weight(n, "w_out", {e, e}, r), weight(n, "b_out", {e}, r)},
+                                attrs({{"transB", int64_t(1)}}));
+  projected = n.add_op1(OpKind::kTranspose, {n.add_op1(OpKind::kReshape, {projected, ints(n, "r", {seq, 1, e})})}, perm({1, 0, 2}));
+  ValueId residual = n.add_op1(OpKind::kAdd, {x, projected});
+  n.add_output(n.add_op1(OpKind::kLayerNormalization, {residual, weight(n, "ln_g", {e}, r), weight(n, "ln_b", {e}, r)}));
+}
+
 std::vector<Case> cases() {
   std::vector<Case> c;
   auto in = [](ir::Network& net, const std::string& name, std::vector<int64_t> dims) {
@@ -155,38 +187,8 @@ std::vector<Case> cases() {
     n.add_output(n.add_op1(OpKind::kGlobalAveragePool, {conv(depthwise, "down", 16, 24, 1, 1, 1)}));
     n.add_output(block);
   }, {{"x", {2, 8, 12, 10}}}});
-  // Exported multi-head attention: the builder fuses it into one Attention
-  // kernel reading the QKV projection through strided views (40 keys: two
-  // shared-memory tiles; 40 queries: three blocks of rows; heads of 24), and the
-  // residual Add behind the output projection's views into its epilogue.
-  c.push_back({"exported_attention_fused", [&](ir::Network& n, std::mt19937& r) {
-    const int64_t seq = 40, heads = 3, hd = 24, e = heads * hd;
-    ValueId x = in(n, "x", {1, seq, e});
-    auto perm = [](std::vector<int64_t> p) { return attrs({{"perm", p}}); };
-    ValueId xt = n.add_op1(OpKind::kTranspose, {x}, perm({1, 0, 2}));
-    ValueId qkv = n.add_op1(OpKind::kAdd, {n.add_op1(OpKind::kMatMul, {xt, weight(n, "w_in", {e, 3 * e}, r)}), weight(n, "b_in", {3 * e}, r)});
-    ValueId split = n.add_op1(OpKind::kReshape, {qkv, ints(n, "s1", {seq, 1, 3, e})});
-    split = n.add_op1(OpKind::kTranspose, {n.add_op1(OpKind::kUnsqueeze, {split, ints(n, "a0", {0})})}, perm({3, 1, 2, 0, 4}));
-    split = n.add_op1(OpKind::kSqueeze, {split, ints(n, "a3", {3})});
-    std::vector<ValueId> parts;
-    for (int i = 0; i < 3; ++i) {
-      ValueId part = n.add_op1(OpKind::kGather, {split, n.add_weight(str("i", i), reference::make_tensor(DType::kInt64, {}, {double(i)}))},
-                               attrs({{"axis", int64_t(0)}}));
-      part = n.add_op1(OpKind::kTranspose, {n.add_op1(OpKind::kReshape, {part, ints(n, str("h", i), {seq, heads, hd})})}, perm({1, 0, 2}));
-      parts.push_back(n.add_op1(OpKind::kReshape, {part, ints(n, str("b", i), {1, heads, seq, hd})}));
-    }
-    ValueId q = n.add_op1(OpKind::kMul, {parts[0], n.add_weight("scale", reference::make_tensor(DType::kFloat32, {}, {0.3}))});
-    ValueId scores = n.add_op1(OpKind::kMatMul, {q, n.add_op1(OpKind::kTranspose, {parts[1]}, perm({0, 1, 3, 2}))});
-    ValueId probs = n.add_op1(OpKind::kSoftmax, {scores}, attrs({{"axis", int64_t(-1)}}));
-    ValueId merged = n.add_op1(OpKind::kTranspose, {n.add_op1(OpKind::kMatMul, {probs, parts[2]})}, perm({2, 0, 1, 3}));
-    merged = n.add_op1(OpKind::kReshape, {merged, ints(n, "m", {seq, e})});
-    // Output projection, back to [1, seq, e] through views, residual, layer norm.
-    ValueId projected = n.add_op1(OpKind::kGemm, {merged, weight(n, "w_out", {e, e}, r), weight(n, "b_out", {e}, r)},
-                                  attrs({{"transB", int64_t(1)}}));
-    projected = n.add_op1(OpKind::kTranspose, {n.add_op1(OpKind::kReshape, {projected, ints(n, "r", {seq, 1, e})})}, perm({1, 0, 2}));
-    ValueId residual = n.add_op1(OpKind::kAdd, {x, projected});
-    n.add_output(n.add_op1(OpKind::kLayerNormalization, {residual, weight(n, "ln_g", {e}, r), weight(n, "ln_b", {e}, r)}));
-  }, {{"x", {1, 40, 72}}}});
+  c.push_back({"exported_attention_fused", [&](ir::Network& n, std::mt19937& r) { exported_attention_block(n, r, 40); },
+               {{"x", {1, 40, 72}}}});
   c.push_back({"resize", [&](ir::Network& n, std::mt19937& r) {
     ValueId x = in(n, "x", {1, 2, 5, 6});
     ValueId scales = n.add_weight("scales", reference::make_tensor(DType::kFloat32, {4}, {1, 1, 1.6, 0.75}));
@@ -238,6 +240,33 @@ TEST_P(GpuOps, MatchReference) {
       }
     }
     expect_gpu_matches_reference(net, inputs, precision, tol, kiln::str(c.name, " seed ", seed), strategy);
+  }
+}
+
+// One engine over lengths 1..64: the fused attention's views follow the length
+// call by call on one context (40 and 64 keys take two shared-memory tiles).
+TEST(GpuAttention, DynamicLengthsOnOneContextMatchReference) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(99);
+  ir::Network net;
+  exported_attention_block(net, rng, 0);
+  net.set_dim_range("seq", {1, 16, 64});
+  net.finalize();
+  for (P precision : {P::kFloat32, P::kFloat16}) {
+    builder::BuildOptions options;
+    options.precision = precision;
+    plan::Plan plan = builder::build(net, options);
+    ASSERT_EQ(std::count_if(plan.network.nodes().begin(), plan.network.nodes().end(),
+                            [](const ir::Node& node) { return node.op == OpKind::kAttention; }),
+              1);
+    auto engine = runtime::Engine::create(plan, {});
+    auto context = engine->create_context();
+    for (int64_t seq : {7, 40, 1, 64, 16}) {
+      SCOPED_TRACE(str(plan::precision_name(precision), " seq ", seq));
+      std::map<std::string, ir::TensorData> inputs{{"x", random_tensor(DType::kFloat32, {1, seq, 72}, rng)}};
+      expect_outputs_close(runtime::run_with_host_tensors(*context, *engine, inputs), reference::run(net, inputs),
+                           precision == P::kFloat32 ? 2e-5 : 2e-2);
+    }
   }
 }
 

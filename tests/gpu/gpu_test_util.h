@@ -49,6 +49,21 @@ inline ir::Network small_test_model(std::mt19937& rng) {
 // Builds `net` at `precision` for exactly the shapes of `inputs`, runs it on the
 // GPU and checks every output against the reference run of `net` within
 // tolerance relative to the largest reference magnitude of that output.
+// Every output within tolerance * (its largest reference magnitude), no NaN the reference lacks.
+inline void expect_outputs_close(const std::vector<ir::TensorData>& got, const std::vector<ir::TensorData>& want, double tolerance) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].dims, want[i].dims) << "output " << i;
+    auto a = ir::read_doubles(got[i]), b = ir::read_doubles(want[i]);
+    double scale = 0;
+    for (double x : b) scale = std::max(scale, std::fabs(x));
+    for (size_t k = 0; k < a.size(); ++k) {
+      ASSERT_FALSE(std::isnan(a[k]) && !std::isnan(b[k])) << "output " << i << " element " << k << " is NaN";
+      ASSERT_NEAR(a[k], b[k], tolerance * std::max(scale, 1e-3)) << "output " << i << " element " << k;
+    }
+  }
+}
+
 inline void expect_gpu_matches_reference(const ir::Network& net, const std::map<std::string, ir::TensorData>& inputs,
                                          plan::Precision precision, double tolerance, const std::string& label,
                                          runtime::KernelSpecialization strategy = runtime::KernelSpecialization::kNone) {
@@ -63,19 +78,7 @@ inline void expect_gpu_matches_reference(const ir::Network& net, const std::map<
   config.dynamic_shapes_kernel_specialization_strategy = strategy;
   auto engine = runtime::Engine::create(builder::build(net, options), config);
   auto context = engine->create_context();
-  auto got = runtime::run_with_host_tensors(*context, *engine, inputs);
-  auto want = reference::run(net, inputs);
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    ASSERT_EQ(got[i].dims, want[i].dims) << "output " << i;
-    auto a = ir::read_doubles(got[i]), b = ir::read_doubles(want[i]);
-    double scale = 0;
-    for (double x : b) scale = std::max(scale, std::fabs(x));
-    for (size_t k = 0; k < a.size(); ++k) {
-      ASSERT_FALSE(std::isnan(a[k]) && !std::isnan(b[k])) << "output " << i << " element " << k << " is NaN";
-      ASSERT_NEAR(a[k], b[k], tolerance * std::max(scale, 1e-3)) << "output " << i << " element " << k;
-    }
-  }
+  expect_outputs_close(runtime::run_with_host_tensors(*context, *engine, inputs), reference::run(net, inputs), tolerance);
 }
 
 }  // namespace kiln::testing

@@ -1,0 +1,221 @@
+// The Attention op's geometry: view programs over its inputs, evaluated
+// symbolically for shape inference and concretely (with strides) for the
+// runtime and the reference interpreter.
+#include <algorithm>
+#include <numeric>
+
+#include "kiln/error.h"
+#include "kiln/ir/shape_inference.h"
+
+namespace kiln::ir {
+
+namespace {
+
+struct Step {
+  ViewStep kind;
+  std::vector<int64_t> args;
+};
+
+[[noreturn]] void bad(const Node& node, std::string_view attr, const std::string& what) {
+  fail(ErrorCode::kInvalidModel, "node '", node.name, "' (Attention): ", attr, ": ", what);
+}
+
+std::vector<Step> decode(const Node& node, std::string_view attr) {
+  std::vector<int64_t> flat = node.attrs.get_ints(attr);
+  std::vector<Step> steps;
+  for (size_t i = 0; i < flat.size();) {
+    if (i + 2 > flat.size() || flat[i] < 0 || flat[i] > 2 || flat[i + 1] < 0 || flat[i + 1] > 16 ||
+        i + 2 + size_t(flat[i + 1]) > flat.size())
+      bad(node, attr, str("step at ", i, " is malformed"));
+    Step step{ViewStep(flat[i]), {flat.begin() + long(i) + 2, flat.begin() + long(i) + 2 + flat[i + 1]}};
+    if (step.kind == ViewStep::kPick && step.args.size() != 3) bad(node, attr, "a pick step takes axis, index and keep");
+    steps.push_back(std::move(step));
+    i += 2 + size_t(flat[i + 1]);
+  }
+  return steps;
+}
+
+Dim product(const std::vector<Dim>& dims) { return shape_numel(dims); }
+int64_t product(const std::vector<int64_t>& dims) { return checked_numel(dims); }
+Dim quotient(const Dim& a, const Dim& b) { return floor_div(a, b); }
+int64_t quotient(int64_t a, int64_t b) { return b == 0 ? 0 : a / b; }
+
+// The dims after one step (dims only; strides are the concrete caller's).
+template <class D>
+std::vector<D> step_dims(const Node& node, std::string_view attr, const Step& step, const std::vector<D>& dims) {
+  switch (step.kind) {
+    case ViewStep::kReshape: {
+      std::vector<D> out;
+      int unknown = -1;
+      for (size_t i = 0; i < step.args.size(); ++i) {
+        if (step.args[i] == -1 && unknown < 0) unknown = int(i);
+        else if (step.args[i] < 0) bad(node, attr, "a reshape has a negative dim or more than one -1");
+        out.push_back(D(step.args[i] < 0 ? 1 : step.args[i]));
+      }
+      if (unknown >= 0) out[size_t(unknown)] = quotient(product(dims), product(out));
+      if (product(out) != product(dims)) bad(node, attr, "a reshape changes the element count");
+      return out;
+    }
+    case ViewStep::kTranspose: {
+      std::vector<int64_t> sorted = step.args;
+      std::sort(sorted.begin(), sorted.end());
+      for (size_t i = 0; i < sorted.size(); ++i)
+        if (sorted[i] != int64_t(i) || sorted.size() != dims.size()) bad(node, attr, "a transpose perm does not fit the rank");
+      std::vector<D> out;
+      for (int64_t p : step.args) out.push_back(dims[size_t(p)]);
+      return out;
+    }
+    case ViewStep::kPick: {
+      int64_t axis = step.args[0], index = step.args[1];
+      if (axis < 0 || axis >= int64_t(dims.size()) || index < 0) bad(node, attr, "a pick's axis or index is out of range");
+      std::vector<D> out = dims;
+      if (step.args[2] != 0) out[size_t(axis)] = D(1);
+      else out.erase(out.begin() + axis);
+      return out;
+    }
+  }
+  bad(node, attr, "unknown step");
+}
+
+struct StridedView {
+  int64_t offset = 0;
+  std::vector<int64_t> dims, strides;
+};
+
+StridedView apply_concrete(const Node& node, std::string_view attr, const std::vector<int64_t>& input) {
+  StridedView v{0, input, strides_of(input)};
+  for (const Step& step : decode(node, attr)) {
+    std::vector<int64_t> dims = step_dims(node, attr, step, v.dims);
+    switch (step.kind) {
+      case ViewStep::kReshape: {
+        if (checked_numel(dims) == 0) {
+          v.strides = strides_of(dims);
+          break;
+        }
+        auto strides = reshaped_strides(v.dims, v.strides, dims);
+        if (!strides) bad(node, attr, str("a reshape to ", shape_to_string(shape_of(dims)), " is not a view of these dims"));
+        v.strides = *strides;
+        break;
+      }
+      case ViewStep::kTranspose: {
+        std::vector<int64_t> strides;
+        for (int64_t p : step.args) strides.push_back(v.strides[size_t(p)]);
+        v.strides = strides;
+        break;
+      }
+      case ViewStep::kPick: {
+        size_t axis = size_t(step.args[0]);
+        if (step.args[1] >= v.dims[axis]) bad(node, attr, str("index ", step.args[1], " is outside a dim of ", v.dims[axis]));
+        v.offset += step.args[1] * v.strides[axis];
+        if (step.args[2] == 0) v.strides.erase(v.strides.begin() + long(axis));
+        break;
+      }
+    }
+    v.dims = dims;
+  }
+  return v;
+}
+
+// [offset, sb, sh, ss, sd] of a [H, S, D] or [B, H, S, D] view; swap: given as [.., D, S].
+std::array<int64_t, 5> operand(const Node& node, std::string_view attr, const StridedView& v, bool swap) {
+  if (v.dims.size() != 3 && v.dims.size() != 4) bad(node, attr, "the operand is not [H, S, D] or [B, H, S, D]");
+  std::vector<int64_t> s = v.strides;
+  if (s.size() == 3) s.insert(s.begin(), 0);
+  if (swap) std::swap(s[2], s[3]);
+  return {v.offset, s[0], s[1], s[2], s[3]};
+}
+
+std::vector<int64_t> out_perm(const Node& node, size_t rank) {
+  std::vector<int64_t> perm = node.attrs.get_ints("out_perm");
+  if (perm.empty()) {
+    perm.resize(rank);
+    std::iota(perm.begin(), perm.end(), 0);
+  }
+  std::vector<int64_t> sorted = perm;
+  std::sort(sorted.begin(), sorted.end());
+  for (size_t i = 0; i < sorted.size(); ++i)
+    if (sorted[i] != int64_t(i) || sorted.size() != rank) bad(node, "out_perm", "not a permutation of the output's dims");
+  return perm;
+}
+
+}  // namespace
+
+std::optional<std::vector<int64_t>> reshaped_strides(const std::vector<int64_t>& old_dims, const std::vector<int64_t>& old_strides,
+                                                     const std::vector<int64_t>& dims) {
+  if (old_dims.empty() || dims.empty() || checked_numel(old_dims) != checked_numel(dims) || checked_numel(dims) == 0)
+    return std::nullopt;
+  std::vector<int64_t> strides(dims.size(), 0);
+  int64_t view_d = int64_t(dims.size()) - 1;
+  int64_t chunk_stride = old_strides.back(), tensor_numel = 1, view_numel = 1;
+  for (int64_t d = int64_t(old_dims.size()) - 1; d >= 0; --d) {
+    tensor_numel *= old_dims[size_t(d)];
+    // A chunk of old dims contiguous with one another ends here.
+    if (d == 0 || (old_dims[size_t(d - 1)] != 1 && old_strides[size_t(d - 1)] != tensor_numel * chunk_stride)) {
+      while (view_d >= 0 && (view_numel < tensor_numel || dims[size_t(view_d)] == 1)) {
+        strides[size_t(view_d)] = view_numel * chunk_stride;
+        view_numel *= dims[size_t(view_d)];
+        --view_d;
+      }
+      if (view_numel != tensor_numel) return std::nullopt;
+      if (d > 0) {
+        chunk_stride = old_strides[size_t(d - 1)];
+        tensor_numel = view_numel = 1;
+      }
+    }
+  }
+  if (view_d != -1) return std::nullopt;
+  return strides;
+}
+
+Shape apply_view_program(const Node& node, std::string_view attr, const Shape& dims) {
+  Shape out = dims;
+  for (const Step& step : decode(node, attr)) out = step_dims(node, attr, step, out);
+  return out;
+}
+
+Shape attention_output_shape(const Node& node, const Shape& q_in, const Shape& k_in, const Shape& v_in) {
+  Shape q = apply_view_program(node, "q_view", q_in), k = apply_view_program(node, "k_view", k_in),
+        v = apply_view_program(node, "v_view", v_in);
+  size_t r = q.size();
+  if ((r != 3 && r != 4) || k.size() != r || v.size() != r) bad(node, "q_view", "Q, K and V must all be [H, S, D] or [B, H, S, D]");
+  if (node.attrs.get_int("k_transposed", 0) != 0) std::swap(k[r - 2], k[r - 1]);
+  auto same = [&](const Dim& a, const Dim& b, const char* what) {
+    if (a != b) bad(node, "k_view", str(what, " differ: ", a.to_string(), " and ", b.to_string()));
+  };
+  for (size_t i = 0; i + 2 < r; ++i) {
+    same(q[i], k[i], "batch or head dims of Q and K");
+    same(q[i], v[i], "batch or head dims of Q and V");
+  }
+  same(q[r - 1], k[r - 1], "head dims of Q and K");
+  same(q[r - 1], v[r - 1], "head dims of Q and V");
+  same(k[r - 2], v[r - 2], "key counts of K and V");
+  Shape out;
+  for (int64_t p : out_perm(node, r)) out.push_back(q[size_t(p)]);
+  return out;
+}
+
+AttentionGeometry attention_geometry(const Node& node, const std::vector<int64_t>& q_dims, const std::vector<int64_t>& k_dims,
+                                     const std::vector<int64_t>& v_dims) {
+  Shape out_shape = attention_output_shape(node, shape_of(q_dims), shape_of(k_dims), shape_of(v_dims));  // checks the fit
+  StridedView q = apply_concrete(node, "q_view", q_dims), k = apply_concrete(node, "k_view", k_dims),
+              v = apply_concrete(node, "v_view", v_dims);
+  size_t r = q.dims.size();
+  AttentionGeometry g;
+  g.batch = r == 4 ? q.dims[0] : 1;
+  g.heads = q.dims[r - 3];
+  g.q_len = q.dims[r - 2];
+  g.head_dim = q.dims[r - 1];
+  g.kv_len = v.dims[r - 2];
+  g.q = operand(node, "q_view", q, false);
+  g.k = operand(node, "k_view", k, node.attrs.get_int("k_transposed", 0) != 0);
+  g.v = operand(node, "v_view", v, false);
+  // The dense output [.., Sq, D] permuted by out_perm: strides of the unpermuted dims.
+  g.out_dims = shape_constants(out_shape);
+  std::vector<int64_t> perm = out_perm(node, r), dense = strides_of(g.out_dims), unpermuted(r);
+  for (size_t i = 0; i < r; ++i) unpermuted[size_t(perm[i])] = dense[i];
+  StridedView o{0, q.dims, unpermuted};
+  g.out = operand(node, "out_perm", o, false);
+  return g;
+}
+
+}  // namespace kiln::ir
