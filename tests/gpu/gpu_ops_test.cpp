@@ -84,6 +84,13 @@ std::vector<Case> cases() {
                           attrs({{"transB", int64_t(1)}, {"alpha", 0.5}}));
     n.add_output(n.add_op1(OpKind::kTanh, {t}));
   }, {{"x", {2, 3, 96}}}});
+  c.push_back({"skinny_twelve_rows", [&](ir::Network& n, std::mt19937& r) {
+    ValueId x = in(n, "x", {12, 64});  // 12 rows; 32 blocks of columns each way
+    ValueId h = n.add_op1(OpKind::kGemm, {x, weight(n, "w", {256, 64}, r), weight(n, "b", {256}, r)}, attrs({{"transB", int64_t(1)}}));
+    h = n.add_op1(OpKind::kGelu, {h});
+    ValueId wide = n.add_op1(OpKind::kMatMul, {x, weight(n, "w2", {64, 1024}, r)});
+    n.add_output(n.add_op1(OpKind::kAdd, {wide, n.add_op1(OpKind::kMatMul, {h, weight(n, "w3", {256, 1024}, r)})}));
+  }, {{"x", {12, 64}}}});
   c.push_back({"gemm_transb_gelu_tanh", [&](ir::Network& n, std::mt19937& r) {
     ValueId x = in(n, "x", {4, 48});
     ValueId y = n.add_op1(OpKind::kGemm, {x, weight(n, "w", {32, 48}, r), weight(n, "b", {32}, r)}, attrs({{"transB", int64_t(1)}}));
