@@ -101,11 +101,11 @@ std::string remap_source(const RemapSpec& spec);
 // Params: [0] n, [1] outer, [2] indices count, [3] inner, [4] axis size.
 std::string gather_source(DType dtype, DType index_dtype, bool elements, const std::optional<Params>& specialize);
 
-// ---- skinny matmul: few rows (up to 16), bias/activation/residual fused --------------
+// ---- skinny matmul: few rows (batch 1-8), bias/activation/residual fused --------------
 // y[m, n] = act(alpha * sum_k a[m, k] * B(k, n) + bias[n]) + residual[m, n] for m < M <= kSkinnyMaxRows.
 // B is [K, N] row-major, or [N, K] with trans_b. Arguments: out, a, b, [bias], [residual].
 // Params: [0] M, [1] N, [2] K, [3] alpha (double bits).
-inline constexpr int kSkinnyMaxRows = 16;
+inline constexpr int kSkinnyMaxRows = 8;
 struct SkinnySpec {
   DType dtype;
   bool trans_b = false, has_bias = false, has_residual = false;
