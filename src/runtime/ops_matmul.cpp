@@ -76,11 +76,11 @@ class MatMulOp : public Op {
       fail(ErrorCode::kUnsupported, where, ": batch dims that broadcast partially (A ", ir::shape_to_string(ir::shape_of(ad)),
            ", B ", ir::shape_to_string(ir::shape_of(bd)), ")");
     if (batch == 0 || m == 0 || n == 0) return;
-    // A block takes 8 columns (trans_b) or 32: too few blocks leave most SMs idle
-    // while each walks all of K (a 2048 x 512 weight made 16 blocks, slower than cuBLASLt).
+    // A block takes 8 columns (trans_b) or 32 and walks all of K: few blocks with a
+    // long K leave most SMs idle (a 2048 x 512 weight made 16 blocks, slower than cuBLASLt).
     int64_t skinny_blocks = trans_b_ ? (n + 7) / 8 : (n + 31) / 32;
     if (skinny_kernel_ >= 0 && b_batch == 1 && batch * m <= codegen::kSkinnyMaxRows && k * n <= kSkinnyMaxWeights &&
-        skinny_blocks >= kSkinnyMinBlocks) {
+        (skinny_blocks >= kSkinnyMinBlocks || k <= kSkinnyShortK)) {
       KernelLaunch launch{store_.kernel(skinny_kernel_), 0, codegen::kBlock, {}, {}, &node_, skinny_kernel_};
       launch.grid = unsigned(skinny_blocks);
       launch.params.v[0] = batch * m;
@@ -164,7 +164,7 @@ class MatMulOp : public Op {
 
   // Weights up to this many elements stream fast enough through the skinny kernel.
   static constexpr int64_t kSkinnyMaxWeights = int64_t(4) << 20;
-  static constexpr int64_t kSkinnyMinBlocks = 32;
+  static constexpr int64_t kSkinnyMinBlocks = 32, kSkinnyShortK = 512;
   const ir::Node& node_;
   const KernelStore& store_;
   int post_kernel_, skinny_kernel_;

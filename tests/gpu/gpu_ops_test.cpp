@@ -76,7 +76,7 @@ std::vector<Case> cases() {
     n.add_output(n.add_op1(OpKind::kAdd, {x, n.add_op1(OpKind::kMatMul, {g, weight(n, "w3", {64, 64}, r)})}));
   }, {{"x", {3, 5, 64}}}});
   c.push_back({"skinny_matmuls_every_epilogue", [&](ir::Network& n, std::mt19937& r) {
-    ValueId x = in(n, "x", {2, 3, 96});  // 6 rows, but too few columns for the skinny kernel: cuBLASLt
+    ValueId x = in(n, "x", {2, 3, 96});  // 6 rows and a short K: the skinny kernel
     ValueId h = n.add_op1(OpKind::kGelu, {n.add_op1(OpKind::kAdd, {n.add_op1(OpKind::kMatMul, {x, weight(n, "w", {96, 80}, r)}), weight(n, "b", {80}, r)})});
     ValueId s2 = n.add_op1(OpKind::kSigmoid, {n.add_op1(OpKind::kMatMul, {h, weight(n, "w2", {80, 96}, r)})});
     n.add_output(n.add_op1(OpKind::kAdd, {x, n.add_op1(OpKind::kMatMul, {s2, weight(n, "w3", {96, 96}, r)})}));
@@ -90,6 +90,8 @@ std::vector<Case> cases() {
     h = n.add_op1(OpKind::kGelu, {h});
     ValueId wide = n.add_op1(OpKind::kMatMul, {x, weight(n, "w2", {64, 1024}, r)});
     n.add_output(n.add_op1(OpKind::kAdd, {wide, n.add_op1(OpKind::kMatMul, {h, weight(n, "w3", {256, 1024}, r)})}));
+    // w5: a long K over two blocks of columns goes to cuBLASLt.
+    n.add_output(n.add_op1(OpKind::kMatMul, {n.add_op1(OpKind::kMatMul, {x, weight(n, "w4", {64, 1024}, r)}), weight(n, "w5", {1024, 64}, r)}));
   }, {{"x", {8, 64}}}});
   c.push_back({"gemm_transb_gelu_tanh", [&](ir::Network& n, std::mt19937& r) {
     ValueId x = in(n, "x", {4, 48});
