@@ -124,6 +124,16 @@ TEST(Cli, CorruptPlansAreRejected) {
 
 namespace {
 
+TEST(Cli, EveryCommandHasItsOwnHelp) {
+  for (const char* command : {"inspect", "build", "run", "bench", "cache", "conformance"}) {
+    Result r = kiln(std::string(command) + " --help");
+    EXPECT_EQ(r.code, 0) << command << ": " << r.output;
+    EXPECT_EQ(r.output.rfind(std::string("usage: kiln ") + command + " ", 0), 0u) << r.output;
+  }
+  EXPECT_NE(kiln("bench -h").output.find("--trace"), std::string::npos);
+  EXPECT_NE(kiln("nope --help").code, 0);
+}
+
 TEST(Cli, CacheWarmInfoClear) {
   auto dir = std::filesystem::temp_directory_path() / "kiln_cli_cache";
   std::filesystem::remove_all(dir);

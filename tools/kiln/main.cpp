@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstring>
 #include <iostream>
+#include <sstream>
 
 #include "cli.h"
 #include "kiln/version.h"
@@ -22,8 +23,9 @@ commands:
       --dump prints the whole (lowered) network with inferred shapes.
   build MODEL.onnx -o PLAN.kiln [--precision fp32|fp16|bf16]
                    [--profile NAME:MINxD/OPTxD/MAXxD ...]
-      Builds a plan ahead of time (no GPU needed): constant folding, fusion,
-      precision, memory planning. Every symbolic input dim needs a range,
+      Builds a plan ahead of time (no GPU needed): constant folding, fusion
+      (matmul epilogues, elementwise chains, attention), channels-last
+      convolutions in fp16/bf16, precision, memory planning. Every symbolic input dim needs a range,
       from --profile (repeat per input) or from the model.
   run MODEL.onnx|PLAN.kiln [--device cpu|cuda] [--shapes NAME:1x3x224x224,...]
                  [--input NAME:FILE.npy ...] [--output-dir DIR] [--seed N]
@@ -149,6 +151,21 @@ Args parse_args(int argc, char** argv, int first, const std::vector<std::string>
   return args;
 }
 
+// The part of kHelp about one command ("" for an unknown one): its lines up
+// to the next command, a blank line or an unindented heading.
+std::string command_help(const std::string& command) {
+  std::istringstream help(kHelp);
+  std::string line, out;
+  bool inside = false;
+  while (std::getline(help, line)) {
+    bool command_line = line.size() > 2 && line.compare(0, 2, "  ") == 0 && line[2] != ' ';
+    if (command_line) inside = line.compare(2, command.size() + 1, command + " ") == 0;
+    else if (line.empty() || line[0] != ' ') inside = false;
+    if (inside) out += (out.empty() ? "usage: kiln " + line.substr(2) : line) + "\n";
+  }
+  return out;
+}
+
 }  // namespace kiln::cli
 
 int main(int argc, char** argv) {
@@ -162,6 +179,13 @@ int main(int argc, char** argv) {
     return kOk;
   }
   std::string command = argv[1];
+  for (int i = 2; i < argc; ++i)
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      std::string help = command_help(command);
+      if (help.empty()) break;  // an unknown command: reported below
+      std::cout << help;
+      return kOk;
+    }
   try {
     if (command == "inspect") return cmd_inspect(parse_args(argc, argv, 2, {}, {"--dump"}));
     if (command == "build") return cmd_build(parse_args(argc, argv, 2, {"--output", "--precision", "--profile"}, {}));
