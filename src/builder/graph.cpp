@@ -94,6 +94,24 @@ std::vector<size_t> Graph::consumers(ir::ValueId v) const {
 
 bool Graph::is_output(ir::ValueId v) const { return std::find(outputs.begin(), outputs.end(), v) != outputs.end(); }
 
+std::optional<size_t> Graph::producer_of(ir::ValueId v) const {
+  for (size_t p = 0; p < nodes.size(); ++p)
+    if (!dead[p] && std::find(nodes[p].outputs.begin(), nodes[p].outputs.end(), v) != nodes[p].outputs.end()) return p;
+  return std::nullopt;
+}
+
+std::optional<size_t> Graph::only_reader(ir::ValueId v) const {
+  if (is_output(v)) return std::nullopt;
+  auto users = consumers(v);
+  if (users.empty() || std::any_of(users.begin(), users.end(), [&](size_t u) { return u != users[0]; })) return std::nullopt;
+  return users[0];
+}
+
+void Graph::insert_node(size_t at, ir::Node node) {
+  nodes.insert(nodes.begin() + long(at), std::move(node));
+  dead.insert(dead.begin() + long(at), false);
+}
+
 void Graph::replace_uses(ir::ValueId from, ir::ValueId to) {
   for (size_t n = 0; n < nodes.size(); ++n) {
     if (dead[n]) continue;

@@ -37,6 +37,12 @@ struct Graph {
   bool is_output(ir::ValueId v) const;
   // Every live read of `from` now reads `to` (graph outputs included).
   void replace_uses(ir::ValueId from, ir::ValueId to);
+  // The live node writing v, if any.
+  std::optional<size_t> producer_of(ir::ValueId v) const;
+  // The one live node reading v (possibly through several of its inputs), if v is not a graph output.
+  std::optional<size_t> only_reader(ir::ValueId v) const;
+  // Inserts a live node at position `at` (the passes keep the order topological).
+  void insert_node(size_t at, ir::Node node);
   const ir::TensorData* weight_of(ir::ValueId v) const {
     return v == ir::kNoValue ? nullptr : values[size_t(v)].weight ? &*values[size_t(v)].weight : nullptr;
   }

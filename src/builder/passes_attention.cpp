@@ -30,12 +30,6 @@ struct Viewed {
   std::vector<int64_t> program;
 };
 
-std::optional<size_t> producer_of(const Graph& g, ir::ValueId v) {
-  for (size_t p = 0; p < g.nodes.size(); ++p)
-    if (!g.dead[p] && std::find(g.nodes[p].outputs.begin(), g.nodes[p].outputs.end(), v) != g.nodes[p].outputs.end()) return p;
-  return std::nullopt;
-}
-
 // The step that makes v from its producer's first input, if that producer is a view.
 std::optional<std::vector<int64_t>> view_step(const Graph& g, const ir::Node& n, ir::ValueId v) {
   const ir::Shape& in = g.values[size_t(n.inputs[0])].shape;
@@ -79,7 +73,7 @@ Viewed view_of(const Graph& g, ir::ValueId v) {
   std::vector<std::vector<int64_t>> steps;  // last step first
   ir::ValueId root = v;
   for (;;) {
-    auto p = producer_of(g, root);
+    auto p = g.producer_of(root);
     if (!p || g.nodes[*p].inputs.empty()) break;
     auto step = view_step(g, g.nodes[*p], root);
     if (!step) break;
@@ -116,13 +110,6 @@ bool plain_matmul(const ir::Node& n) {
   return n.op == OpKind::kFusedMatMul && n.inputs.size() == 2 && n.attrs.get_string("activation", "none") == "none";
 }
 
-std::optional<size_t> only_reader(const Graph& g, ir::ValueId v) {
-  if (g.is_output(v)) return std::nullopt;
-  auto users = g.consumers(v);
-  if (users.size() != 1) return std::nullopt;
-  return users[0];
-}
-
 // Drops nodes whose outputs nobody reads, until none is left.
 void drop_unread(Graph& g) {
   for (bool again = true; again;) {
@@ -144,13 +131,14 @@ int fuse_attention(Graph& g) {
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     if (g.dead[n] || !plain_matmul(g.nodes[n])) continue;
     const ir::Node scores = g.nodes[n];
-    auto softmax = only_reader(g, scores.outputs[0]);
+    auto softmax = g.only_reader(scores.outputs[0]);
     if (!softmax || g.nodes[*softmax].op != OpKind::kSoftmax) continue;
     size_t rank = g.values[size_t(scores.outputs[0])].shape.size();
     int64_t axis = g.nodes[*softmax].attrs.get_int("axis", -1);
     if (axis != -1 && axis != int64_t(rank) - 1) continue;
-    auto product = only_reader(g, g.nodes[*softmax].outputs[0]);
+    auto product = g.only_reader(g.nodes[*softmax].outputs[0]);
     if (!product || !plain_matmul(g.nodes[*product]) || g.nodes[*product].inputs[0] != g.nodes[*softmax].outputs[0] ||
+        g.nodes[*product].inputs[1] == g.nodes[*softmax].outputs[0] ||
         g.nodes[*product].attrs.get_int("trans_b", 0) != 0 || g.nodes[*product].attrs.get_float("alpha", 1.0) != 1.0)
       continue;
     Viewed q = view_of(g, scores.inputs[0]), k = view_of(g, scores.inputs[1]), v = view_of(g, g.nodes[*product].inputs[1]);
@@ -162,7 +150,7 @@ int fuse_attention(Graph& g) {
     attention.attrs.set("scale", scores.attrs.get_float("alpha", 1.0));
     // A Transpose alone reading the result (the heads put back together) is the layout the kernel writes.
     size_t place = *product;
-    auto reader = only_reader(g, attention.outputs[0]);
+    auto reader = g.only_reader(attention.outputs[0]);
     if (reader && g.nodes[*reader].op == OpKind::kTranspose && g.nodes[*reader].attrs.has("perm")) {
       std::vector<int64_t> perm = g.nodes[*reader].attrs.get_ints("perm");
       for (auto& p : perm) p = p < 0 ? p + int64_t(rank) : p;

@@ -95,10 +95,8 @@ int move_reshapes_past_residual_adds(Graph& g) {
     g.nodes[at] = ir::Node{stem, OpKind::kAdd, {product, other_reshaped}, {early_sum}, {}};
     ir::Node reshape_other{g.unique_name(stem + "_residual_view"), OpKind::kReshape, {other, shape_weight(*product_dims)}, {other_reshaped}, {}};
     ir::Node reshape_sum{g.unique_name(stem + "_view"), OpKind::kReshape, {early_sum, shape_weight(*sum_dims)}, {sum}, {}};
-    g.nodes.insert(g.nodes.begin() + long(at) + 1, std::move(reshape_sum));
-    g.dead.insert(g.dead.begin() + long(at) + 1, false);
-    g.nodes.insert(g.nodes.begin() + long(at), std::move(reshape_other));
-    g.dead.insert(g.dead.begin() + long(at), false);
+    g.insert_node(at + 1, std::move(reshape_sum));
+    g.insert_node(at, std::move(reshape_other));
     for (size_t d = at; d-- > n + 1;)  // the reshapes of the product nobody reads now, last first
       if (!g.dead[d] && is_reshape_like(g.nodes[d].op) && g.consumers(g.nodes[d].outputs[0]).empty()) g.dead[d] = true;
     ++changed;
@@ -251,10 +249,7 @@ int fold_scales_into_matmul(Graph& g) {
     if (g.dead[n] || g.nodes[n].op != OpKind::kFusedMatMul) continue;
     for (size_t operand = 0; operand < 2; ++operand) {
       ir::ValueId in = g.nodes[n].inputs[operand];
-      std::optional<size_t> producer;
-      for (size_t p = 0; p < n; ++p)
-        if (!g.dead[p] && std::find(g.nodes[p].outputs.begin(), g.nodes[p].outputs.end(), in) != g.nodes[p].outputs.end())
-          producer = p;
+      std::optional<size_t> producer = g.producer_of(in);
       if (!producer || g.nodes[*producer].op != OpKind::kMul || sole_consumer(g, in) != n) continue;
       const ir::Node& mul = g.nodes[*producer];
       for (size_t k = 0; k < 2; ++k) {

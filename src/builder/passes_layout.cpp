@@ -18,11 +18,6 @@ using ir::OpKind;
 
 namespace {
 
-void insert_node(Graph& g, size_t at, ir::Node node) {
-  g.nodes.insert(g.nodes.begin() + long(at), std::move(node));
-  g.dead.insert(g.dead.begin() + long(at), false);
-}
-
 ir::Node transpose_node(Graph& g, const std::string& stem, ir::ValueId in, ir::ValueId out, const std::vector<int64_t>& perm) {
   ir::Node t{g.unique_name(stem), OpKind::kTranspose, {in}, {out}, {}};
   t.attrs.set("perm", perm);
@@ -43,20 +38,6 @@ bool is_identity(const std::vector<int64_t>& perm) {
   for (size_t i = 0; i < perm.size(); ++i)
     if (perm[i] != int64_t(i)) return false;
   return true;
-}
-
-std::optional<size_t> producer_of(const Graph& g, ir::ValueId v) {
-  for (size_t p = 0; p < g.nodes.size(); ++p)
-    if (!g.dead[p] && std::find(g.nodes[p].outputs.begin(), g.nodes[p].outputs.end(), v) != g.nodes[p].outputs.end()) return p;
-  return std::nullopt;
-}
-
-// The one node reading v (possibly through several of its inputs), if v is not a graph output.
-std::optional<size_t> only_reader(const Graph& g, ir::ValueId v) {
-  if (g.is_output(v)) return std::nullopt;
-  auto users = g.consumers(v);
-  if (users.empty() || std::any_of(users.begin(), users.end(), [&](size_t u) { return u != users[0]; })) return std::nullopt;
-  return users[0];
 }
 
 // A constant operand c of an op whose other operand is Transpose(perm)(a):
@@ -114,7 +95,7 @@ bool cancel_inverse(Graph& g, size_t t) {
 bool move_past_reader(Graph& g, size_t t) {
   ir::ValueId in = g.nodes[t].inputs[0], out = g.nodes[t].outputs[0];
   std::vector<int64_t> perm = perm_of(g, g.nodes[t]);
-  auto reader = only_reader(g, out);
+  auto reader = g.only_reader(out);
   if (!reader) return false;
   size_t c = *reader;
   ir::Node& node = g.nodes[c];
@@ -136,8 +117,8 @@ bool move_past_reader(Graph& g, size_t t) {
         replacement.inputs[i] = g.add_weight(g.values[size_t(operand)].name + "_relayout", untranspose_constant(*constant, perm));
         continue;
       }
-      auto other = producer_of(g, operand);
-      if (!other || g.nodes[*other].op != OpKind::kTranspose || perm_of(g, g.nodes[*other]) != perm || only_reader(g, operand) != c)
+      auto other = g.producer_of(operand);
+      if (!other || g.nodes[*other].op != OpKind::kTranspose || perm_of(g, g.nodes[*other]) != perm || g.only_reader(operand) != c)
         return false;
       replacement.inputs[i] = g.nodes[*other].inputs[0];
       also_dead.push_back(*other);
@@ -167,7 +148,7 @@ bool move_past_reader(Graph& g, size_t t) {
   g.nodes[c] = std::move(replacement);
   g.dead[t] = true;
   for (size_t d : also_dead) g.dead[d] = true;
-  insert_node(g, c + 1, transpose_node(g, stem, moved, result, perm));
+  g.insert_node(c + 1, transpose_node(g, stem, moved, result, perm));
   return true;
 }
 
@@ -197,9 +178,9 @@ int convs_to_channels_last(Graph& g, DType compute) {
     conv.inputs[0] = x_last;
     conv.inputs[1] = w_last;
     conv.outputs[0] = y_last;
-    insert_node(g, n + 1, transpose_node(g, stem + "_to_channels_first", y_last, y, to_first));
-    insert_node(g, n, transpose_node(g, stem + "_weight_to_channels_last", w, w_last, to_last));
-    insert_node(g, n, transpose_node(g, stem + "_to_channels_last", x, x_last, to_last));
+    g.insert_node(n + 1, transpose_node(g, stem + "_to_channels_first", y_last, y, to_first));
+    g.insert_node(n, transpose_node(g, stem + "_weight_to_channels_last", w, w_last, to_last));
+    g.insert_node(n, transpose_node(g, stem + "_to_channels_last", x, x_last, to_last));
     n += 3;
     ++changed;
   }
@@ -238,7 +219,7 @@ int conv_bias_into_elementwise(Graph& g) {
       continue;
     const ir::TensorData* bias = g.weight_of(conv.inputs[2]);
     ir::ValueId y = conv.outputs[0];
-    auto reader = only_reader(g, y);
+    auto reader = g.only_reader(y);
     if (!bias || !reader || !ir::is_fusable_elementwise(g.nodes[*reader].op)) continue;
     // Channels-first output [N, M, spatial...] needs the bias as [M, 1, ...].
     std::vector<int64_t> dims{bias->dims.at(0)};
@@ -249,7 +230,7 @@ int conv_bias_into_elementwise(Graph& g) {
     conv.inputs.resize(2);
     conv.outputs[0] = product;
     std::string name = g.unique_name(conv.name + "_bias");
-    insert_node(g, n + 1, ir::Node{name, OpKind::kAdd, {product, b}, {y}, {}});
+    g.insert_node(n + 1, ir::Node{name, OpKind::kAdd, {product, b}, {y}, {}});
     ++n;
     ++changed;
   }
