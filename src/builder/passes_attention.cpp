@@ -1,4 +1,4 @@
-// Attention fusion: softmax(alpha * Q @ K^T) @ V becomes one Attention node
+// Attention fusion: softmax(alpha * Q @ K^T [causal mask]) @ V becomes one Attention node
 // that reads Q, K and V where they already lie. Exported attention reaches its
 // operands through chains of Reshape, Transpose, Squeeze, Unsqueeze and
 // single-index Gather (the split of a packed QKV projection into heads); each
@@ -8,6 +8,7 @@
 // the kernel writes. The views are programs over the input dims, so they hold
 // for dynamic shapes (one symbolic dim per reshape).
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "graph.h"
@@ -65,6 +66,19 @@ std::optional<std::vector<int64_t>> view_step(const Graph& g, const ir::Node& n,
       if (i < 0) return std::nullopt;
       return std::vector<int64_t>{int64_t(ir::ViewStep::kPick), 3, axis, i, index->dims.empty() ? 0 : 1};
     }
+    case OpKind::kSplit: {  // one output: a range of the axis
+      int64_t axis = n.attrs.get_int("axis", 0);
+      axis = axis < 0 ? axis + int64_t(in.size()) : axis;
+      auto which = std::find(n.outputs.begin(), n.outputs.end(), v);
+      if (axis < 0 || axis >= int64_t(in.size()) || out.size() != in.size() || !out[size_t(axis)].is_constant()) return std::nullopt;
+      int64_t start = 0;
+      for (auto o = n.outputs.begin(); o != which; ++o) {
+        const ir::Shape& before = g.values[size_t(*o)].shape;
+        if (before.size() != in.size() || !before[size_t(axis)].is_constant()) return std::nullopt;
+        start += before[size_t(axis)].constant();
+      }
+      return std::vector<int64_t>{int64_t(ir::ViewStep::kNarrow), 3, axis, start, out[size_t(axis)].constant()};
+    }
     default: return std::nullopt;
   }
 }
@@ -94,6 +108,26 @@ std::vector<ir::SymbolBindings> range_corners(const Graph& g) {
     corners[2][name] = r.max;
   }
   return corners;
+}
+
+std::optional<double> scalar_constant(const Graph& g, ir::ValueId v) {
+  const ir::TensorData* t = g.weight_of(v);
+  if (!t || t->numel() != 1 || !is_floating(t->dtype)) return std::nullopt;
+  return ir::read_doubles(*t)[0];
+}
+
+// A constant boolean [.., Sq, Sk] (leading dims 1) that is true exactly where key j > query i.
+bool is_causal_mask(const Graph& g, ir::ValueId v) {
+  const ir::TensorData* t = g.weight_of(v);
+  if (!t || t->dtype != DType::kBool || t->dims.size() < 2) return false;
+  for (size_t i = 0; i + 2 < t->dims.size(); ++i)
+    if (t->dims[i] != 1) return false;
+  int64_t rows = t->dims[t->dims.size() - 2], cols = t->dims.back();
+  std::vector<int64_t> bits = ir::read_ints(*t);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      if ((bits[size_t(i * cols + j)] != 0) != (j > i)) return false;
+  return true;
 }
 
 std::optional<std::vector<int64_t>> evaluate(const ir::Shape& shape, const ir::SymbolBindings& bindings) {
@@ -131,8 +165,28 @@ int fuse_attention(Graph& g) {
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     if (g.dead[n] || !plain_matmul(g.nodes[n])) continue;
     const ir::Node scores = g.nodes[n];
-    auto softmax = g.only_reader(scores.outputs[0]);
-    if (!softmax || g.nodes[*softmax].op != OpKind::kSoftmax) continue;
+    // Between the scores and the softmax: scalar scales (Div or Mul by a
+    // constant) and a causal mask (Where(upper triangle, -inf, scores)).
+    double alpha = scores.attrs.get_float("alpha", 1.0);
+    bool causal = false;
+    ir::ValueId logits = scores.outputs[0];
+    std::vector<size_t> between;
+    auto softmax = g.only_reader(logits);
+    while (softmax && g.nodes[*softmax].op != OpKind::kSoftmax) {
+      const ir::Node& e = g.nodes[*softmax];
+      auto c = e.inputs.size() == 2 && e.inputs[0] == logits ? scalar_constant(g, e.inputs[1]) : std::nullopt;
+      auto fill = e.inputs.size() == 3 && e.inputs[2] == logits ? scalar_constant(g, e.inputs[1]) : std::nullopt;
+      if (e.op == OpKind::kMul && c) alpha *= *c;
+      else if (e.op == OpKind::kDiv && c && *c != 0) alpha /= *c;
+      else if (e.op == OpKind::kWhere && !causal && fill && std::isinf(*fill) && *fill < 0 && is_causal_mask(g, e.inputs[0])) causal = true;
+      else break;
+      between.push_back(*softmax);
+      logits = e.outputs[0];
+      softmax = g.only_reader(logits);
+    }
+    if (!softmax || g.nodes[*softmax].op != OpKind::kSoftmax || g.nodes[*softmax].inputs[0] != logits ||
+        g.values[size_t(logits)].shape != g.values[size_t(scores.outputs[0])].shape)
+      continue;
     size_t rank = g.values[size_t(scores.outputs[0])].shape.size();
     int64_t axis = g.nodes[*softmax].attrs.get_int("axis", -1);
     if (axis != -1 && axis != int64_t(rank) - 1) continue;
@@ -147,7 +201,8 @@ int fuse_attention(Graph& g) {
     attention.attrs.set("k_view", k.program);
     attention.attrs.set("v_view", v.program);
     attention.attrs.set("k_transposed", int64_t(scores.attrs.get_int("trans_b", 0) == 0));
-    attention.attrs.set("scale", scores.attrs.get_float("alpha", 1.0));
+    attention.attrs.set("scale", alpha);
+    if (causal) attention.attrs.set("causal", int64_t(1));
     // A Transpose alone reading the result (the heads put back together) is the layout the kernel writes.
     size_t place = *product;
     auto reader = g.only_reader(attention.outputs[0]);
@@ -181,6 +236,7 @@ int fuse_attention(Graph& g) {
     }
     if (!fits) continue;
     g.dead[n] = g.dead[*softmax] = g.dead[*product] = true;
+    for (size_t b : between) g.dead[b] = true;
     g.nodes[place] = std::move(attention);
     g.dead[place] = false;
     ++changed;

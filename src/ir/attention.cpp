@@ -24,11 +24,12 @@ std::vector<Step> decode(const Node& node, std::string_view attr) {
   std::vector<int64_t> flat = node.attrs.get_ints(attr);
   std::vector<Step> steps;
   for (size_t i = 0; i < flat.size();) {
-    if (i + 2 > flat.size() || flat[i] < 0 || flat[i] > 2 || flat[i + 1] < 0 || flat[i + 1] > 16 ||
+    if (i + 2 > flat.size() || flat[i] < 0 || flat[i] > 3 || flat[i + 1] < 0 || flat[i + 1] > 16 ||
         i + 2 + size_t(flat[i + 1]) > flat.size())
       bad(node, attr, str("step at ", i, " is malformed"));
     Step step{ViewStep(flat[i]), {flat.begin() + long(i) + 2, flat.begin() + long(i) + 2 + flat[i + 1]}};
     if (step.kind == ViewStep::kPick && step.args.size() != 3) bad(node, attr, "a pick step takes axis, index and keep");
+    if (step.kind == ViewStep::kNarrow && step.args.size() != 3) bad(node, attr, "a narrow step takes axis, start and length");
     steps.push_back(std::move(step));
     i += 2 + size_t(flat[i + 1]);
   }
@@ -73,6 +74,13 @@ std::vector<D> step_dims(const Node& node, std::string_view attr, const Step& st
       else out.erase(out.begin() + axis);
       return out;
     }
+    case ViewStep::kNarrow: {
+      int64_t axis = step.args[0], start = step.args[1], length = step.args[2];
+      if (axis < 0 || axis >= int64_t(dims.size()) || start < 0 || length < 0) bad(node, attr, "a narrow's axis or range is out of range");
+      std::vector<D> out = dims;
+      out[size_t(axis)] = D(length);
+      return out;
+    }
   }
   bad(node, attr, "unknown step");
 }
@@ -108,6 +116,13 @@ StridedView apply_concrete(const Node& node, std::string_view attr, const std::v
         if (step.args[1] >= v.dims[axis]) bad(node, attr, str("index ", step.args[1], " is outside a dim of ", v.dims[axis]));
         v.offset += step.args[1] * v.strides[axis];
         if (step.args[2] == 0) v.strides.erase(v.strides.begin() + long(axis));
+        break;
+      }
+      case ViewStep::kNarrow: {
+        size_t axis = size_t(step.args[0]);
+        if (step.args[1] + step.args[2] > v.dims[axis])
+          bad(node, attr, str("range ", step.args[1], "+", step.args[2], " is outside a dim of ", v.dims[axis]));
+        v.offset += step.args[1] * v.strides[axis];
         break;
       }
     }

@@ -143,7 +143,7 @@ OpSchema schema_of(OpKind op) {
     case OpKind::kAttention:  // softmax(scale * Q K^T) V over views of its inputs (see AttentionGeometry)
       return {3, 3, 1, 1,
               {{"q_view", T::kInts}, {"k_view", T::kInts}, {"v_view", T::kInts}, {"k_transposed", T::kInt}, {"out_perm", T::kInts},
-               {"scale", T::kFloat}}};
+               {"scale", T::kFloat}, {"causal", T::kInt}}};
     case OpKind::kFusedElementwise:  // a straight-line program of elementwise ops over broadcast inputs
       return {1, -1, 1, 1, {{"ops", T::kInts}, {"args", T::kInts}, {"params", T::kFloats}}};
     default: return {1, 1, 1, 1, {}};  // plain unary ops and GlobalAveragePool/GlobalMaxPool/Size

@@ -201,6 +201,7 @@ Tensor run_attention(const KernelContext& c) {
   std::vector<double> q = to_doubles(c.in(0)), k = to_doubles(c.in(1)), v = to_doubles(c.in(2));
   std::vector<double> out(size_t(ir::checked_numel(g.out_dims)), 0.0), scores(size_t(g.kv_len));
   double scale = c.attrs().get_float("scale", 1.0);
+  bool causal = c.attrs().get_int("causal", 0) != 0;
   auto at = [](const std::array<int64_t, 5>& view, int64_t b, int64_t h, int64_t s, int64_t d) {
     return size_t(view[0] + b * view[1] + h * view[2] + s * view[3] + d * view[4]);
   };
@@ -209,6 +210,10 @@ Tensor run_attention(const KernelContext& c) {
       for (int64_t i = 0; i < g.q_len; ++i) {
         double mx = -std::numeric_limits<double>::infinity(), sum = 0;
         for (int64_t j = 0; j < g.kv_len; ++j) {
+          if (causal && j > i) {
+            scores[size_t(j)] = -std::numeric_limits<double>::infinity();
+            continue;
+          }
           double dot = 0;
           for (int64_t e = 0; e < g.head_dim; ++e) dot += q[at(g.q, b, h, i, e)] * k[at(g.k, b, h, j, e)];
           scores[size_t(j)] = scale * dot;

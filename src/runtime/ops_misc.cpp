@@ -654,6 +654,7 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
         k.params.v[5] = g.head_dim;
         double scale = n->attrs.get_float("scale", 1.0);
         std::memcpy(&k.params.v[6], &scale, sizeof(double));
+        k.params.v[7] = n->attrs.get_int("causal", 0);
         const std::array<int64_t, 5>* views[] = {&g.q, &g.k, &g.v, &g.out};
         for (size_t i = 0; i < 4; ++i) std::copy(views[i]->begin(), views[i]->end(), &k.params.v[8 + 5 * i]);
         k.block = 128;

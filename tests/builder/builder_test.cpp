@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "kiln/builder.h"
@@ -237,6 +238,56 @@ ir::Network exported_attention(int64_t seq_len, int64_t heads, int64_t head_dim)
   if (!seq_len) net.set_dim_range("seq", {1, 6, 40});
   net.finalize();
   return net;
+}
+
+// A GPT-2 block's attention: Split of the QKV projection, heads by Reshape and
+// Transpose, scores divided by sqrt(D) and masked causally with Where.
+ir::Network causal_attention(int64_t seq, int64_t heads, int64_t head_dim) {
+  ir::Network net;
+  int64_t e = heads * head_dim;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(1), Dim(seq), Dim(e)});
+  auto ints = [&](const std::string& name, std::vector<int64_t> v) {
+    return net.add_weight(name, reference::make_tensor(DType::kInt64, {int64_t(v.size())}, std::vector<double>(v.begin(), v.end())));
+  };
+  auto perm = [](std::vector<int64_t> p) {
+    ir::Attributes a;
+    a.set("perm", p);
+    return a;
+  };
+  ValueId qkv = net.add_op1(OpKind::kMatMul, {x, net.add_weight("w_qkv", random_weight({e, 3 * e}, 70))});
+  ir::Attributes axis2;
+  axis2.set("axis", int64_t(2));
+  auto parts = net.add_op(OpKind::kSplit, {qkv, ints("sizes", {e, e, e})}, axis2, 3);
+  std::vector<ValueId> heads_of;
+  for (int i = 0; i < 3; ++i)
+    heads_of.push_back(net.add_op1(OpKind::kTranspose, {net.add_op1(OpKind::kReshape, {parts[size_t(i)], ints(str("h", i), {1, seq, heads, head_dim})})},
+                                   perm({0, 2, 1, 3})));
+  ValueId scores = net.add_op1(OpKind::kMatMul, {heads_of[0], net.add_op1(OpKind::kTranspose, {heads_of[1]}, perm({0, 1, 3, 2}))});
+  scores = net.add_op1(OpKind::kDiv, {scores, net.add_weight("root_d", reference::make_tensor(DType::kFloat32, {}, {std::sqrt(double(head_dim))}))});
+  std::vector<double> upper(size_t(seq * seq));
+  for (int64_t i = 0; i < seq; ++i)
+    for (int64_t j = 0; j < seq; ++j) upper[size_t(i * seq + j)] = j > i;
+  ValueId mask = net.add_weight("mask", reference::make_tensor(DType::kBool, {seq, seq}, upper));
+  ValueId minus_inf = net.add_weight("minus_inf", reference::make_tensor(DType::kFloat32, {}, {-std::numeric_limits<double>::infinity()}));
+  ir::Attributes last;
+  last.set("axis", int64_t(-1));
+  ValueId probs = net.add_op1(OpKind::kSoftmax, {net.add_op1(OpKind::kWhere, {mask, minus_inf, scores})}, last);
+  ValueId merged = net.add_op1(OpKind::kTranspose, {net.add_op1(OpKind::kMatMul, {probs, heads_of[2]})}, perm({0, 2, 1, 3}));
+  merged = net.add_op1(OpKind::kReshape, {merged, ints("m", {1, seq, e})});
+  net.add_output(net.add_op1(OpKind::kMatMul, {merged, net.add_weight("w_out", random_weight({e, e}, 71))}));
+  net.finalize();
+  return net;
+}
+
+TEST(Builder, CausalAttentionFromASplitIsFused) {
+  ir::Network net = causal_attention(7, 4, 8);
+  plan::Plan p = build(net, {});
+  ASSERT_EQ(count_ops(p.network, OpKind::kAttention), 1) << dump_network(p.network);
+  for (OpKind gone : {OpKind::kSoftmax, OpKind::kWhere, OpKind::kSplit, OpKind::kTranspose, OpKind::kFusedElementwise})
+    EXPECT_EQ(count_ops(p.network, gone), 0) << ir::op_name(gone) << "\n" << dump_network(p.network);
+  for (auto& node : p.network.nodes())
+    if (node.op == OpKind::kAttention) EXPECT_EQ(node.attrs.get_int("causal", 0), 1);
+  expect_same_results(net, p.network, {}, 1e-6);
 }
 
 // With a symbolic length the views are programs over the projection's dims.

@@ -198,6 +198,29 @@ std::vector<Case> cases() {
   }, {{"x", {2, 8, 12, 10}}}});
   c.push_back({"exported_attention_fused", [&](ir::Network& n, std::mt19937& r) { exported_attention_block(n, r, 40); },
                {{"x", {1, 40, 72}}}});
+  // GPT-2's attention: a Split of the projection, scores / sqrt(D), a causal
+  // Where mask; fused with causal=1 (40 rows: the second key tile is partly masked).
+  c.push_back({"causal_attention_fused", [&](ir::Network& n, std::mt19937& r) {
+    const int64_t seq = 40, heads = 2, hd = 32, e = heads * hd;
+    ValueId x = in(n, "x", {1, seq, e});
+    auto perm = [](std::vector<int64_t> p) { return attrs({{"perm", p}}); };
+    auto parts = n.add_op(OpKind::kSplit, {n.add_op1(OpKind::kMatMul, {x, weight(n, "w_qkv", {e, 3 * e}, r)}), ints(n, "sizes", {e, e, e})},
+                          attrs({{"axis", int64_t(2)}}), 3);
+    std::vector<ValueId> h;
+    for (int i = 0; i < 3; ++i)
+      h.push_back(n.add_op1(OpKind::kTranspose, {n.add_op1(OpKind::kReshape, {parts[size_t(i)], ints(n, str("h", i), {1, seq, heads, hd})})},
+                            perm({0, 2, 1, 3})));
+    ValueId scores = n.add_op1(OpKind::kMatMul, {h[0], n.add_op1(OpKind::kTranspose, {h[1]}, perm({0, 1, 3, 2}))});
+    scores = n.add_op1(OpKind::kDiv, {scores, n.add_weight("root_d", reference::make_tensor(DType::kFloat32, {}, {std::sqrt(double(hd))}))});
+    std::vector<double> upper(size_t(seq * seq));
+    for (int64_t i = 0; i < seq; ++i)
+      for (int64_t j = 0; j < seq; ++j) upper[size_t(i * seq + j)] = j > i;
+    ValueId masked = n.add_op1(OpKind::kWhere, {n.add_weight("mask", reference::make_tensor(DType::kBool, {seq, seq}, upper)),
+                                                n.add_weight("minus_inf", reference::make_tensor(DType::kFloat32, {}, {-INFINITY})), scores});
+    ValueId probs = n.add_op1(OpKind::kSoftmax, {masked}, attrs({{"axis", int64_t(-1)}}));
+    ValueId merged = n.add_op1(OpKind::kTranspose, {n.add_op1(OpKind::kMatMul, {probs, h[2]})}, perm({0, 2, 1, 3}));
+    n.add_output(n.add_op1(OpKind::kReshape, {merged, ints(n, "m", {1, seq, e})}));
+  }, {{"x", {1, 40, 64}}}});
   c.push_back({"resize", [&](ir::Network& n, std::mt19937& r) {
     ValueId x = in(n, "x", {1, 2, 5, 6});
     ValueId scales = n.add_weight("scales", reference::make_tensor(DType::kFloat32, {4}, {1, 1, 1.6, 0.75}));

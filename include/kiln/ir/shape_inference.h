@@ -57,10 +57,11 @@ bool is_plain_pool_window(const Node& node);
 // q_view, k_view, v_view): steps applied to the dense input, each a view (no
 // data moves): [0, n, dims...] reshape (one dim may be -1), [1, n, perm...]
 // transpose, [2, 3, axis, index, keep] pick one index along an axis (keep: the
-// axis stays as size 1). Q ends as [H, Sq, D] or [B, H, Sq, D], V likewise with
-// Sk rows, K as V or, with k_transposed, as [.., D, Sk]. The output is
-// [.., Sq, D] transposed by out_perm (none: as is), dense.
-enum class ViewStep : int64_t { kReshape = 0, kTranspose = 1, kPick = 2 };
+// axis stays as size 1), [3, 3, axis, start, length] narrow an axis to a range.
+// Q ends as [H, Sq, D] or [B, H, Sq, D], V likewise with Sk rows, K as V or,
+// with k_transposed, as [.., D, Sk]. With causal, key j is left out of row i
+// when j > i. The output is [.., Sq, D] transposed by out_perm (none: as is), dense.
+enum class ViewStep : int64_t { kReshape = 0, kTranspose = 1, kPick = 2, kNarrow = 3 };
 struct AttentionGeometry {
   int64_t batch = 1, heads = 1, q_len = 0, kv_len = 0, head_dim = 0;
   std::array<int64_t, 5> q{}, k{}, v{}, out{};  // element offset and strides for (b, h, row, d)

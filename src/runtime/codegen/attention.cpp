@@ -21,6 +21,7 @@ std::string attention_source(DType dtype, const std::optional<Params>& specializ
   __shared__ float qs[KILN_WARPS][KILN_ROWS][KILN_MAXD];
   const long long H = P(2), Sq = P(3), Sk = P(4), D = P(5);
   const float scale = (float)__longlong_as_double(P(6));
+  const bool causal = P(7) != 0;
   const long long tiles = (Sq + KILN_WARPS * KILN_ROWS - 1) / (KILN_WARPS * KILN_ROWS);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (long long item = blockIdx.x; item < P(0); item += gridDim.x) {
@@ -49,14 +50,15 @@ std::string attention_source(DType dtype, const std::optional<Params>& specializ
       for (int r = 0; r < KILN_ROWS; ++r) {
         if (first_row + r >= Sq) break;  // warp-uniform
         float score = -1.0f / 0.0f;
-        if (lane < n) {
+        if (lane < n && !(causal && c0 + lane > first_row + r)) {
           score = 0.0f;
           for (long long d = 0; d < D; ++d) score += qs[warp][r][d] * ks[lane][d];
         }
         const float top = kiln_warp_max(score);
         const float m_new = m[r] > top ? m[r] : top;
+        if (m_new == -1.0f / 0.0f) continue;  // every key so far left out (causal): nothing to add yet
         const float correction = expf(m[r] - m_new);
-        const float prob = lane < n ? expf(score - m_new) : 0.0f;
+        const float prob = score == -1.0f / 0.0f ? 0.0f : expf(score - m_new);
         l[r] = l[r] * correction + kiln_warp_sum(prob);
         for (int t = 0; t < KILN_MAXD / 32; ++t) acc[r][t] *= correction;
         for (int j = 0; j < n; ++j) {

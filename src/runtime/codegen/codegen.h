@@ -116,7 +116,7 @@ std::string skinny_matmul_source(const SkinnySpec& spec);
 
 // ---- fused attention over strided views (ir::AttentionGeometry) ---------------------
 // Arguments: out, q, k, v. Params: [0] blocks of work (B * H * ceil(Sq / 16)), [1] B,
-// [2] H, [3] Sq, [4] Sk, [5] D, [6] scale (double bits), [8..13) q view, [13..18) k view,
+// [2] H, [3] Sq, [4] Sk, [5] D, [6] scale (double bits), [7] causal, [8..13) q view, [13..18) k view,
 // [18..23) v view, [23..28) out view, each [offset, sb, sh, ss, sd]. 128 threads a block.
 inline constexpr int kAttentionMaxHeadDim = 128;
 inline constexpr int kAttentionRowsPerBlock = 16;
