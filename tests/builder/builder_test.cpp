@@ -187,6 +187,16 @@ TEST(Builder, HalfPrecisionConvsRunChannelsLast) {
   expect_same_results(net, fp32.network, {{"n", 2}}, 1e-6);
 }
 
+ValueId int_weight(ir::Network& net, const std::string& name, const std::vector<int64_t>& v) {
+  return net.add_weight(name, reference::make_tensor(DType::kInt64, {int64_t(v.size())}, std::vector<double>(v.begin(), v.end())));
+}
+
+ir::Attributes perm(std::vector<int64_t> p) {
+  ir::Attributes a;
+  a.set("perm", p);
+  return a;
+}
+
 // PyTorch's exported multi-head attention: a packed QKV projection split into
 // heads by Reshape/Unsqueeze/Transpose/Squeeze/Gather chains, scaled scores,
 // softmax, the product with V and the heads put back together.
@@ -196,14 +206,7 @@ ir::Network exported_attention(int64_t seq_len, int64_t heads, int64_t head_dim)
   int64_t e = heads * head_dim;
   ValueId x = net.add_input("x", DType::kFloat32, {Dim(1), seq_len ? Dim(seq_len) : Dim::symbol("seq"), Dim(e)});
   const int64_t seq = seq_len ? seq_len : 0, any = seq_len ? seq_len : -1;  // Reshape: 0 copies the dim, -1 infers it
-  auto ints = [&](const std::string& name, std::vector<int64_t> v) {
-    return net.add_weight(name, reference::make_tensor(DType::kInt64, {int64_t(v.size())}, std::vector<double>(v.begin(), v.end())));
-  };
-  auto perm = [](std::vector<int64_t> p) {
-    ir::Attributes a;
-    a.set("perm", p);
-    return a;
-  };
+  auto ints = [&](const std::string& name, std::vector<int64_t> v) { return int_weight(net, name, v); };
   ValueId xt = net.add_op1(OpKind::kTranspose, {x}, perm({1, 0, 2}));
   ValueId qkv = net.add_op1(OpKind::kAdd, {net.add_op1(OpKind::kMatMul, {xt, net.add_weight("w_in", random_weight({e, 3 * e}, 60))}),
                                            net.add_weight("b_in", random_weight({3 * e}, 61))});
@@ -246,14 +249,7 @@ ir::Network causal_attention(int64_t seq, int64_t heads, int64_t head_dim) {
   ir::Network net;
   int64_t e = heads * head_dim;
   ValueId x = net.add_input("x", DType::kFloat32, {Dim(1), Dim(seq), Dim(e)});
-  auto ints = [&](const std::string& name, std::vector<int64_t> v) {
-    return net.add_weight(name, reference::make_tensor(DType::kInt64, {int64_t(v.size())}, std::vector<double>(v.begin(), v.end())));
-  };
-  auto perm = [](std::vector<int64_t> p) {
-    ir::Attributes a;
-    a.set("perm", p);
-    return a;
-  };
+  auto ints = [&](const std::string& name, std::vector<int64_t> v) { return int_weight(net, name, v); };
   ValueId qkv = net.add_op1(OpKind::kMatMul, {x, net.add_weight("w_qkv", random_weight({e, 3 * e}, 70))});
   ir::Attributes axis2;
   axis2.set("axis", int64_t(2));
