@@ -15,6 +15,8 @@ using Tensor = ir::TensorData;
 
 // A tensor of `dtype` and `dims` filled from doubles (rounded to the dtype).
 Tensor make_tensor(DType dtype, std::vector<int64_t> dims, const std::vector<double>& values);
+// The tensor with its dims reordered as Transpose with `perm` does (any dtype).
+Tensor permute(const Tensor& t, const std::vector<int64_t>& perm);
 
 // Runs the network on named inputs; returns one tensor per network output, in
 // order. Checks every input's dtype and dims (constant dims must match, equal

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "kiln/error.h"
+#include "kiln/reference.h"
 
 namespace kiln::builder {
 
@@ -82,6 +83,10 @@ ir::ValueId Graph::add_value(const std::string& stem) {
   return ir::ValueId(values.size() - 1);
 }
 
+ir::ValueId Graph::add_ints(const std::string& stem, const std::vector<int64_t>& values) {
+  return add_weight(stem, reference::make_tensor(DType::kInt64, {int64_t(values.size())}, std::vector<double>(values.begin(), values.end())));
+}
+
 std::vector<size_t> Graph::consumers(ir::ValueId v) const {
   std::vector<size_t> out;
   for (size_t n = 0; n < nodes.size(); ++n) {
@@ -110,6 +115,18 @@ std::optional<size_t> Graph::only_reader(ir::ValueId v) const {
 void Graph::insert_node(size_t at, ir::Node node) {
   nodes.insert(nodes.begin() + long(at), std::move(node));
   dead.insert(dead.begin() + long(at), false);
+}
+
+void Graph::drop_unread() {
+  for (bool again = true; again;) {
+    again = false;
+    for (size_t n = nodes.size(); n-- > 0;) {
+      if (dead[n]) continue;
+      bool read = false;
+      for (ir::ValueId o : nodes[n].outputs) read = read || (o != ir::kNoValue && (is_output(o) || !consumers(o).empty()));
+      if (!read) dead[n] = again = true;
+    }
+  }
 }
 
 void Graph::replace_uses(ir::ValueId from, ir::ValueId to) {

@@ -31,6 +31,7 @@ struct Graph {
 
   ir::ValueId add_weight(const std::string& stem, ir::TensorData data);
   ir::ValueId add_value(const std::string& stem);
+  ir::ValueId add_ints(const std::string& stem, const std::vector<int64_t>& values);  // an int64 [n] weight
   std::string unique_name(const std::string& stem);
   // Live nodes reading value v (with multiplicity), and whether v is a graph output.
   std::vector<size_t> consumers(ir::ValueId v) const;
@@ -43,6 +44,8 @@ struct Graph {
   std::optional<size_t> only_reader(ir::ValueId v) const;
   // Inserts a live node at position `at` (the passes keep the order topological).
   void insert_node(size_t at, ir::Node node);
+  // Marks dead every node none of whose outputs is read or a graph output, until none is left.
+  void drop_unread();
   const ir::TensorData* weight_of(ir::ValueId v) const {
     return v == ir::kNoValue ? nullptr : values[size_t(v)].weight ? &*values[size_t(v)].weight : nullptr;
   }

@@ -130,32 +130,8 @@ bool is_causal_mask(const Graph& g, ir::ValueId v) {
   return true;
 }
 
-std::optional<std::vector<int64_t>> evaluate(const ir::Shape& shape, const ir::SymbolBindings& bindings) {
-  std::vector<int64_t> dims;
-  for (const ir::Dim& d : shape) {
-    auto x = d.evaluate(bindings);
-    if (!x) return std::nullopt;
-    dims.push_back(*x);
-  }
-  return dims;
-}
-
 bool plain_matmul(const ir::Node& n) {
   return n.op == OpKind::kFusedMatMul && n.inputs.size() == 2 && n.attrs.get_string("activation", "none") == "none";
-}
-
-// Drops nodes whose outputs nobody reads, until none is left.
-void drop_unread(Graph& g) {
-  for (bool again = true; again;) {
-    again = false;
-    for (size_t n = g.nodes.size(); n-- > 0;) {
-      if (g.dead[n]) continue;
-      bool read = false;
-      for (ir::ValueId o : g.nodes[n].outputs)
-        read = read || (o != ir::kNoValue && (g.is_output(o) || !g.consumers(o).empty()));
-      if (!read) g.dead[n] = again = true;
-    }
-  }
 }
 
 }  // namespace
@@ -174,11 +150,12 @@ int fuse_attention(Graph& g) {
     auto softmax = g.only_reader(logits);
     while (softmax && g.nodes[*softmax].op != OpKind::kSoftmax) {
       const ir::Node& e = g.nodes[*softmax];
-      auto c = e.inputs.size() == 2 && e.inputs[0] == logits ? scalar_constant(g, e.inputs[1]) : std::nullopt;
-      auto fill = e.inputs.size() == 3 && e.inputs[2] == logits ? scalar_constant(g, e.inputs[1]) : std::nullopt;
-      if (e.op == OpKind::kMul && c) alpha *= *c;
-      else if (e.op == OpKind::kDiv && c && *c != 0) alpha /= *c;
-      else if (e.op == OpKind::kWhere && !causal && fill && std::isinf(*fill) && *fill < 0 && is_causal_mask(g, e.inputs[0])) causal = true;
+      // The scale (Mul/Div) or the fill value (Where) is the constant input 1.
+      double c = e.inputs.size() > 1 ? scalar_constant(g, e.inputs[1]).value_or(NAN) : NAN;
+      bool binary = e.inputs.size() == 2 && e.inputs[0] == logits, where = e.inputs.size() == 3 && e.inputs[2] == logits;
+      if (e.op == OpKind::kMul && binary && !std::isnan(c)) alpha *= c;
+      else if (e.op == OpKind::kDiv && binary && !std::isnan(c) && c != 0) alpha /= c;
+      else if (e.op == OpKind::kWhere && where && !causal && std::isinf(c) && c < 0 && is_causal_mask(g, e.inputs[0])) causal = true;
       else break;
       between.push_back(*softmax);
       logits = e.outputs[0];
@@ -217,14 +194,15 @@ int fuse_attention(Graph& g) {
     const auto& shape = [&](ir::ValueId id) -> const ir::Shape& { return g.values[size_t(id)].shape; };
     bool fits = false;
     try {
-      fits = ir::apply_view_program(attention, "q_view", shape(q.root)) == shape(scores.inputs[0]) &&
+      ir::Shape q_shape = ir::apply_view_program(attention, "q_view", shape(q.root));
+      fits = q_shape == shape(scores.inputs[0]) &&
              ir::apply_view_program(attention, "k_view", shape(k.root)) == shape(scores.inputs[1]) &&
              ir::apply_view_program(attention, "v_view", shape(v.root)) == shape(g.nodes[*product].inputs[1]) &&
-             ir::attention_output_shape(attention, shape(q.root), shape(k.root), shape(v.root)) == shape(attention.outputs[0]);
-      ir::Shape head = ir::apply_view_program(attention, "q_view", shape(q.root));
-      fits = fits && head.back().is_constant() && head.back().constant() <= kMaxFusedHeadDim;
+             ir::attention_output_shape(attention, shape(q.root), shape(k.root), shape(v.root)) == shape(attention.outputs[0]) &&
+             q_shape.back().is_constant() && q_shape.back().constant() <= kMaxFusedHeadDim;
       for (const auto& bindings : range_corners(g)) {
-        auto qd = evaluate(shape(q.root), bindings), kd = evaluate(shape(k.root), bindings), vd = evaluate(shape(v.root), bindings);
+        auto qd = ir::evaluate_dims(shape(q.root), bindings), kd = ir::evaluate_dims(shape(k.root), bindings),
+             vd = ir::evaluate_dims(shape(v.root), bindings);
         if (!fits || !qd || !kd || !vd) {
           fits = false;
           break;
@@ -241,7 +219,7 @@ int fuse_attention(Graph& g) {
     g.dead[place] = false;
     ++changed;
   }
-  if (changed) drop_unread(g);
+  if (changed) g.drop_unread();
   return changed;
 }
 

@@ -54,10 +54,7 @@ int transposes_to_views(Graph& g) {
       if (x[i] == ir::Dim(1)) unit_in.push_back(int64_t(i));
     if (unit_in.empty() && unit_out.empty()) continue;  // no unit dims and a real permutation
     // Squeeze the unit dims, unsqueeze them where the transpose puts them: both views.
-    auto axes = [&](const std::vector<int64_t>& a) {
-      return g.add_weight(node.name + "_axes", reference::make_tensor(DType::kInt64, {int64_t(a.size())},
-                                                                      std::vector<double>(a.begin(), a.end())));
-    };
+    auto axes = [&](const std::vector<int64_t>& a) { return g.add_ints(node.name + "_axes", a); };
     ir::ValueId in = node.inputs[0], out = node.outputs[0];
     std::string name = node.name;
     ir::ValueId squeezed = unit_out.empty() ? out : g.add_value(g.values[size_t(out)].name + "_squeezed");
@@ -248,8 +245,7 @@ int lower_batchnorm(Graph& g) {
     view[0] = -1;
     std::vector<ir::Node> added;
     auto as_channel = [&](ir::ValueId p) {
-      ir::ValueId shape = g.add_weight(bn.name + "_cshape", reference::make_tensor(DType::kInt64, {int64_t(view.size())},
-                                                                                  std::vector<double>(view.begin(), view.end())));
+      ir::ValueId shape = g.add_ints(bn.name + "_cshape", view);
       ir::ValueId out = g.add_value(g.values[size_t(p)].name + "_c");
       added.push_back(ir::Node{g.unique_name(bn.name + "_view"), ir::OpKind::kReshape, {p, shape}, {out}, {}});
       return out;

@@ -80,10 +80,6 @@ int move_reshapes_past_residual_adds(Graph& g) {
     if (other == v || g.is_output(sum) || g.values[size_t(other)].shape != g.values[size_t(v)].shape) continue;
     auto sum_dims = static_dims(g, sum);
     if (!sum_dims) continue;
-    auto shape_weight = [&](const std::vector<int64_t>& dims) {
-      return g.add_weight(g.values[size_t(sum)].name + "_shape",
-                          reference::make_tensor(DType::kInt64, {int64_t(dims.size())}, std::vector<double>(dims.begin(), dims.end())));
-    };
     ir::ValueId other_reshaped = g.add_value(g.values[size_t(other)].name + "_as_product");
     ir::ValueId early_sum = g.add_value(g.values[size_t(sum)].name + "_before_reshape");
     for (ir::ValueId made : {other_reshaped, early_sum}) {  // typed now: the absorption below reads them in this pass
@@ -93,14 +89,13 @@ int move_reshapes_past_residual_adds(Graph& g) {
     std::string stem = add.name;
     size_t at = *next;
     g.nodes[at] = ir::Node{stem, OpKind::kAdd, {product, other_reshaped}, {early_sum}, {}};
-    ir::Node reshape_other{g.unique_name(stem + "_residual_view"), OpKind::kReshape, {other, shape_weight(*product_dims)}, {other_reshaped}, {}};
-    ir::Node reshape_sum{g.unique_name(stem + "_view"), OpKind::kReshape, {early_sum, shape_weight(*sum_dims)}, {sum}, {}};
+    ir::Node reshape_other{g.unique_name(stem + "_residual_view"), OpKind::kReshape, {other, g.add_ints(g.values[size_t(sum)].name + "_shape", *product_dims)}, {other_reshaped}, {}};
+    ir::Node reshape_sum{g.unique_name(stem + "_view"), OpKind::kReshape, {early_sum, g.add_ints(g.values[size_t(sum)].name + "_shape", *sum_dims)}, {sum}, {}};
     g.insert_node(at + 1, std::move(reshape_sum));
     g.insert_node(at, std::move(reshape_other));
-    for (size_t d = at; d-- > n + 1;)  // the reshapes of the product nobody reads now, last first
-      if (!g.dead[d] && is_reshape_like(g.nodes[d].op) && g.consumers(g.nodes[d].outputs[0]).empty()) g.dead[d] = true;
     ++changed;
   }
+  if (changed) g.drop_unread();  // the reshapes of the products
   return changed;
 }
 

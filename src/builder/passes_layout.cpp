@@ -44,23 +44,11 @@ bool is_identity(const std::vector<int64_t>& perm) {
 // the constant to use with a instead, so that Transpose(perm)(op(a, c')) equals
 // op(Transpose(perm)(a), c). c is first given the full rank (leading 1s).
 ir::TensorData untranspose_constant(const ir::TensorData& c, const std::vector<int64_t>& perm) {
-  std::vector<int64_t> dims(perm.size() - c.dims.size(), 1);
-  dims.insert(dims.end(), c.dims.begin(), c.dims.end());
-  std::vector<int64_t> inverse(perm.size()), out_dims(perm.size());
+  ir::TensorData full = c;  // shares the bytes
+  full.dims.insert(full.dims.begin(), perm.size() - c.dims.size(), 1);
+  std::vector<int64_t> inverse(perm.size());
   for (size_t i = 0; i < perm.size(); ++i) inverse[size_t(perm[i])] = int64_t(i);
-  for (size_t i = 0; i < perm.size(); ++i) out_dims[i] = dims[size_t(inverse[i])];
-  std::vector<double> in = ir::read_doubles(c), out(in.size());
-  std::vector<int64_t> in_strides = ir::strides_of(dims), idx(out_dims.size(), 0);
-  for (size_t flat = 0; flat < out.size(); ++flat) {
-    int64_t src = 0;  // out index i along dim j is in index i along dim inverse[j]
-    for (size_t j = 0; j < idx.size(); ++j) src += idx[j] * in_strides[size_t(inverse[j])];
-    out[flat] = in[size_t(src)];
-    for (size_t j = idx.size(); j-- > 0;) {
-      if (++idx[j] < out_dims[j]) break;
-      idx[j] = 0;
-    }
-  }
-  return reference::make_tensor(c.dtype, out_dims, out);
+  return reference::permute(full, inverse);
 }
 
 bool broadcasting_binary(OpKind op) {
@@ -100,14 +88,13 @@ bool move_past_reader(Graph& g, size_t t) {
   size_t c = *reader;
   ir::Node& node = g.nodes[c];
   if (node.outputs.empty() || (node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue)) return false;
-  std::vector<ir::ValueId> inputs = node.inputs;
   std::vector<size_t> also_dead;
   ir::Node replacement = node;
   if (ir::is_fusable_elementwise(node.op) && node.inputs.size() == 1) {
     replacement.inputs[0] = in;
   } else if (broadcasting_binary(node.op) && node.inputs.size() == 2) {
     for (size_t i = 0; i < 2; ++i) {
-      ir::ValueId operand = inputs[i];
+      ir::ValueId operand = node.inputs[i];
       if (operand == out) {
         replacement.inputs[i] = in;
         continue;
@@ -132,10 +119,10 @@ bool move_past_reader(Graph& g, size_t t) {
   } else if ((node.op == OpKind::kGlobalAveragePool || node.op == OpKind::kGlobalMaxPool) &&
              perm == ir::to_channels_first_perm(perm.size()) && perm.size() >= 3) {
     // Pooling channels-last dims 1..rank-2 keeps them as 1s: [N, 1.., C].
-    std::vector<double> axes(perm.size() - 2);
-    std::iota(axes.begin(), axes.end(), 1.0);
+    std::vector<int64_t> axes(perm.size() - 2);
+    std::iota(axes.begin(), axes.end(), 1);
     replacement.op = node.op == OpKind::kGlobalAveragePool ? OpKind::kReduceMean : OpKind::kReduceMax;
-    replacement.inputs = {in, g.add_weight(node.name + "_axes", reference::make_tensor(DType::kInt64, {int64_t(axes.size())}, axes))};
+    replacement.inputs = {in, g.add_ints(node.name + "_axes", axes)};
     replacement.attrs = {};
     replacement.attrs.set("keepdims", int64_t(1));
   } else {
@@ -203,10 +190,7 @@ int sink_transposes(Graph& g) {
     }
     changed += again;
   }
-  for (size_t n = 0; n < g.nodes.size(); ++n)  // Transposes whose readers all went elsewhere
-    if (!g.dead[n] && g.nodes[n].op == OpKind::kTranspose && g.consumers(g.nodes[n].outputs[0]).empty() &&
-        !g.is_output(g.nodes[n].outputs[0]))
-      g.dead[n] = true;
+  g.drop_unread();  // Transposes whose readers all went elsewhere
   return changed;
 }
 
@@ -224,7 +208,8 @@ int conv_bias_into_elementwise(Graph& g) {
     // Channels-first output [N, M, spatial...] needs the bias as [M, 1, ...].
     std::vector<int64_t> dims{bias->dims.at(0)};
     if (conv.op == OpKind::kConv) dims.resize(g.values[size_t(y)].shape.size() - 1, 1);
-    ir::TensorData shaped = reference::make_tensor(bias->dtype, dims, ir::read_doubles(*bias));
+    ir::TensorData shaped = *bias;  // the same bytes, viewed with trailing 1s
+    shaped.dims = dims;
     ir::ValueId b = g.add_weight(g.values[size_t(conv.inputs[2])].name + "_broadcast", std::move(shaped));
     ir::ValueId product = g.add_value(g.values[size_t(y)].name + "_without_bias");
     conv.inputs.resize(2);

@@ -62,9 +62,7 @@ std::vector<D> step_dims(const Node& node, std::string_view attr, const Step& st
       std::sort(sorted.begin(), sorted.end());
       for (size_t i = 0; i < sorted.size(); ++i)
         if (sorted[i] != int64_t(i) || sorted.size() != dims.size()) bad(node, attr, "a transpose perm does not fit the rank");
-      std::vector<D> out;
-      for (int64_t p : step.args) out.push_back(dims[size_t(p)]);
-      return out;
+      return permuted(dims, step.args);
     }
     case ViewStep::kPick: {
       int64_t axis = step.args[0], index = step.args[1];
@@ -105,12 +103,9 @@ StridedView apply_concrete(const Node& node, std::string_view attr, const std::v
         v.strides = *strides;
         break;
       }
-      case ViewStep::kTranspose: {
-        std::vector<int64_t> strides;
-        for (int64_t p : step.args) strides.push_back(v.strides[size_t(p)]);
-        v.strides = strides;
+      case ViewStep::kTranspose:
+        v.strides = permuted(v.strides, step.args);
         break;
-      }
       case ViewStep::kPick: {
         size_t axis = size_t(step.args[0]);
         if (step.args[1] >= v.dims[axis]) bad(node, attr, str("index ", step.args[1], " is outside a dim of ", v.dims[axis]));
@@ -204,9 +199,7 @@ Shape attention_output_shape(const Node& node, const Shape& q_in, const Shape& k
   same(q[r - 1], k[r - 1], "head dims of Q and K");
   same(q[r - 1], v[r - 1], "head dims of Q and V");
   same(k[r - 2], v[r - 2], "key counts of K and V");
-  Shape out;
-  for (int64_t p : out_perm(node, r)) out.push_back(q[size_t(p)]);
-  return out;
+  return permuted(q, out_perm(node, r));
 }
 
 AttentionGeometry attention_geometry(const Node& node, const std::vector<int64_t>& q_dims, const std::vector<int64_t>& k_dims,

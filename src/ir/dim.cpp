@@ -259,6 +259,16 @@ std::vector<int64_t> shape_constants(const Shape& shape) {
 
 Shape shape_of(const std::vector<int64_t>& dims) { return Shape(dims.begin(), dims.end()); }
 
+std::optional<std::vector<int64_t>> evaluate_dims(const std::vector<Dim>& dims, const SymbolBindings& bindings) {
+  std::vector<int64_t> out;
+  for (const Dim& d : dims) {
+    auto x = d.evaluate(bindings);
+    if (!x) return std::nullopt;
+    out.push_back(*x);
+  }
+  return out;
+}
+
 Dim shape_numel(const Shape& shape) {
   Dim n(1);
   for (auto& d : shape) n = n * d;

@@ -420,13 +420,6 @@ std::vector<int64_t> kernel_from_weight(const Ctx& c, const Shape& w) {
   return k;
 }
 
-template <class T>
-std::vector<T> permuted(const std::vector<T>& v, const std::vector<int64_t>& perm) {
-  std::vector<T> out;
-  for (int64_t p : perm) out.push_back(v[size_t(p)]);
-  return out;
-}
-
 // ConvChannelsLast is Conv with its input, weight and output seen through the
 // channels-first permutation.
 void infer_conv(Ctx& c, bool transpose, bool channels_last = false) {

@@ -48,8 +48,6 @@ Tensor from_doubles(DType dtype, std::vector<int64_t> dims, const std::vector<do
 Tensor from_ints(DType dtype, std::vector<int64_t> dims, const std::vector<int64_t>& values);
 Tensor with_dims(const Tensor& t, std::vector<int64_t> dims);  // shares the bytes
 double scalar_double(const Tensor& t);
-// The tensor with its dims reordered as Transpose with `perm` does.
-Tensor permute(const Tensor& t, const std::vector<int64_t>& perm);
 
 using ir::strides_of;
 // `axis` in [-rank, rank) as a non-negative index; an error naming the node otherwise.

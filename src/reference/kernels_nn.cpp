@@ -188,10 +188,8 @@ Tensor run_channels_last(const KernelContext& c, Tensor (*channels_first)(const 
   KernelContext first{c.node, c.inputs, c.outputs};
   for (size_t i = 0; i < c.inputs.size(); ++i)
     if (c.has(i) && c.in(i).dims.size() == rank) first.inputs[i] = &permuted_inputs.emplace_back(permute(c.in(i), to_first));
-  ir::Shape out;
-  for (int64_t p : to_first) out.push_back(c.outputs.at(0).shape.at(size_t(p)));
   first.outputs.resize(1);
-  first.outputs[0].shape = out;
+  first.outputs[0].shape = ir::permuted(c.outputs.at(0).shape, to_first);
   return permute(channels_first(first), ir::to_channels_last_perm(rank));
 }
 

@@ -19,13 +19,9 @@ void ExecutionContext::warm_up() {
   for (auto& [symbol, range] : net.dim_ranges()) opt[symbol] = range.opt;
   std::map<std::string, std::vector<int64_t>, std::less<>> dims;
   for (ir::ValueId id : net.inputs()) {
-    std::vector<int64_t> d;
-    for (const ir::Dim& dim : net.value(id).shape) {
-      auto x = dim.evaluate(opt);
-      if (!x) return;  // a dim without a profile: nothing to warm up with
-      d.push_back(*x);
-    }
-    dims[net.value(id).name] = d;
+    auto d = ir::evaluate_dims(net.value(id).shape, opt);
+    if (!d) return;  // a dim without a profile: nothing to warm up with
+    dims[net.value(id).name] = *d;
   }
   auto input_dims = c.input_dims;
   std::vector<void*> bound = c.bound;

@@ -64,12 +64,6 @@ void tensor_desc(cudnnTensorDescriptor_t* d, cudnnDataType_t type, const std::ve
   KILN_CUDNN(cudnnSetTensorNdDescriptor(*d, type, int(dm.size()), dm.data(), st.data()), where);
 }
 
-template <class T>
-std::vector<T> permuted(const std::vector<T>& v, const std::vector<int64_t>& perm) {
-  std::vector<T> out;
-  for (int64_t p : perm) out.push_back(v[size_t(p)]);
-  return out;
-}
 
 class CudnnConvOp : public Op {
  public:
@@ -81,7 +75,7 @@ class CudnnConvOp : public Op {
     // cuDNN's dims are logical [N, C, spatial...] whatever the memory layout.
     auto logical = [&](ir::ValueId v) {
       const auto& dims = ctx.shapes.of(v);
-      return channels_last_ ? permuted(dims, ir::to_channels_first_perm(dims.size())) : dims;
+      return channels_last_ ? ir::permuted(dims, ir::to_channels_first_perm(dims.size())) : dims;
     };
     std::vector<int64_t> x = logical(node_.inputs[0]), wd = logical(node_.inputs[1]), y = logical(node_.outputs[0]);
     std::vector<int64_t> in_sp(x.begin() + 2, x.end()), k_sp(wd.begin() + 2, wd.end());
@@ -192,7 +186,7 @@ class CudnnMaxPoolOp : public Op {
     if (ir::checked_numel(ctx.shapes.of(node_.outputs[0])) == 0 || ctx.dry) return;
     auto logical = [&](ir::ValueId v) {
       const auto& dims = ctx.shapes.of(v);
-      return permuted(dims, ir::to_channels_first_perm(dims.size()));
+      return ir::permuted(dims, ir::to_channels_first_perm(dims.size()));
     };
     std::vector<int64_t> x = logical(node_.inputs[0]), y = logical(node_.outputs[0]);
     std::vector<int64_t> kernel = node_.attrs.get_ints("kernel_shape");

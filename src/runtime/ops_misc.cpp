@@ -103,13 +103,7 @@ RemapPiece plain_copy(ir::ValueId src, ir::ValueId dst, const std::vector<int64_
 // Known integer contents (shape arithmetic) evaluated for the current shapes, or nullopt.
 std::optional<std::vector<int64_t>> known_now(const ir::Value& v, const ShapeEnv& shapes) {
   if (!v.known) return std::nullopt;
-  std::vector<int64_t> out;
-  for (const ir::Dim& d : *v.known) {
-    auto x = d.evaluate(shapes.bindings);
-    if (!x) return std::nullopt;
-    out.push_back(*x);
-  }
-  return out;
+  return ir::evaluate_dims(*v.known, shapes.bindings);
 }
 
 std::vector<int64_t> ints_of(const plan::Plan& plan, ir::ValueId v, const ShapeEnv& shapes, const char* what) {

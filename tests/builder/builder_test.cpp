@@ -282,7 +282,9 @@ TEST(Builder, CausalAttentionFromASplitIsFused) {
   for (OpKind gone : {OpKind::kSoftmax, OpKind::kWhere, OpKind::kSplit, OpKind::kTranspose, OpKind::kFusedElementwise})
     EXPECT_EQ(count_ops(p.network, gone), 0) << ir::op_name(gone) << "\n" << dump_network(p.network);
   for (auto& node : p.network.nodes())
-    if (node.op == OpKind::kAttention) EXPECT_EQ(node.attrs.get_int("causal", 0), 1);
+    if (node.op == OpKind::kAttention) {
+      EXPECT_EQ(node.attrs.get_int("causal", 0), 1);
+    }
   expect_same_results(net, p.network, {}, 1e-6);
 }
 

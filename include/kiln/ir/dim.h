@@ -59,6 +59,8 @@ std::string shape_to_string(const Shape& shape);  // "[N,3,224,224]"
 bool shape_is_constant(const Shape& shape);
 std::vector<int64_t> shape_constants(const Shape& shape);  // throws when symbolic
 Shape shape_of(const std::vector<int64_t>& dims);
+// Every dim's value for a binding; nullopt when a symbol is unbound.
+std::optional<std::vector<int64_t>> evaluate_dims(const std::vector<Dim>& dims, const SymbolBindings& bindings);
 // Product of dims; throws kShapeError on overflow.
 Dim shape_numel(const Shape& shape);
 int64_t checked_numel(const std::vector<int64_t>& dims);

@@ -41,6 +41,14 @@ struct WindowGeometry {
 WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& input_spatial,
                                const std::vector<int64_t>& kernel_spatial);
 
+// v reordered as Transpose with `perm` reorders dims: out[i] = v[perm[i]].
+template <class T>
+std::vector<T> permuted(const std::vector<T>& v, const std::vector<int64_t>& perm) {
+  std::vector<T> out;
+  for (int64_t p : perm) out.push_back(v[size_t(p)]);
+  return out;
+}
+
 // Permutations between channels-first [N, C, spatial...] and channels-last
 // [N, spatial..., C] layouts of a rank-`rank` tensor (Transpose's perm).
 std::vector<int64_t> to_channels_last_perm(size_t rank);
