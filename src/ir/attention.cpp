@@ -40,6 +40,8 @@ Dim product(const std::vector<Dim>& dims) { return shape_numel(dims); }
 int64_t product(const std::vector<int64_t>& dims) { return checked_numel(dims); }
 Dim quotient(const Dim& a, const Dim& b) { return floor_div(a, b); }
 int64_t quotient(int64_t a, int64_t b) { return b == 0 ? 0 : a / b; }
+std::optional<int64_t> known(const Dim& d) { return d.is_constant() ? std::optional<int64_t>(d.constant()) : std::nullopt; }
+std::optional<int64_t> known(int64_t d) { return d; }
 
 // The dims after one step (dims only; strides are the concrete caller's).
 template <class D>
@@ -67,6 +69,7 @@ std::vector<D> step_dims(const Node& node, std::string_view attr, const Step& st
     case ViewStep::kPick: {
       int64_t axis = step.args[0], index = step.args[1];
       if (axis < 0 || axis >= int64_t(dims.size()) || index < 0) bad(node, attr, "a pick's axis or index is out of range");
+      if (auto n = known(dims[size_t(axis)]); n && index >= *n) bad(node, attr, str("index ", index, " is outside a dim of ", *n));
       std::vector<D> out = dims;
       if (step.args[2] != 0) out[size_t(axis)] = D(1);
       else out.erase(out.begin() + axis);
@@ -75,6 +78,8 @@ std::vector<D> step_dims(const Node& node, std::string_view attr, const Step& st
     case ViewStep::kNarrow: {
       int64_t axis = step.args[0], start = step.args[1], length = step.args[2];
       if (axis < 0 || axis >= int64_t(dims.size()) || start < 0 || length < 0) bad(node, attr, "a narrow's axis or range is out of range");
+      if (auto n = known(dims[size_t(axis)]); n && (start > *n || length > *n - start))
+        bad(node, attr, str("range ", start, "+", length, " is outside a dim of ", *n));
       std::vector<D> out = dims;
       out[size_t(axis)] = D(length);
       return out;

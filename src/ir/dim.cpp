@@ -6,6 +6,7 @@
 
 #include "kiln/bytes.h"
 #include "kiln/error.h"
+#include "kiln/ir/limits.h"
 
 namespace kiln::ir {
 
@@ -34,6 +35,7 @@ struct DimAtom {
   enum class Op { kSymbol, kFloorDiv, kMax, kMin, kMod } op;
   std::string key;  // canonical text; equal keys mean equal atoms
   Dim lhs, rhs;
+  int64_t size = 1;  // 1 for a symbol, else 1 + the operands' sizes
 
   std::optional<int64_t> evaluate(const SymbolBindings& bindings) const {
     if (op == Op::kSymbol) {
@@ -59,6 +61,7 @@ struct DimAtom {
 struct DimPoly {
   std::map<std::vector<std::string>, int64_t> terms;
   std::map<std::string, std::shared_ptr<const DimAtom>> atoms;
+  int64_t size = 0;  // terms plus the sizes of the atoms they use (see Dim::complexity)
 
   static DimPoly of(const Dim& d) {
     if (d.poly_) return *d.poly_;
@@ -72,10 +75,21 @@ struct DimPoly {
     p.atoms[atom->key] = std::move(atom);
     return p.to_dim();
   }
+  // Drops zero terms and the atoms no term uses any more, and refuses
+  // expressions past kMaxDimSize: nested max/min/div keys grow with their
+  // operands, so a few model nodes could otherwise build gigabytes.
   Dim to_dim() && {
     for (auto it = terms.begin(); it != terms.end();) it = it->second == 0 ? terms.erase(it) : std::next(it);
     if (terms.empty()) return Dim(0);
     if (terms.size() == 1 && terms.begin()->first.empty()) return Dim(terms.begin()->second);
+    std::set<std::string_view> used;
+    for (auto& [names, coeff] : terms) used.insert(names.begin(), names.end());
+    for (auto it = atoms.begin(); it != atoms.end();) it = used.count(it->first) ? std::next(it) : atoms.erase(it);
+    size = int64_t(terms.size());
+    for (auto& [key, atom] : atoms) size += atom->size;
+    if (size > kMaxDimSize)
+      fail(ErrorCode::kUnsupported, "a symbolic dimension grows to ", size, " terms and atoms, more than the limit of ",
+           kMaxDimSize);
     return Dim(std::make_shared<const DimPoly>(std::move(*this)));
   }
   Dim to_dim() const& { return DimPoly(*this).to_dim(); }
@@ -93,6 +107,8 @@ Dim Dim::symbol(const std::string& name) {
   atom->key = name;
   return DimPoly::of_atom(std::move(atom));
 }
+
+int64_t Dim::complexity() const { return poly_ ? poly_->size : 1; }
 
 int64_t Dim::constant() const {
   if (poly_) fail(ErrorCode::kShapeError, "dimension ", to_string(), " is symbolic where a constant is needed");
@@ -167,6 +183,10 @@ Dim operator-(const Dim& a, const Dim& b) { return a + Dim(-1) * b; }
 Dim operator*(const Dim& a, const Dim& b) {
   if (!a.poly_ && !b.poly_) return Dim(checked_mul(a.value_, b.value_));
   DimPoly p = DimPoly::of(a), q = DimPoly::of(b), r;
+  // Expanding a product of sums: refuse before the work, not after.
+  if (int64_t(p.terms.size()) * int64_t(q.terms.size()) > kMaxDimSize)
+    fail(ErrorCode::kUnsupported, "multiplying symbolic dimensions of ", p.terms.size(), " and ", q.terms.size(),
+         " terms passes the limit of ", kMaxDimSize, " terms");
   for (auto& [x, cx] : p.terms)
     for (auto& [y, cy] : q.terms) {
       std::vector<std::string> atoms = x;
@@ -186,6 +206,10 @@ Dim make_atom(DimAtom::Op op, const char* name, const Dim& a, const Dim& b) {
   atom->key = std::string(name) + "(" + a.to_string() + ", " + b.to_string() + ")";
   atom->lhs = a;
   atom->rhs = b;
+  atom->size = 1 + a.complexity() + b.complexity();
+  if (atom->size > kMaxDimSize)
+    fail(ErrorCode::kUnsupported, "a symbolic dimension grows to ", atom->size, " terms and atoms, more than the limit of ",
+         kMaxDimSize);
   return DimPoly::of_atom(std::move(atom));
 }
 }  // namespace
@@ -279,6 +303,31 @@ std::vector<int64_t> strides_of(const std::vector<int64_t>& dims) {
   std::vector<int64_t> s(dims.size(), 1);
   for (size_t i = dims.size(); i-- > 1;) s[i - 1] = s[i] * dims[i];
   return s;
+}
+
+int64_t checked_element_count(const std::vector<int64_t>& dims, std::string_view what) {
+  // Zero dims count as 1 here: an empty tensor's strides and offsets are still
+  // products of its other dims, so those must fit too.
+  int64_t n = 1;
+  bool overflow = false, empty = false;
+  for (int64_t d : dims) {
+    if (d < 0) fail(ErrorCode::kShapeError, what, " has negative dimension ", d, " in ", shape_to_string(shape_of(dims)));
+    empty = empty || d == 0;
+    overflow = overflow || __builtin_mul_overflow(n, std::max<int64_t>(d, 1), &n);
+  }
+  if (overflow || n >= kMaxTensorElements)
+    fail(ErrorCode::kShapeError, what, " of shape ", shape_to_string(shape_of(dims)), " has ",
+         overflow ? std::string("2^63 or more") : std::to_string(n), " elements, more than the limit of 2^62");
+  return empty ? 0 : n;
+}
+
+int64_t checked_byte_size(const std::vector<int64_t>& dims, DType dtype, std::string_view what) {
+  int64_t n = checked_element_count(dims, what);
+  int64_t bytes = 0;
+  if (__builtin_mul_overflow(n, int64_t(dtype_size(dtype)), &bytes) || bytes > kMaxTensorBytes)
+    fail(ErrorCode::kShapeError, what, " of shape ", shape_to_string(shape_of(dims)), " (", dtype_name(dtype), ") needs ",
+         n, " elements of ", dtype_size(dtype), " bytes, more than the limit of ", kMaxTensorBytes, " bytes");
+  return bytes;
 }
 
 int64_t checked_numel(const std::vector<int64_t>& dims) {

@@ -4,6 +4,7 @@
 #include <queue>
 
 #include "kiln/error.h"
+#include "kiln/ir/limits.h"
 #include "kiln/ir/shape_inference.h"
 
 namespace kiln::ir {
@@ -208,20 +209,36 @@ void Network::topological_sort() {
       if (v != kNoValue) values_[size_t(v)].producer = NodeId(i);
 }
 
+namespace {
+int64_t shape_work(const std::vector<Dim>& dims) {
+  int64_t work = 1;
+  for (const Dim& d : dims) work += d.complexity();
+  return work;
+}
+}  // namespace
+
+// Budgets bound the time and memory a small file can make inference spend:
+// symbols made up, and the summed size of the inferred shapes.
 void Network::infer_shapes() {
   int64_t fresh_counter = 0;
+  int64_t work = 0, work_limit = std::min(kMaxInferenceWork, kInferenceWorkPerNode * int64_t(nodes_.size() + 1));
   data_dependent_.clear();
+  const Node* current = nullptr;
   std::function<Dim()> fresh = [&] {
+    if (fresh_counter >= kMaxSymbols)
+      fail(ErrorCode::kUnsupported, "node '", current->name, "' (", op_name(current->op), "): shape inference made ",
+           kMaxSymbols, " symbols for data-dependent sizes, the limit for one model");
     std::string name = str("_d", fresh_counter++);
     data_dependent_.insert(name);
     return Dim::symbol(name);
   };
   for (const Node& node : nodes_) {
+    current = &node;
     std::vector<InferInput> in(node.inputs.size());
     for (size_t i = 0; i < node.inputs.size(); ++i) {
       if (node.inputs[i] == kNoValue) continue;
       const Value& v = values_[size_t(node.inputs[i])];
-      in[i] = InferInput{true, v.dtype, v.shape, v.known ? &*v.known : nullptr, v.weight ? &*v.weight : nullptr};
+      in[i] = InferInput{true, v.dtype, v.shape, v.known ? &*v.known : nullptr, v.weight ? &*v.weight : nullptr, &v.name};
     }
     std::vector<InferOutput> out;
     try {
@@ -233,6 +250,11 @@ void Network::infer_shapes() {
     }
     for (size_t i = 0; i < node.outputs.size(); ++i) {
       if (node.outputs[i] == kNoValue) continue;
+      work += shape_work(out[i].shape) + (out[i].known ? shape_work(*out[i].known) : 0);
+      if (work > work_limit)
+        fail(ErrorCode::kUnsupported, "node '", node.name, "' (", op_name(node.op), "): shape inference passed its budget of ",
+             work_limit, " (", kInferenceWorkPerNode, " per node, at most ", kMaxInferenceWork,
+             "); the model's shape expressions are too large");
       Value& v = values_[size_t(node.outputs[i])];
       v.dtype = out[i].dtype;
       v.shape = std::move(out[i].shape);
@@ -244,17 +266,44 @@ void Network::infer_shapes() {
 
 void Network::finalize() {
   if (outputs_.empty()) fail(ErrorCode::kInvalidModel, "the network has no outputs");
-  for (ValueId id : inputs_)
-    for (const Dim& d : values_[size_t(id)].shape)
-      if (d.is_constant() && d.constant() < 0)
-        fail(ErrorCode::kInvalidModel, "input '", values_[size_t(id)].name, "' has negative dim ", d.constant());
+  for (ValueId id : inputs_) {
+    const Value& v = values_[size_t(id)];
+    if (int64_t(v.shape.size()) > kMaxRank)
+      fail(ErrorCode::kUnsupported, "input '", v.name, "' has ", v.shape.size(), " dims, more than the limit of ", kMaxRank);
+    for (const Dim& d : v.shape)
+      if (d.is_constant() && d.constant() < 0) fail(ErrorCode::kInvalidModel, "input '", v.name, "' has negative dim ", d.constant());
+    if (shape_is_constant(v.shape)) checked_byte_size(shape_constants(v.shape), v.dtype, str("input '", v.name, "'"));
+  }
+  for (const Value& v : values_)
+    if (v.weight && int64_t(v.shape.size()) > kMaxRank)
+      fail(ErrorCode::kUnsupported, "weight '", v.name, "' has ", v.shape.size(), " dims, more than the limit of ", kMaxRank);
   for (const Node& node : nodes_) check_node_schema(node);
   topological_sort();
   for (ValueId id : outputs_)
     if (values_[size_t(id)].producer < 0 && !values_[size_t(id)].is_input && !values_[size_t(id)].weight)
       fail(ErrorCode::kInvalidModel, "output '", values_[size_t(id)].name, "' is not produced by any node");
   infer_shapes();
+  SymbolBindings at_max;
+  for (auto& [symbol, range] : dim_ranges_) at_max[symbol] = range.max;
+  check_value_sizes(*this, at_max);
   finalized_ = true;
+}
+
+void check_value_sizes(const Network& net, const SymbolBindings& bindings) {
+  for (const Value& v : net.values()) {
+    if (!v.typed) continue;
+    std::optional<std::vector<int64_t>> dims;
+    try {
+      dims = evaluate_dims(v.shape, bindings);
+    } catch (const Error& e) {
+      fail(e.code(), "tensor '", v.name, "' ", shape_to_string(v.shape), ": ", e.what());
+    }
+    if (!dims) continue;  // a symbol without a value: checked when one is given
+    std::string what = str("tensor '", v.name, "'");
+    if (v.producer >= 0)
+      what += str(" (output of node '", net.nodes()[size_t(v.producer)].name, "')");
+    checked_byte_size(*dims, v.dtype, what);
+  }
 }
 
 int64_t Network::parameter_count() const {

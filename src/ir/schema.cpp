@@ -1,5 +1,6 @@
 // Op names, arity and the attributes each op accepts (with their types).
 #include <array>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,9 @@ constexpr std::string_view kOpNames[] = {
 struct AttrSpec {
   const char* name;
   AttrType type;
+  // Float attributes must be finite (kernels print them into generated source
+  // and compute with them); a few bounds may be infinite. NaN never.
+  bool may_be_infinite = false;
 };
 
 struct OpSchema {
@@ -39,7 +43,7 @@ OpSchema schema_of(OpKind op) {
     case OpKind::kHardSigmoid: return {1, 1, 1, 1, {{"alpha", T::kFloat}, {"beta", T::kFloat}}};
     case OpKind::kGelu: return {1, 1, 1, 1, {{"approximate", T::kString}}};
     case OpKind::kShrink: return {1, 1, 1, 1, {{"bias", T::kFloat}, {"lambd", T::kFloat}}};
-    case OpKind::kClip: return {1, 3, 1, 1, {{"min", T::kFloat}, {"max", T::kFloat}}};  // attrs: opset < 11 form
+    case OpKind::kClip: return {1, 3, 1, 1, {{"min", T::kFloat, true}, {"max", T::kFloat, true}}};  // attrs: opset < 11 form
     case OpKind::kIsInf: return {1, 1, 1, 1, {{"detect_negative", T::kInt}, {"detect_positive", T::kInt}}};
     case OpKind::kCast: return {1, 1, 1, 1, {{"to", T::kInt}, {"saturate", T::kInt}}};
     case OpKind::kCastLike: return {2, 2, 1, 1, {{"saturate", T::kInt}}};
@@ -133,7 +137,7 @@ OpSchema schema_of(OpKind op) {
     case OpKind::kResize:
       return {1, 4, 1, 1,
               {{"antialias", T::kInt}, {"axes", T::kInts}, {"coordinate_transformation_mode", T::kString},
-               {"cubic_coeff_a", T::kFloat}, {"exclude_outside", T::kInt}, {"extrapolation_value", T::kFloat},
+               {"cubic_coeff_a", T::kFloat}, {"exclude_outside", T::kInt}, {"extrapolation_value", T::kFloat, true},
                {"keep_aspect_ratio_policy", T::kString}, {"mode", T::kString}, {"nearest_mode", T::kString}}};
     case OpKind::kDepthToSpace: return {1, 1, 1, 1, {{"blocksize", T::kInt}, {"mode", T::kString}}};
     case OpKind::kSpaceToDepth: return {1, 1, 1, 1, {{"blocksize", T::kInt}}};
@@ -189,6 +193,13 @@ void check_node_schema(const Node& node) {
     if (attr_type_of(value) != spec->type)
       fail(ErrorCode::kInvalidModel, where(), " attribute '", name, "' is ", attr_type_name(attr_type_of(value)),
            "; expected ", attr_type_name(spec->type));
+    std::vector<double> floats;
+    if (spec->type == AttrType::kFloat) floats.push_back(std::get<double>(value));
+    if (spec->type == AttrType::kFloats) floats = std::get<std::vector<double>>(value);
+    for (size_t i = 0; i < floats.size(); ++i)
+      if (std::isnan(floats[i]) || (std::isinf(floats[i]) && !spec->may_be_infinite))
+        fail(ErrorCode::kInvalidModel, where(), " attribute '", name, "'", spec->type == AttrType::kFloats ? str(" entry ", i) : "",
+             " is ", floats[i], "; it must be ", spec->may_be_infinite ? "a number" : "finite");
   }
 }
 

@@ -10,6 +10,7 @@
 
 #include "kiln/error.h"
 #include "kiln/ir/fused.h"
+#include "kiln/ir/limits.h"
 
 namespace kiln::ir {
 
@@ -44,9 +45,25 @@ class Ctx {
     return in_[i];
   }
   const Shape& shape(size_t i) const { return input(i).shape; }
+  // "input 2 ('bias')" for messages.
+  std::string input_name(size_t i) const {
+    return has(i) && in_[i].name ? str("input ", i, " ('", *in_[i].name, "')") : str("input ", i);
+  }
   DType dtype(size_t i) const { return input(i).dtype; }
   int64_t rank(size_t i) const { return int64_t(shape(i).size()); }
   Dim fresh() const { return fresh_(); }
+  // n fresh symbols, for an output whose rank is known but not its dims; n is
+  // checked before anything is made (a shape input's length may be 4e9).
+  Shape fresh_shape(const Dim& n, const char* what) const {
+    if (!n.is_constant()) error(ErrorCode::kUnsupported, what, " of unknown length");
+    check_rank(n.constant(), what);
+    Shape out;
+    for (int64_t i = 0; i < n.constant(); ++i) out.push_back(fresh());
+    return out;
+  }
+  void check_rank(int64_t rank, const char* what) const {
+    if (rank > kMaxRank) error(ErrorCode::kUnsupported, what, " has ", rank, " dims, more than the limit of ", kMaxRank);
+  }
 
   // Elements of an integer input known at inference time (a constant, or shape arithmetic).
   std::optional<std::vector<Dim>> ints(size_t i) const {
@@ -92,6 +109,12 @@ class Ctx {
       error(ErrorCode::kTypeError, "inputs ", a, " and ", b, " have dtypes ", dtype_name(dtype(a)), " and ",
             dtype_name(dtype(b)), "; they must match");
   }
+  // A one-element input: rank 0, or any rank with every dim 1.
+  void require_scalar(size_t i) const {
+    for (const Dim& d : shape(i))
+      if (d != Dim(1))
+        error(ErrorCode::kShapeError, input_name(i), " has shape ", shape_to_string(shape(i)), "; expected a single value");
+  }
   void require_rank(size_t i, int64_t lo, int64_t hi = -1) const {
     int64_t r = rank(i);
     if (r < lo || (hi >= 0 && r > hi))
@@ -99,12 +122,31 @@ class Ctx {
             "); expected ", hi == lo ? str(lo) : hi < 0 ? str("at least ", lo) : str(lo, " to ", hi));
   }
 
+  // Every output's rank and, where its dims are known, its size are checked
+  // here, before any consumer (reference kernel, builder, runtime) allocates.
   void set(size_t i, DType dtype, Shape shape, std::optional<std::vector<Dim>> known = std::nullopt) {
     if (i >= out_.size()) return;
+    check_rank(int64_t(shape.size()), "the output");
+    if (shape_is_constant(shape)) checked_byte_size(shape_constants(shape), dtype, str("output ", i));
     if (known && int64_t(known->size()) > kMaxKnownElements) known.reset();
     out_[i] = InferOutput{dtype, std::move(shape), std::move(known)};
   }
   std::vector<InferOutput> take() { return std::move(out_); }
+
+  // Input i must broadcast to `target` without growing it (ONNX's
+  // unidirectional broadcast): no more dims, each trailing dim 1 or the
+  // target's. Kernels index parameters by the target's shape.
+  void require_broadcasts_to(size_t i, const Shape& target, const char* target_name) const {
+    const Shape& p = shape(i);
+    bool ok = p.size() <= target.size();
+    for (size_t k = 0; ok && k < p.size(); ++k) {
+      const Dim &d = p[p.size() - 1 - k], &t = target[target.size() - 1 - k];
+      ok = d == Dim(1) || d == t || !d.is_constant() || !t.is_constant();
+    }
+    if (!ok)
+      error(ErrorCode::kShapeError, input_name(i), " of shape ", shape_to_string(p), " does not broadcast to ", target_name,
+            " ", shape_to_string(target), " (each of its last dims must be 1 or equal)");
+  }
 
   Shape broadcast(const Shape& a, const Shape& b) const {
     try {
@@ -170,10 +212,8 @@ void infer_binary(Ctx& c, OpKind op) {
   if (op != OpKind::kPow) c.require_same_dtype(0, 1);
   if (logical) c.require_dtype(0, {DType::kBool});
   if (op == OpKind::kPRelu) c.require_float(0);
+  if (op == OpKind::kPRelu) c.require_broadcasts_to(1, c.shape(0), "X");
   Shape out = c.broadcast(c.shape(0), c.shape(1));
-  if (op == OpKind::kPRelu && out.size() != c.shape(0).size())
-    c.error(ErrorCode::kShapeError, "slope ", shape_to_string(c.shape(1)), " does not broadcast to X ",
-            shape_to_string(c.shape(0)));
   bool known_ok = out.size() <= 1 && is_integer(c.dtype(0));
   c.set(0, compare || logical ? DType::kBool : c.dtype(0), out, known_ok ? known_binary(c, op) : std::nullopt);
 }
@@ -233,8 +273,7 @@ void infer_fused_matmul(Ctx& c) {
   }
   if (c.has(3)) {
     c.require_same_dtype(0, 3);
-    if (c.broadcast(out, c.shape(3)).size() != out.size())
-      c.error(ErrorCode::kShapeError, "residual ", shape_to_string(c.shape(3)), " does not broadcast to the output");
+    c.require_broadcasts_to(3, out, "the output");
   }
   c.set(0, c.dtype(0), out);
 }
@@ -269,10 +308,7 @@ void infer_gemm(Ctx& c) {
   Dim k2 = c.shape(1)[tb ? 1 : 0], n = c.shape(1)[tb ? 0 : 1];
   check_equal_dims(c, k, k2, "inner dimensions");
   Shape out{m, n};
-  if (c.has(2)) {
-    Shape bc = c.broadcast(c.shape(2), out);
-    if (bc.size() != 2) c.error(ErrorCode::kShapeError, "C ", shape_to_string(c.shape(2)), " does not broadcast to [M,N]");
-  }
+  if (c.has(2)) c.require_broadcasts_to(2, out, "the output [M,N]");
   c.set(0, c.dtype(0), out);
 }
 
@@ -495,6 +531,9 @@ void infer_norm(Ctx& c, OpKind op) {
   const Shape& x = c.shape(0);
   if (op == OpKind::kLayerNormalization) {
     int64_t axis = c.axis(c.attrs().get_int("axis", -1), int64_t(x.size()));
+    Shape normalized(x.begin() + axis, x.end());
+    for (size_t i = 1; i < 3; ++i)
+      if (c.has(i)) c.require_broadcasts_to(i, normalized, "the normalized dims");
     Shape stat(x.begin(), x.begin() + axis);
     stat.resize(x.size(), Dim(1));
     c.set(0, c.dtype(0), x);
@@ -508,11 +547,13 @@ void infer_norm(Ctx& c, OpKind op) {
     if (groups < 1) c.error(ErrorCode::kInvalidModel, "num_groups must be >= 1");
     if (x[1].is_constant() && x[1].constant() % groups != 0)
       c.error(ErrorCode::kShapeError, "channels ", x[1].constant(), " not divisible by num_groups ", groups);
-  } else {
-    for (size_t i = 1; i < c.num_inputs(); ++i) {
-      c.require_rank(i, 1, 1);
-      check_equal_dims(c, c.shape(i)[0], x[1], "parameter length and channels");
-    }
+  }
+  // Scale, bias (and BatchNormalization's mean and variance): one value per channel.
+  for (size_t i = 1; i < c.num_inputs(); ++i) {
+    c.require_rank(i, 1, 1);
+    if (c.shape(i)[0].is_constant() && x[1].is_constant() && c.shape(i)[0] != x[1])
+      c.error(ErrorCode::kShapeError, c.input_name(i), " has ", c.shape(i)[0].constant(), " values for ",
+              x[1].constant(), " channels");
   }
   c.set(0, c.dtype(0), x);
 }
@@ -588,13 +629,10 @@ void infer_reshape(Ctx& c) {
   c.require_rank(1, 1, 1);
   auto target = c.ints(1);
   if (!target) {
-    const Dim& n = c.shape(1)[0];
-    if (!n.is_constant()) c.error(ErrorCode::kUnsupported, "target shape of unknown rank");
-    Shape out;
-    for (int64_t i = 0; i < n.constant(); ++i) out.push_back(c.fresh());
-    c.set(0, c.dtype(0), out);
+    c.set(0, c.dtype(0), c.fresh_shape(c.shape(1)[0], "the target shape"));
     return;
   }
+  c.check_rank(int64_t(target->size()), "the target shape");
   bool allow_zero = c.attrs().get_int("allowzero", 0) != 0;
   Shape out;
   int infer_at = -1;
@@ -653,10 +691,8 @@ void infer_squeeze(Ctx& c) {
   if (c.has(1) && !c.const_ints(1)) {  // axes known only at run time: the rank is all we can tell
     c.require_rank(1, 1, 1);
     const Dim& n = c.shape(1)[0];
-    if (!n.is_constant()) c.error(ErrorCode::kUnsupported, "axes of unknown length");
-    Shape out;
-    for (int64_t i = 0; i < r - n.constant(); ++i) out.push_back(c.fresh());
-    c.set(0, c.dtype(0), out);
+    if (!n.is_constant() || n.constant() > r) c.error(ErrorCode::kShapeError, "axes of length ", n.to_string(), " for rank ", r);
+    c.set(0, c.dtype(0), c.fresh_shape(Dim(r - n.constant()), "the output"));
     return;
   }
   if (c.has(1)) {
@@ -679,15 +715,12 @@ void infer_unsqueeze(Ctx& c) {
   const Shape& x = c.shape(0);
   if (!c.const_ints(1)) {  // axes known only at run time
     c.require_rank(1, 1, 1);
-    const Dim& n = c.shape(1)[0];
-    if (!n.is_constant()) c.error(ErrorCode::kUnsupported, "axes of unknown length");
-    Shape out;
-    for (int64_t i = 0; i < int64_t(x.size()) + n.constant(); ++i) out.push_back(c.fresh());
-    c.set(0, c.dtype(0), out);
+    c.set(0, c.dtype(0), c.fresh_shape(c.shape(1)[0] + int64_t(x.size()), "the output"));
     return;
   }
   auto axes = required_ints(c, 1, "axes");
   int64_t r = int64_t(x.size() + axes.size());
+  c.check_rank(r, "the output");
   std::vector<bool> inserted(size_t(r), false);
   for (int64_t a : axes) {
     int64_t ax = c.axis(a, r);
@@ -879,12 +912,10 @@ void infer_expand(Ctx& c) {
   auto target = c.ints(1);
   if (!target) {
     c.require_rank(1, 1, 1);
-    if (!c.shape(1)[0].is_constant()) c.error(ErrorCode::kUnsupported, "Expand shape of unknown rank");
-    Shape t;
-    for (int64_t i = 0; i < c.shape(1)[0].constant(); ++i) t.push_back(c.fresh());
-    c.set(0, c.dtype(0), c.broadcast(c.shape(0), t));
+    c.set(0, c.dtype(0), c.broadcast(c.shape(0), c.fresh_shape(c.shape(1)[0], "the Expand shape")));
     return;
   }
+  c.check_rank(int64_t(target->size()), "the Expand shape");
   c.set(0, c.dtype(0), c.broadcast(c.shape(0), Shape(target->begin(), target->end())));
 }
 
@@ -905,6 +936,7 @@ void infer_pad(Ctx& c) {
   if (mode != "constant" && mode != "reflect" && mode != "edge" && mode != "wrap")
     c.error(ErrorCode::kInvalidModel, "mode '", mode, "' is not constant, reflect, edge or wrap");
   auto pads = c.ints(1);
+  if (c.has(2)) c.require_scalar(2);
   std::vector<int64_t> axes(static_cast<size_t>(r));
   std::iota(axes.begin(), axes.end(), 0);
   if (c.has(3)) axes = required_ints(c, 3, "Pad axes");
@@ -945,11 +977,11 @@ void infer_constant_of_shape(Ctx& c) {
   auto dims = c.ints(0);
   Shape out;
   if (dims) {
+    c.check_rank(int64_t(dims->size()), "the shape");
     out.assign(dims->begin(), dims->end());
   } else {
     c.require_rank(0, 1, 1);
-    if (!c.shape(0)[0].is_constant()) c.error(ErrorCode::kUnsupported, "shape of unknown rank");
-    for (int64_t i = 0; i < c.shape(0)[0].constant(); ++i) out.push_back(c.fresh());
+    out = c.fresh_shape(c.shape(0)[0], "the shape");
   }
   for (auto& d : out)
     if (d.is_constant() && d.constant() < 0) c.error(ErrorCode::kShapeError, "negative dim ", d.constant());
@@ -984,6 +1016,15 @@ void infer_range(Ctx& c) {
   c.set(0, c.dtype(0), {n});
 }
 
+// An output dim computed in floating point, checked before it becomes an
+// integer (a cast of inf or 1e300 is undefined).
+Dim resized_dim(const Ctx& c, double size, double (*to_integer)(double)) {
+  double v = to_integer(size);
+  if (!(v >= 0 && v < double(kMaxTensorElements)))
+    c.error(ErrorCode::kShapeError, "the output size ", size, " is not a valid dimension");
+  return Dim(int64_t(v));
+}
+
 void infer_resize(Ctx& c) {
   const Shape& x = c.shape(0);
   int64_t r = int64_t(x.size());
@@ -997,12 +1038,16 @@ void infer_resize(Ctx& c) {
   for (auto& a : axes) a = c.axis(a, r);
   Shape out = x;
   std::string policy = c.attrs().get_string("keep_aspect_ratio_policy", "stretch");
+  if (auto roi = c.doubles(1); roi && !roi->empty() && roi->size() != 2 * axes.size() && roi->size() != size_t(2 * r))
+    c.error(ErrorCode::kShapeError, c.input_name(1), " (roi) has ", roi->size(), " entries; expected ", 2 * axes.size());
   if (c.has(3)) {
     auto sizes = c.ints(3);
     if (!sizes) {
       for (int64_t a : axes) out[size_t(a)] = c.fresh();
     } else {
       if (sizes->size() != axes.size()) c.error(ErrorCode::kShapeError, "sizes has ", sizes->size(), " entries for ", axes.size(), " axes");
+      for (const Dim& d : *sizes)
+        if (d.is_constant() && d.constant() < 0) c.error(ErrorCode::kShapeError, "sizes has a negative entry ", d.constant());
       if (policy == "stretch") {
         for (size_t i = 0; i < axes.size(); ++i) out[size_t(axes[i])] = (*sizes)[i];
       } else {
@@ -1013,7 +1058,7 @@ void infer_resize(Ctx& c) {
           double s = double((*sizes)[i].constant()) / double(x[size_t(axes[i])].constant());
           scale = policy == "not_larger" ? std::min(scale, s) : std::max(scale, s);
         }
-        for (int64_t a : axes) out[size_t(a)] = Dim(int64_t(std::round(double(x[size_t(a)].constant()) * scale)));
+        for (int64_t a : axes) out[size_t(a)] = resized_dim(c, double(x[size_t(a)].constant()) * scale, std::round);
       }
     }
   } else if (c.has(2)) {
@@ -1024,14 +1069,14 @@ void infer_resize(Ctx& c) {
       if (scales->size() != axes.size()) c.error(ErrorCode::kShapeError, "scales has ", scales->size(), " entries for ", axes.size(), " axes");
       for (size_t i = 0; i < axes.size(); ++i) {
         double s = (*scales)[i];
-        if (!(s > 0)) c.error(ErrorCode::kInvalidModel, "scales must be positive");
+        if (!(s > 0) || !std::isfinite(s)) c.error(ErrorCode::kInvalidModel, "scales must be positive and finite; entry ", i, " is ", s);
         const Dim& d = x[size_t(axes[i])];
         if (s == 1.0) continue;
         if (!d.is_constant()) {
           out[size_t(axes[i])] = c.fresh();
           continue;
         }
-        out[size_t(axes[i])] = Dim(int64_t(std::floor(double(d.constant()) * s)));
+        out[size_t(axes[i])] = resized_dim(c, double(d.constant()) * s, std::floor);
       }
     }
   } else {
@@ -1206,9 +1251,10 @@ WindowGeometry window_geometry(const Node& node, const std::vector<int64_t>& inp
   return g;
 }
 
-std::vector<InferOutput> infer_node(const Node& node, const std::vector<InferInput>& inputs,
-                                    const std::function<Dim()>& fresh_dim) {
-  Ctx c(node, inputs, fresh_dim);
+namespace {
+
+void infer_any(Ctx& c) {
+  const Node& node = c.node();
   switch (node.op) {
     case OpKind::kAbs: case OpKind::kNeg: case OpKind::kSign: case OpKind::kRelu: case OpKind::kIdentity:
       infer_unary(c, false);
@@ -1285,6 +1331,7 @@ std::vector<InferOutput> infer_node(const Node& node, const std::vector<InferInp
       break;
     case OpKind::kArgMax: case OpKind::kArgMin: infer_arg(c); break;
     case OpKind::kCumSum:
+      c.require_scalar(1);
       c.axis(c.const_ints(1) ? c.const_ints(1)->at(0) : 0, c.rank(0));
       c.set(0, c.dtype(0), c.shape(0));
       break;
@@ -1308,6 +1355,7 @@ std::vector<InferOutput> infer_node(const Node& node, const std::vector<InferInp
     case OpKind::kRange: infer_range(c); break;
     case OpKind::kTrilu:
       c.require_rank(0, 2);
+      if (c.has(1)) c.require_scalar(1);
       c.set(0, c.dtype(0), c.shape(0));
       break;
     case OpKind::kResize: infer_resize(c); break;
@@ -1317,6 +1365,20 @@ std::vector<InferOutput> infer_node(const Node& node, const std::vector<InferInp
     case OpKind::kFusedMatMul: infer_fused_matmul(c); break;
     case OpKind::kFusedElementwise: infer_fused_elementwise(c); break;
     case OpKind::kAttention: infer_attention(c); break;
+  }
+}
+
+}  // namespace
+
+std::vector<InferOutput> infer_node(const Node& node, const std::vector<InferInput>& inputs,
+                                    const std::function<Dim()>& fresh_dim) {
+  Ctx c(node, inputs, fresh_dim);
+  try {
+    infer_any(c);
+  } catch (const Error& e) {  // dim arithmetic and size checks do not know the node; name it
+    std::string_view what = e.what();
+    if (what.rfind("node '", 0) == 0) throw;
+    c.error(e.code(), what);
   }
   return c.take();
 }

@@ -120,7 +120,7 @@ std::vector<Tensor> run(const ir::Network& net, const std::map<std::string, Tens
       if (node.inputs[i] == ir::kNoValue) continue;
       const Tensor& t = *values[size_t(node.inputs[i])];
       kernel_in[i] = &t;
-      infer_in[i] = ir::InferInput{true, t.dtype, ir::shape_of(t.dims), nullptr, &t};
+      infer_in[i] = ir::InferInput{true, t.dtype, ir::shape_of(t.dims), nullptr, &t, &net.value(node.inputs[i]).name};
     }
     KernelContext ctx{node, kernel_in, ir::infer_node(node, infer_in, fresh)};
     Outputs out = dispatch(ctx);

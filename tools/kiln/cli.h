@@ -25,6 +25,9 @@ enum Exit : int {
 };
 
 int exit_code_for(const Error& e);
+// Called once a command has loaded its model and starts binding inputs: from
+// then on shape and type errors are the inputs' (kRunFailed), not the model's.
+void begin_input_phase();
 
 // Parses "--flag value" / "--flag=value" options; flags in `repeatable` may
 // appear more than once. Everything else is positional.

@@ -52,6 +52,7 @@ int cmd_bench(const Args& args) {
   int settle_ms = parse_count(args.get("--settle-ms", "30000"), "--settle-ms");
   runtime::KernelSpecialization strategy = kernel_specialization(args);
   plan::Plan p = plan::load(file);
+  begin_input_phase();
   const ir::Network& net = p.network;
 
   // Inputs for every distinct shape set of the trace, made before anything is timed.

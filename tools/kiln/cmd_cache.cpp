@@ -52,6 +52,7 @@ int cmd_cache(const Args& args) {
       shape_sets.push_back(std::move(set));
     }
     plan::Plan p = plan::load(args.positional[1]);
+    begin_input_phase();
     const std::string& file = args.get("--cache");
     print_warnings(cache.load_file(file));
     size_t before = cache.entry_count();

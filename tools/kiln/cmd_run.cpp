@@ -176,6 +176,7 @@ int cmd_run(const Args& args) {
   std::optional<plan::Plan> loaded_plan;
   if (is_plan_file(model)) loaded_plan = plan::load(model);
   ir::Network net = loaded_plan ? loaded_plan->network : onnx::load_model(model);
+  begin_input_phase();
   auto shapes = parse_shapes(args.all("--shapes"));
   std::map<std::string, reference::Tensor> inputs;
   for (const std::string& spec : args.all("--input")) {

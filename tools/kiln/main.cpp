@@ -93,6 +93,12 @@ exit codes:
 
 }  // namespace
 
+namespace {
+bool inputs_bound = false;
+}  // namespace
+
+void begin_input_phase() { inputs_bound = true; }
+
 int exit_code_for(const Error& e) {
   switch (e.code()) {
     case ErrorCode::kInvalidArgument: return kUsage;
@@ -100,6 +106,10 @@ int exit_code_for(const Error& e) {
     case ErrorCode::kParseError: return kUnreadable;
     case ErrorCode::kInvalidModel:
     case ErrorCode::kUnsupported: return kBadModel;
+    // Shapes and dtypes that do not fit are the model's fault while it loads
+    // and builds, and the given inputs' once a command binds them.
+    case ErrorCode::kShapeError:
+    case ErrorCode::kTypeError: return inputs_bound ? kRunFailed : kBadModel;
     default: return kRunFailed;
   }
 }

@@ -28,6 +28,9 @@ class Dim {
   static Dim symbol(const std::string& name);
 
   bool is_constant() const { return !poly_; }
+  // The size of its expression: 1 for a constant, else terms plus atoms,
+  // nested expressions counted in full (kept under kMaxDimSize).
+  int64_t complexity() const;
   int64_t constant() const;  // throws kShapeError when symbolic
   std::string to_string() const;
   // The value for a binding of every symbol; nullopt when a symbol is unbound.

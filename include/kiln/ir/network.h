@@ -131,6 +131,11 @@ class Network {
   bool finalized_ = false;
 };
 
+// Checks every typed value's size with its symbols bound (e.g. to a profile's
+// maximum) against the limits in limits.h; values with an unbound symbol are
+// skipped. Throws kShapeError naming the tensor and the node that makes it.
+void check_value_sizes(const Network& net, const SymbolBindings& bindings);
+
 // A readable multi-line text form of a network (inputs, weights, nodes with shapes, outputs).
 std::string dump_network(const Network& network);
 

@@ -18,6 +18,7 @@ struct InferInput {
   Shape shape;
   const std::vector<Dim>* known = nullptr;  // symbolic contents of a small int tensor
   const TensorData* data = nullptr;         // actual contents when constant
+  const std::string* name = nullptr;        // the tensor's name, for messages
 };
 
 struct InferOutput {
