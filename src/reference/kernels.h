@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kiln/error.h"
+#include "kiln/ir/limits.h"
 #include "kiln/ir/shape_inference.h"
 #include "kiln/reference.h"
 

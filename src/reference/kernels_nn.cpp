@@ -22,6 +22,9 @@ Tensor run_conv(const KernelContext& c) {
   size_t nd = in_sp.size();
   int64_t cg = cin / group, mg = m / group;
   int64_t kvol = ir::checked_numel(k_sp), ovol = ir::checked_numel(g.output), ivol = ir::checked_numel(in_sp);
+  // The im2col buffers are kernel volume times output size: bigger than the output, so checked apart.
+  ir::checked_byte_size({cg, kvol, ovol}, DType::kFloat64, str(c.where(), ": the im2col buffer"));
+  ir::checked_byte_size({kvol, ovol}, DType::kInt64, str(c.where(), ": the im2col index"));
   std::vector<double> x = to_doubles(tx), w = to_doubles(tw);
   std::vector<double> bias = c.has(2) ? to_doubles(c.in(2)) : std::vector<double>(size_t(m), 0.0);
   std::vector<double> out(size_t(n * m * ovol), 0.0);
@@ -76,6 +79,7 @@ Tensor run_conv_transpose(const KernelContext& c) {
   size_t nd = in_sp.size();
   int64_t kvol = ir::checked_numel(k_sp), ovol = ir::checked_numel(out_sp), ivol = ir::checked_numel(in_sp);
   std::vector<double> x = to_doubles(tx), w = to_doubles(tw);
+  ir::checked_byte_size({ivol, kvol}, DType::kInt64, str(c.where(), ": the scatter index"));
   std::vector<double> out(size_t(n * m * ovol), 0.0);
   auto out_strides = strides_of(out_sp);
   // For each (input position, kernel offset) the output offset, or -1 when cropped away.

@@ -31,7 +31,14 @@ TensorData ints(std::vector<int64_t> v, std::vector<int64_t> dims = {}) {
   return t;
 }
 
-// finalize() must throw `code` with every needle in the message, within 2 s.
+// Sanitizer builds run several times slower.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr double kSeconds = 20;
+#else
+constexpr double kSeconds = 2;
+#endif
+
+// finalize() must throw `code` with every needle in the message, within kSeconds.
 void expect_finalize_error(Network& net, ErrorCode code, std::vector<std::string> needles) {
   auto start = std::chrono::steady_clock::now();
   try {
@@ -41,7 +48,7 @@ void expect_finalize_error(Network& net, ErrorCode code, std::vector<std::string
     EXPECT_EQ(e.code(), code) << e.what();
     for (auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << "no '" << n << "' in: " << e.what();
   }
-  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 2.0);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), kSeconds);
 }
 
 const int64_t kTwo32 = int64_t(1) << 32, kTwo62 = int64_t(1) << 62;
@@ -182,6 +189,20 @@ TEST(ParameterShapes, ResizeScales) {
   }
 }
 
+TEST(ParameterShapes, AttentionViewsStayInsideTheirInputs) {
+  // Narrow rows 2..6 of a 4-row Q, or pick head 5 of 2: the runtime would read past the input.
+  for (std::vector<int64_t> view : {std::vector<int64_t>{3, 3, 1, 2, 4}, std::vector<int64_t>{2, 3, 0, 5, 1}}) {
+    Network net;
+    ValueId q = net.add_input("q", DType::kFloat32, {Dim(2), Dim(4), Dim(8)});
+    ValueId k = net.add_input("k", DType::kFloat32, {Dim(2), Dim(4), Dim(8)});
+    ValueId v = net.add_input("v", DType::kFloat32, {Dim(2), Dim(4), Dim(8)});
+    Attributes a;
+    a.set("q_view", view);
+    net.add_output(net.add_op1(OpKind::kAttention, {q, k, v}, a, "attention"));
+    expect_finalize_error(net, ErrorCode::kInvalidModel, {"node 'attention'", "q_view", "outside a dim of"});
+  }
+}
+
 // ---- attributes -----------------------------------------------------------------
 
 TEST(Attributes, FloatsMustBeNumbers) {
@@ -247,7 +268,7 @@ TEST(InferenceBombs, NestedMaxDoublesItsExpression) {
   ValueId v = first_dim(net, x), one = net.add_weight("one", ints({1}));
   for (int i = 0; i < 40; ++i) v = net.add_op1(OpKind::kMax, {v, net.add_op1(OpKind::kAdd, {v, one})}, {}, str("max", i));
   net.add_output(net.add_op1(OpKind::kReshape, {x, v}));
-  expect_finalize_error(net, ErrorCode::kUnsupported, {"node 'max", "limit of 4096"});
+  expect_finalize_error(net, ErrorCode::kUnsupported, {"node 'max", "limit of 2048"});
 }
 
 TEST(InferenceBombs, PolynomialExpansion) {
@@ -261,7 +282,7 @@ TEST(InferenceBombs, PolynomialExpansion) {
   ValueId p = sum;
   for (int i = 0; i < 3; ++i) p = net.add_op1(OpKind::kMul, {p, p}, {}, str("square", i));
   net.add_output(net.add_op1(OpKind::kConstantOfShape, {p}));
-  expect_finalize_error(net, ErrorCode::kUnsupported, {"node 'square", "limit of 4096"});
+  expect_finalize_error(net, ErrorCode::kUnsupported, {"node 'square", "limit of 2048"});
 }
 
 TEST(InferenceBombs, LongDivChain) {
@@ -270,7 +291,7 @@ TEST(InferenceBombs, LongDivChain) {
   ValueId v = first_dim(net, x), two = net.add_weight("two", ints({2}));
   for (int i = 0; i < 20000; ++i) v = net.add_op1(OpKind::kDiv, {v, two}, {}, str("div", i));
   net.add_output(net.add_op1(OpKind::kConstantOfShape, {v}));
-  expect_finalize_error(net, ErrorCode::kUnsupported, {"node 'div", "limit of 4096"});
+  expect_finalize_error(net, ErrorCode::kUnsupported, {"node 'div", "limit of 2048"});
 }
 
 TEST(InferenceBombs, SymbolsPerModel) {
@@ -278,19 +299,16 @@ TEST(InferenceBombs, SymbolsPerModel) {
   Network net;
   ValueId x = net.add_input("x", DType::kFloat32, {Dim(1)});
   ValueId s = net.add_input("s", DType::kInt64, {Dim(64)});
-  for (int i = 0; i < 1100; ++i) net.add_output(net.add_op1(OpKind::kReshape, {x, s}, {}, str("reshape", i)));
-  expect_finalize_error(net, ErrorCode::kUnsupported, {"node 'reshape10", "65536 symbols"});
+  for (int i = 0; i < 300; ++i) net.add_output(net.add_op1(OpKind::kReshape, {x, s}, {}, str("reshape", i)));
+  expect_finalize_error(net, ErrorCode::kUnsupported, {"node 'reshape256'", "16384 symbols"});
 }
 
 TEST(InferenceBombs, WorkBudget) {
   // Each dim is a sum of 100 symbols: well under the per-Dim limit, but two
   // nodes carrying 64 of them pass a four-node model's budget.
-  Shape big;
-  for (int d = 0; d < 64; ++d) {
-    Dim sum(0);
-    for (int t = 0; t < 100; ++t) sum = sum + Dim::symbol(str("s", d, "_", t));
-    big.push_back(sum);
-  }
+  Dim sum(0);
+  for (int t = 0; t < 100; ++t) sum = sum + Dim::symbol(str("s", t));
+  Shape big(64, sum);
   Network net;
   ValueId v = net.add_input("x", DType::kFloat32, big);
   for (int i = 0; i < 4; ++i) v = net.add_op1(OpKind::kRelu, {v}, {}, str("relu", i));

@@ -6,6 +6,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
+#include "../frontend/model_builder.h"
+
 namespace {
 
 struct Result {
@@ -159,6 +163,110 @@ TEST(Cli, CacheWarmInfoClear) {
   EXPECT_NE(kiln("cache info " + cache.string()).output.find("entries: 0\n"), std::string::npos);
   EXPECT_EQ(kiln("cache info " + (dir / "missing.bin").string()).code, 3);
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+
+namespace {
+
+using kiln::testing::ModelBuilder;
+using ::onnx::TensorProto;
+
+// Writes a model for the kiln binary to read; removed when the test ends.
+struct ModelFile {
+  std::filesystem::path path;
+  ModelFile(const ModelBuilder& m, const std::string& name)
+      : path(std::filesystem::temp_directory_path() / (name + "_" + std::to_string(getpid()) + ".onnx")) {
+    std::ofstream(path, std::ios::binary) << m.bytes();
+  }
+  ~ModelFile() { std::filesystem::remove(path); }
+};
+
+ModelBuilder layer_norm(const std::vector<int64_t>& scale, const std::vector<int64_t>& bias) {
+  ModelBuilder m(17);
+  m.input("x", TensorProto::FLOAT, {"2", "3", "4"});
+  auto count = [](const std::vector<int64_t>& dims) {
+    int64_t n = 1;
+    for (int64_t d : dims) n *= d;
+    return size_t(n);
+  };
+  m.initializer("scale", scale, std::vector<float>(count(scale), 1.0f));
+  m.initializer("bias", bias, std::vector<float>(count(bias), 0.0f));
+  ModelBuilder::attr(m.node("LayerNormalization", {"x", "scale", "bias"}, {"y"}), "axis", int64_t(-1));
+  m.output("y");
+  return m;
+}
+
+TEST(Cli, BuildRefusesLayerNormParametersThatDoNotFit) {
+  auto plan = std::filesystem::temp_directory_path() / ("kiln_cli_ln_" + std::to_string(getpid()) + ".kiln");
+  ModelFile good(layer_norm({4}, {4}), "kiln_cli_ln_good");
+  Result ok = kiln("build " + good.path.string() + " -o " + plan.string());
+  EXPECT_EQ(ok.code, 0) << ok.output;
+  struct Case {
+    std::vector<int64_t> scale, bias;
+    std::string tensor, shape;
+  };
+  for (const Case& k : {Case{{3, 4}, {4}, "('scale')", "[3,4]"}, Case{{3}, {4}, "('scale')", "[3]"}, Case{{4}, {0}, "('bias')", "[0]"}}) {
+    std::filesystem::remove(plan);
+    ModelFile bad(layer_norm(k.scale, k.bias), "kiln_cli_ln_bad");
+    Result b = kiln("build " + bad.path.string() + " -o " + plan.string());
+    EXPECT_EQ(b.code, 4) << b.output;
+    EXPECT_NE(b.output.find("shape error"), std::string::npos) << b.output;
+    EXPECT_NE(b.output.find("LayerNormalization"), std::string::npos) << b.output;
+    EXPECT_NE(b.output.find(k.tensor + " of shape " + k.shape), std::string::npos) << b.output;
+    EXPECT_FALSE(std::filesystem::exists(plan));
+    Result r = kiln("run " + bad.path.string() + " --device cpu");
+    EXPECT_EQ(r.code, 4) << r.output;
+  }
+  std::filesystem::remove(plan);
+}
+
+TEST(Cli, ModelShapeAndTypeErrorsExitFour) {
+  ModelBuilder types;
+  types.input("x", TensorProto::FLOAT, {"3"});
+  types.input("i", TensorProto::INT64, {"3"});
+  types.node("Add", {"x", "i"}, {"y"});
+  types.output("y");
+  ModelFile typed(types, "kiln_cli_type_error");
+  for (const char* command : {"inspect ", "build ", "run "}) {
+    Result r = kiln(command + typed.path.string() + (std::string(command) == "build " ? " -o /dev/null" : ""));
+    EXPECT_EQ(r.code, 4) << command << r.output;
+    EXPECT_NE(r.output.find("float32 and int64"), std::string::npos) << r.output;
+  }
+  ModelBuilder shapes;
+  shapes.input("x", TensorProto::FLOAT, {"3"});
+  shapes.input("z", TensorProto::FLOAT, {"4"});
+  shapes.node("Add", {"x", "z"}, {"y"});
+  shapes.output("y");
+  ModelFile shaped(shapes, "kiln_cli_shape_error");
+  Result r = kiln("run " + shaped.path.string());
+  EXPECT_EQ(r.code, 4) << r.output;
+  EXPECT_NE(r.output.find("shape error"), std::string::npos) << r.output;
+}
+
+TEST(Cli, OverflowingSizesAreErrorsNotCrashes) {
+  // Conv whose pads make [1, 4, 2^62+1]: known at load, so the model is at fault.
+  ModelBuilder conv;
+  conv.input("x", TensorProto::FLOAT, {"1", "1", "1"});
+  conv.initializer("w", {4, 1, 1}, {1, 1, 1, 1});
+  ModelBuilder::attr(conv.node("Conv", {"x", "w"}, {"y"}), "pads", std::vector<int64_t>{int64_t(1) << 62, 0});
+  conv.output("y");
+  ModelFile conv_file(conv, "kiln_cli_conv_overflow");
+  Result c = kiln("run " + conv_file.path.string() + " --device cpu");
+  EXPECT_EQ(c.code, 4) << c.output;
+  EXPECT_NE(c.output.find("4611686018427387905"), std::string::npos) << c.output;
+
+  // Gemm of A[2^32,0] and B[0,2^32]: sizes from the command line, so the inputs are at fault.
+  ModelBuilder gemm;
+  gemm.input("a", TensorProto::FLOAT, {"M", "K"});
+  gemm.input("b", TensorProto::FLOAT, {"K", "N"});
+  gemm.node("Gemm", {"a", "b"}, {"y"});
+  gemm.output("y");
+  ModelFile gemm_file(gemm, "kiln_cli_gemm_overflow");
+  Result g = kiln("run " + gemm_file.path.string() + " --device cpu --shapes a:4294967296x0,b:0x4294967296");
+  EXPECT_EQ(g.code, 5) << g.output;
+  EXPECT_NE(g.output.find("shape error"), std::string::npos) << g.output;
+  EXPECT_NE(g.output.find("[4294967296,4294967296]"), std::string::npos) << g.output;
 }
 
 }  // namespace

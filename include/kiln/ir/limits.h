@@ -20,9 +20,9 @@ inline constexpr int64_t kMaxTensorElements = int64_t(1) << 62;
 inline constexpr int64_t kMaxRank = 64;
 // Most terms plus atoms in one symbolic Dim, counting nested max/min/div
 // expressions in full: real shape arithmetic stays in the tens.
-inline constexpr int64_t kMaxDimSize = 4096;
+inline constexpr int64_t kMaxDimSize = 2048;
 // Most data-dependent symbols shape inference makes up for one model.
-inline constexpr int64_t kMaxSymbols = int64_t(1) << 16;
+inline constexpr int64_t kMaxSymbols = int64_t(1) << 14;
 // Shape-inference work per model, in Dim sizes of the shapes it infers:
 // a budget per node, and a hard cap whatever the node count.
 inline constexpr int64_t kInferenceWorkPerNode = 4096;
