@@ -903,7 +903,13 @@ void infer_gather(Ctx& c) {
 void infer_gather_elements(Ctx& c) {
   c.require_dtype(1, {DType::kInt64, DType::kInt32});
   if (c.rank(0) != c.rank(1)) c.error(ErrorCode::kShapeError, "data and indices must have the same rank");
-  c.axis(c.attrs().get_int("axis", 0), c.rank(0));
+  int64_t axis = c.axis(c.attrs().get_int("axis", 0), c.rank(0));
+  // Off the axis, an index position is also a data position: it must exist.
+  const Shape &x = c.shape(0), &idx = c.shape(1);
+  for (size_t d = 0; d < x.size(); ++d)
+    if (int64_t(d) != axis && x[d].is_constant() && idx[d].is_constant() && idx[d].constant() > x[d].constant())
+      c.error(ErrorCode::kShapeError, "indices ", shape_to_string(idx), " are larger than data ", shape_to_string(x),
+              " in dim ", d);
   c.set(0, c.dtype(0), c.shape(1));
 }
 

@@ -176,6 +176,14 @@ TEST(ParameterShapes, ConvBiasAndScalarInputs) {
   expect_finalize_error(cumsum, ErrorCode::kShapeError, {"node 'cumsum'", "'axis'", "single value"});
 }
 
+TEST(ParameterShapes, GatherElementsIndicesInsideTheData) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(2), Dim(3)});
+  ValueId i = net.add_weight("i", ints({0, 0, 0, 0, 0, 0, 0, 0}, {2, 4}));  // dim 1 is 4 > 3 (axis is 0)
+  net.add_output(net.add_op1(OpKind::kGatherElements, {x, i}, {}, "gather"));
+  expect_finalize_error(net, ErrorCode::kShapeError, {"node 'gather'", "[2,4]", "[2,3]"});
+}
+
 TEST(ParameterShapes, ResizeScales) {
   for (double bad : {0.0, -2.0, std::numeric_limits<double>::infinity(), std::nan(""), 1e30}) {
     Network net;
