@@ -76,7 +76,7 @@ plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, ref
 }
 
 std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::string, reference::Tensor>& inputs, int warmup,
-                                          int iterations, const std::optional<std::filesystem::path>& cache_file,
+                                          int iterations, const std::optional<CacheFile>& cache_file,
                                           runtime::KernelSpecialization strategy, runtime::CudaGraphStrategy graphs,
                                           bool verbose) {
   runtime::RuntimeConfig config = gpu_config("kiln run", cache_file, strategy, graphs);
