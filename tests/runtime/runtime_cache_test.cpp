@@ -309,6 +309,7 @@ TEST_F(CacheFileTest, AFileThatIsNotACacheIsNeverOverwritten) {
     EXPECT_NE(result.warnings[0].find("not a kiln runtime cache"), std::string::npos) << result.warnings[0];
     EXPECT_EQ(slurp(plan), bytes);
   }
+  EXPECT_FALSE(fs::exists(dir_ / "model.kiln.lock"));  // refused before locking
 }
 
 TEST_F(CacheFileTest, AnOlderFormatIsIgnoredAndRewritten) {

@@ -203,6 +203,7 @@ TEST(Cli, CacheClearLeavesAPlanOrModelUntouchedAndFails) {
   fs::path plan = dir.path / "mlp.kiln", model = dir.path / "mlp.onnx";
   ASSERT_EQ(kiln("build " + kExamples + "/mlp.onnx -o " + plan.string() + " --profile x:1x64/4x64/16x64").code, 0);
   fs::copy_file(kExamples + "/mlp.onnx", model);
+  auto before_listing = dir.listing();
   for (const fs::path& file : {plan, model}) {
     std::string before = slurp(file);
     Result r = kiln("cache clear " + file.string());
@@ -210,6 +211,7 @@ TEST(Cli, CacheClearLeavesAPlanOrModelUntouchedAndFails) {
     EXPECT_NE(r.output.find("not a kiln runtime cache"), std::string::npos) << r.output;
     EXPECT_EQ(slurp(file), before) << file;
   }
+  EXPECT_EQ(dir.listing(), before_listing);  // no lock file next to them either
 }
 
 TEST(Cli, CacheInfoReadsOnly) {
@@ -271,6 +273,21 @@ TEST(Cli, BuildNeverWritesThroughAPlantedTemporaryName) {
   EXPECT_EQ(slurp(victim), "precious");
   EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(plan)));
   EXPECT_EQ(kiln("inspect " + plan.string()).code, 0);
+}
+
+TEST(Cli, RunOutputsNeverWriteThroughALinkAndABadOutputDirIsAnIoError) {
+  TempDir dir;
+  fs::path victim = dir.path / "victim", out = dir.path / "out";
+  std::ofstream(victim) << "precious";
+  fs::create_directory(out);
+  fs::create_symlink(victim, out / "probs.npy");
+  Result r = kiln("run " + kExamples + "/mlp.onnx --shapes x:2x64 --output-dir " + out.string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(slurp(victim), "precious");
+  EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(out / "probs.npy")));
+  Result bad = kiln("run " + kExamples + "/mlp.onnx --shapes x:2x64 --output-dir " + victim.string());
+  EXPECT_EQ(bad.code, 3) << bad.output;
+  EXPECT_EQ(bad.output.find("internal error"), std::string::npos) << bad.output;
 }
 
 }  // namespace

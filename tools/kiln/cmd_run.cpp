@@ -240,7 +240,11 @@ int cmd_run(const Args& args) {
                          cuda_graph_strategy(args), args.has("--verbose"));
   }
   if (args.has("--compare-reference")) compare_with_reference(net, inputs, outputs);
-  if (args.has("--output-dir")) fs::create_directories(args.get("--output-dir"));
+  if (args.has("--output-dir")) {
+    std::error_code ec;
+    fs::create_directories(args.get("--output-dir"), ec);
+    if (ec) fail(ErrorCode::kIoError, "cannot create --output-dir ", args.get("--output-dir"), ": ", ec.message());
+  }
   for (size_t i = 0; i < outputs.size(); ++i) {
     const ir::Value& v = net.value(net.outputs()[i]);
     const reference::Tensor& t = outputs[i];

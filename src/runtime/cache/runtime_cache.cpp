@@ -81,6 +81,12 @@ std::string read_capped(const file_io::File& file, const fs::path& path) {
   return file.read_all();
 }
 
+// Only a runtime cache (or an empty file) is ever overwritten.
+void check_is_cache(const file_io::File& file, const fs::path& path) {
+  if (file.size() > 0 && !file.starts_with(kMagic))
+    fail(ErrorCode::kIoError, path, " is not a kiln runtime cache; it is not overwritten");
+}
+
 // Creates the missing folders of `folder` for this user only (0700), so a
 // new cache folder is trusted whatever the umask.
 void create_private_folders(const fs::path& folder) {
@@ -278,17 +284,18 @@ SaveResult RuntimeCache::save(const fs::path& path, bool merge_existing) {
   try {
     create_private_folders(folder_of(path));
     check_trusted_folder(path, policy_.shared);
+    // A link, folder or FIFO, an untrusted file, or a model or plan given as
+    // the cache path by mistake is refused before a lock file is made next to it.
     struct stat info {};
-    bool exists = ::lstat(path.c_str(), &info) == 0;
-    // Refused before a lock file is made next to it.
-    if (exists && !S_ISREG(info.st_mode))
-      fail(ErrorCode::kIoError, path, " is ", file_io::file_kind(info.st_mode), ", not a regular file; kiln does not use it as a runtime cache");
-    file_io::FileLock lock(lock_path(path), policy_.lock_timeout);
     if (::lstat(path.c_str(), &info) == 0) {
+      if (!S_ISREG(info.st_mode))
+        fail(ErrorCode::kIoError, path, " is ", file_io::file_kind(info.st_mode), ", not a regular file; kiln does not use it as a runtime cache");
+      check_is_cache(open_trusted(path, policy_.shared), path);
+    }
+    file_io::FileLock lock(lock_path(path), policy_.lock_timeout);
+    if (::lstat(path.c_str(), &info) == 0) {  // again: another process may have saved meanwhile
       file_io::File existing = open_trusted(path, policy_.shared);
-      // A model or plan given as the cache path by mistake stays as it is.
-      if (existing.size() > 0 && !existing.starts_with(kMagic))
-        fail(ErrorCode::kIoError, path, " is not a kiln runtime cache; it is not overwritten");
+      check_is_cache(existing, path);
       if (merge_existing)  // entries other processes saved since we loaded
         for (auto& w : merge_serialized(read_capped(existing, path), path.string())) result.warnings.push_back(w);
     }
