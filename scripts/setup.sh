@@ -8,6 +8,7 @@ packages=(
   python3 python3-onnx python3-numpy       # onnx.proto schema, example models, .npy checks
   libonnx-testdata                         # ONNX backend node tests (conformance suite)
   libgtest-dev libgmock-dev libbenchmark-dev
+  libxxhash-dev                            # XXH3 checksums and runtime cache keys
   clang libclang-rt-14-dev                 # libFuzzer target and its runtime
 )
 

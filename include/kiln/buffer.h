@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kiln {
@@ -18,8 +19,9 @@ class Buffer {
   static Buffer from_bytes(std::vector<std::byte> bytes);
   static Buffer from_string(std::string bytes);  // takes the string's storage, no copy
   static Buffer copy_of(const void* data, size_t size);
-  // Maps [offset, offset+length) of a file read-only; length -1 means "to the end".
-  static Buffer map_file(const std::filesystem::path& path, size_t offset, int64_t length);
+  // Maps [offset, offset+length) of a regular file read-only; length -1 means
+  // "to the end". `what` names the file in messages.
+  static Buffer map_file(const std::filesystem::path& path, size_t offset, int64_t length, std::string_view what = "data file");
 
   // A view of [offset, offset+size) sharing this buffer's storage.
   Buffer slice(size_t offset, size_t size) const;

@@ -11,7 +11,8 @@
 
 namespace kiln::plan {
 
-inline constexpr uint32_t kFormatVersion = 1;
+// 2: XXH3-64 checksums (1 had FNV-style ones).
+inline constexpr uint32_t kFormatVersion = 2;
 inline constexpr size_t kWeightAlignment = 256;
 inline constexpr size_t kArenaAlignment = 256;
 

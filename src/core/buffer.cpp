@@ -1,14 +1,13 @@
 #include "kiln/buffer.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include "kiln/error.h"
+#include "kiln/file_io.h"
 
 namespace kiln {
 
@@ -44,31 +43,20 @@ struct Mapping {
 };
 }  // namespace
 
-Buffer Buffer::map_file(const std::filesystem::path& path, size_t offset, int64_t length) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(ErrorCode::kIoError, "cannot open ", path, ": ", std::strerror(errno));
-  struct stat info {};
-  if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    ::close(fd);
-    fail(ErrorCode::kIoError, path, " is not a readable regular file");
-  }
-  size_t file_size = size_t(info.st_size);
-  if (offset > file_size || (length >= 0 && uint64_t(length) > file_size - offset)) {
-    ::close(fd);
+Buffer Buffer::map_file(const std::filesystem::path& path, size_t offset, int64_t length, std::string_view what) {
+  // Non-blocking open, regular files only: a FIFO or device must not hang or be read as data.
+  file_io::File file = file_io::File::open_regular(path, what);
+  size_t file_size = size_t(file.size());
+  if (offset > file_size || (length >= 0 && uint64_t(length) > file_size - offset))
     fail(ErrorCode::kInvalidModel, path, " has ", file_size, " bytes; the model asks for ",
          length < 0 ? std::string("the rest") : std::to_string(length), " bytes at offset ", offset);
-  }
   size_t size = length < 0 ? file_size - offset : size_t(length);
-  if (size == 0) {
-    ::close(fd);
-    return Buffer();
-  }
+  if (size == 0) return Buffer();
   size_t page = size_t(sysconf(_SC_PAGESIZE));
   size_t aligned = offset / page * page;
   auto mapping = std::make_shared<Mapping>();
   mapping->length = size + (offset - aligned);
-  void* address = mmap(nullptr, mapping->length, PROT_READ, MAP_PRIVATE, fd, off_t(aligned));
-  ::close(fd);
+  void* address = mmap(nullptr, mapping->length, PROT_READ, MAP_PRIVATE, file.fd(), off_t(aligned));
   if (address == MAP_FAILED) fail(ErrorCode::kIoError, "cannot map ", path, ": ", std::strerror(errno));
   mapping->address = address;
   const std::byte* data = static_cast<const std::byte*>(address) + (offset - aligned);

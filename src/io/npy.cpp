@@ -1,9 +1,9 @@
 #include "kiln/npy.h"
 
-#include <fstream>
 #include <regex>
 
 #include "kiln/error.h"
+#include "kiln/file_io.h"
 
 namespace kiln::io {
 
@@ -83,9 +83,8 @@ ir::TensorData parse_npy(const std::string& bytes, const std::string& label) {
 }
 
 ir::TensorData read_npy(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorCode::kIoError, "cannot open ", path);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // An input tensor past 16 GiB is a mistake (or a sparse file): refused before reading.
+  std::string bytes = file_io::read_file(path, ".npy file", uint64_t(1) << 34, "\x93NUMPY");
   return parse_npy(bytes, path.string());
 }
 
@@ -98,14 +97,10 @@ void write_npy(const std::filesystem::path& path, const ir::TensorData& t) {
   size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header += '\n';
-  std::ofstream out(path, std::ios::binary);
-  if (!out) fail(ErrorCode::kIoError, "cannot write ", path);
-  out.write("\x93NUMPY\x01\x00", 8);
-  char len[2] = {char(header.size() & 0xff), char(header.size() >> 8)};
-  out.write(len, 2);
-  out << header;
-  out.write(reinterpret_cast<const char*>(t.data.data()), std::streamsize(t.data.size()));
-  if (!out) fail(ErrorCode::kIoError, "cannot write ", path);
+  std::string prefix("\x93NUMPY\x01\x00", 8);
+  prefix += char(header.size() & 0xff);
+  prefix += char(header.size() >> 8);
+  file_io::write_file_atomic(path, {prefix, header, {reinterpret_cast<const char*>(t.data.data()), t.data.size()}});
 }
 
 }  // namespace kiln::io

@@ -8,10 +8,9 @@
 // offsets. Loading re-validates the network with Network::finalize().
 #include "kiln/plan.h"
 
-#include <fstream>
-
 #include "kiln/bytes.h"
 #include "kiln/error.h"
+#include "kiln/file_io.h"
 #include "kiln/version.h"
 
 namespace kiln::plan {
@@ -290,24 +289,13 @@ Plan deserialize(const Buffer& bytes, const std::string& label) {
 
 void save(const Plan& plan, const std::filesystem::path& path) {
   std::string bytes = serialize(plan);
-  std::filesystem::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail(ErrorCode::kIoError, "cannot write ", tmp);
-    out.write(bytes.data(), std::streamsize(bytes.size()));
-    if (!out) fail(ErrorCode::kIoError, "cannot write ", tmp);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);  // readers never see a half-written plan
-  if (ec) fail(ErrorCode::kIoError, "cannot rename ", tmp, " to ", path, ": ", ec.message());
+  file_io::write_file_atomic(path, {bytes});  // readers never see a half-written plan
 }
 
 Plan load(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) fail(ErrorCode::kIoError, path, " is not a readable file");
-  if (std::filesystem::file_size(path) == 0) fail(ErrorCode::kParseError, path.string(), " is empty");
-  return deserialize(Buffer::map_file(path, 0, -1), path.string());
+  Buffer bytes = Buffer::map_file(path, 0, -1, "plan");  // a regular file only: never a folder or FIFO
+  if (bytes.size() == 0) fail(ErrorCode::kParseError, path.string(), " is empty");
+  return deserialize(bytes, path.string());
 }
 
 }  // namespace kiln::plan

@@ -6,8 +6,10 @@
 #include <fstream>
 #include <random>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/forked.h"
 #include "kiln/error.h"
 #include "kiln/onnx.h"
 #include "kiln/reference.h"
@@ -198,14 +200,21 @@ class ExternalDataTest : public ::testing::Test {
     std::ofstream(dir_.parent_path() / "secret.bin", std::ios::binary) << std::string(48, 'x');
   }
   void TearDown() override { fs::remove_all(dir_.parent_path()); }
-  std::string model_with_location(const std::string& location) {
+  // The model with weight 'w' (48 bytes) stored in `location`, with optional offset/length entries.
+  std::string model_with_location(const std::string& location, const std::string& offset = {},
+                                  const std::string& length = {}) {
     ModelBuilder m = kiln::testing::small_mlp();
     TensorProto* t = m.graph().mutable_initializer(0);
     t->clear_raw_data();
     t->set_data_location(TensorProto::EXTERNAL);
-    auto* e = t->add_external_data();
-    e->set_key("location");
-    e->set_value(location);
+    auto add = [&](const char* key, const std::string& value) {
+      auto* e = t->add_external_data();
+      e->set_key(key);
+      e->set_value(value);
+    };
+    add("location", location);
+    if (!offset.empty()) add("offset", offset);
+    if (!length.empty()) add("length", length);
     return m.bytes();
   }
   fs::path dir_;
@@ -223,6 +232,69 @@ TEST_F(ExternalDataTest, EscapingTheModelFolder) {
 
 TEST_F(ExternalDataTest, NotAllowedWithoutAFolder) {
   expect_error(model_with_location("weights.bin"), ErrorCode::kInvalidModel, "needs a model loaded from a file");
+}
+
+TEST_F(ExternalDataTest, OffsetsAndLengthsAreWholeDecimalNumbers) {
+  std::ofstream(dir_ / "weights.bin", std::ios::binary) << std::string(64, '\0');
+  load_model_bytes(model_with_location("weights.bin", "16", "48"), dir_);  // the well-formed spelling loads
+  // Each was once read as a prefix ("0x10" as 0, "12abc" as 12) or thrown as a std exception.
+  for (std::string bad : {"0x10", "-1", "1e3", "12abc", " 16", "+16", "16 ", "99999999999999999999", "-0"}) {
+    expect_error(model_with_location("weights.bin", bad), ErrorCode::kInvalidModel, "tensor 'w': external data offset '" + bad, dir_);
+    expect_error(model_with_location("weights.bin", "0", bad), ErrorCode::kInvalidModel, "tensor 'w': external data length '" + bad, dir_);
+  }
+}
+
+TEST_F(ExternalDataTest, AFifoIsRefusedWithoutHanging) {
+  ASSERT_EQ(::mkfifo((dir_ / "pipe.bin").c_str(), 0600), 0);
+  std::string model = model_with_location("pipe.bin");
+  int code = kiln::testing::run_forked([&] {
+    try {
+      load_model_bytes(model, dir_);
+      return 1;
+    } catch (const Error& e) {
+      return e.code() == ErrorCode::kIoError && std::string(e.what()).find("FIFO") != std::string::npos ? 0 : 2;
+    }
+  }, std::chrono::seconds(5));
+  EXPECT_EQ(code, 0) << "-1 means the load hung";
+}
+
+TEST_F(ExternalDataTest, AFifoAsTheModelFileIsRefusedWithoutHanging) {
+  fs::path fifo = dir_ / "model.onnx";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto refused = [&](auto&& load) {
+    return kiln::testing::run_forked([&] {
+      try {
+        load(fifo);
+        return 1;
+      } catch (const Error& e) {
+        return e.code() == ErrorCode::kIoError && std::string(e.what()).find("FIFO") != std::string::npos ? 0 : 2;
+      }
+    }, std::chrono::seconds(5));
+  };
+  EXPECT_EQ(refused([](const fs::path& p) { load_model(p); }), 0);
+  EXPECT_EQ(refused([](const fs::path& p) { summarize_model(p); }), 0);
+  EXPECT_EQ(refused([](const fs::path& p) { load_tensor_file(p); }), 0);
+}
+
+TEST_F(ExternalDataTest, AHugeSparseModelIsRefusedWithoutReadingIt) {
+  fs::path huge = dir_ / "huge.onnx";
+  std::ofstream(huge, std::ios::binary) << kiln::testing::small_mlp().bytes();
+  fs::resize_file(huge, uint64_t(4) << 30);
+  auto start = std::chrono::steady_clock::now();
+  try {
+    load_model(huge);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported) << e.what();
+    EXPECT_NE(std::string(e.what()).find("2 GiB"), std::string::npos) << e.what();
+  }
+  try {
+    summarize_model(huge);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kIoError) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
 }
 
 TEST(OnnxBadInput, MissingFile) {

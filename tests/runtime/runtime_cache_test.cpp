@@ -4,8 +4,11 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <random>
 
+#include "../core/forked.h"
+#include "kiln/file_io.h"
 #include "kiln/runtime_cache.h"
 
 namespace kiln::runtime {
@@ -23,6 +26,9 @@ TEST(RuntimeCache, KeysSeparateEverythingThatMakesACubin) {
   EXPECT_NE(base, kernel_cache_key("src", "opts2", 90, 13000));
   EXPECT_NE(base, kernel_cache_key("src", "opts", 80, 13000));
   EXPECT_NE(base, kernel_cache_key("src", "opts", 90, 13010));
+  // A separator inside the source or options cannot make two inputs alike.
+  EXPECT_NE(kernel_cache_key("x|y", "z", 90, 1), kernel_cache_key("x", "y|z", 90, 1));
+  EXPECT_NE(kernel_cache_key("xy", "z", 90, 1), kernel_cache_key("x", "yz", 90, 1));
 }
 
 TEST(RuntimeCache, RoundTripAndCounts) {
@@ -77,7 +83,7 @@ TEST(RuntimeCache, KnowsWhetherItHoldsUnsavedEntries) {
   EXPECT_FALSE(cache.has_unsaved_entries());
   cache.insert(key(1), 90, "cubin one");
   EXPECT_TRUE(cache.has_unsaved_entries());
-  EXPECT_TRUE(cache.save_file(file).empty());
+  EXPECT_TRUE(cache.save_file(file).warnings.empty());
   EXPECT_FALSE(cache.has_unsaved_entries());
   cache.insert(key(1), 90, "cubin one");  // already there
   EXPECT_FALSE(cache.has_unsaved_entries());
@@ -94,7 +100,9 @@ TEST(RuntimeCache, KnowsWhetherItHoldsUnsavedEntries) {
 
 TEST(RuntimeCache, UnwritableFolderIsAWarning) {
   RuntimeCache cache(13000);  // nobody, root included, can create files under /proc
-  EXPECT_FALSE(cache.save_file("/proc/kiln/cache.bin").empty());
+  SaveResult result = cache.save_file("/proc/kiln/cache.bin");
+  EXPECT_FALSE(result.saved);
+  EXPECT_FALSE(result.warnings.empty());
 }
 
 TEST(RuntimeCache, ConcurrentProcessesKeepTheUnionOfTheirEntries) {
@@ -109,7 +117,7 @@ TEST(RuntimeCache, ConcurrentProcessesKeepTheUnionOfTheirEntries) {
         RuntimeCache cache(13000);
         cache.load_file(file);
         for (int i = p * 5; i < p * 5 + 10; ++i) cache.insert(key(i + round * 100), 90, cubin(i + round * 100));
-        _exit(cache.save_file(file).empty() ? 0 : 1);
+        _exit(cache.save_file(file).warnings.empty() ? 0 : 1);
       }
       children.push_back(pid);
     }
@@ -125,6 +133,215 @@ TEST(RuntimeCache, ConcurrentProcessesKeepTheUnionOfTheirEntries) {
   for (int round = 0; round < 3; ++round)
     for (int i = 0; i < 45; ++i) EXPECT_EQ(result.find(key(i + round * 100), 90), cubin(i + round * 100)) << round << " " << i;
   fs::remove(file);
+}
+
+TEST(RuntimeCache, TrustDecisionOnStatValues) {
+  auto with = [](uid_t owner, mode_t mode) {
+    struct stat info {};
+    info.st_uid = owner;
+    info.st_mode = mode;
+    return info;
+  };
+  const uid_t me = 1000;
+  EXPECT_EQ(cache_trust_problem(with(me, S_IFREG | 0644), me, false), "");
+  EXPECT_EQ(cache_trust_problem(with(0, S_IFREG | 0644), me, false), "");  // root's
+  EXPECT_NE(cache_trust_problem(with(1001, S_IFREG | 0644), me, false).find("owned by uid 1001"), std::string::npos);
+  EXPECT_NE(cache_trust_problem(with(me, S_IFREG | 0664), me, false).find("mode 0664"), std::string::npos);
+  EXPECT_NE(cache_trust_problem(with(me, S_IFREG | 0646), me, false), "");
+  EXPECT_NE(cache_trust_problem(with(me, S_IFDIR | 0775), me, false), "");
+  EXPECT_NE(cache_trust_problem(with(me, S_IFDIR | 0777), me, false), "");
+  EXPECT_EQ(cache_trust_problem(with(0, S_IFDIR | 01777), me, false), "");  // /tmp: others cannot replace our files
+  EXPECT_NE(cache_trust_problem(with(me, S_IFREG | 01777), me, false), "");  // the sticky bit means nothing on a file
+  EXPECT_EQ(cache_trust_problem(with(1001, S_IFREG | 0666), me, true), "");  // shared on purpose
+  EXPECT_EQ(cache_trust_problem(with(1001, S_IFDIR | 0777), me, true), "");
+}
+
+// A private folder per test, holding a saved cache with entries 0..2.
+class CacheFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "kiln_cache_file_XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    file_ = dir_ / "cache.bin";
+    RuntimeCache cache(13000);
+    for (int i = 0; i < 3; ++i) cache.insert(key(i), 90, cubin(i));
+    ASSERT_TRUE(cache.save_file(file_).saved);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  static std::string slurp(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  // How many entries a fresh cache gets from `path`, and the warnings.
+  static std::pair<size_t, std::string> load(const fs::path& path, CacheFilePolicy policy = {}) {
+    RuntimeCache cache(13000, policy);
+    std::string text;
+    for (auto& w : cache.load_file(path)) text += w + "\n";
+    return {cache.entry_count(), text};
+  }
+  static SaveResult save(const fs::path& path, CacheFilePolicy policy = {}, bool replacing = false) {
+    RuntimeCache cache(13000, policy);
+    cache.insert(key(7), 90, cubin(7));
+    return replacing ? cache.save_file_replacing(path) : cache.save_file(path);
+  }
+  fs::path dir_, file_;
+};
+
+TEST_F(CacheFileTest, OwnFileInOwnFolderIsUsed) {
+  auto [entries, warnings] = load(file_);
+  EXPECT_EQ(entries, 3u);
+  EXPECT_EQ(warnings, "");
+  EXPECT_EQ(cache_file_trust_problem(file_, false), "");
+}
+
+TEST_F(CacheFileTest, GroupWritableFileIsRefusedUnlessShared) {
+  fs::permissions(file_, fs::perms(0664));
+  std::string before = slurp(file_);
+  auto [entries, warnings] = load(file_);
+  EXPECT_EQ(entries, 0u);
+  EXPECT_NE(warnings.find("not trusted"), std::string::npos) << warnings;
+  EXPECT_NE(warnings.find("mode 0664"), std::string::npos) << warnings;
+  SaveResult result = save(file_);
+  EXPECT_FALSE(result.saved);
+  EXPECT_EQ(slurp(file_), before);  // nothing written to it either
+  CacheFilePolicy shared;
+  shared.shared = true;
+  EXPECT_EQ(load(file_, shared).first, 3u);
+  EXPECT_TRUE(save(file_, shared).saved);
+  EXPECT_EQ(load(file_, shared).first, 4u);
+}
+
+TEST_F(CacheFileTest, GroupWritableFolderIsRefusedUnlessShared) {
+  fs::permissions(dir_, fs::perms(0775));
+  auto [entries, warnings] = load(file_);
+  EXPECT_EQ(entries, 0u);
+  EXPECT_NE(warnings.find("folder"), std::string::npos) << warnings;
+  EXPECT_FALSE(save(file_).saved);
+  EXPECT_NE(cache_file_trust_problem(file_, false), "");
+  CacheFilePolicy shared;
+  shared.shared = true;
+  EXPECT_EQ(load(file_, shared).first, 3u);
+}
+
+TEST_F(CacheFileTest, FileOwnedByAnotherUserIsRefused) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to chown; TrustDecisionOnStatValues covers the decision";
+  ASSERT_EQ(::chown(file_.c_str(), 12345, 12345), 0);
+  auto [entries, warnings] = load(file_);
+  EXPECT_EQ(entries, 0u);
+  EXPECT_NE(warnings.find("owned by uid 12345"), std::string::npos) << warnings;
+  EXPECT_FALSE(save(file_).saved);
+}
+
+TEST_F(CacheFileTest, NewFoldersArePrivateWhateverTheUmask) {
+  mode_t old = ::umask(0);
+  SaveResult result = save(dir_ / "a" / "b" / "cache.bin");
+  ::umask(old);
+  ASSERT_TRUE(result.saved) << (result.warnings.empty() ? "" : result.warnings[0]);
+  EXPECT_EQ(load(dir_ / "a" / "b" / "cache.bin").first, 1u);
+  EXPECT_EQ(fs::status(dir_ / "a" / "b").permissions(), fs::perms::owner_all);
+}
+
+TEST_F(CacheFileTest, ALinkAsTheCacheFileIsNotFollowed) {
+  fs::path real = dir_ / "real.bin";
+  fs::rename(file_, real);
+  fs::create_symlink(real, file_);
+  std::string before = slurp(real);
+  auto [entries, warnings] = load(file_);
+  EXPECT_EQ(entries, 0u);
+  EXPECT_NE(warnings.find("symbolic link"), std::string::npos) << warnings;
+  EXPECT_FALSE(save(file_).saved);
+  EXPECT_EQ(slurp(real), before);
+}
+
+TEST_F(CacheFileTest, PlantedLinksAtTheLockAndOldTemporaryNamesAreNotFollowed) {
+  fs::path victim = dir_ / "victim";
+  std::ofstream(victim) << "precious";
+  fs::create_symlink(victim, dir_ / ("cache.bin.tmp." + std::to_string(::getpid())));  // the old temporary name
+  EXPECT_TRUE(save(file_).saved);
+  EXPECT_EQ(slurp(victim), "precious");
+  fs::remove(dir_ / "cache.bin.lock");
+  fs::create_symlink(victim, dir_ / "cache.bin.lock");
+  SaveResult result = save(file_);
+  EXPECT_FALSE(result.saved);
+  ASSERT_FALSE(result.warnings.empty());
+  EXPECT_NE(result.warnings[0].find("symbolic link"), std::string::npos) << result.warnings[0];
+  EXPECT_EQ(slurp(victim), "precious");
+}
+
+TEST_F(CacheFileTest, AFifoIsRefusedWithoutHanging) {
+  fs::remove(file_);
+  ASSERT_EQ(::mkfifo(file_.c_str(), 0600), 0);
+  int code = kiln::testing::run_forked([&] {
+    auto [entries, warnings] = load(file_);
+    bool refused = entries == 0 && warnings.find("FIFO") != std::string::npos;
+    return refused && !save(file_).saved ? 0 : 1;
+  }, std::chrono::seconds(5));
+  EXPECT_EQ(code, 0) << "-1 means it hung";
+}
+
+TEST_F(CacheFileTest, AFolderIsAWarningNotACrash) {
+  auto [entries, warnings] = load(dir_);
+  EXPECT_EQ(entries, 0u);
+  EXPECT_NE(warnings.find("is a folder"), std::string::npos) << warnings;
+  SaveResult result = save(dir_, {}, true);
+  EXPECT_FALSE(result.saved);
+  EXPECT_TRUE(fs::is_directory(dir_));
+}
+
+TEST_F(CacheFileTest, AHugeSparseFileIsRefusedWithoutReadingIt) {
+  fs::resize_file(file_, uint64_t(4) << 30);
+  auto start = std::chrono::steady_clock::now();
+  auto [entries, warnings] = load(file_);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  EXPECT_EQ(entries, 0u);
+  EXPECT_NE(warnings.find("at most"), std::string::npos) << warnings;
+}
+
+TEST_F(CacheFileTest, AFileThatIsNotACacheIsNeverOverwritten) {
+  fs::path plan = dir_ / "model.kiln";
+  std::string bytes = std::string("KILNPLAN") + std::string(100, '\x01');
+  std::ofstream(plan, std::ios::binary) << bytes;
+  for (bool replacing : {true, false}) {
+    SaveResult result = save(plan, {}, replacing);
+    EXPECT_FALSE(result.saved);
+    ASSERT_FALSE(result.warnings.empty());
+    EXPECT_NE(result.warnings[0].find("not a kiln runtime cache"), std::string::npos) << result.warnings[0];
+    EXPECT_EQ(slurp(plan), bytes);
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "model.kiln.lock"));  // refused before locking
+}
+
+TEST_F(CacheFileTest, AnOlderFormatIsIgnoredAndRewritten) {
+  std::string bytes = slurp(file_);
+  bytes[8] = 2;  // the format field right after the magic: what kiln wrote before XXH3
+  std::ofstream(file_, std::ios::binary) << bytes;
+  auto [entries, warnings] = load(file_);
+  EXPECT_EQ(entries, 0u);
+  EXPECT_NE(warnings.find("format 2"), std::string::npos) << warnings;
+  SaveResult result = save(file_);
+  EXPECT_TRUE(result.saved);
+  EXPECT_EQ(load(file_).first, 1u);
+}
+
+TEST_F(CacheFileTest, ASaveWaitsForTheLockThenGivesUpWithAWarning) {
+  file_io::FileLock held(dir_ / "cache.bin.lock", std::chrono::seconds(1));
+  CacheFilePolicy quick;
+  quick.lock_timeout = std::chrono::milliseconds(150);
+  auto start = std::chrono::steady_clock::now();
+  SaveResult result = save(file_, quick);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(150));
+  EXPECT_FALSE(result.saved);
+  ASSERT_FALSE(result.warnings.empty());
+  EXPECT_NE(result.warnings[0].find("timed out"), std::string::npos) << result.warnings[0];
+}
+
+TEST_F(CacheFileTest, LoadingCreatesNoFile) {
+  fs::remove(dir_ / "cache.bin.lock");
+  load(file_);
+  read_cache_file(file_);
+  EXPECT_FALSE(fs::exists(dir_ / "cache.bin.lock"));
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 1);
 }
 
 }  // namespace

@@ -1,6 +1,10 @@
 // Runs the kiln binary like a script would and checks exit codes and output.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -17,8 +21,8 @@ struct Result {
   std::string output;
 };
 
-Result kiln(const std::string& args) {
-  std::string cmd = std::string(KILN_BINARY) + " " + args + " 2>&1";
+Result kiln_with_prefix(const std::string& prefix, const std::string& args) {
+  std::string cmd = prefix + std::string(KILN_BINARY) + " " + args + " 2>&1";
   FILE* pipe = popen(cmd.c_str(), "r");
   std::string out;
   std::array<char, 4096> buf{};
@@ -26,6 +30,11 @@ Result kiln(const std::string& args) {
   int status = pclose(pipe);
   return {WEXITSTATUS(status), out};
 }
+
+Result kiln(const std::string& args) { return kiln_with_prefix("", args); }
+
+// The same, killed after 20 s (exit 124) so that a hang fails the test.
+Result kiln_timeout(const std::string& args) { return kiln_with_prefix("timeout 20 ", args); }
 
 const std::string kExamples = KILN_EXAMPLES_DIR;
 
@@ -267,6 +276,126 @@ TEST(Cli, OverflowingSizesAreErrorsNotCrashes) {
   EXPECT_EQ(g.code, 5) << g.output;
   EXPECT_NE(g.output.find("shape error"), std::string::npos) << g.output;
   EXPECT_NE(g.output.find("[4294967296,4294967296]"), std::string::npos) << g.output;
+}
+
+}  // namespace
+
+// Cache and plan files given by mistake, planted links, FIFOs, files others can write.
+namespace {
+
+namespace fs = std::filesystem;
+
+// A private (0700) folder for one test, removed at the end.
+struct TempDir {
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "kiln_cli_files_XXXXXX").string();
+    if (::mkdtemp(pattern.data())) path = pattern;
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::vector<std::string> listing() const {
+    std::vector<std::string> names;
+    for (auto& e : fs::directory_iterator(path)) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+  fs::path path;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST(Cli, CacheClearLeavesAPlanOrModelUntouchedAndFails) {
+  TempDir dir;
+  fs::path plan = dir.path / "mlp.kiln", model = dir.path / "mlp.onnx";
+  ASSERT_EQ(kiln("build " + kExamples + "/mlp.onnx -o " + plan.string() + " --profile x:1x64/4x64/16x64").code, 0);
+  fs::copy_file(kExamples + "/mlp.onnx", model);
+  auto before_listing = dir.listing();
+  for (const fs::path& file : {plan, model}) {
+    std::string before = slurp(file);
+    Result r = kiln("cache clear " + file.string());
+    EXPECT_EQ(r.code, 3) << r.output;
+    EXPECT_NE(r.output.find("not a kiln runtime cache"), std::string::npos) << r.output;
+    EXPECT_EQ(slurp(file), before) << file;
+  }
+  EXPECT_EQ(dir.listing(), before_listing);  // no lock file next to them either
+}
+
+TEST(Cli, CacheInfoReadsOnly) {
+  TempDir dir;
+  fs::path cache = dir.path / "cache.bin", plan = dir.path / "mlp.kiln";
+  ASSERT_EQ(kiln("cache clear " + cache.string()).code, 0);
+  fs::remove(dir.path / "cache.bin.lock");
+  ASSERT_EQ(kiln("build " + kExamples + "/mlp.onnx -o " + plan.string() + " --profile x:1x64/4x64/16x64").code, 0);
+  auto before = dir.listing();
+  Result i = kiln("cache info " + cache.string());
+  EXPECT_EQ(i.code, 0) << i.output;
+  EXPECT_NE(i.output.find("trusted: yes"), std::string::npos) << i.output;
+  Result p = kiln("cache info " + plan.string());
+  EXPECT_EQ(p.code, 3) << p.output;
+  EXPECT_NE(p.output.find("not a runtime cache"), std::string::npos) << p.output;
+  EXPECT_EQ(dir.listing(), before);  // no .lock next to either file
+}
+
+TEST(Cli, CachePathThatIsAFolderOrFifoIsAClearError) {
+  TempDir dir;
+  fs::path fifo = dir.path / "pipe";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const fs::path& file : {dir.path, fifo}) {
+    for (const char* verb : {"info", "clear"}) {
+      // `timeout` turns a hang into exit 124 instead of a stuck suite.
+      Result r = kiln_timeout(std::string("cache ") + verb + " " + file.string());
+      EXPECT_EQ(r.code, 3) << verb << " " << file << ": " << r.output;
+      EXPECT_EQ(r.output.find("internal error"), std::string::npos) << r.output;
+      EXPECT_TRUE(r.output.find("folder") != std::string::npos || r.output.find("FIFO") != std::string::npos) << r.output;
+    }
+  }
+  EXPECT_TRUE(fs::is_directory(dir.path));
+}
+
+TEST(Cli, CacheOthersCanWriteNeedsTheSharedOptIn) {
+  TempDir dir;
+  fs::path cache = dir.path / "cache.bin";
+  ASSERT_EQ(kiln("cache clear " + cache.string()).code, 0);
+  fs::permissions(cache, fs::perms(0666));
+  Result refused = kiln("cache clear " + cache.string());
+  EXPECT_EQ(refused.code, 3) << refused.output;
+  EXPECT_NE(refused.output.find("not trusted"), std::string::npos) << refused.output;
+  EXPECT_NE(refused.output.find("--shared-runtime-cache"), std::string::npos) << refused.output;
+  Result info = kiln("cache info " + cache.string());
+  EXPECT_EQ(info.code, 0) << info.output;
+  EXPECT_NE(info.output.find("trusted: no"), std::string::npos) << info.output;
+  Result shared = kiln("cache clear " + cache.string() + " --shared-runtime-cache");
+  EXPECT_EQ(shared.code, 0) << shared.output;
+  EXPECT_NE(kiln("cache --help").output.find("--shared-runtime-cache"), std::string::npos);
+}
+
+TEST(Cli, BuildNeverWritesThroughAPlantedTemporaryName) {
+  TempDir dir;
+  fs::path victim = dir.path / "victim", plan = dir.path / "mlp.kiln";
+  std::ofstream(victim) << "precious";
+  fs::create_symlink(victim, dir.path / "mlp.kiln.tmp");  // the name builds used to write first
+  Result b = kiln("build " + kExamples + "/mlp.onnx -o " + plan.string() + " --profile x:1x64/4x64/16x64");
+  ASSERT_EQ(b.code, 0) << b.output;
+  EXPECT_EQ(slurp(victim), "precious");
+  EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(plan)));
+  EXPECT_EQ(kiln("inspect " + plan.string()).code, 0);
+}
+
+TEST(Cli, RunOutputsNeverWriteThroughALinkAndABadOutputDirIsAnIoError) {
+  TempDir dir;
+  fs::path victim = dir.path / "victim", out = dir.path / "out";
+  std::ofstream(victim) << "precious";
+  fs::create_directory(out);
+  fs::create_symlink(victim, out / "probs.npy");
+  Result r = kiln("run " + kExamples + "/mlp.onnx --shapes x:2x64 --output-dir " + out.string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(slurp(victim), "precious");
+  EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(out / "probs.npy")));
+  Result bad = kiln("run " + kExamples + "/mlp.onnx --shapes x:2x64 --output-dir " + victim.string());
+  EXPECT_EQ(bad.code, 3) << bad.output;
+  EXPECT_EQ(bad.output.find("internal error"), std::string::npos) << bad.output;
 }
 
 }  // namespace

@@ -51,13 +51,20 @@ double percentile(std::vector<double> v, double q);
 // A non-negative count given to `flag`.
 int parse_count(const std::string& text, const char* flag);
 
-// The runtime cache file: --runtime-cache PATH, `off`, or the per-user default.
-std::optional<std::filesystem::path> runtime_cache_path(const Args& args);
+// The runtime cache file and how far it is trusted.
+struct CacheFile {
+  std::filesystem::path path;
+  runtime::CacheFilePolicy policy;  // --shared-runtime-cache: trust a file others can write
+};
+// --runtime-cache PATH, `off`, or the per-user default.
+std::optional<CacheFile> runtime_cache_path(const Args& args);
+// --shared-runtime-cache
+runtime::CacheFilePolicy cache_file_policy(const Args& args);
 // --kernel-specialization lazy (default) | eager | none.
 runtime::KernelSpecialization kernel_specialization(const Args& args);
 // A runtime config for the current device that prints progress as `who` and
 // loads the runtime cache file, if any (problems with it are warnings).
-runtime::RuntimeConfig gpu_config(const char* who, const std::optional<std::filesystem::path>& cache_file,
+runtime::RuntimeConfig gpu_config(const char* who, const std::optional<CacheFile>& cache_file,
                                   runtime::KernelSpecialization strategy, runtime::CudaGraphStrategy graphs);
 // --cuda-graphs whole_graph_capture (default) | disabled.
 runtime::CudaGraphStrategy cuda_graph_strategy(const Args& args);
@@ -65,7 +72,7 @@ runtime::CudaGraphStrategy cuda_graph_strategy(const Args& args);
 void print_graph_stats(const runtime::ExecutionContext& context);
 // Saves the config's cache back to its file (merging what others wrote).
 void save_runtime_cache(const char* who, const runtime::RuntimeConfig& config,
-                        const std::optional<std::filesystem::path>& cache_file);
+                        const std::optional<CacheFile>& cache_file);
 
 int cmd_inspect(const Args& args);
 int cmd_build(const Args& args);

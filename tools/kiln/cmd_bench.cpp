@@ -2,12 +2,12 @@
 // as a deployment with changing shapes sees it (first call at a shape, the
 // second, and the steady state once specialized kernels are in).
 #include <chrono>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <thread>
 
 #include "cli.h"
+#include "kiln/file_io.h"
 #include "kiln/ir/shape_inference.h"
 #include "kiln/plan.h"
 #include "kiln/runtime.h"
@@ -230,7 +230,7 @@ int cmd_bench(const Args& args) {
               << (r.manual_us > 0 ? str(" (manual capture ", r.manual_us, ")") : "")
               << "  (" << stats_text(r.steady_stats) << ")\n";
   if (args.has("--json")) {
-    std::ofstream out(args.get("--json"));
+    std::ostringstream out;
     auto g = context->graph_stats();
     out << "{\"strategy\": \"" << runtime::kernel_specialization_name(strategy) << "\", \"cuda_graphs\": \""
         << runtime::cuda_graph_strategy_name(config.cuda_graph_strategy) << "\", \"captures\": " << g.captures
@@ -246,7 +246,7 @@ int cmd_bench(const Args& args) {
           << "}";
     }
     out << "]}\n";
-    if (!out) fail(ErrorCode::kIoError, "cannot write ", args.get("--json"));
+    file_io::write_file_atomic(args.get("--json"), {out.str()});
   }
   return kOk;
 }

@@ -27,18 +27,27 @@ int cmd_cache(const Args& args) {
       "usage: kiln cache info FILE | kiln cache clear FILE | kiln cache warm PLAN.kiln --arch sm_90 --cache FILE [--shapes x:4x256,mask:4x16 ...]";
   if (args.positional.empty()) fail(ErrorCode::kInvalidArgument, usage);
   const std::string& verb = args.positional[0];
-  runtime::RuntimeCache cache(runtime::compiler_version());
+  runtime::CacheFilePolicy policy = cache_file_policy(args);
+  runtime::RuntimeCache cache(runtime::compiler_version(), policy);
+  // clear and warm exist to change the file: not writing it is a failure.
+  auto save = [&](const std::string& file, bool replacing) {
+    runtime::SaveResult result = replacing ? cache.save_file_replacing(file) : cache.save_file(file);
+    print_warnings(result.warnings);
+    if (!result.saved) fail(ErrorCode::kIoError, "could not write the runtime cache ", file);
+  };
   if (verb == "info" && args.positional.size() == 2) {
-    std::error_code ec;
-    if (!std::filesystem::exists(args.positional[1], ec)) fail(ErrorCode::kIoError, args.positional[1], " does not exist");
-    print_warnings(cache.load_file(args.positional[1]));
+    // Reads only: no lock file is created, nothing is written.
+    const std::string& file = args.positional[1];
+    print_warnings(cache.merge_serialized(runtime::read_cache_file(file), file));
     std::cout << "entries: " << cache.entry_count() << "\nbytes: " << cache.bytes() << "\n";
     for (auto& [arch, n] : cache.entries_per_arch()) std::cout << "sm_" << arch << ": " << n << "\n";
     if (!cache.loaded_origin().empty()) std::cout << "written by: " << cache.loaded_origin() << "\n";
+    std::string problem = runtime::cache_file_trust_problem(file, policy.shared);
+    std::cout << "trusted: " << (problem.empty() ? "yes" : "no: " + problem) << "\n";
     return kOk;
   }
   if (verb == "clear" && args.positional.size() == 2) {
-    print_warnings(cache.save_file_replacing(args.positional[1]));
+    save(args.positional[1], true);
     std::cout << "cleared " << args.positional[1] << "\n";
     return kOk;
   }
@@ -58,7 +67,7 @@ int cmd_cache(const Args& args) {
     size_t before = cache.entry_count();
     int kernels = runtime::warm_cache(p, arch, cache, [](const std::string& line) { std::cerr << "kiln cache: " << line << "\n"; },
                                       shape_sets);
-    print_warnings(cache.save_file(file));
+    save(file, false);
     std::cout << "warmed " << file << ": " << kernels << " kernels for sm_" << arch << ", " << cache.entry_count() - before
               << " new entries\n";
     return kOk;

@@ -1,20 +1,15 @@
 // kiln inspect: what a model declares and what kiln makes of it.
-#include <fstream>
 #include <iostream>
 #include <map>
 
 #include "cli.h"
+#include "kiln/file_io.h"
 #include "kiln/onnx.h"
 #include "kiln/plan.h"
 
 namespace kiln::cli {
 
-bool is_plan_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  char magic[8] = {};
-  in.read(magic, 8);
-  return in && std::string_view(magic, 8) == "KILNPLAN";
-}
+bool is_plan_file(const std::string& path) { return file_io::has_magic(path, "KILNPLAN"); }
 
 namespace {
 

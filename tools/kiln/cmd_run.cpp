@@ -76,7 +76,7 @@ plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, ref
 }
 
 std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::string, reference::Tensor>& inputs, int warmup,
-                                          int iterations, const std::optional<std::filesystem::path>& cache_file,
+                                          int iterations, const std::optional<CacheFile>& cache_file,
                                           runtime::KernelSpecialization strategy, runtime::CudaGraphStrategy graphs,
                                           bool verbose) {
   runtime::RuntimeConfig config = gpu_config("kiln run", cache_file, strategy, graphs);
@@ -241,7 +241,11 @@ int cmd_run(const Args& args) {
                          cuda_graph_strategy(args), args.has("--verbose"));
   }
   if (args.has("--compare-reference")) compare_with_reference(net, inputs, outputs);
-  if (args.has("--output-dir")) fs::create_directories(args.get("--output-dir"));
+  if (args.has("--output-dir")) {
+    std::error_code ec;
+    fs::create_directories(args.get("--output-dir"), ec);
+    if (ec) fail(ErrorCode::kIoError, "cannot create --output-dir ", args.get("--output-dir"), ": ", ec.message());
+  }
   for (size_t i = 0; i < outputs.size(); ++i) {
     const ir::Value& v = net.value(net.outputs()[i]);
     const reference::Tensor& t = outputs[i];

@@ -33,15 +33,23 @@ double percentile(std::vector<double> v, double q) {
   return v.empty() ? 0 : v[std::min(v.size() - 1, size_t(q * double(v.size())))];
 }
 
-std::optional<std::filesystem::path> runtime_cache_path(const Args& args) {
+runtime::CacheFilePolicy cache_file_policy(const Args& args) {
+  runtime::CacheFilePolicy policy;
+  policy.shared = args.has("--shared-runtime-cache");
+  return policy;
+}
+
+std::optional<CacheFile> runtime_cache_path(const Args& args) {
   std::string flag = args.get("--runtime-cache");
   if (flag == "off") return std::nullopt;
-  if (!flag.empty()) return std::filesystem::path(flag);
   const char* xdg = std::getenv("XDG_CACHE_HOME");
   const char* home = std::getenv("HOME");
-  if (xdg && *xdg) return std::filesystem::path(xdg) / "kiln" / "runtime_cache.bin";
-  if (home && *home) return std::filesystem::path(home) / ".cache" / "kiln" / "runtime_cache.bin";
-  return std::nullopt;
+  std::filesystem::path path;
+  if (!flag.empty()) path = flag;
+  else if (xdg && *xdg) path = std::filesystem::path(xdg) / "kiln" / "runtime_cache.bin";
+  else if (home && *home) path = std::filesystem::path(home) / ".cache" / "kiln" / "runtime_cache.bin";
+  else return std::nullopt;
+  return CacheFile{path, cache_file_policy(args)};
 }
 
 runtime::KernelSpecialization kernel_specialization(const Args& args) {
@@ -72,7 +80,7 @@ void print_graph_stats(const runtime::ExecutionContext& context) {
   for (auto& [reason, n] : g.fallbacks) std::cout << "  fallback to direct launches: " << reason << " x" << n << "\n";
 }
 
-runtime::RuntimeConfig gpu_config(const char* who, const std::optional<std::filesystem::path>& cache_file,
+runtime::RuntimeConfig gpu_config(const char* who, const std::optional<CacheFile>& cache_file,
                                   runtime::KernelSpecialization strategy, runtime::CudaGraphStrategy graphs) {
   std::string why;
   if (!runtime::cuda_available(&why)) fail(ErrorCode::kDevice, "--device cuda: ", why);
@@ -81,8 +89,8 @@ runtime::RuntimeConfig gpu_config(const char* who, const std::optional<std::file
   config.dynamic_shapes_kernel_specialization_strategy = strategy;
   config.cuda_graph_strategy = graphs;
   if (cache_file) {
-    config.cache = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version());
-    print_warnings(who, config.cache->load_file(*cache_file));
+    config.cache = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version(), cache_file->policy);
+    print_warnings(who, config.cache->load_file(cache_file->path));
     int driver = 0, device = 0;
     cudaDriverGetVersion(&driver);
     cudaGetDevice(&device);
@@ -94,10 +102,10 @@ runtime::RuntimeConfig gpu_config(const char* who, const std::optional<std::file
 }
 
 void save_runtime_cache(const char* who, const runtime::RuntimeConfig& config,
-                        const std::optional<std::filesystem::path>& cache_file) {
+                        const std::optional<CacheFile>& cache_file) {
   // Nothing new: the file already holds every entry (no rewrite, no fsync).
   if (cache_file && config.cache && config.cache->has_unsaved_entries())
-    print_warnings(who, config.cache->save_file(*cache_file));
+    print_warnings(who, config.cache->save_file(cache_file->path).warnings);
 }
 
 }  // namespace kiln::cli

@@ -31,7 +31,7 @@ commands:
                  [--input NAME:FILE.npy ...] [--output-dir DIR] [--seed N]
                  [--precision fp32|fp16|bf16] [--warmup N] [--iterations N]
                  [--compare-reference] [--runtime-cache FILE|off]
-                 [--kernel-specialization lazy|eager|none]
+                 [--shared-runtime-cache] [--kernel-specialization lazy|eager|none]
                  [--cuda-graphs whole_graph_capture|disabled] [--verbose]
       Runs the model once and prints each output's shape and statistics;
       --output-dir writes one NAME.npy per output. Inputs not given with
@@ -55,7 +55,8 @@ commands:
   bench PLAN.kiln --trace NAME:1x7x512[,...] [--trace ...] [--repeat N]
                   [--iterations N] [--kernel-specialization lazy|eager|none]
                   [--cuda-graphs whole_graph_capture|disabled]
-                  [--runtime-cache FILE|off] [--settle-ms N] [--json FILE]
+                  [--runtime-cache FILE|off] [--shared-runtime-cache]
+                  [--settle-ms N] [--json FILE]
                   [--static-plan PLAN.kiln ...] [--manual-capture]
       Latency over a trace of input shapes (one --trace per call, in order,
       the whole trace --repeat times, default 2), each call timed from
@@ -67,15 +68,23 @@ commands:
       trace's engine at that shape. --manual-capture also times, per shape,
       the kernels of the steady state captured by hand into a graph (native
       graphs off) and replayed. Inputs are random; --json writes every timing.
-  cache info FILE | cache clear FILE
+  cache info FILE | cache clear FILE [--shared-runtime-cache]
   cache warm PLAN.kiln --arch sm_90 --cache FILE [--shapes x:4x256,mask:4x16 ...]
+             [--shared-runtime-cache]
       The runtime cache: compiled kernels keyed by source, options, arch and
       NVRTC version, and cuDNN's algorithm choices (made on a GPU). `info` prints `entries: N`, `bytes: N` and per-arch
       counts; `clear` empties the file; `warm` compiles the plan's kernels for
       an architecture into the file, no GPU needed, and for each --shapes set
       (the flag repeats) the kernels specialized for those shapes. `kiln run --device cuda`
       uses --runtime-cache FILE (default $XDG_CACHE_HOME/kiln/runtime_cache.bin,
-      `off` to disable).
+      `off` to disable). The cache holds code that runs on the GPU, so a cache
+      file or folder owned by another user or writable by group or others is
+      not used (a warning says why; kernels compile afresh) and `clear` and
+      `warm` fail on it; --shared-runtime-cache (also for run and bench)
+      trusts such a file: use it only for a cache shared on purpose with
+      people you trust. `info` reads only (it prints whether the file is
+      trusted); `clear` and `warm` refuse a file that is not a runtime cache
+      and exit non-zero when the file could not be written.
   conformance DIR [--device cpu|plan|cuda] [--filter TEXT] [--verbose] [--specialized]
       Runs a folder of ONNX backend node tests (each a folder with model.onnx
       and test_data_set_*), prints one line per test (--verbose) or per
@@ -203,13 +212,14 @@ int main(int argc, char** argv) {
       return cmd_run(parse_args(argc, argv, 2,
                                 {"--device", "--shapes", "--input", "--output-dir", "--seed", "--warmup", "--iterations", "--precision",
                                  "--runtime-cache", "--kernel-specialization", "--cuda-graphs"},
-                                {"--compare-reference", "--verbose"}));
+                                {"--compare-reference", "--verbose", "--shared-runtime-cache"}));
     if (command == "bench")
       return cmd_bench(parse_args(argc, argv, 2,
                                   {"--trace", "--repeat", "--iterations", "--kernel-specialization", "--cuda-graphs", "--runtime-cache",
                                    "--settle-ms", "--json", "--static-plan"},
-                                  {"--manual-capture"}));
-    if (command == "cache") return cmd_cache(parse_args(argc, argv, 2, {"--arch", "--cache", "--shapes"}, {}));
+                                  {"--manual-capture", "--shared-runtime-cache"}));
+    if (command == "cache")
+      return cmd_cache(parse_args(argc, argv, 2, {"--arch", "--cache", "--shapes"}, {"--shared-runtime-cache"}));
     if (command == "conformance")
       return cmd_conformance(parse_args(argc, argv, 2, {"--device", "--filter"}, {"--verbose", "--specialized"}));
     std::cerr << "kiln: unknown command '" << command << "' (see kiln --help)\n";

@@ -1,16 +1,13 @@
 // ModelProto -> Network: opset checks, initializers, typed inputs, nodes, outputs.
-#include <fcntl.h>
 #include <google/protobuf/io/zero_copy_stream_impl.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <map>
 
 #include "importer.h"
 #include "kiln/error.h"
+#include "kiln/file_io.h"
 #include "kiln/onnx.h"
 
 namespace kiln::onnx {
@@ -121,14 +118,11 @@ ir::Network import_model(::onnx::ModelProto& model, const fs::path& base_dir, co
   return net;
 }
 
-std::string read_file(const fs::path& path) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) fail(ErrorCode::kIoError, path, " is a directory, not a file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorCode::kIoError, "cannot open ", path);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) fail(ErrorCode::kIoError, "cannot read ", path);
-  return bytes;
+// Protobuf cannot parse a message over 2 GiB: a larger file is refused before it is read.
+constexpr uint64_t kMaxProtobufBytes = uint64_t(std::numeric_limits<int>::max());
+
+std::string read_file(const fs::path& path, std::string_view what) {
+  return file_io::read_file(path, what, kMaxProtobufBytes);
 }
 
 }  // namespace
@@ -149,20 +143,20 @@ ir::Network load_model_bytes(std::string bytes, const fs::path& base_dir) {
 ir::Network load_model(const fs::path& path) {
   // Parse straight from the file so the model's bytes are held once: weight
   // data then moves from the protobuf into the network without a copy.
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) fail(ErrorCode::kIoError, path, " is a directory, not a file");
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(ErrorCode::kIoError, "cannot open ", path, ": ", std::strerror(errno));
+  file_io::File file = file_io::File::open_regular(path, "model");
+  uint64_t size = file.size();
+  if (size > kMaxProtobufBytes)
+    fail(ErrorCode::kUnsupported, path.string(), ": the model has ", size, " bytes, more than 2 GiB; store its weights as external data");
   ::onnx::ModelProto model;
   bool parsed;
   {
-    google::protobuf::io::FileInputStream stream(fd);
+    google::protobuf::io::FileInputStream stream(file.release());
     stream.SetCloseOnDelete(true);
     parsed = model.ParseFromZeroCopyStream(&stream);
     if (stream.GetErrno() != 0) fail(ErrorCode::kIoError, "cannot read ", path, ": ", std::strerror(stream.GetErrno()));
   }
   try {
-    if (fs::file_size(path) == 0) fail(ErrorCode::kParseError, "the model is empty (0 bytes)");
+    if (size == 0) fail(ErrorCode::kParseError, "the model is empty (0 bytes)");
     if (!parsed) fail(ErrorCode::kParseError, "the model is not a valid ONNX protobuf (truncated or corrupt?)");
     fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
     return import_model(model, dir, "model");
@@ -172,7 +166,7 @@ ir::Network load_model(const fs::path& path) {
 }
 
 ir::TensorData load_tensor_file(const fs::path& path) {
-  std::string bytes = read_file(path);
+  std::string bytes = read_file(path, "TensorProto file");
   ::onnx::TensorProto proto;
   if (!proto.ParseFromString(bytes)) fail(ErrorCode::kParseError, path, " is not a valid TensorProto");
   try {
@@ -187,7 +181,7 @@ ir::TensorData load_tensor_file(const fs::path& path) {
 namespace kiln::onnx {
 
 ModelSummary summarize_model(const fs::path& path) {
-  std::string bytes = read_file(path);
+  std::string bytes = read_file(path, "model");
   if (bytes.empty()) fail(ErrorCode::kParseError, path.string(), ": the model is empty (0 bytes)");
   ::onnx::ModelProto model;
   if (!model.ParseFromString(bytes))

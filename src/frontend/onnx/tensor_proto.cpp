@@ -1,4 +1,5 @@
 // TensorProto -> TensorData: raw bytes, typed fields and external data files.
+#include <charconv>
 #include <cstring>
 
 #include "importer.h"
@@ -48,23 +49,27 @@ Buffer pack_field(const Field& field, DType dtype) {
   return Buffer::from_bytes(std::move(bytes));
 }
 
+// A byte count in decimal digits only: "0x10", "-1", "1e3", "12abc" and " 5" are errors, not 0 or a prefix.
+int64_t external_number(const std::string& text, const std::string& key, const std::string& name) {
+  int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || text[0] == '-' || ec != std::errc() || end != text.data() + text.size())
+    fail(ErrorCode::kInvalidModel, "tensor '", name, "': external data ", key, " '", text,
+         "' is not a non-negative decimal number of bytes");
+  return value;
+}
+
 Buffer external_data(const TensorProto& proto, const fs::path& base_dir, const std::string& name) {
   std::string location;
   int64_t offset = 0, length = -1;
   for (auto& entry : proto.external_data()) {
-    try {
-      if (entry.key() == "location") location = entry.value();
-      else if (entry.key() == "offset") offset = std::stoll(entry.value());
-      else if (entry.key() == "length") length = std::stoll(entry.value());
-    } catch (const std::exception&) {
-      fail(ErrorCode::kInvalidModel, "tensor '", name, "': external data ", entry.key(), " '", entry.value(),
-           "' is not a number");
-    }
+    if (entry.key() == "location") location = entry.value();
+    else if (entry.key() == "offset") offset = external_number(entry.value(), entry.key(), name);
+    else if (entry.key() == "length") length = external_number(entry.value(), entry.key(), name);
   }
   if (location.empty()) fail(ErrorCode::kInvalidModel, "tensor '", name, "' has external data without a location");
   if (base_dir.empty())
     fail(ErrorCode::kInvalidModel, "tensor '", name, "' uses external data, which needs a model loaded from a file");
-  if (offset < 0 || length < -1) fail(ErrorCode::kInvalidModel, "tensor '", name, "' has a negative external offset or length");
   fs::path relative(location);
   if (relative.is_absolute())
     fail(ErrorCode::kInvalidModel, "tensor '", name, "': external data path '", location, "' is absolute; it must be relative to the model's folder");
@@ -75,7 +80,7 @@ Buffer external_data(const TensorProto& proto, const fs::path& base_dir, const s
     fail(ErrorCode::kInvalidModel, "tensor '", name, "': external data path '", location, "' points outside the model's folder ", root);
   if (!fs::exists(full))
     fail(ErrorCode::kIoError, "tensor '", name, "': external data file ", full, " does not exist");
-  return Buffer::map_file(full, size_t(offset), length);
+  return Buffer::map_file(full, size_t(offset), length, str("external data file of tensor '", name, "'"));
 }
 
 }  // namespace
