@@ -64,7 +64,9 @@ void write_attr(ByteWriter& w, const ir::AttrValue& v) {
 }
 
 ir::AttrValue read_attr(ByteReader& r) {
-  switch (ir::AttrType(r.get<uint8_t>())) {
+  uint8_t type = r.get<uint8_t>();
+  if (type > uint8_t(ir::AttrType::kTensor)) fail(ErrorCode::kParseError, r.label(), ": bad attribute type ", int(type));
+  switch (ir::AttrType(type)) {
     case ir::AttrType::kInt: return r.get<int64_t>();
     case ir::AttrType::kFloat: return r.get<double>();
     case ir::AttrType::kString: return r.get_string();
@@ -169,17 +171,21 @@ std::string serialize(const Plan& plan) {
   meta.put<uint64_t>(net.outputs().size());
   for (auto v : net.outputs()) meta.put<int32_t>(v);
 
+  return frame(meta.bytes(), weights.bytes());
+}
+
+std::string frame(std::string_view meta, std::string_view weights) {
   ByteWriter file;
   file.put_bytes(kMagic, 8);
   file.put<uint32_t>(kFormatVersion);
   file.put<uint32_t>(0);
   file.put<uint64_t>(meta.size());
   file.put<uint64_t>(weights.size());
-  file.put<uint64_t>(checksum64(meta.bytes()));
-  file.put<uint64_t>(checksum64(weights.bytes()));
-  file.put_bytes(meta.bytes().data(), meta.size());
+  file.put<uint64_t>(checksum64(meta));
+  file.put<uint64_t>(checksum64(weights));
+  file.put_bytes(meta.data(), meta.size());
   file.align(kWeightAlignment);
-  file.put_bytes(weights.bytes().data(), weights.size());
+  file.put_bytes(weights.data(), weights.size());
   return std::move(file.bytes());
 }
 
@@ -219,6 +225,7 @@ Plan deserialize(const Buffer& bytes, const std::string& label) {
     for (uint64_t n = r.get_count(32); n > 0; --n) {
       std::string symbol = r.get_string();
       ir::DimRange range{r.get<int64_t>(), r.get<int64_t>(), r.get<int64_t>()};
+      if (plan.network.dim_ranges().count(symbol)) fail(ErrorCode::kParseError, label, ": two ranges for '", symbol, "'");
       plan.network.set_dim_range(symbol, range);
     }
     uint64_t values = r.get_count(17);
@@ -236,8 +243,9 @@ Plan deserialize(const Buffer& bytes, const std::string& label) {
         t.dtype = read_dtype(r);
         t.dims = read_dims(r);
         uint64_t offset = r.get<uint64_t>(), size = r.get<uint64_t>();
-        if (offset > weights_size || size > weights_size - offset)
-          fail(ErrorCode::kParseError, label, ": weight '", name, "' lies outside the weights section");
+        if (offset > weights_size || size > weights_size - offset || offset % kWeightAlignment != 0)
+          fail(ErrorCode::kParseError, label, ": weight '", name, "' at offset ", offset, " with ", size,
+               " bytes is not an aligned part of the weights section of ", weights_size, " bytes");
         t.data = bytes.slice(weights_at + offset, size);
         plan.network.add_weight(name, std::move(t));
       } else if (kind == 0) {
@@ -281,10 +289,7 @@ Plan deserialize(const Buffer& bytes, const std::string& label) {
     if (e.code() == ErrorCode::kParseError) throw;
     fail(ErrorCode::kParseError, label, " is invalid: ", e.what());
   }
-  for (size_t i = 0; i < plan.arena_offset.size(); ++i) {
-    int64_t off = plan.arena_offset[i];
-    if (off < -1 || off > plan.arena_bytes) fail(ErrorCode::kParseError, label, ": arena offset ", off, " is outside the arena");
-  }
+  verify(plan, label);
   return plan;
 }
 
