@@ -104,6 +104,27 @@ TEST(PlanChecks, EveryIntermediateNeedsASlotAndOnlyThey) {
   }
 }
 
+// What the loader requires, the builder requires first: kiln never writes a plan it would refuse.
+TEST(PlanChecks, TheBuilderRefusesInputsWithoutBoundedRanges) {
+  ir::Network net;
+  auto x = net.add_input("x", DType::kFloat32, {Dim::symbol("n"), Dim(8)});
+  net.add_output(net.add_op1(OpKind::kRelu, {x}));  // no intermediate needs n's range
+  net.finalize();
+  try {
+    builder::build(net, {}, "no range");
+    FAIL() << "built a plan whose input has no range";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("input 'x' dim 0 ('n') has no range"), std::string::npos) << e.what();
+  }
+  builder::BuildOptions options;
+  EXPECT_THROW(builder::add_input_profile(net, "x", {1, 8}, {1, 8}, {kMaxRangeValue + 1, 8}, options), Error);
+  builder::add_input_profile(net, "x", {1, 8}, {1, 8}, {kMaxRangeValue, 8}, options);
+  EXPECT_NO_THROW(deserialize(bytes_of(serialize(builder::build(net, options, "bounded")))));
+  options.ranges["n"].max = kMaxRangeValue + 1;
+  EXPECT_THROW(builder::build(net, options, "unbounded"), Error);
+}
+
 // A plan file's two sections, to patch and frame() again with fresh checksums.
 struct Sections {
   std::string meta, weights;
