@@ -215,6 +215,78 @@ TEST(PlanChecks, HugeCountsInATinyFileAreRefusedBeforeAllocating) {
   }
 }
 
+// Dims in a plan are written in canonical form; reading rebuilds them through
+// Dim's arithmetic, which must not be able to blow up or trap on what it reads.
+ByteWriter symbol_sum(int symbols) {  // a + b + c + ...
+  ByteWriter w;
+  w.put<uint8_t>(1);
+  w.put<uint64_t>(symbols);
+  for (int i = 0; i < symbols; ++i) {
+    w.put<int64_t>(1);
+    w.put<uint64_t>(1);
+    w.put<uint8_t>(0);  // a symbol
+    w.put_string(std::string(1, char('a' + i)));
+  }
+  return w;
+}
+
+ir::Dim read(ByteWriter& w) {
+  ByteReader r(w.bytes(), "dims.kiln");
+  ir::Dim d = ir::read_dim(r);
+  EXPECT_EQ(r.remaining(), 0u);
+  return d;
+}
+
+TEST(PlanChecks, DimsThatAreNotCanonicalCannotMultiplyOut) {
+  // One term: the product of 8 atoms floor_div(a + ... + z, 1). Read through
+  // the arithmetic, each simplifies to the 26-term sum: 26^8 terms from 7 KB.
+  ByteWriter w;
+  w.put<uint8_t>(1);
+  w.put<uint64_t>(1);
+  w.put<int64_t>(1);
+  w.put<uint64_t>(8);
+  for (int i = 0; i < 8; ++i) {
+    w.put<uint8_t>(1);  // floor_div
+    w.put_bytes(symbol_sum(26).bytes().data(), symbol_sum(26).size());
+    w.put<uint8_t>(0);
+    w.put<int64_t>(1);
+  }
+  try {
+    read(w);
+    FAIL() << "read a non-canonical dim";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kParseError) << e.what();
+    EXPECT_NE(std::string(e.what()).find("dims.kiln"), std::string::npos) << e.what();
+  }
+  ByteWriter sum = symbol_sum(26);
+  std::string text = "a";
+  for (char c = 'b'; c <= 'z'; ++c) text += std::string(" + ") + c;
+  EXPECT_EQ(read(sum).to_string(), text);  // canonical dims read as written
+}
+
+TEST(PlanChecks, DimArithmeticOnExtremeConstantsDoesNotTrap) {
+  for (uint8_t op : {uint8_t(1), uint8_t(4)}) {  // floor_div and mod of INT64_MIN by -1
+    ByteWriter w;
+    w.put<uint8_t>(1);
+    w.put<uint64_t>(1);
+    w.put<int64_t>(1);
+    w.put<uint64_t>(1);
+    w.put<uint8_t>(op);
+    w.put<uint8_t>(0);
+    w.put<int64_t>(INT64_MIN);
+    w.put<uint8_t>(0);
+    w.put<int64_t>(-1);
+    EXPECT_THROW(read(w), Error) << int(op);
+  }
+  ir::Dim n = ir::Dim::symbol("n");
+  EXPECT_EQ(*floor_mod(n, ir::Dim(3)).evaluate({{"n", INT64_MIN + 1}}), 2);  // floor(a / 3) * 3 overflows
+  EXPECT_EQ(*floor_mod(n, ir::Dim(-1)).evaluate({{"n", INT64_MIN}}), 0);
+  EXPECT_THROW(floor_div(n, ir::Dim(-1)).evaluate({{"n", INT64_MIN}}), Error);
+  EXPECT_EQ((n * ir::Dim(INT64_MIN)).to_string(), "-9223372036854775808*n");
+  EXPECT_EQ((ir::Dim(1) + n * ir::Dim(INT64_MIN)).to_string(), "-9223372036854775808*n + 1");
+  EXPECT_EQ((n * n + n * ir::Dim(INT64_MIN)).to_string(), "n*n - 9223372036854775808*n");
+}
+
 // Independently of the loader: a plan that loads must fit its arena at the largest shapes.
 void expect_memory_safe(const Plan& p) {
   ir::SymbolBindings largest;
