@@ -5,7 +5,8 @@
 //
 // meta holds the network (values, nodes, attributes, ranges), the precision
 // and the arena plan; weights holds every weight's bytes at 256-byte aligned
-// offsets. Loading re-validates the network with Network::finalize().
+// offsets. Loading re-validates the network with Network::finalize(), then
+// checks the memory plan, ranges and weights against it (verify, checks.cpp).
 #include "kiln/plan.h"
 
 #include <fstream>
@@ -90,7 +91,9 @@ ir::AttrValue read_attr(ByteReader& r) {
       t.dtype = read_dtype(r);
       t.dims = read_dims(r);
       uint64_t n = r.get_count(1);
-      if (n != uint64_t(t.numel()) * dtype_size(t.dtype)) fail(ErrorCode::kParseError, r.label(), ": tensor attribute size mismatch");
+      int64_t need = ir::checked_numel({t.numel(), int64_t(dtype_size(t.dtype))});
+      if (n != uint64_t(need))
+        fail(ErrorCode::kParseError, r.label(), ": a tensor attribute has ", n, " bytes; its dims and dtype need ", need);
       std::string_view bytes = r.get_bytes(n);
       t.data = Buffer::copy_of(bytes.data(), bytes.size());
       return t;

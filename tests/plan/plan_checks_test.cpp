@@ -197,6 +197,10 @@ TEST(PlanChecks, WeightsMustMatchTheirDtypeAndDimsAndLieInsideTheWeights) {
   parse_error(patched(dims, int64_t(9)));
   parse_error(patched(dims, int64_t(-8)));
   parse_error(patched(dims, int64_t(1) << 62));
+  Sections t = s;  // [2^59, 8] floats: 2^64 bytes, which wraps to the 0 bytes it claims
+  poke(t.meta, dims, int64_t(1) << 59);
+  poke<uint64_t>(t.meta, size, 0);
+  parse_error(t.framed());
   parse_error(patched(dtype, uint8_t(DType::kFloat64)));
   parse_error(patched(dtype, uint8_t(200)));
   EXPECT_NE(parse_error(patched(where, uint64_t(4))).find("not an aligned part"), std::string::npos);
