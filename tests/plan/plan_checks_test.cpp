@@ -209,6 +209,17 @@ TEST(PlanChecks, WeightsMustMatchTheirDtypeAndDimsAndLieInsideTheWeights) {
   parse_error(patched(size, UINT64_MAX));
 }
 
+// The loader hands every weight to Network::add_weight, which checks its bytes.
+TEST(PlanChecks, AWeightWhoseByteSizeWrapsToItsDataIsRefused) {
+  ir::Network net;
+  ir::TensorData t;
+  t.dtype = DType::kFloat32;
+  t.dims = {int64_t(1) << 59, 8};  // 2^62 floats: 2^64 bytes, 0 when wrapped
+  EXPECT_THROW(net.add_weight("w", t), Error);
+  t.dims = {int64_t(1) << 61, 8};
+  EXPECT_THROW(net.add_weight("w", t), Error);
+}
+
 TEST(PlanChecks, HugeCountsInATinyFileAreRefusedBeforeAllocating) {
   Sections s = split(serialize(small_plan()));
   size_t ranges = after_name(s.meta, "n") - 9 - 8;
