@@ -120,7 +120,10 @@ class HeaderParser {
     return false;
   }
   void expect(char c) {
-    if (!eat(c)) error(at_, at_ < text_.size() ? str("expected '", c, "', found '", text_[at_], "'") : str("expected '", c, "', found the end"));
+    if (eat(c)) return;
+    if (at_ == text_.size()) error(at_, str("expected '", c, "', found the end"));
+    uint8_t found = uint8_t(text_[at_]);
+    error(at_, std::isprint(found) ? str("expected '", c, "', found '", char(found), "'") : str("expected '", c, "', found byte ", int(found)));
   }
   void space() {
     while (at_ < text_.size() && (text_[at_] == ' ' || text_[at_] == '\t' || text_[at_] == '\n' || text_[at_] == '\r')) ++at_;
