@@ -1,4 +1,9 @@
-// NumPy .npy files (format 1.0/2.0, C order, little-endian) for tensors.
+// NumPy .npy files (format 1.0/2.0/3.0) for tensors. Reading takes C or
+// Fortran order (converted to row-major) and either byte order (converted to
+// little-endian); bool bytes other than 0 are read as 1 (true), as numpy does.
+// The header is parsed strictly: at most 64 KiB, exactly the keys 'descr',
+// 'fortran_order' and 'shape', dims of decimal digits, data bytes that match
+// the shape exactly. Any defect is a kiln::Error naming the file.
 #pragma once
 
 #include <filesystem>

@@ -35,4 +35,23 @@ Plan deserialize(const Buffer& bytes, const std::string& label = "plan");
 void save(const Plan& plan, const std::filesystem::path& path);
 Plan load(const std::filesystem::path& path);  // maps the file; throws kiln::Error on any defect
 
+// The file around a plan's two sections: header (magic, version, sizes,
+// checksums), metadata, zero padding, weights. serialize() writes through it;
+// the plan fuzzer's mutator and the loader's tests rewrite sections of valid
+// files with it so that the checks behind the checksums get exercised.
+std::string frame(std::string_view meta, std::string_view weights);
+
+// The largest value a range may take: larger ones are refused at load.
+inline constexpr int64_t kMaxRangeValue = (int64_t(1) << 31) - 1;
+
+// What deserialize() checks once the network is rebuilt, before anything uses
+// the plan: sane ranges (one for every symbol of every input), and a memory
+// plan that holds every value at the largest shapes of the ranges (aligned
+// offsets; a slot for every intermediate, none for inputs, outputs and
+// weights). Throws kParseError naming `label`, the value and the numbers.
+void verify(const Plan& plan, const std::string& label);
+// The runtime's guard for concrete shapes (`dims` per value id): throws
+// kShapeError when a value would outgrow the slot planned at the largest shapes.
+void check_arena_fits(const Plan& plan, const std::vector<std::vector<int64_t>>& dims);
+
 }  // namespace kiln::plan

@@ -29,8 +29,9 @@ void add_input_profile(const ir::Network& net, const std::string& input, const s
     shape[i].collect_symbols(symbols);
     if (symbols.size() != 1 || shape[i] != ir::Dim::symbol(*symbols.begin()))
       fail(ErrorCode::kUnsupported, "--profile for '", input, "' dim ", i, " is the expression ", shape[i].to_string());
-    if (min[i] < 0 || min[i] > opt[i] || opt[i] > max[i])
-      fail(ErrorCode::kInvalidArgument, "--profile for '", input, "' dim ", i, " must satisfy min <= opt <= max");
+    if (min[i] < 0 || min[i] > opt[i] || opt[i] > max[i] || max[i] > plan::kMaxRangeValue)
+      fail(ErrorCode::kInvalidArgument, "--profile for '", input, "' dim ", i, " must satisfy 0 <= min <= opt <= max <= ",
+           plan::kMaxRangeValue);
     options.ranges[*symbols.begin()] = ir::DimRange{min[i], opt[i], max[i]};
   }
 }
@@ -49,7 +50,23 @@ void plan_memory(plan::Plan& p) {
   const ir::Network& net = p.network;
   size_t nv = net.values().size();
   ir::SymbolBindings max_bindings;
-  for (auto& [s, r] : net.dim_ranges()) max_bindings[s] = r.max;
+  for (auto& [s, r] : net.dim_ranges()) {
+    if (r.max > plan::kMaxRangeValue)
+      fail(ErrorCode::kInvalidArgument, "the range of '", s, "' has max ", r.max, "; at most ", plan::kMaxRangeValue);
+    max_bindings[s] = r.max;
+  }
+  // The runtime refuses shapes outside the ranges; an input dim without one could take any size.
+  for (ir::ValueId id : net.inputs()) {
+    const ir::Value& in = net.value(id);
+    for (size_t i = 0; i < in.shape.size(); ++i) {
+      std::set<std::string> symbols;
+      in.shape[i].collect_symbols(symbols);
+      for (auto& s : symbols)
+        if (!max_bindings.count(s))
+          fail(ErrorCode::kUnsupported, "input '", in.name, "' dim ", i, " ('", s,
+               "') has no range; give every symbolic input dim a range with --profile");
+    }
+  }
   std::vector<ir::ValueId> storage(nv);  // the value whose arena slot v uses
   for (size_t v = 0; v < nv; ++v) storage[v] = ir::ValueId(v);
   std::vector<bool> in_arena(nv, false);

@@ -1,6 +1,9 @@
 #include "kiln/npy.h"
 
-#include <regex>
+#include <algorithm>
+#include <bit>
+#include <cctype>
+#include <cstring>
 
 #include "kiln/error.h"
 #include "kiln/file_io.h"
@@ -8,6 +11,12 @@
 namespace kiln::io {
 
 namespace {
+
+static_assert(std::endian::native == std::endian::little, "kiln's tensors are little-endian");
+
+// numpy itself refuses headers over 10000 bytes by default; 64 KiB is generous.
+constexpr size_t kMaxHeaderBytes = 64 << 10;
+constexpr size_t kMaxRank = 64;  // numpy's own limit
 
 const char* descr_of(DType d) {
   switch (d) {
@@ -24,13 +33,178 @@ const char* descr_of(DType d) {
   return "";
 }
 
-std::optional<DType> dtype_of(const std::string& descr) {
-  for (DType d : kAllDTypes)
-    if (descr == descr_of(d)) return d;
-  if (descr == "<b1" || descr == "|?") return DType::kBool;
-  if (descr == "<i1") return DType::kInt8;
-  if (descr == "<u1") return DType::kUInt8;
+struct Descr {
+  DType dtype;
+  bool big_endian = false;
+};
+
+// "<f4", ">i8", "|b1", "|?", "<V2" (kiln's bfloat16): a byte order, then a
+// type code. '|' (no order) only for one-byte types and raw bfloat16, '='
+// (native) reads as little-endian, '>' is swapped on reading.
+std::optional<Descr> decode_descr(std::string_view descr) {
+  if (descr.size() < 2 || std::string_view("<>|=").find(descr[0]) == std::string_view::npos) return std::nullopt;
+  char order = descr[0];
+  std::string_view code = descr.substr(1);
+  static constexpr std::pair<std::string_view, DType> kCodes[] = {
+      {"f2", DType::kFloat16}, {"f4", DType::kFloat32}, {"f8", DType::kFloat64}, {"i1", DType::kInt8},
+      {"i4", DType::kInt32},   {"i8", DType::kInt64},   {"u1", DType::kUInt8},   {"b1", DType::kBool},
+      {"?", DType::kBool},     {"V2", DType::kBFloat16}};
+  for (auto& [text, dtype] : kCodes) {
+    if (code != text) continue;
+    if (dtype_size(dtype) == 1) return Descr{dtype};
+    if (dtype == DType::kBFloat16) return order == '>' ? std::nullopt : std::optional(Descr{dtype});
+    if (order == '|') return std::nullopt;
+    return Descr{dtype, order == '>'};
+  }
   return std::nullopt;
+}
+
+struct Header {
+  std::string descr;
+  bool fortran_order = false;
+  std::vector<int64_t> shape;
+};
+
+// The header is a Python dict literal, as numpy writes it:
+//   {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
+// with exactly those three keys in any order, strings in either quote,
+// integers of decimal digits only, and tuples as Python spells them:
+// (), (5,), (2, 3) or (2, 3,).
+class HeaderParser {
+ public:
+  HeaderParser(std::string_view text, const std::string& label) : text_(text), label_(label) {}
+
+  Header parse() {
+    Header h;
+    bool seen[3] = {false, false, false};
+    static constexpr std::string_view kKeys[] = {"descr", "fortran_order", "shape"};
+    space();
+    expect('{');
+    for (space(); !eat('}');) {
+      size_t key_at = at_;
+      std::string key = quoted();
+      size_t k = std::find(std::begin(kKeys), std::end(kKeys), key) - std::begin(kKeys);
+      if (k == std::size(kKeys)) error(key_at, "unknown key '" + key + "'");
+      if (seen[k]) error(key_at, "key '" + key + "' appears twice");
+      seen[k] = true;
+      space();
+      expect(':');
+      space();
+      if (k == 0) h.descr = quoted();
+      else if (k == 1) h.fortran_order = boolean();
+      else h.shape = tuple();
+      space();
+      if (eat(',')) {
+        space();
+        continue;
+      }
+      expect('}');
+      break;
+    }
+    space();
+    if (at_ != text_.size()) error(at_, "unexpected text after the dict");
+    for (size_t k = 0; k < std::size(kKeys); ++k)
+      if (!seen[k]) error(at_, str("key '", kKeys[k], "' is missing"));
+    return h;
+  }
+
+ private:
+  [[noreturn]] void error(size_t at, const std::string& what) const {
+    fail(ErrorCode::kParseError, label_, " has a bad .npy header: ", what, " (at byte ", at, " of ", text_.size(), ")");
+  }
+  bool eat(char c) {
+    if (at_ < text_.size() && text_[at_] == c) {
+      ++at_;
+      return true;
+    }
+    return false;
+  }
+  void expect(char c) {
+    if (eat(c)) return;
+    if (at_ == text_.size()) error(at_, str("expected '", c, "', found the end"));
+    uint8_t found = uint8_t(text_[at_]);
+    error(at_, std::isprint(found) ? str("expected '", c, "', found '", char(found), "'") : str("expected '", c, "', found byte ", int(found)));
+  }
+  void space() {
+    while (at_ < text_.size() && (text_[at_] == ' ' || text_[at_] == '\t' || text_[at_] == '\n' || text_[at_] == '\r')) ++at_;
+  }
+  bool word(std::string_view w) {
+    if (text_.substr(at_, w.size()) != w) return false;
+    size_t end = at_ + w.size();
+    if (end < text_.size() && (std::isalnum(uint8_t(text_[end])) || text_[end] == '_')) return false;
+    at_ = end;
+    return true;
+  }
+  std::string quoted() {
+    char q = at_ < text_.size() ? text_[at_] : '\0';
+    if (q != '\'' && q != '"') error(at_, "expected a quoted string");
+    size_t end = text_.find(q, at_ + 1);
+    if (end == std::string_view::npos) error(at_, "a string is not closed");
+    std::string_view s = text_.substr(at_ + 1, end - at_ - 1);
+    if (s.size() > 64 || s.find_first_of("\\\n") != std::string_view::npos) error(at_, "a string is too long or has escapes");
+    at_ = end + 1;
+    return std::string(s);
+  }
+  bool boolean() {
+    if (word("True")) return true;
+    if (word("False")) return false;
+    error(at_, "'fortran_order' must be True or False");
+  }
+  int64_t integer() {
+    size_t start = at_;
+    int64_t value = 0;
+    while (at_ < text_.size() && text_[at_] >= '0' && text_[at_] <= '9') {
+      if (__builtin_mul_overflow(value, 10, &value) || __builtin_add_overflow(value, text_[at_] - '0', &value))
+        error(start, "a dim does not fit in 64 bits");
+      ++at_;
+    }
+    if (at_ == start) error(at_, "expected a dim: decimal digits only (no sign)");
+    if (at_ - start > 1 && text_[start] == '0') error(start, "a dim has a leading zero");
+    return value;
+  }
+  std::vector<int64_t> tuple() {
+    std::vector<int64_t> dims;
+    expect('(');
+    space();
+    if (eat(')')) return dims;
+    for (;;) {
+      if (dims.size() == kMaxRank) error(at_, str("the shape has more than ", kMaxRank, " dims"));
+      dims.push_back(integer());
+      space();
+      if (eat(')')) {
+        if (dims.size() == 1) error(at_ - 1, "a one-dim shape needs a trailing comma: (n,)");
+        return dims;
+      }
+      expect(',');
+      space();
+      if (eat(')')) return dims;
+    }
+  }
+
+  std::string_view text_;
+  const std::string& label_;
+  size_t at_ = 0;
+};
+
+// numpy's column-major layout to kiln's row-major one.
+std::vector<std::byte> from_fortran_order(const std::vector<std::byte>& in, const std::vector<int64_t>& dims, size_t elem) {
+  int64_t numel = ir::checked_numel(dims);
+  if (dims.size() < 2 || numel == 0) return in;
+  size_t rank = dims.size();
+  std::vector<int64_t> stride(rank, 1), index(rank, 0);  // strides of the column-major input, in elements
+  for (size_t k = 1; k < rank; ++k) stride[k] = stride[k - 1] * dims[k - 1];
+  std::vector<std::byte> out(in.size());
+  int64_t from = 0;
+  for (int64_t i = 0; i < numel; ++i) {  // row-major order; `from` follows in column-major
+    std::memcpy(out.data() + size_t(i) * elem, in.data() + size_t(from) * elem, elem);
+    for (size_t k = rank; k-- > 0;) {
+      from += stride[k];
+      if (++index[k] < dims[k]) break;
+      from -= stride[k] * dims[k];
+      index[k] = 0;
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -38,47 +212,40 @@ std::optional<DType> dtype_of(const std::string& descr) {
 ir::TensorData parse_npy(const std::string& bytes, const std::string& label) {
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0)
     fail(ErrorCode::kParseError, label, " is not a .npy file (bad magic)");
-  int major = uint8_t(bytes[6]);
-  size_t header_len, offset;
-  if (major == 1) {
-    header_len = uint8_t(bytes[8]) | (size_t(uint8_t(bytes[9])) << 8);
-    offset = 10;
-  } else if (major == 2 || major == 3) {
-    if (bytes.size() < 12) fail(ErrorCode::kParseError, label, " is truncated");
-    header_len = 0;
-    for (int i = 0; i < 4; ++i) header_len |= size_t(uint8_t(bytes[8 + i])) << (8 * i);
-    offset = 12;
-  } else {
-    fail(ErrorCode::kParseError, label, " has unsupported .npy version ", major);
-  }
-  if (offset + header_len > bytes.size()) fail(ErrorCode::kParseError, label, " is truncated (header)");
-  std::string header = bytes.substr(offset, header_len);
-  std::smatch m;
-  if (!std::regex_search(header, m, std::regex(R"('descr'\s*:\s*'([^']+)')")))
-    fail(ErrorCode::kParseError, label, " header has no descr");
-  std::string descr = m[1];
-  if (std::regex_search(header, m, std::regex(R"('fortran_order'\s*:\s*True)")))
-    fail(ErrorCode::kUnsupported, label, " is Fortran-ordered; save it in C order");
-  if (!std::regex_search(header, m, std::regex(R"('shape'\s*:\s*\(([^)]*)\))")))
-    fail(ErrorCode::kParseError, label, " header has no shape");
-  auto dtype = dtype_of(descr);
-  if (!dtype) fail(ErrorCode::kUnsupported, label, " has dtype '", descr, "', which kiln does not support");
+  int major = uint8_t(bytes[6]), minor = uint8_t(bytes[7]);
+  if ((major < 1 || major > 3) || minor != 0)
+    fail(ErrorCode::kUnsupported, label, " has .npy format version ", major, ".", minor, "; kiln reads 1.0, 2.0 and 3.0");
+  size_t header_len = 0, offset = major == 1 ? 10 : 12;
+  if (bytes.size() < offset) fail(ErrorCode::kParseError, label, " is truncated (in the .npy preamble)");
+  for (size_t i = 8; i < offset; ++i) header_len |= size_t(uint8_t(bytes[i])) << (8 * (i - 8));
+  if (header_len > kMaxHeaderBytes)
+    fail(ErrorCode::kParseError, label, " has a .npy header of ", header_len, " bytes; kiln reads at most ", kMaxHeaderBytes);
+  if (header_len > bytes.size() - offset)
+    fail(ErrorCode::kParseError, label, " is truncated: its .npy header needs ", header_len, " bytes, the file has ",
+         bytes.size() - offset, " after the preamble");
+  Header h = HeaderParser(std::string_view(bytes).substr(offset, header_len), label).parse();
+  auto descr = decode_descr(h.descr);
+  if (!descr) fail(ErrorCode::kUnsupported, label, " has dtype '", h.descr, "', which kiln does not support");
   ir::TensorData t;
-  t.dtype = *dtype;
-  std::string dims = m[1];
-  std::regex number(R"(\d+)");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), number); it != std::sregex_iterator(); ++it) {
-    try {
-      t.dims.push_back(std::stoll(it->str()));
-    } catch (const std::exception&) {
-      fail(ErrorCode::kParseError, label, " has a dim that does not fit in 64 bits");
-    }
+  t.dtype = descr->dtype;
+  t.dims = h.shape;
+  size_t elem = dtype_size(t.dtype), data_at = offset + header_len;
+  uint64_t need;
+  try {
+    need = uint64_t(ir::checked_numel(t.dims));
+  } catch (const Error&) {
+    fail(ErrorCode::kParseError, label, " has shape ", ir::shape_to_string(ir::shape_of(t.dims)), ", more than 2^63 elements");
   }
-  size_t data_at = offset + header_len;
-  uint64_t need = uint64_t(t.numel()) * dtype_size(t.dtype);
-  if (bytes.size() - data_at != need)
-    fail(ErrorCode::kParseError, label, " has ", bytes.size() - data_at, " data bytes; shape and dtype need ", need);
-  t.data = Buffer::copy_of(bytes.data() + data_at, need);
+  if (__builtin_mul_overflow(need, uint64_t(elem), &need) || bytes.size() - data_at != need)
+    fail(ErrorCode::kParseError, label, " has ", bytes.size() - data_at, " data bytes; shape ",
+         ir::shape_to_string(ir::shape_of(t.dims)), " of ", dtype_name(t.dtype), " needs ", need);
+  std::vector<std::byte> data(need);
+  std::memcpy(data.data(), bytes.data() + data_at, need);
+  if (descr->big_endian)
+    for (size_t i = 0; i < need; i += elem) std::reverse(data.begin() + i, data.begin() + i + elem);
+  if (t.dtype == DType::kBool)  // numpy writes 0 and 1; any other byte means true
+    for (std::byte& b : data) b = std::byte(b != std::byte(0));
+  t.data = Buffer::from_bytes(h.fortran_order ? from_fortran_order(data, t.dims, elem) : std::move(data));
   return t;
 }
 

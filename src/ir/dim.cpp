@@ -23,9 +23,17 @@ int64_t checked_mul(int64_t a, int64_t b) {
 }
 int64_t floor_div_int(int64_t a, int64_t b) {
   if (b == 0) fail(ErrorCode::kShapeError, "dimension arithmetic divides by zero");
+  if (a == INT64_MIN && b == -1) fail(ErrorCode::kShapeError, "dimension arithmetic overflows: ", a, " / ", b);
   int64_t q = a / b;
   if ((a % b != 0) && ((a < 0) != (b < 0))) --q;
   return q;
+}
+// a - floor(a / b) * b without the product, which can overflow near INT64_MIN.
+int64_t floor_mod_int(int64_t a, int64_t b) {
+  if (b == 0) fail(ErrorCode::kShapeError, "dimension arithmetic divides by zero");
+  if (b == -1) return 0;
+  int64_t r = a % b;
+  return r != 0 && (r < 0) != (b < 0) ? r + b : r;
 }
 }  // namespace
 
@@ -49,7 +57,7 @@ struct DimAtom {
       case Op::kFloorDiv: return floor_div_int(*a, *b);
       case Op::kMax: return std::max(*a, *b);
       case Op::kMin: return std::min(*a, *b);
-      case Op::kMod: return *a - floor_div_int(*a, *b) * *b;
+      case Op::kMod: return floor_mod_int(*a, *b);
       case Op::kSymbol: break;
     }
     return std::nullopt;
@@ -122,14 +130,10 @@ std::string Dim::to_string() const {
   std::vector<std::pair<std::vector<std::string>, int64_t>> terms(poly_->terms.begin(), poly_->terms.end());
   std::stable_sort(terms.begin(), terms.end(), [](auto& a, auto& b) { return a.first.size() > b.first.size(); });
   for (auto& [atoms, coeff] : terms) {
-    int64_t c = coeff;
-    if (!out.empty()) {
-      out += c < 0 ? " - " : " + ";
-      c = c < 0 ? -c : c;
-    } else if (c < 0 && !atoms.empty()) {
-      out += "-";
-      c = -c;
-    }
+    // The magnitude as unsigned: -INT64_MIN does not fit an int64_t.
+    uint64_t c = coeff < 0 ? 0 - uint64_t(coeff) : uint64_t(coeff);
+    if (!out.empty()) out += coeff < 0 ? " - " : " + ";
+    else if (coeff < 0) out += "-";
     std::string product;
     for (auto& a : atoms) product += (product.empty() ? "" : "*") + a;
     if (atoms.empty()) out += std::to_string(c);
@@ -260,7 +264,7 @@ Dim dim_min(const Dim& a, const Dim& b) {
 }
 
 Dim floor_mod(const Dim& a, const Dim& b) {
-  if (a.is_constant() && b.is_constant()) return Dim(a.value_ - floor_div_int(a.value_, b.value_) * b.value_);
+  if (a.is_constant() && b.is_constant()) return Dim(floor_mod_int(a.value_, b.value_));
   return make_atom(DimAtom::Op::kMod, "mod", a, b);
 }
 
@@ -379,6 +383,11 @@ Dim read_dim_at(ByteReader& in, int depth) {
                   : op == DimAtom::Op::kMax    ? dim_max(lhs, rhs)
                   : op == DimAtom::Op::kMin    ? dim_min(lhs, rhs)
                                                : floor_mod(lhs, rhs);
+          // Written atoms stay atoms; one that simplifies to a sum would let
+          // a product of them multiply out exponentially in the bytes read.
+          const DimPoly* p = DimPolyAccess::of(value);
+          if (!p || p->terms.size() != 1 || p->terms.begin()->second != 1 || p->terms.begin()->first.size() != 1)
+            fail(ErrorCode::kParseError, in.label(), ": dimension expression ", value.to_string(), " is not in canonical form");
           break;
         }
         default: fail(ErrorCode::kParseError, in.label(), ": bad dimension atom ", int(op));

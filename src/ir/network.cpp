@@ -95,10 +95,9 @@ ValueId Network::add_input(const std::string& name, DType dtype, Shape shape) {
 }
 
 ValueId Network::add_weight(const std::string& name, TensorData weight) {
-  int64_t numel = weight.numel();
-  if (weight.data.size() != size_t(numel) * dtype_size(weight.dtype))
-    fail(ErrorCode::kInvalidModel, "weight '", name, "' has ", weight.data.size(), " bytes; its dims and dtype need ",
-         size_t(numel) * dtype_size(weight.dtype));
+  int64_t bytes = checked_numel({weight.numel(), int64_t(dtype_size(weight.dtype))});  // no wrap to a small size
+  if (weight.data.size() != size_t(bytes))
+    fail(ErrorCode::kInvalidModel, "weight '", name, "' has ", weight.data.size(), " bytes; its dims and dtype need ", bytes);
   ValueId id = new_value(name);
   Value& v = values_[size_t(id)];
   v.dtype = weight.dtype;

@@ -5,7 +5,8 @@
 //
 // meta holds the network (values, nodes, attributes, ranges), the precision
 // and the arena plan; weights holds every weight's bytes at 256-byte aligned
-// offsets. Loading re-validates the network with Network::finalize().
+// offsets. Loading re-validates the network with Network::finalize(), then
+// checks the memory plan, ranges and weights against it (verify, checks.cpp).
 #include "kiln/plan.h"
 
 #include "kiln/bytes.h"
@@ -63,7 +64,9 @@ void write_attr(ByteWriter& w, const ir::AttrValue& v) {
 }
 
 ir::AttrValue read_attr(ByteReader& r) {
-  switch (ir::AttrType(r.get<uint8_t>())) {
+  uint8_t type = r.get<uint8_t>();
+  if (type > uint8_t(ir::AttrType::kTensor)) fail(ErrorCode::kParseError, r.label(), ": bad attribute type ", int(type));
+  switch (ir::AttrType(type)) {
     case ir::AttrType::kInt: return r.get<int64_t>();
     case ir::AttrType::kFloat: return r.get<double>();
     case ir::AttrType::kString: return r.get_string();
@@ -87,7 +90,9 @@ ir::AttrValue read_attr(ByteReader& r) {
       t.dtype = read_dtype(r);
       t.dims = read_dims(r);
       uint64_t n = r.get_count(1);
-      if (n != uint64_t(t.numel()) * dtype_size(t.dtype)) fail(ErrorCode::kParseError, r.label(), ": tensor attribute size mismatch");
+      int64_t need = ir::checked_numel({t.numel(), int64_t(dtype_size(t.dtype))});
+      if (n != uint64_t(need))
+        fail(ErrorCode::kParseError, r.label(), ": a tensor attribute has ", n, " bytes; its dims and dtype need ", need);
       std::string_view bytes = r.get_bytes(n);
       t.data = Buffer::copy_of(bytes.data(), bytes.size());
       return t;
@@ -168,17 +173,21 @@ std::string serialize(const Plan& plan) {
   meta.put<uint64_t>(net.outputs().size());
   for (auto v : net.outputs()) meta.put<int32_t>(v);
 
+  return frame(meta.bytes(), weights.bytes());
+}
+
+std::string frame(std::string_view meta, std::string_view weights) {
   ByteWriter file;
   file.put_bytes(kMagic, 8);
   file.put<uint32_t>(kFormatVersion);
   file.put<uint32_t>(0);
   file.put<uint64_t>(meta.size());
   file.put<uint64_t>(weights.size());
-  file.put<uint64_t>(checksum64(meta.bytes()));
-  file.put<uint64_t>(checksum64(weights.bytes()));
-  file.put_bytes(meta.bytes().data(), meta.size());
+  file.put<uint64_t>(checksum64(meta));
+  file.put<uint64_t>(checksum64(weights));
+  file.put_bytes(meta.data(), meta.size());
   file.align(kWeightAlignment);
-  file.put_bytes(weights.bytes().data(), weights.size());
+  file.put_bytes(weights.data(), weights.size());
   return std::move(file.bytes());
 }
 
@@ -218,6 +227,7 @@ Plan deserialize(const Buffer& bytes, const std::string& label) {
     for (uint64_t n = r.get_count(32); n > 0; --n) {
       std::string symbol = r.get_string();
       ir::DimRange range{r.get<int64_t>(), r.get<int64_t>(), r.get<int64_t>()};
+      if (plan.network.dim_ranges().count(symbol)) fail(ErrorCode::kParseError, label, ": two ranges for '", symbol, "'");
       plan.network.set_dim_range(symbol, range);
     }
     uint64_t values = r.get_count(17);
@@ -235,8 +245,9 @@ Plan deserialize(const Buffer& bytes, const std::string& label) {
         t.dtype = read_dtype(r);
         t.dims = read_dims(r);
         uint64_t offset = r.get<uint64_t>(), size = r.get<uint64_t>();
-        if (offset > weights_size || size > weights_size - offset)
-          fail(ErrorCode::kParseError, label, ": weight '", name, "' lies outside the weights section");
+        if (offset > weights_size || size > weights_size - offset || offset % kWeightAlignment != 0)
+          fail(ErrorCode::kParseError, label, ": weight '", name, "' at offset ", offset, " with ", size,
+               " bytes is not an aligned part of the weights section of ", weights_size, " bytes");
         t.data = bytes.slice(weights_at + offset, size);
         plan.network.add_weight(name, std::move(t));
       } else if (kind == 0) {
@@ -280,10 +291,7 @@ Plan deserialize(const Buffer& bytes, const std::string& label) {
     if (e.code() == ErrorCode::kParseError) throw;
     fail(ErrorCode::kParseError, label, " is invalid: ", e.what());
   }
-  for (size_t i = 0; i < plan.arena_offset.size(); ++i) {
-    int64_t off = plan.arena_offset[i];
-    if (off < -1 || off > plan.arena_bytes) fail(ErrorCode::kParseError, label, ": arena offset ", off, " is outside the arena");
-  }
+  verify(plan, label);
   return plan;
 }
 

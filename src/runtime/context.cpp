@@ -76,7 +76,10 @@ void validate_input_shape(const ir::Network& net, std::string_view name, const s
     v.shape[i].collect_symbols(symbols);
     for (auto& s : symbols) {
       auto r = net.dim_ranges().find(s);
-      if (r != net.dim_ranges().end() && (dims[i] < r->second.min || dims[i] > r->second.max))
+      // The arena was planned for the ranges: a symbol without one has no bound.
+      if (r == net.dim_ranges().end())
+        fail(ErrorCode::kShapeError, "input '", name, "' dim ", i, " ('", s, "') has no profile range, so no size is safe for it");
+      if (dims[i] < r->second.min || dims[i] > r->second.max)
         fail(ErrorCode::kShapeError, "input '", name, "' dim ", i, " ('", s, "') is ", dims[i], ", outside the profile range [",
              r->second.min, ", ", r->second.max, "]");
     }
@@ -119,6 +122,15 @@ ShapeEnv evaluate_shapes(const ir::Network& net, const std::map<std::string, std
       if (*x < 0) fail(ErrorCode::kShapeError, "tensor '", v.name, "' would have negative dim ", *x, " for these input shapes");
       env.dims[i].push_back(*x);
     }
+  }
+  // Dims that are expressions (2*n) bind nothing: they must agree with what was set.
+  for (ir::ValueId id : net.inputs()) {
+    const ir::Value& v = net.value(id);
+    const std::vector<int64_t>& set = input_dims.find(v.name)->second;
+    if (env.dims[size_t(id)] != set)
+      fail(ErrorCode::kShapeError, "input '", v.name, "' ", ir::shape_to_string(v.shape), " was set to ",
+           ir::shape_to_string(ir::shape_of(set)), " but the other inputs make it ",
+           ir::shape_to_string(ir::shape_of(env.dims[size_t(id)])));
   }
   return env;
 }
@@ -176,6 +188,7 @@ PreparedShape& prepared_shape(ContextState& c) {
   PreparedShape p;
   p.key = key;
   p.shapes = evaluate_shapes(e.plan.network, c.input_dims);
+  plan::check_arena_fits(e.plan, p.shapes.dims);
   KernelSpecialization strategy = e.config.dynamic_shapes_kernel_specialization_strategy;
   PrepareContext ctx{p.shapes, p.steps, c.lt, c.cudnn, c.workspace.bytes(), e.sm_count};
   ctx.cache = e.config.cache.get();

@@ -179,16 +179,21 @@ namespace kiln::runtime {
 
 int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache, const std::function<void(const std::string&)>& progress,
                const std::vector<InputShapes>& shape_sets) {
+  std::vector<ShapeEnv> envs;  // every shape set is checked before anything is compiled
+  for (const InputShapes& shapes : shape_sets) {
+    for (auto& [name, dims] : shapes) validate_input_shape(plan.network, name, dims);
+    envs.push_back(evaluate_shapes(plan.network, shapes));
+    kiln::plan::check_arena_fits(plan, envs.back().dims);
+  }
   KernelStore store;
   std::vector<std::unique_ptr<Op>> ops = make_ops(plan, store);
   int threads = std::clamp<int>(int(std::thread::hardware_concurrency()), 1, 16);
   store.compile_into_cache(arch, threads, progress, cache);
   int kernels = store.module_count();
-  for (const InputShapes& shapes : shape_sets) {
-    for (auto& [name, dims] : shapes) validate_input_shape(plan.network, name, dims);
-    ShapeEnv env = evaluate_shapes(plan.network, shapes);
+  for (size_t set = 0; set < shape_sets.size(); ++set) {
+    const InputShapes& shapes = shape_sets[set];
     std::vector<Step> steps;
-    PrepareContext ctx{env, steps, nullptr, nullptr, 0, 1, /*dry=*/true};
+    PrepareContext ctx{envs[set], steps, nullptr, nullptr, 0, 1, /*dry=*/true};
     for (const auto& op : ops) op->prepare(ctx);
     int added = 0, total = 0;
     for (const Step& step : steps)

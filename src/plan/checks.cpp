@@ -1,0 +1,125 @@
+// The checks a loaded plan passes before anything uses it. The checksums only
+// say the file is the one that was written; these say that what was written
+// cannot make the runtime read or write outside its allocations: the arena
+// holds every value at the largest shapes the ranges allow, and contexts are
+// only ever asked to run shapes inside those ranges.
+#include <set>
+
+#include "kiln/error.h"
+#include "kiln/plan.h"
+
+namespace kiln::plan {
+
+namespace {
+
+constexpr int64_t kAlign = int64_t(kArenaAlignment);
+
+// Values a node writes that are not network outputs live in the arena; inputs,
+// outputs and weights live in memory bound by the caller or the engine.
+std::vector<bool> needs_arena_slot(const ir::Network& net) {
+  std::vector<bool> needs(net.values().size(), false);
+  for (const ir::Node& node : net.nodes())
+    for (ir::ValueId v : node.outputs)
+      if (v != ir::kNoValue) needs[size_t(v)] = true;
+  for (ir::ValueId v : net.outputs()) needs[size_t(v)] = false;
+  return needs;
+}
+
+// Bytes of a value with these dims (negative dims count as empty, as the
+// builder plans them), rounded up to the arena alignment; nullopt on overflow.
+std::optional<int64_t> slot_bytes(DType dtype, const std::vector<int64_t>& dims) {
+  int64_t bytes = int64_t(dtype_size(dtype));
+  for (int64_t d : dims)
+    if (__builtin_mul_overflow(bytes, std::max<int64_t>(d, 0), &bytes)) return std::nullopt;
+  if (__builtin_add_overflow(bytes, kAlign - 1, &bytes)) return std::nullopt;
+  return bytes / kAlign * kAlign;
+}
+
+// A value's dims at the largest shapes; throws when a dim has a symbol without a range.
+std::vector<int64_t> dims_at(const ir::Value& v, const ir::SymbolBindings& bindings, const std::string& label) {
+  std::optional<std::vector<int64_t>> dims;
+  try {
+    dims = ir::evaluate_dims(v.shape, bindings);
+  } catch (const Error& e) {  // arithmetic overflow in a dim expression
+    fail(ErrorCode::kParseError, label, ": value '", v.name, "' ", ir::shape_to_string(v.shape),
+         " cannot be sized at the largest shapes: ", e.what());
+  }
+  if (!dims)
+    fail(ErrorCode::kParseError, label, ": value '", v.name, "' ", ir::shape_to_string(v.shape),
+         " has a dim whose symbols have no range, so its arena slot cannot be checked");
+  return *dims;
+}
+
+void check_ranges(const ir::Network& net, const std::string& label) {
+  for (auto& [symbol, r] : net.dim_ranges())
+    if (r.min < 0 || r.min > r.opt || r.opt > r.max || r.max > kMaxRangeValue)
+      fail(ErrorCode::kParseError, label, ": the range of '", symbol, "' is min ", r.min, ", opt ", r.opt, ", max ", r.max,
+           "; it must satisfy 0 <= min <= opt <= max <= ", kMaxRangeValue);
+  for (ir::ValueId id : net.inputs()) {
+    const ir::Value& v = net.value(id);
+    for (size_t i = 0; i < v.shape.size(); ++i) {
+      if (v.shape[i].is_constant() && v.shape[i].constant() < 0)
+        fail(ErrorCode::kParseError, label, ": input '", v.name, "' has negative dim ", v.shape[i].constant());
+      std::set<std::string> symbols;
+      v.shape[i].collect_symbols(symbols);
+      for (auto& s : symbols)
+        if (!net.dim_ranges().count(s))
+          fail(ErrorCode::kParseError, label, ": input '", v.name, "' dim ", i, " (", v.shape[i].to_string(), ") uses '", s,
+               "', which has no range");
+    }
+  }
+}
+
+}  // namespace
+
+void verify(const Plan& plan, const std::string& label) {
+  const ir::Network& net = plan.network;
+  check_ranges(net, label);
+  if (plan.arena_bytes < 0 || plan.arena_bytes % kAlign != 0)
+    fail(ErrorCode::kParseError, label, ": the arena size ", plan.arena_bytes, " is not a non-negative multiple of ", kAlign);
+  if (plan.arena_offset.size() != net.values().size())
+    fail(ErrorCode::kParseError, label, ": ", plan.arena_offset.size(), " arena offsets for ", net.values().size(), " values");
+  ir::SymbolBindings largest;
+  for (auto& [symbol, r] : net.dim_ranges()) largest[symbol] = r.max;
+  std::vector<bool> needs = needs_arena_slot(net);
+  for (size_t i = 0; i < needs.size(); ++i) {
+    const ir::Value& v = net.values()[i];
+    int64_t offset = plan.arena_offset[i];
+    if (!needs[i]) {
+      if (offset != -1)
+        fail(ErrorCode::kParseError, label, ": value '", v.name, "' is an input, output or weight but has arena offset ", offset);
+      continue;
+    }
+    if (offset == -1) fail(ErrorCode::kParseError, label, ": intermediate value '", v.name, "' has no arena slot");
+    if (offset < 0 || offset % kAlign != 0)
+      fail(ErrorCode::kParseError, label, ": value '", v.name, "' has arena offset ", offset, ", not a non-negative multiple of ",
+           kAlign);
+    std::vector<int64_t> dims = dims_at(v, largest, label);
+    auto bytes = slot_bytes(v.dtype, dims);
+    if (!bytes || offset > plan.arena_bytes || *bytes > plan.arena_bytes - offset)
+      fail(ErrorCode::kParseError, label, ": value '", v.name, "' ", ir::shape_to_string(v.shape), " needs ",
+           bytes ? str(*bytes, " bytes") : std::string("more than 2^63 bytes"), " at the largest shapes, at arena offset ",
+           offset, ", past the end of the arena of ", plan.arena_bytes, " bytes");
+  }
+}
+
+void check_arena_fits(const Plan& plan, const std::vector<std::vector<int64_t>>& dims) {
+  const ir::Network& net = plan.network;
+  ir::SymbolBindings largest;
+  for (auto& [symbol, r] : net.dim_ranges()) largest[symbol] = r.max;
+  for (size_t i = 0; i < dims.size() && i < plan.arena_offset.size(); ++i) {
+    if (plan.arena_offset[i] < 0) continue;
+    const ir::Value& v = net.values()[i];
+    // Compared with the slot itself, not the arena's end: slots of values
+    // alive at the same time are neighbours, so a larger value would overwrite one.
+    auto need = slot_bytes(v.dtype, dims[i]);
+    auto planned = ir::evaluate_dims(v.shape, largest);
+    auto slot = planned ? slot_bytes(v.dtype, *planned) : std::nullopt;
+    if (!need || !slot || *need > *slot)
+      fail(ErrorCode::kShapeError, "tensor '", v.name, "' ", ir::shape_to_string(v.shape), " would need ",
+           need ? str(*need, " bytes") : std::string("more than 2^63 bytes"), " at these input shapes; the plan's arena slot for it has ",
+           slot ? *slot : 0, " (planned at the largest shapes of the ranges)");
+  }
+}
+
+}  // namespace kiln::plan

@@ -1,0 +1,87 @@
+// Shapes the runtime is asked for are checked against the plan's ranges
+// before anything is compiled or launched; these run without a GPU through
+// warm_cache, which takes the same checks as a context's first call at a shape.
+#include <gtest/gtest.h>
+
+#include "kiln/builder.h"
+#include "kiln/error.h"
+#include "kiln/reference.h"
+#include "kiln/runtime.h"
+
+namespace kiln::runtime {
+namespace {
+
+using ir::Dim;
+using ir::OpKind;
+
+// x[n,8] and y[2*n,8]: Concat(x, x) + y, then a MatMul so values live in the arena.
+plan::Plan two_input_plan() {
+  ir::Network net;
+  auto x = net.add_input("x", DType::kFloat32, {Dim::symbol("n"), Dim(8)});
+  auto y = net.add_input("y", DType::kFloat32, {Dim::symbol("n") * Dim(2), Dim(8)});
+  auto w = net.add_weight("w", reference::make_tensor(DType::kFloat32, {8, 8}, std::vector<double>(64, 0.5)));
+  ir::Attributes axis;
+  axis.set("axis", int64_t(0));
+  auto both = net.add_op1(OpKind::kConcat, {x, x}, axis);
+  net.add_output(net.add_op1(OpKind::kRelu, {net.add_op1(OpKind::kMatMul, {net.add_op1(OpKind::kAdd, {both, y}), w})}));
+  net.set_dim_range("n", {1, 2, 8});
+  net.finalize();
+  return builder::build(net, {}, "two inputs");
+}
+
+// The error warm_cache raises for these shapes, having compiled nothing.
+Error refused(const plan::Plan& p, const InputShapes& shapes) {
+  RuntimeCache cache(compiler_version());
+  std::vector<std::string> progress;
+  try {
+    warm_cache(p, 90, cache, [&](const std::string& line) { progress.push_back(line); }, {shapes});
+  } catch (const Error& e) {
+    EXPECT_TRUE(progress.empty()) << "compiled before refusing: " << progress[0];
+    EXPECT_EQ(cache.entry_count(), 0u);
+    return e;
+  }
+  ADD_FAILURE() << "the shapes were accepted";
+  return Error(ErrorCode::kInternal, "");
+}
+
+TEST(RuntimeShapes, ShapesOutsideTheRangesAreRefusedBeforeCompiling) {
+  plan::Plan p = two_input_plan();
+  Error e = refused(p, {{"x", {9, 8}}, {"y", {18, 8}}});
+  EXPECT_EQ(e.code(), ErrorCode::kShapeError);
+  EXPECT_NE(std::string(e.what()).find("outside the profile range [1, 8]"), std::string::npos) << e.what();
+  EXPECT_EQ(refused(p, {{"x", {0, 8}}, {"y", {0, 8}}}).code(), ErrorCode::kShapeError);
+  EXPECT_EQ(refused(p, {{"x", {2, 9}}, {"y", {4, 8}}}).code(), ErrorCode::kShapeError);
+  EXPECT_EQ(refused(p, {{"x", {2, 8, 1}}, {"y", {4, 8}}}).code(), ErrorCode::kShapeError);
+  EXPECT_EQ(refused(p, {{"x", {2, 8}}}).code(), ErrorCode::kInvalidArgument);  // y not set
+}
+
+TEST(RuntimeShapes, AnInputDimThatIsAnExpressionMustAgreeWithTheOthers) {
+  plan::Plan p = two_input_plan();
+  // y is [2*n, 8]: with n = 3 from x it must be [6, 8]; 7 rows would be read as 6.
+  Error e = refused(p, {{"x", {3, 8}}, {"y", {7, 8}}});
+  EXPECT_EQ(e.code(), ErrorCode::kShapeError);
+  EXPECT_NE(std::string(e.what()).find("was set to [7,8] but the other inputs make it [6,8]"), std::string::npos) << e.what();
+}
+
+// The guard a context runs when it prepares a shape: whatever the ranges say,
+// no value may outgrow the slot planned for it at the largest shapes.
+TEST(RuntimeShapes, AValueThatWouldOutgrowItsSlotIsRefused) {
+  plan::Plan p = two_input_plan();
+  auto dims_at = [&](int64_t n) {
+    std::vector<std::vector<int64_t>> dims;
+    for (const ir::Value& v : p.network.values()) dims.push_back(*ir::evaluate_dims(v.shape, {{"n", n}}));
+    return dims;
+  };
+  EXPECT_NO_THROW(plan::check_arena_fits(p, dims_at(8)));
+  EXPECT_NO_THROW(plan::check_arena_fits(p, dims_at(1)));
+  try {
+    plan::check_arena_fits(p, dims_at(9));
+    FAIL() << "n = 9 fit the slots planned for n = 8";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kShapeError);
+    EXPECT_NE(std::string(e.what()).find("arena slot"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace kiln::runtime
