@@ -1,4 +1,4 @@
-// Clean-up passes: identity removal, constant folding, BatchNorm into Conv.
+// Clean-up passes: identity removal, BatchNorm into Conv, outputs that are constants.
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -69,82 +69,6 @@ int transposes_to_views(Graph& g) {
       g.dead.insert(g.dead.begin() + long(n) + 1, false);
       ++n;
     }
-    ++changed;
-  }
-  return changed;
-}
-
-namespace {
-
-constexpr int64_t kMaxFoldedBytes = 64 << 20;
-
-bool all_inputs_constant(const Graph& g, const ir::Node& node) {
-  for (ir::ValueId v : node.inputs)
-    if (v != ir::kNoValue && !g.weight_of(v)) return false;
-  return true;
-}
-
-int64_t bytes_of(const Graph::Value& v) {
-  if (!ir::shape_is_constant(v.shape)) return -1;
-  return ir::checked_numel(ir::shape_constants(v.shape)) * int64_t(dtype_size(v.dtype));
-}
-
-ir::TensorData known_as_weight(const Graph::Value& v) {
-  std::vector<int64_t> values;
-  for (auto& d : *v.known) values.push_back(d.constant());
-  std::vector<double> as_double(values.begin(), values.end());
-  ir::TensorData t = reference::make_tensor(DType::kInt64, ir::shape_constants(v.shape), as_double);
-  if (v.dtype != DType::kInt64) t = reference::make_tensor(v.dtype, t.dims, as_double);
-  return t;
-}
-
-}  // namespace
-
-int fold_constants(Graph& g) {
-  int changed = 0;
-  for (size_t n = 0; n < g.nodes.size(); ++n) {
-    if (g.dead[n]) continue;
-    const ir::Node& node = g.nodes[n];
-    // Shape arithmetic whose result is fully known at build time.
-    bool all_known = true;
-    for (ir::ValueId v : node.outputs) {
-      if (v == ir::kNoValue) continue;
-      const Graph::Value& val = g.values[size_t(v)];
-      bool known = val.known && ir::shape_is_constant(val.shape) && !g.is_output(v) &&
-                   std::all_of(val.known->begin(), val.known->end(), [](const ir::Dim& d) { return d.is_constant(); });
-      all_known = all_known && known && is_integer(val.dtype);
-    }
-    if (all_known && !node.outputs.empty()) {
-      for (ir::ValueId v : node.outputs)
-        if (v != ir::kNoValue) g.values[size_t(v)].weight = known_as_weight(g.values[size_t(v)]);
-      g.dead[n] = true;
-      ++changed;
-      continue;
-    }
-    if (!all_inputs_constant(g, node)) continue;
-    bool small = true;
-    for (ir::ValueId v : node.outputs)
-      if (v != ir::kNoValue && (bytes_of(g.values[size_t(v)]) < 0 || bytes_of(g.values[size_t(v)]) > kMaxFoldedBytes ||
-                                g.is_output(v)))
-        small = false;
-    if (!small) continue;
-    // Evaluate the node alone on the reference interpreter.
-    ir::Network single;
-    ir::Node copy = node;
-    for (auto& v : copy.inputs)
-      if (v != ir::kNoValue) v = single.add_weight(g.values[size_t(v)].name, *g.weight_of(v));
-    for (auto& v : copy.outputs)
-      if (v != ir::kNoValue) v = single.add_value(g.values[size_t(v)].name);
-    std::vector<ir::ValueId> outs = copy.outputs;
-    single.add_node(std::move(copy));
-    for (ir::ValueId v : outs)
-      if (v != ir::kNoValue) single.add_output(v);
-    single.finalize();
-    std::vector<reference::Tensor> results = reference::run(single, {});
-    size_t r = 0;
-    for (ir::ValueId v : node.outputs)
-      if (v != ir::kNoValue) g.values[size_t(v)].weight = results[r++];
-    g.dead[n] = true;
     ++changed;
   }
   return changed;

@@ -1,7 +1,6 @@
 // Fusion passes: matmul epilogues (bias, activation, residual) and chains of
 // elementwise ops into one FusedElementwise kernel.
 #include <algorithm>
-#include <functional>
 #include <map>
 #include <set>
 
@@ -37,15 +36,27 @@ std::optional<std::string> activation_of(const ir::Node& n) {
   }
 }
 
+// A constant row broadcast along N becomes an [N] bias only up to this size: a
+// scalar C must not turn a tiny model into a plan with gigabytes of copies of
+// it (it stays an elementwise Add, which broadcasts).
+constexpr int64_t kMaxBroadcastBiasBytes = int64_t(1) << 20;
+
+// Whether a constant row C can be materialized as Gemm's [N] bias.
+bool c_materializes_as_bias(const Graph& g, const ir::Node& gemm, ir::ValueId c) {
+  const ir::Shape& cs = g.values[size_t(c)].shape;
+  const ir::Dim& n = g.values[size_t(gemm.outputs[0])].shape[1];
+  bool row = cs.size() == 1 || (cs.size() == 2 && cs[0] == ir::Dim(1));
+  if (!row || !g.weight_of(c) || !n.is_constant()) return false;
+  return cs.back() == n || n.constant() <= kMaxBroadcastBiasBytes / int64_t(dtype_size(g.values[size_t(c)].dtype));
+}
+
 // Whether Gemm's C can ride in FusedMatMul: an [N] bias, a constant row
 // (materialized as a bias), or a full [M,N] residual.
 bool c_fits_epilogue(const Graph& g, const ir::Node& gemm, ir::ValueId c) {
   const ir::Shape& cs = g.values[size_t(c)].shape;
   const ir::Shape& out = g.values[size_t(gemm.outputs[0])].shape;
-  bool row = cs.size() == 1 || (cs.size() == 2 && cs[0] == ir::Dim(1));
-  if (row && cs.size() == 1 && cs.back() == out[1]) return true;
-  if (row && g.weight_of(c) && out[1].is_constant()) return true;
-  return cs == out;
+  if (cs.size() == 1 && cs.back() == out[1]) return true;
+  return c_materializes_as_bias(g, gemm, c) || cs == out;
 }
 
 bool is_reshape_like(OpKind op) {
@@ -160,10 +171,9 @@ int fuse_matmul_epilogues(Graph& g) {
         const ir::Shape cs = g.values[size_t(c)].shape;
         const ir::Shape& out = g.values[size_t(node.outputs[0])].shape;
         const ir::Dim& n_dim = out[1];
-        bool row = cs.size() == 1 || (cs.size() == 2 && cs[0] == ir::Dim(1));  // broadcasts along M
-        if (row && cs.back() == n_dim && cs.size() == 1) {
+        if (cs.size() == 1 && cs.back() == n_dim) {
           inputs.push_back(c);  // a bias
-        } else if (row && g.weight_of(c) && n_dim.is_constant()) {  // a constant row: materialize it as an [N] bias
+        } else if (c_materializes_as_bias(g, node, c)) {  // a constant row, broadcast along M
           std::vector<double> v = ir::read_doubles(*g.weight_of(c));
           std::vector<double> bias(size_t(n_dim.constant()));
           for (size_t i = 0; i < bias.size(); ++i) bias[i] = v[v.size() == 1 ? 0 : i];
@@ -296,20 +306,28 @@ int fold_transposes_into_matmul(Graph& g) {
 int fuse_elementwise(Graph& g) {
   // Group each fusable node with the node that solely consumes it; a group is a
   // tree rooted at the node whose output leaves it.
+  // Readers are counted once up front: asking the graph per node is quadratic
+  // on long chains.
   size_t count = g.nodes.size();
+  std::vector<int> reads = g.read_counts();
+  std::vector<size_t> reader(g.values.size());
+  for (size_t n = 0; n < count; ++n)
+    if (!g.dead[n])
+      for (ir::ValueId v : g.nodes[n].inputs)
+        if (v != ir::kNoValue) reader[size_t(v)] = n;
+  for (ir::ValueId v : g.outputs) reads[size_t(v)] = -1;  // leaves the group
   std::vector<size_t> root(count);
-  for (size_t n = 0; n < count; ++n) root[n] = n;
-  std::function<size_t(size_t)> find = [&](size_t n) { return root[n] == n ? n : root[n] = find(root[n]); };
   std::vector<bool> in_group(count, false);
-  for (size_t n = count; n-- > 0;) {  // consumers first, so roots are settled before producers join
+  for (size_t n = count; n-- > 0;) {  // consumers first: a consumer's root is settled before its producers join
+    root[n] = n;
     if (g.dead[n] || !fusable(g, g.nodes[n])) continue;
     in_group[n] = true;
-    auto next = sole_consumer(g, g.nodes[n].outputs[0]);
-    if (next && in_group[*next]) root[n] = find(*next);
+    ir::ValueId out = g.nodes[n].outputs[0];
+    if (reads[size_t(out)] == 1 && in_group[reader[size_t(out)]]) root[n] = root[reader[size_t(out)]];
   }
   std::map<size_t, std::vector<size_t>> groups;
   for (size_t n = 0; n < count; ++n)
-    if (in_group[n]) groups[find(n)].push_back(n);  // members in topological order, root last
+    if (in_group[n]) groups[root[n]].push_back(n);  // members in topological order, root last
   int changed = 0;
   for (auto& [r, members] : groups) {
     ir::Node fused;
