@@ -92,7 +92,7 @@ int fold_batchnorm_into_conv(Graph& g) {
     if (!w || (conv.inputs.size() > 2 && conv.inputs[2] != ir::kNoValue && !b)) continue;
     const ir::TensorData *scale = g.weight_of(bn.inputs[1]), *shift = g.weight_of(bn.inputs[2]),
                          *mean = g.weight_of(bn.inputs[3]), *var = g.weight_of(bn.inputs[4]);
-    if (!scale || !shift || !mean || !var || !is_floating(w->dtype)) continue;
+    if (!scale || !shift || !mean || !var || !is_floating(w->dtype) || w->dims.empty() || w->dims[0] == 0) continue;  // no channels: nothing to fold
     double eps = bn.attrs.get_float("epsilon", 1e-5);
     std::vector<double> wv = ir::read_doubles(*w), s = ir::read_doubles(*scale), sh = ir::read_doubles(*shift),
                         mu = ir::read_doubles(*mean), va = ir::read_doubles(*var);

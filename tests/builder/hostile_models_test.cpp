@@ -264,5 +264,18 @@ TEST(HostileModels, LongChainsTakeLinearTime) {
   EXPECT_LE(p.arena_bytes, 4 * int64_t(plan::kArenaAlignment));  // a few slots, reused all along the chains
 }
 
+// A Conv with no output channels followed by a BatchNormalization of none:
+// folding the one into the other divided by the channel count.
+TEST(HostileModels, BatchNormOverNoChannels) {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(1), Dim(3), Dim(2), Dim(2)});
+  ValueId conv = net.add_op1(OpKind::kConv, {x, net.add_weight("w", reference::make_tensor(DType::kFloat32, {0, 3, 1, 1}, {}))});
+  std::vector<ValueId> params{conv};
+  for (const char* name : {"scale", "shift", "mean", "var"}) params.push_back(net.add_weight(name, reference::make_tensor(DType::kFloat32, {0}, {})));
+  net.add_output(net.add_op1(OpKind::kBatchNormalization, params));
+  net.finalize();
+  expect_same_results(net, build(net, {}).network);
+}
+
 }  // namespace
 }  // namespace kiln::builder
