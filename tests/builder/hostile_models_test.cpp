@@ -163,7 +163,7 @@ TEST(HostileModels, FoldingStopsWhenThePassBudgetIsSpent) {
 // A scalar Gemm C stays a broadcast Add instead of a per-column copy as large
 // as the output's rows; a small N still gets the bias epilogue.
 TEST(HostileModels, ScalarGemmBiasIsNotMaterialized) {
-  for (int64_t n : {int64_t(1) << 19, int64_t(16)}) {
+  for (int64_t n : {(int64_t(1) << 18) + 1, int64_t(16)}) {  // just over 1 MiB of float bias, and small
     ir::Network net;
     ValueId a = net.add_input("a", DType::kFloat32, {Dim(2), Dim(2)});
     ValueId b = net.add_weight("b", random_weight({2, n}, 7));
@@ -230,11 +230,11 @@ TEST(HostileModels, LongChainsBuild) {
 }
 
 // Each builder step that asked the graph about every node once per node is
-// timed alone on long chains: quadratic, each took seconds even optimized;
-// linear, they take milliseconds (the bound is loose for sanitizer builds).
+// timed alone on long chains, against copying the graph (linear, with a
+// similar constant): X
 TEST(HostileModels, LongChainsTakeLinearTime) {
-  constexpr int kLength = 40000;
-  constexpr double kSeconds = 1.0;
+  constexpr int kLength = 30000;
+  constexpr double kCopies = 25;
   ir::Network net = chains(kLength);
   const Graph chained = Graph::from_network(net);
   auto timed = [](auto&& step) {
@@ -242,24 +242,27 @@ TEST(HostileModels, LongChainsTakeLinearTime) {
     step();
     return seconds_since(start);
   };
-  Graph g = chained;
-  EXPECT_LT(timed([&] { EXPECT_EQ(fuse_elementwise(g), kLength); }), kSeconds) << "fuse_elementwise";
+  Graph g;
+  double copy = 1e9;
+  for (int repeat = 0; repeat < 3; ++repeat) copy = std::min(copy, timed([&] { g = chained; }));
+  double limit = kCopies * copy + 0.01;
+  EXPECT_LT(timed([&] { EXPECT_EQ(fuse_elementwise(g), kLength); }), limit) << "fuse_elementwise; a copy takes " << copy << " s";
 
   g = chained;
   g.outputs = {g.outputs[1]};  // nothing reads the float chain now
-  EXPECT_LT(timed([&] { g.drop_unread(); }), kSeconds) << "drop_unread";
+  EXPECT_LT(timed([&] { g.drop_unread(); }), limit) << "drop_unread; a copy takes " << copy << " s";
   EXPECT_EQ(std::count(g.dead.begin(), g.dead.end(), true), kLength);
 
   g = chained;
   EXPECT_LT(timed([&] {
               for (int k = 0; k < kLength; ++k) g.add_value("t");
             }),
-            kSeconds)
-      << "unique names";
+            limit)
+      << "unique names; a copy takes " << copy << " s";
 
   plan::Plan p;
   p.network = net;
-  EXPECT_LT(timed([&] { plan_memory(p); }), kSeconds) << "plan_memory";
+  EXPECT_LT(timed([&] { plan_memory(p); }), limit) << "plan_memory; a copy takes " << copy << " s";
   EXPECT_GT(p.arena_bytes, 0);
   EXPECT_LE(p.arena_bytes, 4 * int64_t(plan::kArenaAlignment));  // a few slots, reused all along the chains
 }
