@@ -153,4 +153,48 @@ void Graph::replace_uses(ir::ValueId from, ir::ValueId to) {
     if (out == from) out = to;
 }
 
+Uses::Uses(const Graph& g)
+    : reads_(g.values.size(), 0), first_reader_(g.values.size(), SIZE_MAX), last_reader_(g.values.size(), SIZE_MAX),
+      producer_(g.values.size(), SIZE_MAX), output_(g.values.size(), false) {
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n]) continue;
+    for (ir::ValueId v : g.nodes[n].inputs) {
+      if (v == ir::kNoValue) continue;
+      ++reads_[size_t(v)];
+      if (first_reader_[size_t(v)] == SIZE_MAX) first_reader_[size_t(v)] = n;
+      last_reader_[size_t(v)] = n;
+    }
+    for (ir::ValueId v : g.nodes[n].outputs)
+      if (v != ir::kNoValue && producer_[size_t(v)] == SIZE_MAX) producer_[size_t(v)] = n;
+  }
+  for (ir::ValueId v : g.outputs) output_[size_t(v)] = true;
+}
+
+std::optional<size_t> Uses::producer_of(ir::ValueId v) const {
+  if (!known(v) || producer_[size_t(v)] == SIZE_MAX) return std::nullopt;
+  return producer_[size_t(v)];
+}
+
+std::optional<size_t> Uses::only_reader(ir::ValueId v) const {
+  // A node's reads are counted together, so one reader is first and last.
+  if (!known(v) || output_[size_t(v)] || reads_[size_t(v)] == 0 || first_reader_[size_t(v)] != last_reader_[size_t(v)])
+    return std::nullopt;
+  return first_reader_[size_t(v)];
+}
+
+std::optional<size_t> Uses::sole_reader(ir::ValueId v) const {
+  if (!known(v) || output_[size_t(v)] || reads_[size_t(v)] != 1) return std::nullopt;
+  return first_reader_[size_t(v)];
+}
+
+void Uses::reader_moved(ir::ValueId v, size_t from, size_t to) {
+  if (!known(v)) return;
+  for (size_t* r : {&first_reader_[size_t(v)], &last_reader_[size_t(v)]})
+    if (*r == from) *r = to;
+}
+
+void Uses::produced_by(ir::ValueId v, size_t n) {
+  if (known(v)) producer_[size_t(v)] = n;
+}
+
 }  // namespace kiln::builder

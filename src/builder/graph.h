@@ -61,6 +61,27 @@ struct Graph {
   size_t named_ = 0;
 };
 
+// Readers and producers of every value at one moment, for passes that ask
+// about node after node (the graph's own queries scan every node, which is
+// quadratic on long graphs). A pass rebuilds it after a rewrite.
+class Uses {
+ public:
+  explicit Uses(const Graph& g);
+  // As Graph::producer_of, only_reader and sole reader (exactly one read, not a graph output).
+  std::optional<size_t> producer_of(ir::ValueId v) const;
+  std::optional<size_t> only_reader(ir::ValueId v) const;
+  std::optional<size_t> sole_reader(ir::ValueId v) const;
+  // Kept current by hand: node `to` now reads v where node `from` did; node n now writes v.
+  void reader_moved(ir::ValueId v, size_t from, size_t to);
+  void produced_by(ir::ValueId v, size_t n);
+
+ private:
+  bool known(ir::ValueId v) const { return v != ir::kNoValue && size_t(v) < reads_.size(); }
+  std::vector<int> reads_;
+  std::vector<size_t> first_reader_, last_reader_, producer_;  // SIZE_MAX: none
+  std::vector<bool> output_;
+};
+
 // What constant folding may spend; nodes over it run at run time instead.
 // Work counts elements read and written plus multiply-adds (see fold_work).
 struct FoldBudget {

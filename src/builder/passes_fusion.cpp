@@ -16,14 +16,6 @@ using ir::OpKind;
 
 namespace {
 
-// The single live node reading v, if v has exactly one reader and is not a graph output.
-std::optional<size_t> sole_consumer(const Graph& g, ir::ValueId v) {
-  if (g.is_output(v)) return std::nullopt;
-  auto users = g.consumers(v);
-  if (users.size() != 1) return std::nullopt;
-  return users[0];
-}
-
 const ir::Dim& last_dim(const Graph& g, ir::ValueId v) { return g.values[size_t(v)].shape.back(); }
 
 std::optional<std::string> activation_of(const ir::Node& n) {
@@ -74,15 +66,16 @@ std::optional<std::vector<int64_t>> static_dims(const Graph& g, ir::ValueId v) {
 // residual slot (reshapes are views). Static shapes only.
 int move_reshapes_past_residual_adds(Graph& g) {
   int changed = 0;
+  Uses uses(g);
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     if (g.dead[n] || g.nodes[n].op != OpKind::kFusedMatMul) continue;
     ir::ValueId product = g.nodes[n].outputs[0];
     auto product_dims = static_dims(g, product);
     ir::ValueId v = product;
-    std::optional<size_t> next = sole_consumer(g, v);
+    std::optional<size_t> next = uses.sole_reader(v);
     while (next && is_reshape_like(g.nodes[*next].op) && g.nodes[*next].inputs[0] == v) {
       v = g.nodes[*next].outputs[0];
-      next = sole_consumer(g, v);
+      next = uses.sole_reader(v);
     }
     if (v == product || !product_dims || !next || g.nodes[*next].op != OpKind::kAdd) continue;
     ir::Node& add = g.nodes[*next];
@@ -104,6 +97,7 @@ int move_reshapes_past_residual_adds(Graph& g) {
     ir::Node reshape_sum{g.unique_name(stem + "_view"), OpKind::kReshape, {early_sum, g.add_ints(g.values[size_t(sum)].name + "_shape", *sum_dims)}, {sum}, {}};
     g.insert_node(at + 1, std::move(reshape_sum));
     g.insert_node(at, std::move(reshape_other));
+    uses = Uses(g);
     ++changed;
   }
   if (changed) g.drop_unread();  // the reshapes of the products
@@ -193,12 +187,13 @@ int fuse_matmul_epilogues(Graph& g) {
   }
   changed += move_reshapes_past_residual_adds(g);
   // Absorb bias, activation and residual that follow.
+  Uses uses(g);
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     if (g.dead[n] || g.nodes[n].op != OpKind::kFusedMatMul) continue;
     for (;;) {
       ir::Node& mm = g.nodes[n];
       ir::ValueId out = mm.outputs[0];
-      auto next = sole_consumer(g, out);
+      auto next = uses.sole_reader(out);
       if (!next || g.values[size_t(out)].shape.empty()) break;  // no shape yet: made by this pass, absorb next build
       ir::Node& user = g.nodes[*next];
       bool has_bias = mm.inputs.size() > 2 && mm.inputs[2] != ir::kNoValue;
@@ -223,6 +218,8 @@ int fuse_matmul_epilogues(Graph& g) {
         absorbed = true;
       }
       if (!absorbed) break;
+      for (ir::ValueId v : user.inputs) uses.reader_moved(v, *next, n);
+      uses.produced_by(user.outputs[0], n);
       mm.outputs[0] = user.outputs[0];
       g.dead[*next] = true;
       ++changed;
@@ -250,12 +247,13 @@ bool fusable(const Graph& g, const ir::Node& node) {
 
 int fold_scales_into_matmul(Graph& g) {
   int changed = 0;
+  Uses uses(g);
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     if (g.dead[n] || g.nodes[n].op != OpKind::kFusedMatMul) continue;
     for (size_t operand = 0; operand < 2; ++operand) {
       ir::ValueId in = g.nodes[n].inputs[operand];
-      std::optional<size_t> producer = g.producer_of(in);
-      if (!producer || g.nodes[*producer].op != OpKind::kMul || sole_consumer(g, in) != n) continue;
+      std::optional<size_t> producer = uses.producer_of(in);
+      if (!producer || g.nodes[*producer].op != OpKind::kMul || uses.sole_reader(in) != n) continue;
       const ir::Node& mul = g.nodes[*producer];
       for (size_t k = 0; k < 2; ++k) {
         const ir::TensorData* scale = g.weight_of(mul.inputs[k]);
@@ -267,6 +265,7 @@ int fold_scales_into_matmul(Graph& g) {
         g.nodes[n].attrs.set("alpha", alpha);
         g.nodes[n].inputs[operand] = other;
         g.dead[*producer] = true;
+        uses = Uses(g);
         ++changed;
         break;
       }
@@ -277,28 +276,27 @@ int fold_scales_into_matmul(Graph& g) {
 
 int fold_transposes_into_matmul(Graph& g) {
   int changed = 0;
+  Uses uses(g);
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     if (g.dead[n] || g.nodes[n].op != OpKind::kFusedMatMul || g.nodes[n].attrs.get_int("trans_b", 0) != 0) continue;
     ir::ValueId b = g.nodes[n].inputs[1];
-    if (sole_consumer(g, b) != n) continue;
-    for (size_t p = 0; p < n; ++p) {
-      const ir::Node& t = g.nodes[p];
-      if (g.dead[p] || t.op != OpKind::kTranspose || t.outputs[0] != b) continue;
-      size_t rank = g.values[size_t(t.inputs[0])].shape.size();
-      std::vector<int64_t> swap_last(rank);
-      for (size_t i = 0; i < rank; ++i) swap_last[i] = int64_t(i);
-      if (rank < 2) break;
-      std::swap(swap_last[rank - 2], swap_last[rank - 1]);
-      std::vector<int64_t> perm = t.attrs.get_ints("perm");
-      if (perm.empty())  // the default reverses the dims
-        for (size_t i = 0; i < rank; ++i) perm.push_back(int64_t(rank - 1 - i));
-      if (perm != swap_last) break;
-      g.nodes[n].inputs[1] = t.inputs[0];
-      g.nodes[n].attrs.set("trans_b", int64_t(1));
-      g.dead[p] = true;
-      ++changed;
-      break;
-    }
+    auto p = uses.producer_of(b);
+    if (uses.sole_reader(b) != n || !p || g.nodes[*p].op != OpKind::kTranspose) continue;
+    const ir::Node& t = g.nodes[*p];
+    size_t rank = g.values[size_t(t.inputs[0])].shape.size();
+    if (rank < 2) continue;
+    std::vector<int64_t> swap_last(rank);
+    for (size_t i = 0; i < rank; ++i) swap_last[i] = int64_t(i);
+    std::swap(swap_last[rank - 2], swap_last[rank - 1]);
+    std::vector<int64_t> perm = t.attrs.get_ints("perm");
+    if (perm.empty())  // the default reverses the dims
+      for (size_t i = 0; i < rank; ++i) perm.push_back(int64_t(rank - 1 - i));
+    if (perm != swap_last) continue;
+    g.nodes[n].inputs[1] = t.inputs[0];
+    g.nodes[n].attrs.set("trans_b", int64_t(1));
+    g.dead[*p] = true;
+    uses = Uses(g);
+    ++changed;
   }
   return changed;
 }

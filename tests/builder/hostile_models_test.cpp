@@ -267,6 +267,30 @@ TEST(HostileModels, LongChainsTakeLinearTime) {
   EXPECT_LE(p.arena_bytes, 4 * int64_t(plan::kArenaAlignment));  // a few slots, reused all along the chains
 }
 
+// The same for the passes around matmuls (epilogues, scales, transposes,
+// attention), which asked for each matmul's reader and producer.
+TEST(HostileModels, LongMatMulChainsTakeLinearTime) {
+  constexpr int kLength = 20000;
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(1), Dim(1)});
+  ValueId w = net.add_weight("w", random_weight({1, 1}, 9));
+  for (int k = 0; k < kLength; ++k) x = net.add_op1(OpKind::kMatMul, {x, w});
+  net.add_output(x);
+  net.finalize();
+  const Graph chained = Graph::from_network(net);
+  Graph g;
+  double copy = 1e9;
+  for (int repeat = 0; repeat < 3; ++repeat) {
+    auto start = std::chrono::steady_clock::now();
+    g = chained;
+    copy = std::min(copy, seconds_since(start));
+  }
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(fuse_matmul_epilogues(g), kLength);
+  EXPECT_EQ(fold_scales_into_matmul(g) + fold_transposes_into_matmul(g) + fuse_attention(g), 0);
+  EXPECT_LT(seconds_since(start), 25 * copy + 0.01) << "a copy takes " << copy << " s";
+}
+
 // A Conv with no output channels followed by a BatchNormalization of none:
 // folding the one into the other divided by the channel count.
 TEST(HostileModels, BatchNormOverNoChannels) {
