@@ -14,22 +14,36 @@ using ir::OpKind;
 
 int remove_identities(Graph& g) {
   int changed = 0;
+  // The readers of a removed identity's output read its input: redirected
+  // lazily, each node's inputs resolved when the walk reaches it (readers come
+  // after producers), so a long chain of identities is not rescanned per removal.
+  std::vector<ir::ValueId> alias(g.values.size(), ir::kNoValue);
+  auto resolve = [&](ir::ValueId v) {
+    while (v != ir::kNoValue && alias[size_t(v)] != ir::kNoValue) v = alias[size_t(v)];
+    return v;
+  };
+  std::vector<int> reads = g.read_counts();  // exact for a Dropout's mask: only nodes after it read it
   for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n]) continue;
     ir::Node& node = g.nodes[n];
-    if (g.dead[n] || (node.op != OpKind::kIdentity && node.op != OpKind::kDropout)) continue;
-    if (node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue && !g.consumers(node.outputs[1]).empty()) continue;
-    if (node.outputs.size() > 1 && g.is_output(node.outputs[1])) continue;  // the mask is wanted
+    for (ir::ValueId& v : node.inputs) v = resolve(v);
+    if (node.op != OpKind::kIdentity && node.op != OpKind::kDropout) continue;
+    if (node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue && (reads[size_t(node.outputs[1])] > 0 || g.is_output(node.outputs[1])))
+      continue;  // the mask is wanted
     ir::ValueId in = node.inputs[0], out = node.outputs[0];
     if (g.is_output(out) && (g.values[size_t(in)].is_input || g.is_output(in) || g.weight_of(in))) continue;
     g.dead[n] = true;
-    g.replace_uses(out, in);
-    if (g.is_output(in)) {  // keep the output's name: the producer now writes it directly
-      for (auto& other : g.nodes)
-        for (auto& o : other.outputs)
-          if (o == in) o = out;
-      g.replace_uses(in, out);
-    }
     ++changed;
+    if (!g.is_output(out) && !g.is_output(in)) {
+      alias[size_t(out)] = in;
+      continue;
+    }
+    // The output keeps its name: in's producer now writes it directly, and in's readers read it.
+    for (auto& other : g.nodes)
+      for (auto& o : other.outputs)
+        if (o == in) o = out;
+    g.replace_uses(in, out);
+    alias[size_t(in)] = out;
   }
   return changed;
 }

@@ -291,6 +291,32 @@ TEST(HostileModels, LongMatMulChainsTakeLinearTime) {
   EXPECT_LT(seconds_since(start), 25 * copy + 0.01) << "a copy takes " << copy << " s";
 }
 
+// And for identity removal, which redirected every reader in the graph per identity.
+TEST(HostileModels, LongIdentityChainsTakeLinearTime) {
+  constexpr int kLength = 20000;
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(4)});
+  ValueId y = net.add_op1(OpKind::kNeg, {x});
+  for (int k = 0; k < kLength; ++k) y = net.add_op1(k % 2 ? OpKind::kIdentity : OpKind::kDropout, {y});
+  net.add_output(net.add_op1(OpKind::kAdd, {y, x}));
+  net.add_output(y);
+  net.finalize();
+  const Graph chained = Graph::from_network(net);
+  Graph g;
+  double copy = 1e9;
+  for (int repeat = 0; repeat < 3; ++repeat) {
+    auto start = std::chrono::steady_clock::now();
+    g = chained;
+    copy = std::min(copy, seconds_since(start));
+  }
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(remove_identities(g), kLength);
+  EXPECT_LT(seconds_since(start), 25 * copy + 0.01) << "a copy takes " << copy << " s";
+  ir::Network lowered = g.to_network();
+  EXPECT_EQ(lowered.nodes().size(), 2u);
+  expect_same_results(net, lowered);
+}
+
 // A Conv with no output channels followed by a BatchNormalization of none:
 // folding the one into the other divided by the channel count.
 TEST(HostileModels, BatchNormOverNoChannels) {
