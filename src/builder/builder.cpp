@@ -44,6 +44,45 @@ bool is_view_op(OpKind op) {
          op == OpKind::kIdentity;
 }
 
+// No GPU holds a tensor this large: a model asking for one is refused at build
+// time rather than planned into an arena no device can allocate.
+constexpr int64_t kMaxTensorBytes = int64_t(1) << 40;
+
+// Arena slots ordered by first use, with the latest last use of the placed ones
+// kept per range (a max segment tree): the placed slots live at the same time
+// as a new one are found without visiting the others, so planning a long chain
+// stays near-linear.
+class PlacedSlots {
+ public:
+  explicit PlacedSlots(size_t count) : count_(count), max_last_(4 * std::max<size_t>(count, 1), -1) {}
+  // The slot at position `at` (in order of first use) is placed and live until `last`.
+  void place(size_t at, int64_t last) { place(at, last, 1, 0, count_); }
+  // Calls visit(position) for every placed slot among the first `end` whose last use is >= min_last.
+  template <typename F>
+  void find(size_t end, int64_t min_last, F&& visit) const { find(end, min_last, visit, 1, 0, count_); }
+
+ private:
+  void place(size_t at, int64_t last, size_t node, size_t lo, size_t hi) {
+    max_last_[node] = std::max(max_last_[node], last);
+    if (hi - lo == 1) return;
+    size_t mid = (lo + hi) / 2;
+    if (at < mid) place(at, last, 2 * node, lo, mid);
+    else place(at, last, 2 * node + 1, mid, hi);
+  }
+  template <typename F>
+  void find(size_t end, int64_t min_last, F& visit, size_t node, size_t lo, size_t hi) const {
+    if (lo >= end || lo >= hi || max_last_[node] < min_last) return;
+    if (hi - lo == 1) return visit(lo);
+    size_t mid = (lo + hi) / 2;
+    find(end, min_last, visit, 2 * node, lo, mid);
+    find(end, min_last, visit, 2 * node + 1, mid, hi);
+  }
+  size_t count_;
+  std::vector<int64_t> max_last_;
+};
+
+}  // namespace
+
 // Liveness-based offsets in one arena: values live from their producer to their
 // last reader; views extend their source's life. Greedy placement, largest first.
 void plan_memory(plan::Plan& p) {
@@ -112,7 +151,9 @@ void plan_memory(plan::Plan& p) {
         fail(ErrorCode::kUnsupported, "tensor '", val.name, "' has dim ", d.to_string(), " whose size depends on symbols without a range (",
              missing, "); give every symbolic input dim a range with --profile");
       }
-      bytes = ir::checked_numel({bytes, std::max<int64_t>(*size, 0)});
+      if (__builtin_mul_overflow(bytes, std::max<int64_t>(*size, 0), &bytes) || bytes > kMaxTensorBytes)
+        fail(ErrorCode::kUnsupported, "tensor '", val.name, "' of shape ", ir::shape_to_string(val.shape),
+             " needs more than ", kMaxTensorBytes, " bytes at the largest shapes; kiln refuses tensors that large");
     }
     slots.push_back({ir::ValueId(v), (bytes + int64_t(plan::kArenaAlignment) - 1) / int64_t(plan::kArenaAlignment) *
                                          int64_t(plan::kArenaAlignment),
@@ -121,13 +162,25 @@ void plan_memory(plan::Plan& p) {
   std::vector<size_t> order(slots.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return slots[a].bytes > slots[b].bytes; });
-  std::vector<size_t> placed;
+  std::vector<size_t> by_first(slots.size()), position(slots.size());
+  std::iota(by_first.begin(), by_first.end(), 0);
+  std::stable_sort(by_first.begin(), by_first.end(), [&](size_t a, size_t b) { return slots[a].first < slots[b].first; });
+  std::vector<int64_t> firsts(slots.size());
+  for (size_t k = 0; k < by_first.size(); ++k) {
+    position[by_first[k]] = k;
+    firsts[k] = slots[by_first[k]].first;
+  }
+  PlacedSlots placed(slots.size());
   p.arena_bytes = 0;
+  std::vector<std::pair<int64_t, int64_t>> busy;  // address ranges of time-overlapping slots
   for (size_t i : order) {
     Slot& s = slots[i];
-    std::vector<std::pair<int64_t, int64_t>> busy;  // address ranges of time-overlapping slots
-    for (size_t j : placed)
-      if (slots[j].first <= s.last && s.first <= slots[j].last) busy.push_back({slots[j].offset, slots[j].offset + slots[j].bytes});
+    busy.clear();
+    size_t started = size_t(std::upper_bound(firsts.begin(), firsts.end(), s.last) - firsts.begin());
+    placed.find(started, s.first, [&](size_t k) {
+      const Slot& other = slots[by_first[k]];
+      busy.push_back({other.offset, other.offset + other.bytes});
+    });
     std::sort(busy.begin(), busy.end());
     int64_t offset = 0;
     for (auto& [lo, hi] : busy) {
@@ -135,8 +188,11 @@ void plan_memory(plan::Plan& p) {
       offset = std::max(offset, hi);
     }
     s.offset = offset;
-    p.arena_bytes = std::max(p.arena_bytes, offset + s.bytes);
-    placed.push_back(i);
+    int64_t end;
+    if (__builtin_add_overflow(offset, s.bytes, &end))
+      fail(ErrorCode::kUnsupported, "the memory plan's arena overflows 64-bit offsets; the model's tensors are too large");
+    p.arena_bytes = std::max(p.arena_bytes, end);
+    placed.place(position[i], s.last);
   }
   p.arena_offset.assign(nv, -1);
   for (auto& s : slots) p.arena_offset[size_t(s.value)] = s.offset;
@@ -144,7 +200,6 @@ void plan_memory(plan::Plan& p) {
     if (in_arena[v]) p.arena_offset[v] = p.arena_offset[size_t(storage[v])];
 }
 
-}  // namespace
 
 plan::Plan build(const ir::Network& network, const BuildOptions& options, const std::string& source) {
   auto say = [&](const std::string& line) {
@@ -160,7 +215,7 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
   };
   say(str("input: ", network.nodes().size(), " nodes"));
   run("remove identities", remove_identities);
-  run("fold constants", fold_constants);
+  run("fold constants", [](Graph& graph) { return fold_constants(graph); });
   run("fold batchnorm into conv", fold_batchnorm_into_conv);
   run("lower batchnorm", lower_batchnorm);
   DType compute = options.precision == plan::Precision::kFloat16    ? DType::kFloat16
@@ -168,7 +223,7 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
                                                                      : DType::kFloat32;
   run("convs to channels-last", [&](Graph& graph) { return convs_to_channels_last(graph, compute); });
   run("sink transposes", sink_transposes);
-  run("fold constants (weight layouts)", fold_constants);
+  run("fold constants (weight layouts)", [](Graph& graph) { return fold_constants(graph); });
   run("transposes to views", transposes_to_views);
   run("fuse matmul epilogues", fuse_matmul_epilogues);
   run("fold scales into matmul", fold_scales_into_matmul);

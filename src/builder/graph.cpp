@@ -59,10 +59,11 @@ ir::Network Graph::to_network() const {
 }
 
 std::string Graph::unique_name(const std::string& stem) {
+  // Values are only appended, and keep their names, so the set catches up incrementally.
+  for (; named_ < values.size(); ++named_) taken_.insert(values[named_].name);
   for (;;) {
     std::string name = str(stem, "__k", counter_++);
-    bool taken = std::any_of(values.begin(), values.end(), [&](const Value& v) { return v.name == name; });
-    if (!taken) return name;
+    if (taken_.insert(name).second) return name;
   }
 }
 
@@ -117,15 +118,28 @@ void Graph::insert_node(size_t at, ir::Node node) {
   dead.insert(dead.begin() + long(at), false);
 }
 
+std::vector<int> Graph::read_counts() const {
+  std::vector<int> reads(values.size(), 0);
+  for (size_t n = 0; n < nodes.size(); ++n)
+    if (!dead[n])
+      for (ir::ValueId v : nodes[n].inputs)
+        if (v != ir::kNoValue) ++reads[size_t(v)];
+  return reads;
+}
+
 void Graph::drop_unread() {
-  for (bool again = true; again;) {
-    again = false;
-    for (size_t n = nodes.size(); n-- > 0;) {
-      if (dead[n]) continue;
-      bool read = false;
-      for (ir::ValueId o : nodes[n].outputs) read = read || (o != ir::kNoValue && (is_output(o) || !consumers(o).empty()));
-      if (!read) dead[n] = again = true;
-    }
+  std::vector<int> reads = read_counts();
+  for (ir::ValueId v : outputs) ++reads[size_t(v)];
+  // Readers come after their producers, so walking backwards sees a node only
+  // once everything that could read it is settled: one pass reaches the fixpoint.
+  for (size_t n = nodes.size(); n-- > 0;) {
+    if (dead[n]) continue;
+    bool read = false;
+    for (ir::ValueId o : nodes[n].outputs) read = read || (o != ir::kNoValue && reads[size_t(o)] > 0);
+    if (read) continue;
+    dead[n] = true;
+    for (ir::ValueId v : nodes[n].inputs)
+      if (v != ir::kNoValue) --reads[size_t(v)];
   }
 }
 
@@ -137,6 +151,50 @@ void Graph::replace_uses(ir::ValueId from, ir::ValueId to) {
   }
   for (ir::ValueId& out : outputs)
     if (out == from) out = to;
+}
+
+Uses::Uses(const Graph& g)
+    : reads_(g.values.size(), 0), first_reader_(g.values.size(), SIZE_MAX), last_reader_(g.values.size(), SIZE_MAX),
+      producer_(g.values.size(), SIZE_MAX), output_(g.values.size(), false) {
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n]) continue;
+    for (ir::ValueId v : g.nodes[n].inputs) {
+      if (v == ir::kNoValue) continue;
+      ++reads_[size_t(v)];
+      if (first_reader_[size_t(v)] == SIZE_MAX) first_reader_[size_t(v)] = n;
+      last_reader_[size_t(v)] = n;
+    }
+    for (ir::ValueId v : g.nodes[n].outputs)
+      if (v != ir::kNoValue && producer_[size_t(v)] == SIZE_MAX) producer_[size_t(v)] = n;
+  }
+  for (ir::ValueId v : g.outputs) output_[size_t(v)] = true;
+}
+
+std::optional<size_t> Uses::producer_of(ir::ValueId v) const {
+  if (!known(v) || producer_[size_t(v)] == SIZE_MAX) return std::nullopt;
+  return producer_[size_t(v)];
+}
+
+std::optional<size_t> Uses::only_reader(ir::ValueId v) const {
+  // A node's reads are counted together, so one reader is first and last.
+  if (!known(v) || output_[size_t(v)] || reads_[size_t(v)] == 0 || first_reader_[size_t(v)] != last_reader_[size_t(v)])
+    return std::nullopt;
+  return first_reader_[size_t(v)];
+}
+
+std::optional<size_t> Uses::sole_reader(ir::ValueId v) const {
+  if (!known(v) || output_[size_t(v)] || reads_[size_t(v)] != 1) return std::nullopt;
+  return first_reader_[size_t(v)];
+}
+
+void Uses::reader_moved(ir::ValueId v, size_t from, size_t to) {
+  if (!known(v)) return;
+  for (size_t* r : {&first_reader_[size_t(v)], &last_reader_[size_t(v)]})
+    if (*r == from) *r = to;
+}
+
+void Uses::produced_by(ir::ValueId v, size_t n) {
+  if (known(v)) producer_[size_t(v)] = n;
 }
 
 }  // namespace kiln::builder

@@ -4,9 +4,11 @@
 
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "kiln/ir/network.h"
+#include "kiln/plan.h"
 
 namespace kiln::builder {
 
@@ -46,18 +48,57 @@ struct Graph {
   void insert_node(size_t at, ir::Node node);
   // Marks dead every node none of whose outputs is read or a graph output, until none is left.
   void drop_unread();
+  // Per value: how many live node inputs read it (graph outputs not counted).
+  std::vector<int> read_counts() const;
   const ir::TensorData* weight_of(ir::ValueId v) const {
     return v == ir::kNoValue ? nullptr : values[size_t(v)].weight ? &*values[size_t(v)].weight : nullptr;
   }
 
  private:
   int64_t counter_ = 0;
+  // Names unique_name has seen: those of values[0, named_) and the ones it made.
+  std::unordered_set<std::string> taken_;
+  size_t named_ = 0;
 };
+
+// Readers and producers of every value at one moment, for passes that ask
+// about node after node (the graph's own queries scan every node, which is
+// quadratic on long graphs). A pass rebuilds it after a rewrite.
+class Uses {
+ public:
+  explicit Uses(const Graph& g);
+  // As Graph::producer_of, only_reader and sole reader (exactly one read, not a graph output).
+  std::optional<size_t> producer_of(ir::ValueId v) const;
+  std::optional<size_t> only_reader(ir::ValueId v) const;
+  std::optional<size_t> sole_reader(ir::ValueId v) const;
+  // Kept current by hand: node `to` now reads v where node `from` did; node n now writes v.
+  void reader_moved(ir::ValueId v, size_t from, size_t to);
+  void produced_by(ir::ValueId v, size_t n);
+
+ private:
+  bool known(ir::ValueId v) const { return v != ir::kNoValue && size_t(v) < reads_.size(); }
+  std::vector<int> reads_;
+  std::vector<size_t> first_reader_, last_reader_, producer_;  // SIZE_MAX: none
+  std::vector<bool> output_;
+};
+
+// What constant folding may spend; nodes over it run at run time instead.
+// Work counts elements read and written plus multiply-adds (see fold_work).
+struct FoldBudget {
+  int64_t max_bytes = int64_t(64) << 20;   // per folded tensor
+  int64_t max_work = int64_t(1) << 27;     // per folded node
+  // Per pass, each on top of the bytes of the weights the graph holds (re-laying
+  // out every weight once is always affordable).
+  int64_t pass_work = int64_t(1) << 30;
+  int64_t pass_bytes = int64_t(1) << 30;
+};
+// The reference interpreter's cost of evaluating a node whose inputs are constants, an upper bound.
+int64_t fold_work(const Graph& g, const ir::Node& node);
 
 // Passes. Each keeps the network's meaning (checked against the reference
 // interpreter in tests) and returns how many rewrites it made.
 int remove_identities(Graph& g);
-int fold_constants(Graph& g);
+int fold_constants(Graph& g, const FoldBudget& budget = {});
 int fold_batchnorm_into_conv(Graph& g);
 // BatchNormalization left after conv folding becomes elementwise math on
 // per-channel views, which fuse_elementwise then fuses.
@@ -88,5 +129,8 @@ int convert_precision(Graph& g, DType to);
 // Graph outputs that no node writes (a constant) get a copy node, so the
 // runtime writes every output into the caller's memory.
 int materialize_outputs(Graph& g);
+
+// Fills the plan's arena offsets and size for its (final) network.
+void plan_memory(plan::Plan& p);
 
 }  // namespace kiln::builder

@@ -83,11 +83,11 @@ std::optional<std::vector<int64_t>> view_step(const Graph& g, const ir::Node& n,
   }
 }
 
-Viewed view_of(const Graph& g, ir::ValueId v) {
+Viewed view_of(const Graph& g, const Uses& uses, ir::ValueId v) {
   std::vector<std::vector<int64_t>> steps;  // last step first
   ir::ValueId root = v;
   for (;;) {
-    auto p = g.producer_of(root);
+    auto p = uses.producer_of(root);
     if (!p || g.nodes[*p].inputs.empty()) break;
     auto step = view_step(g, g.nodes[*p], root);
     if (!step) break;
@@ -138,6 +138,7 @@ bool plain_matmul(const ir::Node& n) {
 
 int fuse_attention(Graph& g) {
   int changed = 0;
+  Uses uses(g);
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     if (g.dead[n] || !plain_matmul(g.nodes[n])) continue;
     const ir::Node scores = g.nodes[n];
@@ -147,7 +148,7 @@ int fuse_attention(Graph& g) {
     bool causal = false;
     ir::ValueId logits = scores.outputs[0];
     std::vector<size_t> between;
-    auto softmax = g.only_reader(logits);
+    auto softmax = uses.only_reader(logits);
     while (softmax && g.nodes[*softmax].op != OpKind::kSoftmax) {
       const ir::Node& e = g.nodes[*softmax];
       // The scale (Mul/Div) or the fill value (Where) is the constant input 1.
@@ -159,7 +160,7 @@ int fuse_attention(Graph& g) {
       else break;
       between.push_back(*softmax);
       logits = e.outputs[0];
-      softmax = g.only_reader(logits);
+      softmax = uses.only_reader(logits);
     }
     if (!softmax || g.nodes[*softmax].op != OpKind::kSoftmax || g.nodes[*softmax].inputs[0] != logits ||
         g.values[size_t(logits)].shape != g.values[size_t(scores.outputs[0])].shape)
@@ -167,12 +168,13 @@ int fuse_attention(Graph& g) {
     size_t rank = g.values[size_t(scores.outputs[0])].shape.size();
     int64_t axis = g.nodes[*softmax].attrs.get_int("axis", -1);
     if (axis != -1 && axis != int64_t(rank) - 1) continue;
-    auto product = g.only_reader(g.nodes[*softmax].outputs[0]);
+    auto product = uses.only_reader(g.nodes[*softmax].outputs[0]);
     if (!product || !plain_matmul(g.nodes[*product]) || g.nodes[*product].inputs[0] != g.nodes[*softmax].outputs[0] ||
         g.nodes[*product].inputs[1] == g.nodes[*softmax].outputs[0] ||
         g.nodes[*product].attrs.get_int("trans_b", 0) != 0 || g.nodes[*product].attrs.get_float("alpha", 1.0) != 1.0)
       continue;
-    Viewed q = view_of(g, scores.inputs[0]), k = view_of(g, scores.inputs[1]), v = view_of(g, g.nodes[*product].inputs[1]);
+    Viewed q = view_of(g, uses, scores.inputs[0]), k = view_of(g, uses, scores.inputs[1]),
+           v = view_of(g, uses, g.nodes[*product].inputs[1]);
     ir::Node attention{scores.name, OpKind::kAttention, {q.root, k.root, v.root}, {g.nodes[*product].outputs[0]}, {}};
     attention.attrs.set("q_view", q.program);
     attention.attrs.set("k_view", k.program);
@@ -182,7 +184,7 @@ int fuse_attention(Graph& g) {
     if (causal) attention.attrs.set("causal", int64_t(1));
     // A Transpose alone reading the result (the heads put back together) is the layout the kernel writes.
     size_t place = *product;
-    auto reader = g.only_reader(attention.outputs[0]);
+    auto reader = uses.only_reader(attention.outputs[0]);
     if (reader && g.nodes[*reader].op == OpKind::kTranspose && g.nodes[*reader].attrs.has("perm")) {
       std::vector<int64_t> perm = g.nodes[*reader].attrs.get_ints("perm");
       for (auto& p : perm) p = p < 0 ? p + int64_t(rank) : p;
@@ -217,6 +219,7 @@ int fuse_attention(Graph& g) {
     for (size_t b : between) g.dead[b] = true;
     g.nodes[place] = std::move(attention);
     g.dead[place] = false;
+    uses = Uses(g);
     ++changed;
   }
   if (changed) g.drop_unread();

@@ -1,4 +1,4 @@
-// Clean-up passes: identity removal, constant folding, BatchNorm into Conv.
+// Clean-up passes: identity removal, BatchNorm into Conv, outputs that are constants.
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -14,22 +14,36 @@ using ir::OpKind;
 
 int remove_identities(Graph& g) {
   int changed = 0;
+  // The readers of a removed identity's output read its input: redirected
+  // lazily, each node's inputs resolved when the walk reaches it (readers come
+  // after producers), so a long chain of identities is not rescanned per removal.
+  std::vector<ir::ValueId> alias(g.values.size(), ir::kNoValue);
+  auto resolve = [&](ir::ValueId v) {
+    while (v != ir::kNoValue && alias[size_t(v)] != ir::kNoValue) v = alias[size_t(v)];
+    return v;
+  };
+  std::vector<int> reads = g.read_counts();  // exact for a Dropout's mask: only nodes after it read it
   for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n]) continue;
     ir::Node& node = g.nodes[n];
-    if (g.dead[n] || (node.op != OpKind::kIdentity && node.op != OpKind::kDropout)) continue;
-    if (node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue && !g.consumers(node.outputs[1]).empty()) continue;
-    if (node.outputs.size() > 1 && g.is_output(node.outputs[1])) continue;  // the mask is wanted
+    for (ir::ValueId& v : node.inputs) v = resolve(v);
+    if (node.op != OpKind::kIdentity && node.op != OpKind::kDropout) continue;
+    if (node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue && (reads[size_t(node.outputs[1])] > 0 || g.is_output(node.outputs[1])))
+      continue;  // the mask is wanted
     ir::ValueId in = node.inputs[0], out = node.outputs[0];
     if (g.is_output(out) && (g.values[size_t(in)].is_input || g.is_output(in) || g.weight_of(in))) continue;
     g.dead[n] = true;
-    g.replace_uses(out, in);
-    if (g.is_output(in)) {  // keep the output's name: the producer now writes it directly
-      for (auto& other : g.nodes)
-        for (auto& o : other.outputs)
-          if (o == in) o = out;
-      g.replace_uses(in, out);
-    }
     ++changed;
+    if (!g.is_output(out) && !g.is_output(in)) {
+      alias[size_t(out)] = in;
+      continue;
+    }
+    // The output keeps its name: in's producer now writes it directly, and in's readers read it.
+    for (auto& other : g.nodes)
+      for (auto& o : other.outputs)
+        if (o == in) o = out;
+    g.replace_uses(in, out);
+    alias[size_t(in)] = out;
   }
   return changed;
 }
@@ -74,82 +88,6 @@ int transposes_to_views(Graph& g) {
   return changed;
 }
 
-namespace {
-
-constexpr int64_t kMaxFoldedBytes = 64 << 20;
-
-bool all_inputs_constant(const Graph& g, const ir::Node& node) {
-  for (ir::ValueId v : node.inputs)
-    if (v != ir::kNoValue && !g.weight_of(v)) return false;
-  return true;
-}
-
-int64_t bytes_of(const Graph::Value& v) {
-  if (!ir::shape_is_constant(v.shape)) return -1;
-  return ir::checked_numel(ir::shape_constants(v.shape)) * int64_t(dtype_size(v.dtype));
-}
-
-ir::TensorData known_as_weight(const Graph::Value& v) {
-  std::vector<int64_t> values;
-  for (auto& d : *v.known) values.push_back(d.constant());
-  std::vector<double> as_double(values.begin(), values.end());
-  ir::TensorData t = reference::make_tensor(DType::kInt64, ir::shape_constants(v.shape), as_double);
-  if (v.dtype != DType::kInt64) t = reference::make_tensor(v.dtype, t.dims, as_double);
-  return t;
-}
-
-}  // namespace
-
-int fold_constants(Graph& g) {
-  int changed = 0;
-  for (size_t n = 0; n < g.nodes.size(); ++n) {
-    if (g.dead[n]) continue;
-    const ir::Node& node = g.nodes[n];
-    // Shape arithmetic whose result is fully known at build time.
-    bool all_known = true;
-    for (ir::ValueId v : node.outputs) {
-      if (v == ir::kNoValue) continue;
-      const Graph::Value& val = g.values[size_t(v)];
-      bool known = val.known && ir::shape_is_constant(val.shape) && !g.is_output(v) &&
-                   std::all_of(val.known->begin(), val.known->end(), [](const ir::Dim& d) { return d.is_constant(); });
-      all_known = all_known && known && is_integer(val.dtype);
-    }
-    if (all_known && !node.outputs.empty()) {
-      for (ir::ValueId v : node.outputs)
-        if (v != ir::kNoValue) g.values[size_t(v)].weight = known_as_weight(g.values[size_t(v)]);
-      g.dead[n] = true;
-      ++changed;
-      continue;
-    }
-    if (!all_inputs_constant(g, node)) continue;
-    bool small = true;
-    for (ir::ValueId v : node.outputs)
-      if (v != ir::kNoValue && (bytes_of(g.values[size_t(v)]) < 0 || bytes_of(g.values[size_t(v)]) > kMaxFoldedBytes ||
-                                g.is_output(v)))
-        small = false;
-    if (!small) continue;
-    // Evaluate the node alone on the reference interpreter.
-    ir::Network single;
-    ir::Node copy = node;
-    for (auto& v : copy.inputs)
-      if (v != ir::kNoValue) v = single.add_weight(g.values[size_t(v)].name, *g.weight_of(v));
-    for (auto& v : copy.outputs)
-      if (v != ir::kNoValue) v = single.add_value(g.values[size_t(v)].name);
-    std::vector<ir::ValueId> outs = copy.outputs;
-    single.add_node(std::move(copy));
-    for (ir::ValueId v : outs)
-      if (v != ir::kNoValue) single.add_output(v);
-    single.finalize();
-    std::vector<reference::Tensor> results = reference::run(single, {});
-    size_t r = 0;
-    for (ir::ValueId v : node.outputs)
-      if (v != ir::kNoValue) g.values[size_t(v)].weight = results[r++];
-    g.dead[n] = true;
-    ++changed;
-  }
-  return changed;
-}
-
 int fold_batchnorm_into_conv(Graph& g) {
   int changed = 0;
   for (size_t n = 0; n < g.nodes.size(); ++n) {
@@ -168,7 +106,7 @@ int fold_batchnorm_into_conv(Graph& g) {
     if (!w || (conv.inputs.size() > 2 && conv.inputs[2] != ir::kNoValue && !b)) continue;
     const ir::TensorData *scale = g.weight_of(bn.inputs[1]), *shift = g.weight_of(bn.inputs[2]),
                          *mean = g.weight_of(bn.inputs[3]), *var = g.weight_of(bn.inputs[4]);
-    if (!scale || !shift || !mean || !var || !is_floating(w->dtype)) continue;
+    if (!scale || !shift || !mean || !var || !is_floating(w->dtype) || w->dims.empty() || w->dims[0] == 0) continue;  // no channels: nothing to fold
     double eps = bn.attrs.get_float("epsilon", 1e-5);
     std::vector<double> wv = ir::read_doubles(*w), s = ir::read_doubles(*scale), sh = ir::read_doubles(*shift),
                         mu = ir::read_doubles(*mean), va = ir::read_doubles(*var);

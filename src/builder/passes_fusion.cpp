@@ -1,7 +1,6 @@
 // Fusion passes: matmul epilogues (bias, activation, residual) and chains of
 // elementwise ops into one FusedElementwise kernel.
 #include <algorithm>
-#include <functional>
 #include <map>
 #include <set>
 
@@ -17,14 +16,6 @@ using ir::OpKind;
 
 namespace {
 
-// The single live node reading v, if v has exactly one reader and is not a graph output.
-std::optional<size_t> sole_consumer(const Graph& g, ir::ValueId v) {
-  if (g.is_output(v)) return std::nullopt;
-  auto users = g.consumers(v);
-  if (users.size() != 1) return std::nullopt;
-  return users[0];
-}
-
 const ir::Dim& last_dim(const Graph& g, ir::ValueId v) { return g.values[size_t(v)].shape.back(); }
 
 std::optional<std::string> activation_of(const ir::Node& n) {
@@ -37,15 +28,27 @@ std::optional<std::string> activation_of(const ir::Node& n) {
   }
 }
 
+// A constant row broadcast along N becomes an [N] bias only up to this size: a
+// scalar C must not turn a tiny model into a plan with gigabytes of copies of
+// it (it stays an elementwise Add, which broadcasts).
+constexpr int64_t kMaxBroadcastBiasBytes = int64_t(1) << 20;
+
+// Whether a constant row C can be materialized as Gemm's [N] bias.
+bool c_materializes_as_bias(const Graph& g, const ir::Node& gemm, ir::ValueId c) {
+  const ir::Shape& cs = g.values[size_t(c)].shape;
+  const ir::Dim& n = g.values[size_t(gemm.outputs[0])].shape[1];
+  bool row = cs.size() == 1 || (cs.size() == 2 && cs[0] == ir::Dim(1));
+  if (!row || !g.weight_of(c) || !n.is_constant()) return false;
+  return cs.back() == n || n.constant() <= kMaxBroadcastBiasBytes / int64_t(dtype_size(g.values[size_t(c)].dtype));
+}
+
 // Whether Gemm's C can ride in FusedMatMul: an [N] bias, a constant row
 // (materialized as a bias), or a full [M,N] residual.
 bool c_fits_epilogue(const Graph& g, const ir::Node& gemm, ir::ValueId c) {
   const ir::Shape& cs = g.values[size_t(c)].shape;
   const ir::Shape& out = g.values[size_t(gemm.outputs[0])].shape;
-  bool row = cs.size() == 1 || (cs.size() == 2 && cs[0] == ir::Dim(1));
-  if (row && cs.size() == 1 && cs.back() == out[1]) return true;
-  if (row && g.weight_of(c) && out[1].is_constant()) return true;
-  return cs == out;
+  if (cs.size() == 1 && cs.back() == out[1]) return true;
+  return c_materializes_as_bias(g, gemm, c) || cs == out;
 }
 
 bool is_reshape_like(OpKind op) {
@@ -63,15 +66,16 @@ std::optional<std::vector<int64_t>> static_dims(const Graph& g, ir::ValueId v) {
 // residual slot (reshapes are views). Static shapes only.
 int move_reshapes_past_residual_adds(Graph& g) {
   int changed = 0;
+  Uses uses(g);
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     if (g.dead[n] || g.nodes[n].op != OpKind::kFusedMatMul) continue;
     ir::ValueId product = g.nodes[n].outputs[0];
     auto product_dims = static_dims(g, product);
     ir::ValueId v = product;
-    std::optional<size_t> next = sole_consumer(g, v);
+    std::optional<size_t> next = uses.sole_reader(v);
     while (next && is_reshape_like(g.nodes[*next].op) && g.nodes[*next].inputs[0] == v) {
       v = g.nodes[*next].outputs[0];
-      next = sole_consumer(g, v);
+      next = uses.sole_reader(v);
     }
     if (v == product || !product_dims || !next || g.nodes[*next].op != OpKind::kAdd) continue;
     ir::Node& add = g.nodes[*next];
@@ -93,6 +97,7 @@ int move_reshapes_past_residual_adds(Graph& g) {
     ir::Node reshape_sum{g.unique_name(stem + "_view"), OpKind::kReshape, {early_sum, g.add_ints(g.values[size_t(sum)].name + "_shape", *sum_dims)}, {sum}, {}};
     g.insert_node(at + 1, std::move(reshape_sum));
     g.insert_node(at, std::move(reshape_other));
+    uses = Uses(g);
     ++changed;
   }
   if (changed) g.drop_unread();  // the reshapes of the products
@@ -160,10 +165,9 @@ int fuse_matmul_epilogues(Graph& g) {
         const ir::Shape cs = g.values[size_t(c)].shape;
         const ir::Shape& out = g.values[size_t(node.outputs[0])].shape;
         const ir::Dim& n_dim = out[1];
-        bool row = cs.size() == 1 || (cs.size() == 2 && cs[0] == ir::Dim(1));  // broadcasts along M
-        if (row && cs.back() == n_dim && cs.size() == 1) {
+        if (cs.size() == 1 && cs.back() == n_dim) {
           inputs.push_back(c);  // a bias
-        } else if (row && g.weight_of(c) && n_dim.is_constant()) {  // a constant row: materialize it as an [N] bias
+        } else if (c_materializes_as_bias(g, node, c)) {  // a constant row, broadcast along M
           std::vector<double> v = ir::read_doubles(*g.weight_of(c));
           std::vector<double> bias(size_t(n_dim.constant()));
           for (size_t i = 0; i < bias.size(); ++i) bias[i] = v[v.size() == 1 ? 0 : i];
@@ -183,12 +187,13 @@ int fuse_matmul_epilogues(Graph& g) {
   }
   changed += move_reshapes_past_residual_adds(g);
   // Absorb bias, activation and residual that follow.
+  Uses uses(g);
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     if (g.dead[n] || g.nodes[n].op != OpKind::kFusedMatMul) continue;
     for (;;) {
       ir::Node& mm = g.nodes[n];
       ir::ValueId out = mm.outputs[0];
-      auto next = sole_consumer(g, out);
+      auto next = uses.sole_reader(out);
       if (!next || g.values[size_t(out)].shape.empty()) break;  // no shape yet: made by this pass, absorb next build
       ir::Node& user = g.nodes[*next];
       bool has_bias = mm.inputs.size() > 2 && mm.inputs[2] != ir::kNoValue;
@@ -213,6 +218,8 @@ int fuse_matmul_epilogues(Graph& g) {
         absorbed = true;
       }
       if (!absorbed) break;
+      for (ir::ValueId v : user.inputs) uses.reader_moved(v, *next, n);
+      uses.produced_by(user.outputs[0], n);
       mm.outputs[0] = user.outputs[0];
       g.dead[*next] = true;
       ++changed;
@@ -240,12 +247,13 @@ bool fusable(const Graph& g, const ir::Node& node) {
 
 int fold_scales_into_matmul(Graph& g) {
   int changed = 0;
+  Uses uses(g);
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     if (g.dead[n] || g.nodes[n].op != OpKind::kFusedMatMul) continue;
     for (size_t operand = 0; operand < 2; ++operand) {
       ir::ValueId in = g.nodes[n].inputs[operand];
-      std::optional<size_t> producer = g.producer_of(in);
-      if (!producer || g.nodes[*producer].op != OpKind::kMul || sole_consumer(g, in) != n) continue;
+      std::optional<size_t> producer = uses.producer_of(in);
+      if (!producer || g.nodes[*producer].op != OpKind::kMul || uses.sole_reader(in) != n) continue;
       const ir::Node& mul = g.nodes[*producer];
       for (size_t k = 0; k < 2; ++k) {
         const ir::TensorData* scale = g.weight_of(mul.inputs[k]);
@@ -257,6 +265,7 @@ int fold_scales_into_matmul(Graph& g) {
         g.nodes[n].attrs.set("alpha", alpha);
         g.nodes[n].inputs[operand] = other;
         g.dead[*producer] = true;
+        uses = Uses(g);
         ++changed;
         break;
       }
@@ -267,28 +276,27 @@ int fold_scales_into_matmul(Graph& g) {
 
 int fold_transposes_into_matmul(Graph& g) {
   int changed = 0;
+  Uses uses(g);
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     if (g.dead[n] || g.nodes[n].op != OpKind::kFusedMatMul || g.nodes[n].attrs.get_int("trans_b", 0) != 0) continue;
     ir::ValueId b = g.nodes[n].inputs[1];
-    if (sole_consumer(g, b) != n) continue;
-    for (size_t p = 0; p < n; ++p) {
-      const ir::Node& t = g.nodes[p];
-      if (g.dead[p] || t.op != OpKind::kTranspose || t.outputs[0] != b) continue;
-      size_t rank = g.values[size_t(t.inputs[0])].shape.size();
-      std::vector<int64_t> swap_last(rank);
-      for (size_t i = 0; i < rank; ++i) swap_last[i] = int64_t(i);
-      if (rank < 2) break;
-      std::swap(swap_last[rank - 2], swap_last[rank - 1]);
-      std::vector<int64_t> perm = t.attrs.get_ints("perm");
-      if (perm.empty())  // the default reverses the dims
-        for (size_t i = 0; i < rank; ++i) perm.push_back(int64_t(rank - 1 - i));
-      if (perm != swap_last) break;
-      g.nodes[n].inputs[1] = t.inputs[0];
-      g.nodes[n].attrs.set("trans_b", int64_t(1));
-      g.dead[p] = true;
-      ++changed;
-      break;
-    }
+    auto p = uses.producer_of(b);
+    if (uses.sole_reader(b) != n || !p || g.nodes[*p].op != OpKind::kTranspose) continue;
+    const ir::Node& t = g.nodes[*p];
+    size_t rank = g.values[size_t(t.inputs[0])].shape.size();
+    if (rank < 2) continue;
+    std::vector<int64_t> swap_last(rank);
+    for (size_t i = 0; i < rank; ++i) swap_last[i] = int64_t(i);
+    std::swap(swap_last[rank - 2], swap_last[rank - 1]);
+    std::vector<int64_t> perm = t.attrs.get_ints("perm");
+    if (perm.empty())  // the default reverses the dims
+      for (size_t i = 0; i < rank; ++i) perm.push_back(int64_t(rank - 1 - i));
+    if (perm != swap_last) continue;
+    g.nodes[n].inputs[1] = t.inputs[0];
+    g.nodes[n].attrs.set("trans_b", int64_t(1));
+    g.dead[*p] = true;
+    uses = Uses(g);
+    ++changed;
   }
   return changed;
 }
@@ -296,20 +304,28 @@ int fold_transposes_into_matmul(Graph& g) {
 int fuse_elementwise(Graph& g) {
   // Group each fusable node with the node that solely consumes it; a group is a
   // tree rooted at the node whose output leaves it.
+  // Readers are counted once up front: asking the graph per node is quadratic
+  // on long chains.
   size_t count = g.nodes.size();
+  std::vector<int> reads = g.read_counts();
+  std::vector<size_t> reader(g.values.size());
+  for (size_t n = 0; n < count; ++n)
+    if (!g.dead[n])
+      for (ir::ValueId v : g.nodes[n].inputs)
+        if (v != ir::kNoValue) reader[size_t(v)] = n;
+  for (ir::ValueId v : g.outputs) reads[size_t(v)] = -1;  // leaves the group
   std::vector<size_t> root(count);
-  for (size_t n = 0; n < count; ++n) root[n] = n;
-  std::function<size_t(size_t)> find = [&](size_t n) { return root[n] == n ? n : root[n] = find(root[n]); };
   std::vector<bool> in_group(count, false);
-  for (size_t n = count; n-- > 0;) {  // consumers first, so roots are settled before producers join
+  for (size_t n = count; n-- > 0;) {  // consumers first: a consumer's root is settled before its producers join
+    root[n] = n;
     if (g.dead[n] || !fusable(g, g.nodes[n])) continue;
     in_group[n] = true;
-    auto next = sole_consumer(g, g.nodes[n].outputs[0]);
-    if (next && in_group[*next]) root[n] = find(*next);
+    ir::ValueId out = g.nodes[n].outputs[0];
+    if (reads[size_t(out)] == 1 && in_group[reader[size_t(out)]]) root[n] = root[reader[size_t(out)]];
   }
   std::map<size_t, std::vector<size_t>> groups;
   for (size_t n = 0; n < count; ++n)
-    if (in_group[n]) groups[find(n)].push_back(n);  // members in topological order, root last
+    if (in_group[n]) groups[root[n]].push_back(n);  // members in topological order, root last
   int changed = 0;
   for (auto& [r, members] : groups) {
     ir::Node fused;
