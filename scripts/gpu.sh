@@ -14,7 +14,9 @@ jobs=$(nproc)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 
 echo "== build =="
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$python" >"$out/configure.log" 2>&1 ||
+python_options=()
+"$python" -c "import nanobind" 2>/dev/null && python_options=(-DKILN_BUILD_PYTHON=ON -DPython_EXECUTABLE="$python")
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$python" "${python_options[@]}" >"$out/configure.log" 2>&1 ||
   { tail -n 40 "$out/configure.log"; exit 1; }
 cmake --build build-gpu -j "$jobs" >"$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
 
@@ -45,6 +47,15 @@ if [[ -x $sanitizer ]]; then
     >"$out/memcheck.log" 2>&1
   memcheck="rc $? ($(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -n 1); $(grep -E '^\[  (PASSED|FAILED) ' "$out/memcheck.log" | tr '\n' ' '))"
   echo "$memcheck"
+fi
+
+echo "== Python package tests (GPU and CPU) =="
+python_tests="not run (no extension built)"
+if [[ -d build-gpu/python/kiln ]]; then
+  PYTHONPATH="$PWD/build-gpu/python" "$python" -m pytest -q python/tests >"$out/python-tests.log" 2>&1
+  python_tests="rc $? ($(tail -n 1 "$out/python-tests.log"))"
+  grep -E "^(FAILED|ERROR)" "$out/python-tests.log" | head -20
+  echo "$python_tests"
 fi
 
 echo "== CPU test suites =="
@@ -88,6 +99,7 @@ echo
 echo "== summary ($(head -n 1 "$out/gpu.txt")) =="
 printf '%-28s %s\n' "GPU test suite" "$(grep -E 'tests passed' "$out/gpu-tests.log" | tail -n 1) (rc $gpu_tests_rc)"
 printf '%-28s %s\n' "memcheck (runtime/graphs/modules/ops)" "$memcheck"
+printf '%-28s %s\n' "Python tests" "$python_tests"
 printf '%-28s %s\n' "CPU test suites" "$(grep -E 'tests passed' "$out/cpu-tests.log" | tail -n 1) (rc $cpu_tests_rc)"
 printf '%-28s %s\n' "conformance --device cuda" "$conformance_gpu"
 printf '%-28s %s\n' "  with specialized kernels" "$conformance_gpu_specialized"

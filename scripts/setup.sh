@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libxxhash-dev                            # XXH3 checksums and runtime cache keys
   clang libclang-rt-14-dev                 # libFuzzer target and its runtime
+  ccache                                   # compiler cache (rebuilds of unchanged files are free)
 )
 
 missing=()
@@ -31,5 +32,11 @@ fi
 if [[ ! -x /usr/local/cuda/bin/nvcc ]]; then
   echo "setup: the CUDA 13 toolkit is required at /usr/local/cuda (NVRTC compiles kernels even without a GPU)" >&2
   exit 1
+fi
+# The Python package (kiln._C through nanobind) and its tests, for the python3 on PATH.
+python_packages=(nanobind scikit-build-core numpy pytest onnx)
+if ! python3 -c "import nanobind, numpy, pytest, onnx" 2>/dev/null; then
+  echo "setup: installing Python packages ${python_packages[*]}"
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check "${python_packages[@]}"
 fi
 echo "setup: ok"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs every test (unit suites and the
-# ONNX conformance suite) with ctest.
+# Installs what is missing, builds, and runs every test: the C++ suites and the
+# ONNX conformance suite with ctest, then the Python package's tests with pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
-ctest --test-dir "${KILN_BUILD_DIR:-build}" --output-on-failure -j "$(nproc)"
+build_dir=${KILN_BUILD_DIR:-build}
+ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)"
+PYTHONPATH="$PWD/$build_dir/python" python3 -m pytest -q python/tests

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -117,6 +118,18 @@ class ExecutionContext {
   // Queues the whole network on `stream`. Never allocates device memory and
   // never waits for the GPU.
   void enqueue(cudaStream_t stream);
+
+  // Resolve-once binding for per-call paths (language bindings, modules): a
+  // network input's or output's index (inputs first, in network order, then
+  // outputs), then shapes and addresses by index. Unchanged dims and
+  // addresses cost a comparison: no name lookup, no allocation, no CUDA call.
+  int io_index(std::string_view name) const;
+  int io_count() const;
+  bool io_is_input(int io_index) const;
+  void set_input_shape(int io_index, std::span<const int64_t> dims);
+  void set_tensor_address(int io_index, void* address);
+  // Dims of an input or output for the shapes set so far (prepares them).
+  const std::vector<int64_t>& tensor_shape(int io_index);
 
   // Per prepared shape (most recent first): how many kernel launches run the
   // generic kernel, a specialized one, or wait for one (lazy).

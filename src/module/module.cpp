@@ -78,12 +78,15 @@ struct Module::State {
 
   // Sets an engine's input shapes and all its addresses from the current tensors.
   void bind(EngineSegment& e) {
+    // e.inputs and e.outputs follow the network's order, so a position is the
+    // context's io index: no name lookups in the engine per run.
+    int index = 0;
     for (auto& [engine_name, module_name] : e.inputs) {
       const DeviceTensor& t = tensor(module_name, e.name);
-      e.context->set_input_shape(engine_name, t.dims);
-      e.context->set_tensor_address(engine_name, t.data);
+      e.context->set_input_shape(index, t.dims);
+      e.context->set_tensor_address(index++, t.data);
     }
-    for (auto& [engine_name, module_name] : e.outputs) e.context->set_tensor_address(engine_name, tensor(module_name, e.name).data);
+    for (auto& [engine_name, module_name] : e.outputs) e.context->set_tensor_address(index++, tensor(module_name, e.name).data);
   }
 
   // Shapes of every segment's outputs for this key, allocated once (outside captures).

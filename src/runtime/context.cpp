@@ -28,6 +28,7 @@ void ExecutionContext::warm_up() {
   auto restore = [&] {  // the caller sees the context as created; the opt shape stays prepared
     c.bound = bound;
     c.input_dims = input_dims;
+    c.input_slots.assign(c.input_slots.size(), nullptr);
     c.current = nullptr;
     c.stats = {};
   };
@@ -144,12 +145,11 @@ std::vector<int64_t> ExecutionContext::tensor_shape(std::string_view name) const
   return state_->current->shapes.dims[size_t(*id)];
 }
 
-void ExecutionContext::set_tensor_address(std::string_view name, void* address) {
-  const ir::Network& net = state_->engine->plan.network;
-  auto id = net.find_value(name);
-  bool io = id && (net.value(*id).is_input ||
-                   std::find(net.outputs().begin(), net.outputs().end(), *id) != net.outputs().end());
-  if (!io) fail(ErrorCode::kInvalidArgument, "'", name, "' is not an input or output of the network");
+namespace {
+
+// Checks that `address` is device memory on the engine's device, then binds it.
+void bind_address(ContextState& c, ir::ValueId id, void* address) {
+  const std::string& name = c.engine->plan.network.value(id).name;
   if (!address) fail(ErrorCode::kInvalidArgument, "the address for '", name, "' is null");
   cudaPointerAttributes attr{};
   if (cudaPointerGetAttributes(&attr, address) != cudaSuccess || attr.type == cudaMemoryTypeUnregistered ||
@@ -157,10 +157,68 @@ void ExecutionContext::set_tensor_address(std::string_view name, void* address) 
     cudaGetLastError();
     fail(ErrorCode::kInvalidArgument, "the address for '", name, "' is not device memory");
   }
-  if (attr.device != state_->engine->device)
+  if (attr.device != c.engine->device)
     fail(ErrorCode::kInvalidArgument, "the address for '", name, "' is on device ", attr.device, "; the engine is on device ",
-         state_->engine->device);
-  state_->bound[size_t(*id)] = address;
+         c.engine->device);
+  c.bound[size_t(id)] = address;
+}
+
+// The value of an input or output by its index (inputs first, then outputs).
+ir::ValueId io_value(const ir::Network& net, int index) {
+  size_t inputs = net.inputs().size(), all = inputs + net.outputs().size();
+  if (index < 0 || size_t(index) >= all)
+    fail(ErrorCode::kInvalidArgument, "tensor index ", index, " is not an input or output index (the network has ", inputs,
+         " inputs and ", all - inputs, " outputs)");
+  return size_t(index) < inputs ? net.inputs()[size_t(index)] : net.outputs()[size_t(index) - inputs];
+}
+
+}  // namespace
+
+void ExecutionContext::set_tensor_address(std::string_view name, void* address) {
+  const ir::Network& net = state_->engine->plan.network;
+  auto id = net.find_value(name);
+  bool io = id && (net.value(*id).is_input ||
+                   std::find(net.outputs().begin(), net.outputs().end(), *id) != net.outputs().end());
+  if (!io) fail(ErrorCode::kInvalidArgument, "'", name, "' is not an input or output of the network");
+  bind_address(*state_, *id, address);
+}
+
+int ExecutionContext::io_index(std::string_view name) const {
+  const ir::Network& net = state_->engine->plan.network;
+  for (int i = 0, n = io_count(); i < n; ++i)
+    if (net.value(io_value(net, i)).name == name) return i;
+  fail(ErrorCode::kInvalidArgument, "'", name, "' is not an input or output of the network");
+}
+
+int ExecutionContext::io_count() const {
+  const ir::Network& net = state_->engine->plan.network;
+  return int(net.inputs().size() + net.outputs().size());
+}
+
+bool ExecutionContext::io_is_input(int index) const {
+  const ir::Network& net = state_->engine->plan.network;
+  io_value(net, index);
+  return size_t(index) < net.inputs().size();
+}
+
+void ExecutionContext::set_input_shape(int index, std::span<const int64_t> dims) {
+  ContextState& c = *state_;
+  const ir::Network& net = c.engine->plan.network;
+  ir::ValueId id = io_value(net, index);
+  const ir::Value& v = net.value(id);
+  if (!v.is_input) fail(ErrorCode::kInvalidArgument, "'", v.name, "' (index ", index, ") is an output, not an input");
+  c.input_slots.resize(net.inputs().size(), nullptr);
+  const std::vector<int64_t>* slot = c.input_slots[size_t(index)];
+  if (slot && std::equal(slot->begin(), slot->end(), dims.begin(), dims.end())) return;
+  set_input_shape(v.name, std::vector<int64_t>(dims.begin(), dims.end()));
+  c.input_slots[size_t(index)] = &c.input_dims.find(v.name)->second;
+}
+
+void ExecutionContext::set_tensor_address(int index, void* address) {
+  ContextState& c = *state_;
+  ir::ValueId id = io_value(c.engine->plan.network, index);
+  if (c.bound[size_t(id)] == address && address) return;
+  bind_address(c, id, address);
 }
 
 std::string shape_key(const std::map<std::string, std::vector<int64_t>, std::less<>>& dims) {
@@ -418,6 +476,13 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
     }
   }
   fence_retiring_kernels(c, stream);
+}
+
+const std::vector<int64_t>& ExecutionContext::tensor_shape(int index) {
+  ContextState& c = *state_;
+  ir::ValueId id = io_value(c.engine->plan.network, index);
+  if (!c.current) c.current = &prepared_shape(c);
+  return c.current->shapes.dims[size_t(id)];
 }
 
 bool ExecutionContext::is_stream_capturable(cudaStream_t stream) const {

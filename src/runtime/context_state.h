@@ -51,6 +51,9 @@ struct ContextState {
   cublasLtHandle_t lt = nullptr;
   cudnnHandle_t cudnn = nullptr;  // made only when the plan has cuDNN work
   std::map<std::string, std::vector<int64_t>, std::less<>> input_dims;
+  // Per input index: its entry in input_dims once set through the indexed API
+  // (map nodes stay put), so an unchanged shape is one comparison.
+  std::vector<const std::vector<int64_t>*> input_slots;
   std::vector<void*> bound;  // per value id: user pointer for inputs and outputs
   std::vector<bool> io;      // per value id: a network input or output (must be bound)
   std::list<PreparedShape> shapes;  // most recently used first

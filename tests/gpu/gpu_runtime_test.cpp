@@ -103,6 +103,52 @@ TEST(GpuRuntime, ClearErrors) {
   expect_error([&] { context->enqueue(nullptr); }, "no address");
 }
 
+TEST(GpuRuntime, BindingByIndexMatchesBindingByName) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(17);
+  ir::Network net = small_test_model(rng);
+  runtime::RuntimeConfig config;
+  config.cuda_graph_strategy = runtime::CudaGraphStrategy::kWholeGraphCapture;
+  auto engine = runtime::Engine::create(builder::build(net, {}), config);
+  auto context = engine->create_context();
+  std::string out = net.value(net.outputs()[0]).name;
+  ASSERT_EQ(context->io_count(), 2);
+  int x_index = context->io_index("x"), y_index = context->io_index(out);
+  EXPECT_EQ(x_index, 0);
+  EXPECT_EQ(y_index, 1);
+  EXPECT_TRUE(context->io_is_input(x_index));
+  EXPECT_FALSE(context->io_is_input(y_index));
+  expect_error([&] { context->io_index("nope"); }, "not an input or output");
+  expect_error([&] { context->set_input_shape(y_index, std::vector<int64_t>{2, 32}); }, "is an output");
+  expect_error([&] { context->set_input_shape(5, std::vector<int64_t>{2, 32}); }, "not an input or output index");
+  expect_error([&] { context->set_input_shape(x_index, std::vector<int64_t>{9, 32}); }, "outside the profile range");
+  cudaStream_t stream;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  void *x = nullptr, *y = nullptr;
+  ASSERT_EQ(cudaMalloc(&x, 8 * 32 * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&y, 8 * 32 * 4), cudaSuccess);
+  for (int64_t batch : {3, 3, 3, 6, 3}) {
+    SCOPED_TRACE(str("batch ", batch));
+    auto input = random_tensor(DType::kFloat32, {batch, 32}, rng);
+    ASSERT_EQ(cudaMemcpy(x, input.data.data(), input.data.size(), cudaMemcpyHostToDevice), cudaSuccess);
+    context->set_input_shape(x_index, std::vector<int64_t>{batch, 32});
+    EXPECT_EQ(context->tensor_shape(y_index), (std::vector<int64_t>{batch, 32}));
+    context->set_tensor_address(x_index, x);
+    context->set_tensor_address(y_index, y);
+    context->enqueue(stream);
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    std::vector<float> got(size_t(ir::checked_numel(context->tensor_shape(y_index))));
+    ASSERT_EQ(cudaMemcpy(got.data(), y, got.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    expect_close(got, ir::read_doubles(reference::run(net, {{"x", input}})[0]), 1e-5);
+  }
+  auto stats = context->graph_stats();
+  EXPECT_EQ(stats.pointer_repairs, 0);  // the same addresses bound again are no change
+  EXPECT_GE(stats.replays, 2);
+  cudaFree(x);
+  cudaFree(y);
+  cudaStreamDestroy(stream);
+}
+
 TEST(GpuRuntime, ContextsOnThreads) {
   KILN_REQUIRE_GPU();
   std::mt19937 rng(8);

@@ -1,0 +1,85 @@
+"""Runtime settings, shared by every engine of a process.
+
+Names follow the reference system so its users feel at home:
+``cuda_graph_strategy`` (disabled / whole_graph_capture),
+``dynamic_shapes_kernel_specialization_strategy`` (lazy / eager / none) and
+``runtime_cache`` (a file path, or None for no cache).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+
+from . import _C
+
+CUDA_GRAPH_STRATEGIES = ("disabled", "whole_graph_capture")
+KERNEL_SPECIALIZATION_STRATEGIES = ("lazy", "eager", "none")
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """How engines run. Frozen: make a new one (``dataclasses.replace``) to change a setting."""
+
+    cuda_graph_strategy: str = "disabled"
+    dynamic_shapes_kernel_specialization_strategy: str = "lazy"
+    runtime_cache: str | os.PathLike | None = None
+
+    def __post_init__(self):
+        if self.cuda_graph_strategy not in CUDA_GRAPH_STRATEGIES:
+            raise ValueError(
+                f"cuda_graph_strategy must be one of {', '.join(CUDA_GRAPH_STRATEGIES)}; got {self.cuda_graph_strategy!r}"
+            )
+        if self.dynamic_shapes_kernel_specialization_strategy not in KERNEL_SPECIALIZATION_STRATEGIES:
+            raise ValueError(
+                "dynamic_shapes_kernel_specialization_strategy must be one of "
+                f"{', '.join(KERNEL_SPECIALIZATION_STRATEGIES)}; got {self.dynamic_shapes_kernel_specialization_strategy!r}"
+            )
+        if self.runtime_cache is not None:
+            path = os.fspath(self.runtime_cache)
+            if not path:
+                raise ValueError("runtime_cache must be a file path or None")
+            object.__setattr__(self, "runtime_cache", path)
+
+
+# One RuntimeCache per file for the whole process, saved (merged with what other
+# processes wrote) when the settings move away from it and at exit.
+_caches: dict[str, _C.RuntimeCache] = {}
+_caches_lock = threading.Lock()
+
+
+def runtime_cache(path: str | None) -> _C.RuntimeCache | None:
+    """The process's cache for `path` (loaded on first use), or None."""
+    if path is None:
+        return None
+    path = os.path.abspath(path)
+    with _caches_lock:
+        cache = _caches.get(path)
+        if cache is None:
+            cache = _C.RuntimeCache()
+            for warning in cache.load_file(path):
+                warnings.warn(f"kiln runtime cache: {warning}", RuntimeWarning, stacklevel=3)
+            _caches[path] = cache
+        return cache
+
+
+def save_runtime_caches() -> None:
+    """Writes every cache that gained kernels since it was last saved."""
+    with _caches_lock:
+        items = list(_caches.items())
+    for path, cache in items:
+        if cache.has_unsaved_entries:
+            for warning in cache.save_file(path):
+                warnings.warn(f"kiln runtime cache: {warning}", RuntimeWarning, stacklevel=2)
+
+
+atexit.register(save_runtime_caches)
+
+
+def cuda_available() -> tuple[bool, str]:
+    """(True, "") when a CUDA device can be used; otherwise (False, why not)."""
+    ok, reason = _C.cuda_available()
+    return bool(ok), reason

@@ -1,0 +1,232 @@
+"""InferenceSession: run an ONNX model or a kiln plan, onnxruntime-style."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import _C, _dtypes
+from .plan import Plan, TensorInfo, _infos, build
+from .runtime import RuntimeSettings, runtime_cache
+
+
+def _parse_device(device: str) -> tuple[str, int]:
+    if device == "cpu":
+        return "cpu", -1
+    if device == "cuda":
+        return "cuda", -1
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return "cuda", int(device[5:])
+    raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+
+
+def _is_torch_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "data_ptr")
+
+
+class InferenceSession:
+    """Runs a model (.onnx), a plan (.kiln) or a ``kiln.Plan``.
+
+    ``device="cuda"`` (or ``"cuda:N"``) runs on the GPU: an ONNX model is built
+    first (``profiles``/``precision`` as in ``kiln.build``). ``device="cpu"`` runs
+    the exact CPU reference interpreter (slow; for tests and machines without a GPU).
+    ``run`` takes numpy arrays or torch tensors; CUDA torch tensors stay on the
+    device (no copies) and the outputs are torch tensors on it, queued on torch's
+    current stream (or ``stream``).
+    """
+
+    def __init__(
+        self,
+        path_or_plan: str | os.PathLike | Plan,
+        device: str = "cuda",
+        runtime_settings: RuntimeSettings | None = None,
+        *,
+        profiles: Mapping | None = None,
+        precision: str | None = None,
+    ):
+        self._kind, self._device = _parse_device(device)
+        if runtime_settings is None:
+            runtime_settings = RuntimeSettings()
+        if not isinstance(runtime_settings, RuntimeSettings):
+            raise TypeError(f"runtime_settings must be a kiln.runtime.RuntimeSettings; got {type(runtime_settings).__name__}")
+        self._settings = runtime_settings
+        self._plan: Plan | None = None
+        if isinstance(path_or_plan, Plan):
+            self._plan = path_or_plan
+        else:
+            path = os.fspath(path_or_plan)
+            if path.endswith(".onnx") and self._kind == "cpu" and profiles is None and precision is None:
+                self._network = _C.load_onnx(path)  # the model itself, exactly as written
+            elif path.endswith(".onnx"):
+                self._plan = build(path, profiles=profiles, precision=precision or "fp32")
+            else:
+                self._plan = Plan.load(path)
+        if self._plan is not None:
+            self._network = self._plan._native.network
+        self._inputs = _infos(self._network.inputs)
+        self._outputs = _infos(self._network.outputs)
+        self._output_index = {t.name: i for i, t in enumerate(self._outputs)}
+        self._context = None
+        if self._kind == "cuda":
+            self._start_engine()
+
+    def _start_engine(self) -> None:
+        s = self._settings
+        engine = _C.Engine.create(
+            self._plan._native,
+            cuda_graph_strategy=s.cuda_graph_strategy,
+            kernel_specialization=s.dynamic_shapes_kernel_specialization_strategy,
+            cache=runtime_cache(s.runtime_cache),
+            device=self._device,
+        )
+        self._engine = engine
+        self._context = engine.create_context()
+        self._stream = None  # made on the first numpy run
+        self._memory: list = [None] * self._context.io_count
+
+    # onnxruntime spellings
+    def get_inputs(self) -> list[TensorInfo]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[TensorInfo]:
+        return list(self._outputs)
+
+    @property
+    def runtime_settings(self) -> RuntimeSettings:
+        return self._settings
+
+    @property
+    def plan(self) -> Plan | None:
+        return self._plan
+
+    def stats(self) -> dict:
+        """Native graph counters and, per prepared shape, generic/specialized kernel counts."""
+        if self._context is None:
+            return {}
+        return {
+            "graphs": self._context.graph_stats(),
+            "shapes": self._context.specialization_stats(),
+            "kernels": {"compiled": self._engine.kernel_count, "from_runtime_cache": self._engine.cached_kernel_count},
+        }
+
+    def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, Any], *, stream: int | None = None) -> list:
+        """Runs the network on ``feeds`` (input name -> array) and returns the named outputs (all when None)."""
+        wanted = self._select_outputs(output_names)
+        ordered = self._order_feeds(feeds)
+        if self._kind == "cpu":
+            results = self._run_reference(ordered)
+        elif all(_is_torch_tensor(x) and x.is_cuda for x in ordered):
+            results = self._run_torch_cuda(ordered, stream)
+        else:
+            results = self._run_host(ordered, stream)
+        return [results[i] for i in wanted]
+
+    def _select_outputs(self, names: Sequence[str] | None) -> list[int]:
+        if names is None:
+            return list(range(len(self._outputs)))
+        if isinstance(names, str):
+            raise TypeError("output_names must be a list of names or None, not a string")
+        out = []
+        for name in names:
+            if name not in self._output_index:
+                raise ValueError(f"'{name}' is not an output; the outputs are {', '.join(self._output_index)}")
+            out.append(self._output_index[name])
+        return out
+
+    def _order_feeds(self, feeds: Mapping[str, Any]) -> list:
+        names = [t.name for t in self._inputs]
+        unknown = [k for k in feeds if k not in names]
+        if unknown:
+            raise ValueError(f"{', '.join(map(repr, unknown))} is not an input; the inputs are {', '.join(names)}")
+        missing = [n for n in names if n not in feeds]
+        if missing:
+            raise ValueError(f"missing input {', '.join(map(repr, missing))}")
+        ordered = [feeds[n] for n in names]
+        for info, x in zip(self._inputs, ordered):
+            got = _dtypes.from_torch(x.dtype) if _is_torch_tensor(x) else _dtypes.from_numpy(np.asarray(x).dtype)
+            if got != info.dtype:
+                raise TypeError(f"input '{info.name}' must be {info.dtype}; got {got}")
+        return ordered
+
+    @staticmethod
+    def _host_array(x: Any) -> np.ndarray:
+        if _is_torch_tensor(x):
+            t = x.detach().cpu().contiguous()
+            if str(t.dtype) == "torch.bfloat16":
+                import torch
+
+                return t.view(torch.int16).numpy().view(np.uint16)
+            return t.numpy()
+        return np.ascontiguousarray(x)
+
+    def _wants_torch(self, ordered: list) -> bool:
+        return any(_is_torch_tensor(x) for x in ordered)
+
+    def _run_reference(self, ordered: list) -> list:
+        feeds = []
+        for info, x in zip(self._inputs, ordered):
+            a = self._host_array(x)
+            feeds.append((info.name, info.dtype, list(a.shape), a.reshape(-1).view(np.uint8)))
+        results = []
+        for name, dtype, dims, data in _C.reference_run(self._network, feeds):
+            results.append(self._to_host_result(dtype, dims, np.frombuffer(data, dtype=_dtypes.NUMPY[dtype]).copy(), ordered))
+        return results
+
+    def _to_host_result(self, dtype: str, dims, flat: np.ndarray, ordered: list):
+        array = flat.reshape(dims)
+        if self._wants_torch(ordered):
+            import torch
+
+            if dtype == "bfloat16":
+                return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+            return torch.from_numpy(array)
+        if dtype == "bfloat16":  # numpy has no bfloat16: the values as float32
+            return _dtypes.bfloat16_words_to_float32(array)
+        return array
+
+    def _run_torch_cuda(self, ordered: list, stream: int | None) -> list:
+        import torch
+
+        device = ordered[0].device
+        for info, x in zip(self._inputs, ordered):
+            if not x.is_contiguous():
+                raise ValueError(f"input '{info.name}' must be contiguous; call .contiguous() first")
+            if x.device != device:
+                raise ValueError(f"input '{info.name}' is on {x.device}; the other inputs are on {device}")
+        out_dims = self._context.set_input_shapes([list(x.shape) for x in ordered])
+        outputs = [torch.empty(d, dtype=_dtypes.torch_dtype(t.dtype), device=device) for d, t in zip(out_dims, self._outputs)]
+        addresses = [x.data_ptr() for x in ordered] + [y.data_ptr() for y in outputs]
+        if stream is None:
+            stream = torch.cuda.current_stream(device).cuda_stream
+        self._context.enqueue(addresses, stream)
+        return outputs
+
+    def _device_memory(self, index: int, nbytes: int):
+        held = self._memory[index]
+        if held is None or held.bytes < nbytes:
+            held = _C.DeviceMemory(nbytes)
+            self._memory[index] = held
+        return held
+
+    def _run_host(self, ordered: list, stream: int | None) -> list:
+        if self._stream is None:
+            self._stream = _C.Stream(self._device)
+        handle = self._stream.handle if stream is None else stream
+        arrays = [self._host_array(x) for x in ordered]
+        out_dims = self._context.set_input_shapes([list(a.shape) for a in arrays])
+        addresses = []
+        for i, a in enumerate(arrays):
+            memory = self._device_memory(i, a.nbytes)
+            memory.upload(a.reshape(-1).view(np.uint8), handle)
+            addresses.append(memory.ptr)
+        results = []
+        for j, (dims, info) in enumerate(zip(out_dims, self._outputs)):
+            host = np.empty(dims, dtype=_dtypes.NUMPY[info.dtype])
+            results.append(host)
+            addresses.append(self._device_memory(len(arrays) + j, host.nbytes).ptr)
+        self._context.enqueue(addresses, handle)
+        for j, host in enumerate(results):
+            self._memory[len(arrays) + j].download(host.reshape(-1).view(np.uint8), handle)
+        return [self._to_host_result(info.dtype, host.shape, host.reshape(-1), ordered) for info, host in zip(self._outputs, results)]

@@ -1,0 +1,353 @@
+// kiln._C: the Python extension. Plans, the builder and the reference
+// interpreter by value; engines and execution contexts for the GPU path, with
+// tensors crossing as raw device addresses plus explicit dims (no libtorch, no
+// implicit conversions that would copy or synchronize), and the stream always
+// given by the caller. The Python package (python/kiln) builds the user API on top.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/function.h>
+#include <nanobind/stl/map.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstring>
+
+#include "kiln/builder.h"
+#include "kiln/error.h"
+#include "kiln/ir/dim.h"
+#include "kiln/onnx.h"
+#include "kiln/plan.h"
+#include "kiln/reference.h"
+#include "kiln/runtime.h"
+#include "kiln/runtime_cache.h"
+#include "kiln/version.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace kiln::python {
+namespace {
+
+// A host array of any dtype: the Python side names the dtype, so bfloat16
+// (which numpy lacks) crosses as raw 16-bit words.
+using HostArray = nb::ndarray<nb::device::cpu, nb::c_contig, nb::ro>;
+using HostOut = nb::ndarray<nb::device::cpu, nb::c_contig>;
+
+DType dtype_from_name(const std::string& name) {
+  auto d = parse_dtype(name);
+  if (!d) fail(ErrorCode::kInvalidArgument, "unknown dtype '", name, "'");
+  return *d;
+}
+
+// Symbolic shapes for Python: ints for constant dims, strings for symbolic ones.
+nb::list shape_to_python(const ir::Shape& shape) {
+  nb::list out;
+  for (const ir::Dim& d : shape) {
+    if (d.is_constant()) out.append(d.constant());
+    else out.append(d.to_string());
+  }
+  return out;
+}
+
+nb::list io_description(const ir::Network& net, bool inputs) {
+  nb::list out;
+  const auto& ids = inputs ? net.inputs() : net.outputs();
+  for (ir::ValueId id : ids) {
+    const ir::Value& v = net.value(id);
+    out.append(nb::make_tuple(v.name, std::string(dtype_name(v.dtype)), shape_to_python(v.shape)));
+  }
+  return out;
+}
+
+nb::dict ranges_to_python(const ir::Network& net) {
+  nb::dict out;
+  for (auto& [symbol, r] : net.dim_ranges()) out[symbol.c_str()] = nb::make_tuple(r.min, r.opt, r.max);
+  return out;
+}
+
+ir::TensorData tensor_from_host(const std::string& dtype, const std::vector<int64_t>& dims, const HostArray& array) {
+  ir::TensorData t;
+  t.dtype = dtype_from_name(dtype);
+  t.dims = dims;
+  size_t bytes = size_t(ir::checked_numel(dims)) * dtype_size(t.dtype);
+  if (array.nbytes() != bytes)
+    fail(ErrorCode::kInvalidArgument, "an array of ", array.nbytes(), " bytes does not hold a ", dtype, " tensor of ",
+         ir::checked_numel(dims), " elements");
+  t.data = Buffer::copy_of(array.data(), bytes);
+  return t;
+}
+
+// Runs a network on the reference interpreter: feeds are (name, dtype, dims,
+// array); results are (name, dtype, dims, bytes).
+nb::list reference_run(const ir::Network& net, const std::vector<std::tuple<std::string, std::string, std::vector<int64_t>, HostArray>>& feeds) {
+  std::map<std::string, ir::TensorData> inputs;
+  for (auto& [name, dtype, dims, array] : feeds) inputs[name] = tensor_from_host(dtype, dims, array);
+  std::vector<ir::TensorData> results;
+  {
+    nb::gil_scoped_release release;
+    results = reference::run(net, inputs);
+  }
+  nb::list out;
+  for (size_t i = 0; i < results.size(); ++i) {
+    const ir::TensorData& t = results[i];
+    out.append(nb::make_tuple(net.value(net.outputs()[i]).name, std::string(dtype_name(t.dtype)), t.dims,
+                              nb::bytes(reinterpret_cast<const char*>(t.data.data()), t.data.size())));
+  }
+  return out;
+}
+
+// Device memory for the numpy path (host arrays in, host arrays out).
+class DeviceMemory {
+ public:
+  explicit DeviceMemory(size_t bytes) : bytes_(std::max<size_t>(bytes, 1)) {
+    cudaError_t e = cudaMalloc(&ptr_, bytes_);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      fail(ErrorCode::kDevice, "cudaMalloc of ", bytes_, " bytes failed: ", cudaGetErrorString(e));
+    }
+  }
+  ~DeviceMemory() { cudaFree(ptr_); }
+  DeviceMemory(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(const DeviceMemory&) = delete;
+  uintptr_t ptr() const { return reinterpret_cast<uintptr_t>(ptr_); }
+  size_t bytes() const { return bytes_; }
+  void upload(const HostArray& array, uintptr_t stream) {
+    if (array.nbytes() > bytes_) fail(ErrorCode::kInvalidArgument, "upload of ", array.nbytes(), " bytes into ", bytes_);
+    check(cudaMemcpyAsync(ptr_, array.data(), array.nbytes(), cudaMemcpyHostToDevice, cudaStream_t(stream)), "upload");
+  }
+  // Copies into `out` and waits for the stream (the numpy path is synchronous).
+  void download(HostOut out, uintptr_t stream) {
+    if (out.nbytes() > bytes_) fail(ErrorCode::kInvalidArgument, "download of ", out.nbytes(), " bytes from ", bytes_);
+    nb::gil_scoped_release release;
+    check(cudaMemcpyAsync(out.data(), ptr_, out.nbytes(), cudaMemcpyDeviceToHost, cudaStream_t(stream)), "download");
+    check(cudaStreamSynchronize(cudaStream_t(stream)), "waiting for the stream");
+  }
+
+ private:
+  static void check(cudaError_t e, const char* what) {
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      fail(ErrorCode::kDevice, what, " failed: ", cudaGetErrorString(e));
+    }
+  }
+  void* ptr_ = nullptr;
+  size_t bytes_;
+};
+
+// A non-blocking CUDA stream for callers without one of their own (the numpy
+// path); kiln never uses the legacy default stream, which cannot be captured.
+class Stream {
+ public:
+  explicit Stream(int device) {
+    if (device >= 0 && cudaSetDevice(device) != cudaSuccess) check(cudaGetLastError(), "selecting the device");
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream");
+  }
+  ~Stream() { cudaStreamDestroy(stream_); }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  uintptr_t handle() const { return reinterpret_cast<uintptr_t>(stream_); }
+  void synchronize() {
+    nb::gil_scoped_release release;
+    check(cudaStreamSynchronize(stream_), "waiting for the stream");
+  }
+
+ private:
+  static void check(cudaError_t e, const char* what) {
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      fail(ErrorCode::kDevice, what, " failed: ", cudaGetErrorString(e));
+    }
+  }
+  cudaStream_t stream_ = nullptr;
+};
+
+// An execution context that keeps its engine alive.
+struct Context {
+  std::shared_ptr<runtime::Engine> engine;
+  std::unique_ptr<runtime::ExecutionContext> context;
+};
+
+nb::dict graph_stats_to_python(const runtime::ExecutionContext::GraphStats& s) {
+  nb::dict d;
+  d["calls"] = s.calls;
+  d["direct"] = s.direct;
+  d["into_caller_capture"] = s.into_caller_capture;
+  d["captures"] = s.captures;
+  d["instantiations"] = s.instantiations;
+  d["updates"] = s.updates;
+  d["replays"] = s.replays;
+  d["pointer_repairs"] = s.pointer_repairs;
+  d["kernel_swaps"] = s.kernel_swaps;
+  d["fallbacks"] = s.fallbacks;
+  d["graphs"] = s.graphs;
+  return d;
+}
+
+runtime::RuntimeConfig make_config(const std::string& graphs, const std::string& specialization,
+                                   std::shared_ptr<runtime::RuntimeCache> cache, int device) {
+  runtime::RuntimeConfig config;
+  auto g = runtime::parse_cuda_graph_strategy(graphs);
+  if (!g) fail(ErrorCode::kInvalidArgument, "cuda_graph_strategy must be disabled or whole_graph_capture; got '", graphs, "'");
+  auto s = runtime::parse_kernel_specialization(specialization);
+  if (!s)
+    fail(ErrorCode::kInvalidArgument, "dynamic_shapes_kernel_specialization_strategy must be lazy, eager or none; got '",
+         specialization, "'");
+  config.cuda_graph_strategy = *g;
+  config.dynamic_shapes_kernel_specialization_strategy = *s;
+  config.cache = std::move(cache);
+  config.device = device;
+  return config;
+}
+
+}  // namespace
+}  // namespace kiln::python
+
+NB_MODULE(_C, m) {
+  using namespace kiln;
+  using namespace kiln::python;
+  m.doc() = "kiln's native core (use the kiln package instead of this module)";
+  m.attr("__version__") = kVersion;
+
+  // kiln::Error becomes kiln.Error (a RuntimeError) carrying the error code's name.
+  static nb::object error_type = nb::steal(PyErr_NewException("kiln._C.Error", PyExc_RuntimeError, nullptr));
+  m.attr("Error") = error_type;
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const Error& e) {
+      nb::object exc = error_type(nb::str(e.what()));
+      exc.attr("code") = nb::str(std::string(error_code_name(e.code())).c_str());
+      PyErr_SetObject(error_type.ptr(), exc.ptr());
+    }
+  });
+
+  nb::class_<ir::Network>(m, "Network")
+      .def_prop_ro("inputs", [](const ir::Network& n) { return io_description(n, true); })
+      .def_prop_ro("outputs", [](const ir::Network& n) { return io_description(n, false); })
+      .def_prop_ro("ranges", &ranges_to_python);
+  m.def("load_onnx", [](const std::string& path) { return onnx::load_model(path); }, "path"_a);
+
+  nb::class_<plan::Plan>(m, "Plan")
+      .def_static("load", [](const std::string& path) { return plan::load(path); }, "path"_a)
+      .def_static("deserialize",
+                  [](nb::bytes data) { return plan::deserialize(Buffer::copy_of(data.c_str(), data.size()), "plan bytes"); })
+      .def("save", [](const plan::Plan& p, const std::string& path) { plan::save(p, path); }, "path"_a)
+      .def("serialize", [](const plan::Plan& p) {
+        std::string s = plan::serialize(p);
+        return nb::bytes(s.data(), s.size());
+      })
+      .def_prop_ro("precision", [](const plan::Plan& p) { return std::string(plan::precision_name(p.precision)); })
+      .def_prop_ro("network", [](const plan::Plan& p) -> const ir::Network& { return p.network; }, nb::rv_policy::reference_internal)
+      .def_prop_ro("source", [](const plan::Plan& p) { return p.source; })
+      .def_prop_ro("arena_bytes", [](const plan::Plan& p) { return p.arena_bytes; });
+
+  m.def(
+      "build",
+      [](const ir::Network& net,
+         const std::map<std::string, std::tuple<std::vector<int64_t>, std::vector<int64_t>, std::vector<int64_t>>>& profiles,
+         const std::string& precision, const std::string& source, std::function<void(const std::string&)> progress) {
+        builder::BuildOptions options;
+        auto p = plan::parse_precision(precision);
+        if (!p) fail(ErrorCode::kInvalidArgument, "precision must be fp32, fp16 or bf16; got '", precision, "'");
+        options.precision = *p;
+        for (auto& [input, shapes] : profiles)
+          builder::add_input_profile(net, input, std::get<0>(shapes), std::get<1>(shapes), std::get<2>(shapes), options);
+        options.progress = std::move(progress);
+        nb::gil_scoped_release release;
+        return builder::build(net, options, source);
+      },
+      "network"_a, "profiles"_a, "precision"_a, "source"_a, "progress"_a.none());
+
+  m.def("reference_run", &reference_run, "network"_a, "feeds"_a);
+
+  m.def("cuda_available", [] {
+    std::string reason;
+    bool ok = runtime::cuda_available(&reason);
+    return std::make_pair(ok, reason);
+  });
+
+  nb::class_<runtime::RuntimeCache>(m, "RuntimeCache")
+      .def("__init__", [](runtime::RuntimeCache* self) { new (self) runtime::RuntimeCache(runtime::compiler_version()); })
+      .def("load_file", [](runtime::RuntimeCache& c, const std::string& path) { return c.load_file(path); })
+      .def("save_file", [](runtime::RuntimeCache& c, const std::string& path) { return c.save_file(path); })
+      .def_prop_ro("entry_count", &runtime::RuntimeCache::entry_count)
+      .def_prop_ro("has_unsaved_entries", &runtime::RuntimeCache::has_unsaved_entries);
+
+  nb::class_<DeviceMemory>(m, "DeviceMemory")
+      .def(nb::init<size_t>(), "bytes"_a)
+      .def_prop_ro("ptr", &DeviceMemory::ptr)
+      .def_prop_ro("bytes", &DeviceMemory::bytes)
+      .def("upload", &DeviceMemory::upload, "array"_a.noconvert(), "stream"_a)
+      .def("download", &DeviceMemory::download, "out"_a.noconvert(), "stream"_a);
+
+  nb::class_<Stream>(m, "Stream")
+      .def(nb::init<int>(), "device"_a)
+      .def_prop_ro("handle", &Stream::handle)
+      .def("synchronize", &Stream::synchronize);
+
+  nb::class_<runtime::Engine>(m, "Engine")
+      .def_static(
+          "create",
+          [](const plan::Plan& p, const std::string& graphs, const std::string& specialization,
+             std::shared_ptr<runtime::RuntimeCache> cache, int device) {
+            runtime::RuntimeConfig config = make_config(graphs, specialization, std::move(cache), device);
+            nb::gil_scoped_release release;
+            return runtime::Engine::create(p, config);
+          },
+          "plan"_a, "cuda_graph_strategy"_a, "kernel_specialization"_a, "cache"_a.none(), "device"_a)
+      .def_prop_ro("has_dynamic_inputs", &runtime::Engine::has_dynamic_inputs)
+      .def_prop_ro("kernel_count", &runtime::Engine::kernel_count)
+      .def_prop_ro("cached_kernel_count", &runtime::Engine::cached_kernel_count)
+      .def("create_context", [](std::shared_ptr<runtime::Engine> e) {
+        nb::gil_scoped_release release;
+        return Context{e, e->create_context()};
+      });
+
+  nb::class_<Context>(m, "Context")
+      .def("io_index", [](const Context& c, const std::string& name) { return c.context->io_index(name); })
+      .def_prop_ro("io_count", [](const Context& c) { return c.context->io_count(); })
+      // Sets every input's dims (in input order) and returns every output's dims.
+      .def("set_input_shapes",
+           [](Context& c, const std::vector<std::vector<int64_t>>& dims) {
+             for (size_t i = 0; i < dims.size(); ++i) c.context->set_input_shape(int(i), dims[i]);
+             std::vector<std::vector<int64_t>> out;
+             for (int i = int(dims.size()); i < c.context->io_count(); ++i) out.push_back(c.context->tensor_shape(i));
+             return out;
+           })
+      // Binds every input and output address (in io order) and queues the network on `stream`.
+      .def("enqueue",
+           [](Context& c, const std::vector<uintptr_t>& addresses, uintptr_t stream) {
+             if (int(addresses.size()) != c.context->io_count())
+               fail(ErrorCode::kInvalidArgument, "enqueue got ", addresses.size(), " addresses for ", c.context->io_count(),
+                    " inputs and outputs");
+             for (size_t i = 0; i < addresses.size(); ++i)
+               c.context->set_tensor_address(int(i), reinterpret_cast<void*>(addresses[i]));
+             c.context->enqueue(cudaStream_t(stream));
+           },
+           "addresses"_a, "stream"_a)
+      .def("is_stream_capturable", [](const Context& c, uintptr_t stream) { return c.context->is_stream_capturable(cudaStream_t(stream)); })
+      .def("set_cuda_graph_strategy",
+           [](Context& c, const std::string& name) {
+             auto g = runtime::parse_cuda_graph_strategy(name);
+             if (!g) fail(ErrorCode::kInvalidArgument, "cuda_graph_strategy must be disabled or whole_graph_capture; got '", name, "'");
+             c.context->set_cuda_graph_strategy(*g);
+           })
+      .def("graph_stats", [](const Context& c) { return graph_stats_to_python(c.context->graph_stats()); })
+      .def("specialization_stats", [](const Context& c) {
+        nb::list out;
+        for (auto& s : c.context->specialization_stats()) {
+          nb::dict d;
+          d["shape"] = s.shape;
+          d["generic"] = s.generic;
+          d["specialized"] = s.specialized;
+          d["pending"] = s.pending;
+          d["prepare_ms"] = s.prepare_ms;
+          out.append(d);
+        }
+        return out;
+      });
+}

@@ -1,0 +1,151 @@
+"""kiln.build, kiln.Plan and kiln.InferenceSession on the CPU reference interpreter (no GPU needed)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import MLP_PROFILE, mlp_reference, save_model
+from onnx import TensorProto, helper
+
+import kiln
+from kiln.runtime import RuntimeSettings
+
+
+def test_build_gives_a_plan_with_symbolic_shapes_and_ranges(mlp):
+    path, _ = mlp
+    plan = kiln.build(path, profiles=MLP_PROFILE)
+    assert [(t.name, t.dtype, t.shape) for t in plan.inputs] == [("x", "float32", ("N", 16))]
+    assert [(t.name, t.dtype, t.shape) for t in plan.outputs] == [("y", "float32", ("N", 8))]
+    assert plan.ranges == {"N": (1, 4, 32)}
+    assert plan.precision == "fp32"
+
+
+def test_plan_save_load_round_trip(mlp, tmp_path):
+    path, _ = mlp
+    plan = kiln.build(path, profiles=MLP_PROFILE, precision="fp16")
+    out = tmp_path / "mlp.kiln"
+    plan.save(out)
+    loaded = kiln.Plan.load(out)
+    assert loaded.to_bytes() == plan.to_bytes()
+    assert loaded.precision == "fp16"
+    assert kiln.Plan.from_bytes(plan.to_bytes()).inputs == plan.inputs
+
+
+def test_build_reports_progress(mlp):
+    path, _ = mlp
+    lines = []
+    kiln.build(path, profiles=MLP_PROFILE, progress=lines.append)
+    assert lines, "the builder reported no pass"
+
+
+@pytest.mark.parametrize("batch", [1, 3, 32])
+def test_cpu_session_on_the_model_matches_numpy(mlp, rng, batch):
+    path, weights = mlp
+    x = rng.uniform(-1, 1, (batch, 16)).astype(np.float32)
+    session = kiln.InferenceSession(path, device="cpu")
+    (y,) = session.run(None, {"x": x})
+    assert y.dtype == np.float32 and y.shape == (batch, 8)
+    np.testing.assert_allclose(y, mlp_reference(x, weights), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision,tolerance", [("fp32", 1e-5), ("fp16", 2e-2), ("bf16", 6e-2)])
+def test_cpu_session_on_a_plan_matches_numpy(mlp, rng, precision, tolerance, tmp_path):
+    path, weights = mlp
+    plan_path = tmp_path / f"mlp-{precision}.kiln"
+    kiln.build(path, profiles=MLP_PROFILE, precision=precision).save(plan_path)
+    x = rng.uniform(-1, 1, (5, 16)).astype(np.float32)
+    (y,) = kiln.InferenceSession(plan_path, device="cpu").run(["y"], {"x": x})
+    expected = mlp_reference(x, weights)
+    assert np.abs(y - expected).max() <= tolerance * np.abs(expected).max()
+
+
+def test_session_describes_its_inputs_and_outputs(mlp):
+    path, _ = mlp
+    session = kiln.InferenceSession(path, device="cpu")
+    (i,) = session.get_inputs()
+    (o,) = session.get_outputs()
+    assert (i.name, i.type, i.shape) == ("x", "float32", ("N", 16))
+    assert (o.name, o.type, o.shape) == ("y", "float32", ("N", 8))
+
+
+def test_bad_feeds_are_value_and_type_errors(mlp):
+    path, _ = mlp
+    session = kiln.InferenceSession(path, device="cpu")
+    x = np.ones((2, 16), np.float32)
+    with pytest.raises(ValueError, match="'z' is not an input; the inputs are x"):
+        session.run(None, {"x": x, "z": x})
+    with pytest.raises(ValueError, match="missing input 'x'"):
+        session.run(None, {})
+    with pytest.raises(TypeError, match="input 'x' must be float32; got float64"):
+        session.run(None, {"x": x.astype(np.float64)})
+    with pytest.raises(ValueError, match="'q' is not an output; the outputs are y"):
+        session.run(["q"], {"x": x})
+    with pytest.raises(kiln.Error, match="x") as info:
+        session.run(None, {"x": np.ones((2, 15), np.float32)})
+    assert info.value.code == "shape error"
+
+
+def test_kiln_errors_carry_a_code_and_name_the_file(tmp_path):
+    bad = tmp_path / "garbage.onnx"
+    bad.write_bytes(b"\x00not a model")
+    with pytest.raises(kiln.Error) as info:
+        kiln.InferenceSession(bad, device="cpu")
+    assert "garbage.onnx" in str(info.value)
+    assert info.value.code == "parse error"
+    with pytest.raises(kiln.Error, match="missing.kiln"):
+        kiln.Plan.load(tmp_path / "missing.kiln")
+
+
+def test_dynamic_model_without_profile_fails_to_build_with_advice(mlp):
+    path, _ = mlp
+    with pytest.raises(kiln.Error, match="N"):
+        kiln.build(path)
+
+
+def test_argument_validation(mlp):
+    path, _ = mlp
+    with pytest.raises(ValueError, match="precision must be one of fp32, fp16, bf16"):
+        kiln.build(path, profiles=MLP_PROFILE, precision="int4")
+    with pytest.raises(ValueError, match="device must be"):
+        kiln.InferenceSession(path, device="tpu")
+    with pytest.raises(ValueError, match="profile for 'x' must be"):
+        kiln.build(path, profiles={"x": ((1, 16), (32, 16))})
+    with pytest.raises(TypeError, match="runtime_settings"):
+        kiln.InferenceSession(path, device="cpu", runtime_settings={"cuda_graph_strategy": "disabled"})
+
+
+def test_runtime_settings_are_validated_and_frozen():
+    with pytest.raises(ValueError, match="disabled, whole_graph_capture"):
+        RuntimeSettings(cuda_graph_strategy="always")
+    with pytest.raises(ValueError, match="lazy, eager, none"):
+        RuntimeSettings(dynamic_shapes_kernel_specialization_strategy="sometimes")
+    with pytest.raises(TypeError):
+        RuntimeSettings(cuda_graphs=True)  # unknown keyword
+    s = RuntimeSettings(cuda_graph_strategy="whole_graph_capture")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.cuda_graph_strategy = "disabled"
+    assert dataclasses.replace(s, runtime_cache="/tmp/x.bin").runtime_cache == "/tmp/x.bin"
+
+
+def test_integer_and_bool_tensors_round_trip(tmp_path, rng):
+    path = save_model(
+        tmp_path / "int.onnx",
+        [helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node("Greater", ["s", "b"], ["g"])],
+        [helper.make_tensor_value_info("a", TensorProto.INT64, [3, 4]), helper.make_tensor_value_info("b", TensorProto.INT64, [3, 4])],
+        [helper.make_tensor_value_info("s", TensorProto.INT64, [3, 4]), helper.make_tensor_value_info("g", TensorProto.BOOL, [3, 4])],
+    )
+    a = rng.integers(-1000, 1000, (3, 4))
+    b = rng.integers(-1000, 1000, (3, 4))
+    s, g = kiln.InferenceSession(path, device="cpu").run(None, {"a": a, "b": b})
+    np.testing.assert_array_equal(s, a + b)
+    np.testing.assert_array_equal(g, (a + b) > b)
+    assert g.dtype == np.bool_
+
+
+def test_torch_cpu_tensors_in_give_torch_tensors_out(mlp, rng):
+    torch = pytest.importorskip("torch")
+    path, weights = mlp
+    x = rng.uniform(-1, 1, (4, 16)).astype(np.float32)
+    (y,) = kiln.InferenceSession(path, device="cpu").run(None, {"x": torch.from_numpy(x)})
+    assert isinstance(y, torch.Tensor)
+    np.testing.assert_allclose(y.numpy(), mlp_reference(x, weights), rtol=1e-5, atol=1e-5)
