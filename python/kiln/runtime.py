@@ -27,6 +27,9 @@ class RuntimeSettings:
     cuda_graph_strategy: str = "disabled"
     dynamic_shapes_kernel_specialization_strategy: str = "lazy"
     runtime_cache: str | os.PathLike | None = None
+    # Trust a cache file or folder that other users own or can write (a cache a
+    # team shares on purpose); otherwise such a file is neither read nor written.
+    runtime_cache_shared: bool = False
 
     def __post_init__(self):
         if self.cuda_graph_strategy not in CUDA_GRAPH_STRATEGIES:
@@ -51,7 +54,7 @@ _caches: dict[str, _C.RuntimeCache] = {}
 _caches_lock = threading.Lock()
 
 
-def runtime_cache(path: str | None) -> _C.RuntimeCache | None:
+def runtime_cache(path: str | None, shared: bool = False) -> _C.RuntimeCache | None:
     """The process's cache for `path` (loaded on first use), or None."""
     if path is None:
         return None
@@ -59,7 +62,7 @@ def runtime_cache(path: str | None) -> _C.RuntimeCache | None:
     with _caches_lock:
         cache = _caches.get(path)
         if cache is None:
-            cache = _C.RuntimeCache()
+            cache = _C.RuntimeCache(shared=shared)
             for warning in cache.load_file(path):
                 warnings.warn(f"kiln runtime cache: {warning}", RuntimeWarning, stacklevel=3)
             _caches[path] = cache
@@ -72,7 +75,8 @@ def save_runtime_caches() -> None:
         items = list(_caches.items())
     for path, cache in items:
         if cache.has_unsaved_entries:
-            for warning in cache.save_file(path):
+            _, problems = cache.save_file(path)
+            for warning in problems:
                 warnings.warn(f"kiln runtime cache: {warning}", RuntimeWarning, stacklevel=2)
 
 

@@ -78,7 +78,7 @@ class InferenceSession:
             self._plan._native,
             cuda_graph_strategy=s.cuda_graph_strategy,
             kernel_specialization=s.dynamic_shapes_kernel_specialization_strategy,
-            cache=runtime_cache(s.runtime_cache),
+            cache=runtime_cache(s.runtime_cache, s.runtime_cache_shared),
             device=self._device,
         )
         self._engine = engine

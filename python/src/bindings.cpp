@@ -271,9 +271,24 @@ NB_MODULE(_C, m) {
   });
 
   nb::class_<runtime::RuntimeCache>(m, "RuntimeCache")
-      .def("__init__", [](runtime::RuntimeCache* self) { new (self) runtime::RuntimeCache(runtime::compiler_version()); })
+      .def("__init__",
+           [](runtime::RuntimeCache* self, bool shared) {
+             runtime::CacheFilePolicy policy;
+             policy.shared = shared;
+             new (self) runtime::RuntimeCache(runtime::compiler_version(), policy);
+           },
+           "shared"_a = false)
       .def("load_file", [](runtime::RuntimeCache& c, const std::string& path) { return c.load_file(path); })
-      .def("save_file", [](runtime::RuntimeCache& c, const std::string& path) { return c.save_file(path); })
+      // (saved, warnings): whether the file now holds this cache's entries, and why not.
+      .def("save_file",
+           [](runtime::RuntimeCache& c, const std::string& path) {
+             runtime::SaveResult r;
+             {
+               nb::gil_scoped_release release;
+               r = c.save_file(path);
+             }
+             return std::make_pair(r.saved, r.warnings);
+           })
       .def_prop_ro("entry_count", &runtime::RuntimeCache::entry_count)
       .def_prop_ro("has_unsaved_entries", &runtime::RuntimeCache::has_unsaved_entries);
 
