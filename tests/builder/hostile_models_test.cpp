@@ -59,6 +59,11 @@ void expect_same_results(const ir::Network& original, const ir::Network& lowered
   }
 }
 
+// How many copies of a graph a linear step on it may take. Measured linear:
+// under 30 (formatting 30,000 names), quadratic: 200 or more optimized, 40 or
+// more under sanitizers (which slow the copy's allocations most).
+constexpr double kCopies = 60;
+
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -230,11 +235,9 @@ TEST(HostileModels, LongChainsBuild) {
 }
 
 // Each builder step that asked the graph about every node once per node is
-// timed alone on long chains, against copying the graph (linear, with a
-// similar constant): X
+// timed alone on long chains, against copying the graph (linear).
 TEST(HostileModels, LongChainsTakeLinearTime) {
   constexpr int kLength = 30000;
-  constexpr double kCopies = 25;
   ir::Network net = chains(kLength);
   const Graph chained = Graph::from_network(net);
   auto timed = [](auto&& step) {
@@ -288,7 +291,7 @@ TEST(HostileModels, LongMatMulChainsTakeLinearTime) {
   auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(fuse_matmul_epilogues(g), kLength);
   EXPECT_EQ(fold_scales_into_matmul(g) + fold_transposes_into_matmul(g) + fuse_attention(g), 0);
-  EXPECT_LT(seconds_since(start), 25 * copy + 0.01) << "a copy takes " << copy << " s";
+  EXPECT_LT(seconds_since(start), kCopies * copy + 0.01) << "a copy takes " << copy << " s";
 }
 
 // And for identity removal, which redirected every reader in the graph per identity.
@@ -311,7 +314,7 @@ TEST(HostileModels, LongIdentityChainsTakeLinearTime) {
   }
   auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(remove_identities(g), kLength);
-  EXPECT_LT(seconds_since(start), 25 * copy + 0.01) << "a copy takes " << copy << " s";
+  EXPECT_LT(seconds_since(start), kCopies * copy + 0.01) << "a copy takes " << copy << " s";
   ir::Network lowered = g.to_network();
   EXPECT_EQ(lowered.nodes().size(), 2u);
   expect_same_results(net, lowered);
