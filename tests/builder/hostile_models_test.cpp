@@ -320,6 +320,30 @@ TEST(HostileModels, LongIdentityChainsTakeLinearTime) {
   expect_same_results(net, lowered);
 }
 
+// And for Conv biases moving into the elementwise op after them (a reader
+// lookup and an insertion per Conv).
+TEST(HostileModels, LongConvChainsTakeLinearTime) {
+  constexpr int kLength = 10000;
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(1), Dim(1), Dim(2), Dim(2)});
+  ValueId w = net.add_weight("w", random_weight({1, 1, 1, 1}, 10)), b = net.add_weight("b", random_weight({1}, 11));
+  for (int k = 0; k < kLength; ++k) x = net.add_op1(OpKind::kRelu, {net.add_op1(OpKind::kConv, {x, w, b})});
+  net.add_output(x);
+  net.finalize();
+  const Graph chained = Graph::from_network(net);
+  Graph g;
+  double copy = 1e9;
+  for (int repeat = 0; repeat < 3; ++repeat) {
+    auto start = std::chrono::steady_clock::now();
+    g = chained;
+    copy = std::min(copy, seconds_since(start));
+  }
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(conv_bias_into_elementwise(g), kLength);
+  EXPECT_LT(seconds_since(start), kCopies * copy + 0.01) << "a copy takes " << copy << " s";
+  EXPECT_EQ(g.nodes.size(), size_t(3 * kLength));
+}
+
 // A Conv with no output channels followed by a BatchNormalization of none:
 // folding the one into the other divided by the channel count.
 TEST(HostileModels, BatchNormOverNoChannels) {
