@@ -195,16 +195,19 @@ int sink_transposes(Graph& g) {
 }
 
 int conv_bias_into_elementwise(Graph& g) {
-  int changed = 0;
-  for (size_t n = 0; n < g.nodes.size(); ++n) {
+  // A Conv's bias becomes an Add after it; the Adds are inserted in one sweep
+  // at the end (one insertion per Conv shifts every later node), and readers
+  // come from one index: no rewrite changes who reads a later Conv's output.
+  Uses uses(g);
+  auto bias_add = [&](size_t n) -> std::optional<ir::Node> {
     ir::Node& conv = g.nodes[n];
     if (g.dead[n] || (conv.op != OpKind::kConv && conv.op != OpKind::kConvChannelsLast) || conv.inputs.size() < 3 ||
         conv.inputs[2] == ir::kNoValue)
-      continue;
+      return std::nullopt;
     const ir::TensorData* bias = g.weight_of(conv.inputs[2]);
     ir::ValueId y = conv.outputs[0];
-    auto reader = g.only_reader(y);
-    if (!bias || !reader || !ir::is_fusable_elementwise(g.nodes[*reader].op)) continue;
+    auto reader = uses.only_reader(y);
+    if (!bias || !reader || !ir::is_fusable_elementwise(g.nodes[*reader].op)) return std::nullopt;
     // Channels-first output [N, M, spatial...] needs the bias as [M, 1, ...].
     std::vector<int64_t> dims{bias->dims.at(0)};
     if (conv.op == OpKind::kConv) dims.resize(g.values[size_t(y)].shape.size() - 1, 1);
@@ -214,11 +217,22 @@ int conv_bias_into_elementwise(Graph& g) {
     ir::ValueId product = g.add_value(g.values[size_t(y)].name + "_without_bias");
     conv.inputs.resize(2);
     conv.outputs[0] = product;
-    std::string name = g.unique_name(conv.name + "_bias");
-    g.insert_node(n + 1, ir::Node{name, OpKind::kAdd, {product, b}, {y}, {}});
-    ++n;
+    return ir::Node{g.unique_name(conv.name + "_bias"), OpKind::kAdd, {product, b}, {y}, {}};
+  };
+  int changed = 0;
+  std::vector<ir::Node> nodes;
+  std::vector<bool> dead;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    std::optional<ir::Node> add = bias_add(n);
+    nodes.push_back(std::move(g.nodes[n]));
+    dead.push_back(g.dead[n]);
+    if (!add) continue;
+    nodes.push_back(std::move(*add));
+    dead.push_back(false);
     ++changed;
   }
+  g.nodes = std::move(nodes);
+  g.dead = std::move(dead);
   return changed;
 }
 
