@@ -11,3 +11,7 @@ echo
 "$kiln" run build/examples/tiny_cnn.onnx --device cpu --shapes image:4x3x32x32 --output-dir build/demo-outputs
 echo
 "$kiln" run build/examples/mlp.onnx --device cpu --shapes x:8x64 --output-dir build/demo-outputs
+if [[ -d build/python/kiln ]]; then  # the Python package (built where the python3 on PATH has nanobind)
+  echo
+  PYTHONPATH="$PWD/build/python" python3 examples/python/onnx_session.py build/examples/mlp.onnx
+fi
