@@ -239,8 +239,8 @@ ir::TensorData parse_npy(const std::string& bytes, const std::string& label) {
   if (__builtin_mul_overflow(need, uint64_t(elem), &need) || bytes.size() - data_at != need)
     fail(ErrorCode::kParseError, label, " has ", bytes.size() - data_at, " data bytes; shape ",
          ir::shape_to_string(ir::shape_of(t.dims)), " of ", dtype_name(t.dtype), " needs ", need);
-  std::vector<std::byte> data(need);
-  std::memcpy(data.data(), bytes.data() + data_at, need);
+  const std::byte* at = reinterpret_cast<const std::byte*>(bytes.data()) + data_at;
+  std::vector<std::byte> data(at, at + need);
   if (descr->big_endian)
     for (size_t i = 0; i < need; i += elem) std::reverse(data.begin() + i, data.begin() + i + elem);
   if (t.dtype == DType::kBool)  // numpy writes 0 and 1; any other byte means true

@@ -197,7 +197,9 @@ TEST(NpyHeader, RoundTripOfEveryDtypeAndShape) {
       EXPECT_EQ(back.dtype, d) << dtype_name(d);
       EXPECT_EQ(back.dims, dims) << dtype_name(d);
       ASSERT_EQ(back.data.size(), t.data.size());
-      EXPECT_EQ(std::memcmp(back.data.data(), t.data.data(), t.data.size()), 0) << dtype_name(d);
+      if (t.data.size()) {
+        EXPECT_EQ(std::memcmp(back.data.data(), t.data.data(), t.data.size()), 0) << dtype_name(d);
+      }
     }
   std::filesystem::remove(path);
 }
