@@ -17,7 +17,7 @@ echo "== build =="
 python_options=()
 # The GPU machine has no libxxhash-dev: its header travels in .carry/xxhash (see docs/gpu.md).
 [[ -f .carry/xxhash/xxhash.h ]] && python_options+=(-DKILN_XXHASH_INCLUDE_DIR="$PWD/.carry/xxhash")
-"$python" -c "import nanobind" 2>/dev/null && python_options=(-DKILN_BUILD_PYTHON=ON -DPython_EXECUTABLE="$python")
+"$python" -c "import nanobind" 2>/dev/null && python_options+=(-DKILN_BUILD_PYTHON=ON -DPython_EXECUTABLE="$python")
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$python" "${python_options[@]}" >"$out/configure.log" 2>&1 ||
   { tail -n 40 "$out/configure.log"; exit 1; }
 cmake --build build-gpu -j "$jobs" >"$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
