@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -69,6 +70,7 @@ class InferenceSession:
         self._outputs = _infos(self._network.outputs)
         self._output_index = {t.name: i for i, t in enumerate(self._outputs)}
         self._context = None
+        self._warned_legacy_stream = False
         if self._kind == "cuda":
             self._start_engine()
 
@@ -200,6 +202,14 @@ class InferenceSession:
         addresses = [x.data_ptr() for x in ordered] + [y.data_ptr() for y in outputs]
         if stream is None:
             stream = torch.cuda.current_stream(device).cuda_stream
+        if stream == 0 and self._settings.cuda_graph_strategy != "disabled" and not self._warned_legacy_stream:
+            self._warned_legacy_stream = True
+            warnings.warn(
+                "kiln: cuda_graph_strategy whole_graph_capture runs without graphs on the legacy default stream "
+                "(torch's default); run under `with torch.cuda.stream(torch.cuda.Stream()):` to use native graphs",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         self._context.enqueue(addresses, stream)
         return outputs
 

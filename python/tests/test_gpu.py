@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -57,17 +58,36 @@ def test_native_graphs_replay_and_repair_new_addresses(mlp, rng):
     path, weights = mlp
     session = kiln.InferenceSession(path, "cuda", GRAPHS, profiles=MLP_PROFILE)
     x = torch.from_numpy(rng.uniform(-1, 1, (3, 16)).astype(np.float32)).cuda()
-    kept = [session.run(None, {"x": x})[0] for _ in range(4)]  # outputs kept: each call writes to a new address
-    inputs = [x]
-    for _ in range(2):
-        inputs.append((inputs[-1] * 2).contiguous())  # new contents at a new address
-        kept.append(session.run(None, {"x": inputs[-1]})[0])
+    stream = torch.cuda.Stream()  # the legacy default stream is never captured
+    with torch.cuda.stream(stream):
+        kept = [session.run(None, {"x": x})[0] for _ in range(4)]  # outputs kept: each call writes to a new address
+        inputs = [x]
+        for _ in range(2):
+            inputs.append((inputs[-1] * 2).contiguous())  # new contents at a new address
+            kept.append(session.run(None, {"x": inputs[-1]})[0])
+    stream.synchronize()
     graphs = session.stats()["graphs"]
     assert graphs["captures"] >= 1 and graphs["pointer_repairs"] >= 4, graphs
     assert not graphs["fallbacks"], graphs
     expected = [x] * 4 + inputs[1:]
     for y, xi in zip(kept, expected):
         assert close(y.cpu().numpy(), mlp_reference(xi.cpu().numpy(), weights), 1e-5)
+
+
+def test_graphs_on_the_legacy_default_stream_warn_once(mlp, rng):
+    torch = pytest.importorskip("torch")
+    path, weights = mlp
+    session = kiln.InferenceSession(path, "cuda", GRAPHS, profiles=MLP_PROFILE)
+    x = torch.from_numpy(rng.uniform(-1, 1, (2, 16)).astype(np.float32)).cuda()
+    with pytest.warns(RuntimeWarning, match="legacy default stream"):
+        session.run(None, {"x": x})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second warning would fail the test
+        for _ in range(2):
+            (y,) = session.run(None, {"x": x})
+    torch.cuda.synchronize()
+    assert close(y.cpu().numpy(), mlp_reference(x.cpu().numpy(), weights), 1e-5)
+    assert session.stats()["graphs"]["fallbacks"], "the fallback is counted with its reason"
 
 
 def test_inside_the_users_own_cuda_graph(mlp, rng):
