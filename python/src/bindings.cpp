@@ -187,16 +187,20 @@ nb::dict graph_stats_to_python(const runtime::ExecutionContext::GraphStats& s) {
   return d;
 }
 
+runtime::CudaGraphStrategy graph_strategy(const std::string& name) {
+  auto g = runtime::parse_cuda_graph_strategy(name);
+  if (!g) fail(ErrorCode::kInvalidArgument, "cuda_graph_strategy must be disabled or whole_graph_capture; got '", name, "'");
+  return *g;
+}
+
 runtime::RuntimeConfig make_config(const std::string& graphs, const std::string& specialization,
                                    std::shared_ptr<runtime::RuntimeCache> cache, int device) {
   runtime::RuntimeConfig config;
-  auto g = runtime::parse_cuda_graph_strategy(graphs);
-  if (!g) fail(ErrorCode::kInvalidArgument, "cuda_graph_strategy must be disabled or whole_graph_capture; got '", graphs, "'");
   auto s = runtime::parse_kernel_specialization(specialization);
   if (!s)
     fail(ErrorCode::kInvalidArgument, "dynamic_shapes_kernel_specialization_strategy must be lazy, eager or none; got '",
          specialization, "'");
-  config.cuda_graph_strategy = *g;
+  config.cuda_graph_strategy = graph_strategy(graphs);
   config.dynamic_shapes_kernel_specialization_strategy = *s;
   config.cache = std::move(cache);
   config.device = device;
@@ -346,11 +350,7 @@ NB_MODULE(_C, m) {
            "addresses"_a, "stream"_a)
       .def("is_stream_capturable", [](const Context& c, uintptr_t stream) { return c.context->is_stream_capturable(cudaStream_t(stream)); })
       .def("set_cuda_graph_strategy",
-           [](Context& c, const std::string& name) {
-             auto g = runtime::parse_cuda_graph_strategy(name);
-             if (!g) fail(ErrorCode::kInvalidArgument, "cuda_graph_strategy must be disabled or whole_graph_capture; got '", name, "'");
-             c.context->set_cuda_graph_strategy(*g);
-           })
+           [](Context& c, const std::string& name) { c.context->set_cuda_graph_strategy(graph_strategy(name)); })
       .def("graph_stats", [](const Context& c) { return graph_stats_to_python(c.context->graph_stats()); })
       .def("specialization_stats", [](const Context& c) {
         nb::list out;

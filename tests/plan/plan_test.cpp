@@ -8,6 +8,7 @@
 #include "kiln/ir/shape_inference.h"
 #include "kiln/plan.h"
 #include "kiln/reference.h"
+#include "small_plan.h"
 
 namespace kiln::plan {
 namespace {
@@ -15,20 +16,8 @@ namespace {
 using ir::Dim;
 using ir::OpKind;
 
-Plan small_plan() {
-  ir::Network net;
-  auto x = net.add_input("x", DType::kFloat32, {Dim::symbol("n"), Dim(8)});
-  auto w = net.add_weight("w", reference::make_tensor(DType::kFloat32, {8, 8}, std::vector<double>(64, 0.25)));
-  auto b = net.add_weight("b", reference::make_tensor(DType::kFloat32, {8}, {1, 2, 3, 4, 5, 6, 7, 8}));
-  auto h = net.add_op1(OpKind::kRelu, {net.add_op1(OpKind::kAdd, {net.add_op1(OpKind::kMatMul, {x, w}), b})});
-  auto y = net.add_op1(OpKind::kSoftmax, {net.add_op1(OpKind::kMul, {h, h})});
-  net.add_output(y);
-  net.set_dim_range("n", {1, 2, 4});
-  net.finalize();
-  return builder::build(net, {}, "small");
-}
-
-Buffer bytes_of(const std::string& s) { return Buffer::copy_of(s.data(), s.size()); }
+using testing::bytes_of;
+Plan small_plan() { return testing::small_plan(4); }
 
 TEST(Plan, RoundTripKeepsEverything) {
   Plan p = small_plan();
