@@ -316,12 +316,27 @@ int fuse_elementwise(Graph& g) {
   for (ir::ValueId v : g.outputs) reads[size_t(v)] = -1;  // leaves the group
   std::vector<size_t> root(count);
   std::vector<bool> in_group(count, false);
+  // Per root: instructions so far, and an upper bound on the group's external
+  // inputs (a member adds its inputs and turns one of its reader's into an
+  // internal edge), so no group outgrows what one kernel takes.
+  std::vector<int> instructions(count, 0), inputs(count, 0);
   for (size_t n = count; n-- > 0;) {  // consumers first: a consumer's root is settled before its producers join
     root[n] = n;
     if (g.dead[n] || !fusable(g, g.nodes[n])) continue;
     in_group[n] = true;
     ir::ValueId out = g.nodes[n].outputs[0];
-    if (reads[size_t(out)] == 1 && in_group[reader[size_t(out)]]) root[n] = root[reader[size_t(out)]];
+    int own_inputs = int(g.nodes[n].inputs.size());
+    if (reads[size_t(out)] == 1 && in_group[reader[size_t(out)]]) {
+      size_t r = root[reader[size_t(out)]];
+      if (instructions[r] < ir::kFusedMaxInstructions && inputs[r] - 1 + own_inputs <= ir::kFusedMaxInputs) {
+        root[n] = r;
+        ++instructions[r];
+        inputs[r] += own_inputs - 1;
+        continue;
+      }
+    }
+    instructions[n] = 1;
+    inputs[n] = own_inputs;
   }
   std::map<size_t, std::vector<size_t>> groups;
   for (size_t n = 0; n < count; ++n)

@@ -11,6 +11,7 @@
 #include "graph.h"
 #include "kiln/builder.h"
 #include "kiln/error.h"
+#include "kiln/ir/fused.h"
 #include "kiln/ir/shape_inference.h"
 #include "kiln/reference.h"
 
@@ -225,13 +226,33 @@ ir::Network chains(int length) {
 TEST(HostileModels, LongChainsBuild) {
   ir::Network net = chains(500);
   plan::Plan p = build(net, {});
-  EXPECT_EQ(count_ops(p.network, OpKind::kFusedElementwise), 1);
+  EXPECT_EQ(count_ops(p.network, OpKind::kFusedElementwise), (500 + ir::kFusedMaxInstructions - 1) / ir::kFusedMaxInstructions);
   EXPECT_EQ(count_ops(p.network, OpKind::kAdd), 500);
   std::map<std::string, reference::Tensor> inputs{{"x", random_weight({4}, 8)},
                                                   {"i", reference::make_tensor(DType::kInt64, {4}, {1, 2, 3, 4})}};
   auto expected = reference::run(net, inputs), actual = reference::run(p.network, inputs);
   EXPECT_EQ(ir::read_doubles(expected[0]), ir::read_doubles(actual[0]));
   EXPECT_EQ(ir::read_doubles(expected[1]), ir::read_doubles(actual[1]));
+}
+
+// A sum of many inputs fused whole would need more kernel inputs than the GPU
+// kernel takes (20 inputs: "the GPU runtime cannot run FusedElementwise").
+TEST(HostileModels, FusedGroupsFitOneKernel) {
+  ir::Network net;
+  ValueId sum = net.add_input("x0", DType::kFloat32, {Dim(4)});
+  for (int i = 1; i < 40; ++i) sum = net.add_op1(OpKind::kAdd, {sum, net.add_input(str("x", i), DType::kFloat32, {Dim(4)})});
+  net.add_output(net.add_op1(OpKind::kSigmoid, {sum}));
+  net.finalize();
+  plan::Plan p = build(net, {});
+  int groups = 0;
+  for (const ir::Node& node : p.network.nodes()) {
+    if (node.op != OpKind::kFusedElementwise) continue;
+    ++groups;
+    EXPECT_LE(node.inputs.size(), size_t(ir::kFusedMaxInputs)) << node.name;
+    EXPECT_LE(ir::decode_fused_program(node).size(), size_t(ir::kFusedMaxInstructions)) << node.name;
+  }
+  EXPECT_GE(groups, 3);  // 40 inputs need at least three kernels of 14
+  expect_same_results(net, p.network);
 }
 
 // Each builder step that asked the graph about every node once per node is

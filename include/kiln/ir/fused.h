@@ -16,6 +16,11 @@ namespace kiln::ir {
 // see fused_param_names). The node's output is the last instruction's result.
 inline constexpr int kFusedMaxArgs = 3;
 inline constexpr int kFusedMaxParams = 2;
+// What one FusedElementwise may hold: the GPU kernel's parameter block has
+// room for this many inputs' strides, and a longer program only makes one
+// slow compile of a kernel that is memory-bound anyway.
+inline constexpr int kFusedMaxInputs = 14;
+inline constexpr int kFusedMaxInstructions = 256;
 
 struct FusedInstruction {
   OpKind op;

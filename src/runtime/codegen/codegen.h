@@ -46,6 +46,7 @@ struct ElementwiseSpec {
   std::optional<Params> specialize;  // compile these values in
 };
 inline constexpr int kElementwiseMaxInputs = (kParamSlots - 16) / 8;
+static_assert(kElementwiseMaxInputs >= ir::kFusedMaxInputs, "the builder fuses groups the kernel cannot take");
 std::string elementwise_source(const ElementwiseSpec& spec);
 // A cast is an elementwise kernel with no program (dtype change only).
 std::string cast_source(DType from, DType to, const std::optional<Params>& specialize);
