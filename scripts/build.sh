@@ -13,5 +13,5 @@ if command -v ccache >/dev/null; then
   export CCACHE_BASEDIR=$PWD
   options+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 fi
-cmake -S . -B "$build_dir" -G Ninja "${options[@]}" "$@" >/dev/null
+cmake -S . -B "$build_dir" -G Ninja --no-warn-unused-cli "${options[@]}" "$@" >/dev/null
 cmake --build "$build_dir"
