@@ -49,7 +49,7 @@ class RuntimeSettings:
 
 
 # One RuntimeCache per file for the whole process, saved (merged with what other
-# processes wrote) when the settings move away from it and at exit.
+# processes wrote) at exit (save_runtime_caches).
 _caches: dict[str, _C.RuntimeCache] = {}
 _caches_lock = threading.Lock()
 

@@ -5,6 +5,7 @@
 
 #include "graph.h"
 #include "kiln/error.h"
+#include "kiln/ir/limits.h"
 #include "kiln/version.h"
 
 namespace kiln::builder {
@@ -43,10 +44,6 @@ bool is_view_op(OpKind op) {
   return op == OpKind::kReshape || op == OpKind::kFlatten || op == OpKind::kSqueeze || op == OpKind::kUnsqueeze ||
          op == OpKind::kIdentity;
 }
-
-// No GPU holds a tensor this large: a model asking for one is refused at build
-// time rather than planned into an arena no device can allocate.
-constexpr int64_t kMaxTensorBytes = int64_t(1) << 40;
 
 // Arena slots ordered by first use, with the latest last use of the placed ones
 // kept per range (a max segment tree): the placed slots live at the same time
@@ -135,7 +132,7 @@ void plan_memory(plan::Plan& p) {
   for (size_t v = 0; v < nv; ++v) {
     if (!in_arena[v] || storage[v] != ir::ValueId(v)) continue;
     const ir::Value& val = net.value(ir::ValueId(v));
-    int64_t bytes = int64_t(dtype_size(val.dtype));
+    std::vector<int64_t> dims;
     for (const ir::Dim& d : val.shape) {
       auto size = d.evaluate(max_bindings);
       if (!size) {
@@ -151,10 +148,10 @@ void plan_memory(plan::Plan& p) {
         fail(ErrorCode::kUnsupported, "tensor '", val.name, "' has dim ", d.to_string(), " whose size depends on symbols without a range (",
              missing, "); give every symbolic input dim a range with --profile");
       }
-      if (__builtin_mul_overflow(bytes, std::max<int64_t>(*size, 0), &bytes) || bytes > kMaxTensorBytes)
-        fail(ErrorCode::kUnsupported, "tensor '", val.name, "' of shape ", ir::shape_to_string(val.shape),
-             " needs more than ", kMaxTensorBytes, " bytes at the largest shapes; kiln refuses tensors that large");
+      dims.push_back(*size);
     }
+    // No GPU holds more than ir::kMaxTensorBytes: refused here rather than planned into an arena no device can allocate.
+    int64_t bytes = ir::checked_byte_size(dims, val.dtype, str("tensor '", val.name, "' at the largest shapes"));
     slots.push_back({ir::ValueId(v), (bytes + int64_t(plan::kArenaAlignment) - 1) / int64_t(plan::kArenaAlignment) *
                                          int64_t(plan::kArenaAlignment),
                      first[v], std::max(last[v], first[v])});
