@@ -12,6 +12,7 @@
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
+#include <nanobind/stl/variant.h>
 #include <nanobind/stl/vector.h>
 
 #include <cstring>
@@ -25,6 +26,7 @@
 #include "kiln/runtime.h"
 #include "kiln/runtime_cache.h"
 #include "kiln/version.h"
+#include "module/module_policy.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -80,6 +82,50 @@ ir::TensorData tensor_from_host(const std::string& dtype, const std::vector<int6
   t.data = Buffer::copy_of(array.data(), bytes);
   return t;
 }
+
+// Attribute values from Python: bool and int become ints, float a float, str a
+// string, a list of ints (or empty) ints, a list with a float floats, a list of
+// str strings, a TensorData a tensor. Anything else names the attribute.
+ir::AttrValue attr_from_python(const std::string& name, nb::handle value) {
+  if (nb::isinstance<nb::bool_>(value)) return int64_t(nb::cast<bool>(value));
+  if (nb::isinstance<nb::int_>(value)) return nb::cast<int64_t>(value);
+  if (nb::isinstance<nb::float_>(value)) return nb::cast<double>(value);
+  if (nb::isinstance<nb::str>(value)) return nb::cast<std::string>(value);
+  if (nb::isinstance<ir::TensorData>(value)) return nb::cast<ir::TensorData>(value);
+  if (nb::isinstance<nb::list>(value) || nb::isinstance<nb::tuple>(value)) {
+    bool any_float = false, all_str = nb::len(value) > 0;
+    for (nb::handle item : value) {
+      any_float |= nb::isinstance<nb::float_>(item);
+      all_str &= nb::isinstance<nb::str>(item);
+    }
+    if (all_str) return nb::cast<std::vector<std::string>>(value);
+    if (any_float) return nb::cast<std::vector<double>>(value);
+    std::vector<int64_t> ints;
+    for (nb::handle item : value) {
+      if (!nb::isinstance<nb::int_>(item) && !nb::isinstance<nb::bool_>(item))
+        fail(ErrorCode::kInvalidArgument, "attribute '", name, "': list items must be all int, float or str");
+      ints.push_back(nb::cast<int64_t>(item));
+    }
+    return ints;
+  }
+  fail(ErrorCode::kInvalidArgument, "attribute '", name, "' has a Python ", nb::inst_name(value).c_str(),
+       " value; kiln takes int, float, str, lists of those, or kiln._C.TensorData");
+}
+
+// Dims from Python: an int is a constant, a str a symbol.
+ir::Shape shape_from_python(const std::vector<std::variant<int64_t, std::string>>& dims) {
+  ir::Shape shape;
+  for (auto& d : dims) {
+    if (auto* c = std::get_if<int64_t>(&d)) shape.push_back(ir::Dim(*c));
+    else shape.push_back(ir::Dim::symbol(std::get<std::string>(d)));
+  }
+  return shape;
+}
+
+// A network under construction (its own Python type: a finished Network is read-only there).
+struct NetworkBuilder {
+  ir::Network net;
+};
 
 // Runs a network on the reference interpreter: feeds are (name, dtype, dims,
 // array); results are (name, dtype, dims, bytes).
@@ -229,10 +275,79 @@ NB_MODULE(_C, m) {
     }
   });
 
+  nb::class_<ir::TensorData>(m, "TensorData")
+      .def("__init__",
+           [](ir::TensorData* self, const std::string& dtype, const std::vector<int64_t>& dims, const HostArray& array) {
+             new (self) ir::TensorData(tensor_from_host(dtype, dims, array));
+           },
+           "dtype"_a, "dims"_a, "array"_a.noconvert())
+      .def_prop_ro("dtype", [](const ir::TensorData& t) { return std::string(dtype_name(t.dtype)); })
+      .def_prop_ro("dims", [](const ir::TensorData& t) { return t.dims; });
+
   nb::class_<ir::Network>(m, "Network")
       .def_prop_ro("inputs", [](const ir::Network& n) { return io_description(n, true); })
       .def_prop_ro("outputs", [](const ir::Network& n) { return io_description(n, false); })
-      .def_prop_ro("ranges", &ranges_to_python);
+      .def_prop_ro("ranges", &ranges_to_python)
+      .def_prop_ro("op_counts",
+                   [](const ir::Network& n) {
+                     std::map<std::string, int> counts;
+                     for (const ir::Node& node : n.nodes()) ++counts[std::string(ir::op_name(node.op))];
+                     return counts;
+                   })
+      .def("dump", &ir::dump_network);
+
+  // Programmatic building (the PyTorch front end translates ATen graphs with
+  // it): values are ids; finalize() checks, infers shapes and returns the
+  // finished Network, and the builder may go on.
+  nb::class_<NetworkBuilder>(m, "NetworkBuilder")
+      .def("__init__", [](NetworkBuilder* self, const std::string& name) {
+        new (self) NetworkBuilder();
+        self->net.set_name(name);
+      }, "name"_a)
+      .def("add_input",
+           [](NetworkBuilder& b, const std::string& name, const std::string& dtype,
+              const std::vector<std::variant<int64_t, std::string>>& dims) {
+             return b.net.add_input(name, dtype_from_name(dtype), shape_from_python(dims));
+           },
+           "name"_a, "dtype"_a, "dims"_a)
+      .def("add_weight", [](NetworkBuilder& b, const std::string& name, ir::TensorData t) { return b.net.add_weight(name, std::move(t)); },
+           "name"_a, "tensor"_a)
+      .def("add_op",
+           [](NetworkBuilder& b, const std::string& op, const std::vector<ir::ValueId>& inputs, const nb::dict& attrs,
+              int num_outputs, const std::string& name) {
+             auto kind = ir::op_from_name(op);
+             if (!kind || *kind >= ir::OpKind::kFusedMatMul) fail(ErrorCode::kInvalidArgument, "kiln has no op '", op, "'");
+             for (ir::ValueId id : inputs)
+               if (id != ir::kNoValue && (id < 0 || size_t(id) >= b.net.values().size()))
+                 fail(ErrorCode::kInvalidArgument, op, ": input value id ", id, " does not exist");
+             ir::Attributes a;
+             for (auto [key, value] : attrs) {
+               std::string k = nb::cast<std::string>(key);
+               a.set(k, attr_from_python(k, value));
+             }
+             return b.net.add_op(*kind, inputs, std::move(a), num_outputs, name);
+           },
+           "op"_a, "inputs"_a, "attrs"_a = nb::dict(), "num_outputs"_a = 1, "name"_a = "")
+      .def("add_output",
+           [](NetworkBuilder& b, ir::ValueId id) {
+             if (id < 0 || size_t(id) >= b.net.values().size()) fail(ErrorCode::kInvalidArgument, "output value id ", id, " does not exist");
+             b.net.add_output(id);
+           },
+           "value"_a)
+      .def("set_dim_range",
+           [](NetworkBuilder& b, const std::string& symbol, int64_t min, int64_t opt, int64_t max) {
+             if (!(1 <= min && min <= opt && opt <= max))
+               fail(ErrorCode::kInvalidArgument, "range of '", symbol, "' must satisfy 1 <= min <= opt <= max; got ", min, ", ",
+                    opt, ", ", max);
+             b.net.set_dim_range(symbol, {min, opt, max});
+           },
+           "symbol"_a, "min"_a, "opt"_a, "max"_a)
+      .def("value_name", [](const NetworkBuilder& b, ir::ValueId id) { return b.net.value(id).name; })
+      .def("finalize", [](const NetworkBuilder& b) {
+        ir::Network done = b.net;
+        done.finalize();
+        return done;
+      });
   m.def("load_onnx", [](const std::string& path) { return onnx::load_model(path); }, "path"_a);
 
   nb::class_<plan::Plan>(m, "Plan")
@@ -267,6 +382,21 @@ NB_MODULE(_C, m) {
       "network"_a, "profiles"_a, "precision"_a, "source"_a, "progress"_a.none());
 
   m.def("reference_run", &reference_run, "network"_a, "feeds"_a);
+
+  // The module layer's behavior matrix as a decision (no CUDA): for a
+  // cudagraphs mode and facts about each engine, (outer_capture, native graphs
+  // per engine, warnings, error).
+  m.def(
+      "plan_module",
+      [](const std::string& mode, const std::vector<std::tuple<std::string, bool, bool, bool, bool>>& engines) {
+        auto m = module::parse_cudagraphs_mode(mode);
+        if (!m) fail(ErrorCode::kInvalidArgument, "cudagraphs mode must be standard, subgraph or whole_graph; got '", mode, "'");
+        std::vector<module::EngineFacts> facts;
+        for (auto& [name, native, lazy, dynamic, capturable] : engines) facts.push_back({name, native, lazy, dynamic, capturable});
+        module::ModulePlan p = module::plan_module(*m, facts);
+        return std::make_tuple(p.outer_capture, p.engine_native, p.warnings, p.error);
+      },
+      "mode"_a, "engines"_a);
 
   m.def("cuda_available", [] {
     std::string reason;
