@@ -275,6 +275,11 @@ NB_MODULE(_C, m) {
     }
   });
 
+  // kiln's dtype numbers (what Cast's "to" attribute holds), by name.
+  nb::dict dtype_codes;
+  for (DType d : kAllDTypes) dtype_codes[std::string(dtype_name(d)).c_str()] = int(d);
+  m.attr("DTYPE_CODES") = dtype_codes;
+
   nb::class_<ir::TensorData>(m, "TensorData")
       .def("__init__",
            [](ir::TensorData* self, const std::string& dtype, const std::vector<int64_t>& dims, const HostArray& array) {

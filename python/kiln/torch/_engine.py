@@ -1,0 +1,256 @@
+"""The ``kiln::execute`` custom op: one kiln engine inside a PyTorch graph.
+
+A call site holds the engine's plan as a uint8 tensor (so a saved program is
+self-contained) and a spec string (JSON: the engine's id and name, its output
+dtypes and output dims as expressions over the inputs' dims). Runners, one per
+engine id, are made on first use and kept by the compiled module.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import uuid
+import warnings
+import weakref
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import _C, _dtypes
+from ..runtime import RuntimeSettings, runtime_cache
+from ._translate import evaluate_dim
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_spec(spec: str) -> dict:
+    return json.loads(spec)
+
+
+def make_spec(name: str, network, symbols_where: dict, device: str) -> str:
+    outputs = [{"name": n, "dtype": dtype, "dims": list(dims)} for n, dtype, dims in network.outputs]
+    inputs = [{"name": n, "dtype": dtype} for n, dtype, _ in network.inputs]
+    return json.dumps(
+        {"id": uuid.uuid4().hex, "name": name, "device": device, "inputs": inputs, "outputs": outputs, "symbols": symbols_where},
+        sort_keys=True,
+    )
+
+
+def output_shapes(spec: dict, inputs: list) -> list[list]:
+    """Each output's dims for these inputs (ints or SymInts), from the spec's expressions."""
+    where = spec["symbols"]
+
+    def lookup(symbol):
+        position, axis = where[symbol]
+        return inputs[position].shape[axis]
+
+    return [[d if isinstance(d, int) else evaluate_dim(d, lookup) for d in out["dims"]] for out in spec["outputs"]]
+
+
+# --- the current cudagraphs mode of this process (kiln.runtime sets it) -----------------------------
+class _Mode:
+    subgraph = False  # every engine with native graphs
+    whole = 0  # > 0 while a whole-graph wrapper runs or captures its module
+
+
+MODE = _Mode()
+
+
+class EngineRunner:
+    """Runs one engine: on the GPU (a context per thread, outputs from torch's
+    allocator, queued on torch's current stream) or on the reference interpreter."""
+
+    def __init__(self, spec: str, plan_bytes: bytes, settings: RuntimeSettings):
+        self.spec = parse_spec(spec)
+        self.name = self.spec["name"]
+        self._plan = _C.Plan.deserialize(plan_bytes)
+        self._output_dtypes = [_dtypes.torch_dtype(o["dtype"]) for o in self.spec["outputs"]]
+        self._lock = threading.Lock()
+        self._engine = None
+        self._contexts: dict[int, Any] = {}
+        self._shape_cache: dict[int, tuple] = {}
+        self._warned: set[str] = set()
+        self.settings = settings
+
+    # Settings apply to every context; a context is never rebuilt while a capture is open.
+    @property
+    def settings(self) -> RuntimeSettings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: RuntimeSettings) -> None:
+        if not isinstance(settings, RuntimeSettings):
+            raise TypeError(f"runtime settings must be kiln.runtime.RuntimeSettings; got {type(settings).__name__}")
+        with self._lock:
+            if self._engine is not None and torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+                raise RuntimeError(f"kiln engine '{self.name}': runtime settings cannot change while a CUDA graph capture is open")
+            old = getattr(self, "_settings", None)
+            self._settings = settings
+            if old is not None and old != settings:
+                from ..runtime import save_runtime_caches
+
+                save_runtime_caches()
+                self._engine = None  # rebuilt on the next call with the new settings
+                self._contexts = {}
+                self._shape_cache = {}
+
+    @property
+    def network(self):
+        return self._plan.network
+
+    def plan_bytes(self) -> bytes:
+        return self._plan.serialize()
+
+    # --- reference interpreter ------------------------------------------------------------------
+    def run_reference(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        feeds = []
+        for info, t in zip(self.spec["inputs"], inputs):
+            t = t.detach().to("cpu").contiguous()
+            a = t.view(torch.int16).numpy().view(np.uint16) if t.dtype == torch.bfloat16 else t.numpy()
+            feeds.append((info["name"], info["dtype"], list(t.shape), a.reshape(-1).view(np.uint8)))
+        out = []
+        for (_, dtype, dims, data), want in zip(_C.reference_run(self.network, feeds), self._output_dtypes):
+            array = np.frombuffer(data, dtype=_dtypes.NUMPY[dtype]).copy().reshape(dims)
+            t = torch.from_numpy(array.view(np.int16)).view(torch.bfloat16) if dtype == "bfloat16" else torch.from_numpy(array)
+            out.append(t)
+        return out
+
+    # --- GPU ------------------------------------------------------------------------------------------
+    def _start(self, device_index: int):
+        s = self._settings
+        self._engine = _C.Engine.create(
+            self._plan,
+            cuda_graph_strategy=s.cuda_graph_strategy,
+            kernel_specialization=s.dynamic_shapes_kernel_specialization_strategy,
+            cache=runtime_cache(s.runtime_cache, s.runtime_cache_shared),
+            device=device_index,
+        )
+
+    def context(self):
+        """This thread's execution context (made on first use, outside any capture)."""
+        key = threading.get_ident()
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            with self._lock:
+                if self._engine is None:
+                    self._start(torch.cuda.current_device())
+                ctx = self._engine.create_context()
+                self._contexts[key] = ctx
+                self._shape_cache[key] = (None, None)
+        return ctx
+
+    def graph_strategy(self) -> str:
+        """What this engine's contexts run with now, under the process's cudagraphs mode."""
+        if MODE.whole:
+            return "disabled"  # the whole-graph wrapper's own capture holds the engine
+        if MODE.subgraph:
+            if self._settings.cuda_graph_strategy == "disabled" and "subgraph" not in self._warned:
+                self._warned.add("subgraph")
+                warnings.warn(
+                    f"kiln engine '{self.name}': cuda_graph_strategy disabled is switched to whole_graph_capture "
+                    "for cudagraphs mode subgraph",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+            return "whole_graph_capture"
+        return self._settings.cuda_graph_strategy
+
+    def run_cuda(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        ctx = self.context()
+        key = threading.get_ident()
+        strategy = self.graph_strategy()
+        if getattr(ctx, "_kiln_strategy", None) != strategy:
+            ctx.set_cuda_graph_strategy(strategy)
+            ctx._kiln_strategy = strategy
+        inputs = [t if t.is_contiguous() else t.contiguous() for t in inputs]
+        dims = [tuple(t.shape) for t in inputs]
+        last_dims, out_dims = self._shape_cache[key]
+        if dims != last_dims:
+            out_dims = ctx.set_input_shapes([list(d) for d in dims])
+            self._shape_cache[key] = (dims, out_dims)
+        device = inputs[0].device if inputs else torch.device("cuda", torch.cuda.current_device())
+        outputs = [torch.empty(d, dtype=t, device=device) for d, t in zip(out_dims, self._output_dtypes)]
+        stream = torch.cuda.current_stream(device).cuda_stream
+        ctx.enqueue([t.data_ptr() for t in inputs] + [o.data_ptr() for o in outputs], stream)
+        return outputs
+
+    def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        if self.spec["device"] == "cpu":
+            return self.run_reference(inputs)
+        return self.run_cuda(inputs)
+
+    # --- what kiln.runtime.stats reports ------------------------------------------------------------
+    def stats(self) -> dict:
+        contexts = list(self._contexts.values())
+        return {
+            "name": self.name,
+            "device": self.spec["device"],
+            "settings": self._settings,
+            "kernels": None if self._engine is None else {
+                "compiled": self._engine.kernel_count, "from_runtime_cache": self._engine.cached_kernel_count},
+            "contexts": [{"graphs": c.graph_stats(), "shapes": c.specialization_stats()} for c in contexts],
+        }
+
+    def facts(self, stream: int) -> tuple:
+        """(name, native graphs, lazy, dynamic inputs, stream capturable) for the behavior matrix."""
+        s = self._settings
+        dynamic = any(isinstance(d, str) for _, _, dims in self.network.inputs for d in dims)
+        capturable = True
+        ctx = self._contexts.get(threading.get_ident())
+        if ctx is not None and stream == 0:
+            capturable = False
+        return (self.name, s.cuda_graph_strategy == "whole_graph_capture",
+                s.dynamic_shapes_kernel_specialization_strategy == "lazy", dynamic, capturable)
+
+
+# Runners by engine id. Compiled modules hold theirs; a program loaded without
+# kiln.torch.load makes its runners on first call with default settings.
+_runners: "weakref.WeakValueDictionary[str, EngineRunner]" = weakref.WeakValueDictionary()
+_orphans: dict[str, EngineRunner] = {}
+_runners_lock = threading.Lock()
+
+
+def register_runner(spec: str, plan_bytes: bytes, settings: RuntimeSettings) -> EngineRunner:
+    runner = EngineRunner(spec, plan_bytes, settings)
+    with _runners_lock:
+        _runners[runner.spec["id"]] = runner
+    return runner
+
+
+def runner_for(plan: torch.Tensor, spec: str) -> EngineRunner:
+    engine_id = parse_spec(spec)["id"]
+    runner = _runners.get(engine_id)
+    if runner is None:
+        with _runners_lock:
+            runner = _runners.get(engine_id)
+            if runner is None:
+                runner = EngineRunner(spec, plan.detach().cpu().numpy().tobytes(), RuntimeSettings())
+                _orphans[engine_id] = runner
+                _runners[engine_id] = runner
+    return runner
+
+
+@torch.library.custom_op("kiln::execute", mutates_args=())
+def execute(plan: torch.Tensor, inputs: list[torch.Tensor], spec: str) -> list[torch.Tensor]:
+    """Runs a kiln engine (the plan's bytes, its spec) on `inputs`."""
+    return runner_for(plan, spec).run(list(inputs))
+
+
+@execute.register_fake
+def _execute_fake(plan, inputs, spec):
+    s = parse_spec(spec)
+    device = inputs[0].device if inputs else torch.device(s["device"])
+    return [
+        torch.empty(dims, dtype=_dtypes.torch_dtype(o["dtype"]), device=device)
+        for dims, o in zip(output_shapes(s, inputs), s["outputs"])
+    ]
+
+
+def call_engine(plan: torch.Tensor, inputs: list[torch.Tensor], spec: str) -> list[torch.Tensor]:
+    """What a compiled module's graph calls: the engine itself when the inputs
+    are plain tensors (the fast path), the custom op when anything traces it."""
+    if not torch.compiler.is_compiling() and all(type(t) is torch.Tensor for t in inputs) and type(plan) is torch.Tensor:
+        return runner_for(plan, spec).run(list(inputs))
+    return torch.ops.kiln.execute(plan, inputs, spec)
