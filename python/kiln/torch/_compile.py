@@ -141,6 +141,15 @@ class CompiledModule(torch.fx.GraphModule):
     def engines(self) -> list:
         return list(self.__dict__.get("_kiln_runners", []))
 
+    def kiln_stats(self) -> dict:
+        """What kiln.runtime.stats returns: per-engine counters and the cudagraphs mode."""
+        from ..runtime import get_cudagraphs_mode, get_whole_cudagraphs_mode
+
+        return {
+            "cudagraphs_mode": "whole_graph" if get_whole_cudagraphs_mode() else "subgraph" if get_cudagraphs_mode() else "standard",
+            "engines": [r.stats() for r in self.engines],
+        }
+
     @property
     def has_torch_segments(self) -> bool:
         """Whether PyTorch computes anything between or around the engines."""
@@ -149,10 +158,11 @@ class CompiledModule(torch.fx.GraphModule):
         return compute_node_count(n for n in self.graph.nodes if n.op == "call_function" and n.target is not call_engine) > 0
 
 
-def attach(gm: torch.fx.GraphModule, runners: list, settings: RuntimeSettings) -> CompiledModule:
+def attach(gm: torch.fx.GraphModule, runners: list, settings: RuntimeSettings, inputs: list) -> CompiledModule:
     compiled = CompiledModule(gm, gm.graph, class_name="KilnCompiledModule")
     compiled.__dict__["_kiln_runners"] = runners
     compiled.__dict__["_kiln_settings"] = settings
+    compiled.__dict__["_kiln_inputs"] = inputs  # what kiln.torch.save traces with
     return compiled
 
 
@@ -231,4 +241,4 @@ def compile(  # noqa: A001 - the reference system's name
             graph.erase_node(node)
     gm.delete_all_unused_submodules()
     gm.recompile()
-    return attach(gm, runners, settings)
+    return attach(gm, runners, settings, inputs)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .. import _C, _dtypes
-from ..runtime import RuntimeSettings, runtime_cache
+from ..runtime import MODE, RuntimeSettings, runtime_cache
 from ._translate import evaluate_dim
 
 
@@ -47,15 +47,6 @@ def output_shapes(spec: dict, inputs: list) -> list[list]:
         return inputs[position].shape[axis]
 
     return [[d if isinstance(d, int) else evaluate_dim(d, lookup) for d in out["dims"]] for out in spec["outputs"]]
-
-
-# --- the current cudagraphs mode of this process (kiln.runtime sets it) -----------------------------
-class _Mode:
-    subgraph = False  # every engine with native graphs
-    whole = 0  # > 0 while a whole-graph wrapper runs or captures its module
-
-
-MODE = _Mode()
 
 
 class EngineRunner:
@@ -141,12 +132,12 @@ class EngineRunner:
                 self._shape_cache[key] = (None, None)
         return ctx
 
-    def graph_strategy(self) -> str:
+    def graph_strategy(self, warn: bool = True) -> str:
         """What this engine's contexts run with now, under the process's cudagraphs mode."""
         if MODE.whole:
             return "disabled"  # the whole-graph wrapper's own capture holds the engine
         if MODE.subgraph:
-            if self._settings.cuda_graph_strategy == "disabled" and "subgraph" not in self._warned:
+            if warn and self._settings.cuda_graph_strategy == "disabled" and "subgraph" not in self._warned:
                 self._warned.add("subgraph")
                 warnings.warn(
                     f"kiln engine '{self.name}': cuda_graph_strategy disabled is switched to whole_graph_capture "
@@ -184,25 +175,34 @@ class EngineRunner:
     # --- what kiln.runtime.stats reports ------------------------------------------------------------
     def stats(self) -> dict:
         contexts = list(self._contexts.values())
+        graphs: dict = {}
+        for c in contexts:
+            for key, value in c.graph_stats().items():
+                if isinstance(value, dict):
+                    merged = graphs.setdefault(key, {})
+                    for reason, count in value.items():
+                        merged[reason] = merged.get(reason, 0) + count
+                else:
+                    graphs[key] = graphs.get(key, 0) + value
         return {
             "name": self.name,
             "device": self.spec["device"],
+            "cuda_graph_strategy": self.graph_strategy(warn=False) if self.spec["device"] != "cpu" else "disabled",
             "settings": self._settings,
-            "kernels": None if self._engine is None else {
+            "contexts": len(contexts),
+            "graphs": graphs,
+            "shapes": [s for c in contexts for s in c.specialization_stats()],
+            "kernels": {"compiled": 0, "from_runtime_cache": 0} if self._engine is None else {
                 "compiled": self._engine.kernel_count, "from_runtime_cache": self._engine.cached_kernel_count},
-            "contexts": [{"graphs": c.graph_stats(), "shapes": c.specialization_stats()} for c in contexts],
         }
 
-    def facts(self, stream: int) -> tuple:
-        """(name, native graphs, lazy, dynamic inputs, stream capturable) for the behavior matrix."""
+    def facts(self) -> tuple:
+        """(name, native graphs, lazy, dynamic inputs, capturable) for the behavior matrix
+        (kiln._C.plan_module). Engines on the reference interpreter cannot be captured."""
         s = self._settings
         dynamic = any(isinstance(d, str) for _, _, dims in self.network.inputs for d in dims)
-        capturable = True
-        ctx = self._contexts.get(threading.get_ident())
-        if ctx is not None and stream == 0:
-            capturable = False
         return (self.name, s.cuda_graph_strategy == "whole_graph_capture",
-                s.dynamic_shapes_kernel_specialization_strategy == "lazy", dynamic, capturable)
+                s.dynamic_shapes_kernel_specialization_strategy == "lazy", dynamic, self.spec["device"] != "cpu")
 
 
 # Runners by engine id. Compiled modules hold theirs; a program loaded without
