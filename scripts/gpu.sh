@@ -20,6 +20,11 @@ python_options=()
 "$python" -c "import nanobind" 2>/dev/null && python_options+=(-DKILN_BUILD_PYTHON=ON -DPython_EXECUTABLE="$python")
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$python" "${python_options[@]}" >"$out/configure.log" 2>&1 ||
   { tail -n 40 "$out/configure.log"; exit 1; }
+if [[ ${KILN_PYTHON_ONLY:-0} == 1 ]]; then  # just the Python package and its tests (pytest arguments from $KILN_PYTEST_ARGS)
+  cmake --build build-gpu --target _C kiln_python_package -j "$jobs" >"$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
+  PYTHONPATH="$PWD/build-gpu/python" "$python" -m pytest -q -p no:logging --tb=short ${KILN_PYTEST_ARGS:-python/tests} 2>&1 | tee "$out/python-tests.log" | grep -E "^E |^(FAILED|ERROR)|passed|failed|^python/tests.*:[0-9]+:" | head -80
+  exit "${PIPESTATUS[0]}"
+fi
 cmake --build build-gpu -j "$jobs" >"$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
 
 run_dynamic_bench() {

@@ -49,6 +49,18 @@ def output_shapes(spec: dict, inputs: list) -> list[list]:
     return [[d if isinstance(d, int) else evaluate_dim(d, lookup) for d in out["dims"]] for out in spec["outputs"]]
 
 
+class _ThreadContext:
+    """One thread's execution context with what it was last given."""
+
+    __slots__ = ("context", "strategy", "dims", "out_dims")
+
+    def __init__(self, context):
+        self.context = context
+        self.strategy = None
+        self.dims = None
+        self.out_dims = None
+
+
 class EngineRunner:
     """Runs one engine: on the GPU (a context per thread, outputs from torch's
     allocator, queued on torch's current stream) or on the reference interpreter."""
@@ -60,8 +72,7 @@ class EngineRunner:
         self._output_dtypes = [_dtypes.torch_dtype(o["dtype"]) for o in self.spec["outputs"]]
         self._lock = threading.Lock()
         self._engine = None
-        self._contexts: dict[int, Any] = {}
-        self._shape_cache: dict[int, tuple] = {}
+        self._contexts: dict[int, _ThreadContext] = {}  # by thread
         self._warned: set[str] = set()
         self.settings = settings
 
@@ -85,7 +96,6 @@ class EngineRunner:
                 save_runtime_caches()
                 self._engine = None  # rebuilt on the next call with the new settings
                 self._contexts = {}
-                self._shape_cache = {}
 
     @property
     def network(self):
@@ -119,18 +129,17 @@ class EngineRunner:
             device=device_index,
         )
 
-    def context(self):
+    def context(self) -> "_ThreadContext":
         """This thread's execution context (made on first use, outside any capture)."""
         key = threading.get_ident()
-        ctx = self._contexts.get(key)
-        if ctx is None:
+        tc = self._contexts.get(key)
+        if tc is None:
             with self._lock:
                 if self._engine is None:
                     self._start(torch.cuda.current_device())
-                ctx = self._engine.create_context()
-                self._contexts[key] = ctx
-                self._shape_cache[key] = (None, None)
-        return ctx
+                tc = _ThreadContext(self._engine.create_context())
+                self._contexts[key] = tc
+        return tc
 
     def graph_strategy(self, warn: bool = True) -> str:
         """What this engine's contexts run with now, under the process's cudagraphs mode."""
@@ -149,22 +158,20 @@ class EngineRunner:
         return self._settings.cuda_graph_strategy
 
     def run_cuda(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-        ctx = self.context()
-        key = threading.get_ident()
+        tc = self.context()
         strategy = self.graph_strategy()
-        if getattr(ctx, "_kiln_strategy", None) != strategy:
-            ctx.set_cuda_graph_strategy(strategy)
-            ctx._kiln_strategy = strategy
+        if tc.strategy != strategy:
+            tc.context.set_cuda_graph_strategy(strategy)
+            tc.strategy = strategy
         inputs = [t if t.is_contiguous() else t.contiguous() for t in inputs]
-        dims = [tuple(t.shape) for t in inputs]
-        last_dims, out_dims = self._shape_cache[key]
-        if dims != last_dims:
-            out_dims = ctx.set_input_shapes([list(d) for d in dims])
-            self._shape_cache[key] = (dims, out_dims)
+        dims = [t.shape for t in inputs]
+        if dims != tc.dims:
+            tc.out_dims = tc.context.set_input_shapes([list(d) for d in dims])
+            tc.dims = dims
         device = inputs[0].device if inputs else torch.device("cuda", torch.cuda.current_device())
-        outputs = [torch.empty(d, dtype=t, device=device) for d, t in zip(out_dims, self._output_dtypes)]
+        outputs = [torch.empty(d, dtype=t, device=device) for d, t in zip(tc.out_dims, self._output_dtypes)]
         stream = torch.cuda.current_stream(device).cuda_stream
-        ctx.enqueue([t.data_ptr() for t in inputs] + [o.data_ptr() for o in outputs], stream)
+        tc.context.enqueue([t.data_ptr() for t in inputs] + [o.data_ptr() for o in outputs], stream)
         return outputs
 
     def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -174,7 +181,7 @@ class EngineRunner:
 
     # --- what kiln.runtime.stats reports ------------------------------------------------------------
     def stats(self) -> dict:
-        contexts = list(self._contexts.values())
+        contexts = [tc.context for tc in self._contexts.values()]
         graphs: dict = {}
         for c in contexts:
             for key, value in c.graph_stats().items():
@@ -251,6 +258,9 @@ def _execute_fake(plan, inputs, spec):
 def call_engine(plan: torch.Tensor, inputs: list[torch.Tensor], spec: str) -> list[torch.Tensor]:
     """What a compiled module's graph calls: the engine itself when the inputs
     are plain tensors (the fast path), the custom op when anything traces it."""
-    if not torch.compiler.is_compiling() and all(type(t) is torch.Tensor for t in inputs) and type(plan) is torch.Tensor:
-        return runner_for(plan, spec).run(list(inputs))
-    return torch.ops.kiln.execute(plan, inputs, spec)
+    if torch.compiler.is_compiling() or type(plan) is not torch.Tensor:
+        return torch.ops.kiln.execute(plan, inputs, spec)
+    for t in inputs:  # a loop, not a generator: TorchDynamo may read this function
+        if type(t) is not torch.Tensor:
+            return torch.ops.kiln.execute(plan, inputs, spec)
+    return runner_for(plan, spec).run(list(inputs))

@@ -16,15 +16,6 @@ from ._translate import op_name, support_reason
 
 ENGINE_PREFIX = "kiln_engine_"
 
-# Nodes that move or relabel data without computing: they do not count towards min_block_size.
-_NON_COMPUTE = {"getitem", "view", "_unsafe_view", "reshape", "permute", "t", "transpose", "unsqueeze", "squeeze",
-                "expand", "clone", "alias", "detach", "lift_fresh_copy", "slice", "select"}
-
-
-def _short_name(target) -> str:
-    return op_name(target).split("::")[-1].split(".")[0]
-
-
 def normalize_ops(ops) -> set[str]:
     """torch_executed_ops as names ("aten.relu.default" / "aten.relu" / an op overload or packet)."""
     names = set()
@@ -67,7 +58,8 @@ class KilnSupport(OperatorSupportBase):
 
 
 def compute_node_count(nodes) -> int:
-    return sum(1 for n in nodes if _short_name(n.target) not in _NON_COMPUTE and n.target is not operator.getitem)
+    """ATen nodes (tuple indexing aside): what min_block_size counts, as in the reference system."""
+    return sum(1 for n in nodes if n.target is not operator.getitem)
 
 
 def partition(gm: torch.fx.GraphModule, forced_ops, min_block_size: int, require_full_compilation: bool):
