@@ -144,6 +144,23 @@ def torch_timings(model, example, warmup, iterations):
     return results
 
 
+def kiln_python_timings(model16, example16, warmup, iterations, strategy):
+    """The same fp16 model through kiln.torch.compile (native graphs, on a side
+    stream as a user would run it): latency, engines and PyTorch ops left over."""
+    import kiln.torch as kt
+
+    compiled = kt.compile(model16, [example16], cuda_graph_strategy="whole_graph_capture",
+                          dynamic_shapes_kernel_specialization_strategy=strategy, min_block_size=1)
+    torch_ops = sorted({str(n.target) for n in compiled.graph.nodes if n.op == "call_function"
+                        and "call_engine" not in str(n.target) and "getitem" not in str(n.target)})
+    stream = torch.cuda.Stream()
+    with torch.inference_mode(), torch.cuda.stream(stream):
+        us = timed(lambda: compiled(example16), warmup, iterations)
+        y = compiled(example16)
+        torch.cuda.synchronize()
+    return {"kiln_python_us": us, "kiln_python_engines": len(compiled.engines), "kiln_python_torch_ops": torch_ops}, y
+
+
 def export(model, example, path):
     try:
         torch.onnx.export(model, (example,), path, input_names=["x"], output_names=["y"], opset_version=17, dynamo=False)
@@ -169,6 +186,7 @@ def main():
     ap.add_argument("--busy", help="kiln_gpu_busy: trace each replay's kernels (CUPTI) for the busy columns")
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--iterations", type=int, default=300)
+    ap.add_argument("--no-python", action="store_true", help="skip the kiln.torch.compile column")
     ap.add_argument("--kernel-specialization", default="eager", choices=["lazy", "eager", "none"],
                     help="kiln's strategy; eager times the shape-specialized kernels from the first call")
     args = ap.parse_args()
@@ -202,6 +220,13 @@ def main():
         # PyTorch timings in fp16.
         m16 = model.half()
         row.update(torch_timings(m16, x32.half(), args.warmup, args.iterations))
+        if not args.no_python:
+            try:
+                timings, y16 = kiln_python_timings(m16, x32.half(), args.warmup, args.iterations, args.kernel_specialization)
+                row.update(timings)
+                row["kiln_python_fp16_rel_error"] = rel_error(y16.float().cpu().numpy(), y32)
+            except Exception as e:  # report, do not hide
+                row["kiln_python_error"] = f"{type(e).__name__}: {e}"[:300]
         # kiln: correctness in fp32 and fp16, timing in fp16.
         dims = "x".join(str(d) for d in shape)
         for precision in ("fp32", "fp16"):
@@ -251,6 +276,10 @@ def main():
         for key in ("torch_eager_us", "torch_cuda_graph_us", "torch_compile_us"):
             if key in row and "kiln_us" in row:
                 row["kiln_vs_" + key.replace("_us", "")] = row["kiln_us"] / row[key]
+        if "kiln_python_us" in row and "torch_compile_us" in row:
+            row["kiln_python_vs_torch_compile"] = row["kiln_python_us"] / row["torch_compile_us"]
+        if "kiln_python_us" in row and "kiln_us" in row:
+            row["kiln_python_overhead_us"] = row["kiln_python_us"] - row["kiln_us"]
         rows.append(row)
         print("  ", json.dumps(row), flush=True)
 
@@ -275,6 +304,16 @@ def main():
         for k, v in r.items():
             if k.endswith("error") and isinstance(v, str):
                 lines.append(f"  {r['model']}: {k}: {v}")
+    lines.append("")
+    lines.append(f"{'model':10} {'kiln CLI':>9} {'kiln.torch':>10} {'overhead':>9} {'py/comp':>8} {'engines':>7} {'err16':>8}  PyTorch ops left")
+    for r in rows:
+        lines.append(f"{r['model']:10} {fmt(r.get('kiln_us')):>9} {fmt(r.get('kiln_python_us')):>10} "
+                     f"{fmt(r.get('kiln_python_overhead_us')):>9} {fmt(r.get('kiln_python_vs_torch_compile'), 2):>8} "
+                     f"{fmt(r.get('kiln_python_engines')):>7} {fmt(r.get('kiln_python_fp16_rel_error'), 4):>8}  "
+                     f"{', '.join(r.get('kiln_python_torch_ops', [])) or '-'}")
+    lines.append("kiln.torch: the same fp16 module through kiln.torch.compile (native graphs, side stream), timed like the "
+                 "PyTorch columns; overhead: kiln.torch minus the CLI's latency for the same model; py/comp: kiln.torch / "
+                 "torch.compile reduce-overhead")
     lines.append("kiln: native CUDA graphs (whole_graph_capture); no-graph: the same with --cuda-graphs disabled; span: "
                  "the graph's time on the GPU (events around it) / kiln's wall time per call; busy, busy/sp: summed kernel "
                  "time per replay (CUPTI trace) / the untraced call's wall time (same process), / its span from first kernel "

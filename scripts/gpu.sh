@@ -33,7 +33,7 @@ run_dynamic_bench() {
 }
 
 if [[ ${KILN_BENCH_ONLY:-0} == 1 ]]; then
-  PYTHONUNBUFFERED=1 "$python" bench/bench.py --kiln build-gpu/tools/kiln/kiln --busy build-gpu/bench/busy/kiln_gpu_busy --out "$out" ${KILN_BENCH_ARGS:-} 2>&1 | tee "$out/bench.log" | tail -n 60
+  PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/build-gpu/python" "$python" bench/bench.py --kiln build-gpu/tools/kiln/kiln --busy build-gpu/bench/busy/kiln_gpu_busy --out "$out" ${KILN_BENCH_ARGS:-} 2>&1 | tee "$out/bench.log" | tail -n 60
   exit 0
 fi
 if [[ ${KILN_DYNAMIC_ONLY:-0} == 1 ]]; then
@@ -95,7 +95,7 @@ fi
 bench_table="(benchmarks not run)"
 if [[ -f bench/bench.py && ${KILN_SKIP_BENCH:-0} != 1 ]]; then
   echo "== benchmarks =="
-  PYTHONUNBUFFERED=1 "$python" bench/bench.py --kiln build-gpu/tools/kiln/kiln --busy build-gpu/bench/busy/kiln_gpu_busy --out "$out" 2>&1 | tee "$out/bench.log" | tail -n 40
+  PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/build-gpu/python" "$python" bench/bench.py --kiln build-gpu/tools/kiln/kiln --busy build-gpu/bench/busy/kiln_gpu_busy --out "$out" 2>&1 | tee "$out/bench.log" | tail -n 40
   bench_table=$(cat "$out/bench-table.txt" 2>/dev/null || echo "(no table)")
   echo "== dynamic shapes and cold start =="
   run_dynamic_bench

@@ -70,6 +70,10 @@ struct RuntimeConfig {
   bool warm_up_contexts = true;
   CudaGraphStrategy cuda_graph_strategy = CudaGraphStrategy::kDisabled;
   int graph_warmup_calls = 1;       // direct calls at a shape before it is captured
+  // Executable graphs kept per shape, one per set of input/output addresses
+  // (callers that keep their last result alive alternate between two output
+  // buffers); beyond it the least recently used one is repaired in place.
+  size_t graphs_per_shape = 4;
   bool strict_cuda_graphs = false;  // throw instead of falling back to direct launches
   // Called with progress lines while kernels compile.
   std::function<void(const std::string&)> progress;

@@ -416,12 +416,13 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
   call.caller_capturing = caller_capturing && !call.legacy_stream;
   call.calls_at_shape = shape.calls;
   call.warmup_calls = e.config.graph_warmup_calls;
-  call.has_graph = shape.graph.ready();
+  call.has_graph = !shape.graphs.empty();
   call.capture_failed = !shape.capture_failure.empty();
   graphs::Decision decision = graphs::decide(call);
   ++c.stats.calls;
   ++shape.calls;
-  if (swapped && shape.graph.ready()) shape.graph_stale_kernels = true;
+  if (swapped)
+    for (GraphVariant& g : shape.graphs) g.stale_kernels = true;
 
   auto fall_back = [&](graphs::Fallback why, const std::string& detail) {
     std::string reason(graphs::fallback_name(why));
@@ -448,30 +449,35 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
       break;
     case graphs::Path::kCapture:
     case graphs::Path::kReplay: {
-      bool repair = false;
-      if (decision.path == graphs::Path::kReplay) {
-        if (!io_pointers_match(c, shape.graph_pointers)) {
-          ++c.stats.pointer_repairs;
-          repair = true;
-        }
-        if (shape.graph_stale_kernels) {
-          ++c.stats.kernel_swaps;
-          repair = true;
-        }
+      // The graph made for these addresses; else a new one while there is
+      // room, else the least recently used one repaired for them.
+      GraphVariant* variant = nullptr;
+      for (GraphVariant& g : shape.graphs)
+        if (io_pointers_match(c, g.pointers)) variant = &g;
+      bool capture = variant == nullptr || variant->stale_kernels;
+      if (variant && variant->stale_kernels) ++c.stats.kernel_swaps;
+      if (!variant && shape.graphs.size() < std::max<size_t>(e.config.graphs_per_shape, 1)) {
+        variant = &shape.graphs.emplace_back();
+      } else if (!variant) {
+        variant = &*std::min_element(shape.graphs.begin(), shape.graphs.end(),
+                                     [](const GraphVariant& a, const GraphVariant& b) { return a.last_use < b.last_use; });
+        ++c.stats.pointer_repairs;
       }
-      if (decision.path == graphs::Path::kCapture || repair) {
-        std::string failure = shape.graph.capture(stream, record, c.counters);
+      if (capture) {
+        std::string failure = variant->graph.capture(stream, record, c.counters);
         if (!failure.empty()) {
+          shape.graphs.clear();
           shape.capture_failure = failure;
           fall_back(graphs::Fallback::kCaptureFailed, failure);
           break;
         }
-        shape.graph_pointers = io_pointers(c);
-        shape.graph_stale_kernels = false;
+        variant->pointers = io_pointers(c);
+        variant->stale_kernels = false;
       } else {
         ++c.stats.replays;
       }
-      KILN_CUDA(shape.graph.launch(stream), str("launching the graph of ", shape.key));
+      variant->last_use = c.stats.calls;
+      KILN_CUDA(variant->graph.launch(stream), str("launching the graph of ", shape.key));
       break;
     }
   }
@@ -504,7 +510,7 @@ ExecutionContext::GraphStats ExecutionContext::graph_stats() const {
   out.captures = state_->counters.captures;
   out.instantiations = state_->counters.instantiations;
   out.updates = state_->counters.updates;
-  for (const PreparedShape& p : state_->shapes) out.graphs += p.graph.ready() ? 1 : 0;
+  for (const PreparedShape& p : state_->shapes) out.graphs += int64_t(p.graphs.size());
   return out;
 }
 

@@ -29,6 +29,14 @@ struct EngineState {
   std::vector<std::unique_ptr<Op>> ops;  // per node
 };
 
+// A native CUDA graph, the input/output addresses it launches with, whether
+// kernels were swapped in since it was captured, and when it last ran.
+struct GraphVariant {
+  graphs::NativeGraph graph;
+  std::vector<void*> pointers;
+  bool stale_kernels = false;
+  int64_t last_use = 0;
+};
 // The launches of one set of input shapes, prepared once (host work only) and kept.
 struct PreparedShape {
   std::string key;
@@ -37,11 +45,11 @@ struct PreparedShape {
   size_t pending = 0;  // launches still waiting for a specialized kernel
   double prepare_ms = 0;
   int calls = 0;       // enqueues at this shape
-  // Native CUDA graph of this shape, the input/output addresses it was
-  // captured with, whether kernels were swapped since, and why capturing failed.
-  graphs::NativeGraph graph;
-  std::vector<void*> graph_pointers;
-  bool graph_stale_kernels = false;
+  // Native CUDA graphs of this shape, one per set of input/output addresses
+  // seen lately (callers that keep their last result alive alternate between
+  // two output buffers: each set replays its own graph instead of repairing
+  // one graph every call), and why capturing failed.
+  std::vector<GraphVariant> graphs;
   std::string capture_failure;
 };
 

@@ -95,17 +95,33 @@ TEST_F(GraphFixture, WarmUpCaptureReplay) {
   EXPECT_TRUE(g.fallbacks.empty());
 }
 
-TEST_F(GraphFixture, NewAddressesAreRepairedNeverStale) {
+TEST_F(GraphFixture, AlternatingAddressesReplayTheirOwnGraphs) {
   auto e = engine();
   auto context = e->create_context();
   Slot a(net, 4, rng), b(net, 4, rng);  // same shape, different memory and data
   for (int i = 0; i < 6; ++i) (i % 2 ? b : a).run_and_check(*context, stream);
   auto g = context->graph_stats();
-  EXPECT_EQ(g.instantiations, 1);
-  EXPECT_EQ(g.pointer_repairs, 4);  // calls 3..6 each moved to the other buffers
-  EXPECT_EQ(g.updates, 4);
-  EXPECT_EQ(g.replays, 0);
-  b.run_and_check(*context, stream);
+  EXPECT_EQ(g.direct, 1);           // a's warm-up
+  EXPECT_EQ(g.instantiations, 2);   // b's graph, then a's
+  EXPECT_EQ(g.graphs, 2);
+  EXPECT_EQ(g.replays, 3);          // calls 4..6
+  EXPECT_EQ(g.pointer_repairs, 0);
+}
+
+TEST_F(GraphFixture, NewAddressesBeyondTheKeptGraphsRepairTheOldestNeverStale) {
+  auto e = engine();
+  auto context = e->create_context();
+  std::vector<std::unique_ptr<Slot>> slots;  // same shape, six places in memory
+  for (int i = 0; i < 6; ++i) slots.push_back(std::make_unique<Slot>(net, 4, rng));
+  for (int i = 0; i < 6; ++i) slots[size_t(i)]->run_and_check(*context, stream);
+  slots[0]->run_and_check(*context, stream);
+  auto g = context->graph_stats();
+  EXPECT_EQ(g.direct, 1);  // slot 0's warm-up
+  EXPECT_EQ(g.instantiations, int64_t(runtime::RuntimeConfig{}.graphs_per_shape));  // slots 1..4
+  EXPECT_EQ(g.pointer_repairs, 2);  // slot 5, then slot 0: the least recently used graphs repaired in place
+  EXPECT_EQ(g.updates, 2);
+  EXPECT_EQ(g.graphs, int64_t(runtime::RuntimeConfig{}.graphs_per_shape));
+  slots[0]->run_and_check(*context, stream);
   EXPECT_EQ(context->graph_stats().replays, 1);  // same addresses as the last call
 }
 
@@ -215,7 +231,7 @@ TEST_F(GraphFixture, RandomizedCallsMatchDirectExecutionBitwise) {
   direct->set_cuda_graph_strategy(CudaGraphStrategy::kDisabled);
   std::vector<std::unique_ptr<Slot>> slots;
   for (int64_t batch : {1, 2, 3, 5, 8})
-    for (int copy = 0; copy < 2; ++copy) slots.push_back(std::make_unique<Slot>(net, batch, rng));
+    for (int copy = 0; copy < 6; ++copy) slots.push_back(std::make_unique<Slot>(net, batch, rng));  // more than the graphs kept per shape
   std::vector<void*> reference_y(slots.size());
   for (size_t i = 0; i < slots.size(); ++i) {  // direct results, computed once per slot
     slots[i]->bind(*direct);

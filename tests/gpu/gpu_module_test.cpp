@@ -169,7 +169,7 @@ TEST_F(ModuleFixture, StandardWithNativeGraphsIsTransparent) {
   for (int i = 0; i < 3; ++i) check(m->run({{"x", same}}, stream)[0], expected(x));  // same memory: replays
   auto g = m->context("first").graph_stats();
   EXPECT_GT(g.captures, 0);
-  EXPECT_GT(g.pointer_repairs, 0);
+  EXPECT_GT(g.instantiations + g.pointer_repairs, 1);  // new memory: graphs of their own, or repaired ones
   EXPECT_GE(g.replays, 2);
   EXPECT_EQ(m->stats().outer_captures, 0);
 }

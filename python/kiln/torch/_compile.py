@@ -158,6 +158,36 @@ class CompiledModule(torch.fx.GraphModule):
         return compute_node_count(n for n in self.graph.nodes if n.op == "call_function" and n.target is not call_engine) > 0
 
 
+def _plain_calling_convention(gm: torch.fx.GraphModule) -> None:
+    """Drops what torch.export wraps around the graph when nothing needs it: its
+    input guards (kiln checks every engine input's shape against its profile
+    itself, naming the input) and the pytree flattening of positional tensor
+    inputs and of a tensor or tuple output. Both cost more per call than an engine launch."""
+    from torch.utils import _pytree as pytree
+
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and node.target == "_guards_fn" and not node.users:
+            gm.graph.erase_node(node)
+            gm.delete_submodule("_guards_fn")
+    codegen = gm.graph._codegen
+    info = getattr(codegen, "pytree_info", None)
+    if info is None:
+        return
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    flat = output.args[0]
+    if not isinstance(flat, (list, tuple)) or info.in_spec != pytree.tree_structure((tuple(range(len(placeholders))), {})):
+        return
+    if info.out_spec == pytree.tree_structure(0) and len(flat) == 1:
+        result = flat[0]
+    elif info.out_spec == pytree.tree_structure(tuple(range(len(flat)))):
+        result = tuple(flat)
+    else:
+        return
+    gm.graph._codegen = torch.fx.graph.CodeGen()
+    output.args = (result,)
+
+
 def attach(gm: torch.fx.GraphModule, runners: list, settings: RuntimeSettings, inputs: list) -> CompiledModule:
     compiled = CompiledModule(gm, gm.graph, class_name="KilnCompiledModule")
     compiled.__dict__["_kiln_runners"] = runners
@@ -240,5 +270,6 @@ def compile(  # noqa: A001 - the reference system's name
         if node.op == "get_attr" and not node.users:
             graph.erase_node(node)
     gm.delete_all_unused_submodules()
+    _plain_calling_convention(gm)
     gm.recompile()
     return attach(gm, runners, settings, inputs)

@@ -216,6 +216,7 @@ class EngineRunner:
 # kiln.torch.load makes its runners on first call with default settings.
 _runners: "weakref.WeakValueDictionary[str, EngineRunner]" = weakref.WeakValueDictionary()
 _orphans: dict[str, EngineRunner] = {}
+_runner_by_spec: "weakref.WeakValueDictionary[str, EngineRunner]" = weakref.WeakValueDictionary()
 _runners_lock = threading.Lock()
 
 
@@ -223,19 +224,22 @@ def register_runner(spec: str, plan_bytes: bytes, settings: RuntimeSettings) -> 
     runner = EngineRunner(spec, plan_bytes, settings)
     with _runners_lock:
         _runners[runner.spec["id"]] = runner
+        _runner_by_spec[spec] = runner
     return runner
 
 
 def runner_for(plan: torch.Tensor, spec: str) -> EngineRunner:
+    runner = _runner_by_spec.get(spec)  # the per-call path: one dict lookup (a str caches its hash)
+    if runner is not None:
+        return runner
     engine_id = parse_spec(spec)["id"]
-    runner = _runners.get(engine_id)
-    if runner is None:
-        with _runners_lock:
-            runner = _runners.get(engine_id)
-            if runner is None:
-                runner = EngineRunner(spec, plan.detach().cpu().numpy().tobytes(), RuntimeSettings())
-                _orphans[engine_id] = runner
-                _runners[engine_id] = runner
+    with _runners_lock:
+        runner = _runners.get(engine_id)
+        if runner is None:
+            runner = EngineRunner(spec, plan.detach().cpu().numpy().tobytes(), RuntimeSettings())
+            _orphans[engine_id] = runner
+            _runners[engine_id] = runner
+    _runner_by_spec[spec] = runner
     return runner
 
 
