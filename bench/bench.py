@@ -147,6 +147,7 @@ def torch_timings(model, example, warmup, iterations):
 def kiln_python_timings(model16, example16, warmup, iterations, strategy):
     """The same fp16 model through kiln.torch.compile (native graphs, on a side
     stream as a user would run it): latency, engines and PyTorch ops left over."""
+    import kiln
     import kiln.torch as kt
 
     compiled = kt.compile(model16, [example16], cuda_graph_strategy="whole_graph_capture",
@@ -158,7 +159,14 @@ def kiln_python_timings(model16, example16, warmup, iterations, strategy):
         us = timed(lambda: compiled(example16), warmup, iterations)
         y = compiled(example16)
         torch.cuda.synchronize()
-    return {"kiln_python_us": us, "kiln_python_engines": len(compiled.engines), "kiln_python_torch_ops": torch_ops}, y
+        row = {"kiln_python_us": us, "kiln_python_engines": len(compiled.engines), "kiln_python_torch_ops": torch_ops}
+        if len(compiled.engines) == 1 and not torch_ops:  # the engine alone, without the module around it
+            engine = compiled.engines[0]
+            row["kiln_python_engine_us"] = timed(lambda: engine.run([example16]), warmup, iterations)
+    stats = kiln.runtime.stats(compiled)["engines"]
+    row["kiln_python_graph_stats"] = [{k: e["graphs"].get(k) for k in ("calls", "direct", "replays", "captures", "instantiations", "pointer_repairs", "kernel_swaps", "fallbacks")} for e in stats]
+    row["kiln_python_plan_ops"] = [dict(e.network.op_counts) for e in compiled.engines]
+    return row, y
 
 
 def export(model, example, path):
@@ -244,6 +252,12 @@ def main():
             if r.returncode != 0:
                 row[f"kiln_{precision}_error"] = (r.stderr.strip().splitlines() or ["run failed"])[-1][:300]
                 continue
+            if precision == "fp16":
+                try:
+                    import kiln as kiln_package
+                    row["kiln_plan_ops"] = dict(kiln_package.Plan.load(plan)._native.network.op_counts)
+                except ImportError:
+                    pass
             y = np.load(os.path.join(outdir, "y.npy"))
             row[f"kiln_{precision}_rel_error"] = rel_error(y, y32)
             row[f"kiln_{precision}_vs_fp64"] = rel_error(y, y64)
