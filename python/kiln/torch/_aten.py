@@ -478,6 +478,8 @@ def _squeeze(tr, node):
 
 @translates(aten.expand.default)
 def _expand(tr, node):
+    if list(fake(node.args[0]).shape) == list(fake(node).shape):  # matmul's decomposition expands to the same shape
+        return tr.op1("Identity", [tr.value(node.args[0])])
     return tr.op1("Expand", [tr.value(node.args[0]), tr.sizes(list(fake(node).shape))])
 
 

@@ -65,6 +65,62 @@ def export(module: torch.nn.Module, inputs: list, device: str) -> torch.fx.Graph
     return program.module()
 
 
+# Folded results larger than this stay computed at run time (an expanded mask is not worth its memory).
+_FOLD_LIMIT_ELEMENTS = 1 << 24
+
+
+def fold_constants(gm: torch.fx.GraphModule) -> int:
+    """Evaluates, once, every node that depends on no module input (a causal
+    mask from arange/full, a transposed weight) and stores its result as a
+    constant, so engines see constants they can fold and fuse. Random ops and
+    results with symbolic sizes stay."""
+    known: dict[torch.fx.Node, torch.Tensor] = {}
+    folded = []
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            value = _attr(gm, node.target)
+            if isinstance(value, torch.Tensor):
+                known[node] = value
+            continue
+        if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
+            continue
+        if torch.Tag.nondeterministic_seeded in node.target.tags or any(n not in known for n in node.all_input_nodes):
+            continue
+        val = fake(node)
+        if not isinstance(val, torch.Tensor) or any(not isinstance(d, int) for d in val.shape) or val.numel() > _FOLD_LIMIT_ELEMENTS:
+            continue
+        args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: known[n])
+        if any(isinstance(a, torch.SymInt) for a in torch.utils._pytree.tree_leaves((args, kwargs))):
+            continue
+        with torch.no_grad():
+            known[node] = node.target(*args, **kwargs)
+        folded.append(node)
+    replaced = 0
+    for node in folded:
+        if all(user in known for user in node.users):
+            continue  # only feeds other folded nodes
+        name = f"_kiln_folded_{replaced}"
+        gm.register_buffer(name, known[node].detach().clone(), persistent=True)
+        with gm.graph.inserting_before(node):
+            constant = gm.graph.get_attr(name)
+        constant.meta = dict(node.meta)
+        node.replace_all_uses_with(constant)
+        replaced += 1
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return replaced
+
+
+def engine_precision(network_dtypes: set[str]) -> str:
+    """precision=None: the engine computes in the float type its tensors have."""
+    floats = network_dtypes & {"float32", "float16", "bfloat16"}
+    if floats == {"float16"}:
+        return "fp16"
+    if floats == {"bfloat16"}:
+        return "bf16"
+    return "fp32"
+
+
 def _attr(gm: torch.nn.Module, target: str):
     obj = gm
     for part in target.split("."):
@@ -238,6 +294,7 @@ def compile(  # noqa: A001 - the reference system's name
     say("exporting the module with torch.export")
     gm = export(module, inputs, device)
     ranges = user_ranges(gm, inputs)
+    say(f"folded {fold_constants(gm)} constant subgraph(s)")
     gm, report = partition(gm, torch_executed_ops, min_block_size, require_full_compilation)
     say(f"{report['engines']} kiln engine(s), {report['below_min_block_size']} region(s) below min_block_size left to PyTorch")
     for line in report["torch_ops"]:
@@ -251,7 +308,7 @@ def compile(  # noqa: A001 - the reference system's name
         sub = gm.get_submodule(call.target)
         tr, network, engine_args = _translate_engine(gm, call, sub, name, ranges)
         say(f"building {name}: {sum(network.op_counts.values())} kiln ops, {len(engine_args)} inputs")
-        plan = _C.build(network, {}, precision or "fp32", f"kiln.torch:{type(module).__name__}:{name}", None)
+        plan = _C.build(network, {}, precision or engine_precision(tr.float_dtypes), f"kiln.torch:{type(module).__name__}:{name}", None)
         plan_bytes = plan.serialize()
         spec = make_spec(name, network, tr.symbols.where, "cpu" if device == "cpu" else "cuda")
         runner = register_runner(spec, plan_bytes, settings)

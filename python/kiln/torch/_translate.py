@@ -131,6 +131,7 @@ class Translator:
         self.values: dict[torch.fx.Node, Any] = {}
         self.symbols = SymbolTable(user_ranges)
         self.input_values: list[int] = []  # kiln ids of the network inputs, in order
+        self.float_dtypes: set[str] = set()  # float dtypes of the inputs and weights (the engine's precision)
         self._constants: dict[tuple, int] = {}
         self._shape_parts: dict[tuple, int] = {}
         self._counter = 0
@@ -140,13 +141,18 @@ class Translator:
         t = fake(node)
         position = len(self.input_values)
         dims = [self.symbols.dim(d, position, i) for i, d in enumerate(t.shape)]
-        vid = self.builder.add_input(name, _dtypes.from_torch(t.dtype), dims)
+        dtype = _dtypes.from_torch(t.dtype)
+        self.float_dtypes.add(dtype)
+        vid = self.builder.add_input(name, dtype, dims)
         self.values[node] = vid
         self.input_values.append(vid)
         return vid
 
     def add_weight(self, node: torch.fx.Node | None, name: str, tensor: torch.Tensor) -> int:
-        vid = self.builder.add_weight(name, tensor_data(tensor))
+        data = tensor_data(tensor)
+        if node is not None or tensor.numel() > 1:  # scalars made by translations do not decide the precision
+            self.float_dtypes.add(data.dtype)
+        vid = self.builder.add_weight(name, data)
         if node is not None:
             self.values[node] = vid
         return vid
