@@ -14,4 +14,8 @@ echo
 if [[ -d build/python/kiln ]]; then  # the Python package (built where the python3 on PATH has nanobind)
   echo
   PYTHONPATH="$PWD/build/python" python3 examples/python/onnx_session.py build/examples/mlp.onnx
+  if python3 -c "import torch" 2>/dev/null; then  # and its PyTorch front end
+    echo
+    PYTHONPATH="$PWD/build/python" python3 examples/python/torch_compile.py
+  fi
 fi

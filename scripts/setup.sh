@@ -39,4 +39,9 @@ if ! python3 -c "import nanobind, numpy, pytest, onnx" 2>/dev/null; then
   echo "setup: installing Python packages ${python_packages[*]}"
   PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check "${python_packages[@]}"
 fi
+# PyTorch for kiln.torch and its tests (without a GPU they run the engines on the reference interpreter).
+if ! python3 -c "import torch" 2>/dev/null; then
+  echo "setup: installing torch from PyPI (a few minutes)"
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check torch
+fi
 echo "setup: ok"
