@@ -163,6 +163,13 @@ def kiln_python_timings(model16, example16, warmup, iterations, strategy):
         if len(compiled.engines) == 1 and not torch_ops:  # the engine alone, without the module around it
             engine = compiled.engines[0]
             row["kiln_python_engine_us"] = timed(lambda: engine.run([example16]), warmup, iterations)
+        # Host time per call with no synchronize in the loop (the GPU's time per call bounds it from below).
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(iterations):
+            compiled(example16)
+        row["kiln_python_host_us"] = (time.perf_counter() - t0) / iterations * 1e6
+        torch.cuda.synchronize()
     stats = kiln.runtime.stats(compiled)["engines"]
     row["kiln_python_graph_stats"] = [{k: e["graphs"].get(k) for k in ("calls", "direct", "replays", "captures", "instantiations", "pointer_repairs", "kernel_swaps", "fallbacks")} for e in stats]
     row["kiln_python_plan_ops"] = [dict(e.network.op_counts) for e in compiled.engines]
