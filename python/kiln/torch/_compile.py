@@ -96,6 +96,10 @@ def _translate_engine(gm, call: torch.fx.Node, sub: torch.fx.GraphModule, name: 
     for ph, arg in zip(placeholders, call.args):
         if isinstance(arg, torch.fx.Node) and arg.op == "get_attr":
             tr.add_weight(ph, arg.target.replace(".", "_"), _attr(gm, arg.target))
+        elif not isinstance(fake(ph), torch.Tensor):
+            # A symbolic size computed in PyTorch (sym_size): the translations read it from
+            # the engine inputs' shapes, so it is no engine input.
+            tr.values[ph] = fake(ph)
         else:
             tr.add_input(ph, f"in{len(engine_args)}")
             engine_args.append(arg)
