@@ -493,13 +493,22 @@ def _cat(tr, node):
 @translates(aten.slice.Tensor)
 def _slice(tr, node):
     args = list(node.args) + [None] * 5
-    x, dim, start, end, step = args[:5]
+    x, dim, start, end, step = (fake(a) if isinstance(a, torch.fx.Node) and i > 0 else a for i, a in enumerate(args[:5]))
     dim = axis(dim or 0, rank(x))
     start = 0 if start is None else start
     end = 2**62 if end is None else end
     step = 1 if step is None else step
-    to_tensor = lambda v: tr.ints([min(v, 2**62)]) if isinstance(v, int) else tr.sym_int(v)  # noqa: E731
-    return tr.op1("Slice", [tr.value(x), to_tensor(start), to_tensor(end), tr.ints([dim]), tr.ints([step])])
+    if isinstance(start, int) and isinstance(end, int):
+        return tr.op1("Slice", [tr.value(x), tr.ints([start]), tr.ints([min(end, 2**62)]), tr.ints([dim]), tr.ints([step])])
+    # Symbolic bounds: kiln's Slice needs constant ones, so gather the positions
+    # start, start + step, ... (as many as PyTorch's output has) instead.
+    n = fake(x).shape[dim]
+    if isinstance(start, int) and start < 0:
+        start = max(n + start, 0) if isinstance(n, int) else n + start
+    count = fake(node).shape[dim]
+    scalar = lambda v: tr.const(v, torch.int64) if isinstance(v, int) else tr.op1("Reshape", [tr.sym_int(v), tr.ints([])])  # noqa: E731
+    positions = tr.op1("Range", [scalar(start), scalar(start + count * step), scalar(step)])
+    return tr.op1("Gather", [tr.value(x), positions], {"axis": dim})
 
 
 @translates(aten.select.int)
