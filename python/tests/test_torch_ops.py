@@ -225,6 +225,8 @@ CASES = [
     case("sdpa-masks", lambda m, q, k, v, b: F.scaled_dot_product_attention(q, k, v, attn_mask=b)
          + F.scaled_dot_product_attention(q, k, v, attn_mask=b > -0.5), randn(2, 2, 4, 8), randn(2, 2, 6, 8), randn(2, 2, 6, 8),
          randn(4, 6)),
+    case("sdpa-gqa", lambda m, q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True),
+         randn(1, 4, 5, 8), randn(1, 2, 5, 8), randn(1, 2, 5, 8)),
     # --- reductions and scans
     case("sum-mean", lambda m, x: x.sum(1) + x.mean((0, 2), keepdim=True).sum() + x.mean() + x.sum(-1, keepdim=True).mean(1), x345()),
     case("sum-bool-int", lambda m, x, i: (x > 0).sum(1) + i.sum(-1), x345(), ints(3, 5, 4)),
@@ -272,6 +274,7 @@ CASES = [
     case("index-non-adjacent", lambda m, x, i, j: x[i, :, j], x345(), torch.tensor([0, 2, -1]), torch.tensor([4, 0, 2])),
     case("index-table", lambda m, i: m.table[m.index].view(3, 3, -1).permute(2, 0, 1) * i.float().mean(),
          ints(2), params={"table": randn(5, 2), "index": torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 3])}),
+    case("diagonal", lambda m, x: (torch.diagonal(x) + 0, torch.diagonal(x, 1, -1, 0), torch.diagonal(x, -2, 1, 2)), randn(4, 5, 6)),
     case("flip", lambda m, x: torch.flip(x, [0, -1]) + torch.flip(x, [1]), x345()),
     case("roll", lambda m, x: torch.roll(x, 1, 1) + torch.roll(x, (-2, 3), (0, 2)), x345()),
     case("repeat-tile", lambda m, x: (x.repeat(2, 1, 3), x.tile(3)), randn(4, 5)),

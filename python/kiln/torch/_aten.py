@@ -316,8 +316,7 @@ def _softmax(tr, node):
     return tr.op1(kind, [tr.value(node.args[0])], {"axis": int(node.args[1])})
 
 
-@translates(aten.scaled_dot_product_attention.default,
-            check=lambda n: "attention with dropout" if (n.args[4] if len(n.args) > 4 else n.kwargs.get("dropout_p", 0.0)) else None)
+@translates(aten.scaled_dot_product_attention.default, check=lambda n: _sdpa_check(n))  # noqa: PLW0108 (defined below)
 def _sdpa(tr, node):
     q, k, v = node.args[:3]
     mask = node.args[3] if len(node.args) > 3 else node.kwargs.get("attn_mask")
@@ -330,7 +329,11 @@ def _sdpa(tr, node):
         scale = 1.0 / math.sqrt(head) if isinstance(head, int) else None
     r = rank(k)
     perm = list(range(r - 2)) + [r - 1, r - 2]
-    scores = tr.op1("MatMul", [tr.value(q), tr.op1("Transpose", [tr.value(k)], {"perm": perm})])
+    kv, vv = tr.value(k), tr.value(v)
+    gqa = node.kwargs.get("enable_gqa", node.args[7] if len(node.args) > 7 else False)
+    if gqa and r >= 3 and fake(k).shape[-3] != qf.shape[-3]:
+        kv, vv = _repeat_heads(tr, kv, k, qf.shape[-3]), _repeat_heads(tr, vv, v, qf.shape[-3])
+    scores = tr.op1("MatMul", [tr.value(q), tr.op1("Transpose", [kv], {"perm": perm})])
     scores = tr.op1("Mul", [scores, tr.const(scale, dtype)])
     if causal:
         lq, lk = qf.shape[-2], fake(k).shape[-2]
@@ -343,7 +346,31 @@ def _sdpa(tr, node):
         else:
             scores = tr.op1("Add", [scores, operand(tr, mask, dtype)])
     probs = tr.op1("Softmax", [scores], {"axis": -1})
-    return tr.op1("MatMul", [probs, tr.value(v)])
+    return tr.op1("MatMul", [probs, vv])
+
+
+def _repeat_heads(tr, vid, arg, heads):
+    """[..., Hkv, S, D] -> [..., heads, S, D], each key/value head serving heads/Hkv query heads in turn."""
+    shape = list(fake(arg).shape)
+    groups = heads // shape[-3]
+    r = len(shape)
+    grown = tr.op1("Unsqueeze", [vid, tr.ints([r - 2])])
+    grown = tr.op1("Expand", [grown, tr.sizes(shape[:-2] + [groups] + shape[-2:])])
+    return tr.op1("Reshape", [grown, tr.sizes(shape[:-3] + [heads] + shape[-2:])])
+
+
+def _sdpa_check(node):
+    if node.args[4] if len(node.args) > 4 else node.kwargs.get("dropout_p", 0.0):
+        return "attention with dropout"
+    q, k = fake(node.args[0]), fake(node.args[1])
+    scale = node.kwargs.get("scale", node.args[6] if len(node.args) > 6 else None)
+    if scale is None and not isinstance(q.shape[-1], int):
+        return "attention with a dynamic head size and no explicit scale"
+    gqa = node.kwargs.get("enable_gqa", node.args[7] if len(node.args) > 7 else False)
+    if gqa and q.dim() >= 3 and k.shape[-3] != q.shape[-3]:
+        if not all(isinstance(h, int) for h in (q.shape[-3], k.shape[-3])):
+            return "grouped-query attention with a dynamic head count"
+    return None
 
 
 def _C_bool_tensor():
@@ -1073,3 +1100,29 @@ def _as_strided(tr, node):
     index = torch.as_strided(torch.arange(xf.numel(), dtype=torch.int64), size, stride, offset).contiguous()
     flat = tr.op1("Reshape", [tr.value(x), tr.ints([-1])])
     return tr.op1("Gather", [flat, tr.const_tensor(index)], {"axis": 0})
+
+
+def _diagonal_check(node):
+    x = fake(node.args[0])
+    if not all(isinstance(d, int) for d in x.shape):
+        return "diagonal of a tensor with dynamic sizes"
+    return None
+
+
+@translates(aten.diagonal.default, check=_diagonal_check)
+def _diagonal(tr, node):
+    """The diagonal as a Gather of flat positions row * n2 + col over the two dims moved last."""
+    x = node.args[0]
+    args = list(node.args) + [None] * 3
+    offset = node.kwargs.get("offset", args[1] or 0)
+    shape = list(fake(x).shape)
+    r = len(shape)
+    d1 = axis(node.kwargs.get("dim1", 0 if args[2] is None else args[2]), r)
+    d2 = axis(node.kwargs.get("dim2", 1 if args[3] is None else args[3]), r)
+    rest = [i for i in range(r) if i not in (d1, d2)]
+    moved = tr.op1("Transpose", [tr.value(x)], {"perm": rest + [d1, d2]})
+    n1, n2 = shape[d1], shape[d2]
+    flat = tr.op1("Reshape", [moved, tr.ints([shape[i] for i in rest] + [n1 * n2])])
+    rows = range(max(0, -offset), n1)
+    index = [row * n2 + row + offset for row in rows if 0 <= row + offset < n2]
+    return tr.op1("Gather", [flat, tr.ints(index)], {"axis": len(rest)})
