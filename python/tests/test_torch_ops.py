@@ -480,3 +480,18 @@ def test_every_registered_op_has_a_case():
     exercised = set().union(*EXERCISED.values())
     missing = sorted(str(t) for t in REGISTRY if t not in exercised and t is not operator.getitem)
     assert not missing, f"translations without a test case: {missing}"
+
+
+def test_engine_reads_a_symbolic_size_from_a_tensor_it_does_not_compute_with():
+    """arange(x.shape[0] * 2) alone in an engine (relu forced to PyTorch): x comes in for its shape."""
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            return torch.arange(x.shape[0] * 2) * 2, torch.relu(x)
+
+    compiled = kt.compile(M(), [kt.Input(min_shape=(1, 3), opt_shape=(4, 3), max_shape=(8, 3))], device="cpu",
+                          min_block_size=1, torch_executed_ops={"aten.relu"})
+    assert has_engine(compiled)
+    for batch in (1, 5, 8):
+        x = randn(batch, 3)
+        assert_close(compiled(x), M()(x), 0)
