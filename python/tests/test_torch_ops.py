@@ -167,7 +167,7 @@ CASES = [
         ("square", torch.square, x45), ("clone", lambda x: x.t().contiguous() * 2, x45),
     ]],
     case("isnan-isinf", lambda m, x: torch.isnan(x) | torch.isinf(1.0 / x), torch.tensor([[1.0, float("nan"), 0.0, -2.0]])),
-    case("logical-not", lambda m, x: torch.logical_not(x > 0), x45()),
+    case("logical-not", lambda m, x, i: (torch.logical_not(x > 0), torch.logical_not(x.round()), torch.logical_not(i)), x45(), ints(4, 5, high=3)),
     case("bitwise-not-bool", lambda m, x: ~(x > 0), x45()),
     case("bitwise-not-int", lambda m, x: ~x, ints(4, 5, high=100) - 50),
     case("bitwise-and-or-xor", lambda m, x: ((x > 0) & (x < 1)) | ((x < -1) ^ (x > -2)), x45()),
@@ -242,6 +242,8 @@ CASES = [
     case("cumsum", lambda m, x, i: (torch.cumsum(x, 1), torch.cumsum(x > 0, -1), torch.cumsum(i, 0)), x345(), ints(3, 4)),
     case("topk", lambda m, x: torch.topk(x, 2, -1) + torch.topk(x, 3, 1, largest=False), distinct(3, 4, 5)),
     case("sort", lambda m, x: torch.sort(x, 1) + torch.sort(x, -1, descending=True), distinct(3, 4, 5)),
+    case("sort-stable-ties", lambda m, x: torch.sort(x, dim=1, stable=True) + torch.sort(x, stable=True, descending=True),
+         ints(3, 4, 6, high=3).float()),
     # --- pooling, resampling
     case("max-pool", lambda m, x: F.max_pool2d(x, 3, 2, 1) + 0, img()),
     case("max-pool-ceil-dilated", lambda m, x: F.max_pool2d(x, 2, 2, ceil_mode=True) .sum() + F.max_pool2d(x, 2, 1, dilation=2).sum(), img()),

@@ -64,14 +64,14 @@ _UNARY = {
     aten.tanh.default: "Tanh", aten.erf.default: "Erf", aten.sin.default: "Sin", aten.cos.default: "Cos",
     aten.tan.default: "Tan", aten.asin.default: "Asin", aten.acos.default: "Acos", aten.atan.default: "Atan",
     aten.sinh.default: "Sinh", aten.cosh.default: "Cosh", aten.asinh.default: "Asinh", aten.acosh.default: "Acosh",
-    aten.atanh.default: "Atanh", aten.logical_not.default: "Not", aten.isnan.default: "IsNaN",
+    aten.atanh.default: "Atanh", aten.isnan.default: "IsNaN",
     aten.hardswish.default: "HardSwish", aten.clone.default: "Identity", aten.alias.default: "Identity",
     aten.lift_fresh_copy.default: "Identity", aten.detach.default: "Identity",
 }
 
 
 def _float_input(node):
-    return None if fake(node.args[0]).dtype.is_floating_point or node.target in (aten.abs.default, aten.neg.default, aten.clone.default, aten.alias.default, aten.lift_fresh_copy.default, aten.detach.default, aten.sign.default, aten.logical_not.default) else "kiln computes this op on floating-point tensors only"
+    return None if fake(node.args[0]).dtype.is_floating_point or node.target in (aten.abs.default, aten.neg.default, aten.clone.default, aten.alias.default, aten.lift_fresh_copy.default, aten.detach.default, aten.sign.default) else "kiln computes this op on floating-point tensors only"
 
 
 @translates(*_UNARY, check=_float_input)
@@ -651,6 +651,11 @@ def _bitwise(tr, node):
     return tr.op1("Sub", [tr.op1("Neg", [x]), tr.const(1, dtype)])  # two's complement: ~x == -x - 1
 
 
+@translates(aten.logical_not.default)
+def _logical_not(tr, node):
+    return tr.op1("Not", [_truth(tr, node.args[0])])
+
+
 @translates(aten.logical_xor.default)
 def _logical_xor(tr, node):
     a, b = (_truth(tr, arg) for arg in node.args[:2])
@@ -848,7 +853,7 @@ def _topk_check(node):
     return None
 
 
-@translates(aten.topk.default, aten.sort.default, check=_topk_check)
+@translates(aten.topk.default, aten.sort.default, aten.sort.stable, check=_topk_check)
 def _topk(tr, node):
     x = node.args[0]
     r = rank(x)
@@ -859,9 +864,13 @@ def _topk(tr, node):
         dim = axis(node.kwargs.get("dim", dim), r)
         largest = node.kwargs.get("largest", True if args[3] is None else args[3])
         kv = tr.ints([k])
-    else:
-        dim = axis(node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", -1), r)
-        largest = bool(node.args[2] if len(node.args) > 2 else node.kwargs.get("descending", False))
+    else:  # sort: TopK's sort is stable (equal values keep their order), as sort(stable=True) asks
+        if node.target is aten.sort.stable:
+            dim, largest = node.kwargs.get("dim", -1), node.kwargs.get("descending", False)
+        else:
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", -1)
+            largest = node.args[2] if len(node.args) > 2 else node.kwargs.get("descending", False)
+        dim, largest = axis(dim, r), bool(largest)
         kv = tr.sizes([fake(x).shape[dim]])
     values, indices = tr.op("TopK", [tr.value(x), kv], {"axis": dim, "largest": int(bool(largest)), "sorted": 1}, num_outputs=2)
     return (values, indices)
