@@ -152,9 +152,15 @@ def _translate_engine(gm, call: torch.fx.Node, sub: torch.fx.GraphModule, name: 
     for ph, arg in zip(placeholders, call.args):
         if isinstance(arg, torch.fx.Node) and arg.op == "get_attr":
             tr.add_weight(ph, arg.target.replace(".", "_"), _attr(gm, arg.target))
+        elif not isinstance(fake(ph), torch.Tensor):
+            # A symbolic size computed in PyTorch (sym_size): the translations read it from
+            # the engine inputs' shapes, so it is no engine input.
+            tr.values[ph] = fake(ph)
         else:
             tr.add_input(ph, f"in{len(engine_args)}")
             engine_args.append(arg)
+    for ph, arg in zip(placeholders, call.args):
+        _add_size_sources(tr, fake(ph), arg, engine_args)
     outputs = []
     for node in sub.graph.nodes:
         if node.op == "call_function":
@@ -175,6 +181,32 @@ def _translate_engine(gm, call: torch.fx.Node, sub: torch.fx.GraphModule, name: 
                 seen.add(vid)
                 outputs.append(vid)
     return tr, tr.finish(outputs), engine_args
+
+
+def _add_size_sources(tr: Translator, size, arg, engine_args: list) -> None:
+    """A size computed in PyTorch whose symbols no engine input carries: the tensors it
+    was read from (sym_size) become extra engine inputs, read only for their shapes."""
+    from ._translate import ENGINE_DTYPES
+
+    if not isinstance(size, torch.SymInt):
+        return
+    missing = {str(s) for s in size.node.expr.free_symbols} - set(tr.symbols.where)
+    pending, seen = [arg], set()
+    while missing and pending:
+        node = pending.pop()
+        if not isinstance(node, torch.fx.Node) or node in seen:
+            continue
+        seen.add(node)
+        if node.target is torch.ops.aten.sym_size.int:
+            source = node.args[0]
+            t = fake(source)
+            dims = {str(d.node.expr) for d in t.shape if isinstance(d, torch.SymInt)} if isinstance(t, torch.Tensor) else set()
+            if dims & missing and t.dtype in ENGINE_DTYPES and source not in tr.values:
+                tr.add_input(source, f"in{len(engine_args)}")
+                engine_args.append(source)
+                missing -= set(tr.symbols.where)
+        elif not isinstance(fake(node), torch.Tensor):
+            pending.extend(node.all_input_nodes)
 
 
 class CompiledModule(torch.fx.GraphModule):

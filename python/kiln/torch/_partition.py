@@ -57,14 +57,32 @@ class KilnSupport(OperatorSupportBase):
         return True
 
 
+def is_size_node(node: torch.fx.Node) -> bool:
+    """A node computing a Python number (sym_size, SymInt arithmetic), not a tensor."""
+    val = node.meta.get("val")
+    return isinstance(val, (torch.SymInt, torch.SymFloat, torch.SymBool, int, float, bool))
+
+
 def compute_node_count(nodes) -> int:
-    """ATen nodes (tuple indexing aside): what min_block_size counts, as in the reference system."""
-    return sum(1 for n in nodes if n.target is not operator.getitem)
+    """ATen nodes (tuple indexing and size arithmetic aside): what min_block_size counts, as in the reference system."""
+    return sum(1 for n in nodes if n.target is not operator.getitem and not is_size_node(n))
+
+
+def drop_metadata_asserts(gm: torch.fx.GraphModule) -> None:
+    """Removes aten._assert_tensor_metadata checks: they assert dtypes/devices the traced
+    fake tensors already fix, compute nothing, and would split kiln regions."""
+    target = getattr(getattr(torch.ops.aten, "_assert_tensor_metadata", None), "default", None)
+    if target is None:
+        return
+    for node in list(gm.graph.nodes):
+        if node.op == "call_function" and node.target is target and not node.users:
+            gm.graph.erase_node(node)
 
 
 def partition(gm: torch.fx.GraphModule, forced_ops, min_block_size: int, require_full_compilation: bool):
     """Fuses every kiln-capable region of at least `min_block_size` compute nodes
     into a submodule named kiln_engine_N; returns the graph module and a report."""
+    drop_metadata_asserts(gm)
     support = KilnSupport(normalize_ops(forced_ops))
     partitioner = CapabilityBasedPartitioner(gm, support, allows_single_node_partition=True, non_compute_ops=["operator.getitem"])
     proposed = partitioner.propose_partitions()
@@ -73,7 +91,8 @@ def partition(gm: torch.fx.GraphModule, forced_ops, min_block_size: int, require
         (kept if compute_node_count(p.nodes) >= min_block_size else dropped).append(p)
     unsupported = {n: r for n, r in support.reasons.items() if n.graph is gm.graph}
     if require_full_compilation:
-        problems = [f"{n.name} ({op_name(n.target)}): {r}" for n, r in unsupported.items() if n.target is not operator.getitem]
+        problems = [f"{n.name} ({op_name(n.target)}): {r}" for n, r in unsupported.items()
+                    if n.target is not operator.getitem and not is_size_node(n)]
         problems += [f"a region of {compute_node_count(p.nodes)} nodes is below min_block_size={min_block_size}" for p in dropped]
         if problems:
             raise ValueError("require_full_compilation=True but parts of the module would run in PyTorch:\n  " + "\n  ".join(problems))
