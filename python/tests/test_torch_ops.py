@@ -453,6 +453,10 @@ RAW_CASES = [
     (aten.where.Scalar, (randn(4, 5) > 0, 1.0, -1.0)),
     (aten.where.ScalarOther, (randn(4, 5) > 0, randn(4, 5), -1.0)),
     (aten.where.ScalarSelf, (randn(4, 5) > 0, 2.0, randn(4, 5))),
+    (aten.logsumexp.default, (randn(4, 5), [1])),
+    (aten.linalg_vector_norm.default, (randn(4, 5), 2, [1])),
+    (aten.linalg_vector_norm.default, (randn(4, 5), 1, [0], True)),
+    (aten.linalg_vector_norm.default, (randn(4, 5), float("inf"))),
 ]
 RAW_CASES = [(*c, None, None)[:4] for c in RAW_CASES]
 

@@ -8,7 +8,7 @@ import operator
 import torch
 import torch.fx
 
-from ._translate import Translator, fake, translates
+from ._translate import Translator, fake, gpu_floats_only, gpu_target, translates
 
 aten = torch.ops.aten
 
@@ -401,8 +401,8 @@ def _reduce(kind):
 
 translates(aten.mean.dim)(_reduce("ReduceMean"))
 translates(aten.sum.dim_IntList)(_reduce("ReduceSum"))
-translates(aten.amax.default)(_reduce("ReduceMax"))
-translates(aten.amin.default)(_reduce("ReduceMin"))
+translates(aten.amax.default, check=gpu_floats_only)(_reduce("ReduceMax"))
+translates(aten.amin.default, check=gpu_floats_only)(_reduce("ReduceMin"))
 
 
 @translates(aten.mean.default, aten.sum.default)
@@ -519,7 +519,14 @@ def _cat(tr, node):
     return tr.op1("Concat", [operand(tr, t, dtype) for t in tensors], {"axis": axis(dim, out_rank(node))})
 
 
-@translates(aten.slice.Tensor)
+def _slice_check(node):
+    bounds = list(node.args[2:4])
+    if gpu_target() and any(isinstance(b, torch.fx.Node) or isinstance(b, torch.SymInt) for b in bounds):
+        return "a slice with symbolic bounds needs Range, which kiln's GPU runtime has no kernel for yet"
+    return None
+
+
+@translates(aten.slice.Tensor, check=_slice_check)
 def _slice(tr, node):
     args = list(node.args) + [None] * 5
     x, dim, start, end, step = (fake(a) if isinstance(a, torch.fx.Node) and i > 0 else a for i, a in enumerate(args[:5]))
@@ -737,8 +744,11 @@ def _arange_args(node):
 
 
 def _arange_check(node):
-    if any(isinstance(a, torch.fx.Node) and not isinstance(fake(a), torch.SymInt) for a in _arange_args(node)):
+    args = _arange_args(node)
+    if any(isinstance(a, torch.fx.Node) and not isinstance(fake(a), torch.SymInt) for a in args):
         return "arange bounds computed from tensors"
+    if gpu_target() and any(isinstance(a, torch.fx.Node) for a in args):
+        return "arange with symbolic bounds needs Range, which kiln's GPU runtime has no kernel for yet"
     return None
 
 
@@ -794,10 +804,10 @@ def _var(tr, node):
     return (var, mean if keep else tr.op1("ReduceMean", [xv, axes], {"keepdims": 0}))
 
 
-translates(aten.prod.dim_int)(_reduce("ReduceProd"))
+translates(aten.prod.dim_int, check=gpu_floats_only)(_reduce("ReduceProd"))
 
 
-@translates(aten.max.default, aten.min.default)
+@translates(aten.max.default, aten.min.default, check=gpu_floats_only)
 def _reduce_all_extreme(tr, node):
     kind = "ReduceMax" if node.target is aten.max.default else "ReduceMin"
     return tr.op1(kind, [tr.value(node.args[0]), tr.ints(range(rank(node.args[0])))], {"keepdims": 0})
@@ -805,14 +815,14 @@ def _reduce_all_extreme(tr, node):
 
 @translates(aten.any.dim, aten.any.dims, aten.any.default)
 def _any(tr, node):
-    x = tr.cast(_truth(tr, node.args[0]), torch.int32)
+    x = tr.cast(_truth(tr, node.args[0]), torch.float32)  # kiln's GPU reductions take floats
     dims = _dims_of(node)
     keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
     out = tr.op1("ReduceMax", [x, tr.ints(dims)], {"keepdims": int(bool(keep))})
     return tr.cast(out, torch.bool)
 
 
-@translates(aten.max.dim, aten.min.dim)
+@translates(aten.max.dim, aten.min.dim, check=gpu_floats_only)
 def _max_dim(tr, node):
     x = node.args[0]
     dim = axis(node.args[1], rank(x))
@@ -824,7 +834,7 @@ def _max_dim(tr, node):
     return (values, indices)
 
 
-@translates(aten.argmax.default, aten.argmin.default)
+@translates(aten.argmax.default, aten.argmin.default, check=gpu_floats_only)
 def _argmax(tr, node):
     x = node.args[0]
     dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
@@ -838,7 +848,7 @@ def _argmax(tr, node):
     return tr.op1(kind, [xv], {"axis": axis(dim, rank(x)), "keepdims": int(keep)})
 
 
-@translates(aten.cumsum.default)
+@translates(aten.cumsum.default, check=gpu_floats_only)
 def _cumsum(tr, node):
     x = node.args[0]
     dtype = out_dtype(node)
@@ -846,6 +856,8 @@ def _cumsum(tr, node):
 
 
 def _topk_check(node):
+    if gpu_target():
+        return "kiln's GPU runtime has no TopK kernel yet"
     if node.target is aten.topk.default:
         args = list(node.args) + [None] * 5
         if args[4] is False or node.kwargs.get("sorted") is False:
@@ -1137,3 +1149,37 @@ def _diagonal(tr, node):
     rows = range(max(0, -offset), n1)
     index = [row * n2 + row + offset for row in rows if 0 <= row + offset < n2]
     return tr.op1("Gather", [flat, tr.ints(index)], {"axis": len(rest)})
+
+
+@translates(_overload("logsumexp", "default"))
+def _logsumexp(tr, node):
+    x = node.args[0]
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", [])
+    dims = [dims] if isinstance(dims, int) else list(dims) or list(range(rank(x)))
+    keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+    return tr.op1("ReduceLogSumExp", [operand(tr, x, out_dtype(node)), tr.ints([axis(d, rank(x)) for d in dims])],
+                  {"keepdims": int(bool(keep))})
+
+
+def _vector_norm_check(node):
+    order = node.args[1] if len(node.args) > 1 else node.kwargs.get("ord", 2)
+    if order not in (1, 2, float("inf")):
+        return f"vector norm of order {order}"
+    if node.kwargs.get("dtype") is not None:
+        return "vector norm with a dtype"
+    return None
+
+
+@translates(_overload("linalg_vector_norm", "default"), check=_vector_norm_check)
+def _vector_norm(tr, node):
+    x = node.args[0]
+    order = node.args[1] if len(node.args) > 1 else node.kwargs.get("ord", 2)
+    dims = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim")
+    keep = node.args[3] if len(node.args) > 3 else node.kwargs.get("keepdim", False)
+    r = rank(x)
+    dims = list(range(r)) if dims is None else [dims] if isinstance(dims, int) else list(dims)
+    kind = {1: "ReduceL1", 2: "ReduceL2", float("inf"): "ReduceMax"}[order]
+    xv = operand(tr, x, out_dtype(node))
+    if order == float("inf"):
+        xv = tr.op1("Abs", [xv])
+    return tr.op1(kind, [xv, tr.ints([axis(d, r) for d in dims])], {"keepdims": int(bool(keep))})

@@ -16,7 +16,7 @@ from . import _aten  # noqa: F401  (registers the translations)
 from ._engine import call_engine, make_spec, register_runner
 from ._input import Input
 from ._partition import ENGINE_PREFIX, partition
-from ._translate import Translator, fake
+from ._translate import TARGET, Translator, fake
 
 _PRECISIONS = (None, "fp32", "fp16", "bf16")
 # ATen ops kept whole through decomposition because kiln runs them better whole.
@@ -323,6 +323,7 @@ def compile(  # noqa: A001 - the reference system's name
             print(f"kiln: {message}", file=sys.stderr, flush=True)
 
     module = module.eval()
+    TARGET.device = "cpu" if device == "cpu" else "cuda"
     say("exporting the module with torch.export")
     gm = export(module, inputs, device)
     ranges = user_ranges(gm, inputs)

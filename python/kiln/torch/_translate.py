@@ -25,6 +25,28 @@ ENGINE_DTYPES = {torch.float32, torch.float16, torch.bfloat16, torch.int64, torc
 NO_VALUE = -1  # an omitted optional input or output
 
 
+class _Target:
+    """Where the engines being translated will run (set by compile): checks
+    refuse, for the GPU, what kiln's GPU runtime has no kernel for yet."""
+
+    device = "cuda"
+
+
+TARGET = _Target()
+
+
+def gpu_target() -> bool:
+    return TARGET.device != "cpu"
+
+
+def gpu_floats_only(node) -> str | None:
+    """For reductions and scans: kiln's GPU kernels for them take floating-point tensors."""
+    x = node.args[0]
+    if gpu_target() and isinstance(x, torch.fx.Node) and not fake(x).dtype.is_floating_point:
+        return f"kiln's GPU runtime reduces floating-point tensors only (this one is {fake(x).dtype})"
+    return None
+
+
 @dataclass
 class Translation:
     fn: Callable
