@@ -8,7 +8,6 @@ is not installed)."""
 
 from __future__ import annotations
 
-import operator
 
 import pytest
 

@@ -14,7 +14,6 @@ import threading
 import uuid
 import warnings
 import weakref
-from typing import Any
 
 import numpy as np
 import torch
