@@ -19,13 +19,17 @@ foreach(_py IN LISTS _onnx_pythons)
 endforeach()
 
 find_file(ONNX_PROTO onnx.proto PATHS /usr/include/onnx ${PY_ONNX_DIR} /usr/lib/python3/dist-packages/onnx
-          NO_DEFAULT_PATH REQUIRED)
-if(NOT KILN_ONNX_MAX_OPSET)
-  message(FATAL_ERROR "kiln: cannot import the python 'onnx' package to learn its opset; install python3-onnx")
+          NO_DEFAULT_PATH)
+if(NOT ONNX_PROTO OR NOT KILN_ONNX_MAX_OPSET)
+  list(JOIN _onnx_pythons ", " _onnx_pythons)
+  message(FATAL_ERROR "kiln: the ONNX schema (onnx.proto) and its newest opset come from the Python package 'onnx', "
+                      "which no python3 here can import (tried: ${_onnx_pythons}). Install it: "
+                      "`apt-get install python3-onnx` (Debian/Ubuntu) or `python3 -m pip install onnx`; "
+                      "or point -DPython3_EXECUTABLE at a python3 that has it.")
 endif()
 message(STATUS "kiln: onnx.proto at ${ONNX_PROTO}; newest opset ${KILN_ONNX_MAX_OPSET}")
 
-set(ONNX_GEN_DIR ${CMAKE_BINARY_DIR}/generated)
+set(ONNX_GEN_DIR ${PROJECT_BINARY_DIR}/generated)
 file(MAKE_DIRECTORY ${ONNX_GEN_DIR}/kiln_onnx)
 configure_file(${ONNX_PROTO} ${ONNX_GEN_DIR}/kiln_onnx/onnx.proto COPYONLY)
 add_custom_command(

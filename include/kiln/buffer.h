@@ -11,6 +11,9 @@
 #include <string_view>
 #include <vector>
 
+#include "kiln/export.h"
+
+KILN_API_BEGIN
 namespace kiln {
 
 class Buffer {
@@ -42,3 +45,4 @@ class Buffer {
 };
 
 }  // namespace kiln
+KILN_API_END

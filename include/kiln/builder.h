@@ -6,8 +6,10 @@
 #include <map>
 #include <string>
 
+#include "kiln/export.h"
 #include "kiln/plan.h"
 
+KILN_API_BEGIN
 namespace kiln::builder {
 
 struct BuildOptions {
@@ -25,3 +27,4 @@ void add_input_profile(const ir::Network& network, const std::string& input, con
 plan::Plan build(const ir::Network& network, const BuildOptions& options, const std::string& source = "");
 
 }  // namespace kiln::builder
+KILN_API_END

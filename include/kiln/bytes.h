@@ -9,7 +9,9 @@
 #include <type_traits>
 
 #include "kiln/error.h"
+#include "kiln/export.h"
 
+KILN_API_BEGIN
 namespace kiln {
 
 class ByteWriter {
@@ -85,3 +87,4 @@ class ByteReader {
 uint64_t checksum64(std::string_view data);
 
 }  // namespace kiln
+KILN_API_END

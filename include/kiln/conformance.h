@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "kiln/export.h"
+
+KILN_API_BEGIN
 namespace kiln::conformance {
 
 enum class Status { kPassed, kFailed, kSkipped };
@@ -43,3 +46,4 @@ Report run_suite(const std::filesystem::path& root, const std::string& filter, D
                  const std::function<void(const CaseResult&)>& progress);
 
 }  // namespace kiln::conformance
+KILN_API_END

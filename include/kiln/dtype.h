@@ -7,6 +7,9 @@
 #include <optional>
 #include <string_view>
 
+#include "kiln/export.h"
+
+KILN_API_BEGIN
 namespace kiln {
 
 enum class DType : uint8_t { kFloat32, kFloat16, kBFloat16, kFloat64, kInt64, kInt32, kInt8, kUInt8, kBool };
@@ -61,3 +64,4 @@ decltype(auto) visit_dtype(DType dtype, Fn&& fn) {
 }
 
 }  // namespace kiln
+KILN_API_END

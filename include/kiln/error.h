@@ -8,6 +8,9 @@
 #include <string>
 #include <string_view>
 
+#include "kiln/export.h"
+
+KILN_API_BEGIN
 namespace kiln {
 
 enum class ErrorCode {
@@ -47,3 +50,4 @@ template <class... Args>
 }
 
 }  // namespace kiln
+KILN_API_END

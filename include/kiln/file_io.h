@@ -16,6 +16,9 @@
 #include <string>
 #include <string_view>
 
+#include "kiln/export.h"
+
+KILN_API_BEGIN
 namespace kiln::file_io {
 
 // "a folder", "a FIFO (named pipe)", "a character device", ... for messages.
@@ -95,3 +98,4 @@ class FileLock {
 };
 
 }  // namespace kiln::file_io
+KILN_API_END

@@ -23,8 +23,10 @@
 #include <vector>
 
 #include "kiln/dtype.h"
+#include "kiln/export.h"
 #include "kiln/runtime.h"
 
+KILN_API_BEGIN
 namespace kiln::module {
 
 enum class CudagraphsMode { kStandard, kSubgraph, kWholeGraph };
@@ -86,3 +88,4 @@ class Module {
 };
 
 }  // namespace kiln::module
+KILN_API_END

@@ -8,8 +8,10 @@
 
 #include <filesystem>
 
+#include "kiln/export.h"
 #include "kiln/ir/network.h"
 
+KILN_API_BEGIN
 namespace kiln::io {
 
 ir::TensorData read_npy(const std::filesystem::path& path);
@@ -17,3 +19,4 @@ ir::TensorData parse_npy(const std::string& bytes, const std::string& label = "n
 void write_npy(const std::filesystem::path& path, const ir::TensorData& tensor);
 
 }  // namespace kiln::io
+KILN_API_END

@@ -6,8 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "kiln/export.h"
 #include "kiln/ir/network.h"
 
+KILN_API_BEGIN
 namespace kiln::onnx {
 
 // Opsets of the default ONNX domain that the importer accepts.
@@ -45,3 +47,4 @@ struct ModelSummary {
 ModelSummary summarize_model(const std::filesystem::path& path);
 
 }  // namespace kiln::onnx
+KILN_API_END

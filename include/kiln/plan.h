@@ -7,8 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "kiln/export.h"
 #include "kiln/ir/network.h"
 
+KILN_API_BEGIN
 namespace kiln::plan {
 
 // 2: XXH3-64 checksums (1 had FNV-style ones).
@@ -55,3 +57,4 @@ void verify(const Plan& plan, const std::string& label);
 void check_arena_fits(const Plan& plan, const std::vector<std::vector<int64_t>>& dims);
 
 }  // namespace kiln::plan
+KILN_API_END

@@ -7,8 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "kiln/export.h"
 #include "kiln/ir/network.h"
 
+KILN_API_BEGIN
 namespace kiln::reference {
 
 using Tensor = ir::TensorData;
@@ -24,3 +26,4 @@ Tensor permute(const Tensor& t, const std::vector<int64_t>& perm);
 std::vector<Tensor> run(const ir::Network& network, const std::map<std::string, Tensor>& inputs);
 
 }  // namespace kiln::reference
+KILN_API_END

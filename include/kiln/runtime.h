@@ -16,9 +16,11 @@
 #include <string_view>
 #include <vector>
 
+#include "kiln/export.h"
 #include "kiln/plan.h"
 #include "kiln/runtime_cache.h"
 
+KILN_API_BEGIN
 namespace kiln::runtime {
 
 // The NVRTC version this build compiles with (the runtime cache's compiler identity).
@@ -202,3 +204,4 @@ std::vector<ir::TensorData> run_with_host_tensors(ExecutionContext& context, con
                                                   cudaStream_t stream = nullptr);
 
 }  // namespace kiln::runtime
+KILN_API_END

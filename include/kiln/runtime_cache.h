@@ -22,6 +22,9 @@
 #include <string_view>
 #include <vector>
 
+#include "kiln/export.h"
+
+KILN_API_BEGIN
 namespace kiln::runtime {
 
 // XXH3-128 of everything that determines a cubin.
@@ -110,3 +113,4 @@ class RuntimeCache {
 };
 
 }  // namespace kiln::runtime
+KILN_API_END

@@ -11,6 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "kiln/export.h"
+
+KILN_API_BEGIN
 namespace kiln {
 class ByteWriter;
 class ByteReader;
@@ -78,3 +81,4 @@ namespace kiln::ir {
 void write_dim(ByteWriter& out, const Dim& dim);
 Dim read_dim(ByteReader& in);
 }  // namespace kiln::ir
+KILN_API_END

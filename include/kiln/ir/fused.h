@@ -5,8 +5,10 @@
 #include <string>
 #include <vector>
 
+#include "kiln/export.h"
 #include "kiln/ir/network.h"
 
+KILN_API_BEGIN
 namespace kiln::ir {
 
 // FusedElementwise: instruction i applies ops[i] to up to kMaxArgs operands.
@@ -53,3 +55,4 @@ Attributes fused_instruction_attrs(const FusedInstruction& instruction);
 inline const std::vector<std::string> kFusedActivations = {"none", "relu", "gelu", "gelu_tanh", "sigmoid", "tanh"};
 
 }  // namespace kiln::ir
+KILN_API_END

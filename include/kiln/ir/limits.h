@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "kiln/dtype.h"
+#include "kiln/export.h"
 
+KILN_API_BEGIN
 namespace kiln::ir {
 
 // Largest tensor: 1 TiB, and fewer than 2^62 elements so byte offsets of any
@@ -36,3 +38,4 @@ int64_t checked_element_count(const std::vector<int64_t>& dims, std::string_view
 int64_t checked_byte_size(const std::vector<int64_t>& dims, DType dtype, std::string_view what);
 
 }  // namespace kiln::ir
+KILN_API_END

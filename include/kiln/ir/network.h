@@ -10,9 +10,11 @@
 
 #include "kiln/buffer.h"
 #include "kiln/dtype.h"
+#include "kiln/export.h"
 #include "kiln/ir/dim.h"
 #include "kiln/ir/ops.h"
 
+KILN_API_BEGIN
 namespace kiln::ir {
 
 using ValueId = int32_t;
@@ -140,3 +142,4 @@ void check_value_sizes(const Network& net, const SymbolBindings& bindings);
 std::string dump_network(const Network& network);
 
 }  // namespace kiln::ir
+KILN_API_END

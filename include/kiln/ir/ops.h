@@ -6,6 +6,9 @@
 #include <optional>
 #include <string_view>
 
+#include "kiln/export.h"
+
+KILN_API_BEGIN
 namespace kiln::ir {
 
 #define KILN_OPS(X)                                                                                    \
@@ -43,3 +46,4 @@ std::optional<OpKind> op_from_name(std::string_view name);
 int op_count();
 
 }  // namespace kiln::ir
+KILN_API_END

@@ -8,8 +8,10 @@
 #include <optional>
 #include <vector>
 
+#include "kiln/export.h"
 #include "kiln/ir/network.h"
 
+KILN_API_BEGIN
 namespace kiln::ir {
 
 struct InferInput {
@@ -108,3 +110,4 @@ std::vector<int64_t> read_ints(const TensorData& data);
 std::vector<double> read_doubles(const TensorData& data);
 
 }  // namespace kiln::ir
+KILN_API_END
