@@ -398,3 +398,95 @@ TEST(Cli, RunOutputsNeverWriteThroughALinkAndABadOutputDirIsAnIoError) {
 }
 
 }  // namespace
+
+// The command line itself: allowed values, usage, suggestions, how NAME:VALUE splits.
+namespace {
+
+// Output of a command with stderr thrown away: what a script reads from stdout.
+Result kiln_stdout(const std::string& args) {
+  std::string cmd = std::string(KILN_BINARY) + " " + args + " 2>/dev/null";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+  int status = pclose(pipe);
+  return {WEXITSTATUS(status), out};
+}
+
+TEST(CliParsing, NoArgumentsPrintsUsageToStderrAndExitsTwo) {
+  Result all = kiln("");
+  EXPECT_EQ(all.code, 2);
+  EXPECT_EQ(all.output.rfind("usage: kiln ", 0), 0u) << all.output;
+  EXPECT_EQ(kiln_stdout("").output, "");
+  EXPECT_EQ(kiln("help run").code, 0);
+  EXPECT_EQ(kiln("help run").output.rfind("usage: kiln run ", 0), 0u);
+  EXPECT_NE(kiln("--version").output.find("kiln "), std::string::npos);
+}
+
+TEST(CliParsing, AllowedValuesAreCheckedOnEveryDevice) {
+  const std::string mlp = kExamples + "/mlp.onnx";
+  struct Case {
+    std::string args, flag, allowed;
+  };
+  for (const Case& c : {Case{"run " + mlp + " --kernel-specialization bogus", "--kernel-specialization", "lazy, eager, none"},
+                        Case{"run " + mlp + " --device cpu --cuda-graphs bogus", "--cuda-graphs", "whole_graph_capture, disabled"},
+                        Case{"run " + mlp + " --precision fp8", "--precision", "fp32, fp16, bf16"},
+                        Case{"run " + mlp + " --device tpu", "--device", "cpu"},
+                        Case{"build " + mlp + " -o /dev/null --precision fp8", "--precision", "fp32, fp16, bf16"},
+                        Case{"conformance /nonexistent --device gpu", "--device", "cpu, plan, cuda"}}) {
+    Result r = kiln(c.args);
+    EXPECT_EQ(r.code, 2) << c.args << ": " << r.output;
+    EXPECT_NE(r.output.find(c.flag), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(c.allowed), std::string::npos) << r.output;
+  }
+  for (const char* bad : {"--seed -1", "--seed 99999999999999999999", "--warmup many", "--iterations -3"}) {
+    Result r = kiln("run " + mlp + " " + bad);
+    EXPECT_EQ(r.code, 2) << bad << ": " << r.output;
+  }
+}
+
+TEST(CliParsing, MistypedCommandsAndFlagsGetASuggestion) {
+  Result command = kiln("rnu " + kExamples + "/mlp.onnx");
+  EXPECT_EQ(command.code, 2);
+  EXPECT_NE(command.output.find("unknown command 'rnu' (did you mean run?)"), std::string::npos) << command.output;
+  Result flag = kiln("run " + kExamples + "/mlp.onnx --iteration 5");
+  EXPECT_EQ(flag.code, 2);
+  EXPECT_NE(flag.output.find("unknown option --iteration (did you mean --iterations?)"), std::string::npos) << flag.output;
+  Result verb = kiln("cache ifno x.bin");
+  EXPECT_EQ(verb.code, 2);
+  EXPECT_NE(verb.output.find("did you mean info?"), std::string::npos) << verb.output;
+  Result far = kiln("run " + kExamples + "/mlp.onnx --zzzzzzzz");
+  EXPECT_EQ(far.code, 2);
+  EXPECT_EQ(far.output.find("did you mean"), std::string::npos) << far.output;
+  EXPECT_EQ(kiln("run " + kExamples + "/mlp.onnx extra.onnx").code, 2);
+  // A flag that repeats takes one value each time: the model after it stays the model.
+  EXPECT_EQ(kiln("run --shapes x:2x64 " + kExamples + "/mlp.onnx").code, 0);
+}
+
+// Names with ':' (TensorFlow-style "in:0") and ',' split where the value syntax says.
+TEST(CliParsing, NamesWithColonsAndCommas) {
+  ModelBuilder m;
+  m.input("in:0", TensorProto::FLOAT, {"N", "4"});
+  m.input("x,y", TensorProto::FLOAT, {"N", "4"});
+  m.node("Add", {"in:0", "x,y"}, {"out:0"});
+  m.output("out:0");
+  ModelFile model(m, "kiln_cli_colons");
+  TempDir dir;
+  Result shapes = kiln("run " + model.path.string() + " --shapes 'in:0:2x4,x,y:2x4' --output-dir " + dir.path.string());
+  ASSERT_EQ(shapes.code, 0) << shapes.output;
+  EXPECT_NE(shapes.output.find("output out:0: float32[2,4]"), std::string::npos) << shapes.output;
+  // A path with ':' too: the name is the longest prefix that names an input.
+  fs::path npy = dir.path / "a:b.npy";
+  fs::copy_file(dir.path / "out_0.npy", npy);
+  Result input = kiln("run " + model.path.string() + " --input 'in:0:" + npy.string() + "' --input 'x,y:" + npy.string() + "'");
+  EXPECT_EQ(input.code, 0) << input.output;
+  Result unknown = kiln("run " + model.path.string() + " --input 'nope:" + npy.string() + "'");
+  EXPECT_EQ(unknown.code, 2) << unknown.output;
+  EXPECT_NE(unknown.output.find("inputs: in:0, x,y"), std::string::npos) << unknown.output;
+  fs::path plan = dir.path / "colons.kiln";
+  Result build = kiln("build " + model.path.string() + " -o " + plan.string() +
+                      " --profile 'in:0:1x4/2x4/8x4' --profile 'x,y:1x4/2x4/8x4'");
+  EXPECT_EQ(build.code, 0) << build.output;
+}
+
+}  // namespace

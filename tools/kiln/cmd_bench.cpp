@@ -42,22 +42,21 @@ std::string stats_text(const runtime::ExecutionContext::ShapeStats& st) {
 
 }  // namespace
 
-int cmd_bench(const Args& args) {
-  if (args.positional.size() != 1 || !args.has("--trace"))
-    fail(ErrorCode::kInvalidArgument, "usage: kiln bench PLAN.kiln --trace x:1x7x512 [--trace x:1x16x512 ...] [--repeat N]");
-  const std::string& file = args.positional[0];
+int cmd_bench(const BenchOptions& options) {
+  const char* usage = "usage: kiln bench PLAN.kiln --trace x:1x7x512 [--trace x:1x16x512 ...] [--repeat N]";
+  std::string file = model_path(options.plan, usage);
+  if (options.traces.empty()) fail(ErrorCode::kInvalidArgument, "no --trace given; ", usage);
   if (!is_plan_file(file)) fail(ErrorCode::kInvalidArgument, file, " is not a kiln plan (build one with kiln build)");
-  int repeat = parse_count(args.get("--repeat", "2"), "--repeat");
-  int iterations = std::max(1, parse_count(args.get("--iterations", "100"), "--iterations"));
-  int settle_ms = parse_count(args.get("--settle-ms", "30000"), "--settle-ms");
-  runtime::KernelSpecialization strategy = kernel_specialization(args);
+  int repeat = options.repeat, settle_ms = options.settle_ms;
+  int iterations = std::max(1, options.iterations);
+  runtime::KernelSpecialization strategy = *runtime::parse_kernel_specialization(options.runtime.kernel_specialization);
   plan::Plan p = plan::load(file);
   begin_input_phase();
   const ir::Network& net = p.network;
 
   // Inputs for every distinct shape set of the trace, made before anything is timed.
   std::vector<std::map<std::string, std::vector<int64_t>>> trace;
-  for (const std::string& spec : args.all("--trace")) trace.push_back(parse_shapes({spec}));
+  for (const std::string& spec : options.traces) trace.push_back(parse_shapes({spec}, "--trace"));
   std::mt19937_64 rng(0);
   std::vector<std::map<std::string, std::vector<int64_t>>> distinct;
   std::vector<size_t> trace_index;  // trace entry -> distinct index
@@ -67,8 +66,8 @@ int cmd_bench(const Args& args) {
     if (it == distinct.end()) distinct.push_back(shapes);
   }
 
-  auto cache_file = runtime_cache_path(args);
-  runtime::RuntimeConfig config = gpu_config("kiln bench", cache_file, strategy, cuda_graph_strategy(args));
+  auto cache_file = runtime_cache_path(options.runtime);
+  runtime::RuntimeConfig config = gpu_config("kiln bench", cache_file, options.runtime);
   auto start = Clock::now();
   auto engine = runtime::Engine::create(p, config);
   auto context = engine->create_context();
@@ -129,7 +128,7 @@ int cmd_bench(const Args& args) {
     std::unique_ptr<runtime::DeviceIo> io;
   };
   std::map<size_t, StaticEngine> statics;  // by distinct shape
-  for (const std::string& file : args.all("--static-plan")) {
+  for (const std::string& file : options.static_plans) {
     plan::Plan sp = plan::load(file);
     ir::SymbolBindings fixed;  // symbols whose profile range is a single value
     for (auto& [symbol, range] : sp.network.dim_ranges())
@@ -166,7 +165,7 @@ int cmd_bench(const Args& args) {
   // What a user gets by capturing kiln by hand (native graphs off) once the
   // kernels are specialized: the graph replayed with the same kernels.
   std::unique_ptr<runtime::ExecutionContext> manual_context;
-  if (args.has("--manual-capture")) {
+  if (options.manual_capture) {
     manual_context = engine->create_context();
     manual_context->set_cuda_graph_strategy(runtime::CudaGraphStrategy::kDisabled);
   }
@@ -216,7 +215,7 @@ int cmd_bench(const Args& args) {
     }
     results[d].steady_us = percentile(times, 0.5);
     if (st != statics.end()) results[d].static_us = percentile(static_times, 0.5);
-    if (args.has("--manual-capture")) results[d].manual_us = manual_capture_us(d);
+    if (options.manual_capture) results[d].manual_us = manual_capture_us(d);
     results[d].steady_stats = context->specialization_stats().front();
   }
   print_graph_stats(*context);
@@ -229,7 +228,7 @@ int cmd_bench(const Args& args) {
               << (r.static_us > 0 ? str(" (static engine ", r.static_us, ", ratio ", r.steady_us / r.static_us, ")") : "")
               << (r.manual_us > 0 ? str(" (manual capture ", r.manual_us, ")") : "")
               << "  (" << stats_text(r.steady_stats) << ")\n";
-  if (args.has("--json")) {
+  if (!options.json_file.empty()) {
     std::ostringstream out;
     auto g = context->graph_stats();
     out << "{\"strategy\": \"" << runtime::kernel_specialization_name(strategy) << "\", \"cuda_graphs\": \""
@@ -246,7 +245,7 @@ int cmd_bench(const Args& args) {
           << "}";
     }
     out << "]}\n";
-    file_io::write_file_atomic(args.get("--json"), {out.str()});
+    file_io::write_file_atomic(options.json_file, {out.str()});
   }
   return kOk;
 }

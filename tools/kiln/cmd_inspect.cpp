@@ -48,10 +48,9 @@ int inspect_plan(const std::string& path, bool dump) {
 
 }  // namespace
 
-int cmd_inspect(const Args& args) {
-  if (args.positional.size() != 1) fail(ErrorCode::kInvalidArgument, "usage: kiln inspect MODEL.onnx|PLAN.kiln [--dump]");
-  const std::string& path = args.positional[0];
-  if (is_plan_file(path)) return inspect_plan(path, args.has("--dump"));
+int cmd_inspect(const InspectOptions& options) {
+  std::string path = model_path(options.model, "usage: kiln inspect MODEL.onnx|PLAN.kiln [--dump]");
+  if (is_plan_file(path)) return inspect_plan(path, options.dump);
   onnx::ModelSummary s = onnx::summarize_model(path);
   std::cout << "model:      " << path << "\n";
   std::cout << "graph:      " << (s.graph_name.empty() ? "(unnamed)" : s.graph_name) << "\n";
@@ -87,7 +86,7 @@ int cmd_inspect(const Args& args) {
   if (!net.data_dependent_symbols().empty())
     std::cout << "note:       " << net.data_dependent_symbols().size() << " dims depend on input data\n";
   std::cout << "status:     ok\n";
-  if (args.has("--dump")) std::cout << "\n" << ir::dump_network(net);
+  if (options.dump) std::cout << "\n" << ir::dump_network(net);
   return kOk;
 }
 

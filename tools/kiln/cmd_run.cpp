@@ -19,37 +19,6 @@
 
 namespace kiln::cli {
 
-// "a:1x3x224x224,b:4" -> {a: [1,3,224,224], b: [4]}
-std::map<std::string, std::vector<int64_t>> parse_shapes(const std::vector<std::string>& specs) {
-  std::map<std::string, std::vector<int64_t>> out;
-  for (const std::string& spec : specs) {
-    size_t start = 0;
-    while (start <= spec.size()) {
-      size_t comma = spec.find(',', start);
-      std::string item = spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      size_t colon = item.rfind(':');
-      if (colon == std::string::npos || colon == 0)
-        fail(ErrorCode::kInvalidArgument, "--shapes item '", item, "' must look like name:1x3x224x224");
-      std::vector<int64_t> dims;
-      std::string rest = item.substr(colon + 1);
-      size_t at = 0;
-      while (!rest.empty() && at <= rest.size()) {
-        size_t x = rest.find('x', at);
-        std::string num = rest.substr(at, x == std::string::npos ? std::string::npos : x - at);
-        if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos || num.size() > 12)
-          fail(ErrorCode::kInvalidArgument, "--shapes item '", item, "' has a bad dim '", num, "'");
-        dims.push_back(std::stoll(num));
-        if (x == std::string::npos) break;
-        at = x + 1;
-      }
-      out[item.substr(0, colon)] = dims;
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
-  }
-  return out;
-}
-
 namespace {
 
 namespace fs = std::filesystem;
@@ -62,11 +31,10 @@ std::string safe_file_name(const std::string& name) {
 
 
 // An ONNX model run on the GPU is built on the fly; symbolic dims get the given shapes as their range.
-plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs, const Args& args) {
+plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs,
+                         const std::string& precision) {
   builder::BuildOptions options;
-  auto precision = plan::parse_precision(args.get("--precision", "fp32"));
-  if (!precision) fail(ErrorCode::kInvalidArgument, "--precision must be fp32, fp16 or bf16");
-  options.precision = *precision;
+  options.precision = *plan::parse_precision(precision);  // the parser accepted only these names
   for (ir::ValueId id : net.inputs()) {
     const auto& dims = inputs.at(net.value(id).name).dims;
     builder::add_input_profile(net, net.value(id).name, dims, dims, dims, options);
@@ -75,11 +43,11 @@ plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, ref
   return builder::build(net, options);
 }
 
-std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::string, reference::Tensor>& inputs, int warmup,
-                                          int iterations, const std::optional<CacheFile>& cache_file,
-                                          runtime::KernelSpecialization strategy, runtime::CudaGraphStrategy graphs,
-                                          bool verbose) {
-  runtime::RuntimeConfig config = gpu_config("kiln run", cache_file, strategy, graphs);
+std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::string, reference::Tensor>& inputs,
+                                          const RunOptions& options) {
+  auto cache_file = runtime_cache_path(options.runtime);
+  runtime::RuntimeConfig config = gpu_config("kiln run", cache_file, options.runtime);
+  int warmup = options.warmup, iterations = options.iterations;
   auto start = std::chrono::steady_clock::now();
   auto ms_since = [](std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
@@ -127,10 +95,10 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
               << percentile(latency, 0.9) << " p99 " << percentile(latency, 0.99) << " mean " << mean
               << "; GPU time per run " << 1000.0 * gpu_ms_total / double(latency.size()) << " us\n";
   }
-  if (verbose) print_graph_stats(*context);
-  if (verbose)
+  if (options.verbose) print_graph_stats(*context);
+  if (options.verbose)
     for (auto& st : context->specialization_stats())
-      std::cout << "kernels at " << st.shape << " (" << runtime::kernel_specialization_name(strategy) << "): " << st.generic
+      std::cout << "kernels at " << st.shape << " (" << options.runtime.kernel_specialization << "): " << st.generic
                 << " generic, " << st.specialized << " specialized, " << st.pending << " pending\n";
   cudaEventDestroy(begin);
   cudaEventDestroy(end);
@@ -160,29 +128,19 @@ void compare_with_reference(const ir::Network& net, const std::map<std::string, 
 
 }  // namespace
 
-int cmd_run(const Args& args) {
-  if (args.positional.size() != 1)
-    fail(ErrorCode::kInvalidArgument, "usage: kiln run MODEL.onnx [--device cpu] [--shapes ...] [--input NAME:FILE.npy]");
-  std::string device = args.get("--device", "cpu");
-  if (device != "cpu" && device != "cuda") fail(ErrorCode::kInvalidArgument, "--device must be cpu or cuda");
-  int warmup = parse_count(args.get("--warmup", "10"), "--warmup"), iterations = parse_count(args.get("--iterations", "100"), "--iterations");
-  uint64_t seed = 0;
-  try {
-    seed = std::stoull(args.get("--seed", "0"));
-  } catch (const std::exception&) {
-    fail(ErrorCode::kInvalidArgument, "--seed must be a non-negative integer");
-  }
-  const std::string& model = args.positional[0];
+int cmd_run(const RunOptions& options) {
+  std::string model = model_path(options.model, "usage: kiln run MODEL.onnx|PLAN.kiln [--device cpu|cuda] [--shapes ...] [--input NAME:FILE.npy]");
+  uint64_t seed = options.seed;
   std::optional<plan::Plan> loaded_plan;
   if (is_plan_file(model)) loaded_plan = plan::load(model);
   ir::Network net = loaded_plan ? loaded_plan->network : onnx::load_model(model);
   begin_input_phase();
-  auto shapes = parse_shapes(args.all("--shapes"));
+  auto shapes = parse_shapes(options.shapes, "--shapes");
   std::map<std::string, reference::Tensor> inputs;
-  for (const std::string& spec : args.all("--input")) {
-    size_t colon = spec.find(':');
-    if (colon == std::string::npos || colon == 0) fail(ErrorCode::kInvalidArgument, "--input must look like name:file.npy");
-    inputs[spec.substr(0, colon)] = io::read_npy(spec.substr(colon + 1));
+  for (const std::string& spec : options.inputs) {
+    auto [name, file] = split_input_spec(spec, net);
+    if (inputs.count(name)) fail(ErrorCode::kInvalidArgument, "--input gives '", name, "' twice");
+    inputs[name] = io::read_npy(file);
   }
   for (auto& [name, dims] : shapes)
     if (!net.find_value(name) || !net.value(*net.find_value(name)).is_input)
@@ -230,21 +188,20 @@ int cmd_run(const Args& args) {
   }
 
   std::vector<reference::Tensor> outputs;
-  if (device == "cpu") {
+  if (options.device == "cpu") {
     auto start = std::chrono::steady_clock::now();
     outputs = reference::run(net, inputs);
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::cout << "device: cpu (reference interpreter), seed " << seed << ", " << ms << " ms\n";
   } else {
-    plan::Plan p = loaded_plan ? std::move(*loaded_plan) : build_for_run(net, inputs, args);
-    outputs = run_on_gpu(std::move(p), inputs, warmup, iterations, runtime_cache_path(args), kernel_specialization(args),
-                         cuda_graph_strategy(args), args.has("--verbose"));
+    plan::Plan p = loaded_plan ? std::move(*loaded_plan) : build_for_run(net, inputs, options.precision);
+    outputs = run_on_gpu(std::move(p), inputs, options);
   }
-  if (args.has("--compare-reference")) compare_with_reference(net, inputs, outputs);
-  if (args.has("--output-dir")) {
+  if (options.compare_reference) compare_with_reference(net, inputs, outputs);
+  if (!options.output_dir.empty()) {
     std::error_code ec;
-    fs::create_directories(args.get("--output-dir"), ec);
-    if (ec) fail(ErrorCode::kIoError, "cannot create --output-dir ", args.get("--output-dir"), ": ", ec.message());
+    fs::create_directories(options.output_dir, ec);
+    if (ec) fail(ErrorCode::kIoError, "cannot create --output-dir ", options.output_dir, ": ", ec.message());
   }
   for (size_t i = 0; i < outputs.size(); ++i) {
     const ir::Value& v = net.value(net.outputs()[i]);
@@ -259,8 +216,8 @@ int cmd_run(const Args& args) {
     std::cout << "output " << v.name << ": " << dtype_name(t.dtype) << ir::shape_to_string(ir::shape_of(t.dims));
     if (!values.empty()) std::cout << " min " << lo << " max " << hi << " mean " << sum / double(values.size());
     std::cout << "\n";
-    if (args.has("--output-dir")) {
-      fs::path file = fs::path(args.get("--output-dir")) / (safe_file_name(v.name) + ".npy");
+    if (!options.output_dir.empty()) {
+      fs::path file = fs::path(options.output_dir) / (safe_file_name(v.name) + ".npy");
       io::write_npy(file, t);
       std::cout << "  wrote " << file.string() << "\n";
     }
