@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
 
 #include "../frontend/model_builder.h"
 
@@ -487,6 +488,75 @@ TEST(CliParsing, NamesWithColonsAndCommas) {
   Result build = kiln("build " + model.path.string() + " -o " + plan.string() +
                       " --profile 'in:0:1x4/2x4/8x4' --profile 'x,y:1x4/2x4/8x4'");
   EXPECT_EQ(build.code, 0) << build.output;
+}
+
+}  // namespace
+
+// --json: one document on stdout, text on stderr, finite numbers only.
+namespace {
+
+using nlohmann::json;
+
+// Parses what `kiln ARGS --json` printed on stdout; fails the test when it is not one JSON document.
+json kiln_json(const std::string& args, int expected_code = 0) {
+  Result r = kiln_stdout(args + " --json");
+  EXPECT_EQ(r.code, expected_code) << args << ": " << r.output;
+  json doc = json::parse(r.output, nullptr, false);
+  EXPECT_FALSE(doc.is_discarded()) << args << ": not JSON: " << r.output;
+  if (!doc.is_discarded()) {
+    EXPECT_EQ(doc.value("exit_code", -1), expected_code) << r.output;
+  }
+  return doc;
+}
+
+TEST(CliJson, EveryCommandPrintsOneDocument) {
+  TempDir dir;
+  std::string plan = (dir.path / "mlp.kiln").string(), cache = (dir.path / "cache.bin").string();
+  json model = kiln_json("inspect " + kExamples + "/tiny_cnn.onnx");
+  EXPECT_EQ(model["kind"], "model");
+  EXPECT_EQ(model["inputs"][0]["shape"], json::parse(R"(["batch", 3, 32, 32])"));
+  EXPECT_EQ(model["ops"]["Conv"], 2);
+  EXPECT_EQ(model["status"], "ok");
+  json built = kiln_json("build " + kExamples + "/mlp.onnx -o " + plan + " --profile x:1x64/4x64/16x64");
+  EXPECT_EQ(built["ranges"]["batch"]["max"], 16);
+  json inspected = kiln_json("inspect " + plan);
+  EXPECT_EQ(inspected["kind"], "plan");
+  EXPECT_EQ(inspected["precision"], "fp32");
+  json ran = kiln_json("run " + plan + " --shapes x:3x64 --compare-reference");
+  EXPECT_EQ(ran["outputs"][0]["name"], "probs");
+  EXPECT_EQ(ran["outputs"][0]["dims"], json::parse("[3, 10]"));
+  EXPECT_TRUE(ran["compare"][0]["max_abs_error"].is_number());
+  ASSERT_EQ(kiln("cache clear " + cache).code, 0);
+  json info = kiln_json("cache info " + cache);
+  EXPECT_EQ(info["entries"], 0);
+  EXPECT_EQ(info["trusted"], true);
+  // A failure is a document too, with the exit code and the error.
+  json missing = kiln_json("inspect " + (dir.path / "missing.onnx").string(), 3);
+  EXPECT_EQ(missing["error"]["kind"], "I/O error");
+}
+
+TEST(CliJson, ConformanceCountsMatchTheText) {
+  const std::string node_tests = "/usr/share/libonnx-testdata/data/node";
+  if (!fs::exists(node_tests)) GTEST_SKIP() << node_tests << " is not installed";
+  json doc = kiln_json("conformance " + node_tests + " --filter test_relu");
+  EXPECT_GE(doc["passed"].get<int>(), 1);
+  EXPECT_EQ(doc["failed"], 0);
+  EXPECT_TRUE(doc["failures"].is_array());
+}
+
+TEST(CliJson, NonFiniteNumbersBecomeNullWithANote) {
+  ModelBuilder m;
+  m.input("x", TensorProto::FLOAT, {"2"});
+  m.node("Sub", {"x", "x"}, {"zero"});
+  m.node("Div", {"x", "zero"}, {"y"});  // +-inf from non-zero random inputs
+  m.output("y");
+  ModelFile model(m, "kiln_cli_inf");
+  Result r = kiln_stdout("run " + model.path.string() + " --json");
+  ASSERT_EQ(r.code, 0) << r.output;
+  json doc = json::parse(r.output);  // strict: NaN or Infinity tokens would throw
+  EXPECT_TRUE(doc["outputs"][0]["max"].is_null()) << r.output;
+  ASSERT_TRUE(doc["notes"].is_array()) << r.output;
+  EXPECT_NE(doc["notes"].dump().find("/outputs/0/max: inf"), std::string::npos) << r.output;
 }
 
 }  // namespace

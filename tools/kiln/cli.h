@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "kiln/error.h"
 #include "kiln/ir/network.h"
 #include "kiln/reference.h"
@@ -31,6 +33,16 @@ int exit_code_for(const Error& e);
 // Called once a command has loaded its model and starts binding inputs: from
 // then on shape and type errors are the inputs' (kRunFailed), not the model's.
 void begin_input_phase();
+
+// The document `--json` prints on stdout. Commands always fill it (in the
+// order fields are added); main prints it only with --json, and meanwhile
+// sends the human text of std::cout to stderr.
+using Json = nlohmann::ordered_json;
+// [1, 3, "N", "N*2"]: constant dims as numbers, symbolic ones as text.
+Json shape_json(const ir::Shape& shape);
+// NaN and infinities have no JSON spelling: each becomes null, and a line in
+// the returned notes says where it was ("/outputs/0/max: inf").
+std::vector<std::string> make_finite(Json& doc);
 
 // The model file, given as the positional argument or with trtexec's --onnx
 // (an ONNX model) or --loadEngine (a plan).
@@ -120,17 +132,19 @@ std::optional<CacheFile> runtime_cache_path(const RuntimeFlags& flags);
 runtime::RuntimeConfig gpu_config(const char* who, const std::optional<CacheFile>& cache_file, const RuntimeFlags& flags);
 // One line of a context's CUDA graph counters, then its fallbacks by reason.
 void print_graph_stats(const runtime::ExecutionContext& context);
+// The same counters as a JSON object.
+Json graph_stats_json(const runtime::ExecutionContext& context);
 // Saves the config's cache back to its file (merging what others wrote).
 void save_runtime_cache(const char* who, const runtime::RuntimeConfig& config,
                         const std::optional<CacheFile>& cache_file);
 
-int cmd_inspect(const InspectOptions& options);
-int cmd_build(const BuildOptions& options);
+int cmd_inspect(const InspectOptions& options, Json& doc);
+int cmd_build(const BuildOptions& options, Json& doc);
 // A model path is a plan when the file starts with the plan magic.
 bool is_plan_file(const std::string& path);
-int cmd_run(const RunOptions& options);
-int cmd_conformance(const ConformanceOptions& options);
-int cmd_cache(const CacheOptions& options);
-int cmd_bench(const BenchOptions& options);
+int cmd_run(const RunOptions& options, Json& doc);
+int cmd_conformance(const ConformanceOptions& options, Json& doc);
+int cmd_cache(const CacheOptions& options, Json& doc);
+int cmd_bench(const BenchOptions& options, Json& doc);
 
 }  // namespace kiln::cli

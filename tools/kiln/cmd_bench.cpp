@@ -29,12 +29,6 @@ struct ShapeResult {
   runtime::ExecutionContext::ShapeStats first_stats, steady_stats;
 };
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char ch : s) out += (ch == '"' || ch == '\\') ? std::string("\\") + ch : std::string(1, ch);
-  return out;
-}
-
 std::string stats_text(const runtime::ExecutionContext::ShapeStats& st) {
   return str(st.generic, " generic, ", st.specialized, " specialized, ", st.pending, " pending; prepared in ", st.prepare_ms,
              " ms");
@@ -42,7 +36,7 @@ std::string stats_text(const runtime::ExecutionContext::ShapeStats& st) {
 
 }  // namespace
 
-int cmd_bench(const BenchOptions& options) {
+int cmd_bench(const BenchOptions& options, Json& doc) {
   const char* usage = "usage: kiln bench PLAN.kiln --trace x:1x7x512 [--trace x:1x16x512 ...] [--repeat N]";
   std::string file = model_path(options.plan, usage);
   if (options.traces.empty()) fail(ErrorCode::kInvalidArgument, "no --trace given; ", usage);
@@ -228,24 +222,32 @@ int cmd_bench(const BenchOptions& options) {
               << (r.static_us > 0 ? str(" (static engine ", r.static_us, ", ratio ", r.steady_us / r.static_us, ")") : "")
               << (r.manual_us > 0 ? str(" (manual capture ", r.manual_us, ")") : "")
               << "  (" << stats_text(r.steady_stats) << ")\n";
+  auto g = context->graph_stats();
+  doc["plan"] = file;
+  doc["strategy"] = runtime::kernel_specialization_name(strategy);
+  doc["cuda_graphs"] = runtime::cuda_graph_strategy_name(config.cuda_graph_strategy);
+  doc["captures"] = g.captures;
+  doc["replays"] = g.replays;
+  doc["updates"] = g.updates;
+  doc["setup_ms"] = setup_ms;
+  doc["shapes"] = Json::array();
+  for (const ShapeResult& r : results)
+    doc["shapes"].push_back({{"shape", r.key},
+                             {"calls_us", r.calls},
+                             {"steady_us", r.steady_us},
+                             {"static_us", r.static_us},
+                             {"manual_us", r.manual_us},
+                             {"first_generic", r.first_stats.generic},
+                             {"first_pending", r.first_stats.pending},
+                             {"prepare_ms", r.first_stats.prepare_ms},
+                             {"steady_generic", r.steady_stats.generic},
+                             {"steady_specialized", r.steady_stats.specialized},
+                             {"steady_pending", r.steady_stats.pending}});
   if (!options.json_file.empty()) {
-    std::ostringstream out;
-    auto g = context->graph_stats();
-    out << "{\"strategy\": \"" << runtime::kernel_specialization_name(strategy) << "\", \"cuda_graphs\": \""
-        << runtime::cuda_graph_strategy_name(config.cuda_graph_strategy) << "\", \"captures\": " << g.captures
-        << ", \"replays\": " << g.replays << ", \"updates\": " << g.updates << ", \"setup_ms\": " << setup_ms
-        << ", \"shapes\": [";
-    for (size_t d = 0; d < results.size(); ++d) {
-      const ShapeResult& r = results[d];
-      out << (d ? ", " : "") << "{\"shape\": \"" << json_escape(r.key) << "\", \"calls_us\": [";
-      for (size_t i = 0; i < r.calls.size(); ++i) out << (i ? ", " : "") << r.calls[i];
-      out << "], \"steady_us\": " << r.steady_us << ", \"static_us\": " << r.static_us << ", \"manual_us\": " << r.manual_us << ", \"first_generic\": " << r.first_stats.generic
-          << ", \"first_pending\": " << r.first_stats.pending << ", \"prepare_ms\": " << r.first_stats.prepare_ms << ", \"steady_generic\": " << r.steady_stats.generic
-          << ", \"steady_specialized\": " << r.steady_stats.specialized << ", \"steady_pending\": " << r.steady_stats.pending
-          << "}";
-    }
-    out << "]}\n";
-    file_io::write_file_atomic(options.json_file, {out.str()});
+    Json copy = doc;  // what --json prints
+    copy["exit_code"] = kOk;
+    if (auto notes = make_finite(copy); !notes.empty()) copy["notes"] = notes;
+    file_io::write_file_atomic(options.json_file, {copy.dump(2, ' ', false, Json::error_handler_t::replace) + "\n"});
   }
   return kOk;
 }

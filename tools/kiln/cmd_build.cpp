@@ -7,7 +7,7 @@
 
 namespace kiln::cli {
 
-int cmd_build(const BuildOptions& cli) {
+int cmd_build(const BuildOptions& cli, Json& doc) {
   const char* usage = "usage: kiln build MODEL.onnx -o OUT.kiln [--precision fp32|fp16|bf16] [--profile NAME:MINxD/OPTxD/MAXxD ...]";
   std::string model = model_path(cli.model, usage);
   builder::BuildOptions options;
@@ -33,6 +33,14 @@ int cmd_build(const BuildOptions& cli) {
   std::cerr << "kiln build: wrote " << cli.output << " (" << p.network.nodes().size() << " kernels, arena "
             << p.arena_bytes << " bytes, weights " << p.network.parameter_bytes() << " bytes, "
             << plan::precision_name(p.precision) << ")\n";
+  doc["model"] = model;
+  doc["output"] = cli.output;
+  doc["precision"] = plan::precision_name(p.precision);
+  doc["kernels"] = p.network.nodes().size();
+  doc["arena_bytes"] = p.arena_bytes;
+  doc["weight_bytes"] = p.network.parameter_bytes();
+  doc["ranges"] = Json::object();
+  for (auto& [s, r] : p.network.dim_ranges()) doc["ranges"][s] = {{"min", r.min}, {"opt", r.opt}, {"max", r.max}};
   return kOk;
 }
 

@@ -22,7 +22,7 @@ int parse_arch(const std::string& text) {
 
 }  // namespace
 
-int cmd_cache(const CacheOptions& options) {
+int cmd_cache(const CacheOptions& options, Json& doc) {
   const std::string& verb = options.verb;
   runtime::CacheFilePolicy policy;
   policy.shared = options.shared_runtime_cache;
@@ -42,6 +42,14 @@ int cmd_cache(const CacheOptions& options) {
     if (!cache.loaded_origin().empty()) std::cout << "written by: " << cache.loaded_origin() << "\n";
     std::string problem = runtime::cache_file_trust_problem(file, policy.shared);
     std::cout << "trusted: " << (problem.empty() ? "yes" : "no: " + problem) << "\n";
+    doc["file"] = file;
+    doc["entries"] = cache.entry_count();
+    doc["bytes"] = cache.bytes();
+    doc["per_arch"] = Json::object();
+    for (auto& [arch, n] : cache.entries_per_arch()) doc["per_arch"]["sm_" + std::to_string(arch)] = n;
+    doc["written_by"] = cache.loaded_origin().empty() ? Json(nullptr) : Json(cache.loaded_origin());
+    doc["trusted"] = problem.empty();
+    if (!problem.empty()) doc["trust_problem"] = problem;
     return kOk;
   }
   if (verb == "clear") {

@@ -8,7 +8,7 @@
 
 namespace kiln::cli {
 
-int cmd_conformance(const ConformanceOptions& options) {
+int cmd_conformance(const ConformanceOptions& options, Json& doc) {
   const std::string& device_name = options.device;  // cpu, plan or cuda: the parser accepted no other
   conformance::Device device = device_name == "cuda"   ? conformance::Device::kCuda
                                : device_name == "plan" ? conformance::Device::kPlan
@@ -38,6 +38,21 @@ int cmd_conformance(const ConformanceOptions& options) {
   std::cout << "skips by reason:\n";
   for (auto& [reason, n] : reasons) std::cout << "  " << reason << ": " << n << "\n";
   std::cout << report.passed << " passed, " << report.failed << " failed, " << report.skipped << " skipped\n";
+  doc["dir"] = options.dir;
+  doc["device"] = device_name;
+  doc["passed"] = report.passed;
+  doc["failed"] = report.failed;
+  doc["skipped"] = report.skipped;
+  doc["failures"] = Json::array();
+  for (auto& c : report.cases)
+    if (c.status == Status::kFailed) doc["failures"].push_back({{"name", c.name}, {"detail", c.detail}});
+  doc["per_op"] = Json::object();
+  for (auto& [op, n] : per_op) doc["per_op"][op] = {{"passed", n[0]}, {"failed", n[1]}, {"skipped", n[2]}};
+  doc["skips_by_reason"] = reasons;
+  if (verbose) {  // every case, as the text lists them
+    doc["cases"] = Json::array();
+    for (auto& c : report.cases) doc["cases"].push_back({{"name", c.name}, {"status", label(c.status)}, {"detail", c.detail}});
+  }
   return report.failed ? kTestsFailed : kOk;
 }
 

@@ -44,7 +44,7 @@ plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, ref
 }
 
 std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::string, reference::Tensor>& inputs,
-                                          const RunOptions& options) {
+                                          const RunOptions& options, Json& doc) {
   auto cache_file = runtime_cache_path(options.runtime);
   runtime::RuntimeConfig config = gpu_config("kiln run", cache_file, options.runtime);
   int warmup = options.warmup, iterations = options.iterations;
@@ -87,6 +87,10 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
   cudaGetDeviceProperties(&prop, engine->device());
   std::cout << "device: cuda " << prop.name << ", " << engine->kernel_count() << " compiled kernels, engine+context "
             << setup_ms << " ms (engine " << engine_ms << " ms, context with its warm-up run " << setup_ms - engine_ms << " ms)\n";
+  doc["device_name"] = prop.name;
+  doc["kernels"] = engine->kernel_count();
+  doc["setup_ms"] = setup_ms;
+  doc["engine_ms"] = engine_ms;
   if (!latency.empty()) {
     double mean = 0;
     for (double x : latency) mean += x;
@@ -94,7 +98,15 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
     std::cout << "latency over " << latency.size() << " runs (us): p50 " << percentile(latency, 0.5) << " p90 "
               << percentile(latency, 0.9) << " p99 " << percentile(latency, 0.99) << " mean " << mean
               << "; GPU time per run " << 1000.0 * gpu_ms_total / double(latency.size()) << " us\n";
+    doc["latency_us"] = {{"runs", latency.size()},         {"p50", percentile(latency, 0.5)}, {"p90", percentile(latency, 0.9)},
+                         {"p99", percentile(latency, 0.99)}, {"mean", mean}};
+    doc["gpu_us_per_run"] = 1000.0 * gpu_ms_total / double(latency.size());
   }
+  doc["cuda_graphs"] = graph_stats_json(*context);
+  doc["specialization"] = Json::array();
+  for (auto& st : context->specialization_stats())
+    doc["specialization"].push_back(
+        {{"shape", st.shape}, {"generic", st.generic}, {"specialized", st.specialized}, {"pending", st.pending}});
   if (options.verbose) print_graph_stats(*context);
   if (options.verbose)
     for (auto& st : context->specialization_stats())
@@ -108,8 +120,9 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
   return outputs;
 }
 
-void compare_with_reference(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs,
+Json compare_with_reference(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs,
                             const std::vector<reference::Tensor>& outputs) {
+  Json out = Json::array();
   std::vector<reference::Tensor> expected = reference::run(net, inputs);
   for (size_t i = 0; i < outputs.size(); ++i) {
     std::vector<double> a = ir::read_doubles(outputs[i]), b = ir::read_doubles(expected[i]);
@@ -123,12 +136,17 @@ void compare_with_reference(const ir::Network& net, const std::map<std::string, 
     }
     std::cout << "compare " << net.value(net.outputs()[i]).name << ": max abs error " << max_abs << ", max rel error "
               << max_rel << ", max abs error / max |reference| " << (scale > 0 ? max_abs / scale : max_abs) << "\n";
+    out.push_back({{"output", net.value(net.outputs()[i]).name},
+                   {"max_abs_error", max_abs},
+                   {"max_rel_error", max_rel},
+                   {"max_abs_error_over_max_reference", scale > 0 ? max_abs / scale : max_abs}});
   }
+  return out;
 }
 
 }  // namespace
 
-int cmd_run(const RunOptions& options) {
+int cmd_run(const RunOptions& options, Json& doc) {
   std::string model = model_path(options.model, "usage: kiln run MODEL.onnx|PLAN.kiln [--device cpu|cuda] [--shapes ...] [--input NAME:FILE.npy]");
   uint64_t seed = options.seed;
   std::optional<plan::Plan> loaded_plan;
@@ -187,22 +205,32 @@ int cmd_run(const RunOptions& options) {
     inputs[v.name] = random_tensor(v.dtype, dims, rng);
   }
 
+  doc["model"] = model;
+  doc["device"] = options.device;
+  doc["seed"] = seed;
+  doc["inputs"] = Json::array();
+  for (ir::ValueId id : net.inputs()) {
+    const reference::Tensor& t = inputs.at(net.value(id).name);
+    doc["inputs"].push_back({{"name", net.value(id).name}, {"dtype", dtype_name(t.dtype)}, {"dims", t.dims}});
+  }
   std::vector<reference::Tensor> outputs;
   if (options.device == "cpu") {
     auto start = std::chrono::steady_clock::now();
     outputs = reference::run(net, inputs);
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::cout << "device: cpu (reference interpreter), seed " << seed << ", " << ms << " ms\n";
+    doc["reference_ms"] = ms;
   } else {
     plan::Plan p = loaded_plan ? std::move(*loaded_plan) : build_for_run(net, inputs, options.precision);
-    outputs = run_on_gpu(std::move(p), inputs, options);
+    outputs = run_on_gpu(std::move(p), inputs, options, doc);
   }
-  if (options.compare_reference) compare_with_reference(net, inputs, outputs);
+  if (options.compare_reference) doc["compare"] = compare_with_reference(net, inputs, outputs);
   if (!options.output_dir.empty()) {
     std::error_code ec;
     fs::create_directories(options.output_dir, ec);
     if (ec) fail(ErrorCode::kIoError, "cannot create --output-dir ", options.output_dir, ": ", ec.message());
   }
+  doc["outputs"] = Json::array();
   for (size_t i = 0; i < outputs.size(); ++i) {
     const ir::Value& v = net.value(net.outputs()[i]);
     const reference::Tensor& t = outputs[i];
@@ -216,11 +244,19 @@ int cmd_run(const RunOptions& options) {
     std::cout << "output " << v.name << ": " << dtype_name(t.dtype) << ir::shape_to_string(ir::shape_of(t.dims));
     if (!values.empty()) std::cout << " min " << lo << " max " << hi << " mean " << sum / double(values.size());
     std::cout << "\n";
+    Json out = {{"name", v.name}, {"dtype", dtype_name(t.dtype)}, {"dims", t.dims}};
+    if (!values.empty()) {
+      out["min"] = lo;
+      out["max"] = hi;
+      out["mean"] = sum / double(values.size());
+    }
     if (!options.output_dir.empty()) {
       fs::path file = fs::path(options.output_dir) / (safe_file_name(v.name) + ".npy");
       io::write_npy(file, t);
       std::cout << "  wrote " << file.string() << "\n";
+      out["file"] = file.string();
     }
+    doc["outputs"].push_back(std::move(out));
   }
   return kOk;
 }

@@ -1,5 +1,6 @@
 // Helpers shared by the subcommands (random inputs, counts, the GPU runtime config).
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 
@@ -8,6 +9,35 @@
 #include "kiln/plan.h"
 
 namespace kiln::cli {
+
+Json shape_json(const ir::Shape& shape) {
+  Json dims = Json::array();
+  for (const ir::Dim& d : shape) {
+    if (d.is_constant()) dims.push_back(d.constant());
+    else dims.push_back(d.to_string());
+  }
+  return dims;
+}
+
+namespace {
+void make_finite(Json& j, const std::string& path, std::vector<std::string>& notes) {
+  if (j.is_number_float() && !std::isfinite(j.get<double>())) {
+    double v = j.get<double>();
+    notes.push_back(path + ": " + (std::isnan(v) ? "NaN" : v > 0 ? "inf" : "-inf"));
+    j = nullptr;
+  } else if (j.is_object()) {
+    for (auto& [key, value] : j.items()) make_finite(value, path + "/" + key, notes);
+  } else if (j.is_array()) {
+    for (size_t i = 0; i < j.size(); ++i) make_finite(j[i], path + "/" + std::to_string(i), notes);
+  }
+}
+}  // namespace
+
+std::vector<std::string> make_finite(Json& doc) {
+  std::vector<std::string> notes;
+  make_finite(doc, "", notes);
+  return notes;
+}
 
 std::string model_path(const ModelArg& model, const char* usage) {
   int given = !model.positional.empty() + !model.onnx.empty() + !model.engine.empty();
@@ -135,6 +165,22 @@ void print_graph_stats(const runtime::ExecutionContext& context) {
             << g.kernel_swaps << " for new kernels), " << g.into_caller_capture << " into the caller's capture, " << g.graphs
             << " graphs held\n";
   for (auto& [reason, n] : g.fallbacks) std::cout << "  fallback to direct launches: " << reason << " x" << n << "\n";
+}
+
+Json graph_stats_json(const runtime::ExecutionContext& context) {
+  auto g = context.graph_stats();
+  return {{"strategy", runtime::cuda_graph_strategy_name(context.cuda_graph_strategy())},
+          {"calls", g.calls},
+          {"direct", g.direct},
+          {"captures", g.captures},
+          {"instantiations", g.instantiations},
+          {"replays", g.replays},
+          {"updates", g.updates},
+          {"pointer_repairs", g.pointer_repairs},
+          {"kernel_swaps", g.kernel_swaps},
+          {"into_caller_capture", g.into_caller_capture},
+          {"graphs", g.graphs},
+          {"fallbacks", g.fallbacks}};
 }
 
 runtime::RuntimeConfig gpu_config(const char* who, const std::optional<CacheFile>& cache_file, const RuntimeFlags& flags) {

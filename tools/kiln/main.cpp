@@ -305,7 +305,7 @@ int main(int argc, char** argv) {
   bench->add_flag("--manual-capture", bench_options.manual_capture,
                   "also time the steady state's kernels captured by hand into a graph\n"
                   "(native graphs off) and replayed");
-  bench->add_option("--json", bench_options.json_file, "write every timing to FILE as JSON")->type_name("FILE");
+  bench->add_option("--json-file", bench_options.json_file, "also write the --json document to FILE")->type_name("FILE");
   add_runtime_flags(bench, bench_options.runtime);
 
   CacheOptions cache_options;
@@ -348,6 +348,9 @@ int main(int argc, char** argv) {
   conformance->add_flag("--specialized", conformance_options.specialized,
                         "cuda: kernels specialized for each test's shapes instead of the generic ones");
 
+  bool json = false;
+  for (CLI::App* command : {inspect, build, run, bench, cache_info, conformance})
+    command->add_flag("--json", json, "print one JSON document on stdout (see docs/cli.md); text goes to stderr");
   for (CLI::App* command : {inspect, build, run, bench, cache, conformance, cache_info, cache_clear, cache_warm}) {
     command->group("commands");
     command->get_help_ptr()->group("options");  // made before the option defaults were copied
@@ -378,23 +381,45 @@ int main(int argc, char** argv) {
       kiln::fail(kiln::ErrorCode::kInvalidArgument, e.what(), " (see ", command_name(&app), " --help)");
     }
     reject_leftovers(&app);
-    if (inspect->parsed()) return cmd_inspect(inspect_options);
-    if (build->parsed()) return cmd_build(build_options);
-    if (run->parsed()) return cmd_run(run_options);
-    if (bench->parsed()) return cmd_bench(bench_options);
-    if (conformance->parsed()) return cmd_conformance(conformance_options);
-    if (cache->parsed()) {
-      if (cache->get_subcommands().empty())
-        kiln::fail(kiln::ErrorCode::kInvalidArgument, "kiln cache needs one of info, clear, warm (see kiln cache --help)");
-      cache_options.verb = cache->get_subcommands().front()->get_name();
-      return cmd_cache(cache_options);
-    }
-    kiln::fail(kiln::ErrorCode::kInvalidArgument, "no command given (see kiln --help)");
   } catch (const kiln::Error& e) {
     std::cerr << command_name(&app) << ": " << kiln::error_code_name(e.code()) << ": " << e.what() << "\n";
     return exit_code_for(e);
-  } catch (const std::exception& e) {
-    std::cerr << command_name(&app) << ": internal error: " << e.what() << "\n";
-    return kRunFailed;
   }
+  auto run_command = [&](Json& doc) -> int {
+    try {
+      if (inspect->parsed()) return cmd_inspect(inspect_options, doc);
+      if (build->parsed()) return cmd_build(build_options, doc);
+      if (run->parsed()) return cmd_run(run_options, doc);
+      if (bench->parsed()) return cmd_bench(bench_options, doc);
+      if (conformance->parsed()) return cmd_conformance(conformance_options, doc);
+      if (cache->parsed()) {
+        if (cache->get_subcommands().empty())
+          kiln::fail(kiln::ErrorCode::kInvalidArgument, "kiln cache needs one of info, clear, warm (see kiln cache --help)");
+        cache_options.verb = cache->get_subcommands().front()->get_name();
+        return cmd_cache(cache_options, doc);
+      }
+      kiln::fail(kiln::ErrorCode::kInvalidArgument, "no command given (see kiln --help)");
+    } catch (const kiln::Error& e) {
+      std::cerr << command_name(&app) << ": " << kiln::error_code_name(e.code()) << ": " << e.what() << "\n";
+      doc["error"] = {{"kind", kiln::error_code_name(e.code())}, {"message", e.what()}};
+      return exit_code_for(e);
+    } catch (const std::exception& e) {
+      std::cerr << command_name(&app) << ": internal error: " << e.what() << "\n";
+      doc["error"] = {{"kind", "internal error"}, {"message", e.what()}};
+      return kRunFailed;
+    }
+  };
+  // With --json, stdout carries only the document: the commands' text goes to stderr.
+  std::streambuf* stdout_buffer = std::cout.rdbuf();
+  if (json) std::cout.rdbuf(std::cerr.rdbuf());
+  std::string name = command_name(&app);  // "kiln cache info"
+  Json doc = {{"command", name.substr(std::min<size_t>(5, name.size()))}};
+  int code = run_command(doc);
+  if (json) {
+    std::cout.rdbuf(stdout_buffer);
+    doc["exit_code"] = code;
+    if (auto notes = make_finite(doc); !notes.empty()) doc["notes"] = notes;
+    std::cout << doc.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";  // names need not be UTF-8
+  }
+  return code;
 }
