@@ -560,3 +560,42 @@ TEST(CliJson, NonFiniteNumbersBecomeNullWithANote) {
 }
 
 }  // namespace
+
+// trtexec spellings mean what they mean there.
+namespace {
+
+TEST(CliAliases, TrtexecSpellingsBuildAndRunTheSamePlan) {
+  TempDir dir;
+  std::string plan = (dir.path / "mlp.kiln").string();
+  Result b = kiln("build --onnx " + kExamples + "/mlp.onnx --saveEngine " + plan +
+                  " --minShapes x:1x64 --optShapes x:4x64 --maxShapes x:16x64 --fp16");
+  ASSERT_EQ(b.code, 0) << b.output;
+  Result i = kiln("inspect --loadEngine " + plan);
+  EXPECT_NE(i.output.find("precision:  fp16"), std::string::npos) << i.output;
+  EXPECT_NE(i.output.find("batch: min 1, opt 4, max 16"), std::string::npos) << i.output;
+  Result fixed = kiln("build " + kExamples + "/mlp.onnx -o " + plan + " --optShapes x:4x64 --bf16");
+  ASSERT_EQ(fixed.code, 0) << fixed.output;
+  EXPECT_NE(kiln("inspect " + plan).output.find("batch: min 4, opt 4, max 4"), std::string::npos);
+  Result r = kiln("run --loadEngine " + plan + " --shapes x:4x64 --useCudaGraph");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("output probs: float32[4,10]"), std::string::npos) << r.output;
+}
+
+TEST(CliAliases, ContradictionsAreUsageErrors) {
+  const std::string mlp = kExamples + "/mlp.onnx";
+  struct Case {
+    std::string args, says;
+  };
+  for (const Case& c : {Case{"build " + mlp + " -o /dev/null --minShapes x:1x64 --optShapes x:4x64", "missing from --maxShapes"},
+                        Case{"build " + mlp + " -o /dev/null --fp16 --precision fp32", "excludes"},
+                        Case{"build " + mlp + " -o /dev/null --profile x:1x64/4x64/8x64 --optShapes x:4x64", "both --profile"},
+                        Case{"run --loadEngine " + mlp, "is not a kiln plan"},
+                        Case{"run " + mlp + " --onnx " + mlp, "give the model once"},
+                        Case{"run " + mlp + " --useCudaGraph --cuda-graphs disabled", "excludes"}}) {
+    Result r = kiln(c.args);
+    EXPECT_EQ(r.code, 2) << c.args << ": " << r.output;
+    EXPECT_NE(r.output.find(c.says), std::string::npos) << c.args << ": " << r.output;
+  }
+}
+
+}  // namespace

@@ -71,6 +71,8 @@ struct BuildOptions {
   std::string output;
   std::string precision = "fp32";
   std::vector<std::string> profiles;  // NAME:MIN/OPT/MAX, each a DxD... shape
+  // trtexec's spelling of profiles: NAME:DIMS[,...] per bound.
+  std::vector<std::string> min_shapes, opt_shapes, max_shapes;
 };
 
 struct RunOptions {

@@ -1,5 +1,6 @@
 // kiln build: ONNX model -> .kiln plan, on any machine (no GPU needed).
 #include <iostream>
+#include <set>
 
 #include "cli.h"
 #include "kiln/builder.h"
@@ -27,6 +28,21 @@ int cmd_build(const BuildOptions& cli, Json& doc) {
     builder::add_input_profile(net, name, parse_dims(rest.substr(0, s1), what),
                                parse_dims(rest.substr(s1 + 1, s2 - s1 - 1), what), parse_dims(rest.substr(s2 + 1), what),
                                options);
+  }
+  // --minShapes/--optShapes/--maxShapes: an input given only in --optShapes gets it as min and max too.
+  auto min = parse_shapes(cli.min_shapes, "--minShapes"), opt = parse_shapes(cli.opt_shapes, "--optShapes"),
+       max = parse_shapes(cli.max_shapes, "--maxShapes");
+  std::set<std::string> names;
+  for (auto* bound : {&min, &opt, &max})
+    for (auto& [name, dims] : *bound) names.insert(name);
+  for (const std::string& name : names) {
+    for (const std::string& spec : cli.profiles)
+      if (spec.rfind(':') == name.size() && spec.compare(0, name.size(), name) == 0)
+        fail(ErrorCode::kInvalidArgument, "'", name, "' has both --profile and --min/opt/maxShapes; give one");
+    bool only_opt = opt.count(name) && !min.count(name) && !max.count(name);
+    for (auto [bound, flag] : {std::pair{&min, "--minShapes"}, {&opt, "--optShapes"}, {&max, "--maxShapes"}})
+      if (!bound->count(name) && !only_opt) fail(ErrorCode::kInvalidArgument, "'", name, "' is missing from ", flag);
+    builder::add_input_profile(net, name, only_opt ? opt[name] : min[name], opt[name], only_opt ? opt[name] : max[name], options);
   }
   plan::Plan p = builder::build(net, options, model);
   plan::save(p, cli.output);

@@ -26,6 +26,7 @@ class HelpFormatter : public CLI::Formatter {
     label("SUBCOMMANDS", "COMMAND");
     label("REQUIRED", "(required)");
     label("Positionals", "arguments");
+    label("Excludes", "excludes");
     column_width(36);
   }
   // A command's description starts with a one-line summary: the listing shows only that.
@@ -90,6 +91,8 @@ CLI::Option* repeated(CLI::App* app, const std::string& name, std::vector<std::s
   return app->add_option(name, values, help)->allow_extra_args(false);
 }
 
+constexpr const char* kTrtexec = "trtexec spellings";
+
 // --runtime-cache and friends, shared by run and bench.
 void add_runtime_flags(CLI::App* app, RuntimeFlags& flags) {
   app->add_option("--runtime-cache", flags.runtime_cache,
@@ -103,11 +106,30 @@ void add_runtime_flags(CLI::App* app, RuntimeFlags& flags) {
                          "none: generic kernels only"),
          {"lazy", "eager", "none"})
       ->capture_default_str();
-  one_of(app->add_option("--cuda-graphs", flags.cuda_graphs,
-                         "capture a CUDA graph per input shape and replay it, or launch\n"
-                         "every kernel each call"),
-         {"whole_graph_capture", "disabled"})
-      ->capture_default_str();
+  CLI::Option* graphs = one_of(app->add_option("--cuda-graphs", flags.cuda_graphs,
+                                               "capture a CUDA graph per input shape and replay it, or launch\n"
+                                               "every kernel each call"),
+                               {"whole_graph_capture", "disabled"})
+                            ->capture_default_str();
+  app->add_flag_callback("--useCudaGraph", [&flags] { flags.cuda_graphs = "whole_graph_capture"; },
+                         "trtexec spelling: --cuda-graphs whole_graph_capture (the default)")
+      ->group(kTrtexec)
+      ->excludes(graphs);
+}
+
+// trtexec's names for the model file: --onnx (an ONNX model) and --loadEngine (a plan).
+void add_model_aliases(CLI::App* app, ModelArg& model, bool onnx, bool engine) {
+  if (onnx) app->add_option("--onnx", model.onnx, "trtexec spelling: the ONNX model")->type_name("FILE")->group(kTrtexec);
+  if (engine) app->add_option("--loadEngine", model.engine, "trtexec spelling: the plan")->type_name("PLAN.kiln")->group(kTrtexec);
+}
+
+// --precision and trtexec's --fp16 / --bf16, which exclude each other.
+void add_precision(CLI::App* app, std::string& precision, const std::string& help) {
+  CLI::Option* named = one_of(app->add_option("--precision", precision, help), {"fp32", "fp16", "bf16"})->capture_default_str();
+  CLI::Option* fp16 = app->add_flag_callback("--fp16", [&precision] { precision = "fp16"; }, "trtexec spelling: --precision fp16");
+  CLI::Option* bf16 = app->add_flag_callback("--bf16", [&precision] { precision = "bf16"; }, "trtexec spelling: --precision bf16");
+  fp16->group(kTrtexec)->excludes(named)->excludes(bf16);
+  bf16->group(kTrtexec)->excludes(named);
 }
 
 // Case-insensitive edit distance, for "did you mean".
@@ -231,6 +253,7 @@ int main(int argc, char** argv) {
       "unsupported ops, parameter count and bytes. For a plan: precision, ranges,\n"
       "kernels, fused groups, arena and weight bytes.");
   inspect->add_option("MODEL", inspect_options.model.positional, "ONNX model or kiln plan")->type_name("");
+  add_model_aliases(inspect, inspect_options.model, true, true);
   inspect->add_flag("--dump", inspect_options.dump, "print the whole (lowered) network with inferred shapes");
 
   BuildOptions build_options;
@@ -242,13 +265,23 @@ int main(int argc, char** argv) {
       "planning. Every symbolic input dim needs a range, from --profile (one per\n"
       "input) or from the model.");
   build->add_option("MODEL", build_options.model.positional, "ONNX model")->type_name("");
-  build->add_option("-o,--output", build_options.output, "plan file to write")->type_name("PLAN.kiln")->required();
-  one_of(build->add_option("--precision", build_options.precision, "precision of the plan's kernels"), {"fp32", "fp16", "bf16"})
-      ->capture_default_str();
+  add_model_aliases(build, build_options.model, true, false);
+  build->add_option("-o,--output,--saveEngine", build_options.output, "plan file to write (trtexec: --saveEngine)")
+      ->type_name("PLAN.kiln")
+      ->required();
+  add_precision(build, build_options.precision, "precision of the plan's kernels");
   repeated(build, "--profile", build_options.profiles,
            "min/opt/max shapes of one input, e.g. x:1x64/8x64/32x64 (repeat per\n"
            "input; the name is everything before the last ':')")
       ->type_name("NAME:MIN/OPT/MAX");
+  for (auto [flag, specs, bound] : {std::tuple{"--minShapes", &build_options.min_shapes, "smallest"},
+                                    {"--optShapes", &build_options.opt_shapes, "tuned-for"},
+                                    {"--maxShapes", &build_options.max_shapes, "largest"}})
+    repeated(build, flag, *specs,
+             std::string("trtexec spelling: the ") + bound + " shapes of a profile, e.g.\n"
+             "x:1x64,mask:1x16 (an input only in --optShapes gets one fixed shape)")
+        ->type_name("NAME:DIMS[,...]")
+        ->group(kTrtexec);
 
   RunOptions run_options;
   CLI::App* run = app.add_subcommand("run");
@@ -260,6 +293,7 @@ int main(int argc, char** argv) {
       "on the GPU (an ONNX model is built first, in --precision, for exactly the\n"
       "given shapes) and reports latency over --iterations runs after --warmup runs.");
   run->add_option("MODEL", run_options.model.positional, "ONNX model or kiln plan")->type_name("");
+  add_model_aliases(run, run_options.model, true, true);
   one_of(run->add_option("--device", run_options.device, "cpu: the reference interpreter; cuda: the GPU"), {"cpu", "cuda"})
       ->capture_default_str();
   repeated(run, "--shapes", run_options.shapes,
@@ -272,9 +306,7 @@ int main(int argc, char** argv) {
       ->type_name("NAME:FILE.npy");
   run->add_option("--output-dir", run_options.output_dir, "write each output as DIR/NAME.npy")->type_name("DIR");
   run->add_option("--seed", run_options.seed, "seed of the random inputs")->type_name("N")->check(digits(19))->capture_default_str();
-  one_of(run->add_option("--precision", run_options.precision, "precision of the plan an ONNX model is built into (cuda)"),
-         {"fp32", "fp16", "bf16"})
-      ->capture_default_str();
+  add_precision(run, run_options.precision, "precision of the plan an ONNX model is built into (cuda)");
   count(run, "--warmup", run_options.warmup, "untimed runs first (cuda)");
   count(run, "--iterations", run_options.iterations, "timed runs (cuda)");
   run->add_flag("--compare-reference", run_options.compare_reference,
@@ -293,6 +325,7 @@ int main(int argc, char** argv) {
       "(median of --iterations, taken once no kernel waits for its specialized\n"
       "variant, waiting at most --settle-ms). Inputs are random.");
   bench->add_option("PLAN", bench_options.plan.positional, "kiln plan")->type_name("");
+  add_model_aliases(bench, bench_options.plan, false, true);
   repeated(bench, "--trace", bench_options.traces, "the input shapes of one call, e.g. x:1x7x512 (repeat, in order)")
       ->type_name("NAME:DIMS[,...]");
   count(bench, "--repeat", bench_options.repeat, "times the whole trace runs");
