@@ -599,3 +599,27 @@ TEST(CliAliases, ContradictionsAreUsageErrors) {
 }
 
 }  // namespace
+
+// --device cuda:N / N, --duration and --warmUp: checked before anything runs.
+namespace {
+
+TEST(CliTiming, DeviceAndTimeSpansAreChecked) {
+  const std::string mlp = kExamples + "/mlp.onnx";
+  for (const char* bad : {"--device gpu", "--device cuda:x", "--device=-1", "--duration -1", "--duration 1e9",
+                          "--duration soon", "--warmUp nan", "--iterations 1.5"}) {
+    Result r = kiln("run " + mlp + " " + bad);
+    EXPECT_EQ(r.code, 2) << bad << ": " << r.output;
+  }
+  Result cpu = kiln("bench " + mlp + " --trace x:1x64 --device cpu");
+  EXPECT_EQ(cpu.code, 2) << cpu.output;
+  EXPECT_NE(cpu.output.find("'cpu' is not cuda, cuda:N or N"), std::string::npos) << cpu.output;
+  EXPECT_EQ(kiln("run " + mlp + " --device cpu --duration 0.5 --warmUp 10").code, 0);
+  // trtexec's --device=N means cuda:N; without a GPU here, it fails as a device error naming it.
+  Result n = kiln("run " + mlp + " --device=0");
+  if (n.code != 0) {
+    EXPECT_EQ(n.code, 5) << n.output;
+    EXPECT_NE(n.output.find("--device cuda:0"), std::string::npos) << n.output;
+  }
+}
+
+}  // namespace

@@ -59,6 +59,7 @@ struct RuntimeFlags {
   bool shared_runtime_cache = false;
   std::string kernel_specialization = "lazy";
   std::string cuda_graphs = "whole_graph_capture";
+  std::string device = "cuda";  // cuda (the current device) or cuda:N; run also takes cpu
 };
 
 struct InspectOptions {
@@ -77,20 +78,23 @@ struct BuildOptions {
 
 struct RunOptions {
   ModelArg model;
-  std::string device = "cpu";  // cpu | cuda
   std::vector<std::string> shapes, inputs;
   std::string output_dir;
   uint64_t seed = 0;
   std::string precision = "fp32";
+  // Warm-up: at least `warmup` runs and `warmup_ms`; timed: at least
+  // `iterations` runs and `duration_s` (trtexec's --warmUp and --duration).
   int warmup = 10, iterations = 100;
+  double warmup_ms = 0, duration_s = 0;
   bool compare_reference = false, verbose = false;
-  RuntimeFlags runtime;
+  RuntimeFlags runtime;  // device: cpu by default (main sets it)
 };
 
 struct BenchOptions {
   ModelArg plan;
   std::vector<std::string> traces, static_plans;
   int repeat = 2, iterations = 100, settle_ms = 30000;
+  double duration_s = 0;  // the steady state of each shape runs at least this long
   bool manual_capture = false;
   std::string json_file;
   RuntimeFlags runtime;
@@ -121,6 +125,14 @@ std::pair<std::string, std::string> split_input_spec(const std::string& spec, co
 // Random, seeded, non-zero tensor data (small positive integers for integer dtypes).
 reference::Tensor random_tensor(DType dtype, const std::vector<int64_t>& dims, std::mt19937_64& rng);
 double percentile(std::vector<double> v, double q);
+// Call times in microseconds, one call at a time: qps is 1e6 / mean.
+struct Latency {
+  size_t runs = 0;
+  double min = 0, max = 0, mean = 0, p50 = 0, p90 = 0, p99 = 0, qps = 0;
+};
+Latency summarize(const std::vector<double>& us);
+std::string latency_text(const Latency& l);  // "p50 X p90 X p99 X mean X min X max X qps X"
+Json latency_json(const Latency& l);
 
 // The runtime cache file and how far it is trusted.
 struct CacheFile {

@@ -24,6 +24,7 @@ struct ShapeResult {
   std::string key;
   std::vector<double> calls;  // trace calls at this shape, in order (us)
   double steady_us = 0;
+  Latency steady;  // the steady-state calls: steady_us is its p50
   double static_us = 0;  // an engine built for exactly this shape (--static-plan), measured interleaved
   double manual_us = 0;  // the same kernels captured by hand into a graph and replayed (--manual-capture)
   runtime::ExecutionContext::ShapeStats first_stats, steady_stats;
@@ -202,12 +203,14 @@ int cmd_bench(const BenchOptions& options, Json& doc) {
     auto st = statics.find(d);
     if (st != statics.end())
       for (int i = 0; i < 10; ++i) static_call(st->second);
-    for (int round = 0; round < kRounds; ++round) {
+    auto steady_start = Clock::now();
+    for (int round = 0; round < kRounds || micros_since(steady_start) < 1e6 * options.duration_s; ++round) {
       for (int i = 0; i < (iterations + kRounds - 1) / kRounds; ++i) times.push_back(call(d));
       if (st != statics.end())
         for (int i = 0; i < (iterations + kRounds - 1) / kRounds; ++i) static_times.push_back(static_call(st->second));
     }
     results[d].steady_us = percentile(times, 0.5);
+    results[d].steady = summarize(times);
     if (st != statics.end()) results[d].static_us = percentile(static_times, 0.5);
     if (options.manual_capture) results[d].manual_us = manual_capture_us(d);
     results[d].steady_stats = context->specialization_stats().front();
@@ -222,6 +225,7 @@ int cmd_bench(const BenchOptions& options, Json& doc) {
               << (r.static_us > 0 ? str(" (static engine ", r.static_us, ", ratio ", r.steady_us / r.static_us, ")") : "")
               << (r.manual_us > 0 ? str(" (manual capture ", r.manual_us, ")") : "")
               << "  (" << stats_text(r.steady_stats) << ")\n";
+  for (auto& r : results) std::cout << r.key << " steady state over " << r.steady.runs << " calls (us): " << latency_text(r.steady) << "\n";
   auto g = context->graph_stats();
   doc["plan"] = file;
   doc["strategy"] = runtime::kernel_specialization_name(strategy);
@@ -242,7 +246,8 @@ int cmd_bench(const BenchOptions& options, Json& doc) {
                              {"prepare_ms", r.first_stats.prepare_ms},
                              {"steady_generic", r.steady_stats.generic},
                              {"steady_specialized", r.steady_stats.specialized},
-                             {"steady_pending", r.steady_stats.pending}});
+                             {"steady_pending", r.steady_stats.pending},
+                             {"steady", latency_json(r.steady)}});
   if (!options.json_file.empty()) {
     Json copy = doc;  // what --json prints
     copy["exit_code"] = kOk;

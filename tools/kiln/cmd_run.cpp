@@ -47,7 +47,6 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
                                           const RunOptions& options, Json& doc) {
   auto cache_file = runtime_cache_path(options.runtime);
   runtime::RuntimeConfig config = gpu_config("kiln run", cache_file, options.runtime);
-  int warmup = options.warmup, iterations = options.iterations;
   auto start = std::chrono::steady_clock::now();
   auto ms_since = [](std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
@@ -67,7 +66,7 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
   cudaEventCreate(&begin);
   cudaEventCreate(&end);
   double gpu_ms_total = 0;
-  for (int i = 0; i < warmup + iterations; ++i) {
+  auto call = [&](bool timed) {
     auto t0 = std::chrono::steady_clock::now();
     cudaEventRecord(begin, stream);
     context->enqueue(stream);
@@ -76,11 +75,16 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
     double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
     float gpu_ms = 0;
     cudaEventElapsedTime(&gpu_ms, begin, end);
-    if (i >= warmup) {
+    if (timed) {
       latency.push_back(us);
       gpu_ms_total += gpu_ms;
     }
-  }
+  };
+  // Each phase lasts for at least its count of runs and at least its time.
+  auto phase = std::chrono::steady_clock::now();
+  for (int i = 0; i < options.warmup || ms_since(phase) < options.warmup_ms; ++i) call(false);
+  phase = std::chrono::steady_clock::now();
+  while (latency.size() < size_t(options.iterations) || ms_since(phase) < 1000 * options.duration_s) call(true);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) fail(ErrorCode::kDevice, "timed runs failed: ", cudaGetErrorString(e));
   cudaDeviceProp prop{};
@@ -92,14 +96,10 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
   doc["setup_ms"] = setup_ms;
   doc["engine_ms"] = engine_ms;
   if (!latency.empty()) {
-    double mean = 0;
-    for (double x : latency) mean += x;
-    mean /= double(latency.size());
-    std::cout << "latency over " << latency.size() << " runs (us): p50 " << percentile(latency, 0.5) << " p90 "
-              << percentile(latency, 0.9) << " p99 " << percentile(latency, 0.99) << " mean " << mean
-              << "; GPU time per run " << 1000.0 * gpu_ms_total / double(latency.size()) << " us\n";
-    doc["latency_us"] = {{"runs", latency.size()},         {"p50", percentile(latency, 0.5)}, {"p90", percentile(latency, 0.9)},
-                         {"p99", percentile(latency, 0.99)}, {"mean", mean}};
+    Latency l = summarize(latency);
+    std::cout << "latency over " << latency.size() << " runs (us): " << latency_text(l) << "; GPU time per run "
+              << 1000.0 * gpu_ms_total / double(latency.size()) << " us\n";
+    doc["latency_us"] = latency_json(l);
     doc["gpu_us_per_run"] = 1000.0 * gpu_ms_total / double(latency.size());
   }
   doc["cuda_graphs"] = graph_stats_json(*context);
@@ -206,7 +206,7 @@ int cmd_run(const RunOptions& options, Json& doc) {
   }
 
   doc["model"] = model;
-  doc["device"] = options.device;
+  doc["device"] = options.runtime.device;
   doc["seed"] = seed;
   doc["inputs"] = Json::array();
   for (ir::ValueId id : net.inputs()) {
@@ -214,7 +214,7 @@ int cmd_run(const RunOptions& options, Json& doc) {
     doc["inputs"].push_back({{"name", net.value(id).name}, {"dtype", dtype_name(t.dtype)}, {"dims", t.dims}});
   }
   std::vector<reference::Tensor> outputs;
-  if (options.device == "cpu") {
+  if (options.runtime.device == "cpu") {
     auto start = std::chrono::steady_clock::now();
     outputs = reference::run(net, inputs);
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

@@ -137,6 +137,30 @@ double percentile(std::vector<double> v, double q) {
   return v.empty() ? 0 : v[std::min(v.size() - 1, size_t(q * double(v.size())))];
 }
 
+Latency summarize(const std::vector<double>& us) {
+  Latency l;
+  l.runs = us.size();
+  if (us.empty()) return l;
+  l.min = *std::min_element(us.begin(), us.end());
+  l.max = *std::max_element(us.begin(), us.end());
+  for (double x : us) l.mean += x;
+  l.mean /= double(us.size());
+  l.p50 = percentile(us, 0.5);
+  l.p90 = percentile(us, 0.9);
+  l.p99 = percentile(us, 0.99);
+  l.qps = l.mean > 0 ? 1e6 / l.mean : 0;
+  return l;
+}
+
+std::string latency_text(const Latency& l) {
+  return str("p50 ", l.p50, " p90 ", l.p90, " p99 ", l.p99, " mean ", l.mean, " min ", l.min, " max ", l.max, " qps ", l.qps);
+}
+
+Json latency_json(const Latency& l) {
+  return {{"runs", l.runs}, {"min", l.min}, {"max", l.max}, {"mean", l.mean}, {"p50", l.p50},
+          {"p90", l.p90},   {"p99", l.p99}, {"qps", l.qps}};
+}
+
 std::optional<CacheFile> runtime_cache_path(const RuntimeFlags& flags) {
   if (flags.runtime_cache == "off") return std::nullopt;
   const char* xdg = std::getenv("XDG_CACHE_HOME");
@@ -185,12 +209,22 @@ Json graph_stats_json(const runtime::ExecutionContext& context) {
 
 runtime::RuntimeConfig gpu_config(const char* who, const std::optional<CacheFile>& cache_file, const RuntimeFlags& flags) {
   std::string why;
-  if (!runtime::cuda_available(&why)) fail(ErrorCode::kDevice, "--device cuda: ", why);
+  if (!runtime::cuda_available(&why)) fail(ErrorCode::kDevice, "--device ", flags.device, ": ", why);
   runtime::RuntimeConfig config;
   config.progress = [who](const std::string& line) { std::cerr << who << ": " << line << "\n"; };
   // The parser accepted only these names.
   config.dynamic_shapes_kernel_specialization_strategy = *runtime::parse_kernel_specialization(flags.kernel_specialization);
   config.cuda_graph_strategy = *runtime::parse_cuda_graph_strategy(flags.cuda_graphs);
+  if (flags.device != "cuda") {  // cuda:N (the parser accepted no other form)
+    int index = std::stoi(flags.device.substr(5)), count = 0;
+    cudaGetDeviceCount(&count);
+    if (index >= count)
+      fail(ErrorCode::kDevice, "--device ", flags.device, ": this machine has ", count, " CUDA device", count == 1 ? "" : "s",
+           " (cuda:0", count > 1 ? str(" to cuda:", count - 1) : "", ")");
+    if (cudaError_t e = cudaSetDevice(index); e != cudaSuccess)
+      fail(ErrorCode::kDevice, "--device ", flags.device, ": ", cudaGetErrorString(e));
+    config.device = index;
+  }
   if (cache_file) {
     config.cache = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version(), cache_file->policy);
     print_warnings(who, config.cache->load_file(cache_file->path));

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <iostream>
 #include <sstream>
 
@@ -79,6 +80,35 @@ CLI::Validator digits(size_t max_digits) {
         return "'" + value + "' is not a non-negative integer of at most " + std::to_string(max_digits) + " digits";
       },
       "");
+}
+
+// --device cuda | cuda:N | N (trtexec's --device=N), and cpu where `cpu`;
+// N becomes cuda:N.
+CLI::Option* device_option(CLI::App* app, std::string& device, bool cpu, const std::string& help) {
+  auto check = [cpu](std::string& value) -> std::string {
+    std::string index = value.rfind("cuda:", 0) == 0 ? value.substr(5) : value;
+    if ((cpu && value == "cpu") || value == "cuda") return "";
+    if (!index.empty() && index.size() <= 3 && index.find_first_not_of("0123456789") == std::string::npos) {
+      value = "cuda:" + std::to_string(std::stoi(index));
+      return "";
+    }
+    return "'" + value + "' is not " + (cpu ? "cpu, " : "") + "cuda, cuda:N or N (a CUDA device index)";
+  };
+  return app->add_option("--device", device, help)
+      ->type_name(cpu ? "cpu|cuda[:N]" : "cuda[:N]")
+      ->transform(CLI::Validator(check, ""))  // a transform may rewrite the value; a check may not
+      ->capture_default_str();
+}
+
+// A time span (--duration in seconds, --warmUp in milliseconds): a number from 0 to `max`.
+CLI::Option* span(CLI::App* app, const std::string& name, double& value, double max, const char* unit, const std::string& help) {
+  auto check = [max](std::string& text) -> std::string {
+    char* end = nullptr;
+    double v = std::strtod(text.c_str(), &end);
+    if (!text.empty() && *end == '\0' && v >= 0 && v <= max) return "";
+    return "'" + text + "' is not a number from 0 to " + std::to_string(int64_t(max));
+  };
+  return app->add_option(name, value, help)->type_name(unit)->check(CLI::Validator(check, ""));
 }
 
 CLI::Option* count(CLI::App* app, const std::string& name, int& value, const std::string& help) {
@@ -294,8 +324,9 @@ int main(int argc, char** argv) {
       "given shapes) and reports latency over --iterations runs after --warmup runs.");
   run->add_option("MODEL", run_options.model.positional, "ONNX model or kiln plan")->type_name("");
   add_model_aliases(run, run_options.model, true, true);
-  one_of(run->add_option("--device", run_options.device, "cpu: the reference interpreter; cuda: the GPU"), {"cpu", "cuda"})
-      ->capture_default_str();
+  run_options.runtime.device = "cpu";
+  device_option(run, run_options.runtime.device, true,
+                "cpu: the reference interpreter; cuda: the GPU (cuda:N or N: device N)");
   repeated(run, "--shapes", run_options.shapes,
            "input shapes, e.g. x:1x3x224x224,mask:1x16 (the name is everything\n"
            "before the last ':' of an item)")
@@ -308,7 +339,10 @@ int main(int argc, char** argv) {
   run->add_option("--seed", run_options.seed, "seed of the random inputs")->type_name("N")->check(digits(19))->capture_default_str();
   add_precision(run, run_options.precision, "precision of the plan an ONNX model is built into (cuda)");
   count(run, "--warmup", run_options.warmup, "untimed runs first (cuda)");
-  count(run, "--iterations", run_options.iterations, "timed runs (cuda)");
+  count(run, "--iterations", run_options.iterations, "timed runs, at least (cuda)");
+  span(run, "--duration", run_options.duration_s, 86400, "SECONDS", "time the runs for at least this long, too (cuda)");
+  span(run, "--warmUp", run_options.warmup_ms, 86400e3, "MS", "trtexec spelling: warm up for at least MS milliseconds, too (cuda)")
+      ->group(kTrtexec);
   run->add_flag("--compare-reference", run_options.compare_reference,
                 "print each output's max abs/rel error against the reference interpreter");
   add_runtime_flags(run, run_options.runtime);
@@ -329,7 +363,9 @@ int main(int argc, char** argv) {
   repeated(bench, "--trace", bench_options.traces, "the input shapes of one call, e.g. x:1x7x512 (repeat, in order)")
       ->type_name("NAME:DIMS[,...]");
   count(bench, "--repeat", bench_options.repeat, "times the whole trace runs");
-  count(bench, "--iterations", bench_options.iterations, "steady-state calls per shape");
+  count(bench, "--iterations", bench_options.iterations, "steady-state calls per shape, at least");
+  span(bench, "--duration", bench_options.duration_s, 86400, "SECONDS", "time each shape's steady state for at least this long, too");
+  device_option(bench, bench_options.runtime.device, false, "the GPU (cuda:N or N: device N)");
   count(bench, "--settle-ms", bench_options.settle_ms, "longest wait for specialized kernels per shape");
   repeated(bench, "--static-plan", bench_options.static_plans,
            "a plan built for one shape of the trace: timed on its own engine, in\n"
