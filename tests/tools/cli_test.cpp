@@ -623,3 +623,34 @@ TEST(CliTiming, DeviceAndTimeSpansAreChecked) {
 }
 
 }  // namespace
+
+// A symbolic input dim without a range: the error comes before any pass and offers flags to paste.
+namespace {
+
+TEST(CliMissingProfile, ErrorNamesTheInputAndOffersAProfileToPaste) {
+  ModelBuilder m;
+  m.input("in:0", TensorProto::FLOAT, {"N", "4"});
+  m.input("mask", TensorProto::FLOAT, {"N", "4"});
+  m.node("Add", {"in:0", "mask"}, {"hidden"});
+  m.node("Relu", {"hidden"}, {"out"});
+  m.output("out");
+  ModelFile model(m, "kiln_cli_missing_profile");
+  TempDir dir;
+  std::string plan = (dir.path / "p.kiln").string();
+  Result missing = kiln("build " + model.path.string() + " -o " + plan);
+  ASSERT_EQ(missing.code, 4) << missing.output;
+  EXPECT_NE(missing.output.find("input 'in:0' dim 0 ('N')"), std::string::npos) << missing.output;
+  EXPECT_EQ(missing.output.find("hidden"), std::string::npos) << missing.output;  // no internal tensor
+  EXPECT_EQ(missing.output.find("fold"), std::string::npos) << missing.output;    // no pass ran
+  size_t from = missing.output.find("e.g. add "), to = missing.output.find(" (1/1/64");
+  ASSERT_NE(from, std::string::npos) << missing.output;
+  std::string flags = missing.output.substr(from + 9, to - from - 9);
+  EXPECT_EQ(flags, "--profile in:0:1x4/1x4/64x4 --profile mask:1x4/1x4/64x4");
+  Result pasted = kiln("build " + model.path.string() + " -o " + plan + " " + flags);
+  EXPECT_EQ(pasted.code, 0) << pasted.output;
+  // Both inputs share the symbol N: one input's profile ranges it for both.
+  Result half = kiln("build " + model.path.string() + " -o " + plan + " --profile 'in:0:2x4/4x4/8x4'");
+  EXPECT_EQ(half.code, 0) << half.output;
+}
+
+}  // namespace

@@ -1,5 +1,6 @@
 // kiln build: ONNX model -> .kiln plan, on any machine (no GPU needed).
 #include <iostream>
+#include <optional>
 #include <set>
 
 #include "cli.h"
@@ -7,6 +8,57 @@
 #include "kiln/onnx.h"
 
 namespace kiln::cli {
+
+namespace {
+
+// A shell word: quoted when it holds anything but plain characters.
+std::string shell_word(const std::string& text) {
+  if (text.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:/,=+-") == std::string::npos)
+    return text;
+  std::string out = "'";
+  for (char ch : text) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  return out + "'";
+}
+
+// Before any pass runs: every symbolic input dim needs a range. The error
+// names the model's inputs and offers --profile flags to paste (ranges the
+// model or the command line gave are kept; others are 1/1/64 to be edited).
+void require_ranges(const ir::Network& net, const builder::BuildOptions& options) {
+  auto range_of = [&](const std::string& symbol) -> std::optional<ir::DimRange> {
+    if (auto it = options.ranges.find(symbol); it != options.ranges.end()) return it->second;
+    if (auto it = net.dim_ranges().find(symbol); it != net.dim_ranges().end()) return it->second;
+    return std::nullopt;
+  };
+  std::string missing, flags;
+  for (ir::ValueId id : net.inputs()) {
+    const ir::Value& v = net.value(id);
+    bool lacks = false, pasteable = true;
+    std::string bounds[3];
+    for (size_t i = 0; i < v.shape.size(); ++i) {
+      const ir::Dim& d = v.shape[i];
+      std::set<std::string> symbols;
+      d.collect_symbols(symbols);
+      std::optional<ir::DimRange> range;
+      if (d.is_constant()) range = ir::DimRange{d.constant(), d.constant(), d.constant()};
+      else if (symbols.size() == 1 && d == ir::Dim::symbol(*symbols.begin())) range = range_of(*symbols.begin());
+      else pasteable = false;  // an expression: add_input_profile cannot take it
+      for (const std::string& symbol : symbols)
+        if (!range_of(symbol)) {
+          lacks = true;
+          missing += str(missing.empty() ? "" : ", ", "input '", v.name, "' dim ", i, " ('", symbol, "')");
+        }
+      ir::DimRange r = range.value_or(ir::DimRange{1, 1, 64});
+      for (int b = 0; b < 3; ++b) bounds[b] += (i ? "x" : "") + std::to_string(b == 0 ? r.min : b == 1 ? r.opt : r.max);
+    }
+    if (lacks && pasteable) flags += " --profile " + shell_word(v.name + ":" + bounds[0] + "/" + bounds[1] + "/" + bounds[2]);
+  }
+  if (missing.empty()) return;
+  fail(ErrorCode::kUnsupported, missing, " ha", missing.find(", input") == std::string::npos ? "s" : "ve",
+       " no range; give every symbolic input dim a range (min/opt/max), e.g. add", flags.empty() ? " --profile NAME:MIN/OPT/MAX" : flags,
+       flags.empty() ? "" : " (1/1/64 where kiln had no range: put the sizes you will run)");
+}
+
+}  // namespace
 
 int cmd_build(const BuildOptions& cli, Json& doc) {
   const char* usage = "usage: kiln build MODEL.onnx -o OUT.kiln [--precision fp32|fp16|bf16] [--profile NAME:MINxD/OPTxD/MAXxD ...]";
@@ -44,6 +96,7 @@ int cmd_build(const BuildOptions& cli, Json& doc) {
       if (!bound->count(name) && !only_opt) fail(ErrorCode::kInvalidArgument, "'", name, "' is missing from ", flag);
     builder::add_input_profile(net, name, only_opt ? opt[name] : min[name], opt[name], only_opt ? opt[name] : max[name], options);
   }
+  require_ranges(net, options);
   plan::Plan p = builder::build(net, options, model);
   plan::save(p, cli.output);
   std::cerr << "kiln build: wrote " << cli.output << " (" << p.network.nodes().size() << " kernels, arena "
