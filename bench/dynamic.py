@@ -79,7 +79,7 @@ def torch_trace(fn, inputs, steady_iterations):
 def kiln_trace(kiln, plan, strategy, iterations, work, static_plans):
     out = os.path.join(work, f"trace_{strategy}.json")
     cmd = [kiln, "bench", plan, "--kernel-specialization", strategy, "--runtime-cache", "off", "--repeat", "2",
-           "--iterations", str(iterations), "--json", out]
+           "--iterations", str(iterations), "--json-file", out]
     for length in LENGTHS:
         cmd += ["--trace", f"x:1x{length}x{D}"]
     for static in static_plans:

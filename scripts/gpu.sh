@@ -17,6 +17,9 @@ echo "== build =="
 python_options=()
 # The GPU machine has no libxxhash-dev: its header travels in .carry/xxhash (see docs/gpu.md).
 [[ -f .carry/xxhash/xxhash.h ]] && python_options+=(-DKILN_XXHASH_INCLUDE_DIR="$PWD/.carry/xxhash")
+# Nor, maybe, the CLI's header-only libraries: their include folders travel in .carry/cli11 and .carry/nlohmann-json.
+[[ -f .carry/cli11/CLI/CLI.hpp ]] && python_options+=(-DKILN_CLI11_INCLUDE_DIR="$PWD/.carry/cli11")
+[[ -f .carry/nlohmann-json/nlohmann/json.hpp ]] && python_options+=(-DKILN_NLOHMANN_JSON_INCLUDE_DIR="$PWD/.carry/nlohmann-json")
 "$python" -c "import nanobind" 2>/dev/null && python_options+=(-DKILN_BUILD_PYTHON=ON -DPython_EXECUTABLE="$python")
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$python" "${python_options[@]}" >"$out/configure.log" 2>&1 ||
   { tail -n 40 "$out/configure.log"; exit 1; }

@@ -11,6 +11,7 @@ packages=(
   libxxhash-dev                            # XXH3 checksums and runtime cache keys
   clang libclang-rt-14-dev                 # libFuzzer target and its runtime
   ccache                                   # compiler cache (rebuilds of unchanged files are free)
+  libcli11-dev nlohmann-json3-dev          # the kiln CLI: command-line parser, --json output
 )
 
 missing=()

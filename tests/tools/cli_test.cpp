@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
 
 #include "../frontend/model_builder.h"
 
@@ -395,6 +396,261 @@ TEST(Cli, RunOutputsNeverWriteThroughALinkAndABadOutputDirIsAnIoError) {
   Result bad = kiln("run " + kExamples + "/mlp.onnx --shapes x:2x64 --output-dir " + victim.string());
   EXPECT_EQ(bad.code, 3) << bad.output;
   EXPECT_EQ(bad.output.find("internal error"), std::string::npos) << bad.output;
+}
+
+}  // namespace
+
+// The command line itself: allowed values, usage, suggestions, how NAME:VALUE splits.
+namespace {
+
+// Output of a command with stderr thrown away: what a script reads from stdout.
+Result kiln_stdout(const std::string& args) {
+  std::string cmd = std::string(KILN_BINARY) + " " + args + " 2>/dev/null";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
+  int status = pclose(pipe);
+  return {WEXITSTATUS(status), out};
+}
+
+TEST(CliParsing, NoArgumentsPrintsUsageToStderrAndExitsTwo) {
+  Result all = kiln("");
+  EXPECT_EQ(all.code, 2);
+  EXPECT_EQ(all.output.rfind("usage: kiln ", 0), 0u) << all.output;
+  EXPECT_EQ(kiln_stdout("").output, "");
+  EXPECT_EQ(kiln("help run").code, 0);
+  EXPECT_EQ(kiln("help run").output.rfind("usage: kiln run ", 0), 0u);
+  EXPECT_NE(kiln("--version").output.find("kiln "), std::string::npos);
+}
+
+TEST(CliParsing, AllowedValuesAreCheckedOnEveryDevice) {
+  const std::string mlp = kExamples + "/mlp.onnx";
+  struct Case {
+    std::string args, flag, allowed;
+  };
+  for (const Case& c : {Case{"run " + mlp + " --kernel-specialization bogus", "--kernel-specialization", "lazy, eager, none"},
+                        Case{"run " + mlp + " --device cpu --cuda-graphs bogus", "--cuda-graphs", "whole_graph_capture, disabled"},
+                        Case{"run " + mlp + " --precision fp8", "--precision", "fp32, fp16, bf16"},
+                        Case{"run " + mlp + " --device tpu", "--device", "cpu"},
+                        Case{"build " + mlp + " -o /dev/null --precision fp8", "--precision", "fp32, fp16, bf16"},
+                        Case{"conformance /nonexistent --device gpu", "--device", "cpu, plan, cuda"}}) {
+    Result r = kiln(c.args);
+    EXPECT_EQ(r.code, 2) << c.args << ": " << r.output;
+    EXPECT_NE(r.output.find(c.flag), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(c.allowed), std::string::npos) << r.output;
+  }
+  for (const char* bad : {"--seed -1", "--seed 99999999999999999999", "--warmup many", "--iterations -3"}) {
+    Result r = kiln("run " + mlp + " " + bad);
+    EXPECT_EQ(r.code, 2) << bad << ": " << r.output;
+  }
+}
+
+TEST(CliParsing, MistypedCommandsAndFlagsGetASuggestion) {
+  Result command = kiln("rnu " + kExamples + "/mlp.onnx");
+  EXPECT_EQ(command.code, 2);
+  EXPECT_NE(command.output.find("unknown command 'rnu' (did you mean run?)"), std::string::npos) << command.output;
+  Result flag = kiln("run " + kExamples + "/mlp.onnx --iteration 5");
+  EXPECT_EQ(flag.code, 2);
+  EXPECT_NE(flag.output.find("unknown option --iteration (did you mean --iterations?)"), std::string::npos) << flag.output;
+  Result verb = kiln("cache ifno x.bin");
+  EXPECT_EQ(verb.code, 2);
+  EXPECT_NE(verb.output.find("did you mean info?"), std::string::npos) << verb.output;
+  Result far = kiln("run " + kExamples + "/mlp.onnx --zzzzzzzz");
+  EXPECT_EQ(far.code, 2);
+  EXPECT_EQ(far.output.find("did you mean"), std::string::npos) << far.output;
+  EXPECT_EQ(kiln("run " + kExamples + "/mlp.onnx extra.onnx").code, 2);
+  // A flag that repeats takes one value each time: the model after it stays the model.
+  EXPECT_EQ(kiln("run --shapes x:2x64 " + kExamples + "/mlp.onnx").code, 0);
+}
+
+// Names with ':' (TensorFlow-style "in:0") and ',' split where the value syntax says.
+TEST(CliParsing, NamesWithColonsAndCommas) {
+  ModelBuilder m;
+  m.input("in:0", TensorProto::FLOAT, {"N", "4"});
+  m.input("x,y", TensorProto::FLOAT, {"N", "4"});
+  m.node("Add", {"in:0", "x,y"}, {"out:0"});
+  m.output("out:0");
+  ModelFile model(m, "kiln_cli_colons");
+  TempDir dir;
+  Result shapes = kiln("run " + model.path.string() + " --shapes 'in:0:2x4,x,y:2x4' --output-dir " + dir.path.string());
+  ASSERT_EQ(shapes.code, 0) << shapes.output;
+  EXPECT_NE(shapes.output.find("output out:0: float32[2,4]"), std::string::npos) << shapes.output;
+  // A path with ':' too: the name is the longest prefix that names an input.
+  fs::path npy = dir.path / "a:b.npy";
+  fs::copy_file(dir.path / "out_0.npy", npy);
+  Result input = kiln("run " + model.path.string() + " --input 'in:0:" + npy.string() + "' --input 'x,y:" + npy.string() + "'");
+  EXPECT_EQ(input.code, 0) << input.output;
+  Result unknown = kiln("run " + model.path.string() + " --input 'nope:" + npy.string() + "'");
+  EXPECT_EQ(unknown.code, 2) << unknown.output;
+  EXPECT_NE(unknown.output.find("inputs: in:0, x,y"), std::string::npos) << unknown.output;
+  fs::path plan = dir.path / "colons.kiln";
+  Result build = kiln("build " + model.path.string() + " -o " + plan.string() +
+                      " --profile 'in:0:1x4/2x4/8x4' --profile 'x,y:1x4/2x4/8x4'");
+  EXPECT_EQ(build.code, 0) << build.output;
+}
+
+}  // namespace
+
+// --json: one document on stdout, text on stderr, finite numbers only.
+namespace {
+
+using nlohmann::json;
+
+// Parses what `kiln ARGS --json` printed on stdout; fails the test when it is not one JSON document.
+json kiln_json(const std::string& args, int expected_code = 0) {
+  Result r = kiln_stdout(args + " --json");
+  EXPECT_EQ(r.code, expected_code) << args << ": " << r.output;
+  json doc = json::parse(r.output, nullptr, false);
+  EXPECT_FALSE(doc.is_discarded()) << args << ": not JSON: " << r.output;
+  if (!doc.is_discarded()) {
+    EXPECT_EQ(doc.value("exit_code", -1), expected_code) << r.output;
+  }
+  return doc;
+}
+
+TEST(CliJson, EveryCommandPrintsOneDocument) {
+  TempDir dir;
+  std::string plan = (dir.path / "mlp.kiln").string(), cache = (dir.path / "cache.bin").string();
+  json model = kiln_json("inspect " + kExamples + "/tiny_cnn.onnx");
+  EXPECT_EQ(model["kind"], "model");
+  EXPECT_EQ(model["inputs"][0]["shape"], json::parse(R"(["batch", 3, 32, 32])"));
+  EXPECT_EQ(model["ops"]["Conv"], 2);
+  EXPECT_EQ(model["status"], "ok");
+  json built = kiln_json("build " + kExamples + "/mlp.onnx -o " + plan + " --profile x:1x64/4x64/16x64");
+  EXPECT_EQ(built["ranges"]["batch"]["max"], 16);
+  json inspected = kiln_json("inspect " + plan);
+  EXPECT_EQ(inspected["kind"], "plan");
+  EXPECT_EQ(inspected["precision"], "fp32");
+  json ran = kiln_json("run " + plan + " --shapes x:3x64 --compare-reference");
+  EXPECT_EQ(ran["outputs"][0]["name"], "probs");
+  EXPECT_EQ(ran["outputs"][0]["dims"], json::parse("[3, 10]"));
+  EXPECT_TRUE(ran["compare"][0]["max_abs_error"].is_number());
+  ASSERT_EQ(kiln("cache clear " + cache).code, 0);
+  json info = kiln_json("cache info " + cache);
+  EXPECT_EQ(info["entries"], 0);
+  EXPECT_EQ(info["trusted"], true);
+  // A failure is a document too, with the exit code and the error.
+  json missing = kiln_json("inspect " + (dir.path / "missing.onnx").string(), 3);
+  EXPECT_EQ(missing["error"]["kind"], "I/O error");
+}
+
+TEST(CliJson, ConformanceCountsMatchTheText) {
+  const std::string node_tests = "/usr/share/libonnx-testdata/data/node";
+  if (!fs::exists(node_tests)) GTEST_SKIP() << node_tests << " is not installed";
+  json doc = kiln_json("conformance " + node_tests + " --filter test_relu");
+  EXPECT_GE(doc["passed"].get<int>(), 1);
+  EXPECT_EQ(doc["failed"], 0);
+  EXPECT_TRUE(doc["failures"].is_array());
+}
+
+TEST(CliJson, NonFiniteNumbersBecomeNullWithANote) {
+  ModelBuilder m;
+  m.input("x", TensorProto::FLOAT, {"2"});
+  m.node("Sub", {"x", "x"}, {"zero"});
+  m.node("Div", {"x", "zero"}, {"y"});  // +-inf from non-zero random inputs
+  m.output("y");
+  ModelFile model(m, "kiln_cli_inf");
+  Result r = kiln_stdout("run " + model.path.string() + " --json");
+  ASSERT_EQ(r.code, 0) << r.output;
+  json doc = json::parse(r.output);  // strict: NaN or Infinity tokens would throw
+  EXPECT_TRUE(doc["outputs"][0]["max"].is_null()) << r.output;
+  ASSERT_TRUE(doc["notes"].is_array()) << r.output;
+  EXPECT_NE(doc["notes"].dump().find("/outputs/0/max: inf"), std::string::npos) << r.output;
+}
+
+}  // namespace
+
+// trtexec spellings mean what they mean there.
+namespace {
+
+TEST(CliAliases, TrtexecSpellingsBuildAndRunTheSamePlan) {
+  TempDir dir;
+  std::string plan = (dir.path / "mlp.kiln").string();
+  Result b = kiln("build --onnx " + kExamples + "/mlp.onnx --saveEngine " + plan +
+                  " --minShapes x:1x64 --optShapes x:4x64 --maxShapes x:16x64 --fp16");
+  ASSERT_EQ(b.code, 0) << b.output;
+  Result i = kiln("inspect --loadEngine " + plan);
+  EXPECT_NE(i.output.find("precision:  fp16"), std::string::npos) << i.output;
+  EXPECT_NE(i.output.find("batch: min 1, opt 4, max 16"), std::string::npos) << i.output;
+  Result fixed = kiln("build " + kExamples + "/mlp.onnx -o " + plan + " --optShapes x:4x64 --bf16");
+  ASSERT_EQ(fixed.code, 0) << fixed.output;
+  EXPECT_NE(kiln("inspect " + plan).output.find("batch: min 4, opt 4, max 4"), std::string::npos);
+  Result r = kiln("run --loadEngine " + plan + " --shapes x:4x64 --useCudaGraph");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("output probs: float32[4,10]"), std::string::npos) << r.output;
+}
+
+TEST(CliAliases, ContradictionsAreUsageErrors) {
+  const std::string mlp = kExamples + "/mlp.onnx";
+  struct Case {
+    std::string args, says;
+  };
+  for (const Case& c : {Case{"build " + mlp + " -o /dev/null --minShapes x:1x64 --optShapes x:4x64", "missing from --maxShapes"},
+                        Case{"build " + mlp + " -o /dev/null --fp16 --precision fp32", "excludes"},
+                        Case{"build " + mlp + " -o /dev/null --profile x:1x64/4x64/8x64 --optShapes x:4x64", "both --profile"},
+                        Case{"run --loadEngine " + mlp, "is not a kiln plan"},
+                        Case{"run " + mlp + " --onnx " + mlp, "give the model once"},
+                        Case{"run " + mlp + " --useCudaGraph --cuda-graphs disabled", "excludes"}}) {
+    Result r = kiln(c.args);
+    EXPECT_EQ(r.code, 2) << c.args << ": " << r.output;
+    EXPECT_NE(r.output.find(c.says), std::string::npos) << c.args << ": " << r.output;
+  }
+}
+
+}  // namespace
+
+// --device cuda:N / N, --duration and --warmUp: checked before anything runs.
+namespace {
+
+TEST(CliTiming, DeviceAndTimeSpansAreChecked) {
+  const std::string mlp = kExamples + "/mlp.onnx";
+  for (const char* bad : {"--device gpu", "--device cuda:x", "--device=-1", "--duration -1", "--duration 1e9",
+                          "--duration soon", "--warmUp nan", "--iterations 1.5"}) {
+    Result r = kiln("run " + mlp + " " + bad);
+    EXPECT_EQ(r.code, 2) << bad << ": " << r.output;
+  }
+  Result cpu = kiln("bench " + mlp + " --trace x:1x64 --device cpu");
+  EXPECT_EQ(cpu.code, 2) << cpu.output;
+  EXPECT_NE(cpu.output.find("'cpu' is not cuda, cuda:N or N"), std::string::npos) << cpu.output;
+  EXPECT_EQ(kiln("run " + mlp + " --device cpu --duration 0.5 --warmUp 10").code, 0);
+  // trtexec's --device=N means cuda:N; without a GPU here, it fails as a device error naming it.
+  Result n = kiln("run " + mlp + " --device=0");
+  if (n.code != 0) {
+    EXPECT_EQ(n.code, 5) << n.output;
+    EXPECT_NE(n.output.find("--device cuda:0"), std::string::npos) << n.output;
+  }
+}
+
+}  // namespace
+
+// A symbolic input dim without a range: the error comes before any pass and offers flags to paste.
+namespace {
+
+TEST(CliMissingProfile, ErrorNamesTheInputAndOffersAProfileToPaste) {
+  ModelBuilder m;
+  m.input("in:0", TensorProto::FLOAT, {"N", "4"});
+  m.input("mask", TensorProto::FLOAT, {"N", "4"});
+  m.node("Add", {"in:0", "mask"}, {"hidden"});
+  m.node("Relu", {"hidden"}, {"out"});
+  m.output("out");
+  ModelFile model(m, "kiln_cli_missing_profile");
+  TempDir dir;
+  std::string plan = (dir.path / "p.kiln").string();
+  Result missing = kiln("build " + model.path.string() + " -o " + plan);
+  ASSERT_EQ(missing.code, 4) << missing.output;
+  EXPECT_NE(missing.output.find("input 'in:0' dim 0 ('N')"), std::string::npos) << missing.output;
+  EXPECT_EQ(missing.output.find("hidden"), std::string::npos) << missing.output;  // no internal tensor
+  EXPECT_EQ(missing.output.find("fold"), std::string::npos) << missing.output;    // no pass ran
+  size_t from = missing.output.find("e.g. add "), to = missing.output.find(" (1/1/64");
+  ASSERT_NE(from, std::string::npos) << missing.output;
+  std::string flags = missing.output.substr(from + 9, to - from - 9);
+  EXPECT_EQ(flags, "--profile in:0:1x4/1x4/64x4 --profile mask:1x4/1x4/64x4");
+  Result pasted = kiln("build " + model.path.string() + " -o " + plan + " " + flags);
+  EXPECT_EQ(pasted.code, 0) << pasted.output;
+  // Both inputs share the symbol N: one input's profile ranges it for both.
+  Result half = kiln("build " + model.path.string() + " -o " + plan + " --profile 'in:0:2x4/4x4/8x4'");
+  EXPECT_EQ(half.code, 0) << half.output;
 }
 
 }  // namespace

@@ -1,4 +1,6 @@
-// Small command-line plumbing shared by the kiln subcommands.
+// Small command-line plumbing shared by the kiln subcommands. main.cpp turns
+// the command line into the option structs below (CLI11); the commands never
+// see argv.
 #pragma once
 
 #include <filesystem>
@@ -8,13 +10,16 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "kiln/error.h"
+#include "kiln/ir/network.h"
 #include "kiln/reference.h"
 #include "kiln/runtime.h"
 
 namespace kiln::cli {
 
-// Exit codes a script can rely on (also listed in `kiln --help`).
+// Exit codes a script can rely on (also listed in `kiln --help` and README.md).
 enum Exit : int {
   kOk = 0,
   kTestsFailed = 1,    // conformance cases failed
@@ -29,27 +34,105 @@ int exit_code_for(const Error& e);
 // then on shape and type errors are the inputs' (kRunFailed), not the model's.
 void begin_input_phase();
 
-// Parses "--flag value" / "--flag=value" options; flags in `repeatable` may
-// appear more than once. Everything else is positional.
-struct Args {
-  std::vector<std::string> positional;
-  std::map<std::string, std::vector<std::string>> options;
+// The document `--json` prints on stdout. Commands always fill it (in the
+// order fields are added); main prints it only with --json, and meanwhile
+// sends the human text of std::cout to stderr.
+using Json = nlohmann::ordered_json;
+// [1, 3, "N", "N*2"]: constant dims as numbers, symbolic ones as text.
+Json shape_json(const ir::Shape& shape);
+// NaN and infinities have no JSON spelling: each becomes null, and a line in
+// the returned notes says where it was ("/outputs/0/max: inf").
+std::vector<std::string> make_finite(Json& doc);
 
-  bool has(const std::string& flag) const { return options.count(flag) != 0; }
-  std::string get(const std::string& flag, const std::string& fallback = "") const;
-  const std::vector<std::string>& all(const std::string& flag) const;
+// The model file, given as the positional argument or with trtexec's --onnx
+// (an ONNX model) or --loadEngine (a plan).
+struct ModelArg {
+  std::string positional, onnx, engine;
 };
-Args parse_args(int argc, char** argv, int first, const std::vector<std::string>& value_flags,
-                const std::vector<std::string>& bool_flags);
+// The one path given; an error when none or several are, or when --onnx names
+// a plan or --loadEngine a file that is not one.
+std::string model_path(const ModelArg& model, const char* usage);
 
-// "a:1x3x224x224,b:4" (one or more such specs) -> {a: [1,3,224,224], b: [4]}
-std::map<std::string, std::vector<int64_t>> parse_shapes(const std::vector<std::string>& specs);
+// The runtime settings of run and bench on the GPU.
+struct RuntimeFlags {
+  std::string runtime_cache;  // FILE, `off`, or empty: the per-user default
+  bool shared_runtime_cache = false;
+  std::string kernel_specialization = "lazy";
+  std::string cuda_graphs = "whole_graph_capture";
+  std::string device = "cuda";  // cuda (the current device) or cuda:N; run also takes cpu
+};
+
+struct InspectOptions {
+  ModelArg model;
+  bool dump = false;
+};
+
+struct BuildOptions {
+  ModelArg model;
+  std::string output;
+  std::string precision = "fp32";
+  std::vector<std::string> profiles;  // NAME:MIN/OPT/MAX, each a DxD... shape
+  // trtexec's spelling of profiles: NAME:DIMS[,...] per bound.
+  std::vector<std::string> min_shapes, opt_shapes, max_shapes;
+};
+
+struct RunOptions {
+  ModelArg model;
+  std::vector<std::string> shapes, inputs;
+  std::string output_dir;
+  uint64_t seed = 0;
+  std::string precision = "fp32";
+  // Warm-up: at least `warmup` runs and `warmup_ms`; timed: at least
+  // `iterations` runs and `duration_s` (trtexec's --warmUp and --duration).
+  int warmup = 10, iterations = 100;
+  double warmup_ms = 0, duration_s = 0;
+  bool compare_reference = false, verbose = false;
+  RuntimeFlags runtime;  // device: cpu by default (main sets it)
+};
+
+struct BenchOptions {
+  ModelArg plan;
+  std::vector<std::string> traces, static_plans;
+  int repeat = 2, iterations = 100, settle_ms = 30000;
+  double duration_s = 0;  // the steady state of each shape runs at least this long
+  bool manual_capture = false;
+  std::string json_file;
+  RuntimeFlags runtime;
+};
+
+struct CacheOptions {
+  std::string verb, file;  // info | clear | warm
+  std::string arch, cache;
+  std::vector<std::string> shapes;
+  bool shared_runtime_cache = false;
+};
+
+struct ConformanceOptions {
+  std::string dir, device = "cpu", filter;
+  bool verbose = false, specialized = false;
+};
+
+// Dims like "1x3x224x224" ("" is a scalar); `what` names the flag and item in errors.
+std::vector<int64_t> parse_dims(const std::string& text, const std::string& what);
+// `--shapes a:1x3x224x224,b:4` (one or more such specs) -> {a: [1,3,224,224], b: [4]}.
+// A name may hold ':' (the dims follow the last one) and ',' (an item ends at
+// a comma that follows ":DIMS").
+std::map<std::string, std::vector<int64_t>> parse_shapes(const std::vector<std::string>& specs, const char* flag);
+// `--input NAME:FILE.npy`: NAME is the longest prefix before a ':' that names
+// an input of `net`, so both names and paths may hold ':'.
+std::pair<std::string, std::string> split_input_spec(const std::string& spec, const ir::Network& net);
 
 // Random, seeded, non-zero tensor data (small positive integers for integer dtypes).
 reference::Tensor random_tensor(DType dtype, const std::vector<int64_t>& dims, std::mt19937_64& rng);
 double percentile(std::vector<double> v, double q);
-// A non-negative count given to `flag`.
-int parse_count(const std::string& text, const char* flag);
+// Call times in microseconds, one call at a time: qps is 1e6 / mean.
+struct Latency {
+  size_t runs = 0;
+  double min = 0, max = 0, mean = 0, p50 = 0, p90 = 0, p99 = 0, qps = 0;
+};
+Latency summarize(const std::vector<double>& us);
+std::string latency_text(const Latency& l);  // "p50 X p90 X p99 X mean X min X max X qps X"
+Json latency_json(const Latency& l);
 
 // The runtime cache file and how far it is trusted.
 struct CacheFile {
@@ -57,30 +140,25 @@ struct CacheFile {
   runtime::CacheFilePolicy policy;  // --shared-runtime-cache: trust a file others can write
 };
 // --runtime-cache PATH, `off`, or the per-user default.
-std::optional<CacheFile> runtime_cache_path(const Args& args);
-// --shared-runtime-cache
-runtime::CacheFilePolicy cache_file_policy(const Args& args);
-// --kernel-specialization lazy (default) | eager | none.
-runtime::KernelSpecialization kernel_specialization(const Args& args);
+std::optional<CacheFile> runtime_cache_path(const RuntimeFlags& flags);
 // A runtime config for the current device that prints progress as `who` and
 // loads the runtime cache file, if any (problems with it are warnings).
-runtime::RuntimeConfig gpu_config(const char* who, const std::optional<CacheFile>& cache_file,
-                                  runtime::KernelSpecialization strategy, runtime::CudaGraphStrategy graphs);
-// --cuda-graphs whole_graph_capture (default) | disabled.
-runtime::CudaGraphStrategy cuda_graph_strategy(const Args& args);
+runtime::RuntimeConfig gpu_config(const char* who, const std::optional<CacheFile>& cache_file, const RuntimeFlags& flags);
 // One line of a context's CUDA graph counters, then its fallbacks by reason.
 void print_graph_stats(const runtime::ExecutionContext& context);
+// The same counters as a JSON object.
+Json graph_stats_json(const runtime::ExecutionContext& context);
 // Saves the config's cache back to its file (merging what others wrote).
 void save_runtime_cache(const char* who, const runtime::RuntimeConfig& config,
                         const std::optional<CacheFile>& cache_file);
 
-int cmd_inspect(const Args& args);
-int cmd_build(const Args& args);
+int cmd_inspect(const InspectOptions& options, Json& doc);
+int cmd_build(const BuildOptions& options, Json& doc);
 // A model path is a plan when the file starts with the plan magic.
 bool is_plan_file(const std::string& path);
-int cmd_run(const Args& args);
-int cmd_conformance(const Args& args);
-int cmd_cache(const Args& args);
-int cmd_bench(const Args& args);
+int cmd_run(const RunOptions& options, Json& doc);
+int cmd_conformance(const ConformanceOptions& options, Json& doc);
+int cmd_cache(const CacheOptions& options, Json& doc);
+int cmd_bench(const BenchOptions& options, Json& doc);
 
 }  // namespace kiln::cli

@@ -24,16 +24,11 @@ struct ShapeResult {
   std::string key;
   std::vector<double> calls;  // trace calls at this shape, in order (us)
   double steady_us = 0;
+  Latency steady;  // the steady-state calls: steady_us is its p50
   double static_us = 0;  // an engine built for exactly this shape (--static-plan), measured interleaved
   double manual_us = 0;  // the same kernels captured by hand into a graph and replayed (--manual-capture)
   runtime::ExecutionContext::ShapeStats first_stats, steady_stats;
 };
-
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char ch : s) out += (ch == '"' || ch == '\\') ? std::string("\\") + ch : std::string(1, ch);
-  return out;
-}
 
 std::string stats_text(const runtime::ExecutionContext::ShapeStats& st) {
   return str(st.generic, " generic, ", st.specialized, " specialized, ", st.pending, " pending; prepared in ", st.prepare_ms,
@@ -42,22 +37,21 @@ std::string stats_text(const runtime::ExecutionContext::ShapeStats& st) {
 
 }  // namespace
 
-int cmd_bench(const Args& args) {
-  if (args.positional.size() != 1 || !args.has("--trace"))
-    fail(ErrorCode::kInvalidArgument, "usage: kiln bench PLAN.kiln --trace x:1x7x512 [--trace x:1x16x512 ...] [--repeat N]");
-  const std::string& file = args.positional[0];
+int cmd_bench(const BenchOptions& options, Json& doc) {
+  const char* usage = "usage: kiln bench PLAN.kiln --trace x:1x7x512 [--trace x:1x16x512 ...] [--repeat N]";
+  std::string file = model_path(options.plan, usage);
+  if (options.traces.empty()) fail(ErrorCode::kInvalidArgument, "no --trace given; ", usage);
   if (!is_plan_file(file)) fail(ErrorCode::kInvalidArgument, file, " is not a kiln plan (build one with kiln build)");
-  int repeat = parse_count(args.get("--repeat", "2"), "--repeat");
-  int iterations = std::max(1, parse_count(args.get("--iterations", "100"), "--iterations"));
-  int settle_ms = parse_count(args.get("--settle-ms", "30000"), "--settle-ms");
-  runtime::KernelSpecialization strategy = kernel_specialization(args);
+  int repeat = options.repeat, settle_ms = options.settle_ms;
+  int iterations = std::max(1, options.iterations);
+  runtime::KernelSpecialization strategy = *runtime::parse_kernel_specialization(options.runtime.kernel_specialization);
   plan::Plan p = plan::load(file);
   begin_input_phase();
   const ir::Network& net = p.network;
 
   // Inputs for every distinct shape set of the trace, made before anything is timed.
   std::vector<std::map<std::string, std::vector<int64_t>>> trace;
-  for (const std::string& spec : args.all("--trace")) trace.push_back(parse_shapes({spec}));
+  for (const std::string& spec : options.traces) trace.push_back(parse_shapes({spec}, "--trace"));
   std::mt19937_64 rng(0);
   std::vector<std::map<std::string, std::vector<int64_t>>> distinct;
   std::vector<size_t> trace_index;  // trace entry -> distinct index
@@ -67,8 +61,8 @@ int cmd_bench(const Args& args) {
     if (it == distinct.end()) distinct.push_back(shapes);
   }
 
-  auto cache_file = runtime_cache_path(args);
-  runtime::RuntimeConfig config = gpu_config("kiln bench", cache_file, strategy, cuda_graph_strategy(args));
+  auto cache_file = runtime_cache_path(options.runtime);
+  runtime::RuntimeConfig config = gpu_config("kiln bench", cache_file, options.runtime);
   auto start = Clock::now();
   auto engine = runtime::Engine::create(p, config);
   auto context = engine->create_context();
@@ -129,7 +123,7 @@ int cmd_bench(const Args& args) {
     std::unique_ptr<runtime::DeviceIo> io;
   };
   std::map<size_t, StaticEngine> statics;  // by distinct shape
-  for (const std::string& file : args.all("--static-plan")) {
+  for (const std::string& file : options.static_plans) {
     plan::Plan sp = plan::load(file);
     ir::SymbolBindings fixed;  // symbols whose profile range is a single value
     for (auto& [symbol, range] : sp.network.dim_ranges())
@@ -166,7 +160,7 @@ int cmd_bench(const Args& args) {
   // What a user gets by capturing kiln by hand (native graphs off) once the
   // kernels are specialized: the graph replayed with the same kernels.
   std::unique_ptr<runtime::ExecutionContext> manual_context;
-  if (args.has("--manual-capture")) {
+  if (options.manual_capture) {
     manual_context = engine->create_context();
     manual_context->set_cuda_graph_strategy(runtime::CudaGraphStrategy::kDisabled);
   }
@@ -209,14 +203,16 @@ int cmd_bench(const Args& args) {
     auto st = statics.find(d);
     if (st != statics.end())
       for (int i = 0; i < 10; ++i) static_call(st->second);
-    for (int round = 0; round < kRounds; ++round) {
+    auto steady_start = Clock::now();
+    for (int round = 0; round < kRounds || micros_since(steady_start) < 1e6 * options.duration_s; ++round) {
       for (int i = 0; i < (iterations + kRounds - 1) / kRounds; ++i) times.push_back(call(d));
       if (st != statics.end())
         for (int i = 0; i < (iterations + kRounds - 1) / kRounds; ++i) static_times.push_back(static_call(st->second));
     }
     results[d].steady_us = percentile(times, 0.5);
+    results[d].steady = summarize(times);
     if (st != statics.end()) results[d].static_us = percentile(static_times, 0.5);
-    if (args.has("--manual-capture")) results[d].manual_us = manual_capture_us(d);
+    if (options.manual_capture) results[d].manual_us = manual_capture_us(d);
     results[d].steady_stats = context->specialization_stats().front();
   }
   print_graph_stats(*context);
@@ -229,24 +225,34 @@ int cmd_bench(const Args& args) {
               << (r.static_us > 0 ? str(" (static engine ", r.static_us, ", ratio ", r.steady_us / r.static_us, ")") : "")
               << (r.manual_us > 0 ? str(" (manual capture ", r.manual_us, ")") : "")
               << "  (" << stats_text(r.steady_stats) << ")\n";
-  if (args.has("--json")) {
-    std::ostringstream out;
-    auto g = context->graph_stats();
-    out << "{\"strategy\": \"" << runtime::kernel_specialization_name(strategy) << "\", \"cuda_graphs\": \""
-        << runtime::cuda_graph_strategy_name(config.cuda_graph_strategy) << "\", \"captures\": " << g.captures
-        << ", \"replays\": " << g.replays << ", \"updates\": " << g.updates << ", \"setup_ms\": " << setup_ms
-        << ", \"shapes\": [";
-    for (size_t d = 0; d < results.size(); ++d) {
-      const ShapeResult& r = results[d];
-      out << (d ? ", " : "") << "{\"shape\": \"" << json_escape(r.key) << "\", \"calls_us\": [";
-      for (size_t i = 0; i < r.calls.size(); ++i) out << (i ? ", " : "") << r.calls[i];
-      out << "], \"steady_us\": " << r.steady_us << ", \"static_us\": " << r.static_us << ", \"manual_us\": " << r.manual_us << ", \"first_generic\": " << r.first_stats.generic
-          << ", \"first_pending\": " << r.first_stats.pending << ", \"prepare_ms\": " << r.first_stats.prepare_ms << ", \"steady_generic\": " << r.steady_stats.generic
-          << ", \"steady_specialized\": " << r.steady_stats.specialized << ", \"steady_pending\": " << r.steady_stats.pending
-          << "}";
-    }
-    out << "]}\n";
-    file_io::write_file_atomic(args.get("--json"), {out.str()});
+  for (auto& r : results) std::cout << r.key << " steady state over " << r.steady.runs << " calls (us): " << latency_text(r.steady) << "\n";
+  auto g = context->graph_stats();
+  doc["plan"] = file;
+  doc["strategy"] = runtime::kernel_specialization_name(strategy);
+  doc["cuda_graphs"] = runtime::cuda_graph_strategy_name(config.cuda_graph_strategy);
+  doc["captures"] = g.captures;
+  doc["replays"] = g.replays;
+  doc["updates"] = g.updates;
+  doc["setup_ms"] = setup_ms;
+  doc["shapes"] = Json::array();
+  for (const ShapeResult& r : results)
+    doc["shapes"].push_back({{"shape", r.key},
+                             {"calls_us", r.calls},
+                             {"steady_us", r.steady_us},
+                             {"static_us", r.static_us},
+                             {"manual_us", r.manual_us},
+                             {"first_generic", r.first_stats.generic},
+                             {"first_pending", r.first_stats.pending},
+                             {"prepare_ms", r.first_stats.prepare_ms},
+                             {"steady_generic", r.steady_stats.generic},
+                             {"steady_specialized", r.steady_stats.specialized},
+                             {"steady_pending", r.steady_stats.pending},
+                             {"steady", latency_json(r.steady)}});
+  if (!options.json_file.empty()) {
+    Json copy = doc;  // what --json prints
+    copy["exit_code"] = kOk;
+    if (auto notes = make_finite(copy); !notes.empty()) copy["notes"] = notes;
+    file_io::write_file_atomic(options.json_file, {copy.dump(2, ' ', false, Json::error_handler_t::replace) + "\n"});
   }
   return kOk;
 }

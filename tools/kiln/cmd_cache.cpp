@@ -22,12 +22,10 @@ int parse_arch(const std::string& text) {
 
 }  // namespace
 
-int cmd_cache(const Args& args) {
-  const char* usage =
-      "usage: kiln cache info FILE | kiln cache clear FILE | kiln cache warm PLAN.kiln --arch sm_90 --cache FILE [--shapes x:4x256,mask:4x16 ...]";
-  if (args.positional.empty()) fail(ErrorCode::kInvalidArgument, usage);
-  const std::string& verb = args.positional[0];
-  runtime::CacheFilePolicy policy = cache_file_policy(args);
+int cmd_cache(const CacheOptions& options, Json& doc) {
+  const std::string& verb = options.verb;
+  runtime::CacheFilePolicy policy;
+  policy.shared = options.shared_runtime_cache;
   runtime::RuntimeCache cache(runtime::compiler_version(), policy);
   // clear and warm exist to change the file: not writing it is a failure.
   auto save = [&](const std::string& file, bool replacing) {
@@ -35,44 +33,49 @@ int cmd_cache(const Args& args) {
     print_warnings(result.warnings);
     if (!result.saved) fail(ErrorCode::kIoError, "could not write the runtime cache ", file);
   };
-  if (verb == "info" && args.positional.size() == 2) {
+  if (verb == "info") {
     // Reads only: no lock file is created, nothing is written.
-    const std::string& file = args.positional[1];
+    const std::string& file = options.file;
     print_warnings(cache.merge_serialized(runtime::read_cache_file(file), file));
     std::cout << "entries: " << cache.entry_count() << "\nbytes: " << cache.bytes() << "\n";
     for (auto& [arch, n] : cache.entries_per_arch()) std::cout << "sm_" << arch << ": " << n << "\n";
     if (!cache.loaded_origin().empty()) std::cout << "written by: " << cache.loaded_origin() << "\n";
     std::string problem = runtime::cache_file_trust_problem(file, policy.shared);
     std::cout << "trusted: " << (problem.empty() ? "yes" : "no: " + problem) << "\n";
+    doc["file"] = file;
+    doc["entries"] = cache.entry_count();
+    doc["bytes"] = cache.bytes();
+    doc["per_arch"] = Json::object();
+    for (auto& [arch, n] : cache.entries_per_arch()) doc["per_arch"]["sm_" + std::to_string(arch)] = n;
+    doc["written_by"] = cache.loaded_origin().empty() ? Json(nullptr) : Json(cache.loaded_origin());
+    doc["trusted"] = problem.empty();
+    if (!problem.empty()) doc["trust_problem"] = problem;
     return kOk;
   }
-  if (verb == "clear" && args.positional.size() == 2) {
-    save(args.positional[1], true);
-    std::cout << "cleared " << args.positional[1] << "\n";
+  if (verb == "clear") {
+    save(options.file, true);
+    std::cout << "cleared " << options.file << "\n";
     return kOk;
   }
-  if (verb == "warm" && args.positional.size() == 2) {
-    if (!args.has("--arch") || !args.has("--cache")) fail(ErrorCode::kInvalidArgument, usage);
-    int arch = parse_arch(args.get("--arch"));
-    std::vector<runtime::InputShapes> shape_sets;
-    for (const std::string& spec : args.all("--shapes")) {  // each flag: one set of input shapes
-      runtime::InputShapes set;
-      for (auto& [name, dims] : parse_shapes({spec})) set[name] = dims;
-      shape_sets.push_back(std::move(set));
-    }
-    plan::Plan p = plan::load(args.positional[1]);
-    begin_input_phase();
-    const std::string& file = args.get("--cache");
-    print_warnings(cache.load_file(file));
-    size_t before = cache.entry_count();
-    int kernels = runtime::warm_cache(p, arch, cache, [](const std::string& line) { std::cerr << "kiln cache: " << line << "\n"; },
-                                      shape_sets);
-    save(file, false);
-    std::cout << "warmed " << file << ": " << kernels << " kernels for sm_" << arch << ", " << cache.entry_count() - before
-              << " new entries\n";
-    return kOk;
+  // warm (the parser knows no other verb)
+  int arch = parse_arch(options.arch);
+  std::vector<runtime::InputShapes> shape_sets;
+  for (const std::string& spec : options.shapes) {  // each flag: one set of input shapes
+    runtime::InputShapes set;
+    for (auto& [name, dims] : parse_shapes({spec}, "--shapes")) set[name] = dims;
+    shape_sets.push_back(std::move(set));
   }
-  fail(ErrorCode::kInvalidArgument, usage);
+  plan::Plan p = plan::load(options.file);
+  begin_input_phase();
+  const std::string& file = options.cache;
+  print_warnings(cache.load_file(file));
+  size_t before = cache.entry_count();
+  int kernels = runtime::warm_cache(p, arch, cache, [](const std::string& line) { std::cerr << "kiln cache: " << line << "\n"; },
+                                    shape_sets);
+  save(file, false);
+  std::cout << "warmed " << file << ": " << kernels << " kernels for sm_" << arch << ", " << cache.entry_count() - before
+            << " new entries\n";
+  return kOk;
 }
 
 }  // namespace kiln::cli

@@ -8,12 +8,8 @@
 
 namespace kiln::cli {
 
-int cmd_conformance(const Args& args) {
-  if (args.positional.size() != 1)
-    fail(ErrorCode::kInvalidArgument, "usage: kiln conformance DIR [--device cpu] [--filter TEXT] [--verbose]");
-  std::string device_name = args.get("--device", "cpu");
-  if (device_name != "cpu" && device_name != "cuda" && device_name != "plan")
-    fail(ErrorCode::kInvalidArgument, "--device must be cpu, plan or cuda");
+int cmd_conformance(const ConformanceOptions& options, Json& doc) {
+  const std::string& device_name = options.device;  // cpu, plan or cuda: the parser accepted no other
   conformance::Device device = device_name == "cuda"   ? conformance::Device::kCuda
                                : device_name == "plan" ? conformance::Device::kPlan
                                                        : conformance::Device::kCpu;
@@ -21,11 +17,11 @@ int cmd_conformance(const Args& args) {
     std::string why;
     if (!runtime::cuda_available(&why)) fail(ErrorCode::kDevice, "--device cuda: ", why);
   }
-  bool verbose = args.has("--verbose");
+  bool verbose = options.verbose;
   using conformance::Status;
   auto label = [](Status s) { return s == Status::kPassed ? "PASS" : s == Status::kFailed ? "FAIL" : "SKIP"; };
   int done = 0;
-  conformance::Report report = conformance::run_suite(args.positional[0], args.get("--filter"), device, args.has("--specialized"), [&](const conformance::CaseResult& r) {
+  conformance::Report report = conformance::run_suite(options.dir, options.filter, device, options.specialized, [&](const conformance::CaseResult& r) {
     ++done;
     if (verbose || r.status == Status::kFailed)
       std::cout << label(r.status) << " " << r.name << (r.detail.empty() ? "" : ": " + r.detail) << "\n";
@@ -42,6 +38,21 @@ int cmd_conformance(const Args& args) {
   std::cout << "skips by reason:\n";
   for (auto& [reason, n] : reasons) std::cout << "  " << reason << ": " << n << "\n";
   std::cout << report.passed << " passed, " << report.failed << " failed, " << report.skipped << " skipped\n";
+  doc["dir"] = options.dir;
+  doc["device"] = device_name;
+  doc["passed"] = report.passed;
+  doc["failed"] = report.failed;
+  doc["skipped"] = report.skipped;
+  doc["failures"] = Json::array();
+  for (auto& c : report.cases)
+    if (c.status == Status::kFailed) doc["failures"].push_back({{"name", c.name}, {"detail", c.detail}});
+  doc["per_op"] = Json::object();
+  for (auto& [op, n] : per_op) doc["per_op"][op] = {{"passed", n[0]}, {"failed", n[1]}, {"skipped", n[2]}};
+  doc["skips_by_reason"] = reasons;
+  if (verbose) {  // every case, as the text lists them
+    doc["cases"] = Json::array();
+    for (auto& c : report.cases) doc["cases"].push_back({{"name", c.name}, {"status", label(c.status)}, {"detail", c.detail}});
+  }
   return report.failed ? kTestsFailed : kOk;
 }
 

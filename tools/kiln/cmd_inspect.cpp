@@ -1,4 +1,5 @@
 // kiln inspect: what a model declares and what kiln makes of it.
+#include <algorithm>
 #include <iostream>
 #include <map>
 
@@ -13,7 +14,30 @@ bool is_plan_file(const std::string& path) { return file_io::has_magic(path, "KI
 
 namespace {
 
-int inspect_plan(const std::string& path, bool dump) {
+Json values_json(const ir::Network& net, const std::vector<ir::ValueId>& ids) {
+  Json out = Json::array();
+  for (ir::ValueId id : ids)
+    out.push_back({{"name", net.value(id).name}, {"dtype", dtype_name(net.value(id).dtype)}, {"shape", shape_json(net.value(id).shape)}});
+  return out;
+}
+
+// A declared ONNX shape as inspect prints it ("[N,3,224,224]", "?" for an
+// unknown rank) -> [ "N", 3, 224, 224 ] or null.
+Json declared_shape_json(const std::string& text) {
+  if (text.size() < 2 || text.front() != '[' || text.back() != ']') return nullptr;
+  Json dims = Json::array();
+  std::string inner = text.substr(1, text.size() - 2);
+  for (size_t at = 0; !inner.empty() && at <= inner.size();) {
+    size_t comma = std::min(inner.find(',', at), inner.size());
+    std::string dim = inner.substr(at, comma - at);
+    if (!dim.empty() && dim.size() < 19 && dim.find_first_not_of("0123456789") == std::string::npos) dims.push_back(std::stoll(dim));
+    else dims.push_back(dim);
+    at = comma + 1;
+  }
+  return dims;
+}
+
+int inspect_plan(const std::string& path, bool dump, Json& doc) {
   plan::Plan p = plan::load(path);
   const ir::Network& net = p.network;
   std::cout << "plan:       " << path << "\n";
@@ -43,15 +67,31 @@ int inspect_plan(const std::string& path, bool dump) {
   std::cout << "arena:      " << p.arena_bytes << " bytes (largest shapes)\n";
   std::cout << "weights:    " << net.parameter_count() << " elements, " << net.parameter_bytes() << " bytes\n";
   if (dump) std::cout << "\n" << ir::dump_network(net);
+  doc["kind"] = "plan";
+  doc["path"] = path;
+  doc["source"] = p.source;
+  doc["kiln_version"] = p.kiln_version;
+  doc["plan_format"] = plan::kFormatVersion;
+  doc["precision"] = plan::precision_name(p.precision);
+  doc["inputs"] = values_json(net, net.inputs());
+  doc["outputs"] = values_json(net, net.outputs());
+  doc["ranges"] = Json::object();
+  for (auto& [s, r] : net.dim_ranges()) doc["ranges"][s] = {{"min", r.min}, {"opt", r.opt}, {"max", r.max}};
+  doc["kernels"] = net.nodes().size();
+  doc["kernel_histogram"] = kernels;
+  doc["fused_groups"] = fused_groups;
+  doc["fused_ops"] = fused_ops;
+  doc["arena_bytes"] = p.arena_bytes;
+  doc["weight_elements"] = net.parameter_count();
+  doc["weight_bytes"] = net.parameter_bytes();
   return kOk;
 }
 
 }  // namespace
 
-int cmd_inspect(const Args& args) {
-  if (args.positional.size() != 1) fail(ErrorCode::kInvalidArgument, "usage: kiln inspect MODEL.onnx|PLAN.kiln [--dump]");
-  const std::string& path = args.positional[0];
-  if (is_plan_file(path)) return inspect_plan(path, args.has("--dump"));
+int cmd_inspect(const InspectOptions& options, Json& doc) {
+  std::string path = model_path(options.model, "usage: kiln inspect MODEL.onnx|PLAN.kiln [--dump]");
+  if (is_plan_file(path)) return inspect_plan(path, options.dump, doc);
   onnx::ModelSummary s = onnx::summarize_model(path);
   std::cout << "model:      " << path << "\n";
   std::cout << "graph:      " << (s.graph_name.empty() ? "(unnamed)" : s.graph_name) << "\n";
@@ -68,6 +108,20 @@ int cmd_inspect(const Args& args) {
   if (s.unsupported_ops.empty()) std::cout << "none\n";
   for (size_t i = 0; i < s.unsupported_ops.size(); ++i)
     std::cout << s.unsupported_ops[i] << (i + 1 < s.unsupported_ops.size() ? ", " : "\n");
+  doc["kind"] = "model";
+  doc["path"] = path;
+  doc["graph"] = s.graph_name;
+  doc["producer"] = s.producer;
+  doc["ir_version"] = s.ir_version;
+  doc["opset"] = s.opset;
+  doc["supported_opsets"] = {onnx::min_supported_opset(), onnx::max_supported_opset()};
+  for (const char* key : {"inputs", "outputs"}) {
+    doc[key] = Json::array();
+    for (auto& io : key == std::string("inputs") ? s.inputs : s.outputs)
+      doc[key].push_back({{"name", io.name}, {"dtype", io.dtype}, {"shape", declared_shape_json(io.shape)}});
+  }
+  doc["ops"] = s.op_histogram;
+  doc["unsupported_ops"] = s.unsupported_ops;
 
   ir::Network net;
   try {
@@ -75,6 +129,8 @@ int cmd_inspect(const Args& args) {
   } catch (const Error& e) {
     std::cout << "status:     cannot load: " << e.what() << "\n";
     std::cerr << "kiln inspect: " << error_code_name(e.code()) << ": " << e.what() << "\n";
+    doc["status"] = "cannot load";
+    doc["error"] = {{"kind", error_code_name(e.code())}, {"message", e.what()}};
     return exit_code_for(e);
   }
   std::cout << "parameters: " << net.parameter_count() << " (" << net.parameter_bytes() << " bytes)\n";
@@ -87,7 +143,13 @@ int cmd_inspect(const Args& args) {
   if (!net.data_dependent_symbols().empty())
     std::cout << "note:       " << net.data_dependent_symbols().size() << " dims depend on input data\n";
   std::cout << "status:     ok\n";
-  if (args.has("--dump")) std::cout << "\n" << ir::dump_network(net);
+  doc["parameters"] = net.parameter_count();
+  doc["parameter_bytes"] = net.parameter_bytes();
+  doc["nodes"] = net.nodes().size();
+  doc["inferred_outputs"] = values_json(net, net.outputs());
+  doc["data_dependent_dims"] = net.data_dependent_symbols().size();
+  doc["status"] = "ok";
+  if (options.dump) std::cout << "\n" << ir::dump_network(net);
   return kOk;
 }
 

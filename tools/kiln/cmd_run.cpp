@@ -19,37 +19,6 @@
 
 namespace kiln::cli {
 
-// "a:1x3x224x224,b:4" -> {a: [1,3,224,224], b: [4]}
-std::map<std::string, std::vector<int64_t>> parse_shapes(const std::vector<std::string>& specs) {
-  std::map<std::string, std::vector<int64_t>> out;
-  for (const std::string& spec : specs) {
-    size_t start = 0;
-    while (start <= spec.size()) {
-      size_t comma = spec.find(',', start);
-      std::string item = spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      size_t colon = item.rfind(':');
-      if (colon == std::string::npos || colon == 0)
-        fail(ErrorCode::kInvalidArgument, "--shapes item '", item, "' must look like name:1x3x224x224");
-      std::vector<int64_t> dims;
-      std::string rest = item.substr(colon + 1);
-      size_t at = 0;
-      while (!rest.empty() && at <= rest.size()) {
-        size_t x = rest.find('x', at);
-        std::string num = rest.substr(at, x == std::string::npos ? std::string::npos : x - at);
-        if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos || num.size() > 12)
-          fail(ErrorCode::kInvalidArgument, "--shapes item '", item, "' has a bad dim '", num, "'");
-        dims.push_back(std::stoll(num));
-        if (x == std::string::npos) break;
-        at = x + 1;
-      }
-      out[item.substr(0, colon)] = dims;
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
-  }
-  return out;
-}
-
 namespace {
 
 namespace fs = std::filesystem;
@@ -62,11 +31,10 @@ std::string safe_file_name(const std::string& name) {
 
 
 // An ONNX model run on the GPU is built on the fly; symbolic dims get the given shapes as their range.
-plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs, const Args& args) {
+plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs,
+                         const std::string& precision) {
   builder::BuildOptions options;
-  auto precision = plan::parse_precision(args.get("--precision", "fp32"));
-  if (!precision) fail(ErrorCode::kInvalidArgument, "--precision must be fp32, fp16 or bf16");
-  options.precision = *precision;
+  options.precision = *plan::parse_precision(precision);  // the parser accepted only these names
   for (ir::ValueId id : net.inputs()) {
     const auto& dims = inputs.at(net.value(id).name).dims;
     builder::add_input_profile(net, net.value(id).name, dims, dims, dims, options);
@@ -75,11 +43,10 @@ plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, ref
   return builder::build(net, options);
 }
 
-std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::string, reference::Tensor>& inputs, int warmup,
-                                          int iterations, const std::optional<CacheFile>& cache_file,
-                                          runtime::KernelSpecialization strategy, runtime::CudaGraphStrategy graphs,
-                                          bool verbose) {
-  runtime::RuntimeConfig config = gpu_config("kiln run", cache_file, strategy, graphs);
+std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::string, reference::Tensor>& inputs,
+                                          const RunOptions& options, Json& doc) {
+  auto cache_file = runtime_cache_path(options.runtime);
+  runtime::RuntimeConfig config = gpu_config("kiln run", cache_file, options.runtime);
   auto start = std::chrono::steady_clock::now();
   auto ms_since = [](std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
@@ -99,7 +66,7 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
   cudaEventCreate(&begin);
   cudaEventCreate(&end);
   double gpu_ms_total = 0;
-  for (int i = 0; i < warmup + iterations; ++i) {
+  auto call = [&](bool timed) {
     auto t0 = std::chrono::steady_clock::now();
     cudaEventRecord(begin, stream);
     context->enqueue(stream);
@@ -108,29 +75,42 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
     double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
     float gpu_ms = 0;
     cudaEventElapsedTime(&gpu_ms, begin, end);
-    if (i >= warmup) {
+    if (timed) {
       latency.push_back(us);
       gpu_ms_total += gpu_ms;
     }
-  }
+  };
+  // Each phase lasts for at least its count of runs and at least its time.
+  auto phase = std::chrono::steady_clock::now();
+  for (int i = 0; i < options.warmup || ms_since(phase) < options.warmup_ms; ++i) call(false);
+  phase = std::chrono::steady_clock::now();
+  while (latency.size() < size_t(options.iterations) || ms_since(phase) < 1000 * options.duration_s) call(true);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) fail(ErrorCode::kDevice, "timed runs failed: ", cudaGetErrorString(e));
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, engine->device());
   std::cout << "device: cuda " << prop.name << ", " << engine->kernel_count() << " compiled kernels, engine+context "
             << setup_ms << " ms (engine " << engine_ms << " ms, context with its warm-up run " << setup_ms - engine_ms << " ms)\n";
+  doc["device_name"] = prop.name;
+  doc["kernels"] = engine->kernel_count();
+  doc["setup_ms"] = setup_ms;
+  doc["engine_ms"] = engine_ms;
   if (!latency.empty()) {
-    double mean = 0;
-    for (double x : latency) mean += x;
-    mean /= double(latency.size());
-    std::cout << "latency over " << latency.size() << " runs (us): p50 " << percentile(latency, 0.5) << " p90 "
-              << percentile(latency, 0.9) << " p99 " << percentile(latency, 0.99) << " mean " << mean
-              << "; GPU time per run " << 1000.0 * gpu_ms_total / double(latency.size()) << " us\n";
+    Latency l = summarize(latency);
+    std::cout << "latency over " << latency.size() << " runs (us): " << latency_text(l) << "; GPU time per run "
+              << 1000.0 * gpu_ms_total / double(latency.size()) << " us\n";
+    doc["latency_us"] = latency_json(l);
+    doc["gpu_us_per_run"] = 1000.0 * gpu_ms_total / double(latency.size());
   }
-  if (verbose) print_graph_stats(*context);
-  if (verbose)
+  doc["cuda_graphs"] = graph_stats_json(*context);
+  doc["specialization"] = Json::array();
+  for (auto& st : context->specialization_stats())
+    doc["specialization"].push_back(
+        {{"shape", st.shape}, {"generic", st.generic}, {"specialized", st.specialized}, {"pending", st.pending}});
+  if (options.verbose) print_graph_stats(*context);
+  if (options.verbose)
     for (auto& st : context->specialization_stats())
-      std::cout << "kernels at " << st.shape << " (" << runtime::kernel_specialization_name(strategy) << "): " << st.generic
+      std::cout << "kernels at " << st.shape << " (" << options.runtime.kernel_specialization << "): " << st.generic
                 << " generic, " << st.specialized << " specialized, " << st.pending << " pending\n";
   cudaEventDestroy(begin);
   cudaEventDestroy(end);
@@ -140,8 +120,9 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
   return outputs;
 }
 
-void compare_with_reference(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs,
+Json compare_with_reference(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs,
                             const std::vector<reference::Tensor>& outputs) {
+  Json out = Json::array();
   std::vector<reference::Tensor> expected = reference::run(net, inputs);
   for (size_t i = 0; i < outputs.size(); ++i) {
     std::vector<double> a = ir::read_doubles(outputs[i]), b = ir::read_doubles(expected[i]);
@@ -155,34 +136,29 @@ void compare_with_reference(const ir::Network& net, const std::map<std::string, 
     }
     std::cout << "compare " << net.value(net.outputs()[i]).name << ": max abs error " << max_abs << ", max rel error "
               << max_rel << ", max abs error / max |reference| " << (scale > 0 ? max_abs / scale : max_abs) << "\n";
+    out.push_back({{"output", net.value(net.outputs()[i]).name},
+                   {"max_abs_error", max_abs},
+                   {"max_rel_error", max_rel},
+                   {"max_abs_error_over_max_reference", scale > 0 ? max_abs / scale : max_abs}});
   }
+  return out;
 }
 
 }  // namespace
 
-int cmd_run(const Args& args) {
-  if (args.positional.size() != 1)
-    fail(ErrorCode::kInvalidArgument, "usage: kiln run MODEL.onnx [--device cpu] [--shapes ...] [--input NAME:FILE.npy]");
-  std::string device = args.get("--device", "cpu");
-  if (device != "cpu" && device != "cuda") fail(ErrorCode::kInvalidArgument, "--device must be cpu or cuda");
-  int warmup = parse_count(args.get("--warmup", "10"), "--warmup"), iterations = parse_count(args.get("--iterations", "100"), "--iterations");
-  uint64_t seed = 0;
-  try {
-    seed = std::stoull(args.get("--seed", "0"));
-  } catch (const std::exception&) {
-    fail(ErrorCode::kInvalidArgument, "--seed must be a non-negative integer");
-  }
-  const std::string& model = args.positional[0];
+int cmd_run(const RunOptions& options, Json& doc) {
+  std::string model = model_path(options.model, "usage: kiln run MODEL.onnx|PLAN.kiln [--device cpu|cuda] [--shapes ...] [--input NAME:FILE.npy]");
+  uint64_t seed = options.seed;
   std::optional<plan::Plan> loaded_plan;
   if (is_plan_file(model)) loaded_plan = plan::load(model);
   ir::Network net = loaded_plan ? loaded_plan->network : onnx::load_model(model);
   begin_input_phase();
-  auto shapes = parse_shapes(args.all("--shapes"));
+  auto shapes = parse_shapes(options.shapes, "--shapes");
   std::map<std::string, reference::Tensor> inputs;
-  for (const std::string& spec : args.all("--input")) {
-    size_t colon = spec.find(':');
-    if (colon == std::string::npos || colon == 0) fail(ErrorCode::kInvalidArgument, "--input must look like name:file.npy");
-    inputs[spec.substr(0, colon)] = io::read_npy(spec.substr(colon + 1));
+  for (const std::string& spec : options.inputs) {
+    auto [name, file] = split_input_spec(spec, net);
+    if (inputs.count(name)) fail(ErrorCode::kInvalidArgument, "--input gives '", name, "' twice");
+    inputs[name] = io::read_npy(file);
   }
   for (auto& [name, dims] : shapes)
     if (!net.find_value(name) || !net.value(*net.find_value(name)).is_input)
@@ -229,23 +205,32 @@ int cmd_run(const Args& args) {
     inputs[v.name] = random_tensor(v.dtype, dims, rng);
   }
 
+  doc["model"] = model;
+  doc["device"] = options.runtime.device;
+  doc["seed"] = seed;
+  doc["inputs"] = Json::array();
+  for (ir::ValueId id : net.inputs()) {
+    const reference::Tensor& t = inputs.at(net.value(id).name);
+    doc["inputs"].push_back({{"name", net.value(id).name}, {"dtype", dtype_name(t.dtype)}, {"dims", t.dims}});
+  }
   std::vector<reference::Tensor> outputs;
-  if (device == "cpu") {
+  if (options.runtime.device == "cpu") {
     auto start = std::chrono::steady_clock::now();
     outputs = reference::run(net, inputs);
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::cout << "device: cpu (reference interpreter), seed " << seed << ", " << ms << " ms\n";
+    doc["reference_ms"] = ms;
   } else {
-    plan::Plan p = loaded_plan ? std::move(*loaded_plan) : build_for_run(net, inputs, args);
-    outputs = run_on_gpu(std::move(p), inputs, warmup, iterations, runtime_cache_path(args), kernel_specialization(args),
-                         cuda_graph_strategy(args), args.has("--verbose"));
+    plan::Plan p = loaded_plan ? std::move(*loaded_plan) : build_for_run(net, inputs, options.precision);
+    outputs = run_on_gpu(std::move(p), inputs, options, doc);
   }
-  if (args.has("--compare-reference")) compare_with_reference(net, inputs, outputs);
-  if (args.has("--output-dir")) {
+  if (options.compare_reference) doc["compare"] = compare_with_reference(net, inputs, outputs);
+  if (!options.output_dir.empty()) {
     std::error_code ec;
-    fs::create_directories(args.get("--output-dir"), ec);
-    if (ec) fail(ErrorCode::kIoError, "cannot create --output-dir ", args.get("--output-dir"), ": ", ec.message());
+    fs::create_directories(options.output_dir, ec);
+    if (ec) fail(ErrorCode::kIoError, "cannot create --output-dir ", options.output_dir, ": ", ec.message());
   }
+  doc["outputs"] = Json::array();
   for (size_t i = 0; i < outputs.size(); ++i) {
     const ir::Value& v = net.value(net.outputs()[i]);
     const reference::Tensor& t = outputs[i];
@@ -259,11 +244,19 @@ int cmd_run(const Args& args) {
     std::cout << "output " << v.name << ": " << dtype_name(t.dtype) << ir::shape_to_string(ir::shape_of(t.dims));
     if (!values.empty()) std::cout << " min " << lo << " max " << hi << " mean " << sum / double(values.size());
     std::cout << "\n";
-    if (args.has("--output-dir")) {
-      fs::path file = fs::path(args.get("--output-dir")) / (safe_file_name(v.name) + ".npy");
+    Json out = {{"name", v.name}, {"dtype", dtype_name(t.dtype)}, {"dims", t.dims}};
+    if (!values.empty()) {
+      out["min"] = lo;
+      out["max"] = hi;
+      out["mean"] = sum / double(values.size());
+    }
+    if (!options.output_dir.empty()) {
+      fs::path file = fs::path(options.output_dir) / (safe_file_name(v.name) + ".npy");
       io::write_npy(file, t);
       std::cout << "  wrote " << file.string() << "\n";
+      out["file"] = file.string();
     }
+    doc["outputs"].push_back(std::move(out));
   }
   return kOk;
 }
