@@ -123,7 +123,39 @@ class ExecutionContext {
   void set_tensor_address(std::string_view name, void* address);
   // Queues the whole network on `stream`. Never allocates device memory and
   // never waits for the GPU.
+  //
+  // Inside a capture of the caller's (`stream` is being captured), the launches
+  // are recorded into that capture, and the shape must already be prepared
+  // here (by an earlier enqueue or by prepare()): otherwise enqueue throws
+  // kInvalidArgument before touching the stream, so the capture stays valid.
+  // Specialized kernels recorded into a caller's capture stay loaded while the
+  // context lives, so that graph may be replayed any time; see
+  // release_captured_kernels().
   void enqueue(cudaStream_t stream);
+
+  // Prepares the launches of each set of input shapes ahead of time (host work
+  // and, per the kernel specialization strategy, specialized kernels), so a
+  // later enqueue at those shapes, e.g. inside the caller's capture, has
+  // nothing to set up. `wait_for_specialized` also waits (lazy) until every
+  // specialized kernel of those shapes is ready. The shapes set by
+  // set_input_shape are unchanged. Throws kInvalidArgument when the sets are
+  // more than RuntimeConfig::shapes_per_context (the context would forget the
+  // first ones again).
+  void prepare(const std::vector<InputShapes>& shape_sets, bool wait_for_specialized = false);
+  // Prepares the input shapes set now.
+  void prepare();
+  // Declares that no graph the caller captured around this context's enqueues
+  // will be launched again once the work queued on `stream` so far is done
+  // (destroy those graphs first). The specialized kernels they pinned are then
+  // unloaded when nothing else uses them.
+  void release_captured_kernels(cudaStream_t stream);
+  // Specialized kernels pinned now by the caller's captures.
+  size_t captured_kernel_count() const;
+
+  // The kernel specialization strategy for shapes this context prepares from
+  // now on (the engine's unless changed here).
+  void set_kernel_specialization(KernelSpecialization strategy);
+  KernelSpecialization kernel_specialization() const;
 
   // Resolve-once binding for per-call paths (language bindings, modules): a
   // network input's or output's index (inputs first, in network order, then
@@ -143,6 +175,11 @@ class ExecutionContext {
     std::string shape;  // "x:1x16x512,mask:1x16"
     int generic = 0, specialized = 0, pending = 0;
     double prepare_ms = 0;  // host time spent preparing the shape's launches (eager: compiles included)
+    // No launch waits for a specialized kernel any more: the kernels this
+    // shape runs stay the same from now on (its graphs are final).
+    bool complete = false;
+    // Per kernel launch, in order: the node and whether it runs a specialized kernel.
+    std::vector<std::pair<std::string, bool>> kernels;
   };
   std::vector<ShapeStats> specialization_stats() const;
 
@@ -160,6 +197,7 @@ class ExecutionContext {
     int64_t kernel_swaps = 0;         // graphs repaired to take newly specialized kernels
     std::map<std::string, int64_t> fallbacks;  // direct calls under whole_graph_capture, by reason
     int64_t graphs = 0;               // executable graphs held now
+    int64_t capture_failures = 0;     // captures that failed (each retried later, after a back-off)
   };
   GraphStats graph_stats() const;
   // True when an enqueue on `stream` now could be recorded by an outer capture:
