@@ -90,7 +90,7 @@ struct Module::State {
   }
 
   // Shapes of every segment's outputs for this key, allocated once (outside captures).
-  ShapeSlot& slot_for(const std::map<std::string, DeviceTensor>& inputs, bool staged) {
+  ShapeSlot& slot_for(const std::map<std::string, DeviceTensor>& inputs, bool staged, cudaStream_t stream) {
     std::string key = key_of(inputs) + (staged ? "staged" : "");
     for (auto it = slots.begin(); it != slots.end(); ++it)
       if (it->key == key) {
@@ -129,8 +129,25 @@ struct Module::State {
       }
     }
     slots.push_front(std::move(slot));
-    if (slots.size() > kShapeKeys) slots.pop_back();
+    if (slots.size() > kShapeKeys) {
+      slots.pop_back();
+      forget_module_graphs(stream);
+    }
     return slots.front();
+  }
+
+  // The engines pin the specialized kernels recorded into module graphs; to
+  // bound what stays loaded, dropping one key's graph drops them all (each
+  // key is captured again at its next run) and lets the engines unload.
+  void forget_module_graphs(cudaStream_t stream) {
+    bool any = false;
+    for (ShapeSlot& slot : slots) {
+      any = any || slot.graph.ready();
+      slot.graph.reset();
+    }
+    if (!any && counters.captures == 0) return;
+    for (Segment& segment : segments)
+      if (auto* e = std::get_if<EngineSegment>(&segment)) e->context->release_captured_kernels(stream);
   }
 
   void run_segments(cudaStream_t stream) {
@@ -212,7 +229,7 @@ std::vector<DeviceTensor> Module::run(const std::map<std::string, DeviceTensor>&
 
   // The caller is capturing: every segment records into its capture, nothing of ours is captured.
   bool whole = s.mode == CudagraphsMode::kWholeGraph && !s.stream_is_captured;
-  ShapeSlot& slot = s.slot_for(inputs, whole);
+  ShapeSlot& slot = s.slot_for(inputs, whole, stream);
   s.current.clear();
   for (auto& [name, t] : slot.tensors) s.current[name] = t;
   if (!whole)
@@ -256,6 +273,7 @@ std::vector<DeviceTensor> Module::run(const std::map<std::string, DeviceTensor>&
       ++s.stats.direct_runs;
       s.run_segments(stream);
     } else if (!slot.graph.ready()) {
+      for (EngineSegment* e : engines) e->context->prepare();  // an engine may have forgotten this key's shapes
       s.capturing = true;
       std::string failure = slot.graph.capture(stream, [&](cudaStream_t st) { s.run_segments(st); }, s.counters);
       s.capturing = false;

@@ -41,7 +41,7 @@ void ExecutionContext::warm_up() {
     auto d = tensor_shape(net.value(id).name);
     size_t bytes = std::max<size_t>(size_t(ir::checked_numel(d)) * dtype_size(net.value(id).dtype), 256);
     scratch.emplace_back(bytes, "warm-up scratch for " + net.value(id).name);
-    KILN_CUDA(cudaMemset(scratch.back().get(), 0, bytes), "");  // zeros: valid indices for gathers
+    fill_device(scratch.back().get(), 0, bytes, "zeroing warm-up scratch");  // zeros: valid indices for gathers
     c.bound[size_t(id)] = scratch.back().get();
   }
   cudaStream_t stream;
@@ -62,6 +62,14 @@ void ExecutionContext::warm_up() {
 
 ExecutionContext::ExecutionContext(std::unique_ptr<ContextState> state) : state_(std::move(state)) {}
 ExecutionContext::~ExecutionContext() = default;
+
+ContextState::~ContextState() {
+  graphs::CaptureGate::Exclusive gate;  // the libraries free device memory
+  if (lt) cublasLtDestroy(lt);
+  if (cudnn) cudnnDestroy(cudnn);
+  if (fence) cudaEventDestroy(fence);
+  for (ReleasedKernels& r : released) cudaEventDestroy(r.event);
+}
 
 void validate_input_shape(const ir::Network& net, std::string_view name, const std::vector<int64_t>& dims) {
   auto id = net.find_value(name);
@@ -232,22 +240,30 @@ std::string shape_key(const std::map<std::string, std::vector<int64_t>, std::les
 
 namespace {
 
+// The prepared launches for the current input shapes, made most recently
+// used; null when this context has not prepared them (or forgot them).
+PreparedShape* find_prepared_shape(ContextState& c) {
+  std::string key = shape_key(c.input_dims);
+  for (auto it = c.shapes.begin(); it != c.shapes.end(); ++it)
+    if (it->key == key) {
+      c.shapes.splice(c.shapes.begin(), c.shapes, it);
+      return &c.shapes.front();
+    }
+  return nullptr;
+}
+
 // Finds the prepared launches for the current input shapes, or prepares them
 // (host work only: shapes, parameters, library plans, specialization requests).
 PreparedShape& prepared_shape(ContextState& c) {
   const EngineState& e = *c.engine;
+  if (PreparedShape* found = find_prepared_shape(c)) return *found;
   std::string key = shape_key(c.input_dims);
-  for (auto it = c.shapes.begin(); it != c.shapes.end(); ++it)
-    if (it->key == key) {
-      c.shapes.splice(c.shapes.begin(), c.shapes, it);  // most recently used first
-      return c.shapes.front();
-    }
   auto started = std::chrono::steady_clock::now();
   PreparedShape p;
   p.key = key;
   p.shapes = evaluate_shapes(e.plan.network, c.input_dims);
   plan::check_arena_fits(e.plan, p.shapes.dims);
-  KernelSpecialization strategy = e.config.dynamic_shapes_kernel_specialization_strategy;
+  KernelSpecialization strategy = c.specialization;
   PrepareContext ctx{p.shapes, p.steps, c.lt, c.cudnn, c.workspace.bytes(), e.sm_count};
   ctx.cache = e.config.cache.get();
   ctx.arch = e.arch;
@@ -294,6 +310,10 @@ void release_fenced_kernels(ContextState& c) {
   if (c.fence_pending && cudaEventQuery(c.fence) == cudaSuccess) {
     c.fenced.clear();
     c.fence_pending = false;
+  }
+  while (!c.released.empty() && cudaEventQuery(c.released.front().event) == cudaSuccess) {
+    cudaEventDestroy(c.released.front().event);
+    c.released.erase(c.released.begin());
   }
   if (c.engine->store.has_retired()) c.engine->store.unload_retired();
 }
@@ -405,7 +425,15 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
   const EngineState& e = *c.engine;
   bool caller_capturing = graphs::stream_is_capturing(stream);
   if (!caller_capturing) release_fenced_kernels(c);
-  if (!c.current) c.current = &prepared_shape(c);
+  if (!c.current) {
+    // Preparing may create library plans, wait for compiles and forget other
+    // shapes: none of it may happen inside the caller's capture.
+    if (caller_capturing && !find_prepared_shape(c))
+      fail(ErrorCode::kInvalidArgument, "enqueue inside a stream capture: shape ", shape_key(c.input_dims),
+           " is not prepared on this context; call prepare() with it, or run it once, before capturing (the capture is "
+           "left as it was)");
+    c.current = &prepared_shape(c);
+  }
   PreparedShape& shape = *c.current;
   int swapped = shape.pending ? swap_in_ready_kernels(shape) : 0;
   resolve_pointers(c);
@@ -417,7 +445,7 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
   call.calls_at_shape = shape.calls;
   call.warmup_calls = e.config.graph_warmup_calls;
   call.has_graph = !shape.graphs.empty();
-  call.capture_failed = !shape.capture_failure.empty();
+  call.capture_failed = !shape.capture_failure.empty() && shape.calls < shape.retry_capture_at;
   graphs::Decision decision = graphs::decide(call);
   ++c.stats.calls;
   ++shape.calls;
@@ -438,6 +466,8 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
     case graphs::Path::kIntoCallerCapture:
       ++c.stats.into_caller_capture;
       launch_steps(c, shape, stream);
+      for (Step& step : shape.steps)  // the caller's graph may launch these long after this shape is forgotten
+        if (auto* k = std::get_if<KernelLaunch>(&step); k && k->specialized) c.captured.insert(k->special);
       return;  // nothing retired or fenced while the caller's capture is open
     case graphs::Path::kDirect:
       if (decision.fallback != graphs::Fallback::kNone) {
@@ -466,11 +496,17 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
       if (capture) {
         std::string failure = variant->graph.capture(stream, record, c.counters);
         if (!failure.empty()) {
+          // Another thread's call may have broken it: direct launches for a
+          // while, then capture again, backing off while it keeps failing.
           shape.graphs.clear();
           shape.capture_failure = failure;
+          ++c.stats.capture_failures;
+          shape.retry_capture_at = shape.calls + (8 << std::min(shape.capture_failures++, 7));
           fall_back(graphs::Fallback::kCaptureFailed, failure);
           break;
         }
+        shape.capture_failures = 0;
+        shape.capture_failure.clear();
         variant->pointers = io_pointers(c);
         variant->stale_kernels = false;
       } else {
@@ -502,6 +538,70 @@ bool ExecutionContext::is_stream_capturable(cudaStream_t stream) const {
   return true;
 }
 
+void ExecutionContext::prepare() {
+  ContextState& c = *state_;
+  if (!c.current) c.current = &prepared_shape(c);
+}
+
+void ExecutionContext::prepare(const std::vector<InputShapes>& shape_sets, bool wait_for_specialized) {
+  ContextState& c = *state_;
+  const EngineState& e = *c.engine;
+  size_t keep = std::max<size_t>(1, e.config.shapes_per_context);
+  if (shape_sets.size() > keep)
+    fail(ErrorCode::kInvalidArgument, "prepare: ", shape_sets.size(), " sets of input shapes, but the context keeps ", keep,
+         " (RuntimeConfig::shapes_per_context)");
+  const ir::Network& net = e.plan.network;
+  InputDims saved = c.input_dims;
+  std::vector<PreparedShape*> prepared;
+  try {
+    for (const InputShapes& shapes : shape_sets) {
+      for (ir::ValueId id : net.inputs())
+        if (!shapes.count(net.value(id).name) && !saved.count(net.value(id).name))
+          fail(ErrorCode::kInvalidArgument, "prepare: the shape of input '", net.value(id).name, "' is not given");
+      for (auto& [name, dims] : shapes) validate_input_shape(net, name, dims);
+      c.input_dims = saved;
+      for (auto& [name, dims] : shapes) c.input_dims[name] = dims;
+      prepared.push_back(&prepared_shape(c));
+    }
+  } catch (...) {
+    c.input_dims = saved;
+    c.current = nullptr;
+    throw;
+  }
+  c.input_dims = saved;  // the shapes set by the caller stay as they were
+  c.input_slots.assign(c.input_slots.size(), nullptr);
+  c.current = nullptr;
+  if (!wait_for_specialized) return;
+  for (PreparedShape* shape : prepared)
+    while (shape->pending) {
+      swap_in_ready_kernels(*shape);
+      if (shape->pending) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  for (PreparedShape* shape : prepared)
+    for (GraphVariant& g : shape->graphs) g.stale_kernels = true;
+}
+
+void ExecutionContext::release_captured_kernels(cudaStream_t stream) {
+  ContextState& c = *state_;
+  if (c.captured.empty()) return;
+  if (graphs::stream_is_capturing(stream))
+    fail(ErrorCode::kInvalidArgument, "release_captured_kernels: the stream is being captured; call it after the capture");
+  ReleasedKernels r;
+  KILN_CUDA(cudaEventCreateWithFlags(&r.event, cudaEventDisableTiming), "creating an event for released kernels");
+  if (cudaError_t e = cudaEventRecord(r.event, stream); e != cudaSuccess) {
+    cudaEventDestroy(r.event);
+    KILN_CUDA(e, "recording the event for released kernels");
+  }
+  r.kernels.assign(c.captured.begin(), c.captured.end());
+  c.captured.clear();
+  c.released.push_back(std::move(r));
+}
+
+size_t ExecutionContext::captured_kernel_count() const { return state_->captured.size(); }
+
+void ExecutionContext::set_kernel_specialization(KernelSpecialization strategy) { state_->specialization = strategy; }
+KernelSpecialization ExecutionContext::kernel_specialization() const { return state_->specialization; }
+
 void ExecutionContext::set_cuda_graph_strategy(CudaGraphStrategy strategy) { state_->graph_strategy = strategy; }
 CudaGraphStrategy ExecutionContext::cuda_graph_strategy() const { return state_->graph_strategy; }
 
@@ -523,9 +623,11 @@ std::vector<ExecutionContext::ShapeStats> ExecutionContext::specialization_stats
     for (const Step& step : p.steps)
       if (auto* k = std::get_if<KernelLaunch>(&step)) {
         if (k->specialized) ++st.specialized;
-        else if (k->special && k->special->state.load(std::memory_order_acquire) == Specialization::kPending) ++st.pending;
+        else if (k->special) ++st.pending;  // until an enqueue swaps it in, the generic kernel runs
         else ++st.generic;
+        st.kernels.emplace_back(k->node->name, k->specialized);
       }
+    st.complete = st.pending == 0;
     out.push_back(st);
   }
   return out;

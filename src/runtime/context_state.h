@@ -7,6 +7,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,7 +51,18 @@ struct PreparedShape {
   // two output buffers: each set replays its own graph instead of repairing
   // one graph every call), and why capturing failed.
   std::vector<GraphVariant> graphs;
+  // Why the last capture failed; captures are tried again from call
+  // `retry_capture_at` on, backing off as failures repeat.
   std::string capture_failure;
+  int capture_failures = 0;
+  int retry_capture_at = 0;
+};
+
+// Kernels the caller released with release_captured_kernels: kept until the
+// event recorded then has passed.
+struct ReleasedKernels {
+  cudaEvent_t event = nullptr;
+  std::vector<std::shared_ptr<Specialization>> kernels;
 };
 
 struct ContextState {
@@ -73,15 +85,17 @@ struct ContextState {
   std::vector<std::shared_ptr<Specialization>> retiring, fenced;
   cudaEvent_t fence = nullptr;
   bool fence_pending = false;
+  // Specialized kernels recorded into the caller's captures: a graph of the
+  // caller's may launch them any time, so they stay loaded until the caller
+  // releases them or the context goes.
+  std::set<std::shared_ptr<Specialization>> captured;
+  std::vector<ReleasedKernels> released;
+  KernelSpecialization specialization = KernelSpecialization::kLazy;
   CudaGraphStrategy graph_strategy = CudaGraphStrategy::kDisabled;
   ExecutionContext::GraphStats stats;
   graphs::GraphCounters counters;
 
-  ~ContextState() {
-    if (lt) cublasLtDestroy(lt);
-    if (cudnn) cudnnDestroy(cudnn);
-    if (fence) cudaEventDestroy(fence);
-  }
+  ~ContextState();
 };
 
 using InputDims = std::map<std::string, std::vector<int64_t>, std::less<>>;

@@ -23,6 +23,13 @@ namespace kiln::runtime {
     if (kiln_status_ != CUBLAS_STATUS_SUCCESS) ::kiln::runtime::cublas_fail(kiln_status_, #call, __FILE__, __LINE__, (context)); \
   } while (0)
 
+// Copies host memory to the device (or sets device bytes) and waits, on a
+// stream of its own: never on the legacy default stream, which would join the
+// streams other threads may be capturing.
+void copy_to_device(void* device, const void* host, size_t bytes, const std::string& what);
+void fill_device(void* device, int byte, size_t bytes, const std::string& what);
+void copy_to_host(void* host, const void* device, size_t bytes, const std::string& what);
+
 // Device memory owned by an engine or a context; allocated only at creation.
 class DeviceBuffer {
  public:
@@ -37,6 +44,7 @@ class DeviceBuffer {
   size_t bytes() const { return bytes_; }
 
  private:
+  void release();
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
 };

@@ -97,21 +97,20 @@ std::shared_ptr<Engine> Engine::create(plan::Plan plan, const RuntimeConfig& con
     }
   s->weights = DeviceBuffer(total, "weights");
   for (size_t v = 0; v < net.values().size(); ++v)
-    if (net.values()[v].weight && net.values()[v].weight->data.size())
-      KILN_CUDA(cudaMemcpy(s->weights.get() + s->weight_offset[v], net.values()[v].weight->data.data(),
-                           net.values()[v].weight->data.size(), cudaMemcpyHostToDevice),
-                "uploading weight " + net.values()[v].name);
+    if (net.values()[v].weight)
+      copy_to_device(s->weights.get() + s->weight_offset[v], net.values()[v].weight->data.data(),
+                     net.values()[v].weight->data.size(), "uploading weight " + net.values()[v].name);
 
   int threads = config.compile_threads > 0 ? config.compile_threads
                                            : std::clamp<int>(int(std::thread::hardware_concurrency()), 1, 16);
   s->store.compile_all(s->arch, threads, config.progress, config.cache.get());
   s->config = config;
   // lazy compiles in the background on a few threads; eager on as many as
-  // compile the generic kernels, while the first call at a shape waits.
-  if (config.dynamic_shapes_kernel_specialization_strategy == KernelSpecialization::kLazy)
-    s->store.start_specializer(s->device, std::max(1, config.specialization_threads), config.max_specialized_kernels);
-  if (config.dynamic_shapes_kernel_specialization_strategy == KernelSpecialization::kEager)
-    s->store.start_specializer(s->device, threads, config.max_specialized_kernels);
+  // compile the generic kernels, while the first call at a shape waits. A
+  // `none` engine keeps a few too: a context may choose another strategy.
+  bool eager = config.dynamic_shapes_kernel_specialization_strategy == KernelSpecialization::kEager;
+  s->store.start_specializer(s->device, eager ? threads : std::max(1, config.specialization_threads),
+                             config.max_specialized_kernels);
   return std::shared_ptr<Engine>(new Engine(std::move(s)));
 }
 
@@ -120,18 +119,22 @@ std::unique_ptr<ExecutionContext> Engine::create_context() {
   auto c = std::make_unique<ContextState>();
   c->engine = state_.get();
   c->graph_strategy = state_->config.cuda_graph_strategy;
+  c->specialization = state_->config.dynamic_shapes_kernel_specialization_strategy;
   KILN_CUDA(cudaSetDevice(state_->device), "");
   c->arena = DeviceBuffer(size_t(state_->plan.arena_bytes), "the activation arena");
   c->workspace = DeviceBuffer(kWorkspaceBytes, "the cuBLASLt workspace");
-  KILN_CUBLAS(cublasLtCreate(&c->lt), "creating the cuBLASLt handle");
   KILN_CUDA(cudaEventCreateWithFlags(&c->fence, cudaEventDisableTiming), "creating the context's event");
   bool needs_cudnn = std::any_of(state_->plan.network.nodes().begin(), state_->plan.network.nodes().end(),
                                  [](const ir::Node& n) {
                                    return n.op == ir::OpKind::kConv || n.op == ir::OpKind::kConvChannelsLast ||
                                           n.op == ir::OpKind::kMaxPoolChannelsLast;
                                  });
-  if (needs_cudnn && cudnnCreate(&c->cudnn) != CUDNN_STATUS_SUCCESS)
-    fail(ErrorCode::kDevice, "cannot create the cuDNN handle");
+  {
+    graphs::CaptureGate::Exclusive gate;  // the libraries allocate device memory
+    KILN_CUBLAS(cublasLtCreate(&c->lt), "creating the cuBLASLt handle");
+    if (needs_cudnn && cudnnCreate(&c->cudnn) != CUDNN_STATUS_SUCCESS)
+      fail(ErrorCode::kDevice, "cannot create the cuDNN handle");
+  }
   size_t nv = state_->plan.network.values().size();
   c->bound.assign(nv, nullptr);
   c->pointers.assign(nv, nullptr);

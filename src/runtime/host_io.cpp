@@ -28,8 +28,7 @@ DeviceIo::DeviceIo(ExecutionContext& context, const Engine& engine, const std::m
     context.set_input_shape(v.name, it->second.dims);
     s.input_dims[v.name] = it->second.dims;
     s.buffers.emplace_back(std::max<size_t>(it->second.data.size(), 256), "input " + v.name);
-    if (it->second.data.size())
-      KILN_CUDA(cudaMemcpy(s.buffers.back().get(), it->second.data.data(), it->second.data.size(), cudaMemcpyHostToDevice), "");
+    copy_to_device(s.buffers.back().get(), it->second.data.data(), it->second.data.size(), "uploading input " + v.name);
     context.set_tensor_address(v.name, s.buffers.back().get());
     s.addresses.emplace_back(v.name, s.buffers.back().get());
   }
@@ -40,7 +39,7 @@ DeviceIo::DeviceIo(ExecutionContext& context, const Engine& engine, const std::m
     t.dims = context.tensor_shape(v.name);
     size_t bytes = size_t(t.numel()) * dtype_size(t.dtype);
     s.buffers.emplace_back(std::max<size_t>(bytes, 256), "output " + v.name);
-    KILN_CUDA(cudaMemset(s.buffers.back().get(), 0xff, s.buffers.back().bytes()), "");
+    fill_device(s.buffers.back().get(), 0xff, s.buffers.back().bytes(), "filling output " + v.name);
     context.set_tensor_address(v.name, s.buffers.back().get());
     s.addresses.emplace_back(v.name, s.buffers.back().get());
     s.output_buffer.push_back(s.buffers.size() - 1);
@@ -61,8 +60,7 @@ std::vector<ir::TensorData> DeviceIo::download(cudaStream_t stream) {
   for (size_t i = 0; i < outputs.size(); ++i) {
     size_t bytes = size_t(outputs[i].numel()) * dtype_size(outputs[i].dtype);
     std::vector<std::byte> host(bytes);
-    if (bytes)
-      KILN_CUDA(cudaMemcpy(host.data(), state_->buffers[state_->output_buffer[i]].get(), bytes, cudaMemcpyDeviceToHost), "");
+    copy_to_host(host.data(), state_->buffers[state_->output_buffer[i]].get(), bytes, "downloading an output");
     outputs[i].data = Buffer::from_bytes(std::move(host));
   }
   return outputs;

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cuda_util.h"
+#include "graphs/native_graph.h"
 #include "jit/nvrtc.h"
 #include "ops.h"
 
@@ -62,8 +63,9 @@ KernelStore::~KernelStore() {
     specializer_->wake.notify_all();
     for (auto& t : specializer_->threads) t.join();
     specializer_.reset();  // retires what no context holds any more (contexts are gone by now)
-    unload_retired();
+    unload_retired(/*wait=*/true);
   }
+  graphs::CaptureGate::Exclusive gate;
   for (cudaLibrary_t lib : libraries_)
     if (lib) cudaLibraryUnload(lib);
 }
@@ -133,6 +135,7 @@ void KernelStore::compile_all(int arch, int threads, const std::function<void(co
   size_t n = sources_.size();
   libraries_.assign(n, nullptr);
   kernels_.assign(n, nullptr);
+  graphs::CaptureGate::Exclusive gate;
   for (size_t i = 0; i < n; ++i) {
     cudaError_t e = cudaLibraryLoadData(&libraries_[i], cubins[i].data(), nullptr, nullptr, 0, nullptr, nullptr, 0);
     if (e != cudaSuccess && cache) {  // a cached cubin the driver refuses: compile it afresh, never run a wrong one
@@ -169,6 +172,7 @@ void KernelStore::compile_specialized(Job& job) const {
     }
     cudaLibrary_t library = nullptr;
     cudaKernel_t kernel = nullptr;
+    graphs::CaptureGate::Exclusive gate;
     if (cudaLibraryLoadData(&library, cubin.data(), nullptr, nullptr, 0, nullptr, nullptr, 0) != cudaSuccess ||
         cudaLibraryGetKernel(&kernel, library, codegen::kEntry) != cudaSuccess) {
       cudaGetLastError();
@@ -200,7 +204,9 @@ void KernelStore::worker(int device) const {
   }
 }
 
-void KernelStore::unload_retired() const {
+void KernelStore::unload_retired(bool wait) const {
+  graphs::CaptureGate::Exclusive gate(wait);
+  if (!gate.held()) return;  // a capture is open somewhere: next time
   std::vector<cudaLibrary_t> libraries;
   {
     std::lock_guard lock(retired_->mutex);

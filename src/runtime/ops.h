@@ -76,8 +76,9 @@ class KernelStore {
   void start_specializer(int device, int threads, size_t max_kernels);
   std::shared_ptr<Specialization> specialize(int handle, const codegen::Params& params) const;
   // Unloads retired specialized modules. Call only outside any stream capture,
-  // after the launches of the retired kernels are known to be done.
-  void unload_retired() const;
+  // after the launches of the retired kernels are known to be done. Without
+  // `wait`, does nothing while a capture of kiln's is open on another thread.
+  void unload_retired(bool wait = false) const;
   bool has_retired() const { return retired_->any.load(std::memory_order_relaxed); }
   int64_t loaded_specialized() const { return retired_->loaded.load(); }
   // Compiles the specialized variant into `cache` only (no GPU); returns whether it was new.

@@ -32,7 +32,28 @@ std::string cuda_reason(const char* what, cudaError_t e) {
   return str(what, ": ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")");
 }
 
+std::shared_mutex& gate() {
+  static std::shared_mutex mutex;
+  return mutex;
+}
+thread_local int captures_on_this_thread = 0;
+
 }  // namespace
+
+CaptureGate::Shared::Shared() {
+  if (captures_on_this_thread++ == 0) gate().lock_shared();
+}
+CaptureGate::Shared::~Shared() {
+  if (--captures_on_this_thread == 0) gate().unlock_shared();
+}
+
+CaptureGate::Exclusive::Exclusive(bool wait) {
+  if (captures_on_this_thread > 0) return;  // never wait on ourselves
+  held_ = wait ? (gate().lock(), true) : gate().try_lock();
+}
+CaptureGate::Exclusive::~Exclusive() {
+  if (held_) gate().unlock();
+}
 
 bool is_legacy_stream(cudaStream_t stream) { return stream == nullptr || stream == cudaStreamLegacy; }
 
@@ -64,6 +85,7 @@ void NativeGraph::reset() {
 
 std::string NativeGraph::capture(cudaStream_t stream, const std::function<void(cudaStream_t)>& record,
                                  GraphCounters& counters) {
+  CaptureGate::Shared gate;
   if (cudaError_t e = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal); e != cudaSuccess) {
     reset();
     return cuda_reason("beginning the capture", e);

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <shared_mutex>
 #include <string>
 
 namespace kiln::runtime::graphs {
@@ -18,6 +19,37 @@ bool is_legacy_stream(cudaStream_t stream);
 // while another thread captures in global mode) the answer is yes: nothing a
 // capture forbids may happen then.
 bool stream_is_capturing(cudaStream_t stream);
+
+// kiln's own captures and the CUDA calls of other kiln threads that could
+// invalidate them (loading and unloading kernel modules, allocating and
+// freeing device memory: calls that may synchronize the device) exclude each
+// other process-wide. Captures share the gate; those calls hold it alone,
+// waiting for captures in flight (they are short), except unloading, which
+// is skipped and retried at the next safe point. A thread inside one of
+// kiln's captures never waits for the gate (such a call would fail anyway).
+class CaptureGate {
+ public:
+  // Held while a capture of kiln's is open on this thread.
+  class Shared {
+   public:
+    Shared();
+    ~Shared();
+    Shared(const Shared&) = delete;
+    Shared& operator=(const Shared&) = delete;
+  };
+  // Held around a call that must not run during another thread's capture.
+  class Exclusive {
+   public:
+    explicit Exclusive(bool wait = true);
+    ~Exclusive();
+    Exclusive(const Exclusive&) = delete;
+    Exclusive& operator=(const Exclusive&) = delete;
+    bool held() const { return held_; }
+
+   private:
+    bool held_ = false;
+  };
+};
 
 struct GraphCounters {
   int64_t captures = 0, instantiations = 0, updates = 0;
