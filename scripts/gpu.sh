@@ -45,18 +45,31 @@ if [[ ${KILN_DYNAMIC_ONLY:-0} == 1 ]]; then
 fi
 
 echo "== GPU test suite =="
-ctest --test-dir build-gpu -L kiln_gpu_tests --output-on-failure -j 1 >"$out/gpu-tests.log" 2>&1
+ctest --test-dir build-gpu -L kiln_gpu_tests -E GpuStress --output-on-failure -j 1 >"$out/gpu-tests.log" 2>&1
 gpu_tests_rc=$?
 grep -E "tests passed|FAILED|Failure|error" "$out/gpu-tests.log" | head -60
+
+echo "== graphs under pressure: the randomized stress tests =="
+build-gpu/tests/kiln_gpu_tests --gtest_filter='GpuStress*' >"$out/stress.log" 2>&1
+stress="rc $? ($(grep -E '^\[  (PASSED|FAILED) ' "$out/stress.log" | tr '\n' ' '))"
+grep -E "^stress:|Failure|FAILED" "$out/stress.log" | cut -c1-400 | head -30
+stress_calls=$(grep -oE "^stress: [^:]+: [0-9]+ calls" "$out/stress.log" | grep -oE "[0-9]+ calls" | awk '{s+=$1} END {print s+0}')
+stress_mismatches=$(grep -oE "[0-9]+ mismatches" "$out/stress.log" | awk '{s+=$1} END {print s+0}')
 
 echo "== GPU runtime, graph, module and ops tests under compute-sanitizer memcheck =="
 sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 memcheck="not run (no compute-sanitizer)"
+memcheck_stress="$memcheck"
 if [[ -x $sanitizer ]]; then
   "$sanitizer" --tool memcheck --error-exitcode 9 build-gpu/tests/kiln_gpu_tests --gtest_filter='GpuRuntime*:GraphFixture*:Module*:*GpuOps*:GpuAttention*' \
     >"$out/memcheck.log" 2>&1
   memcheck="rc $? ($(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -n 1); $(grep -E '^\[  (PASSED|FAILED) ' "$out/memcheck.log" | tr '\n' ' '))"
   echo "$memcheck"
+  # The stress tests, scaled down: memcheck serializes every launch.
+  KILN_STRESS_SCALE=${KILN_MEMCHECK_STRESS_SCALE:-0.03} KILN_STRESS_SEEDS=7 "$sanitizer" --tool memcheck --error-exitcode 9 \
+    build-gpu/tests/kiln_gpu_tests --gtest_filter='GpuStress*' >"$out/memcheck-stress.log" 2>&1
+  memcheck_stress="rc $? ($(grep -E 'ERROR SUMMARY' "$out/memcheck-stress.log" | tail -n 1); $(grep -E '^\[  (PASSED|FAILED) ' "$out/memcheck-stress.log" | tr '\n' ' '))"
+  echo "stress under memcheck: $memcheck_stress"
 fi
 
 echo "== Python package tests (GPU and CPU) =="
@@ -108,7 +121,9 @@ fi
 echo
 echo "== summary ($(head -n 1 "$out/gpu.txt")) =="
 printf '%-28s %s\n' "GPU test suite" "$(grep -E 'tests passed' "$out/gpu-tests.log" | tail -n 1) (rc $gpu_tests_rc)"
+printf '%-28s %s\n' "stress (graphs under pressure)" "$stress: $stress_calls calls, $stress_mismatches mismatches"
 printf '%-28s %s\n' "memcheck (runtime/graphs/modules/ops)" "$memcheck"
+printf '%-28s %s\n' "memcheck (stress, scaled down)" "$memcheck_stress"
 printf '%-28s %s\n' "Python tests" "$python_tests"
 printf '%-28s %s\n' "CPU test suites" "$(grep -E 'tests passed' "$out/cpu-tests.log" | tail -n 1) (rc $cpu_tests_rc)"
 printf '%-28s %s\n' "conformance --device cuda" "$conformance_gpu"

@@ -200,6 +200,8 @@ void KernelStore::worker(int device) const {
       job = std::move(specializer_->queue.front());
       specializer_->queue.pop_front();
     }
+    // Forgotten by the store and held by no prepared shape: no one can ask for it again.
+    if (job.entry.use_count() == 1) continue;
     compile_specialized(job);
   }
 }

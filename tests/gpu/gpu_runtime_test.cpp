@@ -34,7 +34,7 @@ TEST(GpuRuntime, EnqueueIsCapturableInGlobalMode) {
   void *x = nullptr, *y = nullptr;
   ASSERT_EQ(cudaMalloc(&x, 8 * 32 * 4), cudaSuccess);
   ASSERT_EQ(cudaMalloc(&y, 8 * 32 * 4), cudaSuccess);
-  for (int64_t batch : {3, 5}) {  // each a new shape: its preparation happens inside the capture
+  for (int64_t batch : {3, 5}) {  // each a new shape: refused inside the capture until prepared
     SCOPED_TRACE(str("batch ", batch));
     auto input = random_tensor(DType::kFloat32, {batch, 32}, rng);
     ASSERT_EQ(cudaMemcpy(x, input.data.data(), input.data.size(), cudaMemcpyHostToDevice), cudaSuccess);
@@ -43,6 +43,16 @@ TEST(GpuRuntime, EnqueueIsCapturableInGlobalMode) {
     context->set_tensor_address("x", x);
     context->set_tensor_address(net.value(net.outputs()[0]).name, y);
     cudaGraph_t graph;
+    ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
+    try {
+      context->enqueue(stream);
+      ADD_FAILURE() << "an unprepared shape was accepted inside the capture";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+    }
+    ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);  // the refusal left the capture valid
+    cudaGraphDestroy(graph);
+    context->prepare();
     ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
     context->enqueue(stream);  // a device allocation or a host sync here would invalidate the capture
     ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
