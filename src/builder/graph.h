@@ -114,6 +114,9 @@ int fold_scales_into_matmul(Graph& g);
 int fold_transposes_into_matmul(Graph& g);
 // Half-precision 2-D Convs that cuDNN runs become ConvChannelsLast between
 // Transposes (input and weight to channels-last, output back).
+// Convolutions whose windows tile the image (kernel == stride, no padding or
+// dilation, at least 4x4: patch embeddings) become patch reshapes and a MatMul.
+int patch_convs_to_matmul(Graph& g);
 int convs_to_channels_last(Graph& g, DType compute);
 // Transposes move past the elementwise op (and global pool) that alone reads
 // them and cancel against their inverse; ones nothing reads are dropped.

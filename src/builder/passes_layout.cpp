@@ -141,6 +141,64 @@ bool move_past_reader(Graph& g, size_t t) {
 
 }  // namespace
 
+// A patch embedding is a GEMM over non-overlapping windows: cut the image
+// into patches (a reshape and a transpose), multiply by the weight seen as
+// [C*kh*kw, K], and put the channels back in front. At small batch cuBLASLt
+// runs that GEMM several times faster than an implicit-GEMM convolution, and
+// the transposes around it usually fold into the model's own flatten.
+int patch_convs_to_matmul(Graph& g) {
+  int changed = 0;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n] || g.nodes[n].op != OpKind::kConv) continue;
+    const ir::Node& conv = g.nodes[n];
+    ir::ValueId x = conv.inputs[0], y = conv.outputs[0];
+    ir::ValueId bias = conv.inputs.size() > 2 ? conv.inputs[2] : ir::kNoValue;
+    const ir::TensorData* weight = g.weight_of(conv.inputs[1]);
+    const ir::Shape& xs = g.values[size_t(x)].shape;
+    if (!weight || weight->dims.size() != 4 || xs.size() != 4 || !is_floating(g.values[size_t(x)].dtype)) continue;
+    int64_t k = weight->dims[0], c = weight->dims[1], kh = weight->dims[2], kw = weight->dims[3];
+    if (kh * kw < 16 || conv.attrs.get_int("group", 1) != 1) continue;
+    std::string auto_pad = conv.attrs.get_string("auto_pad", "NOTSET");
+    if ((auto_pad != "NOTSET" && auto_pad != "VALID") || conv.attrs.get_ints("strides", {1, 1}) != std::vector<int64_t>{kh, kw} ||
+        conv.attrs.get_ints("dilations", {1, 1}) != std::vector<int64_t>{1, 1})
+      continue;
+    std::vector<int64_t> pads = conv.attrs.get_ints("pads", {0, 0, 0, 0});
+    if (std::any_of(pads.begin(), pads.end(), [](int64_t p) { return p != 0; })) continue;
+    if (!xs[1].is_constant() || xs[1].constant() != c || !xs[2].is_constant() || !xs[3].is_constant()) continue;
+    int64_t h = xs[2].constant(), w = xs[3].constant();
+    if (h % kh || w % kw) continue;
+    int64_t ph = h / kh, pw = w / kw;
+
+    std::string stem = conv.name;
+    ir::TensorData matrix = reference::permute(*weight, {1, 2, 3, 0});  // [C, kh, kw, K]
+    matrix.dims = {c * kh * kw, k};
+    ir::ValueId weight_matrix = g.add_weight(stem + "_weight_matrix", std::move(matrix));
+    auto reshape = [&](const std::string& name, ir::ValueId in, ir::ValueId out, const std::vector<int64_t>& dims) {
+      return ir::Node{g.unique_name(stem + name), OpKind::kReshape, {in, g.add_ints(stem + name + "_shape", dims)}, {out}, {}};
+    };
+    ir::ValueId windows = g.add_value(stem + "_windows"), patches6 = g.add_value(stem + "_patches6");
+    ir::ValueId patches = g.add_value(stem + "_patches"), product = g.add_value(stem + "_product");
+    ir::ValueId grid = g.add_value(stem + "_grid");
+    std::vector<ir::Node> lowered;
+    lowered.push_back(reshape("_windows", x, windows, {0, c, ph, kh, pw, kw}));  // 0: the batch dim as it is
+    lowered.push_back(transpose_node(g, stem + "_patches_last", windows, patches6, {0, 2, 4, 1, 3, 5}));
+    lowered.push_back(reshape("_patch_rows", patches6, patches, {0, ph * pw, c * kh * kw}));
+    lowered.push_back(ir::Node{g.unique_name(stem + "_matmul"), OpKind::kMatMul, {patches, weight_matrix}, {product}, {}});
+    if (bias != ir::kNoValue) {
+      ir::ValueId biased = g.add_value(stem + "_biased");
+      lowered.push_back(ir::Node{g.unique_name(stem + "_bias"), OpKind::kAdd, {product, bias}, {biased}, {}});
+      product = biased;
+    }
+    lowered.push_back(reshape("_grid", product, grid, {0, ph, pw, k}));
+    lowered.push_back(transpose_node(g, stem + "_channels_first", grid, y, {0, 3, 1, 2}));
+    g.dead[n] = true;
+    for (size_t i = 0; i < lowered.size(); ++i) g.insert_node(n + 1 + i, std::move(lowered[i]));
+    n += lowered.size();
+    ++changed;
+  }
+  return changed;
+}
+
 int convs_to_channels_last(Graph& g, DType compute) {
   if (compute != DType::kFloat16 && compute != DType::kBFloat16) return 0;
   int changed = 0;

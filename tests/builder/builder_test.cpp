@@ -375,6 +375,31 @@ TEST(Builder, StaticShapeArithmeticIsFolded) {
   expect_same_results(net, p.network, {}, 0);
 }
 
+// A vision transformer's patch embedding (kernel == stride, no padding) runs
+// as a MatMul over the image's patches; overlapping or padded Convs stay Convs.
+TEST(Builder, PatchEmbeddingConvBecomesAMatMul) {
+  for (bool with_bias : {true, false}) {
+    ir::Network net;
+    ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("n"), Dim(3), Dim(16), Dim(24)});
+    ir::Attributes patch;
+    patch.set("strides", std::vector<int64_t>{8, 4});
+    std::vector<ValueId> inputs = {x, net.add_weight("w", random_weight({6, 3, 8, 4}, 3))};
+    if (with_bias) inputs.push_back(net.add_weight("b", random_weight({6}, 4)));
+    ValueId embedded = net.add_op1(OpKind::kConv, inputs, patch);
+    ir::Attributes padded;
+    padded.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+    ValueId next = net.add_op1(OpKind::kConv, {embedded, net.add_weight("w2", random_weight({5, 6, 3, 3}, 5))}, padded);
+    net.add_output(next);
+    net.add_output(embedded);
+    net.set_dim_range("n", {1, 2, 4});
+    net.finalize();
+    plan::Plan p = build(net, {});
+    EXPECT_EQ(count_ops(p.network, OpKind::kConv), 1) << dump_network(p.network);
+    EXPECT_EQ(count_ops(p.network, OpKind::kFusedMatMul), 1) << dump_network(p.network);
+    for (int64_t n : {1, 3}) expect_same_results(net, p.network, {{"n", n}}, 1e-6);
+  }
+}
+
 TEST(Builder, HalfPrecisionStaysClose) {
   ir::Network net = mlp(3, false);
   for (plan::Precision precision : {plan::Precision::kFloat16, plan::Precision::kBFloat16}) {
