@@ -117,6 +117,9 @@ int fold_transposes_into_matmul(Graph& g);
 // Convolutions whose windows tile the image (kernel == stride, no padding or
 // dilation, at least 4x4: patch embeddings) become patch reshapes and a MatMul.
 int patch_convs_to_matmul(Graph& g);
+// A chain of Reshapes and Transposes that leaves the elements in their order
+// (a patch embedding's channels-first round trip) becomes one Reshape.
+int collapse_order_keeping_chains(Graph& g);
 int convs_to_channels_last(Graph& g, DType compute);
 // Transposes move past the elementwise op (and global pool) that alone reads
 // them and cancel against their inverse; ones nothing reads are dropped.

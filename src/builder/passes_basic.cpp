@@ -48,6 +48,90 @@ int remove_identities(Graph& g) {
   return changed;
 }
 
+namespace {
+
+bool is_movement(OpKind op) {
+  return op == OpKind::kReshape || op == OpKind::kFlatten || op == OpKind::kSqueeze || op == OpKind::kUnsqueeze ||
+         op == OpKind::kTranspose;
+}
+
+// Whether the Reshapes and Transposes `chain` (each reading the one before,
+// the first reading `from`) leave the elements in the order they were: run
+// on numbered elements at the corners of the profile ranges.
+bool keeps_element_order(const Graph& g, ir::ValueId from, const std::vector<size_t>& chain) {
+  constexpr int64_t kMaxElements = int64_t(1) << 22;
+  std::vector<ir::SymbolBindings> corners(2);
+  for (auto& [symbol, range] : g.ranges) {
+    corners[0][symbol] = range.min;
+    corners[1][symbol] = range.max;
+  }
+  for (const ir::SymbolBindings& bindings : corners) {
+    auto dims_of = [&](ir::ValueId v) { return ir::evaluate_dims(g.values[size_t(v)].shape, bindings); };
+    auto dims = dims_of(from);
+    if (!dims || ir::checked_numel(*dims) > kMaxElements) return false;
+    std::vector<double> numbers(size_t(ir::checked_numel(*dims)));
+    for (size_t i = 0; i < numbers.size(); ++i) numbers[i] = double(i);
+    reference::Tensor t = reference::make_tensor(DType::kFloat64, *dims, numbers);
+    for (size_t n : chain) {
+      const ir::Node& node = g.nodes[n];
+      if (node.op == OpKind::kTranspose) {
+        std::vector<int64_t> perm(t.dims.size());
+        for (size_t i = 0; i < perm.size(); ++i) perm[i] = int64_t(perm.size() - 1 - i);
+        perm = node.attrs.get_ints("perm", perm);
+        for (auto& p : perm)
+          if (p < 0) p += int64_t(perm.size());
+        t = reference::permute(t, perm);
+      } else {
+        auto out = dims_of(node.outputs[0]);
+        if (!out) return false;
+        t.dims = *out;
+      }
+    }
+    if (ir::read_doubles(t) != numbers) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int collapse_order_keeping_chains(Graph& g) {
+  int changed = 0;
+  Uses uses(g);
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n] || g.nodes[n].op != OpKind::kTranspose) continue;
+    ir::ValueId from = g.nodes[n].inputs[0];
+    std::vector<size_t> chain = {n};
+    size_t keep = 0;  // length of the longest order-keeping prefix
+    for (ir::ValueId v = g.nodes[n].outputs[0];;) {
+      auto next = uses.sole_reader(v);
+      if (!next || g.dead[*next] || !is_movement(g.nodes[*next].op)) break;
+      chain.push_back(*next);
+      v = g.nodes[*next].outputs[0];
+      if (g.nodes[*next].op == OpKind::kTranspose && keeps_element_order(g, from, chain)) keep = chain.size();
+    }
+    if (keep == 0) continue;
+    chain.resize(keep);
+    ir::ValueId to = g.nodes[chain.back()].outputs[0];
+    // The target dims as Reshape reads them: constants, and -1 for the one
+    // symbolic dim (its size follows from the element count).
+    std::vector<int64_t> shape;
+    int symbolic = 0;
+    for (const ir::Dim& d : g.values[size_t(to)].shape) {
+      shape.push_back(d.is_constant() ? d.constant() : -1);
+      symbolic += !d.is_constant();
+    }
+    if (symbolic > 1 || std::count(shape.begin(), shape.end(), 0)) continue;
+    std::string name = g.nodes[n].name;
+    for (size_t c : chain) g.dead[c] = true;
+    g.nodes[chain.back()] = ir::Node{g.unique_name(name + "_as_reshape"), OpKind::kReshape, {from, g.add_ints(name + "_shape", shape)},
+                                     {to}, {}};
+    g.dead[chain.back()] = false;
+    uses = Uses(g);
+    ++changed;
+  }
+  return changed;
+}
+
 int transposes_to_views(Graph& g) {
   int changed = 0;
   for (size_t n = 0; n < g.nodes.size(); ++n) {

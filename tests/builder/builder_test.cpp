@@ -400,6 +400,28 @@ TEST(Builder, PatchEmbeddingConvBecomesAMatMul) {
   }
 }
 
+// The vision transformer's tokens: Conv, flatten(2), transpose(1, 2). After
+// the Conv becomes a MatMul the channels-first round trip moves no data, so
+// only the image's own patch transpose is left.
+TEST(Builder, PatchTokensNeedOnlyTheImageTranspose) {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("n"), Dim(3), Dim(32), Dim(32)});
+  ir::Attributes patch;
+  patch.set("strides", std::vector<int64_t>{8, 8});
+  ValueId grid = net.add_op1(OpKind::kConv, {x, net.add_weight("w", random_weight({12, 3, 8, 8}, 3)),
+                                             net.add_weight("b", random_weight({12}, 4))}, patch);
+  ValueId flat = net.add_op1(OpKind::kReshape, {grid, net.add_weight("s", reference::make_tensor(DType::kInt64, {3}, {0, 12, 16}))});
+  ir::Attributes swap;
+  swap.set("perm", std::vector<int64_t>{0, 2, 1});
+  ValueId tokens = net.add_op1(OpKind::kTranspose, {flat}, swap);
+  net.add_output(net.add_op1(OpKind::kRelu, {tokens}));
+  net.set_dim_range("n", {1, 2, 4});
+  net.finalize();
+  plan::Plan p = build(net, {});
+  EXPECT_EQ(count_ops(p.network, OpKind::kTranspose), 1) << dump_network(p.network);
+  for (int64_t n : {1, 4}) expect_same_results(net, p.network, {{"n", n}}, 1e-6);
+}
+
 TEST(Builder, HalfPrecisionStaysClose) {
   ir::Network net = mlp(3, false);
   for (plan::Precision precision : {plan::Precision::kFloat16, plan::Precision::kBFloat16}) {
