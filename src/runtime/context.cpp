@@ -445,7 +445,8 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
   call.calls_at_shape = shape.calls;
   call.warmup_calls = e.config.graph_warmup_calls;
   call.has_graph = !shape.graphs.empty();
-  call.capture_failed = !shape.capture_failure.empty() && shape.calls < shape.retry_capture_at;
+  call.capture_failed = !shape.capture_failure.empty();
+  call.retry_capture_at = shape.retry_capture_at;
   graphs::Decision decision = graphs::decide(call);
   ++c.stats.calls;
   ++shape.calls;
@@ -501,7 +502,7 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
           shape.graphs.clear();
           shape.capture_failure = failure;
           ++c.stats.capture_failures;
-          shape.retry_capture_at = shape.calls + (8 << std::min(shape.capture_failures++, 7));
+          shape.retry_capture_at = shape.calls + graphs::capture_retry_delay(++shape.capture_failures);
           fall_back(graphs::Fallback::kCaptureFailed, failure);
           break;
         }

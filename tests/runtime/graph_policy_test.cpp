@@ -60,13 +60,26 @@ TEST(GraphPolicy, LegacyStreamFallsBackWithItsReason) {
   EXPECT_EQ(fallback_name(d.fallback), "legacy default stream");
 }
 
-TEST(GraphPolicy, AFailedCaptureIsNotRetriedAtThatShape) {
+TEST(GraphPolicy, AFailedCaptureRunsDirectlyUntilItsRetry) {
   CallState s = enabled();
   s.calls_at_shape = 4;
   s.capture_failed = true;
+  s.retry_capture_at = 4 + capture_retry_delay(1);
   Decision d = decide(s);
   EXPECT_EQ(d.path, Path::kDirect);
   EXPECT_EQ(d.fallback, Fallback::kCaptureFailed);
+  s.calls_at_shape = s.retry_capture_at;
+  d = decide(s);
+  EXPECT_EQ(d.path, Path::kCapture);
+  EXPECT_EQ(d.fallback, Fallback::kNone);
+}
+
+TEST(GraphPolicy, RetriesBackOffAndTheWaitIsBounded) {
+  EXPECT_EQ(capture_retry_delay(1), 8);
+  EXPECT_EQ(capture_retry_delay(2), 16);
+  EXPECT_EQ(capture_retry_delay(3), 32);
+  EXPECT_EQ(capture_retry_delay(8), 1024);
+  EXPECT_EQ(capture_retry_delay(100), 1024);
 }
 
 }  // namespace

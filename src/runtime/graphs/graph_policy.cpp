@@ -1,5 +1,7 @@
 #include "graph_policy.h"
 
+#include <algorithm>
+
 namespace kiln::runtime::graphs {
 
 std::string_view fallback_name(Fallback f) {
@@ -18,9 +20,11 @@ Decision decide(const CallState& s) {
   if (!s.graphs_enabled) return {Path::kDirect, Fallback::kNone};
   if (s.legacy_stream) return {Path::kDirect, Fallback::kLegacyStream};
   if (s.has_graph) return {Path::kReplay, Fallback::kNone};
-  if (s.capture_failed) return {Path::kDirect, Fallback::kCaptureFailed};
+  if (s.capture_failed && s.calls_at_shape < s.retry_capture_at) return {Path::kDirect, Fallback::kCaptureFailed};
   if (s.calls_at_shape < s.warmup_calls) return {Path::kDirect, Fallback::kNone};  // warm-up
   return {Path::kCapture, Fallback::kNone};
 }
+
+int capture_retry_delay(int failures) { return 8 << std::clamp(failures - 1, 0, 7); }
 
 }  // namespace kiln::runtime::graphs

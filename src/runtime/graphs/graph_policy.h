@@ -29,8 +29,14 @@ struct CallState {
   int calls_at_shape = 0;         // earlier calls at this input-shape key (this context)
   int warmup_calls = 1;           // direct calls at a shape before it is captured
   bool has_graph = false;         // this shape has an instantiated graph
-  bool capture_failed = false;    // capturing this shape failed before
+  bool capture_failed = false;    // the last capture at this shape failed
+  int retry_capture_at = 0;       // ... and is tried again from this call at the shape on
 };
+
+// Calls to wait before capturing again after `failures` failures in a row:
+// 8, 16, 32, ... up to 1024 (a capture another thread's call broke usually
+// works the next time; one that keeps failing costs little).
+int capture_retry_delay(int failures);
 
 struct Decision {
   Path path = Path::kDirect;
