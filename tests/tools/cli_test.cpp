@@ -69,6 +69,23 @@ TEST(Cli, RunWritesNpyOutputs) {
   std::filesystem::remove_all(dir);
 }
 
+// Random inputs saved with --save-inputs give the same run again through --input.
+TEST(Cli, SavedInputsRepeatARunAndTheComparisonSaysItsTolerance) {
+  auto dir = std::filesystem::temp_directory_path() / "kiln_cli_saved_inputs";
+  std::filesystem::remove_all(dir);
+  Result first = kiln("run " + kExamples + "/mlp.onnx --shapes x:3x64 --seed 11 --save-inputs " + dir.string() +
+                      " --compare-reference --rtol 0 --atol 0");
+  EXPECT_EQ(first.code, 0) << first.output;
+  EXPECT_NE(first.output.find("within rtol 0, atol 0"), std::string::npos) << first.output;
+  ASSERT_TRUE(std::filesystem::exists(dir / "x.npy")) << first.output;
+  Result again = kiln("run " + kExamples + "/mlp.onnx --input x:" + (dir / "x.npy").string());
+  EXPECT_EQ(again.code, 0) << again.output;
+  auto output_line = [](const std::string& text) { return text.substr(text.find("output probs")); };
+  EXPECT_EQ(output_line(again.output), output_line(first.output));
+  EXPECT_EQ(kiln("run " + kExamples + "/mlp.onnx --compare-reference --rtol -1").code, 2);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Cli, BadFilesGiveDistinctExitCodes) {
   EXPECT_EQ(kiln("inspect /nonexistent/model.onnx").code, 3);
   auto garbage = std::filesystem::temp_directory_path() / "kiln_garbage.onnx";

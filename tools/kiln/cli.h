@@ -27,6 +27,7 @@ enum Exit : int {
   kUnreadable = 3,     // file missing, unreadable or not decodable
   kBadModel = 4,       // model invalid or using something kiln does not support
   kRunFailed = 5,      // inputs rejected or execution failed
+  kMismatch = 6,       // run --compare-reference: outputs beyond --rtol/--atol
 };
 
 int exit_code_for(const Error& e);
@@ -87,6 +88,10 @@ struct RunOptions {
   int warmup = 10, iterations = 100;
   double warmup_ms = 0, duration_s = 0;
   bool compare_reference = false, verbose = false;
+  // --compare-reference: an element passes when |got - want| <= atol + rtol * |want|;
+  // negative: the defaults for the plan's precision.
+  double rtol = -1, atol = -1;
+  std::string save_inputs_dir;
   RuntimeFlags runtime;  // device: cpu by default (main sets it)
 };
 

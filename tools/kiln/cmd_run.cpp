@@ -120,28 +120,77 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
   return outputs;
 }
 
-Json compare_with_reference(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs,
-                            const std::vector<reference::Tensor>& outputs) {
+struct Tolerance {
+  double rtol, atol;
+};
+
+// What a correct run may differ by: the user's, else what the plan's float type holds.
+Tolerance tolerance_for(const RunOptions& options, std::optional<plan::Precision> precision) {
+  Tolerance t{1e-9, 1e-12};  // the reference against itself (CPU device): only summation order
+  if (precision == plan::Precision::kFloat32) t = {1e-4, 1e-5};
+  if (precision == plan::Precision::kFloat16) t = {1e-2, 1e-3};
+  if (precision == plan::Precision::kBFloat16) t = {5e-2, 1e-2};
+  if (options.rtol >= 0) t.rtol = options.rtol;
+  if (options.atol >= 0) t.atol = options.atol;
+  return t;
+}
+
+// Compares every output element with the reference; returns whether all are within tolerance.
+bool compare_with_reference(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs,
+                            const std::vector<reference::Tensor>& outputs, Tolerance tol, Json& doc) {
   Json out = Json::array();
+  bool all_within = true;
   std::vector<reference::Tensor> expected = reference::run(net, inputs);
   for (size_t i = 0; i < outputs.size(); ++i) {
+    const std::string& name = net.value(net.outputs()[i]).name;
     std::vector<double> a = ir::read_doubles(outputs[i]), b = ir::read_doubles(expected[i]);
     double max_abs = 0, max_rel = 0, scale = 0;
+    size_t beyond = 0, first = 0;
     for (double x : b) scale = std::max(scale, std::fabs(x));
     for (size_t k = 0; k < a.size() && k < b.size(); ++k) {
       double d = std::fabs(a[k] - b[k]);
-      if (std::isnan(a[k]) != std::isnan(b[k])) d = INFINITY;
+      if (std::isnan(a[k]) && std::isnan(b[k])) d = 0;
+      else if (std::isnan(a[k]) || std::isnan(b[k]) || (std::isinf(b[k]) && a[k] != b[k])) d = INFINITY;
+      else if (std::isinf(b[k])) d = 0;  // the same infinity
       max_abs = std::max(max_abs, d);
       max_rel = std::max(max_rel, d / std::max(std::fabs(b[k]), 1e-6));
+      if (!(d <= tol.atol + tol.rtol * std::fabs(b[k])) && beyond++ == 0) first = k;
     }
-    std::cout << "compare " << net.value(net.outputs()[i]).name << ": max abs error " << max_abs << ", max rel error "
-              << max_rel << ", max abs error / max |reference| " << (scale > 0 ? max_abs / scale : max_abs) << "\n";
-    out.push_back({{"output", net.value(net.outputs()[i]).name},
-                   {"max_abs_error", max_abs},
-                   {"max_rel_error", max_rel},
-                   {"max_abs_error_over_max_reference", scale > 0 ? max_abs / scale : max_abs}});
+    bool within = beyond == 0 && a.size() == b.size();
+    all_within = all_within && within;
+    std::cout << "compare " << name << ": max abs error " << max_abs << ", max rel error " << max_rel
+              << ", max abs error / max |reference| " << (scale > 0 ? max_abs / scale : max_abs);
+    if (within) std::cout << "; within rtol " << tol.rtol << ", atol " << tol.atol << "\n";
+    else
+      std::cout << "; " << beyond << " of " << b.size() << " elements beyond rtol " << tol.rtol << ", atol " << tol.atol
+                << " (first: element " << first << ", got " << a[first] << ", reference " << b[first] << ")\n";
+    Json entry = {{"output", name},
+                  {"max_abs_error", max_abs},
+                  {"max_rel_error", max_rel},
+                  {"max_abs_error_over_max_reference", scale > 0 ? max_abs / scale : max_abs},
+                  {"elements_beyond_tolerance", beyond},
+                  {"within_tolerance", within}};
+    if (beyond) entry["first_beyond"] = {{"element", first}, {"got", a[first]}, {"reference", b[first]}};
+    out.push_back(std::move(entry));
   }
-  return out;
+  doc["compare"] = std::move(out);
+  doc["tolerance"] = {{"rtol", tol.rtol}, {"atol", tol.atol}};
+  return all_within;
+}
+
+void save_inputs(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs, const std::string& dir,
+                 Json& doc) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail(ErrorCode::kIoError, "cannot create --save-inputs ", dir, ": ", ec.message());
+  for (ir::ValueId id : net.inputs()) {
+    const std::string& name = net.value(id).name;
+    fs::path file = fs::path(dir) / (safe_file_name(name) + ".npy");
+    io::write_npy(file, inputs.at(name));
+    std::cout << "input " << name << " written to " << file.string() << " (run again with --input " << name << ":"
+              << file.string() << ")\n";
+    doc["saved_inputs"][name] = file.string();
+  }
 }
 
 }  // namespace
@@ -213,7 +262,9 @@ int cmd_run(const RunOptions& options, Json& doc) {
     const reference::Tensor& t = inputs.at(net.value(id).name);
     doc["inputs"].push_back({{"name", net.value(id).name}, {"dtype", dtype_name(t.dtype)}, {"dims", t.dims}});
   }
+  if (!options.save_inputs_dir.empty()) save_inputs(net, inputs, options.save_inputs_dir, doc);
   std::vector<reference::Tensor> outputs;
+  std::optional<plan::Precision> precision;  // of the plan that ran; none on the CPU device
   if (options.runtime.device == "cpu") {
     auto start = std::chrono::steady_clock::now();
     outputs = reference::run(net, inputs);
@@ -222,9 +273,11 @@ int cmd_run(const RunOptions& options, Json& doc) {
     doc["reference_ms"] = ms;
   } else {
     plan::Plan p = loaded_plan ? std::move(*loaded_plan) : build_for_run(net, inputs, options.precision);
+    precision = p.precision;
     outputs = run_on_gpu(std::move(p), inputs, options, doc);
   }
-  if (options.compare_reference) doc["compare"] = compare_with_reference(net, inputs, outputs);
+  bool within = !options.compare_reference ||
+                compare_with_reference(net, inputs, outputs, tolerance_for(options, precision), doc);
   if (!options.output_dir.empty()) {
     std::error_code ec;
     fs::create_directories(options.output_dir, ec);
@@ -257,6 +310,10 @@ int cmd_run(const RunOptions& options, Json& doc) {
       out["file"] = file.string();
     }
     doc["outputs"].push_back(std::move(out));
+  }
+  if (!within) {
+    std::cerr << "kiln run: outputs differ from the reference beyond the tolerance (see the compare lines)\n";
+    return kMismatch;
   }
   return kOk;
 }

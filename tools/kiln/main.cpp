@@ -50,6 +50,7 @@ constexpr const char* kExitCodes = R"(exit codes:
   0 success   1 conformance failures   2 bad command line
   3 file missing or undecodable   4 model invalid or unsupported
   5 run failed (bad inputs, no usable GPU, CUDA error)
+  6 run --compare-reference: outputs beyond --rtol/--atol
 )";
 
 std::string join(const std::vector<std::string>& items, const char* separator) {
@@ -344,7 +345,17 @@ int main(int argc, char** argv) {
   span(run, "--warmUp", run_options.warmup_ms, 86400e3, "MS", "trtexec spelling: warm up for at least MS milliseconds, too (cuda)")
       ->group(kTrtexec);
   run->add_flag("--compare-reference", run_options.compare_reference,
-                "print each output's max abs/rel error against the reference interpreter");
+                "compare each output with the reference interpreter's (float64\n"
+                "accumulation); exit code 6 when an element is beyond --atol + --rtol * |reference|");
+  span(run, "--rtol", run_options.rtol, 1e6, "R",
+       "relative tolerance of --compare-reference (default: 1e-4 for fp32 plans,\n"
+       "1e-2 for fp16, 5e-2 for bf16; the CPU device: 1e-9)");
+  span(run, "--atol", run_options.atol, 1e6, "A",
+       "absolute tolerance of --compare-reference (default: 1e-5 for fp32 plans,\n"
+       "1e-3 for fp16, 1e-2 for bf16; the CPU device: 1e-12)");
+  run->add_option("--save-inputs", run_options.save_inputs_dir,
+                  "write every input (given or random) as DIR/NAME.npy, to run again with --input")
+      ->type_name("DIR");
   add_runtime_flags(run, run_options.runtime);
   run->add_flag("--verbose", run_options.verbose,
                 "print the CUDA graph counters and, per shape, how many launches run\n"
