@@ -654,3 +654,34 @@ TEST(CliMissingProfile, ErrorNamesTheInputAndOffersAProfileToPaste) {
 }
 
 }  // namespace
+
+// --verbose / --quiet: how much of kiln's log (library and command lines) reaches stderr.
+namespace {
+
+TEST(CliLog, QuietAndVerboseSetTheLogSeverity) {
+  TempDir dir;
+  std::string plan = (dir.path / "mlp.kiln").string(), cache = (dir.path / "cache.bin").string();
+  std::string build = "build " + kExamples + "/mlp.onnx -o " + plan + " --profile x:1x64/4x64/16x64";
+  Result normal = kiln(build);
+  ASSERT_EQ(normal.code, 0) << normal.output;
+  EXPECT_NE(normal.output.find("kiln build: fold constants: "), std::string::npos) << normal.output;  // the library's info
+  EXPECT_NE(normal.output.find("kiln build: wrote "), std::string::npos) << normal.output;           // the command's
+  Result quiet = kiln(build + " --quiet");
+  EXPECT_EQ(quiet.code, 0) << quiet.output;
+  EXPECT_EQ(quiet.output, "");
+  EXPECT_EQ(kiln(build + " --quiet --verbose").code, 2);
+  // The runtime cache's loads and saves are verbose lines; --shared-runtime-cache style, after the verb too.
+  ASSERT_EQ(kiln("cache warm " + plan + " --arch sm_90 --cache " + cache).code, 0);
+  Result verbose = kiln("cache warm " + plan + " --arch sm_90 --cache " + cache + " --verbose");
+  EXPECT_EQ(verbose.code, 0) << verbose.output;
+  EXPECT_NE(verbose.output.find("kiln cache warm: loaded runtime cache"), std::string::npos) << verbose.output;
+  EXPECT_NE(verbose.output.find("kiln cache warm: saved runtime cache"), std::string::npos) << verbose.output;
+  // A warning passes --quiet.
+  std::ofstream(cache, std::ios::binary | std::ios::app) << "trailing";
+  Result damaged = kiln("cache warm " + plan + " --arch sm_90 --cache " + cache + " --quiet");
+  EXPECT_EQ(damaged.code, 0) << damaged.output;
+  EXPECT_NE(damaged.output.find("kiln cache warm: warning: "), std::string::npos) << damaged.output;
+  EXPECT_NE(damaged.output.find("kernels will recompile"), std::string::npos) << damaged.output;
+}
+
+}  // namespace

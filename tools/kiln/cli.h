@@ -14,6 +14,7 @@
 
 #include "kiln/error.h"
 #include "kiln/ir/network.h"
+#include "kiln/logging.h"
 #include "kiln/reference.h"
 #include "kiln/runtime.h"
 
@@ -30,6 +31,9 @@ enum Exit : int {
 };
 
 int exit_code_for(const Error& e);
+// Sends kiln's log (the library's and the commands' own lines) to stderr as
+// "kiln run: warning: ...", dropping what is less severe than `minimum`.
+void log_to_stderr(const std::string& command, Severity minimum);
 // Called once a command has loaded its model and starts binding inputs: from
 // then on shape and type errors are the inputs' (kRunFailed), not the model's.
 void begin_input_phase();
@@ -141,16 +145,15 @@ struct CacheFile {
 };
 // --runtime-cache PATH, `off`, or the per-user default.
 std::optional<CacheFile> runtime_cache_path(const RuntimeFlags& flags);
-// A runtime config for the current device that prints progress as `who` and
-// loads the runtime cache file, if any (problems with it are warnings).
-runtime::RuntimeConfig gpu_config(const char* who, const std::optional<CacheFile>& cache_file, const RuntimeFlags& flags);
+// A runtime config for the current device that loads the runtime cache file,
+// if any (problems with it are logged as warnings).
+runtime::RuntimeConfig gpu_config(const std::optional<CacheFile>& cache_file, const RuntimeFlags& flags);
 // One line of a context's CUDA graph counters, then its fallbacks by reason.
 void print_graph_stats(const runtime::ExecutionContext& context);
 // The same counters as a JSON object.
 Json graph_stats_json(const runtime::ExecutionContext& context);
 // Saves the config's cache back to its file (merging what others wrote).
-void save_runtime_cache(const char* who, const runtime::RuntimeConfig& config,
-                        const std::optional<CacheFile>& cache_file);
+void save_runtime_cache(const runtime::RuntimeConfig& config, const std::optional<CacheFile>& cache_file);
 
 int cmd_inspect(const InspectOptions& options, Json& doc);
 int cmd_build(const BuildOptions& options, Json& doc);

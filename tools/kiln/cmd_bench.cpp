@@ -62,7 +62,7 @@ int cmd_bench(const BenchOptions& options, Json& doc) {
   }
 
   auto cache_file = runtime_cache_path(options.runtime);
-  runtime::RuntimeConfig config = gpu_config("kiln bench", cache_file, options.runtime);
+  runtime::RuntimeConfig config = gpu_config(cache_file, options.runtime);
   auto start = Clock::now();
   auto engine = runtime::Engine::create(p, config);
   auto context = engine->create_context();
@@ -216,7 +216,7 @@ int cmd_bench(const BenchOptions& options, Json& doc) {
     results[d].steady_stats = context->specialization_stats().front();
   }
   print_graph_stats(*context);
-  save_runtime_cache("kiln bench", config, cache_file);
+  save_runtime_cache(config, cache_file);
   cudaStreamDestroy(stream);
 
   std::cout << "shape, first / second / steady (median of " << iterations << ") call in us, kernels at steady state\n";
