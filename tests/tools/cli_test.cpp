@@ -685,3 +685,26 @@ TEST(CliLog, QuietAndVerboseSetTheLogSeverity) {
 }
 
 }  // namespace
+
+// kiln bench --streams N: a count from 0 to 256, checked while parsing; it runs only on a GPU.
+namespace {
+
+TEST(CliBench, StreamsIsACountOfAtMost256) {
+  TempDir dir;
+  std::string plan = (dir.path / "mlp.kiln").string();
+  ASSERT_EQ(kiln("build " + kExamples + "/mlp.onnx -o " + plan + " --profile x:1x64/4x64/16x64 --quiet").code, 0);
+  for (const char* bad : {"--streams 257", "--streams -1", "--streams two", "--streams"}) {
+    Result r = kiln("bench " + plan + " --trace x:2x64 " + bad);
+    EXPECT_EQ(r.code, 2) << bad << ": " << r.output;
+    EXPECT_NE(r.output.find("--streams"), std::string::npos) << bad << ": " << r.output;
+  }
+  // Accepted: without a GPU it stops at the device (5), with one it runs (0).
+  Result ok = kiln("bench " + plan + " --trace x:2x64 --streams 4 --iterations 20 --runtime-cache off");
+  EXPECT_TRUE(ok.code == 0 || ok.code == 5) << ok.output;
+  if (ok.code == 0) {
+    EXPECT_NE(ok.output.find("x:2x64 with 4 streams: "), std::string::npos) << ok.output;
+  }
+  EXPECT_NE(kiln("bench --help").output.find("--streams"), std::string::npos);
+}
+
+}  // namespace

@@ -98,6 +98,7 @@ struct BenchOptions {
   ModelArg plan;
   std::vector<std::string> traces, static_plans;
   int repeat = 2, iterations = 100, settle_ms = 30000;
+  int streams = 0;  // > 0: also the throughput of that many streams (threads, contexts) per shape
   double duration_s = 0;  // the steady state of each shape runs at least this long
   bool manual_capture = false;
   std::string json_file;

@@ -365,7 +365,8 @@ int main(int argc, char** argv) {
       "One --trace per call, in order, the whole trace --repeat times; each call timed from binding its inputs to the end of a\n"
       "stream synchronize; then per shape the first, second and steady-state call\n"
       "(median of --iterations, taken once no kernel waits for its specialized\n"
-      "variant, waiting at most --settle-ms). Inputs are random.");
+      "variant, waiting at most --settle-ms). Inputs are random. --streams N adds\n"
+      "per shape the total qps of N contexts called at once from N threads.");
   bench->add_option("PLAN", bench_options.plan.positional, "kiln plan")->type_name("");
   add_model_aliases(bench, bench_options.plan, false, true);
   repeated(bench, "--trace", bench_options.traces, "the input shapes of one call, e.g. x:1x7x512 (repeat, in order)")
@@ -379,6 +380,10 @@ int main(int argc, char** argv) {
            "a plan built for one shape of the trace: timed on its own engine, in\n"
            "rounds alternating with the trace's engine at that shape")
       ->type_name("PLAN.kiln");
+  count(bench, "--streams", bench_options.streams,
+        "then per shape, the throughput of N streams, each with its own\n"
+        "context and host thread on the one engine (0: none; at most 256)")
+      ->check(CLI::Range(0, 256).description(""));
   bench->add_flag("--manual-capture", bench_options.manual_capture,
                   "also time the steady state's kernels captured by hand into a graph\n"
                   "(native graphs off) and replayed");
