@@ -35,6 +35,7 @@ plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, ref
                          const std::string& precision) {
   builder::BuildOptions options;
   options.precision = *plan::parse_precision(precision);  // the parser accepted only these names
+  options.progress = [](const std::string& line) { kiln::log(Severity::kVerbose, line); };  // detail here; kiln build shows them
   for (ir::ValueId id : net.inputs()) {
     const auto& dims = inputs.at(net.value(id).name).dims;
     builder::add_input_profile(net, net.value(id).name, dims, dims, dims, options);
