@@ -16,7 +16,8 @@ struct BuildOptions {
   plan::Precision precision = plan::Precision::kFloat32;
   // Ranges for symbolic dims, overriding those the network has.
   std::map<std::string, ir::DimRange> ranges;
-  // Called with one line per pass as the build goes.
+  // Called with one line per pass as the build goes; unset: the lines go to
+  // the log as info (kiln/logging.h).
   std::function<void(const std::string&)> progress;
 };
 

@@ -63,7 +63,7 @@ class Module {
   // Applies from the next run; refused while the module's own capture is open.
   void set_cudagraphs_mode(CudagraphsMode mode);
   CudagraphsMode cudagraphs_mode() const;
-  // Called once per distinct warning (default: printed to stderr).
+  // Called once per distinct warning (default: the log, kiln/logging.h).
   void on_warning(std::function<void(const std::string&)> sink);
 
   // Runs every segment in order on `stream` and returns the module outputs in

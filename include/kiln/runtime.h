@@ -30,6 +30,7 @@ int compiler_version();
 // `cache`, without a GPU, so a deployment can ship a warm cache; and for each
 // set of input shapes in `shape_sets` (input name -> dims), the kernels
 // specialized for those shapes. Returns the number of kernels compiled or found.
+// `progress` as RuntimeConfig::progress.
 using InputShapes = std::map<std::string, std::vector<int64_t>, std::less<>>;
 int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache,
                const std::function<void(const std::string&)>& progress = {},
@@ -77,7 +78,9 @@ struct RuntimeConfig {
   // buffers); beyond it the least recently used one is repaired in place.
   size_t graphs_per_shape = 4;
   bool strict_cuda_graphs = false;  // throw instead of falling back to direct launches
-  // Called with progress lines while kernels compile.
+  // Called with progress lines while kernels compile, from the compiling
+  // threads (several at once); unset: the lines go to the log as info
+  // (kiln/logging.h).
   std::function<void(const std::string&)> progress;
   // Compiled kernels are looked up here first and added after compiling; shared
   // by engines. Null: no cache.

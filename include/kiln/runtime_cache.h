@@ -90,6 +90,8 @@ class RuntimeCache {
   // Adds the entries of a trusted cache file. A missing file is no warning;
   // an untrusted, unreadable or bad one is a warning and adds nothing. No
   // lock: saves replace the file by a rename, so a reader sees a whole file.
+  // The warnings returned here and by the saves below also go to the log
+  // (kiln/logging.h).
   std::vector<std::string> load_file(const std::filesystem::path& path);
   // Saves under an exclusive lock (`path` + ".lock"): re-reads what other
   // processes wrote, merges, and replaces the file atomically. Problems

@@ -13,4 +13,27 @@ from .session import InferenceSession
 
 __version__ = _C.__version__
 
-__all__ = ["Error", "InferenceSession", "Plan", "TensorInfo", "build", "runtime", "__version__"]
+
+def set_log_level(level: str) -> None:
+    """How much of kiln's log reaches stderr: ``"error"``, ``"warning"`` (the default),
+    ``"info"`` (also progress: passes, kernels compiling) or ``"verbose"`` (also runtime
+    cache loads and saves)."""
+    _C.set_log_level(level)
+
+
+def log_level() -> str:
+    """The level ``set_log_level`` set last (``"warning"`` until then)."""
+    return _C.log_level()
+
+
+__all__ = [
+    "Error",
+    "InferenceSession",
+    "Plan",
+    "TensorInfo",
+    "build",
+    "log_level",
+    "runtime",
+    "set_log_level",
+    "__version__",
+]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-import warnings
 from dataclasses import dataclass
 
 from . import _C
@@ -63,8 +62,7 @@ def runtime_cache(path: str | None, shared: bool = False) -> _C.RuntimeCache | N
         cache = _caches.get(path)
         if cache is None:
             cache = _C.RuntimeCache(shared=shared)
-            for warning in cache.load_file(path):
-                warnings.warn(f"kiln runtime cache: {warning}", RuntimeWarning, stacklevel=3)
+            cache.load_file(path)  # problems go to kiln's log as warnings (kiln.set_log_level)
             _caches[path] = cache
         return cache
 
@@ -75,9 +73,7 @@ def save_runtime_caches() -> None:
         items = list(_caches.items())
     for path, cache in items:
         if cache.has_unsaved_entries:
-            _, problems = cache.save_file(path)
-            for warning in problems:
-                warnings.warn(f"kiln runtime cache: {warning}", RuntimeWarning, stacklevel=2)
+            cache.save_file(path)  # problems go to kiln's log as warnings
 
 
 atexit.register(save_runtime_caches)

@@ -20,6 +20,7 @@
 #include "kiln/builder.h"
 #include "kiln/error.h"
 #include "kiln/ir/dim.h"
+#include "kiln/logging.h"
 #include "kiln/onnx.h"
 #include "kiln/plan.h"
 #include "kiln/reference.h"
@@ -402,6 +403,17 @@ NB_MODULE(_C, m) {
         return std::make_tuple(p.outer_capture, p.engine_native, p.warnings, p.error);
       },
       "mode"_a, "engines"_a);
+
+  // kiln's log goes to stderr; the level is the least severe kind printed.
+  m.def(
+      "set_log_level",
+      [](const std::string& level) {
+        auto severity = parse_severity(level);
+        if (!severity) fail(ErrorCode::kInvalidArgument, "log level must be error, warning, info or verbose; got '", level, "'");
+        set_log_severity(*severity);
+      },
+      "level"_a);
+  m.def("log_level", [] { return std::string(severity_name(log_severity())); });
 
   m.def("cuda_available", [] {
     std::string reason;

@@ -38,6 +38,22 @@ def test_build_reports_progress(mlp):
     assert lines, "the builder reported no pass"
 
 
+def test_log_level_chooses_what_reaches_stderr(mlp, capfd):
+    path, _ = mlp
+    assert kiln.log_level() == "warning"
+    try:
+        kiln.set_log_level("info")
+        kiln.build(path, profiles=MLP_PROFILE)
+        assert "kiln: fold constants: " in capfd.readouterr().err
+        kiln.set_log_level("warning")
+        kiln.build(path, profiles=MLP_PROFILE)
+        assert capfd.readouterr().err == ""
+        with pytest.raises(kiln.Error, match="log level must be error, warning, info or verbose"):
+            kiln.set_log_level("debug")
+    finally:
+        kiln.set_log_level("warning")
+
+
 @pytest.mark.parametrize("batch", [1, 3, 32])
 def test_cpu_session_on_the_model_matches_numpy(mlp, rng, batch):
     path, weights = mlp

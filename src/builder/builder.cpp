@@ -6,6 +6,7 @@
 #include "graph.h"
 #include "kiln/error.h"
 #include "kiln/ir/limits.h"
+#include "kiln/logging.h"
 #include "kiln/version.h"
 
 namespace kiln::builder {
@@ -201,6 +202,7 @@ void plan_memory(plan::Plan& p) {
 plan::Plan build(const ir::Network& network, const BuildOptions& options, const std::string& source) {
   auto say = [&](const std::string& line) {
     if (options.progress) options.progress(line);
+    else kiln::log(Severity::kInfo, line);
   };
   Graph g = Graph::from_network(network);
   for (auto& [s, r] : options.ranges) g.ranges[s] = r;

@@ -91,6 +91,7 @@ std::vector<fs::path> numbered(const fs::path& dir, const std::string& stem) {
 // Builds an fp32 plan whose ranges are exactly these inputs' shapes.
 plan::Plan plan_for(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs) {
   builder::BuildOptions options;
+  options.progress = [](const std::string&) {};  // one build per test: its passes would bury the results
   for (ir::ValueId id : net.inputs()) {
     const ir::Value& v = net.value(id);
     const auto& dims = inputs.at(v.name).dims;
@@ -105,6 +106,7 @@ std::vector<reference::Tensor> run_on(Device device, bool eager, const ir::Netwo
   plan::Plan p = plan_for(net, inputs);
   if (device == Device::kPlan) return reference::run(p.network, inputs);
   runtime::RuntimeConfig config;
+  config.progress = [](const std::string&) {};  // one engine per test, as for the builds
   config.dynamic_shapes_kernel_specialization_strategy = eager ? runtime::KernelSpecialization::kEager : runtime::KernelSpecialization::kNone;
   auto engine = runtime::Engine::create(std::move(p), config);
   auto context = engine->create_context();

@@ -1,7 +1,6 @@
 #include "kiln/module.h"
 
 #include <algorithm>
-#include <iostream>
 #include <list>
 #include <set>
 #include <variant>
@@ -10,6 +9,7 @@
 #include "graphs/native_graph.h"
 #include "kiln/error.h"
 #include "kiln/ir/shape_inference.h"
+#include "kiln/logging.h"
 #include "module_policy.h"
 
 namespace kiln::module {
@@ -54,7 +54,7 @@ struct Module::State {
   std::vector<Segment> segments;
   std::list<ShapeSlot> slots;  // most recently used first
   std::set<std::string> warned;
-  std::function<void(const std::string&)> warn = [](const std::string& w) { std::cerr << "kiln: warning: " << w << "\n"; };
+  std::function<void(const std::string&)> warn = [](const std::string& w) { kiln::log(Severity::kWarning, w); };
   bool capturing = false;            // the module's own capture is open
   bool stream_is_captured = false;   // this run's stream is being captured by the caller
   Stats stats;

@@ -7,12 +7,21 @@
 #include "context_state.h"
 #include "kiln/error.h"
 #include "kiln/ir/shape_inference.h"
+#include "kiln/logging.h"
 #include "jit/nvrtc.h"
 
 namespace kiln::runtime {
 
 namespace {
 constexpr size_t kWorkspaceBytes = 32 << 20;  // cuBLASLt and cuDNN workspace per context
+
+using Progress = std::function<void(const std::string&)>;
+
+// A caller's own progress callback gets the lines; without one they go to the log.
+Progress progress_or_log(const Progress& progress) {
+  if (progress) return progress;
+  return [](const std::string& line) { kiln::log(Severity::kInfo, line); };
+}
 }  // namespace
 
 bool cuda_available(std::string* reason) {
@@ -103,7 +112,7 @@ std::shared_ptr<Engine> Engine::create(plan::Plan plan, const RuntimeConfig& con
 
   int threads = config.compile_threads > 0 ? config.compile_threads
                                            : std::clamp<int>(int(std::thread::hardware_concurrency()), 1, 16);
-  s->store.compile_all(s->arch, threads, config.progress, config.cache.get());
+  s->store.compile_all(s->arch, threads, progress_or_log(config.progress), config.cache.get());
   s->config = config;
   // lazy compiles in the background on a few threads; eager on as many as
   // compile the generic kernels, while the first call at a shape waits. A
@@ -191,7 +200,8 @@ int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache, const std:
   KernelStore store;
   std::vector<std::unique_ptr<Op>> ops = make_ops(plan, store);
   int threads = std::clamp<int>(int(std::thread::hardware_concurrency()), 1, 16);
-  store.compile_into_cache(arch, threads, progress, cache);
+  Progress say = progress_or_log(progress);
+  store.compile_into_cache(arch, threads, say, cache);
   int kernels = store.module_count();
   for (size_t set = 0; set < shape_sets.size(); ++set) {
     const InputShapes& shapes = shape_sets[set];
@@ -204,7 +214,7 @@ int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache, const std:
         added += store.warm_specialized(k->handle, k->params, arch, cache);
         ++total;
       }
-    if (progress) progress(str("specialized for ", shape_key(shapes), ": ", total, " kernels, ", added, " new"));
+    say(str("specialized for ", shape_key(shapes), ": ", total, " kernels, ", added, " new"));
     kernels += total;
   }
   return kernels;

@@ -6,6 +6,7 @@
 #include <limits>
 #include <random>
 
+#include "../core/log_capture.h"
 #include "kiln/builder.h"
 #include "kiln/error.h"
 #include "kiln/ir/shape_inference.h"
@@ -87,6 +88,22 @@ TEST(Builder, MatMulBiasActivationBecomeOneKernelPerLayer) {
     EXPECT_EQ(p.network.nodes().size(), 4u) << dump_network(p.network);
     expect_same_results(net, p.network, {{"batch", 3}}, 1e-6);
   }
+}
+
+TEST(Builder, PassLinesGoToTheLogUnlessACallbackTakesThem) {
+  ir::Network net = mlp(2, false);
+  {
+    testing::LogCapture log(Severity::kInfo);
+    build(net, {});
+    EXPECT_EQ(log.count(Severity::kInfo, "fold constants: "), 1u) << log.text();
+  }
+  testing::LogCapture log(Severity::kVerbose);
+  BuildOptions options;
+  std::vector<std::string> lines;
+  options.progress = [&](const std::string& line) { lines.push_back(line); };
+  build(net, options);
+  EXPECT_TRUE(log.entries().empty()) << log.text();
+  EXPECT_FALSE(lines.empty());
 }
 
 TEST(Builder, ResidualAddIsAbsorbed) {

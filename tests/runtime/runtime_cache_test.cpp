@@ -8,6 +8,7 @@
 #include <random>
 
 #include "../core/forked.h"
+#include "../core/log_capture.h"
 #include "kiln/file_io.h"
 #include "kiln/runtime_cache.h"
 
@@ -322,6 +323,35 @@ TEST_F(CacheFileTest, AnOlderFormatIsIgnoredAndRewritten) {
   SaveResult result = save(file_);
   EXPECT_TRUE(result.saved);
   EXPECT_EQ(load(file_).first, 1u);
+}
+
+// What load_file and save_file return is also what the log gets, as
+// warnings; a good load and save are verbose lines.
+TEST_F(CacheFileTest, ProblemsGoToTheLogAsWarnings) {
+  testing::LogCapture log(Severity::kVerbose);
+  std::string bytes = slurp(file_);
+  bytes[bytes.size() / 2] ^= 0x40;
+  std::ofstream(file_, std::ios::binary) << bytes;
+  RuntimeCache cache(13000);
+  std::vector<std::string> warnings = cache.load_file(file_);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(log.count(Severity::kWarning, warnings[0]), 1u) << log.text();
+  EXPECT_NE(warnings[0].find("kernels will recompile"), std::string::npos) << warnings[0];
+
+  SaveResult refused = cache.save_file("/proc/kiln/cache.bin");
+  ASSERT_EQ(refused.warnings.size(), 1u);
+  EXPECT_EQ(log.count(Severity::kWarning, refused.warnings[0]), 1u) << log.text();
+  EXPECT_EQ(log.count(Severity::kWarning), 2u) << log.text();
+
+  cache.insert(key(5), 90, cubin(5));
+  SaveResult saved = cache.save_file(file_);  // replaces the corrupt file, whose entries it cannot merge
+  EXPECT_TRUE(saved.saved);
+  ASSERT_EQ(saved.warnings.size(), 1u);
+  EXPECT_EQ(log.count(Severity::kWarning, saved.warnings[0]), 2u) << log.text();  // the same words as the load's
+  EXPECT_EQ(log.count(Severity::kVerbose, "saved runtime cache"), 1u) << log.text();
+  EXPECT_TRUE(RuntimeCache(13000).load_file(file_).empty());
+  EXPECT_EQ(log.count(Severity::kVerbose, "loaded runtime cache"), 1u) << log.text();
+  EXPECT_EQ(log.count(Severity::kWarning), 3u) << log.text();
 }
 
 TEST_F(CacheFileTest, ASaveWaitsForTheLockThenGivesUpWithAWarning) {

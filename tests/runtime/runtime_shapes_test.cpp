@@ -3,6 +3,7 @@
 // warm_cache, which takes the same checks as a context's first call at a shape.
 #include <gtest/gtest.h>
 
+#include "../core/log_capture.h"
 #include "kiln/builder.h"
 #include "kiln/error.h"
 #include "kiln/reference.h"
@@ -81,6 +82,25 @@ TEST(RuntimeShapes, AValueThatWouldOutgrowItsSlotIsRefused) {
     EXPECT_EQ(e.code(), ErrorCode::kShapeError);
     EXPECT_NE(std::string(e.what()).find("arena slot"), std::string::npos) << e.what();
   }
+}
+
+// Compiling for sm_90 needs no GPU: warm_cache's progress goes to the log as
+// info, unless the caller passes a callback of its own.
+TEST(RuntimeShapes, CompileProgressGoesToTheLogUnlessACallbackTakesIt) {
+  plan::Plan p = two_input_plan();
+  RuntimeCache cache(compiler_version());
+  {
+    testing::LogCapture log(Severity::kInfo);
+    warm_cache(p, 90, cache);
+    EXPECT_GE(log.count(Severity::kInfo, "kernels for sm_90"), 1u) << log.text();
+    EXPECT_EQ(log.count(Severity::kInfo, "kernels from the runtime cache"), 1u) << log.text();
+  }
+  testing::LogCapture log(Severity::kVerbose);
+  std::vector<std::string> lines;
+  warm_cache(p, 90, cache, [&](const std::string& line) { lines.push_back(line); }, {{{"x", {2, 8}}, {"y", {4, 8}}}});
+  EXPECT_TRUE(log.entries().empty()) << log.text();
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[1].find("specialized for x:2x8,y:4x8"), std::string::npos) << lines[1];
 }
 
 }  // namespace

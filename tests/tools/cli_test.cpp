@@ -671,3 +671,57 @@ TEST(CliMissingProfile, ErrorNamesTheInputAndOffersAProfileToPaste) {
 }
 
 }  // namespace
+
+// --verbose / --quiet: how much of kiln's log (library and command lines) reaches stderr.
+namespace {
+
+TEST(CliLog, QuietAndVerboseSetTheLogSeverity) {
+  TempDir dir;
+  std::string plan = (dir.path / "mlp.kiln").string(), cache = (dir.path / "cache.bin").string();
+  std::string build = "build " + kExamples + "/mlp.onnx -o " + plan + " --profile x:1x64/4x64/16x64";
+  Result normal = kiln(build);
+  ASSERT_EQ(normal.code, 0) << normal.output;
+  EXPECT_NE(normal.output.find("kiln build: fold constants: "), std::string::npos) << normal.output;  // the library's info
+  EXPECT_NE(normal.output.find("kiln build: wrote "), std::string::npos) << normal.output;           // the command's
+  Result quiet = kiln(build + " --quiet");
+  EXPECT_EQ(quiet.code, 0) << quiet.output;
+  EXPECT_EQ(quiet.output, "");
+  EXPECT_EQ(kiln(build + " --quiet --verbose").code, 2);
+  // The runtime cache's loads and saves are verbose lines; --shared-runtime-cache style, after the verb too.
+  ASSERT_EQ(kiln("cache warm " + plan + " --arch sm_90 --cache " + cache).code, 0);
+  Result verbose = kiln("cache warm " + plan + " --arch sm_90 --cache " + cache + " --verbose");
+  EXPECT_EQ(verbose.code, 0) << verbose.output;
+  EXPECT_NE(verbose.output.find("kiln cache warm: loaded runtime cache"), std::string::npos) << verbose.output;
+  EXPECT_NE(verbose.output.find("kiln cache warm: saved runtime cache"), std::string::npos) << verbose.output;
+  // A warning passes --quiet.
+  std::ofstream(cache, std::ios::binary | std::ios::app) << "trailing";
+  Result damaged = kiln("cache warm " + plan + " --arch sm_90 --cache " + cache + " --quiet");
+  EXPECT_EQ(damaged.code, 0) << damaged.output;
+  EXPECT_NE(damaged.output.find("kiln cache warm: warning: "), std::string::npos) << damaged.output;
+  EXPECT_NE(damaged.output.find("kernels will recompile"), std::string::npos) << damaged.output;
+}
+
+}  // namespace
+
+// kiln bench --streams N: a count from 0 to 256, checked while parsing; it runs only on a GPU.
+namespace {
+
+TEST(CliBench, StreamsIsACountOfAtMost256) {
+  TempDir dir;
+  std::string plan = (dir.path / "mlp.kiln").string();
+  ASSERT_EQ(kiln("build " + kExamples + "/mlp.onnx -o " + plan + " --profile x:1x64/4x64/16x64 --quiet").code, 0);
+  for (const char* bad : {"--streams 257", "--streams -1", "--streams two", "--streams"}) {
+    Result r = kiln("bench " + plan + " --trace x:2x64 " + bad);
+    EXPECT_EQ(r.code, 2) << bad << ": " << r.output;
+    EXPECT_NE(r.output.find("--streams"), std::string::npos) << bad << ": " << r.output;
+  }
+  // Accepted: without a GPU it stops at the device (5), with one it runs (0).
+  Result ok = kiln("bench " + plan + " --trace x:2x64 --streams 4 --iterations 20 --runtime-cache off");
+  EXPECT_TRUE(ok.code == 0 || ok.code == 5) << ok.output;
+  if (ok.code == 0) {
+    EXPECT_NE(ok.output.find("x:2x64 with 4 streams: "), std::string::npos) << ok.output;
+  }
+  EXPECT_NE(kiln("bench --help").output.find("--streams"), std::string::npos);
+}
+
+}  // namespace

@@ -14,6 +14,7 @@
 
 #include "kiln/error.h"
 #include "kiln/ir/network.h"
+#include "kiln/logging.h"
 #include "kiln/reference.h"
 #include "kiln/runtime.h"
 
@@ -31,6 +32,9 @@ enum Exit : int {
 };
 
 int exit_code_for(const Error& e);
+// Sends kiln's log (the library's and the commands' own lines) to stderr as
+// "kiln run: warning: ...", dropping what is less severe than `minimum`.
+void log_to_stderr(const std::string& command, Severity minimum);
 // Called once a command has loaded its model and starts binding inputs: from
 // then on shape and type errors are the inputs' (kRunFailed), not the model's.
 void begin_input_phase();
@@ -99,6 +103,7 @@ struct BenchOptions {
   ModelArg plan;
   std::vector<std::string> traces, static_plans;
   int repeat = 2, iterations = 100, settle_ms = 30000;
+  int streams = 0;  // > 0: also the throughput of that many streams (threads, contexts) per shape
   double duration_s = 0;  // the steady state of each shape runs at least this long
   bool manual_capture = false;
   std::string json_file;
@@ -146,16 +151,15 @@ struct CacheFile {
 };
 // --runtime-cache PATH, `off`, or the per-user default.
 std::optional<CacheFile> runtime_cache_path(const RuntimeFlags& flags);
-// A runtime config for the current device that prints progress as `who` and
-// loads the runtime cache file, if any (problems with it are warnings).
-runtime::RuntimeConfig gpu_config(const char* who, const std::optional<CacheFile>& cache_file, const RuntimeFlags& flags);
+// A runtime config for the current device that loads the runtime cache file,
+// if any (problems with it are logged as warnings).
+runtime::RuntimeConfig gpu_config(const std::optional<CacheFile>& cache_file, const RuntimeFlags& flags);
 // One line of a context's CUDA graph counters, then its fallbacks by reason.
 void print_graph_stats(const runtime::ExecutionContext& context);
 // The same counters as a JSON object.
 Json graph_stats_json(const runtime::ExecutionContext& context);
 // Saves the config's cache back to its file (merging what others wrote).
-void save_runtime_cache(const char* who, const runtime::RuntimeConfig& config,
-                        const std::optional<CacheFile>& cache_file);
+void save_runtime_cache(const runtime::RuntimeConfig& config, const std::optional<CacheFile>& cache_file);
 
 int cmd_inspect(const InspectOptions& options, Json& doc);
 int cmd_build(const BuildOptions& options, Json& doc);

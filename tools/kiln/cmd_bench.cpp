@@ -1,8 +1,10 @@
 // kiln bench: latency of a plan over a trace of input shapes, call by call,
 // as a deployment with changing shapes sees it (first call at a shape, the
-// second, and the steady state once specialized kernels are in).
+// second, and the steady state once specialized kernels are in); with
+// --streams, the throughput of several threads sharing the engine.
 #include <chrono>
 #include <iostream>
+#include <latch>
 #include <sstream>
 #include <thread>
 
@@ -20,6 +22,13 @@ using Clock = std::chrono::steady_clock;
 
 double micros_since(Clock::time_point t0) { return std::chrono::duration<double, std::micro>(Clock::now() - t0).count(); }
 
+struct Throughput {
+  size_t calls = 0;     // timed calls of all streams together
+  double wall_s = 0;    // from the first stream's first timed call to the last one's end
+  double qps = 0;       // calls / wall_s
+  std::vector<Latency> per_stream;
+};
+
 struct ShapeResult {
   std::string key;
   std::vector<double> calls;  // trace calls at this shape, in order (us)
@@ -28,11 +37,75 @@ struct ShapeResult {
   double static_us = 0;  // an engine built for exactly this shape (--static-plan), measured interleaved
   double manual_us = 0;  // the same kernels captured by hand into a graph and replayed (--manual-capture)
   runtime::ExecutionContext::ShapeStats first_stats, steady_stats;
+  Throughput throughput;  // --streams
 };
 
 std::string stats_text(const runtime::ExecutionContext::ShapeStats& st) {
   return str(st.generic, " generic, ", st.specialized, " specialized, ", st.pending, " pending; prepared in ", st.prepare_ms,
              " ms");
+}
+
+// --streams: one host thread per stream, each with its own context, stream
+// and device buffers on the one engine, calling back to back at one shape
+// (enqueue, then wait for its stream). All start timing together, after 10
+// untimed calls each (warm-up and, with native graphs, the capture).
+Throughput measure_streams(runtime::Engine& engine, const std::map<std::string, reference::Tensor>& inputs, int streams,
+                           int iterations, double duration_s, const std::string& key) {
+  struct Lane {
+    std::unique_ptr<runtime::ExecutionContext> context;
+    std::unique_ptr<runtime::DeviceIo> io;  // destroyed before its context
+    cudaStream_t stream = nullptr;
+    std::vector<double> times;
+    Clock::time_point begin, end;
+    std::string error;
+  };
+  std::vector<Lane> lanes(static_cast<size_t>(streams));
+  for (Lane& lane : lanes) {  // allocations first, on this thread
+    lane.context = engine.create_context();
+    lane.io = std::make_unique<runtime::DeviceIo>(*lane.context, engine, inputs);
+    if (cudaError_t e = cudaStreamCreateWithFlags(&lane.stream, cudaStreamNonBlocking); e != cudaSuccess)
+      fail(ErrorCode::kDevice, "--streams: creating a stream: ", cudaGetErrorString(e));
+  }
+  auto call = [](Lane& lane) {
+    auto t0 = Clock::now();
+    lane.context->enqueue(lane.stream);
+    if (cudaError_t e = cudaStreamSynchronize(lane.stream); e != cudaSuccess) fail(ErrorCode::kDevice, cudaGetErrorString(e));
+    return micros_since(t0);
+  };
+  std::latch warmed_up(streams);
+  auto run_lane = [&](Lane& lane) {
+    try {
+      if (cudaError_t e = cudaSetDevice(engine.device()); e != cudaSuccess) fail(ErrorCode::kDevice, cudaGetErrorString(e));
+      for (int i = 0; i < 10; ++i) call(lane);
+    } catch (const std::exception& e) {
+      lane.error = e.what();
+    }
+    warmed_up.arrive_and_wait();  // also after an error, so that no thread waits forever
+    if (!lane.error.empty()) return;
+    try {
+      lane.begin = Clock::now();
+      while (lane.times.size() < size_t(iterations) || micros_since(lane.begin) < 1e6 * duration_s) lane.times.push_back(call(lane));
+      lane.end = Clock::now();
+    } catch (const std::exception& e) {
+      lane.error = e.what();
+    }
+  };
+  std::vector<std::thread> threads;
+  for (Lane& lane : lanes) threads.emplace_back(run_lane, std::ref(lane));
+  for (std::thread& t : threads) t.join();
+  for (Lane& lane : lanes) cudaStreamDestroy(lane.stream);
+  Throughput out;
+  Clock::time_point first = lanes[0].begin, last = lanes[0].end;
+  for (size_t i = 0; i < lanes.size(); ++i) {
+    if (!lanes[i].error.empty()) fail(ErrorCode::kDevice, "--streams: stream ", i, " at ", key, ": ", lanes[i].error);
+    first = std::min(first, lanes[i].begin);
+    last = std::max(last, lanes[i].end);
+    out.calls += lanes[i].times.size();
+    out.per_stream.push_back(summarize(lanes[i].times));
+  }
+  out.wall_s = std::chrono::duration<double>(last - first).count();
+  out.qps = out.wall_s > 0 ? double(out.calls) / out.wall_s : 0;
+  return out;
 }
 
 }  // namespace
@@ -62,7 +135,7 @@ int cmd_bench(const BenchOptions& options, Json& doc) {
   }
 
   auto cache_file = runtime_cache_path(options.runtime);
-  runtime::RuntimeConfig config = gpu_config("kiln bench", cache_file, options.runtime);
+  runtime::RuntimeConfig config = gpu_config(cache_file, options.runtime);
   auto start = Clock::now();
   auto engine = runtime::Engine::create(p, config);
   auto context = engine->create_context();
@@ -215,8 +288,12 @@ int cmd_bench(const BenchOptions& options, Json& doc) {
     if (options.manual_capture) results[d].manual_us = manual_capture_us(d);
     results[d].steady_stats = context->specialization_stats().front();
   }
+  // After the steady state, so that the specialized kernels are in the engine for every stream's context.
+  if (options.streams > 0)
+    for (size_t d = 0; d < distinct.size(); ++d)
+      results[d].throughput = measure_streams(*engine, shape_inputs[d], options.streams, iterations, options.duration_s, results[d].key);
   print_graph_stats(*context);
-  save_runtime_cache("kiln bench", config, cache_file);
+  save_runtime_cache(config, cache_file);
   cudaStreamDestroy(stream);
 
   std::cout << "shape, first / second / steady (median of " << iterations << ") call in us, kernels at steady state\n";
@@ -226,6 +303,14 @@ int cmd_bench(const BenchOptions& options, Json& doc) {
               << (r.manual_us > 0 ? str(" (manual capture ", r.manual_us, ")") : "")
               << "  (" << stats_text(r.steady_stats) << ")\n";
   for (auto& r : results) std::cout << r.key << " steady state over " << r.steady.runs << " calls (us): " << latency_text(r.steady) << "\n";
+  if (options.streams > 0)
+    for (auto& r : results) {
+      const Throughput& t = r.throughput;
+      std::cout << r.key << " with " << options.streams << " streams: " << t.qps << " qps (" << t.calls << " calls in " << t.wall_s
+                << " s)\n";
+      for (size_t i = 0; i < t.per_stream.size(); ++i)
+        std::cout << "  stream " << i << " over " << t.per_stream[i].runs << " calls (us): " << latency_text(t.per_stream[i]) << "\n";
+    }
   auto g = context->graph_stats();
   doc["plan"] = file;
   doc["strategy"] = runtime::kernel_specialization_name(strategy);
@@ -234,8 +319,9 @@ int cmd_bench(const BenchOptions& options, Json& doc) {
   doc["replays"] = g.replays;
   doc["updates"] = g.updates;
   doc["setup_ms"] = setup_ms;
+  if (options.streams > 0) doc["streams"] = options.streams;
   doc["shapes"] = Json::array();
-  for (const ShapeResult& r : results)
+  for (const ShapeResult& r : results) {
     doc["shapes"].push_back({{"shape", r.key},
                              {"calls_us", r.calls},
                              {"steady_us", r.steady_us},
@@ -248,6 +334,15 @@ int cmd_bench(const BenchOptions& options, Json& doc) {
                              {"steady_specialized", r.steady_stats.specialized},
                              {"steady_pending", r.steady_stats.pending},
                              {"steady", latency_json(r.steady)}});
+    if (options.streams > 0) {
+      Json per_stream = Json::array();
+      for (const Latency& l : r.throughput.per_stream) per_stream.push_back(latency_json(l));
+      doc["shapes"].back()["throughput"] = {{"qps", r.throughput.qps},
+                                            {"calls", r.throughput.calls},
+                                            {"wall_s", r.throughput.wall_s},
+                                            {"per_stream", per_stream}};
+    }
+  }
   if (!options.json_file.empty()) {
     Json copy = doc;  // what --json prints
     copy["exit_code"] = kOk;

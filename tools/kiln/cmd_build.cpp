@@ -1,5 +1,4 @@
 // kiln build: ONNX model -> .kiln plan, on any machine (no GPU needed).
-#include <iostream>
 #include <optional>
 #include <set>
 
@@ -65,8 +64,7 @@ int cmd_build(const BuildOptions& cli, Json& doc) {
   std::string model = model_path(cli.model, usage);
   builder::BuildOptions options;
   options.precision = *plan::parse_precision(cli.precision);  // the parser accepted only these names
-  options.progress = [](const std::string& line) { std::cerr << "kiln build: " << line << "\n"; };
-  std::cerr << "kiln build: loading " << model << "\n";
+  kiln::log(Severity::kInfo, "loading " + model);
   ir::Network net = onnx::load_model(model);
   for (const std::string& spec : cli.profiles) {
     // The shapes hold no ':', so the name is everything before the last one.
@@ -99,9 +97,8 @@ int cmd_build(const BuildOptions& cli, Json& doc) {
   require_ranges(net, options);
   plan::Plan p = builder::build(net, options, model);
   plan::save(p, cli.output);
-  std::cerr << "kiln build: wrote " << cli.output << " (" << p.network.nodes().size() << " kernels, arena "
-            << p.arena_bytes << " bytes, weights " << p.network.parameter_bytes() << " bytes, "
-            << plan::precision_name(p.precision) << ")\n";
+  kiln::log(Severity::kInfo, str("wrote ", cli.output, " (", p.network.nodes().size(), " kernels, arena ", p.arena_bytes,
+                           " bytes, weights ", p.network.parameter_bytes(), " bytes, ", plan::precision_name(p.precision), ")"));
   doc["model"] = model;
   doc["output"] = cli.output;
   doc["precision"] = plan::precision_name(p.precision);

@@ -9,10 +9,6 @@ namespace kiln::cli {
 
 namespace {
 
-void print_warnings(const std::vector<std::string>& warnings) {
-  for (auto& w : warnings) std::cerr << "kiln cache: warning: " << w << "\n";
-}
-
 int parse_arch(const std::string& text) {
   std::string digits = text.rfind("sm_", 0) == 0 ? text.substr(3) : text;
   if (digits.empty() || digits.size() > 3 || digits.find_first_not_of("0123456789") != std::string::npos)
@@ -29,14 +25,13 @@ int cmd_cache(const CacheOptions& options, Json& doc) {
   runtime::RuntimeCache cache(runtime::compiler_version(), policy);
   // clear and warm exist to change the file: not writing it is a failure.
   auto save = [&](const std::string& file, bool replacing) {
-    runtime::SaveResult result = replacing ? cache.save_file_replacing(file) : cache.save_file(file);
-    print_warnings(result.warnings);
+    runtime::SaveResult result = replacing ? cache.save_file_replacing(file) : cache.save_file(file);  // problems are logged
     if (!result.saved) fail(ErrorCode::kIoError, "could not write the runtime cache ", file);
   };
   if (verb == "info") {
     // Reads only: no lock file is created, nothing is written.
     const std::string& file = options.file;
-    print_warnings(cache.merge_serialized(runtime::read_cache_file(file), file));
+    for (auto& w : cache.merge_serialized(runtime::read_cache_file(file), file)) kiln::log(Severity::kWarning, w);
     std::cout << "entries: " << cache.entry_count() << "\nbytes: " << cache.bytes() << "\n";
     for (auto& [arch, n] : cache.entries_per_arch()) std::cout << "sm_" << arch << ": " << n << "\n";
     if (!cache.loaded_origin().empty()) std::cout << "written by: " << cache.loaded_origin() << "\n";
@@ -68,10 +63,9 @@ int cmd_cache(const CacheOptions& options, Json& doc) {
   plan::Plan p = plan::load(options.file);
   begin_input_phase();
   const std::string& file = options.cache;
-  print_warnings(cache.load_file(file));
+  cache.load_file(file);  // its problems are logged
   size_t before = cache.entry_count();
-  int kernels = runtime::warm_cache(p, arch, cache, [](const std::string& line) { std::cerr << "kiln cache: " << line << "\n"; },
-                                    shape_sets);
+  int kernels = runtime::warm_cache(p, arch, cache, {}, shape_sets);
   save(file, false);
   std::cout << "warmed " << file << ": " << kernels << " kernels for sm_" << arch << ", " << cache.entry_count() - before
             << " new entries\n";

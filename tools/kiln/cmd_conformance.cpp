@@ -25,7 +25,7 @@ int cmd_conformance(const ConformanceOptions& options, Json& doc) {
     ++done;
     if (verbose || r.status == Status::kFailed)
       std::cout << label(r.status) << " " << r.name << (r.detail.empty() ? "" : ": " + r.detail) << "\n";
-    if (!verbose && done % 100 == 0) std::cerr << "kiln conformance: " << done << " tests run\n";
+    if (!verbose && done % 100 == 0) kiln::log(Severity::kInfo, str(done, " tests run"));
   });
   std::map<std::string, std::array<int, 3>> per_op;
   for (auto& c : report.cases)

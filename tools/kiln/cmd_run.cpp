@@ -35,18 +35,19 @@ plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, ref
                          const std::string& precision) {
   builder::BuildOptions options;
   options.precision = *plan::parse_precision(precision);  // the parser accepted only these names
+  options.progress = [](const std::string& line) { kiln::log(Severity::kVerbose, line); };  // detail here; kiln build shows them
   for (ir::ValueId id : net.inputs()) {
     const auto& dims = inputs.at(net.value(id).name).dims;
     builder::add_input_profile(net, net.value(id).name, dims, dims, dims, options);
   }
-  std::cerr << "kiln run: building a " << plan::precision_name(options.precision) << " plan\n";
+  kiln::log(Severity::kInfo, str("building a ", plan::precision_name(options.precision), " plan"));
   return builder::build(net, options);
 }
 
 std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::string, reference::Tensor>& inputs,
                                           const RunOptions& options, Json& doc) {
   auto cache_file = runtime_cache_path(options.runtime);
-  runtime::RuntimeConfig config = gpu_config("kiln run", cache_file, options.runtime);
+  runtime::RuntimeConfig config = gpu_config(cache_file, options.runtime);
   auto start = std::chrono::steady_clock::now();
   auto ms_since = [](std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
@@ -115,7 +116,7 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
   cudaEventDestroy(begin);
   cudaEventDestroy(end);
   // Saved at the end, so kernels specialized during the runs are kept too.
-  save_runtime_cache("kiln run", config, cache_file);
+  save_runtime_cache(config, cache_file);
   cudaStreamDestroy(stream);
   return outputs;
 }
@@ -245,7 +246,7 @@ int cmd_run(const RunOptions& options, Json& doc) {
         for (const std::string& s : symbols) {
           auto range = net.dim_ranges().find(s);
           int64_t pick = range != net.dim_ranges().end() ? range->second.opt : 1;
-          std::cerr << "kiln run: note: input '" << v.name << "' dim '" << s << "' not given; using " << pick << "\n";
+          kiln::log(Severity::kInfo, str("note: input '", v.name, "' dim '", s, "' not given; using ", pick));
           bindings.emplace(s, pick);
         }
         dims.push_back(d.evaluate(bindings).value_or(1));

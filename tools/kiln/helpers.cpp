@@ -1,6 +1,7 @@
 // Helpers shared by the subcommands (random inputs, counts, the GPU runtime config).
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 
@@ -176,10 +177,26 @@ std::optional<CacheFile> runtime_cache_path(const RuntimeFlags& flags) {
 }
 
 namespace {
-void print_warnings(const char* who, const std::vector<std::string>& warnings) {
-  for (auto& w : warnings) std::cerr << who << ": warning: " << w << "\n";
-}
+class StderrLogger : public Logger {
+ public:
+  explicit StderrLogger(std::string command) : command_(std::move(command)) {}
+  void log(Severity severity, std::string_view message) override {
+    std::string line = command_ + ": ";
+    if (severity == Severity::kError || severity == Severity::kWarning) line += str(severity_name(severity), ": ");
+    line.append(message);
+    line += '\n';
+    std::fwrite(line.data(), 1, line.size(), stderr);  // one write: lines of compile threads never interleave
+  }
+
+ private:
+  std::string command_;
+};
 }  // namespace
+
+void log_to_stderr(const std::string& command, Severity minimum) {
+  set_logger(std::make_shared<StderrLogger>(command));
+  set_log_severity(minimum);
+}
 
 void print_graph_stats(const runtime::ExecutionContext& context) {
   auto g = context.graph_stats();
@@ -207,11 +224,10 @@ Json graph_stats_json(const runtime::ExecutionContext& context) {
           {"fallbacks", g.fallbacks}};
 }
 
-runtime::RuntimeConfig gpu_config(const char* who, const std::optional<CacheFile>& cache_file, const RuntimeFlags& flags) {
+runtime::RuntimeConfig gpu_config(const std::optional<CacheFile>& cache_file, const RuntimeFlags& flags) {
   std::string why;
   if (!runtime::cuda_available(&why)) fail(ErrorCode::kDevice, "--device ", flags.device, ": ", why);
   runtime::RuntimeConfig config;
-  config.progress = [who](const std::string& line) { std::cerr << who << ": " << line << "\n"; };
   // The parser accepted only these names.
   config.dynamic_shapes_kernel_specialization_strategy = *runtime::parse_kernel_specialization(flags.kernel_specialization);
   config.cuda_graph_strategy = *runtime::parse_cuda_graph_strategy(flags.cuda_graphs);
@@ -227,7 +243,7 @@ runtime::RuntimeConfig gpu_config(const char* who, const std::optional<CacheFile
   }
   if (cache_file) {
     config.cache = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version(), cache_file->policy);
-    print_warnings(who, config.cache->load_file(cache_file->path));
+    config.cache->load_file(cache_file->path);  // its problems are logged
     int driver = 0, device = 0;
     cudaDriverGetVersion(&driver);
     cudaGetDevice(&device);
@@ -238,11 +254,10 @@ runtime::RuntimeConfig gpu_config(const char* who, const std::optional<CacheFile
   return config;
 }
 
-void save_runtime_cache(const char* who, const runtime::RuntimeConfig& config,
-                        const std::optional<CacheFile>& cache_file) {
+void save_runtime_cache(const runtime::RuntimeConfig& config, const std::optional<CacheFile>& cache_file) {
   // Nothing new: the file already holds every entry (no rewrite, no fsync).
-  if (cache_file && config.cache && config.cache->has_unsaved_entries())
-    print_warnings(who, config.cache->save_file(cache_file->path).warnings);
+  // Problems are logged as warnings: the run itself went well.
+  if (cache_file && config.cache && config.cache->has_unsaved_entries()) config.cache->save_file(cache_file->path);
 }
 
 }  // namespace kiln::cli

@@ -276,6 +276,14 @@ int main(int argc, char** argv) {
   app.set_help_flag("-h,--help", "print this help (also: kiln COMMAND --help, kiln help COMMAND)");
   app.set_version_flag("--version", std::string("kiln ") + kiln::kVersion, "print the version");
 
+  // How much of kiln's log (progress, notes, warnings) reaches stderr; every command has both.
+  bool verbose = false, quiet = false;
+  auto add_log_flags = [&](CLI::App* command, const std::string& verbose_help) {
+    CLI::Option* more = command->add_flag("--verbose", verbose, verbose_help);
+    command->add_flag("--quiet", quiet, "print only warnings and errors on stderr")->excludes(more);
+  };
+  const std::string kVerboseLog = "print kiln's verbose log too (runtime cache loads and saves)";
+
   InspectOptions inspect_options;
   CLI::App* inspect = app.add_subcommand("inspect");
   inspect->description(
@@ -357,9 +365,9 @@ int main(int argc, char** argv) {
                   "write every input (given or random) as DIR/NAME.npy, to run again with --input")
       ->type_name("DIR");
   add_runtime_flags(run, run_options.runtime);
-  run->add_flag("--verbose", run_options.verbose,
-                "print the CUDA graph counters and, per shape, how many launches run\n"
-                "generic, specialized or pending kernels");
+  add_log_flags(run,
+                "print the CUDA graph counters, per shape how many launches run generic,\n"
+                "specialized or pending kernels, and kiln's verbose log");
 
   BenchOptions bench_options;
   CLI::App* bench = app.add_subcommand("bench");
@@ -368,7 +376,8 @@ int main(int argc, char** argv) {
       "One --trace per call, in order, the whole trace --repeat times; each call timed from binding its inputs to the end of a\n"
       "stream synchronize; then per shape the first, second and steady-state call\n"
       "(median of --iterations, taken once no kernel waits for its specialized\n"
-      "variant, waiting at most --settle-ms). Inputs are random.");
+      "variant, waiting at most --settle-ms). Inputs are random. --streams N adds\n"
+      "per shape the total qps of N contexts called at once from N threads.");
   bench->add_option("PLAN", bench_options.plan.positional, "kiln plan")->type_name("");
   add_model_aliases(bench, bench_options.plan, false, true);
   repeated(bench, "--trace", bench_options.traces, "the input shapes of one call, e.g. x:1x7x512 (repeat, in order)")
@@ -382,6 +391,10 @@ int main(int argc, char** argv) {
            "a plan built for one shape of the trace: timed on its own engine, in\n"
            "rounds alternating with the trace's engine at that shape")
       ->type_name("PLAN.kiln");
+  count(bench, "--streams", bench_options.streams,
+        "then per shape, the throughput of N streams, each with its own\n"
+        "context and host thread on the one engine (0: none; at most 256)")
+      ->check(CLI::Range(0, 256).description(""));
   bench->add_flag("--manual-capture", bench_options.manual_capture,
                   "also time the steady state's kernels captured by hand into a graph\n"
                   "(native graphs off) and replayed");
@@ -424,10 +437,11 @@ int main(int argc, char** argv) {
          {"cpu", "plan", "cuda"})
       ->capture_default_str();
   conformance->add_option("--filter", conformance_options.filter, "only tests whose name contains TEXT")->type_name("TEXT");
-  conformance->add_flag("--verbose", conformance_options.verbose, "one line per test");
+  add_log_flags(conformance, "print one line per test, and kiln's verbose log");
   conformance->add_flag("--specialized", conformance_options.specialized,
                         "cuda: kernels specialized for each test's shapes instead of the generic ones");
 
+  for (CLI::App* command : {inspect, build, bench, cache}) add_log_flags(command, kVerboseLog);
   bool json = false;
   for (CLI::App* command : {inspect, build, run, bench, cache_info, conformance})
     command->add_flag("--json", json, "print one JSON document on stdout (see docs/cli.md); text goes to stderr");
@@ -461,6 +475,10 @@ int main(int argc, char** argv) {
       kiln::fail(kiln::ErrorCode::kInvalidArgument, e.what(), " (see ", command_name(&app), " --help)");
     }
     reject_leftovers(&app);
+    run_options.verbose = conformance_options.verbose = verbose;
+    log_to_stderr(command_name(&app), quiet     ? kiln::Severity::kWarning
+                                      : verbose ? kiln::Severity::kVerbose
+                                                : kiln::Severity::kInfo);
   } catch (const kiln::Error& e) {
     std::cerr << command_name(&app) << ": " << kiln::error_code_name(e.code()) << ": " << e.what() << "\n";
     return exit_code_for(e);

@@ -13,6 +13,7 @@
 #include "kiln/bytes.h"
 #include "kiln/error.h"
 #include "kiln/file_io.h"
+#include "kiln/logging.h"
 #include "kiln/version.h"
 
 namespace kiln::runtime {
@@ -102,6 +103,10 @@ std::string mode_text(mode_t mode) {
   char text[8] = {'0'};
   auto end = std::to_chars(text + 1, text + sizeof(text), unsigned(mode & 07777), 8).ptr;
   return std::string(text, end);
+}
+
+void log_warnings(const std::vector<std::string>& warnings) {
+  for (const std::string& w : warnings) kiln::log(Severity::kWarning, w);
 }
 
 }  // namespace
@@ -269,11 +274,19 @@ std::vector<std::string> RuntimeCache::merge_serialized(std::string_view bytes, 
 std::vector<std::string> RuntimeCache::load_file(const fs::path& path) {
   struct stat info {};
   if (::lstat(path.c_str(), &info) != 0 && errno == ENOENT) return {};
+  std::vector<std::string> warnings;
   try {
-    return merge_serialized(read_capped(open_trusted(path, policy_.shared), path), path.string());
+    warnings = merge_serialized(read_capped(open_trusted(path, policy_.shared), path), path.string());
   } catch (const Error& e) {
-    return {str(e.what(), "; the runtime cache is not used")};
+    warnings = {str(e.what(), "; the runtime cache is not used")};
   }
+  log_warnings(warnings);
+  if (warnings.empty() && log_enabled(Severity::kVerbose)) {
+    std::string origin = loaded_origin();
+    kiln::log(Severity::kVerbose, str("loaded runtime cache ", path, origin.empty() ? "" : " (written by " + origin + ")", "; ",
+                                      entry_count(), " kernels held"));
+  }
+  return warnings;
 }
 
 SaveResult RuntimeCache::save_file(const fs::path& path) { return save(path, true); }
@@ -303,11 +316,16 @@ SaveResult RuntimeCache::save(const fs::path& path, bool merge_existing) {
     file_io::write_file_atomic(path, {bytes});
   } catch (const Error& e) {
     result.warnings.push_back(str(e.what(), "; runtime cache not saved"));
+    log_warnings(result.warnings);
     return result;
   }
-  std::lock_guard guard(mutex_);
-  unsaved_ = false;
-  result.saved = true;
+  {
+    std::lock_guard guard(mutex_);
+    unsaved_ = false;
+    result.saved = true;
+  }
+  log_warnings(result.warnings);  // from merging what the file held
+  if (log_enabled(Severity::kVerbose)) kiln::log(Severity::kVerbose, str("saved runtime cache ", path, ", ", entry_count(), " kernels"));
   return result;
 }
 
