@@ -8,6 +8,7 @@
 #include "context_state.h"
 #include "graphs/graph_policy.h"
 #include "kiln/error.h"
+#include "kiln/logging.h"
 #include "kiln/ir/shape_inference.h"
 
 namespace kiln::runtime {
@@ -503,6 +504,9 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
           shape.capture_failure = failure;
           ++c.stats.capture_failures;
           shape.retry_capture_at = shape.calls + graphs::capture_retry_delay(++shape.capture_failures);
+          if (log_enabled(Severity::kWarning))
+            log(Severity::kWarning, str("capturing the graph of ", shape.key, " failed (", failure, "); direct launches for ",
+                                        shape.retry_capture_at - shape.calls, " calls, then a new capture"));
           fall_back(graphs::Fallback::kCaptureFailed, failure);
           break;
         }

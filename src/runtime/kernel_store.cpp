@@ -11,6 +11,7 @@
 #include "cuda_util.h"
 #include "graphs/native_graph.h"
 #include "jit/nvrtc.h"
+#include "kiln/logging.h"
 #include "ops.h"
 
 namespace kiln::runtime {
@@ -176,6 +177,7 @@ void KernelStore::compile_specialized(Job& job) const {
     if (cudaLibraryLoadData(&library, cubin.data(), nullptr, nullptr, 0, nullptr, nullptr, 0) != cudaSuccess ||
         cudaLibraryGetKernel(&kernel, library, codegen::kEntry) != cudaSuccess) {
       cudaGetLastError();
+      log(Severity::kWarning, str("loading the shape-specialized ", name, " failed; the generic kernel keeps serving"));
       job.entry->state.store(Specialization::kFailed, std::memory_order_release);
       return;
     }
@@ -184,7 +186,8 @@ void KernelStore::compile_specialized(Job& job) const {
     retired_->loaded.fetch_add(1);
     job.entry->kernel = kernel;
     job.entry->state.store(Specialization::kReady, std::memory_order_release);
-  } catch (const Error&) {
+  } catch (const Error& e) {
+    log(Severity::kWarning, str("a shape-specialized kernel did not compile; the generic one keeps serving: ", e.what()));
     job.entry->state.store(Specialization::kFailed, std::memory_order_release);  // the generic kernel keeps serving
   }
 }
