@@ -1,5 +1,7 @@
 #include "native_graph.h"
 
+#include <pthread.h>
+
 #include "kiln/error.h"
 
 namespace kiln::runtime::graphs {
@@ -32,27 +34,37 @@ std::string cuda_reason(const char* what, cudaError_t e) {
   return str(what, ": ", cudaGetErrorName(e), " (", cudaGetErrorString(e), ")");
 }
 
-std::shared_mutex& gate() {
-  static std::shared_mutex mutex;
-  return mutex;
+// Writer-preferring, so threads that keep capturing cannot starve a module
+// load or an allocation; a thread never takes its read side twice (below).
+pthread_rwlock_t* gate() {
+  static pthread_rwlock_t* lock = [] {
+    static pthread_rwlock_t l;
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&l, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    return &l;
+  }();
+  return lock;
 }
 thread_local int captures_on_this_thread = 0;
 
 }  // namespace
 
 CaptureGate::Shared::Shared() {
-  if (captures_on_this_thread++ == 0) gate().lock_shared();
+  if (captures_on_this_thread++ == 0) pthread_rwlock_rdlock(gate());
 }
 CaptureGate::Shared::~Shared() {
-  if (--captures_on_this_thread == 0) gate().unlock_shared();
+  if (--captures_on_this_thread == 0) pthread_rwlock_unlock(gate());
 }
 
 CaptureGate::Exclusive::Exclusive(bool wait) {
   if (captures_on_this_thread > 0) return;  // never wait on ourselves
-  held_ = wait ? (gate().lock(), true) : gate().try_lock();
+  held_ = (wait ? pthread_rwlock_wrlock(gate()) : pthread_rwlock_trywrlock(gate())) == 0;
 }
 CaptureGate::Exclusive::~Exclusive() {
-  if (held_) gate().unlock();
+  if (held_) pthread_rwlock_unlock(gate());
 }
 
 bool is_legacy_stream(cudaStream_t stream) { return stream == nullptr || stream == cudaStreamLegacy; }

@@ -8,7 +8,6 @@
 
 #include <cstdint>
 #include <functional>
-#include <shared_mutex>
 #include <string>
 
 namespace kiln::runtime::graphs {
