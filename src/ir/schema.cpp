@@ -160,7 +160,7 @@ OpSchema schema_of(OpKind op) {
               {{"q_view", T::kInts}, {"k_view", T::kInts}, {"v_view", T::kInts}, {"k_transposed", T::kInt}, {"out_perm", T::kInts},
                {"scale", T::kFloat}, {"causal", T::kInt}}};
     case OpKind::kFusedElementwise:  // a straight-line program of elementwise ops over broadcast inputs
-      return {1, -1, 1, 1, {{"ops", T::kInts}, {"args", T::kInts}, {"params", T::kFloats}}};
+      return {1, -1, 1, 1, {{"ops", T::kStrings}, {"args", T::kInts}, {"params", T::kFloats}}};
   }
   return {0, 0, 0, 0, {}, false};
 }

@@ -58,7 +58,7 @@ int inspect_plan(const std::string& path, bool dump, Json& doc) {
     kernels[std::string(ir::op_name(node.op))]++;
     if (node.op == ir::OpKind::kFusedElementwise) {
       ++fused_groups;
-      fused_ops += int(node.attrs.get_ints("ops").size());
+      fused_ops += int(node.attrs.get_strings("ops").size());
     }
   }
   std::cout << "kernels:    " << net.nodes().size() << "\n";

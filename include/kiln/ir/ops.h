@@ -37,6 +37,7 @@ namespace kiln::ir {
 // Ops made by the builder's passes, never by front ends.
 #define KILN_BUILDER_OPS(X) X(FusedMatMul) X(FusedElementwise) X(ConvChannelsLast) X(MaxPoolChannelsLast) X(Attention)
 
+// Plans store ops by name (op_name), so the order here is free to change.
 #define KILN_OPS(X) KILN_MODEL_OPS(X) KILN_BUILDER_OPS(X)
 
 enum class OpKind : uint16_t {
