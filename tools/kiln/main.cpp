@@ -281,7 +281,9 @@ int main(int argc, char** argv) {
       "What a model or plan declares and what kiln makes of it.\n\n"
       "For a model: inputs and outputs with dtypes and symbolic shapes, op histogram,\n"
       "unsupported ops, parameter count and bytes. For a plan: precision, ranges,\n"
-      "kernels, fused groups, arena and weight bytes.");
+      "kernels, fused groups, arena and weight bytes. For both: which nodes the GPU\n"
+      "runtime cannot run, and why (decided without a GPU; a model as `kiln build`\n"
+      "would lower it at fp32).");
   inspect->add_option("MODEL", inspect_options.model.positional, "ONNX model or kiln plan")->type_name("");
   add_model_aliases(inspect, inspect_options.model, true, true);
   inspect->add_flag("--dump", inspect_options.dump, "print the whole (lowered) network with inferred shapes");
@@ -293,7 +295,8 @@ int main(int argc, char** argv) {
       "Passes: constant folding, fusion (matmul epilogues, elementwise chains,\n"
       "attention), channels-last convolutions in fp16/bf16, precision, memory\n"
       "planning. Every symbolic input dim needs a range, from --profile (one per\n"
-      "input) or from the model.");
+      "input) or from the model. Ends with a warning naming the nodes the GPU\n"
+      "runtime cannot run, if any (the plan is written: the CPU device runs it).");
   build->add_option("MODEL", build_options.model.positional, "ONNX model")->type_name("");
   add_model_aliases(build, build_options.model, true, false);
   build->add_option("-o,--output,--saveEngine", build_options.output, "plan file to write (trtexec: --saveEngine)")
