@@ -686,4 +686,22 @@ TEST(CliJson, BuildAndInspectReportGpuSupport) {
             std::string::npos) << mlp.output;
 }
 
+TEST(CliJson, OpsListsEveryOpKindAndWhereItRuns) {
+  json doc = kiln_json("ops");
+  std::map<std::string, json> ops;
+  for (const json& op : doc["ops"]) ops[op["op"]] = op;
+  EXPECT_GT(ops.size(), 100u);
+  EXPECT_EQ(ops["Relu"]["gpu"], "kernel");
+  EXPECT_EQ(ops["Relu"]["reference"], true);
+  EXPECT_EQ(ops["MatMul"]["gpu"], "builder");
+  EXPECT_EQ(ops["Einsum"]["gpu"], "none");
+  EXPECT_EQ(ops["Einsum"]["gpu_detail"], "no GPU kernel yet");
+  EXPECT_EQ(ops["Resize"]["onnx"], json::parse(R"(["Resize", "Upsample"])"));
+  EXPECT_EQ(ops["FusedMatMul"]["onnx"], json::array());
+  Result md = kiln("ops --markdown");
+  EXPECT_EQ(md.code, 0) << md.output;
+  EXPECT_NE(md.output.find("| op | ONNX ops | CPU reference | GPU | notes |\n"), std::string::npos) << md.output;
+  EXPECT_NE(md.output.find("| Einsum | Einsum | yes | no | no GPU kernel yet |\n"), std::string::npos) << md.output;
+}
+
 }  // namespace

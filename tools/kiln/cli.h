@@ -168,6 +168,10 @@ std::vector<std::string> gpu_support_lines(const GpuSupportReport& report);
 // {nodes, supported, unsupported: [{op, reason, nodes: [name]}]}
 Json gpu_support_json(const GpuSupportReport& report);
 
+struct OpsOptions {
+  bool markdown = false;
+};
+
 int cmd_inspect(const InspectOptions& options, Json& doc);
 int cmd_build(const BuildOptions& options, Json& doc);
 // A model path is a plan when the file starts with the plan magic.
@@ -176,5 +180,6 @@ int cmd_run(const RunOptions& options, Json& doc);
 int cmd_conformance(const ConformanceOptions& options, Json& doc);
 int cmd_cache(const CacheOptions& options, Json& doc);
 int cmd_bench(const BenchOptions& options, Json& doc);
+int cmd_ops(const OpsOptions& options, Json& doc);
 
 }  // namespace kiln::cli

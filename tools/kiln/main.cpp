@@ -420,10 +420,20 @@ int main(int argc, char** argv) {
   conformance->add_flag("--specialized", conformance_options.specialized,
                         "cuda: kernels specialized for each test's shapes instead of the generic ones");
 
+  OpsOptions ops_options;
+  CLI::App* ops = app.add_subcommand("ops");
+  ops->description(
+      "Every op kind kiln knows and where it runs.\n\n"
+      "Per op: the ONNX ops imported as it, whether the CPU reference interpreter\n"
+      "runs it, and whether the GPU runtime does (with its conditions), or leaves it\n"
+      "to `kiln build` to lower, or cannot (with the reason). docs/ops.md is the\n"
+      "--markdown output.");
+  ops->add_flag("--markdown", ops_options.markdown, "print the table of docs/ops.md");
+
   bool json = false;
-  for (CLI::App* command : {inspect, build, run, bench, cache_info, conformance})
+  for (CLI::App* command : {inspect, build, run, bench, cache_info, conformance, ops})
     command->add_flag("--json", json, "print one JSON document on stdout (see docs/cli.md); text goes to stderr");
-  for (CLI::App* command : {inspect, build, run, bench, cache, conformance, cache_info, cache_clear, cache_warm}) {
+  for (CLI::App* command : {inspect, build, run, bench, cache, conformance, ops, cache_info, cache_clear, cache_warm}) {
     command->group("commands");
     command->get_help_ptr()->group("options");  // made before the option defaults were copied
   }
@@ -464,6 +474,7 @@ int main(int argc, char** argv) {
       if (run->parsed()) return cmd_run(run_options, doc);
       if (bench->parsed()) return cmd_bench(bench_options, doc);
       if (conformance->parsed()) return cmd_conformance(conformance_options, doc);
+      if (ops->parsed()) return cmd_ops(ops_options, doc);
       if (cache->parsed()) {
         if (cache->get_subcommands().empty())
           kiln::fail(kiln::ErrorCode::kInvalidArgument, "kiln cache needs one of info, clear, warm (see kiln cache --help)");
