@@ -23,6 +23,10 @@ ir::Network load_model(const std::filesystem::path& path);
 // empty base_dir forbids external data).
 ir::Network load_model_bytes(std::string bytes, const std::filesystem::path& base_dir = {});
 
+// The ONNX op types (default domain) the importer translates into `op`; empty
+// for ops only the builder makes. (Constant nodes become weights, not ops.)
+std::vector<std::string> onnx_op_types(ir::OpKind op);
+
 // Reads a serialized TensorProto (.pb files of the ONNX backend tests).
 ir::TensorData load_tensor_file(const std::filesystem::path& path);
 

@@ -13,8 +13,9 @@
 KILN_API_BEGIN
 namespace kiln::plan {
 
-// 2: XXH3-64 checksums (1 had FNV-style ones).
-inline constexpr uint32_t kFormatVersion = 2;
+// 3: nodes name their op (2 stored its position in the op list, which every
+// new op could shift); 2: XXH3-64 checksums (1 had FNV-style ones).
+inline constexpr uint32_t kFormatVersion = 3;
 inline constexpr size_t kWeightAlignment = 256;
 inline constexpr size_t kArenaAlignment = 256;
 

@@ -20,6 +20,9 @@ Tensor make_tensor(DType dtype, std::vector<int64_t> dims, const std::vector<dou
 // The tensor with its dims reordered as Transpose with `perm` does (any dtype).
 Tensor permute(const Tensor& t, const std::vector<int64_t>& perm);
 
+// Whether the interpreter has a kernel for `op` (every op kind should: it is the oracle).
+bool has_kernel(ir::OpKind op);
+
 // Runs the network on named inputs; returns one tensor per network output, in
 // order. Checks every input's dtype and dims (constant dims must match, equal
 // symbols must agree, symbols must lie in their ranges when set). Throws kiln::Error.

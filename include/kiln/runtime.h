@@ -36,6 +36,28 @@ int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache,
                const std::function<void(const std::string&)>& progress = {},
                const std::vector<InputShapes>& shape_sets = {});
 
+// Whether the GPU runtime can run each node of `plan` (in network order),
+// decided on the host as Engine::create decides it, without any GPU, driver
+// call or CUDA device. Engine::create refuses a plan with an unsupported node;
+// the CPU reference interpreter runs any plan.
+struct NodeSupport {
+  std::string node;
+  ir::OpKind op = ir::OpKind::kIdentity;
+  bool supported = true;
+  std::string reason;  // why not, when not supported
+};
+std::vector<NodeSupport> gpu_support(const plan::Plan& plan);
+
+// What the GPU runtime does with an op kind (`kiln ops`, docs/ops.md): runs
+// it (`detail`: the conditions), leaves it to `kiln build` to lower into ops
+// it runs (`detail`: into what), or has no kernel for it (`detail`: why).
+struct GpuLowering {
+  enum Kind { kKernel, kByBuilder, kNone };
+  Kind kind = kNone;
+  std::string detail;
+};
+GpuLowering gpu_lowering(ir::OpKind op);
+
 // True when a CUDA device can be used; otherwise `reason` says why.
 bool cuda_available(std::string* reason = nullptr);
 

@@ -322,7 +322,7 @@ NB_MODULE(_C, m) {
            [](NetworkBuilder& b, const std::string& op, const std::vector<ir::ValueId>& inputs, const nb::dict& attrs,
               int num_outputs, const std::string& name) {
              auto kind = ir::op_from_name(op);
-             if (!kind || *kind >= ir::OpKind::kFusedMatMul) fail(ErrorCode::kInvalidArgument, "kiln has no op '", op, "'");
+             if (!kind || ir::is_builder_op(*kind)) fail(ErrorCode::kInvalidArgument, "kiln has no op '", op, "'");
              for (ir::ValueId id : inputs)
                if (id != ir::kNoValue && (id < 0 || size_t(id) >= b.net.values().size()))
                  fail(ErrorCode::kInvalidArgument, op, ": input value id ", id, " does not exist");

@@ -69,7 +69,7 @@ Attributes fused_instruction_attrs(const FusedInstruction& in) {
 }
 
 std::vector<FusedInstruction> decode_fused_program(const Node& node) {
-  auto ops = node.attrs.get_ints("ops");
+  auto ops = node.attrs.get_strings("ops");
   auto args = node.attrs.get_ints("args");
   auto params = node.attrs.get_floats("params");
   if (ops.empty() || args.size() != ops.size() * kFusedMaxArgs || params.size() != ops.size() * kFusedMaxParams)
@@ -77,9 +77,11 @@ std::vector<FusedInstruction> decode_fused_program(const Node& node) {
   int64_t inputs = int64_t(node.inputs.size());
   std::vector<FusedInstruction> program(ops.size());
   for (size_t i = 0; i < ops.size(); ++i) {
-    if (ops[i] < 0 || ops[i] >= op_count() || !is_fusable_elementwise(OpKind(ops[i])))
-      fail(ErrorCode::kInvalidModel, "node '", node.name, "' (FusedElementwise) instruction ", i, " has a bad op");
-    program[i].op = OpKind(ops[i]);
+    std::optional<OpKind> op = op_from_name(ops[i]);
+    if (!op || !is_fusable_elementwise(*op))
+      fail(ErrorCode::kInvalidModel, "node '", node.name, "' (FusedElementwise) instruction ", i, " has op '", ops[i],
+           "', which is not an elementwise op kiln fuses");
+    program[i].op = *op;
     for (int a = 0; a < kFusedMaxArgs; ++a) {
       int64_t r = args[i * kFusedMaxArgs + size_t(a)];
       if (r < -1 || r >= inputs + int64_t(i))
@@ -93,10 +95,11 @@ std::vector<FusedInstruction> decode_fused_program(const Node& node) {
 }
 
 void encode_fused_program(const std::vector<FusedInstruction>& program, Attributes& attrs) {
-  std::vector<int64_t> ops, args;
+  std::vector<std::string> ops;  // by name, like plans store ops
+  std::vector<int64_t> args;
   std::vector<double> params;
   for (auto& in : program) {
-    ops.push_back(int64_t(in.op));
+    ops.emplace_back(op_name(in.op));
     for (int a : in.args) args.push_back(a);
     for (double p : in.params) params.push_back(p);
   }

@@ -60,6 +60,10 @@ std::vector<double> Attributes::get_floats(std::string_view name, const std::vec
   auto* v = find(name, AttrType::kFloats);
   return v ? std::get<std::vector<double>>(*v) : fallback;
 }
+std::vector<std::string> Attributes::get_strings(std::string_view name) const {
+  auto* v = find(name, AttrType::kStrings);
+  return v ? std::get<std::vector<std::string>>(*v) : std::vector<std::string>{};
+}
 const TensorData* Attributes::get_tensor(std::string_view name) const {
   auto* v = find(name, AttrType::kTensor);
   return v ? &std::get<TensorData>(*v) : nullptr;

@@ -29,12 +29,23 @@ struct OpSchema {
   int min_inputs = 1, max_inputs = 1;  // max -1: variadic
   int min_outputs = 1, max_outputs = 1;
   std::vector<AttrSpec> attrs;
+  bool defined = true;  // false: the op kind has no case in schema_of
 };
 
 using T = AttrType;
 
+// Every op kind has a case here (no default: a new op without a schema is a
+// compiler warning, and check_node_schema refuses its nodes).
 OpSchema schema_of(OpKind op) {
   switch (op) {
+    case OpKind::kAbs: case OpKind::kNeg: case OpKind::kSqrt: case OpKind::kReciprocal: case OpKind::kExp:
+    case OpKind::kLog: case OpKind::kFloor: case OpKind::kCeil: case OpKind::kRound: case OpKind::kSign:
+    case OpKind::kRelu: case OpKind::kSigmoid: case OpKind::kTanh: case OpKind::kErf: case OpKind::kSoftplus:
+    case OpKind::kSoftsign: case OpKind::kSin: case OpKind::kCos: case OpKind::kTan: case OpKind::kAsin:
+    case OpKind::kAcos: case OpKind::kAtan: case OpKind::kSinh: case OpKind::kCosh: case OpKind::kAsinh:
+    case OpKind::kAcosh: case OpKind::kAtanh: case OpKind::kHardSwish: case OpKind::kNot: case OpKind::kIsNaN:
+    case OpKind::kIdentity: case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool: case OpKind::kSize:
+      return OpSchema{};  // one input, one output, no attributes
     case OpKind::kLeakyRelu:
     case OpKind::kElu:
     case OpKind::kCelu:
@@ -149,9 +160,9 @@ OpSchema schema_of(OpKind op) {
               {{"q_view", T::kInts}, {"k_view", T::kInts}, {"v_view", T::kInts}, {"k_transposed", T::kInt}, {"out_perm", T::kInts},
                {"scale", T::kFloat}, {"causal", T::kInt}}};
     case OpKind::kFusedElementwise:  // a straight-line program of elementwise ops over broadcast inputs
-      return {1, -1, 1, 1, {{"ops", T::kInts}, {"args", T::kInts}, {"params", T::kFloats}}};
-    default: return {1, 1, 1, 1, {}};  // plain unary ops and GlobalAveragePool/GlobalMaxPool/Size
+      return {1, -1, 1, 1, {{"ops", T::kStrings}, {"args", T::kInts}, {"params", T::kFloats}}};
   }
+  return {0, 0, 0, 0, {}, false};
 }
 
 const OpSchema& schema(OpKind op) {
@@ -168,6 +179,16 @@ const OpSchema& schema(OpKind op) {
 std::string_view op_name(OpKind op) { return kOpNames[size_t(op)]; }
 int op_count() { return int(std::size(kOpNames)); }
 
+bool is_builder_op(OpKind op) {
+  switch (op) {
+#define KILN_BUILDER_OP_CASE(name) case OpKind::k##name:
+    KILN_BUILDER_OPS(KILN_BUILDER_OP_CASE)
+#undef KILN_BUILDER_OP_CASE
+    return true;
+    default: return false;
+  }
+}
+
 std::optional<OpKind> op_from_name(std::string_view name) {
   for (size_t i = 0; i < std::size(kOpNames); ++i)
     if (kOpNames[i] == name) return OpKind(i);
@@ -175,8 +196,9 @@ std::optional<OpKind> op_from_name(std::string_view name) {
 }
 
 void check_node_schema(const Node& node) {
-  const OpSchema& s = schema(node.op);
   auto where = [&] { return str("node '", node.name, "' (", op_name(node.op), ")"); };
+  const OpSchema& s = schema(node.op);
+  if (!s.defined) fail(ErrorCode::kInternal, where(), ": kiln has no schema for this op (src/ir/schema.cpp)");
   int n_in = int(node.inputs.size());
   if (n_in < s.min_inputs || (s.max_inputs >= 0 && n_in > s.max_inputs))
     fail(ErrorCode::kInvalidModel, where(), " has ", n_in, " inputs; expected ", s.min_inputs,

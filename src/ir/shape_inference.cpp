@@ -125,6 +125,7 @@ class Ctx {
   // Every output's rank and, where its dims are known, its size are checked
   // here, before any consumer (reference kernel, builder, runtime) allocates.
   void set(size_t i, DType dtype, Shape shape, std::optional<std::vector<Dim>> known = std::nullopt) {
+    inferred_ = true;
     if (i >= out_.size()) return;
     check_rank(int64_t(shape.size()), "the output");
     if (shape_is_constant(shape)) checked_byte_size(shape_constants(shape), dtype, str("output ", i));
@@ -132,6 +133,7 @@ class Ctx {
     out_[i] = InferOutput{dtype, std::move(shape), std::move(known)};
   }
   std::vector<InferOutput> take() { return std::move(out_); }
+  bool inferred() const { return inferred_; }
 
   // Input i must broadcast to `target` without growing it (ONNX's
   // unidirectional broadcast): no more dims, each trailing dim 1 or the
@@ -161,6 +163,7 @@ class Ctx {
   const std::vector<InferInput>& in_;
   const std::function<Dim()>& fresh_;
   std::vector<InferOutput> out_;
+  bool inferred_ = false;  // some output was set: the op has an inference rule
 };
 
 // ---- elementwise ----------------------------------------------------------
@@ -1381,6 +1384,7 @@ std::vector<InferOutput> infer_node(const Node& node, const std::vector<InferInp
   Ctx c(node, inputs, fresh_dim);
   try {
     infer_any(c);
+    if (!c.inferred()) c.error(ErrorCode::kInternal, "kiln has no shape inference for this op (src/ir/shape_inference.cpp)");
   } catch (const Error& e) {  // dim arithmetic and size checks do not know the node; name it
     std::string_view what = e.what();
     if (what.rfind("node '", 0) == 0) throw;

@@ -3,8 +3,8 @@
 //   "KILNPLAN" | u32 format version | u32 reserved | u64 meta bytes | u64 weight bytes
 //   | u64 meta checksum | u64 weights checksum | meta | zero pad to 256 | weights
 //
-// meta holds the network (values, nodes, attributes, ranges), the precision
-// and the arena plan; weights holds every weight's bytes at 256-byte aligned
+// meta holds the network (values, nodes with their op by name, attributes,
+// ranges), the precision and the arena plan; weights holds every weight's bytes at 256-byte aligned
 // offsets. Loading re-validates the network with Network::finalize(), then
 // checks the memory plan, ranges and weights against it (verify, checks.cpp).
 #include "kiln/plan.h"
@@ -157,7 +157,7 @@ std::string serialize(const Plan& plan) {
   meta.put<uint64_t>(net.nodes().size());
   for (const ir::Node& n : net.nodes()) {
     meta.put_string(n.name);
-    meta.put<uint16_t>(uint16_t(n.op));
+    meta.put_string(ir::op_name(n.op));
     meta.put<uint64_t>(n.inputs.size());
     for (auto v : n.inputs) meta.put<int32_t>(v);
     meta.put<uint64_t>(n.outputs.size());
@@ -266,9 +266,12 @@ Plan deserialize(const Buffer& bytes, const std::string& label) {
     for (uint64_t n = r.get_count(16); n > 0; --n) {
       ir::Node node;
       node.name = r.get_string();
-      uint16_t op = r.get<uint16_t>();
-      if (op >= ir::op_count()) fail(ErrorCode::kParseError, label, ": bad op code ", op);
-      node.op = ir::OpKind(op);
+      std::string op = r.get_string();
+      std::optional<ir::OpKind> kind = ir::op_from_name(op);
+      if (!kind)
+        fail(ErrorCode::kParseError, label, ": node '", node.name, "' has op '", op, "', which this kiln (", kVersion,
+             ") does not know; rebuild the plan with this kiln's `kiln build`");
+      node.op = *kind;
       read_ids(node.inputs);
       read_ids(node.outputs);
       for (uint64_t a = r.get_count(9); a > 0; --a) {

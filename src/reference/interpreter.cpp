@@ -12,8 +12,24 @@ namespace {
 
 enum class Family { kElementwise, kLinalg, kNN, kReduce, kMovement };
 
-Family family_of(OpKind op) {
+// Every op kind has a case here (no default: a new op without a reference
+// kernel is a compiler warning, and running it a clear error).
+std::optional<Family> family_of(OpKind op) {
   switch (op) {
+    case OpKind::kAbs: case OpKind::kNeg: case OpKind::kSqrt: case OpKind::kReciprocal: case OpKind::kExp:
+    case OpKind::kLog: case OpKind::kFloor: case OpKind::kCeil: case OpKind::kRound: case OpKind::kSign:
+    case OpKind::kRelu: case OpKind::kSigmoid: case OpKind::kTanh: case OpKind::kErf: case OpKind::kSoftplus:
+    case OpKind::kSoftsign: case OpKind::kSin: case OpKind::kCos: case OpKind::kTan: case OpKind::kAsin:
+    case OpKind::kAcos: case OpKind::kAtan: case OpKind::kSinh: case OpKind::kCosh: case OpKind::kAsinh:
+    case OpKind::kAcosh: case OpKind::kAtanh: case OpKind::kLeakyRelu: case OpKind::kElu: case OpKind::kSelu:
+    case OpKind::kCelu: case OpKind::kHardSigmoid: case OpKind::kHardSwish: case OpKind::kGelu:
+    case OpKind::kThresholdedRelu: case OpKind::kShrink: case OpKind::kClip: case OpKind::kNot: case OpKind::kIsNaN:
+    case OpKind::kIsInf: case OpKind::kCast: case OpKind::kCastLike: case OpKind::kIdentity: case OpKind::kDropout:
+    case OpKind::kAdd: case OpKind::kSub: case OpKind::kMul: case OpKind::kDiv: case OpKind::kPow: case OpKind::kMod:
+    case OpKind::kPRelu: case OpKind::kEqual: case OpKind::kLess: case OpKind::kLessOrEqual: case OpKind::kGreater:
+    case OpKind::kGreaterOrEqual: case OpKind::kAnd: case OpKind::kOr: case OpKind::kXor: case OpKind::kMin:
+    case OpKind::kMax: case OpKind::kMean: case OpKind::kSum: case OpKind::kWhere: case OpKind::kFusedElementwise:
+      return Family::kElementwise;
     case OpKind::kMatMul: case OpKind::kGemm: case OpKind::kEinsum: case OpKind::kFusedMatMul: case OpKind::kAttention:
       return Family::kLinalg;
     case OpKind::kConv: case OpKind::kConvChannelsLast: case OpKind::kConvTranspose: case OpKind::kBatchNormalization:
@@ -32,12 +48,14 @@ Family family_of(OpKind op) {
     case OpKind::kSize: case OpKind::kConstantOfShape: case OpKind::kRange: case OpKind::kTrilu: case OpKind::kResize:
     case OpKind::kDepthToSpace: case OpKind::kSpaceToDepth: case OpKind::kOneHot:
       return Family::kMovement;
-    default: return Family::kElementwise;
   }
+  return std::nullopt;
 }
 
 Outputs dispatch(const KernelContext& c) {
-  switch (family_of(c.node.op)) {
+  std::optional<Family> family = family_of(c.node.op);
+  if (!family) c.error(ErrorCode::kUnsupported, "the reference interpreter has no kernel for this op");
+  switch (*family) {
     case Family::kElementwise: return run_elementwise(c);
     case Family::kLinalg: return run_linalg(c);
     case Family::kNN: return run_nn(c);
@@ -80,6 +98,8 @@ void bind_input(const ir::Network& net, const ir::Value& v, const Tensor& t, ir:
 }
 
 }  // namespace
+
+bool has_kernel(ir::OpKind op) { return family_of(op).has_value(); }
 
 std::vector<Tensor> run(const ir::Network& net, const std::map<std::string, Tensor>& inputs) {
   if (!net.finalized()) fail(ErrorCode::kInvalidArgument, "the network must be finalized before it runs");

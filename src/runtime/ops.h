@@ -175,7 +175,9 @@ class Op {
 };
 
 // Makes the op for `node`, registering its kernels; nullptr with `why` set
-// when the GPU runtime does not handle this node yet.
+// when the GPU runtime does not handle this node yet. Makes no CUDA call (the
+// op makers below neither; library descriptors come in Op::prepare), so
+// gpu_support asks it on machines without a GPU.
 std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why);
 
 // Runs one prepared matmul (the descriptors are cuBLASLt's, kept in the call).
@@ -203,6 +205,9 @@ KernelStore::Generator specializing_generator(Spec spec, Source source) {
     return source(copy);
   };
 }
+
+// Elementwise ops that have an integer (and bool) form on the GPU; the others need floating types.
+bool integer_capable(ir::OpKind op);
 
 // Helpers shared by op implementations.
 unsigned grid_for(int64_t n, int sm_count);

@@ -14,9 +14,6 @@ unsigned grid_for(int64_t n, int sm_count) {
   return unsigned(std::clamp<int64_t>(blocks, 1, int64_t(sm_count) * 32));
 }
 
-namespace {
-
-// Elementwise ops that have an integer (and bool) form.
 bool integer_capable(OpKind op) {
   switch (op) {
     case OpKind::kAbs: case OpKind::kNeg: case OpKind::kSign: case OpKind::kRelu: case OpKind::kAdd: case OpKind::kSub:
@@ -28,6 +25,8 @@ bool integer_capable(OpKind op) {
     default: return false;
   }
 }
+
+namespace {
 
 class ElementwiseOp : public Op {
  public:
@@ -115,8 +114,11 @@ std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& 
     }
     codegen::ElementwiseSpec spec{{in}, dtypes, out, std::nullopt};
     generator = specializing_generator(spec, codegen::elementwise_source);
+  } else if (node.attrs.has("min") || node.attrs.has("max")) {
+    why = "Clip with min/max attributes (opset < 11) instead of inputs";
+    return nullptr;
   } else {
-    why = str("dtype ", dtype_name(out));
+    why = str(node.inputs.size(), " inputs; a single-op kernel takes at most ", ir::kFusedMaxArgs);
     return nullptr;
   }
   return std::make_unique<ElementwiseOp>(node, present, store, store.add(node.name, generator));

@@ -8,6 +8,7 @@
 #include "kiln/error.h"
 #include "kiln/ir/fused.h"
 #include "kiln/ir/shape_inference.h"
+#include "kiln/runtime.h"
 #include "ops.h"
 
 namespace kiln::runtime {
@@ -660,10 +661,14 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
     case OpKind::kFusedElementwise: case OpKind::kCast: case OpKind::kCastLike: case OpKind::kIdentity: case OpKind::kDropout:
       return make_elementwise_op(plan, node, store, why);
 
-    default:
+    default: {
       if (ir::is_elementwise(node.op)) return make_elementwise_op(plan, node, store, why);
-      why = "no GPU kernel yet";
+      GpuLowering lowering = gpu_lowering(node.op);
+      why = lowering.kind == GpuLowering::kByBuilder                    ? str("no GPU kernel of its own; ", lowering.detail)
+            : lowering.kind == GpuLowering::kNone && !lowering.detail.empty() ? lowering.detail
+                                                                              : "no GPU kernel";
       return nullptr;
+    }
   }
   if (why.empty()) why = str("dtype ", dtype_name(dtype));
   return nullptr;

@@ -138,5 +138,25 @@ TEST(OnnxImport, SummaryListsUnsupportedOps) {
   fs::remove(p);
 }
 
+// Ops the builder makes share names with ONNX ops of other meanings (ONNX's
+// Attention): a model's node of that name is unsupported, never taken as kiln's.
+TEST(OnnxImport, BuilderOpsAreNotImported) {
+  for (const char* op : {"Attention", "FusedMatMul", "FusedElementwise"}) {
+    ModelBuilder m;
+    m.input("x", TensorProto::FLOAT, {"3"});
+    m.node(op, {"x", "x", "x"}, {"y"});
+    m.output("y");
+    try {
+      load_model_bytes(m.bytes());
+      FAIL() << op << " was imported";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+      EXPECT_NE(std::string(e.what()).find(str("unsupported ops: ", op, " (1)")), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(onnx_op_types(ir::OpKind::kResize), (std::vector<std::string>{"Resize", "Upsample"}));
+  EXPECT_EQ(onnx_op_types(ir::OpKind::kAttention), std::vector<std::string>{});
+}
+
 }  // namespace
 }  // namespace kiln::onnx

@@ -208,6 +208,23 @@ TEST(PlanChecks, AWeightWhoseByteSizeWrapsToItsDataIsRefused) {
   EXPECT_THROW(net.add_weight("w", t), Error);
 }
 
+// Nodes name their op: a name this kiln does not know (a newer kiln's op, a
+// typo) is refused naming the op and the node, never read as another op.
+TEST(PlanChecks, AnOpNameThisKilnDoesNotKnowIsRefused) {
+  Plan p = small_plan();
+  std::string node;
+  for (const ir::Node& n : p.network.nodes())
+    if (n.op == OpKind::kSoftmax) node = n.name;
+  ASSERT_FALSE(node.empty()) << dump_network(p.network);
+  Sections s = split(serialize(p));
+  size_t op = after_name(s.meta, node);  // the node's name, then its op's
+  ASSERT_EQ(s.meta.substr(op, 8 + 7), std::string("\x07\0\0\0\0\0\0\0Softmax", 15));
+  s.meta.replace(op + 8, 7, "Softmix");
+  std::string what = parse_error(s.framed());
+  EXPECT_NE(what.find("test.kiln: node '" + node + "' has op 'Softmix', which this kiln"), std::string::npos) << what;
+  EXPECT_NE(what.find("`kiln build`"), std::string::npos) << what;
+}
+
 TEST(PlanChecks, HugeCountsInATinyFileAreRefusedBeforeAllocating) {
   Sections s = split(serialize(small_plan()));
   size_t ranges = after_name(s.meta, "n") - 9 - 8;

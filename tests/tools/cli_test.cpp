@@ -670,6 +670,57 @@ TEST(CliMissingProfile, ErrorNamesTheInputAndOffersAProfileToPaste) {
   EXPECT_EQ(half.code, 0) << half.output;
 }
 
+// Without a GPU, build and inspect say which nodes the GPU runtime cannot run and why.
+TEST(CliJson, BuildAndInspectReportGpuSupport) {
+  ModelBuilder m;
+  m.input("x", TensorProto::FLOAT, {"1", "2", "3", "3"});
+  m.initializer("scale", {2}, {1, 1});
+  m.initializer("bias", {2}, {0, 0});
+  m.node("InstanceNormalization", {"x", "scale", "bias"}, {"n"}).set_name("norm");
+  m.node("Relu", {"n"}, {"y"});
+  m.output("y");
+  ModelFile model(m, "kiln_cli_gpu_support");
+  TempDir dir;
+  std::string plan = (dir.path / "norm.kiln").string();
+  Result b = kiln("build " + model.path.string() + " -o " + plan);
+  ASSERT_EQ(b.code, 0) << b.output;  // a warning: the CPU device runs the plan
+  EXPECT_NE(b.output.find("kiln build: warning: the GPU runtime cannot run 1 of 2 nodes"), std::string::npos) << b.output;
+  EXPECT_NE(b.output.find("kiln build:   InstanceNormalization (1 node: norm): no GPU kernel yet\n"), std::string::npos) << b.output;
+  EXPECT_TRUE(fs::exists(plan));
+  json built = kiln_json("build " + model.path.string() + " -o " + plan);
+  EXPECT_EQ(built["gpu_support"], json::parse(R"({"nodes": 2, "supported": 1, "unsupported":
+      [{"op": "InstanceNormalization", "reason": "no GPU kernel yet", "nodes": ["norm"]}]})"));
+
+  Result i = kiln("inspect " + plan);
+  EXPECT_EQ(i.code, 0) << i.output;
+  EXPECT_NE(i.output.find("GPU support: 1 of 2 nodes; the GPU runtime cannot run:\n"
+                          "  InstanceNormalization (1 node: norm): no GPU kernel yet\n"), std::string::npos) << i.output;
+  EXPECT_EQ(kiln_json("inspect " + plan)["gpu_support"], built["gpu_support"]);
+  // A model: as the plan `kiln build` would make.
+  EXPECT_EQ(kiln_json("inspect " + model.path.string())["gpu_support"], built["gpu_support"]);
+  Result mlp = kiln("inspect " + kExamples + "/mlp.onnx");
+  EXPECT_NE(mlp.output.find("GPU support: all 4 nodes of the plan `kiln build` makes at fp32 (dims without a range as 1..64)\n"),
+            std::string::npos) << mlp.output;
+}
+
+TEST(CliJson, OpsListsEveryOpKindAndWhereItRuns) {
+  json doc = kiln_json("ops");
+  std::map<std::string, json> ops;
+  for (const json& op : doc["ops"]) ops[op["op"]] = op;
+  EXPECT_GT(ops.size(), 100u);
+  EXPECT_EQ(ops["Relu"]["gpu"], "kernel");
+  EXPECT_EQ(ops["Relu"]["reference"], true);
+  EXPECT_EQ(ops["MatMul"]["gpu"], "builder");
+  EXPECT_EQ(ops["Einsum"]["gpu"], "none");
+  EXPECT_EQ(ops["Einsum"]["gpu_detail"], "no GPU kernel yet");
+  EXPECT_EQ(ops["Resize"]["onnx"], json::parse(R"(["Resize", "Upsample"])"));
+  EXPECT_EQ(ops["FusedMatMul"]["onnx"], json::array());
+  Result md = kiln("ops --markdown");
+  EXPECT_EQ(md.code, 0) << md.output;
+  EXPECT_NE(md.output.find("| op | ONNX ops | CPU reference | GPU | notes |\n"), std::string::npos) << md.output;
+  EXPECT_NE(md.output.find("| Einsum | Einsum | yes | no | no GPU kernel yet |\n"), std::string::npos) << md.output;
+}
+
 }  // namespace
 
 // --verbose / --quiet: how much of kiln's log (library and command lines) reaches stderr.

@@ -161,6 +161,26 @@ Json graph_stats_json(const runtime::ExecutionContext& context);
 // Saves the config's cache back to its file (merging what others wrote).
 void save_runtime_cache(const runtime::RuntimeConfig& config, const std::optional<CacheFile>& cache_file);
 
+// Which nodes of a plan the GPU runtime cannot run, grouped by op and reason
+// (in op-name order), from runtime::gpu_support.
+struct GpuSupportReport {
+  size_t nodes = 0, supported = 0;
+  struct Group {
+    std::string op, reason;
+    std::vector<std::string> nodes;
+  };
+  std::vector<Group> unsupported;
+};
+GpuSupportReport gpu_support_report(const plan::Plan& plan);
+// One line per group: "Einsum (2 nodes: a, b): no GPU kernel yet" (long node lists shortened).
+std::vector<std::string> gpu_support_lines(const GpuSupportReport& report);
+// {nodes, supported, unsupported: [{op, reason, nodes: [name]}]}
+Json gpu_support_json(const GpuSupportReport& report);
+
+struct OpsOptions {
+  bool markdown = false;
+};
+
 int cmd_inspect(const InspectOptions& options, Json& doc);
 int cmd_build(const BuildOptions& options, Json& doc);
 // A model path is a plan when the file starts with the plan magic.
@@ -169,5 +189,6 @@ int cmd_run(const RunOptions& options, Json& doc);
 int cmd_conformance(const ConformanceOptions& options, Json& doc);
 int cmd_cache(const CacheOptions& options, Json& doc);
 int cmd_bench(const BenchOptions& options, Json& doc);
+int cmd_ops(const OpsOptions& options, Json& doc);
 
 }  // namespace kiln::cli

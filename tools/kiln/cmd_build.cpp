@@ -107,6 +107,15 @@ int cmd_build(const BuildOptions& cli, Json& doc) {
   doc["weight_bytes"] = p.network.parameter_bytes();
   doc["ranges"] = Json::object();
   for (auto& [s, r] : p.network.dim_ranges()) doc["ranges"][s] = {{"min", r.min}, {"opt", r.opt}, {"max", r.max}};
+  // The plan stays useful without the GPU (the CPU device runs it), so this is
+  // a warning; but it is better learnt here than from Engine::create on a GPU machine.
+  GpuSupportReport gpu = gpu_support_report(p);
+  if (!gpu.unsupported.empty()) {
+    std::cerr << "kiln build: warning: the GPU runtime cannot run " << gpu.nodes - gpu.supported << " of " << gpu.nodes
+              << " nodes, so `kiln run --device cuda` will refuse this plan (the CPU device runs it):\n";
+    for (const std::string& line : gpu_support_lines(gpu)) std::cerr << "kiln build:   " << line << "\n";
+  }
+  doc["gpu_support"] = gpu_support_json(gpu);
   return kOk;
 }
 

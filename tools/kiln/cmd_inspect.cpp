@@ -2,8 +2,10 @@
 #include <algorithm>
 #include <iostream>
 #include <map>
+#include <set>
 
 #include "cli.h"
+#include "kiln/builder.h"
 #include "kiln/file_io.h"
 #include "kiln/onnx.h"
 #include "kiln/plan.h"
@@ -37,6 +39,39 @@ Json declared_shape_json(const std::string& text) {
   return dims;
 }
 
+// `of` says which plan the numbers are about (empty: the one inspected).
+void print_gpu_support(const GpuSupportReport& gpu, const std::string& of = "") {
+  if (gpu.unsupported.empty()) {
+    std::cout << "GPU support: all " << gpu.nodes << " nodes" << of << "\n";
+    return;
+  }
+  std::cout << "GPU support: " << gpu.supported << " of " << gpu.nodes << " nodes" << of << "; the GPU runtime cannot run:\n";
+  for (const std::string& line : gpu_support_lines(gpu)) std::cout << "  " << line << "\n";
+}
+
+// The GPU runtime decides on lowered plans: an ONNX model is lowered as `kiln
+// build` would, at fp32, in memory. Symbolic input dims without a range get
+// 1..64 (ranges size the memory plan; they do not decide what runs where).
+Json model_gpu_support(const ir::Network& net, const std::string& path) {
+  builder::BuildOptions lowering;
+  for (ir::ValueId id : net.inputs())
+    for (const ir::Dim& d : net.value(id).shape) {
+      std::set<std::string> symbols;
+      d.collect_symbols(symbols);
+      for (const std::string& s : symbols)
+        if (!net.dim_ranges().count(s)) lowering.ranges[s] = ir::DimRange{1, 1, 64};
+    }
+  std::string of = str(" of the plan `kiln build` makes at fp32", lowering.ranges.empty() ? "" : " (dims without a range as 1..64)");
+  try {
+    GpuSupportReport gpu = gpu_support_report(builder::build(net, lowering, path));
+    print_gpu_support(gpu, of);
+    return gpu_support_json(gpu);
+  } catch (const Error& e) {
+    std::cout << "GPU support: unknown: the model does not build: " << e.what() << "\n";
+    return {{"error", {{"kind", error_code_name(e.code())}, {"message", e.what()}}}};
+  }
+}
+
 int inspect_plan(const std::string& path, bool dump, Json& doc) {
   plan::Plan p = plan::load(path);
   const ir::Network& net = p.network;
@@ -58,7 +93,7 @@ int inspect_plan(const std::string& path, bool dump, Json& doc) {
     kernels[std::string(ir::op_name(node.op))]++;
     if (node.op == ir::OpKind::kFusedElementwise) {
       ++fused_groups;
-      fused_ops += int(node.attrs.get_ints("ops").size());
+      fused_ops += int(node.attrs.get_strings("ops").size());
     }
   }
   std::cout << "kernels:    " << net.nodes().size() << "\n";
@@ -66,6 +101,8 @@ int inspect_plan(const std::string& path, bool dump, Json& doc) {
   std::cout << "fused groups: " << fused_groups << " elementwise kernels holding " << fused_ops << " ops\n";
   std::cout << "arena:      " << p.arena_bytes << " bytes (largest shapes)\n";
   std::cout << "weights:    " << net.parameter_count() << " elements, " << net.parameter_bytes() << " bytes\n";
+  GpuSupportReport gpu = gpu_support_report(p);
+  print_gpu_support(gpu);
   if (dump) std::cout << "\n" << ir::dump_network(net);
   doc["kind"] = "plan";
   doc["path"] = path;
@@ -84,6 +121,7 @@ int inspect_plan(const std::string& path, bool dump, Json& doc) {
   doc["arena_bytes"] = p.arena_bytes;
   doc["weight_elements"] = net.parameter_count();
   doc["weight_bytes"] = net.parameter_bytes();
+  doc["gpu_support"] = gpu_support_json(gpu);
   return kOk;
 }
 
@@ -142,12 +180,14 @@ int cmd_inspect(const InspectOptions& options, Json& doc) {
   }
   if (!net.data_dependent_symbols().empty())
     std::cout << "note:       " << net.data_dependent_symbols().size() << " dims depend on input data\n";
+  Json gpu = model_gpu_support(net, path);
   std::cout << "status:     ok\n";
   doc["parameters"] = net.parameter_count();
   doc["parameter_bytes"] = net.parameter_bytes();
   doc["nodes"] = net.nodes().size();
   doc["inferred_outputs"] = values_json(net, net.outputs());
   doc["data_dependent_dims"] = net.data_dependent_symbols().size();
+  doc["gpu_support"] = gpu;
   doc["status"] = "ok";
   if (options.dump) std::cout << "\n" << ir::dump_network(net);
   return kOk;

@@ -260,4 +260,35 @@ void save_runtime_cache(const runtime::RuntimeConfig& config, const std::optiona
   if (cache_file && config.cache && config.cache->has_unsaved_entries()) config.cache->save_file(cache_file->path);
 }
 
+GpuSupportReport gpu_support_report(const plan::Plan& plan) {
+  GpuSupportReport report;
+  std::map<std::pair<std::string, std::string>, std::vector<std::string>> groups;  // (op, reason) -> nodes
+  for (const runtime::NodeSupport& node : runtime::gpu_support(plan)) {
+    ++report.nodes;
+    if (node.supported) ++report.supported;
+    else groups[{std::string(ir::op_name(node.op)), node.reason}].push_back(node.node);
+  }
+  for (auto& [key, nodes] : groups) report.unsupported.push_back({key.first, key.second, std::move(nodes)});
+  return report;
+}
+
+std::vector<std::string> gpu_support_lines(const GpuSupportReport& report) {
+  constexpr size_t kNamesShown = 5;
+  std::vector<std::string> lines;
+  for (const GpuSupportReport::Group& g : report.unsupported) {
+    std::string names;
+    for (size_t i = 0; i < std::min(g.nodes.size(), kNamesShown); ++i) names += (i ? ", " : "") + g.nodes[i];
+    if (g.nodes.size() > kNamesShown) names += str(" and ", g.nodes.size() - kNamesShown, " more");
+    lines.push_back(str(g.op, " (", g.nodes.size(), g.nodes.size() == 1 ? " node: " : " nodes: ", names, "): ", g.reason));
+  }
+  return lines;
+}
+
+Json gpu_support_json(const GpuSupportReport& report) {
+  Json unsupported = Json::array();
+  for (const GpuSupportReport::Group& g : report.unsupported)
+    unsupported.push_back({{"op", g.op}, {"reason", g.reason}, {"nodes", g.nodes}});
+  return {{"nodes", report.nodes}, {"supported", report.supported}, {"unsupported", unsupported}};
+}
+
 }  // namespace kiln::cli

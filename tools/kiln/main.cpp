@@ -290,7 +290,9 @@ int main(int argc, char** argv) {
       "What a model or plan declares and what kiln makes of it.\n\n"
       "For a model: inputs and outputs with dtypes and symbolic shapes, op histogram,\n"
       "unsupported ops, parameter count and bytes. For a plan: precision, ranges,\n"
-      "kernels, fused groups, arena and weight bytes.");
+      "kernels, fused groups, arena and weight bytes. For both: which nodes the GPU\n"
+      "runtime cannot run, and why (decided without a GPU; a model as `kiln build`\n"
+      "would lower it at fp32).");
   inspect->add_option("MODEL", inspect_options.model.positional, "ONNX model or kiln plan")->type_name("");
   add_model_aliases(inspect, inspect_options.model, true, true);
   inspect->add_flag("--dump", inspect_options.dump, "print the whole (lowered) network with inferred shapes");
@@ -302,7 +304,8 @@ int main(int argc, char** argv) {
       "Passes: constant folding, fusion (matmul epilogues, elementwise chains,\n"
       "attention), channels-last convolutions in fp16/bf16, precision, memory\n"
       "planning. Every symbolic input dim needs a range, from --profile (one per\n"
-      "input) or from the model.");
+      "input) or from the model. Ends with a warning naming the nodes the GPU\n"
+      "runtime cannot run, if any (the plan is written: the CPU device runs it).");
   build->add_option("MODEL", build_options.model.positional, "ONNX model")->type_name("");
   add_model_aliases(build, build_options.model, true, false);
   build->add_option("-o,--output,--saveEngine", build_options.output, "plan file to write (trtexec: --saveEngine)")
@@ -441,11 +444,21 @@ int main(int argc, char** argv) {
   conformance->add_flag("--specialized", conformance_options.specialized,
                         "cuda: kernels specialized for each test's shapes instead of the generic ones");
 
-  for (CLI::App* command : {inspect, build, bench, cache}) add_log_flags(command, kVerboseLog);
+  OpsOptions ops_options;
+  CLI::App* ops = app.add_subcommand("ops");
+  ops->description(
+      "Every op kind kiln knows and where it runs.\n\n"
+      "Per op: the ONNX ops imported as it, whether the CPU reference interpreter\n"
+      "runs it, and whether the GPU runtime does (with its conditions), or leaves it\n"
+      "to `kiln build` to lower, or cannot (with the reason). docs/ops.md is the\n"
+      "--markdown output.");
+  ops->add_flag("--markdown", ops_options.markdown, "print the table of docs/ops.md");
+  for (CLI::App* command : {inspect, build, bench, cache, ops}) add_log_flags(command, kVerboseLog);
+
   bool json = false;
-  for (CLI::App* command : {inspect, build, run, bench, cache_info, conformance})
+  for (CLI::App* command : {inspect, build, run, bench, cache_info, conformance, ops})
     command->add_flag("--json", json, "print one JSON document on stdout (see docs/cli.md); text goes to stderr");
-  for (CLI::App* command : {inspect, build, run, bench, cache, conformance, cache_info, cache_clear, cache_warm}) {
+  for (CLI::App* command : {inspect, build, run, bench, cache, conformance, ops, cache_info, cache_clear, cache_warm}) {
     command->group("commands");
     command->get_help_ptr()->group("options");  // made before the option defaults were copied
   }
@@ -490,6 +503,7 @@ int main(int argc, char** argv) {
       if (run->parsed()) return cmd_run(run_options, doc);
       if (bench->parsed()) return cmd_bench(bench_options, doc);
       if (conformance->parsed()) return cmd_conformance(conformance_options, doc);
+      if (ops->parsed()) return cmd_ops(ops_options, doc);
       if (cache->parsed()) {
         if (cache->get_subcommands().empty())
           kiln::fail(kiln::ErrorCode::kInvalidArgument, "kiln cache needs one of info, clear, warm (see kiln cache --help)");

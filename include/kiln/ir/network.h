@@ -48,6 +48,7 @@ class Attributes {
   std::string get_string(std::string_view name, const std::string& fallback) const;
   std::vector<int64_t> get_ints(std::string_view name, const std::vector<int64_t>& fallback = {}) const;
   std::vector<double> get_floats(std::string_view name, const std::vector<double>& fallback = {}) const;
+  std::vector<std::string> get_strings(std::string_view name) const;  // empty when absent
   const TensorData* get_tensor(std::string_view name) const;
 
  private:

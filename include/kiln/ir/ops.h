@@ -11,7 +11,8 @@
 KILN_API_BEGIN
 namespace kiln::ir {
 
-#define KILN_OPS(X)                                                                                    \
+// Ops of a model, as front ends make them (ONNX semantics).
+#define KILN_MODEL_OPS(X)                                                                              \
   /* elementwise unary */                                                                              \
   X(Abs) X(Neg) X(Sqrt) X(Reciprocal) X(Exp) X(Log) X(Floor) X(Ceil) X(Round) X(Sign) X(Relu)           \
   X(Sigmoid) X(Tanh) X(Erf) X(Softplus) X(Softsign) X(Sin) X(Cos) X(Tan) X(Asin) X(Acos) X(Atan)       \
@@ -31,9 +32,13 @@ namespace kiln::ir {
   /* shape and data movement */                                                                        \
   X(Reshape) X(Flatten) X(Squeeze) X(Unsqueeze) X(Transpose) X(Concat) X(Split) X(Slice) X(Gather)     \
   X(GatherElements) X(Expand) X(Tile) X(Pad) X(Shape) X(Size) X(ConstantOfShape) X(Range) X(Trilu)     \
-  X(Resize) X(DepthToSpace) X(SpaceToDepth) X(OneHot)                                                 \
-  /* made by the builder's passes, never by front ends */                                              \
-  X(FusedMatMul) X(FusedElementwise) X(ConvChannelsLast) X(MaxPoolChannelsLast) X(Attention)
+  X(Resize) X(DepthToSpace) X(SpaceToDepth) X(OneHot)
+
+// Ops made by the builder's passes, never by front ends.
+#define KILN_BUILDER_OPS(X) X(FusedMatMul) X(FusedElementwise) X(ConvChannelsLast) X(MaxPoolChannelsLast) X(Attention)
+
+// Plans store ops by name (op_name), so the order here is free to change.
+#define KILN_OPS(X) KILN_MODEL_OPS(X) KILN_BUILDER_OPS(X)
 
 enum class OpKind : uint16_t {
 #define KILN_OP_ENUM(name) k##name,
@@ -44,6 +49,8 @@ enum class OpKind : uint16_t {
 std::string_view op_name(OpKind op);
 std::optional<OpKind> op_from_name(std::string_view name);
 int op_count();
+// Made by the builder only (KILN_BUILDER_OPS): front ends and users may not use it.
+bool is_builder_op(OpKind op);
 
 }  // namespace kiln::ir
 KILN_API_END

@@ -9,8 +9,32 @@ namespace kiln::onnx {
 using ::onnx::AttributeProto;
 using ir::OpKind;
 
-bool is_supported_op(const std::string& op_type) {
-  return op_type == "Constant" || op_type == "Upsample" || ir::op_from_name(op_type).has_value();
+namespace {
+
+// ONNX op types translated into an op of another name (besides Constant, which becomes a weight).
+constexpr std::pair<std::string_view, OpKind> kAliases[] = {{"Upsample", OpKind::kResize}};
+
+// The op an ONNX op type (default domain) becomes: the model op of the same
+// name, or an alias's. Builder ops share names with ONNX ops of other meanings
+// (Attention) and are never taken from a model.
+std::optional<OpKind> op_for_onnx_type(std::string_view op_type) {
+  for (auto& [alias, op] : kAliases)
+    if (op_type == alias) return op;
+  std::optional<OpKind> op = ir::op_from_name(op_type);
+  if (op && ir::is_builder_op(*op)) return std::nullopt;
+  return op;
+}
+
+}  // namespace
+
+bool is_supported_op(const std::string& op_type) { return op_type == "Constant" || op_for_onnx_type(op_type).has_value(); }
+
+std::vector<std::string> onnx_op_types(OpKind op) {
+  std::vector<std::string> types;
+  if (!ir::is_builder_op(op)) types.emplace_back(ir::op_name(op));
+  for (auto& [alias, target] : kAliases)
+    if (target == op) types.emplace_back(alias);
+  return types;
 }
 
 namespace {
@@ -112,7 +136,7 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
 
   ir::Node node;
   node.name = name;
-  node.op = type == "Upsample" ? OpKind::kResize : *ir::op_from_name(type);
+  node.op = *op_for_onnx_type(type);  // import_model checked every op type first
   for (auto& a : *p.mutable_attribute()) node.attrs.set(a.name(), convert_attribute(b, a, where));
   for (const auto& in : p.input()) node.inputs.push_back(b.value(in));
   for (const auto& out : p.output()) node.outputs.push_back(out.empty() ? ir::kNoValue : b.value(out));

@@ -1,0 +1,260 @@
+// Every op kind of the IR, through each layer's real entry point, on a small
+// sample network per op kind:
+//   schema and shape inference  Network::finalize (check_node_schema, infer_node)
+//   the CPU reference kernel    reference::run
+//   the GPU runtime             runtime::gpu_support (make_op) agrees with what
+//                               runtime::gpu_lowering states, which docs/ops.md shows:
+//                               a kernel runs the node; no kernel, for the stated
+//                               reason; or `kiln build` lowers it into ops that run
+//   the ONNX front end          which ONNX ops become it
+// An op kind without a sample below fails: adding an op means adding its
+// sample and passing all of this.
+#include <gtest/gtest.h>
+
+#include "kiln/builder.h"
+#include "kiln/error.h"
+#include "kiln/ir/fused.h"
+#include "kiln/onnx.h"
+#include "kiln/reference.h"
+#include "kiln/runtime.h"
+
+namespace kiln {
+namespace {
+
+using ir::Dim;
+using ir::OpKind;
+using ir::ValueId;
+
+// A network being built around one node named "node", with host tensors for its inputs.
+class Sample {
+ public:
+  // An input filled with small positive values (alternating for bool), or with `values`.
+  ValueId input(DType dtype, const std::vector<int64_t>& dims, std::vector<double> values = {}) {
+    std::string name = str("in", feeds_.size());
+    if (values.empty())
+      for (int64_t i = 0; i < ir::checked_numel(dims); ++i) values.push_back(dtype == DType::kBool ? double(i % 2) : 0.1 * double(i % 9 + 1));
+    feeds_[name] = reference::make_tensor(dtype, dims, values);
+    ir::Shape shape(dims.begin(), dims.end());
+    return net_.add_input(name, dtype, shape);
+  }
+  ValueId weight(DType dtype, const std::vector<int64_t>& dims, const std::vector<double>& values) {
+    return net_.add_weight(str("w", net_.values().size()), reference::make_tensor(dtype, dims, values));
+  }
+  ValueId floats(const std::vector<int64_t>& dims, double value = 0.5) {
+    return weight(DType::kFloat32, dims, std::vector<double>(size_t(ir::checked_numel(dims)), value));
+  }
+  ValueId ints(const std::vector<int64_t>& values) {
+    return weight(DType::kInt64, {int64_t(values.size())}, std::vector<double>(values.begin(), values.end()));
+  }
+  ValueId int_scalar(int64_t value) { return weight(DType::kInt64, {}, {double(value)}); }
+
+  // The node under test; its outputs are the network's.
+  Sample& node(OpKind op, std::vector<ValueId> inputs, ir::Attributes attrs = {}, int outputs = 1) {
+    for (ValueId v : net_.add_op(op, std::move(inputs), std::move(attrs), outputs, "node")) net_.add_output(v);
+    return *this;
+  }
+
+  ir::Network& net() { return net_; }
+  const std::map<std::string, reference::Tensor>& feeds() const { return feeds_; }
+
+ private:
+  ir::Network net_;
+  std::map<std::string, reference::Tensor> feeds_;
+};
+
+ir::Attributes attrs(std::initializer_list<std::pair<const char*, ir::AttrValue>> list) {
+  ir::Attributes a;
+  for (auto& [name, value] : list) a.set(name, value);
+  return a;
+}
+
+constexpr DType f32 = DType::kFloat32;
+
+// The sample network of each op kind (no default: a new op kind is a compiler warning here, and a failure below).
+std::optional<Sample> sample_for(OpKind op) {
+  Sample s;
+  switch (op) {
+    case OpKind::kAbs: case OpKind::kNeg: case OpKind::kSqrt: case OpKind::kReciprocal: case OpKind::kExp:
+    case OpKind::kLog: case OpKind::kFloor: case OpKind::kCeil: case OpKind::kRound: case OpKind::kSign:
+    case OpKind::kRelu: case OpKind::kSigmoid: case OpKind::kTanh: case OpKind::kErf: case OpKind::kSoftplus:
+    case OpKind::kSoftsign: case OpKind::kSin: case OpKind::kCos: case OpKind::kTan: case OpKind::kAsin:
+    case OpKind::kAcos: case OpKind::kAtan: case OpKind::kSinh: case OpKind::kCosh: case OpKind::kAsinh:
+    case OpKind::kAcosh: case OpKind::kAtanh: case OpKind::kLeakyRelu: case OpKind::kElu: case OpKind::kSelu:
+    case OpKind::kCelu: case OpKind::kHardSigmoid: case OpKind::kHardSwish: case OpKind::kGelu:
+    case OpKind::kThresholdedRelu: case OpKind::kShrink: case OpKind::kIsNaN: case OpKind::kIsInf:
+    case OpKind::kIdentity: case OpKind::kDropout: case OpKind::kSoftmax: case OpKind::kLogSoftmax: case OpKind::kHardmax:
+      return s.node(op, {s.input(f32, {2, 3})});
+    case OpKind::kClip: return s.node(op, {s.input(f32, {2, 3}), s.floats({}, 0.2), s.floats({}, 0.6)});
+    case OpKind::kNot: return s.node(op, {s.input(DType::kBool, {2, 3})});
+    case OpKind::kCast: return s.node(op, {s.input(f32, {2, 3})}, attrs({{"to", int64_t(DType::kFloat16)}}));
+    case OpKind::kCastLike: return s.node(op, {s.input(f32, {2, 3}), s.input(DType::kFloat16, {1})});
+    case OpKind::kAdd: case OpKind::kSub: case OpKind::kMul: case OpKind::kDiv: case OpKind::kPow: case OpKind::kEqual:
+    case OpKind::kLess: case OpKind::kLessOrEqual: case OpKind::kGreater: case OpKind::kGreaterOrEqual:
+    case OpKind::kMin: case OpKind::kMax: case OpKind::kMean: case OpKind::kSum:
+      return s.node(op, {s.input(f32, {2, 3}), s.input(f32, {2, 3})});
+    case OpKind::kMod: return s.node(op, {s.input(f32, {2, 3}), s.input(f32, {3})}, attrs({{"fmod", int64_t(1)}}));
+    case OpKind::kPRelu: return s.node(op, {s.input(f32, {2, 3}), s.input(f32, {3})});
+    case OpKind::kAnd: case OpKind::kOr: case OpKind::kXor:
+      return s.node(op, {s.input(DType::kBool, {2, 3}), s.input(DType::kBool, {2, 3})});
+    case OpKind::kWhere: return s.node(op, {s.input(DType::kBool, {2, 3}), s.input(f32, {2, 3}), s.input(f32, {2, 3})});
+
+    case OpKind::kMatMul: return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4})});
+    case OpKind::kGemm: return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4}), s.floats({4})});
+    case OpKind::kEinsum: return s.node(op, {s.input(f32, {2, 3}), s.input(f32, {3, 4})}, attrs({{"equation", std::string("ij,jk->ik")}}));
+    case OpKind::kConv:
+      return s.node(op, {s.input(f32, {1, 2, 5, 5}), s.floats({3, 2, 3, 3})}, attrs({{"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
+    case OpKind::kConvTranspose: return s.node(op, {s.input(f32, {1, 2, 3, 3}), s.floats({2, 3, 3, 3})});
+    case OpKind::kBatchNormalization:
+      return s.node(op, {s.input(f32, {1, 2, 3, 3}), s.floats({2}), s.floats({2}), s.floats({2}), s.floats({2})});
+    case OpKind::kInstanceNormalization: return s.node(op, {s.input(f32, {1, 2, 3, 3}), s.floats({2}), s.floats({2})});
+    case OpKind::kLayerNormalization: return s.node(op, {s.input(f32, {2, 3, 4}), s.floats({4}), s.floats({4})});
+    case OpKind::kGroupNormalization:
+      return s.node(op, {s.input(f32, {1, 4, 3, 3}), s.floats({4}), s.floats({4})}, attrs({{"num_groups", int64_t(2)}}));
+    case OpKind::kMaxPool: case OpKind::kAveragePool:
+      return s.node(op, {s.input(f32, {1, 2, 4, 4})}, attrs({{"kernel_shape", std::vector<int64_t>{2, 2}}}));
+    case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool: return s.node(op, {s.input(f32, {1, 2, 4, 4})});
+
+    case OpKind::kReduceMean: case OpKind::kReduceSum: case OpKind::kReduceMax: case OpKind::kReduceMin:
+    case OpKind::kReduceProd: case OpKind::kReduceL1: case OpKind::kReduceL2: case OpKind::kReduceLogSum:
+    case OpKind::kReduceLogSumExp: case OpKind::kReduceSumSquare:
+      return s.node(op, {s.input(f32, {2, 3, 4}), s.ints({1})});
+    case OpKind::kArgMax: case OpKind::kArgMin: return s.node(op, {s.input(f32, {2, 3})}, attrs({{"axis", int64_t(1)}}));
+    case OpKind::kCumSum: return s.node(op, {s.input(f32, {2, 3}), s.int_scalar(1)});
+    case OpKind::kTopK: return s.node(op, {s.input(f32, {2, 5}), s.ints({2})}, {}, 2);
+
+    case OpKind::kReshape: return s.node(op, {s.input(f32, {2, 3, 4}), s.ints({6, 4})});
+    case OpKind::kFlatten: return s.node(op, {s.input(f32, {2, 3, 4})}, attrs({{"axis", int64_t(1)}}));
+    case OpKind::kSqueeze: return s.node(op, {s.input(f32, {2, 1, 3}), s.ints({1})});
+    case OpKind::kUnsqueeze: return s.node(op, {s.input(f32, {2, 3}), s.ints({0})});
+    case OpKind::kTranspose: return s.node(op, {s.input(f32, {2, 3})}, attrs({{"perm", std::vector<int64_t>{1, 0}}}));
+    case OpKind::kConcat: return s.node(op, {s.input(f32, {2, 3}), s.input(f32, {2, 3})}, attrs({{"axis", int64_t(0)}}));
+    case OpKind::kSplit: return s.node(op, {s.input(f32, {4, 3})}, attrs({{"num_outputs", int64_t(2)}}), 2);
+    case OpKind::kSlice: return s.node(op, {s.input(f32, {4, 3}), s.ints({1}), s.ints({3})});
+    case OpKind::kGather: return s.node(op, {s.input(f32, {4, 3}), s.ints({0, 2})});
+    case OpKind::kGatherElements:
+      return s.node(op, {s.input(f32, {2, 3}), s.weight(DType::kInt64, {2, 3}, {0, 1, 0, 1, 0, 1})});
+    case OpKind::kExpand: return s.node(op, {s.input(f32, {3, 1}), s.ints({3, 4})});
+    case OpKind::kTile: return s.node(op, {s.input(f32, {2, 3}), s.ints({2, 1})});
+    case OpKind::kPad: return s.node(op, {s.input(f32, {2, 3}), s.ints({0, 1, 0, 1})});
+    case OpKind::kShape: case OpKind::kSize: return s.node(op, {s.input(f32, {2, 3})});
+    case OpKind::kConstantOfShape: return s.node(op, {s.ints({2, 3})});
+    case OpKind::kRange:  // data-dependent: its inputs are the network's
+      return s.node(op, {s.input(DType::kInt64, {}, {0}), s.input(DType::kInt64, {}, {5}), s.input(DType::kInt64, {}, {1})});
+    case OpKind::kTrilu: return s.node(op, {s.input(f32, {3, 3})});
+    case OpKind::kResize:
+      return s.node(op, {s.input(f32, {1, 1, 2, 2}), ir::kNoValue, s.weight(f32, {4}, {1, 1, 2, 2})});
+    case OpKind::kDepthToSpace: return s.node(op, {s.input(f32, {1, 4, 2, 2})}, attrs({{"blocksize", int64_t(2)}}));
+    case OpKind::kSpaceToDepth: return s.node(op, {s.input(f32, {1, 1, 4, 4})}, attrs({{"blocksize", int64_t(2)}}));
+    case OpKind::kOneHot:
+      return s.node(op, {s.input(DType::kInt64, {3}, {0, 2, 1}), s.int_scalar(4), s.weight(f32, {2}, {0, 1})});
+
+    case OpKind::kFusedMatMul:
+      return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4})}, attrs({{"activation", std::string("relu")}}));
+    case OpKind::kFusedElementwise: {
+      ir::FusedInstruction add{OpKind::kAdd, {0, 1, -1}}, relu{OpKind::kRelu, {2, -1, -1}};
+      ir::Attributes program;
+      ir::encode_fused_program({add, relu}, program);
+      return s.node(op, {s.input(f32, {2, 3}), s.input(f32, {2, 3})}, program);
+    }
+    case OpKind::kConvChannelsLast:
+      return s.node(op, {s.input(f32, {1, 5, 5, 2}), s.floats({3, 3, 3, 2})}, attrs({{"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
+    case OpKind::kMaxPoolChannelsLast:
+      return s.node(op, {s.input(f32, {1, 4, 4, 2})}, attrs({{"kernel_shape", std::vector<int64_t>{2, 2}}}));
+    case OpKind::kAttention:
+      return s.node(op, {s.input(f32, {1, 2, 4, 8}), s.input(f32, {1, 2, 4, 8}), s.input(f32, {1, 2, 4, 8})},
+                    attrs({{"scale", 0.35}}));
+  }
+  return std::nullopt;
+}
+
+// The support of the node named "node" in `plan`.
+runtime::NodeSupport support_of_node(const plan::Plan& plan) {
+  for (runtime::NodeSupport& s : runtime::gpu_support(plan))
+    if (s.node == "node") return s;
+  ADD_FAILURE() << "no node named 'node' in the plan";
+  return {};
+}
+
+// Every unsupported node of `plan`, one per line.
+std::string unsupported_nodes(const plan::Plan& plan) {
+  std::string list;
+  for (const runtime::NodeSupport& s : runtime::gpu_support(plan))
+    if (!s.supported) list += str(s.node, " (", ir::op_name(s.op), "): ", s.reason, "\n");
+  return list;
+}
+
+class OpRegistry : public ::testing::TestWithParam<int> {};
+
+TEST_P(OpRegistry, EveryLayerHandlesTheOp) {
+  auto op = OpKind(GetParam());
+  std::optional<Sample> sample = sample_for(op);
+  ASSERT_TRUE(sample) << ir::op_name(op) << " has no sample in tests/ops/op_registry_test.cpp: add one (see docs/ops.md)";
+  ir::Network& net = sample->net();
+  try {
+    net.finalize();  // schema and shape inference
+  } catch (const Error& e) {
+    FAIL() << "finalize: " << e.what();
+  }
+
+  EXPECT_TRUE(reference::has_kernel(op));
+  try {
+    reference::run(net, sample->feeds());
+  } catch (const Error& e) {
+    ADD_FAILURE() << "reference::run: " << e.what();
+  }
+
+  std::vector<std::string> onnx = onnx::onnx_op_types(op);
+  if (ir::is_builder_op(op)) EXPECT_TRUE(onnx.empty()) << "a builder op is never imported";
+  else EXPECT_NE(std::find(onnx.begin(), onnx.end(), ir::op_name(op)), onnx.end()) << "the ONNX op of its name is not imported as it";
+
+  // The node as it is, in a plan without the builder's passes (no arena slots: no views).
+  runtime::GpuLowering lowering = runtime::gpu_lowering(op);
+  ASSERT_FALSE(lowering.detail.empty()) << "runtime::gpu_lowering states nothing for " << ir::op_name(op);
+  plan::Plan direct{net, plan::Precision::kFloat32, std::vector<int64_t>(net.values().size(), -1), 0, "sample", ""};
+  runtime::NodeSupport node = support_of_node(direct);
+  switch (lowering.kind) {
+    case runtime::GpuLowering::kKernel: EXPECT_TRUE(node.supported) << node.reason; break;
+    case runtime::GpuLowering::kNone:
+      EXPECT_FALSE(node.supported);
+      EXPECT_EQ(node.reason, lowering.detail);
+      return;  // the CPU device runs it; whether `kiln build` can fold it away depends on the model
+    case runtime::GpuLowering::kByBuilder: break;
+  }
+
+  // And as `kiln build` makes it: every node the builder leaves runs on the GPU.
+  plan::Plan built;
+  try {
+    built = builder::build(net, {}, "sample");
+  } catch (const Error& e) {
+    FAIL() << "builder::build: " << e.what();
+  }
+  EXPECT_EQ(unsupported_nodes(built), "") << ir::dump_network(built.network);
+  if (lowering.kind == runtime::GpuLowering::kByBuilder) {
+    for (const ir::Node& n : built.network.nodes()) EXPECT_NE(n.op, op) << "`kiln build` left it: " << ir::dump_network(built.network);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryOpKind, OpRegistry, ::testing::Range(0, ir::op_count()),
+                         [](const ::testing::TestParamInfo<int>& info) { return std::string(ir::op_name(OpKind(info.param))); });
+
+// gpu_support asks make_op only: a plan with an op the GPU cannot run is
+// answered without a device, with the node and the reason.
+TEST(GpuSupport, NamesTheNodesTheGpuCannotRun) {
+  Sample s;
+  ValueId x = s.input(f32, {2, 3});
+  ValueId y = s.net().add_op1(OpKind::kRelu, {x}, {}, "relu");
+  s.node(OpKind::kEinsum, {y, s.input(f32, {3, 4})}, attrs({{"equation", std::string("ij,jk->ik")}}));
+  s.net().finalize();
+  plan::Plan p = builder::build(s.net(), {}, "sample");
+  std::vector<runtime::NodeSupport> nodes = runtime::gpu_support(p);
+  ASSERT_EQ(nodes.size(), 2u);
+  EXPECT_TRUE(nodes[0].supported) << nodes[0].reason;
+  EXPECT_EQ(nodes[0].reason, "");
+  EXPECT_FALSE(nodes[1].supported);
+  EXPECT_EQ(nodes[1].node, "node");
+  EXPECT_EQ(nodes[1].op, OpKind::kEinsum);
+  EXPECT_EQ(nodes[1].reason, "no GPU kernel yet");
+}
+
+}  // namespace
+}  // namespace kiln
