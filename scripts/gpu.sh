@@ -74,7 +74,7 @@ fi
 
 echo "== Python package tests (GPU and CPU) =="
 python_tests="not run (no extension built)"
-if [[ -d build-gpu/python/kiln ]]; then
+if [[ -d build-gpu/python/kiln && ${KILN_SKIP_PYTHON_TESTS:-0} != 1 ]]; then  # KILN_PYTHON_ONLY=1 runs them alone
   PYTHONPATH="$PWD/build-gpu/python" "$python" -m pytest -q python/tests >"$out/python-tests.log" 2>&1
   python_tests="rc $? ($(tail -n 1 "$out/python-tests.log"))"
   grep -E "^(FAILED|ERROR)" "$out/python-tests.log" | head -20

@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "kiln/builder.h"
+#include "kiln/logging.h"
 #include "kiln/onnx.h"
 
 namespace kiln::cli {
@@ -111,9 +112,10 @@ int cmd_build(const BuildOptions& cli, Json& doc) {
   // a warning; but it is better learnt here than from Engine::create on a GPU machine.
   GpuSupportReport gpu = gpu_support_report(p);
   if (!gpu.unsupported.empty()) {
-    std::cerr << "kiln build: warning: the GPU runtime cannot run " << gpu.nodes - gpu.supported << " of " << gpu.nodes
-              << " nodes, so `kiln run --device cuda` will refuse this plan (the CPU device runs it):\n";
-    for (const std::string& line : gpu_support_lines(gpu)) std::cerr << "kiln build:   " << line << "\n";
+    std::string message = str("the GPU runtime cannot run ", gpu.nodes - gpu.supported, " of ", gpu.nodes,
+                              " nodes, so `kiln run --device cuda` will refuse this plan (the CPU device runs it):");
+    for (const std::string& line : gpu_support_lines(gpu)) message += "\n  " + line;
+    kiln::log(Severity::kWarning, message);
   }
   doc["gpu_support"] = gpu_support_json(gpu);
   return kOk;
