@@ -618,11 +618,13 @@ class Driver {
     graphed->set_cuda_graph_strategy(CudaGraphStrategy::kWholeGraphCapture);
   }
 
-  // Two more calls per context at prepared shapes, each after the last one
-  // finished: kernels forgotten earlier are unloaded by now.
+  // Two more calls per context, each after the last one finished: kernels
+  // forgotten earlier are unloaded by now. Both contexts are bound to the pool
+  // first: what they were bound to last (a caller graph's buffers) may be freed.
   void settle() {
     for (ExecutionContext* c : {graphed.get(), direct.get()})
       for (int i = 0; i < 2; ++i) {
+        bind(*c, *inputs[0], c == direct.get() ? *direct_out : *outputs[0], i == 0);
         c->enqueue(main_stream());
         STRESS_CUDA(cudaStreamSynchronize(main_stream()));
       }
