@@ -20,6 +20,7 @@ python_options=()
 # Nor, maybe, the CLI's header-only libraries: their include folders travel in .carry/cli11 and .carry/nlohmann-json.
 [[ -f .carry/cli11/CLI/CLI.hpp ]] && python_options+=(-DKILN_CLI11_INCLUDE_DIR="$PWD/.carry/cli11")
 [[ -f .carry/nlohmann-json/nlohmann/json.hpp ]] && python_options+=(-DKILN_NLOHMANN_JSON_INCLUDE_DIR="$PWD/.carry/nlohmann-json")
+carry_options=("${python_options[@]}")  # the header folders alone, for builds without the Python package
 "$python" -c "import nanobind" 2>/dev/null && python_options+=(-DKILN_BUILD_PYTHON=ON -DPython_EXECUTABLE="$python")
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$python" "${python_options[@]}" >"$out/configure.log" 2>&1 ||
   { tail -n 40 "$out/configure.log"; exit 1; }
@@ -70,6 +71,23 @@ if [[ -x $sanitizer ]]; then
     build-gpu/tests/kiln_gpu_tests --gtest_filter='GpuStress*' >"$out/memcheck-stress.log" 2>&1
   memcheck_stress="rc $? ($(grep -E 'ERROR SUMMARY' "$out/memcheck-stress.log" | tail -n 1); $(grep -E '^\[  (PASSED|FAILED) ' "$out/memcheck-stress.log" | tr '\n' ' '))"
   echo "stress under memcheck: $memcheck_stress"
+fi
+
+echo "== the host race detector (ThreadSanitizer) over the threaded and stress tests =="
+tsan="not run (KILN_SKIP_TSAN=1)"
+if [[ ${KILN_SKIP_TSAN:-0} != 1 ]]; then
+  tsan="not run (build failed: $out/tsan-build.log)"
+  if cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKILN_BUILD_PYTHON=OFF -DPython3_EXECUTABLE="$python" \
+       -DCMAKE_CXX_FLAGS=-fsanitize=thread -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread \
+       "${carry_options[@]}" >"$out/tsan-build.log" 2>&1 &&
+     cmake --build build-tsan --target kiln_gpu_tests -j "$jobs" >>"$out/tsan-build.log" 2>&1; then
+    KILN_STRESS_SCALE=${KILN_TSAN_STRESS_SCALE:-0.3} KILN_STRESS_SEEDS=7 \
+      TSAN_OPTIONS="halt_on_error=0 suppressions=$PWD/tests/gpu/thread_sanitizer.supp" \
+      build-tsan/tests/kiln_gpu_tests --gtest_filter='GpuStress*:*Thread*' >"$out/tsan.log" 2>&1
+    tsan="rc $? ($(grep -c 'WARNING: ThreadSanitizer' "$out/tsan.log") reports; $(grep -E '^\[  (PASSED|FAILED) ' "$out/tsan.log" | tr '\n' ' '))"
+    grep -A12 "WARNING: ThreadSanitizer" "$out/tsan.log" | head -40
+  fi
+  echo "$tsan"
 fi
 
 echo "== Python package tests (GPU and CPU) =="
@@ -124,6 +142,7 @@ printf '%-28s %s\n' "GPU test suite" "$(grep -E 'tests passed' "$out/gpu-tests.l
 printf '%-28s %s\n' "stress (graphs under pressure)" "$stress: $stress_calls calls, $stress_mismatches mismatches"
 printf '%-28s %s\n' "memcheck (runtime/graphs/modules/ops)" "$memcheck"
 printf '%-28s %s\n' "memcheck (stress, scaled down)" "$memcheck_stress"
+printf '%-28s %s\n' "race detector (threads, stress)" "$tsan"
 printf '%-28s %s\n' "Python tests" "$python_tests"
 printf '%-28s %s\n' "CPU test suites" "$(grep -E 'tests passed' "$out/cpu-tests.log" | tail -n 1) (rc $cpu_tests_rc)"
 printf '%-28s %s\n' "conformance --device cuda" "$conformance_gpu"
