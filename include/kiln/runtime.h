@@ -99,6 +99,10 @@ struct RuntimeConfig {
   // (callers that keep their last result alive alternate between two output
   // buffers); beyond it the least recently used one is repaired in place.
   size_t graphs_per_shape = 4;
+  // Repairs for new addresses rewrite only the graph nodes' arguments that
+  // hold them, once a repair by capture has shown where they sit; false:
+  // every repair captures again.
+  bool patch_graph_arguments = true;
   bool strict_cuda_graphs = false;  // throw instead of falling back to direct launches
   // Called with progress lines while kernels compile, from the compiling
   // threads (several at once); unset: the lines go to the log as info
@@ -219,6 +223,7 @@ class ExecutionContext {
     int64_t captures = 0, instantiations = 0, updates = 0;  // updates: executable graphs repaired in place
     int64_t replays = 0;              // graph launches without repair
     int64_t pointer_repairs = 0;      // graphs repaired for new input/output addresses
+    int64_t pointer_patches = 0;      // of those, repaired by rewriting only the nodes' arguments (no capture)
     int64_t kernel_swaps = 0;         // graphs repaired to take newly specialized kernels
     std::map<std::string, int64_t> fallbacks;  // direct calls under whole_graph_capture, by reason
     int64_t graphs = 0;               // executable graphs held now

@@ -228,6 +228,7 @@ nb::dict graph_stats_to_python(const runtime::ExecutionContext::GraphStats& s) {
   d["updates"] = s.updates;
   d["replays"] = s.replays;
   d["pointer_repairs"] = s.pointer_repairs;
+  d["pointer_patches"] = s.pointer_patches;
   d["kernel_swaps"] = s.kernel_swaps;
   d["fallbacks"] = s.fallbacks;
   d["graphs"] = s.graphs;

@@ -410,6 +410,15 @@ std::vector<void*> io_pointers(const ContextState& c) {
   return out;
 }
 
+// The sizes of those buffers at `shape`, in the same order.
+std::vector<size_t> io_bytes(const ContextState& c, const PreparedShape& shape) {
+  const ir::Network& net = c.engine->plan.network;
+  std::vector<size_t> out;
+  for (size_t v = 0; v < c.io.size(); ++v)
+    if (c.io[v]) out.push_back(size_t(ir::checked_numel(shape.shapes.dims[v])) * dtype_size(net.values()[v].dtype));
+  return out;
+}
+
 // Whether the inputs and outputs are where `captured` (io_pointers at capture)
 // says; compared in place, so a replay allocates nothing.
 bool io_pointers_match(const ContextState& c, const std::vector<void*>& captured) {
@@ -494,9 +503,14 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
         variant = &*std::min_element(shape.graphs.begin(), shape.graphs.end(),
                                      [](const GraphVariant& a, const GraphVariant& b) { return a.last_use < b.last_use; });
         ++c.stats.pointer_repairs;
+        std::vector<void*> io = io_pointers(c);
+        if (e.config.patch_graph_arguments && !variant->stale_kernels && variant->graph.patch(io, c.counters)) {
+          variant->pointers = std::move(io);
+          capture = false;
+        }
       }
       if (capture) {
-        std::string failure = variant->graph.capture(stream, record, c.counters);
+        std::string failure = variant->graph.capture(stream, record, c.counters, io_pointers(c), io_bytes(c, shape));
         if (!failure.empty()) {
           // Another thread's call may have broken it: direct launches for a
           // while, then capture again, backing off while it keeps failing.
@@ -615,6 +629,7 @@ ExecutionContext::GraphStats ExecutionContext::graph_stats() const {
   out.captures = state_->counters.captures;
   out.instantiations = state_->counters.instantiations;
   out.updates = state_->counters.updates;
+  out.pointer_patches = state_->counters.patches;
   for (const PreparedShape& p : state_->shapes) out.graphs += int64_t(p.graphs.size());
   return out;
 }

@@ -125,6 +125,41 @@ TEST_F(GraphFixture, NewAddressesBeyondTheKeptGraphsRepairTheOldestNeverStale) {
   EXPECT_EQ(context->graph_stats().replays, 1);  // same addresses as the last call
 }
 
+TEST_F(GraphFixture, RepairsForNewAddressesRewriteNodeArgumentsOnceLearned) {
+  runtime::RuntimeConfig config;
+  config.graphs_per_shape = 1;  // every new address set repairs the one graph
+  auto e = engine(config);
+  auto context = e->create_context();
+  std::vector<std::unique_ptr<Slot>> slots;
+  for (int i = 0; i < 6; ++i) slots.push_back(std::make_unique<Slot>(net, 4, rng));
+  for (int round = 0; round < 3; ++round)
+    for (auto& slot : slots) slot->run_and_check(*context, stream);
+  auto g = context->graph_stats();
+  EXPECT_EQ(g.direct, 1);          // slot 0's warm-up
+  EXPECT_EQ(g.instantiations, 1);  // slot 1
+  EXPECT_EQ(g.pointer_repairs, 16);
+  EXPECT_EQ(g.updates, 1);          // the first repair captures again and learns where the addresses sit
+  EXPECT_EQ(g.pointer_patches, 15);  // the others rewrite those arguments only
+
+  // An input moved by 16 bytes: kernels chosen for the old alignment may not
+  // fit it, so the graph is captured again (and the result is still right).
+  const Slot& model = *slots[0];
+  void* base = nullptr;
+  ASSERT_EQ(cudaMalloc(&base, model.input.data.size() + 256), cudaSuccess);
+  void* shifted = static_cast<std::byte*>(base) + 16;
+  ASSERT_EQ(cudaMemcpy(shifted, model.input.data.data(), model.input.data.size(), cudaMemcpyHostToDevice), cudaSuccess);
+  model.poison();
+  model.bind(*context);
+  context->set_tensor_address("x", shifted);
+  context->enqueue(stream);
+  auto got = model.output(stream);
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], model.expected[i], 1e-5) << "element " << i;
+  cudaFree(base);
+  auto after = context->graph_stats();
+  EXPECT_EQ(after.pointer_patches, g.pointer_patches);
+  EXPECT_EQ(after.updates + after.instantiations, g.updates + g.instantiations + 1);
+}
+
 TEST_F(GraphFixture, AlternatingShapesNeverRecapture) {
   auto e = engine();
   auto context = e->create_context();

@@ -105,7 +105,7 @@ struct Tally {
   int64_t caller_replays = 0;  // launches of the test's own captured graphs
   int64_t pinned_graphs = 0;   // of the test's captured graphs, those holding specialized kernels
   int64_t module_runs = 0;
-  int64_t replays = 0, captures = 0, pointer_repairs = 0, kernel_swaps = 0, fallbacks = 0, capture_failures = 0;
+  int64_t replays = 0, captures = 0, pointer_repairs = 0, pointer_patches = 0, kernel_swaps = 0, fallbacks = 0, capture_failures = 0;
   std::vector<std::string> failures;  // the first few, with where they happened
 
   void fail(const std::string& what) {
@@ -115,6 +115,7 @@ struct Tally {
     replays += g.replays;
     captures += g.captures;
     pointer_repairs += g.pointer_repairs;
+    pointer_patches += g.pointer_patches;
     kernel_swaps += g.kernel_swaps;
     for (auto& [reason, n] : g.fallbacks) fallbacks += n;
     capture_failures += g.capture_failures;
@@ -131,6 +132,7 @@ struct Tally {
     replays += o.replays;
     captures += o.captures;
     pointer_repairs += o.pointer_repairs;
+    pointer_patches += o.pointer_patches;
     kernel_swaps += o.kernel_swaps;
     fallbacks += o.fallbacks;
     capture_failures += o.capture_failures;
@@ -146,7 +148,7 @@ void finish(const Tally& t) {
             << t.exceptions << " exceptions; " << t.caller_replays << " caller graph replays (" << t.pinned_graphs
             << " graphs pinning kernels), " << t.module_runs
             << " module runs; graphs: " << t.captures << " captures, " << t.replays << " replays, " << t.pointer_repairs
-            << " pointer repairs, " << t.kernel_swaps << " kernel swaps, " << t.fallbacks << " fallbacks, "
+            << " pointer repairs (" << t.pointer_patches << " by patching), " << t.kernel_swaps << " kernel swaps, " << t.fallbacks << " fallbacks, "
             << t.capture_failures << " capture failures" << std::endl;
   for (const std::string& f : t.failures) ADD_FAILURE() << f;
   EXPECT_EQ(t.mismatches, 0);

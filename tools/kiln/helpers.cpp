@@ -202,8 +202,9 @@ void print_graph_stats(const runtime::ExecutionContext& context) {
   auto g = context.graph_stats();
   std::cout << "cuda graphs (" << runtime::cuda_graph_strategy_name(context.cuda_graph_strategy()) << "): " << g.calls
             << " calls, " << g.direct << " direct, " << g.captures << " captures, " << g.instantiations << " instantiations, "
-            << g.replays << " replays, " << g.updates << " in-place updates (" << g.pointer_repairs << " for new addresses, "
-            << g.kernel_swaps << " for new kernels), " << g.into_caller_capture << " into the caller's capture, " << g.graphs
+            << g.replays << " replays, " << g.updates << " in-place updates, " << g.pointer_repairs
+            << " repairs for new addresses (" << g.pointer_patches << " by rewriting node arguments), " << g.kernel_swaps
+            << " for new kernels, " << g.into_caller_capture << " into the caller's capture, " << g.graphs
             << " graphs held\n";
   for (auto& [reason, n] : g.fallbacks) std::cout << "  fallback to direct launches: " << reason << " x" << n << "\n";
 }
@@ -218,6 +219,7 @@ Json graph_stats_json(const runtime::ExecutionContext& context) {
           {"replays", g.replays},
           {"updates", g.updates},
           {"pointer_repairs", g.pointer_repairs},
+          {"pointer_patches", g.pointer_patches},
           {"kernel_swaps", g.kernel_swaps},
           {"into_caller_capture", g.into_caller_capture},
           {"graphs", g.graphs},

@@ -2,7 +2,11 @@
 
 #include <pthread.h>
 
+#include <optional>
+#include <utility>
+
 #include "kiln/error.h"
+#include "node_patching.h"
 
 namespace kiln::runtime::graphs {
 
@@ -78,13 +82,18 @@ bool stream_is_capturing(cudaStream_t stream) {
   return status != cudaStreamCaptureStatusNone;
 }
 
+NativeGraph::NativeGraph() = default;
 NativeGraph::~NativeGraph() { reset(); }
+
+NativeGraph::NativeGraph(NativeGraph&& other) noexcept
+    : exec_(std::exchange(other.exec_, nullptr)), source_(std::exchange(other.source_, nullptr)), patcher_(std::move(other.patcher_)) {}
 
 NativeGraph& NativeGraph::operator=(NativeGraph&& other) noexcept {
   if (this != &other) {
     reset();
-    exec_ = other.exec_;
-    other.exec_ = nullptr;
+    exec_ = std::exchange(other.exec_, nullptr);
+    source_ = std::exchange(other.source_, nullptr);
+    patcher_ = std::move(other.patcher_);
   }
   return *this;
 }
@@ -92,11 +101,20 @@ NativeGraph& NativeGraph::operator=(NativeGraph&& other) noexcept {
 // Freed asynchronously by CUDA if a launch of it is still running.
 void NativeGraph::reset() {
   if (exec_) cudaGraphExecDestroy(exec_);
+  if (source_) cudaGraphDestroy(source_);
   exec_ = nullptr;
+  source_ = nullptr;
+  patcher_.reset();
+}
+
+bool NativeGraph::patch(const std::vector<void*>& io, GraphCounters& counters) {
+  if (!exec_ || !patcher_ || !patcher_->patch(exec_, io)) return false;
+  ++counters.patches;
+  return true;
 }
 
 std::string NativeGraph::capture(cudaStream_t stream, const std::function<void(cudaStream_t)>& record,
-                                 GraphCounters& counters) {
+                                 GraphCounters& counters, const std::vector<void*>& io, const std::vector<size_t>& io_bytes) {
   CaptureGate::Shared gate;
   if (cudaError_t e = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal); e != cudaSuccess) {
     reset();
@@ -120,22 +138,27 @@ std::string NativeGraph::capture(cudaStream_t stream, const std::function<void(c
     return failure;
   }
   ++counters.captures;
+  std::optional<GraphImage> image = io.empty() ? std::nullopt : GraphImage::read(graph, io, io_bytes);
   if (exec_) {
     cudaGraphExecUpdateResultInfo info{};
     if (cudaGraphExecUpdate(exec_, graph, &info) == cudaSuccess) {
       ++counters.updates;
       cudaGraphDestroy(graph);
+      if (image && patcher_) patcher_->updated(*image);
+      else patcher_.reset();
       return {};
     }
     cudaGetLastError();
     reset();
   }
   cudaError_t e = cudaGraphInstantiate(&exec_, graph, 0);
-  cudaGraphDestroy(graph);
   if (e != cudaSuccess) {
+    cudaGraphDestroy(graph);
     exec_ = nullptr;
     return cuda_reason("instantiating the graph", e);
   }
+  source_ = graph;
+  if (image) patcher_ = std::make_unique<NodePatcher>(std::move(*image));
   ++counters.instantiations;
   return {};
 }

@@ -1,14 +1,17 @@
 // One executable CUDA graph of a context's prepared shape: captured from the
 // context's own launches (ThreadLocal mode, so other threads' allocations and
 // module loads do not disturb it), repaired by capturing again and updating
-// the executable graph in place.
+// the executable graph in place, or, for new input/output addresses, by
+// rewriting only the nodes' arguments that hold them (node_patching.h).
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace kiln::runtime::graphs {
 
@@ -51,16 +54,18 @@ class CaptureGate {
 };
 
 struct GraphCounters {
-  int64_t captures = 0, instantiations = 0, updates = 0;
+  int64_t captures = 0, instantiations = 0, updates = 0, patches = 0;
 };
+
+class NodePatcher;
 
 class NativeGraph {
  public:
-  NativeGraph() = default;
+  NativeGraph();
   ~NativeGraph();
   NativeGraph(const NativeGraph&) = delete;
   NativeGraph& operator=(const NativeGraph&) = delete;
-  NativeGraph(NativeGraph&& other) noexcept : exec_(other.exec_) { other.exec_ = nullptr; }
+  NativeGraph(NativeGraph&& other) noexcept;
   NativeGraph& operator=(NativeGraph&& other) noexcept;
 
   bool ready() const { return exec_ != nullptr; }
@@ -68,13 +73,21 @@ class NativeGraph {
   // instantiated the first time, later an in-place update of the executable
   // graph (re-instantiated if the update is refused). Returns an empty string
   // on success, else why it failed; the capture is always ended, and on
-  // failure the graph is left empty.
-  std::string capture(cudaStream_t stream, const std::function<void(cudaStream_t)>& record, GraphCounters& counters);
+  // failure the graph is left empty. `io`, `io_bytes`: the input/output
+  // buffers the launches use, for patch() (none: the graph is only ever
+  // captured again).
+  std::string capture(cudaStream_t stream, const std::function<void(cudaStream_t)>& record, GraphCounters& counters,
+                      const std::vector<void*>& io = {}, const std::vector<size_t>& io_bytes = {});
+  // Points the graph at new input/output addresses without a capture, where
+  // an earlier repair showed where they sit; false: capture again.
+  bool patch(const std::vector<void*>& io, GraphCounters& counters);
   cudaError_t launch(cudaStream_t stream) const { return cudaGraphLaunch(exec_, stream); }
   void reset();
 
  private:
   cudaGraphExec_t exec_ = nullptr;
+  cudaGraph_t source_ = nullptr;  // what exec_ was instantiated from: its nodes name exec_'s
+  std::unique_ptr<NodePatcher> patcher_;
 };
 
 }  // namespace kiln::runtime::graphs
