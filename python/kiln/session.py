@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _C, _dtypes
 from .plan import Plan, TensorInfo, _infos, build
+from ._streams import current_raw_stream
 from .runtime import RuntimeSettings, runtime_cache
 
 
@@ -201,7 +202,7 @@ class InferenceSession:
         outputs = [torch.empty(d, dtype=_dtypes.torch_dtype(t.dtype), device=device) for d, t in zip(out_dims, self._outputs)]
         addresses = [x.data_ptr() for x in ordered] + [y.data_ptr() for y in outputs]
         if stream is None:
-            stream = torch.cuda.current_stream(device).cuda_stream
+            stream = current_raw_stream(device.index)
         if stream == 0 and self._settings.cuda_graph_strategy != "disabled" and not self._warned_legacy_stream:
             self._warned_legacy_stream = True
             warnings.warn(

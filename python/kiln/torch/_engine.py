@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .. import _C, _dtypes
+from .._streams import current_raw_stream
 from ..runtime import MODE, RuntimeSettings, runtime_cache
 from ._translate import evaluate_dim
 
@@ -167,10 +168,9 @@ class EngineRunner:
         if dims != tc.dims:
             tc.out_dims = tc.context.set_input_shapes([list(d) for d in dims])
             tc.dims = dims
-        device = inputs[0].device if inputs else torch.device("cuda", torch.cuda.current_device())
+        device = inputs[0].get_device() if inputs else torch.cuda.current_device()
         outputs = [torch.empty(d, dtype=t, device=device) for d, t in zip(tc.out_dims, self._output_dtypes)]
-        stream = torch.cuda.current_stream(device).cuda_stream
-        tc.context.enqueue([t.data_ptr() for t in inputs] + [o.data_ptr() for o in outputs], stream)
+        tc.context.enqueue([t.data_ptr() for t in inputs] + [o.data_ptr() for o in outputs], current_raw_stream(device))
         return outputs
 
     def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
