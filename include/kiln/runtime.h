@@ -230,6 +230,21 @@ class ExecutionContext {
     int64_t capture_failures = 0;     // captures that failed (each retried later, after a back-off)
   };
   GraphStats graph_stats() const;
+  // Times each launch of the current input shapes on the GPU: the launches
+  // run directly (no graph) and back to back (queued behind a host wait, so
+  // no launch gap is timed), `iterations` times; medians per step, in launch
+  // order. Synchronizes `stream`; not inside a capture. For profiling, not
+  // for serving.
+  struct StepTime {
+    std::string node;  // the plan's node
+    std::string op;    // its op ("FusedElementwise", "FusedMatMul", ...)
+    std::string runs;  // "generated", "generated, specialized", "cuBLASLt" or "cuDNN"
+    double gpu_us = 0;
+    int64_t bytes = 0;  // the node's inputs and outputs, weights included, at these shapes
+    double flops = 0;   // products of matmuls, convolutions and attention (2 per multiply-add); 0 elsewhere
+  };
+  std::vector<StepTime> profile(cudaStream_t stream, int iterations);
+
   // True when an enqueue on `stream` now could be recorded by an outer capture:
   // not the legacy default stream, every input shape set, every input and
   // output bound (enqueue itself never allocates or synchronizes).

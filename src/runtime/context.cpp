@@ -253,6 +253,8 @@ PreparedShape* find_prepared_shape(ContextState& c) {
   return nullptr;
 }
 
+}  // namespace
+
 // Finds the prepared launches for the current input shapes, or prepares them
 // (host work only: shapes, parameters, library plans, specialization requests).
 PreparedShape& prepared_shape(ContextState& c) {
@@ -299,8 +301,6 @@ PreparedShape& prepared_shape(ContextState& c) {
   }
   return c.shapes.front();
 }
-
-}  // namespace
 
 namespace {
 
@@ -354,6 +354,8 @@ int swap_in_ready_kernels(PreparedShape& shape) {
   return swapped;
 }
 
+}  // namespace
+
 // Every value's device address for this call: bound inputs and outputs,
 // weights, activations in the arena.
 void resolve_pointers(ContextState& c) {
@@ -369,36 +371,41 @@ void resolve_pointers(ContextState& c) {
   }
 }
 
-// Launches the shape's steps on `stream` (directly, or into a capture).
-void launch_steps(const ContextState& c, const PreparedShape& shape, cudaStream_t stream) {
+// Launches one step on `stream` (directly, or into a capture).
+void launch_step(const ContextState& c, const Step& step, cudaStream_t stream) {
   const ir::Network& net = c.engine->plan.network;
   auto ptr = [&](const PtrRef& r, const ir::Node* node) -> void* {
     void* base = c.pointers[size_t(r.value)];
     if (!base) fail(ErrorCode::kInternal, "node '", node->name, "': tensor '", net.value(r.value).name, "' has no storage");
     return static_cast<std::byte*>(base) + r.offset;
   };
-  for (const Step& step : shape.steps) {
-    if (auto* k = std::get_if<KernelLaunch>(&step)) {
-      void* args[16];
-      void* values[16];
-      size_t n = k->args.size();
-      if (n >= 16) fail(ErrorCode::kInternal, "node '", k->node->name, "': too many kernel arguments");
-      for (size_t i = 0; i < n; ++i) {
-        values[i] = ptr(k->args[i], k->node);
-        args[i] = &values[i];
-      }
-      args[n] = const_cast<codegen::Params*>(&k->params);
-      KILN_CUDA(cudaLaunchKernel(reinterpret_cast<const void*>(k->kernel), dim3(k->grid), dim3(k->block), args, 0, stream),
-                str("launching the kernel of node '", k->node->name, "' (", ir::op_name(k->node->op), ")"));
-    } else if (auto* m = std::get_if<MatmulCall>(&step)) {
-      launch_matmul(*m, ptr(m->a, m->node), ptr(m->b, m->node), ptr(m->c, m->node), ptr(m->d, m->node),
-                    m->bias.value != ir::kNoValue ? ptr(m->bias, m->node) : nullptr, c.lt, c.workspace.get(),
-                    c.workspace.bytes(), stream);
-    } else if (auto* cv = std::get_if<CudnnCall>(&step)) {
-      launch_cudnn(*cv, ptr(cv->x, cv->node), cv->w.value != ir::kNoValue ? ptr(cv->w, cv->node) : nullptr, ptr(cv->y, cv->node),
-                   cv->bias.value != ir::kNoValue ? ptr(cv->bias, cv->node) : nullptr, c.cudnn, c.workspace.get(), stream);
+  if (auto* k = std::get_if<KernelLaunch>(&step)) {
+    void* args[16];
+    void* values[16];
+    size_t n = k->args.size();
+    if (n >= 16) fail(ErrorCode::kInternal, "node '", k->node->name, "': too many kernel arguments");
+    for (size_t i = 0; i < n; ++i) {
+      values[i] = ptr(k->args[i], k->node);
+      args[i] = &values[i];
     }
+    args[n] = const_cast<codegen::Params*>(&k->params);
+    KILN_CUDA(cudaLaunchKernel(reinterpret_cast<const void*>(k->kernel), dim3(k->grid), dim3(k->block), args, 0, stream),
+              str("launching the kernel of node '", k->node->name, "' (", ir::op_name(k->node->op), ")"));
+  } else if (auto* m = std::get_if<MatmulCall>(&step)) {
+    launch_matmul(*m, ptr(m->a, m->node), ptr(m->b, m->node), ptr(m->c, m->node), ptr(m->d, m->node),
+                  m->bias.value != ir::kNoValue ? ptr(m->bias, m->node) : nullptr, c.lt, c.workspace.get(),
+                  c.workspace.bytes(), stream);
+  } else if (auto* cv = std::get_if<CudnnCall>(&step)) {
+    launch_cudnn(*cv, ptr(cv->x, cv->node), cv->w.value != ir::kNoValue ? ptr(cv->w, cv->node) : nullptr, ptr(cv->y, cv->node),
+                 cv->bias.value != ir::kNoValue ? ptr(cv->bias, cv->node) : nullptr, c.cudnn, c.workspace.get(), stream);
   }
+}
+
+namespace {
+
+// Launches the shape's steps on `stream` (directly, or into a capture).
+void launch_steps(const ContextState& c, const PreparedShape& shape, cudaStream_t stream) {
+  for (const Step& step : shape.steps) launch_step(c, step, stream);
 }
 
 // Addresses of the bound inputs and outputs: what a graph's launches depend on

@@ -106,4 +106,11 @@ ShapeEnv evaluate_shapes(const ir::Network& net, const InputDims& input_dims);
 // "x:1x16x512,mask:1x16": the key of a set of input shapes.
 std::string shape_key(const InputDims& dims);
 
+// The prepared launches for the context's current input shapes (prepared now if new).
+PreparedShape& prepared_shape(ContextState& c);
+// Every value's device address for the next call.
+void resolve_pointers(ContextState& c);
+// One step's launch(es) on `stream`, at the addresses resolve_pointers found.
+void launch_step(const ContextState& c, const Step& step, cudaStream_t stream);
+
 }  // namespace kiln::runtime

@@ -190,6 +190,36 @@ TEST(GpuRuntime, ContextsOnThreads) {
   for (auto& f : failures) EXPECT_EQ(f, "");
 }
 
+// profile(): one entry per launch, in order, each timed, with the products
+// of the matmuls; the outputs are still right afterwards.
+TEST(GpuRuntime, ProfileTimesEveryLaunch) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(10);
+  ir::Network net = small_test_model(rng);
+  auto engine = runtime::Engine::create(builder::build(net, {}));
+  auto context = engine->create_context();
+  cudaStream_t stream;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  auto input = random_tensor(DType::kFloat32, {8, 32}, rng);
+  runtime::DeviceIo io(*context, *engine, {{"x", input}});
+  auto steps = context->profile(stream, 5);
+  ASSERT_FALSE(steps.empty());
+  double matmul_flops = 0;
+  for (const auto& s : steps) {
+    EXPECT_GT(s.gpu_us, 0) << s.node;
+    EXPECT_GT(s.bytes, 0) << s.node;
+    EXPECT_FALSE(s.runs.empty()) << s.node;
+    if (s.op == "FusedMatMul" || s.op == "MatMul") matmul_flops += s.flops;
+  }
+  EXPECT_EQ(matmul_flops, 2.0 * 2 * 8 * 32 * 32);  // two 8x32 by 32x32 products
+  EXPECT_THROW(context->profile(stream, 0), Error);
+  context->enqueue(stream);
+  auto got = ir::read_doubles(io.download(stream)[0]);
+  auto want = ir::read_doubles(reference::run(net, {{"x", input}})[0]);
+  for (size_t k = 0; k < got.size(); ++k) ASSERT_NEAR(got[k], want[k], 1e-5) << "element " << k;
+  cudaStreamDestroy(stream);
+}
+
 TEST(GpuRuntime, RuntimeCacheServesTheSecondEngine) {
   KILN_REQUIRE_GPU();
   std::mt19937 rng(9);

@@ -155,7 +155,7 @@ TEST(Cli, CorruptPlansAreRejected) {
 namespace {
 
 TEST(Cli, EveryCommandHasItsOwnHelp) {
-  for (const char* command : {"inspect", "build", "run", "bench", "cache", "conformance"}) {
+  for (const char* command : {"inspect", "build", "run", "profile", "bench", "cache", "conformance"}) {
     Result r = kiln(std::string(command) + " --help");
     EXPECT_EQ(r.code, 0) << command << ": " << r.output;
     EXPECT_EQ(r.output.rfind(std::string("usage: kiln ") + command + " ", 0), 0u) << r.output;
@@ -627,9 +627,12 @@ TEST(CliTiming, DeviceAndTimeSpansAreChecked) {
     Result r = kiln("run " + mlp + " " + bad);
     EXPECT_EQ(r.code, 2) << bad << ": " << r.output;
   }
-  Result cpu = kiln("bench " + mlp + " --trace x:1x64 --device cpu");
-  EXPECT_EQ(cpu.code, 2) << cpu.output;
-  EXPECT_NE(cpu.output.find("'cpu' is not cuda, cuda:N or N"), std::string::npos) << cpu.output;
+  for (const std::string command : {"bench " + mlp + " --trace x:1x64", "profile " + mlp}) {
+    Result cpu = kiln(command + " --device cpu");  // GPU-only commands
+    EXPECT_EQ(cpu.code, 2) << command << ": " << cpu.output;
+    EXPECT_NE(cpu.output.find("'cpu' is not cuda, cuda:N or N"), std::string::npos) << cpu.output;
+  }
+  EXPECT_EQ(kiln("profile " + mlp + " --profile-iterations 0").code, 2);
   EXPECT_EQ(kiln("run " + mlp + " --device cpu --duration 0.5 --warmUp 10").code, 0);
   // trtexec's --device=N means cuda:N; without a GPU here, it fails as a device error naming it.
   Result n = kiln("run " + mlp + " --device=0");

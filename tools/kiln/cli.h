@@ -96,6 +96,9 @@ struct RunOptions {
   // negative: the defaults for the plan's precision.
   double rtol = -1, atol = -1;
   std::string save_inputs_dir;
+  // kiln profile (run --dumpProfile): time every launch over `profile_iterations` passes.
+  bool profile_kernels = false;
+  int profile_iterations = 20;
   RuntimeFlags runtime;  // device: cpu by default (main sets it)
 };
 

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <optional>
 #include <cmath>
+#include <cstdio>
+#include <map>
 #include <filesystem>
 #include <iostream>
 #include <random>
@@ -42,6 +44,42 @@ plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, ref
   }
   kiln::log(Severity::kInfo, str("building a ", plan::precision_name(options.precision), " plan"));
   return builder::build(net, options);
+}
+
+// kiln profile: per launch its time, share and the rates it reached, then the
+// total and the ops that took most of it.
+void report_profile(const std::vector<runtime::ExecutionContext::StepTime>& steps, const cudaDeviceProp& prop, Json& doc) {
+  double total = 0;
+  for (const auto& s : steps) total += s.gpu_us;
+  std::cout << "launches timed one by one, back to back (median of each), " << steps.size() << " launches, " << total
+            << " us in all (each time holds the GPU's gap between two launches, 1-3 us: the graph's GPU time per run\n"
+               "above is the true total):\n";
+  char line[512];
+  std::snprintf(line, sizeof line, "%4s %9s %6s %9s %9s  %-24s %-22s %s\n", "#", "us", "share", "GB/s", "TFLOP/s", "op",
+                "runs on", "node");
+  std::cout << line;
+  doc["profile"] = {{"total_us", total}, {"launches", Json::array()}};
+  std::map<std::string, double> by_op;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const auto& s = steps[i];
+    double share = total > 0 ? s.gpu_us / total : 0;
+    double gbps = s.gpu_us > 0 ? double(s.bytes) / (s.gpu_us * 1e3) : 0;
+    double tflops = s.gpu_us > 0 ? s.flops / (s.gpu_us * 1e6) : 0;
+    std::snprintf(line, sizeof line, "%4zu %9.2f %5.1f%% %9.1f %9.2f  %-24s %-22s %s\n", i, s.gpu_us, 100 * share, gbps, tflops,
+                  s.op.c_str(), s.runs.c_str(), s.node.c_str());
+    std::cout << line;
+    doc["profile"]["launches"].push_back({{"node", s.node}, {"op", s.op}, {"runs", s.runs}, {"gpu_us", s.gpu_us},
+                                          {"share", share}, {"bytes", s.bytes}, {"flops", s.flops}, {"gb_per_s", gbps},
+                                          {"tflop_per_s", tflops}});
+    by_op[s.op] += s.gpu_us;
+  }
+  std::vector<std::pair<double, std::string>> ops;
+  for (auto& [op, us] : by_op) ops.push_back({us, op});
+  std::sort(ops.rbegin(), ops.rend());
+  std::cout << "by op:";
+  for (auto& [us, op] : ops) std::cout << " " << op << " " << us << " us (" << (total > 0 ? 100 * us / total : 0) << "%)";
+  std::cout << "\n";
+  doc["profile"]["device"] = prop.name;
 }
 
 std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::string, reference::Tensor>& inputs,
@@ -115,6 +153,7 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
                 << " generic, " << st.specialized << " specialized, " << st.pending << " pending\n";
   cudaEventDestroy(begin);
   cudaEventDestroy(end);
+  if (options.profile_kernels) report_profile(context->profile(stream, options.profile_iterations), prop, doc);
   // Saved at the end, so kernels specialized during the runs are kept too.
   save_runtime_cache(config, cache_file);
   cudaStreamDestroy(stream);

@@ -163,6 +163,22 @@ void add_precision(CLI::App* app, std::string& precision, const std::string& hel
   bf16->group(kTrtexec)->excludes(named);
 }
 
+// The model and its inputs, as run and profile take them.
+void add_run_inputs(CLI::App* app, RunOptions& options) {
+  app->add_option("MODEL", options.model.positional, "ONNX model or kiln plan")->type_name("");
+  add_model_aliases(app, options.model, true, true);
+  repeated(app, "--shapes", options.shapes,
+           "input shapes, e.g. x:1x3x224x224,mask:1x16 (the name is everything\n"
+           "before the last ':' of an item)")
+      ->type_name("NAME:DIMS[,...]");
+  repeated(app, "--input", options.inputs,
+           "an input from a .npy file; NAME is the longest prefix before a ':'\n"
+           "that names an input of the model")
+      ->type_name("NAME:FILE.npy");
+  app->add_option("--seed", options.seed, "seed of the random inputs")->type_name("N")->check(digits(19))->capture_default_str();
+  add_precision(app, options.precision, "precision of the plan an ONNX model is built into (cuda)");
+}
+
 // Case-insensitive edit distance, for "did you mean".
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> row(b.size() + 1);
@@ -334,22 +350,11 @@ int main(int argc, char** argv) {
       "--shapes, else from the profile's opt value, else 1. --device cuda runs a plan\n"
       "on the GPU (an ONNX model is built first, in --precision, for exactly the\n"
       "given shapes) and reports latency over --iterations runs after --warmup runs.");
-  run->add_option("MODEL", run_options.model.positional, "ONNX model or kiln plan")->type_name("");
-  add_model_aliases(run, run_options.model, true, true);
   run_options.runtime.device = "cpu";
+  add_run_inputs(run, run_options);
   device_option(run, run_options.runtime.device, true,
                 "cpu: the reference interpreter; cuda: the GPU (cuda:N or N: device N)");
-  repeated(run, "--shapes", run_options.shapes,
-           "input shapes, e.g. x:1x3x224x224,mask:1x16 (the name is everything\n"
-           "before the last ':' of an item)")
-      ->type_name("NAME:DIMS[,...]");
-  repeated(run, "--input", run_options.inputs,
-           "an input from a .npy file; NAME is the longest prefix before a ':'\n"
-           "that names an input of the model")
-      ->type_name("NAME:FILE.npy");
   run->add_option("--output-dir", run_options.output_dir, "write each output as DIR/NAME.npy")->type_name("DIR");
-  run->add_option("--seed", run_options.seed, "seed of the random inputs")->type_name("N")->check(digits(19))->capture_default_str();
-  add_precision(run, run_options.precision, "precision of the plan an ONNX model is built into (cuda)");
   count(run, "--warmup", run_options.warmup, "untimed runs first (cuda)");
   count(run, "--iterations", run_options.iterations, "timed runs, at least (cuda)");
   span(run, "--duration", run_options.duration_s, 86400, "SECONDS", "time the runs for at least this long, too (cuda)");
@@ -367,10 +372,33 @@ int main(int argc, char** argv) {
   run->add_option("--save-inputs", run_options.save_inputs_dir,
                   "write every input (given or random) as DIR/NAME.npy, to run again with --input")
       ->type_name("DIR");
+  run->add_flag("--dumpProfile", run_options.profile_kernels, "trtexec spelling: also time every launch, as kiln profile does (cuda)")
+      ->group(kTrtexec);
   add_runtime_flags(run, run_options.runtime);
   add_log_flags(run,
                 "print the CUDA graph counters, per shape how many launches run generic,\n"
                 "specialized or pending kernels, and kiln's verbose log");
+
+  RunOptions profile_options;
+  profile_options.profile_kernels = true;
+  profile_options.runtime.device = "cuda";
+  profile_options.iterations = 20;
+  CLI::App* profile = app.add_subcommand("profile");
+  profile->description(
+      "Times every launch of a model or plan on the GPU.\n\n"
+      "Runs the model as kiln run --device cuda does (random or given inputs; an\n"
+      "ONNX model is built first, in --precision), then runs its launches directly\n"
+      "and back to back --profile-iterations times and prints, per launch, the\n"
+      "node, its op, what runs it (a generated kernel, specialized or not;\n"
+      "cuBLASLt; cuDNN), the median GPU time, its share of the total, and the\n"
+      "bandwidth and product rate it reached (bytes: the node's inputs and outputs;\n"
+      "products: matmuls, convolutions and attention).");
+  add_run_inputs(profile, profile_options);
+  device_option(profile, profile_options.runtime.device, false, "the GPU (cuda, cuda:N or N: device N)");
+  count(profile, "--profile-iterations", profile_options.profile_iterations, "timed passes over the launches (median per launch)");
+  count(profile, "--warmup", profile_options.warmup, "untimed runs first");
+  add_runtime_flags(profile, profile_options.runtime);
+  add_log_flags(profile, kVerboseLog);
 
   BenchOptions bench_options;
   CLI::App* bench = app.add_subcommand("bench");
@@ -456,9 +484,9 @@ int main(int argc, char** argv) {
   for (CLI::App* command : {inspect, build, bench, cache, ops}) add_log_flags(command, kVerboseLog);
 
   bool json = false;
-  for (CLI::App* command : {inspect, build, run, bench, cache_info, conformance, ops})
+  for (CLI::App* command : {inspect, build, run, profile, bench, cache_info, conformance, ops})
     command->add_flag("--json", json, "print one JSON document on stdout (see docs/cli.md); text goes to stderr");
-  for (CLI::App* command : {inspect, build, run, bench, cache, conformance, ops, cache_info, cache_clear, cache_warm}) {
+  for (CLI::App* command : {inspect, build, run, profile, bench, cache, conformance, ops, cache_info, cache_clear, cache_warm}) {
     command->group("commands");
     command->get_help_ptr()->group("options");  // made before the option defaults were copied
   }
@@ -488,7 +516,7 @@ int main(int argc, char** argv) {
       kiln::fail(kiln::ErrorCode::kInvalidArgument, e.what(), " (see ", command_name(&app), " --help)");
     }
     reject_leftovers(&app);
-    run_options.verbose = conformance_options.verbose = verbose;
+    run_options.verbose = profile_options.verbose = conformance_options.verbose = verbose;
     log_to_stderr(command_name(&app), quiet     ? kiln::Severity::kWarning
                                       : verbose ? kiln::Severity::kVerbose
                                                 : kiln::Severity::kInfo);
@@ -501,6 +529,7 @@ int main(int argc, char** argv) {
       if (inspect->parsed()) return cmd_inspect(inspect_options, doc);
       if (build->parsed()) return cmd_build(build_options, doc);
       if (run->parsed()) return cmd_run(run_options, doc);
+      if (profile->parsed()) return cmd_run(profile_options, doc);
       if (bench->parsed()) return cmd_bench(bench_options, doc);
       if (conformance->parsed()) return cmd_conformance(conformance_options, doc);
       if (ops->parsed()) return cmd_ops(ops_options, doc);
