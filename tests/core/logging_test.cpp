@@ -62,6 +62,7 @@ TEST(Logging, ConcurrentMessagesAndLoggerSwapsAreSafe) {
     std::atomic<int> n{0};
   };
   auto a = std::make_shared<Counter>(), b = std::make_shared<Counter>();
+  set_logger(a);  // before any writer starts: none may reach the logger of before
   std::thread swapper([&] {
     for (bool flip = false; !stop; flip = !flip) set_logger(flip ? a : b);
   });
