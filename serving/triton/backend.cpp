@@ -282,7 +282,8 @@ TRITONSERVER_Error* TRITONBACKEND_ModelInitialize(TRITONBACKEND_Model* model) {
         str("kiln model '", name, "' version ", version, ": ", state->model->file.string(), " (",
             plan::precision_name(state->model->plan->precision), ", max_batch_size ",
             state->model->config.max_batch_size, ")"));
-    ok(TRITONBACKEND_ModelSetState(model, state.release()));
+    ok(TRITONBACKEND_ModelSetState(model, state.get()));
+    state.release();  // Triton holds it now; TRITONBACKEND_ModelFinalize deletes it
   });
 }
 
@@ -327,14 +328,19 @@ TRITONSERVER_Error* TRITONBACKEND_ModelInstanceInitialize(TRITONBACKEND_ModelIns
     } else {
       fail(ErrorCode::kUnsupported, "instance kind ", int(kind), " is neither KIND_CPU nor KIND_GPU");
     }
-    ok(TRITONBACKEND_ModelInstanceSetState(instance, state.release()));
+    ok(TRITONBACKEND_ModelInstanceSetState(instance, state.get()));
+    state.release();  // deleted by TRITONBACKEND_ModelInstanceFinalize
   });
 }
 
 TRITONSERVER_Error* TRITONBACKEND_ModelInstanceFinalize(TRITONBACKEND_ModelInstance* instance) {
   void* raw = nullptr;
   if (TRITONSERVER_Error* e = TRITONBACKEND_ModelInstanceState(instance, &raw)) return e;
-  delete static_cast<InstanceState*>(raw);
+  std::unique_ptr<InstanceState> state(static_cast<InstanceState*>(raw));
+  if (state && state->runner) {
+    std::string summary = state->runner->summary();
+    if (!summary.empty()) log(TRITONSERVER_LOG_INFO, __LINE__, state->name + ": " + summary);
+  }
   return nullptr;
 }
 

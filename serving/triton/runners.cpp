@@ -100,6 +100,15 @@ class GpuRunner : public Runner {
     return outputs;
   }
 
+  std::string summary() const override {
+    runtime::ExecutionContext::GraphStats g = context_->graph_stats();
+    std::string line = str("GPU ", device_, ": ", g.calls, " runs, ", g.direct, " direct, ", g.captures, " captures, ",
+                           g.replays, " replays, ", g.pointer_repairs, " pointer repairs, ", g.kernel_swaps,
+                           " kernel swaps");
+    for (const auto& [reason, count] : g.fallbacks) line += str(", fallback '", reason, "' x", count);
+    return line;
+  }
+
  private:
   std::shared_ptr<runtime::Engine> engine_;
   int device_;

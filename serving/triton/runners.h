@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "kiln/runtime.h"
@@ -19,6 +20,8 @@ class Runner {
   // Runs the model on `inputs` (network input order) and returns its outputs
   // (network output order). Throws kiln::Error. One call at a time per runner.
   virtual std::vector<ir::TensorData> run(const std::vector<ir::TensorData>& inputs) = 0;
+  // A line for the log when the instance ends ("" when there is nothing to say).
+  virtual std::string summary() const { return ""; }
 };
 
 // The exact (slow) CPU reference interpreter on the plan's network.
