@@ -1,0 +1,55 @@
+// What runs a batch for a model instance: the CPU reference interpreter for
+// KIND_CPU instances, or an execution context of the device's shared engine
+// for KIND_GPU ones. Host tensors in, host tensors out; no Triton API here.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kiln/runtime.h"
+#include "model_config.h"
+
+namespace kiln::serving {
+
+class Runner {
+ public:
+  virtual ~Runner() = default;
+  // Runs the model on `inputs` (network input order) and returns its outputs
+  // (network output order). Throws kiln::Error. One call at a time per runner.
+  virtual std::vector<ir::TensorData> run(const std::vector<ir::TensorData>& inputs) = 0;
+  // A line for the log when the instance ends ("" when there is nothing to say).
+  virtual std::string summary() const { return ""; }
+};
+
+// The exact (slow) CPU reference interpreter on the plan's network.
+std::unique_ptr<Runner> make_reference_runner(std::shared_ptr<const ServedModel> model);
+
+// One engine per GPU, shared by the model's instances on that GPU, created by
+// the first instance there; and the runtime cache they share, saved when the
+// model unloads.
+class DeviceEngines {
+ public:
+  explicit DeviceEngines(std::shared_ptr<const ServedModel> model);
+  std::shared_ptr<runtime::Engine> engine(int device);
+  // Saves newly compiled kernels to runtime_cache_path; returns the warnings.
+  std::vector<std::string> save_cache();
+  // Warnings from loading the runtime cache file.
+  const std::vector<std::string>& cache_warnings() const { return cache_warnings_; }
+
+ private:
+  std::shared_ptr<const ServedModel> model_;
+  std::shared_ptr<runtime::RuntimeCache> cache_;
+  std::vector<std::string> cache_warnings_;
+  std::mutex mutex_;
+  std::map<int, std::shared_ptr<runtime::Engine>> engines_;
+};
+
+// An execution context of `engine` with a CUDA stream and device buffers of
+// its own (grown as batches need; the context's native graphs repair their
+// addresses when a buffer moves).
+std::unique_ptr<Runner> make_gpu_runner(std::shared_ptr<runtime::Engine> engine, int device);
+
+}  // namespace kiln::serving
