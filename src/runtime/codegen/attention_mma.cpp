@@ -50,6 +50,10 @@ __device__ __forceinline__ void kiln_ldsm_t(unsigned* r, unsigned addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
 }
+// 16 bytes global -> shared, asynchronous; bytes < 16 fills the rest with zeros.
+__device__ __forceinline__ void kiln_copy16(unsigned dst, const void* src, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(dst), "l"(src), "r"(bytes) : "memory");
+}
 __device__ __forceinline__ void kiln_wait_copies() { asm volatile("cp.async.wait_all;" ::: "memory"); }
 
 // Rows [row0, row0 + rows) of a [len, KILN_D] slice (row stride ss, element
@@ -62,9 +66,7 @@ __device__ __forceinline__ void kiln_load_tile(unsigned short* tile, const unsig
     for (int c = threadIdx.x; c < rows * (KILN_DP / 8); c += threads) {
       const int r = c / (KILN_DP / 8), col = c % (KILN_DP / 8) * 8;
       const bool in = row0 + r < len && col < KILN_D;
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"  // a source size of 0 writes zeros
-                   :: "r"(kiln_smem(tile + r * KILN_LD + col)), "l"(in ? src + (row0 + r) * ss + col : src), "r"(in ? 16 : 0)
-                   : "memory");
+      kiln_copy16(kiln_smem(tile + r * KILN_LD + col), in ? src + (row0 + r) * ss + col : src, in ? 16 : 0);
     }
   } else {
     for (int e = threadIdx.x; e < rows * KILN_DP; e += threads) {
