@@ -96,6 +96,11 @@ def models(selected):
         out["bert"] = (Bert(), {"x": (1, 16, 768)})
     if "gpt2block" in selected:
         out["gpt2block"] = (GptBlock(), {"x": (1, 16, 768)})
+    if "vit_s16" in selected:
+        # ViT-S/16 (DeiT-S sizes) at 224x224: 197 tokens, 6 heads of 64, 12 layers.
+        from torchvision.models.vision_transformer import VisionTransformer
+        out["vit_s16"] = (VisionTransformer(224, 16, num_layers=12, num_heads=6, hidden_dim=384, mlp_dim=1536),
+                          {"x": (1, 3, 224, 224)})
     return out
 
 

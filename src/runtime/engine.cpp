@@ -41,12 +41,12 @@ int compiler_version() { return jit::nvrtc_version(); }
 namespace {
 
 // One op per node, registering their kernels; everything unsupported in one error.
-std::vector<std::unique_ptr<Op>> make_ops(const plan::Plan& plan, KernelStore& store) {
+std::vector<std::unique_ptr<Op>> make_ops(const plan::Plan& plan, KernelStore& store, int arch) {
   std::vector<std::unique_ptr<Op>> ops;
   std::map<std::string, int> unsupported;
   for (const ir::Node& node : plan.network.nodes()) {
     std::string reason;
-    auto op = make_op(plan, node, store, reason);
+    auto op = make_op(plan, node, store, reason, arch);
     if (!op) unsupported[str(ir::op_name(node.op), " (", reason, ")")]++;
     ops.push_back(std::move(op));
   }
@@ -94,7 +94,7 @@ std::shared_ptr<Engine> Engine::create(plan::Plan plan, const RuntimeConfig& con
   s->arch = prop.major * 10 + prop.minor;
   const ir::Network& net = s->plan.network;
 
-  s->ops = make_ops(s->plan, s->store);
+  s->ops = make_ops(s->plan, s->store, s->arch);
 
   // Weights: one allocation, 256-byte aligned slots, uploaded once.
   s->weight_offset.assign(net.values().size(), -1);
@@ -198,7 +198,7 @@ int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache, const std:
     kiln::plan::check_arena_fits(plan, envs.back().dims);
   }
   KernelStore store;
-  std::vector<std::unique_ptr<Op>> ops = make_ops(plan, store);
+  std::vector<std::unique_ptr<Op>> ops = make_ops(plan, store, arch);
   int threads = std::clamp<int>(int(std::thread::hardware_concurrency()), 1, 16);
   Progress say = progress_or_log(progress);
   store.compile_into_cache(arch, threads, say, cache);

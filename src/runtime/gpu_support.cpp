@@ -16,7 +16,7 @@ std::vector<NodeSupport> gpu_support(const plan::Plan& plan) {
   for (const ir::Node& node : plan.network.nodes()) {
     NodeSupport s{node.name, node.op, true, ""};
     try {
-      s.supported = make_op(plan, node, store, s.reason) != nullptr;
+      s.supported = make_op(plan, node, store, s.reason, 0) != nullptr;
     } catch (const Error& e) {  // Engine::create would fail on this node with the same error
       s.supported = false;
       s.reason = e.what();
@@ -109,8 +109,8 @@ GpuLowering gpu_lowering(OpKind op) {
     case OpKind::kMaxPoolChannelsLast:
       return {K::kKernel, "cuDNN; rank 4 or 5, floating types, no dilation or ceil_mode, symmetric pads"};
     case OpKind::kAttention:
-      return {K::kKernel, str("fused attention kernel; fp32, fp16 or bf16, heads a constant size of at most ",
-                              codegen::kAttentionMaxHeadDim)};
+      return {K::kKernel, str("fused attention kernel, on tensor cores for fp16 and bf16 from sm_80; fp32, fp16 or bf16, "
+                              "heads a constant size of at most ", codegen::kAttentionMaxHeadDim)};
   }
   return {GpuLowering::kNone, ""};  // a new op kind without a case: the registry test fails on the empty reason
 }

@@ -177,8 +177,10 @@ class Op {
 // Makes the op for `node`, registering its kernels; nullptr with `why` set
 // when the GPU runtime does not handle this node yet. Makes no CUDA call (the
 // op makers below neither; library descriptors come in Op::prepare), so
-// gpu_support asks it on machines without a GPU.
-std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why);
+// gpu_support asks it on machines without a GPU. `arch`: the device's compute
+// capability (80 for sm_80), which kernels it can run; 0 when there is no
+// device (support questions), choosing kernels that run on any.
+std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
 
 // Runs one prepared matmul (the descriptors are cuBLASLt's, kept in the call).
 void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, void* bias, cublasLtHandle_t lt,

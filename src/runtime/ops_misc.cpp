@@ -180,9 +180,58 @@ codegen::ReduceOp reduce_kind(OpKind op) {
   }
 }
 
+// The Attention node's geometry at these shapes, and the parameters both
+// attention kernels share ([1..28), see codegen.h) and their arguments.
+ir::AttentionGeometry attention_params(const ir::Node& n, const ShapeEnv& s, KernelLaunch& k) {
+  ir::AttentionGeometry g = ir::attention_geometry(n, s.of(n.inputs[0]), s.of(n.inputs[1]), s.of(n.inputs[2]));
+  if (g.out_dims != s.of(n.outputs[0]))
+    fail(ErrorCode::kInternal, "node '", n.name, "' (Attention): its views make ", ir::shape_to_string(ir::shape_of(g.out_dims)),
+         ", the network says ", ir::shape_to_string(ir::shape_of(s.of(n.outputs[0]))));
+  k.params.v[1] = g.batch;
+  k.params.v[2] = g.heads;
+  k.params.v[3] = g.q_len;
+  k.params.v[4] = g.kv_len;
+  k.params.v[5] = g.head_dim;
+  double scale = n.attrs.get_float("scale", 1.0);
+  std::memcpy(&k.params.v[6], &scale, sizeof(double));
+  k.params.v[7] = n.attrs.get_int("causal", 0);
+  const std::array<int64_t, 5>* views[] = {&g.q, &g.k, &g.v, &g.out};
+  for (size_t i = 0; i < 4; ++i) std::copy(views[i]->begin(), views[i]->end(), &k.params.v[8 + 5 * i]);
+  k.args = {{n.outputs[0], 0}, {n.inputs[0], 0}, {n.inputs[1], 0}, {n.inputs[2], 0}};
+  return g;
+}
+
+// Whether every row of a [B, H, S, D] view starts on a multiple of `elements`
+// with the head dim contiguous (strides of dims of size 1 never move the address).
+bool rows_aligned(const std::array<int64_t, 5>& view, const ir::AttentionGeometry& g, int64_t len, int64_t elements) {
+  auto fits = [&](int64_t stride, int64_t dim) { return dim == 1 || stride % elements == 0; };
+  return view[4] == 1 && g.head_dim % elements == 0 && view[0] % elements == 0 && fits(view[1], g.batch) &&
+         fits(view[2], g.heads) && fits(view[3], len);
+}
+
+// Blocks of the tensor-core attention kernel: four warps (64 query rows) share
+// each key tile best; fewer where four leave fewer blocks than a large GPU has
+// SMs (132 on an H100/H200). Decided from shapes alone, so warming the cache
+// without a GPU specializes the kernels a device will ask for.
+constexpr int64_t kAttentionMmaMinBlocks = 132;
+
+void fill_attention_mma(const ir::Node& n, const ShapeEnv& s, KernelLaunch& k) {
+  ir::AttentionGeometry g = attention_params(n, s, k);
+  if (ir::checked_numel(g.out_dims) == 0) return;  // nothing to compute (params[0] stays 0)
+  int64_t warps = 4;
+  auto blocks = [&](int64_t w) { return g.batch * g.heads * ((g.q_len + 16 * w - 1) / (16 * w)); };
+  while (warps > 1 && blocks(warps) < kAttentionMmaMinBlocks) warps /= 2;
+  k.params.v[0] = blocks(warps);
+  k.params.v[28] = (rows_aligned(g.q, g, g.q_len, 8) ? 1 : 0) | (rows_aligned(g.k, g, g.kv_len, 8) ? 2 : 0) |
+                   (rows_aligned(g.v, g, g.kv_len, 8) ? 4 : 0) | (rows_aligned(g.out, g, g.q_len, 2) ? 8 : 0);
+  k.params.v[29] = warps;
+  k.block = unsigned(32 * warps);
+  k.grid = unsigned(std::clamp<int64_t>(k.params.v[0], 1, 65535));
+}
+
 }  // namespace
 
-std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
+std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch) {
   const ir::Network& net = plan.network;
   auto value = [&](ir::ValueId v) -> const ir::Value& { return net.value(v); };
   DType dtype = node.outputs.empty() || node.outputs[0] == ir::kNoValue ? DType::kFloat32 : value(node.outputs[0]).dtype;
@@ -628,33 +677,27 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
     case OpKind::kAttention: {
       if (dtype == DType::kFloat64) break;
       const ir::Shape& q = value(node.inputs[0]).shape;
-      if (ir::Shape head = ir::apply_view_program(node, "q_view", q);
-          head.empty() || !head.back().is_constant() || head.back().constant() > codegen::kAttentionMaxHeadDim) {
+      ir::Shape head = ir::apply_view_program(node, "q_view", q);
+      if (head.empty() || !head.back().is_constant() || head.back().constant() > codegen::kAttentionMaxHeadDim) {
         why = str("Attention with heads that are not a constant of at most ", codegen::kAttentionMaxHeadDim);
         return nullptr;
       }
+      int64_t head_dim = head.back().constant();
+      // Tensor cores for half types; float, and GPUs before sm_80, take the scalar kernel.
+      if ((dtype == DType::kFloat16 || dtype == DType::kBFloat16) && arch >= codegen::kAttentionMmaMinArch) {
+        int kernel = store.add(node.name + "_mma", [dtype, head_dim](const auto& params) {
+          return codegen::attention_mma_source(dtype, head_dim, params);
+        });
+        return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) { fill_attention_mma(*n, s, k); });
+      }
       int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::attention_source(dtype, params); });
       return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
-        ir::AttentionGeometry g = ir::attention_geometry(*n, s.of(n->inputs[0]), s.of(n->inputs[1]), s.of(n->inputs[2]));
-        if (g.out_dims != s.of(n->outputs[0]))
-          fail(ErrorCode::kInternal, "node '", n->name, "' (Attention): its views make ", ir::shape_to_string(ir::shape_of(g.out_dims)),
-               ", the network says ", ir::shape_to_string(ir::shape_of(s.of(n->outputs[0]))));
+        ir::AttentionGeometry g = attention_params(*n, s, k);
         if (ir::checked_numel(g.out_dims) == 0) return;  // nothing to compute (params[0] stays 0)
         int64_t tiles = (g.q_len + codegen::kAttentionRowsPerBlock - 1) / codegen::kAttentionRowsPerBlock;
         k.params.v[0] = g.batch * g.heads * tiles;
-        k.params.v[1] = g.batch;
-        k.params.v[2] = g.heads;
-        k.params.v[3] = g.q_len;
-        k.params.v[4] = g.kv_len;
-        k.params.v[5] = g.head_dim;
-        double scale = n->attrs.get_float("scale", 1.0);
-        std::memcpy(&k.params.v[6], &scale, sizeof(double));
-        k.params.v[7] = n->attrs.get_int("causal", 0);
-        const std::array<int64_t, 5>* views[] = {&g.q, &g.k, &g.v, &g.out};
-        for (size_t i = 0; i < 4; ++i) std::copy(views[i]->begin(), views[i]->end(), &k.params.v[8 + 5 * i]);
         k.block = 128;
         k.grid = unsigned(std::clamp<int64_t>(k.params.v[0], 1, 65535));
-        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[1], 0}, {n->inputs[2], 0}};
       });
     }
 

@@ -302,6 +302,119 @@ TEST(GpuAttention, DynamicLengthsOnOneContextMatchReference) {
   }
 }
 
+// ---- attention on tensor cores (fp16, bf16) -----------------------------------------
+
+// One Attention node as `kiln build` makes them, over operands laid out as
+// models leave them. kPacked: one [B, S, 3, H, D] projection (q_len == kv_len);
+// kSeparateQ: Q [B, H, Sq, D] beside a packed [B, Sk, 2, H, D] K/V projection;
+// kKTransposed: Q, K^T as [B, H, D, Sk] (K read element by element) and V. The
+// output is [B, Sq, H, D], the heads merged as out_perm writes them.
+enum class QkvLayout { kPacked, kSeparateQ, kKTransposed };
+
+struct AttentionCase {
+  int64_t batch, heads, q_len, kv_len, head_dim;
+  bool causal;
+  QkvLayout layout;
+  std::string name() const {
+    const char* layouts[] = {"packed", "separate_q", "k_transposed"};
+    return str(layouts[int(layout)], " B", batch, " H", heads, " Sq", q_len, " Sk", kv_len, " D", head_dim, causal ? " causal" : "");
+  }
+};
+
+ir::Network attention_network(const AttentionCase& c) {
+  ir::Network net;
+  const int64_t b = c.batch, h = c.heads, d = c.head_dim;
+  auto input = [&](const std::string& name, std::vector<int64_t> dims) { return net.add_input(name, DType::kFloat32, ir::shape_of(dims)); };
+  // Projection part `index` of a [B, S, parts, H, D] tensor as [B, H, S, D].
+  auto heads_of = [](int64_t index) {
+    return std::vector<int64_t>{int64_t(ir::ViewStep::kPick), 3, 2, index, 0, int64_t(ir::ViewStep::kTranspose), 4, 0, 2, 1, 3};
+  };
+  ir::Attributes a = attrs({{"scale", 1.0 / std::sqrt(double(d))}, {"causal", int64_t(c.causal)},
+                            {"out_perm", std::vector<int64_t>{0, 2, 1, 3}}});
+  std::vector<ValueId> operands;
+  switch (c.layout) {
+    case QkvLayout::kPacked: {
+      ValueId qkv = input("qkv", {b, c.q_len, 3, h, d});
+      operands = {qkv, qkv, qkv};
+      a.set("q_view", heads_of(0));
+      a.set("k_view", heads_of(1));
+      a.set("v_view", heads_of(2));
+      break;
+    }
+    case QkvLayout::kSeparateQ: {
+      ValueId kv = input("kv", {b, c.kv_len, 2, h, d});
+      operands = {input("q", {b, h, c.q_len, d}), kv, kv};
+      a.set("k_view", heads_of(0));
+      a.set("v_view", heads_of(1));
+      break;
+    }
+    case QkvLayout::kKTransposed:
+      operands = {input("q", {b, h, c.q_len, d}), input("k", {b, h, d, c.kv_len}), input("v", {b, h, c.kv_len, d})};
+      a.set("k_transposed", int64_t(1));
+      break;
+  }
+  net.add_output(net.add_op1(OpKind::kAttention, operands, a, "attention"));
+  net.finalize();
+  return net;
+}
+
+// Lengths 1 to 4096, q_len != kv_len both ways, ragged last tiles, causal on
+// and off, head dims 7 to 128 (multiples of 16, of 8, neither), and blocks of
+// 1, 2 and 4 warps (the runtime picks them from B * H * q_len).
+std::vector<AttentionCase> attention_cases() {
+  using L = QkvLayout;
+  return {
+      {1, 1, 1, 1, 64, false, L::kPacked},        {2, 3, 7, 7, 32, true, L::kPacked},
+      {1, 2, 33, 33, 80, true, L::kPacked},       {2, 6, 197, 197, 64, false, L::kPacked},   // ViT-S/16: 6 heads of 64, 197 tokens
+      {1, 12, 400, 400, 32, true, L::kPacked},    {4, 8, 300, 300, 64, false, L::kPacked},  // blocks of 2, then 4 warps
+      {1, 2, 1000, 1000, 128, true, L::kPacked},  {1, 1, 4096, 4096, 64, true, L::kPacked},
+      {2, 2, 1, 100, 64, true, L::kSeparateQ},    {1, 3, 33, 197, 128, false, L::kSeparateQ},
+      {1, 2, 197, 33, 32, true, L::kSeparateQ},   {1, 1, 1000, 7, 80, false, L::kSeparateQ},
+      {2, 2, 40, 70, 96, true, L::kKTransposed},  {1, 2, 50, 50, 20, true, L::kPacked},      // rows not 16-byte aligned
+      {1, 1, 9, 9, 7, false, L::kPacked},
+  };
+}
+
+// Each case in fp16 and bf16, one with the generic kernel and the other with
+// the kernel specialized for its shape, against the reference in float64 on
+// the float inputs. Tolerances: about 4x the error of rounding Q, K, V, P and
+// the output to the type, as a numpy model of the kernel's arithmetic shows.
+TEST(GpuAttention, TensorCoreKernelMatchesReference) {
+  KILN_REQUIRE_GPU();
+  auto cache = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version());  // generic kernels compile once
+  const uint32_t seed = 4321;
+  std::vector<AttentionCase> cases = attention_cases();
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const AttentionCase& c = cases[i];
+    std::mt19937 rng(seed + uint32_t(i));
+    ir::Network net = attention_network(c);
+    std::map<std::string, ir::TensorData> inputs;
+    for (ValueId id : net.inputs()) {
+      const ir::Value& value = net.value(id);
+      inputs[value.name] = random_tensor(DType::kFloat32, ir::shape_constants(value.shape), rng);
+    }
+    std::vector<ir::TensorData> want = reference::run(net, inputs);
+    for (P precision : {P::kFloat16, P::kBFloat16}) {
+      auto strategy = (i + (precision == P::kBFloat16)) % 2 ? runtime::KernelSpecialization::kEager : runtime::KernelSpecialization::kNone;
+      SCOPED_TRACE(str(c.name(), " ", plan::precision_name(precision), " ", runtime::kernel_specialization_name(strategy), " seed ",
+                       seed + uint32_t(i)));
+      builder::BuildOptions options;
+      options.precision = precision;
+      for (auto& [name, tensor] : inputs) builder::add_input_profile(net, name, tensor.dims, tensor.dims, tensor.dims, options);
+      plan::Plan plan = builder::build(net, options);
+      ASSERT_EQ(std::count_if(plan.network.nodes().begin(), plan.network.nodes().end(),
+                              [](const ir::Node& node) { return node.op == OpKind::kAttention; }),
+                1);
+      runtime::RuntimeConfig config;
+      config.dynamic_shapes_kernel_specialization_strategy = strategy;
+      config.cache = cache;
+      auto engine = runtime::Engine::create(plan, config);
+      auto context = engine->create_context();
+      expect_outputs_close(runtime::run_with_host_tensors(*context, *engine, inputs), want, precision == P::kFloat16 ? 3e-3 : 2e-2);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Precision, GpuOps,
     ::testing::Combine(::testing::Values(P::kFloat32, P::kFloat16, P::kBFloat16),

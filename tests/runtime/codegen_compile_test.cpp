@@ -2,6 +2,9 @@
 // must compile with NVRTC for sm_80 and sm_90. No GPU needed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "codegen/codegen.h"
 #include "jit/nvrtc.h"
 #include "kiln/error.h"
@@ -138,6 +141,37 @@ TEST_P(CompileForArch, SkinnyMatmulVariants) {
 TEST_P(CompileForArch, AttentionForEveryFloatType) {
   for (DType d : {DType::kFloat32, DType::kFloat16, DType::kBFloat16}) compiles(str("attention_", dtype_name(d)), attention_source(d, std::nullopt));
   compiles("attention_spec", attention_source(DType::kFloat16, some_params()));
+}
+
+// Parameters of a self-attention over a packed [B, S, 3, H, D] projection, as the runtime fills them.
+Params attention_params(int64_t batch, int64_t heads, int64_t seq, int64_t head_dim, bool causal, int64_t warps, int64_t vector_bits) {
+  Params p;
+  const int64_t row = 3 * heads * head_dim;
+  p.v[0] = batch * heads * ((seq + 16 * warps - 1) / (16 * warps));
+  p.v[1] = batch, p.v[2] = heads, p.v[3] = seq, p.v[4] = seq, p.v[5] = head_dim;
+  double scale = 0.125;
+  std::memcpy(&p.v[6], &scale, sizeof scale);
+  p.v[7] = causal;
+  for (int64_t i = 0; i < 3; ++i) {  // q, k, v
+    int64_t view[5] = {i * heads * head_dim, seq * row, head_dim, row, 1};
+    std::copy(view, view + 5, &p.v[8 + 5 * i]);
+  }
+  int64_t out[5] = {0, seq * heads * head_dim, head_dim, heads * head_dim, 1};
+  std::copy(out, out + 5, &p.v[23]);
+  p.v[28] = vector_bits;
+  p.v[29] = warps;
+  return p;
+}
+
+TEST_P(CompileForArch, AttentionOnTensorCores) {
+  // Head dims below, at and between multiples of 16 (zero padding), up to the
+  // 128 whose accumulators fill the most registers.
+  for (DType d : {DType::kFloat16, DType::kBFloat16})
+    for (int64_t head_dim : {24, 64, 80, 128})
+      compiles(str("attention_mma_", dtype_name(d), "_", head_dim), attention_mma_source(d, head_dim, std::nullopt));
+  compiles("attention_mma_vit_spec", attention_mma_source(DType::kFloat16, 64, attention_params(1, 6, 197, 64, false, 1, 15)));
+  compiles("attention_mma_scalar_loads_spec", attention_mma_source(DType::kFloat16, 96, attention_params(2, 4, 33, 96, true, 2, 0)));
+  compiles("attention_mma_causal_spec", attention_mma_source(DType::kBFloat16, 128, attention_params(1, 1, 4096, 128, true, 4, 15)));
 }
 
 TEST_P(CompileForArch, ErrorsNameTheKernelAndShowTheLine) {

@@ -6,6 +6,7 @@
 #include "../core/log_capture.h"
 #include "kiln/builder.h"
 #include "kiln/error.h"
+#include "kiln/ir/shape_inference.h"
 #include "kiln/reference.h"
 #include "kiln/runtime.h"
 
@@ -101,6 +102,33 @@ TEST(RuntimeShapes, CompileProgressGoesToTheLogUnlessACallbackTakesIt) {
   EXPECT_TRUE(log.entries().empty()) << log.text();
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_NE(lines[1].find("specialized for x:2x8,y:4x8"), std::string::npos) << lines[1];
+}
+
+// Half-precision attention takes the tensor-core kernel from sm_80 on (mma.sync,
+// cp.async) and the scalar kernel before: each compiles for its architecture,
+// generic and specialized for a length.
+TEST(RuntimeShapes, AttentionKernelsCompileForTheirArchitecture) {
+  ir::Network net;
+  auto qkv = net.add_input("qkv", DType::kFloat32, {Dim(1), Dim::symbol("seq"), Dim(3), Dim(6), Dim(64)});
+  ir::Attributes a;
+  const char* views[] = {"q_view", "k_view", "v_view"};
+  for (int64_t i = 0; i < 3; ++i)  // part i of the projection as [B, H, S, D]
+    a.set(views[i], std::vector<int64_t>{int64_t(ir::ViewStep::kPick), 3, 2, i, 0, int64_t(ir::ViewStep::kTranspose), 4, 0, 2, 1, 3});
+  a.set("out_perm", std::vector<int64_t>{0, 2, 1, 3});
+  a.set("scale", 0.125);
+  net.add_output(net.add_op1(OpKind::kAttention, {qkv, qkv, qkv}, a, "attention"));
+  net.set_dim_range("seq", {1, 197, 512});
+  net.finalize();
+  for (plan::Precision precision : {plan::Precision::kFloat16, plan::Precision::kBFloat16}) {
+    builder::BuildOptions options;
+    options.precision = precision;
+    plan::Plan p = builder::build(net, options, "attention");
+    for (int arch : {75, 80, 90}) {
+      SCOPED_TRACE(str(plan::precision_name(precision), " sm_", arch));
+      RuntimeCache cache(compiler_version());
+      EXPECT_NO_THROW(warm_cache(p, arch, cache, {}, {{{"qkv", {1, 197, 3, 6, 64}}}}));
+    }
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 // but the values of one shape compiled in as constants.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -122,6 +123,13 @@ std::string skinny_matmul_source(const SkinnySpec& spec);
 inline constexpr int kAttentionMaxHeadDim = 128;
 inline constexpr int kAttentionRowsPerBlock = 16;
 std::string attention_source(DType dtype, const std::optional<Params>& specialize);
+// The same on tensor cores, for fp16 and bf16 from sm_80 on (mma.sync, ldmatrix, cp.async),
+// the head dim compiled in. Blocks of 1, 2 or 4 warps, 16 query rows a warp. Params as
+// above but [0] counts blocks of 16 * [29] rows; [28] bits: 16-byte loads of q (1), k (2),
+// v (4), paired stores of out (8), each where the host found the view allows it (the kernel
+// also checks the pointer); [29] warps a block (32 * [29] threads).
+inline constexpr int kAttentionMmaMinArch = 80;
+std::string attention_mma_source(DType dtype, int64_t head_dim, const std::optional<Params>& specialize);
 
 // ---- constants: writes values known on the host (shape arithmetic) --------------------
 // out[i] = the low `elem` bytes of P(8 + i) for i < P(0); P(1) = elem (1, 2, 4 or 8).
