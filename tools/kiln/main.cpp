@@ -395,7 +395,8 @@ int main(int argc, char** argv) {
       "products: matmuls, convolutions and attention).");
   add_run_inputs(profile, profile_options);
   device_option(profile, profile_options.runtime.device, false, "the GPU (cuda, cuda:N or N: device N)");
-  count(profile, "--profile-iterations", profile_options.profile_iterations, "timed passes over the launches (median per launch)");
+  count(profile, "--profile-iterations", profile_options.profile_iterations, "timed passes over the launches (median per launch)")
+      ->check(CLI::Range(1, 1000000000), "at least 1");
   count(profile, "--warmup", profile_options.warmup, "untimed runs first");
   add_runtime_flags(profile, profile_options.runtime);
   add_log_flags(profile, kVerboseLog);
