@@ -174,6 +174,12 @@ TEST(OnnxOpsets, Reduce18AxesInput) {
     m.output("y");
     EXPECT_EQ(values(run(m, {{"x", floats({2, 3}, {1, 2, 3, 4, 5, 6})}})[0]), (std::vector<double>{2, 5})) << opset;
   }
+  ModelBuilder mixed(18);  // an opset-17 form in an opset-18 model
+  mixed.input("x", TensorProto::FLOAT, {"2", "3"});
+  ModelBuilder::attr(mixed.node("ReduceMax", {"x"}, {"y"}), "axes", std::vector<int64_t>{1});
+  mixed.output("y");
+  expect_error(mixed, ErrorCode::kInvalidModel, {"(ReduceMax, opset 18)", "'axes' is an input from opset 18 on"});
+
   ModelBuilder noop(18);
   noop.input("x", TensorProto::FLOAT, {"2"});
   ModelBuilder::attr(noop.node("ReduceSumSquare", {"x"}, {"y"}), "noop_with_empty_axes", int64_t(1));

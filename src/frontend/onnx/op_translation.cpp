@@ -152,6 +152,15 @@ void attr_to_input(GraphBuilder& b, ir::Node& node, const char* attr, size_t slo
   node.inputs[slot] = b.const_ints(node.name + "_" + attr, values);
 }
 
+// An ints attribute that became input `slot` in opset `since` (Reduce*'s axes
+// in 18, ...): moved there in older versions, an error in newer ones.
+void attr_became_input(GraphBuilder& b, ir::Node& node, const char* attr, size_t slot, int since, int version,
+                       const std::string& where) {
+  if (version < since) attr_to_input(b, node, attr, slot);
+  else if (node.attrs.has(attr))
+    fail(ErrorCode::kInvalidModel, where, ": '", attr, "' is an input from opset ", since, " on, not an attribute");
+}
+
 bool is_false_constant(GraphBuilder& b, ir::ValueId id) {
   const ir::Value& v = b.net().value(id);
   if (!v.weight) return false;
@@ -282,19 +291,19 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
       if (version < 13) return translate_legacy_softmax(b, std::move(node));
       break;
     case OpKind::kReduceSum:
-      if (version < 13) attr_to_input(b, node, "axes", 1);
+      attr_became_input(b, node, "axes", 1, 13, version, where);
       break;
     case OpKind::kReduceMean: case OpKind::kReduceMax: case OpKind::kReduceMin: case OpKind::kReduceProd:
     case OpKind::kReduceL1: case OpKind::kReduceL2: case OpKind::kReduceLogSum: case OpKind::kReduceLogSumExp:
     case OpKind::kReduceSumSquare:
-      if (version < 18) attr_to_input(b, node, "axes", 1);
+      attr_became_input(b, node, "axes", 1, 18, version, where);
       break;
     case OpKind::kSqueeze:
     case OpKind::kUnsqueeze:
-      if (version < 13) attr_to_input(b, node, "axes", 1);
+      attr_became_input(b, node, "axes", 1, 13, version, where);
       break;
     case OpKind::kSplit:
-      if (version < 13) attr_to_input(b, node, "split", 1);
+      attr_became_input(b, node, "split", 1, 13, version, where);
       check_split(node, version, where);
       break;
     case OpKind::kSlice:
