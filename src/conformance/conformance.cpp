@@ -58,10 +58,11 @@ std::vector<std::string> unsupported_ops(const std::string& msg) {
 bool starts_with(const std::string& s, std::string_view prefix) { return s.rfind(prefix, 0) == 0; }
 
 // Why a test that kiln refused (kUnsupported) is skipped, as "category: the error".
-// The categories are what the skip list may hold: training, sequence/map/
-// optional and string types, element types and ops kiln does not have,
-// control flow, other domains, data-dependent shapes, opsets outside kiln's
-// range, forms of an op kiln refuses, and the GPU runtime's gaps.
+// The categories are what the skip list may hold: training (optimizers,
+// losses, training modes), sequence/map/optional and string types, element
+// types and ops kiln does not have, control flow, other domains,
+// data-dependent shapes, opsets outside kiln's range, forms of an op kiln
+// refuses, and the GPU runtime's gaps.
 std::string skip_reason(const Error& e) {
   std::string msg = e.what();
   size_t path_end = msg.find(".onnx: ");  // drop the file path the loader puts first
@@ -71,7 +72,9 @@ std::string skip_reason(const Error& e) {
   std::vector<std::string> ops = unsupported_ops(msg);
   auto any_op = [&](auto&& pred) { return std::any_of(ops.begin(), ops.end(), pred); };
   auto category = [&]() -> std::string {
-    if (has("ai.onnx.preview.training") || has("training mode")) return "training";
+    if (has("ai.onnx.preview.training") || has("training mode") ||
+        any_op([](const std::string& op) { return op.size() > 4 && op.compare(op.size() - 4, 4, "Loss") == 0; }))
+      return "training";
     if (has("is not a tensor (sequence") || any_op([](const std::string& op) {
           return starts_with(op, "Sequence") || starts_with(op, "Optional") || op == "SplitToSequence" ||
                  op == "ConcatFromSequence";

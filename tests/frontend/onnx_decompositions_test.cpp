@@ -346,7 +346,9 @@ TEST(OnnxAttention, TheBuilderFusesPlainAndCausalAttention) {
     EXPECT_EQ(count(p.network, ir::OpKind::kAttention), 1) << ir::dump_network(p.network);
     EXPECT_EQ(count(p.network, ir::OpKind::kSoftmax), 0) << ir::dump_network(p.network);
     for (const ir::Node& n : p.network.nodes()) {
-      if (n.op == ir::OpKind::kAttention) EXPECT_EQ(n.attrs.get_int("causal", 0), causal ? 1 : 0);
+      if (n.op == ir::OpKind::kAttention) {
+        EXPECT_EQ(n.attrs.get_int("causal", 0), causal ? 1 : 0);
+      }
     }
     expect_near(ir::read_doubles(reference::run(p.network, attention_inputs(c))[0]), naive_attention(c), 1e-5, "fused");
   }
@@ -444,6 +446,34 @@ TEST(OnnxRotaryEmbedding, HalvesAndInterleavedPairs) {
     auto y = run(m, {{"x", reference::make_tensor(DType::kFloat32, shape, input)}});
     EXPECT_EQ(y[0].dims, shape);
     expect_near(ir::read_doubles(y[0]), want, 1e-5, interleaved ? "interleaved, 3-D" : "halves, 4-D");
+  }
+}
+
+// Swish-24, SwiGLU-28 and Mish-18 as elementwise ops.
+TEST(OnnxActivations, SwishSwiGluAndMish) {
+  std::vector<double> a = {-2, -0.5, 0, 1.5}, gate = {3, -1, 2, 0.5};
+  auto sigmoid = [](double v) { return 1 / (1 + std::exp(-v)); };
+  struct Case {
+    const char* op;
+    int opset;
+    float alpha;
+    std::vector<double> want;
+  };
+  std::vector<Case> cases = {{"Swish", 24, 1.5f, {}}, {"SwiGLU", 28, 1.0f, {}}, {"Mish", 18, 1.0f, {}}};
+  for (size_t i = 0; i < a.size(); ++i) {
+    cases[0].want.push_back(a[i] * sigmoid(1.5 * a[i]));
+    cases[1].want.push_back(a[i] * sigmoid(a[i]) * gate[i]);
+    cases[2].want.push_back(a[i] * std::tanh(std::log1p(std::exp(a[i]))));
+  }
+  for (const Case& c : cases) {
+    ModelBuilder m(c.opset);
+    m.input("a", TensorProto::FLOAT, {"4"});
+    m.input("b", TensorProto::FLOAT, {"4"});
+    auto& n = std::string(c.op) == "SwiGLU" ? m.node(c.op, {"a", "b"}, {"y"}) : m.node(c.op, {"a"}, {"y"});
+    if (std::string(c.op) == "Swish") ModelBuilder::attr(n, "alpha", c.alpha);
+    m.output("y");
+    auto y = run(m, {{"a", reference::make_tensor(DType::kFloat32, {4}, a)}, {"b", reference::make_tensor(DType::kFloat32, {4}, gate)}});
+    expect_near(ir::read_doubles(y[0]), c.want, 1e-6, c.op);
   }
 }
 

@@ -79,6 +79,7 @@ void translate_node(GraphBuilder& builder, ::onnx::NodeProto& node, int index);
 void translate_attention(GraphBuilder& b, const ir::Node& node, const std::string& where);
 void translate_rms_normalization(GraphBuilder& b, const ir::Node& node, const std::string& where);
 void translate_rotary_embedding(GraphBuilder& b, const ir::Node& node, const std::string& where);
+void translate_swish_family(GraphBuilder& b, const ir::Node& node, const std::string& type, const std::string& where);
 void translate_group_normalization_18(GraphBuilder& b, ir::Node node, const std::string& where);
 void translate_space_to_depth_crd(GraphBuilder& b, const ir::Node& node, const std::string& where);
 

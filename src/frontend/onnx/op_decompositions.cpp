@@ -1,6 +1,6 @@
 // ONNX ops that become several kiln ops: Attention (23-25), RMSNormalization
-// and RotaryEmbedding (23), GroupNormalization-18 and SpaceToDepth-28's CRD
-// mode. Each follows ONNX's definition (its reference implementation and
+// and RotaryEmbedding (23), Mish (18), Swish (24), SwiGLU (28),
+// GroupNormalization-18 and SpaceToDepth-28's CRD mode. Each follows ONNX's definition (its reference implementation and
 // function body) in ops the builder fuses and the GPU runs; what does not
 // decompose cleanly is refused, naming the attribute or input. The
 // translations read their inputs' dtypes and shapes (GraphBuilder::infer), as
@@ -448,6 +448,28 @@ void translate_rotary_embedding(GraphBuilder& b, const ir::Node& node, const std
   }
   ValueId out = passed == ir::kNoValue ? turned : e.op(OpKind::kConcat, {turned, passed}, "with_pass", last, y);
   if (three_d) e.op(OpKind::kReshape, {out, e.ints("merged_shape", {0, 0, -1})}, "merged", {}, e.output(0));
+}
+
+// Swish-24: x * sigmoid(alpha * x); SwiGLU-28: Swish(A) * B; Mish-18:
+// x * tanh(softplus(x)). Elementwise ops that `kiln build` fuses into one kernel.
+void translate_swish_family(GraphBuilder& b, const ir::Node& node, const std::string& type, const std::string& where) {
+  Expansion e(b, node, type, where);
+  int version = onnx_op_version(type, b.opset());
+  bool gated = type == "SwiGLU";
+  Typed x = e.input(0, gated ? "A" : "X");
+  if (!is_floating(x.dtype)) e.error(ErrorCode::kTypeError, "input 0 has dtype ", dtype_name(x.dtype), "; expected a float type");
+  if (type == "Mish") {
+    e.check_attributes({}, version);
+    ValueId tanh = e.op(OpKind::kTanh, {e.op(OpKind::kSoftplus, {x.id}, "softplus")}, "tanh");
+    e.op(OpKind::kMul, {x.id, tanh}, "mish", {}, e.output(0));
+    return;
+  }
+  e.check_attributes({"alpha"}, version);
+  double alpha = node.attrs.get_float("alpha", 1.0);
+  ValueId scaled = alpha == 1.0 ? x.id : e.op(OpKind::kMul, {x.id, e.scalar("alpha", alpha, x.dtype)}, "scaled");
+  ValueId swish = e.op(OpKind::kMul, {x.id, e.op(OpKind::kSigmoid, {scaled}, "sigmoid")}, "swish", {},
+                       gated ? ir::kNoValue : e.output(0));
+  if (gated) e.op(OpKind::kMul, {swish, e.input(1, "B").id}, "gated", {}, e.output(0));
 }
 
 // GroupNormalization-18 scales and shifts per group; 21 per channel, which

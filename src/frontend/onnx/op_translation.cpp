@@ -42,7 +42,7 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     {"InstanceNormalization", {1, 6, 22}}, {"IsInf", {10, 20}}, {"IsNaN", {9, 13, 20}},
     {"LayerNormalization", {17}}, {"LeakyRelu", {1, 6, 16}}, {"Less", {1, 7, 9, 13}}, {"LessOrEqual", {12, 16}},
     {"Log", {1, 6, 13}}, {"LogSoftmax", {1, 11, 13}}, {"MatMul", {1, 9, 13}}, {"Max", {1, 6, 8, 12, 13}},
-    {"MaxPool", {1, 8, 10, 11, 12, 22}}, {"Mean", {1, 6, 8, 13}}, {"Min", {1, 6, 8, 12, 13}},
+    {"MaxPool", {1, 8, 10, 11, 12, 22}}, {"Mean", {1, 6, 8, 13}}, {"Min", {1, 6, 8, 12, 13}}, {"Mish", {18, 22}},
     {"Mod", {10, 13, 28}}, {"Mul", {1, 6, 7, 13, 14}}, {"Neg", {1, 6, 13}}, {"Not", {1}}, {"OneHot", {9, 11, 28}},
     {"Or", {1, 7}}, {"PRelu", {1, 6, 7, 9, 16}}, {"Pad", {1, 2, 11, 13, 18, 19, 21, 23, 24, 25}},
     {"Pow", {1, 7, 12, 13, 15}}, {"RMSNormalization", {23}}, {"Range", {11, 27}}, {"Reciprocal", {1, 6, 13}},
@@ -56,8 +56,8 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     {"Size", {1, 13, 19, 21, 23, 24, 25}}, {"Slice", {1, 10, 11, 13}}, {"Softmax", {1, 11, 13}},
     {"Softplus", {1, 22}}, {"Softsign", {1, 22}}, {"SpaceToDepth", {1, 13, 28}}, {"Split", {1, 2, 11, 13, 18}},
     {"Sqrt", {1, 6, 13}}, {"Squeeze", {1, 11, 13, 21, 23, 24, 25}}, {"Sub", {1, 6, 7, 13, 14}},
-    {"Sum", {1, 6, 8, 13}}, {"Tan", {7, 22}}, {"Tanh", {1, 6, 13}}, {"ThresholdedRelu", {10, 22}},
-    {"Tile", {1, 6, 13}}, {"TopK", {1, 10, 11, 24}}, {"Transpose", {1, 13, 21, 23, 24, 25}}, {"Trilu", {14}},
+    {"Sum", {1, 6, 8, 13}}, {"SwiGLU", {28}}, {"Swish", {24}}, {"Tan", {7, 22}}, {"Tanh", {1, 6, 13}},
+    {"ThresholdedRelu", {10, 22}}, {"Tile", {1, 6, 13}}, {"TopK", {1, 10, 11, 24}}, {"Transpose", {1, 13, 21, 23, 24, 25}}, {"Trilu", {14}},
     {"Unsqueeze", {1, 11, 13, 21, 23, 24, 25}}, {"Upsample", {1, 7, 9, 10}}, {"Where", {9, 16}}, {"Xor", {1, 7}},
 };
 
@@ -282,6 +282,7 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
   if (type == "Attention") return translate_attention(b, node, where);
   if (type == "RMSNormalization") return translate_rms_normalization(b, node, where);
   if (type == "RotaryEmbedding") return translate_rotary_embedding(b, node, where);
+  if (type == "Swish" || type == "SwiGLU" || type == "Mish") return translate_swish_family(b, node, type, where);
   node.op = *op_for_onnx_type(type);  // import_model checked every op type first
 
   switch (node.op) {
