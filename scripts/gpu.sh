@@ -2,8 +2,9 @@
 # On a machine with an NVIDIA GPU: build kiln, run the GPU test suite, the
 # ONNX conformance suite on the GPU (and on the CPU for comparison), then the
 # benchmarks, and print a short table last. Logs and JSON go to $OUT (or
-# build-gpu/out). The ONNX node tests come from /usr/share/libonnx-testdata or
-# from .carry/onnx-node.tar.xz (see docs/gpu.md).
+# build-gpu/out). Two sets of ONNX node tests: Debian's (from
+# /usr/share/libonnx-testdata or .carry/onnx-node.tar.xz, see docs/gpu.md) and
+# those of the python3's onnx package, written here without network access.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-build-gpu/out}
@@ -100,7 +101,7 @@ if [[ -d build-gpu/python/kiln && ${KILN_SKIP_PYTHON_TESTS:-0} != 1 ]]; then  # 
 fi
 
 echo "== CPU test suites =="
-ctest --test-dir build-gpu -LE kiln_gpu_tests -E "onnx_conformance|CompileForArch" -j "$jobs" >"$out/cpu-tests.log" 2>&1
+ctest --test-dir build-gpu -LE kiln_gpu_tests -E "onnx_conformance|onnx_node_tests|CompileForArch" -j "$jobs" >"$out/cpu-tests.log" 2>&1
 cpu_tests_rc=$?
 tail -n 3 "$out/cpu-tests.log"
 
@@ -109,22 +110,30 @@ if [[ ! -d $node_dir && -f .carry/onnx-node.tar.xz ]]; then
   mkdir -p /tmp/onnx-data && tar xJf .carry/onnx-node.tar.xz -C /tmp/onnx-data
   node_dir=/tmp/onnx-data/node
 fi
-conformance_gpu="not run (no node tests)"
-conformance_gpu_specialized="not run (no node tests)"
-conformance_cpu="not run (no node tests)"
-if [[ -d $node_dir ]]; then
-  echo "== conformance on the GPU =="
-  build-gpu/tools/kiln/kiln conformance "$node_dir" --device cuda --verbose >"$out/conformance-cuda.log" 2>&1
-  grep -E "^FAIL" "$out/conformance-cuda.log" | cut -c1-300 | head -40
+package_node_dir=build-gpu/onnx-node-tests
+"$python" scripts/onnx_node_tests.py "$package_node_dir" >"$out/onnx-node-tests.log" 2>&1 || tail -n 5 "$out/onnx-node-tests.log"
+onnx_version=$(cat "$package_node_dir/ONNX_VERSION" 2>/dev/null || echo "?")
+declare -A conformance
+# run_conformance SET DIR: the node tests of DIR on the GPU (generic and specialized
+# kernels) and on the CPU; logs conformance-SET-{cuda,cuda-specialized,cpu}.log.
+run_conformance() {
+  local set=$1 dir=$2
+  for run in cuda cuda-specialized cpu; do conformance[$set-$run]="not run (no node tests)"; done
+  [[ -d $dir ]] || return 0
+  echo "== conformance on the GPU: $set =="
+  build-gpu/tools/kiln/kiln conformance "$dir" --device cuda --verbose >"$out/conformance-$set-cuda.log" 2>&1
+  grep -E "^FAIL" "$out/conformance-$set-cuda.log" | cut -c1-300 | head -40
   echo "-- what the GPU runtime does not run yet (tests) --"
-  grep -oE "cannot run: .*" "$out/conformance-cuda.log" | sed -E 's/ x[0-9]+//g' | sort | uniq -c | sort -rn | head -25
-  conformance_gpu=$(tail -n 1 "$out/conformance-cuda.log")
-  build-gpu/tools/kiln/kiln conformance "$node_dir" --device cuda --specialized >"$out/conformance-cuda-specialized.log" 2>&1
-  grep -E "^FAIL" "$out/conformance-cuda-specialized.log" | cut -c1-300 | head -20
-  conformance_gpu_specialized=$(tail -n 1 "$out/conformance-cuda-specialized.log")
-  build-gpu/tools/kiln/kiln conformance "$node_dir" --device cpu >"$out/conformance-cpu.log" 2>&1
-  conformance_cpu=$(tail -n 1 "$out/conformance-cpu.log")
-fi
+  grep -oE "cannot run: .*" "$out/conformance-$set-cuda.log" | sed -E 's/ x[0-9]+//g' | sort | uniq -c | sort -rn | head -25
+  conformance[$set-cuda]=$(tail -n 1 "$out/conformance-$set-cuda.log")
+  build-gpu/tools/kiln/kiln conformance "$dir" --device cuda --specialized >"$out/conformance-$set-cuda-specialized.log" 2>&1
+  grep -E "^FAIL" "$out/conformance-$set-cuda-specialized.log" | cut -c1-300 | head -20
+  conformance[$set-cuda-specialized]=$(tail -n 1 "$out/conformance-$set-cuda-specialized.log")
+  build-gpu/tools/kiln/kiln conformance "$dir" --device cpu >"$out/conformance-$set-cpu.log" 2>&1
+  conformance[$set-cpu]=$(tail -n 1 "$out/conformance-$set-cpu.log")
+}
+run_conformance debian "$node_dir"
+run_conformance "onnx-$onnx_version" "$package_node_dir"
 
 bench_table="(benchmarks not run)"
 if [[ -f bench/bench.py && ${KILN_SKIP_BENCH:-0} != 1 ]]; then
@@ -145,7 +154,9 @@ printf '%-28s %s\n' "memcheck (stress, scaled down)" "$memcheck_stress"
 printf '%-28s %s\n' "race detector (threads, stress)" "$tsan"
 printf '%-28s %s\n' "Python tests" "$python_tests"
 printf '%-28s %s\n' "CPU test suites" "$(grep -E 'tests passed' "$out/cpu-tests.log" | tail -n 1) (rc $cpu_tests_rc)"
-printf '%-28s %s\n' "conformance --device cuda" "$conformance_gpu"
-printf '%-28s %s\n' "  with specialized kernels" "$conformance_gpu_specialized"
-printf '%-28s %s\n' "conformance --device cpu" "$conformance_cpu"
+for set in debian "onnx-$onnx_version"; do
+  printf '%-28s %s\n' "conformance $set, cuda" "${conformance[$set-cuda]}"
+  printf '%-28s %s\n' "  with specialized kernels" "${conformance[$set-cuda-specialized]}"
+  printf '%-28s %s\n' "  cpu" "${conformance[$set-cpu]}"
+done
 echo "$bench_table"

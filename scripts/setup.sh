@@ -5,7 +5,8 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   protobuf-compiler libprotobuf-dev        # ONNX model parsing
-  python3 python3-onnx python3-numpy       # onnx.proto schema, example models, .npy checks
+  python3 python3-onnx python3-numpy       # example models, .npy checks (PyPI's onnx joins below)
+  python3-pip                              # the Python packages below
   libonnx-testdata                         # ONNX backend node tests (conformance suite)
   libgtest-dev libgmock-dev libbenchmark-dev
   libxxhash-dev                            # XXH3 checksums and runtime cache keys
@@ -35,10 +36,18 @@ if [[ ! -x /usr/local/cuda/bin/nvcc ]]; then
   exit 1
 fi
 # The Python package (kiln._C through nanobind) and its tests, for the python3 on PATH.
-python_packages=(nanobind scikit-build-core numpy pytest onnx)
-if ! python3 -c "import nanobind, numpy, pytest, onnx" 2>/dev/null; then
+python_packages=(nanobind scikit-build-core numpy pytest)
+if ! python3 -c "import nanobind, numpy, pytest" 2>/dev/null; then
   echo "setup: installing Python packages ${python_packages[*]}"
   PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check "${python_packages[@]}"
+fi
+# ONNX from PyPI for the python3 the build uses: its onnx.proto is compiled in and its
+# node tests (opsets to 28) join Debian's in the conformance suite. The version is the
+# one kiln's opsets were checked against; Debian's python3-onnx (1.12) stays beside it.
+onnx_version=1.23.2
+if ! python3 -c "import onnx, sys; sys.exit(onnx.__version__ != '$onnx_version')" 2>/dev/null; then
+  echo "setup: installing onnx $onnx_version from PyPI"
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check "onnx==$onnx_version"
 fi
 # PyTorch for kiln.torch and its tests (without a GPU they run the engines on the reference interpreter).
 if ! python3 -c "import torch" 2>/dev/null; then

@@ -572,7 +572,9 @@ void infer_reduce(Ctx& c) {
   if (c.has(1)) {
     auto v = c.const_ints(1);
     if (!v) {  // axes only known at run time: rank is all we can say
-      if (!keep) c.error(ErrorCode::kUnsupported, "reduction axes must be constant when keepdims=0");
+      if (!keep)
+        c.error(ErrorCode::kUnsupported, "with keepdims=0 the output rank depends on the axes input, which only the data ",
+                "gives (a data-dependent rank; kiln needs ranks that follow from the model)");
       Shape out;
       for (int64_t i = 0; i < r; ++i) out.push_back(c.fresh());
       c.set(0, c.dtype(0), out);
@@ -847,14 +849,18 @@ void infer_slice(Ctx& c) {
   const Shape& x = c.shape(0);
   int64_t r = int64_t(x.size());
   auto starts = c.const_ints(1), ends = c.const_ints(2);
+  auto axes_in = c.has(3) ? c.const_ints(3) : std::nullopt, steps_in = c.has(4) ? c.const_ints(4) : std::nullopt;
   std::vector<int64_t> axes(starts ? starts->size() : 0), steps(axes.size(), 1);
   std::iota(axes.begin(), axes.end(), 0);
-  if (c.has(3)) axes = required_ints(c, 3, "Slice axes");
-  if (c.has(4)) steps = required_ints(c, 4, "Slice steps");
-  if (!starts || !ends) {  // data-dependent bounds: keep the rank, sizes unknown
+  if (axes_in) axes = *axes_in;
+  if (steps_in) steps = *steps_in;
+  if (!starts || !ends || (c.has(4) && !steps_in) || (c.has(3) && !axes_in)) {
+    // data-dependent bounds: keep the rank; the sliced dims (all, when the axes are data) are unknown
     Shape out = x;
-    for (int64_t a : axes) out[size_t(c.axis(a, r))] = c.fresh();
-    if (!c.has(3)) for (auto& d : out) d = c.fresh();
+    if (!c.has(3) || axes_in)
+      for (int64_t a : axes) out[size_t(c.axis(a, r))] = c.fresh();
+    if (!c.has(3) || !axes_in)
+      for (auto& d : out) d = c.fresh();
     c.set(0, c.dtype(0), out);
     return;
   }
@@ -948,8 +954,14 @@ void infer_pad(Ctx& c) {
   if (c.has(2)) c.require_scalar(2);
   std::vector<int64_t> axes(static_cast<size_t>(r));
   std::iota(axes.begin(), axes.end(), 0);
-  if (c.has(3)) axes = required_ints(c, 3, "Pad axes");
+  auto axes_in = c.has(3) ? c.const_ints(3) : std::nullopt;
+  if (axes_in) axes = *axes_in;
   Shape out = x;
+  if (c.has(3) && !axes_in) {  // which dims grow is data: all are unknown
+    for (auto& d : out) d = c.fresh();
+    c.set(0, c.dtype(0), out);
+    return;
+  }
   if (!pads) {
     for (int64_t a : axes) out[size_t(c.axis(a, r))] = c.fresh();
     c.set(0, c.dtype(0), out);
@@ -1277,6 +1289,11 @@ void infer_any(Ctx& c) {
     case OpKind::kThresholdedRelu: case OpKind::kShrink: case OpKind::kSoftmax: case OpKind::kLogSoftmax:
     case OpKind::kHardmax:
       infer_unary(c, node.op != OpKind::kShrink);
+      if (node.op == OpKind::kGelu) {
+        std::string approximate = node.attrs.get_string("approximate", "none");
+        if (approximate != "none" && approximate != "tanh")
+          c.error(ErrorCode::kInvalidModel, "approximate '", approximate, "' is not none or tanh");
+      }
       if (node.op == OpKind::kSoftmax || node.op == OpKind::kLogSoftmax || node.op == OpKind::kHardmax)
         c.axis(node.attrs.get_int("axis", -1), c.rank(0));
       break;

@@ -34,7 +34,12 @@ Tensor run_reduce_op(const KernelContext& c) {
   auto out_strides = strides_of(kept_dims);
   int64_t out_n = ir::checked_numel(kept_dims);
   std::vector<double> x = to_doubles(tx);
-  double init = op == OpKind::kReduceMax ? -INFINITY : op == OpKind::kReduceMin ? INFINITY : op == OpKind::kReduceProd ? 1.0 : 0.0;
+  // Max and Min of nothing: the type's lowest and highest value (bool: false and true; ReduceMax-20 takes bools).
+  bool boolean = tx.dtype == DType::kBool;
+  double init = op == OpKind::kReduceMax   ? (boolean ? 0.0 : -INFINITY)
+                : op == OpKind::kReduceMin ? (boolean ? 1.0 : INFINITY)
+                : op == OpKind::kReduceProd ? 1.0
+                                            : 0.0;
   std::vector<double> acc(size_t(out_n), init), peak(size_t(out_n), -INFINITY);
   std::vector<int64_t> slot(x.size());
   size_t i = 0;

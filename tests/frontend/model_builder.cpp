@@ -39,6 +39,16 @@ void ModelBuilder::output(const std::string& name, int elem_type) {
   return *t;
 }
 
+::onnx::TensorProto& ModelBuilder::int_initializer(const std::string& name, const std::vector<int64_t>& dims,
+                                                   const std::vector<int64_t>& values) {
+  auto* t = graph().add_initializer();
+  t->set_name(name);
+  t->set_data_type(::onnx::TensorProto::INT64);
+  for (int64_t d : dims) t->add_dims(d);
+  for (int64_t v : values) t->add_int64_data(v);
+  return *t;
+}
+
 ::onnx::NodeProto& ModelBuilder::node(const std::string& op, const std::vector<std::string>& inputs,
                                       const std::vector<std::string>& outputs) {
   auto* n = graph().add_node();
@@ -61,6 +71,20 @@ void ModelBuilder::attr(::onnx::NodeProto& node, const std::string& name, const 
   a->set_name(name);
   a->set_type(::onnx::AttributeProto::INTS);
   for (int64_t v : values) a->add_ints(v);
+}
+
+void ModelBuilder::attr(::onnx::NodeProto& node, const std::string& name, float value) {
+  auto* a = node.add_attribute();
+  a->set_name(name);
+  a->set_type(::onnx::AttributeProto::FLOAT);
+  a->set_f(value);
+}
+
+void ModelBuilder::attr(::onnx::NodeProto& node, const std::string& name, const std::string& value) {
+  auto* a = node.add_attribute();
+  a->set_name(name);
+  a->set_type(::onnx::AttributeProto::STRING);
+  a->set_s(value);
 }
 
 std::string ModelBuilder::bytes() const { return model_.SerializeAsString(); }

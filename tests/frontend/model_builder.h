@@ -19,10 +19,14 @@ class ModelBuilder {
   void output(const std::string& name, int elem_type = ::onnx::TensorProto::FLOAT);
   ::onnx::TensorProto& initializer(const std::string& name, const std::vector<int64_t>& dims,
                                    const std::vector<float>& values);
+  ::onnx::TensorProto& int_initializer(const std::string& name, const std::vector<int64_t>& dims,
+                                       const std::vector<int64_t>& values);
   ::onnx::NodeProto& node(const std::string& op, const std::vector<std::string>& inputs,
                           const std::vector<std::string>& outputs);
   static void attr(::onnx::NodeProto& node, const std::string& name, int64_t value);
   static void attr(::onnx::NodeProto& node, const std::string& name, const std::vector<int64_t>& values);
+  static void attr(::onnx::NodeProto& node, const std::string& name, float value);
+  static void attr(::onnx::NodeProto& node, const std::string& name, const std::string& value);
   std::string bytes() const;
 
  private:

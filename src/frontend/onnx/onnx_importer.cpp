@@ -1,21 +1,25 @@
 // ModelProto -> Network: opset checks, initializers, typed inputs, nodes, outputs.
 #include <google/protobuf/io/zero_copy_stream_impl.h>
 
+#include <algorithm>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <map>
 
 #include "importer.h"
 #include "kiln/error.h"
 #include "kiln/file_io.h"
+#include "kiln/ir/limits.h"
+#include "kiln/ir/shape_inference.h"
 #include "kiln/onnx.h"
 
 namespace kiln::onnx {
 
 namespace fs = std::filesystem;
 
-int min_supported_opset() { return 7; }
-int max_supported_opset() { return KILN_ONNX_MAX_OPSET; }
+int min_supported_opset() { return kMinOpset; }
+int max_supported_opset() { return kMaxOpset; }
 
 ir::ValueId GraphBuilder::value(const std::string& name) {
   if (name.empty()) return ir::kNoValue;
@@ -36,6 +40,99 @@ ir::ValueId GraphBuilder::const_float(const std::string& stem, float value) {
   t.dtype = DType::kFloat32;
   t.data = Buffer::copy_of(&value, sizeof(value));
   return net_.add_weight(str(stem, "__const", const_counter_++), std::move(t));
+}
+
+ir::ValueId GraphBuilder::const_bool(const std::string& stem, bool value) {
+  ir::TensorData t;
+  t.dtype = DType::kBool;
+  t.data = Buffer::copy_of(&value, sizeof(value));
+  return net_.add_weight(str(stem, "__const", const_counter_++), std::move(t));
+}
+
+ir::ValueId GraphBuilder::const_scalar(const std::string& stem, double value, DType dtype) {
+  ir::TensorData t;
+  t.dtype = dtype;
+  std::vector<std::byte> bytes(dtype_size(dtype));
+  visit_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    T* out = reinterpret_cast<T*>(bytes.data());
+    if constexpr (std::is_same_v<T, Float16>) out->bits = float_to_half(float(value));
+    else if constexpr (std::is_same_v<T, BFloat16>) out->bits = float_to_bfloat16(float(value));
+    else *out = static_cast<T>(value);
+  });
+  t.data = Buffer::from_bytes(std::move(bytes));
+  return net_.add_weight(str(stem, "__const", const_counter_++), std::move(t));
+}
+
+ir::ValueId GraphBuilder::op(ir::OpKind op, std::vector<ir::ValueId> inputs, const std::string& name, ir::Attributes attrs,
+                             ir::ValueId output) {
+  if (output == ir::kNoValue) return net_.add_op1(op, std::move(inputs), std::move(attrs), name);
+  net_.add_node(ir::Node{name, op, std::move(inputs), {output}, std::move(attrs)});
+  return output;
+}
+
+// An iterative walk up the producers (a long chain must not exhaust the stack),
+// inferring each node once, with the same rules and budget as Network::finalize.
+std::optional<ir::InferOutput> GraphBuilder::infer(ir::ValueId root) {
+  enum State { kVisiting, kDone, kUnknown };
+  std::vector<ir::ValueId> stack{root};
+  std::function<ir::Dim()> fresh = [this] { return ir::Dim::symbol(str("_import_d", fresh_counter_++)); };
+  while (!stack.empty()) {
+    ir::ValueId id = stack.back();
+    auto state = infer_state_.find(id);
+    const ir::Value& v = net_.value(id);
+    if (state == infer_state_.end() && (v.typed || v.producer < 0)) {
+      if (v.typed) inferred_[id] = ir::InferOutput{v.dtype, v.shape, v.known};
+      infer_state_[id] = v.typed ? kDone : kUnknown;  // untyped without a producer: not made yet
+      stack.pop_back();
+      continue;
+    }
+    if (state != infer_state_.end() && state->second != kVisiting) {
+      stack.pop_back();
+      continue;
+    }
+    const ir::Node& node = net_.nodes()[size_t(v.producer)];
+    auto mark = [&](State s) {
+      for (ir::ValueId out : node.outputs)
+        if (out != ir::kNoValue) infer_state_[out] = s;
+    };
+    if (state == infer_state_.end()) {  // first visit: infer the inputs first
+      mark(kVisiting);
+      for (ir::ValueId in : node.inputs) {
+        if (in == ir::kNoValue) continue;
+        auto s = infer_state_.find(in);
+        if (s == infer_state_.end()) stack.push_back(in);
+        else if (s->second == kVisiting) mark(kUnknown);  // a cycle: finalize reports it
+      }
+      continue;
+    }
+    stack.pop_back();
+    bool ready = std::all_of(node.inputs.begin(), node.inputs.end(),
+                             [&](ir::ValueId in) { return in == ir::kNoValue || infer_state_.at(in) == kDone; });
+    if (!ready) {
+      mark(kUnknown);
+      continue;
+    }
+    std::vector<ir::InferInput> inputs(node.inputs.size());
+    for (size_t i = 0; i < node.inputs.size(); ++i) {
+      if (node.inputs[i] == ir::kNoValue) continue;
+      const ir::Value& iv = net_.value(node.inputs[i]);
+      const ir::InferOutput& io = inferred_.at(node.inputs[i]);
+      inputs[i] = ir::InferInput{true, io.dtype, io.shape, io.known ? &*io.known : nullptr,
+                                 iv.weight ? &*iv.weight : nullptr, &iv.name};
+    }
+    ir::check_node_schema(node);
+    std::vector<ir::InferOutput> outputs = ir::infer_node(node, inputs, fresh);
+    for (size_t i = 0; i < node.outputs.size(); ++i) {
+      if (node.outputs[i] == ir::kNoValue) continue;
+      for (const ir::Dim& d : outputs[i].shape) infer_work_ += d.complexity();
+      inferred_[node.outputs[i]] = std::move(outputs[i]);
+    }
+    // Past finalize's budget: finalize will say so; until then nothing more is inferred here.
+    mark(infer_work_ > ir::kMaxInferenceWork ? kUnknown : kDone);
+  }
+  if (infer_state_[root] != kDone) return std::nullopt;
+  return inferred_[root];
 }
 
 namespace {
@@ -83,8 +180,8 @@ ir::Network import_model(::onnx::ModelProto& model, const fs::path& base_dir, co
     opset = 1;  // IR version 1-2 models without opset_import
   }
   if (opset < min_supported_opset() || opset > max_supported_opset())
-    fail(ErrorCode::kUnsupported, label, " uses ONNX opset ", opset, "; kiln supports opsets ", min_supported_opset(),
-         " to ", max_supported_opset());
+    fail(ErrorCode::kUnsupported, label, " uses ONNX opset ", opset, "; kiln reads opsets ", min_supported_opset(), " to ",
+         max_supported_opset(), opset > max_supported_opset() ? " (the newest whose op changes it translates)" : "");
 
   ir::Network net;
   net.set_name(graph.name());
@@ -103,7 +200,8 @@ ir::Network import_model(::onnx::ModelProto& model, const fs::path& base_dir, co
     auto dtype = dtype_from_onnx(input.type().tensor_type().elem_type());
     if (!dtype)
       fail(ErrorCode::kUnsupported, "input '", input.name(), "' has dtype ",
-           onnx_dtype_name(input.type().tensor_type().elem_type()), ", which kiln does not support");
+           onnx_dtype_name(input.type().tensor_type().elem_type()), ", a type kiln does not have (it has ",
+           kiln_dtype_names(), ")");
     net.add_input(input.name(), *dtype, input_shape(input));
   }
   for (int i = 0; i < graph.node_size(); ++i) translate_node(builder, *graph.mutable_node(i), i);

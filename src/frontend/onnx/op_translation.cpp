@@ -1,5 +1,9 @@
-// One ONNX NodeProto -> IR node(s). Older opsets are rewritten into the form
-// of the newest opset (attributes that became inputs, changed defaults).
+// One ONNX NodeProto -> IR node(s). Each op is read in the version of its
+// definition that the model's opset selects: older versions are rewritten into
+// the form of the newest (attributes that became inputs, changed defaults),
+// newer forms kiln cannot express are refused, naming the form.
+#include <algorithm>
+
 #include "importer.h"
 #include "kiln/error.h"
 #include "kiln/ir/shape_inference.h"
@@ -11,7 +15,54 @@ using ir::OpKind;
 
 namespace {
 
-// ONNX op types translated into an op of another name (besides Constant, which becomes a weight).
+// Every ONNX op type the importer reads and the opsets that define a new
+// version of it (ONNX's since_version), up to kMaxOpset. The translation of
+// each version below was checked against ONNX's definition; the test
+// OnnxOpVersions.MatchTheOnnxPackage compares this table with the op history
+// of the installed onnx package, so a version kiln has not looked at fails it.
+// Versions that only admit more element types (bfloat16, float8, int4, ...)
+// need no translation: tensors of a type kiln lacks are refused where they
+// appear (graph inputs, weights, Cast targets).
+const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions = {
+    {"Abs", {1, 6, 13}}, {"Acos", {7, 22}}, {"Acosh", {9, 22}}, {"Add", {1, 6, 7, 13, 14}}, {"And", {1, 7}},
+    {"ArgMax", {1, 11, 12, 13}}, {"ArgMin", {1, 11, 12, 13}}, {"Asin", {7, 22}}, {"Asinh", {9, 22}},
+    {"Atan", {7, 22}}, {"Atanh", {9, 22}}, {"Attention", {23, 24, 25}}, {"AveragePool", {1, 7, 10, 11, 19, 22}},
+    {"BatchNormalization", {1, 6, 7, 9, 14, 15}}, {"Cast", {1, 6, 9, 13, 19, 21, 23, 24, 25, 28}},
+    {"CastLike", {15, 19, 21, 23, 24, 25}}, {"Ceil", {1, 6, 13}}, {"Celu", {12, 28}}, {"Clip", {1, 6, 11, 12, 13}},
+    {"Concat", {1, 4, 11, 13}}, {"Constant", {1, 9, 11, 12, 13, 19, 21, 23, 24, 25}},
+    {"ConstantOfShape", {9, 20, 21, 23, 24, 25}}, {"Conv", {1, 11, 22}}, {"ConvTranspose", {1, 11, 22}},
+    {"Cos", {7, 22}}, {"Cosh", {9, 22}}, {"CumSum", {11, 14}}, {"DepthToSpace", {1, 11, 13, 28}},
+    {"Div", {1, 6, 7, 13, 14}}, {"Dropout", {1, 6, 7, 10, 12, 13, 22}}, {"Einsum", {12, 28}}, {"Elu", {1, 6, 22}},
+    {"Equal", {1, 7, 11, 13, 19}}, {"Erf", {9, 13}}, {"Exp", {1, 6, 13}}, {"Expand", {8, 13}},
+    {"Flatten", {1, 9, 11, 13, 21, 23, 24, 25}}, {"Floor", {1, 6, 13}}, {"Gather", {1, 11, 13}},
+    {"GatherElements", {11, 13}}, {"Gelu", {20}}, {"Gemm", {1, 6, 7, 9, 11, 13}}, {"GlobalAveragePool", {1, 22}},
+    {"GlobalMaxPool", {1, 22}}, {"Greater", {1, 7, 9, 13}}, {"GreaterOrEqual", {12, 16}},
+    {"GroupNormalization", {18, 21}}, {"HardSigmoid", {1, 6, 22}}, {"HardSwish", {14, 22}},
+    {"Hardmax", {1, 11, 13}}, {"Identity", {1, 13, 14, 16, 19, 21, 23, 24, 25}},
+    {"InstanceNormalization", {1, 6, 22}}, {"IsInf", {10, 20}}, {"IsNaN", {9, 13, 20}},
+    {"LayerNormalization", {17}}, {"LeakyRelu", {1, 6, 16}}, {"Less", {1, 7, 9, 13}}, {"LessOrEqual", {12, 16}},
+    {"Log", {1, 6, 13}}, {"LogSoftmax", {1, 11, 13}}, {"MatMul", {1, 9, 13}}, {"Max", {1, 6, 8, 12, 13}},
+    {"MaxPool", {1, 8, 10, 11, 12, 22}}, {"Mean", {1, 6, 8, 13}}, {"Min", {1, 6, 8, 12, 13}}, {"Mish", {18, 22}},
+    {"Mod", {10, 13, 28}}, {"Mul", {1, 6, 7, 13, 14}}, {"Neg", {1, 6, 13}}, {"Not", {1}}, {"OneHot", {9, 11, 28}},
+    {"Or", {1, 7}}, {"PRelu", {1, 6, 7, 9, 16}}, {"Pad", {1, 2, 11, 13, 18, 19, 21, 23, 24, 25}},
+    {"Pow", {1, 7, 12, 13, 15}}, {"RMSNormalization", {23}}, {"Range", {11, 27}}, {"Reciprocal", {1, 6, 13}},
+    {"ReduceL1", {1, 11, 13, 18}}, {"ReduceL2", {1, 11, 13, 18}}, {"ReduceLogSum", {1, 11, 13, 18, 28}},
+    {"ReduceLogSumExp", {1, 11, 13, 18, 28}}, {"ReduceMax", {1, 11, 12, 13, 18, 20}},
+    {"ReduceMean", {1, 11, 13, 18}}, {"ReduceMin", {1, 11, 12, 13, 18, 20}}, {"ReduceProd", {1, 11, 13, 18}},
+    {"ReduceSum", {1, 11, 13}}, {"ReduceSumSquare", {1, 11, 13, 18}}, {"Relu", {1, 6, 13, 14}},
+    {"Reshape", {1, 5, 13, 14, 19, 21, 23, 24, 25}}, {"Resize", {10, 11, 13, 18, 19}}, {"RotaryEmbedding", {23}},
+    {"Round", {11, 22}}, {"Selu", {1, 6, 22}}, {"Shape", {1, 13, 15, 19, 21, 23, 24, 25}}, {"Shrink", {9}},
+    {"Sigmoid", {1, 6, 13}}, {"Sign", {9, 13}}, {"Sin", {7, 22}}, {"Sinh", {9, 22}},
+    {"Size", {1, 13, 19, 21, 23, 24, 25}}, {"Slice", {1, 10, 11, 13}}, {"Softmax", {1, 11, 13}},
+    {"Softplus", {1, 22}}, {"Softsign", {1, 22}}, {"SpaceToDepth", {1, 13, 28}}, {"Split", {1, 2, 11, 13, 18}},
+    {"Sqrt", {1, 6, 13}}, {"Squeeze", {1, 11, 13, 21, 23, 24, 25}}, {"Sub", {1, 6, 7, 13, 14}},
+    {"Sum", {1, 6, 8, 13}}, {"SwiGLU", {28}}, {"Swish", {24}}, {"Tan", {7, 22}}, {"Tanh", {1, 6, 13}},
+    {"ThresholdedRelu", {10, 22}}, {"Tile", {1, 6, 13}}, {"TopK", {1, 10, 11, 24}}, {"Transpose", {1, 13, 21, 23, 24, 25}}, {"Trilu", {14}},
+    {"Unsqueeze", {1, 11, 13, 21, 23, 24, 25}}, {"Upsample", {1, 7, 9, 10}}, {"Where", {9, 16}}, {"Xor", {1, 7}},
+};
+
+// ONNX op types translated into an op of another name (besides Constant, which
+// becomes a weight, and the ops of op_decompositions.cpp, which become several).
 constexpr std::pair<std::string_view, OpKind> kAliases[] = {{"Upsample", OpKind::kResize}};
 
 // The op an ONNX op type (default domain) becomes: the model op of the same
@@ -25,9 +76,26 @@ std::optional<OpKind> op_for_onnx_type(std::string_view op_type) {
   return op;
 }
 
+const std::vector<int>* versions_of(std::string_view op_type) {
+  for (auto& [type, versions] : kOnnxOpVersions)
+    if (type == op_type) return &versions;
+  return nullptr;
+}
+
 }  // namespace
 
-bool is_supported_op(const std::string& op_type) { return op_type == "Constant" || op_for_onnx_type(op_type).has_value(); }
+const std::vector<std::pair<std::string_view, std::vector<int>>>& onnx_op_versions() { return kOnnxOpVersions; }
+
+int onnx_op_version(std::string_view op_type, int opset) {
+  const std::vector<int>* versions = versions_of(op_type);
+  int version = 0;
+  if (versions)
+    for (int v : *versions)
+      if (v <= opset) version = v;
+  return version;
+}
+
+bool is_supported_op(const std::string& op_type) { return versions_of(op_type) != nullptr; }
 
 std::vector<std::string> onnx_op_types(OpKind op) {
   std::vector<std::string> types;
@@ -38,6 +106,15 @@ std::vector<std::string> onnx_op_types(OpKind op) {
 }
 
 namespace {
+
+// A tensor attribute or Constant value of a type kiln lacks names the node and the attribute.
+ir::TensorData attribute_tensor(GraphBuilder& b, AttributeProto& a, const std::string& where) {
+  try {
+    return tensor_from_proto(*a.mutable_t(), b.base_dir());
+  } catch (const Error& e) {
+    throw Error(e.code(), str(where, ": attribute '", a.name(), "': ", e.what()));
+  }
+}
 
 ir::AttrValue convert_attribute(GraphBuilder& b, AttributeProto& a, const std::string& where) {
   if (!a.ref_attr_name().empty())
@@ -59,7 +136,7 @@ ir::AttrValue convert_attribute(GraphBuilder& b, AttributeProto& a, const std::s
     case AttributeProto::FLOATS: return std::vector<double>(a.floats().begin(), a.floats().end());
     case AttributeProto::INTS: return std::vector<int64_t>(a.ints().begin(), a.ints().end());
     case AttributeProto::STRINGS: return std::vector<std::string>(a.strings().begin(), a.strings().end());
-    case AttributeProto::TENSOR: return tensor_from_proto(*a.mutable_t(), b.base_dir());
+    case AttributeProto::TENSOR: return attribute_tensor(b, a, where);
     default:
       fail(ErrorCode::kUnsupported, where, ": attribute '", a.name(), "' has type ",
            AttributeProto::AttributeType_Name(type), " (graphs and sparse tensors are not supported)");
@@ -75,6 +152,15 @@ void attr_to_input(GraphBuilder& b, ir::Node& node, const char* attr, size_t slo
   node.inputs[slot] = b.const_ints(node.name + "_" + attr, values);
 }
 
+// An ints attribute that became input `slot` in opset `since` (Reduce*'s axes
+// in 18, ...): moved there in older versions, an error in newer ones.
+void attr_became_input(GraphBuilder& b, ir::Node& node, const char* attr, size_t slot, int since, int version,
+                       const std::string& where) {
+  if (version < since) attr_to_input(b, node, attr, slot);
+  else if (node.attrs.has(attr))
+    fail(ErrorCode::kInvalidModel, where, ": '", attr, "' is an input from opset ", since, " on, not an attribute");
+}
+
 bool is_false_constant(GraphBuilder& b, ir::ValueId id) {
   const ir::Value& v = b.net().value(id);
   if (!v.weight) return false;
@@ -83,13 +169,15 @@ bool is_false_constant(GraphBuilder& b, ir::ValueId id) {
   return true;
 }
 
+bool has_input(const ir::Node& node, size_t i) { return i < node.inputs.size() && node.inputs[i] != ir::kNoValue; }
+
 void translate_constant(GraphBuilder& b, ::onnx::NodeProto& p, const std::string& where) {
   if (p.output_size() != 1) fail(ErrorCode::kInvalidModel, where, " must have one output");
   ir::TensorData t;
   for (auto& a : *p.mutable_attribute()) {
     const std::string& n = a.name();
     if (n == "value") {
-      t = tensor_from_proto(*a.mutable_t(), b.base_dir());
+      t = attribute_tensor(b, a, where);
     } else if (n == "value_float" || n == "value_floats") {
       std::vector<float> v = n == "value_float" ? std::vector<float>{a.f()} : std::vector<float>(a.floats().begin(), a.floats().end());
       t.dtype = DType::kFloat32;
@@ -126,47 +214,101 @@ void translate_legacy_softmax(GraphBuilder& b, ir::Node node) {
   net.add_node(std::move(node));
 }
 
+// Resize before opset 11 and Upsample: (X, scales) with asymmetric coordinates.
+void translate_legacy_resize(GraphBuilder& b, ir::Node& node, const std::string& where) {
+  ir::ValueId scales;
+  if (node.attrs.has("scales")) {
+    auto s = node.attrs.get_floats("scales");
+    ir::TensorData t;
+    t.dtype = DType::kFloat32;
+    t.dims = {int64_t(s.size())};
+    std::vector<float> f(s.begin(), s.end());
+    t.data = Buffer::copy_of(f.data(), f.size() * sizeof(float));
+    scales = b.net().add_weight(node.name + "_scales", std::move(t));
+    node.attrs.erase("scales");
+  } else {
+    if (node.inputs.size() != 2) fail(ErrorCode::kInvalidModel, where, " needs inputs X and scales");
+    scales = node.inputs[1];
+  }
+  node.inputs = {node.inputs.empty() ? ir::kNoValue : node.inputs[0], ir::kNoValue, scales};
+  std::string mode = node.attrs.get_string("mode", "nearest");
+  if (mode == "bilinear") mode = "linear";
+  node.attrs.set("mode", mode);
+  node.attrs.set("coordinate_transformation_mode", std::string("asymmetric"));
+  if (mode == "nearest") node.attrs.set("nearest_mode", std::string("floor"));
+}
+
+// Split-18 takes its sizes from the `split` input or the `num_outputs`
+// attribute, exactly one of them; before, num_outputs did not exist.
+void check_split(const ir::Node& node, int version, const std::string& where) {
+  bool sizes = has_input(node, 1), parts = node.attrs.has("num_outputs");
+  if (version < 18 && parts)
+    fail(ErrorCode::kInvalidModel, where, ": attribute 'num_outputs' belongs to Split from opset 18 on");
+  if (version >= 18 && sizes == parts)
+    fail(ErrorCode::kInvalidModel, where, ": Split-18 needs either the 'split' input or the 'num_outputs' attribute",
+         sizes ? ", not both" : "");
+}
+
+// The IR checks arity and attributes again when the network is finalized; here
+// its errors also say which ONNX version the node was read as.
+void check_translated(const ir::Node& node, const std::string& type, int version, int opset) {
+  try {
+    ir::check_node_schema(node);
+  } catch (const Error& e) {
+    throw Error(e.code(), str(e.what(), " (", type, "-", version, " in a model of opset ", opset, ")"));
+  }
+}
+
 }  // namespace
 
 void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
   const std::string& type = p.op_type();
   std::string name = p.name().empty() ? str(type, "_", index) : p.name();
-  std::string where = str("node '", name, "' (", type, ")");
+  int opset = b.opset();
+  std::string where = str("node '", name, "' (", type, ", opset ", opset, ")");
+  int version = onnx_op_version(type, opset);
+  if (version == 0)
+    fail(ErrorCode::kInvalidModel, where, ": ONNX opset ", opset, " has no ", type, " (it is defined from opset ",
+         versions_of(type)->front(), " on)");
   if (type == "Constant") return translate_constant(b, p, where);
 
   ir::Node node;
   node.name = name;
-  node.op = *op_for_onnx_type(type);  // import_model checked every op type first
   for (auto& a : *p.mutable_attribute()) node.attrs.set(a.name(), convert_attribute(b, a, where));
   for (const auto& in : p.input()) node.inputs.push_back(b.value(in));
   for (const auto& out : p.output()) node.outputs.push_back(out.empty() ? ir::kNoValue : b.value(out));
   while (!node.inputs.empty() && node.inputs.back() == ir::kNoValue) node.inputs.pop_back();
   while (!node.outputs.empty() && node.outputs.back() == ir::kNoValue) node.outputs.pop_back();
-  int opset = b.opset();
+  if (type == "Attention") return translate_attention(b, node, where);
+  if (type == "RMSNormalization") return translate_rms_normalization(b, node, where);
+  if (type == "RotaryEmbedding") return translate_rotary_embedding(b, node, where);
+  if (type == "Swish" || type == "SwiGLU" || type == "Mish") return translate_swish_family(b, node, type, where);
+  node.op = *op_for_onnx_type(type);  // import_model checked every op type first
 
   switch (node.op) {
     case OpKind::kSoftmax:
     case OpKind::kLogSoftmax:
     case OpKind::kHardmax:
-      if (opset < 13) return translate_legacy_softmax(b, std::move(node));
+      if (version < 13) return translate_legacy_softmax(b, std::move(node));
       break;
     case OpKind::kReduceSum:
-      if (opset < 13) attr_to_input(b, node, "axes", 1);
+      attr_became_input(b, node, "axes", 1, 13, version, where);
       break;
     case OpKind::kReduceMean: case OpKind::kReduceMax: case OpKind::kReduceMin: case OpKind::kReduceProd:
     case OpKind::kReduceL1: case OpKind::kReduceL2: case OpKind::kReduceLogSum: case OpKind::kReduceLogSumExp:
     case OpKind::kReduceSumSquare:
-      if (opset < 18) attr_to_input(b, node, "axes", 1);
+      attr_became_input(b, node, "axes", 1, 18, version, where);
       break;
     case OpKind::kSqueeze:
     case OpKind::kUnsqueeze:
-      if (opset < 13) attr_to_input(b, node, "axes", 1);
+      attr_became_input(b, node, "axes", 1, 13, version, where);
       break;
     case OpKind::kSplit:
-      if (opset < 13) attr_to_input(b, node, "split", 1);
+      attr_became_input(b, node, "split", 1, 13, version, where);
+      check_split(node, version, where);
       break;
     case OpKind::kSlice:
-      if (opset < 10) {
+      if (version < 10) {
         bool has_axes = node.attrs.has("axes");
         attr_to_input(b, node, "starts", 1);
         attr_to_input(b, node, "ends", 2);
@@ -174,7 +316,7 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
       }
       break;
     case OpKind::kPad:
-      if (opset < 11) {
+      if (version < 11) {
         double value = node.attrs.get_float("value", 0.0);
         node.attrs.erase("value");
         attr_to_input(b, node, "pads", 1);
@@ -182,7 +324,7 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
       }
       break;
     case OpKind::kTopK:
-      if (opset < 10) {
+      if (version < 10) {
         int64_t k = node.attrs.get_int("k", -1);
         node.attrs.erase("k");
         node.inputs.push_back(b.const_ints(name + "_k", {k}));
@@ -203,45 +345,48 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
         fail(ErrorCode::kUnsupported, where, ": training mode is not supported (inference only)");
       node.inputs.resize(1);
       break;
-    case OpKind::kCast: {
-      int64_t code = node.attrs.get_int("to", -1);
-      auto dtype = dtype_from_onnx(int32_t(code));
-      if (!dtype) fail(ErrorCode::kUnsupported, where, ": cast to ", onnx_dtype_name(int32_t(code)), " is not supported");
-      node.attrs.set("to", int64_t(*dtype));
-      node.attrs.erase("saturate");
-      break;
-    }
-    case OpKind::kCastLike: node.attrs.erase("saturate"); break;
-    case OpKind::kResize:
-      if (type == "Upsample" || opset < 11) {  // (X, scales) with asymmetric coordinates
-        ir::ValueId scales;
-        if (node.attrs.has("scales")) {
-          auto s = node.attrs.get_floats("scales");
-          ir::TensorData t;
-          t.dtype = DType::kFloat32;
-          t.dims = {int64_t(s.size())};
-          std::vector<float> f(s.begin(), s.end());
-          t.data = Buffer::copy_of(f.data(), f.size() * sizeof(float));
-          scales = b.net().add_weight(name + "_scales", std::move(t));
-          node.attrs.erase("scales");
-        } else {
-          if (node.inputs.size() != 2) fail(ErrorCode::kInvalidModel, where, " needs inputs X and scales");
-          scales = node.inputs[1];
-        }
-        node.inputs = {node.inputs.empty() ? ir::kNoValue : node.inputs[0], ir::kNoValue, scales};
-        std::string mode = node.attrs.get_string("mode", "nearest");
-        if (mode == "bilinear") mode = "linear";
-        node.attrs.set("mode", mode);
-        node.attrs.set("coordinate_transformation_mode", std::string("asymmetric"));
-        if (mode == "nearest") node.attrs.set("nearest_mode", std::string("floor"));
+    case OpKind::kCast:
+    case OpKind::kCastLike:
+      if (node.op == OpKind::kCast) {
+        int64_t code = node.attrs.get_int("to", -1);
+        auto dtype = dtype_from_onnx(int32_t(code));
+        if (!dtype)
+          fail(ErrorCode::kUnsupported, where, ": cast to ", onnx_dtype_name(int32_t(code)), ", a type kiln does not have (",
+               "it has ", kiln_dtype_names(), ")");
+        node.attrs.set("to", int64_t(*dtype));
       }
+      // saturate (19) rules casts to float8 and round_mode (24) casts to
+      // float8e8m0; kiln has neither type, so a cast it runs has no use for them.
+      node.attrs.erase("saturate");
+      node.attrs.erase("round_mode");
+      break;
+    case OpKind::kResize:
+      if (type == "Upsample" || version < 11) translate_legacy_resize(b, node, where);
+      if (node.attrs.get_int("antialias", 0) != 0)
+        fail(ErrorCode::kUnsupported, where, ": antialias=1 (Resize-18's antialiasing filter) is not supported");
       break;
     case OpKind::kGroupNormalization:
-      if (opset < 21)
-        fail(ErrorCode::kUnsupported, where, ": GroupNormalization before opset 21 (per-group scale and bias) is not supported");
+      if (version < 21) return translate_group_normalization_18(b, std::move(node), where);
+      break;
+    case OpKind::kSpaceToDepth:
+      if (node.attrs.has("mode")) {  // SpaceToDepth-28
+        std::string mode = node.attrs.get_string("mode", "DCR");
+        if (mode == "CRD") return translate_space_to_depth_crd(b, node, where);
+        if (mode != "DCR") fail(ErrorCode::kInvalidModel, where, ": mode '", mode, "' is not DCR or CRD");
+        node.attrs.erase("mode");
+      }
+      break;
+    case OpKind::kRange:
+      if (node.attrs.has("stash_type")) {  // Range-27: the precision of float16/bfloat16 ranges
+        int64_t stash = node.attrs.get_int("stash_type", 1);
+        if (stash != ::onnx::TensorProto::FLOAT && stash != ::onnx::TensorProto::DOUBLE)
+          fail(ErrorCode::kInvalidModel, where, ": stash_type ", stash, " is not FLOAT (1) or DOUBLE (11)");
+        node.attrs.erase("stash_type");  // kiln computes every range in float64 and rounds once
+      }
       break;
     default: break;
   }
+  check_translated(node, type, version, opset);
   b.net().add_node(std::move(node));
 }
 

@@ -25,10 +25,22 @@ std::optional<DType> dtype_from_onnx(int32_t elem_type) {
   }
 }
 
+// ONNX's element types by number (TensorProto.DataType up to opset 28), so that a
+// type newer than the onnx.proto kiln was built with is still named.
 std::string onnx_dtype_name(int32_t elem_type) {
-  if (TensorProto::DataType_IsValid(elem_type))
-    return TensorProto::DataType_Name(static_cast<TensorProto::DataType>(elem_type));
+  static constexpr std::string_view kNames[] = {
+      "UNDEFINED",  "FLOAT",        "UINT8",          "INT8",       "UINT16",         "INT16",     "INT32",      "INT64",
+      "STRING",     "BOOL",         "FLOAT16",        "DOUBLE",     "UINT32",         "UINT64",    "COMPLEX64",  "COMPLEX128",
+      "BFLOAT16",   "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "UINT4",     "INT4",       "FLOAT4E2M1",
+      "FLOAT8E8M0", "UINT2",        "INT2",           "FLOAT6E2M3", "FLOAT6E3M2"};
+  if (elem_type >= 0 && size_t(elem_type) < std::size(kNames)) return std::string(kNames[elem_type]);
   return str("unknown(", elem_type, ")");
+}
+
+std::string kiln_dtype_names() {
+  std::string names;
+  for (DType d : kAllDTypes) names += str(names.empty() ? "" : ", ", dtype_name(d));
+  return names;
 }
 
 namespace {
@@ -90,7 +102,7 @@ ir::TensorData tensor_from_proto(TensorProto& proto, const fs::path& base_dir) {
   auto dtype = dtype_from_onnx(proto.data_type());
   if (!dtype)
     fail(ErrorCode::kUnsupported, "tensor '", name, "' has dtype ", onnx_dtype_name(proto.data_type()),
-         ", which kiln does not support");
+         ", a type kiln does not have (it has ", kiln_dtype_names(), ")");
   ir::TensorData t;
   t.dtype = *dtype;
   for (int64_t d : proto.dims()) {
