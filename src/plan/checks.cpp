@@ -3,6 +3,7 @@
 // cannot make the runtime read or write outside its allocations: the arena
 // holds every value at the largest shapes the ranges allow, and contexts are
 // only ever asked to run shapes inside those ranges.
+#include <algorithm>
 #include <set>
 
 #include "kiln/error.h"
@@ -50,10 +51,14 @@ std::vector<int64_t> dims_at(const ir::Value& v, const ir::SymbolBindings& bindi
   return *dims;
 }
 
+bool sane(const ir::DimRange& r) { return 0 <= r.min && r.min <= r.opt && r.opt <= r.max && r.max <= kMaxRangeValue; }
+
+std::string range_text(const ir::DimRange& r) { return str("min ", r.min, ", opt ", r.opt, ", max ", r.max); }
+
 void check_ranges(const ir::Network& net, const std::string& label) {
   for (auto& [symbol, r] : net.dim_ranges())
-    if (r.min < 0 || r.min > r.opt || r.opt > r.max || r.max > kMaxRangeValue)
-      fail(ErrorCode::kParseError, label, ": the range of '", symbol, "' is min ", r.min, ", opt ", r.opt, ", max ", r.max,
+    if (!sane(r))
+      fail(ErrorCode::kParseError, label, ": the range of '", symbol, "' is ", range_text(r),
            "; it must satisfy 0 <= min <= opt <= max <= ", kMaxRangeValue);
   for (ir::ValueId id : net.inputs()) {
     const ir::Value& v = net.value(id);
@@ -70,11 +75,48 @@ void check_ranges(const ir::Network& net, const std::string& label) {
   }
 }
 
+// Every profile ranges exactly the plan's symbols, sanely, and the plan's
+// ranges (what the arena was planned for) are their union.
+void check_profiles(const Plan& plan, const std::string& label) {
+  const ir::DimRanges& ranges = plan.network.dim_ranges();
+  if (plan.profiles.empty()) fail(ErrorCode::kParseError, label, ": the plan has no optimization profile");
+  for (size_t k = 0; k < plan.profiles.size(); ++k) {
+    for (auto& [symbol, r] : plan.profiles[k]) {
+      if (!ranges.count(symbol))
+        fail(ErrorCode::kParseError, label, ": profile ", k, " has a range for '", symbol, "', which is not a symbol of the plan's ranges");
+      if (!sane(r))
+        fail(ErrorCode::kParseError, label, ": in profile ", k, " the range of '", symbol, "' is ", range_text(r),
+             "; it must satisfy 0 <= min <= opt <= max <= ", kMaxRangeValue);
+    }
+    for (auto& [symbol, r] : ranges)
+      if (!plan.profiles[k].count(symbol)) fail(ErrorCode::kParseError, label, ": profile ", k, " has no range for '", symbol, "'");
+  }
+  ir::DimRanges expected = union_of(plan.profiles);
+  for (auto& [symbol, r] : ranges) {
+    const ir::DimRange& u = expected.at(symbol);
+    if (r.min != u.min || r.opt != u.opt || r.max != u.max)
+      fail(ErrorCode::kParseError, label, ": the range of '", symbol, "' is ", range_text(r),
+           ", not the union of the profiles' (", range_text(u), ")");
+  }
+}
+
 }  // namespace
+
+ir::DimRanges union_of(const std::vector<ir::DimRanges>& profiles) {
+  ir::DimRanges out;
+  for (const ir::DimRanges& profile : profiles)
+    for (auto& [symbol, r] : profile) {
+      auto it = out.emplace(symbol, r).first;  // the first profile's opt
+      it->second.min = std::min(it->second.min, r.min);
+      it->second.max = std::max(it->second.max, r.max);
+    }
+  return out;
+}
 
 void verify(const Plan& plan, const std::string& label) {
   const ir::Network& net = plan.network;
   check_ranges(net, label);
+  check_profiles(plan, label);
   if (plan.arena_bytes < 0 || plan.arena_bytes % kAlign != 0)
     fail(ErrorCode::kParseError, label, ": the arena size ", plan.arena_bytes, " is not a non-negative multiple of ", kAlign);
   if (plan.arena_offset.size() != net.values().size())

@@ -45,6 +45,8 @@ void begin_input_phase();
 using Json = nlohmann::ordered_json;
 // [1, 3, "N", "N*2"]: constant dims as numbers, symbolic ones as text.
 Json shape_json(const ir::Shape& shape);
+// {symbol: {min, opt, max}}: a plan's ranges or one of its profiles.
+Json ranges_json(const ir::DimRanges& ranges);
 // NaN and infinities have no JSON spelling: each becomes null, and a line in
 // the returned notes says where it was ("/outputs/0/max: inf").
 std::vector<std::string> make_finite(Json& doc);

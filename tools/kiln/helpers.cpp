@@ -20,6 +20,12 @@ Json shape_json(const ir::Shape& shape) {
   return dims;
 }
 
+Json ranges_json(const ir::DimRanges& ranges) {
+  Json out = Json::object();
+  for (auto& [symbol, r] : ranges) out[symbol] = {{"min", r.min}, {"opt", r.opt}, {"max", r.max}};
+  return out;
+}
+
 namespace {
 void make_finite(Json& j, const std::string& path, std::vector<std::string>& notes) {
   if (j.is_number_float() && !std::isfinite(j.get<double>())) {

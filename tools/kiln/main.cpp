@@ -304,8 +304,14 @@ int main(int argc, char** argv) {
       "Passes: constant folding, fusion (matmul epilogues, elementwise chains,\n"
       "attention), channels-last convolutions in fp16/bf16, precision, memory\n"
       "planning. Every symbolic input dim needs a range, from --profile (one per\n"
-      "input) or from the model. Ends with a warning naming the nodes the GPU\n"
-      "runtime cannot run, if any (the plan is written: the CPU device runs it).");
+      "input) or from the model. A plan may hold several optimization profiles:\n"
+      "--profile entries naming different inputs form one profile, and naming an\n"
+      "input again starts the next, e.g. for inputs x and mask:\n"
+      "  --profile x:1x64/4x64/8x64 --profile mask:1x16/4x16/8x16\n"
+      "  --profile x:9x64/32x64/64x64 --profile mask:9x16/32x16/64x16\n"
+      "The plan's memory holds the largest shapes of every profile.\n"
+      "Ends with a warning naming the nodes the GPU runtime cannot run, if any\n"
+      "(the plan is written: the CPU device runs it).");
   build->add_option("MODEL", build_options.model.positional, "ONNX model")->type_name("");
   add_model_aliases(build, build_options.model, true, false);
   build->add_option("-o,--output,--saveEngine", build_options.output, "plan file to write (trtexec: --saveEngine)")
@@ -314,14 +320,16 @@ int main(int argc, char** argv) {
   add_precision(build, build_options.precision, "precision of the plan's kernels");
   repeated(build, "--profile", build_options.profiles,
            "min/opt/max shapes of one input, e.g. x:1x64/8x64/32x64 (repeat per\n"
-           "input; the name is everything before the last ':')")
+           "input; naming an input again starts the next profile; the name is\n"
+           "everything before the last ':')")
       ->type_name("NAME:MIN/OPT/MAX");
   for (auto [flag, specs, bound] : {std::tuple{"--minShapes", &build_options.min_shapes, "smallest"},
                                     {"--optShapes", &build_options.opt_shapes, "tuned-for"},
                                     {"--maxShapes", &build_options.max_shapes, "largest"}})
     repeated(build, flag, *specs,
              std::string("trtexec spelling: the ") + bound + " shapes of a profile, e.g.\n"
-             "x:1x64,mask:1x16 (an input only in --optShapes gets one fixed shape)")
+             "x:1x64,mask:1x16 (an input only in --optShapes gets one fixed shape);\n"
+             "given again, it is for the next profile")
         ->type_name("NAME:DIMS[,...]")
         ->group(kTrtexec);
 
