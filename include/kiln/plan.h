@@ -63,6 +63,15 @@ inline constexpr int64_t kMaxRangeValue = (int64_t(1) << 31) - 1;
 // min, the largest max and profile 0's opt.
 ir::DimRanges union_of(const std::vector<ir::DimRanges>& profiles);
 
+// Throws unless `dims` are a shape of input `input` that profile `profile`
+// accepts: its rank, its constant dims, and every symbolic dim inside the
+// profile's range (kShapeError naming the input, dim, symbol, profile and
+// range, and another profile that accepts the shape, if one does). An unknown
+// input or profile is kInvalidArgument.
+void check_input_shape(const Plan& plan, int profile, std::string_view input, const std::vector<int64_t>& dims);
+// Whether check_input_shape would accept these dims (an unknown input or profile: no).
+bool profile_accepts(const Plan& plan, int profile, std::string_view input, const std::vector<int64_t>& dims);
+
 // What deserialize() checks once the network is rebuilt, before anything uses
 // the plan: sane ranges (one for every symbol of every input), profiles that
 // cover exactly those symbols with sane ranges whose union they are, and a memory

@@ -100,6 +100,27 @@ void check_profiles(const Plan& plan, const std::string& label) {
   }
 }
 
+// Whether `profile` accepts `dims` for input `v`: its rank, its constant dims,
+// and every dim that is one symbol inside that symbol's range. (A dim that is
+// an expression, such as 2*n, must agree with the other inputs' dims, which
+// the runtime checks once every input is set.)
+bool accepts(const ir::DimRanges& profile, const ir::Value& v, const std::vector<int64_t>& dims) {
+  if (dims.size() != v.shape.size()) return false;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    const ir::Dim& d = v.shape[i];
+    if (d.is_constant()) {
+      if (d.constant() != dims[i]) return false;
+      continue;
+    }
+    std::set<std::string> symbols;
+    d.collect_symbols(symbols);
+    if (symbols.size() != 1 || d != ir::Dim::symbol(*symbols.begin())) continue;
+    auto r = profile.find(*symbols.begin());
+    if (r == profile.end() || dims[i] < r->second.min || dims[i] > r->second.max) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 ir::DimRanges union_of(const std::vector<ir::DimRanges>& profiles) {
@@ -111,6 +132,62 @@ ir::DimRanges union_of(const std::vector<ir::DimRanges>& profiles) {
       it->second.max = std::max(it->second.max, r.max);
     }
   return out;
+}
+
+void check_input_shape(const Plan& plan, int profile, std::string_view input, const std::vector<int64_t>& dims) {
+  const ir::Network& net = plan.network;
+  if (profile < 0 || size_t(profile) >= plan.profiles.size())
+    fail(ErrorCode::kInvalidArgument, "optimization profile ", profile, " does not exist: the plan has ", plan.profiles.size(),
+         plan.profiles.size() == 1 ? " profile (0)" : str(" profiles (0 to ", plan.profiles.size() - 1, ")"));
+  auto id = net.find_value(input);
+  if (!id || !net.value(*id).is_input) fail(ErrorCode::kInvalidArgument, "'", input, "' is not an input of the network");
+  const ir::Value& v = net.value(*id);
+  if (dims.size() != v.shape.size())
+    fail(ErrorCode::kShapeError, "input '", input, "' has rank ", v.shape.size(), " ", ir::shape_to_string(v.shape), "; got ",
+         dims.size(), " dims");
+  const ir::DimRanges& ranges = plan.profiles[size_t(profile)];
+  for (size_t i = 0; i < dims.size(); ++i) {
+    const ir::Dim& d = v.shape[i];
+    if (d.is_constant() && d.constant() != dims[i])
+      fail(ErrorCode::kShapeError, "input '", input, "' dim ", i, " must be ", d.constant(), "; got ", dims[i]);
+    std::set<std::string> symbols;
+    d.collect_symbols(symbols);
+    if (symbols.size() != 1 || d != ir::Dim::symbol(*symbols.begin())) continue;
+    const std::string& s = *symbols.begin();
+    auto r = ranges.find(s);
+    // The arena was planned for the ranges: a symbol without one has no bound.
+    if (r == ranges.end())
+      fail(ErrorCode::kShapeError, "input '", input, "' dim ", i, " ('", s, "') has no range in profile ", profile,
+           ", so no size is safe for it");
+    if (dims[i] >= r->second.min && dims[i] <= r->second.max) continue;
+    std::string message = str("input '", input, "' dim ", i, " ('", s, "') is ", dims[i], ", outside the range [", r->second.min,
+                              ", ", r->second.max, "] of '", s, "' in profile ", profile);
+    std::optional<size_t> other;
+    for (size_t k = 0; k < plan.profiles.size() && !other; ++k)
+      if (accepts(plan.profiles[k], v, dims)) other = k;
+    if (plan.profiles.size() == 1) {
+      message += " (the plan's only profile)";
+    } else if (other) {
+      message += str("; profile ", *other, " accepts this shape of '", input, "' (", ir::shape_to_string(ir::shape_of(dims)),
+                     "): select profile ", *other, " (ExecutionContext::set_optimization_profile, kiln run/bench --profile-index, "
+                     "InferenceSession profile_index)");
+    } else {
+      message += str("; no profile of the plan accepts it ('", s, "' ranges over");
+      for (size_t k = 0; k < plan.profiles.size(); ++k) {
+        auto range = plan.profiles[k].find(s);
+        if (range != plan.profiles[k].end())
+          message += str(k ? ", " : " ", "[", range->second.min, ", ", range->second.max, "] in profile ", k);
+      }
+      message += ")";
+    }
+    fail(ErrorCode::kShapeError, message);
+  }
+}
+
+bool profile_accepts(const Plan& plan, int profile, std::string_view input, const std::vector<int64_t>& dims) {
+  auto id = plan.network.find_value(input);
+  return profile >= 0 && size_t(profile) < plan.profiles.size() && id && plan.network.value(*id).is_input &&
+         accepts(plan.profiles[size_t(profile)], plan.network.value(*id), dims);
 }
 
 void verify(const Plan& plan, const std::string& label) {
