@@ -867,4 +867,38 @@ TEST(CliProfiles, EachSetOfTrtexecShapesIsAProfile) {
   }
 }
 
+TEST(CliProfiles, ProfileIndexSelectsTheShapesARunTakes) {
+  ModelFile model(two_inputs(), "kiln_cli_profiles_run");
+  TempDir dir;
+  std::string plan = (dir.path / "p.kiln").string();
+  ASSERT_EQ(kiln("build " + model.path.string() + " -o " + plan + kTwoProfiles + " --quiet").code, 0);
+  // Dims not given take the selected profile's opt values.
+  Result first = kiln("run " + plan);
+  EXPECT_EQ(first.code, 0) << first.output;
+  EXPECT_NE(first.output.find("output y: float32[2,4]"), std::string::npos) << first.output;
+  Result second = kiln("run " + plan + " --profile-index 1");
+  EXPECT_EQ(second.code, 0) << second.output;
+  EXPECT_NE(second.output.find("output y: float32[16,4]"), std::string::npos) << second.output;
+  EXPECT_EQ(kiln_json("run " + plan + " --profile-index 1")["profile_index"], 1);
+  // A shape of the other profile: refused on the CPU device too, naming the profile that takes it.
+  Result other = kiln("run " + plan + " --shapes x:12x4,mask:12x16");
+  EXPECT_EQ(other.code, 5) << other.output;
+  EXPECT_NE(other.output.find("outside the range [1, 8] of 'B' in profile 0; profile 1 accepts this shape of 'x' ([12,4])"),
+            std::string::npos)
+      << other.output;
+  EXPECT_EQ(kiln("run " + plan + " --shapes x:12x4,mask:12x16 --profile-index 1").code, 0);
+  for (const std::string& command : {"run " + plan, "bench " + plan + " --trace x:2x4,mask:2x16"}) {
+    Result bad = kiln(command + " --profile-index 2");
+    EXPECT_EQ(bad.code, 2) << command << ": " << bad.output;
+    EXPECT_NE(bad.output.find("--profile-index 2: " + plan + " has 2 optimization profiles (0 to 1); kiln inspect lists them"),
+              std::string::npos)
+        << command << ": " << bad.output;
+    EXPECT_EQ(kiln(command + " --profile-index -1").code, 2) << command;
+  }
+  Result onnx = kiln("run " + model.path.string() + " --profile-index 1");
+  EXPECT_EQ(onnx.code, 2) << onnx.output;
+  EXPECT_NE(onnx.output.find("is an ONNX model, which runs with one profile (0)"), std::string::npos) << onnx.output;
+  EXPECT_NE(kiln("bench --help").output.find("--profile-index"), std::string::npos);
+}
+
 }  // namespace

@@ -85,6 +85,7 @@ struct BuildOptions {
 
 struct RunOptions {
   ModelArg model;
+  int profile_index = 0;  // the plan's optimization profile to run
   std::vector<std::string> shapes, inputs;
   std::string output_dir;
   uint64_t seed = 0;
@@ -103,6 +104,7 @@ struct RunOptions {
 
 struct BenchOptions {
   ModelArg plan;
+  int profile_index = 0;  // the optimization profile every context of the plan selects
   std::vector<std::string> traces, static_plans;
   int repeat = 2, iterations = 100, settle_ms = 30000;
   int streams = 0;  // > 0: also the throughput of that many streams (threads, contexts) per shape
@@ -123,6 +125,9 @@ struct ConformanceOptions {
   std::string dir, device = "cpu", filter;
   bool verbose = false, specialized = false;
 };
+
+// --profile-index: an error (naming `file` and its profiles) unless `plan` has profile `index`.
+void check_profile_index(const plan::Plan& plan, int index, const std::string& file);
 
 // Dims like "1x3x224x224" ("" is a scalar); `what` names the flag and item in errors.
 std::vector<int64_t> parse_dims(const std::string& text, const std::string& what);

@@ -57,6 +57,13 @@ std::string model_path(const ModelArg& model, const char* usage) {
   return !model.positional.empty() ? model.positional : !model.onnx.empty() ? model.onnx : model.engine;
 }
 
+void check_profile_index(const plan::Plan& plan, int index, const std::string& file) {
+  size_t n = plan.profiles.size();
+  if (index < 0 || size_t(index) >= n)
+    fail(ErrorCode::kInvalidArgument, "--profile-index ", index, ": ", file, " has ", n,
+         n == 1 ? " optimization profile (0)" : str(" optimization profiles (0 to ", n - 1, ")"), "; kiln inspect lists them");
+}
+
 std::vector<int64_t> parse_dims(const std::string& text, const std::string& what) {
   std::vector<int64_t> dims;
   if (text.empty()) return dims;  // a scalar

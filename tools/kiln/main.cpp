@@ -122,6 +122,13 @@ CLI::Option* repeated(CLI::App* app, const std::string& name, std::vector<std::s
   return app->add_option(name, values, help)->allow_extra_args(false);
 }
 
+// --profile-index N: the optimization profile of the plan the contexts select.
+CLI::Option* profile_index(CLI::App* app, int& index) {
+  return count(app, "--profile-index", index,
+               "the plan's optimization profile to run: input shapes must lie in\n"
+               "its ranges (kiln inspect lists them)");
+}
+
 constexpr const char* kTrtexec = "trtexec spellings";
 
 // --runtime-cache and friends, shared by run and bench.
@@ -309,7 +316,8 @@ int main(int argc, char** argv) {
       "input again starts the next, e.g. for inputs x and mask:\n"
       "  --profile x:1x64/4x64/8x64 --profile mask:1x16/4x16/8x16\n"
       "  --profile x:9x64/32x64/64x64 --profile mask:9x16/32x16/64x16\n"
-      "The plan's memory holds the largest shapes of every profile.\n"
+      "The plan's memory holds the largest shapes of every profile; a context runs\n"
+      "the shapes of the profile it selects (kiln run/bench --profile-index).\n"
       "Ends with a warning naming the nodes the GPU runtime cannot run, if any\n"
       "(the plan is written: the CPU device runs it).");
   build->add_option("MODEL", build_options.model.positional, "ONNX model")->type_name("");
@@ -351,6 +359,7 @@ int main(int argc, char** argv) {
            "input shapes, e.g. x:1x3x224x224,mask:1x16 (the name is everything\n"
            "before the last ':' of an item)")
       ->type_name("NAME:DIMS[,...]");
+  profile_index(run, run_options.profile_index);
   repeated(run, "--input", run_options.inputs,
            "an input from a .npy file; NAME is the longest prefix before a ':'\n"
            "that names an input of the model")
@@ -393,6 +402,7 @@ int main(int argc, char** argv) {
   add_model_aliases(bench, bench_options.plan, false, true);
   repeated(bench, "--trace", bench_options.traces, "the input shapes of one call, e.g. x:1x7x512 (repeat, in order)")
       ->type_name("NAME:DIMS[,...]");
+  profile_index(bench, bench_options.profile_index);
   count(bench, "--repeat", bench_options.repeat, "times the whole trace runs");
   count(bench, "--iterations", bench_options.iterations, "steady-state calls per shape, at least");
   span(bench, "--duration", bench_options.duration_s, 86400, "SECONDS", "time each shape's steady state for at least this long, too");
