@@ -4,7 +4,9 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kiln/export.h"
@@ -13,11 +15,15 @@
 KILN_API_BEGIN
 namespace kiln::plan {
 
-// 3: nodes name their op (2 stored its position in the op list, which every
-// new op could shift); 2: XXH3-64 checksums (1 had FNV-style ones).
-inline constexpr uint32_t kFormatVersion = 3;
+// 4: optimization profiles after the ranges (3 plans still load, as one
+// profile); 3: nodes name their op (2 stored its position in the op list,
+// which every new op could shift); 2: XXH3-64 checksums (1 had FNV-style ones).
+inline constexpr uint32_t kFormatVersion = 4;
+inline constexpr uint32_t kOldestReadableFormatVersion = 3;
 inline constexpr size_t kWeightAlignment = 256;
 inline constexpr size_t kArenaAlignment = 256;
+// The most optimization profiles a plan may have.
+inline constexpr size_t kMaxProfiles = 1024;
 
 enum class Precision : uint8_t { kFloat32, kFloat16, kBFloat16 };
 std::string_view precision_name(Precision p);
@@ -30,6 +36,12 @@ struct Plan {
   int64_t arena_bytes = 0;            // for the largest shapes of every profile
   std::string source;                 // the model it came from
   std::string kiln_version;           // the kiln that built it
+  // The optimization profiles (at least one): each has a range for every
+  // symbol of network.dim_ranges(), and those ranges are their union (see
+  // union_of), so the memory plan holds the largest shapes of every profile.
+  // An execution context runs the shapes of the profile it selected.
+  std::vector<ir::DimRanges> profiles;
+  uint32_t format_version = kFormatVersion;  // of the file it was read from
 };
 
 std::string serialize(const Plan& plan);
@@ -47,8 +59,22 @@ std::string frame(std::string_view meta, std::string_view weights);
 // The largest value a range may take: larger ones are refused at load.
 inline constexpr int64_t kMaxRangeValue = (int64_t(1) << 31) - 1;
 
+// The ranges a plan of these profiles is made for: per symbol the smallest
+// min, the largest max and profile 0's opt.
+ir::DimRanges union_of(const std::vector<ir::DimRanges>& profiles);
+
+// Throws unless `dims` are a shape of input `input` that profile `profile`
+// accepts: its rank, its constant dims, and every symbolic dim inside the
+// profile's range (kShapeError naming the input, dim, symbol, profile and
+// range, and another profile that accepts the shape, if one does). An unknown
+// input or profile is kInvalidArgument.
+void check_input_shape(const Plan& plan, int profile, std::string_view input, const std::vector<int64_t>& dims);
+// Whether check_input_shape would accept these dims (an unknown input or profile: no).
+bool profile_accepts(const Plan& plan, int profile, std::string_view input, const std::vector<int64_t>& dims);
+
 // What deserialize() checks once the network is rebuilt, before anything uses
-// the plan: sane ranges (one for every symbol of every input), and a memory
+// the plan: sane ranges (one for every symbol of every input), profiles that
+// cover exactly those symbols with sane ranges whose union they are, and a memory
 // plan that holds every value at the largest shapes of the ranges (aligned
 // offsets; a slot for every intermediate, none for inputs, outputs and
 // weights). Throws kParseError naming `label`, the value and the numbers.

@@ -28,8 +28,9 @@ int compiler_version();
 
 // Compiles every generic kernel of `plan` for `arch` (e.g. 90 for sm_90) into
 // `cache`, without a GPU, so a deployment can ship a warm cache; and for each
-// set of input shapes in `shape_sets` (input name -> dims), the kernels
-// specialized for those shapes. Returns the number of kernels compiled or found.
+// set of input shapes in `shape_sets` (input name -> dims; each set inside
+// one of the plan's profiles), the kernels specialized for those shapes.
+// Returns the number of kernels compiled or found.
 // `progress` as RuntimeConfig::progress.
 using InputShapes = std::map<std::string, std::vector<int64_t>, std::less<>>;
 int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache,
@@ -89,9 +90,10 @@ struct RuntimeConfig {
   int specialization_threads = 2;           // background compilers for `lazy`
   size_t max_specialized_kernels = 1024;    // specialized kernels kept (LRU); 0: none
   size_t shapes_per_context = 16;           // prepared shapes a context keeps (LRU)
-  // create_context runs the network once at the profile's opt shapes on zeroed
+  // create_context runs the network once at profile 0's opt shapes on zeroed
   // scratch memory (then freed), so library state and kernel modules are
-  // loaded before the first real call instead of during it.
+  // loaded before the first real call instead of during it; selecting another
+  // profile does the same at its opt shapes.
   bool warm_up_contexts = true;
   CudaGraphStrategy cuda_graph_strategy = CudaGraphStrategy::kDisabled;
   int graph_warmup_calls = 1;       // direct calls at a shape before it is captured
@@ -125,6 +127,7 @@ class Engine {
   const plan::Plan& plan() const;
   const RuntimeConfig& config() const;
   bool has_dynamic_inputs() const;  // some input has a symbolic dim
+  int profile_count() const;        // the plan's optimization profiles (at least 1)
   int device() const;
   int kernel_count() const;         // distinct compiled modules
   int cached_kernel_count() const;  // of those, taken from the runtime cache
@@ -144,7 +147,22 @@ struct ContextState;
 class ExecutionContext {
  public:
   ~ExecutionContext();
-  // Dims of a network input; must fit its constant dims and its ranges.
+  // The optimization profile whose input shapes this context runs: 0 when
+  // created. set_input_shape and prepare refuse shapes outside its ranges
+  // (kShapeError naming the input, dim, symbol, the profile and its range, and
+  // another profile that accepts the shape, if one does).
+  //
+  // Selecting another profile keeps every prepared shape and the input shapes
+  // it accepts (the others are unset: set them again) and, with
+  // RuntimeConfig::warm_up_contexts, warms the context up at its opt shapes
+  // unless they are prepared already. That may allocate and synchronize, so
+  // while `stream` (the stream the caller enqueues this context on) is being
+  // captured it throws kInvalidArgument, changing nothing. A profile outside
+  // [0, Engine::profile_count()) is kInvalidArgument.
+  void set_optimization_profile(int profile, cudaStream_t stream);
+  int optimization_profile() const;
+  // Dims of a network input; must fit its constant dims and the ranges of
+  // the context's optimization profile.
   void set_input_shape(std::string_view input, const std::vector<int64_t>& dims);
   // Dims of any input or output for the shapes set so far.
   std::vector<int64_t> tensor_shape(std::string_view name) const;

@@ -62,8 +62,16 @@ class Plan:
 
     @property
     def ranges(self) -> dict[str, tuple[int, int, int]]:
-        """(min, opt, max) of every symbolic dim."""
+        """(min, opt, max) of every symbolic dim: the union of the profiles (profile 0's opt)."""
         return dict(self._native.network.ranges)
+
+    @property
+    def profiles(self) -> list[dict[str, tuple[int, int, int]]]:
+        """The optimization profiles: per profile, (min, opt, max) of every symbolic dim.
+
+        A session runs the input shapes of the profile it selects (``InferenceSession(profile_index=)``).
+        """
+        return [dict(p) for p in self._native.profiles]
 
     def __repr__(self) -> str:
         ins = ", ".join(f"{t.name}: {t.dtype}{list(t.shape)}" for t in self.inputs)
@@ -74,26 +82,44 @@ class Plan:
 Profile = tuple[Sequence[int], Sequence[int], Sequence[int]]
 
 
-def _check_profiles(profiles: Mapping[str, Profile] | None) -> dict:
-    out = {}
-    for name, shapes in (profiles or {}).items():
-        if not isinstance(shapes, (tuple, list)) or len(shapes) != 3:
-            raise ValueError(f"profile for '{name}' must be (min_shape, opt_shape, max_shape); got {shapes!r}")
-        out[str(name)] = tuple([int(d) for d in shape] for shape in shapes)
+def _check_profiles(profiles: Mapping[str, Profile] | Sequence[Mapping[str, Profile]] | None) -> list[dict]:
+    """One profile (a dict) or several (a list of dicts) as a list of {input: (min, opt, max)}."""
+    if profiles is None:
+        return []
+    several = not isinstance(profiles, Mapping)
+    if several and not isinstance(profiles, (list, tuple)):
+        raise TypeError(
+            "profiles must be a dict of input name -> (min_shape, opt_shape, max_shape) (one profile) "
+            f"or a list of such dicts (several); got {type(profiles).__name__}"
+        )
+    out = []
+    for k, profile in enumerate(profiles if several else [profiles]):
+        where = f" in profile {k}" if several else ""
+        if not isinstance(profile, Mapping):
+            raise TypeError(f"profile {k} must be a dict of input name -> (min_shape, opt_shape, max_shape); got {type(profile).__name__}")
+        shapes_of = {}
+        for name, shapes in profile.items():
+            if not isinstance(shapes, (tuple, list)) or len(shapes) != 3:
+                raise ValueError(f"profile for '{name}'{where} must be (min_shape, opt_shape, max_shape); got {shapes!r}")
+            shapes_of[str(name)] = tuple([int(d) for d in shape] for shape in shapes)
+        out.append(shapes_of)
     return out
 
 
 def build(
     model: str | os.PathLike,
-    profiles: Mapping[str, Profile] | None = None,
+    profiles: Mapping[str, Profile] | Sequence[Mapping[str, Profile]] | None = None,
     precision: str = "fp32",
     progress: Callable[[str], None] | None = None,
 ) -> Plan:
     """Builds an ONNX model into a plan, without a GPU.
 
     ``profiles`` gives (min, opt, max) shapes for inputs with symbolic dims, e.g.
-    ``{"x": ((1, 64), (8, 64), (32, 64))}``; ``precision`` is fp32, fp16 or bf16
-    (inputs and outputs keep their dtypes); ``progress`` receives one line per pass.
+    ``{"x": ((1, 64), (8, 64), (32, 64))}``, or a list of such dicts for a plan with several
+    optimization profiles (``[{"x": ((1, 64), (4, 64), (8, 64))}, {"x": ((9, 64), (32, 64), (64, 64))}]``):
+    every profile needs shapes for every input with symbolic dims, and a session runs the shapes of the
+    profile it selects. ``precision`` is fp32, fp16 or bf16 (inputs and outputs keep their dtypes);
+    ``progress`` receives one line per pass.
     """
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(_PRECISIONS)}; got {precision!r}")

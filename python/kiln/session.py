@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -36,7 +37,8 @@ class InferenceSession:
     the exact CPU reference interpreter (slow; for tests and machines without a GPU).
     ``run`` takes numpy arrays or torch tensors; CUDA torch tensors stay on the
     device (no copies) and the outputs are torch tensors on it, queued on torch's
-    current stream (or ``stream``).
+    current stream (or ``stream``). ``profile_index`` selects the plan's optimization
+    profile whose input shapes the session runs (``profile_index`` can be set later too).
     """
 
     def __init__(
@@ -45,8 +47,9 @@ class InferenceSession:
         device: str = "cuda",
         runtime_settings: RuntimeSettings | None = None,
         *,
-        profiles: Mapping | None = None,
+        profiles: Mapping | Sequence[Mapping] | None = None,
         precision: str | None = None,
+        profile_index: int = 0,
     ):
         self._kind, self._device = _parse_device(device)
         if runtime_settings is None:
@@ -72,8 +75,10 @@ class InferenceSession:
         self._output_index = {t.name: i for i, t in enumerate(self._outputs)}
         self._context = None
         self._warned_legacy_stream = False
+        self._profile_index = 0
         if self._kind == "cuda":
             self._start_engine()
+        self.set_profile_index(profile_index)
 
     def _start_engine(self) -> None:
         s = self._settings
@@ -103,6 +108,39 @@ class InferenceSession:
     @property
     def plan(self) -> Plan | None:
         return self._plan
+
+    @property
+    def profile_index(self) -> int:
+        """The optimization profile whose input shapes this session runs (see ``Plan.profiles``)."""
+        return self._profile_index
+
+    @profile_index.setter
+    def profile_index(self, index: int) -> None:
+        self.set_profile_index(index)
+
+    def set_profile_index(self, index: int, *, stream: int | None = None) -> None:
+        """Selects the plan's optimization profile ``index`` for the following runs.
+
+        On the GPU this warms the session up at the profile's opt shapes (unless it ran them before), so it is
+        refused while ``stream`` (default: torch's current stream when torch is in use) is being captured.
+        """
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"profile_index must be an int; got {type(index).__name__}")
+        count = len(self._plan.profiles) if self._plan is not None else 1
+        if not 0 <= index < count:
+            which = "profile (0)" if count == 1 else f"profiles (0 to {count - 1})"
+            raise ValueError(f"profile_index {index} does not exist: the plan has {count} optimization {which}")
+        if self._context is not None:
+            self._context.set_optimization_profile(index, self._caller_stream(stream))
+        self._profile_index = index
+
+    def _caller_stream(self, stream: int | None) -> int:
+        if stream is not None:
+            return stream
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            return torch.cuda.current_stream(None if self._device < 0 else self._device).cuda_stream
+        return 0  # the legacy stream: CUDA reports it captured while a global-mode capture is open anywhere
 
     def stats(self) -> dict:
         """Native graph counters and, per prepared shape, generic/specialized kernel counts."""
@@ -171,6 +209,8 @@ class InferenceSession:
         feeds = []
         for info, x in zip(self._inputs, ordered):
             a = self._host_array(x)
+            if self._plan is not None:  # the shapes the selected profile accepts, as on the GPU
+                self._plan._native.check_input_shape(self._profile_index, info.name, list(a.shape))
             feeds.append((info.name, info.dtype, list(a.shape), a.reshape(-1).view(np.uint8)))
         results = []
         for name, dtype, dims, data in _C.reference_run(self._network, feeds):

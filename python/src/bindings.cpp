@@ -66,9 +66,9 @@ nb::list io_description(const ir::Network& net, bool inputs) {
   return out;
 }
 
-nb::dict ranges_to_python(const ir::Network& net) {
+nb::dict ranges_to_python(const ir::DimRanges& ranges) {
   nb::dict out;
-  for (auto& [symbol, r] : net.dim_ranges()) out[symbol.c_str()] = nb::make_tuple(r.min, r.opt, r.max);
+  for (auto& [symbol, r] : ranges) out[symbol.c_str()] = nb::make_tuple(r.min, r.opt, r.max);
   return out;
 }
 
@@ -294,7 +294,7 @@ NB_MODULE(_C, m) {
   nb::class_<ir::Network>(m, "Network")
       .def_prop_ro("inputs", [](const ir::Network& n) { return io_description(n, true); })
       .def_prop_ro("outputs", [](const ir::Network& n) { return io_description(n, false); })
-      .def_prop_ro("ranges", &ranges_to_python)
+      .def_prop_ro("ranges", [](const ir::Network& n) { return ranges_to_python(n.dim_ranges()); })
       .def_prop_ro("op_counts",
                    [](const ir::Network& n) {
                      std::map<std::string, int> counts;
@@ -369,19 +369,35 @@ NB_MODULE(_C, m) {
       .def_prop_ro("precision", [](const plan::Plan& p) { return std::string(plan::precision_name(p.precision)); })
       .def_prop_ro("network", [](const plan::Plan& p) -> const ir::Network& { return p.network; }, nb::rv_policy::reference_internal)
       .def_prop_ro("source", [](const plan::Plan& p) { return p.source; })
-      .def_prop_ro("arena_bytes", [](const plan::Plan& p) { return p.arena_bytes; });
+      .def_prop_ro("arena_bytes", [](const plan::Plan& p) { return p.arena_bytes; })
+      .def_prop_ro("profiles",
+                   [](const plan::Plan& p) {
+                     nb::list out;
+                     for (const ir::DimRanges& profile : p.profiles) out.append(ranges_to_python(profile));
+                     return out;
+                   })
+      .def_prop_ro("format_version", [](const plan::Plan& p) { return p.format_version; })
+      .def("check_input_shape",
+           [](const plan::Plan& p, int profile, const std::string& input, const std::vector<int64_t>& dims) {
+             plan::check_input_shape(p, profile, input, dims);
+           },
+           "profile"_a, "input"_a, "dims"_a);
 
   m.def(
       "build",
+      // profiles: per optimization profile, input name -> (min, opt, max) dims.
       [](const ir::Network& net,
-         const std::map<std::string, std::tuple<std::vector<int64_t>, std::vector<int64_t>, std::vector<int64_t>>>& profiles,
+         const std::vector<std::map<std::string, std::tuple<std::vector<int64_t>, std::vector<int64_t>, std::vector<int64_t>>>>&
+             profiles,
          const std::string& precision, const std::string& source, std::function<void(const std::string&)> progress) {
         builder::BuildOptions options;
         auto p = plan::parse_precision(precision);
         if (!p) fail(ErrorCode::kInvalidArgument, "precision must be fp32, fp16 or bf16; got '", precision, "'");
         options.precision = *p;
-        for (auto& [input, shapes] : profiles)
-          builder::add_input_profile(net, input, std::get<0>(shapes), std::get<1>(shapes), std::get<2>(shapes), options);
+        options.profiles.resize(profiles.size());  // an empty one too: the network's own ranges
+        for (size_t k = 0; k < profiles.size(); ++k)
+          for (auto& [input, shapes] : profiles[k])
+            builder::add_input_profile(net, input, std::get<0>(shapes), std::get<1>(shapes), std::get<2>(shapes), options, k);
         options.progress = std::move(progress);
         nb::gil_scoped_release release;
         return builder::build(net, options, source);
@@ -467,6 +483,7 @@ NB_MODULE(_C, m) {
           },
           "plan"_a, "cuda_graph_strategy"_a, "kernel_specialization"_a, "cache"_a.none(), "device"_a)
       .def_prop_ro("has_dynamic_inputs", &runtime::Engine::has_dynamic_inputs)
+      .def_prop_ro("profile_count", &runtime::Engine::profile_count)
       .def_prop_ro("kernel_count", &runtime::Engine::kernel_count)
       .def_prop_ro("cached_kernel_count", &runtime::Engine::cached_kernel_count)
       .def("create_context", [](std::shared_ptr<runtime::Engine> e) {
@@ -497,6 +514,13 @@ NB_MODULE(_C, m) {
            },
            "addresses"_a, "stream"_a)
       .def("is_stream_capturable", [](const Context& c, uintptr_t stream) { return c.context->is_stream_capturable(cudaStream_t(stream)); })
+      .def("set_optimization_profile",
+           [](Context& c, int profile, uintptr_t stream) {
+             nb::gil_scoped_release release;  // may warm the context up
+             c.context->set_optimization_profile(profile, cudaStream_t(stream));
+           },
+           "profile"_a, "stream"_a)
+      .def_prop_ro("optimization_profile", [](const Context& c) { return c.context->optimization_profile(); })
       .def("set_cuda_graph_strategy",
            [](Context& c, const std::string& name) { c.context->set_cuda_graph_strategy(graph_strategy(name)); })
       .def("graph_stats", [](const Context& c) { return graph_stats_to_python(c.context->graph_stats()); })

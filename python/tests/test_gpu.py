@@ -36,6 +36,23 @@ def test_numpy_on_the_gpu_matches_the_reference(mlp, rng, precision, tolerance, 
         assert close(y, mlp_reference(x, weights), tolerance), f"batch {batch}"
 
 
+def test_each_profile_runs_its_shapes(mlp, rng):
+    path, weights = mlp
+    profiles = [{"x": ((1, 16), (2, 16), (8, 16))}, {"x": ((9, 16), (32, 16), (64, 16))}]
+    session = kiln.InferenceSession(path, "cuda", GRAPHS, profiles=profiles)
+    prepared = lambda: {s["shape"] for s in session.stats()["shapes"]}  # noqa: E731
+    assert prepared() == {"x:2x16"}  # warmed up at profile 0's opt
+    small, large = (rng.uniform(-1, 1, (n, 16)).astype(np.float32) for n in (8, 40))
+    assert close(session.run(None, {"x": small})[0], mlp_reference(small, weights), 1e-5)
+    with pytest.raises(kiln.Error, match="profile 1 accepts this shape"):
+        session.run(None, {"x": large})
+    session.profile_index = 1
+    assert "x:32x16" in prepared() and "x:8x16" in prepared()  # warmed up at profile 1's opt; nothing dropped
+    assert close(session.run(None, {"x": large})[0], mlp_reference(large, weights), 1e-5)
+    with pytest.raises(kiln.Error, match="profile 0 accepts this shape"):
+        session.run(None, {"x": small})
+
+
 def test_torch_cuda_tensors_stay_on_the_device(mlp, rng):
     torch = pytest.importorskip("torch")
     path, weights = mlp

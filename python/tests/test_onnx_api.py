@@ -17,7 +17,55 @@ def test_build_gives_a_plan_with_symbolic_shapes_and_ranges(mlp):
     assert [(t.name, t.dtype, t.shape) for t in plan.inputs] == [("x", "float32", ("N", 16))]
     assert [(t.name, t.dtype, t.shape) for t in plan.outputs] == [("y", "float32", ("N", 8))]
     assert plan.ranges == {"N": (1, 4, 32)}
+    assert plan.profiles == [{"N": (1, 4, 32)}]
     assert plan.precision == "fp32"
+
+
+TWO_PROFILES = [{"x": ((1, 16), (2, 16), (8, 16))}, {"x": ((9, 16), (32, 16), (64, 16))}]
+
+
+def test_build_with_several_profiles(mlp, tmp_path):
+    path, _ = mlp
+    plan = kiln.build(path, profiles=TWO_PROFILES)
+    assert plan.profiles == [{"N": (1, 2, 8)}, {"N": (9, 32, 64)}]
+    assert plan.ranges == {"N": (1, 2, 64)}  # the union: the plan's memory holds the largest shapes of both
+    plan.save(tmp_path / "two.kiln")
+    assert kiln.Plan.load(tmp_path / "two.kiln").profiles == plan.profiles
+    with pytest.raises(kiln.Error, match="has no range in profile 1") as info:
+        kiln.build(path, profiles=[{"x": ((1, 16), (2, 16), (8, 16))}, {}])
+    assert info.value.code == "unsupported"
+    with pytest.raises(ValueError, match="profile for 'x' in profile 1 must be"):
+        kiln.build(path, profiles=[{"x": ((1, 16), (2, 16), (8, 16))}, {"x": ((9, 16), (64, 16))}])
+    with pytest.raises(TypeError, match="profile 1 must be a dict"):
+        kiln.build(path, profiles=[{"x": ((1, 16), (2, 16), (8, 16))}, ((9, 16), (32, 16), (64, 16))])
+    with pytest.raises(TypeError, match="or a list of such dicts"):
+        kiln.build(path, profiles="x:1x16/2x16/8x16")
+
+
+def test_cpu_session_runs_the_shapes_of_its_profile(mlp, rng):
+    path, weights = mlp
+    plan = kiln.build(path, profiles=TWO_PROFILES)
+    session = kiln.InferenceSession(plan, device="cpu")
+    assert session.profile_index == 0
+    small, large = (rng.uniform(-1, 1, (n, 16)).astype(np.float32) for n in (8, 12))
+    (y,) = session.run(None, {"x": small})
+    np.testing.assert_allclose(y, mlp_reference(small, weights), rtol=1e-5, atol=1e-5)
+    with pytest.raises(kiln.Error, match=r"outside the range \[1, 8\] of 'N' in profile 0; profile 1 accepts") as info:
+        session.run(None, {"x": large})
+    assert info.value.code == "shape error"
+    session.profile_index = 1
+    (y,) = session.run(None, {"x": large})
+    np.testing.assert_allclose(y, mlp_reference(large, weights), rtol=1e-5, atol=1e-5)
+    with pytest.raises(kiln.Error, match="profile 0 accepts"):
+        session.run(None, {"x": small})
+    assert kiln.InferenceSession(plan, device="cpu", profile_index=1).profile_index == 1
+    with pytest.raises(ValueError, match=r"profile_index 2 does not exist: the plan has 2 optimization profiles \(0 to 1\)"):
+        session.profile_index = 2
+    assert session.profile_index == 1
+    with pytest.raises(TypeError, match="profile_index must be an int"):
+        session.profile_index = "1"
+    with pytest.raises(ValueError, match=r"the plan has 1 optimization profile \(0\)"):
+        kiln.InferenceSession(path, device="cpu", profile_index=1)  # a model run as written: one profile
 
 
 def test_plan_save_load_round_trip(mlp, tmp_path):

@@ -1,6 +1,7 @@
 #include "kiln/builder.h"
 
 #include <algorithm>
+#include <array>
 #include <numeric>
 
 #include "graph.h"
@@ -14,13 +15,19 @@ namespace kiln::builder {
 using ir::OpKind;
 
 void add_input_profile(const ir::Network& net, const std::string& input, const std::vector<int64_t>& min,
-                       const std::vector<int64_t>& opt, const std::vector<int64_t>& max, BuildOptions& options) {
+                       const std::vector<int64_t>& opt, const std::vector<int64_t>& max, BuildOptions& options,
+                       size_t profile) {
+  if (profile > options.profiles.size())
+    fail(ErrorCode::kInvalidArgument, "--profile for '", input, "' adds to profile ", profile, ", but there are ",
+         options.profiles.size(), " profiles so far; profiles are added in order (the next one is ", options.profiles.size(), ")");
   auto id = net.find_value(input);
   if (!id || !net.value(*id).is_input) fail(ErrorCode::kInvalidArgument, "--profile names '", input, "', which is not an input");
   const ir::Shape& shape = net.value(*id).shape;
   if (min.size() != shape.size() || opt.size() != shape.size() || max.size() != shape.size())
     fail(ErrorCode::kInvalidArgument, "--profile for '", input, "' needs ", shape.size(), " dims per shape ",
          ir::shape_to_string(shape));
+  const ir::DimRanges* before = profile < options.profiles.size() ? &options.profiles[profile] : nullptr;
+  ir::DimRanges added;  // kept only once every dim passed
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i].is_constant()) {
       if (min[i] != shape[i].constant() || opt[i] != shape[i].constant() || max[i] != shape[i].constant())
@@ -34,8 +41,21 @@ void add_input_profile(const ir::Network& net, const std::string& input, const s
     if (min[i] < 0 || min[i] > opt[i] || opt[i] > max[i] || max[i] > plan::kMaxRangeValue)
       fail(ErrorCode::kInvalidArgument, "--profile for '", input, "' dim ", i, " must satisfy 0 <= min <= opt <= max <= ",
            plan::kMaxRangeValue);
-    options.ranges[*symbols.begin()] = ir::DimRange{min[i], opt[i], max[i]};
+    const std::string& symbol = *symbols.begin();
+    for (const ir::DimRanges* known : std::array<const ir::DimRanges*, 2>{before, &added}) {
+      if (!known) continue;
+      auto it = known->find(symbol);
+      if (it == known->end()) continue;
+      const ir::DimRange& r = it->second;
+      if (r.min != min[i] || r.opt != opt[i] || r.max != max[i])
+        fail(ErrorCode::kInvalidArgument, "--profile for '", input, "' dim ", i, " gives '", symbol, "' ", min[i], "/", opt[i], "/",
+             max[i], ", but profile ", profile, " already has ", r.min, "/", r.opt, "/", r.max,
+             " for it from another dim; dims that share a symbol need the same range");
+    }
+    added[symbol] = ir::DimRange{min[i], opt[i], max[i]};
   }
+  if (profile == options.profiles.size()) options.profiles.emplace_back();
+  options.profiles[profile].merge(added);
 }
 
 namespace {
@@ -86,24 +106,8 @@ class PlacedSlots {
 void plan_memory(plan::Plan& p) {
   const ir::Network& net = p.network;
   size_t nv = net.values().size();
-  ir::SymbolBindings max_bindings;
-  for (auto& [s, r] : net.dim_ranges()) {
-    if (r.max > plan::kMaxRangeValue)
-      fail(ErrorCode::kInvalidArgument, "the range of '", s, "' has max ", r.max, "; at most ", plan::kMaxRangeValue);
-    max_bindings[s] = r.max;
-  }
-  // The runtime refuses shapes outside the ranges; an input dim without one could take any size.
-  for (ir::ValueId id : net.inputs()) {
-    const ir::Value& in = net.value(id);
-    for (size_t i = 0; i < in.shape.size(); ++i) {
-      std::set<std::string> symbols;
-      in.shape[i].collect_symbols(symbols);
-      for (auto& s : symbols)
-        if (!max_bindings.count(s))
-          fail(ErrorCode::kUnsupported, "input '", in.name, "' dim ", i, " ('", s,
-               "') has no range; give every symbolic input dim a range with --profile");
-    }
-  }
+  ir::SymbolBindings max_bindings;  // every input symbol has a range (resolve_profiles)
+  for (auto& [s, r] : net.dim_ranges()) max_bindings[s] = r.max;
   std::vector<ir::ValueId> storage(nv);  // the value whose arena slot v uses
   for (size_t v = 0; v < nv; ++v) storage[v] = ir::ValueId(v);
   std::vector<bool> in_arena(nv, false);
@@ -199,13 +203,61 @@ void plan_memory(plan::Plan& p) {
 }
 
 
+namespace {
+
+// The plan's profiles: each one given has its ranges over the network's own,
+// for every symbol of the network's ranges and input dims. The runtime
+// refuses input shapes outside the selected profile, so every symbolic input
+// dim needs a range in each (without one, it could take any size).
+std::vector<ir::DimRanges> resolve_profiles(const ir::Network& net, const BuildOptions& options) {
+  std::vector<ir::DimRanges> given = options.profiles;
+  if (given.empty()) given.emplace_back();
+  if (given.size() > plan::kMaxProfiles)
+    fail(ErrorCode::kInvalidArgument, given.size(), " optimization profiles; a plan has at most ", plan::kMaxProfiles);
+  std::set<std::string> symbols;
+  for (auto& [s, r] : net.dim_ranges()) symbols.insert(s);
+  for (ir::ValueId id : net.inputs())
+    for (const ir::Dim& d : net.value(id).shape) d.collect_symbols(symbols);
+  std::vector<ir::DimRanges> profiles;
+  for (size_t k = 0; k < given.size(); ++k) {
+    std::string in_profile = given.size() == 1 ? "" : str(" in profile ", k);
+    for (auto& [s, r] : given[k])
+      if (!symbols.count(s))
+        fail(ErrorCode::kInvalidArgument, "profile ", k, " has a range for '", s, "', which no input dim of the network uses");
+    ir::DimRanges& profile = profiles.emplace_back();
+    for (const std::string& s : symbols) {
+      if (auto it = given[k].find(s); it != given[k].end()) profile[s] = it->second;
+      else if (auto own = net.dim_ranges().find(s); own != net.dim_ranges().end()) profile[s] = own->second;
+    }
+    for (ir::ValueId id : net.inputs()) {
+      const ir::Value& in = net.value(id);
+      for (size_t i = 0; i < in.shape.size(); ++i) {
+        std::set<std::string> used;
+        in.shape[i].collect_symbols(used);
+        for (auto& s : used)
+          if (!profile.count(s))
+            fail(ErrorCode::kUnsupported, "input '", in.name, "' dim ", i, " ('", s, "') has no range", in_profile,
+                 "; give every symbolic input dim a range", given.size() == 1 ? " with --profile" : " in every profile");
+      }
+    }
+    for (auto& [s, r] : profile)
+      if (r.min < 0 || r.min > r.opt || r.opt > r.max || r.max > plan::kMaxRangeValue)
+        fail(ErrorCode::kInvalidArgument, "the range of '", s, "'", in_profile, " is min ", r.min, ", opt ", r.opt, ", max ", r.max,
+             "; it must satisfy 0 <= min <= opt <= max <= ", plan::kMaxRangeValue);
+  }
+  return profiles;
+}
+
+}  // namespace
+
 plan::Plan build(const ir::Network& network, const BuildOptions& options, const std::string& source) {
   auto say = [&](const std::string& line) {
     if (options.progress) options.progress(line);
     else kiln::log(Severity::kInfo, line);
   };
+  std::vector<ir::DimRanges> profiles = resolve_profiles(network, options);
   Graph g = Graph::from_network(network);
-  for (auto& [s, r] : options.ranges) g.ranges[s] = r;
+  g.ranges = plan::union_of(profiles);  // the passes and the memory plan hold for every profile
   auto run = [&](const char* name, auto&& pass) {
     int n = pass(g);
     ir::Network checked = g.to_network();  // re-validate and re-infer after every pass
@@ -240,8 +292,10 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
   p.precision = options.precision;
   p.source = source;
   p.kiln_version = kVersion;
+  p.profiles = std::move(profiles);
   plan_memory(p);
-  say(str("memory plan: arena ", p.arena_bytes, " bytes for the largest shapes"));
+  say(str("memory plan: arena ", p.arena_bytes, " bytes for the largest shapes",
+          p.profiles.size() == 1 ? "" : str(" of ", p.profiles.size(), " profiles")));
   return p;
 }
 

@@ -26,7 +26,7 @@ struct Graph {
   std::vector<ir::Node> nodes;  // topological; passes keep it so
   std::vector<bool> dead;       // per node: removed by a pass
   std::vector<ir::ValueId> inputs, outputs;
-  std::map<std::string, ir::DimRange, std::less<>> ranges;
+  ir::DimRanges ranges;
 
   static Graph from_network(const ir::Network& net);
   ir::Network to_network() const;  // finalized

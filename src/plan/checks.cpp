@@ -3,6 +3,7 @@
 // cannot make the runtime read or write outside its allocations: the arena
 // holds every value at the largest shapes the ranges allow, and contexts are
 // only ever asked to run shapes inside those ranges.
+#include <algorithm>
 #include <set>
 
 #include "kiln/error.h"
@@ -50,10 +51,14 @@ std::vector<int64_t> dims_at(const ir::Value& v, const ir::SymbolBindings& bindi
   return *dims;
 }
 
+bool sane(const ir::DimRange& r) { return 0 <= r.min && r.min <= r.opt && r.opt <= r.max && r.max <= kMaxRangeValue; }
+
+std::string range_text(const ir::DimRange& r) { return str("min ", r.min, ", opt ", r.opt, ", max ", r.max); }
+
 void check_ranges(const ir::Network& net, const std::string& label) {
   for (auto& [symbol, r] : net.dim_ranges())
-    if (r.min < 0 || r.min > r.opt || r.opt > r.max || r.max > kMaxRangeValue)
-      fail(ErrorCode::kParseError, label, ": the range of '", symbol, "' is min ", r.min, ", opt ", r.opt, ", max ", r.max,
+    if (!sane(r))
+      fail(ErrorCode::kParseError, label, ": the range of '", symbol, "' is ", range_text(r),
            "; it must satisfy 0 <= min <= opt <= max <= ", kMaxRangeValue);
   for (ir::ValueId id : net.inputs()) {
     const ir::Value& v = net.value(id);
@@ -70,11 +75,125 @@ void check_ranges(const ir::Network& net, const std::string& label) {
   }
 }
 
+// Every profile ranges exactly the plan's symbols, sanely, and the plan's
+// ranges (what the arena was planned for) are their union.
+void check_profiles(const Plan& plan, const std::string& label) {
+  const ir::DimRanges& ranges = plan.network.dim_ranges();
+  if (plan.profiles.empty()) fail(ErrorCode::kParseError, label, ": the plan has no optimization profile");
+  for (size_t k = 0; k < plan.profiles.size(); ++k) {
+    for (auto& [symbol, r] : plan.profiles[k]) {
+      if (!ranges.count(symbol))
+        fail(ErrorCode::kParseError, label, ": profile ", k, " has a range for '", symbol, "', which is not a symbol of the plan's ranges");
+      if (!sane(r))
+        fail(ErrorCode::kParseError, label, ": in profile ", k, " the range of '", symbol, "' is ", range_text(r),
+             "; it must satisfy 0 <= min <= opt <= max <= ", kMaxRangeValue);
+    }
+    for (auto& [symbol, r] : ranges)
+      if (!plan.profiles[k].count(symbol)) fail(ErrorCode::kParseError, label, ": profile ", k, " has no range for '", symbol, "'");
+  }
+  ir::DimRanges expected = union_of(plan.profiles);
+  for (auto& [symbol, r] : ranges) {
+    const ir::DimRange& u = expected.at(symbol);
+    if (r.min != u.min || r.opt != u.opt || r.max != u.max)
+      fail(ErrorCode::kParseError, label, ": the range of '", symbol, "' is ", range_text(r),
+           ", not the union of the profiles' (", range_text(u), ")");
+  }
+}
+
+// Whether `profile` accepts `dims` for input `v`: its rank, its constant dims,
+// and every dim that is one symbol inside that symbol's range. (A dim that is
+// an expression, such as 2*n, must agree with the other inputs' dims, which
+// the runtime checks once every input is set.)
+bool accepts(const ir::DimRanges& profile, const ir::Value& v, const std::vector<int64_t>& dims) {
+  if (dims.size() != v.shape.size()) return false;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    const ir::Dim& d = v.shape[i];
+    if (d.is_constant()) {
+      if (d.constant() != dims[i]) return false;
+      continue;
+    }
+    std::set<std::string> symbols;
+    d.collect_symbols(symbols);
+    if (symbols.size() != 1 || d != ir::Dim::symbol(*symbols.begin())) continue;
+    auto r = profile.find(*symbols.begin());
+    if (r == profile.end() || dims[i] < r->second.min || dims[i] > r->second.max) return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+ir::DimRanges union_of(const std::vector<ir::DimRanges>& profiles) {
+  ir::DimRanges out;
+  for (const ir::DimRanges& profile : profiles)
+    for (auto& [symbol, r] : profile) {
+      auto it = out.emplace(symbol, r).first;  // the first profile's opt
+      it->second.min = std::min(it->second.min, r.min);
+      it->second.max = std::max(it->second.max, r.max);
+    }
+  return out;
+}
+
+void check_input_shape(const Plan& plan, int profile, std::string_view input, const std::vector<int64_t>& dims) {
+  const ir::Network& net = plan.network;
+  if (profile < 0 || size_t(profile) >= plan.profiles.size())
+    fail(ErrorCode::kInvalidArgument, "optimization profile ", profile, " does not exist: the plan has ", plan.profiles.size(),
+         plan.profiles.size() == 1 ? " profile (0)" : str(" profiles (0 to ", plan.profiles.size() - 1, ")"));
+  auto id = net.find_value(input);
+  if (!id || !net.value(*id).is_input) fail(ErrorCode::kInvalidArgument, "'", input, "' is not an input of the network");
+  const ir::Value& v = net.value(*id);
+  if (dims.size() != v.shape.size())
+    fail(ErrorCode::kShapeError, "input '", input, "' has rank ", v.shape.size(), " ", ir::shape_to_string(v.shape), "; got ",
+         dims.size(), " dims");
+  const ir::DimRanges& ranges = plan.profiles[size_t(profile)];
+  for (size_t i = 0; i < dims.size(); ++i) {
+    const ir::Dim& d = v.shape[i];
+    if (d.is_constant() && d.constant() != dims[i])
+      fail(ErrorCode::kShapeError, "input '", input, "' dim ", i, " must be ", d.constant(), "; got ", dims[i]);
+    std::set<std::string> symbols;
+    d.collect_symbols(symbols);
+    if (symbols.size() != 1 || d != ir::Dim::symbol(*symbols.begin())) continue;
+    const std::string& s = *symbols.begin();
+    auto r = ranges.find(s);
+    // The arena was planned for the ranges: a symbol without one has no bound.
+    if (r == ranges.end())
+      fail(ErrorCode::kShapeError, "input '", input, "' dim ", i, " ('", s, "') has no range in profile ", profile,
+           ", so no size is safe for it");
+    if (dims[i] >= r->second.min && dims[i] <= r->second.max) continue;
+    std::string message = str("input '", input, "' dim ", i, " ('", s, "') is ", dims[i], ", outside the range [", r->second.min,
+                              ", ", r->second.max, "] of '", s, "' in profile ", profile);
+    std::optional<size_t> other;
+    for (size_t k = 0; k < plan.profiles.size() && !other; ++k)
+      if (accepts(plan.profiles[k], v, dims)) other = k;
+    if (plan.profiles.size() == 1) {
+      message += " (the plan's only profile)";
+    } else if (other) {
+      message += str("; profile ", *other, " accepts this shape of '", input, "' (", ir::shape_to_string(ir::shape_of(dims)),
+                     "): select profile ", *other, " (ExecutionContext::set_optimization_profile, kiln run/bench --profile-index, "
+                     "InferenceSession profile_index)");
+    } else {
+      message += str("; no profile of the plan accepts it ('", s, "' ranges over");
+      for (size_t k = 0; k < plan.profiles.size(); ++k) {
+        auto range = plan.profiles[k].find(s);
+        if (range != plan.profiles[k].end())
+          message += str(k ? ", " : " ", "[", range->second.min, ", ", range->second.max, "] in profile ", k);
+      }
+      message += ")";
+    }
+    fail(ErrorCode::kShapeError, message);
+  }
+}
+
+bool profile_accepts(const Plan& plan, int profile, std::string_view input, const std::vector<int64_t>& dims) {
+  auto id = plan.network.find_value(input);
+  return profile >= 0 && size_t(profile) < plan.profiles.size() && id && plan.network.value(*id).is_input &&
+         accepts(plan.profiles[size_t(profile)], plan.network.value(*id), dims);
+}
 
 void verify(const Plan& plan, const std::string& label) {
   const ir::Network& net = plan.network;
   check_ranges(net, label);
+  check_profiles(plan, label);
   if (plan.arena_bytes < 0 || plan.arena_bytes % kAlign != 0)
     fail(ErrorCode::kParseError, label, ": the arena size ", plan.arena_bytes, " is not a non-negative multiple of ", kAlign);
   if (plan.arena_offset.size() != net.values().size())

@@ -4,9 +4,10 @@
 //   | u64 meta checksum | u64 weights checksum | meta | zero pad to 256 | weights
 //
 // meta holds the network (values, nodes with their op by name, attributes,
-// ranges), the precision and the arena plan; weights holds every weight's bytes at 256-byte aligned
-// offsets. Loading re-validates the network with Network::finalize(), then
-// checks the memory plan, ranges and weights against it (verify, checks.cpp).
+// ranges), the optimization profiles, the precision and the arena plan;
+// weights holds every weight's bytes at 256-byte aligned offsets. Loading
+// re-validates the network with Network::finalize(), then checks the memory
+// plan, ranges, profiles and weights against it (verify, checks.cpp).
 #include "kiln/plan.h"
 
 #include "kiln/bytes.h"
@@ -31,6 +32,28 @@ DType read_dtype(ByteReader& r) {
   uint8_t d = r.get<uint8_t>();
   if (d >= std::size(kAllDTypes)) fail(ErrorCode::kParseError, r.label(), ": bad dtype code ", int(d));
   return DType(d);
+}
+
+void write_ranges(ByteWriter& w, const ir::DimRanges& ranges) {
+  w.put<uint64_t>(ranges.size());
+  for (auto& [symbol, r] : ranges) {
+    w.put_string(symbol);
+    w.put<int64_t>(r.min);
+    w.put<int64_t>(r.opt);
+    w.put<int64_t>(r.max);
+  }
+}
+
+// A count, then per symbol its name, min, opt and max; `what` names the list in errors.
+ir::DimRanges read_ranges(ByteReader& r, const std::string& what) {
+  ir::DimRanges ranges;
+  for (uint64_t n = r.get_count(32); n > 0; --n) {  // each: a string's length and three numbers at least
+    std::string symbol = r.get_string();
+    ir::DimRange range{r.get<int64_t>(), r.get<int64_t>(), r.get<int64_t>()};
+    if (!ranges.emplace(symbol, range).second)
+      fail(ErrorCode::kParseError, r.label(), ": ", what, " has two ranges for '", symbol, "'");
+  }
+  return ranges;
 }
 
 std::vector<int64_t> read_dims(ByteReader& r) {
@@ -128,13 +151,9 @@ std::string serialize(const Plan& plan) {
   meta.put_string(net.name());
   meta.put<uint8_t>(uint8_t(plan.precision));
   meta.put<int64_t>(plan.arena_bytes);
-  meta.put<uint64_t>(net.dim_ranges().size());
-  for (auto& [symbol, r] : net.dim_ranges()) {
-    meta.put_string(symbol);
-    meta.put<int64_t>(r.min);
-    meta.put<int64_t>(r.opt);
-    meta.put<int64_t>(r.max);
-  }
+  write_ranges(meta, net.dim_ranges());
+  meta.put<uint64_t>(plan.profiles.size());
+  for (const ir::DimRanges& profile : plan.profiles) write_ranges(meta, profile);
   meta.put<uint64_t>(net.values().size());
   for (size_t i = 0; i < net.values().size(); ++i) {
     const ir::Value& v = net.values()[i];
@@ -197,9 +216,9 @@ Plan deserialize(const Buffer& bytes, const std::string& label) {
   if (bytes.size() < kHeaderBytes || std::string_view(header.get_bytes(8)) != std::string_view(kMagic, 8))
     fail(ErrorCode::kParseError, label, " is not a kiln plan (bad magic)");
   uint32_t version = header.get<uint32_t>();
-  if (version != kFormatVersion)
-    fail(ErrorCode::kUnsupported, label, " has plan format version ", version, "; this kiln (", kVersion, ") reads version ",
-         kFormatVersion, ". Rebuild it with `kiln build`.");
+  if (version < kOldestReadableFormatVersion || version > kFormatVersion)
+    fail(ErrorCode::kUnsupported, label, " has plan format version ", version, "; this kiln (", kVersion, ") reads versions ",
+         kOldestReadableFormatVersion, " to ", kFormatVersion, ". Rebuild it with `kiln build`.");
   if (header.get<uint32_t>() != 0) fail(ErrorCode::kParseError, label, " is corrupt: reserved header field is not zero");
   uint64_t meta_size = header.get<uint64_t>(), weights_size = header.get<uint64_t>();
   uint64_t meta_sum = header.get<uint64_t>(), weights_sum = header.get<uint64_t>();
@@ -223,12 +242,17 @@ Plan deserialize(const Buffer& bytes, const std::string& label) {
   if (precision > uint8_t(Precision::kBFloat16)) fail(ErrorCode::kParseError, label, ": bad precision code");
   plan.precision = Precision(precision);
   plan.arena_bytes = r.get<int64_t>();
+  plan.format_version = version;
   try {
-    for (uint64_t n = r.get_count(32); n > 0; --n) {
-      std::string symbol = r.get_string();
-      ir::DimRange range{r.get<int64_t>(), r.get<int64_t>(), r.get<int64_t>()};
-      if (plan.network.dim_ranges().count(symbol)) fail(ErrorCode::kParseError, label, ": two ranges for '", symbol, "'");
-      plan.network.set_dim_range(symbol, range);
+    ir::DimRanges ranges = read_ranges(r, "the plan");
+    for (auto& [symbol, range] : ranges) plan.network.set_dim_range(symbol, range);
+    if (version >= 4) {
+      uint64_t profiles = r.get_count(8);  // each: a count at least
+      if (profiles > kMaxProfiles)
+        fail(ErrorCode::kParseError, label, ": ", profiles, " optimization profiles; a plan has at most ", kMaxProfiles);
+      while (plan.profiles.size() < profiles) plan.profiles.push_back(read_ranges(r, str("profile ", plan.profiles.size())));
+    } else {
+      plan.profiles.push_back(ranges);  // version 3 plans have one profile: their ranges
     }
     uint64_t values = r.get_count(17);
     for (uint64_t i = 0; i < values; ++i) {

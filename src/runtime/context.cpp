@@ -17,28 +17,31 @@ void ExecutionContext::warm_up() {
   ContextState& c = *state_;
   const ir::Network& net = c.engine->plan.network;
   ir::SymbolBindings opt;
-  for (auto& [symbol, range] : net.dim_ranges()) opt[symbol] = range.opt;
-  std::map<std::string, std::vector<int64_t>, std::less<>> dims;
+  for (auto& [symbol, range] : c.engine->plan.profiles.at(size_t(c.profile))) opt[symbol] = range.opt;
+  InputDims dims;
   for (ir::ValueId id : net.inputs()) {
     auto d = ir::evaluate_dims(net.value(id).shape, opt);
-    if (!d) return;  // a dim without a profile: nothing to warm up with
+    if (!d) return;  // a dim without a range: nothing to warm up with
     dims[net.value(id).name] = *d;
   }
+  std::string key = shape_key(dims);
+  for (const PreparedShape& prepared : c.shapes)
+    if (prepared.key == key) return;  // warmed up at these shapes before
   auto input_dims = c.input_dims;
   std::vector<void*> bound = c.bound;
-  auto restore = [&] {  // the caller sees the context as created; the opt shape stays prepared
+  ExecutionContext::GraphStats stats = c.stats;
+  auto restore = [&] {  // the caller sees the context as before; the opt shape stays prepared
     c.bound = bound;
     c.input_dims = input_dims;
     c.input_slots.assign(c.input_slots.size(), nullptr);
     c.current = nullptr;
-    c.stats = {};
+    c.stats = stats;
   };
   for (auto& [name, d] : dims) set_input_shape(name, d);
   std::vector<DeviceBuffer> scratch;
   std::vector<ir::ValueId> io(net.inputs().begin(), net.inputs().end());
   io.insert(io.end(), net.outputs().begin(), net.outputs().end());
-  for (ir::ValueId id : io) {
-    if (c.bound[size_t(id)] && std::find(net.inputs().begin(), net.inputs().end(), id) == net.inputs().end()) continue;
+  for (ir::ValueId id : io) {  // never the caller's buffers: they may be smaller than the opt shapes
     auto d = tensor_shape(net.value(id).name);
     size_t bytes = std::max<size_t>(size_t(ir::checked_numel(d)) * dtype_size(net.value(id).dtype), 256);
     scratch.emplace_back(bytes, "warm-up scratch for " + net.value(id).name);
@@ -72,33 +75,41 @@ ContextState::~ContextState() {
   for (ReleasedKernels& r : released) cudaEventDestroy(r.event);
 }
 
-void validate_input_shape(const ir::Network& net, std::string_view name, const std::vector<int64_t>& dims) {
-  auto id = net.find_value(name);
-  if (!id || !net.value(*id).is_input) fail(ErrorCode::kInvalidArgument, "'", name, "' is not an input of the network");
-  const ir::Value& v = net.value(*id);
-  if (dims.size() != v.shape.size())
-    fail(ErrorCode::kShapeError, "input '", name, "' has rank ", v.shape.size(), " ", ir::shape_to_string(v.shape), "; got ",
-         dims.size(), " dims");
-  for (size_t i = 0; i < dims.size(); ++i) {
-    if (v.shape[i].is_constant() && v.shape[i].constant() != dims[i])
-      fail(ErrorCode::kShapeError, "input '", name, "' dim ", i, " must be ", v.shape[i].constant(), "; got ", dims[i]);
-    std::set<std::string> symbols;
-    v.shape[i].collect_symbols(symbols);
-    for (auto& s : symbols) {
-      auto r = net.dim_ranges().find(s);
-      // The arena was planned for the ranges: a symbol without one has no bound.
-      if (r == net.dim_ranges().end())
-        fail(ErrorCode::kShapeError, "input '", name, "' dim ", i, " ('", s, "') has no profile range, so no size is safe for it");
-      if (dims[i] < r->second.min || dims[i] > r->second.max)
-        fail(ErrorCode::kShapeError, "input '", name, "' dim ", i, " ('", s, "') is ", dims[i], ", outside the profile range [",
-             r->second.min, ", ", r->second.max, "]");
+void ExecutionContext::set_optimization_profile(int profile, cudaStream_t stream) {
+  ContextState& c = *state_;
+  const plan::Plan& plan = c.engine->plan;
+  // Warming up allocates and synchronizes: none of it may happen inside the caller's capture.
+  if (graphs::stream_is_capturing(stream))
+    fail(ErrorCode::kInvalidArgument, "set_optimization_profile(", profile,
+         ") inside a stream capture: selecting a profile warms the context up at its opt shapes, which a capture "
+         "forbids; select it before capturing (the capture and the context are left as they were)");
+  if (profile < 0 || size_t(profile) >= plan.profiles.size())
+    fail(ErrorCode::kInvalidArgument, "optimization profile ", profile, " does not exist: the plan has ", plan.profiles.size(),
+         plan.profiles.size() == 1 ? " profile (0)" : str(" profiles (0 to ", plan.profiles.size() - 1, ")"));
+  if (profile == c.profile) return;
+  c.profile = profile;
+  // The prepared shapes stay (each is valid for its own shapes); input shapes
+  // the new profile does not accept are unset, to be set again.
+  bool unset = false;
+  for (auto it = c.input_dims.begin(); it != c.input_dims.end();) {
+    if (plan::profile_accepts(plan, profile, it->first, it->second)) {
+      ++it;
+    } else {
+      it = c.input_dims.erase(it);
+      unset = true;
     }
   }
+  if (unset) {
+    c.input_slots.assign(c.input_slots.size(), nullptr);
+    c.current = nullptr;
+  }
+  if (c.engine->config.warm_up_contexts) warm_up();
 }
 
+int ExecutionContext::optimization_profile() const { return state_->profile; }
 
 void ExecutionContext::set_input_shape(std::string_view name, const std::vector<int64_t>& dims) {
-  validate_input_shape(state_->engine->plan.network, name, dims);
+  plan::check_input_shape(state_->engine->plan, state_->profile, name, dims);
   auto& slot = state_->input_dims[std::string(name)];
   if (slot != dims) {
     slot = dims;
@@ -584,7 +595,7 @@ void ExecutionContext::prepare(const std::vector<InputShapes>& shape_sets, bool 
       for (ir::ValueId id : net.inputs())
         if (!shapes.count(net.value(id).name) && !saved.count(net.value(id).name))
           fail(ErrorCode::kInvalidArgument, "prepare: the shape of input '", net.value(id).name, "' is not given");
-      for (auto& [name, dims] : shapes) validate_input_shape(net, name, dims);
+      for (auto& [name, dims] : shapes) plan::check_input_shape(e.plan, c.profile, name, dims);
       c.input_dims = saved;
       for (auto& [name, dims] : shapes) c.input_dims[name] = dims;
       prepared.push_back(&prepared_shape(c));

@@ -90,6 +90,7 @@ struct ContextState {
   // releases them or the context goes.
   std::set<std::shared_ptr<Specialization>> captured;
   std::vector<ReleasedKernels> released;
+  int profile = 0;  // the optimization profile whose shapes this context runs
   KernelSpecialization specialization = KernelSpecialization::kLazy;
   CudaGraphStrategy graph_strategy = CudaGraphStrategy::kDisabled;
   ExecutionContext::GraphStats stats;
@@ -99,8 +100,6 @@ struct ContextState {
 };
 
 using InputDims = std::map<std::string, std::vector<int64_t>, std::less<>>;
-// Checks dims for a network input: its rank, constant dims and symbol ranges.
-void validate_input_shape(const ir::Network& net, std::string_view name, const std::vector<int64_t>& dims);
 // Binds symbols from the input dims and evaluates every value's dims.
 ShapeEnv evaluate_shapes(const ir::Network& net, const InputDims& input_dims);
 // "x:1x16x512,mask:1x16": the key of a set of input shapes.

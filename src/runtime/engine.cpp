@@ -70,6 +70,7 @@ Engine::Engine(std::unique_ptr<EngineState> state) : state_(std::move(state)) {}
 Engine::~Engine() = default;
 const plan::Plan& Engine::plan() const { return state_->plan; }
 const RuntimeConfig& Engine::config() const { return state_->config; }
+int Engine::profile_count() const { return int(state_->plan.profiles.size()); }
 bool Engine::has_dynamic_inputs() const {
   const ir::Network& net = state_->plan.network;
   return std::any_of(net.inputs().begin(), net.inputs().end(),
@@ -193,7 +194,16 @@ int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache, const std:
                const std::vector<InputShapes>& shape_sets) {
   std::vector<ShapeEnv> envs;  // every shape set is checked before anything is compiled
   for (const InputShapes& shapes : shape_sets) {
-    for (auto& [name, dims] : shapes) validate_input_shape(plan.network, name, dims);
+    auto accepted_by = [&](int k) {
+      return std::all_of(shapes.begin(), shapes.end(), [&](auto& s) { return plan::profile_accepts(plan, k, s.first, s.second); });
+    };
+    int profile = 0;  // the first profile that accepts the whole set; if none does, profile 0's check says why
+    for (int k = 0; k < int(plan.profiles.size()); ++k)
+      if (accepted_by(k)) {
+        profile = k;
+        break;
+      }
+    for (auto& [name, dims] : shapes) plan::check_input_shape(plan, profile, name, dims);
     envs.push_back(evaluate_shapes(plan.network, shapes));
     kiln::plan::check_arena_fits(plan, envs.back().dims);
   }

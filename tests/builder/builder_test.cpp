@@ -488,10 +488,106 @@ TEST(Builder, SymbolsNeedRanges) {
   }
   BuildOptions options;
   add_input_profile(net, "x", {1, 4}, {8, 4}, {64, 4}, options);
-  EXPECT_EQ(options.ranges.at("len").max, 64);
+  EXPECT_EQ(options.profiles.at(0).at("len").max, 64);
   EXPECT_GT(build(net, options).arena_bytes, 0);
   EXPECT_THROW(add_input_profile(net, "x", {1, 5}, {8, 5}, {64, 5}, options), Error);
   EXPECT_THROW(add_input_profile(net, "nope", {1}, {1}, {1}, options), Error);
+}
+
+// x[batch, len] and mask[batch, 4]: two inputs sharing a symbol.
+ir::Network two_input_network() {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("batch"), Dim::symbol("len")});
+  ValueId mask = net.add_input("mask", DType::kFloat32, {Dim::symbol("batch"), Dim(4)});
+  net.add_output(net.add_op1(OpKind::kRelu, {net.add_op1(OpKind::kExp, {x})}));
+  net.add_output(net.add_op1(OpKind::kRelu, {net.add_op1(OpKind::kExp, {mask})}));
+  net.finalize();
+  return net;
+}
+
+TEST(BuilderProfiles, ThePlanIsMadeForTheUnionOfItsProfiles) {
+  ir::Network net = two_input_network();
+  BuildOptions options;
+  add_input_profile(net, "x", {1, 8}, {4, 16}, {8, 32}, options, 0);
+  add_input_profile(net, "x", {9, 8}, {32, 16}, {64, 16}, options, 1);
+  plan::Plan p = build(net, options, "two profiles");
+  ASSERT_EQ(p.profiles.size(), 2u);
+  // Each profile ranges every symbol; mask's batch comes with x's.
+  EXPECT_EQ(p.profiles[0].at("batch").max, 8);
+  EXPECT_EQ(p.profiles[1].at("batch").min, 9);
+  EXPECT_EQ(p.profiles[1].at("len").opt, 16);
+  // The network's ranges, which the passes and the memory plan use: smallest min, profile 0's opt, largest max.
+  const ir::DimRange& batch = p.network.dim_ranges().at("batch");
+  EXPECT_EQ(std::tuple(batch.min, batch.opt, batch.max), std::tuple(1, 4, 64));
+  const ir::DimRange& len = p.network.dim_ranges().at("len");
+  EXPECT_EQ(std::tuple(len.min, len.opt, len.max), std::tuple(8, 16, 32));
+  // The arena holds the largest shapes of either profile: the same as one profile of the union.
+  BuildOptions one;
+  add_input_profile(net, "x", {1, 8}, {4, 16}, {64, 32}, one);
+  EXPECT_EQ(p.arena_bytes, build(net, one).arena_bytes);
+  EXPECT_EQ(build(net, one).profiles.size(), 1u);
+}
+
+TEST(BuilderProfiles, EveryProfileNeedsARangeForEverySymbolicInputDim) {
+  ir::Network net = two_input_network();
+  BuildOptions options;
+  add_input_profile(net, "mask", {1, 4}, {2, 4}, {8, 4}, options, 0);
+  add_input_profile(net, "x", {1, 8}, {2, 8}, {8, 8}, options, 0);
+  add_input_profile(net, "mask", {9, 4}, {9, 4}, {16, 4}, options, 1);  // batch, but no len
+  try {
+    build(net, options);
+    FAIL() << "built a profile without a range for len";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("input 'x' dim 1 ('len') has no range in profile 1; give every symbolic input dim a "
+                                         "range in every profile"),
+              std::string::npos)
+        << e.what();
+  }
+  options.profiles[1]["length"] = {1, 1, 1};  // a symbol no input has: a typo
+  try {
+    build(net, options);
+    FAIL() << "built with a range for an unknown symbol";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("profile 1 has a range for 'length', which no input dim of the network uses"),
+              std::string::npos)
+        << e.what();
+  }
+  options.profiles[1].erase("length");
+  options.profiles[1]["len"] = {8, 9, 8};  // opt above max
+  try {
+    build(net, options);
+    FAIL() << "built with a range whose opt is above its max";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the range of 'len' in profile 1 is min 8, opt 9, max 8"), std::string::npos) << e.what();
+  }
+  // The network's own range fills in for a profile that gives none.
+  options.profiles[1].erase("len");
+  net.set_dim_range("len", {8, 8, 8});
+  net.finalize();
+  EXPECT_EQ(build(net, options).profiles[1].at("len").max, 8);
+}
+
+TEST(BuilderProfiles, AddInputProfileAddsToAGivenProfile) {
+  ir::Network net = two_input_network();
+  BuildOptions options;
+  // Profiles are added in order: 1 cannot come before 0.
+  EXPECT_THROW(add_input_profile(net, "x", {1, 8}, {2, 8}, {8, 8}, options, 1), Error);
+  EXPECT_TRUE(options.profiles.empty());
+  add_input_profile(net, "x", {1, 8}, {2, 8}, {8, 8}, options, 0);
+  add_input_profile(net, "x", {9, 8}, {9, 8}, {9, 8}, options, 1);
+  EXPECT_EQ(options.profiles.size(), 2u);
+  // mask shares batch with x: in one profile both must give it the same range, and nothing is kept on refusal.
+  try {
+    add_input_profile(net, "mask", {2, 4}, {2, 4}, {8, 4}, options, 0);
+    FAIL() << "two ranges for batch in profile 0";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("gives 'batch' 2/2/8, but profile 0 already has 1/2/8"), std::string::npos) << e.what();
+  }
+  add_input_profile(net, "mask", {1, 4}, {2, 4}, {8, 4}, options, 0);  // the same range: fine
+  EXPECT_EQ(options.profiles[0].size(), 2u);
+  EXPECT_EQ(build(net, options).profiles.size(), 2u);
 }
 
 }  // namespace

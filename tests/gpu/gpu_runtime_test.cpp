@@ -1,5 +1,6 @@
 // Engine and ExecutionContext behaviour: capture-safety of enqueue, shape
 // changes, error messages, several contexts on several threads.
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -102,7 +103,7 @@ TEST(GpuRuntime, ClearErrors) {
   auto engine = runtime::Engine::create(builder::build(net, {}));
   auto context = engine->create_context();
   std::string out = net.value(net.outputs()[0]).name;
-  expect_error([&] { context->set_input_shape("x", {9, 32}); }, "outside the profile range [1, 8]");
+  expect_error([&] { context->set_input_shape("x", {9, 32}); }, "outside the range [1, 8] of 'batch' in profile 0");
   expect_error([&] { context->set_input_shape("x", {2, 31}); }, "dim 1 must be 32");
   expect_error([&] { context->set_input_shape("x", {2}); }, "rank 2");
   expect_error([&] { context->set_input_shape("nope", {2, 32}); }, "not an input");
@@ -131,7 +132,7 @@ TEST(GpuRuntime, BindingByIndexMatchesBindingByName) {
   expect_error([&] { context->io_index("nope"); }, "not an input or output");
   expect_error([&] { context->set_input_shape(y_index, std::vector<int64_t>{2, 32}); }, "is an output");
   expect_error([&] { context->set_input_shape(5, std::vector<int64_t>{2, 32}); }, "not an input or output index");
-  expect_error([&] { context->set_input_shape(x_index, std::vector<int64_t>{9, 32}); }, "outside the profile range");
+  expect_error([&] { context->set_input_shape(x_index, std::vector<int64_t>{9, 32}); }, "outside the range [1, 8]");
   cudaStream_t stream;
   ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
   void *x = nullptr, *y = nullptr;
@@ -424,6 +425,138 @@ TEST(GpuRuntime, ConcurrentSpecializationsOfOneKernel) {
     for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], want[i], 1e-4 * (1 + std::fabs(want[i]))) << "batch " << batch << " " << i;
     EXPECT_EQ(context->specialization_stats().front().generic, 0);
   }
+}
+
+// small_test_model with two optimization profiles: batch 1..8 (opt 4) and 9..64 (opt 32).
+plan::Plan two_profile_plan(const ir::Network& net) {
+  builder::BuildOptions options;
+  builder::add_input_profile(net, "x", {1, 32}, {4, 32}, {8, 32}, options, 0);
+  builder::add_input_profile(net, "x", {9, 32}, {32, 32}, {64, 32}, options, 1);
+  return builder::build(net, options);
+}
+
+std::vector<std::string> prepared_shapes(const runtime::ExecutionContext& context) {
+  std::vector<std::string> keys;
+  for (auto& st : context.specialization_stats()) keys.push_back(st.shape);
+  std::sort(keys.begin(), keys.end());
+  return keys;
+}
+
+// A context runs the shapes of the profile it selects, checked against the
+// reference; it warms up at each profile's opt shape, keeps what it prepared
+// when switching, and refuses the other profile's shapes naming that profile.
+TEST(GpuProfiles, EachProfileRunsItsShapes) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(21);
+  ir::Network net = small_test_model(rng);
+  runtime::RuntimeConfig config;
+  config.dynamic_shapes_kernel_specialization_strategy = runtime::KernelSpecialization::kEager;
+  auto engine = runtime::Engine::create(two_profile_plan(net), config);
+  EXPECT_EQ(engine->profile_count(), 2);
+  auto context = engine->create_context();
+  EXPECT_EQ(context->optimization_profile(), 0);
+  EXPECT_EQ(prepared_shapes(*context), std::vector<std::string>{"x:4x32"});  // profile 0's opt
+  cudaStream_t stream;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  auto run_batch = [&](int64_t batch) {
+    SCOPED_TRACE(str("profile ", context->optimization_profile(), ", batch ", batch));
+    auto input = random_tensor(DType::kFloat32, {batch, 32}, rng);
+    auto got = runtime::run_with_host_tensors(*context, *engine, {{"x", input}}, stream);
+    expect_close(to_floats(got[0]), ir::read_doubles(reference::run(net, {{"x", input}})[0]), 1e-5);
+  };
+  for (int64_t batch : {1, 8, 4}) run_batch(batch);
+  expect_error([&] { context->set_input_shape("x", {12, 32}); },
+               "input 'x' dim 0 ('batch') is 12, outside the range [1, 8] of 'batch' in profile 0; profile 1 accepts this "
+               "shape of 'x' ([12,32]): select profile 1");
+  expect_error([&] { context->set_optimization_profile(2, stream); },
+               "optimization profile 2 does not exist: the plan has 2 profiles (0 to 1)");
+  expect_error([&] { context->set_optimization_profile(-1, stream); }, "does not exist");
+
+  context->set_input_shape("x", {4, 32});
+  context->set_optimization_profile(1, stream);
+  EXPECT_EQ(context->optimization_profile(), 1);
+  // Warmed up at profile 1's opt; profile 0's shapes stay prepared.
+  EXPECT_EQ(prepared_shapes(*context), (std::vector<std::string>{"x:1x32", "x:32x32", "x:4x32", "x:8x32"}));
+  // x's shape was profile 0's: unset, to be set again.
+  expect_error([&] { context->tensor_shape("x"); }, "the shape of input 'x' is not set");
+  for (int64_t batch : {9, 64, 32, 17}) run_batch(batch);
+  expect_error([&] { context->set_input_shape("x", {8, 32}); },
+               "is 8, outside the range [9, 64] of 'batch' in profile 1; profile 0 accepts this shape");
+  expect_error([&] { context->set_input_shape("x", {65, 32}); },
+               "no profile of the plan accepts it ('batch' ranges over [1, 8] in profile 0, [9, 64] in profile 1)");
+  expect_error([&] { context->prepare({{{"x", {2, 32}}}}); }, "profile 0 accepts this shape");
+
+  // Back to profile 0: its opt shape is prepared already, nothing is added or dropped.
+  size_t prepared = prepared_shapes(*context).size();
+  context->set_optimization_profile(0, stream);
+  EXPECT_EQ(prepared_shapes(*context).size(), prepared);
+  run_batch(8);
+  EXPECT_EQ(prepared_shapes(*context).size(), prepared);
+  // A second context starts on profile 0, whatever the first selected.
+  auto second = engine->create_context();
+  EXPECT_EQ(second->optimization_profile(), 0);
+  EXPECT_EQ(prepared_shapes(*second), std::vector<std::string>{"x:4x32"});
+  cudaStreamDestroy(stream);
+}
+
+TEST(GpuProfiles, WithoutWarmUpSelectingAProfilePreparesNothing) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(22);
+  ir::Network net = small_test_model(rng);
+  runtime::RuntimeConfig config;
+  config.warm_up_contexts = false;
+  auto engine = runtime::Engine::create(two_profile_plan(net), config);
+  auto context = engine->create_context();
+  cudaStream_t stream;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  context->set_optimization_profile(1, stream);
+  EXPECT_TRUE(context->specialization_stats().empty());
+  auto input = random_tensor(DType::kFloat32, {20, 32}, rng);
+  auto got = runtime::run_with_host_tensors(*context, *engine, {{"x", input}}, stream);
+  expect_close(to_floats(got[0]), ir::read_doubles(reference::run(net, {{"x", input}})[0]), 1e-5);
+  cudaStreamDestroy(stream);
+}
+
+// Selecting a profile may warm up (allocate, synchronize): inside the caller's
+// capture it is refused before anything changes, and the capture stays valid.
+TEST(GpuProfiles, SelectingAProfileInsideACaptureIsRefused) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(23);
+  ir::Network net = small_test_model(rng);
+  auto engine = runtime::Engine::create(two_profile_plan(net));
+  auto context = engine->create_context();
+  std::string out = net.value(net.outputs()[0]).name;
+  cudaStream_t stream;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  void *x = nullptr, *y = nullptr;
+  ASSERT_EQ(cudaMalloc(&x, 64 * 32 * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&y, 64 * 32 * 4), cudaSuccess);
+  auto input = random_tensor(DType::kFloat32, {6, 32}, rng);
+  ASSERT_EQ(cudaMemcpy(x, input.data.data(), input.data.size(), cudaMemcpyHostToDevice), cudaSuccess);
+  context->set_input_shape("x", {6, 32});
+  context->set_tensor_address("x", x);
+  context->set_tensor_address(out, y);
+  context->prepare();
+  cudaGraph_t graph;
+  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
+  expect_error([&] { context->set_optimization_profile(1, stream); }, "set_optimization_profile(1) inside a stream capture");
+  EXPECT_EQ(context->optimization_profile(), 0);
+  context->enqueue(stream);  // still profile 0's shape, recorded into the capture
+  ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);  // the refusal left the capture valid
+  cudaGraphExec_t exec;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  std::vector<float> got(6 * 32);
+  ASSERT_EQ(cudaMemcpy(got.data(), y, got.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+  expect_close(got, ir::read_doubles(reference::run(net, {{"x", input}})[0]), 1e-5);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  context->set_optimization_profile(1, stream);  // after the capture: fine
+  EXPECT_EQ(context->optimization_profile(), 1);
+  cudaFree(x);
+  cudaFree(y);
+  cudaStreamDestroy(stream);
 }
 
 TEST(GpuRuntime, UnsupportedOpsAreListed) {

@@ -210,7 +210,11 @@ TEST_P(OpRegistry, EveryLayerHandlesTheOp) {
   // The node as it is, in a plan without the builder's passes (no arena slots: no views).
   runtime::GpuLowering lowering = runtime::gpu_lowering(op);
   ASSERT_FALSE(lowering.detail.empty()) << "runtime::gpu_lowering states nothing for " << ir::op_name(op);
-  plan::Plan direct{net, plan::Precision::kFloat32, std::vector<int64_t>(net.values().size(), -1), 0, "sample", ""};
+  plan::Plan direct;
+  direct.network = net;
+  direct.arena_offset.assign(net.values().size(), -1);
+  direct.source = "sample";
+  direct.profiles = {net.dim_ranges()};
   runtime::NodeSupport node = support_of_node(direct);
   switch (lowering.kind) {
     case runtime::GpuLowering::kKernel: EXPECT_TRUE(node.supported) << node.reason; break;

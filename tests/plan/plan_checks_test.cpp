@@ -109,7 +109,7 @@ TEST(PlanChecks, TheBuilderRefusesInputsWithoutBoundedRanges) {
   EXPECT_THROW(builder::add_input_profile(net, "x", {1, 8}, {1, 8}, {kMaxRangeValue + 1, 8}, options), Error);
   builder::add_input_profile(net, "x", {1, 8}, {1, 8}, {kMaxRangeValue, 8}, options);
   EXPECT_NO_THROW(deserialize(bytes_of(serialize(builder::build(net, options, "bounded")))));
-  options.ranges["n"].max = kMaxRangeValue + 1;
+  options.profiles[0]["n"].max = kMaxRangeValue + 1;
   EXPECT_THROW(builder::build(net, options, "unbounded"), Error);
 }
 
@@ -235,6 +235,84 @@ TEST(PlanChecks, HugeCountsInATinyFileAreRefusedBeforeAllocating) {
   }
 }
 
+// The profiles follow the ranges: a count, then per profile a count and per
+// symbol its name, min, opt and max. two_profile_plan(64) has n 1/2/4 and
+// 5/8/64, and the ranges n 1/2/64.
+struct ProfileSection {
+  Sections s;
+  size_t start;     // the profile count
+  size_t range[2];  // each profile's min, opt, max of 'n'
+  size_t size() const { return range[1] + 24 - start; }
+};
+
+ProfileSection profile_section() {
+  ProfileSection p{split(serialize(testing::two_profile_plan(64))), 0, {0, 0}};
+  p.start = after_name(p.s.meta, "n") + 24;
+  p.range[0] = p.start + 8 + 8 + 9;
+  p.range[1] = p.range[0] + 24 + 8 + 9;
+  EXPECT_EQ(p.s.meta.substr(p.range[1] - 9, 9), std::string("\x01\0\0\0\0\0\0\0n", 9));
+  return p;
+}
+
+TEST(PlanChecks, ProfilesMustBeSaneAndTheRangesTheirUnion) {
+  ProfileSection p = profile_section();
+  auto with = [&](int k, int64_t min, int64_t opt, int64_t max) {
+    Sections t = p.s;
+    poke(t.meta, p.range[k], min);
+    poke(t.meta, p.range[k] + 8, opt);
+    poke(t.meta, p.range[k] + 16, max);
+    return t.framed();
+  };
+  EXPECT_EQ(deserialize(bytes_of(with(1, 5, 8, 64))).profiles.size(), 2u);
+  EXPECT_NE(parse_error(with(1, 5, 65, 64)).find("in profile 1 the range of 'n' is min 5, opt 65, max 64; it must satisfy"),
+            std::string::npos);
+  parse_error(with(1, 9, 8, 64));
+  parse_error(with(0, -1, 2, 4));
+  parse_error(with(1, 5, 8, kMaxRangeValue + 1));
+  // Profile 0 ending at 3 instead of 4 leaves the union as it was: still a valid plan.
+  EXPECT_NO_THROW(deserialize(bytes_of(with(0, 1, 2, 3))));
+  // Anything else must match the ranges the arena was planned for.
+  EXPECT_NE(parse_error(with(1, 5, 8, 32)).find("the range of 'n' is min 1, opt 2, max 64, not the union of the profiles' (min 1, "
+                                                "opt 2, max 32)"),
+            std::string::npos);
+  parse_error(with(0, 2, 2, 4));  // the union's min would be 2
+  parse_error(with(0, 1, 3, 4));  // the union's opt is profile 0's
+}
+
+TEST(PlanChecks, EveryProfileRangesExactlyThePlansSymbols) {
+  ProfileSection p = profile_section();
+  Sections t = p.s;
+  t.meta[p.range[1] - 1] = 'm';  // profile 1 ranges 'm' instead of 'n'
+  EXPECT_NE(parse_error(t.framed()).find("profile 1 has a range for 'm', which is not a symbol of the plan's ranges"),
+            std::string::npos);
+  t = p.s;  // profile 1 without its range
+  t.meta.erase(p.range[1] - 9, 9 + 24);
+  poke<uint64_t>(t.meta, p.range[1] - 17, 0);
+  EXPECT_NE(parse_error(t.framed()).find("profile 1 has no range for 'n'"), std::string::npos);
+  t = p.s;  // profile 1 with its range twice
+  t.meta.insert(p.range[1] - 9, p.s.meta.substr(p.range[1] - 9, 9 + 24));
+  poke<uint64_t>(t.meta, p.range[1] - 17, 2);
+  EXPECT_NE(parse_error(t.framed()).find("profile 1 has two ranges for 'n'"), std::string::npos);
+  t = p.s;  // no profile at all
+  t.meta.erase(p.start + 8, p.size() - 8);
+  poke<uint64_t>(t.meta, p.start, 0);
+  EXPECT_NE(parse_error(t.framed()).find("the plan has no optimization profile"), std::string::npos);
+}
+
+TEST(PlanChecks, HugeProfileCountsAreRefusedBeforeAllocating) {
+  ProfileSection p = profile_section();
+  for (size_t at : {p.start, p.start + 8, p.range[1] - 17})
+    for (uint64_t count : {uint64_t(1) << 40, UINT64_MAX}) {
+      Sections t = p.s;
+      poke(t.meta, at, count);
+      EXPECT_NE(parse_error(t.framed()).find("exceeds the data left"), std::string::npos) << at << ": " << count;
+    }
+  Sections t = p.s;  // room for more than kMaxProfiles empty profiles
+  t.meta.insert(p.start + p.size(), std::string(8 * (kMaxProfiles + 1), '\0'));
+  poke<uint64_t>(t.meta, p.start, kMaxProfiles + 1);
+  EXPECT_NE(parse_error(t.framed()).find("1025 optimization profiles; a plan has at most 1024"), std::string::npos);
+}
+
 // Dims in a plan are written in canonical form; reading rebuilds them through
 // Dim's arithmetic, which must not be able to blow up or trap on what it reads.
 ByteWriter symbol_sum(int symbols) {  // a + b + c + ...
@@ -327,24 +405,26 @@ void expect_memory_safe(const Plan& p) {
 // right again: each result is a plan that is safe to run or a kiln::Error
 // that is not internal; never a crash, a huge allocation or another exception.
 TEST(PlanChecks, EveryByteOfTheMetadataIsCheckedBehindTheChecksum) {
-  Sections s = split(serialize(small_plan()));
-  int accepted = 0;
-  for (size_t at = 0; at < s.meta.size(); ++at) {
-    for (uint8_t value : {uint8_t(0), uint8_t(1), uint8_t(0x7f), uint8_t(0x80), uint8_t(0xff), uint8_t(s.meta[at] ^ 4)}) {
-      if (value == uint8_t(s.meta[at])) continue;
-      Sections t = s;
-      t.meta[at] = char(value);
-      try {
-        Plan p = deserialize(bytes_of(t.framed()), "mutant");
-        expect_memory_safe(p);
-        ++accepted;
-      } catch (const Error& e) {
-        EXPECT_NE(e.code(), ErrorCode::kInternal) << "byte " << at << " = " << int(value) << ": " << e.what();
+  for (const Plan& plan : {small_plan(), testing::two_profile_plan(64)}) {
+    Sections s = split(serialize(plan));
+    int accepted = 0;
+    for (size_t at = 0; at < s.meta.size(); ++at) {
+      for (uint8_t value : {uint8_t(0), uint8_t(1), uint8_t(0x7f), uint8_t(0x80), uint8_t(0xff), uint8_t(s.meta[at] ^ 4)}) {
+        if (value == uint8_t(s.meta[at])) continue;
+        Sections t = s;
+        t.meta[at] = char(value);
+        try {
+          Plan p = deserialize(bytes_of(t.framed()), "mutant");
+          expect_memory_safe(p);
+          ++accepted;
+        } catch (const Error& e) {
+          EXPECT_NE(e.code(), ErrorCode::kInternal) << "byte " << at << " = " << int(value) << ": " << e.what();
+        }
       }
     }
+    std::cout << accepted << " of the mutants loaded\n";
+    EXPECT_GT(accepted, 0);  // names, strings and weights' contents are free to change
   }
-  std::cout << accepted << " of the mutants loaded\n";
-  EXPECT_GT(accepted, 0);  // names, strings and weights' contents are free to change
 }
 
 }  // namespace

@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <random>
 
 #include "kiln/builder.h"
+#include "kiln/bytes.h"
 #include "kiln/error.h"
 #include "kiln/ir/shape_inference.h"
 #include "kiln/plan.h"
@@ -77,9 +79,10 @@ TEST(Plan, BitFlipsAreRejected) {
 }
 
 TEST(Plan, OtherVersionsAndGarbage) {
-  EXPECT_EQ(kFormatVersion, 3u);  // 3: ops by name
+  EXPECT_EQ(kFormatVersion, 4u);  // 4: optimization profiles
+  EXPECT_EQ(kOldestReadableFormatVersion, 3u);  // 3: ops by name
   // Older plans (2 stored ops by their position in the op list) and newer ones: rebuild.
-  for (uint32_t version : {kFormatVersion - 1, kFormatVersion + 1}) {
+  for (uint32_t version : {kOldestReadableFormatVersion - 1, kFormatVersion + 1}) {
     std::string bytes = serialize(small_plan());
     bytes[8] = char(version);
     try {
@@ -88,12 +91,81 @@ TEST(Plan, OtherVersionsAndGarbage) {
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
       EXPECT_NE(std::string(e.what()).find(str("old.kiln has plan format version ", version)), std::string::npos) << e.what();
-      EXPECT_NE(std::string(e.what()).find("Rebuild it with `kiln build`"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("reads versions 3 to 4. Rebuild it with `kiln build`"), std::string::npos) << e.what();
     }
   }
   EXPECT_THROW(deserialize(bytes_of("")), Error);
   EXPECT_THROW(deserialize(bytes_of("KILNPLAN but then nonsense of some length ....................")), Error);
   EXPECT_THROW(deserialize(bytes_of(std::string(4096, '\xff'))), Error);
+}
+
+TEST(Plan, SeveralProfilesRoundTrip) {
+  Plan p = testing::two_profile_plan(16);
+  ASSERT_EQ(p.profiles.size(), 2u);
+  std::string bytes = serialize(p);
+  Plan back = deserialize(bytes_of(bytes));
+  ASSERT_EQ(back.profiles.size(), 2u);
+  for (size_t k = 0; k < 2; ++k) {
+    const ir::DimRange &a = p.profiles[k].at("n"), &b = back.profiles[k].at("n");
+    EXPECT_EQ(std::tuple(a.min, a.opt, a.max), std::tuple(b.min, b.opt, b.max)) << k;
+  }
+  EXPECT_EQ(back.profiles[1].at("n").min, 5);
+  EXPECT_EQ(back.network.dim_ranges().at("n").max, 16);  // the union
+  EXPECT_EQ(back.format_version, kFormatVersion);
+  EXPECT_EQ(serialize(back), bytes);  // stable
+}
+
+TEST(Plan, EveryTruncationOfAPlanWithSeveralProfilesIsRejected) {
+  std::string bytes = serialize(testing::two_profile_plan(16));
+  for (size_t n = 0; n < bytes.size(); n += (n < 512 ? 1 : 7)) {
+    try {
+      deserialize(bytes_of(bytes.substr(0, n)));
+      FAIL() << "truncated to " << n << " bytes was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kParseError) << e.what();
+    }
+  }
+}
+
+TEST(Plan, BitFlipsInAPlanWithSeveralProfilesAreRejected) {
+  std::string bytes = serialize(testing::two_profile_plan(16));
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 500; ++trial) {
+    std::string flipped = bytes;
+    size_t at = 24 + rng() % (flipped.size() - 24);
+    flipped[at] ^= char(1 << (rng() % 8));
+    EXPECT_THROW(deserialize(bytes_of(flipped)), Error) << "flip at " << at;
+  }
+}
+
+// A version 3 plan is a version 4 plan without the profiles section: it loads
+// as one profile, its ranges.
+TEST(Plan, AVersion3PlanLoadsAsOneProfile) {
+  Plan p = small_plan();
+  std::string file = serialize(p);
+  uint64_t meta_size, weights_size;
+  std::memcpy(&meta_size, file.data() + 16, 8);
+  std::memcpy(&weights_size, file.data() + 24, 8);
+  std::string meta = file.substr(48, meta_size), weights = file.substr(file.size() - weights_size);
+  ByteWriter section;  // what version 4 writes after the ranges for this plan: one profile, n 1/2/4
+  section.put<uint64_t>(1);
+  section.put<uint64_t>(1);
+  section.put_string("n");
+  for (int64_t v : {1, 2, 4}) section.put<int64_t>(v);
+  size_t at = meta.find(section.bytes());
+  ASSERT_NE(at, std::string::npos);
+  meta.erase(at, section.size());
+  std::string v3 = frame(meta, weights);
+  v3[8] = 3;
+  Plan back = deserialize(bytes_of(v3), "v3.kiln");
+  EXPECT_EQ(back.format_version, 3u);
+  ASSERT_EQ(back.profiles.size(), 1u);
+  EXPECT_EQ(back.profiles[0].at("n").max, 4);
+  EXPECT_EQ(dump_network(back.network), dump_network(p.network));
+  EXPECT_EQ(serialize(back), file);  // written again as version 4
+  // A version 4 reader does not skip the section: the same bytes as version 4 are refused.
+  std::string v4 = frame(meta, weights);
+  EXPECT_THROW(deserialize(bytes_of(v4)), Error);
 }
 
 }  // namespace

@@ -11,7 +11,7 @@
 
 namespace kiln::plan::testing {
 
-inline Plan small_plan(int64_t max_n) {
+inline ir::Network small_network(int64_t max_n) {
   using ir::Dim;
   using ir::OpKind;
   ir::Network net;
@@ -23,7 +23,18 @@ inline Plan small_plan(int64_t max_n) {
   net.add_output(y);
   net.set_dim_range("n", {1, 2, max_n});
   net.finalize();
-  return builder::build(net, {}, "small");
+  return net;
+}
+
+inline Plan small_plan(int64_t max_n) { return builder::build(small_network(max_n), {}, "small"); }
+
+// The same network with two optimization profiles: n in 1..4 (opt 2) and 5..max_n (opt 8).
+inline Plan two_profile_plan(int64_t max_n) {
+  ir::Network net = small_network(max_n);
+  builder::BuildOptions options;
+  builder::add_input_profile(net, "x", {1, 8}, {2, 8}, {4, 8}, options, 0);
+  builder::add_input_profile(net, "x", {5, 8}, {8, 8}, {max_n, 8}, options, 1);
+  return builder::build(net, options, "two profiles");
 }
 
 inline Buffer bytes_of(const std::string& s) { return Buffer::copy_of(s.data(), s.size()); }

@@ -17,7 +17,7 @@ using ir::Dim;
 using ir::OpKind;
 
 // x[n,8] and y[2*n,8]: Concat(x, x) + y, then a MatMul so values live in the arena.
-plan::Plan two_input_plan() {
+ir::Network two_input_network() {
   ir::Network net;
   auto x = net.add_input("x", DType::kFloat32, {Dim::symbol("n"), Dim(8)});
   auto y = net.add_input("y", DType::kFloat32, {Dim::symbol("n") * Dim(2), Dim(8)});
@@ -28,8 +28,10 @@ plan::Plan two_input_plan() {
   net.add_output(net.add_op1(OpKind::kRelu, {net.add_op1(OpKind::kMatMul, {net.add_op1(OpKind::kAdd, {both, y}), w})}));
   net.set_dim_range("n", {1, 2, 8});
   net.finalize();
-  return builder::build(net, {}, "two inputs");
+  return net;
 }
+
+plan::Plan two_input_plan() { return builder::build(two_input_network(), {}, "two inputs"); }
 
 // The error warm_cache raises for these shapes, having compiled nothing.
 Error refused(const plan::Plan& p, const InputShapes& shapes) {
@@ -50,7 +52,10 @@ TEST(RuntimeShapes, ShapesOutsideTheRangesAreRefusedBeforeCompiling) {
   plan::Plan p = two_input_plan();
   Error e = refused(p, {{"x", {9, 8}}, {"y", {18, 8}}});
   EXPECT_EQ(e.code(), ErrorCode::kShapeError);
-  EXPECT_NE(std::string(e.what()).find("outside the profile range [1, 8]"), std::string::npos) << e.what();
+  EXPECT_NE(std::string(e.what()).find("input 'x' dim 0 ('n') is 9, outside the range [1, 8] of 'n' in profile 0 (the plan's "
+                                       "only profile)"),
+            std::string::npos)
+      << e.what();
   EXPECT_EQ(refused(p, {{"x", {0, 8}}, {"y", {0, 8}}}).code(), ErrorCode::kShapeError);
   EXPECT_EQ(refused(p, {{"x", {2, 9}}, {"y", {4, 8}}}).code(), ErrorCode::kShapeError);
   EXPECT_EQ(refused(p, {{"x", {2, 8, 1}}, {"y", {4, 8}}}).code(), ErrorCode::kShapeError);
@@ -63,6 +68,67 @@ TEST(RuntimeShapes, AnInputDimThatIsAnExpressionMustAgreeWithTheOthers) {
   Error e = refused(p, {{"x", {3, 8}}, {"y", {7, 8}}});
   EXPECT_EQ(e.code(), ErrorCode::kShapeError);
   EXPECT_NE(std::string(e.what()).find("was set to [7,8] but the other inputs make it [6,8]"), std::string::npos) << e.what();
+  // Its size is not n's: n = 5 (in n's range [1, 8]) makes y [10, 8].
+  EXPECT_NO_THROW(plan::check_input_shape(p, 0, "y", {10, 8}));
+}
+
+// x[n,8] and y[2*n,8] with two profiles: n in 1..4 and 5..16.
+plan::Plan two_profile_plan() {
+  ir::Network net = two_input_network();
+  builder::BuildOptions options;
+  builder::add_input_profile(net, "x", {1, 8}, {2, 8}, {4, 8}, options, 0);
+  builder::add_input_profile(net, "x", {5, 8}, {8, 8}, {16, 8}, options, 1);
+  return builder::build(net, options, "two profiles");
+}
+
+TEST(RuntimeShapes, AShapeOutsideTheSelectedProfileNamesTheProfileThatAcceptsIt) {
+  plan::Plan p = two_profile_plan();
+  ASSERT_EQ(p.profiles.size(), 2u);
+  EXPECT_NO_THROW(plan::check_input_shape(p, 0, "x", {4, 8}));
+  EXPECT_NO_THROW(plan::check_input_shape(p, 1, "x", {16, 8}));
+  try {
+    plan::check_input_shape(p, 0, "x", {9, 8});
+    FAIL() << "profile 0 took n = 9";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kShapeError);
+    EXPECT_NE(std::string(e.what()).find("input 'x' dim 0 ('n') is 9, outside the range [1, 4] of 'n' in profile 0; profile 1 "
+                                         "accepts this shape of 'x' ([9,8]): select profile 1"),
+              std::string::npos)
+        << e.what();
+  }
+  try {
+    plan::check_input_shape(p, 1, "x", {17, 8});
+    FAIL() << "profile 1 took n = 17";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("outside the range [5, 16] of 'n' in profile 1; no profile of the plan accepts it ('n' "
+                                         "ranges over [1, 4] in profile 0, [5, 16] in profile 1)"),
+              std::string::npos)
+        << e.what();
+  }
+  try {
+    plan::check_input_shape(p, 2, "x", {2, 8});
+    FAIL() << "a third profile";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("optimization profile 2 does not exist: the plan has 2 profiles (0 to 1)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(plan::profile_accepts(p, 1, "x", {5, 8}));
+  EXPECT_FALSE(plan::profile_accepts(p, 0, "x", {5, 8}));
+  EXPECT_FALSE(plan::profile_accepts(p, 1, "z", {5, 8}));
+  EXPECT_FALSE(plan::profile_accepts(p, -1, "x", {5, 8}));
+}
+
+// warm_cache takes a set of shapes that any one profile accepts.
+TEST(RuntimeShapes, WarmCacheTakesShapesOfEveryProfile) {
+  plan::Plan p = two_profile_plan();
+  RuntimeCache cache(compiler_version());
+  std::vector<std::string> lines;
+  auto say = [&](const std::string& line) { lines.push_back(line); };
+  EXPECT_GT(warm_cache(p, 90, cache, say, {{{"x", {2, 8}}, {"y", {4, 8}}}, {{"x", {12, 8}}, {"y", {24, 8}}}}), 0);
+  Error e = refused(p, {{"x", {17, 8}}, {"y", {34, 8}}});
+  EXPECT_NE(std::string(e.what()).find("in profile 0; no profile of the plan accepts it"), std::string::npos) << e.what();
 }
 
 // The guard a context runs when it prepares a shape: whatever the ranges say,

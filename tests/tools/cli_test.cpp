@@ -779,3 +779,129 @@ TEST(CliBench, StreamsIsACountOfAtMost256) {
 }
 
 }  // namespace
+
+// Plans with several optimization profiles: --profile entries grouped by
+// input, trtexec's repeated sets, inspect listing them, --profile-index.
+namespace {
+
+// x[B,4] and mask[B,S]: two inputs, two symbols.
+ModelBuilder two_inputs() {
+  ModelBuilder m;
+  m.input("x", TensorProto::FLOAT, {"B", "4"});
+  m.input("mask", TensorProto::FLOAT, {"B", "S"});
+  m.node("Relu", {"x"}, {"y"});
+  m.node("Relu", {"mask"}, {"z"});
+  m.output("y");
+  m.output("z");
+  return m;
+}
+
+const std::string kTwoProfiles =
+    " --profile x:1x4/2x4/8x4 --profile mask:1x16/2x16/8x32 --profile x:9x4/16x4/64x4 --profile mask:9x16/16x16/64x16";
+
+TEST(CliProfiles, NamingAnInputAgainStartsTheNextProfile) {
+  ModelFile model(two_inputs(), "kiln_cli_profiles");
+  TempDir dir;
+  std::string plan = (dir.path / "two.kiln").string();
+  json built = kiln_json("build " + model.path.string() + " -o " + plan + kTwoProfiles);
+  EXPECT_EQ(built["profiles"], json::parse(R"([{"B": {"min": 1, "opt": 2, "max": 8}, "S": {"min": 16, "opt": 16, "max": 32}},
+                                               {"B": {"min": 9, "opt": 16, "max": 64}, "S": {"min": 16, "opt": 16, "max": 16}}])"));
+  EXPECT_EQ(built["ranges"], json::parse(R"({"B": {"min": 1, "opt": 2, "max": 64}, "S": {"min": 16, "opt": 16, "max": 32}})"));
+  Result inspect = kiln("inspect " + plan);
+  EXPECT_EQ(inspect.code, 0) << inspect.output;
+  EXPECT_NE(inspect.output.find("plan format 4\n"), std::string::npos) << inspect.output;
+  EXPECT_NE(inspect.output.find("profiles:   2 (a context runs the shapes of the one it selects)\n"
+                                "  0: B 1/2/8, S 16/16/32\n"
+                                "  1: B 9/16/64, S 16/16/16\n"),
+            std::string::npos)
+      << inspect.output;
+  json inspected = kiln_json("inspect " + plan);
+  EXPECT_EQ(inspected["profiles"], built["profiles"]);
+  EXPECT_EQ(inspected["plan_format"], 4);
+  // One profile, as before: one entry per input.
+  json one = kiln_json("build " + model.path.string() + " -o " + plan + " --profile x:1x4/2x4/8x4 --profile mask:1x16/2x16/8x16");
+  EXPECT_EQ(one["profiles"].size(), 1u);
+  EXPECT_NE(kiln("build --help").output.find("naming an input again starts the next profile"), std::string::npos);
+}
+
+TEST(CliProfiles, EveryProfileNeedsEverySymbolicInputDim) {
+  ModelFile model(two_inputs(), "kiln_cli_profiles_missing");
+  TempDir dir;
+  std::string plan = (dir.path / "p.kiln").string();
+  // Profile 1 ranges B through x but has nothing for mask's S.
+  Result missing = kiln("build " + model.path.string() + " -o " + plan +
+                        " --profile x:1x4/2x4/8x4 --profile mask:1x16/2x16/8x16 --profile x:9x4/16x4/64x4");
+  EXPECT_EQ(missing.code, 4) << missing.output;
+  EXPECT_NE(missing.output.find("input 'mask' dim 1 ('S') has no range in profile 1; every profile needs a range"),
+            std::string::npos)
+      << missing.output;
+  EXPECT_NE(missing.output.find("add to profile 1's --profile entries --profile mask:9x1/16x1/64x64"), std::string::npos)
+      << missing.output;
+  EXPECT_FALSE(fs::exists(plan));
+  // x and mask share B: in one profile they must agree on its range.
+  Result conflict = kiln("build " + model.path.string() + " -o " + plan + " --profile x:1x4/2x4/8x4 --profile mask:2x16/2x16/8x16");
+  EXPECT_EQ(conflict.code, 2) << conflict.output;
+  EXPECT_NE(conflict.output.find("gives 'B' 2/2/8, but profile 0 already has 1/2/8"), std::string::npos) << conflict.output;
+}
+
+TEST(CliProfiles, EachSetOfTrtexecShapesIsAProfile) {
+  ModelFile model(two_inputs(), "kiln_cli_profiles_trtexec");
+  TempDir dir;
+  std::string plan = (dir.path / "p.kiln").string();
+  std::string sets =
+      " --minShapes x:1x4,mask:1x16 --optShapes x:2x4,mask:2x16 --maxShapes x:8x4,mask:8x32"
+      " --minShapes x:9x4,mask:9x16 --optShapes x:16x4,mask:16x16 --maxShapes x:64x4,mask:64x16";
+  json trtexec = kiln_json("build " + model.path.string() + " -o " + plan + sets);
+  json flags = kiln_json("build " + model.path.string() + " -o " + plan + kTwoProfiles);
+  EXPECT_EQ(trtexec["profiles"], flags["profiles"]);
+  struct Case {
+    std::string args, says;
+  };
+  for (const Case& c :
+       {Case{" --minShapes x:1x4,mask:1x16 --optShapes x:2x4,mask:2x16 --maxShapes x:8x4,mask:8x32 --minShapes x:9x4,mask:9x16",
+             "--minShapes is given 2 times and --optShapes 1; each set of --minShapes/--optShapes/--maxShapes makes one profile"},
+        Case{" --minShapes x:1x4,mask:1x16 --optShapes x:2x4,mask:2x16 --maxShapes x:8x4,mask:8x32"
+             " --minShapes x:9x4,mask:9x16 --optShapes x:16x4,mask:16x16 --maxShapes mask:64x16",
+             "'x' is missing from --maxShapes (profile 1)"},
+        Case{" --profile x:1x4/2x4/8x4 --minShapes x:1x4 --optShapes x:2x4 --maxShapes x:8x4", "both --profile"}}) {
+    Result r = kiln("build " + model.path.string() + " -o " + plan + c.args);
+    EXPECT_EQ(r.code, 2) << c.args << ": " << r.output;
+    EXPECT_NE(r.output.find(c.says), std::string::npos) << c.args << ": " << r.output;
+  }
+}
+
+TEST(CliProfiles, ProfileIndexSelectsTheShapesARunTakes) {
+  ModelFile model(two_inputs(), "kiln_cli_profiles_run");
+  TempDir dir;
+  std::string plan = (dir.path / "p.kiln").string();
+  ASSERT_EQ(kiln("build " + model.path.string() + " -o " + plan + kTwoProfiles + " --quiet").code, 0);
+  // Dims not given take the selected profile's opt values.
+  Result first = kiln("run " + plan);
+  EXPECT_EQ(first.code, 0) << first.output;
+  EXPECT_NE(first.output.find("output y: float32[2,4]"), std::string::npos) << first.output;
+  Result second = kiln("run " + plan + " --profile-index 1");
+  EXPECT_EQ(second.code, 0) << second.output;
+  EXPECT_NE(second.output.find("output y: float32[16,4]"), std::string::npos) << second.output;
+  EXPECT_EQ(kiln_json("run " + plan + " --profile-index 1")["profile_index"], 1);
+  // A shape of the other profile: refused on the CPU device too, naming the profile that takes it.
+  Result other = kiln("run " + plan + " --shapes x:12x4,mask:12x16");
+  EXPECT_EQ(other.code, 5) << other.output;
+  EXPECT_NE(other.output.find("outside the range [1, 8] of 'B' in profile 0; profile 1 accepts this shape of 'x' ([12,4])"),
+            std::string::npos)
+      << other.output;
+  EXPECT_EQ(kiln("run " + plan + " --shapes x:12x4,mask:12x16 --profile-index 1").code, 0);
+  for (const std::string& command : {"run " + plan, "bench " + plan + " --trace x:2x4,mask:2x16"}) {
+    Result bad = kiln(command + " --profile-index 2");
+    EXPECT_EQ(bad.code, 2) << command << ": " << bad.output;
+    EXPECT_NE(bad.output.find("--profile-index 2: " + plan + " has 2 optimization profiles (0 to 1); kiln inspect lists them"),
+              std::string::npos)
+        << command << ": " << bad.output;
+    EXPECT_EQ(kiln(command + " --profile-index -1").code, 2) << command;
+  }
+  Result onnx = kiln("run " + model.path.string() + " --profile-index 1");
+  EXPECT_EQ(onnx.code, 2) << onnx.output;
+  EXPECT_NE(onnx.output.find("is an ONNX model, which runs with one profile (0)"), std::string::npos) << onnx.output;
+  EXPECT_NE(kiln("bench --help").output.find("--profile-index"), std::string::npos);
+}
+
+}  // namespace

@@ -45,6 +45,8 @@ void begin_input_phase();
 using Json = nlohmann::ordered_json;
 // [1, 3, "N", "N*2"]: constant dims as numbers, symbolic ones as text.
 Json shape_json(const ir::Shape& shape);
+// {symbol: {min, opt, max}}: a plan's ranges or one of its profiles.
+Json ranges_json(const ir::DimRanges& ranges);
 // NaN and infinities have no JSON spelling: each becomes null, and a line in
 // the returned notes says where it was ("/outputs/0/max: inf").
 std::vector<std::string> make_finite(Json& doc);
@@ -83,6 +85,7 @@ struct BuildOptions {
 
 struct RunOptions {
   ModelArg model;
+  int profile_index = 0;  // the plan's optimization profile to run
   std::vector<std::string> shapes, inputs;
   std::string output_dir;
   uint64_t seed = 0;
@@ -104,6 +107,7 @@ struct RunOptions {
 
 struct BenchOptions {
   ModelArg plan;
+  int profile_index = 0;  // the optimization profile every context of the plan selects
   std::vector<std::string> traces, static_plans;
   int repeat = 2, iterations = 100, settle_ms = 30000;
   int streams = 0;  // > 0: also the throughput of that many streams (threads, contexts) per shape
@@ -124,6 +128,9 @@ struct ConformanceOptions {
   std::string dir, device = "cpu", filter;
   bool verbose = false, specialized = false;
 };
+
+// --profile-index: an error (naming `file` and its profiles) unless `plan` has profile `index`.
+void check_profile_index(const plan::Plan& plan, int index, const std::string& file);
 
 // Dims like "1x3x224x224" ("" is a scalar); `what` names the flag and item in errors.
 std::vector<int64_t> parse_dims(const std::string& text, const std::string& what);

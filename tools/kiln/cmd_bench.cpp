@@ -49,8 +49,8 @@ std::string stats_text(const runtime::ExecutionContext::ShapeStats& st) {
 // and device buffers on the one engine, calling back to back at one shape
 // (enqueue, then wait for its stream). All start timing together, after 10
 // untimed calls each (warm-up and, with native graphs, the capture).
-Throughput measure_streams(runtime::Engine& engine, const std::map<std::string, reference::Tensor>& inputs, int streams,
-                           int iterations, double duration_s, const std::string& key) {
+Throughput measure_streams(runtime::Engine& engine, int profile, const std::map<std::string, reference::Tensor>& inputs,
+                           int streams, int iterations, double duration_s, const std::string& key) {
   struct Lane {
     std::unique_ptr<runtime::ExecutionContext> context;
     std::unique_ptr<runtime::DeviceIo> io;  // destroyed before its context
@@ -61,10 +61,11 @@ Throughput measure_streams(runtime::Engine& engine, const std::map<std::string, 
   };
   std::vector<Lane> lanes(static_cast<size_t>(streams));
   for (Lane& lane : lanes) {  // allocations first, on this thread
-    lane.context = engine.create_context();
-    lane.io = std::make_unique<runtime::DeviceIo>(*lane.context, engine, inputs);
     if (cudaError_t e = cudaStreamCreateWithFlags(&lane.stream, cudaStreamNonBlocking); e != cudaSuccess)
       fail(ErrorCode::kDevice, "--streams: creating a stream: ", cudaGetErrorString(e));
+    lane.context = engine.create_context();
+    lane.context->set_optimization_profile(profile, lane.stream);
+    lane.io = std::make_unique<runtime::DeviceIo>(*lane.context, engine, inputs);
   }
   auto call = [](Lane& lane) {
     auto t0 = Clock::now();
@@ -119,6 +120,7 @@ int cmd_bench(const BenchOptions& options, Json& doc) {
   int iterations = std::max(1, options.iterations);
   runtime::KernelSpecialization strategy = *runtime::parse_kernel_specialization(options.runtime.kernel_specialization);
   plan::Plan p = plan::load(file);
+  check_profile_index(p, options.profile_index, file);
   begin_input_phase();
   const ir::Network& net = p.network;
 
@@ -138,7 +140,10 @@ int cmd_bench(const BenchOptions& options, Json& doc) {
   runtime::RuntimeConfig config = gpu_config(cache_file, options.runtime);
   auto start = Clock::now();
   auto engine = runtime::Engine::create(p, config);
+  cudaStream_t stream;
+  cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
   auto context = engine->create_context();
+  context->set_optimization_profile(options.profile_index, stream);
   double setup_ms = micros_since(start) / 1000;
   std::vector<std::unique_ptr<runtime::DeviceIo>> io;
   std::vector<std::map<std::string, reference::Tensor>> shape_inputs;
@@ -161,8 +166,6 @@ int cmd_bench(const BenchOptions& options, Json& doc) {
     io.push_back(std::make_unique<runtime::DeviceIo>(*context, *engine, inputs));
     shape_inputs.push_back(std::move(inputs));
   }
-  cudaStream_t stream;
-  cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
   std::cout << "engine+context " << setup_ms << " ms, kernel specialization " << runtime::kernel_specialization_name(strategy)
             << ", cuda graphs " << runtime::cuda_graph_strategy_name(config.cuda_graph_strategy) << "\n";
 
@@ -235,6 +238,7 @@ int cmd_bench(const BenchOptions& options, Json& doc) {
   std::unique_ptr<runtime::ExecutionContext> manual_context;
   if (options.manual_capture) {
     manual_context = engine->create_context();
+    manual_context->set_optimization_profile(options.profile_index, stream);
     manual_context->set_cuda_graph_strategy(runtime::CudaGraphStrategy::kDisabled);
   }
   auto manual_capture_us = [&](size_t d) {
@@ -291,7 +295,8 @@ int cmd_bench(const BenchOptions& options, Json& doc) {
   // After the steady state, so that the specialized kernels are in the engine for every stream's context.
   if (options.streams > 0)
     for (size_t d = 0; d < distinct.size(); ++d)
-      results[d].throughput = measure_streams(*engine, shape_inputs[d], options.streams, iterations, options.duration_s, results[d].key);
+      results[d].throughput = measure_streams(*engine, options.profile_index, shape_inputs[d], options.streams, iterations,
+                                              options.duration_s, results[d].key);
   print_graph_stats(*context);
   save_runtime_cache(config, cache_file);
   cudaStreamDestroy(stream);
@@ -313,6 +318,7 @@ int cmd_bench(const BenchOptions& options, Json& doc) {
     }
   auto g = context->graph_stats();
   doc["plan"] = file;
+  doc["profile_index"] = options.profile_index;
   doc["strategy"] = runtime::kernel_specialization_name(strategy);
   doc["cuda_graphs"] = runtime::cuda_graph_strategy_name(config.cuda_graph_strategy);
   doc["captures"] = g.captures;

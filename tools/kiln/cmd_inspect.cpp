@@ -54,14 +54,15 @@ void print_gpu_support(const GpuSupportReport& gpu, const std::string& of = "") 
 // 1..64 (ranges size the memory plan; they do not decide what runs where).
 Json model_gpu_support(const ir::Network& net, const std::string& path) {
   builder::BuildOptions lowering;
+  ir::DimRanges& ranges = lowering.profiles.emplace_back();
   for (ir::ValueId id : net.inputs())
     for (const ir::Dim& d : net.value(id).shape) {
       std::set<std::string> symbols;
       d.collect_symbols(symbols);
       for (const std::string& s : symbols)
-        if (!net.dim_ranges().count(s)) lowering.ranges[s] = ir::DimRange{1, 1, 64};
+        if (!net.dim_ranges().count(s)) ranges[s] = ir::DimRange{1, 1, 64};
     }
-  std::string of = str(" of the plan `kiln build` makes at fp32", lowering.ranges.empty() ? "" : " (dims without a range as 1..64)");
+  std::string of = str(" of the plan `kiln build` makes at fp32", ranges.empty() ? "" : " (dims without a range as 1..64)");
   try {
     GpuSupportReport gpu = gpu_support_report(builder::build(net, lowering, path));
     print_gpu_support(gpu, of);
@@ -77,7 +78,7 @@ int inspect_plan(const std::string& path, bool dump, Json& doc) {
   const ir::Network& net = p.network;
   std::cout << "plan:       " << path << "\n";
   std::cout << "source:     " << (p.source.empty() ? "(unknown)" : p.source) << "\n";
-  std::cout << "built by:   kiln " << p.kiln_version << ", plan format " << plan::kFormatVersion << "\n";
+  std::cout << "built by:   kiln " << p.kiln_version << ", plan format " << p.format_version << "\n";
   std::cout << "precision:  " << plan::precision_name(p.precision) << "\n";
   std::cout << "inputs:\n";
   for (ir::ValueId id : net.inputs())
@@ -85,8 +86,14 @@ int inspect_plan(const std::string& path, bool dump, Json& doc) {
   std::cout << "outputs:\n";
   for (ir::ValueId id : net.outputs())
     std::cout << "  " << net.value(id).name << ": " << dtype_name(net.value(id).dtype) << ir::shape_to_string(net.value(id).shape) << "\n";
-  std::cout << "ranges:\n";
+  std::cout << "ranges:" << (p.profiles.size() > 1 ? "     (the union of the profiles)" : "") << "\n";
   for (auto& [s, r] : net.dim_ranges()) std::cout << "  " << s << ": min " << r.min << ", opt " << r.opt << ", max " << r.max << "\n";
+  std::cout << "profiles:   " << p.profiles.size() << " (a context runs the shapes of the one it selects)\n";
+  for (size_t k = 0; k < p.profiles.size(); ++k) {
+    std::string ranges;  // "batch 1/4/8, seq 16/64/128"
+    for (auto& [s, r] : p.profiles[k]) ranges += str(ranges.empty() ? "" : ", ", s, " ", r.min, "/", r.opt, "/", r.max);
+    std::cout << "  " << k << ": " << (ranges.empty() ? "(no symbolic dims)" : ranges) << "\n";
+  }
   std::map<std::string, int> kernels;
   int fused_ops = 0, fused_groups = 0;
   for (auto& node : net.nodes()) {
@@ -108,12 +115,13 @@ int inspect_plan(const std::string& path, bool dump, Json& doc) {
   doc["path"] = path;
   doc["source"] = p.source;
   doc["kiln_version"] = p.kiln_version;
-  doc["plan_format"] = plan::kFormatVersion;
+  doc["plan_format"] = p.format_version;
   doc["precision"] = plan::precision_name(p.precision);
   doc["inputs"] = values_json(net, net.inputs());
   doc["outputs"] = values_json(net, net.outputs());
-  doc["ranges"] = Json::object();
-  for (auto& [s, r] : net.dim_ranges()) doc["ranges"][s] = {{"min", r.min}, {"opt", r.opt}, {"max", r.max}};
+  doc["ranges"] = ranges_json(net.dim_ranges());
+  doc["profiles"] = Json::array();
+  for (const ir::DimRanges& profile : p.profiles) doc["profiles"].push_back(ranges_json(profile));
   doc["kernels"] = net.nodes().size();
   doc["kernel_histogram"] = kernels;
   doc["fused_groups"] = fused_groups;

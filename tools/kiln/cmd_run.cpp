@@ -92,10 +92,11 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
   };
   auto engine = runtime::Engine::create(std::move(p), config);
   double engine_ms = ms_since(start);
-  auto context = engine->create_context();
-  double setup_ms = ms_since(start);
   cudaStream_t stream;
   cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+  auto context = engine->create_context();
+  context->set_optimization_profile(options.profile_index, stream);
+  double setup_ms = ms_since(start);
   runtime::DeviceIo io(*context, *engine, inputs);
   context->enqueue(stream);
   std::vector<reference::Tensor> outputs = io.download(stream);
@@ -241,6 +242,12 @@ int cmd_run(const RunOptions& options, Json& doc) {
   std::optional<plan::Plan> loaded_plan;
   if (is_plan_file(model)) loaded_plan = plan::load(model);
   ir::Network net = loaded_plan ? loaded_plan->network : onnx::load_model(model);
+  // The ranges of the selected profile: their opt values fill dims not given, and a plan checks the inputs against them.
+  if (loaded_plan) check_profile_index(*loaded_plan, options.profile_index, model);
+  else if (options.profile_index != 0)
+    fail(ErrorCode::kInvalidArgument, "--profile-index ", options.profile_index, ": ", model,
+         " is an ONNX model, which runs with one profile (0); build a plan with several with kiln build --profile");
+  const ir::DimRanges& ranges = loaded_plan ? loaded_plan->profiles[size_t(options.profile_index)] : net.dim_ranges();
   begin_input_phase();
   auto shapes = parse_shapes(options.shapes, "--shapes");
   std::map<std::string, reference::Tensor> inputs;
@@ -283,8 +290,8 @@ int cmd_run(const RunOptions& options, Json& doc) {
         std::set<std::string> symbols;
         d.collect_symbols(symbols);
         for (const std::string& s : symbols) {
-          auto range = net.dim_ranges().find(s);
-          int64_t pick = range != net.dim_ranges().end() ? range->second.opt : 1;
+          auto range = ranges.find(s);
+          int64_t pick = range != ranges.end() ? range->second.opt : 1;
           kiln::log(Severity::kInfo, str("note: input '", v.name, "' dim '", s, "' not given; using ", pick));
           bindings.emplace(s, pick);
         }
@@ -293,10 +300,14 @@ int cmd_run(const RunOptions& options, Json& doc) {
     }
     inputs[v.name] = random_tensor(v.dtype, dims, rng);
   }
+  if (loaded_plan)  // on every device: the CPU runs the shapes the GPU would
+    for (ir::ValueId id : net.inputs())
+      plan::check_input_shape(*loaded_plan, options.profile_index, net.value(id).name, inputs.at(net.value(id).name).dims);
 
   doc["model"] = model;
   doc["device"] = options.runtime.device;
   doc["seed"] = seed;
+  doc["profile_index"] = options.profile_index;
   doc["inputs"] = Json::array();
   for (ir::ValueId id : net.inputs()) {
     const reference::Tensor& t = inputs.at(net.value(id).name);

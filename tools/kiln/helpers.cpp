@@ -20,6 +20,12 @@ Json shape_json(const ir::Shape& shape) {
   return dims;
 }
 
+Json ranges_json(const ir::DimRanges& ranges) {
+  Json out = Json::object();
+  for (auto& [symbol, r] : ranges) out[symbol] = {{"min", r.min}, {"opt", r.opt}, {"max", r.max}};
+  return out;
+}
+
 namespace {
 void make_finite(Json& j, const std::string& path, std::vector<std::string>& notes) {
   if (j.is_number_float() && !std::isfinite(j.get<double>())) {
@@ -49,6 +55,13 @@ std::string model_path(const ModelArg& model, const char* usage) {
   if (!model.engine.empty() && std::filesystem::exists(model.engine) && !is_plan_file(model.engine))
     fail(ErrorCode::kInvalidArgument, "--loadEngine ", model.engine, " is not a kiln plan; give an ONNX model with --onnx or as MODEL");
   return !model.positional.empty() ? model.positional : !model.onnx.empty() ? model.onnx : model.engine;
+}
+
+void check_profile_index(const plan::Plan& plan, int index, const std::string& file) {
+  size_t n = plan.profiles.size();
+  if (index < 0 || size_t(index) >= n)
+    fail(ErrorCode::kInvalidArgument, "--profile-index ", index, ": ", file, " has ", n,
+         n == 1 ? " optimization profile (0)" : str(" optimization profiles (0 to ", n - 1, ")"), "; kiln inspect lists them");
 }
 
 std::vector<int64_t> parse_dims(const std::string& text, const std::string& what) {

@@ -122,6 +122,13 @@ CLI::Option* repeated(CLI::App* app, const std::string& name, std::vector<std::s
   return app->add_option(name, values, help)->allow_extra_args(false);
 }
 
+// --profile-index N: the optimization profile of the plan the contexts select.
+CLI::Option* profile_index(CLI::App* app, int& index) {
+  return count(app, "--profile-index", index,
+               "the plan's optimization profile to run: input shapes must lie in\n"
+               "its ranges (kiln inspect lists them)");
+}
+
 constexpr const char* kTrtexec = "trtexec spellings";
 
 // --runtime-cache and friends, shared by run and bench.
@@ -320,8 +327,15 @@ int main(int argc, char** argv) {
       "Passes: constant folding, fusion (matmul epilogues, elementwise chains,\n"
       "attention), channels-last convolutions in fp16/bf16, precision, memory\n"
       "planning. Every symbolic input dim needs a range, from --profile (one per\n"
-      "input) or from the model. Ends with a warning naming the nodes the GPU\n"
-      "runtime cannot run, if any (the plan is written: the CPU device runs it).");
+      "input) or from the model. A plan may hold several optimization profiles:\n"
+      "--profile entries naming different inputs form one profile, and naming an\n"
+      "input again starts the next, e.g. for inputs x and mask:\n"
+      "  --profile x:1x64/4x64/8x64 --profile mask:1x16/4x16/8x16\n"
+      "  --profile x:9x64/32x64/64x64 --profile mask:9x16/32x16/64x16\n"
+      "The plan's memory holds the largest shapes of every profile; a context runs\n"
+      "the shapes of the profile it selects (kiln run/bench --profile-index).\n"
+      "Ends with a warning naming the nodes the GPU runtime cannot run, if any\n"
+      "(the plan is written: the CPU device runs it).");
   build->add_option("MODEL", build_options.model.positional, "ONNX model")->type_name("");
   add_model_aliases(build, build_options.model, true, false);
   build->add_option("-o,--output,--saveEngine", build_options.output, "plan file to write (trtexec: --saveEngine)")
@@ -330,14 +344,16 @@ int main(int argc, char** argv) {
   add_precision(build, build_options.precision, "precision of the plan's kernels");
   repeated(build, "--profile", build_options.profiles,
            "min/opt/max shapes of one input, e.g. x:1x64/8x64/32x64 (repeat per\n"
-           "input; the name is everything before the last ':')")
+           "input; naming an input again starts the next profile; the name is\n"
+           "everything before the last ':')")
       ->type_name("NAME:MIN/OPT/MAX");
   for (auto [flag, specs, bound] : {std::tuple{"--minShapes", &build_options.min_shapes, "smallest"},
                                     {"--optShapes", &build_options.opt_shapes, "tuned-for"},
                                     {"--maxShapes", &build_options.max_shapes, "largest"}})
     repeated(build, flag, *specs,
              std::string("trtexec spelling: the ") + bound + " shapes of a profile, e.g.\n"
-             "x:1x64,mask:1x16 (an input only in --optShapes gets one fixed shape)")
+             "x:1x64,mask:1x16 (an input only in --optShapes gets one fixed shape);\n"
+             "given again, it is for the next profile")
         ->type_name("NAME:DIMS[,...]")
         ->group(kTrtexec);
 
@@ -354,6 +370,7 @@ int main(int argc, char** argv) {
   add_run_inputs(run, run_options);
   device_option(run, run_options.runtime.device, true,
                 "cpu: the reference interpreter; cuda: the GPU (cuda:N or N: device N)");
+  profile_index(run, run_options.profile_index);
   run->add_option("--output-dir", run_options.output_dir, "write each output as DIR/NAME.npy")->type_name("DIR");
   count(run, "--warmup", run_options.warmup, "untimed runs first (cuda)");
   count(run, "--iterations", run_options.iterations, "timed runs, at least (cuda)");
@@ -395,6 +412,7 @@ int main(int argc, char** argv) {
       "products: matmuls, convolutions and attention).");
   add_run_inputs(profile, profile_options);
   device_option(profile, profile_options.runtime.device, false, "the GPU (cuda, cuda:N or N: device N)");
+  profile_index(profile, profile_options.profile_index);
   count(profile, "--profile-iterations", profile_options.profile_iterations, "timed passes over the launches (median per launch)")
       ->check(CLI::Range(1, 1000000000), "at least 1");
   count(profile, "--warmup", profile_options.warmup, "untimed runs first");
@@ -414,6 +432,7 @@ int main(int argc, char** argv) {
   add_model_aliases(bench, bench_options.plan, false, true);
   repeated(bench, "--trace", bench_options.traces, "the input shapes of one call, e.g. x:1x7x512 (repeat, in order)")
       ->type_name("NAME:DIMS[,...]");
+  profile_index(bench, bench_options.profile_index);
   count(bench, "--repeat", bench_options.repeat, "times the whole trace runs");
   count(bench, "--iterations", bench_options.iterations, "steady-state calls per shape, at least");
   span(bench, "--duration", bench_options.duration_s, 86400, "SECONDS", "time each shape's steady state for at least this long, too");

@@ -80,6 +80,8 @@ struct Node {
 struct DimRange {
   int64_t min = 1, opt = 1, max = 1;
 };
+// A range per symbol: a network's ranges, or one optimization profile of a plan.
+using DimRanges = std::map<std::string, DimRange, std::less<>>;
 
 class Network {
  public:
@@ -108,7 +110,7 @@ class Network {
   const std::vector<Node>& nodes() const { return nodes_; }  // topological after finalize()
   const std::vector<ValueId>& inputs() const { return inputs_; }
   const std::vector<ValueId>& outputs() const { return outputs_; }
-  const std::map<std::string, DimRange, std::less<>>& dim_ranges() const { return dim_ranges_; }
+  const DimRanges& dim_ranges() const { return dim_ranges_; }
   std::optional<ValueId> find_value(std::string_view name) const;
   // Symbols that stand for data-dependent sizes (made up by shape inference).
   const std::set<std::string>& data_dependent_symbols() const { return data_dependent_; }
@@ -128,7 +130,7 @@ class Network {
   std::vector<Node> nodes_;
   std::vector<ValueId> inputs_, outputs_;
   std::map<std::string, ValueId, std::less<>> value_by_name_;
-  std::map<std::string, DimRange, std::less<>> dim_ranges_;
+  DimRanges dim_ranges_;
   std::set<std::string> data_dependent_;
   int64_t name_counter_ = 0;
   bool finalized_ = false;
