@@ -428,6 +428,7 @@ TEST(GpuRuntime, ConcurrentSpecializationsOfOneKernel) {
 }
 
 // small_test_model with two optimization profiles: batch 1..8 (opt 4) and 9..64 (opt 32).
+// References run the plan's network: its batch range is the union, the model's stops at 8.
 plan::Plan two_profile_plan(const ir::Network& net) {
   builder::BuildOptions options;
   builder::add_input_profile(net, "x", {1, 32}, {4, 32}, {8, 32}, options, 0);
@@ -451,7 +452,8 @@ TEST(GpuProfiles, EachProfileRunsItsShapes) {
   ir::Network net = small_test_model(rng);
   runtime::RuntimeConfig config;
   config.dynamic_shapes_kernel_specialization_strategy = runtime::KernelSpecialization::kEager;
-  auto engine = runtime::Engine::create(two_profile_plan(net), config);
+  plan::Plan plan = two_profile_plan(net);
+  auto engine = runtime::Engine::create(plan, config);
   EXPECT_EQ(engine->profile_count(), 2);
   auto context = engine->create_context();
   EXPECT_EQ(context->optimization_profile(), 0);
@@ -462,7 +464,7 @@ TEST(GpuProfiles, EachProfileRunsItsShapes) {
     SCOPED_TRACE(str("profile ", context->optimization_profile(), ", batch ", batch));
     auto input = random_tensor(DType::kFloat32, {batch, 32}, rng);
     auto got = runtime::run_with_host_tensors(*context, *engine, {{"x", input}}, stream);
-    expect_close(to_floats(got[0]), ir::read_doubles(reference::run(net, {{"x", input}})[0]), 1e-5);
+    expect_close(to_floats(got[0]), ir::read_doubles(reference::run(plan.network, {{"x", input}})[0]), 1e-5);
   };
   for (int64_t batch : {1, 8, 4}) run_batch(batch);
   expect_error([&] { context->set_input_shape("x", {12, 32}); },
@@ -505,7 +507,8 @@ TEST(GpuProfiles, WithoutWarmUpSelectingAProfilePreparesNothing) {
   ir::Network net = small_test_model(rng);
   runtime::RuntimeConfig config;
   config.warm_up_contexts = false;
-  auto engine = runtime::Engine::create(two_profile_plan(net), config);
+  plan::Plan plan = two_profile_plan(net);
+  auto engine = runtime::Engine::create(plan, config);
   auto context = engine->create_context();
   cudaStream_t stream;
   ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
@@ -513,7 +516,7 @@ TEST(GpuProfiles, WithoutWarmUpSelectingAProfilePreparesNothing) {
   EXPECT_TRUE(context->specialization_stats().empty());
   auto input = random_tensor(DType::kFloat32, {20, 32}, rng);
   auto got = runtime::run_with_host_tensors(*context, *engine, {{"x", input}}, stream);
-  expect_close(to_floats(got[0]), ir::read_doubles(reference::run(net, {{"x", input}})[0]), 1e-5);
+  expect_close(to_floats(got[0]), ir::read_doubles(reference::run(plan.network, {{"x", input}})[0]), 1e-5);
   cudaStreamDestroy(stream);
 }
 
