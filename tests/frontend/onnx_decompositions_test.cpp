@@ -12,12 +12,14 @@
 #include "kiln/ir/shape_inference.h"
 #include "kiln/onnx.h"
 #include "kiln/reference.h"
+#include "load_error.h"
 #include "model_builder.h"
 
 namespace kiln::onnx {
 namespace {
 
 using kiln::testing::ModelBuilder;
+using kiln::testing::expect_load_error;
 using ::onnx::TensorProto;
 using Tensors = std::map<std::string, reference::Tensor>;
 
@@ -36,16 +38,6 @@ std::vector<std::string> dims_text(const std::vector<int64_t>& dims) {
 void expect_near(const std::vector<double>& got, const std::vector<double>& want, double tol, const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << what << " element " << i;
-}
-
-void expect_error(const ModelBuilder& m, ErrorCode code, std::initializer_list<std::string> needles) {
-  try {
-    load_model_bytes(m.bytes());
-    ADD_FAILURE() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    for (const std::string& needle : needles) EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
 }
 
 // ---- Attention -------------------------------------------------------------------
@@ -309,15 +301,15 @@ TEST(OnnxAttention, RefusedForms) {
   AttentionCase c = make_case(2, 2, 3, 3);
   ModelBuilder window = attention_model(c, 23);
   ModelBuilder::attr(*window.graph().mutable_node(0), "left_window_size", int64_t(2));
-  expect_error(window, ErrorCode::kUnsupported,
+  expect_load_error(window, ErrorCode::kUnsupported,
                {"node 'Attention_0' (Attention, opset 23)", "attribute 'left_window_size' is not one of Attention-23's"});
 
   ModelBuilder heads = attention_model(c, 25);
   ModelBuilder::attr(*heads.graph().mutable_node(0), "q_num_heads", int64_t(2));
-  expect_error(heads, ErrorCode::kInvalidModel, {"(Attention, opset 25)", "for 3-D inputs only"});
+  expect_load_error(heads, ErrorCode::kInvalidModel, {"(Attention, opset 25)", "for 3-D inputs only"});
 
   ModelBuilder old = attention_model(c, 22);
-  expect_error(old, ErrorCode::kInvalidModel, {"ONNX opset 22 has no Attention"});
+  expect_load_error(old, ErrorCode::kInvalidModel, {"ONNX opset 22 has no Attention"});
 
   // Read before a node makes it: kiln needs the nodes in order to see Q's type.
   ModelBuilder unsorted(23);
@@ -325,7 +317,7 @@ TEST(OnnxAttention, RefusedForms) {
   unsorted.node("Attention", {"q", "x", "x"}, {"y"});
   unsorted.node("Relu", {"x"}, {"q"});
   unsorted.output("y");
-  expect_error(unsorted, ErrorCode::kInvalidModel, {"input 0 (Q, 'q') is read before a node makes it", "topological order"});
+  expect_load_error(unsorted, ErrorCode::kInvalidModel, {"input 0 (Q, 'q') is read before a node makes it", "topological order"});
 }
 
 // ONNX's Attention is ONNX's, not kiln's fused op of the same name: the import
@@ -395,7 +387,7 @@ TEST(OnnxRmsNormalization, OverTheLastAxesInTheStashType) {
   bad.initializer("scale", {4}, {1, 1, 1, 1});
   ModelBuilder::attr(bad.node("RMSNormalization", {"x", "scale"}, {"y"}), "stash_type", int64_t(TensorProto::INT32));
   bad.output("y");
-  expect_error(bad, ErrorCode::kInvalidModel, {"(RMSNormalization, opset 23)", "stash_type 6"});
+  expect_load_error(bad, ErrorCode::kInvalidModel, {"(RMSNormalization, opset 23)", "stash_type 6"});
 }
 
 // RoPE on [B, H, S, D] (halves rotated) and on [B, S, H*D] with num_heads,
