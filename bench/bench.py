@@ -9,7 +9,8 @@ a manually captured CUDA graph, torch.compile(mode="reduce-overhead") and kiln
 --kernel-specialization). Every timing is the median of
 per-call wall times, each call followed by a stream synchronize, after warm-up.
 Correctness: kiln fp32 (TF32 off) and fp16 outputs against PyTorch fp32.
-Writes bench.json, bench-table.txt and bench.png (if matplotlib is there) to --out.
+Writes bench.json, bench-table.txt and bench.png (if matplotlib is there; each
+system against the best PyTorch configuration, see plots.py) to --out.
 """
 import argparse
 import json
@@ -22,6 +23,8 @@ import time
 import numpy as np
 import torch
 import torch.nn as nn
+
+import plots
 
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
@@ -352,23 +355,7 @@ def main():
         f.write(table + "\n")
     print(table)
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        names = [r["model"] for r in rows]
-        keys = [("torch_eager_us", "PyTorch eager"), ("torch_cuda_graph_us", "PyTorch CUDA graph"),
-                ("torch_compile_us", "torch.compile reduce-overhead"), ("kiln_us", "kiln")]
-        fig, ax = plt.subplots(figsize=(9, 4))
-        width = 0.2
-        for i, (key, label) in enumerate(keys):
-            ax.bar([j + i * width for j in range(len(names))], [r.get(key) or 0 for r in rows], width, label=label)
-        ax.set_xticks([j + 1.5 * width for j in range(len(names))], names)
-        ax.set_ylabel("latency (us, batch 1, fp16)")
-        ax.set_yscale("log")
-        ax.set_title(device_name)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(os.path.join(args.out, "bench.png"), dpi=120)
+        plots.ratio_chart(plots.bench_rows(rows), os.path.join(args.out, "bench.png"), plots.bench_title(rows))
     except ImportError:
         print("matplotlib not available: no chart", flush=True)
 

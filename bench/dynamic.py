@@ -3,21 +3,22 @@
 
 Dynamic trace: the 4-layer d=512 encoder (fp16, batch 1) over the sequence
 lengths 7,16,23,32,41,64,77,100,128,13, twice. For each length: the first,
-second and steady-state call (median) for kiln lazy / eager / none (one
-`kiln bench` process each, runtime cache off, so every specialized kernel is
-compiled during the trace), PyTorch eager, and torch.compile(mode=
-"reduce-overhead") with dynamic=True and with the default. Every system runs
-in a process of its own, so none finds kernels another one loaded. Each call
-is timed from the call to the end of a synchronize. Kiln's steady state is
-compared with engines built for exactly each length (static profiles), timed
-in the same process in alternating rounds.
+second and steady-state call (median), and every call in trace order
+("trace"), for kiln lazy / eager / none (one `kiln bench` process each,
+runtime cache off, so every specialized kernel is compiled during the trace),
+PyTorch eager, and torch.compile(mode="reduce-overhead") with dynamic=True and
+with the default. Every system runs in a process of its own, so none finds
+kernels another one loaded. Each call is timed from the call to the end of a
+synchronize. Kiln's steady state is compared with engines built for exactly
+each length (static profiles), timed in the same process in alternating
+rounds.
 
 Cold start: process start to first result of `kiln run` on ResNet-18 (fp16,
 batch 1) with an empty runtime cache, with the cache that run left, and with a
 cache filled by `kiln cache warm` with no GPU visible; against a bare process
 that only creates the CUDA context, a cuBLASLt and a cuDNN handle (the floor).
 
-Writes dynamic.json and dynamic-table.txt to --out.
+Writes dynamic.json, dynamic-table.txt and dynamic.png (if matplotlib is there) to --out.
 """
 import argparse
 import json
@@ -32,8 +33,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import Encoder  # noqa: E402
+import plots  # noqa: E402
 
 LENGTHS = [7, 16, 23, 32, 41, 64, 77, 100, 128, 13]
+PASSES = 2  # times the whole trace runs: first calls, then second calls (the graph capture)
 D = 512
 
 
@@ -54,7 +57,7 @@ def per_length(calls):
 
 def torch_trace(fn, inputs, steady_iterations):
     calls = []
-    for _ in range(2):
+    for _ in range(PASSES):
         for length in LENGTHS:
             t0 = time.perf_counter()
             fn(inputs[length])
@@ -73,12 +76,22 @@ def torch_trace(fn, inputs, steady_iterations):
             times.append((time.perf_counter() - t0) * 1e6)
         steady[length] = statistics.median(times)
     by_length = per_length(calls)
-    return {str(L): {"first_us": by_length[L][0], "second_us": by_length[L][1], "steady_us": steady[L]} for L in LENGTHS}
+    result = {str(L): {"first_us": by_length[L][0], "second_us": by_length[L][1], "steady_us": steady[L]} for L in LENGTHS}
+    result["trace"] = [[length, us] for length, us in calls]
+    return result
+
+
+def trace_calls(shapes):
+    """`kiln bench`'s per-shape calls -> [[length, us], ...] in the order they ran.
+    Each shape's calls are in trace order and the whole trace runs PASSES times,
+    so the next call of each shape in turn is the next call of the trace."""
+    calls = {int(shape["shape"].split(":")[1].split("x")[1]): iter(shape["calls_us"]) for shape in shapes}
+    return [[length, next(calls[length])] for _ in range(PASSES) for length in LENGTHS]
 
 
 def kiln_trace(kiln, plan, strategy, iterations, work, static_plans):
     out = os.path.join(work, f"trace_{strategy}.json")
-    cmd = [kiln, "bench", plan, "--kernel-specialization", strategy, "--runtime-cache", "off", "--repeat", "2",
+    cmd = [kiln, "bench", plan, "--kernel-specialization", strategy, "--runtime-cache", "off", "--repeat", str(PASSES),
            "--iterations", str(iterations), "--json-file", out]
     for length in LENGTHS:
         cmd += ["--trace", f"x:1x{length}x{D}"]
@@ -89,7 +102,7 @@ def kiln_trace(kiln, plan, strategy, iterations, work, static_plans):
     run(cmd)
     with open(out) as f:
         data = json.load(f)
-    result = {"setup_ms": data["setup_ms"]}
+    result = {"setup_ms": data["setup_ms"], "trace": trace_calls(data["shapes"])}
     for shape in data["shapes"]:
         length = int(shape["shape"].split(":")[1].split("x")[1])
         result[str(length)] = {"first_us": shape["calls_us"][0], "second_us": shape["calls_us"][1],
@@ -215,6 +228,10 @@ def main():
     table = render(report)
     with open(os.path.join(args.out, "dynamic-table.txt"), "w") as f:
         f.write(table + "\n")
+    try:
+        plots.dynamic_chart(report, os.path.join(args.out, "dynamic.png"))
+    except ImportError:
+        print("matplotlib not available: no chart", flush=True)
     print(table)
 
 
