@@ -41,6 +41,11 @@ if ! python3 -c "import nanobind, numpy, pytest" 2>/dev/null; then
   echo "setup: installing Python packages ${python_packages[*]}"
   PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check "${python_packages[@]}"
 fi
+# matplotlib for the benchmark charts (bench/plots.py) and their test.
+if ! python3 -c "import matplotlib" 2>/dev/null; then
+  echo "setup: installing matplotlib from PyPI"
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check matplotlib
+fi
 # ONNX from PyPI for the python3 the build uses: its onnx.proto is compiled in and its
 # node tests (opsets to 28) join Debian's in the conformance suite. The version is the
 # one kiln's opsets were checked against; Debian's python3-onnx (1.12) stays beside it.

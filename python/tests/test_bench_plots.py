@@ -80,6 +80,18 @@ def test_bar_labels_carry_ratio_and_latency(tmp_path):
     assert len(labels) == 8
 
 
+def test_models_beyond_a_panel_go_to_the_next(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = [{"model": f"m{i}", "latency_us": {"torch.compile reduce-overhead": 100.0, "kiln": 10.0 * (i + 1)}}
+            for i in range(13)]
+    labels = plots.ratio_chart(rows, tmp_path / "chart.png", "Test GPU", per_panel=12)
+    assert len(labels) == 26
+    # The first panel: m0..m11's torch.compile bars, then their kiln bars; the second: m12's.
+    assert labels[11:14] == ["1.00× (100 µs)", "0.10× (10.0 µs)", "0.20× (20.0 µs)"]
+    assert labels[24:] == ["1.00× (100 µs)", "1.30× (130 µs)"]
+    assert (tmp_path / "chart.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
 @pytest.mark.parametrize("name,data", [("bench", BENCH_RESULTS), ("dynamic", DYNAMIC_REPORT)])
 def test_command_line_redraws_png_from_json(tmp_path, name, data):
     pytest.importorskip("matplotlib")
