@@ -84,6 +84,10 @@ def _ratio_panel(ax, rows, rel, systems, cap, top):
         for text in ax.bar_label(bars, texts, rotation=90, padding=2, fontsize=7, zorder=3):
             text.set_bbox({"facecolor": "white", "edgecolor": "none", "pad": 1.5})
         labels += texts
+    for j, model in enumerate(models):
+        if not rel[model]:
+            ax.text(j, 0.1, "no PyTorch baseline measured", ha="center", va="bottom", fontsize=7, rotation=90, zorder=3,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.5})
     ax.axhline(1.0, color="black", linestyle="--", linewidth=1, zorder=1)
     # Room above the tallest bar for its rotated label.
     ax.set_ylim(0, top * 1.5)

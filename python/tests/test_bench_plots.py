@@ -73,7 +73,8 @@ def test_kiln_bench_calls_in_trace_order():
 
 def test_bar_labels_carry_ratio_and_latency(tmp_path):
     pytest.importorskip("matplotlib")
-    labels = plots.ratio_chart(plots.bench_rows(BENCH_RESULTS), tmp_path / "chart.png", "Test GPU")
+    failed = {"model": "c", "device": "Test GPU", "error": "export: RuntimeError"}  # drawn as an empty group
+    labels = plots.ratio_chart(plots.bench_rows(BENCH_RESULTS + [failed]), tmp_path / "chart.png", "Test GPU")
     assert "0.50× (60.0 µs)" in labels  # kiln on a
     assert "0.25× (50.0 µs)" in labels  # kiln on b
     assert "5.00× (1000 µs)" in labels  # PyTorch eager on b: its bar is cut at 4, its label is not
