@@ -189,6 +189,36 @@ bool is_builder_op(OpKind op) {
   }
 }
 
+OpFamily family_of(OpKind op) {
+#define KILN_FAMILY_CASE(name) case OpKind::k##name:
+  switch (op) {
+    KILN_ELEMENTWISE_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kElementwise;
+    KILN_LINALG_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kLinalg;
+    KILN_CONV_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kConv;
+    KILN_POOL_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kPool;
+    KILN_NORMALIZATION_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kNormalization;
+    KILN_REDUCE_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kReduce;
+    KILN_MOVEMENT_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kMovement;
+    KILN_GENERATOR_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kGenerator;
+  }
+#undef KILN_FAMILY_CASE
+  fail(ErrorCode::kInternal, "op kind ", int(op), " is in no family");
+}
+
+std::string_view family_name(OpFamily family) {
+  switch (family) {
+    case OpFamily::kElementwise: return "elementwise";
+    case OpFamily::kLinalg: return "linalg";
+    case OpFamily::kConv: return "conv";
+    case OpFamily::kPool: return "pool";
+    case OpFamily::kNormalization: return "normalization";
+    case OpFamily::kReduce: return "reduce";
+    case OpFamily::kMovement: return "movement";
+    case OpFamily::kGenerator: return "generator";
+  }
+  return "?";
+}
+
 std::optional<OpKind> op_from_name(std::string_view name) {
   for (size_t i = 0; i < std::size(kOpNames); ++i)
     if (kOpNames[i] == name) return OpKind(i);

@@ -14,7 +14,7 @@ namespace kiln::cli {
 namespace {
 
 struct OpRow {
-  std::string op;
+  std::string op, family;
   std::vector<std::string> onnx;
   bool reference = false;
   runtime::GpuLowering gpu;
@@ -24,7 +24,7 @@ std::vector<OpRow> op_rows() {
   std::vector<OpRow> rows;
   for (int i = 0; i < ir::op_count(); ++i) {
     auto op = ir::OpKind(i);
-    rows.push_back({std::string(ir::op_name(op)), onnx::onnx_op_types(op), reference::has_kernel(op), runtime::gpu_lowering(op)});
+    rows.push_back({std::string(ir::op_name(op)), std::string(ir::family_name(ir::family_of(op))), onnx::onnx_op_types(op), reference::has_kernel(op), runtime::gpu_lowering(op)});
   }
   return rows;
 }
@@ -64,21 +64,21 @@ int cmd_ops(const OpsOptions& options, Json& doc) {
   std::string summary = str(rows.size(), " op kinds: ", kernels, " run on the GPU, ", by_builder, " after `kiln build` lowers them, ", none,
                             " on the CPU device only.");
   if (options.markdown) {
-    std::cout << summary << "\n\n| op | ONNX ops | CPU reference | GPU | notes |\n|---|---|---|---|---|\n";
+    std::cout << summary << "\n\n| op | family | ONNX ops | CPU reference | GPU | notes |\n|---|---|---|---|---|---|\n";
     for (const OpRow& row : rows)
-      std::cout << "| " << row.op << " | " << onnx_text(row) << " | " << (row.reference ? "yes" : "no") << " | "
+      std::cout << "| " << row.op << " | " << row.family << " | " << onnx_text(row) << " | " << (row.reference ? "yes" : "no") << " | "
                 << gpu_word(row.gpu.kind) << " | " << row.gpu.detail << " |\n";
   } else {
-    std::cout << std::left << std::setw(22) << "op" << std::setw(24) << "ONNX ops" << std::setw(5) << "CPU" << std::setw(18) << "GPU"
+    std::cout << std::left << std::setw(22) << "op" << std::setw(14) << "family" << std::setw(24) << "ONNX ops" << std::setw(5) << "CPU" << std::setw(18) << "GPU"
               << "notes\n";
     for (const OpRow& row : rows)
-      std::cout << std::setw(22) << row.op << std::setw(24) << onnx_text(row) << std::setw(5) << (row.reference ? "yes" : "no")
+      std::cout << std::setw(22) << row.op << std::setw(14) << row.family << std::setw(24) << onnx_text(row) << std::setw(5) << (row.reference ? "yes" : "no")
                 << std::setw(18) << gpu_word(row.gpu.kind) << row.gpu.detail << "\n";
     std::cout << summary << "\n";
   }
   Json ops = Json::array();
   for (const OpRow& row : rows)
-    ops.push_back({{"op", row.op}, {"onnx", row.onnx}, {"reference", row.reference}, {"gpu", gpu_key(row.gpu.kind)},
+    ops.push_back({{"op", row.op}, {"family", row.family}, {"onnx", row.onnx}, {"reference", row.reference}, {"gpu", gpu_key(row.gpu.kind)},
                    {"gpu_detail", row.gpu.detail}});
   doc["ops"] = ops;
   return kOk;

@@ -11,34 +11,50 @@
 KILN_API_BEGIN
 namespace kiln::ir {
 
-// Ops of a model, as front ends make them (ONNX semantics).
-#define KILN_MODEL_OPS(X)                                                                              \
-  /* elementwise unary */                                                                              \
-  X(Abs) X(Neg) X(Sqrt) X(Reciprocal) X(Exp) X(Log) X(Floor) X(Ceil) X(Round) X(Sign) X(Relu)           \
-  X(Sigmoid) X(Tanh) X(Erf) X(Softplus) X(Softsign) X(Sin) X(Cos) X(Tan) X(Asin) X(Acos) X(Atan)       \
-  X(Sinh) X(Cosh) X(Asinh) X(Acosh) X(Atanh) X(LeakyRelu) X(Elu) X(Selu) X(Celu) X(HardSigmoid)        \
-  X(HardSwish) X(Gelu) X(ThresholdedRelu) X(Shrink) X(Clip) X(Not) X(IsNaN) X(IsInf) X(Cast)           \
-  X(CastLike) X(Identity) X(Dropout)                                                                   \
-  /* elementwise binary and variadic, numpy broadcasting */                                            \
-  X(Add) X(Sub) X(Mul) X(Div) X(Pow) X(Mod) X(PRelu) X(Equal) X(Less) X(LessOrEqual) X(Greater)       \
-  X(GreaterOrEqual) X(And) X(Or) X(Xor) X(Min) X(Max) X(Mean) X(Sum) X(Where)                         \
-  /* linear algebra and neural network layers */                                                       \
-  X(MatMul) X(Gemm) X(Einsum) X(Conv) X(ConvTranspose) X(BatchNormalization) X(InstanceNormalization) \
-  X(LayerNormalization) X(GroupNormalization) X(MaxPool) X(AveragePool) X(GlobalAveragePool)           \
-  X(GlobalMaxPool) X(Softmax) X(LogSoftmax) X(Hardmax)                                                 \
-  /* reductions */                                                                                     \
-  X(ReduceMean) X(ReduceSum) X(ReduceMax) X(ReduceMin) X(ReduceProd) X(ReduceL1) X(ReduceL2)           \
-  X(ReduceLogSum) X(ReduceLogSumExp) X(ReduceSumSquare) X(ArgMax) X(ArgMin) X(CumSum) X(TopK)          \
-  /* shape and data movement */                                                                        \
-  X(Reshape) X(Flatten) X(Squeeze) X(Unsqueeze) X(Transpose) X(Concat) X(Split) X(Slice) X(Gather)     \
-  X(GatherElements) X(Expand) X(Tile) X(Pad) X(Shape) X(Size) X(ConstantOfShape) X(Range) X(Trilu)     \
-  X(Resize) X(DepthToSpace) X(SpaceToDepth) X(OneHot)
+// The ops by family. A family is the unit of code: every layer has one file
+// per family (ir/ops/, reference/, runtime/ops/ beside runtime/codegen/; see
+// docs/ops.md). Each family list takes two macros: M for ops of a model, as
+// front ends make them (ONNX semantics), B for ops made by the builder's
+// passes only, never by front ends.
+#define KILN_ELEMENTWISE_OPS(M, B)                                                                      \
+  /* unary */                                                                                          \
+  M(Abs) M(Neg) M(Sqrt) M(Reciprocal) M(Exp) M(Log) M(Floor) M(Ceil) M(Round) M(Sign) M(Relu)           \
+  M(Sigmoid) M(Tanh) M(Erf) M(Softplus) M(Softsign) M(Sin) M(Cos) M(Tan) M(Asin) M(Acos) M(Atan)       \
+  M(Sinh) M(Cosh) M(Asinh) M(Acosh) M(Atanh) M(LeakyRelu) M(Elu) M(Selu) M(Celu) M(HardSigmoid)        \
+  M(HardSwish) M(Gelu) M(ThresholdedRelu) M(Shrink) M(Clip) M(Not) M(IsNaN) M(IsInf) M(Cast)           \
+  M(CastLike) M(Identity) M(Dropout)                                                                   \
+  /* binary and variadic, numpy broadcasting */                                                        \
+  M(Add) M(Sub) M(Mul) M(Div) M(Pow) M(Mod) M(PRelu) M(Equal) M(Less) M(LessOrEqual) M(Greater)       \
+  M(GreaterOrEqual) M(And) M(Or) M(Xor) M(Min) M(Max) M(Mean) M(Sum) M(Where)                         \
+  B(FusedElementwise)
+#define KILN_LINALG_OPS(M, B) M(MatMul) M(Gemm) M(Einsum) B(FusedMatMul) B(Attention)
+#define KILN_CONV_OPS(M, B) M(Conv) M(ConvTranspose) B(ConvChannelsLast)
+#define KILN_POOL_OPS(M, B) M(MaxPool) M(AveragePool) M(GlobalAveragePool) M(GlobalMaxPool) B(MaxPoolChannelsLast)
+// Normalizations over an axis or a group of axes, the softmax family among them.
+#define KILN_NORMALIZATION_OPS(M, B)                                                                   \
+  M(BatchNormalization) M(InstanceNormalization) M(LayerNormalization) M(GroupNormalization)          \
+  M(Softmax) M(LogSoftmax) M(Hardmax)
+#define KILN_REDUCE_OPS(M, B)                                                                          \
+  M(ReduceMean) M(ReduceSum) M(ReduceMax) M(ReduceMin) M(ReduceProd) M(ReduceL1) M(ReduceL2)           \
+  M(ReduceLogSum) M(ReduceLogSumExp) M(ReduceSumSquare) M(ArgMax) M(ArgMin) M(CumSum) M(TopK)
+// Shape changes and data movement: outputs hold input elements (or a pad value).
+#define KILN_MOVEMENT_OPS(M, B)                                                                        \
+  M(Reshape) M(Flatten) M(Squeeze) M(Unsqueeze) M(Transpose) M(Concat) M(Split) M(Slice) M(Gather)     \
+  M(GatherElements) M(Expand) M(Tile) M(Pad) M(Trilu) M(Resize) M(DepthToSpace) M(SpaceToDepth)
+// Outputs made from shapes and scalar inputs rather than from input elements.
+#define KILN_GENERATOR_OPS(M, B) M(Shape) M(Size) M(ConstantOfShape) M(Range) M(OneHot)
 
-// Ops made by the builder's passes, never by front ends.
-#define KILN_BUILDER_OPS(X) X(FusedMatMul) X(FusedElementwise) X(ConvChannelsLast) X(MaxPoolChannelsLast) X(Attention)
-
-// Plans store ops by name (op_name), so the order here is free to change.
-#define KILN_OPS(X) KILN_MODEL_OPS(X) KILN_BUILDER_OPS(X)
+// Every op kind, X(Name), family by family. The order of families and of ops
+// is free to change: plans store ops by name (op_name).
+#define KILN_OPS(X)                                                                                    \
+  KILN_ELEMENTWISE_OPS(X, X) KILN_LINALG_OPS(X, X) KILN_CONV_OPS(X, X) KILN_POOL_OPS(X, X)             \
+  KILN_NORMALIZATION_OPS(X, X) KILN_REDUCE_OPS(X, X) KILN_MOVEMENT_OPS(X, X) KILN_GENERATOR_OPS(X, X)
+#define KILN_NO_OP_(name)
+// The builder's ops alone.
+#define KILN_BUILDER_OPS(X)                                                                            \
+  KILN_ELEMENTWISE_OPS(KILN_NO_OP_, X) KILN_LINALG_OPS(KILN_NO_OP_, X) KILN_CONV_OPS(KILN_NO_OP_, X)    \
+  KILN_POOL_OPS(KILN_NO_OP_, X) KILN_NORMALIZATION_OPS(KILN_NO_OP_, X) KILN_REDUCE_OPS(KILN_NO_OP_, X) \
+  KILN_MOVEMENT_OPS(KILN_NO_OP_, X) KILN_GENERATOR_OPS(KILN_NO_OP_, X)
 
 enum class OpKind : uint16_t {
 #define KILN_OP_ENUM(name) k##name,
@@ -46,11 +62,18 @@ enum class OpKind : uint16_t {
 #undef KILN_OP_ENUM
 };
 
+enum class OpFamily : uint8_t {
+  kElementwise, kLinalg, kConv, kPool, kNormalization, kReduce, kMovement, kGenerator
+};
+inline constexpr int kOpFamilyCount = 8;
+
 std::string_view op_name(OpKind op);
 std::optional<OpKind> op_from_name(std::string_view name);
 int op_count();
 // Made by the builder only (KILN_BUILDER_OPS): front ends and users may not use it.
 bool is_builder_op(OpKind op);
+OpFamily family_of(OpKind op);
+std::string_view family_name(OpFamily family);  // "elementwise", the file name of the family in each layer
 
 }  // namespace kiln::ir
 KILN_API_END
