@@ -246,6 +246,9 @@ class ExecutionContext {
     std::map<std::string, int64_t> fallbacks;  // direct calls under whole_graph_capture, by reason
     int64_t graphs = 0;               // executable graphs held now
     int64_t capture_failures = 0;     // captures that failed (each retried later, after a back-off)
+    // Graph launches for calls on the legacy default stream (which cannot be
+    // captured): on the context's own stream, joined to the caller's by events.
+    int64_t on_context_stream = 0;
   };
   GraphStats graph_stats() const;
   // Times each launch of the current input shapes on the GPU: the launches

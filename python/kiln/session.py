@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -73,8 +72,12 @@ class InferenceSession:
         self._inputs = _infos(self._network.inputs)
         self._outputs = _infos(self._network.outputs)
         self._output_index = {t.name: i for i, t in enumerate(self._outputs)}
+        self._input_names = tuple(t.name for t in self._inputs)
+        self._all_outputs = list(range(len(self._outputs)))
+        self._torch_types = None  # (input dtypes, output dtypes) as torch dtypes, on the first torch run
+        self._last_dims = None  # the input shapes the context was last given, and its output dims then
+        self._out_dims = None
         self._context = None
-        self._warned_legacy_stream = False
         self._profile_index = 0
         if self._kind == "cuda":
             self._start_engine()
@@ -132,6 +135,7 @@ class InferenceSession:
             raise ValueError(f"profile_index {index} does not exist: the plan has {count} optimization {which}")
         if self._context is not None:
             self._context.set_optimization_profile(index, self._caller_stream(stream))
+            self._last_dims = None  # a new profile may unset the input shapes
         self._profile_index = index
 
     def _caller_stream(self, stream: int | None) -> int:
@@ -154,7 +158,7 @@ class InferenceSession:
 
     def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, Any], *, stream: int | None = None) -> list:
         """Runs the network on ``feeds`` (input name -> array) and returns the named outputs (all when None)."""
-        wanted = self._select_outputs(output_names)
+        wanted = self._all_outputs if output_names is None else self._select_outputs(output_names)
         ordered = self._order_feeds(feeds)
         if self._kind == "cpu":
             results = self._run_reference(ordered)
@@ -177,7 +181,15 @@ class InferenceSession:
         return out
 
     def _order_feeds(self, feeds: Mapping[str, Any]) -> list:
-        names = [t.name for t in self._inputs]
+        names = self._input_names
+        if len(feeds) == len(names) and self._torch_types is not None:  # the per-call path: torch tensors as last time
+            try:
+                ordered = [feeds[n] for n in names]
+            except KeyError:
+                ordered = None
+            if ordered is not None and all(type(x).__module__ == "torch" and x.dtype is t
+                                           for x, t in zip(ordered, self._torch_types[0])):
+                return ordered
         unknown = [k for k in feeds if k not in names]
         if unknown:
             raise ValueError(f"{', '.join(map(repr, unknown))} is not an input; the inputs are {', '.join(names)}")
@@ -232,25 +244,23 @@ class InferenceSession:
     def _run_torch_cuda(self, ordered: list, stream: int | None) -> list:
         import torch
 
-        device = ordered[0].device
+        if self._torch_types is None:
+            self._torch_types = ([_dtypes.torch_dtype(t.dtype) for t in self._inputs],
+                                 [_dtypes.torch_dtype(t.dtype) for t in self._outputs])
+        device = ordered[0].get_device()
         for info, x in zip(self._inputs, ordered):
             if not x.is_contiguous():
                 raise ValueError(f"input '{info.name}' must be contiguous; call .contiguous() first")
-            if x.device != device:
-                raise ValueError(f"input '{info.name}' is on {x.device}; the other inputs are on {device}")
-        out_dims = self._context.set_input_shapes([list(x.shape) for x in ordered])
-        outputs = [torch.empty(d, dtype=_dtypes.torch_dtype(t.dtype), device=device) for d, t in zip(out_dims, self._outputs)]
+            if x.get_device() != device:
+                raise ValueError(f"input '{info.name}' is on {x.device}; the other inputs are on {ordered[0].device}")
+        dims = [x.shape for x in ordered]
+        if dims != self._last_dims:  # unchanged shapes cost a comparison
+            self._out_dims = self._context.set_input_shapes([list(d) for d in dims])
+            self._last_dims = dims
+        outputs = [torch.empty(d, dtype=t, device=device) for d, t in zip(self._out_dims, self._torch_types[1])]
         addresses = [x.data_ptr() for x in ordered] + [y.data_ptr() for y in outputs]
         if stream is None:
-            stream = current_raw_stream(device.index)
-        if stream == 0 and self._settings.cuda_graph_strategy != "disabled" and not self._warned_legacy_stream:
-            self._warned_legacy_stream = True
-            warnings.warn(
-                "kiln: cuda_graph_strategy whole_graph_capture runs without graphs on the legacy default stream "
-                "(torch's default); run under `with torch.cuda.stream(torch.cuda.Stream()):` to use native graphs",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+            stream = current_raw_stream(device)
         self._context.enqueue(addresses, stream)
         return outputs
 
@@ -267,6 +277,7 @@ class InferenceSession:
         handle = self._stream.handle if stream is None else stream
         arrays = [self._host_array(x) for x in ordered]
         out_dims = self._context.set_input_shapes([list(a.shape) for a in arrays])
+        self._last_dims = None  # the torch path's cached shapes no longer hold
         addresses = []
         for i, a in enumerate(arrays):
             memory = self._device_memory(i, a.nbytes)

@@ -232,6 +232,7 @@ nb::dict graph_stats_to_python(const runtime::ExecutionContext::GraphStats& s) {
   d["kernel_swaps"] = s.kernel_swaps;
   d["fallbacks"] = s.fallbacks;
   d["graphs"] = s.graphs;
+  d["on_context_stream"] = s.on_context_stream;
   return d;
 }
 

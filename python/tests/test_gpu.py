@@ -93,20 +93,25 @@ def test_native_graphs_replay_and_repair_new_addresses(mlp, rng):
         assert close(y.cpu().numpy(), mlp_reference(xi.cpu().numpy(), weights), 1e-5)
 
 
-def test_graphs_on_the_legacy_default_stream_warn_once(mlp, rng):
+def test_graphs_on_the_legacy_default_stream(mlp, rng):
+    """torch's default stream is the legacy one, which cannot be captured: the
+    graph runs on the context's own stream, ordered by events with torch's work."""
     torch = pytest.importorskip("torch")
     path, weights = mlp
     session = kiln.InferenceSession(path, "cuda", GRAPHS, profiles=MLP_PROFILE)
-    x = torch.from_numpy(rng.uniform(-1, 1, (2, 16)).astype(np.float32)).cuda()
-    with pytest.warns(RuntimeWarning, match="legacy default stream"):
-        session.run(None, {"x": x})
+    assert torch.cuda.current_stream().cuda_stream == 0
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a second warning would fail the test
-        for _ in range(2):
+        warnings.simplefilter("error")
+        for i in range(6):
+            x = torch.from_numpy(rng.uniform(-1, 1, (2, 16)).astype(np.float32)).cuda()
+            x.mul_(2.0)  # queued on the legacy stream right before the call: the graph must wait for it
             (y,) = session.run(None, {"x": x})
-    torch.cuda.synchronize()
-    assert close(y.cpu().numpy(), mlp_reference(x.cpu().numpy(), weights), 1e-5)
-    assert session.stats()["graphs"]["fallbacks"], "the fallback is counted with its reason"
+            y.add_(1.0)  # and this must wait for the graph
+            got = y.cpu().numpy()
+            assert close(got, mlp_reference(x.cpu().numpy(), weights) + 1.0, 1e-5), i
+    graphs = session.stats()["graphs"]
+    assert not graphs["fallbacks"], graphs
+    assert graphs["on_context_stream"] >= 4 and graphs["replays"] + graphs["captures"] >= 4, graphs
 
 
 def test_inside_the_users_own_cuda_graph(mlp, rng):

@@ -72,6 +72,9 @@ ContextState::~ContextState() {
   if (lt) cublasLtDestroy(lt);
   if (cudnn) cudnnDestroy(cudnn);
   if (fence) cudaEventDestroy(fence);
+  if (joined_in) cudaEventDestroy(joined_in);
+  if (joined_out) cudaEventDestroy(joined_out);
+  if (own_stream) cudaStreamDestroy(own_stream);
   for (ReleasedKernels& r : released) cudaEventDestroy(r.event);
 }
 
@@ -527,8 +530,11 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
           capture = false;
         }
       }
+      // Capturing records and launches nothing: the graph is captured on the
+      // stream it will be launched from.
+      cudaStream_t graph_stream = decision.on_context_stream ? c.own_stream : stream;
       if (capture) {
-        std::string failure = variant->graph.capture(stream, record, c.counters, io_pointers(c), io_bytes(c, shape));
+        std::string failure = variant->graph.capture(graph_stream, record, c.counters, io_pointers(c), io_bytes(c, shape));
         if (!failure.empty()) {
           // Another thread's call may have broken it: direct launches for a
           // while, then capture again, backing off while it keeps failing.
@@ -550,7 +556,16 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
         ++c.stats.replays;
       }
       variant->last_use = c.stats.calls;
-      KILN_CUDA(variant->graph.launch(stream), str("launching the graph of ", shape.key));
+      if (decision.on_context_stream) {
+        ++c.stats.on_context_stream;
+        KILN_CUDA(cudaEventRecord(c.joined_in, stream), "joining the caller's stream");
+        KILN_CUDA(cudaStreamWaitEvent(c.own_stream, c.joined_in, 0), "joining the caller's stream");
+      }
+      KILN_CUDA(variant->graph.launch(graph_stream), str("launching the graph of ", shape.key));
+      if (decision.on_context_stream) {
+        KILN_CUDA(cudaEventRecord(c.joined_out, c.own_stream), "joining the caller's stream");
+        KILN_CUDA(cudaStreamWaitEvent(stream, c.joined_out, 0), "joining the caller's stream");
+      }
       break;
     }
   }

@@ -85,6 +85,10 @@ struct ContextState {
   std::vector<std::shared_ptr<Specialization>> retiring, fenced;
   cudaEvent_t fence = nullptr;
   bool fence_pending = false;
+  // Graphs for calls on the legacy default stream, which cannot be captured,
+  // run on this non-blocking stream, joined to the caller's by two events.
+  cudaStream_t own_stream = nullptr;
+  cudaEvent_t joined_in = nullptr, joined_out = nullptr;
   // Specialized kernels recorded into the caller's captures: a graph of the
   // caller's may launch them any time, so they stay loaded until the caller
   // releases them or the context goes.

@@ -134,6 +134,9 @@ std::unique_ptr<ExecutionContext> Engine::create_context() {
   c->arena = DeviceBuffer(size_t(state_->plan.arena_bytes), "the activation arena");
   c->workspace = DeviceBuffer(kWorkspaceBytes, "the cuBLASLt workspace");
   KILN_CUDA(cudaEventCreateWithFlags(&c->fence, cudaEventDisableTiming), "creating the context's event");
+  KILN_CUDA(cudaEventCreateWithFlags(&c->joined_in, cudaEventDisableTiming), "creating the context's event");
+  KILN_CUDA(cudaEventCreateWithFlags(&c->joined_out, cudaEventDisableTiming), "creating the context's event");
+  KILN_CUDA(cudaStreamCreateWithFlags(&c->own_stream, cudaStreamNonBlocking), "creating the context's stream");
   bool needs_cudnn = std::any_of(state_->plan.network.nodes().begin(), state_->plan.network.nodes().end(),
                                  [](const ir::Node& n) {
                                    return n.op == ir::OpKind::kConv || n.op == ir::OpKind::kConvChannelsLast ||

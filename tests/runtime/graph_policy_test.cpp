@@ -49,15 +49,23 @@ TEST(GraphPolicy, CallerCaptureWinsWhateverTheStrategy) {
   }
 }
 
-TEST(GraphPolicy, LegacyStreamFallsBackWithItsReason) {
+TEST(GraphPolicy, TheLegacyStreamGetsGraphsOnTheContextsStream) {
   CallState s = enabled();
   s.legacy_stream = true;
-  s.calls_at_shape = 3;
-  s.has_graph = true;  // even a graph made on another stream is not replayed here
-  Decision d = decide(s);
-  EXPECT_EQ(d.path, Path::kDirect);
-  EXPECT_EQ(d.fallback, Fallback::kLegacyStream);
-  EXPECT_EQ(fallback_name(d.fallback), "legacy default stream");
+  Decision warm_up = decide(s);  // the first call runs directly, on the caller's stream
+  EXPECT_EQ(warm_up.path, Path::kDirect);
+  EXPECT_FALSE(warm_up.on_context_stream);
+  s.calls_at_shape = 1;
+  Decision capture = decide(s);
+  EXPECT_EQ(capture.path, Path::kCapture);
+  EXPECT_TRUE(capture.on_context_stream);
+  s.has_graph = true;
+  Decision replay = decide(s);
+  EXPECT_EQ(replay.path, Path::kReplay);
+  EXPECT_EQ(replay.fallback, Fallback::kNone);
+  EXPECT_TRUE(replay.on_context_stream);
+  s.legacy_stream = false;
+  EXPECT_FALSE(decide(s).on_context_stream);
 }
 
 TEST(GraphPolicy, AFailedCaptureRunsDirectlyUntilItsRetry) {

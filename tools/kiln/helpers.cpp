@@ -236,6 +236,7 @@ Json graph_stats_json(const runtime::ExecutionContext& context) {
           {"kernel_swaps", g.kernel_swaps},
           {"into_caller_capture", g.into_caller_capture},
           {"graphs", g.graphs},
+          {"on_context_stream", g.on_context_stream},
           {"fallbacks", g.fallbacks}};
 }
 

@@ -158,19 +158,25 @@ class EngineRunner:
         return self._settings.cuda_graph_strategy
 
     def run_cuda(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-        tc = self.context()
-        strategy = self.graph_strategy()
+        # The per-call path: every line here costs latency on every call.
+        tc = self._contexts.get(threading.get_ident()) or self.context()
+        strategy = self._settings.cuda_graph_strategy if not (MODE.whole or MODE.subgraph) else self.graph_strategy()
         if tc.strategy != strategy:
             tc.context.set_cuda_graph_strategy(strategy)
             tc.strategy = strategy
-        inputs = [t if t.is_contiguous() else t.contiguous() for t in inputs]
+        for i, t in enumerate(inputs):
+            if not t.is_contiguous():
+                inputs[i] = t.contiguous()
         dims = [t.shape for t in inputs]
         if dims != tc.dims:
             tc.out_dims = tc.context.set_input_shapes([list(d) for d in dims])
             tc.dims = dims
         device = inputs[0].get_device() if inputs else torch.cuda.current_device()
         outputs = [torch.empty(d, dtype=t, device=device) for d, t in zip(tc.out_dims, self._output_dtypes)]
-        tc.context.enqueue([t.data_ptr() for t in inputs] + [o.data_ptr() for o in outputs], current_raw_stream(device))
+        addresses = [t.data_ptr() for t in inputs]
+        for o in outputs:
+            addresses.append(o.data_ptr())
+        tc.context.enqueue(addresses, current_raw_stream(device))
         return outputs
 
     def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -7,7 +7,6 @@ namespace kiln::runtime::graphs {
 std::string_view fallback_name(Fallback f) {
   switch (f) {
     case Fallback::kNone: return "none";
-    case Fallback::kLegacyStream: return "legacy default stream";
     case Fallback::kCaptureFailed: return "capture failed";
   }
   return "?";
@@ -18,11 +17,10 @@ Decision decide(const CallState& s) {
   // and never begins a capture of its own inside another.
   if (s.caller_capturing) return {Path::kIntoCallerCapture, Fallback::kNone};
   if (!s.graphs_enabled) return {Path::kDirect, Fallback::kNone};
-  if (s.legacy_stream) return {Path::kDirect, Fallback::kLegacyStream};
-  if (s.has_graph) return {Path::kReplay, Fallback::kNone};
+  if (s.has_graph) return {Path::kReplay, Fallback::kNone, s.legacy_stream};
   if (s.capture_failed && s.calls_at_shape < s.retry_capture_at) return {Path::kDirect, Fallback::kCaptureFailed};
   if (s.calls_at_shape < s.warmup_calls) return {Path::kDirect, Fallback::kNone};  // warm-up
-  return {Path::kCapture, Fallback::kNone};
+  return {Path::kCapture, Fallback::kNone, s.legacy_stream};
 }
 
 int capture_retry_delay(int failures) { return 8 << std::clamp(failures - 1, 0, 7); }

@@ -17,14 +17,13 @@ enum class Path {
 // Why a call with whole_graph_capture ran without a graph of its own.
 enum class Fallback {
   kNone,
-  kLegacyStream,    // the legacy default stream cannot be captured
   kCaptureFailed,   // capturing or instantiating this shape failed (reason recorded)
 };
 std::string_view fallback_name(Fallback f);
 
 struct CallState {
   bool graphs_enabled = false;    // cuda_graph_strategy == whole_graph_capture
-  bool legacy_stream = false;     // the legacy default stream (null or cudaStreamLegacy)
+  bool legacy_stream = false;     // the legacy default stream (null or cudaStreamLegacy), which cannot be captured
   bool caller_capturing = false;  // the stream is being captured by the caller
   int calls_at_shape = 0;         // earlier calls at this input-shape key (this context)
   int warmup_calls = 1;           // direct calls at a shape before it is captured
@@ -41,6 +40,9 @@ int capture_retry_delay(int failures);
 struct Decision {
   Path path = Path::kDirect;
   Fallback fallback = Fallback::kNone;
+  // The graph is captured on and launched from the context's own stream,
+  // joined to the caller's (legacy) stream by events before and after.
+  bool on_context_stream = false;
 };
 
 Decision decide(const CallState& s);
