@@ -152,9 +152,36 @@ def torch_timings(model, example, warmup, iterations):
     return results
 
 
-def kiln_python_timings(model16, example16, warmup, iterations, strategy):
+def timed_on(stream, fn, warmup, iterations):
+    """Median latency of fn() with a synchronize of `stream` after each call: the
+    same wait as the CLI's (cudaStreamSynchronize), for latencies compared with it."""
+    for _ in range(warmup):
+        fn()
+    stream.synchronize()
+    times = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        fn()
+        stream.synchronize()
+        times.append((time.perf_counter() - t0) * 1e6)
+    return float(np.median(times))
+
+
+def cli_latency(kiln_cli, plan, feeds, warmup, iterations, strategy):
+    """`kiln run` p50 latency (us) of a plan on .npy inputs {name: path}; None when it fails."""
+    cmd = [kiln_cli, "run", plan, "--device", "cuda", "--warmup", str(warmup), "--iterations", str(iterations),
+           "--kernel-specialization", strategy]
+    for name, path in feeds.items():
+        cmd += ["--input", f"{name}:{path}"]
+    m = re.search(r"p50 ([\d.]+) ", kiln(cmd).stdout)
+    return float(m.group(1)) if m else None
+
+
+def kiln_python_timings(model16, example16, warmup, iterations, strategy, kiln_cli, work, name):
     """The same fp16 model through kiln.torch.compile (native graphs, on a side
-    stream as a user would run it): latency, engines and PyTorch ops left over."""
+    stream as a user would run it): latency, engines and PyTorch ops left over;
+    and, for a single engine, the CLI's latency on that engine's own plan, so the
+    Python path's cost per call is measured on the same plan."""
     import kiln
     import kiln.torch as kt
 
@@ -168,9 +195,8 @@ def kiln_python_timings(model16, example16, warmup, iterations, strategy):
         y = compiled(example16)
         torch.cuda.synchronize()
         row = {"kiln_python_us": us, "kiln_python_engines": len(compiled.engines), "kiln_python_torch_ops": torch_ops}
-        if len(compiled.engines) == 1 and not torch_ops:  # the engine alone, without the module around it
-            engine = compiled.engines[0]
-            row["kiln_python_engine_us"] = timed(lambda: engine.run([example16]), warmup, iterations)
+        if len(compiled.engines) == 1 and not torch_ops:
+            row["kiln_python_stream_sync_us"] = timed_on(stream, lambda: compiled(example16), warmup, iterations)
         # Host time per call with no synchronize in the loop (the GPU's time per call bounds it from below).
         torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -178,10 +204,34 @@ def kiln_python_timings(model16, example16, warmup, iterations, strategy):
             compiled(example16)
         row["kiln_python_host_us"] = (time.perf_counter() - t0) / iterations * 1e6
         torch.cuda.synchronize()
+    with torch.inference_mode():  # torch's default stream, CUDA's legacy one: graphs on the engine's own stream
+        row["kiln_python_default_stream_us"] = timed(lambda: compiled(example16), warmup, iterations)
+    if "kiln_python_stream_sync_us" in row:
+        engine = compiled.engines[0]
+        plan = os.path.join(work, f"{name}_torch_fp16.kiln")
+        with open(plan, "wb") as f:
+            f.write(engine.plan_bytes())
+        x_path = os.path.join(work, f"{name}_x16.npy")
+        np.save(x_path, example16.cpu().numpy())
+        row["kiln_python_plan_cli_us"] = cli_latency(kiln_cli, plan, {engine.network.inputs[0][0]: x_path}, warmup,
+                                                     iterations, strategy)
     stats = kiln.runtime.stats(compiled)["engines"]
-    row["kiln_python_graph_stats"] = [{k: e["graphs"].get(k) for k in ("calls", "direct", "replays", "captures", "instantiations", "pointer_repairs", "kernel_swaps", "fallbacks")} for e in stats]
+    row["kiln_python_graph_stats"] = [{k: e["graphs"].get(k) for k in ("calls", "direct", "replays", "captures", "instantiations", "pointer_repairs", "kernel_swaps", "on_context_stream", "fallbacks")} for e in stats]
     row["kiln_python_plan_ops"] = [dict(e.network.op_counts) for e in compiled.engines]
     return row, y
+
+
+def kiln_session_latency(plan, x32, warmup, iterations, strategy):
+    """kiln.InferenceSession on the CLI's own plan, torch CUDA tensors on a side
+    stream, timed with the CLI's wait: the onnxruntime-style path on the same plan."""
+    import kiln
+
+    settings = kiln.runtime.RuntimeSettings(cuda_graph_strategy="whole_graph_capture",
+                                            dynamic_shapes_kernel_specialization_strategy=strategy)
+    session = kiln.InferenceSession(plan, runtime_settings=settings)
+    stream = torch.cuda.Stream()
+    with torch.inference_mode(), torch.cuda.stream(stream):
+        return timed_on(stream, lambda: session.run(None, {"x": x32}), warmup, iterations)
 
 
 def export(model, example, path):
@@ -245,7 +295,8 @@ def main():
         row.update(torch_timings(m16, x32.half(), args.warmup, args.iterations))
         if not args.no_python:
             try:
-                timings, y16 = kiln_python_timings(m16, x32.half(), args.warmup, args.iterations, args.kernel_specialization)
+                timings, y16 = kiln_python_timings(m16, x32.half(), args.warmup, args.iterations, args.kernel_specialization,
+                                                   args.kiln, work, name)
                 row.update(timings)
                 row["kiln_python_fp16_rel_error"] = rel_error(y16.float().cpu().numpy(), y32)
             except Exception as e:  # report, do not hide
@@ -271,8 +322,13 @@ def main():
                 try:
                     import kiln as kiln_package
                     row["kiln_plan_ops"] = dict(kiln_package.Plan.load(plan)._native.network.op_counts)
+                    if not args.no_python:
+                        row["kiln_session_us"] = kiln_session_latency(plan, x32, args.warmup, args.iterations,
+                                                                      args.kernel_specialization)
                 except ImportError:
                     pass
+                except Exception as e:  # report, do not hide
+                    row["kiln_session_error"] = f"{type(e).__name__}: {e}"[:300]
             y = np.load(os.path.join(outdir, "y.npy"))
             row[f"kiln_{precision}_rel_error"] = rel_error(y, y32)
             row[f"kiln_{precision}_vs_fp64"] = rel_error(y, y64)
@@ -307,8 +363,11 @@ def main():
                 row["kiln_vs_" + key.replace("_us", "")] = row["kiln_us"] / row[key]
         if "kiln_python_us" in row and "torch_compile_us" in row:
             row["kiln_python_vs_torch_compile"] = row["kiln_python_us"] / row["torch_compile_us"]
-        if "kiln_python_us" in row and "kiln_us" in row:
-            row["kiln_python_overhead_us"] = row["kiln_python_us"] - row["kiln_us"]
+        # The Python paths' cost per call, each on the very plan the CLI ran, with the CLI's wait.
+        if row.get("kiln_python_stream_sync_us") and row.get("kiln_python_plan_cli_us"):
+            row["kiln_python_overhead_us"] = row["kiln_python_stream_sync_us"] - row["kiln_python_plan_cli_us"]
+        if "kiln_session_us" in row and "kiln_us" in row:
+            row["kiln_session_overhead_us"] = row["kiln_session_us"] - row["kiln_us"]
         rows.append(row)
         print("  ", json.dumps(row), flush=True)
 
@@ -334,15 +393,21 @@ def main():
             if k.endswith("error") and isinstance(v, str):
                 lines.append(f"  {r['model']}: {k}: {v}")
     lines.append("")
-    lines.append(f"{'model':10} {'kiln CLI':>9} {'kiln.torch':>10} {'overhead':>9} {'py/comp':>8} {'engines':>7} {'err16':>8}  PyTorch ops left")
+    lines.append(f"{'model':10} {'kiln.torch':>10} {'default':>8} {'py/comp':>8} {'its plan':>9} {'CLI':>7} {'overhd':>7} "
+                 f"{'session':>8} {'overhd':>7} {'host':>6} {'engines':>7} {'err16':>8}  PyTorch ops left")
     for r in rows:
-        lines.append(f"{r['model']:10} {fmt(r.get('kiln_us')):>9} {fmt(r.get('kiln_python_us')):>10} "
-                     f"{fmt(r.get('kiln_python_overhead_us')):>9} {fmt(r.get('kiln_python_vs_torch_compile'), 2):>8} "
-                     f"{fmt(r.get('kiln_python_engines')):>7} {fmt(r.get('kiln_python_fp16_rel_error'), 4):>8}  "
-                     f"{', '.join(r.get('kiln_python_torch_ops', [])) or '-'}")
+        lines.append(f"{r['model']:10} {fmt(r.get('kiln_python_us')):>10} {fmt(r.get('kiln_python_default_stream_us')):>8} "
+                     f"{fmt(r.get('kiln_python_vs_torch_compile'), 2):>8} {fmt(r.get('kiln_python_stream_sync_us')):>9} "
+                     f"{fmt(r.get('kiln_python_plan_cli_us')):>7} {fmt(r.get('kiln_python_overhead_us')):>7} "
+                     f"{fmt(r.get('kiln_session_us')):>8} {fmt(r.get('kiln_session_overhead_us')):>7} "
+                     f"{fmt(r.get('kiln_python_host_us')):>6} {fmt(r.get('kiln_python_engines')):>7} "
+                     f"{fmt(r.get('kiln_python_fp16_rel_error'), 4):>8}  {', '.join(r.get('kiln_python_torch_ops', [])) or '-'}")
     lines.append("kiln.torch: the same fp16 module through kiln.torch.compile (native graphs, side stream), timed like the "
-                 "PyTorch columns; overhead: kiln.torch minus the CLI's latency for the same model; py/comp: kiln.torch / "
-                 "torch.compile reduce-overhead")
+                 "PyTorch columns; default: the same on torch's default stream; py/comp: kiln.torch / torch.compile "
+                 "reduce-overhead. Same-plan comparisons, each timed with a synchronize of its stream as the CLI waits: "
+                 "its plan: kiln.torch, CLI: `kiln run` on kiln.torch's own plan, overhd: the difference; session: "
+                 "kiln.InferenceSession on the CLI's plan (kiln column above, fp32 torch tensors), overhd: session - kiln. "
+                 "host: kiln.torch's host time per call without any wait")
     lines.append("kiln: native CUDA graphs (whole_graph_capture); no-graph: the same with --cuda-graphs disabled; span: "
                  "the graph's time on the GPU (events around it) / kiln's wall time per call; busy, busy/sp: summed kernel "
                  "time per replay (CUPTI trace) / the untraced call's wall time (same process), / its span from first kernel "

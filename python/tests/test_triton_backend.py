@@ -36,6 +36,8 @@ FEATURES, HIDDEN, CLASSES, MAX_BATCH = 16, 32, 8, 8
 # KIND_CPU (the reference interpreter) by default; KIND_GPU on a machine with a GPU.
 INSTANCE_KIND = os.environ.get("KILN_TRITON_INSTANCE_KIND", "KIND_CPU")
 TOLERANCE = 1e-5 if INSTANCE_KIND == "KIND_CPU" else 1e-4
+# GPUs for a model placed on several of them ("0,1"); unset: that test skips.
+GPUS = [int(g) for g in os.environ.get("KILN_TRITON_GPUS", "").split(",") if g.strip()]
 
 
 def _find_server():
@@ -74,7 +76,8 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _config(name, *, x_dims="[ 16 ]", ragged=False, parameters=None, instances=2, max_batch=MAX_BATCH, delay_us=2000):
+def _config(name, *, x_dims="[ 16 ]", ragged=False, parameters=None, instances=2, max_batch=MAX_BATCH, delay_us=2000,
+            gpus=None):
     params = "".join(
         f'parameters: {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in (parameters or {}).items()
     )
@@ -83,7 +86,7 @@ backend: "kiln"
 max_batch_size: {max_batch}
 input [ {{ name: "x" data_type: TYPE_FP32 dims: {x_dims} {"allow_ragged_batch: true" if ragged else ""} }} ]
 output [ {{ name: "y" data_type: TYPE_FP32 dims: [ {CLASSES} ] }} ]
-instance_group [ {{ count: {instances} kind: {INSTANCE_KIND} }} ]
+instance_group [ {{ count: {instances} kind: {INSTANCE_KIND} {f"gpus: {list(gpus)}" if gpus else ""} }} ]
 dynamic_batching {{ max_queue_delay_microseconds: {delay_us} }}
 {params}"""
 
@@ -182,6 +185,7 @@ def served(tmp_path_factory):
             "dynamic_shapes_kernel_specialization_strategy": "eager",
             "runtime_cache_path": str(root / "runtime_cache.bin"),
             "profile.x": f"1x{FEATURES},4x{FEATURES},{MAX_BATCH}x{FEATURES}"})),
+        **({"mlp_gpus": (plan_path, "model.kiln", _config("mlp_gpus", gpus=GPUS, delay_us=100))} if GPUS else {}),
         "bad_parameter": (mlp.path, "model.onnx", _config("bad_parameter", parameters={"max_wrokspace": "1"})),
         "bad_value": (mlp.path, "model.onnx", _config("bad_value", parameters={"cuda_graph_strategy": "always"})),
     }
@@ -290,6 +294,32 @@ def test_wrong_shape_fails_alone_in_its_batch(served):
     lines = [l for l in served["server"].log_text().splitlines() if "kiln model 'mlp_ragged' instance" in l][start:]
     assert any("1 refused" in l and "requests" in l and not l.split("execute: ")[1].startswith("1 requests")
                for l in lines), "\n".join(lines)
+
+
+@pytest.mark.skipif(len(GPUS) < 2 or INSTANCE_KIND != "KIND_GPU", reason="set KILN_TRITON_GPUS=0,1 with KIND_GPU on a machine with two GPUs")
+def test_instances_on_several_gpus(served):
+    """instance_group gpus [0, 1]: an engine per GPU, each instance on its GPU, all
+    of them serving right results under concurrent requests."""
+    log = served["server"].log_text()
+    placed = {}
+    for line in log.splitlines():
+        if "kiln model 'mlp_gpus' instance '" in line and "KIND_GPU on GPU " in line:
+            instance = line.split("instance '")[1].split("'")[0]
+            placed[instance] = int(line.split("KIND_GPU on GPU ")[1].split('"')[0].strip())
+    assert sorted(set(placed.values())) == sorted(GPUS), placed
+    rng = np.random.default_rng(11)
+    httpclient = served["httpclient"]
+    inputs = [_batch(rng, 1 + i % 4) for i in range(96)]
+    pending = []
+    for x in inputs:
+        inp = httpclient.InferInput("x", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        pending.append(served["http"].async_infer("mlp_gpus", [inp]))
+    for x, handle in zip(inputs, pending):
+        np.testing.assert_allclose(handle.get_result(timeout=60).as_numpy("y"), served["mlp"](x), rtol=TOLERANCE, atol=TOLERANCE)
+    executed = {l.split("instance '")[1].split("'")[0] for l in served["server"].log_text().splitlines()
+                if "kiln model 'mlp_gpus' instance" in l and "execute:" in l}
+    assert {placed[i] for i in executed} == set(GPUS), (executed, placed)
 
 
 def test_concurrent_clients(served):

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "context_state.h"
@@ -68,6 +69,11 @@ ExecutionContext::ExecutionContext(std::unique_ptr<ContextState> state) : state_
 ExecutionContext::~ExecutionContext() = default;
 
 ContextState::~ContextState() {
+  std::optional<DeviceScope> on_device;
+  try {
+    on_device.emplace(engine->device);
+  } catch (const Error&) {  // the frees below report nothing either
+  }
   graphs::CaptureGate::Exclusive gate;  // the libraries free device memory
   if (lt) cublasLtDestroy(lt);
   if (cudnn) cudnnDestroy(cudnn);
@@ -80,6 +86,7 @@ ContextState::~ContextState() {
 
 void ExecutionContext::set_optimization_profile(int profile, cudaStream_t stream) {
   ContextState& c = *state_;
+  DeviceScope on_device(c.engine->device);
   const plan::Plan& plan = c.engine->plan;
   // Warming up allocates and synchronizes: none of it may happen inside the caller's capture.
   if (graphs::stream_is_capturing(stream))
@@ -454,6 +461,7 @@ bool io_pointers_match(const ContextState& c, const std::vector<void*>& captured
 void ExecutionContext::enqueue(cudaStream_t stream) {
   ContextState& c = *state_;
   const EngineState& e = *c.engine;
+  DeviceScope on_device(e.device);
   bool caller_capturing = graphs::stream_is_capturing(stream);
   if (!caller_capturing) release_fenced_kernels(c);
   if (!c.current) {
@@ -575,7 +583,10 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
 const std::vector<int64_t>& ExecutionContext::tensor_shape(int index) {
   ContextState& c = *state_;
   ir::ValueId id = io_value(c.engine->plan.network, index);
-  if (!c.current) c.current = &prepared_shape(c);
+  if (!c.current) {
+    DeviceScope on_device(c.engine->device);  // preparing may make library plans
+    c.current = &prepared_shape(c);
+  }
   return c.current->shapes.dims[size_t(id)];
 }
 
@@ -592,12 +603,14 @@ bool ExecutionContext::is_stream_capturable(cudaStream_t stream) const {
 
 void ExecutionContext::prepare() {
   ContextState& c = *state_;
+  DeviceScope on_device(c.engine->device);
   if (!c.current) c.current = &prepared_shape(c);
 }
 
 void ExecutionContext::prepare(const std::vector<InputShapes>& shape_sets, bool wait_for_specialized) {
   ContextState& c = *state_;
   const EngineState& e = *c.engine;
+  DeviceScope on_device(e.device);
   size_t keep = std::max<size_t>(1, e.config.shapes_per_context);
   if (shape_sets.size() > keep)
     fail(ErrorCode::kInvalidArgument, "prepare: ", shape_sets.size(), " sets of input shapes, but the context keeps ", keep,
@@ -636,6 +649,7 @@ void ExecutionContext::prepare(const std::vector<InputShapes>& shape_sets, bool 
 void ExecutionContext::release_captured_kernels(cudaStream_t stream) {
   ContextState& c = *state_;
   if (c.captured.empty()) return;
+  DeviceScope on_device(c.engine->device);
   if (graphs::stream_is_capturing(stream))
     fail(ErrorCode::kInvalidArgument, "release_captured_kernels: the stream is being captured; call it after the capture");
   ReleasedKernels r;

@@ -43,6 +43,19 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
 
 namespace kiln::runtime {
 
+DeviceScope::DeviceScope(int device) {
+  KILN_CUDA(cudaGetDevice(&previous_), "asking for the current device");
+  if (previous_ == device) {
+    previous_ = -1;  // nothing to restore
+    return;
+  }
+  KILN_CUDA(cudaSetDevice(device), str("selecting GPU ", device));
+}
+
+DeviceScope::~DeviceScope() {
+  if (previous_ >= 0) cudaSetDevice(previous_);
+}
+
 namespace {
 
 // A non-blocking stream for one synchronous transfer, destroyed on every way out.

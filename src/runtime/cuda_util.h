@@ -30,6 +30,20 @@ void copy_to_device(void* device, const void* host, size_t bytes, const std::str
 void fill_device(void* device, int byte, size_t bytes, const std::string& what);
 void copy_to_host(void* host, const void* device, size_t bytes, const std::string& what);
 
+// Makes `device` current for a scope and gives the calling thread its own
+// device back after: kiln's calls run on their engine's device whichever
+// device the caller's thread had chosen (several GPUs from one thread).
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device);
+  ~DeviceScope();
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
 // Device memory owned by an engine or a context; allocated only at creation.
 class DeviceBuffer {
  public:

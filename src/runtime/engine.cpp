@@ -87,8 +87,9 @@ std::shared_ptr<Engine> Engine::create(plan::Plan plan, const RuntimeConfig& con
   if (!cuda_available(&why)) fail(ErrorCode::kDevice, why);
   auto s = std::make_unique<EngineState>();
   s->plan = std::move(plan);
-  if (config.device >= 0) KILN_CUDA(cudaSetDevice(config.device), "selecting the device");
-  KILN_CUDA(cudaGetDevice(&s->device), "");
+  KILN_CUDA(cudaGetDevice(&s->device), "asking for the current device");
+  if (config.device >= 0) s->device = config.device;
+  DeviceScope on_device(s->device);
   cudaDeviceProp prop{};
   KILN_CUDA(cudaGetDeviceProperties(&prop, s->device), "");
   s->sm_count = prop.multiProcessorCount;
@@ -130,7 +131,7 @@ std::unique_ptr<ExecutionContext> Engine::create_context() {
   c->engine = state_.get();
   c->graph_strategy = state_->config.cuda_graph_strategy;
   c->specialization = state_->config.dynamic_shapes_kernel_specialization_strategy;
-  KILN_CUDA(cudaSetDevice(state_->device), "");
+  DeviceScope on_device(state_->device);
   c->arena = DeviceBuffer(size_t(state_->plan.arena_bytes), "the activation arena");
   c->workspace = DeviceBuffer(kWorkspaceBytes, "the cuBLASLt workspace");
   KILN_CUDA(cudaEventCreateWithFlags(&c->fence, cudaEventDisableTiming), "creating the context's event");

@@ -19,6 +19,7 @@ DeviceIo::DeviceIo(ExecutionContext& context, const Engine& engine, const std::m
   const ir::Network& net = engine.plan().network;
   State& s = *state_;
   s.context = &context;
+  DeviceScope on_device(engine.device());  // the buffers live with the engine
   for (ir::ValueId id : net.inputs()) {
     const ir::Value& v = net.value(id);
     auto it = inputs.find(v.name);

@@ -85,6 +85,7 @@ std::vector<ExecutionContext::StepTime> ExecutionContext::profile(cudaStream_t s
   if (graphs::stream_is_capturing(stream))
     fail(ErrorCode::kInvalidArgument, "profile: the stream is being captured; profile outside captures");
   if (iterations < 1) fail(ErrorCode::kInvalidArgument, "profile: iterations must be at least 1; got ", iterations);
+  DeviceScope on_device(c.engine->device);
   if (!c.current) c.current = &prepared_shape(c);
   const PreparedShape& shape = *c.current;
   resolve_pointers(c);
