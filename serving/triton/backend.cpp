@@ -322,9 +322,11 @@ TRITONSERVER_Error* TRITONBACKEND_ModelInstanceInitialize(TRITONBACKEND_ModelIns
       std::string reason;
       if (!runtime::cuda_available(&reason)) fail(ErrorCode::kDevice, "KIND_GPU needs a usable GPU: ", reason);
       state->runner = make_gpu_runner(model_state->engines.engine(device), device);
+      // Triton names the instances of each GPU alike: the label tells them apart.
+      state->name = label = str(label, " on GPU ", device);
       for (const std::string& w : model_state->engines.cache_warnings())
         log(TRITONSERVER_LOG_WARN, __LINE__, label + ": runtime cache: " + w);
-      log(TRITONSERVER_LOG_INFO, __LINE__, str(label, ": KIND_GPU on GPU ", device));
+      log(TRITONSERVER_LOG_INFO, __LINE__, label + ": KIND_GPU");
     } else {
       fail(ErrorCode::kUnsupported, "instance kind ", int(kind), " is neither KIND_CPU nor KIND_GPU");
     }
