@@ -281,6 +281,7 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
   run("fuse matmul epilogues", fuse_matmul_epilogues);
   run("fold scales into matmul", fold_scales_into_matmul);
   run("fold transposes into matmul", fold_transposes_into_matmul);
+  run("untranspose matmul weights", untranspose_matmul_weights);
   run("fuse attention", fuse_attention);
   run("conv bias into elementwise", conv_bias_into_elementwise);
   run("fuse elementwise", fuse_elementwise);

@@ -112,6 +112,10 @@ int fold_scales_into_matmul(Graph& g);
 // A FusedMatMul whose B is a Transpose of its last two dims (read by nothing
 // else) reads the untransposed tensor with trans_b.
 int fold_transposes_into_matmul(Graph& g);
+// A constant B of a FusedMatMul stored transposed ([N, K], as PyTorch's Linear
+// keeps it) is stored [K, N] instead: the kernels for few rows stream that
+// layout faster, and cuBLASLt takes either.
+int untranspose_matmul_weights(Graph& g);
 // Half-precision 2-D Convs that cuDNN runs become ConvChannelsLast between
 // Transposes (input and weight to channels-last, output back).
 // Convolutions whose windows tile the image (kernel == stride, no padding or

@@ -1,6 +1,7 @@
 // Fusion passes: matmul epilogues (bias, activation, residual) and chains of
 // elementwise ops into one FusedElementwise kernel.
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <set>
 
@@ -296,6 +297,34 @@ int fold_transposes_into_matmul(Graph& g) {
     g.nodes[n].attrs.set("trans_b", int64_t(1));
     g.dead[*p] = true;
     uses = Uses(g);
+    ++changed;
+  }
+  return changed;
+}
+
+int untranspose_matmul_weights(Graph& g) {
+  int changed = 0;
+  Uses uses(g);
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    ir::Node& node = g.nodes[n];
+    if (g.dead[n] || node.op != OpKind::kFusedMatMul || node.attrs.get_int("trans_b", 0) == 0) continue;
+    ir::ValueId b = node.inputs[1];
+    const ir::TensorData* w = g.weight_of(b);
+    if (!w || w->dims.size() != 2 || uses.sole_reader(b) != n) continue;
+    // [N, K] -> [K, N], element by element whatever the type.
+    int64_t rows = w->dims[0], cols = w->dims[1];
+    size_t size = dtype_size(w->dtype);
+    std::vector<std::byte> bytes(w->data.size());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        std::memcpy(&bytes[size_t(c * rows + r) * size], w->data.data() + size_t(r * cols + c) * size, size);
+    ir::TensorData t;
+    t.dtype = w->dtype;
+    t.dims = {cols, rows};
+    t.data = Buffer::from_bytes(std::move(bytes));
+    std::string stem = g.values[size_t(b)].name + "_T";
+    node.inputs[1] = g.add_weight(stem, std::move(t));
+    node.attrs.set("trans_b", int64_t(0));
     ++changed;
   }
   return changed;

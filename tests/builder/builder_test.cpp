@@ -90,6 +90,31 @@ TEST(Builder, MatMulBiasActivationBecomeOneKernelPerLayer) {
   }
 }
 
+// PyTorch's Linear keeps W as [out, in] (Gemm transB=1): the plan stores it
+// [in, out] once, and a weight another node reads too is left as it is.
+TEST(Builder, TransposedMatMulWeightsAreStoredUntransposed) {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("batch"), Dim(24)});
+  ir::Attributes trans_b;
+  trans_b.set("transB", int64_t(1));
+  ValueId w = net.add_weight("w", random_weight({16, 24}, 3));  // [N, K]
+  ValueId shared = net.add_weight("shared", random_weight({16, 16}, 4));
+  ValueId y = net.add_op1(OpKind::kGemm, {x, w, net.add_weight("b", random_weight({16}, 5))}, trans_b);
+  y = net.add_op1(OpKind::kGemm, {y, shared}, trans_b);
+  net.add_output(net.add_op1(OpKind::kMatMul, {y, shared}));
+  net.set_dim_range("batch", {1, 2, 8});
+  net.finalize();
+  plan::Plan p = build(net, {});
+  std::vector<std::pair<int64_t, std::vector<int64_t>>> matmuls;  // trans_b and B's dims, in order
+  for (const ir::Node& n : p.network.nodes())
+    if (n.op == OpKind::kFusedMatMul) matmuls.emplace_back(n.attrs.get_int("trans_b", 0), p.network.value(n.inputs[1]).weight->dims);
+  ASSERT_EQ(matmuls.size(), 3u) << dump_network(p.network);
+  EXPECT_EQ(matmuls[0], std::make_pair(int64_t(0), std::vector<int64_t>{24, 16}));
+  EXPECT_EQ(matmuls[1], std::make_pair(int64_t(1), std::vector<int64_t>{16, 16}));
+  EXPECT_EQ(matmuls[2], std::make_pair(int64_t(0), std::vector<int64_t>{16, 16}));
+  expect_same_results(net, p.network, {{"batch", 5}}, 1e-6);
+}
+
 TEST(Builder, PassLinesGoToTheLogUnlessACallbackTakesThem) {
   ir::Network net = mlp(2, false);
   {
