@@ -116,6 +116,24 @@ TEST(OnnxOpsets, AnOpItsOpsetLacksIsInvalid) {
   expect_load_error(m, ErrorCode::kInvalidModel, {"node 'Gelu_0' (Gelu, opset 18)", "ONNX opset 18 has no Gelu", "from opset 20"});
 }
 
+// ONNX Runtime writes LayerNormalization into default-domain models before
+// opset 17 (its own registration there): read as LayerNormalization-17.
+TEST(OnnxOpsets, LayerNormalizationBeforeOpset17ReadsAsItsFirstDefinition) {
+  auto model = [](int opset) {
+    ModelBuilder m(opset);
+    m.input("x", TensorProto::FLOAT, {"2", "4"});
+    m.input("scale", TensorProto::FLOAT, {"4"});
+    ModelBuilder::attr(m.node("LayerNormalization", {"x", "scale"}, {"y"}), "epsilon", 0.01f);
+    m.output("y");
+    return m;
+  };
+  Tensors inputs{{"x", floats({2, 4}, {1, 2, 3, 5, -1, 0, 4, 2})}, {"scale", floats({4}, {1, 0.5, 2, 1})}};
+  std::vector<double> want = values(run(model(17), inputs)[0]);
+  for (int opset : {7, 13, 16}) EXPECT_EQ(values(run(model(opset), inputs)[0]), want) << "opset " << opset;
+  // Mean of row 0 is 2.75: (1 - 2.75) / sqrt(variance 2.1875 + 0.01) * 1.
+  EXPECT_NEAR(want[0], -1.75 / std::sqrt(2.1875 + 0.01), 1e-6);
+}
+
 TEST(OnnxOpsets, ErrorsNameTheVersionRead) {
   ModelBuilder m(28);
   m.input("x", TensorProto::FLOAT, {"3"});

@@ -86,12 +86,22 @@ const std::vector<int>* versions_of(std::string_view op_type) {
 
 const std::vector<std::pair<std::string_view, std::vector<int>>>& onnx_op_versions() { return kOnnxOpVersions; }
 
+// Ops that models carry in the default domain at opsets before ONNX defined
+// them, with the meaning ONNX later gave them: ONNX Runtime registers
+// LayerNormalization there for opsets 1 to 16 (its optimizer writes such
+// models), as ONNX's LayerNormalization-17 (axis, epsilon, stash_type; Y,
+// Mean, InvStdDev). Read as that first definition.
+constexpr std::pair<std::string_view, int> kReadBeforeDefinition[] = {{"LayerNormalization", 17}};
+
 int onnx_op_version(std::string_view op_type, int opset) {
   const std::vector<int>* versions = versions_of(op_type);
   int version = 0;
   if (versions)
     for (int v : *versions)
       if (v <= opset) version = v;
+  if (version == 0)
+    for (auto& [type, first] : kReadBeforeDefinition)
+      if (type == op_type) version = first;
   return version;
 }
 
