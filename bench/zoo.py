@@ -135,7 +135,7 @@ def run_model(args, name, peaks, device_name):
     onnx_path = os.path.join(args.work, f"{name}.onnx")
     plan = os.path.join(args.work, f"{name}_fp16.kiln")
     try:
-        zoo_export.export(module, inputs, onnx_path)
+        zoo_export.export(name, module, inputs, onnx_path)
         b = kiln([args.kiln, "build", onnx_path, "-o", plan, "--precision", "fp16",
                   *zoo_export.profile_flags(inputs, BATCHES)])
         build_error = None if b.returncode == 0 else last_line(b, "kiln build failed")

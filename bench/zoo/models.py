@@ -34,21 +34,30 @@ class Entry:
     family: str
     make: Callable[[bool], nn.Module]   # tiny -> module with fresh random weights
     input: str                          # "image" or "ids"
-    vocab: int = 0                      # for "ids": token ids are drawn below min(vocab, tiny vocab)
+    vocab: int = 0                      # for "ids": token ids are drawn below vocab (full size)
+    exporter: str = "torchscript"       # or "dynamo": bench/zoo/export.py says which family needs which
+    kiln_gap: str = ""                  # why `kiln build` refuses the exported model, while it does
 
 
 class Logits(nn.Module):
     """A Hugging Face model as a plain module: input ids in, one tensor out.
-    mask: pass an all-ones attention mask, as a deployment does; without one,
-    the decoders look for packed sequences with aten::diff, which the ONNX
-    exporter lacks."""
+    causal: pass the causal mask as a 4D additive mask, which the attention
+    layers take as is; left to the library, the mask is built by indexing an
+    attention mask (GatherND) or by looking for packed sequences (aten::diff),
+    which neither ONNX exporter turns into ops kiln can plan."""
 
-    def __init__(self, model, output, mask=False, **call):
+    def __init__(self, model, output, causal=False, **call):
         super().__init__()
-        self.model, self.output, self.mask, self.call = model, output, mask, call
+        self.model, self.output, self.causal, self.call = model, output, causal, call
 
     def forward(self, ids):
-        mask = {"attention_mask": torch.ones_like(ids)} if self.mask else {}
+        mask = {}
+        if self.causal:
+            dtype = self.model.get_input_embeddings().weight.dtype
+            t = ids.shape[1]
+            above = torch.ones(t, t, dtype=torch.bool, device=ids.device).triu(1)
+            mask["attention_mask"] = torch.zeros(1, 1, t, t, dtype=dtype, device=ids.device).masked_fill(
+                above, torch.finfo(dtype).min)
         return getattr(self.model(input_ids=ids, **mask, **self.call), self.output)
 
 
@@ -85,7 +94,7 @@ def _hf(kind):
         if kind == "gpt2":  # GPT-2 small with its tied LM head
             config = (t.GPT2Config(vocab_size=TINY_VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=64) if tiny
                       else t.GPT2Config())
-            return Logits(t.GPT2LMHeadModel(config), "logits", mask=True, use_cache=False)
+            return Logits(t.GPT2LMHeadModel(config), "logits", causal=True, use_cache=False)
         if kind == "t5_encoder":  # t5-small's encoder: relative position buckets, RMS-style T5LayerNorm
             config = (t.T5Config(vocab_size=TINY_VOCAB, d_model=64, d_ff=128, d_kv=16, num_layers=2, num_heads=4) if tiny
                       else t.T5Config(d_model=512, d_ff=2048, d_kv=64, num_layers=6, num_heads=8))
@@ -94,7 +103,7 @@ def _hf(kind):
         config = (t.LlamaConfig(max_position_embeddings=64, num_key_value_heads=2, **small) if tiny
                   else t.LlamaConfig(vocab_size=32000, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
                                      num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=512))
-        return Logits(t.LlamaForCausalLM(config), "logits", mask=True, use_cache=False)
+        return Logits(t.LlamaForCausalLM(config), "logits", causal=True, use_cache=False)
     return make
 
 
@@ -104,13 +113,15 @@ ZOO = {
     "efficientnet_b0": Entry("CNN, depthwise + squeeze-excitation", _torchvision("efficientnet_b0"), "image"),
     "convnext_tiny": Entry("CNN, large kernel (7x7 depthwise)", _torchvision("convnext_tiny"), "image"),
     "regnet_y_800mf": Entry("CNN, grouped + squeeze-excitation", _torchvision("regnet_y_800mf"), "image"),
-    "vit_b_16": Entry("vision transformer", _vit, "image"),
-    "swin_t": Entry("vision transformer, shifted windows", _torchvision("swin_t"), "image"),
-    "bert": Entry("encoder LM (BERT-base)", _hf("bert"), "ids", 30522),
+    "densenet121": Entry("CNN, dense concatenation", _torchvision("densenet121"), "image"),
+    "vit_b_16": Entry("vision transformer", _vit, "image", exporter="dynamo"),
+    "swin_t": Entry("vision transformer, shifted windows", _torchvision("swin_t"), "image", exporter="dynamo",
+                    kiln_gap="kiln has no ScatterND: the shifted-window attention mask is written by index assignment"),
+    "bert": Entry("encoder LM (BERT-base)", _hf("bert"), "ids", 30522, exporter="dynamo"),
     "distilbert": Entry("encoder LM (DistilBERT-base)", _hf("distilbert"), "ids", 30522),
     "t5_encoder": Entry("encoder LM (T5-small encoder)", _hf("t5_encoder"), "ids", 32128),
-    "gpt2": Entry("decoder LM (GPT-2 small)", _hf("gpt2"), "ids", 50257),
-    "llama": Entry("decoder LM (Llama-style: RMSNorm, rotary, GQA)", _hf("llama"), "ids", 32000),
+    "gpt2": Entry("decoder LM (GPT-2 small)", _hf("gpt2"), "ids", 50257, exporter="dynamo"),
+    "llama": Entry("decoder LM (Llama-style: RMSNorm, rotary, GQA)", _hf("llama"), "ids", 32000, exporter="dynamo"),
 }
 
 

@@ -4,6 +4,7 @@ dynamic batch, built into one fp32 plan for batch 1 to 8, and run on kiln's
 CPU reference interpreter at two batch sizes against PyTorch fp32 on the CPU.
 Skips a model when torchvision or transformers is not installed."""
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -14,7 +15,8 @@ torch = pytest.importorskip("torch")
 
 import kiln  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
 from zoo import export as zoo_export  # noqa: E402
 from zoo import models as zoo  # noqa: E402
 
@@ -70,7 +72,7 @@ def test_batchnorm_statistics_come_from_data():
 def test_export_matches_pytorch_on_the_reference(name, tmp_path):
     requires(name)
     module, inputs = zoo.build(name, batch=1, tiny=True)
-    path = zoo_export.export(module, inputs, str(tmp_path / f"{name}.onnx"))
+    path = zoo_export.export(name, module, inputs, str(tmp_path / f"{name}.onnx"))
     plan = kiln.build(path, profiles=zoo_export.profile(inputs), precision="fp32")
     assert plan.profiles[0]["batch"] == (1, 1, 8)
     session = kiln.InferenceSession(plan, device="cpu")
@@ -86,3 +88,23 @@ def test_export_matches_pytorch_on_the_reference(name, tmp_path):
         # Informative: the samples of a batch give different outputs.
         if batch == 2:
             assert rel_l2(got[1], got[0]) > 1e-2
+
+
+def test_benchmark_roofline_and_card_table():
+    spec = importlib.util.spec_from_file_location("zoo_benchmark", BENCH / "zoo.py")
+    bench = importlib.util.module_from_spec(spec)
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    spec.loader.exec_module(bench)  # bench.py turns TF32 off for the process
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    peaks = bench.card("NVIDIA H200")
+    assert peaks == (4.8e12, 989e12)
+    assert bench.card("NVIDIA H100 80GB HBM3") == (3.35e12, 989e12)
+    assert bench.card("NVIDIA A100-SXM4-80GB") is None
+    assert bench.short_gpu_name("NVIDIA H200") == "h200"
+    # Per launch the slower bound: 1 us of memory, 2 us of math, then max(1 us, 0.5 us).
+    launches = [{"bytes": 4.8e6, "flops": 0}, {"bytes": 0, "flops": 2 * 989e6}, {"bytes": 4.8e6, "flops": 989e6 / 2}]
+    assert bench.roofline(launches, peaks) == pytest.approx(4.0)
+    row = {"model": "m", "batch": 1, "kiln_us": 10.0, "kiln_gpu_us": 8.0, "kiln_roofline_us": 4.0,
+           "kiln_roofline_fraction": 0.5}
+    assert "n/a" in bench.table([row], "NVIDIA A100", None).splitlines()[2]
+    assert "0.50" in bench.table([row], "NVIDIA H200", peaks).splitlines()[2]

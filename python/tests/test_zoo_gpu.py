@@ -52,7 +52,7 @@ def prepared(name, folder):
         _cache.clear()
         pytest.importorskip("torchvision" if zoo.ZOO[name].input == "image" else "transformers")
         module, inputs = zoo.build(name, batch=1)
-        path = zoo_export.export(module, inputs, str(folder / f"{name}.onnx"))
+        path = zoo_export.export(name, module, inputs, str(folder / f"{name}.onnx"))
         module = module.cuda()
         feeds, expected, torch_error = {}, {}, {}
         with torch.no_grad():
@@ -75,8 +75,14 @@ def folder(tmp_path_factory):
     return tmp_path_factory.mktemp("zoo")
 
 
+def onnx_path_params():
+    """Every zoo model; strict xfail where kiln build refuses the export, so a fix shows."""
+    return [pytest.param(n, marks=pytest.mark.xfail(reason=e.kiln_gap, raises=kiln.Error, strict=True)) if e.kiln_gap
+            else n for n, e in zoo.ZOO.items()]
+
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
-@pytest.mark.parametrize("name", list(zoo.ZOO))
+@pytest.mark.parametrize("name", onnx_path_params())
 def test_plan_matches_pytorch(name, precision, folder):
     m = prepared(name, folder)
     plan = kiln.build(m["path"], profiles=zoo_export.profile(m["inputs"]), precision=precision)
