@@ -18,7 +18,7 @@ specialized for the shape). For kiln it also reports:
 Correctness: relative L2 of kiln fp16 and of PyTorch fp16 against PyTorch fp32.
 
     python3 bench/zoo.py --kiln build-gpu/tools/kiln/kiln [--busy build-gpu/bench/busy/kiln_gpu_busy]
-        [--models resnet50,gpt2] [--quick] [--out bench/results]
+        [--models resnet50,gpt2] [--quick] [--append] [--out bench/results]
 
 Writes OUT/<date>-<gpu>-zoo-table.txt and .json (and -zoo.png through
 bench/plots.py when it is there) and prints the table last.
@@ -211,6 +211,8 @@ def main():
     ap.add_argument("--out", default="bench/results", help="folder for the table, JSON and PNG")
     ap.add_argument("--work", default="build-gpu/zoo-work", help="folder for exported models, plans and inputs")
     ap.add_argument("--quick", action="store_true", help="10 warm-up and 50 timed calls instead of 50 and 300")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the rows of other models from this day's JSON for this card (the zoo in several runs)")
     args = ap.parse_args()
     args.warmup, args.iterations = (10, 50) if args.quick else (50, 300)
     names = args.models.split(",")
@@ -225,6 +227,10 @@ def main():
     for name in names:
         rows += run_model(args, name, peaks, device_name)
     stem = os.path.join(args.out, f"{datetime.date.today().isoformat()}-{short_gpu_name(device_name)}-zoo")
+    if args.append and os.path.exists(stem + ".json"):
+        with open(stem + ".json") as f:
+            kept = [r for r in json.load(f) if r["model"] not in names]
+        rows = sorted(kept + rows, key=lambda r: (list(zoo.ZOO).index(r["model"]), r.get("batch", 0)))
     with open(stem + ".json", "w") as f:
         json.dump(rows, f, indent=2)
     text = table(rows, device_name, peaks)
