@@ -131,10 +131,10 @@ def busy_columns(args, onnx_path, feeds, prefix, row):
 
 def run_model(args, name, peaks, device_name):
     rows = []
-    module, inputs = zoo.build(name, batch=1)
     onnx_path = os.path.join(args.work, f"{name}.onnx")
     plan = os.path.join(args.work, f"{name}_fp16.kiln")
     try:
+        module, inputs = zoo.build(name, batch=1)
         zoo_export.export(name, module, inputs, onnx_path)
         b = kiln([args.kiln, "build", onnx_path, "-o", plan, "--precision", "fp16",
                   *zoo_export.profile_flags(inputs, BATCHES)])
