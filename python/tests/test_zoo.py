@@ -108,3 +108,19 @@ def test_benchmark_roofline_and_card_table():
            "kiln_roofline_fraction": 0.5}
     assert "n/a" in bench.table([row], "NVIDIA A100", None).splitlines()[2]
     assert "0.50" in bench.table([row], "NVIDIA H200", peaks).splitlines()[2]
+
+
+def test_front_end_matches_pytorch_on_the_reference():
+    """The Llama-style decoder (RMSNorm, rotary, grouped KV heads, 4D causal mask)
+    through kiln.torch.compile: one engine, nothing left to PyTorch."""
+    requires("llama")
+    import kiln.torch as kt
+    module, inputs = zoo.build("llama", batch=1, tiny=True)
+    with torch.no_grad():
+        compiled = kt.compile(module, list(inputs.values()), min_block_size=1, device="cpu")
+        left = [n for n in compiled.graph.nodes if n.op == "call_function" and "call_engine" not in str(n.target)
+                and "getitem" not in str(n.target)]
+        error = rel_l2(compiled(*inputs.values()).numpy(), module(*inputs.values()).numpy())
+    print(f"llama kiln.torch.compile: relative L2 {error:.2e}")
+    assert len(compiled.engines) == 1 and not left
+    assert error <= 1e-5
