@@ -59,4 +59,13 @@ if ! python3 -c "import torch" 2>/dev/null; then
   echo "setup: installing torch from PyPI (a few minutes)"
   PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check torch
 fi
+# The model zoo's definitions (bench/zoo; python/tests/test_zoo.py runs tiny ones on the CPU reference):
+# torchvision built for the installed torch, transformers, and onnxscript for the dynamo ONNX exporter.
+if ! python3 -c "import torchvision, transformers, onnxscript" 2>/dev/null; then
+  echo "setup: installing torchvision, transformers and onnxscript from PyPI"
+  torch_version=$(python3 -c "import torch; print(torch.__version__.split('+')[0])")
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check "torch==$torch_version" torchvision \
+    transformers onnxscript "onnx==$onnx_version" ||
+    echo "setup: could not install them; the zoo tests will skip and say why"
+fi
 echo "setup: ok"
