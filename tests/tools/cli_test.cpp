@@ -718,10 +718,12 @@ TEST(CliJson, OpsListsEveryOpKindAndWhereItRuns) {
   EXPECT_EQ(ops["Einsum"]["gpu_detail"], "no GPU kernel yet");
   EXPECT_EQ(ops["Resize"]["onnx"], json::parse(R"(["Resize", "Upsample"])"));
   EXPECT_EQ(ops["FusedMatMul"]["onnx"], json::array());
+  EXPECT_EQ(ops["FusedMatMul"]["family"], "linalg");
+  EXPECT_EQ(ops["Softmax"]["family"], "normalization");
   Result md = kiln("ops --markdown");
   EXPECT_EQ(md.code, 0) << md.output;
-  EXPECT_NE(md.output.find("| op | ONNX ops | CPU reference | GPU | notes |\n"), std::string::npos) << md.output;
-  EXPECT_NE(md.output.find("| Einsum | Einsum | yes | no | no GPU kernel yet |\n"), std::string::npos) << md.output;
+  EXPECT_NE(md.output.find("| op | family | ONNX ops | CPU reference | GPU | notes |\n"), std::string::npos) << md.output;
+  EXPECT_NE(md.output.find("| Einsum | linalg | Einsum | yes | no | no GPU kernel yet |\n"), std::string::npos) << md.output;
 }
 
 }  // namespace
