@@ -5,7 +5,7 @@
 #include <numeric>
 
 #include "kiln/error.h"
-#include "kiln/ir/shape_inference.h"
+#include "kiln/ir/attention.h"
 
 namespace kiln::ir {
 

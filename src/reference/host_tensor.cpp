@@ -1,4 +1,4 @@
-// Dtype conversion and indexing helpers shared by the reference kernels.
+// Dtype conversion, indexing and layout helpers shared by the reference kernels.
 #include <cmath>
 #include <limits>
 
@@ -100,6 +100,19 @@ std::vector<int64_t> broadcast_strides(const std::vector<int64_t>& in_dims, cons
   size_t offset = out_dims.size() - in_dims.size();
   for (size_t i = 0; i < in_dims.size(); ++i) out[offset + i] = in_dims[i] == 1 ? 0 : in_strides[i];
   return out;
+}
+
+Tensor run_channels_last(const KernelContext& c, Tensor (*channels_first)(const KernelContext&)) {
+  size_t rank = c.in(0).dims.size();
+  std::vector<int64_t> to_first = ir::to_channels_first_perm(rank);
+  std::vector<Tensor> permuted_inputs;
+  permuted_inputs.reserve(c.inputs.size());
+  KernelContext first{c.node, c.inputs, c.outputs};
+  for (size_t i = 0; i < c.inputs.size(); ++i)
+    if (c.has(i) && c.in(i).dims.size() == rank) first.inputs[i] = &permuted_inputs.emplace_back(permute(c.in(i), to_first));
+  first.outputs.resize(1);
+  first.outputs[0].shape = ir::permuted(c.outputs.at(0).shape, to_first);
+  return permute(channels_first(first), ir::to_channels_last_perm(rank));
 }
 
 }  // namespace kiln::reference

@@ -1,4 +1,4 @@
-// Internal interface of the reference kernels: one entry point per op family
+// Internal interface of the reference kernels: one kernel lookup per op family
 // and the helpers they share (dtype conversion, broadcasting, index walking).
 #pragma once
 
@@ -34,12 +34,24 @@ struct KernelContext {
 };
 
 using Outputs = std::vector<Tensor>;
+using Kernel = Outputs (*)(const KernelContext& c);
 
-Outputs run_elementwise(const KernelContext& c);
-Outputs run_linalg(const KernelContext& c);
-Outputs run_nn(const KernelContext& c);
-Outputs run_reduce(const KernelContext& c);
-Outputs run_movement(const KernelContext& c);
+// Each family's kernel for `op` (src/reference/<family>.cpp); nullptr for an
+// op of another family, or one the family's file has no case for.
+Kernel elementwise_kernel(ir::OpKind op);
+Kernel linalg_kernel(ir::OpKind op);
+Kernel conv_kernel(ir::OpKind op);
+Kernel pool_kernel(ir::OpKind op);
+Kernel normalization_kernel(ir::OpKind op);
+Kernel reduce_kernel(ir::OpKind op);
+Kernel movement_kernel(ir::OpKind op);
+Kernel generator_kernel(ir::OpKind op);
+
+// The Kernel of a function that makes one output.
+template <Tensor (*Fn)(const KernelContext&)>
+Outputs one_output(const KernelContext& c) {
+  return {Fn(c)};
+}
 
 // ---- helpers -----------------------------------------------------------------
 
@@ -55,6 +67,12 @@ using ir::strides_of;
 int64_t normalize_axis(const KernelContext& c, int64_t axis, size_t rank);
 // Strides of `in_dims` seen from the broadcast shape `out_dims` (0 along broadcast axes).
 std::vector<int64_t> broadcast_strides(const std::vector<int64_t>& in_dims, const std::vector<int64_t>& out_dims);
+
+// The spatial dims of [N, C, spatial...] (conv and pool).
+inline std::vector<int64_t> spatial_of(const std::vector<int64_t>& dims) { return {dims.begin() + 2, dims.end()}; }
+// A channels-last op ([N, spatial..., C]; a Conv's weight [M, kernel..., C/group]):
+// the channels-first op between permutations.
+Tensor run_channels_last(const KernelContext& c, Tensor (*channels_first)(const KernelContext&));
 
 // Calls fn(index) for every multi-index of `dims` in row-major order.
 template <class Fn>

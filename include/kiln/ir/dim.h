@@ -72,6 +72,13 @@ Dim shape_numel(const Shape& shape);
 int64_t checked_numel(const std::vector<int64_t>& dims);
 // Row-major strides (in elements) of a dense tensor with these dims.
 std::vector<int64_t> strides_of(const std::vector<int64_t>& dims);
+// v reordered as Transpose with `perm` reorders dims: out[i] = v[perm[i]].
+template <class T>
+std::vector<T> permuted(const std::vector<T>& v, const std::vector<int64_t>& perm) {
+  std::vector<T> out;
+  for (int64_t p : perm) out.push_back(v[size_t(p)]);
+  return out;
+}
 
 }  // namespace kiln::ir
 

@@ -152,12 +152,16 @@ Outputs run_topk(const KernelContext& c) {
 
 }  // namespace
 
-Outputs run_reduce(const KernelContext& c) {
-  switch (c.node.op) {
-    case OpKind::kArgMax: case OpKind::kArgMin: return {run_arg(c)};
-    case OpKind::kCumSum: return {run_cumsum(c)};
-    case OpKind::kTopK: return run_topk(c);
-    default: return {run_reduce_op(c)};
+Kernel reduce_kernel(OpKind op) {
+  switch (op) {
+    case OpKind::kReduceMean: case OpKind::kReduceSum: case OpKind::kReduceMax: case OpKind::kReduceMin:
+    case OpKind::kReduceProd: case OpKind::kReduceL1: case OpKind::kReduceL2: case OpKind::kReduceLogSum:
+    case OpKind::kReduceLogSumExp: case OpKind::kReduceSumSquare:
+      return one_output<run_reduce_op>;
+    case OpKind::kArgMax: case OpKind::kArgMin: return one_output<run_arg>;
+    case OpKind::kCumSum: return one_output<run_cumsum>;
+    case OpKind::kTopK: return run_topk;
+    default: return nullptr;
   }
 }
 

@@ -314,45 +314,65 @@ Tensor run_fused(const KernelContext& c) {
       infer_in.push_back(ir::InferInput{true, t.dtype, ir::shape_of(t.dims), nullptr, &t});
     }
     KernelContext sub{node, args, ir::infer_node(node, infer_in, fresh)};
-    values.push_back(run_elementwise(sub).at(0));
+    Kernel kernel = elementwise_kernel(in.op);
+    if (!kernel) c.error(ErrorCode::kInternal, "instruction ", ir::op_name(in.op), " has no reference kernel");
+    values.push_back(kernel(sub).at(0));
   }
   return from_doubles(c.out_dtype(0), c.out_dims(0), to_doubles(values.back()));
 }
 
+Outputs run_identity(const KernelContext& c) { return {c.in(0)}; }
+
+Outputs run_dropout(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  std::vector<double> ones(size_t(x.numel()), 1.0);
+  return {x, from_doubles(DType::kBool, x.dims, ones)};
+}
+
+Tensor run_not(const KernelContext& c) {
+  std::vector<int64_t> v = to_ints(c.in(0));
+  for (auto& e : v) e = !e;
+  return from_ints(DType::kBool, c.in(0).dims, v);
+}
+
+// IsNaN and IsInf.
+Tensor run_is_special(const KernelContext& c) {
+  bool neg = c.attrs().get_int("detect_negative", 1), pos = c.attrs().get_int("detect_positive", 1);
+  std::vector<double> v = to_doubles(c.in(0));
+  for (double& e : v)
+    e = c.node.op == OpKind::kIsNaN ? std::isnan(e) : std::isinf(e) && ((e > 0 && pos) || (e < 0 && neg));
+  return from_doubles(DType::kBool, c.in(0).dims, v);
+}
+
 }  // namespace
 
-Outputs run_elementwise(const KernelContext& c) {
-  const Tensor* x = c.inputs.empty() ? nullptr : c.inputs[0];
-  switch (c.node.op) {
-    case OpKind::kIdentity: return {c.in(0)};
-    case OpKind::kDropout: {
-      std::vector<double> ones(size_t(x->numel()), 1.0);
-      return {*x, from_doubles(DType::kBool, x->dims, ones)};
-    }
+Kernel elementwise_kernel(OpKind op) {
+  switch (op) {
+    case OpKind::kIdentity: return run_identity;
+    case OpKind::kDropout: return run_dropout;
     case OpKind::kCast:
-    case OpKind::kCastLike: return {run_cast(c)};
-    case OpKind::kClip: return {run_clip(c)};
-    case OpKind::kNot: {
-      std::vector<int64_t> v = to_ints(c.in(0));
-      for (auto& e : v) e = !e;
-      return {from_ints(DType::kBool, x->dims, v)};
-    }
+    case OpKind::kCastLike: return one_output<run_cast>;
+    case OpKind::kClip: return one_output<run_clip>;
+    case OpKind::kNot: return one_output<run_not>;
     case OpKind::kIsNaN:
-    case OpKind::kIsInf: {
-      bool neg = c.attrs().get_int("detect_negative", 1), pos = c.attrs().get_int("detect_positive", 1);
-      std::vector<double> v = to_doubles(c.in(0));
-      for (double& e : v)
-        e = c.node.op == OpKind::kIsNaN ? std::isnan(e) : std::isinf(e) && ((e > 0 && pos) || (e < 0 && neg));
-      return {from_doubles(DType::kBool, x->dims, v)};
-    }
+    case OpKind::kIsInf: return one_output<run_is_special>;
     case OpKind::kAdd: case OpKind::kSub: case OpKind::kMul: case OpKind::kDiv: case OpKind::kPow: case OpKind::kMod:
     case OpKind::kPRelu: case OpKind::kEqual: case OpKind::kLess: case OpKind::kLessOrEqual: case OpKind::kGreater:
     case OpKind::kGreaterOrEqual: case OpKind::kAnd: case OpKind::kOr: case OpKind::kXor:
-      return {run_binary(c)};
-    case OpKind::kMin: case OpKind::kMax: case OpKind::kMean: case OpKind::kSum: return {run_variadic(c)};
-    case OpKind::kWhere: return {run_where(c)};
-    case OpKind::kFusedElementwise: return {run_fused(c)};
-    default: return {run_unary(c)};
+      return one_output<run_binary>;
+    case OpKind::kMin: case OpKind::kMax: case OpKind::kMean: case OpKind::kSum: return one_output<run_variadic>;
+    case OpKind::kWhere: return one_output<run_where>;
+    case OpKind::kFusedElementwise: return one_output<run_fused>;
+    case OpKind::kAbs: case OpKind::kNeg: case OpKind::kSqrt: case OpKind::kReciprocal: case OpKind::kExp:
+    case OpKind::kLog: case OpKind::kFloor: case OpKind::kCeil: case OpKind::kRound: case OpKind::kSign:
+    case OpKind::kRelu: case OpKind::kSigmoid: case OpKind::kTanh: case OpKind::kErf: case OpKind::kSoftplus:
+    case OpKind::kSoftsign: case OpKind::kSin: case OpKind::kCos: case OpKind::kTan: case OpKind::kAsin:
+    case OpKind::kAcos: case OpKind::kAtan: case OpKind::kSinh: case OpKind::kCosh: case OpKind::kAsinh:
+    case OpKind::kAcosh: case OpKind::kAtanh: case OpKind::kLeakyRelu: case OpKind::kElu: case OpKind::kSelu:
+    case OpKind::kCelu: case OpKind::kHardSigmoid: case OpKind::kHardSwish: case OpKind::kGelu:
+    case OpKind::kThresholdedRelu: case OpKind::kShrink:
+      return one_output<run_unary>;
+    default: return nullptr;
   }
 }
 

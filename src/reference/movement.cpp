@@ -1,5 +1,5 @@
-// Shape and data-movement ops. Most are an index remapping: each output
-// element copies one input element, whatever the dtype.
+// The movement family: shape changes and data movement. Most are an index
+// remapping: each output element copies one input element, whatever the dtype.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -208,37 +208,24 @@ Tensor run_depth_space(const KernelContext& c) {
   });
 }
 
-Tensor run_onehot(const KernelContext& c) {
-  std::vector<double> idx = to_doubles(c.in(0)), values = to_doubles(c.in(2));
+// Reshape, Flatten, Squeeze, Unsqueeze: same bytes, new dims.
+Tensor run_reshape(const KernelContext& c) { return with_dims(c.in(0), c.out_dims(0)); }
+
+Tensor run_expand(const KernelContext& c) {
+  const Tensor& x = c.in(0);
   std::vector<int64_t> dims = c.out_dims(0);
-  int64_t axis = normalize_axis(c, c.attrs().get_int("axis", -1), dims.size());
-  int64_t depth = dims[size_t(axis)];
-  int64_t inner = ir::checked_numel({dims.begin() + axis + 1, dims.end()});
-  std::vector<double> out(size_t(ir::checked_numel(dims)), values[0]);
-  for (size_t i = 0; i < idx.size(); ++i) {
-    int64_t v = int64_t(idx[i]);
-    if (v < 0) v += depth;
-    if (v < 0 || v >= depth) continue;  // out-of-range indices give an all-off row
-    int64_t o = int64_t(i) / inner, in = int64_t(i) % inner;
-    out[size_t((o * depth + v) * inner + in)] = values[1];
-  }
-  return from_doubles(c.out_dtype(0), dims, out);
+  auto st = broadcast_strides(x.dims, dims);
+  return remap(x, dims, [&](const std::vector<int64_t>& idx) { return offset_of(idx, st); });
 }
 
-Tensor run_range(const KernelContext& c) {
-  DType dt = c.in(0).dtype;
-  double start = scalar_double(c.in(0)), delta = scalar_double(c.in(2));
-  if (delta == 0) c.error(ErrorCode::kInvalidModel, "delta is zero");
-  int64_t n = c.out_dims(0).at(0);
-  if (!is_floating(dt)) {
-    int64_t s = to_ints(c.in(0))[0], d = to_ints(c.in(2))[0];
-    std::vector<int64_t> v(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) v[size_t(i)] = s + i * d;
-    return from_ints(dt, {n}, v);
-  }
-  std::vector<double> v(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = start + double(i) * delta;
-  return from_doubles(dt, {n}, v);
+Tensor run_tile(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  auto st = strides_of(x.dims);
+  return remap(x, c.out_dims(0), [&](const std::vector<int64_t>& idx) {
+    int64_t off = 0;
+    for (size_t d = 0; d < idx.size(); ++d) off += (idx[d] % x.dims[d]) * st[d];
+    return off;
+  });
 }
 
 // ---- Resize ---------------------------------------------------------------------
@@ -400,51 +387,23 @@ Tensor permute(const Tensor& t, const std::vector<int64_t>& perm) {
   return remap(t, dims, [&](const std::vector<int64_t>& idx) { return offset_of(idx, pst); });
 }
 
-Outputs run_movement(const KernelContext& c) {
-  switch (c.node.op) {
+Kernel movement_kernel(OpKind op) {
+  switch (op) {
     case OpKind::kReshape: case OpKind::kFlatten: case OpKind::kSqueeze: case OpKind::kUnsqueeze:
-      return {with_dims(c.in(0), c.out_dims(0))};  // same bytes, new dims
-    case OpKind::kTranspose: return {run_transpose(c)};
-    case OpKind::kConcat: return {run_concat(c)};
-    case OpKind::kSplit: return run_split(c);
-    case OpKind::kSlice: return {run_slice(c)};
-    case OpKind::kGather: return {run_gather(c)};
-    case OpKind::kGatherElements: return {run_gather_elements(c)};
-    case OpKind::kExpand: {
-      const Tensor& x = c.in(0);
-      std::vector<int64_t> dims = c.out_dims(0);
-      auto st = broadcast_strides(x.dims, dims);
-      return {remap(x, dims, [&](const std::vector<int64_t>& idx) { return offset_of(idx, st); })};
-    }
-    case OpKind::kTile: {
-      const Tensor& x = c.in(0);
-      auto st = strides_of(x.dims);
-      return {remap(x, c.out_dims(0), [&](const std::vector<int64_t>& idx) {
-        int64_t off = 0;
-        for (size_t d = 0; d < idx.size(); ++d) off += (idx[d] % x.dims[d]) * st[d];
-        return off;
-      })};
-    }
-    case OpKind::kPad: return {run_pad(c)};
-    case OpKind::kShape: case OpKind::kSize: {
-      std::vector<int64_t> v;
-      for (auto& d : *c.outputs[0].known) v.push_back(d.constant());
-      return {from_ints(DType::kInt64, c.out_dims(0), v)};
-    }
-    case OpKind::kConstantOfShape: {
-      const ir::TensorData* value = c.attrs().get_tensor("value");
-      double v = value ? to_doubles(*value)[0] : 0.0;
-      std::vector<int64_t> dims = c.out_dims(0);
-      if (value && !is_floating(value->dtype))
-        return {from_ints(value->dtype, dims, std::vector<int64_t>(size_t(ir::checked_numel(dims)), to_ints(*value)[0]))};
-      return {from_doubles(c.out_dtype(0), dims, std::vector<double>(size_t(ir::checked_numel(dims)), v))};
-    }
-    case OpKind::kRange: return {run_range(c)};
-    case OpKind::kTrilu: return {run_trilu(c)};
-    case OpKind::kResize: return {run_resize(c)};
-    case OpKind::kDepthToSpace: case OpKind::kSpaceToDepth: return {run_depth_space(c)};
-    case OpKind::kOneHot: return {run_onehot(c)};
-    default: c.error(ErrorCode::kInternal, "not a data-movement op");
+      return one_output<run_reshape>;
+    case OpKind::kTranspose: return one_output<run_transpose>;
+    case OpKind::kConcat: return one_output<run_concat>;
+    case OpKind::kSplit: return run_split;
+    case OpKind::kSlice: return one_output<run_slice>;
+    case OpKind::kGather: return one_output<run_gather>;
+    case OpKind::kGatherElements: return one_output<run_gather_elements>;
+    case OpKind::kExpand: return one_output<run_expand>;
+    case OpKind::kTile: return one_output<run_tile>;
+    case OpKind::kPad: return one_output<run_pad>;
+    case OpKind::kTrilu: return one_output<run_trilu>;
+    case OpKind::kResize: return one_output<run_resize>;
+    case OpKind::kDepthToSpace: case OpKind::kSpaceToDepth: return one_output<run_depth_space>;
+    default: return nullptr;
   }
 }
 

@@ -229,14 +229,14 @@ Tensor run_attention(const KernelContext& c) {
   return from_doubles(c.out_dtype(0), g.out_dims, out);
 }
 
-Outputs run_linalg(const KernelContext& c) {
-  switch (c.node.op) {
-    case OpKind::kMatMul: return {run_matmul(c)};
-    case OpKind::kGemm: return {run_gemm(c)};
-    case OpKind::kEinsum: return {run_einsum(c)};
-    case OpKind::kFusedMatMul: return {run_fused_matmul(c)};
-    case OpKind::kAttention: return {run_attention(c)};
-    default: c.error(ErrorCode::kInternal, "not a linear algebra op");
+Kernel linalg_kernel(OpKind op) {
+  switch (op) {
+    case OpKind::kMatMul: return one_output<run_matmul>;
+    case OpKind::kGemm: return one_output<run_gemm>;
+    case OpKind::kEinsum: return one_output<run_einsum>;
+    case OpKind::kFusedMatMul: return one_output<run_fused_matmul>;
+    case OpKind::kAttention: return one_output<run_attention>;
+    default: return nullptr;
   }
 }
 

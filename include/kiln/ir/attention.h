@@ -1,0 +1,46 @@
+// The Attention op's geometry: view programs over its inputs (src/ir/attention.cpp).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "kiln/export.h"
+#include "kiln/ir/network.h"
+
+KILN_API_BEGIN
+namespace kiln::ir {
+
+// The Attention op computes, for batch b < B, head h < H, query row i < Sq:
+//   out[o(b,h,i,d)] = sum_j softmax_j(scale * sum_e q[q(b,h,i,e)] k[k(b,h,j,e)]) v[v(b,h,j,d)]
+// Each operand is its input tensor seen through a view program (attributes
+// q_view, k_view, v_view): steps applied to the dense input, each a view (no
+// data moves): [0, n, dims...] reshape (one dim may be -1), [1, n, perm...]
+// transpose, [2, 3, axis, index, keep] pick one index along an axis (keep: the
+// axis stays as size 1), [3, 3, axis, start, length] narrow an axis to a range.
+// Q ends as [H, Sq, D] or [B, H, Sq, D], V likewise with Sk rows, K as V or,
+// with k_transposed, as [.., D, Sk]. With causal, key j is left out of row i
+// when j > i. The output is [.., Sq, D] transposed by out_perm (none: as is), dense.
+enum class ViewStep : int64_t { kReshape = 0, kTranspose = 1, kPick = 2, kNarrow = 3 };
+struct AttentionGeometry {
+  int64_t batch = 1, heads = 1, q_len = 0, kv_len = 0, head_dim = 0;
+  std::array<int64_t, 5> q{}, k{}, v{}, out{};  // element offset and strides for (b, h, row, d)
+  std::vector<int64_t> out_dims;
+};
+// For inputs of these dims; throws naming the node when a program does not
+// fit them or a step is not a view of the dims it meets.
+AttentionGeometry attention_geometry(const Node& node, const std::vector<int64_t>& q_dims, const std::vector<int64_t>& k_dims,
+                                     const std::vector<int64_t>& v_dims);
+// The output shape for symbolic input shapes (shape inference).
+Shape attention_output_shape(const Node& node, const Shape& q, const Shape& k, const Shape& v);
+// What a view program makes of a tensor of this shape (checks the steps).
+Shape apply_view_program(const Node& node, std::string_view attr, const Shape& dims);
+// Strides that show a tensor viewed as (dims, strides) with new dims, the
+// elements in the same order, if one strided view can (PyTorch's view rule).
+std::optional<std::vector<int64_t>> reshaped_strides(const std::vector<int64_t>& dims, const std::vector<int64_t>& strides,
+                                                     const std::vector<int64_t>& new_dims);
+
+}  // namespace kiln::ir
+KILN_API_END

@@ -1,0 +1,94 @@
+// The conv family: Conv, ConvTranspose and the builder's ConvChannelsLast
+// (window geometry: window.cpp).
+#include "kiln/ir/window.h"
+#include "family.h"
+
+namespace kiln::ir {
+
+namespace {
+
+std::vector<int64_t> kernel_from_weight(const Ctx& c, const Shape& w) {
+  std::vector<int64_t> k;
+  for (size_t i = 2; i < w.size(); ++i) {
+    if (!w[i].is_constant()) c.error(ErrorCode::kShapeError, "kernel dims must be constant");
+    k.push_back(w[i].constant());
+  }
+  auto attr = c.attrs().get_ints("kernel_shape", k);
+  if (attr != k) c.error(ErrorCode::kShapeError, "kernel_shape attribute does not match the weight shape");
+  return k;
+}
+
+// ConvChannelsLast is Conv with its input, weight and output seen through the
+// channels-first permutation.
+void infer_conv_op(Ctx& c, bool transpose, bool channels_last = false) {
+  c.require_float(0);
+  c.require_same_dtype(0, 1);
+  c.require_rank(0, 3);
+  Shape x = c.shape(0), w = c.shape(1);
+  if (channels_last) {
+    if (w.size() != x.size())
+      c.error(ErrorCode::kShapeError, "weight rank ", w.size(), " does not match input rank ", x.size());
+    x = permuted(x, to_channels_first_perm(x.size()));
+    w = permuted(w, to_channels_first_perm(w.size()));
+  }
+  if (w.size() != x.size())
+    c.error(ErrorCode::kShapeError, "weight rank ", w.size(), " does not match input rank ", x.size());
+  int64_t group = c.attrs().get_int("group", 1);
+  if (group < 1) c.error(ErrorCode::kInvalidModel, "group must be >= 1");
+  std::vector<int64_t> kernel = kernel_from_weight(c, w);
+  Shape spatial(x.begin() + 2, x.end());
+  Dim out_channels;
+  if (!transpose) {
+    check_equal_dims(c, x[1], w[1] * group, "input channels and weight channels * group");
+    out_channels = w[0];
+  } else {
+    check_equal_dims(c, x[1], w[0], "input channels and weight dim 0");
+    out_channels = w[1] * group;
+  }
+  if (w[0].is_constant() && w[0].constant() % group != 0)
+    c.error(ErrorCode::kShapeError, "weight dim 0 (", w[0].constant(), ") is not divisible by group ", group);
+  if (c.has(2)) {
+    c.require_rank(2, 1, 1);
+    check_equal_dims(c, c.shape(2)[0], out_channels, "bias length and output channels");
+  }
+  Shape explicit_out;
+  auto os = c.attrs().get_ints("output_shape");
+  if (transpose && !os.empty()) {
+    if (os.size() == spatial.size() + 2) os.erase(os.begin(), os.begin() + 2);
+    if (os.size() != spatial.size()) c.error(ErrorCode::kInvalidModel, "output_shape does not fit the spatial rank");
+    explicit_out = shape_of(os);
+  }
+  WindowDims wd = window_dims(c, spatial, kernel, transpose, explicit_out.empty() ? nullptr : &explicit_out);
+  Shape out{x[0], out_channels};
+  out.insert(out.end(), wd.output.begin(), wd.output.end());
+  c.set(0, c.dtype(0), channels_last ? permuted(out, to_channels_last_perm(out.size())) : out);
+}
+
+}  // namespace
+
+OpSchema conv_schema(OpKind op) {
+  using T = AttrType;
+  switch (op) {
+    case OpKind::kConv:
+    case OpKind::kConvChannelsLast:  // Conv on [N, spatial..., C] with weight [M, kernel..., C/group]
+      return {2, 3, 1, 1,
+              {{"auto_pad", T::kString}, {"dilations", T::kInts}, {"group", T::kInt}, {"kernel_shape", T::kInts},
+               {"pads", T::kInts}, {"strides", T::kInts}}};
+    case OpKind::kConvTranspose:
+      return {2, 3, 1, 1,
+              {{"auto_pad", T::kString}, {"dilations", T::kInts}, {"group", T::kInt}, {"kernel_shape", T::kInts},
+               {"pads", T::kInts}, {"strides", T::kInts}, {"output_padding", T::kInts}, {"output_shape", T::kInts}}};
+    default: return {0, 0, 0, 0, {}, false};
+  }
+}
+
+void infer_conv(Ctx& c) {
+  switch (c.node().op) {
+    case OpKind::kConv: infer_conv_op(c, false); break;
+    case OpKind::kConvTranspose: infer_conv_op(c, true); break;
+    case OpKind::kConvChannelsLast: infer_conv_op(c, false, true); break;
+    default: no_inference(c);
+  }
+}
+
+}  // namespace kiln::ir

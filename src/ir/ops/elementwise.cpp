@@ -1,0 +1,213 @@
+// The elementwise family: unary, binary and variadic ops with numpy
+// broadcasting, casts, and the builder's FusedElementwise.
+#include "kiln/ir/fused.h"
+#include "family.h"
+
+namespace kiln::ir {
+
+namespace {
+
+std::optional<std::vector<Dim>> known_binary(const Ctx& c, OpKind op) {
+  auto a = c.ints(0), b = c.ints(1);
+  if (!a || !b) return std::nullopt;
+  if (a->size() != b->size() && a->size() != 1 && b->size() != 1) return std::nullopt;
+  size_t n = std::max(a->size(), b->size());
+  std::vector<Dim> out;
+  for (size_t i = 0; i < n; ++i) {
+    const Dim& x = (*a)[a->size() == 1 ? 0 : i];
+    const Dim& y = (*b)[b->size() == 1 ? 0 : i];
+    switch (op) {
+      case OpKind::kAdd: out.push_back(x + y); break;
+      case OpKind::kSub: out.push_back(x - y); break;
+      case OpKind::kMul: out.push_back(x * y); break;
+      case OpKind::kDiv:
+        if (y == Dim(0)) return std::nullopt;
+        out.push_back(floor_div(x, y));  // exact for the sizes shape arithmetic divides
+        break;
+      case OpKind::kMax: out.push_back(dim_max(x, y)); break;
+      case OpKind::kMin: out.push_back(dim_min(x, y)); break;
+      case OpKind::kMod:
+        if (y == Dim(0)) return std::nullopt;
+        if (c.attrs().get_int("fmod", 0) == 0) out.push_back(floor_mod(x, y));
+        else if (x.is_constant() && y.is_constant()) out.push_back(Dim(x.constant() % y.constant()));  // C remainder
+        else return std::nullopt;
+        break;
+      default: return std::nullopt;
+    }
+  }
+  return out;
+}
+
+void infer_unary(Ctx& c, bool float_only) {
+  if (float_only) c.require_float(0);
+  std::optional<std::vector<Dim>> known;
+  if (c.node().op == OpKind::kIdentity) known = c.ints(0);
+  if (c.node().op == OpKind::kNeg && is_integer(c.dtype(0)) && (known = c.ints(0)))
+    for (auto& d : *known) d = Dim(0) - d;
+  c.set(0, c.dtype(0), c.shape(0), known);
+}
+
+void infer_binary(Ctx& c, OpKind op) {
+  bool compare = op == OpKind::kEqual || op == OpKind::kLess || op == OpKind::kLessOrEqual ||
+                 op == OpKind::kGreater || op == OpKind::kGreaterOrEqual;
+  bool logical = op == OpKind::kAnd || op == OpKind::kOr || op == OpKind::kXor;
+  if (op != OpKind::kPow) c.require_same_dtype(0, 1);
+  if (logical) c.require_dtype(0, {DType::kBool});
+  if (op == OpKind::kPRelu) c.require_float(0);
+  if (op == OpKind::kPRelu) c.require_broadcasts_to(1, c.shape(0), "X");
+  Shape out = c.broadcast(c.shape(0), c.shape(1));
+  bool known_ok = out.size() <= 1 && is_integer(c.dtype(0));
+  c.set(0, compare || logical ? DType::kBool : c.dtype(0), out, known_ok ? known_binary(c, op) : std::nullopt);
+}
+
+void infer_variadic(Ctx& c, OpKind op) {
+  Shape out = c.shape(0);
+  for (size_t i = 1; i < c.num_inputs(); ++i) {
+    c.require_same_dtype(0, i);
+    out = c.broadcast(out, c.shape(i));
+  }
+  if (op == OpKind::kMean) c.require_float(0);
+  std::optional<std::vector<Dim>> known;
+  if (c.num_inputs() == 2 && out.size() <= 1 && is_integer(c.dtype(0))) known = known_binary(c, op);
+  c.set(0, c.dtype(0), out, known);
+}
+
+void infer_fused_elementwise(Ctx& c) {
+  decode_fused_program(c.node());  // validates the program
+  Shape out;
+  std::optional<DType> dtype;
+  for (size_t i = 0; i < c.num_inputs(); ++i) {
+    out = c.broadcast(out, c.shape(i));
+    if (c.dtype(i) == DType::kBool) continue;
+    if (dtype && *dtype != c.dtype(i)) c.error(ErrorCode::kTypeError, "inputs mix ", dtype_name(*dtype), " and ", dtype_name(c.dtype(i)));
+    dtype = c.dtype(i);
+  }
+  if (!dtype || !is_floating(*dtype)) c.error(ErrorCode::kTypeError, "FusedElementwise needs float inputs");
+  c.set(0, *dtype, out);
+}
+
+void infer_cast(Ctx& c, OpKind op) {
+  DType to;
+  if (op == OpKind::kCastLike) {
+    to = c.dtype(1);
+  } else {
+    int64_t code = c.attrs().get_int("to", -1);
+    if (code < 0 || code >= int64_t(std::size(kAllDTypes))) c.error(ErrorCode::kInvalidModel, "'to' is not a dtype");
+    to = DType(code);
+  }
+  bool int_to_int = is_integer(c.dtype(0)) && is_integer(to);
+  c.set(0, to, c.shape(0), int_to_int ? c.ints(0) : std::nullopt);
+}
+
+}  // namespace
+
+OpSchema elementwise_schema(OpKind op) {
+  using T = AttrType;
+  switch (op) {
+    case OpKind::kAbs: case OpKind::kNeg: case OpKind::kSqrt: case OpKind::kReciprocal: case OpKind::kExp:
+    case OpKind::kLog: case OpKind::kFloor: case OpKind::kCeil: case OpKind::kRound: case OpKind::kSign:
+    case OpKind::kRelu: case OpKind::kSigmoid: case OpKind::kTanh: case OpKind::kErf: case OpKind::kSoftplus:
+    case OpKind::kSoftsign: case OpKind::kSin: case OpKind::kCos: case OpKind::kTan: case OpKind::kAsin:
+    case OpKind::kAcos: case OpKind::kAtan: case OpKind::kSinh: case OpKind::kCosh: case OpKind::kAsinh:
+    case OpKind::kAcosh: case OpKind::kAtanh: case OpKind::kHardSwish: case OpKind::kNot: case OpKind::kIsNaN:
+    case OpKind::kIdentity:
+      return OpSchema{};  // one input, one output, no attributes
+    case OpKind::kLeakyRelu:
+    case OpKind::kElu:
+    case OpKind::kCelu:
+    case OpKind::kThresholdedRelu: return {1, 1, 1, 1, {{"alpha", T::kFloat}}};
+    case OpKind::kSelu: return {1, 1, 1, 1, {{"alpha", T::kFloat}, {"gamma", T::kFloat}}};
+    case OpKind::kHardSigmoid: return {1, 1, 1, 1, {{"alpha", T::kFloat}, {"beta", T::kFloat}}};
+    case OpKind::kGelu: return {1, 1, 1, 1, {{"approximate", T::kString}}};
+    case OpKind::kShrink: return {1, 1, 1, 1, {{"bias", T::kFloat}, {"lambd", T::kFloat}}};
+    case OpKind::kClip: return {1, 3, 1, 1, {{"min", T::kFloat, true}, {"max", T::kFloat, true}}};  // attrs: opset < 11 form
+    case OpKind::kIsInf: return {1, 1, 1, 1, {{"detect_negative", T::kInt}, {"detect_positive", T::kInt}}};
+    case OpKind::kCast: return {1, 1, 1, 1, {{"to", T::kInt}, {"saturate", T::kInt}}};
+    case OpKind::kCastLike: return {2, 2, 1, 1, {{"saturate", T::kInt}}};
+    case OpKind::kDropout: return {1, 3, 1, 2, {{"seed", T::kInt}}};
+    case OpKind::kAdd:
+    case OpKind::kSub:
+    case OpKind::kMul:
+    case OpKind::kDiv:
+    case OpKind::kPow:
+    case OpKind::kPRelu:
+    case OpKind::kEqual:
+    case OpKind::kLess:
+    case OpKind::kLessOrEqual:
+    case OpKind::kGreater:
+    case OpKind::kGreaterOrEqual:
+    case OpKind::kAnd:
+    case OpKind::kOr:
+    case OpKind::kXor: return {2, 2, 1, 1, {}};
+    case OpKind::kMod: return {2, 2, 1, 1, {{"fmod", T::kInt}}};
+    case OpKind::kMin:
+    case OpKind::kMax:
+    case OpKind::kMean:
+    case OpKind::kSum: return {1, -1, 1, 1, {}};
+    case OpKind::kWhere: return {3, 3, 1, 1, {}};
+    case OpKind::kFusedElementwise:  // a straight-line program of elementwise ops over broadcast inputs
+      return {1, -1, 1, 1, {{"ops", T::kStrings}, {"args", T::kInts}, {"params", T::kFloats}}};
+    default: return {0, 0, 0, 0, {}, false};
+  }
+}
+
+void infer_elementwise(Ctx& c) {
+  const Node& node = c.node();
+  switch (node.op) {
+    case OpKind::kAbs: case OpKind::kNeg: case OpKind::kSign: case OpKind::kRelu: case OpKind::kIdentity:
+      infer_unary(c, false);
+      break;
+    case OpKind::kSqrt: case OpKind::kReciprocal: case OpKind::kExp: case OpKind::kLog: case OpKind::kFloor:
+    case OpKind::kCeil: case OpKind::kRound: case OpKind::kSigmoid: case OpKind::kTanh: case OpKind::kErf:
+    case OpKind::kSoftplus: case OpKind::kSoftsign: case OpKind::kSin: case OpKind::kCos: case OpKind::kTan:
+    case OpKind::kAsin: case OpKind::kAcos: case OpKind::kAtan: case OpKind::kSinh: case OpKind::kCosh:
+    case OpKind::kAsinh: case OpKind::kAcosh: case OpKind::kAtanh: case OpKind::kLeakyRelu: case OpKind::kElu:
+    case OpKind::kSelu: case OpKind::kCelu: case OpKind::kHardSigmoid: case OpKind::kHardSwish: case OpKind::kGelu:
+    case OpKind::kThresholdedRelu: case OpKind::kShrink:
+      infer_unary(c, node.op != OpKind::kShrink);
+      if (node.op == OpKind::kGelu) {
+        std::string approximate = node.attrs.get_string("approximate", "none");
+        if (approximate != "none" && approximate != "tanh")
+          c.error(ErrorCode::kInvalidModel, "approximate '", approximate, "' is not none or tanh");
+      }
+      break;
+    case OpKind::kClip:
+      for (size_t i = 1; i < 3; ++i)
+        if (c.has(i)) {
+          c.require_same_dtype(0, i);
+          if (c.rank(i) != 0 && !(c.rank(i) == 1 && c.shape(i)[0] == Dim(1)))
+            c.error(ErrorCode::kShapeError, "min and max must be scalars");
+        }
+      c.set(0, c.dtype(0), c.shape(0));
+      break;
+    case OpKind::kDropout:
+      c.set(0, c.dtype(0), c.shape(0));
+      c.set(1, DType::kBool, c.shape(0));
+      break;
+    case OpKind::kNot:
+      c.require_dtype(0, {DType::kBool});
+      c.set(0, DType::kBool, c.shape(0));
+      break;
+    case OpKind::kIsNaN: case OpKind::kIsInf:
+      c.require_float(0);
+      c.set(0, DType::kBool, c.shape(0));
+      break;
+    case OpKind::kCast: case OpKind::kCastLike: infer_cast(c, node.op); break;
+    case OpKind::kAdd: case OpKind::kSub: case OpKind::kMul: case OpKind::kDiv: case OpKind::kPow:
+    case OpKind::kMod: case OpKind::kPRelu: case OpKind::kEqual: case OpKind::kLess: case OpKind::kLessOrEqual:
+    case OpKind::kGreater: case OpKind::kGreaterOrEqual: case OpKind::kAnd: case OpKind::kOr: case OpKind::kXor:
+      infer_binary(c, node.op);
+      break;
+    case OpKind::kMin: case OpKind::kMax: case OpKind::kMean: case OpKind::kSum: infer_variadic(c, node.op); break;
+    case OpKind::kWhere: {
+      c.require_dtype(0, {DType::kBool});
+      c.require_same_dtype(1, 2);
+      c.set(0, c.dtype(1), c.broadcast(c.broadcast(c.shape(0), c.shape(1)), c.shape(2)));
+      break;
+    }
+    case OpKind::kFusedElementwise: infer_fused_elementwise(c); break;
+    default: no_inference(c);
+  }
+}
+
+}  // namespace kiln::ir

@@ -1,0 +1,112 @@
+// The generator family: outputs made from shapes and scalar inputs rather
+// than from input elements (Shape, Size, ConstantOfShape, Range, OneHot).
+#include <cmath>
+
+#include "family.h"
+
+namespace kiln::ir {
+
+namespace {
+
+void infer_shape(Ctx& c) {
+  const Shape& x = c.shape(0);
+  int64_t r = int64_t(x.size());
+  int64_t start = c.attrs().get_int("start", 0), end = c.attrs().get_int("end", r);
+  if (start < 0) start += r;
+  if (end < 0) end += r;
+  start = std::clamp<int64_t>(start, 0, r);
+  end = std::clamp<int64_t>(end, start, r);
+  std::vector<Dim> dims(x.begin() + start, x.begin() + end);
+  c.set(0, DType::kInt64, {Dim(int64_t(dims.size()))}, dims);
+}
+
+void infer_constant_of_shape(Ctx& c) {
+  c.require_dtype(0, {DType::kInt64});
+  const TensorData* v = c.attrs().get_tensor("value");
+  DType dtype = v ? v->dtype : DType::kFloat32;
+  if (v && v->numel() != 1) c.error(ErrorCode::kInvalidModel, "value must have exactly one element");
+  auto dims = c.ints(0);
+  Shape out;
+  if (dims) {
+    c.check_rank(int64_t(dims->size()), "the shape");
+    out.assign(dims->begin(), dims->end());
+  } else {
+    c.require_rank(0, 1, 1);
+    out = c.fresh_shape(c.shape(0)[0], "the shape");
+  }
+  for (auto& d : out)
+    if (d.is_constant() && d.constant() < 0) c.error(ErrorCode::kShapeError, "negative dim ", d.constant());
+  std::optional<std::vector<Dim>> known;
+  if (out.size() == 1 && out[0].is_constant() && out[0].constant() <= kMaxKnownElements && (!v || is_integer(v->dtype)))
+    known = std::vector<Dim>(size_t(out[0].constant()), Dim(v ? read_ints(*v)[0] : 0));
+  c.set(0, dtype, out, known);
+}
+
+void infer_range(Ctx& c) {
+  c.require_same_dtype(0, 1);
+  c.require_same_dtype(0, 2);
+  for (size_t i = 0; i < 3; ++i)
+    if (c.rank(i) != 0 && !(c.rank(i) == 1 && c.shape(i)[0] == Dim(1)))
+      c.error(ErrorCode::kShapeError, "input ", i, " must be a scalar");
+  auto s = c.doubles(0), l = c.doubles(1), d = c.doubles(2);
+  Dim n = c.fresh();
+  if (is_integer(c.dtype(0))) {
+    auto si = c.ints(0), li = c.ints(1), di = c.ints(2);
+    if (si && li && di && (*di)[0] == Dim(1)) n = dim_max(Dim(0), (*li)[0] - (*si)[0]);
+    else if (si && li && di && (*di)[0].is_constant()) {
+      if ((*di)[0].constant() == 0) c.error(ErrorCode::kInvalidModel, "delta is zero");
+      Dim span = (*li)[0] - (*si)[0];
+      n = dim_max(Dim(0), (*di)[0].constant() > 0 ? ceil_div(span, (*di)[0]) : ceil_div(Dim(0) - span, Dim(0) - (*di)[0]));
+    }
+  } else if (s && l && d) {
+    if ((*d)[0] == 0) c.error(ErrorCode::kInvalidModel, "delta is zero");
+    double count = std::ceil(((*l)[0] - (*s)[0]) / (*d)[0]);
+    if (!(count < 1e12)) c.error(ErrorCode::kShapeError, "Range would have ", count, " elements");
+    n = Dim(std::max<int64_t>(0, int64_t(count)));
+  }
+  c.set(0, c.dtype(0), {n});
+}
+
+void infer_onehot(Ctx& c) {
+  Shape out = c.shape(0);
+  int64_t axis = c.attrs().get_int("axis", -1);
+  int64_t r = int64_t(out.size()) + 1;
+  axis = c.axis(axis, r);
+  if (c.shape(2).size() != 1 || !(c.shape(2)[0] == Dim(2))) c.error(ErrorCode::kShapeError, "values must have 2 elements");
+  auto depth = c.doubles(1);
+  Dim d = c.fresh();
+  if (depth) {
+    if (depth->size() != 1) c.error(ErrorCode::kShapeError, "depth must have one element");
+    if (!((*depth)[0] >= 1 && (*depth)[0] < 1e9)) c.error(ErrorCode::kInvalidModel, "depth ", (*depth)[0], " is not valid");
+    d = Dim(int64_t((*depth)[0]));
+  }
+  out.insert(out.begin() + axis, d);
+  c.set(0, c.dtype(2), out);
+}
+
+}  // namespace
+
+OpSchema generator_schema(OpKind op) {
+  using T = AttrType;
+  switch (op) {
+    case OpKind::kSize: return OpSchema{};  // one input, one output, no attributes
+    case OpKind::kShape: return {1, 1, 1, 1, {{"start", T::kInt}, {"end", T::kInt}}};
+    case OpKind::kConstantOfShape: return {1, 1, 1, 1, {{"value", T::kTensor}}};
+    case OpKind::kRange: return {3, 3, 1, 1, {}};
+    case OpKind::kOneHot: return {3, 3, 1, 1, {{"axis", T::kInt}}};
+    default: return {0, 0, 0, 0, {}, false};
+  }
+}
+
+void infer_generator(Ctx& c) {
+  switch (c.node().op) {
+    case OpKind::kShape: infer_shape(c); break;
+    case OpKind::kSize: c.set(0, DType::kInt64, {}, std::vector<Dim>{shape_numel(c.shape(0))}); break;
+    case OpKind::kConstantOfShape: infer_constant_of_shape(c); break;
+    case OpKind::kRange: infer_range(c); break;
+    case OpKind::kOneHot: infer_onehot(c); break;
+    default: no_inference(c);
+  }
+}
+
+}  // namespace kiln::ir

@@ -1,0 +1,507 @@
+// The movement family: shape changes and data movement (outputs hold input
+// elements, or a pad value).
+#include <cmath>
+#include <numeric>
+
+#include "family.h"
+
+namespace kiln::ir {
+
+namespace {
+
+void infer_reshape(Ctx& c) {
+  const Shape& x = c.shape(0);
+  c.require_dtype(1, {DType::kInt64});
+  c.require_rank(1, 1, 1);
+  auto target = c.ints(1);
+  if (!target) {
+    c.set(0, c.dtype(0), c.fresh_shape(c.shape(1)[0], "the target shape"));
+    return;
+  }
+  c.check_rank(int64_t(target->size()), "the target shape");
+  bool allow_zero = c.attrs().get_int("allowzero", 0) != 0;
+  Shape out;
+  int infer_at = -1;
+  Dim known_product(1);
+  for (size_t i = 0; i < target->size(); ++i) {
+    Dim d = (*target)[i];
+    if (d == Dim(-1)) {
+      if (infer_at >= 0) c.error(ErrorCode::kShapeError, "target shape has more than one -1");
+      infer_at = int(i);
+      out.push_back(Dim(1));
+      continue;
+    }
+    if (d == Dim(0) && !allow_zero) {
+      if (i >= x.size()) c.error(ErrorCode::kShapeError, "target dim ", i, " is 0 but the input has rank ", x.size());
+      d = x[i];
+    }
+    if (d.is_constant() && d.constant() < 0) c.error(ErrorCode::kShapeError, "target dim ", i, " is ", d.constant());
+    out.push_back(d);
+    known_product = known_product * d;
+  }
+  Dim numel = shape_numel(x);
+  if (infer_at >= 0) {
+    if (known_product == Dim(0)) c.error(ErrorCode::kShapeError, "cannot infer -1 next to a zero dim");
+    Dim inferred = floor_div(numel, known_product);
+    if (inferred.is_constant() && numel.is_constant() && inferred.constant() * known_product.constant() != numel.constant())
+      c.error(ErrorCode::kShapeError, "cannot reshape ", shape_to_string(x), " to ", shape_to_string(out),
+              ": ", numel.constant(), " elements are not divisible by ", known_product.constant());
+    out[size_t(infer_at)] = inferred;
+  } else if (numel.is_constant() && known_product.is_constant() && numel != known_product) {
+    c.error(ErrorCode::kShapeError, "cannot reshape ", shape_to_string(x), " (", numel.constant(), " elements) to ",
+            shape_to_string(out), " (", known_product.constant(), " elements)");
+  }
+  c.set(0, c.dtype(0), out, out.size() <= 1 ? c.ints(0) : std::nullopt);
+}
+
+void infer_flatten(Ctx& c) {
+  const Shape& x = c.shape(0);
+  int64_t r = int64_t(x.size());
+  int64_t axis = c.attrs().get_int("axis", 1);
+  if (axis < -r || axis > r) c.error(ErrorCode::kInvalidModel, "axis ", axis, " is out of range for rank ", r);
+  if (axis < 0) axis += r;
+  c.set(0, c.dtype(0),
+        {shape_numel(Shape(x.begin(), x.begin() + axis)), shape_numel(Shape(x.begin() + axis, x.end()))});
+}
+
+std::vector<int64_t> required_ints(const Ctx& c, size_t i, const char* what) {
+  auto v = c.const_ints(i);
+  if (!v) c.error(ErrorCode::kUnsupported, what, " must be a constant");
+  return *v;
+}
+
+void infer_squeeze(Ctx& c) {
+  const Shape& x = c.shape(0);
+  int64_t r = int64_t(x.size());
+  std::vector<bool> drop(size_t(r), false);
+  if (c.has(1) && !c.const_ints(1)) {  // axes known only at run time: the rank is all we can tell
+    c.require_rank(1, 1, 1);
+    const Dim& n = c.shape(1)[0];
+    if (!n.is_constant() || n.constant() > r) c.error(ErrorCode::kShapeError, "axes of length ", n.to_string(), " for rank ", r);
+    c.set(0, c.dtype(0), c.fresh_shape(Dim(r - n.constant()), "the output"));
+    return;
+  }
+  if (c.has(1)) {
+    for (int64_t a : required_ints(c, 1, "axes")) {
+      int64_t ax = c.axis(a, r);
+      if (x[size_t(ax)].is_constant() && x[size_t(ax)].constant() != 1)
+        c.error(ErrorCode::kShapeError, "cannot squeeze axis ", a, " of size ", x[size_t(ax)].constant());
+      drop[size_t(ax)] = true;
+    }
+  } else {
+    for (int64_t i = 0; i < r; ++i) drop[size_t(i)] = x[size_t(i)] == Dim(1);
+  }
+  Shape out;
+  for (int64_t i = 0; i < r; ++i)
+    if (!drop[size_t(i)]) out.push_back(x[size_t(i)]);
+  c.set(0, c.dtype(0), out, out.size() <= 1 ? c.ints(0) : std::nullopt);
+}
+
+void infer_unsqueeze(Ctx& c) {
+  const Shape& x = c.shape(0);
+  if (!c.const_ints(1)) {  // axes known only at run time
+    c.require_rank(1, 1, 1);
+    c.set(0, c.dtype(0), c.fresh_shape(c.shape(1)[0] + int64_t(x.size()), "the output"));
+    return;
+  }
+  auto axes = required_ints(c, 1, "axes");
+  int64_t r = int64_t(x.size() + axes.size());
+  c.check_rank(r, "the output");
+  std::vector<bool> inserted(size_t(r), false);
+  for (int64_t a : axes) {
+    int64_t ax = c.axis(a, r);
+    if (inserted[size_t(ax)]) c.error(ErrorCode::kInvalidModel, "axis ", a, " repeats");
+    inserted[size_t(ax)] = true;
+  }
+  Shape out;
+  size_t next = 0;
+  for (int64_t i = 0; i < r; ++i) out.push_back(inserted[size_t(i)] ? Dim(1) : x[next++]);
+  c.set(0, c.dtype(0), out, out.size() <= 1 ? c.ints(0) : std::nullopt);
+}
+
+void infer_transpose(Ctx& c) {
+  const Shape& x = c.shape(0);
+  std::vector<int64_t> perm(x.size());
+  std::iota(perm.rbegin(), perm.rend(), 0);
+  perm = c.attrs().get_ints("perm", perm);
+  if (perm.size() != x.size()) c.error(ErrorCode::kInvalidModel, "perm has ", perm.size(), " entries for rank ", x.size());
+  std::vector<bool> seen(x.size(), false);
+  Shape out;
+  for (int64_t p : perm) {
+    int64_t a = c.axis(p, int64_t(x.size()), "perm entry");
+    if (seen[size_t(a)]) c.error(ErrorCode::kInvalidModel, "perm repeats axis ", p);
+    seen[size_t(a)] = true;
+    out.push_back(x[size_t(a)]);
+  }
+  c.set(0, c.dtype(0), out);
+}
+
+void infer_concat(Ctx& c) {
+  Shape out = c.shape(0);
+  int64_t axis = c.axis(c.attrs().get_int("axis", 0), int64_t(out.size()));
+  std::optional<std::vector<Dim>> known = out.size() == 1 ? c.ints(0) : std::nullopt;
+  for (size_t i = 1; i < c.num_inputs(); ++i) {
+    c.require_same_dtype(0, i);
+    const Shape& s = c.shape(i);
+    if (s.size() != out.size())
+      c.error(ErrorCode::kShapeError, "input ", i, " has rank ", s.size(), "; input 0 has rank ", out.size());
+    for (size_t d = 0; d < s.size(); ++d) {
+      if (int64_t(d) == axis) out[d] = out[d] + s[d];
+      else check_equal_dims(c, out[d], s[d], "non-axis dims");
+    }
+    if (known) {
+      auto k = c.ints(i);
+      if (k) known->insert(known->end(), k->begin(), k->end());
+      else known.reset();
+    }
+  }
+  c.set(0, c.dtype(0), out, known);
+}
+
+void infer_split(Ctx& c) {
+  const Shape& x = c.shape(0);
+  int64_t axis = c.axis(c.attrs().get_int("axis", 0), int64_t(x.size()));
+  size_t n = c.num_outputs();
+  const Dim& total = x[size_t(axis)];
+  std::vector<Dim> sizes;
+  if (c.has(1)) {
+    auto v = c.ints(1);
+    if (!v) {  // sizes known only at run time
+      for (size_t i = 0; i < n; ++i) {
+        Shape s = x;
+        s[size_t(axis)] = c.fresh();
+        c.set(i, c.dtype(0), s);
+      }
+      return;
+    }
+    if (v->size() != n) c.error(ErrorCode::kShapeError, "split has ", v->size(), " sizes for ", n, " outputs");
+    sizes = *v;
+    Dim sum(0);
+    for (auto& s : sizes) sum = sum + s;
+    check_equal_dims(c, sum, total, "split sizes sum and axis dim");
+  } else {
+    int64_t parts = c.attrs().get_int("num_outputs", int64_t(n));
+    if (parts != int64_t(n)) c.error(ErrorCode::kInvalidModel, "num_outputs ", parts, " but the node has ", n, " outputs");
+    Dim chunk = ceil_div(total, Dim(int64_t(n)));
+    for (size_t i = 0; i + 1 < n; ++i) sizes.push_back(chunk);
+    sizes.push_back(total - chunk * Dim(int64_t(n - 1)));
+    if (sizes.back().is_constant() && sizes.back().constant() < 0)
+      c.error(ErrorCode::kShapeError, "cannot split ", total.to_string(), " into ", n, " parts");
+  }
+  for (size_t i = 0; i < n; ++i) {
+    Shape s = x;
+    s[size_t(axis)] = sizes[i];
+    c.set(i, c.dtype(0), s);
+  }
+}
+
+// Resolves one axis of Slice to (start, size) for a constant or symbolic dim.
+struct SliceAxis {
+  Dim start, size;
+  int64_t step;
+};
+
+SliceAxis slice_axis(const Dim& dim, int64_t start, int64_t end, int64_t step) {
+  if (dim.is_constant()) {
+    int64_t n = dim.constant();
+    auto clampi = [](int64_t v, int64_t lo, int64_t hi) { return std::max(lo, std::min(v, hi)); };
+    if (start < 0) start += n;
+    if (end < 0) end += n;
+    if (step > 0) {
+      start = clampi(start, 0, n);
+      end = clampi(end, 0, n);
+    } else {
+      start = clampi(start, 0, n - 1);
+      end = clampi(end, -1, n - 1);
+    }
+    int64_t size = step > 0 ? (end > start ? (end - start + step - 1) / step : 0)
+                            : (start > end ? (start - end + (-step) - 1) / (-step) : 0);
+    return {Dim(start), Dim(size), step};
+  }
+  // Symbolic: assume indices inside the dim (the usual 0:n, 1:, :-1 forms).
+  constexpr int64_t kHuge = int64_t(1) << 62;
+  Dim s = start < 0 ? dim + start : Dim(start);
+  Dim e = end >= kHuge ? dim : end <= -kHuge ? Dim(-1) : end < 0 ? dim + end : Dim(end);
+  if (step > 0) return {s, ceil_div(e - s, step), step};
+  return {s, ceil_div(s - e, -step), step};
+}
+
+void infer_slice(Ctx& c) {
+  const Shape& x = c.shape(0);
+  int64_t r = int64_t(x.size());
+  auto starts = c.const_ints(1), ends = c.const_ints(2);
+  auto axes_in = c.has(3) ? c.const_ints(3) : std::nullopt, steps_in = c.has(4) ? c.const_ints(4) : std::nullopt;
+  std::vector<int64_t> axes(starts ? starts->size() : 0), steps(axes.size(), 1);
+  std::iota(axes.begin(), axes.end(), 0);
+  if (axes_in) axes = *axes_in;
+  if (steps_in) steps = *steps_in;
+  if (!starts || !ends || (c.has(4) && !steps_in) || (c.has(3) && !axes_in)) {
+    // data-dependent bounds: keep the rank; the sliced dims (all, when the axes are data) are unknown
+    Shape out = x;
+    if (!c.has(3) || axes_in)
+      for (int64_t a : axes) out[size_t(c.axis(a, r))] = c.fresh();
+    if (!c.has(3) || !axes_in)
+      for (auto& d : out) d = c.fresh();
+    c.set(0, c.dtype(0), out);
+    return;
+  }
+  if (ends->size() != starts->size() || axes.size() != starts->size() || steps.size() != starts->size())
+    c.error(ErrorCode::kShapeError, "starts, ends, axes and steps must have the same length");
+  Shape out = x;
+  std::vector<bool> seen(size_t(r), false);
+  std::optional<std::vector<Dim>> known;
+  auto data = r == 1 ? c.ints(0) : std::nullopt;
+  for (size_t i = 0; i < starts->size(); ++i) {
+    int64_t a = c.axis(axes[i], r);
+    if (seen[size_t(a)]) c.error(ErrorCode::kInvalidModel, "axis ", axes[i], " repeats");
+    seen[size_t(a)] = true;
+    if (steps[i] == 0) c.error(ErrorCode::kInvalidModel, "steps must be non-zero");
+    SliceAxis s = slice_axis(x[size_t(a)], (*starts)[i], (*ends)[i], steps[i]);
+    out[size_t(a)] = s.size;
+    if (data && s.start.is_constant() && s.size.is_constant()) {
+      known.emplace();
+      for (int64_t j = 0; j < s.size.constant(); ++j) known->push_back((*data)[size_t(s.start.constant() + j * s.step)]);
+    }
+  }
+  c.set(0, c.dtype(0), out, known);
+}
+
+void infer_gather(Ctx& c) {
+  const Shape& x = c.shape(0);
+  c.require_dtype(1, {DType::kInt64, DType::kInt32});
+  int64_t axis = c.axis(c.attrs().get_int("axis", 0), int64_t(x.size()));
+  Shape out(x.begin(), x.begin() + axis);
+  const Shape& idx = c.shape(1);
+  out.insert(out.end(), idx.begin(), idx.end());
+  out.insert(out.end(), x.begin() + axis + 1, x.end());
+  std::optional<std::vector<Dim>> known;
+  if (x.size() == 1) {
+    auto data = c.ints(0);
+    auto indices = c.const_ints(1);
+    if (data && indices) {
+      known.emplace();
+      int64_t n = int64_t(data->size());
+      for (int64_t i : *indices) {
+        if (i < -n || i >= n) c.error(ErrorCode::kShapeError, "index ", i, " is out of range for size ", n);
+        known->push_back((*data)[size_t(i < 0 ? i + n : i)]);
+      }
+    }
+  }
+  c.set(0, c.dtype(0), out, known);
+}
+
+void infer_gather_elements(Ctx& c) {
+  c.require_dtype(1, {DType::kInt64, DType::kInt32});
+  if (c.rank(0) != c.rank(1)) c.error(ErrorCode::kShapeError, "data and indices must have the same rank");
+  int64_t axis = c.axis(c.attrs().get_int("axis", 0), c.rank(0));
+  // Off the axis, an index position is also a data position: it must exist.
+  const Shape &x = c.shape(0), &idx = c.shape(1);
+  for (size_t d = 0; d < x.size(); ++d)
+    if (int64_t(d) != axis && x[d].is_constant() && idx[d].is_constant() && idx[d].constant() > x[d].constant())
+      c.error(ErrorCode::kShapeError, "indices ", shape_to_string(idx), " are larger than data ", shape_to_string(x),
+              " in dim ", d);
+  c.set(0, c.dtype(0), c.shape(1));
+}
+
+void infer_expand(Ctx& c) {
+  c.require_dtype(1, {DType::kInt64});
+  auto target = c.ints(1);
+  if (!target) {
+    c.require_rank(1, 1, 1);
+    c.set(0, c.dtype(0), c.broadcast(c.shape(0), c.fresh_shape(c.shape(1)[0], "the Expand shape")));
+    return;
+  }
+  c.check_rank(int64_t(target->size()), "the Expand shape");
+  c.set(0, c.dtype(0), c.broadcast(c.shape(0), Shape(target->begin(), target->end())));
+}
+
+void infer_tile(Ctx& c) {
+  const Shape& x = c.shape(0);
+  auto reps = c.ints(1);
+  Shape out = x;
+  if (reps && reps->size() != x.size())
+    c.error(ErrorCode::kShapeError, "repeats has ", reps->size(), " entries for rank ", x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = reps ? x[i] * (*reps)[i] : c.fresh();
+  c.set(0, c.dtype(0), out);
+}
+
+void infer_pad(Ctx& c) {
+  const Shape& x = c.shape(0);
+  int64_t r = int64_t(x.size());
+  std::string mode = c.attrs().get_string("mode", "constant");
+  if (mode != "constant" && mode != "reflect" && mode != "edge" && mode != "wrap")
+    c.error(ErrorCode::kInvalidModel, "mode '", mode, "' is not constant, reflect, edge or wrap");
+  auto pads = c.ints(1);
+  if (c.has(2)) c.require_scalar(2);
+  std::vector<int64_t> axes(static_cast<size_t>(r));
+  std::iota(axes.begin(), axes.end(), 0);
+  auto axes_in = c.has(3) ? c.const_ints(3) : std::nullopt;
+  if (axes_in) axes = *axes_in;
+  Shape out = x;
+  if (c.has(3) && !axes_in) {  // which dims grow is data: all are unknown
+    for (auto& d : out) d = c.fresh();
+    c.set(0, c.dtype(0), out);
+    return;
+  }
+  if (!pads) {
+    for (int64_t a : axes) out[size_t(c.axis(a, r))] = c.fresh();
+    c.set(0, c.dtype(0), out);
+    return;
+  }
+  if (pads->size() != 2 * axes.size())
+    c.error(ErrorCode::kShapeError, "pads has ", pads->size(), " entries; expected ", 2 * axes.size());
+  for (size_t i = 0; i < axes.size(); ++i) {
+    size_t a = size_t(c.axis(axes[i], r));
+    out[a] = x[a] + (*pads)[i] + (*pads)[i + axes.size()];
+    if (out[a].is_constant() && out[a].constant() < 0)
+      c.error(ErrorCode::kShapeError, "pads make axis ", a, " negative");
+  }
+  c.set(0, c.dtype(0), out);
+}
+
+// An output dim computed in floating point, checked before it becomes an
+// integer (a cast of inf or 1e300 is undefined).
+Dim resized_dim(const Ctx& c, double size, double (*to_integer)(double)) {
+  double v = to_integer(size);
+  if (!(v >= 0 && v < double(kMaxTensorElements)))
+    c.error(ErrorCode::kShapeError, "the output size ", size, " is not a valid dimension");
+  return Dim(int64_t(v));
+}
+
+void infer_resize(Ctx& c) {
+  const Shape& x = c.shape(0);
+  int64_t r = int64_t(x.size());
+  std::string mode = c.attrs().get_string("mode", "nearest");
+  if (mode != "nearest" && mode != "linear" && mode != "cubic")
+    c.error(ErrorCode::kInvalidModel, "mode '", mode, "' is not nearest, linear or cubic");
+  if (c.attrs().get_int("antialias", 0)) c.error(ErrorCode::kUnsupported, "antialias=1 is not supported");
+  std::vector<int64_t> axes(static_cast<size_t>(r));
+  std::iota(axes.begin(), axes.end(), 0);
+  axes = c.attrs().get_ints("axes", axes);
+  for (auto& a : axes) a = c.axis(a, r);
+  Shape out = x;
+  std::string policy = c.attrs().get_string("keep_aspect_ratio_policy", "stretch");
+  if (auto roi = c.doubles(1); roi && !roi->empty() && roi->size() != 2 * axes.size() && roi->size() != size_t(2 * r))
+    c.error(ErrorCode::kShapeError, c.input_name(1), " (roi) has ", roi->size(), " entries; expected ", 2 * axes.size());
+  if (c.has(3)) {
+    auto sizes = c.ints(3);
+    if (!sizes) {
+      for (int64_t a : axes) out[size_t(a)] = c.fresh();
+    } else {
+      if (sizes->size() != axes.size()) c.error(ErrorCode::kShapeError, "sizes has ", sizes->size(), " entries for ", axes.size(), " axes");
+      for (const Dim& d : *sizes)
+        if (d.is_constant() && d.constant() < 0) c.error(ErrorCode::kShapeError, "sizes has a negative entry ", d.constant());
+      if (policy == "stretch") {
+        for (size_t i = 0; i < axes.size(); ++i) out[size_t(axes[i])] = (*sizes)[i];
+      } else {
+        if (policy != "not_larger" && policy != "not_smaller")
+          c.error(ErrorCode::kInvalidModel, "keep_aspect_ratio_policy '", policy, "' is unknown");
+        double scale = policy == "not_larger" ? 1e300 : 0;
+        for (size_t i = 0; i < axes.size(); ++i) {
+          double s = double((*sizes)[i].constant()) / double(x[size_t(axes[i])].constant());
+          scale = policy == "not_larger" ? std::min(scale, s) : std::max(scale, s);
+        }
+        for (int64_t a : axes) out[size_t(a)] = resized_dim(c, double(x[size_t(a)].constant()) * scale, std::round);
+      }
+    }
+  } else if (c.has(2)) {
+    auto scales = c.doubles(2);
+    if (!scales) {
+      for (int64_t a : axes) out[size_t(a)] = c.fresh();
+    } else {
+      if (scales->size() != axes.size()) c.error(ErrorCode::kShapeError, "scales has ", scales->size(), " entries for ", axes.size(), " axes");
+      for (size_t i = 0; i < axes.size(); ++i) {
+        double s = (*scales)[i];
+        if (!(s > 0) || !std::isfinite(s)) c.error(ErrorCode::kInvalidModel, "scales must be positive and finite; entry ", i, " is ", s);
+        const Dim& d = x[size_t(axes[i])];
+        if (s == 1.0) continue;
+        if (!d.is_constant()) {
+          out[size_t(axes[i])] = c.fresh();
+          continue;
+        }
+        out[size_t(axes[i])] = resized_dim(c, double(d.constant()) * s, std::floor);
+      }
+    }
+  } else {
+    c.error(ErrorCode::kInvalidModel, "either scales or sizes must be given");
+  }
+  c.set(0, c.dtype(0), out);
+}
+
+void infer_depth_space(Ctx& c, bool to_space) {
+  c.require_rank(0, 4, 4);
+  const Shape& x = c.shape(0);
+  int64_t b = c.attrs().get_int("blocksize", 0);
+  if (b < 1) c.error(ErrorCode::kInvalidModel, "blocksize must be >= 1");
+  std::string mode = c.attrs().get_string("mode", "DCR");
+  if (mode != "DCR" && mode != "CRD") c.error(ErrorCode::kInvalidModel, "mode '", mode, "' is not DCR or CRD");
+  if (to_space) {
+    if (x[1].is_constant() && x[1].constant() % (b * b) != 0)
+      c.error(ErrorCode::kShapeError, "channels ", x[1].constant(), " not divisible by blocksize^2");
+    c.set(0, c.dtype(0), {x[0], floor_div(x[1], b * b), x[2] * b, x[3] * b});
+  } else {
+    for (int i = 2; i < 4; ++i)
+      if (x[size_t(i)].is_constant() && x[size_t(i)].constant() % b != 0)
+        c.error(ErrorCode::kShapeError, "spatial dim ", x[size_t(i)].constant(), " not divisible by blocksize");
+    c.set(0, c.dtype(0), {x[0], x[1] * (b * b), floor_div(x[2], b), floor_div(x[3], b)});
+  }
+}
+
+}  // namespace
+
+OpSchema movement_schema(OpKind op) {
+  using T = AttrType;
+  switch (op) {
+    case OpKind::kReshape: return {2, 2, 1, 1, {{"allowzero", T::kInt}}};
+    case OpKind::kFlatten: return {1, 1, 1, 1, {{"axis", T::kInt}}};
+    case OpKind::kSqueeze: return {1, 2, 1, 1, {}};
+    case OpKind::kUnsqueeze: return {2, 2, 1, 1, {}};
+    case OpKind::kTranspose: return {1, 1, 1, 1, {{"perm", T::kInts}}};
+    case OpKind::kConcat: return {1, -1, 1, 1, {{"axis", T::kInt}}};
+    case OpKind::kSplit: return {1, 2, 1, -1, {{"axis", T::kInt}, {"num_outputs", T::kInt}}};
+    case OpKind::kSlice: return {3, 5, 1, 1, {}};
+    case OpKind::kGather:
+    case OpKind::kGatherElements: return {2, 2, 1, 1, {{"axis", T::kInt}}};
+    case OpKind::kExpand:
+    case OpKind::kTile: return {2, 2, 1, 1, {}};
+    case OpKind::kPad: return {2, 4, 1, 1, {{"mode", T::kString}}};
+    case OpKind::kTrilu: return {1, 2, 1, 1, {{"upper", T::kInt}}};
+    case OpKind::kResize:
+      return {1, 4, 1, 1,
+              {{"antialias", T::kInt}, {"axes", T::kInts}, {"coordinate_transformation_mode", T::kString},
+               {"cubic_coeff_a", T::kFloat}, {"exclude_outside", T::kInt}, {"extrapolation_value", T::kFloat, true},
+               {"keep_aspect_ratio_policy", T::kString}, {"mode", T::kString}, {"nearest_mode", T::kString}}};
+    case OpKind::kDepthToSpace: return {1, 1, 1, 1, {{"blocksize", T::kInt}, {"mode", T::kString}}};
+    case OpKind::kSpaceToDepth: return {1, 1, 1, 1, {{"blocksize", T::kInt}}};
+    default: return {0, 0, 0, 0, {}, false};
+  }
+}
+
+void infer_movement(Ctx& c) {
+  switch (c.node().op) {
+    case OpKind::kReshape: infer_reshape(c); break;
+    case OpKind::kFlatten: infer_flatten(c); break;
+    case OpKind::kSqueeze: infer_squeeze(c); break;
+    case OpKind::kUnsqueeze: infer_unsqueeze(c); break;
+    case OpKind::kTranspose: infer_transpose(c); break;
+    case OpKind::kConcat: infer_concat(c); break;
+    case OpKind::kSplit: infer_split(c); break;
+    case OpKind::kSlice: infer_slice(c); break;
+    case OpKind::kGather: infer_gather(c); break;
+    case OpKind::kGatherElements: infer_gather_elements(c); break;
+    case OpKind::kExpand: infer_expand(c); break;
+    case OpKind::kTile: infer_tile(c); break;
+    case OpKind::kPad: infer_pad(c); break;
+    case OpKind::kTrilu:
+      c.require_rank(0, 2);
+      if (c.has(1)) c.require_scalar(1);
+      c.set(0, c.dtype(0), c.shape(0));
+      break;
+    case OpKind::kResize: infer_resize(c); break;
+    case OpKind::kDepthToSpace: infer_depth_space(c, true); break;
+    case OpKind::kSpaceToDepth: infer_depth_space(c, false); break;
+    default: no_inference(c);
+  }
+}
+
+}  // namespace kiln::ir

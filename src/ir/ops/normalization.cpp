@@ -1,0 +1,75 @@
+// The normalization family: batch, instance, layer and group normalization
+// and the softmax ops (a normalization over one axis).
+#include "family.h"
+
+namespace kiln::ir {
+
+namespace {
+
+void infer_norm(Ctx& c, OpKind op) {
+  c.require_float(0);
+  const Shape& x = c.shape(0);
+  if (op == OpKind::kLayerNormalization) {
+    int64_t axis = c.axis(c.attrs().get_int("axis", -1), int64_t(x.size()));
+    Shape normalized(x.begin() + axis, x.end());
+    for (size_t i = 1; i < 3; ++i)
+      if (c.has(i)) c.require_broadcasts_to(i, normalized, "the normalized dims");
+    Shape stat(x.begin(), x.begin() + axis);
+    stat.resize(x.size(), Dim(1));
+    c.set(0, c.dtype(0), x);
+    c.set(1, DType::kFloat32, stat);
+    c.set(2, DType::kFloat32, stat);
+    return;
+  }
+  c.require_rank(0, 2);
+  if (op == OpKind::kGroupNormalization) {
+    int64_t groups = c.attrs().get_int("num_groups", 0);
+    if (groups < 1) c.error(ErrorCode::kInvalidModel, "num_groups must be >= 1");
+    if (x[1].is_constant() && x[1].constant() % groups != 0)
+      c.error(ErrorCode::kShapeError, "channels ", x[1].constant(), " not divisible by num_groups ", groups);
+  }
+  // Scale, bias (and BatchNormalization's mean and variance): one value per channel.
+  for (size_t i = 1; i < c.num_inputs(); ++i) {
+    c.require_rank(i, 1, 1);
+    if (c.shape(i)[0].is_constant() && x[1].is_constant() && c.shape(i)[0] != x[1])
+      c.error(ErrorCode::kShapeError, c.input_name(i), " has ", c.shape(i)[0].constant(), " values for ",
+              x[1].constant(), " channels");
+  }
+  c.set(0, c.dtype(0), x);
+}
+
+}  // namespace
+
+OpSchema normalization_schema(OpKind op) {
+  using T = AttrType;
+  switch (op) {
+    case OpKind::kBatchNormalization: return {5, 5, 1, 1, {{"epsilon", T::kFloat}, {"momentum", T::kFloat}}};
+    case OpKind::kInstanceNormalization: return {3, 3, 1, 1, {{"epsilon", T::kFloat}}};
+    case OpKind::kLayerNormalization:
+      return {2, 3, 1, 3, {{"axis", T::kInt}, {"epsilon", T::kFloat}, {"stash_type", T::kInt}}};
+    case OpKind::kGroupNormalization:
+      return {3, 3, 1, 1, {{"epsilon", T::kFloat}, {"num_groups", T::kInt}, {"stash_type", T::kInt}}};
+    case OpKind::kSoftmax:
+    case OpKind::kLogSoftmax:
+    case OpKind::kHardmax: return {1, 1, 1, 1, {{"axis", T::kInt}}};
+    default: return {0, 0, 0, 0, {}, false};
+  }
+}
+
+void infer_normalization(Ctx& c) {
+  const Node& node = c.node();
+  switch (node.op) {
+    case OpKind::kBatchNormalization: case OpKind::kInstanceNormalization: case OpKind::kLayerNormalization:
+    case OpKind::kGroupNormalization:
+      infer_norm(c, node.op);
+      break;
+    case OpKind::kSoftmax: case OpKind::kLogSoftmax: case OpKind::kHardmax:  // as a float unary op, over a valid axis
+      c.require_float(0);
+      c.set(0, c.dtype(0), c.shape(0));
+      c.axis(node.attrs.get_int("axis", -1), c.rank(0));
+      break;
+    default: no_inference(c);
+  }
+}
+
+}  // namespace kiln::ir

@@ -1,0 +1,132 @@
+// The conv family: convolution (im2col + float64 GEMM), transposed
+// convolution, and ConvChannelsLast as Conv between permutations.
+
+#include "kernels.h"
+
+namespace kiln::reference {
+
+using ir::OpKind;
+
+namespace {
+
+Tensor run_conv(const KernelContext& c) {
+  const Tensor &tx = c.in(0), &tw = c.in(1);
+  int64_t n = tx.dims[0], cin = tx.dims[1], m = tw.dims[0];
+  int64_t group = c.attrs().get_int("group", 1);
+  std::vector<int64_t> in_sp = spatial_of(tx.dims), k_sp = spatial_of(tw.dims);
+  ir::WindowGeometry g = ir::window_geometry(c.node, in_sp, k_sp);
+  size_t nd = in_sp.size();
+  int64_t cg = cin / group, mg = m / group;
+  int64_t kvol = ir::checked_numel(k_sp), ovol = ir::checked_numel(g.output), ivol = ir::checked_numel(in_sp);
+  // The im2col buffers are kernel volume times output size: bigger than the output, so checked apart.
+  ir::checked_byte_size({cg, kvol, ovol}, DType::kFloat64, str(c.where(), ": the im2col buffer"));
+  ir::checked_byte_size({kvol, ovol}, DType::kInt64, str(c.where(), ": the im2col index"));
+  std::vector<double> x = to_doubles(tx), w = to_doubles(tw);
+  std::vector<double> bias = c.has(2) ? to_doubles(c.in(2)) : std::vector<double>(size_t(m), 0.0);
+  std::vector<double> out(size_t(n * m * ovol), 0.0);
+  std::vector<double> cols(size_t(cg * kvol * ovol));
+  auto in_strides = strides_of(in_sp);
+  // For each (kernel offset, output position) the input offset within a channel, or -1 in padding.
+  std::vector<int64_t> gather(size_t(kvol * ovol));
+  {
+    size_t at = 0;
+    for_each_index(k_sp, [&](const std::vector<int64_t>& kidx) {
+      for_each_index(g.output, [&](const std::vector<int64_t>& oidx) {
+        int64_t off = 0;
+        for (size_t d = 0; d < nd && off >= 0; ++d) {
+          int64_t pos = oidx[d] * g.strides[d] - g.pads_begin[d] + kidx[d] * g.dilations[d];
+          off = (pos < 0 || pos >= in_sp[d]) ? -1 : off + pos * in_strides[d];
+        }
+        gather[at++] = off;
+      });
+    });
+  }
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t gi = 0; gi < group; ++gi) {
+      for (int64_t ci = 0; ci < cg; ++ci) {
+        const double* xc = x.data() + (b * cin + gi * cg + ci) * ivol;
+        double* col = cols.data() + ci * kvol * ovol;
+        for (int64_t j = 0; j < kvol * ovol; ++j) col[j] = gather[size_t(j)] < 0 ? 0.0 : xc[gather[size_t(j)]];
+      }
+      double* o = out.data() + (b * m + gi * mg) * ovol;
+      for (int64_t mi = 0; mi < mg; ++mi)
+        for (int64_t j = 0; j < ovol; ++j) o[mi * ovol + j] = bias[size_t(gi * mg + mi)];
+      const double* wg = w.data() + gi * mg * cg * kvol;
+      for (int64_t mi = 0; mi < mg; ++mi) {
+        double* orow = o + mi * ovol;
+        for (int64_t p = 0; p < cg * kvol; ++p) {
+          double wv = wg[mi * cg * kvol + p];
+          const double* crow = cols.data() + p * ovol;
+          for (int64_t j = 0; j < ovol; ++j) orow[j] += wv * crow[j];
+        }
+      }
+    }
+  return from_doubles(c.out_dtype(0), c.out_dims(0), out);
+}
+
+Tensor run_conv_transpose(const KernelContext& c) {
+  const Tensor &tx = c.in(0), &tw = c.in(1);
+  int64_t n = tx.dims[0], cin = tx.dims[1];
+  int64_t group = c.attrs().get_int("group", 1);
+  int64_t mg = tw.dims[1], m = mg * group, cg = cin / group;
+  std::vector<int64_t> in_sp = spatial_of(tx.dims), k_sp = spatial_of(tw.dims);
+  ir::WindowGeometry g = ir::window_geometry(c.node, in_sp, k_sp);
+  std::vector<int64_t> out_dims = c.out_dims(0), out_sp = spatial_of(out_dims);
+  size_t nd = in_sp.size();
+  int64_t kvol = ir::checked_numel(k_sp), ovol = ir::checked_numel(out_sp), ivol = ir::checked_numel(in_sp);
+  std::vector<double> x = to_doubles(tx), w = to_doubles(tw);
+  ir::checked_byte_size({ivol, kvol}, DType::kInt64, str(c.where(), ": the scatter index"));
+  std::vector<double> out(size_t(n * m * ovol), 0.0);
+  auto out_strides = strides_of(out_sp);
+  // For each (input position, kernel offset) the output offset, or -1 when cropped away.
+  std::vector<int64_t> scatter(size_t(ivol * kvol));
+  {
+    size_t at = 0;
+    for_each_index(in_sp, [&](const std::vector<int64_t>& iidx) {
+      for_each_index(k_sp, [&](const std::vector<int64_t>& kidx) {
+        int64_t off = 0;
+        for (size_t d = 0; d < nd && off >= 0; ++d) {
+          int64_t pos = iidx[d] * g.strides[d] - g.pads_begin[d] + kidx[d] * g.dilations[d];
+          off = (pos < 0 || pos >= out_sp[d]) ? -1 : off + pos * out_strides[d];
+        }
+        scatter[at++] = off;
+      });
+    });
+  }
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t gi = 0; gi < group; ++gi)
+      for (int64_t ci = 0; ci < cg; ++ci) {
+        int64_t ch = gi * cg + ci;
+        const double* xc = x.data() + (b * cin + ch) * ivol;
+        for (int64_t mi = 0; mi < mg; ++mi) {
+          const double* wk = w.data() + (ch * mg + mi) * kvol;
+          double* o = out.data() + (b * m + gi * mg + mi) * ovol;
+          for (int64_t i = 0; i < ivol; ++i)
+            for (int64_t k = 0; k < kvol; ++k) {
+              int64_t off = scatter[size_t(i * kvol + k)];
+              if (off >= 0) o[off] += xc[i] * wk[k];
+            }
+        }
+      }
+  if (c.has(2)) {
+    std::vector<double> bias = to_doubles(c.in(2));
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t ch = 0; ch < m; ++ch)
+        for (int64_t j = 0; j < ovol; ++j) out[size_t((b * m + ch) * ovol + j)] += bias[size_t(ch)];
+  }
+  return from_doubles(c.out_dtype(0), out_dims, out);
+}
+
+}  // namespace
+
+Kernel conv_kernel(OpKind op) {
+  switch (op) {
+    case OpKind::kConv: return one_output<run_conv>;
+    case OpKind::kConvChannelsLast:
+      return [](const KernelContext& c) -> Outputs { return {run_channels_last(c, run_conv)}; };
+    case OpKind::kConvTranspose: return one_output<run_conv_transpose>;
+    default: return nullptr;
+  }
+}
+
+}  // namespace kiln::reference
