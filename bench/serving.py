@@ -55,7 +55,7 @@ def parse_args(argv=None):
     ap.add_argument("--max-batch", type=int, default=32, help="max_batch_size and the plans' batch range 1..N")
     ap.add_argument("--delay-us", type=int, default=100, help="dynamic_batching max_queue_delay_microseconds")
     ap.add_argument("--clients", type=int, default=64)
-    ap.add_argument("--processes", type=int, default=4, help="client processes; the clients are threads split among them")
+    ap.add_argument("--processes", type=int, default=8, help="client processes; the clients are threads split among them")
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--warmup-seconds", type=float, default=10, help="the same load first, not counted")
     ap.add_argument("--inputs", type=int, default=16, help="distinct random inputs per model")
@@ -260,12 +260,16 @@ def client_process(url, entry, inputs, expected, threads, seed, start_at, second
     pool = [threading.Thread(target=client, args=(t,), daemon=True) for t in range(threads)]
     for t in pool:
         t.start()
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu0, wall0 = time.process_time(), time.monotonic()
     for t in pool:
         t.join(max(0.0, start_at - time.time()) + seconds + timeout + 10)
+    # This process's CPU time over the load's wall time: near 1 with the GIL the limit.
+    cpu_share = (time.process_time() - cpu0) / max(time.monotonic() - wall0, 1e-9)
     stuck = sum(t.is_alive() for t in pool)
     with lock:
         return {"latencies_us": latencies, "counts": dict(counts), "per_input": {k: list(v) for k, v in per_input.items()},
-                "errors": list(errors), "stuck_threads": stuck, "max_error": worst[0]}
+                "errors": list(errors), "stuck_threads": stuck, "max_error": worst[0], "cpu_share": cpu_share}
 
 
 def run_load(url, entry, inputs, expected, args, seconds, executor=None):
@@ -281,7 +285,8 @@ def run_load(url, entry, inputs, expected, args, seconds, executor=None):
         parts = [f.result(timeout=bound) for f in futures]
     else:
         parts = [client_process(*job) for job in jobs]
-    merged = {"latencies_us": [], "counts": {}, "per_input": {}, "errors": [], "stuck_threads": 0, "max_error": 0.0}
+    merged = {"latencies_us": [], "counts": {}, "per_input": {}, "errors": [], "stuck_threads": 0, "max_error": 0.0,
+              "client_cpu_shares": [part["cpu_share"] for part in parts]}
     for part in parts:
         merged["latencies_us"] += part["latencies_us"]
         merged["errors"] += part["errors"]
@@ -395,6 +400,7 @@ def summarize(model, mode, load, stats, busy):
     formed = max(batches, key=lambda b: batches[b]["executions"]) if batches else None
     return {"model": model, "mode": mode, "requests": sum(counts.values()), **counts,
             "stuck_threads": load["stuck_threads"], "errors": load["errors"], "max_error": load["max_error"],
+            "client_cpu_shares": load["client_cpu_shares"],
             "throughput_rps": (counts.get("ok", 0) + counts.get("mixed", 0) + counts.get("wrong", 0)) / load["seconds"],
             "p50_us": float(np.percentile(lat, 50)), "p90_us": float(np.percentile(lat, 90)),
             "p99_us": float(np.percentile(lat, 99)), "triton": stats, "formed_batch": formed, "gpu_busy": busy}
@@ -438,6 +444,8 @@ def table(report):
     for r in report["rows"]:
         hist = ", ".join(f"{b}:{v['executions']}" for b, v in r["triton"]["batches"].items())
         lines.append(f"  {r['model']} {r['mode']}: batches formed (size:executions) {hist or '-'}")
+        lines.append(f"  {r['model']} {r['mode']}: client processes' CPU time / wall time "
+                     f"{', '.join(f'{c:.2f}' for c in r['client_cpu_shares'])} (near 1: limited by the GIL)")
         if r["gpu_busy"]["note"]:
             lines.append(f"  {r['model']} {r['mode']}: GPU busy: {r['gpu_busy']['note']}")
         for e in r["errors"]:

@@ -38,6 +38,7 @@ def test_whole_run_has_no_lost_or_mixed_responses(tmp_path):
         assert sum(size * b["executions"] for size, b in triton["batches"].items()) == row["ok"], triton
         assert row["p50_us"] <= row["p90_us"] <= row["p99_us"]
         assert row["gpu_busy"]["note"] == "KIND_CPU: no GPU"
+        assert len(row["client_cpu_shares"]) == 2 and all(c > 0 for c in row["client_cpu_shares"])
     assert list(report["rows"][0]["triton"]["batches"]) == [1]  # no dynamic batching: every execution one request
     model = report["models"][0]
     assert model["kiln_run_error"] <= report["args"]["tolerance"]
