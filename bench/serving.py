@@ -30,7 +30,6 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -272,17 +271,17 @@ def client_process(url, entry, inputs, expected, threads, seed, start_at, second
                 "errors": list(errors), "stuck_threads": stuck, "max_error": worst[0], "cpu_share": cpu_share}
 
 
-def run_load(url, entry, inputs, expected, args, seconds, executor=None):
+def run_load(url, entry, inputs, expected, args, seconds, pool=None):
     """--clients clients against entry for seconds, each response checked against expected (an
     Expected); returns the merged results of every process."""
     shares = [args.clients // args.processes + (p < args.clients % args.processes) for p in range(args.processes)]
-    start_at = time.time() + (2.0 if executor else 0.2)  # every client starts together
+    start_at = time.time() + (2.0 if pool else 0.2)  # every client starts together
     jobs = [(url, entry, inputs, expected, n, p, start_at, seconds, args.request_timeout)
             for p, n in enumerate(shares) if n]
     bound = 2.0 + seconds + args.request_timeout + 30
-    if executor:
-        futures = [executor.submit(client_process, *job) for job in jobs]
-        parts = [f.result(timeout=bound) for f in futures]
+    if pool:
+        pending = [pool.apply_async(client_process, job) for job in jobs]
+        parts = [p.get(timeout=bound) for p in pending]
     else:
         parts = [client_process(*job) for job in jobs]
     merged = {"latencies_us": [], "counts": {}, "per_input": {}, "errors": [], "stuck_threads": 0, "max_error": 0.0,
@@ -511,7 +510,7 @@ def serve_and_load(args, models, modes):
     repository = write_repository(models, modes, args)
     server = triton_server.Server(repository, Path(args.work) / "tritonserver.log", entries,
                                   gpu=args.kind == "KIND_GPU", log_verbose=False)
-    executor = ProcessPoolExecutor(args.processes, mp_context=get_context("spawn")) if args.processes > 1 else None
+    pool = get_context("spawn").Pool(args.processes) if args.processes > 1 else None
     http = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}", network_timeout=60)
     rows, firsts = [], {}
     try:
@@ -533,12 +532,12 @@ def serve_and_load(args, models, modes):
             print(f"== {model['name']}: {args.inputs} inputs, outputs {model['separation']:.3g} apart at least", flush=True)
             for mode in modes:
                 entry = entry_name(model["name"], mode)
-                warm = run_load(url, entry, inputs, expected, args, args.warmup_seconds, executor) \
+                warm = run_load(url, entry, inputs, expected, args, args.warmup_seconds, pool) \
                     if args.warmup_seconds > 0 else {"counts": {}}
                 before = triton_stats(http, entry)
                 busy = GpuBusy(args.gpu, args.kind == "KIND_GPU")
                 try:
-                    load = run_load(url, entry, inputs, expected, args, args.seconds, executor)
+                    load = run_load(url, entry, inputs, expected, args, args.seconds, pool)
                 finally:
                     busy_result = busy.stop()
                 row = summarize(model["name"], mode, load, stats_delta(triton_stats(http, entry), before), busy_result)
@@ -548,8 +547,9 @@ def serve_and_load(args, models, modes):
                 print(f"   {mode}: {row['requests']} requests, {row['throughput_rps']:.0f} req/s, p50 {row['p50_us']:.0f} us,"
                       f" lost {row.get('lost', 0)}, mixed {row.get('mixed', 0)}, wrong {row.get('wrong', 0)}", flush=True)
     finally:
-        if executor:
-            executor.shutdown(wait=False, cancel_futures=True)
+        if pool:  # clients still running after an error or an interrupt stop here
+            pool.terminate()
+            pool.join()
         http.close()
         code = server.stop()
         print(f"tritonserver exited with {code}; log {server.log_path}", flush=True)

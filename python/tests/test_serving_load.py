@@ -103,3 +103,44 @@ def test_check_counts_lost_requests(served):
     load = serving.run_load(url, "no_such_model", inputs, serving.Expected(expected, args.tolerance), args, 0.5)
     assert load["counts"]["lost"] > 0 and load["counts"]["ok"] == 0, load["counts"]
     assert not load["latencies_us"] and "no_such_model" in load["errors"][0], load["errors"]
+
+
+def test_report_sets_triton_beside_kiln_run():
+    """The overhead and throughput columns and the targets from Triton's statistics and kiln run's p50s."""
+    def row(mode, batches, rps):
+        stats = {k: {"count": 1, "us_per_request": 1.0} for k in serving.STAT_KEYS}
+        return {"model": "resnet18", "mode": mode, "requests": 10, "ok": 10, "lost": 0, "mixed": 0, "wrong": 0,
+                "stuck_threads": 0, "errors": [], "max_error": 1e-3, "client_cpu_shares": [0.5],
+                "throughput_rps": rps, "p50_us": 1.0, "p90_us": 2.0, "p99_us": 3.0,
+                "triton": {**stats, "batches": batches}, "gpu_busy": {"mean_percent": 50.0, "samples": 9, "note": None},
+                "formed_batch": max(batches, key=lambda b: batches[b]["executions"])}
+
+    plain = row("plain", {1: {"executions": 10, "compute_infer_us": 240.0}}, 4000.0)
+    batched = row("batched", {1: {"executions": 2, "compute_infer_us": 250.0},
+                              16: {"executions": 5, "compute_infer_us": 900.0}}, 15000.0)
+    for r in (plain, batched):
+        serving.add_kiln_columns(r, {1: 200.0, 16: 1000.0})
+    assert plain["backend_overhead_us"] == pytest.approx(40.0) and plain["formed_batch"] == 1
+    assert batched["formed_batch"] == 16 and batched["kiln_throughput_formed_rps"] == pytest.approx(16000.0)
+    assert batched["throughput_vs_kiln"] == pytest.approx(15000.0 / 16000.0)
+    report = {"device": "a GPU", "rows": [plain, batched], "notes": [],
+              "args": vars(serving.parse_args(["--tolerance", "0.01"])),
+              "models": [{"name": "resnet18", "precision": "fp16", "inputs": 16, "separation": 0.03,
+                          "kiln_run_error": 0.002}]}
+    met = dict(serving.verdicts(report))
+    assert met == {"resnet18 plain: every response answered and correct": True,
+                   "resnet18 batched: every response answered and correct": True,
+                   "resnet18 plain: backend overhead 40.0 us <= 30 us": False,
+                   "resnet18 batched: throughput 0.94 of kiln run's at batch 16 >= 0.9": True,
+                   "resnet18: kiln run agrees with the server": True}
+    text = serving.table(report)
+    assert "   200.0    40.0   200.0     5000    0.80" in text, text  # plain: kiln at batch 1 on both sides
+    assert "   200.0    50.0  1000.0    16000    0.94" in text, text
+
+
+def test_gpu_busy_says_why_it_has_no_samples(monkeypatch):
+    assert serving.GpuBusy("0", enabled=False).stop() == {"mean_percent": None, "samples": 0,
+                                                          "note": "KIND_CPU: no GPU"}
+    monkeypatch.setenv("PATH", "/nonexistent")
+    busy = serving.GpuBusy("0", enabled=True).stop()
+    assert busy["mean_percent"] is None and busy["note"].startswith("nvidia-smi unavailable")
