@@ -234,12 +234,15 @@ def kiln_session_latency(plan, x32, warmup, iterations, strategy):
         return timed_on(stream, lambda: session.run(None, {"x": x32}), warmup, iterations)
 
 
-def export(model, example, path):
+def export(model, example, path, dynamic_axes=None):
+    """dynamic_axes as torch.onnx.export takes them, e.g. {"x": {0: "batch"}, "y": {0: "batch"}} (serving.py)."""
     try:
-        torch.onnx.export(model, (example,), path, input_names=["x"], output_names=["y"], opset_version=17, dynamo=False)
+        torch.onnx.export(model, (example,), path, input_names=["x"], output_names=["y"], opset_version=17, dynamo=False,
+                          dynamic_axes=dynamic_axes)
     except Exception as first:
         print(f"  legacy exporter failed ({type(first).__name__}); trying dynamo", flush=True)
-        torch.onnx.export(model, (example,), path, input_names=["x"], output_names=["y"], dynamo=True, external_data=False)
+        torch.onnx.export(model, (example,), path, input_names=["x"], output_names=["y"], dynamo=True, external_data=False,
+                          dynamic_axes=dynamic_axes)
 
 
 def kiln(cmd, **kw):

@@ -6,15 +6,12 @@ Skips, saying why, unless the server binary, tritonclient, the backend and the
 kiln CLI are all there (pip install nvidia-pytriton 'tritonclient[all]'; the
 backend and the CLI come with the build)."""
 
-import importlib.util
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
+import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,12 +22,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import save_model
 
-REPO = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("KILN_BUILD_DIR", REPO / "build"))
-if not BUILD.is_absolute():
-    BUILD = REPO / BUILD
-BACKEND_DIR = Path(os.environ.get("KILN_TRITON_BACKEND_DIR", BUILD / "serving" / "triton" / "backends"))
-KILN_CLI = BUILD / "tools" / "kiln" / "kiln"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from triton_server import Server, kiln_cli, missing  # noqa: E402
+
+KILN_CLI = kiln_cli()
 STARTUP_SECONDS = 90
 FEATURES, HIDDEN, CLASSES, MAX_BATCH = 16, 32, 8, 8
 # KIND_CPU (the reference interpreter) by default; KIND_GPU on a machine with a GPU.
@@ -40,40 +35,7 @@ TOLERANCE = 1e-5 if INSTANCE_KIND == "KIND_CPU" else 1e-4
 GPUS = [int(g) for g in os.environ.get("KILN_TRITON_GPUS", "").split(",") if g.strip()]
 
 
-def _find_server():
-    """$KILN_TRITONSERVER, else the server inside the nvidia-pytriton package (found, not imported:
-    only its binary is used, so the package may sit in a --target folder on PYTHONPATH)."""
-    if os.environ.get("KILN_TRITONSERVER"):
-        return Path(os.environ["KILN_TRITONSERVER"])
-    spec = importlib.util.find_spec("pytriton")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0]) / "tritonserver" / "bin" / "tritonserver"
-
-
-def _missing():
-    server = _find_server()
-    if server is None or not server.exists():
-        return f"no tritonserver ({server}): pip install nvidia-pytriton (it bundles the server), or set KILN_TRITONSERVER"
-    try:
-        import tritonclient.grpc  # noqa: F401
-        import tritonclient.http  # noqa: F401
-    except ImportError as e:
-        return f"no tritonclient ({e}): pip install 'tritonclient[all]'"
-    if not (BACKEND_DIR / "kiln" / "libtriton_kiln.so").exists():
-        return f"no {BACKEND_DIR}/kiln/libtriton_kiln.so: build with -DKILN_BUILD_TRITON_BACKEND=ON"
-    if not KILN_CLI.exists():
-        return f"no kiln CLI at {KILN_CLI}"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 
 
 def _config(name, *, x_dims="[ 16 ]", ragged=False, parameters=None, instances=2, max_batch=MAX_BATCH, delay_us=2000,
@@ -119,50 +81,6 @@ class Mlp:
         return np.maximum(x @ self.w1 + self.b1, 0) @ self.w2 + self.b2
 
 
-class Server:
-    def __init__(self, binary, repository, log_path):
-        self.http_port, self.grpc_port = _free_port(), _free_port()
-        self.log_path = log_path
-        self.log = open(log_path, "w")
-        self.process = subprocess.Popen(
-            [str(binary), f"--model-repository={repository}", f"--backend-directory={BACKEND_DIR}",
-             "--http-address=127.0.0.1", f"--http-port={self.http_port}",
-             "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
-             "--allow-metrics=false", "--pinned-memory-pool-byte-size=0",
-             "--model-control-mode=explicit", "--load-model=mlp_onnx", "--load-model=mlp_plan",
-             "--load-model=mlp_ragged", "--load-model=mlp_fp16", *(["--load-model=mlp_gpus"] if GPUS else []),
-             "--log-verbose=1", "--exit-timeout-secs=10"],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def log_text(self):
-        self.log.flush()
-        return Path(self.log_path).read_text(errors="replace")
-
-    def wait_ready(self, http):
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"tritonserver exited with {self.process.returncode}:\n{self.log_text()[-4000:]}")
-            try:
-                if http.is_server_ready():
-                    return
-            except Exception:
-                pass
-            time.sleep(0.25)
-        raise RuntimeError(f"tritonserver not ready after {STARTUP_SECONDS} s:\n{self.log_text()[-4000:]}")
-
-    def stop(self, timeout=30):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self.log.close()
-        return self.process.returncode
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     import tritonclient.grpc as grpcclient
@@ -195,10 +113,11 @@ def served(tmp_path_factory):
         shutil.copy(source, repository / name / "1" / filename)
         (repository / name / "config.pbtxt").write_text(config)
 
-    server = Server(_find_server(), repository, root / "tritonserver.log")
+    server = Server(repository, root / "tritonserver.log",
+                    ["mlp_onnx", "mlp_plan", "mlp_ragged", "mlp_fp16", *(["mlp_gpus"] if GPUS else [])])
     try:
         http = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}", concurrency=8, network_timeout=60)
-        server.wait_ready(http)
+        server.wait_ready(http, STARTUP_SECONDS)
         grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
         yield {"server": server, "http": http, "grpc": grpc, "mlp": mlp,
                "httpclient": httpclient, "grpcclient": grpcclient}
