@@ -1,73 +1,11 @@
-// Row kernels: one block per row of `len` elements spaced `inner` apart;
-// softmax, log-softmax and layer norm, all accumulating in float (double for float64).
+// Reductions: over any set of axes (a warp per output), and along one axis
+// per line (argmax/argmin, cumulative sum).
 #include <sstream>
 
 #include "codegen.h"
 #include "kiln/error.h"
 
 namespace kiln::codegen {
-
-std::string row_source(const RowSpec& spec) {
-  std::string t = compute_type(spec.dtype), ct = c_type(spec.dtype);
-  bool dbl = spec.dtype == DType::kFloat64;
-  std::ostringstream s;
-  s << prelude() << params_macro(spec.specialize);
-  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out";
-  if (spec.has_stats) s << ", float* __restrict__ mean_out, float* __restrict__ inv_out";
-  s << ", const " << ct << "* __restrict__ x";
-  if (spec.op == RowOp::kLayerNorm && spec.has_scale) s << ", const " << ct << "* __restrict__ scale";
-  if (spec.op == RowOp::kLayerNorm && spec.has_bias) s << ", const " << ct << "* __restrict__ bias";
-  s << ", KParams p) {\n";
-  s << "  const long long rows = P(0), len = P(1), inner = P(2);\n";
-  s << "  for (long long row = blockIdx.x; row < rows; row += gridDim.x) {\n";
-  s << "    const long long base = (row / inner) * len * inner + (row % inner);\n";
-  auto at = [](const std::string& k) { return "base + (" + k + ") * inner"; };
-  if (spec.op == RowOp::kLayerNorm) {
-    // Two passes (mean, then squared deviations): no cancellation for rows far from zero.
-    s << "    " << t << " sum = 0, sq = 0;\n";
-    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) sum += " << load_expr(spec.dtype, "x", at("k")) << ";\n";
-    s << "    sum = kiln_block_sum(sum);\n";
-    s << "    const " << t << " mean = sum / (" << t << ")len;\n";
-    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) { const " << t << " d = " << load_expr(spec.dtype, "x", at("k"))
-      << " - mean; sq += d * d; }\n";
-    s << "    __syncthreads();\n    sq = kiln_block_sum(sq);\n";
-    s << "    const " << t << " var = sq / (" << t << ")len;\n";
-    s << "    const " << t << " inv = (" << t << ")1 / " << (dbl ? "sqrt" : "sqrtf") << "(var + (" << t << ")" << spec.epsilon << ");\n";
-    if (spec.has_stats) s << "    if (threadIdx.x == 0) { mean_out[row] = (float)mean; inv_out[row] = (float)inv; }\n";
-    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) {\n";
-    s << "      " << t << " v = (" << load_expr(spec.dtype, "x", at("k")) << " - mean) * inv;\n";
-    if (spec.has_scale) s << "      v *= " << load_expr(spec.dtype, "scale", "k") << ";\n";
-    if (spec.has_bias) s << "      v += " << load_expr(spec.dtype, "bias", "k") << ";\n";
-    s << "      " << store_stmt(spec.dtype, "out", at("k"), "v") << "\n    }\n";
-  } else if (spec.op == RowOp::kHardmax) {  // 1 at the first maximum, 0 elsewhere
-    s << "    " << t << " mx = -" << (dbl ? "1.0/0.0" : "1.0f/0.0f") << ";\n";
-    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) { const " << t << " v = "
-      << load_expr(spec.dtype, "x", at("k")) << "; mx = v > mx ? v : mx; }\n";
-    s << "    mx = kiln_block_max(mx);\n    __syncthreads();\n";
-    s << "    long long first = -len;\n";
-    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) if (" << load_expr(spec.dtype, "x", at("k"))
-      << " == mx && -k > first) first = -k;\n";
-    s << "    first = -kiln_block_max(first);\n";
-    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) " << store_stmt(spec.dtype, "out", at("k"), "(k == first ? 1 : 0)")
-      << "\n";
-  } else {
-    std::string ex = dbl ? "exp" : "expf", lg = dbl ? "log" : "logf";
-    s << "    " << t << " mx = -" << (dbl ? "1.0/0.0" : "1.0f/0.0f") << ";\n";
-    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) { const " << t << " v = "
-      << load_expr(spec.dtype, "x", at("k")) << "; mx = v > mx ? v : mx; }\n";
-    s << "    mx = kiln_block_max(mx);\n    __syncthreads();\n";
-    s << "    " << t << " sum = 0;\n";
-    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) sum += " << ex << "("
-      << load_expr(spec.dtype, "x", at("k")) << " - mx);\n";
-    s << "    sum = kiln_block_sum(sum);\n";
-    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) {\n";
-    s << "      const " << t << " v = " << load_expr(spec.dtype, "x", at("k")) << " - mx;\n";
-    s << "      " << store_stmt(spec.dtype, "out", at("k"), spec.op == RowOp::kLogSoftmax ? "v - " + lg + "(sum)" : ex + "(v) / sum") << "\n";
-    s << "    }\n";
-  }
-  s << "    __syncthreads();\n  }\n}\n";
-  return s.str();
-}
 
 std::string reduce_source(const ReduceSpec& spec) {
   std::string t = compute_type(spec.dtype);
@@ -123,10 +61,6 @@ std::string reduce_source(const ReduceSpec& spec) {
   return s.str();
 }
 
-}  // namespace kiln::codegen
-
-namespace kiln::codegen {
-
 std::string line_source(LineOp op, DType dtype, const std::optional<Params>& specialize) {
   std::string t = is_floating(dtype) ? compute_type(dtype) : "long long", ct = c_type(dtype);
   auto load = [&](const std::string& idx) { return is_floating(dtype) ? load_expr(dtype, "x", idx) : "(long long)x[" + idx + "]"; };
@@ -155,21 +89,6 @@ std::string line_source(LineOp op, DType dtype, const std::optional<Params>& spe
     s << "    out[line] = best;\n";
   }
   s << "  }\n}\n";
-  return s.str();
-}
-
-std::string trilu_source(DType dtype, const std::optional<Params>& specialize) {
-  std::string ct = c_type(dtype);
-  std::ostringstream s;
-  s << prelude() << params_macro(specialize);
-  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
-    << "* __restrict__ x, KParams p) {\n";
-  s << "  const long long n = P(0), rows = P(1), cols = P(2), k = P(3);\n  const bool upper = P(4) != 0;\n";
-  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * " << kBlock
-    << ") {\n";
-  s << "    const long long c = i % cols, r = (i / cols) % rows;\n";
-  s << "    const bool keep = upper ? (c - r >= k) : (c - r <= k);\n";
-  s << "    out[i] = keep ? x[i] : (" << ct << ")0;\n  }\n}\n";
   return s.str();
 }
 
