@@ -258,8 +258,9 @@ KernelStore::Generator specializing_generator(Spec spec, Source source) {
   };
 }
 
-// An op that launches one registered kernel with parameters a function computes;
-// no launch where the fill leaves params.v[0] (the count of work items) at 0.
+// An op that launches one registered kernel with parameters a function computes
+// (a codegen parameter struct, packed); no launch where the fill leaves the
+// struct's first field, the count of work items, at 0.
 class SimpleOp : public Op {
  public:
   using Fill = std::function<void(const ShapeEnv&, KernelLaunch&)>;

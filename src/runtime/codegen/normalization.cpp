@@ -11,14 +11,14 @@ std::string row_source(const RowSpec& spec) {
   std::string t = compute_type(spec.dtype), ct = c_type(spec.dtype);
   bool dbl = spec.dtype == DType::kFloat64;
   std::ostringstream s;
-  s << prelude() << params_macro(spec.specialize);
+  s << prelude() << params_constants<RowParams>(spec.specialize);
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out";
   if (spec.has_stats) s << ", float* __restrict__ mean_out, float* __restrict__ inv_out";
   s << ", const " << ct << "* __restrict__ x";
   if (spec.op == RowOp::kLayerNorm && spec.has_scale) s << ", const " << ct << "* __restrict__ scale";
   if (spec.op == RowOp::kLayerNorm && spec.has_bias) s << ", const " << ct << "* __restrict__ bias";
-  s << ", KParams p) {\n";
-  s << "  const long long rows = P(0), len = P(1), inner = P(2);\n";
+  s << ", KParams p) {\n" << params_binding<RowParams>(spec.specialize);
+  s << "  const long long rows = prm.rows, len = prm.len, inner = prm.inner;\n";
   s << "  for (long long row = blockIdx.x; row < rows; row += gridDim.x) {\n";
   s << "    const long long base = (row / inner) * len * inner + (row % inner);\n";
   auto at = [](const std::string& k) { return "base + (" + k + ") * inner"; };

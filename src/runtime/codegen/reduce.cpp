@@ -27,19 +27,19 @@ std::string reduce_source(const ReduceSpec& spec) {
   if (spec.op == ReduceOp::kLogSumExp) finish = f("log") + "(a) + peak";
   std::string ct = c_type(spec.dtype);
   std::ostringstream s;
-  s << prelude() << params_macro(spec.specialize);
+  s << prelude() << params_constants<ReduceParams>(spec.specialize);
   // One warp per output: lanes stride over the reduced elements.
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const "
-    << ct << "* __restrict__ x, KParams p) {\n";
-  s << "  const long long outputs = P(0), count = P(1);\n  const int kept_rank = (int)P(2), red_rank = (int)P(3);\n";
+    << ct << "* __restrict__ x, KParams p) {\n" << params_binding<ReduceParams>(spec.specialize);
+  s << "  const long long outputs = prm.outputs, count = prm.reduced;\n  const int kept_rank = (int)prm.kept_rank, red_rank = (int)prm.reduced_rank;\n";
   s << "  const int lane = threadIdx.x & 31;\n";
   s << "  for (long long o = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5; o < outputs; o += ((long long)gridDim.x * blockDim.x) >> 5) {\n";
   s << "    long long base = 0, rem = o;\n";
-  s << "#pragma unroll\n    for (int d = " << kMaxRank - 1 << "; d >= 0; --d) { if (d >= kept_rank) continue; base += (rem % P(8 + d)) * P(16 + d); rem /= P(8 + d); }\n";
+  s << "#pragma unroll\n    for (int d = " << kMaxRank - 1 << "; d >= 0; --d) { if (d >= kept_rank) continue; base += (rem % prm.kept_dims[d]) * prm.kept_strides[d]; rem /= prm.kept_dims[d]; }\n";
   auto walk = [&](const std::string& stmt) {
     return "    for (long long r = lane; r < count; r += 32) {\n      long long off = base, rr = r;\n"
            "#pragma unroll\n      for (int d = " + std::to_string(kMaxRank - 1) +
-           "; d >= 0; --d) { if (d >= red_rank) continue; off += (rr % P(24 + d)) * P(32 + d); rr /= P(24 + d); }\n"
+           "; d >= 0; --d) { if (d >= red_rank) continue; off += (rr % prm.reduced_dims[d]) * prm.reduced_strides[d]; rr /= prm.reduced_dims[d]; }\n"
            "      const " + t + " v = " + load_expr(spec.dtype, "x", "off") + ";\n      " + stmt + "\n    }\n";
   };
   s << "    " << t << " peak = 0;\n";
@@ -65,19 +65,20 @@ std::string line_source(LineOp op, DType dtype, const std::optional<Params>& spe
   std::string t = is_floating(dtype) ? compute_type(dtype) : "long long", ct = c_type(dtype);
   auto load = [&](const std::string& idx) { return is_floating(dtype) ? load_expr(dtype, "x", idx) : "(long long)x[" + idx + "]"; };
   std::ostringstream s;
-  s << prelude() << params_macro(specialize);
+  s << prelude() << params_constants<LineParams>(specialize);
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "("
-    << (op == LineOp::kCumSum ? ct : std::string("long long")) << "* __restrict__ out, const " << ct << "* __restrict__ x, KParams p) {\n";
-  s << "  const long long lines = P(0), len = P(1), inner = P(2);\n";
+    << (op == LineOp::kCumSum ? ct : std::string("long long")) << "* __restrict__ out, const " << ct << "* __restrict__ x, KParams p) {\n"
+    << params_binding<LineParams>(specialize);
+  s << "  const long long lines = prm.lines, len = prm.len, inner = prm.inner;\n";
   s << "  for (long long line = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; line < lines; line += (long long)gridDim.x * "
     << kBlock << ") {\n";
   s << "    const long long base = (line / inner) * len * inner + (line % inner);\n";
   if (op == LineOp::kCumSum) {
     s << "    " << t << " acc = 0;\n";
     s << "    for (long long step = 0; step < len; ++step) {\n";
-    s << "      const long long k = P(4) ? len - 1 - step : step;\n";
+    s << "      const long long k = prm.reverse ? len - 1 - step : step;\n";
     s << "      const " << t << " v = " << load("base + k * inner") << ";\n";
-    s << "      if (P(3)) { " << (is_floating(dtype) ? store_stmt(dtype, "out", "base + k * inner", "acc") : "out[base + k * inner] = (" + ct + ")acc;")
+    s << "      if (prm.exclusive) { " << (is_floating(dtype) ? store_stmt(dtype, "out", "base + k * inner", "acc") : "out[base + k * inner] = (" + ct + ")acc;")
       << " acc += v; } else { acc += v; "
       << (is_floating(dtype) ? store_stmt(dtype, "out", "base + k * inner", "acc") : "out[base + k * inner] = (" + ct + ")acc;") << " }\n";
     s << "    }\n";
@@ -85,7 +86,7 @@ std::string line_source(LineOp op, DType dtype, const std::optional<Params>& spe
     const char* better = op == LineOp::kArgMax ? ">" : "<";
     s << "    long long best = 0;\n    " << t << " bv = " << load("base") << ";\n";
     s << "    for (long long k = 1; k < len; ++k) {\n      const " << t << " v = " << load("base + k * inner") << ";\n";
-    s << "      if (v " << better << " bv || (P(3) && v == bv)) { bv = v; best = k; }\n    }\n";
+    s << "      if (v " << better << " bv || (prm.select_last_index && v == bv)) { bv = v; best = k; }\n    }\n";
     s << "    out[line] = best;\n";
   }
   s << "  }\n}\n";

@@ -280,21 +280,23 @@ std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node,
                                           : n->attrs.get_ints("kernel_shape");
     ir::WindowGeometry g = ir::window_geometry(*n, in_sp, kernel_sp);
     size_t sr = in_sp.size();
-    k.params.v[0] = ir::checked_numel(out);
-    k.params.v[1] = int64_t(sr);
-    k.params.v[2] = x[1];
-    k.params.v[3] = out[1];
-    k.params.v[4] = n->attrs.get_int("group", 1);
-    k.params.v[5] = n->attrs.get_int("count_include_pad", 0);
+    codegen::WindowParams q{};
+    q.n = ir::checked_numel(out);
+    q.spatial_rank = int64_t(sr);
+    q.channels = x[1];
+    q.out_channels = out[1];
+    q.group = n->attrs.get_int("group", 1);
+    q.count_include_pad = n->attrs.get_int("count_include_pad", 0);
     for (size_t d = 0; d < sr; ++d) {
-      k.params.v[8 + d] = in_sp[d];
-      k.params.v[11 + d] = g.output[d];
-      k.params.v[14 + d] = g.kernel[d];
-      k.params.v[17 + d] = g.strides[d];
-      k.params.v[20 + d] = g.dilations[d];
-      k.params.v[23 + d] = g.pads_begin[d];
-      k.params.v[26 + d] = g.pads_end[d];
+      q.in_size[d] = in_sp[d];
+      q.out_size[d] = g.output[d];
+      q.kernel[d] = g.kernel[d];
+      q.strides[d] = g.strides[d];
+      q.dilations[d] = g.dilations[d];
+      q.pads_begin[d] = g.pads_begin[d];
+      q.pads_end[d] = g.pads_end[d];
     }
+    k.params = codegen::pack(q);
     k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
     for (size_t i = 1; i < n->inputs.size(); ++i)
       if (n->inputs[i] != ir::kNoValue) k.args.push_back({n->inputs[i], 0});

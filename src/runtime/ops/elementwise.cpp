@@ -35,20 +35,22 @@ class ElementwiseOp : public Op {
     KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_, kernel_};
     int64_t n = ir::checked_numel(out);
     if (n == 0) return;
-    k.params.v[0] = n;
-    k.params.v[1] = int64_t(out.size());
+    codegen::ElementwiseParams q{};
+    q.n = n;
+    q.rank = int64_t(out.size());
     bool contiguous = true;
-    for (size_t d = 0; d < out.size(); ++d) k.params.v[8 + d] = out[d];
+    for (size_t d = 0; d < out.size(); ++d) q.out_dims[d] = out[d];
     k.args.push_back({node_.outputs[0], 0});
     for (size_t i = 0; i < inputs_.size(); ++i) {
       const std::vector<int64_t>& in = ctx.shapes.of(inputs_[i]);
       contiguous = contiguous && in == out;
       std::vector<int64_t> st = strides_of(in);
       size_t pad = out.size() - in.size();
-      for (size_t d = 0; d < in.size(); ++d) k.params.v[16 + 8 * i + pad + d] = in[d] == 1 ? 0 : st[d];
+      for (size_t d = 0; d < in.size(); ++d) q.in_strides[i][pad + d] = in[d] == 1 ? 0 : st[d];
       k.args.push_back({inputs_[i], 0});
     }
-    k.params.v[2] = contiguous;
+    q.contiguous = contiguous;
+    k.params = codegen::pack(q);
     k.grid = grid_for(n, ctx.sm_count);
     ctx.steps.push_back(std::move(k));
   }

@@ -32,8 +32,9 @@ class HostValueOp : public Op {
         KernelLaunch k{store_.kernel(kernel_), 1, 64, {{v, int64_t(at * elem)}}, {}, &node_};
         k.specializable = false;
         size_t count = std::min<size_t>(codegen::kConstantsPerLaunch, values->size() - at);
-        k.params.v[0] = int64_t(count);
-        k.params.v[1] = int64_t(elem);
+        codegen::ConstantsParams q{};
+        q.n = int64_t(count);
+        q.elem = int64_t(elem);
         for (size_t i = 0; i < count; ++i) {
           int64_t x = (*values)[at + i];
           visit_dtype(val.dtype, [&](auto tag) {  // the value's bits in the tensor's dtype
@@ -42,12 +43,13 @@ class HostValueOp : public Op {
               T t = static_cast<T>(x);
               int64_t bits = 0;
               std::memcpy(&bits, &t, sizeof(T));
-              k.params.v[8 + i] = bits;
+              q.values[i] = bits;
             } else {
               fail(ErrorCode::kInternal, "node '", node_.name, "': shape values of dtype ", dtype_name(val.dtype));
             }
           });
         }
+        k.params = codegen::pack(q);
         ctx.steps.push_back(std::move(k));
       }
     }

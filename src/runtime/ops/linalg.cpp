@@ -4,7 +4,6 @@
 // after an activation, run as a small elementwise kernel afterwards; few-row
 // products take a generated kernel. Attention runs as one fused kernel.
 #include <algorithm>
-#include <cstring>
 
 #include "cuda_util.h"
 #include "kiln/error.h"
@@ -87,10 +86,12 @@ class MatMulOp : public Op {
         (skinny_blocks >= kSkinnyMinBlocks || k <= kSkinnyShortK)) {
       KernelLaunch launch{store_.kernel(skinny_kernel_), 0, codegen::kBlock, {}, {}, &node_, skinny_kernel_};
       launch.grid = unsigned(skinny_blocks);
-      launch.params.v[0] = batch * m;
-      launch.params.v[1] = n;
-      launch.params.v[2] = k;
-      std::memcpy(&launch.params.v[3], &alpha_, sizeof(double));
+      codegen::SkinnyParams q{};
+      q.rows = batch * m;
+      q.cols = n;
+      q.depth = k;
+      q.alpha_bits = codegen::double_bits(alpha_);
+      launch.params = codegen::pack(q);
       launch.args = {{node_.outputs[0], 0}, {node_.inputs[0], 0}, {node_.inputs[1], 0}};
       if (has_bias_) launch.args.push_back({node_.inputs[2], 0});
       if (has_residual_) launch.args.push_back({node_.inputs[3], 0});
@@ -155,12 +156,14 @@ class MatMulOp : public Op {
   void push_post(PrepareContext& ctx, int64_t count) const {
     KernelLaunch post{store_.kernel(post_kernel_), grid_for(count, ctx.sm_count), codegen::kBlock, {}, {},
                       &node_, post_kernel_};
-    post.params.v[0] = count;
-    post.params.v[1] = 1;
-    post.params.v[2] = 1;
-    post.params.v[8] = count;
-    post.params.v[16] = 1;
-    post.params.v[24] = 1;
+    codegen::ElementwiseParams q{};  // a flat view: input 0 the output itself, input 1 the residual
+    q.n = count;
+    q.rank = 1;
+    q.contiguous = 1;
+    q.out_dims[0] = count;
+    q.in_strides[0][0] = 1;
+    q.in_strides[1][0] = 1;
+    post.params = codegen::pack(q);
     post.args = {{node_.outputs[0], 0}, {node_.outputs[0], 0}};
     if (has_residual_ && activation_ != "none") post.args.push_back({node_.inputs[3], 0});
     ctx.steps.push_back(std::move(post));
@@ -185,23 +188,24 @@ ir::OpKind activation_op(const std::string& act) {
   return OpKind::kGelu;
 }
 
-// The Attention node's geometry at these shapes, and the parameters both
-// attention kernels share ([1..28), see codegen.h) and their arguments.
-ir::AttentionGeometry attention_params(const ir::Node& n, const ShapeEnv& s, KernelLaunch& k) {
+// The Attention node's geometry at these shapes, the parameters both attention
+// kernels share (all but items, vector_bits and warps) and their arguments.
+ir::AttentionGeometry attention_params(const ir::Node& n, const ShapeEnv& s, codegen::AttentionParams& q, KernelLaunch& k) {
   ir::AttentionGeometry g = ir::attention_geometry(n, s.of(n.inputs[0]), s.of(n.inputs[1]), s.of(n.inputs[2]));
   if (g.out_dims != s.of(n.outputs[0]))
     fail(ErrorCode::kInternal, "node '", n.name, "' (Attention): its views make ", ir::shape_to_string(ir::shape_of(g.out_dims)),
          ", the network says ", ir::shape_to_string(ir::shape_of(s.of(n.outputs[0]))));
-  k.params.v[1] = g.batch;
-  k.params.v[2] = g.heads;
-  k.params.v[3] = g.q_len;
-  k.params.v[4] = g.kv_len;
-  k.params.v[5] = g.head_dim;
-  double scale = n.attrs.get_float("scale", 1.0);
-  std::memcpy(&k.params.v[6], &scale, sizeof(double));
-  k.params.v[7] = n.attrs.get_int("causal", 0);
-  const std::array<int64_t, 5>* views[] = {&g.q, &g.k, &g.v, &g.out};
-  for (size_t i = 0; i < 4; ++i) std::copy(views[i]->begin(), views[i]->end(), &k.params.v[8 + 5 * i]);
+  q.batch = g.batch;
+  q.heads = g.heads;
+  q.q_len = g.q_len;
+  q.kv_len = g.kv_len;
+  q.head_dim = g.head_dim;
+  q.scale_bits = codegen::double_bits(n.attrs.get_float("scale", 1.0));
+  q.causal = n.attrs.get_int("causal", 0);
+  std::copy(g.q.begin(), g.q.end(), q.q_view);
+  std::copy(g.k.begin(), g.k.end(), q.k_view);
+  std::copy(g.v.begin(), g.v.end(), q.v_view);
+  std::copy(g.out.begin(), g.out.end(), q.out_view);
   k.args = {{n.outputs[0], 0}, {n.inputs[0], 0}, {n.inputs[1], 0}, {n.inputs[2], 0}};
   return g;
 }
@@ -221,17 +225,19 @@ bool rows_aligned(const std::array<int64_t, 5>& view, const ir::AttentionGeometr
 constexpr int64_t kAttentionMmaMinBlocks = 132;
 
 void fill_attention_mma(const ir::Node& n, const ShapeEnv& s, KernelLaunch& k) {
-  ir::AttentionGeometry g = attention_params(n, s, k);
-  if (ir::checked_numel(g.out_dims) == 0) return;  // nothing to compute (params[0] stays 0)
+  codegen::AttentionParams q{};
+  ir::AttentionGeometry g = attention_params(n, s, q, k);
+  if (ir::checked_numel(g.out_dims) == 0) return;  // nothing to compute (no parameters: no launch)
   int64_t warps = 4;
   auto blocks = [&](int64_t w) { return g.batch * g.heads * ((g.q_len + 16 * w - 1) / (16 * w)); };
   while (warps > 1 && blocks(warps) < kAttentionMmaMinBlocks) warps /= 2;
-  k.params.v[0] = blocks(warps);
-  k.params.v[28] = (rows_aligned(g.q, g, g.q_len, 8) ? 1 : 0) | (rows_aligned(g.k, g, g.kv_len, 8) ? 2 : 0) |
-                   (rows_aligned(g.v, g, g.kv_len, 8) ? 4 : 0) | (rows_aligned(g.out, g, g.q_len, 2) ? 8 : 0);
-  k.params.v[29] = warps;
+  q.items = blocks(warps);
+  q.vector_bits = (rows_aligned(g.q, g, g.q_len, 8) ? 1 : 0) | (rows_aligned(g.k, g, g.kv_len, 8) ? 2 : 0) |
+                  (rows_aligned(g.v, g, g.kv_len, 8) ? 4 : 0) | (rows_aligned(g.out, g, g.q_len, 2) ? 8 : 0);
+  q.warps = warps;
+  k.params = codegen::pack(q);
   k.block = unsigned(32 * warps);
-  k.grid = unsigned(std::clamp<int64_t>(k.params.v[0], 1, 65535));
+  k.grid = unsigned(std::clamp<int64_t>(q.items, 1, 65535));
 }
 
 std::unique_ptr<Op> make_matmul(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
@@ -294,12 +300,14 @@ std::unique_ptr<Op> make_attention(const plan::Plan& plan, const ir::Node& node,
   }
   int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::attention_source(dtype, params); });
   return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
-    ir::AttentionGeometry g = attention_params(*n, s, k);
-    if (ir::checked_numel(g.out_dims) == 0) return;  // nothing to compute (params[0] stays 0)
+    codegen::AttentionParams q{};
+    ir::AttentionGeometry g = attention_params(*n, s, q, k);
+    if (ir::checked_numel(g.out_dims) == 0) return;  // nothing to compute (no parameters: no launch)
     int64_t tiles = (g.q_len + codegen::kAttentionRowsPerBlock - 1) / codegen::kAttentionRowsPerBlock;
-    k.params.v[0] = g.batch * g.heads * tiles;
+    q.items = g.batch * g.heads * tiles;
+    k.params = codegen::pack(q);
     k.block = 128;
-    k.grid = unsigned(std::clamp<int64_t>(k.params.v[0], 1, 65535));
+    k.grid = unsigned(std::clamp<int64_t>(q.items, 1, 65535));
   });
 }
 

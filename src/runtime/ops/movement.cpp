@@ -17,21 +17,23 @@ using ir::OpKind;
 namespace {
 
 void fill_remap(const RemapPiece& r, KernelLaunch& k) {
-  k.params.v[0] = ir::checked_numel(r.dims);
-  k.params.v[1] = int64_t(r.dims.size());
-  k.params.v[2] = r.src_offset;
-  k.params.v[3] = r.dst_offset;
-  k.params.v[4] = int64_t(r.mode);
-  k.params.v[5] = r.fill_bits;
+  codegen::RemapParams q{};
+  q.n = ir::checked_numel(r.dims);
+  q.rank = int64_t(r.dims.size());
+  q.src_offset = r.src_offset;
+  q.dst_offset = r.dst_offset;
+  q.pad_mode = int64_t(r.mode);
+  q.fill_bits = r.fill_bits;
   for (size_t d = 0; d < r.dims.size(); ++d) {
-    k.params.v[8 + d] = r.dims[d];
-    k.params.v[16 + d] = r.src_strides[d];
-    k.params.v[24 + d] = r.dst_strides[d];
-    k.params.v[32 + d] = r.starts.empty() ? 0 : r.starts[d];
-    k.params.v[40 + d] = r.steps.empty() ? 1 : r.steps[d];
-    k.params.v[48 + d] = r.src_dims.empty() ? 0 : r.src_dims[d];
-    k.params.v[56 + d] = r.modulus.empty() ? 0 : r.modulus[d];
+    q.dims[d] = r.dims[d];
+    q.src_strides[d] = r.src_strides[d];
+    q.dst_strides[d] = r.dst_strides[d];
+    q.src_starts[d] = r.starts.empty() ? 0 : r.starts[d];
+    q.src_steps[d] = r.steps.empty() ? 1 : r.steps[d];
+    q.src_dims[d] = r.src_dims.empty() ? 0 : r.src_dims[d];
+    q.modulus[d] = r.modulus.empty() ? 0 : r.modulus[d];
   }
+  k.params = codegen::pack(q);
   k.args = {{r.dst, 0}, {r.src, 0}};
 }
 
@@ -234,11 +236,8 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
           same[size_t(axis)] = x[size_t(axis)];
           if (same != x) fail(ErrorCode::kUnsupported, "node '", n->name, "': GatherElements with indices smaller than the data");
         }
-        k.params.v[0] = ir::checked_numel(s.of(n->outputs[0]));
-        k.params.v[1] = outer;
-        k.params.v[2] = elements ? idx[size_t(axis)] : ir::checked_numel(idx);
-        k.params.v[3] = inner;
-        k.params.v[4] = x[size_t(axis)];
+        int64_t count = elements ? idx[size_t(axis)] : ir::checked_numel(idx);
+        k.params = codegen::pack(codegen::GatherParams{ir::checked_numel(s.of(n->outputs[0])), outer, count, inner, x[size_t(axis)]});
         k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[1], 0}};
       });
     }
@@ -247,11 +246,13 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
       int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::trilu_source(dtype, params); });
       return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
         const auto& x = s.of(n->inputs[0]);
-        k.params.v[0] = ir::checked_numel(x);
-        k.params.v[1] = x[x.size() - 2];
-        k.params.v[2] = x.back();
-        k.params.v[3] = n->inputs.size() > 1 && n->inputs[1] != ir::kNoValue ? ints_of(*p, n->inputs[1], s, "Trilu k").at(0) : 0;
-        k.params.v[4] = n->attrs.get_int("upper", 1);
+        codegen::TriluParams q{};
+        q.n = ir::checked_numel(x);
+        q.rows = x[x.size() - 2];
+        q.cols = x.back();
+        q.k = n->inputs.size() > 1 && n->inputs[1] != ir::kNoValue ? ints_of(*p, n->inputs[1], s, "Trilu k").at(0) : 0;
+        q.upper = n->attrs.get_int("upper", 1);
+        k.params = codegen::pack(q);
         k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
       });
     }
@@ -309,26 +310,24 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
             roi_end[d] = v[half + i];
           }
         }
-        auto bits = [](double v) {
-          int64_t b;
-          std::memcpy(&b, &v, 8);
-          return b;
-        };
-        k.params.v[0] = ir::checked_numel(out);
-        k.params.v[1] = int64_t(r);
-        k.params.v[2] = mode == "nearest" ? 0 : mode == "linear" ? 1 : 2;
-        k.params.v[3] = index_of(coords, coord);
-        k.params.v[4] = index_of(nearests, nearest);
-        k.params.v[5] = a.get_int("exclude_outside", 0);
-        k.params.v[6] = bits(a.get_float("cubic_coeff_a", -0.75));
-        k.params.v[7] = bits(a.get_float("extrapolation_value", 0.0));
+        using codegen::double_bits;
+        codegen::ResizeParams q{};
+        q.n = ir::checked_numel(out);
+        q.rank = int64_t(r);
+        q.mode = mode == "nearest" ? 0 : mode == "linear" ? 1 : 2;
+        q.coordinate_mode = index_of(coords, coord);
+        q.nearest_mode = index_of(nearests, nearest);
+        q.exclude_outside = a.get_int("exclude_outside", 0);
+        q.cubic_a_bits = double_bits(a.get_float("cubic_coeff_a", -0.75));
+        q.extrapolation_bits = double_bits(a.get_float("extrapolation_value", 0.0));
         for (size_t d = 0; d < r; ++d) {
-          k.params.v[8 + d] = x[d];
-          k.params.v[16 + d] = out[d];
-          k.params.v[24 + d] = bits(scale[d]);
-          k.params.v[32 + d] = bits(roi_start[d]);
-          k.params.v[40 + d] = bits(roi_end[d]);
+          q.in_dims[d] = x[d];
+          q.out_dims[d] = out[d];
+          q.scale_bits[d] = double_bits(scale[d]);
+          q.roi_start_bits[d] = double_bits(roi_start[d]);
+          q.roi_end_bits[d] = double_bits(roi_end[d]);
         }
+        k.params = codegen::pack(q);
         k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
       });
     }

@@ -49,9 +49,7 @@ std::unique_ptr<Op> make_normalization(const plan::Plan& plan, const ir::Node& n
         int64_t outer = ir::checked_numel({x.begin(), x.begin() + axis});
         int64_t len = ln ? ir::checked_numel({x.begin() + axis, x.end()}) : x[size_t(axis)];
         int64_t inner = ln ? 1 : ir::checked_numel({x.begin() + axis + 1, x.end()});
-        k.params.v[0] = len == 0 ? 0 : outer * inner;
-        k.params.v[1] = len;
-        k.params.v[2] = inner;
+        k.params = codegen::pack(codegen::RowParams{len == 0 ? 0 : outer * inner, len, inner});
         k.grid = unsigned(std::clamp<int64_t>(outer * inner, 1, 65535));
         k.args = {{n->outputs[0], 0}};
         if (stats) k.args.push_back({n->outputs[1], 0}), k.args.push_back({n->outputs[2], 0});

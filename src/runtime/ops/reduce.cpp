@@ -58,14 +58,16 @@ std::unique_ptr<Op> make_reduction_op(const plan::Plan& plan, const ir::Node& no
     }
     if (kept.size() > size_t(codegen::kMaxRank) || red.size() > size_t(codegen::kMaxRank))
       fail(ErrorCode::kUnsupported, "node '", n->name, "': rank above the GPU limit");
-    k.params.v[0] = ir::checked_numel(kept);
-    k.params.v[1] = ir::checked_numel(red);
-    k.params.v[2] = int64_t(kept.size());
-    k.params.v[3] = int64_t(red.size());
-    for (size_t d = 0; d < kept.size(); ++d) k.params.v[8 + d] = kept[d], k.params.v[16 + d] = kept_st[d];
-    for (size_t d = 0; d < red.size(); ++d) k.params.v[24 + d] = red[d], k.params.v[32 + d] = red_st[d];
-    if (k.params.v[1] == 0) fail(ErrorCode::kUnsupported, "node '", n->name, "': reduction over an empty set");
-    k.grid = unsigned(std::clamp<int64_t>((k.params.v[0] * 32 + codegen::kBlock - 1) / codegen::kBlock, 1, 1 << 20));
+    codegen::ReduceParams q{};
+    q.outputs = ir::checked_numel(kept);
+    q.reduced = ir::checked_numel(red);
+    q.kept_rank = int64_t(kept.size());
+    q.reduced_rank = int64_t(red.size());
+    for (size_t d = 0; d < kept.size(); ++d) q.kept_dims[d] = kept[d], q.kept_strides[d] = kept_st[d];
+    for (size_t d = 0; d < red.size(); ++d) q.reduced_dims[d] = red[d], q.reduced_strides[d] = red_st[d];
+    if (q.reduced == 0) fail(ErrorCode::kUnsupported, "node '", n->name, "': reduction over an empty set");
+    k.params = codegen::pack(q);
+    k.grid = unsigned(std::clamp<int64_t>((q.outputs * 32 + codegen::kBlock - 1) / codegen::kBlock, 1, 1 << 20));
     k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
   });
 }
@@ -91,11 +93,17 @@ std::unique_ptr<Op> make_reduce(const plan::Plan& plan, const ir::Node& node, Ke
         bool cumsum = n->op == OpKind::kCumSum;
         int64_t axis = cumsum ? ints_of(*p, n->inputs[1], s, "CumSum axis").at(0) : n->attrs.get_int("axis", 0);
         axis = norm_axis(axis, x.size());
-        k.params.v[1] = x[size_t(axis)];
-        k.params.v[2] = ir::checked_numel({x.begin() + axis + 1, x.end()});
-        k.params.v[0] = k.params.v[1] == 0 ? 0 : ir::checked_numel({x.begin(), x.begin() + axis}) * k.params.v[2];
-        k.params.v[3] = cumsum ? n->attrs.get_int("exclusive", 0) : n->attrs.get_int("select_last_index", 0);
-        k.params.v[4] = cumsum ? n->attrs.get_int("reverse", 0) : 0;
+        codegen::LineParams q{};
+        q.len = x[size_t(axis)];
+        q.inner = ir::checked_numel({x.begin() + axis + 1, x.end()});
+        q.lines = q.len == 0 ? 0 : ir::checked_numel({x.begin(), x.begin() + axis}) * q.inner;
+        if (cumsum) {
+          q.exclusive = n->attrs.get_int("exclusive", 0);
+          q.reverse = n->attrs.get_int("reverse", 0);
+        } else {
+          q.select_last_index = n->attrs.get_int("select_last_index", 0);
+        }
+        k.params = codegen::pack(q);
         k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
       });
     }
