@@ -1,6 +1,8 @@
 // The table from op family to its lowering: make_op and gpu_lowering look an
 // op's family up here, and each family's file (ops/<family>.cpp) decides for
 // the ops of its family. No per-op switch lives outside the family files.
+#include <iterator>
+
 #include "kiln/error.h"
 #include "ops.h"
 
