@@ -19,6 +19,7 @@
 #include "codegen/codegen.h"
 #include "kiln/ir/network.h"
 #include "kiln/plan.h"
+#include "kiln/runtime.h"
 #include "kiln/runtime_cache.h"
 
 namespace kiln::runtime {
@@ -135,7 +136,7 @@ struct KernelLaunch {
 
 // One cuBLASLt matmul; descriptors are owned here and built in prepare.
 struct MatmulCall {
-  std::shared_ptr<void> descriptors;  // opaque holder (see ops_matmul.cpp)
+  std::shared_ptr<void> descriptors;  // opaque holder (see ops/linalg.cpp)
   PtrRef a, b, c, d, bias;
   double alpha = 1, beta = 0;
   bool f64 = false;
@@ -179,8 +180,40 @@ class Op {
 // op makers below neither; library descriptors come in Op::prepare), so
 // gpu_support asks it on machines without a GPU. `arch`: the device's compute
 // capability (80 for sm_80), which kernels it can run; 0 when there is no
-// device (support questions), choosing kernels that run on any.
+// device (support questions), choosing kernels that run on any. The plan's
+// precision is the makers' to read (plan.precision).
 std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
+
+// ---- op families: one lowering per family, in runtime/ops/<family>.cpp ----------------
+// make_op and gpu_lowering dispatch through a table indexed by ir::family_of
+// (ops/families.cpp). `make` has make_op's contract for the family's ops,
+// reached only for ops its `describe` says run as kernels; a nullptr with
+// `why` empty means the dtype. `describe` answers gpu_lowering for each op of
+// the family (an empty detail for an op it lacks, which the registry test catches).
+using MakeOpFn = std::unique_ptr<Op> (*)(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why,
+                                         int arch);
+using DescribeFn = GpuLowering (*)(ir::OpKind op);
+struct FamilyLowering {
+  ir::OpFamily family;
+  MakeOpFn make;
+  DescribeFn describe;
+};
+std::unique_ptr<Op> make_elementwise(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
+GpuLowering describe_elementwise(ir::OpKind op);
+std::unique_ptr<Op> make_linalg(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
+GpuLowering describe_linalg(ir::OpKind op);
+std::unique_ptr<Op> make_conv(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
+GpuLowering describe_conv(ir::OpKind op);
+std::unique_ptr<Op> make_pool(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
+GpuLowering describe_pool(ir::OpKind op);
+std::unique_ptr<Op> make_normalization(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
+GpuLowering describe_normalization(ir::OpKind op);
+std::unique_ptr<Op> make_reduce(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
+GpuLowering describe_reduce(ir::OpKind op);
+std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
+GpuLowering describe_movement(ir::OpKind op);
+std::unique_ptr<Op> make_generator(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
+GpuLowering describe_generator(ir::OpKind op);
 
 // Runs one prepared matmul (the descriptors are cuBLASLt's, kept in the call).
 void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, void* bias, cublasLtHandle_t lt,
@@ -188,13 +221,30 @@ void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, v
 
 void launch_cudnn(const CudnnCall& call, void* x, void* w, void* y, void* bias, cudnnHandle_t handle, void* workspace,
                   cudaStream_t stream);
-// Per-family op makers behind make_op.
-std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why);
-std::unique_ptr<Op> make_matmul_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why);
-// The cuDNN op for a Conv it can run; nullptr to use the generated direct kernel.
+
+// ---- makers one family lends another ----------------------------------------------------
+// conv: the cuDNN op for a Conv it can run (nullptr: use the direct kernel); the
+// cuDNN op for a MaxPoolChannelsLast (nullptr if cuDNN cannot pool it); the
+// window kernel that runs direct convolutions and MaxPool/AveragePool.
 std::unique_ptr<Op> make_cudnn_conv_op(const plan::Plan& plan, const ir::Node& node, std::string& why);
-// The cuDNN op for a MaxPoolChannelsLast; nullptr if cuDNN cannot pool it.
 std::unique_ptr<Op> make_cudnn_max_pool_op(const plan::Plan& plan, const ir::Node& node);
+std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why);
+// reduce: the reduction kernel, which also runs GlobalAveragePool and GlobalMaxPool (nullptr: the dtype).
+std::unique_ptr<Op> make_reduction_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store);
+// generator: writes outputs the host knows for the current shapes (shape arithmetic), for a node of any family.
+std::unique_ptr<Op> make_host_value_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store);
+
+// movement: strided copies of whole input views into (parts of) outputs; a
+// 0-sized source with PadMode::kConstant fills (ConstantOfShape).
+struct RemapPiece {
+  ir::ValueId src, dst;
+  std::vector<int64_t> dims, src_strides, dst_strides, starts, steps, src_dims, modulus;
+  int64_t src_offset = 0, dst_offset = 0;
+  codegen::PadMode mode = codegen::PadMode::kNone;
+  int64_t fill_bits = 0;
+};
+using RemapPlan = std::function<std::vector<RemapPiece>(const ShapeEnv&)>;
+std::unique_ptr<Op> make_remap_op(const ir::Node& node, KernelStore& store, DType dtype, RemapPlan plan);
 
 // A generator for specs with an optional `specialize` member. The store calls
 // generators from several compile threads at once, so each call works on its
@@ -208,12 +258,35 @@ KernelStore::Generator specializing_generator(Spec spec, Source source) {
   };
 }
 
+// An op that launches one registered kernel with parameters a function computes
+// (a codegen parameter struct, packed); no launch where the fill leaves the
+// struct's first field, the count of work items, at 0.
+class SimpleOp : public Op {
+ public:
+  using Fill = std::function<void(const ShapeEnv&, KernelLaunch&)>;
+  SimpleOp(const ir::Node& node, const KernelStore& store, int kernel, Fill fill)
+      : node_(node), store_(store), kernel_(kernel), fill_(std::move(fill)) {}
+  void prepare(PrepareContext& ctx) const override;
+
+ private:
+  const ir::Node& node_;
+  const KernelStore& store_;
+  int kernel_;
+  Fill fill_;
+};
+
 // Elementwise ops that have an integer (and bool) form on the GPU; the others need floating types.
 bool integer_capable(ir::OpKind op);
 
-// Helpers shared by op implementations.
+// Helpers shared by op implementations (ops/common.cpp).
 unsigned grid_for(int64_t n, int sm_count);
-codegen::Params contiguous_strides_params(const std::vector<int64_t>& dims);
 using ir::strides_of;
+// The dtype of the node's first output (float32 where it has none).
+DType output_dtype(const plan::Plan& plan, const ir::Node& node);
+inline int64_t norm_axis(int64_t axis, size_t rank) { return axis < 0 ? axis + int64_t(rank) : axis; }
+// Known integer contents (shape arithmetic) evaluated for the current shapes, or nullopt.
+std::optional<std::vector<int64_t>> known_now(const ir::Value& v, const ShapeEnv& shapes);
+// A value's integers: a weight's, or known contents at these shapes; fails (naming `what`) on tensor data.
+std::vector<int64_t> ints_of(const plan::Plan& plan, ir::ValueId v, const ShapeEnv& shapes, const char* what);
 
 }  // namespace kiln::runtime

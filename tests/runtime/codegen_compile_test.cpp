@@ -1,9 +1,13 @@
 // Every kernel template, in every dtype and in generic and specialized form,
-// must compile with NVRTC for sm_80 and sm_90. No GPU needed.
+// must compile with NVRTC for sm_80 and sm_90; the parameter structs the host
+// packs must reach the kernels field by field. No GPU needed.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <utility>
 
 #include "codegen/codegen.h"
 #include "jit/nvrtc.h"
@@ -145,22 +149,22 @@ TEST_P(CompileForArch, AttentionForEveryFloatType) {
 
 // Parameters of a self-attention over a packed [B, S, 3, H, D] projection, as the runtime fills them.
 Params attention_params(int64_t batch, int64_t heads, int64_t seq, int64_t head_dim, bool causal, int64_t warps, int64_t vector_bits) {
-  Params p;
+  AttentionParams q{};
   const int64_t row = 3 * heads * head_dim;
-  p.v[0] = batch * heads * ((seq + 16 * warps - 1) / (16 * warps));
-  p.v[1] = batch, p.v[2] = heads, p.v[3] = seq, p.v[4] = seq, p.v[5] = head_dim;
-  double scale = 0.125;
-  std::memcpy(&p.v[6], &scale, sizeof scale);
-  p.v[7] = causal;
-  for (int64_t i = 0; i < 3; ++i) {  // q, k, v
-    int64_t view[5] = {i * heads * head_dim, seq * row, head_dim, row, 1};
-    std::copy(view, view + 5, &p.v[8 + 5 * i]);
+  q.items = batch * heads * ((seq + 16 * warps - 1) / (16 * warps));
+  q.batch = batch, q.heads = heads, q.q_len = seq, q.kv_len = seq, q.head_dim = head_dim;
+  q.scale_bits = double_bits(0.125);
+  q.causal = causal;
+  long long* views[] = {q.q_view, q.k_view, q.v_view};
+  for (int64_t i = 0; i < 3; ++i) {
+    long long view[5] = {i * heads * head_dim, seq * row, head_dim, row, 1};
+    std::copy(view, view + 5, views[i]);
   }
-  int64_t out[5] = {0, seq * heads * head_dim, head_dim, heads * head_dim, 1};
-  std::copy(out, out + 5, &p.v[23]);
-  p.v[28] = vector_bits;
-  p.v[29] = warps;
-  return p;
+  long long out[5] = {0, seq * heads * head_dim, head_dim, heads * head_dim, 1};
+  std::copy(out, out + 5, q.out_view);
+  q.vector_bits = vector_bits;
+  q.warps = warps;
+  return pack(q);
 }
 
 TEST_P(CompileForArch, AttentionOnTensorCores) {
@@ -172,6 +176,112 @@ TEST_P(CompileForArch, AttentionOnTensorCores) {
   compiles("attention_mma_vit_spec", attention_mma_source(DType::kFloat16, 64, attention_params(1, 6, 197, 64, false, 1, 15)));
   compiles("attention_mma_scalar_loads_spec", attention_mma_source(DType::kFloat16, 96, attention_params(2, 4, 33, 96, true, 2, 0)));
   compiles("attention_mma_causal_spec", attention_mma_source(DType::kBFloat16, 128, attention_params(1, 1, 4096, 128, true, 4, 15)));
+}
+
+// Every slot of a T a distinct value (slot i holds 1000 + i), as the host would fill it by name.
+template <class T>
+T numbered() {
+  Params p;
+  for (size_t i = 0; i < sizeof(T) / sizeof(long long); ++i) p.v[i] = 1000 + int64_t(i);
+  T fields;
+  std::memcpy(&fields, p.v, sizeof fields);
+  return fields;
+}
+
+// `field`, written as the kernels write it, and its value on the host.
+#define KILN_FIELD(field) std::pair<std::string, long long>(#field, q.field)
+
+class KernelParams : public CompileForArch {
+ protected:
+  // A specialized variant with `q` packed compiles, and on the device its fields hold what the host put in them.
+  template <class T>
+  void device_sees(const T& q, const std::vector<std::pair<std::string, long long>>& fields) {
+    Params packed = pack(q);
+    for (size_t i = sizeof(T) / sizeof(long long); i < size_t(kParamSlots); ++i) ASSERT_EQ(packed.v[i], 0) << "slot " << i;
+    std::ostringstream s;
+    s << prelude() << params_constants<T>(packed);
+    s << "static_assert(sizeof(" << kParamsName<T> << ") == " << sizeof(T) << ", \"the host's size\");\n";
+    for (const auto& [field, value] : fields)
+      s << "static_assert(kiln_params." << field << " == " << value << "LL, \"" << field << "\");\n";
+    s << "extern \"C\" __global__ void " << kEntry << "(long long* out, KParams p) {\n" << params_binding<T>(packed);
+    s << "  out[0] = prm." << fields.front().first << ";\n}\n";
+    compiles(str("fields_", kParamsName<T>), s.str());
+  }
+};
+
+TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
+  { auto q = numbered<ElementwiseParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(contiguous), KILN_FIELD(out_dims[7]), KILN_FIELD(in_strides[0][0]),
+                    KILN_FIELD(in_strides[3][5]), KILN_FIELD(in_strides[13][7])}); }
+  { auto q = numbered<RowParams>(); device_sees(q, {KILN_FIELD(rows), KILN_FIELD(len), KILN_FIELD(inner)}); }
+  { auto q = numbered<LineParams>();
+    device_sees(q, {KILN_FIELD(lines), KILN_FIELD(select_last_index), KILN_FIELD(exclusive), KILN_FIELD(reverse)}); }
+  { auto q = numbered<ReduceParams>();
+    device_sees(q, {KILN_FIELD(outputs), KILN_FIELD(reduced_rank), KILN_FIELD(kept_dims[0]), KILN_FIELD(kept_strides[3]),
+                    KILN_FIELD(reduced_dims[1]), KILN_FIELD(reduced_strides[7])}); }
+  { auto q = numbered<RemapParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(fill_bits), KILN_FIELD(dims[2]), KILN_FIELD(src_strides[0]),
+                    KILN_FIELD(dst_strides[7]), KILN_FIELD(src_starts[1]), KILN_FIELD(src_steps[4]), KILN_FIELD(src_dims[5]),
+                    KILN_FIELD(modulus[7])}); }
+  { auto q = numbered<GatherParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(count), KILN_FIELD(axis_size)}); }
+  { auto q = numbered<TriluParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(k), KILN_FIELD(upper)}); }
+  { auto q = numbered<ResizeParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(extrapolation_bits), KILN_FIELD(in_dims[0]), KILN_FIELD(out_dims[3]),
+                    KILN_FIELD(scale_bits[2]), KILN_FIELD(roi_start_bits[6]), KILN_FIELD(roi_end_bits[7])}); }
+  { auto q = numbered<WindowParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(count_include_pad), KILN_FIELD(in_size[0]), KILN_FIELD(out_size[2]),
+                    KILN_FIELD(kernel[1]), KILN_FIELD(strides[0]), KILN_FIELD(dilations[2]), KILN_FIELD(pads_begin[1]),
+                    KILN_FIELD(pads_end[2])}); }
+  { auto q = numbered<SkinnyParams>(); device_sees(q, {KILN_FIELD(rows), KILN_FIELD(depth), KILN_FIELD(alpha_bits)}); }
+  { auto q = numbered<AttentionParams>();
+    device_sees(q, {KILN_FIELD(items), KILN_FIELD(causal), KILN_FIELD(q_view[0]), KILN_FIELD(k_view[4]), KILN_FIELD(v_view[2]),
+                    KILN_FIELD(out_view[4]), KILN_FIELD(vector_bits), KILN_FIELD(warps)}); }
+  { auto q = numbered<ConstantsParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(elem), KILN_FIELD(values[0]), KILN_FIELD(values[119])}); }
+}
+
+INSTANTIATE_TEST_SUITE_P(Arch, KernelParams, ::testing::Values(80, 90),
+                         [](const auto& info) { return "sm_" + std::to_string(info.param); });
+
+// Each generator reads the struct the runtime packs for it: generic variants
+// view KParams as it, specialized ones compile in a constexpr one.
+TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
+  auto binds = [](const std::string& source, const std::string& type, bool specialized) {
+    std::string binding = "  const " + type + "& prm = " + (specialized ? "kiln_params;" : "*reinterpret_cast<const " + type + "*>(&p);");
+    bool constants = source.find("__device__ constexpr " + type + " kiln_params = {") != std::string::npos;
+    return source.find(binding) != std::string::npos && constants == specialized;
+  };
+  std::optional<Params> some = some_params();
+  for (const std::optional<Params>& spec : {std::optional<Params>(), some}) {
+    bool s = spec.has_value();
+    ir::FusedInstruction relu;
+    relu.op = OpKind::kRelu;
+    relu.args[0] = 0;
+    EXPECT_TRUE(binds(elementwise_source({{relu}, {DType::kFloat32}, DType::kFloat32, spec}), "ElementwiseParams", s));
+    EXPECT_TRUE(binds(cast_source(DType::kFloat32, DType::kInt64, spec), "ElementwiseParams", s));
+    EXPECT_TRUE(binds(row_source({RowOp::kSoftmax, DType::kFloat32, false, false, 1e-5, spec}), "RowParams", s));
+    EXPECT_TRUE(binds(line_source(LineOp::kCumSum, DType::kFloat32, spec), "LineParams", s));
+    EXPECT_TRUE(binds(reduce_source({ReduceOp::kSum, DType::kFloat32, spec}), "ReduceParams", s));
+    EXPECT_TRUE(binds(remap_source({DType::kFloat32, spec}), "RemapParams", s));
+    EXPECT_TRUE(binds(gather_source(DType::kFloat32, DType::kInt64, false, spec), "GatherParams", s));
+    EXPECT_TRUE(binds(trilu_source(DType::kFloat32, spec), "TriluParams", s));
+    EXPECT_TRUE(binds(resize_source(DType::kFloat32, spec), "ResizeParams", s));
+    EXPECT_TRUE(binds(window_source({WindowOp::kConv, DType::kFloat32, true, spec}), "WindowParams", s));
+    EXPECT_TRUE(binds(skinny_matmul_source({DType::kFloat16, false, false, false, "none", spec}), "SkinnyParams", s));
+    EXPECT_TRUE(binds(attention_source(DType::kFloat16, spec), "AttentionParams", s));
+    EXPECT_TRUE(binds(attention_mma_source(DType::kFloat16, 64, spec), "AttentionParams", s));
+  }
+  EXPECT_TRUE(binds(constants_source(), "ConstantsParams", false));
+}
+
+// The kernels get the very text of kernel_params.h, which the host compiles.
+TEST(KernelParamsText, IsTheHeader) {
+  std::ifstream file(KILN_KERNEL_PARAMS_PATH);
+  ASSERT_TRUE(file) << KILN_KERNEL_PARAMS_PATH;
+  std::stringstream text;
+  text << file.rdbuf();
+  EXPECT_EQ(kernel_params_source(), text.str());
+  EXPECT_NE(prelude().find(text.str()), std::string::npos);
 }
 
 TEST_P(CompileForArch, ErrorsNameTheKernelAndShowTheLine) {

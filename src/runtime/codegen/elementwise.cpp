@@ -178,15 +178,15 @@ std::string kernel_signature(const std::vector<DType>& inputs, DType output) {
 // The loop over outputs with per-input offsets; `body` sees o0..oN and i.
 std::string offsets_loop(size_t num_inputs, const std::string& body) {
   std::ostringstream s;
-  s << "  const long long n = P(0);\n  const int rank = (int)P(1);\n";
+  s << "  const long long n = prm.n;\n  const int rank = (int)prm.rank;\n";
   s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * "
     << kBlock << ") {\n";
   for (size_t k = 0; k < num_inputs; ++k) s << "    long long o" << k << " = i;\n";
-  s << "    if (!P(2)) {\n";
+  s << "    if (!prm.contiguous) {\n";
   for (size_t k = 0; k < num_inputs; ++k) s << "      o" << k << " = 0;\n";
   s << "      long long rem = i;\n#pragma unroll\n      for (int d = " << kMaxRank - 1 << "; d >= 0; --d) {\n";
-  s << "        if (d >= rank) continue;\n        const long long c = rem % P(8 + d);\n        rem /= P(8 + d);\n";
-  for (size_t k = 0; k < num_inputs; ++k) s << "        o" << k << " += c * P(" << 16 + 8 * k << " + d);\n";
+  s << "        if (d >= rank) continue;\n        const long long c = rem % prm.out_dims[d];\n        rem /= prm.out_dims[d];\n";
+  for (size_t k = 0; k < num_inputs; ++k) s << "        o" << k << " += c * prm.in_strides[" << k << "][d];\n";
   s << "      }\n    }\n" << body << "  }\n";
   return s.str();
 }
@@ -222,8 +222,8 @@ std::string elementwise_source(const ElementwiseSpec& spec) {
   std::string store = is_floating(spec.output) ? store_stmt(spec.output, "out", "i", last)
                       : "out[i] = (" + c_type(spec.output) + ")(" + last + ");";
   body << "    " << store << "\n";
-  return prelude() + params_macro(spec.specialize) + kernel_signature(spec.inputs, spec.output) + " {\n" +
-         offsets_loop(n, body.str()) + "}\n";
+  return prelude() + params_constants<ElementwiseParams>(spec.specialize) + kernel_signature(spec.inputs, spec.output) + " {\n" +
+         params_binding<ElementwiseParams>(spec.specialize) + offsets_loop(n, body.str()) + "}\n";
 }
 
 std::string cast_source(DType from, DType to, const std::optional<Params>& specialize) {
@@ -239,7 +239,8 @@ std::string cast_source(DType from, DType to, const std::optional<Params>& speci
   else
     body = "    " + store_stmt(to, "out", "i", "(" + compute_type(to) + ")" + value) + "\n";
   if (!is_floating(from) && is_floating(to)) body = "    " + store_stmt(to, "out", "i", "(" + compute_type(to) + ")in0[o0]") + "\n";
-  return prelude() + params_macro(specialize) + kernel_signature({from}, to) + " {\n" + offsets_loop(1, body) + "}\n";
+  return prelude() + params_constants<ElementwiseParams>(specialize) + kernel_signature({from}, to) + " {\n" +
+         params_binding<ElementwiseParams>(specialize) + offsets_loop(1, body) + "}\n";
 }
 
 }  // namespace kiln::codegen

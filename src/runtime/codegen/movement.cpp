@@ -1,5 +1,5 @@
 // Data movement: one strided remap kernel covers transpose, slice, expand,
-// tile, pad, concat and split; gather has its own.
+// tile, pad, concat and split; gather, trilu and resize have their own.
 #include <sstream>
 
 #include "codegen.h"
@@ -10,26 +10,26 @@ namespace kiln::codegen {
 std::string remap_source(const RemapSpec& spec) {
   std::string ct = c_type(spec.dtype);
   std::ostringstream s;
-  s << prelude() << params_macro(spec.specialize);
+  s << prelude() << params_constants<RemapParams>(spec.specialize);
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct
-    << "* __restrict__ out, const " << ct << "* __restrict__ in, KParams p) {\n";
-  s << "  const long long n = P(0);\n  const int rank = (int)P(1), mode = (int)P(4);\n";
-  s << "  const long long fill_bits = P(5);\n  const " << ct << " fill = *reinterpret_cast<const " << ct << "*>(&fill_bits);  // little-endian\n";
+    << "* __restrict__ out, const " << ct << "* __restrict__ in, KParams p) {\n" << params_binding<RemapParams>(spec.specialize);
+  s << "  const long long n = prm.n;\n  const int rank = (int)prm.rank, mode = (int)prm.pad_mode;\n";
+  s << "  const long long fill_bits = prm.fill_bits;\n  const " << ct << " fill = *reinterpret_cast<const " << ct << "*>(&fill_bits);  // little-endian\n";
   s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * " << kBlock
     << ") {\n";
-  s << "    long long rem = i, src = P(2), dst = P(3);\n    bool inside = true;\n";
+  s << "    long long rem = i, src = prm.src_offset, dst = prm.dst_offset;\n    bool inside = true;\n";
   s << "#pragma unroll\n    for (int d = " << kMaxRank - 1 << "; d >= 0; --d) {\n";
   s << "      if (d >= rank) continue;\n";
-  s << "      const long long c = rem % P(8 + d);\n      rem /= P(8 + d);\n      dst += c * P(24 + d);\n";
-  s << "      long long j = P(32 + d) + c * P(40 + d);\n";
-  s << "      if (P(56 + d)) j %= P(56 + d);\n";
-  s << "      if (mode) {\n        const long long lim = P(48 + d);\n";
+  s << "      const long long c = rem % prm.dims[d];\n      rem /= prm.dims[d];\n      dst += c * prm.dst_strides[d];\n";
+  s << "      long long j = prm.src_starts[d] + c * prm.src_steps[d];\n";
+  s << "      if (prm.modulus[d]) j %= prm.modulus[d];\n";
+  s << "      if (mode) {\n        const long long lim = prm.src_dims[d];\n";
   s << "        if (j < 0 || j >= lim) {\n";
   s << "          if (mode == 1) inside = false;\n";
   s << "          else if (mode == 2) j = j < 0 ? 0 : lim - 1;\n";
   s << "          else if (mode == 4) j = ((j % lim) + lim) % lim;\n";
   s << "          else { const long long period = 2 * (lim - 1); j = period ? ((j % period) + period) % period : 0; if (j >= lim) j = period - j; }\n";
-  s << "        }\n      }\n      src += j * P(16 + d);\n    }\n";
+  s << "        }\n      }\n      src += j * prm.src_strides[d];\n    }\n";
   s << "    out[dst] = inside ? in[src] : fill;\n  }\n}\n";
   return s.str();
 }
@@ -37,11 +37,11 @@ std::string remap_source(const RemapSpec& spec) {
 std::string gather_source(DType dtype, DType index_dtype, bool elements, const std::optional<Params>& specialize) {
   std::string ct = c_type(dtype);
   std::ostringstream s;
-  s << prelude() << params_macro(specialize);
+  s << prelude() << params_constants<GatherParams>(specialize);
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct
     << "* __restrict__ out, const " << ct << "* __restrict__ data, const " << c_type(index_dtype)
-    << "* __restrict__ indices, KParams p) {\n";
-  s << "  const long long n = P(0), count = P(2), inner = P(3), axis = P(4);\n";
+    << "* __restrict__ indices, KParams p) {\n" << params_binding<GatherParams>(specialize);
+  s << "  const long long n = prm.n, count = prm.count, inner = prm.inner, axis = prm.axis_size;\n";
   s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * " << kBlock
     << ") {\n";
   if (!elements) {
@@ -58,22 +58,10 @@ std::string gather_source(DType dtype, DType index_dtype, bool elements, const s
   return s.str();
 }
 
-std::string constants_source() {
-  std::ostringstream s;
-  s << prelude() << params_macro(std::nullopt);
-  s << "extern \"C\" __global__ void " << kEntry << "(unsigned char* __restrict__ out, KParams p) {\n";
-  s << "  const long long n = P(0), elem = P(1);\n";
-  s << "  for (long long i = threadIdx.x; i < n; i += blockDim.x) {\n";
-  s << "    const long long v = P(8 + i);\n";
-  s << "    for (long long b = 0; b < elem; ++b) out[i * elem + b] = (unsigned char)((v >> (8 * b)) & 0xff);  // little-endian\n";
-  s << "  }\n}\n";
-  return s.str();
-}
-
 std::string resize_source(DType dtype, const std::optional<Params>& specialize) {
   std::string ct = c_type(dtype);
   std::ostringstream s;
-  s << prelude() << params_macro(specialize);
+  s << prelude() << params_constants<ResizeParams>(specialize);
   s << R"(__device__ double kiln_coordinate(int mode, double x, double scale, long long in, long long out, double rs, double re) {
   const double exact = (double)in * scale;  // the ONNX reference divides by in*scale, not the floored size
   switch (mode) {
@@ -91,11 +79,11 @@ __device__ double kiln_cubic(double s, double a, bool near) {
 }
 )";
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
-    << "* __restrict__ x, KParams p) {\n";
-  s << R"(  const long long n = P(0);
-  const int rank = (int)P(1), mode = (int)P(2), coord = (int)P(3), nearest = (int)P(4);
-  const bool exclude = P(5) != 0;
-  const double a = __longlong_as_double(P(6)), extrapolation = __longlong_as_double(P(7));
+    << "* __restrict__ x, KParams p) {\n" << params_binding<ResizeParams>(specialize);
+  s << R"(  const long long n = prm.n;
+  const int rank = (int)prm.rank, mode = (int)prm.mode, coord = (int)prm.coordinate_mode, nearest = (int)prm.nearest_mode;
+  const bool exclude = prm.exclude_outside != 0;
+  const double a = __longlong_as_double(prm.cubic_a_bits), extrapolation = __longlong_as_double(prm.extrapolation_bits);
   for (long long i = (long long)blockIdx.x * 256 + threadIdx.x; i < n; i += (long long)gridDim.x * 256) {
     long long idx[8][4];
     double w[8][4];
@@ -103,10 +91,10 @@ __device__ double kiln_cubic(double s, double a, bool near) {
     bool outside = false;
     long long rem = i;
     for (int d = rank - 1; d >= 0; --d) {
-      const long long in = P(8 + d), od = P(16 + d), c = rem % od;
+      const long long in = prm.in_dims[d], od = prm.out_dims[d], c = rem % od;
       rem /= od;
-      const double xo = kiln_coordinate(coord, (double)c, __longlong_as_double(P(24 + d)), in, od, __longlong_as_double(P(32 + d)),
-                                        __longlong_as_double(P(40 + d)));
+      const double xo = kiln_coordinate(coord, (double)c, __longlong_as_double(prm.scale_bits[d]), in, od,
+                                        __longlong_as_double(prm.roi_start_bits[d]), __longlong_as_double(prm.roi_end_bits[d]));
       if (coord == 6 && (xo < 0 || xo > (double)(in - 1))) outside = true;
       if (mode == 0) {
         double v;
@@ -146,7 +134,7 @@ __device__ double kiln_cubic(double s, double a, bool near) {
         long long off = 0;
         for (int d = 0; d < rank; ++d) {
           weight *= w[d][k[d]];
-          off = off * P(8 + d) + idx[d][k[d]];
+          off = off * prm.in_dims[d] + idx[d][k[d]];
         }
         acc += weight * (double))" << load_expr(dtype, "x", "off") << R"(;
         int d = rank - 1;
@@ -161,74 +149,18 @@ __device__ double kiln_cubic(double s, double a, bool near) {
   return s.str();
 }
 
-std::string window_source(const WindowSpec& spec) {
-  std::string t = compute_type(spec.dtype), ct = c_type(spec.dtype);
-  bool dbl = spec.dtype == DType::kFloat64;
+std::string trilu_source(DType dtype, const std::optional<Params>& specialize) {
+  std::string ct = c_type(dtype);
   std::ostringstream s;
-  s << prelude() << params_macro(spec.specialize);
-  // The input offset (within one channel) that kernel tap kk of output position o reads; false in padding.
-  // Forward windows read o*stride - pad + k*dil; a transposed conv reads (o + pad - k*dil) / stride when exact.
-  s << R"(__device__ __forceinline__ bool kiln_tap(const KParams& p, int sr, const long long* o, long long kk, bool transposed,
-                                         long long* offset) {
-  long long r = kk, off = 0, stride = 1;
-  for (int d = sr - 1; d >= 0; --d) {
-    const long long kd = r % P(14 + d);
-    r /= P(14 + d);
-    long long q = o[d] * P(17 + d) - P(23 + d) + kd * P(20 + d);
-    if (transposed) {
-      const long long num = o[d] + P(23 + d) - kd * P(20 + d);
-      if (num < 0 || num % P(17 + d) != 0) return false;
-      q = num / P(17 + d);
-    }
-    if (q < 0 || q >= P(8 + d)) return false;
-    off += q * stride;
-    stride *= P(8 + d);
-  }
-  *offset = off;
-  return true;
-}
-)";
-  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const "
-    << ct << "* __restrict__ x";
-  bool conv = spec.op == WindowOp::kConv || spec.op == WindowOp::kConvTranspose;
-  bool transposed = spec.op == WindowOp::kConvTranspose;
-  if (conv) s << ", const " << ct << "* __restrict__ w" << (spec.has_bias ? str(", const ", ct, "* __restrict__ bias") : "");
-  s << ", KParams p) {\n";
-  s << "  const long long n = P(0);\n  const int sr = (int)P(1);\n  const long long cin = P(2), cout = P(3), group = P(4);\n";
-  s << "  long long in_vol = 1, out_vol = 1, k_vol = 1;\n";
-  s << "  for (int d = 0; d < sr; ++d) { in_vol *= P(8 + d); out_vol *= P(11 + d); k_vol *= P(14 + d); }\n";
+  s << prelude() << params_constants<TriluParams>(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
+    << "* __restrict__ x, KParams p) {\n" << params_binding<TriluParams>(specialize);
+  s << "  const long long n = prm.n, rows = prm.rows, cols = prm.cols, k = prm.k;\n  const bool upper = prm.upper != 0;\n";
   s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * " << kBlock
     << ") {\n";
-  s << "    const long long pos = i % out_vol, ch = (i / out_vol) % cout, b = i / (out_vol * cout);\n";
-  s << "    long long o[3] = {0, 0, 0};\n    { long long r = pos; for (int d = sr - 1; d >= 0; --d) { o[d] = r % P(11 + d); r /= P(11 + d); } }\n";
-  if (conv) {
-    // Conv weights are [cout, cin/group, k...]; ConvTranspose weights [cin, cout/group, k...].
-    s << "    const long long cg = cin / group, mg = cout / group, g = ch / mg;\n";
-    s << "    " << t << " acc = " << (spec.has_bias ? load_expr(spec.dtype, "bias", "ch") : "0") << ";\n";
-    s << "    for (long long c = 0; c < cg; ++c) {\n";
-    s << "      const " << ct << "* xc = x + (b * cin + g * cg + c) * in_vol;\n";
-    s << "      const " << ct << "* wc = w + " << (transposed ? "((g * cg + c) * mg + ch % mg)" : "(ch * cg + c)") << " * k_vol;\n";
-    s << "      for (long long kk = 0; kk < k_vol; ++kk) {\n        long long off;\n";
-    s << "        if (kiln_tap(p, sr, o, kk, " << (transposed ? "true" : "false") << ", &off)) acc += "
-      << load_expr(spec.dtype, "xc", "off") << " * " << load_expr(spec.dtype, "wc", "kk") << ";\n";
-    s << "      }\n    }\n";
-  } else {
-    bool is_max = spec.op == WindowOp::kMaxPool;
-    s << "    const " << ct << "* xc = x + (b * cin + ch) * in_vol;\n";
-    s << "    " << t << " acc = " << (is_max ? (dbl ? "-1.0/0.0" : "-1.0f/0.0f") : "0") << ";\n";
-    s << "    long long count = 0, padded = 1;  // window taps inside input + explicit pads (count_include_pad)\n";
-    s << "    for (int d = 0; d < sr; ++d) {\n      long long cnt = 0;\n";
-    s << "      for (long long k = 0; k < P(14 + d); ++k) { const long long q = o[d] * P(17 + d) - P(23 + d) + k * P(20 + d);"
-         " if (q >= -P(23 + d) && q < P(8 + d) + P(26 + d)) ++cnt; }\n";
-    s << "      padded *= cnt;\n    }\n";
-    s << "    for (long long kk = 0; kk < k_vol; ++kk) {\n      long long off;\n";
-    s << "      if (!kiln_tap(p, sr, o, kk, false, &off)) continue;\n";
-    s << "      const " << t << " v = " << load_expr(spec.dtype, "xc", "off") << ";\n      ++count;\n";
-    s << "      " << (is_max ? "acc = (v > acc || v != v) ? v : acc;" : "acc += v;") << "\n    }\n";
-    if (!is_max) s << "    acc /= (" << t << ")(P(5) ? padded : count);\n";
-  }
-  s << "    " << store_stmt(spec.dtype, "out", "i", "acc") << "\n";
-  s << "  }\n}\n";
+  s << "    const long long c = i % cols, r = (i / cols) % rows;\n";
+  s << "    const bool keep = upper ? (c - r >= k) : (c - r <= k);\n";
+  s << "    out[i] = keep ? x[i] : (" << ct << ")0;\n  }\n}\n";
   return s.str();
 }
 

@@ -1,9 +1,11 @@
-// Convolution (and channels-last max pooling) through cuDNN (legacy API, heuristic algorithm choice per shape,
+// The conv family on the GPU. Convolution (and, for the pool family, channels-last max pooling) through cuDNN (legacy API, heuristic algorithm choice per shape,
 // workspace from the context). Bias is added with cudnnAddTensor. Padding must
 // be symmetric (cuDNN's rule); other Convs use the direct kernel. Channels-last
 // Convs ([N, spatial..., C], weight [M, kernel..., C/group]) are what cuDNN's
 // tensor-core kernels read natively: channels-first half-precision tensors
 // cost a layout transform of input and weight and another of the output.
+// The generated window kernel runs the other Convs, ConvTranspose and (for
+// the pool family) MaxPool and AveragePool.
 #include <cudnn.h>
 
 #include <algorithm>
@@ -11,9 +13,12 @@
 
 #include "cuda_util.h"
 #include "kiln/ir/shape_inference.h"
+#include "kiln/runtime.h"
 #include "ops.h"
 
 namespace kiln::runtime {
+
+using ir::OpKind;
 
 namespace {
 
@@ -248,6 +253,79 @@ void launch_cudnn(const CudnnCall& call, void* x, void* w, void* y, void* bias, 
   }
   KILN_CUDNN(cudnnConvolutionForward(handle, one, d->x, x, d->w, w, d->conv, d->algo, workspace, d->workspace, zero, d->y, y), where());
   if (bias) KILN_CUDNN(cudnnAddTensor(handle, one, d->bias, bias, one, d->y, y), where());
+}
+
+std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
+  auto value = [&](ir::ValueId v) -> const ir::Value& { return plan.network.value(v); };
+  DType dtype = output_dtype(plan, node);
+  const ir::Node* n = &node;
+  if (!is_floating(dtype) || value(node.inputs[0]).shape.size() > 5) return nullptr;
+  if (node.op == OpKind::kMaxPool && node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue) {
+    why = "MaxPool's Indices output";
+    return nullptr;
+  }
+  bool conv = node.op == OpKind::kConv || node.op == OpKind::kConvTranspose;
+  codegen::WindowOp wop = node.op == OpKind::kConv            ? codegen::WindowOp::kConv
+                          : node.op == OpKind::kConvTranspose ? codegen::WindowOp::kConvTranspose
+                          : node.op == OpKind::kMaxPool       ? codegen::WindowOp::kMaxPool
+                                                              : codegen::WindowOp::kAvgPool;
+  bool bias = conv && node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue;
+  int kernel = store.add(node.name, [wop, dtype, bias](const auto& params) { return codegen::window_source({wop, dtype, bias, params}); });
+  return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+    const auto& x = s.of(n->inputs[0]);
+    const auto& out = s.of(n->outputs[0]);
+    std::vector<int64_t> in_sp(x.begin() + 2, x.end());
+    bool conv = n->op == OpKind::kConv || n->op == OpKind::kConvTranspose;
+    std::vector<int64_t> kernel_sp = conv ? std::vector<int64_t>(s.of(n->inputs[1]).begin() + 2, s.of(n->inputs[1]).end())
+                                          : n->attrs.get_ints("kernel_shape");
+    ir::WindowGeometry g = ir::window_geometry(*n, in_sp, kernel_sp);
+    size_t sr = in_sp.size();
+    codegen::WindowParams q{};
+    q.n = ir::checked_numel(out);
+    q.spatial_rank = int64_t(sr);
+    q.channels = x[1];
+    q.out_channels = out[1];
+    q.group = n->attrs.get_int("group", 1);
+    q.count_include_pad = n->attrs.get_int("count_include_pad", 0);
+    for (size_t d = 0; d < sr; ++d) {
+      q.in_size[d] = in_sp[d];
+      q.out_size[d] = g.output[d];
+      q.kernel[d] = g.kernel[d];
+      q.strides[d] = g.strides[d];
+      q.dilations[d] = g.dilations[d];
+      q.pads_begin[d] = g.pads_begin[d];
+      q.pads_end[d] = g.pads_end[d];
+    }
+    k.params = codegen::pack(q);
+    k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+    for (size_t i = 1; i < n->inputs.size(); ++i)
+      if (n->inputs[i] != ir::kNoValue) k.args.push_back({n->inputs[i], 0});
+  });
+}
+
+std::unique_ptr<Op> make_conv(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int /*arch*/) {
+  switch (node.op) {
+    case OpKind::kConvChannelsLast:
+      if (auto op = make_cudnn_conv_op(plan, node, why)) return op;
+      why = "a channels-last Conv that cuDNN does not run (rank 3 to 5, floating types, symmetric explicit pads)";
+      return nullptr;
+    case OpKind::kConv:
+      if (auto op = make_cudnn_conv_op(plan, node, why)) return op;
+      return make_window_op(plan, node, store, why);
+    case OpKind::kConvTranspose: return make_window_op(plan, node, store, why);
+    default: return nullptr;
+  }
+}
+
+GpuLowering describe_conv(OpKind op) {
+  using K = GpuLowering::Kind;
+  switch (op) {
+    case OpKind::kConv:
+      return {K::kKernel, "cuDNN with symmetric explicit pads, else a generated direct kernel; floating types, rank 5 at most"};
+    case OpKind::kConvTranspose: return {K::kKernel, "generated direct kernel; floating types, rank 5 at most"};
+    case OpKind::kConvChannelsLast: return {K::kKernel, "cuDNN; rank 3 to 5, floating types, symmetric explicit pads"};
+    default: return {};
+  }
 }
 
 }  // namespace kiln::runtime

@@ -1,18 +1,12 @@
-// Elementwise ops on the GPU: fused programs, single elementwise ops, casts and copies.
-#include <algorithm>
-
+// The elementwise family on the GPU: fused programs, single elementwise ops, casts and copies.
 #include "kiln/error.h"
 #include "kiln/ir/fused.h"
+#include "kiln/runtime.h"
 #include "ops.h"
 
 namespace kiln::runtime {
 
 using ir::OpKind;
-
-unsigned grid_for(int64_t n, int sm_count) {
-  int64_t blocks = (n + codegen::kBlock - 1) / codegen::kBlock;
-  return unsigned(std::clamp<int64_t>(blocks, 1, int64_t(sm_count) * 32));
-}
 
 bool integer_capable(OpKind op) {
   switch (op) {
@@ -41,20 +35,22 @@ class ElementwiseOp : public Op {
     KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_, kernel_};
     int64_t n = ir::checked_numel(out);
     if (n == 0) return;
-    k.params.v[0] = n;
-    k.params.v[1] = int64_t(out.size());
+    codegen::ElementwiseParams q{};
+    q.n = n;
+    q.rank = int64_t(out.size());
     bool contiguous = true;
-    for (size_t d = 0; d < out.size(); ++d) k.params.v[8 + d] = out[d];
+    for (size_t d = 0; d < out.size(); ++d) q.out_dims[d] = out[d];
     k.args.push_back({node_.outputs[0], 0});
     for (size_t i = 0; i < inputs_.size(); ++i) {
       const std::vector<int64_t>& in = ctx.shapes.of(inputs_[i]);
       contiguous = contiguous && in == out;
       std::vector<int64_t> st = strides_of(in);
       size_t pad = out.size() - in.size();
-      for (size_t d = 0; d < in.size(); ++d) k.params.v[16 + 8 * i + pad + d] = in[d] == 1 ? 0 : st[d];
+      for (size_t d = 0; d < in.size(); ++d) q.in_strides[i][pad + d] = in[d] == 1 ? 0 : st[d];
       k.args.push_back({inputs_[i], 0});
     }
-    k.params.v[2] = contiguous;
+    q.contiguous = contiguous;
+    k.params = codegen::pack(q);
     k.grid = grid_for(n, ctx.sm_count);
     ctx.steps.push_back(std::move(k));
   }
@@ -68,8 +64,8 @@ class ElementwiseOp : public Op {
 }  // namespace
 
 // Builds the elementwise op for nodes the elementwise template covers.
-std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store,
-                                        std::string& why) {
+std::unique_ptr<Op> make_elementwise(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why,
+                                     int /*arch*/) {
   const ir::Network& net = plan.network;
   // The kernel reads the present inputs only; instructions name absent ones -1.
   std::vector<ir::ValueId> present;
@@ -122,6 +118,36 @@ std::unique_ptr<Op> make_elementwise_op(const plan::Plan& plan, const ir::Node& 
     return nullptr;
   }
   return std::make_unique<ElementwiseOp>(node, present, store, store.add(node.name, generator));
+}
+
+GpuLowering describe_elementwise(OpKind op) {
+  using K = GpuLowering::Kind;
+  switch (op) {
+    case OpKind::kAbs: case OpKind::kNeg: case OpKind::kSqrt: case OpKind::kReciprocal: case OpKind::kExp:
+    case OpKind::kLog: case OpKind::kFloor: case OpKind::kCeil: case OpKind::kRound: case OpKind::kSign:
+    case OpKind::kRelu: case OpKind::kSigmoid: case OpKind::kTanh: case OpKind::kErf: case OpKind::kSoftplus:
+    case OpKind::kSoftsign: case OpKind::kSin: case OpKind::kCos: case OpKind::kTan: case OpKind::kAsin:
+    case OpKind::kAcos: case OpKind::kAtan: case OpKind::kSinh: case OpKind::kCosh: case OpKind::kAsinh:
+    case OpKind::kAcosh: case OpKind::kAtanh: case OpKind::kLeakyRelu: case OpKind::kElu: case OpKind::kSelu:
+    case OpKind::kCelu: case OpKind::kHardSigmoid: case OpKind::kHardSwish: case OpKind::kGelu:
+    case OpKind::kThresholdedRelu: case OpKind::kShrink: case OpKind::kClip: case OpKind::kNot: case OpKind::kIsNaN:
+    case OpKind::kIsInf: case OpKind::kAdd: case OpKind::kSub: case OpKind::kMul: case OpKind::kDiv: case OpKind::kPow:
+    case OpKind::kMod: case OpKind::kPRelu: case OpKind::kEqual: case OpKind::kLess: case OpKind::kLessOrEqual:
+    case OpKind::kGreater: case OpKind::kGreaterOrEqual: case OpKind::kAnd: case OpKind::kOr: case OpKind::kXor:
+    case OpKind::kMin: case OpKind::kMax: case OpKind::kMean: case OpKind::kSum: case OpKind::kWhere: {
+      std::string detail = str("elementwise kernel, ", integer_capable(op) ? "any type" : "floating types");
+      if (op == OpKind::kMin || op == OpKind::kMax || op == OpKind::kMean || op == OpKind::kSum)
+        detail += str(", at most ", ir::kFusedMaxArgs, " inputs");
+      if (op == OpKind::kClip) detail += ", min and max as inputs (opset 11 on)";
+      if (ir::is_fusable_elementwise(op)) detail += "; fused into FusedElementwise by `kiln build`";
+      return {K::kKernel, detail};
+    }
+    case OpKind::kCast: case OpKind::kCastLike: return {K::kKernel, "conversion kernel, any types"};
+    case OpKind::kIdentity: return {K::kKernel, "copy kernel; `kiln build` removes it where it can"};
+    case OpKind::kDropout: return {K::kKernel, "copy kernel (inference); not with its mask output"};
+    case OpKind::kFusedElementwise: return {K::kKernel, "one generated kernel per fused program"};
+    default: return {};
+  }
 }
 
 }  // namespace kiln::runtime

@@ -28,13 +28,14 @@ std::string skinny_matmul_source(const SkinnySpec& spec) {
     fail(ErrorCode::kUnsupported, "skinny matmul in ", dtype_name(spec.dtype));
   std::string ct = c_type(spec.dtype);
   std::ostringstream s;
-  s << prelude() << params_macro(spec.specialize);
+  s << prelude() << params_constants<SkinnyParams>(spec.specialize);
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
     << "* __restrict__ a, const " << ct << "* __restrict__ b";
   if (spec.has_bias) s << ", const " << ct << "* __restrict__ bias";
   if (spec.has_residual) s << ", const " << ct << "* __restrict__ residual";
-  s << ", KParams p) {\n";
-  s << "  const int M = (int)P(0);\n  const long long N = P(1), K = P(2);\n  const float alpha = (float)__longlong_as_double(P(3));\n";
+  s << ", KParams p) {\n" << params_binding<SkinnyParams>(spec.specialize);
+  s << "  const int M = (int)prm.rows;\n  const long long N = prm.cols, K = prm.depth;\n"
+       "  const float alpha = (float)__longlong_as_double(prm.alpha_bits);\n";
   s << "  float acc[" << kSkinnyMaxRows << "];\n#pragma unroll\n  for (int m = 0; m < " << kSkinnyMaxRows << "; ++m) acc[m] = 0.0f;\n";
   if (spec.trans_b) {
     // A warp per output column: lanes stride along the contiguous row of B.

@@ -15,7 +15,7 @@ namespace kiln::codegen {
 std::string attention_mma_source(DType dtype, int64_t head_dim, const std::optional<Params>& specialize) {
   const char* type = dtype == DType::kBFloat16 ? "bf16" : "f16";
   std::ostringstream s;
-  s << prelude() << params_macro(specialize);
+  s << prelude() << params_constants<AttentionParams>(specialize);
   s << "#define KILN_D " << head_dim << "\n#define KILN_DP " << (head_dim + 15) / 16 * 16 << "\n";
   s << "#define KILN_MMA \"mma.sync.aligned.m16n8k16.row.col.f32." << type << "." << type << ".f32\"\n";
   s << "#define KILN_PACK \"cvt.rn." << type << "x2.f32\"\n";
@@ -79,14 +79,15 @@ __device__ __forceinline__ void kiln_load_tile(unsigned short* tile, const unsig
 extern "C" __global__ void __launch_bounds__(128) kiln_kernel(unsigned short* __restrict__ out, const unsigned short* __restrict__ q,
                                                               const unsigned short* __restrict__ k,
                                                               const unsigned short* __restrict__ v, KParams p) {
-  __shared__ __align__(16) unsigned short ks[KILN_BN * KILN_LD];
+)" << params_binding<AttentionParams>(specialize) << R"(  __shared__ __align__(16) unsigned short ks[KILN_BN * KILN_LD];
   __shared__ __align__(16) unsigned short vs[KILN_BN * KILN_LD];  // holds Q while an item starts
-  const long long BH = P(1) * P(2), Sq = P(3), Sk = P(4);
-  const float scale = (float)(__longlong_as_double(P(6)) * 1.4426950408889634);  // log2(e): scores in base 2
-  const bool causal = P(7) != 0;
-  const bool vq = (P(28) & 1) && ((unsigned long long)q & 15) == 0, vk = (P(28) & 2) && ((unsigned long long)k & 15) == 0,
-             vv = (P(28) & 4) && ((unsigned long long)v & 15) == 0, vo = (P(28) & 8) && ((unsigned long long)out & 3) == 0;
-  const int warps = (int)P(29), threads = 32 * warps, rows = 16 * warps;
+  const long long BH = prm.batch * prm.heads, Sq = prm.q_len, Sk = prm.kv_len;
+  const float scale = (float)(__longlong_as_double(prm.scale_bits) * 1.4426950408889634);  // log2(e): scores in base 2
+  const bool causal = prm.causal != 0;
+  const long long vector_bits = prm.vector_bits;
+  const bool vq = (vector_bits & 1) && ((unsigned long long)q & 15) == 0, vk = (vector_bits & 2) && ((unsigned long long)k & 15) == 0,
+             vv = (vector_bits & 4) && ((unsigned long long)v & 15) == 0, vo = (vector_bits & 8) && ((unsigned long long)out & 3) == 0;
+  const int warps = (int)prm.warps, threads = 32 * warps, rows = 16 * warps;
   const long long row_tiles = (Sq + rows - 1) / rows;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   // Each lane's ldmatrix row (in elements) for the A fragments of Q, the B
@@ -95,20 +96,20 @@ extern "C" __global__ void __launch_bounds__(128) kiln_kernel(unsigned short* __
   const int k_lane = ((lane & 7) + (lane >> 4) * 8) * KILN_LD + ((lane >> 3) & 1) * 8;
   const int v_lane = ((lane & 7) + ((lane >> 3) & 1) * 8) * KILN_LD + (lane >> 4) * 8;
   const unsigned ks0 = kiln_smem(ks), vs0 = kiln_smem(vs);
-  for (long long item = blockIdx.x; item < P(0); item += gridDim.x) {
+  for (long long item = blockIdx.x; item < prm.items; item += gridDim.x) {
     // The last row tiles first: under a causal mask they have the most keys.
-    const long long bh = item % BH, b = bh / P(2), h = bh % P(2);
+    const long long bh = item % BH, b = bh / prm.heads, h = bh % prm.heads;
     const long long q0 = (row_tiles - 1 - item / BH) * rows, qw = q0 + warp * 16;
-    const unsigned short* qp = q + P(8) + b * P(9) + h * P(10);
-    const unsigned short* kp = k + P(13) + b * P(14) + h * P(15);
-    const unsigned short* vp = v + P(18) + b * P(19) + h * P(20);
+    const unsigned short* qp = q + prm.q_view[0] + b * prm.q_view[1] + h * prm.q_view[2];
+    const unsigned short* kp = k + prm.k_view[0] + b * prm.k_view[1] + h * prm.k_view[2];
+    const unsigned short* vp = v + prm.v_view[0] + b * prm.v_view[1] + h * prm.v_view[2];
     long long key_tiles = (Sk + KILN_BN - 1) / KILN_BN;
     if (causal) {  // key j > query i is left out: no tile past the block's last row
       const long long last_row = (q0 + rows < Sq ? q0 + rows : Sq) - 1;
       key_tiles = key_tiles < last_row / KILN_BN + 1 ? key_tiles : last_row / KILN_BN + 1;
     }
-    kiln_load_tile(vs, qp, Sq, q0, rows, P(11), P(12), vq, threads);
-    kiln_load_tile(ks, kp, Sk, 0, KILN_BN, P(16), P(17), vk, threads);
+    kiln_load_tile(vs, qp, Sq, q0, rows, prm.q_view[3], prm.q_view[4], vq, threads);
+    kiln_load_tile(ks, kp, Sk, 0, KILN_BN, prm.k_view[3], prm.k_view[4], vk, threads);
     kiln_wait_copies();
     __syncthreads();
     unsigned qf[KILN_DP / 16][4];
@@ -119,7 +120,7 @@ extern "C" __global__ void __launch_bounds__(128) kiln_kernel(unsigned short* __
     float m[2] = {KILN_NEG_INF, KILN_NEG_INF}, l[2] = {0.0f, 0.0f};  // rows g and g + 8 of the warp (l: this lane's part)
     for (long long tile = 0; tile < key_tiles; ++tile) {
       const long long n0 = tile * KILN_BN;
-      kiln_load_tile(vs, vp, Sk, n0, KILN_BN, P(21), P(22), vv, threads);
+      kiln_load_tile(vs, vp, Sk, n0, KILN_BN, prm.v_view[3], prm.v_view[4], vv, threads);
       // Warp-uniform: rows past Sq, or (causal) rows all before the tile's first key, add nothing.
       const bool active = qw < Sq && !(causal && n0 > qw + 15);
       float sc[KILN_BN / 8][4] = {};
@@ -172,7 +173,7 @@ extern "C" __global__ void __launch_bounds__(128) kiln_kernel(unsigned short* __
       }
       kiln_wait_copies();
       __syncthreads();  // V is in; every warp is done with K
-      if (tile + 1 < key_tiles) kiln_load_tile(ks, kp, Sk, n0 + KILN_BN, KILN_BN, P(16), P(17), vk, threads);
+      if (tile + 1 < key_tiles) kiln_load_tile(ks, kp, Sk, n0 + KILN_BN, KILN_BN, prm.k_view[3], prm.k_view[4], vk, threads);
       if (active) {
         // The scores' accumulator layout is the A fragment layout of P: no shuffles.
         #pragma unroll
@@ -201,7 +202,7 @@ extern "C" __global__ void __launch_bounds__(128) kiln_kernel(unsigned short* __
     for (int r = 0; r < 2; ++r) {
       const long long row = qw + g + 8 * r;
       if (row >= Sq) continue;
-      unsigned short* orow = out + P(23) + b * P(24) + h * P(25) + row * P(26);
+      unsigned short* orow = out + prm.out_view[0] + b * prm.out_view[1] + h * prm.out_view[2] + row * prm.out_view[3];
       #pragma unroll
       for (int nt = 0; nt < KILN_DP / 8; ++nt) {
         const int col = nt * 8 + 2 * t;
@@ -209,8 +210,8 @@ extern "C" __global__ void __launch_bounds__(128) kiln_kernel(unsigned short* __
         if (vo) {  // the host checked an even head dim, contiguous and 4-byte aligned rows
           if (col < KILN_D) *(unsigned*)(orow + col) = kiln_pack(x0, x1);
         } else {
-          if (col < KILN_D) )" << store_stmt(dtype, "orow", "col * P(27)", "x0") << R"(
-          if (col + 1 < KILN_D) )" << store_stmt(dtype, "orow", "(col + 1) * P(27)", "x1") << R"(
+          if (col < KILN_D) )" << store_stmt(dtype, "orow", "col * prm.out_view[4]", "x0") << R"(
+          if (col + 1 < KILN_D) )" << store_stmt(dtype, "orow", "(col + 1) * prm.out_view[4]", "x1") << R"(
         }
       }
     }

@@ -1,11 +1,14 @@
-// FusedMatMul through cuBLASLt: row-major Y[M,N] = A[M,K] B[K,N] is computed
-// as column-major Y^T = B^T A^T, with bias / ReLU / GELU(tanh) epilogues and
+// The linalg family on the GPU. FusedMatMul through cuBLASLt: row-major
+// Y[M,N] = A[M,K] B[K,N] is computed as column-major Y^T = B^T A^T, with bias / ReLU / GELU(tanh) epilogues and
 // the residual as the C matrix (beta = 1). Other activations, and a residual
-// after an activation, run as a small elementwise kernel afterwards.
-#include <cstring>
+// after an activation, run as a small elementwise kernel afterwards; few-row
+// products take a generated kernel. Attention runs as one fused kernel.
+#include <algorithm>
 
 #include "cuda_util.h"
+#include "kiln/error.h"
 #include "kiln/ir/fused.h"
+#include "kiln/ir/shape_inference.h"
 #include "ops.h"
 
 namespace kiln::runtime {
@@ -83,10 +86,12 @@ class MatMulOp : public Op {
         (skinny_blocks >= kSkinnyMinBlocks || k <= kSkinnyShortK)) {
       KernelLaunch launch{store_.kernel(skinny_kernel_), 0, codegen::kBlock, {}, {}, &node_, skinny_kernel_};
       launch.grid = unsigned(skinny_blocks);
-      launch.params.v[0] = batch * m;
-      launch.params.v[1] = n;
-      launch.params.v[2] = k;
-      std::memcpy(&launch.params.v[3], &alpha_, sizeof(double));
+      codegen::SkinnyParams q{};
+      q.rows = batch * m;
+      q.cols = n;
+      q.depth = k;
+      q.alpha_bits = codegen::double_bits(alpha_);
+      launch.params = codegen::pack(q);
       launch.args = {{node_.outputs[0], 0}, {node_.inputs[0], 0}, {node_.inputs[1], 0}};
       if (has_bias_) launch.args.push_back({node_.inputs[2], 0});
       if (has_residual_) launch.args.push_back({node_.inputs[3], 0});
@@ -151,12 +156,14 @@ class MatMulOp : public Op {
   void push_post(PrepareContext& ctx, int64_t count) const {
     KernelLaunch post{store_.kernel(post_kernel_), grid_for(count, ctx.sm_count), codegen::kBlock, {}, {},
                       &node_, post_kernel_};
-    post.params.v[0] = count;
-    post.params.v[1] = 1;
-    post.params.v[2] = 1;
-    post.params.v[8] = count;
-    post.params.v[16] = 1;
-    post.params.v[24] = 1;
+    codegen::ElementwiseParams q{};  // a flat view: input 0 the output itself, input 1 the residual
+    q.n = count;
+    q.rank = 1;
+    q.contiguous = 1;
+    q.out_dims[0] = count;
+    q.in_strides[0][0] = 1;
+    q.in_strides[1][0] = 1;
+    post.params = codegen::pack(q);
     post.args = {{node_.outputs[0], 0}, {node_.outputs[0], 0}};
     if (has_residual_ && activation_ != "none") post.args.push_back({node_.inputs[3], 0});
     ctx.steps.push_back(std::move(post));
@@ -181,23 +188,59 @@ ir::OpKind activation_op(const std::string& act) {
   return OpKind::kGelu;
 }
 
-}  // namespace
-
-void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, void* bias, cublasLtHandle_t lt,
-                   void* workspace, size_t workspace_bytes, cudaStream_t stream) {
-  auto* desc = static_cast<LtDescriptors*>(call.descriptors.get());
-  // The message is built only on failure: enqueue stays free of host allocations.
-  auto where = [&] { return "node '" + call.node->name + "' (FusedMatMul)"; };
-  if (bias) KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)), where());
-  float alpha32 = float(call.alpha), beta32 = float(call.beta);
-  const void* alpha = call.f64 ? static_cast<const void*>(&call.alpha) : &alpha32;
-  const void* beta = call.f64 ? static_cast<const void*>(&call.beta) : &beta32;
-  KILN_CUBLAS(cublasLtMatmul(lt, desc->op, alpha, a, desc->a, b, desc->b, beta, c, desc->c, d, desc->c, &desc->algo, workspace,
-                             workspace_bytes, stream),
-              where());
+// The Attention node's geometry at these shapes, the parameters both attention
+// kernels share (all but items, vector_bits and warps) and their arguments.
+ir::AttentionGeometry attention_params(const ir::Node& n, const ShapeEnv& s, codegen::AttentionParams& q, KernelLaunch& k) {
+  ir::AttentionGeometry g = ir::attention_geometry(n, s.of(n.inputs[0]), s.of(n.inputs[1]), s.of(n.inputs[2]));
+  if (g.out_dims != s.of(n.outputs[0]))
+    fail(ErrorCode::kInternal, "node '", n.name, "' (Attention): its views make ", ir::shape_to_string(ir::shape_of(g.out_dims)),
+         ", the network says ", ir::shape_to_string(ir::shape_of(s.of(n.outputs[0]))));
+  q.batch = g.batch;
+  q.heads = g.heads;
+  q.q_len = g.q_len;
+  q.kv_len = g.kv_len;
+  q.head_dim = g.head_dim;
+  q.scale_bits = codegen::double_bits(n.attrs.get_float("scale", 1.0));
+  q.causal = n.attrs.get_int("causal", 0);
+  std::copy(g.q.begin(), g.q.end(), q.q_view);
+  std::copy(g.k.begin(), g.k.end(), q.k_view);
+  std::copy(g.v.begin(), g.v.end(), q.v_view);
+  std::copy(g.out.begin(), g.out.end(), q.out_view);
+  k.args = {{n.outputs[0], 0}, {n.inputs[0], 0}, {n.inputs[1], 0}, {n.inputs[2], 0}};
+  return g;
 }
 
-std::unique_ptr<Op> make_matmul_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
+// Whether every row of a [B, H, S, D] view starts on a multiple of `elements`
+// with the head dim contiguous (strides of dims of size 1 never move the address).
+bool rows_aligned(const std::array<int64_t, 5>& view, const ir::AttentionGeometry& g, int64_t len, int64_t elements) {
+  auto fits = [&](int64_t stride, int64_t dim) { return dim == 1 || stride % elements == 0; };
+  return view[4] == 1 && g.head_dim % elements == 0 && view[0] % elements == 0 && fits(view[1], g.batch) &&
+         fits(view[2], g.heads) && fits(view[3], len);
+}
+
+// Blocks of the tensor-core attention kernel: four warps (64 query rows) share
+// each key tile best; fewer where four leave fewer blocks than a large GPU has
+// SMs (132 on an H100/H200). Decided from shapes alone, so warming the cache
+// without a GPU specializes the kernels a device will ask for.
+constexpr int64_t kAttentionMmaMinBlocks = 132;
+
+void fill_attention_mma(const ir::Node& n, const ShapeEnv& s, KernelLaunch& k) {
+  codegen::AttentionParams q{};
+  ir::AttentionGeometry g = attention_params(n, s, q, k);
+  if (ir::checked_numel(g.out_dims) == 0) return;  // nothing to compute (no parameters: no launch)
+  int64_t warps = 4;
+  auto blocks = [&](int64_t w) { return g.batch * g.heads * ((g.q_len + 16 * w - 1) / (16 * w)); };
+  while (warps > 1 && blocks(warps) < kAttentionMmaMinBlocks) warps /= 2;
+  q.items = blocks(warps);
+  q.vector_bits = (rows_aligned(g.q, g, g.q_len, 8) ? 1 : 0) | (rows_aligned(g.k, g, g.kv_len, 8) ? 2 : 0) |
+                  (rows_aligned(g.v, g, g.kv_len, 8) ? 4 : 0) | (rows_aligned(g.out, g, g.q_len, 2) ? 8 : 0);
+  q.warps = warps;
+  k.params = codegen::pack(q);
+  k.block = unsigned(32 * warps);
+  k.grid = unsigned(std::clamp<int64_t>(q.items, 1, 65535));
+}
+
+std::unique_ptr<Op> make_matmul(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
   DType dtype = plan.network.value(node.inputs[0]).dtype;
   if (!is_floating(dtype)) {
     why = str("dtype ", dtype_name(dtype));
@@ -234,6 +277,79 @@ std::unique_ptr<Op> make_matmul_op(const plan::Plan& plan, const ir::Node& node,
     skinny = store.add(node.name + "_skinny", specializing_generator(spec, codegen::skinny_matmul_source));
   }
   return std::make_unique<MatMulOp>(plan, node, store, post, skinny);
+}
+
+std::unique_ptr<Op> make_attention(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch) {
+  auto value = [&](ir::ValueId v) -> const ir::Value& { return plan.network.value(v); };
+  DType dtype = output_dtype(plan, node);
+  const ir::Node* n = &node;
+  if (dtype == DType::kFloat64) return nullptr;
+  const ir::Shape& q = value(node.inputs[0]).shape;
+  ir::Shape head = ir::apply_view_program(node, "q_view", q);
+  if (head.empty() || !head.back().is_constant() || head.back().constant() > codegen::kAttentionMaxHeadDim) {
+    why = str("Attention with heads that are not a constant of at most ", codegen::kAttentionMaxHeadDim);
+    return nullptr;
+  }
+  int64_t head_dim = head.back().constant();
+  // Tensor cores for half types; float, and GPUs before sm_80, take the scalar kernel.
+  if ((dtype == DType::kFloat16 || dtype == DType::kBFloat16) && arch >= codegen::kAttentionMmaMinArch) {
+    int kernel = store.add(node.name + "_mma", [dtype, head_dim](const auto& params) {
+      return codegen::attention_mma_source(dtype, head_dim, params);
+    });
+    return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) { fill_attention_mma(*n, s, k); });
+  }
+  int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::attention_source(dtype, params); });
+  return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+    codegen::AttentionParams q{};
+    ir::AttentionGeometry g = attention_params(*n, s, q, k);
+    if (ir::checked_numel(g.out_dims) == 0) return;  // nothing to compute (no parameters: no launch)
+    int64_t tiles = (g.q_len + codegen::kAttentionRowsPerBlock - 1) / codegen::kAttentionRowsPerBlock;
+    q.items = g.batch * g.heads * tiles;
+    k.params = codegen::pack(q);
+    k.block = 128;
+    k.grid = unsigned(std::clamp<int64_t>(q.items, 1, 65535));
+  });
+}
+
+}  // namespace
+
+void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, void* bias, cublasLtHandle_t lt,
+                   void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  auto* desc = static_cast<LtDescriptors*>(call.descriptors.get());
+  // The message is built only on failure: enqueue stays free of host allocations.
+  auto where = [&] { return "node '" + call.node->name + "' (FusedMatMul)"; };
+  if (bias) KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)), where());
+  float alpha32 = float(call.alpha), beta32 = float(call.beta);
+  const void* alpha = call.f64 ? static_cast<const void*>(&call.alpha) : &alpha32;
+  const void* beta = call.f64 ? static_cast<const void*>(&call.beta) : &beta32;
+  KILN_CUBLAS(cublasLtMatmul(lt, desc->op, alpha, a, desc->a, b, desc->b, beta, c, desc->c, d, desc->c, &desc->algo, workspace,
+                             workspace_bytes, stream),
+              where());
+}
+
+
+std::unique_ptr<Op> make_linalg(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch) {
+  switch (node.op) {
+    case OpKind::kFusedMatMul: return make_matmul(plan, node, store, why);
+    case OpKind::kAttention: return make_attention(plan, node, store, why, arch);
+    default: return nullptr;  // describe_linalg leaves the others to the builder
+  }
+}
+
+GpuLowering describe_linalg(OpKind op) {
+  using K = GpuLowering::Kind;
+  switch (op) {
+    case OpKind::kMatMul:
+      return {K::kByBuilder, "`kiln build` turns floating-point MatMuls of rank 2 and more into FusedMatMul"};
+    case OpKind::kGemm: return {K::kByBuilder, "`kiln build` turns floating-point Gemms into FusedMatMul"};
+    case OpKind::kEinsum: return {K::kNone, "no GPU kernel yet"};
+    case OpKind::kFusedMatMul:
+      return {K::kKernel, "cuBLASLt, or a generated kernel for few rows, with the epilogue fused; floating types"};
+    case OpKind::kAttention:
+      return {K::kKernel, str("fused attention kernel, on tensor cores for fp16 and bf16 from sm_80; fp32, fp16 or bf16, "
+                              "heads a constant size of at most ", codegen::kAttentionMaxHeadDim)};
+    default: return {};
+  }
 }
 
 }  // namespace kiln::runtime

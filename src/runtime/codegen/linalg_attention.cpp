@@ -12,23 +12,26 @@ std::string attention_source(DType dtype, const std::optional<Params>& specializ
   std::string ct = c_type(dtype);
   auto load = [&](const std::string& ptr, const std::string& index) { return load_expr(dtype, ptr, index); };
   std::ostringstream s;
-  s << prelude() << params_macro(specialize);
+  s << prelude() << params_constants<AttentionParams>(specialize);
   s << "#define KILN_CHUNK 32\n#define KILN_ROWS 4\n#define KILN_WARPS 4\n#define KILN_MAXD " << kAttentionMaxHeadDim << "\n";
   s << "extern \"C\" __global__ void __launch_bounds__(128) " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
-    << "* __restrict__ q, const " << ct << "* __restrict__ k, const " << ct << "* __restrict__ v, KParams p) {\n";
+    << "* __restrict__ q, const " << ct << "* __restrict__ k, const " << ct << "* __restrict__ v, KParams p) {\n"
+    << params_binding<AttentionParams>(specialize);
   s << R"(  __shared__ float ks[KILN_CHUNK][KILN_MAXD + 1];
   __shared__ float vs[KILN_CHUNK][KILN_MAXD + 1];
   __shared__ float qs[KILN_WARPS][KILN_ROWS][KILN_MAXD];
-  const long long H = P(2), Sq = P(3), Sk = P(4), D = P(5);
-  const float scale = (float)__longlong_as_double(P(6));
-  const bool causal = P(7) != 0;
+  const long long H = prm.heads, Sq = prm.q_len, Sk = prm.kv_len, D = prm.head_dim;
+  const float scale = (float)__longlong_as_double(prm.scale_bits);
+  const bool causal = prm.causal != 0;
   const long long tiles = (Sq + KILN_WARPS * KILN_ROWS - 1) / (KILN_WARPS * KILN_ROWS);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (long long item = blockIdx.x; item < P(0); item += gridDim.x) {
+  for (long long item = blockIdx.x; item < prm.items; item += gridDim.x) {
     const long long bh = item / tiles, b = bh / H, h = bh % H;
     const long long first_row = (item % tiles) * KILN_WARPS * KILN_ROWS + warp * KILN_ROWS;
-    const long long qb = P(8) + b * P(9) + h * P(10), kb = P(13) + b * P(14) + h * P(15);
-    const long long vb = P(18) + b * P(19) + h * P(20), ob = P(23) + b * P(24) + h * P(25);
+    const long long qb = prm.q_view[0] + b * prm.q_view[1] + h * prm.q_view[2];
+    const long long kb = prm.k_view[0] + b * prm.k_view[1] + h * prm.k_view[2];
+    const long long vb = prm.v_view[0] + b * prm.v_view[1] + h * prm.v_view[2];
+    const long long ob = prm.out_view[0] + b * prm.out_view[1] + h * prm.out_view[2];
     float m[KILN_ROWS], l[KILN_ROWS], acc[KILN_ROWS][KILN_MAXD / 32];
     for (int r = 0; r < KILN_ROWS; ++r) {
       m[r] = -1.0f / 0.0f;
@@ -36,15 +39,15 @@ std::string attention_source(DType dtype, const std::optional<Params>& specializ
       for (int t = 0; t < KILN_MAXD / 32; ++t) acc[r][t] = 0.0f;
       const long long row = first_row + r;
       for (long long d = lane; d < D; d += 32)
-        qs[warp][r][d] = row < Sq ? )" << load("q", "qb + row * P(11) + d * P(12)") << R"( * scale : 0.0f;
+        qs[warp][r][d] = row < Sq ? )" << load("q", "qb + row * prm.q_view[3] + d * prm.q_view[4]") << R"( * scale : 0.0f;
     }
     for (long long c0 = 0; c0 < Sk; c0 += KILN_CHUNK) {
       const int n = (int)(Sk - c0 < KILN_CHUNK ? Sk - c0 : KILN_CHUNK);
       __syncthreads();  // the previous tile is consumed
       for (long long e = threadIdx.x; e < (long long)n * D; e += blockDim.x) {
         const long long j = e / D, d = e % D;
-        ks[j][d] = )" << load("k", "kb + (c0 + j) * P(16) + d * P(17)") << R"(;
-        vs[j][d] = )" << load("v", "vb + (c0 + j) * P(21) + d * P(22)") << R"(;
+        ks[j][d] = )" << load("k", "kb + (c0 + j) * prm.k_view[3] + d * prm.k_view[4]") << R"(;
+        vs[j][d] = )" << load("v", "vb + (c0 + j) * prm.v_view[3] + d * prm.v_view[4]") << R"(;
       }
       __syncthreads();
       for (int r = 0; r < KILN_ROWS; ++r) {
@@ -74,7 +77,7 @@ std::string attention_source(DType dtype, const std::optional<Params>& specializ
       if (row >= Sq) break;
       for (int t = 0; t < KILN_MAXD / 32; ++t) {
         const long long d = lane + 32 * t;
-        if (d < D) )" << store_stmt(dtype, "out", "ob + row * P(26) + d * P(27)", "acc[r][t] / l[r]") << R"(
+        if (d < D) )" << store_stmt(dtype, "out", "ob + row * prm.out_view[3] + d * prm.out_view[4]", "acc[r][t] / l[r]") << R"(
       }
     }
     __syncthreads();  // before the next item rewrites qs

@@ -1,0 +1,94 @@
+// The parameters of each kernel family, one plain struct each: the host fills
+// them by name and packs them into the kernels' KParams slots (codegen::pack);
+// the generated kernels get this very text (the build embeds it, see
+// kernel_params_source) and read the same fields by name. Only `long long`
+// scalars and arrays, no includes: valid as host C++ and as NVRTC device code.
+// Doubles travel as their bits (`*_bits`). Every struct starts with the number
+// of work items, which the runtime reads to skip empty launches.
+// Array bounds: 8 is codegen::kMaxRank, 3 the spatial dims of a window.
+// Host code includes codegen.h, which includes this inside kiln::codegen.
+#ifndef KILN_KERNEL_PARAMS_H
+#define KILN_KERNEL_PARAMS_H
+
+// Elementwise and cast kernels: `n` outputs of rank `rank`; the strides of
+// each input over the output's dims (0 where it broadcasts). `contiguous`:
+// every input has the output's shape (offsets are the output index).
+struct ElementwiseParams {
+  long long n, rank, contiguous;
+  long long out_dims[8];
+  long long in_strides[14][8];
+};
+
+// Row kernels (softmax family, layer norm): `rows` rows of `len` elements, `inner` apart.
+struct RowParams {
+  long long rows, len, inner;
+};
+
+// Line kernels along one axis of an [outer, len, inner] view (`lines` = outer * inner).
+struct LineParams {
+  long long lines, len, inner;
+  long long select_last_index;  // ArgMax, ArgMin
+  long long exclusive, reverse;  // CumSum
+};
+
+// Reductions: `outputs` kept positions, each over `reduced` elements.
+struct ReduceParams {
+  long long outputs, reduced, kept_rank, reduced_rank;
+  long long kept_dims[8], kept_strides[8];
+  long long reduced_dims[8], reduced_strides[8];
+};
+
+// Strided remap: out[dst_offset + sum c_d * dst_strides_d] = in[src_offset + sum j_d * src_strides_d]
+// over the multi-index c of `dims`, j_d = src_starts_d + c_d * src_steps_d (mod modulus_d where
+// nonzero), bounds-checked against src_dims for pad modes (codegen::PadMode).
+struct RemapParams {
+  long long n, rank, src_offset, dst_offset, pad_mode, fill_bits;
+  long long dims[8], src_strides[8], dst_strides[8];
+  long long src_starts[8], src_steps[8], src_dims[8], modulus[8];
+};
+
+// Gather along an axis of an [outer, axis_size, inner] view with `count` indices per position.
+struct GatherParams {
+  long long n, outer, count, inner, axis_size;
+};
+
+// Trilu over the last two dims of `n` elements.
+struct TriluParams {
+  long long n, rows, cols, k, upper;
+};
+
+// Resize: modes as codegen::resize_source lists them.
+struct ResizeParams {
+  long long n, rank, mode, coordinate_mode, nearest_mode, exclude_outside;
+  long long cubic_a_bits, extrapolation_bits;
+  long long in_dims[8], out_dims[8];
+  long long scale_bits[8], roi_start_bits[8], roi_end_bits[8];
+};
+
+// Window kernels (pooling, direct convolution), NCHW with 1-3 spatial dims.
+struct WindowParams {
+  long long n, spatial_rank, channels, out_channels, group, count_include_pad;
+  long long in_size[3], out_size[3], kernel[3], strides[3], dilations[3], pads_begin[3], pads_end[3];
+};
+
+// Skinny matmul: out[m, n] for m < rows over depth k; alpha as double bits.
+struct SkinnyParams {
+  long long rows, cols, depth, alpha_bits;
+};
+
+// Fused attention over strided [B, H, S, D] views, each {offset, sb, sh, ss, sd}.
+// `items`: blocks of work. The tensor-core kernel also reads `vector_bits`
+// (16-byte loads of q 1, k 2, v 4; paired stores of out 8) and `warps` a block.
+struct AttentionParams {
+  long long items, batch, heads, q_len, kv_len, head_dim, scale_bits, causal;
+  long long q_view[5], k_view[5], v_view[5], out_view[5];
+  long long vector_bits, warps;
+};
+
+// Constants: `n` values of `elem` bytes each, little-endian in the low bytes of `values`.
+struct ConstantsParams {
+  long long n, elem;
+  long long values[120];
+};
+
+#endif

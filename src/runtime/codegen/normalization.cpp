@@ -1,0 +1,72 @@
+// Row kernels: one block per row of `len` elements spaced `inner` apart;
+// softmax, log-softmax, hardmax and layer norm, all accumulating in float (double for float64).
+#include <sstream>
+
+#include "codegen.h"
+#include "kiln/error.h"
+
+namespace kiln::codegen {
+
+std::string row_source(const RowSpec& spec) {
+  std::string t = compute_type(spec.dtype), ct = c_type(spec.dtype);
+  bool dbl = spec.dtype == DType::kFloat64;
+  std::ostringstream s;
+  s << prelude() << params_constants<RowParams>(spec.specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out";
+  if (spec.has_stats) s << ", float* __restrict__ mean_out, float* __restrict__ inv_out";
+  s << ", const " << ct << "* __restrict__ x";
+  if (spec.op == RowOp::kLayerNorm && spec.has_scale) s << ", const " << ct << "* __restrict__ scale";
+  if (spec.op == RowOp::kLayerNorm && spec.has_bias) s << ", const " << ct << "* __restrict__ bias";
+  s << ", KParams p) {\n" << params_binding<RowParams>(spec.specialize);
+  s << "  const long long rows = prm.rows, len = prm.len, inner = prm.inner;\n";
+  s << "  for (long long row = blockIdx.x; row < rows; row += gridDim.x) {\n";
+  s << "    const long long base = (row / inner) * len * inner + (row % inner);\n";
+  auto at = [](const std::string& k) { return "base + (" + k + ") * inner"; };
+  if (spec.op == RowOp::kLayerNorm) {
+    // Two passes (mean, then squared deviations): no cancellation for rows far from zero.
+    s << "    " << t << " sum = 0, sq = 0;\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) sum += " << load_expr(spec.dtype, "x", at("k")) << ";\n";
+    s << "    sum = kiln_block_sum(sum);\n";
+    s << "    const " << t << " mean = sum / (" << t << ")len;\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) { const " << t << " d = " << load_expr(spec.dtype, "x", at("k"))
+      << " - mean; sq += d * d; }\n";
+    s << "    __syncthreads();\n    sq = kiln_block_sum(sq);\n";
+    s << "    const " << t << " var = sq / (" << t << ")len;\n";
+    s << "    const " << t << " inv = (" << t << ")1 / " << (dbl ? "sqrt" : "sqrtf") << "(var + (" << t << ")" << spec.epsilon << ");\n";
+    if (spec.has_stats) s << "    if (threadIdx.x == 0) { mean_out[row] = (float)mean; inv_out[row] = (float)inv; }\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) {\n";
+    s << "      " << t << " v = (" << load_expr(spec.dtype, "x", at("k")) << " - mean) * inv;\n";
+    if (spec.has_scale) s << "      v *= " << load_expr(spec.dtype, "scale", "k") << ";\n";
+    if (spec.has_bias) s << "      v += " << load_expr(spec.dtype, "bias", "k") << ";\n";
+    s << "      " << store_stmt(spec.dtype, "out", at("k"), "v") << "\n    }\n";
+  } else if (spec.op == RowOp::kHardmax) {  // 1 at the first maximum, 0 elsewhere
+    s << "    " << t << " mx = -" << (dbl ? "1.0/0.0" : "1.0f/0.0f") << ";\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) { const " << t << " v = "
+      << load_expr(spec.dtype, "x", at("k")) << "; mx = v > mx ? v : mx; }\n";
+    s << "    mx = kiln_block_max(mx);\n    __syncthreads();\n";
+    s << "    long long first = -len;\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) if (" << load_expr(spec.dtype, "x", at("k"))
+      << " == mx && -k > first) first = -k;\n";
+    s << "    first = -kiln_block_max(first);\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) " << store_stmt(spec.dtype, "out", at("k"), "(k == first ? 1 : 0)")
+      << "\n";
+  } else {
+    std::string ex = dbl ? "exp" : "expf", lg = dbl ? "log" : "logf";
+    s << "    " << t << " mx = -" << (dbl ? "1.0/0.0" : "1.0f/0.0f") << ";\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) { const " << t << " v = "
+      << load_expr(spec.dtype, "x", at("k")) << "; mx = v > mx ? v : mx; }\n";
+    s << "    mx = kiln_block_max(mx);\n    __syncthreads();\n";
+    s << "    " << t << " sum = 0;\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) sum += " << ex << "("
+      << load_expr(spec.dtype, "x", at("k")) << " - mx);\n";
+    s << "    sum = kiln_block_sum(sum);\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) {\n";
+    s << "      const " << t << " v = " << load_expr(spec.dtype, "x", at("k")) << " - mx;\n";
+    s << "      " << store_stmt(spec.dtype, "out", at("k"), spec.op == RowOp::kLogSoftmax ? "v - " + lg + "(sum)" : ex + "(v) / sum") << "\n";
+    s << "    }\n";
+  }
+  s << "    __syncthreads();\n  }\n}\n";
+  return s.str();
+}
+
+}  // namespace kiln::codegen

@@ -1,0 +1,41 @@
+// Helpers the family files share: launch grids, the one-kernel op, and the
+// integers of values known on the host.
+#include <algorithm>
+
+#include "kiln/error.h"
+#include "kiln/ir/shape_inference.h"
+#include "ops.h"
+
+namespace kiln::runtime {
+
+unsigned grid_for(int64_t n, int sm_count) {
+  int64_t blocks = (n + codegen::kBlock - 1) / codegen::kBlock;
+  return unsigned(std::clamp<int64_t>(blocks, 1, int64_t(sm_count) * 32));
+}
+
+void SimpleOp::prepare(PrepareContext& ctx) const {
+  KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_, kernel_};
+  fill_(ctx.shapes, k);
+  if (k.params.v[0] == 0) return;  // nothing to compute
+  k.grid = k.grid > 1 ? k.grid : grid_for(k.params.v[0], ctx.sm_count);
+  ctx.steps.push_back(std::move(k));
+}
+
+DType output_dtype(const plan::Plan& plan, const ir::Node& node) {
+  bool has_output = !node.outputs.empty() && node.outputs[0] != ir::kNoValue;
+  return has_output ? plan.network.value(node.outputs[0]).dtype : DType::kFloat32;
+}
+
+std::optional<std::vector<int64_t>> known_now(const ir::Value& v, const ShapeEnv& shapes) {
+  if (!v.known) return std::nullopt;
+  return ir::evaluate_dims(*v.known, shapes.bindings);
+}
+
+std::vector<int64_t> ints_of(const plan::Plan& plan, ir::ValueId v, const ShapeEnv& shapes, const char* what) {
+  const ir::Value& val = plan.network.value(v);
+  if (val.weight) return ir::read_ints(*val.weight);
+  if (auto k = known_now(val, shapes)) return *k;
+  fail(ErrorCode::kUnsupported, what, " '", val.name, "' depends on tensor data, which the GPU runtime does not read back");
+}
+
+}  // namespace kiln::runtime

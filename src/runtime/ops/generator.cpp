@@ -1,0 +1,111 @@
+// The generator family on the GPU: values the host knows (shape arithmetic,
+// for nodes of any family) written by the constants kernel, and ConstantOfShape
+// as a fill.
+#include <algorithm>
+#include <cstring>
+
+#include "kiln/error.h"
+#include "kiln/ir/shape_inference.h"
+#include "kiln/runtime.h"
+#include "ops.h"
+
+namespace kiln::runtime {
+
+using ir::OpKind;
+
+namespace {
+
+// Writes values known on the host (shape arithmetic) into device memory: the
+// values travel as kernel parameters, so no host buffer must outlive a launch.
+class HostValueOp : public Op {
+ public:
+  HostValueOp(const plan::Plan& plan, const ir::Node& node, const KernelStore& store, int kernel)
+      : plan_(plan), node_(node), store_(store), kernel_(kernel) {}
+  void prepare(PrepareContext& ctx) const override {
+    for (ir::ValueId v : node_.outputs) {
+      if (v == ir::kNoValue) continue;
+      const ir::Value& val = plan_.network.value(v);
+      auto values = known_now(val, ctx.shapes);
+      if (!values) fail(ErrorCode::kInternal, "node '", node_.name, "': output '", val.name, "' is not known for these shapes");
+      size_t elem = dtype_size(val.dtype);
+      for (size_t at = 0; at < values->size(); at += codegen::kConstantsPerLaunch) {
+        KernelLaunch k{store_.kernel(kernel_), 1, 64, {{v, int64_t(at * elem)}}, {}, &node_};
+        k.specializable = false;
+        size_t count = std::min<size_t>(codegen::kConstantsPerLaunch, values->size() - at);
+        codegen::ConstantsParams q{};
+        q.n = int64_t(count);
+        q.elem = int64_t(elem);
+        for (size_t i = 0; i < count; ++i) {
+          int64_t x = (*values)[at + i];
+          visit_dtype(val.dtype, [&](auto tag) {  // the value's bits in the tensor's dtype
+            using T = decltype(tag);
+            if constexpr (std::is_integral_v<T>) {
+              T t = static_cast<T>(x);
+              int64_t bits = 0;
+              std::memcpy(&bits, &t, sizeof(T));
+              q.values[i] = bits;
+            } else {
+              fail(ErrorCode::kInternal, "node '", node_.name, "': shape values of dtype ", dtype_name(val.dtype));
+            }
+          });
+        }
+        k.params = codegen::pack(q);
+        ctx.steps.push_back(std::move(k));
+      }
+    }
+  }
+
+ private:
+  const plan::Plan& plan_;
+  const ir::Node& node_;
+  const KernelStore& store_;
+  int kernel_;
+};
+
+}  // namespace
+
+std::unique_ptr<Op> make_host_value_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store) {
+  return std::make_unique<HostValueOp>(plan, node, store, store.add("constants", [](const auto&) { return codegen::constants_source(); }));
+}
+
+std::unique_ptr<Op> make_generator(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why,
+                                   int /*arch*/) {
+  DType dtype = output_dtype(plan, node);
+  const ir::Node* n = &node;
+  switch (node.op) {
+    case OpKind::kConstantOfShape: {
+      const ir::TensorData* v = node.attrs.get_tensor("value");
+      int64_t bits = 0;
+      if (v) std::memcpy(&bits, v->data.data(), std::min<size_t>(8, v->data.size()));
+      return make_remap_op(node, store, dtype, [n, bits](const ShapeEnv& s) {
+        RemapPiece r;  // every element lies outside a 0-sized source: all fill
+        r.src = n->outputs[0];
+        r.dst = n->outputs[0];
+        r.dims = {ir::checked_numel(s.of(n->outputs[0]))};
+        r.src_strides = r.dst_strides = {1};
+        r.src_dims = {0};
+        r.mode = codegen::PadMode::kConstant;
+        r.fill_bits = bits;
+        return std::vector<RemapPiece>{r};
+      });
+    }
+
+    default:  // Shape and Size run only where the host knows their values (make_host_value_op)
+      why = "no GPU kernel";
+      return nullptr;
+  }
+}
+
+GpuLowering describe_generator(OpKind op) {
+  using K = GpuLowering::Kind;
+  switch (op) {
+    case OpKind::kShape: case OpKind::kSize:
+      return {K::kKernel, "its values follow from the shapes: written by a constants kernel"};
+    case OpKind::kConstantOfShape: return {K::kKernel, "fill kernel; any type"};
+    case OpKind::kRange: return {K::kNone, "no GPU kernel yet (`kiln build` folds ranges of constants)"};
+    case OpKind::kOneHot: return {K::kNone, "no GPU kernel yet"};
+    default: return {};
+  }
+}
+
+}  // namespace kiln::runtime

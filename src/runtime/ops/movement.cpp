@@ -1,0 +1,358 @@
+// The movement family on the GPU: views, and one strided remap kernel for
+// transpose, concat, split, slice, expand, tile, pad, depth-to-space and
+// space-to-depth; gather, trilu and resize have kernels of their own.
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+
+#include "kiln/error.h"
+#include "kiln/ir/shape_inference.h"
+#include "kiln/runtime.h"
+#include "ops.h"
+
+namespace kiln::runtime {
+
+using ir::OpKind;
+
+namespace {
+
+void fill_remap(const RemapPiece& r, KernelLaunch& k) {
+  codegen::RemapParams q{};
+  q.n = ir::checked_numel(r.dims);
+  q.rank = int64_t(r.dims.size());
+  q.src_offset = r.src_offset;
+  q.dst_offset = r.dst_offset;
+  q.pad_mode = int64_t(r.mode);
+  q.fill_bits = r.fill_bits;
+  for (size_t d = 0; d < r.dims.size(); ++d) {
+    q.dims[d] = r.dims[d];
+    q.src_strides[d] = r.src_strides[d];
+    q.dst_strides[d] = r.dst_strides[d];
+    q.src_starts[d] = r.starts.empty() ? 0 : r.starts[d];
+    q.src_steps[d] = r.steps.empty() ? 1 : r.steps[d];
+    q.src_dims[d] = r.src_dims.empty() ? 0 : r.src_dims[d];
+    q.modulus[d] = r.modulus.empty() ? 0 : r.modulus[d];
+  }
+  k.params = codegen::pack(q);
+  k.args = {{r.dst, 0}, {r.src, 0}};
+}
+
+class RemapOp : public Op {
+ public:
+  RemapOp(const ir::Node& node, const KernelStore& store, int kernel, RemapPlan plan)
+      : node_(node), store_(store), kernel_(kernel), plan_(std::move(plan)) {}
+  void prepare(PrepareContext& ctx) const override {
+    for (const RemapPiece& piece : plan_(ctx.shapes)) {
+      if (piece.dims.size() > size_t(codegen::kMaxRank))
+        fail(ErrorCode::kUnsupported, "node '", node_.name, "': rank ", piece.dims.size(), " is above the GPU limit");
+      KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_, kernel_};
+      fill_remap(piece, k);
+      if (k.params.v[0] == 0) continue;
+      k.grid = grid_for(k.params.v[0], ctx.sm_count);
+      ctx.steps.push_back(std::move(k));
+    }
+  }
+
+ private:
+  const ir::Node& node_;
+  const KernelStore& store_;
+  int kernel_;
+  RemapPlan plan_;
+};
+
+RemapPiece plain_copy(ir::ValueId src, ir::ValueId dst, const std::vector<int64_t>& dims) {
+  RemapPiece r;
+  r.src = src;
+  r.dst = dst;
+  r.dims = {ir::checked_numel(dims)};
+  r.src_strides = r.dst_strides = {1};
+  return r;
+}
+
+}  // namespace
+
+std::unique_ptr<Op> make_remap_op(const ir::Node& node, KernelStore& store, DType dtype, RemapPlan plan) {
+  int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::remap_source({dtype, params}); });
+  return std::make_unique<RemapOp>(node, store, kernel, std::move(plan));
+}
+
+std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why,
+                                  int /*arch*/) {
+  auto value = [&](ir::ValueId v) -> const ir::Value& { return plan.network.value(v); };
+  DType dtype = output_dtype(plan, node);
+  const ir::Node* n = &node;
+  const plan::Plan* p = &plan;
+  switch (node.op) {
+    case OpKind::kReshape: case OpKind::kFlatten: case OpKind::kSqueeze: case OpKind::kUnsqueeze: {
+      // A view when the planner gave the output the input's storage; otherwise a copy.
+      ir::ValueId in = node.inputs[0], out = node.outputs[0];
+      bool view = plan.arena_offset[size_t(out)] >= 0 && plan.arena_offset[size_t(out)] == plan.arena_offset[size_t(in)] &&
+                  !value(in).weight && !value(in).is_input;
+      return make_remap_op(node, store, dtype, [n, view](const ShapeEnv& s) {
+        if (view) return std::vector<RemapPiece>{};
+        return std::vector<RemapPiece>{plain_copy(n->inputs[0], n->outputs[0], s.of(n->outputs[0]))};
+      });
+    }
+
+    case OpKind::kTranspose: {
+      return make_remap_op(node, store, dtype, [n](const ShapeEnv& s) {
+        const auto& x = s.of(n->inputs[0]);
+        std::vector<int64_t> perm(x.size());
+        std::iota(perm.rbegin(), perm.rend(), 0);
+        perm = n->attrs.get_ints("perm", perm);
+        auto st = strides_of(x);
+        RemapPiece r;
+        r.src = n->inputs[0];
+        r.dst = n->outputs[0];
+        r.dims = s.of(n->outputs[0]);
+        r.dst_strides = strides_of(r.dims);
+        for (int64_t a : perm) r.src_strides.push_back(st[size_t(norm_axis(a, x.size()))]);
+        return std::vector<RemapPiece>{r};
+      });
+    }
+
+    case OpKind::kConcat: case OpKind::kSplit: {
+      return make_remap_op(node, store, dtype, [n](const ShapeEnv& s) {
+        bool concat = n->op == OpKind::kConcat;
+        const auto& whole = concat ? s.of(n->outputs[0]) : s.of(n->inputs[0]);
+        size_t axis = size_t(norm_axis(n->attrs.get_int("axis", 0), whole.size()));
+        auto whole_st = strides_of(whole);
+        std::vector<RemapPiece> pieces;
+        int64_t at = 0;
+        const auto& parts = concat ? n->inputs : n->outputs;
+        for (ir::ValueId part : parts) {
+          if (part == ir::kNoValue) continue;
+          RemapPiece r;
+          r.dims = s.of(part);
+          r.src = concat ? part : n->inputs[0];
+          r.dst = concat ? n->outputs[0] : part;
+          (concat ? r.src_strides : r.dst_strides) = strides_of(r.dims);
+          (concat ? r.dst_strides : r.src_strides) = whole_st;
+          (concat ? r.dst_offset : r.src_offset) = at * whole_st[axis];
+          at += r.dims[axis];
+          pieces.push_back(r);
+        }
+        return pieces;
+      });
+    }
+
+    case OpKind::kSlice: case OpKind::kExpand: case OpKind::kTile: case OpKind::kPad: case OpKind::kDepthToSpace:
+    case OpKind::kSpaceToDepth: {
+      if (node.op == OpKind::kPad && node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue && !value(node.inputs[2]).weight) {
+        why = "a Pad value that is not a constant";
+        return nullptr;
+      }
+      return make_remap_op(node, store, dtype, [n, p, dtype](const ShapeEnv& s) {
+        const auto& x = s.of(n->inputs[0]);
+        const auto& out = s.of(n->outputs[0]);
+        auto st = strides_of(x);
+        RemapPiece r;
+        r.src = n->inputs[0];
+        r.dst = n->outputs[0];
+        r.dims = out;
+        r.dst_strides = strides_of(out);
+        size_t rank = x.size();
+        if (n->op == OpKind::kSlice) {
+          auto starts = ints_of(*p, n->inputs[1], s, "Slice starts");
+          std::vector<int64_t> axes(starts.size()), steps(starts.size(), 1);
+          std::iota(axes.begin(), axes.end(), 0);
+          if (n->inputs.size() > 3 && n->inputs[3] != ir::kNoValue) axes = ints_of(*p, n->inputs[3], s, "Slice axes");
+          if (n->inputs.size() > 4 && n->inputs[4] != ir::kNoValue) steps = ints_of(*p, n->inputs[4], s, "Slice steps");
+          r.src_strides = st;
+          r.starts.assign(rank, 0);
+          r.steps.assign(rank, 1);
+          for (size_t i = 0; i < axes.size(); ++i) {
+            size_t a = size_t(norm_axis(axes[i], rank));
+            int64_t dim = x[a], st0 = starts[i] < 0 ? starts[i] + dim : starts[i];
+            r.starts[a] = steps[i] > 0 ? std::clamp<int64_t>(st0, 0, dim) : std::clamp<int64_t>(st0, 0, dim - 1);
+            r.steps[a] = steps[i];
+          }
+        } else if (n->op == OpKind::kExpand) {
+          size_t pad = out.size() - rank;
+          r.src_strides.assign(out.size(), 0);
+          for (size_t d = 0; d < rank; ++d) r.src_strides[pad + d] = x[d] == 1 ? 0 : st[d];
+        } else if (n->op == OpKind::kTile) {
+          r.src_strides = st;
+          r.modulus = x;
+        } else if (n->op == OpKind::kPad) {
+          auto pads = ints_of(*p, n->inputs[1], s, "Pad pads");
+          std::vector<int64_t> axes(rank);
+          std::iota(axes.begin(), axes.end(), 0);
+          if (n->inputs.size() > 3 && n->inputs[3] != ir::kNoValue) axes = ints_of(*p, n->inputs[3], s, "Pad axes");
+          r.src_strides = st;
+          r.starts.assign(rank, 0);
+          for (size_t i = 0; i < axes.size(); ++i) r.starts[size_t(norm_axis(axes[i], rank))] = -pads[i];
+          r.src_dims = x;
+          std::string mode = n->attrs.get_string("mode", "constant");
+          r.mode = mode == "edge" ? codegen::PadMode::kEdge : mode == "reflect" ? codegen::PadMode::kReflect
+                   : mode == "wrap"   ? codegen::PadMode::kWrap : codegen::PadMode::kConstant;
+          double fill = 0;
+          if (n->inputs.size() > 2 && n->inputs[2] != ir::kNoValue) fill = ir::read_doubles(*p->network.value(n->inputs[2]).weight)[0];
+          visit_dtype(dtype, [&](auto tag) {
+            using T = decltype(tag);
+            if constexpr (std::is_same_v<T, Float16>) r.fill_bits = float_to_half(float(fill));
+            else if constexpr (std::is_same_v<T, BFloat16>) r.fill_bits = float_to_bfloat16(float(fill));
+            else {
+              T v = static_cast<T>(fill);
+              std::memcpy(&r.fill_bits, &v, sizeof(T));
+            }
+          });
+        } else {  // DepthToSpace / SpaceToDepth as a 6-D transpose
+          int64_t b = n->attrs.get_int("blocksize", 1);
+          bool crd = n->attrs.get_string("mode", "DCR") == "CRD";
+          if (n->op == OpKind::kDepthToSpace) {
+            int64_t c = out[1], h = x[2], w = x[3];
+            // out[N, c, h*b+by, w*b+bx]: iterate (N, c, h, by, w, bx) in output order.
+            r.dims = {x[0], c, h, b, w, b};
+            int64_t cs = st[1];
+            // input channel = DCR: (by*b+bx)*c + ci ; CRD: ci*b*b + by*b + bx
+            r.src_strides = {st[0], crd ? b * b * cs : cs, st[2], crd ? b * cs : b * c * cs, st[3], crd ? cs : c * cs};
+          } else {
+            int64_t c = x[1], h = out[2], w = out[3];
+            // out[N, (by*b+bx)*c + ci, h, w] = x[N, ci, h*b+by, w*b+bx]; iterate (N, by, bx, ci, h, w).
+            r.dims = {x[0], b, b, c, h, w};
+            r.src_strides = {st[0], st[2], st[3], st[1], b * st[2], b * st[3]};
+          }
+          r.dst_strides = strides_of(r.dims);
+        }
+        return std::vector<RemapPiece>{r};
+      });
+    }
+
+    case OpKind::kGather: case OpKind::kGatherElements: {
+      DType index = value(node.inputs[1]).dtype;
+      bool elements = node.op == OpKind::kGatherElements;
+      int kernel = store.add(node.name, [dtype, index, elements](const auto& params) {
+        return codegen::gather_source(dtype, index, elements, params);
+      });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, elements](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& x = s.of(n->inputs[0]);
+        const auto& idx = s.of(n->inputs[1]);
+        int64_t axis = norm_axis(n->attrs.get_int("axis", 0), x.size());
+        int64_t outer = ir::checked_numel({x.begin(), x.begin() + axis});
+        int64_t inner = ir::checked_numel({x.begin() + axis + 1, x.end()});
+        if (elements) {
+          std::vector<int64_t> same = idx;
+          same[size_t(axis)] = x[size_t(axis)];
+          if (same != x) fail(ErrorCode::kUnsupported, "node '", n->name, "': GatherElements with indices smaller than the data");
+        }
+        int64_t count = elements ? idx[size_t(axis)] : ir::checked_numel(idx);
+        k.params = codegen::pack(codegen::GatherParams{ir::checked_numel(s.of(n->outputs[0])), outer, count, inner, x[size_t(axis)]});
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[1], 0}};
+      });
+    }
+
+    case OpKind::kTrilu: {
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::trilu_source(dtype, params); });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& x = s.of(n->inputs[0]);
+        codegen::TriluParams q{};
+        q.n = ir::checked_numel(x);
+        q.rows = x[x.size() - 2];
+        q.cols = x.back();
+        q.k = n->inputs.size() > 1 && n->inputs[1] != ir::kNoValue ? ints_of(*p, n->inputs[1], s, "Trilu k").at(0) : 0;
+        q.upper = n->attrs.get_int("upper", 1);
+        k.params = codegen::pack(q);
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+      });
+    }
+
+    case OpKind::kResize: {
+      if (!is_floating(dtype)) break;
+      if (node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue && !value(node.inputs[2]).weight) {
+        why = "Resize scales that are not constants";
+        return nullptr;
+      }
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::resize_source(dtype, params); });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& x = s.of(n->inputs[0]);
+        const auto& out = s.of(n->outputs[0]);
+        size_t r = x.size();
+        const ir::Attributes& a = n->attrs;
+        std::string mode = a.get_string("mode", "nearest"), coord = a.get_string("coordinate_transformation_mode", "half_pixel");
+        std::string nearest = a.get_string("nearest_mode", "round_prefer_floor");
+        static const std::vector<std::string> coords = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
+                                                        "tf_half_pixel_for_nn", "half_pixel_symmetric", "tf_crop_and_resize"};
+        static const std::vector<std::string> nearests = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
+        auto index_of = [&](const std::vector<std::string>& list, const std::string& v) {
+          auto it = std::find(list.begin(), list.end(), v);
+          if (it == list.end()) fail(ErrorCode::kInvalidModel, "node '", n->name, "': unknown Resize setting '", v, "'");
+          return int64_t(it - list.begin());
+        };
+        std::vector<int64_t> axes(r);
+        std::iota(axes.begin(), axes.end(), 0);
+        axes = a.get_ints("axes", axes);
+        for (auto& ax : axes) ax = norm_axis(ax, r);
+        std::vector<double> scale(r, 1.0), roi_start(r, 0.0), roi_end(r, 1.0);
+        bool by_sizes = n->inputs.size() > 3 && n->inputs[3] != ir::kNoValue && ir::checked_numel(s.of(n->inputs[3])) > 0;
+        std::vector<double> given;
+        if (!by_sizes) given = ir::read_doubles(*p->network.value(n->inputs[2]).weight);
+        for (size_t i = 0; i < axes.size(); ++i)
+          scale[size_t(axes[i])] = by_sizes ? double(out[size_t(axes[i])]) / double(x[size_t(axes[i])]) : given.at(i);
+        std::string policy = a.get_string("keep_aspect_ratio_policy", "stretch");
+        if (by_sizes && policy != "stretch") {
+          auto sizes = ints_of(*p, n->inputs[3], s, "Resize sizes");
+          double common = policy == "not_larger" ? 1e300 : 0;
+          for (size_t i = 0; i < axes.size(); ++i) {
+            double v = double(sizes[i]) / double(x[size_t(axes[i])]);
+            common = policy == "not_larger" ? std::min(common, v) : std::max(common, v);
+          }
+          for (int64_t ax : axes) scale[size_t(ax)] = common;
+        }
+        if (coord == "tf_crop_and_resize" && n->inputs.size() > 1 && n->inputs[1] != ir::kNoValue) {
+          const ir::Value& roi = p->network.value(n->inputs[1]);
+          if (!roi.weight) fail(ErrorCode::kUnsupported, "node '", n->name, "': a Resize roi that is not a constant");
+          std::vector<double> v = ir::read_doubles(*roi.weight);
+          size_t half = v.size() / 2;
+          for (size_t i = 0; i < half; ++i) {
+            size_t d = half == r ? i : size_t(axes[i]);
+            roi_start[d] = v[i];
+            roi_end[d] = v[half + i];
+          }
+        }
+        using codegen::double_bits;
+        codegen::ResizeParams q{};
+        q.n = ir::checked_numel(out);
+        q.rank = int64_t(r);
+        q.mode = mode == "nearest" ? 0 : mode == "linear" ? 1 : 2;
+        q.coordinate_mode = index_of(coords, coord);
+        q.nearest_mode = index_of(nearests, nearest);
+        q.exclude_outside = a.get_int("exclude_outside", 0);
+        q.cubic_a_bits = double_bits(a.get_float("cubic_coeff_a", -0.75));
+        q.extrapolation_bits = double_bits(a.get_float("extrapolation_value", 0.0));
+        for (size_t d = 0; d < r; ++d) {
+          q.in_dims[d] = x[d];
+          q.out_dims[d] = out[d];
+          q.scale_bits[d] = double_bits(scale[d]);
+          q.roi_start_bits[d] = double_bits(roi_start[d]);
+          q.roi_end_bits[d] = double_bits(roi_end[d]);
+        }
+        k.params = codegen::pack(q);
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+      });
+    }
+
+    default: break;
+  }
+  return nullptr;
+}
+
+GpuLowering describe_movement(OpKind op) {
+  using K = GpuLowering::Kind;
+  switch (op) {
+    case OpKind::kReshape: case OpKind::kFlatten: case OpKind::kSqueeze: case OpKind::kUnsqueeze:
+      return {K::kKernel, "a view of its input where the memory plan allows, else a copy; any type"};
+    case OpKind::kTranspose: case OpKind::kConcat: case OpKind::kSplit: case OpKind::kSlice: case OpKind::kExpand:
+    case OpKind::kTile: case OpKind::kDepthToSpace: case OpKind::kSpaceToDepth:
+      return {K::kKernel, "strided copy kernel; any type"};
+    case OpKind::kPad: return {K::kKernel, "strided copy kernel; any type; the pad value a constant"};
+    case OpKind::kGather: return {K::kKernel, "gather kernel; any type"};
+    case OpKind::kGatherElements:
+      return {K::kKernel, "gather kernel; any type; indices the size of the data but along the axis"};
+    case OpKind::kTrilu: return {K::kKernel, "mask kernel; any type"};
+    case OpKind::kResize: return {K::kKernel, "resize kernel; floating types; scales a constant"};
+    default: return {};
+  }
+}
+
+}  // namespace kiln::runtime

@@ -1,0 +1,129 @@
+// The reduce family on the GPU: reductions over any axes (the global pools
+// among them) and the line kernel (ArgMax, ArgMin, CumSum).
+#include <algorithm>
+
+#include "kiln/error.h"
+#include "kiln/ir/shape_inference.h"
+#include "kiln/runtime.h"
+#include "ops.h"
+
+namespace kiln::runtime {
+
+using ir::OpKind;
+
+namespace {
+
+codegen::ReduceOp reduce_kind(OpKind op) {
+  switch (op) {
+    case OpKind::kReduceMean: case OpKind::kGlobalAveragePool: return codegen::ReduceOp::kMean;
+    case OpKind::kReduceMax: case OpKind::kGlobalMaxPool: return codegen::ReduceOp::kMax;
+    case OpKind::kReduceMin: return codegen::ReduceOp::kMin;
+    case OpKind::kReduceProd: return codegen::ReduceOp::kProd;
+    case OpKind::kReduceL1: return codegen::ReduceOp::kL1;
+    case OpKind::kReduceL2: return codegen::ReduceOp::kL2;
+    case OpKind::kReduceSumSquare: return codegen::ReduceOp::kSumSquare;
+    case OpKind::kReduceLogSum: return codegen::ReduceOp::kLogSum;
+    case OpKind::kReduceLogSumExp: return codegen::ReduceOp::kLogSumExp;
+    default: return codegen::ReduceOp::kSum;
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Op> make_reduction_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store) {
+  DType dtype = output_dtype(plan, node);
+  const ir::Node* n = &node;
+  const plan::Plan* p = &plan;
+  if (!is_floating(dtype)) return nullptr;
+  codegen::ReduceOp rop = reduce_kind(node.op);
+  int kernel = store.add(node.name, [rop, dtype](const auto& params) { return codegen::reduce_source({rop, dtype, params}); });
+  return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
+    const auto& x = s.of(n->inputs[0]);
+    std::vector<bool> reduced(x.size(), false);
+    if (n->op == OpKind::kGlobalAveragePool || n->op == OpKind::kGlobalMaxPool) {
+      for (size_t d = 2; d < x.size(); ++d) reduced[d] = true;
+    } else {
+      std::vector<int64_t> axes = n->inputs.size() > 1 && n->inputs[1] != ir::kNoValue
+                                      ? ints_of(*p, n->inputs[1], s, "reduction axes")
+                                      : std::vector<int64_t>{};
+      bool noop = n->attrs.get_int("noop_with_empty_axes", 0) != 0;
+      if (axes.empty() && !noop) std::fill(reduced.begin(), reduced.end(), true);
+      for (int64_t a : axes) reduced[size_t(norm_axis(a, x.size()))] = true;
+    }
+    auto st = strides_of(x);
+    std::vector<int64_t> kept, kept_st, red, red_st;
+    for (size_t d = 0; d < x.size(); ++d) {
+      (reduced[d] ? red : kept).push_back(x[d]);
+      (reduced[d] ? red_st : kept_st).push_back(st[d]);
+    }
+    if (kept.size() > size_t(codegen::kMaxRank) || red.size() > size_t(codegen::kMaxRank))
+      fail(ErrorCode::kUnsupported, "node '", n->name, "': rank above the GPU limit");
+    codegen::ReduceParams q{};
+    q.outputs = ir::checked_numel(kept);
+    q.reduced = ir::checked_numel(red);
+    q.kept_rank = int64_t(kept.size());
+    q.reduced_rank = int64_t(red.size());
+    for (size_t d = 0; d < kept.size(); ++d) q.kept_dims[d] = kept[d], q.kept_strides[d] = kept_st[d];
+    for (size_t d = 0; d < red.size(); ++d) q.reduced_dims[d] = red[d], q.reduced_strides[d] = red_st[d];
+    if (q.reduced == 0) fail(ErrorCode::kUnsupported, "node '", n->name, "': reduction over an empty set");
+    k.params = codegen::pack(q);
+    k.grid = unsigned(std::clamp<int64_t>((q.outputs * 32 + codegen::kBlock - 1) / codegen::kBlock, 1, 1 << 20));
+    k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+  });
+}
+
+std::unique_ptr<Op> make_reduce(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int /*arch*/) {
+  auto value = [&](ir::ValueId v) -> const ir::Value& { return plan.network.value(v); };
+  const ir::Node* n = &node;
+  const plan::Plan* p = &plan;
+  switch (node.op) {
+    case OpKind::kReduceMean: case OpKind::kReduceSum: case OpKind::kReduceMax: case OpKind::kReduceMin:
+    case OpKind::kReduceProd: case OpKind::kReduceL1: case OpKind::kReduceL2: case OpKind::kReduceSumSquare:
+    case OpKind::kReduceLogSum: case OpKind::kReduceLogSumExp:
+      return make_reduction_op(plan, node, store);
+
+    case OpKind::kArgMax: case OpKind::kArgMin: case OpKind::kCumSum: {
+      DType in = value(node.inputs[0]).dtype;
+      if (in == DType::kBool) break;
+      codegen::LineOp lop = node.op == OpKind::kArgMax ? codegen::LineOp::kArgMax
+                            : node.op == OpKind::kArgMin ? codegen::LineOp::kArgMin : codegen::LineOp::kCumSum;
+      int kernel = store.add(node.name, [lop, in](const auto& params) { return codegen::line_source(lop, in, params); });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& x = s.of(n->inputs[0]);
+        bool cumsum = n->op == OpKind::kCumSum;
+        int64_t axis = cumsum ? ints_of(*p, n->inputs[1], s, "CumSum axis").at(0) : n->attrs.get_int("axis", 0);
+        axis = norm_axis(axis, x.size());
+        codegen::LineParams q{};
+        q.len = x[size_t(axis)];
+        q.inner = ir::checked_numel({x.begin() + axis + 1, x.end()});
+        q.lines = q.len == 0 ? 0 : ir::checked_numel({x.begin(), x.begin() + axis}) * q.inner;
+        if (cumsum) {
+          q.exclusive = n->attrs.get_int("exclusive", 0);
+          q.reverse = n->attrs.get_int("reverse", 0);
+        } else {
+          q.select_last_index = n->attrs.get_int("select_last_index", 0);
+        }
+        k.params = codegen::pack(q);
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+      });
+    }
+
+    default: break;
+  }
+  return nullptr;
+}
+
+GpuLowering describe_reduce(OpKind op) {
+  using K = GpuLowering::Kind;
+  switch (op) {
+    case OpKind::kReduceMean: case OpKind::kReduceSum: case OpKind::kReduceMax: case OpKind::kReduceMin:
+    case OpKind::kReduceProd: case OpKind::kReduceL1: case OpKind::kReduceL2: case OpKind::kReduceLogSum:
+    case OpKind::kReduceLogSumExp: case OpKind::kReduceSumSquare:
+      return {K::kKernel, "reduction kernel; floating types"};
+    case OpKind::kArgMax: case OpKind::kArgMin: case OpKind::kCumSum: return {K::kKernel, "line kernel; any type but bool"};
+    case OpKind::kTopK: return {K::kNone, "no GPU kernel yet"};
+    default: return {};
+  }
+}
+
+}  // namespace kiln::runtime
