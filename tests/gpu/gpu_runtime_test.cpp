@@ -240,6 +240,38 @@ TEST(GpuRuntime, RuntimeCacheServesTheSecondEngine) {
 
 // cuDNN's algorithm choice is remembered in the runtime cache: a second engine
 // finds it there instead of asking cuDNN's heuristics again.
+// An image's first convolution in half precision (3 channels, 7x7, stride 2,
+// channels-last, batch from a range): cuDNN picks an algorithm for plain math
+// there, and its math type must come with it, from the heuristics and from
+// the runtime cache alike.
+TEST(GpuRuntime, HalfPrecisionStemConvolutionTakesItsAlgorithmsMathType) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(16);
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("batch"), Dim(3), Dim(32), Dim(32)});
+  ir::Attributes a;
+  a.set("pads", std::vector<int64_t>{3, 3, 3, 3});
+  a.set("strides", std::vector<int64_t>{2, 2});
+  ValueId y = net.add_op(OpKind::kConv, {x, net.add_weight("w", random_tensor(DType::kFloat32, {16, 3, 7, 7}, rng))}, a)[0];
+  net.add_output(net.add_op1(OpKind::kRelu, {y}));
+  net.set_dim_range("batch", {1, 4, 16});
+  net.finalize();
+  builder::BuildOptions options;
+  options.precision = plan::Precision::kFloat16;
+  plan::Plan p = builder::build(net, options);
+  runtime::RuntimeConfig config;
+  config.cache = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version());
+  for (int engine = 0; engine < 2; ++engine) {  // the second one takes every choice from the cache
+    auto e = runtime::Engine::create(p, config);
+    auto c = e->create_context();
+    for (int64_t batch : {1, 7, 16}) {
+      auto input = random_tensor(DType::kFloat32, {batch, 3, 32, 32}, rng);
+      expect_close(to_floats(runtime::run_with_host_tensors(*c, *e, {{"x", input}})[0]),
+                   ir::read_doubles(reference::run(net, {{"x", input}})[0]), 2e-2);
+    }
+  }
+}
+
 TEST(GpuRuntime, RuntimeCacheRemembersConvolutionAlgorithms) {
   KILN_REQUIRE_GPU();
   std::mt19937 rng(15);

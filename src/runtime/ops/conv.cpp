@@ -136,13 +136,17 @@ class CudnnConvOp : public Op {
  private:
   // cuDNN's heuristics cost milliseconds per convolution, and their first use
   // in a process far more: the choice is remembered in the runtime cache,
-  // keyed by everything that defines the convolution and cuDNN's version.
+  // keyed by everything that defines the convolution and cuDNN's version. A
+  // choice is an algorithm and the math type it runs with: a half-precision
+  // convolution whose channels do not suit tensor cores (an image's 3) gets
+  // an algorithm for plain math, which fails with the tensor-op math type.
   void choose_algorithm(const PrepareContext& ctx, CudnnDescriptors& d, const std::string& problem, const std::string& where) const {
-    CacheKey key = kernel_cache_key(problem, "cudnn forward algorithm", ctx.arch, 0);
-    if (auto known = ctx.cache ? ctx.cache->find(key, ctx.arch) : std::nullopt; known && known->size() == 1) {
+    CacheKey key = kernel_cache_key(problem, "cudnn forward algorithm and math type", ctx.arch, 0);
+    if (auto known = ctx.cache ? ctx.cache->find(key, ctx.arch) : std::nullopt; known && known->size() == 2) {
       auto algo = cudnnConvolutionFwdAlgo_t(static_cast<unsigned char>((*known)[0]));
+      auto math = cudnnMathType_t(static_cast<unsigned char>((*known)[1]));
       size_t bytes = 0;
-      if (algo < CUDNN_CONVOLUTION_FWD_ALGO_COUNT &&
+      if (algo < CUDNN_CONVOLUTION_FWD_ALGO_COUNT && cudnnSetConvolutionMathType(d.conv, math) == CUDNN_STATUS_SUCCESS &&
           cudnnGetConvolutionForwardWorkspaceSize(ctx.cudnn, d.x, d.w, d.conv, d.y, algo, &bytes) == CUDNN_STATUS_SUCCESS &&
           bytes <= ctx.workspace_bytes) {
         d.algo = algo;
@@ -156,9 +160,10 @@ class CudnnConvOp : public Op {
                where);
     for (int i = 0; i < found; ++i)
       if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= ctx.workspace_bytes) {
+        KILN_CUDNN(cudnnSetConvolutionMathType(d.conv, perf[i].mathType), where);
         d.algo = perf[i].algo;
         d.workspace = perf[i].memory;
-        if (ctx.cache) ctx.cache->insert(key, ctx.arch, std::string(1, char(d.algo)));
+        if (ctx.cache) ctx.cache->insert(key, ctx.arch, std::string{char(d.algo), char(perf[i].mathType)});
         return;
       }
     fail(ErrorCode::kUnsupported, where, ": cuDNN has no algorithm within the ", ctx.workspace_bytes, "-byte workspace");
