@@ -267,7 +267,7 @@ TEST(GpuRuntime, HalfPrecisionStemConvolutionTakesItsAlgorithmsMathType) {
     for (int64_t batch : {1, 7, 16}) {
       auto input = random_tensor(DType::kFloat32, {batch, 3, 32, 32}, rng);
       expect_close(to_floats(runtime::run_with_host_tensors(*c, *e, {{"x", input}})[0]),
-                   ir::read_doubles(reference::run(net, {{"x", input}})[0]), 2e-2);
+                   ir::read_doubles(reference::run(net, {{"x", input}})[0]), 5e-2);  // absolute: outputs reach about 20, fp16 steps there 0.016
     }
   }
 }
