@@ -107,15 +107,17 @@ def models(selected):
     return out
 
 
-def timed(fn, warmup, iterations):
+def timed(fn, warmup, iterations, wait=None):
+    """Median latency (us) of fn() followed by `wait` (default: torch.cuda.synchronize)."""
+    wait = wait or torch.cuda.synchronize
     for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
+    wait()
     times = []
     for _ in range(iterations):
         t0 = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        wait()
         times.append((time.perf_counter() - t0) * 1e6)
     return float(np.median(times))
 
@@ -152,21 +154,6 @@ def torch_timings(model, example, warmup, iterations):
     return results
 
 
-def timed_on(stream, fn, warmup, iterations):
-    """Median latency of fn() with a synchronize of `stream` after each call: the
-    same wait as the CLI's (cudaStreamSynchronize), for latencies compared with it."""
-    for _ in range(warmup):
-        fn()
-    stream.synchronize()
-    times = []
-    for _ in range(iterations):
-        t0 = time.perf_counter()
-        fn()
-        stream.synchronize()
-        times.append((time.perf_counter() - t0) * 1e6)
-    return float(np.median(times))
-
-
 def cli_latency(kiln_cli, plan, feeds, warmup, iterations, strategy):
     """`kiln run` p50 latency (us) of a plan on .npy inputs {name: path}; None when it fails."""
     cmd = [kiln_cli, "run", plan, "--device", "cuda", "--warmup", str(warmup), "--iterations", str(iterations),
@@ -196,7 +183,7 @@ def kiln_python_timings(model16, example16, warmup, iterations, strategy, kiln_c
         torch.cuda.synchronize()
         row = {"kiln_python_us": us, "kiln_python_engines": len(compiled.engines), "kiln_python_torch_ops": torch_ops}
         if len(compiled.engines) == 1 and not torch_ops:
-            row["kiln_python_stream_sync_us"] = timed_on(stream, lambda: compiled(example16), warmup, iterations)
+            row["kiln_python_stream_sync_us"] = timed(lambda: compiled(example16), warmup, iterations, stream.synchronize)
         # Host time per call with no synchronize in the loop (the GPU's time per call bounds it from below).
         torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -231,7 +218,7 @@ def kiln_session_latency(plan, x32, warmup, iterations, strategy):
     session = kiln.InferenceSession(plan, runtime_settings=settings)
     stream = torch.cuda.Stream()
     with torch.inference_mode(), torch.cuda.stream(stream):
-        return timed_on(stream, lambda: session.run(None, {"x": x32}), warmup, iterations)
+        return timed(lambda: session.run(None, {"x": x32}), warmup, iterations, stream.synchronize)
 
 
 def export(model, example, path, dynamic_axes=None):

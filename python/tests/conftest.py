@@ -15,6 +15,17 @@ def save_model(path, nodes, inputs, outputs, initializers=()):
 
 
 @pytest.fixture
+def no_tf32():
+    """Full fp32 matmuls and convolutions in PyTorch while a test compares with it."""
+    import torch
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.fixture
 def rng():
     seed = 1234
     print(f"seed {seed}")

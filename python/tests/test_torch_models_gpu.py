@@ -11,7 +11,10 @@ import kiln  # noqa: E402
 import kiln.torch as kt  # noqa: E402
 
 available, reason = kiln.runtime.cuda_available()
-pytestmark = pytest.mark.skipif(not (available and torch.cuda.is_available()), reason=f"no usable GPU: {reason}")
+pytestmark = [
+    pytest.mark.skipif(not (available and torch.cuda.is_available()), reason=f"no usable GPU: {reason}"),
+    pytest.mark.usefixtures("no_tf32"),
+]
 
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2}
 
@@ -73,14 +76,6 @@ MODELS = {
     "t5_encoder": hugging_face("t5"),
     "llama": hugging_face("llama"),
 }
-
-
-@pytest.fixture(autouse=True)
-def no_tf32():
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])

@@ -23,7 +23,10 @@ from zoo import export as zoo_export  # noqa: E402
 from zoo import models as zoo  # noqa: E402
 
 available, reason = kiln.runtime.cuda_available()
-pytestmark = pytest.mark.skipif(not (available and torch.cuda.is_available()), reason=f"no usable GPU: {reason}")
+pytestmark = [
+    pytest.mark.skipif(not (available and torch.cuda.is_available()), reason=f"no usable GPU: {reason}"),
+    pytest.mark.usefixtures("no_tf32"),
+]
 
 BATCHES = (1, 8)
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -32,14 +35,6 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 def rel_l2(got, expected):
     got, expected = got.double(), expected.double()
     return ((got - expected).norm() / expected.norm()).item()
-
-
-@pytest.fixture(autouse=True)
-def no_tf32():
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 _cache = {}
