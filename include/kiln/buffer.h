@@ -22,6 +22,9 @@ class Buffer {
   static Buffer from_bytes(std::vector<std::byte> bytes);
   static Buffer from_string(std::string bytes);  // takes the string's storage, no copy
   static Buffer copy_of(const void* data, size_t size);
+  // A view of memory the caller keeps alive and unchanged for as long as the
+  // Buffer or any slice of it is used (no copy, no ownership).
+  static Buffer borrow(const void* data, size_t size);
   // Maps [offset, offset+length) of a regular file read-only; length -1 means
   // "to the end". `what` names the file in messages.
   static Buffer map_file(const std::filesystem::path& path, size_t offset, int64_t length, std::string_view what = "data file");

@@ -165,6 +165,20 @@ std::string read_request(const ServedModel& model, TRITONBACKEND_Request* reques
     uint64_t expected = uint64_t(ir::checked_numel(t.dims)) * dtype_size(t.dtype);
     if (byte_size != expected)
       return str("input '", name, "' has ", byte_size, " bytes; its shape and datatype need ", expected);
+    if (buffers == 1) {
+      // One buffer in host memory: a view of it, valid until the request is released.
+      const void* data = nullptr;
+      uint64_t size = 0;
+      TRITONSERVER_MemoryType memory = TRITONSERVER_MEMORY_CPU;
+      int64_t memory_id = 0;
+      ok(TRITONBACKEND_InputBuffer(it->second, 0, &data, &size, &memory, &memory_id));
+      if (size != byte_size) return str("input '", name, "' has ", size, " bytes in its buffer; it declares ", byte_size);
+      if (memory != TRITONSERVER_MEMORY_GPU) {
+        t.data = Buffer::borrow(data, size);
+        inputs.push_back(std::move(t));
+        continue;
+      }
+    }
     std::vector<std::byte> bytes(byte_size);
     size_t at = 0;
     for (uint32_t b = 0; b < buffers; ++b) {
@@ -389,18 +403,17 @@ TRITONSERVER_Error* TRITONBACKEND_ModelInstanceExecute(TRITONBACKEND_ModelInstan
     uint64_t start = now_ns();
     std::vector<ir::TensorData> outputs;
     TRITONSERVER_Error* group_error = guarded(state->name, [&] {
-      std::vector<ir::TensorData> batch;
-      for (size_t i = 0; i < inputs[members.front()].size(); ++i) {
-        std::vector<const ir::TensorData*> parts;
-        for (size_t m : members) parts.push_back(&inputs[m][i]);
-        batch.push_back(concat_batch(parts));
-      }
+      std::vector<StackedInput> batch(inputs[members.front()].size());
+      int64_t rows = 0;
+      for (size_t m : members) rows += model.batched() ? inputs[m].front().dims[0] : 1;
+      for (size_t i = 0; i < batch.size(); ++i)
+        for (size_t m : members) batch[i].push_back(&inputs[m][i]);
       outputs = state->runner->run(batch);
       if (model.batched())
         for (size_t o = 0; o < outputs.size(); ++o)
-          if (outputs[o].dims.empty() || outputs[o].dims[0] != batch.front().dims[0])
+          if (outputs[o].dims.empty() || outputs[o].dims[0] != rows)
             fail(ErrorCode::kShapeError, "output '", model.plan->network.value(model.plan->network.outputs()[o]).name,
-                 "' has shape without the batch of ", batch.front().dims[0], " rows first");
+                 "' has shape without the batch of ", rows, " rows first");
     });
     uint64_t end = now_ns();
     if (!compute_start) compute_start = start;

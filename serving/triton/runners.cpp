@@ -2,8 +2,13 @@
 
 #include <cuda_runtime_api.h>
 
+#include <chrono>
+#include <cstring>
+#include <utility>
+
 #include "kiln/error.h"
 #include "kiln/reference.h"
+#include "batching.h"
 
 namespace kiln::serving {
 
@@ -12,10 +17,10 @@ namespace {
 class ReferenceRunner : public Runner {
  public:
   explicit ReferenceRunner(std::shared_ptr<const ServedModel> model) : model_(std::move(model)) {}
-  std::vector<ir::TensorData> run(const std::vector<ir::TensorData>& inputs) override {
+  std::vector<ir::TensorData> run(const std::vector<StackedInput>& inputs) override {
     const ir::Network& net = model_->plan->network;
     std::map<std::string, ir::TensorData> named;
-    for (size_t i = 0; i < inputs.size(); ++i) named[net.value(net.inputs()[i]).name] = inputs[i];
+    for (size_t i = 0; i < inputs.size(); ++i) named[net.value(net.inputs()[i]).name] = concat_batch(inputs[i]);
     return reference::run(net, named);
   }
 
@@ -29,29 +34,46 @@ void check(cudaError_t status, const char* call, int device) {
   fail(ErrorCode::kDevice, call, " on GPU ", device, " failed: ", cudaGetErrorString(status));
 }
 
-// Device memory that only grows, so a steady load reuses the same addresses
-// (and the context's graphs replay without repair).
-class DeviceBuffer {
+// Memory that only grows, so a steady load reuses the same addresses (and the
+// context's graphs replay without repair). Device memory, or pinned host
+// memory: transfers from it are asynchronous DMA, where pageable memory costs
+// the driver a staging copy of its own.
+class GrowingBuffer {
  public:
-  DeviceBuffer() = default;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  ~DeviceBuffer() {
-    if (ptr_) cudaFree(ptr_);
-  }
-  void* reserve(size_t bytes, int device) {
-    if (bytes <= capacity_ && ptr_) return ptr_;
-    if (ptr_) check(cudaFree(ptr_), "cudaFree", device);
-    ptr_ = nullptr;
+  explicit GrowingBuffer(bool pinned_host = false) : pinned_host_(pinned_host) {}
+  GrowingBuffer(GrowingBuffer&& other) noexcept
+      : pinned_host_(other.pinned_host_),
+        ptr_(std::exchange(other.ptr_, nullptr)),
+        capacity_(std::exchange(other.capacity_, 0)) {}
+  GrowingBuffer& operator=(GrowingBuffer&&) = delete;
+  ~GrowingBuffer() { release(); }
+  std::byte* reserve(size_t bytes, int device) {
+    if (bytes <= capacity_ && ptr_) return static_cast<std::byte*>(ptr_);
+    release();
     capacity_ = std::max<size_t>({bytes, 2 * capacity_, 256});
-    check(cudaMalloc(&ptr_, capacity_), "cudaMalloc", device);
-    return ptr_;
+    if (pinned_host_)
+      check(cudaHostAlloc(&ptr_, capacity_, cudaHostAllocDefault), "cudaHostAlloc", device);
+    else
+      check(cudaMalloc(&ptr_, capacity_), "cudaMalloc", device);
+    return static_cast<std::byte*>(ptr_);
   }
 
  private:
+  void release() {
+    if (!ptr_) return;
+    if (pinned_host_)
+      cudaFreeHost(ptr_);
+    else
+      cudaFree(ptr_);
+    ptr_ = nullptr;
+  }
+  bool pinned_host_;
   void* ptr_ = nullptr;
   size_t capacity_ = 0;
 };
+
+using Clock = std::chrono::steady_clock;
+double micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
 
 class GpuRunner : public Runner {
  public:
@@ -59,7 +81,10 @@ class GpuRunner : public Runner {
     check(cudaSetDevice(device_), "cudaSetDevice", device_);
     context_ = engine_->create_context();
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags", device_);
-    buffers_ = std::vector<DeviceBuffer>(size_t(context_->io_count()));
+    for (int io = 0; io < context_->io_count(); ++io) {
+      device_buffers_.emplace_back(false);
+      staging_.emplace_back(true);
+    }
   }
   ~GpuRunner() override {
     if (stream_) {
@@ -69,34 +94,57 @@ class GpuRunner : public Runner {
     }
   }
 
-  std::vector<ir::TensorData> run(const std::vector<ir::TensorData>& inputs) override {
+  std::vector<ir::TensorData> run(const std::vector<StackedInput>& inputs) override {
     // Triton runs each instance on a thread of its own; the device is per thread.
     check(cudaSetDevice(device_), "cudaSetDevice", device_);
+    Clock::time_point started = Clock::now();
     const ir::Network& net = engine_->plan().network;
     for (size_t i = 0; i < inputs.size(); ++i) {
       int io = int(i);  // inputs come first, in network order
-      context_->set_input_shape(io, inputs[i].dims);
-      void* device = buffers_[i].reserve(inputs[i].data.size(), device_);
-      check(cudaMemcpyAsync(device, inputs[i].data.data(), inputs[i].data.size(), cudaMemcpyHostToDevice, stream_),
-            "cudaMemcpyAsync (input)", device_);
+      std::vector<int64_t> dims = inputs[i].front()->dims;
+      size_t bytes = 0;
+      for (const ir::TensorData* part : inputs[i]) bytes += part->data.size();
+      if (inputs[i].size() > 1) {
+        dims[0] = 0;
+        for (const ir::TensorData* part : inputs[i]) dims[0] += part->dims[0];
+      }
+      std::byte* host = staging_[i].reserve(bytes, device_);
+      for (const ir::TensorData* part : inputs[i]) {
+        if (part->data.size()) std::memcpy(host, part->data.data(), part->data.size());
+        host += part->data.size();
+      }
+      context_->set_input_shape(io, dims);
+      void* device = device_buffers_[i].reserve(bytes, device_);
+      check(cudaMemcpyAsync(device, host - bytes, bytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync (input)",
+            device_);
       context_->set_tensor_address(io, device);
     }
+    Clock::time_point gathered = Clock::now();
     std::vector<ir::TensorData> outputs(net.outputs().size());
-    std::vector<std::vector<std::byte>> host(outputs.size());
+    std::vector<std::byte*> host(outputs.size());
     for (size_t o = 0; o < outputs.size(); ++o) {
-      int io = int(inputs.size() + o);
+      size_t io = inputs.size() + o;
       outputs[o].dtype = net.value(net.outputs()[o]).dtype;
-      outputs[o].dims = context_->tensor_shape(io);
-      host[o].resize(size_t(ir::checked_numel(outputs[o].dims)) * dtype_size(outputs[o].dtype));
-      context_->set_tensor_address(io, buffers_[inputs.size() + o].reserve(host[o].size(), device_));
+      outputs[o].dims = context_->tensor_shape(int(io));
+      size_t bytes = size_t(ir::checked_numel(outputs[o].dims)) * dtype_size(outputs[o].dtype);
+      host[o] = staging_[io].reserve(bytes, device_);
+      outputs[o].data = Buffer::borrow(host[o], bytes);
+      context_->set_tensor_address(int(io), device_buffers_[io].reserve(bytes, device_));
     }
     context_->enqueue(stream_);
-    for (size_t o = 0; o < outputs.size(); ++o)
-      check(cudaMemcpyAsync(host[o].data(), buffers_[inputs.size() + o].reserve(host[o].size(), device_),
-                            host[o].size(), cudaMemcpyDeviceToHost, stream_),
+    for (size_t o = 0; o < outputs.size(); ++o) {
+      size_t io = inputs.size() + o;
+      check(cudaMemcpyAsync(host[o], device_buffers_[io].reserve(outputs[o].data.size(), device_),
+                            outputs[o].data.size(), cudaMemcpyDeviceToHost, stream_),
             "cudaMemcpyAsync (output)", device_);
+    }
+    Clock::time_point enqueued = Clock::now();
     check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", device_);
-    for (size_t o = 0; o < outputs.size(); ++o) outputs[o].data = Buffer::from_bytes(std::move(host[o]));
+    Clock::time_point done = Clock::now();
+    times_.runs += 1;
+    times_.gather_us += micros(gathered - started);
+    times_.enqueue_us += micros(enqueued - gathered);
+    times_.wait_us += micros(done - enqueued);
     return outputs;
   }
 
@@ -106,15 +154,26 @@ class GpuRunner : public Runner {
                            g.replays, " replays, ", g.pointer_repairs, " pointer repairs, ", g.kernel_swaps,
                            " kernel swaps");
     for (const auto& [reason, count] : g.fallbacks) line += str(", fallback '", reason, "' x", count);
+    if (times_.runs) {
+      double n = double(times_.runs);
+      line += str("; per run: gathering inputs ", times_.gather_us / n, " us, shapes, addresses, enqueue and copies ",
+                  times_.enqueue_us / n, " us, waiting for the GPU ", times_.wait_us / n, " us");
+    }
     return line;
   }
 
  private:
+  struct Times {
+    uint64_t runs = 0;
+    double gather_us = 0, enqueue_us = 0, wait_us = 0;  // host time, summed over runs
+  };
   std::shared_ptr<runtime::Engine> engine_;
   int device_;
   std::unique_ptr<runtime::ExecutionContext> context_;
   cudaStream_t stream_ = nullptr;
-  std::vector<DeviceBuffer> buffers_;  // per io index
+  std::vector<GrowingBuffer> device_buffers_;  // per io index
+  std::vector<GrowingBuffer> staging_;         // per io index, pinned host memory
+  Times times_;
 };
 
 }  // namespace
@@ -142,6 +201,9 @@ std::shared_ptr<runtime::Engine> DeviceEngines::engine(int device) {
   config.cuda_graph_strategy = s.cuda_graph_strategy;
   config.dynamic_shapes_kernel_specialization_strategy = s.kernel_specialization;
   config.cache = cache_;
+  // The dynamic batcher forms every batch size up to max_batch_size; a context
+  // that forgot some of them would prepare and capture them again and again.
+  config.shapes_per_context = std::max(config.shapes_per_context, size_t(model_->config.max_batch_size));
   check(cudaSetDevice(device), "cudaSetDevice", device);
   auto engine = runtime::Engine::create(*model_->plan, config);
   engines_[device] = engine;

@@ -14,12 +14,17 @@
 
 namespace kiln::serving {
 
+// The parts of one network input, joined along dim 0 for the run.
+using StackedInput = std::vector<const ir::TensorData*>;
+
 class Runner {
  public:
   virtual ~Runner() = default;
-  // Runs the model on `inputs` (network input order) and returns its outputs
-  // (network output order). Throws kiln::Error. One call at a time per runner.
-  virtual std::vector<ir::TensorData> run(const std::vector<ir::TensorData>& inputs) = 0;
+  // Runs the model once on `inputs` (network input order; each input is the
+  // requests' tensors stacked along dim 0, or one tensor) and returns its
+  // outputs (network output order). Outputs may view the runner's own memory:
+  // they stay valid until its next run. Throws kiln::Error. One call at a time.
+  virtual std::vector<ir::TensorData> run(const std::vector<StackedInput>& inputs) = 0;
   // A line for the log when the instance ends ("" when there is nothing to say).
   virtual std::string summary() const { return ""; }
 };
@@ -47,9 +52,12 @@ class DeviceEngines {
   std::map<int, std::shared_ptr<runtime::Engine>> engines_;
 };
 
-// An execution context of `engine` with a CUDA stream and device buffers of
-// its own (grown as batches need; the context's native graphs repair their
-// addresses when a buffer moves).
+// An execution context of `engine` with a CUDA stream, device buffers and
+// pinned host staging of its own (grown as batches need; the context's native
+// graphs repair their addresses when a buffer moves). The requests' inputs are
+// gathered straight into the staging (one host copy) and go to the GPU in one
+// transfer per input; outputs come back into the staging and are returned as
+// views of it.
 std::unique_ptr<Runner> make_gpu_runner(std::shared_ptr<runtime::Engine> engine, int device);
 
 }  // namespace kiln::serving

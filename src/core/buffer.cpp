@@ -27,6 +27,10 @@ Buffer Buffer::copy_of(const void* data, size_t size) {
   return from_bytes(std::move(bytes));
 }
 
+Buffer Buffer::borrow(const void* data, size_t size) {
+  return Buffer(nullptr, static_cast<const std::byte*>(data), size);
+}
+
 Buffer Buffer::slice(size_t offset, size_t size) const {
   if (offset > size_ || size > size_ - offset)
     fail(ErrorCode::kInternal, "buffer slice [", offset, ", +", size, ") is outside ", size_, " bytes");

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "kiln/buffer.h"
 #include "kiln/error.h"
@@ -17,6 +18,17 @@ TEST(Buffer, FromStringKeepsBytesWithoutCopy) {
   Buffer b = Buffer::from_string(std::move(s));
   EXPECT_EQ(b.size(), 1000u);
   EXPECT_EQ(reinterpret_cast<const char*>(b.data()), original);
+}
+
+TEST(Buffer, BorrowViewsTheCallersMemory) {
+  std::vector<std::byte> bytes(64, std::byte{7});
+  Buffer b = Buffer::borrow(bytes.data(), bytes.size());
+  Buffer tail = b.slice(60, 4);
+  bytes[61] = std::byte{9};  // a view, not a copy: the change shows through
+  EXPECT_EQ(b.data(), bytes.data());
+  EXPECT_EQ(tail.size(), 4u);
+  EXPECT_EQ(tail.data()[1], std::byte{9});
+  EXPECT_THROW(b.slice(60, 5), Error);
 }
 
 TEST(Buffer, MapFileRange) {

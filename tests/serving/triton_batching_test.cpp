@@ -63,8 +63,8 @@ TEST(TritonBatching, ABatchOnTheReferenceRunnerEqualsEachRequestAlone) {
   auto model = small_model();
   auto runner = make_reference_runner(model);
   ir::TensorData a = rows(1, 8, -1), b = rows(3, 8, 0.5);
-  std::vector<ir::TensorData> batch = runner->run({concat_batch({&a, &b})});
+  std::vector<ir::TensorData> batch = runner->run({{&a, &b}});
   ASSERT_EQ(batch.size(), 1u);
-  EXPECT_EQ(ir::read_doubles(slice_batch(batch[0], 0, 1)), ir::read_doubles(runner->run({a})[0]));
-  EXPECT_EQ(ir::read_doubles(slice_batch(batch[0], 1, 3)), ir::read_doubles(runner->run({b})[0]));
+  EXPECT_EQ(ir::read_doubles(slice_batch(batch[0], 0, 1)), ir::read_doubles(runner->run({{&a}})[0]));
+  EXPECT_EQ(ir::read_doubles(slice_batch(batch[0], 1, 3)), ir::read_doubles(runner->run({{&b}})[0]));
 }
