@@ -268,6 +268,54 @@ Dim floor_mod(const Dim& a, const Dim& b) {
   return make_atom(DimAtom::Op::kMod, "mod", a, b);
 }
 
+namespace {
+std::optional<int64_t> atom_lower_bound(const DimAtom& atom) {
+  switch (atom.op) {
+    case DimAtom::Op::kSymbol: return 0;
+    case DimAtom::Op::kMax: {
+      auto a = dim_lower_bound(atom.lhs), b = dim_lower_bound(atom.rhs);
+      if (a && b) return std::max(*a, *b);
+      return a ? a : b;
+    }
+    case DimAtom::Op::kMin: {
+      auto a = dim_lower_bound(atom.lhs), b = dim_lower_bound(atom.rhs);
+      if (a && b) return std::min(*a, *b);
+      return std::nullopt;
+    }
+    case DimAtom::Op::kFloorDiv: {
+      auto a = dim_lower_bound(atom.lhs);
+      if (!a || !atom.rhs.is_constant() || atom.rhs.constant() <= 0) return std::nullopt;
+      return floor_div_int(*a, atom.rhs.constant());  // floor division is monotone in a for b > 0
+    }
+    case DimAtom::Op::kMod:
+      if (atom.rhs.is_constant() && atom.rhs.constant() > 0) return 0;
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+std::optional<int64_t> dim_lower_bound(const Dim& d) {
+  if (!d.poly_) return d.value_;
+  int64_t total = 0;
+  for (const auto& [atoms, coeff] : d.poly_->terms) {
+    if (atoms.empty()) {
+      if (__builtin_add_overflow(total, coeff, &total)) return std::nullopt;
+      continue;
+    }
+    if (coeff < 0) return std::nullopt;
+    // A product of atoms that are each at least a bound >= 0 is at least the bounds' product.
+    int64_t term = coeff;
+    for (const std::string& key : atoms) {
+      auto bound = atom_lower_bound(*d.poly_->atoms.at(key));
+      if (!bound || *bound < 0) return std::nullopt;
+      if (__builtin_mul_overflow(term, *bound, &term)) return std::nullopt;
+    }
+    if (__builtin_add_overflow(total, term, &total)) return std::nullopt;
+  }
+  return total;
+}
+
 std::string shape_to_string(const Shape& shape) {
   std::string out = "[";
   for (size_t i = 0; i < shape.size(); ++i) out += (i ? "," : "") + shape[i].to_string();

@@ -36,6 +36,19 @@ TEST(Dim, ExactDivisionSimplifies) {
   EXPECT_EQ(opaque.evaluate({{"N", 6}}), 3);
 }
 
+TEST(Dim, LowerBoundsAssumeSizesAreNeverNegative) {
+  Dim n = Dim::symbol("N"), s = Dim::symbol("S");
+  EXPECT_EQ(dim_lower_bound(Dim(-3)), -3);
+  EXPECT_EQ(dim_lower_bound(n), 0);
+  EXPECT_EQ(dim_lower_bound(n * s * Dim(4) + Dim(2)), 2);
+  EXPECT_EQ(dim_lower_bound(dim_max(n, Dim(5)) + Dim(1)), 6);
+  EXPECT_EQ(dim_lower_bound(floor_div(n + Dim(7), Dim(2))), 3);
+  EXPECT_EQ(dim_lower_bound(floor_mod(n, Dim(3))), 0);
+  EXPECT_EQ(dim_lower_bound(n - s), std::nullopt);  // could be anything
+  EXPECT_EQ(dim_lower_bound(Dim(2) - n), std::nullopt);
+  EXPECT_EQ(dim_lower_bound(dim_min(n, Dim(0) - s)), std::nullopt);
+}
+
 TEST(Dim, EvaluateNeedsEveryBinding) {
   Dim e = Dim::symbol("N") * Dim(3) + Dim::symbol("S");
   EXPECT_EQ(e.evaluate({{"N", 2}, {"S", 5}}), 11);

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "kiln/error.h"
 #include "kiln/ir/network.h"
 #include "kiln/ir/shape_inference.h"
@@ -42,6 +44,35 @@ TEST(ShapeInference, ReshapeThroughShapeArithmetic) {
   EXPECT_EQ(shape_to_string(net.value(y).shape), "[N,S,8,64]");
   EXPECT_EQ(shape_to_string(net.value(flat).shape), "[8*N*S,64]");
   EXPECT_TRUE(net.data_dependent_symbols().empty());
+}
+
+TEST(ShapeInference, ExpandThroughWhereOfShapeValues) {
+  // The TorchScript exporter's Expand: target = Where(Equal(shape, -1), ones, shape),
+  // with shape = Concat(N, 1, 1, S) from the input: no data-dependent size.
+  Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {N, S});
+  ValueId shape = net.add_op1(OpKind::kShape, {x});
+  Attributes axis0;
+  axis0.set("axis", int64_t(0));
+  ValueId n = net.add_op1(OpKind::kGather, {shape, net.add_weight("i0", ints({0}))}, axis0);
+  ValueId s = net.add_op1(OpKind::kGather, {shape, net.add_weight("i1", ints({1}))}, axis0);
+  ValueId target = net.add_op1(OpKind::kConcat, {n, net.add_weight("ones", ints({1, 1})), s}, axis0);
+  ValueId minus_one = net.add_op1(OpKind::kEqual, {target, net.add_weight("m1", ints({-1, -1, -1, -1}))});
+  ValueId fixed = net.add_op1(OpKind::kWhere, {minus_one, net.add_weight("one", ints({1})), target});
+  ValueId mask = net.add_input("mask", DType::kFloat32, {N, Dim(1), Dim(1), S});
+  ValueId y = net.add_op1(OpKind::kExpand, {mask, fixed});
+  // A comparison it cannot decide (N against S) keeps the size data-dependent.
+  ValueId n_is_s = net.add_op1(OpKind::kEqual, {n, s});
+  ValueId either = net.add_op1(OpKind::kWhere, {n_is_s, n, net.add_weight("two", ints({2}))});
+  ValueId z = net.add_op1(OpKind::kExpand, {x, net.add_op1(OpKind::kConcat, {either, s}, axis0)});
+  net.add_output(y);
+  net.add_output(z);
+  net.finalize();
+  EXPECT_EQ(shape_to_string(net.value(y).shape), "[N,1,1,S]");
+  std::set<std::string> symbols;
+  net.value(z).shape[0].collect_symbols(symbols);
+  EXPECT_TRUE(std::any_of(symbols.begin(), symbols.end(),
+                          [&](const std::string& s) { return net.data_dependent_symbols().count(s) > 0; }));
 }
 
 TEST(ShapeInference, ConvAndPoolOutputSizes) {

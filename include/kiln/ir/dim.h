@@ -50,6 +50,11 @@ class Dim {
   friend Dim dim_max(const Dim& a, const Dim& b);
   friend Dim dim_min(const Dim& a, const Dim& b);
   friend Dim floor_mod(const Dim& a, const Dim& b);
+  // A value the dim is at least for every binding of its symbols, which are
+  // sizes and so never negative; nullopt when no bound follows (a term with a
+  // negative coefficient). Lets shape inference decide comparisons such as
+  // "a size equals -1" that exporters write around Expand and Reshape.
+  friend std::optional<int64_t> dim_lower_bound(const Dim& d);
   friend struct DimPolyAccess;
 
  private:

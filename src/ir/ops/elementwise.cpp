@@ -7,6 +7,31 @@ namespace kiln::ir {
 
 namespace {
 
+// x < y (strict) or x <= y, when it holds or fails for every size the symbols can take.
+std::optional<bool> decide_less(const Dim& x, const Dim& y, bool strict) {
+  auto gap = dim_lower_bound(y - x);  // y - x >= gap
+  if (gap && *gap >= (strict ? 1 : 0)) return true;
+  auto back = dim_lower_bound(x - y);  // x - y >= back
+  if (back && *back >= (strict ? 0 : 1)) return false;
+  return std::nullopt;
+}
+
+std::optional<bool> decide_compare(OpKind op, const Dim& x, const Dim& y) {
+  switch (op) {
+    case OpKind::kEqual: {
+      if (x == y) return true;
+      auto less = decide_less(x, y, true), greater = decide_less(y, x, true);
+      if ((less && *less) || (greater && *greater)) return false;
+      return std::nullopt;
+    }
+    case OpKind::kLess: return decide_less(x, y, true);
+    case OpKind::kLessOrEqual: return decide_less(x, y, false);
+    case OpKind::kGreater: return decide_less(y, x, true);
+    case OpKind::kGreaterOrEqual: return decide_less(y, x, false);
+    default: return std::nullopt;
+  }
+}
+
 std::optional<std::vector<Dim>> known_binary(const Ctx& c, OpKind op) {
   auto a = c.ints(0), b = c.ints(1);
   if (!a || !b) return std::nullopt;
@@ -26,6 +51,13 @@ std::optional<std::vector<Dim>> known_binary(const Ctx& c, OpKind op) {
         break;
       case OpKind::kMax: out.push_back(dim_max(x, y)); break;
       case OpKind::kMin: out.push_back(dim_min(x, y)); break;
+      case OpKind::kEqual: case OpKind::kLess: case OpKind::kLessOrEqual: case OpKind::kGreater:
+      case OpKind::kGreaterOrEqual: {
+        auto holds = decide_compare(op, x, y);
+        if (!holds) return std::nullopt;
+        out.push_back(Dim(*holds ? 1 : 0));
+        break;
+      }
       case OpKind::kMod:
         if (y == Dim(0)) return std::nullopt;
         if (c.attrs().get_int("fmod", 0) == 0) out.push_back(floor_mod(x, y));
@@ -44,6 +76,12 @@ void infer_unary(Ctx& c, bool float_only) {
   if (c.node().op == OpKind::kIdentity) known = c.ints(0);
   if (c.node().op == OpKind::kNeg && is_integer(c.dtype(0)) && (known = c.ints(0)))
     for (auto& d : *known) d = Dim(0) - d;
+  if (c.node().op == OpKind::kNot && (known = c.ints(0))) {
+    for (auto& d : *known) {
+      if (!d.is_constant()) return c.set(0, c.dtype(0), c.shape(0));
+      d = Dim(d.constant() ? 0 : 1);
+    }
+  }
   c.set(0, c.dtype(0), c.shape(0), known);
 }
 
@@ -58,6 +96,30 @@ void infer_binary(Ctx& c, OpKind op) {
   Shape out = c.broadcast(c.shape(0), c.shape(1));
   bool known_ok = out.size() <= 1 && is_integer(c.dtype(0));
   c.set(0, compare || logical ? DType::kBool : c.dtype(0), out, known_ok ? known_binary(c, op) : std::nullopt);
+}
+
+// Where over shape values (exporters write Where(size == -1, 1, size) around
+// Expand): the selected values are known when the condition is.
+std::optional<std::vector<Dim>> known_where(const Ctx& c, const Shape& out) {
+  auto cond = c.ints(0), x = c.ints(1), y = c.ints(2);
+  if (out.size() > 1 || (!out.empty() && !out[0].is_constant()) || !is_integer(c.dtype(1)) || !cond || !x || !y)
+    return std::nullopt;
+  size_t n = out.empty() ? 1 : size_t(out[0].constant());
+  auto at = [n](const std::vector<Dim>& v, size_t i) { return v.size() == 1 ? &v[0] : v.size() == n ? &v[i] : nullptr; };
+  std::vector<Dim> known;
+  for (size_t i = 0; i < n; ++i) {
+    const Dim *pick = at(*cond, i), *if_true = at(*x, i), *if_false = at(*y, i);
+    if (!pick || !if_true || !if_false || !pick->is_constant()) return std::nullopt;
+    known.push_back(pick->constant() ? *if_true : *if_false);
+  }
+  return known;
+}
+
+void infer_where(Ctx& c) {
+  c.require_dtype(0, {DType::kBool});
+  c.require_same_dtype(1, 2);
+  Shape out = c.broadcast(c.broadcast(c.shape(0), c.shape(1)), c.shape(2));
+  c.set(0, c.dtype(1), out, known_where(c, out));
 }
 
 void infer_variadic(Ctx& c, OpKind op) {
@@ -199,12 +261,7 @@ void infer_elementwise(Ctx& c) {
       infer_binary(c, node.op);
       break;
     case OpKind::kMin: case OpKind::kMax: case OpKind::kMean: case OpKind::kSum: infer_variadic(c, node.op); break;
-    case OpKind::kWhere: {
-      c.require_dtype(0, {DType::kBool});
-      c.require_same_dtype(1, 2);
-      c.set(0, c.dtype(1), c.broadcast(c.broadcast(c.shape(0), c.shape(1)), c.shape(2)));
-      break;
-    }
+    case OpKind::kWhere: infer_where(c); break;
     case OpKind::kFusedElementwise: infer_fused_elementwise(c); break;
     default: no_inference(c);
   }

@@ -79,6 +79,13 @@ class MatMulOp : public Op {
       fail(ErrorCode::kUnsupported, where, ": batch dims that broadcast partially (A ", ir::shape_to_string(ir::shape_of(ad)),
            ", B ", ir::shape_to_string(ir::shape_of(bd)), ")");
     if (batch == 0 || m == 0 || n == 0) return;
+    if (b_batch == 1 && batch > 1) {
+      // One B for every batch: the batches' rows of A and of Y are contiguous, so
+      // this is one [batch*M x K] @ [K x N] product. Strided batches with a zero
+      // stride left cuBLASLt without an algorithm for wide odd N (GPT-2's LM head).
+      m *= batch;
+      a_batch = batch = 1;
+    }
     // A block takes 8 columns (trans_b) or 32 and walks all of K: few blocks with a
     // long K leave most SMs idle (a 2048 x 512 weight made 16 blocks, slower than cuBLASLt).
     int64_t skinny_blocks = trans_b_ ? (n + 7) / 8 : (n + 31) / 32;
