@@ -461,10 +461,11 @@ def table(report):
         lines.append(f"  {note}")
     lines += ["max err: the largest distance of a correct response from its input's output, over the largest |output|",
               "req/s: answered requests per second; p50, p90, p99: client-side latency of one request",
-              "queue, c_in, infer, c_out: Triton's statistics per request (a batch's time counts for each of its requests)",
+              "queue, c_in, infer, c_out: Triton's statistics per request (a batch's time counts for each of its requests);"
+              " c_in ends when the backend has gathered the requests' inputs into its pinned staging",
               "batch: the batch size formed most often; busy%: mean nvidia-smi utilization.gpu",
               "kiln@1, kiln@b: `kiln run` p50 (enqueue + synchronize, eager kernels) at batch 1 and at that batch size",
-              "ovhd@1: Triton's compute_infer per batch-1 execution minus kiln@1 (the copies in and out, the backend)",
+              "ovhd@1: Triton's compute_infer per batch-1 execution minus kiln@1 (the transfers to and from the GPU, the backend)",
               "kiln r/s: batch / kiln@b; vs kiln: req/s / kiln r/s",
               "targets (issue 16): no lost, mixed or wrong responses under 64 clients for 60 s; ovhd@1 <= 30 us; "
               "batched ResNet-18 vs kiln >= 0.9"]

@@ -4,6 +4,7 @@
 // good ones, runs each batch once and answers every request separately.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -416,6 +417,8 @@ TRITONSERVER_Error* TRITONBACKEND_ModelInstanceExecute(TRITONBACKEND_ModelInstan
                  "' has shape without the batch of ", rows, " rows first");
     });
     uint64_t end = now_ns();
+    // Gathering the requests' inputs is Triton's compute_input; the run proper starts after it.
+    if (!group_error) start = std::clamp(state->runner->inputs_ready_ns(), start, end);
     if (!compute_start) compute_start = start;
     compute_end = end;
     int64_t row = 0;

@@ -120,6 +120,7 @@ class GpuRunner : public Runner {
       context_->set_tensor_address(io, device);
     }
     Clock::time_point gathered = Clock::now();
+    inputs_ready_ns_ = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(gathered.time_since_epoch()).count());
     std::vector<ir::TensorData> outputs(net.outputs().size());
     std::vector<std::byte*> host(outputs.size());
     for (size_t o = 0; o < outputs.size(); ++o) {
@@ -148,6 +149,8 @@ class GpuRunner : public Runner {
     return outputs;
   }
 
+  uint64_t inputs_ready_ns() const override { return inputs_ready_ns_; }
+
   std::string summary() const override {
     runtime::ExecutionContext::GraphStats g = context_->graph_stats();
     std::string line = str("GPU ", device_, ": ", g.calls, " runs, ", g.direct, " direct, ", g.captures, " captures, ",
@@ -174,6 +177,7 @@ class GpuRunner : public Runner {
   std::vector<GrowingBuffer> device_buffers_;  // per io index
   std::vector<GrowingBuffer> staging_;         // per io index, pinned host memory
   Times times_;
+  uint64_t inputs_ready_ns_ = 0;
 };
 
 }  // namespace

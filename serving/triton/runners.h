@@ -25,6 +25,10 @@ class Runner {
   // outputs (network output order). Outputs may view the runner's own memory:
   // they stay valid until its next run. Throws kiln::Error. One call at a time.
   virtual std::vector<ir::TensorData> run(const std::vector<StackedInput>& inputs) = 0;
+  // When the last run had gathered its inputs and started them on their way to
+  // the GPU (steady clock, ns; 0 when the runner does not tell): the end of
+  // Triton's compute_input and the start of compute_infer.
+  virtual uint64_t inputs_ready_ns() const { return 0; }
   // A line for the log when the instance ends ("" when there is nothing to say).
   virtual std::string summary() const { return ""; }
 };
