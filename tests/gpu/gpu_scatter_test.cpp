@@ -62,7 +62,7 @@ std::vector<double> random_indices(const IndexedCase& c, std::mt19937& rng) {
   size_t first = size_t(c.batch_dims), k = size_t(c.indices.back());
   std::vector<int64_t> dims(c.data.begin() + int64_t(first), c.data.begin() + int64_t(first + k));
   int64_t space = ir::checked_numel(dims), tuples = ir::checked_numel(c.indices) / int64_t(k);
-  std::vector<int64_t> order(size_t(space));
+  std::vector<int64_t> order(static_cast<size_t>(space));
   std::iota(order.begin(), order.end(), 0);
   std::shuffle(order.begin(), order.end(), rng);
   if (distinct && tuples > space) ADD_FAILURE() << c.name << ": " << tuples << " distinct tuples in a space of " << space;
@@ -115,6 +115,34 @@ ir::Network network(const IndexedCase& c, DType dtype) {
   return net;
 }
 
+// The inputs of case `c` for data of `dtype`.
+std::map<std::string, ir::TensorData> case_inputs(const IndexedCase& c, DType dtype, std::mt19937& rng) {
+  std::map<std::string, ir::TensorData> inputs{{"x", random_values(dtype, c.data, rng)},
+                                               {"i", reference::make_tensor(c.index_dtype, c.indices, random_indices(c, rng))}};
+  if (c.scatter()) inputs["u"] = random_values(dtype, c.updates(), rng);
+  return inputs;
+}
+
+// Without a GPU too: the reference accepts every case's indices, and in fp32
+// and fp16 plans the GPU runtime has a kernel for every node (none is folded away).
+TEST(GpuScatterCases, AreValidAndRunOnTheGpuRuntime) {
+  for (const IndexedCase& c : cases()) {
+    std::mt19937 rng(4321);
+    ir::Network net = network(c, DType::kFloat32);
+    auto inputs = case_inputs(c, DType::kFloat32, rng);
+    EXPECT_NO_THROW(reference::run(net, inputs)) << c.name;
+    for (P precision : {P::kFloat32, P::kFloat16}) {
+      builder::BuildOptions options;
+      options.precision = precision;
+      for (auto& [name, t] : inputs) builder::add_input_profile(net, name, t.dims, t.dims, t.dims, options);
+      plan::Plan plan = builder::build(net, options);
+      EXPECT_EQ(std::count_if(plan.network.nodes().begin(), plan.network.nodes().end(),
+                              [&](const ir::Node& n) { return n.op == c.op; }), 1) << c.name;
+      for (const runtime::NodeSupport& s : runtime::gpu_support(plan)) EXPECT_TRUE(s.supported) << c.name << ": " << s.node << " " << s.reason;
+    }
+  }
+}
+
 // fp32 and fp16 plans of float data; int64 and int32 data (exact), each with
 // generic and with shape-specialized kernels.
 struct Variant {
@@ -132,10 +160,7 @@ TEST_P(GpuScatter, MatchReference) {
   for (const IndexedCase& c : cases()) {
     std::mt19937 rng(seed);
     ir::Network net = network(c, variant.dtype);
-    std::map<std::string, ir::TensorData> inputs{{"x", random_values(variant.dtype, c.data, rng)},
-                                                 {"i", reference::make_tensor(c.index_dtype, c.indices, random_indices(c, rng))}};
-    if (c.scatter()) inputs["u"] = random_values(variant.dtype, c.updates(), rng);
-    expect_gpu_matches_reference(net, inputs, variant.precision, tol,
+    expect_gpu_matches_reference(net, case_inputs(c, variant.dtype, rng), variant.precision, tol,
                                  str(c.name, " ", dtype_name(variant.dtype), " ", plan::precision_name(variant.precision), " seed ", seed),
                                  strategy);
   }
