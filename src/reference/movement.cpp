@@ -179,9 +179,30 @@ Tensor scatter(const KernelContext& c, const std::vector<int64_t>& targets) {
   return from_doubles(data.dtype, data.dims, out);
 }
 
+// Dims shape inference could not compare (symbols) must agree at run time:
+// the updates' shape, and ScatterElements' indices within the data off the axis.
+void check_scatter_dims(const KernelContext& c) {
+  const Tensor &data = c.in(0), &ti = c.in(1), &updates = c.in(2);
+  std::vector<int64_t> want = ti.dims;
+  if (c.node.op == OpKind::kScatterND) {
+    want.pop_back();
+    want.insert(want.end(), data.dims.begin() + ti.dims.back(), data.dims.end());
+  } else {
+    int64_t axis = normalize_axis(c, c.attrs().get_int("axis", 0), data.dims.size());
+    for (size_t d = 0; d < data.dims.size(); ++d)
+      if (int64_t(d) != axis && ti.dims[d] > data.dims[d])
+        c.error(ErrorCode::kShapeError, "indices ", ir::shape_to_string(ir::shape_of(ti.dims)), " are larger than data ",
+                ir::shape_to_string(ir::shape_of(data.dims)), " in dim ", d);
+  }
+  if (updates.dims != want)
+    c.error(ErrorCode::kShapeError, "updates ", ir::shape_to_string(ir::shape_of(updates.dims)), " should be ",
+            ir::shape_to_string(ir::shape_of(want)));
+}
+
 // ScatterND: update row r (a slice of the dims after the first k) goes to the
 // data slice that index tuple r names.
 Tensor run_scatter_nd(const KernelContext& c) {
+  check_scatter_dims(c);
   const Tensor& data = c.in(0);
   std::vector<int64_t> rows = tuple_offsets(c, c.in(1), data.dims, 0), targets;
   int64_t slice = ir::checked_numel({data.dims.begin() + c.in(1).dims.back(), data.dims.end()});
@@ -192,6 +213,7 @@ Tensor run_scatter_nd(const KernelContext& c) {
 
 // ScatterElements: update at position p goes to data position p with the axis coordinate indices[p].
 Tensor run_scatter_elements(const KernelContext& c) {
+  check_scatter_dims(c);
   const Tensor &data = c.in(0), &ti = c.in(1);
   int64_t axis = normalize_axis(c, c.attrs().get_int("axis", 0), data.dims.size());
   std::vector<int64_t> indices = to_ints(ti), targets;
@@ -210,6 +232,10 @@ Tensor run_scatter_elements(const KernelContext& c) {
 Tensor run_gather_nd(const KernelContext& c) {
   const Tensor &data = c.in(0), &ti = c.in(1);
   size_t b = size_t(c.attrs().get_int("batch_dims", 0)), k = size_t(ti.dims.back());
+  for (size_t d = 0; d < b; ++d)
+    if (data.dims[d] != ti.dims[d])
+      c.error(ErrorCode::kShapeError, "batch dim ", d, " of data ", ir::shape_to_string(ir::shape_of(data.dims)), " and indices ",
+              ir::shape_to_string(ir::shape_of(ti.dims)), " differ");
   std::vector<int64_t> batch_dims(data.dims.begin() + int64_t(b), data.dims.end());
   std::vector<int64_t> rows = tuple_offsets(c, ti, batch_dims, 0);
   int64_t batches = ir::checked_numel({data.dims.begin(), data.dims.begin() + int64_t(b)});

@@ -172,6 +172,31 @@ TEST(Reference, ScatterAndGatherNDIndexOutOfRangeNameTheNode) {
   }
 }
 
+// Updates and indices with symbols of their own agree only at run time: a
+// mismatch is refused before anything is written.
+TEST(Reference, ScatterUpdatesThatDoNotFitTheIndicesAreRefused) {
+  ir::Network net;
+  ir::ValueId x = net.add_input("x", DType::kFloat32, {Dim(4), Dim(3)});
+  ir::ValueId i = net.add_input("i", DType::kInt64, {Dim::symbol("n"), Dim(1)});
+  ir::ValueId u = net.add_input("u", DType::kFloat32, {Dim::symbol("m"), Dim(3)});
+  net.add_output(net.add_op1(OpKind::kScatterND, {x, i, u}, {}, "scatter"));
+  net.set_dim_range("n", {1, 2, 4});
+  net.set_dim_range("m", {1, 2, 4});
+  net.finalize();
+  std::map<std::string, Tensor> feeds{{"x", make_tensor(DType::kFloat32, {4, 3}, std::vector<double>(12, 1.0))},
+                                      {"i", make_tensor(DType::kInt64, {2, 1}, {0, 3})},
+                                      {"u", make_tensor(DType::kFloat32, {3, 3}, std::vector<double>(9, 2.0))}};
+  try {
+    run(net, feeds);
+    ADD_FAILURE() << "updates of 3 rows for 2 indices were accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kShapeError);
+    EXPECT_NE(std::string(e.what()).find("node 'scatter' (ScatterND): updates [3,3] should be [2,3]"), std::string::npos) << e.what();
+  }
+  feeds["u"] = make_tensor(DType::kFloat32, {2, 3}, std::vector<double>(6, 2.0));
+  EXPECT_EQ(values(run(net, feeds)[0]), (std::vector<double>{2, 2, 2, 1, 1, 1, 1, 1, 1, 2, 2, 2}));
+}
+
 class ReferenceInputs : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -87,10 +87,16 @@ codegen::ScatterReduction scatter_reduction(const ir::Node& node) {
   return r == "add" ? R::kAdd : r == "mul" ? R::kMul : r == "max" ? R::kMax : r == "min" ? R::kMin : R::kNone;
 }
 
-// ScatterND, ScatterElements and GatherND at these shapes (kernel_params.h says what each field means).
+// ScatterND, ScatterElements and GatherND at these shapes (kernel_params.h says
+// what each field means). Dims shape inference saw as symbols are checked here:
+// the kernels trust them for every address.
 codegen::IndexedParams indexed_params(const ir::Node& n, const ShapeEnv& s) {
   const auto& x = s.of(n.inputs[0]);
   const auto& idx = s.of(n.inputs[1]);
+  auto mismatch = [&](const char* what, const std::vector<int64_t>& got, const char* relation, const std::vector<int64_t>& want) {
+    fail(ErrorCode::kShapeError, "node '", n.name, "' (", ir::op_name(n.op), "): ", what, " ", ir::shape_to_string(ir::shape_of(got)),
+         relation, ir::shape_to_string(ir::shape_of(want)));
+  };
   auto st = strides_of(x);
   codegen::IndexedParams q{};
   if (n.op == OpKind::kScatterElements) {
@@ -98,7 +104,9 @@ codegen::IndexedParams indexed_params(const ir::Node& n, const ShapeEnv& s) {
     q.rank = int64_t(idx.size());
     q.axis = norm_axis(n.attrs.get_int("axis", 0), x.size());
     q.axis_size = x[size_t(q.axis)];
+    if (s.of(n.inputs[2]) != idx) mismatch("updates", s.of(n.inputs[2]), " should be ", idx);
     for (size_t d = 0; d < idx.size(); ++d) {
+      if (int64_t(d) != q.axis && idx[d] > x[d]) mismatch("indices", idx, " are larger off the axis than data ", x);
       q.dims[d] = idx[d];
       q.strides[d] = st[d];
     }
@@ -106,6 +114,12 @@ codegen::IndexedParams indexed_params(const ir::Node& n, const ShapeEnv& s) {
   }
   size_t b = n.op == OpKind::kGatherND ? size_t(n.attrs.get_int("batch_dims", 0)) : 0, k = size_t(idx.back());
   int64_t tuples = ir::checked_numel(idx) / int64_t(k), batches = ir::checked_numel({x.begin(), x.begin() + int64_t(b)});
+  if (!std::equal(x.begin(), x.begin() + int64_t(b), idx.begin())) mismatch("indices", idx, " differ in the batch dims from data ", x);
+  if (n.op == OpKind::kScatterND) {
+    std::vector<int64_t> want(idx.begin(), idx.end() - 1);
+    want.insert(want.end(), x.begin() + int64_t(k), x.end());
+    if (s.of(n.inputs[2]) != want) mismatch("updates", s.of(n.inputs[2]), " should be ", want);
+  }
   q.depth = int64_t(k);
   q.slice = ir::checked_numel({x.begin() + int64_t(b + k), x.end()});
   q.n = tuples * q.slice;
