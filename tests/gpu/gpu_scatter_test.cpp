@@ -138,7 +138,8 @@ TEST(GpuScatterCases, AreValidAndRunOnTheGpuRuntime) {
       plan::Plan plan = builder::build(net, options);
       EXPECT_EQ(std::count_if(plan.network.nodes().begin(), plan.network.nodes().end(),
                               [&](const ir::Node& n) { return n.op == c.op; }), 1) << c.name;
-      for (const runtime::NodeSupport& s : runtime::gpu_support(plan)) EXPECT_TRUE(s.supported) << c.name << ": " << s.node << " " << s.reason;
+      for (const runtime::NodeSupport& s : runtime::gpu_support(plan))
+        EXPECT_TRUE(s.supported) << c.name << ": " << s.node << " " << s.reason;
     }
   }
 }

@@ -350,7 +350,8 @@ void infer_scatter_elements(Ctx& c) {
   check_reduction(c);
   const Shape &x = c.shape(0), &idx = c.shape(1);
   if (c.rank(0) < 1 || c.rank(0) != c.rank(1))
-    c.error(ErrorCode::kShapeError, "data ", shape_to_string(x), " and indices ", shape_to_string(idx), " must have the same rank, at least 1");
+    c.error(ErrorCode::kShapeError, "data ", shape_to_string(x), " and indices ", shape_to_string(idx),
+            " must have the same rank, at least 1");
   int64_t axis = c.axis(c.attrs().get_int("axis", 0), c.rank(0));
   check_dims_equal(c, c.shape(2), idx, "updates");
   for (size_t d = 0; d < x.size(); ++d)

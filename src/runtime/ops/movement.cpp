@@ -306,7 +306,8 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
     }
 
     case OpKind::kGatherND: case OpKind::kScatterND: case OpKind::kScatterElements: {
-      if (value(node.inputs[0]).shape.size() > size_t(codegen::kMaxRank) || value(node.inputs[1]).shape.size() > size_t(codegen::kMaxRank)) {
+      size_t rank_limit = size_t(codegen::kMaxRank);
+      if (value(node.inputs[0]).shape.size() > rank_limit || value(node.inputs[1]).shape.size() > rank_limit) {
         why = str("data or indices of rank above ", codegen::kMaxRank);
         return nullptr;
       }
