@@ -130,6 +130,125 @@ Tensor run_gather_elements(const KernelContext& c) {
   });
 }
 
+// An index into a dim of size n: negative ones count from the end; out of range is an error.
+int64_t wrap_index(const KernelContext& c, int64_t i, int64_t n, size_t dim) {
+  if (i < -n || i >= n) c.error(ErrorCode::kShapeError, "index ", i, " is out of range for dim ", dim, " of size ", n);
+  return i < 0 ? i + n : i;
+}
+
+// The data offsets of ScatterND's and GatherND's index tuples: tuple r of the
+// last dim of `indices` names dims [first, first + k) of `dims`.
+std::vector<int64_t> tuple_offsets(const KernelContext& c, const Tensor& indices, const std::vector<int64_t>& dims, size_t first) {
+  std::vector<int64_t> idx = to_ints(indices), offsets;
+  size_t k = size_t(indices.dims.back());
+  auto st = strides_of(dims);
+  for (size_t r = 0; r * k < idx.size(); ++r) {
+    int64_t off = 0;
+    for (size_t t = 0; t < k; ++t) off += wrap_index(c, idx[r * k + t], dims[first + t], first + t) * st[first + t];
+    offsets.push_back(off);
+  }
+  return offsets;
+}
+
+// A copy of data with update i combined into element targets[i], in order:
+// reduction none replaces (the last of duplicate targets wins), the others
+// reduce in float64.
+Tensor scatter(const KernelContext& c, const std::vector<int64_t>& targets) {
+  const Tensor &data = c.in(0), &updates = c.in(2);
+  std::string reduction = c.attrs().get_string("reduction", "none");
+  if (reduction == "none") {
+    size_t elem = dtype_size(data.dtype);
+    std::vector<std::byte> bytes(size_t(data.numel()) * elem);
+    if (!bytes.empty()) std::memcpy(bytes.data(), data.data.data(), bytes.size());
+    for (size_t i = 0; i < targets.size(); ++i)
+      std::memcpy(bytes.data() + size_t(targets[i]) * elem, updates.data.data() + i * elem, elem);
+    Tensor out;
+    out.dtype = data.dtype;
+    out.dims = data.dims;
+    out.data = Buffer::from_bytes(std::move(bytes));
+    return out;
+  }
+  std::vector<double> out = to_doubles(data), u = to_doubles(updates);
+  for (size_t i = 0; i < targets.size(); ++i) {
+    double& o = out[size_t(targets[i])];
+    if (reduction == "add") o += u[i];
+    else if (reduction == "mul") o *= u[i];
+    else if (reduction == "max") o = std::max(o, u[i]);
+    else o = std::min(o, u[i]);
+  }
+  return from_doubles(data.dtype, data.dims, out);
+}
+
+// Dims shape inference could not compare (symbols) must agree at run time:
+// the updates' shape, and ScatterElements' indices within the data off the axis.
+void check_scatter_dims(const KernelContext& c) {
+  const Tensor &data = c.in(0), &ti = c.in(1), &updates = c.in(2);
+  std::vector<int64_t> want = ti.dims;
+  if (c.node.op == OpKind::kScatterND) {
+    want.pop_back();
+    want.insert(want.end(), data.dims.begin() + ti.dims.back(), data.dims.end());
+  } else {
+    int64_t axis = normalize_axis(c, c.attrs().get_int("axis", 0), data.dims.size());
+    for (size_t d = 0; d < data.dims.size(); ++d)
+      if (int64_t(d) != axis && ti.dims[d] > data.dims[d])
+        c.error(ErrorCode::kShapeError, "indices ", ir::shape_to_string(ir::shape_of(ti.dims)), " are larger than data ",
+                ir::shape_to_string(ir::shape_of(data.dims)), " in dim ", d);
+  }
+  if (updates.dims != want)
+    c.error(ErrorCode::kShapeError, "updates ", ir::shape_to_string(ir::shape_of(updates.dims)), " should be ",
+            ir::shape_to_string(ir::shape_of(want)));
+}
+
+// ScatterND: update row r (a slice of the dims after the first k) goes to the
+// data slice that index tuple r names.
+Tensor run_scatter_nd(const KernelContext& c) {
+  check_scatter_dims(c);
+  const Tensor& data = c.in(0);
+  std::vector<int64_t> rows = tuple_offsets(c, c.in(1), data.dims, 0), targets;
+  int64_t slice = ir::checked_numel({data.dims.begin() + c.in(1).dims.back(), data.dims.end()});
+  for (int64_t base : rows)
+    for (int64_t j = 0; j < slice; ++j) targets.push_back(base + j);
+  return scatter(c, targets);
+}
+
+// ScatterElements: update at position p goes to data position p with the axis coordinate indices[p].
+Tensor run_scatter_elements(const KernelContext& c) {
+  check_scatter_dims(c);
+  const Tensor &data = c.in(0), &ti = c.in(1);
+  int64_t axis = normalize_axis(c, c.attrs().get_int("axis", 0), data.dims.size());
+  std::vector<int64_t> indices = to_ints(ti), targets;
+  auto st = strides_of(data.dims);
+  for_each_index(ti.dims, [&](const std::vector<int64_t>& idx) {
+    int64_t off = 0;
+    for (size_t d = 0; d < idx.size(); ++d)
+      off += (int64_t(d) == axis ? wrap_index(c, indices[targets.size()], data.dims[d], d) : idx[d]) * st[d];
+    targets.push_back(off);
+  });
+  return scatter(c, targets);
+}
+
+// GatherND: output row r (over indices.shape[:-1]) copies the data slice that
+// index tuple r names within its batch (the first batch_dims dims).
+Tensor run_gather_nd(const KernelContext& c) {
+  const Tensor &data = c.in(0), &ti = c.in(1);
+  size_t b = size_t(c.attrs().get_int("batch_dims", 0)), k = size_t(ti.dims.back());
+  for (size_t d = 0; d < b; ++d)
+    if (data.dims[d] != ti.dims[d])
+      c.error(ErrorCode::kShapeError, "batch dim ", d, " of data ", ir::shape_to_string(ir::shape_of(data.dims)), " and indices ",
+              ir::shape_to_string(ir::shape_of(ti.dims)), " differ");
+  std::vector<int64_t> batch_dims(data.dims.begin() + int64_t(b), data.dims.end());
+  std::vector<int64_t> rows = tuple_offsets(c, ti, batch_dims, 0);
+  int64_t batches = ir::checked_numel({data.dims.begin(), data.dims.begin() + int64_t(b)});
+  int64_t per_batch = int64_t(rows.size()) / std::max<int64_t>(batches, 1), batch_stride = ir::checked_numel(batch_dims);
+  int64_t slice = ir::checked_numel({batch_dims.begin() + int64_t(k), batch_dims.end()});
+  int64_t flat = 0;
+  return remap(data, c.out_dims(0), [&](const std::vector<int64_t>&) {
+    int64_t r = flat / slice, j = flat % slice;
+    ++flat;
+    return (r / per_batch) * batch_stride + rows[size_t(r)] + j;
+  });
+}
+
 Tensor run_pad(const KernelContext& c) {
   const Tensor& x = c.in(0);
   size_t r = x.dims.size();
@@ -397,6 +516,9 @@ Kernel movement_kernel(OpKind op) {
     case OpKind::kSlice: return one_output<run_slice>;
     case OpKind::kGather: return one_output<run_gather>;
     case OpKind::kGatherElements: return one_output<run_gather_elements>;
+    case OpKind::kGatherND: return one_output<run_gather_nd>;
+    case OpKind::kScatterND: return one_output<run_scatter_nd>;
+    case OpKind::kScatterElements: return one_output<run_scatter_elements>;
     case OpKind::kExpand: return one_output<run_expand>;
     case OpKind::kTile: return one_output<run_tile>;
     case OpKind::kPad: return one_output<run_pad>;

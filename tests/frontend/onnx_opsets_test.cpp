@@ -223,6 +223,25 @@ TEST(OnnxOpsets, Pad18AxesAndPad19Wrap) {
   EXPECT_EQ(values(y[0]), (std::vector<double>{3, 1, 2, 3, 1, 2, 6, 4, 5, 6, 4, 5}));
 }
 
+// ScatterND and ScatterElements gained reduction add and mul in version 16 and
+// max and min in 18; a reduction its version lacks is refused naming both.
+TEST(OnnxOpsets, ScatterReductionsFollowTheirVersions) {
+  auto model = [](int opset, const char* op, const std::string& reduction) {
+    ModelBuilder m(opset);
+    m.input("x", TensorProto::FLOAT, {"3"});
+    m.int_initializer("i", {2, 1}, {2, 2});
+    m.initializer("u", {2}, {10, 20});
+    ModelBuilder::attr(m.node(op, {"x", "i", "u"}, {"y"}), "reduction", reduction);
+    m.output("y");
+    return m;
+  };
+  EXPECT_EQ(values(run(model(18, "ScatterND", "max"), {{"x", floats({3}, {1, 2, 3})}})[0]), (std::vector<double>{1, 2, 20}));
+  EXPECT_EQ(values(run(model(16, "ScatterND", "add"), {{"x", floats({3}, {1, 2, 3})}})[0]), (std::vector<double>{1, 2, 33}));
+  expect_load_error(model(16, "ScatterND", "min"), ErrorCode::kInvalidModel,
+                    {"node 'ScatterND_0' (ScatterND, opset 16)", "reduction 'min' is defined from ScatterND-18 on"});
+  expect_load_error(model(13, "ScatterND", "mul"), ErrorCode::kInvalidModel, {"ScatterND-16 on; the model's is ScatterND-13"});
+}
+
 TEST(OnnxOpsets, Resize18AntialiasIsRefused) {
   ModelBuilder m(18);
   m.input("x", TensorProto::FLOAT, {"1", "1", "4", "4"});

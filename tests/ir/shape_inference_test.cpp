@@ -172,5 +172,92 @@ TEST(ShapeInference, WindowGeometryForSamePadding) {
   EXPECT_EQ(g.pads_begin[0], 1);
 }
 
+// The error of finalizing `net`, which must fail.
+Error finalize_error(Network& net) {
+  try {
+    net.finalize();
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "finalize accepted the network";
+  return Error(ErrorCode::kInternal, "");
+}
+
+TEST(ShapeInference, GatherNDKeepsBatchDimsAndTheSliceAfterTheIndexedDims) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kFloat16, {N, Dim(3), Dim(4), Dim(6)});
+  ValueId i = net.add_input("i", DType::kInt32, {N, Dim(5), Dim(2)});
+  Attributes batch;
+  batch.set("batch_dims", int64_t(1));
+  ValueId y = net.add_op1(OpKind::kGatherND, {x, i}, batch);
+  ValueId z = net.add_op1(OpKind::kGatherND, {x, net.add_input("j", DType::kInt64, {Dim(7), Dim(4)})});
+  net.add_output(y);
+  net.add_output(z);
+  net.finalize();
+  EXPECT_EQ(shape_to_string(net.value(y).shape), "[N,5,6]");
+  EXPECT_EQ(shape_to_string(net.value(z).shape), "[7]");
+  EXPECT_EQ(net.value(y).dtype, DType::kFloat16);
+}
+
+TEST(ShapeInference, ScatterKeepsTheDataShape) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kInt32, {N, Dim(4), Dim(3)});
+  ValueId nd = net.add_op1(OpKind::kScatterND, {x, net.add_input("i", DType::kInt64, {Dim(2), Dim(2)}),
+                                                net.add_input("u", DType::kInt32, {Dim(2), Dim(3)})});
+  Attributes axis;
+  axis.set("axis", int64_t(-1));
+  axis.set("reduction", std::string("max"));
+  ValueId el = net.add_op1(OpKind::kScatterElements, {x, net.add_input("j", DType::kInt32, {Dim(1), Dim(2), Dim(5)}),
+                                                      net.add_input("v", DType::kInt32, {Dim(1), Dim(2), Dim(5)})}, axis);
+  net.add_output(nd);
+  net.add_output(el);
+  net.finalize();
+  EXPECT_EQ(shape_to_string(net.value(nd).shape), "[N,4,3]");
+  EXPECT_EQ(shape_to_string(net.value(el).shape), "[N,4,3]");
+  EXPECT_EQ(net.value(el).dtype, DType::kInt32);
+}
+
+TEST(ShapeInference, ScatterNDUpdatesOfTheWrongShapeNameTheNode) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(4), Dim(3)});
+  net.add_output(net.add_op1(OpKind::kScatterND, {x, net.add_input("i", DType::kInt64, {Dim(2), Dim(1)}),
+                                                  net.add_input("u", DType::kFloat32, {Dim(2), Dim(4)})}, {}, "sc"));
+  Error e = finalize_error(net);
+  EXPECT_EQ(e.code(), ErrorCode::kShapeError);
+  std::string what = e.what();
+  EXPECT_NE(what.find("node 'sc' (ScatterND)"), std::string::npos) << what;
+  EXPECT_NE(what.find("updates [2,4] should be [2,3]"), std::string::npos) << what;
+}
+
+TEST(ShapeInference, ScatterAndGatherNDRefuseBadAttributesAndIndexDepths) {
+  {
+    Network net;
+    Attributes a;
+    a.set("reduction", std::string("mean"));
+    ValueId x = net.add_input("x", DType::kFloat32, {Dim(2), Dim(3)});
+    ValueId i = net.add_input("i", DType::kInt64, {Dim(2), Dim(3)});
+    net.add_output(net.add_op1(OpKind::kScatterElements, {x, i, x}, a, "se"));
+    Error e = finalize_error(net);
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidModel);
+    EXPECT_NE(std::string(e.what()).find("node 'se' (ScatterElements): reduction 'mean'"), std::string::npos) << e.what();
+  }
+  {
+    Network net;
+    ValueId x = net.add_input("x", DType::kFloat32, {Dim(2), Dim(3)});
+    net.add_output(net.add_op1(OpKind::kGatherND, {x, net.add_input("i", DType::kInt64, {Dim(4), Dim(3)})}, {}, "g"));
+    Error e = finalize_error(net);
+    EXPECT_EQ(e.code(), ErrorCode::kShapeError);
+    EXPECT_NE(std::string(e.what()).find("node 'g' (GatherND): indices [4,3] index 3 dims; data has 2"), std::string::npos) << e.what();
+  }
+  {
+    Network net;
+    Attributes a;
+    a.set("batch_dims", int64_t(2));
+    ValueId x = net.add_input("x", DType::kFloat32, {Dim(2), Dim(3)});
+    net.add_output(net.add_op1(OpKind::kGatherND, {x, net.add_input("i", DType::kInt64, {Dim(2), Dim(3), Dim(1)})}, a, "g"));
+    EXPECT_NE(std::string(finalize_error(net).what()).find("batch_dims 2 must be below the ranks"), std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace kiln::ir

@@ -133,6 +133,13 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kGather: return s.node(op, {s.input(f32, {4, 3}), s.ints({0, 2})});
     case OpKind::kGatherElements:
       return s.node(op, {s.input(f32, {2, 3}), s.weight(DType::kInt64, {2, 3}, {0, 1, 0, 1, 0, 1})});
+    case OpKind::kGatherND:
+      return s.node(op, {s.input(f32, {2, 3, 4}), s.weight(DType::kInt64, {2, 1, 2}, {0, 1, 2, -1})}, attrs({{"batch_dims", int64_t(1)}}));
+    case OpKind::kScatterND:
+      return s.node(op, {s.input(f32, {4, 3}), s.weight(DType::kInt64, {2, 1}, {3, 0}), s.input(f32, {2, 3})});
+    case OpKind::kScatterElements:
+      return s.node(op, {s.input(f32, {2, 3}), s.weight(DType::kInt64, {2, 2}, {2, 0, 1, 1}), s.input(f32, {2, 2})},
+                    attrs({{"axis", int64_t(1)}, {"reduction", std::string("add")}}));
     case OpKind::kExpand: return s.node(op, {s.input(f32, {3, 1}), s.ints({3, 4})});
     case OpKind::kTile: return s.node(op, {s.input(f32, {2, 3}), s.ints({2, 1})});
     case OpKind::kPad: return s.node(op, {s.input(f32, {2, 3}), s.ints({0, 1, 0, 1})});

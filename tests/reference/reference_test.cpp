@@ -100,6 +100,103 @@ TEST(Reference, HalfPrecisionRoundsOutputs) {
   EXPECT_NEAR(half_to_float(h[2].bits), 0.3f, 1e-3);
 }
 
+// One node over inputs x (data), i (indices) and, for scatters, u (updates), run on `feeds`.
+std::vector<double> run_indexed(OpKind op, const std::map<std::string, Tensor>& feeds, ir::Attributes attrs = {}) {
+  ir::Network net;
+  std::vector<ir::ValueId> in;
+  for (const char* name : {"x", "i", "u"}) {
+    if (!feeds.count(name)) continue;
+    const Tensor& t = feeds.at(name);
+    in.push_back(net.add_input(name, t.dtype, ir::shape_of(t.dims)));
+  }
+  net.add_output(net.add_op1(op, in, std::move(attrs), "node"));
+  net.finalize();
+  return values(run(net, feeds)[0]);
+}
+
+TEST(Reference, ScatterNDWritesSlicesAndReducesDuplicatesInOrder) {
+  Tensor x = make_tensor(DType::kInt64, {3, 2}, {1, 2, 3, 4, 5, 6});
+  Tensor i = make_tensor(DType::kInt64, {3, 1}, {2, -1, 0});  // rows 2 (twice, -1 wraps) and 0
+  Tensor u = make_tensor(DType::kInt64, {3, 2}, {10, 20, 30, 40, 50, 60});
+  EXPECT_EQ(run_indexed(OpKind::kScatterND, {{"x", x}, {"i", i}, {"u", u}}), (std::vector<double>{50, 60, 3, 4, 30, 40}));
+  ir::Attributes add;
+  add.set("reduction", std::string("add"));
+  EXPECT_EQ(run_indexed(OpKind::kScatterND, {{"x", x}, {"i", i}, {"u", u}}, add), (std::vector<double>{51, 62, 3, 4, 45, 66}));
+  ir::Attributes mul;
+  mul.set("reduction", std::string("mul"));
+  EXPECT_EQ(run_indexed(OpKind::kScatterND, {{"x", x}, {"i", i}, {"u", u}}, mul), (std::vector<double>{50, 120, 3, 4, 1500, 4800}));
+  // Full index tuples: single elements.
+  Tensor pairs = make_tensor(DType::kInt32, {2, 2}, {1, 1, 0, -2});
+  ir::Attributes min;
+  min.set("reduction", std::string("min"));
+  EXPECT_EQ(run_indexed(OpKind::kScatterND, {{"x", x}, {"i", pairs}, {"u", make_tensor(DType::kInt64, {2}, {-7, 9})}}, min),
+            (std::vector<double>{1, 2, 3, -7, 5, 6}));
+}
+
+TEST(Reference, ScatterElementsAlongAnAxis) {
+  Tensor x = make_tensor(DType::kFloat32, {2, 3}, {1, 2, 3, 4, 5, 6});
+  Tensor i = make_tensor(DType::kInt64, {2, 2}, {2, 0, -1, 2});  // row 1 hits column 2 twice
+  Tensor u = make_tensor(DType::kFloat32, {2, 2}, {7, 8, 9, 10});
+  ir::Attributes axis1;
+  axis1.set("axis", int64_t(1));
+  EXPECT_EQ(run_indexed(OpKind::kScatterElements, {{"x", x}, {"i", i}, {"u", u}}, axis1), (std::vector<double>{8, 2, 7, 4, 5, 10}));
+  axis1.set("reduction", std::string("max"));
+  EXPECT_EQ(run_indexed(OpKind::kScatterElements, {{"x", x}, {"i", i}, {"u", u}}, axis1), (std::vector<double>{8, 2, 7, 4, 5, 10}));
+  axis1.set("reduction", std::string("add"));
+  EXPECT_EQ(run_indexed(OpKind::kScatterElements, {{"x", x}, {"i", i}, {"u", u}}, axis1), (std::vector<double>{9, 2, 10, 4, 5, 25}));
+}
+
+TEST(Reference, GatherNDWithBatchDims) {
+  Tensor x = make_tensor(DType::kFloat32, {2, 2, 3}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11});
+  Tensor i = make_tensor(DType::kInt64, {2, 2, 1}, {1, 0, -2, 1});
+  ir::Attributes batch;
+  batch.set("batch_dims", int64_t(1));
+  EXPECT_EQ(run_indexed(OpKind::kGatherND, {{"x", x}, {"i", i}}, batch), (std::vector<double>{3, 4, 5, 0, 1, 2, 6, 7, 8, 9, 10, 11}));
+  Tensor pairs = make_tensor(DType::kInt64, {2, 3}, {1, 0, 2, 0, 1, -3});
+  EXPECT_EQ(run_indexed(OpKind::kGatherND, {{"x", x}, {"i", pairs}}), (std::vector<double>{8, 3}));
+}
+
+TEST(Reference, ScatterAndGatherNDIndexOutOfRangeNameTheNode) {
+  Tensor x = make_tensor(DType::kFloat32, {3, 2}, {1, 2, 3, 4, 5, 6});
+  Tensor bad = make_tensor(DType::kInt64, {1, 1}, {3});
+  for (OpKind op : {OpKind::kScatterND, OpKind::kGatherND}) {
+    std::map<std::string, Tensor> feeds{{"x", x}, {"i", bad}};
+    if (op == OpKind::kScatterND) feeds["u"] = make_tensor(DType::kFloat32, {1, 2}, {1, 1});
+    try {
+      run_indexed(op, feeds);
+      ADD_FAILURE() << ir::op_name(op) << " accepted index 3";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(str("node 'node' (", ir::op_name(op), "): index 3 is out of range for dim 0 of size 3")),
+                std::string::npos) << e.what();
+    }
+  }
+}
+
+// Updates and indices with symbols of their own agree only at run time: a
+// mismatch is refused before anything is written.
+TEST(Reference, ScatterUpdatesThatDoNotFitTheIndicesAreRefused) {
+  ir::Network net;
+  ir::ValueId x = net.add_input("x", DType::kFloat32, {Dim(4), Dim(3)});
+  ir::ValueId i = net.add_input("i", DType::kInt64, {Dim::symbol("n"), Dim(1)});
+  ir::ValueId u = net.add_input("u", DType::kFloat32, {Dim::symbol("m"), Dim(3)});
+  net.add_output(net.add_op1(OpKind::kScatterND, {x, i, u}, {}, "scatter"));
+  net.set_dim_range("n", {1, 2, 4});
+  net.set_dim_range("m", {1, 2, 4});
+  net.finalize();
+  std::map<std::string, Tensor> feeds{{"x", make_tensor(DType::kFloat32, {4, 3}, std::vector<double>(12, 1.0))},
+                                      {"i", make_tensor(DType::kInt64, {2, 1}, {0, 3})},
+                                      {"u", make_tensor(DType::kFloat32, {3, 3}, std::vector<double>(9, 2.0))}};
+  try {
+    run(net, feeds);
+    ADD_FAILURE() << "updates of 3 rows for 2 indices were accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kShapeError);
+    EXPECT_NE(std::string(e.what()).find("node 'scatter' (ScatterND): updates [3,3] should be [2,3]"), std::string::npos) << e.what();
+  }
+  feeds["u"] = make_tensor(DType::kFloat32, {2, 3}, std::vector<double>(6, 2.0));
+  EXPECT_EQ(values(run(net, feeds)[0]), (std::vector<double>{2, 2, 2, 1, 1, 1, 1, 1, 1, 2, 2, 2}));
+}
+
 class ReferenceInputs : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -134,6 +134,22 @@ TEST_P(CompileForArch, MovementAndWindows) {
       compiles(str("window_", int(op), "_", dtype_name(d)), window_source({op, d, true, std::nullopt}));
 }
 
+// ScatterND with every reduction in every dtype (each dtype's compare-and-swap
+// width), ScatterElements and GatherND with either index type, and specialized forms.
+TEST_P(CompileForArch, ScatterAndGatherND) {
+  using R = ScatterReduction;
+  for (DType d : kAllDTypes) {
+    for (R r : {R::kNone, R::kAdd, R::kMul, R::kMax, R::kMin})
+      compiles(str("scatter_nd_", int(r), "_", dtype_name(d)), indexed_source({IndexedOp::kScatterND, d, DType::kInt64, r, std::nullopt}));
+    compiles(str("scatter_elements_", dtype_name(d)), indexed_source({IndexedOp::kScatterElements, d, DType::kInt32, R::kMax, std::nullopt}));
+    compiles(str("gather_nd_", dtype_name(d)), indexed_source({IndexedOp::kGatherND, d, DType::kInt32, R::kNone, std::nullopt}));
+  }
+  IndexedParams q{24, 2, 3, 4, 0, 2, 1, 5, {2, 4}, {5, 1}};
+  for (IndexedOp op : {IndexedOp::kScatterND, IndexedOp::kScatterElements, IndexedOp::kGatherND})
+    compiles(str("indexed_spec_", int(op)),
+             indexed_source({op, DType::kFloat16, DType::kInt64, op == IndexedOp::kGatherND ? R::kNone : R::kAdd, pack(q)}));
+}
+
 TEST_P(CompileForArch, SkinnyMatmulVariants) {
   for (DType d : {DType::kFloat32, DType::kFloat16, DType::kBFloat16})
     for (bool trans : {false, true})
@@ -225,6 +241,9 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
                     KILN_FIELD(modulus[7])}); }
   { auto q = numbered<GatherParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(count), KILN_FIELD(axis_size)}); }
   { auto q = numbered<TriluParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(k), KILN_FIELD(upper)}); }
+  { auto q = numbered<IndexedParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(depth), KILN_FIELD(batch_stride), KILN_FIELD(axis_size), KILN_FIELD(dims[0]),
+                    KILN_FIELD(strides[7])}); }
   { auto q = numbered<ResizeParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(extrapolation_bits), KILN_FIELD(in_dims[0]), KILN_FIELD(out_dims[3]),
                     KILN_FIELD(scale_bits[2]), KILN_FIELD(roi_start_bits[6]), KILN_FIELD(roi_end_bits[7])}); }
@@ -265,6 +284,8 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
     EXPECT_TRUE(binds(remap_source({DType::kFloat32, spec}), "RemapParams", s));
     EXPECT_TRUE(binds(gather_source(DType::kFloat32, DType::kInt64, false, spec), "GatherParams", s));
     EXPECT_TRUE(binds(trilu_source(DType::kFloat32, spec), "TriluParams", s));
+    for (IndexedOp op : {IndexedOp::kScatterND, IndexedOp::kScatterElements, IndexedOp::kGatherND})
+      EXPECT_TRUE(binds(indexed_source({op, DType::kFloat32, DType::kInt64, ScatterReduction::kNone, spec}), "IndexedParams", s));
     EXPECT_TRUE(binds(resize_source(DType::kFloat32, spec), "ResizeParams", s));
     EXPECT_TRUE(binds(window_source({WindowOp::kConv, DType::kFloat32, true, spec}), "WindowParams", s));
     EXPECT_TRUE(binds(skinny_matmul_source({DType::kFloat16, false, false, false, "none", spec}), "SkinnyParams", s));

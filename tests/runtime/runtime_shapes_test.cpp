@@ -197,5 +197,29 @@ TEST(RuntimeShapes, AttentionKernelsCompileForTheirArchitecture) {
   }
 }
 
+// ScatterND's indices and updates with symbols of their own: shape inference
+// cannot compare them, so the runtime checks at each shape that the updates
+// fit the indices (the kernel addresses memory by both).
+TEST(RuntimeShapes, ScatterUpdatesMustFitTheIndicesAtEachShape) {
+  ir::Network net;
+  auto x = net.add_input("x", DType::kFloat32, {Dim(4), Dim(3)});
+  auto i = net.add_input("i", DType::kInt64, {Dim::symbol("n"), Dim(1)});
+  auto u = net.add_input("u", DType::kFloat32, {Dim::symbol("m"), Dim(3)});
+  net.add_output(net.add_op1(OpKind::kScatterND, {x, i, u}, {}, "scatter"));
+  net.set_dim_range("n", {1, 2, 4});
+  net.set_dim_range("m", {1, 2, 4});
+  net.finalize();
+  plan::Plan p = builder::build(net, {}, "scatter");
+  RuntimeCache cache(compiler_version());
+  EXPECT_NO_THROW(warm_cache(p, 90, cache, {}, {{{"x", {4, 3}}, {"i", {2, 1}}, {"u", {2, 3}}}}));
+  try {
+    warm_cache(p, 90, cache, {}, {{{"x", {4, 3}}, {"i", {2, 1}}, {"u", {3, 3}}}});
+    ADD_FAILURE() << "updates of 3 rows for 2 indices were accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kShapeError);
+    EXPECT_NE(std::string(e.what()).find("node 'scatter' (ScatterND): updates [3,3] should be [2,3]"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace kiln::runtime

@@ -40,7 +40,8 @@ namespace kiln::ir {
 // Shape changes and data movement: outputs hold input elements (or a pad value).
 #define KILN_MOVEMENT_OPS(M, B)                                                                        \
   M(Reshape) M(Flatten) M(Squeeze) M(Unsqueeze) M(Transpose) M(Concat) M(Split) M(Slice) M(Gather)     \
-  M(GatherElements) M(Expand) M(Tile) M(Pad) M(Trilu) M(Resize) M(DepthToSpace) M(SpaceToDepth)
+  M(GatherElements) M(Expand) M(Tile) M(Pad) M(Trilu) M(Resize) M(DepthToSpace) M(SpaceToDepth)       \
+  M(GatherND) M(ScatterND) M(ScatterElements)
 // Outputs made from shapes and scalar inputs rather than from input elements.
 #define KILN_GENERATOR_OPS(M, B) M(Shape) M(Size) M(ConstantOfShape) M(Range) M(OneHot)
 

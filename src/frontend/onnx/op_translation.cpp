@@ -36,6 +36,7 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     {"Equal", {1, 7, 11, 13, 19}}, {"Erf", {9, 13}}, {"Exp", {1, 6, 13}}, {"Expand", {8, 13}},
     {"Flatten", {1, 9, 11, 13, 21, 23, 24, 25}}, {"Floor", {1, 6, 13}}, {"Gather", {1, 11, 13}},
     {"GatherElements", {11, 13}}, {"Gelu", {20}}, {"Gemm", {1, 6, 7, 9, 11, 13}}, {"GlobalAveragePool", {1, 22}},
+    {"GatherND", {11, 12, 13}},
     {"GlobalMaxPool", {1, 22}}, {"Greater", {1, 7, 9, 13}}, {"GreaterOrEqual", {12, 16}},
     {"GroupNormalization", {18, 21}}, {"HardSigmoid", {1, 6, 22}}, {"HardSwish", {14, 22}},
     {"Hardmax", {1, 11, 13}}, {"Identity", {1, 13, 14, 16, 19, 21, 23, 24, 25}},
@@ -52,6 +53,7 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     {"ReduceSum", {1, 11, 13}}, {"ReduceSumSquare", {1, 11, 13, 18}}, {"Relu", {1, 6, 13, 14}},
     {"Reshape", {1, 5, 13, 14, 19, 21, 23, 24, 25}}, {"Resize", {10, 11, 13, 18, 19}}, {"RotaryEmbedding", {23}},
     {"Round", {11, 22}}, {"Selu", {1, 6, 22}}, {"Shape", {1, 13, 15, 19, 21, 23, 24, 25}}, {"Shrink", {9}},
+    {"ScatterElements", {11, 13, 16, 18}}, {"ScatterND", {11, 13, 16, 18}},
     {"Sigmoid", {1, 6, 13}}, {"Sign", {9, 13}}, {"Sin", {7, 22}}, {"Sinh", {9, 22}},
     {"Size", {1, 13, 19, 21, 23, 24, 25}}, {"Slice", {1, 10, 11, 13}}, {"Softmax", {1, 11, 13}},
     {"Softplus", {1, 22}}, {"Softsign", {1, 22}}, {"SpaceToDepth", {1, 13, 28}}, {"Split", {1, 2, 11, 13, 18}},
@@ -333,6 +335,16 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
         node.inputs.push_back(b.const_float(name + "_value", float(value)));
       }
       break;
+    case OpKind::kScatterND:
+    case OpKind::kScatterElements: {
+      // reduction came in version 16 (none, add, mul); max and min in 18. IR semantics are 18's.
+      std::string reduction = node.attrs.get_string("reduction", "none");
+      int since = reduction == "none" ? 11 : reduction == "add" || reduction == "mul" ? 16 : 18;
+      if (version < since)
+        fail(ErrorCode::kInvalidModel, where, ": reduction '", reduction, "' is defined from ", type, "-", since, " on; the model's is ",
+             type, "-", version);
+      break;
+    }
     case OpKind::kTopK:
       if (version < 10) {
         int64_t k = node.attrs.get_int("k", -1);

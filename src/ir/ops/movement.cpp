@@ -303,6 +303,80 @@ void infer_gather_elements(Ctx& c) {
   c.set(0, c.dtype(0), c.shape(1));
 }
 
+// reduction of ScatterND and ScatterElements: none (opset 11), add and mul (16), max and min (18).
+void check_reduction(const Ctx& c) {
+  std::string r = c.attrs().get_string("reduction", "none");
+  if (r != "none" && r != "add" && r != "mul" && r != "max" && r != "min")
+    c.error(ErrorCode::kInvalidModel, "reduction '", r, "' is not none, add, mul, max or min");
+}
+
+// The last dim of ScatterND's and GatherND's indices: how many leading data dims an index tuple names.
+int64_t index_depth(const Ctx& c, int64_t data_dims_left) {
+  const Shape& idx = c.shape(1);
+  const Dim& k = idx.back();
+  if (!k.is_constant()) c.error(ErrorCode::kUnsupported, "the last dim of the indices ", shape_to_string(idx), " must be a constant");
+  if (k.constant() < 1 || k.constant() > data_dims_left)
+    c.error(ErrorCode::kShapeError, "indices ", shape_to_string(idx), " index ", k.constant(), " dims; data has ",
+            data_dims_left, " to index");
+  return k.constant();
+}
+
+void check_dims_equal(const Ctx& c, const Shape& got, const Shape& want, const char* what) {
+  bool ok = got.size() == want.size();
+  for (size_t d = 0; ok && d < got.size(); ++d)
+    ok = got[d] == want[d] || !got[d].is_constant() || !want[d].is_constant();
+  if (!ok) c.error(ErrorCode::kShapeError, what, " ", shape_to_string(got), " should be ", shape_to_string(want));
+}
+
+// ScatterND: updates[indices.shape[:-1] + data.shape[k:]] written into a copy of data.
+void infer_scatter_nd(Ctx& c) {
+  c.require_dtype(1, {DType::kInt64, DType::kInt32});
+  c.require_same_dtype(0, 2);
+  c.require_rank(0, 1);
+  c.require_rank(1, 1);
+  check_reduction(c);
+  const Shape &x = c.shape(0), &idx = c.shape(1);
+  int64_t k = index_depth(c, c.rank(0));
+  Shape want(idx.begin(), idx.end() - 1);
+  want.insert(want.end(), x.begin() + k, x.end());
+  check_dims_equal(c, c.shape(2), want, "updates");
+  c.set(0, c.dtype(0), x);
+}
+
+// ScatterElements: indices and updates of one shape, of the data's rank.
+void infer_scatter_elements(Ctx& c) {
+  c.require_dtype(1, {DType::kInt64, DType::kInt32});
+  c.require_same_dtype(0, 2);
+  check_reduction(c);
+  const Shape &x = c.shape(0), &idx = c.shape(1);
+  if (c.rank(0) < 1 || c.rank(0) != c.rank(1))
+    c.error(ErrorCode::kShapeError, "data ", shape_to_string(x), " and indices ", shape_to_string(idx),
+            " must have the same rank, at least 1");
+  int64_t axis = c.axis(c.attrs().get_int("axis", 0), c.rank(0));
+  check_dims_equal(c, c.shape(2), idx, "updates");
+  for (size_t d = 0; d < x.size(); ++d)
+    if (int64_t(d) != axis && x[d].is_constant() && idx[d].is_constant() && idx[d].constant() > x[d].constant())
+      c.error(ErrorCode::kShapeError, "indices ", shape_to_string(idx), " are larger than data ", shape_to_string(x), " in dim ", d);
+  c.set(0, c.dtype(0), x);
+}
+
+// GatherND: out[indices.shape[:-1] + data.shape[batch_dims + k:]], the first batch_dims dims shared.
+void infer_gather_nd(Ctx& c) {
+  c.require_dtype(1, {DType::kInt64, DType::kInt32});
+  c.require_rank(0, 1);
+  c.require_rank(1, 1);
+  const Shape &x = c.shape(0), &idx = c.shape(1);
+  int64_t b = c.attrs().get_int("batch_dims", 0);
+  if (b < 0 || b >= std::min(c.rank(0), c.rank(1)))
+    c.error(ErrorCode::kInvalidModel, "batch_dims ", b, " must be below the ranks of data ", shape_to_string(x), " and indices ",
+            shape_to_string(idx));
+  for (size_t d = 0; d < size_t(b); ++d) check_equal_dims(c, x[d], idx[d], "batch dims of data and indices");
+  int64_t k = index_depth(c, c.rank(0) - b);
+  Shape out(idx.begin(), idx.end() - 1);
+  out.insert(out.end(), x.begin() + b + k, x.end());
+  c.set(0, c.dtype(0), out);
+}
+
 void infer_expand(Ctx& c) {
   c.require_dtype(1, {DType::kInt64});
   auto target = c.ints(1);
@@ -462,6 +536,9 @@ OpSchema movement_schema(OpKind op) {
     case OpKind::kSlice: return {3, 5, 1, 1, {}};
     case OpKind::kGather:
     case OpKind::kGatherElements: return {2, 2, 1, 1, {{"axis", T::kInt}}};
+    case OpKind::kGatherND: return {2, 2, 1, 1, {{"batch_dims", T::kInt}}};
+    case OpKind::kScatterND: return {3, 3, 1, 1, {{"reduction", T::kString}}};
+    case OpKind::kScatterElements: return {3, 3, 1, 1, {{"axis", T::kInt}, {"reduction", T::kString}}};
     case OpKind::kExpand:
     case OpKind::kTile: return {2, 2, 1, 1, {}};
     case OpKind::kPad: return {2, 4, 1, 1, {{"mode", T::kString}}};
@@ -489,6 +566,9 @@ void infer_movement(Ctx& c) {
     case OpKind::kSlice: infer_slice(c); break;
     case OpKind::kGather: infer_gather(c); break;
     case OpKind::kGatherElements: infer_gather_elements(c); break;
+    case OpKind::kGatherND: infer_gather_nd(c); break;
+    case OpKind::kScatterND: infer_scatter_nd(c); break;
+    case OpKind::kScatterElements: infer_scatter_elements(c); break;
     case OpKind::kExpand: infer_expand(c); break;
     case OpKind::kTile: infer_tile(c); break;
     case OpKind::kPad: infer_pad(c); break;

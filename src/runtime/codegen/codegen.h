@@ -52,6 +52,7 @@ template <> inline constexpr const char* kParamsName<ReduceParams> = "ReducePara
 template <> inline constexpr const char* kParamsName<RemapParams> = "RemapParams";
 template <> inline constexpr const char* kParamsName<GatherParams> = "GatherParams";
 template <> inline constexpr const char* kParamsName<TriluParams> = "TriluParams";
+template <> inline constexpr const char* kParamsName<IndexedParams> = "IndexedParams";
 template <> inline constexpr const char* kParamsName<ResizeParams> = "ResizeParams";
 template <> inline constexpr const char* kParamsName<WindowParams> = "WindowParams";
 template <> inline constexpr const char* kParamsName<SkinnyParams> = "SkinnyParams";
@@ -181,6 +182,18 @@ struct RemapSpec {
 std::string remap_source(const RemapSpec& spec);
 // Gather along an axis with an index tensor (GatherParams).
 std::string gather_source(DType dtype, DType index_dtype, bool elements, const std::optional<Params>& specialize);
+// ScatterND, ScatterElements and GatherND (IndexedParams). Scatter kernels
+// run after the output holds a copy of the data; arguments out, indices,
+// updates. GatherND: out, data, indices.
+enum class IndexedOp { kScatterND, kScatterElements, kGatherND };
+enum class ScatterReduction { kNone, kAdd, kMul, kMax, kMin };
+struct IndexedSpec {
+  IndexedOp op;
+  DType dtype, index_dtype;
+  ScatterReduction reduction = ScatterReduction::kNone;
+  std::optional<Params> specialize;
+};
+std::string indexed_source(const IndexedSpec& spec);
 // Trilu over the last two dims (TriluParams).
 std::string trilu_source(DType dtype, const std::optional<Params>& specialize);
 // Resize, nearest / linear / cubic, every ONNX coordinate mode (ResizeParams): mode 0 nearest,

@@ -52,6 +52,18 @@ struct GatherParams {
   long long n, outer, count, inner, axis_size;
 };
 
+// ScatterND, ScatterElements and GatherND: `n` work items, one per update
+// element (scatter) or output element (GatherND). ScatterND and GatherND: item
+// i moves element i % slice of the slice that index tuple o = i / slice names:
+// `depth` indices into dims `dims` with element strides `strides`, in batch
+// o / rows of `batch_stride` elements (GatherND's batch_dims; 0 for ScatterND).
+// ScatterElements: updates of `rank` dims `dims` into data of strides
+// `strides`, the index replacing the coordinate of `axis` (data size `axis_size`).
+struct IndexedParams {
+  long long n, depth, slice, rows, batch_stride, rank, axis, axis_size;
+  long long dims[8], strides[8];
+};
+
 // Trilu over the last two dims of `n` elements.
 struct TriluParams {
   long long n, rows, cols, k, upper;

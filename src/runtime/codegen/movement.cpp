@@ -1,5 +1,5 @@
 // Data movement: one strided remap kernel covers transpose, slice, expand,
-// tile, pad, concat and split; gather, trilu and resize have their own.
+// tile, pad, concat and split; gather, scatter, trilu and resize have their own.
 #include <sstream>
 
 #include "codegen.h"
@@ -55,6 +55,91 @@ std::string gather_source(DType dtype, DType index_dtype, bool elements, const s
   }
   s << "    if (t < 0) t += axis;\n    t = t < 0 ? 0 : (t >= axis ? axis - 1 : t);  // out-of-range indices are rejected on the host\n";
   s << "    out[i] = data[(o * axis + t) * inner + k];\n  }\n}\n";
+  return s.str();
+}
+
+namespace {
+
+// `a OP b` for a scatter reduction, in the element's storage type: integers
+// exactly, half types through float, bool as logical or (add, max) and and (mul, min).
+std::string reduce_function(DType dtype, ScatterReduction reduction) {
+  std::string ct = c_type(dtype), body;
+  bool wide = reduction == ScatterReduction::kAdd || reduction == ScatterReduction::kMax;
+  auto apply = [&](const std::string& a, const std::string& b) {
+    switch (reduction) {
+      case ScatterReduction::kAdd: return a + " + " + b;
+      case ScatterReduction::kMul: return a + " * " + b;
+      case ScatterReduction::kMax: return a + " > " + b + " ? " + a + " : " + b;
+      default: return a + " < " + b + " ? " + a + " : " + b;
+    }
+  };
+  if (dtype == DType::kFloat16) body = "const float x = kiln_h2f(a), y = kiln_h2f(b); return kiln_f2h(" + apply("x", "y") + ");";
+  else if (dtype == DType::kBFloat16) body = "const float x = kiln_bf2f(a), y = kiln_bf2f(b); return kiln_f2bf(" + apply("x", "y") + ");";
+  else if (dtype == DType::kBool) body = std::string("return (a != 0) ") + (wide ? "||" : "&&") + " (b != 0);";
+  else body = "return (" + ct + ")(" + apply("a", "b") + ");";
+  return "__device__ __forceinline__ " + ct + " kiln_reduce(" + ct + " a, " + ct + " b) { " + body + " }\n";
+}
+
+// kiln_scatter_reduce(p, v): *p = kiln_reduce(*p, v) atomically, by a
+// compare-and-swap loop on the 4- or 8-byte word; 1- and 2-byte elements
+// through the aligned 4-byte word that holds them (its other bytes rewritten
+// unchanged). Every dtype and reduction takes the same path.
+std::string atomic_reduce_function(DType dtype) {
+  std::string ct = c_type(dtype);
+  size_t size = dtype_size(dtype);
+  std::ostringstream s;
+  s << "__device__ __forceinline__ void kiln_scatter_reduce(" << ct << "* p, " << ct << " v) {\n";
+  if (size >= 4) {
+    std::string word = size == 8 ? "unsigned long long" : "unsigned int";
+    s << "  union Bits { " << word << " u; " << ct << " x; };\n  " << word << "* w = reinterpret_cast<" << word << "*>(p);\n"
+      << "  Bits cur, next;\n  cur.u = *w;\n  for (;;) {\n    next.x = kiln_reduce(cur.x, v);\n"
+      << "    const " << word << " seen = atomicCAS(w, cur.u, next.u);\n    if (seen == cur.u) return;\n    cur.u = seen;\n  }\n}\n";
+  } else {
+    std::string narrow = size == 2 ? "unsigned short" : "unsigned char";
+    s << "  union Bits { " << narrow << " u; " << ct << " x; };\n"
+      << "  unsigned int* w = reinterpret_cast<unsigned int*>(reinterpret_cast<unsigned long long>(p) & ~3ull);\n"
+      << "  const unsigned int shift = (unsigned int)(reinterpret_cast<unsigned long long>(p) & 3ull) * 8u;\n"
+      << "  const unsigned int mask = " << (size == 2 ? "0xffffu" : "0xffu") << " << shift;\n"
+      << "  unsigned int cur = *w;\n  for (;;) {\n    Bits b;\n    b.u = (" << narrow << ")((cur & mask) >> shift);\n"
+      << "    b.x = kiln_reduce(b.x, v);\n    const unsigned int next = (cur & ~mask) | ((unsigned int)b.u << shift);\n"
+      << "    const unsigned int seen = atomicCAS(w, cur, next);\n    if (seen == cur) return;\n    cur = seen;\n  }\n}\n";
+  }
+  return s.str();
+}
+
+}  // namespace
+
+std::string indexed_source(const IndexedSpec& spec) {
+  std::string ct = c_type(spec.dtype), it = c_type(spec.index_dtype);
+  bool gather = spec.op == IndexedOp::kGatherND, reduce = spec.reduction != ScatterReduction::kNone;
+  std::ostringstream s;
+  s << prelude() << params_constants<IndexedParams>(spec.specialize);
+  if (!gather && reduce) s << reduce_function(spec.dtype, spec.reduction) << atomic_reduce_function(spec.dtype);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, ";
+  if (gather) s << "const " << ct << "* __restrict__ data, const " << it << "* __restrict__ indices, KParams p) {\n";
+  else s << "const " << it << "* __restrict__ indices, const " << ct << "* __restrict__ updates, KParams p) {\n";
+  s << params_binding<IndexedParams>(spec.specialize);
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < prm.n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n    long long off = 0;\n" << (gather ? "" : "    bool inside = true;\n");
+  if (spec.op == IndexedOp::kScatterElements) {
+    s << "    long long rem = i;\n#pragma unroll\n    for (int d = " << kMaxRank - 1 << "; d >= 0; --d) {\n"
+      << "      if (d >= prm.rank) continue;\n      long long c = rem % prm.dims[d];\n      rem /= prm.dims[d];\n"
+      << "      if (d == prm.axis) {\n        c = (long long)indices[i];\n        if (c < 0) c += prm.axis_size;\n"
+      << "        inside = c >= 0 && c < prm.axis_size;\n      }\n      off += c * prm.strides[d];\n    }\n";
+  } else {
+    s << "    const long long o = i / prm.slice;\n    off = (o / prm.rows) * prm.batch_stride + i % prm.slice;\n"
+      << "#pragma unroll\n    for (int d = 0; d < " << kMaxRank << "; ++d) {\n      if (d >= prm.depth) continue;\n"
+      << "      const long long lim = prm.dims[d];\n      long long c = (long long)indices[o * prm.depth + d];\n"
+      << "      if (c < 0) c += lim;\n";
+    // Out-of-range indices (an error on the CPU reference): GatherND clamps, scatters skip the update.
+    if (gather) s << "      c = c < 0 ? 0 : (c >= lim ? lim - 1 : c);\n";
+    else s << "      if (c < 0 || c >= lim) inside = false;\n";
+    s << "      off += c * prm.strides[d];\n    }\n";
+  }
+  if (gather) s << "    out[i] = data[off];\n";
+  else if (reduce) s << "    if (inside) kiln_scatter_reduce(out + off, updates[i]);\n";
+  else s << "    if (inside) out[off] = updates[i];\n";
+  s << "  }\n}\n";
   return s.str();
 }
 

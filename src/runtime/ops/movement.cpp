@@ -1,6 +1,6 @@
 // The movement family on the GPU: views, and one strided remap kernel for
 // transpose, concat, split, slice, expand, tile, pad, depth-to-space and
-// space-to-depth; gather, trilu and resize have kernels of their own.
+// space-to-depth; gather, scatter, trilu and resize have kernels of their own.
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -67,6 +67,69 @@ RemapPiece plain_copy(ir::ValueId src, ir::ValueId dst, const std::vector<int64_
   r.dims = {ir::checked_numel(dims)};
   r.src_strides = r.dst_strides = {1};
   return r;
+}
+
+// Runs its parts' launches in order (a scatter: the copy of the data, then the updates).
+class SequenceOp : public Op {
+ public:
+  explicit SequenceOp(std::vector<std::unique_ptr<Op>> parts) : parts_(std::move(parts)) {}
+  void prepare(PrepareContext& ctx) const override {
+    for (const auto& part : parts_) part->prepare(ctx);
+  }
+
+ private:
+  std::vector<std::unique_ptr<Op>> parts_;
+};
+
+codegen::ScatterReduction scatter_reduction(const ir::Node& node) {
+  std::string r = node.attrs.get_string("reduction", "none");
+  using R = codegen::ScatterReduction;
+  return r == "add" ? R::kAdd : r == "mul" ? R::kMul : r == "max" ? R::kMax : r == "min" ? R::kMin : R::kNone;
+}
+
+// ScatterND, ScatterElements and GatherND at these shapes (kernel_params.h says
+// what each field means). Dims shape inference saw as symbols are checked here:
+// the kernels trust them for every address.
+codegen::IndexedParams indexed_params(const ir::Node& n, const ShapeEnv& s) {
+  const auto& x = s.of(n.inputs[0]);
+  const auto& idx = s.of(n.inputs[1]);
+  auto mismatch = [&](const char* what, const std::vector<int64_t>& got, const char* relation, const std::vector<int64_t>& want) {
+    fail(ErrorCode::kShapeError, "node '", n.name, "' (", ir::op_name(n.op), "): ", what, " ", ir::shape_to_string(ir::shape_of(got)),
+         relation, ir::shape_to_string(ir::shape_of(want)));
+  };
+  auto st = strides_of(x);
+  codegen::IndexedParams q{};
+  if (n.op == OpKind::kScatterElements) {
+    q.n = ir::checked_numel(idx);
+    q.rank = int64_t(idx.size());
+    q.axis = norm_axis(n.attrs.get_int("axis", 0), x.size());
+    q.axis_size = x[size_t(q.axis)];
+    if (s.of(n.inputs[2]) != idx) mismatch("updates", s.of(n.inputs[2]), " should be ", idx);
+    for (size_t d = 0; d < idx.size(); ++d) {
+      if (int64_t(d) != q.axis && idx[d] > x[d]) mismatch("indices", idx, " are larger off the axis than data ", x);
+      q.dims[d] = idx[d];
+      q.strides[d] = st[d];
+    }
+    return q;
+  }
+  size_t b = n.op == OpKind::kGatherND ? size_t(n.attrs.get_int("batch_dims", 0)) : 0, k = size_t(idx.back());
+  int64_t tuples = ir::checked_numel(idx) / int64_t(k), batches = ir::checked_numel({x.begin(), x.begin() + int64_t(b)});
+  if (!std::equal(x.begin(), x.begin() + int64_t(b), idx.begin())) mismatch("indices", idx, " differ in the batch dims from data ", x);
+  if (n.op == OpKind::kScatterND) {
+    std::vector<int64_t> want(idx.begin(), idx.end() - 1);
+    want.insert(want.end(), x.begin() + int64_t(k), x.end());
+    if (s.of(n.inputs[2]) != want) mismatch("updates", s.of(n.inputs[2]), " should be ", want);
+  }
+  q.depth = int64_t(k);
+  q.slice = ir::checked_numel({x.begin() + int64_t(b + k), x.end()});
+  q.n = tuples * q.slice;
+  q.rows = b && batches ? tuples / batches : std::max<int64_t>(tuples, 1);
+  q.batch_stride = b ? ir::checked_numel({x.begin() + int64_t(b), x.end()}) : 0;
+  for (size_t t = 0; t < k; ++t) {
+    q.dims[t] = x[b + t];
+    q.strides[t] = st[b + t];
+  }
+  return q;
 }
 
 }  // namespace
@@ -242,6 +305,32 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
       });
     }
 
+    case OpKind::kGatherND: case OpKind::kScatterND: case OpKind::kScatterElements: {
+      size_t rank_limit = size_t(codegen::kMaxRank);
+      if (value(node.inputs[0]).shape.size() > rank_limit || value(node.inputs[1]).shape.size() > rank_limit) {
+        why = str("data or indices of rank above ", codegen::kMaxRank);
+        return nullptr;
+      }
+      bool gather = node.op == OpKind::kGatherND;
+      codegen::IndexedSpec spec{gather ? codegen::IndexedOp::kGatherND
+                                : node.op == OpKind::kScatterND ? codegen::IndexedOp::kScatterND : codegen::IndexedOp::kScatterElements,
+                                dtype, value(node.inputs[1]).dtype, scatter_reduction(node), std::nullopt};
+      int kernel = store.add(node.name, specializing_generator(spec, codegen::indexed_source));
+      auto indexed = std::make_unique<SimpleOp>(node, store, kernel, [n, gather](const ShapeEnv& s, KernelLaunch& k) {
+        k.params = codegen::pack(indexed_params(*n, s));
+        if (gather) k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[1], 0}};
+        else k.args = {{n->outputs[0], 0}, {n->inputs[1], 0}, {n->inputs[2], 0}};
+      });
+      if (gather) return indexed;
+      // The output starts as a copy of the data; the updates land on it.
+      std::vector<std::unique_ptr<Op>> parts;
+      parts.push_back(make_remap_op(node, store, dtype, [n](const ShapeEnv& s) {
+        return std::vector<RemapPiece>{plain_copy(n->inputs[0], n->outputs[0], s.of(n->outputs[0]))};
+      }));
+      parts.push_back(std::move(indexed));
+      return std::make_unique<SequenceOp>(std::move(parts));
+    }
+
     case OpKind::kTrilu: {
       int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::trilu_source(dtype, params); });
       return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
@@ -349,6 +438,12 @@ GpuLowering describe_movement(OpKind op) {
     case OpKind::kGather: return {K::kKernel, "gather kernel; any type"};
     case OpKind::kGatherElements:
       return {K::kKernel, "gather kernel; any type; indices the size of the data but along the axis"};
+    case OpKind::kGatherND:
+      return {K::kKernel, "gather kernel; any type, int32 or int64 indices; out-of-range indices are clamped (an error on the CPU)"};
+    case OpKind::kScatterND: case OpKind::kScatterElements:
+      return {K::kKernel, "copy, then a scatter kernel of one thread per update; any type, int32 or int64 indices; reductions "
+                          "apply every duplicate by atomic compare-and-swap (float add and mul in no fixed order); without "
+                          "one, which duplicate lands is unspecified; out-of-range indices are skipped (an error on the CPU)"};
     case OpKind::kTrilu: return {K::kKernel, "mask kernel; any type"};
     case OpKind::kResize: return {K::kKernel, "resize kernel; floating types; scales a constant"};
     default: return {};
