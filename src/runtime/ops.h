@@ -288,5 +288,8 @@ inline int64_t norm_axis(int64_t axis, size_t rank) { return axis < 0 ? axis + i
 std::optional<std::vector<int64_t>> known_now(const ir::Value& v, const ShapeEnv& shapes);
 // A value's integers: a weight's, or known contents at these shapes; fails (naming `what`) on tensor data.
 std::vector<int64_t> ints_of(const plan::Plan& plan, ir::ValueId v, const ShapeEnv& shapes, const char* what);
+// Why `v`'s size cannot be known before its producer runs (a dim of a
+// data-dependent symbol), naming it; empty when its shape follows from the inputs'.
+std::string data_dependent_size(const plan::Plan& plan, ir::ValueId v);
 
 }  // namespace kiln::runtime

@@ -18,12 +18,6 @@ struct Case {
   bool fp32_only = false;  // argmax-like results are not comparable after rounding inputs to half precision
 };
 
-ir::Attributes attrs(std::initializer_list<std::pair<std::string, ir::AttrValue>> list) {
-  ir::Attributes a;
-  for (auto& [k, v] : list) a.set(k, v);
-  return a;
-}
-
 ValueId weight(ir::Network& net, const std::string& name, std::vector<int64_t> dims, std::mt19937& rng) {
   return net.add_weight(name, random_tensor(DType::kFloat32, dims, rng));
 }

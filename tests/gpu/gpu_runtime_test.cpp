@@ -597,11 +597,11 @@ TEST(GpuProfiles, SelectingAProfileInsideACaptureIsRefused) {
 TEST(GpuRuntime, UnsupportedOpsAreListed) {
   KILN_REQUIRE_GPU();
   ir::Network net;
-  ValueId x = net.add_input("x", DType::kFloat32, {Dim(4), Dim(4)});
-  auto topk = net.add_op(OpKind::kTopK, {x, net.add_weight("k", reference::make_tensor(DType::kInt64, {1}, {2}))}, {}, 2);
-  net.add_output(topk[0]);
+  std::vector<ValueId> operands;
+  for (int i = 0; i < 7; ++i) operands.push_back(net.add_input(str("x", i), DType::kFloat32, {Dim(4)}));
+  net.add_output(net.add_op1(OpKind::kEinsum, operands, attrs({{"equation", std::string("i,i,i,i,i,i,i->i")}})));  // over the kernel's 6
   net.finalize();
-  expect_error([&] { runtime::Engine::create(builder::build(net, {})); }, "TopK");
+  expect_error([&] { runtime::Engine::create(builder::build(net, {})); }, "Einsum");
 }
 
 }  // namespace

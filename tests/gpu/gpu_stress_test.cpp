@@ -162,12 +162,6 @@ void finish(const Tally& t) {
 // ---------------------------------------------------------------------------
 // Networks: float32 (and bool) inputs, float32 outputs, one dynamic "batch".
 
-ir::Attributes attrs(std::initializer_list<std::pair<std::string, ir::AttrValue>> list) {
-  ir::Attributes a;
-  for (auto& [k, v] : list) a.set(k, v);
-  return a;
-}
-
 // Random signs, magnitudes in [hi / 10, hi].
 ValueId weight(ir::Network& n, const std::string& name, std::vector<int64_t> dims, std::mt19937& rng, double hi) {
   return n.add_weight(name, random_tensor(DType::kFloat32, dims, rng, hi / 10, hi));

@@ -21,6 +21,12 @@ namespace kiln::testing {
     if (!::kiln::runtime::cuda_available(&kiln_why_)) GTEST_SKIP() << kiln_why_; \
   } while (0)
 
+inline ir::Attributes attrs(std::initializer_list<std::pair<std::string, ir::AttrValue>> list) {
+  ir::Attributes a;
+  for (auto& [k, v] : list) a.set(k, v);
+  return a;
+}
+
 inline ir::TensorData random_tensor(DType dtype, const std::vector<int64_t>& dims, std::mt19937& rng, double lo = 0.1,
                                     double hi = 1.0) {
   std::uniform_real_distribution<double> mag(lo, hi);

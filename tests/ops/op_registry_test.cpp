@@ -145,8 +145,8 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kPad: return s.node(op, {s.input(f32, {2, 3}), s.ints({0, 1, 0, 1})});
     case OpKind::kShape: case OpKind::kSize: return s.node(op, {s.input(f32, {2, 3})});
     case OpKind::kConstantOfShape: return s.node(op, {s.ints({2, 3})});
-    case OpKind::kRange:  // data-dependent: its inputs are the network's
-      return s.node(op, {s.input(DType::kInt64, {}, {0}), s.input(DType::kInt64, {}, {5}), s.input(DType::kInt64, {}, {1})});
+    case OpKind::kRange:  // constants: a network output, so `kiln build` leaves it to the GPU
+      return s.node(op, {s.int_scalar(0), s.int_scalar(5), s.int_scalar(1)});
     case OpKind::kTrilu: return s.node(op, {s.input(f32, {3, 3})});
     case OpKind::kResize:
       return s.node(op, {s.input(f32, {1, 1, 2, 2}), ir::kNoValue, s.weight(f32, {4}, {1, 1, 2, 2})});
@@ -254,7 +254,9 @@ TEST(GpuSupport, NamesTheNodesTheGpuCannotRun) {
   Sample s;
   ValueId x = s.input(f32, {2, 3});
   ValueId y = s.net().add_op1(OpKind::kRelu, {x}, {}, "relu");
-  s.node(OpKind::kEinsum, {y, s.input(f32, {3, 4})}, attrs({{"equation", std::string("ij,jk->ik")}}));
+  std::vector<ValueId> operands{y};
+  for (int i = 0; i < 6; ++i) operands.push_back(s.input(f32, {3}));
+  s.node(OpKind::kEinsum, operands, attrs({{"equation", std::string("ij,j,j,j,j,j,j->i")}}));  // one operand over the kernel's
   s.net().finalize();
   plan::Plan p = builder::build(s.net(), {}, "sample");
   std::vector<runtime::NodeSupport> nodes = runtime::gpu_support(p);
@@ -264,7 +266,31 @@ TEST(GpuSupport, NamesTheNodesTheGpuCannotRun) {
   EXPECT_FALSE(nodes[1].supported);
   EXPECT_EQ(nodes[1].node, "node");
   EXPECT_EQ(nodes[1].op, OpKind::kEinsum);
-  EXPECT_EQ(nodes[1].reason, "no GPU kernel yet");
+  EXPECT_EQ(nodes[1].reason, "7 operands; the GPU kernel takes at most 6");
+}
+
+// Range, OneHot and TopK whose output sizes follow from tensor data (no plan
+// `kiln build` makes has them; a plan made by hand may): the GPU runtime
+// names the tensor instead of guessing a size.
+TEST(GpuSupport, DataDependentSizesAreNamed) {
+  Sample s;
+  ValueId start = s.input(DType::kInt64, {}, {0});
+  s.net().add_output(s.net().add_op1(OpKind::kRange, {start, s.input(DType::kInt64, {}, {4}), s.int_scalar(1)}, {}, "range"));
+  s.net().add_output(s.net().add_op1(OpKind::kOneHot, {s.input(DType::kInt64, {2}, {1, 0}), s.input(DType::kInt64, {}, {3}),
+                                                       s.floats({2})}, {}, "onehot"));
+  for (ValueId v : s.net().add_op(OpKind::kTopK, {s.input(f32, {5}), s.input(DType::kInt64, {1}, {2})}, {}, 2, "topk"))
+    s.net().add_output(v);
+  s.net().finalize();
+  plan::Plan p;
+  p.network = s.net();
+  p.arena_offset.assign(p.network.values().size(), -1);
+  std::vector<runtime::NodeSupport> nodes = runtime::gpu_support(p);
+  ASSERT_EQ(nodes.size(), 3u);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    EXPECT_FALSE(nodes[i].supported) << nodes[i].node;
+    EXPECT_EQ(nodes[i].reason, str("the size of '", p.network.value(p.network.nodes()[i].outputs[0]).name,
+                                   "' depends on tensor data (a data-dependent shape), which the GPU runtime does not read back"));
+  }
 }
 
 }  // namespace

@@ -163,6 +163,27 @@ TEST_P(CompileForArch, AttentionForEveryFloatType) {
   compiles("attention_spec", attention_source(DType::kFloat16, some_params()));
 }
 
+// TopK in every dtype it takes (32- and 64-bit keys), Range, OneHot and
+// Einsum over one to the most operands, generic and specialized.
+TEST_P(CompileForArch, TopkEinsumRangeOneHot) {
+  for (DType d : kAllDTypes) {
+    if (d == DType::kBool) continue;
+    compiles(str("topk_", dtype_name(d)), topk_source(d, std::nullopt));
+    compiles(str("range_", dtype_name(d)), range_source(d, std::nullopt));
+    compiles(str("einsum_2_", dtype_name(d)), einsum_source(d, 2, std::nullopt));
+    compiles(str("onehot_index_", dtype_name(d)), onehot_source(DType::kFloat32, d, std::nullopt));
+  }
+  for (DType d : kAllDTypes) compiles(str("onehot_values_", dtype_name(d)), onehot_source(d, DType::kInt64, std::nullopt));
+  for (int operands = 1; operands <= kEinsumMaxOperands; ++operands)
+    compiles(str("einsum_", operands, "_float16"), einsum_source(DType::kFloat16, operands, std::nullopt));
+  compiles("topk_spec", topk_source(DType::kFloat16, some_params()));
+  compiles("einsum_spec", einsum_source(DType::kFloat32, 3, some_params()));
+  compiles("range_spec", range_source(DType::kInt64, some_params()));
+  compiles("onehot_spec", onehot_source(DType::kFloat32, DType::kInt32, some_params()));
+  EXPECT_THROW(einsum_source(DType::kFloat32, kEinsumMaxOperands + 1, std::nullopt), Error);
+  EXPECT_THROW(topk_source(DType::kBool, std::nullopt), Error);
+}
+
 // Parameters of a self-attention over a packed [B, S, 3, H, D] projection, as the runtime fills them.
 Params attention_params(int64_t batch, int64_t heads, int64_t seq, int64_t head_dim, bool causal, int64_t warps, int64_t vector_bits) {
   AttentionParams q{};
@@ -257,6 +278,12 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
                     KILN_FIELD(out_view[4]), KILN_FIELD(vector_bits), KILN_FIELD(warps)}); }
   { auto q = numbered<ConstantsParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(elem), KILN_FIELD(values[0]), KILN_FIELD(values[119])}); }
+  { auto q = numbered<TopkParams>(); device_sees(q, {KILN_FIELD(rows), KILN_FIELD(len), KILN_FIELD(inner), KILN_FIELD(k), KILN_FIELD(largest)}); }
+  { auto q = numbered<EinsumParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(sum_count), KILN_FIELD(out_dims[7]), KILN_FIELD(sum_dims[0]), KILN_FIELD(out_strides[0][0]),
+                    KILN_FIELD(out_strides[5][7]), KILN_FIELD(sum_strides[2][3]), KILN_FIELD(sum_strides[5][7])}); }
+  { auto q = numbered<RangeParams>(); device_sees(q, {KILN_FIELD(n)}); }
+  { auto q = numbered<OneHotParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(depth), KILN_FIELD(inner)}); }
 }
 
 INSTANTIATE_TEST_SUITE_P(Arch, KernelParams, ::testing::Values(80, 90),
@@ -291,6 +318,13 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
     EXPECT_TRUE(binds(skinny_matmul_source({DType::kFloat16, false, false, false, "none", spec}), "SkinnyParams", s));
     EXPECT_TRUE(binds(attention_source(DType::kFloat16, spec), "AttentionParams", s));
     EXPECT_TRUE(binds(attention_mma_source(DType::kFloat16, 64, spec), "AttentionParams", s));
+  }
+  for (const std::optional<Params>& spec : {std::optional<Params>(), some}) {
+    bool s = spec.has_value();
+    EXPECT_TRUE(binds(topk_source(DType::kFloat32, spec), "TopkParams", s));
+    EXPECT_TRUE(binds(einsum_source(DType::kFloat32, 2, spec), "EinsumParams", s));
+    EXPECT_TRUE(binds(range_source(DType::kInt64, spec), "RangeParams", s));
+    EXPECT_TRUE(binds(onehot_source(DType::kFloat32, DType::kInt64, spec), "OneHotParams", s));
   }
   EXPECT_TRUE(binds(constants_source(), "ConstantsParams", false));
 }

@@ -714,8 +714,8 @@ TEST(CliJson, OpsListsEveryOpKindAndWhereItRuns) {
   EXPECT_EQ(ops["Relu"]["gpu"], "kernel");
   EXPECT_EQ(ops["Relu"]["reference"], true);
   EXPECT_EQ(ops["MatMul"]["gpu"], "builder");
-  EXPECT_EQ(ops["Einsum"]["gpu"], "none");
-  EXPECT_EQ(ops["Einsum"]["gpu_detail"], "no GPU kernel yet");
+  EXPECT_EQ(ops["Einsum"]["gpu"], "kernel");
+  EXPECT_EQ(ops["Einsum"]["gpu_detail"].get<std::string>().rfind("generic kernel, ", 0), 0u) << ops["Einsum"];
   EXPECT_EQ(ops["Resize"]["onnx"], json::parse(R"(["Resize", "Upsample"])"));
   EXPECT_EQ(ops["FusedMatMul"]["onnx"], json::array());
   EXPECT_EQ(ops["FusedMatMul"]["family"], "linalg");
@@ -723,7 +723,7 @@ TEST(CliJson, OpsListsEveryOpKindAndWhereItRuns) {
   Result md = kiln("ops --markdown");
   EXPECT_EQ(md.code, 0) << md.output;
   EXPECT_NE(md.output.find("| op | family | ONNX ops | CPU reference | GPU | notes |\n"), std::string::npos) << md.output;
-  EXPECT_NE(md.output.find("| Einsum | linalg | Einsum | yes | no | no GPU kernel yet |\n"), std::string::npos) << md.output;
+  EXPECT_NE(md.output.find("| Einsum | linalg | Einsum | yes | yes | generic kernel, "), std::string::npos) << md.output;
 }
 
 }  // namespace

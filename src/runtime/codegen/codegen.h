@@ -58,6 +58,10 @@ template <> inline constexpr const char* kParamsName<WindowParams> = "WindowPara
 template <> inline constexpr const char* kParamsName<SkinnyParams> = "SkinnyParams";
 template <> inline constexpr const char* kParamsName<AttentionParams> = "AttentionParams";
 template <> inline constexpr const char* kParamsName<ConstantsParams> = "ConstantsParams";
+template <> inline constexpr const char* kParamsName<TopkParams> = "TopkParams";
+template <> inline constexpr const char* kParamsName<EinsumParams> = "EinsumParams";
+template <> inline constexpr const char* kParamsName<RangeParams> = "RangeParams";
+template <> inline constexpr const char* kParamsName<OneHotParams> = "OneHotParams";
 
 // The struct in the slots the kernel reads it from (the rest zero).
 template <class T>
@@ -133,6 +137,11 @@ std::string attention_source(DType dtype, const std::optional<Params>& specializ
 // the head dim compiled in. Blocks of 1, 2 or 4 (`warps`) warps, 16 query rows a warp.
 inline constexpr int kAttentionMmaMinArch = 80;
 std::string attention_mma_source(DType dtype, int64_t head_dim, const std::optional<Params>& specialize);
+// Einsum (EinsumParams): a thread per output element sums the operands'
+// product over the summed labels; float accumulation for fp16 and bf16, 64-bit
+// for float64 and integers. Arguments: out, one per operand (at most kEinsumMaxOperands).
+inline constexpr int kEinsumMaxOperands = int(sizeof(EinsumParams::out_strides) / sizeof(EinsumParams::out_strides[0]));
+std::string einsum_source(DType dtype, int operands, const std::optional<Params>& specialize);
 
 // ---- conv and pool (codegen/conv.cpp): window kernels, NCHW, 1-3 spatial dims; WindowParams
 // kConvTranspose gathers: out[o] += x[i] * w[c, m, k] wherever i*stride - pad + k*dil == o.
@@ -171,6 +180,10 @@ std::string reduce_source(const ReduceSpec& spec);
 // Per-line kernels along one axis of an [outer, len, inner] view (LineParams); ArgMax/ArgMin write int64.
 enum class LineOp { kArgMax, kArgMin, kCumSum };
 std::string line_source(LineOp op, DType dtype, const std::optional<Params>& specialize);
+// TopK (TopkParams), a block per row: radix select of the k-th best key, the
+// best k gathered in index order into the outputs, then sorted there in place
+// (bitonic) by (key, index). Arguments: values, indices (int64), x. Any type but bool.
+std::string topk_source(DType dtype, const std::optional<Params>& specialize);
 
 // ---- movement (codegen/movement.cpp) ------------------------------------------------------
 // Strided remap (RemapParams): transpose, slice, expand, tile, pad, concat, split, fills.
@@ -205,5 +218,10 @@ std::string resize_source(DType dtype, const std::optional<Params>& specialize);
 // ---- generator (codegen/generator.cpp): values known on the host (ConstantsParams) --------
 inline constexpr int kConstantsPerLaunch = int(sizeof(ConstantsParams::values) / sizeof(ConstantsParams::values[0]));
 std::string constants_source();
+// Range (RangeParams): out[i] = start + i * delta. Arguments: out, start, delta.
+std::string range_source(DType dtype, const std::optional<Params>& specialize);
+// OneHot (OneHotParams): values[1] where the index (negative from the end) is the
+// position along the axis, values[0] elsewhere. Arguments: out, indices, values.
+std::string onehot_source(DType dtype, DType index_dtype, const std::optional<Params>& specialize);
 
 }  // namespace kiln::codegen

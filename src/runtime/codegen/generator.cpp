@@ -1,4 +1,5 @@
-// Values known on the host (shape arithmetic) written into device memory.
+// Values known on the host (shape arithmetic) written into device memory;
+// Range and OneHot, a thread per output element.
 #include <sstream>
 
 #include "codegen.h"
@@ -16,6 +17,44 @@ std::string constants_source() {
   s << "    const long long v = prm.values[i];\n";
   s << "    for (long long b = 0; b < elem; ++b) out[i * elem + b] = (unsigned char)((v >> (8 * b)) & 0xff);  // little-endian\n";
   s << "  }\n}\n";
+  return s.str();
+}
+
+std::string range_source(DType dtype, const std::optional<Params>& specialize) {
+  if (dtype == DType::kBool) fail(ErrorCode::kUnsupported, "Range of bool");
+  std::string ct = c_type(dtype);
+  std::ostringstream s;
+  s << prelude() << params_constants<RangeParams>(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
+    << "* __restrict__ start, const " << ct << "* __restrict__ delta, KParams p) {\n" << params_binding<RangeParams>(specialize);
+  // As the reference: integers exactly, floating types in double, rounded once.
+  if (is_floating(dtype))
+    s << "  const double s0 = (double)" << load_expr(dtype, "start", "0") << ", d = (double)" << load_expr(dtype, "delta", "0") << ";\n";
+  else
+    s << "  const long long s0 = (long long)start[0], d = (long long)delta[0];\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < prm.n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n    " << store_stmt(dtype, "out", "i", is_floating(dtype) ? "s0 + (double)i * d" : "s0 + i * d") << "\n  }\n}\n";
+  return s.str();
+}
+
+std::string onehot_source(DType dtype, DType index_dtype, const std::optional<Params>& specialize) {
+  if (index_dtype == DType::kBool) fail(ErrorCode::kUnsupported, "OneHot with bool indices");
+  std::string ct = c_type(dtype);
+  std::ostringstream s;
+  s << prelude() << params_constants<OneHotParams>(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const "
+    << c_type(index_dtype) << "* __restrict__ indices, const " << ct << "* __restrict__ values, KParams p) {\n"
+    << params_binding<OneHotParams>(specialize);
+  s << "  const long long n = prm.n, depth = prm.depth, inner = prm.inner;\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    const long long in = i % inner, at = (i / inner) % depth, outer = i / (inner * depth);\n";
+  // Floating indices truncate toward zero, as the reference's conversion does.
+  s << "    long long t = (long long)"
+    << (is_floating(index_dtype) ? "(" + load_expr(index_dtype, "indices", "outer * inner + in") + ")" : "indices[outer * inner + in]")
+    << ";\n";
+  s << "    if (t < 0) t += depth;  // out of range either way: an all-off line\n";
+  s << "    out[i] = values[t == at ? 1 : 0];\n  }\n}\n";
   return s.str();
 }
 

@@ -103,4 +103,30 @@ struct ConstantsParams {
   long long values[120];
 };
 
+// TopK: `rows` rows of `len` elements, `inner` apart; the best `k` of each
+// (largest or smallest), in order, ties to the lower index.
+struct TopkParams {
+  long long rows, len, inner, k, largest;
+};
+
+// Einsum: `n` outputs over the output labels' dims, each a sum over the
+// `sum_count` assignments of the summed labels' dims; each operand's stride
+// per output label and per summed label (0 where it lacks or broadcasts it).
+// Operand bound: 6.
+struct EinsumParams {
+  long long n, out_rank, sum_rank, sum_count;
+  long long out_dims[8], sum_dims[8];
+  long long out_strides[6][8], sum_strides[6][8];
+};
+
+// Range: `n` elements start + i * delta, start and delta read on the device.
+struct RangeParams {
+  long long n;
+};
+
+// OneHot: `n` outputs of an [outer, depth, inner] view over indices [outer, inner].
+struct OneHotParams {
+  long long n, depth, inner;
+};
+
 #endif

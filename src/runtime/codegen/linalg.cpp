@@ -1,6 +1,7 @@
 // Matrix products with few rows (batch 1-8 inference): cuBLASLt's tiles are
 // mostly idle there, so one small kernel streams the weight once and applies
-// bias, activation and residual before the single store.
+// bias, activation and residual before the single store. Einsum's generic
+// kernel: a thread per output element.
 #include <sstream>
 
 #include "codegen.h"
@@ -66,6 +67,45 @@ std::string skinny_matmul_source(const SkinnySpec& spec) {
   s << "    v = " << activation_expr(spec.activation, "v") << ";\n";
   if (spec.has_residual) s << "    v += " << load_expr(spec.dtype, "residual", "m * N + n") << ";\n";
   s << "    " << store_stmt(spec.dtype, "out", "m * N + n", "v") << "\n  }\n}\n";
+  return s.str();
+}
+
+std::string einsum_source(DType dtype, int operands, const std::optional<Params>& specialize) {
+  if (dtype == DType::kBool) fail(ErrorCode::kUnsupported, "Einsum on bool tensors");
+  if (operands < 1 || operands > kEinsumMaxOperands)
+    fail(ErrorCode::kUnsupported, "Einsum with ", operands, " operands (the kernel takes 1 to ", kEinsumMaxOperands, ")");
+  bool floating = is_floating(dtype);
+  std::string ct = c_type(dtype), acc = floating ? compute_type(dtype) : "long long";
+  auto each = [&](const std::string& text) {  // `text` once per operand, with # as its number
+    std::string all;
+    for (int t = 0; t < operands; ++t) {
+      std::string one = text;
+      for (size_t at = one.find('#'); at != std::string::npos; at = one.find('#', at)) one.replace(at, 1, std::to_string(t));
+      all += one;
+    }
+    return all;
+  };
+  std::ostringstream s;
+  s << prelude() << params_constants<EinsumParams>(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out"
+    << each(", const " + ct + "* __restrict__ in#") << ", KParams p) {\n" << params_binding<EinsumParams>(specialize);
+  s << "  const long long n = prm.n, sum_count = prm.sum_count;\n  const int out_rank = (int)prm.out_rank, sum_rank = (int)prm.sum_rank;\n";
+  s << "  for (long long o = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; o < n; o += (long long)gridDim.x * " << kBlock << ") {\n";
+  s << "    long long rem = o" << each(", off# = 0") << ";\n";
+  s << "#pragma unroll\n    for (int d = " << kMaxRank - 1 << "; d >= 0; --d) {\n      if (d >= out_rank) continue;\n"
+    << "      const long long c = rem % prm.out_dims[d];\n      rem /= prm.out_dims[d];\n" << each("      off# += c * prm.out_strides[#][d];\n")
+    << "    }\n";
+  s << "    " << acc << " acc = 0;\n    long long idx[" << kMaxRank << "] = {0};\n";
+  // The summed labels as an odometer: the last one moves fastest.
+  std::string product;
+  for (int t = 0; t < operands; ++t)
+    product += (t ? " * " : "") + (floating ? load_expr(dtype, "in" + std::to_string(t), "off" + std::to_string(t))
+                                             : "(long long)in" + std::to_string(t) + "[off" + std::to_string(t) + "]");
+  s << "    for (long long i = 0; i < sum_count; ++i) {\n      acc += " << product << ";\n";
+  s << "#pragma unroll\n      for (int d = " << kMaxRank - 1 << "; d >= 0; --d) {\n        if (d >= sum_rank) continue;\n"
+    << "        if (++idx[d] < prm.sum_dims[d]) {\n" << each("          off# += prm.sum_strides[#][d];\n") << "          break;\n        }\n"
+    << "        idx[d] = 0;\n" << each("        off# -= (prm.sum_dims[d] - 1) * prm.sum_strides[#][d];\n") << "      }\n    }\n";
+  s << "    " << store_stmt(dtype, "out", "o", "acc") << "\n  }\n}\n";
   return s.str();
 }
 

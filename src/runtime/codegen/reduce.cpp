@@ -1,5 +1,5 @@
-// Reductions: over any set of axes (a warp per output), and along one axis
-// per line (argmax/argmin, cumulative sum).
+// Reductions: over any set of axes (a warp per output), along one axis per
+// line (argmax/argmin, cumulative sum), and TopK (a block per row).
 #include <sstream>
 
 #include "codegen.h"
@@ -89,6 +89,113 @@ std::string line_source(LineOp op, DType dtype, const std::optional<Params>& spe
     s << "      if (v " << better << " bv || (prm.select_last_index && v == bv)) { bv = v; best = k; }\n    }\n";
     s << "    out[line] = best;\n";
   }
+  s << "  }\n}\n";
+  return s.str();
+}
+
+namespace {
+
+// Device code for TopK's keys: an unsigned integer per element whose order is
+// the order TopK wants (the best key smallest), `bits` wide.
+std::string topk_key_source(DType dtype, int& bits) {
+  std::string ct = c_type(dtype);
+  std::ostringstream s;
+  s << "__device__ __forceinline__ unsigned long long kiln_topk_key(const " << ct << " raw, const bool largest) {\n";
+  switch (dtype) {
+    case DType::kFloat64:
+      bits = 64;
+      s << "  const double v = raw == 0.0 ? 0.0 : raw;  // -0 ties with +0, as the reference compares them\n"
+        << "  const unsigned long long u = (unsigned long long)__double_as_longlong(v);\n"
+        << "  const unsigned long long ord = (u >> 63) ? ~u : (u | 0x8000000000000000ULL);  // ascending with v\n"
+        << "  return largest ? ~ord : ord;\n";
+      break;
+    case DType::kInt64:
+      bits = 64;
+      s << "  const unsigned long long ord = (unsigned long long)raw ^ 0x8000000000000000ULL;\n  return largest ? ~ord : ord;\n";
+      break;
+    case DType::kFloat32: case DType::kFloat16: case DType::kBFloat16:
+      bits = 32;
+      s << "  float v = " << (dtype == DType::kFloat16 ? "kiln_h2f(raw)" : dtype == DType::kBFloat16 ? "kiln_bf2f(raw)" : "raw") << ";\n"
+        << "  if (v == 0.0f) v = 0.0f;  // -0 ties with +0, as the reference compares them\n"
+        << "  const unsigned int u = __float_as_uint(v);\n"
+        << "  const unsigned int ord = (u >> 31) ? ~u : (u | 0x80000000u);  // ascending with v\n"
+        << "  return largest ? (unsigned long long)(~ord) : (unsigned long long)ord;\n";
+      break;
+    case DType::kInt32: case DType::kInt8: case DType::kUInt8:
+      bits = 32;
+      s << "  const unsigned int ord = " << (dtype == DType::kUInt8 ? "(unsigned int)raw" : "(unsigned int)(int)raw ^ 0x80000000u") << ";\n"
+        << "  return largest ? (unsigned long long)(~ord) : (unsigned long long)ord;\n";
+      break;
+    case DType::kBool: fail(ErrorCode::kUnsupported, "TopK on bool tensors");
+  }
+  s << "}\n";
+  return s.str();
+}
+
+}  // namespace
+
+std::string topk_source(DType dtype, const std::optional<Params>& specialize) {
+  int bits = 0;
+  std::string key = topk_key_source(dtype, bits), ct = c_type(dtype);
+  std::ostringstream s;
+  s << prelude() << params_constants<TopkParams>(specialize) << key;
+  // Slots i < j of a row's outputs in (key, index) order.
+  s << "__device__ __forceinline__ void kiln_topk_order(" << ct << "* values, long long* indices, const long long a, const long long b, "
+    << "const bool largest) {\n"
+    << "  const " << ct << " va = values[a], vb = values[b];\n  const long long ia = indices[a], ib = indices[b];\n"
+    << "  const unsigned long long ka = kiln_topk_key(va, largest), kb = kiln_topk_key(vb, largest);\n"
+    << "  if (kb < ka || (kb == ka && ib < ia)) { values[a] = vb; values[b] = va; indices[a] = ib; indices[b] = ia; }\n}\n";
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* values, long long* indices, const "
+    << ct << "* __restrict__ x, KParams p) {\n" << params_binding<TopkParams>(specialize);
+  s << "  const long long rows = prm.rows, len = prm.len, inner = prm.inner, k = prm.k;\n  const bool largest = prm.largest != 0;\n";
+  s << "  __shared__ unsigned int hist[256];\n  __shared__ unsigned int warp_less[32], warp_eq[32];\n"
+    << "  __shared__ unsigned long long s_prefix;\n  __shared__ long long s_need, s_less_at, s_eq_at;\n";
+  s << "  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, warps = blockDim.x >> 5;\n";
+  s << "  for (long long row = blockIdx.x; row < rows; row += gridDim.x) {\n";
+  s << "    const long long base = (row / inner) * len * inner + row % inner, obase = (row / inner) * k * inner + row % inner;\n";
+  // 1. Radix select, 8 bits a pass from the top: the k-th best key and how many
+  //    elements with exactly that key belong to the k best (`need`).
+  s << "    unsigned long long prefix = 0, mask = 0;\n    long long need = k;\n";
+  s << "    for (int shift = " << bits - 8 << "; shift >= 0; shift -= 8) {\n";
+  s << "      for (int b = tid; b < 256; b += blockDim.x) hist[b] = 0;\n      __syncthreads();\n";
+  s << "      for (long long i = tid; i < len; i += blockDim.x) {\n"
+    << "        const unsigned long long key = kiln_topk_key(x[base + i * inner], largest);\n"
+    << "        if ((key & mask) == prefix) atomicAdd(&hist[(key >> shift) & 255], 1u);\n      }\n      __syncthreads();\n";
+  s << "      if (tid == 0) {\n        long long before = 0;\n        int d = 0;\n"
+    << "        for (; d < 255 && before + (long long)hist[d] < need; ++d) before += hist[d];\n"
+    << "        s_prefix = prefix | ((unsigned long long)d << shift);\n        s_need = need - before;\n      }\n      __syncthreads();\n";
+  s << "      prefix = s_prefix;\n      need = s_need;\n      mask |= 255ULL << shift;\n      __syncthreads();\n    }\n";
+  // 2. The keys better than it into slots [0, k - need), the first `need` equal
+  //    ones into [k - need, k), each in index order (a block-wide count per chunk).
+  s << "    if (tid == 0) { s_less_at = 0; s_eq_at = 0; }\n    __syncthreads();\n";
+  s << "    for (long long c = 0; c < len; c += blockDim.x) {\n"
+    << "      const long long i = c + tid;\n"
+    << "      const unsigned long long key = i < len ? kiln_topk_key(x[base + i * inner], largest) : 0ULL;\n"
+    << "      const bool less = i < len && key < prefix, eq = i < len && key == prefix;\n"
+    << "      const unsigned int bl = __ballot_sync(0xffffffffu, less), be = __ballot_sync(0xffffffffu, eq);\n"
+    << "      if (lane == 0) { warp_less[warp] = __popc(bl); warp_eq[warp] = __popc(be); }\n      __syncthreads();\n"
+    << "      long long lo = s_less_at, eo = s_eq_at;\n"
+    << "      for (int w = 0; w < warp; ++w) { lo += warp_less[w]; eo += warp_eq[w]; }\n"
+    << "      const unsigned int below = (1u << lane) - 1u;\n      lo += __popc(bl & below);\n      eo += __popc(be & below);\n"
+    << "      if (less) { values[obase + lo * inner] = x[base + i * inner]; indices[obase + lo * inner] = i; }\n"
+    << "      if (eq && eo < need) { const long long at = obase + (k - need + eo) * inner; values[at] = x[base + i * inner]; indices[at] = i; }\n"
+    << "      __syncthreads();\n"
+    << "      if (tid == 0) for (int w = 0; w < warps; ++w) { s_less_at += warp_less[w]; s_eq_at += warp_eq[w]; }\n"
+    << "      __syncthreads();\n    }\n";
+  // 3. Bitonic sort of the k slots in place (the form without alternating
+  //    directions: slots past k act as the worst keys and never move).
+  s << "    long long span = 1;\n    while (span < k) span <<= 1;\n";
+  s << "    for (long long size = 2; size <= span; size <<= 1) {\n"
+    << "      const long long half = size >> 1;\n"
+    << "      for (long long t = tid; t < span / 2; t += blockDim.x) {\n"
+    << "        const long long start = (t / half) * size, r = t % half, j = start + size - 1 - r;\n"
+    << "        if (j < k) kiln_topk_order(values, indices, obase + (start + r) * inner, obase + j * inner, largest);\n      }\n"
+    << "      __syncthreads();\n"
+    << "      for (long long stride = size >> 2; stride > 0; stride >>= 1) {\n"
+    << "        for (long long t = tid; t < span / 2; t += blockDim.x) {\n"
+    << "          const long long i = (t / stride) * 2 * stride + t % stride, j = i + stride;\n"
+    << "          if (j < k) kiln_topk_order(values, indices, obase + i * inner, obase + j * inner, largest);\n        }\n"
+    << "        __syncthreads();\n      }\n    }\n";
   s << "  }\n}\n";
   return s.str();
 }

@@ -1,6 +1,7 @@
 // Helpers the family files share: launch grids, the one-kernel op, and the
 // integers of values known on the host.
 #include <algorithm>
+#include <set>
 
 #include "kiln/error.h"
 #include "kiln/ir/shape_inference.h"
@@ -36,6 +37,16 @@ std::vector<int64_t> ints_of(const plan::Plan& plan, ir::ValueId v, const ShapeE
   if (val.weight) return ir::read_ints(*val.weight);
   if (auto k = known_now(val, shapes)) return *k;
   fail(ErrorCode::kUnsupported, what, " '", val.name, "' depends on tensor data, which the GPU runtime does not read back");
+}
+
+std::string data_dependent_size(const plan::Plan& plan, ir::ValueId v) {
+  const ir::Value& val = plan.network.value(v);
+  std::set<std::string> symbols;
+  for (const ir::Dim& d : val.shape) d.collect_symbols(symbols);
+  for (const std::string& s : symbols)
+    if (plan.network.data_dependent_symbols().count(s))
+      return str("the size of '", val.name, "' depends on tensor data (a data-dependent shape), which the GPU runtime does not read back");
+  return "";
 }
 
 }  // namespace kiln::runtime

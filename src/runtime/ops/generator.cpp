@@ -1,6 +1,8 @@
 // The generator family on the GPU: values the host knows (shape arithmetic,
-// for nodes of any family) written by the constants kernel, and ConstantOfShape
-// as a fill.
+// for nodes of any family) written by the constants kernel, ConstantOfShape
+// as a fill, Range and OneHot as kernels of their own. Range's length and
+// OneHot's depth must follow from the input shapes (or constants): the
+// runtime sizes every tensor before it launches anything.
 #include <algorithm>
 #include <cstring>
 
@@ -90,10 +92,43 @@ std::unique_ptr<Op> make_generator(const plan::Plan& plan, const ir::Node& node,
       });
     }
 
+    case OpKind::kRange: {
+      if (dtype == DType::kBool) break;
+      why = data_dependent_size(plan, node.outputs[0]);
+      if (!why.empty()) return nullptr;
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::range_source(dtype, params); });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+        k.params = codegen::pack(codegen::RangeParams{s.of(n->outputs[0]).at(0)});
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[2], 0}};  // start and delta; the length is the output's
+      });
+    }
+
+    case OpKind::kOneHot: {
+      DType index = plan.network.value(node.inputs[0]).dtype;
+      if (index == DType::kBool) {
+        why = "bool indices";
+        return nullptr;
+      }
+      why = data_dependent_size(plan, node.outputs[0]);
+      if (!why.empty()) return nullptr;
+      int kernel = store.add(node.name, [dtype, index](const auto& params) { return codegen::onehot_source(dtype, index, params); });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& out = s.of(n->outputs[0]);
+        int64_t axis = norm_axis(n->attrs.get_int("axis", -1), out.size());
+        codegen::OneHotParams q{};
+        q.n = ir::checked_numel(out);
+        q.depth = out[size_t(axis)];
+        q.inner = ir::checked_numel({out.begin() + axis + 1, out.end()});
+        k.params = codegen::pack(q);
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[2], 0}};
+      });
+    }
+
     default:  // Shape and Size run only where the host knows their values (make_host_value_op)
       why = "no GPU kernel";
       return nullptr;
   }
+  return nullptr;  // the dtype
 }
 
 GpuLowering describe_generator(OpKind op) {
@@ -102,8 +137,9 @@ GpuLowering describe_generator(OpKind op) {
     case OpKind::kShape: case OpKind::kSize:
       return {K::kKernel, "its values follow from the shapes: written by a constants kernel"};
     case OpKind::kConstantOfShape: return {K::kKernel, "fill kernel; any type"};
-    case OpKind::kRange: return {K::kNone, "no GPU kernel yet (`kiln build` folds ranges of constants)"};
-    case OpKind::kOneHot: return {K::kNone, "no GPU kernel yet"};
+    case OpKind::kRange:
+      return {K::kKernel, "fill kernel; any type but bool; its length known before the run (`kiln build` folds ranges of constants)"};
+    case OpKind::kOneHot: return {K::kKernel, "fill kernel; any type, indices any but bool; depth known before the run"};
     default: return {};
   }
 }

@@ -2,8 +2,11 @@
 // Y[M,N] = A[M,K] B[K,N] is computed as column-major Y^T = B^T A^T, with bias / ReLU / GELU(tanh) epilogues and
 // the residual as the C matrix (beta = 1). Other activations, and a residual
 // after an activation, run as a small elementwise kernel afterwards; few-row
-// products take a generated kernel. Attention runs as one fused kernel.
+// products take a generated kernel. Attention runs as one fused kernel;
+// Einsum as a generic kernel, a thread per output element.
 #include <algorithm>
+#include <cctype>
+#include <map>
 
 #include "cuda_util.h"
 #include "kiln/error.h"
@@ -318,6 +321,94 @@ std::unique_ptr<Op> make_attention(const plan::Plan& plan, const ir::Node& node,
   });
 }
 
+// Einsum's labels as the reference reads them: "..." expanded into digit
+// labels (right-aligned across operands), the output's labels (implicit: the
+// ellipsis, then the labels used once, in order), the rest summed.
+struct EinsumLabels {
+  std::vector<std::string> terms;
+  std::string out, summed;
+};
+
+EinsumLabels einsum_labels(const ir::EinsumEquation& eq, const std::vector<size_t>& ranks) {
+  EinsumLabels e;
+  size_t ell_rank = 0;
+  for (size_t t = 0; t < eq.terms.size(); ++t)
+    if (eq.terms[t].find("...") != std::string::npos) ell_rank = std::max(ell_rank, ranks[t] - (eq.terms[t].size() - 3));
+  auto expand = [&](const std::string& term, size_t rank) {
+    size_t pos = term.find("...");
+    if (pos == std::string::npos) return term;
+    std::string labels;
+    for (size_t i = ell_rank - rank; i < ell_rank; ++i) labels += char('0' + i);
+    return term.substr(0, pos) + labels + term.substr(pos + 3);
+  };
+  std::map<char, int> count;
+  for (size_t t = 0; t < eq.terms.size(); ++t) {
+    bool ell = eq.terms[t].find("...") != std::string::npos;
+    e.terms.push_back(expand(eq.terms[t], ell ? ranks[t] - (eq.terms[t].size() - 3) : 0));
+    for (char l : e.terms.back()) count[l]++;
+  }
+  if (eq.has_output) {
+    e.out = expand(eq.output, ell_rank);
+  } else {
+    for (size_t i = 0; i < ell_rank; ++i) e.out += char('0' + i);
+    for (auto& [l, n] : count)
+      if (n == 1 && !std::isdigit(static_cast<unsigned char>(l))) e.out += l;
+  }
+  for (auto& [l, n] : count)
+    if (e.out.find(l) == std::string::npos) e.summed += l;
+  return e;
+}
+
+std::unique_ptr<Op> make_einsum(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
+  DType dtype = output_dtype(plan, node);
+  if (dtype == DType::kBool) return nullptr;
+  int operands = int(node.inputs.size());
+  if (operands > codegen::kEinsumMaxOperands) {
+    why = str(operands, " operands; the GPU kernel takes at most ", codegen::kEinsumMaxOperands);
+    return nullptr;
+  }
+  std::vector<size_t> ranks;
+  for (ir::ValueId v : node.inputs) ranks.push_back(plan.network.value(v).shape.size());
+  EinsumLabels labels = einsum_labels(ir::parse_einsum(node.attrs.get_string("equation", "")), ranks);
+  if (labels.out.size() > size_t(codegen::kMaxRank) || labels.summed.size() > size_t(codegen::kMaxRank)) {
+    why = str(labels.out.size(), " output and ", labels.summed.size(), " summed labels; the GPU kernel takes at most ", codegen::kMaxRank,
+              " of each");
+    return nullptr;
+  }
+  int kernel = store.add(node.name, [dtype, operands](const auto& params) { return codegen::einsum_source(dtype, operands, params); });
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [n, labels](const ShapeEnv& s, KernelLaunch& k) {
+    std::map<char, int64_t> size;
+    for (size_t t = 0; t < labels.terms.size(); ++t)
+      for (size_t i = 0; i < labels.terms[t].size(); ++i)
+        size[labels.terms[t][i]] = std::max(size[labels.terms[t][i]], s.of(n->inputs[t])[i]);
+    codegen::EinsumParams q{};
+    q.out_rank = int64_t(labels.out.size());
+    q.sum_rank = int64_t(labels.summed.size());
+    std::vector<int64_t> out_dims, sum_dims;
+    for (char l : labels.out) out_dims.push_back(size[l]);
+    for (char l : labels.summed) sum_dims.push_back(size[l]);
+    q.n = ir::checked_numel(out_dims);
+    q.sum_count = ir::checked_numel(sum_dims);
+    std::copy(out_dims.begin(), out_dims.end(), q.out_dims);
+    std::copy(sum_dims.begin(), sum_dims.end(), q.sum_dims);
+    for (size_t t = 0; t < labels.terms.size(); ++t) {
+      const auto& dims = s.of(n->inputs[t]);
+      auto st = strides_of(dims);
+      for (size_t i = 0; i < dims.size(); ++i) {
+        if (dims[i] == 1) continue;  // broadcast (or a single position): stride 0
+        char l = labels.terms[t][i];
+        size_t at = labels.out.find(l);
+        if (at != std::string::npos) q.out_strides[t][at] += st[i];
+        else q.sum_strides[t][labels.summed.find(l)] += st[i];  // repeated labels (diagonals) add up
+      }
+    }
+    k.params = codegen::pack(q);
+    k.args = {{n->outputs[0], 0}};
+    for (ir::ValueId v : n->inputs) k.args.push_back({v, 0});
+  });
+}
+
 }  // namespace
 
 void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, void* bias, cublasLtHandle_t lt,
@@ -339,6 +430,7 @@ std::unique_ptr<Op> make_linalg(const plan::Plan& plan, const ir::Node& node, Ke
   switch (node.op) {
     case OpKind::kFusedMatMul: return make_matmul(plan, node, store, why);
     case OpKind::kAttention: return make_attention(plan, node, store, why, arch);
+    case OpKind::kEinsum: return make_einsum(plan, node, store, why);
     default: return nullptr;  // describe_linalg leaves the others to the builder
   }
 }
@@ -349,7 +441,10 @@ GpuLowering describe_linalg(OpKind op) {
     case OpKind::kMatMul:
       return {K::kByBuilder, "`kiln build` turns floating-point MatMuls of rank 2 and more into FusedMatMul"};
     case OpKind::kGemm: return {K::kByBuilder, "`kiln build` turns floating-point Gemms into FusedMatMul"};
-    case OpKind::kEinsum: return {K::kNone, "no GPU kernel yet"};
+    case OpKind::kEinsum:
+      return {K::kKernel, str("generic kernel, a thread per output element; any type but bool, float accumulation for fp16 and bf16; "
+                              "at most ", codegen::kEinsumMaxOperands, " operands, ", codegen::kMaxRank, " output and ",
+                              codegen::kMaxRank, " summed labels")};
     case OpKind::kFusedMatMul:
       return {K::kKernel, "cuBLASLt, or a generated kernel for few rows, with the epilogue fused; floating types"};
     case OpKind::kAttention:

@@ -1,6 +1,7 @@
 // The reduce family on the GPU: reductions over any axes (the global pools
-// among them) and the line kernel (ArgMax, ArgMin, CumSum).
+// among them), the line kernel (ArgMax, ArgMin, CumSum) and TopK's row kernel.
 #include <algorithm>
+#include <cstdint>
 
 #include "kiln/error.h"
 #include "kiln/ir/shape_inference.h"
@@ -108,6 +109,33 @@ std::unique_ptr<Op> make_reduce(const plan::Plan& plan, const ir::Node& node, Ke
       });
     }
 
+    case OpKind::kTopK: {
+      DType in = value(node.inputs[0]).dtype;
+      if (in == DType::kBool) break;
+      // K sets the outputs' size: known before the launch, or the node is not the GPU's.
+      why = data_dependent_size(plan, node.outputs[0]);
+      if (!why.empty()) return nullptr;
+      int kernel = store.add(node.name, [in](const auto& params) { return codegen::topk_source(in, params); });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& x = s.of(n->inputs[0]);
+        int64_t axis = norm_axis(n->attrs.get_int("axis", -1), x.size());
+        int64_t count = ints_of(*p, n->inputs[1], s, "TopK's K").at(0), len = x[size_t(axis)];
+        if (count < 0 || count > len)
+          fail(ErrorCode::kShapeError, "node '", n->name, "': K=", count, " is outside [0, ", len, "], the size of axis ", axis, " of '",
+               p->network.value(n->inputs[0]).name, "'");
+        if (len > int64_t(UINT32_MAX)) fail(ErrorCode::kUnsupported, "node '", n->name, "': TopK over rows of ", len, " elements");
+        codegen::TopkParams q{};
+        q.len = len;
+        q.inner = ir::checked_numel({x.begin() + axis + 1, x.end()});
+        q.rows = count == 0 ? 0 : ir::checked_numel({x.begin(), x.begin() + axis}) * q.inner;
+        q.k = count;
+        q.largest = n->attrs.get_int("largest", 1) != 0;
+        k.params = codegen::pack(q);
+        k.grid = unsigned(std::clamp<int64_t>(q.rows, 1, 1 << 20));  // a block per row
+        k.args = {{n->outputs[0], 0}, {n->outputs[1], 0}, {n->inputs[0], 0}};
+      });
+    }
+
     default: break;
   }
   return nullptr;
@@ -121,7 +149,8 @@ GpuLowering describe_reduce(OpKind op) {
     case OpKind::kReduceLogSumExp: case OpKind::kReduceSumSquare:
       return {K::kKernel, "reduction kernel; floating types"};
     case OpKind::kArgMax: case OpKind::kArgMin: case OpKind::kCumSum: return {K::kKernel, "line kernel; any type but bool"};
-    case OpKind::kTopK: return {K::kNone, "no GPU kernel yet"};
+    case OpKind::kTopK:
+      return {K::kKernel, "row kernel (radix select, then a bitonic sort of the k best); any type but bool; K known before the run"};
     default: return {};
   }
 }
