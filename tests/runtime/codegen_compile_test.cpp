@@ -80,7 +80,9 @@ TEST_P(CompileForArch, SingleOpKernelsForEveryElementwiseOp) {
     ir::FusedInstruction in;
     in.op = OpKind(op);
     bool logical = in.op == OpKind::kAnd || in.op == OpKind::kOr || in.op == OpKind::kXor || in.op == OpKind::kNot;
-    DType d = logical ? DType::kBool : DType::kFloat16;
+    bool bits = in.op == OpKind::kBitShift || in.op == OpKind::kBitwiseAnd || in.op == OpKind::kBitwiseOr ||
+                in.op == OpKind::kBitwiseXor || in.op == OpKind::kBitwiseNot;  // integer types only
+    DType d = logical ? DType::kBool : bits ? DType::kInt32 : DType::kFloat16;
     std::vector<DType> inputs{d, d};
     in.args[0] = 0, in.args[1] = 1;
     if (in.op == OpKind::kWhere) inputs = {DType::kBool, d, d}, in.args[2] = 2;
@@ -94,6 +96,32 @@ TEST_P(CompileForArch, SingleOpKernelsForEveryElementwiseOp) {
       in.op = op;
       in.args[0] = 0, in.args[1] = 1;
       compiles(str("int_", ir::op_name(op), "_", dtype_name(d)), elementwise_source({{in}, {d, d}, d, std::nullopt}));
+    }
+}
+
+TEST_P(CompileForArch, BitOpsForEveryIntegerDtype) {
+  for (DType d : {DType::kInt64, DType::kInt32, DType::kUInt8, DType::kInt8})
+    for (OpKind op : {OpKind::kBitShift, OpKind::kBitwiseAnd, OpKind::kBitwiseOr, OpKind::kBitwiseXor, OpKind::kBitwiseNot})
+      for (double left : {0.0, 1.0}) {
+        if (left != 0 && op != OpKind::kBitShift) continue;
+        ir::FusedInstruction in;
+        in.op = op;
+        in.args[0] = 0;
+        if (op != OpKind::kBitwiseNot) in.args[1] = 1;
+        in.params[0] = left;
+        std::vector<DType> inputs(op == OpKind::kBitwiseNot ? 1 : 2, d);
+        for (bool specialize : {false, true})
+          compiles(str("bits_", ir::op_name(op), left != 0 ? "_left_" : "_", dtype_name(d), specialize ? "_spec" : ""),
+                   elementwise_source({{in}, inputs, d, specialize ? std::optional<Params>(some_params()) : std::nullopt}));
+      }
+}
+
+TEST_P(CompileForArch, GroupNormAndLrnForEveryFloatDtype) {
+  for (DType d : kFloats)
+    for (bool specialize : {false, true}) {
+      std::optional<Params> spec = specialize ? std::optional<Params>(some_params()) : std::nullopt;
+      compiles(str("group_norm_", dtype_name(d), specialize ? "_spec" : ""), group_norm_source({d, 1.2345678e-5, spec}));
+      compiles(str("lrn_", dtype_name(d), specialize ? "_spec" : ""), lrn_source({d, 2e-4, 0.75, 2.0, 4, spec}));
     }
 }
 
@@ -238,6 +266,8 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
                     KILN_FIELD(out_view[4]), KILN_FIELD(vector_bits), KILN_FIELD(warps)}); }
   { auto q = numbered<ConstantsParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(elem), KILN_FIELD(values[0]), KILN_FIELD(values[119])}); }
+  { auto q = numbered<GroupNormParams>(); device_sees(q, {KILN_FIELD(rows), KILN_FIELD(len), KILN_FIELD(groups), KILN_FIELD(spatial)}); }
+  { auto q = numbered<LrnParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(channels), KILN_FIELD(spatial)}); }
 }
 
 INSTANTIATE_TEST_SUITE_P(Arch, KernelParams, ::testing::Values(80, 90),
@@ -270,6 +300,8 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
     EXPECT_TRUE(binds(skinny_matmul_source({DType::kFloat16, false, false, false, "none", spec}), "SkinnyParams", s));
     EXPECT_TRUE(binds(attention_source(DType::kFloat16, spec), "AttentionParams", s));
     EXPECT_TRUE(binds(attention_mma_source(DType::kFloat16, 64, spec), "AttentionParams", s));
+    EXPECT_TRUE(binds(group_norm_source({DType::kFloat32, 1e-5, spec}), "GroupNormParams", s));
+    EXPECT_TRUE(binds(lrn_source({DType::kFloat32, 1e-4, 0.75, 1.0, 5, spec}), "LrnParams", s));
   }
   EXPECT_TRUE(binds(constants_source(), "ConstantsParams", false));
 }
