@@ -177,7 +177,8 @@ TEST(ShapeInference, BitOpsRefuseFloatsMixedTypesAndBadDirections) {
     net.add_output(net.add_op1(op, {a, b}, attrs, "bits"));
     return finalize_error(net);
   };
-  EXPECT_NE(error_of(OpKind::kBitwiseAnd, DType::kFloat32, DType::kFloat32, nullptr).find("node 'bits' (BitwiseAnd): input 0 has dtype float32; expected an integer type"),
+  EXPECT_NE(error_of(OpKind::kBitwiseAnd, DType::kFloat32, DType::kFloat32, nullptr)
+                .find("node 'bits' (BitwiseAnd): input 0 has dtype float32; expected an integer type"),
             std::string::npos);
   EXPECT_NE(error_of(OpKind::kBitwiseOr, DType::kInt8, DType::kInt32, nullptr).find("inputs 0 and 1 have dtypes int8 and int32"),
             std::string::npos);

@@ -99,19 +99,21 @@ TEST_P(CompileForArch, SingleOpKernelsForEveryElementwiseOp) {
     }
 }
 
-TEST_P(CompileForArch, BitOpsForEveryIntegerDtype) {
+TEST_P(CompileForArch, BitOpsAndModForEveryIntegerDtype) {
+  // params[0]: BitShift's direction (1 LEFT), Mod's fmod.
   for (DType d : {DType::kInt64, DType::kInt32, DType::kUInt8, DType::kInt8})
-    for (OpKind op : {OpKind::kBitShift, OpKind::kBitwiseAnd, OpKind::kBitwiseOr, OpKind::kBitwiseXor, OpKind::kBitwiseNot})
-      for (double left : {0.0, 1.0}) {
-        if (left != 0 && op != OpKind::kBitShift) continue;
+    for (OpKind op : {OpKind::kBitShift, OpKind::kBitwiseAnd, OpKind::kBitwiseOr, OpKind::kBitwiseXor, OpKind::kBitwiseNot,
+                      OpKind::kMod})
+      for (double param : {0.0, 1.0}) {
+        if (param != 0 && op != OpKind::kBitShift && op != OpKind::kMod) continue;
         ir::FusedInstruction in;
         in.op = op;
         in.args[0] = 0;
         if (op != OpKind::kBitwiseNot) in.args[1] = 1;
-        in.params[0] = left;
+        in.params[0] = param;
         std::vector<DType> inputs(op == OpKind::kBitwiseNot ? 1 : 2, d);
         for (bool specialize : {false, true})
-          compiles(str("bits_", ir::op_name(op), left != 0 ? "_left_" : "_", dtype_name(d), specialize ? "_spec" : ""),
+          compiles(str("int_", ir::op_name(op), "_", param, "_", dtype_name(d), specialize ? "_spec" : ""),
                    elementwise_source({{in}, inputs, d, specialize ? std::optional<Params>(some_params()) : std::nullopt}));
       }
 }
@@ -266,7 +268,8 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
                     KILN_FIELD(out_view[4]), KILN_FIELD(vector_bits), KILN_FIELD(warps)}); }
   { auto q = numbered<ConstantsParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(elem), KILN_FIELD(values[0]), KILN_FIELD(values[119])}); }
-  { auto q = numbered<GroupNormParams>(); device_sees(q, {KILN_FIELD(rows), KILN_FIELD(len), KILN_FIELD(groups), KILN_FIELD(spatial)}); }
+  { auto q = numbered<GroupNormParams>();
+    device_sees(q, {KILN_FIELD(rows), KILN_FIELD(len), KILN_FIELD(groups), KILN_FIELD(spatial)}); }
   { auto q = numbered<LrnParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(channels), KILN_FIELD(spatial)}); }
 }
 

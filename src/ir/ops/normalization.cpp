@@ -74,7 +74,8 @@ void infer_normalization(Ctx& c) {
       c.require_float(0);
       c.require_rank(0, 2);
       if (!node.attrs.has("size")) c.error(ErrorCode::kInvalidModel, "attribute 'size' is required");
-      if (node.attrs.get_int("size", 0) < 1) c.error(ErrorCode::kInvalidModel, "size ", node.attrs.get_int("size", 0), " must be >= 1");
+      if (int64_t size = node.attrs.get_int("size", 0); size < 1)
+        c.error(ErrorCode::kInvalidModel, "size ", size, " must be >= 1");
       c.set(0, c.dtype(0), c.shape(0));
       break;
     default: no_inference(c);

@@ -127,10 +127,12 @@ std::string instruction_expr(const ir::FusedInstruction& in, const std::string& 
     case OpKind::kPow:
       return integer ? "(long long)pow((double)" + a + ", (double)" + b + ")" : f("pow") + "(" + a + ", " + b + ")";
     case OpKind::kMod:  // b == -1: INT64_MIN % -1 overflows (the result is 0 for any a)
-      if (integer)
-        return p0 != 0 ? "((" + b + " == 0 || " + b + " == -1) ? 0LL : " + a + " % " + b + ")"
-                       : "((" + b + " == 0 || " + b + " == -1) ? 0LL : ((" + a + " % " + b + " != 0 && ((" + a + " % " + b + " < 0) != (" + b +
-                             " < 0))) ? " + a + " % " + b + " + " + b + " : " + a + " % " + b + "))";
+      if (integer) {
+        std::string zero = "(" + b + " == 0 || " + b + " == -1) ? 0LL : ";
+        return p0 != 0 ? "(" + zero + a + " % " + b + ")"
+                       : "(" + zero + "((" + a + " % " + b + " != 0 && ((" + a + " % " + b + " < 0) != (" + b + " < 0))) ? " + a +
+                             " % " + b + " + " + b + " : " + a + " % " + b + "))";
+      }
       return p0 != 0 ? f("fmod") + "(" + a + ", " + b + ")"
                      : "(" + f("fmod") + "(" + a + ", " + b + ") != 0 && ((" + f("fmod") + "(" + a + ", " + b + ") < 0) != (" + b +
                            " < 0)) ? " + f("fmod") + "(" + a + ", " + b + ") + " + b + " : " + f("fmod") + "(" + a + ", " + b + "))";

@@ -105,9 +105,11 @@ GpuLowering describe_normalization(OpKind op) {
   switch (op) {
     case OpKind::kBatchNormalization:
       return {K::kByBuilder, "`kiln build` folds it into the Conv before it or lowers it to elementwise ops"};
-    case OpKind::kInstanceNormalization: case OpKind::kGroupNormalization:
-      return {K::kKernel, "row kernel per (n, group); floating types; scale and bias of X's type"};
-    case OpKind::kLRN: return {K::kKernel, "window kernel over channels; floating types"};
+    case OpKind::kInstanceNormalization:
+      return {K::kKernel, "row kernel, a row per (n, channel); floating types; scale and bias of X's type"};
+    case OpKind::kGroupNormalization:
+      return {K::kKernel, "row kernel, a row per (n, group); floating types; scale and bias of X's type"};
+    case OpKind::kLRN: return {K::kKernel, "a thread per element over its window of channels; floating types"};
     case OpKind::kLayerNormalization:
       return {K::kKernel, "row kernel; floating types; scale and bias cover the normalized block; Mean and InvStdDev both or neither"};
     case OpKind::kSoftmax: case OpKind::kLogSoftmax: case OpKind::kHardmax: return {K::kKernel, "row kernel; floating types"};
