@@ -26,6 +26,8 @@ bool is_elementwise(OpKind op) {
     case OpKind::kShrink: case OpKind::kIsNaN: case OpKind::kIsInf: case OpKind::kNot: case OpKind::kEqual:
     case OpKind::kLess: case OpKind::kLessOrEqual: case OpKind::kGreater: case OpKind::kGreaterOrEqual: case OpKind::kAnd:
     case OpKind::kOr: case OpKind::kXor: case OpKind::kMod: case OpKind::kSum: case OpKind::kMean:
+    case OpKind::kBitShift: case OpKind::kBitwiseAnd: case OpKind::kBitwiseOr: case OpKind::kBitwiseXor:
+    case OpKind::kBitwiseNot:
       return true;
     default: return false;
   }
@@ -37,6 +39,7 @@ FusedInstruction instruction_from_node(const Node& node) {
   auto names = fused_param_names(node.op);
   for (size_t i = 0; i < names.size(); ++i) {
     if (node.op == OpKind::kGelu) in.params[i] = node.attrs.get_string("approximate", "none") == "tanh" ? 1.0 : 0.0;
+    else if (node.op == OpKind::kBitShift) in.params[i] = node.attrs.get_string("direction", "") == "LEFT" ? 1.0 : 0.0;
     else if (names[i].integer) in.params[i] = double(node.attrs.get_int(names[i].name, int64_t(names[i].fallback)));
     else in.params[i] = node.attrs.get_float(names[i].name, names[i].fallback);
   }
@@ -50,6 +53,7 @@ std::vector<FusedParam> fused_param_names(OpKind op) {
     case OpKind::kSelu: return {{"alpha", 1.67326319217681884765625}, {"gamma", 1.05070102214813232421875}};
     case OpKind::kHardSigmoid: return {{"alpha", 0.2}, {"beta", 0.5}};
     case OpKind::kGelu: return {{"approximate_tanh", 0.0}};  // 1 for approximate="tanh"
+    case OpKind::kBitShift: return {{"direction_left", 0.0}};  // 1 for direction="LEFT"
     case OpKind::kShrink: return {{"bias", 0.0}, {"lambd", 0.5}};
     case OpKind::kMod: return {{"fmod", 0, true}};
     case OpKind::kIsInf: return {{"detect_negative", 1, true}, {"detect_positive", 1, true}};
@@ -62,6 +66,7 @@ Attributes fused_instruction_attrs(const FusedInstruction& in) {
   auto names = fused_param_names(in.op);
   for (size_t i = 0; i < names.size(); ++i) {
     if (in.op == OpKind::kGelu) attrs.set("approximate", std::string(in.params[0] != 0 ? "tanh" : "none"));
+    else if (in.op == OpKind::kBitShift) attrs.set("direction", std::string(in.params[0] != 0 ? "LEFT" : "RIGHT"));
     else if (names[i].integer) attrs.set(names[i].name, int64_t(in.params[i]));
     else attrs.set(names[i].name, in.params[i]);
   }

@@ -1,5 +1,6 @@
 // Elementwise ops: unary math and activations, casts, binary arithmetic and
-// comparisons with numpy broadcasting, variadic Min/Max/Mean/Sum, Where.
+// comparisons with numpy broadcasting, variadic Min/Max/Mean/Sum, Where, and
+// the integer bit operations.
 #include <cmath>
 #include <limits>
 
@@ -178,7 +179,7 @@ Tensor run_clip(const KernelContext& c) {
 }
 
 int64_t int_mod(int64_t a, int64_t b, bool fmod) {
-  if (b == 0) return 0;
+  if (b == 0 || b == -1) return 0;  // -1: INT64_MIN % -1 overflows
   int64_t r = a % b;
   if (!fmod && r != 0 && ((r < 0) != (b < 0))) r += b;
   return r;
@@ -237,6 +238,29 @@ Tensor run_binary(const KernelContext& c) {
     }
   });
   return from_doubles(out, dims, v);
+}
+
+// BitShift and the Bitwise ops on values widened to int64 (sign- or
+// zero-extended); from_ints wraps the result back into the dtype's width.
+Tensor run_bitwise(const KernelContext& c) {
+  OpKind op = c.node.op;
+  std::vector<int64_t> dims = c.out_dims(0);
+  int64_t bits = int64_t(dtype_size(c.in(0).dtype)) * 8;
+  bool left = c.attrs().get_string("direction", "") == "LEFT";
+  auto v = broadcast_map<int64_t>(present(c), dims, [&](const int64_t* a) -> int64_t {
+    switch (op) {
+      case OpKind::kBitwiseAnd: return a[0] & a[1];
+      case OpKind::kBitwiseOr: return a[0] | a[1];
+      case OpKind::kBitwiseXor: return a[0] ^ a[1];
+      case OpKind::kBitwiseNot: return ~a[0];
+      default: break;
+    }
+    // BitShift-28: a shift by a negative amount or by the width or more leaves
+    // only the sign fill: -1 for a right shift of a negative value, else 0.
+    if (a[1] < 0 || a[1] >= bits) return !left && a[0] < 0 ? -1 : 0;
+    return left ? int64_t(uint64_t(a[0]) << a[1]) : a[0] >> a[1];  // >>: arithmetic on the sign-extended value
+  });
+  return from_ints(c.out_dtype(0), dims, v);
 }
 
 Tensor run_variadic(const KernelContext& c) {
@@ -362,6 +386,9 @@ Kernel elementwise_kernel(OpKind op) {
       return one_output<run_binary>;
     case OpKind::kMin: case OpKind::kMax: case OpKind::kMean: case OpKind::kSum: return one_output<run_variadic>;
     case OpKind::kWhere: return one_output<run_where>;
+    case OpKind::kBitShift: case OpKind::kBitwiseAnd: case OpKind::kBitwiseOr: case OpKind::kBitwiseXor:
+    case OpKind::kBitwiseNot:
+      return one_output<run_bitwise>;
     case OpKind::kFusedElementwise: return one_output<run_fused>;
     case OpKind::kAbs: case OpKind::kNeg: case OpKind::kSqrt: case OpKind::kReciprocal: case OpKind::kExp:
     case OpKind::kLog: case OpKind::kFloor: case OpKind::kCeil: case OpKind::kRound: case OpKind::kSign:

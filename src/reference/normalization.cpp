@@ -1,5 +1,6 @@
-// The normalization family: batch, instance, layer and group normalization
-// and the softmax ops.
+// The normalization family: batch, instance, layer and group normalization,
+// local response normalization and the softmax ops.
+#include <algorithm>
 #include <cmath>
 
 #include "kernels.h"
@@ -85,6 +86,30 @@ Outputs run_norm(const KernelContext& c) {
   return {from_doubles(c.out_dtype(0), tx.dims, x)};
 }
 
+// LRN: each element divided by (bias + alpha / size * the sum of squares over
+// the channels c - floor((size - 1) / 2) .. c + ceil((size - 1) / 2)) ^ beta.
+Tensor run_lrn(const KernelContext& c) {
+  const Tensor& tx = c.in(0);
+  std::vector<double> x = to_doubles(tx), y(x.size());
+  double alpha = c.attrs().get_float("alpha", 1e-4), beta = c.attrs().get_float("beta", 0.75);
+  double bias = c.attrs().get_float("bias", 1.0);
+  int64_t size = c.attrs().get_int("size", 1);
+  int64_t n = tx.dims[0], ch = tx.dims[1], vol = ir::checked_numel(spatial_of(tx.dims));
+  int64_t before = (size - 1) / 2, after = size - 1 - before;
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t k = 0; k < ch; ++k)
+      for (int64_t i = 0; i < vol; ++i) {
+        double sq = 0;
+        for (int64_t j = std::max<int64_t>(0, k - before); j <= std::min(ch - 1, k + after); ++j) {
+          double v = x[size_t((b * ch + j) * vol + i)];
+          sq += v * v;
+        }
+        size_t at = size_t((b * ch + k) * vol + i);
+        y[at] = x[at] / std::pow(bias + alpha / double(size) * sq, beta);
+      }
+  return from_doubles(tx.dtype, tx.dims, y);
+}
+
 Tensor run_softmax(const KernelContext& c) {
   const Tensor& tx = c.in(0);
   int64_t r = int64_t(tx.dims.size());
@@ -125,6 +150,7 @@ Kernel normalization_kernel(OpKind op) {
     case OpKind::kGroupNormalization:
       return run_norm;
     case OpKind::kSoftmax: case OpKind::kLogSoftmax: case OpKind::kHardmax: return one_output<run_softmax>;
+    case OpKind::kLRN: return one_output<run_lrn>;
     default: return nullptr;
   }
 }

@@ -259,5 +259,76 @@ TEST(ShapeInference, ScatterAndGatherNDRefuseBadAttributesAndIndexDepths) {
   }
 }
 
+// The message of the error finalize() throws, or "" when it does not.
+std::string finalize_message(Network& net) {
+  try {
+    net.finalize();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ShapeInference, BitOpsBroadcastIntegersOnly) {
+  Network net;
+  ValueId a = net.add_input("a", DType::kInt32, {N, Dim(1), Dim(3)}), b = net.add_input("b", DType::kInt32, {Dim(2), Dim(3)});
+  Attributes left;
+  left.set("direction", std::string("LEFT"));
+  ValueId shift = net.add_op1(OpKind::kBitShift, {a, b}, left);
+  ValueId x = net.add_op1(OpKind::kBitwiseXor, {a, b});
+  ValueId inv = net.add_op1(OpKind::kBitwiseNot, {net.add_input("u", DType::kUInt8, {S})});
+  for (ValueId v : {shift, x, inv}) net.add_output(v);
+  net.finalize();
+  EXPECT_EQ(net.value(shift).shape, (Shape{N, Dim(2), Dim(3)}));
+  EXPECT_EQ(net.value(shift).dtype, DType::kInt32);
+  EXPECT_EQ(net.value(x).shape, (Shape{N, Dim(2), Dim(3)}));
+  EXPECT_EQ(net.value(inv).shape, Shape{S});
+  EXPECT_EQ(net.value(inv).dtype, DType::kUInt8);
+}
+
+TEST(ShapeInference, BitOpsRefuseFloatsMixedTypesAndBadDirections) {
+  auto error_of = [](OpKind op, DType da, DType db, const char* direction) {
+    Network net;
+    ValueId a = net.add_input("a", da, {Dim(3)}), b = net.add_input("b", db, {Dim(3)});
+    Attributes attrs;
+    if (direction) attrs.set("direction", std::string(direction));
+    net.add_output(net.add_op1(op, {a, b}, attrs, "bits"));
+    return finalize_message(net);
+  };
+  EXPECT_NE(error_of(OpKind::kBitwiseAnd, DType::kFloat32, DType::kFloat32, nullptr)
+                .find("node 'bits' (BitwiseAnd): input 0 has dtype float32; expected an integer type"),
+            std::string::npos);
+  EXPECT_NE(error_of(OpKind::kBitwiseOr, DType::kInt8, DType::kInt32, nullptr).find("inputs 0 and 1 have dtypes int8 and int32"),
+            std::string::npos);
+  EXPECT_NE(error_of(OpKind::kBitShift, DType::kUInt8, DType::kUInt8, "UP").find("direction 'UP' is not LEFT or RIGHT"),
+            std::string::npos);
+  EXPECT_NE(error_of(OpKind::kBitShift, DType::kUInt8, DType::kUInt8, nullptr).find("direction '' is not LEFT or RIGHT"),
+            std::string::npos);
+  EXPECT_EQ(error_of(OpKind::kBitShift, DType::kUInt8, DType::kUInt8, "RIGHT"), "");
+}
+
+TEST(ShapeInference, LrnKeepsTheShapeAndNeedsASize) {
+  auto run = [](DType dtype, Shape shape, std::optional<int64_t> size, ValueId* out) {
+    Network net;
+    Attributes attrs;
+    if (size) attrs.set("size", *size);
+    ValueId y = net.add_op1(OpKind::kLRN, {net.add_input("x", dtype, shape)}, attrs, "lrn");
+    net.add_output(y);
+    std::string e = finalize_message(net);
+    if (out && e.empty()) {
+      EXPECT_EQ(net.value(y).shape, shape);
+      EXPECT_EQ(net.value(y).dtype, dtype);
+    }
+    return e;
+  };
+  ValueId y;
+  EXPECT_EQ(run(DType::kFloat16, {N, Dim(5), S, Dim(7)}, 3, &y), "");
+  EXPECT_NE(run(DType::kFloat32, {N, Dim(5)}, std::nullopt, nullptr).find("node 'lrn' (LRN): attribute 'size' is required"),
+            std::string::npos);
+  EXPECT_NE(run(DType::kFloat32, {N, Dim(5)}, 0, nullptr).find("size 0 must be >= 1"), std::string::npos);
+  EXPECT_NE(run(DType::kFloat32, {Dim(5)}, 3, nullptr).find("input 0 has rank 1"), std::string::npos);
+  EXPECT_NE(run(DType::kInt32, {N, Dim(5)}, 3, nullptr).find("expected a float type"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace kiln::ir

@@ -97,6 +97,12 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kAnd: case OpKind::kOr: case OpKind::kXor:
       return s.node(op, {s.input(DType::kBool, {2, 3}), s.input(DType::kBool, {2, 3})});
     case OpKind::kWhere: return s.node(op, {s.input(DType::kBool, {2, 3}), s.input(f32, {2, 3}), s.input(f32, {2, 3})});
+    case OpKind::kBitShift:
+      return s.node(op, {s.input(DType::kUInt8, {2, 3}, {1, 2, 3, 4, 5, 6}), s.input(DType::kUInt8, {3}, {1, 2, 3})},
+                    attrs({{"direction", std::string("LEFT")}}));
+    case OpKind::kBitwiseAnd: case OpKind::kBitwiseOr: case OpKind::kBitwiseXor:
+      return s.node(op, {s.input(DType::kInt32, {2, 3}, {1, -2, 3, -4, 5, -6}), s.input(DType::kInt32, {3}, {7, 8, -9})});
+    case OpKind::kBitwiseNot: return s.node(op, {s.input(DType::kInt8, {2, 3}, {1, -2, 3, -4, 5, -6})});
 
     case OpKind::kMatMul: return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4})});
     case OpKind::kGemm: return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4}), s.floats({4})});
@@ -110,6 +116,7 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kLayerNormalization: return s.node(op, {s.input(f32, {2, 3, 4}), s.floats({4}), s.floats({4})});
     case OpKind::kGroupNormalization:
       return s.node(op, {s.input(f32, {1, 4, 3, 3}), s.floats({4}), s.floats({4})}, attrs({{"num_groups", int64_t(2)}}));
+    case OpKind::kLRN: return s.node(op, {s.input(f32, {1, 4, 3, 3})}, attrs({{"size", int64_t(3)}}));
     case OpKind::kMaxPool: case OpKind::kAveragePool:
       return s.node(op, {s.input(f32, {1, 2, 4, 4})}, attrs({{"kernel_shape", std::vector<int64_t>{2, 2}}}));
     case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool: return s.node(op, {s.input(f32, {1, 2, 4, 4})});

@@ -228,5 +228,71 @@ TEST_F(ReferenceInputs, WrongConstantDim) { expect_error({{"x", t({2, 4})}, {"y"
 TEST_F(ReferenceInputs, SymbolsDisagree) { expect_error({{"x", t({2, 3})}, {"y", t({3, 3})}}, "another input set 'N'"); }
 TEST_F(ReferenceInputs, OutsideRange) { expect_error({{"x", t({5, 3})}, {"y", t({5, 3})}}, "outside its range [1, 4]"); }
 
+// One binary (or unary, b empty) bit op on constants of `dtype`, run by the reference.
+std::vector<double> bit_op(OpKind op, DType dtype, std::vector<double> a, std::vector<double> b, const char* direction = nullptr) {
+  ir::Network net;
+  ir::Attributes attrs;
+  if (direction) attrs.set("direction", std::string(direction));
+  std::vector<ir::ValueId> in = {net.add_input("a", dtype, {Dim(int64_t(a.size()))})};
+  std::map<std::string, Tensor> feeds = {{"a", make_tensor(dtype, {int64_t(a.size())}, a)}};
+  if (!b.empty()) {
+    in.push_back(net.add_input("b", dtype, {Dim(int64_t(b.size()))}));
+    feeds["b"] = make_tensor(dtype, {int64_t(b.size())}, b);
+  }
+  net.add_output(net.add_op1(op, in, attrs));
+  net.finalize();
+  return values(run(net, feeds)[0]);
+}
+
+TEST(Reference, BitwiseOpsWrapIntoTheDtype) {
+  using V = std::vector<double>;
+  EXPECT_EQ(bit_op(OpKind::kBitwiseAnd, DType::kUInt8, {0xF0, 0x3C, 255}, {0x3C, 0x0F, 128}), (V{0x30, 0x0C, 128}));
+  EXPECT_EQ(bit_op(OpKind::kBitwiseOr, DType::kInt8, {-128, 5, 0}, {1, 2, -1}), (V{-127, 7, -1}));
+  EXPECT_EQ(bit_op(OpKind::kBitwiseXor, DType::kInt32, {-1, 6, 0x7fffffff}, {5, 3, -1}), (V{-6, 5, -2147483648.0}));
+  EXPECT_EQ(bit_op(OpKind::kBitwiseNot, DType::kUInt8, {0, 0x0F, 255}, {}), (V{255, 0xF0, 0}));
+  EXPECT_EQ(bit_op(OpKind::kBitwiseNot, DType::kInt64, {0, 5, -6}, {}), (V{-1, -6, 5}));
+}
+
+TEST(Reference, BitShiftByTheWidthOrMoreLeavesTheSignFill) {
+  using V = std::vector<double>;
+  // uint8: bits past the top are dropped; shifts of 8 or more give 0.
+  EXPECT_EQ(bit_op(OpKind::kBitShift, DType::kUInt8, {1, 3, 255, 7}, {7, 7, 8, 200}, "LEFT"), (V{128, 128, 0, 0}));
+  EXPECT_EQ(bit_op(OpKind::kBitShift, DType::kUInt8, {200, 255, 128}, {3, 7, 8}, "RIGHT"), (V{25, 1, 0}));
+  // Signed (BitShift-28): arithmetic right shifts; negative or too large amounts give the sign fill.
+  EXPECT_EQ(bit_op(OpKind::kBitShift, DType::kInt8, {-128, -128, 64, -7, 5}, {1, 9, 1, -1, 8}, "RIGHT"), (V{-64, -1, 32, -1, 0}));
+  EXPECT_EQ(bit_op(OpKind::kBitShift, DType::kInt8, {64, 1, -1, 3}, {1, 7, 8, -2}, "LEFT"), (V{-128, -128, 0, 0}));
+  EXPECT_EQ(bit_op(OpKind::kBitShift, DType::kInt64, {-8, 1, -1}, {1, 63, 64}, "RIGHT"), (V{-4, 0, -1}));
+  EXPECT_EQ(bit_op(OpKind::kBitShift, DType::kInt32, {1, 3, 1}, {31, 30, 32}, "LEFT"), (V{-2147483648.0, -1073741824.0, 0}));
+}
+
+TEST(Reference, ModByMinusOneIsZeroEvenForTheSmallestInt) {
+  std::vector<double> got = bit_op(OpKind::kMod, DType::kInt64, {-9223372036854775808.0, 7, -7}, {-1, -1, 3});
+  EXPECT_EQ(got, (std::vector<double>{0, 0, 2}));
+}
+
+TEST(Reference, LrnSumsSquaresOverAWindowOfChannels) {
+  // x[1, 3, 1, 2]; alpha / size = 1, beta 1, bias 1: y = x / (1 + sum of squares in the window).
+  auto lrn = [](int64_t size) {
+    ir::Network net;
+    ir::Attributes a;
+    a.set("size", size);
+    a.set("alpha", double(size));
+    a.set("beta", 1.0);
+    ir::ValueId x = net.add_input("x", DType::kFloat32, {Dim(1), Dim(3), Dim(1), Dim(2)});
+    net.add_output(net.add_op1(OpKind::kLRN, {x}, a));
+    net.finalize();
+    return values(run(net, {{"x", make_tensor(DType::kFloat32, {1, 3, 1, 2}, {1, -1, 2, 0.5, 3, 2})}})[0]);
+  };
+  // size 3: channels c-1..c+1. Position 0 holds 1, 2, 3; position 1 holds -1, 0.5, 2.
+  std::vector<double> want3 = {1 / 6.0, -1 / 2.25, 2 / 15.0, 0.5 / 6.25, 3 / 14.0, 2 / 5.25};
+  // size 2: floor(1 / 2) = 0 channels before, ceil(1 / 2) = 1 after.
+  std::vector<double> want2 = {1 / 6.0, -1 / 2.25, 2 / 14.0, 0.5 / 5.25, 3 / 10.0, 2 / 5.0};
+  std::vector<double> got3 = lrn(3), got2 = lrn(2);
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_NEAR(got3[i], want3[i], 1e-6) << i;
+    EXPECT_NEAR(got2[i], want2[i], 1e-6) << i;
+  }
+}
+
 }  // namespace
 }  // namespace kiln::reference

@@ -80,7 +80,9 @@ TEST_P(CompileForArch, SingleOpKernelsForEveryElementwiseOp) {
     ir::FusedInstruction in;
     in.op = OpKind(op);
     bool logical = in.op == OpKind::kAnd || in.op == OpKind::kOr || in.op == OpKind::kXor || in.op == OpKind::kNot;
-    DType d = logical ? DType::kBool : DType::kFloat16;
+    bool bits = in.op == OpKind::kBitShift || in.op == OpKind::kBitwiseAnd || in.op == OpKind::kBitwiseOr ||
+                in.op == OpKind::kBitwiseXor || in.op == OpKind::kBitwiseNot;  // integer types only
+    DType d = logical ? DType::kBool : bits ? DType::kInt32 : DType::kFloat16;
     std::vector<DType> inputs{d, d};
     in.args[0] = 0, in.args[1] = 1;
     if (in.op == OpKind::kWhere) inputs = {DType::kBool, d, d}, in.args[2] = 2;
@@ -94,6 +96,34 @@ TEST_P(CompileForArch, SingleOpKernelsForEveryElementwiseOp) {
       in.op = op;
       in.args[0] = 0, in.args[1] = 1;
       compiles(str("int_", ir::op_name(op), "_", dtype_name(d)), elementwise_source({{in}, {d, d}, d, std::nullopt}));
+    }
+}
+
+TEST_P(CompileForArch, BitOpsAndModForEveryIntegerDtype) {
+  // params[0]: BitShift's direction (1 LEFT), Mod's fmod.
+  for (DType d : {DType::kInt64, DType::kInt32, DType::kUInt8, DType::kInt8})
+    for (OpKind op : {OpKind::kBitShift, OpKind::kBitwiseAnd, OpKind::kBitwiseOr, OpKind::kBitwiseXor, OpKind::kBitwiseNot,
+                      OpKind::kMod})
+      for (double param : {0.0, 1.0}) {
+        if (param != 0 && op != OpKind::kBitShift && op != OpKind::kMod) continue;
+        ir::FusedInstruction in;
+        in.op = op;
+        in.args[0] = 0;
+        if (op != OpKind::kBitwiseNot) in.args[1] = 1;
+        in.params[0] = param;
+        std::vector<DType> inputs(op == OpKind::kBitwiseNot ? 1 : 2, d);
+        for (bool specialize : {false, true})
+          compiles(str("int_", ir::op_name(op), "_", param, "_", dtype_name(d), specialize ? "_spec" : ""),
+                   elementwise_source({{in}, inputs, d, specialize ? std::optional<Params>(some_params()) : std::nullopt}));
+      }
+}
+
+TEST_P(CompileForArch, GroupNormAndLrnForEveryFloatDtype) {
+  for (DType d : kFloats)
+    for (bool specialize : {false, true}) {
+      std::optional<Params> spec = specialize ? std::optional<Params>(some_params()) : std::nullopt;
+      compiles(str("group_norm_", dtype_name(d), specialize ? "_spec" : ""), group_norm_source({d, 1.2345678e-5, spec}));
+      compiles(str("lrn_", dtype_name(d), specialize ? "_spec" : ""), lrn_source({d, 2e-4, 0.75, 2.0, 4, spec}));
     }
 }
 
@@ -284,6 +314,9 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
                     KILN_FIELD(out_strides[5][7]), KILN_FIELD(sum_strides[2][3]), KILN_FIELD(sum_strides[5][7])}); }
   { auto q = numbered<RangeParams>(); device_sees(q, {KILN_FIELD(n)}); }
   { auto q = numbered<OneHotParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(depth), KILN_FIELD(inner)}); }
+  { auto q = numbered<GroupNormParams>();
+    device_sees(q, {KILN_FIELD(rows), KILN_FIELD(len), KILN_FIELD(groups), KILN_FIELD(spatial)}); }
+  { auto q = numbered<LrnParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(channels), KILN_FIELD(spatial)}); }
 }
 
 INSTANTIATE_TEST_SUITE_P(Arch, KernelParams, ::testing::Values(80, 90),
@@ -318,6 +351,8 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
     EXPECT_TRUE(binds(skinny_matmul_source({DType::kFloat16, false, false, false, "none", spec}), "SkinnyParams", s));
     EXPECT_TRUE(binds(attention_source(DType::kFloat16, spec), "AttentionParams", s));
     EXPECT_TRUE(binds(attention_mma_source(DType::kFloat16, 64, spec), "AttentionParams", s));
+    EXPECT_TRUE(binds(group_norm_source({DType::kFloat32, 1e-5, spec}), "GroupNormParams", s));
+    EXPECT_TRUE(binds(lrn_source({DType::kFloat32, 1e-4, 0.75, 1.0, 5, spec}), "LrnParams", s));
   }
   for (const std::optional<Params>& spec : {std::optional<Params>(), some}) {
     bool s = spec.has_value();

@@ -26,6 +26,8 @@ namespace kiln::ir {
   /* binary and variadic, numpy broadcasting */                                                        \
   M(Add) M(Sub) M(Mul) M(Div) M(Pow) M(Mod) M(PRelu) M(Equal) M(Less) M(LessOrEqual) M(Greater)       \
   M(GreaterOrEqual) M(And) M(Or) M(Xor) M(Min) M(Max) M(Mean) M(Sum) M(Where)                         \
+  /* integer bit operations */                                                                         \
+  M(BitShift) M(BitwiseAnd) M(BitwiseOr) M(BitwiseXor) M(BitwiseNot)                                   \
   B(FusedElementwise)
 #define KILN_LINALG_OPS(M, B) M(MatMul) M(Gemm) M(Einsum) B(FusedMatMul) B(Attention)
 #define KILN_CONV_OPS(M, B) M(Conv) M(ConvTranspose) B(ConvChannelsLast)
@@ -33,6 +35,7 @@ namespace kiln::ir {
 // Normalizations over an axis or a group of axes, the softmax family among them.
 #define KILN_NORMALIZATION_OPS(M, B)                                                                   \
   M(BatchNormalization) M(InstanceNormalization) M(LayerNormalization) M(GroupNormalization)          \
+  M(LRN)                                                                                               \
   M(Softmax) M(LogSoftmax) M(Hardmax)
 #define KILN_REDUCE_OPS(M, B)                                                                          \
   M(ReduceMean) M(ReduceSum) M(ReduceMax) M(ReduceMin) M(ReduceProd) M(ReduceL1) M(ReduceL2)           \

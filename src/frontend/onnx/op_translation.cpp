@@ -61,6 +61,9 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     {"Sum", {1, 6, 8, 13}}, {"SwiGLU", {28}}, {"Swish", {24}}, {"Tan", {7, 22}}, {"Tanh", {1, 6, 13}},
     {"ThresholdedRelu", {10, 22}}, {"Tile", {1, 6, 13}}, {"TopK", {1, 10, 11, 24}}, {"Transpose", {1, 13, 21, 23, 24, 25}}, {"Trilu", {14}},
     {"Unsqueeze", {1, 11, 13, 21, 23, 24, 25}}, {"Upsample", {1, 7, 9, 10}}, {"Where", {9, 16}}, {"Xor", {1, 7}},
+    // BitShift-28 adds signed types and defines shifts by the width or more; kiln reads 11 as 28.
+    {"BitShift", {11, 28}}, {"BitwiseAnd", {18}}, {"BitwiseNot", {18}}, {"BitwiseOr", {18}}, {"BitwiseXor", {18}},
+    {"LRN", {1, 13}},
 };
 
 // ONNX op types translated into an op of another name (besides Constant, which

@@ -122,6 +122,21 @@ void infer_where(Ctx& c) {
   c.set(0, c.dtype(1), out, known_where(c, out));
 }
 
+// BitShift and the Bitwise ops: integer operands of one dtype (ONNX's
+// constraint; kiln has no unsigned type but uint8), numpy broadcasting.
+void infer_bitwise(Ctx& c, OpKind op) {
+  if (!is_integer(c.dtype(0)))
+    c.error(ErrorCode::kTypeError, "input 0 has dtype ", dtype_name(c.dtype(0)), "; expected an integer type");
+  if (op == OpKind::kBitwiseNot) return c.set(0, c.dtype(0), c.shape(0));
+  c.require_same_dtype(0, 1);
+  if (op == OpKind::kBitShift) {
+    std::string direction = c.attrs().get_string("direction", "");
+    if (direction != "LEFT" && direction != "RIGHT")
+      c.error(ErrorCode::kInvalidModel, "direction '", direction, "' is not LEFT or RIGHT");
+  }
+  c.set(0, c.dtype(0), c.broadcast(c.shape(0), c.shape(1)));
+}
+
 void infer_variadic(Ctx& c, OpKind op) {
   Shape out = c.shape(0);
   for (size_t i = 1; i < c.num_inputs(); ++i) {
@@ -172,7 +187,7 @@ OpSchema elementwise_schema(OpKind op) {
     case OpKind::kSoftsign: case OpKind::kSin: case OpKind::kCos: case OpKind::kTan: case OpKind::kAsin:
     case OpKind::kAcos: case OpKind::kAtan: case OpKind::kSinh: case OpKind::kCosh: case OpKind::kAsinh:
     case OpKind::kAcosh: case OpKind::kAtanh: case OpKind::kHardSwish: case OpKind::kNot: case OpKind::kIsNaN:
-    case OpKind::kIdentity:
+    case OpKind::kIdentity: case OpKind::kBitwiseNot:
       return OpSchema{};  // one input, one output, no attributes
     case OpKind::kLeakyRelu:
     case OpKind::kElu:
@@ -202,6 +217,8 @@ OpSchema elementwise_schema(OpKind op) {
     case OpKind::kOr:
     case OpKind::kXor: return {2, 2, 1, 1, {}};
     case OpKind::kMod: return {2, 2, 1, 1, {{"fmod", T::kInt}}};
+    case OpKind::kBitShift: return {2, 2, 1, 1, {{"direction", T::kString}}};
+    case OpKind::kBitwiseAnd: case OpKind::kBitwiseOr: case OpKind::kBitwiseXor: return {2, 2, 1, 1, {}};
     case OpKind::kMin:
     case OpKind::kMax:
     case OpKind::kMean:
@@ -262,6 +279,10 @@ void infer_elementwise(Ctx& c) {
       break;
     case OpKind::kMin: case OpKind::kMax: case OpKind::kMean: case OpKind::kSum: infer_variadic(c, node.op); break;
     case OpKind::kWhere: infer_where(c); break;
+    case OpKind::kBitShift: case OpKind::kBitwiseAnd: case OpKind::kBitwiseOr: case OpKind::kBitwiseXor:
+    case OpKind::kBitwiseNot:
+      infer_bitwise(c, node.op);
+      break;
     case OpKind::kFusedElementwise: infer_fused_elementwise(c); break;
     default: no_inference(c);
   }

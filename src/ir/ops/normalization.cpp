@@ -1,5 +1,6 @@
-// The normalization family: batch, instance, layer and group normalization
-// and the softmax ops (a normalization over one axis).
+// The normalization family: batch, instance, layer and group normalization,
+// local response normalization (over channels) and the softmax ops (a
+// normalization over one axis).
 #include "family.h"
 
 namespace kiln::ir {
@@ -52,6 +53,7 @@ OpSchema normalization_schema(OpKind op) {
     case OpKind::kSoftmax:
     case OpKind::kLogSoftmax:
     case OpKind::kHardmax: return {1, 1, 1, 1, {{"axis", T::kInt}}};
+    case OpKind::kLRN: return {1, 1, 1, 1, {{"alpha", T::kFloat}, {"beta", T::kFloat}, {"bias", T::kFloat}, {"size", T::kInt}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -67,6 +69,14 @@ void infer_normalization(Ctx& c) {
       c.require_float(0);
       c.set(0, c.dtype(0), c.shape(0));
       c.axis(node.attrs.get_int("axis", -1), c.rank(0));
+      break;
+    case OpKind::kLRN:  // over a window of channels: N, C and at least that
+      c.require_float(0);
+      c.require_rank(0, 2);
+      if (!node.attrs.has("size")) c.error(ErrorCode::kInvalidModel, "attribute 'size' is required");
+      if (int64_t size = node.attrs.get_int("size", 0); size < 1)
+        c.error(ErrorCode::kInvalidModel, "size ", size, " must be >= 1");
+      c.set(0, c.dtype(0), c.shape(0));
       break;
     default: no_inference(c);
   }

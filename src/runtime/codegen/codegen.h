@@ -62,6 +62,8 @@ template <> inline constexpr const char* kParamsName<TopkParams> = "TopkParams";
 template <> inline constexpr const char* kParamsName<EinsumParams> = "EinsumParams";
 template <> inline constexpr const char* kParamsName<RangeParams> = "RangeParams";
 template <> inline constexpr const char* kParamsName<OneHotParams> = "OneHotParams";
+template <> inline constexpr const char* kParamsName<GroupNormParams> = "GroupNormParams";
+template <> inline constexpr const char* kParamsName<LrnParams> = "LrnParams";
 
 // The struct in the slots the kernel reads it from (the rest zero).
 template <class T>
@@ -167,6 +169,22 @@ struct RowSpec {
   bool has_stats = false;
 };
 std::string row_source(const RowSpec& spec);
+// Instance and group norm (GroupNormParams), a block per (n, group) row like
+// layer norm's, scale and bias per channel. Arguments: out, x, scale, bias.
+struct GroupNormSpec {
+  DType dtype;
+  double epsilon = 1e-5;
+  std::optional<Params> specialize;
+};
+std::string group_norm_source(const GroupNormSpec& spec);
+// LRN (LrnParams), a thread per output element. Arguments: out, x.
+struct LrnSpec {
+  DType dtype;
+  double alpha = 1e-4, beta = 0.75, bias = 1.0;
+  int64_t size = 1;
+  std::optional<Params> specialize;
+};
+std::string lrn_source(const LrnSpec& spec);
 
 // ---- reduce (codegen/reduce.cpp) --------------------------------------------------------
 // Reductions over arbitrary axes (ReduceParams).

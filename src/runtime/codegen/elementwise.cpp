@@ -126,11 +126,13 @@ std::string instruction_expr(const ir::FusedInstruction& in, const std::string& 
     case OpKind::kDiv: return integer ? "(" + b + " == 0 ? 0LL : " + a + " / " + b + ")" : "(" + a + " / " + b + ")";
     case OpKind::kPow:
       return integer ? "(long long)pow((double)" + a + ", (double)" + b + ")" : f("pow") + "(" + a + ", " + b + ")";
-    case OpKind::kMod:
-      if (integer)
-        return p0 != 0 ? "(" + b + " == 0 ? 0LL : " + a + " % " + b + ")"
-                       : "(" + b + " == 0 ? 0LL : ((" + a + " % " + b + " != 0 && ((" + a + " % " + b + " < 0) != (" + b +
-                             " < 0))) ? " + a + " % " + b + " + " + b + " : " + a + " % " + b + "))";
+    case OpKind::kMod:  // b == -1: INT64_MIN % -1 overflows (the result is 0 for any a)
+      if (integer) {
+        std::string zero = "(" + b + " == 0 || " + b + " == -1) ? 0LL : ";
+        return p0 != 0 ? "(" + zero + a + " % " + b + ")"
+                       : "(" + zero + "((" + a + " % " + b + " != 0 && ((" + a + " % " + b + " < 0) != (" + b + " < 0))) ? " + a +
+                             " % " + b + " + " + b + " : " + a + " % " + b + "))";
+      }
       return p0 != 0 ? f("fmod") + "(" + a + ", " + b + ")"
                      : "(" + f("fmod") + "(" + a + ", " + b + ") != 0 && ((" + f("fmod") + "(" + a + ", " + b + ") < 0) != (" + b +
                            " < 0)) ? " + f("fmod") + "(" + a + ", " + b + ") + " + b + " : " + f("fmod") + "(" + a + ", " + b + "))";
@@ -160,6 +162,15 @@ std::string instruction_expr(const ir::FusedInstruction& in, const std::string& 
     case OpKind::kOr: return "(" + a + " || " + b + ")";
     case OpKind::kXor: return "(" + a + " != " + b + ")";
     case OpKind::kNot: return "(!" + a + ")";
+    // Integer operands only, widened to long long (sign- or zero-extended); the
+    // store's conversion wraps the result back into the dtype's width.
+    case OpKind::kBitwiseAnd: return "(" + a + " & " + b + ")";
+    case OpKind::kBitwiseOr: return "(" + a + " | " + b + ")";
+    case OpKind::kBitwiseXor: return "(" + a + " ^ " + b + ")";
+    case OpKind::kBitwiseNot: return "(~" + a + ")";
+    case OpKind::kBitShift:  // shifts by a negative amount or the width or more leave only the sign fill
+      if (p0 != 0) return "((" + b + " < 0LL || " + b + " > 63LL) ? 0LL : (long long)((unsigned long long)" + a + " << " + b + "))";
+      return "((" + b + " < 0LL || " + b + " > 63LL) ? (" + a + " < 0LL ? -1LL : 0LL) : (" + a + " >> " + b + "))";
     case OpKind::kIsNaN: return "(" + a + " != " + a + ")";
     case OpKind::kIsInf:
       return "((" + std::string(p1 != 0 ? "" : "false && ") + a + " == " + K(INFINITY) + ") || (" +

@@ -129,4 +129,15 @@ struct OneHotParams {
   long long n, depth, inner;
 };
 
+// Instance and group norm over NC...: `rows` = N * groups rows of `len` =
+// (C / groups) * `spatial` contiguous elements; scale and bias per channel.
+struct GroupNormParams {
+  long long rows, len, groups, spatial;
+};
+
+// LRN over NC...: `n` elements, a window over `channels`, `spatial` apart.
+struct LrnParams {
+  long long n, channels, spatial;
+};
+
 #endif

@@ -14,7 +14,8 @@ bool integer_capable(OpKind op) {
     case OpKind::kMul: case OpKind::kDiv: case OpKind::kPow: case OpKind::kMod: case OpKind::kMin: case OpKind::kMax:
     case OpKind::kSum: case OpKind::kClip: case OpKind::kWhere: case OpKind::kEqual: case OpKind::kLess:
     case OpKind::kLessOrEqual: case OpKind::kGreater: case OpKind::kGreaterOrEqual: case OpKind::kAnd: case OpKind::kOr:
-    case OpKind::kXor: case OpKind::kNot:
+    case OpKind::kXor: case OpKind::kNot: case OpKind::kBitShift: case OpKind::kBitwiseAnd: case OpKind::kBitwiseOr:
+    case OpKind::kBitwiseXor: case OpKind::kBitwiseNot:
       return true;
     default: return false;
   }
@@ -142,6 +143,10 @@ GpuLowering describe_elementwise(OpKind op) {
       if (ir::is_fusable_elementwise(op)) detail += "; fused into FusedElementwise by `kiln build`";
       return {K::kKernel, detail};
     }
+    // Integer types only, so never fused: FusedElementwise programs compute in floating point.
+    case OpKind::kBitShift: case OpKind::kBitwiseAnd: case OpKind::kBitwiseOr: case OpKind::kBitwiseXor:
+    case OpKind::kBitwiseNot:
+      return {K::kKernel, "elementwise kernel, integer types; not fused (FusedElementwise computes in floating point)"};
     case OpKind::kCast: case OpKind::kCastLike: return {K::kKernel, "conversion kernel, any types"};
     case OpKind::kIdentity: return {K::kKernel, "copy kernel; `kiln build` removes it where it can"};
     case OpKind::kDropout: return {K::kKernel, "copy kernel (inference); not with its mask output"};

@@ -1,5 +1,6 @@
 // The normalization family on the GPU: softmax, log-softmax, hardmax and
-// layer norm on the row kernel.
+// layer norm on the row kernel, instance and group norm on a row kernel of
+// their own (a row per (n, group)), LRN on a kernel of a thread per element.
 #include <algorithm>
 
 #include "kiln/error.h"
@@ -58,6 +59,42 @@ std::unique_ptr<Op> make_normalization(const plan::Plan& plan, const ir::Node& n
       });
     }
 
+    case OpKind::kInstanceNormalization: case OpKind::kGroupNormalization: {
+      if (!is_floating(dtype)) break;
+      for (size_t i = 1; i < 3; ++i)
+        if (value(node.inputs[i]).dtype != dtype) {
+          why = str("scale or bias of dtype ", dtype_name(value(node.inputs[i]).dtype), " for X of ", dtype_name(dtype));
+          return nullptr;
+        }
+      bool instance = node.op == OpKind::kInstanceNormalization;
+      int64_t groups = instance ? 0 : node.attrs.get_int("num_groups", 1);  // 0: one per channel
+      codegen::GroupNormSpec spec{dtype, node.attrs.get_float("epsilon", 1e-5), std::nullopt};
+      int kernel = store.add(node.name, specializing_generator(spec, codegen::group_norm_source));
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, groups](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& x = s.of(n->inputs[0]);
+        int64_t g = groups ? groups : x[1];
+        if (g > 0 && x[1] % g != 0)
+          fail(ErrorCode::kShapeError, "node '", n->name, "': ", x[1], " channels are not divisible by num_groups ", g);
+        int64_t spatial = ir::checked_numel({x.begin() + 2, x.end()}), len = x[1] / std::max<int64_t>(g, 1) * spatial;
+        int64_t rows = x[0] * g;
+        k.params = codegen::pack(codegen::GroupNormParams{len == 0 ? 0 : rows, len, g, spatial});
+        k.grid = unsigned(std::clamp<int64_t>(rows, 1, 65535));
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[1], 0}, {n->inputs[2], 0}};
+      });
+    }
+
+    case OpKind::kLRN: {
+      if (!is_floating(dtype)) break;
+      codegen::LrnSpec spec{dtype, node.attrs.get_float("alpha", 1e-4), node.attrs.get_float("beta", 0.75),
+                            node.attrs.get_float("bias", 1.0), node.attrs.get_int("size", 1), std::nullopt};
+      int kernel = store.add(node.name, specializing_generator(spec, codegen::lrn_source));
+      return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& x = s.of(n->inputs[0]);
+        k.params = codegen::pack(codegen::LrnParams{ir::checked_numel(x), x[1], ir::checked_numel({x.begin() + 2, x.end()})});
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+      });
+    }
+
     default: break;
   }
   return nullptr;
@@ -68,7 +105,11 @@ GpuLowering describe_normalization(OpKind op) {
   switch (op) {
     case OpKind::kBatchNormalization:
       return {K::kByBuilder, "`kiln build` folds it into the Conv before it or lowers it to elementwise ops"};
-    case OpKind::kInstanceNormalization: case OpKind::kGroupNormalization: return {K::kNone, "no GPU kernel yet"};
+    case OpKind::kInstanceNormalization:
+      return {K::kKernel, "row kernel, a row per (n, channel); floating types; scale and bias of X's type"};
+    case OpKind::kGroupNormalization:
+      return {K::kKernel, "row kernel, a row per (n, group); floating types; scale and bias of X's type"};
+    case OpKind::kLRN: return {K::kKernel, "a thread per element over its window of channels; floating types"};
     case OpKind::kLayerNormalization:
       return {K::kKernel, "row kernel; floating types; scale and bias cover the normalized block; Mean and InvStdDev both or neither"};
     case OpKind::kSoftmax: case OpKind::kLogSoftmax: case OpKind::kHardmax: return {K::kKernel, "row kernel; floating types"};
