@@ -501,3 +501,34 @@ def test_engine_reads_a_symbolic_size_from_a_tensor_it_does_not_compute_with():
     for batch in (1, 5, 8):
         x = randn(batch, 3)
         assert_close(compiled(x), M()(x), 0)
+
+
+def test_gpu_target_takes_ranges_whose_length_follows_from_shapes():
+    """For the GPU, aranges over symbolic integer bounds (also with a float dtype: an int64 Range, cast)
+    and slices with symbolic bounds go to kiln, whose Range runs there; on the CPU they match PyTorch."""
+    from kiln.torch import _translate
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            n = x.shape[1]
+            return x[:, : n - 1] + torch.arange(n - 1, dtype=torch.float32), torch.arange(1, n, 2) * 3
+
+    dims = ({1: torch.export.Dim("n", min=4, max=16)},)
+    graph = torch.export.export(M(), (randn(2, 6),), dynamic_shapes=dims).graph
+    ranged = [n for n in graph.nodes if n.op == "call_function" and n.target in
+              (aten.arange.start_step, aten.arange.start, aten.arange.default, aten.slice.Tensor)]
+    saved = _translate.TARGET.device
+    _translate.TARGET.device = "cuda"
+    try:
+        reasons = {str(n.target): _translate.support_reason(n) for n in ranged}
+    finally:
+        _translate.TARGET.device = saved
+    assert len(ranged) >= 3 and all(r is None for r in reasons.values()), reasons
+
+    compiled = kt.compile(M(), [kt.Input(min_shape=(2, 4), opt_shape=(2, 6), max_shape=(2, 16))], device="cpu",
+                          min_block_size=1)
+    assert has_engine(compiled)
+    for n in (4, 9, 16):
+        x = randn(2, n)
+        for got, want in zip(compiled(x), M()(x)):
+            assert_close(got, want, 0)

@@ -520,9 +520,9 @@ def _cat(tr, node):
 
 
 def _slice_check(node):
-    bounds = list(node.args[2:4])
-    if gpu_target() and any(isinstance(b, torch.fx.Node) or isinstance(b, torch.SymInt) for b in bounds):
-        return "a slice with symbolic bounds needs Range, which kiln's GPU runtime has no kernel for yet"
+    step = node.args[4] if len(node.args) > 4 else 1
+    if gpu_target() and isinstance(step, (torch.fx.Node, torch.SymInt)):
+        return "a slice with a symbolic step: the positions it gathers have a length kiln cannot derive from shapes"
     return None
 
 
@@ -747,9 +747,18 @@ def _arange_check(node):
     args = _arange_args(node)
     if any(isinstance(a, torch.fx.Node) and not isinstance(fake(a), torch.SymInt) for a in args):
         return "arange bounds computed from tensors"
-    if gpu_target() and any(isinstance(a, torch.fx.Node) for a in args):
-        return "arange with symbolic bounds needs Range, which kiln's GPU runtime has no kernel for yet"
+    # kiln derives the length of a range over integers (symbolic or not) with a
+    # constant step from shapes; any other length depends on data, which GPU
+    # plans cannot hold.
+    values = [fake(a) if isinstance(a, torch.fx.Node) else a for a in args]
+    symbolic = any(isinstance(a, torch.fx.Node) for a in args)
+    if gpu_target() and symbolic and not (_integral(values) and isinstance(args[2], int)):
+        return "arange with symbolic bounds that are not integers or a symbolic step has a data-dependent length"
     return None
+
+
+def _integral(values):
+    return all(isinstance(v, (int, torch.SymInt)) and not isinstance(v, bool) for v in values)
 
 
 @translates(aten.arange.start_step, aten.arange.start, aten.arange.default, check=_arange_check)
@@ -758,7 +767,8 @@ def _arange(tr, node):
     dtype = out_dtype(node)
     if not any(isinstance(a, (torch.SymInt, torch.SymFloat)) for a in (start, end, step)):
         return tr.const_tensor(torch.arange(start, end, step, dtype=dtype))
-    range_dtype = dtype if dtype.is_floating_point else torch.int64
+    # Integer bounds make an int64 range (its length follows from shapes), cast after.
+    range_dtype = dtype if dtype.is_floating_point and not _integral((start, end, step)) else torch.int64
     out = tr.op1("Range", [operand(tr, v, range_dtype) for v in (start, end, step)])
     return out if range_dtype == dtype else tr.cast(out, dtype)
 
