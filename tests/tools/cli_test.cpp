@@ -675,29 +675,37 @@ TEST(CliMissingProfile, ErrorNamesTheInputAndOffersAProfileToPaste) {
 
 // Without a GPU, build and inspect say which nodes the GPU runtime cannot run and why.
 TEST(CliJson, BuildAndInspectReportGpuSupport) {
+  // Every op kind has a GPU kernel; an Einsum of more operands than its kernel takes does not run there.
   ModelBuilder m;
-  m.input("x", TensorProto::FLOAT, {"1", "2", "3", "3"});
-  m.initializer("scale", {2}, {1, 1});
-  m.initializer("bias", {2}, {0, 0});
-  m.node("InstanceNormalization", {"x", "scale", "bias"}, {"n"}).set_name("norm");
-  m.node("Relu", {"n"}, {"y"});
+  m.input("x", TensorProto::FLOAT, {"2", "3"});
+  std::vector<std::string> operands{"r"};
+  for (int i = 0; i < 6; ++i) {
+    operands.push_back("v" + std::to_string(i));
+    m.initializer(operands.back(), {3}, {1, 2, 3});
+  }
+  m.node("Relu", {"x"}, {"r"});
+  ::onnx::NodeProto& einsum = m.node("Einsum", operands, {"y"});
+  einsum.set_name("sum7");
+  ModelBuilder::attr(einsum, "equation", std::string("ij,j,j,j,j,j,j->i"));
   m.output("y");
   ModelFile model(m, "kiln_cli_gpu_support");
   TempDir dir;
-  std::string plan = (dir.path / "norm.kiln").string();
+  std::string plan = (dir.path / "sum7.kiln").string();
   Result b = kiln("build " + model.path.string() + " -o " + plan);
   ASSERT_EQ(b.code, 0) << b.output;  // a warning: the CPU device runs the plan
   EXPECT_NE(b.output.find("kiln build: warning: the GPU runtime cannot run 1 of 2 nodes"), std::string::npos) << b.output;
-  EXPECT_NE(b.output.find(":\n  InstanceNormalization (1 node: norm): no GPU kernel yet\n"), std::string::npos) << b.output;
+  EXPECT_NE(b.output.find(":\n  Einsum (1 node: sum7): 7 operands; the GPU kernel takes at most 6\n"), std::string::npos)
+      << b.output;
   EXPECT_TRUE(fs::exists(plan));
   json built = kiln_json("build " + model.path.string() + " -o " + plan);
   EXPECT_EQ(built["gpu_support"], json::parse(R"({"nodes": 2, "supported": 1, "unsupported":
-      [{"op": "InstanceNormalization", "reason": "no GPU kernel yet", "nodes": ["norm"]}]})"));
+      [{"op": "Einsum", "reason": "7 operands; the GPU kernel takes at most 6", "nodes": ["sum7"]}]})"));
 
   Result i = kiln("inspect " + plan);
   EXPECT_EQ(i.code, 0) << i.output;
   EXPECT_NE(i.output.find("GPU support: 1 of 2 nodes; the GPU runtime cannot run:\n"
-                          "  InstanceNormalization (1 node: norm): no GPU kernel yet\n"), std::string::npos) << i.output;
+                          "  Einsum (1 node: sum7): 7 operands; the GPU kernel takes at most 6\n"), std::string::npos)
+      << i.output;
   EXPECT_EQ(kiln_json("inspect " + plan)["gpu_support"], built["gpu_support"]);
   // A model: as the plan `kiln build` would make.
   EXPECT_EQ(kiln_json("inspect " + model.path.string())["gpu_support"], built["gpu_support"]);
