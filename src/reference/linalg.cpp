@@ -127,42 +127,14 @@ Tensor run_gemm(const KernelContext& c) {
 
 // Einsum by direct summation over every label assignment: slow, obviously right.
 Tensor run_einsum(const KernelContext& c) {
-  ir::EinsumEquation parsed = ir::parse_einsum(c.attrs().get_string("equation", ""));
-  std::vector<std::string> terms = parsed.terms;
-  // Expand "..." into private labels (digits), right-aligned across operands.
-  size_t ell_rank = 0;
-  for (size_t t = 0; t < terms.size(); ++t)
-    if (terms[t].find("...") != std::string::npos)
-      ell_rank = std::max(ell_rank, c.in(t).dims.size() - (terms[t].size() - 3));
-  auto expand = [&](const std::string& term, size_t rank) {
-    size_t pos = term.find("...");
-    if (pos == std::string::npos) return term;
-    std::string labels;
-    for (size_t i = ell_rank - rank; i < ell_rank; ++i) labels += char('0' + i);
-    return term.substr(0, pos) + labels + term.substr(pos + 3);
-  };
+  std::vector<size_t> ranks;
+  for (size_t t = 0; t < c.node.inputs.size(); ++t) ranks.push_back(c.in(t).dims.size());
+  ir::EinsumLabels labels = ir::einsum_labels(ir::parse_einsum(c.attrs().get_string("equation", "")), ranks);
+  const std::vector<std::string>& terms = labels.terms;
+  const std::string &out_term = labels.out, &summed = labels.summed;
   std::map<char, int64_t> size;
-  std::map<char, int> count;
-  for (size_t t = 0; t < terms.size(); ++t) {
-    size_t rank = terms[t].find("...") == std::string::npos ? 0 : c.in(t).dims.size() - (terms[t].size() - 3);
-    terms[t] = expand(terms[t], rank);
-    for (size_t i = 0; i < terms[t].size(); ++i) {
-      char l = terms[t][i];
-      size[l] = std::max(size[l], c.in(t).dims[i]);
-      count[l]++;
-    }
-  }
-  std::string out_term;
-  if (parsed.has_output) {
-    out_term = expand(parsed.output, ell_rank);
-  } else {
-    for (size_t i = 0; i < ell_rank; ++i) out_term += char('0' + i);
-    for (auto& [l, n] : count)
-      if (n == 1 && !std::isdigit(static_cast<unsigned char>(l))) out_term += l;
-  }
-  std::string summed;
-  for (auto& [l, n] : size)
-    if (out_term.find(l) == std::string::npos) summed += l;
+  for (size_t t = 0; t < terms.size(); ++t)
+    for (size_t i = 0; i < terms[t].size(); ++i) size[terms[t][i]] = std::max(size[terms[t][i]], c.in(t).dims[i]);
   std::string all = out_term + summed;
   std::vector<int64_t> dims;
   for (char l : all) dims.push_back(size[l]);

@@ -48,6 +48,14 @@ struct EinsumEquation {
   bool has_output = false;
 };
 EinsumEquation parse_einsum(std::string equation);
+// The equation's labels for operands of these ranks: "..." expanded into digit
+// labels (right-aligned across operands), the output's labels (implicit: the
+// ellipsis, then the labels used once, in order), the rest summed in order.
+struct EinsumLabels {
+  std::vector<std::string> terms;
+  std::string out, summed;
+};
+EinsumLabels einsum_labels(const EinsumEquation& eq, const std::vector<size_t>& ranks);
 
 // Broadcast two shapes numpy-style; throws kShapeError when they do not fit.
 Shape broadcast_shapes(const Shape& a, const Shape& b);

@@ -1,5 +1,6 @@
 // The linear algebra family: MatMul, Gemm, Einsum and the builder's
 // FusedMatMul and Attention (its view programs: src/ir/attention.cpp).
+#include <cctype>
 #include <map>
 
 #include "kiln/ir/fused.h"
@@ -146,6 +147,36 @@ EinsumEquation parse_einsum(std::string equation) {
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
+  return e;
+}
+
+EinsumLabels einsum_labels(const ir::EinsumEquation& eq, const std::vector<size_t>& ranks) {
+  EinsumLabels e;
+  size_t ell_rank = 0;
+  for (size_t t = 0; t < eq.terms.size(); ++t)
+    if (eq.terms[t].find("...") != std::string::npos) ell_rank = std::max(ell_rank, ranks[t] - (eq.terms[t].size() - 3));
+  auto expand = [&](const std::string& term, size_t rank) {
+    size_t pos = term.find("...");
+    if (pos == std::string::npos) return term;
+    std::string labels;
+    for (size_t i = ell_rank - rank; i < ell_rank; ++i) labels += char('0' + i);
+    return term.substr(0, pos) + labels + term.substr(pos + 3);
+  };
+  std::map<char, int> count;
+  for (size_t t = 0; t < eq.terms.size(); ++t) {
+    bool ell = eq.terms[t].find("...") != std::string::npos;
+    e.terms.push_back(expand(eq.terms[t], ell ? ranks[t] - (eq.terms[t].size() - 3) : 0));
+    for (char l : e.terms.back()) count[l]++;
+  }
+  if (eq.has_output) {
+    e.out = expand(eq.output, ell_rank);
+  } else {
+    for (size_t i = 0; i < ell_rank; ++i) e.out += char('0' + i);
+    for (auto& [l, n] : count)
+      if (n == 1 && !std::isdigit(static_cast<unsigned char>(l))) e.out += l;
+  }
+  for (auto& [l, n] : count)
+    if (e.out.find(l) == std::string::npos) e.summed += l;
   return e;
 }
 

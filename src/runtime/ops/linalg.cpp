@@ -5,7 +5,6 @@
 // products take a generated kernel. Attention runs as one fused kernel;
 // Einsum as a generic kernel, a thread per output element.
 #include <algorithm>
-#include <cctype>
 #include <map>
 
 #include "cuda_util.h"
@@ -321,44 +320,6 @@ std::unique_ptr<Op> make_attention(const plan::Plan& plan, const ir::Node& node,
   });
 }
 
-// Einsum's labels as the reference reads them: "..." expanded into digit
-// labels (right-aligned across operands), the output's labels (implicit: the
-// ellipsis, then the labels used once, in order), the rest summed.
-struct EinsumLabels {
-  std::vector<std::string> terms;
-  std::string out, summed;
-};
-
-EinsumLabels einsum_labels(const ir::EinsumEquation& eq, const std::vector<size_t>& ranks) {
-  EinsumLabels e;
-  size_t ell_rank = 0;
-  for (size_t t = 0; t < eq.terms.size(); ++t)
-    if (eq.terms[t].find("...") != std::string::npos) ell_rank = std::max(ell_rank, ranks[t] - (eq.terms[t].size() - 3));
-  auto expand = [&](const std::string& term, size_t rank) {
-    size_t pos = term.find("...");
-    if (pos == std::string::npos) return term;
-    std::string labels;
-    for (size_t i = ell_rank - rank; i < ell_rank; ++i) labels += char('0' + i);
-    return term.substr(0, pos) + labels + term.substr(pos + 3);
-  };
-  std::map<char, int> count;
-  for (size_t t = 0; t < eq.terms.size(); ++t) {
-    bool ell = eq.terms[t].find("...") != std::string::npos;
-    e.terms.push_back(expand(eq.terms[t], ell ? ranks[t] - (eq.terms[t].size() - 3) : 0));
-    for (char l : e.terms.back()) count[l]++;
-  }
-  if (eq.has_output) {
-    e.out = expand(eq.output, ell_rank);
-  } else {
-    for (size_t i = 0; i < ell_rank; ++i) e.out += char('0' + i);
-    for (auto& [l, n] : count)
-      if (n == 1 && !std::isdigit(static_cast<unsigned char>(l))) e.out += l;
-  }
-  for (auto& [l, n] : count)
-    if (e.out.find(l) == std::string::npos) e.summed += l;
-  return e;
-}
-
 std::unique_ptr<Op> make_einsum(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
   DType dtype = output_dtype(plan, node);
   if (dtype == DType::kBool) return nullptr;
@@ -369,7 +330,7 @@ std::unique_ptr<Op> make_einsum(const plan::Plan& plan, const ir::Node& node, Ke
   }
   std::vector<size_t> ranks;
   for (ir::ValueId v : node.inputs) ranks.push_back(plan.network.value(v).shape.size());
-  EinsumLabels labels = einsum_labels(ir::parse_einsum(node.attrs.get_string("equation", "")), ranks);
+  ir::EinsumLabels labels = ir::einsum_labels(ir::parse_einsum(node.attrs.get_string("equation", "")), ranks);
   if (labels.out.size() > size_t(codegen::kMaxRank) || labels.summed.size() > size_t(codegen::kMaxRank)) {
     why = str(labels.out.size(), " output and ", labels.summed.size(), " summed labels; the GPU kernel takes at most ", codegen::kMaxRank,
               " of each");
