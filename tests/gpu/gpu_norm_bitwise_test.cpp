@@ -14,12 +14,6 @@ using ir::ValueId;
 using P = plan::Precision;
 using S = runtime::KernelSpecialization;
 
-ir::Attributes attrs(std::initializer_list<std::pair<std::string, ir::AttrValue>> list) {
-  ir::Attributes a;
-  for (auto& [k, v] : list) a.set(k, v);
-  return a;
-}
-
 // Random integers of `dtype` in [lo, hi], none of them 0 when `nonzero`.
 ir::TensorData random_ints(DType dtype, const std::vector<int64_t>& dims, std::mt19937& rng, int64_t lo, int64_t hi,
                            bool nonzero = false) {
@@ -49,16 +43,8 @@ const char* spec_name(S s) { return s == S::kNone ? "generic" : "specialized"; }
 void expect_ints_match_reference(const ir::Network& net, const std::map<std::string, ir::TensorData>& inputs, S strategy,
                                  const std::string& label) {
   SCOPED_TRACE(label);
-  builder::BuildOptions options;
-  for (ir::ValueId id : net.inputs()) {
-    const auto& dims = inputs.at(net.value(id).name).dims;
-    builder::add_input_profile(net, net.value(id).name, dims, dims, dims, options);
-  }
-  runtime::RuntimeConfig config;
-  config.dynamic_shapes_kernel_specialization_strategy = strategy;
-  auto engine = runtime::Engine::create(builder::build(net, options), config);
-  auto context = engine->create_context();
-  std::vector<ir::TensorData> got = runtime::run_with_host_tensors(*context, *engine, inputs), want = reference::run(net, inputs);
+  std::vector<ir::TensorData> got = run_on_gpu(net, inputs, plan::Precision::kFloat32, strategy),
+                              want = reference::run(net, inputs);
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size(); ++i) {
     ASSERT_EQ(got[i].dtype, want[i].dtype) << "output " << i;

@@ -70,10 +70,9 @@ inline void expect_outputs_close(const std::vector<ir::TensorData>& got, const s
   }
 }
 
-inline void expect_gpu_matches_reference(const ir::Network& net, const std::map<std::string, ir::TensorData>& inputs,
-                                         plan::Precision precision, double tolerance, const std::string& label,
-                                         runtime::KernelSpecialization strategy = runtime::KernelSpecialization::kNone) {
-  SCOPED_TRACE(label);
+// `net` built at `precision` for exactly the shapes of `inputs`, run once on the GPU.
+inline std::vector<ir::TensorData> run_on_gpu(const ir::Network& net, const std::map<std::string, ir::TensorData>& inputs,
+                                              plan::Precision precision, runtime::KernelSpecialization strategy) {
   builder::BuildOptions options;
   options.precision = precision;
   for (ir::ValueId id : net.inputs()) {
@@ -84,7 +83,14 @@ inline void expect_gpu_matches_reference(const ir::Network& net, const std::map<
   config.dynamic_shapes_kernel_specialization_strategy = strategy;
   auto engine = runtime::Engine::create(builder::build(net, options), config);
   auto context = engine->create_context();
-  expect_outputs_close(runtime::run_with_host_tensors(*context, *engine, inputs), reference::run(net, inputs), tolerance);
+  return runtime::run_with_host_tensors(*context, *engine, inputs);
+}
+
+inline void expect_gpu_matches_reference(const ir::Network& net, const std::map<std::string, ir::TensorData>& inputs,
+                                         plan::Precision precision, double tolerance, const std::string& label,
+                                         runtime::KernelSpecialization strategy = runtime::KernelSpecialization::kNone) {
+  SCOPED_TRACE(label);
+  expect_outputs_close(run_on_gpu(net, inputs, precision, strategy), reference::run(net, inputs), tolerance);
 }
 
 }  // namespace kiln::testing
