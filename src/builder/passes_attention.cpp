@@ -6,7 +6,8 @@
 // reads that tensor directly and the copies disappear with the matmuls and the
 // softmax. A Transpose of the result (heads back together) becomes the layout
 // the kernel writes. The views are programs over the input dims, so they hold
-// for dynamic shapes (one symbolic dim per reshape).
+// for dynamic shapes (one symbolic dim per reshape). Where a chain is not a
+// view all the way up, the kernel reads the farthest tensor it is a view of.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -83,8 +84,11 @@ std::optional<std::vector<int64_t>> view_step(const Graph& g, const ir::Node& n,
   }
 }
 
-Viewed view_of(const Graph& g, const Uses& uses, ir::ValueId v) {
+// Every way of reading v as a view: v itself (no steps) first, then each tensor
+// further up its chain of view-like ops with the program from there.
+std::vector<Viewed> views_of(const Graph& g, const Uses& uses, ir::ValueId v) {
   std::vector<std::vector<int64_t>> steps;  // last step first
+  std::vector<Viewed> out{{v, {}}};
   ir::ValueId root = v;
   for (;;) {
     auto p = uses.producer_of(root);
@@ -93,9 +97,10 @@ Viewed view_of(const Graph& g, const Uses& uses, ir::ValueId v) {
     if (!step) break;
     steps.push_back(*step);
     root = g.nodes[*p].inputs[0];
+    Viewed viewed{root, {}};
+    for (auto it = steps.rbegin(); it != steps.rend(); ++it) viewed.program.insert(viewed.program.end(), it->begin(), it->end());
+    out.push_back(std::move(viewed));
   }
-  Viewed out{root, {}};
-  for (auto it = steps.rbegin(); it != steps.rend(); ++it) out.program.insert(out.program.end(), it->begin(), it->end());
   return out;
 }
 
@@ -173,48 +178,72 @@ int fuse_attention(Graph& g) {
         g.nodes[*product].inputs[1] == g.nodes[*softmax].outputs[0] ||
         g.nodes[*product].attrs.get_int("trans_b", 0) != 0 || g.nodes[*product].attrs.get_float("alpha", 1.0) != 1.0)
       continue;
-    Viewed q = view_of(g, uses, scores.inputs[0]), k = view_of(g, uses, scores.inputs[1]),
-           v = view_of(g, uses, g.nodes[*product].inputs[1]);
-    ir::Node attention{scores.name, OpKind::kAttention, {q.root, k.root, v.root}, {g.nodes[*product].outputs[0]}, {}};
-    attention.attrs.set("q_view", q.program);
-    attention.attrs.set("k_view", k.program);
-    attention.attrs.set("v_view", v.program);
-    attention.attrs.set("k_transposed", int64_t(scores.attrs.get_int("trans_b", 0) == 0));
-    attention.attrs.set("scale", alpha);
-    if (causal) attention.attrs.set("causal", int64_t(1));
-    // A Transpose alone reading the result (the heads put back together) is the layout the kernel writes.
+    // The attention node reading q, k and v through the given views; with the
+    // Transpose alone reading the result (the heads put back together) as the
+    // layout the kernel writes.
     size_t place = *product;
-    auto reader = uses.only_reader(attention.outputs[0]);
-    if (reader && g.nodes[*reader].op == OpKind::kTranspose && g.nodes[*reader].attrs.has("perm")) {
-      std::vector<int64_t> perm = g.nodes[*reader].attrs.get_ints("perm");
-      for (auto& p : perm) p = p < 0 ? p + int64_t(rank) : p;
-      attention.attrs.set("out_perm", perm);
-      attention.outputs[0] = g.nodes[*reader].outputs[0];
-      place = *reader;
-    }
+    auto reader = uses.only_reader(g.nodes[*product].outputs[0]);
+    bool transposed_out = reader && g.nodes[*reader].op == OpKind::kTranspose && g.nodes[*reader].attrs.has("perm");
+    auto attention_over = [&](const Viewed& q, const Viewed& k, const Viewed& v) {
+      ir::Node attention{scores.name, OpKind::kAttention, {q.root, k.root, v.root}, {g.nodes[*product].outputs[0]}, {}};
+      attention.attrs.set("q_view", q.program);
+      attention.attrs.set("k_view", k.program);
+      attention.attrs.set("v_view", v.program);
+      attention.attrs.set("k_transposed", int64_t(scores.attrs.get_int("trans_b", 0) == 0));
+      attention.attrs.set("scale", alpha);
+      if (causal) attention.attrs.set("causal", int64_t(1));
+      if (transposed_out) {
+        std::vector<int64_t> perm = g.nodes[*reader].attrs.get_ints("perm");
+        for (auto& p : perm) p = p < 0 ? p + int64_t(rank) : p;
+        attention.attrs.set("out_perm", perm);
+        attention.outputs[0] = g.nodes[*reader].outputs[0];
+      }
+      return attention;
+    };
     // The fused node must mean the same, and its views must hold at the shapes the profile allows.
     const auto& shape = [&](ir::ValueId id) -> const ir::Shape& { return g.values[size_t(id)].shape; };
-    bool fits = false;
-    try {
-      ir::Shape q_shape = ir::apply_view_program(attention, "q_view", shape(q.root));
-      fits = q_shape == shape(scores.inputs[0]) &&
-             ir::apply_view_program(attention, "k_view", shape(k.root)) == shape(scores.inputs[1]) &&
-             ir::apply_view_program(attention, "v_view", shape(v.root)) == shape(g.nodes[*product].inputs[1]) &&
-             ir::attention_output_shape(attention, shape(q.root), shape(k.root), shape(v.root)) == shape(attention.outputs[0]) &&
-             q_shape.back().is_constant() && q_shape.back().constant() <= kMaxFusedHeadDim;
-      for (const auto& bindings : range_corners(g)) {
-        auto qd = ir::evaluate_dims(shape(q.root), bindings), kd = ir::evaluate_dims(shape(k.root), bindings),
-             vd = ir::evaluate_dims(shape(v.root), bindings);
-        if (!fits || !qd || !kd || !vd) {
-          fits = false;
+    auto fits = [&](const ir::Node& attention) {
+      const ir::ValueId q = attention.inputs[0], k = attention.inputs[1], v = attention.inputs[2];
+      try {
+        ir::Shape q_shape = ir::apply_view_program(attention, "q_view", shape(q));
+        if (q_shape != shape(scores.inputs[0]) ||
+            ir::apply_view_program(attention, "k_view", shape(k)) != shape(scores.inputs[1]) ||
+            ir::apply_view_program(attention, "v_view", shape(v)) != shape(g.nodes[*product].inputs[1]) ||
+            ir::attention_output_shape(attention, shape(q), shape(k), shape(v)) != shape(attention.outputs[0]) ||
+            !q_shape.back().is_constant() || q_shape.back().constant() > kMaxFusedHeadDim)
+          return false;
+        for (const auto& bindings : range_corners(g)) {
+          auto qd = ir::evaluate_dims(shape(q), bindings), kd = ir::evaluate_dims(shape(k), bindings),
+               vd = ir::evaluate_dims(shape(v), bindings);
+          if (!qd || !kd || !vd) return false;
+          ir::attention_geometry(attention, *qd, *kd, *vd);
+        }
+        return true;
+      } catch (const Error&) {
+        return false;  // not expressible as views here
+      }
+    };
+    // Each operand read from as far up its chain as a view holds at every
+    // profile corner; where one does not (a reshape that merges dims a
+    // transpose has separated, as nn.MultiheadAttention's view to [S, B*H, D]
+    // after its transpose), a nearer tensor is read and the ops above it stay.
+    std::vector<Viewed> chosen{views_of(g, uses, scores.inputs[0]).front(), views_of(g, uses, scores.inputs[1]).front(),
+                               views_of(g, uses, g.nodes[*product].inputs[1]).front()};
+    if (!fits(attention_over(chosen[0], chosen[1], chosen[2]))) continue;
+    const ir::ValueId operands[3] = {scores.inputs[0], scores.inputs[1], g.nodes[*product].inputs[1]};
+    for (size_t i = 0; i < 3; ++i) {
+      std::vector<Viewed> candidates = views_of(g, uses, operands[i]);
+      for (auto c = candidates.rbegin(); c != candidates.rend(); ++c) {
+        std::vector<Viewed> trial = chosen;
+        trial[i] = *c;
+        if (fits(attention_over(trial[0], trial[1], trial[2]))) {
+          chosen[i] = *c;
           break;
         }
-        ir::attention_geometry(attention, *qd, *kd, *vd);
       }
-    } catch (const Error&) {
-      fits = false;  // not expressible as views here: the ops stay as they are
     }
-    if (!fits) continue;
+    ir::Node attention = attention_over(chosen[0], chosen[1], chosen[2]);
+    if (transposed_out) place = *reader;
     g.dead[n] = g.dead[*softmax] = g.dead[*product] = true;
     for (size_t b : between) g.dead[b] = true;
     g.nodes[place] = std::move(attention);

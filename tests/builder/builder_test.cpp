@@ -243,16 +243,18 @@ ir::Attributes perm(std::vector<int64_t> p) {
 // heads by Reshape/Unsqueeze/Transpose/Squeeze/Gather chains, scaled scores,
 // softmax, the product with V and the heads put back together.
 // seq 0: a symbolic length (reshapes keep it with 0 and -1, as exporters do).
-ir::Network exported_attention(int64_t seq_len, int64_t heads, int64_t head_dim) {
+// With batch > 1 the heads' reshape to [S, B*H, D] merges dims that the
+// transpose before it separated: not a view of the packed projection.
+ir::Network exported_attention(int64_t seq_len, int64_t heads, int64_t head_dim, int64_t batch = 1) {
   ir::Network net;
   int64_t e = heads * head_dim;
-  ValueId x = net.add_input("x", DType::kFloat32, {Dim(1), seq_len ? Dim(seq_len) : Dim::symbol("seq"), Dim(e)});
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(batch), seq_len ? Dim(seq_len) : Dim::symbol("seq"), Dim(e)});
   const int64_t seq = seq_len ? seq_len : 0, any = seq_len ? seq_len : -1;  // Reshape: 0 copies the dim, -1 infers it
   auto ints = [&](const std::string& name, std::vector<int64_t> v) { return int_weight(net, name, v); };
   ValueId xt = net.add_op1(OpKind::kTranspose, {x}, perm({1, 0, 2}));
   ValueId qkv = net.add_op1(OpKind::kAdd, {net.add_op1(OpKind::kMatMul, {xt, net.add_weight("w_in", random_weight({e, 3 * e}, 60))}),
                                            net.add_weight("b_in", random_weight({3 * e}, 61))});
-  ValueId split = net.add_op1(OpKind::kReshape, {qkv, ints("s1", {seq, 1, 3, e})});
+  ValueId split = net.add_op1(OpKind::kReshape, {qkv, ints("s1", {seq, batch, 3, e})});
   split = net.add_op1(OpKind::kUnsqueeze, {split, ints("a0", {0})});
   split = net.add_op1(OpKind::kTranspose, {split}, perm({3, 1, 2, 0, 4}));
   split = net.add_op1(OpKind::kSqueeze, {split, ints("a3", {3})});
@@ -261,9 +263,9 @@ ir::Network exported_attention(int64_t seq_len, int64_t heads, int64_t head_dim)
     ir::Attributes axis;
     axis.set("axis", int64_t(0));
     ValueId part = net.add_op1(OpKind::kGather, {split, net.add_weight(str("i", i), reference::make_tensor(DType::kInt64, {}, {double(i)}))}, axis);
-    part = net.add_op1(OpKind::kReshape, {part, ints(str("h", i), {seq, heads, head_dim})});
+    part = net.add_op1(OpKind::kReshape, {part, ints(str("h", i), {seq, batch * heads, head_dim})});
     part = net.add_op1(OpKind::kTranspose, {part}, perm({1, 0, 2}));
-    qkv_heads.push_back(net.add_op1(OpKind::kReshape, {part, ints(str("b", i), {1, heads, any, head_dim})}));
+    qkv_heads.push_back(net.add_op1(OpKind::kReshape, {part, ints(str("b", i), {batch, heads, any, head_dim})}));
   }
   ValueId q = net.add_op1(OpKind::kMul, {qkv_heads[0], net.add_weight("scale", reference::make_tensor(DType::kFloat32, {}, {0.35}))});
   ValueId kt = net.add_op1(OpKind::kTranspose, {qkv_heads[1]}, perm({0, 1, 3, 2}));
@@ -271,13 +273,13 @@ ir::Network exported_attention(int64_t seq_len, int64_t heads, int64_t head_dim)
   last.set("axis", int64_t(-1));
   ValueId probs = net.add_op1(OpKind::kSoftmax, {net.add_op1(OpKind::kMatMul, {q, kt})}, last);
   ValueId heads_out = net.add_op1(OpKind::kTranspose, {net.add_op1(OpKind::kMatMul, {probs, qkv_heads[2]})}, perm({2, 0, 1, 3}));
-  ValueId merged = net.add_op1(OpKind::kReshape, {heads_out, ints("m", {seq, e})});
+  ValueId merged = net.add_op1(OpKind::kReshape, {heads_out, ints("m", {seq_len ? seq_len * batch : -1, e})});
   ir::Attributes trans_b;
   trans_b.set("transB", int64_t(1));
   ValueId projected = net.add_op1(OpKind::kGemm, {merged, net.add_weight("w_out", random_weight({e, e}, 62)),
                                                   net.add_weight("b_out", random_weight({e}, 63))},
                                   trans_b);
-  projected = net.add_op1(OpKind::kTranspose, {net.add_op1(OpKind::kReshape, {projected, ints("r", {seq, 1, e})})}, perm({1, 0, 2}));
+  projected = net.add_op1(OpKind::kTranspose, {net.add_op1(OpKind::kReshape, {projected, ints("r", {any, batch, e})})}, perm({1, 0, 2}));
   ValueId residual = net.add_op1(OpKind::kAdd, {x, projected});
   net.add_output(net.add_op1(OpKind::kLayerNormalization, {residual, net.add_weight("ln_g", random_weight({e}, 64))}));
   if (!seq_len) net.set_dim_range("seq", {1, 6, 40});
@@ -337,6 +339,20 @@ TEST(Builder, DynamicLengthAttentionIsFusedToo) {
   EXPECT_EQ(count_ops(p.network, OpKind::kAttention), 1) << dump_network(p.network);
   EXPECT_EQ(count_ops(p.network, OpKind::kSoftmax) + count_ops(p.network, OpKind::kTranspose), 0) << dump_network(p.network);
   for (int64_t seq : {1, 5, 33}) expect_same_results(net, p.network, {{"seq", seq}}, 1e-6);
+}
+
+// nn.MultiheadAttention at batch 3: the heads cannot be read from the packed
+// projection as views, so attention reads the tensors where the views start
+// to hold, and the result is still one Attention node.
+TEST(Builder, AttentionWhoseHeadsAreNotViewsOfThePackedProjectionIsFusedToo) {
+  ir::Network net = exported_attention(5, 4, 8, 3);
+  plan::Plan p = build(net, {});
+  EXPECT_EQ(count_ops(p.network, OpKind::kAttention), 1) << dump_network(p.network);
+  EXPECT_EQ(count_ops(p.network, OpKind::kSoftmax), 0) << dump_network(p.network);
+  expect_same_results(net, p.network, {}, 1e-6);
+  BuildOptions half;
+  half.precision = plan::Precision::kFloat16;
+  expect_same_results(net, build(net, half).network, {}, 1e-2);
 }
 
 TEST(Builder, ExportedAttentionBecomesOneKernelAndTheResidualRidesInTheProjection) {
