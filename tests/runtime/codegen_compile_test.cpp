@@ -289,7 +289,7 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
   { auto q = numbered<RemapParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(fill_bits), KILN_FIELD(dims[2]), KILN_FIELD(src_strides[0]),
                     KILN_FIELD(dst_strides[7]), KILN_FIELD(src_starts[1]), KILN_FIELD(src_steps[4]), KILN_FIELD(src_dims[5]),
-                    KILN_FIELD(modulus[7])}); }
+                    KILN_FIELD(modulus[7]), KILN_FIELD(path), KILN_FIELD(vec_bytes)}); }
   { auto q = numbered<GatherParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(count), KILN_FIELD(axis_size)}); }
   { auto q = numbered<TriluParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(k), KILN_FIELD(upper)}); }
   { auto q = numbered<IndexedParams>();

@@ -41,10 +41,15 @@ struct ReduceParams {
 // Strided remap: out[dst_offset + sum c_d * dst_strides_d] = in[src_offset + sum j_d * src_strides_d]
 // over the multi-index c of `dims`, j_d = src_starts_d + c_d * src_steps_d (mod modulus_d where
 // nonzero), bounds-checked against src_dims for pad modes (codegen::PadMode).
+// Plain strided copies (no pads, steps or modulus) take a faster `path`: 1 copies
+// `vec_bytes` at a time along the last dim (unit stride on both sides); 2 moves
+// 32x32 tiles through shared memory between the last dim (unit dst stride) and
+// the one before it (unit src stride). Path 0 is the element loop above.
 struct RemapParams {
   long long n, rank, src_offset, dst_offset, pad_mode, fill_bits;
   long long dims[8], src_strides[8], dst_strides[8];
   long long src_starts[8], src_steps[8], src_dims[8], modulus[8];
+  long long path, vec_bytes;
 };
 
 // Gather along an axis of an [outer, axis_size, inner] view with `count` indices per position.

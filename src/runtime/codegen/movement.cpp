@@ -7,12 +7,74 @@
 
 namespace kiln::codegen {
 
+namespace {
+
+// Path 1: `vec_bytes` per thread along the last dim, which is unit-stride on
+// both sides; the host checked that every offset and stride keeps vectors
+// aligned, the kernel checks the base pointers.
+constexpr const char* kRemapVectorCopy = R"(template <class V>
+__device__ __forceinline__ void kiln_remap_vectors(char* out, const char* in, const RemapParams& prm, int esize) {
+  const int rank = (int)prm.rank, per = (int)(sizeof(V) / esize);
+  const long long count = prm.n / per;
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (long long)gridDim.x * blockDim.x) {
+    long long rem = i, src = prm.src_offset, dst = prm.dst_offset;
+#pragma unroll
+    for (int d = 7; d >= 0; --d) {
+      if (d >= rank) continue;
+      const long long size = d == rank - 1 ? prm.dims[d] / per : prm.dims[d];
+      const long long c = (rem % size) * (d == rank - 1 ? per : 1);
+      rem /= size;
+      src += c * prm.src_strides[d];
+      dst += c * prm.dst_strides[d];
+    }
+    *reinterpret_cast<V*>(out + dst * esize) = *reinterpret_cast<const V*>(in + src * esize);
+  }
+}
+)";
+
+// Path 2: a transpose between the last dim A (unit dst stride) and the one
+// before it, B (unit src stride), in 32x32 tiles: reads run along B, writes
+// along A, both coalesced. 256 threads: 32 columns x 8 rows, 4 rows each.
+std::string remap_tiles(const std::string& ct) {
+  std::ostringstream s;
+  s << "    __shared__ " << ct << " tile[32][33];\n";
+  s << "    const int rank = (int)prm.rank, tx = threadIdx.x & 31, ty = threadIdx.x >> 5;\n";
+  s << "    const long long A = prm.dims[rank - 1], B = prm.dims[rank - 2], tiles_a = (A + 31) / 32, tiles_b = (B + 31) / 32;\n";
+  s << "    const long long a_stride = prm.src_strides[rank - 1], b_stride = prm.dst_strides[rank - 2];\n";
+  s << "    const long long tiles = prm.n / (A * B) * tiles_a * tiles_b;\n";
+  s << "    for (long long t = blockIdx.x; t < tiles; t += gridDim.x) {\n";
+  s << "      const long long a0 = (t % tiles_a) * 32, b0 = (t / tiles_a % tiles_b) * 32;\n";
+  s << "      long long rem = t / (tiles_a * tiles_b), src = prm.src_offset, dst = prm.dst_offset;\n";
+  s << "#pragma unroll\n      for (int d = 5; d >= 0; --d) {\n        if (d >= rank - 2) continue;\n";
+  s << "        const long long c = rem % prm.dims[d];\n        rem /= prm.dims[d];\n";
+  s << "        src += c * prm.src_strides[d];\n        dst += c * prm.dst_strides[d];\n      }\n";
+  s << "#pragma unroll\n      for (int r = ty; r < 32; r += 8)\n";
+  s << "        if (a0 + r < A && b0 + tx < B) tile[r][tx] = in[src + (a0 + r) * a_stride + b0 + tx];\n";
+  s << "      __syncthreads();\n";
+  s << "#pragma unroll\n      for (int r = ty; r < 32; r += 8)\n";
+  s << "        if (a0 + tx < A && b0 + r < B) out[dst + (b0 + r) * b_stride + a0 + tx] = tile[tx][r];\n";
+  s << "      __syncthreads();\n    }\n";
+  return s.str();
+}
+
+}  // namespace
+
 std::string remap_source(const RemapSpec& spec) {
   std::string ct = c_type(spec.dtype);
   std::ostringstream s;
-  s << prelude() << params_constants<RemapParams>(spec.specialize);
+  s << prelude() << params_constants<RemapParams>(spec.specialize) << kRemapVectorCopy;
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct
     << "* __restrict__ out, const " << ct << "* __restrict__ in, KParams p) {\n" << params_binding<RemapParams>(spec.specialize);
+  s << "  if (prm.path == 2) {\n" << remap_tiles(ct) << "    return;\n  }\n";
+  s << "  const int esize = (int)sizeof(" << ct << ");\n";
+  s << "  if (prm.path == 1 && ((unsigned long long)out | (unsigned long long)in) % prm.vec_bytes == 0) {\n";
+  s << "    char* o = reinterpret_cast<char*>(out);\n    const char* i = reinterpret_cast<const char*>(in);\n";
+  s << "    if (prm.vec_bytes == 16) kiln_remap_vectors<uint4>(o, i, prm, esize);\n";
+  s << "    else if (prm.vec_bytes == 8) kiln_remap_vectors<uint2>(o, i, prm, esize);\n";
+  s << "    else if (prm.vec_bytes == 4) kiln_remap_vectors<unsigned int>(o, i, prm, esize);\n";
+  s << "    else kiln_remap_vectors<unsigned short>(o, i, prm, esize);\n";
+  s << "    return;\n  }\n";
+  // Path 0, and path 1 on misaligned base pointers: an element at a time.
   s << "  const long long n = prm.n;\n  const int rank = (int)prm.rank, mode = (int)prm.pad_mode;\n";
   s << "  const long long fill_bits = prm.fill_bits;\n  const " << ct << " fill = *reinterpret_cast<const " << ct << "*>(&fill_bits);  // little-endian\n";
   s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * " << kBlock

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <numeric>
+#include <optional>
 
 #include "kiln/error.h"
 #include "kiln/ir/shape_inference.h"
@@ -16,39 +17,126 @@ using ir::OpKind;
 
 namespace {
 
-void fill_remap(const RemapPiece& r, KernelLaunch& k) {
+// A plain strided copy (no pads, modulus or per-dim starts/steps left) over the
+// fewest dims: size-1 dims dropped, neighbours merged where both sides are
+// contiguous across them. Fewer dims is less index arithmetic per element,
+// and it exposes the unit-stride runs the fast paths need.
+struct StridedCopy {
+  std::vector<int64_t> dims, src_strides, dst_strides;
+  int64_t src_offset = 0, dst_offset = 0;
+};
+
+std::optional<StridedCopy> as_strided_copy(const RemapPiece& r) {
+  if (r.mode != codegen::PadMode::kNone) return std::nullopt;
+  for (int64_t m : r.modulus)
+    if (m) return std::nullopt;
+  StridedCopy c{{}, {}, {}, r.src_offset, r.dst_offset};
+  for (size_t d = 0; d < r.dims.size(); ++d) {
+    int64_t step = r.steps.empty() ? 1 : r.steps[d], start = r.starts.empty() ? 0 : r.starts[d];
+    c.src_offset += start * r.src_strides[d];
+    if (r.dims[d] == 1) continue;
+    int64_t src = step * r.src_strides[d], dst = r.dst_strides[d];
+    if (!c.dims.empty() && c.src_strides.back() == src * r.dims[d] && c.dst_strides.back() == dst * r.dims[d]) {
+      c.dims.back() *= r.dims[d];
+      c.src_strides.back() = src;
+      c.dst_strides.back() = dst;
+      continue;
+    }
+    c.dims.push_back(r.dims[d]);
+    c.src_strides.push_back(src);
+    c.dst_strides.push_back(dst);
+  }
+  if (c.dims.empty()) c.dims = c.src_strides = c.dst_strides = {1};
+  return c;
+}
+
+// The widest copy unit (bytes, at most 16) that keeps every vector of the last
+// dim aligned, or 0 where the last dim is not unit-stride on both sides.
+int64_t vector_bytes(const StridedCopy& c, size_t esize) {
+  if (c.src_strides.back() != 1 || c.dst_strides.back() != 1) return 0;
+  for (int64_t bytes = 16; bytes > int64_t(esize); bytes /= 2) {
+    int64_t per = bytes / int64_t(esize);
+    bool fits = c.dims.back() % per == 0 && c.src_offset % per == 0 && c.dst_offset % per == 0;
+    for (size_t d = 0; d + 1 < c.dims.size(); ++d) fits = fits && c.src_strides[d] % per == 0 && c.dst_strides[d] % per == 0;
+    if (fits) return bytes;
+  }
+  return 0;
+}
+
+// Puts the dim whose source stride is 1 just before the last (the tiled
+// transpose's B); false when the last dim is not the destination's unit-stride
+// dim or no other dim reads contiguously. Dims of a strided copy may be
+// visited in any order, so moving one changes nothing but the path.
+bool arrange_for_tiles(StridedCopy& c) {
+  size_t last = c.dims.size() - 1;
+  if (c.dims.size() < 2 || c.dst_strides[last] != 1 || c.src_strides[last] == 1) return false;
+  for (size_t d = 0; d < last; ++d) {
+    if (c.src_strides[d] != 1) continue;
+    for (auto* v : {&c.dims, &c.src_strides, &c.dst_strides}) {
+      int64_t moved = (*v)[d];
+      v->erase(v->begin() + int64_t(d));
+      v->insert(v->begin() + int64_t(last - 1), moved);
+    }
+    return true;
+  }
+  return false;
+}
+
+// Fills the launch for one piece: its parameters and its grid (work items per path).
+void fill_remap(const RemapPiece& r, size_t esize, int sm_count, KernelLaunch& k) {
   codegen::RemapParams q{};
   q.n = ir::checked_numel(r.dims);
-  q.rank = int64_t(r.dims.size());
   q.src_offset = r.src_offset;
   q.dst_offset = r.dst_offset;
   q.pad_mode = int64_t(r.mode);
   q.fill_bits = r.fill_bits;
-  for (size_t d = 0; d < r.dims.size(); ++d) {
-    q.dims[d] = r.dims[d];
-    q.src_strides[d] = r.src_strides[d];
-    q.dst_strides[d] = r.dst_strides[d];
-    q.src_starts[d] = r.starts.empty() ? 0 : r.starts[d];
-    q.src_steps[d] = r.steps.empty() ? 1 : r.steps[d];
-    q.src_dims[d] = r.src_dims.empty() ? 0 : r.src_dims[d];
-    q.modulus[d] = r.modulus.empty() ? 0 : r.modulus[d];
+  int64_t items = q.n;
+  if (auto c = as_strided_copy(r)) {
+    q.rank = int64_t(c->dims.size());
+    q.src_offset = c->src_offset;
+    q.dst_offset = c->dst_offset;
+    if ((q.vec_bytes = vector_bytes(*c, esize))) {
+      q.path = 1;
+      items = q.n / (q.vec_bytes / int64_t(esize));
+    } else if (arrange_for_tiles(*c)) {
+      q.path = 2;
+      int64_t a = c->dims.back(), b = c->dims[c->dims.size() - 2];
+      items = q.n / (a * b) * ((a + 31) / 32) * ((b + 31) / 32) * codegen::kBlock;  // a block per tile
+    }
+    for (size_t d = 0; d < c->dims.size(); ++d) {
+      q.dims[d] = c->dims[d];
+      q.src_strides[d] = c->src_strides[d];
+      q.dst_strides[d] = c->dst_strides[d];
+      q.src_steps[d] = 1;
+    }
+  } else {
+    q.rank = int64_t(r.dims.size());
+    for (size_t d = 0; d < r.dims.size(); ++d) {
+      q.dims[d] = r.dims[d];
+      q.src_strides[d] = r.src_strides[d];
+      q.dst_strides[d] = r.dst_strides[d];
+      q.src_starts[d] = r.starts.empty() ? 0 : r.starts[d];
+      q.src_steps[d] = r.steps.empty() ? 1 : r.steps[d];
+      q.src_dims[d] = r.src_dims.empty() ? 0 : r.src_dims[d];
+      q.modulus[d] = r.modulus.empty() ? 0 : r.modulus[d];
+    }
   }
   k.params = codegen::pack(q);
   k.args = {{r.dst, 0}, {r.src, 0}};
+  k.grid = grid_for(items, sm_count);
 }
 
 class RemapOp : public Op {
  public:
-  RemapOp(const ir::Node& node, const KernelStore& store, int kernel, RemapPlan plan)
-      : node_(node), store_(store), kernel_(kernel), plan_(std::move(plan)) {}
+  RemapOp(const ir::Node& node, const KernelStore& store, int kernel, DType dtype, RemapPlan plan)
+      : node_(node), store_(store), kernel_(kernel), element_size_(dtype_size(dtype)), plan_(std::move(plan)) {}
   void prepare(PrepareContext& ctx) const override {
     for (const RemapPiece& piece : plan_(ctx.shapes)) {
       if (piece.dims.size() > size_t(codegen::kMaxRank))
         fail(ErrorCode::kUnsupported, "node '", node_.name, "': rank ", piece.dims.size(), " is above the GPU limit");
+      if (ir::checked_numel(piece.dims) == 0) continue;
       KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_, kernel_};
-      fill_remap(piece, k);
-      if (k.params.v[0] == 0) continue;
-      k.grid = grid_for(k.params.v[0], ctx.sm_count);
+      fill_remap(piece, element_size_, ctx.sm_count, k);
       ctx.steps.push_back(std::move(k));
     }
   }
@@ -57,6 +145,7 @@ class RemapOp : public Op {
   const ir::Node& node_;
   const KernelStore& store_;
   int kernel_;
+  size_t element_size_;
   RemapPlan plan_;
 };
 
@@ -136,7 +225,7 @@ codegen::IndexedParams indexed_params(const ir::Node& n, const ShapeEnv& s) {
 
 std::unique_ptr<Op> make_remap_op(const ir::Node& node, KernelStore& store, DType dtype, RemapPlan plan) {
   int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::remap_source({dtype, params}); });
-  return std::make_unique<RemapOp>(node, store, kernel, std::move(plan));
+  return std::make_unique<RemapOp>(node, store, kernel, dtype, std::move(plan));
 }
 
 std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why,
