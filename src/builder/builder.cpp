@@ -273,6 +273,7 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
                   : options.precision == plan::Precision::kBFloat16 ? DType::kBFloat16
                                                                      : DType::kFloat32;
   run("patch convs to matmul", patch_convs_to_matmul);
+  run("transposes through merged dims", transposes_through_merged_dims);
   run("collapse order-keeping reshape chains", collapse_order_keeping_chains);
   run("convs to channels-last", [&](Graph& graph) { return convs_to_channels_last(graph, compute); });
   run("sink transposes", sink_transposes);

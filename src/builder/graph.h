@@ -124,6 +124,11 @@ int patch_convs_to_matmul(Graph& g);
 // A chain of Reshapes and Transposes that leaves the elements in their order
 // (a patch embedding's channels-first round trip) becomes one Reshape.
 int collapse_order_keeping_chains(Graph& g);
+// Reshape (merge the leading dims) -> Transpose (keeping the merged dim first)
+// -> Reshape (split them back) becomes one Transpose of the unmerged tensor:
+// what exporters write for a batched K^T. Unlike the merge, the Transpose is a
+// view of a packed projection, so attention can read it in place.
+int transposes_through_merged_dims(Graph& g);
 int convs_to_channels_last(Graph& g, DType compute);
 // Transposes move past the elementwise op (and global pool) that alone reads
 // them and cancel against their inverse; ones nothing reads are dropped.

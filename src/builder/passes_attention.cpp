@@ -135,6 +135,24 @@ bool is_causal_mask(const Graph& g, ir::ValueId v) {
   return true;
 }
 
+// A constant float [.., Sq, Sk] (leading dims 1) that adds 0 where key j <= query i
+// and masks the rest: -inf, or a value so negative (below -1e4) that its
+// softmax weight is 0 in every float type, as exporters write a causal mask.
+bool is_causal_additive_mask(const Graph& g, ir::ValueId v) {
+  const ir::TensorData* t = g.weight_of(v);
+  if (!t || !is_floating(t->dtype) || t->dims.size() < 2) return false;
+  for (size_t i = 0; i + 2 < t->dims.size(); ++i)
+    if (t->dims[i] != 1) return false;
+  int64_t rows = t->dims[t->dims.size() - 2], cols = t->dims.back();
+  std::vector<double> values = ir::read_doubles(*t);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      double m = values[size_t(i * cols + j)];
+      if (j > i ? !(m <= -1e4) : m != 0) return false;
+    }
+  return true;
+}
+
 bool plain_matmul(const ir::Node& n) {
   return n.op == OpKind::kFusedMatMul && n.inputs.size() == 2 && n.attrs.get_string("activation", "none") == "none";
 }
@@ -148,7 +166,8 @@ int fuse_attention(Graph& g) {
     if (g.dead[n] || !plain_matmul(g.nodes[n])) continue;
     const ir::Node scores = g.nodes[n];
     // Between the scores and the softmax: scalar scales (Div or Mul by a
-    // constant) and a causal mask (Where(upper triangle, -inf, scores)).
+    // constant) and a causal mask (Where(upper triangle, -inf, scores), or
+    // the scores plus a constant 0 / -inf triangle).
     double alpha = scores.attrs.get_float("alpha", 1.0);
     bool causal = false;
     ir::ValueId logits = scores.outputs[0];
@@ -162,6 +181,9 @@ int fuse_attention(Graph& g) {
       if (e.op == OpKind::kMul && binary && !std::isnan(c)) alpha *= c;
       else if (e.op == OpKind::kDiv && binary && !std::isnan(c) && c != 0) alpha /= c;
       else if (e.op == OpKind::kWhere && where && !causal && std::isinf(c) && c < 0 && is_causal_mask(g, e.inputs[0])) causal = true;
+      else if (e.op == OpKind::kAdd && e.inputs.size() == 2 && !causal && (e.inputs[0] == logits || e.inputs[1] == logits) &&
+               is_causal_additive_mask(g, e.inputs[e.inputs[0] == logits ? 1 : 0]))
+        causal = true;
       else break;
       between.push_back(*softmax);
       logits = e.outputs[0];

@@ -1,6 +1,7 @@
 // Clean-up passes: identity removal, BatchNorm into Conv, outputs that are constants.
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <set>
 
 #include "graph.h"
@@ -126,6 +127,44 @@ int collapse_order_keeping_chains(Graph& g) {
     g.nodes[chain.back()] = ir::Node{g.unique_name(name + "_as_reshape"), OpKind::kReshape, {from, g.add_ints(name + "_shape", shape)},
                                      {to}, {}};
     g.dead[chain.back()] = false;
+    uses = Uses(g);
+    ++changed;
+  }
+  return changed;
+}
+
+int transposes_through_merged_dims(Graph& g) {
+  int changed = 0;
+  Uses uses(g);
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    const ir::Node& transpose = g.nodes[n];
+    if (g.dead[n] || transpose.op != OpKind::kTranspose || !transpose.attrs.has("perm")) continue;
+    auto merge = uses.producer_of(transpose.inputs[0]);
+    auto split = uses.only_reader(transpose.outputs[0]);
+    if (!merge || !split || g.nodes[*merge].op != OpKind::kReshape || g.nodes[*split].op != OpKind::kReshape) continue;
+    const ir::Shape& x = g.values[size_t(g.nodes[*merge].inputs[0])].shape;
+    const ir::Shape& merged = g.values[size_t(transpose.inputs[0])].shape;
+    const ir::Shape& moved = g.values[size_t(transpose.outputs[0])].shape;
+    const ir::Shape& out = g.values[size_t(g.nodes[*split].outputs[0])].shape;
+    std::vector<int64_t> perm = transpose.attrs.get_ints("perm");
+    if (merged.size() < 2 || x.size() <= merged.size() || perm.size() != merged.size() || perm[0] != 0) continue;
+    // x = [lead..., rest...] with merged = [prod(lead), rest...] and out = [lead..., moved[1:]...].
+    size_t lead = x.size() - merged.size() + 1;
+    ir::Dim product(1);
+    for (size_t i = 0; i < lead; ++i) product = product * x[i];
+    bool fits = product == merged[0] && out.size() == lead + moved.size() - 1 &&
+                std::equal(x.begin() + long(lead), x.end(), merged.begin() + 1) && std::equal(x.begin(), x.begin() + long(lead), out.begin()) &&
+                std::equal(moved.begin() + 1, moved.end(), out.begin() + long(lead));
+    if (!fits) continue;
+    std::vector<int64_t> whole(lead);
+    std::iota(whole.begin(), whole.end(), 0);
+    for (size_t i = 1; i < perm.size(); ++i) whole.push_back((perm[i] < 0 ? perm[i] + int64_t(perm.size()) : perm[i]) + int64_t(lead) - 1);
+    ir::Attributes a;
+    a.set("perm", whole);
+    ir::ValueId from = g.nodes[*merge].inputs[0], to = g.nodes[*split].outputs[0];
+    if (uses.sole_reader(transpose.outputs[0])) g.dead[n] = true;
+    if (uses.sole_reader(transpose.inputs[0]) == n) g.dead[*merge] = true;
+    g.nodes[*split] = ir::Node{g.unique_name(transpose.name + "_unmerged"), OpKind::kTranspose, {from}, {to}, a};
     uses = Uses(g);
     ++changed;
   }

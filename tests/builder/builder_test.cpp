@@ -287,12 +287,20 @@ ir::Network exported_attention(int64_t seq_len, int64_t heads, int64_t head_dim,
   return net;
 }
 
+// How the scores are masked: Where(upper triangle, -inf, scores), or scores
+// plus a constant triangle of -inf or of float32's lowest value (dynamo
+// exports), or plus a triangle that is off by one entry (not causal).
+enum class Mask { kWhere, kAddInf, kAddLowest, kAddNotCausal };
+
 // A GPT-2 block's attention: Split of the QKV projection, heads by Reshape and
-// Transpose, scores divided by sqrt(D) and masked causally with Where.
-ir::Network causal_attention(int64_t seq, int64_t heads, int64_t head_dim) {
+// Transpose, scores divided by sqrt(D) and masked causally.
+// With `merged_k`, K^T as dynamo exports write it for any batch: heads merged
+// into the batch, a 3-D transpose, and split back.
+ir::Network causal_attention(int64_t seq, int64_t heads, int64_t head_dim, Mask masking = Mask::kWhere, int64_t batch = 1,
+                             bool merged_k = false) {
   ir::Network net;
   int64_t e = heads * head_dim;
-  ValueId x = net.add_input("x", DType::kFloat32, {Dim(1), Dim(seq), Dim(e)});
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(batch), Dim(seq), Dim(e)});
   auto ints = [&](const std::string& name, std::vector<int64_t> v) { return int_weight(net, name, v); };
   ValueId qkv = net.add_op1(OpKind::kMatMul, {x, net.add_weight("w_qkv", random_weight({e, 3 * e}, 70))});
   ir::Attributes axis2;
@@ -300,20 +308,34 @@ ir::Network causal_attention(int64_t seq, int64_t heads, int64_t head_dim) {
   auto parts = net.add_op(OpKind::kSplit, {qkv, ints("sizes", {e, e, e})}, axis2, 3);
   std::vector<ValueId> heads_of;
   for (int i = 0; i < 3; ++i)
-    heads_of.push_back(net.add_op1(OpKind::kTranspose, {net.add_op1(OpKind::kReshape, {parts[size_t(i)], ints(str("h", i), {1, seq, heads, head_dim})})},
+    heads_of.push_back(net.add_op1(OpKind::kTranspose, {net.add_op1(OpKind::kReshape, {parts[size_t(i)], ints(str("h", i), {batch, seq, heads, head_dim})})},
                                    perm({0, 2, 1, 3})));
-  ValueId scores = net.add_op1(OpKind::kMatMul, {heads_of[0], net.add_op1(OpKind::kTranspose, {heads_of[1]}, perm({0, 1, 3, 2}))});
+  ValueId k_t = net.add_op1(OpKind::kTranspose, {heads_of[1]}, perm({0, 1, 3, 2}));
+  if (merged_k) {
+    ValueId merged = net.add_op1(OpKind::kReshape, {heads_of[1], ints("k_merged", {batch * heads, seq, head_dim})});
+    k_t = net.add_op1(OpKind::kReshape, {net.add_op1(OpKind::kTranspose, {merged}, perm({0, 2, 1})), ints("k_split", {batch, heads, head_dim, seq})});
+  }
+  ValueId scores = net.add_op1(OpKind::kMatMul, {heads_of[0], k_t});
   scores = net.add_op1(OpKind::kDiv, {scores, net.add_weight("root_d", reference::make_tensor(DType::kFloat32, {}, {std::sqrt(double(head_dim))}))});
   std::vector<double> upper(size_t(seq * seq));
   for (int64_t i = 0; i < seq; ++i)
     for (int64_t j = 0; j < seq; ++j) upper[size_t(i * seq + j)] = j > i;
-  ValueId mask = net.add_weight("mask", reference::make_tensor(DType::kBool, {seq, seq}, upper));
-  ValueId minus_inf = net.add_weight("minus_inf", reference::make_tensor(DType::kFloat32, {}, {-std::numeric_limits<double>::infinity()}));
   ir::Attributes last;
   last.set("axis", int64_t(-1));
-  ValueId probs = net.add_op1(OpKind::kSoftmax, {net.add_op1(OpKind::kWhere, {mask, minus_inf, scores})}, last);
+  double masked = masking == Mask::kAddLowest ? double(std::numeric_limits<float>::lowest()) : -std::numeric_limits<double>::infinity();
+  if (masking == Mask::kWhere) {
+    ValueId mask = net.add_weight("mask", reference::make_tensor(DType::kBool, {seq, seq}, upper));
+    ValueId minus_inf = net.add_weight("minus_inf", reference::make_tensor(DType::kFloat32, {}, {masked}));
+    scores = net.add_op1(OpKind::kWhere, {mask, minus_inf, scores});
+  } else {
+    std::vector<double> add(upper.size());
+    for (size_t i = 0; i < add.size(); ++i) add[i] = upper[i] ? masked : 0;
+    if (masking == Mask::kAddNotCausal) add[size_t(seq)] = masked;  // row 1 also loses key 0
+    scores = net.add_op1(OpKind::kAdd, {scores, net.add_weight("mask", reference::make_tensor(DType::kFloat32, {1, 1, seq, seq}, add))});
+  }
+  ValueId probs = net.add_op1(OpKind::kSoftmax, {scores}, last);
   ValueId merged = net.add_op1(OpKind::kTranspose, {net.add_op1(OpKind::kMatMul, {probs, heads_of[2]})}, perm({0, 2, 1, 3}));
-  merged = net.add_op1(OpKind::kReshape, {merged, ints("m", {1, seq, e})});
+  merged = net.add_op1(OpKind::kReshape, {merged, ints("m", {batch, seq, e})});
   net.add_output(net.add_op1(OpKind::kMatMul, {merged, net.add_weight("w_out", random_weight({e, e}, 71))}));
   net.finalize();
   return net;
@@ -329,6 +351,34 @@ TEST(Builder, CausalAttentionFromASplitIsFused) {
     if (node.op == OpKind::kAttention) {
       EXPECT_EQ(node.attrs.get_int("causal", 0), 1);
     }
+  expect_same_results(net, p.network, {}, 1e-6);
+}
+
+// Dynamo exports add a constant triangle instead; it is the same causal mask.
+TEST(Builder, CausalAttentionWithAnAddedMaskIsFused) {
+  for (Mask masking : {Mask::kAddInf, Mask::kAddLowest}) {
+    ir::Network net = causal_attention(7, 4, 8, masking);
+    plan::Plan p = build(net, {});
+    ASSERT_EQ(count_ops(p.network, OpKind::kAttention), 1) << dump_network(p.network);
+    EXPECT_EQ(count_ops(p.network, OpKind::kSoftmax) + count_ops(p.network, OpKind::kFusedElementwise), 0) << dump_network(p.network);
+    for (auto& node : p.network.nodes())
+      if (node.op == OpKind::kAttention) EXPECT_EQ(node.attrs.get_int("causal", 0), 1);
+    expect_same_results(net, p.network, {}, 1e-6);
+  }
+  ir::Network net = causal_attention(7, 4, 8, Mask::kAddNotCausal);
+  plan::Plan p = build(net, {});
+  EXPECT_EQ(count_ops(p.network, OpKind::kAttention), 0) << dump_network(p.network);
+  expect_same_results(net, p.network, {}, 1e-6);
+}
+
+// K^T through heads merged into the batch is not a view of the projection
+// step by step, but is one as a whole: attention reads the projection itself.
+TEST(Builder, AttentionReadsKThroughMergedHeadsFromTheProjection) {
+  ir::Network net = causal_attention(7, 4, 8, Mask::kAddInf, 3, true);
+  plan::Plan p = build(net, {});
+  ASSERT_EQ(count_ops(p.network, OpKind::kAttention), 1) << dump_network(p.network);
+  for (OpKind gone : {OpKind::kSoftmax, OpKind::kSplit, OpKind::kTranspose, OpKind::kFusedElementwise})
+    EXPECT_EQ(count_ops(p.network, gone), 0) << ir::op_name(gone) << "\n" << dump_network(p.network);
   expect_same_results(net, p.network, {}, 1e-6);
 }
 
