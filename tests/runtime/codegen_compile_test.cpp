@@ -152,6 +152,74 @@ TEST_P(CompileForArch, RowsAndReductions) {
   compiles("cumsum_int32", line_source(LineOp::kCumSum, DType::kInt32, std::nullopt));
 }
 
+// The row kernels specialized for a shape on each path (RowPath): groups of 1,
+// 4, 8 and 32 lanes a row, a block a row in registers, the strided block path;
+// 16-byte accesses and element-wise ones; every float type, layer norm with
+// and without statistics, scale and bias.
+TEST_P(CompileForArch, RowKernelsOnEveryPath) {
+  auto variants = [&](DType d, int64_t len) {
+    Params p = pack(row_params(RowOp::kLayerNorm, d, 13, len, 1));
+    compiles(str("layernorm_stats_", dtype_name(d), "_", len), row_source({RowOp::kLayerNorm, d, true, true, 1e-5, p, true}));
+    compiles(str("layernorm_scale_", dtype_name(d), "_", len), row_source({RowOp::kLayerNorm, d, true, false, 1e-5, p, false}));
+    for (RowOp op : {RowOp::kSoftmax, RowOp::kLogSoftmax})
+      compiles(str("rows_", int(op), "_", dtype_name(d), "_", len),
+               row_source({op, d, false, false, 1e-5, pack(row_params(op, d, 13, len, 1)), false}));
+  };
+  // Every path in the 16- and 32-bit types; a vector and a block path in the others (NVRTC time is the bound).
+  for (DType d : {DType::kFloat16, DType::kFloat32})
+    for (int64_t len : {7, 96, 197, 1024, 1025, 4096, 9000}) variants(d, len);
+  for (DType d : {DType::kBFloat16, DType::kFloat64})
+    for (int64_t len : {96, 4096}) variants(d, len);
+}
+
+// Which path each shape takes, and that every path's threads hold their rows.
+TEST(RowParams, PathsFollowLengthLayoutAndType) {
+  auto check = [](RowOp op, DType d, int64_t len, int64_t inner, RowPath path, int64_t lanes, int64_t vec) {
+    SCOPED_TRACE(str("op ", int(op), " ", dtype_name(d), " len ", len, " inner ", inner));
+    RowParams p = row_params(op, d, 1000, len, inner);
+    EXPECT_EQ(p.rows, 1000);
+    EXPECT_EQ(p.path, int64_t(path));
+    EXPECT_EQ(p.lanes, lanes);
+    EXPECT_EQ(p.vec, vec);
+  };
+  using R = RowPath;
+  check(RowOp::kLayerNorm, DType::kFloat16, 96, 1, R::kLanes, 4, 8);     // ConvNeXt's rows: 8 rows a warp
+  check(RowOp::kLayerNorm, DType::kFloat32, 96, 1, R::kLanes, 4, 4);
+  check(RowOp::kSoftmax, DType::kFloat16, 197, 1, R::kLanes, 8, 1);      // ViT's attention rows: no whole vectors
+  check(RowOp::kSoftmax, DType::kBFloat16, 128, 1, R::kLanes, 4, 8);
+  check(RowOp::kLayerNorm, DType::kFloat16, 768, 1, R::kLanes, 32, 8);
+  check(RowOp::kLogSoftmax, DType::kFloat64, 1024, 1, R::kLanes, 32, 2);
+  check(RowOp::kSoftmax, DType::kFloat32, 1, 1, R::kLanes, 1, 1);
+  check(RowOp::kSoftmax, DType::kFloat32, 7, 1, R::kLanes, 1, 1);
+  check(RowOp::kLayerNorm, DType::kFloat16, 1025, 1, R::kBlock, kBlock, 1);
+  check(RowOp::kLayerNorm, DType::kFloat32, 4096, 1, R::kBlock, kBlock, 4);
+  check(RowOp::kSoftmax, DType::kFloat16, 8192, 1, R::kBlock, kBlock, 8);
+  check(RowOp::kSoftmax, DType::kFloat16, 8193, 1, R::kStrided, kBlock, 1);
+  check(RowOp::kLayerNorm, DType::kFloat32, 9000, 1, R::kStrided, kBlock, 1);
+  check(RowOp::kSoftmax, DType::kFloat32, 96, 5, R::kStrided, kBlock, 1);  // elements apart: no registers, no vectors
+  check(RowOp::kHardmax, DType::kFloat32, 96, 1, R::kStrided, kBlock, 1);
+  EXPECT_EQ(row_params(RowOp::kSoftmax, DType::kFloat32, 1000, 0, 1).rows, 0);  // empty rows: no launch
+
+  // Blocks: a group of lanes per row, several rows a block; a block per row otherwise.
+  EXPECT_EQ(row_blocks(row_params(RowOp::kLayerNorm, DType::kFloat16, 25088, 96, 1)), 25088 / (kBlock / 4));
+  EXPECT_EQ(row_blocks(row_params(RowOp::kSoftmax, DType::kFloat32, 515, 1, 1)), 3);
+  EXPECT_EQ(row_blocks(row_params(RowOp::kSoftmax, DType::kFloat32, 13, 4096, 1)), 13);
+  EXPECT_EQ(row_blocks(row_params(RowOp::kSoftmax, DType::kFloat32, 15, 96, 5)), 15);
+
+  // Every length the register paths take fits: kRowSpan elements a thread, whole vectors only.
+  for (DType d : kFloats)
+    for (int64_t len = 1; len <= int64_t(kRowSpan) * kBlock + 1; ++len) {
+      RowParams p = row_params(RowOp::kSoftmax, d, 3, len, 1);
+      if (p.path == int64_t(RowPath::kStrided)) {
+        EXPECT_GT(len, int64_t(kRowSpan) * kBlock);
+        continue;
+      }
+      ASSERT_TRUE(p.lanes == kBlock || (p.lanes <= 32 && (32 % p.lanes) == 0)) << len;
+      ASSERT_GE(p.lanes * kRowSpan, len) << len;
+      ASSERT_TRUE(p.vec == 1 || (p.vec * int64_t(dtype_size(d)) == 16 && len % p.vec == 0)) << len;
+    }
+}
+
 TEST_P(CompileForArch, MovementAndWindows) {
   for (DType d : kAllDTypes) compiles(str("remap_", dtype_name(d)), remap_source({d, std::nullopt}));
   compiles("remap_spec", remap_source({DType::kFloat16, some_params()}));
@@ -280,7 +348,8 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
   { auto q = numbered<ElementwiseParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(contiguous), KILN_FIELD(out_dims[7]), KILN_FIELD(in_strides[0][0]),
                     KILN_FIELD(in_strides[3][5]), KILN_FIELD(in_strides[13][7])}); }
-  { auto q = numbered<RowParams>(); device_sees(q, {KILN_FIELD(rows), KILN_FIELD(len), KILN_FIELD(inner)}); }
+  { auto q = numbered<RowParams>();
+    device_sees(q, {KILN_FIELD(rows), KILN_FIELD(len), KILN_FIELD(inner), KILN_FIELD(path), KILN_FIELD(lanes), KILN_FIELD(vec)}); }
   { auto q = numbered<LineParams>();
     device_sees(q, {KILN_FIELD(lines), KILN_FIELD(select_last_index), KILN_FIELD(exclusive), KILN_FIELD(reverse)}); }
   { auto q = numbered<ReduceParams>();

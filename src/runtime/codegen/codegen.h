@@ -160,6 +160,18 @@ std::string window_source(const WindowSpec& spec);
 // RowParams. Arguments: out, [mean, inv_std] (layer norm statistics, float32,
 // when asked for), x, [scale], [bias].
 enum class RowOp { kSoftmax, kLogSoftmax, kLayerNorm, kHardmax };
+// How the row kernel covers a row. kStrided: a block per row, reading the row
+// from memory once per pass (any `inner`, any length; hardmax). The others take
+// contiguous rows (inner 1) and hold them in registers, kRowSpan elements a
+// thread, so memory is read once: kBlock a block per row (up to kRowSpan *
+// kBlock elements), kLanes a power-of-two group of lanes of one warp per row
+// (up to kRowSpan * 32 elements), several rows a warp.
+enum class RowPath { kStrided = 0, kBlock = 1, kLanes = 2 };
+inline constexpr int kRowSpan = 32;
+// The parameters for `rows` rows of `len` elements `inner` apart, the path chosen.
+RowParams row_params(RowOp op, DType dtype, int64_t rows, int64_t len, int64_t inner);
+// Blocks of kBlock threads that give every row of `p` its lanes.
+int64_t row_blocks(const RowParams& p);
 struct RowSpec {
   RowOp op;
   DType dtype;

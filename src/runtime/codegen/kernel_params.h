@@ -20,8 +20,11 @@ struct ElementwiseParams {
 };
 
 // Row kernels (softmax family, layer norm): `rows` rows of `len` elements, `inner` apart.
+// `path` (codegen::RowPath), `lanes` threads per row, `vec` elements per access
+// where every pointer is 16-byte aligned (1: one at a time); codegen::row_params fills them.
 struct RowParams {
   long long rows, len, inner;
+  long long path, lanes, vec;
 };
 
 // Line kernels along one axis of an [outer, len, inner] view (`lines` = outer * inner).

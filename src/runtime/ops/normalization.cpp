@@ -44,14 +44,15 @@ std::unique_ptr<Op> make_normalization(const plan::Plan& plan, const ir::Node& n
           }
       }
       int kernel = store.add(node.name, specializing_generator(spec, codegen::row_source));
-      return std::make_unique<SimpleOp>(node, store, kernel, [n, ln, stats](const ShapeEnv& s, KernelLaunch& k) {
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, ln, stats, row, dtype](const ShapeEnv& s, KernelLaunch& k) {
         const auto& x = s.of(n->inputs[0]);
         int64_t axis = norm_axis(n->attrs.get_int("axis", -1), x.size());
         int64_t outer = ir::checked_numel({x.begin(), x.begin() + axis});
         int64_t len = ln ? ir::checked_numel({x.begin() + axis, x.end()}) : x[size_t(axis)];
         int64_t inner = ln ? 1 : ir::checked_numel({x.begin() + axis + 1, x.end()});
-        k.params = codegen::pack(codegen::RowParams{len == 0 ? 0 : outer * inner, len, inner});
-        k.grid = unsigned(std::clamp<int64_t>(outer * inner, 1, 65535));
+        codegen::RowParams params = codegen::row_params(row, dtype, outer * inner, len, inner);
+        k.params = codegen::pack(params);
+        k.grid = unsigned(std::clamp<int64_t>(codegen::row_blocks(params), 1, 65535));  // the kernels loop over rows past the grid
         k.args = {{n->outputs[0], 0}};
         if (stats) k.args.push_back({n->outputs[1], 0}), k.args.push_back({n->outputs[2], 0});
         for (size_t i = 0; i < n->inputs.size(); ++i)
