@@ -457,16 +457,18 @@ std::string elementwise_source(const ElementwiseSpec& spec) {
 }
 
 std::string cast_source(DType from, DType to, const std::optional<Params>& specialize) {
-  std::string value = value_of(from, "r0"), result;
+  std::string value = value_of(from, "r0"), body;
   if (is_floating(from) && !is_floating(to) && to != DType::kBool)  // truncate toward zero like the reference
-    return KernelText({from}, to).source("  const double x = (double)" + value + ";\n  return " +
-                                             stored(to, "(x != x ? 0.0 : trunc(x))") + ";\n",
-                                         specialize);
-  if (!is_floating(from) && is_floating(to)) result = stored(to, "(" + compute_type(to) + ")r0");
-  else if (to == DType::kBool) result = stored(to, value + " != 0");
-  else if (!is_floating(from)) result = "(" + c_type(to) + ")r0";
-  else result = stored(to, "(" + compute_type(to) + ")" + value);
-  return KernelText({from}, to).source("  return " + result + ";\n", specialize);
+    body = "  const double x = (double)" + value + ";\n  return " + stored(to, "(x != x ? 0.0 : trunc(x))") + ";\n";
+  else if (!is_floating(from) && is_floating(to))
+    body = "  return " + stored(to, "(" + compute_type(to) + ")r0") + ";\n";
+  else if (to == DType::kBool)
+    body = "  return " + stored(to, value + " != 0") + ";\n";
+  else if (!is_floating(from))
+    body = "  return (" + c_type(to) + ")r0;\n";
+  else
+    body = "  return " + stored(to, "(" + compute_type(to) + ")" + value) + ";\n";
+  return KernelText({from}, to).source(body, specialize);
 }
 
 }  // namespace kiln::codegen
