@@ -118,6 +118,45 @@ TEST_P(CompileForArch, BitOpsAndModForEveryIntegerDtype) {
       }
 }
 
+// Each vector width (16 one-byte lanes down to 2 eight-byte ones, mixed
+// dtypes), generic and specialized for shapes that take each path: packs over
+// contiguous inputs with a tail, packs along a broadcast's innermost dim, a
+// scalar operand, and the element path.
+TEST_P(CompileForArch, ElementwisePathsForEveryVectorWidth) {
+  struct Kernel {
+    std::vector<DType> inputs;
+    DType output;
+    OpKind op;
+  };
+  const DType h = DType::kFloat16, f = DType::kFloat32, b = DType::kBool;
+  std::vector<Kernel> kernels = {{{h, h}, h, OpKind::kAdd},           {{b, h, h}, h, OpKind::kWhere},
+                                 {{f, f}, f, OpKind::kMul},           {{DType::kBFloat16, f}, DType::kBFloat16, OpKind::kSub},
+                                 {{DType::kFloat64, DType::kFloat64}, DType::kFloat64, OpKind::kDiv},
+                                 {{DType::kInt64, f}, f, OpKind::kAdd}, {{b, b}, b, OpKind::kAnd},
+                                 {{DType::kUInt8, DType::kUInt8}, DType::kUInt8, OpKind::kMax}};
+  std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> shapes = {
+      {{1003}, {1003}}, {{2, 49, 96}, {96}}, {{1003}, {1}}, {{2, 5, 7}, {7}}};
+  for (const Kernel& k : kernels) {
+    ir::FusedInstruction in;
+    in.op = k.op;
+    for (size_t i = 0; i < k.inputs.size(); ++i) in.args[i] = int(i);
+    int width = elementwise_vector_width(k.inputs, k.output);
+    size_t widest = dtype_size(k.output);
+    for (DType d : k.inputs) widest = std::max(widest, dtype_size(d));
+    EXPECT_EQ(width * int(widest), 16);
+    std::string name = str(ir::op_name(k.op), "_", dtype_name(k.inputs[0]), "_w", width);
+    compiles(name, elementwise_source({{in}, k.inputs, k.output, std::nullopt}));
+    compiles("cast_" + name, cast_source(k.inputs[0], k.output, std::nullopt));
+    for (const auto& [out, operand] : shapes) {
+      std::vector<std::vector<int64_t>> inputs(k.inputs.size(), out);
+      inputs.back() = operand;
+      Params p = pack(elementwise_params(out, inputs, width));
+      compiles(str(name, "_spec_", out.size(), "d_", operand.back()), elementwise_source({{in}, k.inputs, k.output, p}));
+    }
+    compiles("cast_spec_" + name, cast_source(k.inputs[0], k.output, pack(elementwise_params({7, 96}, {{96}}, width))));
+  }
+}
+
 TEST_P(CompileForArch, GroupNormAndLrnForEveryFloatDtype) {
   for (DType d : kFloats)
     for (bool specialize : {false, true}) {
@@ -347,7 +386,7 @@ class KernelParams : public CompileForArch {
 TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
   { auto q = numbered<ElementwiseParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(contiguous), KILN_FIELD(out_dims[7]), KILN_FIELD(in_strides[0][0]),
-                    KILN_FIELD(in_strides[3][5]), KILN_FIELD(in_strides[13][7])}); }
+                    KILN_FIELD(in_strides[3][5]), KILN_FIELD(in_strides[13][7]), KILN_FIELD(inner_vectors)}); }
   { auto q = numbered<RowParams>();
     device_sees(q, {KILN_FIELD(rows), KILN_FIELD(len), KILN_FIELD(inner), KILN_FIELD(path), KILN_FIELD(lanes), KILN_FIELD(vec)}); }
   { auto q = numbered<LineParams>();
@@ -386,6 +425,57 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
   { auto q = numbered<GroupNormParams>();
     device_sees(q, {KILN_FIELD(rows), KILN_FIELD(len), KILN_FIELD(groups), KILN_FIELD(spatial)}); }
   { auto q = numbered<LrnParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(channels), KILN_FIELD(spatial)}); }
+}
+
+// Shapes to elementwise parameters, on the host: dims coalesced and
+// right-aligned, each input's strides over them, the path for packs of `width`.
+struct Expected {
+  std::vector<int64_t> dims;
+  std::vector<std::vector<int64_t>> strides;
+  bool contiguous, inner_vectors;
+};
+
+void expect_params(const std::vector<int64_t>& out, const std::vector<std::vector<int64_t>>& inputs, int width, const Expected& e) {
+  SCOPED_TRACE(str("out rank ", out.size(), ", ", inputs.size(), " inputs, width ", width));
+  ElementwiseParams q = elementwise_params(out, inputs, width);
+  int64_t n = 1;
+  for (int64_t d : out) n *= d;
+  EXPECT_EQ(q.n, n);
+  ASSERT_EQ(q.rank, int64_t(e.dims.size()));
+  size_t first = size_t(kMaxRank) - e.dims.size();
+  for (size_t d = 0; d < size_t(kMaxRank); ++d) {
+    EXPECT_EQ(q.out_dims[d], d < first ? 1 : e.dims[d - first]) << "dim " << d;
+    for (size_t k = 0; k < inputs.size(); ++k)
+      EXPECT_EQ(q.in_strides[k][d], d < first ? 0 : e.strides[k][d - first]) << "input " << k << " dim " << d;
+  }
+  EXPECT_EQ(q.contiguous, e.contiguous);
+  EXPECT_EQ(q.inner_vectors, e.inner_vectors);
+  bool packs = (e.contiguous || e.inner_vectors) && n < (int64_t(1) << 31);
+  EXPECT_EQ(elementwise_threads(q, width), packs ? (n + width - 1) / width : n);
+}
+
+TEST(ElementwiseParamsTest, CoalescesDimsAndPicksThePath) {
+  // Same shapes, any rank: one dim; size-1 dims dropped.
+  expect_params({3, 5, 67}, {{3, 5, 67}, {3, 5, 67}}, 8, {{1005}, {{1}, {1}}, true, false});
+  expect_params({2, 1, 8}, {{2, 1, 8}}, 8, {{16}, {{1}}, true, false});
+  expect_params({1, 1}, {{1}, {1, 1}}, 4, {{1}, {{0}, {0}}, true, false});
+  // [N, HW, C] + [C]: N and HW merge (both inputs contiguous or broadcast across them).
+  expect_params({2, 49, 96}, {{2, 49, 96}, {96}}, 8, {{98, 96}, {{96, 1}, {0, 1}}, false, true});
+  expect_params({2, 5, 7}, {{2, 5, 7}, {7}}, 8, {{10, 7}, {{7, 1}, {0, 1}}, false, false});
+  // [N, C, H, W] * [C, 1, 1]: H and W merge; the scale is one element for a whole pack.
+  expect_params({2, 16, 8, 8}, {{2, 16, 8, 8}, {16, 1, 1}}, 8, {{2, 16, 64}, {{1024, 64, 1}, {0, 1, 0}}, false, true});
+  expect_params({2, 16, 7, 7}, {{2, 16, 7, 7}, {16, 1, 1}}, 4, {{2, 16, 49}, {{784, 49, 1}, {0, 1, 0}}, false, false});
+  // [B, H, S, S] + [B, 1, 1, S]: H and the first S merge.
+  expect_params({2, 4, 16, 16}, {{2, 4, 16, 16}, {2, 1, 1, 16}}, 8, {{2, 64, 16}, {{1024, 16, 1}, {16, 0, 1}}, false, true});
+  // A scalar: one dim, the tail left to the elements.
+  expect_params({1003}, {{1003}, {1}}, 8, {{1003}, {{1}, {0}}, false, true});
+  expect_params({2, 3, 5}, {{}, {2, 3, 5}}, 2, {{30}, {{0}, {1}}, false, true});
+  // [N, C] - [N, 1] and an outer product of broadcasts.
+  expect_params({6, 32}, {{6, 32}, {6, 1}}, 8, {{6, 32}, {{32, 1}, {1, 0}}, false, true});
+  expect_params({4, 3, 8}, {{4, 1, 8}, {1, 3, 8}}, 16, {{4, 3, 8}, {{8, 0, 1}, {0, 8, 1}}, false, false});
+  expect_params({4, 3, 8}, {{4, 1, 8}, {1, 3, 8}}, 8, {{4, 3, 8}, {{8, 0, 1}, {0, 8, 1}}, false, true});
+  // More elements than 32-bit vector indices reach: one thread an element.
+  expect_params({int64_t(1) << 31}, {{int64_t(1) << 31}}, 8, {{int64_t(1) << 31}, {{1}}, true, false});
 }
 
 INSTANTIATE_TEST_SUITE_P(Arch, KernelParams, ::testing::Values(80, 90),

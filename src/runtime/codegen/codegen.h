@@ -115,6 +115,13 @@ struct ElementwiseSpec {
 inline constexpr int kElementwiseMaxInputs = int(sizeof(ElementwiseParams::in_strides) / sizeof(ElementwiseParams::in_strides[0]));
 static_assert(kElementwiseMaxInputs >= ir::kFusedMaxInputs, "the builder fuses groups the kernel cannot take");
 std::string elementwise_source(const ElementwiseSpec& spec);
+// Elements a thread moves at once on the vector paths: 16 bytes of the widest operand.
+int elementwise_vector_width(const std::vector<DType>& inputs, DType output);
+// An elementwise or cast kernel's parameters for `inputs` (dense, broadcast to
+// `out`): dims coalesced, the path chosen for packs of `width` elements.
+ElementwiseParams elementwise_params(const std::vector<int64_t>& out, const std::vector<std::vector<int64_t>>& inputs, int width);
+// The threads its launch needs: one a pack on the vector paths, one an element otherwise.
+int64_t elementwise_threads(const ElementwiseParams& params, int width);
 // A cast is an elementwise kernel with no program (dtype change only).
 std::string cast_source(DType from, DType to, const std::optional<Params>& specialize);
 

@@ -1,6 +1,10 @@
-// Fused elementwise kernels: one thread per output element, broadcast inputs
-// addressed through per-input strides, every intermediate in registers.
+// Fused elementwise kernels, every intermediate in registers. A thread
+// computes a pack of elements (16-byte accesses) where the inputs are the
+// output's layout or broadcast along the innermost dim, one element through
+// per-input strides otherwise (and where a buffer is not aligned to the pack).
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <sstream>
 
 #include "codegen.h"
@@ -179,30 +183,248 @@ std::string instruction_expr(const ir::FusedInstruction& in, const std::string& 
   }
 }
 
-std::string kernel_signature(const std::vector<DType>& inputs, DType output) {
-  std::string sig = str("extern \"C\" __global__ void __launch_bounds__(", kBlock, ") ", kEntry, "(", c_type(output),
-                        "* __restrict__ out");
-  for (size_t k = 0; k < inputs.size(); ++k) sig += str(", const ", c_type(inputs[k]), "* __restrict__ in", k);
-  return sig + ", KParams p)";
+// A stored element of `dtype` as the value kernels compute with (load_expr on a value).
+std::string value_of(DType dtype, const std::string& raw) {
+  switch (dtype) {
+    case DType::kFloat16: return "kiln_h2f(" + raw + ")";
+    case DType::kBFloat16: return "kiln_bf2f(" + raw + ")";
+    case DType::kBool: return "(" + raw + " != 0)";
+    case DType::kFloat32: case DType::kFloat64: return raw;
+    default: return "(float)" + raw;
+  }
 }
 
-// The loop over outputs with per-input offsets; `body` sees o0..oN and i.
-std::string offsets_loop(size_t num_inputs, const std::string& body) {
-  std::ostringstream s;
-  s << "  const long long n = prm.n;\n  const int rank = (int)prm.rank;\n";
-  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * "
-    << kBlock << ") {\n";
-  for (size_t k = 0; k < num_inputs; ++k) s << "    long long o" << k << " = i;\n";
-  s << "    if (!prm.contiguous) {\n";
-  for (size_t k = 0; k < num_inputs; ++k) s << "      o" << k << " = 0;\n";
-  s << "      long long rem = i;\n#pragma unroll\n      for (int d = " << kMaxRank - 1 << "; d >= 0; --d) {\n";
-  s << "        if (d >= rank) continue;\n        const long long c = rem % prm.out_dims[d];\n        rem /= prm.out_dims[d];\n";
-  for (size_t k = 0; k < num_inputs; ++k) s << "        o" << k << " += c * prm.in_strides[" << k << "][d];\n";
-  s << "      }\n    }\n" << body << "  }\n";
-  return s.str();
+// A computed value as stored in `dtype` (store_stmt's right-hand side).
+std::string stored(DType dtype, const std::string& value) {
+  switch (dtype) {
+    case DType::kFloat16: return "kiln_f2h(" + value + ")";
+    case DType::kBFloat16: return "kiln_f2bf(" + value + ")";
+    case DType::kFloat32: case DType::kFloat64: return value;
+    case DType::kBool: return "(unsigned char)((" + value + ") != 0)";
+    default: return "(" + c_type(dtype) + ")(" + value + ")";
+  }
+}
+
+// Packs of W elements that move as one aligned access (16 bytes for the widest operand).
+const char* kPackHelpers = R"(template <class T, int W> struct alignas(sizeof(T) * W) kiln_pack { T v[W]; };
+template <int W, class T> __device__ __forceinline__ kiln_pack<T, W> kiln_load(const T* p) {
+  return *reinterpret_cast<const kiln_pack<T, W>*>(p);
+}
+// A broadcast operand: one load for every lane.
+template <int W, class T> __device__ __forceinline__ kiln_pack<T, W> kiln_splat(T x) {
+  kiln_pack<T, W> r;
+#pragma unroll
+  for (int l = 0; l < W; ++l) r.v[l] = x;
+  return r;
+}
+// User buffers may start anywhere: the vector paths run only where every pack is aligned.
+template <int W, class T> __device__ __forceinline__ bool kiln_aligned(const T* p) {
+  return ((unsigned long long)p & (sizeof(T) * W - 1)) == 0;
+}
+)";
+
+// Source text of one elementwise kernel: the element function `kiln_apply`
+// (stored inputs r0.. to the stored output) and the index paths around it.
+class KernelText {
+ public:
+  KernelText(std::vector<DType> inputs, DType output)
+      : inputs_(std::move(inputs)), output_(output), width_(elementwise_vector_width(inputs_, output_)) {}
+
+  std::string source(const std::string& apply_body, const std::optional<Params>& specialize) const {
+    std::ostringstream s;
+    s << prelude() << params_constants<ElementwiseParams>(specialize) << kPackHelpers;
+    s << "constexpr int kiln_w = " << width_ << ", kiln_inputs = " << inputs_.size() << ";\n";
+    s << "__device__ __forceinline__ " << c_type(output_) << " kiln_apply(";
+    for (size_t k = 0; k < inputs_.size(); ++k) s << (k ? ", " : "") << "const " << c_type(inputs_[k]) << " r" << k;
+    s << ") {\n" << apply_body << "}\n" << offsets() << contiguous() << inner_vectors() << strided();
+    s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << pointers() << ", KParams p) {\n"
+      << params_binding<ElementwiseParams>(specialize);
+    // Vectors index in 32 bits (n < 2^31); larger tensors take the 64-bit element path.
+    s << "  const bool narrow = prm.n <= 0x7fffffffLL;\n";
+    s << "  if (narrow && prm.contiguous && kiln_aligned<kiln_w>(out)";
+    for (size_t k = 0; k < inputs_.size(); ++k) s << " && kiln_aligned<kiln_w>(in" << k << ")";
+    s << ")\n    kiln_contiguous(prm, " << arguments() << ");\n";
+    s << "  else if (narrow && prm.inner_vectors && kiln_aligned<kiln_w>(out)";
+    for (size_t k = 0; k < inputs_.size(); ++k) s << " && (prm.in_strides[" << k << "][7] == 0 || kiln_aligned<kiln_w>(in" << k << "))";
+    s << ")\n    kiln_inner_vectors(prm, " << arguments() << ");\n";
+    s << "  else\n    kiln_strided(prm, " << arguments() << ");\n}\n";
+    return s.str();
+  }
+
+ private:
+  std::string pointers() const {
+    std::string s = c_type(output_) + "* __restrict__ out";
+    for (size_t k = 0; k < inputs_.size(); ++k) s += str(", const ", c_type(inputs_[k]), "* __restrict__ in", k);
+    return s;
+  }
+  std::string arguments() const {
+    std::string s = "out";
+    for (size_t k = 0; k < inputs_.size(); ++k) s += str(", in", k);
+    return s;
+  }
+  std::string path_head(const std::string& name, const std::string& index) const {
+    return str("__device__ __forceinline__ void ", name, "(const ElementwiseParams& prm, ", pointers(), ") {\n  const ", index,
+               " n = prm.n, step = (", index, ")gridDim.x * ", kBlock, ", first = (", index, ")blockIdx.x * ", kBlock,
+               " + threadIdx.x;\n");
+  }
+  // kiln_apply over element i, input k at `offset(k)`.
+  std::string apply_one(const std::function<std::string(size_t)>& offset) const {
+    std::string s = "kiln_apply(";
+    for (size_t k = 0; k < inputs_.size(); ++k) s += str(k ? ", " : "", "in", k, "[", offset(k), "]");
+    return s + ")";
+  }
+  // Loads of pack a0.. (`load(k)`), kiln_apply lane by lane, one pack stored at out + i.
+  std::string apply_pack(const std::function<std::string(size_t)>& load) const {
+    std::ostringstream s;
+    for (size_t k = 0; k < inputs_.size(); ++k)
+      s << "    const kiln_pack<" << c_type(inputs_[k]) << ", kiln_w> a" << k << " = " << load(k) << ";\n";
+    s << "    kiln_pack<" << c_type(output_) << ", kiln_w> r;\n#pragma unroll\n    for (int l = 0; l < kiln_w; ++l) r.v[l] = kiln_apply(";
+    for (size_t k = 0; k < inputs_.size(); ++k) s << (k ? ", " : "") << "a" << k << ".v[l]";
+    s << ");\n    *reinterpret_cast<kiln_pack<" << c_type(output_) << ", kiln_w>*>(out + i) = r;\n";
+    return s.str();
+  }
+  // Each input's offset of output element i: dims right-aligned (the innermost
+  // at 7), a modulo for every dim but the outermost.
+  static std::string offsets() {
+    return R"(template <class I> __device__ __forceinline__ void kiln_offsets(const ElementwiseParams& prm, I i, I* o) {
+  const int outermost = 8 - (int)prm.rank;
+#pragma unroll
+  for (int k = 0; k < kiln_inputs; ++k) o[k] = 0;
+#pragma unroll
+  for (int d = 7; d >= 0; --d) {
+    if (d < outermost) break;
+    I c = i;
+    if (d > outermost) {
+      c = i % (I)prm.out_dims[d];
+      i /= (I)prm.out_dims[d];
+    }
+#pragma unroll
+    for (int k = 0; k < kiln_inputs; ++k) o[k] += c * (I)prm.in_strides[k][d];
+  }
+}
+)";
+  }
+  // Every input has the output's layout: packs at the output's index, a scalar tail.
+  std::string contiguous() const {
+    std::ostringstream s;
+    s << path_head("kiln_contiguous", "unsigned") << "  const unsigned vectors = n / kiln_w;\n";
+    s << "  for (unsigned v = first; v < vectors; v += step) {\n    const unsigned i = v * kiln_w;\n"
+      << apply_pack([](size_t k) { return str("kiln_load<kiln_w>(in", k, " + i)"); }) << "  }\n";
+    s << "  for (unsigned i = vectors * kiln_w + first; i < n; i += step) out[i] = "
+      << apply_one([](size_t) { return std::string("i"); }) << ";\n}\n";
+    return s.str();
+  }
+  // Broadcasts: a pack never crosses the innermost dim (the host checks its
+  // size), so its offsets are computed once and each input either loads a pack
+  // (inner stride 1) or one element for every lane (0).
+  std::string inner_vectors() const {
+    size_t slots = std::max<size_t>(inputs_.size(), 1);
+    std::ostringstream s;
+    s << path_head("kiln_inner_vectors", "unsigned") << "  const unsigned vectors = n / kiln_w;\n";
+    s << "  for (unsigned v = first; v < vectors; v += step) {\n    const unsigned i = v * kiln_w;\n    unsigned o[" << slots
+      << "];\n    kiln_offsets<unsigned>(prm, i, o);\n"
+      << apply_pack([](size_t k) {
+           return str("prm.in_strides[", k, "][7] ? kiln_load<kiln_w>(in", k, " + o[", k, "]) : kiln_splat<kiln_w>(in", k, "[o[", k, "]])");
+         })
+      << "  }\n";
+    // Only a single dim leaves a tail.
+    s << "  for (unsigned i = vectors * kiln_w + first; i < n; i += step) {\n    unsigned o[" << slots
+      << "];\n    kiln_offsets<unsigned>(prm, i, o);\n    out[i] = " << apply_one([](size_t k) { return str("o[", k, "]"); })
+      << ";\n  }\n}\n";
+    return s.str();
+  }
+  // Any strides, sizes and addresses: an element at a time, 64-bit offsets.
+  std::string strided() const {
+    size_t slots = std::max<size_t>(inputs_.size(), 1);
+    std::ostringstream s;
+    s << path_head("kiln_strided", "long long") << "  for (long long i = first; i < n; i += step) {\n    long long o[" << slots
+      << "];\n    if (prm.contiguous) {\n#pragma unroll\n      for (int k = 0; k < kiln_inputs; ++k) o[k] = i;\n"
+      << "    } else {\n      kiln_offsets<long long>(prm, i, o);\n    }\n    out[i] = "
+      << apply_one([](size_t k) { return str("o[", k, "]"); }) << ";\n  }\n}\n";
+    return s.str();
+  }
+
+  std::vector<DType> inputs_;
+  DType output_;
+  int width_;
+};
+
+// The output's iteration space and each input's strides over it, simplified:
+// size-1 dims dropped, adjacent dims merged wherever every input steps through
+// the pair as through one dim (contiguous in both, or broadcast over both).
+struct Coalesced {
+  std::vector<int64_t> dims;
+  std::vector<std::vector<int64_t>> strides;  // per input, over dims
+};
+
+Coalesced coalesce(const std::vector<int64_t>& out, const std::vector<std::vector<int64_t>>& inputs) {
+  Coalesced c;
+  std::vector<std::vector<int64_t>> strides;  // over the output's dims, 0 where an input broadcasts
+  for (const std::vector<int64_t>& in : inputs) {
+    if (in.size() > out.size()) fail(ErrorCode::kInternal, "an elementwise input of rank ", in.size(), " above the output's ", out.size());
+    std::vector<int64_t> s(out.size(), 0);
+    int64_t step = 1;
+    for (size_t d = in.size(); d-- > 0;) {
+      s[out.size() - in.size() + d] = in[d] == 1 ? 0 : step;
+      step *= in[d];
+    }
+    strides.push_back(std::move(s));
+  }
+  c.strides.resize(inputs.size());
+  for (size_t d = 0; d < out.size(); ++d) {
+    if (out[d] == 1) continue;
+    bool merge = !c.dims.empty();
+    for (size_t k = 0; k < inputs.size() && merge; ++k) merge = c.strides[k].back() == strides[k][d] * out[d];
+    if (!merge) {
+      c.dims.push_back(1);
+      for (auto& s : c.strides) s.push_back(0);
+    }
+    c.dims.back() *= out[d];
+    for (size_t k = 0; k < inputs.size(); ++k) c.strides[k].back() = strides[k][d];
+  }
+  if (c.dims.empty()) {
+    c.dims.push_back(1);
+    for (auto& s : c.strides) s.push_back(0);
+  }
+  return c;
 }
 
 }  // namespace
+
+ElementwiseParams elementwise_params(const std::vector<int64_t>& out, const std::vector<std::vector<int64_t>>& inputs, int width) {
+  if (out.size() > size_t(kMaxRank) || inputs.size() > size_t(kElementwiseMaxInputs))
+    fail(ErrorCode::kInternal, "elementwise parameters for rank ", out.size(), " and ", inputs.size(), " inputs");
+  Coalesced c = coalesce(out, inputs);
+  ElementwiseParams q{};
+  q.n = 1;
+  for (int64_t d : c.dims) q.n *= d;
+  q.rank = int64_t(c.dims.size());
+  size_t first = size_t(kMaxRank) - c.dims.size();  // right-aligned: the innermost dim at kMaxRank - 1
+  for (size_t d = 0; d < size_t(kMaxRank); ++d) q.out_dims[d] = d < first ? 1 : c.dims[d - first];
+  bool contiguous = c.dims.size() == 1 || q.n == 1, inner_vectors = c.dims.size() == 1 || c.dims.back() % width == 0;
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    const std::vector<int64_t>& s = c.strides[k];
+    std::copy(s.begin(), s.end(), q.in_strides[k] + first);
+    contiguous = contiguous && (s.back() == 1 || q.n == 1);
+    // An input stepping by 1 through the innermost dim has it whole, so its
+    // outer strides, and the offsets of its packs, are multiples of the width.
+    inner_vectors = inner_vectors && (s.back() == 0 || s.back() == 1);
+  }
+  q.contiguous = contiguous;
+  q.inner_vectors = !contiguous && inner_vectors;
+  return q;
+}
+
+int64_t elementwise_threads(const ElementwiseParams& params, int width) {
+  bool packs = (params.contiguous || params.inner_vectors) && params.n <= 0x7fffffffLL;  // the kernel's 32-bit vector paths
+  return packs ? (params.n + width - 1) / width : params.n;
+}
+
+int elementwise_vector_width(const std::vector<DType>& inputs, DType output) {
+  size_t widest = dtype_size(output);
+  for (DType d : inputs) widest = std::max(widest, dtype_size(d));
+  return int(16 / widest);
+}
 
 std::string elementwise_source(const ElementwiseSpec& spec) {
   if (spec.inputs.size() > size_t(kElementwiseMaxInputs))
@@ -212,10 +434,9 @@ std::string elementwise_source(const ElementwiseSpec& spec) {
   std::vector<Kind> kinds;
   for (size_t i = 0; i < n; ++i) {
     kinds.push_back(kind_of(spec.inputs[i]));
-    std::string v = spec.inputs[i] == DType::kBool ? "(in" + std::to_string(i) + "[o" + std::to_string(i) + "] != 0)"
-                    : kinds.back() == Kind::kInt    ? "(long long)in" + std::to_string(i) + "[o" + std::to_string(i) + "]"
-                                                    : load_expr(spec.inputs[i], "in" + std::to_string(i), "o" + std::to_string(i));
-    body << "    const " << type_name(kinds.back()) << " v" << i << " = " << v << ";\n";
+    std::string raw = "r" + std::to_string(i);
+    std::string v = kinds.back() == Kind::kInt ? "(long long)" + raw : value_of(spec.inputs[i], raw);
+    body << "  const " << type_name(kinds.back()) << " v" << i << " = " << v << ";\n";
   }
   auto operand = [&](int r) { return r < 0 ? std::string() : "v" + std::to_string(r); };
   for (size_t i = 0; i < spec.program.size(); ++i) {
@@ -225,33 +446,29 @@ std::string elementwise_source(const ElementwiseSpec& spec) {
     Kind k = lead >= 0 ? kinds[size_t(lead)] : Kind::kFloat;
     if (k == Kind::kBool && !returns_bool(in.op) && in.op != OpKind::kWhere) k = Kind::kInt;
     Kind result = returns_bool(in.op) ? Kind::kBool : k;
-    body << "    const " << type_name(result) << " v" << n + i << " = "
+    body << "  const " << type_name(result) << " v" << n + i << " = "
          << instruction_expr(in, operand(in.args[0]), operand(in.args[1]), operand(in.args[2]), k) << ";\n";
     kinds.push_back(result);
   }
   std::string last = "v" + std::to_string(n + spec.program.size() - 1);
-  std::string store = is_floating(spec.output) ? store_stmt(spec.output, "out", "i", last)
-                      : "out[i] = (" + c_type(spec.output) + ")(" + last + ");";
-  body << "    " << store << "\n";
-  return prelude() + params_constants<ElementwiseParams>(spec.specialize) + kernel_signature(spec.inputs, spec.output) + " {\n" +
-         params_binding<ElementwiseParams>(spec.specialize) + offsets_loop(n, body.str()) + "}\n";
+  std::string value = is_floating(spec.output) ? stored(spec.output, last) : "(" + c_type(spec.output) + ")(" + last + ")";
+  body << "  return " << value << ";\n";
+  return KernelText(spec.inputs, spec.output).source(body.str(), spec.specialize);
 }
 
 std::string cast_source(DType from, DType to, const std::optional<Params>& specialize) {
-  std::string value = load_expr(from, "in0", "o0");
-  std::string body;
+  std::string value = value_of(from, "r0"), body;
   if (is_floating(from) && !is_floating(to) && to != DType::kBool)  // truncate toward zero like the reference
-    body = "    const double x = (double)" + value + ";\n    " +
-           store_stmt(to, "out", "i", "(x != x ? 0.0 : trunc(x))") + "\n";
+    body = "  const double x = (double)" + value + ";\n  return " + stored(to, "(x != x ? 0.0 : trunc(x))") + ";\n";
+  else if (!is_floating(from) && is_floating(to))
+    body = "  return " + stored(to, "(" + compute_type(to) + ")r0") + ";\n";
   else if (to == DType::kBool)
-    body = "    " + store_stmt(to, "out", "i", value + " != 0") + "\n";
+    body = "  return " + stored(to, value + " != 0") + ";\n";
   else if (!is_floating(from))
-    body = "    out[i] = (" + c_type(to) + ")in0[o0];\n";
+    body = "  return (" + c_type(to) + ")r0;\n";
   else
-    body = "    " + store_stmt(to, "out", "i", "(" + compute_type(to) + ")" + value) + "\n";
-  if (!is_floating(from) && is_floating(to)) body = "    " + store_stmt(to, "out", "i", "(" + compute_type(to) + ")in0[o0]") + "\n";
-  return prelude() + params_constants<ElementwiseParams>(specialize) + kernel_signature({from}, to) + " {\n" +
-         params_binding<ElementwiseParams>(specialize) + offsets_loop(1, body) + "}\n";
+    body = "  return " + stored(to, "(" + compute_type(to) + ")" + value) + ";\n";
+  return KernelText({from}, to).source(body, specialize);
 }
 
 }  // namespace kiln::codegen

@@ -10,13 +10,18 @@
 #ifndef KILN_KERNEL_PARAMS_H
 #define KILN_KERNEL_PARAMS_H
 
-// Elementwise and cast kernels: `n` outputs of rank `rank`; the strides of
-// each input over the output's dims (0 where it broadcasts). `contiguous`:
-// every input has the output's shape (offsets are the output index).
+// Elementwise and cast kernels: `n` outputs (contiguous) over `rank` dims
+// right-aligned in out_dims (the innermost at 7), the strides of each input
+// over them (0 where it broadcasts). `contiguous`: every input has the
+// output's layout (offsets are the output index; dims and strides unread).
+// `inner_vectors`: each input steps through the innermost dim by 1 or 0 and
+// packs of the kernel's vector width never cross it (its size is a multiple,
+// or it is the only dim).
 struct ElementwiseParams {
   long long n, rank, contiguous;
   long long out_dims[8];
   long long in_strides[14][8];
+  long long inner_vectors;
 };
 
 // Row kernels (softmax family, layer norm): `rows` rows of `len` elements, `inner` apart.

@@ -25,9 +25,9 @@ namespace {
 
 class ElementwiseOp : public Op {
  public:
-  // `inputs`: the values the kernel reads, in its argument order.
-  ElementwiseOp(const ir::Node& node, std::vector<ir::ValueId> inputs, const KernelStore& store, int kernel)
-      : node_(node), inputs_(std::move(inputs)), store_(store), kernel_(kernel) {}
+  // `inputs`: the values the kernel reads, in its argument order; `width`: its vector width.
+  ElementwiseOp(const ir::Node& node, std::vector<ir::ValueId> inputs, int width, const KernelStore& store, int kernel)
+      : node_(node), inputs_(std::move(inputs)), width_(width), store_(store), kernel_(kernel) {}
 
   void prepare(PrepareContext& ctx) const override {
     const std::vector<int64_t>& out = ctx.shapes.of(node_.outputs[0]);
@@ -36,28 +36,21 @@ class ElementwiseOp : public Op {
     KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_, kernel_};
     int64_t n = ir::checked_numel(out);
     if (n == 0) return;
-    codegen::ElementwiseParams q{};
-    q.n = n;
-    q.rank = int64_t(out.size());
-    bool contiguous = true;
-    for (size_t d = 0; d < out.size(); ++d) q.out_dims[d] = out[d];
+    std::vector<std::vector<int64_t>> inputs;
     k.args.push_back({node_.outputs[0], 0});
-    for (size_t i = 0; i < inputs_.size(); ++i) {
-      const std::vector<int64_t>& in = ctx.shapes.of(inputs_[i]);
-      contiguous = contiguous && in == out;
-      std::vector<int64_t> st = strides_of(in);
-      size_t pad = out.size() - in.size();
-      for (size_t d = 0; d < in.size(); ++d) q.in_strides[i][pad + d] = in[d] == 1 ? 0 : st[d];
-      k.args.push_back({inputs_[i], 0});
+    for (ir::ValueId v : inputs_) {
+      inputs.push_back(ctx.shapes.of(v));
+      k.args.push_back({v, 0});
     }
-    q.contiguous = contiguous;
+    codegen::ElementwiseParams q = codegen::elementwise_params(out, inputs, width_);
     k.params = codegen::pack(q);
-    k.grid = grid_for(n, ctx.sm_count);
+    k.grid = grid_for(codegen::elementwise_threads(q, width_), ctx.sm_count);
     ctx.steps.push_back(std::move(k));
   }
 
   const ir::Node& node_;
   std::vector<ir::ValueId> inputs_;
+  int width_;
   const KernelStore& store_;
   int kernel_;
 };
@@ -118,7 +111,9 @@ std::unique_ptr<Op> make_elementwise(const plan::Plan& plan, const ir::Node& nod
     why = str(node.inputs.size(), " inputs; a single-op kernel takes at most ", ir::kFusedMaxArgs);
     return nullptr;
   }
-  return std::make_unique<ElementwiseOp>(node, present, store, store.add(node.name, generator));
+  dtypes.resize(present.size());
+  int width = codegen::elementwise_vector_width(dtypes, out);
+  return std::make_unique<ElementwiseOp>(node, present, width, store, store.add(node.name, generator));
 }
 
 GpuLowering describe_elementwise(OpKind op) {
