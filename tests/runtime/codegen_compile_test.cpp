@@ -271,6 +271,36 @@ TEST_P(CompileForArch, MovementAndWindows) {
       compiles(str("window_", int(op), "_", dtype_name(d)), window_source({op, d, true, std::nullopt}));
 }
 
+// A specialized depthwise launch: ConvNeXt's 7x7 (64-column tiles, 4 rows a
+// thread), or a MobileNet 3x3 stride 2 with channel multiplier 2 (16 columns, 1 row).
+Params depthwise_params(bool convnext) {
+  DepthwiseParams q{};
+  if (convnext) {
+    q = {768, 96, 1, 1, 4, 64, 4, 22, 70, 56, 56, 56, 56, 7, 7, 1, 1, 1, 1, 3, 3};
+  } else {
+    q = {64, 32, 2, 1, 1, 16, 1, 33, 33, 28, 28, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1};
+  }
+  return pack(q);
+}
+
+// Every float type with and without bias, generic and specialized (whose
+// shared memory is sized from the parameters).
+TEST_P(CompileForArch, DepthwiseForEveryFloatDtype) {
+  for (DType d : kFloats)
+    for (bool bias : {false, true}) {
+      compiles(str("depthwise_", dtype_name(d), "_", bias), depthwise_source({d, bias, std::nullopt}));
+      for (bool convnext : {false, true})
+        compiles(str("depthwise_spec_", dtype_name(d), "_", bias, "_", convnext), depthwise_source({d, bias, depthwise_params(convnext)}));
+    }
+}
+
+TEST(DepthwiseSource, SharedMemoryIsSizedForTheShapeWhenSpecialized) {
+  // Generic: the whole budget, in the compute type; specialized: taps + staged tile.
+  EXPECT_NE(depthwise_source({DType::kFloat16, false, std::nullopt}).find("__shared__ T smem[8192];"), std::string::npos);
+  EXPECT_NE(depthwise_source({DType::kFloat64, false, std::nullopt}).find("__shared__ T smem[4096];"), std::string::npos);
+  EXPECT_NE(depthwise_source({DType::kFloat32, true, depthwise_params(true)}).find("__shared__ T smem[1589];"), std::string::npos);
+}
+
 // ScatterND with every reduction in every dtype (each dtype's compare-and-swap
 // width), ScatterElements and GatherND with either index type, and specialized forms.
 TEST_P(CompileForArch, ScatterAndGatherND) {
@@ -410,6 +440,9 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(count_include_pad), KILN_FIELD(in_size[0]), KILN_FIELD(out_size[2]),
                     KILN_FIELD(kernel[1]), KILN_FIELD(strides[0]), KILN_FIELD(dilations[2]), KILN_FIELD(pads_begin[1]),
                     KILN_FIELD(pads_end[2])}); }
+  { auto q = numbered<DepthwiseParams>();
+    device_sees(q, {KILN_FIELD(blocks), KILN_FIELD(multiplier), KILN_FIELD(tile_w), KILN_FIELD(smem_w), KILN_FIELD(in_h),
+                    KILN_FIELD(kernel_w), KILN_FIELD(dilation_h), KILN_FIELD(pad_left)}); }
   { auto q = numbered<SkinnyParams>(); device_sees(q, {KILN_FIELD(rows), KILN_FIELD(depth), KILN_FIELD(alpha_bits)}); }
   { auto q = numbered<AttentionParams>();
     device_sees(q, {KILN_FIELD(items), KILN_FIELD(causal), KILN_FIELD(q_view[0]), KILN_FIELD(k_view[4]), KILN_FIELD(v_view[2]),
@@ -507,6 +540,7 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
       EXPECT_TRUE(binds(indexed_source({op, DType::kFloat32, DType::kInt64, ScatterReduction::kNone, spec}), "IndexedParams", s));
     EXPECT_TRUE(binds(resize_source(DType::kFloat32, spec), "ResizeParams", s));
     EXPECT_TRUE(binds(window_source({WindowOp::kConv, DType::kFloat32, true, spec}), "WindowParams", s));
+    EXPECT_TRUE(binds(depthwise_source({DType::kFloat32, true, spec}), "DepthwiseParams", s));
     EXPECT_TRUE(binds(skinny_matmul_source({DType::kFloat16, false, false, false, "none", spec}), "SkinnyParams", s));
     EXPECT_TRUE(binds(attention_source(DType::kFloat16, spec), "AttentionParams", s));
     EXPECT_TRUE(binds(attention_mma_source(DType::kFloat16, 64, spec), "AttentionParams", s));

@@ -55,6 +55,7 @@ template <> inline constexpr const char* kParamsName<TriluParams> = "TriluParams
 template <> inline constexpr const char* kParamsName<IndexedParams> = "IndexedParams";
 template <> inline constexpr const char* kParamsName<ResizeParams> = "ResizeParams";
 template <> inline constexpr const char* kParamsName<WindowParams> = "WindowParams";
+template <> inline constexpr const char* kParamsName<DepthwiseParams> = "DepthwiseParams";
 template <> inline constexpr const char* kParamsName<SkinnyParams> = "SkinnyParams";
 template <> inline constexpr const char* kParamsName<AttentionParams> = "AttentionParams";
 template <> inline constexpr const char* kParamsName<ConstantsParams> = "ConstantsParams";
@@ -162,6 +163,18 @@ struct WindowSpec {
   std::optional<Params> specialize;
 };
 std::string window_source(const WindowSpec& spec);
+// Depthwise 2-D convolution (DepthwiseParams), a block of kBlock threads per
+// tile. Shared memory holds the channel's taps, then the input tile, in the
+// compute type: kDepthwiseSmemBytes in the generic variant, exactly what the
+// shape needs in a specialized one. Arguments: out, x, w, [bias].
+inline constexpr int kDepthwiseSmemBytes = 32768;
+inline constexpr int kDepthwiseMaxRows = 4;  // output rows a thread computes
+struct DepthwiseSpec {
+  DType dtype;
+  bool has_bias = false;
+  std::optional<Params> specialize;
+};
+std::string depthwise_source(const DepthwiseSpec& spec);
 
 // ---- normalization (codegen/normalization.cpp): softmax / log-softmax / hardmax / layer norm
 // RowParams. Arguments: out, [mean, inv_std] (layer norm statistics, float32,

@@ -1,5 +1,8 @@
 // Window kernels (NCHW, 1-3 spatial dims): direct convolution and transposed
-// convolution, and the pooling of the pool family, which walks the same windows.
+// convolution, and the pooling of the pool family, which walks the same windows;
+// and the tiled kernel of 2-D depthwise convolutions.
+#include <algorithm>
+#include <cstring>
 #include <sstream>
 
 #include "codegen.h"
@@ -76,6 +79,91 @@ std::string window_source(const WindowSpec& spec) {
   }
   s << "    " << store_stmt(spec.dtype, "out", "i", "acc") << "\n";
   s << "  }\n}\n";
+  return s.str();
+}
+
+namespace {
+
+// Depthwise pieces. `T` is the compute type (shared memory holds it: a tap
+// converts nothing), `ST` the storage type.
+
+// Stages one item's taps and input tile (zeros where it reads padding),
+// coalesced along W. The tile's origin and the global offsets are 64-bit, so
+// any plane size works; everything the tap loop indexes is 32-bit.
+std::string depthwise_stage(DType dtype) {
+  std::ostringstream s;
+  s << "    __syncthreads();  // the previous item's taps are read\n";
+  s << "    for (int i = threadIdx.x; i < taps; i += " << kBlock << ") ws[i] = " << load_expr(dtype, "wc", "i") << ";\n";
+  s << "    for (int r = ty; r < smem_h; r += block_rows) {\n";
+  s << "      const long long iy = iy0 + r;\n";
+  s << "      const bool row_in = iy >= 0 && iy < prm.in_h;\n";
+  s << "      for (int c = tx; c < smem_w; c += tile_w) {\n";
+  s << "        const long long ix = ix0 + c;\n";
+  s << "        tile[r * smem_w + c] = row_in && ix >= 0 && ix < prm.in_w ? " << load_expr(dtype, "xc", "iy * prm.in_w + ix")
+    << " : (T)0;\n";
+  s << "      }\n    }\n    __syncthreads();\n";
+  return s.str();
+}
+
+// Each thread's `rows` outputs of one column: a tap's weight is read once for
+// all of them. Specialized, the loops unroll into constant shared-memory
+// offsets, so the rows' overlapping windows (stride 1) share their loads.
+std::string depthwise_taps() {
+  std::ostringstream s;
+  s << "    const T* at = tile + ty * rows * (int)prm.stride_h * smem_w + tx * (int)prm.stride_w;\n";
+  s << "#pragma unroll\n    for (int ky = 0; ky < kh; ++ky) {\n";
+  s << "#pragma unroll\n      for (int kx = 0; kx < kw; ++kx) {\n";
+  s << "        const T wv = ws[ky * kw + kx];\n";
+  s << "        const T* src = at + ky * (int)prm.dilation_h * smem_w + kx * (int)prm.dilation_w;\n";
+  s << "#pragma unroll\n        for (int q = 0; q < " << kDepthwiseMaxRows << "; ++q)\n";
+  s << "          if (q < rows) acc[q] += wv * src[q * (int)prm.stride_h * smem_w];\n";
+  s << "      }\n    }\n";
+  return s.str();
+}
+
+}  // namespace
+
+std::string depthwise_source(const DepthwiseSpec& spec) {
+  std::string t = compute_type(spec.dtype), ct = c_type(spec.dtype);
+  size_t elem = spec.dtype == DType::kFloat64 ? 8 : 4;
+  // A specialized variant claims only the shared memory its shape uses, which lets more blocks share an SM.
+  long long smem = kDepthwiseSmemBytes / static_cast<long long>(elem);
+  if (spec.specialize) {
+    DepthwiseParams q;
+    std::memcpy(&q, spec.specialize->v, sizeof q);
+    smem = std::max(1LL, q.kernel_h * q.kernel_w + q.smem_h * q.smem_w);
+  }
+  std::ostringstream s;
+  s << prelude() << params_constants<DepthwiseParams>(spec.specialize);
+  s << "typedef " << t << " T;\n";
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const "
+    << ct << "* __restrict__ x, const " << ct << "* __restrict__ w"
+    << (spec.has_bias ? str(", const ", ct, "* __restrict__ bias") : "") << ", KParams p) {\n";
+  s << params_binding<DepthwiseParams>(spec.specialize);
+  s << "  __shared__ T smem[" << smem << "];\n";
+  s << "  const int kh = (int)prm.kernel_h, kw = (int)prm.kernel_w, taps = kh * kw;\n";
+  s << "  const int tile_w = (int)prm.tile_w, block_rows = " << kBlock << " / tile_w, rows = (int)prm.rows;\n";
+  s << "  const int smem_h = (int)prm.smem_h, smem_w = (int)prm.smem_w;\n";
+  s << "  const int tx = threadIdx.x % tile_w, ty = threadIdx.x / tile_w;\n";
+  s << "  T* ws = smem;\n  T* tile = smem + taps;\n";
+  s << "  for (long long item = blockIdx.x; item < prm.blocks; item += gridDim.x) {\n";
+  s << "    const long long bx = item % prm.tiles_w, by = item / prm.tiles_w % prm.tiles_h, plane = item / prm.tiles_w / prm.tiles_h;\n";
+  s << "    const long long oc = plane % prm.channels, b = plane / prm.channels;\n";
+  s << "    const " << ct << "* xc = x + (b * (prm.channels / prm.multiplier) + oc / prm.multiplier) * (prm.in_h * prm.in_w);\n";
+  s << "    const " << ct << "* wc = w + oc * taps;\n";
+  s << "    const long long ox0 = bx * tile_w, oy0 = by * block_rows * rows;\n";
+  s << "    const long long ix0 = ox0 * prm.stride_w - prm.pad_left, iy0 = oy0 * prm.stride_h - prm.pad_top;\n";
+  s << depthwise_stage(spec.dtype);
+  s << "    T acc[" << kDepthwiseMaxRows << "];\n";
+  s << "#pragma unroll\n    for (int q = 0; q < " << kDepthwiseMaxRows << "; ++q) acc[q] = "
+    << (spec.has_bias ? load_expr(spec.dtype, "bias", "oc") : "(T)0") << ";\n";
+  s << depthwise_taps();
+  s << "    const long long ox = ox0 + tx;\n";
+  s << "#pragma unroll\n    for (int q = 0; q < " << kDepthwiseMaxRows << "; ++q) {\n";
+  s << "      const long long oy = oy0 + ty * rows + q;\n";
+  s << "      if (q < rows && ox < prm.out_w && oy < prm.out_h) "
+    << store_stmt(spec.dtype, "out", "(plane * prm.out_h + oy) * prm.out_w + ox", "acc[q]") << "\n";
+  s << "    }\n  }\n}\n";
   return s.str();
 }
 

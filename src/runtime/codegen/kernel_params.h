@@ -96,6 +96,16 @@ struct WindowParams {
   long long in_size[3], out_size[3], kernel[3], strides[3], dilations[3], pads_begin[3], pads_end[3];
 };
 
+// Depthwise 2-D convolution, NCHW: `blocks` work items, each a tile of one
+// (batch, output channel) plane: tile_w columns by (256 / tile_w) * rows rows,
+// a thread per column and `rows` consecutive rows. Output channel c reads input
+// channel c / multiplier. The input the tile reads (with its halo, smem_h by
+// smem_w) and the channel's weights are staged in shared memory.
+struct DepthwiseParams {
+  long long blocks, channels, multiplier, tiles_w, tiles_h, tile_w, rows, smem_h, smem_w;
+  long long in_h, in_w, out_h, out_w, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
+};
+
 // Skinny matmul: out[m, n] for m < rows over depth k; alpha as double bits.
 struct SkinnyParams {
   long long rows, cols, depth, alpha_bits;

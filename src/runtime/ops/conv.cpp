@@ -5,11 +5,14 @@
 // tensor-core kernels read natively: channels-first half-precision tensors
 // cost a layout transform of input and weight and another of the output.
 // The generated window kernel runs the other Convs, ConvTranspose and (for
-// the pool family) MaxPool and AveragePool.
+// the pool family) MaxPool and AveragePool. 2-D depthwise Convs (ConvNeXt,
+// MobileNet) are memory-bound and run a tiled kernel of their own, ahead of cuDNN.
 #include <cudnn.h>
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
+#include <optional>
 
 #include "cuda_util.h"
 #include "kiln/ir/shape_inference.h"
@@ -308,6 +311,91 @@ std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node,
   });
 }
 
+namespace {
+
+struct DepthwiseTiling {
+  int64_t tile_w, rows, smem_h, smem_w;
+};
+
+// The tile of an out_h x out_w plane: a power of two from 8 to 64 columns that
+// covers a row where it can, the rest of the block's threads on rows, each
+// thread on up to kDepthwiseMaxRows rows while the plane has them. The first
+// candidate, in that order of preference, whose taps and staged input fit the
+// shared memory; none for windows too wide (large dilated kernels).
+std::optional<DepthwiseTiling> depthwise_tiling(int64_t out_h, int64_t out_w, const std::vector<int64_t>& kernel,
+                                                const std::vector<int64_t>& strides, const std::vector<int64_t>& dilations,
+                                                DType dtype) {
+  const int64_t capacity = codegen::kDepthwiseSmemBytes / (dtype == DType::kFloat64 ? 8 : 4);
+  int64_t best_w = 8;
+  while (best_w < 64 && best_w < out_w) best_w *= 2;
+  std::vector<int64_t> widths{best_w};
+  for (int64_t w = best_w / 2; w >= 8; w /= 2) widths.push_back(w);
+  for (int64_t w = best_w * 2; w <= 64; w *= 2) widths.push_back(w);
+  // Each factor bounded first: attribute values are the model's, and their products might overflow.
+  for (int64_t v : {kernel[0], kernel[1], strides[0], strides[1], dilations[0], dilations[1]})
+    if (v < 1 || v > capacity) return std::nullopt;
+  int64_t reach_h = (kernel[0] - 1) * dilations[0] + 1, reach_w = (kernel[1] - 1) * dilations[1] + 1;
+  for (int64_t tile_w : widths) {
+    int64_t block_rows = codegen::kBlock / tile_w;
+    int64_t best_rows = std::clamp<int64_t>((out_h + block_rows - 1) / block_rows, 1, codegen::kDepthwiseMaxRows);
+    for (int64_t rows = best_rows; rows >= 1; --rows) {
+      int64_t smem_h = (block_rows * rows - 1) * strides[0] + reach_h, smem_w = (tile_w - 1) * strides[1] + reach_w;
+      if (smem_h <= capacity && smem_w <= capacity && kernel[0] * kernel[1] + smem_h * smem_w <= capacity)
+        return DepthwiseTiling{tile_w, rows, smem_h, smem_w};
+    }
+  }
+  return std::nullopt;
+}
+
+// The tiled depthwise kernel for a 2-D Conv with one input channel per group
+// (channel multiplier weight[0] / group) whose window fits its shared memory;
+// nullptr for any other Conv.
+std::unique_ptr<Op> make_depthwise_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store) {
+  const ir::Value &x = plan.network.value(node.inputs[0]), &w = plan.network.value(node.inputs[1]);
+  DType dtype = output_dtype(plan, node);
+  if (!is_floating(dtype) || x.shape.size() != 4 || w.shape.size() != 4 || !ir::shape_is_constant(w.shape) ||
+      !x.shape[1].is_constant())
+    return nullptr;
+  std::vector<int64_t> wd = ir::shape_constants(w.shape);
+  int64_t group = node.attrs.get_int("group", 1);
+  if (group < 1 || x.shape[1].constant() != group || wd[1] != 1 || wd[0] % group != 0) return nullptr;
+  std::vector<int64_t> strides = node.attrs.get_ints("strides", {1, 1}), dilations = node.attrs.get_ints("dilations", {1, 1});
+  if (strides.size() != 2 || dilations.size() != 2 || !depthwise_tiling(1, 1, {wd[2], wd[3]}, strides, dilations, dtype))
+    return nullptr;
+  bool bias = node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue;
+  int kernel = store.add(node.name, specializing_generator(codegen::DepthwiseSpec{dtype, bias, std::nullopt}, codegen::depthwise_source));
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [n, dtype](const ShapeEnv& s, KernelLaunch& k) {
+    const auto &xd = s.of(n->inputs[0]), &wd = s.of(n->inputs[1]), &out = s.of(n->outputs[0]);
+    ir::WindowGeometry g = ir::window_geometry(*n, {xd[2], xd[3]}, {wd[2], wd[3]});
+    std::optional<DepthwiseTiling> tiling = depthwise_tiling(out[2], out[3], g.kernel, g.strides, g.dilations, dtype);
+    if (!tiling) fail(ErrorCode::kInternal, "node '", n->name, "' (Conv): no depthwise tile fits, though one did when the op was made");
+    codegen::DepthwiseParams q{};
+    q.channels = out[1];
+    q.multiplier = out[1] / xd[1];
+    q.tile_w = tiling->tile_w;
+    q.rows = tiling->rows;
+    q.smem_h = tiling->smem_h;
+    q.smem_w = tiling->smem_w;
+    q.tiles_w = (out[3] + q.tile_w - 1) / q.tile_w;
+    int64_t tile_h = codegen::kBlock / q.tile_w * q.rows;
+    q.tiles_h = (out[2] + tile_h - 1) / tile_h;
+    q.blocks = out[0] * out[1] * q.tiles_h * q.tiles_w;
+    q.in_h = xd[2], q.in_w = xd[3], q.out_h = out[2], q.out_w = out[3];
+    q.kernel_h = g.kernel[0], q.kernel_w = g.kernel[1];
+    q.stride_h = g.strides[0], q.stride_w = g.strides[1];
+    q.dilation_h = g.dilations[0], q.dilation_w = g.dilations[1];
+    q.pad_top = g.pads_begin[0], q.pad_left = g.pads_begin[1];
+    k.params = codegen::pack(q);
+    // A block per tile; the kernel loops over tiles past the grid's limit.
+    k.grid = unsigned(std::min<int64_t>(q.blocks, std::numeric_limits<int32_t>::max()));
+    k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[1], 0}};
+    if (n->inputs.size() > 2 && n->inputs[2] != ir::kNoValue) k.args.push_back({n->inputs[2], 0});
+  });
+}
+
+}  // namespace
+
 std::unique_ptr<Op> make_conv(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int /*arch*/) {
   switch (node.op) {
     case OpKind::kConvChannelsLast:
@@ -315,6 +403,7 @@ std::unique_ptr<Op> make_conv(const plan::Plan& plan, const ir::Node& node, Kern
       why = "a channels-last Conv that cuDNN does not run (rank 3 to 5, floating types, symmetric explicit pads)";
       return nullptr;
     case OpKind::kConv:
+      if (auto op = make_depthwise_op(plan, node, store)) return op;
       if (auto op = make_cudnn_conv_op(plan, node, why)) return op;
       return make_window_op(plan, node, store, why);
     case OpKind::kConvTranspose: return make_window_op(plan, node, store, why);
@@ -326,7 +415,9 @@ GpuLowering describe_conv(OpKind op) {
   using K = GpuLowering::Kind;
   switch (op) {
     case OpKind::kConv:
-      return {K::kKernel, "cuDNN with symmetric explicit pads, else a generated direct kernel; floating types, rank 5 at most"};
+      return {K::kKernel,
+              "2-D depthwise: a generated tiled kernel; else cuDNN with symmetric explicit pads, else a generated direct kernel; "
+              "floating types, rank 5 at most"};
     case OpKind::kConvTranspose: return {K::kKernel, "generated direct kernel; floating types, rank 5 at most"};
     case OpKind::kConvChannelsLast: return {K::kKernel, "cuDNN; rank 3 to 5, floating types, symmetric explicit pads"};
     default: return {};
