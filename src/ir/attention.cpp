@@ -93,40 +93,115 @@ struct StridedView {
   std::vector<int64_t> dims, strides;
 };
 
+// While a program runs, a dim is a list of atoms (size, stride), outermost
+// first: a reshape that merges dims no single stride steps through (heads
+// merged into a transposed batch) keeps them as atoms, and a later reshape that
+// splits them back at an atom boundary makes one strided dim again. An empty
+// list is a dim of size 1.
+struct Atom {
+  int64_t size, stride;
+};
+using Atoms = std::vector<Atom>;
+
+Atoms simplified(const Atoms& atoms) {
+  Atoms out;
+  for (const Atom& a : atoms) {
+    if (a.size == 1) continue;
+    if (!out.empty() && out.back().stride == a.size * a.stride) {
+      out.back() = {out.back().size * a.size, a.stride};
+      continue;
+    }
+    out.push_back(a);
+  }
+  return out;
+}
+
+// The atoms of `from`, in order, regrouped into dims of these sizes; an atom
+// splits where a dim boundary falls inside it. False when a boundary does not
+// divide an atom (no strided view can read that order).
+bool regroup(const std::vector<Atoms>& from, const std::vector<int64_t>& dims, std::vector<Atoms>& out) {
+  Atoms flat;
+  for (const Atoms& d : from) flat.insert(flat.end(), d.begin(), d.end());
+  flat = simplified(flat);
+  size_t next = 0;
+  out.assign(dims.size(), {});
+  for (size_t i = 0; i < dims.size(); ++i) {
+    for (int64_t left = dims[i]; left > 1;) {
+      if (next == flat.size()) return false;
+      Atom& a = flat[next];
+      if (a.size <= left) {
+        if (left % a.size != 0) return false;
+        out[i].push_back(a);
+        left /= a.size;
+        ++next;
+      } else {
+        if (a.size % left != 0) return false;
+        out[i].push_back({left, a.stride * (a.size / left)});
+        a.size /= left;
+        left = 1;
+      }
+    }
+  }
+  return next == flat.size();
+}
+
 StridedView apply_concrete(const Node& node, std::string_view attr, const std::vector<int64_t>& input) {
-  StridedView v{0, input, strides_of(input)};
+  int64_t offset = 0;
+  std::vector<int64_t> dims = input, dense = strides_of(input);
+  std::vector<Atoms> atoms(dims.size());
+  for (size_t i = 0; i < dims.size(); ++i) atoms[i] = simplified({{dims[i], dense[i]}});
   for (const Step& step : decode(node, attr)) {
-    std::vector<int64_t> dims = step_dims(node, attr, step, v.dims);
+    std::vector<int64_t> next = step_dims(node, attr, step, dims);
     switch (step.kind) {
       case ViewStep::kReshape: {
-        if (checked_numel(dims) == 0) {
-          v.strides = strides_of(dims);
+        if (checked_numel(next) == 0) {  // nothing is read: any strides do
+          std::vector<int64_t> strides = strides_of(next);
+          atoms.assign(next.size(), {});
+          for (size_t i = 0; i < next.size(); ++i) atoms[i] = {{next[i], strides[i]}};
           break;
         }
-        auto strides = reshaped_strides(v.dims, v.strides, dims);
-        if (!strides) bad(node, attr, str("a reshape to ", shape_to_string(shape_of(dims)), " is not a view of these dims"));
-        v.strides = *strides;
+        std::vector<Atoms> regrouped;
+        if (!regroup(atoms, next, regrouped)) bad(node, attr, str("a reshape to ", shape_to_string(shape_of(next)), " is not a view of these dims"));
+        atoms = std::move(regrouped);
         break;
       }
       case ViewStep::kTranspose:
-        v.strides = permuted(v.strides, step.args);
+        atoms = permuted(atoms, step.args);
         break;
       case ViewStep::kPick: {
         size_t axis = size_t(step.args[0]);
-        if (step.args[1] >= v.dims[axis]) bad(node, attr, str("index ", step.args[1], " is outside a dim of ", v.dims[axis]));
-        v.offset += step.args[1] * v.strides[axis];
-        if (step.args[2] == 0) v.strides.erase(v.strides.begin() + long(axis));
+        if (step.args[1] >= dims[axis]) bad(node, attr, str("index ", step.args[1], " is outside a dim of ", dims[axis]));
+        int64_t index = step.args[1];
+        for (auto a = atoms[axis].rbegin(); a != atoms[axis].rend(); ++a) {
+          offset += (index % a->size) * a->stride;
+          index /= a->size;
+        }
+        if (step.args[2] == 0) atoms.erase(atoms.begin() + long(axis));
+        else atoms[axis] = {};
         break;
       }
       case ViewStep::kNarrow: {
         size_t axis = size_t(step.args[0]);
-        if (step.args[1] + step.args[2] > v.dims[axis])
-          bad(node, attr, str("range ", step.args[1], "+", step.args[2], " is outside a dim of ", v.dims[axis]));
-        v.offset += step.args[1] * v.strides[axis];
+        int64_t start = step.args[1], length = step.args[2];
+        if (start + length > dims[axis]) bad(node, attr, str("range ", start, "+", length, " is outside a dim of ", dims[axis]));
+        Atoms& d = atoms[axis];
+        if (d.empty()) break;
+        // A range of the outermost atom only: whole runs of the inner ones.
+        int64_t inner = dims[axis] / d[0].size;
+        if (start % inner != 0 || length % inner != 0) bad(node, attr, str("range ", start, "+", length, " cuts through merged dims"));
+        offset += start / inner * d[0].stride;
+        d[0].size = length / inner;
+        d = simplified(d);
         break;
       }
     }
-    v.dims = dims;
+    dims = next;
+  }
+  StridedView v{offset, dims, std::vector<int64_t>(dims.size(), 0)};
+  for (size_t i = 0; i < dims.size(); ++i) {
+    Atoms d = simplified(atoms[i]);
+    if (d.size() > 1) bad(node, attr, str("dim ", i, " merges dims that no single stride steps through"));
+    if (!d.empty()) v.strides[i] = d[0].stride;
   }
   return v;
 }
@@ -154,33 +229,6 @@ std::vector<int64_t> out_perm(const Node& node, size_t rank) {
 }
 
 }  // namespace
-
-std::optional<std::vector<int64_t>> reshaped_strides(const std::vector<int64_t>& old_dims, const std::vector<int64_t>& old_strides,
-                                                     const std::vector<int64_t>& dims) {
-  if (old_dims.empty() || dims.empty() || checked_numel(old_dims) != checked_numel(dims) || checked_numel(dims) == 0)
-    return std::nullopt;
-  std::vector<int64_t> strides(dims.size(), 0);
-  int64_t view_d = int64_t(dims.size()) - 1;
-  int64_t chunk_stride = old_strides.back(), tensor_numel = 1, view_numel = 1;
-  for (int64_t d = int64_t(old_dims.size()) - 1; d >= 0; --d) {
-    tensor_numel *= old_dims[size_t(d)];
-    // A chunk of old dims contiguous with one another ends here.
-    if (d == 0 || (old_dims[size_t(d - 1)] != 1 && old_strides[size_t(d - 1)] != tensor_numel * chunk_stride)) {
-      while (view_d >= 0 && (view_numel < tensor_numel || dims[size_t(view_d)] == 1)) {
-        strides[size_t(view_d)] = view_numel * chunk_stride;
-        view_numel *= dims[size_t(view_d)];
-        --view_d;
-      }
-      if (view_numel != tensor_numel) return std::nullopt;
-      if (d > 0) {
-        chunk_stride = old_strides[size_t(d - 1)];
-        tensor_numel = view_numel = 1;
-      }
-    }
-  }
-  if (view_d != -1) return std::nullopt;
-  return strides;
-}
 
 Shape apply_view_program(const Node& node, std::string_view attr, const Shape& dims) {
   Shape out = dims;

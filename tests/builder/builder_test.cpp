@@ -391,14 +391,23 @@ TEST(Builder, DynamicLengthAttentionIsFusedToo) {
   for (int64_t seq : {1, 5, 33}) expect_same_results(net, p.network, {{"seq", seq}}, 1e-6);
 }
 
-// nn.MultiheadAttention at batch 3: the heads cannot be read from the packed
-// projection as views, so attention reads the tensors where the views start
-// to hold, and the result is still one Attention node.
-TEST(Builder, AttentionWhoseHeadsAreNotViewsOfThePackedProjectionIsFusedToo) {
+// nn.MultiheadAttention at batch 3: the heads go through [S, B*H, D], which
+// merges dims no single stride steps through, and come back as [B, H, S, D],
+// which is a view again: attention reads the packed projection itself.
+TEST(Builder, AttentionReadsHeadsMergedThroughTheBatchFromThePackedProjection) {
   ir::Network net = exported_attention(5, 4, 8, 3);
   plan::Plan p = build(net, {});
   EXPECT_EQ(count_ops(p.network, OpKind::kAttention), 1) << dump_network(p.network);
   EXPECT_EQ(count_ops(p.network, OpKind::kSoftmax), 0) << dump_network(p.network);
+  for (const ir::Node& node : p.network.nodes())
+    if (node.op == OpKind::kAttention)
+      for (ir::ValueId operand : node.inputs) {
+        auto producer = std::find_if(p.network.nodes().begin(), p.network.nodes().end(), [&](const ir::Node& n) {
+          return std::find(n.outputs.begin(), n.outputs.end(), operand) != n.outputs.end();
+        });
+        ASSERT_NE(producer, p.network.nodes().end());
+        EXPECT_EQ(producer->op, OpKind::kFusedMatMul) << dump_network(p.network);
+      }
   expect_same_results(net, p.network, {}, 1e-6);
   BuildOptions half;
   half.precision = plan::Precision::kFloat16;

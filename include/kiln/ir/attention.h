@@ -37,10 +37,6 @@ AttentionGeometry attention_geometry(const Node& node, const std::vector<int64_t
 Shape attention_output_shape(const Node& node, const Shape& q, const Shape& k, const Shape& v);
 // What a view program makes of a tensor of this shape (checks the steps).
 Shape apply_view_program(const Node& node, std::string_view attr, const Shape& dims);
-// Strides that show a tensor viewed as (dims, strides) with new dims, the
-// elements in the same order, if one strided view can (PyTorch's view rule).
-std::optional<std::vector<int64_t>> reshaped_strides(const std::vector<int64_t>& dims, const std::vector<int64_t>& strides,
-                                                     const std::vector<int64_t>& new_dims);
 
 }  // namespace kiln::ir
 KILN_API_END
