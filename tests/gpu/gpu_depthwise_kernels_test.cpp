@@ -19,8 +19,6 @@ using P = plan::Precision;
 using S = runtime::KernelSpecialization;
 using Ints = std::vector<int64_t>;
 
-const char* spec_name(S s) { return s == S::kNone ? "generic" : "specialized"; }
-
 // One Conv over its own input x_<name> [N, C, H, W], group = C unless `group` says otherwise.
 struct ConvCase {
   std::string name;

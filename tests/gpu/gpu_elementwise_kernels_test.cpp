@@ -19,8 +19,6 @@ using ir::ValueId;
 using P = plan::Precision;
 using S = runtime::KernelSpecialization;
 
-const char* spec_name(S s) { return s == S::kNone ? "generic" : "specialized"; }
-
 double tolerance(P precision) { return precision == P::kFloat32 ? 2e-5 : precision == P::kFloat16 ? 2e-2 : 6e-2; }
 
 // A network under construction with random data for each of its inputs.
@@ -155,18 +153,7 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(plan::precision_name(std::get<0>(info.param))) + "_" + spec_name(std::get<1>(info.param));
     });
 
-// Device memory freed at scope exit.
-struct DeviceMemory {
-  explicit DeviceMemory(size_t bytes) { EXPECT_EQ(cudaMalloc(&ptr, bytes), cudaSuccess); }
-  ~DeviceMemory() { cudaFree(ptr); }
-  DeviceMemory(const DeviceMemory&) = delete;
-  DeviceMemory& operator=(const DeviceMemory&) = delete;
-  void* ptr = nullptr;
-};
-
-// `net` run once with each input and output bound `shift` elements past an
-// allocation's start (cudaMalloc's 256-byte alignment): the runtime's
-// intermediates live in its aligned arena, so only user buffers start anywhere.
+// `net` built for exactly the inputs' shapes and run once on shifted caller buffers.
 std::vector<ir::TensorData> run_shifted(const ir::Network& net, const std::map<std::string, ir::TensorData>& inputs,
                                         P precision, S strategy, int64_t in_shift, int64_t out_shift) {
   builder::BuildOptions options;
@@ -179,36 +166,7 @@ std::vector<ir::TensorData> run_shifted(const ir::Network& net, const std::map<s
   config.dynamic_shapes_kernel_specialization_strategy = strategy;
   auto engine = runtime::Engine::create(builder::build(net, options), config);
   auto context = engine->create_context();
-  std::vector<std::unique_ptr<DeviceMemory>> memory;
-  auto bind = [&](const std::string& name, DType dtype, size_t bytes, int64_t shift) {
-    memory.push_back(std::make_unique<DeviceMemory>(bytes + 64));
-    std::byte* at = static_cast<std::byte*>(memory.back()->ptr) + shift * int64_t(dtype_size(dtype));
-    context->set_tensor_address(name, at);
-    return at;
-  };
-  for (ir::ValueId id : net.inputs()) {
-    const ir::TensorData& t = inputs.at(net.value(id).name);
-    context->set_input_shape(net.value(id).name, t.dims);
-    std::byte* at = bind(net.value(id).name, t.dtype, t.data.size(), in_shift);
-    EXPECT_EQ(cudaMemcpy(at, t.data.data(), t.data.size(), cudaMemcpyHostToDevice), cudaSuccess);
-  }
-  std::vector<ir::TensorData> outputs;
-  std::vector<std::byte*> at;
-  for (ir::ValueId id : net.outputs()) {
-    ir::TensorData t;
-    t.dtype = net.value(id).dtype;
-    t.dims = context->tensor_shape(net.value(id).name);
-    at.push_back(bind(net.value(id).name, t.dtype, size_t(t.numel()) * dtype_size(t.dtype), out_shift));
-    outputs.push_back(std::move(t));
-  }
-  context->enqueue(nullptr);
-  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    std::vector<std::byte> host(size_t(outputs[i].numel()) * dtype_size(outputs[i].dtype));
-    EXPECT_EQ(cudaMemcpy(host.data(), at[i], host.size(), cudaMemcpyDeviceToHost), cudaSuccess);
-    outputs[i].data = Buffer::from_bytes(std::move(host));
-  }
-  return outputs;
+  return run_on_shifted_buffers(*context, net, inputs, in_shift, out_shift);
 }
 
 class GpuElementwiseShifted : public ::testing::TestWithParam<std::tuple<DType, S>> {};

@@ -37,8 +37,6 @@ std::pair<int64_t, int64_t> int_range(DType dtype) {
   }
 }
 
-const char* spec_name(S s) { return s == S::kNone ? "generic" : "specialized"; }
-
 // Integer outputs must match the reference exactly (doubles would hide the low bits of int64).
 void expect_ints_match_reference(const ir::Network& net, const std::map<std::string, ir::TensorData>& inputs, S strategy,
                                  const std::string& label) {

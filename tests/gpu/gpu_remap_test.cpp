@@ -4,8 +4,6 @@
 // moved next to the last), and the element loop for pads, tiles and reversed
 // slices; every float precision and 1- and 8-byte types, generic and
 // shape-specialized kernels, and inputs bound at addresses vectors cannot use.
-#include <cuda_runtime.h>
-
 #include "gpu_test_util.h"
 
 namespace kiln::testing {
@@ -96,34 +94,19 @@ TEST(GpuRemapAlignment, InputsAndOutputsBoundOffTheVectorGridMatchReference) {
   for (S strategy : {S::kNone, S::kEager}) {
     ir::Network net;
     ValueId x = net.add_input("x", DType::kFloat32, ir::shape_of({4, 6, 32}));
-    net.add_output(net.add_op1(OpKind::kTranspose, {x}, perm({1, 0, 2})));
+    net.add_output(net.add_op1(OpKind::kTranspose, {x}, perm({1, 0, 2})));  // rows of 32 floats: 16-byte vectors
     net.finalize();
     std::mt19937 rng(33);
-    ir::TensorData input = random_tensor(DType::kFloat32, {4, 6, 32}, rng);
-    ir::TensorData want = reference::run(net, {{"x", input}})[0];
-    builder::BuildOptions options;
+    std::map<std::string, ir::TensorData> inputs{{"x", random_tensor(DType::kFloat32, {4, 6, 32}, rng)}};
+    std::vector<ir::TensorData> want = reference::run(net, inputs);
     runtime::RuntimeConfig config;
     config.dynamic_shapes_kernel_specialization_strategy = strategy;
-    auto engine = runtime::Engine::create(builder::build(net, options), config);
+    auto engine = runtime::Engine::create(builder::build(net, {}), config);
     auto context = engine->create_context();
-    size_t bytes = input.data.size();
-    char *x_buf = nullptr, *y_buf = nullptr;
-    ASSERT_EQ(cudaMalloc(&x_buf, bytes + 16), cudaSuccess);
-    ASSERT_EQ(cudaMalloc(&y_buf, bytes + 16), cudaSuccess);
-    for (size_t shift : {size_t(4), size_t(8), size_t(12)}) {  // one, two, three floats off a 16-byte boundary
-      SCOPED_TRACE(str(runtime::kernel_specialization_name(strategy), " shift ", shift));
-      ASSERT_EQ(cudaMemcpy(x_buf + shift, input.data.data(), bytes, cudaMemcpyHostToDevice), cudaSuccess);
-      ASSERT_EQ(cudaMemset(y_buf, 0, bytes + 16), cudaSuccess);
-      context->set_tensor_address("x", x_buf + shift);
-      context->set_tensor_address(net.value(net.outputs()[0]).name, y_buf + 16 - shift);
-      context->enqueue(nullptr);
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      std::vector<float> host(bytes / sizeof(float));
-      ASSERT_EQ(cudaMemcpy(host.data(), y_buf + 16 - shift, bytes, cudaMemcpyDeviceToHost), cudaSuccess);
-      expect_outputs_close({reference::make_tensor(DType::kFloat32, want.dims, {host.begin(), host.end()})}, {want}, 0);
+    for (int64_t shift : {1, 2, 3}) {  // floats off a 16-byte boundary
+      SCOPED_TRACE(str(spec_name(strategy), " shift ", shift));
+      expect_outputs_close(run_on_shifted_buffers(*context, net, inputs, shift, 4 - shift), want, 0);
     }
-    cudaFree(x_buf);
-    cudaFree(y_buf);
   }
 }
 

@@ -22,59 +22,6 @@ using ir::OpKind;
 using ir::ValueId;
 using S = runtime::KernelSpecialization;
 
-const char* spec_name(S s) { return s == S::kNone ? "generic" : "specialized"; }
-
-// Device memory freed when it goes out of scope.
-struct DeviceMemory {
-  void* ptr = nullptr;
-  explicit DeviceMemory(size_t bytes) {
-    if (cudaMalloc(&ptr, bytes) != cudaSuccess) fail(ErrorCode::kDevice, "cudaMalloc of ", bytes, " bytes for a test tensor");
-  }
-  ~DeviceMemory() { cudaFree(ptr); }
-  DeviceMemory(const DeviceMemory&) = delete;
-  DeviceMemory& operator=(const DeviceMemory&) = delete;
-};
-
-// Runs the context once with every input and output (when `shifted`) one element of its type past the
-// start of its own allocation (cudaMalloc's are 256-byte aligned). Outputs
-// start as NaN bytes, so elements a kernel leaves unwritten show.
-std::vector<ir::TensorData> run_shifted(runtime::ExecutionContext& context, const ir::Network& net,
-                                        const std::map<std::string, ir::TensorData>& inputs, bool shifted) {
-  std::vector<std::unique_ptr<DeviceMemory>> memory;
-  // Shifted by one element of its own type: a float32 statistic stays 4-byte aligned next to fp16 data.
-  auto place = [&](const std::string& name, size_t bytes, DType dtype) {
-    size_t shift = shifted ? dtype_size(dtype) : 0;
-    memory.push_back(std::make_unique<DeviceMemory>(bytes + shift));
-    char* at = static_cast<char*>(memory.back()->ptr) + shift;
-    context.set_tensor_address(name, at);
-    return at;
-  };
-  for (ValueId id : net.inputs()) {
-    const ir::TensorData& t = inputs.at(net.value(id).name);
-    context.set_input_shape(net.value(id).name, t.dims);
-    EXPECT_EQ(cudaMemcpy(place(net.value(id).name, t.data.size(), t.dtype), t.data.data(), t.data.size(), cudaMemcpyHostToDevice), cudaSuccess);
-  }
-  std::vector<ir::TensorData> outputs;
-  std::vector<char*> addresses;
-  for (ValueId id : net.outputs()) {
-    ir::TensorData t;
-    t.dtype = net.value(id).dtype;
-    t.dims = context.tensor_shape(net.value(id).name);
-    size_t bytes = size_t(t.numel()) * dtype_size(t.dtype);
-    addresses.push_back(place(net.value(id).name, bytes, t.dtype));
-    EXPECT_EQ(cudaMemset(addresses.back(), 0xff, bytes), cudaSuccess);
-    outputs.push_back(std::move(t));
-  }
-  context.enqueue(nullptr);
-  EXPECT_EQ(cudaStreamSynchronize(nullptr), cudaSuccess);
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    std::vector<std::byte> host(size_t(outputs[i].numel()) * dtype_size(outputs[i].dtype));
-    EXPECT_EQ(cudaMemcpy(host.data(), addresses[i], host.size(), cudaMemcpyDeviceToHost), cudaSuccess);
-    outputs[i].data = Buffer::from_bytes(std::move(host));
-  }
-  return outputs;
-}
-
 // Row lengths at and around each path's bounds with their row counts: the
 // lanes path with 1, 8 (7, 197), 4 (96, 128) and 32 (768, 1024) lanes a row,
 // the block path in registers (1025, 4096), the strided path (9000).
@@ -132,7 +79,7 @@ TEST_P(GpuRowKernels, MatchReferenceOnEveryPath) {
   // One element off 16 bytes: the same kernels fall back to element-wise accesses.
   for (bool shifted : {false, true}) {
     SCOPED_TRACE(str(dtype_name(dtype), " seed ", seed, " ", spec_name(strategy), shifted ? " pointers one element past alignment" : ""));
-    expect_outputs_close(run_shifted(*context, net, inputs, shifted), want, tol);
+    expect_outputs_close(run_on_shifted_buffers(*context, net, inputs, shifted, shifted), want, tol);
   }
 }
 

@@ -63,13 +63,6 @@ void check_cuda(cudaError_t e, const char* call, int line) {
 }
 #define STRESS_CUDA(call) check_cuda((call), #call, __LINE__)
 
-struct DeviceMemory {
-  void* ptr = nullptr;
-  explicit DeviceMemory(size_t bytes) { STRESS_CUDA(cudaMalloc(&ptr, std::max<size_t>(bytes, 256))); }
-  ~DeviceMemory() { cudaFree(ptr); }
-  DeviceMemory(const DeviceMemory&) = delete;
-  DeviceMemory& operator=(const DeviceMemory&) = delete;
-};
 
 // A created stream: non-blocking, or blocking (default flags: synchronizes
 // with the legacy default stream, which these tests never use).

@@ -2,9 +2,12 @@
 // and comparison of GPU results with the reference interpreter.
 #pragma once
 
+#include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <random>
 
 #include "kiln/builder.h"
@@ -91,6 +94,67 @@ inline void expect_gpu_matches_reference(const ir::Network& net, const std::map<
                                          runtime::KernelSpecialization strategy = runtime::KernelSpecialization::kNone) {
   SCOPED_TRACE(label);
   expect_outputs_close(run_on_gpu(net, inputs, precision, strategy), reference::run(net, inputs), tolerance);
+}
+
+inline const char* spec_name(runtime::KernelSpecialization s) {
+  return s == runtime::KernelSpecialization::kNone ? "generic" : "specialized";
+}
+
+// Device memory freed when it goes out of scope; an empty tensor still gets an address.
+struct DeviceMemory {
+  void* ptr = nullptr;
+  explicit DeviceMemory(size_t bytes) {
+    if (cudaMalloc(&ptr, std::max<size_t>(bytes, 256)) != cudaSuccess)
+      fail(ErrorCode::kDevice, "cudaMalloc of ", bytes, " bytes for a test tensor");
+  }
+  ~DeviceMemory() { cudaFree(ptr); }
+  DeviceMemory(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(const DeviceMemory&) = delete;
+};
+
+// Runs the context once on caller buffers: each input `in_shift` and each
+// output `out_shift` elements of its own type past the start of its
+// allocation (cudaMalloc's are 256-byte aligned), as a caller's views may
+// start. The runtime's own intermediates live in its aligned arena, so only
+// these buffers start anywhere. Outputs start as NaN bytes: elements a kernel
+// leaves unwritten show.
+inline std::vector<ir::TensorData> run_on_shifted_buffers(runtime::ExecutionContext& context, const ir::Network& net,
+                                                          const std::map<std::string, ir::TensorData>& inputs, int64_t in_shift,
+                                                          int64_t out_shift) {
+  std::vector<std::unique_ptr<DeviceMemory>> memory;
+  auto place = [&](const std::string& name, size_t bytes, DType dtype, int64_t shift) {
+    size_t skip = size_t(shift) * dtype_size(dtype);
+    memory.push_back(std::make_unique<DeviceMemory>(bytes + skip));
+    char* at = static_cast<char*>(memory.back()->ptr) + skip;
+    context.set_tensor_address(name, at);
+    return at;
+  };
+  for (ir::ValueId id : net.inputs()) {
+    const ir::TensorData& t = inputs.at(net.value(id).name);
+    context.set_input_shape(net.value(id).name, t.dims);
+    EXPECT_EQ(cudaMemcpy(place(net.value(id).name, t.data.size(), t.dtype, in_shift), t.data.data(), t.data.size(),
+                         cudaMemcpyHostToDevice),
+              cudaSuccess);
+  }
+  std::vector<ir::TensorData> outputs;
+  std::vector<char*> addresses;
+  for (ir::ValueId id : net.outputs()) {
+    ir::TensorData t;
+    t.dtype = net.value(id).dtype;
+    t.dims = context.tensor_shape(net.value(id).name);
+    size_t bytes = size_t(t.numel()) * dtype_size(t.dtype);
+    addresses.push_back(place(net.value(id).name, bytes, t.dtype, out_shift));
+    EXPECT_EQ(cudaMemset(addresses.back(), 0xff, bytes), cudaSuccess);
+    outputs.push_back(std::move(t));
+  }
+  context.enqueue(nullptr);
+  EXPECT_EQ(cudaStreamSynchronize(nullptr), cudaSuccess);
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    std::vector<std::byte> host(size_t(outputs[i].numel()) * dtype_size(outputs[i].dtype));
+    EXPECT_EQ(cudaMemcpy(host.data(), addresses[i], host.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+    outputs[i].data = Buffer::from_bytes(std::move(host));
+  }
+  return outputs;
 }
 
 }  // namespace kiln::testing
