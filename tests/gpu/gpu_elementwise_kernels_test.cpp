@@ -156,15 +156,7 @@ INSTANTIATE_TEST_SUITE_P(
 // `net` built for exactly the inputs' shapes and run once on shifted caller buffers.
 std::vector<ir::TensorData> run_shifted(const ir::Network& net, const std::map<std::string, ir::TensorData>& inputs,
                                         P precision, S strategy, int64_t in_shift, int64_t out_shift) {
-  builder::BuildOptions options;
-  options.precision = precision;
-  for (ir::ValueId id : net.inputs()) {
-    const auto& dims = inputs.at(net.value(id).name).dims;
-    builder::add_input_profile(net, net.value(id).name, dims, dims, dims, options);
-  }
-  runtime::RuntimeConfig config;
-  config.dynamic_shapes_kernel_specialization_strategy = strategy;
-  auto engine = runtime::Engine::create(builder::build(net, options), config);
+  auto engine = engine_for(net, inputs, precision, strategy);
   auto context = engine->create_context();
   return run_on_shifted_buffers(*context, net, inputs, in_shift, out_shift);
 }

@@ -73,9 +73,9 @@ inline void expect_outputs_close(const std::vector<ir::TensorData>& got, const s
   }
 }
 
-// `net` built at `precision` for exactly the shapes of `inputs`, run once on the GPU.
-inline std::vector<ir::TensorData> run_on_gpu(const ir::Network& net, const std::map<std::string, ir::TensorData>& inputs,
-                                              plan::Precision precision, runtime::KernelSpecialization strategy) {
+// An engine of `net` built at `precision` for exactly the shapes of `inputs`.
+inline std::shared_ptr<runtime::Engine> engine_for(const ir::Network& net, const std::map<std::string, ir::TensorData>& inputs,
+                                                   plan::Precision precision, runtime::KernelSpecialization strategy) {
   builder::BuildOptions options;
   options.precision = precision;
   for (ir::ValueId id : net.inputs()) {
@@ -84,7 +84,13 @@ inline std::vector<ir::TensorData> run_on_gpu(const ir::Network& net, const std:
   }
   runtime::RuntimeConfig config;
   config.dynamic_shapes_kernel_specialization_strategy = strategy;
-  auto engine = runtime::Engine::create(builder::build(net, options), config);
+  return runtime::Engine::create(builder::build(net, options), config);
+}
+
+// `net` built at `precision` for exactly the shapes of `inputs`, run once on the GPU.
+inline std::vector<ir::TensorData> run_on_gpu(const ir::Network& net, const std::map<std::string, ir::TensorData>& inputs,
+                                              plan::Precision precision, runtime::KernelSpecialization strategy) {
+  auto engine = engine_for(net, inputs, precision, strategy);
   auto context = engine->create_context();
   return runtime::run_with_host_tensors(*context, *engine, inputs);
 }
