@@ -53,7 +53,7 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     {"ReduceSum", {1, 11, 13}}, {"ReduceSumSquare", {1, 11, 13, 18}}, {"Relu", {1, 6, 13, 14}},
     {"Reshape", {1, 5, 13, 14, 19, 21, 23, 24, 25}}, {"Resize", {10, 11, 13, 18, 19}}, {"RotaryEmbedding", {23}},
     {"Round", {11, 22}}, {"Selu", {1, 6, 22}}, {"Shape", {1, 13, 15, 19, 21, 23, 24, 25}}, {"Shrink", {9}},
-    {"ScatterElements", {11, 13, 16, 18}}, {"ScatterND", {11, 13, 16, 18}},
+    {"Scatter", {9, 11}}, {"ScatterElements", {11, 13, 16, 18}}, {"ScatterND", {11, 13, 16, 18}},
     {"Sigmoid", {1, 6, 13}}, {"Sign", {9, 13}}, {"Sin", {7, 22}}, {"Sinh", {9, 22}},
     {"Size", {1, 13, 19, 21, 23, 24, 25}}, {"Slice", {1, 10, 11, 13}}, {"Softmax", {1, 11, 13}},
     {"Softplus", {1, 22}}, {"Softsign", {1, 22}}, {"SpaceToDepth", {1, 13, 28}}, {"Split", {1, 2, 11, 13, 18}},
@@ -68,7 +68,8 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
 
 // ONNX op types translated into an op of another name (besides Constant, which
 // becomes a weight, and the ops of op_decompositions.cpp, which become several).
-constexpr std::pair<std::string_view, OpKind> kAliases[] = {{"Upsample", OpKind::kResize}};
+// Scatter-9 is ScatterElements without reduction under its old name.
+constexpr std::pair<std::string_view, OpKind> kAliases[] = {{"Upsample", OpKind::kResize}, {"Scatter", OpKind::kScatterElements}};
 
 // The op an ONNX op type (default domain) becomes: the model op of the same
 // name, or an alias's. Builder ops share names with ONNX ops of other meanings
@@ -342,7 +343,7 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
     case OpKind::kScatterElements: {
       // reduction came in version 16 (none, add, mul); max and min in 18. IR semantics are 18's.
       std::string reduction = node.attrs.get_string("reduction", "none");
-      int since = reduction == "none" ? 11 : reduction == "add" || reduction == "mul" ? 16 : 18;
+      int since = reduction == "none" ? 0 : reduction == "add" || reduction == "mul" ? 16 : 18;
       if (version < since)
         fail(ErrorCode::kInvalidModel, where, ": reduction '", reduction, "' is defined from ", type, "-", since, " on; the model's is ",
              type, "-", version);
