@@ -284,6 +284,7 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
   run("fold transposes into matmul", fold_transposes_into_matmul);
   run("untranspose matmul weights", untranspose_matmul_weights);
   run("fuse attention", fuse_attention);
+  run("transposes into attention views", transposes_into_attention_views);
   run("conv bias into elementwise", conv_bias_into_elementwise);
   run("fuse elementwise", fuse_elementwise);
   run("precision", [&](Graph& graph) { return convert_precision(graph, compute); });

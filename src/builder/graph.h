@@ -136,6 +136,11 @@ int sink_transposes(Graph& g);
 // softmax(alpha * Q @ K^T) @ V with static shapes becomes one Attention node
 // reading Q, K and V through strided views of the tensors they come from.
 int fuse_attention(Graph& g);
+// A Transpose that keeps the last dim, read only by a FusedMatMul whose product
+// only Attention nodes read, moves into their view programs: the product is
+// taken of the untransposed rows and the transpose becomes a view
+// (nn.MultiheadAttention's batch-first transpose before its in-projection).
+int transposes_into_attention_views(Graph& g);
 // A Conv's constant bias becomes an Add when an elementwise op alone reads the
 // Conv, so the bias rides in that op's fused kernel.
 int conv_bias_into_elementwise(Graph& g);

@@ -246,9 +246,8 @@ int fuse_attention(Graph& g) {
       }
     };
     // Each operand read from as far up its chain as a view holds at every
-    // profile corner; where one does not (a reshape that merges dims a
-    // transpose has separated, as nn.MultiheadAttention's view to [S, B*H, D]
-    // after its transpose), a nearer tensor is read and the ops above it stay.
+    // profile corner; where one does not (a reshape no strided view of the
+    // tensor can express), a nearer tensor is read and the ops above it stay.
     std::vector<Viewed> chosen{views_of(g, uses, scores.inputs[0]).front(), views_of(g, uses, scores.inputs[1]).front(),
                                views_of(g, uses, g.nodes[*product].inputs[1]).front()};
     if (!fits(attention_over(chosen[0], chosen[1], chosen[2]))) continue;
@@ -274,6 +273,49 @@ int fuse_attention(Graph& g) {
     ++changed;
   }
   if (changed) g.drop_unread();
+  return changed;
+}
+
+int transposes_into_attention_views(Graph& g) {
+  int changed = 0;
+  Uses uses(g);
+  for (size_t m = 0; m < g.nodes.size(); ++m) {
+    ir::Node& product = g.nodes[m];
+    if (g.dead[m] || product.op != OpKind::kFusedMatMul || product.inputs.size() > 3 ||
+        g.values[size_t(product.inputs[1])].shape.size() != 2 || uses.sole_reader(product.inputs[0]) != m)
+      continue;
+    auto t = uses.producer_of(product.inputs[0]);
+    if (!t || g.nodes[*t].op != OpKind::kTranspose || !g.nodes[*t].attrs.has("perm")) continue;
+    std::vector<int64_t> perm = g.nodes[*t].attrs.get_ints("perm");
+    int64_t rank = int64_t(perm.size());
+    for (auto& p : perm) p = p < 0 ? p + rank : p;
+    if (rank < 2 || perm.back() != rank - 1) continue;  // the product's rows must stay rows
+    // Every reader of the product is an Attention node reading it through views.
+    ir::ValueId y = product.outputs[0];
+    std::vector<size_t> readers;
+    bool only_attention = !g.is_output(y);
+    for (size_t r = 0; r < g.nodes.size() && only_attention; ++r) {
+      if (g.dead[r] || std::find(g.nodes[r].inputs.begin(), g.nodes[r].inputs.end(), y) == g.nodes[r].inputs.end()) continue;
+      only_attention = g.nodes[r].op == OpKind::kAttention;
+      readers.push_back(r);
+    }
+    if (!only_attention || readers.empty()) continue;
+    // The product of the untransposed rows, and the transpose as the first step of each view.
+    std::vector<int64_t> step{int64_t(ir::ViewStep::kTranspose), rank};
+    step.insert(step.end(), perm.begin(), perm.end());
+    static constexpr const char* kViews[3] = {"q_view", "k_view", "v_view"};
+    for (size_t r : readers)
+      for (size_t i = 0; i < 3; ++i)
+        if (g.nodes[r].inputs[i] == y) {
+          std::vector<int64_t> program = step, rest = g.nodes[r].attrs.get_ints(kViews[i]);
+          program.insert(program.end(), rest.begin(), rest.end());
+          g.nodes[r].attrs.set(kViews[i], program);
+        }
+    product.inputs[0] = g.nodes[*t].inputs[0];
+    g.dead[*t] = true;
+    uses = Uses(g);
+    ++changed;
+  }
   return changed;
 }
 

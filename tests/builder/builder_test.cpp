@@ -244,7 +244,8 @@ ir::Attributes perm(std::vector<int64_t> p) {
 // softmax, the product with V and the heads put back together.
 // seq 0: a symbolic length (reshapes keep it with 0 and -1, as exporters do).
 // With batch > 1 the heads' reshape to [S, B*H, D] merges dims that the
-// transpose before it separated: not a view of the packed projection.
+// transpose before it separated: a view of the packed projection only once
+// the reshape to [B, H, S, D] splits them back.
 ir::Network exported_attention(int64_t seq_len, int64_t heads, int64_t head_dim, int64_t batch = 1) {
   ir::Network net;
   int64_t e = heads * head_dim;
@@ -407,7 +408,10 @@ TEST(Builder, AttentionReadsHeadsMergedThroughTheBatchFromThePackedProjection) {
         });
         ASSERT_NE(producer, p.network.nodes().end());
         EXPECT_EQ(producer->op, OpKind::kFusedMatMul) << dump_network(p.network);
+        // The batch-first transpose before the in-projection became the views' first step.
+        EXPECT_EQ(producer->inputs[0], p.network.inputs()[0]) << dump_network(p.network);
       }
+  EXPECT_EQ(count_ops(p.network, OpKind::kTranspose), 1) << dump_network(p.network);  // the output's, after the out-projection
   expect_same_results(net, p.network, {}, 1e-6);
   BuildOptions half;
   half.precision = plan::Precision::kFloat16;
