@@ -185,7 +185,7 @@ StridedView apply_concrete(const Node& node, std::string_view attr, const std::v
         int64_t start = step.args[1], length = step.args[2];
         if (start + length > dims[axis]) bad(node, attr, str("range ", start, "+", length, " is outside a dim of ", dims[axis]));
         Atoms& d = atoms[axis];
-        if (d.empty()) break;
+        if (d.empty() || dims[axis] == 0) break;  // nothing of it is read
         // A range of the outermost atom only: whole runs of the inner ones.
         int64_t inner = dims[axis] / d[0].size;
         if (start % inner != 0 || length % inner != 0) bad(node, attr, str("range ", start, "+", length, " cuts through merged dims"));

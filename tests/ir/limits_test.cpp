@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "kiln/error.h"
+#include "kiln/ir/attention.h"
 #include "kiln/ir/limits.h"
 #include "kiln/ir/network.h"
 #include "kiln/ir/shape_inference.h"
@@ -209,6 +210,18 @@ TEST(ParameterShapes, AttentionViewsStayInsideTheirInputs) {
     net.add_output(net.add_op1(OpKind::kAttention, {q, k, v}, a, "attention"));
     expect_finalize_error(net, ErrorCode::kInvalidModel, {"node 'attention'", "q_view", "outside a dim of"});
   }
+}
+
+// A plan's view program may narrow a merged dim to nothing and then again: the
+// geometry is empty, not a division by the emptied dim.
+TEST(ParameterShapes, AttentionViewsNarrowedToNothingTwiceHaveAnEmptyGeometry) {
+  // [2, 3, 4] transposed to [3, 2, 4], merged to [6, 4] (two atoms), narrowed to [0, 4] twice, reshaped to [2, 0, 4].
+  Attributes a;
+  a.set("q_view", std::vector<int64_t>{1, 3, 1, 0, 2, 0, 2, 6, 4, 3, 3, 0, 0, 0, 3, 3, 0, 0, 0, 0, 3, 2, 0, 4});
+  Node node{"attention", OpKind::kAttention, {}, {}, a};
+  AttentionGeometry g = attention_geometry(node, {2, 3, 4}, {2, 3, 4}, {2, 3, 4});
+  EXPECT_EQ(g.q_len, 0);
+  EXPECT_EQ(g.kv_len, 3);
 }
 
 // ---- attributes -----------------------------------------------------------------
