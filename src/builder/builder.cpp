@@ -288,6 +288,7 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
   run("conv bias into elementwise", conv_bias_into_elementwise);
   run("fuse elementwise", fuse_elementwise);
   run("precision", [&](Graph& graph) { return convert_precision(graph, compute); });
+  run("scratch for transposed products", scratch_for_transposed_products);
   run("materialize outputs", materialize_outputs);
 
   plan::Plan p;

@@ -145,6 +145,11 @@ int transposes_into_attention_views(Graph& g);
 // Conv, so the bias rides in that op's fused kernel.
 int conv_bias_into_elementwise(Graph& g);
 int fuse_elementwise(Graph& g);
+// A wide half-precision FusedMatMul whose N is not a multiple of 8 (an LM head
+// over a 50,257-word vocabulary) gets a second output: scratch where the
+// runtime computes Y^T, when Y's row count suits it, then transposes it into Y.
+// Runs after the precision pass, which fixes the dtypes it looks at.
+int scratch_for_transposed_products(Graph& g);
 int convert_precision(Graph& g, DType to);
 // Graph outputs that no node writes (a constant) get a copy node, so the
 // runtime writes every output into the caller's memory.

@@ -201,12 +201,27 @@ Tensor run_attention(const KernelContext& c) {
   return from_doubles(c.out_dtype(0), g.out_dims, out);
 }
 
+namespace {
+
+// Y, and zeros for the scratch output the builder may add (the GPU runtime
+// computes some products transposed there; nothing reads it).
+Outputs fused_matmul_outputs(const KernelContext& c) {
+  Outputs out{run_fused_matmul(c)};
+  if (c.outputs.size() > 1) {
+    std::vector<int64_t> dims = c.out_dims(1);
+    out.push_back(from_doubles(c.out_dtype(1), dims, std::vector<double>(size_t(ir::checked_numel(dims)))));
+  }
+  return out;
+}
+
+}  // namespace
+
 Kernel linalg_kernel(OpKind op) {
   switch (op) {
     case OpKind::kMatMul: return one_output<run_matmul>;
     case OpKind::kGemm: return one_output<run_gemm>;
     case OpKind::kEinsum: return one_output<run_einsum>;
-    case OpKind::kFusedMatMul: return one_output<run_fused_matmul>;
+    case OpKind::kFusedMatMul: return fused_matmul_outputs;
     case OpKind::kAttention: return one_output<run_attention>;
     default: return nullptr;
   }

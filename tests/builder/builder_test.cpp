@@ -115,6 +115,37 @@ TEST(Builder, TransposedMatMulWeightsAreStoredUntransposed) {
   expect_same_results(net, p.network, {{"batch", 5}}, 1e-6);
 }
 
+// A wide half-precision product whose N is off the 8-element grid (an LM head)
+// gets a scratch output for the runtime's transposed product; N on the grid,
+// float32, narrow products and products with a bias do not.
+TEST(Builder, WideOddProductsGetATransposedScratch) {
+  auto scratch_shape = [](int64_t n, plan::Precision precision, bool bias) {
+    ir::Network net;
+    ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("batch"), Dim(3), Dim(8)});
+    ValueId y = net.add_op1(OpKind::kMatMul, {x, net.add_weight("w", random_weight({8, n}, 3))});
+    if (bias) y = net.add_op1(OpKind::kAdd, {y, net.add_weight("b", random_weight({n}, 4))});
+    net.add_output(y);
+    net.set_dim_range("batch", {1, 2, 4});
+    net.finalize();
+    BuildOptions options;
+    options.precision = precision;
+    plan::Plan p = build(net, options);
+    std::vector<int64_t> at_batch_2;  // the scratch's dims at batch 2
+    for (const ir::Node& node : p.network.nodes())
+      if (node.op == OpKind::kFusedMatMul && node.outputs.size() == 2)
+        at_batch_2 = *ir::evaluate_dims(p.network.value(node.outputs[1]).shape, {{"batch", 2}});
+    if (!at_batch_2.empty()) expect_same_results(net, p.network, {{"batch", 2}}, precision == plan::Precision::kFloat16 ? 1e-2 : 4e-2);
+    return at_batch_2;
+  };
+  using Dims = std::vector<int64_t>;
+  EXPECT_EQ(scratch_shape(4101, plan::Precision::kFloat16, false), Dims({4101, 6}));
+  EXPECT_EQ(scratch_shape(4101, plan::Precision::kBFloat16, false), Dims({4101, 6}));
+  EXPECT_EQ(scratch_shape(4104, plan::Precision::kFloat16, false), Dims());
+  EXPECT_EQ(scratch_shape(4101, plan::Precision::kFloat32, false), Dims());
+  EXPECT_EQ(scratch_shape(1001, plan::Precision::kFloat16, false), Dims());
+  EXPECT_EQ(scratch_shape(4101, plan::Precision::kFloat16, true), Dims());
+}
+
 TEST(Builder, PassLinesGoToTheLogUnlessACallbackTakesThem) {
   ir::Network net = mlp(2, false);
   {

@@ -48,6 +48,10 @@ void infer_fused_matmul(Ctx& c) {
     c.require_same_dtype(0, 3);
     c.require_broadcasts_to(3, out, "the output");
   }
+  if (c.num_outputs() > 1) {  // the scratch for the transposed product: [N, rows of Y]
+    Shape rows(out.begin(), out.end() - 1);
+    c.set(1, c.dtype(0), {out.back(), shape_numel(rows)});
+  }
   c.set(0, c.dtype(0), out);
 }
 
@@ -187,8 +191,10 @@ OpSchema linalg_schema(OpKind op) {
     case OpKind::kGemm:
       return {2, 3, 1, 1, {{"alpha", T::kFloat}, {"beta", T::kFloat}, {"transA", T::kInt}, {"transB", T::kInt}}};
     case OpKind::kEinsum: return {1, -1, 1, 1, {{"equation", T::kString}}};
-    case OpKind::kFusedMatMul:  // act(alpha * A @ op(B) + bias) + residual; inputs A, B, bias?, residual?
-      return {2, 4, 1, 1, {{"trans_b", T::kInt}, {"activation", T::kString}, {"alpha", T::kFloat}}};
+    // act(alpha * A @ op(B) + bias) + residual; inputs A, B, bias?, residual?; output 1, where
+    // the builder adds it, is scratch for the runtime's transposed product (contents unspecified)
+    case OpKind::kFusedMatMul:
+      return {2, 4, 1, 2, {{"trans_b", T::kInt}, {"activation", T::kString}, {"alpha", T::kFloat}}};
     case OpKind::kAttention:  // softmax(scale * Q K^T) V over views of its inputs (see AttentionGeometry)
       return {3, 3, 1, 1,
               {{"q_view", T::kInts}, {"k_view", T::kInts}, {"v_view", T::kInts}, {"k_transposed", T::kInt}, {"out_perm", T::kInts},

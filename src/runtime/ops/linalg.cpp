@@ -54,8 +54,9 @@ void layout(cublasLtMatrixLayout_t* l, cudaDataType_t type, int64_t rows, int64_
 
 class MatMulOp : public Op {
  public:
-  MatMulOp(const plan::Plan& plan, const ir::Node& node, const KernelStore& store, int post_kernel, int skinny_kernel)
-      : node_(node), store_(store), post_kernel_(post_kernel), skinny_kernel_(skinny_kernel) {
+  MatMulOp(const plan::Plan& plan, const ir::Node& node, const KernelStore& store, int post_kernel, int skinny_kernel,
+           std::unique_ptr<Op> transpose)
+      : node_(node), store_(store), post_kernel_(post_kernel), skinny_kernel_(skinny_kernel), transpose_(std::move(transpose)) {
     const ir::Network& net = plan.network;
     dtype_ = net.value(node.inputs[0]).dtype;
     trans_b_ = node.attrs.get_int("trans_b", 0) != 0;
@@ -107,7 +108,11 @@ class MatMulOp : public Op {
       ctx.steps.push_back(std::move(launch));
       return;
     }
-    if (ctx.dry) {  // no device: only the elementwise epilogue below is a kernel of ours
+    // The builder gave wide half-precision products with N off the tensor cores'
+    // 8-element grid a scratch for Y^T; its rows are Y's M rows, on that grid here.
+    bool transposed = transpose_ && batch == 1 && m % 8 == 0;
+    if (ctx.dry) {  // no device: only the transpose and the elementwise epilogue below are kernels of ours
+      if (transposed) transpose_->prepare(ctx);
       if (post_kernel_ >= 0) push_post(ctx, batch * m * n);
       return;
     }
@@ -125,14 +130,25 @@ class MatMulOp : public Op {
     if (has_bias_) epilogue = !epilogue_act ? CUBLASLT_EPILOGUE_BIAS : activation_ == "relu" ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_GELU_BIAS;
     else if (epilogue_act) epilogue = activation_ == "relu" ? CUBLASLT_EPILOGUE_RELU : CUBLASLT_EPILOGUE_GELU;
     KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)), where);
-    if (has_bias_) {
+    if (transposed) {
+      // Column-major D = Y (M x N, ld M), which is Y^T row-major in the scratch: A_cm = X^T, B_cm = op(B).
+      cublasOperation_t x_op = CUBLAS_OP_T, b_op = trans_b_ ? CUBLAS_OP_N : CUBLAS_OP_T;
+      KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_TRANSA, &x_op, sizeof(x_op)), where);
+      KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_TRANSB, &b_op, sizeof(b_op)), where);
+      layout(&desc->a, type, k, m, k, 1, 0, where);
+      if (trans_b_) layout(&desc->b, type, k, n, k, 1, 0, where);
+      else layout(&desc->b, type, n, k, n, 1, 0, where);
+      layout(&desc->c, type, m, n, m, 1, 0, where);
+    } else if (has_bias_) {
       KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, sizeof(type)), where);
     }
-    // Column-major view: A_cm = B (N x K), B_cm = A (K x M), D = Y^T (N x M).
-    if (trans_b_) layout(&desc->a, type, k, n, k, b_batch > 1 ? batch : 1, b_batch > 1 ? n * k : 0, where);
-    else layout(&desc->a, type, n, k, n, batch, b_batch > 1 ? n * k : 0, where);
-    layout(&desc->b, type, k, m, k, batch, a_batch > 1 ? m * k : 0, where);
-    layout(&desc->c, type, n, m, n, batch, m * n, where);
+    if (!transposed) {
+      // Column-major view: A_cm = B (N x K), B_cm = A (K x M), D = Y^T (N x M).
+      if (trans_b_) layout(&desc->a, type, k, n, k, b_batch > 1 ? batch : 1, b_batch > 1 ? n * k : 0, where);
+      else layout(&desc->a, type, n, k, n, batch, b_batch > 1 ? n * k : 0, where);
+      layout(&desc->b, type, k, m, k, batch, a_batch > 1 ? m * k : 0, where);
+      layout(&desc->c, type, n, m, n, batch, m * n, where);
+    }
     cublasLtMatmulPreference_t pref;
     KILN_CUBLAS(cublasLtMatmulPreferenceCreate(&pref), where);
     size_t ws = ctx.workspace_bytes;
@@ -147,9 +163,9 @@ class MatMulOp : public Op {
     desc->algo = result.algo;
     MatmulCall call;
     call.descriptors = desc;
-    call.a = {node_.inputs[1], 0};
-    call.b = {node_.inputs[0], 0};
-    call.d = {node_.outputs[0], 0};
+    call.a = {node_.inputs[transposed ? 0 : 1], 0};
+    call.b = {node_.inputs[transposed ? 1 : 0], 0};
+    call.d = {node_.outputs[transposed ? 1 : 0], 0};
     call.c = has_residual_ && activation_ == "none" ? PtrRef{node_.inputs[3], 0} : PtrRef{node_.outputs[0], 0};
     call.beta = (has_residual_ && activation_ == "none") ? 1.0 : 0.0;
     call.alpha = alpha_;
@@ -157,6 +173,7 @@ class MatMulOp : public Op {
     call.f64 = f64;
     call.node = &node_;
     ctx.steps.push_back(std::move(call));
+    if (transposed) transpose_->prepare(ctx);
     if (post_kernel_ >= 0) push_post(ctx, batch * m * n);
   }
 
@@ -184,6 +201,7 @@ class MatMulOp : public Op {
   const ir::Node& node_;
   const KernelStore& store_;
   int post_kernel_, skinny_kernel_;
+  std::unique_ptr<Op> transpose_;  // scratch Y^T -> Y, where the node has the scratch output
   DType dtype_;
   bool trans_b_, has_bias_, has_residual_;
   double alpha_;
@@ -285,7 +303,22 @@ std::unique_ptr<Op> make_matmul(const plan::Plan& plan, const ir::Node& node, Ke
                              has_residual, act, std::nullopt};
     skinny = store.add(node.name + "_skinny", specializing_generator(spec, codegen::skinny_matmul_source));
   }
-  return std::make_unique<MatMulOp>(plan, node, store, post, skinny);
+  std::unique_ptr<Op> transpose;
+  if (node.outputs.size() > 1) {
+    ir::ValueId y = node.outputs[0], scratch = node.outputs[1];
+    transpose = make_remap_op(node, store, dtype, [y, scratch](const ShapeEnv& shapes) {
+      const auto& dims = shapes.of(y);
+      int64_t n = dims.back(), rows = ir::checked_numel({dims.begin(), dims.end() - 1});
+      RemapPiece piece;
+      piece.src = scratch;
+      piece.dst = y;
+      piece.dims = {rows, n};
+      piece.src_strides = {1, rows};
+      piece.dst_strides = {n, 1};
+      return std::vector<RemapPiece>{piece};
+    });
+  }
+  return std::make_unique<MatMulOp>(plan, node, store, post, skinny, std::move(transpose));
 }
 
 std::unique_ptr<Op> make_attention(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch) {
