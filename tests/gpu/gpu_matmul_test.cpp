@@ -31,6 +31,7 @@ bool has_scratch(const runtime::Engine& engine) {
 }
 
 TEST(GpuTransposedProducts, MatchTheReferenceOnAndOffTheGrid) {
+  KILN_REQUIRE_GPU();
   std::mt19937 rng(11);
   for (P precision : {P::kFloat16, P::kBFloat16})
     for (S strategy : {S::kNone, S::kEager})
