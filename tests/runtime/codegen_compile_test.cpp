@@ -460,6 +460,25 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
   { auto q = numbered<LrnParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(channels), KILN_FIELD(spatial)}); }
 }
 
+// Strided walks over the fewest dims: a transpose keeps its swapped dims, the
+// contiguous runs on every side merge, size-1 dims go, one dim is always left.
+TEST(MergeDimsTest, MergesOnlyWhereEveryStrideSetIsContiguous) {
+  MergedDims copy = merge_dims({2, 3, 4, 5}, {{60, 20, 5, 1}, {60, 20, 5, 1}});
+  EXPECT_EQ(copy.dims, std::vector<int64_t>({120}));
+  EXPECT_EQ(copy.strides, std::vector<std::vector<int64_t>>({{1}, {1}}));
+  // [2, 3, 4, 5] read through perm (0, 1, 3, 2): the last two stay apart, the first two merge.
+  MergedDims transpose = merge_dims({2, 3, 5, 4}, {{60, 20, 1, 5}, {60, 20, 4, 1}});
+  EXPECT_EQ(transpose.dims, std::vector<int64_t>({6, 5, 4}));
+  EXPECT_EQ(transpose.strides, std::vector<std::vector<int64_t>>({{20, 1, 5}, {20, 4, 1}}));
+  MergedDims ones = merge_dims({1, 7, 1, 3}, {{21, 3, 3, 1}, {0, 3, 0, 1}});
+  EXPECT_EQ(ones.dims, std::vector<int64_t>({21}));
+  MergedDims broadcast = merge_dims({4, 6}, {{0, 1}, {6, 1}});  // a row read for every output row
+  EXPECT_EQ(broadcast.dims, std::vector<int64_t>({4, 6}));
+  MergedDims single = merge_dims({1, 1}, {{1, 1}});
+  EXPECT_EQ(single.dims, std::vector<int64_t>({1}));
+  EXPECT_EQ(single.strides, std::vector<std::vector<int64_t>>({{0}}));
+}
+
 // Shapes to elementwise parameters, on the host: dims coalesced and
 // right-aligned, each input's strides over them, the path for packs of `width`.
 struct Expected {

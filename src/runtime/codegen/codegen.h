@@ -118,6 +118,17 @@ static_assert(kElementwiseMaxInputs >= ir::kFusedMaxInputs, "the builder fuses g
 std::string elementwise_source(const ElementwiseSpec& spec);
 // Elements a thread moves at once on the vector paths: 16 bytes of the widest operand.
 int elementwise_vector_width(const std::vector<DType>& inputs, DType output);
+// The same walk over the fewest dims: dims of size 1 dropped, and a dim merged
+// into the kept one before it wherever every stride set steps through the
+// pair as through one dim (outer stride = inner stride x inner size: both
+// contiguous, or both broadcast). At least one dim is left. Fewer dims is less
+// index arithmetic per element, and it exposes the unit-stride runs that
+// vector accesses need.
+struct MergedDims {
+  std::vector<int64_t> dims;
+  std::vector<std::vector<int64_t>> strides;  // per stride set, over dims
+};
+MergedDims merge_dims(const std::vector<int64_t>& dims, const std::vector<std::vector<int64_t>>& strides);
 // An elementwise or cast kernel's parameters for `inputs` (dense, broadcast to
 // `out`): dims coalesced, the path chosen for packs of `width` elements.
 ElementwiseParams elementwise_params(const std::vector<int64_t>& out, const std::vector<std::vector<int64_t>>& inputs, int width);

@@ -103,4 +103,25 @@ std::string params_binding(const char* type, const std::optional<Params>& specia
   return str("  const ", type, "& prm = ", specialize ? "kiln_params" : str("*reinterpret_cast<const ", type, "*>(&p)"), ";\n");
 }
 
+MergedDims merge_dims(const std::vector<int64_t>& dims, const std::vector<std::vector<int64_t>>& strides) {
+  MergedDims m;
+  m.strides.resize(strides.size());
+  for (size_t d = 0; d < dims.size(); ++d) {
+    if (dims[d] == 1) continue;
+    bool merge = !m.dims.empty();
+    for (size_t k = 0; k < strides.size() && merge; ++k) merge = m.strides[k].back() == strides[k][d] * dims[d];
+    if (!merge) {
+      m.dims.push_back(1);
+      for (auto& s : m.strides) s.push_back(0);
+    }
+    m.dims.back() *= dims[d];
+    for (size_t k = 0; k < strides.size(); ++k) m.strides[k].back() = strides[k][d];
+  }
+  if (m.dims.empty()) {
+    m.dims.push_back(1);
+    for (auto& s : m.strides) s.push_back(0);
+  }
+  return m;
+}
+
 }  // namespace kiln::codegen

@@ -349,17 +349,10 @@ class KernelText {
   int width_;
 };
 
-// The output's iteration space and each input's strides over it, simplified:
-// size-1 dims dropped, adjacent dims merged wherever every input steps through
-// the pair as through one dim (contiguous in both, or broadcast over both).
-struct Coalesced {
-  std::vector<int64_t> dims;
-  std::vector<std::vector<int64_t>> strides;  // per input, over dims
-};
-
-Coalesced coalesce(const std::vector<int64_t>& out, const std::vector<std::vector<int64_t>>& inputs) {
-  Coalesced c;
-  std::vector<std::vector<int64_t>> strides;  // over the output's dims, 0 where an input broadcasts
+// The output's iteration space and each input's strides over it (0 where it
+// broadcasts), over the fewest dims.
+MergedDims coalesce(const std::vector<int64_t>& out, const std::vector<std::vector<int64_t>>& inputs) {
+  std::vector<std::vector<int64_t>> strides;
   for (const std::vector<int64_t>& in : inputs) {
     if (in.size() > out.size()) fail(ErrorCode::kInternal, "an elementwise input of rank ", in.size(), " above the output's ", out.size());
     std::vector<int64_t> s(out.size(), 0);
@@ -370,23 +363,7 @@ Coalesced coalesce(const std::vector<int64_t>& out, const std::vector<std::vecto
     }
     strides.push_back(std::move(s));
   }
-  c.strides.resize(inputs.size());
-  for (size_t d = 0; d < out.size(); ++d) {
-    if (out[d] == 1) continue;
-    bool merge = !c.dims.empty();
-    for (size_t k = 0; k < inputs.size() && merge; ++k) merge = c.strides[k].back() == strides[k][d] * out[d];
-    if (!merge) {
-      c.dims.push_back(1);
-      for (auto& s : c.strides) s.push_back(0);
-    }
-    c.dims.back() *= out[d];
-    for (size_t k = 0; k < inputs.size(); ++k) c.strides[k].back() = strides[k][d];
-  }
-  if (c.dims.empty()) {
-    c.dims.push_back(1);
-    for (auto& s : c.strides) s.push_back(0);
-  }
-  return c;
+  return merge_dims(out, strides);  // the dense output merges wherever the inputs do
 }
 
 }  // namespace
@@ -394,7 +371,7 @@ Coalesced coalesce(const std::vector<int64_t>& out, const std::vector<std::vecto
 ElementwiseParams elementwise_params(const std::vector<int64_t>& out, const std::vector<std::vector<int64_t>>& inputs, int width) {
   if (out.size() > size_t(kMaxRank) || inputs.size() > size_t(kElementwiseMaxInputs))
     fail(ErrorCode::kInternal, "elementwise parameters for rank ", out.size(), " and ", inputs.size(), " inputs");
-  Coalesced c = coalesce(out, inputs);
+  MergedDims c = coalesce(out, inputs);
   ElementwiseParams q{};
   q.n = 1;
   for (int64_t d : c.dims) q.n *= d;

@@ -18,9 +18,7 @@ using ir::OpKind;
 namespace {
 
 // A plain strided copy (no pads, modulus or per-dim starts/steps left) over the
-// fewest dims: size-1 dims dropped, neighbours merged where both sides are
-// contiguous across them. Fewer dims is less index arithmetic per element,
-// and it exposes the unit-stride runs the fast paths need.
+// fewest dims (codegen::merge_dims).
 struct StridedCopy {
   std::vector<int64_t> dims, src_strides, dst_strides;
   int64_t src_offset = 0, dst_offset = 0;
@@ -30,24 +28,14 @@ std::optional<StridedCopy> as_strided_copy(const RemapPiece& r) {
   if (r.mode != codegen::PadMode::kNone) return std::nullopt;
   for (int64_t m : r.modulus)
     if (m) return std::nullopt;
-  StridedCopy c{{}, {}, {}, r.src_offset, r.dst_offset};
+  std::vector<int64_t> src(r.dims.size());
+  int64_t src_offset = r.src_offset;
   for (size_t d = 0; d < r.dims.size(); ++d) {
-    int64_t step = r.steps.empty() ? 1 : r.steps[d], start = r.starts.empty() ? 0 : r.starts[d];
-    c.src_offset += start * r.src_strides[d];
-    if (r.dims[d] == 1) continue;
-    int64_t src = step * r.src_strides[d], dst = r.dst_strides[d];
-    if (!c.dims.empty() && c.src_strides.back() == src * r.dims[d] && c.dst_strides.back() == dst * r.dims[d]) {
-      c.dims.back() *= r.dims[d];
-      c.src_strides.back() = src;
-      c.dst_strides.back() = dst;
-      continue;
-    }
-    c.dims.push_back(r.dims[d]);
-    c.src_strides.push_back(src);
-    c.dst_strides.push_back(dst);
+    src[d] = (r.steps.empty() ? 1 : r.steps[d]) * r.src_strides[d];
+    src_offset += (r.starts.empty() ? 0 : r.starts[d]) * r.src_strides[d];
   }
-  if (c.dims.empty()) c.dims = c.src_strides = c.dst_strides = {1};
-  return c;
+  codegen::MergedDims m = codegen::merge_dims(r.dims, {src, r.dst_strides});
+  return StridedCopy{std::move(m.dims), std::move(m.strides[0]), std::move(m.strides[1]), src_offset, r.dst_offset};
 }
 
 // The widest copy unit (bytes, at most 16) that keeps every vector of the last
