@@ -181,9 +181,10 @@ class InferenceSession:
                     break
                 ordered.append(x)
             else:
+                wanted = None if output_names is None else self._select_outputs(output_names)
                 self._per_call["matched"] += 1
                 results = self._run_reference(ordered) if self._kind == "cpu" else self._enqueue_torch(ordered, stream)
-                return results if output_names is None else [results[i] for i in self._select_outputs(output_names)]
+                return results if wanted is None else [results[i] for i in wanted]
         wanted = self._all_outputs if output_names is None else self._select_outputs(output_names)
         self._hot = None
         ordered = self._order_feeds(feeds)
