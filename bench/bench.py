@@ -202,8 +202,12 @@ def kiln_python_timings(model16, example16, warmup, iterations, strategy, kiln_c
         np.save(x_path, example16.cpu().numpy())
         row["kiln_python_plan_cli_us"] = cli_latency(kiln_cli, plan, {engine.network.inputs[0][0]: x_path}, warmup,
                                                      iterations, strategy)
-    stats = kiln.runtime.stats(compiled)["engines"]
+    module_stats = kiln.runtime.stats(compiled)
+    stats = module_stats["engines"]
     row["kiln_python_graph_stats"] = [{k: e["graphs"].get(k) for k in ("calls", "direct", "replays", "captures", "instantiations", "pointer_repairs", "kernel_swaps", "on_context_stream", "fallbacks")} for e in stats]
+    # Whether calls skipped the FX module, and how many matched the inputs validated last (the per-call path).
+    row["kiln_python_fast_path"] = module_stats["engines_only_fast_path"]
+    row["kiln_python_per_call"] = [e["per_call"] for e in stats]
     row["kiln_python_plan_ops"] = [dict(e.network.op_counts) for e in compiled.engines]
     return row, y
 

@@ -11,10 +11,11 @@ def _through_stream_object(device: int) -> int:
 
 def current_raw_stream(device: int) -> int:
     """The raw handle of torch's current stream on CUDA device `device`."""
-    return _accessor()(device)
+    return stream_accessor()(device)
 
 
-def _accessor():
+def stream_accessor():
+    """The function current_raw_stream calls (device index -> handle), for per-call paths to bind once."""
     global _fast
     if _fast is None:
         import torch

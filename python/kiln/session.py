@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _C, _dtypes
 from .plan import Plan, TensorInfo, _infos, build
-from ._streams import current_raw_stream
+from ._streams import stream_accessor
 from .runtime import RuntimeSettings, runtime_cache
 
 
@@ -22,6 +22,11 @@ def _parse_device(device: str) -> tuple[str, int]:
     if device.startswith("cuda:") and device[5:].isdigit():
         return "cuda", int(device[5:])
     raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N'; got {device!r}")
+
+
+# Bound by the first torch run (numpy users never import torch): torch.empty and torch's raw stream accessor.
+_empty = None
+_raw_stream = None
 
 
 def _is_torch_tensor(x: Any) -> bool:
@@ -77,6 +82,11 @@ class InferenceSession:
         self._torch_types = None  # (input dtypes, output dtypes) as torch dtypes, on the first torch run
         self._last_dims = None  # the input shapes the context was last given, and its output dims then
         self._out_dims = None
+        self._out_device = None
+        # The per-call path: (torch.Tensor, input names, dtypes, shapes, device) of the last validated torch
+        # feeds; a call whose feeds match them skips validation. Calls matched and validated.
+        self._hot = None
+        self._per_call = {"matched": 0, "validated": 0}
         self._context = None
         self._profile_index = 0
         if self._kind == "cuda":
@@ -136,6 +146,7 @@ class InferenceSession:
         if self._context is not None:
             self._context.set_optimization_profile(index, self._caller_stream(stream))
             self._last_dims = None  # a new profile may unset the input shapes
+            self._hot = None
         self._profile_index = index
 
     def _caller_stream(self, stream: int | None) -> int:
@@ -147,10 +158,12 @@ class InferenceSession:
         return 0  # the legacy stream: CUDA reports it captured while a global-mode capture is open anywhere
 
     def stats(self) -> dict:
-        """Native graph counters and, per prepared shape, generic/specialized kernel counts."""
+        """Native graph counters and, per prepared shape, generic/specialized kernel counts; per_call: runs
+        whose torch feeds matched the last validated ones (shapes, dtypes, device) and runs validated."""
         if self._context is None:
-            return {}
+            return {"per_call": dict(self._per_call)}
         return {
+            "per_call": dict(self._per_call),
             "graphs": self._context.graph_stats(),
             "shapes": self._context.specialization_stats(),
             "kernels": {"compiled": self._engine.kernel_count, "from_runtime_cache": self._engine.cached_kernel_count},
@@ -158,15 +171,42 @@ class InferenceSession:
 
     def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, Any], *, stream: int | None = None) -> list:
         """Runs the network on ``feeds`` (input name -> array) and returns the named outputs (all when None)."""
+        hot = self._hot
+        if hot is not None and len(feeds) == len(hot[1]):
+            tensor, names, dtypes, shapes, device = hot
+            ordered = []
+            for name, dtype, shape in zip(names, dtypes, shapes):
+                x = feeds.get(name)
+                if type(x) is not tensor or x.dtype is not dtype or x.shape != shape or x.device != device or not x.is_contiguous():
+                    break
+                ordered.append(x)
+            else:
+                wanted = None if output_names is None else self._select_outputs(output_names)
+                self._per_call["matched"] += 1
+                results = self._run_reference(ordered) if self._kind == "cpu" else self._enqueue_torch(ordered, stream)
+                return results if wanted is None else [results[i] for i in wanted]
         wanted = self._all_outputs if output_names is None else self._select_outputs(output_names)
+        self._hot = None
         ordered = self._order_feeds(feeds)
+        self._per_call["validated"] += 1
         if self._kind == "cpu":
             results = self._run_reference(ordered)
+            self._remember(ordered)
         elif all(_is_torch_tensor(x) and x.is_cuda for x in ordered):
             results = self._run_torch_cuda(ordered, stream)
+            self._remember(ordered)
         else:
             results = self._run_host(ordered, stream)
         return [results[i] for i in wanted]
+
+    def _remember(self, ordered: list) -> None:
+        """After a validated run: plain contiguous torch tensors on one device are what the next calls match."""
+        torch = sys.modules.get("torch")
+        if torch is None or not ordered or not all(type(x) is torch.Tensor and x.is_contiguous() for x in ordered):
+            return
+        device = ordered[0].device
+        if all(x.device == device for x in ordered):
+            self._hot = (torch.Tensor, self._input_names, tuple(x.dtype for x in ordered), tuple(x.shape for x in ordered), device)
 
     def _select_outputs(self, names: Sequence[str] | None) -> list[int]:
         if names is None:
@@ -255,13 +295,23 @@ class InferenceSession:
                 raise ValueError(f"input '{info.name}' is on {x.device}; the other inputs are on {ordered[0].device}")
         dims = [x.shape for x in ordered]
         if dims != self._last_dims:  # unchanged shapes cost a comparison
-            self._out_dims = self._context.set_input_shapes([list(d) for d in dims])
+            out_dims = self._context.set_input_shapes([list(d) for d in dims])
+            self._out_dims = [(tuple(d), t) for d, t in zip(out_dims, self._torch_types[1])]
             self._last_dims = dims
-        outputs = [torch.empty(d, dtype=t, device=device) for d, t in zip(self._out_dims, self._torch_types[1])]
-        addresses = [x.data_ptr() for x in ordered] + [y.data_ptr() for y in outputs]
-        if stream is None:
-            stream = current_raw_stream(device)
-        self._context.enqueue(addresses, stream)
+        self._out_device = ordered[0].device
+        global _empty, _raw_stream
+        if _empty is None:
+            _empty, _raw_stream = torch.empty, stream_accessor()
+        return self._enqueue_torch(ordered, stream)
+
+    def _enqueue_torch(self, ordered: list, stream: int | None) -> list:
+        """Outputs for the shapes set last, and one binding call (the per-call path)."""
+        device = self._out_device
+        outputs = [_empty(d, dtype=t, device=device) for d, t in self._out_dims]
+        addresses = [x.data_ptr() for x in ordered]
+        for y in outputs:
+            addresses.append(y.data_ptr())
+        self._context.enqueue(addresses, _raw_stream(device.index) if stream is None else stream)
         return outputs
 
     def _device_memory(self, index: int, nbytes: int):
@@ -278,6 +328,7 @@ class InferenceSession:
         arrays = [self._host_array(x) for x in ordered]
         out_dims = self._context.set_input_shapes([list(a.shape) for a in arrays])
         self._last_dims = None  # the torch path's cached shapes no longer hold
+        self._hot = None
         addresses = []
         for i, a in enumerate(arrays):
             memory = self._device_memory(i, a.nbytes)

@@ -14,6 +14,7 @@ from .. import _C
 from ..runtime import RuntimeSettings
 from . import _aten  # noqa: F401  (registers the translations)
 from ._engine import call_engine, make_spec, register_runner
+from ._fast import install as install_fast_path
 from ._input import Input
 from ._partition import ENGINE_PREFIX, partition
 from ._translate import TARGET, Translator, fake
@@ -235,6 +236,8 @@ class CompiledModule(torch.fx.GraphModule):
 
         return {
             "cudagraphs_mode": "whole_graph" if get_whole_cudagraphs_mode() else "subgraph" if get_cudagraphs_mode() else "standard",
+            # Calls skip the FX module and go straight to the engines (kiln/torch/_fast.py).
+            "engines_only_fast_path": getattr(type(self).__call__, "engines_only", None) is not None,
             "engines": [r.stats() for r in self.engines],
         }
 
@@ -281,6 +284,7 @@ def attach(gm: torch.fx.GraphModule, runners: list, settings: RuntimeSettings, i
     compiled.__dict__["_kiln_runners"] = runners
     compiled.__dict__["_kiln_settings"] = settings
     compiled.__dict__["_kiln_inputs"] = inputs  # what kiln.torch.save traces with
+    install_fast_path(compiled)
     return compiled
 
 

@@ -19,9 +19,14 @@ import numpy as np
 import torch
 
 from .. import _C, _dtypes
-from .._streams import current_raw_stream
+from .._streams import stream_accessor
 from ..runtime import MODE, RuntimeSettings, runtime_cache
 from ._translate import evaluate_dim
+
+# Bound once: module attribute lookups on the per-call path add up.
+_get_ident = threading.get_ident
+_empty = torch.empty
+_raw_stream = stream_accessor()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -50,15 +55,20 @@ def output_shapes(spec: dict, inputs: list) -> list[list]:
 
 
 class _ThreadContext:
-    """One thread's execution context with what it was last given."""
+    """One thread's execution context (None on the reference interpreter) and
+    what its last inputs were validated as: the per-call path compares a call's
+    inputs with that and skips every other step when they match."""
 
-    __slots__ = ("context", "strategy", "dims", "out_dims")
+    __slots__ = ("context", "strategy", "shapes", "device", "outputs", "matched", "validated")
 
     def __init__(self, context):
         self.context = context
         self.strategy = None
-        self.dims = None
-        self.out_dims = None
+        self.shapes = None  # the validated inputs' shapes (torch.Size), None until a call validated some
+        self.device = None  # the engine's torch.device, which they were on
+        self.outputs = ()  # (dims, torch dtype) per output at those shapes
+        self.matched = 0  # calls whose inputs matched the validated ones
+        self.validated = 0  # calls that went through validation
 
 
 class EngineRunner:
@@ -70,6 +80,8 @@ class EngineRunner:
         self.name = self.spec["name"]
         self._plan = _C.Plan.deserialize(plan_bytes)
         self._output_dtypes = [_dtypes.torch_dtype(o["dtype"]) for o in self.spec["outputs"]]
+        self._input_dtypes = tuple(_dtypes.torch_dtype(i["dtype"]) for i in self.spec["inputs"])
+        self._on_cpu = self.spec["device"] == "cpu"
         self._lock = threading.Lock()
         self._engine = None
         self._contexts: dict[int, _ThreadContext] = {}  # by thread
@@ -104,11 +116,68 @@ class EngineRunner:
     def plan_bytes(self) -> bytes:
         return self._plan.serialize()
 
-    # --- reference interpreter ------------------------------------------------------------------
-    def run_reference(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    # --- the per-call path -----------------------------------------------------------------------
+    def run(self, inputs) -> list[torch.Tensor]:
+        """Runs the engine on plain tensors (a list or tuple, one per engine input).
+
+        Every line here costs latency on every call: a call whose inputs have the
+        shapes, dtypes and device this thread's last validated call had (and are
+        contiguous) goes straight to output allocation and one binding call; any
+        other goes through validation first, which raises naming the input."""
+        tc = self._contexts.get(_get_ident())
+        if tc is None:
+            tc = self._thread_context()
+        shapes = tc.shapes
+        if shapes is not None and len(inputs) == len(shapes):
+            device = tc.device
+            for t, shape, dtype in zip(inputs, shapes, self._input_dtypes):
+                if t.shape != shape or t.dtype is not dtype or t.device != device or not t.is_contiguous():
+                    break
+            else:
+                tc.matched += 1
+                return self._run_reference(inputs, tc) if self._on_cpu else self._run_cuda(inputs, tc)
+        inputs = self._validate(inputs, tc)
+        tc.validated += 1
+        return self._run_reference(inputs, tc) if self._on_cpu else self._run_cuda(inputs, tc)
+
+    def _thread_context(self) -> _ThreadContext:
+        """This thread's state, with its execution context on the GPU (made on first use, outside any capture)."""
+        with self._lock:
+            tc = self._contexts.get(_get_ident())
+            if tc is None:
+                if not self._on_cpu and self._engine is None:
+                    self._start(torch.cuda.current_device())
+                tc = _ThreadContext(None if self._on_cpu else self._engine.create_context())
+                self._contexts[_get_ident()] = tc
+            return tc
+
+    def _validate(self, inputs, tc: _ThreadContext) -> list[torch.Tensor]:
+        """Checks the inputs (count, dtype, device; shapes on the GPU through the context,
+        naming the input and the range), makes them contiguous and remembers what they were."""
+        tc.shapes = None  # until every check below passed
+        infos = self.spec["inputs"]
+        if len(inputs) != len(infos):
+            raise ValueError(f"kiln engine '{self.name}' takes {len(infos)} inputs; got {len(inputs)}")
+        device = torch.device("cpu") if self._on_cpu else torch.device("cuda", self._device)
+        out = []
+        for info, t, dtype in zip(infos, inputs, self._input_dtypes):
+            if t.dtype is not dtype:
+                raise TypeError(f"kiln engine '{self.name}': input '{info['name']}' must be {info['dtype']}; got {t.dtype}")
+            if t.device != device:
+                raise ValueError(f"kiln engine '{self.name}': input '{info['name']}' is on {t.device}; the engine runs on {device}")
+            out.append(t if t.is_contiguous() else t.contiguous())
+        shapes = [t.shape for t in out]
+        if not self._on_cpu:  # the reference interpreter checks the shapes itself, on every call
+            dims = tc.context.set_input_shapes([list(s) for s in shapes])  # raises naming the input, dim and range
+            tc.outputs = tuple((tuple(d), dtype) for d, dtype in zip(dims, self._output_dtypes))
+        tc.device = device
+        tc.shapes = shapes
+        return out
+
+    def _run_reference(self, inputs, tc: _ThreadContext) -> list[torch.Tensor]:
         feeds = []
         for info, t in zip(self.spec["inputs"], inputs):
-            t = t.detach().to("cpu").contiguous()
+            t = t.detach()
             a = t.view(torch.int16).numpy().view(np.uint16) if t.dtype == torch.bfloat16 else t.numpy()
             feeds.append((info["name"], info["dtype"], list(t.shape), a.reshape(-1).view(np.uint8)))
         out = []
@@ -121,6 +190,7 @@ class EngineRunner:
     # --- GPU ------------------------------------------------------------------------------------------
     def _start(self, device_index: int):
         s = self._settings
+        self._device = device_index
         self._engine = _C.Engine.create(
             self._plan,
             cuda_graph_strategy=s.cuda_graph_strategy,
@@ -128,18 +198,6 @@ class EngineRunner:
             cache=runtime_cache(s.runtime_cache, s.runtime_cache_shared),
             device=device_index,
         )
-
-    def context(self) -> "_ThreadContext":
-        """This thread's execution context (made on first use, outside any capture)."""
-        key = threading.get_ident()
-        tc = self._contexts.get(key)
-        if tc is None:
-            with self._lock:
-                if self._engine is None:
-                    self._start(torch.cuda.current_device())
-                tc = _ThreadContext(self._engine.create_context())
-                self._contexts[key] = tc
-        return tc
 
     def graph_strategy(self, warn: bool = True) -> str:
         """What this engine's contexts run with now, under the process's cudagraphs mode."""
@@ -157,36 +215,23 @@ class EngineRunner:
             return "whole_graph_capture"
         return self._settings.cuda_graph_strategy
 
-    def run_cuda(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-        # The per-call path: every line here costs latency on every call.
-        tc = self._contexts.get(threading.get_ident()) or self.context()
+    def _run_cuda(self, inputs, tc: _ThreadContext) -> list[torch.Tensor]:
         strategy = self._settings.cuda_graph_strategy if not (MODE.whole or MODE.subgraph) else self.graph_strategy()
         if tc.strategy != strategy:
             tc.context.set_cuda_graph_strategy(strategy)
             tc.strategy = strategy
-        for i, t in enumerate(inputs):
-            if not t.is_contiguous():
-                inputs[i] = t.contiguous()
-        dims = [t.shape for t in inputs]
-        if dims != tc.dims:
-            tc.out_dims = tc.context.set_input_shapes([list(d) for d in dims])
-            tc.dims = dims
-        device = inputs[0].get_device() if inputs else torch.cuda.current_device()
-        outputs = [torch.empty(d, dtype=t, device=device) for d, t in zip(tc.out_dims, self._output_dtypes)]
+        device = tc.device
+        outputs = [_empty(dims, dtype=dtype, device=device) for dims, dtype in tc.outputs]
         addresses = [t.data_ptr() for t in inputs]
         for o in outputs:
             addresses.append(o.data_ptr())
-        tc.context.enqueue(addresses, current_raw_stream(device))
+        tc.context.enqueue(addresses, _raw_stream(self._device))
         return outputs
-
-    def run(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-        if self.spec["device"] == "cpu":
-            return self.run_reference(inputs)
-        return self.run_cuda(inputs)
 
     # --- what kiln.runtime.stats reports ------------------------------------------------------------
     def stats(self) -> dict:
-        contexts = [tc.context for tc in self._contexts.values()]
+        states = list(self._contexts.values())
+        contexts = [tc.context for tc in states if tc.context is not None]
         graphs: dict = {}
         for c in contexts:
             for key, value in c.graph_stats().items():
@@ -204,6 +249,8 @@ class EngineRunner:
             "contexts": len(contexts),
             "graphs": graphs,
             "shapes": [s for c in contexts for s in c.specialization_stats()],
+            # The per-call path: calls that matched the inputs validated last (per thread), calls validated.
+            "per_call": {"matched": sum(tc.matched for tc in states), "validated": sum(tc.validated for tc in states)},
             "kernels": {"compiled": 0, "from_runtime_cache": 0} if self._engine is None else {
                 "compiled": self._engine.kernel_count, "from_runtime_cache": self._engine.cached_kernel_count},
         }
@@ -251,7 +298,7 @@ def runner_for(plan: torch.Tensor, spec: str) -> EngineRunner:
 @torch.library.custom_op("kiln::execute", mutates_args=())
 def execute(plan: torch.Tensor, inputs: list[torch.Tensor], spec: str) -> list[torch.Tensor]:
     """Runs a kiln engine (the plan's bytes, its spec) on `inputs`."""
-    return runner_for(plan, spec).run(list(inputs))
+    return runner_for(plan, spec).run(inputs)
 
 
 @execute.register_fake
@@ -272,4 +319,4 @@ def call_engine(plan: torch.Tensor, inputs: list[torch.Tensor], spec: str) -> li
     for t in inputs:  # a loop, not a generator: TorchDynamo may read this function
         if type(t) is not torch.Tensor:
             return torch.ops.kiln.execute(plan, inputs, spec)
-    return runner_for(plan, spec).run(list(inputs))
+    return runner_for(plan, spec).run(inputs)
