@@ -162,7 +162,7 @@ struct ExecuteTimes {
 
 struct InstanceState {
   InstanceState(std::string name, std::shared_ptr<const ServedModel> served)
-      : name(std::move(name)), model(std::move(served)), names(model->plan->network), check(*model) {}
+      : name(std::move(name)), model(std::move(served)), names(model->plan->network), check(model) {}
   std::string name;  // "model 'mlp' instance 'mlp_0'"
   std::shared_ptr<const ServedModel> model;
   IoNames names;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <set>
+#include <utility>
 
 #include "kiln/error.h"
 
@@ -38,8 +39,8 @@ std::string IoNames::order_inputs(std::span<const char* const> names, std::vecto
   return "";
 }
 
-RequestCheck::RequestCheck(const ServedModel& model) : model_(model) {
-  const ir::Network& net = model.plan->network;
+RequestCheck::RequestCheck(std::shared_ptr<const ServedModel> model) : model_(std::move(model)) {
+  const ir::Network& net = model_->plan->network;
   for (ir::ValueId id : net.inputs()) {
     std::vector<DimRule>& rules = rules_.emplace_back();
     for (const ir::Dim& want : net.value(id).shape) {
@@ -74,7 +75,7 @@ RequestCheck::RequestCheck(const ServedModel& model) : model_(model) {
 }
 
 std::string RequestCheck::operator()(const RequestInputs& inputs) {
-  const ir::Network& net = model_.plan->network;
+  const ir::Network& net = model_->plan->network;
   if (inputs.size() != net.inputs().size())
     return str("the request has ", inputs.size(), " inputs; the model takes ", net.inputs().size());
   constexpr int64_t kUnbound = -1;  // dims are never negative (the backend refuses them)
@@ -127,10 +128,10 @@ std::string RequestCheck::operator()(const RequestInputs& inputs) {
       }
     }
   }
-  if (model_.batched()) {
+  if (model_->batched()) {
     int64_t batch = inputs.front().dims.at(0);
-    if (batch < 1 || batch > model_.config.max_batch_size)
-      return str("the batch dim is ", batch, "; max_batch_size is ", model_.config.max_batch_size);
+    if (batch < 1 || batch > model_->config.max_batch_size)
+      return str("the batch dim is ", batch, "; max_batch_size is ", model_->config.max_batch_size);
     for (size_t i = 1; i < inputs.size(); ++i)
       if (inputs[i].dims.at(0) != batch)
         return str("input '", net.value(net.inputs()[i]).name, "' has batch ", inputs[i].dims[0], " but input '",

@@ -6,6 +6,7 @@
 // lookup, map or allocation. No Triton API here.
 #pragma once
 
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -44,7 +45,7 @@ class IoNames {
 // input and dim. Built once per instance; one check at a time.
 class RequestCheck {
  public:
-  explicit RequestCheck(const ServedModel& model);
+  explicit RequestCheck(std::shared_ptr<const ServedModel> model);
   std::string operator()(const RequestInputs& inputs);
 
  private:
@@ -61,7 +62,7 @@ class RequestCheck {
     bool ranged = false;
     ir::DimRange range;
   };
-  const ServedModel& model_;
+  std::shared_ptr<const ServedModel> model_;
   std::vector<std::vector<DimRule>> rules_;  // per input, per dim
   std::vector<Symbol> symbols_;
   bool has_expressions_ = false;
