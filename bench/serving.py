@@ -7,6 +7,11 @@ build a kiln plan for batch 1..--max-batch, and serve it twice from one model
 repository, without and with dynamic batching. Then, per model and batching
 mode, --clients concurrent clients (threads in --processes processes, one
 gRPC client each) send batch-1 requests for --seconds after --warmup-seconds.
+With --shared-memory system or cuda the requests carry no tensor bytes: each
+client process puts the inputs into one shared memory region (system shared
+memory, or CUDA memory of --gpu) and gives each request in flight an output
+region of its own, and sends over one gRPC stream with --clients requests in
+flight in all (split among the processes), so the clients stay light.
 Every request carries one of --inputs distinct random inputs whose output was
 computed beforehand (through the server, one request at a time, and checked
 against `kiln run` of the same plan), and every response is checked against
@@ -18,8 +23,9 @@ Triton's own statistics per request (queue, compute input/infer/output) and
 the batch sizes the batcher formed, GPU busy (nvidia-smi every 100 ms), and
 beside them `kiln run` of the same plan at batch 1 and at the batch size the
 batcher formed most often: the backend's overhead per request (Triton's
-compute_infer per batch-1 execution minus kiln run's p50 at batch 1) and the
-throughput against kiln run's (batch / p50) at that batch size.
+compute_infer per batch-1 execution minus kiln run's p50 at batch 1, and the
+same at the formed batch size) and the throughput against kiln run's
+(batch / p50) at that batch size.
 Writes serving.json and serving-table.txt to --out; prints the table last.
 """
 import argparse
@@ -55,6 +61,10 @@ def parse_args(argv=None):
     ap.add_argument("--delay-us", type=int, default=100, help="dynamic_batching max_queue_delay_microseconds")
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--processes", type=int, default=8, help="client processes; the clients are threads split among them")
+    ap.add_argument("--shared-memory", default="none", choices=["none", "system", "cuda"],
+                    help="none: tensors in the gRPC requests, one request in flight per client thread; system, cuda: "
+                         "tensors in shared memory regions (CUDA memory of --gpu), --clients requests in flight over "
+                         "gRPC streams")
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--warmup-seconds", type=float, default=10, help="the same load first, not counted")
     ap.add_argument("--inputs", type=int, default=16, help="distinct random inputs per model")
@@ -64,7 +74,7 @@ def parse_args(argv=None):
     ap.add_argument("--kernel-specialization", default="lazy", choices=["lazy", "eager", "none"],
                     help="the backend's dynamic_shapes_kernel_specialization_strategy (kiln run times eager)")
     ap.add_argument("--kiln-iterations", type=int, default=300, help="kiln run's timed runs per batch size")
-    ap.add_argument("--gpu", default="0", help="the GPU nvidia-smi samples")
+    ap.add_argument("--gpu", default="0", help="the GPU nvidia-smi samples (and --shared-memory cuda's regions are on)")
     ap.add_argument("--kiln", default=str(triton_server.kiln_cli()), help="the kiln CLI")
     ap.add_argument("--out", default="build-gpu/out", help="folder for serving.json and serving-table.txt")
     ap.add_argument("--work", default="build-gpu/serving-work", help="folder for models, plans, the repository, logs")
@@ -271,19 +281,152 @@ def client_process(url, entry, inputs, expected, threads, seed, start_at, second
                 "errors": list(errors), "stuck_threads": stuck, "max_error": worst[0], "cpu_share": cpu_share}
 
 
-def run_load(url, entry, inputs, expected, args, seconds, pool=None):
+class Regions:
+    """One client process's shared memory regions, registered with the server: one holding every
+    input, each at a 256-byte aligned offset (the alignment a GPU instance needs to bind an input
+    as it is), and an output region per request in flight. System shared memory, or CUDA memory
+    of one GPU."""
+
+    ALIGN = 256
+
+    def __init__(self, client, kind, gpu, inputs, output_dims, slots):
+        if kind == "system":
+            import tritonclient.utils.shared_memory as module
+        else:
+            import tritonclient.utils.cuda_shared_memory as module
+        self.client, self.kind, self.gpu, self.module, self.made = client, kind, int(gpu), module, []
+        prefix = f"kiln_serving_{os.getpid()}"
+        self.input_bytes = inputs[0].nbytes
+        self.input_stride = -(-self.input_bytes // self.ALIGN) * self.ALIGN
+        packed = np.zeros(len(inputs) * self.input_stride, np.uint8)
+        for i, x in enumerate(inputs):
+            packed[i * self.input_stride:i * self.input_stride + x.nbytes] = np.frombuffer(x.tobytes(), np.uint8)
+        self.output_shape = [1, *output_dims]
+        self.output_bytes = int(np.prod(self.output_shape)) * 4
+        self.input = self._make(f"{prefix}_in", packed.nbytes, packed)[0]
+        self.outputs = [self._make(f"{prefix}_out{s}", self.output_bytes) for s in range(slots)]
+
+    def _make(self, name, byte_size, values=None):
+        if self.kind == "system":
+            handle = self.module.create_shared_memory_region(name, f"/{name}", byte_size)
+            self.made.append((name, handle))
+            if values is not None:
+                self.module.set_shared_memory_region(handle, [values])
+            self.client.register_system_shared_memory(name, f"/{name}", byte_size)
+        else:
+            handle = self.module.create_shared_memory_region(name, byte_size, self.gpu)
+            self.made.append((name, handle))
+            if values is not None:
+                self.module.set_shared_memory_region(handle, [values])
+            self.client.register_cuda_shared_memory(name, self.module.get_raw_handle(handle), self.gpu, byte_size)
+        return name, handle
+
+    def output(self, slot):
+        """The output the request in flight in this slot got (a copy)."""
+        return np.array(self.module.get_contents_as_numpy(self.outputs[slot][1], np.float32, self.output_shape))
+
+    def close(self):
+        for name, handle in self.made:
+            try:
+                if self.kind == "system":
+                    self.client.unregister_system_shared_memory(name)
+                else:
+                    self.client.unregister_cuda_shared_memory(name)
+            finally:
+                self.module.destroy_shared_memory_region(handle)
+
+
+def stream_client_process(url, entry, inputs, expected, slots, seed, start_at, seconds, timeout, kind, gpu,
+                          output_dims):
+    """slots requests in flight over one gRPC stream, tensors in shared memory (Regions), from
+    start_at for seconds; results as client_process's. A request that fails leaves its slot
+    unused (a stream's error does not say which request it answers)."""
+    import tritonclient.grpc as grpcclient
+
+    rng = np.random.default_rng(seed)
+    client = grpcclient.InferenceServerClient(url)
+    lock, idle = threading.Lock(), threading.Condition()
+    latencies, errors = [], []
+    counts = {"ok": 0, "mixed": 0, "wrong": 0, "lost": 0}
+    per_input = {k: [0] * len(inputs) for k in counts}
+    worst, in_flight, sent = [0.0], [0], {}
+    regions = None
+    try:
+        regions = Regions(client, kind, gpu, inputs, output_dims, slots)
+        x_shape = list(inputs[0].shape)
+        end = [float("inf")]
+
+        def send(slot):
+            i = int(rng.integers(len(inputs)))
+            inp = grpcclient.InferInput("x", x_shape, "FP32")
+            inp.set_shared_memory(regions.input, regions.input_bytes, offset=i * regions.input_stride)
+            out = grpcclient.InferRequestedOutput("y")
+            out.set_shared_memory(regions.outputs[slot][0], regions.output_bytes)
+            sent[slot] = (i, time.perf_counter())
+            client.async_stream_infer(entry, [inp], outputs=[out], request_id=str(slot))
+
+        def answered(result, error):
+            with lock:
+                if error is not None or result is None:
+                    counts["lost"] += 1
+                    if len(errors) < 5:
+                        errors.append(f"{type(error).__name__}: {error}"[:300])
+                else:
+                    slot = int(result.get_response().id)
+                    i, t0 = sent[slot]
+                    latencies.append((time.perf_counter() - t0) * 1e6)
+                    kind_, err = expected.classify(regions.output(slot)[0], i)
+                    counts[kind_] += 1
+                    per_input[kind_][i] += 1
+                    if kind_ == "ok":
+                        worst[0] = max(worst[0], err)
+                    if time.monotonic() < end[0]:
+                        send(slot)
+                        return
+                in_flight[0] -= 1
+            with idle:
+                idle.notify_all()
+
+        client.start_stream(callback=answered, stream_timeout=seconds + 2 * timeout + 60)
+        time.sleep(max(0.0, start_at - time.time()))
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        end[0] = time.monotonic() + seconds
+        with lock:
+            for slot in range(slots):
+                in_flight[0] += 1
+                send(slot)
+        with idle:
+            idle.wait_for(lambda: in_flight[0] == 0, timeout=seconds + timeout + 10)
+        cpu_share = (time.process_time() - cpu0) / max(time.monotonic() - wall0, 1e-9)
+        stuck = in_flight[0]
+        client.stop_stream(cancel_requests=bool(stuck))
+    finally:
+        if regions:
+            regions.close()
+        client.close()
+    with lock:
+        return {"latencies_us": latencies, "counts": dict(counts), "per_input": {k: list(v) for k, v in per_input.items()},
+                "errors": list(errors), "stuck_threads": stuck, "max_error": worst[0], "cpu_share": cpu_share}
+
+
+def run_load(url, entry, inputs, expected, args, seconds, pool=None, output_dims=None):
     """--clients clients against entry for seconds, each response checked against expected (an
-    Expected); returns the merged results of every process."""
+    Expected); returns the merged results of every process. With --shared-memory, output_dims
+    (one request's output dims past the batch) size the output regions."""
     shares = [args.clients // args.processes + (p < args.clients % args.processes) for p in range(args.processes)]
     start_at = time.time() + (2.0 if pool else 0.2)  # every client starts together
     jobs = [(url, entry, inputs, expected, n, p, start_at, seconds, args.request_timeout)
             for p, n in enumerate(shares) if n]
-    bound = 2.0 + seconds + args.request_timeout + 30
+    worker = client_process
+    if args.shared_memory != "none":
+        worker = stream_client_process
+        jobs = [job + (args.shared_memory, args.gpu, list(output_dims)) for job in jobs]
+    bound = 2.0 + seconds + args.request_timeout + 30 + (30 if args.shared_memory != "none" else 0)
     if pool:
-        pending = [pool.apply_async(client_process, job) for job in jobs]
+        pending = [pool.apply_async(worker, job) for job in jobs]
         parts = [p.get(timeout=bound) for p in pending]
     else:
-        parts = [client_process(*job) for job in jobs]
+        parts = [worker(*job) for job in jobs]
     merged = {"latencies_us": [], "counts": {}, "per_input": {}, "errors": [], "stuck_threads": 0, "max_error": 0.0,
               "client_cpu_shares": [part["cpu_share"] for part in parts]}
     for part in parts:
@@ -415,6 +558,9 @@ def add_kiln_columns(row, kiln_p50):
     b = row["formed_batch"]
     if b in kiln_p50:
         row["kiln_p50_us_formed"] = kiln_p50[b]
+        formed = row["triton"]["batches"].get(b)
+        if formed:
+            row["backend_overhead_formed_us"] = formed["compute_infer_us"] - kiln_p50[b]
         row["kiln_throughput_formed_rps"] = b * 1e6 / kiln_p50[b]
         row["throughput_vs_kiln"] = row["throughput_rps"] / row["kiln_throughput_formed_rps"]
 
@@ -422,13 +568,17 @@ def add_kiln_columns(row, kiln_p50):
 def table(report):
     fmt = lambda v, p=0: "-" if v is None else f"{v:.{p}f}"
     a = report["args"]
-    lines = [f"kiln Triton backend load test on {report['device']}: {a['clients']} clients ({a['processes']} processes), "
+    shm = a.get("shared_memory", "none")
+    clients = (f"{a['clients']} clients ({a['processes']} processes), tensors in the gRPC requests" if shm == "none" else
+               f"{a['clients']} requests in flight over gRPC streams ({a['processes']} processes), tensors in {shm} "
+               f"shared memory")
+    lines = [f"kiln Triton backend load test on {report['device']}: {clients}, "
              f"batch-1 requests for {a['seconds']:g} s after {a['warmup_seconds']:g} s warm-up, {a['instances']} x "
              f"{a['kind']} instances, max_batch_size {a['max_batch']}, dynamic batching delay {a['delay_us']} us; "
              f"latencies in us",
              f"{'model':9} {'mode':8} {'requests':>8} {'lost':>5} {'mixed':>5} {'wrong':>5} {'max err':>7} {'req/s':>8} {'p50':>8} "
              f"{'p90':>8} {'p99':>8} {'queue':>7} {'c_in':>6} {'infer':>7} {'c_out':>6} {'batch':>5} {'busy%':>5} "
-             f"{'kiln@1':>7} {'ovhd@1':>7} {'kiln@b':>7} {'kiln r/s':>8} {'vs kiln':>7}"]
+             f"{'kiln@1':>7} {'ovhd@1':>7} {'kiln@b':>7} {'ovhd@b':>7} {'kiln r/s':>8} {'vs kiln':>7}"]
     for r in report["rows"]:
         t = r["triton"]
         busy = r["gpu_busy"]["mean_percent"]
@@ -439,6 +589,7 @@ def table(report):
             f"{fmt(t['compute_infer']['us_per_request']):>7} {fmt(t['compute_output']['us_per_request']):>6} "
             f"{fmt(r['formed_batch']):>5} {fmt(busy):>5} {fmt(r.get('kiln_p50_us_batch1'), 1):>7} "
             f"{fmt(r.get('backend_overhead_us'), 1):>7} {fmt(r.get('kiln_p50_us_formed'), 1):>7} "
+            f"{fmt(r.get('backend_overhead_formed_us'), 1):>7} "
             f"{fmt(r.get('kiln_throughput_formed_rps')):>8} {fmt(r.get('throughput_vs_kiln'), 2):>7}")
     for r in report["rows"]:
         hist = ", ".join(f"{b}:{v['executions']}" for b, v in r["triton"]["batches"].items())
@@ -462,10 +613,12 @@ def table(report):
     lines += ["max err: the largest distance of a correct response from its input's output, over the largest |output|",
               "req/s: answered requests per second; p50, p90, p99: client-side latency of one request",
               "queue, c_in, infer, c_out: Triton's statistics per request (a batch's time counts for each of its requests);"
-              " c_in ends when the backend has gathered the requests' inputs into its pinned staging",
+              " c_in: reading the requests, allocating the response buffers, gathering the inputs (none when a"
+              " GPU instance binds a request's GPU memory as it is)",
               "batch: the batch size formed most often; busy%: mean nvidia-smi utilization.gpu",
               "kiln@1, kiln@b: `kiln run` p50 (enqueue + synchronize, eager kernels) at batch 1 and at that batch size",
-              "ovhd@1: Triton's compute_infer per batch-1 execution minus kiln@1 (the transfers to and from the GPU, the backend)",
+              "ovhd@1, ovhd@b: Triton's compute_infer per execution of batch 1 (of the formed batch) minus kiln@1 (kiln@b):"
+              " the transfers to and from the GPU, the backend",
               "kiln r/s: batch / kiln@b; vs kiln: req/s / kiln r/s",
               "targets (issue 16): no lost, mixed or wrong responses under 64 clients for 60 s; ovhd@1 <= 30 us; "
               "batched ResNet-18 vs kiln >= 0.9"]
@@ -533,12 +686,12 @@ def serve_and_load(args, models, modes):
             print(f"== {model['name']}: {args.inputs} inputs, outputs {model['separation']:.3g} apart at least", flush=True)
             for mode in modes:
                 entry = entry_name(model["name"], mode)
-                warm = run_load(url, entry, inputs, expected, args, args.warmup_seconds, pool) \
+                warm = run_load(url, entry, inputs, expected, args, args.warmup_seconds, pool, model["output_dims"]) \
                     if args.warmup_seconds > 0 else {"counts": {}}
                 before = triton_stats(http, entry)
                 busy = GpuBusy(args.gpu, args.kind == "KIND_GPU")
                 try:
-                    load = run_load(url, entry, inputs, expected, args, args.seconds, pool)
+                    load = run_load(url, entry, inputs, expected, args, args.seconds, pool, model["output_dims"])
                 finally:
                     busy_result = busy.stop()
                 row = summarize(model["name"], mode, load, stats_delta(triton_stats(http, entry), before), busy_result)

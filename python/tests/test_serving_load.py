@@ -49,6 +49,22 @@ def test_whole_run_has_no_lost_or_mixed_responses(tmp_path):
     assert (tmp_path / "out" / "serving.json").exists()
 
 
+def test_system_shared_memory_clients_over_streams(tmp_path):
+    """--shared-memory system: requests carry no tensor bytes, several in flight per process over
+    a gRPC stream, every response read from its own output region and checked."""
+    report = serving.main(QUICK + ["--processes", "2", "--seconds", "2", "--warmup-seconds", "0.5", "--modes", "batched",
+                                   "--shared-memory", "system", "--out", str(tmp_path / "out"),
+                                   "--work", str(tmp_path / "work")])
+    (row,) = report["rows"]
+    assert row["requests"] > 0 and row["ok"] == row["requests"], row
+    assert row["lost"] == row["mixed"] == row["wrong"] == row["stuck_threads"] == 0, row
+    triton = row["triton"]
+    assert triton["success"]["count"] == row["ok"], triton
+    assert sum(size * b["executions"] for size, b in triton["batches"].items()) == row["ok"], triton
+    assert "requests in flight over gRPC streams (2 processes), tensors in system shared memory" in \
+        (tmp_path / "out" / "serving-table.txt").read_text()
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     import tritonclient.http as httpclient
@@ -134,8 +150,10 @@ def test_report_sets_triton_beside_kiln_run():
                    "resnet18 batched: throughput 0.94 of kiln run's at batch 16 >= 0.9": True,
                    "resnet18: kiln run agrees with the server": True}
     text = serving.table(report)
-    assert "   200.0    40.0   200.0     5000    0.80" in text, text  # plain: kiln at batch 1 on both sides
-    assert "   200.0    50.0  1000.0    16000    0.94" in text, text
+    assert plain["backend_overhead_formed_us"] == pytest.approx(40.0)
+    assert batched["backend_overhead_formed_us"] == pytest.approx(-100.0)  # Triton's batch-16 infer under kiln run's
+    assert "   200.0    40.0   200.0    40.0     5000    0.80" in text, text  # plain: kiln at batch 1 on both sides
+    assert "   200.0    50.0  1000.0  -100.0    16000    0.94" in text, text
 
 
 def test_gpu_busy_says_why_it_has_no_samples(monkeypatch):

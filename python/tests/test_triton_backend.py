@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -105,6 +106,9 @@ def served(tmp_path_factory):
             "runtime_cache_path": str(root / "runtime_cache.bin"),
             "profile.x": f"1x{FEATURES},4x{FEATURES},{MAX_BATCH}x{FEATURES}"})),
         **({"mlp_gpus": (plan_path, "model.kiln", _config("mlp_gpus", gpus=GPUS, delay_us=100))} if GPUS else {}),
+        # One instance, one request at a time: what its unload log says is about these requests alone.
+        **({"mlp_zero_copy": (plan_path, "model.kiln", _config("mlp_zero_copy", instances=1))}
+           if INSTANCE_KIND == "KIND_GPU" else {}),
         "bad_parameter": (mlp.path, "model.onnx", _config("bad_parameter", parameters={"max_wrokspace": "1"})),
         "bad_value": (mlp.path, "model.onnx", _config("bad_value", parameters={"cuda_graph_strategy": "always"})),
     }
@@ -114,7 +118,8 @@ def served(tmp_path_factory):
         (repository / name / "config.pbtxt").write_text(config)
 
     server = Server(repository, root / "tritonserver.log",
-                    ["mlp_onnx", "mlp_plan", "mlp_ragged", "mlp_fp16", *(["mlp_gpus"] if GPUS else [])])
+                    ["mlp_onnx", "mlp_plan", "mlp_ragged", "mlp_fp16", *(["mlp_gpus"] if GPUS else []),
+                     *(["mlp_zero_copy"] if INSTANCE_KIND == "KIND_GPU" else [])])
     try:
         http = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}", concurrency=8, network_timeout=60)
         server.wait_ready(http, STARTUP_SECONDS)
@@ -307,6 +312,194 @@ def test_malformed_requests_fail_and_the_server_stays_up(served):
     np.testing.assert_allclose(y, served["mlp"](np.full((1, FEATURES), 0.25))[0], rtol=TOLERANCE, atol=TOLERANCE)
 
 
+class _Regions:
+    """Shared memory regions registered with the server for one test, unregistered and destroyed
+    after it: system shared memory, or CUDA memory of GPU 0 ("cuda")."""
+
+    def __init__(self, client, kind="system"):
+        self.client, self.kind, self.made = client, kind, []
+        if kind == "system":
+            import tritonclient.utils.shared_memory as module
+        else:
+            import tritonclient.utils.cuda_shared_memory as module
+        self.module = module
+
+    def make(self, name, byte_size, values=None):
+        name = f"{name}_{os.getpid()}"
+        if self.kind == "system":
+            handle = self.module.create_shared_memory_region(name, f"/{name}", byte_size)
+            self.made.append((name, handle))
+            if values is not None:
+                self.module.set_shared_memory_region(handle, [values])
+            self.client.register_system_shared_memory(name, f"/{name}", byte_size)
+        else:
+            handle = self.module.create_shared_memory_region(name, byte_size, 0)
+            self.made.append((name, handle))
+            if values is not None:
+                self.module.set_shared_memory_region(handle, [values])
+            self.client.register_cuda_shared_memory(name, self.module.get_raw_handle(handle), 0, byte_size)
+        return name, handle
+
+    def read(self, handle, shape):
+        return np.array(self.module.get_contents_as_numpy(handle, np.float32, shape))
+
+    def close(self):
+        for name, handle in self.made:
+            if self.kind == "system":
+                self.client.unregister_system_shared_memory(name)
+            else:
+                self.client.unregister_cuda_shared_memory(name)
+            self.module.destroy_shared_memory_region(handle)
+
+
+def _shm_request(module, x, in_region, out_region, out_bytes=None, in_bytes=None):
+    inp = module.InferInput("x", list(x.shape), "FP32")
+    inp.set_shared_memory(in_region, x.nbytes if in_bytes is None else in_bytes)
+    out = module.InferRequestedOutput("y")
+    out.set_shared_memory(out_region, x.shape[0] * CLASSES * 4 if out_bytes is None else out_bytes)
+    return inp, out
+
+
+@pytest.fixture
+def regions(served):
+    made = []
+
+    def open_regions(protocol, kind="system"):
+        made.append(_Regions(served[protocol], kind))
+        return made[-1]
+
+    yield open_regions
+    for r in made:
+        r.close()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("model", ["mlp_onnx", "mlp_plan"])
+def test_system_shared_memory_inputs_and_outputs(served, regions, protocol, model):
+    """Inputs read from and outputs written to the client's shared memory: no tensor bytes in the
+    requests, the same results."""
+    shm = regions(protocol)
+    module = served[f"{protocol}client"]
+    rng = np.random.default_rng(12)
+    for n in (1, 3):
+        x = _batch(rng, n)
+        in_region, _ = shm.make(f"in_{protocol}_{model}_{n}", x.nbytes, x)
+        out_region, out_handle = shm.make(f"out_{protocol}_{model}_{n}", n * CLASSES * 4)
+        inp, out = _shm_request(module, x, in_region, out_region)
+        served[protocol].infer(model, [inp], outputs=[out])
+        y = shm.read(out_handle, [n, CLASSES])  # the region starts zeroed: the backend wrote it
+        np.testing.assert_allclose(y, served["mlp"](x), rtol=TOLERANCE, atol=TOLERANCE)
+
+
+def test_shared_memory_of_the_wrong_size_fails_that_request_alone(served, regions):
+    """In one dynamic batch (mlp_ragged waits 300 ms): a request whose output region is too small
+    for its rows gets the backend's error naming it, one whose input region is smaller than its
+    input gets Triton's; the others get their results in their regions."""
+    shm = regions("http")
+    httpclient = served["httpclient"]
+    rng = np.random.default_rng(13)
+    start = served["server"].log_text().count("kiln model 'mlp_ragged' instance")
+    cases = []
+    for i in range(4):
+        x = _batch(rng, 2)
+        in_region, _ = shm.make(f"batch_in_{i}", x.nbytes, x)
+        out_bytes = 2 * CLASSES * 4 if i != 1 else CLASSES * 4  # request 1: room for one row of two
+        out_region, out = shm.make(f"batch_out_{i}", out_bytes)
+        cases.append((x, in_region, out_region, out, out_bytes))
+    small_in, _ = shm.make("small_in", 16)
+    pending = []
+    for i, (x, in_region, out_region, out, out_bytes) in enumerate(cases):
+        inp, req = _shm_request(httpclient, x, in_region, out_region, out_bytes=out_bytes)
+        pending.append(served["http"].async_infer("mlp_ragged", [inp], outputs=[req], request_id=f"s{i}"))
+    x = _batch(rng, 1)
+    inp, req = _shm_request(httpclient, x, small_in, cases[0][2])
+    with pytest.raises(Exception) as refused:
+        served["http"].infer("mlp_ragged", [inp], outputs=[req], request_id="small")
+    assert small_in in str(refused.value) or "byte" in str(refused.value).lower(), refused.value
+    for i, ((x, _, _, out, _), handle) in enumerate(zip(cases, pending)):
+        if i == 1:
+            with pytest.raises(Exception) as failed:
+                handle.get_result(timeout=60)
+            message = str(failed.value)
+            assert "kiln model 'mlp_ragged' instance" in message and "(request 's1')" in message, message
+            assert str(CLASSES * 4) in message and str(2 * CLASSES * 4) in message, message
+        else:
+            handle.get_result(timeout=60)
+            np.testing.assert_allclose(shm.read(out, [2, CLASSES]), served["mlp"](x), rtol=TOLERANCE, atol=TOLERANCE)
+    lines = [l for l in served["server"].log_text().splitlines() if "kiln model 'mlp_ragged' instance" in l][start:]
+    assert any("execute: 4 requests, 0 refused, 1 batches" in l for l in lines), "\n".join(lines)
+
+
+def test_misnamed_and_missing_inputs_are_refused_by_name(served):
+    """Triton checks names against config.pbtxt before the backend (whose own check, the same
+    at load, is unit-tested in tests/serving): the error names the input."""
+    from tritonclient.utils import InferenceServerException
+
+    for protocol in ("http", "grpc"):
+        module = served[f"{protocol}client"]
+        inp = module.InferInput("z", [1, FEATURES], "FP32")
+        inp.set_data_from_numpy(_batch(np.random.default_rng(14), 1))
+        with pytest.raises(InferenceServerException) as misnamed:
+            served[protocol].infer("mlp_onnx", [inp])
+        assert "'z'" in str(misnamed.value), misnamed.value
+        with pytest.raises(InferenceServerException) as missing:
+            served[protocol].infer("mlp_onnx", [])
+        assert "input" in str(missing.value).lower(), missing.value
+    assert served["http"].is_model_ready("mlp_onnx")
+
+
+def _cuda_shared_memory_missing():
+    if INSTANCE_KIND != "KIND_GPU":
+        return "set KILN_TRITON_INSTANCE_KIND=KIND_GPU on a machine with a GPU"
+    try:
+        import tritonclient.utils.cuda_shared_memory  # noqa: F401
+    except Exception as e:  # RuntimeError without cuda-python
+        return f"no tritonclient.utils.cuda_shared_memory ({e}): pip install cuda-python"
+    return None
+
+
+@pytest.mark.skipif(_cuda_shared_memory_missing() is not None, reason=str(_cuda_shared_memory_missing()))
+def test_cuda_shared_memory_inputs_and_outputs_in_place(served, regions):
+    """Inputs and outputs in CUDA memory of GPU 0: one request at a time is bound to the context
+    as it is (the instance's unload log counts it), a batch of several is gathered and scattered
+    device to device; the results are right either way."""
+    shm = regions("grpc", "cuda")
+    module = served["grpcclient"]
+    rng = np.random.default_rng(15)
+    requests = 5
+    for i in range(requests):
+        x = _batch(rng, 1 + i % 3)
+        in_region, _ = shm.make(f"cuda_in_{i}", x.nbytes, x)
+        out_region, out = shm.make(f"cuda_out_{i}", x.shape[0] * CLASSES * 4)
+        inp, req = _shm_request(module, x, in_region, out_region)
+        served["grpc"].infer("mlp_zero_copy", [inp], outputs=[req])
+        np.testing.assert_allclose(shm.read(out, [x.shape[0], CLASSES]), served["mlp"](x), rtol=TOLERANCE, atol=TOLERANCE)
+    httpclient = served["httpclient"]
+    cases, pending = [], []
+    http_shm = regions("http", "cuda")
+    for i in range(3):
+        x = _batch(rng, 1 + i)
+        in_region, _ = http_shm.make(f"cuda_batch_in_{i}", x.nbytes, x)
+        out_region, out = http_shm.make(f"cuda_batch_out_{i}", x.shape[0] * CLASSES * 4)
+        inp, req = _shm_request(httpclient, x, in_region, out_region)
+        cases.append((x, out))
+        pending.append(served["http"].async_infer("mlp_ragged", [inp], outputs=[req]))
+    for (x, out), handle in zip(cases, pending):
+        handle.get_result(timeout=60)
+        np.testing.assert_allclose(http_shm.read(out, [x.shape[0], CLASSES]), served["mlp"](x), rtol=TOLERANCE,
+                                   atol=TOLERANCE)
+    served["http"].unload_model("mlp_zero_copy")
+    deadline = time.monotonic() + 30
+    while "in place (no copy)" not in _lines_of(served, "mlp_zero_copy") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    summary = _lines_of(served, "mlp_zero_copy")
+    assert f"in place (no copy): {requests} of {requests} inputs, {requests} of {requests} outputs" in summary, summary
+
+
+def _lines_of(served, model):
+    return "\n".join(l for l in served["server"].log_text().splitlines() if f"kiln model '{model}' instance" in l)
+
+
 def test_server_shuts_down_cleanly(served):
     """Last: SIGTERM unloads every model (ModelFinalize) and the server exits 0 in bounded time."""
     server = served["server"]
@@ -316,3 +509,6 @@ def test_server_shuts_down_cleanly(served):
     log = Path(server.log_path).read_text(errors="replace")
     for model in ("mlp_onnx", "mlp_plan"):
         assert f"successfully unloaded '{model}'" in log, log[-4000:]
+        # Each instance's host time per execute call, logged at unload.
+        assert any(f"kiln model '{model}' instance" in l and " requests; backend host time per execute: reading requests "
+                   in l for l in log.splitlines()), log[-4000:]

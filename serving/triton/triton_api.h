@@ -142,6 +142,9 @@ TRITONSERVER_Error* TRITONBACKEND_RequestRelease(TRITONBACKEND_Request* request,
 TRITONSERVER_Error* TRITONBACKEND_InputProperties(TRITONBACKEND_Input* input, const char** name,
                                                   TRITONSERVER_DataType* datatype, const int64_t** shape,
                                                   uint32_t* dims_count, uint64_t* byte_size, uint32_t* buffer_count);
+// InputBuffer and OutputBuffer: memory_type and memory_type_id go in as the
+// memory the backend prefers and come back as where the buffer is (a GPU
+// instance asks for its GPU; Triton gives it where the client's region is).
 TRITONSERVER_Error* TRITONBACKEND_InputBuffer(TRITONBACKEND_Input* input, const uint32_t index, const void** buffer,
                                               uint64_t* buffer_byte_size, TRITONSERVER_MemoryType* memory_type,
                                               int64_t* memory_type_id);
