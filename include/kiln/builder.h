@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,16 @@ struct BuildOptions {
   // dim; the plan is made for their union (its arena holds the largest shapes
   // of every profile) and a context runs the shapes of the one it selects.
   std::vector<ir::DimRanges> profiles;
+  // Upper bounds of data-dependent sizes, by the name of the tensor whose size
+  // depends on data (a NonZero's, a Range's of data bounds, ...): the memory
+  // plan reserves them, and enqueue fails naming the tensor when one is
+  // exceeded. Where none is given, one follows from the largest input shapes
+  // (NonZero: its input's elements; TopK: its axis; Reshape: its elements) or
+  // the build fails naming the tensor.
+  std::map<std::string, int64_t, std::less<>> data_dependent_bounds;
+  // The bound of every other data-dependent size no bound follows for; -1:
+  // none (the build fails naming the first such tensor).
+  int64_t default_data_dependent_bound = -1;
   // Called with one line per pass as the build goes; unset: the lines go to
   // the log as info (kiln/logging.h).
   std::function<void(const std::string&)> progress;

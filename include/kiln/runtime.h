@@ -2,7 +2,9 @@
 // kernels compiled) and ExecutionContext (activation memory, shapes,
 // bindings, enqueue). Several contexts per engine, each usable from its own
 // thread; an engine must outlive its contexts. enqueue never allocates device
-// memory and never synchronizes.
+// memory and never synchronizes, except that an engine with data-dependent
+// sizes (NonZero, a Range of data bounds, ...) waits in enqueue for the few
+// values that decide them (see ExecutionContext::enqueue).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -164,12 +166,27 @@ class ExecutionContext {
   // Dims of a network input; must fit its constant dims and the ranges of
   // the context's optimization profile.
   void set_input_shape(std::string_view input, const std::vector<int64_t>& dims);
-  // Dims of any input or output for the shapes set so far.
+  // Dims of any input or output for the shapes set so far. A size that
+  // depends on data is known once enqueue has run (kInvalidArgument before):
+  // the size of the last enqueue.
   std::vector<int64_t> tensor_shape(std::string_view name) const;
+  // The largest dims a tensor may take at the shapes set so far: its data-
+  // dependent sizes at the bounds `kiln build` planned (the size to allocate
+  // for such an output); tensor_shape's dims for every other tensor.
+  std::vector<int64_t> max_tensor_shape(std::string_view name) const;
   // Device memory of an input or output (on the engine's device).
   void set_tensor_address(std::string_view name, void* address);
   // Queues the whole network on `stream`. Never allocates device memory and
-  // never waits for the GPU.
+  // never waits for the GPU, with one exception: when the engine has
+  // data-dependent sizes, enqueue queues the launches up to each node that
+  // decides one, copies the values that decide it (NonZero's count, a Range's
+  // bounds, TopK's K, a shape tensor; a few bytes, into pinned memory made
+  // with the context) and waits for that copy, then sizes and queues the rest.
+  // A size above the bound the plan holds for it throws kShapeError naming
+  // the tensor (nothing is written past the bound). Such engines run generic
+  // kernels, never CUDA graphs (a fallback "data-dependent shapes" in
+  // graph_stats, or an error with strict_cuda_graphs), and refuse a caller's
+  // capture (kInvalidArgument, before touching the stream).
   //
   // Inside a capture of the caller's (`stream` is being captured), the launches
   // are recorded into that capture, and the shape must already be prepared
@@ -268,8 +285,11 @@ class ExecutionContext {
 
   // True when an enqueue on `stream` now could be recorded by an outer capture:
   // not the legacy default stream, every input shape set, every input and
-  // output bound (enqueue itself never allocates or synchronizes).
+  // output bound, no data-dependent size (enqueue waits for those).
   bool is_stream_capturable(cudaStream_t stream) const;
+  // Why is_stream_capturable is false, naming the stream, input, output or
+  // data-dependent tensor at fault; empty when it is true.
+  std::string capture_obstacle(cudaStream_t stream) const;
 
  private:
   friend class Engine;

@@ -146,10 +146,6 @@ void plan_memory(plan::Plan& p) {
         std::string missing;
         for (auto& s : symbols)
           if (!max_bindings.count(s)) missing += (missing.empty() ? "" : ", ") + s;
-        bool data = std::any_of(symbols.begin(), symbols.end(), [&](auto& s) { return net.data_dependent_symbols().count(s) > 0; });
-        if (data)
-          fail(ErrorCode::kUnsupported, "tensor '", val.name, "' has dim ", d.to_string(),
-               " whose size depends on input data (a data-dependent shape); kiln plans need sizes that follow from input shapes");
         fail(ErrorCode::kUnsupported, "tensor '", val.name, "' has dim ", d.to_string(), " whose size depends on symbols without a range (",
              missing, "); give every symbolic input dim a range with --profile");
       }
@@ -297,6 +293,7 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
   p.source = source;
   p.kiln_version = kVersion;
   p.profiles = std::move(profiles);
+  bound_data_dependent_sizes(p, options.data_dependent_bounds, options.default_data_dependent_bound);
   plan_memory(p);
   say(str("memory plan: arena ", p.arena_bytes, " bytes for the largest shapes",
           p.profiles.size() == 1 ? "" : str(" of ", p.profiles.size(), " profiles")));

@@ -2,6 +2,7 @@
 // freely, then to_network() renumbers, re-validates and re-infers shapes.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <unordered_set>
@@ -154,6 +155,12 @@ int convert_precision(Graph& g, DType to);
 // Graph outputs that no node writes (a constant) get a copy node, so the
 // runtime writes every output into the caller's memory.
 int materialize_outputs(Graph& g);
+
+// Gives every data-dependent size of the plan's (final) network an upper
+// bound, the range of its symbol in the network and every profile: `given`
+// (by tensor name), one that follows from the largest shapes, or `fallback`
+// (-1: none); throws naming the tensor and --data-dependent-bound otherwise.
+void bound_data_dependent_sizes(plan::Plan& p, const std::map<std::string, int64_t, std::less<>>& given, int64_t fallback);
 
 // Fills the plan's arena offsets and size for its (final) network.
 void plan_memory(plan::Plan& p);

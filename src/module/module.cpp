@@ -246,7 +246,8 @@ std::vector<DeviceTensor> Module::run(const std::map<std::string, DeviceTensor>&
       f.native_graphs = e->engine->config().cuda_graph_strategy == runtime::CudaGraphStrategy::kWholeGraphCapture;
       f.lazy = e->engine->config().dynamic_shapes_kernel_specialization_strategy == runtime::KernelSpecialization::kLazy;
       f.dynamic_inputs = e->engine->has_dynamic_inputs();
-      f.stream_capturable = e->context->is_stream_capturable(stream);
+      f.capture_obstacle = e->context->capture_obstacle(stream);
+      f.stream_capturable = f.capture_obstacle.empty();
       facts.push_back(f);
       engines.push_back(e);
     }

@@ -20,7 +20,10 @@ std::optional<CudagraphsMode> parse_cudagraphs_mode(const std::string& name) {
 
 std::string monolithic_capture_obstacle(const EngineFacts& e) {
   if (!e.stream_capturable)
-    return "its context cannot be captured on this stream (the legacy default stream, or inputs without shapes or addresses)";
+    return "its context cannot be captured on this stream (" +
+           (e.capture_obstacle.empty() ? std::string("the legacy default stream, or inputs without shapes or addresses")
+                                       : e.capture_obstacle) +
+           ")";
   if (e.lazy && e.dynamic_inputs)
     return "lazy kernel specialization with dynamic inputs swaps kernels in after a capture would have frozen them "
            "(build with static shapes or use eager or none)";

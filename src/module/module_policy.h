@@ -18,6 +18,7 @@ struct EngineFacts {
   bool lazy = false;               // lazy kernel specialization
   bool dynamic_inputs = false;     // some input dim is symbolic
   bool stream_capturable = true;   // is_stream_capturable(stream) of its context
+  std::string capture_obstacle{};  // capture_obstacle(stream) of its context: why not
 };
 
 struct ModulePlan {

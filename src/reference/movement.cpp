@@ -289,6 +289,29 @@ Tensor run_pad(const KernelContext& c) {
       fill.data.data());
 }
 
+// Row r of the output holds dim r of each nonzero element's index, the
+// elements in row-major order.
+Tensor run_nonzero(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  std::vector<double> v = ir::read_doubles(x);
+  std::vector<int64_t> dims = x.dims.empty() ? std::vector<int64_t>{1} : x.dims;
+  std::vector<int64_t> hits;
+  for (size_t i = 0; i < v.size(); ++i)
+    if (v[i] != 0) hits.push_back(int64_t(i));
+  int64_t n = int64_t(hits.size()), rank = int64_t(dims.size());
+  std::vector<int64_t> out(size_t(rank * n));
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t r = rank - 1, rest = hits[size_t(j)]; r >= 0; --r) {
+      out[size_t(r * n + j)] = rest % dims[size_t(r)];
+      rest /= dims[size_t(r)];
+    }
+  Tensor t;
+  t.dtype = DType::kInt64;
+  t.dims = {rank, n};
+  t.data = Buffer::copy_of(out.data(), out.size() * sizeof(int64_t));
+  return t;
+}
+
 Tensor run_trilu(const KernelContext& c) {
   const Tensor& x = c.in(0);
   int64_t k = c.has(1) ? to_ints(c.in(1)).at(0) : 0;
@@ -523,6 +546,7 @@ Kernel movement_kernel(OpKind op) {
     case OpKind::kTile: return one_output<run_tile>;
     case OpKind::kPad: return one_output<run_pad>;
     case OpKind::kTrilu: return one_output<run_trilu>;
+    case OpKind::kNonZero: return one_output<run_nonzero>;
     case OpKind::kResize: return one_output<run_resize>;
     case OpKind::kDepthToSpace: case OpKind::kSpaceToDepth: return one_output<run_depth_space>;
     default: return nullptr;

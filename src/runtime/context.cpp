@@ -16,6 +16,9 @@ namespace kiln::runtime {
 
 void ExecutionContext::warm_up() {
   ContextState& c = *state_;
+  // Zeroed inputs are no sample of data-dependent sizes (a Range of zero
+  // delta fails): such engines warm up on their first real call.
+  if (!c.engine->readbacks.empty()) return;
   const ir::Network& net = c.engine->plan.network;
   ir::SymbolBindings opt;
   for (auto& [symbol, range] : c.engine->plan.profiles.at(size_t(c.profile))) opt[symbol] = range.opt;
@@ -127,7 +130,8 @@ void ExecutionContext::set_input_shape(std::string_view name, const std::vector<
   }
 }
 
-ShapeEnv evaluate_shapes(const ir::Network& net, const std::map<std::string, std::vector<int64_t>, std::less<>>& input_dims) {
+ShapeEnv evaluate_shapes(const ir::Network& net, const std::map<std::string, std::vector<int64_t>, std::less<>>& input_dims,
+                         const ir::SymbolBindings* resolved) {
   ShapeEnv env;
   for (ir::ValueId id : net.inputs()) {
     const ir::Value& v = net.value(id);
@@ -144,12 +148,21 @@ ShapeEnv evaluate_shapes(const ir::Network& net, const std::map<std::string, std
       }
     }
   }
+  if (resolved) env.bindings.insert(resolved->begin(), resolved->end());
   env.dims.resize(net.values().size());
+  env.pending.assign(net.values().size(), false);
   for (size_t i = 0; i < net.values().size(); ++i) {
     const ir::Value& v = net.values()[i];
     for (const ir::Dim& d : v.shape) {
       auto x = d.evaluate(env.bindings);
-      if (!x) fail(ErrorCode::kUnsupported, "tensor '", v.name, "' has a size (", d.to_string(), ") that depends on input data");
+      if (!x && resolved) {
+        env.pending[i] = true;
+        env.dims[i].clear();
+        break;
+      }
+      if (!x)
+        fail(ErrorCode::kInvalidArgument, "tensor '", v.name, "' has a size (", d.to_string(),
+             ") that depends on input data: it is known once enqueue has run (max_tensor_shape gives its bound)");
       if (*x < 0) fail(ErrorCode::kShapeError, "tensor '", v.name, "' would have negative dim ", *x, " for these input shapes");
       env.dims[i].push_back(*x);
     }
@@ -173,6 +186,16 @@ std::vector<int64_t> ExecutionContext::tensor_shape(std::string_view name) const
   if (!id) fail(ErrorCode::kInvalidArgument, "'", name, "' is not a tensor of the network");
   if (!state_->current) return evaluate_shapes(net, state_->input_dims).dims[size_t(*id)];
   return state_->current->shapes.dims[size_t(*id)];
+}
+
+std::vector<int64_t> ExecutionContext::max_tensor_shape(std::string_view name) const {
+  const ir::Network& net = state_->engine->plan.network;
+  auto id = net.find_value(name);
+  if (!id) fail(ErrorCode::kInvalidArgument, "'", name, "' is not a tensor of the network");
+  ir::SymbolBindings bounds;  // data-dependent sizes at the bounds `kiln build` planned
+  for (const std::string& s : net.data_dependent_symbols())
+    if (auto r = net.dim_ranges().find(s); r != net.dim_ranges().end()) bounds[s] = r->second.max;
+  return evaluate_shapes(net, state_->input_dims, &bounds).dims[size_t(*id)];
 }
 
 namespace {
@@ -280,18 +303,31 @@ PreparedShape* find_prepared_shape(ContextState& c) {
 // (host work only: shapes, parameters, library plans, specialization requests).
 PreparedShape& prepared_shape(ContextState& c) {
   const EngineState& e = *c.engine;
+  if (!e.readbacks.empty())
+    fail(ErrorCode::kInvalidArgument, e.data_dependent, " has a size that depends on data: this engine's launches are prepared "
+         "by enqueue, up to each size it reads back, so they cannot be prepared or profiled ahead of a call");
   if (PreparedShape* found = find_prepared_shape(c)) return *found;
-  std::string key = shape_key(c.input_dims);
+  return prepared_launches(c, shape_key(c.input_dims), evaluate_shapes(e.plan.network, c.input_dims), 0, e.ops.size(),
+                           c.specialization);
+}
+
+PreparedShape& prepared_launches(ContextState& c, const std::string& key, const ShapeEnv& shapes, size_t begin, size_t end,
+                                 KernelSpecialization strategy) {
+  const EngineState& e = *c.engine;
+  for (auto it = c.shapes.begin(); it != c.shapes.end(); ++it)
+    if (it->key == key) {
+      c.shapes.splice(c.shapes.begin(), c.shapes, it);
+      return c.shapes.front();
+    }
   auto started = std::chrono::steady_clock::now();
   PreparedShape p;
   p.key = key;
-  p.shapes = evaluate_shapes(e.plan.network, c.input_dims);
+  p.shapes = shapes;
   plan::check_arena_fits(e.plan, p.shapes.dims);
-  KernelSpecialization strategy = c.specialization;
   PrepareContext ctx{p.shapes, p.steps, c.lt, c.cudnn, c.workspace.bytes(), e.sm_count};
   ctx.cache = e.config.cache.get();
   ctx.arch = e.arch;
-  for (const auto& op : e.ops) op->prepare(ctx);
+  for (size_t i = begin; i < end; ++i) e.ops[i]->prepare(ctx);
   for (Step& step : p.steps) {
     auto* k = std::get_if<KernelLaunch>(&step);
     if (k && k->specializable && k->handle >= 0 && strategy != KernelSpecialization::kNone)
@@ -396,6 +432,7 @@ void resolve_pointers(ContextState& c) {
 void launch_step(const ContextState& c, const Step& step, cudaStream_t stream) {
   const ir::Network& net = c.engine->plan.network;
   auto ptr = [&](const PtrRef& r, const ir::Node* node) -> void* {
+    if (r.value == kReadbackScratch) return c.readback_scratch.get() + r.offset;
     void* base = c.pointers[size_t(r.value)];
     if (!base) fail(ErrorCode::kInternal, "node '", node->name, "': tensor '", net.value(r.value).name, "' has no storage");
     return static_cast<std::byte*>(base) + r.offset;
@@ -463,6 +500,34 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
   const EngineState& e = *c.engine;
   DeviceScope on_device(e.device);
   bool caller_capturing = graphs::stream_is_capturing(stream);
+  if (!e.readbacks.empty()) {
+    if (caller_capturing)
+      fail(ErrorCode::kInvalidArgument, "enqueue inside a stream capture: ", e.data_dependent,
+           " has a size that depends on data, which enqueue reads back from the GPU and waits for; a capture cannot hold that "
+           "(the capture is left as it was)");
+    release_fenced_kernels(c);
+    graphs::CallState call;
+    call.graphs_enabled = c.graph_strategy == CudaGraphStrategy::kWholeGraphCapture;
+    call.data_dependent = true;
+    graphs::Decision decision = graphs::decide(call);
+    if (decision.fallback != graphs::Fallback::kNone) {
+      std::string reason(graphs::fallback_name(decision.fallback));
+      if (e.config.strict_cuda_graphs)
+        fail(ErrorCode::kDevice, "cuda_graph_strategy whole_graph_capture (strict): no graph for this engine: ", reason, ": ",
+             e.data_dependent, " has a size that depends on data");
+      ++c.stats.fallbacks[reason];
+      if (!c.warned_data_dependent && log_enabled(Severity::kWarning))
+        log(Severity::kWarning, str("cuda_graph_strategy whole_graph_capture: ", e.data_dependent,
+                                    " has a size that depends on data, which enqueue reads back and waits for; this engine runs "
+                                    "without CUDA graphs"));
+      c.warned_data_dependent = true;
+    }
+    ++c.stats.calls;
+    ++c.stats.direct;
+    enqueue_data_dependent(c, stream);
+    fence_retiring_kernels(c, stream);
+    return;
+  }
   if (!caller_capturing) release_fenced_kernels(c);
   if (!c.current) {
     // Preparing may create library plans, wait for compiles and forget other
@@ -590,15 +655,19 @@ const std::vector<int64_t>& ExecutionContext::tensor_shape(int index) {
   return c.current->shapes.dims[size_t(id)];
 }
 
-bool ExecutionContext::is_stream_capturable(cudaStream_t stream) const {
+bool ExecutionContext::is_stream_capturable(cudaStream_t stream) const { return capture_obstacle(stream).empty(); }
+
+std::string ExecutionContext::capture_obstacle(cudaStream_t stream) const {
   const ContextState& c = *state_;
-  if (graphs::is_legacy_stream(stream)) return false;
+  if (!c.engine->readbacks.empty())
+    return str(c.engine->data_dependent, " has a size that depends on data: enqueue reads it back and waits for the GPU");
+  if (graphs::is_legacy_stream(stream)) return "the legacy default stream cannot be captured";
   const ir::Network& net = c.engine->plan.network;
   for (ir::ValueId id : net.inputs())
-    if (!c.input_dims.count(net.value(id).name)) return false;
+    if (!c.input_dims.count(net.value(id).name)) return str("the shape of input '", net.value(id).name, "' is not set");
   for (size_t v = 0; v < c.io.size(); ++v)
-    if (c.io[v] && !c.bound[v]) return false;
-  return true;
+    if (c.io[v] && !c.bound[v]) return str("'", net.values()[v].name, "' has no address");
+  return {};
 }
 
 void ExecutionContext::prepare() {

@@ -18,6 +18,13 @@
 
 namespace kiln::runtime {
 
+// Engines with data-dependent sizes: a point in the node order where enqueue
+// copies a few values to the host and waits for them, to size what follows.
+struct Readback {
+  size_t node = 0;     // the node in the plan's order
+  bool after = false;  // after its launches (NonZero's count), else before them (its small inputs)
+};
+
 struct EngineState {
   plan::Plan plan;
   RuntimeConfig config;
@@ -28,6 +35,11 @@ struct EngineState {
   std::vector<int64_t> weight_offset;  // per value, -1 if not a weight
   KernelStore store;
   std::vector<std::unique_ptr<Op>> ops;  // per node
+  std::vector<Readback> readbacks;       // in node order; empty when every size follows from the input shapes
+  size_t readback_scratch_bytes = 0;     // device scratch per context: NonZero counts
+  size_t readback_host_bytes = 0;        // pinned host memory per context: what one readback copies
+  // "tensor 'idx' (node 'nz', NonZero)": the first size that depends on data; empty when none does.
+  std::string data_dependent;
 };
 
 // A native CUDA graph, the input/output addresses it launches with, whether
@@ -65,9 +77,18 @@ struct ReleasedKernels {
   std::vector<std::shared_ptr<Specialization>> kernels;
 };
 
+struct PinnedFree {
+  void operator()(std::byte* p) const { cudaFreeHost(p); }
+};
+
 struct ContextState {
   const EngineState* engine;
   DeviceBuffer arena, workspace;
+  // Where kernels leave the counts enqueue reads back, and the pinned host
+  // memory it copies them (and small tensors) into; made with the context.
+  DeviceBuffer readback_scratch;
+  std::unique_ptr<std::byte, PinnedFree> readback_host;
+  bool warned_data_dependent = false;  // the graph fallback's warning, once per context
   cublasLtHandle_t lt = nullptr;
   cudnnHandle_t cudnn = nullptr;  // made only when the plan has cuDNN work
   std::map<std::string, std::vector<int64_t>, std::less<>> input_dims;
@@ -104,16 +125,28 @@ struct ContextState {
 };
 
 using InputDims = std::map<std::string, std::vector<int64_t>, std::less<>>;
-// Binds symbols from the input dims and evaluates every value's dims.
-ShapeEnv evaluate_shapes(const ir::Network& net, const InputDims& input_dims);
+// Binds symbols from the input dims and evaluates every value's dims. With
+// `resolved` (data-dependent sizes read back so far, possibly none), values
+// whose dims wait for others are marked pending instead of failing.
+ShapeEnv evaluate_shapes(const ir::Network& net, const InputDims& input_dims, const ir::SymbolBindings* resolved = nullptr);
 // "x:1x16x512,mask:1x16": the key of a set of input shapes.
 std::string shape_key(const InputDims& dims);
 
 // The prepared launches for the context's current input shapes (prepared now if new).
 PreparedShape& prepared_shape(ContextState& c);
+// The prepared launches of nodes [begin, end) at `shapes`, kept under `key`
+// (prepared now if new), with the given kernel specialization strategy.
+PreparedShape& prepared_launches(ContextState& c, const std::string& key, const ShapeEnv& shapes, size_t begin, size_t end,
+                                 KernelSpecialization strategy);
 // Every value's device address for the next call.
 void resolve_pointers(ContextState& c);
 // One step's launch(es) on `stream`, at the addresses resolve_pointers found.
 void launch_step(const ContextState& c, const Step& step, cudaStream_t stream);
+
+// Data-dependent sizes (readback.cpp): finds the engine's readback points;
+// gives a new context its scratch; runs one enqueue stage by stage.
+void plan_readbacks(EngineState& e);
+void make_readback_memory(ContextState& c);
+void enqueue_data_dependent(ContextState& c, cudaStream_t stream);
 
 }  // namespace kiln::runtime

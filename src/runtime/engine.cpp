@@ -97,6 +97,7 @@ std::shared_ptr<Engine> Engine::create(plan::Plan plan, const RuntimeConfig& con
   const ir::Network& net = s->plan.network;
 
   s->ops = make_ops(s->plan, s->store, s->arch);
+  plan_readbacks(*s);
 
   // Weights: one allocation, 256-byte aligned slots, uploaded once.
   s->weight_offset.assign(net.values().size(), -1);
@@ -138,6 +139,7 @@ std::unique_ptr<ExecutionContext> Engine::create_context() {
   KILN_CUDA(cudaEventCreateWithFlags(&c->joined_in, cudaEventDisableTiming), "creating the context's event");
   KILN_CUDA(cudaEventCreateWithFlags(&c->joined_out, cudaEventDisableTiming), "creating the context's event");
   KILN_CUDA(cudaStreamCreateWithFlags(&c->own_stream, cudaStreamNonBlocking), "creating the context's stream");
+  make_readback_memory(*c);
   bool needs_cudnn = std::any_of(state_->plan.network.nodes().begin(), state_->plan.network.nodes().end(),
                                  [](const ir::Node& n) {
                                    return n.op == ir::OpKind::kConv || n.op == ir::OpKind::kConvChannelsLast ||
@@ -197,6 +199,8 @@ namespace kiln::runtime {
 int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache, const std::function<void(const std::string&)>& progress,
                const std::vector<InputShapes>& shape_sets) {
   std::vector<ShapeEnv> envs;  // every shape set is checked before anything is compiled
+  // Engines with data-dependent sizes run generic kernels only (readback.cpp): no specialized ones to warm.
+  bool generic_only = !plan.network.data_dependent_symbols().empty();
   for (const InputShapes& shapes : shape_sets) {
     auto accepted_by = [&](int k) {
       return std::all_of(shapes.begin(), shapes.end(), [&](auto& s) { return plan::profile_accepts(plan, k, s.first, s.second); });
@@ -208,6 +212,7 @@ int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache, const std:
         break;
       }
     for (auto& [name, dims] : shapes) plan::check_input_shape(plan, profile, name, dims);
+    if (generic_only) continue;
     envs.push_back(evaluate_shapes(plan.network, shapes));
     kiln::plan::check_arena_fits(plan, envs.back().dims);
   }
@@ -217,7 +222,9 @@ int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache, const std:
   Progress say = progress_or_log(progress);
   store.compile_into_cache(arch, threads, say, cache);
   int kernels = store.module_count();
-  for (size_t set = 0; set < shape_sets.size(); ++set) {
+  if (generic_only && !shape_sets.empty())
+    say("the plan has data-dependent sizes: its engines run generic kernels only, so no specialized ones are compiled");
+  for (size_t set = 0; set < envs.size(); ++set) {
     const InputShapes& shapes = shape_sets[set];
     std::vector<Step> steps;
     PrepareContext ctx{envs[set], steps, nullptr, nullptr, 0, 1, /*dry=*/true};

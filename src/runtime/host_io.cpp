@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <set>
 
 #include "cuda_util.h"
 #include "kiln/runtime.h"
@@ -12,6 +13,7 @@ struct DeviceIo::State {
   std::vector<DeviceBuffer> buffers;
   std::vector<ir::TensorData> outputs;  // dtype and dims; data filled by download()
   std::vector<size_t> output_buffer;
+  std::vector<std::string> output_names;  // per output: its name where its size depends on data, else empty
 };
 
 DeviceIo::DeviceIo(ExecutionContext& context, const Engine& engine, const std::map<std::string, ir::TensorData>& inputs)
@@ -37,13 +39,17 @@ DeviceIo::DeviceIo(ExecutionContext& context, const Engine& engine, const std::m
     const ir::Value& v = net.value(id);
     ir::TensorData t;
     t.dtype = v.dtype;
-    t.dims = context.tensor_shape(v.name);
+    t.dims = context.max_tensor_shape(v.name);  // a data-dependent size at its bound; download gives the real one
     size_t bytes = size_t(t.numel()) * dtype_size(t.dtype);
     s.buffers.emplace_back(std::max<size_t>(bytes, 256), "output " + v.name);
     fill_device(s.buffers.back().get(), 0xff, s.buffers.back().bytes(), "filling output " + v.name);
     context.set_tensor_address(v.name, s.buffers.back().get());
     s.addresses.emplace_back(v.name, s.buffers.back().get());
     s.output_buffer.push_back(s.buffers.size() - 1);
+    std::set<std::string> symbols;
+    for (const ir::Dim& d : v.shape) d.collect_symbols(symbols);
+    bool data = std::any_of(symbols.begin(), symbols.end(), [&](auto& x) { return net.data_dependent_symbols().count(x) > 0; });
+    s.output_names.push_back(data ? v.name : "");
     s.outputs.push_back(std::move(t));
   }
 }
@@ -59,6 +65,7 @@ std::vector<ir::TensorData> DeviceIo::download(cudaStream_t stream) {
   KILN_CUDA(cudaStreamSynchronize(stream), "running the network");
   std::vector<ir::TensorData> outputs = state_->outputs;
   for (size_t i = 0; i < outputs.size(); ++i) {
+    if (!state_->output_names[i].empty()) outputs[i].dims = state_->context->tensor_shape(state_->output_names[i]);
     size_t bytes = size_t(outputs[i].numel()) * dtype_size(outputs[i].dtype);
     std::vector<std::byte> host(bytes);
     copy_to_host(host.data(), state_->buffers[state_->output_buffer[i]].get(), bytes, "downloading an output");

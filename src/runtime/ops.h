@@ -9,6 +9,7 @@
 #include <cuda_runtime_api.h>
 
 #include <atomic>
+#include <map>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -113,8 +114,17 @@ class KernelStore {
 struct ShapeEnv {
   std::vector<std::vector<int64_t>> dims;
   ir::SymbolBindings bindings;
+  // Engines with data-dependent sizes: per value, whether its dims wait for a
+  // size enqueue has not read back yet (its dims are then empty); and the
+  // small integer tensors enqueue read back, by value.
+  std::vector<bool> pending;
+  std::map<ir::ValueId, std::vector<int64_t>> read;
   const std::vector<int64_t>& of(ir::ValueId v) const { return dims.at(size_t(v)); }
 };
+
+// A PtrRef to the context's readback scratch instead of a value: device
+// memory where kernels leave the counts enqueue reads back (NonZero's).
+inline constexpr ir::ValueId kReadbackScratch = -2;
 
 // A device pointer named by value id (resolved at enqueue) plus a byte offset.
 struct PtrRef {
@@ -288,8 +298,11 @@ inline int64_t norm_axis(int64_t axis, size_t rank) { return axis < 0 ? axis + i
 std::optional<std::vector<int64_t>> known_now(const ir::Value& v, const ShapeEnv& shapes);
 // A value's integers: a weight's, or known contents at these shapes; fails (naming `what`) on tensor data.
 std::vector<int64_t> ints_of(const plan::Plan& plan, ir::ValueId v, const ShapeEnv& shapes, const char* what);
-// Why `v`'s size cannot be known before its producer runs (a dim of a
-// data-dependent symbol), naming it; empty when its shape follows from the inputs'.
-std::string data_dependent_size(const plan::Plan& plan, ir::ValueId v);
+// The bound `kiln build` gave `v`'s data-dependent dim (the largest such dim's
+// range max); fails naming the tensor when the plan has none.
+int64_t data_dependent_bound(const plan::Plan& plan, ir::ValueId v);
+// Where NonZero node `node` leaves its count in the readback scratch: 8 bytes
+// per NonZero node of the plan, in node order.
+int64_t nonzero_count_offset(const plan::Plan& plan, const ir::Node& node);
 
 }  // namespace kiln::runtime

@@ -154,6 +154,27 @@ TEST(ShapeInference, DataDependentSizesGetFreshSymbols) {
   EXPECT_EQ(net.value(out[1]).dtype, DType::kInt64);
 }
 
+TEST(ShapeInference, NonZeroIsRankByADataDependentCount) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kFloat16, {Dim::symbol("N"), Dim(3)});
+  ValueId nz = net.add_op1(OpKind::kNonZero, {x});
+  ValueId s = net.add_input("s", DType::kBool, {});
+  ValueId nz_scalar = net.add_op1(OpKind::kNonZero, {s});  // a scalar counts as one dim (numpy)
+  // A weight's count is known: no symbol for it.
+  ValueId w = net.add_weight("w", TensorData{DType::kInt64, {2, 2}, Buffer::copy_of(std::vector<int64_t>{0, 5, 0, 7}.data(), 32)});
+  ValueId nz_weight = net.add_op1(OpKind::kNonZero, {w});
+  for (ValueId v : {nz, nz_scalar, nz_weight}) net.add_output(v);
+  net.finalize();
+  EXPECT_EQ(net.data_dependent_symbols().size(), 2u);
+  EXPECT_EQ(net.value(nz).dtype, DType::kInt64);
+  const Shape& shape = net.value(nz).shape;
+  ASSERT_EQ(shape.size(), 2u);
+  EXPECT_EQ(shape[0], Dim(2));
+  EXPECT_TRUE(net.data_dependent_symbols().count(shape[1].to_string())) << shape_to_string(shape);
+  EXPECT_EQ(net.value(nz_scalar).shape[0], Dim(1));
+  EXPECT_EQ(shape_to_string(net.value(nz_weight).shape), "[2,2]");
+}
+
 TEST(ShapeInference, ReshapeElementCountMismatch) {
   Network net;
   ValueId x = net.add_input("x", DType::kFloat32, {Dim(4), Dim(6)});

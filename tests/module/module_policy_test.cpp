@@ -47,6 +47,16 @@ TEST(ModulePolicy, WholeGraphRefusesAnEngineThatCannotBeCapturedOnTheStream) {
   EXPECT_NE(p.error.find("legacy default stream"), std::string::npos) << p.error;
 }
 
+TEST(ModulePolicy, WholeGraphRefusesADataDependentEngineNamingItsTensor) {
+  EngineFacts e = engine("detector", true, false, false, false);
+  e.capture_obstacle = "tensor 'boxes' (node 'nz', NonZero) has a size that depends on data: enqueue reads it back and waits for the GPU";
+  ModulePlan p = plan_module(CudagraphsMode::kWholeGraph, {engine("a", true, false, false, true), e});
+  EXPECT_FALSE(p.outer_capture);
+  EXPECT_NE(p.error.find("engine 'detector'"), std::string::npos) << p.error;
+  EXPECT_NE(p.error.find("tensor 'boxes'"), std::string::npos) << p.error;
+  EXPECT_EQ(p.error.find("legacy default stream"), std::string::npos) << p.error;
+}
+
 TEST(ModulePolicy, ModeNamesRoundTrip) {
   for (auto m : {CudagraphsMode::kStandard, CudagraphsMode::kSubgraph, CudagraphsMode::kWholeGraph})
     EXPECT_EQ(parse_cudagraphs_mode(cudagraphs_mode_name(m)), m);

@@ -144,6 +144,7 @@ std::optional<Sample> sample_for(OpKind op) {
       return s.node(op, {s.input(f32, {2, 3, 4}), s.weight(DType::kInt64, {2, 1, 2}, {0, 1, 2, -1})}, attrs({{"batch_dims", int64_t(1)}}));
     case OpKind::kScatterND:
       return s.node(op, {s.input(f32, {4, 3}), s.weight(DType::kInt64, {2, 1}, {3, 0}), s.input(f32, {2, 3})});
+    case OpKind::kNonZero: return s.node(op, {s.input(f32, {2, 3}, {0, 1, 0, -2, 0, 3})});
     case OpKind::kScatterElements:
       return s.node(op, {s.input(f32, {2, 3}), s.weight(DType::kInt64, {2, 2}, {2, 0, 1, 1}), s.input(f32, {2, 2})},
                     attrs({{"axis", int64_t(1)}, {"reduction", std::string("add")}}));
@@ -276,10 +277,11 @@ TEST(GpuSupport, NamesTheNodesTheGpuCannotRun) {
   EXPECT_EQ(nodes[1].reason, "7 operands; the GPU kernel takes at most 6");
 }
 
-// Range, OneHot and TopK whose output sizes follow from tensor data (no plan
-// `kiln build` makes has them; a plan made by hand may): the GPU runtime
-// names the tensor instead of guessing a size.
-TEST(GpuSupport, DataDependentSizesAreNamed) {
+// Range, OneHot and TopK whose output sizes follow from tensor data: the GPU
+// runtime runs them (enqueue reads the sizes back), and `kiln build` bounds
+// them: TopK by its axis, the others by the bounds given, naming the tensor
+// when one is missing.
+TEST(GpuSupport, DataDependentSizesRunWithTheirBounds) {
   Sample s;
   ValueId start = s.input(DType::kInt64, {}, {0});
   s.net().add_output(s.net().add_op1(OpKind::kRange, {start, s.input(DType::kInt64, {}, {4}), s.int_scalar(1)}, {}, "range"));
@@ -288,16 +290,27 @@ TEST(GpuSupport, DataDependentSizesAreNamed) {
   for (ValueId v : s.net().add_op(OpKind::kTopK, {s.input(f32, {5}), s.input(DType::kInt64, {1}, {2})}, {}, 2, "topk"))
     s.net().add_output(v);
   s.net().finalize();
-  plan::Plan p;
-  p.network = s.net();
-  p.arena_offset.assign(p.network.values().size(), -1);
-  std::vector<runtime::NodeSupport> nodes = runtime::gpu_support(p);
-  ASSERT_EQ(nodes.size(), 3u);
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    EXPECT_FALSE(nodes[i].supported) << nodes[i].node;
-    EXPECT_EQ(nodes[i].reason, str("the size of '", p.network.value(p.network.nodes()[i].outputs[0]).name,
-                                   "' depends on tensor data (a data-dependent shape), which the GPU runtime does not read back"));
+  const ir::Network& net = s.net();
+  std::string range = net.value(net.nodes()[0].outputs[0]).name, onehot = net.value(net.nodes()[1].outputs[0]).name;
+  try {
+    builder::build(net, {}, "sample");
+    ADD_FAILURE() << "built without a bound for '" << range << "'";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find(str("tensor '", range, "'")), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(str("--data-dependent-bound ", range, "=N")), std::string::npos) << e.what();
   }
+  builder::BuildOptions options;
+  options.data_dependent_bounds = {{range, 10}, {onehot, 7}};
+  plan::Plan p = builder::build(net, options, "sample");
+  EXPECT_EQ(unsupported_nodes(p), "") << ir::dump_network(p.network);
+  std::vector<int64_t> bounds;
+  for (const ir::Node& node : p.network.nodes()) {
+    ir::Shape shape = p.network.value(node.outputs[0]).shape;
+    for (const ir::Dim& d : shape)
+      if (!d.is_constant()) bounds.push_back(p.network.dim_ranges().at(d.to_string()).max);
+  }
+  EXPECT_EQ(bounds, (std::vector<int64_t>{10, 7, 5}));  // Range, OneHot's depth, TopK's axis
 }
 
 }  // namespace

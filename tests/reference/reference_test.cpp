@@ -1,10 +1,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "kiln/error.h"
 #include "kiln/ir/network.h"
+#include "kiln/ir/shape_inference.h"
 #include "kiln/reference.h"
 
 namespace kiln::reference {
@@ -131,6 +133,29 @@ TEST(Reference, ScatterNDWritesSlicesAndReducesDuplicatesInOrder) {
   min.set("reduction", std::string("min"));
   EXPECT_EQ(run_indexed(OpKind::kScatterND, {{"x", x}, {"i", pairs}, {"u", make_tensor(DType::kInt64, {2}, {-7, 9})}}, min),
             (std::vector<double>{1, 2, 3, -7, 5, 6}));
+}
+
+// Indices of the nonzero elements, one row per dim, in row-major order;
+// floats by value (-0 is zero, NaN is not).
+TEST(Reference, NonZeroListsIndicesInRowMajorOrder) {
+  auto nonzero = [](const Tensor& x) {
+    ir::Network net;
+    net.add_output(net.add_op1(OpKind::kNonZero, {net.add_input("x", x.dtype, ir::shape_of(x.dims))}));
+    net.finalize();
+    return run(net, {{"x", x}}).at(0);
+  };
+  double nan = std::numeric_limits<double>::quiet_NaN();
+  Tensor f = nonzero(make_tensor(DType::kFloat32, {2, 3}, {0, -0.0, 2, nan, 0, -1}));
+  EXPECT_EQ(f.dtype, DType::kInt64);
+  EXPECT_EQ(f.dims, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(ir::read_ints(f), (std::vector<int64_t>{0, 1, 1, 2, 0, 2}));
+  Tensor b = nonzero(make_tensor(DType::kBool, {2, 1, 2}, {1, 0, 0, 1}));
+  EXPECT_EQ(b.dims, (std::vector<int64_t>{3, 2}));
+  EXPECT_EQ(ir::read_ints(b), (std::vector<int64_t>{0, 1, 0, 0, 0, 1}));
+  EXPECT_EQ(nonzero(make_tensor(DType::kInt32, {4}, {0, 0, 0, 0})).dims, (std::vector<int64_t>{1, 0}));
+  Tensor scalar = nonzero(make_tensor(DType::kInt8, {}, {5}));
+  EXPECT_EQ(scalar.dims, (std::vector<int64_t>{1, 1}));
+  EXPECT_EQ(ir::read_ints(scalar), (std::vector<int64_t>{0}));
 }
 
 TEST(Reference, ScatterElementsAlongAnAxis) {

@@ -166,6 +166,19 @@ TEST_P(CompileForArch, GroupNormAndLrnForEveryFloatDtype) {
     }
 }
 
+// NonZero tests zero on each dtype's bits: one kernel per element size, the
+// float ones masking the sign (so -0 counts as zero).
+TEST_P(CompileForArch, NonZeroForEveryDtype) {
+  for (DType d : kAllDTypes) {
+    std::string source = nonzero_source(d);
+    compiles(str("nonzero_", dtype_name(d)), source);
+    bool masks_sign = source.find("(x[i] & 0x7f") != std::string::npos;
+    EXPECT_EQ(masks_sign, is_floating(d)) << dtype_name(d);
+  }
+  EXPECT_NE(nonzero_source(DType::kFloat32).find("const NonZeroParams& prm = *reinterpret_cast<const NonZeroParams*>(&p);"),
+            std::string::npos);
+}
+
 TEST_P(CompileForArch, CastsBetweenDtypes) {
   for (DType from : kAllDTypes)
     for (DType to : {DType::kFloat32, DType::kFloat16, DType::kInt64, DType::kBool})

@@ -38,6 +38,19 @@ TEST(GraphPolicy, WarmUpThenCaptureThenReplay) {
   EXPECT_EQ(decide(s).path, Path::kCapture);  // no warm-up asked for
 }
 
+TEST(GraphPolicy, DataDependentSizesRunDirectlyWithTheirFallback) {
+  CallState s = enabled();
+  s.data_dependent = true;
+  for (int calls : {0, 1, 5}) {
+    s.calls_at_shape = calls;
+    EXPECT_EQ(decide(s).path, Path::kDirect) << calls;
+    EXPECT_EQ(decide(s).fallback, Fallback::kDataDependent) << calls;
+  }
+  EXPECT_EQ(fallback_name(Fallback::kDataDependent), "data-dependent shapes");
+  s.graphs_enabled = false;  // no graphs asked for: nothing fell back
+  EXPECT_EQ(decide(s).fallback, Fallback::kNone);
+}
+
 TEST(GraphPolicy, CallerCaptureWinsWhateverTheStrategy) {
   for (bool on : {false, true}) {
     CallState s;

@@ -914,4 +914,30 @@ TEST(CliProfiles, ProfileIndexSelectsTheShapesARunTakes) {
   EXPECT_NE(kiln("bench --help").output.find("--profile-index"), std::string::npos);
 }
 
+// Range(0, limit, 1) of an input limit: no bound follows from shapes, so the
+// build names the tensor and the flag; with the flag it writes the plan.
+TEST(Cli, BuildNeedsABoundForADataDependentSize) {
+  ModelBuilder m(13);
+  m.input("limit", TensorProto::INT64, {});
+  m.int_initializer("zero", {}, {0});
+  m.int_initializer("one", {}, {1});
+  m.node("Range", {"zero", "limit", "one"}, {"r"});
+  m.node("Neg", {"r"}, {"y"});
+  m.output("y", TensorProto::INT64);
+  ModelFile model(m, "kiln_cli_range");
+  TempDir dir;
+  std::string plan = (dir.path / "range.kiln").string();
+  Result missing = kiln("build " + model.path.string() + " -o " + plan);
+  EXPECT_EQ(missing.code, 4) << missing.output;
+  EXPECT_NE(missing.output.find("tensor 'r' (node "), std::string::npos) << missing.output;
+  EXPECT_NE(missing.output.find("--data-dependent-bound r=N"), std::string::npos) << missing.output;
+  EXPECT_FALSE(fs::exists(plan));
+  EXPECT_EQ(kiln("build " + model.path.string() + " -o " + plan + " --data-dependent-bound r").code, 2);  // not NAME=N
+  EXPECT_FALSE(fs::exists(plan));
+  Result built = kiln("build " + model.path.string() + " -o " + plan + " --data-dependent-bound r=500");
+  ASSERT_EQ(built.code, 0) << built.output;
+  Result inspected = kiln("inspect " + plan);
+  EXPECT_NE(inspected.output.find("_d0: min 0, opt 500, max 500"), std::string::npos) << inspected.output;
+}
+
 }  // namespace

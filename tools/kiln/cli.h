@@ -81,6 +81,7 @@ struct BuildOptions {
   std::vector<std::string> profiles;  // NAME:MIN/OPT/MAX, each a DxD... shape
   // trtexec's spelling of profiles: NAME:DIMS[,...] per bound.
   std::vector<std::string> min_shapes, opt_shapes, max_shapes;
+  std::vector<std::string> data_dependent_bounds;  // NAME=N: the largest size of a tensor whose size depends on data
 };
 
 struct RunOptions {

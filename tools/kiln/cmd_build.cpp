@@ -136,7 +136,8 @@ std::vector<std::vector<InputShapes>> trtexec_profiles(const BuildOptions& cli) 
 }  // namespace
 
 int cmd_build(const BuildOptions& cli, Json& doc) {
-  const char* usage = "usage: kiln build MODEL.onnx -o OUT.kiln [--precision fp32|fp16|bf16] [--profile NAME:MINxD/OPTxD/MAXxD ...]";
+  const char* usage = "usage: kiln build MODEL.onnx -o OUT.kiln [--precision fp32|fp16|bf16] [--profile NAME:MINxD/OPTxD/MAXxD ...] "
+                      "[--data-dependent-bound NAME=N ...]";
   std::string model = model_path(cli.model, usage);
   builder::BuildOptions options;
   options.precision = *plan::parse_precision(cli.precision);  // the parser accepted only these names
@@ -159,6 +160,14 @@ int cmd_build(const BuildOptions& cli, Json& doc) {
       builder::add_input_profile(net, shapes.input, shapes.min, shapes.opt, shapes.max, options, k);
   }
   require_ranges(net, options);
+  for (const std::string& spec : cli.data_dependent_bounds) {
+    size_t eq = spec.rfind('=');
+    std::string name = eq == std::string::npos ? "" : spec.substr(0, eq), number = eq == std::string::npos ? "" : spec.substr(eq + 1);
+    if (name.empty() || number.empty() || number.size() > 18 || number.find_first_not_of("0123456789") != std::string::npos)
+      fail(ErrorCode::kInvalidArgument, "--data-dependent-bound '", spec, "' is not NAME=N (a tensor's name, then its largest size)");
+    if (!options.data_dependent_bounds.emplace(name, std::stoll(number)).second)
+      fail(ErrorCode::kInvalidArgument, "--data-dependent-bound names '", name, "' twice");
+  }
   plan::Plan p = builder::build(net, options, model);
   plan::save(p, cli.output);
   kiln::log(Severity::kInfo, str("wrote ", cli.output, " (", p.network.nodes().size(), " kernels, arena ", p.arena_bytes,

@@ -347,6 +347,12 @@ int main(int argc, char** argv) {
            "input; naming an input again starts the next profile; the name is\n"
            "everything before the last ':')")
       ->type_name("NAME:MIN/OPT/MAX");
+  repeated(build, "--data-dependent-bound", build_options.data_dependent_bounds,
+           "the largest size tensor NAME may take where its size depends on data\n"
+           "(a Range of input bounds, OneHot's depth, a shape computed at run\n"
+           "time): the plan's memory holds it, and a run that exceeds it fails;\n"
+           "NonZero, TopK and Reshape get one from the input shapes unless given")
+      ->type_name("NAME=N");
   for (auto [flag, specs, bound] : {std::tuple{"--minShapes", &build_options.min_shapes, "smallest"},
                                     {"--optShapes", &build_options.opt_shapes, "tuned-for"},
                                     {"--maxShapes", &build_options.max_shapes, "largest"}})

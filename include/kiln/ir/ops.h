@@ -40,11 +40,12 @@ namespace kiln::ir {
 #define KILN_REDUCE_OPS(M, B)                                                                          \
   M(ReduceMean) M(ReduceSum) M(ReduceMax) M(ReduceMin) M(ReduceProd) M(ReduceL1) M(ReduceL2)           \
   M(ReduceLogSum) M(ReduceLogSumExp) M(ReduceSumSquare) M(ArgMax) M(ArgMin) M(CumSum) M(TopK)
-// Shape changes and data movement: outputs hold input elements (or a pad value).
+// Shape changes and data movement: outputs hold input elements (or a pad
+// value), or their indices (NonZero).
 #define KILN_MOVEMENT_OPS(M, B)                                                                        \
   M(Reshape) M(Flatten) M(Squeeze) M(Unsqueeze) M(Transpose) M(Concat) M(Split) M(Slice) M(Gather)     \
   M(GatherElements) M(Expand) M(Tile) M(Pad) M(Trilu) M(Resize) M(DepthToSpace) M(SpaceToDepth)       \
-  M(GatherND) M(ScatterND) M(ScatterElements)
+  M(GatherND) M(ScatterND) M(ScatterElements) M(NonZero)
 // Outputs made from shapes and scalar inputs rather than from input elements.
 #define KILN_GENERATOR_OPS(M, B) M(Shape) M(Size) M(ConstantOfShape) M(Range) M(OneHot)
 

@@ -361,6 +361,17 @@ void infer_scatter_elements(Ctx& c) {
 }
 
 // GatherND: out[indices.shape[:-1] + data.shape[batch_dims + k:]], the first batch_dims dims shared.
+// [rank, n]: the indices of the n nonzero elements, one row per dim; n
+// depends on the data, except where inference sees it (a constant, or the
+// reference interpreter's real input). A scalar counts as one dim (numpy).
+void infer_nonzero(Ctx& c) {
+  int64_t rank = std::max<int64_t>(c.rank(0), 1);
+  const TensorData* data = c.input(0).data;
+  if (!data) return c.set(0, DType::kInt64, {Dim(rank), c.fresh()});
+  std::vector<double> x = read_doubles(*data);
+  c.set(0, DType::kInt64, {Dim(rank), Dim(int64_t(std::count_if(x.begin(), x.end(), [](double v) { return v != 0; })))});
+}
+
 void infer_gather_nd(Ctx& c) {
   c.require_dtype(1, {DType::kInt64, DType::kInt32});
   c.require_rank(0, 1);
@@ -550,6 +561,7 @@ OpSchema movement_schema(OpKind op) {
                {"keep_aspect_ratio_policy", T::kString}, {"mode", T::kString}, {"nearest_mode", T::kString}}};
     case OpKind::kDepthToSpace: return {1, 1, 1, 1, {{"blocksize", T::kInt}, {"mode", T::kString}}};
     case OpKind::kSpaceToDepth: return {1, 1, 1, 1, {{"blocksize", T::kInt}}};
+    case OpKind::kNonZero: return OpSchema{};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -580,6 +592,7 @@ void infer_movement(Ctx& c) {
     case OpKind::kResize: infer_resize(c); break;
     case OpKind::kDepthToSpace: infer_depth_space(c, true); break;
     case OpKind::kSpaceToDepth: infer_depth_space(c, false); break;
+    case OpKind::kNonZero: infer_nonzero(c); break;
     default: no_inference(c);
   }
 }

@@ -52,6 +52,7 @@ template <> inline constexpr const char* kParamsName<ReduceParams> = "ReducePara
 template <> inline constexpr const char* kParamsName<RemapParams> = "RemapParams";
 template <> inline constexpr const char* kParamsName<GatherParams> = "GatherParams";
 template <> inline constexpr const char* kParamsName<TriluParams> = "TriluParams";
+template <> inline constexpr const char* kParamsName<NonZeroParams> = "NonZeroParams";
 template <> inline constexpr const char* kParamsName<IndexedParams> = "IndexedParams";
 template <> inline constexpr const char* kParamsName<ResizeParams> = "ResizeParams";
 template <> inline constexpr const char* kParamsName<WindowParams> = "WindowParams";
@@ -268,6 +269,10 @@ struct IndexedSpec {
   std::optional<Params> specialize;
 };
 std::string indexed_source(const IndexedSpec& spec);
+// NonZero (NonZeroParams): one block; counts the nonzero elements (floats by
+// value, so -0 is zero and NaN is not), writes the count, then the indices
+// in row-major order by a block scan per tile. Arguments: out, count, x.
+std::string nonzero_source(DType dtype);
 // Trilu over the last two dims (TriluParams).
 std::string trilu_source(DType dtype, const std::optional<Params>& specialize);
 // Resize, nearest / linear / cubic, every ONNX coordinate mode (ResizeParams): mode 0 nearest,

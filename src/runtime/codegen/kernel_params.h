@@ -77,6 +77,13 @@ struct IndexedParams {
   long long dims[8], strides[8];
 };
 
+// NonZero over `n` elements of `rank` dims `dims`: writes the count, then,
+// when it is at most `cap` (the bound the memory plan holds), the indices.
+struct NonZeroParams {
+  long long n, rank, cap;
+  long long dims[8];
+};
+
 // Trilu over the last two dims of `n` elements.
 struct TriluParams {
   long long n, rows, cols, k, upper;

@@ -296,6 +296,43 @@ __device__ double kiln_cubic(double s, double a, bool near) {
   return s.str();
 }
 
+std::string nonzero_source(DType dtype) {
+  // Zero is tested on the bits: every bit but a float's sign clear.
+  std::string bits, mask;
+  switch (dtype_size(dtype)) {
+    case 8: bits = "unsigned long long"; mask = is_floating(dtype) ? "0x7fffffffffffffffULL" : "~0ULL"; break;
+    case 4: bits = "unsigned int"; mask = is_floating(dtype) ? "0x7fffffffu" : "~0u"; break;
+    case 2: bits = "unsigned short"; mask = is_floating(dtype) ? "0x7fff" : "0xffff"; break;
+    default: bits = "unsigned char"; mask = "0xff"; break;
+  }
+  std::ostringstream s;
+  s << prelude() << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry
+    << "(long long* __restrict__ out, long long* __restrict__ count, const " << bits << "* __restrict__ x, KParams p) {\n"
+    << params_binding<NonZeroParams>(std::nullopt);
+  s << "  __shared__ long long scan[" << kBlock << "];\n";
+  s << "  const long long n = prm.n;\n  const int t = threadIdx.x;\n";
+  s << "  long long mine = 0;\n";
+  s << "  for (long long i = t; i < n; i += " << kBlock << ") mine += (x[i] & " << mask << ") != 0;\n";
+  s << "  scan[t] = mine;\n  __syncthreads();\n";
+  s << "  for (int h = " << kBlock / 2 << "; h > 0; h >>= 1) {\n    if (t < h) scan[t] += scan[t + h];\n    __syncthreads();\n  }\n";
+  s << "  const long long total = scan[0];\n  __syncthreads();\n";
+  s << "  if (t == 0) *count = total;\n";
+  s << "  if (total > prm.cap) return;  // the host reports it; nothing is written past the bound\n";
+  s << "  long long base = 0;\n";
+  s << "  for (long long first = 0; first < n; first += " << kBlock << ") {\n";
+  s << "    const long long i = first + t;\n";
+  s << "    const int hit = i < n && (x[i] & " << mask << ") != 0;\n";
+  s << "    scan[t] = hit;\n    __syncthreads();\n";
+  s << "    for (int off = 1; off < " << kBlock << "; off <<= 1) {\n";
+  s << "      const long long left = t >= off ? scan[t - off] : 0;\n      __syncthreads();\n";
+  s << "      scan[t] += left;\n      __syncthreads();\n    }\n";
+  s << "    if (hit) {\n      const long long j = base + scan[t] - 1;\n      long long rest = i;\n";
+  s << "      for (int r = (int)prm.rank - 1; r >= 0; --r) {\n";
+  s << "        out[r * total + j] = rest % prm.dims[r];\n        rest /= prm.dims[r];\n      }\n    }\n";
+  s << "    base += scan[" << kBlock - 1 << "];\n    __syncthreads();\n  }\n}\n";
+  return s.str();
+}
+
 std::string trilu_source(DType dtype, const std::optional<Params>& specialize) {
   std::string ct = c_type(dtype);
   std::ostringstream s;

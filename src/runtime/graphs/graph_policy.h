@@ -18,6 +18,7 @@ enum class Path {
 enum class Fallback {
   kNone,
   kCaptureFailed,   // capturing or instantiating this shape failed (reason recorded)
+  kDataDependent,   // the engine has data-dependent sizes: enqueue reads them back and waits in mid-call
 };
 std::string_view fallback_name(Fallback f);
 
@@ -30,6 +31,7 @@ struct CallState {
   bool has_graph = false;         // this shape has an instantiated graph
   bool capture_failed = false;    // the last capture at this shape failed
   int retry_capture_at = 0;       // ... and is tried again from this call at the shape on
+  bool data_dependent = false;    // the engine has data-dependent sizes (never captured)
 };
 
 // Calls to wait before capturing again after `failures` failures in a row:

@@ -36,17 +36,34 @@ std::vector<int64_t> ints_of(const plan::Plan& plan, ir::ValueId v, const ShapeE
   const ir::Value& val = plan.network.value(v);
   if (val.weight) return ir::read_ints(*val.weight);
   if (auto k = known_now(val, shapes)) return *k;
-  fail(ErrorCode::kUnsupported, what, " '", val.name, "' depends on tensor data, which the GPU runtime does not read back");
+  if (auto it = shapes.read.find(v); it != shapes.read.end()) return it->second;
+  fail(ErrorCode::kUnsupported, what, " '", val.name, "' depends on tensor data that enqueue did not read back");
 }
 
-std::string data_dependent_size(const plan::Plan& plan, ir::ValueId v) {
+int64_t data_dependent_bound(const plan::Plan& plan, ir::ValueId v) {
   const ir::Value& val = plan.network.value(v);
   std::set<std::string> symbols;
   for (const ir::Dim& d : val.shape) d.collect_symbols(symbols);
+  int64_t bound = -1;
   for (const std::string& s : symbols)
-    if (plan.network.data_dependent_symbols().count(s))
-      return str("the size of '", val.name, "' depends on tensor data (a data-dependent shape), which the GPU runtime does not read back");
-  return "";
+    if (plan.network.data_dependent_symbols().count(s)) {
+      auto it = plan.network.dim_ranges().find(s);
+      if (it == plan.network.dim_ranges().end())
+        fail(ErrorCode::kInvalidArgument, "tensor '", val.name, "' has a data-dependent size without a bound in the plan; build it "
+             "again with this kiln (`kiln build`)");
+      bound = std::max(bound, it->second.max);
+    }
+  if (bound < 0) fail(ErrorCode::kInternal, "tensor '", val.name, "' has no data-dependent size");
+  return bound;
+}
+
+int64_t nonzero_count_offset(const plan::Plan& plan, const ir::Node& node) {
+  int64_t before = 0;
+  for (const ir::Node& other : plan.network.nodes()) {
+    if (&other == &node) return before * int64_t(sizeof(int64_t));
+    before += other.op == ir::OpKind::kNonZero;
+  }
+  fail(ErrorCode::kInternal, "node '", node.name, "' is not a node of the plan");
 }
 
 }  // namespace kiln::runtime

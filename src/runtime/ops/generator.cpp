@@ -1,8 +1,8 @@
 // The generator family on the GPU: values the host knows (shape arithmetic,
 // for nodes of any family) written by the constants kernel, ConstantOfShape
 // as a fill, Range and OneHot as kernels of their own. Range's length and
-// OneHot's depth must follow from the input shapes (or constants): the
-// runtime sizes every tensor before it launches anything.
+// OneHot's depth come from the output's shape: known before the run, or read
+// back by enqueue when they depend on data (see context.cpp).
 #include <algorithm>
 #include <cstring>
 
@@ -94,8 +94,6 @@ std::unique_ptr<Op> make_generator(const plan::Plan& plan, const ir::Node& node,
 
     case OpKind::kRange: {
       if (dtype == DType::kBool) break;
-      why = data_dependent_size(plan, node.outputs[0]);
-      if (!why.empty()) return nullptr;
       int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::range_source(dtype, params); });
       return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
         k.params = codegen::pack(codegen::RangeParams{s.of(n->outputs[0]).at(0)});
@@ -109,8 +107,6 @@ std::unique_ptr<Op> make_generator(const plan::Plan& plan, const ir::Node& node,
         why = "bool indices";
         return nullptr;
       }
-      why = data_dependent_size(plan, node.outputs[0]);
-      if (!why.empty()) return nullptr;
       int kernel = store.add(node.name, [dtype, index](const auto& params) { return codegen::onehot_source(dtype, index, params); });
       return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
         const auto& out = s.of(n->outputs[0]);
@@ -138,8 +134,8 @@ GpuLowering describe_generator(OpKind op) {
       return {K::kKernel, "its values follow from the shapes: written by a constants kernel"};
     case OpKind::kConstantOfShape: return {K::kKernel, "fill kernel; any type"};
     case OpKind::kRange:
-      return {K::kKernel, "fill kernel; any type but bool; its length known before the run (`kiln build` folds ranges of constants)"};
-    case OpKind::kOneHot: return {K::kKernel, "fill kernel; any type, indices any but bool; depth known before the run"};
+      return {K::kKernel, "fill kernel; any type but bool; a length that depends on data is read back by enqueue (which waits for it)"};
+    case OpKind::kOneHot: return {K::kKernel, "fill kernel; any type, indices any but bool; a depth that depends on data is read back by enqueue"};
     default: return {};
   }
 }

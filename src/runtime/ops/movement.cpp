@@ -17,6 +17,35 @@ using ir::OpKind;
 
 namespace {
 
+// NonZero: one launch that writes the count into the context's readback
+// scratch (enqueue reads it back to size the output) and the indices, at
+// most the output's bound of them.
+class NonZeroOp : public Op {
+ public:
+  NonZeroOp(const plan::Plan& plan, const ir::Node& node, const KernelStore& store, int kernel)
+      : plan_(plan), node_(node), store_(store), kernel_(kernel), count_offset_(nonzero_count_offset(plan, node)) {}
+  void prepare(PrepareContext& ctx) const override {
+    std::vector<int64_t> x = ctx.shapes.of(node_.inputs[0]);
+    if (x.empty()) x = {1};
+    codegen::NonZeroParams q{};
+    q.n = ir::checked_numel(x);
+    q.rank = int64_t(x.size());
+    q.cap = data_dependent_bound(plan_, node_.outputs[0]);
+    std::copy(x.begin(), x.end(), q.dims);
+    KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, codegen::pack(q), &node_, kernel_};
+    k.args = {{node_.outputs[0], 0}, {kReadbackScratch, count_offset_}, {node_.inputs[0], 0}};
+    k.specializable = false;  // one block whatever the shape: nothing to gain
+    ctx.steps.push_back(std::move(k));
+  }
+
+ private:
+  const plan::Plan& plan_;
+  const ir::Node& node_;
+  const KernelStore& store_;
+  int kernel_;
+  int64_t count_offset_;
+};
+
 // A plain strided copy (no pads, modulus or per-dim starts/steps left) over the
 // fewest dims (codegen::merge_dims).
 struct StridedCopy {
@@ -408,6 +437,16 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
       return std::make_unique<SequenceOp>(std::move(parts));
     }
 
+    case OpKind::kNonZero: {
+      DType in = value(node.inputs[0]).dtype;
+      if (value(node.inputs[0]).shape.size() > size_t(codegen::kMaxRank)) {
+        why = str("an input of more than ", codegen::kMaxRank, " dims");
+        return nullptr;
+      }
+      int kernel = store.add(node.name, [in](const auto&) { return codegen::nonzero_source(in); });
+      return std::make_unique<NonZeroOp>(plan, node, store, kernel);
+    }
+
     case OpKind::kTrilu: {
       int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::trilu_source(dtype, params); });
       return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
@@ -522,6 +561,9 @@ GpuLowering describe_movement(OpKind op) {
                           "apply every duplicate by atomic compare-and-swap (float add and mul in no fixed order); without "
                           "one, which duplicate lands is unspecified; out-of-range indices are skipped (an error on the CPU)"};
     case OpKind::kTrilu: return {K::kKernel, "mask kernel; any type"};
+    case OpKind::kNonZero:
+      return {K::kKernel, "one block: a count, read back by enqueue (which waits for it), then the indices by a block scan; "
+                          "any type; at most the bound `kiln build` plans for"};
     case OpKind::kResize: return {K::kKernel, "resize kernel; floating types; scales a constant"};
     default: return {};
   }

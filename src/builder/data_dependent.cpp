@@ -1,0 +1,99 @@
+// Upper bounds for data-dependent sizes (NonZero's count, a Range of data
+// bounds, ...): each becomes the range of its symbol, in the network and in
+// every profile, so the memory plan reserves the bound and the runtime checks
+// every size it reads back against it.
+#include <algorithm>
+#include <set>
+
+#include "graph.h"
+#include "kiln/error.h"
+#include "kiln/ir/limits.h"
+
+namespace kiln::builder {
+
+namespace {
+
+// The bound that follows from the shapes at their largest, if one does: a
+// NonZero finds at most every element of its input, TopK at most its axis,
+// and a Reshape keeps its input's element count.
+std::optional<int64_t> implied_bound(const ir::Network& net, const ir::Node& node, const ir::SymbolBindings& largest) {
+  auto dims_of = [&](ir::ValueId v) { return ir::evaluate_dims(net.value(v).shape, largest); };
+  switch (node.op) {
+    case ir::OpKind::kNonZero:
+    case ir::OpKind::kReshape: {
+      auto x = dims_of(node.inputs[0]);
+      if (x) return ir::checked_numel(*x);
+      return std::nullopt;
+    }
+    case ir::OpKind::kTopK: {
+      auto x = dims_of(node.inputs[0]);
+      if (!x || x->empty()) return std::nullopt;
+      int64_t axis = node.attrs.get_int("axis", -1);
+      if (axis < 0) axis += int64_t(x->size());
+      if (axis < 0 || axis >= int64_t(x->size())) return std::nullopt;
+      return (*x)[size_t(axis)];
+    }
+    default: return std::nullopt;
+  }
+}
+
+std::string symbols_text(const std::set<std::string>& symbols) {
+  std::string out;
+  for (const std::string& s : symbols) out += (out.empty() ? "'" : ", '") + s + "'";
+  return out;
+}
+
+}  // namespace
+
+void bound_data_dependent_sizes(plan::Plan& p, const std::map<std::string, int64_t, std::less<>>& given, int64_t fallback) {
+  ir::Network& net = p.network;
+  const std::set<std::string>& data = net.data_dependent_symbols();
+  ir::SymbolBindings largest;
+  for (auto& [s, r] : net.dim_ranges()) largest[s] = r.max;
+  std::set<std::string> used;  // names of `given` that bounded something
+  for (const ir::Node& node : net.nodes())
+    for (ir::ValueId v : node.outputs) {
+      if (v == ir::kNoValue) continue;
+      const ir::Value& val = net.value(v);
+      auto it = given.find(val.name);
+      for (size_t i = 0; i < val.shape.size(); ++i) {
+        std::set<std::string> symbols, fresh;
+        val.shape[i].collect_symbols(symbols);
+        for (const std::string& s : symbols)
+          if (data.count(s) && !largest.count(s)) fresh.insert(s);
+        if (fresh.empty()) continue;
+        std::string where = str("tensor '", val.name, "' (node '", node.name, "', ", ir::op_name(node.op), ") dim ", i, " (",
+                                val.shape[i].to_string(), ")");
+        if (fresh.size() != 1 || val.shape[i] != ir::Dim::symbol(*fresh.begin()))
+          fail(ErrorCode::kUnsupported, where, " depends on input data through an expression of ", symbols_text(fresh),
+               ", which the GPU runtime cannot solve for when it reads values back; kiln needs such a size as a dim of its own");
+        std::optional<int64_t> bound;
+        if (it != given.end()) bound = it->second;
+        else bound = implied_bound(net, node, largest);
+        if (!bound && fallback >= 0) bound = fallback;
+        if (!bound)
+          fail(ErrorCode::kUnsupported, where, " depends on input data and no bound follows from the input shapes; give it one "
+               "with --data-dependent-bound ", val.name, "=N (BuildOptions::data_dependent_bounds), N the largest size it may take");
+        if (*bound < 0 || *bound > plan::kMaxRangeValue)
+          fail(ErrorCode::kInvalidArgument, where, ": the bound ", *bound, " is outside [0, ", plan::kMaxRangeValue, "]");
+        if (it != given.end()) used.insert(val.name);
+        const std::string& s = *fresh.begin();
+        largest[s] = *bound;
+        ir::DimRange range{0, *bound, *bound};
+        net.set_dim_range(s, range);
+        for (ir::DimRanges& profile : p.profiles) profile[s] = range;
+      }
+    }
+  for (auto& [name, bound] : given) {
+    if (used.count(name)) continue;
+    auto id = net.find_value(name);
+    fail(ErrorCode::kInvalidArgument, "--data-dependent-bound names '", name, "', ",
+         !id ? std::string("which is not a tensor of the built network")
+             : "whose size does not depend on input data by itself (bound the tensor whose size it takes, such as a NonZero's or "
+               "a Range's output)");
+  }
+  // Every size is known at its largest now: the tensors must fit a GPU there.
+  ir::check_value_sizes(net, largest);
+}
+
+}  // namespace kiln::builder

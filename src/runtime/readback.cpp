@@ -1,0 +1,220 @@
+// Data-dependent sizes: enqueue runs the launches up to a node whose output
+// size depends on data, copies the few values that decide it (NonZero's
+// count, which its kernel leaves in the context's scratch; a Range's bounds,
+// TopK's K, a Reshape's shape) into pinned host memory, waits for them (the
+// one place enqueue waits for the GPU), binds the sizes, checks them against
+// the bounds `kiln build` planned the memory for, and prepares and launches
+// what follows. Such engines run generic kernels: a size that changes every
+// call would make every call compile.
+#include <algorithm>
+#include <cstring>
+
+#include "context_state.h"
+#include "kiln/error.h"
+#include "kiln/ir/limits.h"
+#include "kiln/ir/shape_inference.h"
+
+namespace kiln::runtime {
+
+namespace {
+
+// Inputs read back before a node: the small tensors shape inference reads
+// (shapes, K, depth, Range's bounds); larger ones never decide a size.
+constexpr int64_t kMaxReadElements = 64;
+constexpr size_t kReadSlotBytes = kMaxReadElements * sizeof(int64_t);
+
+std::string describe(const ir::Network& net, const ir::Node& node, ir::ValueId v) {
+  return str("tensor '", net.value(v).name, "' (node '", node.name, "', ", ir::op_name(node.op), ")");
+}
+
+// Binds `symbol` to `size`, read back for `v`, within the bound the plan holds.
+void bind_size(const plan::Plan& plan, const ir::Node& node, ir::ValueId v, const std::string& symbol, int64_t size,
+               ir::SymbolBindings& resolved) {
+  const ir::Network& net = plan.network;
+  auto range = net.dim_ranges().find(symbol);
+  if (range == net.dim_ranges().end())
+    fail(ErrorCode::kInvalidArgument, describe(net, node, v), " has a size that depends on data without a bound in the plan");
+  if (size < 0 || size > range->second.max)
+    fail(ErrorCode::kShapeError, describe(net, node, v), ": its data-dependent size is ", size, " at this call, ",
+         size < 0 ? std::string("below 0") : str("more than the bound ", range->second.max, " its memory was planned for"),
+         "; build the plan with a larger bound (--data-dependent-bound ", net.value(v).name, "=N)");
+  resolved[symbol] = size;
+}
+
+// A data-dependent symbol that is dim `i` of `v` and still unbound, if there is one.
+std::optional<std::string> unbound_symbol(const ir::Network& net, ir::ValueId v, size_t i, const ir::SymbolBindings& resolved) {
+  const ir::Dim& d = net.value(v).shape.at(i);
+  std::set<std::string> symbols;
+  d.collect_symbols(symbols);
+  if (symbols.size() != 1 || d != ir::Dim::symbol(*symbols.begin())) return std::nullopt;
+  const std::string& s = *symbols.begin();
+  if (!net.data_dependent_symbols().count(s) || resolved.count(s)) return std::nullopt;
+  return s;
+}
+
+void wait_for(cudaStream_t stream, const ir::Node& node) {
+  KILN_CUDA(cudaStreamSynchronize(stream), str("waiting for the values that size the outputs of node '", node.name, "'"));
+}
+
+// NonZero: its count, from the scratch its kernel wrote.
+void read_count(ContextState& c, const ir::Node& node, cudaStream_t stream, ir::SymbolBindings& resolved) {
+  const plan::Plan& plan = c.engine->plan;
+  int64_t offset = nonzero_count_offset(plan, node);
+  KILN_CUDA(cudaMemcpyAsync(c.readback_host.get(), c.readback_scratch.get() + offset, sizeof(int64_t), cudaMemcpyDeviceToHost,
+                            stream),
+            str("reading back the count of node '", node.name, "'"));
+  wait_for(stream, node);
+  int64_t count = 0;
+  std::memcpy(&count, c.readback_host.get(), sizeof count);
+  if (auto s = unbound_symbol(plan.network, node.outputs[0], 1, resolved)) bind_size(plan, node, node.outputs[0], *s, count, resolved);
+}
+
+// Any other node: its small inputs, then its outputs' sizes by shape
+// inference on those values (the reference interpreter's rules).
+void read_inputs(ContextState& c, const ir::Node& node, cudaStream_t stream, ShapeEnv& env, ir::SymbolBindings& resolved) {
+  const plan::Plan& plan = c.engine->plan;
+  const ir::Network& net = plan.network;
+  std::vector<std::pair<ir::ValueId, size_t>> copied;  // value, host offset
+  size_t at = 0;
+  for (ir::ValueId v : node.inputs) {
+    if (v == ir::kNoValue || net.value(v).weight || env.pending[size_t(v)]) continue;
+    int64_t n = ir::checked_numel(env.of(v));
+    if (n > kMaxReadElements) continue;
+    size_t bytes = size_t(n) * dtype_size(net.value(v).dtype);
+    if (at + bytes > c.engine->readback_host_bytes)
+      fail(ErrorCode::kInternal, "node '", node.name, "': the readback memory is too small for its inputs");
+    if (bytes)
+      KILN_CUDA(cudaMemcpyAsync(c.readback_host.get() + at, c.pointers[size_t(v)], bytes, cudaMemcpyDeviceToHost, stream),
+                str("reading back '", net.value(v).name, "' for node '", node.name, "'"));
+    copied.emplace_back(v, at);
+    at += kReadSlotBytes;
+  }
+  wait_for(stream, node);
+  std::vector<ir::TensorData> data(node.inputs.size());
+  std::vector<std::vector<ir::Dim>> known(node.inputs.size());
+  std::vector<ir::InferInput> in(node.inputs.size());
+  for (size_t i = 0; i < node.inputs.size(); ++i) {
+    ir::ValueId v = node.inputs[i];
+    if (v == ir::kNoValue) continue;
+    const ir::Value& val = net.value(v);
+    in[i] = ir::InferInput{true, val.dtype, ir::shape_of(env.of(v)), nullptr, val.weight ? &*val.weight : nullptr, &val.name};
+    if (auto k = known_now(val, env)) {
+      known[i].assign(k->begin(), k->end());
+      in[i].known = &known[i];
+    }
+    auto it = std::find_if(copied.begin(), copied.end(), [&](auto& p) { return p.first == v; });
+    if (it == copied.end()) continue;
+    data[i].dtype = val.dtype;
+    data[i].dims = env.of(v);
+    data[i].data = Buffer::copy_of(c.readback_host.get() + it->second, size_t(data[i].numel()) * dtype_size(val.dtype));
+    in[i].data = &data[i];
+    if (is_integer(val.dtype) || val.dtype == DType::kBool) env.read[v] = ir::read_ints(data[i]);
+  }
+  int64_t unknown = 0;
+  std::vector<ir::InferOutput> out =
+      ir::infer_node(node, in, [&] { return ir::Dim::symbol(str("_unknown", unknown++)); });
+  for (size_t o = 0; o < node.outputs.size(); ++o) {
+    ir::ValueId v = node.outputs[o];
+    if (v == ir::kNoValue) continue;
+    if (!ir::shape_is_constant(out[o].shape))
+      fail(ErrorCode::kUnsupported, describe(net, node, v), ": its size depends on data the GPU runtime does not read back "
+           "(only inputs of at most ", kMaxReadElements, " elements are)");
+    std::vector<int64_t> dims = ir::shape_constants(out[o].shape);
+    for (size_t d = 0; d < dims.size() && d < net.value(v).shape.size(); ++d)
+      if (auto s = unbound_symbol(net, v, d, resolved)) bind_size(plan, node, v, *s, dims[d], resolved);
+  }
+}
+
+// Nothing launches with a size not known yet: only a NonZero that ends the
+// stage (its kernel bounds what it writes) may have one.
+void check_sized(const ir::Network& net, const ShapeEnv& env, size_t begin, size_t end, const Readback* next) {
+  for (size_t n = begin; n < end; ++n) {
+    const ir::Node& node = net.nodes()[n];
+    bool counted = next && next->after && next->node == n;
+    for (const auto* list : {&node.inputs, &node.outputs})
+      for (ir::ValueId v : *list)
+        if (v != ir::kNoValue && env.pending[size_t(v)] && !(counted && list == &node.outputs))
+          fail(ErrorCode::kUnsupported, describe(net, node, v), ": its size depends on data that the GPU runtime has not read "
+               "back when the node runs (a size inside a dim expression)");
+  }
+}
+
+}  // namespace
+
+void plan_readbacks(EngineState& e) {
+  const ir::Network& net = e.plan.network;
+  const std::set<std::string>& data = net.data_dependent_symbols();
+  if (data.empty()) return;
+  std::set<std::string> sized;
+  size_t nonzero = 0, most_inputs = 0;
+  for (size_t n = 0; n < net.nodes().size(); ++n) {
+    const ir::Node& node = net.nodes()[n];
+    bool fresh = false;
+    for (ir::ValueId v : node.outputs) {
+      if (v == ir::kNoValue) continue;
+      std::set<std::string> symbols;
+      for (const ir::Dim& d : net.value(v).shape) d.collect_symbols(symbols);
+      for (const std::string& s : symbols)
+        if (data.count(s) && sized.insert(s).second) {
+          fresh = true;
+          if (e.data_dependent.empty()) e.data_dependent = describe(net, node, v);
+        }
+    }
+    bool after = node.op == ir::OpKind::kNonZero;
+    nonzero += after;
+    if (!fresh) continue;
+    e.readbacks.push_back({n, after});
+    if (!after) most_inputs = std::max(most_inputs, node.inputs.size());
+  }
+  e.readback_scratch_bytes = std::max<size_t>(nonzero * sizeof(int64_t), sizeof(int64_t));
+  e.readback_host_bytes = std::max(most_inputs * kReadSlotBytes, sizeof(int64_t));
+}
+
+void make_readback_memory(ContextState& c) {
+  const EngineState& e = *c.engine;
+  if (e.readbacks.empty()) return;
+  c.readback_scratch = DeviceBuffer(e.readback_scratch_bytes, "the readback scratch for data-dependent sizes");
+  std::byte* host = nullptr;
+  KILN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host), e.readback_host_bytes),
+            "allocating pinned memory for data-dependent sizes");
+  c.readback_host.reset(host);
+}
+
+void enqueue_data_dependent(ContextState& c, cudaStream_t stream) {
+  const EngineState& e = *c.engine;
+  const ir::Network& net = e.plan.network;
+  c.current = nullptr;  // until this call's sizes are all known
+  resolve_pointers(c);
+  ir::SymbolBindings resolved;
+  ShapeEnv env = evaluate_shapes(net, c.input_dims, &resolved);
+  std::string input_key = shape_key(c.input_dims);
+  size_t begin = 0;
+  for (size_t r = 0;; ++r) {
+    bool last = r == e.readbacks.size();
+    size_t end = last ? net.nodes().size() : e.readbacks[r].node + (e.readbacks[r].after ? 1 : 0);
+    // A stage is prepared once per input shapes and values read back before it.
+    std::string key = str(input_key, "#", r);
+    for (auto& [symbol, size] : resolved) key += str(",", symbol, "=", size);
+    for (auto& [v, values] : env.read) {
+      key += str(",", net.value(v).name, "=");
+      for (int64_t x : values) key += str(x, ";");
+    }
+    check_sized(net, env, begin, end, last ? nullptr : &e.readbacks[r]);
+    PreparedShape& stage = prepared_launches(c, key, env, begin, end, KernelSpecialization::kNone);
+    ++stage.calls;
+    for (const Step& step : stage.steps) launch_step(c, step, stream);
+    if (last) {
+      c.current = &stage;  // tensor_shape reads this call's sizes from it
+      return;
+    }
+    const ir::Node& node = net.nodes()[e.readbacks[r].node];
+    if (e.readbacks[r].after) read_count(c, node, stream, resolved);
+    else read_inputs(c, node, stream, env, resolved);
+    auto read = std::move(env.read);
+    env = evaluate_shapes(net, c.input_dims, &resolved);
+    env.read = std::move(read);
+    begin = end;
+  }
+}
+
+}  // namespace kiln::runtime

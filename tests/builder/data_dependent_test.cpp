@@ -1,0 +1,180 @@
+// Data-dependent sizes through `kiln build`: each gets an upper bound (one
+// that follows from the largest input shapes, or one given by tensor name),
+// stored as its symbol's range, so the memory plan holds it and a plan keeps
+// it across a save and a load.
+#include <gtest/gtest.h>
+
+#include "kiln/builder.h"
+#include "kiln/error.h"
+#include "kiln/ir/shape_inference.h"
+#include "kiln/plan.h"
+#include "kiln/reference.h"
+
+namespace kiln::builder {
+namespace {
+
+using ir::Dim;
+using ir::OpKind;
+using ir::ValueId;
+
+// The range of the data-dependent symbol in dim `dim` of tensor `name` of `plan`.
+ir::DimRange bound_of(const plan::Plan& plan, const std::string& name, size_t dim) {
+  auto id = plan.network.find_value(name);
+  if (!id) {
+    ADD_FAILURE() << "no tensor '" << name << "' in the plan";
+    return {};
+  }
+  const ir::Value& v = plan.network.value(*id);
+  std::string symbol = v.shape.at(dim).to_string();
+  EXPECT_TRUE(plan.network.data_dependent_symbols().count(symbol)) << name << " dim " << dim << " is " << symbol;
+  return plan.network.dim_ranges().at(symbol);
+}
+
+// "batch 1/2/8; " per symbol, a line per profile.
+std::string ranges_text(const std::vector<ir::DimRanges>& profiles) {
+  std::string out;
+  for (const ir::DimRanges& profile : profiles) {
+    for (auto& [s, r] : profile) out += str(s, " ", r.min, "/", r.opt, "/", r.max, "; ");
+    out += "\n";
+  }
+  return out;
+}
+
+std::string message_of(const ir::Network& net, const BuildOptions& options) {
+  try {
+    build(net, options);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "the build succeeded";
+  return "";
+}
+
+// x [batch, 6] -> NonZero -> Transpose -> Mul by 2: the indices of x's
+// nonzero elements, one row each.
+ir::Network nonzero_network() {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("batch"), Dim(6)});
+  ValueId nz = net.add_op1(OpKind::kNonZero, {x}, {}, "nz");
+  ir::Attributes perm;
+  perm.set("perm", std::vector<int64_t>{1, 0});
+  ValueId t = net.add_op1(OpKind::kTranspose, {nz}, perm, "rows");
+  ValueId two = net.add_weight("two", reference::make_tensor(DType::kInt64, {}, {2}));
+  net.add_output(net.add_op1(OpKind::kMul, {t, two}, {}, "twice"));
+  net.set_dim_range("batch", {1, 2, 8});
+  net.finalize();
+  return net;
+}
+
+TEST(DataDependentBuild, NonZeroIsBoundedByItsInputAtTheLargestShapes) {
+  ir::Network net = nonzero_network();
+  ASSERT_EQ(net.data_dependent_symbols().size(), 1u);
+  plan::Plan p = build(net, {});
+  ir::DimRange r = bound_of(p, "nz_out_0", 1);
+  EXPECT_EQ(r.min, 0);
+  EXPECT_EQ(r.max, 8 * 6);  // every element of x at batch 8
+  std::string symbol = p.network.value(*p.network.find_value("nz_out_0")).shape[1].to_string();
+  for (const ir::DimRanges& profile : p.profiles) EXPECT_EQ(profile.at(symbol).max, 48);
+  // The arena holds the indices at the bound: 2 rows of 48 int64.
+  ValueId nz = *p.network.find_value("nz_out_0");
+  ASSERT_GE(p.arena_offset[size_t(nz)], 0);
+  EXPECT_GE(p.arena_bytes, 2 * 48 * 8);
+
+  // The plan computes what the network does.
+  std::map<std::string, reference::Tensor> feeds{
+      {"x", reference::make_tensor(DType::kFloat32, {3, 6}, {0, 1, 0, 0, -2, 0, 0, 0, 0, 0, 0, 0, 3, -0.0, 0, 0, 0, 4})}};
+  std::vector<reference::Tensor> want = reference::run(net, feeds), got = reference::run(p.network, feeds);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].dims, (std::vector<int64_t>{4, 2}));
+  EXPECT_EQ(ir::read_ints(got[0]), ir::read_ints(want[0]));
+  EXPECT_EQ(ir::read_ints(got[0]), (std::vector<int64_t>{0, 2, 0, 8, 4, 0, 4, 10}));
+}
+
+TEST(DataDependentBuild, BoundsSurviveASaveAndALoad) {
+  plan::Plan p = build(nonzero_network(), {});
+  std::string bytes = plan::serialize(p);
+  plan::Plan back = plan::deserialize(Buffer::copy_of(bytes.data(), bytes.size()));
+  EXPECT_EQ(back.network.data_dependent_symbols(), p.network.data_dependent_symbols());
+  EXPECT_EQ(bound_of(back, "nz_out_0", 1).max, 48);
+  EXPECT_EQ(ranges_text(back.profiles), ranges_text(p.profiles));
+  EXPECT_EQ(plan::serialize(back), bytes);
+}
+
+TEST(DataDependentBuild, PlansWithoutThemKeepTheirRanges) {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("batch"), Dim(6)});
+  net.add_output(net.add_op1(OpKind::kRelu, {x}));
+  net.set_dim_range("batch", {1, 2, 8});
+  net.finalize();
+  plan::Plan p = build(net, {});
+  EXPECT_TRUE(p.network.data_dependent_symbols().empty());
+  EXPECT_EQ(p.network.dim_ranges().size(), 1u);
+  EXPECT_EQ(ranges_text(p.profiles), "batch 1/2/8; \n");
+  EXPECT_EQ(p.format_version, plan::kFormatVersion);
+}
+
+TEST(DataDependentBuild, TopKOfAnInputKIsBoundedByItsAxis) {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(2), Dim::symbol("n")});
+  ValueId k = net.add_input("k", DType::kInt64, {Dim(1)});
+  for (ValueId v : net.add_op(OpKind::kTopK, {x, k}, {}, 2, "top")) net.add_output(v);
+  net.set_dim_range("n", {1, 10, 100});
+  net.finalize();
+  plan::Plan p = build(net, {});
+  EXPECT_EQ(bound_of(p, "top_out_0", 1).max, 100);
+}
+
+// Range(0, limit, 1) with limit a graph input: no bound follows from shapes.
+ir::Network range_network() {
+  ir::Network net;
+  ValueId limit = net.add_input("limit", DType::kInt64, {});
+  ValueId zero = net.add_weight("zero", reference::make_tensor(DType::kInt64, {}, {0}));
+  ValueId one = net.add_weight("one", reference::make_tensor(DType::kInt64, {}, {1}));
+  ValueId r = net.add_op1(OpKind::kRange, {zero, limit, one}, {}, "r");
+  net.add_output(net.add_op1(OpKind::kNeg, {r}, {}, "neg"));
+  net.finalize();
+  return net;
+}
+
+TEST(DataDependentBuild, ARangeOfDataBoundsNeedsABoundNamedAfterItsTensor) {
+  ir::Network net = range_network();
+  std::string why = message_of(net, {});
+  EXPECT_NE(why.find("tensor 'r_out_0' (node 'r', Range) dim 0"), std::string::npos) << why;
+  EXPECT_NE(why.find("--data-dependent-bound r_out_0=N"), std::string::npos) << why;
+  EXPECT_NE(why.find("BuildOptions::data_dependent_bounds"), std::string::npos) << why;
+
+  BuildOptions options;
+  options.data_dependent_bounds = {{"r_out_0", 1000}};
+  plan::Plan p = build(net, options);
+  EXPECT_EQ(bound_of(p, "r_out_0", 0).max, 1000);
+  EXPECT_EQ(bound_of(p, "neg_out_1", 0).max, 1000);  // the same symbol downstream
+
+  // A default bound stands in where none is named; a named one wins.
+  BuildOptions fallback;
+  fallback.default_data_dependent_bound = 64;
+  EXPECT_EQ(bound_of(build(net, fallback), "r_out_0", 0).max, 64);
+  fallback.data_dependent_bounds = {{"r_out_0", 5}};
+  EXPECT_EQ(bound_of(build(net, fallback), "r_out_0", 0).max, 5);
+}
+
+TEST(DataDependentBuild, BoundsNamingOtherTensorsAreRefused) {
+  ir::Network net = range_network();
+  BuildOptions downstream;
+  downstream.data_dependent_bounds = {{"r_out_0", 10}, {"neg_out_1", 10}};
+  std::string why = message_of(net, downstream);
+  EXPECT_NE(why.find("names 'neg_out_1', whose size does not depend on input data by itself"), std::string::npos) << why;
+
+  BuildOptions unknown;
+  unknown.data_dependent_bounds = {{"r_out_0", 10}, {"nothing", 10}};
+  why = message_of(net, unknown);
+  EXPECT_NE(why.find("names 'nothing', which is not a tensor of the built network"), std::string::npos) << why;
+
+  BuildOptions negative;
+  negative.data_dependent_bounds = {{"r_out_0", -1}};
+  why = message_of(net, negative);
+  EXPECT_NE(why.find("tensor 'r_out_0'"), std::string::npos) << why;
+  EXPECT_NE(why.find("the bound -1 is outside"), std::string::npos) << why;
+}
+
+}  // namespace
+}  // namespace kiln::builder
