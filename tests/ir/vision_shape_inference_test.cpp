@@ -152,6 +152,13 @@ TEST(VisionShapes, Col2ImMakesTheImage) {
             std::string::npos);
   EXPECT_NE(run({N, Dim(4), Dim(4)}, {1, 3}, {2, 2}).find("image_shape 1 of dim 0 holds no block of 2"), std::string::npos);
   EXPECT_NE(run({N, Dim(16), Dim(1)}, {2, 2, 2, 2}, {1, 1, 1, 1}).find("block_shape has 4 entries; kiln takes 1 to 3"), std::string::npos);
+  // A block_shape the model computes: the channels and the image are known at the run only.
+  Network net;
+  ValueId y = net.add_op1(OpKind::kCol2Im, {net.add_input("x", DType::kFloat32, {N, Dim(12), Dim(4)}), net.add_weight("image", int64s({3, 3})),
+                                            net.add_input("block", DType::kInt64, {Dim(2)})});
+  std::string shape = outcome(net, y);
+  EXPECT_EQ(shape.substr(0, 10), "float32[N,") << shape;
+  EXPECT_EQ(shape.substr(shape.size() - 5), ",3,3]") << shape;
 }
 
 }  // namespace

@@ -115,35 +115,38 @@ void infer_col2im(Ctx& c) {
     c.require_dtype(i, {DType::kInt64});
     c.require_rank(i, 1, 1);
   }
-  auto block = c.const_ints(2);
-  if (!block) c.error(ErrorCode::kUnsupported, "block_shape, ", c.input_name(2), ", is not a constant");
-  int64_t r = int64_t(block->size());
+  const Dim& len = c.shape(2)[0];
+  if (!len.is_constant()) c.error(ErrorCode::kUnsupported, "block_shape, ", c.input_name(2), ", of unknown length");
+  int64_t r = len.constant();
   if (r < 1 || r > kMaxSpatial) c.error(ErrorCode::kUnsupported, "block_shape has ", r, " entries; kiln takes 1 to ", kMaxSpatial);
   check_equal_dims(c, c.shape(1)[0], Dim(r), "the lengths of image_shape and block_shape");
-  auto geometry = col2im_geometry(c.node(), *block);
-  int64_t volume = 1;
-  for (int64_t b : *block) {
-    if (b < 1) c.error(ErrorCode::kInvalidModel, "block_shape has an entry ", b, "; each must be >= 1");
-    volume *= b;
-  }
+  // Tensors the model computes (not constants) leave the channels and the image unknown until the run.
+  auto block = c.const_ints(2);
+  Col2ImGeometry geometry = col2im_geometry(c.node(), block ? *block : std::vector<int64_t>(size_t(r), 1));
   const Shape& x = c.shape(0);
-  if (x[1].is_constant() && x[1].constant() % volume != 0)
-    c.error(ErrorCode::kShapeError, "input 0 has ", x[1].constant(), " rows, not a multiple of the block's ", volume, " elements");
-  Shape out{x[0], x[1].is_constant() ? Dim(x[1].constant() / volume) : c.fresh()};
-  if (auto image = c.const_ints(1)) {
-    int64_t positions = 1;
-    for (int64_t d = 0; d < r; ++d) {
-      int64_t blocks = col2im_blocks(geometry, d, (*image)[size_t(d)]);
-      if (blocks < 1)
-        c.error(ErrorCode::kShapeError, "image_shape ", (*image)[size_t(d)], " of dim ", d, " holds no block of ", (*block)[size_t(d)]);
-      positions *= blocks;
-      out.push_back(Dim((*image)[size_t(d)]));
+  Shape out{x[0], c.fresh()};
+  if (block) {
+    int64_t volume = 1;
+    for (int64_t b : *block) {
+      if (b < 1) c.error(ErrorCode::kInvalidModel, "block_shape has an entry ", b, "; each must be >= 1");
+      volume *= b;
     }
-    if (x[2].is_constant() && x[2].constant() != positions)
-      c.error(ErrorCode::kShapeError, "input 0 has ", x[2].constant(), " columns; the image and block shapes make ", positions);
-  } else {
-    for (int64_t d = 0; d < r; ++d) out.push_back(c.fresh());
+    if (x[1].is_constant() && x[1].constant() % volume != 0)
+      c.error(ErrorCode::kShapeError, "input 0 has ", x[1].constant(), " rows, not a multiple of the block's ", volume, " elements");
+    if (x[1].is_constant()) out[1] = Dim(x[1].constant() / volume);
   }
+  auto image = c.const_ints(1);
+  int64_t positions = 1;
+  for (int64_t d = 0; d < r; ++d) {
+    out.push_back(image ? Dim((*image)[size_t(d)]) : c.fresh());
+    if (!image || !block) continue;
+    int64_t blocks = col2im_blocks(geometry, d, (*image)[size_t(d)]);
+    if (blocks < 1)
+      c.error(ErrorCode::kShapeError, "image_shape ", (*image)[size_t(d)], " of dim ", d, " holds no block of ", (*block)[size_t(d)]);
+    positions *= blocks;
+  }
+  if (image && block && x[2].is_constant() && x[2].constant() != positions)
+    c.error(ErrorCode::kShapeError, "input 0 has ", x[2].constant(), " columns; the image and block shapes make ", positions);
   c.set(0, c.dtype(0), out);
 }
 

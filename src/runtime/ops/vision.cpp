@@ -25,7 +25,7 @@ int64_t index_in(const std::string& value, std::initializer_list<const char*> na
 
 }  // namespace
 
-std::unique_ptr<Op> make_vision(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& /*why*/,
+std::unique_ptr<Op> make_vision(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why,
                                 int /*arch*/) {
   DType dtype = output_dtype(plan, node);
   const ir::Node* n = &node;
@@ -82,7 +82,12 @@ std::unique_ptr<Op> make_vision(const plan::Plan& plan, const ir::Node& node, Ke
     }
 
     case OpKind::kCol2Im: {
-      // Shape inference took block_shape as known before the run; the image follows from the output's shape.
+      // The image follows from the output's shape; the block must be known before the run.
+      const ir::Value& block = plan.network.value(node.inputs[2]);
+      if (!block.weight && !block.known) {
+        why = str("Col2Im block_shape '", block.name, "' depends on tensor data, which the GPU runtime does not read back");
+        return nullptr;
+      }
       const plan::Plan* p = &plan;
       int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::col2im_source(dtype, params); });
       return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
