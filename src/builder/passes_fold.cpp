@@ -11,6 +11,7 @@
 #include "graph.h"
 #include "kiln/error.h"
 #include "kiln/ir/shape_inference.h"
+#include "kiln/ir/vision.h"
 #include "kiln/reference.h"
 
 namespace kiln::builder {
@@ -83,6 +84,14 @@ int64_t fold_work(const Graph& g, const ir::Node& node) {
       inner = 1;
       for (size_t i = 0; i < node.inputs.size(); ++i) inner = saturating_mul(inner, volume(in(i)));
       break;
+    case OpKind::kGridSample:  // up to 4 taps a dim, 3 dims
+      inner = 64;
+      break;
+    case OpKind::kRoiAlign: {  // the samples of a bin: sampling_ratio squared, or as many as an adaptive grid may take
+      int64_t ratio = node.attrs.get_int("sampling_ratio", 0), side = ratio > 0 ? ratio : ir::kRoiAlignMaxGrid;
+      inner = saturating_mul(side, side);
+      break;
+    }
     default:
       break;
   }

@@ -28,6 +28,7 @@ OpSchema schema_of(OpKind op) {
     case OpFamily::kReduce: return reduce_schema(op);
     case OpFamily::kMovement: return movement_schema(op);
     case OpFamily::kGenerator: return generator_schema(op);
+    case OpFamily::kVision: return vision_schema(op);
   }
   return {0, 0, 0, 0, {}, false};
 }
@@ -67,6 +68,7 @@ OpFamily family_of(OpKind op) {
     KILN_REDUCE_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kReduce;
     KILN_MOVEMENT_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kMovement;
     KILN_GENERATOR_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kGenerator;
+    KILN_VISION_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kVision;
   }
 #undef KILN_FAMILY_CASE
   fail(ErrorCode::kInternal, "op kind ", int(op), " is in no family");
@@ -82,6 +84,7 @@ std::string_view family_name(OpFamily family) {
     case OpFamily::kReduce: return "reduce";
     case OpFamily::kMovement: return "movement";
     case OpFamily::kGenerator: return "generator";
+    case OpFamily::kVision: return "vision";
   }
   return "?";
 }

@@ -19,6 +19,7 @@ void infer_any(Ctx& c) {
     case OpFamily::kReduce: return infer_reduce(c);
     case OpFamily::kMovement: return infer_movement(c);
     case OpFamily::kGenerator: return infer_generator(c);
+    case OpFamily::kVision: return infer_vision(c);
   }
   no_inference(c);
 }

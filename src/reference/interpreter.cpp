@@ -21,6 +21,7 @@ Kernel kernel_of(OpKind op) {
     case ir::OpFamily::kReduce: return reduce_kernel(op);
     case ir::OpFamily::kMovement: return movement_kernel(op);
     case ir::OpFamily::kGenerator: return generator_kernel(op);
+    case ir::OpFamily::kVision: return vision_kernel(op);
   }
   return nullptr;
 }

@@ -46,6 +46,7 @@ Kernel normalization_kernel(ir::OpKind op);
 Kernel reduce_kernel(ir::OpKind op);
 Kernel movement_kernel(ir::OpKind op);
 Kernel generator_kernel(ir::OpKind op);
+Kernel vision_kernel(ir::OpKind op);
 
 // The Kernel of a function that makes one output.
 template <Tensor (*Fn)(const KernelContext&)>

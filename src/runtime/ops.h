@@ -224,6 +224,8 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
 GpuLowering describe_movement(ir::OpKind op);
 std::unique_ptr<Op> make_generator(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
 GpuLowering describe_generator(ir::OpKind op);
+std::unique_ptr<Op> make_vision(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
+GpuLowering describe_vision(ir::OpKind op);
 
 // Runs one prepared matmul (the descriptors are cuBLASLt's, kept in the call).
 void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, void* bias, cublasLtHandle_t lt,

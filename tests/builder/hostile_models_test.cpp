@@ -153,6 +153,25 @@ TEST(HostileModels, ConstantConvWithHugeWindowIsNotFolded) {
   EXPECT_EQ(count_ops(p.network, OpKind::kConv), 1) << dump_network(p.network);
 }
 
+// A constant RoiAlign of 64x64 bins over a RoI of 10^9 pixels a side: its
+// adaptive grid would take kiln's cap of 4096 x 4096 samples a bin, 7e10 in all.
+TEST(HostileModels, ConstantRoiAlignOverAHugeRoiIsNotFolded) {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(1)});
+  ir::Attributes a;
+  a.set("output_height", int64_t(64));
+  a.set("output_width", int64_t(64));
+  ValueId rois = net.add_weight("rois", reference::make_tensor(DType::kFloat32, {1, 4}, {0, 0, 1e9, 1e9}));
+  ValueId batch = net.add_weight("batch", reference::make_tensor(DType::kInt64, {1}, {0}));
+  ValueId roi = net.add_op1(OpKind::kRoiAlign, {filled(net, "image", {1, 1, 2, 2}), rois, batch}, a);
+  net.add_output(net.add_op1(OpKind::kAdd, {x, net.add_op1(OpKind::kReduceSum, {roi})}));
+  net.finalize();
+  auto start = std::chrono::steady_clock::now();
+  plan::Plan p = build(net, {});
+  EXPECT_LT(seconds_since(start), 5.0);
+  EXPECT_EQ(count_ops(p.network, OpKind::kRoiAlign), 1) << dump_network(p.network);
+}
+
 TEST(HostileModels, FoldWorkCountsInnerLoops) {
   ir::Network net;
   ir::Attributes window;

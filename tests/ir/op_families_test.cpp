@@ -25,6 +25,7 @@ const FamilyFile kFiles[] = {
     {OpFamily::kReduce, reduce_schema, infer_reduce},
     {OpFamily::kMovement, movement_schema, infer_movement},
     {OpFamily::kGenerator, generator_schema, infer_generator},
+    {OpFamily::kVision, vision_schema, infer_vision},
 };
 
 std::string file_of(OpFamily family) { return str("src/ir/ops/", family_name(family), ".cpp"); }

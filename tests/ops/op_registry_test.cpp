@@ -162,6 +162,12 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kSpaceToDepth: return s.node(op, {s.input(f32, {1, 1, 4, 4})}, attrs({{"blocksize", int64_t(2)}}));
     case OpKind::kOneHot:
       return s.node(op, {s.input(DType::kInt64, {3}, {0, 2, 1}), s.int_scalar(4), s.weight(f32, {2}, {0, 1})});
+    case OpKind::kGridSample: return s.node(op, {s.input(f32, {1, 2, 3, 4}), s.floats({1, 2, 3, 2}, 0.25)});
+    case OpKind::kRoiAlign:
+      return s.node(op, {s.input(f32, {2, 2, 5, 5}), s.weight(f32, {2, 4}, {0, 0, 3, 3, 1, 1, 4, 2}), s.ints({1, 0})},
+                    attrs({{"output_height", int64_t(2)}, {"output_width", int64_t(2)}}));
+    case OpKind::kAffineGrid: return s.node(op, {s.input(f32, {1, 2, 3}), s.ints({1, 1, 3, 4})});
+    case OpKind::kCol2Im: return s.node(op, {s.input(f32, {1, 4, 4}), s.ints({3, 3}), s.ints({2, 2})});
 
     case OpKind::kFusedMatMul:
       return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4})}, attrs({{"activation", std::string("relu")}}));

@@ -179,6 +179,34 @@ TEST_P(CompileForArch, NonZeroForEveryDtype) {
             std::string::npos);
 }
 
+// GridSample in each mode and padding (compiled in when specialized) with
+// every grid dtype for float32 X and X's own otherwise; RoiAlign in both
+// modes; AffineGrid and Col2Im.
+TEST_P(CompileForArch, VisionKernelsForEveryFloatDtype) {
+  for (DType d : kFloats)
+    for (bool specialize : {false, true}) {
+      std::string suffix = str(dtype_name(d), specialize ? "_spec" : "");
+      for (DType g : kFloats) {
+        if (g != d && d != DType::kFloat32) continue;
+        for (long long mode = 0; mode < (specialize ? 3 : 1); ++mode) {
+          std::optional<Params> spec;
+          if (specialize) spec = pack(GridSampleParams{3 * 5 * 7 * 2, 2, 3, mode, 2 - mode, mode % 2, {4, 6, 0}, {5, 7, 0}});
+          compiles(str("grid_sample_", suffix, "_grid_", dtype_name(g), "_mode", mode), grid_sample_source({d, g, spec}));
+        }
+      }
+      for (long long max_mode : {0, 1}) {
+        std::optional<Params> spec;
+        if (specialize) spec = pack(RoiAlignParams{2 * 3 * 7 * 7, 2, 3, 33, 17, 7, 7, max_mode ? 2 : 0, max_mode, max_mode, double_bits(0.25)});
+        compiles(str("roi_align_", suffix, max_mode ? "_max" : "_avg"), roi_align_source(d, spec));
+      }
+      std::optional<Params> spec;
+      if (specialize) spec = pack(AffineGridParams{2 * 7 * 33, 2, 1, {7, 33, 0}});
+      compiles(str("affine_grid_", suffix), affine_grid_source(d, spec));
+      if (specialize) spec = pack(Col2ImParams{2 * 3 * 7 * 33, 2, 6, 68, {7, 33, 0}, {2, 3, 0}, {4, 17, 0}, {2, 2, 1}, {1, 1, 1}, {1, 1, 0}});
+      compiles(str("col2im_", suffix), col2im_source(d, spec));
+    }
+}
+
 TEST_P(CompileForArch, CastsBetweenDtypes) {
   for (DType from : kAllDTypes)
     for (DType to : {DType::kFloat32, DType::kFloat16, DType::kInt64, DType::kBool})
@@ -471,6 +499,14 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
   { auto q = numbered<GroupNormParams>();
     device_sees(q, {KILN_FIELD(rows), KILN_FIELD(len), KILN_FIELD(groups), KILN_FIELD(spatial)}); }
   { auto q = numbered<LrnParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(channels), KILN_FIELD(spatial)}); }
+  { auto q = numbered<GridSampleParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(padding), KILN_FIELD(align_corners), KILN_FIELD(in_dims[0]), KILN_FIELD(out_dims[2])}); }
+  { auto q = numbered<RoiAlignParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(batch), KILN_FIELD(pooled_w), KILN_FIELD(half_pixel), KILN_FIELD(scale_bits)}); }
+  { auto q = numbered<AffineGridParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(align_corners), KILN_FIELD(dims[2])}); }
+  { auto q = numbered<Col2ImParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(columns), KILN_FIELD(image[0]), KILN_FIELD(blocks[1]), KILN_FIELD(dilations[2]),
+                    KILN_FIELD(pads[2])}); }
 }
 
 // Strided walks over the fewest dims: a transpose keeps its swapped dims, the
@@ -578,6 +614,10 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
     EXPECT_TRUE(binds(attention_mma_source(DType::kFloat16, 64, spec), "AttentionParams", s));
     EXPECT_TRUE(binds(group_norm_source({DType::kFloat32, 1e-5, spec}), "GroupNormParams", s));
     EXPECT_TRUE(binds(lrn_source({DType::kFloat32, 1e-4, 0.75, 1.0, 5, spec}), "LrnParams", s));
+    EXPECT_TRUE(binds(grid_sample_source({DType::kFloat32, DType::kFloat16, spec}), "GridSampleParams", s));
+    EXPECT_TRUE(binds(roi_align_source(DType::kFloat32, spec), "RoiAlignParams", s));
+    EXPECT_TRUE(binds(affine_grid_source(DType::kFloat32, spec), "AffineGridParams", s));
+    EXPECT_TRUE(binds(col2im_source(DType::kFloat32, spec), "Col2ImParams", s));
   }
   for (const std::optional<Params>& spec : {std::optional<Params>(), some}) {
     bool s = spec.has_value();

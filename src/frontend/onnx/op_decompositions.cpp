@@ -526,4 +526,43 @@ void translate_space_to_depth_crd(GraphBuilder& b, const ir::Node& node, const s
   e.op(OpKind::kReshape, {moved, out_shape}, "out", {}, e.output(0));
 }
 
+// CenterCropPad-18: each axis cut about its centre (a Slice) or zero-padded
+// about it (a Pad) to the length the shape input gives, the odd element of
+// the difference at the end. Starts and pads are shape arithmetic: constants
+// when the input's dims and the shape are.
+void translate_center_crop_pad(GraphBuilder& b, const ir::Node& node, const std::string& where) {
+  Expansion e(b, node, "CenterCropPad", where);
+  e.check_attributes({"axes"}, 18);
+  Typed x = e.input(0, "input_data"), shape = e.input_of_rank(1, "shape", {1});
+  if (shape.dtype != DType::kInt64 && shape.dtype != DType::kInt32)
+    e.error(ErrorCode::kTypeError, "input 1 (shape) has dtype ", dtype_name(shape.dtype), "; expected int32 or int64");
+  std::vector<int64_t> axes(size_t(x.rank()));
+  for (size_t i = 0; i < axes.size(); ++i) axes[i] = int64_t(i);
+  axes = node.attrs.get_ints("axes", axes);
+  std::vector<bool> seen(size_t(x.rank()), false);
+  for (int64_t& a : axes) {
+    if (a < -x.rank() || a >= x.rank()) e.error(ErrorCode::kInvalidModel, "axis ", a, " is out of range for rank ", x.rank());
+    a = a < 0 ? a + x.rank() : a;
+    if (seen[size_t(a)]) e.error(ErrorCode::kInvalidModel, "axis ", a, " appears twice in axes");
+    seen[size_t(a)] = true;
+  }
+  const Dim& count = shape.shape[0];
+  if (count.is_constant() && count.constant() != int64_t(axes.size()))
+    e.error(ErrorCode::kShapeError, "input 1 (shape) has ", count.constant(), " entries for ", axes.size(), " axes");
+  std::vector<ValueId> parts;
+  for (int64_t a : axes) parts.push_back(e.dims(str("dim", a), x, a, a + 1));
+  ValueId dims = parts.size() == 1 ? parts[0] : e.op(OpKind::kConcat, parts, "dims", attrs({{"axis", int64_t(0)}}));
+  ValueId target = e.cast(shape.id, shape.dtype, DType::kInt64, "target");
+  ValueId zero = e.ints("zero", {0}), two = e.ints("two", {2}), axes_id = e.ints("axes", axes);
+  ValueId excess = e.op(OpKind::kMax, {e.op(OpKind::kSub, {dims, target}, "difference"), zero}, "excess");
+  ValueId start = e.op(OpKind::kDiv, {excess, two}, "crop_start");
+  ValueId end = e.op(OpKind::kAdd, {start, e.op(OpKind::kMin, {dims, target}, "kept")}, "crop_end");
+  ValueId cropped = e.op(OpKind::kSlice, {x.id, start, end, axes_id}, "cropped");
+  ValueId missing = e.op(OpKind::kMax, {e.op(OpKind::kSub, {target, dims}, "shortfall"), zero}, "missing");
+  ValueId before = e.op(OpKind::kDiv, {missing, two}, "pad_before");
+  ValueId pads = e.op(OpKind::kConcat, {before, e.op(OpKind::kSub, {missing, before}, "pad_after")}, "pads",
+                      attrs({{"axis", int64_t(0)}}));
+  e.op(OpKind::kPad, {cropped, pads, ir::kNoValue, axes_id}, "out", {}, e.output(0));
+}
+
 }  // namespace kiln::onnx

@@ -65,6 +65,8 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     // BitShift-28 adds signed types and defines shifts by the width or more; kiln reads 11 as 28.
     {"BitShift", {11, 28}}, {"BitwiseAnd", {18}}, {"BitwiseNot", {18}}, {"BitwiseOr", {18}}, {"BitwiseXor", {18}},
     {"LRN", {1, 13}},
+    // GridSample-20 renamed bilinear and bicubic to linear and cubic and took N-D inputs.
+    {"AffineGrid", {20}}, {"CenterCropPad", {18}}, {"Col2Im", {18}}, {"GridSample", {16, 20, 22}}, {"RoiAlign", {10, 16, 22}},
 };
 
 // ONNX op types translated into an op of another name (besides Constant, which
@@ -255,6 +257,18 @@ void translate_legacy_resize(GraphBuilder& b, ir::Node& node, const std::string&
   if (mode == "nearest") node.attrs.set("nearest_mode", std::string("floor"));
 }
 
+// GridSample-16's interpolation modes are bilinear, nearest and bicubic;
+// 20 renamed them linear, nearest and cubic, the IR's names.
+void translate_grid_sample_mode(ir::Node& node, int version, const std::string& where) {
+  std::string mode = node.attrs.get_string("mode", version < 20 ? "bilinear" : "linear");
+  const char* linear = version < 20 ? "bilinear" : "linear";
+  const char* cubic = version < 20 ? "bicubic" : "cubic";
+  if (mode != linear && mode != cubic && mode != "nearest")
+    fail(ErrorCode::kInvalidModel, where, ": mode '", mode, "' is not one of GridSample-", version < 20 ? 16 : version, "'s ", linear,
+         ", nearest, ", cubic);
+  node.attrs.set("mode", std::string(mode == linear ? "linear" : mode == cubic ? "cubic" : "nearest"));
+}
+
 // Split-18 takes its sizes from the `split` input or the `num_outputs`
 // attribute, exactly one of them; before, num_outputs did not exist.
 void check_split(const ir::Node& node, int version, const std::string& where) {
@@ -300,6 +314,7 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
   if (type == "RMSNormalization") return translate_rms_normalization(b, node, where);
   if (type == "RotaryEmbedding") return translate_rotary_embedding(b, node, where);
   if (type == "Swish" || type == "SwiGLU" || type == "Mish") return translate_swish_family(b, node, type, where);
+  if (type == "CenterCropPad") return translate_center_crop_pad(b, node, where);
   node.op = *op_for_onnx_type(type);  // import_model checked every op type first
 
   switch (node.op) {
@@ -391,6 +406,15 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
       if (type == "Upsample" || version < 11) translate_legacy_resize(b, node, where);
       if (node.attrs.get_int("antialias", 0) != 0)
         fail(ErrorCode::kUnsupported, where, ": antialias=1 (Resize-18's antialiasing filter) is not supported");
+      break;
+    case OpKind::kGridSample: translate_grid_sample_mode(node, version, where); break;
+    case OpKind::kRoiAlign:
+      // RoiAlign-10 had no coordinate_transformation_mode and computes as output_half_pixel (16's default is half_pixel).
+      if (version < 16) {
+        if (node.attrs.has("coordinate_transformation_mode"))
+          fail(ErrorCode::kInvalidModel, where, ": attribute 'coordinate_transformation_mode' belongs to RoiAlign from opset 16 on");
+        node.attrs.set("coordinate_transformation_mode", std::string("output_half_pixel"));
+      }
       break;
     case OpKind::kGroupNormalization:
       if (version < 21) return translate_group_normalization_18(b, std::move(node), where);

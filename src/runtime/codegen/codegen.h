@@ -66,6 +66,10 @@ template <> inline constexpr const char* kParamsName<RangeParams> = "RangeParams
 template <> inline constexpr const char* kParamsName<OneHotParams> = "OneHotParams";
 template <> inline constexpr const char* kParamsName<GroupNormParams> = "GroupNormParams";
 template <> inline constexpr const char* kParamsName<LrnParams> = "LrnParams";
+template <> inline constexpr const char* kParamsName<GridSampleParams> = "GridSampleParams";
+template <> inline constexpr const char* kParamsName<RoiAlignParams> = "RoiAlignParams";
+template <> inline constexpr const char* kParamsName<AffineGridParams> = "AffineGridParams";
+template <> inline constexpr const char* kParamsName<Col2ImParams> = "Col2ImParams";
 
 // The struct in the slots the kernel reads it from (the rest zero).
 template <class T>
@@ -289,5 +293,23 @@ std::string range_source(DType dtype, const std::optional<Params>& specialize);
 // OneHot (OneHotParams): values[1] where the index (negative from the end) is the
 // position along the axis, values[0] elsewhere. Arguments: out, indices, values.
 std::string onehot_source(DType dtype, DType index_dtype, const std::optional<Params>& specialize);
+
+// ---- vision (codegen/vision.cpp): a thread per output element (grid point for AffineGrid),
+// coordinates and sums in double, as the reference.
+// GridSample (GridSampleParams), X and grid each of any floating type. Arguments: out, x, grid.
+struct GridSampleSpec {
+  DType dtype, grid_dtype;
+  std::optional<Params> specialize;
+};
+std::string grid_sample_source(const GridSampleSpec& spec);
+// RoiAlign (RoiAlignParams). Arguments: out, x, rois (x's type), batch_indices (int64).
+// An adaptive sampling grid takes at most ir::kRoiAlignMaxGrid samples a bin
+// side, as the reference; a batch index out of range writes zeros.
+std::string roi_align_source(DType dtype, const std::optional<Params>& specialize);
+// AffineGrid (AffineGridParams). Arguments: out, theta.
+std::string affine_grid_source(DType dtype, const std::optional<Params>& specialize);
+// Col2Im (Col2ImParams): each image element sums the columns whose block
+// covers it. Arguments: out, x.
+std::string col2im_source(DType dtype, const std::optional<Params>& specialize);
 
 }  // namespace kiln::codegen

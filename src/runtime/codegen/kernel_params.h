@@ -170,4 +170,33 @@ struct LrnParams {
   long long n, channels, spatial;
 };
 
+// GridSample of X [N, C, in_dims] at grid [N, out_dims, rank]: `n` outputs
+// (N * C * points), `rank` spatial dims (1-3); mode 0 linear, 1 nearest,
+// 2 cubic; padding 0 zeros, 1 border, 2 reflection.
+struct GridSampleParams {
+  long long n, rank, channels, mode, padding, align_corners;
+  long long in_dims[3], out_dims[3];
+};
+
+// RoiAlign of X [batch, channels, height, width] over RoIs: `n` outputs
+// (RoIs * channels * pooled_h * pooled_w); spatial_scale as double bits.
+struct RoiAlignParams {
+  long long n, batch, channels, height, width, pooled_h, pooled_w;
+  long long sampling_ratio, half_pixel, max_mode, scale_bits;
+};
+
+// AffineGrid: `n` grid points (N * prod(dims)) of `rank` (2 or 3) coordinates each.
+struct AffineGridParams {
+  long long n, rank, align_corners;
+  long long dims[3];
+};
+
+// Col2Im into an image [N, C, image] from input [N, C * block_volume,
+// columns]: `n` image elements, `rank` spatial dims (1-3); `blocks` block
+// positions a dim; pads at the start of each dim.
+struct Col2ImParams {
+  long long n, rank, block_volume, columns;
+  long long image[3], block[3], blocks[3], strides[3], dilations[3], pads[3];
+};
+
 #endif

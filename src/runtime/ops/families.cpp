@@ -21,6 +21,7 @@ constexpr FamilyLowering kLowerings[] = {
     {OpFamily::kReduce, make_reduce, describe_reduce},
     {OpFamily::kMovement, make_movement, describe_movement},
     {OpFamily::kGenerator, make_generator, describe_generator},
+    {OpFamily::kVision, make_vision, describe_vision},
 };
 static_assert(std::size(kLowerings) == size_t(ir::kOpFamilyCount), "a family without a lowering");
 constexpr bool in_family_order() {
