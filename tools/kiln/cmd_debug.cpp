@@ -68,9 +68,9 @@ void print_report(const debug::LayerReport& r) {
       std::snprintf(line, sizeof line, "%4zu  %-28s %-36s %-9s %-16s %32s  not compared: %s\n", t.node, t.node_name.c_str(),
                     what_runs(t).c_str(), std::string(dtype_name(t.dtype)).c_str(), dims.c_str(), "", t.why_not.c_str());
     std::cout << line;
-    if (t.tensor != t.node_name && t.compared)
-      std::cout << "      tensor " << t.tensor << (t.reference_tensor != t.tensor ? " = reference " + t.reference_tensor : "")
-                << "\n";
+    if (t.tensor != t.node_name || (t.compared && t.reference_tensor != t.tensor))
+      std::cout << "      tensor " << t.tensor
+                << (t.compared && t.reference_tensor != t.tensor ? ", the model's " + t.reference_tensor : "") << "\n";
   }
   std::cout << r.compared << " tensors compared, " << r.failed << " beyond rtol " << r.tolerance.rtol << ", atol "
             << r.tolerance.atol << ", " << r.not_comparable << " not comparable\n";
