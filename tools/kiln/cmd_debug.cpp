@@ -14,14 +14,18 @@ namespace kiln::cli {
 
 namespace {
 
-// Runs the plan on the GPU a node at a time and keeps every tensor it writes.
-std::map<std::string, ir::TensorData> run_on_gpu(const plan::Plan& p, const std::map<std::string, reference::Tensor>& inputs,
-                                                 const RunOptions& options, Json& doc) {
+// Before anything is built: without a GPU, say what the CPU mode offers instead.
+void require_gpu() {
   std::string why;
   if (!runtime::cuda_available(&why))
     fail(ErrorCode::kDevice, "--compare-layers runs the plan on a GPU, and none is usable (", why,
          "); --device cpu compares the plan's own network, run on the reference interpreter, with the model instead "
          "(the builder's rewrites and precision, without the GPU's kernels)");
+}
+
+// Runs the plan on the GPU a node at a time and keeps every tensor it writes.
+std::map<std::string, ir::TensorData> run_on_gpu(const plan::Plan& p, const std::map<std::string, reference::Tensor>& inputs,
+                                                 const RunOptions& options, Json& doc) {
   auto cache_file = runtime_cache_path(options.runtime);
   runtime::RuntimeConfig config = gpu_config(cache_file, options.runtime);
   auto engine = runtime::Engine::create(p, config);
@@ -147,6 +151,7 @@ int cmd_debug(const DebugOptions& options, Json& doc) {
     fail(ErrorCode::kInvalidArgument, "--device cpu runs the plan's own network on the reference interpreter and compares it "
          "with the model (--reference model", setup.plan ? ", and --model MODEL.onnx for a plan)" : ")");
 
+  if (!cpu) require_gpu();
   plan::Plan p = setup.plan ? std::move(*setup.plan) : build_for_run(setup.net, setup.inputs, options.run.precision);
   debug::Tolerance tol = debug::default_tolerance(p.precision);
   if (options.run.rtol >= 0) tol.rtol = options.run.rtol;
