@@ -18,9 +18,10 @@
 KILN_API_BEGIN
 namespace kiln::debug {
 
-// An element passes when |got - reference| <= atol + rtol * max(|reference|,
-// RMS of the reference tensor): near zero, a tensor's own scale bounds the
-// rounding a low precision leaves (see compare_layers).
+// compare_layers passes an element when |got - reference| <= atol + rtol *
+// max(|reference|, RMS of the reference tensor): near zero, a tensor's own
+// scale bounds the rounding a low precision leaves. (kiln run
+// --compare-reference takes the same defaults without the RMS floor.)
 struct Tolerance {
   double rtol = 0, atol = 0;
 };

@@ -155,7 +155,7 @@ TEST(GpuDebug, AnAlteredTensorIsNamedAsTheFirstFailure) {
   EXPECT_EQ(first.first_beyond, 5u);
   EXPECT_NEAR(first.max_abs_error, 1.0, 1e-3);
   EXPECT_FALSE(r.first_failure_inputs.empty());
-  for (size_t i = 0; i < *r.first_failure; ++i) EXPECT_TRUE(r.tensors[i].pass) << r.tensors[i].tensor;
+  EXPECT_GE(r.failed, 2u) << "later nodes read the altered value from the device";
 }
 
 }  // namespace

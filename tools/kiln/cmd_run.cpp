@@ -275,7 +275,7 @@ std::optional<std::pair<std::string, double>> compare_with_reference(const ir::N
       max_rel = std::max(max_rel, d / std::max(std::fabs(b[k]), 1e-6));
       double bound = tol.atol + tol.rtol * std::fabs(b[k]);
       if (!(d <= bound) && beyond++ == 0) first = k;
-      excess = std::max(excess, std::isnan(d) || bound == 0 ? INFINITY : d / bound);
+      excess = std::max(excess, d == 0 ? 0 : bound > 0 ? d / bound : INFINITY);
     }
     bool within = beyond == 0 && a.size() == b.size();
     if (!within && (!worst || excess > worst->second)) worst = {name, a.size() == b.size() ? excess : INFINITY};
