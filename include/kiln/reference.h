@@ -3,6 +3,7 @@
 // clarity and accuracy (float64 accumulation) over speed.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -27,6 +28,13 @@ bool has_kernel(ir::OpKind op);
 // order. Checks every input's dtype and dims (constant dims must match, equal
 // symbols must agree, symbols must lie in their ranges when set). Throws kiln::Error.
 std::vector<Tensor> run(const ir::Network& network, const std::map<std::string, Tensor>& inputs);
+
+// Runs the network as run() does and returns, by name, every tensor a node
+// produces that `keep` accepts (every one without `keep`): the values a
+// layer-by-layer comparison needs. Kept tensors are not freed, so memory
+// grows with what is kept.
+std::map<std::string, Tensor> run_every_tensor(const ir::Network& network, const std::map<std::string, Tensor>& inputs,
+                                               const std::function<bool(const std::string&)>& keep = {});
 
 }  // namespace kiln::reference
 KILN_API_END

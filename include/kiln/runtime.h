@@ -283,6 +283,26 @@ class ExecutionContext {
   };
   std::vector<StepTime> profile(cudaStream_t stream, int iterations);
 
+  // Debugging (kiln debug --compare-layers): runs the launches of the current
+  // input shapes directly (no graph), one plan node at a time, and once a
+  // node's work is done (`stream` synchronized) calls `after_node` with its
+  // outputs in device memory, in network order, every node included (views
+  // and nodes without launches too). The arena reuses memory, so a later node
+  // may overwrite them: copy them there (read_node_output) or not at all.
+  // The callback may also change them; later nodes read what it left.
+  // Synchronizes; not inside a capture (kInvalidArgument). Not for serving.
+  struct NodeOutput {
+    std::string name;  // the plan's tensor
+    DType dtype = DType::kFloat32;
+    std::vector<int64_t> dims;
+    void* address = nullptr;  // device memory; null where the tensor has no storage (a dropped optional output)
+  };
+  struct NodeOutputs {
+    size_t node = 0;  // index in plan().network.nodes()
+    std::vector<NodeOutput> outputs;
+  };
+  void run_node_by_node(cudaStream_t stream, const std::function<void(const NodeOutputs&)>& after_node);
+
   // True when an enqueue on `stream` now could be recorded by an outer capture:
   // not the legacy default stream, every input shape set, every input and
   // output bound, no data-dependent size (enqueue waits for those).
@@ -321,6 +341,16 @@ class DeviceIo {
   struct State;
   std::unique_ptr<State> state_;
 };
+
+// A host copy of one output a run_node_by_node callback was given (waits for
+// the copy; an output without storage is an error naming it).
+ir::TensorData read_node_output(const ExecutionContext::NodeOutput& output);
+// run_node_by_node, keeping a host copy of every tensor a node writes, by
+// plan tensor name; `before_copy`, when set, runs first for each node (a
+// test alters a node's output there to see the comparison find it).
+std::map<std::string, ir::TensorData> read_every_tensor(
+    ExecutionContext& context, cudaStream_t stream,
+    const std::function<void(const ExecutionContext::NodeOutputs&)>& before_copy = {});
 
 // DeviceIo + one enqueue on `stream` + download.
 std::vector<ir::TensorData> run_with_host_tensors(ExecutionContext& context, const Engine& engine,

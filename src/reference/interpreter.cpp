@@ -1,6 +1,8 @@
 // Walks the network in topological order, checking inputs, inferring each
 // node's output shapes from the real data and cross-checking the kernels.
+#include <functional>
 #include <map>
+#include <optional>
 
 #include "kernels.h"
 
@@ -71,7 +73,12 @@ void bind_input(const ir::Network& net, const ir::Value& v, const Tensor& t, ir:
 
 bool has_kernel(ir::OpKind op) { return kernel_of(op) != nullptr; }
 
-std::vector<Tensor> run(const ir::Network& net, const std::map<std::string, Tensor>& inputs) {
+namespace {
+
+// Every value after the run: the outputs, and the tensors `keep` asks for
+// (the other intermediates are freed after their last reader so large models fit).
+std::vector<std::optional<Tensor>> execute(const ir::Network& net, const std::map<std::string, Tensor>& inputs,
+                                           const std::function<bool(const std::string&)>& keep) {
   if (!net.finalized()) fail(ErrorCode::kInvalidArgument, "the network must be finalized before it runs");
   std::vector<std::optional<Tensor>> values(net.values().size());
   ir::SymbolBindings bindings;
@@ -99,6 +106,9 @@ std::vector<Tensor> run(const ir::Network& net, const std::map<std::string, Tens
     for (ir::ValueId v : net.nodes()[n].inputs)
       if (v != ir::kNoValue) last_use[size_t(v)] = n;
   for (ir::ValueId v : net.outputs()) last_use[size_t(v)] = SIZE_MAX;
+  if (keep)
+    for (size_t v = 0; v < net.values().size(); ++v)
+      if (keep(net.values()[v].name)) last_use[v] = SIZE_MAX;
 
   int64_t fresh_counter = 0;
   std::function<ir::Dim()> fresh = [&] { return ir::Dim::symbol(str("_r", fresh_counter++)); };
@@ -130,9 +140,27 @@ std::vector<Tensor> run(const ir::Network& net, const std::map<std::string, Tens
       if (v != ir::kNoValue && last_use[size_t(v)] == n && !net.value(v).weight && !net.value(v).is_input)
         values[size_t(v)].reset();
   }
+  return values;
+}
+
+}  // namespace
+
+std::vector<Tensor> run(const ir::Network& net, const std::map<std::string, Tensor>& inputs) {
+  std::vector<std::optional<Tensor>> values = execute(net, inputs, {});
   std::vector<Tensor> result;
   for (ir::ValueId id : net.outputs()) result.push_back(*values[size_t(id)]);
   return result;
+}
+
+std::map<std::string, Tensor> run_every_tensor(const ir::Network& net, const std::map<std::string, Tensor>& inputs,
+                                               const std::function<bool(const std::string&)>& keep) {
+  std::vector<std::optional<Tensor>> values = execute(net, inputs, keep ? keep : [](const std::string&) { return true; });
+  std::map<std::string, Tensor> out;
+  for (const ir::Node& node : net.nodes())
+    for (ir::ValueId v : node.outputs)
+      if (v != ir::kNoValue && values[size_t(v)] && (!keep || keep(net.value(v).name)))
+        out[net.value(v).name] = std::move(*values[size_t(v)]);
+  return out;
 }
 
 }  // namespace kiln::reference

@@ -28,7 +28,7 @@ enum Exit : int {
   kUnreadable = 3,     // file missing, unreadable or not decodable
   kBadModel = 4,       // model invalid or using something kiln does not support
   kRunFailed = 5,      // inputs rejected or execution failed
-  kMismatch = 6,       // run --compare-reference: outputs beyond --rtol/--atol
+  kMismatch = 6,       // run --compare-reference, debug --compare-layers: tensors beyond --rtol/--atol
 };
 
 int exit_code_for(const Error& e);
@@ -106,6 +106,16 @@ struct RunOptions {
   RuntimeFlags runtime;  // device: cpu by default (main sets it)
 };
 
+// kiln debug --compare-layers: the model, inputs and tolerances as run takes
+// them (run.runtime.device: cuda, cuda:N or cpu).
+struct DebugOptions {
+  RunOptions run;
+  bool compare_layers = false;
+  std::string load_inputs_dir;  // DIR/NAME.npy per input, as run --save-inputs writes them
+  std::string model_file;       // --model: the ONNX model a plan was built from
+  std::string reference;        // model | plan; empty: model when there is one
+};
+
 struct BenchOptions {
   ModelArg plan;
   int profile_index = 0;  // the optimization profile every context of the plan selects
@@ -129,6 +139,23 @@ struct ConformanceOptions {
   std::string dir, device = "cpu", filter;
   bool verbose = false, specialized = false;
 };
+
+// The model or plan a run names and the inputs it runs on: --input files, then
+// `load_dir`/NAME.npy (run --save-inputs' names), then random ones (seeded;
+// dims from --shapes, else the selected profile's opt values, else 1),
+// checked against the plan's selected profile.
+struct RunSetup {
+  std::string model;
+  std::optional<plan::Plan> plan;
+  ir::Network net;
+  std::map<std::string, reference::Tensor> inputs;
+};
+RunSetup set_up_run(const RunOptions& options, const std::string& load_dir, const char* usage);
+// An ONNX model run on the GPU is built on the fly; symbolic dims get the given shapes as their range.
+plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs,
+                         const std::string& precision);
+// A tensor name as a file name: characters other than letters, digits, '-' and '.' become '_'.
+std::string safe_file_name(const std::string& name);
 
 // --profile-index: an error (naming `file` and its profiles) unless `plan` has profile `index`.
 void check_profile_index(const plan::Plan& plan, int index, const std::string& file);
@@ -200,6 +227,7 @@ int cmd_run(const RunOptions& options, Json& doc);
 int cmd_conformance(const ConformanceOptions& options, Json& doc);
 int cmd_cache(const CacheOptions& options, Json& doc);
 int cmd_bench(const BenchOptions& options, Json& doc);
+int cmd_debug(const DebugOptions& options, Json& doc);
 int cmd_ops(const OpsOptions& options, Json& doc);
 
 }  // namespace kiln::cli

@@ -73,6 +73,19 @@ Json model_gpu_support(const ir::Network& net, const std::string& path) {
   }
 }
 
+// In an fp16/bf16 plan, the nodes that still write float32: where the builder
+// kept an op in float32 (the casts at the network's edges aside).
+std::vector<const ir::Node*> float32_nodes(const plan::Plan& p) {
+  std::vector<const ir::Node*> out;
+  if (p.precision == plan::Precision::kFloat32) return out;
+  for (const ir::Node& node : p.network.nodes())
+    if (node.op != ir::OpKind::kCast &&
+        std::any_of(node.outputs.begin(), node.outputs.end(),
+                    [&](ir::ValueId v) { return v != ir::kNoValue && p.network.value(v).dtype == DType::kFloat32; }))
+      out.push_back(&node);
+  return out;
+}
+
 int inspect_plan(const std::string& path, bool dump, Json& doc) {
   plan::Plan p = plan::load(path);
   const ir::Network& net = p.network;
@@ -106,6 +119,13 @@ int inspect_plan(const std::string& path, bool dump, Json& doc) {
   std::cout << "kernels:    " << net.nodes().size() << "\n";
   for (auto& [op, n] : kernels) std::cout << "  " << op << " " << n << "\n";
   std::cout << "fused groups: " << fused_groups << " elementwise kernels holding " << fused_ops << " ops\n";
+  std::vector<const ir::Node*> wide = float32_nodes(p);
+  if (p.precision != plan::Precision::kFloat32) {
+    std::cout << "float32:    ";
+    if (wide.empty()) std::cout << "no node (every float op computes in " << plan::precision_name(p.precision) << ")\n";
+    else std::cout << wide.size() << " node" << (wide.size() == 1 ? "" : "s") << " kept in float32 by the builder:\n";
+    for (const ir::Node* node : wide) std::cout << "  " << node->name << " (" << ir::op_name(node->op) << ")\n";
+  }
   std::cout << "arena:      " << p.arena_bytes << " bytes (largest shapes)\n";
   std::cout << "weights:    " << net.parameter_count() << " elements, " << net.parameter_bytes() << " bytes\n";
   GpuSupportReport gpu = gpu_support_report(p);
@@ -126,6 +146,10 @@ int inspect_plan(const std::string& path, bool dump, Json& doc) {
   doc["kernel_histogram"] = kernels;
   doc["fused_groups"] = fused_groups;
   doc["fused_ops"] = fused_ops;
+  if (p.precision != plan::Precision::kFloat32) {
+    doc["float32_nodes"] = Json::array();
+    for (const ir::Node* node : wide) doc["float32_nodes"].push_back({{"node", node->name}, {"op", ir::op_name(node->op)}});
+  }
   doc["arena_bytes"] = p.arena_bytes;
   doc["weight_elements"] = net.parameter_count();
   doc["weight_bytes"] = net.parameter_bytes();

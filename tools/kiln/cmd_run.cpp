@@ -16,12 +16,11 @@
 #include "kiln/onnx.h"
 #include "kiln/plan.h"
 #include "kiln/builder.h"
+#include "kiln/debug.h"
 #include "kiln/reference.h"
 #include "kiln/runtime.h"
 
 namespace kiln::cli {
-
-namespace {
 
 namespace fs = std::filesystem;
 
@@ -31,8 +30,6 @@ std::string safe_file_name(const std::string& name) {
   return out.empty() ? "output" : out;
 }
 
-
-// An ONNX model run on the GPU is built on the fly; symbolic dims get the given shapes as their range.
 plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs,
                          const std::string& precision) {
   builder::BuildOptions options;
@@ -45,6 +42,87 @@ plan::Plan build_for_run(const ir::Network& net, const std::map<std::string, ref
   kiln::log(Severity::kInfo, str("building a ", plan::precision_name(options.precision), " plan"));
   return builder::build(net, options);
 }
+
+RunSetup set_up_run(const RunOptions& options, const std::string& load_dir, const char* usage) {
+  RunSetup setup;
+  setup.model = model_path(options.model, usage);
+  if (is_plan_file(setup.model)) setup.plan = plan::load(setup.model);
+  setup.net = setup.plan ? setup.plan->network : onnx::load_model(setup.model);
+  const ir::Network& net = setup.net;
+  // The ranges of the selected profile: their opt values fill dims not given, and a plan checks the inputs against them.
+  if (setup.plan) check_profile_index(*setup.plan, options.profile_index, setup.model);
+  else if (options.profile_index != 0)
+    fail(ErrorCode::kInvalidArgument, "--profile-index ", options.profile_index, ": ", setup.model,
+         " is an ONNX model, which runs with one profile (0); build a plan with several with kiln build --profile");
+  const ir::DimRanges& ranges = setup.plan ? setup.plan->profiles[size_t(options.profile_index)] : net.dim_ranges();
+  begin_input_phase();
+  auto shapes = parse_shapes(options.shapes, "--shapes");
+  std::map<std::string, reference::Tensor>& inputs = setup.inputs;
+  for (const std::string& spec : options.inputs) {
+    auto [name, file] = split_input_spec(spec, net);
+    if (inputs.count(name)) fail(ErrorCode::kInvalidArgument, "--input gives '", name, "' twice");
+    inputs[name] = io::read_npy(file);
+  }
+  if (!load_dir.empty()) {
+    if (!fs::is_directory(load_dir)) fail(ErrorCode::kIoError, "--load-inputs ", load_dir, " is not a folder");
+    for (ir::ValueId id : net.inputs()) {
+      const std::string& name = net.value(id).name;
+      fs::path file = fs::path(load_dir) / (safe_file_name(name) + ".npy");
+      if (!inputs.count(name) && fs::exists(file)) inputs[name] = io::read_npy(file);
+    }
+  }
+  for (auto& [name, dims] : shapes)
+    if (!net.find_value(name) || !net.value(*net.find_value(name)).is_input)
+      fail(ErrorCode::kInvalidArgument, "--shapes names '", name, "', which is not an input of the model");
+
+  // Bind symbols from given tensors and --shapes first, then fill the rest.
+  ir::SymbolBindings bindings;
+  auto bind = [&](const ir::Value& v, const std::vector<int64_t>& dims) {
+    for (size_t i = 0; i < v.shape.size() && i < dims.size(); ++i) {
+      std::set<std::string> symbols;
+      v.shape[i].collect_symbols(symbols);
+      if (!v.shape[i].is_constant() && symbols.size() == 1) bindings.emplace(*symbols.begin(), dims[i]);
+    }
+  };
+  for (ir::ValueId id : net.inputs()) {
+    const ir::Value& v = net.value(id);
+    if (auto it = inputs.find(v.name); it != inputs.end()) bind(v, it->second.dims);
+    if (auto it = shapes.find(v.name); it != shapes.end()) bind(v, it->second);
+  }
+  std::mt19937_64 rng(options.seed);
+  for (ir::ValueId id : net.inputs()) {
+    const ir::Value& v = net.value(id);
+    if (inputs.count(v.name)) continue;
+    std::vector<int64_t> dims;
+    if (auto it = shapes.find(v.name); it != shapes.end()) {
+      dims = it->second;
+    } else {
+      for (const ir::Dim& d : v.shape) {
+        if (auto value = d.evaluate(bindings)) {
+          dims.push_back(*value);
+          continue;
+        }
+        std::set<std::string> symbols;
+        d.collect_symbols(symbols);
+        for (const std::string& s : symbols) {
+          auto range = ranges.find(s);
+          int64_t pick = range != ranges.end() ? range->second.opt : 1;
+          kiln::log(Severity::kInfo, str("note: input '", v.name, "' dim '", s, "' not given; using ", pick));
+          bindings.emplace(s, pick);
+        }
+        dims.push_back(d.evaluate(bindings).value_or(1));
+      }
+    }
+    inputs[v.name] = random_tensor(v.dtype, dims, rng);
+  }
+  if (setup.plan)  // on every device: the CPU runs the shapes the GPU would
+    for (ir::ValueId id : net.inputs())
+      plan::check_input_shape(*setup.plan, options.profile_index, net.value(id).name, inputs.at(net.value(id).name).dims);
+
+  return setup;
+}
+
+namespace {
 
 // kiln profile: per launch its time, share and the rates it reached, then the
 // total and the ops that took most of it.
@@ -161,31 +239,31 @@ std::vector<reference::Tensor> run_on_gpu(plan::Plan p, const std::map<std::stri
   return outputs;
 }
 
-struct Tolerance {
-  double rtol, atol;
-};
+using debug::Tolerance;
 
 // What a correct run may differ by: the user's, else what the plan's float type holds.
 Tolerance tolerance_for(const RunOptions& options, std::optional<plan::Precision> precision) {
-  Tolerance t{1e-9, 1e-12};  // the reference against itself (CPU device): only summation order
-  if (precision == plan::Precision::kFloat32) t = {1e-4, 1e-5};
-  if (precision == plan::Precision::kFloat16) t = {1e-2, 1e-3};
-  if (precision == plan::Precision::kBFloat16) t = {5e-2, 1e-2};
+  // The reference against itself (CPU device) differs only in summation order.
+  Tolerance t = precision ? debug::default_tolerance(*precision) : Tolerance{1e-9, 1e-12};
   if (options.rtol >= 0) t.rtol = options.rtol;
   if (options.atol >= 0) t.atol = options.atol;
   return t;
 }
 
-// Compares every output element with the reference; returns whether all are within tolerance.
-bool compare_with_reference(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs,
-                            const std::vector<reference::Tensor>& outputs, Tolerance tol, Json& doc) {
+// Compares every output element with the reference. Returns, when some are
+// beyond the tolerance, the worst output: the one with the element farthest
+// beyond its bound (as a multiple of atol + rtol * |reference|), and that multiple.
+std::optional<std::pair<std::string, double>> compare_with_reference(const ir::Network& net,
+                                                                     const std::map<std::string, reference::Tensor>& inputs,
+                                                                     const std::vector<reference::Tensor>& outputs,
+                                                                     Tolerance tol, Json& doc) {
   Json out = Json::array();
-  bool all_within = true;
+  std::optional<std::pair<std::string, double>> worst;
   std::vector<reference::Tensor> expected = reference::run(net, inputs);
   for (size_t i = 0; i < outputs.size(); ++i) {
     const std::string& name = net.value(net.outputs()[i]).name;
     std::vector<double> a = ir::read_doubles(outputs[i]), b = ir::read_doubles(expected[i]);
-    double max_abs = 0, max_rel = 0, scale = 0;
+    double max_abs = 0, max_rel = 0, scale = 0, excess = 0;
     size_t beyond = 0, first = 0;
     for (double x : b) scale = std::max(scale, std::fabs(x));
     for (size_t k = 0; k < a.size() && k < b.size(); ++k) {
@@ -195,10 +273,12 @@ bool compare_with_reference(const ir::Network& net, const std::map<std::string, 
       else if (std::isinf(b[k])) d = 0;  // the same infinity
       max_abs = std::max(max_abs, d);
       max_rel = std::max(max_rel, d / std::max(std::fabs(b[k]), 1e-6));
-      if (!(d <= tol.atol + tol.rtol * std::fabs(b[k])) && beyond++ == 0) first = k;
+      double bound = tol.atol + tol.rtol * std::fabs(b[k]);
+      if (!(d <= bound) && beyond++ == 0) first = k;
+      excess = std::max(excess, d == 0 ? 0 : bound > 0 ? d / bound : INFINITY);
     }
     bool within = beyond == 0 && a.size() == b.size();
-    all_within = all_within && within;
+    if (!within && (!worst || excess > worst->second)) worst = {name, a.size() == b.size() ? excess : INFINITY};
     std::cout << "compare " << name << ": max abs error " << max_abs << ", max rel error " << max_rel
               << ", max abs error / max |reference| " << (scale > 0 ? max_abs / scale : max_abs);
     if (within) std::cout << "; within rtol " << tol.rtol << ", atol " << tol.atol << "\n";
@@ -216,7 +296,8 @@ bool compare_with_reference(const ir::Network& net, const std::map<std::string, 
   }
   doc["compare"] = std::move(out);
   doc["tolerance"] = {{"rtol", tol.rtol}, {"atol", tol.atol}};
-  return all_within;
+  if (worst) doc["worst_output"] = worst->first;
+  return worst;
 }
 
 void save_inputs(const ir::Network& net, const std::map<std::string, reference::Tensor>& inputs, const std::string& dir,
@@ -237,73 +318,12 @@ void save_inputs(const ir::Network& net, const std::map<std::string, reference::
 }  // namespace
 
 int cmd_run(const RunOptions& options, Json& doc) {
-  std::string model = model_path(options.model, "usage: kiln run MODEL.onnx|PLAN.kiln [--device cpu|cuda] [--shapes ...] [--input NAME:FILE.npy]");
+  RunSetup setup = set_up_run(options, "", "usage: kiln run MODEL.onnx|PLAN.kiln [--device cpu|cuda] [--shapes ...] [--input NAME:FILE.npy]");
+  const std::string& model = setup.model;
+  std::optional<plan::Plan>& loaded_plan = setup.plan;
+  const ir::Network& net = setup.net;
+  const std::map<std::string, reference::Tensor>& inputs = setup.inputs;
   uint64_t seed = options.seed;
-  std::optional<plan::Plan> loaded_plan;
-  if (is_plan_file(model)) loaded_plan = plan::load(model);
-  ir::Network net = loaded_plan ? loaded_plan->network : onnx::load_model(model);
-  // The ranges of the selected profile: their opt values fill dims not given, and a plan checks the inputs against them.
-  if (loaded_plan) check_profile_index(*loaded_plan, options.profile_index, model);
-  else if (options.profile_index != 0)
-    fail(ErrorCode::kInvalidArgument, "--profile-index ", options.profile_index, ": ", model,
-         " is an ONNX model, which runs with one profile (0); build a plan with several with kiln build --profile");
-  const ir::DimRanges& ranges = loaded_plan ? loaded_plan->profiles[size_t(options.profile_index)] : net.dim_ranges();
-  begin_input_phase();
-  auto shapes = parse_shapes(options.shapes, "--shapes");
-  std::map<std::string, reference::Tensor> inputs;
-  for (const std::string& spec : options.inputs) {
-    auto [name, file] = split_input_spec(spec, net);
-    if (inputs.count(name)) fail(ErrorCode::kInvalidArgument, "--input gives '", name, "' twice");
-    inputs[name] = io::read_npy(file);
-  }
-  for (auto& [name, dims] : shapes)
-    if (!net.find_value(name) || !net.value(*net.find_value(name)).is_input)
-      fail(ErrorCode::kInvalidArgument, "--shapes names '", name, "', which is not an input of the model");
-
-  // Bind symbols from given tensors and --shapes first, then fill the rest.
-  ir::SymbolBindings bindings;
-  auto bind = [&](const ir::Value& v, const std::vector<int64_t>& dims) {
-    for (size_t i = 0; i < v.shape.size() && i < dims.size(); ++i) {
-      std::set<std::string> symbols;
-      v.shape[i].collect_symbols(symbols);
-      if (!v.shape[i].is_constant() && symbols.size() == 1) bindings.emplace(*symbols.begin(), dims[i]);
-    }
-  };
-  for (ir::ValueId id : net.inputs()) {
-    const ir::Value& v = net.value(id);
-    if (auto it = inputs.find(v.name); it != inputs.end()) bind(v, it->second.dims);
-    if (auto it = shapes.find(v.name); it != shapes.end()) bind(v, it->second);
-  }
-  std::mt19937_64 rng(seed);
-  for (ir::ValueId id : net.inputs()) {
-    const ir::Value& v = net.value(id);
-    if (inputs.count(v.name)) continue;
-    std::vector<int64_t> dims;
-    if (auto it = shapes.find(v.name); it != shapes.end()) {
-      dims = it->second;
-    } else {
-      for (const ir::Dim& d : v.shape) {
-        if (auto value = d.evaluate(bindings)) {
-          dims.push_back(*value);
-          continue;
-        }
-        std::set<std::string> symbols;
-        d.collect_symbols(symbols);
-        for (const std::string& s : symbols) {
-          auto range = ranges.find(s);
-          int64_t pick = range != ranges.end() ? range->second.opt : 1;
-          kiln::log(Severity::kInfo, str("note: input '", v.name, "' dim '", s, "' not given; using ", pick));
-          bindings.emplace(s, pick);
-        }
-        dims.push_back(d.evaluate(bindings).value_or(1));
-      }
-    }
-    inputs[v.name] = random_tensor(v.dtype, dims, rng);
-  }
-  if (loaded_plan)  // on every device: the CPU runs the shapes the GPU would
-    for (ir::ValueId id : net.inputs())
-      plan::check_input_shape(*loaded_plan, options.profile_index, net.value(id).name, inputs.at(net.value(id).name).dims);
-
   doc["model"] = model;
   doc["device"] = options.runtime.device;
   doc["seed"] = seed;
@@ -327,8 +347,8 @@ int cmd_run(const RunOptions& options, Json& doc) {
     precision = p.precision;
     outputs = run_on_gpu(std::move(p), inputs, options, doc);
   }
-  bool within = !options.compare_reference ||
-                compare_with_reference(net, inputs, outputs, tolerance_for(options, precision), doc);
+  std::optional<std::pair<std::string, double>> worst;
+  if (options.compare_reference) worst = compare_with_reference(net, inputs, outputs, tolerance_for(options, precision), doc);
   if (!options.output_dir.empty()) {
     std::error_code ec;
     fs::create_directories(options.output_dir, ec);
@@ -362,8 +382,9 @@ int cmd_run(const RunOptions& options, Json& doc) {
     }
     doc["outputs"].push_back(std::move(out));
   }
-  if (!within) {
-    std::cerr << "kiln run: outputs differ from the reference beyond the tolerance (see the compare lines)\n";
+  if (worst) {
+    std::cerr << "kiln run: outputs differ from the reference beyond the tolerance; the worst is '" << worst->first
+              << "' (an element's error is " << worst->second << " times atol + rtol * |reference|; see the compare lines)\n";
     return kMismatch;
   }
   return kOk;

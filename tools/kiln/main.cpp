@@ -50,7 +50,7 @@ constexpr const char* kExitCodes = R"(exit codes:
   0 success   1 conformance failures   2 bad command line
   3 file missing or undecodable   4 model invalid or unsupported
   5 run failed (bad inputs, no usable GPU, CUDA error)
-  6 run --compare-reference: outputs beyond --rtol/--atol
+  6 run --compare-reference, debug --compare-layers: tensors beyond --rtol/--atol
 )";
 
 std::string join(const std::vector<std::string>& items, const char* separator) {
@@ -425,6 +425,47 @@ int main(int argc, char** argv) {
   add_runtime_flags(profile, profile_options.runtime);
   add_log_flags(profile, kVerboseLog);
 
+  DebugOptions debug_options;
+  debug_options.run.runtime.device = "cuda";
+  CLI::App* debug = app.add_subcommand("debug");
+  debug->description(
+      "Finds the first layer where a plan's values leave the reference's.\n\n"
+      "--compare-layers runs the plan on the GPU one node at a time (an ONNX model is\n"
+      "built first, in --precision, for exactly the given shapes) and the reference\n"
+      "interpreter (float64 accumulation) on the same inputs, compares every tensor\n"
+      "the plan materializes (each fused group's output too) as float64, and prints\n"
+      "per tensor in plan order the node, op (a fused node's sources), dtype, shape,\n"
+      "max abs and rel error, relative L2 and pass/fail, then the first failing node\n"
+      "with its inputs' value ranges. The reference runs the model (plan tensors\n"
+      "matched by name; those the builder made or laid out otherwise are listed as\n"
+      "not comparable, with the reason), or the plan's own network (--reference\n"
+      "plan; the default for a plan without --model). --device cpu runs the plan's\n"
+      "network on the reference interpreter instead of the GPU: it checks the\n"
+      "builder's rewrites and precision against the model, no GPU needed.\n"
+      "An element passes when |got - reference| <= --atol + --rtol * max(|reference|,\n"
+      "the reference tensor's RMS): near zero, a low precision's rounding follows the\n"
+      "tensor's scale. Exit code 6 when an element of any tensor does not.");
+  add_run_inputs(debug, debug_options.run);
+  debug->add_flag("--compare-layers", debug_options.compare_layers, "compare every tensor of the plan with the reference (required)");
+  device_option(debug, debug_options.run.runtime.device, true,
+                "cuda: the plan on the GPU (cuda:N or N: device N); cpu: the plan's\n"
+                "network on the reference interpreter");
+  profile_index(debug, debug_options.run.profile_index);
+  one_of(debug->add_option("--reference", debug_options.reference,
+                           "what the reference interpreter runs: the model, or the plan's own\n"
+                           "network (default: the model when there is one)"),
+         {"model", "plan"});
+  debug->add_option("--model", debug_options.model_file, "the ONNX model a PLAN was built from, for --reference model")
+      ->type_name("FILE.onnx");
+  debug->add_option("--load-inputs", debug_options.load_inputs_dir,
+                    "inputs from DIR/NAME.npy, as kiln run --save-inputs writes them\n"
+                    "(--input first; inputs without a file are random)")
+      ->type_name("DIR");
+  span(debug, "--rtol", debug_options.run.rtol, 1e6, "R",
+       "relative tolerance (default: 1e-4 for fp32 plans, 1e-2 for fp16,\n5e-2 for bf16)");
+  span(debug, "--atol", debug_options.run.atol, 1e6, "A",
+       "absolute tolerance (default: 1e-5 for fp32 plans, 1e-3 for fp16,\n1e-2 for bf16)");
+
   BenchOptions bench_options;
   CLI::App* bench = app.add_subcommand("bench");
   bench->description(
@@ -507,12 +548,12 @@ int main(int argc, char** argv) {
       "to `kiln build` to lower, or cannot (with the reason). docs/ops.md is the\n"
       "--markdown output.");
   ops->add_flag("--markdown", ops_options.markdown, "print the table of docs/ops.md");
-  for (CLI::App* command : {inspect, build, bench, cache, ops}) add_log_flags(command, kVerboseLog);
+  for (CLI::App* command : {inspect, build, bench, cache, ops, debug}) add_log_flags(command, kVerboseLog);
 
   bool json = false;
-  for (CLI::App* command : {inspect, build, run, profile, bench, cache_info, conformance, ops})
+  for (CLI::App* command : {inspect, build, run, profile, debug, bench, cache_info, conformance, ops})
     command->add_flag("--json", json, "print one JSON document on stdout (see docs/cli.md); text goes to stderr");
-  for (CLI::App* command : {inspect, build, run, profile, bench, cache, conformance, ops, cache_info, cache_clear, cache_warm}) {
+  for (CLI::App* command : {inspect, build, run, profile, debug, bench, cache, conformance, ops, cache_info, cache_clear, cache_warm}) {
     command->group("commands");
     command->get_help_ptr()->group("options");  // made before the option defaults were copied
   }
@@ -556,6 +597,7 @@ int main(int argc, char** argv) {
       if (build->parsed()) return cmd_build(build_options, doc);
       if (run->parsed()) return cmd_run(run_options, doc);
       if (profile->parsed()) return cmd_run(profile_options, doc);
+      if (debug->parsed()) return cmd_debug(debug_options, doc);
       if (bench->parsed()) return cmd_bench(bench_options, doc);
       if (conformance->parsed()) return cmd_conformance(conformance_options, doc);
       if (ops->parsed()) return cmd_ops(ops_options, doc);
