@@ -15,12 +15,18 @@ namespace {
 
 // The bound that follows from the shapes at their largest, if one does: a
 // NonZero finds at most every element of its input, TopK at most its axis,
-// and a Reshape keeps its input's element count.
-std::optional<int64_t> implied_bound(const ir::Network& net, const ir::Node& node, const ir::SymbolBindings& largest) {
+// and a Reshape keeps its input's element count, unless that count may be 0:
+// an empty tensor takes any dims with a 0 among them (ONNX's allowzero).
+std::optional<int64_t> implied_bound(const ir::Network& net, const ir::Node& node, const ir::SymbolBindings& largest,
+                                     const ir::SymbolBindings& smallest) {
   auto dims_of = [&](ir::ValueId v) { return ir::evaluate_dims(net.value(v).shape, largest); };
   switch (node.op) {
-    case ir::OpKind::kNonZero:
     case ir::OpKind::kReshape: {
+      auto least = ir::evaluate_dims(net.value(node.inputs[0]).shape, smallest);
+      if (!least || ir::checked_numel(*least) == 0) return std::nullopt;
+      [[fallthrough]];
+    }
+    case ir::OpKind::kNonZero: {
       auto x = dims_of(node.inputs[0]);
       if (x) return ir::checked_numel(*x);
       return std::nullopt;
@@ -48,8 +54,11 @@ std::string symbols_text(const std::set<std::string>& symbols) {
 void bound_data_dependent_sizes(plan::Plan& p, const std::map<std::string, int64_t, std::less<>>& given, int64_t fallback) {
   ir::Network& net = p.network;
   const std::set<std::string>& data = net.data_dependent_symbols();
-  ir::SymbolBindings largest;
-  for (auto& [s, r] : net.dim_ranges()) largest[s] = r.max;
+  ir::SymbolBindings largest, smallest;
+  for (auto& [s, r] : net.dim_ranges()) {
+    largest[s] = r.max;
+    smallest[s] = r.min;
+  }
   std::set<std::string> used;  // names of `given` that bounded something
   for (const ir::Node& node : net.nodes())
     for (ir::ValueId v : node.outputs) {
@@ -69,7 +78,7 @@ void bound_data_dependent_sizes(plan::Plan& p, const std::map<std::string, int64
                ", which the GPU runtime cannot solve for when it reads values back; kiln needs such a size as a dim of its own");
         std::optional<int64_t> bound;
         if (it != given.end()) bound = it->second;
-        else bound = implied_bound(net, node, largest);
+        else bound = implied_bound(net, node, largest, smallest);
         if (!bound && fallback >= 0) bound = fallback;
         if (!bound)
           fail(ErrorCode::kUnsupported, where, " depends on input data and no bound follows from the input shapes; give it one "
@@ -79,6 +88,7 @@ void bound_data_dependent_sizes(plan::Plan& p, const std::map<std::string, int64
         if (it != given.end()) used.insert(val.name);
         const std::string& s = *fresh.begin();
         largest[s] = *bound;
+        smallest[s] = 0;
         ir::DimRange range{0, *bound, *bound};
         net.set_dim_range(s, range);
         for (ir::DimRanges& profile : p.profiles) profile[s] = range;

@@ -124,6 +124,29 @@ TEST(DataDependentBuild, TopKOfAnInputKIsBoundedByItsAxis) {
   EXPECT_EQ(bound_of(p, "top_out_0", 1).max, 100);
 }
 
+// x [n, 4] reshaped to a shape given as data: its element count bounds every
+// dim, unless x may be empty (n from 0), when any dims with a 0 among them fit.
+TEST(DataDependentBuild, AReshapeIsBoundedByItsElementsUnlessItMayBeEmpty) {
+  for (int64_t least : {1, 0}) {
+    ir::Network net;
+    ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("n"), Dim(4)});
+    ValueId shape = net.add_input("shape", DType::kInt64, {Dim(2)});
+    net.add_output(net.add_op1(OpKind::kReshape, {x, shape}, {}, "r"));
+    net.set_dim_range("n", {least, 3, 5});
+    net.finalize();
+    SCOPED_TRACE(str("n from ", least));
+    if (least == 1) {
+      EXPECT_EQ(bound_of(build(net, {}), "r_out_0", 0).max, 20);
+      continue;
+    }
+    std::string why = message_of(net, {});
+    EXPECT_NE(why.find("--data-dependent-bound r_out_0=N"), std::string::npos) << why;
+    BuildOptions options;
+    options.default_data_dependent_bound = 7;
+    EXPECT_EQ(bound_of(build(net, options), "r_out_0", 1).max, 7);
+  }
+}
+
 // Range(0, limit, 1) with limit a graph input: no bound follows from shapes.
 ir::Network range_network() {
   ir::Network net;
