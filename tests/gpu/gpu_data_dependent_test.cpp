@@ -12,7 +12,6 @@ namespace {
 using ir::Dim;
 using ir::OpKind;
 using ir::ValueId;
-using Feeds = std::map<std::string, ir::TensorData>;
 
 // Values with about `zeros` of them zero (0: none, 1: all), the rest +-1..4.
 ir::TensorData sparse(DType dtype, const std::vector<int64_t>& dims, double zeros, std::mt19937& rng) {
@@ -28,16 +27,7 @@ ir::TensorData sparse(DType dtype, const std::vector<int64_t>& dims, double zero
 
 // A plan of `net` whose profile spans the shapes of `runs` (opt: the first).
 plan::Plan plan_for(const ir::Network& net, const std::vector<Feeds>& runs, builder::BuildOptions options = {}) {
-  for (ValueId id : net.inputs()) {
-    const std::string& name = net.value(id).name;
-    std::vector<int64_t> lo = runs[0].at(name).dims, hi = lo;
-    for (const Feeds& f : runs)
-      for (size_t d = 0; d < lo.size(); ++d) {
-        lo[d] = std::min(lo[d], f.at(name).dims[d]);
-        hi[d] = std::max(hi[d], f.at(name).dims[d]);
-      }
-    builder::add_input_profile(net, name, lo, runs[0].at(name).dims, hi, options);
-  }
+  add_profiles_spanning(net, runs, options);
   return builder::build(net, options);
 }
 

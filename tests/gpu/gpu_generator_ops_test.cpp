@@ -14,7 +14,6 @@ using ir::OpKind;
 using ir::ValueId;
 using P = plan::Precision;
 using S = runtime::KernelSpecialization;
-using Feeds = std::map<std::string, ir::TensorData>;
 
 const DType kIntegers[] = {DType::kInt64, DType::kInt32, DType::kInt8, DType::kUInt8};
 
@@ -42,16 +41,7 @@ void expect_op_matches_reference(const ir::Network& net, OpKind op, const std::v
                                  double tolerance) {
   builder::BuildOptions options;
   options.precision = precision;
-  for (ValueId id : net.inputs()) {
-    const std::string& name = net.value(id).name;
-    std::vector<int64_t> lo = runs[0].at(name).dims, hi = lo;
-    for (const Feeds& f : runs)
-      for (size_t d = 0; d < lo.size(); ++d) {
-        lo[d] = std::min(lo[d], f.at(name).dims[d]);
-        hi[d] = std::max(hi[d], f.at(name).dims[d]);
-      }
-    builder::add_input_profile(net, name, lo, runs[0].at(name).dims, hi, options);
-  }
+  add_profiles_spanning(net, runs, options);
   plan::Plan plan = builder::build(net, options);
   const auto& nodes = plan.network.nodes();
   ASSERT_TRUE(std::any_of(nodes.begin(), nodes.end(), [op](const ir::Node& n) { return n.op == op; }))

@@ -73,6 +73,22 @@ inline void expect_outputs_close(const std::vector<ir::TensorData>& got, const s
   }
 }
 
+using Feeds = std::map<std::string, ir::TensorData>;
+
+// Gives every input of `net` a profile spanning its shapes in `runs` (opt: the first run's).
+inline void add_profiles_spanning(const ir::Network& net, const std::vector<Feeds>& runs, builder::BuildOptions& options) {
+  for (ir::ValueId id : net.inputs()) {
+    const std::string& name = net.value(id).name;
+    std::vector<int64_t> lo = runs[0].at(name).dims, hi = lo;
+    for (const Feeds& f : runs)
+      for (size_t d = 0; d < lo.size(); ++d) {
+        lo[d] = std::min(lo[d], f.at(name).dims[d]);
+        hi[d] = std::max(hi[d], f.at(name).dims[d]);
+      }
+    builder::add_input_profile(net, name, lo, runs[0].at(name).dims, hi, options);
+  }
+}
+
 // An engine of `net` built at `precision` for exactly the shapes of `inputs`.
 inline std::shared_ptr<runtime::Engine> engine_for(const ir::Network& net, const std::map<std::string, ir::TensorData>& inputs,
                                                    plan::Precision precision, runtime::KernelSpecialization strategy) {
