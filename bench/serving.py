@@ -495,6 +495,21 @@ def triton_stats(http, entry):
     return out
 
 
+def settled_triton_stats(http, entry, at_least=0, timeout_s=5.0):
+    """triton_stats once they hold at least `at_least` successes and two reads 50 ms apart agree:
+    Triton records a request's statistics just after it sends the response, so a read right after
+    the last response may miss it."""
+    last = triton_stats(http, entry)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = triton_stats(http, entry)
+        if now["success"][0] >= at_least and now["success"] == last["success"] and now["fail"] == last["fail"]:
+            return now
+        last = now
+    return last
+
+
 def stats_delta(after, before):
     """What the measured phase added; per request and per batch size in us."""
     sub = lambda a, b: (a[0] - b[0], a[1] - b[1])
@@ -533,6 +548,11 @@ def kiln_run_check(args, model, x, expected):
     return rel_error(np.load(out / "y.npy")[0], expected)
 
 
+def answered(counts):
+    """Requests the server answered, right or wrong."""
+    return counts.get("ok", 0) + counts.get("mixed", 0) + counts.get("wrong", 0)
+
+
 # --- the report ------------------------------------------------------------------------------------
 
 def summarize(model, mode, load, stats, busy):
@@ -543,7 +563,7 @@ def summarize(model, mode, load, stats, busy):
     return {"model": model, "mode": mode, "requests": sum(counts.values()), **counts,
             "stuck_threads": load["stuck_threads"], "errors": load["errors"], "max_error": load["max_error"],
             "client_cpu_shares": load["client_cpu_shares"],
-            "throughput_rps": (counts.get("ok", 0) + counts.get("mixed", 0) + counts.get("wrong", 0)) / load["seconds"],
+            "throughput_rps": answered(counts) / load["seconds"],
             "p50_us": float(np.percentile(lat, 50)), "p90_us": float(np.percentile(lat, 90)),
             "p99_us": float(np.percentile(lat, 99)), "triton": stats, "formed_batch": formed, "gpu_busy": busy}
 
@@ -688,13 +708,14 @@ def serve_and_load(args, models, modes):
                 entry = entry_name(model["name"], mode)
                 warm = run_load(url, entry, inputs, expected, args, args.warmup_seconds, pool, model["output_dims"]) \
                     if args.warmup_seconds > 0 else {"counts": {}}
-                before = triton_stats(http, entry)
+                before = settled_triton_stats(http, entry)
                 busy = GpuBusy(args.gpu, args.kind == "KIND_GPU")
                 try:
                     load = run_load(url, entry, inputs, expected, args, args.seconds, pool, model["output_dims"])
                 finally:
                     busy_result = busy.stop()
-                row = summarize(model["name"], mode, load, stats_delta(triton_stats(http, entry), before), busy_result)
+                after = settled_triton_stats(http, entry, before["success"][0] + answered(load["counts"]))
+                row = summarize(model["name"], mode, load, stats_delta(after, before), busy_result)
                 row["warmup_counts"] = warm["counts"]
                 row["per_input"] = load["per_input"]
                 rows.append(row)
