@@ -28,29 +28,35 @@ namespace kiln::ir {
   M(GreaterOrEqual) M(And) M(Or) M(Xor) M(Min) M(Max) M(Mean) M(Sum) M(Where)                         \
   /* integer bit operations */                                                                         \
   M(BitShift) M(BitwiseAnd) M(BitwiseOr) M(BitwiseXor) M(BitwiseNot)                                   \
+  /* linear quantization, per tensor or per axis */                                                   \
+  M(QuantizeLinear) M(DequantizeLinear)                                                                \
   B(FusedElementwise)
-#define KILN_LINALG_OPS(M, B) M(MatMul) M(Gemm) M(Einsum) B(FusedMatMul) B(Attention)
-#define KILN_CONV_OPS(M, B) M(Conv) M(ConvTranspose) B(ConvChannelsLast)
-#define KILN_POOL_OPS(M, B) M(MaxPool) M(AveragePool) M(GlobalAveragePool) M(GlobalMaxPool) B(MaxPoolChannelsLast)
+#define KILN_LINALG_OPS(M, B) \
+  M(MatMul) M(Gemm) M(Einsum) M(MatMulInteger) M(QLinearMatMul) M(Det) B(FusedMatMul) B(Attention)
+#define KILN_CONV_OPS(M, B) M(Conv) M(ConvTranspose) M(ConvInteger) M(QLinearConv) B(ConvChannelsLast)
+#define KILN_POOL_OPS(M, B)                                                                           \
+  M(MaxPool) M(AveragePool) M(GlobalAveragePool) M(GlobalMaxPool) M(LpPool) M(GlobalLpPool) M(MaxUnpool) \
+  B(MaxPoolChannelsLast)
 // Normalizations over an axis or a group of axes, the softmax family among them.
 #define KILN_NORMALIZATION_OPS(M, B)                                                                   \
   M(BatchNormalization) M(InstanceNormalization) M(LayerNormalization) M(GroupNormalization)          \
-  M(LRN)                                                                                               \
+  M(LRN) M(LpNormalization)                                                                            \
   M(Softmax) M(LogSoftmax) M(Hardmax)
 #define KILN_REDUCE_OPS(M, B)                                                                          \
   M(ReduceMean) M(ReduceSum) M(ReduceMax) M(ReduceMin) M(ReduceProd) M(ReduceL1) M(ReduceL2)           \
-  M(ReduceLogSum) M(ReduceLogSumExp) M(ReduceSumSquare) M(ArgMax) M(ArgMin) M(CumSum) M(TopK)
+  M(ReduceLogSum) M(ReduceLogSumExp) M(ReduceSumSquare) M(ArgMax) M(ArgMin) M(CumSum) M(CumProd) M(TopK)
 // Shape changes and data movement: outputs hold input elements (or a pad
-// value), or their indices (NonZero).
+// value), or their indices (NonZero, Unique).
 #define KILN_MOVEMENT_OPS(M, B)                                                                        \
   M(Reshape) M(Flatten) M(Squeeze) M(Unsqueeze) M(Transpose) M(Concat) M(Split) M(Slice) M(Gather)     \
   M(GatherElements) M(Expand) M(Tile) M(Pad) M(Trilu) M(Resize) M(DepthToSpace) M(SpaceToDepth)       \
-  M(GatherND) M(ScatterND) M(ScatterElements) M(NonZero)
+  M(GatherND) M(ScatterND) M(ScatterElements) M(NonZero) M(ReverseSequence) M(Compress) M(Unique)     \
+  M(TensorScatter)
 // Outputs made from shapes and scalar inputs rather than from input elements.
-#define KILN_GENERATOR_OPS(M, B) M(Shape) M(Size) M(ConstantOfShape) M(Range) M(OneHot)
-// Vision: sampling at computed coordinates (grids, regions of interest), and
-// Col2Im, the sum of sliding blocks back into an image.
-#define KILN_VISION_OPS(M, B) M(GridSample) M(RoiAlign) M(AffineGrid) M(Col2Im)
+#define KILN_GENERATOR_OPS(M, B) M(Shape) M(Size) M(ConstantOfShape) M(Range) M(OneHot) M(EyeLike)
+// Vision: sampling at computed coordinates (grids, regions of interest), Col2Im,
+// the sum of sliding blocks back into an image, and detection's box selection.
+#define KILN_VISION_OPS(M, B) M(GridSample) M(RoiAlign) M(AffineGrid) M(Col2Im) M(MaxRoiPool) M(NonMaxSuppression)
 
 // Every op kind, X(Name), family by family. The order of families and of ops
 // is free to change: plans store ops by name (op_name).
