@@ -11,6 +11,7 @@
 #include "kiln/builder.h"
 #include "kiln/reference.h"
 #include "kiln/runtime.h"
+#include "kiln/runtime_cache.h"
 #include "kiln_onnx/onnx.pb.h"
 
 namespace kiln::conformance {
@@ -184,6 +185,10 @@ std::vector<reference::Tensor> run_on(Device device, bool eager, const ir::Netwo
   runtime::RuntimeConfig config;
   config.progress = [](const std::string&) {};  // one engine per test, as for the builds
   config.dynamic_shapes_kernel_specialization_strategy = eager ? runtime::KernelSpecialization::kEager : runtime::KernelSpecialization::kNone;
+  // One kernel cache for every case of the run: the cases share most generic
+  // kernels, and each new engine would otherwise compile them all again.
+  static const auto shared_kernels = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version());
+  config.cache = shared_kernels;
   auto engine = runtime::Engine::create(std::move(p), config);
   auto context = engine->create_context();
   return runtime::run_with_host_tensors(*context, *engine, inputs);
