@@ -54,6 +54,12 @@ if ! python3 -c "import onnx, sys; sys.exit(onnx.__version__ != '$onnx_version')
   echo "setup: installing onnx $onnx_version from PyPI"
   PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check "onnx==$onnx_version"
 fi
+# onnxruntime: the independent oracle of kiln debug --reference onnxruntime (and its test).
+if ! python3 -c "import onnxruntime" 2>/dev/null; then
+  echo "setup: installing onnxruntime from PyPI"
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check onnxruntime ||
+    echo "setup: could not install it; kiln debug --reference onnxruntime and its test will say why"
+fi
 # PyTorch for kiln.torch and its tests (without a GPU they run the engines on the reference interpreter).
 if ! python3 -c "import torch" 2>/dev/null; then
   echo "setup: installing torch from PyPI (a few minutes)"

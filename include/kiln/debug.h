@@ -3,11 +3,15 @@
 // tensor, in plan order, so the first node whose error exceeds the tolerance
 // can be named with its op and its inputs. The plan's values come from the
 // GPU (runtime::read_every_tensor) or from the reference interpreter running
-// the plan's own network (which checks the builder's rewrites on the CPU).
+// the plan's own network (which checks the builder's rewrites on the CPU);
+// onnxruntime can stand in for the reference as an independent oracle.
 #pragma once
 
+#include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -75,7 +79,7 @@ struct ValueRange {
 };
 
 struct LayerReport {
-  std::string reference;  // "model" or "plan": the network the reference interpreter ran
+  std::string reference;  // "model" or "plan": the network the reference interpreter ran; or the oracle's name
   Tolerance tolerance;
   std::vector<TensorComparison> tensors;  // every node output, in plan order
   std::optional<size_t> first_failure;    // index into tensors
@@ -83,12 +87,33 @@ struct LayerReport {
   size_t compared = 0, failed = 0, not_comparable = 0;
 };
 
+// Another implementation of the model standing in for the reference
+// interpreter: `tensors` returns those of the named tensors of the model it
+// computed on the inputs.
+struct Oracle {
+  std::string name;  // "onnxruntime"
+  std::function<std::map<std::string, ir::TensorData>(const std::set<std::string>& names)> tensors;
+};
+
 // Compares `got` (plan tensor name -> value) with the reference interpreter's
-// run of `model` (null: of the plan's own network) on `inputs`. Values are
-// compared as float64; plan tensors without a counterpart, or whose
-// counterpart has other dims, are listed with the reason.
+// run of `model` (null: of the plan's own network) on `inputs`, or with the
+// oracle's run of `model` when one is given. Values are compared as float64;
+// plan tensors without a counterpart, or whose counterpart has other dims,
+// are listed with the reason.
 LayerReport compare_layers(const plan::Plan& plan, const std::map<std::string, ir::TensorData>& got, const ir::Network* model,
-                           const std::map<std::string, ir::TensorData>& inputs, Tolerance tolerance);
+                           const std::map<std::string, ir::TensorData>& inputs, Tolerance tolerance,
+                           const Oracle* oracle = nullptr);
+
+// The named tensors of the ONNX model at `model_path` as onnxruntime's CPU
+// provider computes them on `inputs`, with graph optimizations off so every
+// intermediate tensor keeps the model's meaning. Runs `python` (default: the
+// KILN_PYTHON environment variable, else python3) with the onnx and
+// onnxruntime packages; names the model does not compute are left out. Throws
+// kInvalidArgument when that Python cannot start or lacks them (with the
+// command that installs them), kInvalidModel when onnxruntime rejects the model.
+std::map<std::string, ir::TensorData> onnxruntime_tensors(const std::filesystem::path& model_path,
+                                                          const std::map<std::string, ir::TensorData>& inputs,
+                                                          const std::set<std::string>& names, std::string python = "");
 
 }  // namespace kiln::debug
 KILN_API_END

@@ -133,7 +133,8 @@ std::string node_sources(const ir::Node& node) {
 }
 
 LayerReport compare_layers(const plan::Plan& plan, const std::map<std::string, ir::TensorData>& got, const ir::Network* model,
-                           const std::map<std::string, ir::TensorData>& inputs, Tolerance tolerance) {
+                           const std::map<std::string, ir::TensorData>& inputs, Tolerance tolerance, const Oracle* oracle) {
+  if (oracle && !model) fail(ErrorCode::kInvalidArgument, oracle->name, " runs the model: compare_layers needs it");
   const ir::Network& net = plan.network;
   const ir::Network& ref_net = model ? *model : net;
   auto counterpart_of = [&](const std::string& name) { return model ? counterpart(*model, name) : Counterpart{name, {}, ""}; };
@@ -144,10 +145,11 @@ LayerReport compare_layers(const plan::Plan& plan, const std::map<std::string, i
       if (v != ir::kNoValue)
         if (Counterpart c = counterpart_of(net.value(v).name); !c.tensor.empty()) wanted.insert(c.tensor);
   std::map<std::string, ir::TensorData> ref =
-      reference::run_every_tensor(ref_net, inputs, [&](const std::string& name) { return wanted.count(name) > 0; });
+      oracle ? oracle->tensors(wanted)
+             : reference::run_every_tensor(ref_net, inputs, [&](const std::string& name) { return wanted.count(name) > 0; });
 
   LayerReport report;
-  report.reference = model ? "model" : "plan";
+  report.reference = oracle ? oracle->name : model ? "model" : "plan";
   report.tolerance = tolerance;
   for (size_t n = 0; n < net.nodes().size(); ++n) {
     const ir::Node& node = net.nodes()[n];
@@ -169,7 +171,7 @@ LayerReport compare_layers(const plan::Plan& plan, const std::map<std::string, i
       } else if (c.tensor.empty()) {
         t.why_not = c.why_not;
       } else if (!want) {
-        t.why_not = str("the reference did not compute '", c.tensor, "'");
+        t.why_not = str(oracle ? oracle->name : "the reference", " did not compute '", c.tensor, "'");
       } else {
         t.reference_tensor = c.tensor;
         ir::TensorData laid_out = c.perm.empty() ? *want : reference::permute(*want, c.perm);

@@ -167,6 +167,41 @@ TEST(CliDebug, SavedInputsLoadBack) {
   EXPECT_NE(loaded["compare_layers"]["tensors"], random["compare_layers"]["tensors"]) << "another seed, other inputs";
 }
 
+// onnxruntime's CPU provider as the oracle: the builder's fp32 plan agrees with
+// it tensor by tensor; an fp16 plan at zero tolerance does not, and the report
+// says the values came from onnxruntime.
+TEST(CliDebug, OnnxruntimeStandsInForTheReference) {
+  if (std::system("python3 -c 'import onnx, onnxruntime' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "python3 has no onnx and onnxruntime packages (scripts/setup.sh installs them)";
+  json doc = kiln_json("debug " + kCnn + " --compare-layers --device cpu --reference onnxruntime --seed 4", 0);
+  const json& report = doc["compare_layers"];
+  EXPECT_EQ(report["reference"], "onnxruntime");
+  EXPECT_EQ(report["failed"], 0);
+  EXPECT_GE(report["compared"].get<int>(), 3) << report.dump(1);
+  Result exact = kiln("debug " + kCnn + " --compare-layers --device cpu --reference onnxruntime --precision fp16 --rtol 0 --atol 0");
+  EXPECT_EQ(exact.code, 6) << exact.output;
+  EXPECT_TRUE(has(exact, "against onnxruntime's CPU provider")) << exact.output;
+  EXPECT_TRUE(has(exact, "differ from onnxruntime beyond the tolerance")) << exact.output;
+
+  TempDir dir;
+  std::string plan = (dir.path / "mlp.kiln").string();
+  ASSERT_EQ(kiln("build " + kMlp + " -o " + plan + " --profile x:1x64/2x64/4x64").code, 0);
+  Result without_model = kiln("debug " + plan + " --compare-layers --device cpu --reference onnxruntime");
+  EXPECT_EQ(without_model.code, 2) << without_model.output;
+  EXPECT_TRUE(has(without_model, "--model MODEL.onnx")) << without_model.output;
+  json with_model = kiln_json("debug " + plan + " --compare-layers --device cpu --reference onnxruntime --model " + kMlp, 0);
+  EXPECT_GE(with_model["compare_layers"]["compared"].get<int>(), 1);
+}
+
+TEST(CliDebug, OnnxruntimeWithoutAUsablePythonSaysWhatToDo) {
+  setenv("KILN_PYTHON", "/nonexistent/python3", 1);
+  Result missing = kiln("debug " + kMlp + " --compare-layers --device cpu --reference onnxruntime");
+  unsetenv("KILN_PYTHON");
+  EXPECT_EQ(missing.code, 2) << missing.output;
+  EXPECT_TRUE(has(missing, "/nonexistent/python3")) << missing.output;
+  EXPECT_TRUE(has(missing, "KILN_PYTHON")) << missing.output;
+}
+
 TEST(CliInspect, HalfPrecisionPlansSayWhichNodesStayInFloat32) {
   TempDir dir;
   std::string plan = (dir.path / "cnn.kiln").string();

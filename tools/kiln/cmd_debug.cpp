@@ -1,7 +1,9 @@
 // kiln debug --compare-layers: every tensor a plan materializes against the
-// reference interpreter's, in plan order, and the first node beyond the tolerance.
+// reference interpreter's (or onnxruntime's), in plan order, and the first node
+// beyond the tolerance.
 #include <cstdio>
 #include <iostream>
+#include <set>
 
 #include "cli.h"
 #include "kiln/debug.h"
@@ -144,8 +146,8 @@ int cmd_debug(const DebugOptions& options, Json& doc) {
   if (!setup.plan) model = setup.net;
   std::string reference = options.reference.empty() ? (model ? "model" : "plan") : options.reference;
   bool cpu = options.run.runtime.device == "cpu";
-  if (reference == "model" && !model)
-    fail(ErrorCode::kInvalidArgument, "--reference model: ", setup.model,
+  if ((reference == "model" || reference == "onnxruntime") && !model)
+    fail(ErrorCode::kInvalidArgument, "--reference ", reference, ": ", setup.model,
          " is a plan; name the ONNX model it was built from with --model MODEL.onnx");
   if (cpu && reference == "plan")
     fail(ErrorCode::kInvalidArgument, "--device cpu runs the plan's own network on the reference interpreter and compares it "
@@ -173,15 +175,22 @@ int cmd_debug(const DebugOptions& options, Json& doc) {
   } else {
     got = run_on_gpu(p, setup.inputs, options.run, doc);
   }
-  std::cout << "compare-layers: a " << plan::precision_name(p.precision) << " plan of " << p.network.nodes().size()
-            << " nodes against the reference interpreter (float64 accumulation) running "
-            << (reference == "model" ? "the model" : "the plan's own network") << "; rtol " << tol.rtol << ", atol " << tol.atol
-            << "\n";
-  debug::LayerReport report = debug::compare_layers(p, got, reference == "model" ? &*model : nullptr, setup.inputs, tol);
+  std::string model_path = setup.plan ? options.model_file : setup.model;
+  debug::Oracle onnxruntime{"onnxruntime", [&](const std::set<std::string>& names) {
+                              return debug::onnxruntime_tensors(model_path, setup.inputs, names);
+                            }};
+  std::cout << "compare-layers: a " << plan::precision_name(p.precision) << " plan of " << p.network.nodes().size() << " nodes against "
+            << (reference == "onnxruntime" ? "onnxruntime's CPU provider running the model (graph optimizations off)"
+                : reference == "model"     ? "the reference interpreter (float64 accumulation) running the model"
+                                           : "the reference interpreter (float64 accumulation) running the plan's own network")
+            << "; rtol " << tol.rtol << ", atol " << tol.atol << "\n";
+  debug::LayerReport report = debug::compare_layers(p, got, reference == "plan" ? nullptr : &*model, setup.inputs, tol,
+                                                    reference == "onnxruntime" ? &onnxruntime : nullptr);
   print_report(report);
   doc["compare_layers"] = report_json(report);
   if (report.failed) {
-    std::cerr << "kiln debug: " << report.failed << " tensors differ from the reference beyond the tolerance; the first is '"
+    std::cerr << "kiln debug: " << report.failed << " tensors differ from " << (reference == "onnxruntime" ? "onnxruntime" : "the reference")
+              << " beyond the tolerance; the first is '"
               << report.tensors[*report.first_failure].tensor << "' of node '" << report.tensors[*report.first_failure].node_name
               << "'\n";
     return kMismatch;

@@ -439,7 +439,9 @@ int main(int argc, char** argv) {
       "with its inputs' value ranges. The reference runs the model (plan tensors\n"
       "matched by name; those the builder made or laid out otherwise are listed as\n"
       "not comparable, with the reason), or the plan's own network (--reference\n"
-      "plan; the default for a plan without --model). --device cpu runs the plan's\n"
+      "plan; the default for a plan without --model). --reference onnxruntime takes\n"
+      "onnxruntime's CPU provider running the model as the oracle instead, so a fault\n"
+      "of kiln's own reference shows too. --device cpu runs the plan's\n"
       "network on the reference interpreter instead of the GPU: it checks the\n"
       "builder's rewrites and precision against the model, no GPU needed.\n"
       "An element passes when |got - reference| <= --atol + --rtol * max(|reference|,\n"
@@ -452,10 +454,13 @@ int main(int argc, char** argv) {
                 "network on the reference interpreter");
   profile_index(debug, debug_options.run.profile_index);
   one_of(debug->add_option("--reference", debug_options.reference,
-                           "what the reference interpreter runs: the model, or the plan's own\n"
-                           "network (default: the model when there is one)"),
-         {"model", "plan"});
-  debug->add_option("--model", debug_options.model_file, "the ONNX model a PLAN was built from, for --reference model")
+                           "what the plan is compared with: the reference interpreter running\n"
+                           "the model or the plan's own network, or onnxruntime's CPU provider\n"
+                           "running the model (an independent oracle; needs a Python with the\n"
+                           "onnx and onnxruntime packages: python3, or $KILN_PYTHON)\n"
+                           "(default: model when there is one, else plan)"),
+         {"model", "plan", "onnxruntime"});
+  debug->add_option("--model", debug_options.model_file, "the ONNX model a PLAN was built from, for --reference model\nor onnxruntime")
       ->type_name("FILE.onnx");
   debug->add_option("--load-inputs", debug_options.load_inputs_dir,
                     "inputs from DIR/NAME.npy, as kiln run --save-inputs writes them\n"
