@@ -111,6 +111,7 @@ def build(
     profiles: Mapping[str, Profile] | Sequence[Mapping[str, Profile]] | None = None,
     precision: str = "fp32",
     progress: Callable[[str], None] | None = None,
+    data_dependent_bounds: Mapping[str, int] | None = None,
 ) -> Plan:
     """Builds an ONNX model into a plan, without a GPU.
 
@@ -119,10 +120,17 @@ def build(
     optimization profiles (``[{"x": ((1, 64), (4, 64), (8, 64))}, {"x": ((9, 64), (32, 64), (64, 64))}]``):
     every profile needs shapes for every input with symbolic dims, and a session runs the shapes of the
     profile it selects. ``precision`` is fp32, fp16 or bf16 (inputs and outputs keep their dtypes);
-    ``progress`` receives one line per pass.
+    ``progress`` receives one line per pass. ``data_dependent_bounds`` gives upper bounds of sizes that
+    depend on data, by the name of the tensor whose size does (``{"boxes": 1000}``), where the largest
+    input shapes imply none (a NonZero's count is bounded by its input's elements without one); a run
+    beyond a bound raises naming the tensor.
     """
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(_PRECISIONS)}; got {precision!r}")
     path = os.fspath(model)
     network = _C.load_onnx(path)
-    return Plan(_C.build(network, _check_profiles(profiles), precision, path, progress))
+    bounds = dict(data_dependent_bounds or {})
+    for name, bound in bounds.items():
+        if not isinstance(bound, int) or isinstance(bound, bool) or bound < 0:
+            raise ValueError(f"data_dependent_bounds['{name}'] must be a non-negative int; got {bound!r}")
+    return Plan(_C.build(network, _check_profiles(profiles), precision, path, progress, bounds))

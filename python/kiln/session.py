@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Any, Mapping, Sequence
@@ -104,6 +105,9 @@ class InferenceSession:
         )
         self._engine = engine
         self._context = engine.create_context()
+        # Outputs whose size depends on data (NonZero's count and the like): allocated at the bound the plan
+        # holds and narrowed to the size enqueue found.
+        self._data_dependent = [i for i, d in enumerate(self._context.data_dependent_outputs) if d]
         self._stream = None  # made on the first numpy run
         self._memory: list = [None] * self._context.io_count
 
@@ -312,6 +316,10 @@ class InferenceSession:
         for y in outputs:
             addresses.append(y.data_ptr())
         self._context.enqueue(addresses, _raw_stream(device.index) if stream is None else stream)
+        if self._data_dependent:
+            shapes = self._context.output_shapes()
+            for i in self._data_dependent:
+                outputs[i] = outputs[i].view(-1)[: math.prod(shapes[i])].view(shapes[i])
         return outputs
 
     def _device_memory(self, index: int, nbytes: int):
@@ -334,12 +342,15 @@ class InferenceSession:
             memory = self._device_memory(i, a.nbytes)
             memory.upload(a.reshape(-1).view(np.uint8), handle)
             addresses.append(memory.ptr)
+        for j, (dims, info) in enumerate(zip(out_dims, self._outputs)):
+            nbytes = math.prod(dims) * np.dtype(_dtypes.NUMPY[info.dtype]).itemsize
+            addresses.append(self._device_memory(len(arrays) + j, nbytes).ptr)
+        self._context.enqueue(addresses, handle)
+        if self._data_dependent:  # the sizes enqueue found
+            out_dims = self._context.output_shapes()
         results = []
         for j, (dims, info) in enumerate(zip(out_dims, self._outputs)):
             host = np.empty(dims, dtype=_dtypes.NUMPY[info.dtype])
-            results.append(host)
-            addresses.append(self._device_memory(len(arrays) + j, host.nbytes).ptr)
-        self._context.enqueue(addresses, handle)
-        for j, host in enumerate(results):
             self._memory[len(arrays) + j].download(host.reshape(-1).view(np.uint8), handle)
+            results.append(host)
         return [self._to_host_result(info.dtype, host.shape, host.reshape(-1), ordered) for info, host in zip(self._outputs, results)]

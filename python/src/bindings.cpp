@@ -15,7 +15,9 @@
 #include <nanobind/stl/variant.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "kiln/builder.h"
 #include "kiln/error.h"
@@ -218,6 +220,13 @@ struct Context {
   std::unique_ptr<runtime::ExecutionContext> context;
 };
 
+// Whether a tensor's size depends on data (NonZero's count and the like): known once enqueue has run.
+bool depends_on_data(const ir::Network& net, ir::ValueId id) {
+  std::set<std::string> symbols;
+  for (const ir::Dim& d : net.value(id).shape) d.collect_symbols(symbols);
+  return std::any_of(symbols.begin(), symbols.end(), [&](const std::string& s) { return net.data_dependent_symbols().count(s) > 0; });
+}
+
 nb::dict graph_stats_to_python(const runtime::ExecutionContext::GraphStats& s) {
   nb::dict d;
   d["calls"] = s.calls;
@@ -390,8 +399,10 @@ NB_MODULE(_C, m) {
       [](const ir::Network& net,
          const std::vector<std::map<std::string, std::tuple<std::vector<int64_t>, std::vector<int64_t>, std::vector<int64_t>>>>&
              profiles,
-         const std::string& precision, const std::string& source, std::function<void(const std::string&)> progress) {
+         const std::string& precision, const std::string& source, std::function<void(const std::string&)> progress,
+         const std::map<std::string, int64_t>& data_dependent_bounds) {
         builder::BuildOptions options;
+        options.data_dependent_bounds.insert(data_dependent_bounds.begin(), data_dependent_bounds.end());
         auto p = plan::parse_precision(precision);
         if (!p) fail(ErrorCode::kInvalidArgument, "precision must be fp32, fp16 or bf16; got '", precision, "'");
         options.precision = *p;
@@ -403,7 +414,7 @@ NB_MODULE(_C, m) {
         nb::gil_scoped_release release;
         return builder::build(net, options, source);
       },
-      "network"_a, "profiles"_a, "precision"_a, "source"_a, "progress"_a.none());
+      "network"_a, "profiles"_a, "precision"_a, "source"_a, "progress"_a.none(), "data_dependent_bounds"_a);
 
   m.def("reference_run", &reference_run, "network"_a, "feeds"_a);
 
@@ -495,12 +506,34 @@ NB_MODULE(_C, m) {
   nb::class_<Context>(m, "Context")
       .def("io_index", [](const Context& c, const std::string& name) { return c.context->io_index(name); })
       .def_prop_ro("io_count", [](const Context& c) { return c.context->io_count(); })
-      // Sets every input's dims (in input order) and returns every output's dims.
+      // Sets every input's dims (in input order) and returns every output's dims: for an output
+      // whose size depends on data, the largest it may take (what to allocate).
       .def("set_input_shapes",
            [](Context& c, const std::vector<std::vector<int64_t>>& dims) {
              for (size_t i = 0; i < dims.size(); ++i) c.context->set_input_shape(int(i), dims[i]);
+             const ir::Network& net = c.engine->plan().network;
              std::vector<std::vector<int64_t>> out;
-             for (int i = int(dims.size()); i < c.context->io_count(); ++i) out.push_back(c.context->tensor_shape(i));
+             for (size_t k = 0; k < net.outputs().size(); ++k) {
+               int io = int(dims.size() + k);
+               out.push_back(depends_on_data(net, net.outputs()[k]) ? c.context->max_tensor_shape(net.value(net.outputs()[k]).name)
+                                                                    : c.context->tensor_shape(io));
+             }
+             return out;
+           })
+      // Per output, in order: whether its size depends on data (output_shapes has it after enqueue).
+      .def_prop_ro("data_dependent_outputs",
+                   [](const Context& c) {
+                     const ir::Network& net = c.engine->plan().network;
+                     std::vector<bool> out;
+                     for (ir::ValueId id : net.outputs()) out.push_back(depends_on_data(net, id));
+                     return out;
+                   })
+      // Every output's dims at the last enqueue, data-dependent sizes included.
+      .def("output_shapes",
+           [](const Context& c) {
+             const ir::Network& net = c.engine->plan().network;
+             std::vector<std::vector<int64_t>> out;
+             for (ir::ValueId id : net.outputs()) out.push_back(c.context->tensor_shape(net.value(id).name));
              return out;
            })
       // Binds every input and output address (in io order) and queues the network on `stream`.

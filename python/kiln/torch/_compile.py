@@ -345,7 +345,7 @@ def compile(  # noqa: A001 - the reference system's name
         sub = gm.get_submodule(call.target)
         tr, network, engine_args = _translate_engine(gm, call, sub, name, ranges)
         say(f"building {name}: {sum(network.op_counts.values())} kiln ops, {len(engine_args)} inputs")
-        plan = _C.build(network, [], precision or engine_precision(tr.float_dtypes), f"kiln.torch:{type(module).__name__}:{name}", None)
+        plan = _C.build(network, [], precision or engine_precision(tr.float_dtypes), f"kiln.torch:{type(module).__name__}:{name}", None, {})
         plan_bytes = plan.serialize()
         spec = make_spec(name, network, tr.symbols.where, "cpu" if device == "cpu" else "cuda")
         runner = register_runner(spec, plan_bytes, settings)
