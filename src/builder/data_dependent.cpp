@@ -15,8 +15,9 @@ namespace {
 
 // The bound that follows from the shapes at their largest, if one does: a
 // NonZero finds at most every element of its input, TopK at most its axis,
-// and a Reshape keeps its input's element count, unless that count may be 0:
-// an empty tensor takes any dims with a 0 among them (ONNX's allowzero).
+// a reduction over axes the data gives keeps dims of its input (or 1s), and a
+// Reshape keeps its input's element count, unless that count may be 0: an
+// empty tensor takes any dims with a 0 among them (ONNX's allowzero).
 std::optional<int64_t> implied_bound(const ir::Network& net, const ir::Node& node, const ir::SymbolBindings& largest,
                                      const ir::SymbolBindings& smallest) {
   auto dims_of = [&](ir::ValueId v) { return ir::evaluate_dims(net.value(v).shape, largest); };
@@ -38,6 +39,13 @@ std::optional<int64_t> implied_bound(const ir::Network& net, const ir::Node& nod
       if (axis < 0) axis += int64_t(x->size());
       if (axis < 0 || axis >= int64_t(x->size())) return std::nullopt;
       return (*x)[size_t(axis)];
+    }
+    case ir::OpKind::kReduceMean: case ir::OpKind::kReduceSum: case ir::OpKind::kReduceMax: case ir::OpKind::kReduceMin:
+    case ir::OpKind::kReduceProd: case ir::OpKind::kReduceL1: case ir::OpKind::kReduceL2: case ir::OpKind::kReduceLogSum:
+    case ir::OpKind::kReduceLogSumExp: case ir::OpKind::kReduceSumSquare: {
+      auto x = dims_of(node.inputs[0]);
+      if (!x) return std::nullopt;
+      return x->empty() ? 1 : *std::max_element(x->begin(), x->end());
     }
     default: return std::nullopt;
   }

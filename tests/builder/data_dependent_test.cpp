@@ -124,6 +124,50 @@ TEST(DataDependentBuild, TopKOfAnInputKIsBoundedByItsAxis) {
   EXPECT_EQ(bound_of(p, "top_out_0", 1).max, 100);
 }
 
+// Axes given as data: keepdims=0 takes the rank from their count (every
+// axis for none, no axis with noop_with_empty_axes), and each output dim,
+// one of x's dims or 1, is bounded by x's largest dim. A reference run shows
+// the sizes the data decides.
+TEST(DataDependentBuild, AReductionOverAxesGivenAsDataKeepsTheRankTheirCountGives) {
+  for (int64_t keep : {0, 1}) {
+    ir::Network net;
+    ValueId x = net.add_input("x", DType::kFloat32, {Dim(3), Dim::symbol("n"), Dim(5)});
+    ValueId axes = net.add_input("axes", DType::kInt64, {Dim(2)});
+    ir::Attributes attrs;
+    attrs.set("keepdims", int64_t(keep));
+    net.add_output(net.add_op1(OpKind::kReduceSum, {x, axes}, attrs, "sum"));
+    net.set_dim_range("n", {1, 10, 40});
+    net.finalize();
+    plan::Plan p = build(net, {});
+    ValueId out = p.network.outputs()[0];
+    ASSERT_EQ(p.network.value(out).shape.size(), keep ? 3u : 1u) << keep;
+    EXPECT_EQ(bound_of(p, p.network.value(out).name, 0).max, 40) << keep;
+    reference::Tensor xs = reference::make_tensor(DType::kFloat32, {3, 7, 5}, std::vector<double>(105, 0.5));
+    reference::Tensor as = reference::make_tensor(DType::kInt64, {2}, {0, -1});
+    auto y = reference::run(p.network, {{"x", xs}, {"axes", as}});
+    std::vector<int64_t> expected = keep ? std::vector<int64_t>{1, 7, 1} : std::vector<int64_t>{7};
+    EXPECT_EQ(y.at(0).dims, expected) << keep;
+  }
+  for (auto [count, noop, rank] : {std::tuple{0, 0, 0}, std::tuple{0, 1, 3}}) {
+    ir::Network net;
+    ValueId x = net.add_input("x", DType::kFloat32, {Dim(3), Dim(4), Dim(5)});
+    ValueId axes = net.add_input("axes", DType::kInt64, {Dim(count)});
+    ir::Attributes attrs;
+    attrs.set("keepdims", int64_t(0));
+    attrs.set("noop_with_empty_axes", int64_t(noop));
+    net.add_output(net.add_op1(OpKind::kReduceMax, {x, axes}, attrs, "max"));
+    net.finalize();
+    EXPECT_EQ(net.value(net.outputs()[0]).shape.size(), size_t(rank)) << noop;
+  }
+  ir::Network too_many;
+  ValueId x = too_many.add_input("x", DType::kFloat32, {Dim(3), Dim(4)});
+  ValueId axes = too_many.add_input("axes", DType::kInt64, {Dim(3)});
+  ir::Attributes attrs;
+  attrs.set("keepdims", int64_t(0));
+  too_many.add_output(too_many.add_op1(OpKind::kReduceMean, {x, axes}, attrs, "mean"));
+  EXPECT_THROW(too_many.finalize(), Error);
+}
+
 // x [n, 4] reshaped to a shape given as data: its element count bounds every
 // dim, unless x may be empty (n from 0), when any dims with a 0 among them fit.
 TEST(DataDependentBuild, AReshapeIsBoundedByItsElementsUnlessItMayBeEmpty) {

@@ -13,13 +13,22 @@ void infer_reduce_op(Ctx& c) {
   std::vector<int64_t> axes;
   if (c.has(1)) {
     auto v = c.const_ints(1);
-    if (!v) {  // axes only known at run time: rank is all we can say
-      if (!keep)
-        c.error(ErrorCode::kUnsupported, "with keepdims=0 the output rank depends on the axes input, which only the data ",
+    if (!v) {  // axes only known at run time: the rank follows from their count, the dims from the data
+      if (keep) {
+        c.set(0, c.dtype(0), c.fresh_shape(Dim(r), "the output"));
+        return;
+      }
+      const Shape& axes_shape = c.shape(1);
+      if (axes_shape.size() != 1 || !axes_shape[0].is_constant())
+        c.error(ErrorCode::kUnsupported, "with keepdims=0 the output rank depends on the number of axes, which only the data ",
                 "gives (a data-dependent rank; kiln needs ranks that follow from the model)");
-      Shape out;
-      for (int64_t i = 0; i < r; ++i) out.push_back(c.fresh());
-      c.set(0, c.dtype(0), out);
+      int64_t count = axes_shape[0].constant();
+      if (count == 0) {  // every axis, or none with noop_with_empty_axes
+        c.set(0, c.dtype(0), noop ? x : Shape{});
+        return;
+      }
+      if (count > r) c.error(ErrorCode::kInvalidModel, "reduces over ", count, " axes of a rank-", r, " input");
+      c.set(0, c.dtype(0), c.fresh_shape(Dim(r - count), "the output"));
       return;
     }
     axes = *v;
