@@ -404,6 +404,37 @@ std::vector<double> cubic_coefficients(double t, double a) {
   return {far(t + 1), near(t), near(1 - t), far(2 - t)};
 }
 
+// Resize-18's antialiasing filter: when downscaling by `scale` < 1, the linear
+// or cubic kernel stretched by 1 / scale over 2 * ceil(1 / scale) (linear) or
+// twice that (cubic) taps, normalized to sum 1, as the ONNX reference computes
+// them; at an integer coordinate the window is the one left of it.
+Taps antialias_taps(bool cubic, double xo, double scale, int64_t in, double a, bool exclude_outside) {
+  scale = std::min(scale, 1.0);
+  double base = std::floor(xo), ratio = xo - base;
+  if (ratio == 0) ratio = 1, base -= 1;
+  auto kernel = [&](double x) {
+    x = std::abs(x);
+    if (!cubic) return std::max(0.0, 1 - x);
+    return x <= 1 ? ((a + 2) * x - (a + 3)) * x * x + 1 : x < 2 ? ((a * x - 5 * a) * x + 8 * a) * x - 4 * a : 0.0;
+  };
+  int64_t start = int64_t(std::floor((cubic ? -2.0 : -1.0) / scale)) + 1, count = 2 - 2 * start;
+  Taps t;
+  double all = 0, inside = 0;
+  for (int64_t k = 0; k < count; ++k) {
+    int64_t pos = int64_t(base) + start + k;
+    double w = kernel(scale * (double(start + k) - ratio));
+    all += w;
+    if (exclude_outside && (pos < 0 || pos >= in)) w = 0;
+    inside += w;
+    t.index.push_back(std::clamp<int64_t>(pos, 0, in - 1));
+    t.weight.push_back(w);
+  }
+  double divisor = exclude_outside ? inside : all;
+  if (divisor != 0)
+    for (double& w : t.weight) w /= divisor;
+  return t;
+}
+
 Tensor run_resize(const KernelContext& c) {
   const Tensor& x = c.in(0);
   size_t r = x.dims.size();
@@ -413,7 +444,7 @@ Tensor run_resize(const KernelContext& c) {
   std::string coord = a.get_string("coordinate_transformation_mode", "half_pixel");
   std::string nearest = a.get_string("nearest_mode", "round_prefer_floor");
   double cubic_a = a.get_float("cubic_coeff_a", -0.75), extrapolation = a.get_float("extrapolation_value", 0.0);
-  bool exclude_outside = a.get_int("exclude_outside", 0) != 0;
+  bool exclude_outside = a.get_int("exclude_outside", 0) != 0, antialias = a.get_int("antialias", 0) != 0;
   std::vector<int64_t> axes(r);
   std::iota(axes.begin(), axes.end(), 0);
   axes = a.get_ints("axes", axes);
@@ -455,7 +486,9 @@ Tensor run_resize(const KernelContext& c) {
         taps[d].push_back(t);
         continue;
       }
-      if (mode == "nearest") {
+      if (antialias && mode != "nearest") {  // nearest has no filter to stretch
+        t = antialias_taps(mode == "cubic", xo, scale[d], in, cubic_a, exclude_outside);
+      } else if (mode == "nearest") {
         double v;
         if (nearest == "round_prefer_ceil") v = std::round(xo);
         else if (nearest == "floor") v = std::floor(xo);

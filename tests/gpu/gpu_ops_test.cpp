@@ -224,6 +224,19 @@ std::vector<Case> cases() {
     n.add_output(n.add_op1(OpKind::kResize, {x, ir::kNoValue, ir::kNoValue, ints(n, "sizes", {1, 2, 9, 4})},
                            attrs({{"mode", std::string("nearest")}, {"nearest_mode", std::string("ceil")}})));
   }, {{"x", {1, 2, 5, 6}}}});
+  // Resize-18's antialiasing: downscaling by 0.3 and 0.45 stretches the filters over 8 and 6 (linear)
+  // or 16 and 12 (cubic, exclude_outside) taps; upscaling with it is plain interpolation.
+  c.push_back({"resize_antialias", [&](ir::Network& n, std::mt19937& r) {
+    ValueId x = in(n, "x", {1, 2, 17, 23});
+    ValueId down = n.add_weight("down", reference::make_tensor(DType::kFloat32, {4}, {1, 1, 0.3, 0.45}));
+    ValueId up = n.add_weight("up", reference::make_tensor(DType::kFloat32, {4}, {1, 1, 1.6, 0.45}));
+    n.add_output(n.add_op1(OpKind::kResize, {x, ir::kNoValue, down}, attrs({{"mode", std::string("linear")}, {"antialias", int64_t(1)}})));
+    n.add_output(n.add_op1(OpKind::kResize, {x, ir::kNoValue, ir::kNoValue, ints(n, "sizes", {1, 2, 5, 7})},
+                           attrs({{"mode", std::string("cubic")}, {"antialias", int64_t(1)}, {"exclude_outside", int64_t(1)}})));
+    n.add_output(n.add_op1(OpKind::kResize, {x, ir::kNoValue, up},
+                           attrs({{"mode", std::string("cubic")}, {"antialias", int64_t(1)},
+                                  {"coordinate_transformation_mode", std::string("pytorch_half_pixel")}})));
+  }, {{"x", {1, 2, 17, 23}}}});
   c.push_back({"lines_and_rows", [&](ir::Network& n, std::mt19937& r) {
     ValueId x = in(n, "x", {3, 7, 5});
     n.add_output(n.add_op1(OpKind::kHardmax, {x}, attrs({{"axis", int64_t(1)}})));

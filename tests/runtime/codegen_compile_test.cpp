@@ -475,7 +475,7 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(depth), KILN_FIELD(batch_stride), KILN_FIELD(axis_size), KILN_FIELD(dims[0]),
                     KILN_FIELD(strides[7])}); }
   { auto q = numbered<ResizeParams>();
-    device_sees(q, {KILN_FIELD(n), KILN_FIELD(extrapolation_bits), KILN_FIELD(in_dims[0]), KILN_FIELD(out_dims[3]),
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(antialias), KILN_FIELD(extrapolation_bits), KILN_FIELD(in_dims[0]), KILN_FIELD(out_dims[3]),
                     KILN_FIELD(scale_bits[2]), KILN_FIELD(roi_start_bits[6]), KILN_FIELD(roi_end_bits[7])}); }
   { auto q = numbered<WindowParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(count_include_pad), KILN_FIELD(in_size[0]), KILN_FIELD(out_size[2]),

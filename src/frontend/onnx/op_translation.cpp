@@ -404,8 +404,6 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
       break;
     case OpKind::kResize:
       if (type == "Upsample" || version < 11) translate_legacy_resize(b, node, where);
-      if (node.attrs.get_int("antialias", 0) != 0)
-        fail(ErrorCode::kUnsupported, where, ": antialias=1 (Resize-18's antialiasing filter) is not supported");
       break;
     case OpKind::kGridSample: translate_grid_sample_mode(node, version, where); break;
     case OpKind::kRoiAlign:

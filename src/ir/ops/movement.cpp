@@ -459,7 +459,6 @@ void infer_resize(Ctx& c) {
   std::string mode = c.attrs().get_string("mode", "nearest");
   if (mode != "nearest" && mode != "linear" && mode != "cubic")
     c.error(ErrorCode::kInvalidModel, "mode '", mode, "' is not nearest, linear or cubic");
-  if (c.attrs().get_int("antialias", 0)) c.error(ErrorCode::kUnsupported, "antialias=1 is not supported");
   std::vector<int64_t> axes(static_cast<size_t>(r));
   std::iota(axes.begin(), axes.end(), 0);
   axes = c.attrs().get_ints("axes", axes);

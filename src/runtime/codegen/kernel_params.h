@@ -91,7 +91,7 @@ struct TriluParams {
 
 // Resize: modes as codegen::resize_source lists them.
 struct ResizeParams {
-  long long n, rank, mode, coordinate_mode, nearest_mode, exclude_outside;
+  long long n, rank, mode, coordinate_mode, nearest_mode, exclude_outside, antialias;
   long long cubic_a_bits, extrapolation_bits;
   long long in_dims[8], out_dims[8];
   long long scale_bits[8], roi_start_bits[8], roi_end_bits[8];

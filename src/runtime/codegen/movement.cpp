@@ -221,27 +221,34 @@ std::string resize_source(DType dtype, const std::optional<Params>& specialize) 
     default: return out > 1 ? rs * (double)(in - 1) + x * (re - rs) * (double)(in - 1) / (exact - 1) : 0.5 * (rs + re) * (double)(in - 1);
   }
 }
-__device__ double kiln_cubic(double s, double a, bool near) {
-  return near ? ((a + 2) * s - (a + 3)) * s * s + 1 : ((a * s - 5 * a) * s + 8 * a) * s - 4 * a;
+// The interpolation kernel at distance x: linear's triangle, or the cubic of coefficient a.
+__device__ double kiln_resize_weight(bool cubic, double a, double x) {
+  x = fabs(x);
+  if (!cubic) return fmax(0.0, 1 - x);
+  return x <= 1 ? ((a + 2) * x - (a + 3)) * x * x + 1 : x < 2 ? ((a * x - 5 * a) * x + 8 * a) * x - 4 * a : 0.0;
 }
 )";
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
     << "* __restrict__ x, KParams p) {\n" << params_binding<ResizeParams>(specialize);
+  // Per dim, a window of taps from `first`: nearest takes one, linear two and
+  // cubic four, or with antialias, when downscaling, the kernel stretched by
+  // 1 / scale over proportionally more (weights made on the fly, so the count
+  // has no limit), normalized as the ONNX reference does.
   s << R"(  const long long n = prm.n;
   const int rank = (int)prm.rank, mode = (int)prm.mode, coord = (int)prm.coordinate_mode, nearest = (int)prm.nearest_mode;
-  const bool exclude = prm.exclude_outside != 0;
+  const bool exclude = prm.exclude_outside != 0, antialias = prm.antialias != 0, cubic = mode == 2;
   const double a = __longlong_as_double(prm.cubic_a_bits), extrapolation = __longlong_as_double(prm.extrapolation_bits);
   for (long long i = (long long)blockIdx.x * 256 + threadIdx.x; i < n; i += (long long)gridDim.x * 256) {
-    long long idx[8][4];
-    double w[8][4];
-    int taps[8];
+    long long first[8], taps[8];
+    double ratio[8], stretch[8], divisor[8];
     bool outside = false;
     long long rem = i;
     for (int d = rank - 1; d >= 0; --d) {
       const long long in = prm.in_dims[d], od = prm.out_dims[d], c = rem % od;
       rem /= od;
-      const double xo = kiln_coordinate(coord, (double)c, __longlong_as_double(prm.scale_bits[d]), in, od,
-                                        __longlong_as_double(prm.roi_start_bits[d]), __longlong_as_double(prm.roi_end_bits[d]));
+      const double scale = __longlong_as_double(prm.scale_bits[d]);
+      const double xo = kiln_coordinate(coord, (double)c, scale, in, od, __longlong_as_double(prm.roi_start_bits[d]),
+                                        __longlong_as_double(prm.roi_end_bits[d]));
       if (coord == 6 && (xo < 0 || xo > (double)(in - 1))) outside = true;
       if (mode == 0) {
         double v;
@@ -249,39 +256,44 @@ __device__ double kiln_cubic(double s, double a, bool near) {
         else if (nearest == 2) v = floor(xo);
         else if (nearest == 3) v = ceil(xo);
         else v = (xo - floor(xo) == 0.5) ? floor(xo) : round(xo);
-        long long j = (long long)v;
-        idx[d][0] = j < 0 ? 0 : (j >= in ? in - 1 : j);
-        w[d][0] = 1;
+        const long long j = (long long)v;
+        first[d] = j < 0 ? 0 : (j >= in ? in - 1 : j);
         taps[d] = 1;
-      } else {
-        const double base = floor(xo), t = xo - base;
-        const long long first = (long long)base - (mode == 2 ? 1 : 0);
-        taps[d] = mode == 1 ? 2 : 4;
-        double total = 0;
-        for (int k = 0; k < taps[d]; ++k) {
-          double wk = mode == 1 ? (k == 0 ? 1 - t : t)
-                                : kiln_cubic(k == 0 ? t + 1 : k == 1 ? t : k == 2 ? 1 - t : 2 - t, a, k == 1 || k == 2);
-          const long long j = first + k;
-          if (exclude && (j < 0 || j >= in)) wk = 0;
-          w[d][k] = wk;
-          total += wk;
-          idx[d][k] = j < 0 ? 0 : (j >= in ? in - 1 : j);
-        }
-        if (exclude && total != 0)
-          for (int k = 0; k < taps[d]; ++k) w[d][k] /= total;
+        divisor[d] = 1;
+        continue;
       }
+      stretch[d] = antialias ? fmin(scale, 1.0) : 1.0;
+      double base = floor(xo), t = xo - base;
+      if (t == 0) t = 1, base -= 1;  // at an integer coordinate, the window left of it
+      const long long start = (long long)floor((cubic ? -2.0 : -1.0) / stretch[d]) + 1;
+      first[d] = (long long)base + start;
+      taps[d] = 2 - 2 * start;
+      ratio[d] = t - (double)start;  // tap k sits k - ratio from the coordinate, in stretched units
+      double all = 0, inside = 0;
+      for (long long k = 0; k < taps[d]; ++k) {
+        const double w = kiln_resize_weight(cubic, a, stretch[d] * ((double)k - ratio[d]));
+        all += w;
+        const long long j = first[d] + k;
+        if (!exclude || (j >= 0 && j < in)) inside += w;
+      }
+      divisor[d] = exclude ? inside : antialias ? all : 1.0;
+      if (divisor[d] == 0) divisor[d] = 1;
     }
     double acc = 0;
     if (outside) {
       acc = extrapolation;
     } else {
-      int k[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      long long k[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       for (;;) {
         double weight = 1;
         long long off = 0;
         for (int d = 0; d < rank; ++d) {
-          weight *= w[d][k[d]];
-          off = off * prm.in_dims[d] + idx[d][k[d]];
+          const long long in = prm.in_dims[d], j = first[d] + k[d];
+          if (mode != 0) {
+            const bool in_range = j >= 0 && j < in;
+            weight *= exclude && !in_range ? 0.0 : kiln_resize_weight(cubic, a, stretch[d] * ((double)k[d] - ratio[d])) / divisor[d];
+          }
+          off = off * in + (j < 0 ? 0 : (j >= in ? in - 1 : j));
         }
         acc += weight * (double))" << load_expr(dtype, "x", "off") << R"(;
         int d = rank - 1;

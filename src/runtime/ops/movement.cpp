@@ -523,6 +523,7 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
         q.coordinate_mode = index_of(coords, coord);
         q.nearest_mode = index_of(nearests, nearest);
         q.exclude_outside = a.get_int("exclude_outside", 0);
+        q.antialias = a.get_int("antialias", 0) != 0;
         q.cubic_a_bits = double_bits(a.get_float("cubic_coeff_a", -0.75));
         q.extrapolation_bits = double_bits(a.get_float("extrapolation_value", 0.0));
         for (size_t d = 0; d < r; ++d) {
