@@ -8,6 +8,7 @@
 #include "graph.h"
 #include "kiln/error.h"
 #include "kiln/ir/limits.h"
+#include "kiln/ir/shape_inference.h"
 
 namespace kiln::builder {
 
