@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <type_traits>
 
 #include "kernels.h"
 
@@ -312,6 +313,117 @@ Tensor run_nonzero(const KernelContext& c) {
   return t;
 }
 
+// The input as [outer, len, inner] around `axis` (no axis: [1, numel, 1]).
+struct AxisView {
+  int64_t outer = 1, len = 1, inner = 1, axis = 0;
+  bool has_axis = false;
+};
+
+AxisView axis_view(const KernelContext& c, const std::vector<int64_t>& dims) {
+  AxisView a;
+  a.has_axis = c.attrs().has("axis");
+  if (!a.has_axis) {
+    a.len = ir::checked_numel(dims);
+    return a;
+  }
+  a.axis = normalize_axis(c, c.attrs().get_int("axis", 0), dims.size());
+  a.outer = ir::checked_numel({dims.begin(), dims.begin() + a.axis});
+  a.len = dims[size_t(a.axis)];
+  a.inner = ir::checked_numel({dims.begin() + a.axis + 1, dims.end()});
+  return a;
+}
+
+// The slices at `picked` positions along the view's axis, in that order: an
+// [outer, picked, inner] tensor shaped as `dims` (whose axis dim is picked's size).
+Tensor pick_slices(const Tensor& x, const AxisView& a, const std::vector<int64_t>& picked, std::vector<int64_t> dims) {
+  int64_t n = int64_t(picked.size());
+  std::vector<int64_t> flat{a.outer, n, a.inner};
+  Tensor t = remap(x, flat, [&](const std::vector<int64_t>& idx) { return (idx[0] * a.len + picked[size_t(idx[1])]) * a.inner + idx[2]; });
+  return with_dims(t, std::move(dims));
+}
+
+Tensor run_compress(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  std::vector<int64_t> cond = to_ints(c.in(1));
+  AxisView a = axis_view(c, x.dims);
+  std::vector<int64_t> picked;
+  for (size_t i = 0; i < cond.size(); ++i) {
+    if (!cond[i]) continue;
+    if (int64_t(i) >= a.len)
+      c.error(ErrorCode::kInvalidArgument, "the condition is true at position ", i, ", past the input's length ", a.len,
+              a.has_axis ? str(" along axis ", a.axis) : std::string(" flattened"));
+    picked.push_back(int64_t(i));
+  }
+  std::vector<int64_t> dims = a.has_axis ? x.dims : std::vector<int64_t>{int64_t(picked.size())};
+  dims[size_t(a.axis)] = int64_t(picked.size());
+  return pick_slices(x, a, picked, dims);
+}
+
+// Unique's order of values (numpy's): NaN after every number and equal to
+// every NaN, -0 equal to 0.
+template <class T>
+int value_order(T a, T b) {
+  if constexpr (std::is_floating_point_v<T>) {
+    bool na = std::isnan(a), nb = std::isnan(b);
+    if (na || nb) return int(na) - int(nb);
+  }
+  return a < b ? -1 : b < a ? 1 : 0;
+}
+
+struct UniqueGroups {
+  std::vector<int64_t> first, inverse, counts;  // per group, per input slice, per group
+};
+
+// Groups the slices of `v` (viewed by `a`) by value, ordered by value
+// (sorted) or by first occurrence.
+template <class T>
+UniqueGroups unique_groups(const std::vector<T>& v, const AxisView& a, bool sorted) {
+  auto compare = [&](int64_t p, int64_t q) {
+    for (int64_t o = 0; o < a.outer; ++o)
+      for (int64_t i = 0; i < a.inner; ++i)
+        if (int r = value_order(v[size_t((o * a.len + p) * a.inner + i)], v[size_t((o * a.len + q) * a.inner + i)])) return r;
+    return 0;
+  };
+  std::vector<int64_t> perm(size_t(a.len));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::stable_sort(perm.begin(), perm.end(), [&](int64_t p, int64_t q) { return compare(p, q) < 0; });  // ties by position
+  UniqueGroups g;
+  g.inverse.resize(size_t(a.len));
+  for (size_t r = 0; r < perm.size(); ++r) {
+    if (r == 0 || compare(perm[r - 1], perm[r]) != 0) {
+      g.first.push_back(perm[r]);
+      g.counts.push_back(0);
+    }
+    g.inverse[size_t(perm[r])] = int64_t(g.first.size()) - 1;
+    ++g.counts.back();
+  }
+  if (sorted) return g;
+  std::vector<int64_t> order(g.first.size()), place(g.first.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int64_t p, int64_t q) { return g.first[size_t(p)] < g.first[size_t(q)]; });
+  UniqueGroups by_first;
+  for (size_t k = 0; k < order.size(); ++k) {
+    place[size_t(order[k])] = int64_t(k);
+    by_first.first.push_back(g.first[size_t(order[k])]);
+    by_first.counts.push_back(g.counts[size_t(order[k])]);
+  }
+  for (int64_t& i : g.inverse) i = place[size_t(i)];
+  by_first.inverse = std::move(g.inverse);
+  return by_first;
+}
+
+Outputs run_unique(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  AxisView a = axis_view(c, x.dims);
+  bool sorted = c.attrs().get_int("sorted", 1) != 0;
+  UniqueGroups g = is_floating(x.dtype) ? unique_groups(to_doubles(x), a, sorted) : unique_groups(to_ints(x), a, sorted);
+  int64_t n = int64_t(g.first.size());
+  std::vector<int64_t> dims = a.has_axis ? x.dims : std::vector<int64_t>{n};
+  dims[size_t(a.axis)] = n;
+  return {pick_slices(x, a, g.first, dims), from_ints(DType::kInt64, {n}, g.first),
+          from_ints(DType::kInt64, {a.len}, g.inverse), from_ints(DType::kInt64, {n}, g.counts)};
+}
+
 Tensor run_trilu(const KernelContext& c) {
   const Tensor& x = c.in(0);
   int64_t k = c.has(1) ? to_ints(c.in(1)).at(0) : 0;
@@ -580,6 +692,8 @@ Kernel movement_kernel(OpKind op) {
     case OpKind::kPad: return one_output<run_pad>;
     case OpKind::kTrilu: return one_output<run_trilu>;
     case OpKind::kNonZero: return one_output<run_nonzero>;
+    case OpKind::kCompress: return one_output<run_compress>;
+    case OpKind::kUnique: return run_unique;
     case OpKind::kResize: return one_output<run_resize>;
     case OpKind::kDepthToSpace: case OpKind::kSpaceToDepth: return one_output<run_depth_space>;
     default: return nullptr;

@@ -154,6 +154,128 @@ TEST(ShapeInference, DataDependentSizesGetFreshSymbols) {
   EXPECT_EQ(net.value(out[1]).dtype, DType::kInt64);
 }
 
+// Compress keeps the input's dims but the axis (no axis: one dim), whose
+// size is the condition's count: a symbol, or known from a constant condition.
+TEST(ShapeInference, CompressIsSizedByItsCondition) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {N, Dim(4), Dim(5)});
+  ValueId cond = net.add_input("cond", DType::kBool, {Dim(3)});
+  Attributes axis1;
+  axis1.set("axis", int64_t(-2));
+  ValueId along = net.add_op1(OpKind::kCompress, {x, cond}, axis1);
+  ValueId flat = net.add_op1(OpKind::kCompress, {x, cond});
+  ValueId w = net.add_weight("w", TensorData{DType::kBool, {5}, Buffer::copy_of(std::vector<uint8_t>{1, 0, 1, 1, 0}.data(), 5)});
+  ValueId known = net.add_op1(OpKind::kCompress, {x, w}, axis1);
+  for (ValueId v : {along, flat, known}) net.add_output(v);
+  net.finalize();
+  EXPECT_EQ(net.data_dependent_symbols().size(), 2u);
+  const Shape& a = net.value(along).shape;
+  ASSERT_EQ(a.size(), 3u);
+  EXPECT_EQ(a[0], N);
+  EXPECT_TRUE(net.data_dependent_symbols().count(a[1].to_string())) << shape_to_string(a);
+  EXPECT_EQ(a[2], Dim(5));
+  EXPECT_EQ(net.value(flat).shape.size(), 1u);
+  EXPECT_EQ(shape_to_string(net.value(known).shape), "[N,3,5]");
+
+  // A constant condition true past the axis is numpy's error, named at build.
+  Network bad;
+  ValueId y = bad.add_input("y", DType::kFloat32, {Dim(2), Dim(2)});
+  ValueId long_cond = bad.add_weight("c", TensorData{DType::kBool, {3}, Buffer::copy_of(std::vector<uint8_t>{0, 0, 1}.data(), 3)});
+  Attributes axis0;
+  axis0.set("axis", int64_t(0));
+  bad.add_output(bad.add_op1(OpKind::kCompress, {y, long_cond}, axis0, "cmp"));
+  try {
+    bad.finalize();
+    ADD_FAILURE() << "a condition true at position 2 of an axis of 2 passed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("node 'cmp' (Compress): the condition, input 1 ('c'), is true at position 2"),
+              std::string::npos) << e.what();
+  }
+}
+
+// Unique's Y, indices and counts share one data-dependent size; the inverse
+// indices follow the input (its elements, or its axis).
+TEST(ShapeInference, UniqueOutputsShareOneCount) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kInt32, {N, Dim(3)});
+  auto flat = net.add_op(OpKind::kUnique, {x}, {}, 4);
+  Attributes axis;
+  axis.set("axis", int64_t(1));
+  auto cols = net.add_op(OpKind::kUnique, {x}, axis, 4);
+  for (ValueId v : flat) net.add_output(v);
+  for (ValueId v : cols) net.add_output(v);
+  net.finalize();
+  EXPECT_EQ(net.data_dependent_symbols().size(), 2u);
+  Dim u = net.value(flat[0]).shape.at(0);
+  EXPECT_TRUE(net.data_dependent_symbols().count(u.to_string()));
+  EXPECT_EQ(net.value(flat[0]).dtype, DType::kInt32);
+  for (size_t i : {1, 3}) {
+    EXPECT_EQ(net.value(flat[i]).shape, Shape{u});
+    EXPECT_EQ(net.value(flat[i]).dtype, DType::kInt64);
+  }
+  EXPECT_EQ(net.value(flat[2]).shape, Shape{shape_numel({N, Dim(3)})});
+  Dim v = net.value(cols[1]).shape.at(0);
+  EXPECT_NE(u, v);
+  EXPECT_EQ(net.value(cols[0]).shape, (Shape{N, v}));
+  EXPECT_EQ(net.value(cols[2]).shape, Shape{Dim(3)});
+
+  Network bad;
+  Attributes sorted;
+  sorted.set("sorted", int64_t(2));
+  bad.add_output(bad.add_op(OpKind::kUnique, {bad.add_input("x", DType::kFloat32, {Dim(4)})}, sorted, 1, "u")[0]);
+  EXPECT_THROW(bad.finalize(), Error);
+}
+
+// NonMaxSuppression: [selected, 3]; no selection at all (constant 0) without
+// max_output_boxes_per_class; mismatched boxes and scores are named.
+TEST(ShapeInference, NonMaxSuppressionSelectsRowsOfThree) {
+  Network net;
+  ValueId boxes = net.add_input("boxes", DType::kFloat32, {N, Dim(10), Dim(4)});
+  ValueId scores = net.add_input("scores", DType::kFloat32, {N, Dim(2), Dim(10)});
+  ValueId most = net.add_input("most", DType::kInt64, {Dim(1)});
+  ValueId sel = net.add_op1(OpKind::kNonMaxSuppression, {boxes, scores, most});
+  ValueId none = net.add_op1(OpKind::kNonMaxSuppression, {boxes, scores});
+  net.add_output(sel);
+  net.add_output(none);
+  net.finalize();
+  const Shape& s = net.value(sel).shape;
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_TRUE(net.data_dependent_symbols().count(s[0].to_string())) << shape_to_string(s);
+  EXPECT_EQ(s[1], Dim(3));
+  EXPECT_EQ(net.value(sel).dtype, DType::kInt64);
+  EXPECT_EQ(shape_to_string(net.value(none).shape), "[0,3]");
+
+  Network bad;
+  ValueId b = bad.add_input("boxes", DType::kFloat32, {Dim(1), Dim(10), Dim(4)});
+  ValueId c = bad.add_input("scores", DType::kFloat32, {Dim(1), Dim(2), Dim(9)});
+  bad.add_output(bad.add_op1(OpKind::kNonMaxSuppression, {b, c}, {}, "nms"));
+  try {
+    bad.finalize();
+    ADD_FAILURE() << "10 boxes with 9 scores passed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("node 'nms' (NonMaxSuppression)"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ShapeInference, MaxRoiPoolIsRoisByChannelsByPooledShape) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kFloat16, {Dim(2), Dim(3), Dim(8), Dim(8)});
+  ValueId rois = net.add_input("rois", DType::kFloat16, {S, Dim(5)});
+  Attributes pooled;
+  pooled.set("pooled_shape", std::vector<int64_t>{2, 3});
+  ValueId y = net.add_op1(OpKind::kMaxRoiPool, {x, rois}, pooled);
+  net.add_output(y);
+  net.finalize();
+  EXPECT_EQ(shape_to_string(net.value(y).shape), "[S,3,2,3]");
+  EXPECT_EQ(net.value(y).dtype, DType::kFloat16);
+
+  Network bad;
+  ValueId bx = bad.add_input("x", DType::kFloat32, {Dim(1), Dim(1), Dim(4), Dim(4)});
+  ValueId br = bad.add_input("rois", DType::kFloat32, {Dim(1), Dim(4)});
+  bad.add_output(bad.add_op1(OpKind::kMaxRoiPool, {bx, br}, pooled));
+  EXPECT_THROW(bad.finalize(), Error);  // rois of 4 columns
+}
+
 TEST(ShapeInference, NonZeroIsRankByADataDependentCount) {
   Network net;
   ValueId x = net.add_input("x", DType::kFloat16, {Dim::symbol("N"), Dim(3)});

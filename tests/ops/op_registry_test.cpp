@@ -145,6 +145,9 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kScatterND:
       return s.node(op, {s.input(f32, {4, 3}), s.weight(DType::kInt64, {2, 1}, {3, 0}), s.input(f32, {2, 3})});
     case OpKind::kNonZero: return s.node(op, {s.input(f32, {2, 3}, {0, 1, 0, -2, 0, 3})});
+    case OpKind::kCompress:
+      return s.node(op, {s.input(f32, {3, 2}), s.input(DType::kBool, {3}, {1, 0, 1})}, attrs({{"axis", int64_t(0)}}));
+    case OpKind::kUnique: return s.node(op, {s.input(f32, {6}, {2, 1, 2, 3, 1, 2})}, {}, 4);
     case OpKind::kScatterElements:
       return s.node(op, {s.input(f32, {2, 3}), s.weight(DType::kInt64, {2, 2}, {2, 0, 1, 1}), s.input(f32, {2, 2})},
                     attrs({{"axis", int64_t(1)}, {"reduction", std::string("add")}}));
@@ -168,6 +171,12 @@ std::optional<Sample> sample_for(OpKind op) {
                     attrs({{"output_height", int64_t(2)}, {"output_width", int64_t(2)}}));
     case OpKind::kAffineGrid: return s.node(op, {s.input(f32, {1, 2, 3}), s.ints({1, 1, 3, 4})});
     case OpKind::kCol2Im: return s.node(op, {s.input(f32, {1, 4, 4}), s.ints({3, 3}), s.ints({2, 2})});
+    case OpKind::kMaxRoiPool:
+      return s.node(op, {s.input(f32, {1, 2, 4, 4}), s.weight(f32, {2, 5}, {0, 0, 0, 2, 2, 0, 1, 1, 3, 3})},
+                    attrs({{"pooled_shape", std::vector<int64_t>{2, 2}}}));
+    case OpKind::kNonMaxSuppression:
+      return s.node(op, {s.input(f32, {1, 3, 4}, {0, 0, 1, 1, 0, 0.1, 1, 1.1, 0, 2, 1, 3}), s.input(f32, {1, 2, 3}),
+                         s.int_scalar(2), s.floats({}, 0.5), s.floats({}, 0.15)});
 
     case OpKind::kFusedMatMul:
       return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4})}, attrs({{"activation", std::string("relu")}}));

@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
+#include <optional>
 #include <random>
 
 #include "kiln/error.h"
@@ -156,6 +158,121 @@ TEST(Reference, NonZeroListsIndicesInRowMajorOrder) {
   Tensor scalar = nonzero(make_tensor(DType::kInt8, {}, {5}));
   EXPECT_EQ(scalar.dims, (std::vector<int64_t>{1, 1}));
   EXPECT_EQ(ir::read_ints(scalar), (std::vector<int64_t>{0}));
+}
+
+// Runs one node of `op` on `inputs` (named in0, in1, ...; nullopt leaves an optional input out).
+std::vector<Tensor> run_node(OpKind op, const std::vector<std::optional<Tensor>>& inputs, const ir::Attributes& attrs = {},
+                             int outputs = 1) {
+  ir::Network net;
+  std::map<std::string, Tensor> feeds;
+  std::vector<ir::ValueId> in;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i]) {
+      in.push_back(ir::kNoValue);
+      continue;
+    }
+    std::string name = str("in", i);
+    in.push_back(net.add_input(name, inputs[i]->dtype, ir::shape_of(inputs[i]->dims)));
+    feeds[name] = *inputs[i];
+  }
+  for (ir::ValueId v : net.add_op(op, in, attrs, outputs)) net.add_output(v);
+  net.finalize();
+  return run(net, feeds);
+}
+
+ir::Attributes axis_attr(int64_t axis) {
+  ir::Attributes a;
+  a.set("axis", axis);
+  return a;
+}
+
+// Compress along an axis or flattened; a condition shorter than the axis
+// drops the rest, one longer may only be false there (numpy).
+TEST(Reference, CompressKeepsTheSelectedSlices) {
+  Tensor x = make_tensor(DType::kFloat32, {3, 2}, {1, 2, 3, 4, 5, 6});
+  Tensor rows = run_node(OpKind::kCompress, {x, make_tensor(DType::kBool, {2}, {0, 1})}, axis_attr(0)).at(0);
+  EXPECT_EQ(rows.dims, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(values(rows), (std::vector<double>{3, 4}));
+  Tensor cols = run_node(OpKind::kCompress, {x, make_tensor(DType::kBool, {3}, {1, 0, 0})}, axis_attr(-1)).at(0);
+  EXPECT_EQ(cols.dims, (std::vector<int64_t>{3, 1}));
+  EXPECT_EQ(values(cols), (std::vector<double>{1, 3, 5}));
+  Tensor flat = run_node(OpKind::kCompress, {x, make_tensor(DType::kBool, {5}, {0, 1, 1, 0, 1})}).at(0);
+  EXPECT_EQ(values(flat), (std::vector<double>{2, 3, 5}));
+  EXPECT_EQ(run_node(OpKind::kCompress, {x, make_tensor(DType::kBool, {0}, {})}).at(0).dims, (std::vector<int64_t>{0}));
+  EXPECT_THROW(run_node(OpKind::kCompress, {x, make_tensor(DType::kBool, {4}, {0, 0, 0, 1})}, axis_attr(0)), Error);
+}
+
+// numpy's unique: sorted values (NaN last, one NaN group), first
+// occurrences, inverse indices and counts; unsorted keeps first-occurrence
+// order; with an axis, whole slices compare in lexicographic order.
+TEST(Reference, UniqueGroupsEqualValues) {
+  double nan = std::numeric_limits<double>::quiet_NaN();
+  std::vector<Tensor> u = run_node(OpKind::kUnique, {make_tensor(DType::kFloat32, {7}, {2, nan, 1, 2, -0.0, nan, 0})}, {}, 4);
+  ASSERT_EQ(u.size(), 4u);
+  std::vector<double> y = values(u[0]);
+  ASSERT_EQ(y.size(), 4u);
+  EXPECT_EQ(y[0], 0);
+  EXPECT_EQ(y[1], 1);
+  EXPECT_EQ(y[2], 2);
+  EXPECT_TRUE(std::isnan(y[3]));
+  EXPECT_EQ(ir::read_ints(u[1]), (std::vector<int64_t>{4, 2, 0, 1}));
+  EXPECT_EQ(ir::read_ints(u[2]), (std::vector<int64_t>{2, 3, 1, 2, 0, 3, 0}));
+  EXPECT_EQ(ir::read_ints(u[3]), (std::vector<int64_t>{2, 1, 2, 2}));
+
+  ir::Attributes unsorted;
+  unsorted.set("sorted", int64_t(0));
+  u = run_node(OpKind::kUnique, {make_tensor(DType::kInt64, {6}, {5, 3, 5, 9, 3, 3})}, unsorted, 4);
+  EXPECT_EQ(ir::read_ints(u[0]), (std::vector<int64_t>{5, 3, 9}));
+  EXPECT_EQ(ir::read_ints(u[1]), (std::vector<int64_t>{0, 1, 3}));
+  EXPECT_EQ(ir::read_ints(u[2]), (std::vector<int64_t>{0, 1, 0, 2, 1, 1}));
+  EXPECT_EQ(ir::read_ints(u[3]), (std::vector<int64_t>{2, 3, 1}));
+
+  // Columns of [[1, 0, 1, 0], [2, 5, 2, 4]]: [0, 4] < [0, 5] < [1, 2].
+  u = run_node(OpKind::kUnique, {make_tensor(DType::kInt32, {2, 4}, {1, 0, 1, 0, 2, 5, 2, 4})}, axis_attr(1), 4);
+  EXPECT_EQ(u[0].dims, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(ir::read_ints(u[0]), (std::vector<int64_t>{0, 0, 1, 4, 5, 2}));
+  EXPECT_EQ(ir::read_ints(u[1]), (std::vector<int64_t>{3, 1, 0}));
+  EXPECT_EQ(ir::read_ints(u[2]), (std::vector<int64_t>{2, 1, 2, 0}));
+  EXPECT_EQ(ir::read_ints(u[3]), (std::vector<int64_t>{1, 1, 2}));
+}
+
+// Greedy selection per batch and class by descending score (ties by index),
+// corner boxes in either order or center boxes; thresholds and the maximum
+// as optional inputs.
+TEST(Reference, NonMaxSuppressionKeepsTheBestBoxes) {
+  // Box 1 overlaps box 0 by IoU 0.81; box 2 is apart; box 3 is box 0 with its corners swapped.
+  Tensor boxes = make_tensor(DType::kFloat32, {1, 4, 4}, {0, 0, 1, 1, 0, 0.1, 1, 1.1, 0, 5, 1, 6, 1, 1, 0, 0});
+  Tensor scores = make_tensor(DType::kFloat32, {1, 2, 4}, {0.9, 0.95, 0.3, 0.5, 0.1, 0.2, 0.7, 0.2});
+  Tensor most = make_tensor(DType::kInt64, {1}, {3}), iou = make_tensor(DType::kFloat32, {1}, {0.5});
+  auto nms = [&](std::optional<Tensor> m, std::optional<Tensor> i, std::optional<Tensor> s, int64_t center = 0) {
+    ir::Attributes a;
+    a.set("center_point_box", center);
+    return ir::read_ints(run_node(OpKind::kNonMaxSuppression, {boxes, scores, m, i, s}, a).at(0));
+  };
+  // Class 0: box 1 (0.95) suppresses boxes 3 and 0, then box 2. Class 1: box 2 (0.7), box 1 (the
+  // first of two 0.2s), which suppresses box 3 and then box 0. (onnx.reference's results.)
+  EXPECT_EQ(nms(most, iou, std::nullopt), (std::vector<int64_t>{0, 0, 1, 0, 0, 2, 0, 1, 2, 0, 1, 1}));
+  EXPECT_EQ(nms(most, iou, make_tensor(DType::kFloat32, {1}, {0.4})), (std::vector<int64_t>{0, 0, 1, 0, 1, 2}));
+  EXPECT_EQ(nms(make_tensor(DType::kInt64, {1}, {1}), iou, std::nullopt), (std::vector<int64_t>{0, 0, 1, 0, 1, 2}));
+  EXPECT_EQ(nms(std::nullopt, iou, std::nullopt).size(), 0u);  // no maximum: nothing selected
+  // Read as center boxes [x, y, w, h], box 3 is apart from the others.
+  EXPECT_EQ(nms(most, iou, std::nullopt, 1), (std::vector<int64_t>{0, 0, 1, 0, 0, 3, 0, 0, 2, 0, 1, 2, 0, 1, 1, 0, 1, 3}));
+}
+
+// Caffe's RoI max pooling: corners rounded after scaling, bins of the RoI's
+// size, the max of each bin; a batch index out of range is an error.
+TEST(Reference, MaxRoiPoolTakesEachBinsMax) {
+  std::vector<double> x(32);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = double(i);
+  Tensor xt = make_tensor(DType::kFloat32, {2, 1, 4, 4}, x);
+  ir::Attributes a;
+  a.set("pooled_shape", std::vector<int64_t>{2, 2});
+  a.set("spatial_scale", 0.5);
+  // RoI (1, 0, 0, 6, 2) -> pixels x 0..3, y 0..1 of batch 1: bins of 1 row by 2 columns.
+  Tensor y = run_node(OpKind::kMaxRoiPool, {xt, make_tensor(DType::kFloat32, {1, 5}, {1, 0, 0, 6, 2})}, a).at(0);
+  EXPECT_EQ(y.dims, (std::vector<int64_t>{1, 1, 2, 2}));
+  EXPECT_EQ(values(y), (std::vector<double>{17, 19, 21, 23}));
+  EXPECT_THROW(run_node(OpKind::kMaxRoiPool, {xt, make_tensor(DType::kFloat32, {1, 5}, {2, 0, 0, 1, 1})}, a), Error);
 }
 
 TEST(Reference, ScatterElementsAlongAnAxis) {

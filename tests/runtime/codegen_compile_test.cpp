@@ -179,9 +179,36 @@ TEST_P(CompileForArch, NonZeroForEveryDtype) {
             std::string::npos);
 }
 
+// Compress: one scan kernel, one gather per element size. Unique's three
+// kernels for every dtype (floats compare by value, NaN equal to NaN, the
+// others by their bits' order).
+TEST_P(CompileForArch, CompressAndUniqueForEveryDtype) {
+  compiles("compress_scan", compress_scan_source());
+  EXPECT_NE(compress_scan_source().find("kiln_block_scan"), std::string::npos);
+  for (DType d : kAllDTypes) {
+    compiles(str("compress_gather_", dtype_name(d)), compress_gather_source(d));
+    for (UniqueKernel k : {UniqueKernel::kSort, UniqueKernel::kGroups, UniqueKernel::kOutputs}) {
+      std::string source = unique_source(k, d);
+      compiles(str("unique_", int(k), "_", dtype_name(d)), source);
+      EXPECT_EQ(source.find("na != nb") != std::string::npos || source.find("na || nb") != std::string::npos, is_floating(d))
+          << dtype_name(d);
+    }
+  }
+}
+
+// NonMaxSuppression's two kernels for boxes and thresholds of every float type.
+TEST_P(CompileForArch, NonMaxSuppressionForEveryFloatDtype) {
+  for (DType d : kFloats)
+    for (DType t : kFloats) {
+      for (NmsKernel k : {NmsKernel::kSelect, NmsKernel::kList})
+        compiles(str("nms_", int(k), "_", dtype_name(d), "_", dtype_name(t)), non_max_suppression_source({k, d, t, t}));
+    }
+  compiles("nms_mixed_thresholds", non_max_suppression_source({NmsKernel::kSelect, DType::kFloat16, DType::kFloat32, DType::kBFloat16}));
+}
+
 // GridSample in each mode and padding (compiled in when specialized) with
 // every grid dtype for float32 X and X's own otherwise; RoiAlign in both
-// modes; AffineGrid and Col2Im.
+// modes; AffineGrid, Col2Im and MaxRoiPool.
 TEST_P(CompileForArch, VisionKernelsForEveryFloatDtype) {
   for (DType d : kFloats)
     for (bool specialize : {false, true}) {
@@ -204,6 +231,8 @@ TEST_P(CompileForArch, VisionKernelsForEveryFloatDtype) {
       compiles(str("affine_grid_", suffix), affine_grid_source(d, spec));
       if (specialize) spec = pack(Col2ImParams{2 * 3 * 7 * 33, 2, 6, 68, {7, 33, 0}, {2, 3, 0}, {4, 17, 0}, {2, 2, 1}, {1, 1, 1}, {1, 1, 0}});
       compiles(str("col2im_", suffix), col2im_source(d, spec));
+      if (specialize) spec = pack(MaxRoiPoolParams{5 * 3 * 7 * 6, 2, 3, 33, 17, 7, 6, double_bits(0.0625)});
+      compiles(str("max_roi_pool_", suffix), max_roi_pool_source(d, spec));
     }
 }
 

@@ -372,6 +372,59 @@ void infer_nonzero(Ctx& c) {
   c.set(0, DType::kInt64, {Dim(rank), Dim(int64_t(std::count_if(x.begin(), x.end(), [](double v) { return v != 0; })))});
 }
 
+// Compress: the elements (no axis: of the input flattened) or the slices
+// along `axis` where the condition is true. How many depends on the
+// condition's values, known only where inference sees them (a constant, or
+// the reference interpreter's real input). A true entry past the input's
+// length is an error (numpy's compress); false ones there are ignored.
+void infer_compress(Ctx& c) {
+  c.require_dtype(1, {DType::kBool});
+  c.require_rank(1, 1, 1);
+  const Shape& x = c.shape(0);
+  bool has_axis = c.attrs().has("axis");
+  int64_t axis = has_axis ? c.axis(c.attrs().get_int("axis", 0), c.rank(0)) : 0;
+  Dim length = has_axis ? x[size_t(axis)] : shape_numel(x);
+  std::optional<Dim> count;
+  if (auto cond = c.const_ints(1)) {
+    int64_t n = 0;
+    for (size_t i = 0; i < cond->size(); ++i) {
+      if (!(*cond)[i]) continue;
+      if (length.is_constant() && int64_t(i) >= length.constant())
+        c.error(ErrorCode::kInvalidArgument, "the condition, ", c.input_name(1), ", is true at position ", i,
+                ", past the input's length ", length.constant(), has_axis ? str(" along axis ", axis) : std::string(" flattened"));
+      ++n;
+    }
+    count = Dim(n);
+  }
+  if (!count) count = c.fresh();
+  Shape out = has_axis ? x : Shape{*count};
+  if (has_axis) out[size_t(axis)] = *count;
+  c.set(0, c.dtype(0), out);
+}
+
+// Unique: Y (the distinct elements, or slices along `axis`), the index of
+// each one's first occurrence, each input element's (slice's) place in Y,
+// and each one's count. All but the inverse indices are as long as the
+// number of distinct values, which depends on the data.
+void infer_unique(Ctx& c) {
+  const Shape& x = c.shape(0);
+  int64_t sorted = c.attrs().get_int("sorted", 1);
+  if (sorted != 0 && sorted != 1) c.error(ErrorCode::kInvalidModel, "sorted ", sorted, " is not 0 or 1");
+  Dim distinct = c.fresh();
+  Shape y{distinct};
+  Dim length = shape_numel(x);
+  if (c.attrs().has("axis")) {
+    int64_t axis = c.axis(c.attrs().get_int("axis", 0), c.rank(0));
+    y = x;
+    y[size_t(axis)] = distinct;
+    length = x[size_t(axis)];
+  }
+  c.set(0, c.dtype(0), y);
+  c.set(1, DType::kInt64, {distinct});
+  c.set(2, DType::kInt64, {length});
+  c.set(3, DType::kInt64, {distinct});
+}
+
 void infer_gather_nd(Ctx& c) {
   c.require_dtype(1, {DType::kInt64, DType::kInt32});
   c.require_rank(0, 1);
@@ -561,6 +614,8 @@ OpSchema movement_schema(OpKind op) {
     case OpKind::kDepthToSpace: return {1, 1, 1, 1, {{"blocksize", T::kInt}, {"mode", T::kString}}};
     case OpKind::kSpaceToDepth: return {1, 1, 1, 1, {{"blocksize", T::kInt}}};
     case OpKind::kNonZero: return OpSchema{};
+    case OpKind::kCompress: return {2, 2, 1, 1, {{"axis", T::kInt}}};
+    case OpKind::kUnique: return {1, 1, 1, 4, {{"axis", T::kInt}, {"sorted", T::kInt}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -592,6 +647,8 @@ void infer_movement(Ctx& c) {
     case OpKind::kDepthToSpace: infer_depth_space(c, true); break;
     case OpKind::kSpaceToDepth: infer_depth_space(c, false); break;
     case OpKind::kNonZero: infer_nonzero(c); break;
+    case OpKind::kCompress: infer_compress(c); break;
+    case OpKind::kUnique: infer_unique(c); break;
     default: no_inference(c);
   }
 }

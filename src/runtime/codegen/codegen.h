@@ -70,6 +70,10 @@ template <> inline constexpr const char* kParamsName<GridSampleParams> = "GridSa
 template <> inline constexpr const char* kParamsName<RoiAlignParams> = "RoiAlignParams";
 template <> inline constexpr const char* kParamsName<AffineGridParams> = "AffineGridParams";
 template <> inline constexpr const char* kParamsName<Col2ImParams> = "Col2ImParams";
+template <> inline constexpr const char* kParamsName<CompressParams> = "CompressParams";
+template <> inline constexpr const char* kParamsName<UniqueParams> = "UniqueParams";
+template <> inline constexpr const char* kParamsName<NmsParams> = "NmsParams";
+template <> inline constexpr const char* kParamsName<MaxRoiPoolParams> = "MaxRoiPoolParams";
 
 // The struct in the slots the kernel reads it from (the rest zero).
 template <class T>
@@ -106,6 +110,10 @@ inline int64_t double_bits(double v) {
 // Common prelude: KParams, the parameter structs, fp16/bf16 conversions without
 // CUDA headers (NVRTC time matters), block reductions.
 std::string prelude();
+// kiln_block_scan(v, scan): the inclusive prefix sum of v over the block's
+// kBlock threads, every thread calling it, `scan` kBlock shared long longs
+// whose last holds the block's total until the caller's next __syncthreads.
+std::string block_scan_source();
 std::string c_type(DType dtype);          // storage type in kernels
 std::string compute_type(DType dtype);    // float, or double for float64
 std::string load_expr(DType dtype, const std::string& ptr, const std::string& index);
@@ -277,6 +285,18 @@ std::string indexed_source(const IndexedSpec& spec);
 // value, so -0 is zero and NaN is not), writes the count, then the indices
 // in row-major order by a block scan per tile. Arguments: out, count, x.
 std::string nonzero_source(DType dtype);
+// Compress (CompressParams): the scan, one block; arguments: positions
+// (int64 scratch), count, condition (bool). The gather copies elements as
+// bits of the dtype's size; arguments: out, x, positions, count.
+std::string compress_scan_source();
+std::string compress_gather_source(DType dtype);
+// Unique (UniqueParams), its kernels in launch order over a work area of
+// int64s (the permutation, group starts, each slice's group, each group's
+// place and the group at each place). kSort: arguments work, x. kGroups (one
+// block): work, count, x. kOutputs: y, indices, inverse_indices, counts (each
+// may be null), x, work, count. Any type.
+enum class UniqueKernel { kSort, kGroups, kOutputs };
+std::string unique_source(UniqueKernel kernel, DType dtype);
 // Trilu over the last two dims (TriluParams).
 std::string trilu_source(DType dtype, const std::optional<Params>& specialize);
 // Resize, nearest / linear / cubic, every ONNX coordinate mode (ResizeParams): mode 0 nearest,
@@ -306,6 +326,19 @@ std::string grid_sample_source(const GridSampleSpec& spec);
 // An adaptive sampling grid takes at most ir::kRoiAlignMaxGrid samples a bin
 // side, as the reference; a batch index out of range writes zeros.
 std::string roi_align_source(DType dtype, const std::optional<Params>& specialize);
+// MaxRoiPool (MaxRoiPoolParams), bins as the reference (float32 geometry).
+// Arguments: out, x, rois (x's type). A batch index out of range writes zeros.
+std::string max_roi_pool_source(DType dtype, const std::optional<Params>& specialize);
+// NonMaxSuppression (NmsParams), IoU in double. kSelect, a block per (batch,
+// class): arguments work (int64: kept counts, kept boxes, candidate order),
+// boxes, scores, max_output_boxes_per_class (int64), iou_threshold,
+// score_threshold (each may be null). kList, one block: out, count, work.
+enum class NmsKernel { kSelect, kList };
+struct NmsSpec {
+  NmsKernel kernel;
+  DType boxes = DType::kFloat32, iou = DType::kFloat32, score_threshold = DType::kFloat32;  // scores: boxes' type
+};
+std::string non_max_suppression_source(const NmsSpec& spec);
 // AffineGrid (AffineGridParams). Arguments: out, theta.
 std::string affine_grid_source(DType dtype, const std::optional<Params>& specialize);
 // Col2Im (Col2ImParams): each image element sums the columns whose block

@@ -52,6 +52,22 @@ template <class T> __device__ T kiln_block_max(T v) {
 )");
 }
 
+std::string block_scan_source() {
+  return str(R"(__device__ long long kiln_block_scan(const long long v, long long* scan) {
+  const int t = threadIdx.x;
+  scan[t] = v;
+  __syncthreads();
+  for (int off = 1; off < )", kBlock, R"(; off <<= 1) {
+    const long long left = t >= off ? scan[t - off] : 0;
+    __syncthreads();
+    scan[t] += left;
+    __syncthreads();
+  }
+  return scan[t];
+}
+)");
+}
+
 std::string c_type(DType dtype) {
   switch (dtype) {
     case DType::kFloat32: return "float";

@@ -199,4 +199,38 @@ struct Col2ImParams {
   long long image[3], block[3], blocks[3], strides[3], dilations[3], pads[3];
 };
 
+// Compress of an input viewed as [outer, len, inner] (no axis: [1, numel, 1]):
+// a one-block scan of the condition's first `scan` entries lists the
+// positions it selects and writes their count (-1 - p when position p >= len
+// is true: numpy's error); a gather then copies the listed slices, `n` =
+// outer * cap * inner work items, at most `cap` (the planned bound) slices.
+struct CompressParams {
+  long long n, outer, len, inner, scan, cap;
+};
+
+// Unique of an input viewed as [outer, len, inner], its `len` slices along the
+// axis compared as numpy does. Sort stages of the `pow2` positions (bitonic:
+// stage k, j; k = 0 fills the identity), a one-block pass that groups equal
+// neighbours and orders the groups (`sorted`, else by first occurrence) and
+// writes their count, then the outputs, at most `cap` groups. `n`: the work
+// items of the launch (pow2, len, or max(outer * cap * inner, len)).
+struct UniqueParams {
+  long long n, outer, len, inner, pow2, k, j, sorted, cap;
+};
+
+// NonMaxSuppression of boxes [batches, boxes, 4] by scores [batches, classes,
+// boxes]: a block per (batch, class), `n` of them, sorts its candidates in
+// `pow2` slots and keeps boxes greedily; one block then lists them in ONNX's
+// order, at most `cap` rows. has_*: the optional inputs given and not empty.
+struct NmsParams {
+  long long n, batches, classes, boxes, pow2, cap, center_point_box;
+  long long has_max_output, has_iou, has_score;
+};
+
+// MaxRoiPool of X [batch, channels, height, width] over RoIs [R, 5]: `n`
+// outputs (R * channels * pooled_h * pooled_w); spatial_scale as double bits.
+struct MaxRoiPoolParams {
+  long long n, batch, channels, height, width, pooled_h, pooled_w, scale_bits;
+};
+
 #endif
