@@ -62,6 +62,9 @@ Tensor from_doubles(DType dtype, std::vector<int64_t> dims, const std::vector<do
 Tensor from_ints(DType dtype, std::vector<int64_t> dims, const std::vector<int64_t>& values);
 Tensor with_dims(const Tensor& t, std::vector<int64_t> dims);  // shares the bytes
 double scalar_double(const Tensor& t);
+// v as a value of float dtype `dtype` (float64 keeps it): a computation in
+// that type rounds there, as ONNX's reference (numpy) does.
+double rounded_to(DType dtype, double v);
 
 using ir::strides_of;
 // `axis` in [-rank, rank) as a non-negative index; an error naming the node otherwise.

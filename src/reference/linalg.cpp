@@ -5,6 +5,7 @@
 #include <map>
 
 #include "kernels.h"
+#include "kiln/ir/quantization.h"
 
 namespace kiln::reference {
 
@@ -102,6 +103,88 @@ Tensor run_fused_matmul(const KernelContext& c) {
   return from_doubles(c.out_dtype(0), dims, y);
 }
 
+// Calls fn(o, a, b) for output element o of numpy's matmul of operands of
+// dims ad and bd: a is the offset of A's row (k = 0, stepping by 1 through
+// k), b the offset of B's column (k = 0, stepping by N).
+template <class Fn>
+void for_each_product(std::vector<int64_t> ad, std::vector<int64_t> bd, Fn&& fn) {
+  if (ad.size() == 1) ad.insert(ad.begin(), 1);
+  if (bd.size() == 1) bd.push_back(1);
+  int64_t m = ad[ad.size() - 2], k = ad.back(), n = bd.back();
+  std::vector<int64_t> a_batch(ad.begin(), ad.end() - 2), b_batch(bd.begin(), bd.end() - 2);
+  std::vector<int64_t> batch = ir::shape_constants(ir::broadcast_shapes(ir::shape_of(a_batch), ir::shape_of(b_batch)));
+  auto sa = broadcast_strides(a_batch, batch), sb = broadcast_strides(b_batch, batch);
+  int64_t o = 0;
+  for_each_index(batch, [&](const std::vector<int64_t>& idx) {
+    int64_t oa = 0, ob = 0;
+    for (size_t d = 0; d < idx.size(); ++d) {
+      oa += idx[d] * sa[d];
+      ob += idx[d] * sb[d];
+    }
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) fn(o++, (oa * m + i) * k, ob * k * n + j);
+  });
+}
+
+// A scale or zero point (input p) of a quantized product repeated over the
+// elements of its operand (input operand), row-major.
+std::vector<double> param_per_element(const KernelContext& c, size_t p, size_t operand, bool of_a) {
+  const Tensor &x = c.in(operand), &param = c.in(p);
+  std::vector<double> values = to_doubles(param), out;
+  out.reserve(size_t(x.numel()));
+  auto strides = broadcast_strides(ir::matmul_param_dims(param.dims, x.dims.size(), of_a), x.dims);
+  for_each_index(x.dims, [&](const std::vector<int64_t>& idx) {
+    int64_t off = 0;
+    for (size_t d = 0; d < idx.size(); ++d) off += idx[d] * strides[d];
+    out.push_back(values[size_t(off)]);
+  });
+  return out;
+}
+
+// (A - a_zero_point) @ (B - b_zero_point) exactly (int64), wrapped to int32
+// as ONNX allows ("accumulation may overflow if and only if in 32 bits").
+std::vector<int64_t> integer_product(const KernelContext& c, size_t ia, size_t iaz, size_t ib, size_t ibz) {
+  const Tensor &ta = c.in(ia), &tb = c.in(ib);
+  std::vector<int64_t> a = to_ints(ta), b = to_ints(tb);
+  if (c.has(iaz)) {
+    std::vector<double> z = param_per_element(c, iaz, ia, true);
+    for (size_t i = 0; i < a.size(); ++i) a[i] -= int64_t(z[i]);
+  }
+  if (c.has(ibz)) {
+    std::vector<double> z = param_per_element(c, ibz, ib, false);
+    for (size_t i = 0; i < b.size(); ++i) b[i] -= int64_t(z[i]);
+  }
+  int64_t k = ta.dims.back(), n = tb.dims.size() == 1 ? 1 : tb.dims.back();
+  std::vector<int64_t> out(size_t(ir::checked_numel(c.out_dims(0))));
+  for_each_product(ta.dims, tb.dims, [&](int64_t o, int64_t ao, int64_t bo) {
+    int64_t acc = 0;
+    for (int64_t p = 0; p < k; ++p) acc += a[size_t(ao + p)] * b[size_t(bo + p * n)];
+    out[size_t(o)] = int64_t(int32_t(acc));
+  });
+  return out;
+}
+
+Tensor run_matmul_integer(const KernelContext& c) {
+  return from_ints(DType::kInt32, c.out_dims(0), integer_product(c, 0, 2, 1, 3));
+}
+
+// QLinearMatMul as ONNX's reference computes it: the int32 product times
+// a_scale * b_scale / y_scale (in the scales' type), plus y's zero point,
+// rounded half to even and saturated.
+Tensor run_qlinear_matmul(const KernelContext& c) {
+  std::vector<int64_t> acc = integer_product(c, 0, 2, 3, 5);
+  DType st = c.in(1).dtype;
+  std::vector<double> a_scale = param_per_element(c, 1, 0, true), b_scale = param_per_element(c, 4, 3, false);
+  double y_scale = scalar_double(c.in(6)), y_zero = scalar_double(c.in(7));
+  ir::QuantRange range = ir::quant_range(c.out_dtype(0));
+  std::vector<int64_t> y(acc.size());
+  for_each_product(c.in(0).dims, c.in(3).dims, [&](int64_t o, int64_t ao, int64_t bo) {
+    double scale = rounded_to(st, rounded_to(st, a_scale[size_t(ao)] * b_scale[size_t(bo)]) / y_scale);
+    double r = std::nearbyint(double(acc[size_t(o)]) * scale + y_zero);
+    y[size_t(o)] = std::isnan(r) ? range.lo : int64_t(std::clamp(r, double(range.lo), double(range.hi)));
+  });
+  return from_ints(c.out_dtype(0), c.out_dims(0), y);
+}
 
 Tensor run_gemm(const KernelContext& c) {
   const Tensor &ta = c.in(0), &tb = c.in(1);
@@ -220,6 +303,8 @@ Kernel linalg_kernel(OpKind op) {
   switch (op) {
     case OpKind::kMatMul: return one_output<run_matmul>;
     case OpKind::kGemm: return one_output<run_gemm>;
+    case OpKind::kMatMulInteger: return one_output<run_matmul_integer>;
+    case OpKind::kQLinearMatMul: return one_output<run_qlinear_matmul>;
     case OpKind::kEinsum: return one_output<run_einsum>;
     case OpKind::kFusedMatMul: return fused_matmul_outputs;
     case OpKind::kAttention: return one_output<run_attention>;

@@ -38,6 +38,19 @@ inline ir::TensorData random_tensor(DType dtype, const std::vector<int64_t>& dim
   return reference::make_tensor(dtype, dims, v);
 }
 
+// Random integers of `dtype` in [lo, hi], none of them 0 when `nonzero`.
+inline ir::TensorData random_ints(DType dtype, const std::vector<int64_t>& dims, std::mt19937& rng, int64_t lo, int64_t hi,
+                                  bool nonzero = false) {
+  std::uniform_int_distribution<int64_t> pick(lo, hi);
+  std::vector<double> v(size_t(ir::checked_numel(dims)));
+  for (auto& x : v) {
+    int64_t k = pick(rng);
+    while (nonzero && k == 0) k = pick(rng);
+    x = double(k);
+  }
+  return reference::make_tensor(dtype, dims, v);
+}
+
 // x[batch, 32] -> 2 x (Linear + GELU) -> softmax; batch in [1, 8], opt 2.
 inline ir::Network small_test_model(std::mt19937& rng) {
   using ir::Dim;

@@ -70,6 +70,13 @@ ir::Attributes attrs(std::initializer_list<std::pair<const char*, ir::AttrValue>
 
 constexpr DType f32 = DType::kFloat32;
 
+// n integers from `first` on.
+std::vector<double> sequence(int n, int first) {
+  std::vector<double> v;
+  for (int i = 0; i < n; ++i) v.push_back(first + i);
+  return v;
+}
+
 // The sample network of each op kind (no default: a new op kind is a compiler warning here, and a failure below).
 std::optional<Sample> sample_for(OpKind op) {
   Sample s;
@@ -103,10 +110,30 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kBitwiseAnd: case OpKind::kBitwiseOr: case OpKind::kBitwiseXor:
       return s.node(op, {s.input(DType::kInt32, {2, 3}, {1, -2, 3, -4, 5, -6}), s.input(DType::kInt32, {3}, {7, 8, -9})});
     case OpKind::kBitwiseNot: return s.node(op, {s.input(DType::kInt8, {2, 3}, {1, -2, 3, -4, 5, -6})});
+    case OpKind::kQuantizeLinear:  // per axis
+      return s.node(op, {s.input(f32, {2, 3}), s.floats({3}, 0.01), s.weight(DType::kInt8, {3}, {-1, 0, 1})});
+    case OpKind::kDequantizeLinear:
+      return s.node(op, {s.input(DType::kUInt8, {2, 3}, {0, 50, 100, 150, 200, 250}), s.floats({}, 0.1), s.weight(DType::kUInt8, {}, {128})});
 
     case OpKind::kMatMul: return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4})});
     case OpKind::kGemm: return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4}), s.floats({4})});
     case OpKind::kEinsum: return s.node(op, {s.input(f32, {2, 3}), s.input(f32, {3, 4})}, attrs({{"equation", std::string("ij,jk->ik")}}));
+    case OpKind::kMatMulInteger:  // zero points per row of A and per tensor for B
+      return s.node(op, {s.input(DType::kUInt8, {2, 3}, {1, 20, 30, 40, 250, 6}), s.weight(DType::kInt8, {3, 4}, sequence(12, -6)),
+                         s.weight(DType::kUInt8, {2}, {3, 4}), s.weight(DType::kInt8, {}, {-1})});
+    case OpKind::kQLinearMatMul:
+      return s.node(op, {s.input(DType::kInt8, {2, 3}, {1, -20, 30, -40, 120, 6}), s.floats({}, 0.1), s.weight(DType::kInt8, {}, {2}),
+                         s.weight(DType::kUInt8, {3, 4}, sequence(12, 100)), s.floats({4}, 0.2), s.weight(DType::kUInt8, {4}, {1, 2, 3, 4}),
+                         s.floats({}, 0.05), s.weight(DType::kUInt8, {}, {128})});
+    case OpKind::kConvInteger:
+      return s.node(op, {s.input(DType::kUInt8, {1, 2, 5, 5}, sequence(50, 0)), s.weight(DType::kInt8, {3, 2, 3, 3}, sequence(54, -27)),
+                         s.weight(DType::kUInt8, {}, {25}), s.weight(DType::kInt8, {3}, {0, 1, -1})},
+                    attrs({{"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
+    case OpKind::kQLinearConv:
+      return s.node(op, {s.input(DType::kUInt8, {1, 2, 5, 5}, sequence(50, 0)), s.floats({}, 0.1), s.weight(DType::kUInt8, {}, {25}),
+                         s.weight(DType::kInt8, {3, 2, 3, 3}, sequence(54, -27)), s.floats({3}, 0.02), s.weight(DType::kInt8, {3}, {0, 1, -1}),
+                         s.floats({}, 0.3), s.weight(DType::kInt8, {}, {-5}), s.weight(DType::kInt32, {3}, {100, -200, 300})},
+                    attrs({{"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
     case OpKind::kConv:
       return s.node(op, {s.input(f32, {1, 2, 5, 5}), s.floats({3, 2, 3, 3})}, attrs({{"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
     case OpKind::kConvTranspose: return s.node(op, {s.input(f32, {1, 2, 3, 3}), s.floats({2, 3, 3, 3})});

@@ -441,6 +441,61 @@ Params attention_params(int64_t batch, int64_t heads, int64_t seq, int64_t head_
   return pack(q);
 }
 
+// QuantizeLinear and DequantizeLinear as single-op kernels: every float side
+// and division precision, with and without a zero point; int32 sides.
+TEST_P(CompileForArch, QuantizeAndDequantizeForEveryType) {
+  auto kernel = [](OpKind op, std::vector<DType> inputs, DType out, DType precision, const std::optional<Params>& spec) {
+    ir::FusedInstruction in;
+    in.op = op;
+    for (size_t i = 0; i < inputs.size(); ++i) in.args[i] = int(i);
+    in.params[0] = double(precision);
+    in.params[1] = double(out);
+    return elementwise_source({{in}, inputs, out, spec});
+  };
+  for (DType f : {DType::kFloat32, DType::kFloat16, DType::kBFloat16})
+    for (DType q : {DType::kInt8, DType::kUInt8}) {
+      std::string name = str(dtype_name(f), "_", dtype_name(q));
+      compiles("quantize_" + name, kernel(OpKind::kQuantizeLinear, {f, f, q}, q, f, std::nullopt));
+      compiles("quantize_no_zero_" + name, kernel(OpKind::kQuantizeLinear, {f, DType::kFloat32}, q, DType::kFloat32, std::nullopt));
+      compiles("dequantize_" + name, kernel(OpKind::kDequantizeLinear, {q, f, q}, f, f, std::nullopt));
+      compiles("dequantize_no_zero_" + name, kernel(OpKind::kDequantizeLinear, {q, f}, DType::kFloat32, f, std::nullopt));
+    }
+  compiles("quantize_int32", kernel(OpKind::kQuantizeLinear, {DType::kInt32, DType::kFloat32}, DType::kInt8, DType::kFloat64, std::nullopt));
+  compiles("dequantize_int32", kernel(OpKind::kDequantizeLinear, {DType::kInt32, DType::kFloat16}, DType::kFloat16, DType::kFloat16, std::nullopt));
+  compiles("quantize_spec", kernel(OpKind::kQuantizeLinear, {DType::kFloat16, DType::kFloat16, DType::kInt8}, DType::kInt8,
+                                   DType::kFloat32, some_params()));
+}
+
+// MatMulInteger and QLinearMatMul, ConvInteger and QLinearConv: every pair of
+// operand types, zero points present or not, every scale type, per-channel
+// parameters and bias, generic and specialized.
+TEST_P(CompileForArch, IntegerProductsForEveryType) {
+  const DType q8[] = {DType::kInt8, DType::kUInt8};
+  for (DType a : q8)
+    for (DType b : q8) {
+      std::string name = str(dtype_name(a), "_", dtype_name(b));
+      compiles("matmul_integer_" + name, integer_matmul_source({a, b, DType::kInt32, true, true, false, DType::kFloat32, std::nullopt}));
+      compiles("conv_integer_" + name, integer_conv_source({a, b, DType::kInt32, true, true, true, false, false, false, std::nullopt}));
+      for (DType y : q8) {
+        compiles("qlinear_conv_" + name + "_" + std::string(dtype_name(y)),
+                 integer_conv_source({a, b, y, true, true, b == DType::kInt8, a == DType::kUInt8, true, y == DType::kInt8, std::nullopt}));
+        for (DType scale : {DType::kFloat32, DType::kFloat16, DType::kBFloat16})
+          compiles(str("qlinear_matmul_", name, "_", dtype_name(y), "_", dtype_name(scale)),
+                   integer_matmul_source({a, b, y, true, true, true, scale, std::nullopt}));
+      }
+    }
+  compiles("matmul_integer_no_zero", integer_matmul_source({DType::kUInt8, DType::kInt8, DType::kInt32, false, false, false,
+                                                            DType::kFloat32, std::nullopt}));
+  compiles("conv_integer_no_zero", integer_conv_source({DType::kInt8, DType::kInt8, DType::kInt32, false, false, false, false, false,
+                                                        false, std::nullopt}));
+  compiles("matmul_integer_spec", integer_matmul_source({DType::kUInt8, DType::kInt8, DType::kUInt8, true, true, true,
+                                                         DType::kFloat16, some_params()}));
+  compiles("conv_integer_spec", integer_conv_source({DType::kUInt8, DType::kInt8, DType::kInt8, true, true, true, true, true, true,
+                                                     some_params()}));
+  EXPECT_THROW(integer_matmul_source({DType::kFloat32, DType::kInt8, DType::kInt32, false, false, false, DType::kFloat32, std::nullopt}),
+               Error);
+}
+
 TEST_P(CompileForArch, AttentionOnTensorCores) {
   // Head dims below, at and between multiples of 16 (zero padding), up to the
   // 128 whose accumulators fill the most registers.
@@ -514,6 +569,9 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
     device_sees(q, {KILN_FIELD(blocks), KILN_FIELD(multiplier), KILN_FIELD(tile_w), KILN_FIELD(smem_w), KILN_FIELD(in_h),
                     KILN_FIELD(kernel_w), KILN_FIELD(dilation_h), KILN_FIELD(pad_left)}); }
   { auto q = numbered<SkinnyParams>(); device_sees(q, {KILN_FIELD(rows), KILN_FIELD(depth), KILN_FIELD(alpha_bits)}); }
+  { auto q = numbered<IntegerMatMulParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(depth), KILN_FIELD(b_depth_stride), KILN_FIELD(out_dims[7]), KILN_FIELD(strides[0][0]),
+                    KILN_FIELD(strides[5][7])}); }
   { auto q = numbered<AttentionParams>();
     device_sees(q, {KILN_FIELD(items), KILN_FIELD(causal), KILN_FIELD(q_view[0]), KILN_FIELD(k_view[4]), KILN_FIELD(v_view[2]),
                     KILN_FIELD(out_view[4]), KILN_FIELD(vector_bits), KILN_FIELD(warps)}); }
@@ -652,6 +710,10 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
     bool s = spec.has_value();
     EXPECT_TRUE(binds(topk_source(DType::kFloat32, spec), "TopkParams", s));
     EXPECT_TRUE(binds(einsum_source(DType::kFloat32, 2, spec), "EinsumParams", s));
+    EXPECT_TRUE(binds(integer_matmul_source({DType::kInt8, DType::kUInt8, DType::kInt32, true, true, false, DType::kFloat32, spec}),
+                      "IntegerMatMulParams", s));
+    EXPECT_TRUE(binds(integer_conv_source({DType::kUInt8, DType::kInt8, DType::kInt32, true, true, false, false, false, false, spec}),
+                      "WindowParams", s));
     EXPECT_TRUE(binds(range_source(DType::kInt64, spec), "RangeParams", s));
     EXPECT_TRUE(binds(onehot_source(DType::kFloat32, DType::kInt64, spec), "OneHotParams", s));
   }

@@ -69,6 +69,13 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     {"AffineGrid", {20}}, {"CenterCropPad", {18}}, {"Col2Im", {18}}, {"GridSample", {16, 20, 22}}, {"RoiAlign", {10, 16, 22}},
     // Compress-11 admits a negative axis, NonMaxSuppression-11 only rewords 10; the other later versions add types.
     {"Compress", {9, 11, 28}}, {"Unique", {11, 28}}, {"NonMaxSuppression", {10, 11}}, {"MaxRoiPool", {1, 22}},
+    // Quantization: 13 added per-axis scales, 21 blocked ones and output_dtype,
+    // 23 QuantizeLinear's precision and DequantizeLinear's output_dtype; the
+    // other versions add types (float8, int4, ...), which kiln refuses where
+    // they appear. QLinearMatMul-21 adds float16/bfloat16 scales.
+    {"QuantizeLinear", {10, 13, 19, 21, 23, 24, 25, 28}}, {"DequantizeLinear", {10, 13, 19, 21, 23, 24, 25, 28}},
+    {"DynamicQuantizeLinear", {11}}, {"MatMulInteger", {10}}, {"QLinearMatMul", {10, 21}}, {"ConvInteger", {10}},
+    {"QLinearConv", {10}},
 };
 
 // ONNX op types translated into an op of another name (besides Constant, which
@@ -282,6 +289,32 @@ void check_split(const ir::Node& node, int version, const std::string& where) {
          sizes ? ", not both" : "");
 }
 
+// QuantizeLinear and DequantizeLinear: attributes of a later version are
+// refused; dtype attributes (ONNX's codes, 0 for unset) become kiln's dtype
+// codes, a type kiln lacks refused naming it; saturate rules float8 targets only.
+void translate_quantize_attributes(ir::Node& node, int version, const std::string& where) {
+  bool quantize = node.op == OpKind::kQuantizeLinear;
+  const std::pair<const char*, int> since[] = {
+      {"axis", 13}, {"saturate", 19}, {"block_size", 21}, {"output_dtype", quantize ? 21 : 23}, {"precision", 23}};
+  for (auto& [attr, first] : since)
+    if (node.attrs.has(attr) && version < first)
+      fail(ErrorCode::kInvalidModel, where, ": attribute '", attr, "' belongs to ", ir::op_name(node.op), " from opset ", first, " on");
+  for (const char* attr : {"output_dtype", "precision"}) {
+    if (!node.attrs.has(attr)) continue;
+    int64_t code = node.attrs.get_int(attr, 0);
+    if (code == 0) {
+      node.attrs.erase(attr);
+      continue;
+    }
+    std::optional<DType> dtype = dtype_from_onnx(int32_t(code));
+    if (!dtype)
+      fail(ErrorCode::kUnsupported, where, ": ", attr, " ", onnx_dtype_name(int32_t(code)), ", a type kiln does not have (it has ",
+           kiln_dtype_names(), ")");
+    node.attrs.set(attr, int64_t(*dtype));
+  }
+  node.attrs.erase("saturate");
+}
+
 // The IR checks arity and attributes again when the network is finalized; here
 // its errors also say which ONNX version the node was read as.
 void check_translated(const ir::Node& node, const std::string& type, int version, int opset) {
@@ -317,6 +350,7 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
   if (type == "RotaryEmbedding") return translate_rotary_embedding(b, node, where);
   if (type == "Swish" || type == "SwiGLU" || type == "Mish") return translate_swish_family(b, node, type, where);
   if (type == "CenterCropPad") return translate_center_crop_pad(b, node, where);
+  if (type == "DynamicQuantizeLinear") return translate_dynamic_quantize_linear(b, node, where);
   node.op = *op_for_onnx_type(type);  // import_model checked every op type first
 
   switch (node.op) {
@@ -408,6 +442,7 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
       if (type == "Upsample" || version < 11) translate_legacy_resize(b, node, where);
       break;
     case OpKind::kGridSample: translate_grid_sample_mode(node, version, where); break;
+    case OpKind::kQuantizeLinear: case OpKind::kDequantizeLinear: translate_quantize_attributes(node, version, where); break;
     case OpKind::kRoiAlign:
       // RoiAlign-10 had no coordinate_transformation_mode and computes as output_half_pixel (16's default is half_pixel).
       if (version < 16) {

@@ -10,9 +10,10 @@ namespace kiln::ir {
 
 namespace {
 
-void infer_matmul(Ctx& c) {
-  c.require_same_dtype(0, 1);
-  Shape a = c.shape(0), b = c.shape(1);
+// numpy's matmul of inputs a and b: batch dims broadcast, a vector operand
+// gains a dim of 1 that the output drops.
+Shape matmul_shape(Ctx& c, size_t ia, size_t ib) {
+  Shape a = c.shape(ia), b = c.shape(ib);
   if (a.empty() || b.empty()) c.error(ErrorCode::kShapeError, "MatMul inputs must have rank >= 1");
   bool a_vec = a.size() == 1, b_vec = b.size() == 1;
   if (a_vec) a.insert(a.begin(), Dim(1));
@@ -21,7 +22,60 @@ void infer_matmul(Ctx& c) {
   Shape batch = c.broadcast(Shape(a.begin(), a.end() - 2), Shape(b.begin(), b.end() - 2));
   if (!a_vec) batch.push_back(a[a.size() - 2]);
   if (!b_vec) batch.push_back(b.back());
-  c.set(0, c.dtype(0), batch);
+  return batch;
+}
+
+void infer_matmul(Ctx& c) {
+  c.require_same_dtype(0, 1);
+  c.set(0, c.dtype(0), matmul_shape(c, 0, 1));
+}
+
+// A scale or zero point (input i) of operand `operand` of a quantized
+// product: one value; per row of A (a vector of M for a 2-D A, else A's rank
+// with a last dim of 1); per column of B (a vector of N, or B's rank with dim
+// -2 of 1). Batch dims are A's or B's, or 1.
+void check_matmul_param(Ctx& c, size_t i, size_t operand, bool of_a) {
+  const Shape &p = c.shape(i), &x = c.shape(operand);
+  if (std::all_of(p.begin(), p.end(), [](const Dim& d) { return d == Dim(1); })) return;
+  const char* which = of_a ? "per row of A" : "per column of B";
+  if (p.size() == 1 && (of_a ? x.size() == 2 : x.size() >= 2)) return check_equal_dims(c, p[0], of_a ? x[x.size() - 2] : x.back(), which);
+  bool fits = p.size() == x.size() && x.size() >= 2 && p[p.size() - (of_a ? 1 : 2)] == Dim(1);
+  for (size_t d = 0; fits && d < p.size(); ++d)
+    fits = p[d] == Dim(1) || p[d] == x[d] || !p[d].is_constant() || !x[d].is_constant();
+  if (!fits)
+    c.error(ErrorCode::kShapeError, c.input_name(i), " has shape ", shape_to_string(p), "; for ", c.input_name(operand), " of shape ",
+            shape_to_string(x), " it takes one value or one ", which);
+}
+
+// MatMulInteger: int32 (A - a_zero_point) @ (B - b_zero_point) of int8/uint8 inputs.
+void infer_matmul_integer(Ctx& c) {
+  c.require_dtype(0, {DType::kInt8, DType::kUInt8});
+  c.require_dtype(1, {DType::kInt8, DType::kUInt8});
+  for (size_t i : {size_t(2), size_t(3)})
+    if (c.has(i)) {
+      c.require_same_dtype(i - 2, i);
+      check_matmul_param(c, i, i - 2, i == 2);
+    }
+  c.set(0, DType::kInt32, matmul_shape(c, 0, 1));
+}
+
+// QLinearMatMul (a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale,
+// y_zero_point): the integer product requantized to y's scale and zero point,
+// one value each.
+void infer_qlinear_matmul(Ctx& c) {
+  c.require_dtype(0, {DType::kInt8, DType::kUInt8});
+  c.require_dtype(3, {DType::kInt8, DType::kUInt8});
+  c.require_dtype(7, {DType::kInt8, DType::kUInt8});
+  c.require_same_dtype(0, 2);
+  c.require_same_dtype(3, 5);
+  c.require_float(1);
+  c.require_same_dtype(1, 4);
+  c.require_same_dtype(1, 6);
+  for (size_t i : {size_t(1), size_t(2)}) check_matmul_param(c, i, 0, true);
+  for (size_t i : {size_t(4), size_t(5)}) check_matmul_param(c, i, 3, false);
+  c.require_scalar(6);
+  c.require_scalar(7);
+  c.set(0, c.dtype(7), matmul_shape(c, 0, 3));
 }
 
 void infer_fused_matmul(Ctx& c) {
@@ -191,6 +245,8 @@ OpSchema linalg_schema(OpKind op) {
     case OpKind::kGemm:
       return {2, 3, 1, 1, {{"alpha", T::kFloat}, {"beta", T::kFloat}, {"transA", T::kInt}, {"transB", T::kInt}}};
     case OpKind::kEinsum: return {1, -1, 1, 1, {{"equation", T::kString}}};
+    case OpKind::kMatMulInteger: return {2, 4, 1, 1, {}};
+    case OpKind::kQLinearMatMul: return {8, 8, 1, 1, {}};
     // act(alpha * A @ op(B) + bias) + residual; inputs A, B, bias?, residual?; output 1, where
     // the builder adds it, is scratch for the runtime's transposed product (contents unspecified)
     case OpKind::kFusedMatMul:
@@ -208,6 +264,8 @@ void infer_linalg(Ctx& c) {
     case OpKind::kMatMul: infer_matmul(c); break;
     case OpKind::kGemm: infer_gemm(c); break;
     case OpKind::kEinsum: infer_einsum(c); break;
+    case OpKind::kMatMulInteger: infer_matmul_integer(c); break;
+    case OpKind::kQLinearMatMul: infer_qlinear_matmul(c); break;
     case OpKind::kFusedMatMul: infer_fused_matmul(c); break;
     case OpKind::kAttention: infer_attention(c); break;
     default: no_inference(c);

@@ -58,6 +58,7 @@ template <> inline constexpr const char* kParamsName<ResizeParams> = "ResizePara
 template <> inline constexpr const char* kParamsName<WindowParams> = "WindowParams";
 template <> inline constexpr const char* kParamsName<DepthwiseParams> = "DepthwiseParams";
 template <> inline constexpr const char* kParamsName<SkinnyParams> = "SkinnyParams";
+template <> inline constexpr const char* kParamsName<IntegerMatMulParams> = "IntegerMatMulParams";
 template <> inline constexpr const char* kParamsName<AttentionParams> = "AttentionParams";
 template <> inline constexpr const char* kParamsName<ConstantsParams> = "ConstantsParams";
 template <> inline constexpr const char* kParamsName<TopkParams> = "TopkParams";
@@ -118,6 +119,9 @@ std::string c_type(DType dtype);          // storage type in kernels
 std::string compute_type(DType dtype);    // float, or double for float64
 std::string load_expr(DType dtype, const std::string& ptr, const std::string& index);
 std::string store_stmt(DType dtype, const std::string& ptr, const std::string& index, const std::string& value);
+// A float computed value rounded to float dtype `dtype` and widened back (a
+// computation in that type, as ONNX's reference does it); float32 and float64 keep it.
+std::string rounded_to(DType dtype, const std::string& value);
 
 // ---- elementwise (codegen/elementwise.cpp): ElementwiseParams --------------------------
 struct ElementwiseSpec {
@@ -176,6 +180,20 @@ std::string attention_mma_source(DType dtype, int64_t head_dim, const std::optio
 // for float64 and integers. Arguments: out, one per operand (at most kEinsumMaxOperands).
 inline constexpr int kEinsumMaxOperands = int(sizeof(EinsumParams::out_strides) / sizeof(EinsumParams::out_strides[0]));
 std::string einsum_source(DType dtype, int operands, const std::optional<Params>& specialize);
+// Integer matrix product (IntegerMatMulParams), a thread per output element,
+// an int32 sum that wraps, as ONNX allows. MatMulInteger stores the sums;
+// QLinearMatMul (`requantize`) multiplies them by a_scale * b_scale / y_scale
+// (each step rounded to the scales' type, as ONNX's reference), adds y's zero
+// point, rounds half to even and saturates to `out`. Arguments: out, a, b,
+// [a_zero], [b_zero], [a_scale, b_scale, y_scale, y_zero]; strides (and the
+// params' operand slots) in the order a, b, a_zero, b_zero, a_scale, b_scale.
+struct IntegerMatMulSpec {
+  DType a, b, out;
+  bool a_zero = false, b_zero = false, requantize = false;
+  DType scale = DType::kFloat32;
+  std::optional<Params> specialize;
+};
+std::string integer_matmul_source(const IntegerMatMulSpec& spec);
 
 // ---- conv and pool (codegen/conv.cpp): window kernels, NCHW, 1-3 spatial dims; WindowParams
 // kConvTranspose gathers: out[o] += x[i] * w[c, m, k] wherever i*stride - pad + k*dil == o.
@@ -187,6 +205,20 @@ struct WindowSpec {
   std::optional<Params> specialize;
 };
 std::string window_source(const WindowSpec& spec);
+// Integer convolution (WindowParams, group and geometry as kConv), a thread
+// per output element, an int32 sum that wraps: ConvInteger stores it;
+// QLinearConv (`requantize`) adds the int32 bias, multiplies by x_scale *
+// w_scale / y_scale (float32), adds y's zero point, rounds half to even and
+// saturates to `out`. w's zero point and scale are one value or one per
+// output channel. Arguments: out, x, w, [x_zero], [w_zero], [x_scale,
+// w_scale, y_scale, y_zero], [bias].
+struct IntegerConvSpec {
+  DType x, w, out;
+  bool x_zero = false, w_zero = false, w_zero_per_channel = false, w_scale_per_channel = false;
+  bool requantize = false, has_bias = false;
+  std::optional<Params> specialize;
+};
+std::string integer_conv_source(const IntegerConvSpec& spec);
 // Depthwise 2-D convolution (DepthwiseParams), a block of kBlock threads per
 // tile. Shared memory holds the channel's taps, then the input tile, in the
 // compute type: kDepthwiseSmemBytes in the generic variant, exactly what the

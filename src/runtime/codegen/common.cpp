@@ -83,6 +83,12 @@ std::string c_type(DType dtype) {
 
 std::string compute_type(DType dtype) { return dtype == DType::kFloat64 ? "double" : "float"; }
 
+std::string rounded_to(DType dtype, const std::string& value) {
+  if (dtype == DType::kFloat16) return "kiln_h2f(kiln_f2h(" + value + "))";
+  if (dtype == DType::kBFloat16) return "kiln_bf2f(kiln_f2bf(" + value + "))";
+  return value;
+}
+
 std::string load_expr(DType dtype, const std::string& ptr, const std::string& index) {
   std::string e = ptr + "[" + index + "]";
   switch (dtype) {

@@ -113,6 +113,18 @@ struct DepthwiseParams {
   long long in_h, in_w, out_h, out_w, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
 };
 
+// Integer matrix products (MatMulInteger, QLinearMatMul): `n` outputs over
+// `rank` dims right-aligned in out_dims ([batch..., M, N], the innermost at 7),
+// each a sum over `depth` products. strides[t][d] is operand t's stride along
+// output dim d (0 where it broadcasts), operands in the kernel's argument
+// order (codegen::IntegerMatMulSpec); A and B step through the depth by
+// a_depth_stride and b_depth_stride.
+struct IntegerMatMulParams {
+  long long n, rank, depth, a_depth_stride, b_depth_stride;
+  long long out_dims[8];
+  long long strides[6][8];
+};
+
 // Skinny matmul: out[m, n] for m < rows over depth k; alpha as double bits.
 struct SkinnyParams {
   long long rows, cols, depth, alpha_bits;

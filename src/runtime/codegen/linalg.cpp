@@ -1,11 +1,12 @@
 // Matrix products with few rows (batch 1-8 inference): cuBLASLt's tiles are
 // mostly idle there, so one small kernel streams the weight once and applies
 // bias, activation and residual before the single store. Einsum's generic
-// kernel: a thread per output element.
+// kernel and the integer (quantized) products: a thread per output element.
 #include <sstream>
 
 #include "codegen.h"
 #include "kiln/error.h"
+#include "kiln/ir/quantization.h"
 
 namespace kiln::codegen {
 
@@ -106,6 +107,47 @@ std::string einsum_source(DType dtype, int operands, const std::optional<Params>
     << "        if (++idx[d] < prm.sum_dims[d]) {\n" << each("          off# += prm.sum_strides[#][d];\n") << "          break;\n        }\n"
     << "        idx[d] = 0;\n" << each("        off# -= (prm.sum_dims[d] - 1) * prm.sum_strides[#][d];\n") << "      }\n    }\n";
   s << "    " << store_stmt(dtype, "out", "o", "acc") << "\n  }\n}\n";
+  return s.str();
+}
+
+std::string integer_matmul_source(const IntegerMatMulSpec& spec) {
+  for (DType d : {spec.a, spec.b})
+    if (d != DType::kInt8 && d != DType::kUInt8) fail(ErrorCode::kUnsupported, "an integer matmul of ", dtype_name(d), " operands");
+  std::string st = c_type(spec.scale);
+  std::ostringstream s;
+  s << prelude() << params_constants<IntegerMatMulParams>(spec.specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << c_type(spec.out)
+    << "* __restrict__ out, const " << c_type(spec.a) << "* __restrict__ a, const " << c_type(spec.b) << "* __restrict__ b";
+  if (spec.a_zero) s << ", const " << c_type(spec.a) << "* __restrict__ a_zero";
+  if (spec.b_zero) s << ", const " << c_type(spec.b) << "* __restrict__ b_zero";
+  if (spec.requantize)
+    s << ", const " << st << "* __restrict__ a_scale, const " << st << "* __restrict__ b_scale, const " << st
+      << "* __restrict__ y_scale, const " << c_type(spec.out) << "* __restrict__ y_zero";
+  s << ", KParams p) {\n" << params_binding<IntegerMatMulParams>(spec.specialize);
+  s << "  const int outermost = 8 - (int)prm.rank;\n";
+  s << "  for (long long o = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; o < prm.n; o += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    long long rem = o, off[6] = {0, 0, 0, 0, 0, 0};\n";
+  s << "#pragma unroll\n    for (int d = 7; d >= 0; --d) {\n      if (d < outermost) break;\n"
+       "      const long long c = rem % prm.out_dims[d];\n      rem /= prm.out_dims[d];\n"
+       "#pragma unroll\n      for (int t = 0; t < 6; ++t) off[t] += c * prm.strides[t][d];\n    }\n";
+  s << "    const int za = " << (spec.a_zero ? "(int)a_zero[off[2]]" : "0") << ", zb = " << (spec.b_zero ? "(int)b_zero[off[3]]" : "0")
+    << ";\n";
+  // Unsigned: the sum wraps at 32 bits (defined behaviour), as ONNX allows.
+  s << "    unsigned int acc = 0u;\n    const " << c_type(spec.a) << "* ap = a + off[0];\n    const " << c_type(spec.b)
+    << "* bp = b + off[1];\n";
+  s << "    for (long long k = 0; k < prm.depth; ++k)\n"
+       "      acc += (unsigned int)(((int)ap[k * prm.a_depth_stride] - za) * ((int)bp[k * prm.b_depth_stride] - zb));\n";
+  if (!spec.requantize) {
+    s << "    out[o] = (int)acc;\n  }\n}\n";
+    return s.str();
+  }
+  ir::QuantRange range = ir::quant_range(spec.out);
+  auto scale = [&](const std::string& name, const std::string& at) { return load_expr(spec.scale, name, at); };
+  s << "    const float scale = " << rounded_to(spec.scale, "__fdiv_rn(" + rounded_to(spec.scale, "__fmul_rn(" + scale("a_scale", "off[4]") + ", " + scale("b_scale", "off[5]") + ")") + ", " + scale("y_scale", "0") + ")") << ";\n";
+  s << "    const double r = rint(__dadd_rn(__dmul_rn((double)(int)acc, (double)scale), (double)y_zero[0]));\n";
+  s << "    out[o] = (" << c_type(spec.out) << ")(r != r ? " << range.lo << ".0 : fmin(fmax(r, " << range.lo << ".0), " << range.hi
+    << ".0));\n  }\n}\n";
   return s.str();
 }
 

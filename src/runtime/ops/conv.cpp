@@ -313,6 +313,71 @@ std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node,
 
 namespace {
 
+// WindowParams of a forward convolution of x (input ix) by w (input iw) into the node's output.
+codegen::WindowParams conv_window_params(const ir::Node& n, const ShapeEnv& s, size_t ix, size_t iw) {
+  const auto& x = s.of(n.inputs[ix]);
+  const auto& out = s.of(n.outputs[0]);
+  std::vector<int64_t> in_sp(x.begin() + 2, x.end()), kernel_sp(s.of(n.inputs[iw]).begin() + 2, s.of(n.inputs[iw]).end());
+  ir::WindowGeometry g = ir::window_geometry(n, in_sp, kernel_sp);
+  codegen::WindowParams q{};
+  q.n = ir::checked_numel(out);
+  q.spatial_rank = int64_t(in_sp.size());
+  q.channels = x[1];
+  q.out_channels = out[1];
+  q.group = n.attrs.get_int("group", 1);
+  for (size_t d = 0; d < in_sp.size(); ++d) {
+    q.in_size[d] = in_sp[d];
+    q.out_size[d] = g.output[d];
+    q.kernel[d] = g.kernel[d];
+    q.strides[d] = g.strides[d];
+    q.dilations[d] = g.dilations[d];
+    q.pads_begin[d] = g.pads_begin[d];
+    q.pads_end[d] = g.pads_end[d];
+  }
+  return q;
+}
+
+// ConvInteger and QLinearConv: the generated integer direct convolution.
+std::unique_ptr<Op> make_integer_conv(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
+  bool q = node.op == OpKind::kQLinearConv;
+  size_t iw = q ? 3 : 1, ixz = 2, iwz = q ? 5 : 3;
+  auto has = [&](size_t i) { return i < node.inputs.size() && node.inputs[i] != ir::kNoValue; };
+  const ir::Value& x = plan.network.value(node.inputs[0]);
+  if (x.shape.size() > 5) {
+    why = str("rank ", x.shape.size(), "; the kernel takes 1 to 3 spatial dims");
+    return nullptr;
+  }
+  // One value or one per output channel, which the kernel's source tells apart.
+  auto per_channel = [&](size_t i, bool& result) {
+    ir::Dim numel = ir::shape_numel(plan.network.value(node.inputs[i]).shape);
+    result = numel != ir::Dim(1);
+    return numel.is_constant();
+  };
+  codegen::IntegerConvSpec spec{};
+  spec.x = x.dtype;
+  spec.w = plan.network.value(node.inputs[iw]).dtype;
+  spec.out = output_dtype(plan, node);
+  spec.x_zero = has(ixz);
+  spec.w_zero = has(iwz);
+  spec.requantize = q;
+  spec.has_bias = q && has(8);
+  if ((spec.w_zero && !per_channel(iwz, spec.w_zero_per_channel)) || (q && !per_channel(4, spec.w_scale_per_channel))) {
+    why = "w's zero point or scale has a size unknown before run time";
+    return nullptr;
+  }
+  int kernel = store.add(node.name, specializing_generator(spec, codegen::integer_conv_source));
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [n, q, iw, ixz, iwz, has](const ShapeEnv& s, KernelLaunch& k) {
+    k.params = codegen::pack(conv_window_params(*n, s, 0, iw));
+    k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[iw], 0}};
+    for (size_t i : {ixz, iwz})
+      if (has(i)) k.args.push_back({n->inputs[i], 0});
+    if (q)
+      for (size_t i : {size_t(1), size_t(4), size_t(6), size_t(7), size_t(8)})
+        if (has(i)) k.args.push_back({n->inputs[i], 0});
+  });
+}
+
 struct DepthwiseTiling {
   int64_t tile_w, rows, smem_h, smem_w;
 };
@@ -407,6 +472,7 @@ std::unique_ptr<Op> make_conv(const plan::Plan& plan, const ir::Node& node, Kern
       if (auto op = make_cudnn_conv_op(plan, node, why)) return op;
       return make_window_op(plan, node, store, why);
     case OpKind::kConvTranspose: return make_window_op(plan, node, store, why);
+    case OpKind::kConvInteger: case OpKind::kQLinearConv: return make_integer_conv(plan, node, store, why);
     default: return nullptr;
   }
 }
@@ -420,6 +486,9 @@ GpuLowering describe_conv(OpKind op) {
               "floating types, rank 5 at most"};
     case OpKind::kConvTranspose: return {K::kKernel, "generated direct kernel; floating types, rank 5 at most"};
     case OpKind::kConvChannelsLast: return {K::kKernel, "cuDNN; rank 3 to 5, floating types, symmetric explicit pads"};
+    case OpKind::kConvInteger: case OpKind::kQLinearConv:
+      return {K::kKernel, "generated direct kernel, int32 accumulation; int8/uint8, rank 5 at most, w's zero point and scale "
+                          "per tensor or per output channel"};
     default: return {};
   }
 }

@@ -3,13 +3,15 @@
 // the residual as the C matrix (beta = 1). Other activations, and a residual
 // after an activation, run as a small elementwise kernel afterwards; few-row
 // products take a generated kernel. Attention runs as one fused kernel;
-// Einsum as a generic kernel, a thread per output element.
+// Einsum, MatMulInteger and QLinearMatMul as generated kernels, a thread per
+// output element.
 #include <algorithm>
 #include <map>
 
 #include "cuda_util.h"
 #include "kiln/error.h"
 #include "kiln/ir/fused.h"
+#include "kiln/ir/quantization.h"
 #include "kiln/ir/shape_inference.h"
 #include "ops.h"
 
@@ -403,6 +405,70 @@ std::unique_ptr<Op> make_einsum(const plan::Plan& plan, const ir::Node& node, Ke
   });
 }
 
+// An operand of a matrix product (dims `dims`, a matrix view: rank >= 2) seen
+// from the product's output [batch..., M, N] (right-aligned in kMaxRank
+// dims): its strides there into `out` (rows only for A, columns only for B,
+// 0 where it broadcasts), and its stride through the depth (K).
+int64_t product_strides(const std::vector<int64_t>& dims, bool of_a, long long* out) {
+  std::vector<int64_t> st = strides_of(dims);
+  for (size_t d = 0; d < dims.size(); ++d)
+    if (dims[d] == 1) st[d] = 0;
+  size_t r = dims.size();
+  for (size_t d = 0; d + 2 < r; ++d) out[size_t(codegen::kMaxRank) - 2 - (r - 2 - d)] = st[d];
+  out[size_t(codegen::kMaxRank) - 2] = of_a ? st[r - 2] : 0;
+  out[size_t(codegen::kMaxRank) - 1] = of_a ? 0 : st[r - 1];
+  return of_a ? st[r - 1] : st[r - 2];
+}
+
+// MatMulInteger and QLinearMatMul: the generated integer product.
+std::unique_ptr<Op> make_integer_matmul(const plan::Plan& plan, const ir::Node& node, KernelStore& store) {
+  bool q = node.op == OpKind::kQLinearMatMul;
+  size_t ia = 0, ib = q ? 3 : 1, iaz = 2, ibz = q ? 5 : 3;
+  auto has = [&](size_t i) { return i < node.inputs.size() && node.inputs[i] != ir::kNoValue; };
+  auto dtype = [&](size_t i) { return plan.network.value(node.inputs[i]).dtype; };
+  codegen::IntegerMatMulSpec spec{dtype(ia), dtype(ib), output_dtype(plan, node), has(iaz), has(ibz), q, q ? dtype(1) : DType::kFloat32,
+                                std::nullopt};
+  int kernel = store.add(node.name, specializing_generator(spec, codegen::integer_matmul_source));
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [n, q, ia, ib, iaz, ibz, has](const ShapeEnv& s, KernelLaunch& k) {
+    std::vector<int64_t> a = s.of(n->inputs[ia]), b = s.of(n->inputs[ib]);
+    size_t a_rank = a.size(), b_rank = b.size();
+    if (a.size() == 1) a.insert(a.begin(), 1);
+    if (b.size() == 1) b.push_back(1);
+    ir::Shape batch = ir::broadcast_shapes(ir::shape_of({a.begin(), a.end() - 2}), ir::shape_of({b.begin(), b.end() - 2}));
+    std::vector<int64_t> out = ir::shape_constants(batch);
+    out.push_back(a[a.size() - 2]);
+    out.push_back(b.back());
+    if (out.size() > size_t(codegen::kMaxRank))
+      fail(ErrorCode::kUnsupported, "node '", n->name, "': a product of rank ", out.size(), " is above the GPU limit of ", codegen::kMaxRank);
+    codegen::IntegerMatMulParams p{};
+    p.n = ir::checked_numel(out);
+    p.rank = int64_t(out.size());
+    p.depth = a.back();
+    std::copy(out.begin(), out.end(), p.out_dims + (codegen::kMaxRank - out.size()));
+    p.a_depth_stride = product_strides(a, true, p.strides[0]);
+    p.b_depth_stride = product_strides(b, false, p.strides[1]);
+    // Parameters as dims of the operand's rank (one value: all 1).
+    auto param = [&](size_t i, size_t operand_rank, bool of_a, long long* strides) {
+      std::vector<int64_t> dims = ir::matmul_param_dims(s.of(n->inputs[i]), operand_rank, of_a);
+      dims.insert(dims.begin(), std::max<size_t>(operand_rank, 2) - dims.size(), 1);
+      product_strides(dims, of_a, strides);
+    };
+    if (has(iaz)) param(iaz, a_rank, true, p.strides[2]);
+    if (has(ibz)) param(ibz, b_rank, false, p.strides[3]);
+    if (q) {
+      param(1, a_rank, true, p.strides[4]);
+      param(4, b_rank, false, p.strides[5]);
+    }
+    k.params = codegen::pack(p);
+    k.args = {{n->outputs[0], 0}, {n->inputs[ia], 0}, {n->inputs[ib], 0}};
+    for (size_t i : {iaz, ibz})
+      if (has(i)) k.args.push_back({n->inputs[i], 0});
+    if (q)
+      for (size_t i : {size_t(1), size_t(4), size_t(6), size_t(7)}) k.args.push_back({n->inputs[i], 0});
+  });
+}
+
 }  // namespace
 
 void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, void* bias, cublasLtHandle_t lt,
@@ -425,6 +491,7 @@ std::unique_ptr<Op> make_linalg(const plan::Plan& plan, const ir::Node& node, Ke
     case OpKind::kFusedMatMul: return make_matmul(plan, node, store, why);
     case OpKind::kAttention: return make_attention(plan, node, store, why, arch);
     case OpKind::kEinsum: return make_einsum(plan, node, store, why);
+    case OpKind::kMatMulInteger: case OpKind::kQLinearMatMul: return make_integer_matmul(plan, node, store);
     default: return nullptr;  // describe_linalg leaves the others to the builder
   }
 }
@@ -439,6 +506,9 @@ GpuLowering describe_linalg(OpKind op) {
       return {K::kKernel, str("generic kernel, a thread per output element; any type but bool, float accumulation for fp16 and bf16; "
                               "at most ", codegen::kEinsumMaxOperands, " operands, ", codegen::kMaxRank, " output and ",
                               codegen::kMaxRank, " summed labels")};
+    case OpKind::kMatMulInteger: case OpKind::kQLinearMatMul:
+      return {K::kKernel, str("generated kernel, a thread per output element, int32 accumulation; int8/uint8, zero points and ",
+                              "scales per tensor, per row of A or per column of B; output rank ", codegen::kMaxRank, " at most")};
     case OpKind::kFusedMatMul:
       return {K::kKernel, "cuBLASLt, or a generated kernel for few rows, with the epilogue fused; floating types"};
     case OpKind::kAttention:
