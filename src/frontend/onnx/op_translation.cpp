@@ -6,6 +6,7 @@
 
 #include "importer.h"
 #include "kiln/error.h"
+#include "kiln/ir/recurrent.h"
 #include "kiln/ir/shape_inference.h"
 
 namespace kiln::onnx {
@@ -67,6 +68,8 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     {"LRN", {1, 13}},
     // GridSample-20 renamed bilinear and bicubic to linear and cubic and took N-D inputs.
     {"AffineGrid", {20}}, {"CenterCropPad", {18}}, {"Col2Im", {18}}, {"GridSample", {16, 20, 22}}, {"RoiAlign", {10, 16, 22}},
+    // RNN-1, GRU-1 and GRU-3 and LSTM-1 predate the opsets kiln reads (7 on); 14 added layout, 22 bfloat16.
+    {"GRU", {1, 3, 7, 14, 22}}, {"LSTM", {1, 7, 14, 22}}, {"RNN", {1, 7, 14, 22}},
 };
 
 // ONNX op types translated into an op of another name (besides Constant, which
@@ -408,6 +411,14 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
         fail(ErrorCode::kUnsupported, where, ": antialias=1 (Resize-18's antialiasing filter) is not supported");
       break;
     case OpKind::kGridSample: translate_grid_sample_mode(node, version, where); break;
+    case OpKind::kRNN:
+    case OpKind::kGRU:
+    case OpKind::kLSTM:
+      // kiln's schema admits one more output, the scratch `kiln build` adds for the GPU runtime.
+      if (node.outputs.size() > ir::recurrent_outputs(node.op))
+        fail(ErrorCode::kInvalidModel, where, ": ", node.outputs.size(), " outputs; ", type, " has at most ",
+             ir::recurrent_outputs(node.op));
+      break;
     case OpKind::kRoiAlign:
       // RoiAlign-10 had no coordinate_transformation_mode and computes as output_half_pixel (16's default is half_pixel).
       if (version < 16) {
