@@ -262,8 +262,8 @@ TEST_P(CompileForArch, RecurrentKernelsForEveryFloatDtype) {
         compiles(str("recurrent_", c.name, "_", dtype_name(d), all ? "_all" : "_none"), recurrent_source(spec));
         if (c.kernel == K::kInit) {
           // seq 9, batch 5, hidden 33, two directions, four gates (the GRU reads only h).
-          const long long h = 2 * 9 * 5 * 132, c = h + 2 * 2 * 5 * 33;
-          spec.specialize = pack(RecurrentParams{2 * 5 * 33, 0, 9, 5, 33, 1, h, c, c + 2 * 5 * 33});
+          const long long h_offset = 2 * 9 * 5 * 132, c_offset = h_offset + 2 * 2 * 5 * 33;
+          spec.specialize = pack(RecurrentParams{2 * 5 * 33, 0, 9, 5, 33, 1, h_offset, c_offset, c_offset + 2 * 5 * 33});
           compiles(str("recurrent_", c.name, "_", dtype_name(d), all ? "_all" : "_none", "_spec"), recurrent_source(spec));
         }
       }
