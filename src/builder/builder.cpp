@@ -285,6 +285,7 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
   run("fuse elementwise", fuse_elementwise);
   run("precision", [&](Graph& graph) { return convert_precision(graph, compute); });
   run("scratch for transposed products", scratch_for_transposed_products);
+  run("scratch for recurrent layers", scratch_for_recurrent_layers);
   run("materialize outputs", materialize_outputs);
 
   plan::Plan p;

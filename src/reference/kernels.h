@@ -47,6 +47,7 @@ Kernel reduce_kernel(ir::OpKind op);
 Kernel movement_kernel(ir::OpKind op);
 Kernel generator_kernel(ir::OpKind op);
 Kernel vision_kernel(ir::OpKind op);
+Kernel recurrent_kernel(ir::OpKind op);
 
 // The Kernel of a function that makes one output.
 template <Tensor (*Fn)(const KernelContext&)>

@@ -118,6 +118,18 @@ TEST(OnnxBadInput, WrongArity) {
   expect_error(m.bytes(), ErrorCode::kInvalidModel, "has 2 inputs");
 }
 
+// kiln's schema admits one more output than ONNX's, the scratch `kiln build`
+// adds; a model's extra output is refused, not taken for it.
+TEST(OnnxBadInput, RecurrentLayerWithAnExtraOutput) {
+  ModelBuilder m;
+  m.input("x", TensorProto::FLOAT, {"2", "1", "3"});
+  m.initializer("w", {1, 4, 3}, std::vector<float>(12, 0.5f));
+  m.initializer("r", {1, 4, 4}, std::vector<float>(16, 0.5f));
+  m.node("RNN", {"x", "w", "r"}, {"y", "y_h", "extra"});
+  m.output("y");
+  expect_error(m.bytes(), ErrorCode::kInvalidModel, "3 outputs; RNN has at most 2");
+}
+
 TEST(OnnxBadInput, DtypeAndRankMismatch) {
   ModelBuilder m;
   m.input("x", TensorProto::FLOAT, {"3"});

@@ -204,6 +204,15 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kNonMaxSuppression:
       return s.node(op, {s.input(f32, {1, 3, 4}, {0, 0, 1, 1, 0, 0.1, 1, 1.1, 0, 2, 1, 3}), s.input(f32, {1, 2, 3}),
                          s.int_scalar(2), s.floats({}, 0.5), s.floats({}, 0.15)});
+    // With the scratch output `kiln build` adds, which the GPU runtime needs.
+    case OpKind::kRNN: return s.node(op, {s.input(f32, {2, 1, 3}), s.floats({1, 4, 3}, 0.1), s.floats({1, 4, 4}, 0.2)}, {}, 3);
+    case OpKind::kGRU:
+      return s.node(op, {s.input(f32, {2, 1, 3}), s.floats({1, 12, 3}, 0.1), s.floats({1, 12, 4}, 0.2), s.floats({1, 24}, 0.3)},
+                    attrs({{"direction", std::string("reverse")}}), 3);
+    case OpKind::kLSTM:
+      return s.node(op, {s.input(f32, {2, 1, 3}), s.floats({2, 16, 3}, 0.1), s.floats({2, 16, 4}, 0.2), s.floats({2, 32}, 0.3),
+                         s.input(DType::kInt32, {1}, {1}), s.input(f32, {2, 1, 4}), s.input(f32, {2, 1, 4}), s.floats({2, 12}, 0.4)},
+                    attrs({{"direction", std::string("bidirectional")}}), 4);
 
     case OpKind::kFusedMatMul:
       return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4})}, attrs({{"activation", std::string("relu")}}));

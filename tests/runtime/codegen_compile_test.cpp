@@ -236,6 +236,68 @@ TEST_P(CompileForArch, VisionKernelsForEveryFloatDtype) {
     }
 }
 
+// A recurrent layer's spec: every optional input and output present or none.
+RecurrentSpec recurrent_spec(OpKind op, DType d, RecurrentKernel kernel, bool all, const ir::Attributes& a) {
+  ir::Node node;
+  node.name = "layer";
+  node.op = op;
+  node.attrs = a;
+  RecurrentSpec spec;
+  spec.op = op;
+  spec.dtype = d;
+  spec.kernel = kernel;
+  spec.setup = ir::recurrent_setup(node);
+  bool lstm = op == OpKind::kLSTM;
+  spec.has_y = spec.has_y_h = spec.has_bias = spec.has_lens = spec.has_initial_h = all;
+  spec.has_y_c = spec.has_initial_c = spec.has_peephole = all && lstm;
+  return spec;
+}
+
+// RNN, GRU (both reset orders, both halves of a step) and LSTM, with every
+// activation ONNX lists (alpha and beta compiled in), clip, input_forget,
+// both directions and layouts, and all or none of the optional inputs and
+// outputs; the init kernel also specialized (step kernels never are).
+TEST_P(CompileForArch, RecurrentKernelsForEveryFloatDtype) {
+  using K = RecurrentKernel;
+  auto a = [](std::initializer_list<std::pair<const char*, ir::AttrValue>> list) {
+    ir::Attributes out;
+    for (auto& [name, value] : list) out.set(name, value);
+    return out;
+  };
+  auto strings = [](std::vector<std::string> v) { return ir::AttrValue(std::move(v)); };
+  const std::string bidirectional = "bidirectional";
+  ir::Attributes rnn = a({{"direction", bidirectional}, {"activations", strings({"Relu", "Affine"})},
+                          {"activation_alpha", std::vector<double>{0.5}}, {"activation_beta", std::vector<double>{0.25}}});
+  ir::Attributes gru = a({{"direction", bidirectional}, {"layout", int64_t(1)}, {"clip", 3.5},
+                          {"activations", strings({"HardSigmoid", "LeakyRelu", "ThresholdedRelu", "ScaledTanh"})}});
+  ir::Attributes gru_linear = a({{"direction", std::string("reverse")}, {"linear_before_reset", int64_t(1)}});
+  ir::Attributes lstm = a({{"direction", bidirectional}, {"input_forget", int64_t(1)}, {"clip", 1.0},
+                           {"activations", strings({"Sigmoid", "Tanh", "Elu", "Softsign", "Softplus", "Tanh"})}});
+  struct Case {
+    const char* name;
+    OpKind op;
+    K kernel;
+    const ir::Attributes* attrs;
+  };
+  const Case cases[] = {{"rnn_step", OpKind::kRNN, K::kStep, &rnn},           {"gru_reset", OpKind::kGRU, K::kGruReset, &gru},
+                        {"gru_step", OpKind::kGRU, K::kStep, &gru},           {"gru_linear_step", OpKind::kGRU, K::kStep, &gru_linear},
+                        {"lstm_step", OpKind::kLSTM, K::kStep, &lstm},        {"lstm_init", OpKind::kLSTM, K::kInit, &lstm},
+                        {"gru_init", OpKind::kGRU, K::kInit, &gru}};
+  for (DType d : {DType::kFloat32, DType::kFloat16, DType::kBFloat16})
+    for (const Case& c : cases)
+      for (bool all : {true, false}) {
+        if (!all && c.kernel == K::kGruReset) continue;  // its only variant reads what the step reads
+        RecurrentSpec spec = recurrent_spec(c.op, d, c.kernel, all, *c.attrs);
+        compiles(str("recurrent_", c.name, "_", dtype_name(d), all ? "_all" : "_none"), recurrent_source(spec));
+        if (c.kernel == K::kInit) {
+          // seq 9, batch 5, hidden 33, two directions, four gates (the GRU reads only h).
+          const long long h_offset = 2 * 9 * 5 * 132, c_offset = h_offset + 2 * 2 * 5 * 33;
+          spec.specialize = pack(RecurrentParams{2 * 5 * 33, 0, 9, 5, 33, 1, h_offset, c_offset, c_offset + 2 * 5 * 33});
+          compiles(str("recurrent_", c.name, "_", dtype_name(d), all ? "_all" : "_none", "_spec"), recurrent_source(spec));
+        }
+      }
+}
+
 TEST_P(CompileForArch, CastsBetweenDtypes) {
   for (DType from : kAllDTypes)
     for (DType to : {DType::kFloat32, DType::kFloat16, DType::kInt64, DType::kBool})
@@ -591,6 +653,8 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
   { auto q = numbered<RoiAlignParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(batch), KILN_FIELD(pooled_w), KILN_FIELD(half_pixel), KILN_FIELD(scale_bits)}); }
   { auto q = numbered<AffineGridParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(align_corners), KILN_FIELD(dims[2])}); }
+  { auto q = numbered<RecurrentParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(step), KILN_FIELD(hidden), KILN_FIELD(projected), KILN_FIELD(rh_offset)}); }
   { auto q = numbered<Col2ImParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(columns), KILN_FIELD(image[0]), KILN_FIELD(blocks[1]), KILN_FIELD(dilations[2]),
                     KILN_FIELD(pads[2])}); }
@@ -705,6 +769,9 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
     EXPECT_TRUE(binds(roi_align_source(DType::kFloat32, spec), "RoiAlignParams", s));
     EXPECT_TRUE(binds(affine_grid_source(DType::kFloat32, spec), "AffineGridParams", s));
     EXPECT_TRUE(binds(col2im_source(DType::kFloat32, spec), "Col2ImParams", s));
+    RecurrentSpec recurrent = recurrent_spec(OpKind::kLSTM, DType::kFloat32, RecurrentKernel::kInit, true, {});
+    recurrent.specialize = spec;
+    EXPECT_TRUE(binds(recurrent_source(recurrent), "RecurrentParams", s));
   }
   for (const std::optional<Params>& spec : {std::optional<Params>(), some}) {
     bool s = spec.has_value();

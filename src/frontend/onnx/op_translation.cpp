@@ -6,6 +6,7 @@
 
 #include "importer.h"
 #include "kiln/error.h"
+#include "kiln/ir/recurrent.h"
 #include "kiln/ir/shape_inference.h"
 
 namespace kiln::onnx {
@@ -76,6 +77,8 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     {"QuantizeLinear", {10, 13, 19, 21, 23, 24, 25, 28}}, {"DequantizeLinear", {10, 13, 19, 21, 23, 24, 25, 28}},
     {"DynamicQuantizeLinear", {11}}, {"MatMulInteger", {10}}, {"QLinearMatMul", {10, 21}}, {"ConvInteger", {10}},
     {"QLinearConv", {10}},
+    // RNN-1, GRU-1 and GRU-3 and LSTM-1 predate the opsets kiln reads (7 on); 14 added layout, 22 bfloat16.
+    {"GRU", {1, 3, 7, 14, 22}}, {"LSTM", {1, 7, 14, 22}}, {"RNN", {1, 7, 14, 22}},
 };
 
 // ONNX op types translated into an op of another name (besides Constant, which
@@ -443,6 +446,14 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
       break;
     case OpKind::kGridSample: translate_grid_sample_mode(node, version, where); break;
     case OpKind::kQuantizeLinear: case OpKind::kDequantizeLinear: translate_quantize_attributes(node, version, where); break;
+    case OpKind::kRNN:
+    case OpKind::kGRU:
+    case OpKind::kLSTM:
+      // kiln's schema admits one more output, the scratch `kiln build` adds for the GPU runtime.
+      if (node.outputs.size() > ir::recurrent_outputs(node.op))
+        fail(ErrorCode::kInvalidModel, where, ": ", node.outputs.size(), " outputs; ", type, " has at most ",
+             ir::recurrent_outputs(node.op));
+      break;
     case OpKind::kRoiAlign:
       // RoiAlign-10 had no coordinate_transformation_mode and computes as output_half_pixel (16's default is half_pixel).
       if (version < 16) {

@@ -19,6 +19,7 @@
 
 #include "kiln/dtype.h"
 #include "kiln/ir/fused.h"
+#include "kiln/ir/recurrent.h"
 
 namespace kiln::codegen {
 
@@ -75,6 +76,7 @@ template <> inline constexpr const char* kParamsName<CompressParams> = "Compress
 template <> inline constexpr const char* kParamsName<UniqueParams> = "UniqueParams";
 template <> inline constexpr const char* kParamsName<NmsParams> = "NmsParams";
 template <> inline constexpr const char* kParamsName<MaxRoiPoolParams> = "MaxRoiPoolParams";
+template <> inline constexpr const char* kParamsName<RecurrentParams> = "RecurrentParams";
 
 // The struct in the slots the kernel reads it from (the rest zero).
 template <class T>
@@ -122,6 +124,8 @@ std::string store_stmt(DType dtype, const std::string& ptr, const std::string& i
 // A float computed value rounded to float dtype `dtype` and widened back (a
 // computation in that type, as ONNX's reference does it); float32 and float64 keep it.
 std::string rounded_to(DType dtype, const std::string& value);
+// A double attribute compiled into source exactly, as a float or a double constant.
+std::string literal(double v, bool dbl);
 
 // ---- elementwise (codegen/elementwise.cpp): ElementwiseParams --------------------------
 struct ElementwiseSpec {
@@ -376,5 +380,28 @@ std::string affine_grid_source(DType dtype, const std::optional<Params>& special
 // Col2Im (Col2ImParams): each image element sums the columns whose block
 // covers it. Arguments: out, x.
 std::string col2im_source(DType dtype, const std::optional<Params>& specialize);
+
+// ---- recurrent (codegen/recurrent.cpp): RecurrentParams ---------------------------------
+// RNN, GRU and LSTM once the runtime has put the input projections X W^T of
+// every step into the scratch (cuBLASLt), as the reference
+// (src/reference/recurrent.cpp) in float with the state in float: kInit sets
+// the states from initial_h and initial_c (or zeros) and writes them to Y_h and
+// Y_c, which rows of length 0 keep; kStep computes one time step, its gates
+// fused; kGruReset is the first half of a GRU step with linear_before_reset 0,
+// leaving r (.) H for the second. Arguments: those present of Y, Y_h, Y_c,
+// then the scratch and R, then those present of B, sequence_lens (int32,
+// clamped to [0, seq]), initial_h, initial_c and P.
+inline constexpr int kRecurrentRows = 8;  // batch rows a warp computes in a step
+enum class RecurrentKernel { kInit, kStep, kGruReset };
+struct RecurrentSpec {
+  ir::OpKind op = ir::OpKind::kRNN;
+  DType dtype = DType::kFloat32;
+  RecurrentKernel kernel = RecurrentKernel::kStep;
+  ir::RecurrentSetup setup;
+  bool has_y = false, has_y_h = false, has_y_c = false;
+  bool has_bias = false, has_lens = false, has_initial_h = false, has_initial_c = false, has_peephole = false;
+  std::optional<Params> specialize;
+};
+std::string recurrent_source(const RecurrentSpec& spec);
 
 }  // namespace kiln::codegen

@@ -1,3 +1,4 @@
+#include <limits>
 #include <sstream>
 
 #include "codegen.h"
@@ -109,6 +110,13 @@ std::string store_stmt(DType dtype, const std::string& ptr, const std::string& i
     case DType::kBool: return at + " = (" + value + ") != 0;";
     default: return at + " = (" + c_type(dtype) + ")(" + value + ");";
   }
+}
+
+std::string literal(double v, bool dbl) {
+  std::ostringstream out;
+  out.precision(std::numeric_limits<double>::max_digits10);
+  out << v;
+  return (dbl ? "(double)" : "(float)") + out.str();
 }
 
 std::string params_constants(const char* type, size_t slots, const std::optional<Params>& specialize) {

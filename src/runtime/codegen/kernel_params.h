@@ -243,6 +243,15 @@ struct NmsParams {
 // outputs (R * channels * pooled_h * pooled_w); spatial_scale as double bits.
 struct MaxRoiPoolParams {
   long long n, batch, channels, height, width, pooled_h, pooled_w, scale_bits;
+// Recurrent layers (RNN, GRU, LSTM): the init launch has a thread per state
+// element (`n` = dirs * batch * hidden); each time step's launch a warp per
+// direction, hidden unit and group of kRecurrentRows batch rows (`n` warps),
+// at step `step` of `seq`. The float scratch holds the input projections at 0
+// and the states at h_offset, c_offset and rh_offset (ir::RecurrentScratch).
+// `projected` 0: X has no features, so its projections are zero and unread.
+struct RecurrentParams {
+  long long n, step, seq, batch, hidden, projected;
+  long long h_offset, c_offset, rh_offset;
 };
 
 #endif

@@ -14,14 +14,6 @@ namespace kiln::codegen {
 
 namespace {
 
-// A double attribute compiled into source, exactly (no precision lost in printing).
-std::string literal(double v, bool dbl) {
-  std::ostringstream out;
-  out.precision(std::numeric_limits<double>::max_digits10);
-  out << v;
-  return (dbl ? "(double)" : "(float)") + out.str();
-}
-
 // Elements per 16-byte access.
 int64_t vector_width(DType dtype) { return 16 / int64_t(dtype_size(dtype)); }
 

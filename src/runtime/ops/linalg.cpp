@@ -54,6 +54,20 @@ void layout(cublasLtMatrixLayout_t* l, cudaDataType_t type, int64_t rows, int64_
   }
 }
 
+// The heuristic's best algorithm for the descriptors (D laid out as C); fails naming the product.
+void choose_algorithm(const PrepareContext& ctx, LtDescriptors& desc, const std::string& where, const std::string& product) {
+  cublasLtMatmulPreference_t pref;
+  KILN_CUBLAS(cublasLtMatmulPreferenceCreate(&pref), where);
+  size_t ws = ctx.workspace_bytes;
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(ctx.lt, desc.op, desc.a, desc.b, desc.c, desc.c, pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (st != CUBLAS_STATUS_SUCCESS || found == 0) fail(ErrorCode::kUnsupported, where, ": cuBLASLt has no algorithm for ", product);
+  desc.algo = result.algo;
+}
+
 class MatMulOp : public Op {
  public:
   MatMulOp(const plan::Plan& plan, const ir::Node& node, const KernelStore& store, int post_kernel, int skinny_kernel,
@@ -151,18 +165,8 @@ class MatMulOp : public Op {
       layout(&desc->b, type, k, m, k, batch, a_batch > 1 ? m * k : 0, where);
       layout(&desc->c, type, n, m, n, batch, m * n, where);
     }
-    cublasLtMatmulPreference_t pref;
-    KILN_CUBLAS(cublasLtMatmulPreferenceCreate(&pref), where);
-    size_t ws = ctx.workspace_bytes;
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
-    cublasLtMatmulHeuristicResult_t result{};
-    int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(ctx.lt, desc->op, desc->a, desc->b, desc->c, desc->c, pref, 1, &result, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (st != CUBLAS_STATUS_SUCCESS || found == 0)
-      fail(ErrorCode::kUnsupported, where, ": cuBLASLt has no algorithm for ", dtype_name(dtype_), " [", m, "x", k, "] @ [", k, "x", n,
-           "] x", batch, " with this epilogue");
-    desc->algo = result.algo;
+    choose_algorithm(ctx, *desc, where,
+                     str(dtype_name(dtype_), " [", m, "x", k, "] @ [", k, "x", n, "] x", batch, " with this epilogue"));
     MatmulCall call;
     call.descriptors = desc;
     call.a = {node_.inputs[transposed ? 0 : 1], 0};
@@ -471,11 +475,35 @@ std::unique_ptr<Op> make_integer_matmul(const plan::Plan& plan, const ir::Node& 
 
 }  // namespace
 
+MatmulCall make_float_product(const PrepareContext& ctx, const ir::Node& node, DType dtype, PtrRef a, PtrRef b, PtrRef d,
+                              int64_t rows, int64_t cols, int64_t depth) {
+  std::string where = str("node '", node.name, "' (", ir::op_name(node.op), ")");
+  auto desc = std::make_shared<LtDescriptors>();
+  KILN_CUBLAS(cublasLtMatmulDescCreate(&desc->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), where);
+  cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)), where);
+  KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)), where);
+  // Column-major view, as FusedMatMul with trans_b: A_cm = B^T (cols x depth), B_cm = A (depth x rows), D = D^T (cols x rows).
+  cudaDataType_t type = cuda_type(dtype);
+  layout(&desc->a, type, depth, cols, depth, 1, 0, where);
+  layout(&desc->b, type, depth, rows, depth, 1, 0, where);
+  layout(&desc->c, CUDA_R_32F, cols, rows, cols, 1, 0, where);
+  choose_algorithm(ctx, *desc, where, str(dtype_name(dtype), " [", rows, "x", depth, "] @ [", depth, "x", cols, "] into float32"));
+  MatmulCall call;
+  call.descriptors = desc;
+  call.a = b;
+  call.b = a;
+  call.c = d;
+  call.d = d;
+  call.node = &node;
+  return call;
+}
+
 void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, void* bias, cublasLtHandle_t lt,
                    void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   auto* desc = static_cast<LtDescriptors*>(call.descriptors.get());
   // The message is built only on failure: enqueue stays free of host allocations.
-  auto where = [&] { return "node '" + call.node->name + "' (FusedMatMul)"; };
+  auto where = [&] { return str("node '", call.node->name, "' (", ir::op_name(call.node->op), ")"); };
   if (bias) KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)), where());
   float alpha32 = float(call.alpha), beta32 = float(call.beta);
   const void* alpha = call.f64 ? static_cast<const void*>(&call.alpha) : &alpha32;
