@@ -243,6 +243,8 @@ struct NmsParams {
 // outputs (R * channels * pooled_h * pooled_w); spatial_scale as double bits.
 struct MaxRoiPoolParams {
   long long n, batch, channels, height, width, pooled_h, pooled_w, scale_bits;
+};
+
 // Recurrent layers (RNN, GRU, LSTM): the init launch has a thread per state
 // element (`n` = dirs * batch * hidden); each time step's launch a warp per
 // direction, hidden unit and group of kRecurrentRows batch rows (`n` warps),
