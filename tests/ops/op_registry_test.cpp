@@ -168,6 +168,12 @@ std::optional<Sample> sample_for(OpKind op) {
                     attrs({{"output_height", int64_t(2)}, {"output_width", int64_t(2)}}));
     case OpKind::kAffineGrid: return s.node(op, {s.input(f32, {1, 2, 3}), s.ints({1, 1, 3, 4})});
     case OpKind::kCol2Im: return s.node(op, {s.input(f32, {1, 4, 4}), s.ints({3, 3}), s.ints({2, 2})});
+    case OpKind::kHannWindow: case OpKind::kHammingWindow: case OpKind::kBlackmanWindow:
+      return s.node(op, {s.int_scalar(8)}, attrs({{"periodic", int64_t(0)}}));
+    case OpKind::kMelWeightMatrix:
+      return s.node(op, {s.int_scalar(4), s.int_scalar(16), s.int_scalar(8000), s.weight(f32, {}, {0}), s.weight(f32, {}, {4000})});
+    case OpKind::kDFT: return s.node(op, {s.input(f32, {2, 8, 1}), ir::kNoValue, s.int_scalar(1)}, attrs({{"onesided", int64_t(1)}}));
+    case OpKind::kSTFT: return s.node(op, {s.input(f32, {1, 32, 1}), s.int_scalar(4), s.floats({8})});
 
     case OpKind::kFusedMatMul:
       return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4})}, attrs({{"activation", std::string("relu")}}));
