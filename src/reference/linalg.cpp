@@ -1,6 +1,8 @@
-// MatMul, Gemm, Einsum and fused attention with float64 accumulation.
+// MatMul, Gemm, Einsum, fused attention, DFT and STFT with float64 accumulation.
 #include <algorithm>
 #include <cmath>
+#include <complex>
+#include <numbers>
 #include <limits>
 #include <map>
 
@@ -297,6 +299,80 @@ Outputs fused_matmul_outputs(const KernelContext& c) {
   return out;
 }
 
+
+// e^(sign 2 pi i k t / n), the angle reduced to (k t mod n) / n first so long
+// transforms keep their precision (the GPU kernels reduce it the same way).
+std::complex<double> twiddle(int64_t k, int64_t t, int64_t n, double sign) {
+  double angle = sign * 2 * std::numbers::pi * double((k * t) % n) / double(n);
+  return {std::cos(angle), std::sin(angle)};
+}
+
+// Element t of a line of a signal whose trailing dim holds 1 (real) or 2 values.
+std::complex<double> signal_at(const std::vector<double>& x, int64_t at, int64_t parts) {
+  return {x[size_t(at * parts)], parts == 2 ? x[size_t(at * parts + 1)] : 0.0};
+}
+
+// The DFT of each line along the axis, zero-padded or cut to the DFT length n.
+Tensor run_dft(const KernelContext& c) {
+  const Tensor& in = c.in(0);
+  std::vector<double> x = to_doubles(in);
+  std::vector<int64_t> out_dims = c.out_dims(0);
+  size_t r = in.dims.size();
+  int64_t axis = normalize_axis(c, c.has(2) ? to_ints(c.in(2)).at(0) : -2, r);
+  bool inverse = c.attrs().get_int("inverse", 0) != 0, onesided = c.attrs().get_int("onesided", 0) != 0;
+  bool real_inverse = inverse && onesided;  // the spectrum's other half is its conjugate mirror
+  int64_t outer = ir::checked_numel({in.dims.begin(), in.dims.begin() + axis});
+  int64_t inner = ir::checked_numel({in.dims.begin() + axis + 1, in.dims.end() - 1});
+  int64_t in_len = in.dims[size_t(axis)], in_parts = in.dims.back();
+  int64_t out_len = out_dims[size_t(axis)], out_parts = out_dims.back();
+  int64_t n = c.has(1) ? to_ints(c.in(1)).at(0) : real_inverse ? 2 * (in_len - 1) : in_len;
+  double sign = inverse ? 1.0 : -1.0, scale = inverse ? 1.0 / double(n) : 1.0;
+  std::vector<double> out(size_t(ir::checked_numel(out_dims)));
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t k = 0; k < out_len; ++k)
+      for (int64_t i = 0; i < inner; ++i) {
+        auto at = [&](int64_t t) { return signal_at(x, (o * in_len + t) * inner + i, in_parts); };
+        std::complex<double> sum = 0;
+        if (real_inverse) {
+          for (int64_t t = 0; t < n; ++t) {
+            int64_t mirror = t <= n / 2 ? t : n - t;
+            std::complex<double> v = mirror < in_len ? at(mirror) : 0.0;
+            sum += (t <= n / 2 ? v : std::conj(v)) * twiddle(k, t, n, sign);
+          }
+        } else {
+          for (int64_t t = 0; t < std::min(in_len, n); ++t) sum += at(t) * twiddle(k, t, n, sign);
+        }
+        size_t dst = size_t(((o * out_len + k) * inner + i) * out_parts);
+        out[dst] = sum.real() * scale;
+        if (out_parts == 2) out[dst + 1] = sum.imag() * scale;
+      }
+  return from_doubles(c.out_dtype(0), out_dims, out);
+}
+
+// The DFT of each frame of frame_length samples, frame_step apart, times the window.
+Tensor run_stft(const KernelContext& c) {
+  const Tensor& in = c.in(0);
+  std::vector<double> x = to_doubles(in);
+  std::vector<int64_t> out_dims = c.out_dims(0);
+  int64_t batch = in.dims[0], length = in.dims[1], parts = in.dims[2];
+  int64_t frames = out_dims[1], bins = out_dims[2];
+  int64_t step = to_ints(c.in(1)).at(0);
+  int64_t frame_length = c.has(3) ? to_ints(c.in(3)).at(0) : c.has(2) ? c.in(2).dims.at(0) : length;
+  std::vector<double> window = c.has(2) ? to_doubles(c.in(2)) : std::vector<double>(size_t(frame_length), 1.0);
+  std::vector<double> out(size_t(ir::checked_numel(out_dims)));
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t f = 0; f < frames; ++f)
+      for (int64_t k = 0; k < bins; ++k) {
+        std::complex<double> sum = 0;
+        for (int64_t t = 0; t < frame_length; ++t)
+          sum += signal_at(x, b * length + f * step + t, parts) * window[size_t(t)] * twiddle(k, t, frame_length, -1.0);
+        size_t dst = size_t(((b * frames + f) * bins + k) * 2);
+        out[dst] = sum.real();
+        out[dst + 1] = sum.imag();
+      }
+  return from_doubles(c.out_dtype(0), out_dims, out);
+}
+
 }  // namespace
 
 Kernel linalg_kernel(OpKind op) {
@@ -308,6 +384,8 @@ Kernel linalg_kernel(OpKind op) {
     case OpKind::kEinsum: return one_output<run_einsum>;
     case OpKind::kFusedMatMul: return fused_matmul_outputs;
     case OpKind::kAttention: return one_output<run_attention>;
+    case OpKind::kDFT: return one_output<run_dft>;
+    case OpKind::kSTFT: return one_output<run_stft>;
     default: return nullptr;
   }
 }

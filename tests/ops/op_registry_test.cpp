@@ -213,6 +213,12 @@ std::optional<Sample> sample_for(OpKind op) {
       return s.node(op, {s.input(f32, {2, 1, 3}), s.floats({2, 16, 3}, 0.1), s.floats({2, 16, 4}, 0.2), s.floats({2, 32}, 0.3),
                          s.input(DType::kInt32, {1}, {1}), s.input(f32, {2, 1, 4}), s.input(f32, {2, 1, 4}), s.floats({2, 12}, 0.4)},
                     attrs({{"direction", std::string("bidirectional")}}), 4);
+    case OpKind::kHannWindow: case OpKind::kHammingWindow: case OpKind::kBlackmanWindow:
+      return s.node(op, {s.int_scalar(8)}, attrs({{"periodic", int64_t(0)}}));
+    case OpKind::kMelWeightMatrix:
+      return s.node(op, {s.int_scalar(4), s.int_scalar(16), s.int_scalar(8000), s.weight(f32, {}, {0}), s.weight(f32, {}, {4000})});
+    case OpKind::kDFT: return s.node(op, {s.input(f32, {2, 8, 1}), ir::kNoValue, s.int_scalar(1)}, attrs({{"onesided", int64_t(1)}}));
+    case OpKind::kSTFT: return s.node(op, {s.input(f32, {1, 32, 1}), s.int_scalar(4), s.floats({8})});
 
     case OpKind::kFusedMatMul:
       return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4})}, attrs({{"activation", std::string("relu")}}));

@@ -483,6 +483,29 @@ TEST_P(CompileForArch, TopkEinsumRangeOneHot) {
   EXPECT_THROW(topk_source(DType::kBool, std::nullopt), Error);
 }
 
+TEST_P(CompileForArch, SignalKernels) {
+  for (DType d : kFloats) {
+    for (bool specialize : {false, true}) {
+      std::optional<Params> spec = specialize ? std::optional<Params>(some_params()) : std::nullopt;
+      std::string suffix = str(dtype_name(d), specialize ? "_spec" : "");
+      compiles("dft_" + suffix, dft_source(d, spec));
+      compiles("stft_" + suffix, stft_source(d, false, spec));
+      compiles("stft_window_" + suffix, stft_source(d, true, spec));
+      compiles("mel_hertz_" + suffix, mel_weight_matrix_source(DType::kFloat32, DType::kInt64, d, spec));
+    }
+  }
+  for (DType d : kAllDTypes) {
+    if (d == DType::kBool) continue;
+    compiles(str("window_", dtype_name(d)), signal_window_source(d, std::nullopt));
+    compiles(str("mel_", dtype_name(d)), mel_weight_matrix_source(d, DType::kInt32, DType::kFloat32, std::nullopt));
+  }
+  compiles("window_spec", signal_window_source(DType::kFloat32, some_params()));
+  EXPECT_THROW(dft_source(DType::kInt32, std::nullopt), Error);
+  EXPECT_THROW(stft_source(DType::kInt64, true, std::nullopt), Error);
+  EXPECT_THROW(signal_window_source(DType::kBool, std::nullopt), Error);
+  EXPECT_THROW(mel_weight_matrix_source(DType::kFloat32, DType::kFloat32, DType::kFloat32, std::nullopt), Error);
+}
+
 // Parameters of a self-attention over a packed [B, S, 3, H, D] projection, as the runtime fills them.
 Params attention_params(int64_t batch, int64_t heads, int64_t seq, int64_t head_dim, bool causal, int64_t warps, int64_t vector_bits) {
   AttentionParams q{};
@@ -658,6 +681,15 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
   { auto q = numbered<Col2ImParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(columns), KILN_FIELD(image[0]), KILN_FIELD(blocks[1]), KILN_FIELD(dilations[2]),
                     KILN_FIELD(pads[2])}); }
+  { auto q = numbered<SignalWindowParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(denom), KILN_FIELD(a0_bits), KILN_FIELD(a1_bits), KILN_FIELD(a2_bits)}); }
+  { auto q = numbered<MelParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(mel_bins)}); }
+  { auto q = numbered<DftParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(out_len), KILN_FIELD(inner), KILN_FIELD(in_len), KILN_FIELD(dft_len),
+                    KILN_FIELD(in_complex), KILN_FIELD(mode)}); }
+  { auto q = numbered<StftParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(frames), KILN_FIELD(bins), KILN_FIELD(signal_len), KILN_FIELD(frame_len),
+                    KILN_FIELD(step), KILN_FIELD(in_complex)}); }
 }
 
 // Strided walks over the fewest dims: a transpose keeps its swapped dims, the
@@ -783,6 +815,10 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
                       "WindowParams", s));
     EXPECT_TRUE(binds(range_source(DType::kInt64, spec), "RangeParams", s));
     EXPECT_TRUE(binds(onehot_source(DType::kFloat32, DType::kInt64, spec), "OneHotParams", s));
+    EXPECT_TRUE(binds(signal_window_source(DType::kFloat32, spec), "SignalWindowParams", s));
+    EXPECT_TRUE(binds(mel_weight_matrix_source(DType::kFloat32, DType::kInt64, DType::kFloat32, spec), "MelParams", s));
+    EXPECT_TRUE(binds(dft_source(DType::kFloat32, spec), "DftParams", s));
+    EXPECT_TRUE(binds(stft_source(DType::kFloat32, true, spec), "StftParams", s));
   }
   EXPECT_TRUE(binds(constants_source(), "ConstantsParams", false));
 }

@@ -32,7 +32,8 @@ namespace kiln::ir {
   M(QuantizeLinear) M(DequantizeLinear)                                                                \
   B(FusedElementwise)
 #define KILN_LINALG_OPS(M, B) \
-  M(MatMul) M(Gemm) M(Einsum) M(MatMulInteger) M(QLinearMatMul) M(Det) B(FusedMatMul) B(Attention)
+  M(MatMul) M(Gemm) M(Einsum) M(MatMulInteger) M(QLinearMatMul) M(Det) B(FusedMatMul) B(Attention) \
+  M(DFT) M(STFT)
 #define KILN_CONV_OPS(M, B) M(Conv) M(ConvTranspose) M(ConvInteger) M(QLinearConv) B(ConvChannelsLast)
 #define KILN_POOL_OPS(M, B)                                                                           \
   M(MaxPool) M(AveragePool) M(GlobalAveragePool) M(GlobalMaxPool) M(LpPool) M(GlobalLpPool) M(MaxUnpool) \
@@ -53,7 +54,9 @@ namespace kiln::ir {
   M(GatherND) M(ScatterND) M(ScatterElements) M(NonZero) M(ReverseSequence) M(Compress) M(Unique)     \
   M(TensorScatter)
 // Outputs made from shapes and scalar inputs rather than from input elements.
-#define KILN_GENERATOR_OPS(M, B) M(Shape) M(Size) M(ConstantOfShape) M(Range) M(OneHot) M(EyeLike)
+#define KILN_GENERATOR_OPS(M, B)                                                                       \
+  M(Shape) M(Size) M(ConstantOfShape) M(Range) M(OneHot) M(EyeLike) M(HannWindow) M(HammingWindow)    \
+  M(BlackmanWindow) M(MelWeightMatrix)
 // Vision: sampling at computed coordinates (grids, regions of interest), Col2Im,
 // the sum of sliding blocks back into an image, and detection's box selection.
 #define KILN_VISION_OPS(M, B) M(GridSample) M(RoiAlign) M(AffineGrid) M(Col2Im) M(MaxRoiPool) M(NonMaxSuppression)

@@ -79,6 +79,9 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     {"QLinearConv", {10}},
     // RNN-1, GRU-1 and GRU-3 and LSTM-1 predate the opsets kiln reads (7 on); 14 added layout, 22 bfloat16.
     {"GRU", {1, 3, 7, 14, 22}}, {"LSTM", {1, 7, 14, 22}}, {"RNN", {1, 7, 14, 22}},
+    // Signal processing. DFT-20 took its axis as an input (DFT-17's attribute, default 1).
+    {"BlackmanWindow", {17}}, {"DFT", {17, 20}}, {"HammingWindow", {17}}, {"HannWindow", {17}}, {"MelWeightMatrix", {17}},
+    {"STFT", {17}},
 };
 
 // ONNX op types translated into an op of another name (besides Constant, which
@@ -281,6 +284,29 @@ void translate_grid_sample_mode(ir::Node& node, int version, const std::string& 
   node.attrs.set("mode", std::string(mode == linear ? "linear" : mode == cubic ? "cubic" : "nearest"));
 }
 
+// The signal generators' output_datatype is an ONNX type code; the IR's is a kiln dtype.
+void translate_output_datatype(ir::Node& node, const std::string& where) {
+  if (!node.attrs.has("output_datatype")) return;
+  int64_t code = node.attrs.get_int("output_datatype", ::onnx::TensorProto::FLOAT);
+  auto dtype = dtype_from_onnx(int32_t(code));
+  if (!dtype)
+    fail(ErrorCode::kUnsupported, where, ": output_datatype ", onnx_dtype_name(int32_t(code)), ", a type kiln does not have (it has ",
+         kiln_dtype_names(), ")");
+  node.attrs.set("output_datatype", int64_t(*dtype));
+}
+
+// DFT-17's axis attribute (default 1) is DFT-20's input 2.
+void translate_dft_axis(GraphBuilder& b, ir::Node& node, int version, const std::string& where) {
+  if (version >= 20) {
+    if (node.attrs.has("axis")) fail(ErrorCode::kInvalidModel, where, ": 'axis' is an input from opset 20 on, not an attribute");
+    return;
+  }
+  int64_t axis = node.attrs.get_int("axis", 1);
+  node.attrs.erase("axis");
+  node.inputs.resize(std::max<size_t>(node.inputs.size(), 2), ir::kNoValue);
+  node.inputs.push_back(b.const_ints(node.name + "_axis", {axis}));
+}
+
 // Split-18 takes its sizes from the `split` input or the `num_outputs`
 // attribute, exactly one of them; before, num_outputs did not exist.
 void check_split(const ir::Node& node, int version, const std::string& where) {
@@ -481,6 +507,10 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
         node.attrs.erase("stash_type");  // kiln computes every range in float64 and rounds once
       }
       break;
+    case OpKind::kHannWindow: case OpKind::kHammingWindow: case OpKind::kBlackmanWindow: case OpKind::kMelWeightMatrix:
+      translate_output_datatype(node, where);
+      break;
+    case OpKind::kDFT: translate_dft_axis(b, node, version, where); break;
     default: break;
   }
   check_translated(node, type, version, opset);

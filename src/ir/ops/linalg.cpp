@@ -1,5 +1,6 @@
-// The linear algebra family: MatMul, Gemm, Einsum and the builder's
-// FusedMatMul and Attention (its view programs: src/ir/attention.cpp).
+// The linear algebra family: MatMul, Gemm, Einsum, the Fourier transforms
+// DFT and STFT, and the builder's FusedMatMul and Attention (its view
+// programs: src/ir/attention.cpp).
 #include <cctype>
 #include <map>
 
@@ -189,6 +190,90 @@ void infer_einsum(Ctx& c) {
   c.set(0, c.dtype(0), out);
 }
 
+
+// A signal's trailing dim holds one value (real) or two (real, imaginary).
+void require_complex_dim(const Ctx& c, size_t i) {
+  const Dim& last = c.shape(i).back();
+  if (!(last == Dim(1)) && !(last == Dim(2)))
+    c.error(ErrorCode::kShapeError, c.input_name(i), " has shape ", shape_to_string(c.shape(i)),
+            "; its last dim must be 1 (real) or 2 (real and imaginary parts)");
+}
+
+// A transform length that inference knows must be positive.
+void require_positive(const Ctx& c, const Dim& d, const char* what) {
+  if (d.is_constant() && d.constant() < 1) c.error(ErrorCode::kInvalidModel, what, " is ", d.constant(), "; it must be at least 1");
+}
+
+// DFT along `axis` (input 2, default -2; not the trailing complex dim) of
+// length dft_length (input 1; by default the axis' length, or 2 (n - 1) for
+// the inverse of a one-sided spectrum). Forward onesided keeps n / 2 + 1
+// bins; the inverse of a one-sided spectrum is real (trailing dim 1).
+void infer_dft(Ctx& c) {
+  c.require_float(0);
+  c.require_rank(0, 2);
+  require_complex_dim(c, 0);
+  const Shape& x = c.shape(0);
+  int64_t r = int64_t(x.size());
+  bool inverse = c.attrs().get_int("inverse", 0) != 0, onesided = c.attrs().get_int("onesided", 0) != 0;
+  std::optional<int64_t> axis = int64_t(-2);
+  if (c.has(2)) {
+    c.require_dtype(2, {DType::kInt64});
+    c.require_scalar(2);
+    auto a = c.const_ints(2);
+    axis = a ? std::optional<int64_t>(a->at(0)) : std::nullopt;
+  }
+  Shape out = x;
+  out.back() = Dim(inverse && onesided ? 1 : 2);
+  if (!axis) {
+    // An axis that is data: any dim but the last may change, so each is a
+    // size that depends on data (which also has the GPU runtime read the
+    // axis back before the node runs).
+    for (int64_t d = 0; d + 1 < r; ++d) out[size_t(d)] = c.fresh();
+    c.set(0, c.dtype(0), out);
+    return;
+  }
+  int64_t a = c.axis(*axis, r);
+  if (a == r - 1) c.error(ErrorCode::kInvalidModel, "axis ", *axis, " is the trailing dim of real and imaginary parts");
+  const Dim& len = x[size_t(a)];
+  std::optional<Dim> n = c.has(1) ? scalar_size(c, 1, "dft_length") : inverse && onesided ? Dim(2) * (len - Dim(1)) : len;
+  if (n) require_positive(c, *n, "the DFT length");
+  out[size_t(a)] = !n ? c.fresh() : !inverse && onesided ? floor_div(*n, Dim(2)) + Dim(1) : *n;
+  c.set(0, c.dtype(0), out);
+}
+
+// STFT of signal [batch, length, 1 or 2]: frames of frame_length samples
+// (input 3, else the window's length, else the signal's), frame_step apart,
+// each times the window (input 2, ones by default) and transformed:
+// [batch, frames, bins, 2], bins frame_length / 2 + 1 when onesided (default).
+void infer_stft(Ctx& c) {
+  c.require_float(0);
+  c.require_rank(0, 3, 3);
+  require_complex_dim(c, 0);
+  const Shape& x = c.shape(0);
+  std::optional<Dim> step = scalar_size(c, 1, "frame_step");
+  if (step) require_positive(c, *step, "frame_step");
+  std::optional<Dim> length = x[1];
+  if (c.has(2)) {
+    c.require_same_dtype(0, 2);
+    c.require_rank(2, 1, 1);
+    length = c.shape(2)[0];
+  }
+  if (c.has(3)) {
+    std::optional<Dim> given = scalar_size(c, 3, "frame_length");
+    if (c.has(2) && given) check_equal_dims(c, *given, *length, "frame_length and the window's length");
+    length = c.has(2) ? length : given;
+  }
+  if (length) {
+    require_positive(c, *length, "frame_length");
+    if (length->is_constant() && x[1].is_constant() && length->constant() > x[1].constant())
+      c.error(ErrorCode::kShapeError, "frame_length ", length->constant(), " is longer than the signal (", x[1].constant(), " samples)");
+  }
+  Dim frames = step && length ? floor_div(x[1] - *length, *step) + Dim(1) : c.fresh();
+  bool onesided = c.attrs().get_int("onesided", 1) != 0;
+  Dim bins = !length ? c.fresh() : onesided ? floor_div(*length, Dim(2)) + Dim(1) : *length;
+  c.set(0, c.dtype(0), {x[0], frames, bins, Dim(2)});
+}
+
 }  // namespace
 
 EinsumEquation parse_einsum(std::string equation) {
@@ -255,6 +340,8 @@ OpSchema linalg_schema(OpKind op) {
       return {3, 3, 1, 1,
               {{"q_view", T::kInts}, {"k_view", T::kInts}, {"v_view", T::kInts}, {"k_transposed", T::kInt}, {"out_perm", T::kInts},
                {"scale", T::kFloat}, {"causal", T::kInt}}};
+    case OpKind::kDFT: return {1, 3, 1, 1, {{"inverse", T::kInt}, {"onesided", T::kInt}}};
+    case OpKind::kSTFT: return {2, 4, 1, 1, {{"onesided", T::kInt}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -268,6 +355,8 @@ void infer_linalg(Ctx& c) {
     case OpKind::kQLinearMatMul: infer_qlinear_matmul(c); break;
     case OpKind::kFusedMatMul: infer_fused_matmul(c); break;
     case OpKind::kAttention: infer_attention(c); break;
+    case OpKind::kDFT: infer_dft(c); break;
+    case OpKind::kSTFT: infer_stft(c); break;
     default: no_inference(c);
   }
 }

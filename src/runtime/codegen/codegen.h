@@ -77,6 +77,10 @@ template <> inline constexpr const char* kParamsName<UniqueParams> = "UniquePara
 template <> inline constexpr const char* kParamsName<NmsParams> = "NmsParams";
 template <> inline constexpr const char* kParamsName<MaxRoiPoolParams> = "MaxRoiPoolParams";
 template <> inline constexpr const char* kParamsName<RecurrentParams> = "RecurrentParams";
+template <> inline constexpr const char* kParamsName<SignalWindowParams> = "SignalWindowParams";
+template <> inline constexpr const char* kParamsName<MelParams> = "MelParams";
+template <> inline constexpr const char* kParamsName<DftParams> = "DftParams";
+template <> inline constexpr const char* kParamsName<StftParams> = "StftParams";
 
 // The struct in the slots the kernel reads it from (the rest zero).
 template <class T>
@@ -198,6 +202,12 @@ struct IntegerMatMulSpec {
   std::optional<Params> specialize;
 };
 std::string integer_matmul_source(const IntegerMatMulSpec& spec);
+// DFT (DftParams) and STFT (StftParams): a thread per output element sums its
+// line against twiddle factors e^(-+2 pi i k t / N), the angle reduced as the
+// integer k t mod N; float accumulation for fp16 and bf16, double for float64.
+// DFT arguments: out, x. STFT: out, signal, [window].
+std::string dft_source(DType dtype, const std::optional<Params>& specialize);
+std::string stft_source(DType dtype, bool has_window, const std::optional<Params>& specialize);
 
 // ---- conv and pool (codegen/conv.cpp): window kernels, NCHW, 1-3 spatial dims; WindowParams
 // kConvTranspose gathers: out[o] += x[i] * w[c, m, k] wherever i*stride - pad + k*dil == o.
@@ -349,6 +359,13 @@ std::string range_source(DType dtype, const std::optional<Params>& specialize);
 // OneHot (OneHotParams): values[1] where the index (negative from the end) is the
 // position along the axis, values[0] elsewhere. Arguments: out, indices, values.
 std::string onehot_source(DType dtype, DType index_dtype, const std::optional<Params>& specialize);
+// HannWindow, HammingWindow and BlackmanWindow (SignalWindowParams), in
+// double, any numeric output type. Arguments: out.
+std::string signal_window_source(DType dtype, const std::optional<Params>& specialize);
+// MelWeightMatrix (MelParams), a thread per output element; the triangles'
+// edges in double, as the reference. Arguments: out, dft_length, sample_rate
+// (both `size_dtype`), lower_edge_hertz, upper_edge_hertz (both `hertz_dtype`).
+std::string mel_weight_matrix_source(DType dtype, DType size_dtype, DType hertz_dtype, const std::optional<Params>& specialize);
 
 // ---- vision (codegen/vision.cpp): a thread per output element (grid point for AffineGrid),
 // coordinates and sums in double, as the reference.

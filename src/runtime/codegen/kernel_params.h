@@ -256,4 +256,32 @@ struct RecurrentParams {
   long long h_offset, c_offset, rh_offset;
 };
 
+// Signal windows (HannWindow, HammingWindow, BlackmanWindow): `n` values
+// a0 - a1 cos(2 pi i / denom) + a2 cos(4 pi i / denom), the coefficients as
+// double bits; denom is n for a periodic window, n - 1 for a symmetric one.
+struct SignalWindowParams {
+  long long n, denom, a0_bits, a1_bits, a2_bits;
+};
+
+// MelWeightMatrix [bins, mel_bins]: `n` = bins * mel_bins outputs; the
+// dft_length, sample rate and edge frequencies are read on the device.
+struct MelParams {
+  long long n, mel_bins;
+};
+
+// DFT of the lines of input [outer, in_len, inner, in_complex + 1] into output
+// [outer, out_len, inner, 2, or 1 for mode 2]: `n` = outer * out_len * inner
+// outputs, each a sum of `dft_len` terms (input beyond in_len is zero). Mode 0
+// forward, 1 inverse, 2 inverse of a one-sided spectrum (real output).
+struct DftParams {
+  long long n, out_len, inner, in_len, dft_len, in_complex, mode;
+};
+
+// STFT of signal [batch, signal_len, in_complex + 1] into [batch, frames, bins,
+// 2]: `n` = batch * frames * bins outputs, each the DFT term of the frame of
+// `frame_len` samples from frame * step, times the window where there is one.
+struct StftParams {
+  long long n, frames, bins, signal_len, frame_len, step, in_complex;
+};
+
 #endif

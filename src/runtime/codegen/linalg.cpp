@@ -1,7 +1,7 @@
 // Matrix products with few rows (batch 1-8 inference): cuBLASLt's tiles are
 // mostly idle there, so one small kernel streams the weight once and applies
 // bias, activation and residual before the single store. Einsum's generic
-// kernel and the integer (quantized) products: a thread per output element.
+// kernel, the integer (quantized) products, DFT and STFT: a thread per output element.
 #include <sstream>
 
 #include "codegen.h"
@@ -148,6 +148,76 @@ std::string integer_matmul_source(const IntegerMatMulSpec& spec) {
   s << "    const double r = rint(__dadd_rn(__dmul_rn((double)(int)acc, (double)scale), (double)y_zero[0]));\n";
   s << "    out[o] = (" << c_type(spec.out) << ")(r != r ? " << range.lo << ".0 : fmin(fmax(r, " << range.lo << ".0), " << range.hi
     << ".0));\n  }\n}\n";
+  return s.str();
+}
+
+namespace {
+
+// The twiddle factor e^(sign 2 pi i m / n) into (c, s), for the angle index
+// m = k t mod n, which the loops advance by k (< n) each step.
+std::string twiddle(DType dtype, const char* sign, const char* m, const char* n, const char* indent) {
+  if (dtype == DType::kFloat64)
+    return str("double s, c;\n", indent, "sincospi(", sign, " * 2.0 * (double)", m, " / (double)", n, ", &s, &c);\n");
+  return str("float s, c;\n", indent, "sincospif(", sign, " * 2.0f * (float)", m, " / (float)", n, ", &s, &c);\n");
+}
+
+}  // namespace
+
+std::string dft_source(DType dtype, const std::optional<Params>& specialize) {
+  if (!is_floating(dtype)) fail(ErrorCode::kUnsupported, "DFT of ", dtype_name(dtype));
+  std::string ct = c_type(dtype), acc = compute_type(dtype);
+  std::ostringstream s;
+  s << prelude() << params_constants<DftParams>(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
+    << "* __restrict__ x, KParams p) {\n" << params_binding<DftParams>(specialize);
+  s << "  const long long out_len = prm.out_len, inner = prm.inner, in_len = prm.in_len, N = prm.dft_len, mode = prm.mode;\n";
+  s << "  const long long parts = prm.in_complex + 1, pitch = inner * parts;\n";
+  s << "  const " << acc << " sign = mode == 0 ? -1 : 1, scale = mode == 0 ? (" << acc << ")1 : (" << acc << ")1 / (" << acc << ")N;\n";
+  s << "  for (long long w = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; w < prm.n; w += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    const long long i = w % inner, k = (w / inner) % out_len, o = w / (inner * out_len);\n";
+  s << "    const " << ct << "* line = x + (o * in_len * inner + i) * parts;\n";
+  s << "    " << acc << " re = 0, im = 0;\n    long long m = 0;\n";
+  // Mode 2 sums the whole spectrum, its upper half the conjugate mirror of the lower.
+  s << "    const long long terms = mode == 2 ? N : (in_len < N ? in_len : N);\n";
+  s << "    for (long long t = 0; t < terms; ++t) {\n";
+  s << "      const bool upper = mode == 2 && t > N / 2;\n      const long long at = upper ? N - t : t;\n";
+  s << "      if (at < in_len) {\n";
+  s << "        const " << acc << " xr = " << load_expr(dtype, "line", "at * pitch") << ";\n";
+  s << "        const " << acc << " xi = parts == 2 ? (upper ? -" << load_expr(dtype, "line", "at * pitch + 1") << " : "
+    << load_expr(dtype, "line", "at * pitch + 1") << ") : (" << acc << ")0;\n";
+  s << "        " << twiddle(dtype, "sign", "m", "N", "        ");
+  s << "        re += xr * c - xi * s;\n        im += xr * s + xi * c;\n      }\n";
+  s << "      m += k;\n      if (m >= N) m -= N;\n    }\n";
+  s << "    if (mode == 2) {\n      " << store_stmt(dtype, "out", "w", "re * scale") << "\n    } else {\n";
+  s << "      " << store_stmt(dtype, "out", "2 * w", "re * scale") << "\n      " << store_stmt(dtype, "out", "2 * w + 1", "im * scale")
+    << "\n    }\n  }\n}\n";
+  return s.str();
+}
+
+std::string stft_source(DType dtype, bool has_window, const std::optional<Params>& specialize) {
+  if (!is_floating(dtype)) fail(ErrorCode::kUnsupported, "STFT of ", dtype_name(dtype));
+  std::string ct = c_type(dtype), acc = compute_type(dtype);
+  std::ostringstream s;
+  s << prelude() << params_constants<StftParams>(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
+    << "* __restrict__ signal";
+  if (has_window) s << ", const " << ct << "* __restrict__ window";
+  s << ", KParams p) {\n" << params_binding<StftParams>(specialize);
+  s << "  const long long frames = prm.frames, bins = prm.bins, L = prm.frame_len, parts = prm.in_complex + 1;\n";
+  s << "  for (long long w = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; w < prm.n; w += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    const long long k = w % bins, f = (w / bins) % frames, b = w / (bins * frames);\n";
+  s << "    const " << ct << "* frame = signal + (b * prm.signal_len + f * prm.step) * parts;\n";
+  s << "    " << acc << " re = 0, im = 0;\n    long long m = 0;\n";
+  s << "    for (long long t = 0; t < L; ++t) {\n";
+  s << "      " << acc << " xr = " << load_expr(dtype, "frame", "t * parts") << ", xi = parts == 2 ? "
+    << load_expr(dtype, "frame", "t * parts + 1") << " : (" << acc << ")0;\n";
+  if (has_window) s << "      const " << acc << " weight = " << load_expr(dtype, "window", "t") << ";\n      xr *= weight;\n      xi *= weight;\n";
+  s << "      " << twiddle(dtype, "-1", "m", "L", "      ");
+  s << "      re += xr * c - xi * s;\n      im += xr * s + xi * c;\n";
+  s << "      m += k;\n      if (m >= L) m -= L;\n    }\n";
+  s << "    " << store_stmt(dtype, "out", "2 * w", "re") << "\n    " << store_stmt(dtype, "out", "2 * w + 1", "im") << "\n  }\n}\n";
   return s.str();
 }
 

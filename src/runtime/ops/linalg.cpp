@@ -473,6 +473,58 @@ std::unique_ptr<Op> make_integer_matmul(const plan::Plan& plan, const ir::Node& 
   });
 }
 
+// DFT: a thread per output element over its line of the input; the axis and
+// dft_length come from constants, shape arithmetic or enqueue's readback.
+std::unique_ptr<Op> make_dft(const plan::Plan& plan, const ir::Node& node, KernelStore& store) {
+  DType dtype = output_dtype(plan, node);
+  if (!is_floating(dtype)) return nullptr;
+  int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::dft_source(dtype, params); });
+  const plan::Plan* p = &plan;
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [p, n](const ShapeEnv& s, KernelLaunch& k) {
+    auto input = [&](size_t i) { return i < n->inputs.size() && n->inputs[i] != ir::kNoValue; };
+    const auto &in = s.of(n->inputs[0]), &out = s.of(n->outputs[0]);
+    int64_t axis = norm_axis(input(2) ? ints_of(*p, n->inputs[2], s, "the DFT axis").at(0) : -2, in.size());
+    bool inverse = n->attrs.get_int("inverse", 0) != 0, onesided = n->attrs.get_int("onesided", 0) != 0;
+    codegen::DftParams q{};
+    q.in_len = in[size_t(axis)];
+    q.out_len = out[size_t(axis)];
+    q.inner = ir::checked_numel({in.begin() + axis + 1, in.end() - 1});
+    q.n = ir::checked_numel({out.begin(), out.end() - 1});
+    q.in_complex = in.back() == 2;
+    q.mode = !inverse ? 0 : onesided ? 2 : 1;
+    q.dft_len = input(1) ? ints_of(*p, n->inputs[1], s, "dft_length").at(0) : q.mode == 2 ? 2 * (q.in_len - 1) : q.in_len;
+    k.params = codegen::pack(q);
+    k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+  });
+}
+
+// STFT: a thread per output element over its frame; frame_step and
+// frame_length come from constants, shape arithmetic or enqueue's readback.
+std::unique_ptr<Op> make_stft(const plan::Plan& plan, const ir::Node& node, KernelStore& store) {
+  DType dtype = output_dtype(plan, node);
+  if (!is_floating(dtype)) return nullptr;
+  bool has_window = node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue;
+  int kernel = store.add(node.name, [dtype, has_window](const auto& params) { return codegen::stft_source(dtype, has_window, params); });
+  const plan::Plan* p = &plan;
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [p, n, has_window](const ShapeEnv& s, KernelLaunch& k) {
+    const auto &in = s.of(n->inputs[0]), &out = s.of(n->outputs[0]);
+    codegen::StftParams q{};
+    q.frames = out.at(1);
+    q.bins = out.at(2);
+    q.n = out.at(0) * q.frames * q.bins;
+    q.signal_len = in.at(1);
+    q.in_complex = in.at(2) == 2;
+    q.step = ints_of(*p, n->inputs[1], s, "frame_step").at(0);
+    bool has_length = n->inputs.size() > 3 && n->inputs[3] != ir::kNoValue;  // equal to the window's length where both are given
+    q.frame_len = has_window ? s.of(n->inputs[2]).at(0) : has_length ? ints_of(*p, n->inputs[3], s, "frame_length").at(0) : q.signal_len;
+    k.params = codegen::pack(q);
+    k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+    if (has_window) k.args.push_back({n->inputs[2], 0});
+  });
+}
+
 }  // namespace
 
 MatmulCall make_float_product(const PrepareContext& ctx, const ir::Node& node, DType dtype, PtrRef a, PtrRef b, PtrRef d,
@@ -520,6 +572,8 @@ std::unique_ptr<Op> make_linalg(const plan::Plan& plan, const ir::Node& node, Ke
     case OpKind::kAttention: return make_attention(plan, node, store, why, arch);
     case OpKind::kEinsum: return make_einsum(plan, node, store, why);
     case OpKind::kMatMulInteger: case OpKind::kQLinearMatMul: return make_integer_matmul(plan, node, store);
+    case OpKind::kDFT: return make_dft(plan, node, store);
+    case OpKind::kSTFT: return make_stft(plan, node, store);
     default: return nullptr;  // describe_linalg leaves the others to the builder
   }
 }
@@ -542,6 +596,12 @@ GpuLowering describe_linalg(OpKind op) {
     case OpKind::kAttention:
       return {K::kKernel, str("fused attention kernel, on tensor cores for fp16 and bf16 from sm_80; fp32, fp16 or bf16, "
                               "heads a constant size of at most ", codegen::kAttentionMaxHeadDim)};
+    case OpKind::kDFT:
+      return {K::kKernel, "a thread per output element, a direct sum over the DFT length (O(n^2) a line); floating types, float "
+                          "accumulation for fp16 and bf16; an axis or dft_length that is data is read back by enqueue"};
+    case OpKind::kSTFT:
+      return {K::kKernel, "a thread per output element, a direct sum over its frame; floating types, float accumulation for fp16 "
+                          "and bf16; a frame_step or frame_length that is data is read back by enqueue"};
     default: return {};
   }
 }
