@@ -303,6 +303,10 @@ std::vector<int64_t> ints_of(const plan::Plan& plan, ir::ValueId v, const ShapeE
 // The bound `kiln build` gave `v`'s data-dependent dim (the largest such dim's
 // range max); fails naming the tensor when the plan has none.
 int64_t data_dependent_bound(const plan::Plan& plan, ir::ValueId v);
+// Fails naming the node and its input `input` unless that input has dims
+// `want` at these shapes: symbolic dims that inference could not compare are
+// checked here, before a kernel indexes by them.
+void require_input_dims(const ir::Node& node, const ShapeEnv& shapes, size_t input, const std::vector<int64_t>& want);
 // Where NonZero node `node` leaves its count in the readback scratch: 8 bytes
 // per NonZero node of the plan, in node order.
 int64_t nonzero_count_offset(const plan::Plan& plan, const ir::Node& node);

@@ -107,9 +107,16 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kMatMul: return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4})});
     case OpKind::kGemm: return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4}), s.floats({4})});
     case OpKind::kEinsum: return s.node(op, {s.input(f32, {2, 3}), s.input(f32, {3, 4})}, attrs({{"equation", std::string("ij,jk->ik")}}));
+    case OpKind::kLinearAttention:  // gated delta rule, two query heads a kv head, d_k 3, d_v 2
+      return s.node(op, {s.input(f32, {1, 2, 12}), s.input(f32, {1, 2, 6}), s.input(f32, {1, 2, 4}), s.input(f32, {1, 2, 3, 2}),
+                         s.input(f32, {1, 2, 2}, {-0.1, -0.2, -0.3, -0.4}), s.input(f32, {1, 2, 2})},
+                    attrs({{"q_num_heads", int64_t(4)}, {"kv_num_heads", int64_t(2)}}), 2);
     case OpKind::kConv:
       return s.node(op, {s.input(f32, {1, 2, 5, 5}), s.floats({3, 2, 3, 3})}, attrs({{"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
     case OpKind::kConvTranspose: return s.node(op, {s.input(f32, {1, 2, 3, 3}), s.floats({2, 3, 3, 3})});
+    case OpKind::kCausalConvWithState:
+      return s.node(op, {s.input(f32, {1, 2, 5}), s.floats({2, 1, 3}), s.floats({2}), s.input(f32, {1, 2, 2})},
+                    attrs({{"activation", std::string("silu")}}), 2);
     case OpKind::kBatchNormalization:
       return s.node(op, {s.input(f32, {1, 2, 3, 3}), s.floats({2}), s.floats({2}), s.floats({2}), s.floats({2})});
     case OpKind::kInstanceNormalization: return s.node(op, {s.input(f32, {1, 2, 3, 3}), s.floats({2}), s.floats({2})});
@@ -145,6 +152,7 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kScatterND:
       return s.node(op, {s.input(f32, {4, 3}), s.weight(DType::kInt64, {2, 1}, {3, 0}), s.input(f32, {2, 3})});
     case OpKind::kNonZero: return s.node(op, {s.input(f32, {2, 3}, {0, 1, 0, -2, 0, 3})});
+    case OpKind::kBitCast: return s.node(op, {s.input(f32, {2, 3})}, attrs({{"to", int64_t(DType::kInt32)}}));
     case OpKind::kScatterElements:
       return s.node(op, {s.input(f32, {2, 3}), s.weight(DType::kInt64, {2, 2}, {2, 0, 1, 1}), s.input(f32, {2, 2})},
                     attrs({{"axis", int64_t(1)}, {"reduction", std::string("add")}}));

@@ -70,6 +70,8 @@ template <> inline constexpr const char* kParamsName<GridSampleParams> = "GridSa
 template <> inline constexpr const char* kParamsName<RoiAlignParams> = "RoiAlignParams";
 template <> inline constexpr const char* kParamsName<AffineGridParams> = "AffineGridParams";
 template <> inline constexpr const char* kParamsName<Col2ImParams> = "Col2ImParams";
+template <> inline constexpr const char* kParamsName<CausalConvParams> = "CausalConvParams";
+template <> inline constexpr const char* kParamsName<LinearAttentionParams> = "LinearAttentionParams";
 
 // The struct in the slots the kernel reads it from (the rest zero).
 template <class T>
@@ -168,6 +170,20 @@ std::string attention_mma_source(DType dtype, int64_t head_dim, const std::optio
 // for float64 and integers. Arguments: out, one per operand (at most kEinsumMaxOperands).
 inline constexpr int kEinsumMaxOperands = int(sizeof(EinsumParams::out_strides) / sizeof(EinsumParams::out_strides[0]));
 std::string einsum_source(DType dtype, int operands, const std::optional<Params>& specialize);
+// LinearAttention (LinearAttentionParams): a warp per (batch, kv head, value
+// column), sequential over the tokens, the state's column in registers
+// (kLinearAttentionRowsPerLane rows a lane) and every sum in float. The update
+// rule's parts: `gated` decays the state by exp(decay), `delta` writes
+// beta * (v - S^T k) instead of v. Arguments: out, [present_state], query,
+// key, value, [past_state], [decay], [beta]; the state in `state_dtype`.
+inline constexpr int kLinearAttentionRowsPerLane = 8;
+inline constexpr int kLinearAttentionMaxKeyDim = 32 * kLinearAttentionRowsPerLane;
+struct LinearAttentionSpec {
+  DType dtype, state_dtype;
+  bool gated = false, delta = false, has_past = false, has_present = true;
+  std::optional<Params> specialize;
+};
+std::string linear_attention_source(const LinearAttentionSpec& spec);
 
 // ---- conv and pool (codegen/conv.cpp): window kernels, NCHW, 1-3 spatial dims; WindowParams
 // kConvTranspose gathers: out[o] += x[i] * w[c, m, k] wherever i*stride - pad + k*dil == o.
@@ -191,6 +207,16 @@ struct DepthwiseSpec {
   std::optional<Params> specialize;
 };
 std::string depthwise_source(const DepthwiseSpec& spec);
+// CausalConvWithState (CausalConvParams), a thread per element of the output
+// (the taps over past_state, or zeros, then the input; bias; SiLU) or of
+// present_state (the last kernel - 1 positions of that sequence), float sums.
+// Arguments: out, present_state, x, w, [bias], [past_state].
+struct CausalConvSpec {
+  DType dtype;
+  bool has_bias = false, has_past = false, silu = false;
+  std::optional<Params> specialize;
+};
+std::string causal_conv_source(const CausalConvSpec& spec);
 
 // ---- normalization (codegen/normalization.cpp): softmax / log-softmax / hardmax / layer norm
 // RowParams. Arguments: out, [mean, inv_std] (layer norm statistics, float32,
