@@ -1,5 +1,9 @@
 // The conv family: convolution (im2col + float64 GEMM), transposed
-// convolution, and ConvChannelsLast as Conv between permutations.
+// convolution, ConvChannelsLast as Conv between permutations, and the
+// stateful causal depthwise convolution of CausalConvWithState.
+
+#include <algorithm>
+#include <cmath>
 
 #include <cmath>
 
@@ -191,6 +195,32 @@ Tensor run_qlinear_conv(const KernelContext& c) {
   return from_ints(c.out_dtype(0), dims, y);
 }
 
+// Each channel's taps slide over past_state (zeros without one) followed by the
+// input; present_state is the last k - 1 positions of that sequence.
+Outputs run_causal_conv(const KernelContext& c) {
+  const Tensor& tx = c.in(0);
+  int64_t rows = tx.dims[0] * tx.dims[1], channels = tx.dims[1], len = tx.dims[2], k = c.in(1).dims[2], past = k - 1;
+  std::vector<double> x = to_doubles(tx), w = to_doubles(c.in(1));
+  std::vector<double> bias = c.has(2) ? to_doubles(c.in(2)) : std::vector<double>(size_t(channels), 0.0);
+  std::vector<double> state = c.has(3) ? to_doubles(c.in(3)) : std::vector<double>(size_t(rows * past), 0.0);
+  bool silu = c.attrs().get_string("activation", "none") != "none";
+  std::vector<double> out(x.size()), present(state.size()), seq(size_t(past + len));
+  for (int64_t row = 0; row < rows; ++row) {
+    int64_t ch = row % channels;
+    std::copy_n(state.begin() + row * past, past, seq.begin());
+    std::copy_n(x.begin() + row * len, len, seq.begin() + past);
+    for (int64_t t = 0; t < len; ++t) {
+      double acc = bias[size_t(ch)];
+      for (int64_t i = 0; i < k; ++i) acc += w[size_t(ch * k + i)] * seq[size_t(t + i)];
+      out[size_t(row * len + t)] = silu ? acc / (1 + std::exp(-acc)) : acc;
+    }
+    std::copy_n(seq.begin() + len, past, present.begin() + row * past);
+  }
+  Outputs result{from_doubles(c.out_dtype(0), c.out_dims(0), out)};
+  if (c.outputs.size() > 1) result.push_back(from_doubles(c.out_dtype(1), c.out_dims(1), present));
+  return result;
+}
+
 }  // namespace
 
 Kernel conv_kernel(OpKind op) {
@@ -201,6 +231,7 @@ Kernel conv_kernel(OpKind op) {
     case OpKind::kConvTranspose: return one_output<run_conv_transpose>;
     case OpKind::kConvInteger: return one_output<run_conv_integer>;
     case OpKind::kQLinearConv: return one_output<run_qlinear_conv>;
+    case OpKind::kCausalConvWithState: return run_causal_conv;
     default: return nullptr;
   }
 }

@@ -1,4 +1,5 @@
-// MatMul, Gemm, Einsum, fused attention, DFT and STFT with float64 accumulation.
+// MatMul, Gemm, Einsum, fused attention, DFT, STFT and LinearAttention's
+// recurrence with float64 accumulation.
 #include <algorithm>
 #include <cmath>
 #include <complex>
@@ -8,6 +9,7 @@
 
 #include "kernels.h"
 #include "kiln/ir/quantization.h"
+#include "kiln/ir/linear_attention.h"
 
 namespace kiln::reference {
 
@@ -288,6 +290,57 @@ Tensor run_attention(const KernelContext& c) {
 
 namespace {
 
+// The recurrence token by token, each kv head's state [d_k, d_v] read by its
+// group of query heads (query head i reads kv head i / group).
+Outputs run_linear_attention(const KernelContext& c) {
+  const Tensor& tq = c.in(0);
+  int64_t batch = tq.dims[0], steps = tq.dims[1];
+  ir::LinearAttentionGeometry g = ir::linear_attention_geometry(c.node, tq.dims[2], c.in(2).dims[2]);
+  int64_t hq = g.q_heads, hk = g.kv_heads, dk = g.key_dim, dv = g.value_dim, group = hq / hk;
+  std::vector<double> q = to_doubles(tq), k = to_doubles(c.in(1)), v = to_doubles(c.in(2));
+  std::vector<double> state = c.has(3) ? to_doubles(c.in(3)) : std::vector<double>(size_t(batch * hk * dk * dv), 0.0);
+  std::vector<double> decay = g.gated ? to_doubles(c.in(4)) : std::vector<double>{};
+  std::vector<double> beta = g.delta ? to_doubles(c.in(5)) : std::vector<double>{};
+  int64_t decay_width = g.gated ? c.in(4).dims[2] : 0, beta_width = g.delta ? c.in(5).dims[2] : 0;
+  std::vector<double> out(size_t(batch * steps * hq * dv)), written(static_cast<size_t>(dv));
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < hk; ++h) {
+      double* s = state.data() + (b * hk + h) * dk * dv;
+      for (int64_t t = 0; t < steps; ++t) {
+        int64_t row = b * steps + t;
+        const double* kt = k.data() + (row * hk + h) * dk;
+        const double* vt = v.data() + (row * hk + h) * dv;
+        if (g.gated)
+          for (int64_t d = 0; d < dk; ++d) {
+            double f = std::exp(decay[size_t(row * decay_width + (decay_width == hk ? h : h * dk + d))]);
+            for (int64_t j = 0; j < dv; ++j) s[d * dv + j] *= f;
+          }
+        std::copy_n(vt, dv, written.begin());
+        if (g.delta) {
+          double rate = beta[size_t(row * beta_width + (beta_width == 1 ? 0 : h))];
+          for (int64_t j = 0; j < dv; ++j) {
+            double recalled = 0;
+            for (int64_t d = 0; d < dk; ++d) recalled += s[d * dv + j] * kt[d];
+            written[size_t(j)] = rate * (vt[j] - recalled);
+          }
+        }
+        for (int64_t d = 0; d < dk; ++d)
+          for (int64_t j = 0; j < dv; ++j) s[d * dv + j] += kt[d] * written[size_t(j)];
+        for (int64_t head = h * group; head < (h + 1) * group; ++head) {
+          const double* qt = q.data() + (row * hq + head) * dk;
+          for (int64_t j = 0; j < dv; ++j) {
+            double acc = 0;
+            for (int64_t d = 0; d < dk; ++d) acc += qt[d] * s[d * dv + j];
+            out[size_t((row * hq + head) * dv + j)] = g.scale * acc;
+          }
+        }
+      }
+    }
+  Outputs result{from_doubles(c.out_dtype(0), c.out_dims(0), out)};
+  if (c.outputs.size() > 1) result.push_back(from_doubles(c.out_dtype(1), c.out_dims(1), state));
+  return result;
+}
+
 // Y, and zeros for the scratch output the builder may add (the GPU runtime
 // computes some products transposed there; nothing reads it).
 Outputs fused_matmul_outputs(const KernelContext& c) {
@@ -386,6 +439,7 @@ Kernel linalg_kernel(OpKind op) {
     case OpKind::kAttention: return one_output<run_attention>;
     case OpKind::kDFT: return one_output<run_dft>;
     case OpKind::kSTFT: return one_output<run_stft>;
+    case OpKind::kLinearAttention: return run_linear_attention;
     default: return nullptr;
   }
 }

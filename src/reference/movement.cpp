@@ -465,6 +465,18 @@ Tensor run_depth_space(const KernelContext& c) {
 // Reshape, Flatten, Squeeze, Unsqueeze: same bytes, new dims.
 Tensor run_reshape(const KernelContext& c) { return with_dims(c.in(0), c.out_dims(0)); }
 
+// The same bytes under the output's dtype; a bool is 1 wherever its byte is not 0.
+Tensor run_bitcast(const KernelContext& c) {
+  Tensor out = c.in(0);
+  out.dtype = c.out_dtype(0);
+  if (out.dtype == DType::kBool) {
+    std::vector<std::byte> bytes(out.data.bytes().begin(), out.data.bytes().end());
+    for (std::byte& b : bytes) b = std::byte(b != std::byte(0));
+    out.data = Buffer::from_bytes(std::move(bytes));
+  }
+  return out;
+}
+
 Tensor run_expand(const KernelContext& c) {
   const Tensor& x = c.in(0);
   std::vector<int64_t> dims = c.out_dims(0);
@@ -694,6 +706,7 @@ Kernel movement_kernel(OpKind op) {
     case OpKind::kNonZero: return one_output<run_nonzero>;
     case OpKind::kCompress: return one_output<run_compress>;
     case OpKind::kUnique: return run_unique;
+    case OpKind::kBitCast: return one_output<run_bitcast>;
     case OpKind::kResize: return one_output<run_resize>;
     case OpKind::kDepthToSpace: case OpKind::kSpaceToDepth: return one_output<run_depth_space>;
     default: return nullptr;

@@ -334,5 +334,9 @@ std::vector<int64_t> dims_at(const plan::Plan& plan, ir::ValueId v, const ir::Sy
 // The most slices dim `d` of output `v` holds: its size where that is known
 // from the shapes, else the bound `kiln build` planned for.
 int64_t output_capacity(const plan::Plan& plan, const ShapeEnv& shapes, ir::ValueId v, size_t d);
+// Fails naming the node and its input `input` unless that input has dims
+// `want` at these shapes: symbolic dims that inference could not compare are
+// checked here, before a kernel indexes by them.
+void require_input_dims(const ir::Node& node, const ShapeEnv& shapes, size_t input, const std::vector<int64_t>& want);
 
 }  // namespace kiln::runtime

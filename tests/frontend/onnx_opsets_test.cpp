@@ -314,6 +314,23 @@ TEST(OnnxOpsets, CastAttributesOfFloat8AndTypesKilnLacks) {
   expect_load_error(k, ErrorCode::kUnsupported, {"node 'Constant_0' (Constant, opset 23): attribute 'value'", "FLOAT4E2M1"});
 }
 
+// BitCast-26 reads `to` as Cast does: a kiln type of the input's width, or an
+// error naming the type kiln lacks or the widths that differ.
+TEST(OnnxOpsets, BitCast26TargetTypes) {
+  auto model = [](int64_t to) {
+    ModelBuilder m(26);
+    m.input("x", TensorProto::FLOAT, {"2"});
+    ModelBuilder::attr(m.node("BitCast", {"x"}, {"y"}), "to", to);
+    m.output("y", int(to));
+    return m;
+  };
+  EXPECT_EQ(values(run(model(TensorProto::INT32), {{"x", floats({2}, {1.0, -2.0})}})[0]),
+            (std::vector<double>{1065353216, -1073741824}));
+  expect_load_error(model(TensorProto::UINT32), ErrorCode::kUnsupported,
+                    {"node 'BitCast_0' (BitCast, opset 26)", "bitcast to UINT32", "a type kiln does not have"});
+  expect_load_error(model(TensorProto::FLOAT16), ErrorCode::kTypeError, {"float32 (32 bits) cannot be read as float16 (16 bits)"});
+}
+
 TEST(OnnxOpsets, Gelu20Approximations) {
   for (const char* approximate : {"none", "tanh"}) {
     ModelBuilder m(20);

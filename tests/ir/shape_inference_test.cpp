@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "kiln/error.h"
 #include "kiln/ir/network.h"
@@ -471,6 +472,117 @@ TEST(ShapeInference, LrnKeepsTheShapeAndNeedsASize) {
   EXPECT_NE(run(DType::kFloat32, {N, Dim(5)}, 0, nullptr).find("size 0 must be >= 1"), std::string::npos);
   EXPECT_NE(run(DType::kFloat32, {Dim(5)}, 3, nullptr).find("input 0 has rank 1"), std::string::npos);
   EXPECT_NE(run(DType::kInt32, {N, Dim(5)}, 3, nullptr).find("expected a float type"), std::string::npos);
+}
+
+TEST(ShapeInference, CausalConvWithStateKeepsTheInputAndCarriesKMinusOnePositions) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kFloat16, {N, Dim(6), S});
+  ValueId w = net.add_input("w", DType::kFloat16, {Dim(6), Dim(1), Dim(4)});
+  ValueId past = net.add_input("past", DType::kFloat16, {N, Dim(6), Dim(3)});
+  auto outs = net.add_op(OpKind::kCausalConvWithState, {x, w, kNoValue, past}, {}, 2, "conv");
+  for (ValueId v : outs) net.add_output(v);
+  net.finalize();
+  EXPECT_EQ(net.value(outs[0]).shape, (Shape{N, Dim(6), S}));
+  EXPECT_EQ(net.value(outs[1]).shape, (Shape{N, Dim(6), Dim(3)}));
+  EXPECT_EQ(net.value(outs[1]).dtype, DType::kFloat16);
+}
+
+TEST(ShapeInference, CausalConvWithStateRefusesWhatItCannotRun) {
+  auto error_of = [](Shape w, Shape past, const char* activation) {
+    Network net;
+    ValueId x = net.add_input("x", DType::kFloat32, {Dim(2), Dim(4), Dim(5)});
+    Attributes a;
+    if (activation) a.set("activation", std::string(activation));
+    std::vector<ValueId> in{x, net.add_input("w", DType::kFloat32, w), kNoValue};
+    if (!past.empty()) in.push_back(net.add_input("past", DType::kFloat32, past));
+    for (ValueId v : net.add_op(OpKind::kCausalConvWithState, in, a, 2, "conv")) net.add_output(v);
+    return finalize_message(net);
+  };
+  EXPECT_EQ(error_of({Dim(4), Dim(1), Dim(3)}, {Dim(2), Dim(4), Dim(2)}, "swish"), "");
+  EXPECT_NE(error_of({Dim(4), Dim(2), Dim(3)}, {}, nullptr).find("node 'conv' (CausalConvWithState): weight of shape [4,2,3] is not "
+                                                                 "depthwise"),
+            std::string::npos);
+  EXPECT_NE(error_of({Dim(3), Dim(1), Dim(3)}, {}, nullptr).find("weight dim 0 and input channels do not match: 3 vs 4"),
+            std::string::npos);
+  EXPECT_NE(error_of({Dim(4), Dim(1), Dim(0)}, {}, nullptr).find("has no taps"), std::string::npos);
+  EXPECT_NE(error_of({Dim(4), Dim(1), Dim(3)}, {Dim(2), Dim(4), Dim(3)}, nullptr).find("past_state and [batch, channels, k - 1] do not "
+                                                                                       "match: 3 vs 2"),
+            std::string::npos);
+  EXPECT_NE(error_of({Dim(4), Dim(1), Dim(3)}, {}, "relu").find("activation 'relu' is not one of none, silu, swish"), std::string::npos);
+}
+
+// LinearAttention with query [B, T, 4 * 8], key [B, T, 2 * 8], value [B, T, 2 * 5].
+std::string linear_attention_error(const char* rule, std::vector<std::optional<Shape>> gates, int64_t q_heads = 4,
+                                   DType past = DType::kFloat32, ValueId* out = nullptr, ValueId* present = nullptr) {
+  Network net;
+  Attributes a;
+  a.set("q_num_heads", q_heads);
+  a.set("kv_num_heads", int64_t(2));
+  if (rule) a.set("update_rule", std::string(rule));
+  std::vector<ValueId> in{net.add_input("q", DType::kFloat32, {N, S, Dim(32)}), net.add_input("k", DType::kFloat32, {N, S, Dim(16)}),
+                          net.add_input("v", DType::kFloat32, {N, S, Dim(10)}),
+                          net.add_input("past", past, {N, Dim(2), Dim(8), Dim(5)})};
+  for (size_t i = 0; i < gates.size(); ++i)
+    in.push_back(gates[i] ? net.add_input(str("gate", i), DType::kFloat32, *gates[i]) : kNoValue);
+  auto outs = net.add_op(OpKind::kLinearAttention, in, a, 2, "la");
+  for (ValueId v : outs) net.add_output(v);
+  std::string e = finalize_message(net);
+  if (out && e.empty()) {
+    *out = outs[0];
+    *present = outs[1];
+    EXPECT_EQ(net.value(outs[0]).shape, (Shape{N, S, Dim(4 * 5)}));
+    EXPECT_EQ(net.value(outs[1]).shape, (Shape{N, Dim(2), Dim(8), Dim(5)}));
+    EXPECT_EQ(net.value(outs[0]).dtype, DType::kFloat32);
+    EXPECT_EQ(net.value(outs[1]).dtype, past);
+  }
+  return e;
+}
+
+TEST(ShapeInference, LinearAttentionUnpacksHeadsAndKeepsTheStateType) {
+  ValueId out, present;
+  EXPECT_EQ(linear_attention_error("linear", {}, 4, DType::kFloat32, &out, &present), "");
+  EXPECT_EQ(linear_attention_error("gated", {Shape{N, S, Dim(2)}}, 4, DType::kFloat16, &out, &present), "");
+  EXPECT_EQ(linear_attention_error("gated", {Shape{N, S, Dim(16)}}, 4, DType::kBFloat16, &out, &present), "");
+  EXPECT_EQ(linear_attention_error("delta", {std::nullopt, Shape{N, S, Dim(1)}}), "");
+  EXPECT_EQ(linear_attention_error(nullptr, {Shape{N, S, Dim(2)}, Shape{N, S, Dim(2)}}), "");  // gated_delta by default
+}
+
+TEST(ShapeInference, LinearAttentionRefusesInputsTheRuleDoesNotFit) {
+  EXPECT_NE(linear_attention_error(nullptr, {}).find("node 'la' (LinearAttention): update_rule 'gated_delta' needs decay"),
+            std::string::npos);
+  EXPECT_NE(linear_attention_error("linear", {Shape{N, S, Dim(2)}}).find("update_rule 'linear' takes no decay"), std::string::npos);
+  EXPECT_NE(linear_attention_error("delta", {std::nullopt, Shape{N, S, Dim(3)}}).find("input 5 ('gate1') has width 3; expected 2 or 1"),
+            std::string::npos);
+  EXPECT_NE(linear_attention_error("gated", {Shape{N, S, Dim(8)}}).find("input 4 ('gate0') has width 8; expected 2 or 16"),
+            std::string::npos);
+  EXPECT_NE(linear_attention_error("mamba", {}).find("update_rule 'mamba' is not one of"), std::string::npos);
+  EXPECT_NE(linear_attention_error("linear", {}, 3).find("q_num_heads (3) must be a positive multiple of kv_num_heads (2)"),
+            std::string::npos);
+  EXPECT_NE(linear_attention_error("linear", {}, 8).find("input 1 ('k') has width 16; expected kv_num_heads * d_k = 2 * 4"),
+            std::string::npos);
+}
+
+TEST(ShapeInference, BitCastKeepsTheShapeAndNeedsOneWidth) {
+  auto run = [](DType from, DType to) {
+    Network net;
+    Attributes a;
+    a.set("to", int64_t(to));
+    ValueId y = net.add_op1(OpKind::kBitCast, {net.add_input("x", from, {N, Dim(3)})}, a, "bc");
+    net.add_output(y);
+    std::string e = finalize_message(net);
+    if (e.empty()) {
+      EXPECT_EQ(net.value(y).shape, (Shape{N, Dim(3)}));
+      EXPECT_EQ(net.value(y).dtype, to);
+    }
+    return e;
+  };
+  EXPECT_EQ(run(DType::kFloat32, DType::kInt32), "");
+  EXPECT_EQ(run(DType::kFloat16, DType::kBFloat16), "");
+  EXPECT_EQ(run(DType::kInt64, DType::kFloat64), "");
+  EXPECT_EQ(run(DType::kUInt8, DType::kBool), "");
+  EXPECT_NE(run(DType::kFloat32, DType::kFloat16)
+                .find("node 'bc' (BitCast): input 0 of float32 (32 bits) cannot be read as float16 (16 bits)"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -134,9 +134,16 @@ std::optional<Sample> sample_for(OpKind op) {
                          s.weight(DType::kInt8, {3, 2, 3, 3}, sequence(54, -27)), s.floats({3}, 0.02), s.weight(DType::kInt8, {3}, {0, 1, -1}),
                          s.floats({}, 0.3), s.weight(DType::kInt8, {}, {-5}), s.weight(DType::kInt32, {3}, {100, -200, 300})},
                     attrs({{"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
+    case OpKind::kLinearAttention:  // gated delta rule, two query heads a kv head, d_k 3, d_v 2
+      return s.node(op, {s.input(f32, {1, 2, 12}), s.input(f32, {1, 2, 6}), s.input(f32, {1, 2, 4}), s.input(f32, {1, 2, 3, 2}),
+                         s.input(f32, {1, 2, 2}, {-0.1, -0.2, -0.3, -0.4}), s.input(f32, {1, 2, 2})},
+                    attrs({{"q_num_heads", int64_t(4)}, {"kv_num_heads", int64_t(2)}}), 2);
     case OpKind::kConv:
       return s.node(op, {s.input(f32, {1, 2, 5, 5}), s.floats({3, 2, 3, 3})}, attrs({{"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
     case OpKind::kConvTranspose: return s.node(op, {s.input(f32, {1, 2, 3, 3}), s.floats({2, 3, 3, 3})});
+    case OpKind::kCausalConvWithState:
+      return s.node(op, {s.input(f32, {1, 2, 5}), s.floats({2, 1, 3}), s.floats({2}), s.input(f32, {1, 2, 2})},
+                    attrs({{"activation", std::string("silu")}}), 2);
     case OpKind::kBatchNormalization:
       return s.node(op, {s.input(f32, {1, 2, 3, 3}), s.floats({2}), s.floats({2}), s.floats({2}), s.floats({2})});
     case OpKind::kInstanceNormalization: return s.node(op, {s.input(f32, {1, 2, 3, 3}), s.floats({2}), s.floats({2})});
@@ -175,6 +182,7 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kCompress:
       return s.node(op, {s.input(f32, {3, 2}), s.input(DType::kBool, {3}, {1, 0, 1})}, attrs({{"axis", int64_t(0)}}));
     case OpKind::kUnique: return s.node(op, {s.input(f32, {6}, {2, 1, 2, 3, 1, 2})}, {}, 4);
+    case OpKind::kBitCast: return s.node(op, {s.input(f32, {2, 3})}, attrs({{"to", int64_t(DType::kInt32)}}));
     case OpKind::kScatterElements:
       return s.node(op, {s.input(f32, {2, 3}), s.weight(DType::kInt64, {2, 2}, {2, 0, 1, 1}), s.input(f32, {2, 2})},
                     attrs({{"axis", int64_t(1)}, {"reduction", std::string("add")}}));

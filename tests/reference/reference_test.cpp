@@ -436,5 +436,83 @@ TEST(Reference, LrnSumsSquaresOverAWindowOfChannels) {
   }
 }
 
+// CausalConvWithState on x [1, 1, len] with taps {0.5, -1, 2} and bias 0.25;
+// returns the output and present_state.
+std::pair<std::vector<double>, std::vector<double>> causal_conv(std::vector<double> x, std::vector<double> past,
+                                                                const char* activation = "none") {
+  ir::Network net;
+  ir::Attributes a;
+  a.set("activation", std::string(activation));
+  int64_t len = int64_t(x.size());
+  std::map<std::string, Tensor> feeds = {{"x", make_tensor(DType::kFloat32, {1, 1, len}, x)}};
+  std::vector<ir::ValueId> in{net.add_input("x", DType::kFloat32, {Dim(1), Dim(1), Dim(len)}),
+                              net.add_weight("w", make_tensor(DType::kFloat32, {1, 1, 3}, {0.5, -1, 2})),
+                              net.add_weight("b", make_tensor(DType::kFloat32, {1}, {0.25}))};
+  if (!past.empty()) {
+    in.push_back(net.add_input("past", DType::kFloat32, {Dim(1), Dim(1), Dim(2)}));
+    feeds["past"] = make_tensor(DType::kFloat32, {1, 1, 2}, past);
+  }
+  for (ir::ValueId v : net.add_op(OpKind::kCausalConvWithState, in, a, 2)) net.add_output(v);
+  net.finalize();
+  auto out = run(net, feeds);
+  return {values(out[0]), values(out[1])};
+}
+
+TEST(Reference, CausalConvWithStateSlidesOverThePastThenTheInput) {
+  using V = std::vector<double>;
+  // The sequence 4, 5 | 1, 2, 3: each output is 0.25 + 0.5 s[t] - s[t + 1] + 2 s[t + 2].
+  EXPECT_EQ(causal_conv({1, 2, 3}, {4, 5}), (std::pair<V, V>{{-0.75, 5.75, 4.75}, {2, 3}}));
+  // No past_state: zeros before the input; an input shorter than k - 1 leaves part of them in the state.
+  EXPECT_EQ(causal_conv({1}, {}), (std::pair<V, V>{{2.25}, {0, 1}}));
+  auto [silu, state] = causal_conv({1, 2, 3}, {4, 5}, "silu");
+  V want = {-0.75, 5.75, 4.75};
+  for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(silu[i], want[i] / (1 + std::exp(-want[i])), 1e-6) << i;
+  EXPECT_EQ(state, (V{2, 3}));
+}
+
+TEST(Reference, LinearAttentionRunsTheGatedDeltaRuleWithGroupedHeads) {
+  // B 1, T 2, one kv head of d_k 2 and d_v 1 read by two query heads; decay halves the state each step.
+  ir::Network net;
+  ir::Attributes a;
+  a.set("q_num_heads", int64_t(2));
+  a.set("kv_num_heads", int64_t(1));
+  a.set("scale", 1.0);
+  auto input = [&](const char* name, std::vector<int64_t> dims) {
+    return net.add_input(name, DType::kFloat32, ir::shape_of(dims));
+  };
+  std::vector<ir::ValueId> in{input("q", {1, 2, 4}), input("k", {1, 2, 2}), input("v", {1, 2, 1}), ir::kNoValue,
+                              input("decay", {1, 2, 1}), input("beta", {1, 2, 1})};
+  for (ir::ValueId v : net.add_op(OpKind::kLinearAttention, in, a, 2)) net.add_output(v);
+  net.finalize();
+  double half = std::log(0.5);
+  auto out = run(net, {{"q", make_tensor(DType::kFloat32, {1, 2, 4}, {1, 1, 2, 0, 0, 2, 2, 0})},
+                       {"k", make_tensor(DType::kFloat32, {1, 2, 2}, {1, 0, 1, 1})},
+                       {"v", make_tensor(DType::kFloat32, {1, 2, 1}, {2, 3})},
+                       {"decay", make_tensor(DType::kFloat32, {1, 2, 1}, {half, half})},
+                       {"beta", make_tensor(DType::kFloat32, {1, 2, 1}, {0.5, 1})}});
+  // Step 1: S = 0, write 0.5 * (2 - 0) = 1 along k = (1, 0): S = (1, 0); outputs q.S = 1 and 2.
+  // Step 2: S = (0.5, 0), recalled S.k = 0.5, write 1 * (3 - 0.5) = 2.5 along (1, 1): S = (3, 2.5);
+  // outputs (0, 2).S = 5 and (2, 0).S = 6.
+  std::vector<double> got = values(out[0]), state = values(out[1]);
+  std::vector<double> want = {1, 2, 5, 6}, want_state = {3, 2.5};
+  for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(got[i], want[i], 1e-6) << i;
+  for (size_t i = 0; i < 2; ++i) EXPECT_NEAR(state[i], want_state[i], 1e-6) << i;
+}
+
+TEST(Reference, BitCastKeepsTheBitsAndMakesBoolsOfNonzeroBytes) {
+  auto bitcast = [](DType from, DType to, std::vector<double> x) {
+    ir::Network net;
+    ir::Attributes a;
+    a.set("to", int64_t(to));
+    net.add_output(net.add_op1(OpKind::kBitCast, {net.add_input("x", from, {Dim(int64_t(x.size()))})}, a));
+    net.finalize();
+    return values(run(net, {{"x", make_tensor(from, {int64_t(x.size())}, x)}})[0]);
+  };
+  EXPECT_EQ(bitcast(DType::kFloat32, DType::kInt32, {1.0, -2.0, 0.0}), (std::vector<double>{1065353216, -1073741824, 0}));
+  EXPECT_EQ(bitcast(DType::kInt8, DType::kUInt8, {-1, 5, -128}), (std::vector<double>{255, 5, 128}));
+  EXPECT_EQ(bitcast(DType::kUInt8, DType::kBool, {0, 1, 7}), (std::vector<double>{0, 1, 1}));
+  EXPECT_EQ(bitcast(DType::kInt64, DType::kFloat64, {4607182418800017408.0}), (std::vector<double>{1.0}));
+}
+
 }  // namespace
 }  // namespace kiln::reference

@@ -298,6 +298,28 @@ TEST_P(CompileForArch, RecurrentKernelsForEveryFloatDtype) {
       }
 }
 
+// CausalConvWithState with and without bias, past_state and SiLU; LinearAttention
+// in every update rule, with and without past_state and present_state, a
+// state type of its own.
+TEST_P(CompileForArch, StateSpaceKernelsForEveryFloatDtype) {
+  for (DType d : kFloats)
+    for (bool specialize : {false, true}) {
+      std::string suffix = str(dtype_name(d), specialize ? "_spec" : "");
+      std::optional<Params> conv;
+      if (specialize) conv = pack(CausalConvParams{2 * 33 * 7 + 2 * 33 * 3, 2 * 33 * 7, 33, 7, 4});
+      for (int variant = 0; variant < 8; ++variant)
+        compiles(str("causal_conv_", suffix, "_", variant),
+                 causal_conv_source({d, (variant & 1) != 0, (variant & 2) != 0, (variant & 4) != 0, conv}));
+      std::optional<Params> attention;
+      if (specialize) attention = pack(LinearAttentionParams{32 * 2 * 3 * 65, 2, 7, 3, 2, 129, 65, 3, 1, double_bits(0.125)});
+      for (int rule = 0; rule < 4; ++rule)
+        for (DType state : {d, DType::kFloat32}) {
+          LinearAttentionSpec spec{d, state, (rule & 1) != 0, (rule & 2) != 0, rule != 0, rule != 3, attention};
+          compiles(str("linear_attention_", suffix, "_rule", rule, "_state_", dtype_name(state)), linear_attention_source(spec));
+        }
+    }
+}
+
 TEST_P(CompileForArch, CastsBetweenDtypes) {
   for (DType from : kAllDTypes)
     for (DType to : {DType::kFloat32, DType::kFloat16, DType::kInt64, DType::kBool})
@@ -678,6 +700,11 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
   { auto q = numbered<AffineGridParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(align_corners), KILN_FIELD(dims[2])}); }
   { auto q = numbered<RecurrentParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(step), KILN_FIELD(hidden), KILN_FIELD(projected), KILN_FIELD(rh_offset)}); }
+  { auto q = numbered<CausalConvParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(outputs), KILN_FIELD(channels), KILN_FIELD(length), KILN_FIELD(kernel)}); }
+  { auto q = numbered<LinearAttentionParams>();
+    device_sees(q, {KILN_FIELD(threads), KILN_FIELD(steps), KILN_FIELD(group), KILN_FIELD(value_dim), KILN_FIELD(beta_width),
+                    KILN_FIELD(scale_bits)}); }
   { auto q = numbered<Col2ImParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(columns), KILN_FIELD(image[0]), KILN_FIELD(blocks[1]), KILN_FIELD(dilations[2]),
                     KILN_FIELD(pads[2])}); }
@@ -804,6 +831,9 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
     RecurrentSpec recurrent = recurrent_spec(OpKind::kLSTM, DType::kFloat32, RecurrentKernel::kInit, true, {});
     recurrent.specialize = spec;
     EXPECT_TRUE(binds(recurrent_source(recurrent), "RecurrentParams", s));
+    EXPECT_TRUE(binds(causal_conv_source({DType::kFloat32, true, true, true, spec}), "CausalConvParams", s));
+    EXPECT_TRUE(binds(linear_attention_source({DType::kFloat16, DType::kFloat32, true, true, true, true, spec}),
+                      "LinearAttentionParams", s));
   }
   for (const std::optional<Params>& spec : {std::optional<Params>(), some}) {
     bool s = spec.has_value();

@@ -32,9 +32,10 @@ namespace kiln::ir {
   M(QuantizeLinear) M(DequantizeLinear)                                                                \
   B(FusedElementwise)
 #define KILN_LINALG_OPS(M, B) \
-  M(MatMul) M(Gemm) M(Einsum) M(MatMulInteger) M(QLinearMatMul) M(Det) B(FusedMatMul) B(Attention) \
-  M(DFT) M(STFT)
-#define KILN_CONV_OPS(M, B) M(Conv) M(ConvTranspose) M(ConvInteger) M(QLinearConv) B(ConvChannelsLast)
+  M(MatMul) M(Gemm) M(Einsum) M(MatMulInteger) M(QLinearMatMul) M(Det) M(LinearAttention) B(FusedMatMul)    \
+  B(Attention) M(DFT) M(STFT)
+#define KILN_CONV_OPS(M, B) M(Conv) M(ConvTranspose) M(ConvInteger) M(QLinearConv) M(CausalConvWithState)   \
+  B(ConvChannelsLast)
 #define KILN_POOL_OPS(M, B)                                                                           \
   M(MaxPool) M(AveragePool) M(GlobalAveragePool) M(GlobalMaxPool) M(LpPool) M(GlobalLpPool) M(MaxUnpool) \
   B(MaxPoolChannelsLast)
@@ -52,7 +53,7 @@ namespace kiln::ir {
   M(Reshape) M(Flatten) M(Squeeze) M(Unsqueeze) M(Transpose) M(Concat) M(Split) M(Slice) M(Gather)     \
   M(GatherElements) M(Expand) M(Tile) M(Pad) M(Trilu) M(Resize) M(DepthToSpace) M(SpaceToDepth)       \
   M(GatherND) M(ScatterND) M(ScatterElements) M(NonZero) M(ReverseSequence) M(Compress) M(Unique)     \
-  M(TensorScatter)
+  M(TensorScatter) M(BitCast)
 // Outputs made from shapes and scalar inputs rather than from input elements.
 #define KILN_GENERATOR_OPS(M, B)                                                                       \
   M(Shape) M(Size) M(ConstantOfShape) M(Range) M(OneHot) M(EyeLike) M(HannWindow) M(HammingWindow)    \

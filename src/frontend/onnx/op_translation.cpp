@@ -82,6 +82,7 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     // Signal processing. DFT-20 took its axis as an input (DFT-17's attribute, default 1).
     {"BlackmanWindow", {17}}, {"DFT", {17, 20}}, {"HammingWindow", {17}}, {"HannWindow", {17}}, {"MelWeightMatrix", {17}},
     {"STFT", {17}},
+    {"BitCast", {26}}, {"CausalConvWithState", {27}}, {"LinearAttention", {27}},
 };
 
 // ONNX op types translated into an op of another name (besides Constant, which
@@ -454,12 +455,13 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
       break;
     case OpKind::kCast:
     case OpKind::kCastLike:
-      if (node.op == OpKind::kCast) {
+    case OpKind::kBitCast:
+      if (node.op != OpKind::kCastLike) {
         int64_t code = node.attrs.get_int("to", -1);
         auto dtype = dtype_from_onnx(int32_t(code));
         if (!dtype)
-          fail(ErrorCode::kUnsupported, where, ": cast to ", onnx_dtype_name(int32_t(code)), ", a type kiln does not have (",
-               "it has ", kiln_dtype_names(), ")");
+          fail(ErrorCode::kUnsupported, where, ": ", node.op == OpKind::kCast ? "cast" : "bitcast", " to ",
+               onnx_dtype_name(int32_t(code)), ", a type kiln does not have (it has ", kiln_dtype_names(), ")");
         node.attrs.set("to", int64_t(*dtype));
       }
       // saturate (19) rules casts to float8 and round_mode (24) casts to

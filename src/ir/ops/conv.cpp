@@ -1,5 +1,5 @@
-// The conv family: Conv, ConvTranspose and the builder's ConvChannelsLast
-// (window geometry: window.cpp).
+// The conv family: Conv, ConvTranspose, CausalConvWithState and the builder's
+// ConvChannelsLast (window geometry: window.cpp).
 #include "kiln/ir/window.h"
 #include "family.h"
 
@@ -116,6 +116,39 @@ void infer_qlinear_conv(Ctx& c) {
   c.set(0, c.dtype(7), out);
 }
 
+// Input [B, C, L], weight [C, 1, k], bias [C], past_state [B, C, k - 1]:
+// output [B, C, L], present_state [B, C, k - 1].
+void infer_causal_conv(Ctx& c) {
+  c.require_float(0);
+  c.require_rank(0, 3, 3);
+  c.require_same_dtype(0, 1);
+  c.require_rank(1, 3, 3);
+  const Shape &x = c.shape(0), &w = c.shape(1);
+  std::string activation = c.attrs().get_string("activation", "none");
+  if (activation != "none" && activation != "silu" && activation != "swish")
+    c.error(ErrorCode::kInvalidModel, "activation '", activation, "' is not one of none, silu, swish");
+  if (!w[2].is_constant()) c.error(ErrorCode::kShapeError, "the kernel size (weight dim 2) must be a constant");
+  int64_t k = w[2].constant();
+  if (k < 1) c.error(ErrorCode::kShapeError, "weight of shape ", shape_to_string(w), " has no taps; k must be >= 1");
+  check_equal_dims(c, w[0], x[1], "weight dim 0 and input channels");
+  if (w[1].is_constant() && w[1].constant() != 1)
+    c.error(ErrorCode::kShapeError, "weight of shape ", shape_to_string(w), " is not depthwise; expected [channels, 1, k]");
+  Shape state{x[0], x[1], Dim(k - 1)};
+  if (c.has(2)) {
+    c.require_same_dtype(0, 2);
+    c.require_rank(2, 1, 1);
+    check_equal_dims(c, c.shape(2)[0], x[1], "bias length and input channels");
+  }
+  if (c.has(3)) {
+    c.require_same_dtype(0, 3);
+    c.require_rank(3, 3, 3);
+    for (size_t d = 0; d < 3; ++d)
+      check_equal_dims(c, c.shape(3)[d], state[d], "past_state and [batch, channels, k - 1]");
+  }
+  c.set(0, c.dtype(0), x);
+  c.set(1, c.dtype(0), state);
+}
+
 }  // namespace
 
 OpSchema conv_schema(OpKind op) {
@@ -138,6 +171,7 @@ OpSchema conv_schema(OpKind op) {
       return {8, 9, 1, 1,
               {{"auto_pad", T::kString}, {"dilations", T::kInts}, {"group", T::kInt}, {"kernel_shape", T::kInts},
                {"pads", T::kInts}, {"strides", T::kInts}}};
+    case OpKind::kCausalConvWithState: return {2, 4, 1, 2, {{"activation", T::kString}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -149,6 +183,7 @@ void infer_conv(Ctx& c) {
     case OpKind::kConvChannelsLast: infer_conv_op(c, false, true); break;
     case OpKind::kConvInteger: infer_conv_integer(c); break;
     case OpKind::kQLinearConv: infer_qlinear_conv(c); break;
+    case OpKind::kCausalConvWithState: infer_causal_conv(c); break;
     default: no_inference(c);
   }
 }

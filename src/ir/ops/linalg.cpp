@@ -1,10 +1,12 @@
 // The linear algebra family: MatMul, Gemm, Einsum, the Fourier transforms
-// DFT and STFT, and the builder's FusedMatMul and Attention (its view
-// programs: src/ir/attention.cpp).
+// DFT and STFT, LinearAttention, and the builder's FusedMatMul and Attention
+// (its view programs: src/ir/attention.cpp).
 #include <cctype>
+#include <cmath>
 #include <map>
 
 #include "kiln/ir/fused.h"
+#include "kiln/ir/linear_attention.h"
 #include "family.h"
 
 namespace kiln::ir {
@@ -128,6 +130,60 @@ void infer_gemm(Ctx& c) {
   Shape out{m, n};
   if (c.has(2)) c.require_broadcasts_to(2, out, "the output [M,N]");
   c.set(0, c.dtype(0), out);
+}
+
+// query [B, T, Hq * dk], key [B, T, Hkv * dk], value [B, T, Hkv * dv],
+// past_state [B, Hkv, dk, dv], decay [B, T, Hkv or Hkv * dk], beta [B, T, Hkv
+// or 1]: output [B, T, Hq * dv], present_state [B, Hkv, dk, dv] of
+// past_state's type (the query's without one).
+void infer_linear_attention(Ctx& c) {
+  for (size_t i = 0; i < 3; ++i) {
+    c.require_float(i);
+    c.require_same_dtype(0, i);
+    c.require_rank(i, 3, 3);
+  }
+  auto width = [&](size_t i) {
+    const Dim& d = c.shape(i)[2];
+    if (!d.is_constant()) c.error(ErrorCode::kUnsupported, c.input_name(i), " has a last dim (heads x head size) that is not a constant");
+    return d.constant();
+  };
+  LinearAttentionGeometry g = linear_attention_geometry(c.node(), width(0), width(2));
+  const Shape& q = c.shape(0);
+  Dim batch = q[0], steps = q[1];
+  for (size_t i = 1; i < 3; ++i) {
+    check_equal_dims(c, c.shape(i)[0], batch, "batch sizes of query, key and value");
+    check_equal_dims(c, c.shape(i)[1], steps, "sequence lengths of query, key and value");
+  }
+  if (width(1) != g.kv_heads * g.key_dim)
+    c.error(ErrorCode::kShapeError, c.input_name(1), " has width ", width(1), "; expected kv_num_heads * d_k = ", g.kv_heads, " * ",
+            g.key_dim);
+  Shape state{batch, Dim(g.kv_heads), Dim(g.key_dim), Dim(g.value_dim)};
+  if (c.has(3)) {
+    c.require_float(3);
+    c.require_rank(3, 4, 4);
+    for (size_t d = 0; d < 4; ++d) check_equal_dims(c, c.shape(3)[d], state[d], "past_state and [B, kv_num_heads, d_k, d_v]");
+  }
+  // decay and beta: present exactly when the update rule reads them, [B, T, one of `widths`].
+  auto gate = [&](size_t i, bool used, const char* name, std::initializer_list<int64_t> widths) {
+    if (!c.has(i)) {
+      if (used) c.error(ErrorCode::kInvalidModel, "update_rule '", c.attrs().get_string("update_rule", "gated_delta"), "' needs ", name);
+      return;
+    }
+    if (!used)
+      c.error(ErrorCode::kInvalidModel, "update_rule '", c.attrs().get_string("update_rule", "gated_delta"), "' takes no ", name);
+    c.require_same_dtype(0, i);
+    c.require_rank(i, 3, 3);
+    check_equal_dims(c, c.shape(i)[0], batch, str(name, " and query batch sizes").c_str());
+    check_equal_dims(c, c.shape(i)[1], steps, str(name, " and query sequence lengths").c_str());
+    int64_t w = width(i);
+    if (std::find(widths.begin(), widths.end(), w) == widths.end())
+      c.error(ErrorCode::kShapeError, c.input_name(i), " has width ", w, "; expected ",
+              *widths.begin(), " or ", *(widths.begin() + 1));
+  };
+  gate(4, g.gated, "decay", {g.kv_heads, g.kv_heads * g.key_dim});
+  gate(5, g.delta, "beta", {g.kv_heads, 1});
+  c.set(0, c.dtype(0), {batch, steps, Dim(g.q_heads * g.value_dim)});
+  c.set(1, c.has(3) ? c.dtype(3) : c.dtype(0), state);
 }
 
 void infer_einsum(Ctx& c) {
@@ -323,6 +379,28 @@ EinsumLabels einsum_labels(const ir::EinsumEquation& eq, const std::vector<size_
   return e;
 }
 
+LinearAttentionGeometry linear_attention_geometry(const Node& node, int64_t query_width, int64_t value_width) {
+  auto error = [&](const auto&... args) { fail(ErrorCode::kInvalidModel, "node '", node.name, "' (LinearAttention): ", args...); };
+  LinearAttentionGeometry g;
+  g.q_heads = node.attrs.get_int("q_num_heads", 0);
+  g.kv_heads = node.attrs.get_int("kv_num_heads", 0);
+  if (g.q_heads < 1 || g.kv_heads < 1 || g.q_heads % g.kv_heads != 0)
+    error("q_num_heads (", g.q_heads, ") must be a positive multiple of kv_num_heads (", g.kv_heads, ")");
+  if (query_width % g.q_heads != 0 || value_width % g.kv_heads != 0)
+    fail(ErrorCode::kShapeError, "node '", node.name, "' (LinearAttention): query width ", query_width, " and value width ",
+         value_width, " must be multiples of q_num_heads ", g.q_heads, " and kv_num_heads ", g.kv_heads);
+  g.key_dim = query_width / g.q_heads;
+  g.value_dim = value_width / g.kv_heads;
+  std::string rule = node.attrs.get_string("update_rule", "gated_delta");
+  if (rule != "linear" && rule != "gated" && rule != "delta" && rule != "gated_delta")
+    error("update_rule '", rule, "' is not one of linear, gated, delta, gated_delta");
+  g.gated = rule == "gated" || rule == "gated_delta";
+  g.delta = rule == "delta" || rule == "gated_delta";
+  double scale = node.attrs.get_float("scale", 0.0);
+  g.scale = scale != 0.0 ? scale : g.key_dim > 0 ? 1.0 / std::sqrt(double(g.key_dim)) : 1.0;
+  return g;
+}
+
 OpSchema linalg_schema(OpKind op) {
   using T = AttrType;
   switch (op) {
@@ -342,6 +420,10 @@ OpSchema linalg_schema(OpKind op) {
                {"scale", T::kFloat}, {"causal", T::kInt}}};
     case OpKind::kDFT: return {1, 3, 1, 1, {{"inverse", T::kInt}, {"onesided", T::kInt}}};
     case OpKind::kSTFT: return {2, 4, 1, 1, {{"onesided", T::kInt}}};
+    case OpKind::kLinearAttention:  // query, key, value, past_state?, decay?, beta?
+      return {3, 6, 1, 2,
+              {{"chunk_size", T::kInt}, {"kv_num_heads", T::kInt}, {"q_num_heads", T::kInt}, {"scale", T::kFloat},
+               {"update_rule", T::kString}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -357,6 +439,7 @@ void infer_linalg(Ctx& c) {
     case OpKind::kAttention: infer_attention(c); break;
     case OpKind::kDFT: infer_dft(c); break;
     case OpKind::kSTFT: infer_stft(c); break;
+    case OpKind::kLinearAttention: infer_linear_attention(c); break;
     default: no_inference(c);
   }
 }

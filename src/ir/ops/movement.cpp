@@ -1,5 +1,5 @@
 // The movement family: shape changes and data movement (outputs hold input
-// elements, or a pad value).
+// elements, or a pad value; BitCast their bytes as another type).
 #include <cmath>
 #include <numeric>
 
@@ -361,6 +361,18 @@ void infer_scatter_elements(Ctx& c) {
 }
 
 // GatherND: out[indices.shape[:-1] + data.shape[batch_dims + k:]], the first batch_dims dims shared.
+// The input's bytes as dtype `to` of the same width (a kiln dtype code, as
+// Cast's). A bool made of a byte other than 0 or 1 reads as true.
+void infer_bitcast(Ctx& c) {
+  int64_t code = c.attrs().get_int("to", -1);
+  if (code < 0 || code >= int64_t(std::size(kAllDTypes))) c.error(ErrorCode::kInvalidModel, "'to' is not a dtype");
+  DType from = c.dtype(0), to = DType(code);
+  if (dtype_size(from) != dtype_size(to))
+    c.error(ErrorCode::kTypeError, "input 0 of ", dtype_name(from), " (", 8 * dtype_size(from), " bits) cannot be read as ",
+            dtype_name(to), " (", 8 * dtype_size(to), " bits); BitCast needs types of one width");
+  c.set(0, to, c.shape(0));
+}
+
 // [rank, n]: the indices of the n nonzero elements, one row per dim; n
 // depends on the data, except where inference sees it (a constant, or the
 // reference interpreter's real input). A scalar counts as one dim (numpy).
@@ -616,6 +628,7 @@ OpSchema movement_schema(OpKind op) {
     case OpKind::kNonZero: return OpSchema{};
     case OpKind::kCompress: return {2, 2, 1, 1, {{"axis", T::kInt}}};
     case OpKind::kUnique: return {1, 1, 1, 4, {{"axis", T::kInt}, {"sorted", T::kInt}}};
+    case OpKind::kBitCast: return {1, 1, 1, 1, {{"to", T::kInt}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -649,6 +662,7 @@ void infer_movement(Ctx& c) {
     case OpKind::kNonZero: infer_nonzero(c); break;
     case OpKind::kCompress: infer_compress(c); break;
     case OpKind::kUnique: infer_unique(c); break;
+    case OpKind::kBitCast: infer_bitcast(c); break;
     default: no_inference(c);
   }
 }

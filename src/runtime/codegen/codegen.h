@@ -81,6 +81,8 @@ template <> inline constexpr const char* kParamsName<SignalWindowParams> = "Sign
 template <> inline constexpr const char* kParamsName<MelParams> = "MelParams";
 template <> inline constexpr const char* kParamsName<DftParams> = "DftParams";
 template <> inline constexpr const char* kParamsName<StftParams> = "StftParams";
+template <> inline constexpr const char* kParamsName<CausalConvParams> = "CausalConvParams";
+template <> inline constexpr const char* kParamsName<LinearAttentionParams> = "LinearAttentionParams";
 
 // The struct in the slots the kernel reads it from (the rest zero).
 template <class T>
@@ -208,6 +210,20 @@ std::string integer_matmul_source(const IntegerMatMulSpec& spec);
 // DFT arguments: out, x. STFT: out, signal, [window].
 std::string dft_source(DType dtype, const std::optional<Params>& specialize);
 std::string stft_source(DType dtype, bool has_window, const std::optional<Params>& specialize);
+// LinearAttention (LinearAttentionParams): a warp per (batch, kv head, value
+// column), sequential over the tokens, the state's column in registers
+// (kLinearAttentionRowsPerLane rows a lane) and every sum in float. The update
+// rule's parts: `gated` decays the state by exp(decay), `delta` writes
+// beta * (v - S^T k) instead of v. Arguments: out, [present_state], query,
+// key, value, [past_state], [decay], [beta]; the state in `state_dtype`.
+inline constexpr int kLinearAttentionRowsPerLane = 8;
+inline constexpr int kLinearAttentionMaxKeyDim = 32 * kLinearAttentionRowsPerLane;
+struct LinearAttentionSpec {
+  DType dtype, state_dtype;
+  bool gated = false, delta = false, has_past = false, has_present = true;
+  std::optional<Params> specialize;
+};
+std::string linear_attention_source(const LinearAttentionSpec& spec);
 
 // ---- conv and pool (codegen/conv.cpp): window kernels, NCHW, 1-3 spatial dims; WindowParams
 // kConvTranspose gathers: out[o] += x[i] * w[c, m, k] wherever i*stride - pad + k*dil == o.
@@ -245,6 +261,16 @@ struct DepthwiseSpec {
   std::optional<Params> specialize;
 };
 std::string depthwise_source(const DepthwiseSpec& spec);
+// CausalConvWithState (CausalConvParams), a thread per element of the output
+// (the taps over past_state, or zeros, then the input; bias; SiLU) or of
+// present_state (the last kernel - 1 positions of that sequence), float sums.
+// Arguments: out, present_state, x, w, [bias], [past_state].
+struct CausalConvSpec {
+  DType dtype;
+  bool has_bias = false, has_past = false, silu = false;
+  std::optional<Params> specialize;
+};
+std::string causal_conv_source(const CausalConvSpec& spec);
 
 // ---- normalization (codegen/normalization.cpp): softmax / log-softmax / hardmax / layer norm
 // RowParams. Arguments: out, [mean, inv_std] (layer norm statistics, float32,

@@ -1,7 +1,7 @@
 // Window kernels (NCHW, 1-3 spatial dims): direct convolution and transposed
 // convolution, and the pooling of the pool family, which walks the same windows;
-// the integer (quantized) convolutions; and the tiled kernel of 2-D depthwise
-// convolutions.
+// the integer (quantized) convolutions; the tiled kernel of 2-D depthwise
+// convolutions; and CausalConvWithState's.
 #include <algorithm>
 #include <cstring>
 #include <sstream>
@@ -218,6 +218,40 @@ std::string depthwise_source(const DepthwiseSpec& spec) {
   s << "      if (q < rows && ox < prm.out_w && oy < prm.out_h) "
     << store_stmt(spec.dtype, "out", "(plane * prm.out_h + oy) * prm.out_w + ox", "acc[q]") << "\n";
   s << "    }\n  }\n}\n";
+  return s.str();
+}
+
+std::string causal_conv_source(const CausalConvSpec& spec) {
+  std::string t = compute_type(spec.dtype), ct = c_type(spec.dtype);
+  bool dbl = spec.dtype == DType::kFloat64;
+  std::ostringstream s;
+  s << prelude() << params_constants<CausalConvParams>(spec.specialize);
+  // Position j of a row's sequence: past_state (zeros without it) for j < keep, then the input.
+  s << "__device__ __forceinline__ " << ct << " kiln_seq(const " << ct << "* __restrict__ x, const " << ct
+    << "* __restrict__ past, long long row, long long j, long long len, long long keep) {\n";
+  s << "  return j >= keep ? x[row * len + j - keep] : " << (spec.has_past ? "past[row * keep + j]" : str("(", ct, ")0")) << ";\n}\n";
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, " << ct
+    << "* __restrict__ present, const " << ct << "* __restrict__ x, const " << ct << "* __restrict__ w";
+  if (spec.has_bias) s << ", const " << ct << "* __restrict__ bias";
+  if (spec.has_past) s << ", const " << ct << "* __restrict__ past";
+  s << ", KParams p) {\n" << params_binding<CausalConvParams>(spec.specialize);
+  if (!spec.has_past) s << "  const " << ct << "* past = nullptr;\n";
+  s << "  const long long len = prm.length, k = prm.kernel, keep = prm.kernel - 1;\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < prm.n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    if (i >= prm.outputs) {  // present_state: the sequence's last keep positions, copied as they are\n";
+  s << "      const long long e = i - prm.outputs;\n";
+  s << "      present[e] = kiln_seq(x, past, e / keep, len + e % keep, len, keep);\n";
+  s << "      continue;\n    }\n";
+  s << "    const long long row = i / len, pos = i % len, ch = row % prm.channels;\n";
+  s << "    " << t << " acc = " << (spec.has_bias ? load_expr(spec.dtype, "bias", "ch") : "0") << ";\n";
+  s << "    for (long long tap = 0; tap < k; ++tap) {\n";
+  s << "      const " << ct << " v = kiln_seq(x, past, row, pos + tap, len, keep);\n";
+  s << "      acc += " << load_expr(spec.dtype, "w", "ch * k + tap") << " * " << load_expr(spec.dtype, "(&v)", "0") << ";\n";
+  s << "    }\n";
+  if (spec.silu) s << "    acc = acc / (1 + " << (dbl ? "exp" : "expf") << "(-acc));\n";
+  s << "    " << store_stmt(spec.dtype, "out", "i", "acc") << "\n";
+  s << "  }\n}\n";
   return s.str();
 }
 

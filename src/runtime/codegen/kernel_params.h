@@ -284,4 +284,19 @@ struct StftParams {
   long long n, frames, bins, signal_len, frame_len, step, in_complex;
 };
 
+// CausalConvWithState over [batch, channels, length] with `kernel` taps: `n`
+// work items, the first `outputs` (batch * channels * length) the output's
+// elements, the rest present_state's (batch * channels * (kernel - 1)).
+struct CausalConvParams {
+  long long n, outputs, channels, length, kernel;
+};
+
+// LinearAttention: `threads` = 32 * batch * kv_heads * value_dim, a warp per
+// value column of one (batch, kv head) state, sequential over `steps` tokens;
+// `group` query heads per kv head. decay_width: 0 (none), 1 (a scalar per kv
+// head) or key_dim; beta_width: 0 (none), 1 or kv_heads. scale as double bits.
+struct LinearAttentionParams {
+  long long threads, batch, steps, kv_heads, group, key_dim, value_dim, decay_width, beta_width, scale_bits;
+};
+
 #endif

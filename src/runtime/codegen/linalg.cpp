@@ -1,7 +1,8 @@
 // Matrix products with few rows (batch 1-8 inference): cuBLASLt's tiles are
 // mostly idle there, so one small kernel streams the weight once and applies
 // bias, activation and residual before the single store. Einsum's generic
-// kernel, the integer (quantized) products, DFT and STFT: a thread per output element.
+// kernel, the integer (quantized) products, DFT and STFT: a thread per output
+// element. LinearAttention's recurrence.
 #include <sstream>
 
 #include "codegen.h"
@@ -218,6 +219,76 @@ std::string stft_source(DType dtype, bool has_window, const std::optional<Params
   s << "      re += xr * c - xi * s;\n      im += xr * s + xi * c;\n";
   s << "      m += k;\n      if (m >= L) m -= L;\n    }\n";
   s << "    " << store_stmt(dtype, "out", "2 * w", "re") << "\n    " << store_stmt(dtype, "out", "2 * w + 1", "im") << "\n  }\n}\n";
+  return s.str();
+}
+
+// The columns of a state S [d_k, d_v] evolve apart: every step reads column j
+// only to update column j and to form output element j. So a warp owns one
+// column for the whole sequence, its d_k rows spread over the lanes in
+// registers, and the sums over d_k (S^T k for the delta rule, q^T S for the
+// output) are warp sums. No shared memory and no block barrier.
+std::string linear_attention_source(const LinearAttentionSpec& spec) {
+  DType dt = spec.dtype, st = spec.state_dtype;
+  std::string ct = c_type(dt), sct = c_type(st);
+  std::string a = dt == DType::kFloat64 || st == DType::kFloat64 ? "double" : "float";
+  const int rows = kLinearAttentionRowsPerLane;
+  std::ostringstream s;
+  s << prelude() << params_constants<LinearAttentionParams>(spec.specialize);
+  s << "typedef " << a << " A;\n";
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, ";
+  if (spec.has_present) s << sct << "* __restrict__ present, ";
+  s << "const " << ct << "* __restrict__ q, const " << ct << "* __restrict__ k, const " << ct << "* __restrict__ v";
+  if (spec.has_past) s << ", const " << sct << "* __restrict__ past";
+  if (spec.gated) s << ", const " << ct << "* __restrict__ decay";
+  if (spec.delta) s << ", const " << ct << "* __restrict__ beta";
+  s << ", KParams p) {\n" << params_binding<LinearAttentionParams>(spec.specialize);
+  s << "  const int lane = threadIdx.x & 31;\n";
+  s << "  const long long dk = prm.key_dim, dv = prm.value_dim, hk = prm.kv_heads, group = prm.group, hq = hk * group;\n";
+  s << "  const A scale = (A)__longlong_as_double(prm.scale_bits);\n";
+  s << "  for (long long wid = ((long long)blockIdx.x * " << kBlock << " + threadIdx.x) >> 5; wid < prm.threads >> 5; wid += (long long)gridDim.x * "
+    << kBlock / 32 << ") {\n";
+  s << "    const long long j = wid % dv, h = wid / dv % hk, b = wid / dv / hk;\n";
+  s << "    const long long column = (b * hk + h) * dk * dv + j;  // S[0][j] of this state; row d is d * dv further\n";
+  s << "    A s[" << rows << "];\n";
+  s << "#pragma unroll\n    for (int r = 0; r < " << rows << "; ++r) {\n";
+  s << "      const long long d = lane + 32 * r;\n";
+  s << "      s[r] = " << (spec.has_past ? str("d < dk ? (A)", load_expr(st, "past", "column + d * dv"), " : (A)0") : "(A)0") << ";\n    }\n";
+  s << "    for (long long t = 0; t < prm.steps; ++t) {\n";
+  s << "      const long long row = b * prm.steps + t;\n";
+  s << "      const " << ct << "* kt = k + (row * hk + h) * dk;\n";
+  s << "      A kr[" << rows << "];\n";
+  s << "#pragma unroll\n      for (int r = 0; r < " << rows << "; ++r) {\n";
+  s << "        const long long d = lane + 32 * r;\n";
+  s << "        kr[r] = d < dk ? (A)" << load_expr(dt, "kt", "d") << " : (A)0;\n";
+  if (spec.gated) {
+    s << "        if (d < dk) {\n";
+    s << "          const long long g = row * prm.decay_width + (prm.decay_width == hk ? h : h * dk + d);\n";
+    s << "          s[r] *= " << (a == "double" ? "exp" : "expf") << "((A)" << load_expr(dt, "decay", "g") << ");\n        }\n";
+  }
+  s << "      }\n";
+  s << "      A written = (A)" << load_expr(dt, "v", "(row * hk + h) * dv + j") << ";\n";
+  if (spec.delta) {
+    s << "      A recalled = 0;\n";
+    s << "#pragma unroll\n      for (int r = 0; r < " << rows << "; ++r) recalled += s[r] * kr[r];\n";
+    s << "      recalled = kiln_warp_sum(recalled);\n";
+    s << "      written = (A)" << load_expr(dt, "beta", "row * prm.beta_width + (prm.beta_width == 1 ? 0 : h)") << " * (written - recalled);\n";
+  }
+  s << "#pragma unroll\n      for (int r = 0; r < " << rows << "; ++r) s[r] += kr[r] * written;\n";
+  s << "      for (long long head = h * group; head < (h + 1) * group; ++head) {\n";
+  s << "        const " << ct << "* qt = q + (row * hq + head) * dk;\n";
+  s << "        A acc = 0;\n";
+  s << "#pragma unroll\n        for (int r = 0; r < " << rows << "; ++r) {\n";
+  s << "          const long long d = lane + 32 * r;\n";
+  s << "          if (d < dk) acc += (A)" << load_expr(dt, "qt", "d") << " * s[r];\n        }\n";
+  s << "        acc = kiln_warp_sum(acc);\n";
+  s << "        if (lane == 0) " << store_stmt(dt, "out", "(row * hq + head) * dv + j", "scale * acc") << "\n";
+  s << "      }\n    }\n";
+  if (spec.has_present) {
+    s << "#pragma unroll\n    for (int r = 0; r < " << rows << "; ++r) {\n";
+    s << "      const long long d = lane + 32 * r;\n";
+    s << "      if (d < dk) " << store_stmt(st, "present", "column + d * dv", "s[r]") << "\n    }\n";
+  }
+  s << "  }\n}\n";
   return s.str();
 }
 

@@ -46,6 +46,13 @@ std::vector<int64_t> ints_of(const plan::Plan& plan, ir::ValueId v, const ShapeE
   fail(ErrorCode::kUnsupported, what, " '", val.name, "' depends on tensor data that enqueue did not read back");
 }
 
+void require_input_dims(const ir::Node& node, const ShapeEnv& shapes, size_t input, const std::vector<int64_t>& want) {
+  const std::vector<int64_t>& have = shapes.of(node.inputs[input]);
+  if (have != want)
+    fail(ErrorCode::kShapeError, "node '", node.name, "' (", ir::op_name(node.op), "): input ", input, " has shape ",
+         ir::shape_to_string(ir::shape_of(have)), "; expected ", ir::shape_to_string(ir::shape_of(want)));
+}
+
 int64_t data_dependent_bound(const plan::Plan& plan, ir::ValueId v) {
   const ir::Value& val = plan.network.value(v);
   std::set<std::string> symbols;

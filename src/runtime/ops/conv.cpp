@@ -7,6 +7,7 @@
 // The generated window kernel runs the other Convs, ConvTranspose and (for
 // the pool family) MaxPool and AveragePool. 2-D depthwise Convs (ConvNeXt,
 // MobileNet) are memory-bound and run a tiled kernel of their own, ahead of cuDNN.
+// CausalConvWithState runs a generated kernel of its own.
 #include <cudnn.h>
 
 #include <algorithm>
@@ -459,6 +460,30 @@ std::unique_ptr<Op> make_depthwise_op(const plan::Plan& plan, const ir::Node& no
   });
 }
 
+// CausalConvWithState: one generated kernel writes the output and, where the
+// node has it, present_state.
+std::unique_ptr<Op> make_causal_conv_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store) {
+  auto has_input = [&](size_t i) { return i < node.inputs.size() && node.inputs[i] != ir::kNoValue; };
+  bool keeps_state = node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue;
+  codegen::CausalConvSpec spec{output_dtype(plan, node), has_input(2), has_input(3),
+                               node.attrs.get_string("activation", "none") != "none", std::nullopt};
+  int kernel = store.add(node.name, specializing_generator(spec, codegen::causal_conv_source));
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [n, spec, keeps_state](const ShapeEnv& s, KernelLaunch& k) {
+    const auto& x = s.of(n->inputs[0]);
+    int64_t taps = s.of(n->inputs[1])[2];
+    require_input_dims(*n, s, 1, {x[1], 1, taps});
+    if (spec.has_bias) require_input_dims(*n, s, 2, {x[1]});
+    if (spec.has_past) require_input_dims(*n, s, 3, {x[0], x[1], taps - 1});
+    int64_t outputs = ir::checked_numel(x), state = keeps_state ? ir::checked_numel(s.of(n->outputs[1])) : 0;
+    k.params = codegen::pack(codegen::CausalConvParams{outputs + state, outputs, x[1], x[2], taps});
+    // Without present_state no work item reaches its pointer.
+    k.args = {{n->outputs[0], 0}, {keeps_state ? n->outputs[1] : n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[1], 0}};
+    if (spec.has_bias) k.args.push_back({n->inputs[2], 0});
+    if (spec.has_past) k.args.push_back({n->inputs[3], 0});
+  });
+}
+
 }  // namespace
 
 std::unique_ptr<Op> make_conv(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int /*arch*/) {
@@ -473,6 +498,7 @@ std::unique_ptr<Op> make_conv(const plan::Plan& plan, const ir::Node& node, Kern
       return make_window_op(plan, node, store, why);
     case OpKind::kConvTranspose: return make_window_op(plan, node, store, why);
     case OpKind::kConvInteger: case OpKind::kQLinearConv: return make_integer_conv(plan, node, store, why);
+    case OpKind::kCausalConvWithState: return make_causal_conv_op(plan, node, store);
     default: return nullptr;
   }
 }
@@ -489,6 +515,8 @@ GpuLowering describe_conv(OpKind op) {
     case OpKind::kConvInteger: case OpKind::kQLinearConv:
       return {K::kKernel, "generated direct kernel, int32 accumulation; int8/uint8, rank 5 at most, w's zero point and scale "
                           "per tensor or per output channel"};
+    case OpKind::kCausalConvWithState:
+      return {K::kKernel, "a thread per element of the output and of present_state; floating types, SiLU fused"};
     default: return {};
   }
 }

@@ -4,7 +4,7 @@
 // after an activation, run as a small elementwise kernel afterwards; few-row
 // products take a generated kernel. Attention runs as one fused kernel;
 // Einsum, MatMulInteger and QLinearMatMul as generated kernels, a thread per
-// output element.
+// output element; LinearAttention as its recurrence kernel.
 #include <algorithm>
 #include <map>
 
@@ -12,6 +12,7 @@
 #include "kiln/error.h"
 #include "kiln/ir/fused.h"
 #include "kiln/ir/quantization.h"
+#include "kiln/ir/linear_attention.h"
 #include "kiln/ir/shape_inference.h"
 #include "ops.h"
 
@@ -525,6 +526,46 @@ std::unique_ptr<Op> make_stft(const plan::Plan& plan, const ir::Node& node, Kern
   });
 }
 
+// LinearAttention: the recurrence kernel, a warp per (batch, kv head, value column).
+std::unique_ptr<Op> make_linear_attention(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
+  const ir::Network& net = plan.network;
+  auto has_input = [&](size_t i) { return i < node.inputs.size() && node.inputs[i] != ir::kNoValue; };
+  bool keeps_state = node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue;
+  // Shape inference holds the packed widths constant.
+  ir::LinearAttentionGeometry g = ir::linear_attention_geometry(node, net.value(node.inputs[0]).shape[2].constant(),
+                                                                net.value(node.inputs[2]).shape[2].constant());
+  if (g.key_dim > codegen::kLinearAttentionMaxKeyDim) {
+    why = str("d_k ", g.key_dim, "; the GPU kernel holds at most ", codegen::kLinearAttentionMaxKeyDim, " rows of a state column");
+    return nullptr;
+  }
+  DType dtype = output_dtype(plan, node);
+  DType state = keeps_state ? net.value(node.outputs[1]).dtype : has_input(3) ? net.value(node.inputs[3]).dtype : dtype;
+  codegen::LinearAttentionSpec spec{dtype, state, g.gated, g.delta, has_input(3), keeps_state, std::nullopt};
+  int kernel = store.add(node.name, specializing_generator(spec, codegen::linear_attention_source));
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [n, g, spec](const ShapeEnv& s, KernelLaunch& k) {
+    const auto& q = s.of(n->inputs[0]);
+    int64_t batch = q[0], steps = q[1], hk = g.kv_heads;
+    require_input_dims(*n, s, 1, {batch, steps, hk * g.key_dim});
+    require_input_dims(*n, s, 2, {batch, steps, hk * g.value_dim});
+    if (spec.has_past) require_input_dims(*n, s, 3, {batch, hk, g.key_dim, g.value_dim});
+    // decay and beta: [B, T, w] with the width that shape inference accepted.
+    auto gate_width = [&](bool used, size_t i) {
+      if (!used) return int64_t(0);
+      int64_t width = s.of(n->inputs[i]).back();
+      require_input_dims(*n, s, i, {batch, steps, width});
+      return width;
+    };
+    codegen::LinearAttentionParams p{ir::checked_numel({32, batch, hk, g.value_dim}), batch, steps, hk, g.q_heads / hk, g.key_dim,
+                                     g.value_dim, gate_width(spec.gated, 4), gate_width(spec.delta, 5), codegen::double_bits(g.scale)};
+    k.params = codegen::pack(p);
+    k.args = {{n->outputs[0], 0}};
+    if (spec.has_present) k.args.push_back({n->outputs[1], 0});
+    for (ir::ValueId v : n->inputs)
+      if (v != ir::kNoValue) k.args.push_back({v, 0});
+  });
+}
+
 }  // namespace
 
 MatmulCall make_float_product(const PrepareContext& ctx, const ir::Node& node, DType dtype, PtrRef a, PtrRef b, PtrRef d,
@@ -574,6 +615,7 @@ std::unique_ptr<Op> make_linalg(const plan::Plan& plan, const ir::Node& node, Ke
     case OpKind::kMatMulInteger: case OpKind::kQLinearMatMul: return make_integer_matmul(plan, node, store);
     case OpKind::kDFT: return make_dft(plan, node, store);
     case OpKind::kSTFT: return make_stft(plan, node, store);
+    case OpKind::kLinearAttention: return make_linear_attention(plan, node, store, why);
     default: return nullptr;  // describe_linalg leaves the others to the builder
   }
 }
@@ -602,6 +644,10 @@ GpuLowering describe_linalg(OpKind op) {
     case OpKind::kSTFT:
       return {K::kKernel, "a thread per output element, a direct sum over its frame; floating types, float accumulation for fp16 "
                           "and bf16; a frame_step or frame_length that is data is read back by enqueue"};
+    case OpKind::kLinearAttention:
+      return {K::kKernel, str("recurrence kernel, a warp per (batch, kv head, value column) holding the state's column in "
+                              "registers, sequential over the tokens; floating types, float accumulation; d_k at most ",
+                              codegen::kLinearAttentionMaxKeyDim)};
     default: return {};
   }
 }

@@ -1,4 +1,4 @@
-// The movement family on the GPU: views, and one strided remap kernel for
+// The movement family on the GPU: views (BitCast among them), and one strided remap kernel for
 // transpose, concat, split, slice, expand, tile, pad, depth-to-space and
 // space-to-depth; gather, scatter, trilu and resize have kernels of their own.
 #include <algorithm>
@@ -333,6 +333,34 @@ std::unique_ptr<Op> make_remap_op(const ir::Node& node, KernelStore& store, DTyp
   return std::make_unique<RemapOp>(node, store, kernel, dtype, std::move(plan));
 }
 
+namespace {
+
+// Reshape-like ops and BitCast: a view when the planner gave the output the
+// input's storage; otherwise a copy of its elements as `dtype`.
+std::unique_ptr<Op> make_view_or_copy_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, DType dtype) {
+  ir::ValueId in = node.inputs[0], out = node.outputs[0];
+  const ir::Value& source = plan.network.value(in);
+  bool view = plan.arena_offset[size_t(out)] >= 0 && plan.arena_offset[size_t(out)] == plan.arena_offset[size_t(in)] &&
+              !source.weight && !source.is_input;
+  const ir::Node* n = &node;
+  return make_remap_op(node, store, dtype, [n, view](const ShapeEnv& s) {
+    if (view) return std::vector<RemapPiece>{};
+    return std::vector<RemapPiece>{plain_copy(n->inputs[0], n->outputs[0], s.of(n->outputs[0]))};
+  });
+}
+
+// The integer type of `dtype`'s width, whose copies move bits without a float's rounding.
+DType same_width_integer(DType dtype) {
+  switch (dtype_size(dtype)) {
+    case 1: return DType::kUInt8;
+    case 2: return DType::kFloat16;  // stored as unsigned short, copied as such
+    case 4: return DType::kInt32;
+    default: return DType::kInt64;
+  }
+}
+
+}  // namespace
+
 std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why,
                                   int /*arch*/) {
   auto value = [&](ir::ValueId v) -> const ir::Value& { return plan.network.value(v); };
@@ -340,14 +368,19 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
   const ir::Node* n = &node;
   const plan::Plan* p = &plan;
   switch (node.op) {
-    case OpKind::kReshape: case OpKind::kFlatten: case OpKind::kSqueeze: case OpKind::kUnsqueeze: {
-      // A view when the planner gave the output the input's storage; otherwise a copy.
-      ir::ValueId in = node.inputs[0], out = node.outputs[0];
-      bool view = plan.arena_offset[size_t(out)] >= 0 && plan.arena_offset[size_t(out)] == plan.arena_offset[size_t(in)] &&
-                  !value(in).weight && !value(in).is_input;
-      return make_remap_op(node, store, dtype, [n, view](const ShapeEnv& s) {
-        if (view) return std::vector<RemapPiece>{};
-        return std::vector<RemapPiece>{plain_copy(n->inputs[0], n->outputs[0], s.of(n->outputs[0]))};
+    case OpKind::kReshape: case OpKind::kFlatten: case OpKind::kSqueeze: case OpKind::kUnsqueeze:
+      return make_view_or_copy_op(plan, node, store, dtype);
+
+    case OpKind::kBitCast: {
+      DType from = value(node.inputs[0]).dtype;
+      if (dtype != DType::kBool) return make_view_or_copy_op(plan, node, store, same_width_integer(from));
+      // A byte other than 0 reads as true (as the reference has it): the cast kernel's x != 0.
+      int width = codegen::elementwise_vector_width({from}, dtype);
+      int kernel = store.add(node.name, [from](const auto& params) { return codegen::cast_source(from, DType::kBool, params); });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, width](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& dims = s.of(n->outputs[0]);
+        k.params = codegen::pack(codegen::elementwise_params(dims, {dims}, width));
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
       });
     }
 
@@ -678,6 +711,9 @@ GpuLowering describe_movement(OpKind op) {
       return {K::kKernel, "a bitonic sort of the slices (a launch per stage), one block grouping equal neighbours and "
                           "counting them (read back by enqueue, which waits for it), then the outputs; any type, NaN equal "
                           "to NaN; at most the bound `kiln build` plans for"};
+    case OpKind::kBitCast:
+      return {K::kKernel, "a view of its input where the memory plan allows, else a copy; to bool, a byte other than 0 reads "
+                          "as true (the cast kernel)"};
     default: return {};
   }
 }
