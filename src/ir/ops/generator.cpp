@@ -1,5 +1,5 @@
 // The generator family: outputs made from shapes and scalar inputs rather
-// than from input elements (Shape, Size, ConstantOfShape, Range, OneHot).
+// than from input elements (Shape, Size, ConstantOfShape, Range, OneHot, EyeLike).
 #include <cmath>
 
 #include "family.h"
@@ -84,6 +84,19 @@ void infer_onehot(Ctx& c) {
   c.set(0, c.dtype(2), out);
 }
 
+// EyeLike: a matrix of the input's shape, of the type `dtype` names (a kiln
+// DType code; the input's type without it).
+void infer_eye_like(Ctx& c) {
+  c.require_rank(0, 2, 2);
+  DType dtype = c.dtype(0);
+  if (c.attrs().has("dtype")) {
+    int64_t code = c.attrs().get_int("dtype", -1);
+    if (code < 0 || code >= int64_t(std::size(kAllDTypes))) c.error(ErrorCode::kInvalidModel, "'dtype' is not a dtype");
+    dtype = DType(code);
+  }
+  c.set(0, dtype, c.shape(0));
+}
+
 }  // namespace
 
 OpSchema generator_schema(OpKind op) {
@@ -94,6 +107,7 @@ OpSchema generator_schema(OpKind op) {
     case OpKind::kConstantOfShape: return {1, 1, 1, 1, {{"value", T::kTensor}}};
     case OpKind::kRange: return {3, 3, 1, 1, {}};
     case OpKind::kOneHot: return {3, 3, 1, 1, {{"axis", T::kInt}}};
+    case OpKind::kEyeLike: return {1, 1, 1, 1, {{"dtype", T::kInt}, {"k", T::kInt}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -105,6 +119,7 @@ void infer_generator(Ctx& c) {
     case OpKind::kConstantOfShape: infer_constant_of_shape(c); break;
     case OpKind::kRange: infer_range(c); break;
     case OpKind::kOneHot: infer_onehot(c); break;
+    case OpKind::kEyeLike: infer_eye_like(c); break;
     default: no_inference(c);
   }
 }

@@ -1,4 +1,4 @@
-// The linear algebra family: MatMul, Gemm, Einsum and the builder's
+// The linear algebra family: MatMul, Gemm, Einsum, Det and the builder's
 // FusedMatMul and Attention (its view programs: src/ir/attention.cpp).
 #include <cctype>
 #include <map>
@@ -184,6 +184,15 @@ EinsumLabels einsum_labels(const ir::EinsumEquation& eq, const std::vector<size_
   return e;
 }
 
+// Det: the determinants of the square matrices in X's last two dims.
+void infer_det(Ctx& c) {
+  c.require_float(0);
+  c.require_rank(0, 2);
+  const Shape& x = c.shape(0);
+  check_equal_dims(c, x[x.size() - 2], x.back(), "the matrices' rows and columns");
+  c.set(0, c.dtype(0), Shape(x.begin(), x.end() - 2));
+}
+
 OpSchema linalg_schema(OpKind op) {
   using T = AttrType;
   switch (op) {
@@ -191,6 +200,7 @@ OpSchema linalg_schema(OpKind op) {
     case OpKind::kGemm:
       return {2, 3, 1, 1, {{"alpha", T::kFloat}, {"beta", T::kFloat}, {"transA", T::kInt}, {"transB", T::kInt}}};
     case OpKind::kEinsum: return {1, -1, 1, 1, {{"equation", T::kString}}};
+    case OpKind::kDet: return OpSchema{};
     // act(alpha * A @ op(B) + bias) + residual; inputs A, B, bias?, residual?; output 1, where
     // the builder adds it, is scratch for the runtime's transposed product (contents unspecified)
     case OpKind::kFusedMatMul:
@@ -208,6 +218,7 @@ void infer_linalg(Ctx& c) {
     case OpKind::kMatMul: infer_matmul(c); break;
     case OpKind::kGemm: infer_gemm(c); break;
     case OpKind::kEinsum: infer_einsum(c); break;
+    case OpKind::kDet: infer_det(c); break;
     case OpKind::kFusedMatMul: infer_fused_matmul(c); break;
     case OpKind::kAttention: infer_attention(c); break;
     default: no_inference(c);
