@@ -199,4 +199,28 @@ struct Col2ImParams {
   long long image[3], block[3], blocks[3], strides[3], dilations[3], pads[3];
 };
 
+// EyeLike: `n` elements of a matrix of `cols` columns, 1 on diagonal `k`
+// (column - row == k), 0 elsewhere.
+struct EyeLikeParams {
+  long long n, cols, k;
+};
+
+// ReverseSequence: `n` elements of a [batch, time, inner] view (batch_major)
+// or a [time, batch, inner] one; the first lengths[b] steps of batch b reversed.
+struct ReverseSequenceParams {
+  long long n, batch, time, inner, batch_major;
+};
+
+// TensorScatter: `n` update elements of an [outer, seq, inner] view written
+// into the cache's [outer, max_seq, inner] at write_indices[o / per_batch] +
+// step (mod max_seq when circular).
+struct TensorScatterParams {
+  long long n, seq, max_seq, inner, per_batch, circular;
+};
+
+// Det: `n` square matrices of `size` rows, contiguous.
+struct DetParams {
+  long long n, size;
+};
+
 #endif

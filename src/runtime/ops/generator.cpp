@@ -1,6 +1,6 @@
 // The generator family on the GPU: values the host knows (shape arithmetic,
 // for nodes of any family) written by the constants kernel, ConstantOfShape
-// as a fill, Range and OneHot as kernels of their own. Range's length and
+// as a fill, Range, OneHot and EyeLike as kernels of their own. Range's length and
 // OneHot's depth come from the output's shape: known before the run, or read
 // back by enqueue when they depend on data (see context.cpp).
 #include <algorithm>
@@ -120,6 +120,15 @@ std::unique_ptr<Op> make_generator(const plan::Plan& plan, const ir::Node& node,
       });
     }
 
+    case OpKind::kEyeLike: {
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::eye_like_source(dtype, params); });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& out = s.of(n->outputs[0]);
+        k.params = codegen::pack(codegen::EyeLikeParams{ir::checked_numel(out), out[1], n->attrs.get_int("k", 0)});
+        k.args = {{n->outputs[0], 0}};
+      });
+    }
+
     default:  // Shape and Size run only where the host knows their values (make_host_value_op)
       why = "no GPU kernel";
       return nullptr;
@@ -136,6 +145,7 @@ GpuLowering describe_generator(OpKind op) {
     case OpKind::kRange:
       return {K::kKernel, "fill kernel; any type but bool; a length that depends on data is read back by enqueue (which waits for it)"};
     case OpKind::kOneHot: return {K::kKernel, "fill kernel; any type, indices any but bool; a depth that depends on data is read back by enqueue"};
+    case OpKind::kEyeLike: return {K::kKernel, "fill kernel; any type"};
     default: return {};
   }
 }

@@ -403,6 +403,30 @@ std::unique_ptr<Op> make_einsum(const plan::Plan& plan, const ir::Node& node, Ke
   });
 }
 
+// Det: a block per matrix; matrices larger than the kernel's shared memory holds are refused.
+std::unique_ptr<Op> make_det(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
+  DType dtype = output_dtype(plan, node);
+  if (!is_floating(dtype)) return nullptr;
+  const ir::Dim& size = plan.network.value(node.inputs[0]).shape.back();
+  if (size.is_constant() && size.constant() > codegen::kDetMaxSize) {
+    why = str("matrices of ", size.constant(), " rows; the GPU kernel takes at most ", codegen::kDetMaxSize);
+    return nullptr;
+  }
+  int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::det_source(dtype, params); });
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+    const auto& x = s.of(n->inputs[0]);
+    int64_t rows = x[x.size() - 2], cols = x.back();
+    if (rows != cols || cols > codegen::kDetMaxSize)
+      fail(ErrorCode::kUnsupported, "node '", n->name, "' (Det): matrices of ", rows, " x ", cols, "; the GPU kernel takes square ones of at most ",
+           codegen::kDetMaxSize, " rows");
+    int64_t matrices = ir::checked_numel({x.begin(), x.end() - 2});
+    k.params = codegen::pack(codegen::DetParams{matrices, cols});
+    k.grid = unsigned(std::clamp<int64_t>(matrices, 1, 65535));  // a block per matrix; the kernel loops past the grid
+    k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+  });
+}
+
 }  // namespace
 
 void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, void* bias, cublasLtHandle_t lt,
@@ -425,6 +449,7 @@ std::unique_ptr<Op> make_linalg(const plan::Plan& plan, const ir::Node& node, Ke
     case OpKind::kFusedMatMul: return make_matmul(plan, node, store, why);
     case OpKind::kAttention: return make_attention(plan, node, store, why, arch);
     case OpKind::kEinsum: return make_einsum(plan, node, store, why);
+    case OpKind::kDet: return make_det(plan, node, store, why);
     default: return nullptr;  // describe_linalg leaves the others to the builder
   }
 }
@@ -439,6 +464,9 @@ GpuLowering describe_linalg(OpKind op) {
       return {K::kKernel, str("generic kernel, a thread per output element; any type but bool, float accumulation for fp16 and bf16; "
                               "at most ", codegen::kEinsumMaxOperands, " operands, ", codegen::kMaxRank, " output and ",
                               codegen::kMaxRank, " summed labels")};
+    case OpKind::kDet:
+      return {K::kKernel, str("a block per matrix, LU with partial pivoting in float64 in shared memory; floating types, matrices of at most ",
+                              codegen::kDetMaxSize, " rows")};
     case OpKind::kFusedMatMul:
       return {K::kKernel, "cuBLASLt, or a generated kernel for few rows, with the epilogue fused; floating types"};
     case OpKind::kAttention:
