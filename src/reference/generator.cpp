@@ -1,5 +1,5 @@
 // The generator family: outputs made from shapes and scalar inputs (Shape,
-// Size, ConstantOfShape, Range, OneHot, the signal windows, MelWeightMatrix).
+// Size, ConstantOfShape, Range, OneHot, EyeLike, the signal windows, MelWeightMatrix).
 #include <cmath>
 #include <numbers>
 
@@ -109,6 +109,16 @@ Tensor run_mel_weight_matrix(const KernelContext& c) {
   return from_doubles(c.out_dtype(0), dims, out);
 }
 
+// EyeLike: ones where column - row == k.
+Tensor run_eye_like(const KernelContext& c) {
+  std::vector<int64_t> dims = c.out_dims(0);
+  int64_t k = c.attrs().get_int("k", 0);
+  std::vector<int64_t> out(size_t(ir::checked_numel(dims)), 0);
+  for (int64_t r = 0; r < dims[0]; ++r)
+    if (r + k >= 0 && r + k < dims[1]) out[size_t(r * dims[1] + r + k)] = 1;
+  return from_ints(c.out_dtype(0), dims, out);
+}
+
 }  // namespace
 
 Kernel generator_kernel(OpKind op) {
@@ -119,6 +129,7 @@ Kernel generator_kernel(OpKind op) {
     case OpKind::kOneHot: return one_output<run_onehot>;
     case OpKind::kHannWindow: case OpKind::kHammingWindow: case OpKind::kBlackmanWindow: return one_output<run_signal_window>;
     case OpKind::kMelWeightMatrix: return one_output<run_mel_weight_matrix>;
+    case OpKind::kEyeLike: return one_output<run_eye_like>;
     default: return nullptr;
   }
 }

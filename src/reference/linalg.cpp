@@ -1,4 +1,4 @@
-// MatMul, Gemm, Einsum, fused attention, DFT, STFT and LinearAttention's
+// MatMul, Gemm, Einsum, Det, fused attention, DFT, STFT and LinearAttention's
 // recurrence with float64 accumulation.
 #include <algorithm>
 #include <cmath>
@@ -341,6 +341,39 @@ Outputs run_linear_attention(const KernelContext& c) {
   return result;
 }
 
+// Det: each matrix's determinant by LU decomposition with partial pivoting
+// (the product of the pivots, its sign flipped per row swap); 1 for 0 x 0.
+Tensor run_det(const KernelContext& c) {
+  const Tensor& tx = c.in(0);
+  int64_t n = tx.dims.back();
+  if (tx.dims[tx.dims.size() - 2] != n)
+    c.error(ErrorCode::kShapeError, "X ", ir::shape_to_string(ir::shape_of(tx.dims)), " does not hold square matrices");
+  std::vector<double> x = to_doubles(tx);
+  std::vector<int64_t> dims(tx.dims.begin(), tx.dims.end() - 2);
+  std::vector<double> out(size_t(ir::checked_numel(dims)));
+  for (size_t m = 0; m < out.size(); ++m) {
+    double* a = x.data() + m * size_t(n * n);
+    double det = 1;
+    for (int64_t k = 0; k < n && det != 0; ++k) {
+      int64_t pivot = k;
+      for (int64_t r = k + 1; r < n; ++r)
+        if (std::fabs(a[r * n + k]) > std::fabs(a[pivot * n + k])) pivot = r;
+      if (pivot != k) {
+        std::swap_ranges(a + k * n, a + (k + 1) * n, a + pivot * n);
+        det = -det;
+      }
+      det *= a[k * n + k];
+      if (a[k * n + k] == 0) break;
+      for (int64_t r = k + 1; r < n; ++r) {
+        double f = a[r * n + k] / a[k * n + k];
+        for (int64_t j = k + 1; j < n; ++j) a[r * n + j] -= f * a[k * n + j];
+      }
+    }
+    out[m] = det;
+  }
+  return from_doubles(c.out_dtype(0), dims, out);
+}
+
 // Y, and zeros for the scratch output the builder may add (the GPU runtime
 // computes some products transposed there; nothing reads it).
 Outputs fused_matmul_outputs(const KernelContext& c) {
@@ -435,6 +468,7 @@ Kernel linalg_kernel(OpKind op) {
     case OpKind::kMatMulInteger: return one_output<run_matmul_integer>;
     case OpKind::kQLinearMatMul: return one_output<run_qlinear_matmul>;
     case OpKind::kEinsum: return one_output<run_einsum>;
+    case OpKind::kDet: return one_output<run_det>;
     case OpKind::kFusedMatMul: return fused_matmul_outputs;
     case OpKind::kAttention: return one_output<run_attention>;
     case OpKind::kDFT: return one_output<run_dft>;

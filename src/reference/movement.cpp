@@ -228,6 +228,68 @@ Tensor run_scatter_elements(const KernelContext& c) {
   return scatter(c, targets);
 }
 
+// ReverseSequence: along the time axis, the first lengths[b] steps of batch
+// entry b in reverse order, the rest as they are.
+Tensor run_reverse_sequence(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  std::vector<int64_t> lengths = to_ints(c.in(1));
+  size_t batch_axis = size_t(c.attrs().get_int("batch_axis", 1)), time_axis = size_t(c.attrs().get_int("time_axis", 0));
+  int64_t time = x.dims[time_axis];
+  if (int64_t(lengths.size()) != x.dims[batch_axis])
+    c.error(ErrorCode::kShapeError, "sequence_lens has ", lengths.size(), " lengths for a batch of ", x.dims[batch_axis]);
+  for (size_t b = 0; b < lengths.size(); ++b)
+    if (lengths[b] < 0 || lengths[b] > time)
+      c.error(ErrorCode::kInvalidArgument, "sequence_lens[", b, "] = ", lengths[b], " is outside [0, ", time, "], the time axis");
+  auto st = strides_of(x.dims);
+  return remap(x, x.dims, [&](const std::vector<int64_t>& idx) {
+    int64_t t = idx[time_axis], len = lengths[size_t(idx[batch_axis])];
+    std::vector<int64_t> src = idx;
+    if (t < len) src[time_axis] = len - 1 - t;
+    return offset_of(src, st);
+  });
+}
+
+// TensorScatter: a copy of past_cache with update's steps written along the
+// axis from write_indices[batch] on (0 without them), modulo the cache's
+// length in circular mode; a linear write past the cache is an error.
+Tensor run_tensor_scatter(const KernelContext& c) {
+  const Tensor &cache = c.in(0), &update = c.in(1);
+  size_t axis = size_t(normalize_axis(c, c.attrs().get_int("axis", -2), cache.dims.size()));
+  bool circular = c.attrs().get_string("mode", "linear") == "circular";
+  for (size_t d = 0; d < cache.dims.size(); ++d)
+    if (d == axis ? update.dims[d] > cache.dims[d] : update.dims[d] != cache.dims[d])
+      c.error(ErrorCode::kShapeError, "update ", ir::shape_to_string(ir::shape_of(update.dims)), " does not fit past_cache ",
+              ir::shape_to_string(ir::shape_of(cache.dims)), " (axis ", axis, ")");
+  std::vector<int64_t> starts(size_t(cache.dims[0]), 0);
+  if (c.has(2)) {
+    starts = to_ints(c.in(2));
+    if (int64_t(starts.size()) != cache.dims[0])
+      c.error(ErrorCode::kShapeError, "write_indices has ", starts.size(), " entries for a batch of ", cache.dims[0]);
+  }
+  int64_t max_seq = cache.dims[axis];
+  size_t elem = dtype_size(cache.dtype);
+  std::vector<std::byte> bytes(size_t(cache.numel()) * elem);
+  if (!bytes.empty()) std::memcpy(bytes.data(), cache.data.data(), bytes.size());
+  auto st = strides_of(cache.dims);
+  const std::byte* src = update.data.data();
+  for_each_index(update.dims, [&](const std::vector<int64_t>& idx) {
+    int64_t pos = starts[size_t(idx[0])] + idx[axis];
+    if (circular) pos = ((pos % max_seq) + max_seq) % max_seq;
+    else if (pos < 0 || pos >= max_seq)
+      c.error(ErrorCode::kInvalidArgument, "write_indices[", idx[0], "] = ", starts[size_t(idx[0])], " writes step ", idx[axis],
+              " at ", pos, ", outside the cache's ", max_seq, " (mode linear)");
+    std::vector<int64_t> at = idx;
+    at[axis] = pos;
+    std::memcpy(bytes.data() + size_t(offset_of(at, st)) * elem, src, elem);
+    src += elem;
+  });
+  Tensor out;
+  out.dtype = cache.dtype;
+  out.dims = cache.dims;
+  out.data = Buffer::from_bytes(std::move(bytes));
+  return out;
+}
+
 // GatherND: output row r (over indices.shape[:-1]) copies the data slice that
 // index tuple r names within its batch (the first batch_dims dims).
 Tensor run_gather_nd(const KernelContext& c) {
@@ -709,6 +771,8 @@ Kernel movement_kernel(OpKind op) {
     case OpKind::kBitCast: return one_output<run_bitcast>;
     case OpKind::kResize: return one_output<run_resize>;
     case OpKind::kDepthToSpace: case OpKind::kSpaceToDepth: return one_output<run_depth_space>;
+    case OpKind::kReverseSequence: return one_output<run_reverse_sequence>;
+    case OpKind::kTensorScatter: return one_output<run_tensor_scatter>;
     default: return nullptr;
   }
 }

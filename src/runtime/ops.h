@@ -296,6 +296,18 @@ class SimpleOp : public Op {
   Fill fill_;
 };
 
+// Runs its parts' launches in order (a scatter: the copy of the data, then the updates).
+class SequenceOp : public Op {
+ public:
+  explicit SequenceOp(std::vector<std::unique_ptr<Op>> parts) : parts_(std::move(parts)) {}
+  void prepare(PrepareContext& ctx) const override {
+    for (const auto& part : parts_) part->prepare(ctx);
+  }
+
+ private:
+  std::vector<std::unique_ptr<Op>> parts_;
+};
+
 // Elementwise ops that have an integer (and bool) form on the GPU; the others need floating types.
 bool integer_capable(ir::OpKind op);
 

@@ -87,7 +87,8 @@ TEST(OnnxOpVersions, MatchTheOnnxPackage) {
 // names are in it, and everything in it is translated.
 TEST(OnnxOpVersions, CoverEveryImportedOp) {
   std::vector<std::string> imported = {"Constant", "Attention", "RMSNormalization", "RotaryEmbedding",
-                                       "Mish", "Swish", "SwiGLU", "CenterCropPad", "DynamicQuantizeLinear"};
+                                       "Mish", "Swish", "SwiGLU", "CenterCropPad", "DynamicQuantizeLinear",
+                                       "MeanVarianceNormalization"};
   for (int i = 0; i < ir::op_count(); ++i)
     for (const std::string& type : onnx_op_types(ir::OpKind(i))) {
       EXPECT_TRUE(is_supported_op(type)) << type;

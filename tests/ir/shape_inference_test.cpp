@@ -585,5 +585,69 @@ TEST(ShapeInference, BitCastKeepsTheShapeAndNeedsOneWidth) {
             std::string::npos);
 }
 
+// The shape of one node's output, or its error ("error: ...").
+std::string infer_one(OpKind op, const std::vector<std::pair<DType, Shape>>& inputs, const Attributes& a = {},
+                      std::optional<std::vector<int64_t>> constant_last = std::nullopt) {
+  Network net;
+  std::vector<ValueId> ids;
+  for (size_t i = 0; i < inputs.size(); ++i) ids.push_back(net.add_input(str("in", i), inputs[i].first, inputs[i].second));
+  if (constant_last) ids.push_back(net.add_weight("constant", ints(*constant_last)));
+  ValueId y = net.add_op1(op, ids, a, "node");
+  net.add_output(y);
+  try {
+    net.finalize();
+  } catch (const Error& e) {
+    return str("error: ", e.what());
+  }
+  return str(dtype_name(net.value(y).dtype), " ", shape_to_string(net.value(y).shape));
+}
+
+TEST(ShapeInference, OpsOfPoolingNormsScansAndCaches) {
+  const DType f32 = DType::kFloat32, i64 = DType::kInt64;
+  Attributes unpool;
+  unpool.set("kernel_shape", std::vector<int64_t>{2, 3});
+  unpool.set("strides", std::vector<int64_t>{2, 2});
+  unpool.set("pads", std::vector<int64_t>{0, 1, 0, 0});
+  Shape pooled{N, Dim(3), Dim(4), S};
+  EXPECT_EQ(infer_one(OpKind::kMaxUnpool, {{f32, pooled}, {i64, pooled}}, unpool), "float32 [N,3,8,2*S]");
+  EXPECT_EQ(infer_one(OpKind::kMaxUnpool, {{f32, {Dim(1), Dim(3), Dim(4), Dim(4)}}, {i64, {Dim(1), Dim(3), Dim(4), Dim(4)}}}, unpool,
+                      std::vector<int64_t>{1, 3, 9, 9}),
+            "float32 [1,3,9,9]");
+  EXPECT_NE(infer_one(OpKind::kMaxUnpool, {{f32, {Dim(1), Dim(3), Dim(4), Dim(4)}}, {i64, {Dim(1), Dim(3), Dim(4), Dim(4)}}}, unpool,
+                      std::vector<int64_t>{1, 3, 7, 9})
+                .find("is smaller than the unpooled size [1,3,8,8]"),
+            std::string::npos);
+  Attributes lp;
+  lp.set("kernel_shape", std::vector<int64_t>{3});
+  lp.set("p", int64_t(0));
+  EXPECT_NE(infer_one(OpKind::kLpPool, {{f32, {N, Dim(2), Dim(9)}}}, lp).find("p 0 must be >= 1"), std::string::npos);
+  lp.set("p", int64_t(3));
+  EXPECT_EQ(infer_one(OpKind::kLpPool, {{f32, {N, Dim(2), Dim(9)}}}, lp), "float32 [N,2,7]");
+  EXPECT_EQ(infer_one(OpKind::kGlobalLpPool, {{f32, {N, Dim(2), Dim(9), S}}}), "float32 [N,2,1,1]");
+  Attributes p3;
+  p3.set("p", int64_t(3));
+  EXPECT_NE(infer_one(OpKind::kLpNormalization, {{f32, {N, S}}}, p3).find("p 3 is not 1 or 2"), std::string::npos);
+  EXPECT_EQ(infer_one(OpKind::kDet, {{f32, {N, Dim(3), Dim(3)}}}), "float32 [N]");
+  EXPECT_NE(infer_one(OpKind::kDet, {{f32, {Dim(3), Dim(4)}}}).find("rows and columns do not match"), std::string::npos);
+  Attributes eye;
+  eye.set("dtype", int64_t(DType::kBool));
+  EXPECT_EQ(infer_one(OpKind::kEyeLike, {{f32, {N, S}}}, eye), "bool [N,S]");
+  EXPECT_NE(infer_one(OpKind::kEyeLike, {{f32, {N, S, S}}}).find("expected 2"), std::string::npos);
+  Attributes same_axes;
+  same_axes.set("batch_axis", int64_t(0));
+  same_axes.set("time_axis", int64_t(0));
+  EXPECT_NE(infer_one(OpKind::kReverseSequence, {{f32, {S, N, Dim(4)}}, {i64, {N}}}, same_axes).find("must be 0 and 1"), std::string::npos);
+  EXPECT_EQ(infer_one(OpKind::kReverseSequence, {{f32, {S, N, Dim(4)}}, {i64, {N}}}), "float32 [S,N,4]");
+  Attributes batch_axis;
+  batch_axis.set("axis", int64_t(0));
+  EXPECT_NE(infer_one(OpKind::kTensorScatter, {{f32, {N, Dim(8), Dim(4)}}, {f32, {N, Dim(8), Dim(4)}}}, batch_axis).find("axis 0 is the batch dim"),
+            std::string::npos);
+  EXPECT_EQ(infer_one(OpKind::kTensorScatter, {{f32, {N, Dim(2), Dim(8), Dim(4)}}, {f32, {N, Dim(2), S, Dim(4)}}, {i64, {N}}}),
+            "float32 [N,2,8,4]");
+  EXPECT_NE(infer_one(OpKind::kTensorScatter, {{f32, {N, Dim(8), Dim(4)}}, {f32, {N, Dim(9), Dim(4)}}}).find("is longer along axis 1"),
+            std::string::npos);
+  EXPECT_EQ(infer_one(OpKind::kCumProd, {{i64, {N, S}}}, {}, std::vector<int64_t>{1}), "int64 [N,S]");
+}
+
 }  // namespace
 }  // namespace kiln::ir

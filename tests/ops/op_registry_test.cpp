@@ -154,13 +154,21 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kMaxPool: case OpKind::kAveragePool:
       return s.node(op, {s.input(f32, {1, 2, 4, 4})}, attrs({{"kernel_shape", std::vector<int64_t>{2, 2}}}));
     case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool: return s.node(op, {s.input(f32, {1, 2, 4, 4})});
+    case OpKind::kLpPool:
+      return s.node(op, {s.input(f32, {1, 2, 4, 4})}, attrs({{"kernel_shape", std::vector<int64_t>{2, 2}}, {"p", int64_t(3)}}));
+    case OpKind::kGlobalLpPool: return s.node(op, {s.input(f32, {1, 2, 4, 4})}, attrs({{"p", int64_t(3)}}));
+    case OpKind::kMaxUnpool:
+      return s.node(op, {s.input(f32, {1, 1, 2, 2}), s.input(DType::kInt64, {1, 1, 2, 2}, {5, 7, 13, 15})},
+                    attrs({{"kernel_shape", std::vector<int64_t>{2, 2}}, {"strides", std::vector<int64_t>{2, 2}}}));
+    case OpKind::kLpNormalization: return s.node(op, {s.input(f32, {2, 3})}, attrs({{"p", int64_t(1)}}));
+    case OpKind::kDet: return s.node(op, {s.input(f32, {2, 3, 3}, {2, 1, 0, 1, 3, 1, 0, 1, 4, 1, 2, 3, 4, 5, 6, 7, 8, 10})});
 
     case OpKind::kReduceMean: case OpKind::kReduceSum: case OpKind::kReduceMax: case OpKind::kReduceMin:
     case OpKind::kReduceProd: case OpKind::kReduceL1: case OpKind::kReduceL2: case OpKind::kReduceLogSum:
     case OpKind::kReduceLogSumExp: case OpKind::kReduceSumSquare:
       return s.node(op, {s.input(f32, {2, 3, 4}), s.ints({1})});
     case OpKind::kArgMax: case OpKind::kArgMin: return s.node(op, {s.input(f32, {2, 3})}, attrs({{"axis", int64_t(1)}}));
-    case OpKind::kCumSum: return s.node(op, {s.input(f32, {2, 3}), s.int_scalar(1)});
+    case OpKind::kCumSum: case OpKind::kCumProd: return s.node(op, {s.input(f32, {2, 3}), s.int_scalar(1)});
     case OpKind::kTopK: return s.node(op, {s.input(f32, {2, 5}), s.ints({2})}, {}, 2);
 
     case OpKind::kReshape: return s.node(op, {s.input(f32, {2, 3, 4}), s.ints({6, 4})});
@@ -186,6 +194,10 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kScatterElements:
       return s.node(op, {s.input(f32, {2, 3}), s.weight(DType::kInt64, {2, 2}, {2, 0, 1, 1}), s.input(f32, {2, 2})},
                     attrs({{"axis", int64_t(1)}, {"reduction", std::string("add")}}));
+    case OpKind::kReverseSequence:
+      return s.node(op, {s.input(f32, {3, 2, 2}), s.input(DType::kInt64, {2}, {3, 1})});
+    case OpKind::kTensorScatter:
+      return s.node(op, {s.input(f32, {2, 5, 3}), s.input(f32, {2, 2, 3}), s.input(DType::kInt64, {2}, {1, 3})});
     case OpKind::kExpand: return s.node(op, {s.input(f32, {3, 1}), s.ints({3, 4})});
     case OpKind::kTile: return s.node(op, {s.input(f32, {2, 3}), s.ints({2, 1})});
     case OpKind::kPad: return s.node(op, {s.input(f32, {2, 3}), s.ints({0, 1, 0, 1})});
@@ -194,6 +206,7 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kRange:  // constants: a network output, so `kiln build` leaves it to the GPU
       return s.node(op, {s.int_scalar(0), s.int_scalar(5), s.int_scalar(1)});
     case OpKind::kTrilu: return s.node(op, {s.input(f32, {3, 3})});
+    case OpKind::kEyeLike: return s.node(op, {s.input(f32, {3, 4})}, attrs({{"k", int64_t(1)}, {"dtype", int64_t(DType::kInt32)}}));
     case OpKind::kResize:
       return s.node(op, {s.input(f32, {1, 1, 2, 2}), ir::kNoValue, s.weight(f32, {4}, {1, 1, 2, 2})});
     case OpKind::kDepthToSpace: return s.node(op, {s.input(f32, {1, 4, 2, 2})}, attrs({{"blocksize", int64_t(2)}}));

@@ -514,5 +514,137 @@ TEST(Reference, BitCastKeepsTheBitsAndMakesBoolsOfNonzeroBytes) {
   EXPECT_EQ(bitcast(DType::kInt64, DType::kFloat64, {4607182418800017408.0}), (std::vector<double>{1.0}));
 }
 
+// One node of `op` over `inputs` (name, tensor), its first output.
+Tensor run_one(OpKind op, const std::vector<std::pair<std::string, Tensor>>& inputs, const ir::Attributes& a = {}) {
+  ir::Network net;
+  std::vector<ir::ValueId> ids;
+  std::map<std::string, Tensor> feeds;
+  for (const auto& [name, t] : inputs) {
+    ids.push_back(net.add_input(name, t.dtype, ir::shape_of(t.dims)));
+    feeds[name] = t;
+  }
+  net.add_output(net.add_op1(op, ids, a, "node"));
+  net.finalize();
+  return run(net, feeds)[0];
+}
+
+ir::Attributes attrs(std::initializer_list<std::pair<const char*, ir::AttrValue>> list) {
+  ir::Attributes a;
+  for (auto& [name, value] : list) a.set(name, value);
+  return a;
+}
+
+TEST(Reference, CumProdInEveryDirectionAndExactIntegers) {
+  Tensor x = make_tensor(DType::kFloat32, {4}, {1, 2, 3, 4});
+  Tensor axis = make_tensor(DType::kInt64, {}, {0});
+  auto cumprod = [&](int64_t exclusive, int64_t reverse) {
+    return values(run_one(OpKind::kCumProd, {{"x", x}, {"axis", axis}}, attrs({{"exclusive", exclusive}, {"reverse", reverse}})));
+  };
+  EXPECT_EQ(cumprod(0, 0), (std::vector<double>{1, 2, 6, 24}));
+  EXPECT_EQ(cumprod(1, 0), (std::vector<double>{1, 1, 2, 6}));
+  EXPECT_EQ(cumprod(0, 1), (std::vector<double>{24, 24, 12, 4}));
+  EXPECT_EQ(cumprod(1, 1), (std::vector<double>{24, 12, 4, 1}));
+  // 3^39 is past float64's exact integers; int64 products stay exact.
+  int64_t p20 = 3486784401, p19 = 1162261467;
+  Tensor big = make_tensor(DType::kInt64, {2}, {double(p20), double(p19)});
+  Tensor got = run_one(OpKind::kCumProd, {{"x", big}, {"axis", axis}});
+  EXPECT_EQ(got.data.as<int64_t>()[1], p20 * p19);
+}
+
+TEST(Reference, LpPoolIsTheNormOfTheTapsInsideTheInput) {
+  // x[1, 1, 3, 3] = 1..9, a 2 x 2 window, stride 1, a pad of 1 at the start: the corner window holds x[0, 0] only.
+  Tensor x = make_tensor(DType::kFloat32, {1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
+  ir::Attributes a = attrs({{"kernel_shape", std::vector<int64_t>{2, 2}}, {"pads", std::vector<int64_t>{1, 1, 0, 0}}, {"p", int64_t(3)}});
+  std::vector<double> y = values(run_one(OpKind::kLpPool, {{"x", x}}, a));
+  ASSERT_EQ(y.size(), 9u);
+  EXPECT_NEAR(y[0], 1, 1e-6);
+  EXPECT_NEAR(y[4], std::cbrt(1 + 8 + 64 + 125.0), 1e-5);  // x[0..1, 0..1]
+  EXPECT_NEAR(y[8], std::cbrt(125 + 216 + 512 + 729.0), 1e-4);
+  std::vector<double> g = values(run_one(OpKind::kGlobalLpPool, {{"x", x}}, attrs({{"p", int64_t(1)}})));
+  EXPECT_EQ(g, (std::vector<double>{45}));
+}
+
+TEST(Reference, MaxUnpoolPlacesValuesAtTheirIndicesWithinTheUnpooledSize) {
+  // ONNX's example: a 4 x 4 unpooled size inside a 5 x 5 output_shape.
+  Tensor x = make_tensor(DType::kFloat32, {1, 1, 2, 2}, {5, 6, 15, 16});
+  Tensor idx = make_tensor(DType::kInt64, {1, 1, 2, 2}, {5, 7, 13, 15});
+  ir::Attributes a = attrs({{"kernel_shape", std::vector<int64_t>{2, 2}}, {"strides", std::vector<int64_t>{2, 2}}});
+  ir::Network net;
+  ir::ValueId xi = net.add_input("x", DType::kFloat32, ir::shape_of(x.dims)), ii = net.add_input("i", DType::kInt64, ir::shape_of(idx.dims));
+  ir::ValueId shape = net.add_weight("shape", make_tensor(DType::kInt64, {4}, {1, 1, 5, 5}));
+  net.add_output(net.add_op1(OpKind::kMaxUnpool, {xi, ii, shape}, a, "node"));
+  net.finalize();
+  std::vector<double> y = values(run(net, {{"x", x}, {"i", idx}})[0]);
+  std::vector<double> want(25, 0.0);
+  want[1 * 5 + 1] = 5, want[1 * 5 + 3] = 6, want[3 * 5 + 1] = 15, want[3 * 5 + 3] = 16;
+  EXPECT_EQ(y, want);
+  EXPECT_EQ(values(run_one(OpKind::kMaxUnpool, {{"x", x}, {"i", idx}}, a)).size(), 16u);
+  Tensor outside = make_tensor(DType::kInt64, {1, 1, 2, 2}, {5, 7, 13, 16});
+  try {
+    run_one(OpKind::kMaxUnpool, {{"x", x}, {"i", outside}}, a);
+    ADD_FAILURE() << "an index past the unpooled size ran";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("index 16 at position 3 of I is outside the unpooled size [1,1,4,4]"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Reference, LpNormalizationOverAnAxisWithZeroRows) {
+  Tensor x = make_tensor(DType::kFloat32, {2, 3}, {3, 0, -4, 0, 0, 0});
+  EXPECT_EQ(values(run_one(OpKind::kLpNormalization, {{"x", x}}, attrs({{"p", int64_t(2)}}))),
+            (std::vector<double>{0.6000000238418579, 0, -0.800000011920929, 0, 0, 0}));
+  std::vector<double> l1 = values(run_one(OpKind::kLpNormalization, {{"x", x}}, attrs({{"p", int64_t(1)}, {"axis", int64_t(0)}})));
+  EXPECT_EQ(l1, (std::vector<double>{1, 0, -1, 0, 0, 0}));
+}
+
+TEST(Reference, EyeLikeOnAnOffDiagonalInAnotherType) {
+  Tensor x = make_tensor(DType::kFloat32, {3, 2}, {9, 9, 9, 9, 9, 9});
+  Tensor y = run_one(OpKind::kEyeLike, {{"x", x}}, attrs({{"k", int64_t(-1)}, {"dtype", int64_t(DType::kInt32)}}));
+  EXPECT_EQ(y.dtype, DType::kInt32);
+  EXPECT_EQ(values(y), (std::vector<double>{0, 0, 1, 0, 0, 1}));
+}
+
+TEST(Reference, ReverseSequenceAlongEitherAxis) {
+  // ONNX's two examples.
+  std::vector<double> v(16);
+  for (size_t i = 0; i < 16; ++i) v[i] = double(i);
+  Tensor time_major = make_tensor(DType::kFloat32, {4, 4}, {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15});
+  EXPECT_EQ(values(run_one(OpKind::kReverseSequence, {{"x", time_major}, {"lens", make_tensor(DType::kInt64, {4}, {4, 3, 2, 1})}})),
+            (std::vector<double>{3, 6, 9, 12, 2, 5, 8, 13, 1, 4, 10, 14, 0, 7, 11, 15}));
+  EXPECT_EQ(values(run_one(OpKind::kReverseSequence,
+                           {{"x", make_tensor(DType::kFloat32, {4, 4}, v)}, {"lens", make_tensor(DType::kInt64, {4}, {1, 2, 3, 4})}},
+                           attrs({{"batch_axis", int64_t(0)}, {"time_axis", int64_t(1)}}))),
+            (std::vector<double>{0, 1, 2, 3, 5, 4, 6, 7, 10, 9, 8, 11, 15, 14, 13, 12}));
+  EXPECT_THROW(run_one(OpKind::kReverseSequence, {{"x", time_major}, {"lens", make_tensor(DType::kInt64, {4}, {4, 5, 2, 1})}}), Error);
+}
+
+TEST(Reference, TensorScatterLinearAndCircular) {
+  // cache[2, 4, 1] of zeros, update[2, 2, 1]: batch 0 writes at 1, batch 1 at 3 (circular: 3, then 0).
+  Tensor cache = make_tensor(DType::kFloat32, {2, 4, 1}, std::vector<double>(8, 0.0));
+  Tensor update = make_tensor(DType::kFloat32, {2, 2, 1}, {1, 2, 3, 4});
+  Tensor at = make_tensor(DType::kInt64, {2}, {1, 3});
+  EXPECT_EQ(values(run_one(OpKind::kTensorScatter, {{"cache", cache}, {"update", update}, {"at", at}}, attrs({{"mode", std::string("circular")}}))),
+            (std::vector<double>{0, 1, 2, 0, 4, 0, 0, 3}));
+  EXPECT_EQ(values(run_one(OpKind::kTensorScatter, {{"cache", cache}, {"update", update}})), (std::vector<double>{1, 2, 0, 0, 3, 4, 0, 0}));
+  try {
+    run_one(OpKind::kTensorScatter, {{"cache", cache}, {"update", update}, {"at", at}});
+    ADD_FAILURE() << "a linear write past the cache ran";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("write_indices[1] = 3 writes step 1 at 4, outside the cache's 4"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Reference, DetPivotsAndFindsSingularMatrices) {
+  // [[2, 1], [1, 3]]: 5; [[0, 1], [1, 0]]: a row swap, -1; [[1, 2], [2, 4]]: singular; a 3 x 3 needing pivots.
+  Tensor x = make_tensor(DType::kFloat64, {3, 2, 2}, {2, 1, 1, 3, 0, 1, 1, 0, 1, 2, 2, 4});
+  std::vector<double> d = values(run_one(OpKind::kDet, {{"x", x}}));
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_NEAR(d[0], 5, 1e-12);
+  EXPECT_NEAR(d[1], -1, 1e-12);
+  EXPECT_EQ(d[2], 0);
+  Tensor m = make_tensor(DType::kFloat64, {3, 3}, {0, 2, 1, 1, 1, 1, 3, 0, 2});  // 0*(2-0) - 2*(2-3) + 1*(0-3) = -1
+  EXPECT_NEAR(values(run_one(OpKind::kDet, {{"x", m}}))[0], -1, 1e-12);
+}
+
 }  // namespace
 }  // namespace kiln::reference

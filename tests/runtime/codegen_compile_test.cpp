@@ -528,6 +528,60 @@ TEST_P(CompileForArch, SignalKernels) {
   EXPECT_THROW(mel_weight_matrix_source(DType::kFloat32, DType::kFloat32, DType::kFloat32, std::nullopt), Error);
 }
 
+// The kernels of CumProd, LpPool, GlobalLpPool (p 3), LpNormalization, MaxUnpool,
+// EyeLike, ReverseSequence, TensorScatter and Det, generic and specialized
+// for a shape the runtime would fill.
+TEST_P(CompileForArch, ScansPoolsNormsAndMovementOfTheseOps) {
+  auto spec_of = [](bool specialize, const Params& p) { return specialize ? std::optional<Params>(p) : std::nullopt; };
+  for (bool specialize : {false, true}) {
+    std::string suffix = specialize ? "_spec" : "";
+    for (DType d : kAllDTypes) {
+      if (d != DType::kBool)
+        compiles(str("cumprod_", dtype_name(d), suffix), line_source(LineOp::kCumProd, d, spec_of(specialize, pack(LineParams{21, 7, 3, 0, 1, 1}))));
+      compiles(str("eye_like_", dtype_name(d), suffix), eye_like_source(d, spec_of(specialize, pack(EyeLikeParams{33 * 7, 7, -2}))));
+      compiles(str("reverse_sequence_", dtype_name(d), suffix),
+               reverse_sequence_source(d, spec_of(specialize, pack(ReverseSequenceParams{7 * 33 * 5, 7, 33, 5, 1}))));
+      for (bool indices : {false, true})
+        compiles(str("tensor_scatter_", dtype_name(d), indices ? "_indices" : "", suffix),
+                 tensor_scatter_source(d, indices, spec_of(specialize, pack(TensorScatterParams{2 * 3 * 5 * 8, 5, 33, 8, 3, indices}))));
+    }
+    for (DType d : kFloats) {
+      std::string name = str(dtype_name(d), suffix);
+      WindowParams window{};
+      window.n = 2 * 3 * 4 * 5;
+      window.spatial_rank = 2;
+      window.channels = window.out_channels = 3;
+      for (int i = 0; i < 2; ++i) window.in_size[i] = 9, window.out_size[i] = 4 + i, window.kernel[i] = 3, window.strides[i] = 2,
+                                  window.dilations[i] = 1, window.pads_begin[i] = 1;
+      for (int64_t p : {1, 2, 3})
+        compiles(str("lp_pool_", p, "_", name), window_source({WindowOp::kLpPool, d, false, spec_of(specialize, pack(window)), p}));
+      compiles(str("reduce_lp_", name), reduce_source({ReduceOp::kLp, d, spec_of(specialize, some_params()), 3}));
+      for (int64_t p : {1, 2})
+        for (int64_t len : {7, 1025, 9000})
+          compiles(str("lp_norm_", p, "_", len, "_", name),
+                   row_source({RowOp::kLpNorm, d, false, false, 1e-5,
+                               spec_of(specialize, pack(row_params(RowOp::kLpNorm, d, 13, len, len == 7 ? 3 : 1))), false, p}));
+      IndexedParams unpool{};
+      unpool.n = 2 * 3 * 4 * 4;
+      unpool.rank = 4;
+      unpool.axis_size = 2 * 3 * 8 * 8;
+      int64_t dims[] = {2, 3, 8, 8}, strides[] = {3 * 9 * 9, 9 * 9, 9, 1};
+      for (int i = 0; i < 4; ++i) unpool.dims[i] = dims[i], unpool.strides[i] = strides[i];
+      compiles(str("max_unpool_", name), indexed_source({IndexedOp::kMaxUnpool, d, DType::kInt64, ScatterReduction::kNone,
+                                                         spec_of(specialize, pack(unpool))}));
+      for (int64_t size : {1, 3, kDetMaxSize})
+        compiles(str("det_", size, "_", name), det_source(d, spec_of(specialize, pack(DetParams{5, size}))));
+    }
+  }
+  EXPECT_THROW(det_source(DType::kInt32, std::nullopt), Error);
+}
+
+// Det's shared memory: the largest matrix generic, exactly the shape's when specialized.
+TEST(DetSource, SharedMemoryIsSizedForTheShapeWhenSpecialized) {
+  EXPECT_NE(det_source(DType::kFloat32, std::nullopt).find(str("__shared__ double a[", kDetMaxSize * kDetMaxSize, "];")), std::string::npos);
+  EXPECT_NE(det_source(DType::kFloat32, pack(DetParams{4, 3})).find("__shared__ double a[9];"), std::string::npos);
+}
+
 // Parameters of a self-attention over a packed [B, S, 3, H, D] projection, as the runtime fills them.
 Params attention_params(int64_t batch, int64_t heads, int64_t seq, int64_t head_dim, bool causal, int64_t warps, int64_t vector_bits) {
   AttentionParams q{};
@@ -717,6 +771,12 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
   { auto q = numbered<StftParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(frames), KILN_FIELD(bins), KILN_FIELD(signal_len), KILN_FIELD(frame_len),
                     KILN_FIELD(step), KILN_FIELD(in_complex)}); }
+  { auto q = numbered<EyeLikeParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(cols), KILN_FIELD(k)}); }
+  { auto q = numbered<ReverseSequenceParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(batch), KILN_FIELD(time), KILN_FIELD(inner), KILN_FIELD(batch_major)}); }
+  { auto q = numbered<TensorScatterParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(seq), KILN_FIELD(max_seq), KILN_FIELD(inner), KILN_FIELD(per_batch), KILN_FIELD(circular)}); }
+  { auto q = numbered<DetParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(size)}); }
 }
 
 // Strided walks over the fewest dims: a transpose keeps its swapped dims, the
@@ -849,6 +909,10 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
     EXPECT_TRUE(binds(mel_weight_matrix_source(DType::kFloat32, DType::kInt64, DType::kFloat32, spec), "MelParams", s));
     EXPECT_TRUE(binds(dft_source(DType::kFloat32, spec), "DftParams", s));
     EXPECT_TRUE(binds(stft_source(DType::kFloat32, true, spec), "StftParams", s));
+    EXPECT_TRUE(binds(eye_like_source(DType::kFloat32, spec), "EyeLikeParams", s));
+    EXPECT_TRUE(binds(reverse_sequence_source(DType::kFloat32, spec), "ReverseSequenceParams", s));
+    EXPECT_TRUE(binds(tensor_scatter_source(DType::kFloat32, true, spec), "TensorScatterParams", s));
+    EXPECT_TRUE(binds(det_source(DType::kFloat32, spec), "DetParams", s));
   }
   EXPECT_TRUE(binds(constants_source(), "ConstantsParams", false));
 }

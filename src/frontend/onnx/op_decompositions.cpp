@@ -1,6 +1,7 @@
 // ONNX ops that become several kiln ops: Attention (23-25), RMSNormalization
 // and RotaryEmbedding (23), Mish (18), Swish (24), SwiGLU (28),
-// GroupNormalization-18, SpaceToDepth-28's CRD mode and DynamicQuantizeLinear (11). Each follows ONNX's definition (its reference implementation and
+// GroupNormalization-18, SpaceToDepth-28's CRD mode, CenterCropPad-18,
+// DynamicQuantizeLinear (11) and MeanVarianceNormalization (9, 13). Each follows ONNX's definition (its reference implementation and
 // function body) in ops the builder fuses and the GPU runs; what does not
 // decompose cleanly is refused, naming the attribute or input. The
 // translations read their inputs' dtypes and shapes (GraphBuilder::infer), as
@@ -582,6 +583,25 @@ void translate_dynamic_quantize_linear(GraphBuilder& b, const ir::Node& node, co
   ValueId rounded = e.op(OpKind::kRound, {e.op(OpKind::kClip, {zero_fp, q_min, q_max}, "clipped_zero_point")}, "rounded_zero_point");
   ValueId zero = e.op(OpKind::kCast, {rounded}, "zero_point", attrs({{"to", int64_t(DType::kUInt8)}}), e.output(2));
   e.op(OpKind::kQuantizeLinear, {x.id, scale, zero}, "quantize", {}, e.output(0));
+}
+
+// MeanVarianceNormalization (9, 13), as its function body: (X - E[X]) /
+// (sqrt(E[X^2] - E[X]^2) + 1e-9), the means over `axes` (default 0, 2, 3).
+void translate_mean_variance_normalization(GraphBuilder& b, const ir::Node& node, const std::string& where) {
+  Expansion e(b, node, "MeanVarianceNormalization", where);
+  e.check_attributes({"axes"}, onnx_op_version("MeanVarianceNormalization", b.opset()));
+  Typed x = e.input(0, "X");
+  if (!is_floating(x.dtype)) e.error(ErrorCode::kTypeError, "input 0 has dtype ", dtype_name(x.dtype), "; expected a float type");
+  std::vector<int64_t> axes = node.attrs.get_ints("axes", {0, 2, 3});
+  for (int64_t a : axes)
+    if (a < -x.rank() || a >= x.rank()) e.error(ErrorCode::kInvalidModel, "axis ", a, " is out of range for X of rank ", x.rank());
+  ValueId axes_id = e.ints("axes", axes);
+  ir::Attributes keep = attrs({{"keepdims", int64_t(1)}});
+  ValueId mean = e.op(OpKind::kReduceMean, {x.id, axes_id}, "mean", keep);
+  ValueId mean_square = e.op(OpKind::kReduceMean, {e.op(OpKind::kMul, {x.id, x.id}, "square"), axes_id}, "mean_square", keep);
+  ValueId variance = e.op(OpKind::kSub, {mean_square, e.op(OpKind::kMul, {mean, mean}, "mean_squared")}, "variance");
+  ValueId deviation = e.op(OpKind::kAdd, {e.op(OpKind::kSqrt, {variance}, "std"), e.scalar("epsilon", 1e-9, x.dtype)}, "std_eps");
+  e.op(OpKind::kDiv, {e.op(OpKind::kSub, {x.id, mean}, "centered"), deviation}, "normalized", {}, e.output(0));
 }
 
 }  // namespace kiln::onnx

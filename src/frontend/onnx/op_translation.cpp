@@ -3,6 +3,7 @@
 // the form of the newest (attributes that became inputs, changed defaults),
 // newer forms kiln cannot express are refused, naming the form.
 #include <algorithm>
+#include <cmath>
 
 #include "importer.h"
 #include "kiln/error.h"
@@ -83,6 +84,10 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     {"BlackmanWindow", {17}}, {"DFT", {17, 20}}, {"HammingWindow", {17}}, {"HannWindow", {17}}, {"MelWeightMatrix", {17}},
     {"STFT", {17}},
     {"BitCast", {26}}, {"CausalConvWithState", {27}}, {"LinearAttention", {27}},
+    // LpPool-1 and GlobalLpPool-1 take p as a float; kiln reads a whole one as 2's int.
+    {"CumProd", {26}}, {"Det", {11, 22}}, {"EyeLike", {9, 22}}, {"GlobalLpPool", {1, 2, 22}}, {"LpNormalization", {1, 22}},
+    {"LpPool", {1, 2, 11, 18, 22}}, {"MaxUnpool", {9, 11, 22}}, {"MeanVarianceNormalization", {9, 13}},
+    {"ReverseSequence", {10, 28}}, {"TensorScatter", {24}},
 };
 
 // ONNX op types translated into an op of another name (besides Constant, which
@@ -381,6 +386,7 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
   if (type == "Swish" || type == "SwiGLU" || type == "Mish") return translate_swish_family(b, node, type, where);
   if (type == "CenterCropPad") return translate_center_crop_pad(b, node, where);
   if (type == "DynamicQuantizeLinear") return translate_dynamic_quantize_linear(b, node, where);
+  if (type == "MeanVarianceNormalization") return translate_mean_variance_normalization(b, node, where);
   node.op = *op_for_onnx_type(type);  // import_model checked every op type first
 
   switch (node.op) {
@@ -481,6 +487,25 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
       if (node.outputs.size() > ir::recurrent_outputs(node.op))
         fail(ErrorCode::kInvalidModel, where, ": ", node.outputs.size(), " outputs; ", type, " has at most ",
              ir::recurrent_outputs(node.op));
+      break;
+    case OpKind::kLpPool:
+    case OpKind::kGlobalLpPool:
+      if (version < 2 && node.attrs.has("p")) {
+        double p = node.attrs.get_float("p", 2.0);
+        if (p != std::floor(p) || p < 1 || p > 1e6)
+          fail(ErrorCode::kUnsupported, where, ": p ", p, " is not a whole number >= 1 (", type, "-", version, "'s float p)");
+        node.attrs.set("p", int64_t(p));
+      }
+      break;
+    case OpKind::kEyeLike:
+      if (node.attrs.has("dtype")) {
+        int64_t code = node.attrs.get_int("dtype", -1);
+        auto dtype = dtype_from_onnx(int32_t(code));
+        if (!dtype)
+          fail(ErrorCode::kUnsupported, where, ": dtype ", onnx_dtype_name(int32_t(code)), ", a type kiln does not have (it has ",
+               kiln_dtype_names(), ")");
+        node.attrs.set("dtype", int64_t(*dtype));
+      }
       break;
     case OpKind::kRoiAlign:
       // RoiAlign-10 had no coordinate_transformation_mode and computes as output_half_pixel (16's default is half_pixel).

@@ -1,6 +1,6 @@
 // The generator family: outputs made from shapes and scalar inputs rather
-// than from input elements (Shape, Size, ConstantOfShape, Range, OneHot, the
-// signal windows and MelWeightMatrix).
+// than from input elements (Shape, Size, ConstantOfShape, Range, OneHot, EyeLike,
+// the signal windows and MelWeightMatrix).
 #include <cmath>
 #include <iterator>
 
@@ -116,6 +116,19 @@ void infer_mel_weight_matrix(Ctx& c) {
   c.set(0, output_datatype(c), {bins, mel_bins ? *mel_bins : c.fresh()});
 }
 
+// EyeLike: a matrix of the input's shape, of the type `dtype` names (a kiln
+// DType code; the input's type without it).
+void infer_eye_like(Ctx& c) {
+  c.require_rank(0, 2, 2);
+  DType dtype = c.dtype(0);
+  if (c.attrs().has("dtype")) {
+    int64_t code = c.attrs().get_int("dtype", -1);
+    if (code < 0 || code >= int64_t(std::size(kAllDTypes))) c.error(ErrorCode::kInvalidModel, "'dtype' is not a dtype");
+    dtype = DType(code);
+  }
+  c.set(0, dtype, c.shape(0));
+}
+
 }  // namespace
 
 OpSchema generator_schema(OpKind op) {
@@ -129,6 +142,7 @@ OpSchema generator_schema(OpKind op) {
     case OpKind::kHannWindow: case OpKind::kHammingWindow: case OpKind::kBlackmanWindow:
       return {1, 1, 1, 1, {{"periodic", T::kInt}, {"output_datatype", T::kInt}}};
     case OpKind::kMelWeightMatrix: return {5, 5, 1, 1, {{"output_datatype", T::kInt}}};
+    case OpKind::kEyeLike: return {1, 1, 1, 1, {{"dtype", T::kInt}, {"k", T::kInt}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -142,6 +156,7 @@ void infer_generator(Ctx& c) {
     case OpKind::kOneHot: infer_onehot(c); break;
     case OpKind::kHannWindow: case OpKind::kHammingWindow: case OpKind::kBlackmanWindow: infer_signal_window(c); break;
     case OpKind::kMelWeightMatrix: infer_mel_weight_matrix(c); break;
+    case OpKind::kEyeLike: infer_eye_like(c); break;
     default: no_inference(c);
   }
 }

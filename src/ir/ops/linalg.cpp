@@ -1,4 +1,4 @@
-// The linear algebra family: MatMul, Gemm, Einsum, the Fourier transforms
+// The linear algebra family: MatMul, Gemm, Einsum, Det, the Fourier transforms
 // DFT and STFT, LinearAttention, and the builder's FusedMatMul and Attention
 // (its view programs: src/ir/attention.cpp).
 #include <cctype>
@@ -401,6 +401,15 @@ LinearAttentionGeometry linear_attention_geometry(const Node& node, int64_t quer
   return g;
 }
 
+// Det: the determinants of the square matrices in X's last two dims.
+void infer_det(Ctx& c) {
+  c.require_float(0);
+  c.require_rank(0, 2);
+  const Shape& x = c.shape(0);
+  check_equal_dims(c, x[x.size() - 2], x.back(), "the matrices' rows and columns");
+  c.set(0, c.dtype(0), Shape(x.begin(), x.end() - 2));
+}
+
 OpSchema linalg_schema(OpKind op) {
   using T = AttrType;
   switch (op) {
@@ -410,6 +419,7 @@ OpSchema linalg_schema(OpKind op) {
     case OpKind::kEinsum: return {1, -1, 1, 1, {{"equation", T::kString}}};
     case OpKind::kMatMulInteger: return {2, 4, 1, 1, {}};
     case OpKind::kQLinearMatMul: return {8, 8, 1, 1, {}};
+    case OpKind::kDet: return OpSchema{};
     // act(alpha * A @ op(B) + bias) + residual; inputs A, B, bias?, residual?; output 1, where
     // the builder adds it, is scratch for the runtime's transposed product (contents unspecified)
     case OpKind::kFusedMatMul:
@@ -435,6 +445,7 @@ void infer_linalg(Ctx& c) {
     case OpKind::kEinsum: infer_einsum(c); break;
     case OpKind::kMatMulInteger: infer_matmul_integer(c); break;
     case OpKind::kQLinearMatMul: infer_qlinear_matmul(c); break;
+    case OpKind::kDet: infer_det(c); break;
     case OpKind::kFusedMatMul: infer_fused_matmul(c); break;
     case OpKind::kAttention: infer_attention(c); break;
     case OpKind::kDFT: infer_dft(c); break;

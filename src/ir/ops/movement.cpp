@@ -360,6 +360,44 @@ void infer_scatter_elements(Ctx& c) {
   c.set(0, c.dtype(0), x);
 }
 
+// ReverseSequence: one length per batch entry; batch_axis and time_axis are 0 and 1.
+void infer_reverse_sequence(Ctx& c) {
+  c.require_rank(0, 2);
+  c.require_dtype(1, {DType::kInt64});
+  c.require_rank(1, 1, 1);
+  int64_t batch = c.attrs().get_int("batch_axis", 1), time = c.attrs().get_int("time_axis", 0);
+  if (!((batch == 0 && time == 1) || (batch == 1 && time == 0)))
+    c.error(ErrorCode::kInvalidModel, "batch_axis ", batch, " and time_axis ", time, " must be 0 and 1, in either order");
+  check_equal_dims(c, c.shape(1)[0], c.shape(0)[size_t(batch)], "sequence_lens' length and the batch size");
+  c.set(0, c.dtype(0), c.shape(0));
+}
+
+// TensorScatter: update written into a copy of past_cache along `axis` (not
+// the batch dim 0), at write_indices[batch] on.
+void infer_tensor_scatter(Ctx& c) {
+  c.require_same_dtype(0, 1);
+  c.require_rank(0, 2);
+  const Shape &cache = c.shape(0), &update = c.shape(1);
+  if (update.size() != cache.size())
+    c.error(ErrorCode::kShapeError, "update ", shape_to_string(update), " must have the rank of past_cache ", shape_to_string(cache));
+  int64_t axis = c.axis(c.attrs().get_int("axis", -2), c.rank(0));
+  if (axis == 0) c.error(ErrorCode::kInvalidModel, "axis 0 is the batch dim; the sequence axis must be another");
+  std::string mode = c.attrs().get_string("mode", "linear");
+  if (mode != "linear" && mode != "circular") c.error(ErrorCode::kInvalidModel, "mode '", mode, "' is not linear or circular");
+  for (size_t d = 0; d < cache.size(); ++d) {
+    if (int64_t(d) != axis) check_equal_dims(c, update[d], cache[d], "update's and past_cache's dims off the axis");
+    else if (update[d].is_constant() && cache[d].is_constant() && update[d].constant() > cache[d].constant())
+      c.error(ErrorCode::kShapeError, "update ", shape_to_string(update), " is longer along axis ", axis, " than past_cache ",
+              shape_to_string(cache));
+  }
+  if (c.has(2)) {
+    c.require_dtype(2, {DType::kInt64});
+    c.require_rank(2, 1, 1);
+    check_equal_dims(c, c.shape(2)[0], cache[0], "write_indices' length and the batch size");
+  }
+  c.set(0, c.dtype(0), cache);
+}
+
 // GatherND: out[indices.shape[:-1] + data.shape[batch_dims + k:]], the first batch_dims dims shared.
 // The input's bytes as dtype `to` of the same width (a kiln dtype code, as
 // Cast's). A bool made of a byte other than 0 or 1 reads as true.
@@ -629,6 +667,8 @@ OpSchema movement_schema(OpKind op) {
     case OpKind::kCompress: return {2, 2, 1, 1, {{"axis", T::kInt}}};
     case OpKind::kUnique: return {1, 1, 1, 4, {{"axis", T::kInt}, {"sorted", T::kInt}}};
     case OpKind::kBitCast: return {1, 1, 1, 1, {{"to", T::kInt}}};
+    case OpKind::kReverseSequence: return {2, 2, 1, 1, {{"batch_axis", T::kInt}, {"time_axis", T::kInt}}};
+    case OpKind::kTensorScatter: return {2, 3, 1, 1, {{"axis", T::kInt}, {"mode", T::kString}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -663,6 +703,8 @@ void infer_movement(Ctx& c) {
     case OpKind::kCompress: infer_compress(c); break;
     case OpKind::kUnique: infer_unique(c); break;
     case OpKind::kBitCast: infer_bitcast(c); break;
+    case OpKind::kReverseSequence: infer_reverse_sequence(c); break;
+    case OpKind::kTensorScatter: infer_tensor_scatter(c); break;
     default: no_inference(c);
   }
 }

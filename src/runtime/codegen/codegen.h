@@ -83,6 +83,10 @@ template <> inline constexpr const char* kParamsName<DftParams> = "DftParams";
 template <> inline constexpr const char* kParamsName<StftParams> = "StftParams";
 template <> inline constexpr const char* kParamsName<CausalConvParams> = "CausalConvParams";
 template <> inline constexpr const char* kParamsName<LinearAttentionParams> = "LinearAttentionParams";
+template <> inline constexpr const char* kParamsName<EyeLikeParams> = "EyeLikeParams";
+template <> inline constexpr const char* kParamsName<ReverseSequenceParams> = "ReverseSequenceParams";
+template <> inline constexpr const char* kParamsName<TensorScatterParams> = "TensorScatterParams";
+template <> inline constexpr const char* kParamsName<DetParams> = "DetParams";
 
 // The struct in the slots the kernel reads it from (the rest zero).
 template <class T>
@@ -224,15 +228,21 @@ struct LinearAttentionSpec {
   std::optional<Params> specialize;
 };
 std::string linear_attention_source(const LinearAttentionSpec& spec);
+// Det (DetParams): a block per matrix, LU with partial pivoting in double in
+// shared memory, so matrices of at most kDetMaxSize rows. Arguments: out, x.
+inline constexpr int kDetMaxSize = 64;
+std::string det_source(DType dtype, const std::optional<Params>& specialize);
 
 // ---- conv and pool (codegen/conv.cpp): window kernels, NCHW, 1-3 spatial dims; WindowParams
 // kConvTranspose gathers: out[o] += x[i] * w[c, m, k] wherever i*stride - pad + k*dil == o.
-enum class WindowOp { kMaxPool, kAvgPool, kConv, kConvTranspose };
+// kLpPool: (sum of |x|^p over the window's taps inside the input)^(1/p).
+enum class WindowOp { kMaxPool, kAvgPool, kLpPool, kConv, kConvTranspose };
 struct WindowSpec {
   WindowOp op;
   DType dtype;
   bool has_bias = false;
   std::optional<Params> specialize;
+  int64_t p = 2;  // kLpPool
 };
 std::string window_source(const WindowSpec& spec);
 // Integer convolution (WindowParams, group and geometry as kConv), a thread
@@ -275,7 +285,8 @@ std::string causal_conv_source(const CausalConvSpec& spec);
 // ---- normalization (codegen/normalization.cpp): softmax / log-softmax / hardmax / layer norm
 // RowParams. Arguments: out, [mean, inv_std] (layer norm statistics, float32,
 // when asked for), x, [scale], [bias].
-enum class RowOp { kSoftmax, kLogSoftmax, kLayerNorm, kHardmax };
+// kLpNorm: x / (sum |x|^p)^(1/p) for p 1 or 2, 0 where the norm is 0 (strided path).
+enum class RowOp { kSoftmax, kLogSoftmax, kLayerNorm, kHardmax, kLpNorm };
 // How the row kernel covers a row. kStrided: a block per row, reading the row
 // from memory once per pass (any `inner`, any length; hardmax). The others take
 // contiguous rows (inner 1) and hold them in registers, kRowSpan elements a
@@ -295,6 +306,7 @@ struct RowSpec {
   double epsilon = 1e-5;
   std::optional<Params> specialize;
   bool has_stats = false;
+  int64_t p = 2;  // kLpNorm
 };
 std::string row_source(const RowSpec& spec);
 // Instance and group norm (GroupNormParams), a block per (n, group) row like
@@ -315,16 +327,17 @@ struct LrnSpec {
 std::string lrn_source(const LrnSpec& spec);
 
 // ---- reduce (codegen/reduce.cpp) --------------------------------------------------------
-// Reductions over arbitrary axes (ReduceParams).
-enum class ReduceOp { kSum, kMean, kMax, kMin, kProd, kL1, kL2, kSumSquare, kLogSum, kLogSumExp };
+// Reductions over arbitrary axes (ReduceParams). kLp: (sum |x|^p)^(1/p).
+enum class ReduceOp { kSum, kMean, kMax, kMin, kProd, kL1, kL2, kSumSquare, kLogSum, kLogSumExp, kLp };
 struct ReduceSpec {
   ReduceOp op;
   DType dtype;
   std::optional<Params> specialize;
+  int64_t p = 2;  // kLp
 };
 std::string reduce_source(const ReduceSpec& spec);
 // Per-line kernels along one axis of an [outer, len, inner] view (LineParams); ArgMax/ArgMin write int64.
-enum class LineOp { kArgMax, kArgMin, kCumSum };
+enum class LineOp { kArgMax, kArgMin, kCumSum, kCumProd };
 std::string line_source(LineOp op, DType dtype, const std::optional<Params>& specialize);
 // TopK (TopkParams), a block per row: radix select of the k-th best key, the
 // best k gathered in index order into the outputs, then sorted there in place
@@ -341,10 +354,10 @@ struct RemapSpec {
 std::string remap_source(const RemapSpec& spec);
 // Gather along an axis with an index tensor (GatherParams).
 std::string gather_source(DType dtype, DType index_dtype, bool elements, const std::optional<Params>& specialize);
-// ScatterND, ScatterElements and GatherND (IndexedParams). Scatter kernels
-// run after the output holds a copy of the data; arguments out, indices,
-// updates. GatherND: out, data, indices.
-enum class IndexedOp { kScatterND, kScatterElements, kGatherND };
+// ScatterND, ScatterElements, MaxUnpool and GatherND (IndexedParams). Scatter
+// kernels run after the output holds a copy of the data (MaxUnpool: zeros);
+// arguments out, indices, updates. GatherND: out, data, indices.
+enum class IndexedOp { kScatterND, kScatterElements, kGatherND, kMaxUnpool };
 enum class ScatterReduction { kNone, kAdd, kMul, kMax, kMin };
 struct IndexedSpec {
   IndexedOp op;
@@ -369,6 +382,13 @@ std::string compress_gather_source(DType dtype);
 // may be null), x, work, count. Any type.
 enum class UniqueKernel { kSort, kGroups, kOutputs };
 std::string unique_source(UniqueKernel kernel, DType dtype);
+// ReverseSequence (ReverseSequenceParams): a thread per output element; a
+// length outside [0, time] counts as its nearest bound. Arguments: out, x, lengths (int64).
+std::string reverse_sequence_source(DType dtype, const std::optional<Params>& specialize);
+// TensorScatter (TensorScatterParams): a thread per update element, run after
+// the output holds a copy of the cache; a linear write past the cache is
+// skipped. Arguments: out, update, [write_indices (int64)].
+std::string tensor_scatter_source(DType dtype, bool has_indices, const std::optional<Params>& specialize);
 // Trilu over the last two dims (TriluParams).
 std::string trilu_source(DType dtype, const std::optional<Params>& specialize);
 // Resize, nearest / linear / cubic, every ONNX coordinate mode (ResizeParams): mode 0 nearest,
@@ -392,6 +412,8 @@ std::string signal_window_source(DType dtype, const std::optional<Params>& speci
 // edges in double, as the reference. Arguments: out, dft_length, sample_rate
 // (both `size_dtype`), lower_edge_hertz, upper_edge_hertz (both `hertz_dtype`).
 std::string mel_weight_matrix_source(DType dtype, DType size_dtype, DType hertz_dtype, const std::optional<Params>& specialize);
+// EyeLike (EyeLikeParams): ones on a diagonal. Arguments: out.
+std::string eye_like_source(DType dtype, const std::optional<Params>& specialize);
 
 // ---- vision (codegen/vision.cpp): a thread per output element (grid point for AffineGrid),
 // coordinates and sums in double, as the reference.

@@ -1,5 +1,5 @@
 // Window kernels (NCHW, 1-3 spatial dims): direct convolution and transposed
-// convolution, and the pooling of the pool family, which walks the same windows;
+// convolution, and the pooling of the pool family (max, average, Lp), which walks the same windows;
 // the integer (quantized) convolutions; the tiled kernel of 2-D depthwise
 // convolutions; and CausalConvWithState's.
 #include <algorithm>
@@ -71,7 +71,8 @@ std::string window_source(const WindowSpec& spec) {
       << load_expr(spec.dtype, "xc", "off") << " * " << load_expr(spec.dtype, "wc", "kk") << ";\n";
     s << "      }\n    }\n";
   } else {
-    bool is_max = spec.op == WindowOp::kMaxPool;
+    bool is_max = spec.op == WindowOp::kMaxPool, is_lp = spec.op == WindowOp::kLpPool;
+    std::string power = "(" + t + ")" + std::to_string(spec.p);
     s << "    const " << ct << "* xc = x + (b * cin + ch) * in_vol;\n";
     s << "    " << t << " acc = " << (is_max ? (dbl ? "-1.0/0.0" : "-1.0f/0.0f") : "0") << ";\n";
     s << "    long long count = 0, padded = 1;  // window taps inside input + explicit pads (count_include_pad)\n";
@@ -82,8 +83,12 @@ std::string window_source(const WindowSpec& spec) {
     s << "    for (long long kk = 0; kk < k_vol; ++kk) {\n      long long off;\n";
     s << "      if (!kiln_tap(prm, sr, o, kk, false, &off)) continue;\n";
     s << "      const " << t << " v = " << load_expr(spec.dtype, "xc", "off") << ";\n      ++count;\n";
-    s << "      " << (is_max ? "acc = (v > acc || v != v) ? v : acc;" : "acc += v;") << "\n    }\n";
-    if (!is_max) s << "    acc /= (" << t << ")(prm.count_include_pad ? padded : count);\n";
+    s << "      " << (is_max ? "acc = (v > acc || v != v) ? v : acc;"
+                      : is_lp ? str("acc += ", dbl ? "pow(fabs(v), " : "powf(fabsf(v), ", power, ");")
+                              : "acc += v;")
+      << "\n    }\n";
+    if (is_lp) s << "    acc = " << (dbl ? "pow" : "powf") << "(acc, (" << t << ")1 / " << power << ");\n";
+    else if (!is_max) s << "    acc /= (" << t << ")(prm.count_include_pad ? padded : count);\n";
   }
   s << "    " << store_stmt(spec.dtype, "out", "i", "acc") << "\n";
   s << "  }\n}\n";

@@ -104,4 +104,15 @@ std::string mel_weight_matrix_source(DType dtype, DType size_dtype, DType hertz_
   return s.str();
 }
 
+std::string eye_like_source(DType dtype, const std::optional<Params>& specialize) {
+  std::ostringstream s;
+  s << prelude() << params_constants<EyeLikeParams>(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << c_type(dtype)
+    << "* __restrict__ out, KParams p) {\n" << params_binding<EyeLikeParams>(specialize);
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < prm.n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    " << store_stmt(dtype, "out", "i", "(i % prm.cols - i / prm.cols == prm.k ? 1 : 0)") << "\n  }\n}\n";
+  return s.str();
+}
+
 }  // namespace kiln::codegen

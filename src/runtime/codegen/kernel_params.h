@@ -299,4 +299,28 @@ struct LinearAttentionParams {
   long long threads, batch, steps, kv_heads, group, key_dim, value_dim, decay_width, beta_width, scale_bits;
 };
 
+// EyeLike: `n` elements of a matrix of `cols` columns, 1 on diagonal `k`
+// (column - row == k), 0 elsewhere.
+struct EyeLikeParams {
+  long long n, cols, k;
+};
+
+// ReverseSequence: `n` elements of a [batch, time, inner] view (batch_major)
+// or a [time, batch, inner] one; the first lengths[b] steps of batch b reversed.
+struct ReverseSequenceParams {
+  long long n, batch, time, inner, batch_major;
+};
+
+// TensorScatter: `n` update elements of an [outer, seq, inner] view written
+// into the cache's [outer, max_seq, inner] at write_indices[o / per_batch] +
+// step (mod max_seq when circular).
+struct TensorScatterParams {
+  long long n, seq, max_seq, inner, per_batch, circular;
+};
+
+// Det: `n` square matrices of `size` rows, contiguous.
+struct DetParams {
+  long long n, size;
+};
+
 #endif

@@ -2,7 +2,9 @@
 // mostly idle there, so one small kernel streams the weight once and applies
 // bias, activation and residual before the single store. Einsum's generic
 // kernel, the integer (quantized) products, DFT and STFT: a thread per output
-// element. LinearAttention's recurrence.
+// element. LinearAttention's recurrence. Det: a block per matrix.
+#include <algorithm>
+#include <cstring>
 #include <sstream>
 
 #include "codegen.h"
@@ -289,6 +291,44 @@ std::string linear_attention_source(const LinearAttentionSpec& spec) {
     s << "      if (d < dk) " << store_stmt(st, "present", "column + d * dv", "s[r]") << "\n    }\n";
   }
   s << "  }\n}\n";
+  return s.str();
+}
+
+std::string det_source(DType dtype, const std::optional<Params>& specialize) {
+  if (!is_floating(dtype)) fail(ErrorCode::kUnsupported, "Det of ", dtype_name(dtype));
+  // A specialized variant claims only the shared memory its matrices need.
+  long long size = kDetMaxSize;
+  if (specialize) {
+    DetParams q;
+    std::memcpy(&q, specialize->v, sizeof q);
+    size = std::max(1LL, q.size);
+  }
+  std::string ct = c_type(dtype);
+  std::ostringstream s;
+  s << prelude() << params_constants<DetParams>(specialize);
+  // Column k at a time: one thread picks the pivot row (the largest magnitude,
+  // the first of equals, as the reference), the block swaps it up and
+  // eliminates below it. The determinant is the pivots' product, negated per swap.
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
+    << "* __restrict__ x, KParams p) {\n" << params_binding<DetParams>(specialize);
+  s << "  __shared__ double a[" << size * size << "];\n  __shared__ double det;\n  __shared__ long long pivot;\n";
+  s << "  const long long n = prm.size, cells = n * n;\n";
+  s << "  for (long long m = blockIdx.x; m < prm.n; m += gridDim.x) {\n";
+  s << "    for (long long c = threadIdx.x; c < cells; c += blockDim.x) a[c] = (double)" << load_expr(dtype, "x", "m * cells + c") << ";\n";
+  s << "    if (threadIdx.x == 0) det = 1;\n    __syncthreads();\n";
+  s << "    for (long long k = 0; k < n; ++k) {\n";
+  s << "      if (threadIdx.x == 0) {\n        long long best = k;\n"
+       "        for (long long r = k + 1; r < n; ++r) if (fabs(a[r * n + k]) > fabs(a[best * n + k])) best = r;\n"
+       "        pivot = best;\n        det = (best != k ? -det : det) * a[best * n + k];\n      }\n      __syncthreads();\n";
+  s << "      if (det == 0) break;  // uniform: every thread reads it after the barrier\n";
+  s << "      const long long pr = pivot;\n";
+  s << "      if (pr != k) for (long long j = threadIdx.x; j < n; j += blockDim.x) {\n"
+       "        const double t = a[k * n + j]; a[k * n + j] = a[pr * n + j]; a[pr * n + j] = t;\n      }\n      __syncthreads();\n";
+  s << "      const long long rest = n - k - 1;\n";
+  s << "      for (long long c = threadIdx.x; c < rest * rest; c += blockDim.x) {\n"
+       "        const long long r = k + 1 + c / rest, j = k + 1 + c % rest;\n"
+       "        a[r * n + j] -= a[r * n + k] / a[k * n + k] * a[k * n + j];\n      }\n      __syncthreads();\n    }\n";
+  s << "    if (threadIdx.x == 0) " << store_stmt(dtype, "out", "m", "det") << "\n    __syncthreads();\n  }\n}\n";
   return s.str();
 }
 

@@ -190,6 +190,11 @@ std::string indexed_source(const IndexedSpec& spec) {
       << "      if (d >= prm.rank) continue;\n      long long c = rem % prm.dims[d];\n      rem /= prm.dims[d];\n"
       << "      if (d == prm.axis) {\n        c = (long long)indices[i];\n        if (c < 0) c += prm.axis_size;\n"
       << "        inside = c >= 0 && c < prm.axis_size;\n      }\n      off += c * prm.strides[d];\n    }\n";
+  } else if (spec.op == IndexedOp::kMaxUnpool) {
+    // A flat index into the unpooled size (`dims`, `axis_size` elements), placed by the output's strides.
+    s << "    long long flat = (long long)indices[i];\n    inside = flat >= 0 && flat < prm.axis_size;\n"
+      << "#pragma unroll\n    for (int d = " << kMaxRank - 1 << "; d >= 0; --d) {\n"
+      << "      if (d >= prm.rank || !inside) continue;\n      off += (flat % prm.dims[d]) * prm.strides[d];\n      flat /= prm.dims[d];\n    }\n";
   } else {
     s << "    const long long o = i / prm.slice;\n    off = (o / prm.rows) * prm.batch_stride + i % prm.slice;\n"
       << "#pragma unroll\n    for (int d = 0; d < " << kMaxRank << "; ++d) {\n      if (d >= prm.depth) continue;\n"
@@ -530,6 +535,41 @@ __device__ bool kiln_before(const )" << ct << R"(* x, const long long p, const l
 )";
       break;
   }
+  return s.str();
+}
+
+std::string reverse_sequence_source(DType dtype, const std::optional<Params>& specialize) {
+  std::string ct = c_type(dtype);
+  std::ostringstream s;
+  s << prelude() << params_constants<ReverseSequenceParams>(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
+    << "* __restrict__ x, const long long* __restrict__ lengths, KParams p) {\n" << params_binding<ReverseSequenceParams>(specialize);
+  s << "  const long long n = prm.n, batch = prm.batch, time = prm.time, inner = prm.inner;\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    const long long j = i % inner, outer = i / inner;\n";
+  s << "    const long long b = prm.batch_major ? outer / time : outer % batch, t = prm.batch_major ? outer % time : outer / batch;\n";
+  s << "    long long len = lengths[b];\n    len = len < 0 ? 0 : (len > time ? time : len);\n";
+  s << "    const long long src = t < len ? len - 1 - t : t;\n";
+  s << "    out[i] = x[((prm.batch_major ? b * time + src : src * batch + b)) * inner + j];\n  }\n}\n";
+  return s.str();
+}
+
+std::string tensor_scatter_source(DType dtype, bool has_indices, const std::optional<Params>& specialize) {
+  std::string ct = c_type(dtype);
+  std::ostringstream s;
+  s << prelude() << params_constants<TensorScatterParams>(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
+    << "* __restrict__ update" << (has_indices ? ", const long long* __restrict__ write_indices" : "") << ", KParams p) {\n"
+    << params_binding<TensorScatterParams>(specialize);
+  s << "  const long long n = prm.n, seq = prm.seq, max_seq = prm.max_seq, inner = prm.inner;\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    const long long j = i % inner, step = (i / inner) % seq, outer = i / (inner * seq);\n";
+  s << "    long long at = " << (has_indices ? "write_indices[outer / prm.per_batch] + step" : "step") << ";\n";
+  s << "    if (prm.circular) at = ((at % max_seq) + max_seq) % max_seq;\n";
+  s << "    else if (at < 0 || at >= max_seq) continue;\n";
+  s << "    out[(outer * max_seq + at) * inner + j] = update[i];\n  }\n}\n";
   return s.str();
 }
 

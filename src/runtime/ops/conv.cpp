@@ -277,9 +277,13 @@ std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node,
   codegen::WindowOp wop = node.op == OpKind::kConv            ? codegen::WindowOp::kConv
                           : node.op == OpKind::kConvTranspose ? codegen::WindowOp::kConvTranspose
                           : node.op == OpKind::kMaxPool       ? codegen::WindowOp::kMaxPool
+                          : node.op == OpKind::kLpPool        ? codegen::WindowOp::kLpPool
                                                               : codegen::WindowOp::kAvgPool;
   bool bias = conv && node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue;
-  int kernel = store.add(node.name, [wop, dtype, bias](const auto& params) { return codegen::window_source({wop, dtype, bias, params}); });
+  int64_t power = node.attrs.get_int("p", 2);
+  int kernel = store.add(node.name, [wop, dtype, bias, power](const auto& params) {
+    return codegen::window_source({wop, dtype, bias, params, power});
+  });
   return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
     const auto& x = s.of(n->inputs[0]);
     const auto& out = s.of(n->outputs[0]);

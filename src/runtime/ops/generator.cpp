@@ -1,7 +1,7 @@
 // The generator family on the GPU: values the host knows (shape arithmetic,
 // for nodes of any family) written by the constants kernel, ConstantOfShape
-// as a fill, Range, OneHot, the signal windows and MelWeightMatrix as kernels
-// of their own. Range's length, OneHot's depth, a window's size and the mel
+// as a fill, Range, OneHot, EyeLike, the signal windows and MelWeightMatrix as
+// kernels of their own. Range's length, OneHot's depth, a window's size and the mel
 // matrix's dims come from the output's shape: known before the run, or read
 // back by enqueue when they depend on data (see context.cpp).
 #include <algorithm>
@@ -137,6 +137,14 @@ std::unique_ptr<Op> make_generator(const plan::Plan& plan, const ir::Node& node,
         k.args = {{n->outputs[0], 0}};
       });
     }
+    case OpKind::kEyeLike: {
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::eye_like_source(dtype, params); });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& out = s.of(n->outputs[0]);
+        k.params = codegen::pack(codegen::EyeLikeParams{ir::checked_numel(out), out[1], n->attrs.get_int("k", 0)});
+        k.args = {{n->outputs[0], 0}};
+      });
+    }
 
     case OpKind::kMelWeightMatrix: {
       DType size = plan.network.value(node.inputs[1]).dtype, hertz = plan.network.value(node.inputs[3]).dtype;
@@ -174,6 +182,7 @@ GpuLowering describe_generator(OpKind op) {
     case OpKind::kMelWeightMatrix:
       return {K::kKernel, "a thread per weight, the triangles' edges in double; any numeric type; sizes that are data are read back by "
                           "enqueue; edges outside the spectrum's bins cut the triangles (an error on the CPU)"};
+    case OpKind::kEyeLike: return {K::kKernel, "fill kernel; any type"};
     default: return {};
   }
 }

@@ -566,6 +566,30 @@ std::unique_ptr<Op> make_linear_attention(const plan::Plan& plan, const ir::Node
   });
 }
 
+// Det: a block per matrix; matrices larger than the kernel's shared memory holds are refused.
+std::unique_ptr<Op> make_det(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
+  DType dtype = output_dtype(plan, node);
+  if (!is_floating(dtype)) return nullptr;
+  const ir::Dim& size = plan.network.value(node.inputs[0]).shape.back();
+  if (size.is_constant() && size.constant() > codegen::kDetMaxSize) {
+    why = str("matrices of ", size.constant(), " rows; the GPU kernel takes at most ", codegen::kDetMaxSize);
+    return nullptr;
+  }
+  int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::det_source(dtype, params); });
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+    const auto& x = s.of(n->inputs[0]);
+    int64_t rows = x[x.size() - 2], cols = x.back();
+    if (rows != cols || cols > codegen::kDetMaxSize)
+      fail(ErrorCode::kUnsupported, "node '", n->name, "' (Det): matrices of ", rows, " x ", cols, "; the GPU kernel takes square ones of at most ",
+           codegen::kDetMaxSize, " rows");
+    int64_t matrices = ir::checked_numel({x.begin(), x.end() - 2});
+    k.params = codegen::pack(codegen::DetParams{matrices, cols});
+    k.grid = unsigned(std::clamp<int64_t>(matrices, 1, 65535));  // a block per matrix; the kernel loops past the grid
+    k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+  });
+}
+
 }  // namespace
 
 MatmulCall make_float_product(const PrepareContext& ctx, const ir::Node& node, DType dtype, PtrRef a, PtrRef b, PtrRef d,
@@ -616,6 +640,7 @@ std::unique_ptr<Op> make_linalg(const plan::Plan& plan, const ir::Node& node, Ke
     case OpKind::kDFT: return make_dft(plan, node, store);
     case OpKind::kSTFT: return make_stft(plan, node, store);
     case OpKind::kLinearAttention: return make_linear_attention(plan, node, store, why);
+    case OpKind::kDet: return make_det(plan, node, store, why);
     default: return nullptr;  // describe_linalg leaves the others to the builder
   }
 }
@@ -633,6 +658,9 @@ GpuLowering describe_linalg(OpKind op) {
     case OpKind::kMatMulInteger: case OpKind::kQLinearMatMul:
       return {K::kKernel, str("generated kernel, a thread per output element, int32 accumulation; int8/uint8, zero points and ",
                               "scales per tensor, per row of A or per column of B; output rank ", codegen::kMaxRank, " at most")};
+    case OpKind::kDet:
+      return {K::kKernel, str("a block per matrix, LU with partial pivoting in float64 in shared memory; floating types, matrices of at most ",
+                              codegen::kDetMaxSize, " rows")};
     case OpKind::kFusedMatMul:
       return {K::kKernel, "cuBLASLt, or a generated kernel for few rows, with the epilogue fused; floating types"};
     case OpKind::kAttention:

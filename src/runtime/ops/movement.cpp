@@ -1,6 +1,7 @@
 // The movement family on the GPU: views (BitCast among them), and one strided remap kernel for
 // transpose, concat, split, slice, expand, tile, pad, depth-to-space and
-// space-to-depth; gather, scatter, trilu and resize have kernels of their own.
+// space-to-depth; gather, scatter, trilu, resize, ReverseSequence and
+// TensorScatter have kernels of their own.
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -262,18 +263,6 @@ RemapPiece plain_copy(ir::ValueId src, ir::ValueId dst, const std::vector<int64_
   r.src_strides = r.dst_strides = {1};
   return r;
 }
-
-// Runs its parts' launches in order (a scatter: the copy of the data, then the updates).
-class SequenceOp : public Op {
- public:
-  explicit SequenceOp(std::vector<std::unique_ptr<Op>> parts) : parts_(std::move(parts)) {}
-  void prepare(PrepareContext& ctx) const override {
-    for (const auto& part : parts_) part->prepare(ctx);
-  }
-
- private:
-  std::vector<std::unique_ptr<Op>> parts_;
-};
 
 codegen::ScatterReduction scatter_reduction(const ir::Node& node) {
   std::string r = node.attrs.get_string("reduction", "none");
@@ -558,6 +547,57 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
       return std::make_unique<SequenceOp>(std::move(parts));
     }
 
+    case OpKind::kReverseSequence: {
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::reverse_sequence_source(dtype, params); });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& x = s.of(n->inputs[0]);
+        bool batch_major = n->attrs.get_int("batch_axis", 1) == 0;
+        int64_t batch = x[batch_major ? 0 : 1], time = x[batch_major ? 1 : 0];
+        if (s.of(n->inputs[1]) != std::vector<int64_t>{batch})
+          fail(ErrorCode::kShapeError, "node '", n->name, "' (ReverseSequence): sequence_lens ",
+               ir::shape_to_string(ir::shape_of(s.of(n->inputs[1]))), " should have one length per batch entry, ", batch);
+        k.params = codegen::pack(codegen::ReverseSequenceParams{ir::checked_numel(x), batch, time,
+                                                                ir::checked_numel({x.begin() + 2, x.end()}), batch_major});
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[1], 0}};
+      });
+    }
+
+    case OpKind::kTensorScatter: {
+      bool has_indices = node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue;
+      int kernel = store.add(node.name, [dtype, has_indices](const auto& params) {
+        return codegen::tensor_scatter_source(dtype, has_indices, params);
+      });
+      auto scatter = std::make_unique<SimpleOp>(node, store, kernel, [n, has_indices](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& cache = s.of(n->inputs[0]);
+        const auto& update = s.of(n->inputs[1]);
+        size_t axis = size_t(norm_axis(n->attrs.get_int("axis", -2), cache.size()));
+        for (size_t d = 0; d < cache.size(); ++d)
+          if (d == axis ? update[d] > cache[d] : update[d] != cache[d])
+            fail(ErrorCode::kShapeError, "node '", n->name, "' (TensorScatter): update ", ir::shape_to_string(ir::shape_of(update)),
+                 " does not fit past_cache ", ir::shape_to_string(ir::shape_of(cache)), " (axis ", axis, ")");
+        if (has_indices && s.of(n->inputs[2]) != std::vector<int64_t>{cache[0]})
+          fail(ErrorCode::kShapeError, "node '", n->name, "' (TensorScatter): write_indices ",
+               ir::shape_to_string(ir::shape_of(s.of(n->inputs[2]))), " should have one entry per batch entry, ", cache[0]);
+        codegen::TensorScatterParams q{};
+        q.n = ir::checked_numel(update);
+        q.seq = update[axis];
+        q.max_seq = cache[axis];
+        q.inner = ir::checked_numel({cache.begin() + int64_t(axis) + 1, cache.end()});
+        q.per_batch = ir::checked_numel({cache.begin() + 1, cache.begin() + int64_t(axis)});
+        q.circular = n->attrs.get_string("mode", "linear") == "circular";
+        k.params = codegen::pack(q);
+        k.args = {{n->outputs[0], 0}, {n->inputs[1], 0}};
+        if (has_indices) k.args.push_back({n->inputs[2], 0});
+      });
+      // The output starts as a copy of the cache; the update lands on it.
+      std::vector<std::unique_ptr<Op>> parts;
+      parts.push_back(make_remap_op(node, store, dtype, [n](const ShapeEnv& s) {
+        return std::vector<RemapPiece>{plain_copy(n->inputs[0], n->outputs[0], s.of(n->outputs[0]))};
+      }));
+      parts.push_back(std::move(scatter));
+      return std::make_unique<SequenceOp>(std::move(parts));
+    }
+
     case OpKind::kNonZero: {
       DType in = value(node.inputs[0]).dtype;
       if (value(node.inputs[0]).shape.size() > size_t(codegen::kMaxRank)) {
@@ -714,6 +754,11 @@ GpuLowering describe_movement(OpKind op) {
     case OpKind::kBitCast:
       return {K::kKernel, "a view of its input where the memory plan allows, else a copy; to bool, a byte other than 0 reads "
                           "as true (the cast kernel)"};
+    case OpKind::kReverseSequence:
+      return {K::kKernel, "a thread per element; any type; a length outside [0, time] counts as its nearest bound (an error on the CPU)"};
+    case OpKind::kTensorScatter:
+      return {K::kKernel, "copy, then a scatter kernel of one thread per update element; any type; linear writes past the "
+                          "cache are skipped (an error on the CPU)"};
     default: return {};
   }
 }
