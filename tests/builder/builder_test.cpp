@@ -595,9 +595,9 @@ TEST(Builder, HalfPrecisionSignalGenerators) {
   ValueId x = net.add_input("x", DType::kFloat32, {Dim(2), Dim::symbol("n")});
   ValueId n = net.add_op1(OpKind::kGather, {net.add_op1(OpKind::kShape, {x}), weight("one", DType::kInt64, 1)});
   net.add_output(net.add_op1(OpKind::kMul, {x, net.add_op1(OpKind::kHannWindow, {n})}));
-  ValueId lower = net.add_input("lower", DType::kFloat64, {});
   net.add_output(net.add_op1(OpKind::kMelWeightMatrix, {weight("mels", DType::kInt64, 33), weight("dft", DType::kInt64, 1000),
-                                                         weight("rate", DType::kInt64, 16000), lower, weight("upper", DType::kFloat32, 7999)}));
+                                                         weight("rate", DType::kInt64, 16000), weight("lower", DType::kFloat32, 20),
+                                                         weight("upper", DType::kFloat32, 7999)}));
   net.set_dim_range("n", {1, 16, 64});
   net.finalize();
   BuildOptions options;
@@ -605,9 +605,9 @@ TEST(Builder, HalfPrecisionSignalGenerators) {
   plan::Plan p = build(net, options);
   EXPECT_EQ(count_ops(p.network, OpKind::kHannWindow), 1) << dump_network(p.network);
   for (const ir::Node& node : p.network.nodes())
-    if (node.op == OpKind::kMelWeightMatrix) EXPECT_EQ(p.network.value(node.inputs[4]).dtype, DType::kFloat32);
-  std::map<std::string, reference::Tensor> inputs{{"x", random_weight({2, 16}, 5, -1, 1)},
-                                                  {"lower", reference::make_tensor(DType::kFloat64, {}, {20})}};
+    if (node.op == OpKind::kMelWeightMatrix)
+      for (size_t edge : {3, 4}) EXPECT_EQ(p.network.value(node.inputs[edge]).dtype, DType::kFloat32) << edge;
+  std::map<std::string, reference::Tensor> inputs{{"x", random_weight({2, 16}, 5, -1, 1)}};
   auto expected = reference::run(net, inputs), actual = reference::run(p.network, inputs);
   ASSERT_EQ(expected.size(), actual.size());
   for (size_t i = 0; i < expected.size(); ++i) {

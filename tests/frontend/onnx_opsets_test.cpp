@@ -244,15 +244,22 @@ TEST(OnnxOpsets, ScatterReductionsFollowTheirVersions) {
   expect_load_error(model(13, "ScatterND", "mul"), ErrorCode::kInvalidModel, {"ScatterND-16 on; the model's is ScatterND-13"});
 }
 
-TEST(OnnxOpsets, Resize18AntialiasIsRefused) {
-  ModelBuilder m(18);
-  m.input("x", TensorProto::FLOAT, {"1", "1", "4", "4"});
-  m.initializer("scales", {4}, {1, 1, 0.5f, 0.5f});
-  auto& r = m.node("Resize", {"x", "", "scales"}, {"y"});
-  ModelBuilder::attr(r, "mode", std::string("linear"));
-  ModelBuilder::attr(r, "antialias", int64_t(1));
-  m.output("y");
-  expect_load_error(m, ErrorCode::kUnsupported, {"node 'Resize_0' (Resize, opset 18)", "antialias=1"});
+// Resize-18's antialias stretches the linear filter by 1/scale when downscaling:
+// at half size each output averages four inputs with weights 1/8, 3/8, 3/8, 1/8
+// (edges clamped); without it, the two nearest inputs.
+TEST(OnnxOpsets, Resize18AntialiasStretchesTheFilter) {
+  for (int64_t antialias : {0, 1}) {
+    ModelBuilder m(18);
+    m.input("x", TensorProto::FLOAT, {"1", "1", "1", "8"});
+    m.initializer("scales", {4}, {1, 1, 1, 0.5f});
+    auto& r = m.node("Resize", {"x", "", "scales"}, {"y"});
+    ModelBuilder::attr(r, "mode", std::string("linear"));
+    ModelBuilder::attr(r, "antialias", antialias);
+    m.output("y");
+    auto y = run(m, {{"x", reference::make_tensor(DType::kFloat32, {1, 1, 1, 8}, {0, 1, 2, 3, 4, 5, 6, 7})}});
+    std::vector<double> want = antialias ? std::vector<double>{0.625, 2.5, 4.5, 6.375} : std::vector<double>{0.5, 2.5, 4.5, 6.5};
+    EXPECT_EQ(ir::read_doubles(y.at(0)), want) << antialias;
+  }
 }
 
 // GroupNormalization-18 scales per group: each group's scale and bias cover its channels.
