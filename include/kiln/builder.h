@@ -25,8 +25,9 @@ struct BuildOptions {
   // depends on data (a NonZero's, a Range's of data bounds, ...): the memory
   // plan reserves them, and enqueue fails naming the tensor when one is
   // exceeded. Where none is given, one follows from the largest input shapes
-  // (NonZero: its input's elements; TopK: its axis; Reshape: its elements) or
-  // the build fails naming the tensor.
+  // (NonZero: its input's elements; TopK: its axis; Compress and Unique: the
+  // slices along theirs; NonMaxSuppression: every box of every batch and
+  // class; Reshape: its elements) or the build fails naming the tensor.
   std::map<std::string, int64_t, std::less<>> data_dependent_bounds;
   // The bound of every other data-dependent size no bound follows for; -1:
   // none (the build fails naming the first such tensor).

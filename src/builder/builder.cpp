@@ -60,8 +60,11 @@ void add_input_profile(const ir::Network& net, const std::string& input, const s
 
 namespace {
 
-// Values that share the storage of their source: reshape-like ops move no data.
-bool is_view_op(OpKind op) {
+// Values that share the storage of their source: reshape-like ops move no
+// data, nor does BitCast, except to bool (a byte other than 0 becomes 1).
+bool is_view_node(const ir::Network& net, const ir::Node& node) {
+  OpKind op = node.op;
+  if (op == OpKind::kBitCast) return net.value(node.outputs[0]).dtype != DType::kBool;
   return op == OpKind::kReshape || op == OpKind::kFlatten || op == OpKind::kSqueeze || op == OpKind::kUnsqueeze ||
          op == OpKind::kIdentity;
 }
@@ -119,7 +122,7 @@ void plan_memory(plan::Plan& p) {
     for (ir::ValueId v : node.outputs) {
       if (v == ir::kNoValue || is_output[size_t(v)]) continue;
       in_arena[size_t(v)] = true;
-      if (is_view_op(node.op) && in_arena[size_t(node.inputs[0])]) storage[size_t(v)] = storage[size_t(node.inputs[0])];
+      if (is_view_node(net, node) && in_arena[size_t(node.inputs[0])]) storage[size_t(v)] = storage[size_t(node.inputs[0])];
     }
   }
   for (size_t n = 0; n < net.nodes().size(); ++n) {
@@ -285,6 +288,7 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
   run("fuse elementwise", fuse_elementwise);
   run("precision", [&](Graph& graph) { return convert_precision(graph, compute); });
   run("scratch for transposed products", scratch_for_transposed_products);
+  run("scratch for recurrent layers", scratch_for_recurrent_layers);
   run("materialize outputs", materialize_outputs);
 
   plan::Plan p;

@@ -8,6 +8,7 @@
 #include "graph.h"
 #include "kiln/error.h"
 #include "kiln/ir/limits.h"
+#include "kiln/ir/shape_inference.h"
 
 namespace kiln::builder {
 
@@ -15,9 +16,11 @@ namespace {
 
 // The bound that follows from the shapes at their largest, if one does: a
 // NonZero finds at most every element of its input, TopK at most its axis,
-// a reduction over axes the data gives keeps dims of its input (or 1s), and a
-// Reshape keeps its input's element count, unless that count may be 0: an
-// empty tensor takes any dims with a 0 among them (ONNX's allowzero).
+// a reduction over axes the data gives keeps dims of its input (or 1s),
+// Compress and Unique at most the slices along their axis, NonMaxSuppression
+// at most every box of every batch and class, and a Reshape keeps its input's
+// element count, unless that count may be 0: an empty tensor takes any dims
+// with a 0 among them (ONNX's allowzero).
 std::optional<int64_t> implied_bound(const ir::Network& net, const ir::Node& node, const ir::SymbolBindings& largest,
                                      const ir::SymbolBindings& smallest) {
   auto dims_of = [&](ir::ValueId v) { return ir::evaluate_dims(net.value(v).shape, largest); };
@@ -31,6 +34,34 @@ std::optional<int64_t> implied_bound(const ir::Network& net, const ir::Node& nod
       auto x = dims_of(node.inputs[0]);
       if (x) return ir::checked_numel(*x);
       return std::nullopt;
+    }
+    case ir::OpKind::kCompress: case ir::OpKind::kUnique: {
+      // At most every slice along the axis (every element without one); Compress also at most its condition's length.
+      auto x = dims_of(node.inputs[0]);
+      if (!x) return std::nullopt;
+      int64_t length = ir::checked_numel(*x);
+      if (node.attrs.has("axis")) {
+        int64_t axis = node.attrs.get_int("axis", 0);
+        if (axis < 0) axis += int64_t(x->size());
+        if (axis < 0 || axis >= int64_t(x->size())) return std::nullopt;
+        length = (*x)[size_t(axis)];
+      }
+      if (node.op == ir::OpKind::kUnique) return length;
+      auto condition = dims_of(node.inputs[1]);
+      if (!condition || condition->size() != 1) return std::nullopt;
+      return std::min(length, condition->front());
+    }
+    case ir::OpKind::kNonMaxSuppression: {
+      // Each batch and class keeps at most its boxes, and at most max_output_boxes_per_class where that is a constant.
+      auto boxes = dims_of(node.inputs[0]), scores = dims_of(node.inputs[1]);
+      if (!boxes || !scores || boxes->size() != 3 || scores->size() != 3) return std::nullopt;
+      int64_t per_class = (*boxes)[1];
+      const ir::Value* most = node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue ? &net.value(node.inputs[2]) : nullptr;
+      if (most && most->weight) {
+        std::vector<int64_t> v = ir::read_ints(*most->weight);
+        per_class = std::min(per_class, v.empty() ? 0 : std::max<int64_t>(v.front(), 0));
+      }
+      return ir::checked_numel({(*boxes)[0], (*scores)[1], per_class});
     }
     case ir::OpKind::kTopK: {
       auto x = dims_of(node.inputs[0]);

@@ -151,6 +151,9 @@ int fuse_elementwise(Graph& g);
 // runtime computes Y^T, when Y's row count suits it, then transposes it into Y.
 // Runs after the precision pass, which fixes the dtypes it looks at.
 int scratch_for_transposed_products(Graph& g);
+// RNN, GRU and LSTM nodes the GPU runtime runs (float32, float16, bfloat16)
+// get the float32 scratch of ir::RecurrentScratch as the output after their own.
+int scratch_for_recurrent_layers(Graph& g);
 int convert_precision(Graph& g, DType to);
 // Graph outputs that no node writes (a constant) get a copy node, so the
 // runtime writes every output into the caller's memory.

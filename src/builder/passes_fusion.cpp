@@ -8,6 +8,7 @@
 #include "graph.h"
 #include "kiln/error.h"
 #include "kiln/ir/fused.h"
+#include "kiln/ir/recurrent.h"
 #include "kiln/ir/shape_inference.h"
 #include "kiln/reference.h"
 
@@ -357,6 +358,21 @@ int scratch_for_transposed_products(Graph& g) {
       continue;
     ir::ValueId scratch = g.add_value(y.name + "_transposed");
     node.outputs.push_back(scratch);
+    ++changed;
+  }
+  return changed;
+}
+
+int scratch_for_recurrent_layers(Graph& g) {
+  int changed = 0;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    ir::Node& node = g.nodes[n];
+    if (g.dead[n] || ir::family_of(node.op) != ir::OpFamily::kRecurrent) continue;
+    DType dtype = g.values[size_t(node.inputs[0])].dtype;
+    size_t outputs = ir::recurrent_outputs(node.op);
+    if ((dtype != DType::kFloat32 && dtype != DType::kFloat16 && dtype != DType::kBFloat16) || node.outputs.size() > outputs) continue;
+    node.outputs.resize(outputs, ir::kNoValue);
+    node.outputs.push_back(g.add_value(node.name + "_scratch"));
     ++changed;
   }
   return changed;

@@ -14,12 +14,17 @@ using ir::OpKind;
 int convert_precision(Graph& g, DType to) {
   if (to == DType::kFloat32) return 0;
   int changed = 0;
-  // Float weights that describe geometry, not data (Resize roi and scales), keep float32:
-  // 5 * 1.6 must stay 8, not 7.998.
+  // Float weights that describe geometry, not data (Resize roi and scales, MelWeightMatrix's edge
+  // frequencies), keep float32: 5 * 1.6 must stay 8, not 7.998, and 7999 Hz not become 8000.
   std::set<ir::ValueId> geometry;
-  for (size_t n = 0; n < g.nodes.size(); ++n)
-    if (!g.dead[n] && g.nodes[n].op == OpKind::kResize)
-      for (size_t i = 1; i < 3 && i < g.nodes[n].inputs.size(); ++i) geometry.insert(g.nodes[n].inputs[i]);
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n]) continue;
+    const ir::Node& node = g.nodes[n];
+    if (node.op == OpKind::kResize)
+      for (size_t i = 1; i < 3 && i < node.inputs.size(); ++i) geometry.insert(node.inputs[i]);
+    if (node.op == OpKind::kMelWeightMatrix)
+      for (size_t i = 3; i < node.inputs.size(); ++i) geometry.insert(node.inputs[i]);
+  }
   for (size_t id = 0; id < g.values.size(); ++id) {
     auto& v = g.values[id];
     if (v.weight && v.weight->dtype == DType::kFloat32 && !geometry.count(ir::ValueId(id))) {
@@ -33,6 +38,12 @@ int convert_precision(Graph& g, DType to) {
     if (g.dead[n]) continue;
     if (node.op == OpKind::kCast && node.attrs.get_int("to", -1) == int64_t(DType::kFloat32)) {
       node.attrs.set("to", int64_t(to));
+      ++changed;
+    }
+    bool makes_floats = node.op == OpKind::kHannWindow || node.op == OpKind::kHammingWindow || node.op == OpKind::kBlackmanWindow ||
+                        node.op == OpKind::kMelWeightMatrix;
+    if (makes_floats && node.attrs.get_int("output_datatype", int64_t(DType::kFloat32)) == int64_t(DType::kFloat32)) {
+      node.attrs.set("output_datatype", int64_t(to));
       ++changed;
     }
     if (node.op == OpKind::kConstantOfShape) {

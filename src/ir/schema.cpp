@@ -29,6 +29,7 @@ OpSchema schema_of(OpKind op) {
     case OpFamily::kMovement: return movement_schema(op);
     case OpFamily::kGenerator: return generator_schema(op);
     case OpFamily::kVision: return vision_schema(op);
+    case OpFamily::kRecurrent: return recurrent_schema(op);
   }
   return {0, 0, 0, 0, {}, false};
 }
@@ -69,6 +70,7 @@ OpFamily family_of(OpKind op) {
     KILN_MOVEMENT_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kMovement;
     KILN_GENERATOR_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kGenerator;
     KILN_VISION_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kVision;
+    KILN_RECURRENT_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kRecurrent;
   }
 #undef KILN_FAMILY_CASE
   fail(ErrorCode::kInternal, "op kind ", int(op), " is in no family");
@@ -85,6 +87,7 @@ std::string_view family_name(OpFamily family) {
     case OpFamily::kMovement: return "movement";
     case OpFamily::kGenerator: return "generator";
     case OpFamily::kVision: return "vision";
+    case OpFamily::kRecurrent: return "recurrent";
   }
   return "?";
 }

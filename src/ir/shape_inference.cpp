@@ -20,6 +20,7 @@ void infer_any(Ctx& c) {
     case OpFamily::kMovement: return infer_movement(c);
     case OpFamily::kGenerator: return infer_generator(c);
     case OpFamily::kVision: return infer_vision(c);
+    case OpFamily::kRecurrent: return infer_recurrent(c);
   }
   no_inference(c);
 }

@@ -1,7 +1,14 @@
 // The conv family: convolution (im2col + float64 GEMM), transposed
-// convolution, and ConvChannelsLast as Conv between permutations.
+// convolution, ConvChannelsLast as Conv between permutations, and the
+// stateful causal depthwise convolution of CausalConvWithState.
+
+#include <algorithm>
+#include <cmath>
+
+#include <cmath>
 
 #include "kernels.h"
+#include "kiln/ir/quantization.h"
 
 namespace kiln::reference {
 
@@ -117,6 +124,103 @@ Tensor run_conv_transpose(const KernelContext& c) {
   return from_doubles(c.out_dtype(0), out_dims, out);
 }
 
+// The integer convolution of (x - x_zero) by (w - w_zero) (inputs ix, iw,
+// ixz, iwz; absent zero points are 0; w's may be one per output channel),
+// exact (int64) and wrapped to int32 as ONNX allows. Padding reads 0 after
+// the shift, as ONNX's reference pads the shifted input.
+std::vector<int64_t> integer_conv(const KernelContext& c, size_t ix, size_t iw, size_t ixz, size_t iwz) {
+  const Tensor &tx = c.in(ix), &tw = c.in(iw);
+  int64_t n = tx.dims[0], cin = tx.dims[1], m = tw.dims[0];
+  int64_t group = c.attrs().get_int("group", 1), cg = cin / group, mg = m / group;
+  std::vector<int64_t> in_sp = spatial_of(tx.dims), k_sp = spatial_of(tw.dims);
+  ir::WindowGeometry g = ir::window_geometry(c.node, in_sp, k_sp);
+  int64_t kvol = ir::checked_numel(k_sp), ovol = ir::checked_numel(g.output), ivol = ir::checked_numel(in_sp);
+  std::vector<int64_t> x = to_ints(tx), w = to_ints(tw);
+  int64_t x_zero = c.has(ixz) ? to_ints(c.in(ixz))[0] : 0;
+  std::vector<int64_t> w_zero = c.has(iwz) ? to_ints(c.in(iwz)) : std::vector<int64_t>{0};
+  auto in_strides = strides_of(in_sp);
+  std::vector<int64_t> out(size_t(n * m * ovol), 0);
+  std::vector<int64_t> oidx, kidx;
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t ch = 0; ch < m; ++ch) {
+      int64_t gi = ch / mg, wz = w_zero[w_zero.size() == 1 ? 0 : size_t(ch)];
+      int64_t o = 0;
+      for_each_index(g.output, [&](const std::vector<int64_t>& op) {
+        int64_t acc = 0;
+        for (int64_t ci = 0; ci < cg; ++ci) {
+          const int64_t* xc = x.data() + (b * cin + gi * cg + ci) * ivol;
+          const int64_t* wc = w.data() + (ch * cg + ci) * kvol;
+          int64_t k = 0;
+          for_each_index(k_sp, [&](const std::vector<int64_t>& kp) {
+            int64_t off = 0;
+            for (size_t d = 0; d < kp.size() && off >= 0; ++d) {
+              int64_t pos = op[d] * g.strides[d] - g.pads_begin[d] + kp[d] * g.dilations[d];
+              off = pos < 0 || pos >= in_sp[d] ? -1 : off + pos * in_strides[d];
+            }
+            if (off >= 0) acc += (xc[off] - x_zero) * (wc[k] - wz);
+            ++k;
+          });
+        }
+        out[size_t((b * m + ch) * ovol + o++)] = acc;
+      });
+    }
+  return out;
+}
+
+Tensor run_conv_integer(const KernelContext& c) {
+  std::vector<int64_t> acc = integer_conv(c, 0, 1, 2, 3);
+  for (int64_t& v : acc) v = int32_t(v);
+  return from_ints(DType::kInt32, c.out_dims(0), acc);
+}
+
+// QLinearConv as ONNX's reference computes it: the int32 convolution plus
+// bias, times x_scale * w_scale / y_scale (float32), plus y's zero point,
+// saturated and rounded half to even.
+Tensor run_qlinear_conv(const KernelContext& c) {
+  std::vector<int64_t> acc = integer_conv(c, 0, 3, 2, 5);
+  std::vector<int64_t> dims = c.out_dims(0);
+  int64_t m = dims[1], ovol = ir::checked_numel(spatial_of(dims));
+  std::vector<int64_t> bias = c.has(8) ? to_ints(c.in(8)) : std::vector<int64_t>(size_t(m), 0);
+  std::vector<double> w_scale = to_doubles(c.in(4));
+  float x_scale = float(scalar_double(c.in(1))), y_scale = float(scalar_double(c.in(6)));
+  double y_zero = scalar_double(c.in(7));
+  ir::QuantRange range = ir::quant_range(c.out_dtype(0));
+  std::vector<int64_t> y(acc.size());
+  for (size_t i = 0; i < acc.size(); ++i) {
+    int64_t ch = int64_t(i) / ovol % m;
+    float scale = x_scale * float(w_scale[w_scale.size() == 1 ? 0 : size_t(ch)]) / y_scale;
+    double r = std::nearbyint(double(int32_t(acc[i] + bias[size_t(ch)])) * double(scale) + y_zero);
+    y[i] = std::isnan(r) ? range.lo : int64_t(std::clamp(r, double(range.lo), double(range.hi)));
+  }
+  return from_ints(c.out_dtype(0), dims, y);
+}
+
+// Each channel's taps slide over past_state (zeros without one) followed by the
+// input; present_state is the last k - 1 positions of that sequence.
+Outputs run_causal_conv(const KernelContext& c) {
+  const Tensor& tx = c.in(0);
+  int64_t rows = tx.dims[0] * tx.dims[1], channels = tx.dims[1], len = tx.dims[2], k = c.in(1).dims[2], past = k - 1;
+  std::vector<double> x = to_doubles(tx), w = to_doubles(c.in(1));
+  std::vector<double> bias = c.has(2) ? to_doubles(c.in(2)) : std::vector<double>(size_t(channels), 0.0);
+  std::vector<double> state = c.has(3) ? to_doubles(c.in(3)) : std::vector<double>(size_t(rows * past), 0.0);
+  bool silu = c.attrs().get_string("activation", "none") != "none";
+  std::vector<double> out(x.size()), present(state.size()), seq(size_t(past + len));
+  for (int64_t row = 0; row < rows; ++row) {
+    int64_t ch = row % channels;
+    std::copy_n(state.begin() + row * past, past, seq.begin());
+    std::copy_n(x.begin() + row * len, len, seq.begin() + past);
+    for (int64_t t = 0; t < len; ++t) {
+      double acc = bias[size_t(ch)];
+      for (int64_t i = 0; i < k; ++i) acc += w[size_t(ch * k + i)] * seq[size_t(t + i)];
+      out[size_t(row * len + t)] = silu ? acc / (1 + std::exp(-acc)) : acc;
+    }
+    std::copy_n(seq.begin() + len, past, present.begin() + row * past);
+  }
+  Outputs result{from_doubles(c.out_dtype(0), c.out_dims(0), out)};
+  if (c.outputs.size() > 1) result.push_back(from_doubles(c.out_dtype(1), c.out_dims(1), present));
+  return result;
+}
+
 }  // namespace
 
 Kernel conv_kernel(OpKind op) {
@@ -125,6 +229,9 @@ Kernel conv_kernel(OpKind op) {
     case OpKind::kConvChannelsLast:
       return [](const KernelContext& c) -> Outputs { return {run_channels_last(c, run_conv)}; };
     case OpKind::kConvTranspose: return one_output<run_conv_transpose>;
+    case OpKind::kConvInteger: return one_output<run_conv_integer>;
+    case OpKind::kQLinearConv: return one_output<run_qlinear_conv>;
+    case OpKind::kCausalConvWithState: return run_causal_conv;
     default: return nullptr;
   }
 }

@@ -6,6 +6,7 @@
 
 #include "kernels.h"
 #include "kiln/ir/fused.h"
+#include "kiln/ir/quantization.h"
 
 namespace kiln::reference {
 
@@ -368,6 +369,57 @@ Tensor run_is_special(const KernelContext& c) {
   return from_doubles(DType::kBool, c.in(0).dims, v);
 }
 
+// For each element of x (row-major), the index of its scale and zero point.
+std::vector<int64_t> quant_param_index(const KernelContext& c, const Tensor& x, const Tensor& scale) {
+  ir::QuantGranularity g = ir::quant_granularity(c.node, x.dims, scale.dims);
+  std::vector<int64_t> index(size_t(x.numel()), 0);
+  if (g.axis < 0) return index;
+  std::vector<int64_t> scale_strides = strides_of(scale.dims);
+  size_t i = 0;
+  for_each_index(x.dims, [&](const std::vector<int64_t>& idx) {
+    int64_t at = 0;
+    if (g.block_size == 0) at = idx[size_t(g.axis)];
+    else
+      for (size_t d = 0; d < idx.size(); ++d) at += (int64_t(d) == g.axis ? idx[d] / g.block_size : idx[d]) * scale_strides[d];
+    index[i++] = at;
+  });
+  return index;
+}
+
+// y = saturate(round_half_even(x / scale) + zero_point); the division in the
+// precision of quantize_precision. NaN saturates to the low end, as
+// ONNX's reference converts it.
+Tensor run_quantize(const KernelContext& c) {
+  const Tensor &x = c.in(0), &scale = c.in(1);
+  DType precision = ir::quantize_precision(c.node, x.dtype, scale.dtype);
+  ir::QuantRange range = ir::quant_range(c.out_dtype(0));
+  std::vector<double> xs = to_doubles(x), scales = to_doubles(scale);
+  std::vector<int64_t> zeros = c.has(2) ? to_ints(c.in(2)) : std::vector<int64_t>(scales.size(), 0);
+  std::vector<int64_t> at = quant_param_index(c, x, scale), q(xs.size());
+  for (size_t i = 0; i < xs.size(); ++i) {
+    size_t p = size_t(at[i]);
+    double r = std::nearbyint(rounded_to(precision, rounded_to(precision, xs[i]) / rounded_to(precision, scales[p])));
+    q[i] = std::isnan(r) ? range.lo : int64_t(std::clamp(r + double(zeros[p]), double(range.lo), double(range.hi)));
+  }
+  return from_ints(c.out_dtype(0), x.dims, q);
+}
+
+// y = (x - zero_point) * scale, computed in float32 and rounded to the output type.
+Tensor run_dequantize(const KernelContext& c) {
+  const Tensor &x = c.in(0), &scale = c.in(1);
+  std::vector<int64_t> xs = to_ints(x);
+  std::vector<double> scales = to_doubles(scale);
+  std::vector<int64_t> zeros = c.has(2) ? to_ints(c.in(2)) : std::vector<int64_t>(scales.size(), 0);
+  std::vector<int64_t> at = quant_param_index(c, x, scale);
+  std::vector<double> y(xs.size());
+  for (size_t i = 0; i < xs.size(); ++i) {
+    size_t p = size_t(at[i]);
+    float shifted = float(xs[i]) - float(zeros[p]);
+    y[i] = double(shifted * float(scales[p]));
+  }
+  return from_doubles(c.out_dtype(0), x.dims, y);
+}
+
 }  // namespace
 
 Kernel elementwise_kernel(OpKind op) {
@@ -390,6 +442,8 @@ Kernel elementwise_kernel(OpKind op) {
     case OpKind::kBitwiseNot:
       return one_output<run_bitwise>;
     case OpKind::kFusedElementwise: return one_output<run_fused>;
+    case OpKind::kQuantizeLinear: return one_output<run_quantize>;
+    case OpKind::kDequantizeLinear: return one_output<run_dequantize>;
     case OpKind::kAbs: case OpKind::kNeg: case OpKind::kSqrt: case OpKind::kReciprocal: case OpKind::kExp:
     case OpKind::kLog: case OpKind::kFloor: case OpKind::kCeil: case OpKind::kRound: case OpKind::kSign:
     case OpKind::kRelu: case OpKind::kSigmoid: case OpKind::kTanh: case OpKind::kErf: case OpKind::kSoftplus:

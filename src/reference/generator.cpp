@@ -1,6 +1,10 @@
 // The generator family: outputs made from shapes and scalar inputs (Shape,
-// Size, ConstantOfShape, Range, OneHot).
+// Size, ConstantOfShape, Range, OneHot, EyeLike, the signal windows, MelWeightMatrix).
+#include <cmath>
+#include <numbers>
+
 #include "kernels.h"
+#include "kiln/ir/signal.h"
 
 namespace kiln::reference {
 
@@ -57,6 +61,64 @@ Tensor run_range(const KernelContext& c) {
   return from_doubles(dt, {n}, v);
 }
 
+
+// HannWindow, HammingWindow, BlackmanWindow: a cosine sum over `size` points.
+Tensor run_signal_window(const KernelContext& c) {
+  std::vector<int64_t> dims = c.out_dims(0);
+  int64_t n = dims.at(0);
+  double denom = double(c.attrs().get_int("periodic", 1) != 0 ? n : n - 1);  // 0 for a symmetric window of 1: NaN, as ONNX's
+  ir::CosineWindow w = ir::cosine_window(c.node.op);
+  std::vector<double> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    double angle = 2 * std::numbers::pi * double(i) / denom;
+    v[size_t(i)] = w.a0 - w.a1 * std::cos(angle) + w.a2 * std::cos(2 * angle);
+  }
+  return from_doubles(c.out_dtype(0), dims, v);
+}
+
+// MelWeightMatrix: column m is a triangle over the spectrogram bins from the
+// bin of mel point m to that of point m + 2 (peak 1 at point m + 1), the
+// num_mel_bins + 2 points evenly spaced on the mel scale between the edges.
+// The bins are floor((dft_length + 1) * hz / sample_rate), as in ONNX's
+// reference; the GPU kernel (codegen::mel_weight_matrix_source) computes the same.
+Tensor run_mel_weight_matrix(const KernelContext& c) {
+  std::vector<int64_t> dims = c.out_dims(0);
+  int64_t bins = dims.at(0), mels = dims.at(1);
+  double dft_length = double(to_ints(c.in(1))[0]), rate = scalar_double(c.in(2));
+  double lower = scalar_double(c.in(3)), upper = scalar_double(c.in(4));
+  auto mel = [](double hz) { return 2595 * std::log1p(hz / 700) / std::log(10.0); };
+  double low = mel(lower), step = (mel(upper) - low) / double(mels + 2);
+  std::vector<double> edge(size_t(mels + 2));
+  for (int64_t i = 0; i < mels + 2; ++i) {
+    double hz = 700 * std::expm1((double(i) * step + low) / 2595 * std::log(10.0));
+    edge[size_t(i)] = std::floor((dft_length + 1) * hz / rate);
+    if (!(edge[size_t(i)] >= 0 && edge[size_t(i)] < double(bins)))
+      c.error(ErrorCode::kInvalidArgument, "mel point ", i, " (", hz, " Hz) falls in frequency bin ", edge[size_t(i)], ", outside the ",
+              bins, " bins of a DFT of length ", dft_length, " at sample rate ", rate,
+              "; lower_edge_hertz and upper_edge_hertz must lie in [0, sample_rate / 2]");
+  }
+  std::vector<double> out(size_t(bins * mels));
+  for (int64_t j = 0; j < bins; ++j)
+    for (int64_t m = 0; m < mels; ++m) {
+      double l = edge[size_t(m)], ctr = edge[size_t(m + 1)], h = edge[size_t(m + 2)], x = double(j), v = 0;
+      if (ctr < h && x >= ctr && x < h) v = (h - x) / (h - ctr);  // the falling side, written last in ONNX's loops
+      else if (l == ctr && x == ctr) v = 1;
+      else if (l < ctr && x >= l && x <= ctr) v = (x - l) / (ctr - l);
+      out[size_t(j * mels + m)] = v;
+    }
+  return from_doubles(c.out_dtype(0), dims, out);
+}
+
+// EyeLike: ones where column - row == k.
+Tensor run_eye_like(const KernelContext& c) {
+  std::vector<int64_t> dims = c.out_dims(0);
+  int64_t k = c.attrs().get_int("k", 0);
+  std::vector<int64_t> out(size_t(ir::checked_numel(dims)), 0);
+  for (int64_t r = 0; r < dims[0]; ++r)
+    if (r + k >= 0 && r + k < dims[1]) out[size_t(r * dims[1] + r + k)] = 1;
+  return from_ints(c.out_dtype(0), dims, out);
+}
+
 }  // namespace
 
 Kernel generator_kernel(OpKind op) {
@@ -65,6 +127,9 @@ Kernel generator_kernel(OpKind op) {
     case OpKind::kConstantOfShape: return one_output<run_constant_of_shape>;
     case OpKind::kRange: return one_output<run_range>;
     case OpKind::kOneHot: return one_output<run_onehot>;
+    case OpKind::kHannWindow: case OpKind::kHammingWindow: case OpKind::kBlackmanWindow: return one_output<run_signal_window>;
+    case OpKind::kMelWeightMatrix: return one_output<run_mel_weight_matrix>;
+    case OpKind::kEyeLike: return one_output<run_eye_like>;
     default: return nullptr;
   }
 }

@@ -74,6 +74,15 @@ Tensor from_ints(DType dtype, std::vector<int64_t> dims, const std::vector<int64
   return t;
 }
 
+double rounded_to(DType dtype, double v) {
+  switch (dtype) {
+    case DType::kFloat32: return double(float(v));
+    case DType::kFloat16: return half_to_float(float_to_half(float(v)));
+    case DType::kBFloat16: return bfloat16_to_float(float_to_bfloat16(float(v)));
+    default: return v;
+  }
+}
+
 Tensor make_tensor(DType dtype, std::vector<int64_t> dims, const std::vector<double>& values) {
   return from_doubles(dtype, std::move(dims), values);
 }

@@ -24,6 +24,7 @@ Kernel kernel_of(OpKind op) {
     case ir::OpFamily::kMovement: return movement_kernel(op);
     case ir::OpFamily::kGenerator: return generator_kernel(op);
     case ir::OpFamily::kVision: return vision_kernel(op);
+    case ir::OpFamily::kRecurrent: return recurrent_kernel(op);
   }
   return nullptr;
 }

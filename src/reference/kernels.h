@@ -47,6 +47,7 @@ Kernel reduce_kernel(ir::OpKind op);
 Kernel movement_kernel(ir::OpKind op);
 Kernel generator_kernel(ir::OpKind op);
 Kernel vision_kernel(ir::OpKind op);
+Kernel recurrent_kernel(ir::OpKind op);
 
 // The Kernel of a function that makes one output.
 template <Tensor (*Fn)(const KernelContext&)>
@@ -62,6 +63,9 @@ Tensor from_doubles(DType dtype, std::vector<int64_t> dims, const std::vector<do
 Tensor from_ints(DType dtype, std::vector<int64_t> dims, const std::vector<int64_t>& values);
 Tensor with_dims(const Tensor& t, std::vector<int64_t> dims);  // shares the bytes
 double scalar_double(const Tensor& t);
+// v as a value of float dtype `dtype` (float64 keeps it): a computation in
+// that type rounds there, as ONNX's reference (numpy) does.
+double rounded_to(DType dtype, double v);
 
 using ir::strides_of;
 // `axis` in [-rank, rank) as a non-negative index; an error naming the node otherwise.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <type_traits>
 
 #include "kernels.h"
 
@@ -227,6 +228,68 @@ Tensor run_scatter_elements(const KernelContext& c) {
   return scatter(c, targets);
 }
 
+// ReverseSequence: along the time axis, the first lengths[b] steps of batch
+// entry b in reverse order, the rest as they are.
+Tensor run_reverse_sequence(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  std::vector<int64_t> lengths = to_ints(c.in(1));
+  size_t batch_axis = size_t(c.attrs().get_int("batch_axis", 1)), time_axis = size_t(c.attrs().get_int("time_axis", 0));
+  int64_t time = x.dims[time_axis];
+  if (int64_t(lengths.size()) != x.dims[batch_axis])
+    c.error(ErrorCode::kShapeError, "sequence_lens has ", lengths.size(), " lengths for a batch of ", x.dims[batch_axis]);
+  for (size_t b = 0; b < lengths.size(); ++b)
+    if (lengths[b] < 0 || lengths[b] > time)
+      c.error(ErrorCode::kInvalidArgument, "sequence_lens[", b, "] = ", lengths[b], " is outside [0, ", time, "], the time axis");
+  auto st = strides_of(x.dims);
+  return remap(x, x.dims, [&](const std::vector<int64_t>& idx) {
+    int64_t t = idx[time_axis], len = lengths[size_t(idx[batch_axis])];
+    std::vector<int64_t> src = idx;
+    if (t < len) src[time_axis] = len - 1 - t;
+    return offset_of(src, st);
+  });
+}
+
+// TensorScatter: a copy of past_cache with update's steps written along the
+// axis from write_indices[batch] on (0 without them), modulo the cache's
+// length in circular mode; a linear write past the cache is an error.
+Tensor run_tensor_scatter(const KernelContext& c) {
+  const Tensor &cache = c.in(0), &update = c.in(1);
+  size_t axis = size_t(normalize_axis(c, c.attrs().get_int("axis", -2), cache.dims.size()));
+  bool circular = c.attrs().get_string("mode", "linear") == "circular";
+  for (size_t d = 0; d < cache.dims.size(); ++d)
+    if (d == axis ? update.dims[d] > cache.dims[d] : update.dims[d] != cache.dims[d])
+      c.error(ErrorCode::kShapeError, "update ", ir::shape_to_string(ir::shape_of(update.dims)), " does not fit past_cache ",
+              ir::shape_to_string(ir::shape_of(cache.dims)), " (axis ", axis, ")");
+  std::vector<int64_t> starts(size_t(cache.dims[0]), 0);
+  if (c.has(2)) {
+    starts = to_ints(c.in(2));
+    if (int64_t(starts.size()) != cache.dims[0])
+      c.error(ErrorCode::kShapeError, "write_indices has ", starts.size(), " entries for a batch of ", cache.dims[0]);
+  }
+  int64_t max_seq = cache.dims[axis];
+  size_t elem = dtype_size(cache.dtype);
+  std::vector<std::byte> bytes(size_t(cache.numel()) * elem);
+  if (!bytes.empty()) std::memcpy(bytes.data(), cache.data.data(), bytes.size());
+  auto st = strides_of(cache.dims);
+  const std::byte* src = update.data.data();
+  for_each_index(update.dims, [&](const std::vector<int64_t>& idx) {
+    int64_t pos = starts[size_t(idx[0])] + idx[axis];
+    if (circular) pos = ((pos % max_seq) + max_seq) % max_seq;
+    else if (pos < 0 || pos >= max_seq)
+      c.error(ErrorCode::kInvalidArgument, "write_indices[", idx[0], "] = ", starts[size_t(idx[0])], " writes step ", idx[axis],
+              " at ", pos, ", outside the cache's ", max_seq, " (mode linear)");
+    std::vector<int64_t> at = idx;
+    at[axis] = pos;
+    std::memcpy(bytes.data() + size_t(offset_of(at, st)) * elem, src, elem);
+    src += elem;
+  });
+  Tensor out;
+  out.dtype = cache.dtype;
+  out.dims = cache.dims;
+  out.data = Buffer::from_bytes(std::move(bytes));
+  return out;
+}
+
 // GatherND: output row r (over indices.shape[:-1]) copies the data slice that
 // index tuple r names within its batch (the first batch_dims dims).
 Tensor run_gather_nd(const KernelContext& c) {
@@ -312,6 +375,117 @@ Tensor run_nonzero(const KernelContext& c) {
   return t;
 }
 
+// The input as [outer, len, inner] around `axis` (no axis: [1, numel, 1]).
+struct AxisView {
+  int64_t outer = 1, len = 1, inner = 1, axis = 0;
+  bool has_axis = false;
+};
+
+AxisView axis_view(const KernelContext& c, const std::vector<int64_t>& dims) {
+  AxisView a;
+  a.has_axis = c.attrs().has("axis");
+  if (!a.has_axis) {
+    a.len = ir::checked_numel(dims);
+    return a;
+  }
+  a.axis = normalize_axis(c, c.attrs().get_int("axis", 0), dims.size());
+  a.outer = ir::checked_numel({dims.begin(), dims.begin() + a.axis});
+  a.len = dims[size_t(a.axis)];
+  a.inner = ir::checked_numel({dims.begin() + a.axis + 1, dims.end()});
+  return a;
+}
+
+// The slices at `picked` positions along the view's axis, in that order: an
+// [outer, picked, inner] tensor shaped as `dims` (whose axis dim is picked's size).
+Tensor pick_slices(const Tensor& x, const AxisView& a, const std::vector<int64_t>& picked, std::vector<int64_t> dims) {
+  int64_t n = int64_t(picked.size());
+  std::vector<int64_t> flat{a.outer, n, a.inner};
+  Tensor t = remap(x, flat, [&](const std::vector<int64_t>& idx) { return (idx[0] * a.len + picked[size_t(idx[1])]) * a.inner + idx[2]; });
+  return with_dims(t, std::move(dims));
+}
+
+Tensor run_compress(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  std::vector<int64_t> cond = to_ints(c.in(1));
+  AxisView a = axis_view(c, x.dims);
+  std::vector<int64_t> picked;
+  for (size_t i = 0; i < cond.size(); ++i) {
+    if (!cond[i]) continue;
+    if (int64_t(i) >= a.len)
+      c.error(ErrorCode::kInvalidArgument, "the condition is true at position ", i, ", past the input's length ", a.len,
+              a.has_axis ? str(" along axis ", a.axis) : std::string(" flattened"));
+    picked.push_back(int64_t(i));
+  }
+  std::vector<int64_t> dims = a.has_axis ? x.dims : std::vector<int64_t>{int64_t(picked.size())};
+  dims[size_t(a.axis)] = int64_t(picked.size());
+  return pick_slices(x, a, picked, dims);
+}
+
+// Unique's order of values (numpy's): NaN after every number and equal to
+// every NaN, -0 equal to 0.
+template <class T>
+int value_order(T a, T b) {
+  if constexpr (std::is_floating_point_v<T>) {
+    bool na = std::isnan(a), nb = std::isnan(b);
+    if (na || nb) return int(na) - int(nb);
+  }
+  return a < b ? -1 : b < a ? 1 : 0;
+}
+
+struct UniqueGroups {
+  std::vector<int64_t> first, inverse, counts;  // per group, per input slice, per group
+};
+
+// Groups the slices of `v` (viewed by `a`) by value, ordered by value
+// (sorted) or by first occurrence.
+template <class T>
+UniqueGroups unique_groups(const std::vector<T>& v, const AxisView& a, bool sorted) {
+  auto compare = [&](int64_t p, int64_t q) {
+    for (int64_t o = 0; o < a.outer; ++o)
+      for (int64_t i = 0; i < a.inner; ++i)
+        if (int r = value_order(v[size_t((o * a.len + p) * a.inner + i)], v[size_t((o * a.len + q) * a.inner + i)])) return r;
+    return 0;
+  };
+  std::vector<int64_t> perm(size_t(a.len));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::stable_sort(perm.begin(), perm.end(), [&](int64_t p, int64_t q) { return compare(p, q) < 0; });  // ties by position
+  UniqueGroups g;
+  g.inverse.resize(size_t(a.len));
+  for (size_t r = 0; r < perm.size(); ++r) {
+    if (r == 0 || compare(perm[r - 1], perm[r]) != 0) {
+      g.first.push_back(perm[r]);
+      g.counts.push_back(0);
+    }
+    g.inverse[size_t(perm[r])] = int64_t(g.first.size()) - 1;
+    ++g.counts.back();
+  }
+  if (sorted) return g;
+  std::vector<int64_t> order(g.first.size()), place(g.first.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int64_t p, int64_t q) { return g.first[size_t(p)] < g.first[size_t(q)]; });
+  UniqueGroups by_first;
+  for (size_t k = 0; k < order.size(); ++k) {
+    place[size_t(order[k])] = int64_t(k);
+    by_first.first.push_back(g.first[size_t(order[k])]);
+    by_first.counts.push_back(g.counts[size_t(order[k])]);
+  }
+  for (int64_t& i : g.inverse) i = place[size_t(i)];
+  by_first.inverse = std::move(g.inverse);
+  return by_first;
+}
+
+Outputs run_unique(const KernelContext& c) {
+  const Tensor& x = c.in(0);
+  AxisView a = axis_view(c, x.dims);
+  bool sorted = c.attrs().get_int("sorted", 1) != 0;
+  UniqueGroups g = is_floating(x.dtype) ? unique_groups(to_doubles(x), a, sorted) : unique_groups(to_ints(x), a, sorted);
+  int64_t n = int64_t(g.first.size());
+  std::vector<int64_t> dims = a.has_axis ? x.dims : std::vector<int64_t>{n};
+  dims[size_t(a.axis)] = n;
+  return {pick_slices(x, a, g.first, dims), from_ints(DType::kInt64, {n}, g.first),
+          from_ints(DType::kInt64, {a.len}, g.inverse), from_ints(DType::kInt64, {n}, g.counts)};
+}
+
 Tensor run_trilu(const KernelContext& c) {
   const Tensor& x = c.in(0);
   int64_t k = c.has(1) ? to_ints(c.in(1)).at(0) : 0;
@@ -352,6 +526,18 @@ Tensor run_depth_space(const KernelContext& c) {
 
 // Reshape, Flatten, Squeeze, Unsqueeze: same bytes, new dims.
 Tensor run_reshape(const KernelContext& c) { return with_dims(c.in(0), c.out_dims(0)); }
+
+// The same bytes under the output's dtype; a bool is 1 wherever its byte is not 0.
+Tensor run_bitcast(const KernelContext& c) {
+  Tensor out = c.in(0);
+  out.dtype = c.out_dtype(0);
+  if (out.dtype == DType::kBool) {
+    std::vector<std::byte> bytes(out.data.bytes().begin(), out.data.bytes().end());
+    for (std::byte& b : bytes) b = std::byte(b != std::byte(0));
+    out.data = Buffer::from_bytes(std::move(bytes));
+  }
+  return out;
+}
 
 Tensor run_expand(const KernelContext& c) {
   const Tensor& x = c.in(0);
@@ -580,8 +766,13 @@ Kernel movement_kernel(OpKind op) {
     case OpKind::kPad: return one_output<run_pad>;
     case OpKind::kTrilu: return one_output<run_trilu>;
     case OpKind::kNonZero: return one_output<run_nonzero>;
+    case OpKind::kCompress: return one_output<run_compress>;
+    case OpKind::kUnique: return run_unique;
+    case OpKind::kBitCast: return one_output<run_bitcast>;
     case OpKind::kResize: return one_output<run_resize>;
     case OpKind::kDepthToSpace: case OpKind::kSpaceToDepth: return one_output<run_depth_space>;
+    case OpKind::kReverseSequence: return one_output<run_reverse_sequence>;
+    case OpKind::kTensorScatter: return one_output<run_tensor_scatter>;
     default: return nullptr;
   }
 }

@@ -1,5 +1,5 @@
 // The normalization family: batch, instance, layer and group normalization,
-// local response normalization and the softmax ops.
+// local response normalization, Lp normalization and the softmax ops.
 #include <algorithm>
 #include <cmath>
 
@@ -110,6 +110,25 @@ Tensor run_lrn(const KernelContext& c) {
   return from_doubles(tx.dtype, tx.dims, y);
 }
 
+// LpNormalization: x / ||x||_p over the axis (p 1 or 2), 0 where the norm is 0.
+Tensor run_lp_normalization(const KernelContext& c) {
+  const Tensor& tx = c.in(0);
+  int64_t axis = normalize_axis(c, c.attrs().get_int("axis", -1), tx.dims.size());
+  bool l1 = c.attrs().get_int("p", 2) == 1;
+  int64_t outer = ir::checked_numel({tx.dims.begin(), tx.dims.begin() + axis}), len = tx.dims[size_t(axis)];
+  int64_t inner = ir::checked_numel({tx.dims.begin() + axis + 1, tx.dims.end()});
+  std::vector<double> x = to_doubles(tx), y(x.size());
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i) {
+      auto at = [&](int64_t k) { return size_t((o * len + k) * inner + i); };
+      double norm = 0;
+      for (int64_t k = 0; k < len; ++k) norm += l1 ? std::fabs(x[at(k)]) : x[at(k)] * x[at(k)];
+      if (!l1) norm = std::sqrt(norm);
+      for (int64_t k = 0; k < len; ++k) y[at(k)] = norm == 0 ? 0.0 : x[at(k)] / norm;
+    }
+  return from_doubles(tx.dtype, tx.dims, y);
+}
+
 Tensor run_softmax(const KernelContext& c) {
   const Tensor& tx = c.in(0);
   int64_t r = int64_t(tx.dims.size());
@@ -151,6 +170,7 @@ Kernel normalization_kernel(OpKind op) {
       return run_norm;
     case OpKind::kSoftmax: case OpKind::kLogSoftmax: case OpKind::kHardmax: return one_output<run_softmax>;
     case OpKind::kLRN: return one_output<run_lrn>;
+    case OpKind::kLpNormalization: return one_output<run_lp_normalization>;
     default: return nullptr;
   }
 }

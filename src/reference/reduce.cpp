@@ -1,4 +1,5 @@
-// Reductions (Reduce*, ArgMax/ArgMin), CumSum and TopK, accumulating in float64.
+// Reductions (Reduce*, ArgMax/ArgMin), CumSum, CumProd and TopK, accumulating
+// in float64 (the scans of integers in int64).
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -95,28 +96,41 @@ Tensor run_arg(const KernelContext& c) {
   return from_ints(DType::kInt64, c.out_dims(0), out);
 }
 
-Tensor run_cumsum(const KernelContext& c) {
-  const Tensor& tx = c.in(0);
-  int64_t axis = normalize_axis(c, to_ints(c.in(1)).at(0), tx.dims.size());
+// The running sums (CumSum) or products (CumProd) along the axis; exclusive
+// leaves each element out of its own result. Integers wrap as in C.
+template <class T>
+std::vector<T> scan(const KernelContext& c, const std::vector<T>& x, const std::vector<int64_t>& dims) {
+  int64_t axis = normalize_axis(c, to_ints(c.in(1)).at(0), dims.size());
   bool exclusive = c.attrs().get_int("exclusive", 0), reverse = c.attrs().get_int("reverse", 0);
-  AxisSplit s = split_at(tx.dims, axis);
-  std::vector<double> x = to_doubles(tx), out(x.size());
+  bool product = c.node.op == OpKind::kCumProd;
+  auto combine = [product](T a, T b) -> T {
+    if constexpr (std::is_integral_v<T>) return T(product ? uint64_t(a) * uint64_t(b) : uint64_t(a) + uint64_t(b));
+    else return product ? a * b : a + b;
+  };
+  AxisSplit s = split_at(dims, axis);
+  std::vector<T> out(x.size());
   for (int64_t o = 0; o < s.outer; ++o)
     for (int64_t i = 0; i < s.inner; ++i) {
-      double acc = 0;
+      T acc = product ? T(1) : T(0);
       for (int64_t step = 0; step < s.len; ++step) {
         int64_t k = reverse ? s.len - 1 - step : step;
         size_t at = size_t((o * s.len + k) * s.inner + i);
         if (exclusive) {
           out[at] = acc;
-          acc += x[at];
+          acc = combine(acc, x[at]);
         } else {
-          acc += x[at];
+          acc = combine(acc, x[at]);
           out[at] = acc;
         }
       }
     }
-  return from_doubles(tx.dtype, tx.dims, out);
+  return out;
+}
+
+Tensor run_scan(const KernelContext& c) {
+  const Tensor& tx = c.in(0);
+  if (is_floating(tx.dtype)) return from_doubles(tx.dtype, tx.dims, scan(c, to_doubles(tx), tx.dims));
+  return from_ints(tx.dtype, tx.dims, scan(c, to_ints(tx), tx.dims));
 }
 
 Outputs run_topk(const KernelContext& c) {
@@ -159,7 +173,7 @@ Kernel reduce_kernel(OpKind op) {
     case OpKind::kReduceLogSumExp: case OpKind::kReduceSumSquare:
       return one_output<run_reduce_op>;
     case OpKind::kArgMax: case OpKind::kArgMin: return one_output<run_arg>;
-    case OpKind::kCumSum: return one_output<run_cumsum>;
+    case OpKind::kCumSum: case OpKind::kCumProd: return one_output<run_scan>;
     case OpKind::kTopK: return run_topk;
     default: return nullptr;
   }

@@ -1,5 +1,6 @@
-// The vision family: GridSample, RoiAlign, AffineGrid and Col2Im, as ONNX
-// defines them (onnx.reference's implementations), in float64.
+// The vision family: GridSample, RoiAlign, AffineGrid, Col2Im, MaxRoiPool and
+// NonMaxSuppression, as ONNX defines them (onnx.reference's implementations;
+// ONNX Runtime's for MaxRoiPool, which onnx.reference lacks), in float64.
 // The GPU kernels (src/runtime/codegen/vision.cpp) follow these step by step.
 #include <algorithm>
 #include <cmath>
@@ -246,6 +247,108 @@ Tensor run_col2im(const KernelContext& c) {
   return from_doubles(c.out_dtype(0), dims, y);
 }
 
+// ---- MaxRoiPool -------------------------------------------------------------------
+
+// The largest value of each bin of each RoI, as ONNX Runtime (Caffe's RoI
+// pooling): corners rounded to pixels after scaling, bins of the RoI's size
+// over the pooled size, their geometry in float32 as there; an empty bin is 0.
+Tensor run_max_roi_pool(const KernelContext& c) {
+  const Tensor &tx = c.in(0), &trois = c.in(1);
+  std::vector<double> x = to_doubles(tx), rois = to_doubles(trois);
+  std::vector<int64_t> dims = c.out_dims(0);
+  int64_t n = tx.dims[0], ch = tx.dims[1], h = tx.dims[2], w = tx.dims[3], ph = dims[2], pw = dims[3];
+  float scale = float(c.attrs().get_float("spatial_scale", 1.0));
+  std::vector<double> y(size_t(ir::checked_numel(dims)));
+  for (int64_t r = 0; r < dims[0]; ++r) {
+    const double* roi = rois.data() + r * 5;
+    int64_t b = int64_t(roi[0]);
+    if (!(roi[0] >= 0 && roi[0] < double(n)))
+      c.error(ErrorCode::kInvalidArgument, "RoI ", r, " has batch index ", roi[0], ", outside [0, ", n, ")");
+    int64_t x1 = int64_t(std::round(float(roi[1]) * scale)), y1 = int64_t(std::round(float(roi[2]) * scale));
+    int64_t x2 = int64_t(std::round(float(roi[3]) * scale)), y2 = int64_t(std::round(float(roi[4]) * scale));
+    float bin_h = float(std::max<int64_t>(y2 - y1 + 1, 1)) / float(ph), bin_w = float(std::max<int64_t>(x2 - x1 + 1, 1)) / float(pw);
+    for (int64_t k = 0; k < ch; ++k) {
+      const double* plane = x.data() + (b * ch + k) * h * w;
+      for (int64_t i = 0; i < ph; ++i)
+        for (int64_t j = 0; j < pw; ++j) {
+          int64_t h0 = std::clamp<int64_t>(int64_t(std::floor(float(i) * bin_h)) + y1, 0, h);
+          int64_t h1 = std::clamp<int64_t>(int64_t(std::ceil(float(i + 1) * bin_h)) + y1, 0, h);
+          int64_t w0 = std::clamp<int64_t>(int64_t(std::floor(float(j) * bin_w)) + x1, 0, w);
+          int64_t w1 = std::clamp<int64_t>(int64_t(std::ceil(float(j + 1) * bin_w)) + x1, 0, w);
+          double best = h1 <= h0 || w1 <= w0 ? 0.0 : -INFINITY;
+          for (int64_t yy = h0; yy < h1; ++yy)
+            for (int64_t xx = w0; xx < w1; ++xx) best = std::max(best, plane[yy * w + xx]);  // NaN never wins
+          y[size_t(((r * ch + k) * ph + i) * pw + j)] = best;
+        }
+    }
+  }
+  return from_doubles(c.out_dtype(0), dims, y);
+}
+
+// ---- NonMaxSuppression ---------------------------------------------------------------
+
+// Whether box a suppresses box b (their IoU above the threshold), as ONNX's
+// reference: corners [y1, x1, y2, x2] in either order, or [x_center,
+// y_center, width, height]; boxes without area suppress nothing.
+bool suppresses(const double* a, const double* b, bool center, double iou_threshold) {
+  auto extent = [&](const double* box, int axis, double& lo, double& hi) {
+    if (center) {
+      lo = box[axis] - box[axis + 2] / 2, hi = box[axis] + box[axis + 2] / 2;
+    } else {
+      lo = std::min(box[axis], box[axis + 2]), hi = std::max(box[axis], box[axis + 2]);
+    }
+  };
+  // Corner boxes hold y first, center boxes x first.
+  int xi = center ? 0 : 1, yi = center ? 1 : 0;
+  double ax0, ax1, bx0, bx1, ay0, ay1, by0, by1;
+  extent(a, xi, ax0, ax1), extent(b, xi, bx0, bx1), extent(a, yi, ay0, ay1), extent(b, yi, by0, by1);
+  double ix0 = std::max(ax0, bx0), ix1 = std::min(ax1, bx1), iy0 = std::max(ay0, by0), iy1 = std::min(ay1, by1);
+  if (ix1 <= ix0 || iy1 <= iy0) return false;
+  double inter = (ix1 - ix0) * (iy1 - iy0);
+  double area_a = (ax1 - ax0) * (ay1 - ay0), area_b = (bx1 - bx0) * (by1 - by0), uni = area_a + area_b - inter;
+  if (inter <= 0 || area_a <= 0 || area_b <= 0 || uni <= 0) return false;
+  return inter / uni > iou_threshold;
+}
+
+// Per batch and class: the boxes above the score threshold by score (the
+// higher first, ties by index, NaN last), each kept unless a kept one
+// suppresses it, at most max_output_boxes_per_class. An omitted or empty
+// optional input counts as absent: no boxes, IoU threshold 0, no score threshold.
+Tensor run_non_max_suppression(const KernelContext& c) {
+  const Tensor &tb = c.in(0), &ts = c.in(1);
+  std::vector<double> boxes = to_doubles(tb), scores = to_doubles(ts);
+  auto given = [&](size_t i) { return c.has(i) && c.in(i).numel() > 0; };
+  int64_t most = given(2) ? std::max<int64_t>(to_ints(c.in(2))[0], 0) : 0;
+  double iou = given(3) ? to_doubles(c.in(3))[0] : 0.0;
+  bool thresholded = given(4);
+  double score_threshold = thresholded ? to_doubles(c.in(4))[0] : 0.0;
+  bool center = c.attrs().get_int("center_point_box", 0) != 0;
+  int64_t batches = tb.dims[0], n = tb.dims[1], classes = ts.dims[1];
+  std::vector<int64_t> out;
+  for (int64_t b = 0; b < batches; ++b)
+    for (int64_t k = 0; k < classes; ++k) {
+      const double* s = scores.data() + (b * classes + k) * n;
+      std::vector<int64_t> order;
+      for (int64_t i = 0; i < n; ++i)
+        if (!thresholded || s[i] > score_threshold) order.push_back(i);
+      auto key = [&](int64_t i) { return std::isnan(s[i]) ? -INFINITY : s[i]; };
+      std::stable_sort(order.begin(), order.end(), [&](int64_t p, int64_t q) {
+        return key(p) > key(q) || (key(p) == key(q) && std::isnan(s[q]) && !std::isnan(s[p]));
+      });
+      std::vector<int64_t> kept;
+      for (int64_t i : order) {
+        if (int64_t(kept.size()) >= most) break;
+        bool keep = std::none_of(kept.begin(), kept.end(), [&](int64_t j) {
+          return suppresses(boxes.data() + (b * n + j) * 4, boxes.data() + (b * n + i) * 4, center, iou);
+        });
+        if (!keep) continue;
+        kept.push_back(i);
+        out.insert(out.end(), {b, k, i});
+      }
+    }
+  return from_ints(DType::kInt64, {int64_t(out.size() / 3), 3}, out);
+}
+
 }  // namespace
 
 Kernel vision_kernel(OpKind op) {
@@ -254,6 +357,8 @@ Kernel vision_kernel(OpKind op) {
     case OpKind::kRoiAlign: return one_output<run_roi_align>;
     case OpKind::kAffineGrid: return one_output<run_affine_grid>;
     case OpKind::kCol2Im: return one_output<run_col2im>;
+    case OpKind::kMaxRoiPool: return one_output<run_max_roi_pool>;
+    case OpKind::kNonMaxSuppression: return one_output<run_non_max_suppression>;
     default: return nullptr;
   }
 }

@@ -433,6 +433,7 @@ void launch_step(const ContextState& c, const Step& step, cudaStream_t stream) {
   const ir::Network& net = c.engine->plan.network;
   auto ptr = [&](const PtrRef& r, const ir::Node* node) -> void* {
     if (r.value == kReadbackScratch) return c.readback_scratch.get() + r.offset;
+    if (r.value == ir::kNoValue) return nullptr;
     void* base = c.pointers[size_t(r.value)];
     if (!base) fail(ErrorCode::kInternal, "node '", node->name, "': tensor '", net.value(r.value).name, "' has no storage");
     return static_cast<std::byte*>(base) + r.offset;

@@ -22,7 +22,7 @@ namespace kiln::runtime {
 // copies a few values to the host and waits for them, to size what follows.
 struct Readback {
   size_t node = 0;     // the node in the plan's order
-  bool after = false;  // after its launches (NonZero's count), else before them (its small inputs)
+  bool after = false;  // after its launches (a count made on the device), else before them (its small inputs)
 };
 
 struct EngineState {
@@ -36,7 +36,7 @@ struct EngineState {
   KernelStore store;
   std::vector<std::unique_ptr<Op>> ops;  // per node
   std::vector<Readback> readbacks;       // in node order; empty when every size follows from the input shapes
-  size_t readback_scratch_bytes = 0;     // device scratch per context: NonZero counts
+  size_t readback_scratch_bytes = 0;     // device scratch per context: counts and their work areas (ScratchSlot)
   size_t readback_host_bytes = 0;        // pinned host memory per context: what one readback copies
   // "tensor 'idx' (node 'nz', NonZero)": the first size that depends on data; empty when none does.
   std::string data_dependent;

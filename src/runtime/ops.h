@@ -123,7 +123,9 @@ struct ShapeEnv {
 };
 
 // A PtrRef to the context's readback scratch instead of a value: device
-// memory where kernels leave the counts enqueue reads back (NonZero's).
+// memory where kernels leave the counts enqueue reads back, and their work
+// areas (counted_on_device). A PtrRef to kNoValue passes a null pointer (an
+// optional tensor left out).
 inline constexpr ir::ValueId kReadbackScratch = -2;
 
 // A device pointer named by value id (resolved at enqueue) plus a byte offset.
@@ -226,6 +228,8 @@ std::unique_ptr<Op> make_generator(const plan::Plan& plan, const ir::Node& node,
 GpuLowering describe_generator(ir::OpKind op);
 std::unique_ptr<Op> make_vision(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
 GpuLowering describe_vision(ir::OpKind op);
+std::unique_ptr<Op> make_recurrent(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
+GpuLowering describe_recurrent(ir::OpKind op);
 
 // Runs one prepared matmul (the descriptors are cuBLASLt's, kept in the call).
 void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, void* bias, cublasLtHandle_t lt,
@@ -241,6 +245,11 @@ void launch_cudnn(const CudnnCall& call, void* x, void* w, void* y, void* bias, 
 std::unique_ptr<Op> make_cudnn_conv_op(const plan::Plan& plan, const ir::Node& node, std::string& why);
 std::unique_ptr<Op> make_cudnn_max_pool_op(const plan::Plan& plan, const ir::Node& node);
 std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why);
+// linalg: D[rows, cols] (float32) = A[rows, depth] @ B[cols, depth]^T, A and B
+// of `dtype` (float, float16 or bfloat16), through cuBLASLt with float
+// accumulation; fails naming the node where cuBLASLt has no algorithm.
+MatmulCall make_float_product(const PrepareContext& ctx, const ir::Node& node, DType dtype, PtrRef a, PtrRef b, PtrRef d,
+                              int64_t rows, int64_t cols, int64_t depth);
 // reduce: the reduction kernel, which also runs GlobalAveragePool and GlobalMaxPool (nullptr: the dtype).
 std::unique_ptr<Op> make_reduction_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store);
 // generator: writes outputs the host knows for the current shapes (shape arithmetic), for a node of any family.
@@ -287,11 +296,25 @@ class SimpleOp : public Op {
   Fill fill_;
 };
 
+// Runs its parts' launches in order (a scatter: the copy of the data, then the updates).
+class SequenceOp : public Op {
+ public:
+  explicit SequenceOp(std::vector<std::unique_ptr<Op>> parts) : parts_(std::move(parts)) {}
+  void prepare(PrepareContext& ctx) const override {
+    for (const auto& part : parts_) part->prepare(ctx);
+  }
+
+ private:
+  std::vector<std::unique_ptr<Op>> parts_;
+};
+
 // Elementwise ops that have an integer (and bool) form on the GPU; the others need floating types.
 bool integer_capable(ir::OpKind op);
 
 // Helpers shared by op implementations (ops/common.cpp).
 unsigned grid_for(int64_t n, int sm_count);
+// The least power of two >= n (1 for n <= 1): the slots of a bitonic sort.
+int64_t next_pow2(int64_t n);
 using ir::strides_of;
 // The dtype of the node's first output (float32 where it has none).
 DType output_dtype(const plan::Plan& plan, const ir::Node& node);
@@ -303,8 +326,29 @@ std::vector<int64_t> ints_of(const plan::Plan& plan, ir::ValueId v, const ShapeE
 // The bound `kiln build` gave `v`'s data-dependent dim (the largest such dim's
 // range max); fails naming the tensor when the plan has none.
 int64_t data_dependent_bound(const plan::Plan& plan, ir::ValueId v);
-// Where NonZero node `node` leaves its count in the readback scratch: 8 bytes
-// per NonZero node of the plan, in node order.
-int64_t nonzero_count_offset(const plan::Plan& plan, const ir::Node& node);
+// Nodes whose kernels count their output size on the device (enqueue reads
+// the count back after their launches): NonZero, Compress and Unique
+// (movement), NonMaxSuppression (vision). Each has a slot of the context's
+// readback scratch, in node order: its count (8 bytes, int64), then the work
+// area its kernels use, sized at the plan's largest shapes.
+bool counted_on_device(ir::OpKind op);
+struct ScratchSlot {
+  int64_t offset = 0;      // the count; the work area starts 8 bytes on
+  int64_t work_bytes = 0;
+};
+ScratchSlot readback_scratch_slot(const plan::Plan& plan, const ir::Node& node);
+int64_t readback_scratch_bytes(const plan::Plan& plan);  // every slot; 0 without such nodes
+// Each family's work area for one of its counted nodes, in bytes at these dims.
+int64_t movement_count_work_bytes(const plan::Plan& plan, const ir::Node& node, const ir::SymbolBindings& largest);
+int64_t vision_count_work_bytes(const plan::Plan& plan, const ir::Node& node, const ir::SymbolBindings& largest);
+// The dims of `v` at `bindings`; fails naming the tensor when some size has no value there.
+std::vector<int64_t> dims_at(const plan::Plan& plan, ir::ValueId v, const ir::SymbolBindings& bindings);
+// The most slices dim `d` of output `v` holds: its size where that is known
+// from the shapes, else the bound `kiln build` planned for.
+int64_t output_capacity(const plan::Plan& plan, const ShapeEnv& shapes, ir::ValueId v, size_t d);
+// Fails naming the node and its input `input` unless that input has dims
+// `want` at these shapes: symbolic dims that inference could not compare are
+// checked here, before a kernel indexes by them.
+void require_input_dims(const ir::Node& node, const ShapeEnv& shapes, size_t input, const std::vector<int64_t>& want);
 
 }  // namespace kiln::runtime

@@ -1,11 +1,11 @@
 // Data-dependent sizes: enqueue runs the launches up to a node whose output
-// size depends on data, copies the few values that decide it (NonZero's
-// count, which its kernel leaves in the context's scratch; a Range's bounds,
-// TopK's K, a Reshape's shape) into pinned host memory, waits for them (the
-// one place enqueue waits for the GPU), binds the sizes, checks them against
-// the bounds `kiln build` planned the memory for, and prepares and launches
-// what follows. Such engines run generic kernels: a size that changes every
-// call would make every call compile.
+// size depends on data, copies the few values that decide it (the count a
+// NonZero, Compress, Unique or NonMaxSuppression leaves in the context's
+// scratch; a Range's bounds, TopK's K, a Reshape's shape) into pinned host
+// memory, waits for them (the one place enqueue waits for the GPU), binds the
+// sizes, checks them against the bounds `kiln build` planned the memory
+// for, and prepares and launches what follows. Such engines run generic
+// kernels: a size that changes every call would make every call compile.
 #include <algorithm>
 #include <cstring>
 
@@ -56,17 +56,27 @@ void wait_for(cudaStream_t stream, const ir::Node& node) {
   KILN_CUDA(cudaStreamSynchronize(stream), str("waiting for the values that size the outputs of node '", node.name, "'"));
 }
 
-// NonZero: its count, from the scratch its kernel wrote.
+// A node counted on the device (NonZero, Compress, Unique,
+// NonMaxSuppression): its count, from the scratch its kernels wrote, sizes
+// every data-dependent dim of its outputs. A Compress whose condition is true
+// past the input's length leaves -1 - that position instead.
 void read_count(ContextState& c, const ir::Node& node, cudaStream_t stream, ir::SymbolBindings& resolved) {
   const plan::Plan& plan = c.engine->plan;
-  int64_t offset = nonzero_count_offset(plan, node);
+  int64_t offset = readback_scratch_slot(plan, node).offset;
   KILN_CUDA(cudaMemcpyAsync(c.readback_host.get(), c.readback_scratch.get() + offset, sizeof(int64_t), cudaMemcpyDeviceToHost,
                             stream),
             str("reading back the count of node '", node.name, "'"));
   wait_for(stream, node);
   int64_t count = 0;
   std::memcpy(&count, c.readback_host.get(), sizeof count);
-  if (auto s = unbound_symbol(plan.network, node.outputs[0], 1, resolved)) bind_size(plan, node, node.outputs[0], *s, count, resolved);
+  if (count < 0 && node.op == ir::OpKind::kCompress)
+    fail(ErrorCode::kInvalidArgument, "node '", node.name, "' (Compress): the condition is true at position ", -1 - count,
+         ", past the input's length", node.attrs.has("axis") ? " along the axis" : " flattened");
+  for (ir::ValueId v : node.outputs) {
+    if (v == ir::kNoValue) continue;
+    for (size_t d = 0; d < plan.network.value(v).shape.size(); ++d)
+      if (auto s = unbound_symbol(plan.network, v, d, resolved)) bind_size(plan, node, v, *s, count, resolved);
+  }
 }
 
 // Any other node: its small inputs, then its outputs' sizes by shape
@@ -125,8 +135,8 @@ void read_inputs(ContextState& c, const ir::Node& node, cudaStream_t stream, Sha
   }
 }
 
-// Nothing launches with a size not known yet: only a NonZero that ends the
-// stage (its kernel bounds what it writes) may have one.
+// Nothing launches with a size not known yet: only a node counted on the
+// device that ends the stage (its kernels bound what they write) may have one.
 void check_sized(const ir::Network& net, const ShapeEnv& env, size_t begin, size_t end, const Readback* next) {
   for (size_t n = begin; n < end; ++n) {
     const ir::Node& node = net.nodes()[n];
@@ -143,10 +153,12 @@ void check_sized(const ir::Network& net, const ShapeEnv& env, size_t begin, size
 
 void plan_readbacks(EngineState& e) {
   const ir::Network& net = e.plan.network;
+  // Counted nodes write their count even where the plan knows it (a Compress of a constant condition).
+  e.readback_scratch_bytes = size_t(readback_scratch_bytes(e.plan));
   const std::set<std::string>& data = net.data_dependent_symbols();
   if (data.empty()) return;
   std::set<std::string> sized;
-  size_t nonzero = 0, most_inputs = 0;
+  size_t most_inputs = 0;
   for (size_t n = 0; n < net.nodes().size(); ++n) {
     const ir::Node& node = net.nodes()[n];
     bool fresh = false;
@@ -160,20 +172,19 @@ void plan_readbacks(EngineState& e) {
           if (e.data_dependent.empty()) e.data_dependent = describe(net, node, v);
         }
     }
-    bool after = node.op == ir::OpKind::kNonZero;
-    nonzero += after;
     if (!fresh) continue;
+    bool after = counted_on_device(node.op);
     e.readbacks.push_back({n, after});
     if (!after) most_inputs = std::max(most_inputs, node.inputs.size());
   }
-  e.readback_scratch_bytes = std::max<size_t>(nonzero * sizeof(int64_t), sizeof(int64_t));
   e.readback_host_bytes = std::max(most_inputs * kReadSlotBytes, sizeof(int64_t));
 }
 
 void make_readback_memory(ContextState& c) {
   const EngineState& e = *c.engine;
+  if (e.readback_scratch_bytes)
+    c.readback_scratch = DeviceBuffer(e.readback_scratch_bytes, "the readback scratch of counts and their work areas");
   if (e.readbacks.empty()) return;
-  c.readback_scratch = DeviceBuffer(e.readback_scratch_bytes, "the readback scratch for data-dependent sizes");
   std::byte* host = nullptr;
   KILN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host), e.readback_host_bytes),
             "allocating pinned memory for data-dependent sizes");

@@ -585,6 +585,38 @@ TEST(Builder, HalfPrecisionStaysClose) {
   }
 }
 
+// The signal generators make their float32 outputs in the plan's precision,
+// and MelWeightMatrix's edge frequencies stay float32 (7999 Hz would round to
+// 8000 in fp16). Sizes from the input's shape and an edge that is an input
+// keep both from being folded into weights.
+TEST(Builder, HalfPrecisionSignalGenerators) {
+  ir::Network net;
+  auto weight = [&](const std::string& name, DType dtype, double v) { return net.add_weight(name, reference::make_tensor(dtype, {}, {v})); };
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(2), Dim::symbol("n")});
+  ValueId n = net.add_op1(OpKind::kGather, {net.add_op1(OpKind::kShape, {x}), weight("one", DType::kInt64, 1)});
+  net.add_output(net.add_op1(OpKind::kMul, {x, net.add_op1(OpKind::kHannWindow, {n})}));
+  net.add_output(net.add_op1(OpKind::kMelWeightMatrix, {weight("mels", DType::kInt64, 33), weight("dft", DType::kInt64, 1000),
+                                                         weight("rate", DType::kInt64, 16000), weight("lower", DType::kFloat32, 20),
+                                                         weight("upper", DType::kFloat32, 7999)}));
+  net.set_dim_range("n", {1, 16, 64});
+  net.finalize();
+  BuildOptions options;
+  options.precision = plan::Precision::kFloat16;
+  plan::Plan p = build(net, options);
+  EXPECT_EQ(count_ops(p.network, OpKind::kHannWindow), 1) << dump_network(p.network);
+  for (const ir::Node& node : p.network.nodes())
+    if (node.op == OpKind::kMelWeightMatrix)
+      for (size_t edge : {3, 4}) EXPECT_EQ(p.network.value(node.inputs[edge]).dtype, DType::kFloat32) << edge;
+  std::map<std::string, reference::Tensor> inputs{{"x", random_weight({2, 16}, 5, -1, 1)}};
+  auto expected = reference::run(net, inputs), actual = reference::run(p.network, inputs);
+  ASSERT_EQ(expected.size(), actual.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    auto e = ir::read_doubles(expected[i]), a = ir::read_doubles(actual[i]);
+    ASSERT_EQ(e.size(), a.size());
+    for (size_t k = 0; k < e.size(); ++k) ASSERT_NEAR(a[k], e[k], 2e-3) << "output " << i << " element " << k;
+  }
+}
+
 TEST(Builder, ArenaSlotsNeverOverlapWhileLive) {
   ir::Network net = mlp(6, false);
   plan::Plan p = build(net, {});

@@ -90,6 +90,42 @@ TEST(DataDependentBuild, NonZeroIsBoundedByItsInputAtTheLargestShapes) {
   EXPECT_EQ(ir::read_ints(got[0]), (std::vector<int64_t>{0, 2, 0, 8, 4, 0, 4, 10}));
 }
 
+// Compress by the shorter of its condition and its axis, Unique by the slices
+// along its axis (its elements without one), NonMaxSuppression by every box of
+// every batch and class, fewer where max_output_boxes_per_class is a smaller
+// constant; Unique's outputs share the one bound.
+TEST(DataDependentBuild, DetectionOpsAreBoundedByTheirInputs) {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("batch"), Dim(6)});
+  ValueId cond = net.add_input("cond", DType::kBool, {Dim(4)});
+  ir::Attributes axis1;
+  axis1.set("axis", int64_t(1));
+  ValueId cols = net.add_op1(OpKind::kCompress, {x, cond}, axis1, "cols");
+  ValueId flat = net.add_op1(OpKind::kCompress, {x, cond}, {}, "flat");
+  std::vector<ValueId> uniq = net.add_op(OpKind::kUnique, {x}, {}, 4, "uniq");
+  ir::Attributes axis0;
+  axis0.set("axis", int64_t(0));
+  ValueId rows = net.add_op(OpKind::kUnique, {x}, axis0, 1, "rows")[0];
+  ValueId boxes = net.add_input("boxes", DType::kFloat32, {Dim::symbol("batch"), Dim(50), Dim(4)});
+  ValueId scores = net.add_input("scores", DType::kFloat32, {Dim::symbol("batch"), Dim(3), Dim(50)});
+  ValueId most = net.add_weight("most", reference::make_tensor(DType::kInt64, {1}, {10}));
+  ValueId nms = net.add_op1(OpKind::kNonMaxSuppression, {boxes, scores, most}, {}, "nms");
+  ValueId nms_k = net.add_op1(OpKind::kNonMaxSuppression, {boxes, scores, net.add_input("k", DType::kInt64, {Dim(1)})}, {}, "nms_k");
+  for (ValueId v : {cols, flat, rows, nms, nms_k}) net.add_output(v);
+  for (ValueId v : uniq) net.add_output(v);
+  net.set_dim_range("batch", {1, 2, 8});
+  net.finalize();
+  plan::Plan p = build(net, {});
+  auto bound = [&](ValueId v, size_t dim) { return bound_of(p, net.value(v).name, dim).max; };
+  EXPECT_EQ(bound(cols, 1), 4);     // the condition, shorter than 6 columns
+  EXPECT_EQ(bound(flat, 0), 4);     // the condition, shorter than 48 elements
+  EXPECT_EQ(bound(uniq[0], 0), 48);  // every element at batch 8
+  EXPECT_EQ(bound(uniq[3], 0), 48);
+  EXPECT_EQ(bound(rows, 0), 8);     // every row
+  EXPECT_EQ(bound(nms, 0), 8 * 3 * 10);
+  EXPECT_EQ(bound(nms_k, 0), 8 * 3 * 50);
+}
+
 TEST(DataDependentBuild, BoundsSurviveASaveAndALoad) {
   plan::Plan p = build(nonzero_network(), {});
   std::string bytes = plan::serialize(p);

@@ -87,7 +87,8 @@ TEST(OnnxOpVersions, MatchTheOnnxPackage) {
 // names are in it, and everything in it is translated.
 TEST(OnnxOpVersions, CoverEveryImportedOp) {
   std::vector<std::string> imported = {"Constant", "Attention", "RMSNormalization", "RotaryEmbedding",
-                                       "Mish", "Swish", "SwiGLU", "CenterCropPad"};
+                                       "Mish", "Swish", "SwiGLU", "CenterCropPad", "DynamicQuantizeLinear",
+                                       "MeanVarianceNormalization"};
   for (int i = 0; i < ir::op_count(); ++i)
     for (const std::string& type : onnx_op_types(ir::OpKind(i))) {
       EXPECT_TRUE(is_supported_op(type)) << type;
@@ -243,15 +244,22 @@ TEST(OnnxOpsets, ScatterReductionsFollowTheirVersions) {
   expect_load_error(model(13, "ScatterND", "mul"), ErrorCode::kInvalidModel, {"ScatterND-16 on; the model's is ScatterND-13"});
 }
 
-TEST(OnnxOpsets, Resize18AntialiasIsRefused) {
-  ModelBuilder m(18);
-  m.input("x", TensorProto::FLOAT, {"1", "1", "4", "4"});
-  m.initializer("scales", {4}, {1, 1, 0.5f, 0.5f});
-  auto& r = m.node("Resize", {"x", "", "scales"}, {"y"});
-  ModelBuilder::attr(r, "mode", std::string("linear"));
-  ModelBuilder::attr(r, "antialias", int64_t(1));
-  m.output("y");
-  expect_load_error(m, ErrorCode::kUnsupported, {"node 'Resize_0' (Resize, opset 18)", "antialias=1"});
+// Resize-18's antialias stretches the linear filter by 1/scale when downscaling:
+// at half size each output averages four inputs with weights 1/8, 3/8, 3/8, 1/8
+// (edges clamped); without it, the two nearest inputs.
+TEST(OnnxOpsets, Resize18AntialiasStretchesTheFilter) {
+  for (int64_t antialias : {0, 1}) {
+    ModelBuilder m(18);
+    m.input("x", TensorProto::FLOAT, {"1", "1", "1", "8"});
+    m.initializer("scales", {4}, {1, 1, 1, 0.5f});
+    auto& r = m.node("Resize", {"x", "", "scales"}, {"y"});
+    ModelBuilder::attr(r, "mode", std::string("linear"));
+    ModelBuilder::attr(r, "antialias", antialias);
+    m.output("y");
+    auto y = run(m, {{"x", reference::make_tensor(DType::kFloat32, {1, 1, 1, 8}, {0, 1, 2, 3, 4, 5, 6, 7})}});
+    std::vector<double> want = antialias ? std::vector<double>{0.625, 2.5, 4.5, 6.375} : std::vector<double>{0.5, 2.5, 4.5, 6.5};
+    EXPECT_EQ(ir::read_doubles(y.at(0)), want) << antialias;
+  }
 }
 
 // GroupNormalization-18 scales per group: each group's scale and bias cover its channels.
@@ -312,6 +320,23 @@ TEST(OnnxOpsets, CastAttributesOfFloat8AndTypesKilnLacks) {
   value->mutable_t()->set_raw_data(std::string(1, '\0'));
   k.output("y");
   expect_load_error(k, ErrorCode::kUnsupported, {"node 'Constant_0' (Constant, opset 23): attribute 'value'", "FLOAT4E2M1"});
+}
+
+// BitCast-26 reads `to` as Cast does: a kiln type of the input's width, or an
+// error naming the type kiln lacks or the widths that differ.
+TEST(OnnxOpsets, BitCast26TargetTypes) {
+  auto model = [](int64_t to) {
+    ModelBuilder m(26);
+    m.input("x", TensorProto::FLOAT, {"2"});
+    ModelBuilder::attr(m.node("BitCast", {"x"}, {"y"}), "to", to);
+    m.output("y", int(to));
+    return m;
+  };
+  EXPECT_EQ(values(run(model(TensorProto::INT32), {{"x", floats({2}, {1.0, -2.0})}})[0]),
+            (std::vector<double>{1065353216, -1073741824}));
+  expect_load_error(model(TensorProto::UINT32), ErrorCode::kUnsupported,
+                    {"node 'BitCast_0' (BitCast, opset 26)", "bitcast to UINT32", "a type kiln does not have"});
+  expect_load_error(model(TensorProto::FLOAT16), ErrorCode::kTypeError, {"float32 (32 bits) cannot be read as float16 (16 bits)"});
 }
 
 TEST(OnnxOpsets, Gelu20Approximations) {

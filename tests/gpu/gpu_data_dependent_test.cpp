@@ -1,7 +1,8 @@
 // Data-dependent sizes on the GPU against the reference interpreter: NonZero
 // over every kind of element at sizes from 0 to thousands, NonZero feeding
-// further ops, TopK with K as an input, Range of input bounds; sizes above
-// their bound; and what such engines say about graphs and captures.
+// further ops, TopK with K as an input, Range of input bounds, Compress,
+// Unique and NonMaxSuppression; sizes above their bound; and what such
+// engines say about graphs and captures.
 #include <algorithm>
 
 #include "gpu_test_util.h"
@@ -182,6 +183,192 @@ TEST(GpuDataDependent, ASizeAboveItsBoundFailsNamingTheTensor) {
     ADD_FAILURE() << "64 nonzeros ran under a bound of 8";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("tensor 'nz_out_0' (node 'nz', NonZero): its data-dependent size is 64"), std::string::npos)
+        << e.what();
+  }
+}
+
+// Values drawn from `distinct` small integers (bool: 0 and 1), exact in
+// every dtype, so that equal values repeat.
+ir::TensorData repeating(DType dtype, const std::vector<int64_t>& dims, int64_t distinct, std::mt19937& rng) {
+  std::vector<double> v(size_t(ir::checked_numel(dims)));
+  for (auto& x : v) x = dtype == DType::kBool ? double(rng() % 2) : double(int64_t(rng() % uint64_t(distinct)) - distinct / 2);
+  return reference::make_tensor(dtype, dims, v);
+}
+
+const DType kDetectionDtypes[] = {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kInt64, DType::kInt8, DType::kBool};
+
+// Compress along a dynamic axis, along the last of three dims and flattened,
+// with conditions of the axis's length, shorter, and longer but false past
+// the input; sizes 0, 1, 7, 33 and 1500 on one context.
+TEST(GpuDataDependent, CompressMatchesReference) {
+  KILN_REQUIRE_GPU();
+  uint32_t seed = 40;
+  for (DType dtype : kDetectionDtypes) {
+    SCOPED_TRACE(dtype_name(dtype));
+    ir::Network net;
+    ValueId x = net.add_input("x", dtype, {Dim::symbol("n"), Dim(7)});
+    ValueId cond = net.add_input("cond", DType::kBool, {Dim::symbol("n")});
+    ValueId y = net.add_input("y", dtype, {Dim(3), Dim(5), Dim::symbol("m")});
+    ValueId short_cond = net.add_input("short", DType::kBool, {Dim(4)});
+    net.add_output(net.add_op1(OpKind::kCompress, {x, cond}, attrs({{"axis", int64_t(0)}}), "rows"));
+    net.add_output(net.add_op1(OpKind::kCompress, {y, short_cond}, attrs({{"axis", int64_t(-1)}}), "cols"));
+    net.add_output(net.add_op1(OpKind::kCompress, {x, cond}, {}, "flat"));
+    net.finalize();
+    std::vector<Feeds> runs;
+    for (auto [n, m] : {std::pair<int64_t, int64_t>{7, 33}, {0, 1}, {1, 0}, {1500, 2}, {33, 4}}) {
+      std::mt19937 rng(seed++);
+      ir::TensorData c = sparse(DType::kBool, {n}, runs.size() == 3 ? 0 : 0.5, rng);
+      std::vector<double> s = ir::read_doubles(sparse(DType::kBool, {4}, 0.5, rng));
+      for (int64_t i = m; i < 4; ++i) s[size_t(i)] = 0;  // past a shorter axis only false
+      runs.push_back({{"x", random_tensor(dtype, {n, 7}, rng)}, {"cond", c}, {"y", random_tensor(dtype, {3, 5, m}, rng)},
+                      {"short", reference::make_tensor(DType::kBool, {4}, s)}});
+    }
+    expect_runs_match(net, runs);
+  }
+}
+
+// A condition true past the input is numpy's error on the GPU as on the CPU:
+// enqueue names the node and the position, and the context runs on.
+TEST(GpuDataDependent, CompressPastTheInputFailsNamingThePosition) {
+  KILN_REQUIRE_GPU();
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(3), Dim(2)});
+  ValueId cond = net.add_input("cond", DType::kBool, {Dim(5)});
+  net.add_output(net.add_op1(OpKind::kCompress, {x, cond}, attrs({{"axis", int64_t(0)}}), "cmp"));
+  net.finalize();
+  std::mt19937 rng(3);
+  Feeds bad{{"x", random_tensor(DType::kFloat32, {3, 2}, rng)}, {"cond", reference::make_tensor(DType::kBool, {5}, {1, 0, 0, 0, 1})}};
+  EXPECT_THROW(reference::run(net, bad), Error);
+  auto engine = runtime::Engine::create(plan_for(net, {bad}));
+  auto context = engine->create_context();
+  try {
+    runtime::run_with_host_tensors(*context, *engine, bad);
+    ADD_FAILURE() << "a condition true at position 4 of an axis of 3 ran";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("node 'cmp' (Compress): the condition is true at position 4"), std::string::npos) << e.what();
+  }
+  Feeds good = bad;
+  good["cond"] = reference::make_tensor(DType::kBool, {5}, {1, 0, 1, 0, 0});
+  expect_outputs_close(runtime::run_with_host_tensors(*context, *engine, good), reference::run(net, good), 0);
+}
+
+// Unique, all four outputs, sorted and unsorted, flattened and along either
+// axis of a matrix, over few distinct values (many repeats) and many (few),
+// from 0 to 1500 elements on one context.
+TEST(GpuDataDependent, UniqueMatchesReference) {
+  KILN_REQUIRE_GPU();
+  uint32_t seed = 70;
+  for (DType dtype : {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kInt32, DType::kInt64, DType::kUInt8, DType::kBool}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    ir::Network net;
+    ValueId x = net.add_input("x", dtype, {Dim::symbol("n"), Dim(3)});
+    for (int64_t sorted : {0, 1}) {
+      for (ValueId v : net.add_op(OpKind::kUnique, {x}, attrs({{"sorted", sorted}}), 4, str("flat", sorted))) net.add_output(v);
+      for (int64_t axis : {0, -1})
+        for (ValueId v : net.add_op(OpKind::kUnique, {x}, attrs({{"sorted", sorted}, {"axis", axis}}), 4, str("axis", axis, sorted)))
+          net.add_output(v);
+    }
+    // Only Y and the inverse indices.
+    std::vector<ValueId> some = net.add_op(OpKind::kUnique, {x}, {}, 3, "some");
+    net.add_output(some[0]);
+    net.add_output(some[2]);
+    net.finalize();
+    std::vector<Feeds> runs;
+    for (auto [n, distinct] : {std::pair<int64_t, int64_t>{7, 3}, {0, 3}, {1, 3}, {33, 2}, {1500, 5}, {1500, 200}, {1000, 100000}}) {
+      std::mt19937 rng(seed++);
+      runs.push_back({{"x", repeating(dtype, {n, 3}, distinct, rng)}});
+    }
+    expect_runs_match(net, runs);
+  }
+}
+
+// Boxes of every float type in both encodings over overlapping random boxes
+// with tied scores (multiples of 1/16), with and without a score threshold,
+// max_output_boxes_per_class a graph input (0, 1, 5, all); 0, 1, 7, 33 and
+// 1000 boxes of 2 batches and 3 classes, and no batch at all.
+TEST(GpuDataDependent, NonMaxSuppressionMatchesReference) {
+  KILN_REQUIRE_GPU();
+  uint32_t seed = 90;
+  for (DType dtype : {DType::kFloat32, DType::kFloat16, DType::kBFloat16})
+    for (int64_t center : {0, 1}) {
+      SCOPED_TRACE(str(dtype_name(dtype), " center_point_box ", center));
+      ir::Network net;
+      Dim b = Dim::symbol("b"), n = Dim::symbol("n");
+      ValueId boxes = net.add_input("boxes", dtype, {b, n, Dim(4)});
+      ValueId scores = net.add_input("scores", dtype, {b, Dim(3), n});
+      ValueId most = net.add_input("most", DType::kInt64, {Dim(1)});
+      ValueId iou = net.add_input("iou", dtype, {Dim(1)});
+      ValueId least = net.add_weight("least", reference::make_tensor(dtype, {1}, {0.25}));
+      ir::Attributes a = attrs({{"center_point_box", center}});
+      net.add_output(net.add_op1(OpKind::kNonMaxSuppression, {boxes, scores, most, iou}, a, "all"));
+      net.add_output(net.add_op1(OpKind::kNonMaxSuppression, {boxes, scores, most, iou, least}, a, "above"));
+      net.finalize();
+      std::vector<Feeds> runs;
+      for (auto [batches, count, keep] : {std::tuple<int64_t, int64_t, int64_t>{2, 7, 5}, {2, 0, 5}, {2, 1, 1}, {2, 33, 0},
+                                          {2, 1000, 1000}, {0, 7, 5}, {1, 33, 5}}) {
+        std::mt19937 rng(seed++);
+        std::uniform_int_distribution<int> corner(0, 40), side(1, 12), score(0, 16);
+        std::vector<double> box, sc;
+        for (int64_t i = 0; i < batches * count; ++i) {
+          double x0 = corner(rng) / 4.0, y0 = corner(rng) / 4.0, w = side(rng) / 4.0, h = side(rng) / 4.0;
+          if (center) box.insert(box.end(), {x0, y0, w, h});
+          else if (rng() % 2) box.insert(box.end(), {y0, x0, y0 + h, x0 + w});
+          else box.insert(box.end(), {y0 + h, x0 + w, y0, x0});  // corners in the other order
+        }
+        for (int64_t i = 0; i < batches * 3 * count; ++i) sc.push_back(score(rng) / 16.0);
+        runs.push_back({{"boxes", reference::make_tensor(dtype, {batches, count, 4}, box)},
+                        {"scores", reference::make_tensor(dtype, {batches, 3, count}, sc)},
+                        {"most", reference::make_tensor(DType::kInt64, {1}, {double(keep)})},
+                        {"iou", reference::make_tensor(dtype, {1}, {runs.size() % 2 ? 0.5 : 0.25})}});
+      }
+      expect_runs_match(net, runs);
+    }
+}
+
+// Unique and NonMaxSuppression under bounds smaller than what they find: the
+// count is reported against the bound, nothing is written past it.
+TEST(GpuDataDependent, UniqueAndNonMaxSuppressionAboveTheirBounds) {
+  KILN_REQUIRE_GPU();
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kInt32, {Dim(64)});
+  net.add_output(net.add_op(OpKind::kUnique, {x}, {}, 1, "u")[0]);
+  net.finalize();
+  std::mt19937 rng(4);
+  Feeds feeds{{"x", repeating(DType::kInt32, {64}, 1000, rng)}};
+  builder::BuildOptions small;
+  small.data_dependent_bounds = {{"u_out_0", 8}};
+  auto engine = runtime::Engine::create(plan_for(net, {feeds}, small));
+  auto context = engine->create_context();
+  try {
+    runtime::run_with_host_tensors(*context, *engine, feeds);
+    ADD_FAILURE() << "more than 8 distinct values ran under a bound of 8";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kShapeError);
+    EXPECT_NE(std::string(e.what()).find("tensor 'u_out_0' (node 'u', Unique): its data-dependent size is"), std::string::npos)
+        << e.what();
+  }
+  Feeds few{{"x", repeating(DType::kInt32, {64}, 8, rng)}};
+  expect_outputs_close(runtime::run_with_host_tensors(*context, *engine, few), reference::run(net, few), 0);
+
+  ir::Network nms;
+  ValueId boxes = nms.add_input("boxes", DType::kFloat32, {Dim(1), Dim(20), Dim(4)});
+  ValueId scores = nms.add_input("scores", DType::kFloat32, {Dim(1), Dim(2), Dim(20)});
+  ValueId most = nms.add_weight("most", reference::make_tensor(DType::kInt64, {1}, {20}));
+  nms.add_output(nms.add_op1(OpKind::kNonMaxSuppression, {boxes, scores, most}, {}, "nms"));
+  nms.finalize();
+  std::vector<double> apart;  // 20 boxes that do not touch: all are kept
+  for (int i = 0; i < 20; ++i) apart.insert(apart.end(), {0, 2.0 * i, 1, 2.0 * i + 1});
+  Feeds all{{"boxes", reference::make_tensor(DType::kFloat32, {1, 20, 4}, apart)}, {"scores", random_tensor(DType::kFloat32, {1, 2, 20}, rng)}};
+  builder::BuildOptions ten;
+  ten.data_dependent_bounds = {{"nms_out_0", 10}};
+  auto nms_engine = runtime::Engine::create(plan_for(nms, {all}, ten));
+  auto nms_context = nms_engine->create_context();
+  try {
+    runtime::run_with_host_tensors(*nms_context, *nms_engine, all);
+    ADD_FAILURE() << "40 boxes ran under a bound of 10";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("(node 'nms', NonMaxSuppression): its data-dependent size is 40"), std::string::npos)
         << e.what();
   }
 }

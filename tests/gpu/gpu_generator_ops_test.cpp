@@ -29,34 +29,6 @@ ir::TensorData quarters(DType dtype, const std::vector<int64_t>& dims, std::mt19
   return reference::make_tensor(dtype, dims, v);
 }
 
-ValueId scalar(ir::Network& net, const std::string& name, DType dtype, double v) {
-  return net.add_weight(name, reference::make_tensor(dtype, {}, {v}));
-}
-
-// Builds `net` at `precision` with one profile spanning the shapes of `runs`,
-// checks that the plan still holds `op` (the builder neither folded it nor
-// rewrote it away) and that the GPU runs every node, then runs each feed on
-// one context and compares with the reference.
-void expect_op_matches_reference(const ir::Network& net, OpKind op, const std::vector<Feeds>& runs, P precision, S strategy,
-                                 double tolerance) {
-  builder::BuildOptions options;
-  options.precision = precision;
-  add_profiles_spanning(net, runs, options);
-  plan::Plan plan = builder::build(net, options);
-  const auto& nodes = plan.network.nodes();
-  ASSERT_TRUE(std::any_of(nodes.begin(), nodes.end(), [op](const ir::Node& n) { return n.op == op; }))
-      << ir::op_name(op) << " is not in the plan:\n" << ir::dump_network(plan.network);
-  for (const runtime::NodeSupport& s : runtime::gpu_support(plan)) ASSERT_TRUE(s.supported) << s.node << ": " << s.reason;
-  runtime::RuntimeConfig config;
-  config.dynamic_shapes_kernel_specialization_strategy = strategy;
-  auto engine = runtime::Engine::create(plan, config);
-  auto context = engine->create_context();
-  for (size_t i = 0; i < runs.size(); ++i) {
-    SCOPED_TRACE(str("run ", i));
-    expect_outputs_close(runtime::run_with_host_tensors(*context, *engine, runs[i]), reference::run(net, runs[i]), tolerance);
-  }
-}
-
 class GpuGeneratorOps : public ::testing::TestWithParam<S> {};
 
 // TopK outputs values and indices; the data has many ties, which must resolve

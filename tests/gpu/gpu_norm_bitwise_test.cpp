@@ -14,19 +14,6 @@ using ir::ValueId;
 using P = plan::Precision;
 using S = runtime::KernelSpecialization;
 
-// Random integers of `dtype` in [lo, hi], none of them 0 when `nonzero`.
-ir::TensorData random_ints(DType dtype, const std::vector<int64_t>& dims, std::mt19937& rng, int64_t lo, int64_t hi,
-                           bool nonzero = false) {
-  std::uniform_int_distribution<int64_t> pick(lo, hi);
-  std::vector<double> v(size_t(ir::checked_numel(dims)));
-  for (auto& x : v) {
-    int64_t k = pick(rng);
-    while (nonzero && k == 0) k = pick(rng);
-    x = double(k);
-  }
-  return reference::make_tensor(dtype, dims, v);
-}
-
 // The values an integer dtype holds, as far as the random data goes.
 std::pair<int64_t, int64_t> int_range(DType dtype) {
   switch (dtype) {

@@ -38,6 +38,19 @@ inline ir::TensorData random_tensor(DType dtype, const std::vector<int64_t>& dim
   return reference::make_tensor(dtype, dims, v);
 }
 
+// Random integers of `dtype` in [lo, hi], none of them 0 when `nonzero`.
+inline ir::TensorData random_ints(DType dtype, const std::vector<int64_t>& dims, std::mt19937& rng, int64_t lo, int64_t hi,
+                                  bool nonzero = false) {
+  std::uniform_int_distribution<int64_t> pick(lo, hi);
+  std::vector<double> v(size_t(ir::checked_numel(dims)));
+  for (auto& x : v) {
+    int64_t k = pick(rng);
+    while (nonzero && k == 0) k = pick(rng);
+    x = double(k);
+  }
+  return reference::make_tensor(dtype, dims, v);
+}
+
 // x[batch, 32] -> 2 x (Linear + GELU) -> softmax; batch in [1, 8], opt 2.
 inline ir::Network small_test_model(std::mt19937& rng) {
   using ir::Dim;
@@ -86,6 +99,37 @@ inline void add_profiles_spanning(const ir::Network& net, const std::vector<Feed
         hi[d] = std::max(hi[d], f.at(name).dims[d]);
       }
     builder::add_input_profile(net, name, lo, runs[0].at(name).dims, hi, options);
+  }
+}
+
+inline ir::ValueId scalar(ir::Network& net, const std::string& name, DType dtype, double v) {
+  return net.add_weight(name, reference::make_tensor(dtype, {}, {v}));
+}
+
+// Builds `net` at `precision` with one profile spanning the shapes of `runs`
+// (sizes that follow from data bounded by `data_dependent_bound` where given),
+// checks that the plan still holds `op` (the builder neither folded it nor
+// rewrote it away) and that the GPU runs every node, then runs each feed on
+// one context and compares with the reference.
+inline void expect_op_matches_reference(const ir::Network& net, ir::OpKind op, const std::vector<Feeds>& runs,
+                                        plan::Precision precision, runtime::KernelSpecialization strategy, double tolerance,
+                                        int64_t data_dependent_bound = -1) {
+  builder::BuildOptions options;
+  options.precision = precision;
+  options.default_data_dependent_bound = data_dependent_bound;
+  add_profiles_spanning(net, runs, options);
+  plan::Plan plan = builder::build(net, options);
+  const auto& nodes = plan.network.nodes();
+  ASSERT_TRUE(std::any_of(nodes.begin(), nodes.end(), [op](const ir::Node& n) { return n.op == op; }))
+      << ir::op_name(op) << " is not in the plan:\n" << ir::dump_network(plan.network);
+  for (const runtime::NodeSupport& s : runtime::gpu_support(plan)) ASSERT_TRUE(s.supported) << s.node << ": " << s.reason;
+  runtime::RuntimeConfig config;
+  config.dynamic_shapes_kernel_specialization_strategy = strategy;
+  auto engine = runtime::Engine::create(plan, config);
+  auto context = engine->create_context();
+  for (size_t i = 0; i < runs.size(); ++i) {
+    SCOPED_TRACE(str("run ", i));
+    expect_outputs_close(runtime::run_with_host_tensors(*context, *engine, runs[i]), reference::run(net, runs[i]), tolerance);
   }
 }
 

@@ -1,10 +1,12 @@
-// The GPU kernels of GridSample, RoiAlign, AffineGrid and Col2Im against the reference
+// The GPU kernels of GridSample, RoiAlign, AffineGrid, Col2Im and MaxRoiPool against the reference
 // interpreter on seeded random non-zero data, in models of float32, float16
 // and bfloat16 (both sides then read the same low-precision inputs, so they
 // sample at the same points and differ by the output's rounding), with the
 // generic kernels and with shape-specialized ones: every mode, padding and
 // alignment, odd sizes (1, 7, 33), grid points outside [-1, 1], 1 to 3
 // spatial dims, RoIs partly or wholly outside the image.
+#include <optional>
+
 #include "gpu_test_util.h"
 #include "kiln/error.h"
 
@@ -99,6 +101,45 @@ TEST_P(GpuVision, RoiAlignMatchesReference) {
                                                   {"batch", reference::make_tensor(DType::kInt64, {rois}, indices)}};
   expect_gpu_matches_reference(net, inputs, plan::Precision::kFloat32, tolerance(dtype),
                                str("roi align ", dtype_name(dtype), " seed ", seed, " ", spec_name(strategy)), strategy);
+}
+
+// RoIs [batch, x1, y1, x2, y2] over X, corners from `lo` to `hi`, batch
+// indices alternating 0 and 1, or `batch` where it is given.
+ir::TensorData pooling_rois(DType dtype, int64_t count, std::mt19937& rng, double lo, double hi, std::optional<double> batch = {}) {
+  std::uniform_real_distribution<double> u(lo, hi);
+  std::vector<double> v;
+  for (int64_t i = 0; i < count; ++i) v.insert(v.end(), {batch.value_or(double(i % 2)), u(rng), u(rng), u(rng), u(rng)});
+  return reference::make_tensor(dtype, {count, 5}, v);
+}
+
+// MaxRoiPool of a 2 x 3 x 7 x 33 X over RoIs partly or wholly outside it (some
+// inverted), pooled 1 x 1, 3 x 5 and 7 x 2 at two scales; a 1 x 1 image; no RoIs.
+TEST_P(GpuVision, MaxRoiPoolMatchesReference) {
+  KILN_REQUIRE_GPU();
+  auto [dtype, strategy] = GetParam();
+  const uint32_t seed = 4242;
+  std::mt19937 rng(seed);
+  ir::Network net;
+  ValueId x = net.add_input("x", dtype, {Dim(2), Dim(3), Dim(7), Dim(33)});
+  ValueId rois = net.add_input("rois", dtype, {Dim(9), Dim(5)});
+  ValueId pixel = net.add_input("pixel", dtype, {Dim(1), Dim(2), Dim(1), Dim(1)});
+  ValueId one = net.add_input("one", dtype, {Dim(1), Dim(5)});
+  ValueId none = net.add_input("none", dtype, {Dim(0), Dim(5)});
+  for (auto pooled : {std::vector<int64_t>{1, 1}, {3, 5}, {7, 2}})
+    for (double scale : {1.0, 0.4}) {
+      ir::Attributes a = attrs({{"pooled_shape", pooled}, {"spatial_scale", scale}});
+      net.add_output(net.add_op1(OpKind::kMaxRoiPool, {x, rois}, a));
+      net.add_output(net.add_op1(OpKind::kMaxRoiPool, {pixel, one}, a));
+      net.add_output(net.add_op1(OpKind::kMaxRoiPool, {x, none}, a));
+    }
+  net.finalize();
+  std::map<std::string, ir::TensorData> inputs = {{"x", random_tensor(dtype, {2, 3, 7, 33}, rng)},
+                                                  {"rois", pooling_rois(dtype, 9, rng, -6, 40)},
+                                                  {"pixel", random_tensor(dtype, {1, 2, 1, 1}, rng)},
+                                                  {"one", pooling_rois(dtype, 1, rng, -1, 2, 0.0)},
+                                                  {"none", reference::make_tensor(dtype, {0, 5}, {})}};
+  expect_gpu_matches_reference(net, inputs, plan::Precision::kFloat32, tolerance(dtype),
+                               str("max roi pool ", dtype_name(dtype), " seed ", seed, " ", spec_name(strategy)), strategy);
 }
 
 // 2-D (7 x 33) and 3-D (3 x 1 x 7) grids from random thetas, both alignments.
@@ -217,6 +258,33 @@ TEST(GpuVisionRoiAlign, BatchIndexOutOfRangeWritesZeros) {
     ASSERT_EQ(got.size(), 3u * 3 * 2 * 2);
     for (size_t i = 0; i < got.size(); ++i) {
       if (i < 12) EXPECT_NEAR(got[i], want[i], 1e-5) << spec_name(strategy) << " element " << i;
+      else EXPECT_EQ(got[i], 0.0) << spec_name(strategy) << " element " << i << " of a RoI whose batch index is out of range";
+    }
+  }
+}
+
+// MaxRoiPool as RoiAlign: a batch index out of range (or not a number) writes
+// zeros for its RoI and leaves the others as the reference computes them.
+TEST(GpuVisionMaxRoiPool, BatchIndexOutOfRangeWritesZeros) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(12);
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(2), Dim(3), Dim(7), Dim(33)});
+  ValueId rois = net.add_input("rois", DType::kFloat32, {Dim(3), Dim(5)});
+  net.add_output(net.add_op1(OpKind::kMaxRoiPool, {x, rois}, attrs({{"pooled_shape", std::vector<int64_t>{2, 2}}})));
+  net.finalize();
+  ir::TensorData valid = pooling_rois(DType::kFloat32, 3, rng, 0, 7, 1.0);
+  std::vector<double> corners = ir::read_doubles(valid);
+  corners[5] = 2, corners[10] = std::nan("");
+  std::map<std::string, ir::TensorData> inputs = {{"x", random_tensor(DType::kFloat32, {2, 3, 7, 33}, rng)},
+                                                  {"rois", reference::make_tensor(DType::kFloat32, {3, 5}, corners)}};
+  EXPECT_THROW(reference::run(net, inputs), Error);
+  auto want = ir::read_doubles(reference::run(net, {{"x", inputs["x"]}, {"rois", valid}}).at(0));
+  for (S strategy : {S::kNone, S::kEager}) {
+    auto got = ir::read_doubles(run_on_gpu(net, inputs, plan::Precision::kFloat32, strategy).at(0));
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (i < 12) EXPECT_EQ(got[i], want[i]) << spec_name(strategy) << " element " << i;
       else EXPECT_EQ(got[i], 0.0) << spec_name(strategy) << " element " << i << " of a RoI whose batch index is out of range";
     }
   }

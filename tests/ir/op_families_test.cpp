@@ -26,6 +26,7 @@ const FamilyFile kFiles[] = {
     {OpFamily::kMovement, movement_schema, infer_movement},
     {OpFamily::kGenerator, generator_schema, infer_generator},
     {OpFamily::kVision, vision_schema, infer_vision},
+    {OpFamily::kRecurrent, recurrent_schema, infer_recurrent},
 };
 
 std::string file_of(OpFamily family) { return str("src/ir/ops/", family_name(family), ".cpp"); }

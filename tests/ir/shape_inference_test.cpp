@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "kiln/error.h"
 #include "kiln/ir/network.h"
@@ -152,6 +153,128 @@ TEST(ShapeInference, DataDependentSizesGetFreshSymbols) {
   net.finalize();
   EXPECT_EQ(net.data_dependent_symbols().size(), 1u);
   EXPECT_EQ(net.value(out[1]).dtype, DType::kInt64);
+}
+
+// Compress keeps the input's dims but the axis (no axis: one dim), whose
+// size is the condition's count: a symbol, or known from a constant condition.
+TEST(ShapeInference, CompressIsSizedByItsCondition) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {N, Dim(4), Dim(5)});
+  ValueId cond = net.add_input("cond", DType::kBool, {Dim(3)});
+  Attributes axis1;
+  axis1.set("axis", int64_t(-2));
+  ValueId along = net.add_op1(OpKind::kCompress, {x, cond}, axis1);
+  ValueId flat = net.add_op1(OpKind::kCompress, {x, cond});
+  ValueId w = net.add_weight("w", TensorData{DType::kBool, {5}, Buffer::copy_of(std::vector<uint8_t>{1, 0, 1, 1, 0}.data(), 5)});
+  ValueId known = net.add_op1(OpKind::kCompress, {x, w}, axis1);
+  for (ValueId v : {along, flat, known}) net.add_output(v);
+  net.finalize();
+  EXPECT_EQ(net.data_dependent_symbols().size(), 2u);
+  const Shape& a = net.value(along).shape;
+  ASSERT_EQ(a.size(), 3u);
+  EXPECT_EQ(a[0], N);
+  EXPECT_TRUE(net.data_dependent_symbols().count(a[1].to_string())) << shape_to_string(a);
+  EXPECT_EQ(a[2], Dim(5));
+  EXPECT_EQ(net.value(flat).shape.size(), 1u);
+  EXPECT_EQ(shape_to_string(net.value(known).shape), "[N,3,5]");
+
+  // A constant condition true past the axis is numpy's error, named at build.
+  Network bad;
+  ValueId y = bad.add_input("y", DType::kFloat32, {Dim(2), Dim(2)});
+  ValueId long_cond = bad.add_weight("c", TensorData{DType::kBool, {3}, Buffer::copy_of(std::vector<uint8_t>{0, 0, 1}.data(), 3)});
+  Attributes axis0;
+  axis0.set("axis", int64_t(0));
+  bad.add_output(bad.add_op1(OpKind::kCompress, {y, long_cond}, axis0, "cmp"));
+  try {
+    bad.finalize();
+    ADD_FAILURE() << "a condition true at position 2 of an axis of 2 passed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("node 'cmp' (Compress): the condition, input 1 ('c'), is true at position 2"),
+              std::string::npos) << e.what();
+  }
+}
+
+// Unique's Y, indices and counts share one data-dependent size; the inverse
+// indices follow the input (its elements, or its axis).
+TEST(ShapeInference, UniqueOutputsShareOneCount) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kInt32, {N, Dim(3)});
+  auto flat = net.add_op(OpKind::kUnique, {x}, {}, 4);
+  Attributes axis;
+  axis.set("axis", int64_t(1));
+  auto cols = net.add_op(OpKind::kUnique, {x}, axis, 4);
+  for (ValueId v : flat) net.add_output(v);
+  for (ValueId v : cols) net.add_output(v);
+  net.finalize();
+  EXPECT_EQ(net.data_dependent_symbols().size(), 2u);
+  Dim u = net.value(flat[0]).shape.at(0);
+  EXPECT_TRUE(net.data_dependent_symbols().count(u.to_string()));
+  EXPECT_EQ(net.value(flat[0]).dtype, DType::kInt32);
+  for (size_t i : {1, 3}) {
+    EXPECT_EQ(net.value(flat[i]).shape, Shape{u});
+    EXPECT_EQ(net.value(flat[i]).dtype, DType::kInt64);
+  }
+  EXPECT_EQ(net.value(flat[2]).shape, Shape{shape_numel({N, Dim(3)})});
+  Dim v = net.value(cols[1]).shape.at(0);
+  EXPECT_NE(u, v);
+  EXPECT_EQ(net.value(cols[0]).shape, (Shape{N, v}));
+  EXPECT_EQ(net.value(cols[2]).shape, Shape{Dim(3)});
+
+  Network bad;
+  Attributes sorted;
+  sorted.set("sorted", int64_t(2));
+  bad.add_output(bad.add_op(OpKind::kUnique, {bad.add_input("x", DType::kFloat32, {Dim(4)})}, sorted, 1, "u")[0]);
+  EXPECT_THROW(bad.finalize(), Error);
+}
+
+// NonMaxSuppression: [selected, 3]; no selection at all (constant 0) without
+// max_output_boxes_per_class; mismatched boxes and scores are named.
+TEST(ShapeInference, NonMaxSuppressionSelectsRowsOfThree) {
+  Network net;
+  ValueId boxes = net.add_input("boxes", DType::kFloat32, {N, Dim(10), Dim(4)});
+  ValueId scores = net.add_input("scores", DType::kFloat32, {N, Dim(2), Dim(10)});
+  ValueId most = net.add_input("most", DType::kInt64, {Dim(1)});
+  ValueId sel = net.add_op1(OpKind::kNonMaxSuppression, {boxes, scores, most});
+  ValueId none = net.add_op1(OpKind::kNonMaxSuppression, {boxes, scores});
+  net.add_output(sel);
+  net.add_output(none);
+  net.finalize();
+  const Shape& s = net.value(sel).shape;
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_TRUE(net.data_dependent_symbols().count(s[0].to_string())) << shape_to_string(s);
+  EXPECT_EQ(s[1], Dim(3));
+  EXPECT_EQ(net.value(sel).dtype, DType::kInt64);
+  EXPECT_EQ(shape_to_string(net.value(none).shape), "[0,3]");
+
+  Network bad;
+  ValueId b = bad.add_input("boxes", DType::kFloat32, {Dim(1), Dim(10), Dim(4)});
+  ValueId c = bad.add_input("scores", DType::kFloat32, {Dim(1), Dim(2), Dim(9)});
+  bad.add_output(bad.add_op1(OpKind::kNonMaxSuppression, {b, c}, {}, "nms"));
+  try {
+    bad.finalize();
+    ADD_FAILURE() << "10 boxes with 9 scores passed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("node 'nms' (NonMaxSuppression)"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ShapeInference, MaxRoiPoolIsRoisByChannelsByPooledShape) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kFloat16, {Dim(2), Dim(3), Dim(8), Dim(8)});
+  ValueId rois = net.add_input("rois", DType::kFloat16, {S, Dim(5)});
+  Attributes pooled;
+  pooled.set("pooled_shape", std::vector<int64_t>{2, 3});
+  ValueId y = net.add_op1(OpKind::kMaxRoiPool, {x, rois}, pooled);
+  net.add_output(y);
+  net.finalize();
+  EXPECT_EQ(shape_to_string(net.value(y).shape), "[S,3,2,3]");
+  EXPECT_EQ(net.value(y).dtype, DType::kFloat16);
+
+  Network bad;
+  ValueId bx = bad.add_input("x", DType::kFloat32, {Dim(1), Dim(1), Dim(4), Dim(4)});
+  ValueId br = bad.add_input("rois", DType::kFloat32, {Dim(1), Dim(4)});
+  bad.add_output(bad.add_op1(OpKind::kMaxRoiPool, {bx, br}, pooled));
+  EXPECT_THROW(bad.finalize(), Error);  // rois of 4 columns
 }
 
 TEST(ShapeInference, NonZeroIsRankByADataDependentCount) {
@@ -349,6 +472,181 @@ TEST(ShapeInference, LrnKeepsTheShapeAndNeedsASize) {
   EXPECT_NE(run(DType::kFloat32, {N, Dim(5)}, 0, nullptr).find("size 0 must be >= 1"), std::string::npos);
   EXPECT_NE(run(DType::kFloat32, {Dim(5)}, 3, nullptr).find("input 0 has rank 1"), std::string::npos);
   EXPECT_NE(run(DType::kInt32, {N, Dim(5)}, 3, nullptr).find("expected a float type"), std::string::npos);
+}
+
+TEST(ShapeInference, CausalConvWithStateKeepsTheInputAndCarriesKMinusOnePositions) {
+  Network net;
+  ValueId x = net.add_input("x", DType::kFloat16, {N, Dim(6), S});
+  ValueId w = net.add_input("w", DType::kFloat16, {Dim(6), Dim(1), Dim(4)});
+  ValueId past = net.add_input("past", DType::kFloat16, {N, Dim(6), Dim(3)});
+  auto outs = net.add_op(OpKind::kCausalConvWithState, {x, w, kNoValue, past}, {}, 2, "conv");
+  for (ValueId v : outs) net.add_output(v);
+  net.finalize();
+  EXPECT_EQ(net.value(outs[0]).shape, (Shape{N, Dim(6), S}));
+  EXPECT_EQ(net.value(outs[1]).shape, (Shape{N, Dim(6), Dim(3)}));
+  EXPECT_EQ(net.value(outs[1]).dtype, DType::kFloat16);
+}
+
+TEST(ShapeInference, CausalConvWithStateRefusesWhatItCannotRun) {
+  auto error_of = [](Shape w, Shape past, const char* activation) {
+    Network net;
+    ValueId x = net.add_input("x", DType::kFloat32, {Dim(2), Dim(4), Dim(5)});
+    Attributes a;
+    if (activation) a.set("activation", std::string(activation));
+    std::vector<ValueId> in{x, net.add_input("w", DType::kFloat32, w), kNoValue};
+    if (!past.empty()) in.push_back(net.add_input("past", DType::kFloat32, past));
+    for (ValueId v : net.add_op(OpKind::kCausalConvWithState, in, a, 2, "conv")) net.add_output(v);
+    return finalize_message(net);
+  };
+  EXPECT_EQ(error_of({Dim(4), Dim(1), Dim(3)}, {Dim(2), Dim(4), Dim(2)}, "swish"), "");
+  EXPECT_NE(error_of({Dim(4), Dim(2), Dim(3)}, {}, nullptr).find("node 'conv' (CausalConvWithState): weight of shape [4,2,3] is not "
+                                                                 "depthwise"),
+            std::string::npos);
+  EXPECT_NE(error_of({Dim(3), Dim(1), Dim(3)}, {}, nullptr).find("weight dim 0 and input channels do not match: 3 vs 4"),
+            std::string::npos);
+  EXPECT_NE(error_of({Dim(4), Dim(1), Dim(0)}, {}, nullptr).find("has no taps"), std::string::npos);
+  EXPECT_NE(error_of({Dim(4), Dim(1), Dim(3)}, {Dim(2), Dim(4), Dim(3)}, nullptr).find("past_state and [batch, channels, k - 1] do not "
+                                                                                       "match: 3 vs 2"),
+            std::string::npos);
+  EXPECT_NE(error_of({Dim(4), Dim(1), Dim(3)}, {}, "relu").find("activation 'relu' is not one of none, silu, swish"), std::string::npos);
+}
+
+// LinearAttention with query [B, T, 4 * 8], key [B, T, 2 * 8], value [B, T, 2 * 5].
+std::string linear_attention_error(const char* rule, std::vector<std::optional<Shape>> gates, int64_t q_heads = 4,
+                                   DType past = DType::kFloat32, ValueId* out = nullptr, ValueId* present = nullptr) {
+  Network net;
+  Attributes a;
+  a.set("q_num_heads", q_heads);
+  a.set("kv_num_heads", int64_t(2));
+  if (rule) a.set("update_rule", std::string(rule));
+  std::vector<ValueId> in{net.add_input("q", DType::kFloat32, {N, S, Dim(32)}), net.add_input("k", DType::kFloat32, {N, S, Dim(16)}),
+                          net.add_input("v", DType::kFloat32, {N, S, Dim(10)}),
+                          net.add_input("past", past, {N, Dim(2), Dim(8), Dim(5)})};
+  for (size_t i = 0; i < gates.size(); ++i)
+    in.push_back(gates[i] ? net.add_input(str("gate", i), DType::kFloat32, *gates[i]) : kNoValue);
+  auto outs = net.add_op(OpKind::kLinearAttention, in, a, 2, "la");
+  for (ValueId v : outs) net.add_output(v);
+  std::string e = finalize_message(net);
+  if (out && e.empty()) {
+    *out = outs[0];
+    *present = outs[1];
+    EXPECT_EQ(net.value(outs[0]).shape, (Shape{N, S, Dim(4 * 5)}));
+    EXPECT_EQ(net.value(outs[1]).shape, (Shape{N, Dim(2), Dim(8), Dim(5)}));
+    EXPECT_EQ(net.value(outs[0]).dtype, DType::kFloat32);
+    EXPECT_EQ(net.value(outs[1]).dtype, past);
+  }
+  return e;
+}
+
+TEST(ShapeInference, LinearAttentionUnpacksHeadsAndKeepsTheStateType) {
+  ValueId out, present;
+  EXPECT_EQ(linear_attention_error("linear", {}, 4, DType::kFloat32, &out, &present), "");
+  EXPECT_EQ(linear_attention_error("gated", {Shape{N, S, Dim(2)}}, 4, DType::kFloat16, &out, &present), "");
+  EXPECT_EQ(linear_attention_error("gated", {Shape{N, S, Dim(16)}}, 4, DType::kBFloat16, &out, &present), "");
+  EXPECT_EQ(linear_attention_error("delta", {std::nullopt, Shape{N, S, Dim(1)}}), "");
+  EXPECT_EQ(linear_attention_error(nullptr, {Shape{N, S, Dim(2)}, Shape{N, S, Dim(2)}}), "");  // gated_delta by default
+}
+
+TEST(ShapeInference, LinearAttentionRefusesInputsTheRuleDoesNotFit) {
+  EXPECT_NE(linear_attention_error(nullptr, {}).find("node 'la' (LinearAttention): update_rule 'gated_delta' needs decay"),
+            std::string::npos);
+  EXPECT_NE(linear_attention_error("linear", {Shape{N, S, Dim(2)}}).find("update_rule 'linear' takes no decay"), std::string::npos);
+  EXPECT_NE(linear_attention_error("delta", {std::nullopt, Shape{N, S, Dim(3)}}).find("input 5 ('gate1') has width 3; expected 2 or 1"),
+            std::string::npos);
+  EXPECT_NE(linear_attention_error("gated", {Shape{N, S, Dim(8)}}).find("input 4 ('gate0') has width 8; expected 2 or 16"),
+            std::string::npos);
+  EXPECT_NE(linear_attention_error("mamba", {}).find("update_rule 'mamba' is not one of"), std::string::npos);
+  EXPECT_NE(linear_attention_error("linear", {}, 3).find("q_num_heads (3) must be a positive multiple of kv_num_heads (2)"),
+            std::string::npos);
+  EXPECT_NE(linear_attention_error("linear", {}, 8).find("input 1 ('k') has width 16; expected kv_num_heads * d_k = 2 * 4"),
+            std::string::npos);
+}
+
+TEST(ShapeInference, BitCastKeepsTheShapeAndNeedsOneWidth) {
+  auto run = [](DType from, DType to) {
+    Network net;
+    Attributes a;
+    a.set("to", int64_t(to));
+    ValueId y = net.add_op1(OpKind::kBitCast, {net.add_input("x", from, {N, Dim(3)})}, a, "bc");
+    net.add_output(y);
+    std::string e = finalize_message(net);
+    if (e.empty()) {
+      EXPECT_EQ(net.value(y).shape, (Shape{N, Dim(3)}));
+      EXPECT_EQ(net.value(y).dtype, to);
+    }
+    return e;
+  };
+  EXPECT_EQ(run(DType::kFloat32, DType::kInt32), "");
+  EXPECT_EQ(run(DType::kFloat16, DType::kBFloat16), "");
+  EXPECT_EQ(run(DType::kInt64, DType::kFloat64), "");
+  EXPECT_EQ(run(DType::kUInt8, DType::kBool), "");
+  EXPECT_NE(run(DType::kFloat32, DType::kFloat16)
+                .find("node 'bc' (BitCast): input 0 of float32 (32 bits) cannot be read as float16 (16 bits)"),
+            std::string::npos);
+}
+
+// The shape of one node's output, or its error ("error: ...").
+std::string infer_one(OpKind op, const std::vector<std::pair<DType, Shape>>& inputs, const Attributes& a = {},
+                      std::optional<std::vector<int64_t>> constant_last = std::nullopt) {
+  Network net;
+  std::vector<ValueId> ids;
+  for (size_t i = 0; i < inputs.size(); ++i) ids.push_back(net.add_input(str("in", i), inputs[i].first, inputs[i].second));
+  if (constant_last) ids.push_back(net.add_weight("constant", ints(*constant_last)));
+  ValueId y = net.add_op1(op, ids, a, "node");
+  net.add_output(y);
+  try {
+    net.finalize();
+  } catch (const Error& e) {
+    return str("error: ", e.what());
+  }
+  return str(dtype_name(net.value(y).dtype), " ", shape_to_string(net.value(y).shape));
+}
+
+TEST(ShapeInference, OpsOfPoolingNormsScansAndCaches) {
+  const DType f32 = DType::kFloat32, i64 = DType::kInt64;
+  Attributes unpool;
+  unpool.set("kernel_shape", std::vector<int64_t>{2, 3});
+  unpool.set("strides", std::vector<int64_t>{2, 2});
+  unpool.set("pads", std::vector<int64_t>{0, 1, 0, 0});
+  Shape pooled{N, Dim(3), Dim(4), S};
+  EXPECT_EQ(infer_one(OpKind::kMaxUnpool, {{f32, pooled}, {i64, pooled}}, unpool), "float32 [N,3,8,2*S]");
+  EXPECT_EQ(infer_one(OpKind::kMaxUnpool, {{f32, {Dim(1), Dim(3), Dim(4), Dim(4)}}, {i64, {Dim(1), Dim(3), Dim(4), Dim(4)}}}, unpool,
+                      std::vector<int64_t>{1, 3, 9, 9}),
+            "float32 [1,3,9,9]");
+  EXPECT_NE(infer_one(OpKind::kMaxUnpool, {{f32, {Dim(1), Dim(3), Dim(4), Dim(4)}}, {i64, {Dim(1), Dim(3), Dim(4), Dim(4)}}}, unpool,
+                      std::vector<int64_t>{1, 3, 7, 9})
+                .find("is smaller than the unpooled size [1,3,8,8]"),
+            std::string::npos);
+  Attributes lp;
+  lp.set("kernel_shape", std::vector<int64_t>{3});
+  lp.set("p", int64_t(0));
+  EXPECT_NE(infer_one(OpKind::kLpPool, {{f32, {N, Dim(2), Dim(9)}}}, lp).find("p 0 must be >= 1"), std::string::npos);
+  lp.set("p", int64_t(3));
+  EXPECT_EQ(infer_one(OpKind::kLpPool, {{f32, {N, Dim(2), Dim(9)}}}, lp), "float32 [N,2,7]");
+  EXPECT_EQ(infer_one(OpKind::kGlobalLpPool, {{f32, {N, Dim(2), Dim(9), S}}}), "float32 [N,2,1,1]");
+  Attributes p3;
+  p3.set("p", int64_t(3));
+  EXPECT_NE(infer_one(OpKind::kLpNormalization, {{f32, {N, S}}}, p3).find("p 3 is not 1 or 2"), std::string::npos);
+  EXPECT_EQ(infer_one(OpKind::kDet, {{f32, {N, Dim(3), Dim(3)}}}), "float32 [N]");
+  EXPECT_NE(infer_one(OpKind::kDet, {{f32, {Dim(3), Dim(4)}}}).find("rows and columns do not match"), std::string::npos);
+  Attributes eye;
+  eye.set("dtype", int64_t(DType::kBool));
+  EXPECT_EQ(infer_one(OpKind::kEyeLike, {{f32, {N, S}}}, eye), "bool [N,S]");
+  EXPECT_NE(infer_one(OpKind::kEyeLike, {{f32, {N, S, S}}}).find("expected 2"), std::string::npos);
+  Attributes same_axes;
+  same_axes.set("batch_axis", int64_t(0));
+  same_axes.set("time_axis", int64_t(0));
+  EXPECT_NE(infer_one(OpKind::kReverseSequence, {{f32, {S, N, Dim(4)}}, {i64, {N}}}, same_axes).find("must be 0 and 1"), std::string::npos);
+  EXPECT_EQ(infer_one(OpKind::kReverseSequence, {{f32, {S, N, Dim(4)}}, {i64, {N}}}), "float32 [S,N,4]");
+  Attributes batch_axis;
+  batch_axis.set("axis", int64_t(0));
+  EXPECT_NE(infer_one(OpKind::kTensorScatter, {{f32, {N, Dim(8), Dim(4)}}, {f32, {N, Dim(8), Dim(4)}}}, batch_axis).find("axis 0 is the batch dim"),
+            std::string::npos);
+  EXPECT_EQ(infer_one(OpKind::kTensorScatter, {{f32, {N, Dim(2), Dim(8), Dim(4)}}, {f32, {N, Dim(2), S, Dim(4)}}, {i64, {N}}}),
+            "float32 [N,2,8,4]");
+  EXPECT_NE(infer_one(OpKind::kTensorScatter, {{f32, {N, Dim(8), Dim(4)}}, {f32, {N, Dim(9), Dim(4)}}}).find("is longer along axis 1"),
+            std::string::npos);
+  EXPECT_EQ(infer_one(OpKind::kCumProd, {{i64, {N, S}}}, {}, std::vector<int64_t>{1}), "int64 [N,S]");
 }
 
 }  // namespace

@@ -70,6 +70,13 @@ ir::Attributes attrs(std::initializer_list<std::pair<const char*, ir::AttrValue>
 
 constexpr DType f32 = DType::kFloat32;
 
+// n integers from `first` on.
+std::vector<double> sequence(int n, int first) {
+  std::vector<double> v;
+  for (int i = 0; i < n; ++i) v.push_back(first + i);
+  return v;
+}
+
 // The sample network of each op kind (no default: a new op kind is a compiler warning here, and a failure below).
 std::optional<Sample> sample_for(OpKind op) {
   Sample s;
@@ -103,13 +110,40 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kBitwiseAnd: case OpKind::kBitwiseOr: case OpKind::kBitwiseXor:
       return s.node(op, {s.input(DType::kInt32, {2, 3}, {1, -2, 3, -4, 5, -6}), s.input(DType::kInt32, {3}, {7, 8, -9})});
     case OpKind::kBitwiseNot: return s.node(op, {s.input(DType::kInt8, {2, 3}, {1, -2, 3, -4, 5, -6})});
+    case OpKind::kQuantizeLinear:  // per axis
+      return s.node(op, {s.input(f32, {2, 3}), s.floats({3}, 0.01), s.weight(DType::kInt8, {3}, {-1, 0, 1})});
+    case OpKind::kDequantizeLinear:
+      return s.node(op, {s.input(DType::kUInt8, {2, 3}, {0, 50, 100, 150, 200, 250}), s.floats({}, 0.1), s.weight(DType::kUInt8, {}, {128})});
 
     case OpKind::kMatMul: return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4})});
     case OpKind::kGemm: return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4}), s.floats({4})});
     case OpKind::kEinsum: return s.node(op, {s.input(f32, {2, 3}), s.input(f32, {3, 4})}, attrs({{"equation", std::string("ij,jk->ik")}}));
+    case OpKind::kMatMulInteger:  // zero points per row of A and per tensor for B
+      return s.node(op, {s.input(DType::kUInt8, {2, 3}, {1, 20, 30, 40, 250, 6}), s.weight(DType::kInt8, {3, 4}, sequence(12, -6)),
+                         s.weight(DType::kUInt8, {2}, {3, 4}), s.weight(DType::kInt8, {}, {-1})});
+    case OpKind::kQLinearMatMul:
+      return s.node(op, {s.input(DType::kInt8, {2, 3}, {1, -20, 30, -40, 120, 6}), s.floats({}, 0.1), s.weight(DType::kInt8, {}, {2}),
+                         s.weight(DType::kUInt8, {3, 4}, sequence(12, 100)), s.floats({4}, 0.2), s.weight(DType::kUInt8, {4}, {1, 2, 3, 4}),
+                         s.floats({}, 0.05), s.weight(DType::kUInt8, {}, {128})});
+    case OpKind::kConvInteger:
+      return s.node(op, {s.input(DType::kUInt8, {1, 2, 5, 5}, sequence(50, 0)), s.weight(DType::kInt8, {3, 2, 3, 3}, sequence(54, -27)),
+                         s.weight(DType::kUInt8, {}, {25}), s.weight(DType::kInt8, {3}, {0, 1, -1})},
+                    attrs({{"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
+    case OpKind::kQLinearConv:
+      return s.node(op, {s.input(DType::kUInt8, {1, 2, 5, 5}, sequence(50, 0)), s.floats({}, 0.1), s.weight(DType::kUInt8, {}, {25}),
+                         s.weight(DType::kInt8, {3, 2, 3, 3}, sequence(54, -27)), s.floats({3}, 0.02), s.weight(DType::kInt8, {3}, {0, 1, -1}),
+                         s.floats({}, 0.3), s.weight(DType::kInt8, {}, {-5}), s.weight(DType::kInt32, {3}, {100, -200, 300})},
+                    attrs({{"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
+    case OpKind::kLinearAttention:  // gated delta rule, two query heads a kv head, d_k 3, d_v 2
+      return s.node(op, {s.input(f32, {1, 2, 12}), s.input(f32, {1, 2, 6}), s.input(f32, {1, 2, 4}), s.input(f32, {1, 2, 3, 2}),
+                         s.input(f32, {1, 2, 2}, {-0.1, -0.2, -0.3, -0.4}), s.input(f32, {1, 2, 2})},
+                    attrs({{"q_num_heads", int64_t(4)}, {"kv_num_heads", int64_t(2)}}), 2);
     case OpKind::kConv:
       return s.node(op, {s.input(f32, {1, 2, 5, 5}), s.floats({3, 2, 3, 3})}, attrs({{"pads", std::vector<int64_t>{1, 1, 1, 1}}}));
     case OpKind::kConvTranspose: return s.node(op, {s.input(f32, {1, 2, 3, 3}), s.floats({2, 3, 3, 3})});
+    case OpKind::kCausalConvWithState:
+      return s.node(op, {s.input(f32, {1, 2, 5}), s.floats({2, 1, 3}), s.floats({2}), s.input(f32, {1, 2, 2})},
+                    attrs({{"activation", std::string("silu")}}), 2);
     case OpKind::kBatchNormalization:
       return s.node(op, {s.input(f32, {1, 2, 3, 3}), s.floats({2}), s.floats({2}), s.floats({2}), s.floats({2})});
     case OpKind::kInstanceNormalization: return s.node(op, {s.input(f32, {1, 2, 3, 3}), s.floats({2}), s.floats({2})});
@@ -120,13 +154,21 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kMaxPool: case OpKind::kAveragePool:
       return s.node(op, {s.input(f32, {1, 2, 4, 4})}, attrs({{"kernel_shape", std::vector<int64_t>{2, 2}}}));
     case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool: return s.node(op, {s.input(f32, {1, 2, 4, 4})});
+    case OpKind::kLpPool:
+      return s.node(op, {s.input(f32, {1, 2, 4, 4})}, attrs({{"kernel_shape", std::vector<int64_t>{2, 2}}, {"p", int64_t(3)}}));
+    case OpKind::kGlobalLpPool: return s.node(op, {s.input(f32, {1, 2, 4, 4})}, attrs({{"p", int64_t(3)}}));
+    case OpKind::kMaxUnpool:
+      return s.node(op, {s.input(f32, {1, 1, 2, 2}), s.input(DType::kInt64, {1, 1, 2, 2}, {5, 7, 13, 15})},
+                    attrs({{"kernel_shape", std::vector<int64_t>{2, 2}}, {"strides", std::vector<int64_t>{2, 2}}}));
+    case OpKind::kLpNormalization: return s.node(op, {s.input(f32, {2, 3})}, attrs({{"p", int64_t(1)}}));
+    case OpKind::kDet: return s.node(op, {s.input(f32, {2, 3, 3}, {2, 1, 0, 1, 3, 1, 0, 1, 4, 1, 2, 3, 4, 5, 6, 7, 8, 10})});
 
     case OpKind::kReduceMean: case OpKind::kReduceSum: case OpKind::kReduceMax: case OpKind::kReduceMin:
     case OpKind::kReduceProd: case OpKind::kReduceL1: case OpKind::kReduceL2: case OpKind::kReduceLogSum:
     case OpKind::kReduceLogSumExp: case OpKind::kReduceSumSquare:
       return s.node(op, {s.input(f32, {2, 3, 4}), s.ints({1})});
     case OpKind::kArgMax: case OpKind::kArgMin: return s.node(op, {s.input(f32, {2, 3})}, attrs({{"axis", int64_t(1)}}));
-    case OpKind::kCumSum: return s.node(op, {s.input(f32, {2, 3}), s.int_scalar(1)});
+    case OpKind::kCumSum: case OpKind::kCumProd: return s.node(op, {s.input(f32, {2, 3}), s.int_scalar(1)});
     case OpKind::kTopK: return s.node(op, {s.input(f32, {2, 5}), s.ints({2})}, {}, 2);
 
     case OpKind::kReshape: return s.node(op, {s.input(f32, {2, 3, 4}), s.ints({6, 4})});
@@ -145,9 +187,17 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kScatterND:
       return s.node(op, {s.input(f32, {4, 3}), s.weight(DType::kInt64, {2, 1}, {3, 0}), s.input(f32, {2, 3})});
     case OpKind::kNonZero: return s.node(op, {s.input(f32, {2, 3}, {0, 1, 0, -2, 0, 3})});
+    case OpKind::kCompress:
+      return s.node(op, {s.input(f32, {3, 2}), s.input(DType::kBool, {3}, {1, 0, 1})}, attrs({{"axis", int64_t(0)}}));
+    case OpKind::kUnique: return s.node(op, {s.input(f32, {6}, {2, 1, 2, 3, 1, 2})}, {}, 4);
+    case OpKind::kBitCast: return s.node(op, {s.input(f32, {2, 3})}, attrs({{"to", int64_t(DType::kInt32)}}));
     case OpKind::kScatterElements:
       return s.node(op, {s.input(f32, {2, 3}), s.weight(DType::kInt64, {2, 2}, {2, 0, 1, 1}), s.input(f32, {2, 2})},
                     attrs({{"axis", int64_t(1)}, {"reduction", std::string("add")}}));
+    case OpKind::kReverseSequence:
+      return s.node(op, {s.input(f32, {3, 2, 2}), s.input(DType::kInt64, {2}, {3, 1})});
+    case OpKind::kTensorScatter:
+      return s.node(op, {s.input(f32, {2, 5, 3}), s.input(f32, {2, 2, 3}), s.input(DType::kInt64, {2}, {1, 3})});
     case OpKind::kExpand: return s.node(op, {s.input(f32, {3, 1}), s.ints({3, 4})});
     case OpKind::kTile: return s.node(op, {s.input(f32, {2, 3}), s.ints({2, 1})});
     case OpKind::kPad: return s.node(op, {s.input(f32, {2, 3}), s.ints({0, 1, 0, 1})});
@@ -156,6 +206,7 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kRange:  // constants: a network output, so `kiln build` leaves it to the GPU
       return s.node(op, {s.int_scalar(0), s.int_scalar(5), s.int_scalar(1)});
     case OpKind::kTrilu: return s.node(op, {s.input(f32, {3, 3})});
+    case OpKind::kEyeLike: return s.node(op, {s.input(f32, {3, 4})}, attrs({{"k", int64_t(1)}, {"dtype", int64_t(DType::kInt32)}}));
     case OpKind::kResize:
       return s.node(op, {s.input(f32, {1, 1, 2, 2}), ir::kNoValue, s.weight(f32, {4}, {1, 1, 2, 2})});
     case OpKind::kDepthToSpace: return s.node(op, {s.input(f32, {1, 4, 2, 2})}, attrs({{"blocksize", int64_t(2)}}));
@@ -168,6 +219,27 @@ std::optional<Sample> sample_for(OpKind op) {
                     attrs({{"output_height", int64_t(2)}, {"output_width", int64_t(2)}}));
     case OpKind::kAffineGrid: return s.node(op, {s.input(f32, {1, 2, 3}), s.ints({1, 1, 3, 4})});
     case OpKind::kCol2Im: return s.node(op, {s.input(f32, {1, 4, 4}), s.ints({3, 3}), s.ints({2, 2})});
+    case OpKind::kMaxRoiPool:
+      return s.node(op, {s.input(f32, {1, 2, 4, 4}), s.weight(f32, {2, 5}, {0, 0, 0, 2, 2, 0, 1, 1, 3, 3})},
+                    attrs({{"pooled_shape", std::vector<int64_t>{2, 2}}}));
+    case OpKind::kNonMaxSuppression:
+      return s.node(op, {s.input(f32, {1, 3, 4}, {0, 0, 1, 1, 0, 0.1, 1, 1.1, 0, 2, 1, 3}), s.input(f32, {1, 2, 3}),
+                         s.int_scalar(2), s.floats({}, 0.5), s.floats({}, 0.15)});
+    // With the scratch output `kiln build` adds, which the GPU runtime needs.
+    case OpKind::kRNN: return s.node(op, {s.input(f32, {2, 1, 3}), s.floats({1, 4, 3}, 0.1), s.floats({1, 4, 4}, 0.2)}, {}, 3);
+    case OpKind::kGRU:
+      return s.node(op, {s.input(f32, {2, 1, 3}), s.floats({1, 12, 3}, 0.1), s.floats({1, 12, 4}, 0.2), s.floats({1, 24}, 0.3)},
+                    attrs({{"direction", std::string("reverse")}}), 3);
+    case OpKind::kLSTM:
+      return s.node(op, {s.input(f32, {2, 1, 3}), s.floats({2, 16, 3}, 0.1), s.floats({2, 16, 4}, 0.2), s.floats({2, 32}, 0.3),
+                         s.input(DType::kInt32, {1}, {1}), s.input(f32, {2, 1, 4}), s.input(f32, {2, 1, 4}), s.floats({2, 12}, 0.4)},
+                    attrs({{"direction", std::string("bidirectional")}}), 4);
+    case OpKind::kHannWindow: case OpKind::kHammingWindow: case OpKind::kBlackmanWindow:
+      return s.node(op, {s.int_scalar(8)}, attrs({{"periodic", int64_t(0)}}));
+    case OpKind::kMelWeightMatrix:
+      return s.node(op, {s.int_scalar(4), s.int_scalar(16), s.int_scalar(8000), s.weight(f32, {}, {0}), s.weight(f32, {}, {4000})});
+    case OpKind::kDFT: return s.node(op, {s.input(f32, {2, 8, 1}), ir::kNoValue, s.int_scalar(1)}, attrs({{"onesided", int64_t(1)}}));
+    case OpKind::kSTFT: return s.node(op, {s.input(f32, {1, 32, 1}), s.int_scalar(4), s.floats({8})});
 
     case OpKind::kFusedMatMul:
       return s.node(op, {s.input(f32, {2, 3}), s.floats({3, 4})}, attrs({{"activation", std::string("relu")}}));

@@ -18,7 +18,7 @@ const FamilyFile kFiles[] = {
     {ir::OpFamily::kConv, conv_kernel},               {ir::OpFamily::kPool, pool_kernel},
     {ir::OpFamily::kNormalization, normalization_kernel}, {ir::OpFamily::kReduce, reduce_kernel},
     {ir::OpFamily::kMovement, movement_kernel},       {ir::OpFamily::kGenerator, generator_kernel},
-    {ir::OpFamily::kVision, vision_kernel},
+    {ir::OpFamily::kVision, vision_kernel},       {ir::OpFamily::kRecurrent, recurrent_kernel},
 };
 
 TEST(ReferenceFamilies, EveryFamilyHasAFile) {

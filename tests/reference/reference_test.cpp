@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
+#include <optional>
 #include <random>
 
 #include "kiln/error.h"
@@ -156,6 +158,121 @@ TEST(Reference, NonZeroListsIndicesInRowMajorOrder) {
   Tensor scalar = nonzero(make_tensor(DType::kInt8, {}, {5}));
   EXPECT_EQ(scalar.dims, (std::vector<int64_t>{1, 1}));
   EXPECT_EQ(ir::read_ints(scalar), (std::vector<int64_t>{0}));
+}
+
+// Runs one node of `op` on `inputs` (named in0, in1, ...; nullopt leaves an optional input out).
+std::vector<Tensor> run_node(OpKind op, const std::vector<std::optional<Tensor>>& inputs, const ir::Attributes& attrs = {},
+                             int outputs = 1) {
+  ir::Network net;
+  std::map<std::string, Tensor> feeds;
+  std::vector<ir::ValueId> in;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i]) {
+      in.push_back(ir::kNoValue);
+      continue;
+    }
+    std::string name = str("in", i);
+    in.push_back(net.add_input(name, inputs[i]->dtype, ir::shape_of(inputs[i]->dims)));
+    feeds[name] = *inputs[i];
+  }
+  for (ir::ValueId v : net.add_op(op, in, attrs, outputs)) net.add_output(v);
+  net.finalize();
+  return run(net, feeds);
+}
+
+ir::Attributes axis_attr(int64_t axis) {
+  ir::Attributes a;
+  a.set("axis", axis);
+  return a;
+}
+
+// Compress along an axis or flattened; a condition shorter than the axis
+// drops the rest, one longer may only be false there (numpy).
+TEST(Reference, CompressKeepsTheSelectedSlices) {
+  Tensor x = make_tensor(DType::kFloat32, {3, 2}, {1, 2, 3, 4, 5, 6});
+  Tensor rows = run_node(OpKind::kCompress, {x, make_tensor(DType::kBool, {2}, {0, 1})}, axis_attr(0)).at(0);
+  EXPECT_EQ(rows.dims, (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(values(rows), (std::vector<double>{3, 4}));
+  Tensor cols = run_node(OpKind::kCompress, {x, make_tensor(DType::kBool, {3}, {1, 0, 0})}, axis_attr(-1)).at(0);
+  EXPECT_EQ(cols.dims, (std::vector<int64_t>{3, 1}));
+  EXPECT_EQ(values(cols), (std::vector<double>{1, 3, 5}));
+  Tensor flat = run_node(OpKind::kCompress, {x, make_tensor(DType::kBool, {5}, {0, 1, 1, 0, 1})}).at(0);
+  EXPECT_EQ(values(flat), (std::vector<double>{2, 3, 5}));
+  EXPECT_EQ(run_node(OpKind::kCompress, {x, make_tensor(DType::kBool, {0}, {})}).at(0).dims, (std::vector<int64_t>{0}));
+  EXPECT_THROW(run_node(OpKind::kCompress, {x, make_tensor(DType::kBool, {4}, {0, 0, 0, 1})}, axis_attr(0)), Error);
+}
+
+// numpy's unique: sorted values (NaN last, one NaN group), first
+// occurrences, inverse indices and counts; unsorted keeps first-occurrence
+// order; with an axis, whole slices compare in lexicographic order.
+TEST(Reference, UniqueGroupsEqualValues) {
+  double nan = std::numeric_limits<double>::quiet_NaN();
+  std::vector<Tensor> u = run_node(OpKind::kUnique, {make_tensor(DType::kFloat32, {7}, {2, nan, 1, 2, -0.0, nan, 0})}, {}, 4);
+  ASSERT_EQ(u.size(), 4u);
+  std::vector<double> y = values(u[0]);
+  ASSERT_EQ(y.size(), 4u);
+  EXPECT_EQ(y[0], 0);
+  EXPECT_EQ(y[1], 1);
+  EXPECT_EQ(y[2], 2);
+  EXPECT_TRUE(std::isnan(y[3]));
+  EXPECT_EQ(ir::read_ints(u[1]), (std::vector<int64_t>{4, 2, 0, 1}));
+  EXPECT_EQ(ir::read_ints(u[2]), (std::vector<int64_t>{2, 3, 1, 2, 0, 3, 0}));
+  EXPECT_EQ(ir::read_ints(u[3]), (std::vector<int64_t>{2, 1, 2, 2}));
+
+  ir::Attributes unsorted;
+  unsorted.set("sorted", int64_t(0));
+  u = run_node(OpKind::kUnique, {make_tensor(DType::kInt64, {6}, {5, 3, 5, 9, 3, 3})}, unsorted, 4);
+  EXPECT_EQ(ir::read_ints(u[0]), (std::vector<int64_t>{5, 3, 9}));
+  EXPECT_EQ(ir::read_ints(u[1]), (std::vector<int64_t>{0, 1, 3}));
+  EXPECT_EQ(ir::read_ints(u[2]), (std::vector<int64_t>{0, 1, 0, 2, 1, 1}));
+  EXPECT_EQ(ir::read_ints(u[3]), (std::vector<int64_t>{2, 3, 1}));
+
+  // Columns of [[1, 0, 1, 0], [2, 5, 2, 4]]: [0, 4] < [0, 5] < [1, 2].
+  u = run_node(OpKind::kUnique, {make_tensor(DType::kInt32, {2, 4}, {1, 0, 1, 0, 2, 5, 2, 4})}, axis_attr(1), 4);
+  EXPECT_EQ(u[0].dims, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(ir::read_ints(u[0]), (std::vector<int64_t>{0, 0, 1, 4, 5, 2}));
+  EXPECT_EQ(ir::read_ints(u[1]), (std::vector<int64_t>{3, 1, 0}));
+  EXPECT_EQ(ir::read_ints(u[2]), (std::vector<int64_t>{2, 1, 2, 0}));
+  EXPECT_EQ(ir::read_ints(u[3]), (std::vector<int64_t>{1, 1, 2}));
+}
+
+// Greedy selection per batch and class by descending score (ties by index),
+// corner boxes in either order or center boxes; thresholds and the maximum
+// as optional inputs.
+TEST(Reference, NonMaxSuppressionKeepsTheBestBoxes) {
+  // Box 1 overlaps box 0 by IoU 0.81; box 2 is apart; box 3 is box 0 with its corners swapped.
+  Tensor boxes = make_tensor(DType::kFloat32, {1, 4, 4}, {0, 0, 1, 1, 0, 0.1, 1, 1.1, 0, 5, 1, 6, 1, 1, 0, 0});
+  Tensor scores = make_tensor(DType::kFloat32, {1, 2, 4}, {0.9, 0.95, 0.3, 0.5, 0.1, 0.2, 0.7, 0.2});
+  Tensor most = make_tensor(DType::kInt64, {1}, {3}), iou = make_tensor(DType::kFloat32, {1}, {0.5});
+  auto nms = [&](std::optional<Tensor> m, std::optional<Tensor> i, std::optional<Tensor> s, int64_t center = 0) {
+    ir::Attributes a;
+    a.set("center_point_box", center);
+    return ir::read_ints(run_node(OpKind::kNonMaxSuppression, {boxes, scores, m, i, s}, a).at(0));
+  };
+  // Class 0: box 1 (0.95) suppresses boxes 3 and 0, then box 2. Class 1: box 2 (0.7), box 1 (the
+  // first of two 0.2s), which suppresses box 3 and then box 0. (onnx.reference's results.)
+  EXPECT_EQ(nms(most, iou, std::nullopt), (std::vector<int64_t>{0, 0, 1, 0, 0, 2, 0, 1, 2, 0, 1, 1}));
+  EXPECT_EQ(nms(most, iou, make_tensor(DType::kFloat32, {1}, {0.4})), (std::vector<int64_t>{0, 0, 1, 0, 1, 2}));
+  EXPECT_EQ(nms(make_tensor(DType::kInt64, {1}, {1}), iou, std::nullopt), (std::vector<int64_t>{0, 0, 1, 0, 1, 2}));
+  EXPECT_EQ(nms(std::nullopt, iou, std::nullopt).size(), 0u);  // no maximum: nothing selected
+  // Read as center boxes [x, y, w, h], box 3 is apart from the others.
+  EXPECT_EQ(nms(most, iou, std::nullopt, 1), (std::vector<int64_t>{0, 0, 1, 0, 0, 3, 0, 0, 2, 0, 1, 2, 0, 1, 1, 0, 1, 3}));
+}
+
+// Caffe's RoI max pooling: corners rounded after scaling, bins of the RoI's
+// size, the max of each bin; a batch index out of range is an error.
+TEST(Reference, MaxRoiPoolTakesEachBinsMax) {
+  std::vector<double> x(32);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = double(i);
+  Tensor xt = make_tensor(DType::kFloat32, {2, 1, 4, 4}, x);
+  ir::Attributes a;
+  a.set("pooled_shape", std::vector<int64_t>{2, 2});
+  a.set("spatial_scale", 0.5);
+  // RoI (1, 0, 0, 6, 2) -> pixels x 0..3, y 0..1 of batch 1: bins of 1 row by 2 columns.
+  Tensor y = run_node(OpKind::kMaxRoiPool, {xt, make_tensor(DType::kFloat32, {1, 5}, {1, 0, 0, 6, 2})}, a).at(0);
+  EXPECT_EQ(y.dims, (std::vector<int64_t>{1, 1, 2, 2}));
+  EXPECT_EQ(values(y), (std::vector<double>{17, 19, 21, 23}));
+  EXPECT_THROW(run_node(OpKind::kMaxRoiPool, {xt, make_tensor(DType::kFloat32, {1, 5}, {2, 0, 0, 1, 1})}, a), Error);
 }
 
 TEST(Reference, ScatterElementsAlongAnAxis) {
@@ -317,6 +434,216 @@ TEST(Reference, LrnSumsSquaresOverAWindowOfChannels) {
     EXPECT_NEAR(got3[i], want3[i], 1e-6) << i;
     EXPECT_NEAR(got2[i], want2[i], 1e-6) << i;
   }
+}
+
+// CausalConvWithState on x [1, 1, len] with taps {0.5, -1, 2} and bias 0.25;
+// returns the output and present_state.
+std::pair<std::vector<double>, std::vector<double>> causal_conv(std::vector<double> x, std::vector<double> past,
+                                                                const char* activation = "none") {
+  ir::Network net;
+  ir::Attributes a;
+  a.set("activation", std::string(activation));
+  int64_t len = int64_t(x.size());
+  std::map<std::string, Tensor> feeds = {{"x", make_tensor(DType::kFloat32, {1, 1, len}, x)}};
+  std::vector<ir::ValueId> in{net.add_input("x", DType::kFloat32, {Dim(1), Dim(1), Dim(len)}),
+                              net.add_weight("w", make_tensor(DType::kFloat32, {1, 1, 3}, {0.5, -1, 2})),
+                              net.add_weight("b", make_tensor(DType::kFloat32, {1}, {0.25}))};
+  if (!past.empty()) {
+    in.push_back(net.add_input("past", DType::kFloat32, {Dim(1), Dim(1), Dim(2)}));
+    feeds["past"] = make_tensor(DType::kFloat32, {1, 1, 2}, past);
+  }
+  for (ir::ValueId v : net.add_op(OpKind::kCausalConvWithState, in, a, 2)) net.add_output(v);
+  net.finalize();
+  auto out = run(net, feeds);
+  return {values(out[0]), values(out[1])};
+}
+
+TEST(Reference, CausalConvWithStateSlidesOverThePastThenTheInput) {
+  using V = std::vector<double>;
+  // The sequence 4, 5 | 1, 2, 3: each output is 0.25 + 0.5 s[t] - s[t + 1] + 2 s[t + 2].
+  EXPECT_EQ(causal_conv({1, 2, 3}, {4, 5}), (std::pair<V, V>{{-0.75, 5.75, 4.75}, {2, 3}}));
+  // No past_state: zeros before the input; an input shorter than k - 1 leaves part of them in the state.
+  EXPECT_EQ(causal_conv({1}, {}), (std::pair<V, V>{{2.25}, {0, 1}}));
+  auto [silu, state] = causal_conv({1, 2, 3}, {4, 5}, "silu");
+  V want = {-0.75, 5.75, 4.75};
+  for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(silu[i], want[i] / (1 + std::exp(-want[i])), 1e-6) << i;
+  EXPECT_EQ(state, (V{2, 3}));
+}
+
+TEST(Reference, LinearAttentionRunsTheGatedDeltaRuleWithGroupedHeads) {
+  // B 1, T 2, one kv head of d_k 2 and d_v 1 read by two query heads; decay halves the state each step.
+  ir::Network net;
+  ir::Attributes a;
+  a.set("q_num_heads", int64_t(2));
+  a.set("kv_num_heads", int64_t(1));
+  a.set("scale", 1.0);
+  auto input = [&](const char* name, std::vector<int64_t> dims) {
+    return net.add_input(name, DType::kFloat32, ir::shape_of(dims));
+  };
+  std::vector<ir::ValueId> in{input("q", {1, 2, 4}), input("k", {1, 2, 2}), input("v", {1, 2, 1}), ir::kNoValue,
+                              input("decay", {1, 2, 1}), input("beta", {1, 2, 1})};
+  for (ir::ValueId v : net.add_op(OpKind::kLinearAttention, in, a, 2)) net.add_output(v);
+  net.finalize();
+  double half = std::log(0.5);
+  auto out = run(net, {{"q", make_tensor(DType::kFloat32, {1, 2, 4}, {1, 1, 2, 0, 0, 2, 2, 0})},
+                       {"k", make_tensor(DType::kFloat32, {1, 2, 2}, {1, 0, 1, 1})},
+                       {"v", make_tensor(DType::kFloat32, {1, 2, 1}, {2, 3})},
+                       {"decay", make_tensor(DType::kFloat32, {1, 2, 1}, {half, half})},
+                       {"beta", make_tensor(DType::kFloat32, {1, 2, 1}, {0.5, 1})}});
+  // Step 1: S = 0, write 0.5 * (2 - 0) = 1 along k = (1, 0): S = (1, 0); outputs q.S = 1 and 2.
+  // Step 2: S = (0.5, 0), recalled S.k = 0.5, write 1 * (3 - 0.5) = 2.5 along (1, 1): S = (3, 2.5);
+  // outputs (0, 2).S = 5 and (2, 0).S = 6.
+  std::vector<double> got = values(out[0]), state = values(out[1]);
+  std::vector<double> want = {1, 2, 5, 6}, want_state = {3, 2.5};
+  for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(got[i], want[i], 1e-6) << i;
+  for (size_t i = 0; i < 2; ++i) EXPECT_NEAR(state[i], want_state[i], 1e-6) << i;
+}
+
+TEST(Reference, BitCastKeepsTheBitsAndMakesBoolsOfNonzeroBytes) {
+  auto bitcast = [](DType from, DType to, std::vector<double> x) {
+    ir::Network net;
+    ir::Attributes a;
+    a.set("to", int64_t(to));
+    net.add_output(net.add_op1(OpKind::kBitCast, {net.add_input("x", from, {Dim(int64_t(x.size()))})}, a));
+    net.finalize();
+    return values(run(net, {{"x", make_tensor(from, {int64_t(x.size())}, x)}})[0]);
+  };
+  EXPECT_EQ(bitcast(DType::kFloat32, DType::kInt32, {1.0, -2.0, 0.0}), (std::vector<double>{1065353216, -1073741824, 0}));
+  EXPECT_EQ(bitcast(DType::kInt8, DType::kUInt8, {-1, 5, -128}), (std::vector<double>{255, 5, 128}));
+  EXPECT_EQ(bitcast(DType::kUInt8, DType::kBool, {0, 1, 7}), (std::vector<double>{0, 1, 1}));
+  EXPECT_EQ(bitcast(DType::kInt64, DType::kFloat64, {4607182418800017408.0}), (std::vector<double>{1.0}));
+}
+
+// One node of `op` over `inputs` (name, tensor), its first output.
+Tensor run_one(OpKind op, const std::vector<std::pair<std::string, Tensor>>& inputs, const ir::Attributes& a = {}) {
+  ir::Network net;
+  std::vector<ir::ValueId> ids;
+  std::map<std::string, Tensor> feeds;
+  for (const auto& [name, t] : inputs) {
+    ids.push_back(net.add_input(name, t.dtype, ir::shape_of(t.dims)));
+    feeds[name] = t;
+  }
+  net.add_output(net.add_op1(op, ids, a, "node"));
+  net.finalize();
+  return run(net, feeds)[0];
+}
+
+ir::Attributes attrs(std::initializer_list<std::pair<const char*, ir::AttrValue>> list) {
+  ir::Attributes a;
+  for (auto& [name, value] : list) a.set(name, value);
+  return a;
+}
+
+TEST(Reference, CumProdInEveryDirectionAndExactIntegers) {
+  Tensor x = make_tensor(DType::kFloat32, {4}, {1, 2, 3, 4});
+  Tensor axis = make_tensor(DType::kInt64, {}, {0});
+  auto cumprod = [&](int64_t exclusive, int64_t reverse) {
+    return values(run_one(OpKind::kCumProd, {{"x", x}, {"axis", axis}}, attrs({{"exclusive", exclusive}, {"reverse", reverse}})));
+  };
+  EXPECT_EQ(cumprod(0, 0), (std::vector<double>{1, 2, 6, 24}));
+  EXPECT_EQ(cumprod(1, 0), (std::vector<double>{1, 1, 2, 6}));
+  EXPECT_EQ(cumprod(0, 1), (std::vector<double>{24, 24, 12, 4}));
+  EXPECT_EQ(cumprod(1, 1), (std::vector<double>{24, 12, 4, 1}));
+  // 3^39 is past float64's exact integers; int64 products stay exact.
+  int64_t p20 = 3486784401, p19 = 1162261467;
+  Tensor big = make_tensor(DType::kInt64, {2}, {double(p20), double(p19)});
+  Tensor got = run_one(OpKind::kCumProd, {{"x", big}, {"axis", axis}});
+  EXPECT_EQ(got.data.as<int64_t>()[1], p20 * p19);
+}
+
+TEST(Reference, LpPoolIsTheNormOfTheTapsInsideTheInput) {
+  // x[1, 1, 3, 3] = 1..9, a 2 x 2 window, stride 1, a pad of 1 at the start: the corner window holds x[0, 0] only.
+  Tensor x = make_tensor(DType::kFloat32, {1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
+  ir::Attributes a = attrs({{"kernel_shape", std::vector<int64_t>{2, 2}}, {"pads", std::vector<int64_t>{1, 1, 0, 0}}, {"p", int64_t(3)}});
+  std::vector<double> y = values(run_one(OpKind::kLpPool, {{"x", x}}, a));
+  ASSERT_EQ(y.size(), 9u);
+  EXPECT_NEAR(y[0], 1, 1e-6);
+  EXPECT_NEAR(y[4], std::cbrt(1 + 8 + 64 + 125.0), 1e-5);  // x[0..1, 0..1]
+  EXPECT_NEAR(y[8], std::cbrt(125 + 216 + 512 + 729.0), 1e-4);
+  std::vector<double> g = values(run_one(OpKind::kGlobalLpPool, {{"x", x}}, attrs({{"p", int64_t(1)}})));
+  EXPECT_EQ(g, (std::vector<double>{45}));
+}
+
+TEST(Reference, MaxUnpoolPlacesValuesAtTheirIndicesWithinTheUnpooledSize) {
+  // ONNX's example: a 4 x 4 unpooled size inside a 5 x 5 output_shape.
+  Tensor x = make_tensor(DType::kFloat32, {1, 1, 2, 2}, {5, 6, 15, 16});
+  Tensor idx = make_tensor(DType::kInt64, {1, 1, 2, 2}, {5, 7, 13, 15});
+  ir::Attributes a = attrs({{"kernel_shape", std::vector<int64_t>{2, 2}}, {"strides", std::vector<int64_t>{2, 2}}});
+  ir::Network net;
+  ir::ValueId xi = net.add_input("x", DType::kFloat32, ir::shape_of(x.dims)), ii = net.add_input("i", DType::kInt64, ir::shape_of(idx.dims));
+  ir::ValueId shape = net.add_weight("shape", make_tensor(DType::kInt64, {4}, {1, 1, 5, 5}));
+  net.add_output(net.add_op1(OpKind::kMaxUnpool, {xi, ii, shape}, a, "node"));
+  net.finalize();
+  std::vector<double> y = values(run(net, {{"x", x}, {"i", idx}})[0]);
+  std::vector<double> want(25, 0.0);
+  want[1 * 5 + 1] = 5, want[1 * 5 + 3] = 6, want[3 * 5 + 1] = 15, want[3 * 5 + 3] = 16;
+  EXPECT_EQ(y, want);
+  EXPECT_EQ(values(run_one(OpKind::kMaxUnpool, {{"x", x}, {"i", idx}}, a)).size(), 16u);
+  Tensor outside = make_tensor(DType::kInt64, {1, 1, 2, 2}, {5, 7, 13, 16});
+  try {
+    run_one(OpKind::kMaxUnpool, {{"x", x}, {"i", outside}}, a);
+    ADD_FAILURE() << "an index past the unpooled size ran";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("index 16 at position 3 of I is outside the unpooled size [1,1,4,4]"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Reference, LpNormalizationOverAnAxisWithZeroRows) {
+  Tensor x = make_tensor(DType::kFloat32, {2, 3}, {3, 0, -4, 0, 0, 0});
+  EXPECT_EQ(values(run_one(OpKind::kLpNormalization, {{"x", x}}, attrs({{"p", int64_t(2)}}))),
+            (std::vector<double>{0.6000000238418579, 0, -0.800000011920929, 0, 0, 0}));
+  std::vector<double> l1 = values(run_one(OpKind::kLpNormalization, {{"x", x}}, attrs({{"p", int64_t(1)}, {"axis", int64_t(0)}})));
+  EXPECT_EQ(l1, (std::vector<double>{1, 0, -1, 0, 0, 0}));
+}
+
+TEST(Reference, EyeLikeOnAnOffDiagonalInAnotherType) {
+  Tensor x = make_tensor(DType::kFloat32, {3, 2}, {9, 9, 9, 9, 9, 9});
+  Tensor y = run_one(OpKind::kEyeLike, {{"x", x}}, attrs({{"k", int64_t(-1)}, {"dtype", int64_t(DType::kInt32)}}));
+  EXPECT_EQ(y.dtype, DType::kInt32);
+  EXPECT_EQ(values(y), (std::vector<double>{0, 0, 1, 0, 0, 1}));
+}
+
+TEST(Reference, ReverseSequenceAlongEitherAxis) {
+  // ONNX's two examples.
+  std::vector<double> v(16);
+  for (size_t i = 0; i < 16; ++i) v[i] = double(i);
+  Tensor time_major = make_tensor(DType::kFloat32, {4, 4}, {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15});
+  EXPECT_EQ(values(run_one(OpKind::kReverseSequence, {{"x", time_major}, {"lens", make_tensor(DType::kInt64, {4}, {4, 3, 2, 1})}})),
+            (std::vector<double>{3, 6, 9, 12, 2, 5, 8, 13, 1, 4, 10, 14, 0, 7, 11, 15}));
+  EXPECT_EQ(values(run_one(OpKind::kReverseSequence,
+                           {{"x", make_tensor(DType::kFloat32, {4, 4}, v)}, {"lens", make_tensor(DType::kInt64, {4}, {1, 2, 3, 4})}},
+                           attrs({{"batch_axis", int64_t(0)}, {"time_axis", int64_t(1)}}))),
+            (std::vector<double>{0, 1, 2, 3, 5, 4, 6, 7, 10, 9, 8, 11, 15, 14, 13, 12}));
+  EXPECT_THROW(run_one(OpKind::kReverseSequence, {{"x", time_major}, {"lens", make_tensor(DType::kInt64, {4}, {4, 5, 2, 1})}}), Error);
+}
+
+TEST(Reference, TensorScatterLinearAndCircular) {
+  // cache[2, 4, 1] of zeros, update[2, 2, 1]: batch 0 writes at 1, batch 1 at 3 (circular: 3, then 0).
+  Tensor cache = make_tensor(DType::kFloat32, {2, 4, 1}, std::vector<double>(8, 0.0));
+  Tensor update = make_tensor(DType::kFloat32, {2, 2, 1}, {1, 2, 3, 4});
+  Tensor at = make_tensor(DType::kInt64, {2}, {1, 3});
+  EXPECT_EQ(values(run_one(OpKind::kTensorScatter, {{"cache", cache}, {"update", update}, {"at", at}}, attrs({{"mode", std::string("circular")}}))),
+            (std::vector<double>{0, 1, 2, 0, 4, 0, 0, 3}));
+  EXPECT_EQ(values(run_one(OpKind::kTensorScatter, {{"cache", cache}, {"update", update}})), (std::vector<double>{1, 2, 0, 0, 3, 4, 0, 0}));
+  try {
+    run_one(OpKind::kTensorScatter, {{"cache", cache}, {"update", update}, {"at", at}});
+    ADD_FAILURE() << "a linear write past the cache ran";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("write_indices[1] = 3 writes step 1 at 4, outside the cache's 4"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Reference, DetPivotsAndFindsSingularMatrices) {
+  // [[2, 1], [1, 3]]: 5; [[0, 1], [1, 0]]: a row swap, -1; [[1, 2], [2, 4]]: singular; a 3 x 3 needing pivots.
+  Tensor x = make_tensor(DType::kFloat64, {3, 2, 2}, {2, 1, 1, 3, 0, 1, 1, 0, 1, 2, 2, 4});
+  std::vector<double> d = values(run_one(OpKind::kDet, {{"x", x}}));
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_NEAR(d[0], 5, 1e-12);
+  EXPECT_NEAR(d[1], -1, 1e-12);
+  EXPECT_EQ(d[2], 0);
+  Tensor m = make_tensor(DType::kFloat64, {3, 3}, {0, 2, 1, 1, 1, 1, 3, 0, 2});  // 0*(2-0) - 2*(2-3) + 1*(0-3) = -1
+  EXPECT_NEAR(values(run_one(OpKind::kDet, {{"x", m}}))[0], -1, 1e-12);
 }
 
 }  // namespace

@@ -179,9 +179,36 @@ TEST_P(CompileForArch, NonZeroForEveryDtype) {
             std::string::npos);
 }
 
+// Compress: one scan kernel, one gather per element size. Unique's three
+// kernels for every dtype (floats compare by value, NaN equal to NaN, the
+// others by their bits' order).
+TEST_P(CompileForArch, CompressAndUniqueForEveryDtype) {
+  compiles("compress_scan", compress_scan_source());
+  EXPECT_NE(compress_scan_source().find("kiln_block_scan"), std::string::npos);
+  for (DType d : kAllDTypes) {
+    compiles(str("compress_gather_", dtype_name(d)), compress_gather_source(d));
+    for (UniqueKernel k : {UniqueKernel::kSort, UniqueKernel::kGroups, UniqueKernel::kOutputs}) {
+      std::string source = unique_source(k, d);
+      compiles(str("unique_", int(k), "_", dtype_name(d)), source);
+      EXPECT_EQ(source.find("na != nb") != std::string::npos || source.find("na || nb") != std::string::npos, is_floating(d))
+          << dtype_name(d);
+    }
+  }
+}
+
+// NonMaxSuppression's two kernels for boxes and thresholds of every float type.
+TEST_P(CompileForArch, NonMaxSuppressionForEveryFloatDtype) {
+  for (DType d : kFloats)
+    for (DType t : kFloats) {
+      for (NmsKernel k : {NmsKernel::kSelect, NmsKernel::kList})
+        compiles(str("nms_", int(k), "_", dtype_name(d), "_", dtype_name(t)), non_max_suppression_source({k, d, t, t}));
+    }
+  compiles("nms_mixed_thresholds", non_max_suppression_source({NmsKernel::kSelect, DType::kFloat16, DType::kFloat32, DType::kBFloat16}));
+}
+
 // GridSample in each mode and padding (compiled in when specialized) with
 // every grid dtype for float32 X and X's own otherwise; RoiAlign in both
-// modes; AffineGrid and Col2Im.
+// modes; AffineGrid, Col2Im and MaxRoiPool.
 TEST_P(CompileForArch, VisionKernelsForEveryFloatDtype) {
   for (DType d : kFloats)
     for (bool specialize : {false, true}) {
@@ -204,6 +231,92 @@ TEST_P(CompileForArch, VisionKernelsForEveryFloatDtype) {
       compiles(str("affine_grid_", suffix), affine_grid_source(d, spec));
       if (specialize) spec = pack(Col2ImParams{2 * 3 * 7 * 33, 2, 6, 68, {7, 33, 0}, {2, 3, 0}, {4, 17, 0}, {2, 2, 1}, {1, 1, 1}, {1, 1, 0}});
       compiles(str("col2im_", suffix), col2im_source(d, spec));
+      if (specialize) spec = pack(MaxRoiPoolParams{5 * 3 * 7 * 6, 2, 3, 33, 17, 7, 6, double_bits(0.0625)});
+      compiles(str("max_roi_pool_", suffix), max_roi_pool_source(d, spec));
+    }
+}
+
+// A recurrent layer's spec: every optional input and output present or none.
+RecurrentSpec recurrent_spec(OpKind op, DType d, RecurrentKernel kernel, bool all, const ir::Attributes& a) {
+  ir::Node node;
+  node.name = "layer";
+  node.op = op;
+  node.attrs = a;
+  RecurrentSpec spec;
+  spec.op = op;
+  spec.dtype = d;
+  spec.kernel = kernel;
+  spec.setup = ir::recurrent_setup(node);
+  bool lstm = op == OpKind::kLSTM;
+  spec.has_y = spec.has_y_h = spec.has_bias = spec.has_lens = spec.has_initial_h = all;
+  spec.has_y_c = spec.has_initial_c = spec.has_peephole = all && lstm;
+  return spec;
+}
+
+// RNN, GRU (both reset orders, both halves of a step) and LSTM, with every
+// activation ONNX lists (alpha and beta compiled in), clip, input_forget,
+// both directions and layouts, and all or none of the optional inputs and
+// outputs; the init kernel also specialized (step kernels never are).
+TEST_P(CompileForArch, RecurrentKernelsForEveryFloatDtype) {
+  using K = RecurrentKernel;
+  auto a = [](std::initializer_list<std::pair<const char*, ir::AttrValue>> list) {
+    ir::Attributes out;
+    for (auto& [name, value] : list) out.set(name, value);
+    return out;
+  };
+  auto strings = [](std::vector<std::string> v) { return ir::AttrValue(std::move(v)); };
+  const std::string bidirectional = "bidirectional";
+  ir::Attributes rnn = a({{"direction", bidirectional}, {"activations", strings({"Relu", "Affine"})},
+                          {"activation_alpha", std::vector<double>{0.5}}, {"activation_beta", std::vector<double>{0.25}}});
+  ir::Attributes gru = a({{"direction", bidirectional}, {"layout", int64_t(1)}, {"clip", 3.5},
+                          {"activations", strings({"HardSigmoid", "LeakyRelu", "ThresholdedRelu", "ScaledTanh"})}});
+  ir::Attributes gru_linear = a({{"direction", std::string("reverse")}, {"linear_before_reset", int64_t(1)}});
+  ir::Attributes lstm = a({{"direction", bidirectional}, {"input_forget", int64_t(1)}, {"clip", 1.0},
+                           {"activations", strings({"Sigmoid", "Tanh", "Elu", "Softsign", "Softplus", "Tanh"})}});
+  struct Case {
+    const char* name;
+    OpKind op;
+    K kernel;
+    const ir::Attributes* attrs;
+  };
+  const Case cases[] = {{"rnn_step", OpKind::kRNN, K::kStep, &rnn},           {"gru_reset", OpKind::kGRU, K::kGruReset, &gru},
+                        {"gru_step", OpKind::kGRU, K::kStep, &gru},           {"gru_linear_step", OpKind::kGRU, K::kStep, &gru_linear},
+                        {"lstm_step", OpKind::kLSTM, K::kStep, &lstm},        {"lstm_init", OpKind::kLSTM, K::kInit, &lstm},
+                        {"gru_init", OpKind::kGRU, K::kInit, &gru}};
+  for (DType d : {DType::kFloat32, DType::kFloat16, DType::kBFloat16})
+    for (const Case& c : cases)
+      for (bool all : {true, false}) {
+        if (!all && c.kernel == K::kGruReset) continue;  // its only variant reads what the step reads
+        RecurrentSpec spec = recurrent_spec(c.op, d, c.kernel, all, *c.attrs);
+        compiles(str("recurrent_", c.name, "_", dtype_name(d), all ? "_all" : "_none"), recurrent_source(spec));
+        if (c.kernel == K::kInit) {
+          // seq 9, batch 5, hidden 33, two directions, four gates (the GRU reads only h).
+          const long long h_offset = 2 * 9 * 5 * 132, c_offset = h_offset + 2 * 2 * 5 * 33;
+          spec.specialize = pack(RecurrentParams{2 * 5 * 33, 0, 9, 5, 33, 1, h_offset, c_offset, c_offset + 2 * 5 * 33});
+          compiles(str("recurrent_", c.name, "_", dtype_name(d), all ? "_all" : "_none", "_spec"), recurrent_source(spec));
+        }
+      }
+}
+
+// CausalConvWithState with and without bias, past_state and SiLU; LinearAttention
+// in every update rule, with and without past_state and present_state, a
+// state type of its own.
+TEST_P(CompileForArch, StateSpaceKernelsForEveryFloatDtype) {
+  for (DType d : kFloats)
+    for (bool specialize : {false, true}) {
+      std::string suffix = str(dtype_name(d), specialize ? "_spec" : "");
+      std::optional<Params> conv;
+      if (specialize) conv = pack(CausalConvParams{2 * 33 * 7 + 2 * 33 * 3, 2 * 33 * 7, 33, 7, 4});
+      for (int variant = 0; variant < 8; ++variant)
+        compiles(str("causal_conv_", suffix, "_", variant),
+                 causal_conv_source({d, (variant & 1) != 0, (variant & 2) != 0, (variant & 4) != 0, conv}));
+      std::optional<Params> attention;
+      if (specialize) attention = pack(LinearAttentionParams{32 * 2 * 3 * 65, 2, 7, 3, 2, 129, 65, 3, 1, double_bits(0.125)});
+      for (int rule = 0; rule < 4; ++rule)
+        for (DType state : {d, DType::kFloat32}) {
+          LinearAttentionSpec spec{d, state, (rule & 1) != 0, (rule & 2) != 0, rule != 0, rule != 3, attention};
+          compiles(str("linear_attention_", suffix, "_rule", rule, "_state_", dtype_name(state)), linear_attention_source(spec));
+        }
     }
 }
 
@@ -392,6 +505,83 @@ TEST_P(CompileForArch, TopkEinsumRangeOneHot) {
   EXPECT_THROW(topk_source(DType::kBool, std::nullopt), Error);
 }
 
+TEST_P(CompileForArch, SignalKernels) {
+  for (DType d : kFloats) {
+    for (bool specialize : {false, true}) {
+      std::optional<Params> spec = specialize ? std::optional<Params>(some_params()) : std::nullopt;
+      std::string suffix = str(dtype_name(d), specialize ? "_spec" : "");
+      compiles("dft_" + suffix, dft_source(d, spec));
+      compiles("stft_" + suffix, stft_source(d, false, spec));
+      compiles("stft_window_" + suffix, stft_source(d, true, spec));
+      compiles("mel_hertz_" + suffix, mel_weight_matrix_source(DType::kFloat32, DType::kInt64, d, spec));
+    }
+  }
+  for (DType d : kAllDTypes) {
+    if (d == DType::kBool) continue;
+    compiles(str("window_", dtype_name(d)), signal_window_source(d, std::nullopt));
+    compiles(str("mel_", dtype_name(d)), mel_weight_matrix_source(d, DType::kInt32, DType::kFloat32, std::nullopt));
+  }
+  compiles("window_spec", signal_window_source(DType::kFloat32, some_params()));
+  EXPECT_THROW(dft_source(DType::kInt32, std::nullopt), Error);
+  EXPECT_THROW(stft_source(DType::kInt64, true, std::nullopt), Error);
+  EXPECT_THROW(signal_window_source(DType::kBool, std::nullopt), Error);
+  EXPECT_THROW(mel_weight_matrix_source(DType::kFloat32, DType::kFloat32, DType::kFloat32, std::nullopt), Error);
+}
+
+// The kernels of CumProd, LpPool, GlobalLpPool (p 3), LpNormalization, MaxUnpool,
+// EyeLike, ReverseSequence, TensorScatter and Det, generic and specialized
+// for a shape the runtime would fill.
+TEST_P(CompileForArch, ScansPoolsNormsAndMovementOfTheseOps) {
+  auto spec_of = [](bool specialize, const Params& p) { return specialize ? std::optional<Params>(p) : std::nullopt; };
+  for (bool specialize : {false, true}) {
+    std::string suffix = specialize ? "_spec" : "";
+    for (DType d : kAllDTypes) {
+      if (d != DType::kBool)
+        compiles(str("cumprod_", dtype_name(d), suffix), line_source(LineOp::kCumProd, d, spec_of(specialize, pack(LineParams{21, 7, 3, 0, 1, 1}))));
+      compiles(str("eye_like_", dtype_name(d), suffix), eye_like_source(d, spec_of(specialize, pack(EyeLikeParams{33 * 7, 7, -2}))));
+      compiles(str("reverse_sequence_", dtype_name(d), suffix),
+               reverse_sequence_source(d, spec_of(specialize, pack(ReverseSequenceParams{7 * 33 * 5, 7, 33, 5, 1}))));
+      for (bool indices : {false, true})
+        compiles(str("tensor_scatter_", dtype_name(d), indices ? "_indices" : "", suffix),
+                 tensor_scatter_source(d, indices, spec_of(specialize, pack(TensorScatterParams{2 * 3 * 5 * 8, 5, 33, 8, 3, indices}))));
+    }
+    for (DType d : kFloats) {
+      std::string name = str(dtype_name(d), suffix);
+      WindowParams window{};
+      window.n = 2 * 3 * 4 * 5;
+      window.spatial_rank = 2;
+      window.channels = window.out_channels = 3;
+      for (int i = 0; i < 2; ++i) window.in_size[i] = 9, window.out_size[i] = 4 + i, window.kernel[i] = 3, window.strides[i] = 2,
+                                  window.dilations[i] = 1, window.pads_begin[i] = 1;
+      for (int64_t p : {1, 2, 3})
+        compiles(str("lp_pool_", p, "_", name), window_source({WindowOp::kLpPool, d, false, spec_of(specialize, pack(window)), p}));
+      compiles(str("reduce_lp_", name), reduce_source({ReduceOp::kLp, d, spec_of(specialize, some_params()), 3}));
+      for (int64_t p : {1, 2})
+        for (int64_t len : {7, 1025, 9000})
+          compiles(str("lp_norm_", p, "_", len, "_", name),
+                   row_source({RowOp::kLpNorm, d, false, false, 1e-5,
+                               spec_of(specialize, pack(row_params(RowOp::kLpNorm, d, 13, len, len == 7 ? 3 : 1))), false, p}));
+      IndexedParams unpool{};
+      unpool.n = 2 * 3 * 4 * 4;
+      unpool.rank = 4;
+      unpool.axis_size = 2 * 3 * 8 * 8;
+      int64_t dims[] = {2, 3, 8, 8}, strides[] = {3 * 9 * 9, 9 * 9, 9, 1};
+      for (int i = 0; i < 4; ++i) unpool.dims[i] = dims[i], unpool.strides[i] = strides[i];
+      compiles(str("max_unpool_", name), indexed_source({IndexedOp::kMaxUnpool, d, DType::kInt64, ScatterReduction::kNone,
+                                                         spec_of(specialize, pack(unpool))}));
+      for (int64_t size : {1, 3, kDetMaxSize})
+        compiles(str("det_", size, "_", name), det_source(d, spec_of(specialize, pack(DetParams{5, size}))));
+    }
+  }
+  EXPECT_THROW(det_source(DType::kInt32, std::nullopt), Error);
+}
+
+// Det's shared memory: the largest matrix generic, exactly the shape's when specialized.
+TEST(DetSource, SharedMemoryIsSizedForTheShapeWhenSpecialized) {
+  EXPECT_NE(det_source(DType::kFloat32, std::nullopt).find(str("__shared__ double a[", kDetMaxSize * kDetMaxSize, "];")), std::string::npos);
+  EXPECT_NE(det_source(DType::kFloat32, pack(DetParams{4, 3})).find("__shared__ double a[9];"), std::string::npos);
+}
+
 // Parameters of a self-attention over a packed [B, S, 3, H, D] projection, as the runtime fills them.
 Params attention_params(int64_t batch, int64_t heads, int64_t seq, int64_t head_dim, bool causal, int64_t warps, int64_t vector_bits) {
   AttentionParams q{};
@@ -410,6 +600,61 @@ Params attention_params(int64_t batch, int64_t heads, int64_t seq, int64_t head_
   q.vector_bits = vector_bits;
   q.warps = warps;
   return pack(q);
+}
+
+// QuantizeLinear and DequantizeLinear as single-op kernels: every float side
+// and division precision, with and without a zero point; int32 sides.
+TEST_P(CompileForArch, QuantizeAndDequantizeForEveryType) {
+  auto kernel = [](OpKind op, std::vector<DType> inputs, DType out, DType precision, const std::optional<Params>& spec) {
+    ir::FusedInstruction in;
+    in.op = op;
+    for (size_t i = 0; i < inputs.size(); ++i) in.args[i] = int(i);
+    in.params[0] = double(precision);
+    in.params[1] = double(out);
+    return elementwise_source({{in}, inputs, out, spec});
+  };
+  for (DType f : {DType::kFloat32, DType::kFloat16, DType::kBFloat16})
+    for (DType q : {DType::kInt8, DType::kUInt8}) {
+      std::string name = str(dtype_name(f), "_", dtype_name(q));
+      compiles("quantize_" + name, kernel(OpKind::kQuantizeLinear, {f, f, q}, q, f, std::nullopt));
+      compiles("quantize_no_zero_" + name, kernel(OpKind::kQuantizeLinear, {f, DType::kFloat32}, q, DType::kFloat32, std::nullopt));
+      compiles("dequantize_" + name, kernel(OpKind::kDequantizeLinear, {q, f, q}, f, f, std::nullopt));
+      compiles("dequantize_no_zero_" + name, kernel(OpKind::kDequantizeLinear, {q, f}, DType::kFloat32, f, std::nullopt));
+    }
+  compiles("quantize_int32", kernel(OpKind::kQuantizeLinear, {DType::kInt32, DType::kFloat32}, DType::kInt8, DType::kFloat64, std::nullopt));
+  compiles("dequantize_int32", kernel(OpKind::kDequantizeLinear, {DType::kInt32, DType::kFloat16}, DType::kFloat16, DType::kFloat16, std::nullopt));
+  compiles("quantize_spec", kernel(OpKind::kQuantizeLinear, {DType::kFloat16, DType::kFloat16, DType::kInt8}, DType::kInt8,
+                                   DType::kFloat32, some_params()));
+}
+
+// MatMulInteger and QLinearMatMul, ConvInteger and QLinearConv: every pair of
+// operand types, zero points present or not, every scale type, per-channel
+// parameters and bias, generic and specialized.
+TEST_P(CompileForArch, IntegerProductsForEveryType) {
+  const DType q8[] = {DType::kInt8, DType::kUInt8};
+  for (DType a : q8)
+    for (DType b : q8) {
+      std::string name = str(dtype_name(a), "_", dtype_name(b));
+      compiles("matmul_integer_" + name, integer_matmul_source({a, b, DType::kInt32, true, true, false, DType::kFloat32, std::nullopt}));
+      compiles("conv_integer_" + name, integer_conv_source({a, b, DType::kInt32, true, true, true, false, false, false, std::nullopt}));
+      for (DType y : q8) {
+        compiles("qlinear_conv_" + name + "_" + std::string(dtype_name(y)),
+                 integer_conv_source({a, b, y, true, true, b == DType::kInt8, a == DType::kUInt8, true, y == DType::kInt8, std::nullopt}));
+        for (DType scale : {DType::kFloat32, DType::kFloat16, DType::kBFloat16})
+          compiles(str("qlinear_matmul_", name, "_", dtype_name(y), "_", dtype_name(scale)),
+                   integer_matmul_source({a, b, y, true, true, true, scale, std::nullopt}));
+      }
+    }
+  compiles("matmul_integer_no_zero", integer_matmul_source({DType::kUInt8, DType::kInt8, DType::kInt32, false, false, false,
+                                                            DType::kFloat32, std::nullopt}));
+  compiles("conv_integer_no_zero", integer_conv_source({DType::kInt8, DType::kInt8, DType::kInt32, false, false, false, false, false,
+                                                        false, std::nullopt}));
+  compiles("matmul_integer_spec", integer_matmul_source({DType::kUInt8, DType::kInt8, DType::kUInt8, true, true, true,
+                                                         DType::kFloat16, some_params()}));
+  compiles("conv_integer_spec", integer_conv_source({DType::kUInt8, DType::kInt8, DType::kInt8, true, true, true, true, true, true,
+                                                     some_params()}));
+  EXPECT_THROW(integer_matmul_source({DType::kFloat32, DType::kInt8, DType::kInt32, false, false, false, DType::kFloat32, std::nullopt}),
+               Error);
 }
 
 TEST_P(CompileForArch, AttentionOnTensorCores) {
@@ -485,6 +730,9 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
     device_sees(q, {KILN_FIELD(blocks), KILN_FIELD(multiplier), KILN_FIELD(tile_w), KILN_FIELD(smem_w), KILN_FIELD(in_h),
                     KILN_FIELD(kernel_w), KILN_FIELD(dilation_h), KILN_FIELD(pad_left)}); }
   { auto q = numbered<SkinnyParams>(); device_sees(q, {KILN_FIELD(rows), KILN_FIELD(depth), KILN_FIELD(alpha_bits)}); }
+  { auto q = numbered<IntegerMatMulParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(depth), KILN_FIELD(b_depth_stride), KILN_FIELD(out_dims[7]), KILN_FIELD(strides[0][0]),
+                    KILN_FIELD(strides[5][7])}); }
   { auto q = numbered<AttentionParams>();
     device_sees(q, {KILN_FIELD(items), KILN_FIELD(causal), KILN_FIELD(q_view[0]), KILN_FIELD(k_view[4]), KILN_FIELD(v_view[2]),
                     KILN_FIELD(out_view[4]), KILN_FIELD(vector_bits), KILN_FIELD(warps)}); }
@@ -504,9 +752,31 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
   { auto q = numbered<RoiAlignParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(batch), KILN_FIELD(pooled_w), KILN_FIELD(half_pixel), KILN_FIELD(scale_bits)}); }
   { auto q = numbered<AffineGridParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(align_corners), KILN_FIELD(dims[2])}); }
+  { auto q = numbered<RecurrentParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(step), KILN_FIELD(hidden), KILN_FIELD(projected), KILN_FIELD(rh_offset)}); }
+  { auto q = numbered<CausalConvParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(outputs), KILN_FIELD(channels), KILN_FIELD(length), KILN_FIELD(kernel)}); }
+  { auto q = numbered<LinearAttentionParams>();
+    device_sees(q, {KILN_FIELD(threads), KILN_FIELD(steps), KILN_FIELD(group), KILN_FIELD(value_dim), KILN_FIELD(beta_width),
+                    KILN_FIELD(scale_bits)}); }
   { auto q = numbered<Col2ImParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(columns), KILN_FIELD(image[0]), KILN_FIELD(blocks[1]), KILN_FIELD(dilations[2]),
                     KILN_FIELD(pads[2])}); }
+  { auto q = numbered<SignalWindowParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(denom), KILN_FIELD(a0_bits), KILN_FIELD(a1_bits), KILN_FIELD(a2_bits)}); }
+  { auto q = numbered<MelParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(mel_bins)}); }
+  { auto q = numbered<DftParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(out_len), KILN_FIELD(inner), KILN_FIELD(in_len), KILN_FIELD(dft_len),
+                    KILN_FIELD(in_complex), KILN_FIELD(mode)}); }
+  { auto q = numbered<StftParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(frames), KILN_FIELD(bins), KILN_FIELD(signal_len), KILN_FIELD(frame_len),
+                    KILN_FIELD(step), KILN_FIELD(in_complex)}); }
+  { auto q = numbered<EyeLikeParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(cols), KILN_FIELD(k)}); }
+  { auto q = numbered<ReverseSequenceParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(batch), KILN_FIELD(time), KILN_FIELD(inner), KILN_FIELD(batch_major)}); }
+  { auto q = numbered<TensorScatterParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(seq), KILN_FIELD(max_seq), KILN_FIELD(inner), KILN_FIELD(per_batch), KILN_FIELD(circular)}); }
+  { auto q = numbered<DetParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(size)}); }
 }
 
 // Strided walks over the fewest dims: a transpose keeps its swapped dims, the
@@ -618,13 +888,31 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
     EXPECT_TRUE(binds(roi_align_source(DType::kFloat32, spec), "RoiAlignParams", s));
     EXPECT_TRUE(binds(affine_grid_source(DType::kFloat32, spec), "AffineGridParams", s));
     EXPECT_TRUE(binds(col2im_source(DType::kFloat32, spec), "Col2ImParams", s));
+    RecurrentSpec recurrent = recurrent_spec(OpKind::kLSTM, DType::kFloat32, RecurrentKernel::kInit, true, {});
+    recurrent.specialize = spec;
+    EXPECT_TRUE(binds(recurrent_source(recurrent), "RecurrentParams", s));
+    EXPECT_TRUE(binds(causal_conv_source({DType::kFloat32, true, true, true, spec}), "CausalConvParams", s));
+    EXPECT_TRUE(binds(linear_attention_source({DType::kFloat16, DType::kFloat32, true, true, true, true, spec}),
+                      "LinearAttentionParams", s));
   }
   for (const std::optional<Params>& spec : {std::optional<Params>(), some}) {
     bool s = spec.has_value();
     EXPECT_TRUE(binds(topk_source(DType::kFloat32, spec), "TopkParams", s));
     EXPECT_TRUE(binds(einsum_source(DType::kFloat32, 2, spec), "EinsumParams", s));
+    EXPECT_TRUE(binds(integer_matmul_source({DType::kInt8, DType::kUInt8, DType::kInt32, true, true, false, DType::kFloat32, spec}),
+                      "IntegerMatMulParams", s));
+    EXPECT_TRUE(binds(integer_conv_source({DType::kUInt8, DType::kInt8, DType::kInt32, true, true, false, false, false, false, spec}),
+                      "WindowParams", s));
     EXPECT_TRUE(binds(range_source(DType::kInt64, spec), "RangeParams", s));
     EXPECT_TRUE(binds(onehot_source(DType::kFloat32, DType::kInt64, spec), "OneHotParams", s));
+    EXPECT_TRUE(binds(signal_window_source(DType::kFloat32, spec), "SignalWindowParams", s));
+    EXPECT_TRUE(binds(mel_weight_matrix_source(DType::kFloat32, DType::kInt64, DType::kFloat32, spec), "MelParams", s));
+    EXPECT_TRUE(binds(dft_source(DType::kFloat32, spec), "DftParams", s));
+    EXPECT_TRUE(binds(stft_source(DType::kFloat32, true, spec), "StftParams", s));
+    EXPECT_TRUE(binds(eye_like_source(DType::kFloat32, spec), "EyeLikeParams", s));
+    EXPECT_TRUE(binds(reverse_sequence_source(DType::kFloat32, spec), "ReverseSequenceParams", s));
+    EXPECT_TRUE(binds(tensor_scatter_source(DType::kFloat32, true, spec), "TensorScatterParams", s));
+    EXPECT_TRUE(binds(det_source(DType::kFloat32, spec), "DetParams", s));
   }
   EXPECT_TRUE(binds(constants_source(), "ConstantsParams", false));
 }

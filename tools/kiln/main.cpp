@@ -351,7 +351,8 @@ int main(int argc, char** argv) {
            "the largest size tensor NAME may take where its size depends on data\n"
            "(a Range of input bounds, OneHot's depth, a shape computed at run\n"
            "time): the plan's memory holds it, and a run that exceeds it fails;\n"
-           "NonZero, TopK and Reshape get one from the input shapes unless given")
+           "NonZero, TopK, Compress, Unique, NonMaxSuppression and Reshape get\n"
+           "one from the input shapes unless given")
       ->type_name("NAME=N");
   for (auto [flag, specs, bound] : {std::tuple{"--minShapes", &build_options.min_shapes, "smallest"},
                                     {"--optShapes", &build_options.opt_shapes, "tuned-for"},

@@ -28,42 +28,55 @@ namespace kiln::ir {
   M(GreaterOrEqual) M(And) M(Or) M(Xor) M(Min) M(Max) M(Mean) M(Sum) M(Where)                         \
   /* integer bit operations */                                                                         \
   M(BitShift) M(BitwiseAnd) M(BitwiseOr) M(BitwiseXor) M(BitwiseNot)                                   \
+  /* linear quantization, per tensor or per axis */                                                   \
+  M(QuantizeLinear) M(DequantizeLinear)                                                                \
   B(FusedElementwise)
-#define KILN_LINALG_OPS(M, B) M(MatMul) M(Gemm) M(Einsum) B(FusedMatMul) B(Attention)
-#define KILN_CONV_OPS(M, B) M(Conv) M(ConvTranspose) B(ConvChannelsLast)
-#define KILN_POOL_OPS(M, B) M(MaxPool) M(AveragePool) M(GlobalAveragePool) M(GlobalMaxPool) B(MaxPoolChannelsLast)
+#define KILN_LINALG_OPS(M, B) \
+  M(MatMul) M(Gemm) M(Einsum) M(MatMulInteger) M(QLinearMatMul) M(Det) M(LinearAttention) B(FusedMatMul)    \
+  B(Attention) M(DFT) M(STFT)
+#define KILN_CONV_OPS(M, B) M(Conv) M(ConvTranspose) M(ConvInteger) M(QLinearConv) M(CausalConvWithState)   \
+  B(ConvChannelsLast)
+#define KILN_POOL_OPS(M, B)                                                                           \
+  M(MaxPool) M(AveragePool) M(GlobalAveragePool) M(GlobalMaxPool) M(LpPool) M(GlobalLpPool) M(MaxUnpool) \
+  B(MaxPoolChannelsLast)
 // Normalizations over an axis or a group of axes, the softmax family among them.
 #define KILN_NORMALIZATION_OPS(M, B)                                                                   \
   M(BatchNormalization) M(InstanceNormalization) M(LayerNormalization) M(GroupNormalization)          \
-  M(LRN)                                                                                               \
+  M(LRN) M(LpNormalization)                                                                            \
   M(Softmax) M(LogSoftmax) M(Hardmax)
 #define KILN_REDUCE_OPS(M, B)                                                                          \
   M(ReduceMean) M(ReduceSum) M(ReduceMax) M(ReduceMin) M(ReduceProd) M(ReduceL1) M(ReduceL2)           \
-  M(ReduceLogSum) M(ReduceLogSumExp) M(ReduceSumSquare) M(ArgMax) M(ArgMin) M(CumSum) M(TopK)
+  M(ReduceLogSum) M(ReduceLogSumExp) M(ReduceSumSquare) M(ArgMax) M(ArgMin) M(CumSum) M(CumProd) M(TopK)
 // Shape changes and data movement: outputs hold input elements (or a pad
-// value), or their indices (NonZero).
+// value), or their indices (NonZero, Unique).
 #define KILN_MOVEMENT_OPS(M, B)                                                                        \
   M(Reshape) M(Flatten) M(Squeeze) M(Unsqueeze) M(Transpose) M(Concat) M(Split) M(Slice) M(Gather)     \
   M(GatherElements) M(Expand) M(Tile) M(Pad) M(Trilu) M(Resize) M(DepthToSpace) M(SpaceToDepth)       \
-  M(GatherND) M(ScatterND) M(ScatterElements) M(NonZero)
+  M(GatherND) M(ScatterND) M(ScatterElements) M(NonZero) M(ReverseSequence) M(Compress) M(Unique)     \
+  M(TensorScatter) M(BitCast)
 // Outputs made from shapes and scalar inputs rather than from input elements.
-#define KILN_GENERATOR_OPS(M, B) M(Shape) M(Size) M(ConstantOfShape) M(Range) M(OneHot)
-// Vision: sampling at computed coordinates (grids, regions of interest), and
-// Col2Im, the sum of sliding blocks back into an image.
-#define KILN_VISION_OPS(M, B) M(GridSample) M(RoiAlign) M(AffineGrid) M(Col2Im)
+#define KILN_GENERATOR_OPS(M, B)                                                                       \
+  M(Shape) M(Size) M(ConstantOfShape) M(Range) M(OneHot) M(EyeLike) M(HannWindow) M(HammingWindow)    \
+  M(BlackmanWindow) M(MelWeightMatrix)
+// Vision: sampling at computed coordinates (grids, regions of interest), Col2Im,
+// the sum of sliding blocks back into an image, and detection's box selection.
+#define KILN_VISION_OPS(M, B) M(GridSample) M(RoiAlign) M(AffineGrid) M(Col2Im) M(MaxRoiPool) M(NonMaxSuppression)
+// Recurrent layers: a state carried from time step to time step.
+#define KILN_RECURRENT_OPS(M, B) M(RNN) M(GRU) M(LSTM)
 
 // Every op kind, X(Name), family by family. The order of families and of ops
 // is free to change: plans store ops by name (op_name).
 #define KILN_OPS(X)                                                                                    \
   KILN_ELEMENTWISE_OPS(X, X) KILN_LINALG_OPS(X, X) KILN_CONV_OPS(X, X) KILN_POOL_OPS(X, X)             \
   KILN_NORMALIZATION_OPS(X, X) KILN_REDUCE_OPS(X, X) KILN_MOVEMENT_OPS(X, X) KILN_GENERATOR_OPS(X, X)      \
-  KILN_VISION_OPS(X, X)
+  KILN_VISION_OPS(X, X) KILN_RECURRENT_OPS(X, X)
 #define KILN_NO_OP_(name)
 // The builder's ops alone.
 #define KILN_BUILDER_OPS(X)                                                                            \
   KILN_ELEMENTWISE_OPS(KILN_NO_OP_, X) KILN_LINALG_OPS(KILN_NO_OP_, X) KILN_CONV_OPS(KILN_NO_OP_, X)    \
   KILN_POOL_OPS(KILN_NO_OP_, X) KILN_NORMALIZATION_OPS(KILN_NO_OP_, X) KILN_REDUCE_OPS(KILN_NO_OP_, X) \
-  KILN_MOVEMENT_OPS(KILN_NO_OP_, X) KILN_GENERATOR_OPS(KILN_NO_OP_, X) KILN_VISION_OPS(KILN_NO_OP_, X)
+  KILN_MOVEMENT_OPS(KILN_NO_OP_, X) KILN_GENERATOR_OPS(KILN_NO_OP_, X) KILN_VISION_OPS(KILN_NO_OP_, X) \
+  KILN_RECURRENT_OPS(KILN_NO_OP_, X)
 
 enum class OpKind : uint16_t {
 #define KILN_OP_ENUM(name) k##name,
@@ -72,9 +85,9 @@ enum class OpKind : uint16_t {
 };
 
 enum class OpFamily : uint8_t {
-  kElementwise, kLinalg, kConv, kPool, kNormalization, kReduce, kMovement, kGenerator, kVision
+  kElementwise, kLinalg, kConv, kPool, kNormalization, kReduce, kMovement, kGenerator, kVision, kRecurrent
 };
-inline constexpr int kOpFamilyCount = 9;
+inline constexpr int kOpFamilyCount = 10;
 
 std::string_view op_name(OpKind op);
 std::optional<OpKind> op_from_name(std::string_view name);

@@ -83,5 +83,7 @@ void translate_swish_family(GraphBuilder& b, const ir::Node& node, const std::st
 void translate_group_normalization_18(GraphBuilder& b, ir::Node node, const std::string& where);
 void translate_space_to_depth_crd(GraphBuilder& b, const ir::Node& node, const std::string& where);
 void translate_center_crop_pad(GraphBuilder& b, const ir::Node& node, const std::string& where);
+void translate_dynamic_quantize_linear(GraphBuilder& b, const ir::Node& node, const std::string& where);
+void translate_mean_variance_normalization(GraphBuilder& b, const ir::Node& node, const std::string& where);
 
 }  // namespace kiln::onnx

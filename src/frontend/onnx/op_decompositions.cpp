@@ -1,6 +1,7 @@
 // ONNX ops that become several kiln ops: Attention (23-25), RMSNormalization
 // and RotaryEmbedding (23), Mish (18), Swish (24), SwiGLU (28),
-// GroupNormalization-18 and SpaceToDepth-28's CRD mode. Each follows ONNX's definition (its reference implementation and
+// GroupNormalization-18, SpaceToDepth-28's CRD mode, CenterCropPad-18,
+// DynamicQuantizeLinear (11) and MeanVarianceNormalization (9, 13). Each follows ONNX's definition (its reference implementation and
 // function body) in ops the builder fuses and the GPU runs; what does not
 // decompose cleanly is refused, naming the attribute or input. The
 // translations read their inputs' dtypes and shapes (GraphBuilder::infer), as
@@ -563,6 +564,44 @@ void translate_center_crop_pad(GraphBuilder& b, const ir::Node& node, const std:
   ValueId pads = e.op(OpKind::kConcat, {before, e.op(OpKind::kSub, {missing, before}, "pad_after")}, "pads",
                       attrs({{"axis", int64_t(0)}}));
   e.op(OpKind::kPad, {cropped, pads, ir::kNoValue, axes_id}, "out", {}, e.output(0));
+}
+
+// DynamicQuantizeLinear-11 as its ONNX function body: the range of x widened
+// to hold 0, the uint8 scale (range / 255) and zero point (0 - min / scale,
+// clipped to [0, 255] and rounded), then QuantizeLinear with them.
+void translate_dynamic_quantize_linear(GraphBuilder& b, const ir::Node& node, const std::string& where) {
+  Expansion e(b, node, "DynamicQuantizeLinear", where);
+  e.check_attributes({}, 11);
+  Typed x = e.input(0, "x");
+  if (x.dtype != DType::kFloat32) e.error(ErrorCode::kTypeError, "input 0 has dtype ", dtype_name(x.dtype), "; expected float32");
+  ValueId q_min = e.scalar("q_min", 0.0, DType::kFloat32), q_max = e.scalar("q_max", 255.0, DType::kFloat32);
+  ir::Attributes all = attrs({{"keepdims", int64_t(0)}});
+  ValueId x_min = e.op(OpKind::kMin, {e.op(OpKind::kReduceMin, {x.id}, "x_min", all), q_min}, "x_min_adjusted");
+  ValueId x_max = e.op(OpKind::kMax, {e.op(OpKind::kReduceMax, {x.id}, "x_max", all), q_min}, "x_max_adjusted");
+  ValueId scale = e.op(OpKind::kDiv, {e.op(OpKind::kSub, {x_max, x_min}, "x_range"), q_max}, "scale", {}, e.output(1));
+  ValueId zero_fp = e.op(OpKind::kSub, {q_min, e.op(OpKind::kDiv, {x_min, scale}, "min_scaled")}, "initial_zero_point");
+  ValueId rounded = e.op(OpKind::kRound, {e.op(OpKind::kClip, {zero_fp, q_min, q_max}, "clipped_zero_point")}, "rounded_zero_point");
+  ValueId zero = e.op(OpKind::kCast, {rounded}, "zero_point", attrs({{"to", int64_t(DType::kUInt8)}}), e.output(2));
+  e.op(OpKind::kQuantizeLinear, {x.id, scale, zero}, "quantize", {}, e.output(0));
+}
+
+// MeanVarianceNormalization (9, 13), as its function body: (X - E[X]) /
+// (sqrt(E[X^2] - E[X]^2) + 1e-9), the means over `axes` (default 0, 2, 3).
+void translate_mean_variance_normalization(GraphBuilder& b, const ir::Node& node, const std::string& where) {
+  Expansion e(b, node, "MeanVarianceNormalization", where);
+  e.check_attributes({"axes"}, onnx_op_version("MeanVarianceNormalization", b.opset()));
+  Typed x = e.input(0, "X");
+  if (!is_floating(x.dtype)) e.error(ErrorCode::kTypeError, "input 0 has dtype ", dtype_name(x.dtype), "; expected a float type");
+  std::vector<int64_t> axes = node.attrs.get_ints("axes", {0, 2, 3});
+  for (int64_t a : axes)
+    if (a < -x.rank() || a >= x.rank()) e.error(ErrorCode::kInvalidModel, "axis ", a, " is out of range for X of rank ", x.rank());
+  ValueId axes_id = e.ints("axes", axes);
+  ir::Attributes keep = attrs({{"keepdims", int64_t(1)}});
+  ValueId mean = e.op(OpKind::kReduceMean, {x.id, axes_id}, "mean", keep);
+  ValueId mean_square = e.op(OpKind::kReduceMean, {e.op(OpKind::kMul, {x.id, x.id}, "square"), axes_id}, "mean_square", keep);
+  ValueId variance = e.op(OpKind::kSub, {mean_square, e.op(OpKind::kMul, {mean, mean}, "mean_squared")}, "variance");
+  ValueId deviation = e.op(OpKind::kAdd, {e.op(OpKind::kSqrt, {variance}, "std"), e.scalar("epsilon", 1e-9, x.dtype)}, "std_eps");
+  e.op(OpKind::kDiv, {e.op(OpKind::kSub, {x.id, mean}, "centered"), deviation}, "normalized", {}, e.output(0));
 }
 
 }  // namespace kiln::onnx

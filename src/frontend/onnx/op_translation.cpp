@@ -3,9 +3,11 @@
 // the form of the newest (attributes that became inputs, changed defaults),
 // newer forms kiln cannot express are refused, naming the form.
 #include <algorithm>
+#include <cmath>
 
 #include "importer.h"
 #include "kiln/error.h"
+#include "kiln/ir/recurrent.h"
 #include "kiln/ir/shape_inference.h"
 
 namespace kiln::onnx {
@@ -67,6 +69,25 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     {"LRN", {1, 13}},
     // GridSample-20 renamed bilinear and bicubic to linear and cubic and took N-D inputs.
     {"AffineGrid", {20}}, {"CenterCropPad", {18}}, {"Col2Im", {18}}, {"GridSample", {16, 20, 22}}, {"RoiAlign", {10, 16, 22}},
+    // Compress-11 admits a negative axis, NonMaxSuppression-11 only rewords 10; the other later versions add types.
+    {"Compress", {9, 11, 28}}, {"Unique", {11, 28}}, {"NonMaxSuppression", {10, 11}}, {"MaxRoiPool", {1, 22}},
+    // Quantization: 13 added per-axis scales, 21 blocked ones and output_dtype,
+    // 23 QuantizeLinear's precision and DequantizeLinear's output_dtype; the
+    // other versions add types (float8, int4, ...), which kiln refuses where
+    // they appear. QLinearMatMul-21 adds float16/bfloat16 scales.
+    {"QuantizeLinear", {10, 13, 19, 21, 23, 24, 25, 28}}, {"DequantizeLinear", {10, 13, 19, 21, 23, 24, 25, 28}},
+    {"DynamicQuantizeLinear", {11}}, {"MatMulInteger", {10}}, {"QLinearMatMul", {10, 21}}, {"ConvInteger", {10}},
+    {"QLinearConv", {10}},
+    // RNN-1, GRU-1 and GRU-3 and LSTM-1 predate the opsets kiln reads (7 on); 14 added layout, 22 bfloat16.
+    {"GRU", {1, 3, 7, 14, 22}}, {"LSTM", {1, 7, 14, 22}}, {"RNN", {1, 7, 14, 22}},
+    // Signal processing. DFT-20 took its axis as an input (DFT-17's attribute, default 1).
+    {"BlackmanWindow", {17}}, {"DFT", {17, 20}}, {"HammingWindow", {17}}, {"HannWindow", {17}}, {"MelWeightMatrix", {17}},
+    {"STFT", {17}},
+    {"BitCast", {26}}, {"CausalConvWithState", {27}}, {"LinearAttention", {27}},
+    // LpPool-1 and GlobalLpPool-1 take p as a float; kiln reads a whole one as 2's int.
+    {"CumProd", {26}}, {"Det", {11, 22}}, {"EyeLike", {9, 22}}, {"GlobalLpPool", {1, 2, 22}}, {"LpNormalization", {1, 22}},
+    {"LpPool", {1, 2, 11, 18, 22}}, {"MaxUnpool", {9, 11, 22}}, {"MeanVarianceNormalization", {9, 13}},
+    {"ReverseSequence", {10, 28}}, {"TensorScatter", {24}},
 };
 
 // ONNX op types translated into an op of another name (besides Constant, which
@@ -269,6 +290,29 @@ void translate_grid_sample_mode(ir::Node& node, int version, const std::string& 
   node.attrs.set("mode", std::string(mode == linear ? "linear" : mode == cubic ? "cubic" : "nearest"));
 }
 
+// The signal generators' output_datatype is an ONNX type code; the IR's is a kiln dtype.
+void translate_output_datatype(ir::Node& node, const std::string& where) {
+  if (!node.attrs.has("output_datatype")) return;
+  int64_t code = node.attrs.get_int("output_datatype", ::onnx::TensorProto::FLOAT);
+  auto dtype = dtype_from_onnx(int32_t(code));
+  if (!dtype)
+    fail(ErrorCode::kUnsupported, where, ": output_datatype ", onnx_dtype_name(int32_t(code)), ", a type kiln does not have (it has ",
+         kiln_dtype_names(), ")");
+  node.attrs.set("output_datatype", int64_t(*dtype));
+}
+
+// DFT-17's axis attribute (default 1) is DFT-20's input 2.
+void translate_dft_axis(GraphBuilder& b, ir::Node& node, int version, const std::string& where) {
+  if (version >= 20) {
+    if (node.attrs.has("axis")) fail(ErrorCode::kInvalidModel, where, ": 'axis' is an input from opset 20 on, not an attribute");
+    return;
+  }
+  int64_t axis = node.attrs.get_int("axis", 1);
+  node.attrs.erase("axis");
+  node.inputs.resize(std::max<size_t>(node.inputs.size(), 2), ir::kNoValue);
+  node.inputs.push_back(b.const_ints(node.name + "_axis", {axis}));
+}
+
 // Split-18 takes its sizes from the `split` input or the `num_outputs`
 // attribute, exactly one of them; before, num_outputs did not exist.
 void check_split(const ir::Node& node, int version, const std::string& where) {
@@ -278,6 +322,32 @@ void check_split(const ir::Node& node, int version, const std::string& where) {
   if (version >= 18 && sizes == parts)
     fail(ErrorCode::kInvalidModel, where, ": Split-18 needs either the 'split' input or the 'num_outputs' attribute",
          sizes ? ", not both" : "");
+}
+
+// QuantizeLinear and DequantizeLinear: attributes of a later version are
+// refused; dtype attributes (ONNX's codes, 0 for unset) become kiln's dtype
+// codes, a type kiln lacks refused naming it; saturate rules float8 targets only.
+void translate_quantize_attributes(ir::Node& node, int version, const std::string& where) {
+  bool quantize = node.op == OpKind::kQuantizeLinear;
+  const std::pair<const char*, int> since[] = {
+      {"axis", 13}, {"saturate", 19}, {"block_size", 21}, {"output_dtype", quantize ? 21 : 23}, {"precision", 23}};
+  for (auto& [attr, first] : since)
+    if (node.attrs.has(attr) && version < first)
+      fail(ErrorCode::kInvalidModel, where, ": attribute '", attr, "' belongs to ", ir::op_name(node.op), " from opset ", first, " on");
+  for (const char* attr : {"output_dtype", "precision"}) {
+    if (!node.attrs.has(attr)) continue;
+    int64_t code = node.attrs.get_int(attr, 0);
+    if (code == 0) {
+      node.attrs.erase(attr);
+      continue;
+    }
+    std::optional<DType> dtype = dtype_from_onnx(int32_t(code));
+    if (!dtype)
+      fail(ErrorCode::kUnsupported, where, ": ", attr, " ", onnx_dtype_name(int32_t(code)), ", a type kiln does not have (it has ",
+           kiln_dtype_names(), ")");
+    node.attrs.set(attr, int64_t(*dtype));
+  }
+  node.attrs.erase("saturate");
 }
 
 // The IR checks arity and attributes again when the network is finalized; here
@@ -315,6 +385,8 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
   if (type == "RotaryEmbedding") return translate_rotary_embedding(b, node, where);
   if (type == "Swish" || type == "SwiGLU" || type == "Mish") return translate_swish_family(b, node, type, where);
   if (type == "CenterCropPad") return translate_center_crop_pad(b, node, where);
+  if (type == "DynamicQuantizeLinear") return translate_dynamic_quantize_linear(b, node, where);
+  if (type == "MeanVarianceNormalization") return translate_mean_variance_normalization(b, node, where);
   node.op = *op_for_onnx_type(type);  // import_model checked every op type first
 
   switch (node.op) {
@@ -389,12 +461,13 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
       break;
     case OpKind::kCast:
     case OpKind::kCastLike:
-      if (node.op == OpKind::kCast) {
+    case OpKind::kBitCast:
+      if (node.op != OpKind::kCastLike) {
         int64_t code = node.attrs.get_int("to", -1);
         auto dtype = dtype_from_onnx(int32_t(code));
         if (!dtype)
-          fail(ErrorCode::kUnsupported, where, ": cast to ", onnx_dtype_name(int32_t(code)), ", a type kiln does not have (",
-               "it has ", kiln_dtype_names(), ")");
+          fail(ErrorCode::kUnsupported, where, ": ", node.op == OpKind::kCast ? "cast" : "bitcast", " to ",
+               onnx_dtype_name(int32_t(code)), ", a type kiln does not have (it has ", kiln_dtype_names(), ")");
         node.attrs.set("to", int64_t(*dtype));
       }
       // saturate (19) rules casts to float8 and round_mode (24) casts to
@@ -406,6 +479,34 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
       if (type == "Upsample" || version < 11) translate_legacy_resize(b, node, where);
       break;
     case OpKind::kGridSample: translate_grid_sample_mode(node, version, where); break;
+    case OpKind::kQuantizeLinear: case OpKind::kDequantizeLinear: translate_quantize_attributes(node, version, where); break;
+    case OpKind::kRNN:
+    case OpKind::kGRU:
+    case OpKind::kLSTM:
+      // kiln's schema admits one more output, the scratch `kiln build` adds for the GPU runtime.
+      if (node.outputs.size() > ir::recurrent_outputs(node.op))
+        fail(ErrorCode::kInvalidModel, where, ": ", node.outputs.size(), " outputs; ", type, " has at most ",
+             ir::recurrent_outputs(node.op));
+      break;
+    case OpKind::kLpPool:
+    case OpKind::kGlobalLpPool:
+      if (version < 2 && node.attrs.has("p")) {
+        double p = node.attrs.get_float("p", 2.0);
+        if (p != std::floor(p) || p < 1 || p > 1e6)
+          fail(ErrorCode::kUnsupported, where, ": p ", p, " is not a whole number >= 1 (", type, "-", version, "'s float p)");
+        node.attrs.set("p", int64_t(p));
+      }
+      break;
+    case OpKind::kEyeLike:
+      if (node.attrs.has("dtype")) {
+        int64_t code = node.attrs.get_int("dtype", -1);
+        auto dtype = dtype_from_onnx(int32_t(code));
+        if (!dtype)
+          fail(ErrorCode::kUnsupported, where, ": dtype ", onnx_dtype_name(int32_t(code)), ", a type kiln does not have (it has ",
+               kiln_dtype_names(), ")");
+        node.attrs.set("dtype", int64_t(*dtype));
+      }
+      break;
     case OpKind::kRoiAlign:
       // RoiAlign-10 had no coordinate_transformation_mode and computes as output_half_pixel (16's default is half_pixel).
       if (version < 16) {
@@ -433,6 +534,10 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
         node.attrs.erase("stash_type");  // kiln computes every range in float64 and rounds once
       }
       break;
+    case OpKind::kHannWindow: case OpKind::kHammingWindow: case OpKind::kBlackmanWindow: case OpKind::kMelWeightMatrix:
+      translate_output_datatype(node, where);
+      break;
+    case OpKind::kDFT: translate_dft_axis(b, node, version, where); break;
     default: break;
   }
   check_translated(node, type, version, opset);

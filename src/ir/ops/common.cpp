@@ -22,6 +22,16 @@ void no_inference(const Ctx& c) {
   c.error(ErrorCode::kInternal, "kiln has no shape inference for this op (", family_file(c.node().op), ")");
 }
 
+std::optional<Dim> scalar_size(const Ctx& c, size_t i, const char* what) {
+  c.require_dtype(i, {DType::kInt32, DType::kInt64});
+  c.require_scalar(i);
+  auto v = c.ints(i);
+  if (!v) return std::nullopt;
+  const Dim& d = v->at(0);
+  if (d.is_constant() && d.constant() < 0) c.error(ErrorCode::kInvalidModel, what, " is ", d.constant(), "; it must not be negative");
+  return d;
+}
+
 void check_equal_dims(const Ctx& c, const Dim& a, const Dim& b, const char* what) {
   if (a.is_constant() && b.is_constant() && a != b)
     c.error(ErrorCode::kShapeError, what, " do not match: ", a.to_string(), " vs ", b.to_string());

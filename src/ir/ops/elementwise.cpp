@@ -176,6 +176,74 @@ void infer_cast(Ctx& c, OpKind op) {
   c.set(0, to, c.shape(0), int_to_int ? c.ints(0) : std::nullopt);
 }
 
+// The scale (input 1) and zero point (input 2) of QuantizeLinear and
+// DequantizeLinear against x (input 0): one value, one per index along
+// `axis` (a vector of x's dim there), or blocked (x's shape but dim `axis`
+// ceil(D / block_size)). The zero point has the scale's shape.
+void check_quant_params(Ctx& c) {
+  c.require_float(1);
+  const Shape &x = c.shape(0), &scale = c.shape(1);
+  int64_t block = c.attrs().get_int("block_size", 0);
+  if (block < 0) c.error(ErrorCode::kInvalidModel, "block_size ", block, " is negative");
+  if (c.has(2)) {
+    if (c.rank(2) != c.rank(1)) c.error(ErrorCode::kShapeError, "the zero point's shape ", shape_to_string(c.shape(2)),
+                                         " differs from the scale's ", shape_to_string(scale));
+    for (size_t d = 0; d < scale.size(); ++d) check_equal_dims(c, c.shape(2)[d], scale[d], "the zero point's and the scale's dims");
+  }
+  bool single = std::all_of(scale.begin(), scale.end(), [](const Dim& d) { return d == Dim(1); });
+  if (single) return;
+  int64_t axis = c.axis(c.attrs().get_int("axis", 1), c.rank(0));
+  if (block == 0) {
+    if (scale.size() != 1)
+      c.error(ErrorCode::kShapeError, "the scale has shape ", shape_to_string(scale),
+              "; per-axis quantization takes a vector (blocked quantization needs block_size)");
+    return check_equal_dims(c, scale[0], x[size_t(axis)], "the scale's length and x's dim along axis");
+  }
+  if (scale.size() != x.size())
+    c.error(ErrorCode::kShapeError, "the scale has shape ", shape_to_string(scale), "; blocked quantization takes x's rank ", x.size());
+  for (size_t d = 0; d < x.size(); ++d) {
+    if (int64_t(d) != axis) check_equal_dims(c, scale[d], x[d], "the scale's and x's dims off the axis");
+    else if (x[d].is_constant() && scale[d].is_constant() && (x[d].constant() + block - 1) / block != scale[d].constant())
+      c.error(ErrorCode::kShapeError, "the scale's dim ", scale[d].constant(), " along axis ", axis, " is not ceil(", x[d].constant(),
+              " / block_size ", block, ")");
+  }
+}
+
+DType dtype_attr(const Ctx& c, const char* name) {
+  int64_t code = c.attrs().get_int(name, -1);
+  if (code < 0 || code >= int64_t(std::size(kAllDTypes))) c.error(ErrorCode::kInvalidModel, "'", name, "' is not a dtype");
+  return DType(code);
+}
+
+// y = saturate(round(x / scale) + zero_point), rounding half to even; the
+// output type is the zero point's, else output_dtype's, else uint8.
+void infer_quantize(Ctx& c) {
+  c.require_dtype(0, {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kInt32});
+  check_quant_params(c);
+  DType out = c.attrs().has("output_dtype") ? dtype_attr(c, "output_dtype") : DType::kUInt8;
+  if (c.has(2)) {
+    if (c.attrs().has("output_dtype") && out != c.dtype(2))
+      c.error(ErrorCode::kTypeError, "output_dtype ", dtype_name(out), " differs from the zero point's dtype ", dtype_name(c.dtype(2)));
+    out = c.dtype(2);
+  }
+  if (out != DType::kInt8 && out != DType::kUInt8)
+    c.error(ErrorCode::kTypeError, "the quantized type is ", dtype_name(out), "; kiln quantizes to int8 or uint8");
+  if (c.attrs().has("precision") && !is_floating(dtype_attr(c, "precision")))
+    c.error(ErrorCode::kTypeError, "precision ", dtype_name(dtype_attr(c, "precision")), " is not a float type");
+  c.set(0, out, c.shape(0));
+}
+
+// y = (x - zero_point) * scale in the output type: output_dtype's, else the scale's.
+void infer_dequantize(Ctx& c) {
+  c.require_dtype(0, {DType::kInt8, DType::kUInt8, DType::kInt32});
+  if (c.has(2)) c.require_same_dtype(0, 2);
+  check_quant_params(c);
+  DType out = c.attrs().has("output_dtype") ? dtype_attr(c, "output_dtype") : c.dtype(1);
+  if (!is_floating(out) || out == DType::kFloat64)
+    c.error(ErrorCode::kTypeError, "output_dtype ", dtype_name(out), " is not float32, float16 or bfloat16");
+  c.set(0, out, c.shape(0));
+}
+
 }  // namespace
 
 OpSchema elementwise_schema(OpKind op) {
@@ -224,6 +292,10 @@ OpSchema elementwise_schema(OpKind op) {
     case OpKind::kMean:
     case OpKind::kSum: return {1, -1, 1, 1, {}};
     case OpKind::kWhere: return {3, 3, 1, 1, {}};
+    // Dtype attributes hold kiln dtype codes (the importer converts ONNX's).
+    case OpKind::kQuantizeLinear:
+      return {2, 3, 1, 1, {{"axis", T::kInt}, {"block_size", T::kInt}, {"output_dtype", T::kInt}, {"precision", T::kInt}}};
+    case OpKind::kDequantizeLinear: return {2, 3, 1, 1, {{"axis", T::kInt}, {"block_size", T::kInt}, {"output_dtype", T::kInt}}};
     case OpKind::kFusedElementwise:  // a straight-line program of elementwise ops over broadcast inputs
       return {1, -1, 1, 1, {{"ops", T::kStrings}, {"args", T::kInts}, {"params", T::kFloats}}};
     default: return {0, 0, 0, 0, {}, false};
@@ -283,6 +355,8 @@ void infer_elementwise(Ctx& c) {
     case OpKind::kBitwiseNot:
       infer_bitwise(c, node.op);
       break;
+    case OpKind::kQuantizeLinear: infer_quantize(c); break;
+    case OpKind::kDequantizeLinear: infer_dequantize(c); break;
     case OpKind::kFusedElementwise: infer_fused_elementwise(c); break;
     default: no_inference(c);
   }

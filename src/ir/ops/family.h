@@ -44,6 +44,7 @@ OpSchema reduce_schema(OpKind op);
 OpSchema movement_schema(OpKind op);
 OpSchema generator_schema(OpKind op);
 OpSchema vision_schema(OpKind op);
+OpSchema recurrent_schema(OpKind op);
 
 // "src/ir/ops/conv.cpp": the file that defines the op's schema and inference.
 std::string family_file(OpKind op);
@@ -200,10 +201,17 @@ void infer_reduce(Ctx& c);
 void infer_movement(Ctx& c);
 void infer_generator(Ctx& c);
 void infer_vision(Ctx& c);
+void infer_recurrent(Ctx& c);
 // A family file's answer to an op kind it has no case for.
 [[noreturn]] void no_inference(const Ctx& c);
 
 void check_equal_dims(const Ctx& c, const Dim& a, const Dim& b, const char* what);
+// A one-element int32 or int64 input that sizes an output (a window's size,
+// frame_step, dft_length): its value where inference knows it (negative is an
+// error), nullopt where it is data. A dim that follows from data must be a
+// fresh symbol of its own (c.fresh()), never an expression of one: the GPU
+// runtime binds such a dim to the size it reads back.
+std::optional<Dim> scalar_size(const Ctx& c, size_t i, const char* what);
 
 // Output size and padding of each spatial dim of a sliding window (conv, pools).
 struct WindowDims {

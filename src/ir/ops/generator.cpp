@@ -1,6 +1,8 @@
 // The generator family: outputs made from shapes and scalar inputs rather
-// than from input elements (Shape, Size, ConstantOfShape, Range, OneHot).
+// than from input elements (Shape, Size, ConstantOfShape, Range, OneHot, EyeLike,
+// the signal windows and MelWeightMatrix).
 #include <cmath>
+#include <iterator>
 
 #include "family.h"
 
@@ -84,6 +86,49 @@ void infer_onehot(Ctx& c) {
   c.set(0, c.dtype(2), out);
 }
 
+
+// The dtype an `output_datatype` attribute names (a kiln dtype code; the ONNX
+// front end translates ONNX's), float32 when absent.
+DType output_datatype(const Ctx& c) {
+  int64_t code = c.attrs().get_int("output_datatype", int64_t(DType::kFloat32));
+  if (code < 0 || code >= int64_t(std::size(kAllDTypes)) || DType(code) == DType::kBool)
+    c.error(ErrorCode::kInvalidModel, "output_datatype ", code, " is not a numeric dtype");
+  return DType(code);
+}
+
+// HannWindow, HammingWindow, BlackmanWindow: [size].
+void infer_signal_window(Ctx& c) {
+  std::optional<Dim> size = scalar_size(c, 0, "size");
+  c.set(0, output_datatype(c), {size ? *size : c.fresh()});
+}
+
+// MelWeightMatrix: [dft_length / 2 + 1, num_mel_bins].
+void infer_mel_weight_matrix(Ctx& c) {
+  c.require_same_dtype(0, 1);
+  c.require_same_dtype(0, 2);
+  c.require_float(3);
+  c.require_same_dtype(3, 4);
+  for (size_t i = 2; i < 5; ++i) c.require_scalar(i);
+  std::optional<Dim> mel_bins = scalar_size(c, 0, "num_mel_bins"), dft_length = scalar_size(c, 1, "dft_length");
+  if (auto rate = c.doubles(2); rate && !((*rate)[0] > 0))
+    c.error(ErrorCode::kInvalidModel, "sample_rate is ", (*rate)[0], "; it must be positive");
+  Dim bins = dft_length ? floor_div(*dft_length, Dim(2)) + Dim(1) : c.fresh();
+  c.set(0, output_datatype(c), {bins, mel_bins ? *mel_bins : c.fresh()});
+}
+
+// EyeLike: a matrix of the input's shape, of the type `dtype` names (a kiln
+// DType code; the input's type without it).
+void infer_eye_like(Ctx& c) {
+  c.require_rank(0, 2, 2);
+  DType dtype = c.dtype(0);
+  if (c.attrs().has("dtype")) {
+    int64_t code = c.attrs().get_int("dtype", -1);
+    if (code < 0 || code >= int64_t(std::size(kAllDTypes))) c.error(ErrorCode::kInvalidModel, "'dtype' is not a dtype");
+    dtype = DType(code);
+  }
+  c.set(0, dtype, c.shape(0));
+}
+
 }  // namespace
 
 OpSchema generator_schema(OpKind op) {
@@ -94,6 +139,10 @@ OpSchema generator_schema(OpKind op) {
     case OpKind::kConstantOfShape: return {1, 1, 1, 1, {{"value", T::kTensor}}};
     case OpKind::kRange: return {3, 3, 1, 1, {}};
     case OpKind::kOneHot: return {3, 3, 1, 1, {{"axis", T::kInt}}};
+    case OpKind::kHannWindow: case OpKind::kHammingWindow: case OpKind::kBlackmanWindow:
+      return {1, 1, 1, 1, {{"periodic", T::kInt}, {"output_datatype", T::kInt}}};
+    case OpKind::kMelWeightMatrix: return {5, 5, 1, 1, {{"output_datatype", T::kInt}}};
+    case OpKind::kEyeLike: return {1, 1, 1, 1, {{"dtype", T::kInt}, {"k", T::kInt}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -105,6 +154,9 @@ void infer_generator(Ctx& c) {
     case OpKind::kConstantOfShape: infer_constant_of_shape(c); break;
     case OpKind::kRange: infer_range(c); break;
     case OpKind::kOneHot: infer_onehot(c); break;
+    case OpKind::kHannWindow: case OpKind::kHammingWindow: case OpKind::kBlackmanWindow: infer_signal_window(c); break;
+    case OpKind::kMelWeightMatrix: infer_mel_weight_matrix(c); break;
+    case OpKind::kEyeLike: infer_eye_like(c); break;
     default: no_inference(c);
   }
 }

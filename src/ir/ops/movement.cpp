@@ -1,5 +1,5 @@
 // The movement family: shape changes and data movement (outputs hold input
-// elements, or a pad value).
+// elements, or a pad value; BitCast their bytes as another type).
 #include <cmath>
 #include <numeric>
 
@@ -360,7 +360,57 @@ void infer_scatter_elements(Ctx& c) {
   c.set(0, c.dtype(0), x);
 }
 
+// ReverseSequence: one length per batch entry; batch_axis and time_axis are 0 and 1.
+void infer_reverse_sequence(Ctx& c) {
+  c.require_rank(0, 2);
+  c.require_dtype(1, {DType::kInt64});
+  c.require_rank(1, 1, 1);
+  int64_t batch = c.attrs().get_int("batch_axis", 1), time = c.attrs().get_int("time_axis", 0);
+  if (!((batch == 0 && time == 1) || (batch == 1 && time == 0)))
+    c.error(ErrorCode::kInvalidModel, "batch_axis ", batch, " and time_axis ", time, " must be 0 and 1, in either order");
+  check_equal_dims(c, c.shape(1)[0], c.shape(0)[size_t(batch)], "sequence_lens' length and the batch size");
+  c.set(0, c.dtype(0), c.shape(0));
+}
+
+// TensorScatter: update written into a copy of past_cache along `axis` (not
+// the batch dim 0), at write_indices[batch] on.
+void infer_tensor_scatter(Ctx& c) {
+  c.require_same_dtype(0, 1);
+  c.require_rank(0, 2);
+  const Shape &cache = c.shape(0), &update = c.shape(1);
+  if (update.size() != cache.size())
+    c.error(ErrorCode::kShapeError, "update ", shape_to_string(update), " must have the rank of past_cache ", shape_to_string(cache));
+  int64_t axis = c.axis(c.attrs().get_int("axis", -2), c.rank(0));
+  if (axis == 0) c.error(ErrorCode::kInvalidModel, "axis 0 is the batch dim; the sequence axis must be another");
+  std::string mode = c.attrs().get_string("mode", "linear");
+  if (mode != "linear" && mode != "circular") c.error(ErrorCode::kInvalidModel, "mode '", mode, "' is not linear or circular");
+  for (size_t d = 0; d < cache.size(); ++d) {
+    if (int64_t(d) != axis) check_equal_dims(c, update[d], cache[d], "update's and past_cache's dims off the axis");
+    else if (update[d].is_constant() && cache[d].is_constant() && update[d].constant() > cache[d].constant())
+      c.error(ErrorCode::kShapeError, "update ", shape_to_string(update), " is longer along axis ", axis, " than past_cache ",
+              shape_to_string(cache));
+  }
+  if (c.has(2)) {
+    c.require_dtype(2, {DType::kInt64});
+    c.require_rank(2, 1, 1);
+    check_equal_dims(c, c.shape(2)[0], cache[0], "write_indices' length and the batch size");
+  }
+  c.set(0, c.dtype(0), cache);
+}
+
 // GatherND: out[indices.shape[:-1] + data.shape[batch_dims + k:]], the first batch_dims dims shared.
+// The input's bytes as dtype `to` of the same width (a kiln dtype code, as
+// Cast's). A bool made of a byte other than 0 or 1 reads as true.
+void infer_bitcast(Ctx& c) {
+  int64_t code = c.attrs().get_int("to", -1);
+  if (code < 0 || code >= int64_t(std::size(kAllDTypes))) c.error(ErrorCode::kInvalidModel, "'to' is not a dtype");
+  DType from = c.dtype(0), to = DType(code);
+  if (dtype_size(from) != dtype_size(to))
+    c.error(ErrorCode::kTypeError, "input 0 of ", dtype_name(from), " (", 8 * dtype_size(from), " bits) cannot be read as ",
+            dtype_name(to), " (", 8 * dtype_size(to), " bits); BitCast needs types of one width");
+  c.set(0, to, c.shape(0));
+}
+
 // [rank, n]: the indices of the n nonzero elements, one row per dim; n
 // depends on the data, except where inference sees it (a constant, or the
 // reference interpreter's real input). A scalar counts as one dim (numpy).
@@ -370,6 +420,59 @@ void infer_nonzero(Ctx& c) {
   if (!data) return c.set(0, DType::kInt64, {Dim(rank), c.fresh()});
   std::vector<double> x = read_doubles(*data);
   c.set(0, DType::kInt64, {Dim(rank), Dim(int64_t(std::count_if(x.begin(), x.end(), [](double v) { return v != 0; })))});
+}
+
+// Compress: the elements (no axis: of the input flattened) or the slices
+// along `axis` where the condition is true. How many depends on the
+// condition's values, known only where inference sees them (a constant, or
+// the reference interpreter's real input). A true entry past the input's
+// length is an error (numpy's compress); false ones there are ignored.
+void infer_compress(Ctx& c) {
+  c.require_dtype(1, {DType::kBool});
+  c.require_rank(1, 1, 1);
+  const Shape& x = c.shape(0);
+  bool has_axis = c.attrs().has("axis");
+  int64_t axis = has_axis ? c.axis(c.attrs().get_int("axis", 0), c.rank(0)) : 0;
+  Dim length = has_axis ? x[size_t(axis)] : shape_numel(x);
+  std::optional<Dim> count;
+  if (auto cond = c.const_ints(1)) {
+    int64_t n = 0;
+    for (size_t i = 0; i < cond->size(); ++i) {
+      if (!(*cond)[i]) continue;
+      if (length.is_constant() && int64_t(i) >= length.constant())
+        c.error(ErrorCode::kInvalidArgument, "the condition, ", c.input_name(1), ", is true at position ", i,
+                ", past the input's length ", length.constant(), has_axis ? str(" along axis ", axis) : std::string(" flattened"));
+      ++n;
+    }
+    count = Dim(n);
+  }
+  if (!count) count = c.fresh();
+  Shape out = has_axis ? x : Shape{*count};
+  if (has_axis) out[size_t(axis)] = *count;
+  c.set(0, c.dtype(0), out);
+}
+
+// Unique: Y (the distinct elements, or slices along `axis`), the index of
+// each one's first occurrence, each input element's (slice's) place in Y,
+// and each one's count. All but the inverse indices are as long as the
+// number of distinct values, which depends on the data.
+void infer_unique(Ctx& c) {
+  const Shape& x = c.shape(0);
+  int64_t sorted = c.attrs().get_int("sorted", 1);
+  if (sorted != 0 && sorted != 1) c.error(ErrorCode::kInvalidModel, "sorted ", sorted, " is not 0 or 1");
+  Dim distinct = c.fresh();
+  Shape y{distinct};
+  Dim length = shape_numel(x);
+  if (c.attrs().has("axis")) {
+    int64_t axis = c.axis(c.attrs().get_int("axis", 0), c.rank(0));
+    y = x;
+    y[size_t(axis)] = distinct;
+    length = x[size_t(axis)];
+  }
+  c.set(0, c.dtype(0), y);
+  c.set(1, DType::kInt64, {distinct});
+  c.set(2, DType::kInt64, {length});
+  c.set(3, DType::kInt64, {distinct});
 }
 
 void infer_gather_nd(Ctx& c) {
@@ -561,6 +664,11 @@ OpSchema movement_schema(OpKind op) {
     case OpKind::kDepthToSpace: return {1, 1, 1, 1, {{"blocksize", T::kInt}, {"mode", T::kString}}};
     case OpKind::kSpaceToDepth: return {1, 1, 1, 1, {{"blocksize", T::kInt}}};
     case OpKind::kNonZero: return OpSchema{};
+    case OpKind::kCompress: return {2, 2, 1, 1, {{"axis", T::kInt}}};
+    case OpKind::kUnique: return {1, 1, 1, 4, {{"axis", T::kInt}, {"sorted", T::kInt}}};
+    case OpKind::kBitCast: return {1, 1, 1, 1, {{"to", T::kInt}}};
+    case OpKind::kReverseSequence: return {2, 2, 1, 1, {{"batch_axis", T::kInt}, {"time_axis", T::kInt}}};
+    case OpKind::kTensorScatter: return {2, 3, 1, 1, {{"axis", T::kInt}, {"mode", T::kString}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -592,6 +700,11 @@ void infer_movement(Ctx& c) {
     case OpKind::kDepthToSpace: infer_depth_space(c, true); break;
     case OpKind::kSpaceToDepth: infer_depth_space(c, false); break;
     case OpKind::kNonZero: infer_nonzero(c); break;
+    case OpKind::kCompress: infer_compress(c); break;
+    case OpKind::kUnique: infer_unique(c); break;
+    case OpKind::kBitCast: infer_bitcast(c); break;
+    case OpKind::kReverseSequence: infer_reverse_sequence(c); break;
+    case OpKind::kTensorScatter: infer_tensor_scatter(c); break;
     default: no_inference(c);
   }
 }

@@ -1,6 +1,6 @@
 // The normalization family: batch, instance, layer and group normalization,
-// local response normalization (over channels) and the softmax ops (a
-// normalization over one axis).
+// local response normalization (over channels), Lp normalization and the
+// softmax ops (normalizations over one axis).
 #include "family.h"
 
 namespace kiln::ir {
@@ -54,6 +54,7 @@ OpSchema normalization_schema(OpKind op) {
     case OpKind::kLogSoftmax:
     case OpKind::kHardmax: return {1, 1, 1, 1, {{"axis", T::kInt}}};
     case OpKind::kLRN: return {1, 1, 1, 1, {{"alpha", T::kFloat}, {"beta", T::kFloat}, {"bias", T::kFloat}, {"size", T::kInt}}};
+    case OpKind::kLpNormalization: return {1, 1, 1, 1, {{"axis", T::kInt}, {"p", T::kInt}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -70,6 +71,14 @@ void infer_normalization(Ctx& c) {
       c.set(0, c.dtype(0), c.shape(0));
       c.axis(node.attrs.get_int("axis", -1), c.rank(0));
       break;
+    case OpKind::kLpNormalization: {  // x / ||x||_p along the axis; ONNX defines p 1 and 2
+      c.require_float(0);
+      c.axis(node.attrs.get_int("axis", -1), c.rank(0));
+      int64_t p = node.attrs.get_int("p", 2);
+      if (p != 1 && p != 2) c.error(ErrorCode::kInvalidModel, "p ", p, " is not 1 or 2");
+      c.set(0, c.dtype(0), c.shape(0));
+      break;
+    }
     case OpKind::kLRN:  // over a window of channels: N, C and at least that
       c.require_float(0);
       c.require_rank(0, 2);

@@ -1,4 +1,4 @@
-// The reduce family: the Reduce* ops, ArgMax/ArgMin, CumSum and TopK.
+// The reduce family: the Reduce* ops, ArgMax/ArgMin, CumSum, CumProd and TopK.
 #include "family.h"
 
 namespace kiln::ir {
@@ -95,7 +95,7 @@ OpSchema reduce_schema(OpKind op) {
       return {1, 2, 1, 1, {{"keepdims", T::kInt}, {"noop_with_empty_axes", T::kInt}}};
     case OpKind::kArgMax:
     case OpKind::kArgMin: return {1, 1, 1, 1, {{"axis", T::kInt}, {"keepdims", T::kInt}, {"select_last_index", T::kInt}}};
-    case OpKind::kCumSum: return {2, 2, 1, 1, {{"exclusive", T::kInt}, {"reverse", T::kInt}}};
+    case OpKind::kCumSum: case OpKind::kCumProd: return {2, 2, 1, 1, {{"exclusive", T::kInt}, {"reverse", T::kInt}}};
     case OpKind::kTopK: return {2, 2, 2, 2, {{"axis", T::kInt}, {"largest", T::kInt}, {"sorted", T::kInt}}};
     default: return {0, 0, 0, 0, {}, false};
   }
@@ -109,7 +109,7 @@ void infer_reduce(Ctx& c) {
       infer_reduce_op(c);
       break;
     case OpKind::kArgMax: case OpKind::kArgMin: infer_arg(c); break;
-    case OpKind::kCumSum:
+    case OpKind::kCumSum: case OpKind::kCumProd:
       c.require_scalar(1);
       c.axis(c.const_ints(1) ? c.const_ints(1)->at(0) : 0, c.rank(0));
       c.set(0, c.dtype(0), c.shape(0));

@@ -1,7 +1,8 @@
 // The vision family: ops that sample their input at computed coordinates
-// (GridSample at a grid's points, RoiAlign over regions of interest),
-// AffineGrid, which makes such a grid, and Col2Im, which sums sliding blocks
-// (im2col's columns) back into an image.
+// (GridSample at a grid's points, RoiAlign and MaxRoiPool over regions of
+// interest), AffineGrid, which makes such a grid, Col2Im, which sums sliding
+// blocks (im2col's columns) back into an image, and NonMaxSuppression, which
+// selects detection boxes.
 #include <cmath>
 
 #include "family.h"
@@ -72,6 +73,52 @@ void infer_roi_align(Ctx& c) {
   if (ratio > kRoiAlignMaxGrid)
     c.error(ErrorCode::kUnsupported, "sampling_ratio ", ratio, " is more than kiln's ", kRoiAlignMaxGrid, " samples a bin side");
   c.set(0, c.dtype(0), {rois[0], c.shape(0)[1], Dim(height), Dim(width)});
+}
+
+// X [N, C, H, W], rois [R, 5] of X's type (batch index, x1, y1, x2, y2) -> [R, C, pooled_h, pooled_w].
+void infer_max_roi_pool(Ctx& c) {
+  c.require_float(0);
+  c.require_rank(0, 4, 4);
+  c.require_same_dtype(0, 1);
+  c.require_rank(1, 2, 2);
+  const Shape& rois = c.shape(1);
+  if (rois[1].is_constant() && rois[1].constant() != 5)
+    c.error(ErrorCode::kShapeError, "rois, ", c.input_name(1), ", has shape ", shape_to_string(rois),
+            "; expected [num_rois, 5] (batch index, x1, y1, x2, y2)");
+  if (!c.attrs().has("pooled_shape")) c.error(ErrorCode::kInvalidModel, "the attribute pooled_shape is required");
+  std::vector<int64_t> pooled = c.attrs().get_ints("pooled_shape");
+  if (pooled.size() != 2 || pooled[0] < 1 || pooled[1] < 1)
+    c.error(ErrorCode::kInvalidModel, "pooled_shape must be two sizes >= 1 (height, width)");
+  c.set(0, c.dtype(0), {rois[0], c.shape(0)[1], Dim(pooled[0]), Dim(pooled[1])});
+}
+
+// boxes [B, N, 4], scores [B, C, N], then optional single values:
+// max_output_boxes_per_class (int64), iou_threshold, score_threshold ->
+// selected [S, 3] (batch, class, box), S depending on the data; 0 when no
+// max_output_boxes_per_class is given or it is a constant <= 0.
+void infer_non_max_suppression(Ctx& c) {
+  c.require_float(0);
+  c.require_same_dtype(0, 1);
+  c.require_rank(0, 3, 3);
+  c.require_rank(1, 3, 3);
+  const Shape &boxes = c.shape(0), &scores = c.shape(1);
+  if (boxes[2].is_constant() && boxes[2].constant() != 4)
+    c.error(ErrorCode::kShapeError, "boxes, ", c.input_name(0), ", has shape ", shape_to_string(boxes),
+            "; expected [batches, boxes, 4]");
+  check_equal_dims(c, boxes[0], scores[0], "the batches of boxes and scores");
+  check_equal_dims(c, boxes[1], scores[2], "the boxes of boxes and scores");
+  for (size_t i = 2; i < 5; ++i) {
+    if (!c.has(i)) continue;
+    if (i == 2) c.require_dtype(i, {DType::kInt64});
+    else c.require_float(i);
+    c.require_rank(i, 0, 1);
+    if (c.rank(i) == 1 && c.shape(i)[0].is_constant() && c.shape(i)[0].constant() > 1)
+      c.error(ErrorCode::kShapeError, c.input_name(i), " has shape ", shape_to_string(c.shape(i)), "; expected a single value");
+  }
+  require_flag(c, "center_point_box");
+  std::optional<std::vector<int64_t>> most = c.has(2) ? c.const_ints(2) : std::vector<int64_t>{};
+  bool none = most && (most->empty() || most->front() <= 0);
+  c.set(0, DType::kInt64, {none ? Dim(0) : c.fresh(), Dim(3)});
 }
 
 // theta [N, 2, 3] with size (N, C, H, W) -> [N, H, W, 2]; theta [N, 3, 4] with size (N, C, D, H, W) -> [N, D, H, W, 3].
@@ -183,6 +230,8 @@ OpSchema vision_schema(OpKind op) {
                            {"output_width", T::kInt}, {"sampling_ratio", T::kInt}, {"spatial_scale", T::kFloat}}};
     case OpKind::kAffineGrid: return {2, 2, 1, 1, {{"align_corners", T::kInt}}};
     case OpKind::kCol2Im: return {3, 3, 1, 1, {{"dilations", T::kInts}, {"pads", T::kInts}, {"strides", T::kInts}}};
+    case OpKind::kMaxRoiPool: return {2, 2, 1, 1, {{"pooled_shape", T::kInts}, {"spatial_scale", T::kFloat}}};
+    case OpKind::kNonMaxSuppression: return {2, 5, 1, 1, {{"center_point_box", T::kInt}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -193,6 +242,8 @@ void infer_vision(Ctx& c) {
     case OpKind::kRoiAlign: infer_roi_align(c); break;
     case OpKind::kAffineGrid: infer_affine_grid(c); break;
     case OpKind::kCol2Im: infer_col2im(c); break;
+    case OpKind::kMaxRoiPool: infer_max_roi_pool(c); break;
+    case OpKind::kNonMaxSuppression: infer_non_max_suppression(c); break;
     default: no_inference(c);
   }
 }

@@ -19,6 +19,7 @@
 
 #include "kiln/dtype.h"
 #include "kiln/ir/fused.h"
+#include "kiln/ir/recurrent.h"
 
 namespace kiln::codegen {
 
@@ -58,6 +59,7 @@ template <> inline constexpr const char* kParamsName<ResizeParams> = "ResizePara
 template <> inline constexpr const char* kParamsName<WindowParams> = "WindowParams";
 template <> inline constexpr const char* kParamsName<DepthwiseParams> = "DepthwiseParams";
 template <> inline constexpr const char* kParamsName<SkinnyParams> = "SkinnyParams";
+template <> inline constexpr const char* kParamsName<IntegerMatMulParams> = "IntegerMatMulParams";
 template <> inline constexpr const char* kParamsName<AttentionParams> = "AttentionParams";
 template <> inline constexpr const char* kParamsName<ConstantsParams> = "ConstantsParams";
 template <> inline constexpr const char* kParamsName<TopkParams> = "TopkParams";
@@ -70,6 +72,21 @@ template <> inline constexpr const char* kParamsName<GridSampleParams> = "GridSa
 template <> inline constexpr const char* kParamsName<RoiAlignParams> = "RoiAlignParams";
 template <> inline constexpr const char* kParamsName<AffineGridParams> = "AffineGridParams";
 template <> inline constexpr const char* kParamsName<Col2ImParams> = "Col2ImParams";
+template <> inline constexpr const char* kParamsName<CompressParams> = "CompressParams";
+template <> inline constexpr const char* kParamsName<UniqueParams> = "UniqueParams";
+template <> inline constexpr const char* kParamsName<NmsParams> = "NmsParams";
+template <> inline constexpr const char* kParamsName<MaxRoiPoolParams> = "MaxRoiPoolParams";
+template <> inline constexpr const char* kParamsName<RecurrentParams> = "RecurrentParams";
+template <> inline constexpr const char* kParamsName<SignalWindowParams> = "SignalWindowParams";
+template <> inline constexpr const char* kParamsName<MelParams> = "MelParams";
+template <> inline constexpr const char* kParamsName<DftParams> = "DftParams";
+template <> inline constexpr const char* kParamsName<StftParams> = "StftParams";
+template <> inline constexpr const char* kParamsName<CausalConvParams> = "CausalConvParams";
+template <> inline constexpr const char* kParamsName<LinearAttentionParams> = "LinearAttentionParams";
+template <> inline constexpr const char* kParamsName<EyeLikeParams> = "EyeLikeParams";
+template <> inline constexpr const char* kParamsName<ReverseSequenceParams> = "ReverseSequenceParams";
+template <> inline constexpr const char* kParamsName<TensorScatterParams> = "TensorScatterParams";
+template <> inline constexpr const char* kParamsName<DetParams> = "DetParams";
 
 // The struct in the slots the kernel reads it from (the rest zero).
 template <class T>
@@ -106,10 +123,19 @@ inline int64_t double_bits(double v) {
 // Common prelude: KParams, the parameter structs, fp16/bf16 conversions without
 // CUDA headers (NVRTC time matters), block reductions.
 std::string prelude();
+// kiln_block_scan(v, scan): the inclusive prefix sum of v over the block's
+// kBlock threads, every thread calling it, `scan` kBlock shared long longs
+// whose last holds the block's total until the caller's next __syncthreads.
+std::string block_scan_source();
 std::string c_type(DType dtype);          // storage type in kernels
 std::string compute_type(DType dtype);    // float, or double for float64
 std::string load_expr(DType dtype, const std::string& ptr, const std::string& index);
 std::string store_stmt(DType dtype, const std::string& ptr, const std::string& index, const std::string& value);
+// A float computed value rounded to float dtype `dtype` and widened back (a
+// computation in that type, as ONNX's reference does it); float32 and float64 keep it.
+std::string rounded_to(DType dtype, const std::string& value);
+// A double attribute compiled into source exactly, as a float or a double constant.
+std::string literal(double v, bool dbl);
 
 // ---- elementwise (codegen/elementwise.cpp): ElementwiseParams --------------------------
 struct ElementwiseSpec {
@@ -168,17 +194,71 @@ std::string attention_mma_source(DType dtype, int64_t head_dim, const std::optio
 // for float64 and integers. Arguments: out, one per operand (at most kEinsumMaxOperands).
 inline constexpr int kEinsumMaxOperands = int(sizeof(EinsumParams::out_strides) / sizeof(EinsumParams::out_strides[0]));
 std::string einsum_source(DType dtype, int operands, const std::optional<Params>& specialize);
+// Integer matrix product (IntegerMatMulParams), a thread per output element,
+// an int32 sum that wraps, as ONNX allows. MatMulInteger stores the sums;
+// QLinearMatMul (`requantize`) multiplies them by a_scale * b_scale / y_scale
+// (each step rounded to the scales' type, as ONNX's reference), adds y's zero
+// point, rounds half to even and saturates to `out`. Arguments: out, a, b,
+// [a_zero], [b_zero], [a_scale, b_scale, y_scale, y_zero]; strides (and the
+// params' operand slots) in the order a, b, a_zero, b_zero, a_scale, b_scale.
+struct IntegerMatMulSpec {
+  DType a, b, out;
+  bool a_zero = false, b_zero = false, requantize = false;
+  DType scale = DType::kFloat32;
+  std::optional<Params> specialize;
+};
+std::string integer_matmul_source(const IntegerMatMulSpec& spec);
+// DFT (DftParams) and STFT (StftParams): a thread per output element sums its
+// line against twiddle factors e^(-+2 pi i k t / N), the angle reduced as the
+// integer k t mod N; float accumulation for fp16 and bf16, double for float64.
+// DFT arguments: out, x. STFT: out, signal, [window].
+std::string dft_source(DType dtype, const std::optional<Params>& specialize);
+std::string stft_source(DType dtype, bool has_window, const std::optional<Params>& specialize);
+// LinearAttention (LinearAttentionParams): a warp per (batch, kv head, value
+// column), sequential over the tokens, the state's column in registers
+// (kLinearAttentionRowsPerLane rows a lane) and every sum in float. The update
+// rule's parts: `gated` decays the state by exp(decay), `delta` writes
+// beta * (v - S^T k) instead of v. Arguments: out, [present_state], query,
+// key, value, [past_state], [decay], [beta]; the state in `state_dtype`.
+inline constexpr int kLinearAttentionRowsPerLane = 8;
+inline constexpr int kLinearAttentionMaxKeyDim = 32 * kLinearAttentionRowsPerLane;
+struct LinearAttentionSpec {
+  DType dtype, state_dtype;
+  bool gated = false, delta = false, has_past = false, has_present = true;
+  std::optional<Params> specialize;
+};
+std::string linear_attention_source(const LinearAttentionSpec& spec);
+// Det (DetParams): a block per matrix, LU with partial pivoting in double in
+// shared memory, so matrices of at most kDetMaxSize rows. Arguments: out, x.
+inline constexpr int kDetMaxSize = 64;
+std::string det_source(DType dtype, const std::optional<Params>& specialize);
 
 // ---- conv and pool (codegen/conv.cpp): window kernels, NCHW, 1-3 spatial dims; WindowParams
 // kConvTranspose gathers: out[o] += x[i] * w[c, m, k] wherever i*stride - pad + k*dil == o.
-enum class WindowOp { kMaxPool, kAvgPool, kConv, kConvTranspose };
+// kLpPool: (sum of |x|^p over the window's taps inside the input)^(1/p).
+enum class WindowOp { kMaxPool, kAvgPool, kLpPool, kConv, kConvTranspose };
 struct WindowSpec {
   WindowOp op;
   DType dtype;
   bool has_bias = false;
   std::optional<Params> specialize;
+  int64_t p = 2;  // kLpPool
 };
 std::string window_source(const WindowSpec& spec);
+// Integer convolution (WindowParams, group and geometry as kConv), a thread
+// per output element, an int32 sum that wraps: ConvInteger stores it;
+// QLinearConv (`requantize`) adds the int32 bias, multiplies by x_scale *
+// w_scale / y_scale (float32), adds y's zero point, rounds half to even and
+// saturates to `out`. w's zero point and scale are one value or one per
+// output channel. Arguments: out, x, w, [x_zero], [w_zero], [x_scale,
+// w_scale, y_scale, y_zero], [bias].
+struct IntegerConvSpec {
+  DType x, w, out;
+  bool x_zero = false, w_zero = false, w_zero_per_channel = false, w_scale_per_channel = false;
+  bool requantize = false, has_bias = false;
+  std::optional<Params> specialize;
+};
+std::string integer_conv_source(const IntegerConvSpec& spec);
 // Depthwise 2-D convolution (DepthwiseParams), a block of kBlock threads per
 // tile. Shared memory holds the channel's taps, then the input tile, in the
 // compute type: kDepthwiseSmemBytes in the generic variant, exactly what the
@@ -191,11 +271,22 @@ struct DepthwiseSpec {
   std::optional<Params> specialize;
 };
 std::string depthwise_source(const DepthwiseSpec& spec);
+// CausalConvWithState (CausalConvParams), a thread per element of the output
+// (the taps over past_state, or zeros, then the input; bias; SiLU) or of
+// present_state (the last kernel - 1 positions of that sequence), float sums.
+// Arguments: out, present_state, x, w, [bias], [past_state].
+struct CausalConvSpec {
+  DType dtype;
+  bool has_bias = false, has_past = false, silu = false;
+  std::optional<Params> specialize;
+};
+std::string causal_conv_source(const CausalConvSpec& spec);
 
 // ---- normalization (codegen/normalization.cpp): softmax / log-softmax / hardmax / layer norm
 // RowParams. Arguments: out, [mean, inv_std] (layer norm statistics, float32,
 // when asked for), x, [scale], [bias].
-enum class RowOp { kSoftmax, kLogSoftmax, kLayerNorm, kHardmax };
+// kLpNorm: x / (sum |x|^p)^(1/p) for p 1 or 2, 0 where the norm is 0 (strided path).
+enum class RowOp { kSoftmax, kLogSoftmax, kLayerNorm, kHardmax, kLpNorm };
 // How the row kernel covers a row. kStrided: a block per row, reading the row
 // from memory once per pass (any `inner`, any length; hardmax). The others take
 // contiguous rows (inner 1) and hold them in registers, kRowSpan elements a
@@ -215,6 +306,7 @@ struct RowSpec {
   double epsilon = 1e-5;
   std::optional<Params> specialize;
   bool has_stats = false;
+  int64_t p = 2;  // kLpNorm
 };
 std::string row_source(const RowSpec& spec);
 // Instance and group norm (GroupNormParams), a block per (n, group) row like
@@ -235,16 +327,17 @@ struct LrnSpec {
 std::string lrn_source(const LrnSpec& spec);
 
 // ---- reduce (codegen/reduce.cpp) --------------------------------------------------------
-// Reductions over arbitrary axes (ReduceParams).
-enum class ReduceOp { kSum, kMean, kMax, kMin, kProd, kL1, kL2, kSumSquare, kLogSum, kLogSumExp };
+// Reductions over arbitrary axes (ReduceParams). kLp: (sum |x|^p)^(1/p).
+enum class ReduceOp { kSum, kMean, kMax, kMin, kProd, kL1, kL2, kSumSquare, kLogSum, kLogSumExp, kLp };
 struct ReduceSpec {
   ReduceOp op;
   DType dtype;
   std::optional<Params> specialize;
+  int64_t p = 2;  // kLp
 };
 std::string reduce_source(const ReduceSpec& spec);
 // Per-line kernels along one axis of an [outer, len, inner] view (LineParams); ArgMax/ArgMin write int64.
-enum class LineOp { kArgMax, kArgMin, kCumSum };
+enum class LineOp { kArgMax, kArgMin, kCumSum, kCumProd };
 std::string line_source(LineOp op, DType dtype, const std::optional<Params>& specialize);
 // TopK (TopkParams), a block per row: radix select of the k-th best key, the
 // best k gathered in index order into the outputs, then sorted there in place
@@ -261,10 +354,10 @@ struct RemapSpec {
 std::string remap_source(const RemapSpec& spec);
 // Gather along an axis with an index tensor (GatherParams).
 std::string gather_source(DType dtype, DType index_dtype, bool elements, const std::optional<Params>& specialize);
-// ScatterND, ScatterElements and GatherND (IndexedParams). Scatter kernels
-// run after the output holds a copy of the data; arguments out, indices,
-// updates. GatherND: out, data, indices.
-enum class IndexedOp { kScatterND, kScatterElements, kGatherND };
+// ScatterND, ScatterElements, MaxUnpool and GatherND (IndexedParams). Scatter
+// kernels run after the output holds a copy of the data (MaxUnpool: zeros);
+// arguments out, indices, updates. GatherND: out, data, indices.
+enum class IndexedOp { kScatterND, kScatterElements, kGatherND, kMaxUnpool };
 enum class ScatterReduction { kNone, kAdd, kMul, kMax, kMin };
 struct IndexedSpec {
   IndexedOp op;
@@ -277,6 +370,25 @@ std::string indexed_source(const IndexedSpec& spec);
 // value, so -0 is zero and NaN is not), writes the count, then the indices
 // in row-major order by a block scan per tile. Arguments: out, count, x.
 std::string nonzero_source(DType dtype);
+// Compress (CompressParams): the scan, one block; arguments: positions
+// (int64 scratch), count, condition (bool). The gather copies elements as
+// bits of the dtype's size; arguments: out, x, positions, count.
+std::string compress_scan_source();
+std::string compress_gather_source(DType dtype);
+// Unique (UniqueParams), its kernels in launch order over a work area of
+// int64s (the permutation, group starts, each slice's group, each group's
+// place and the group at each place). kSort: arguments work, x. kGroups (one
+// block): work, count, x. kOutputs: y, indices, inverse_indices, counts (each
+// may be null), x, work, count. Any type.
+enum class UniqueKernel { kSort, kGroups, kOutputs };
+std::string unique_source(UniqueKernel kernel, DType dtype);
+// ReverseSequence (ReverseSequenceParams): a thread per output element; a
+// length outside [0, time] counts as its nearest bound. Arguments: out, x, lengths (int64).
+std::string reverse_sequence_source(DType dtype, const std::optional<Params>& specialize);
+// TensorScatter (TensorScatterParams): a thread per update element, run after
+// the output holds a copy of the cache; a linear write past the cache is
+// skipped. Arguments: out, update, [write_indices (int64)].
+std::string tensor_scatter_source(DType dtype, bool has_indices, const std::optional<Params>& specialize);
 // Trilu over the last two dims (TriluParams).
 std::string trilu_source(DType dtype, const std::optional<Params>& specialize);
 // Resize, nearest / linear / cubic, every ONNX coordinate mode (ResizeParams): mode 0 nearest,
@@ -293,6 +405,15 @@ std::string range_source(DType dtype, const std::optional<Params>& specialize);
 // OneHot (OneHotParams): values[1] where the index (negative from the end) is the
 // position along the axis, values[0] elsewhere. Arguments: out, indices, values.
 std::string onehot_source(DType dtype, DType index_dtype, const std::optional<Params>& specialize);
+// HannWindow, HammingWindow and BlackmanWindow (SignalWindowParams), in
+// double, any numeric output type. Arguments: out.
+std::string signal_window_source(DType dtype, const std::optional<Params>& specialize);
+// MelWeightMatrix (MelParams), a thread per output element; the triangles'
+// edges in double, as the reference. Arguments: out, dft_length, sample_rate
+// (both `size_dtype`), lower_edge_hertz, upper_edge_hertz (both `hertz_dtype`).
+std::string mel_weight_matrix_source(DType dtype, DType size_dtype, DType hertz_dtype, const std::optional<Params>& specialize);
+// EyeLike (EyeLikeParams): ones on a diagonal. Arguments: out.
+std::string eye_like_source(DType dtype, const std::optional<Params>& specialize);
 
 // ---- vision (codegen/vision.cpp): a thread per output element (grid point for AffineGrid),
 // coordinates and sums in double, as the reference.
@@ -306,10 +427,46 @@ std::string grid_sample_source(const GridSampleSpec& spec);
 // An adaptive sampling grid takes at most ir::kRoiAlignMaxGrid samples a bin
 // side, as the reference; a batch index out of range writes zeros.
 std::string roi_align_source(DType dtype, const std::optional<Params>& specialize);
+// MaxRoiPool (MaxRoiPoolParams), bins as the reference (float32 geometry).
+// Arguments: out, x, rois (x's type). A batch index out of range writes zeros.
+std::string max_roi_pool_source(DType dtype, const std::optional<Params>& specialize);
+// NonMaxSuppression (NmsParams), IoU in double. kSelect, a block per (batch,
+// class): arguments work (int64: kept counts, kept boxes, candidate order),
+// boxes, scores, max_output_boxes_per_class (int64), iou_threshold,
+// score_threshold (each may be null). kList, one block: out, count, work.
+enum class NmsKernel { kSelect, kList };
+struct NmsSpec {
+  NmsKernel kernel;
+  DType boxes = DType::kFloat32, iou = DType::kFloat32, score_threshold = DType::kFloat32;  // scores: boxes' type
+};
+std::string non_max_suppression_source(const NmsSpec& spec);
 // AffineGrid (AffineGridParams). Arguments: out, theta.
 std::string affine_grid_source(DType dtype, const std::optional<Params>& specialize);
 // Col2Im (Col2ImParams): each image element sums the columns whose block
 // covers it. Arguments: out, x.
 std::string col2im_source(DType dtype, const std::optional<Params>& specialize);
+
+// ---- recurrent (codegen/recurrent.cpp): RecurrentParams ---------------------------------
+// RNN, GRU and LSTM once the runtime has put the input projections X W^T of
+// every step into the scratch (cuBLASLt), as the reference
+// (src/reference/recurrent.cpp) in float with the state in float: kInit sets
+// the states from initial_h and initial_c (or zeros) and writes them to Y_h and
+// Y_c, which rows of length 0 keep; kStep computes one time step, its gates
+// fused; kGruReset is the first half of a GRU step with linear_before_reset 0,
+// leaving r (.) H for the second. Arguments: those present of Y, Y_h, Y_c,
+// then the scratch and R, then those present of B, sequence_lens (int32,
+// clamped to [0, seq]), initial_h, initial_c and P.
+inline constexpr int kRecurrentRows = 8;  // batch rows a warp computes in a step
+enum class RecurrentKernel { kInit, kStep, kGruReset };
+struct RecurrentSpec {
+  ir::OpKind op = ir::OpKind::kRNN;
+  DType dtype = DType::kFloat32;
+  RecurrentKernel kernel = RecurrentKernel::kStep;
+  ir::RecurrentSetup setup;
+  bool has_y = false, has_y_h = false, has_y_c = false;
+  bool has_bias = false, has_lens = false, has_initial_h = false, has_initial_c = false, has_peephole = false;
+  std::optional<Params> specialize;
+};
+std::string recurrent_source(const RecurrentSpec& spec);
 
 }  // namespace kiln::codegen

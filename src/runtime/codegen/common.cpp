@@ -1,3 +1,4 @@
+#include <limits>
 #include <sstream>
 
 #include "codegen.h"
@@ -52,6 +53,22 @@ template <class T> __device__ T kiln_block_max(T v) {
 )");
 }
 
+std::string block_scan_source() {
+  return str(R"(__device__ long long kiln_block_scan(const long long v, long long* scan) {
+  const int t = threadIdx.x;
+  scan[t] = v;
+  __syncthreads();
+  for (int off = 1; off < )", kBlock, R"(; off <<= 1) {
+    const long long left = t >= off ? scan[t - off] : 0;
+    __syncthreads();
+    scan[t] += left;
+    __syncthreads();
+  }
+  return scan[t];
+}
+)");
+}
+
 std::string c_type(DType dtype) {
   switch (dtype) {
     case DType::kFloat32: return "float";
@@ -66,6 +83,12 @@ std::string c_type(DType dtype) {
 }
 
 std::string compute_type(DType dtype) { return dtype == DType::kFloat64 ? "double" : "float"; }
+
+std::string rounded_to(DType dtype, const std::string& value) {
+  if (dtype == DType::kFloat16) return "kiln_h2f(kiln_f2h(" + value + "))";
+  if (dtype == DType::kBFloat16) return "kiln_bf2f(kiln_f2bf(" + value + "))";
+  return value;
+}
 
 std::string load_expr(DType dtype, const std::string& ptr, const std::string& index) {
   std::string e = ptr + "[" + index + "]";
@@ -87,6 +110,13 @@ std::string store_stmt(DType dtype, const std::string& ptr, const std::string& i
     case DType::kBool: return at + " = (" + value + ") != 0;";
     default: return at + " = (" + c_type(dtype) + ")(" + value + ");";
   }
+}
+
+std::string literal(double v, bool dbl) {
+  std::ostringstream out;
+  out.precision(std::numeric_limits<double>::max_digits10);
+  out << v;
+  return (dbl ? "(double)" : "(float)") + out.str();
 }
 
 std::string params_constants(const char* type, size_t slots, const std::optional<Params>& specialize) {

@@ -1,23 +1,22 @@
 // Window kernels (NCHW, 1-3 spatial dims): direct convolution and transposed
-// convolution, and the pooling of the pool family, which walks the same windows;
-// and the tiled kernel of 2-D depthwise convolutions.
+// convolution, and the pooling of the pool family (max, average, Lp), which walks the same windows;
+// the integer (quantized) convolutions; the tiled kernel of 2-D depthwise
+// convolutions; and CausalConvWithState's.
 #include <algorithm>
 #include <cstring>
 #include <sstream>
 
 #include "codegen.h"
 #include "kiln/error.h"
+#include "kiln/ir/quantization.h"
 
 namespace kiln::codegen {
 
-std::string window_source(const WindowSpec& spec) {
-  std::string t = compute_type(spec.dtype), ct = c_type(spec.dtype);
-  bool dbl = spec.dtype == DType::kFloat64;
-  std::ostringstream s;
-  s << prelude() << params_constants<WindowParams>(spec.specialize);
-  // The input offset (within one channel) that kernel tap kk of output position o reads; false in padding.
-  // Forward windows read o*stride - pad + k*dil; a transposed conv reads (o + pad - k*dil) / stride when exact.
-  s << R"(__device__ __forceinline__ bool kiln_tap(const WindowParams& prm, int sr, const long long* o, long long kk, bool transposed,
+namespace {
+
+// The input offset (within one channel) that kernel tap kk of output position o reads; false in padding.
+// Forward windows read o*stride - pad + k*dil; a transposed conv reads (o + pad - k*dil) / stride when exact.
+const char* const kTapFunction = R"(__device__ __forceinline__ bool kiln_tap(const WindowParams& prm, int sr, const long long* o, long long kk, bool transposed,
                                          long long* offset) {
   long long r = kk, off = 0, stride = 1;
   for (int d = sr - 1; d >= 0; --d) {
@@ -37,6 +36,15 @@ std::string window_source(const WindowSpec& spec) {
   return true;
 }
 )";
+
+}  // namespace
+
+std::string window_source(const WindowSpec& spec) {
+  std::string t = compute_type(spec.dtype), ct = c_type(spec.dtype);
+  bool dbl = spec.dtype == DType::kFloat64;
+  std::ostringstream s;
+  s << prelude() << params_constants<WindowParams>(spec.specialize);
+  s << kTapFunction;
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const "
     << ct << "* __restrict__ x";
   bool conv = spec.op == WindowOp::kConv || spec.op == WindowOp::kConvTranspose;
@@ -63,7 +71,8 @@ std::string window_source(const WindowSpec& spec) {
       << load_expr(spec.dtype, "xc", "off") << " * " << load_expr(spec.dtype, "wc", "kk") << ";\n";
     s << "      }\n    }\n";
   } else {
-    bool is_max = spec.op == WindowOp::kMaxPool;
+    bool is_max = spec.op == WindowOp::kMaxPool, is_lp = spec.op == WindowOp::kLpPool;
+    std::string power = "(" + t + ")" + std::to_string(spec.p);
     s << "    const " << ct << "* xc = x + (b * cin + ch) * in_vol;\n";
     s << "    " << t << " acc = " << (is_max ? (dbl ? "-1.0/0.0" : "-1.0f/0.0f") : "0") << ";\n";
     s << "    long long count = 0, padded = 1;  // window taps inside input + explicit pads (count_include_pad)\n";
@@ -74,11 +83,61 @@ std::string window_source(const WindowSpec& spec) {
     s << "    for (long long kk = 0; kk < k_vol; ++kk) {\n      long long off;\n";
     s << "      if (!kiln_tap(prm, sr, o, kk, false, &off)) continue;\n";
     s << "      const " << t << " v = " << load_expr(spec.dtype, "xc", "off") << ";\n      ++count;\n";
-    s << "      " << (is_max ? "acc = (v > acc || v != v) ? v : acc;" : "acc += v;") << "\n    }\n";
-    if (!is_max) s << "    acc /= (" << t << ")(prm.count_include_pad ? padded : count);\n";
+    s << "      " << (is_max ? "acc = (v > acc || v != v) ? v : acc;"
+                      : is_lp ? str("acc += ", dbl ? "pow(fabs(v), " : "powf(fabsf(v), ", power, ");")
+                              : "acc += v;")
+      << "\n    }\n";
+    if (is_lp) s << "    acc = " << (dbl ? "pow" : "powf") << "(acc, (" << t << ")1 / " << power << ");\n";
+    else if (!is_max) s << "    acc /= (" << t << ")(prm.count_include_pad ? padded : count);\n";
   }
   s << "    " << store_stmt(spec.dtype, "out", "i", "acc") << "\n";
   s << "  }\n}\n";
+  return s.str();
+}
+
+std::string integer_conv_source(const IntegerConvSpec& spec) {
+  for (DType d : {spec.x, spec.w})
+    if (d != DType::kInt8 && d != DType::kUInt8) fail(ErrorCode::kUnsupported, "an integer convolution of ", dtype_name(d), " operands");
+  std::string xt = c_type(spec.x), wt = c_type(spec.w);
+  std::ostringstream s;
+  s << prelude() << params_constants<WindowParams>(spec.specialize) << kTapFunction;
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << c_type(spec.out)
+    << "* __restrict__ out, const " << xt << "* __restrict__ x, const " << wt << "* __restrict__ w";
+  if (spec.x_zero) s << ", const " << xt << "* __restrict__ x_zero";
+  if (spec.w_zero) s << ", const " << wt << "* __restrict__ w_zero";
+  if (spec.requantize)
+    s << ", const float* __restrict__ x_scale, const float* __restrict__ w_scale, const float* __restrict__ y_scale, const "
+      << c_type(spec.out) << "* __restrict__ y_zero";
+  if (spec.has_bias) s << ", const int* __restrict__ bias";
+  s << ", KParams p) {\n" << params_binding<WindowParams>(spec.specialize);
+  s << "  const int sr = (int)prm.spatial_rank;\n"
+       "  const long long cin = prm.channels, cout = prm.out_channels, cg = cin / prm.group, mg = cout / prm.group;\n";
+  s << "  long long in_vol = 1, out_vol = 1, k_vol = 1;\n";
+  s << "  for (int d = 0; d < sr; ++d) { in_vol *= prm.in_size[d]; out_vol *= prm.out_size[d]; k_vol *= prm.kernel[d]; }\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < prm.n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    const long long pos = i % out_vol, ch = (i / out_vol) % cout, b = i / (out_vol * cout), g = ch / mg;\n";
+  s << "    long long o[3] = {0, 0, 0};\n    { long long r = pos; for (int d = sr - 1; d >= 0; --d) { o[d] = r % prm.out_size[d]; r /= prm.out_size[d]; } }\n";
+  s << "    const int xz = " << (spec.x_zero ? "(int)x_zero[0]" : "0") << ", wz = "
+    << (spec.w_zero ? str("(int)w_zero[", spec.w_zero_per_channel ? "ch" : "0", "]") : std::string("0")) << ";\n";
+  // Unsigned: the sum wraps at 32 bits (defined behaviour), as ONNX allows. Padding adds nothing.
+  s << "    unsigned int acc = 0u;\n";
+  s << "    for (long long c = 0; c < cg; ++c) {\n";
+  s << "      const " << xt << "* xc = x + (b * cin + g * cg + c) * in_vol;\n";
+  s << "      const " << wt << "* wc = w + (ch * cg + c) * k_vol;\n";
+  s << "      for (long long kk = 0; kk < k_vol; ++kk) {\n        long long off;\n";
+  s << "        if (kiln_tap(prm, sr, o, kk, false, &off)) acc += (unsigned int)(((int)xc[off] - xz) * ((int)wc[kk] - wz));\n";
+  s << "      }\n    }\n";
+  if (!spec.requantize) {
+    s << "    out[i] = (int)acc;\n  }\n}\n";
+    return s.str();
+  }
+  if (spec.has_bias) s << "    acc += (unsigned int)bias[ch];\n";
+  ir::QuantRange range = ir::quant_range(spec.out);
+  s << "    const float scale = __fdiv_rn(__fmul_rn(x_scale[0], w_scale[" << (spec.w_scale_per_channel ? "ch" : "0") << "]), y_scale[0]);\n";
+  s << "    const double r = rint(__dadd_rn(__dmul_rn((double)(int)acc, (double)scale), (double)y_zero[0]));\n";
+  s << "    out[i] = (" << c_type(spec.out) << ")(r != r ? " << range.lo << ".0 : fmin(fmax(r, " << range.lo << ".0), " << range.hi
+    << ".0));\n  }\n}\n";
   return s.str();
 }
 
@@ -164,6 +223,40 @@ std::string depthwise_source(const DepthwiseSpec& spec) {
   s << "      if (q < rows && ox < prm.out_w && oy < prm.out_h) "
     << store_stmt(spec.dtype, "out", "(plane * prm.out_h + oy) * prm.out_w + ox", "acc[q]") << "\n";
   s << "    }\n  }\n}\n";
+  return s.str();
+}
+
+std::string causal_conv_source(const CausalConvSpec& spec) {
+  std::string t = compute_type(spec.dtype), ct = c_type(spec.dtype);
+  bool dbl = spec.dtype == DType::kFloat64;
+  std::ostringstream s;
+  s << prelude() << params_constants<CausalConvParams>(spec.specialize);
+  // Position j of a row's sequence: past_state (zeros without it) for j < keep, then the input.
+  s << "__device__ __forceinline__ " << ct << " kiln_seq(const " << ct << "* __restrict__ x, const " << ct
+    << "* __restrict__ past, long long row, long long j, long long len, long long keep) {\n";
+  s << "  return j >= keep ? x[row * len + j - keep] : " << (spec.has_past ? "past[row * keep + j]" : str("(", ct, ")0")) << ";\n}\n";
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, " << ct
+    << "* __restrict__ present, const " << ct << "* __restrict__ x, const " << ct << "* __restrict__ w";
+  if (spec.has_bias) s << ", const " << ct << "* __restrict__ bias";
+  if (spec.has_past) s << ", const " << ct << "* __restrict__ past";
+  s << ", KParams p) {\n" << params_binding<CausalConvParams>(spec.specialize);
+  if (!spec.has_past) s << "  const " << ct << "* past = nullptr;\n";
+  s << "  const long long len = prm.length, k = prm.kernel, keep = prm.kernel - 1;\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < prm.n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    if (i >= prm.outputs) {  // present_state: the sequence's last keep positions, copied as they are\n";
+  s << "      const long long e = i - prm.outputs;\n";
+  s << "      present[e] = kiln_seq(x, past, e / keep, len + e % keep, len, keep);\n";
+  s << "      continue;\n    }\n";
+  s << "    const long long row = i / len, pos = i % len, ch = row % prm.channels;\n";
+  s << "    " << t << " acc = " << (spec.has_bias ? load_expr(spec.dtype, "bias", "ch") : "0") << ";\n";
+  s << "    for (long long tap = 0; tap < k; ++tap) {\n";
+  s << "      const " << ct << " v = kiln_seq(x, past, row, pos + tap, len, keep);\n";
+  s << "      acc += " << load_expr(spec.dtype, "w", "ch * k + tap") << " * " << load_expr(spec.dtype, "(&v)", "0") << ";\n";
+  s << "    }\n";
+  if (spec.silu) s << "    acc = acc / (1 + " << (dbl ? "exp" : "expf") << "(-acc));\n";
+  s << "    " << store_stmt(spec.dtype, "out", "i", "acc") << "\n";
+  s << "  }\n}\n";
   return s.str();
 }
 

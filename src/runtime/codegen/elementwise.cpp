@@ -9,6 +9,7 @@
 
 #include "codegen.h"
 #include "kiln/error.h"
+#include "kiln/ir/quantization.h"
 
 namespace kiln::codegen {
 
@@ -175,6 +176,20 @@ std::string instruction_expr(const ir::FusedInstruction& in, const std::string& 
     case OpKind::kBitShift:  // shifts by a negative amount or the width or more leave only the sign fill
       if (p0 != 0) return "((" + b + " < 0LL || " + b + " > 63LL) ? 0LL : (long long)((unsigned long long)" + a + " << " + b + "))";
       return "((" + b + " < 0LL || " + b + " > 63LL) ? (" + a + " < 0LL ? -1LL : 0LL) : (" + a + " >> " + b + "))";
+    // Operands x, scale, zero point (c empty when absent). QuantizeLinear's
+    // params (set by the GPU lowering): the dtype it divides in and the
+    // quantized dtype; fmax turns NaN into the low end, as the reference.
+    case OpKind::kQuantizeLinear: {
+      DType precision = DType(int(p0));
+      ir::QuantRange range = ir::quant_range(DType(int(p1)));
+      bool wide = precision == DType::kFloat64;
+      auto operand = [&](const std::string& v) { return rounded_to(precision, (wide ? "(double)" : "(float)") + v); };
+      std::string q = rounded_to(precision, str(wide ? "__ddiv_rn(" : "__fdiv_rn(", operand(a), ", ", operand(b), ")"));
+      std::string r = "rint((double)" + q + ")" + (c.empty() ? "" : " + (double)" + c);
+      return str("fmin(fmax(", r, ", ", range.lo, ".0), ", range.hi, ".0)");
+    }
+    case OpKind::kDequantizeLinear:  // in float32, rounded to the output type by the store
+      return "__fmul_rn((float)" + a + (c.empty() ? "" : " - (float)" + c) + ", " + b + ")";
     case OpKind::kIsNaN: return "(" + a + " != " + a + ")";
     case OpKind::kIsInf:
       return "((" + std::string(p1 != 0 ? "" : "false && ") + a + " == " + K(INFINITY) + ") || (" +
@@ -422,7 +437,10 @@ std::string elementwise_source(const ElementwiseSpec& spec) {
     int lead = in.op == OpKind::kWhere ? in.args[1] : in.args[0];
     Kind k = lead >= 0 ? kinds[size_t(lead)] : Kind::kFloat;
     if (k == Kind::kBool && !returns_bool(in.op) && in.op != OpKind::kWhere) k = Kind::kInt;
-    Kind result = returns_bool(in.op) ? Kind::kBool : k;
+    Kind result = returns_bool(in.op)                     ? Kind::kBool
+                  : in.op == OpKind::kQuantizeLinear   ? Kind::kInt
+                  : in.op == OpKind::kDequantizeLinear ? Kind::kFloat
+                                                       : k;
     body << "  const " << type_name(result) << " v" << n + i << " = "
          << instruction_expr(in, operand(in.args[0]), operand(in.args[1]), operand(in.args[2]), k) << ";\n";
     kinds.push_back(result);

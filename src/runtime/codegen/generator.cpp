@@ -1,5 +1,6 @@
 // Values known on the host (shape arithmetic) written into device memory;
-// Range and OneHot, a thread per output element.
+// Range, OneHot, the signal windows and MelWeightMatrix, a thread per output
+// element.
 #include <sstream>
 
 #include "codegen.h"
@@ -55,6 +56,62 @@ std::string onehot_source(DType dtype, DType index_dtype, const std::optional<Pa
     << ";\n";
   s << "    if (t < 0) t += depth;  // out of range either way: an all-off line\n";
   s << "    out[i] = values[t == at ? 1 : 0];\n  }\n}\n";
+  return s.str();
+}
+
+std::string signal_window_source(DType dtype, const std::optional<Params>& specialize) {
+  if (dtype == DType::kBool) fail(ErrorCode::kUnsupported, "a signal window of bool");
+  std::ostringstream s;
+  s << prelude() << params_constants<SignalWindowParams>(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << c_type(dtype)
+    << "* __restrict__ out, KParams p) {\n" << params_binding<SignalWindowParams>(specialize);
+  s << "  const double a0 = __longlong_as_double(prm.a0_bits), a1 = __longlong_as_double(prm.a1_bits), "
+       "a2 = __longlong_as_double(prm.a2_bits);\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < prm.n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  // As the reference, in double; a symmetric window of one point divides by 0 (NaN, as ONNX's).
+  s << "    const double angle = 2.0 * 3.14159265358979323846 * (double)i / (double)prm.denom;\n";
+  s << "    " << store_stmt(dtype, "out", "i", "a0 - a1 * cos(angle) + a2 * cos(2.0 * angle)") << "\n  }\n}\n";
+  return s.str();
+}
+
+std::string mel_weight_matrix_source(DType dtype, DType size_dtype, DType hertz_dtype, const std::optional<Params>& specialize) {
+  if (dtype == DType::kBool || !is_integer(size_dtype) || !is_floating(hertz_dtype))
+    fail(ErrorCode::kUnsupported, "MelWeightMatrix of ", dtype_name(dtype), " from ", dtype_name(size_dtype), " sizes and ",
+         dtype_name(hertz_dtype), " frequencies");
+  std::string st = c_type(size_dtype), ht = c_type(hertz_dtype);
+  std::ostringstream s;
+  s << prelude() << params_constants<MelParams>(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << c_type(dtype)
+    << "* __restrict__ out, const " << st << "* __restrict__ dft_length, const " << st << "* __restrict__ sample_rate, const " << ht
+    << "* __restrict__ lower_edge, const " << ht << "* __restrict__ upper_edge, KParams p) {\n" << params_binding<MelParams>(specialize);
+  // The reference's steps (reference/generator.cpp), in double.
+  s << "  const long long mels = prm.mel_bins;\n";
+  s << "  const double len = (double)dft_length[0], rate = (double)sample_rate[0], ln10 = log(10.0);\n";
+  s << "  const double low = 2595.0 * log1p((double)" << load_expr(hertz_dtype, "lower_edge", "0") << " / 700.0) / ln10;\n";
+  s << "  const double step = (2595.0 * log1p((double)" << load_expr(hertz_dtype, "upper_edge", "0")
+    << " / 700.0) / ln10 - low) / (double)(mels + 2);\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < prm.n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    const long long m = i % mels;\n    const double x = (double)(i / mels);\n    double e[3];\n";
+  s << "    for (int q = 0; q < 3; ++q) e[q] = floor((len + 1.0) * (700.0 * expm1(((double)(m + q) * step + low) / 2595.0 * ln10)) / rate);\n";
+  // Edges outside the bins cut the triangle there (the reference calls them an error).
+  s << "    double v = 0.0;\n";
+  s << "    if (e[1] < e[2] && x >= e[1] && x < e[2]) v = (e[2] - x) / (e[2] - e[1]);\n";
+  s << "    else if (e[0] == e[1] && x == e[1]) v = 1.0;\n";
+  s << "    else if (e[0] < e[1] && x >= e[0] && x <= e[1]) v = (x - e[0]) / (e[1] - e[0]);\n";
+  s << "    " << store_stmt(dtype, "out", "i", "v") << "\n  }\n}\n";
+  return s.str();
+}
+
+std::string eye_like_source(DType dtype, const std::optional<Params>& specialize) {
+  std::ostringstream s;
+  s << prelude() << params_constants<EyeLikeParams>(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << c_type(dtype)
+    << "* __restrict__ out, KParams p) {\n" << params_binding<EyeLikeParams>(specialize);
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < prm.n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    " << store_stmt(dtype, "out", "i", "(i % prm.cols - i / prm.cols == prm.k ? 1 : 0)") << "\n  }\n}\n";
   return s.str();
 }
 

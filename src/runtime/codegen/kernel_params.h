@@ -113,6 +113,18 @@ struct DepthwiseParams {
   long long in_h, in_w, out_h, out_w, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
 };
 
+// Integer matrix products (MatMulInteger, QLinearMatMul): `n` outputs over
+// `rank` dims right-aligned in out_dims ([batch..., M, N], the innermost at 7),
+// each a sum over `depth` products. strides[t][d] is operand t's stride along
+// output dim d (0 where it broadcasts), operands in the kernel's argument
+// order (codegen::IntegerMatMulSpec); A and B step through the depth by
+// a_depth_stride and b_depth_stride.
+struct IntegerMatMulParams {
+  long long n, rank, depth, a_depth_stride, b_depth_stride;
+  long long out_dims[8];
+  long long strides[6][8];
+};
+
 // Skinny matmul: out[m, n] for m < rows over depth k; alpha as double bits.
 struct SkinnyParams {
   long long rows, cols, depth, alpha_bits;
@@ -197,6 +209,118 @@ struct AffineGridParams {
 struct Col2ImParams {
   long long n, rank, block_volume, columns;
   long long image[3], block[3], blocks[3], strides[3], dilations[3], pads[3];
+};
+
+// Compress of an input viewed as [outer, len, inner] (no axis: [1, numel, 1]):
+// a one-block scan of the condition's first `scan` entries lists the
+// positions it selects and writes their count (-1 - p when position p >= len
+// is true: numpy's error); a gather then copies the listed slices, `n` =
+// outer * cap * inner work items, at most `cap` (the planned bound) slices.
+struct CompressParams {
+  long long n, outer, len, inner, scan, cap;
+};
+
+// Unique of an input viewed as [outer, len, inner], its `len` slices along the
+// axis compared as numpy does. Sort stages of the `pow2` positions (bitonic:
+// stage k, j; k = 0 fills the identity), a one-block pass that groups equal
+// neighbours and orders the groups (`sorted`, else by first occurrence) and
+// writes their count, then the outputs, at most `cap` groups. `n`: the work
+// items of the launch (pow2, len, or max(outer * cap * inner, len)).
+struct UniqueParams {
+  long long n, outer, len, inner, pow2, k, j, sorted, cap;
+};
+
+// NonMaxSuppression of boxes [batches, boxes, 4] by scores [batches, classes,
+// boxes]: a block per (batch, class), `n` of them, sorts its candidates in
+// `pow2` slots and keeps boxes greedily; one block then lists them in ONNX's
+// order, at most `cap` rows. has_*: the optional inputs given and not empty.
+struct NmsParams {
+  long long n, batches, classes, boxes, pow2, cap, center_point_box;
+  long long has_max_output, has_iou, has_score;
+};
+
+// MaxRoiPool of X [batch, channels, height, width] over RoIs [R, 5]: `n`
+// outputs (R * channels * pooled_h * pooled_w); spatial_scale as double bits.
+struct MaxRoiPoolParams {
+  long long n, batch, channels, height, width, pooled_h, pooled_w, scale_bits;
+};
+
+// Recurrent layers (RNN, GRU, LSTM): the init launch has a thread per state
+// element (`n` = dirs * batch * hidden); each time step's launch a warp per
+// direction, hidden unit and group of kRecurrentRows batch rows (`n` warps),
+// at step `step` of `seq`. The float scratch holds the input projections at 0
+// and the states at h_offset, c_offset and rh_offset (ir::RecurrentScratch).
+// `projected` 0: X has no features, so its projections are zero and unread.
+struct RecurrentParams {
+  long long n, step, seq, batch, hidden, projected;
+  long long h_offset, c_offset, rh_offset;
+};
+
+// Signal windows (HannWindow, HammingWindow, BlackmanWindow): `n` values
+// a0 - a1 cos(2 pi i / denom) + a2 cos(4 pi i / denom), the coefficients as
+// double bits; denom is n for a periodic window, n - 1 for a symmetric one.
+struct SignalWindowParams {
+  long long n, denom, a0_bits, a1_bits, a2_bits;
+};
+
+// MelWeightMatrix [bins, mel_bins]: `n` = bins * mel_bins outputs; the
+// dft_length, sample rate and edge frequencies are read on the device.
+struct MelParams {
+  long long n, mel_bins;
+};
+
+// DFT of the lines of input [outer, in_len, inner, in_complex + 1] into output
+// [outer, out_len, inner, 2, or 1 for mode 2]: `n` = outer * out_len * inner
+// outputs, each a sum of `dft_len` terms (input beyond in_len is zero). Mode 0
+// forward, 1 inverse, 2 inverse of a one-sided spectrum (real output).
+struct DftParams {
+  long long n, out_len, inner, in_len, dft_len, in_complex, mode;
+};
+
+// STFT of signal [batch, signal_len, in_complex + 1] into [batch, frames, bins,
+// 2]: `n` = batch * frames * bins outputs, each the DFT term of the frame of
+// `frame_len` samples from frame * step, times the window where there is one.
+struct StftParams {
+  long long n, frames, bins, signal_len, frame_len, step, in_complex;
+};
+
+// CausalConvWithState over [batch, channels, length] with `kernel` taps: `n`
+// work items, the first `outputs` (batch * channels * length) the output's
+// elements, the rest present_state's (batch * channels * (kernel - 1)).
+struct CausalConvParams {
+  long long n, outputs, channels, length, kernel;
+};
+
+// LinearAttention: `threads` = 32 * batch * kv_heads * value_dim, a warp per
+// value column of one (batch, kv head) state, sequential over `steps` tokens;
+// `group` query heads per kv head. decay_width: 0 (none), 1 (a scalar per kv
+// head) or key_dim; beta_width: 0 (none), 1 or kv_heads. scale as double bits.
+struct LinearAttentionParams {
+  long long threads, batch, steps, kv_heads, group, key_dim, value_dim, decay_width, beta_width, scale_bits;
+};
+
+// EyeLike: `n` elements of a matrix of `cols` columns, 1 on diagonal `k`
+// (column - row == k), 0 elsewhere.
+struct EyeLikeParams {
+  long long n, cols, k;
+};
+
+// ReverseSequence: `n` elements of a [batch, time, inner] view (batch_major)
+// or a [time, batch, inner] one; the first lengths[b] steps of batch b reversed.
+struct ReverseSequenceParams {
+  long long n, batch, time, inner, batch_major;
+};
+
+// TensorScatter: `n` update elements of an [outer, seq, inner] view written
+// into the cache's [outer, max_seq, inner] at write_indices[o / per_batch] +
+// step (mod max_seq when circular).
+struct TensorScatterParams {
+  long long n, seq, max_seq, inner, per_batch, circular;
+};
+
+// Det: `n` square matrices of `size` rows, contiguous.
+struct DetParams {
+  long long n, size;
 };
 
 #endif

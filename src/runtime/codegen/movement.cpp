@@ -1,5 +1,7 @@
 // Data movement: one strided remap kernel covers transpose, slice, expand,
-// tile, pad, concat and split; gather, scatter, trilu and resize have their own.
+// tile, pad, concat and split; gather, scatter, trilu and resize have their
+// own, and NonZero, Compress and Unique, whose sizes depend on the data,
+// count them on the device.
 #include <sstream>
 
 #include "codegen.h"
@@ -188,6 +190,11 @@ std::string indexed_source(const IndexedSpec& spec) {
       << "      if (d >= prm.rank) continue;\n      long long c = rem % prm.dims[d];\n      rem /= prm.dims[d];\n"
       << "      if (d == prm.axis) {\n        c = (long long)indices[i];\n        if (c < 0) c += prm.axis_size;\n"
       << "        inside = c >= 0 && c < prm.axis_size;\n      }\n      off += c * prm.strides[d];\n    }\n";
+  } else if (spec.op == IndexedOp::kMaxUnpool) {
+    // A flat index into the unpooled size (`dims`, `axis_size` elements), placed by the output's strides.
+    s << "    long long flat = (long long)indices[i];\n    inside = flat >= 0 && flat < prm.axis_size;\n"
+      << "#pragma unroll\n    for (int d = " << kMaxRank - 1 << "; d >= 0; --d) {\n"
+      << "      if (d >= prm.rank || !inside) continue;\n      off += (flat % prm.dims[d]) * prm.strides[d];\n      flat /= prm.dims[d];\n    }\n";
   } else {
     s << "    const long long o = i / prm.slice;\n    off = (o / prm.rows) * prm.batch_stride + i % prm.slice;\n"
       << "#pragma unroll\n    for (int d = 0; d < " << kMaxRank << "; ++d) {\n      if (d >= prm.depth) continue;\n"
@@ -342,6 +349,227 @@ std::string nonzero_source(DType dtype) {
   s << "      for (int r = (int)prm.rank - 1; r >= 0; --r) {\n";
   s << "        out[r * total + j] = rest % prm.dims[r];\n        rest /= prm.dims[r];\n      }\n    }\n";
   s << "    base += scan[" << kBlock - 1 << "];\n    __syncthreads();\n  }\n}\n";
+  return s.str();
+}
+
+namespace {
+
+// The unsigned type of a dtype's size: kernels that only move elements copy bits.
+std::string bits_type(DType dtype) {
+  switch (dtype_size(dtype)) {
+    case 8: return "unsigned long long";
+    case 4: return "unsigned int";
+    case 2: return "unsigned short";
+    default: return "unsigned char";
+  }
+}
+
+std::string entry(const std::string& args) {
+  return str("extern \"C\" __global__ void __launch_bounds__(", kBlock, ") ", kEntry, "(", args, ", KParams p) {\n");
+}
+
+std::string grid_stride_loop() {
+  return str("  for (long long e = (long long)blockIdx.x * ", kBlock, " + threadIdx.x; e < prm.n; e += (long long)gridDim.x * ",
+             kBlock, ") {\n");
+}
+
+}  // namespace
+
+std::string compress_scan_source() {
+  std::ostringstream s;
+  s << prelude() << block_scan_source()
+    << entry("long long* __restrict__ positions, long long* __restrict__ count, const unsigned char* __restrict__ condition")
+    << params_binding<CompressParams>(std::nullopt);
+  s << "  __shared__ long long scan[" << kBlock << "];\n  __shared__ unsigned long long past;\n" << R"(  const int t = threadIdx.x;
+  if (t == 0) past = ~0ULL;
+  __syncthreads();
+  long long mine = 0;
+  for (long long i = t; i < prm.scan; i += )" << kBlock << R"() {
+    if (!condition[i]) continue;
+    if (i < prm.len) ++mine;
+    else atomicMin(&past, (unsigned long long)i);
+  }
+  kiln_block_scan(mine, scan);
+  const long long total = scan[)" << kBlock - 1 << R"(];
+  __syncthreads();
+  // A true entry past the input is numpy's error: the host reports the first.
+  if (t == 0) *count = past != ~0ULL ? -1 - (long long)past : total;
+  if (past != ~0ULL || total > prm.cap) return;  // the host reports it; nothing is written past the bound
+  const long long end = prm.scan < prm.len ? prm.scan : prm.len;
+  long long base = 0;
+  for (long long first = 0; first < end; first += )" << kBlock << R"() {
+    const long long i = first + t;
+    const int hit = i < end && condition[i] != 0;
+    const long long at = base + kiln_block_scan(hit, scan) - 1;
+    if (hit) positions[at] = i;
+    base += scan[)" << kBlock - 1 << R"(];
+    __syncthreads();
+  }
+}
+)";
+  return s.str();
+}
+
+std::string compress_gather_source(DType dtype) {
+  std::string bt = bits_type(dtype);
+  std::ostringstream s;
+  s << prelude()
+    << entry(str(bt, "* __restrict__ out, const ", bt,
+                 "* __restrict__ x, const long long* __restrict__ positions, const long long* __restrict__ count"))
+    << params_binding<CompressParams>(std::nullopt);
+  s << R"(  const long long m = *count;
+  if (m < 0 || m > prm.cap) return;  // an error the host reports
+)" << grid_stride_loop()
+    << R"(    const long long i = e % prm.inner, j = (e / prm.inner) % prm.cap, o = e / (prm.inner * prm.cap);
+    if (j < m) out[(o * m + j) * prm.inner + i] = x[(o * prm.len + positions[j]) * prm.inner + i];
+  }
+}
+)";
+  return s.str();
+}
+
+std::string unique_source(UniqueKernel kernel, DType dtype) {
+  std::string ct = c_type(dtype);
+  std::ostringstream s;
+  s << prelude() << block_scan_source();
+  // numpy's order of values: NaN after every number and equal to NaN, -0 equal to 0.
+  s << "__device__ __forceinline__ int kiln_order(const " << ct << "* x, const long long p, const long long q) {\n";
+  if (is_floating(dtype))
+    s << "  const double a = (double)" << load_expr(dtype, "x", "p") << ", b = (double)" << load_expr(dtype, "x", "q") << R"(;
+  const bool na = a != a, nb = b != b;
+  if (na || nb) return (int)na - (int)nb;
+)";
+  else
+    s << "  const " << ct << " a = x[p], b = x[q];\n";
+  s << "  return a < b ? -1 : (b < a ? 1 : 0);\n}\n";
+  s << "__device__ int kiln_compare(const " << ct << R"(* x, const long long p, const long long q, const UniqueParams& prm) {
+  for (long long o = 0; o < prm.outer; ++o)
+    for (long long i = 0; i < prm.inner; ++i) {
+      const int r = kiln_order(x, (o * prm.len + p) * prm.inner + i, (o * prm.len + q) * prm.inner + i);
+      if (r) return r;
+    }
+  return 0;
+}
+// The sort's order of slots: slices by value, then by position (so a group's
+// first slot is its first occurrence); the padding slots (>= len) last.
+__device__ bool kiln_before(const )" << ct << R"(* x, const long long p, const long long q, const UniqueParams& prm) {
+  if (p >= prm.len || q >= prm.len) return p < q;
+  const int r = kiln_compare(x, p, q, prm);
+  return r < 0 || (r == 0 && p < q);
+}
+)";
+  const char* layout = R"(  long long* perm = work;
+  long long* start = perm + prm.pow2;
+  long long* group_of = start + prm.len + 1;
+  long long* place = group_of + prm.len;
+  long long* at_place = place + prm.len;
+)";
+  switch (kernel) {
+    case UniqueKernel::kSort:
+      s << entry(str("long long* __restrict__ work, const ", ct, "* __restrict__ x")) << params_binding<UniqueParams>(std::nullopt)
+        << "  long long* perm = work;\n"
+        << grid_stride_loop() << R"(    if (prm.k == 0) { perm[e] = e; continue; }
+    const long long l = e ^ prm.j;
+    if (l <= e) continue;
+    const long long a = perm[e], b = perm[l];
+    if ((e & prm.k) == 0 ? kiln_before(x, b, a, prm) : kiln_before(x, a, b, prm)) { perm[e] = b; perm[l] = a; }
+  }
+}
+)";
+      break;
+    case UniqueKernel::kGroups:
+      s << entry(str("long long* __restrict__ work, long long* __restrict__ count, const ", ct, "* __restrict__ x"))
+        << params_binding<UniqueParams>(std::nullopt) << layout << "  __shared__ long long scan[" << kBlock << "];\n"
+        << R"(  const int t = threadIdx.x;
+  long long base = 0;
+  for (long long first = 0; first < prm.len; first += )" << kBlock << R"() {
+    const long long r = first + t;
+    const int head = r < prm.len && (r == 0 || kiln_compare(x, perm[r - 1], perm[r], prm) != 0);
+    const long long g = base + kiln_block_scan(head, scan) - 1;
+    if (r < prm.len) {
+      if (head) start[g] = r;
+      group_of[perm[r]] = g;
+    }
+    base += scan[)" << kBlock - 1 << R"(];
+    __syncthreads();
+  }
+  const long long groups = base;
+  if (t == 0) { start[groups] = prm.len; *count = groups; }
+  if (prm.sorted) {
+    for (long long g = t; g < groups; g += )" << kBlock << R"() place[g] = at_place[g] = g;
+    return;
+  }
+  // Unsorted: groups in the order of their first occurrences.
+  __syncthreads();
+  base = 0;
+  for (long long first = 0; first < prm.len; first += )" << kBlock << R"() {
+    const long long i = first + t;
+    const long long g = i < prm.len ? group_of[i] : 0;
+    const int head = i < prm.len && perm[start[g]] == i;
+    const long long q = base + kiln_block_scan(head, scan) - 1;
+    if (head) { place[g] = q; at_place[q] = g; }
+    base += scan[)" << kBlock - 1 << R"(];
+    __syncthreads();
+  }
+}
+)";
+      break;
+    case UniqueKernel::kOutputs:
+      s << entry(str(ct, "* __restrict__ y, long long* __restrict__ indices, long long* __restrict__ inverse, long long* __restrict__ "
+                     "counts, const ", ct, "* __restrict__ x, long long* __restrict__ work, const long long* __restrict__ count"))
+        << params_binding<UniqueParams>(std::nullopt) << layout << R"(  const long long groups = *count;
+  if (groups > prm.cap) return;  // the host reports it; nothing is written past the bound
+  const long long elements = prm.outer * groups * prm.inner;
+)" << grid_stride_loop() << R"(    if (y && e < elements) {
+      const long long i = e % prm.inner, q = (e / prm.inner) % groups, o = e / (prm.inner * groups);
+      y[e] = x[(o * prm.len + perm[start[at_place[q]]]) * prm.inner + i];
+    }
+    if (e < groups) {
+      const long long g = at_place[e];
+      if (indices) indices[e] = perm[start[g]];
+      if (counts) counts[e] = start[g + 1] - start[g];
+    }
+    if (inverse && e < prm.len) inverse[e] = place[group_of[e]];
+  }
+}
+)";
+      break;
+  }
+  return s.str();
+}
+
+std::string reverse_sequence_source(DType dtype, const std::optional<Params>& specialize) {
+  std::string ct = c_type(dtype);
+  std::ostringstream s;
+  s << prelude() << params_constants<ReverseSequenceParams>(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
+    << "* __restrict__ x, const long long* __restrict__ lengths, KParams p) {\n" << params_binding<ReverseSequenceParams>(specialize);
+  s << "  const long long n = prm.n, batch = prm.batch, time = prm.time, inner = prm.inner;\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    const long long j = i % inner, outer = i / inner;\n";
+  s << "    const long long b = prm.batch_major ? outer / time : outer % batch, t = prm.batch_major ? outer % time : outer / batch;\n";
+  s << "    long long len = lengths[b];\n    len = len < 0 ? 0 : (len > time ? time : len);\n";
+  s << "    const long long src = t < len ? len - 1 - t : t;\n";
+  s << "    out[i] = x[((prm.batch_major ? b * time + src : src * batch + b)) * inner + j];\n  }\n}\n";
+  return s.str();
+}
+
+std::string tensor_scatter_source(DType dtype, bool has_indices, const std::optional<Params>& specialize) {
+  std::string ct = c_type(dtype);
+  std::ostringstream s;
+  s << prelude() << params_constants<TensorScatterParams>(specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
+    << "* __restrict__ update" << (has_indices ? ", const long long* __restrict__ write_indices" : "") << ", KParams p) {\n"
+    << params_binding<TensorScatterParams>(specialize);
+  s << "  const long long n = prm.n, seq = prm.seq, max_seq = prm.max_seq, inner = prm.inner;\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    const long long j = i % inner, step = (i / inner) % seq, outer = i / (inner * seq);\n";
+  s << "    long long at = " << (has_indices ? "write_indices[outer / prm.per_batch] + step" : "step") << ";\n";
+  s << "    if (prm.circular) at = ((at % max_seq) + max_seq) % max_seq;\n";
+  s << "    else if (at < 0 || at >= max_seq) continue;\n";
+  s << "    out[(outer * max_seq + at) * inner + j] = update[i];\n  }\n}\n";
   return s.str();
 }
 

@@ -1,4 +1,4 @@
-// Row kernels: softmax, log-softmax, hardmax and layer norm over rows of `len`
+// Row kernels: softmax, log-softmax, hardmax, layer norm and Lp norm over rows of `len`
 // elements spaced `inner` apart, all accumulating in float (double for float64).
 // Contiguous rows up to kRowSpan * kBlock elements live in registers (a group of
 // lanes or a block per row; see RowPath); others take a block per row and one
@@ -13,14 +13,6 @@
 namespace kiln::codegen {
 
 namespace {
-
-// A double attribute compiled into source, exactly (no precision lost in printing).
-std::string literal(double v, bool dbl) {
-  std::ostringstream out;
-  out.precision(std::numeric_limits<double>::max_digits10);
-  out << v;
-  return (dbl ? "(double)" : "(float)") + out.str();
-}
 
 // Elements per 16-byte access.
 int64_t vector_width(DType dtype) { return 16 / int64_t(dtype_size(dtype)); }
@@ -109,6 +101,13 @@ std::string register_row(const RowSpec& spec, const std::string& params, const s
     if (spec.has_bias) body += "        y[i] += b[i];\n";
     body += "      }\n      kiln_store<W>(out + base + k, y);\n";
     s << each_chunk(body, true);
+  } else if (spec.op == RowOp::kLpNorm) {
+    s << "  kiln_t sum = 0;\n" << each_chunk(elements(spec.p == 1 ? "sum += e < 0 ? -e : e;" : "sum += e * e;"));
+    s << "  sum = kiln_row_sum<BLOCK>(sum, lanes);\n";
+    s << "  const kiln_t norm = " << (spec.p == 1 ? "sum" : root + "(sum)") << ";\n";
+    s << each_chunk("      kiln_t y[W];\n      #pragma unroll\n      for (int i = 0; i < W; ++i) y[i] = norm == 0 ? (kiln_t)0 : v[j * W + i] / norm;\n"
+                    "      kiln_store<W>(out + base + k, y);\n",
+                    true);
   } else {
     bool log = spec.op == RowOp::kLogSoftmax;
     s << "  kiln_t mx = -" << (dbl ? "1.0/0.0" : "1.0f/0.0f") << ", sum = 0;\n" << each_chunk(elements("mx = e > mx ? e : mx;"));
@@ -150,6 +149,14 @@ std::string strided_rows(const RowSpec& spec, const std::string& eps) {
     if (spec.has_scale) s << "      v *= " << load_expr(spec.dtype, "scale", "k") << ";\n";
     if (spec.has_bias) s << "      v += " << load_expr(spec.dtype, "bias", "k") << ";\n";
     s << "      " << store_stmt(spec.dtype, "out", at("k"), "v") << "\n    }\n";
+  } else if (spec.op == RowOp::kLpNorm) {  // x / ||x||_p, 0 where the norm is 0
+    s << "    " << t << " sum = 0;\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) { const " << t << " v = " << load_expr(spec.dtype, "x", at("k"))
+      << "; sum += " << (spec.p == 1 ? "(v < 0 ? -v : v)" : "v * v") << "; }\n";
+    s << "    sum = kiln_block_sum(sum);\n";
+    s << "    const " << t << " norm = " << (spec.p == 1 ? "sum" : str(dbl ? "sqrt" : "sqrtf", "(sum)")) << ";\n";
+    s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) "
+      << store_stmt(spec.dtype, "out", at("k"), "(norm == 0 ? (" + t + ")0 : " + load_expr(spec.dtype, "x", at("k")) + " / norm)") << "\n";
   } else if (spec.op == RowOp::kHardmax) {  // 1 at the first maximum, 0 elsewhere
     s << "    " << t << " mx = -" << (dbl ? "1.0/0.0" : "1.0f/0.0f") << ";\n";
     s << "    for (long long k = threadIdx.x; k < len; k += blockDim.x) { const " << t << " v = "

@@ -1,5 +1,5 @@
 // Reductions: over any set of axes (a warp per output), along one axis per
-// line (argmax/argmin, cumulative sum), and TopK (a block per row).
+// line (argmax/argmin, cumulative sum and product), and TopK (a block per row).
 #include <sstream>
 
 #include "codegen.h"
@@ -20,11 +20,13 @@ std::string reduce_source(const ReduceSpec& spec) {
     case ReduceOp::kL1: acc = "a += " + f("fabs") + "(v);"; break;
     case ReduceOp::kL2: case ReduceOp::kSumSquare: acc = "a += v * v;"; break;
     case ReduceOp::kLogSumExp: acc = "a += " + f("exp") + "(v - peak);"; break;
+    case ReduceOp::kLp: acc = "a += " + f("pow") + "(" + f("fabs") + "(v), (" + t + ")" + std::to_string(spec.p) + ");"; break;
   }
   if (spec.op == ReduceOp::kMean) finish = "a / (" + t + ")count";
   if (spec.op == ReduceOp::kL2) finish = f("sqrt") + "(a)";
   if (spec.op == ReduceOp::kLogSum) finish = f("log") + "(a)";
   if (spec.op == ReduceOp::kLogSumExp) finish = f("log") + "(a) + peak";
+  if (spec.op == ReduceOp::kLp) finish = f("pow") + "(a, (" + t + ")1 / (" + t + ")" + std::to_string(spec.p) + ")";
   std::string ct = c_type(spec.dtype);
   std::ostringstream s;
   s << prelude() << params_constants<ReduceParams>(spec.specialize);
@@ -64,23 +66,27 @@ std::string reduce_source(const ReduceSpec& spec) {
 std::string line_source(LineOp op, DType dtype, const std::optional<Params>& specialize) {
   std::string t = is_floating(dtype) ? compute_type(dtype) : "long long", ct = c_type(dtype);
   auto load = [&](const std::string& idx) { return is_floating(dtype) ? load_expr(dtype, "x", idx) : "(long long)x[" + idx + "]"; };
+  bool scan = op == LineOp::kCumSum || op == LineOp::kCumProd;
   std::ostringstream s;
   s << prelude() << params_constants<LineParams>(specialize);
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "("
-    << (op == LineOp::kCumSum ? ct : std::string("long long")) << "* __restrict__ out, const " << ct << "* __restrict__ x, KParams p) {\n"
+    << (scan ? ct : std::string("long long")) << "* __restrict__ out, const " << ct << "* __restrict__ x, KParams p) {\n"
     << params_binding<LineParams>(specialize);
   s << "  const long long lines = prm.lines, len = prm.len, inner = prm.inner;\n";
   s << "  for (long long line = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; line < lines; line += (long long)gridDim.x * "
     << kBlock << ") {\n";
   s << "    const long long base = (line / inner) * len * inner + (line % inner);\n";
-  if (op == LineOp::kCumSum) {
-    s << "    " << t << " acc = 0;\n";
+  if (scan) {
+    // Integer products wrap as unsigned (signed overflow is undefined), as the reference's do.
+    bool product = op == LineOp::kCumProd;
+    std::string combine = !product ? "acc += v;" : is_floating(dtype) ? "acc *= v;"
+                                                 : "acc = (long long)((unsigned long long)acc * (unsigned long long)v);";
+    std::string store = is_floating(dtype) ? store_stmt(dtype, "out", "base + k * inner", "acc") : "out[base + k * inner] = (" + ct + ")acc;";
+    s << "    " << t << " acc = " << (product ? "1" : "0") << ";\n";
     s << "    for (long long step = 0; step < len; ++step) {\n";
     s << "      const long long k = prm.reverse ? len - 1 - step : step;\n";
     s << "      const " << t << " v = " << load("base + k * inner") << ";\n";
-    s << "      if (prm.exclusive) { " << (is_floating(dtype) ? store_stmt(dtype, "out", "base + k * inner", "acc") : "out[base + k * inner] = (" + ct + ")acc;")
-      << " acc += v; } else { acc += v; "
-      << (is_floating(dtype) ? store_stmt(dtype, "out", "base + k * inner", "acc") : "out[base + k * inner] = (" + ct + ")acc;") << " }\n";
+    s << "      if (prm.exclusive) { " << store << " " << combine << " } else { " << combine << " " << store << " }\n";
     s << "    }\n";
   } else {
     const char* better = op == LineOp::kArgMax ? ">" : "<";

@@ -1,7 +1,9 @@
-// GridSample, RoiAlign, AffineGrid and Col2Im: a thread per output element
-// (per grid point for AffineGrid), every coordinate and sum in double, step
-// for step as the reference kernels (src/reference/vision.cpp), so that
-// nearest-pixel choices and the samples an edge keeps or drops agree with them.
+// GridSample, RoiAlign, AffineGrid, Col2Im and MaxRoiPool: a thread per
+// output element (per grid point for AffineGrid), every coordinate and sum in
+// double (MaxRoiPool's bins in float, as ONNX Runtime), step for step as the
+// reference kernels (src/reference/vision.cpp), so that nearest-pixel choices
+// and the samples an edge keeps or drops agree with them. NonMaxSuppression:
+// a block per batch and class, then one block that lists the kept boxes.
 #include <sstream>
 
 #include "codegen.h"
@@ -166,6 +168,157 @@ std::string roi_align_source(DType dtype, const std::optional<Params>& specializ
     }
     if (!is_max) { const long long count = gh * gw; acc /= (double)(count > 1 ? count : 1); }
     )" << store_stmt(dtype, "out", "e", "acc") << "\n  }\n}\n";
+  return s.str();
+}
+
+std::string max_roi_pool_source(DType dtype, const std::optional<Params>& specialize) {
+  std::string ct = c_type(dtype);
+  auto corner = [&](int i) { return str("(long long)roundf((float)", load_expr(dtype, "roi", str(i)), " * scale)"); };
+  std::ostringstream s;
+  s << prelude() << params_constants<MaxRoiPoolParams>(specialize);
+  s << entry(str(ct, "* __restrict__ out, const ", ct, "* __restrict__ x, const ", ct, "* __restrict__ rois"));
+  s << params_binding<MaxRoiPoolParams>(specialize);
+  s << R"(  const long long h = prm.height, w = prm.width, ph = prm.pooled_h, pw = prm.pooled_w;
+  const float scale = (float)__longlong_as_double(prm.scale_bits);
+)" << grid_stride_loop();
+  s << R"(    const long long px = e % pw, py = (e / pw) % ph, c = (e / (pw * ph)) % prm.channels, r = e / (pw * ph * prm.channels);
+    const )" << ct << R"(* roi = rois + 5 * r;
+    const double batch = (double))" << load_expr(dtype, "roi", "0") << R"(;
+    if (!(batch >= 0 && batch < (double)prm.batch)) {  // out of range: nothing to read (the reference fails)
+      )" << store_stmt(dtype, "out", "e", "0.0") << R"(
+      continue;
+    }
+    const long long x1 = )" << corner(1) << ", y1 = " << corner(2) << ", x2 = " << corner(3) << ", y2 = " << corner(4) << R"(;
+    const float bin_h = (float)(y2 - y1 + 1 > 1 ? y2 - y1 + 1 : 1) / (float)ph;
+    const float bin_w = (float)(x2 - x1 + 1 > 1 ? x2 - x1 + 1 : 1) / (float)pw;
+    long long h0 = (long long)floorf((float)py * bin_h) + y1, h1 = (long long)ceilf((float)(py + 1) * bin_h) + y1;
+    long long w0 = (long long)floorf((float)px * bin_w) + x1, w1 = (long long)ceilf((float)(px + 1) * bin_w) + x1;
+    h0 = h0 < 0 ? 0 : (h0 > h ? h : h0); h1 = h1 < 0 ? 0 : (h1 > h ? h : h1);
+    w0 = w0 < 0 ? 0 : (w0 > w ? w : w0); w1 = w1 < 0 ? 0 : (w1 > w ? w : w1);
+    const )" << ct << R"(* plane = x + ((long long)batch * prm.channels + c) * h * w;
+    double best = h1 <= h0 || w1 <= w0 ? 0.0 : -(double)__int_as_float(0x7f800000);  // an empty bin is 0
+    for (long long yy = h0; yy < h1; ++yy)
+      for (long long xx = w0; xx < w1; ++xx) {
+        const double v = (double))" << load_expr(dtype, "plane", "yy * w + xx") << R"(;
+        if (best < v) best = v;  // NaN never wins
+      }
+    )" << store_stmt(dtype, "out", "e", "best") << "\n  }\n}\n";
+  return s.str();
+}
+
+std::string non_max_suppression_source(const NmsSpec& spec) {
+  std::string bt = c_type(spec.boxes);
+  std::ostringstream s;
+  s << prelude();
+  if (spec.kernel == NmsKernel::kList) {
+    s << block_scan_source() << entry("long long* __restrict__ out, long long* __restrict__ count, const long long* __restrict__ work")
+      << params_binding<NmsParams>(std::nullopt) << "  __shared__ long long scan[" << kBlock << "];\n"
+      << R"(  const long long* kept = work;
+  const long long* selected = work + prm.n;
+  const int t = threadIdx.x;
+  long long total = 0;
+  for (long long first = 0; first < prm.n; first += )" << kBlock << R"() {
+    kiln_block_scan(first + t < prm.n ? kept[first + t] : 0, scan);
+    total += scan[)" << kBlock - 1 << R"(];
+    __syncthreads();
+  }
+  if (t == 0) *count = total;
+  if (total > prm.cap) return;  // the host reports it; nothing is written past the bound
+  long long base = 0;
+  for (long long first = 0; first < prm.n; first += )" << kBlock << R"() {
+    const long long bc = first + t, k = bc < prm.n ? kept[bc] : 0;
+    const long long at = base + kiln_block_scan(k, scan) - k;
+    for (long long q = 0; q < k; ++q) {
+      out[(at + q) * 3] = bc / prm.classes;
+      out[(at + q) * 3 + 1] = bc % prm.classes;
+      out[(at + q) * 3 + 2] = selected[bc * prm.boxes + q];
+    }
+    base += scan[)" << kBlock - 1 << R"(];
+    __syncthreads();
+  }
+}
+)";
+    return s.str();
+  }
+  // The candidates' order: the higher score first, a NaN score after every
+  // number, ties by index; the empty slots (-1) last.
+  s << "__device__ bool kiln_first(const " << bt << R"(* s, const long long a, const long long c) {
+  if (a < 0 || c < 0) return a >= 0 && c < 0;
+  const double sa = (double))" << load_expr(spec.boxes, "s", "a") << ", sc = (double)" << load_expr(spec.boxes, "s", "c") << R"(;
+  const bool na = sa != sa, nc = sc != sc;
+  if (na || nc) return na != nc ? nc : a < c;
+  return sa > sc || (sa == sc && a < c);
+}
+// One axis of a box: corners in either order, or a center and a size.
+__device__ void kiln_extent(const )" << bt << R"(* box, const bool center, const int axis, double& lo, double& hi) {
+  const double a = (double))" << load_expr(spec.boxes, "box", "axis") << ", b = (double)" << load_expr(spec.boxes, "box", "axis + 2") << R"(;
+  if (center) { lo = a - b / 2; hi = a + b / 2; }
+  else { lo = b < a ? b : a; hi = a < b ? b : a; }
+}
+// Whether kept box p suppresses box q, as the reference (products unfused).
+__device__ bool kiln_suppresses(const )" << bt << R"(* boxes, const long long p, const long long q, const bool center, const double threshold) {
+  const int xi = center ? 0 : 1, yi = center ? 1 : 0;
+  double ax0, ax1, bx0, bx1, ay0, ay1, by0, by1;
+  kiln_extent(boxes + 4 * p, center, xi, ax0, ax1); kiln_extent(boxes + 4 * q, center, xi, bx0, bx1);
+  kiln_extent(boxes + 4 * p, center, yi, ay0, ay1); kiln_extent(boxes + 4 * q, center, yi, by0, by1);
+  const double ix0 = ax0 < bx0 ? bx0 : ax0, ix1 = bx1 < ax1 ? bx1 : ax1, iy0 = ay0 < by0 ? by0 : ay0, iy1 = by1 < ay1 ? by1 : ay1;
+  if (ix1 <= ix0 || iy1 <= iy0) return false;
+  const double inter = __dmul_rn(ix1 - ix0, iy1 - iy0);
+  const double area_a = __dmul_rn(ax1 - ax0, ay1 - ay0), area_b = __dmul_rn(bx1 - bx0, by1 - by0), uni = area_a + area_b - inter;
+  if (inter <= 0 || area_a <= 0 || area_b <= 0 || uni <= 0) return false;
+  return inter / uni > threshold;
+}
+)";
+  s << entry(str("long long* __restrict__ work, const ", bt, "* __restrict__ boxes, const ", bt,
+                 "* __restrict__ scores, const long long* __restrict__ max_output, const ", c_type(spec.iou),
+                 "* __restrict__ iou, const ", c_type(spec.score_threshold), "* __restrict__ score_threshold"))
+    << params_binding<NmsParams>(std::nullopt) << "  __shared__ unsigned long long candidates;\n";
+  s << R"(  const int t = threadIdx.x;
+  const long long bc = blockIdx.x, n = prm.boxes;
+  long long* kept = work;
+  long long* selected = work + prm.n + bc * n;
+  long long* order = work + prm.n + prm.n * n + bc * prm.pow2;
+  const )" << bt << "* s = scores + bc * n;\n  const " << bt << R"(* box = boxes + bc / prm.classes * n * 4;
+  const long long most = prm.has_max_output && max_output[0] > 0 ? max_output[0] : 0;
+  const double threshold = prm.has_iou ? (double))" << load_expr(spec.iou, "iou", "0") << R"( : 0.0;
+  const double least = prm.has_score ? (double))" << load_expr(spec.score_threshold, "score_threshold", "0") << R"( : 0.0;
+  if (t == 0) candidates = 0;
+  __syncthreads();
+  unsigned long long mine = 0;
+  for (long long i = t; i < prm.pow2; i += )" << kBlock << R"() {
+    const bool in = i < n && (!prm.has_score || (double))" << load_expr(spec.boxes, "s", "i") << R"( > least);
+    order[i] = in ? i : -1;
+    mine += in;
+  }
+  atomicAdd(&candidates, mine);
+  __syncthreads();
+  for (long long k = 2; k <= prm.pow2; k <<= 1)
+    for (long long j = k >> 1; j > 0; j >>= 1) {
+      for (long long i = t; i < prm.pow2; i += )" << kBlock << R"() {
+        const long long l = i ^ j;
+        if (l <= i) continue;
+        const long long a = order[i], c = order[l];
+        if ((i & k) == 0 ? kiln_first(s, c, a) : kiln_first(s, a, c)) { order[i] = c; order[l] = a; }
+      }
+      __syncthreads();
+    }
+  // Greedy: each candidate in order is kept unless a kept box suppressed it.
+  const long long total = (long long)candidates;
+  long long count = 0;
+  for (long long i = 0; i < total && count < most; ++i) {
+    const long long a = order[i];
+    if (a < 0) continue;
+    if (t == 0) selected[count] = a;
+    ++count;
+    for (long long j = i + 1 + t; j < total; j += )" << kBlock << R"() {
+      const long long c = order[j];
+      if (c >= 0 && kiln_suppresses(box, a, c, prm.center_point_box != 0, threshold)) order[j] = -1;
+    }
+    __syncthreads();
+  }
+  if (t == 0) kept[bc] = count;
+}
+)";
   return s.str();
 }
 

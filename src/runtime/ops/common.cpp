@@ -14,6 +14,12 @@ unsigned grid_for(int64_t n, int sm_count) {
   return unsigned(std::clamp<int64_t>(blocks, 1, int64_t(sm_count) * 32));
 }
 
+int64_t next_pow2(int64_t n) {
+  int64_t p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
 void SimpleOp::prepare(PrepareContext& ctx) const {
   KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_, kernel_};
   fill_(ctx.shapes, k);
@@ -40,6 +46,13 @@ std::vector<int64_t> ints_of(const plan::Plan& plan, ir::ValueId v, const ShapeE
   fail(ErrorCode::kUnsupported, what, " '", val.name, "' depends on tensor data that enqueue did not read back");
 }
 
+void require_input_dims(const ir::Node& node, const ShapeEnv& shapes, size_t input, const std::vector<int64_t>& want) {
+  const std::vector<int64_t>& have = shapes.of(node.inputs[input]);
+  if (have != want)
+    fail(ErrorCode::kShapeError, "node '", node.name, "' (", ir::op_name(node.op), "): input ", input, " has shape ",
+         ir::shape_to_string(ir::shape_of(have)), "; expected ", ir::shape_to_string(ir::shape_of(want)));
+}
+
 int64_t data_dependent_bound(const plan::Plan& plan, ir::ValueId v) {
   const ir::Value& val = plan.network.value(v);
   std::set<std::string> symbols;
@@ -57,13 +70,55 @@ int64_t data_dependent_bound(const plan::Plan& plan, ir::ValueId v) {
   return bound;
 }
 
-int64_t nonzero_count_offset(const plan::Plan& plan, const ir::Node& node) {
-  int64_t before = 0;
-  for (const ir::Node& other : plan.network.nodes()) {
-    if (&other == &node) return before * int64_t(sizeof(int64_t));
-    before += other.op == ir::OpKind::kNonZero;
+bool counted_on_device(ir::OpKind op) {
+  return op == ir::OpKind::kNonZero || op == ir::OpKind::kCompress || op == ir::OpKind::kUnique ||
+         op == ir::OpKind::kNonMaxSuppression;
+}
+
+std::vector<int64_t> dims_at(const plan::Plan& plan, ir::ValueId v, const ir::SymbolBindings& bindings) {
+  const ir::Value& val = plan.network.value(v);
+  auto dims = ir::evaluate_dims(val.shape, bindings);
+  if (!dims)
+    fail(ErrorCode::kInvalidArgument, "tensor '", val.name, "' ", ir::shape_to_string(val.shape),
+         " has a size without a bound in the plan; build it again with this kiln (`kiln build`)");
+  return *dims;
+}
+
+namespace {
+
+int64_t count_work_bytes(const plan::Plan& plan, const ir::Node& node, const ir::SymbolBindings& largest) {
+  switch (ir::family_of(node.op)) {
+    case ir::OpFamily::kMovement: return movement_count_work_bytes(plan, node, largest);
+    case ir::OpFamily::kVision: return vision_count_work_bytes(plan, node, largest);
+    default: fail(ErrorCode::kInternal, "node '", node.name, "' (", ir::op_name(node.op), ") is not counted on the device");
   }
-  fail(ErrorCode::kInternal, "node '", node.name, "' is not a node of the plan");
+}
+
+// Walks the slots up to `node` (every slot for nullptr).
+ScratchSlot walk_slots(const plan::Plan& plan, const ir::Node* node) {
+  ir::SymbolBindings largest;
+  for (auto& [s, r] : plan.network.dim_ranges()) largest[s] = r.max;
+  ScratchSlot slot;
+  for (const ir::Node& other : plan.network.nodes()) {
+    if (!counted_on_device(other.op)) continue;
+    slot.work_bytes = count_work_bytes(plan, other, largest);
+    if (&other == node) return slot;
+    slot.offset += int64_t(sizeof(int64_t)) + slot.work_bytes;
+  }
+  if (node) fail(ErrorCode::kInternal, "node '", node->name, "' is not a counted node of the plan");
+  return slot;
+}
+
+}  // namespace
+
+ScratchSlot readback_scratch_slot(const plan::Plan& plan, const ir::Node& node) { return walk_slots(plan, &node); }
+
+int64_t readback_scratch_bytes(const plan::Plan& plan) { return walk_slots(plan, nullptr).offset; }
+
+int64_t output_capacity(const plan::Plan& plan, const ShapeEnv& shapes, ir::ValueId v, size_t d) {
+  bool pending = size_t(v) < shapes.pending.size() && shapes.pending[size_t(v)];
+  if (!pending) return shapes.of(v).at(d);
+  return data_dependent_bound(plan, v);
 }
 
 }  // namespace kiln::runtime

@@ -7,6 +7,7 @@
 // The generated window kernel runs the other Convs, ConvTranspose and (for
 // the pool family) MaxPool and AveragePool. 2-D depthwise Convs (ConvNeXt,
 // MobileNet) are memory-bound and run a tiled kernel of their own, ahead of cuDNN.
+// CausalConvWithState runs a generated kernel of its own.
 #include <cudnn.h>
 
 #include <algorithm>
@@ -276,9 +277,13 @@ std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node,
   codegen::WindowOp wop = node.op == OpKind::kConv            ? codegen::WindowOp::kConv
                           : node.op == OpKind::kConvTranspose ? codegen::WindowOp::kConvTranspose
                           : node.op == OpKind::kMaxPool       ? codegen::WindowOp::kMaxPool
+                          : node.op == OpKind::kLpPool        ? codegen::WindowOp::kLpPool
                                                               : codegen::WindowOp::kAvgPool;
   bool bias = conv && node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue;
-  int kernel = store.add(node.name, [wop, dtype, bias](const auto& params) { return codegen::window_source({wop, dtype, bias, params}); });
+  int64_t power = node.attrs.get_int("p", 2);
+  int kernel = store.add(node.name, [wop, dtype, bias, power](const auto& params) {
+    return codegen::window_source({wop, dtype, bias, params, power});
+  });
   return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
     const auto& x = s.of(n->inputs[0]);
     const auto& out = s.of(n->outputs[0]);
@@ -312,6 +317,71 @@ std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node,
 }
 
 namespace {
+
+// WindowParams of a forward convolution of x (input ix) by w (input iw) into the node's output.
+codegen::WindowParams conv_window_params(const ir::Node& n, const ShapeEnv& s, size_t ix, size_t iw) {
+  const auto& x = s.of(n.inputs[ix]);
+  const auto& out = s.of(n.outputs[0]);
+  std::vector<int64_t> in_sp(x.begin() + 2, x.end()), kernel_sp(s.of(n.inputs[iw]).begin() + 2, s.of(n.inputs[iw]).end());
+  ir::WindowGeometry g = ir::window_geometry(n, in_sp, kernel_sp);
+  codegen::WindowParams q{};
+  q.n = ir::checked_numel(out);
+  q.spatial_rank = int64_t(in_sp.size());
+  q.channels = x[1];
+  q.out_channels = out[1];
+  q.group = n.attrs.get_int("group", 1);
+  for (size_t d = 0; d < in_sp.size(); ++d) {
+    q.in_size[d] = in_sp[d];
+    q.out_size[d] = g.output[d];
+    q.kernel[d] = g.kernel[d];
+    q.strides[d] = g.strides[d];
+    q.dilations[d] = g.dilations[d];
+    q.pads_begin[d] = g.pads_begin[d];
+    q.pads_end[d] = g.pads_end[d];
+  }
+  return q;
+}
+
+// ConvInteger and QLinearConv: the generated integer direct convolution.
+std::unique_ptr<Op> make_integer_conv(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
+  bool q = node.op == OpKind::kQLinearConv;
+  size_t iw = q ? 3 : 1, ixz = 2, iwz = q ? 5 : 3;
+  auto has = [&](size_t i) { return i < node.inputs.size() && node.inputs[i] != ir::kNoValue; };
+  const ir::Value& x = plan.network.value(node.inputs[0]);
+  if (x.shape.size() > 5) {
+    why = str("rank ", x.shape.size(), "; the kernel takes 1 to 3 spatial dims");
+    return nullptr;
+  }
+  // One value or one per output channel, which the kernel's source tells apart.
+  auto per_channel = [&](size_t i, bool& result) {
+    ir::Dim numel = ir::shape_numel(plan.network.value(node.inputs[i]).shape);
+    result = numel != ir::Dim(1);
+    return numel.is_constant();
+  };
+  codegen::IntegerConvSpec spec{};
+  spec.x = x.dtype;
+  spec.w = plan.network.value(node.inputs[iw]).dtype;
+  spec.out = output_dtype(plan, node);
+  spec.x_zero = has(ixz);
+  spec.w_zero = has(iwz);
+  spec.requantize = q;
+  spec.has_bias = q && has(8);
+  if ((spec.w_zero && !per_channel(iwz, spec.w_zero_per_channel)) || (q && !per_channel(4, spec.w_scale_per_channel))) {
+    why = "w's zero point or scale has a size unknown before run time";
+    return nullptr;
+  }
+  int kernel = store.add(node.name, specializing_generator(spec, codegen::integer_conv_source));
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [n, q, iw, ixz, iwz, has](const ShapeEnv& s, KernelLaunch& k) {
+    k.params = codegen::pack(conv_window_params(*n, s, 0, iw));
+    k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[iw], 0}};
+    for (size_t i : {ixz, iwz})
+      if (has(i)) k.args.push_back({n->inputs[i], 0});
+    if (q)
+      for (size_t i : {size_t(1), size_t(4), size_t(6), size_t(7), size_t(8)})
+        if (has(i)) k.args.push_back({n->inputs[i], 0});
+  });
+}
 
 struct DepthwiseTiling {
   int64_t tile_w, rows, smem_h, smem_w;
@@ -394,6 +464,30 @@ std::unique_ptr<Op> make_depthwise_op(const plan::Plan& plan, const ir::Node& no
   });
 }
 
+// CausalConvWithState: one generated kernel writes the output and, where the
+// node has it, present_state.
+std::unique_ptr<Op> make_causal_conv_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store) {
+  auto has_input = [&](size_t i) { return i < node.inputs.size() && node.inputs[i] != ir::kNoValue; };
+  bool keeps_state = node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue;
+  codegen::CausalConvSpec spec{output_dtype(plan, node), has_input(2), has_input(3),
+                               node.attrs.get_string("activation", "none") != "none", std::nullopt};
+  int kernel = store.add(node.name, specializing_generator(spec, codegen::causal_conv_source));
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [n, spec, keeps_state](const ShapeEnv& s, KernelLaunch& k) {
+    const auto& x = s.of(n->inputs[0]);
+    int64_t taps = s.of(n->inputs[1])[2];
+    require_input_dims(*n, s, 1, {x[1], 1, taps});
+    if (spec.has_bias) require_input_dims(*n, s, 2, {x[1]});
+    if (spec.has_past) require_input_dims(*n, s, 3, {x[0], x[1], taps - 1});
+    int64_t outputs = ir::checked_numel(x), state = keeps_state ? ir::checked_numel(s.of(n->outputs[1])) : 0;
+    k.params = codegen::pack(codegen::CausalConvParams{outputs + state, outputs, x[1], x[2], taps});
+    // Without present_state no work item reaches its pointer.
+    k.args = {{n->outputs[0], 0}, {keeps_state ? n->outputs[1] : n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[1], 0}};
+    if (spec.has_bias) k.args.push_back({n->inputs[2], 0});
+    if (spec.has_past) k.args.push_back({n->inputs[3], 0});
+  });
+}
+
 }  // namespace
 
 std::unique_ptr<Op> make_conv(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int /*arch*/) {
@@ -407,6 +501,8 @@ std::unique_ptr<Op> make_conv(const plan::Plan& plan, const ir::Node& node, Kern
       if (auto op = make_cudnn_conv_op(plan, node, why)) return op;
       return make_window_op(plan, node, store, why);
     case OpKind::kConvTranspose: return make_window_op(plan, node, store, why);
+    case OpKind::kConvInteger: case OpKind::kQLinearConv: return make_integer_conv(plan, node, store, why);
+    case OpKind::kCausalConvWithState: return make_causal_conv_op(plan, node, store);
     default: return nullptr;
   }
 }
@@ -420,6 +516,11 @@ GpuLowering describe_conv(OpKind op) {
               "floating types, rank 5 at most"};
     case OpKind::kConvTranspose: return {K::kKernel, "generated direct kernel; floating types, rank 5 at most"};
     case OpKind::kConvChannelsLast: return {K::kKernel, "cuDNN; rank 3 to 5, floating types, symmetric explicit pads"};
+    case OpKind::kConvInteger: case OpKind::kQLinearConv:
+      return {K::kKernel, "generated direct kernel, int32 accumulation; int8/uint8, rank 5 at most, w's zero point and scale "
+                          "per tensor or per output channel"};
+    case OpKind::kCausalConvWithState:
+      return {K::kKernel, "a thread per element of the output and of present_state; floating types, SiLU fused"};
     default: return {};
   }
 }

@@ -1,6 +1,7 @@
 // The elementwise family on the GPU: fused programs, single elementwise ops, casts and copies.
 #include "kiln/error.h"
 #include "kiln/ir/fused.h"
+#include "kiln/ir/quantization.h"
 #include "kiln/runtime.h"
 #include "ops.h"
 
@@ -23,26 +24,38 @@ bool integer_capable(OpKind op) {
 
 namespace {
 
+// The dims the kernel walks: the output's, and each input's, which broadcast
+// to them (numpy rules). By default the tensors' own dims.
+struct ElementwiseView {
+  std::vector<int64_t> out;
+  std::vector<std::vector<int64_t>> inputs;
+};
+using ViewFn = std::function<ElementwiseView(const ShapeEnv&)>;
+
 class ElementwiseOp : public Op {
  public:
   // `inputs`: the values the kernel reads, in its argument order; `width`: its vector width.
-  ElementwiseOp(const ir::Node& node, std::vector<ir::ValueId> inputs, int width, const KernelStore& store, int kernel)
-      : node_(node), inputs_(std::move(inputs)), width_(width), store_(store), kernel_(kernel) {}
+  ElementwiseOp(const ir::Node& node, std::vector<ir::ValueId> inputs, int width, const KernelStore& store, int kernel,
+                ViewFn view = nullptr)
+      : node_(node), inputs_(std::move(inputs)), width_(width), store_(store), kernel_(kernel), view_(std::move(view)) {}
 
   void prepare(PrepareContext& ctx) const override {
-    const std::vector<int64_t>& out = ctx.shapes.of(node_.outputs[0]);
+    ElementwiseView view;
+    if (view_) {
+      view = view_(ctx.shapes);
+    } else {
+      view.out = ctx.shapes.of(node_.outputs[0]);
+      for (ir::ValueId v : inputs_) view.inputs.push_back(ctx.shapes.of(v));
+    }
+    const std::vector<int64_t>& out = view.out;
     if (out.size() > size_t(codegen::kMaxRank))
       fail(ErrorCode::kUnsupported, "node '", node_.name, "': rank ", out.size(), " is above the GPU limit of ", codegen::kMaxRank);
     KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, {}, &node_, kernel_};
     int64_t n = ir::checked_numel(out);
     if (n == 0) return;
-    std::vector<std::vector<int64_t>> inputs;
     k.args.push_back({node_.outputs[0], 0});
-    for (ir::ValueId v : inputs_) {
-      inputs.push_back(ctx.shapes.of(v));
-      k.args.push_back({v, 0});
-    }
-    codegen::ElementwiseParams q = codegen::elementwise_params(out, inputs, width_);
+    for (ir::ValueId v : inputs_) k.args.push_back({v, 0});
+    codegen::ElementwiseParams q = codegen::elementwise_params(out, view.inputs, width_);
     k.params = codegen::pack(q);
     k.grid = grid_for(codegen::elementwise_threads(q, width_), ctx.sm_count);
     ctx.steps.push_back(std::move(k));
@@ -53,7 +66,52 @@ class ElementwiseOp : public Op {
   int width_;
   const KernelStore& store_;
   int kernel_;
+  ViewFn view_;
 };
+
+// QuantizeLinear and DequantizeLinear: x and the scale and zero point as
+// views that broadcast. Per axis: the parameters as [1.., C, ..1]; blocked:
+// x's axis split into [blocks, block_size], the parameters [.., blocks, 1, ..],
+// which needs the block size to divide x's dim (or a single block).
+ElementwiseView quantize_view(const ir::Node& node, const ShapeEnv& shapes, size_t inputs) {
+  const std::vector<int64_t> &x = shapes.of(node.inputs[0]), &scale = shapes.of(node.inputs[1]);
+  ir::QuantGranularity g = ir::quant_granularity(node, x, scale);
+  ElementwiseView v{x, {x}};
+  std::vector<int64_t> param = scale;
+  if (g.axis >= 0 && g.block_size == 0) {
+    param.assign(x.size(), 1);
+    param[size_t(g.axis)] = x[size_t(g.axis)];
+  } else if (g.axis >= 0 && scale[size_t(g.axis)] != 1) {
+    int64_t dim = x[size_t(g.axis)];
+    if (dim % g.block_size != 0)
+      fail(ErrorCode::kUnsupported, "node '", node.name, "' (", ir::op_name(node.op), "): blocked quantization on the GPU needs ",
+           "the block size ", g.block_size, " to divide x's dim ", dim, " along axis ", g.axis, " (the CPU device runs it)");
+    v.out.insert(v.out.begin() + g.axis + 1, g.block_size);
+    v.out[size_t(g.axis)] = dim / g.block_size;
+    param = v.out;
+    param[size_t(g.axis) + 1] = 1;
+    v.inputs[0] = v.out;
+  }
+  v.inputs.resize(inputs, param);
+  return v;
+}
+
+std::unique_ptr<Op> make_quantize(const plan::Plan& plan, const ir::Node& node, KernelStore& store, const std::vector<ir::ValueId>& present,
+                                  std::vector<DType> dtypes) {
+  DType out = plan.network.value(node.outputs[0]).dtype;
+  ir::FusedInstruction in;
+  in.op = node.op;
+  for (size_t i = 0; i < present.size(); ++i) in.args[i] = int(i);
+  if (node.op == OpKind::kQuantizeLinear) {
+    in.params[0] = double(ir::quantize_precision(node, dtypes[0], dtypes[1]));
+    in.params[1] = double(out);
+  }
+  codegen::ElementwiseSpec spec{{in}, dtypes, out, std::nullopt};
+  int width = codegen::elementwise_vector_width(dtypes, out);
+  size_t inputs = present.size();
+  return std::make_unique<ElementwiseOp>(node, present, width, store, store.add(node.name, specializing_generator(spec, codegen::elementwise_source)),
+                                         [&node, inputs](const ShapeEnv& shapes) { return quantize_view(node, shapes, inputs); });
+}
 
 }  // namespace
 
@@ -85,6 +143,12 @@ std::unique_ptr<Op> make_elementwise(const plan::Plan& plan, const ir::Node& nod
     DType from = dtypes[0];
     generator = [from, out](const auto& spec) { return codegen::cast_source(from, out, spec); };
     present.resize(1);  // CastLike's second input only names the dtype
+  } else if (node.op == OpKind::kQuantizeLinear || node.op == OpKind::kDequantizeLinear) {
+    if (present.size() != node.inputs.size()) {
+      why = "an omitted scale";
+      return nullptr;
+    }
+    return make_quantize(plan, node, store, present, dtypes);
   } else if (node.op == OpKind::kFusedElementwise) {
     if (present.size() != node.inputs.size()) {
       why = "an omitted input";
@@ -146,6 +210,8 @@ GpuLowering describe_elementwise(OpKind op) {
     case OpKind::kIdentity: return {K::kKernel, "copy kernel; `kiln build` removes it where it can"};
     case OpKind::kDropout: return {K::kKernel, "copy kernel (inference); not with its mask output"};
     case OpKind::kFusedElementwise: return {K::kKernel, "one generated kernel per fused program"};
+    case OpKind::kQuantizeLinear: case OpKind::kDequantizeLinear:
+      return {K::kKernel, "elementwise kernel, int8/uint8; per tensor, per axis, or blocked where the block size divides the axis"};
     default: return {};
   }
 }

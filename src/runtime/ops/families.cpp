@@ -22,6 +22,7 @@ constexpr FamilyLowering kLowerings[] = {
     {OpFamily::kMovement, make_movement, describe_movement},
     {OpFamily::kGenerator, make_generator, describe_generator},
     {OpFamily::kVision, make_vision, describe_vision},
+    {OpFamily::kRecurrent, make_recurrent, describe_recurrent},
 };
 static_assert(std::size(kLowerings) == size_t(ir::kOpFamilyCount), "a family without a lowering");
 constexpr bool in_family_order() {

@@ -1,13 +1,15 @@
 // The generator family on the GPU: values the host knows (shape arithmetic,
 // for nodes of any family) written by the constants kernel, ConstantOfShape
-// as a fill, Range and OneHot as kernels of their own. Range's length and
-// OneHot's depth come from the output's shape: known before the run, or read
+// as a fill, Range, OneHot, EyeLike, the signal windows and MelWeightMatrix as
+// kernels of their own. Range's length, OneHot's depth, a window's size and the mel
+// matrix's dims come from the output's shape: known before the run, or read
 // back by enqueue when they depend on data (see context.cpp).
 #include <algorithm>
 #include <cstring>
 
 #include "kiln/error.h"
 #include "kiln/ir/shape_inference.h"
+#include "kiln/ir/signal.h"
 #include "kiln/runtime.h"
 #include "ops.h"
 
@@ -120,6 +122,45 @@ std::unique_ptr<Op> make_generator(const plan::Plan& plan, const ir::Node& node,
       });
     }
 
+    case OpKind::kHannWindow: case OpKind::kHammingWindow: case OpKind::kBlackmanWindow: {
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::signal_window_source(dtype, params); });
+      ir::CosineWindow w = ir::cosine_window(node.op);
+      bool periodic = node.attrs.get_int("periodic", 1) != 0;
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, w, periodic](const ShapeEnv& s, KernelLaunch& k) {
+        codegen::SignalWindowParams q{};
+        q.n = s.of(n->outputs[0]).at(0);
+        q.denom = periodic ? q.n : q.n - 1;
+        q.a0_bits = codegen::double_bits(w.a0);
+        q.a1_bits = codegen::double_bits(w.a1);
+        q.a2_bits = codegen::double_bits(w.a2);
+        k.params = codegen::pack(q);
+        k.args = {{n->outputs[0], 0}};
+      });
+    }
+    case OpKind::kEyeLike: {
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::eye_like_source(dtype, params); });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& out = s.of(n->outputs[0]);
+        k.params = codegen::pack(codegen::EyeLikeParams{ir::checked_numel(out), out[1], n->attrs.get_int("k", 0)});
+        k.args = {{n->outputs[0], 0}};
+      });
+    }
+
+    case OpKind::kMelWeightMatrix: {
+      DType size = plan.network.value(node.inputs[1]).dtype, hertz = plan.network.value(node.inputs[3]).dtype;
+      int kernel = store.add(node.name, [dtype, size, hertz](const auto& params) {
+        return codegen::mel_weight_matrix_source(dtype, size, hertz, params);
+      });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& out = s.of(n->outputs[0]);
+        codegen::MelParams q{};
+        q.n = ir::checked_numel(out);
+        q.mel_bins = out.at(1);
+        k.params = codegen::pack(q);
+        k.args = {{n->outputs[0], 0}, {n->inputs[1], 0}, {n->inputs[2], 0}, {n->inputs[3], 0}, {n->inputs[4], 0}};
+      });
+    }
+
     default:  // Shape and Size run only where the host knows their values (make_host_value_op)
       why = "no GPU kernel";
       return nullptr;
@@ -136,6 +177,12 @@ GpuLowering describe_generator(OpKind op) {
     case OpKind::kRange:
       return {K::kKernel, "fill kernel; any type but bool; a length that depends on data is read back by enqueue (which waits for it)"};
     case OpKind::kOneHot: return {K::kKernel, "fill kernel; any type, indices any but bool; a depth that depends on data is read back by enqueue"};
+    case OpKind::kHannWindow: case OpKind::kHammingWindow: case OpKind::kBlackmanWindow:
+      return {K::kKernel, "fill kernel, in double; any numeric type; a size that is data is read back by enqueue"};
+    case OpKind::kMelWeightMatrix:
+      return {K::kKernel, "a thread per weight, the triangles' edges in double; any numeric type; sizes that are data are read back by "
+                          "enqueue; edges outside the spectrum's bins cut the triangles (an error on the CPU)"};
+    case OpKind::kEyeLike: return {K::kKernel, "fill kernel; any type"};
     default: return {};
   }
 }

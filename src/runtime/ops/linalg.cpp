@@ -3,13 +3,16 @@
 // the residual as the C matrix (beta = 1). Other activations, and a residual
 // after an activation, run as a small elementwise kernel afterwards; few-row
 // products take a generated kernel. Attention runs as one fused kernel;
-// Einsum as a generic kernel, a thread per output element.
+// Einsum, MatMulInteger and QLinearMatMul as generated kernels, a thread per
+// output element; LinearAttention as its recurrence kernel.
 #include <algorithm>
 #include <map>
 
 #include "cuda_util.h"
 #include "kiln/error.h"
 #include "kiln/ir/fused.h"
+#include "kiln/ir/quantization.h"
+#include "kiln/ir/linear_attention.h"
 #include "kiln/ir/shape_inference.h"
 #include "ops.h"
 
@@ -50,6 +53,20 @@ void layout(cublasLtMatrixLayout_t* l, cudaDataType_t type, int64_t rows, int64_
                                                  sizeof(batch_stride)),
                 where);
   }
+}
+
+// The heuristic's best algorithm for the descriptors (D laid out as C); fails naming the product.
+void choose_algorithm(const PrepareContext& ctx, LtDescriptors& desc, const std::string& where, const std::string& product) {
+  cublasLtMatmulPreference_t pref;
+  KILN_CUBLAS(cublasLtMatmulPreferenceCreate(&pref), where);
+  size_t ws = ctx.workspace_bytes;
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(ctx.lt, desc.op, desc.a, desc.b, desc.c, desc.c, pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (st != CUBLAS_STATUS_SUCCESS || found == 0) fail(ErrorCode::kUnsupported, where, ": cuBLASLt has no algorithm for ", product);
+  desc.algo = result.algo;
 }
 
 class MatMulOp : public Op {
@@ -149,18 +166,8 @@ class MatMulOp : public Op {
       layout(&desc->b, type, k, m, k, batch, a_batch > 1 ? m * k : 0, where);
       layout(&desc->c, type, n, m, n, batch, m * n, where);
     }
-    cublasLtMatmulPreference_t pref;
-    KILN_CUBLAS(cublasLtMatmulPreferenceCreate(&pref), where);
-    size_t ws = ctx.workspace_bytes;
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
-    cublasLtMatmulHeuristicResult_t result{};
-    int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(ctx.lt, desc->op, desc->a, desc->b, desc->c, desc->c, pref, 1, &result, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (st != CUBLAS_STATUS_SUCCESS || found == 0)
-      fail(ErrorCode::kUnsupported, where, ": cuBLASLt has no algorithm for ", dtype_name(dtype_), " [", m, "x", k, "] @ [", k, "x", n,
-           "] x", batch, " with this epilogue");
-    desc->algo = result.algo;
+    choose_algorithm(ctx, *desc, where,
+                     str(dtype_name(dtype_), " [", m, "x", k, "] @ [", k, "x", n, "] x", batch, " with this epilogue"));
     MatmulCall call;
     call.descriptors = desc;
     call.a = {node_.inputs[transposed ? 0 : 1], 0};
@@ -403,13 +410,217 @@ std::unique_ptr<Op> make_einsum(const plan::Plan& plan, const ir::Node& node, Ke
   });
 }
 
+// An operand of a matrix product (dims `dims`, a matrix view: rank >= 2) seen
+// from the product's output [batch..., M, N] (right-aligned in kMaxRank
+// dims): its strides there into `out` (rows only for A, columns only for B,
+// 0 where it broadcasts), and its stride through the depth (K).
+int64_t product_strides(const std::vector<int64_t>& dims, bool of_a, long long* out) {
+  std::vector<int64_t> st = strides_of(dims);
+  for (size_t d = 0; d < dims.size(); ++d)
+    if (dims[d] == 1) st[d] = 0;
+  size_t r = dims.size();
+  for (size_t d = 0; d + 2 < r; ++d) out[size_t(codegen::kMaxRank) - 2 - (r - 2 - d)] = st[d];
+  out[size_t(codegen::kMaxRank) - 2] = of_a ? st[r - 2] : 0;
+  out[size_t(codegen::kMaxRank) - 1] = of_a ? 0 : st[r - 1];
+  return of_a ? st[r - 1] : st[r - 2];
+}
+
+// MatMulInteger and QLinearMatMul: the generated integer product.
+std::unique_ptr<Op> make_integer_matmul(const plan::Plan& plan, const ir::Node& node, KernelStore& store) {
+  bool q = node.op == OpKind::kQLinearMatMul;
+  size_t ia = 0, ib = q ? 3 : 1, iaz = 2, ibz = q ? 5 : 3;
+  auto has = [&](size_t i) { return i < node.inputs.size() && node.inputs[i] != ir::kNoValue; };
+  auto dtype = [&](size_t i) { return plan.network.value(node.inputs[i]).dtype; };
+  codegen::IntegerMatMulSpec spec{dtype(ia), dtype(ib), output_dtype(plan, node), has(iaz), has(ibz), q, q ? dtype(1) : DType::kFloat32,
+                                std::nullopt};
+  int kernel = store.add(node.name, specializing_generator(spec, codegen::integer_matmul_source));
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [n, q, ia, ib, iaz, ibz, has](const ShapeEnv& s, KernelLaunch& k) {
+    std::vector<int64_t> a = s.of(n->inputs[ia]), b = s.of(n->inputs[ib]);
+    size_t a_rank = a.size(), b_rank = b.size();
+    if (a.size() == 1) a.insert(a.begin(), 1);
+    if (b.size() == 1) b.push_back(1);
+    ir::Shape batch = ir::broadcast_shapes(ir::shape_of({a.begin(), a.end() - 2}), ir::shape_of({b.begin(), b.end() - 2}));
+    std::vector<int64_t> out = ir::shape_constants(batch);
+    out.push_back(a[a.size() - 2]);
+    out.push_back(b.back());
+    if (out.size() > size_t(codegen::kMaxRank))
+      fail(ErrorCode::kUnsupported, "node '", n->name, "': a product of rank ", out.size(), " is above the GPU limit of ", codegen::kMaxRank);
+    codegen::IntegerMatMulParams p{};
+    p.n = ir::checked_numel(out);
+    p.rank = int64_t(out.size());
+    p.depth = a.back();
+    std::copy(out.begin(), out.end(), p.out_dims + (codegen::kMaxRank - out.size()));
+    p.a_depth_stride = product_strides(a, true, p.strides[0]);
+    p.b_depth_stride = product_strides(b, false, p.strides[1]);
+    // Parameters as dims of the operand's rank (one value: all 1).
+    auto param = [&](size_t i, size_t operand_rank, bool of_a, long long* strides) {
+      std::vector<int64_t> dims = ir::matmul_param_dims(s.of(n->inputs[i]), operand_rank, of_a);
+      dims.insert(dims.begin(), std::max<size_t>(operand_rank, 2) - dims.size(), 1);
+      product_strides(dims, of_a, strides);
+    };
+    if (has(iaz)) param(iaz, a_rank, true, p.strides[2]);
+    if (has(ibz)) param(ibz, b_rank, false, p.strides[3]);
+    if (q) {
+      param(1, a_rank, true, p.strides[4]);
+      param(4, b_rank, false, p.strides[5]);
+    }
+    k.params = codegen::pack(p);
+    k.args = {{n->outputs[0], 0}, {n->inputs[ia], 0}, {n->inputs[ib], 0}};
+    for (size_t i : {iaz, ibz})
+      if (has(i)) k.args.push_back({n->inputs[i], 0});
+    if (q)
+      for (size_t i : {size_t(1), size_t(4), size_t(6), size_t(7)}) k.args.push_back({n->inputs[i], 0});
+  });
+}
+
+// DFT: a thread per output element over its line of the input; the axis and
+// dft_length come from constants, shape arithmetic or enqueue's readback.
+std::unique_ptr<Op> make_dft(const plan::Plan& plan, const ir::Node& node, KernelStore& store) {
+  DType dtype = output_dtype(plan, node);
+  if (!is_floating(dtype)) return nullptr;
+  int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::dft_source(dtype, params); });
+  const plan::Plan* p = &plan;
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [p, n](const ShapeEnv& s, KernelLaunch& k) {
+    auto input = [&](size_t i) { return i < n->inputs.size() && n->inputs[i] != ir::kNoValue; };
+    const auto &in = s.of(n->inputs[0]), &out = s.of(n->outputs[0]);
+    int64_t axis = norm_axis(input(2) ? ints_of(*p, n->inputs[2], s, "the DFT axis").at(0) : -2, in.size());
+    bool inverse = n->attrs.get_int("inverse", 0) != 0, onesided = n->attrs.get_int("onesided", 0) != 0;
+    codegen::DftParams q{};
+    q.in_len = in[size_t(axis)];
+    q.out_len = out[size_t(axis)];
+    q.inner = ir::checked_numel({in.begin() + axis + 1, in.end() - 1});
+    q.n = ir::checked_numel({out.begin(), out.end() - 1});
+    q.in_complex = in.back() == 2;
+    q.mode = !inverse ? 0 : onesided ? 2 : 1;
+    q.dft_len = input(1) ? ints_of(*p, n->inputs[1], s, "dft_length").at(0) : q.mode == 2 ? 2 * (q.in_len - 1) : q.in_len;
+    k.params = codegen::pack(q);
+    k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+  });
+}
+
+// STFT: a thread per output element over its frame; frame_step and
+// frame_length come from constants, shape arithmetic or enqueue's readback.
+std::unique_ptr<Op> make_stft(const plan::Plan& plan, const ir::Node& node, KernelStore& store) {
+  DType dtype = output_dtype(plan, node);
+  if (!is_floating(dtype)) return nullptr;
+  bool has_window = node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue;
+  int kernel = store.add(node.name, [dtype, has_window](const auto& params) { return codegen::stft_source(dtype, has_window, params); });
+  const plan::Plan* p = &plan;
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [p, n, has_window](const ShapeEnv& s, KernelLaunch& k) {
+    const auto &in = s.of(n->inputs[0]), &out = s.of(n->outputs[0]);
+    codegen::StftParams q{};
+    q.frames = out.at(1);
+    q.bins = out.at(2);
+    q.n = out.at(0) * q.frames * q.bins;
+    q.signal_len = in.at(1);
+    q.in_complex = in.at(2) == 2;
+    q.step = ints_of(*p, n->inputs[1], s, "frame_step").at(0);
+    bool has_length = n->inputs.size() > 3 && n->inputs[3] != ir::kNoValue;  // equal to the window's length where both are given
+    q.frame_len = has_window ? s.of(n->inputs[2]).at(0) : has_length ? ints_of(*p, n->inputs[3], s, "frame_length").at(0) : q.signal_len;
+    k.params = codegen::pack(q);
+    k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+    if (has_window) k.args.push_back({n->inputs[2], 0});
+  });
+}
+
+// LinearAttention: the recurrence kernel, a warp per (batch, kv head, value column).
+std::unique_ptr<Op> make_linear_attention(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
+  const ir::Network& net = plan.network;
+  auto has_input = [&](size_t i) { return i < node.inputs.size() && node.inputs[i] != ir::kNoValue; };
+  bool keeps_state = node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue;
+  // Shape inference holds the packed widths constant.
+  ir::LinearAttentionGeometry g = ir::linear_attention_geometry(node, net.value(node.inputs[0]).shape[2].constant(),
+                                                                net.value(node.inputs[2]).shape[2].constant());
+  if (g.key_dim > codegen::kLinearAttentionMaxKeyDim) {
+    why = str("d_k ", g.key_dim, "; the GPU kernel holds at most ", codegen::kLinearAttentionMaxKeyDim, " rows of a state column");
+    return nullptr;
+  }
+  DType dtype = output_dtype(plan, node);
+  DType state = keeps_state ? net.value(node.outputs[1]).dtype : has_input(3) ? net.value(node.inputs[3]).dtype : dtype;
+  codegen::LinearAttentionSpec spec{dtype, state, g.gated, g.delta, has_input(3), keeps_state, std::nullopt};
+  int kernel = store.add(node.name, specializing_generator(spec, codegen::linear_attention_source));
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [n, g, spec](const ShapeEnv& s, KernelLaunch& k) {
+    const auto& q = s.of(n->inputs[0]);
+    int64_t batch = q[0], steps = q[1], hk = g.kv_heads;
+    require_input_dims(*n, s, 1, {batch, steps, hk * g.key_dim});
+    require_input_dims(*n, s, 2, {batch, steps, hk * g.value_dim});
+    if (spec.has_past) require_input_dims(*n, s, 3, {batch, hk, g.key_dim, g.value_dim});
+    // decay and beta: [B, T, w] with the width that shape inference accepted.
+    auto gate_width = [&](bool used, size_t i) {
+      if (!used) return int64_t(0);
+      int64_t width = s.of(n->inputs[i]).back();
+      require_input_dims(*n, s, i, {batch, steps, width});
+      return width;
+    };
+    codegen::LinearAttentionParams p{ir::checked_numel({32, batch, hk, g.value_dim}), batch, steps, hk, g.q_heads / hk, g.key_dim,
+                                     g.value_dim, gate_width(spec.gated, 4), gate_width(spec.delta, 5), codegen::double_bits(g.scale)};
+    k.params = codegen::pack(p);
+    k.args = {{n->outputs[0], 0}};
+    if (spec.has_present) k.args.push_back({n->outputs[1], 0});
+    for (ir::ValueId v : n->inputs)
+      if (v != ir::kNoValue) k.args.push_back({v, 0});
+  });
+}
+
+// Det: a block per matrix; matrices larger than the kernel's shared memory holds are refused.
+std::unique_ptr<Op> make_det(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
+  DType dtype = output_dtype(plan, node);
+  if (!is_floating(dtype)) return nullptr;
+  const ir::Dim& size = plan.network.value(node.inputs[0]).shape.back();
+  if (size.is_constant() && size.constant() > codegen::kDetMaxSize) {
+    why = str("matrices of ", size.constant(), " rows; the GPU kernel takes at most ", codegen::kDetMaxSize);
+    return nullptr;
+  }
+  int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::det_source(dtype, params); });
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+    const auto& x = s.of(n->inputs[0]);
+    int64_t rows = x[x.size() - 2], cols = x.back();
+    if (rows != cols || cols > codegen::kDetMaxSize)
+      fail(ErrorCode::kUnsupported, "node '", n->name, "' (Det): matrices of ", rows, " x ", cols, "; the GPU kernel takes square ones of at most ",
+           codegen::kDetMaxSize, " rows");
+    int64_t matrices = ir::checked_numel({x.begin(), x.end() - 2});
+    k.params = codegen::pack(codegen::DetParams{matrices, cols});
+    k.grid = unsigned(std::clamp<int64_t>(matrices, 1, 65535));  // a block per matrix; the kernel loops past the grid
+    k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+  });
+}
+
 }  // namespace
+
+MatmulCall make_float_product(const PrepareContext& ctx, const ir::Node& node, DType dtype, PtrRef a, PtrRef b, PtrRef d,
+                              int64_t rows, int64_t cols, int64_t depth) {
+  std::string where = str("node '", node.name, "' (", ir::op_name(node.op), ")");
+  auto desc = std::make_shared<LtDescriptors>();
+  KILN_CUBLAS(cublasLtMatmulDescCreate(&desc->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), where);
+  cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)), where);
+  KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)), where);
+  // Column-major view, as FusedMatMul with trans_b: A_cm = B^T (cols x depth), B_cm = A (depth x rows), D = D^T (cols x rows).
+  cudaDataType_t type = cuda_type(dtype);
+  layout(&desc->a, type, depth, cols, depth, 1, 0, where);
+  layout(&desc->b, type, depth, rows, depth, 1, 0, where);
+  layout(&desc->c, CUDA_R_32F, cols, rows, cols, 1, 0, where);
+  choose_algorithm(ctx, *desc, where, str(dtype_name(dtype), " [", rows, "x", depth, "] @ [", depth, "x", cols, "] into float32"));
+  MatmulCall call;
+  call.descriptors = desc;
+  call.a = b;
+  call.b = a;
+  call.c = d;
+  call.d = d;
+  call.node = &node;
+  return call;
+}
 
 void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, void* bias, cublasLtHandle_t lt,
                    void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   auto* desc = static_cast<LtDescriptors*>(call.descriptors.get());
   // The message is built only on failure: enqueue stays free of host allocations.
-  auto where = [&] { return "node '" + call.node->name + "' (FusedMatMul)"; };
+  auto where = [&] { return str("node '", call.node->name, "' (", ir::op_name(call.node->op), ")"); };
   if (bias) KILN_CUBLAS(cublasLtMatmulDescSetAttribute(desc->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)), where());
   float alpha32 = float(call.alpha), beta32 = float(call.beta);
   const void* alpha = call.f64 ? static_cast<const void*>(&call.alpha) : &alpha32;
@@ -425,6 +636,11 @@ std::unique_ptr<Op> make_linalg(const plan::Plan& plan, const ir::Node& node, Ke
     case OpKind::kFusedMatMul: return make_matmul(plan, node, store, why);
     case OpKind::kAttention: return make_attention(plan, node, store, why, arch);
     case OpKind::kEinsum: return make_einsum(plan, node, store, why);
+    case OpKind::kMatMulInteger: case OpKind::kQLinearMatMul: return make_integer_matmul(plan, node, store);
+    case OpKind::kDFT: return make_dft(plan, node, store);
+    case OpKind::kSTFT: return make_stft(plan, node, store);
+    case OpKind::kLinearAttention: return make_linear_attention(plan, node, store, why);
+    case OpKind::kDet: return make_det(plan, node, store, why);
     default: return nullptr;  // describe_linalg leaves the others to the builder
   }
 }
@@ -439,11 +655,27 @@ GpuLowering describe_linalg(OpKind op) {
       return {K::kKernel, str("generic kernel, a thread per output element; any type but bool, float accumulation for fp16 and bf16; "
                               "at most ", codegen::kEinsumMaxOperands, " operands, ", codegen::kMaxRank, " output and ",
                               codegen::kMaxRank, " summed labels")};
+    case OpKind::kMatMulInteger: case OpKind::kQLinearMatMul:
+      return {K::kKernel, str("generated kernel, a thread per output element, int32 accumulation; int8/uint8, zero points and ",
+                              "scales per tensor, per row of A or per column of B; output rank ", codegen::kMaxRank, " at most")};
+    case OpKind::kDet:
+      return {K::kKernel, str("a block per matrix, LU with partial pivoting in float64 in shared memory; floating types, matrices of at most ",
+                              codegen::kDetMaxSize, " rows")};
     case OpKind::kFusedMatMul:
       return {K::kKernel, "cuBLASLt, or a generated kernel for few rows, with the epilogue fused; floating types"};
     case OpKind::kAttention:
       return {K::kKernel, str("fused attention kernel, on tensor cores for fp16 and bf16 from sm_80; fp32, fp16 or bf16, "
                               "heads a constant size of at most ", codegen::kAttentionMaxHeadDim)};
+    case OpKind::kDFT:
+      return {K::kKernel, "a thread per output element, a direct sum over the DFT length (O(n^2) a line); floating types, float "
+                          "accumulation for fp16 and bf16; an axis or dft_length that is data is read back by enqueue"};
+    case OpKind::kSTFT:
+      return {K::kKernel, "a thread per output element, a direct sum over its frame; floating types, float accumulation for fp16 "
+                          "and bf16; a frame_step or frame_length that is data is read back by enqueue"};
+    case OpKind::kLinearAttention:
+      return {K::kKernel, str("recurrence kernel, a warp per (batch, kv head, value column) holding the state's column in "
+                              "registers, sequential over the tokens; floating types, float accumulation; d_k at most ",
+                              codegen::kLinearAttentionMaxKeyDim)};
     default: return {};
   }
 }

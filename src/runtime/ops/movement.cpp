@@ -1,6 +1,7 @@
-// The movement family on the GPU: views, and one strided remap kernel for
+// The movement family on the GPU: views (BitCast among them), and one strided remap kernel for
 // transpose, concat, split, slice, expand, tile, pad, depth-to-space and
-// space-to-depth; gather, scatter, trilu and resize have kernels of their own.
+// space-to-depth; gather, scatter, trilu, resize, ReverseSequence and
+// TensorScatter have kernels of their own.
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -23,7 +24,7 @@ namespace {
 class NonZeroOp : public Op {
  public:
   NonZeroOp(const plan::Plan& plan, const ir::Node& node, const KernelStore& store, int kernel)
-      : plan_(plan), node_(node), store_(store), kernel_(kernel), count_offset_(nonzero_count_offset(plan, node)) {}
+      : plan_(plan), node_(node), store_(store), kernel_(kernel) {}
   void prepare(PrepareContext& ctx) const override {
     std::vector<int64_t> x = ctx.shapes.of(node_.inputs[0]);
     if (x.empty()) x = {1};
@@ -33,7 +34,7 @@ class NonZeroOp : public Op {
     q.cap = data_dependent_bound(plan_, node_.outputs[0]);
     std::copy(x.begin(), x.end(), q.dims);
     KernelLaunch k{store_.kernel(kernel_), 1, codegen::kBlock, {}, codegen::pack(q), &node_, kernel_};
-    k.args = {{node_.outputs[0], 0}, {kReadbackScratch, count_offset_}, {node_.inputs[0], 0}};
+    k.args = {{node_.outputs[0], 0}, {kReadbackScratch, readback_scratch_slot(plan_, node_).offset}, {node_.inputs[0], 0}};
     k.specializable = false;  // one block whatever the shape: nothing to gain
     ctx.steps.push_back(std::move(k));
   }
@@ -43,7 +44,95 @@ class NonZeroOp : public Op {
   const ir::Node& node_;
   const KernelStore& store_;
   int kernel_;
-  int64_t count_offset_;
+};
+
+// An input viewed as [outer, len, inner] around the node's axis attribute
+// (none: its elements flattened, [1, numel, 1]); `axis` is the output dim
+// whose size the node's count sets.
+struct AxisSplit {
+  int64_t outer = 1, len = 1, inner = 1;
+  size_t axis = 0;
+};
+
+AxisSplit split_at_axis(const ir::Node& node, const std::vector<int64_t>& x) {
+  if (!node.attrs.has("axis")) return {1, ir::checked_numel(x), 1, 0};
+  size_t axis = size_t(norm_axis(node.attrs.get_int("axis", 0), x.size()));
+  return {ir::checked_numel({x.begin(), x.begin() + int64_t(axis)}), x[axis],
+          ir::checked_numel({x.begin() + int64_t(axis) + 1, x.end()}), axis};
+}
+
+// Launches of the ops counted on the device: every one has the node's data as
+// parameters, not a shape to specialize for.
+KernelLaunch counted_launch(const KernelStore& store, int kernel, unsigned grid, const codegen::Params& params,
+                            const ir::Node& node, std::vector<PtrRef> args) {
+  KernelLaunch k{store.kernel(kernel), grid, codegen::kBlock, std::move(args), params, &node, kernel};
+  k.specializable = false;
+  return k;
+}
+
+// Compress: a one-block scan of the condition lists the selected positions in
+// the node's work area and writes their count; a gather copies those slices.
+class CompressOp : public Op {
+ public:
+  CompressOp(const plan::Plan& plan, const ir::Node& node, const KernelStore& store, int scan, int gather)
+      : plan_(plan), node_(node), store_(store), scan_(scan), gather_(gather) {}
+  void prepare(PrepareContext& ctx) const override {
+    AxisSplit a = split_at_axis(node_, ctx.shapes.of(node_.inputs[0]));
+    int64_t cap = output_capacity(plan_, ctx.shapes, node_.outputs[0], a.axis);
+    codegen::CompressParams q{ir::checked_numel({a.outer, cap, a.inner}), a.outer, a.len, a.inner,
+                              ctx.shapes.of(node_.inputs[1]).at(0), cap};
+    ScratchSlot slot = readback_scratch_slot(plan_, node_);
+    PtrRef count{kReadbackScratch, slot.offset}, positions{kReadbackScratch, slot.offset + int64_t(sizeof(int64_t))};
+    codegen::Params params = codegen::pack(q);
+    ctx.steps.push_back(counted_launch(store_, scan_, 1, params, node_, {positions, count, {node_.inputs[1], 0}}));
+    if (q.n == 0) return;
+    ctx.steps.push_back(counted_launch(store_, gather_, grid_for(q.n, ctx.sm_count), params, node_,
+                                       {{node_.outputs[0], 0}, {node_.inputs[0], 0}, positions, count}));
+  }
+
+ private:
+  const plan::Plan& plan_;
+  const ir::Node& node_;
+  const KernelStore& store_;
+  int scan_, gather_;
+};
+
+// Unique: bitonic sort stages of the slice positions (one launch each), a
+// one-block grouping pass that writes the count, then the outputs; the
+// permutation and the group tables live in the node's work area.
+class UniqueOp : public Op {
+ public:
+  UniqueOp(const plan::Plan& plan, const ir::Node& node, const KernelStore& store, int sort, int groups, int outputs)
+      : plan_(plan), node_(node), store_(store), sort_(sort), groups_(groups), outputs_(outputs) {}
+  void prepare(PrepareContext& ctx) const override {
+    AxisSplit a = split_at_axis(node_, ctx.shapes.of(node_.inputs[0]));
+    int64_t cap = output_capacity(plan_, ctx.shapes, node_.outputs[0], a.axis);
+    ScratchSlot slot = readback_scratch_slot(plan_, node_);
+    PtrRef count{kReadbackScratch, slot.offset}, work{kReadbackScratch, slot.offset + int64_t(sizeof(int64_t))};
+    PtrRef x{node_.inputs[0], 0};
+    codegen::UniqueParams q{0, a.outer, a.len, a.inner, next_pow2(a.len), 0, 0, node_.attrs.get_int("sorted", 1), cap};
+    if (a.len > 0) {
+      q.n = q.pow2;
+      unsigned grid = grid_for(q.n, ctx.sm_count);
+      ctx.steps.push_back(counted_launch(store_, sort_, grid, codegen::pack(q), node_, {work, x}));  // k = 0: the identity
+      for (q.k = 2; q.k <= q.pow2; q.k <<= 1)
+        for (q.j = q.k >> 1; q.j > 0; q.j >>= 1) ctx.steps.push_back(counted_launch(store_, sort_, grid, codegen::pack(q), node_, {work, x}));
+    }
+    q.n = a.len;
+    ctx.steps.push_back(counted_launch(store_, groups_, 1, codegen::pack(q), node_, {work, count, x}));
+    q.n = std::max(ir::checked_numel({a.outer, cap, a.inner}), a.len);
+    if (q.n == 0) return;
+    std::vector<PtrRef> args;
+    for (size_t i = 0; i < 4; ++i) args.push_back({i < node_.outputs.size() ? node_.outputs[i] : ir::kNoValue, 0});
+    args.insert(args.end(), {x, work, count});
+    ctx.steps.push_back(counted_launch(store_, outputs_, grid_for(q.n, ctx.sm_count), codegen::pack(q), node_, std::move(args)));
+  }
+
+ private:
+  const plan::Plan& plan_;
+  const ir::Node& node_;
+  const KernelStore& store_;
+  int sort_, groups_, outputs_;
 };
 
 // A plain strided copy (no pads, modulus or per-dim starts/steps left) over the
@@ -175,18 +264,6 @@ RemapPiece plain_copy(ir::ValueId src, ir::ValueId dst, const std::vector<int64_
   return r;
 }
 
-// Runs its parts' launches in order (a scatter: the copy of the data, then the updates).
-class SequenceOp : public Op {
- public:
-  explicit SequenceOp(std::vector<std::unique_ptr<Op>> parts) : parts_(std::move(parts)) {}
-  void prepare(PrepareContext& ctx) const override {
-    for (const auto& part : parts_) part->prepare(ctx);
-  }
-
- private:
-  std::vector<std::unique_ptr<Op>> parts_;
-};
-
 codegen::ScatterReduction scatter_reduction(const ir::Node& node) {
   std::string r = node.attrs.get_string("reduction", "none");
   using R = codegen::ScatterReduction;
@@ -245,6 +322,34 @@ std::unique_ptr<Op> make_remap_op(const ir::Node& node, KernelStore& store, DTyp
   return std::make_unique<RemapOp>(node, store, kernel, dtype, std::move(plan));
 }
 
+namespace {
+
+// Reshape-like ops and BitCast: a view when the planner gave the output the
+// input's storage; otherwise a copy of its elements as `dtype`.
+std::unique_ptr<Op> make_view_or_copy_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, DType dtype) {
+  ir::ValueId in = node.inputs[0], out = node.outputs[0];
+  const ir::Value& source = plan.network.value(in);
+  bool view = plan.arena_offset[size_t(out)] >= 0 && plan.arena_offset[size_t(out)] == plan.arena_offset[size_t(in)] &&
+              !source.weight && !source.is_input;
+  const ir::Node* n = &node;
+  return make_remap_op(node, store, dtype, [n, view](const ShapeEnv& s) {
+    if (view) return std::vector<RemapPiece>{};
+    return std::vector<RemapPiece>{plain_copy(n->inputs[0], n->outputs[0], s.of(n->outputs[0]))};
+  });
+}
+
+// The integer type of `dtype`'s width, whose copies move bits without a float's rounding.
+DType same_width_integer(DType dtype) {
+  switch (dtype_size(dtype)) {
+    case 1: return DType::kUInt8;
+    case 2: return DType::kFloat16;  // stored as unsigned short, copied as such
+    case 4: return DType::kInt32;
+    default: return DType::kInt64;
+  }
+}
+
+}  // namespace
+
 std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why,
                                   int /*arch*/) {
   auto value = [&](ir::ValueId v) -> const ir::Value& { return plan.network.value(v); };
@@ -252,14 +357,19 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
   const ir::Node* n = &node;
   const plan::Plan* p = &plan;
   switch (node.op) {
-    case OpKind::kReshape: case OpKind::kFlatten: case OpKind::kSqueeze: case OpKind::kUnsqueeze: {
-      // A view when the planner gave the output the input's storage; otherwise a copy.
-      ir::ValueId in = node.inputs[0], out = node.outputs[0];
-      bool view = plan.arena_offset[size_t(out)] >= 0 && plan.arena_offset[size_t(out)] == plan.arena_offset[size_t(in)] &&
-                  !value(in).weight && !value(in).is_input;
-      return make_remap_op(node, store, dtype, [n, view](const ShapeEnv& s) {
-        if (view) return std::vector<RemapPiece>{};
-        return std::vector<RemapPiece>{plain_copy(n->inputs[0], n->outputs[0], s.of(n->outputs[0]))};
+    case OpKind::kReshape: case OpKind::kFlatten: case OpKind::kSqueeze: case OpKind::kUnsqueeze:
+      return make_view_or_copy_op(plan, node, store, dtype);
+
+    case OpKind::kBitCast: {
+      DType from = value(node.inputs[0]).dtype;
+      if (dtype != DType::kBool) return make_view_or_copy_op(plan, node, store, same_width_integer(from));
+      // A byte other than 0 reads as true (as the reference has it): the cast kernel's x != 0.
+      int width = codegen::elementwise_vector_width({from}, dtype);
+      int kernel = store.add(node.name, [from](const auto& params) { return codegen::cast_source(from, DType::kBool, params); });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, width](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& dims = s.of(n->outputs[0]);
+        k.params = codegen::pack(codegen::elementwise_params(dims, {dims}, width));
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
       });
     }
 
@@ -437,6 +547,57 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
       return std::make_unique<SequenceOp>(std::move(parts));
     }
 
+    case OpKind::kReverseSequence: {
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::reverse_sequence_source(dtype, params); });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& x = s.of(n->inputs[0]);
+        bool batch_major = n->attrs.get_int("batch_axis", 1) == 0;
+        int64_t batch = x[batch_major ? 0 : 1], time = x[batch_major ? 1 : 0];
+        if (s.of(n->inputs[1]) != std::vector<int64_t>{batch})
+          fail(ErrorCode::kShapeError, "node '", n->name, "' (ReverseSequence): sequence_lens ",
+               ir::shape_to_string(ir::shape_of(s.of(n->inputs[1]))), " should have one length per batch entry, ", batch);
+        k.params = codegen::pack(codegen::ReverseSequenceParams{ir::checked_numel(x), batch, time,
+                                                                ir::checked_numel({x.begin() + 2, x.end()}), batch_major});
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[1], 0}};
+      });
+    }
+
+    case OpKind::kTensorScatter: {
+      bool has_indices = node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue;
+      int kernel = store.add(node.name, [dtype, has_indices](const auto& params) {
+        return codegen::tensor_scatter_source(dtype, has_indices, params);
+      });
+      auto scatter = std::make_unique<SimpleOp>(node, store, kernel, [n, has_indices](const ShapeEnv& s, KernelLaunch& k) {
+        const auto& cache = s.of(n->inputs[0]);
+        const auto& update = s.of(n->inputs[1]);
+        size_t axis = size_t(norm_axis(n->attrs.get_int("axis", -2), cache.size()));
+        for (size_t d = 0; d < cache.size(); ++d)
+          if (d == axis ? update[d] > cache[d] : update[d] != cache[d])
+            fail(ErrorCode::kShapeError, "node '", n->name, "' (TensorScatter): update ", ir::shape_to_string(ir::shape_of(update)),
+                 " does not fit past_cache ", ir::shape_to_string(ir::shape_of(cache)), " (axis ", axis, ")");
+        if (has_indices && s.of(n->inputs[2]) != std::vector<int64_t>{cache[0]})
+          fail(ErrorCode::kShapeError, "node '", n->name, "' (TensorScatter): write_indices ",
+               ir::shape_to_string(ir::shape_of(s.of(n->inputs[2]))), " should have one entry per batch entry, ", cache[0]);
+        codegen::TensorScatterParams q{};
+        q.n = ir::checked_numel(update);
+        q.seq = update[axis];
+        q.max_seq = cache[axis];
+        q.inner = ir::checked_numel({cache.begin() + int64_t(axis) + 1, cache.end()});
+        q.per_batch = ir::checked_numel({cache.begin() + 1, cache.begin() + int64_t(axis)});
+        q.circular = n->attrs.get_string("mode", "linear") == "circular";
+        k.params = codegen::pack(q);
+        k.args = {{n->outputs[0], 0}, {n->inputs[1], 0}};
+        if (has_indices) k.args.push_back({n->inputs[2], 0});
+      });
+      // The output starts as a copy of the cache; the update lands on it.
+      std::vector<std::unique_ptr<Op>> parts;
+      parts.push_back(make_remap_op(node, store, dtype, [n](const ShapeEnv& s) {
+        return std::vector<RemapPiece>{plain_copy(n->inputs[0], n->outputs[0], s.of(n->outputs[0]))};
+      }));
+      parts.push_back(std::move(scatter));
+      return std::make_unique<SequenceOp>(std::move(parts));
+    }
+
     case OpKind::kNonZero: {
       DType in = value(node.inputs[0]).dtype;
       if (value(node.inputs[0]).shape.size() > size_t(codegen::kMaxRank)) {
@@ -445,6 +606,23 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
       }
       int kernel = store.add(node.name, [in](const auto&) { return codegen::nonzero_source(in); });
       return std::make_unique<NonZeroOp>(plan, node, store, kernel);
+    }
+
+    case OpKind::kCompress: {
+      int scan = store.add(node.name, [](const auto&) { return codegen::compress_scan_source(); });
+      int gather = store.add(node.name, [dtype](const auto&) { return codegen::compress_gather_source(dtype); });
+      return std::make_unique<CompressOp>(plan, node, store, scan, gather);
+    }
+
+    case OpKind::kUnique: {
+      DType in = value(node.inputs[0]).dtype;
+      auto source = [in](codegen::UniqueKernel kernel) {
+        return [in, kernel](const auto&) { return codegen::unique_source(kernel, in); };
+      };
+      int sort = store.add(node.name, source(codegen::UniqueKernel::kSort));
+      int groups = store.add(node.name, source(codegen::UniqueKernel::kGroups));
+      int outputs = store.add(node.name, source(codegen::UniqueKernel::kOutputs));
+      return std::make_unique<UniqueOp>(plan, node, store, sort, groups, outputs);
     }
 
     case OpKind::kTrilu: {
@@ -566,7 +744,37 @@ GpuLowering describe_movement(OpKind op) {
       return {K::kKernel, "one block: a count, read back by enqueue (which waits for it), then the indices by a block scan; "
                           "any type; at most the bound `kiln build` plans for"};
     case OpKind::kResize: return {K::kKernel, "resize kernel; floating types; scales a constant"};
+    case OpKind::kCompress:
+      return {K::kKernel, "one block lists the selected positions and counts them (read back by enqueue, which waits for "
+                          "it), then a gather kernel; any type; at most the bound `kiln build` plans for"};
+    case OpKind::kUnique:
+      return {K::kKernel, "a bitonic sort of the slices (a launch per stage), one block grouping equal neighbours and "
+                          "counting them (read back by enqueue, which waits for it), then the outputs; any type, NaN equal "
+                          "to NaN; at most the bound `kiln build` plans for"};
+    case OpKind::kBitCast:
+      return {K::kKernel, "a view of its input where the memory plan allows, else a copy; to bool, a byte other than 0 reads "
+                          "as true (the cast kernel)"};
+    case OpKind::kReverseSequence:
+      return {K::kKernel, "a thread per element; any type; a length outside [0, time] counts as its nearest bound (an error on the CPU)"};
+    case OpKind::kTensorScatter:
+      return {K::kKernel, "copy, then a scatter kernel of one thread per update element; any type; linear writes past the "
+                          "cache are skipped (an error on the CPU)"};
     default: return {};
+  }
+}
+
+int64_t movement_count_work_bytes(const plan::Plan& plan, const ir::Node& node, const ir::SymbolBindings& largest) {
+  constexpr int64_t word = sizeof(int64_t);
+  switch (node.op) {
+    case OpKind::kNonZero: return 0;
+    case OpKind::kCompress: return word * dims_at(plan, node.inputs[1], largest).at(0);  // the selected positions
+    case OpKind::kUnique: {
+      // The sorted permutation, then per group its start (and one past the last), per slice its group, per group its
+      // place, per place its group.
+      int64_t len = split_at_axis(node, dims_at(plan, node.inputs[0], largest)).len;
+      return word * (next_pow2(len) + 4 * len + 1);
+    }
+    default: fail(ErrorCode::kInternal, "node '", node.name, "' (", ir::op_name(node.op), ") is not counted on the device");
   }
 }
 

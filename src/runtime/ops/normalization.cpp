@@ -1,5 +1,5 @@
-// The normalization family on the GPU: softmax, log-softmax, hardmax and
-// layer norm on the row kernel, instance and group norm on a row kernel of
+// The normalization family on the GPU: softmax, log-softmax, hardmax, layer
+// norm and Lp norm on the row kernel, instance and group norm on a row kernel of
 // their own (a row per (n, group)), LRN on a kernel of a thread per element.
 #include <algorithm>
 
@@ -19,7 +19,8 @@ std::unique_ptr<Op> make_normalization(const plan::Plan& plan, const ir::Node& n
   const ir::Node* n = &node;
 
   switch (node.op) {
-    case OpKind::kSoftmax: case OpKind::kLogSoftmax: case OpKind::kLayerNormalization: case OpKind::kHardmax: {
+    case OpKind::kSoftmax: case OpKind::kLogSoftmax: case OpKind::kLayerNormalization: case OpKind::kHardmax:
+    case OpKind::kLpNormalization: {
       if (!is_floating(dtype)) break;
       bool ln = node.op == OpKind::kLayerNormalization;
       bool stats = ln && node.outputs.size() > 1 &&
@@ -30,9 +31,10 @@ std::unique_ptr<Op> make_normalization(const plan::Plan& plan, const ir::Node& n
       }
       codegen::RowOp row = ln ? codegen::RowOp::kLayerNorm
                            : node.op == OpKind::kSoftmax ? codegen::RowOp::kSoftmax
-                           : node.op == OpKind::kHardmax ? codegen::RowOp::kHardmax : codegen::RowOp::kLogSoftmax;
+                           : node.op == OpKind::kHardmax ? codegen::RowOp::kHardmax
+                           : node.op == OpKind::kLpNormalization ? codegen::RowOp::kLpNorm : codegen::RowOp::kLogSoftmax;
       codegen::RowSpec spec{row, dtype, ln && node.inputs.size() > 1, ln && node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue,
-                            node.attrs.get_float("epsilon", 1e-5), std::nullopt, stats};
+                            node.attrs.get_float("epsilon", 1e-5), std::nullopt, stats, node.attrs.get_int("p", 2)};
       if (ln) {  // scale and bias must cover the whole normalized block (no broadcasting inside it)
         const ir::Shape& x = value(node.inputs[0]).shape;
         int64_t axis = norm_axis(node.attrs.get_int("axis", -1), x.size());
@@ -114,6 +116,7 @@ GpuLowering describe_normalization(OpKind op) {
     case OpKind::kLayerNormalization:
       return {K::kKernel, "row kernel; floating types; scale and bias cover the normalized block; Mean and InvStdDev both or neither"};
     case OpKind::kSoftmax: case OpKind::kLogSoftmax: case OpKind::kHardmax: return {K::kKernel, "row kernel; floating types"};
+    case OpKind::kLpNormalization: return {K::kKernel, "row kernel; floating types; p 1 or 2"};
     default: return {};
   }
 }

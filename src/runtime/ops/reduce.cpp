@@ -1,5 +1,5 @@
 // The reduce family on the GPU: reductions over any axes (the global pools
-// among them), the line kernel (ArgMax, ArgMin, CumSum) and TopK's row kernel.
+// among them), the line kernel (ArgMax, ArgMin, CumSum, CumProd) and TopK's row kernel.
 #include <algorithm>
 #include <cstdint>
 
@@ -14,8 +14,12 @@ using ir::OpKind;
 
 namespace {
 
-codegen::ReduceOp reduce_kind(OpKind op) {
-  switch (op) {
+codegen::ReduceOp reduce_kind(const ir::Node& node) {
+  switch (node.op) {
+    case OpKind::kGlobalLpPool: {  // the L1 and L2 norms have reductions of their own
+      int64_t p = node.attrs.get_int("p", 2);
+      return p == 1 ? codegen::ReduceOp::kL1 : p == 2 ? codegen::ReduceOp::kL2 : codegen::ReduceOp::kLp;
+    }
     case OpKind::kReduceMean: case OpKind::kGlobalAveragePool: return codegen::ReduceOp::kMean;
     case OpKind::kReduceMax: case OpKind::kGlobalMaxPool: return codegen::ReduceOp::kMax;
     case OpKind::kReduceMin: return codegen::ReduceOp::kMin;
@@ -36,12 +40,13 @@ std::unique_ptr<Op> make_reduction_op(const plan::Plan& plan, const ir::Node& no
   const ir::Node* n = &node;
   const plan::Plan* p = &plan;
   if (!is_floating(dtype)) return nullptr;
-  codegen::ReduceOp rop = reduce_kind(node.op);
-  int kernel = store.add(node.name, [rop, dtype](const auto& params) { return codegen::reduce_source({rop, dtype, params}); });
+  codegen::ReduceOp rop = reduce_kind(node);
+  int64_t power = node.attrs.get_int("p", 2);
+  int kernel = store.add(node.name, [rop, dtype, power](const auto& params) { return codegen::reduce_source({rop, dtype, params, power}); });
   return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
     const auto& x = s.of(n->inputs[0]);
     std::vector<bool> reduced(x.size(), false);
-    if (n->op == OpKind::kGlobalAveragePool || n->op == OpKind::kGlobalMaxPool) {
+    if (n->op == OpKind::kGlobalAveragePool || n->op == OpKind::kGlobalMaxPool || n->op == OpKind::kGlobalLpPool) {
       for (size_t d = 2; d < x.size(); ++d) reduced[d] = true;
     } else {
       std::vector<int64_t> axes = n->inputs.size() > 1 && n->inputs[1] != ir::kNoValue
@@ -83,22 +88,24 @@ std::unique_ptr<Op> make_reduce(const plan::Plan& plan, const ir::Node& node, Ke
     case OpKind::kReduceLogSum: case OpKind::kReduceLogSumExp:
       return make_reduction_op(plan, node, store);
 
-    case OpKind::kArgMax: case OpKind::kArgMin: case OpKind::kCumSum: {
+    case OpKind::kArgMax: case OpKind::kArgMin: case OpKind::kCumSum: case OpKind::kCumProd: {
       DType in = value(node.inputs[0]).dtype;
       if (in == DType::kBool) break;
-      codegen::LineOp lop = node.op == OpKind::kArgMax ? codegen::LineOp::kArgMax
-                            : node.op == OpKind::kArgMin ? codegen::LineOp::kArgMin : codegen::LineOp::kCumSum;
+      codegen::LineOp lop = node.op == OpKind::kArgMax   ? codegen::LineOp::kArgMax
+                            : node.op == OpKind::kArgMin ? codegen::LineOp::kArgMin
+                            : node.op == OpKind::kCumSum ? codegen::LineOp::kCumSum
+                                                         : codegen::LineOp::kCumProd;
       int kernel = store.add(node.name, [lop, in](const auto& params) { return codegen::line_source(lop, in, params); });
       return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
         const auto& x = s.of(n->inputs[0]);
-        bool cumsum = n->op == OpKind::kCumSum;
-        int64_t axis = cumsum ? ints_of(*p, n->inputs[1], s, "CumSum axis").at(0) : n->attrs.get_int("axis", 0);
+        bool scan = n->op == OpKind::kCumSum || n->op == OpKind::kCumProd;
+        int64_t axis = scan ? ints_of(*p, n->inputs[1], s, "the scan's axis").at(0) : n->attrs.get_int("axis", 0);
         axis = norm_axis(axis, x.size());
         codegen::LineParams q{};
         q.len = x[size_t(axis)];
         q.inner = ir::checked_numel({x.begin() + axis + 1, x.end()});
         q.lines = q.len == 0 ? 0 : ir::checked_numel({x.begin(), x.begin() + axis}) * q.inner;
-        if (cumsum) {
+        if (scan) {
           q.exclusive = n->attrs.get_int("exclusive", 0);
           q.reverse = n->attrs.get_int("reverse", 0);
         } else {
@@ -146,7 +153,8 @@ GpuLowering describe_reduce(OpKind op) {
     case OpKind::kReduceProd: case OpKind::kReduceL1: case OpKind::kReduceL2: case OpKind::kReduceLogSum:
     case OpKind::kReduceLogSumExp: case OpKind::kReduceSumSquare:
       return {K::kKernel, "reduction kernel; floating types"};
-    case OpKind::kArgMax: case OpKind::kArgMin: case OpKind::kCumSum: return {K::kKernel, "line kernel; any type but bool"};
+    case OpKind::kArgMax: case OpKind::kArgMin: case OpKind::kCumSum: case OpKind::kCumProd:
+      return {K::kKernel, "line kernel; any type but bool"};
     case OpKind::kTopK:
       return {K::kKernel, "row kernel (radix select, then a bitonic sort of the k best); any type but bool; a K that is data is read back by enqueue"};
     default: return {};

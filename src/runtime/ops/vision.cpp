@@ -1,5 +1,6 @@
-// The vision family on the GPU: GridSample, RoiAlign, AffineGrid and Col2Im,
-// each a generated kernel of a thread per output element (codegen/vision.cpp).
+// The vision family on the GPU: GridSample, RoiAlign, AffineGrid, Col2Im and
+// MaxRoiPool, each a generated kernel of a thread per output element, and
+// NonMaxSuppression, a block per batch and class (codegen/vision.cpp).
 #include <algorithm>
 
 #include "kiln/error.h"
@@ -23,12 +24,62 @@ int64_t index_in(const std::string& value, std::initializer_list<const char*> na
   return -1;  // shape inference refused it before
 }
 
+// NonMaxSuppression: a block per (batch, class) keeps its boxes in the node's
+// work area; one block lists them in ONNX's order and writes their count.
+class NonMaxSuppressionOp : public Op {
+ public:
+  NonMaxSuppressionOp(const plan::Plan& plan, const ir::Node& node, const KernelStore& store, int select, int list)
+      : plan_(plan), node_(node), store_(store), select_(select), list_(list) {}
+  void prepare(PrepareContext& ctx) const override {
+    ir::ValueId out = node_.outputs[0];
+    if (plan_.network.value(out).shape[0].is_constant()) return;  // nothing selected whatever the data (no maximum)
+    const auto &boxes = ctx.shapes.of(node_.inputs[0]), &scores = ctx.shapes.of(node_.inputs[1]);
+    auto given = [&](size_t i) {
+      return i < node_.inputs.size() && node_.inputs[i] != ir::kNoValue && ir::checked_numel(ctx.shapes.of(node_.inputs[i])) > 0;
+    };
+    codegen::NmsParams q{ir::checked_numel({boxes[0], scores[1]}), boxes[0], scores[1], boxes[1], next_pow2(boxes[1]),
+                         data_dependent_bound(plan_, out), node_.attrs.get_int("center_point_box", 0),
+                         given(2), given(3), given(4)};
+    ScratchSlot slot = readback_scratch_slot(plan_, node_);
+    PtrRef count{kReadbackScratch, slot.offset}, work{kReadbackScratch, slot.offset + int64_t(sizeof(int64_t))};
+    auto launch = [&](int kernel, unsigned grid, std::vector<PtrRef> args) {
+      KernelLaunch k{store_.kernel(kernel), grid, codegen::kBlock, std::move(args), codegen::pack(q), &node_, kernel};
+      k.specializable = false;  // the work follows the data
+      ctx.steps.push_back(std::move(k));
+    };
+    if (q.n > 0) {
+      std::vector<PtrRef> args{work, {node_.inputs[0], 0}, {node_.inputs[1], 0}};
+      for (size_t i = 2; i < 5; ++i) args.push_back({given(i) ? node_.inputs[i] : ir::kNoValue, 0});
+      if (q.n > int64_t(INT32_MAX)) fail(ErrorCode::kUnsupported, "node '", node_.name, "': ", q.n, " batches times classes");
+      launch(select_, unsigned(q.n), std::move(args));
+    }
+    launch(list_, 1, {{out, 0}, count, work});
+  }
+
+ private:
+  const plan::Plan& plan_;
+  const ir::Node& node_;
+  const KernelStore& store_;
+  int select_, list_;
+};
+
 }  // namespace
 
 std::unique_ptr<Op> make_vision(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why,
                                 int /*arch*/) {
   DType dtype = output_dtype(plan, node);
   const ir::Node* n = &node;
+  if (node.op == OpKind::kNonMaxSuppression) {
+    auto dtype_of = [&](size_t i) {
+      bool given = i < node.inputs.size() && node.inputs[i] != ir::kNoValue;
+      return given ? plan.network.value(node.inputs[i]).dtype : DType::kFloat32;
+    };
+    codegen::NmsSpec select{codegen::NmsKernel::kSelect, dtype_of(0), dtype_of(3), dtype_of(4)}, list = select;
+    list.kernel = codegen::NmsKernel::kList;
+    int select_kernel = store.add(node.name, [select](const auto&) { return codegen::non_max_suppression_source(select); });
+    int list_kernel = store.add(node.name, [list](const auto&) { return codegen::non_max_suppression_source(list); });
+    return std::make_unique<NonMaxSuppressionOp>(plan, node, store, select_kernel, list_kernel);
+  }
   if (!is_floating(dtype)) return nullptr;
 
   switch (node.op) {
@@ -65,6 +116,18 @@ std::unique_ptr<Op> make_vision(const plan::Plan& plan, const ir::Node& node, Ke
                " has no pixels to sample");
         k.params = codegen::pack(q);
         k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[1], 0}, {n->inputs[2], 0}};
+      });
+    }
+
+    case OpKind::kMaxRoiPool: {
+      std::vector<int64_t> pooled = node.attrs.get_ints("pooled_shape");
+      int64_t scale_bits = codegen::double_bits(node.attrs.get_float("spatial_scale", 1.0));
+      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::max_roi_pool_source(dtype, params); });
+      return std::make_unique<SimpleOp>(node, store, kernel, [=](const ShapeEnv& s, KernelLaunch& k) {
+        const auto &x = s.of(n->inputs[0]), &out = s.of(n->outputs[0]);
+        k.params = codegen::pack(
+            codegen::MaxRoiPoolParams{ir::checked_numel(out), x[0], x[1], x[2], x[3], pooled.at(0), pooled.at(1), scale_bits});
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[1], 0}};
       });
     }
 
@@ -122,8 +185,24 @@ GpuLowering describe_vision(OpKind op) {
     case OpKind::kCol2Im:
       return {K::kKernel, "a thread per image element, gathering its blocks' columns; floating types; 1 to 3 spatial dims; "
                           "block_shape a constant"};
+    case OpKind::kMaxRoiPool:
+      return {K::kKernel, "a thread per output element; floating types; a batch index out of range writes zeros (an error on "
+                          "the CPU)"};
+    case OpKind::kNonMaxSuppression:
+      return {K::kKernel, "a block per batch and class sorts its scores and keeps boxes greedily (IoU in double), one block "
+                          "lists them and counts them (read back by enqueue, which waits for it); floating types; at most "
+                          "the bound `kiln build` plans for"};
     default: return {};
   }
+}
+
+int64_t vision_count_work_bytes(const plan::Plan& plan, const ir::Node& node, const ir::SymbolBindings& largest) {
+  if (node.op != OpKind::kNonMaxSuppression)
+    fail(ErrorCode::kInternal, "node '", node.name, "' (", ir::op_name(node.op), ") is not counted on the device");
+  // Per (batch, class): its kept count, its kept boxes and its candidates' order.
+  std::vector<int64_t> boxes = dims_at(plan, node.inputs[0], largest), scores = dims_at(plan, node.inputs[1], largest);
+  int64_t classes = ir::checked_numel({boxes[0], scores[1]});
+  return int64_t(sizeof(int64_t)) * ir::checked_numel({classes, 1 + boxes[1] + next_pow2(boxes[1])});
 }
 
 }  // namespace kiln::runtime

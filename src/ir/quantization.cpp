@@ -1,0 +1,36 @@
+#include "kiln/ir/quantization.h"
+
+#include "kiln/error.h"
+#include "kiln/ir/limits.h"
+
+namespace kiln::ir {
+
+QuantRange quant_range(DType dtype) {
+  if (dtype == DType::kInt8) return {-128, 127};
+  if (dtype == DType::kUInt8) return {0, 255};
+  fail(ErrorCode::kInternal, "quantized type ", dtype_name(dtype), " is not int8 or uint8");
+}
+
+QuantGranularity quant_granularity(const Node& node, const std::vector<int64_t>& x_dims, const std::vector<int64_t>& scale_dims) {
+  if (checked_numel(scale_dims) == 1) return {};
+  int64_t rank = int64_t(x_dims.size()), axis = node.attrs.get_int("axis", 1);
+  if (axis < -rank || axis >= rank)
+    fail(ErrorCode::kInvalidModel, "node '", node.name, "': axis ", axis, " is out of range for rank ", rank);
+  return {axis < 0 ? axis + rank : axis, std::max<int64_t>(node.attrs.get_int("block_size", 0), 0)};
+}
+
+DType quantize_precision(const Node& node, DType x, DType scale) {
+  if (node.attrs.has("precision")) return DType(node.attrs.get_int("precision", 0));
+  if (!is_floating(x) || !is_floating(scale)) return DType::kFloat64;
+  auto rank = [](DType d) { return d == DType::kFloat64 ? 3 : d == DType::kFloat32 ? 2 : 1; };
+  if (rank(x) != rank(scale)) return rank(x) > rank(scale) ? x : scale;
+  return x == scale ? x : DType::kFloat32;  // float16 with bfloat16: both widen to float32
+}
+
+std::vector<int64_t> matmul_param_dims(const std::vector<int64_t>& param, size_t operand_rank, bool of_a) {
+  if (checked_numel(param) == 1) return {};
+  if (of_a && param.size() == 1 && operand_rank == 2) return {param[0], 1};
+  return param;
+}
+
+}  // namespace kiln::ir
