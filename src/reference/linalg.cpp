@@ -36,17 +36,18 @@ std::vector<double> transposed(const std::vector<double>& v, int64_t rows, int64
   return t;
 }
 
-// numpy-style matmul of doubles with broadcast batch dims.
-std::vector<double> matmul(const std::vector<double>& a, std::vector<int64_t> ad, const std::vector<double>& b,
-                           std::vector<int64_t> bd) {
+// The matrix pairs of numpy's matmul of operands of dims ad and bd (a vector
+// operand as a matrix of one row or column), batch dims broadcast: fn(batch,
+// a, b, m, k, n) for each output matrix in order, a and b the offsets of A's
+// [m, k] and B's [k, n] matrix.
+template <class Fn>
+void for_each_matrix_pair(std::vector<int64_t> ad, std::vector<int64_t> bd, Fn&& fn) {
   if (ad.size() == 1) ad.insert(ad.begin(), 1);
   if (bd.size() == 1) bd.push_back(1);
   int64_t m = ad[ad.size() - 2], k = ad.back(), n = bd.back();
   std::vector<int64_t> a_batch(ad.begin(), ad.end() - 2), b_batch(bd.begin(), bd.end() - 2);
   std::vector<int64_t> batch = ir::shape_constants(ir::broadcast_shapes(ir::shape_of(a_batch), ir::shape_of(b_batch)));
   auto sa = broadcast_strides(a_batch, batch), sb = broadcast_strides(b_batch, batch);
-  int64_t nb = ir::checked_numel(batch);
-  std::vector<double> out(size_t(nb * m * n), 0.0);
   int64_t bi = 0;
   for_each_index(batch, [&](const std::vector<int64_t>& idx) {
     int64_t oa = 0, ob = 0;
@@ -54,8 +55,17 @@ std::vector<double> matmul(const std::vector<double>& a, std::vector<int64_t> ad
       oa += idx[d] * sa[d];
       ob += idx[d] * sb[d];
     }
-    gemm_accumulate(a.data() + oa * m * k, b.data() + ob * k * n, out.data() + bi * m * n, m, k, n);
-    ++bi;
+    fn(bi++, oa * m * k, ob * k * n, m, k, n);
+  });
+}
+
+// numpy-style matmul of doubles with broadcast batch dims.
+std::vector<double> matmul(const std::vector<double>& a, const std::vector<int64_t>& ad, const std::vector<double>& b,
+                           const std::vector<int64_t>& bd) {
+  std::vector<double> out;
+  for_each_matrix_pair(ad, bd, [&](int64_t bi, int64_t oa, int64_t ob, int64_t m, int64_t k, int64_t n) {
+    out.resize(size_t((bi + 1) * m * n), 0.0);
+    gemm_accumulate(a.data() + oa, b.data() + ob, out.data() + bi * m * n, m, k, n);
   });
   return out;
 }
@@ -111,22 +121,10 @@ Tensor run_fused_matmul(const KernelContext& c) {
 // dims ad and bd: a is the offset of A's row (k = 0, stepping by 1 through
 // k), b the offset of B's column (k = 0, stepping by N).
 template <class Fn>
-void for_each_product(std::vector<int64_t> ad, std::vector<int64_t> bd, Fn&& fn) {
-  if (ad.size() == 1) ad.insert(ad.begin(), 1);
-  if (bd.size() == 1) bd.push_back(1);
-  int64_t m = ad[ad.size() - 2], k = ad.back(), n = bd.back();
-  std::vector<int64_t> a_batch(ad.begin(), ad.end() - 2), b_batch(bd.begin(), bd.end() - 2);
-  std::vector<int64_t> batch = ir::shape_constants(ir::broadcast_shapes(ir::shape_of(a_batch), ir::shape_of(b_batch)));
-  auto sa = broadcast_strides(a_batch, batch), sb = broadcast_strides(b_batch, batch);
-  int64_t o = 0;
-  for_each_index(batch, [&](const std::vector<int64_t>& idx) {
-    int64_t oa = 0, ob = 0;
-    for (size_t d = 0; d < idx.size(); ++d) {
-      oa += idx[d] * sa[d];
-      ob += idx[d] * sb[d];
-    }
+void for_each_product(const std::vector<int64_t>& ad, const std::vector<int64_t>& bd, Fn&& fn) {
+  for_each_matrix_pair(ad, bd, [&](int64_t bi, int64_t oa, int64_t ob, int64_t m, int64_t k, int64_t n) {
     for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) fn(o++, (oa * m + i) * k, ob * k * n + j);
+      for (int64_t j = 0; j < n; ++j) fn((bi * m + i) * n + j, oa + i * k, ob + j);
   });
 }
 
