@@ -151,6 +151,7 @@ run_conformance() {
   grep -E "^FAIL" "$out/conformance-$set-cuda.log" | cut -c1-300 | head -40
   echo "-- what the GPU runtime does not run yet (tests) --"
   grep -oE "cannot run: .*" "$out/conformance-$set-cuda.log" | sed -E 's/ x[0-9]+//g' | sort | uniq -c | sort -rn | head -25
+  grep -E "^slowest cases" "$out/conformance-$set-cuda.log"
   conformance[$set-cuda]=$(tail -n 1 "$out/conformance-$set-cuda.log")
   build-gpu/tools/kiln/kiln conformance "$dir" --device cuda --specialized >"$out/conformance-$set-cuda-specialized.log" 2>&1
   grep -E "^FAIL" "$out/conformance-$set-cuda-specialized.log" | cut -c1-300 | head -20

@@ -24,6 +24,7 @@ struct CaseResult {
   Status status = Status::kPassed;
   std::string detail;             // why it failed or was skipped
   std::vector<std::string> ops;   // op types of the model
+  double seconds = 0;             // wall time of the case: load, build, run and compare
 };
 
 struct Report {

@@ -1,6 +1,7 @@
 #include "kiln/conformance.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -268,7 +269,9 @@ Report run_suite(const fs::path& root, const std::string& filter, Device device,
   std::sort(dirs.begin(), dirs.end());
   Report report;
   for (const fs::path& dir : dirs) {
+    auto start = std::chrono::steady_clock::now();
     CaseResult r = run_case(dir, device, eager_specialization);
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     (r.status == Status::kPassed ? report.passed : r.status == Status::kFailed ? report.failed : report.skipped)++;
     if (progress) progress(r);
     report.cases.push_back(std::move(r));

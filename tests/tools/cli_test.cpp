@@ -559,6 +559,10 @@ TEST(CliJson, ConformanceCountsMatchTheText) {
   EXPECT_GE(doc["passed"].get<int>(), 1);
   EXPECT_EQ(doc["failed"], 0);
   EXPECT_TRUE(doc["failures"].is_array());
+  EXPECT_GT(doc["total_seconds"].get<double>(), 0);
+  json verbose = kiln_json("conformance " + node_tests + " --filter test_relu --verbose");
+  ASSERT_FALSE(verbose["cases"].empty());
+  for (const json& c : verbose["cases"]) EXPECT_GT(c["seconds"].get<double>(), 0) << c.dump();
 }
 
 TEST(CliJson, NonFiniteNumbersBecomeNullWithANote) {
@@ -627,7 +631,7 @@ TEST(CliTiming, DeviceAndTimeSpansAreChecked) {
     Result r = kiln("run " + mlp + " " + bad);
     EXPECT_EQ(r.code, 2) << bad << ": " << r.output;
   }
-  for (const std::string command : {"bench " + mlp + " --trace x:1x64", "profile " + mlp}) {
+  for (const std::string& command : {"bench " + mlp + " --trace x:1x64", "profile " + mlp}) {
     Result cpu = kiln(command + " --device cpu");  // GPU-only commands
     EXPECT_EQ(cpu.code, 2) << command << ": " << cpu.output;
     EXPECT_NE(cpu.output.find("'cpu' is not cuda, cuda:N or N"), std::string::npos) << cpu.output;

@@ -1,4 +1,5 @@
 // kiln conformance: the ONNX backend node tests as kiln's conformance suite.
+#include <algorithm>
 #include <array>
 #include <iostream>
 
@@ -37,6 +38,19 @@ int cmd_conformance(const ConformanceOptions& options, Json& doc) {
     if (c.status == Status::kSkipped) reasons[c.detail.substr(0, c.detail.find(':'))]++;
   std::cout << "skips by reason:\n";
   for (auto& [reason, n] : reasons) std::cout << "  " << reason << ": " << n << "\n";
+  // Where the time went: a slow case is a slow kernel compile or a slow kernel.
+  std::vector<const conformance::CaseResult*> slowest;
+  double total_seconds = 0;
+  for (auto& c : report.cases) {
+    slowest.push_back(&c);
+    total_seconds += c.seconds;
+  }
+  size_t shown = std::min<size_t>(slowest.size(), 5);
+  std::partial_sort(slowest.begin(), slowest.begin() + long(shown), slowest.end(),
+                    [](auto* a, auto* b) { return a->seconds > b->seconds; });
+  std::cout << "slowest cases:";
+  for (size_t i = 0; i < shown; ++i) std::cout << (i ? ", " : " ") << slowest[i]->name << " " << int64_t(slowest[i]->seconds * 1000) << " ms";
+  std::cout << " (" << double(int64_t(total_seconds * 10)) / 10 << " s in all)\n";
   std::cout << report.passed << " passed, " << report.failed << " failed, " << report.skipped << " skipped\n";
   doc["dir"] = options.dir;
   doc["device"] = device_name;
@@ -49,9 +63,11 @@ int cmd_conformance(const ConformanceOptions& options, Json& doc) {
   doc["per_op"] = Json::object();
   for (auto& [op, n] : per_op) doc["per_op"][op] = {{"passed", n[0]}, {"failed", n[1]}, {"skipped", n[2]}};
   doc["skips_by_reason"] = reasons;
+  doc["total_seconds"] = total_seconds;
   if (verbose) {  // every case, as the text lists them
     doc["cases"] = Json::array();
-    for (auto& c : report.cases) doc["cases"].push_back({{"name", c.name}, {"status", label(c.status)}, {"detail", c.detail}});
+    for (auto& c : report.cases)
+      doc["cases"].push_back({{"name", c.name}, {"status", label(c.status)}, {"detail", c.detail}, {"seconds", c.seconds}});
   }
   return report.failed ? kTestsFailed : kOk;
 }
