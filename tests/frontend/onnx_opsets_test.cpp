@@ -107,7 +107,29 @@ TEST(OnnxOpsets, TheNewestIsReadAndANewerOneRefused) {
   EXPECT_NO_THROW(load_model_bytes(m.bytes()));
   EXPECT_EQ(max_supported_opset(), kMaxOpset);
   m.model().mutable_opset_import(0)->set_version(kMaxOpset + 1);
-  expect_load_error(m, ErrorCode::kUnsupported, {str("opset ", kMaxOpset + 1), str("7 to ", kMaxOpset)});
+  expect_load_error(m, ErrorCode::kUnsupported, {str("opset ", kMaxOpset + 1), str("1 to ", kMaxOpset)});
+}
+
+// Before opset 7 a model is read where its ops are as they still are at 7
+// (Elu-6, Not-1); Add-6's legacy broadcasting changed at 7 and is refused.
+TEST(OnnxOpsets, OpsetsBeforeSevenReadWhereTheirOpsAreUnchanged) {
+  ModelBuilder m(6);
+  m.input("x", TensorProto::FLOAT, {"3"});
+  m.node("Elu", {"x"}, {"y"});
+  m.output("y");
+  auto y = run(m, {{"x", reference::make_tensor(DType::kFloat32, {3}, {-1, 0, 2})}});
+  EXPECT_NEAR(ir::read_doubles(y.at(0))[0], std::exp(-1.0) - 1, 1e-6);
+  EXPECT_EQ(ir::read_doubles(y.at(0))[2], 2);
+  ModelBuilder old(1);
+  old.input("b", TensorProto::BOOL, {"2"});
+  old.node("Not", {"b"}, {"c"});
+  old.output("c");
+  EXPECT_EQ(ir::read_ints(run(old, {{"b", reference::make_tensor(DType::kBool, {2}, {1, 0})}}).at(0)), (std::vector<int64_t>{0, 1}));
+  ModelBuilder legacy(6);
+  legacy.input("a", TensorProto::FLOAT, {"3"});
+  legacy.node("Add", {"a", "a"}, {"s"});
+  legacy.output("s");
+  expect_load_error(legacy, ErrorCode::kUnsupported, {"opset 6", "Add-6 (node 'Add_0') changed at opset 7", "re-export"});
 }
 
 TEST(OnnxOpsets, AnOpItsOpsetLacksIsInvalid) {

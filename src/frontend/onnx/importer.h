@@ -20,7 +20,10 @@ namespace kiln::onnx {
 // version table in op_translation.cpp, compared with the ONNX package's op
 // history by tests/frontend): a model of a newer opset is refused, never read
 // with older semantics. Raising it means going through every op of the table
-// that changed in between.
+// that changed in between. kMinOpset is the oldest opset the translations
+// start from: a model of an opset before it (down to 1) is read as of
+// kMinOpset where every op it holds is the version it still has there (Elu-6,
+// Not-1, ...), and refused naming the first op that changed since.
 inline constexpr int kMinOpset = 7;
 inline constexpr int kMaxOpset = 28;
 

@@ -18,7 +18,7 @@ namespace kiln::onnx {
 
 namespace fs = std::filesystem;
 
-int min_supported_opset() { return kMinOpset; }
+int min_supported_opset() { return 1; }
 int max_supported_opset() { return kMaxOpset; }
 
 ir::ValueId GraphBuilder::value(const std::string& name) {
@@ -182,6 +182,17 @@ ir::Network import_model(::onnx::ModelProto& model, const fs::path& base_dir, co
   if (opset < min_supported_opset() || opset > max_supported_opset())
     fail(ErrorCode::kUnsupported, label, " uses ONNX opset ", opset, "; kiln reads opsets ", min_supported_opset(), " to ",
          max_supported_opset(), opset > max_supported_opset() ? " (the newest whose op changes it translates)" : "");
+  if (opset < kMinOpset)
+    for (int index = 0; index < graph.node_size(); ++index) {
+      const ::onnx::NodeProto& node = graph.node(index);
+      if (!node.domain().empty() && node.domain() != "ai.onnx") continue;
+      int version = onnx_op_version(node.op_type(), opset), kept = onnx_op_version(node.op_type(), kMinOpset);
+      if (version != 0 && version != kept)  // 0: an op opset lacks, which translate_node names
+        fail(ErrorCode::kUnsupported, label, " uses ONNX opset ", opset, ", whose ", node.op_type(), "-", version, " (node '",
+             node.name().empty() ? str(node.op_type(), "_", index) : node.name(), "') changed at opset ", kept,
+             "; kiln reads a model of an opset before ", kMinOpset, " only where its ops are as they still are at opset ",
+             kMinOpset, "; re-export the model at opset ", kMinOpset, " or newer");
+    }
 
   ir::Network net;
   net.set_name(graph.name());
