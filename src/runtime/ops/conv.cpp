@@ -264,6 +264,35 @@ void launch_cudnn(const CudnnCall& call, void* x, void* w, void* y, void* bias, 
   if (bias) KILN_CUDNN(cudnnAddTensor(handle, one, d->bias, bias, one, d->y, y), where());
 }
 
+namespace {
+
+// WindowParams of the window (pool or convolution, kernel dims `kernel_sp`)
+// the node slides over its input 0 into its output 0.
+codegen::WindowParams window_params(const ir::Node& n, const ShapeEnv& s, const std::vector<int64_t>& kernel_sp) {
+  const auto& x = s.of(n.inputs[0]);
+  const auto& out = s.of(n.outputs[0]);
+  std::vector<int64_t> in_sp(x.begin() + 2, x.end());
+  ir::WindowGeometry g = ir::window_geometry(n, in_sp, kernel_sp);
+  codegen::WindowParams q{};
+  q.n = ir::checked_numel(out);
+  q.spatial_rank = int64_t(in_sp.size());
+  q.channels = x[1];
+  q.out_channels = out[1];
+  q.group = n.attrs.get_int("group", 1);
+  for (size_t d = 0; d < in_sp.size(); ++d) {
+    q.in_size[d] = in_sp[d];
+    q.out_size[d] = g.output[d];
+    q.kernel[d] = g.kernel[d];
+    q.strides[d] = g.strides[d];
+    q.dilations[d] = g.dilations[d];
+    q.pads_begin[d] = g.pads_begin[d];
+    q.pads_end[d] = g.pads_end[d];
+  }
+  return q;
+}
+
+}  // namespace
+
 std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
   auto value = [&](ir::ValueId v) -> const ir::Value& { return plan.network.value(v); };
   DType dtype = output_dtype(plan, node);
@@ -285,30 +314,11 @@ std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node,
     return codegen::window_source({wop, dtype, bias, params, power});
   });
   return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
-    const auto& x = s.of(n->inputs[0]);
-    const auto& out = s.of(n->outputs[0]);
-    std::vector<int64_t> in_sp(x.begin() + 2, x.end());
     bool conv = n->op == OpKind::kConv || n->op == OpKind::kConvTranspose;
     std::vector<int64_t> kernel_sp = conv ? std::vector<int64_t>(s.of(n->inputs[1]).begin() + 2, s.of(n->inputs[1]).end())
                                           : n->attrs.get_ints("kernel_shape");
-    ir::WindowGeometry g = ir::window_geometry(*n, in_sp, kernel_sp);
-    size_t sr = in_sp.size();
-    codegen::WindowParams q{};
-    q.n = ir::checked_numel(out);
-    q.spatial_rank = int64_t(sr);
-    q.channels = x[1];
-    q.out_channels = out[1];
-    q.group = n->attrs.get_int("group", 1);
+    codegen::WindowParams q = window_params(*n, s, kernel_sp);
     q.count_include_pad = n->attrs.get_int("count_include_pad", 0);
-    for (size_t d = 0; d < sr; ++d) {
-      q.in_size[d] = in_sp[d];
-      q.out_size[d] = g.output[d];
-      q.kernel[d] = g.kernel[d];
-      q.strides[d] = g.strides[d];
-      q.dilations[d] = g.dilations[d];
-      q.pads_begin[d] = g.pads_begin[d];
-      q.pads_end[d] = g.pads_end[d];
-    }
     k.params = codegen::pack(q);
     k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
     for (size_t i = 1; i < n->inputs.size(); ++i)
@@ -317,30 +327,6 @@ std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node,
 }
 
 namespace {
-
-// WindowParams of a forward convolution of x (input ix) by w (input iw) into the node's output.
-codegen::WindowParams conv_window_params(const ir::Node& n, const ShapeEnv& s, size_t ix, size_t iw) {
-  const auto& x = s.of(n.inputs[ix]);
-  const auto& out = s.of(n.outputs[0]);
-  std::vector<int64_t> in_sp(x.begin() + 2, x.end()), kernel_sp(s.of(n.inputs[iw]).begin() + 2, s.of(n.inputs[iw]).end());
-  ir::WindowGeometry g = ir::window_geometry(n, in_sp, kernel_sp);
-  codegen::WindowParams q{};
-  q.n = ir::checked_numel(out);
-  q.spatial_rank = int64_t(in_sp.size());
-  q.channels = x[1];
-  q.out_channels = out[1];
-  q.group = n.attrs.get_int("group", 1);
-  for (size_t d = 0; d < in_sp.size(); ++d) {
-    q.in_size[d] = in_sp[d];
-    q.out_size[d] = g.output[d];
-    q.kernel[d] = g.kernel[d];
-    q.strides[d] = g.strides[d];
-    q.dilations[d] = g.dilations[d];
-    q.pads_begin[d] = g.pads_begin[d];
-    q.pads_end[d] = g.pads_end[d];
-  }
-  return q;
-}
 
 // ConvInteger and QLinearConv: the generated integer direct convolution.
 std::unique_ptr<Op> make_integer_conv(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
@@ -373,7 +359,8 @@ std::unique_ptr<Op> make_integer_conv(const plan::Plan& plan, const ir::Node& no
   int kernel = store.add(node.name, specializing_generator(spec, codegen::integer_conv_source));
   const ir::Node* n = &node;
   return std::make_unique<SimpleOp>(node, store, kernel, [n, q, iw, ixz, iwz, has](const ShapeEnv& s, KernelLaunch& k) {
-    k.params = codegen::pack(conv_window_params(*n, s, 0, iw));
+    const auto& w = s.of(n->inputs[iw]);
+    k.params = codegen::pack(window_params(*n, s, std::vector<int64_t>(w.begin() + 2, w.end())));
     k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[iw], 0}};
     for (size_t i : {ixz, iwz})
       if (has(i)) k.args.push_back({n->inputs[i], 0});
