@@ -604,9 +604,10 @@ TEST(Builder, HalfPrecisionSignalGenerators) {
   options.precision = plan::Precision::kFloat16;
   plan::Plan p = build(net, options);
   EXPECT_EQ(count_ops(p.network, OpKind::kHannWindow), 1) << dump_network(p.network);
-  for (const ir::Node& node : p.network.nodes())
-    if (node.op == OpKind::kMelWeightMatrix)
-      for (size_t edge : {3, 4}) EXPECT_EQ(p.network.value(node.inputs[edge]).dtype, DType::kFloat32) << edge;
+  for (const ir::Node& node : p.network.nodes()) {
+    if (node.op != OpKind::kMelWeightMatrix) continue;
+    for (size_t edge : {3, 4}) EXPECT_EQ(p.network.value(node.inputs[edge]).dtype, DType::kFloat32) << edge;
+  }
   std::map<std::string, reference::Tensor> inputs{{"x", random_weight({2, 16}, 5, -1, 1)}};
   auto expected = reference::run(net, inputs), actual = reference::run(p.network, inputs);
   ASSERT_EQ(expected.size(), actual.size());
