@@ -230,7 +230,8 @@ class ExecutionContext {
   bool io_is_input(int io_index) const;
   void set_input_shape(int io_index, std::span<const int64_t> dims);
   void set_tensor_address(int io_index, void* address);
-  // Dims of an input or output for the shapes set so far (prepares them).
+  // Dims of an input or output for the shapes set so far (prepares them; an
+  // engine with data-dependent sizes is prepared by enqueue instead).
   const std::vector<int64_t>& tensor_shape(int io_index);
 
   // Per prepared shape (most recent first): how many kernel launches run the

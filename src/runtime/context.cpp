@@ -180,11 +180,27 @@ ShapeEnv evaluate_shapes(const ir::Network& net, const std::map<std::string, std
 }
 
 
+namespace {
+
+// A tensor's dims from the input shapes alone, before enqueue has read back
+// any data-dependent size; failing for a tensor whose size waits for one.
+std::vector<int64_t> dims_from_input_shapes(const ContextState& c, ir::ValueId id) {
+  const ir::Network& net = c.engine->plan.network;
+  ir::SymbolBindings none;
+  ShapeEnv env = evaluate_shapes(net, c.input_dims, &none);
+  if (env.pending[size_t(id)])
+    fail(ErrorCode::kInvalidArgument, "tensor '", net.value(id).name, "' has a size that depends on input data: it is known "
+         "once enqueue has run (max_tensor_shape gives its bound)");
+  return std::move(env.dims[size_t(id)]);
+}
+
+}  // namespace
+
 std::vector<int64_t> ExecutionContext::tensor_shape(std::string_view name) const {
   const ir::Network& net = state_->engine->plan.network;
   auto id = net.find_value(name);
   if (!id) fail(ErrorCode::kInvalidArgument, "'", name, "' is not a tensor of the network");
-  if (!state_->current) return evaluate_shapes(net, state_->input_dims).dims[size_t(*id)];
+  if (!state_->current) return dims_from_input_shapes(*state_, *id);
   return state_->current->shapes.dims[size_t(*id)];
 }
 
@@ -649,6 +665,11 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
 const std::vector<int64_t>& ExecutionContext::tensor_shape(int index) {
   ContextState& c = *state_;
   ir::ValueId id = io_value(c.engine->plan.network, index);
+  if (!c.current && !c.engine->readbacks.empty()) {
+    // enqueue prepares such an engine stage by stage, as it reads sizes back
+    c.dims_before_enqueue = dims_from_input_shapes(c, id);
+    return c.dims_before_enqueue;
+  }
   if (!c.current) {
     DeviceScope on_device(c.engine->device);  // preparing may make library plans
     c.current = &prepared_shape(c);

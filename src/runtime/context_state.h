@@ -99,6 +99,8 @@ struct ContextState {
   std::vector<bool> io;      // per value id: a network input or output (must be bound)
   std::list<PreparedShape> shapes;  // most recently used first
   PreparedShape* current = nullptr;
+  // A data-dependent engine's dims asked for before enqueue sized them (see tensor_shape).
+  std::vector<int64_t> dims_before_enqueue;
   std::vector<void*> pointers;  // per value id, resolved at enqueue
   // Specialized kernels of shapes this context forgot: held until an event
   // recorded after the context's later work has passed, so no module is

@@ -103,6 +103,35 @@ TEST(GpuDataDependent, NonZeroFeedsFurtherOps) {
   EXPECT_EQ(got[1].dims, want[1].dims);
 }
 
+// Before the first enqueue, an output sized by the input shapes alone has
+// its dims through both the named and the indexed API; an output sized by
+// data says so in both.
+TEST(GpuDataDependent, ShapesBeforeEnqueueOfOutputsNotSizedByData) {
+  KILN_REQUIRE_GPU();
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("rows"), Dim(5)});
+  net.add_output(net.add_op1(OpKind::kNonZero, {x}, {}, "nz"));
+  net.add_output(net.add_op1(OpKind::kRelu, {x}, {}, "relu"));
+  net.finalize();
+  std::mt19937 rng(12);
+  std::vector<Feeds> runs;
+  for (int64_t rows : {3, 9}) runs.push_back({{"x", sparse(DType::kFloat32, {rows, 5}, 0.5, rng)}});
+  plan::Plan p = plan_for(net, runs);
+  auto engine = runtime::Engine::create(std::move(p));
+  auto context = engine->create_context();
+  const std::string relu = net.value(net.outputs()[1]).name;
+  context->set_input_shape("x", std::vector<int64_t>{9, 5});
+  EXPECT_EQ(context->tensor_shape(2), (std::vector<int64_t>{9, 5}));
+  EXPECT_EQ(context->tensor_shape(relu), (std::vector<int64_t>{9, 5}));
+  EXPECT_THROW(context->tensor_shape(1), Error);
+  runtime::DeviceIo io(*context, *engine, runs[0]);
+  context->enqueue(nullptr);
+  std::vector<ir::TensorData> want = reference::run(net, runs[0]);
+  expect_outputs_close(io.download(nullptr), want, 0);
+  EXPECT_EQ(context->tensor_shape(1), want[0].dims);
+  EXPECT_EQ(context->tensor_shape(2), (std::vector<int64_t>{3, 5}));
+}
+
 TEST(GpuDataDependent, TopKWithKAsAnInput) {
   KILN_REQUIRE_GPU();
   ir::Network net;
