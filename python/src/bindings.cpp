@@ -220,13 +220,6 @@ struct Context {
   std::unique_ptr<runtime::ExecutionContext> context;
 };
 
-// Whether a tensor's size depends on data (NonZero's count and the like): known once enqueue has run.
-bool depends_on_data(const ir::Network& net, ir::ValueId id) {
-  std::set<std::string> symbols;
-  for (const ir::Dim& d : net.value(id).shape) d.collect_symbols(symbols);
-  return std::any_of(symbols.begin(), symbols.end(), [&](const std::string& s) { return net.data_dependent_symbols().count(s) > 0; });
-}
-
 nb::dict graph_stats_to_python(const runtime::ExecutionContext::GraphStats& s) {
   nb::dict d;
   d["calls"] = s.calls;
@@ -515,7 +508,7 @@ NB_MODULE(_C, m) {
              std::vector<std::vector<int64_t>> out;
              for (size_t k = 0; k < net.outputs().size(); ++k) {
                int io = int(dims.size() + k);
-               out.push_back(depends_on_data(net, net.outputs()[k]) ? c.context->max_tensor_shape(net.value(net.outputs()[k]).name)
+               out.push_back(net.size_depends_on_data(net.outputs()[k]) ? c.context->max_tensor_shape(net.value(net.outputs()[k]).name)
                                                                     : c.context->tensor_shape(io));
              }
              return out;
@@ -525,7 +518,7 @@ NB_MODULE(_C, m) {
                    [](const Context& c) {
                      const ir::Network& net = c.engine->plan().network;
                      std::vector<bool> out;
-                     for (ir::ValueId id : net.outputs()) out.push_back(depends_on_data(net, id));
+                     for (ir::ValueId id : net.outputs()) out.push_back(net.size_depends_on_data(id));
                      return out;
                    })
       // Every output's dims at the last enqueue, data-dependent sizes included.

@@ -29,6 +29,7 @@ from triton_server import Server, kiln_cli, missing  # noqa: E402
 KILN_CLI = kiln_cli()
 STARTUP_SECONDS = 90
 FEATURES, HIDDEN, CLASSES, MAX_BATCH = 16, 32, 8, 8
+POSITIVES_MAX = 64  # the positives model's longest input
 # KIND_CPU (the reference interpreter) by default; KIND_GPU on a machine with a GPU.
 INSTANCE_KIND = os.environ.get("KILN_TRITON_INSTANCE_KIND", "KIND_CPU")
 TOLERANCE = 1e-5 if INSTANCE_KIND == "KIND_CPU" else 1e-4
@@ -82,6 +83,25 @@ class Mlp:
         return np.maximum(x @ self.w1 + self.b1, 0) @ self.w2 + self.b2
 
 
+def _positives(path):
+    """rows = the positions of x's nonzeros, [count, 1]: a size found in the data."""
+    nodes = [helper.make_node("NonZero", ["x"], ["nz"]), helper.make_node("Transpose", ["nz"], ["rows"], perm=[1, 0])]
+    return save_model(path, nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+                      [helper.make_tensor_value_info("rows", TensorProto.INT64, ["count", 1])])
+
+
+def _positives_config(name, max_batch):
+    dims = "[ -1 ]" if max_batch == 0 else "[ ]"
+    rows = "[ -1, 1 ]" if max_batch == 0 else "[ 1 ]"
+    return f"""name: "{name}"
+backend: "kiln"
+max_batch_size: {max_batch}
+input [ {{ name: "x" data_type: TYPE_FP32 dims: {dims} }} ]
+output [ {{ name: "rows" data_type: TYPE_INT64 dims: {rows} }} ]
+instance_group [ {{ count: 1 kind: {INSTANCE_KIND} }} ]
+""" + (f'parameters: {{ key: "profile.x" value: {{ string_value: "1,8,{POSITIVES_MAX}" }} }}\n' if max_batch == 0 else "")
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     import tritonclient.grpc as grpcclient
@@ -109,6 +129,8 @@ def served(tmp_path_factory):
         # One instance, one request at a time: what its unload log says is about these requests alone.
         **({"mlp_zero_copy": (plan_path, "model.kiln", _config("mlp_zero_copy", instances=1))}
            if INSTANCE_KIND == "KIND_GPU" else {}),
+        "positives": (_positives(root / "positives.onnx"), "model.onnx", _positives_config("positives", 0)),
+        "positives_batched": (root / "positives.onnx", "model.onnx", _positives_config("positives_batched", 4)),
         "bad_parameter": (mlp.path, "model.onnx", _config("bad_parameter", parameters={"max_wrokspace": "1"})),
         "bad_value": (mlp.path, "model.onnx", _config("bad_value", parameters={"cuda_graph_strategy": "always"})),
     }
@@ -118,7 +140,7 @@ def served(tmp_path_factory):
         (repository / name / "config.pbtxt").write_text(config)
 
     server = Server(repository, root / "tritonserver.log",
-                    ["mlp_onnx", "mlp_plan", "mlp_ragged", "mlp_fp16", *(["mlp_gpus"] if GPUS else []),
+                    ["mlp_onnx", "mlp_plan", "mlp_ragged", "mlp_fp16", "positives", *(["mlp_gpus"] if GPUS else []),
                      *(["mlp_zero_copy"] if INSTANCE_KIND == "KIND_GPU" else [])])
     try:
         http = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}", concurrency=8, network_timeout=60)
@@ -165,6 +187,18 @@ def test_results_match_numpy(served, protocol, model):
         np.testing.assert_allclose(y, served["mlp"](x), rtol=TOLERANCE, atol=TOLERANCE)
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_data_dependent_output_sizes_come_from_the_data(served, protocol):
+    module = served[f"{protocol}client"]
+    rng = np.random.default_rng(9)
+    for n, share in ((5, 0.5), (POSITIVES_MAX, 1.0), (3, 0.0), (POSITIVES_MAX, 0.3), (1, 1.0)):
+        x = (rng.uniform(1, 2, n) * (rng.uniform(0, 1, n) < share)).astype(np.float32)
+        inp = module.InferInput("x", [n], "FP32")
+        inp.set_data_from_numpy(x)
+        rows = served[protocol].infer("positives", [inp], outputs=[module.InferRequestedOutput("rows")]).as_numpy("rows")
+        np.testing.assert_array_equal(rows, np.nonzero(x)[0].reshape(-1, 1))
+
+
 def test_parameters_apply_fp16_build(served):
     x = _batch(np.random.default_rng(8), 4)
     y = _infer(served, "grpc", "mlp_fp16", x)
@@ -175,6 +209,7 @@ def test_parameters_apply_fp16_build(served):
 @pytest.mark.parametrize("model,message", [
     ("bad_parameter", "unknown parameter 'max_wrokspace'"),
     ("bad_value", "parameter 'cuda_graph_strategy' is 'always'; expected disabled or whole_graph_capture"),
+    ("positives_batched", "its first dim is a size that depends on data, not the batch"),
 ])
 def test_config_error_fails_the_load_with_the_message(served, model, message):
     from tritonclient.utils import InferenceServerException

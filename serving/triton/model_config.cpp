@@ -273,6 +273,9 @@ void check_tensor(const ModelConfig& c, const TensorConfig& t, const ir::Value& 
   if (batch.empty())
     fail(ErrorCode::kShapeError, what, " has shape ", ir::shape_to_string(v.shape),
          "; with max_batch_size > 0 its first dim must be a symbolic batch dim (or set max_batch_size: 0)");
+  if (plan.network.data_dependent_symbols().count(batch))
+    fail(ErrorCode::kShapeError, what, " has shape ", ir::shape_to_string(v.shape), ": its first dim is a size that depends on "
+         "data, not the batch; serve the model with max_batch_size: 0");
   if (kind != "input") return;
   auto range = plan.network.dim_ranges().find(batch);
   if (range == plan.network.dim_ranges().end() || range->second.min > 1 || range->second.max < c.max_batch_size)

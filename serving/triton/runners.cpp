@@ -119,7 +119,9 @@ class GpuRunner : public Runner {
       device_buffers_.emplace_back(false);
       staging_.emplace_back(true);
     }
-    size_t outputs = engine_->plan().network.outputs().size();
+    const ir::Network& net = engine_->plan().network;
+    for (ir::ValueId id : net.outputs()) sized_by_data_ = sized_by_data_ || net.size_depends_on_data(id);
+    size_t outputs = net.outputs().size();
     output_dims_.resize(outputs);
     output_bytes_.resize(outputs);
     in_place_.resize(outputs);
@@ -170,7 +172,9 @@ class GpuRunner : public Runner {
   void run_on_stream(const std::vector<StackedInput>& inputs, const TargetsFor& targets_for) {
     Clock::time_point started = Clock::now();
     // Shapes first: the outputs' dims decide the response buffers, which may
-    // be bound to the context before the run.
+    // be bound to the context before the run. Outputs sized by data go to the
+    // runner's buffers, sized at the plan's bounds, and their targets are
+    // asked for once enqueue has read their sizes back.
     for (size_t i = 0; i < inputs.size(); ++i) {
       dims_ = inputs[i].front().tensor->dims;
       if (inputs[i].size() > 1) {
@@ -180,14 +184,14 @@ class GpuRunner : public Runner {
       context_->set_input_shape(int(i), dims_);  // inputs come first, in network order
     }
     const size_t first_output = inputs.size();
-    const ir::Network& net = engine_->plan().network;
-    for (size_t o = 0; o < output_dims_.size(); ++o) {
-      output_dims_[o] = context_->tensor_shape(int(first_output + o));
-      output_bytes_[o] = size_t(ir::checked_numel(output_dims_[o])) * dtype_size(net.value(net.outputs()[o]).dtype);
-    }
     targets_.resize(inputs.empty() ? 1 : inputs.front().size());
-    for (std::vector<OutputTarget>& row : targets_) row.assign(output_dims_.size(), OutputTarget{});
-    targets_for(output_dims_, targets_);
+    if (sized_by_data_) {
+      const ir::Network& net = engine_->plan().network;
+      for (size_t o = 0; o < output_dims_.size(); ++o)
+        set_output_dims(o, context_->max_tensor_shape(net.value(net.outputs()[o]).name));
+    } else {
+      ask_for_targets(first_output, targets_for);
+    }
     Clock::time_point targeted = Clock::now();
 
     for (size_t i = 0; i < inputs.size(); ++i) bind_input(i, inputs[i]);
@@ -197,6 +201,7 @@ class GpuRunner : public Runner {
     host_outputs_.assign(output_dims_.size(), nullptr);
     for (size_t o = 0; o < output_dims_.size(); ++o) bind_output(first_output + o, o);
     context_->enqueue(stream_);
+    if (sized_by_data_) ask_for_targets(first_output, targets_for);
     for (size_t o = 0; o < output_dims_.size(); ++o) copy_output(first_output + o, o);
     Clock::time_point enqueued = Clock::now();
     check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", device_);
@@ -214,6 +219,19 @@ class GpuRunner : public Runner {
     times_.enqueue_us += micros(enqueued - gathered);
     times_.wait_us += micros(synchronized - enqueued);
     times_.scatter_us += micros(done - synchronized);
+  }
+
+  void set_output_dims(size_t o, std::vector<int64_t> dims) {
+    const ir::Network& net = engine_->plan().network;
+    output_bytes_[o] = size_t(ir::checked_numel(dims)) * dtype_size(net.value(net.outputs()[o]).dtype);
+    output_dims_[o] = std::move(dims);
+  }
+
+  // The outputs' dims as the context has them now, and the targets for them.
+  void ask_for_targets(size_t first_output, const TargetsFor& targets_for) {
+    for (size_t o = 0; o < output_dims_.size(); ++o) set_output_dims(o, context_->tensor_shape(int(first_output + o)));
+    for (std::vector<OutputTarget>& row : targets_) row.assign(output_dims_.size(), OutputTarget{});
+    targets_for(output_dims_, targets_);
   }
 
   void copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, const char* what) {
@@ -264,11 +282,11 @@ class GpuRunner : public Runner {
   // memory as it is, else the context's buffer.
   void bind_output(size_t io, size_t o) {
     times_.outputs += 1;
-    const OutputTarget& only = targets_.front()[o];
-    in_place_[o] = targets_.size() == 1 && only.data && only.gpu == device_ && only.offset == 0 &&
-                   only.bytes == output_bytes_[o] && bindable(only.data);
+    const OutputTarget* only = sized_by_data_ || targets_.size() != 1 ? nullptr : &targets_.front()[o];
+    in_place_[o] = only && only->data && only->gpu == device_ && only->offset == 0 && only->bytes == output_bytes_[o] &&
+                   bindable(only->data);
     if (in_place_[o]) times_.outputs_in_place += 1;
-    context_->set_tensor_address(int(io), in_place_[o] ? only.data : device_buffers_[io].reserve(output_bytes_[o], device_));
+    context_->set_tensor_address(int(io), in_place_[o] ? only->data : device_buffers_[io].reserve(output_bytes_[o], device_));
   }
 
   // After the enqueue: output `o` from the context's buffer to GPU targets
@@ -301,6 +319,7 @@ class GpuRunner : public Runner {
   int device_;
   std::unique_ptr<runtime::ExecutionContext> context_;
   cudaStream_t stream_ = nullptr;
+  bool sized_by_data_ = false;  // some output's size depends on data (NonZero's count, ...)
   std::vector<GrowingBuffer> device_buffers_;  // per io index
   std::vector<GrowingBuffer> staging_;         // per io index, pinned host memory
   // Per run, kept so that a steady load allocates nothing.

@@ -37,7 +37,8 @@ struct OutputTarget {
 
 // Called by a run once its outputs' dims are known (network output order, the
 // whole batch) and before it writes any (the GPU runner: before it starts, so
-// that a target may be bound to the context): fills targets[request][output]
+// that a target may be bound to the context, or, where an output's size
+// depends on data, once enqueue has found it): fills targets[request][output]
 // for each request of the batch (the order of the inputs' parts), each row
 // sized to the outputs. Throws to fail the run.
 using TargetsFor =

@@ -170,6 +170,12 @@ std::optional<ValueId> Network::find_value(std::string_view name) const {
   return it->second;
 }
 
+bool Network::size_depends_on_data(ValueId id) const {
+  std::set<std::string> symbols;
+  for (const Dim& d : value(id).shape) d.collect_symbols(symbols);
+  return std::any_of(symbols.begin(), symbols.end(), [&](const std::string& s) { return data_dependent_.count(s) > 0; });
+}
+
 void Network::topological_sort() {
   // Kahn's algorithm over node->node edges, keeping the original order among ready nodes.
   size_t n = nodes_.size();

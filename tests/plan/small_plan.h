@@ -37,6 +37,20 @@ inline Plan two_profile_plan(int64_t max_n) {
   return builder::build(net, options, "two profiles");
 }
 
+// x[n] (n in 1..16) -> the positions of its nonzeros as rows, [count, 1]: an
+// output whose size depends on the data (its first dim too).
+inline Plan nonzero_rows_plan() {
+  ir::Network net;
+  ir::ValueId x = net.add_input("x", DType::kFloat32, {ir::Dim::symbol("n")});
+  ir::ValueId nz = net.add_op1(ir::OpKind::kNonZero, {x}, {}, "nz");
+  ir::Attributes perm;
+  perm.set("perm", std::vector<int64_t>{1, 0});
+  net.add_output(net.add_op1(ir::OpKind::kTranspose, {nz}, perm, "rows"));
+  net.set_dim_range("n", {1, 8, 16});
+  net.finalize();
+  return builder::build(net, {}, "nonzero rows");
+}
+
 inline Buffer bytes_of(const std::string& s) { return Buffer::copy_of(s.data(), s.size()); }
 
 }  // namespace kiln::plan::testing

@@ -44,6 +44,26 @@ std::shared_ptr<const ServedModel> two_input_model() {
   return served;
 }
 
+// The nonzero-rows plan served unbatched.
+std::shared_ptr<const ServedModel> nonzero_model() {
+  auto served = std::make_shared<ServedModel>();
+  served->plan = std::make_shared<const plan::Plan>(plan::testing::nonzero_rows_plan());
+  served->config.max_batch_size = 0;
+  return served;
+}
+
+// Runs `x` on `runner` into a host target sized by the dims the run reports;
+// returns those dims and the positions written.
+std::pair<std::vector<int64_t>, std::vector<int64_t>> run_nonzero(Runner& runner, const ir::TensorData& x) {
+  std::vector<int64_t> dims, positions;
+  runner.run({{{&x, -1}}}, [&](const std::vector<std::vector<int64_t>>& d, std::vector<std::vector<OutputTarget>>& targets) {
+    dims = d.at(0);
+    positions.assign(size_t(ir::checked_numel(dims)), -1);
+    targets.at(0).at(0) = {positions.data(), 0, positions.size() * sizeof(int64_t), -1};
+  });
+  return {dims, positions};
+}
+
 // Runs a batch on `runner` with host targets: each request's rows of output 0
 // into a vector of its own, offsets and sizes as the backend computes them.
 std::vector<std::vector<float>> run_into_targets(Runner& runner, const std::vector<const ir::TensorData*>& requests) {
@@ -172,4 +192,31 @@ TEST(TritonBatching, TheReferenceRunnerSkipsOutputsNobodyAskedFor) {
     EXPECT_EQ(targets[0][0].data, nullptr);  // left unset: written nowhere
   });
   EXPECT_EQ(seen, (std::vector<std::vector<int64_t>>{{2, 8}}));
+}
+
+// Sizes found by the run itself, on one runner whose counts grow and shrink
+// between runs.
+void expect_nonzero_rows(Runner& runner) {
+  for (const std::vector<double>& values :
+       {std::vector<double>{0, 2, 0, -1, 3}, std::vector<double>(16, 1.5), std::vector<double>{0, 0}, {0, 0, 0, 7}}) {
+    ir::TensorData x = reference::make_tensor(DType::kFloat32, {int64_t(values.size())}, values);
+    std::vector<int64_t> want;
+    for (size_t i = 0; i < values.size(); ++i)
+      if (values[i] != 0) want.push_back(int64_t(i));
+    auto [dims, positions] = run_nonzero(runner, x);
+    EXPECT_EQ(dims, (std::vector<int64_t>{int64_t(want.size()), 1}));
+    EXPECT_EQ(positions, want);
+  }
+}
+
+TEST(TritonBatching, TheReferenceRunnerSizesDataDependentOutputsByTheRun) {
+  expect_nonzero_rows(*make_reference_runner(nonzero_model()));
+}
+
+// The GPU runner binds such outputs to its buffers, sized at the plan's bound,
+// and asks for their targets once enqueue has read the count back.
+TEST(TritonBatching, TheGpuRunnerSizesDataDependentOutputsByTheRun) {
+  if (!runtime::cuda_available()) GTEST_SKIP() << "needs a GPU";
+  auto model = nonzero_model();
+  expect_nonzero_rows(*make_gpu_runner(runtime::Engine::create(*model->plan), 0));
 }

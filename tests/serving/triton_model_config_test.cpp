@@ -183,6 +183,25 @@ TEST_F(ServedModelTest, LoadsAPlanAndRefusesBuildParametersForIt) {
   EXPECT_NE(precision.find("parameter 'precision' applies to model.onnx"), std::string::npos) << precision;
 }
 
+// An output whose first dim is a count found in the data has no batch to split.
+TEST_F(ServedModelTest, ServesDataDependentFirstDimsOnlyUnbatched) {
+  kiln::plan::Plan plan = kiln::plan::testing::nonzero_rows_plan();
+  const std::string output = plan.network.value(plan.network.outputs()[0]).name;
+  kiln::plan::save(plan, dir_ / "1" / "model.kiln");
+  auto config = [&](int max_batch_size) {
+    std::string dims = max_batch_size ? "[]" : "[-1]";
+    return R"({"name":"rows","max_batch_size":)" + std::to_string(max_batch_size) +
+           R"(,"input":[{"name":"x","data_type":"TYPE_FP32","dims":)" + dims + R"(}],"output":[{"name":")" + output +
+           R"(","data_type":"TYPE_INT64","dims":)" + (max_batch_size ? "[1]" : "[-1,1]") + "}]}";
+  };
+  auto served = load_served_model(parse_model_config(config(0)), dir_ / "1");
+  EXPECT_EQ(served->config.max_batch_size, 0);
+  std::string batched = error_of([&] { load_served_model(parse_model_config(config(4)), dir_ / "1"); });
+  EXPECT_NE(batched.find("output '" + output + "'"), std::string::npos) << batched;
+  EXPECT_NE(batched.find("depends on data, not the batch; serve the model with max_batch_size: 0"), std::string::npos)
+      << batched;
+}
+
 TEST_F(ServedModelTest, SaysWhichFileIsMissing) {
   std::string missing = error_of([&] { load_served_model(parse_model_config(mlp_config()), dir_ / "1"); });
   EXPECT_NE(missing.find("model.kiln or model.onnx"), std::string::npos) << missing;

@@ -114,6 +114,8 @@ class Network {
   std::optional<ValueId> find_value(std::string_view name) const;
   // Symbols that stand for data-dependent sizes (made up by shape inference).
   const std::set<std::string>& data_dependent_symbols() const { return data_dependent_; }
+  // Whether a dim of `id` involves such a symbol: its size is known once the network has run.
+  bool size_depends_on_data(ValueId id) const;
 
   // Number of weight elements and bytes.
   int64_t parameter_count() const;
