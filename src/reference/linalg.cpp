@@ -70,7 +70,25 @@ std::vector<double> matmul(const std::vector<double>& a, const std::vector<int64
   return out;
 }
 
+// Integer products sum exactly in 64 bits and wrap, at 64 bits and again at
+// the output's width (ONNX leaves overflow to the implementation; C's wrap is what the GPU does).
+Tensor run_integer_matmul(const KernelContext& c) {
+  std::vector<int64_t> a = to_ints(c.in(0)), b = to_ints(c.in(1));
+  std::vector<int64_t> out;
+  for_each_matrix_pair(c.in(0).dims, c.in(1).dims, [&](int64_t bi, int64_t oa, int64_t ob, int64_t m, int64_t k, int64_t n) {
+    out.resize(size_t((bi + 1) * m * n), 0);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        uint64_t sum = 0;
+        for (int64_t p = 0; p < k; ++p) sum += uint64_t(a[size_t(oa + i * k + p)]) * uint64_t(b[size_t(ob + p * n + j)]);
+        out[size_t(bi * m * n + i * n + j)] = int64_t(sum);
+      }
+  });
+  return from_ints(c.out_dtype(0), c.out_dims(0), out);
+}
+
 Tensor run_matmul(const KernelContext& c) {
+  if (!is_floating(c.out_dtype(0)) && c.out_dtype(0) != DType::kBool) return run_integer_matmul(c);
   return from_doubles(c.out_dtype(0), c.out_dims(0), matmul(to_doubles(c.in(0)), c.in(0).dims, to_doubles(c.in(1)), c.in(1).dims));
 }
 

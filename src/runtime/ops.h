@@ -244,13 +244,13 @@ void launch_cudnn(const CudnnCall& call, void* x, void* w, void* y, void* bias, 
 // window kernel that runs direct convolutions and MaxPool/AveragePool.
 std::unique_ptr<Op> make_cudnn_conv_op(const plan::Plan& plan, const ir::Node& node, std::string& why);
 std::unique_ptr<Op> make_cudnn_max_pool_op(const plan::Plan& plan, const ir::Node& node);
-std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why);
+std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store);
 // linalg: D[rows, cols] (float32) = A[rows, depth] @ B[cols, depth]^T, A and B
 // of `dtype` (float, float16 or bfloat16), through cuBLASLt with float
 // accumulation; fails naming the node where cuBLASLt has no algorithm.
 MatmulCall make_float_product(const PrepareContext& ctx, const ir::Node& node, DType dtype, PtrRef a, PtrRef b, PtrRef d,
                               int64_t rows, int64_t cols, int64_t depth);
-// reduce: the reduction kernel, which also runs GlobalAveragePool and GlobalMaxPool (nullptr: the dtype).
+// reduce: the reduction kernel of any dtype, which also runs GlobalAveragePool and GlobalMaxPool.
 std::unique_ptr<Op> make_reduction_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store);
 // generator: writes outputs the host knows for the current shapes (shape arithmetic), for a node of any family.
 std::unique_ptr<Op> make_host_value_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store);

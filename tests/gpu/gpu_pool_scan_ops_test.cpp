@@ -18,25 +18,8 @@ using ir::ValueId;
 using P = plan::Precision;
 using S = runtime::KernelSpecialization;
 
-ir::Shape shape(const std::vector<int64_t>& dims) { return ir::Shape(dims.begin(), dims.end()); }
-
 // Relative to each output's largest magnitude: the output's rounding and float32 sums.
 double tolerance(DType dtype) { return dtype == DType::kFloat32 ? 2e-5 : dtype == DType::kFloat16 ? 4e-3 : 3e-2; }
-
-ir::TensorData int64s(const std::vector<int64_t>& dims, const std::vector<int64_t>& v) {
-  return reference::make_tensor(DType::kInt64, dims, std::vector<double>(v.begin(), v.end()));
-}
-
-// A network of one `op` node per attribute set over the same inputs, each node an output.
-struct OpNetwork {
-  ir::Network net;
-  Feeds feeds;
-  ValueId input(const std::string& name, ir::TensorData t) {
-    ValueId v = net.add_input(name, t.dtype, shape(t.dims));
-    feeds[name] = std::move(t);
-    return v;
-  }
-};
 
 class GpuPoolScanOps : public ::testing::TestWithParam<std::tuple<DType, S>> {
  protected:

@@ -73,11 +73,18 @@ inline ir::Network small_test_model(std::mt19937& rng) {
 // tolerance relative to the largest reference magnitude of that output.
 // Every output within tolerance * (its largest finite reference magnitude), no
 // NaN the reference lacks, and an infinity exactly where the reference has one
-// (a float16 dequantization overflows to it).
-inline void expect_outputs_close(const std::vector<ir::TensorData>& got, const std::vector<ir::TensorData>& want, double tolerance) {
+// (a float16 dequantization overflows to it); with `exact_integers`, integer
+// and bool outputs equal to the reference's.
+inline void expect_outputs_close(const std::vector<ir::TensorData>& got, const std::vector<ir::TensorData>& want, double tolerance,
+                                 bool exact_integers = false) {
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size(); ++i) {
     ASSERT_EQ(got[i].dims, want[i].dims) << "output " << i;
+    if (exact_integers && !is_floating(want[i].dtype)) {
+      ASSERT_EQ(got[i].dtype, want[i].dtype) << "output " << i;
+      EXPECT_EQ(ir::read_ints(got[i]), ir::read_ints(want[i])) << "output " << i;
+      continue;
+    }
     auto a = ir::read_doubles(got[i]), b = ir::read_doubles(want[i]);
     double scale = 0;
     for (double x : b)
@@ -117,10 +124,11 @@ inline ir::ValueId scalar(ir::Network& net, const std::string& name, DType dtype
 // (sizes that follow from data bounded by `data_dependent_bound` where given),
 // checks that the plan still holds `op` (the builder neither folded it nor
 // rewrote it away) and that the GPU runs every node, then runs each feed on
-// one context and compares with the reference.
+// one context and compares with the reference (integer outputs exactly where
+// `exact_integers`).
 inline void expect_op_matches_reference(const ir::Network& net, ir::OpKind op, const std::vector<Feeds>& runs,
                                         plan::Precision precision, runtime::KernelSpecialization strategy, double tolerance,
-                                        int64_t data_dependent_bound = -1) {
+                                        int64_t data_dependent_bound = -1, bool exact_integers = false) {
   builder::BuildOptions options;
   options.precision = precision;
   options.default_data_dependent_bound = data_dependent_bound;
@@ -136,7 +144,8 @@ inline void expect_op_matches_reference(const ir::Network& net, ir::OpKind op, c
   auto context = engine->create_context();
   for (size_t i = 0; i < runs.size(); ++i) {
     SCOPED_TRACE(str("run ", i));
-    expect_outputs_close(runtime::run_with_host_tensors(*context, *engine, runs[i]), reference::run(net, runs[i]), tolerance);
+    expect_outputs_close(runtime::run_with_host_tensors(*context, *engine, runs[i]), reference::run(net, runs[i]), tolerance,
+                         exact_integers);
   }
 }
 
@@ -229,5 +238,20 @@ inline std::vector<ir::TensorData> run_on_shifted_buffers(runtime::ExecutionCont
   }
   return outputs;
 }
+
+inline ir::TensorData int64s(const std::vector<int64_t>& dims, const std::vector<int64_t>& v) {
+  return reference::make_tensor(DType::kInt64, dims, std::vector<double>(v.begin(), v.end()));
+}
+
+// A network of nodes over inputs fed by the tensors given, each node an output where the test adds it as one.
+struct OpNetwork {
+  ir::Network net;
+  Feeds feeds;
+  ir::ValueId input(const std::string& name, ir::TensorData t) {
+    ir::ValueId v = net.add_input(name, t.dtype, ir::Shape(t.dims.begin(), t.dims.end()));
+    feeds[name] = std::move(t);
+    return v;
+  }
+};
 
 }  // namespace kiln::testing

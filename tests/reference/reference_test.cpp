@@ -5,11 +5,13 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <tuple>
 
 #include "kiln/error.h"
 #include "kiln/ir/network.h"
 #include "kiln/ir/shape_inference.h"
 #include "kiln/reference.h"
+#include "kernels.h"
 
 namespace kiln::reference {
 namespace {
@@ -644,6 +646,28 @@ TEST(Reference, DetPivotsAndFindsSingularMatrices) {
   EXPECT_EQ(d[2], 0);
   Tensor m = make_tensor(DType::kFloat64, {3, 3}, {0, 2, 1, 1, 1, 1, 3, 0, 2});  // 0*(2-0) - 2*(2-3) + 1*(0-3) = -1
   EXPECT_NEAR(values(run_one(OpKind::kDet, {{"x", m}}))[0], -1, 1e-12);
+}
+
+// Integer MatMuls sum exactly in 64 bits and wrap: (2^62 * 4 + 3 * 5) mod 2^64 = 15,
+// 2^53 + 1 past float64's exact integers, and int32 results wrapped at 32 bits.
+TEST(Reference, IntegerMatMulIsExactAndWraps) {
+  const int64_t big = int64_t(1) << 62, past_double = (int64_t(1) << 53) + 1;
+  Tensor a = from_ints(DType::kInt64, {2, 2}, {big, 3, past_double, 0});
+  Tensor b = from_ints(DType::kInt64, {2, 1}, {4, 5});
+  EXPECT_EQ(ir::read_ints(run_one(OpKind::kMatMul, {{"a", a}, {"b", b}})), (std::vector<int64_t>{15, past_double * 4}));
+  Tensor a32 = from_ints(DType::kInt32, {2}, {65536, 1});
+  Tensor b32 = from_ints(DType::kInt32, {3, 2, 1}, {65536, 7, 65536, 0, -3, 2});  // a vector times a batch of columns
+  EXPECT_EQ(ir::read_ints(run_one(OpKind::kMatMul, {{"a", a32}, {"b", b32}})), (std::vector<int64_t>{7, 0, -196606}));
+}
+
+// Max and Min over nothing: an integer type's lowest and highest value, bool's false and true.
+TEST(Reference, EmptySetMaxAndMinAreTheTypesExtremes) {
+  Tensor axes = from_ints(DType::kInt64, {1}, {1});
+  for (auto [dtype, lo, hi] : {std::tuple{DType::kInt8, -128, 127}, std::tuple{DType::kUInt8, 0, 255}, std::tuple{DType::kBool, 0, 1}}) {
+    Tensor x = from_ints(dtype, {2, 0}, {});
+    EXPECT_EQ(ir::read_ints(run_one(OpKind::kReduceMax, {{"x", x}, {"axes", axes}})), (std::vector<int64_t>{lo, lo}));
+    EXPECT_EQ(ir::read_ints(run_one(OpKind::kReduceMin, {{"x", x}, {"axes", axes}})), (std::vector<int64_t>{hi, hi}));
+  }
 }
 
 }  // namespace

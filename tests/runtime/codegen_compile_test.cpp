@@ -499,6 +499,7 @@ TEST_P(CompileForArch, TopkEinsumRangeOneHot) {
     compiles(str("einsum_", operands, "_float16"), einsum_source(DType::kFloat16, operands, std::nullopt));
   compiles("topk_spec", topk_source(DType::kFloat16, some_params()));
   compiles("einsum_spec", einsum_source(DType::kFloat32, 3, some_params()));
+  compiles("einsum_int64_spec", einsum_source(DType::kInt64, 2, some_params()));  // an integer MatMul's kernel
   compiles("range_spec", range_source(DType::kInt64, some_params()));
   compiles("onehot_spec", onehot_source(DType::kFloat32, DType::kInt32, some_params()));
   EXPECT_THROW(einsum_source(DType::kFloat32, kEinsumMaxOperands + 1, std::nullopt), Error);
@@ -526,6 +527,41 @@ TEST_P(CompileForArch, SignalKernels) {
   EXPECT_THROW(stft_source(DType::kInt64, true, std::nullopt), Error);
   EXPECT_THROW(signal_window_source(DType::kBool, std::nullopt), Error);
   EXPECT_THROW(mel_weight_matrix_source(DType::kFloat32, DType::kFloat32, DType::kFloat32, std::nullopt), Error);
+}
+
+// MaxPool of every type but bool, alone and with its Indices output in either
+// storage order; reductions of integers and bools, every op; both generic and
+// specialized, reductions also for an empty reduced set (dims of 0 compiled in).
+TEST_P(CompileForArch, MaxPoolIndicesAndIntegerReductions) {
+  auto spec_of = [](bool specialize, const Params& p) { return specialize ? std::optional<Params>(p) : std::nullopt; };
+  WindowParams window{};
+  window.n = 2 * 3 * 4 * 5;
+  window.spatial_rank = 2;
+  window.channels = window.out_channels = 3;
+  for (int i = 0; i < 2; ++i) window.in_size[i] = 9, window.out_size[i] = 4 + i, window.kernel[i] = 3, window.strides[i] = 2,
+                              window.dilations[i] = 1, window.pads_begin[i] = 1;
+  ReduceParams empty{};
+  empty.outputs = 6;
+  empty.kept_rank = 2, empty.kept_dims[0] = 2, empty.kept_dims[1] = 3, empty.kept_strides[0] = 0, empty.kept_strides[1] = 0;
+  empty.reduced_rank = 1;  // reduced = 0 elements along a dim of 0
+  for (bool specialize : {false, true}) {
+    std::string suffix = specialize ? "_spec" : "";
+    for (DType d : kAllDTypes) {
+      if (d == DType::kBool) continue;
+      for (int indices = 0; indices < 3; ++indices)  // none, storage_order 0, storage_order 1
+        compiles(str("maxpool_", dtype_name(d), "_indices", indices, suffix),
+                 window_source({WindowOp::kMaxPool, d, false, spec_of(specialize, pack(window)), 2, indices > 0, indices == 2}));
+    }
+    for (DType d : {DType::kInt64, DType::kInt32, DType::kInt8, DType::kUInt8, DType::kBool})
+      for (int op = 0; op <= int(ReduceOp::kLp); ++op)
+        if (!specialize || d == DType::kInt32)
+          compiles(str("reduce_", op, "_", dtype_name(d), suffix), reduce_source({ReduceOp(op), d, spec_of(specialize, some_params()), 3}));
+    for (DType d : {DType::kFloat32, DType::kInt64, DType::kBool})
+      for (ReduceOp op : {ReduceOp::kMax, ReduceOp::kLogSumExp, ReduceOp::kMean})
+        compiles(str("reduce_empty_", int(op), "_", dtype_name(d), suffix), reduce_source({op, d, spec_of(specialize, pack(empty))}));
+  }
+  EXPECT_THROW(window_source({WindowOp::kMaxPool, DType::kBool, false, std::nullopt}), Error);
+  EXPECT_THROW(window_source({WindowOp::kAvgPool, DType::kInt32, false, std::nullopt}), Error);
 }
 
 // The kernels of CumProd, LpPool, GlobalLpPool (p 3), LpNormalization, MaxUnpool,

@@ -136,6 +136,11 @@ std::string store_stmt(DType dtype, const std::string& ptr, const std::string& i
 std::string rounded_to(DType dtype, const std::string& value);
 // A double attribute compiled into source exactly, as a float or a double constant.
 std::string literal(double v, bool dbl);
+// The lowest and highest value of an integer type (bool: 0 and 1) as long long literals.
+struct IntegerLimits {
+  std::string lo, hi;
+};
+IntegerLimits integer_limits(DType dtype);
 
 // ---- elementwise (codegen/elementwise.cpp): ElementwiseParams --------------------------
 struct ElementwiseSpec {
@@ -191,7 +196,9 @@ inline constexpr int kAttentionMmaMinArch = 80;
 std::string attention_mma_source(DType dtype, int64_t head_dim, const std::optional<Params>& specialize);
 // Einsum (EinsumParams): a thread per output element sums the operands'
 // product over the summed labels; float accumulation for fp16 and bf16, 64-bit
-// for float64 and integers. Arguments: out, one per operand (at most kEinsumMaxOperands).
+// for float64 and integers (which wrap). MatMuls that `kiln build` leaves
+// (integer types, vector operands) run on it too. Arguments: out, one per
+// operand (at most kEinsumMaxOperands).
 inline constexpr int kEinsumMaxOperands = int(sizeof(EinsumParams::out_strides) / sizeof(EinsumParams::out_strides[0]));
 std::string einsum_source(DType dtype, int operands, const std::optional<Params>& specialize);
 // Integer matrix product (IntegerMatMulParams), a thread per output element,
@@ -236,6 +243,9 @@ std::string det_source(DType dtype, const std::optional<Params>& specialize);
 // ---- conv and pool (codegen/conv.cpp): window kernels, NCHW, 1-3 spatial dims; WindowParams
 // kConvTranspose gathers: out[o] += x[i] * w[c, m, k] wherever i*stride - pad + k*dil == o.
 // kLpPool: (sum of |x|^p over the window's taps inside the input)^(1/p).
+// kMaxPool takes any type but bool; with `indices` it also writes the int64
+// Indices output after out (ONNX's flat position in x of each window's first
+// maximum, spatial dims column-major where `column_major`: storage_order 1).
 enum class WindowOp { kMaxPool, kAvgPool, kLpPool, kConv, kConvTranspose };
 struct WindowSpec {
   WindowOp op;
@@ -243,6 +253,7 @@ struct WindowSpec {
   bool has_bias = false;
   std::optional<Params> specialize;
   int64_t p = 2;  // kLpPool
+  bool indices = false, column_major = false;  // kMaxPool
 };
 std::string window_source(const WindowSpec& spec);
 // Integer convolution (WindowParams, group and geometry as kConv), a thread
@@ -328,6 +339,11 @@ std::string lrn_source(const LrnSpec& spec);
 
 // ---- reduce (codegen/reduce.cpp) --------------------------------------------------------
 // Reductions over arbitrary axes (ReduceParams). kLp: (sum |x|^p)^(1/p).
+// Floating types accumulate in float (double for float64); integers exactly
+// in 64 bits, wrapping like the reference's casts (kMean floors; the norms and
+// logarithms go through double); bools as max = any, min = all. Over an empty
+// set: the sums and norms 0, kProd 1, kMax and kMin the type's lowest and
+// highest (-inf and +inf for floats), kLogSum and kLogSumExp -inf.
 enum class ReduceOp { kSum, kMean, kMax, kMin, kProd, kL1, kL2, kSumSquare, kLogSum, kLogSumExp, kLp };
 struct ReduceSpec {
   ReduceOp op;

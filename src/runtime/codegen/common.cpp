@@ -112,6 +112,17 @@ std::string store_stmt(DType dtype, const std::string& ptr, const std::string& i
   }
 }
 
+IntegerLimits integer_limits(DType dtype) {
+  switch (dtype) {
+    case DType::kInt64: return {"(-9223372036854775807LL - 1)", "9223372036854775807LL"};
+    case DType::kInt32: return {"(-2147483647LL - 1)", "2147483647LL"};
+    case DType::kInt8: return {"-128LL", "127LL"};
+    case DType::kUInt8: return {"0LL", "255LL"};
+    case DType::kBool: return {"0LL", "1LL"};
+    default: fail(ErrorCode::kUnsupported, "integer limits of ", dtype_name(dtype));
+  }
+}
+
 std::string literal(double v, bool dbl) {
   std::ostringstream out;
   out.precision(std::numeric_limits<double>::max_digits10);

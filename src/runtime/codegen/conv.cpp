@@ -40,13 +40,16 @@ const char* const kTapFunction = R"(__device__ __forceinline__ bool kiln_tap(con
 }  // namespace
 
 std::string window_source(const WindowSpec& spec) {
-  std::string t = compute_type(spec.dtype), ct = c_type(spec.dtype);
+  bool is_max = spec.op == WindowOp::kMaxPool, integral = !is_floating(spec.dtype);
+  if ((integral && !is_max) || spec.dtype == DType::kBool)
+    fail(ErrorCode::kUnsupported, "a window kernel of ", dtype_name(spec.dtype), " tensors");
+  std::string t = integral ? "long long" : compute_type(spec.dtype), ct = c_type(spec.dtype);
   bool dbl = spec.dtype == DType::kFloat64;
   std::ostringstream s;
   s << prelude() << params_constants<WindowParams>(spec.specialize);
   s << kTapFunction;
-  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const "
-    << ct << "* __restrict__ x";
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, "
+    << (spec.indices ? "long long* __restrict__ indices, " : "") << "const " << ct << "* __restrict__ x";
   bool conv = spec.op == WindowOp::kConv || spec.op == WindowOp::kConvTranspose;
   bool transposed = spec.op == WindowOp::kConvTranspose;
   if (conv) s << ", const " << ct << "* __restrict__ w" << (spec.has_bias ? str(", const ", ct, "* __restrict__ bias") : "");
@@ -71,10 +74,13 @@ std::string window_source(const WindowSpec& spec) {
       << load_expr(spec.dtype, "xc", "off") << " * " << load_expr(spec.dtype, "wc", "kk") << ";\n";
     s << "      }\n    }\n";
   } else {
-    bool is_max = spec.op == WindowOp::kMaxPool, is_lp = spec.op == WindowOp::kLpPool;
+    bool is_lp = spec.op == WindowOp::kLpPool;
     std::string power = "(" + t + ")" + std::to_string(spec.p);
+    std::string lowest = integral ? integer_limits(spec.dtype).lo : dbl ? "-1.0/0.0" : "-1.0f/0.0f";
     s << "    const " << ct << "* xc = x + (b * cin + ch) * in_vol;\n";
-    s << "    " << t << " acc = " << (is_max ? (dbl ? "-1.0/0.0" : "-1.0f/0.0f") : "0") << ";\n";
+    s << "    " << t << " acc = " << (is_max ? lowest : "0") << ";\n";
+    // The first maximum's offset in its plane (-1: no tap inside the input); a NaN wins, the first one.
+    if (is_max) s << "    long long best = -1;\n";
     s << "    long long count = 0, padded = 1;  // window taps inside input + explicit pads (count_include_pad)\n";
     s << "    for (int d = 0; d < sr; ++d) {\n      long long cnt = 0;\n";
     s << "      for (long long k = 0; k < prm.kernel[d]; ++k) { const long long q = o[d] * prm.strides[d] - prm.pads_begin[d] + k * prm.dilations[d];"
@@ -82,15 +88,22 @@ std::string window_source(const WindowSpec& spec) {
     s << "      padded *= cnt;\n    }\n";
     s << "    for (long long kk = 0; kk < k_vol; ++kk) {\n      long long off;\n";
     s << "      if (!kiln_tap(prm, sr, o, kk, false, &off)) continue;\n";
-    s << "      const " << t << " v = " << load_expr(spec.dtype, "xc", "off") << ";\n      ++count;\n";
-    s << "      " << (is_max ? "acc = (v > acc || v != v) ? v : acc;"
+    s << "      const " << t << " v = " << (integral ? "(long long)xc[off]" : load_expr(spec.dtype, "xc", "off")) << ";\n      ++count;\n";
+    s << "      " << (is_max ? "if (best < 0 || v > acc || (v != v && acc == acc)) { acc = v; best = off; }"
                       : is_lp ? str("acc += ", dbl ? "pow(fabs(v), " : "powf(fabsf(v), ", power, ");")
                               : "acc += v;")
       << "\n    }\n";
     if (is_lp) s << "    acc = " << (dbl ? "pow" : "powf") << "(acc, (" << t << ")1 / " << power << ");\n";
     else if (!is_max) s << "    acc /= (" << t << ")(prm.count_include_pad ? padded : count);\n";
+    if (spec.indices) {
+      if (spec.column_major)  // the same position, its spatial dims numbered first-fastest
+        s << "    if (best >= 0) {\n      long long r = best, inner = in_vol, step = 1, col = 0;\n"
+             "      for (int d = 0; d < sr; ++d) { inner /= prm.in_size[d]; col += (r / inner) * step; r %= inner; step *= prm.in_size[d]; }\n"
+             "      best = col;\n    }\n";
+      s << "    indices[i] = (b * cin + ch) * in_vol + best;\n";
+    }
   }
-  s << "    " << store_stmt(spec.dtype, "out", "i", "acc") << "\n";
+  s << "    " << (integral ? "out[i] = (" + ct + ")acc;" : store_stmt(spec.dtype, "out", "i", "acc")) << "\n";
   s << "  }\n}\n";
   return s.str();
 }

@@ -79,7 +79,8 @@ std::string einsum_source(DType dtype, int operands, const std::optional<Params>
   if (operands < 1 || operands > kEinsumMaxOperands)
     fail(ErrorCode::kUnsupported, "Einsum with ", operands, " operands (the kernel takes 1 to ", kEinsumMaxOperands, ")");
   bool floating = is_floating(dtype);
-  std::string ct = c_type(dtype), acc = floating ? compute_type(dtype) : "long long";
+  // Integers wrap at 64 bits (unsigned arithmetic, no overflow), then at the output's width as they are stored.
+  std::string ct = c_type(dtype), acc = floating ? compute_type(dtype) : "unsigned long long";
   auto each = [&](const std::string& text) {  // `text` once per operand, with # as its number
     std::string all;
     for (int t = 0; t < operands; ++t) {
@@ -104,7 +105,7 @@ std::string einsum_source(DType dtype, int operands, const std::optional<Params>
   std::string product;
   for (int t = 0; t < operands; ++t)
     product += (t ? " * " : "") + (floating ? load_expr(dtype, "in" + std::to_string(t), "off" + std::to_string(t))
-                                             : "(long long)in" + std::to_string(t) + "[off" + std::to_string(t) + "]");
+                                             : "(unsigned long long)(long long)in" + std::to_string(t) + "[off" + std::to_string(t) + "]");
   s << "    for (long long i = 0; i < sum_count; ++i) {\n      acc += " << product << ";\n";
   s << "#pragma unroll\n      for (int d = " << kMaxRank - 1 << "; d >= 0; --d) {\n        if (d >= sum_rank) continue;\n"
     << "        if (++idx[d] < prm.sum_dims[d]) {\n" << each("          off# += prm.sum_strides[#][d];\n") << "          break;\n        }\n"

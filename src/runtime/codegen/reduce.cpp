@@ -7,7 +7,69 @@
 
 namespace kiln::codegen {
 
+namespace {
+
+// A reduction of integers or bools: the sums, products, extremes and their
+// kin exact in 64 bits (wrapping through unsigned arithmetic), the rest
+// (kMean's quotient, the roots and logarithms) in double; stored as the
+// reference stores its float64 results: truncated, saturated, NaN as 0.
+std::string integer_reduce_source(const ReduceSpec& spec) {
+  auto [lo, hi] = integer_limits(spec.dtype);
+  bool exact = spec.op == ReduceOp::kSum || spec.op == ReduceOp::kMean || spec.op == ReduceOp::kMax || spec.op == ReduceOp::kMin ||
+               spec.op == ReduceOp::kProd || spec.op == ReduceOp::kL1 || spec.op == ReduceOp::kSumSquare;
+  std::string t = exact ? "long long" : "double", u = "(unsigned long long)";
+  auto wrap = [&](const std::string& x, const char* op, const std::string& y) { return "(long long)(" + u + x + " " + op + " " + u + y + ")"; };
+  std::string init = "0", acc, merge = wrap("a", "+", "w"), finish;
+  switch (spec.op) {
+    case ReduceOp::kSum: case ReduceOp::kMean: acc = "a = " + wrap("a", "+", "v") + ";"; break;
+    case ReduceOp::kProd: init = "1"; acc = "a = " + wrap("a", "*", "v") + ";"; merge = wrap("a", "*", "w"); break;
+    case ReduceOp::kMax: init = lo; acc = "a = v > a ? v : a;"; merge = "w > a ? w : a"; break;
+    case ReduceOp::kMin: init = hi; acc = "a = v < a ? v : a;"; merge = "w < a ? w : a"; break;
+    case ReduceOp::kL1: acc = "a = " + wrap("a", "+", "(v < 0 ? " + wrap("0", "-", "v") + " : v)") + ";"; break;
+    case ReduceOp::kSumSquare: acc = "a = " + wrap("a", "+", wrap("v", "*", "v")) + ";"; break;
+    case ReduceOp::kL2: acc = "a += v * v;"; merge = "a + w"; finish = "sqrt(a)"; break;
+    case ReduceOp::kLogSum: acc = "a += v;"; merge = "a + w"; finish = "log(a)"; break;
+    case ReduceOp::kLogSumExp: acc = "a += exp(v - peak);"; merge = "a + w"; finish = "log(a) + peak"; break;
+    case ReduceOp::kLp:
+      acc = "a += pow(fabs(v), " + std::to_string(spec.p) + ".0);";
+      merge = "a + w";
+      finish = "pow(a, 1.0 / " + std::to_string(spec.p) + ".0)";
+      break;
+  }
+  if (spec.op == ReduceOp::kMean) finish = "floor((double)a / (double)count)";
+  std::string ct = c_type(spec.dtype), load = spec.dtype == DType::kBool ? "(" + t + ")(x[off] != 0)" : "(" + t + ")x[off]";
+  std::string store = spec.dtype == DType::kBool ? "out[o] = r != 0;"
+                                                 : "out[o] = (" + ct + ")(r <= " + lo + " ? " + lo + " : r >= " + hi + " ? " + hi + " : (long long)r);";
+  std::ostringstream s;
+  s << prelude() << params_constants<ReduceParams>(spec.specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const "
+    << ct << "* __restrict__ x, KParams p) {\n" << params_binding<ReduceParams>(spec.specialize);
+  s << "  const long long outputs = prm.outputs, count = prm.reduced;\n  const int kept_rank = (int)prm.kept_rank, red_rank = (int)prm.reduced_rank;\n";
+  s << "  const int lane = threadIdx.x & 31;\n";
+  s << "  for (long long o = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5; o < outputs; o += ((long long)gridDim.x * blockDim.x) >> 5) {\n";
+  s << "    long long base = 0, rem = o;\n";
+  s << "#pragma unroll\n    for (int d = " << kMaxRank - 1 << "; d >= 0; --d) { if (d >= kept_rank) continue; base += (rem % prm.kept_dims[d]) * prm.kept_strides[d]; rem /= prm.kept_dims[d]; }\n";
+  auto walk = [&](const std::string& stmt) {
+    return "    for (long long r = lane; r < count; r += 32) {\n      long long off = base, rr = r;\n"
+           "#pragma unroll\n      for (int d = " + std::to_string(kMaxRank - 1) +
+           "; d >= 0; --d) { if (d >= red_rank) continue; off += (rr % prm.reduced_dims[d]) * prm.reduced_strides[d]; rr /= prm.reduced_dims[d]; }\n"
+           "      const " + t + " v = " + load + ";\n      " + stmt + "\n    }\n";
+  };
+  s << "    double peak = 0;\n";
+  if (spec.op == ReduceOp::kLogSumExp) s << "    { double a = -1.0/0.0;\n" << walk("a = v > a ? v : a;") << "      peak = kiln_warp_max(a); }\n";
+  s << "    " << t << " a = " << init << ";\n" << walk(acc);
+  s << "    for (int sh = 16; sh > 0; sh >>= 1) { const " << t << " w = __shfl_xor_sync(0xffffffffu, a, sh); a = " << merge << "; }\n";
+  s << "    if (lane == 0) {\n";
+  if (finish.empty()) s << "      const long long r = a;\n      " << store << "\n";
+  else s << "      const double f = " << finish << ";\n      const double r = f != f ? 0.0 : trunc(f);\n      " << store << "\n";
+  s << "    }\n  }\n}\n";
+  return s.str();
+}
+
+}  // namespace
+
 std::string reduce_source(const ReduceSpec& spec) {
+  if (!is_floating(spec.dtype)) return integer_reduce_source(spec);
   std::string t = compute_type(spec.dtype);
   bool dbl = spec.dtype == DType::kFloat64;
   auto f = [&](const char* name) { return std::string(name) + (dbl ? "" : "f"); };

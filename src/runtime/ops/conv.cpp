@@ -293,15 +293,14 @@ codegen::WindowParams window_params(const ir::Node& n, const ShapeEnv& s, const 
 
 }  // namespace
 
-std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why) {
+std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store) {
   auto value = [&](ir::ValueId v) -> const ir::Value& { return plan.network.value(v); };
   DType dtype = output_dtype(plan, node);
   const ir::Node* n = &node;
-  if (!is_floating(dtype) || value(node.inputs[0]).shape.size() > 5) return nullptr;
-  if (node.op == OpKind::kMaxPool && node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue) {
-    why = "MaxPool's Indices output";
-    return nullptr;
-  }
+  bool integer_max_pool = node.op == OpKind::kMaxPool && dtype != DType::kBool;
+  if ((!is_floating(dtype) && !integer_max_pool) || value(node.inputs[0]).shape.size() > 5) return nullptr;
+  bool indices = node.op == OpKind::kMaxPool && node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue;
+  bool column_major = node.attrs.get_int("storage_order", 0) != 0;
   bool conv = node.op == OpKind::kConv || node.op == OpKind::kConvTranspose;
   codegen::WindowOp wop = node.op == OpKind::kConv            ? codegen::WindowOp::kConv
                           : node.op == OpKind::kConvTranspose ? codegen::WindowOp::kConvTranspose
@@ -310,17 +309,19 @@ std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node,
                                                               : codegen::WindowOp::kAvgPool;
   bool bias = conv && node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue;
   int64_t power = node.attrs.get_int("p", 2);
-  int kernel = store.add(node.name, [wop, dtype, bias, power](const auto& params) {
-    return codegen::window_source({wop, dtype, bias, params, power});
+  int kernel = store.add(node.name, [wop, dtype, bias, power, indices, column_major](const auto& params) {
+    return codegen::window_source({wop, dtype, bias, params, power, indices, column_major});
   });
-  return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+  return std::make_unique<SimpleOp>(node, store, kernel, [n, indices](const ShapeEnv& s, KernelLaunch& k) {
     bool conv = n->op == OpKind::kConv || n->op == OpKind::kConvTranspose;
     std::vector<int64_t> kernel_sp = conv ? std::vector<int64_t>(s.of(n->inputs[1]).begin() + 2, s.of(n->inputs[1]).end())
                                           : n->attrs.get_ints("kernel_shape");
     codegen::WindowParams q = window_params(*n, s, kernel_sp);
     q.count_include_pad = n->attrs.get_int("count_include_pad", 0);
     k.params = codegen::pack(q);
-    k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+    k.args = {{n->outputs[0], 0}};
+    if (indices) k.args.push_back({n->outputs[1], 0});
+    k.args.push_back({n->inputs[0], 0});
     for (size_t i = 1; i < n->inputs.size(); ++i)
       if (n->inputs[i] != ir::kNoValue) k.args.push_back({n->inputs[i], 0});
   });
@@ -486,8 +487,8 @@ std::unique_ptr<Op> make_conv(const plan::Plan& plan, const ir::Node& node, Kern
     case OpKind::kConv:
       if (auto op = make_depthwise_op(plan, node, store)) return op;
       if (auto op = make_cudnn_conv_op(plan, node, why)) return op;
-      return make_window_op(plan, node, store, why);
-    case OpKind::kConvTranspose: return make_window_op(plan, node, store, why);
+      return make_window_op(plan, node, store);
+    case OpKind::kConvTranspose: return make_window_op(plan, node, store);
     case OpKind::kConvInteger: case OpKind::kQLinearConv: return make_integer_conv(plan, node, store, why);
     case OpKind::kCausalConvWithState: return make_causal_conv_op(plan, node, store);
     default: return nullptr;

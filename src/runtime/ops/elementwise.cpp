@@ -135,11 +135,8 @@ std::unique_ptr<Op> make_elementwise(const plan::Plan& plan, const ir::Node& nod
   }
   DType out = net.value(node.outputs[0]).dtype;
   KernelStore::Generator generator;
+  bool dropout_mask = node.op == OpKind::kDropout && node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue;
   if (node.op == OpKind::kCast || node.op == OpKind::kCastLike || node.op == OpKind::kIdentity || node.op == OpKind::kDropout) {
-    if (node.op == OpKind::kDropout && node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue) {
-      why = "Dropout's mask output";
-      return nullptr;
-    }
     DType from = dtypes[0];
     generator = [from, out](const auto& spec) { return codegen::cast_source(from, out, spec); };
     present.resize(1);  // CastLike's second input only names the dtype
@@ -177,7 +174,23 @@ std::unique_ptr<Op> make_elementwise(const plan::Plan& plan, const ir::Node& nod
   }
   dtypes.resize(present.size());
   int width = codegen::elementwise_vector_width(dtypes, out);
-  return std::make_unique<ElementwiseOp>(node, present, width, store, store.add(node.name, generator));
+  auto op = std::make_unique<ElementwiseOp>(node, present, width, store, store.add(node.name, generator));
+  if (!dropout_mask) return op;
+  // Inference keeps every element: the mask is all true, a fill of ones.
+  ir::ValueId mask = node.outputs[1];
+  std::vector<std::unique_ptr<Op>> parts;
+  parts.push_back(std::move(op));
+  parts.push_back(make_remap_op(node, store, DType::kBool, [mask](const ShapeEnv& s) {
+    RemapPiece ones;  // every element lies outside a 0-sized source: all fill
+    ones.src = ones.dst = mask;
+    ones.dims = {ir::checked_numel(s.of(mask))};
+    ones.src_strides = ones.dst_strides = {1};
+    ones.src_dims = {0};
+    ones.mode = codegen::PadMode::kConstant;
+    ones.fill_bits = 1;
+    return std::vector<RemapPiece>{ones};
+  }));
+  return std::make_unique<SequenceOp>(std::move(parts));
 }
 
 GpuLowering describe_elementwise(OpKind op) {
@@ -208,7 +221,7 @@ GpuLowering describe_elementwise(OpKind op) {
       return {K::kKernel, "elementwise kernel, integer types; not fused (FusedElementwise computes in floating point)"};
     case OpKind::kCast: case OpKind::kCastLike: return {K::kKernel, "conversion kernel, any types"};
     case OpKind::kIdentity: return {K::kKernel, "copy kernel; `kiln build` removes it where it can"};
-    case OpKind::kDropout: return {K::kKernel, "copy kernel (inference); not with its mask output"};
+    case OpKind::kDropout: return {K::kKernel, "copy kernel (inference); its mask output all true, a fill kernel"};
     case OpKind::kFusedElementwise: return {K::kKernel, "one generated kernel per fused program"};
     case OpKind::kQuantizeLinear: case OpKind::kDequantizeLinear:
       return {K::kKernel, "elementwise kernel, int8/uint8; per tensor, per axis, or blocked where the block size divides the axis"};

@@ -90,15 +90,10 @@ class MatMulOp : public Op {
     const auto& od = ctx.shapes.of(node_.outputs[0]);
     int64_t m = ad[ad.size() - 2], k = ad.back();
     int64_t n = trans_b_ ? bd[bd.size() - 2] : bd.back();
-    int64_t batch = ir::checked_numel({od.begin(), od.end() - 2});
-    int64_t a_batch = ir::checked_numel({ad.begin(), ad.end() - 2});
-    int64_t b_batch = ir::checked_numel({bd.begin(), bd.end() - 2});
-    if ((a_batch != batch && a_batch != 1) || (b_batch != batch && b_batch != 1) ||
-        (a_batch > 1 && std::vector<int64_t>(ad.begin(), ad.end() - 2) != std::vector<int64_t>(od.begin(), od.end() - 2)) ||
-        (b_batch > 1 && std::vector<int64_t>(bd.begin(), bd.end() - 2) != std::vector<int64_t>(od.begin(), od.end() - 2)))
-      fail(ErrorCode::kUnsupported, where, ": batch dims that broadcast partially (A ", ir::shape_to_string(ir::shape_of(ad)),
-           ", B ", ir::shape_to_string(ir::shape_of(bd)), ")");
-    if (batch == 0 || m == 0 || n == 0) return;
+    BatchSplit split = split_batch(ad, bd, od);
+    int64_t batch = split.batch, a_batch = split.a_batch, b_batch = split.b_batch, total = split.outer * batch * m * n;
+    if (total == 0) return;
+    std::vector<CallOffsets> offsets = call_offsets(split, m, k, n);
     if (b_batch == 1 && batch > 1) {
       // One B for every batch: the batches' rows of A and of Y are contiguous, so
       // this is one [batch*M x K] @ [K x N] product. Strided batches with a zero
@@ -109,7 +104,7 @@ class MatMulOp : public Op {
     // A block takes 8 columns (trans_b) or 32 and walks all of K: few blocks with a
     // long K leave most SMs idle (a 2048 x 512 weight made 16 blocks, slower than cuBLASLt).
     int64_t skinny_blocks = trans_b_ ? (n + 7) / 8 : (n + 31) / 32;
-    if (skinny_kernel_ >= 0 && b_batch == 1 && batch * m <= codegen::kSkinnyMaxRows && k * n <= kSkinnyMaxWeights &&
+    if (skinny_kernel_ >= 0 && split.outer == 1 && b_batch == 1 && batch * m <= codegen::kSkinnyMaxRows && k * n <= kSkinnyMaxWeights &&
         (skinny_blocks >= kSkinnyMinBlocks || k <= kSkinnyShortK)) {
       KernelLaunch launch{store_.kernel(skinny_kernel_), 0, codegen::kBlock, {}, {}, &node_, skinny_kernel_};
       launch.grid = unsigned(skinny_blocks);
@@ -127,10 +122,10 @@ class MatMulOp : public Op {
     }
     // The builder gave wide half-precision products with N off the tensor cores'
     // 8-element grid a scratch for Y^T; its rows are Y's M rows, on that grid here.
-    bool transposed = transpose_ && batch == 1 && m % 8 == 0;
+    bool transposed = transpose_ && split.outer == 1 && batch == 1 && m % 8 == 0;
     if (ctx.dry) {  // no device: only the transpose and the elementwise epilogue below are kernels of ours
       if (transposed) transpose_->prepare(ctx);
-      if (post_kernel_ >= 0) push_post(ctx, batch * m * n);
+      if (post_kernel_ >= 0) push_post(ctx, total);
       return;
     }
     auto desc = std::make_shared<LtDescriptors>();
@@ -168,23 +163,88 @@ class MatMulOp : public Op {
     }
     choose_algorithm(ctx, *desc, where,
                      str(dtype_name(dtype_), " [", m, "x", k, "] @ [", k, "x", n, "] x", batch, " with this epilogue"));
-    MatmulCall call;
-    call.descriptors = desc;
-    call.a = {node_.inputs[transposed ? 0 : 1], 0};
-    call.b = {node_.inputs[transposed ? 1 : 0], 0};
-    call.d = {node_.outputs[transposed ? 1 : 0], 0};
-    call.c = has_residual_ && activation_ == "none" ? PtrRef{node_.inputs[3], 0} : PtrRef{node_.outputs[0], 0};
-    call.beta = (has_residual_ && activation_ == "none") ? 1.0 : 0.0;
-    call.alpha = alpha_;
-    call.bias = has_bias_ ? PtrRef{node_.inputs[2], 0} : PtrRef{};
-    call.f64 = f64;
-    call.node = &node_;
-    ctx.steps.push_back(std::move(call));
+    int64_t elem = int64_t(dtype_size(dtype_));
+    bool residual_as_c = has_residual_ && activation_ == "none";
+    for (const CallOffsets& at : offsets) {
+      MatmulCall call;
+      call.descriptors = desc;
+      call.a = {node_.inputs[transposed ? 0 : 1], (transposed ? at.a : at.b) * elem};
+      call.b = {node_.inputs[transposed ? 1 : 0], (transposed ? at.b : at.a) * elem};
+      call.d = {node_.outputs[transposed ? 1 : 0], at.y * elem};
+      call.c = residual_as_c ? PtrRef{node_.inputs[3], at.y * elem} : PtrRef{node_.outputs[0], at.y * elem};
+      call.beta = residual_as_c ? 1.0 : 0.0;
+      call.alpha = alpha_;
+      call.bias = has_bias_ ? PtrRef{node_.inputs[2], 0} : PtrRef{};
+      call.f64 = f64;
+      call.node = &node_;
+      ctx.steps.push_back(std::move(call));
+    }
     if (transposed) transpose_->prepare(ctx);
-    if (post_kernel_ >= 0) push_post(ctx, batch * m * n);
+    if (post_kernel_ >= 0) push_post(ctx, total);
   }
 
  private:
+  // Batch dims right-aligned to the output's [batch..., M, N]. From dim
+  // `from` on, each operand's batch dims equal the output's or are all 1: one
+  // strided batch of `batch` products (`a_batch` and `b_batch` are batch or
+  // 1). The `outer` positions of the dims before it take a cuBLASLt call
+  // each (numpy broadcasting that one stride cannot express: [3,1] with [1,2]).
+  struct BatchSplit {
+    std::vector<int64_t> out, a, b;
+    size_t from = 0;
+    int64_t outer = 1, batch = 1, a_batch = 1, b_batch = 1;
+  };
+  static BatchSplit split_batch(const std::vector<int64_t>& ad, const std::vector<int64_t>& bd, const std::vector<int64_t>& od) {
+    BatchSplit s;
+    s.out.assign(od.begin(), od.end() - 2);
+    auto aligned = [&](const std::vector<int64_t>& dims) {
+      std::vector<int64_t> x(s.out.size() - (dims.size() - 2), 1);
+      x.insert(x.end(), dims.begin(), dims.end() - 2);
+      return x;
+    };
+    s.a = aligned(ad);
+    s.b = aligned(bd);
+    auto uniform_from = [&](const std::vector<int64_t>& x, size_t from) {
+      bool same = true, ones = true;
+      for (size_t d = from; d < s.out.size(); ++d) {
+        same = same && x[d] == s.out[d];
+        ones = ones && x[d] == 1;
+      }
+      return same || ones;
+    };
+    while (!uniform_from(s.a, s.from) || !uniform_from(s.b, s.from)) ++s.from;
+    auto tail = [&](const std::vector<int64_t>& x) { return ir::checked_numel({x.begin() + long(s.from), x.end()}); };
+    s.outer = ir::checked_numel({s.out.begin(), s.out.begin() + long(s.from)});
+    s.batch = tail(s.out);
+    s.a_batch = tail(s.a);
+    s.b_batch = tail(s.b);
+    return s;
+  }
+
+  // Element offsets in A, B and Y of each outer position's strided batch, the last dim fastest.
+  struct CallOffsets {
+    int64_t a, b, y;
+  };
+  static std::vector<CallOffsets> call_offsets(const BatchSplit& split, int64_t m, int64_t k, int64_t n) {
+    std::vector<CallOffsets> result;
+    std::vector<int64_t> position(split.from, 0);
+    for (int64_t p = 0; p < split.outer; ++p) {
+      int64_t a = 0, b = 0, a_step = split.a_batch, b_step = split.b_batch;  // in matrices; an operand's dims of 1 stay at 0
+      for (size_t d = split.from; d-- > 0;) {
+        a += (split.a[d] == 1 ? 0 : position[d]) * a_step;
+        b += (split.b[d] == 1 ? 0 : position[d]) * b_step;
+        a_step *= split.a[d];
+        b_step *= split.b[d];
+      }
+      result.push_back({a * m * k, b * k * n, p * split.batch * m * n});
+      for (size_t d = split.from; d-- > 0;) {
+        if (++position[d] < split.out[d]) break;
+        position[d] = 0;
+      }
+    }
+    return result;
+  }
+
   // The activation cuBLASLt lacks, and/or a residual added after it: in place on the output.
   void push_post(PrepareContext& ctx, int64_t count) const {
     KernelLaunch post{store_.kernel(post_kernel_), grid_for(count, ctx.sm_count), codegen::kBlock, {}, {},
@@ -474,6 +534,46 @@ std::unique_ptr<Op> make_integer_matmul(const plan::Plan& plan, const ir::Node& 
   });
 }
 
+// MatMul as `kiln build` leaves it (integer types, a vector operand): the
+// Einsum kernel over [batch..., M, N] summing K, a vector operand as a matrix
+// of one row (A) or column (B). Those dims of 1 leave the output's layout as it is.
+std::unique_ptr<Op> make_generic_matmul(const plan::Plan& plan, const ir::Node& node, KernelStore& store) {
+  DType dtype = output_dtype(plan, node);
+  if (dtype == DType::kBool) return nullptr;
+  int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::einsum_source(dtype, 2, params); });
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
+    std::vector<int64_t> a = s.of(n->inputs[0]), b = s.of(n->inputs[1]);
+    if (a.size() == 1) a.insert(a.begin(), 1);
+    if (b.size() == 1) b.push_back(1);
+    if (a.back() != b[b.size() - 2])
+      fail(ErrorCode::kShapeError, "node '", n->name, "' (MatMul): A's columns (", a.back(), ") differ from B's rows (", b[b.size() - 2], ")");
+    ir::Shape batch = ir::broadcast_shapes(ir::shape_of({a.begin(), a.end() - 2}), ir::shape_of({b.begin(), b.end() - 2}));
+    std::vector<int64_t> out = ir::shape_constants(batch);
+    out.push_back(a[a.size() - 2]);
+    out.push_back(b.back());
+    if (out.size() > size_t(codegen::kMaxRank))
+      fail(ErrorCode::kUnsupported, "node '", n->name, "' (MatMul): a product of rank ", out.size(), " is above the GPU limit of ",
+           codegen::kMaxRank);
+    long long a_strides[codegen::kMaxRank] = {}, b_strides[codegen::kMaxRank] = {};  // right-aligned, as out is below
+    codegen::EinsumParams q{};
+    q.n = ir::checked_numel(out);
+    q.out_rank = int64_t(out.size());
+    q.sum_rank = 1;
+    q.sum_count = q.sum_dims[0] = a.back();
+    q.sum_strides[0][0] = product_strides(a, true, a_strides);
+    q.sum_strides[1][0] = product_strides(b, false, b_strides);
+    size_t skip = size_t(codegen::kMaxRank) - out.size();
+    for (size_t d = 0; d < out.size(); ++d) {
+      q.out_dims[d] = out[d];
+      q.out_strides[0][d] = a_strides[skip + d];
+      q.out_strides[1][d] = b_strides[skip + d];
+    }
+    k.params = codegen::pack(q);
+    k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[1], 0}};
+  });
+}
+
 // DFT: a thread per output element over its line of the input; the axis and
 // dft_length come from constants, shape arithmetic or enqueue's readback.
 std::unique_ptr<Op> make_dft(const plan::Plan& plan, const ir::Node& node, KernelStore& store) {
@@ -633,6 +733,7 @@ void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, v
 
 std::unique_ptr<Op> make_linalg(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch) {
   switch (node.op) {
+    case OpKind::kMatMul: return make_generic_matmul(plan, node, store);
     case OpKind::kFusedMatMul: return make_matmul(plan, node, store, why);
     case OpKind::kAttention: return make_attention(plan, node, store, why, arch);
     case OpKind::kEinsum: return make_einsum(plan, node, store, why);
@@ -641,7 +742,7 @@ std::unique_ptr<Op> make_linalg(const plan::Plan& plan, const ir::Node& node, Ke
     case OpKind::kSTFT: return make_stft(plan, node, store);
     case OpKind::kLinearAttention: return make_linear_attention(plan, node, store, why);
     case OpKind::kDet: return make_det(plan, node, store, why);
-    default: return nullptr;  // describe_linalg leaves the others to the builder
+    default: return nullptr;  // describe_linalg leaves Gemm to the builder
   }
 }
 
@@ -649,7 +750,9 @@ GpuLowering describe_linalg(OpKind op) {
   using K = GpuLowering::Kind;
   switch (op) {
     case OpKind::kMatMul:
-      return {K::kByBuilder, "`kiln build` turns floating-point MatMuls of rank 2 and more into FusedMatMul"};
+      return {K::kKernel, str("`kiln build` turns floating-point MatMuls of rank 2 and more into FusedMatMul; the others (integer "
+                              "types, a vector operand) run the Einsum kernel, a thread per output element, integers wrapping; "
+                              "any type but bool, output rank ", codegen::kMaxRank, " at most")};
     case OpKind::kGemm: return {K::kByBuilder, "`kiln build` turns floating-point Gemms into FusedMatMul"};
     case OpKind::kEinsum:
       return {K::kKernel, str("generic kernel, a thread per output element; any type but bool, float accumulation for fp16 and bf16; "

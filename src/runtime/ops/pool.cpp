@@ -67,8 +67,9 @@ std::unique_ptr<Op> make_pool(const plan::Plan& plan, const ir::Node& node, Kern
       if (auto op = make_cudnn_max_pool_op(plan, node)) return op;
       why = "a channels-last MaxPool that cuDNN does not run (rank 4 or 5, floating types, no dilation or ceil_mode, symmetric pads)";
       return nullptr;
-    case OpKind::kMaxPool: case OpKind::kAveragePool: case OpKind::kLpPool: return make_window_op(plan, node, store, why);
-    case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool: case OpKind::kGlobalLpPool: return make_reduction_op(plan, node, store);
+    case OpKind::kMaxPool: case OpKind::kAveragePool: case OpKind::kLpPool: return make_window_op(plan, node, store);
+    case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool: case OpKind::kGlobalLpPool:
+      return is_floating(output_dtype(plan, node)) ? make_reduction_op(plan, node, store) : nullptr;
     case OpKind::kMaxUnpool: return make_max_unpool(plan, node, store);
     default: return nullptr;
   }
@@ -77,7 +78,8 @@ std::unique_ptr<Op> make_pool(const plan::Plan& plan, const ir::Node& node, Kern
 GpuLowering describe_pool(OpKind op) {
   using K = GpuLowering::Kind;
   switch (op) {
-    case OpKind::kMaxPool: return {K::kKernel, "window kernel; floating types, rank 5 at most; not the Indices output"};
+    case OpKind::kMaxPool:
+      return {K::kKernel, "window kernel; any type but bool, rank 5 at most; the Indices output (either storage_order) from the same kernel"};
     case OpKind::kAveragePool: case OpKind::kLpPool: return {K::kKernel, "window kernel; floating types, rank 5 at most"};
     case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool: case OpKind::kGlobalLpPool:
       return {K::kKernel, "reduction kernel; floating types"};

@@ -39,7 +39,6 @@ std::unique_ptr<Op> make_reduction_op(const plan::Plan& plan, const ir::Node& no
   DType dtype = output_dtype(plan, node);
   const ir::Node* n = &node;
   const plan::Plan* p = &plan;
-  if (!is_floating(dtype)) return nullptr;
   codegen::ReduceOp rop = reduce_kind(node);
   int64_t power = node.attrs.get_int("p", 2);
   int kernel = store.add(node.name, [rop, dtype, power](const auto& params) { return codegen::reduce_source({rop, dtype, params, power}); });
@@ -71,7 +70,6 @@ std::unique_ptr<Op> make_reduction_op(const plan::Plan& plan, const ir::Node& no
     q.reduced_rank = int64_t(red.size());
     for (size_t d = 0; d < kept.size(); ++d) q.kept_dims[d] = kept[d], q.kept_strides[d] = kept_st[d];
     for (size_t d = 0; d < red.size(); ++d) q.reduced_dims[d] = red[d], q.reduced_strides[d] = red_st[d];
-    if (q.reduced == 0) fail(ErrorCode::kUnsupported, "node '", n->name, "': reduction over an empty set");
     k.params = codegen::pack(q);
     k.grid = unsigned(std::clamp<int64_t>((q.outputs * 32 + codegen::kBlock - 1) / codegen::kBlock, 1, 1 << 20));
     k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
@@ -152,7 +150,8 @@ GpuLowering describe_reduce(OpKind op) {
     case OpKind::kReduceMean: case OpKind::kReduceSum: case OpKind::kReduceMax: case OpKind::kReduceMin:
     case OpKind::kReduceProd: case OpKind::kReduceL1: case OpKind::kReduceL2: case OpKind::kReduceLogSum:
     case OpKind::kReduceLogSumExp: case OpKind::kReduceSumSquare:
-      return {K::kKernel, "reduction kernel; floating types"};
+      return {K::kKernel, "reduction kernel, a warp per output; any type, integers exact in 64 bits, bools as any (max) and all "
+                          "(min); over an empty set the identity ONNX defines (0, 1, the type's lowest or highest, -inf)"};
     case OpKind::kArgMax: case OpKind::kArgMin: case OpKind::kCumSum: case OpKind::kCumProd:
       return {K::kKernel, "line kernel; any type but bool"};
     case OpKind::kTopK:
