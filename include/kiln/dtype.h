@@ -12,11 +12,15 @@
 KILN_API_BEGIN
 namespace kiln {
 
-enum class DType : uint8_t { kFloat32, kFloat16, kBFloat16, kFloat64, kInt64, kInt32, kInt8, kUInt8, kBool };
+// The codes are stored in plans and in dtype attributes: a new type goes at the end.
+enum class DType : uint8_t {
+  kFloat32, kFloat16, kBFloat16, kFloat64, kInt64, kInt32, kInt8, kUInt8, kBool, kInt16, kUInt16, kUInt32, kUInt64
+};
 
-inline constexpr DType kAllDTypes[] = {DType::kFloat32, DType::kFloat16, DType::kBFloat16,
-                                       DType::kFloat64, DType::kInt64,   DType::kInt32,
-                                       DType::kInt8,    DType::kUInt8,   DType::kBool};
+// In code order (a code indexes it).
+inline constexpr DType kAllDTypes[] = {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt64,
+                                       DType::kInt32,   DType::kInt8,    DType::kUInt8,    DType::kBool,    DType::kInt16,
+                                       DType::kUInt16,  DType::kUInt32,  DType::kUInt64};
 
 size_t dtype_size(DType dtype);
 std::string_view dtype_name(DType dtype);  // "float32", "int64", ...
@@ -24,8 +28,11 @@ std::optional<DType> parse_dtype(std::string_view name);
 inline bool is_floating(DType d) {
   return d == DType::kFloat32 || d == DType::kFloat16 || d == DType::kBFloat16 || d == DType::kFloat64;
 }
+inline bool is_unsigned_integer(DType d) {
+  return d == DType::kUInt8 || d == DType::kUInt16 || d == DType::kUInt32 || d == DType::kUInt64;
+}
 inline bool is_integer(DType d) {
-  return d == DType::kInt64 || d == DType::kInt32 || d == DType::kInt8 || d == DType::kUInt8;
+  return d == DType::kInt64 || d == DType::kInt32 || d == DType::kInt16 || d == DType::kInt8 || is_unsigned_integer(d);
 }
 
 // IEEE binary16 and bfloat16 stored as raw bits; arithmetic happens after widening.
@@ -59,6 +66,10 @@ decltype(auto) visit_dtype(DType dtype, Fn&& fn) {
     case DType::kInt8: return fn(int8_t{});
     case DType::kUInt8: return fn(uint8_t{});
     case DType::kBool: return fn(bool{});
+    case DType::kInt16: return fn(int16_t{});
+    case DType::kUInt16: return fn(uint16_t{});
+    case DType::kUInt32: return fn(uint32_t{});
+    case DType::kUInt64: return fn(uint64_t{});
   }
   return fn(float{});
 }

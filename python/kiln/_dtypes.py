@@ -13,6 +13,9 @@ NUMPY = {
     "int32": np.int32,
     "int64": np.int64,
     "uint8": np.uint8,
+    "uint16": np.uint16,
+    "uint32": np.uint32,
+    "uint64": np.uint64,
     "bool": np.bool_,
 }
 
@@ -25,21 +28,18 @@ def from_numpy(dtype) -> str:
     raise TypeError(f"numpy dtype {np.dtype(dtype)} has no kiln counterpart (kiln has {', '.join(sorted(NUMPY))})")
 
 
-def torch_dtype(name: str):
+def _torch_names():
+    """kiln names torch has a dtype for (uint16, uint32 and uint64 since torch 2.3)."""
     import torch
 
-    return {
-        "float32": torch.float32,
-        "float16": torch.float16,
-        "float64": torch.float64,
-        "bfloat16": torch.bfloat16,
-        "int8": torch.int8,
-        "int16": torch.int16,
-        "int32": torch.int32,
-        "int64": torch.int64,
-        "uint8": torch.uint8,
-        "bool": torch.bool,
-    }[name]
+    return {name: getattr(torch, name) for name in NUMPY if isinstance(getattr(torch, name, None), torch.dtype)}
+
+
+def torch_dtype(name: str):
+    dtypes = _torch_names()
+    if name not in dtypes:
+        raise TypeError(f"kiln dtype {name} has no counterpart in this torch (it has {', '.join(sorted(dtypes))})")
+    return dtypes[name]
 
 
 def from_torch(dtype) -> str:

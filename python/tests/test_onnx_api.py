@@ -206,6 +206,30 @@ def test_integer_and_bool_tensors_round_trip(tmp_path, rng):
     assert g.dtype == np.bool_
 
 
+@pytest.mark.parametrize("onnx_type,np_type", [(TensorProto.INT16, np.int16), (TensorProto.UINT16, np.uint16),
+                                               (TensorProto.UINT32, np.uint32), (TensorProto.UINT64, np.uint64)])
+def test_sixteen_bit_and_unsigned_arrays_wrap_and_compare_like_numpy(tmp_path, rng, onnx_type, np_type):
+    path = save_model(
+        tmp_path / "u.onnx",
+        [helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node("Less", ["a", "b"], ["l"])],
+        [helper.make_tensor_value_info("a", onnx_type, [7]), helper.make_tensor_value_info("b", onnx_type, [7])],
+        [helper.make_tensor_value_info("s", onnx_type, [7]), helper.make_tensor_value_info("l", TensorProto.BOOL, [7])],
+    )
+    info = np.iinfo(np_type)
+    a = rng.integers(info.min, info.max, 7, dtype=np_type, endpoint=True)
+    b = rng.integers(info.min, info.max, 7, dtype=np_type, endpoint=True)
+    a[0], b[0] = info.max, 1  # wraps
+    s, less = kiln.InferenceSession(path, device="cpu").run(None, {"a": a, "b": b})
+    assert s.dtype == np_type
+    np.testing.assert_array_equal(s, a + b)
+    np.testing.assert_array_equal(less, a < b)
+    torch = pytest.importorskip("torch")
+    if hasattr(torch, np.dtype(np_type).name):  # torch's unsigned 16-, 32- and 64-bit types (2.3 on)
+        (ts, _) = kiln.InferenceSession(path, device="cpu").run(None, {"a": torch.from_numpy(a), "b": torch.from_numpy(b)})
+        assert ts.dtype == getattr(torch, np.dtype(np_type).name)
+        np.testing.assert_array_equal(ts.numpy(), a + b)
+
+
 def test_torch_cpu_tensors_in_give_torch_tensors_out(mlp, rng):
     torch = pytest.importorskip("torch")
     path, weights = mlp

@@ -111,6 +111,10 @@ std::optional<DType> kiln_dtype(TRITONSERVER_DataType t) {
     case TRITONSERVER_TYPE_INT32: return DType::kInt32;
     case TRITONSERVER_TYPE_INT8: return DType::kInt8;
     case TRITONSERVER_TYPE_UINT8: return DType::kUInt8;
+    case TRITONSERVER_TYPE_INT16: return DType::kInt16;
+    case TRITONSERVER_TYPE_UINT16: return DType::kUInt16;
+    case TRITONSERVER_TYPE_UINT32: return DType::kUInt32;
+    case TRITONSERVER_TYPE_UINT64: return DType::kUInt64;
     case TRITONSERVER_TYPE_BOOL: return DType::kBool;
     default: return std::nullopt;
   }
@@ -127,6 +131,10 @@ TRITONSERVER_DataType triton_dtype(DType t) {
     case DType::kInt8: return TRITONSERVER_TYPE_INT8;
     case DType::kUInt8: return TRITONSERVER_TYPE_UINT8;
     case DType::kBool: return TRITONSERVER_TYPE_BOOL;
+    case DType::kInt16: return TRITONSERVER_TYPE_INT16;
+    case DType::kUInt16: return TRITONSERVER_TYPE_UINT16;
+    case DType::kUInt32: return TRITONSERVER_TYPE_UINT32;
+    case DType::kUInt64: return TRITONSERVER_TYPE_UINT64;
   }
   return TRITONSERVER_TYPE_INVALID;
 }

@@ -18,7 +18,9 @@ std::optional<DType> dtype_of_config(const std::string& name) {
   static const std::map<std::string, DType, std::less<>> kTypes = {
       {"TYPE_FP32", DType::kFloat32}, {"TYPE_FP16", DType::kFloat16}, {"TYPE_BF16", DType::kBFloat16},
       {"TYPE_FP64", DType::kFloat64}, {"TYPE_INT64", DType::kInt64},  {"TYPE_INT32", DType::kInt32},
-      {"TYPE_INT8", DType::kInt8},    {"TYPE_UINT8", DType::kUInt8},  {"TYPE_BOOL", DType::kBool}};
+      {"TYPE_INT8", DType::kInt8},    {"TYPE_UINT8", DType::kUInt8},  {"TYPE_BOOL", DType::kBool},
+      {"TYPE_INT16", DType::kInt16},  {"TYPE_UINT16", DType::kUInt16}, {"TYPE_UINT32", DType::kUInt32},
+      {"TYPE_UINT64", DType::kUInt64}};
   auto it = kTypes.find(name);
   if (it == kTypes.end()) return std::nullopt;
   return it->second;
@@ -49,8 +51,8 @@ TensorConfig tensor_config(const Json& entry, const std::string& kind, int64_t m
   auto dtype = dtype_of_config(type);
   if (!dtype)
     fail(ErrorCode::kUnsupported, what, " has data_type ", type,
-         "; kiln serves TYPE_FP32, TYPE_FP16, TYPE_BF16, TYPE_FP64, TYPE_INT64, TYPE_INT32, TYPE_INT8, TYPE_UINT8, "
-         "TYPE_BOOL");
+         "; kiln serves TYPE_FP32, TYPE_FP16, TYPE_BF16, TYPE_FP64, TYPE_INT64, TYPE_INT32, TYPE_INT16, TYPE_INT8, "
+         "TYPE_UINT64, TYPE_UINT32, TYPE_UINT16, TYPE_UINT8, TYPE_BOOL");
   t.dtype = *dtype;
   if (entry.contains("dims"))
     for (const Json& d : entry["dims"]) {

@@ -7,11 +7,15 @@ namespace kiln {
 size_t dtype_size(DType dtype) {
   switch (dtype) {
     case DType::kFloat64:
-    case DType::kInt64: return 8;
+    case DType::kInt64:
+    case DType::kUInt64: return 8;
     case DType::kFloat32:
-    case DType::kInt32: return 4;
+    case DType::kInt32:
+    case DType::kUInt32: return 4;
     case DType::kFloat16:
-    case DType::kBFloat16: return 2;
+    case DType::kBFloat16:
+    case DType::kInt16:
+    case DType::kUInt16: return 2;
     case DType::kInt8:
     case DType::kUInt8:
     case DType::kBool: return 1;
@@ -30,6 +34,10 @@ std::string_view dtype_name(DType dtype) {
     case DType::kInt8: return "int8";
     case DType::kUInt8: return "uint8";
     case DType::kBool: return "bool";
+    case DType::kInt16: return "int16";
+    case DType::kUInt16: return "uint16";
+    case DType::kUInt32: return "uint32";
+    case DType::kUInt64: return "uint64";
   }
   return "?";
 }

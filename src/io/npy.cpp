@@ -29,6 +29,10 @@ const char* descr_of(DType d) {
     case DType::kUInt8: return "|u1";
     case DType::kBool: return "|b1";
     case DType::kBFloat16: return "<V2";  // numpy has no bfloat16; raw 2-byte values
+    case DType::kInt16: return "<i2";
+    case DType::kUInt16: return "<u2";
+    case DType::kUInt32: return "<u4";
+    case DType::kUInt64: return "<u8";
   }
   return "";
 }
@@ -47,7 +51,8 @@ std::optional<Descr> decode_descr(std::string_view descr) {
   std::string_view code = descr.substr(1);
   static constexpr std::pair<std::string_view, DType> kCodes[] = {
       {"f2", DType::kFloat16}, {"f4", DType::kFloat32}, {"f8", DType::kFloat64}, {"i1", DType::kInt8},
-      {"i4", DType::kInt32},   {"i8", DType::kInt64},   {"u1", DType::kUInt8},   {"b1", DType::kBool},
+      {"i2", DType::kInt16},   {"i4", DType::kInt32},   {"i8", DType::kInt64},   {"u1", DType::kUInt8},
+      {"u2", DType::kUInt16},  {"u4", DType::kUInt32},  {"u8", DType::kUInt64},  {"b1", DType::kBool},
       {"?", DType::kBool},     {"V2", DType::kBFloat16}};
   for (auto& [text, dtype] : kCodes) {
     if (code != text) continue;

@@ -8,7 +8,9 @@ namespace kiln::ir {
 QuantRange quant_range(DType dtype) {
   if (dtype == DType::kInt8) return {-128, 127};
   if (dtype == DType::kUInt8) return {0, 255};
-  fail(ErrorCode::kInternal, "quantized type ", dtype_name(dtype), " is not int8 or uint8");
+  if (dtype == DType::kInt16) return {-32768, 32767};
+  if (dtype == DType::kUInt16) return {0, 65535};
+  fail(ErrorCode::kInternal, "quantized type ", dtype_name(dtype), " is not int8, uint8, int16 or uint16");
 }
 
 QuantGranularity quant_granularity(const Node& node, const std::vector<int64_t>& x_dims, const std::vector<int64_t>& scale_dims) {

@@ -62,8 +62,10 @@ Tensor run_unary(const KernelContext& c) {
   OpKind op = c.node.op;
   if (int_path(x.dtype) && (op == OpKind::kAbs || op == OpKind::kNeg || op == OpKind::kSign || op == OpKind::kRelu)) {
     std::vector<int64_t> v = to_ints(x);
+    bool non_negative = is_unsigned_integer(x.dtype);
     for (auto& e : v) {
-      if (op == OpKind::kAbs) e = e < 0 ? -e : e;
+      if (non_negative && op != OpKind::kNeg) e = op == OpKind::kSign ? e != 0 : e;
+      else if (op == OpKind::kAbs) e = e < 0 ? -e : e;
       else if (op == OpKind::kNeg) e = -e;
       else if (op == OpKind::kSign) e = (e > 0) - (e < 0);
       else e = e < 0 ? 0 : e;
@@ -147,7 +149,8 @@ Tensor run_cast(const KernelContext& c) {
   if (int_path(x.dtype) && to == DType::kFloat32) {  // int64 -> float32 directly, avoiding double rounding
     std::vector<int64_t> v = to_ints(x);
     std::vector<double> d(v.size());
-    for (size_t i = 0; i < v.size(); ++i) d[i] = double(float(v[i]));
+    bool u64 = x.dtype == DType::kUInt64;
+    for (size_t i = 0; i < v.size(); ++i) d[i] = u64 ? double(float(uint64_t(v[i]))) : double(float(v[i]));
     return from_doubles(to, x.dims, d);
   }
   if (is_floating(x.dtype) && int_path(to) && to != DType::kBool) {
@@ -165,10 +168,12 @@ Tensor run_cast(const KernelContext& c) {
 Tensor run_clip(const KernelContext& c) {
   const Tensor& x = c.in(0);
   if (int_path(x.dtype)) {
-    int64_t lo = c.has(1) ? to_ints(c.in(1))[0] : std::numeric_limits<int64_t>::min();
-    int64_t hi = c.has(2) ? to_ints(c.in(2))[0] : std::numeric_limits<int64_t>::max();
+    IntOrder order(x.dtype);
     std::vector<int64_t> v = to_ints(x);
-    for (auto& e : v) e = std::min(std::max(e, lo), hi);
+    if (c.has(1))
+      for (int64_t lo = to_ints(c.in(1))[0]; auto& e : v) e = order.max(e, lo);
+    if (c.has(2))
+      for (int64_t hi = to_ints(c.in(2))[0]; auto& e : v) e = order.min(e, hi);
     return from_ints(x.dtype, x.dims, v);
   }
   double lo = c.has(1) ? scalar_double(c.in(1)) : c.attrs().get_float("min", -INFINITY);
@@ -179,7 +184,8 @@ Tensor run_clip(const KernelContext& c) {
   return from_doubles(x.dtype, x.dims, v);
 }
 
-int64_t int_mod(int64_t a, int64_t b, bool fmod) {
+int64_t int_mod(int64_t a, int64_t b, bool fmod, bool u64) {
+  if (u64) return b == 0 ? 0 : int64_t(uint64_t(a) % uint64_t(b));
   if (b == 0 || b == -1) return 0;  // -1: INT64_MIN % -1 overflows
   int64_t r = a % b;
   if (!fmod && r != 0 && ((r < 0) != (b < 0))) r += b;
@@ -197,19 +203,23 @@ Tensor run_binary(const KernelContext& c) {
     return from_doubles(out, dims, v);
   }
   if (int_path(c.in(0).dtype)) {
+    IntOrder order(c.in(0).dtype);
     auto v = broadcast_map<int64_t>(ins, dims, [&](const int64_t* a) -> int64_t {
       switch (op) {
         case OpKind::kAdd: return int64_t(uint64_t(a[0]) + uint64_t(a[1]));
         case OpKind::kSub: return int64_t(uint64_t(a[0]) - uint64_t(a[1]));
         case OpKind::kMul: return int64_t(uint64_t(a[0]) * uint64_t(a[1]));
-        case OpKind::kDiv: return a[1] == 0 ? 0 : a[0] / a[1];
-        case OpKind::kMod: return int_mod(a[0], a[1], fmod);
+        case OpKind::kDiv:
+          if (a[1] == 0) return 0;
+          if (order.u64) return int64_t(uint64_t(a[0]) / uint64_t(a[1]));
+          return a[1] == -1 ? int64_t(0 - uint64_t(a[0])) : a[0] / a[1];  // INT64_MIN / -1 wraps
+        case OpKind::kMod: return int_mod(a[0], a[1], fmod, order.u64);
         case OpKind::kPRelu: return a[0] < 0 ? a[0] * a[1] : a[0];
         case OpKind::kEqual: return a[0] == a[1];
-        case OpKind::kLess: return a[0] < a[1];
-        case OpKind::kLessOrEqual: return a[0] <= a[1];
-        case OpKind::kGreater: return a[0] > a[1];
-        case OpKind::kGreaterOrEqual: return a[0] >= a[1];
+        case OpKind::kLess: return order.less(a[0], a[1]);
+        case OpKind::kLessOrEqual: return !order.less(a[1], a[0]);
+        case OpKind::kGreater: return order.less(a[1], a[0]);
+        case OpKind::kGreaterOrEqual: return !order.less(a[0], a[1]);
         case OpKind::kAnd: return a[0] && a[1];
         case OpKind::kOr: return a[0] || a[1];
         case OpKind::kXor: return bool(a[0]) != bool(a[1]);
@@ -247,7 +257,7 @@ Tensor run_bitwise(const KernelContext& c) {
   OpKind op = c.node.op;
   std::vector<int64_t> dims = c.out_dims(0);
   int64_t bits = int64_t(dtype_size(c.in(0).dtype)) * 8;
-  bool left = c.attrs().get_string("direction", "") == "LEFT";
+  bool left = c.attrs().get_string("direction", "") == "LEFT", u64 = c.in(0).dtype == DType::kUInt64;
   auto v = broadcast_map<int64_t>(present(c), dims, [&](const int64_t* a) -> int64_t {
     switch (op) {
       case OpKind::kBitwiseAnd: return a[0] & a[1];
@@ -258,8 +268,9 @@ Tensor run_bitwise(const KernelContext& c) {
     }
     // BitShift-28: a shift by a negative amount or by the width or more leaves
     // only the sign fill: -1 for a right shift of a negative value, else 0.
-    if (a[1] < 0 || a[1] >= bits) return !left && a[0] < 0 ? -1 : 0;
-    return left ? int64_t(uint64_t(a[0]) << a[1]) : a[0] >> a[1];  // >>: arithmetic on the sign-extended value
+    if (a[1] < 0 || a[1] >= bits) return !left && !u64 && a[0] < 0 ? -1 : 0;
+    if (left) return int64_t(uint64_t(a[0]) << a[1]);
+    return u64 ? int64_t(uint64_t(a[0]) >> a[1]) : a[0] >> a[1];  // else arithmetic on the sign- or zero-extended value
   });
   return from_ints(c.out_dtype(0), dims, v);
 }
@@ -270,10 +281,11 @@ Tensor run_variadic(const KernelContext& c) {
   std::vector<const Tensor*> ins = present(c);
   size_t n = ins.size();
   if (int_path(c.in(0).dtype) && op != OpKind::kMean) {
+    IntOrder order(c.in(0).dtype);
     auto v = broadcast_map<int64_t>(ins, dims, [&](const int64_t* a) {
       int64_t r = a[0];
       for (size_t i = 1; i < n; ++i)
-        r = op == OpKind::kMin ? std::min(r, a[i]) : op == OpKind::kMax ? std::max(r, a[i]) : r + a[i];
+        r = op == OpKind::kMin ? order.min(r, a[i]) : op == OpKind::kMax ? order.max(r, a[i]) : int64_t(uint64_t(r) + uint64_t(a[i]));
       return r;
     });
     return from_ints(c.out_dtype(0), dims, v);

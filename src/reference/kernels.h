@@ -63,6 +63,15 @@ Tensor from_doubles(DType dtype, std::vector<int64_t> dims, const std::vector<do
 Tensor from_ints(DType dtype, std::vector<int64_t> dims, const std::vector<int64_t>& values);
 Tensor with_dims(const Tensor& t, std::vector<int64_t> dims);  // shares the bytes
 double scalar_double(const Tensor& t);
+// Integers travel as int64 (to_ints); uint64 values of 2^63 and more read
+// negative there, so their order is taken on the unsigned bits.
+struct IntOrder {
+  bool u64;
+  explicit IntOrder(DType d) : u64(d == DType::kUInt64) {}
+  bool less(int64_t a, int64_t b) const { return u64 ? uint64_t(a) < uint64_t(b) : a < b; }
+  int64_t min(int64_t a, int64_t b) const { return less(b, a) ? b : a; }
+  int64_t max(int64_t a, int64_t b) const { return less(a, b) ? b : a; }
+};
 // v as a value of float dtype `dtype` (float64 keeps it): a computation in
 // that type rounds there, as ONNX's reference (numpy) does.
 double rounded_to(DType dtype, double v);

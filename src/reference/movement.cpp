@@ -478,7 +478,10 @@ Outputs run_unique(const KernelContext& c) {
   const Tensor& x = c.in(0);
   AxisView a = axis_view(c, x.dims);
   bool sorted = c.attrs().get_int("sorted", 1) != 0;
-  UniqueGroups g = is_floating(x.dtype) ? unique_groups(to_doubles(x), a, sorted) : unique_groups(to_ints(x), a, sorted);
+  auto ordered_as_uint64 = [](std::vector<int64_t> v) { return std::vector<uint64_t>(v.begin(), v.end()); };
+  UniqueGroups g = is_floating(x.dtype)           ? unique_groups(to_doubles(x), a, sorted)
+                   : x.dtype == DType::kUInt64 ? unique_groups(ordered_as_uint64(to_ints(x)), a, sorted)
+                                                : unique_groups(to_ints(x), a, sorted);
   int64_t n = int64_t(g.first.size());
   std::vector<int64_t> dims = a.has_axis ? x.dims : std::vector<int64_t>{n};
   dims[size_t(a.axis)] = n;

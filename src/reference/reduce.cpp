@@ -49,6 +49,19 @@ Tensor run_reduce_op(const KernelContext& c) {
     for (size_t d = 0; d < r; ++d) o += (reduced[d] ? 0 : idx[d]) * out_strides[d];
     slot[i++] = o;
   });
+  if (is_integer(tx.dtype) && (op == OpKind::kReduceMax || op == OpKind::kReduceMin)) {  // exact beyond 2^53
+    IntOrder order(tx.dtype);
+    std::vector<int64_t> xi = to_ints(tx), best = std::vector<int64_t>(size_t(out_n));
+    std::vector<bool> seen(size_t(out_n), false);
+    for (size_t j = 0; j < xi.size(); ++j) {
+      size_t o = size_t(slot[j]);
+      best[o] = !seen[o] ? xi[j] : op == OpKind::kReduceMax ? order.max(best[o], xi[j]) : order.min(best[o], xi[j]);
+      seen[o] = true;
+    }
+    for (size_t o = 0; o < best.size(); ++o)  // nothing reduced: the type's lowest or highest value
+      if (!seen[o]) return from_doubles(c.out_dtype(0), c.out_dims(0), acc);
+    return from_ints(c.out_dtype(0), c.out_dims(0), best);
+  }
   if (op == OpKind::kReduceLogSumExp)
     for (size_t j = 0; j < x.size(); ++j) peak[size_t(slot[j])] = std::max(peak[size_t(slot[j])], x[j]);
   for (size_t j = 0; j < x.size(); ++j) {
@@ -81,18 +94,28 @@ Tensor run_arg(const KernelContext& c) {
   int64_t axis = normalize_axis(c, c.attrs().get_int("axis", 0), tx.dims.size());
   bool last = c.attrs().get_int("select_last_index", 0) != 0, is_max = c.node.op == OpKind::kArgMax;
   AxisSplit s = split_at(tx.dims, axis);
-  std::vector<double> x = to_doubles(tx);
   std::vector<int64_t> out(size_t(s.outer * s.inner));
-  for (int64_t o = 0; o < s.outer; ++o)
-    for (int64_t i = 0; i < s.inner; ++i) {
-      int64_t best = 0;
-      for (int64_t k = 1; k < s.len; ++k) {
-        double v = x[size_t((o * s.len + k) * s.inner + i)], b = x[size_t((o * s.len + best) * s.inner + i)];
-        bool better = is_max ? (last ? v >= b : v > b) : (last ? v <= b : v < b);
-        if (better) best = k;
+  // Integers compare exactly (as int64, uint64 on its bits), floats as float64
+  // (NaN compares false: it neither wins nor loses).
+  auto arg = [&](const auto& x, auto less, auto less_equal) {
+    for (int64_t o = 0; o < s.outer; ++o)
+      for (int64_t i = 0; i < s.inner; ++i) {
+        int64_t best = 0;
+        for (int64_t k = 1; k < s.len; ++k) {
+          auto v = x[size_t((o * s.len + k) * s.inner + i)], b = x[size_t((o * s.len + best) * s.inner + i)];
+          bool better = is_max ? (last ? less_equal(b, v) : less(b, v)) : (last ? less_equal(v, b) : less(v, b));
+          if (better) best = k;
+        }
+        out[size_t(o * s.inner + i)] = best;
       }
-      out[size_t(o * s.inner + i)] = best;
-    }
+  };
+  if (is_floating(tx.dtype)) {
+    arg(to_doubles(tx), [](double a, double b) { return a < b; }, [](double a, double b) { return a <= b; });
+  } else {
+    IntOrder order(tx.dtype);
+    arg(to_ints(tx), [order](int64_t a, int64_t b) { return order.less(a, b); },
+        [order](int64_t a, int64_t b) { return !order.less(b, a); });
+  }
   return from_ints(DType::kInt64, c.out_dims(0), out);
 }
 
@@ -140,28 +163,38 @@ Outputs run_topk(const KernelContext& c) {
   int64_t k = to_ints(c.in(1)).at(0);
   AxisSplit s = split_at(tx.dims, axis);
   if (k < 0 || k > s.len) c.error(ErrorCode::kShapeError, "K=", k, " is outside [0, ", s.len, "]");
-  std::vector<double> x = to_doubles(tx);
-  std::vector<double> values(size_t(s.outer * k * s.inner));
-  std::vector<int64_t> indices(values.size());
-  std::vector<int64_t> order(size_t(s.len));
-  for (int64_t o = 0; o < s.outer; ++o)
-    for (int64_t i = 0; i < s.inner; ++i) {
-      auto at = [&](int64_t j) { return x[size_t((o * s.len + j) * s.inner + i)]; };
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-        return largest ? at(a) > at(b) : at(a) < at(b);  // stable: equal values keep the lower index first
-      });
-      for (int64_t j = 0; j < k; ++j) {
-        size_t dst = size_t((o * k + j) * s.inner + i);
-        values[dst] = at(order[size_t(j)]);
-        indices[dst] = order[size_t(j)];
-      }
-    }
   std::vector<int64_t> dims = tx.dims;
   dims[size_t(axis)] = k;
-  if (!is_floating(tx.dtype)) return {from_ints(tx.dtype, dims, std::vector<int64_t>(values.begin(), values.end())),
-                                      from_ints(DType::kInt64, dims, indices)};
-  return {from_doubles(tx.dtype, dims, values), from_ints(DType::kInt64, dims, indices)};
+  std::vector<int64_t> indices(size_t(ir::checked_numel(dims)));
+  std::vector<int64_t> order(size_t(s.len));
+  // Integers compare exactly (uint64 on its bits), floats as float64; the
+  // values are then copied from the input by index, whatever the dtype.
+  auto select = [&](const auto& x, auto less) {
+    for (int64_t o = 0; o < s.outer; ++o)
+      for (int64_t i = 0; i < s.inner; ++i) {
+        auto at = [&](int64_t j) { return x[size_t((o * s.len + j) * s.inner + i)]; };
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+          return largest ? less(at(b), at(a)) : less(at(a), at(b));  // stable: equal values keep the lower index first
+        });
+        for (int64_t j = 0; j < k; ++j) indices[size_t((o * k + j) * s.inner + i)] = order[size_t(j)];
+      }
+  };
+  if (is_floating(tx.dtype)) {
+    select(to_doubles(tx), [](double a, double b) { return a < b; });
+  } else {
+    IntOrder int_order(tx.dtype);
+    select(to_ints(tx), [int_order](int64_t a, int64_t b) { return int_order.less(a, b); });
+  }
+  std::vector<int64_t> in_strides = strides_of(tx.dims);
+  size_t at = 0;
+  Tensor values = remap(tx, dims, [&](const std::vector<int64_t>& idx) {
+    int64_t src = 0;
+    for (size_t d = 0; d < idx.size(); ++d) src += (int64_t(d) == axis ? indices[at] : idx[d]) * in_strides[d];
+    ++at;
+    return src;
+  });
+  return {values, from_ints(DType::kInt64, dims, indices)};
 }
 
 }  // namespace

@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "kiln/error.h"
+#include "kiln/ir/shape_inference.h"
 #include "kiln/onnx.h"
 #include "kiln/reference.h"
 #include "model_builder.h"
@@ -118,6 +120,57 @@ TEST(OnnxImport, ConstantNodesBecomeWeights) {
   ir::Network net = load_model_bytes(m.bytes());
   auto y = reference::run(net, {{"x", reference::make_tensor(DType::kFloat32, {3}, {2, 2, 2})}});
   EXPECT_EQ(y[0].data.as<float>()[2], 6.0f);
+}
+
+// INT16/UINT16 travel in int32_data, UINT32/UINT64 in uint64_data, all of
+// them in raw_data too; inputs and outputs keep their types.
+TEST(OnnxImport, SixteenBitAndUnsignedTypesFromEveryField) {
+  struct Case {
+    int onnx;
+    DType dtype;
+  };
+  for (Case k : {Case{TensorProto::INT16, DType::kInt16}, Case{TensorProto::UINT16, DType::kUInt16},
+                 Case{TensorProto::UINT32, DType::kUInt32}, Case{TensorProto::UINT64, DType::kUInt64}}) {
+    SCOPED_TRACE(dtype_name(k.dtype));
+    ModelBuilder m;
+    m.input("x", k.onnx, {"2"});
+    TensorProto& typed = *m.graph().add_initializer();
+    typed.set_name("typed");
+    typed.set_data_type(k.onnx);
+    typed.add_dims(2);
+    TensorProto& raw = *m.graph().add_initializer();
+    raw.set_name("raw");
+    raw.set_data_type(k.onnx);
+    raw.add_dims(2);
+    const uint64_t big = k.dtype == DType::kUInt64 ? ~uint64_t(0) : k.dtype == DType::kUInt32 ? 0xfffffffeu : 0xfffd;
+    if (k.dtype == DType::kUInt32 || k.dtype == DType::kUInt64) {
+      typed.add_uint64_data(big);
+      typed.add_uint64_data(3);
+    } else {
+      typed.add_int32_data(k.dtype == DType::kInt16 ? -3 : int32_t(big));
+      typed.add_int32_data(3);
+    }
+    std::string bytes(2 * dtype_size(k.dtype), '\0');
+    std::memcpy(bytes.data(), &big, dtype_size(k.dtype));  // little-endian: the low bytes first
+    bytes[dtype_size(k.dtype)] = 3;
+    raw.set_raw_data(bytes);
+    m.node("Add", {"x", "typed"}, {"y"});
+    m.node("Add", {"x", "raw"}, {"z"});
+    m.output("y", k.onnx);
+    m.output("z", k.onnx);
+    ir::Network net = load_model_bytes(m.bytes());
+    EXPECT_EQ(net.value(*net.find_value("x")).dtype, k.dtype);
+    ir::TensorData zero;
+    zero.dtype = k.dtype;
+    zero.dims = {2};
+    zero.data = Buffer::from_bytes(std::vector<std::byte>(2 * dtype_size(k.dtype)));
+    auto out = reference::run(net, {{"x", zero}});
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_EQ(out[0].dtype, k.dtype);
+    EXPECT_EQ(ir::read_ints(out[0]), ir::read_ints(out[1]));
+    EXPECT_EQ(ir::read_ints(out[0])[1], 3);
+    EXPECT_EQ(std::memcmp(out[1].data.data(), bytes.data(), bytes.size()), 0);
+  }
 }
 
 TEST(OnnxImport, SummaryListsUnsupportedOps) {

@@ -14,31 +14,6 @@ using ir::ValueId;
 using P = plan::Precision;
 using S = runtime::KernelSpecialization;
 
-// The values an integer dtype holds, as far as the random data goes.
-std::pair<int64_t, int64_t> int_range(DType dtype) {
-  switch (dtype) {
-    case DType::kUInt8: return {0, 255};
-    case DType::kInt8: return {-128, 127};
-    case DType::kInt32: return {-2147483648LL, 2147483647LL};
-    default: return {-(int64_t(1) << 62), int64_t(1) << 62};
-  }
-}
-
-// Integer outputs must match the reference exactly (doubles would hide the low bits of int64).
-void expect_ints_match_reference(const ir::Network& net, const std::map<std::string, ir::TensorData>& inputs, S strategy,
-                                 const std::string& label) {
-  SCOPED_TRACE(label);
-  std::vector<ir::TensorData> got = run_on_gpu(net, inputs, plan::Precision::kFloat32, strategy),
-                              want = reference::run(net, inputs);
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    ASSERT_EQ(got[i].dtype, want[i].dtype) << "output " << i;
-    ASSERT_EQ(got[i].dims, want[i].dims) << "output " << i;
-    std::vector<int64_t> a = ir::read_ints(got[i]), b = ir::read_ints(want[i]);
-    for (size_t k = 0; k < a.size(); ++k) ASSERT_EQ(a[k], b[k]) << "output " << i << " element " << k;
-  }
-}
-
 class GpuNormalization : public ::testing::TestWithParam<std::tuple<P, S>> {};
 
 // x[2, 6, 5, 7] through instance norm, group norm (3 groups; and 1 group of
@@ -116,13 +91,73 @@ TEST_P(GpuIntegerOps, MatchReference) {
   std::map<std::string, ir::TensorData> inputs = {
       {"a", random_ints(dtype, {3, 4, 5}, rng, lo, hi)},
       {"b", random_ints(dtype, {4, 1}, rng, std::max<int64_t>(lo, -1000), std::min<int64_t>(hi, 1000), true)},
-      {"amount", reference::make_tensor(dtype, {5}, {0, 1, double(bits - 1), double(bits + 1), dtype == DType::kUInt8 ? 200 : -2.0})}};
-  expect_ints_match_reference(net, inputs, strategy, str(dtype_name(dtype), " seed ", seed, " ", spec_name(strategy)));
+      {"amount", reference::make_tensor(dtype, {5}, {0, 1, double(bits - 1), double(bits + 1), is_unsigned_integer(dtype) ? 200 : -2.0})}};
+  expect_gpu_matches_reference_exactly(net, inputs, strategy, str(dtype_name(dtype), " seed ", seed, " ", spec_name(strategy)));
+}
+
+// The integer forms of the other ops over a dtype's whole range (uint32 past
+// 2^31, uint64 past 2^63): arithmetic that wraps, division, comparisons,
+// Max/Min/Clip/Where, casts to and from float32 and int64, ArgMax/ArgMin, TopK,
+// Gather and Concat; broadcasting, odd sizes (1, 7, 33, 1031) and an empty tensor.
+TEST_P(GpuIntegerOps, ArithmeticOrderAndMovementMatchReference) {
+  KILN_REQUIRE_GPU();
+  auto [dtype, strategy] = GetParam();
+  const uint32_t seed = 2024;
+  std::mt19937 rng(seed);
+  auto [lo, hi] = int_range(dtype);
+  ir::Network net;
+  ValueId a = net.add_input("a", dtype, {Dim(33), Dim(7)});
+  ValueId b = net.add_input("b", dtype, {Dim(7)});
+  ValueId one = net.add_input("one", dtype, {Dim(1)});
+  ValueId big = net.add_input("big", dtype, {Dim(1031)});
+  ValueId empty = net.add_input("empty", dtype, {Dim(0), Dim(7)});
+  ValueId f = net.add_input("f", DType::kFloat32, {Dim(1031)});
+  ValueId pick = net.add_input("pick", DType::kBool, {Dim(33), Dim(1)});
+  for (OpKind op : {OpKind::kAdd, OpKind::kSub, OpKind::kMul, OpKind::kDiv, OpKind::kEqual, OpKind::kLess,
+                    OpKind::kLessOrEqual, OpKind::kGreater, OpKind::kGreaterOrEqual, OpKind::kMax, OpKind::kMin})
+    net.add_output(net.add_op1(op, {a, b}));
+  net.add_output(net.add_op1(OpKind::kMax, {a, b, one}));
+  net.add_output(net.add_op1(OpKind::kAdd, {empty, b}));
+  net.add_output(net.add_op1(OpKind::kAbs, {big}));
+  ValueId top = net.add_input("top", dtype, {Dim(1)});
+  net.add_output(net.add_op1(OpKind::kClip, {a, one, top}));
+  net.add_output(net.add_op1(OpKind::kWhere, {pick, a, b}));
+  for (DType to : {DType::kFloat32, DType::kFloat64, DType::kInt64, DType::kUInt8, DType::kBool})
+    net.add_output(net.add_op1(OpKind::kCast, {big}, attrs({{"to", int64_t(to)}})));
+  net.add_output(net.add_op1(OpKind::kCast, {f}, attrs({{"to", int64_t(dtype)}})));
+  for (OpKind op : {OpKind::kArgMax, OpKind::kArgMin})
+    net.add_output(net.add_op1(op, {a}, attrs({{"axis", int64_t(0)}, {"keepdims", int64_t(0)}})));
+  ValueId k = net.add_weight("k", reference::make_tensor(DType::kInt64, {1}, {5}));
+  for (int64_t largest : {0, 1}) {
+    std::vector<ValueId> top = net.add_op(OpKind::kTopK, {big, k}, attrs({{"largest", largest}}), 2);
+    net.add_output(top[0]);
+    net.add_output(top[1]);
+  }
+  ValueId rows = net.add_weight("rows", reference::make_tensor(DType::kInt64, {4}, {0, 32, -1, 7}));
+  net.add_output(net.add_op1(OpKind::kGather, {a, rows}, attrs({{"axis", int64_t(0)}})));
+  net.add_output(net.add_op1(OpKind::kConcat, {a, empty, a}, attrs({{"axis", int64_t(0)}})));
+  net.finalize();
+  std::vector<double> picks(33), floats(1031);
+  for (double& p : picks) p = double(rng() % 2);
+  // Floats the dtype holds (a conversion out of range is undefined in C++), past 2^31 for uint32.
+  std::uniform_real_distribution<double> in_range(0.5, std::min(0.99 * double(hi), 4e9));
+  for (double& v : floats) v = in_range(rng);
+  std::map<std::string, ir::TensorData> inputs = {
+      {"a", random_ints(dtype, {33, 7}, rng, lo, hi)},
+      {"b", random_ints(dtype, {7}, rng, lo, hi, true)},
+      {"one", random_ints(dtype, {1}, rng, lo, hi)},
+      {"top", random_ints(dtype, {1}, rng, lo, hi)},
+      {"big", random_ints(dtype, {1031}, rng, lo, hi)},
+      {"empty", random_ints(dtype, {0, 7}, rng, lo, hi)},
+      {"f", reference::make_tensor(DType::kFloat32, {1031}, floats)},
+      {"pick", reference::make_tensor(DType::kBool, {33, 1}, picks)}};
+  expect_gpu_matches_reference_exactly(net, inputs, strategy, str(dtype_name(dtype), " seed ", seed, " ", spec_name(strategy)));
 }
 
 INSTANTIATE_TEST_SUITE_P(
     DtypesAndSpecialization, GpuIntegerOps,
-    ::testing::Combine(::testing::Values(DType::kInt8, DType::kInt32, DType::kInt64, DType::kUInt8),
+    ::testing::Combine(::testing::Values(DType::kInt8, DType::kInt16, DType::kInt32, DType::kInt64, DType::kUInt8, DType::kUInt16,
+                                         DType::kUInt32, DType::kUInt64),
                        ::testing::Values(S::kNone, S::kEager)),
     [](const auto& info) { return std::string(dtype_name(std::get<0>(info.param))) + "_" + spec_name(std::get<1>(info.param)); });
 

@@ -38,17 +38,45 @@ inline ir::TensorData random_tensor(DType dtype, const std::vector<int64_t>& dim
   return reference::make_tensor(dtype, dims, v);
 }
 
-// Random integers of `dtype` in [lo, hi], none of them 0 when `nonzero`.
+// Random integers of `dtype` in [lo, hi], none of them 0 when `nonzero`,
+// stored exactly (no trip through double) and wrapped into the dtype's width:
+// [INT64_MIN, INT64_MAX] covers all of uint64, values of 2^63 and more included.
 inline ir::TensorData random_ints(DType dtype, const std::vector<int64_t>& dims, std::mt19937& rng, int64_t lo, int64_t hi,
                                   bool nonzero = false) {
+  if (!is_integer(dtype)) fail(ErrorCode::kInvalidArgument, "random_ints of ", dtype_name(dtype));
   std::uniform_int_distribution<int64_t> pick(lo, hi);
-  std::vector<double> v(size_t(ir::checked_numel(dims)));
-  for (auto& x : v) {
-    int64_t k = pick(rng);
-    while (nonzero && k == 0) k = pick(rng);
-    x = double(k);
+  size_t n = size_t(ir::checked_numel(dims));
+  std::vector<std::byte> bytes(n * dtype_size(dtype));
+  visit_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_integral_v<T>) {
+      T* out = reinterpret_cast<T*>(bytes.data());
+      for (size_t i = 0; i < n; ++i) {
+        int64_t k = pick(rng);
+        while (nonzero && T(k) == 0) k = pick(rng);
+        out[i] = T(k);
+      }
+    }
+  });
+  ir::TensorData t;
+  t.dtype = dtype;
+  t.dims = dims;
+  t.data = Buffer::from_bytes(std::move(bytes));
+  return t;
+}
+
+// The values an integer dtype holds, for random_ints (uint64: every bit pattern, through the wrap).
+inline std::pair<int64_t, int64_t> int_range(DType dtype) {
+  switch (dtype) {
+    case DType::kUInt8: return {0, 255};
+    case DType::kInt8: return {-128, 127};
+    case DType::kUInt16: return {0, 65535};
+    case DType::kInt16: return {-32768, 32767};
+    case DType::kUInt32: return {0, 4294967295LL};
+    case DType::kInt32: return {-2147483648LL, 2147483647LL};
+    case DType::kUInt64: return {INT64_MIN, INT64_MAX};
+    default: return {-(int64_t(1) << 62), int64_t(1) << 62};
   }
-  return reference::make_tensor(dtype, dims, v);
 }
 
 // x[batch, 32] -> 2 x (Linear + GELU) -> softmax; batch in [1, 8], opt 2.
@@ -176,6 +204,28 @@ inline void expect_gpu_matches_reference(const ir::Network& net, const std::map<
                                          runtime::KernelSpecialization strategy = runtime::KernelSpecialization::kNone) {
   SCOPED_TRACE(label);
   expect_outputs_close(run_on_gpu(net, inputs, precision, strategy), reference::run(net, inputs), tolerance);
+}
+
+// Outputs that must match the reference bit for bit: integers (doubles would
+// hide the low bits of 64-bit values) and exactly rounded float results.
+inline void expect_gpu_matches_reference_exactly(const ir::Network& net, const std::map<std::string, ir::TensorData>& inputs,
+                                                 runtime::KernelSpecialization strategy, const std::string& label) {
+  SCOPED_TRACE(label);
+  std::vector<ir::TensorData> got = run_on_gpu(net, inputs, plan::Precision::kFloat32, strategy),
+                              want = reference::run(net, inputs);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].dtype, want[i].dtype) << "output " << i;
+    ASSERT_EQ(got[i].dims, want[i].dims) << "output " << i;
+    ASSERT_EQ(got[i].data.size(), want[i].data.size()) << "output " << i;
+    if (is_floating(got[i].dtype)) {
+      std::vector<double> a = ir::read_doubles(got[i]), b = ir::read_doubles(want[i]);
+      for (size_t k = 0; k < a.size(); ++k) ASSERT_EQ(a[k], b[k]) << "output " << i << " element " << k;
+    } else {
+      std::vector<int64_t> a = ir::read_ints(got[i]), b = ir::read_ints(want[i]);
+      for (size_t k = 0; k < a.size(); ++k) ASSERT_EQ(a[k], b[k]) << "output " << i << " element " << k;
+    }
+  }
 }
 
 inline const char* spec_name(runtime::KernelSpecialization s) {

@@ -180,7 +180,12 @@ TEST(NpyHeader, ByteOrders) {
   std::string big_int("\0\0\0\0\0\0\x01\x02", 8);
   EXPECT_EQ(ir::read_doubles(parse_npy(npy(dict(">i8", "(1,)"), big_int))), (std::vector<double>{258}));
   EXPECT_EQ(parse_npy(npy(dict(">i1", "(1,)"), "\x05")).dtype, DType::kInt8);
-  for (const char* descr : {"|f4", ">V2", "f4", "<c8", "<f16", "<U4", "O", "<i2", "<u8", "<f4 ", ""})
+  ir::TensorData u32 = parse_npy(npy(dict(">u4", "(1,)"), std::string("\xff\xff\xff\xfe", 4)));
+  EXPECT_EQ(u32.dtype, DType::kUInt32);
+  EXPECT_EQ(ir::read_ints(u32), (std::vector<int64_t>{4294967294}));
+  ir::TensorData i16 = parse_npy(npy(dict(">i2", "(1,)"), std::string("\xff\xfe", 2)));
+  EXPECT_EQ(ir::read_ints(i16), (std::vector<int64_t>{-2}));
+  for (const char* descr : {"|f4", ">V2", "f4", "<c8", "<f16", "<U4", "O", "|u2", "<u16", "<f4 ", ""})
     EXPECT_EQ(refused(npy(dict(descr, "(1,)"), "abcd")).code(), ErrorCode::kUnsupported) << descr;
 }
 

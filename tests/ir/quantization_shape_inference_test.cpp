@@ -47,6 +47,7 @@ void expect_error(OneNode&& n, const std::string& text) {
 TEST(QuantizationInference, QuantizeTakesTheZeroPointsTypeElseOutputDtypeElseUint8) {
   EXPECT_EQ(OneNode(OpKind::kQuantizeLinear, {{f32, {N, Dim(3)}}, {f32, {Dim(3)}}, {i8, {Dim(3)}}}).finalized().dtype, i8);
   EXPECT_EQ(OneNode(OpKind::kQuantizeLinear, {{f32, {N}}, {f32, {}}}, attrs({{"output_dtype", int64_t(i8)}})).finalized().dtype, i8);
+  EXPECT_EQ(OneNode(OpKind::kQuantizeLinear, {{f32, {N}}, {f32, {}}, {DType::kUInt16, {}}}).finalized().dtype, DType::kUInt16);
   OneNode half(OpKind::kQuantizeLinear, {{DType::kFloat16, {N, Dim(5)}}, {DType::kFloat16, {}}});
   const Value& y = half.finalized();
   EXPECT_EQ(y.dtype, u8);
@@ -54,7 +55,7 @@ TEST(QuantizationInference, QuantizeTakesTheZeroPointsTypeElseOutputDtypeElseUin
   expect_error(OneNode(OpKind::kQuantizeLinear, {{f32, {N}}, {f32, {}}, {u8, {}}}, attrs({{"output_dtype", int64_t(i8)}})),
                "differs from the zero point's dtype uint8");
   expect_error(OneNode(OpKind::kQuantizeLinear, {{f32, {N}}, {f32, {}}}, attrs({{"output_dtype", int64_t(DType::kInt32)}})),
-               "kiln quantizes to int8 or uint8");
+               "kiln quantizes to int8, uint8, int16 or uint16");
 }
 
 TEST(QuantizationInference, DequantizeTakesTheScalesTypeElseOutputDtype) {

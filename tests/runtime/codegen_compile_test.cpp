@@ -19,6 +19,8 @@ namespace {
 using ir::OpKind;
 
 const DType kFloats[] = {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64};
+const DType kIntegers[] = {DType::kInt64,  DType::kInt32,  DType::kInt16,  DType::kInt8,
+                           DType::kUInt64, DType::kUInt32, DType::kUInt16, DType::kUInt8};
 
 Params some_params() {
   Params p;
@@ -90,18 +92,35 @@ TEST_P(CompileForArch, SingleOpKernelsForEveryElementwiseOp) {
                    in.op == OpKind::kGreater || in.op == OpKind::kGreaterOrEqual || in.op == OpKind::kIsNaN || in.op == OpKind::kIsInf;
     compiles(str("single_", ir::op_name(in.op)), elementwise_source({{in}, inputs, to_bool ? DType::kBool : d, std::nullopt}));
   }
-  for (DType d : {DType::kInt64, DType::kInt32, DType::kUInt8, DType::kInt8})
-    for (OpKind op : {OpKind::kAdd, OpKind::kMod, OpKind::kDiv, OpKind::kMax, OpKind::kPow, OpKind::kAbs}) {
+  for (DType d : kIntegers)
+    for (OpKind op : {OpKind::kAdd, OpKind::kMod, OpKind::kDiv, OpKind::kMax, OpKind::kPow, OpKind::kAbs, OpKind::kLess,
+                      OpKind::kSign, OpKind::kRelu, OpKind::kClip}) {
       ir::FusedInstruction in;
       in.op = op;
       in.args[0] = 0, in.args[1] = 1;
-      compiles(str("int_", ir::op_name(op), "_", dtype_name(d)), elementwise_source({{in}, {d, d}, d, std::nullopt}));
+      DType out = op == OpKind::kLess ? DType::kBool : d;
+      compiles(str("int_", ir::op_name(op), "_", dtype_name(d)), elementwise_source({{in}, {d, d}, out, std::nullopt}));
     }
+}
+
+// uint64 does not fit long long: its values compute in unsigned long long
+// (order, division, right shifts), narrower integers widen to long long.
+TEST(ElementwiseSource, Uint64ComputesUnsigned) {
+  for (DType d : kIntegers) {
+    ir::FusedInstruction in;
+    in.op = OpKind::kLess;
+    in.args[0] = 0, in.args[1] = 1;
+    std::string source = elementwise_source({{in}, {d, d}, DType::kBool, std::nullopt});
+    bool unsigned_values = source.find("const unsigned long long v0 = (unsigned long long)r0;") != std::string::npos;
+    bool signed_values = source.find("const long long v0 = (long long)r0;") != std::string::npos;
+    EXPECT_EQ(unsigned_values, d == DType::kUInt64) << dtype_name(d);
+    EXPECT_EQ(signed_values, d != DType::kUInt64) << dtype_name(d);
+  }
 }
 
 TEST_P(CompileForArch, BitOpsAndModForEveryIntegerDtype) {
   // params[0]: BitShift's direction (1 LEFT), Mod's fmod.
-  for (DType d : {DType::kInt64, DType::kInt32, DType::kUInt8, DType::kInt8})
+  for (DType d : kIntegers)
     for (OpKind op : {OpKind::kBitShift, OpKind::kBitwiseAnd, OpKind::kBitwiseOr, OpKind::kBitwiseXor, OpKind::kBitwiseNot,
                       OpKind::kMod})
       for (double param : {0.0, 1.0}) {
@@ -341,8 +360,11 @@ TEST_P(CompileForArch, RowsAndReductions) {
       compiles(str("reduce_", op, "_", dtype_name(d)), reduce_source({ReduceOp(op), d, std::nullopt}));
   }
   compiles("reduce_spec", reduce_source({ReduceOp::kMean, DType::kFloat16, some_params()}));
-  compiles("argmax_int64", line_source(LineOp::kArgMax, DType::kInt64, std::nullopt));
-  compiles("cumsum_int32", line_source(LineOp::kCumSum, DType::kInt32, std::nullopt));
+  for (DType d : kIntegers)
+    for (LineOp op : {LineOp::kArgMax, LineOp::kArgMin, LineOp::kCumSum})
+      compiles(str("line_", int(op), "_", dtype_name(d)), line_source(op, d, std::nullopt));
+  // uint64 orders on its unsigned bits.
+  EXPECT_NE(line_source(LineOp::kArgMax, DType::kUInt64, std::nullopt).find("(unsigned long long)x["), std::string::npos);
 }
 
 // The row kernels specialized for a shape on each path (RowPath): groups of 1,
@@ -650,7 +672,7 @@ TEST_P(CompileForArch, QuantizeAndDequantizeForEveryType) {
     return elementwise_source({{in}, inputs, out, spec});
   };
   for (DType f : {DType::kFloat32, DType::kFloat16, DType::kBFloat16})
-    for (DType q : {DType::kInt8, DType::kUInt8}) {
+    for (DType q : {DType::kInt8, DType::kUInt8, DType::kInt16, DType::kUInt16}) {
       std::string name = str(dtype_name(f), "_", dtype_name(q));
       compiles("quantize_" + name, kernel(OpKind::kQuantizeLinear, {f, f, q}, q, f, std::nullopt));
       compiles("quantize_no_zero_" + name, kernel(OpKind::kQuantizeLinear, {f, DType::kFloat32}, q, DType::kFloat32, std::nullopt));

@@ -60,7 +60,7 @@ EinsumLabels einsum_labels(const EinsumEquation& eq, const std::vector<size_t>& 
 // Broadcast two shapes numpy-style; throws kShapeError when they do not fit.
 Shape broadcast_shapes(const Shape& a, const Shape& b);
 
-// Reads an integer constant tensor's elements (int64/int32/int8/uint8/bool) as int64.
+// Reads an integer or bool constant tensor's elements as int64 (uint64 keeps its bits: 2^63 and more read negative).
 std::vector<int64_t> read_ints(const TensorData& data);
 // Reads any numeric constant tensor's elements as double.
 std::vector<double> read_doubles(const TensorData& data);

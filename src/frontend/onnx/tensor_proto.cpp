@@ -20,6 +20,10 @@ std::optional<DType> dtype_from_onnx(int32_t elem_type) {
     case TensorProto::INT32: return DType::kInt32;
     case TensorProto::INT8: return DType::kInt8;
     case TensorProto::UINT8: return DType::kUInt8;
+    case TensorProto::INT16: return DType::kInt16;
+    case TensorProto::UINT16: return DType::kUInt16;
+    case TensorProto::UINT32: return DType::kUInt32;
+    case TensorProto::UINT64: return DType::kUInt64;
     case TensorProto::BOOL: return DType::kBool;
     default: return std::nullopt;
   }
@@ -139,6 +143,8 @@ ir::TensorData tensor_from_proto(TensorProto& proto, const fs::path& base_dir) {
       case DType::kFloat32: expect(proto.float_data_size(), "float_data values"); t.data = pack_field(proto.float_data(), t.dtype); break;
       case DType::kFloat64: expect(proto.double_data_size(), "double_data values"); t.data = pack_field(proto.double_data(), t.dtype); break;
       case DType::kInt64: expect(proto.int64_data_size(), "int64_data values"); t.data = pack_field(proto.int64_data(), t.dtype); break;
+      case DType::kUInt32:
+      case DType::kUInt64: expect(proto.uint64_data_size(), "uint64_data values"); t.data = pack_field(proto.uint64_data(), t.dtype); break;
       default: expect(proto.int32_data_size(), "int32_data values"); t.data = pack_field(proto.int32_data(), t.dtype); break;
     }
   }

@@ -62,6 +62,10 @@ std::vector<int64_t> read_ints(const TensorData& d) {
     case DType::kInt32: return ints_of<int32_t>(d);
     case DType::kInt8: return ints_of<int8_t>(d);
     case DType::kUInt8: return ints_of<uint8_t>(d);
+    case DType::kInt16: return ints_of<int16_t>(d);
+    case DType::kUInt16: return ints_of<uint16_t>(d);
+    case DType::kUInt32: return ints_of<uint32_t>(d);
+    case DType::kUInt64: return ints_of<uint64_t>(d);  // values of 2^63 and more keep their bits (two's complement)
     case DType::kBool: return ints_of<bool>(d);
     default: fail(ErrorCode::kTypeError, "expected integer data, got ", dtype_name(d.dtype));
   }

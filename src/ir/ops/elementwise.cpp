@@ -70,11 +70,15 @@ std::optional<std::vector<Dim>> known_binary(const Ctx& c, OpKind op) {
   return out;
 }
 
+// Integer values that shape arithmetic may compute with as dims: not uint64's,
+// which past 2^63 are no dims and order as unsigned.
+bool computes_as_dims(DType d) { return is_integer(d) && d != DType::kUInt64; }
+
 void infer_unary(Ctx& c, bool float_only) {
   if (float_only) c.require_float(0);
   std::optional<std::vector<Dim>> known;
   if (c.node().op == OpKind::kIdentity) known = c.ints(0);
-  if (c.node().op == OpKind::kNeg && is_integer(c.dtype(0)) && (known = c.ints(0)))
+  if (c.node().op == OpKind::kNeg && computes_as_dims(c.dtype(0)) && (known = c.ints(0)))
     for (auto& d : *known) d = Dim(0) - d;
   if (c.node().op == OpKind::kNot && (known = c.ints(0))) {
     for (auto& d : *known) {
@@ -94,7 +98,7 @@ void infer_binary(Ctx& c, OpKind op) {
   if (op == OpKind::kPRelu) c.require_float(0);
   if (op == OpKind::kPRelu) c.require_broadcasts_to(1, c.shape(0), "X");
   Shape out = c.broadcast(c.shape(0), c.shape(1));
-  bool known_ok = out.size() <= 1 && is_integer(c.dtype(0));
+  bool known_ok = out.size() <= 1 && computes_as_dims(c.dtype(0));
   c.set(0, compare || logical ? DType::kBool : c.dtype(0), out, known_ok ? known_binary(c, op) : std::nullopt);
 }
 
@@ -123,7 +127,7 @@ void infer_where(Ctx& c) {
 }
 
 // BitShift and the Bitwise ops: integer operands of one dtype (ONNX's
-// constraint; kiln has no unsigned type but uint8), numpy broadcasting.
+// constraint), numpy broadcasting.
 void infer_bitwise(Ctx& c, OpKind op) {
   if (!is_integer(c.dtype(0)))
     c.error(ErrorCode::kTypeError, "input 0 has dtype ", dtype_name(c.dtype(0)), "; expected an integer type");
@@ -145,7 +149,7 @@ void infer_variadic(Ctx& c, OpKind op) {
   }
   if (op == OpKind::kMean) c.require_float(0);
   std::optional<std::vector<Dim>> known;
-  if (c.num_inputs() == 2 && out.size() <= 1 && is_integer(c.dtype(0))) known = known_binary(c, op);
+  if (c.num_inputs() == 2 && out.size() <= 1 && computes_as_dims(c.dtype(0))) known = known_binary(c, op);
   c.set(0, c.dtype(0), out, known);
 }
 
@@ -226,8 +230,8 @@ void infer_quantize(Ctx& c) {
       c.error(ErrorCode::kTypeError, "output_dtype ", dtype_name(out), " differs from the zero point's dtype ", dtype_name(c.dtype(2)));
     out = c.dtype(2);
   }
-  if (out != DType::kInt8 && out != DType::kUInt8)
-    c.error(ErrorCode::kTypeError, "the quantized type is ", dtype_name(out), "; kiln quantizes to int8 or uint8");
+  if (out != DType::kInt8 && out != DType::kUInt8 && out != DType::kInt16 && out != DType::kUInt16)
+    c.error(ErrorCode::kTypeError, "the quantized type is ", dtype_name(out), "; kiln quantizes to int8, uint8, int16 or uint16");
   if (c.attrs().has("precision") && !is_floating(dtype_attr(c, "precision")))
     c.error(ErrorCode::kTypeError, "precision ", dtype_name(dtype_attr(c, "precision")), " is not a float type");
   c.set(0, out, c.shape(0));
@@ -235,7 +239,7 @@ void infer_quantize(Ctx& c) {
 
 // y = (x - zero_point) * scale in the output type: output_dtype's, else the scale's.
 void infer_dequantize(Ctx& c) {
-  c.require_dtype(0, {DType::kInt8, DType::kUInt8, DType::kInt32});
+  c.require_dtype(0, {DType::kInt8, DType::kUInt8, DType::kInt16, DType::kUInt16, DType::kInt32});
   if (c.has(2)) c.require_same_dtype(0, 2);
   check_quant_params(c);
   DType out = c.attrs().has("output_dtype") ? dtype_attr(c, "output_dtype") : c.dtype(1);

@@ -78,6 +78,10 @@ std::string c_type(DType dtype) {
     case DType::kInt32: return "int";
     case DType::kInt8: return "signed char";
     case DType::kUInt8: case DType::kBool: return "unsigned char";
+    case DType::kInt16: return "short";
+    case DType::kUInt16: return "unsigned short";
+    case DType::kUInt32: return "unsigned int";
+    case DType::kUInt64: return "unsigned long long";
   }
   return "float";
 }

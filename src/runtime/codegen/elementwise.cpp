@@ -28,12 +28,14 @@ std::string num(double v, bool dbl) {
   return dbl ? s : s + "f";
 }
 
-// The C++ type an elementwise value is computed in.
-enum class Kind { kFloat, kDouble, kInt, kBool };
+// The C++ type an elementwise value is computed in: integers widen to long
+// long, but uint64 (which does not fit it) computes in unsigned long long.
+enum class Kind { kFloat, kDouble, kInt, kUInt64, kBool };
 
 Kind kind_of(DType d) {
   if (d == DType::kFloat64) return Kind::kDouble;
   if (is_floating(d)) return Kind::kFloat;
+  if (d == DType::kUInt64) return Kind::kUInt64;
   return d == DType::kBool ? Kind::kBool : Kind::kInt;
 }
 
@@ -42,6 +44,7 @@ std::string type_name(Kind k) {
     case Kind::kFloat: return "float";
     case Kind::kDouble: return "double";
     case Kind::kInt: return "long long";
+    case Kind::kUInt64: return "unsigned long long";
     case Kind::kBool: return "bool";
   }
   return "float";
@@ -60,7 +63,7 @@ bool returns_bool(OpKind op) {
 // computed in `k` (the kind of the first operand).
 std::string instruction_expr(const ir::FusedInstruction& in, const std::string& a, const std::string& b,
                              const std::string& c, Kind k) {
-  bool dbl = k == Kind::kDouble, integer = k == Kind::kInt || k == Kind::kBool;
+  bool dbl = k == Kind::kDouble, u64 = k == Kind::kUInt64, integer = k == Kind::kInt || k == Kind::kBool || u64;
   auto f = [&](const char* name) { return std::string(name) + (dbl ? "" : "f"); };
   auto K = [&](double v) { return integer ? std::to_string(int64_t(v)) + "LL" : num(v, dbl); };
   double p0 = in.params[0], p1 = in.params[1];
@@ -70,10 +73,12 @@ std::string instruction_expr(const ir::FusedInstruction& in, const std::string& 
            y + "))";
   };
   switch (in.op) {
-    case OpKind::kAbs: return integer ? "(" + a + " < 0 ? -" + a + " : " + a + ")" : f("fabs") + "(" + a + ")";
+    case OpKind::kAbs:
+      if (u64) return a;
+      return integer ? "(" + a + " < 0 ? -" + a + " : " + a + ")" : f("fabs") + "(" + a + ")";
     case OpKind::kNeg: return "(-" + a + ")";
     case OpKind::kSign: return "(" + type_name(k) + ")((" + a + " > " + K(0) + ") - (" + a + " < " + K(0) + "))";
-    case OpKind::kRelu: return "(" + a + " < " + K(0) + " ? " + K(0) + " : " + a + ")";
+    case OpKind::kRelu: return u64 ? a : "(" + a + " < " + K(0) + " ? " + K(0) + " : " + a + ")";
     case OpKind::kSqrt: return f("sqrt") + "(" + a + ")";
     case OpKind::kReciprocal: return "(" + K(1) + " / " + a + ")";
     case OpKind::kExp: return f("exp") + "(" + a + ")";
@@ -132,6 +137,7 @@ std::string instruction_expr(const ir::FusedInstruction& in, const std::string& 
     case OpKind::kPow:
       return integer ? "(long long)pow((double)" + a + ", (double)" + b + ")" : f("pow") + "(" + a + ", " + b + ")";
     case OpKind::kMod:  // b == -1: INT64_MIN % -1 overflows (the result is 0 for any a)
+      if (u64) return "(" + b + " == 0ULL ? 0ULL : " + a + " % " + b + ")";
       if (integer) {
         std::string zero = "(" + b + " == 0 || " + b + " == -1) ? 0LL : ";
         return p0 != 0 ? "(" + zero + a + " % " + b + ")"
@@ -427,7 +433,8 @@ std::string elementwise_source(const ElementwiseSpec& spec) {
   for (size_t i = 0; i < n; ++i) {
     kinds.push_back(kind_of(spec.inputs[i]));
     std::string raw = "r" + std::to_string(i);
-    std::string v = kinds.back() == Kind::kInt ? "(long long)" + raw : value_of(spec.inputs[i], raw);
+    bool integer = kinds.back() == Kind::kInt || kinds.back() == Kind::kUInt64;
+    std::string v = integer ? "(" + type_name(kinds.back()) + ")" + raw : value_of(spec.inputs[i], raw);
     body << "  const " << type_name(kinds.back()) << " v" << i << " = " << v << ";\n";
   }
   auto operand = [&](int r) { return r < 0 ? std::string() : "v" + std::to_string(r); };

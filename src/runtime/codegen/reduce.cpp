@@ -126,8 +126,10 @@ std::string reduce_source(const ReduceSpec& spec) {
 }
 
 std::string line_source(LineOp op, DType dtype, const std::optional<Params>& specialize) {
-  std::string t = is_floating(dtype) ? compute_type(dtype) : "long long", ct = c_type(dtype);
-  auto load = [&](const std::string& idx) { return is_floating(dtype) ? load_expr(dtype, "x", idx) : "(long long)x[" + idx + "]"; };
+  // Integers widen to long long, uint64 (beyond it) to unsigned long long.
+  std::string integer = dtype == DType::kUInt64 ? "unsigned long long" : "long long";
+  std::string t = is_floating(dtype) ? compute_type(dtype) : integer, ct = c_type(dtype);
+  auto load = [&](const std::string& idx) { return is_floating(dtype) ? load_expr(dtype, "x", idx) : "(" + integer + ")x[" + idx + "]"; };
   bool scan = op == LineOp::kCumSum || op == LineOp::kCumProd;
   std::ostringstream s;
   s << prelude() << params_constants<LineParams>(specialize);
@@ -142,7 +144,7 @@ std::string line_source(LineOp op, DType dtype, const std::optional<Params>& spe
     // Integer products wrap as unsigned (signed overflow is undefined), as the reference's do.
     bool product = op == LineOp::kCumProd;
     std::string combine = !product ? "acc += v;" : is_floating(dtype) ? "acc *= v;"
-                                                 : "acc = (long long)((unsigned long long)acc * (unsigned long long)v);";
+                                                 : "acc = (" + integer + ")((unsigned long long)acc * (unsigned long long)v);";
     std::string store = is_floating(dtype) ? store_stmt(dtype, "out", "base + k * inner", "acc") : "out[base + k * inner] = (" + ct + ")acc;";
     s << "    " << t << " acc = " << (product ? "1" : "0") << ";\n";
     s << "    for (long long step = 0; step < len; ++step) {\n";
@@ -177,9 +179,10 @@ std::string topk_key_source(DType dtype, int& bits) {
         << "  const unsigned long long ord = (u >> 63) ? ~u : (u | 0x8000000000000000ULL);  // ascending with v\n"
         << "  return largest ? ~ord : ord;\n";
       break;
-    case DType::kInt64:
+    case DType::kInt64: case DType::kUInt64:
       bits = 64;
-      s << "  const unsigned long long ord = (unsigned long long)raw ^ 0x8000000000000000ULL;\n  return largest ? ~ord : ord;\n";
+      s << "  const unsigned long long ord = (unsigned long long)raw" << (dtype == DType::kInt64 ? " ^ 0x8000000000000000ULL" : "")
+        << ";\n  return largest ? ~ord : ord;\n";
       break;
     case DType::kFloat32: case DType::kFloat16: case DType::kBFloat16:
       bits = 32;
@@ -189,9 +192,9 @@ std::string topk_key_source(DType dtype, int& bits) {
         << "  const unsigned int ord = (u >> 31) ? ~u : (u | 0x80000000u);  // ascending with v\n"
         << "  return largest ? (unsigned long long)(~ord) : (unsigned long long)ord;\n";
       break;
-    case DType::kInt32: case DType::kInt8: case DType::kUInt8:
+    case DType::kInt32: case DType::kInt16: case DType::kInt8: case DType::kUInt32: case DType::kUInt16: case DType::kUInt8:
       bits = 32;
-      s << "  const unsigned int ord = " << (dtype == DType::kUInt8 ? "(unsigned int)raw" : "(unsigned int)(int)raw ^ 0x80000000u") << ";\n"
+      s << "  const unsigned int ord = " << (is_unsigned_integer(dtype) ? "(unsigned int)raw" : "(unsigned int)(int)raw ^ 0x80000000u") << ";\n"
         << "  return largest ? (unsigned long long)(~ord) : (unsigned long long)ord;\n";
       break;
     case DType::kBool: fail(ErrorCode::kUnsupported, "TopK on bool tensors");

@@ -224,7 +224,7 @@ GpuLowering describe_elementwise(OpKind op) {
     case OpKind::kDropout: return {K::kKernel, "copy kernel (inference); its mask output all true, a fill kernel"};
     case OpKind::kFusedElementwise: return {K::kKernel, "one generated kernel per fused program"};
     case OpKind::kQuantizeLinear: case OpKind::kDequantizeLinear:
-      return {K::kKernel, "elementwise kernel, int8/uint8; per tensor, per axis, or blocked where the block size divides the axis"};
+      return {K::kKernel, "elementwise kernel, int8/uint8/int16/uint16; per tensor, per axis, or blocked where the block size divides the axis"};
     default: return {};
   }
 }

@@ -342,7 +342,7 @@ std::unique_ptr<Op> make_view_or_copy_op(const plan::Plan& plan, const ir::Node&
 DType same_width_integer(DType dtype) {
   switch (dtype_size(dtype)) {
     case 1: return DType::kUInt8;
-    case 2: return DType::kFloat16;  // stored as unsigned short, copied as such
+    case 2: return DType::kUInt16;
     case 4: return DType::kInt32;
     default: return DType::kInt64;
   }
