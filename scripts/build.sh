@@ -12,6 +12,7 @@ if python3 -c "import nanobind" 2>/dev/null; then
 fi
 if command -v ccache >/dev/null; then
   export CCACHE_BASEDIR=$PWD
+  export CCACHE_NOHASHDIR=1  # debug builds of other checkouts (git worktrees) share the cache
   options+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
 fi
 cmake -S . -B "$build_dir" -G Ninja --no-warn-unused-cli "${options[@]}" "$@" >/dev/null

@@ -120,6 +120,9 @@ IntegerLimits integer_limits(DType dtype) {
   switch (dtype) {
     case DType::kInt64: return {"(-9223372036854775807LL - 1)", "9223372036854775807LL"};
     case DType::kInt32: return {"(-2147483647LL - 1)", "2147483647LL"};
+    case DType::kUInt32: return {"0LL", "4294967295LL"};
+    case DType::kInt16: return {"-32768LL", "32767LL"};
+    case DType::kUInt16: return {"0LL", "65535LL"};
     case DType::kInt8: return {"-128LL", "127LL"};
     case DType::kUInt8: return {"0LL", "255LL"};
     case DType::kBool: return {"0LL", "1LL"};

@@ -297,7 +297,8 @@ std::unique_ptr<Op> make_window_op(const plan::Plan& plan, const ir::Node& node,
   auto value = [&](ir::ValueId v) -> const ir::Value& { return plan.network.value(v); };
   DType dtype = output_dtype(plan, node);
   const ir::Node* n = &node;
-  bool integer_max_pool = node.op == OpKind::kMaxPool && dtype != DType::kBool;
+  // Integers compare as long long: uint64 values past 2^63 would not.
+  bool integer_max_pool = node.op == OpKind::kMaxPool && dtype != DType::kBool && dtype != DType::kUInt64;
   if ((!is_floating(dtype) && !integer_max_pool) || value(node.inputs[0]).shape.size() > 5) return nullptr;
   bool indices = node.op == OpKind::kMaxPool && node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue;
   bool column_major = node.attrs.get_int("storage_order", 0) != 0;

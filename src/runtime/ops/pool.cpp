@@ -79,7 +79,7 @@ GpuLowering describe_pool(OpKind op) {
   using K = GpuLowering::Kind;
   switch (op) {
     case OpKind::kMaxPool:
-      return {K::kKernel, "window kernel; any type but bool, rank 5 at most; the Indices output (either storage_order) from the same kernel"};
+      return {K::kKernel, "window kernel; any type but bool and uint64, rank 5 at most; the Indices output (either storage_order) from the same kernel"};
     case OpKind::kAveragePool: case OpKind::kLpPool: return {K::kKernel, "window kernel; floating types, rank 5 at most"};
     case OpKind::kGlobalAveragePool: case OpKind::kGlobalMaxPool: case OpKind::kGlobalLpPool:
       return {K::kKernel, "reduction kernel; floating types"};

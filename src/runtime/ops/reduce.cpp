@@ -37,6 +37,7 @@ codegen::ReduceOp reduce_kind(const ir::Node& node) {
 
 std::unique_ptr<Op> make_reduction_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store) {
   DType dtype = output_dtype(plan, node);
+  if (dtype == DType::kUInt64) return nullptr;  // integers reduce as long long: values past 2^63 would not
   const ir::Node* n = &node;
   const plan::Plan* p = &plan;
   codegen::ReduceOp rop = reduce_kind(node);
@@ -150,7 +151,7 @@ GpuLowering describe_reduce(OpKind op) {
     case OpKind::kReduceMean: case OpKind::kReduceSum: case OpKind::kReduceMax: case OpKind::kReduceMin:
     case OpKind::kReduceProd: case OpKind::kReduceL1: case OpKind::kReduceL2: case OpKind::kReduceLogSum:
     case OpKind::kReduceLogSumExp: case OpKind::kReduceSumSquare:
-      return {K::kKernel, "reduction kernel, a warp per output; any type, integers exact in 64 bits, bools as any (max) and all "
+      return {K::kKernel, "reduction kernel, a warp per output; any type but uint64, integers exact in 64 bits, bools as any (max) and all "
                           "(min); over an empty set the identity ONNX defines (0, 1, the type's lowest or highest, -inf)"};
     case OpKind::kArgMax: case OpKind::kArgMin: case OpKind::kCumSum: case OpKind::kCumProd:
       return {K::kKernel, "line kernel; any type but bool"};
