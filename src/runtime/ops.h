@@ -256,13 +256,16 @@ std::unique_ptr<Op> make_reduction_op(const plan::Plan& plan, const ir::Node& no
 std::unique_ptr<Op> make_host_value_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store);
 
 // movement: strided copies of whole input views into (parts of) outputs; a
-// 0-sized source with PadMode::kConstant fills (ConstantOfShape).
+// 0-sized source with PadMode::kConstant fills (ConstantOfShape). The fill is
+// `fill_bits`, or the element the kernel reads from `fill_value` (Pad's
+// constant_value when it is tensor data).
 struct RemapPiece {
   ir::ValueId src, dst;
   std::vector<int64_t> dims, src_strides, dst_strides, starts, steps, src_dims, modulus;
   int64_t src_offset = 0, dst_offset = 0;
   codegen::PadMode mode = codegen::PadMode::kNone;
   int64_t fill_bits = 0;
+  ir::ValueId fill_value = ir::kNoValue;
 };
 using RemapPlan = std::function<std::vector<RemapPiece>(const ShapeEnv&)>;
 std::unique_ptr<Op> make_remap_op(const ir::Node& node, KernelStore& store, DType dtype, RemapPlan plan);
@@ -321,7 +324,10 @@ DType output_dtype(const plan::Plan& plan, const ir::Node& node);
 inline int64_t norm_axis(int64_t axis, size_t rank) { return axis < 0 ? axis + int64_t(rank) : axis; }
 // Known integer contents (shape arithmetic) evaluated for the current shapes, or nullopt.
 std::optional<std::vector<int64_t>> known_now(const ir::Value& v, const ShapeEnv& shapes);
-// A value's integers: a weight's, or known contents at these shapes; fails (naming `what`) on tensor data.
+// A value's integers where the host has them: a weight's, known contents at
+// these shapes, or what enqueue read back; nullopt for other tensor data.
+std::optional<std::vector<int64_t>> host_ints(const plan::Plan& plan, ir::ValueId v, const ShapeEnv& shapes);
+// host_ints, or a failure naming `what` on tensor data the host does not have.
 std::vector<int64_t> ints_of(const plan::Plan& plan, ir::ValueId v, const ShapeEnv& shapes, const char* what);
 // The bound `kiln build` gave `v`'s data-dependent dim (the largest such dim's
 // range max); fails naming the tensor when the plan has none.

@@ -438,7 +438,7 @@ TEST(RowParams, PathsFollowLengthLayoutAndType) {
 TEST_P(CompileForArch, MovementAndWindows) {
   for (DType d : kAllDTypes) compiles(str("remap_", dtype_name(d)), remap_source({d, std::nullopt}));
   compiles("remap_spec", remap_source({DType::kFloat16, some_params()}));
-  for (DType d : kFloats) compiles(str("resize_", dtype_name(d)), resize_source(d, std::nullopt));
+  for (DType d : kFloats) compiles(str("resize_", dtype_name(d)), resize_source({d, DType::kFloat32, DType::kFloat32, std::nullopt}));
   for (bool elements : {false, true})
     for (DType index : {DType::kInt64, DType::kInt32})
       compiles(str("gather_", elements, "_", dtype_name(index)), gather_source(DType::kFloat32, index, elements, std::nullopt));
@@ -586,6 +586,42 @@ TEST_P(CompileForArch, MaxPoolIndicesAndIntegerReductions) {
   EXPECT_THROW(window_source({WindowOp::kAvgPool, DType::kInt32, false, std::nullopt}), Error);
 }
 
+// The kernels that read a value of the node's inputs on the device (CumSum's
+// and CumProd's axis of either integer type, Trilu's k, Pad's constant_value,
+// Resize's roi and scales of any float type), generic and specialized for a
+// shape the runtime would fill when those values are tensor data.
+TEST_P(CompileForArch, KernelsReadingTheirParametersFromTensors) {
+  auto spec_of = [](bool specialize, const Params& p) { return specialize ? std::optional<Params>(p) : std::nullopt; };
+  LineParams line{};
+  line.lines = 7 * 33 * 5;
+  line.rank = 3;
+  line.dims[0] = 7, line.dims[1] = 33, line.dims[2] = 5;
+  RemapParams pad{};
+  pad.n = 9 * 35, pad.rank = 2, pad.pad_mode = int64_t(PadMode::kConstant);
+  pad.dims[0] = 9, pad.dims[1] = 35, pad.src_strides[0] = 33, pad.src_strides[1] = 1, pad.dst_strides[0] = 35, pad.dst_strides[1] = 1;
+  pad.src_starts[0] = -1, pad.src_starts[1] = -2, pad.src_steps[0] = pad.src_steps[1] = 1, pad.src_dims[0] = 7, pad.src_dims[1] = 33;
+  ResizeParams resize{};
+  resize.n = 2 * 3 * 14 * 9, resize.rank = 4, resize.mode = 1, resize.coordinate_mode = 6, resize.roi_half = 2;
+  for (int d = 0; d < 4; ++d) resize.in_dims[d] = d < 2 ? 2 + d : 7, resize.scale_index[d] = resize.roi_index[d] = d < 2 ? -1 : d - 2;
+  resize.out_dims[0] = 2, resize.out_dims[1] = 3, resize.out_dims[2] = 14, resize.out_dims[3] = 9;
+  for (bool specialize : {false, true}) {
+    std::string suffix = specialize ? "_spec" : "";
+    for (DType d : {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kInt64})
+      for (DType axis : {DType::kInt32, DType::kInt64})
+        for (LineOp op : {LineOp::kCumSum, LineOp::kCumProd})
+          compiles(str("scan_", int(op), "_", dtype_name(d), "_axis_", dtype_name(axis), suffix),
+                   line_source(op, d, spec_of(specialize, pack(line)), axis));
+    for (DType d : kAllDTypes) {
+      compiles(str("trilu_", dtype_name(d), suffix), trilu_source(d, spec_of(specialize, pack(TriluParams{7 * 33, 7, 33, 0, 1}))));
+      compiles(str("pad_", dtype_name(d), suffix), remap_source({d, spec_of(specialize, pack(pad))}));
+    }
+    for (DType d : {DType::kFloat32, DType::kFloat16, DType::kBFloat16})
+      for (DType roi : kFloats)
+        compiles(str("resize_", dtype_name(d), "_roi_", dtype_name(roi), suffix),
+                 resize_source({d, roi, roi == DType::kFloat64 ? DType::kFloat16 : DType::kFloat32, spec_of(specialize, pack(resize))}));
+  }
+}
+
 // The kernels of CumProd, LpPool, GlobalLpPool (p 3), LpNormalization, MaxUnpool,
 // EyeLike, ReverseSequence, TensorScatter and Det, generic and specialized
 // for a shape the runtime would fill.
@@ -595,7 +631,7 @@ TEST_P(CompileForArch, ScansPoolsNormsAndMovementOfTheseOps) {
     std::string suffix = specialize ? "_spec" : "";
     for (DType d : kAllDTypes) {
       if (d != DType::kBool)
-        compiles(str("cumprod_", dtype_name(d), suffix), line_source(LineOp::kCumProd, d, spec_of(specialize, pack(LineParams{21, 7, 3, 0, 1, 1}))));
+        compiles(str("cumprod_", dtype_name(d), suffix), line_source(LineOp::kCumProd, d, spec_of(specialize, pack(LineParams{21, 7, 3, 0, 1, 1, 0, {}}))));
       compiles(str("eye_like_", dtype_name(d), suffix), eye_like_source(d, spec_of(specialize, pack(EyeLikeParams{33 * 7, 7, -2}))));
       compiles(str("reverse_sequence_", dtype_name(d), suffix),
                reverse_sequence_source(d, spec_of(specialize, pack(ReverseSequenceParams{7 * 33 * 5, 7, 33, 5, 1}))));
@@ -764,7 +800,8 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
   { auto q = numbered<RowParams>();
     device_sees(q, {KILN_FIELD(rows), KILN_FIELD(len), KILN_FIELD(inner), KILN_FIELD(path), KILN_FIELD(lanes), KILN_FIELD(vec)}); }
   { auto q = numbered<LineParams>();
-    device_sees(q, {KILN_FIELD(lines), KILN_FIELD(select_last_index), KILN_FIELD(exclusive), KILN_FIELD(reverse)}); }
+    device_sees(q, {KILN_FIELD(lines), KILN_FIELD(select_last_index), KILN_FIELD(exclusive), KILN_FIELD(reverse), KILN_FIELD(rank),
+                    KILN_FIELD(dims[0]), KILN_FIELD(dims[7])}); }
   { auto q = numbered<ReduceParams>();
     device_sees(q, {KILN_FIELD(outputs), KILN_FIELD(reduced_rank), KILN_FIELD(kept_dims[0]), KILN_FIELD(kept_strides[3]),
                     KILN_FIELD(reduced_dims[1]), KILN_FIELD(reduced_strides[7])}); }
@@ -779,7 +816,8 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
                     KILN_FIELD(strides[7])}); }
   { auto q = numbered<ResizeParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(antialias), KILN_FIELD(extrapolation_bits), KILN_FIELD(in_dims[0]), KILN_FIELD(out_dims[3]),
-                    KILN_FIELD(scale_bits[2]), KILN_FIELD(roi_start_bits[6]), KILN_FIELD(roi_end_bits[7])}); }
+                    KILN_FIELD(scale_bits[2]), KILN_FIELD(roi_start_bits[6]), KILN_FIELD(roi_end_bits[7]), KILN_FIELD(scale_index[0]),
+                    KILN_FIELD(roi_index[7]), KILN_FIELD(roi_half)}); }
   { auto q = numbered<WindowParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(count_include_pad), KILN_FIELD(in_size[0]), KILN_FIELD(out_size[2]),
                     KILN_FIELD(kernel[1]), KILN_FIELD(strides[0]), KILN_FIELD(dilations[2]), KILN_FIELD(pads_begin[1]),
@@ -934,7 +972,7 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
     EXPECT_TRUE(binds(trilu_source(DType::kFloat32, spec), "TriluParams", s));
     for (IndexedOp op : {IndexedOp::kScatterND, IndexedOp::kScatterElements, IndexedOp::kGatherND})
       EXPECT_TRUE(binds(indexed_source({op, DType::kFloat32, DType::kInt64, ScatterReduction::kNone, spec}), "IndexedParams", s));
-    EXPECT_TRUE(binds(resize_source(DType::kFloat32, spec), "ResizeParams", s));
+    EXPECT_TRUE(binds(resize_source({DType::kFloat32, DType::kFloat32, DType::kFloat32, spec}), "ResizeParams", s));
     EXPECT_TRUE(binds(window_source({WindowOp::kConv, DType::kFloat32, true, spec}), "WindowParams", s));
     EXPECT_TRUE(binds(depthwise_source({DType::kFloat32, true, spec}), "DepthwiseParams", s));
     EXPECT_TRUE(binds(skinny_matmul_source({DType::kFloat16, false, false, false, "none", spec}), "SkinnyParams", s));

@@ -353,8 +353,11 @@ struct ReduceSpec {
 };
 std::string reduce_source(const ReduceSpec& spec);
 // Per-line kernels along one axis of an [outer, len, inner] view (LineParams); ArgMax/ArgMin write int64.
+// Arguments: out, x, and for the scans their axis (a scalar of `axis_dtype`,
+// null where the parameters hold the view). An axis outside [-rank, rank - 1]
+// counts as its nearest bound (an error on the CPU).
 enum class LineOp { kArgMax, kArgMin, kCumSum, kCumProd };
-std::string line_source(LineOp op, DType dtype, const std::optional<Params>& specialize);
+std::string line_source(LineOp op, DType dtype, const std::optional<Params>& specialize, DType axis_dtype = DType::kInt64);
 // TopK (TopkParams), a block per row: radix select of the k-th best key, the
 // best k gathered in index order into the outputs, then sorted there in place
 // (bitonic) by (key, index). Arguments: values, indices (int64), x. Any type but bool.
@@ -362,6 +365,7 @@ std::string topk_source(DType dtype, const std::optional<Params>& specialize);
 
 // ---- movement (codegen/movement.cpp) ------------------------------------------------------
 // Strided remap (RemapParams): transpose, slice, expand, tile, pad, concat, split, fills.
+// Arguments: out, in, and the fill value (one element, null: fill_bits; Pad's constant_value tensor).
 enum class PadMode { kNone = 0, kConstant = 1, kEdge = 2, kReflect = 3, kWrap = 4 };
 struct RemapSpec {
   DType dtype;
@@ -405,13 +409,21 @@ std::string reverse_sequence_source(DType dtype, const std::optional<Params>& sp
 // the output holds a copy of the cache; a linear write past the cache is
 // skipped. Arguments: out, update, [write_indices (int64)].
 std::string tensor_scatter_source(DType dtype, bool has_indices, const std::optional<Params>& specialize);
-// Trilu over the last two dims (TriluParams).
+// Trilu over the last two dims (TriluParams). Arguments: out, x, k (an int64
+// scalar, null: the parameters' k).
 std::string trilu_source(DType dtype, const std::optional<Params>& specialize);
 // Resize, nearest / linear / cubic, every ONNX coordinate mode (ResizeParams): mode 0 nearest,
 // 1 linear, 2 cubic; coordinate_mode 0 half_pixel, 1 pytorch_half_pixel, 2 align_corners,
 // 3 asymmetric, 4 tf_half_pixel_for_nn, 5 half_pixel_symmetric, 6 tf_crop_and_resize;
 // nearest_mode 0 round_prefer_floor, 1 round_prefer_ceil, 2 floor, 3 ceil.
-std::string resize_source(DType dtype, const std::optional<Params>& specialize);
+// Arguments: out, x, roi (`roi_dtype`), scales (`scales_dtype`); roi and
+// scales null where the parameters hold them.
+struct ResizeSpec {
+  DType dtype;
+  DType roi_dtype = DType::kFloat32, scales_dtype = DType::kFloat32;
+  std::optional<Params> specialize;
+};
+std::string resize_source(const ResizeSpec& spec);
 
 // ---- generator (codegen/generator.cpp): values known on the host (ConstantsParams) --------
 inline constexpr int kConstantsPerLaunch = int(sizeof(ConstantsParams::values) / sizeof(ConstantsParams::values[0]));

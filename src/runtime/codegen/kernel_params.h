@@ -33,10 +33,13 @@ struct RowParams {
 };
 
 // Line kernels along one axis of an [outer, len, inner] view (`lines` = outer * inner).
+// A scan given its axis as a tensor (CumSum's) reads it on the device: `lines`
+// is then the element count and the view follows from the `rank` dims `dims`.
 struct LineParams {
   long long lines, len, inner;
   long long select_last_index;  // ArgMax, ArgMin
   long long exclusive, reverse;  // CumSum
+  long long rank, dims[8];
 };
 
 // Reductions: `outputs` kept positions, each over `reduced` elements.
@@ -89,12 +92,16 @@ struct TriluParams {
   long long n, rows, cols, k, upper;
 };
 
-// Resize: modes as codegen::resize_source lists them.
+// Resize: modes as codegen::resize_source lists them. Scales and roi the
+// kernel reads on the device (tensors, not constants) replace the `*_bits` of
+// each dim d whose scale_index[d] (the entry of scales) or roi_index[d] (the
+// entry of roi's starts; its end is roi_half entries on) is not -1.
 struct ResizeParams {
   long long n, rank, mode, coordinate_mode, nearest_mode, exclude_outside, antialias;
   long long cubic_a_bits, extrapolation_bits;
   long long in_dims[8], out_dims[8];
   long long scale_bits[8], roi_start_bits[8], roi_end_bits[8];
+  long long scale_index[8], roi_index[8], roi_half;
 };
 
 // Window kernels (pooling, direct convolution), NCHW with 1-3 spatial dims.

@@ -66,7 +66,8 @@ std::string remap_source(const RemapSpec& spec) {
   std::ostringstream s;
   s << prelude() << params_constants<RemapParams>(spec.specialize) << kRemapVectorCopy;
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct
-    << "* __restrict__ out, const " << ct << "* __restrict__ in, KParams p) {\n" << params_binding<RemapParams>(spec.specialize);
+    << "* __restrict__ out, const " << ct << "* __restrict__ in, const " << ct << "* __restrict__ fill_value, KParams p) {\n"
+    << params_binding<RemapParams>(spec.specialize);
   s << "  if (prm.path == 2) {\n" << remap_tiles(ct) << "    return;\n  }\n";
   s << "  const int esize = (int)sizeof(" << ct << ");\n";
   s << "  if (prm.path == 1 && ((unsigned long long)out | (unsigned long long)in) % prm.vec_bytes == 0) {\n";
@@ -78,7 +79,8 @@ std::string remap_source(const RemapSpec& spec) {
   s << "    return;\n  }\n";
   // Path 0, and path 1 on misaligned base pointers: an element at a time.
   s << "  const long long n = prm.n;\n  const int rank = (int)prm.rank, mode = (int)prm.pad_mode;\n";
-  s << "  const long long fill_bits = prm.fill_bits;\n  const " << ct << " fill = *reinterpret_cast<const " << ct << "*>(&fill_bits);  // little-endian\n";
+  s << "  const long long fill_bits = prm.fill_bits;\n";
+  s << "  const " << ct << " fill = fill_value ? *fill_value : *reinterpret_cast<const " << ct << "*>(&fill_bits);  // little-endian\n";
   s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * " << kBlock
     << ") {\n";
   s << "    long long rem = i, src = prm.src_offset, dst = prm.dst_offset;\n    bool inside = true;\n";
@@ -212,10 +214,11 @@ std::string indexed_source(const IndexedSpec& spec) {
   return s.str();
 }
 
-std::string resize_source(DType dtype, const std::optional<Params>& specialize) {
+std::string resize_source(const ResizeSpec& spec) {
+  DType dtype = spec.dtype;
   std::string ct = c_type(dtype);
   std::ostringstream s;
-  s << prelude() << params_constants<ResizeParams>(specialize);
+  s << prelude() << params_constants<ResizeParams>(spec.specialize);
   s << R"(__device__ double kiln_coordinate(int mode, double x, double scale, long long in, long long out, double rs, double re) {
   const double exact = (double)in * scale;  // the ONNX reference divides by in*scale, not the floored size
   switch (mode) {
@@ -236,7 +239,18 @@ __device__ double kiln_resize_weight(bool cubic, double a, double x) {
 }
 )";
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
-    << "* __restrict__ x, KParams p) {\n" << params_binding<ResizeParams>(specialize);
+    << "* __restrict__ x, const " << c_type(spec.roi_dtype) << "* __restrict__ roi, const " << c_type(spec.scales_dtype)
+    << "* __restrict__ scales, KParams p) {\n" << params_binding<ResizeParams>(spec.specialize);
+  // Per dim, its scale and roi: the parameters', or the tensors' entries.
+  s << "  double scale_of[8], roi_start[8], roi_end[8];\n";
+  s << "  for (int d = 0; d < (int)prm.rank; ++d) {\n";
+  s << "    const long long si = prm.scale_index[d], ri = prm.roi_index[d];\n";
+  s << "    scale_of[d] = scales && si >= 0 ? (double)" << load_expr(spec.scales_dtype, "scales", "si")
+    << " : __longlong_as_double(prm.scale_bits[d]);\n";
+  s << "    roi_start[d] = roi && ri >= 0 ? (double)" << load_expr(spec.roi_dtype, "roi", "ri")
+    << " : __longlong_as_double(prm.roi_start_bits[d]);\n";
+  s << "    roi_end[d] = roi && ri >= 0 ? (double)" << load_expr(spec.roi_dtype, "roi", "prm.roi_half + ri")
+    << " : __longlong_as_double(prm.roi_end_bits[d]);\n  }\n";
   // Per dim, a window of taps from `first`: nearest takes one, linear two and
   // cubic four, or with antialias, when downscaling, the kernel stretched by
   // 1 / scale over proportionally more (weights made on the fly, so the count
@@ -253,9 +267,8 @@ __device__ double kiln_resize_weight(bool cubic, double a, double x) {
     for (int d = rank - 1; d >= 0; --d) {
       const long long in = prm.in_dims[d], od = prm.out_dims[d], c = rem % od;
       rem /= od;
-      const double scale = __longlong_as_double(prm.scale_bits[d]);
-      const double xo = kiln_coordinate(coord, (double)c, scale, in, od, __longlong_as_double(prm.roi_start_bits[d]),
-                                        __longlong_as_double(prm.roi_end_bits[d]));
+      const double scale = scale_of[d];
+      const double xo = kiln_coordinate(coord, (double)c, scale, in, od, roi_start[d], roi_end[d]);
       if (coord == 6 && (xo < 0 || xo > (double)(in - 1))) outside = true;
       if (mode == 0) {
         double v;
@@ -578,8 +591,9 @@ std::string trilu_source(DType dtype, const std::optional<Params>& specialize) {
   std::ostringstream s;
   s << prelude() << params_constants<TriluParams>(specialize);
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
-    << "* __restrict__ x, KParams p) {\n" << params_binding<TriluParams>(specialize);
-  s << "  const long long n = prm.n, rows = prm.rows, cols = prm.cols, k = prm.k;\n  const bool upper = prm.upper != 0;\n";
+    << "* __restrict__ x, const long long* __restrict__ k_value, KParams p) {\n" << params_binding<TriluParams>(specialize);
+  s << "  const long long n = prm.n, rows = prm.rows, cols = prm.cols, k = k_value ? *k_value : prm.k;\n";
+  s << "  const bool upper = prm.upper != 0;\n";
   s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < n; i += (long long)gridDim.x * " << kBlock
     << ") {\n";
   s << "    const long long c = i % cols, r = (i / cols) % rows;\n";

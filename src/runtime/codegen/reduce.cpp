@@ -125,7 +125,7 @@ std::string reduce_source(const ReduceSpec& spec) {
   return s.str();
 }
 
-std::string line_source(LineOp op, DType dtype, const std::optional<Params>& specialize) {
+std::string line_source(LineOp op, DType dtype, const std::optional<Params>& specialize, DType axis_dtype) {
   // Integers widen to long long, uint64 (beyond it) to unsigned long long.
   std::string integer = dtype == DType::kUInt64 ? "unsigned long long" : "long long";
   std::string t = is_floating(dtype) ? compute_type(dtype) : integer, ct = c_type(dtype);
@@ -134,9 +134,20 @@ std::string line_source(LineOp op, DType dtype, const std::optional<Params>& spe
   std::ostringstream s;
   s << prelude() << params_constants<LineParams>(specialize);
   s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "("
-    << (scan ? ct : std::string("long long")) << "* __restrict__ out, const " << ct << "* __restrict__ x, KParams p) {\n"
-    << params_binding<LineParams>(specialize);
-  s << "  const long long lines = prm.lines, len = prm.len, inner = prm.inner;\n";
+    << (scan ? ct : std::string("long long")) << "* __restrict__ out, const " << ct << "* __restrict__ x, ";
+  if (scan) s << "const " << c_type(axis_dtype) << "* __restrict__ axis_value, ";
+  s << "KParams p) {\n" << params_binding<LineParams>(specialize);
+  if (scan) {
+    // The axis from the device: the view around it from the dims (`lines` holds the element count).
+    s << "  long long lines = prm.lines, len = prm.len, inner = prm.inner;\n";
+    s << "  if (axis_value) {\n    const int rank = (int)prm.rank;\n    long long axis = (long long)*axis_value;\n";
+    s << "    if (axis < 0) axis += rank;\n    axis = axis < 0 ? 0 : (axis >= rank ? rank - 1 : axis);\n";
+    s << "    len = prm.dims[axis];\n    inner = 1;\n";
+    s << "    for (int d = " << kMaxRank - 1 << "; d > 0; --d)\n      if (d > axis && d < rank) inner *= prm.dims[d];\n";
+    s << "    lines = len == 0 ? 0 : prm.lines / len;\n  }\n";
+  } else {
+    s << "  const long long lines = prm.lines, len = prm.len, inner = prm.inner;\n";
+  }
   s << "  for (long long line = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; line < lines; line += (long long)gridDim.x * "
     << kBlock << ") {\n";
   s << "    const long long base = (line / inner) * len * inner + (line % inner);\n";

@@ -38,12 +38,17 @@ std::optional<std::vector<int64_t>> known_now(const ir::Value& v, const ShapeEnv
   return ir::evaluate_dims(*v.known, shapes.bindings);
 }
 
-std::vector<int64_t> ints_of(const plan::Plan& plan, ir::ValueId v, const ShapeEnv& shapes, const char* what) {
+std::optional<std::vector<int64_t>> host_ints(const plan::Plan& plan, ir::ValueId v, const ShapeEnv& shapes) {
   const ir::Value& val = plan.network.value(v);
   if (val.weight) return ir::read_ints(*val.weight);
-  if (auto k = known_now(val, shapes)) return *k;
+  if (auto k = known_now(val, shapes)) return k;
   if (auto it = shapes.read.find(v); it != shapes.read.end()) return it->second;
-  fail(ErrorCode::kUnsupported, what, " '", val.name, "' depends on tensor data that enqueue did not read back");
+  return std::nullopt;
+}
+
+std::vector<int64_t> ints_of(const plan::Plan& plan, ir::ValueId v, const ShapeEnv& shapes, const char* what) {
+  if (auto ints = host_ints(plan, v, shapes)) return *ints;
+  fail(ErrorCode::kUnsupported, what, " '", plan.network.value(v).name, "' depends on tensor data that enqueue did not read back");
 }
 
 void require_input_dims(const ir::Node& node, const ShapeEnv& shapes, size_t input, const std::vector<int64_t>& want) {

@@ -228,7 +228,7 @@ void fill_remap(const RemapPiece& r, size_t esize, int sm_count, KernelLaunch& k
     }
   }
   k.params = codegen::pack(q);
-  k.args = {{r.dst, 0}, {r.src, 0}};
+  k.args = {{r.dst, 0}, {r.src, 0}, {r.fill_value, 0}};
   k.grid = grid_for(items, sm_count);
 }
 
@@ -417,8 +417,10 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
 
     case OpKind::kSlice: case OpKind::kExpand: case OpKind::kTile: case OpKind::kPad: case OpKind::kDepthToSpace:
     case OpKind::kSpaceToDepth: {
-      if (node.op == OpKind::kPad && node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue && !value(node.inputs[2]).weight) {
-        why = "a Pad value that is not a constant";
+      // A constant_value that is tensor data is read by the kernel, as an element of the data's type.
+      if (node.op == OpKind::kPad && node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue && !value(node.inputs[2]).weight &&
+          value(node.inputs[2]).dtype != dtype) {
+        why = str("a Pad constant_value of type ", dtype_name(value(node.inputs[2]).dtype), " for data of type ", dtype_name(dtype));
         return nullptr;
       }
       return make_remap_op(node, store, dtype, [n, p, dtype](const ShapeEnv& s) {
@@ -466,7 +468,11 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
           r.mode = mode == "edge" ? codegen::PadMode::kEdge : mode == "reflect" ? codegen::PadMode::kReflect
                    : mode == "wrap"   ? codegen::PadMode::kWrap : codegen::PadMode::kConstant;
           double fill = 0;
-          if (n->inputs.size() > 2 && n->inputs[2] != ir::kNoValue) fill = ir::read_doubles(*p->network.value(n->inputs[2]).weight)[0];
+          if (n->inputs.size() > 2 && n->inputs[2] != ir::kNoValue) {
+            const ir::Value& given = p->network.value(n->inputs[2]);
+            if (given.weight) fill = ir::read_doubles(*given.weight)[0];
+            else if (r.mode == codegen::PadMode::kConstant) r.fill_value = n->inputs[2];
+          }
           visit_dtype(dtype, [&](auto tag) {
             using T = decltype(tag);
             if constexpr (std::is_same_v<T, Float16>) r.fill_bits = float_to_half(float(fill));
@@ -626,27 +632,34 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
     }
 
     case OpKind::kTrilu: {
+      bool has_k = node.inputs.size() > 1 && node.inputs[1] != ir::kNoValue;
+      // A k that is tensor data is read by the kernel, as ONNX's int64.
+      if (has_k && !value(node.inputs[1]).weight && value(node.inputs[1]).dtype != DType::kInt64) {
+        why = str("a Trilu k of type ", dtype_name(value(node.inputs[1]).dtype), " (ONNX's is int64)");
+        return nullptr;
+      }
       int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::trilu_source(dtype, params); });
-      return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, p, has_k](const ShapeEnv& s, KernelLaunch& k) {
         const auto& x = s.of(n->inputs[0]);
         codegen::TriluParams q{};
         q.n = ir::checked_numel(x);
         q.rows = x[x.size() - 2];
         q.cols = x.back();
-        q.k = n->inputs.size() > 1 && n->inputs[1] != ir::kNoValue ? ints_of(*p, n->inputs[1], s, "Trilu k").at(0) : 0;
+        std::optional<std::vector<int64_t>> given = has_k ? host_ints(*p, n->inputs[1], s) : std::vector<int64_t>{0};
+        q.k = given ? given->at(0) : 0;
         q.upper = n->attrs.get_int("upper", 1);
         k.params = codegen::pack(q);
-        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {given ? ir::kNoValue : n->inputs[1], 0}};
       });
     }
 
     case OpKind::kResize: {
       if (!is_floating(dtype)) break;
-      if (node.inputs.size() > 2 && node.inputs[2] != ir::kNoValue && !value(node.inputs[2]).weight) {
-        why = "Resize scales that are not constants";
-        return nullptr;
-      }
-      int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::resize_source(dtype, params); });
+      // roi and scales that are tensor data are read by the kernel (scales also size the output: enqueue reads them back).
+      auto given = [&](size_t i) { return node.inputs.size() > i && node.inputs[i] != ir::kNoValue; };
+      codegen::ResizeSpec spec{dtype, given(1) ? value(node.inputs[1]).dtype : DType::kFloat32,
+                               given(2) ? value(node.inputs[2]).dtype : DType::kFloat32, std::nullopt};
+      int kernel = store.add(node.name, specializing_generator(spec, codegen::resize_source));
       return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
         const auto& x = s.of(n->inputs[0]);
         const auto& out = s.of(n->outputs[0]);
@@ -667,11 +680,33 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
         axes = a.get_ints("axes", axes);
         for (auto& ax : axes) ax = norm_axis(ax, r);
         std::vector<double> scale(r, 1.0), roi_start(r, 0.0), roi_end(r, 1.0);
-        bool by_sizes = n->inputs.size() > 3 && n->inputs[3] != ir::kNoValue && ir::checked_numel(s.of(n->inputs[3])) > 0;
-        std::vector<double> given;
-        if (!by_sizes) given = ir::read_doubles(*p->network.value(n->inputs[2]).weight);
-        for (size_t i = 0; i < axes.size(); ++i)
-          scale[size_t(axes[i])] = by_sizes ? double(out[size_t(axes[i])]) / double(x[size_t(axes[i])]) : given.at(i);
+        auto given = [&](size_t i) { return n->inputs.size() > i && n->inputs[i] != ir::kNoValue; };
+        // A tensor of `want` entries (one of them), or a failure naming the node and the input.
+        auto entries = [&](size_t i, const char* what, std::initializer_list<size_t> want) {
+          size_t count = size_t(ir::checked_numel(s.of(n->inputs[i])));
+          if (std::find(want.begin(), want.end(), count) == want.end())
+            fail(ErrorCode::kShapeError, "node '", n->name, "' (Resize): ", what, " '", p->network.value(n->inputs[i]).name, "' has ",
+                 count, " entries; expected ", *want.begin(), " (one per resized axis", want.size() > 1 ? ", or per dim)" : ")");
+          return count;
+        };
+        bool by_sizes = given(3) && ir::checked_numel(s.of(n->inputs[3])) > 0;
+        ir::ValueId scales_on_device = ir::kNoValue, roi_on_device = ir::kNoValue;
+        codegen::ResizeParams q{};
+        std::fill(std::begin(q.scale_index), std::end(q.scale_index), -1);
+        std::fill(std::begin(q.roi_index), std::end(q.roi_index), -1);
+        if (!by_sizes) {
+          entries(2, "scales", {axes.size()});
+          const ir::Value& scales = p->network.value(n->inputs[2]);
+          if (scales.weight) {
+            std::vector<double> values = ir::read_doubles(*scales.weight);
+            for (size_t i = 0; i < axes.size(); ++i) scale[size_t(axes[i])] = values[i];
+          } else {
+            scales_on_device = n->inputs[2];
+            for (size_t i = 0; i < axes.size(); ++i) q.scale_index[axes[i]] = int64_t(i);
+          }
+        } else {
+          for (int64_t ax : axes) scale[size_t(ax)] = double(out[size_t(ax)]) / double(x[size_t(ax)]);
+        }
         std::string policy = a.get_string("keep_aspect_ratio_policy", "stretch");
         if (by_sizes && policy != "stretch") {
           auto sizes = ints_of(*p, n->inputs[3], s, "Resize sizes");
@@ -682,19 +717,23 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
           }
           for (int64_t ax : axes) scale[size_t(ax)] = common;
         }
-        if (coord == "tf_crop_and_resize" && n->inputs.size() > 1 && n->inputs[1] != ir::kNoValue) {
+        if (coord == "tf_crop_and_resize" && given(1) && ir::checked_numel(s.of(n->inputs[1])) > 0) {
+          size_t half = entries(1, "roi", {2 * axes.size(), 2 * r}) / 2;
           const ir::Value& roi = p->network.value(n->inputs[1]);
-          if (!roi.weight) fail(ErrorCode::kUnsupported, "node '", n->name, "': a Resize roi that is not a constant");
-          std::vector<double> v = ir::read_doubles(*roi.weight);
-          size_t half = v.size() / 2;
+          if (!roi.weight) roi_on_device = n->inputs[1];
+          std::vector<double> v = roi.weight ? ir::read_doubles(*roi.weight) : std::vector<double>{};
           for (size_t i = 0; i < half; ++i) {
             size_t d = half == r ? i : size_t(axes[i]);
-            roi_start[d] = v[i];
-            roi_end[d] = v[half + i];
+            if (roi.weight) {
+              roi_start[d] = v[i];
+              roi_end[d] = v[half + i];
+            } else {
+              q.roi_index[d] = int64_t(i);
+            }
           }
+          q.roi_half = int64_t(half);
         }
         using codegen::double_bits;
-        codegen::ResizeParams q{};
         q.n = ir::checked_numel(out);
         q.rank = int64_t(r);
         q.mode = mode == "nearest" ? 0 : mode == "linear" ? 1 : 2;
@@ -712,7 +751,7 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
           q.roi_end_bits[d] = double_bits(roi_end[d]);
         }
         k.params = codegen::pack(q);
-        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {roi_on_device, 0}, {scales_on_device, 0}};
       });
     }
 
@@ -729,7 +768,7 @@ GpuLowering describe_movement(OpKind op) {
     case OpKind::kTranspose: case OpKind::kConcat: case OpKind::kSplit: case OpKind::kSlice: case OpKind::kExpand:
     case OpKind::kTile: case OpKind::kDepthToSpace: case OpKind::kSpaceToDepth:
       return {K::kKernel, "strided copy kernel; any type"};
-    case OpKind::kPad: return {K::kKernel, "strided copy kernel; any type; the pad value a constant"};
+    case OpKind::kPad: return {K::kKernel, "strided copy kernel; any type; a constant_value that is tensor data read by the kernel"};
     case OpKind::kGather: return {K::kKernel, "gather kernel; any type"};
     case OpKind::kGatherElements:
       return {K::kKernel, "gather kernel; any type; indices the size of the data but along the axis"};
@@ -739,11 +778,13 @@ GpuLowering describe_movement(OpKind op) {
       return {K::kKernel, "copy, then a scatter kernel of one thread per update; any type, int32 or int64 indices; reductions "
                           "apply every duplicate by atomic compare-and-swap (float add and mul in no fixed order); without "
                           "one, which duplicate lands is unspecified; out-of-range indices are skipped (an error on the CPU)"};
-    case OpKind::kTrilu: return {K::kKernel, "mask kernel; any type"};
+    case OpKind::kTrilu: return {K::kKernel, "mask kernel; any type; a k that is tensor data read by the kernel"};
     case OpKind::kNonZero:
       return {K::kKernel, "one block: a count, read back by enqueue (which waits for it), then the indices by a block scan; "
                           "any type; at most the bound `kiln build` plans for"};
-    case OpKind::kResize: return {K::kKernel, "resize kernel; floating types; scales a constant"};
+    case OpKind::kResize:
+      return {K::kKernel, "resize kernel; floating types; roi and scales that are tensor data read by the kernel, scales and "
+                          "sizes also read back by enqueue (which waits for them) to size the output"};
     case OpKind::kCompress:
       return {K::kKernel, "one block lists the selected positions and counts them (read back by enqueue, which waits for "
                           "it), then a gather kernel; any type; at most the bound `kiln build` plans for"};

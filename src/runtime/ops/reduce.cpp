@@ -94,16 +94,29 @@ std::unique_ptr<Op> make_reduce(const plan::Plan& plan, const ir::Node& node, Ke
                             : node.op == OpKind::kArgMin ? codegen::LineOp::kArgMin
                             : node.op == OpKind::kCumSum ? codegen::LineOp::kCumSum
                                                          : codegen::LineOp::kCumProd;
-      int kernel = store.add(node.name, [lop, in](const auto& params) { return codegen::line_source(lop, in, params); });
-      return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
+      bool scan = node.op == OpKind::kCumSum || node.op == OpKind::kCumProd;
+      DType axis_dtype = scan ? value(node.inputs[1]).dtype : DType::kInt64;
+      int kernel = store.add(node.name, [lop, in, axis_dtype](const auto& params) {
+        return codegen::line_source(lop, in, params, axis_dtype);
+      });
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, p, scan](const ShapeEnv& s, KernelLaunch& k) {
         const auto& x = s.of(n->inputs[0]);
-        bool scan = n->op == OpKind::kCumSum || n->op == OpKind::kCumProd;
-        int64_t axis = scan ? ints_of(*p, n->inputs[1], s, "the scan's axis").at(0) : n->attrs.get_int("axis", 0);
-        axis = norm_axis(axis, x.size());
         codegen::LineParams q{};
-        q.len = x[size_t(axis)];
-        q.inner = ir::checked_numel({x.begin() + axis + 1, x.end()});
-        q.lines = q.len == 0 ? 0 : ir::checked_numel({x.begin(), x.begin() + axis}) * q.inner;
+        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
+        // A scan's axis that is tensor data: the kernel reads it and finds the view from the dims.
+        std::optional<std::vector<int64_t>> given = scan ? host_ints(*p, n->inputs[1], s) : std::vector<int64_t>{n->attrs.get_int("axis", 0)};
+        if (scan) k.args.push_back({given ? ir::kNoValue : n->inputs[1], 0});
+        if (given) {
+          int64_t axis = norm_axis(given->at(0), x.size());
+          q.len = x[size_t(axis)];
+          q.inner = ir::checked_numel({x.begin() + axis + 1, x.end()});
+          q.lines = q.len == 0 ? 0 : ir::checked_numel({x.begin(), x.begin() + axis}) * q.inner;
+        } else {
+          if (x.size() > size_t(codegen::kMaxRank)) fail(ErrorCode::kUnsupported, "node '", n->name, "': rank above the GPU limit");
+          q.lines = ir::checked_numel(x);
+          q.rank = int64_t(x.size());
+          std::copy(x.begin(), x.end(), q.dims);
+        }
         if (scan) {
           q.exclusive = n->attrs.get_int("exclusive", 0);
           q.reverse = n->attrs.get_int("reverse", 0);
@@ -111,7 +124,6 @@ std::unique_ptr<Op> make_reduce(const plan::Plan& plan, const ir::Node& node, Ke
           q.select_last_index = n->attrs.get_int("select_last_index", 0);
         }
         k.params = codegen::pack(q);
-        k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}};
       });
     }
 
@@ -153,8 +165,11 @@ GpuLowering describe_reduce(OpKind op) {
     case OpKind::kReduceLogSumExp: case OpKind::kReduceSumSquare:
       return {K::kKernel, "reduction kernel, a warp per output; any type but uint64, integers exact in 64 bits, bools as any (max) and all "
                           "(min); over an empty set the identity ONNX defines (0, 1, the type's lowest or highest, -inf)"};
-    case OpKind::kArgMax: case OpKind::kArgMin: case OpKind::kCumSum: case OpKind::kCumProd:
+    case OpKind::kArgMax: case OpKind::kArgMin:
       return {K::kKernel, "line kernel; any type but bool"};
+    case OpKind::kCumSum: case OpKind::kCumProd:
+      return {K::kKernel, "line kernel; any type but bool; an axis that is tensor data read by the kernel, one outside "
+                          "[-rank, rank - 1] taken as its nearest bound (an error on the CPU)"};
     case OpKind::kTopK:
       return {K::kKernel, "row kernel (radix select, then a bitonic sort of the k best); any type but bool; a K that is data is read back by enqueue"};
     default: return {};

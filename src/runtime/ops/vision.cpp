@@ -145,12 +145,8 @@ std::unique_ptr<Op> make_vision(const plan::Plan& plan, const ir::Node& node, Ke
     }
 
     case OpKind::kCol2Im: {
-      // The image follows from the output's shape; the block must be known before the run.
-      const ir::Value& block = plan.network.value(node.inputs[2]);
-      if (!block.weight && !block.known) {
-        why = str("Col2Im block_shape '", block.name, "' depends on tensor data, which the GPU runtime does not read back");
-        return nullptr;
-      }
+      // The image follows from the output's shape. A block_shape that is tensor data sizes the output's channels, so
+      // enqueue reads it back before the node (with image_shape).
       const plan::Plan* p = &plan;
       int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::col2im_source(dtype, params); });
       return std::make_unique<SimpleOp>(node, store, kernel, [n, p](const ShapeEnv& s, KernelLaunch& k) {
@@ -184,7 +180,7 @@ GpuLowering describe_vision(OpKind op) {
     case OpKind::kAffineGrid: return {K::kKernel, "a thread per grid point; floating types; 2-D and 3-D"};
     case OpKind::kCol2Im:
       return {K::kKernel, "a thread per image element, gathering its blocks' columns; floating types; 1 to 3 spatial dims; "
-                          "block_shape a constant"};
+                          "image_shape and block_shape that are tensor data read back by enqueue (which waits for them)"};
     case OpKind::kMaxRoiPool:
       return {K::kKernel, "a thread per output element; floating types; a batch index out of range writes zeros (an error on "
                           "the CPU)"};
