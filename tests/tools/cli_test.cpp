@@ -831,7 +831,7 @@ TEST(CliProfiles, NamingAnInputAgainStartsTheNextProfile) {
       << inspect.output;
   json inspected = kiln_json("inspect " + plan);
   EXPECT_EQ(inspected["profiles"], built["profiles"]);
-  EXPECT_EQ(inspected["plan_format"], 4);
+  EXPECT_EQ(inspected["plan_format"], 5);
   // One profile, as before: one entry per input.
   json one = kiln_json("build " + model.path.string() + " -o " + plan + " --profile x:1x4/2x4/8x4 --profile mask:1x16/2x16/8x16");
   EXPECT_EQ(one["profiles"].size(), 1u);
