@@ -15,10 +15,12 @@
 KILN_API_BEGIN
 namespace kiln::plan {
 
-// 4: optimization profiles after the ranges (3 plans still load, as one
+// 5: graph attributes (the subgraphs of If, Loop and Scan), attribute type 7,
+// which a kiln that reads format 4 at most refuses by the version rather than
+// misreading; 4: optimization profiles after the ranges (3 plans still load, as one
 // profile); 3: nodes name their op (2 stored its position in the op list,
 // which every new op could shift); 2: XXH3-64 checksums (1 had FNV-style ones).
-inline constexpr uint32_t kFormatVersion = 4;
+inline constexpr uint32_t kFormatVersion = 5;
 inline constexpr uint32_t kOldestReadableFormatVersion = 3;
 inline constexpr size_t kWeightAlignment = 256;
 inline constexpr size_t kArenaAlignment = 256;

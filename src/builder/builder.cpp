@@ -266,6 +266,15 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
   say(str("input: ", network.nodes().size(), " nodes"));
   run("remove identities", remove_identities);
   run("fold constants", [](Graph& graph) { return fold_constants(graph); });
+  // Control flow inside inlined branches and unrolled bodies is decided once
+  // folding has seen its copies; each round goes one subgraph level deeper.
+  for (int level = 0; level <= ir::kMaxSubgraphDepth; ++level) {
+    int inlined = 0;
+    run("inline control flow", [&](Graph& graph) { return inlined = inline_control_flow(graph); });
+    if (inlined == 0) break;
+    run("remove identities", remove_identities);
+    run("fold constants", [](Graph& graph) { return fold_constants(graph); });
+  }
   run("fold batchnorm into conv", fold_batchnorm_into_conv);
   run("lower batchnorm", lower_batchnorm);
   DType compute = options.precision == plan::Precision::kFloat16    ? DType::kFloat16

@@ -99,6 +99,11 @@ int64_t fold_work(const Graph& g, const ir::Node& node);
 // Passes. Each keeps the network's meaning (checked against the reference
 // interpreter in tests) and returns how many rewrites it made.
 int remove_identities(Graph& g);
+// An If whose condition is a constant becomes its branch's nodes; a Loop or
+// Scan whose iteration count is a constant (at most 64) becomes copies of its
+// body (passes_control_flow.cpp). One sweep: the copies' own control flow
+// waits for the constant folding after it.
+int inline_control_flow(Graph& g);
 int fold_constants(Graph& g, const FoldBudget& budget = {});
 int fold_batchnorm_into_conv(Graph& g);
 // BatchNormalization left after conv folding becomes elementwise math on

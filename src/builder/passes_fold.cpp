@@ -84,6 +84,10 @@ int64_t fold_work(const Graph& g, const ir::Node& node) {
       inner = 1;
       for (size_t i = 0; i < node.inputs.size(); ++i) inner = saturating_mul(inner, volume(in(i)));
       break;
+    case OpKind::kIf:  // subgraphs are inlined or unrolled by their own pass, never run whole here
+    case OpKind::kLoop:
+    case OpKind::kScan:
+      return INT64_MAX;
     case OpKind::kGridSample:  // up to 4 taps a dim, 3 dims
       inner = 64;
       break;

@@ -14,6 +14,8 @@ using ir::OpKind;
 int convert_precision(Graph& g, DType to) {
   if (to == DType::kFloat32) return 0;
   int changed = 0;
+  std::vector<bool> was_float32(g.values.size());
+  for (size_t v = 0; v < g.values.size(); ++v) was_float32[v] = g.values[v].dtype == DType::kFloat32;
   // Float weights that describe geometry, not data (Resize roi and scales, MelWeightMatrix's edge
   // frequencies), keep float32: 5 * 1.6 must stay 8, not 7.998, and 7999 Hz not become 8000.
   std::set<ir::ValueId> geometry;
@@ -53,6 +55,32 @@ int convert_precision(Graph& g, DType to) {
         ++changed;
       }
     }
+  }
+  // Subgraphs keep their float32 types: control-flow nodes read float32 and
+  // their float32 outputs are cast down for the nodes after them.
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n] || ir::family_of(g.nodes[n].op) != ir::OpFamily::kControlFlow) continue;
+    std::vector<ir::Node> before, after;
+    for (ir::ValueId& in : g.nodes[n].inputs) {
+      if (in == ir::kNoValue || !was_float32[size_t(in)]) continue;
+      ir::ValueId high = g.add_value(g.values[size_t(in)].name + "_float32");
+      ir::Node cast{g.unique_name("cast_to_subgraph"), OpKind::kCast, {in}, {high}, {}};
+      cast.attrs.set("to", int64_t(DType::kFloat32));
+      before.push_back(std::move(cast));
+      in = high;
+    }
+    for (ir::ValueId& out : g.nodes[n].outputs) {
+      if (out == ir::kNoValue || !was_float32[size_t(out)]) continue;
+      ir::ValueId high = g.add_value(g.values[size_t(out)].name + "_float32");
+      ir::Node cast{g.unique_name("cast_from_subgraph"), OpKind::kCast, {high}, {out}, {}};
+      cast.attrs.set("to", int64_t(to));
+      after.push_back(std::move(cast));
+      out = high;
+    }
+    changed += int(before.size() + after.size());
+    for (size_t i = 0; i < after.size(); ++i) g.insert_node(n + 1 + i, std::move(after[i]));
+    for (size_t i = 0; i < before.size(); ++i) g.insert_node(n + i, std::move(before[i]));
+    n += before.size() + after.size();
   }
   // Cast float32 inputs down on entry and float32 outputs back up on exit.
   std::vector<ir::Node> entry;

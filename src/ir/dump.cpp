@@ -30,22 +30,44 @@ std::string attr_to_string(const AttrValue& value) {
       auto& t = std::get<TensorData>(value);
       return str("tensor<", dtype_name(t.dtype), "[", join(t.dims), "]>");
     }
+    case AttrType::kGraph: {
+      const Network& g = *std::get<Subgraph>(value);
+      return str("graph<", g.inputs().size(), " inputs, ", g.nodes().size(), " nodes, ", g.outputs().size(), " outputs>");
+    }
   }
   return "?";
+}
+
+// Subgraphs follow their node, indented one level further.
+void dump_into(std::ostringstream& out, const Network& net, const std::string& indent);
+
+void dump_subgraphs(std::ostringstream& out, const Node& node, const std::string& indent) {
+  for (auto& [name, value] : node.attrs.all())
+    if (attr_type_of(value) == AttrType::kGraph) {
+      out << indent << "  " << name << ": ";
+      dump_into(out, *std::get<Subgraph>(value), indent + "    ");
+    }
 }
 
 }  // namespace
 
 std::string dump_network(const Network& net) {
   std::ostringstream out;
+  dump_into(out, net, "");
+  return out.str();
+}
+
+namespace {
+
+void dump_into(std::ostringstream& out, const Network& net, const std::string& indent) {
   out << "network " << (net.name().empty() ? "(unnamed)" : net.name()) << "\n";
-  for (ValueId id : net.inputs()) out << "  input  " << net.value(id).name << ": " << type_of(net.value(id)) << "\n";
+  for (ValueId id : net.inputs()) out << indent << "  input  " << net.value(id).name << ": " << type_of(net.value(id)) << "\n";
   for (auto& [symbol, r] : net.dim_ranges())
-    out << "  range  " << symbol << " in [" << r.min << ", " << r.max << "], opt " << r.opt << "\n";
+    out << indent << "  range  " << symbol << " in [" << r.min << ", " << r.max << "], opt " << r.opt << "\n";
   for (const Value& v : net.values())
-    if (v.weight) out << "  weight " << v.name << ": " << type_of(v) << "\n";
+    if (v.weight) out << indent << "  weight " << v.name << ": " << type_of(v) << "\n";
   for (const Node& node : net.nodes()) {
-    out << "  ";
+    out << indent << "  ";
     for (size_t i = 0; i < node.outputs.size(); ++i) {
       out << (i ? ", " : "");
       if (node.outputs[i] == kNoValue) out << "_";
@@ -65,9 +87,11 @@ std::string dump_network(const Network& net) {
       out << "}";
     }
     out << "  # " << node.name << "\n";
+    dump_subgraphs(out, node, indent);
   }
-  for (ValueId id : net.outputs()) out << "  output " << net.value(id).name << ": " << type_of(net.value(id)) << "\n";
-  return out.str();
+  for (ValueId id : net.outputs()) out << indent << "  output " << net.value(id).name << ": " << type_of(net.value(id)) << "\n";
 }
+
+}  // namespace
 
 }  // namespace kiln::ir

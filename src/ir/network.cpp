@@ -20,6 +20,7 @@ std::string_view attr_type_name(AttrType type) {
     case AttrType::kFloats: return "floats";
     case AttrType::kStrings: return "strings";
     case AttrType::kTensor: return "tensor";
+    case AttrType::kGraph: return "graph";
   }
   return "?";
 }
@@ -67,6 +68,10 @@ std::vector<std::string> Attributes::get_strings(std::string_view name) const {
 const TensorData* Attributes::get_tensor(std::string_view name) const {
   auto* v = find(name, AttrType::kTensor);
   return v ? &std::get<TensorData>(*v) : nullptr;
+}
+const Network* Attributes::get_graph(std::string_view name) const {
+  auto* v = find(name, AttrType::kGraph);
+  return v ? std::get<Subgraph>(*v).get() : nullptr;
 }
 
 std::string Network::unique_name(const std::string& stem) {

@@ -30,6 +30,7 @@ OpSchema schema_of(OpKind op) {
     case OpFamily::kGenerator: return generator_schema(op);
     case OpFamily::kVision: return vision_schema(op);
     case OpFamily::kRecurrent: return recurrent_schema(op);
+    case OpFamily::kControlFlow: return control_flow_schema(op);
   }
   return {0, 0, 0, 0, {}, false};
 }
@@ -71,6 +72,7 @@ OpFamily family_of(OpKind op) {
     KILN_GENERATOR_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kGenerator;
     KILN_VISION_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kVision;
     KILN_RECURRENT_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kRecurrent;
+    KILN_CONTROL_FLOW_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kControlFlow;
   }
 #undef KILN_FAMILY_CASE
   fail(ErrorCode::kInternal, "op kind ", int(op), " is in no family");
@@ -88,6 +90,7 @@ std::string_view family_name(OpFamily family) {
     case OpFamily::kGenerator: return "generator";
     case OpFamily::kVision: return "vision";
     case OpFamily::kRecurrent: return "recurrent";
+    case OpFamily::kControlFlow: return "control_flow";
   }
   return "?";
 }

@@ -21,6 +21,7 @@ void infer_any(Ctx& c) {
     case OpFamily::kGenerator: return infer_generator(c);
     case OpFamily::kVision: return infer_vision(c);
     case OpFamily::kRecurrent: return infer_recurrent(c);
+    case OpFamily::kControlFlow: return infer_control_flow(c);
   }
   no_inference(c);
 }

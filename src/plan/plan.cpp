@@ -3,8 +3,8 @@
 //   "KILNPLAN" | u32 format version | u32 reserved | u64 meta bytes | u64 weight bytes
 //   | u64 meta checksum | u64 weights checksum | meta | zero pad to 256 | weights
 //
-// meta holds the network (values, nodes with their op by name, attributes,
-// ranges), the optimization profiles, the precision and the arena plan;
+// meta holds the network (values, nodes with their op by name, attributes
+// (subgraphs among them, written whole with their weights inline), ranges), the optimization profiles, the precision and the arena plan;
 // weights holds every weight's bytes at 256-byte aligned offsets. Loading
 // re-validates the network with Network::finalize(), then checks the memory
 // plan, ranges, profiles and weights against it (verify, checks.cpp).
@@ -13,6 +13,7 @@
 #include "kiln/bytes.h"
 #include "kiln/error.h"
 #include "kiln/file_io.h"
+#include "kiln/ir/limits.h"
 #include "kiln/version.h"
 
 namespace kiln::plan {
@@ -62,6 +63,8 @@ std::vector<int64_t> read_dims(ByteReader& r) {
   return dims;
 }
 
+void write_subgraph(ByteWriter& w, const ir::Network& g);
+
 void write_attr(ByteWriter& w, const ir::AttrValue& v) {
   w.put<uint8_t>(uint8_t(v.index()));
   std::visit(
@@ -78,6 +81,8 @@ void write_attr(ByteWriter& w, const ir::AttrValue& v) {
           write_tensor_header(w, x.dtype, x.dims);
           w.put<uint64_t>(x.data.size());
           w.put_bytes(x.data.data(), x.data.size());
+        } else if constexpr (std::is_same_v<T, ir::Subgraph>) {
+          write_subgraph(w, *x);
         } else {
           w.put<uint64_t>(x.size());
           for (auto e : x) w.put(e);
@@ -86,9 +91,24 @@ void write_attr(ByteWriter& w, const ir::AttrValue& v) {
       v);
 }
 
-ir::AttrValue read_attr(ByteReader& r) {
+ir::Subgraph read_subgraph(ByteReader& r, int depth);
+
+ir::TensorData read_tensor(ByteReader& r, const char* what) {
+  ir::TensorData t;
+  t.dtype = read_dtype(r);
+  t.dims = read_dims(r);
+  uint64_t n = r.get_count(1);
+  int64_t need = ir::checked_numel({t.numel(), int64_t(dtype_size(t.dtype))});
+  if (n != uint64_t(need)) fail(ErrorCode::kParseError, r.label(), ": ", what, " has ", n, " bytes; its dims and dtype need ", need);
+  std::string_view bytes = r.get_bytes(n);
+  t.data = Buffer::copy_of(bytes.data(), bytes.size());
+  return t;
+}
+
+// `depth`: how many subgraphs hold the node whose attribute this is.
+ir::AttrValue read_attr(ByteReader& r, int depth) {
   uint8_t type = r.get<uint8_t>();
-  if (type > uint8_t(ir::AttrType::kTensor)) fail(ErrorCode::kParseError, r.label(), ": bad attribute type ", int(type));
+  if (type > uint8_t(ir::AttrType::kGraph)) fail(ErrorCode::kParseError, r.label(), ": bad attribute type ", int(type));
   switch (ir::AttrType(type)) {
     case ir::AttrType::kInt: return r.get<int64_t>();
     case ir::AttrType::kFloat: return r.get<double>();
@@ -108,20 +128,112 @@ ir::AttrValue read_attr(ByteReader& r) {
       for (auto& e : v) e = r.get_string();
       return v;
     }
-    case ir::AttrType::kTensor: {
-      ir::TensorData t;
-      t.dtype = read_dtype(r);
-      t.dims = read_dims(r);
-      uint64_t n = r.get_count(1);
-      int64_t need = ir::checked_numel({t.numel(), int64_t(dtype_size(t.dtype))});
-      if (n != uint64_t(need))
-        fail(ErrorCode::kParseError, r.label(), ": a tensor attribute has ", n, " bytes; its dims and dtype need ", need);
-      std::string_view bytes = r.get_bytes(n);
-      t.data = Buffer::copy_of(bytes.data(), bytes.size());
-      return t;
-    }
+    case ir::AttrType::kTensor: return read_tensor(r, "a tensor attribute");
+    case ir::AttrType::kGraph: return read_subgraph(r, depth + 1);
   }
   fail(ErrorCode::kParseError, r.label(), ": bad attribute type");
+}
+
+void write_node(ByteWriter& w, const ir::Node& n) {
+  w.put_string(n.name);
+  w.put_string(ir::op_name(n.op));
+  w.put<uint64_t>(n.inputs.size());
+  for (auto v : n.inputs) w.put<int32_t>(v);
+  w.put<uint64_t>(n.outputs.size());
+  for (auto v : n.outputs) w.put<int32_t>(v);
+  w.put<uint64_t>(n.attrs.all().size());
+  for (auto& [name, value] : n.attrs.all()) {
+    w.put_string(name);
+    write_attr(w, value);
+  }
+}
+
+void read_ids(ByteReader& r, std::vector<ir::ValueId>& ids, uint64_t values) {
+  ids.resize(r.get_count(4));
+  for (auto& v : ids) {
+    v = r.get<int32_t>();
+    if (v < ir::kNoValue || v >= int32_t(values)) fail(ErrorCode::kParseError, r.label(), ": bad value id ", v);
+  }
+}
+
+ir::Node read_node(ByteReader& r, uint64_t values, int depth) {
+  ir::Node node;
+  node.name = r.get_string();
+  std::string op = r.get_string();
+  std::optional<ir::OpKind> kind = ir::op_from_name(op);
+  if (!kind)
+    fail(ErrorCode::kParseError, r.label(), ": node '", node.name, "' has op '", op, "', which this kiln (", kVersion,
+         ") does not know; rebuild the plan with this kiln's `kiln build`");
+  node.op = *kind;
+  read_ids(r, node.inputs, values);
+  read_ids(r, node.outputs, values);
+  for (uint64_t a = r.get_count(9); a > 0; --a) {
+    std::string name = r.get_string();
+    node.attrs.set(name, read_attr(r, depth));
+  }
+  return node;
+}
+
+// A subgraph: its name, values (inputs with their types, weights with their
+// bytes inline, the others by name), nodes, inputs and outputs.
+void write_subgraph(ByteWriter& w, const ir::Network& g) {
+  w.put_string(g.name());
+  w.put<uint64_t>(g.values().size());
+  for (const ir::Value& v : g.values()) {
+    w.put_string(v.name);
+    uint8_t kind = v.is_input ? 1 : v.weight ? 2 : 0;
+    w.put<uint8_t>(kind);
+    if (kind == 1) {
+      w.put<uint8_t>(uint8_t(v.dtype));
+      w.put<uint64_t>(v.shape.size());
+      for (auto& d : v.shape) ir::write_dim(w, d);
+    } else if (kind == 2) {
+      write_tensor_header(w, v.weight->dtype, v.weight->dims);
+      w.put<uint64_t>(v.weight->data.size());
+      w.put_bytes(v.weight->data.data(), v.weight->data.size());
+    }
+  }
+  w.put<uint64_t>(g.nodes().size());
+  for (const ir::Node& n : g.nodes()) write_node(w, n);
+  w.put<uint64_t>(g.inputs().size());
+  for (auto v : g.inputs()) w.put<int32_t>(v);
+  w.put<uint64_t>(g.outputs().size());
+  for (auto v : g.outputs()) w.put<int32_t>(v);
+}
+
+ir::Subgraph read_subgraph(ByteReader& r, int depth) {
+  if (depth > ir::kMaxSubgraphDepth)
+    fail(ErrorCode::kParseError, r.label(), ": subgraphs nest more than ", ir::kMaxSubgraphDepth, " levels deep");
+  auto g = std::make_shared<ir::Network>();
+  g->set_name(r.get_string());
+  uint64_t values = r.get_count(10);  // each: a string's length and a kind at least
+  for (uint64_t i = 0; i < values; ++i) {
+    std::string name = r.get_string();
+    uint8_t kind = r.get<uint8_t>();
+    if (kind == 1) {
+      DType dtype = read_dtype(r);
+      ir::Shape shape(r.get_count(9));
+      for (auto& d : shape) d = ir::read_dim(r);
+      g->add_input(name, dtype, shape);
+    } else if (kind == 2) {
+      g->add_weight(name, read_tensor(r, "a subgraph weight"));
+    } else if (kind == 0) {
+      g->add_value(name);
+    } else {
+      fail(ErrorCode::kParseError, r.label(), ": bad value kind ", int(kind), " in a subgraph");
+    }
+  }
+  for (uint64_t n = r.get_count(16); n > 0; --n) g->add_node(read_node(r, values, depth));
+  std::vector<ir::ValueId> ids;
+  read_ids(r, ids, values);
+  if (ids != g->inputs()) fail(ErrorCode::kParseError, r.label(), ": a subgraph's input list does not match its input values");
+  read_ids(r, ids, values);
+  for (auto v : ids) {
+    if (v < 0) fail(ErrorCode::kParseError, r.label(), ": bad subgraph output id");
+    g->add_output(v);
+  }
+  g->finalize();
+  return g;
 }
 
 }  // namespace
@@ -174,19 +286,7 @@ std::string serialize(const Plan& plan) {
     }
   }
   meta.put<uint64_t>(net.nodes().size());
-  for (const ir::Node& n : net.nodes()) {
-    meta.put_string(n.name);
-    meta.put_string(ir::op_name(n.op));
-    meta.put<uint64_t>(n.inputs.size());
-    for (auto v : n.inputs) meta.put<int32_t>(v);
-    meta.put<uint64_t>(n.outputs.size());
-    for (auto v : n.outputs) meta.put<int32_t>(v);
-    meta.put<uint64_t>(n.attrs.all().size());
-    for (auto& [name, value] : n.attrs.all()) {
-      meta.put_string(name);
-      write_attr(meta, value);
-    }
-  }
+  for (const ir::Node& n : net.nodes()) write_node(meta, n);
   meta.put<uint64_t>(net.inputs().size());
   for (auto v : net.inputs()) meta.put<int32_t>(v);
   meta.put<uint64_t>(net.outputs().size());
@@ -280,34 +380,11 @@ Plan deserialize(const Buffer& bytes, const std::string& label) {
         fail(ErrorCode::kParseError, label, ": bad value kind ", int(kind));
       }
     }
-    auto read_ids = [&](std::vector<ir::ValueId>& ids) {
-      ids.resize(r.get_count(4));
-      for (auto& v : ids) {
-        v = r.get<int32_t>();
-        if (v < ir::kNoValue || v >= int32_t(values)) fail(ErrorCode::kParseError, label, ": bad value id ", v);
-      }
-    };
-    for (uint64_t n = r.get_count(16); n > 0; --n) {
-      ir::Node node;
-      node.name = r.get_string();
-      std::string op = r.get_string();
-      std::optional<ir::OpKind> kind = ir::op_from_name(op);
-      if (!kind)
-        fail(ErrorCode::kParseError, label, ": node '", node.name, "' has op '", op, "', which this kiln (", kVersion,
-             ") does not know; rebuild the plan with this kiln's `kiln build`");
-      node.op = *kind;
-      read_ids(node.inputs);
-      read_ids(node.outputs);
-      for (uint64_t a = r.get_count(9); a > 0; --a) {
-        std::string name = r.get_string();
-        node.attrs.set(name, read_attr(r));
-      }
-      plan.network.add_node(std::move(node));
-    }
+    for (uint64_t n = r.get_count(16); n > 0; --n) plan.network.add_node(read_node(r, values, 0));
     std::vector<ir::ValueId> ids;
-    read_ids(ids);
+    read_ids(r, ids, values);
     if (ids != plan.network.inputs()) fail(ErrorCode::kParseError, label, ": input list does not match the input values");
-    read_ids(ids);
+    read_ids(r, ids, values);
     for (auto v : ids) {
       if (v < 0) fail(ErrorCode::kParseError, label, ": bad output id");
       plan.network.add_output(v);

@@ -25,6 +25,7 @@ Kernel kernel_of(OpKind op) {
     case ir::OpFamily::kGenerator: return generator_kernel(op);
     case ir::OpFamily::kVision: return vision_kernel(op);
     case ir::OpFamily::kRecurrent: return recurrent_kernel(op);
+    case ir::OpFamily::kControlFlow: return control_flow_kernel(op);
   }
   return nullptr;
 }
@@ -78,8 +79,10 @@ namespace {
 
 // Every value after the run: the outputs, and the tensors `keep` asks for
 // (the other intermediates are freed after their last reader so large models fit).
+// A subgraph's inputs are checked for their dtype only: its declared shapes
+// may be narrower than what its node gives it (a loop-carried value that grows).
 std::vector<std::optional<Tensor>> execute(const ir::Network& net, const std::map<std::string, Tensor>& inputs,
-                                           const std::function<bool(const std::string&)>& keep) {
+                                           const std::function<bool(const std::string&)>& keep, bool subgraph = false) {
   if (!net.finalized()) fail(ErrorCode::kInvalidArgument, "the network must be finalized before it runs");
   std::vector<std::optional<Tensor>> values(net.values().size());
   ir::SymbolBindings bindings;
@@ -95,7 +98,9 @@ std::vector<std::optional<Tensor>> execute(const ir::Network& net, const std::ma
     const ir::Value& v = net.value(id);
     auto it = inputs.find(v.name);
     if (it == inputs.end()) fail(ErrorCode::kInvalidArgument, "input '", v.name, "' is not given");
-    bind_input(net, v, it->second, bindings);
+    if (!subgraph) bind_input(net, v, it->second, bindings);
+    else if (it->second.dtype != v.dtype)
+      fail(ErrorCode::kTypeError, "input '", v.name, "' must be ", dtype_name(v.dtype), "; got ", dtype_name(it->second.dtype));
     values[size_t(id)] = it->second;
   }
   for (size_t i = 0; i < net.values().size(); ++i)
@@ -145,6 +150,24 @@ std::vector<std::optional<Tensor>> execute(const ir::Network& net, const std::ma
 }
 
 }  // namespace
+
+std::vector<Tensor> run_subgraph(const KernelContext& c, const char* attr, const std::vector<Tensor>& inputs) {
+  const ir::Network* body = c.attrs().get_graph(attr);
+  if (!body) c.error(ErrorCode::kInvalidModel, "graph attribute '", attr, "' is required");
+  if (inputs.size() != body->inputs().size())
+    c.error(ErrorCode::kInvalidModel, "subgraph '", attr, "' has ", body->inputs().size(), " inputs; the node gives it ", inputs.size());
+  std::map<std::string, Tensor> named;
+  for (size_t i = 0; i < inputs.size(); ++i) named[body->value(body->inputs()[i]).name] = inputs[i];
+  std::vector<std::optional<Tensor>> values;
+  try {
+    values = execute(*body, named, {}, true);
+  } catch (const Error& e) {
+    c.error(e.code(), "in subgraph '", attr, "': ", e.what());
+  }
+  std::vector<Tensor> out;
+  for (ir::ValueId id : body->outputs()) out.push_back(*values[size_t(id)]);
+  return out;
+}
 
 std::vector<Tensor> run(const ir::Network& net, const std::map<std::string, Tensor>& inputs) {
   std::vector<std::optional<Tensor>> values = execute(net, inputs, {});

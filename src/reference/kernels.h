@@ -48,6 +48,11 @@ Kernel movement_kernel(ir::OpKind op);
 Kernel generator_kernel(ir::OpKind op);
 Kernel vision_kernel(ir::OpKind op);
 Kernel recurrent_kernel(ir::OpKind op);
+Kernel control_flow_kernel(ir::OpKind op);
+
+// Runs the subgraph in graph attribute `attr` of c's node on `inputs` (its
+// inputs in order); errors name the node and the subgraph.
+std::vector<Tensor> run_subgraph(const KernelContext& c, const char* attr, const std::vector<Tensor>& inputs);
 
 // The Kernel of a function that makes one output.
 template <Tensor (*Fn)(const KernelContext&)>

@@ -27,6 +27,7 @@ const FamilyFile kFiles[] = {
     {OpFamily::kGenerator, generator_schema, infer_generator},
     {OpFamily::kVision, vision_schema, infer_vision},
     {OpFamily::kRecurrent, recurrent_schema, infer_recurrent},
+    {OpFamily::kControlFlow, control_flow_schema, infer_control_flow},
 };
 
 std::string file_of(OpFamily family) { return str("src/ir/ops/", family_name(family), ".cpp"); }

@@ -11,6 +11,8 @@
 // sample and passing all of this.
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "kiln/builder.h"
 #include "kiln/error.h"
 #include "kiln/ir/fused.h"
@@ -75,6 +77,17 @@ std::vector<double> sequence(int n, int first) {
   std::vector<double> v;
   for (int i = 0; i < n; ++i) v.push_back(first + i);
   return v;
+}
+
+// A subgraph of inputs `inputs` whose outputs `make` returns from them.
+ir::Subgraph subgraph(const std::vector<std::pair<DType, std::vector<int64_t>>>& inputs,
+                      const std::function<std::vector<ValueId>(ir::Network&, const std::vector<ValueId>&)>& make) {
+  auto g = std::make_shared<ir::Network>();
+  std::vector<ValueId> in;
+  for (auto& [dtype, dims] : inputs) in.push_back(g->add_input(str("b", in.size()), dtype, ir::Shape(dims.begin(), dims.end())));
+  for (ValueId v : make(*g, in)) g->add_output(v);
+  g->finalize();
+  return g;
 }
 
 // The sample network of each op kind (no default: a new op kind is a compiler warning here, and a failure below).
@@ -234,6 +247,29 @@ std::optional<Sample> sample_for(OpKind op) {
       return s.node(op, {s.input(f32, {2, 1, 3}), s.floats({2, 16, 3}, 0.1), s.floats({2, 16, 4}, 0.2), s.floats({2, 32}, 0.3),
                          s.input(DType::kInt32, {1}, {1}), s.input(f32, {2, 1, 4}), s.input(f32, {2, 1, 4}), s.floats({2, 12}, 0.4)},
                     attrs({{"direction", std::string("bidirectional")}}), 4);
+    case OpKind::kIf: {
+      auto branch = [](OpKind unary) {
+        return subgraph({{f32, {2, 3}}}, [unary](ir::Network& g, const std::vector<ValueId>& in) {
+          return std::vector<ValueId>{g.add_op1(unary, {in[0]})};
+        });
+      };
+      return s.node(op, {s.input(DType::kBool, {}, {1}), s.input(f32, {2, 3})},
+                    attrs({{"then_branch", branch(OpKind::kRelu)}, {"else_branch", branch(OpKind::kNeg)}}));
+    }
+    case OpKind::kLoop: {  // three trips doubling x, each x a slice of the scan output
+      ir::Subgraph body = subgraph({{DType::kInt64, {}}, {DType::kBool, {}}, {f32, {2}}}, [](ir::Network& g, const std::vector<ValueId>& in) {
+        ValueId y = g.add_op1(OpKind::kAdd, {in[2], in[2]});
+        return std::vector<ValueId>{in[1], y, y};
+      });
+      return s.node(op, {s.int_scalar(3), ir::kNoValue, s.input(f32, {2})}, attrs({{"body", body}}), 2);
+    }
+    case OpKind::kScan: {  // a running sum over the rows of x
+      ir::Subgraph body = subgraph({{f32, {2}}, {f32, {2}}}, [](ir::Network& g, const std::vector<ValueId>& in) {
+        ValueId sum = g.add_op1(OpKind::kAdd, {in[0], in[1]});
+        return std::vector<ValueId>{sum, sum};
+      });
+      return s.node(op, {s.input(f32, {2}), s.input(f32, {3, 2})}, attrs({{"body", body}, {"num_scan_inputs", int64_t(1)}}), 2);
+    }
     case OpKind::kHannWindow: case OpKind::kHammingWindow: case OpKind::kBlackmanWindow:
       return s.node(op, {s.int_scalar(8)}, attrs({{"periodic", int64_t(0)}}));
     case OpKind::kMelWeightMatrix:

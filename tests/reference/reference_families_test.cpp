@@ -19,6 +19,7 @@ const FamilyFile kFiles[] = {
     {ir::OpFamily::kNormalization, normalization_kernel}, {ir::OpFamily::kReduce, reduce_kernel},
     {ir::OpFamily::kMovement, movement_kernel},       {ir::OpFamily::kGenerator, generator_kernel},
     {ir::OpFamily::kVision, vision_kernel},       {ir::OpFamily::kRecurrent, recurrent_kernel},
+    {ir::OpFamily::kControlFlow, control_flow_kernel},
 };
 
 TEST(ReferenceFamilies, EveryFamilyHasAFile) {

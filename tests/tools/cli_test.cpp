@@ -823,7 +823,7 @@ TEST(CliProfiles, NamingAnInputAgainStartsTheNextProfile) {
   EXPECT_EQ(built["ranges"], json::parse(R"({"B": {"min": 1, "opt": 2, "max": 64}, "S": {"min": 16, "opt": 16, "max": 32}})"));
   Result inspect = kiln("inspect " + plan);
   EXPECT_EQ(inspect.code, 0) << inspect.output;
-  EXPECT_NE(inspect.output.find("plan format 4\n"), std::string::npos) << inspect.output;
+  EXPECT_NE(inspect.output.find("plan format 5\n"), std::string::npos) << inspect.output;
   EXPECT_NE(inspect.output.find("profiles:   2 (a context runs the shapes of the one it selects)\n"
                                 "  0: B 1/2/8, S 16/16/32\n"
                                 "  1: B 9/16/64, S 16/16/16\n"),
@@ -831,7 +831,7 @@ TEST(CliProfiles, NamingAnInputAgainStartsTheNextProfile) {
       << inspect.output;
   json inspected = kiln_json("inspect " + plan);
   EXPECT_EQ(inspected["profiles"], built["profiles"]);
-  EXPECT_EQ(inspected["plan_format"], 4);
+  EXPECT_EQ(inspected["plan_format"], 5);
   // One profile, as before: one entry per input.
   json one = kiln_json("build " + model.path.string() + " -o " + plan + " --profile x:1x4/2x4/8x4 --profile mask:1x16/2x16/8x16");
   EXPECT_EQ(one["profiles"].size(), 1u);

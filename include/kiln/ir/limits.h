@@ -29,6 +29,12 @@ inline constexpr int64_t kMaxSymbols = int64_t(1) << 14;
 // a budget per node, and a hard cap whatever the node count.
 inline constexpr int64_t kInferenceWorkPerNode = 4096;
 inline constexpr int64_t kMaxInferenceWork = int64_t(1) << 24;
+// Most levels of subgraphs (If branches, Loop and Scan bodies) inside one another.
+inline constexpr int kMaxSubgraphDepth = 16;
+// Most iterations the reference interpreter runs of one Loop or Scan node:
+// exporters write a trip count of 2^63-1 with a condition that ends the loop,
+// and a condition that never does must end in an error, not a hang.
+inline constexpr int64_t kMaxLoopIterations = int64_t(1) << 20;
 
 // The element count of dims; throws kShapeError naming `what` when a dim is
 // negative, the product overflows or it passes kMaxTensorElements.

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -29,9 +31,17 @@ struct TensorData {
   int64_t numel() const;
 };
 
+class Network;
+// A subgraph held by a node (If's branches, the body of Loop and Scan): a
+// finalized Network. Its inputs are the node's per-run values followed by the
+// values of the enclosing graph it reads, which are also the node's last
+// inputs (ONNX's implicit outer-scope reads made explicit). Copies of a node
+// share it: a subgraph is never edited in place.
+using Subgraph = std::shared_ptr<const Network>;
+
 using AttrValue = std::variant<int64_t, double, std::string, std::vector<int64_t>, std::vector<double>,
-                               std::vector<std::string>, TensorData>;
-enum class AttrType { kInt, kFloat, kString, kInts, kFloats, kStrings, kTensor };
+                               std::vector<std::string>, TensorData, Subgraph>;
+enum class AttrType { kInt, kFloat, kString, kInts, kFloats, kStrings, kTensor, kGraph };
 std::string_view attr_type_name(AttrType type);
 AttrType attr_type_of(const AttrValue& value);
 
@@ -50,6 +60,7 @@ class Attributes {
   std::vector<double> get_floats(std::string_view name, const std::vector<double>& fallback = {}) const;
   std::vector<std::string> get_strings(std::string_view name) const;  // empty when absent
   const TensorData* get_tensor(std::string_view name) const;
+  const Network* get_graph(std::string_view name) const;  // nullptr when absent
 
  private:
   const AttrValue* find(std::string_view name, AttrType expected) const;

@@ -63,20 +63,22 @@ namespace kiln::ir {
 #define KILN_VISION_OPS(M, B) M(GridSample) M(RoiAlign) M(AffineGrid) M(Col2Im) M(MaxRoiPool) M(NonMaxSuppression)
 // Recurrent layers: a state carried from time step to time step.
 #define KILN_RECURRENT_OPS(M, B) M(RNN) M(GRU) M(LSTM)
+// Control flow: nodes that run subgraphs (graph attributes) once, by choice or repeatedly.
+#define KILN_CONTROL_FLOW_OPS(M, B) M(If) M(Loop) M(Scan)
 
 // Every op kind, X(Name), family by family. The order of families and of ops
 // is free to change: plans store ops by name (op_name).
 #define KILN_OPS(X)                                                                                    \
   KILN_ELEMENTWISE_OPS(X, X) KILN_LINALG_OPS(X, X) KILN_CONV_OPS(X, X) KILN_POOL_OPS(X, X)             \
   KILN_NORMALIZATION_OPS(X, X) KILN_REDUCE_OPS(X, X) KILN_MOVEMENT_OPS(X, X) KILN_GENERATOR_OPS(X, X)      \
-  KILN_VISION_OPS(X, X) KILN_RECURRENT_OPS(X, X)
+  KILN_VISION_OPS(X, X) KILN_RECURRENT_OPS(X, X) KILN_CONTROL_FLOW_OPS(X, X)
 #define KILN_NO_OP_(name)
 // The builder's ops alone.
 #define KILN_BUILDER_OPS(X)                                                                            \
   KILN_ELEMENTWISE_OPS(KILN_NO_OP_, X) KILN_LINALG_OPS(KILN_NO_OP_, X) KILN_CONV_OPS(KILN_NO_OP_, X)    \
   KILN_POOL_OPS(KILN_NO_OP_, X) KILN_NORMALIZATION_OPS(KILN_NO_OP_, X) KILN_REDUCE_OPS(KILN_NO_OP_, X) \
   KILN_MOVEMENT_OPS(KILN_NO_OP_, X) KILN_GENERATOR_OPS(KILN_NO_OP_, X) KILN_VISION_OPS(KILN_NO_OP_, X) \
-  KILN_RECURRENT_OPS(KILN_NO_OP_, X)
+  KILN_RECURRENT_OPS(KILN_NO_OP_, X) KILN_CONTROL_FLOW_OPS(KILN_NO_OP_, X)
 
 enum class OpKind : uint16_t {
 #define KILN_OP_ENUM(name) k##name,
@@ -85,9 +87,10 @@ enum class OpKind : uint16_t {
 };
 
 enum class OpFamily : uint8_t {
-  kElementwise, kLinalg, kConv, kPool, kNormalization, kReduce, kMovement, kGenerator, kVision, kRecurrent
+  kElementwise, kLinalg, kConv, kPool, kNormalization, kReduce, kMovement, kGenerator, kVision, kRecurrent,
+  kControlFlow
 };
-inline constexpr int kOpFamilyCount = 10;
+inline constexpr int kOpFamilyCount = 11;
 
 std::string_view op_name(OpKind op);
 std::optional<OpKind> op_from_name(std::string_view name);

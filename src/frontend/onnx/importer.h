@@ -39,6 +39,11 @@ class GraphBuilder {
  public:
   GraphBuilder(ir::Network& net, int opset, std::filesystem::path base_dir)
       : net_(net), opset_(opset), base_dir_(std::move(base_dir)) {}
+  // The builder of a subgraph of a node of `outer`'s graph.
+  GraphBuilder(ir::Network& net, GraphBuilder& outer)
+      : net_(net), opset_(outer.opset_), base_dir_(outer.base_dir_), outer_(&outer), depth_(outer.depth_ + 1) {}
+  GraphBuilder* outer() const { return outer_; }
+  int depth() const { return depth_; }  // 0 for the model's graph
   ir::Network& net() { return net_; }
   int opset() const { return opset_; }
   const std::filesystem::path& base_dir() const { return base_dir_; }
@@ -61,6 +66,8 @@ class GraphBuilder {
   ir::Network& net_;
   int opset_;
   std::filesystem::path base_dir_;
+  GraphBuilder* outer_ = nullptr;
+  int depth_ = 0;
   int64_t const_counter_ = 0;
   std::map<ir::ValueId, int> infer_state_;
   std::map<ir::ValueId, ir::InferOutput> inferred_;
@@ -88,5 +95,13 @@ void translate_space_to_depth_crd(GraphBuilder& b, const ir::Node& node, const s
 void translate_center_crop_pad(GraphBuilder& b, const ir::Node& node, const std::string& where);
 void translate_dynamic_quantize_linear(GraphBuilder& b, const ir::Node& node, const std::string& where);
 void translate_mean_variance_normalization(GraphBuilder& b, const ir::Node& node, const std::string& where);
+
+// If, Loop and Scan (control_flow.cpp): their subgraphs imported into
+// Networks, the enclosing graphs' values they read made the node's inputs.
+void translate_control_flow(GraphBuilder& b, ::onnx::NodeProto& node, const std::string& name, int version,
+                            const std::string& where);
+// The ops of `graph` and of every subgraph in it that kiln does not read
+// ("Op (count)", "domain::Op (count)"), counted into `unsupported`.
+void count_unsupported_ops(const ::onnx::GraphProto& graph, std::map<std::string, int>& unsupported);
 
 }  // namespace kiln::onnx

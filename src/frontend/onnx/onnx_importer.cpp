@@ -135,6 +135,18 @@ std::optional<ir::InferOutput> GraphBuilder::infer(ir::ValueId root) {
   return inferred_[root];
 }
 
+void count_unsupported_ops(const ::onnx::GraphProto& graph, std::map<std::string, int>& unsupported) {
+  for (const auto& node : graph.node()) {
+    bool default_domain = node.domain().empty() || node.domain() == "ai.onnx";
+    if (!default_domain) unsupported[node.domain() + "::" + node.op_type()]++;
+    else if (!is_supported_op(node.op_type())) unsupported[node.op_type()]++;
+    for (const auto& a : node.attribute()) {
+      if (a.has_g()) count_unsupported_ops(a.g(), unsupported);
+      for (const auto& g : a.graphs()) count_unsupported_ops(g, unsupported);
+    }
+  }
+}
+
 namespace {
 
 ir::Shape input_shape(const ::onnx::ValueInfoProto& info) {
@@ -157,11 +169,7 @@ ir::Shape input_shape(const ::onnx::ValueInfoProto& info) {
 
 void check_unsupported_ops(const ::onnx::GraphProto& graph) {
   std::map<std::string, int> unsupported;
-  for (const auto& node : graph.node()) {
-    bool default_domain = node.domain().empty() || node.domain() == "ai.onnx";
-    if (!default_domain) unsupported[node.domain() + "::" + node.op_type()]++;
-    else if (!is_supported_op(node.op_type())) unsupported[node.op_type()]++;
-  }
+  count_unsupported_ops(graph, unsupported);
   if (unsupported.empty()) return;
   std::string list;
   for (auto& [op, count] : unsupported) list += str(list.empty() ? "" : ", ", op, " (", count, ")");
@@ -326,12 +334,20 @@ ModelSummary summarize_model(const fs::path& path) {
   for (const auto& in : model.graph().input())
     if (!initializers.count(in.name())) s.inputs.push_back(describe(in));
   for (const auto& out : model.graph().output()) s.outputs.push_back(describe(out));
-  for (const auto& node : model.graph().node()) {
-    bool default_domain = node.domain().empty() || node.domain() == "ai.onnx";
-    std::string key = default_domain ? node.op_type() : node.domain() + "::" + node.op_type();
-    if (s.op_histogram[key]++ == 0 && (!default_domain || !is_supported_op(node.op_type())))
-      s.unsupported_ops.push_back(key);
-  }
+  // The ops of subgraphs (If branches, Loop and Scan bodies) count as the model's.
+  std::function<void(const ::onnx::GraphProto&)> count = [&](const ::onnx::GraphProto& graph) {
+    for (const auto& node : graph.node()) {
+      bool default_domain = node.domain().empty() || node.domain() == "ai.onnx";
+      std::string key = default_domain ? node.op_type() : node.domain() + "::" + node.op_type();
+      if (s.op_histogram[key]++ == 0 && (!default_domain || !is_supported_op(node.op_type())))
+        s.unsupported_ops.push_back(key);
+      for (const auto& a : node.attribute()) {
+        if (a.has_g()) count(a.g());
+        for (const auto& g : a.graphs()) count(g);
+      }
+    }
+  };
+  count(model.graph());
   return s;
 }
 

@@ -88,6 +88,11 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     {"CumProd", {26}}, {"Det", {11, 22}}, {"EyeLike", {9, 22}}, {"GlobalLpPool", {1, 2, 22}}, {"LpNormalization", {1, 22}},
     {"LpPool", {1, 2, 11, 18, 22}}, {"MaxUnpool", {9, 11, 22}}, {"MeanVarianceNormalization", {9, 13}},
     {"ReverseSequence", {10, 28}}, {"TensorScatter", {24}},
+    // Control flow. If-11 lets the branches' shapes differ; Scan-9 dropped
+    // Scan-8's batch dim and took axes, 11 negative ones; the other versions
+    // add types (sequences, optionals: refused where they appear).
+    {"If", {1, 11, 13, 16, 19, 21, 23, 24, 25}}, {"Loop", {1, 11, 13, 16, 19, 21, 23, 24, 25}},
+    {"Scan", {8, 9, 11, 16, 19, 21, 23, 24, 25}},
 };
 
 // ONNX op types translated into an op of another name (besides Constant, which
@@ -372,6 +377,7 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
     fail(ErrorCode::kInvalidModel, where, ": ONNX opset ", opset, " has no ", type, " (it is defined from opset ",
          versions_of(type)->front(), " on)");
   if (type == "Constant") return translate_constant(b, p, where);
+  if (type == "If" || type == "Loop" || type == "Scan") return translate_control_flow(b, p, name, version, where);
 
   ir::Node node;
   node.name = name;

@@ -45,6 +45,7 @@ OpSchema movement_schema(OpKind op);
 OpSchema generator_schema(OpKind op);
 OpSchema vision_schema(OpKind op);
 OpSchema recurrent_schema(OpKind op);
+OpSchema control_flow_schema(OpKind op);
 
 // "src/ir/ops/conv.cpp": the file that defines the op's schema and inference.
 std::string family_file(OpKind op);
@@ -202,6 +203,7 @@ void infer_movement(Ctx& c);
 void infer_generator(Ctx& c);
 void infer_vision(Ctx& c);
 void infer_recurrent(Ctx& c);
+void infer_control_flow(Ctx& c);
 // A family file's answer to an op kind it has no case for.
 [[noreturn]] void no_inference(const Ctx& c);
 

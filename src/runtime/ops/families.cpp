@@ -23,6 +23,7 @@ constexpr FamilyLowering kLowerings[] = {
     {OpFamily::kGenerator, make_generator, describe_generator},
     {OpFamily::kVision, make_vision, describe_vision},
     {OpFamily::kRecurrent, make_recurrent, describe_recurrent},
+    {OpFamily::kControlFlow, make_control_flow, describe_control_flow},
 };
 static_assert(std::size(kLowerings) == size_t(ir::kOpFamilyCount), "a family without a lowering");
 constexpr bool in_family_order() {
