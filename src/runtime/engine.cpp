@@ -133,7 +133,8 @@ std::unique_ptr<ExecutionContext> Engine::create_context() {
   c->graph_strategy = state_->config.cuda_graph_strategy;
   c->specialization = state_->config.dynamic_shapes_kernel_specialization_strategy;
   DeviceScope on_device(state_->device);
-  c->arena = DeviceBuffer(size_t(state_->plan.arena_bytes), "the activation arena");
+  // Never empty: tensors of no elements have addresses too (kernels read none of their bytes).
+  c->arena = DeviceBuffer(std::max<size_t>(size_t(state_->plan.arena_bytes), plan::kArenaAlignment), "the activation arena");
   c->workspace = DeviceBuffer(kWorkspaceBytes, "the cuBLASLt workspace");
   KILN_CUDA(cudaEventCreateWithFlags(&c->fence, cudaEventDisableTiming), "creating the context's event");
   KILN_CUDA(cudaEventCreateWithFlags(&c->joined_in, cudaEventDisableTiming), "creating the context's event");

@@ -66,11 +66,11 @@ TEST_P(GpuPoolReduceMatMul, MaxPoolIndicesMatchReference) {
   expect_matches(m, OpKind::kMaxPool, "maxpool indices");
 }
 
-// Integer MaxPool (uint8 and int8 as ONNX has them, int32 and int64 too), with
+// Integer MaxPool (uint8 and int8, the integers ONNX's MaxPool takes), with
 // many equal values: the first maximum's index, as the reference.
 TEST(GpuPoolReduceMatMulIntegers, MaxPoolOfIntegers) {
   KILN_REQUIRE_GPU();
-  for (DType dtype : kIntegers)
+  for (DType dtype : {DType::kInt8, DType::kUInt8})
     for (S strategy : {S::kNone, S::kEager}) {
       SCOPED_TRACE(str(dtype_name(dtype), " ", spec_name(strategy)));
       std::mt19937 rng(3402);
