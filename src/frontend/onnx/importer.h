@@ -96,6 +96,10 @@ void translate_center_crop_pad(GraphBuilder& b, const ir::Node& node, const std:
 void translate_dynamic_quantize_linear(GraphBuilder& b, const ir::Node& node, const std::string& where);
 void translate_mean_variance_normalization(GraphBuilder& b, const ir::Node& node, const std::string& where);
 
+// ai.onnx.preview FlexAttention: its score_mod and prob_mod subgraphs translated in place.
+void translate_flex_attention(GraphBuilder& b, ::onnx::NodeProto& node, const std::string& name, const std::string& where);
+// Whether the importer reads `op_type` of `domain`, a domain other than the default one.
+bool is_supported_domain_op(const std::string& domain, const std::string& op_type);
 // If, Loop and Scan (control_flow.cpp): their subgraphs imported into
 // Networks, the enclosing graphs' values they read made the node's inputs.
 void translate_control_flow(GraphBuilder& b, ::onnx::NodeProto& node, const std::string& name, int version,

@@ -367,9 +367,15 @@ void check_translated(const ir::Node& node, const std::string& type, int version
 
 }  // namespace
 
+bool is_supported_domain_op(const std::string& domain, const std::string& op_type) {
+  return domain == "ai.onnx.preview" && op_type == "FlexAttention";
+}
+
 void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
   const std::string& type = p.op_type();
   std::string name = p.name().empty() ? str(type, "_", index) : p.name();
+  if (p.domain() == "ai.onnx.preview")  // FlexAttention-1, the domain's one version
+    return translate_flex_attention(b, p, name, str("node '", name, "' (ai.onnx.preview::", type, ")"));
   int opset = b.opset();
   std::string where = str("node '", name, "' (", type, ", opset ", opset, ")");
   int version = onnx_op_version(type, opset);
