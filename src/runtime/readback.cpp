@@ -1,11 +1,13 @@
-// Data-dependent sizes: enqueue runs the launches up to a node whose output
-// size depends on data, copies the few values that decide it (the count a
-// NonZero, Compress, Unique or NonMaxSuppression leaves in the context's
-// scratch; a Range's bounds, TopK's K, a Reshape's shape) into pinned host
-// memory, waits for them (the one place enqueue waits for the GPU), binds the
-// sizes, checks them against the bounds `kiln build` planned the memory
-// for, and prepares and launches what follows. Such engines run generic
-// kernels: a size that changes every call would make every call compile.
+// Data-dependent sizes and control flow: enqueue runs the launches up to a
+// node whose output size depends on data, copies the few values that decide
+// it (the count a NonZero, Compress, Unique or NonMaxSuppression leaves in the
+// context's scratch; a Range's bounds, TopK's K, a Reshape's shape) into
+// pinned host memory, waits for them (the one place enqueue waits for the
+// GPU), binds the sizes, checks them against the bounds `kiln build` planned
+// the memory for, and prepares and launches what follows. A control-flow node
+// is such a point too: enqueue runs it there, its subgraphs on contexts of
+// their own (ops/control_flow.cpp). Such engines run generic kernels: a size
+// that changes every call would make every call compile.
 #include <algorithm>
 #include <cstring>
 
@@ -26,6 +28,8 @@ constexpr size_t kReadSlotBytes = kMaxReadElements * sizeof(int64_t);
 std::string describe(const ir::Network& net, const ir::Node& node, ir::ValueId v) {
   return str("tensor '", net.value(v).name, "' (node '", node.name, "', ", ir::op_name(node.op), ")");
 }
+
+}  // namespace
 
 // Binds `symbol` to `size`, read back for `v`, within the bound the plan holds.
 void bind_size(const plan::Plan& plan, const ir::Node& node, ir::ValueId v, const std::string& symbol, int64_t size,
@@ -51,6 +55,8 @@ std::optional<std::string> unbound_symbol(const ir::Network& net, ir::ValueId v,
   if (!net.data_dependent_symbols().count(s) || resolved.count(s)) return std::nullopt;
   return s;
 }
+
+namespace {
 
 void wait_for(cudaStream_t stream, const ir::Node& node) {
   KILN_CUDA(cudaStreamSynchronize(stream), str("waiting for the values that size the outputs of node '", node.name, "'"));
@@ -149,6 +155,22 @@ void check_sized(const ir::Network& net, const ShapeEnv& env, size_t begin, size
   }
 }
 
+// A subgraph's outputs are written at its node's outputs (or slices of them):
+// each output sized by now must fit the room there before a stage writes it.
+void check_room(const ContextState& c, const ShapeEnv& env) {
+  if (c.room.empty()) return;
+  const ir::Network& net = c.engine->plan.network;
+  for (size_t k = 0; k < net.outputs().size(); ++k) {
+    ir::ValueId v = net.outputs()[k];
+    if (c.room[size_t(v)] < 0 || env.pending[size_t(v)]) continue;
+    int64_t bytes = ir::checked_numel(env.of(v)) * int64_t(dtype_size(net.value(v).dtype));
+    if (bytes > c.room[size_t(v)])
+      fail(ErrorCode::kShapeError, "output ", k, " ('", net.value(v).name, "') is ", ir::shape_to_string(ir::shape_of(env.of(v))),
+           " at this run, ", bytes, " bytes, more than the ", c.room[size_t(v)], " bytes its node's output has for it at the "
+           "bounds the plan was built with; build it with a larger bound (--data-dependent-bound)");
+  }
+}
+
 }  // namespace
 
 void plan_readbacks(EngineState& e) {
@@ -156,11 +178,22 @@ void plan_readbacks(EngineState& e) {
   // Counted nodes write their count even where the plan knows it (a Compress of a constant condition).
   e.readback_scratch_bytes = size_t(readback_scratch_bytes(e.plan));
   const std::set<std::string>& data = net.data_dependent_symbols();
-  if (data.empty()) return;
+  auto control_flow = [](const ir::Node& node) { return ir::family_of(node.op) == ir::OpFamily::kControlFlow; };
+  if (data.empty() && std::none_of(net.nodes().begin(), net.nodes().end(), control_flow)) return;
   std::set<std::string> sized;
   size_t most_inputs = 0;
   for (size_t n = 0; n < net.nodes().size(); ++n) {
     const ir::Node& node = net.nodes()[n];
+    if (control_flow(node)) {
+      // Its run reads its condition (a Loop: and its trip count) back and sizes its outputs.
+      for (ir::ValueId v : node.outputs)
+        if (v != ir::kNoValue)
+          for (const ir::Dim& d : net.value(v).shape) d.collect_symbols(sized);
+      if (e.data_dependent.empty()) e.data_dependent = str("node '", node.name, "' (", ir::op_name(node.op), ") decides by data what runs");
+      e.readbacks.push_back({n, false, true});
+      most_inputs = std::max<size_t>(most_inputs, 2);
+      continue;
+    }
     bool fresh = false;
     for (ir::ValueId v : node.outputs) {
       if (v == ir::kNoValue) continue;
@@ -169,7 +202,7 @@ void plan_readbacks(EngineState& e) {
       for (const std::string& s : symbols)
         if (data.count(s) && sized.insert(s).second) {
           fresh = true;
-          if (e.data_dependent.empty()) e.data_dependent = describe(net, node, v);
+          if (e.data_dependent.empty()) e.data_dependent = str(describe(net, node, v), " has a size that depends on data");
         }
     }
     if (!fresh) continue;
@@ -203,6 +236,7 @@ void enqueue_data_dependent(ContextState& c, cudaStream_t stream) {
   for (size_t r = 0;; ++r) {
     bool last = r == e.readbacks.size();
     size_t end = last ? net.nodes().size() : e.readbacks[r].node + (e.readbacks[r].after ? 1 : 0);
+    check_room(c, env);
     // A stage is prepared once per input shapes and values read back before it.
     std::string key = str(input_key, "#", r);
     for (auto& [symbol, size] : resolved) key += str(",", symbol, "=", size);
@@ -219,12 +253,13 @@ void enqueue_data_dependent(ContextState& c, cudaStream_t stream) {
       return;
     }
     const ir::Node& node = net.nodes()[e.readbacks[r].node];
-    if (e.readbacks[r].after) read_count(c, node, stream, resolved);
+    if (e.readbacks[r].control_flow) run_control_flow(c, e.readbacks[r].node, stream, env, resolved);
+    else if (e.readbacks[r].after) read_count(c, node, stream, resolved);
     else read_inputs(c, node, stream, env, resolved);
     auto read = std::move(env.read);
     env = evaluate_shapes(net, c.input_dims, &resolved);
     env.read = std::move(read);
-    begin = end;
+    begin = e.readbacks[r].control_flow ? end + 1 : end;
   }
 }
 
