@@ -178,13 +178,16 @@ void plan_readbacks(EngineState& e) {
   // Counted nodes write their count even where the plan knows it (a Compress of a constant condition).
   e.readback_scratch_bytes = size_t(readback_scratch_bytes(e.plan));
   const std::set<std::string>& data = net.data_dependent_symbols();
-  auto control_flow = [](const ir::Node& node) { return ir::family_of(node.op) == ir::OpFamily::kControlFlow; };
-  if (data.empty() && std::none_of(net.nodes().begin(), net.nodes().end(), control_flow)) return;
+  // Control flow whose outputs the host knows (shape arithmetic) is written as constants instead.
+  auto control_flow = [&](size_t n) { return dynamic_cast<const ControlFlowOp*>(e.ops.at(n).get()) != nullptr; };
+  bool any_control_flow = false;
+  for (size_t n = 0; n < e.ops.size(); ++n) any_control_flow = any_control_flow || control_flow(n);
+  if (data.empty() && !any_control_flow) return;
   std::set<std::string> sized;
   size_t most_inputs = 0;
   for (size_t n = 0; n < net.nodes().size(); ++n) {
     const ir::Node& node = net.nodes()[n];
-    if (control_flow(node)) {
+    if (control_flow(n)) {
       // Its run reads its condition (a Loop: and its trip count) back and sizes its outputs.
       for (ir::ValueId v : node.outputs)
         if (v != ir::kNoValue)
