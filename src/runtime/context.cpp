@@ -345,10 +345,12 @@ PreparedShape& prepared_launches(ContextState& c, const std::string& key, const 
   ctx.cache = e.config.cache.get();
   ctx.arch = e.arch;
   for (size_t i = begin; i < end; ++i) e.ops[i]->prepare(ctx);
+  // A subgraph's kernels are registered in its engine's store.
+  const KernelStore& kernels = c.owner ? c.owner->engine->store : e.store;
   for (Step& step : p.steps) {
     auto* k = std::get_if<KernelLaunch>(&step);
     if (k && k->specializable && k->handle >= 0 && strategy != KernelSpecialization::kNone)
-      k->special = e.store.specialize(k->handle, k->params);  // null once the bound is reached
+      k->special = kernels.specialize(k->handle, k->params);  // null once the bound is reached
   }
   for (Step& step : p.steps) {
     auto* k = std::get_if<KernelLaunch>(&step);
@@ -369,8 +371,9 @@ PreparedShape& prepared_launches(ContextState& c, const std::string& key, const 
   p.prepare_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   c.shapes.push_front(std::move(p));
   if (c.shapes.size() > std::max<size_t>(1, e.config.shapes_per_context)) {
+    ContextState& keeper = c.owner ? *c.owner : c;  // a subgraph's forgotten kernels wait for its engine context's fence
     for (Step& step : c.shapes.back().steps)
-      if (auto* k = std::get_if<KernelLaunch>(&step); k && k->special) c.retiring.push_back(std::move(k->special));
+      if (auto* k = std::get_if<KernelLaunch>(&step); k && k->special) keeper.retiring.push_back(std::move(k->special));
     c.shapes.pop_back();
   }
   return c.shapes.front();
@@ -405,8 +408,6 @@ void fence_retiring_kernels(ContextState& c, cudaStream_t stream) {
 
 }  // namespace
 
-namespace {
-
 // Swaps in specialized kernels that became ready (lazy: one atomic load each);
 // returns how many launches changed kernel.
 int swap_in_ready_kernels(PreparedShape& shape) {
@@ -428,7 +429,6 @@ int swap_in_ready_kernels(PreparedShape& shape) {
   return swapped;
 }
 
-}  // namespace
 
 // Every value's device address for this call: bound inputs and outputs,
 // weights, activations in the arena.

@@ -99,7 +99,7 @@ struct ContextState {
   const EngineState* engine;
   // A subgraph's context: the engine's context, whose library handles and
   // workspace it uses; null for that context itself.
-  const ContextState* owner = nullptr;
+  ContextState* owner = nullptr;
   DeviceBuffer arena, workspace;
   // Where kernels leave the counts enqueue reads back, and the pinned host
   // memory it copies them (and small tensors) into; made with the context.
@@ -175,6 +175,8 @@ PreparedShape& prepared_shape(ContextState& c);
 // (prepared now if new), with the given kernel specialization strategy.
 PreparedShape& prepared_launches(ContextState& c, const std::string& key, const ShapeEnv& shapes, size_t begin, size_t end,
                                  KernelSpecialization strategy);
+// Swaps in the shape's specialized kernels that became ready; returns how many.
+int swap_in_ready_kernels(PreparedShape& shape);
 // Every value's device address for the next call.
 void resolve_pointers(ContextState& c);
 // One step's launch(es) on `stream`, at the addresses resolve_pointers found.

@@ -6,8 +6,8 @@
 // GPU), binds the sizes, checks them against the bounds `kiln build` planned
 // the memory for, and prepares and launches what follows. A control-flow node
 // is such a point too: enqueue runs it there, its subgraphs on contexts of
-// their own (ops/control_flow.cpp). Such engines run generic kernels: a size
-// that changes every call would make every call compile.
+// their own (ops/control_flow.cpp). Engines with data-dependent sizes run
+// generic kernels: a size that changes every call would make every call compile.
 #include <algorithm>
 #include <cstring>
 
@@ -235,6 +235,11 @@ void enqueue_data_dependent(ContextState& c, cudaStream_t stream) {
   ir::SymbolBindings resolved;
   ShapeEnv env = evaluate_shapes(net, c.input_dims, &resolved);
   std::string input_key = shape_key(c.input_dims);
+  // Sizes read back may change every call, and each new one would compile:
+  // such stages run generic kernels. Control flow alone keeps its stages'
+  // shapes as steady as the input shapes, and the context's strategy.
+  KernelSpecialization strategy =
+      net.data_dependent_symbols().empty() ? library_owner(c).specialization : KernelSpecialization::kNone;
   size_t begin = 0;
   for (size_t r = 0;; ++r) {
     bool last = r == e.readbacks.size();
@@ -248,7 +253,8 @@ void enqueue_data_dependent(ContextState& c, cudaStream_t stream) {
       for (int64_t x : values) key += str(x, ";");
     }
     check_sized(net, env, begin, end, last ? nullptr : &e.readbacks[r]);
-    PreparedShape& stage = prepared_launches(c, key, env, begin, end, KernelSpecialization::kNone);
+    PreparedShape& stage = prepared_launches(c, key, env, begin, end, strategy);
+    if (stage.pending) swap_in_ready_kernels(stage);
     ++stage.calls;
     for (const Step& step : stage.steps) launch_step(c, step, stream);
     if (last) {

@@ -159,11 +159,10 @@ int64_t room_of(const plan::Plan& plan, ir::ValueId v) {
   return bytes_of(plan.network.value(v).dtype, dims_at(plan, v, largest_of(plan.network)));
 }
 
-std::unique_ptr<ContextState> subgraph_context(const ContextState& parent, const EngineState& body, OpKind op, size_t carried) {
+std::unique_ptr<ContextState> subgraph_context(ContextState& parent, const EngineState& body, OpKind op, size_t carried) {
   auto b = std::make_unique<ContextState>();
   b->engine = &body;
-  b->owner = &library_owner(parent);
-  b->specialization = KernelSpecialization::kNone;
+  b->owner = parent.owner ? parent.owner : &parent;
   const ir::Network& net = body.plan.network;
   b->arena = DeviceBuffer(size_t(body.plan.arena_bytes), "the activation arena of a subgraph");
   make_readback_memory(*b);
