@@ -157,17 +157,27 @@ void check_sized(const ir::Network& net, const ShapeEnv& env, size_t begin, size
 
 // A subgraph's outputs are written at its node's outputs (or slices of them):
 // each output sized by now must fit the room there before a stage writes it.
+// A node counted on the device writes its output before its size is read
+// back: such an output must fit there at its bound.
 void check_room(const ContextState& c, const ShapeEnv& env) {
   if (c.room.empty()) return;
-  const ir::Network& net = c.engine->plan.network;
+  const plan::Plan& plan = c.engine->plan;
+  const ir::Network& net = plan.network;
   for (size_t k = 0; k < net.outputs().size(); ++k) {
     ir::ValueId v = net.outputs()[k];
-    if (c.room[size_t(v)] < 0 || env.pending[size_t(v)]) continue;
-    int64_t bytes = ir::checked_numel(env.of(v)) * int64_t(dtype_size(net.value(v).dtype));
+    if (c.room[size_t(v)] < 0) continue;
+    ir::NodeId producer = net.value(v).producer;
+    bool counted = producer >= 0 && counted_on_device(net.nodes()[size_t(producer)].op);
+    if (env.pending[size_t(v)] && !counted) continue;
+    ir::SymbolBindings largest;
+    for (auto& [s, r] : net.dim_ranges()) largest[s] = r.max;
+    std::vector<int64_t> dims = env.pending[size_t(v)] ? dims_at(plan, v, largest) : env.of(v);
+    int64_t bytes = ir::checked_numel(dims) * int64_t(dtype_size(net.value(v).dtype));
     if (bytes > c.room[size_t(v)])
-      fail(ErrorCode::kShapeError, "output ", k, " ('", net.value(v).name, "') is ", ir::shape_to_string(ir::shape_of(env.of(v))),
-           " at this run, ", bytes, " bytes, more than the ", c.room[size_t(v)], " bytes its node's output has for it at the "
-           "bounds the plan was built with; build it with a larger bound (--data-dependent-bound)");
+      fail(ErrorCode::kShapeError, "output ", k, " ('", net.value(v).name, "') is ", ir::shape_to_string(ir::shape_of(dims)),
+           env.pending[size_t(v)] ? " at its bound, " : " at this run, ", bytes, " bytes, more than the ", c.room[size_t(v)],
+           " bytes its node's output has for it at the bounds the plan was built with; build it with a larger bound "
+           "(--data-dependent-bound)");
   }
 }
 
