@@ -322,6 +322,35 @@ TEST(GpuControlFlow, ScanOutputsOfADataTripCountNeedABound) {
   }
 }
 
+// A size data decides inside a subgraph (a Range up to the iteration number)
+// takes its bound by its tensor's name, as one outside does; a name no graph
+// has stays an error.
+TEST(GpuControlFlow, BoundsNameTensorsInsideSubgraphs) {
+  ir::Network net;
+  ValueId m = net.add_input("M", i64, {});
+  ValueId total = net.add_input("total", i64, {});
+  auto body = subgraph({{i64, {}}, {boolean, {}}, {i64, {}}}, [](ir::Network& g, const std::vector<ValueId>& in) {
+    ValueId steps = g.add_op1(OpKind::kRange, {scalar(g, "zero", i64, 0), in[0], scalar(g, "one", i64, 1)}, {}, "steps");
+    ValueId sum = g.add_op1(OpKind::kReduceSum, {steps}, attrs({{"keepdims", int64_t(0)}}));
+    return std::vector<ValueId>{in[1], g.add_op1(OpKind::kAdd, {in[2], sum})};
+  });
+  net.add_output(net.add_op1(OpKind::kLoop, {m, ir::kNoValue, total}, attrs({{"body", body}}), "loop"));
+  net.finalize();
+  try {
+    builder::build(net, {});
+    ADD_FAILURE() << "built without a bound for the Range";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("node 'loop' (Loop), subgraph 'body'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--data-dependent-bound steps_out_0=N"), std::string::npos) << e.what();
+  }
+  builder::BuildOptions options;
+  options.data_dependent_bounds["steps_out_0"] = 16;
+  plan::Plan p = builder::build(net, options);
+  for (const runtime::NodeSupport& n : runtime::gpu_support(p)) EXPECT_TRUE(n.supported) << n.node << ": " << n.reason;
+  options.data_dependent_bounds["nowhere"] = 16;
+  EXPECT_THROW(builder::build(net, options), Error);
+}
+
 TEST(GpuControlFlow, IfOnDataTakesEitherBranchOnOneContext) {
   KILN_REQUIRE_GPU();
   std::mt19937 rng(11);
