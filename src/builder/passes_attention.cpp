@@ -165,6 +165,8 @@ int fuse_attention(Graph& g) {
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     if (g.dead[n] || !plain_matmul(g.nodes[n])) continue;
     const ir::Node scores = g.nodes[n];
+    // The attention kernel takes float32 and the half types: float64 keeps its matmuls and softmax.
+    if (g.values[size_t(scores.outputs[0])].dtype == DType::kFloat64) continue;
     // Between the scores and the softmax: scalar scales (Div or Mul by a
     // constant) and a causal mask (Where(upper triangle, -inf, scores), or
     // the scores plus a constant 0 / -inf triangle).

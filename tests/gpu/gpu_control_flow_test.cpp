@@ -420,7 +420,7 @@ TEST(GpuControlFlow, ScanOutputPastItsBoundIsAnError) {
   Feeds feeds{{"M", int64s({}, {9})}, {"go", flag(true)}, {"acc", random_tensor(f32, {4}, rng)}, {"count", int64s({}, {0})},
               {"bias", random_tensor(f32, {4}, rng)}, {"stop", int64s({}, {100})}};
   builder::BuildOptions options;
-  options.data_dependent_bounds["trace"] = 6;
+  options.data_dependent_bounds[net.value(net.outputs()[2]).name] = 6;  // the scan output, through its Identity
   auto engine = runtime::Engine::create(builder::build(net, options));
   auto context = engine->create_context();
   try {
