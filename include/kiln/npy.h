@@ -17,6 +17,10 @@ namespace kiln::io {
 ir::TensorData read_npy(const std::filesystem::path& path);
 ir::TensorData parse_npy(const std::string& bytes, const std::string& label = "npy data");
 void write_npy(const std::filesystem::path& path, const ir::TensorData& tensor);
+// The dtype a tensor of `dtype` reads back as: itself, but for the narrow
+// types numpy lacks (float8, float4e2m1, int4, uint4, int2, uint2), whose
+// bytes are written as uint8, or int8 for int4 and int2.
+DType npy_read_back_dtype(DType dtype);
 
 }  // namespace kiln::io
 KILN_API_END

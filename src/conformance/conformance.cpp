@@ -129,6 +129,13 @@ std::string compare(const reference::Tensor& actual, const reference::Tensor& ex
                ir::shape_to_string(ir::shape_of(expected.dims)));
   Tolerance tol = tolerance_for(std::string(dtype_name(actual.dtype)));
   std::vector<double> a = ir::read_doubles(actual), b = ir::read_doubles(expected);
+  if (is_narrow_float(actual.dtype)) {  // exact, to the bit (-0 too), but any NaN for a NaN
+    const uint8_t *abits = actual.data.as<uint8_t>(), *bbits = expected.data.as<uint8_t>();
+    for (size_t i = 0; i < a.size(); ++i)
+      if (std::isnan(b[i]) ? !std::isnan(a[i]) : abits[i] != bbits[i])
+        return str("output ", index, " element ", i, " is ", a[i], " (bits ", int(abits[i]), "), expected ", b[i], " (bits ", int(bbits[i]), ")");
+    return "";
+  }
   if (!is_floating(actual.dtype)) {
     std::vector<int64_t> ai = ir::read_ints(actual), bi = ir::read_ints(expected);
     for (size_t i = 0; i < ai.size(); ++i)

@@ -1,5 +1,6 @@
 #include "kiln/dtype.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace kiln {
@@ -19,8 +20,28 @@ size_t dtype_size(DType dtype) {
     case DType::kInt8:
     case DType::kUInt8:
     case DType::kBool: return 1;
+    case DType::kFloat8E4M3FN:
+    case DType::kFloat8E4M3FNUZ:
+    case DType::kFloat8E5M2:
+    case DType::kFloat8E5M2FNUZ:
+    case DType::kFloat4E2M1:
+    case DType::kUInt4:
+    case DType::kInt4:
+    case DType::kUInt2:
+    case DType::kInt2: return 1;  // one byte per element, unpacked (see dtype.h)
   }
   return 1;
+}
+
+int packed_bits(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat4E2M1:
+    case DType::kUInt4:
+    case DType::kInt4: return 4;
+    case DType::kUInt2:
+    case DType::kInt2: return 2;
+    default: return int(dtype_size(dtype)) * 8;
+  }
 }
 
 std::string_view dtype_name(DType dtype) {
@@ -38,6 +59,15 @@ std::string_view dtype_name(DType dtype) {
     case DType::kUInt16: return "uint16";
     case DType::kUInt32: return "uint32";
     case DType::kUInt64: return "uint64";
+    case DType::kFloat8E4M3FN: return "float8e4m3fn";
+    case DType::kFloat8E4M3FNUZ: return "float8e4m3fnuz";
+    case DType::kFloat8E5M2: return "float8e5m2";
+    case DType::kFloat8E5M2FNUZ: return "float8e5m2fnuz";
+    case DType::kUInt4: return "uint4";
+    case DType::kInt4: return "int4";
+    case DType::kFloat4E2M1: return "float4e2m1";
+    case DType::kUInt2: return "uint2";
+    case DType::kInt2: return "int2";
   }
   return "?";
 }
@@ -95,6 +125,91 @@ uint16_t float_to_bfloat16(float value) {
   if ((bits & 0x7fffffffu) > 0x7f800000u) return uint16_t((bits >> 16) | 0x40);  // quiet NaN
   bits += 0x7fff + ((bits >> 16) & 1);
   return uint16_t(bits >> 16);
+}
+
+namespace {
+
+// A narrow float format: `bits` wide with `mantissa` bits and an exponent
+// bias; which codes are special; its largest finite value.
+struct NarrowFormat {
+  int bits, mantissa, bias;
+  enum Specials { kIeee, kFiniteNaNAllOnes, kFiniteNaNNegativeZero, kNone } specials;
+  double max;
+};
+
+NarrowFormat narrow_format(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat8E4M3FN: return {8, 3, 7, NarrowFormat::kFiniteNaNAllOnes, 448.0};
+    case DType::kFloat8E4M3FNUZ: return {8, 3, 8, NarrowFormat::kFiniteNaNNegativeZero, 240.0};
+    case DType::kFloat8E5M2: return {8, 2, 15, NarrowFormat::kIeee, 57344.0};
+    case DType::kFloat8E5M2FNUZ: return {8, 2, 16, NarrowFormat::kFiniteNaNNegativeZero, 57344.0};
+    case DType::kFloat4E2M1: return {4, 1, 1, NarrowFormat::kNone, 6.0};
+    default: break;
+  }
+  return {8, 3, 7, NarrowFormat::kFiniteNaNAllOnes, 448.0};  // callers pass narrow floats only
+}
+
+}  // namespace
+
+double narrow_float_to_double(DType dtype, uint8_t bits) {
+  NarrowFormat f = narrow_format(dtype);
+  int exponent_bits = f.bits - 1 - f.mantissa;
+  uint8_t sign = uint8_t(bits >> (f.bits - 1)) & 1, exponent = uint8_t(bits >> f.mantissa) & ((1 << exponent_bits) - 1);
+  uint8_t mantissa = bits & ((1 << f.mantissa) - 1), all_ones = uint8_t((1 << exponent_bits) - 1);
+  if (f.specials == NarrowFormat::kFiniteNaNNegativeZero && sign && exponent == 0 && mantissa == 0) return NAN;
+  if (f.specials == NarrowFormat::kFiniteNaNAllOnes && exponent == all_ones && mantissa == (1 << f.mantissa) - 1) return NAN;
+  if (f.specials == NarrowFormat::kIeee && exponent == all_ones) return mantissa ? NAN : sign ? -INFINITY : INFINITY;
+  double magnitude = exponent == 0 ? std::ldexp(double(mantissa), 1 - f.bias - f.mantissa)
+                                   : std::ldexp(double(mantissa | (1 << f.mantissa)), exponent - f.bias - f.mantissa);
+  return sign ? -magnitude : magnitude;
+}
+
+uint8_t narrow_float_from_double(DType dtype, double value, bool saturate) {
+  NarrowFormat f = narrow_format(dtype);
+  uint8_t sign_bit = uint8_t(1 << (f.bits - 1)), sign = std::signbit(value) ? sign_bit : 0;
+  bool unsigned_zero = f.specials == NarrowFormat::kFiniteNaNNegativeZero;
+  int exponent_bits = f.bits - 1 - f.mantissa;
+  uint8_t all_ones = uint8_t((1 << exponent_bits) - 1);
+  auto encode = [&](double magnitude) -> uint8_t {  // a representable magnitude's bits, without the sign
+    int e;
+    std::frexp(magnitude, &e);  // magnitude = m * 2^e, m in [0.5, 1)
+    if (magnitude == 0) return 0;
+    if (e - 1 < 1 - f.bias) return uint8_t(std::ldexp(magnitude, f.bias - 1 + f.mantissa));  // subnormal
+    uint8_t fraction = uint8_t(std::ldexp(magnitude, f.mantissa - (e - 1)) - double(1 << f.mantissa));
+    return uint8_t(((e - 1 + f.bias) << f.mantissa) | fraction);
+  };
+  auto nan = [&]() -> uint8_t {
+    switch (f.specials) {
+      case NarrowFormat::kIeee: return uint8_t(sign | (all_ones << f.mantissa) | (1 << (f.mantissa - 1)));
+      case NarrowFormat::kFiniteNaNAllOnes: return uint8_t(sign | (sign_bit - 1));
+      case NarrowFormat::kFiniteNaNNegativeZero: return sign_bit;
+      case NarrowFormat::kNone: return sign_bit;  // ONNX's reference (ml_dtypes) makes it -0
+    }
+    return sign_bit;
+  };
+  auto overflow = [&]() -> uint8_t {
+    if (saturate || f.specials == NarrowFormat::kNone) return uint8_t(sign | encode(f.max));
+    if (f.specials == NarrowFormat::kIeee) return uint8_t(sign | (all_ones << f.mantissa));
+    return f.specials == NarrowFormat::kFiniteNaNNegativeZero ? sign_bit : uint8_t(sign | (sign_bit - 1));
+  };
+  if (std::isnan(value)) return nan();
+  double magnitude = std::fabs(value);
+  if (magnitude > f.max && (saturate || std::isinf(value))) return overflow();
+  // Round to nearest even at the value's quantum: its binade's, or the subnormals' below the smallest normal.
+  int e;
+  std::frexp(magnitude, &e);
+  int quantum_exponent = std::max(e - 1, 1 - f.bias) - f.mantissa;
+  double rounded = std::ldexp(std::nearbyint(std::ldexp(magnitude, -quantum_exponent)), quantum_exponent);
+  if (rounded > f.max) return overflow();
+  if (rounded == 0 && unsigned_zero) return 0;
+  return uint8_t(sign | encode(rounded));
+}
+
+int8_t narrow_integer_wrap(DType dtype, int64_t value) {
+  int bits = packed_bits(dtype);
+  uint64_t low = uint64_t(value) & ((uint64_t(1) << bits) - 1);
+  bool negative = (dtype == DType::kInt4 || dtype == DType::kInt2) && (low >> (bits - 1)) != 0;
+  return int8_t(negative ? int64_t(low) - (int64_t(1) << bits) : int64_t(low));
 }
 
 }  // namespace kiln

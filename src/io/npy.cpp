@@ -33,9 +33,21 @@ const char* descr_of(DType d) {
     case DType::kUInt16: return "<u2";
     case DType::kUInt32: return "<u4";
     case DType::kUInt64: return "<u8";
+    // numpy has none of the narrow types: a byte per element, as kiln holds
+    // them (a narrow float's bits, a 4- or 2-bit integer's value), read back
+    // as uint8 or int8 (ml_dtypes' .view() gives numpy users the type).
+    default: return descr_of(npy_read_back_dtype(d));
   }
-  return "";
 }
+
+}  // namespace
+
+DType npy_read_back_dtype(DType dtype) {
+  if (!is_narrow(dtype)) return dtype;
+  return dtype == DType::kInt4 || dtype == DType::kInt2 ? DType::kInt8 : DType::kUInt8;
+}
+
+namespace {
 
 struct Descr {
   DType dtype;

@@ -10,7 +10,12 @@ QuantRange quant_range(DType dtype) {
   if (dtype == DType::kUInt8) return {0, 255};
   if (dtype == DType::kInt16) return {-32768, 32767};
   if (dtype == DType::kUInt16) return {0, 65535};
-  fail(ErrorCode::kInternal, "quantized type ", dtype_name(dtype), " is not int8, uint8, int16 or uint16");
+  if (is_narrow_integer(dtype)) {
+    int bits = packed_bits(dtype);
+    bool is_signed = dtype == DType::kInt4 || dtype == DType::kInt2;
+    return is_signed ? QuantRange{-(int64_t(1) << (bits - 1)), (int64_t(1) << (bits - 1)) - 1} : QuantRange{0, (int64_t(1) << bits) - 1};
+  }
+  fail(ErrorCode::kInternal, "quantized type ", dtype_name(dtype), " is not an integer type kiln quantizes to");
 }
 
 QuantGranularity quant_granularity(const Node& node, const std::vector<int64_t>& x_dims, const std::vector<int64_t>& scale_dims) {

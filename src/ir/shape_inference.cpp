@@ -26,12 +26,30 @@ void infer_any(Ctx& c) {
   no_inference(c);
 }
 
+// ONNX stores, moves, casts and (de)quantizes the narrow types (float8, int4,
+// ...) but computes nothing else in them; other ops refuse them by name.
+void check_narrow_inputs(Ctx& c) {
+  switch (c.node().op) {
+    case OpKind::kCast: case OpKind::kCastLike: case OpKind::kQuantizeLinear: case OpKind::kDequantizeLinear:
+    case OpKind::kIdentity: case OpKind::kDropout: case OpKind::kReshape: case OpKind::kFlatten: case OpKind::kSqueeze:
+    case OpKind::kUnsqueeze: case OpKind::kTranspose: case OpKind::kPad: case OpKind::kShape: case OpKind::kSize:
+    case OpKind::kIf: case OpKind::kLoop: case OpKind::kScan:
+      return;
+    default: break;
+  }
+  for (size_t i = 0; i < c.num_inputs(); ++i)
+    if (c.has(i) && is_narrow(c.dtype(i)))
+      c.error(ErrorCode::kTypeError, c.input_name(i), " has dtype ", dtype_name(c.dtype(i)), "; ", op_name(c.node().op),
+              " does not take it (the narrow types are only cast, quantized, dequantized and moved)");
+}
+
 }  // namespace
 
 std::vector<InferOutput> infer_node(const Node& node, const std::vector<InferInput>& inputs,
                                     const std::function<Dim()>& fresh_dim) {
   Ctx c(node, inputs, fresh_dim);
   try {
+    check_narrow_inputs(c);
     infer_any(c);
     if (!c.inferred()) no_inference(c);
   } catch (const Error& e) {  // dim arithmetic and size checks do not know the node; name it

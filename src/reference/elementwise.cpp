@@ -46,7 +46,19 @@ std::vector<const Tensor*> present(const KernelContext& c) {
   return v;
 }
 
-bool int_path(DType d) { return !is_floating(d); }
+// Integers and bools compute as int64 (to_ints), floats of every width as double.
+bool int_path(DType d) { return !is_floating(d) && !is_narrow_float(d); }
+
+// Narrow floats from doubles with Cast's and QuantizeLinear's `saturate`.
+Tensor narrow_floats(DType dtype, const std::vector<int64_t>& dims, const std::vector<double>& values, bool saturate) {
+  std::vector<std::byte> bytes(values.size());
+  for (size_t i = 0; i < values.size(); ++i) bytes[i] = std::byte(narrow_float_from_double(dtype, values[i], saturate));
+  Tensor t;
+  t.dtype = dtype;
+  t.dims = dims;
+  t.data = Buffer::from_bytes(std::move(bytes));
+  return t;
+}
 
 Tensor unary_float(const KernelContext& c, double (*fn)(double, const ir::Attributes&)) {
   const Tensor& x = c.in(0);
@@ -145,6 +157,7 @@ Tensor run_cast(const KernelContext& c) {
   const Tensor& x = c.in(0);
   DType to = c.out_dtype(0);
   if (to == x.dtype) return x;
+  if (is_narrow_float(to)) return narrow_floats(to, x.dims, to_doubles(x), c.attrs().get_int("saturate", 1) != 0);
   if (int_path(x.dtype) && int_path(to)) return from_ints(to, x.dims, to_ints(x));
   if (int_path(x.dtype) && to == DType::kFloat32) {  // int64 -> float32 directly, avoiding double rounding
     std::vector<int64_t> v = to_ints(x);
@@ -153,7 +166,7 @@ Tensor run_cast(const KernelContext& c) {
     for (size_t i = 0; i < v.size(); ++i) d[i] = u64 ? double(float(uint64_t(v[i]))) : double(float(v[i]));
     return from_doubles(to, x.dims, d);
   }
-  if (is_floating(x.dtype) && int_path(to) && to != DType::kBool) {
+  if (!int_path(x.dtype) && int_path(to) && to != DType::kBool) {
     std::vector<double> v = to_doubles(x);
     for (double& e : v) e = std::isnan(e) ? 0 : std::trunc(e);
     return from_doubles(to, x.dims, v);
@@ -398,30 +411,47 @@ std::vector<int64_t> quant_param_index(const KernelContext& c, const Tensor& x, 
   return index;
 }
 
+// The zero point's values (input 2), zeros without it. A float quantized
+// type (float8, float4e2m1) has none but zeros: ONNX defines them no offset.
+std::vector<double> zero_points(const KernelContext& c, size_t count) {
+  if (!c.has(2)) return std::vector<double>(count, 0.0);
+  std::vector<double> zeros = to_doubles(c.in(2));
+  if (is_narrow_float(c.in(2).dtype))
+    for (double z : zeros)
+      if (z != 0) c.error(ErrorCode::kUnsupported, "zero point ", z, " of type ", dtype_name(c.in(2).dtype), "; a float quantized type takes 0 only");
+  return zeros;
+}
+
 // y = saturate(round_half_even(x / scale) + zero_point); the division in the
 // precision of quantize_precision. NaN saturates to the low end, as
-// ONNX's reference converts it.
+// ONNX's reference converts it. A float quantized type rounds x / scale into
+// its format (saturating unless `saturate` is 0).
 Tensor run_quantize(const KernelContext& c) {
   const Tensor &x = c.in(0), &scale = c.in(1);
-  DType precision = ir::quantize_precision(c.node, x.dtype, scale.dtype);
-  ir::QuantRange range = ir::quant_range(c.out_dtype(0));
-  std::vector<double> xs = to_doubles(x), scales = to_doubles(scale);
-  std::vector<int64_t> zeros = c.has(2) ? to_ints(c.in(2)) : std::vector<int64_t>(scales.size(), 0);
-  std::vector<int64_t> at = quant_param_index(c, x, scale), q(xs.size());
+  DType precision = ir::quantize_precision(c.node, x.dtype, scale.dtype), out = c.out_dtype(0);
+  std::vector<double> xs = to_doubles(x), scales = to_doubles(scale), zeros = zero_points(c, scales.size());
+  std::vector<int64_t> at = quant_param_index(c, x, scale);
+  std::vector<double> ratio(xs.size());
   for (size_t i = 0; i < xs.size(); ++i) {
     size_t p = size_t(at[i]);
-    double r = std::nearbyint(rounded_to(precision, rounded_to(precision, xs[i]) / rounded_to(precision, scales[p])));
-    q[i] = std::isnan(r) ? range.lo : int64_t(std::clamp(r + double(zeros[p]), double(range.lo), double(range.hi)));
+    ratio[i] = rounded_to(precision, rounded_to(precision, xs[i]) / rounded_to(precision, scales[p]));
   }
-  return from_ints(c.out_dtype(0), x.dims, q);
+  if (out == DType::kFloat4E2M1 && c.has(2))  // adds its zero point (0), as ONNX's reference does: -0 becomes +0
+    for (size_t i = 0; i < ratio.size(); ++i) ratio[i] += zeros[size_t(at[i])];
+  if (is_narrow_float(out)) return narrow_floats(out, x.dims, ratio, c.attrs().get_int("saturate", 1) != 0);
+  ir::QuantRange range = ir::quant_range(out);
+  std::vector<int64_t> q(xs.size());
+  for (size_t i = 0; i < xs.size(); ++i) {
+    double r = std::nearbyint(ratio[i]);
+    q[i] = std::isnan(r) ? range.lo : int64_t(std::clamp(r + zeros[size_t(at[i])], double(range.lo), double(range.hi)));
+  }
+  return from_ints(out, x.dims, q);
 }
 
 // y = (x - zero_point) * scale, computed in float32 and rounded to the output type.
 Tensor run_dequantize(const KernelContext& c) {
   const Tensor &x = c.in(0), &scale = c.in(1);
-  std::vector<int64_t> xs = to_ints(x);
-  std::vector<double> scales = to_doubles(scale);
-  std::vector<int64_t> zeros = c.has(2) ? to_ints(c.in(2)) : std::vector<int64_t>(scales.size(), 0);
+  std::vector<double> xs = to_doubles(x), scales = to_doubles(scale), zeros = zero_points(c, scales.size());
   std::vector<int64_t> at = quant_param_index(c, x, scale);
   std::vector<double> y(xs.size());
   for (size_t i = 0; i < xs.size(); ++i) {

@@ -28,6 +28,17 @@ T float_to_int(double v) {
   return T(t);
 }
 
+// Narrow floats saturate (Cast's default); narrow integers keep the low bits
+// of the truncated value (0 for NaN and infinities), as ONNX's reference (ml_dtypes) converts.
+template <DType D>
+void store_double(NarrowFloat<D>* out, double v) {
+  out->bits = narrow_float_from_double(D, v, true);
+}
+template <DType D>
+void store_double(NarrowInteger<D>* out, double v) {
+  out->value = std::isfinite(v) ? narrow_integer_wrap(D, float_to_int<int64_t>(v)) : 0;
+}
+
 template <class T>
 void store_double(T* out, double v) {
   if constexpr (std::is_same_v<T, Float16>) out->bits = float_to_half(float(v));
@@ -56,15 +67,17 @@ Tensor from_doubles(DType dtype, std::vector<int64_t> dims, const std::vector<do
 }
 
 Tensor from_ints(DType dtype, std::vector<int64_t> dims, const std::vector<int64_t>& values) {
-  if (is_floating(dtype)) return from_doubles(dtype, std::move(dims), std::vector<double>(values.begin(), values.end()));
+  if (is_floating(dtype) || is_narrow_float(dtype)) return from_doubles(dtype, std::move(dims), std::vector<double>(values.begin(), values.end()));
   size_t n = size_t(ir::checked_numel(dims));
   if (values.size() != n) fail(ErrorCode::kInternal, "from_ints: ", values.size(), " values for ", n, " elements");
   std::vector<std::byte> bytes(n * dtype_size(dtype));
   visit_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
+    T* out = reinterpret_cast<T*>(bytes.data());
     if constexpr (std::is_integral_v<T>) {
-      T* out = reinterpret_cast<T*>(bytes.data());
       for (size_t i = 0; i < n; ++i) out[i] = std::is_same_v<T, bool> ? T(values[i] != 0) : T(values[i]);  // wraps like C
+    } else if constexpr (requires { out->value; }) {
+      for (size_t i = 0; i < n; ++i) out[i].value = narrow_integer_wrap(dtype, values[i]);
     }
   });
   Tensor t;

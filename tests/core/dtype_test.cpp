@@ -56,5 +56,76 @@ TEST(BFloat16, RoundTripAndRounding) {
   EXPECT_TRUE(std::isnan(bfloat16_to_float(float_to_bfloat16(std::numeric_limits<float>::quiet_NaN()))));
 }
 
+// Every narrow float format against known bit patterns (ONNX's reference,
+// ml_dtypes, converts to the same): zeros and -0 (none in the FNUZ formats),
+// the largest finite value and beyond it with and without saturation,
+// infinities, NaN, the smallest subnormal, half of it (ties to the even 0),
+// a subnormal tie and ties at 1.
+TEST(DType, NarrowFloatsConvertAsOnnxDoes) {
+  struct Case {
+    double value;
+    int saturated, unsaturated;  // the bits with saturate = 1 and 0
+  };
+  const std::pair<DType, std::vector<Case>> formats[] = {
+      {DType::kFloat8E4M3FN,
+       {{0.0, 0x00, 0x00}, {-0.0, 0x80, 0x80}, {1.0, 0x38, 0x38}, {-1.5, 0xbc, 0xbc}, {448.0, 0x7e, 0x7e}, {672.0, 0x7e, 0x7f}, {INFINITY, 0x7e, 0x7f}, {-INFINITY, 0xfe, 0xff}, {NAN, 0x7f, 0x7f}, {0.001953125, 0x01, 0x01}, {0.0009765625, 0x00, 0x00}, {-0.0009765625, 0x80, 0x80}, {0.0029296875, 0x02, 0x02}, {1e-30, 0x00, 0x00}, {1.0625, 0x38, 0x38}, {1.1875, 0x3a, 0x3a}}},
+      {DType::kFloat8E4M3FNUZ,
+       {{0.0, 0x00, 0x00}, {-0.0, 0x00, 0x00}, {1.0, 0x40, 0x40}, {-1.5, 0xc4, 0xc4}, {240.0, 0x7f, 0x7f}, {360.0, 0x7f, 0x80}, {INFINITY, 0x7f, 0x80}, {-INFINITY, 0xff, 0x80}, {NAN, 0x80, 0x80}, {0.0009765625, 0x01, 0x01}, {0.00048828125, 0x00, 0x00}, {-0.00048828125, 0x00, 0x00}, {0.00146484375, 0x02, 0x02}, {1e-30, 0x00, 0x00}, {1.0625, 0x40, 0x40}, {1.1875, 0x42, 0x42}}},
+      {DType::kFloat8E5M2,
+       {{0.0, 0x00, 0x00}, {-0.0, 0x80, 0x80}, {1.0, 0x3c, 0x3c}, {-1.5, 0xbe, 0xbe}, {57344.0, 0x7b, 0x7b}, {86016.0, 0x7b, 0x7c}, {INFINITY, 0x7b, 0x7c}, {-INFINITY, 0xfb, 0xfc}, {NAN, 0x7e, 0x7e}, {1.52587890625e-05, 0x01, 0x01}, {7.62939453125e-06, 0x00, 0x00}, {-7.62939453125e-06, 0x80, 0x80}, {2.288818359375e-05, 0x02, 0x02}, {1e-30, 0x00, 0x00}, {1.125, 0x3c, 0x3c}, {1.375, 0x3e, 0x3e}}},
+      {DType::kFloat8E5M2FNUZ,
+       {{0.0, 0x00, 0x00}, {-0.0, 0x00, 0x00}, {1.0, 0x40, 0x40}, {-1.5, 0xc2, 0xc2}, {57344.0, 0x7f, 0x7f}, {86016.0, 0x7f, 0x80}, {INFINITY, 0x7f, 0x80}, {-INFINITY, 0xff, 0x80}, {NAN, 0x80, 0x80}, {7.62939453125e-06, 0x01, 0x01}, {3.814697265625e-06, 0x00, 0x00}, {-3.814697265625e-06, 0x00, 0x00}, {1.1444091796875e-05, 0x02, 0x02}, {1e-30, 0x00, 0x00}, {1.125, 0x40, 0x40}, {1.375, 0x42, 0x42}}},
+      {DType::kFloat4E2M1,
+       {{0.0, 0x00, 0x00}, {-0.0, 0x08, 0x08}, {1.0, 0x02, 0x02}, {-1.5, 0x0b, 0x0b}, {6.0, 0x07, 0x07}, {9.0, 0x07, 0x07}, {INFINITY, 0x07, 0x07}, {-INFINITY, 0x0f, 0x0f}, {NAN, 0x08, 0x08}, {0.5, 0x01, 0x01}, {0.25, 0x00, 0x00}, {-0.25, 0x08, 0x08}, {0.75, 0x02, 0x02}, {1e-30, 0x00, 0x00}, {1.25, 0x02, 0x02}, {1.75, 0x04, 0x04}}},
+  };
+  for (const auto& [dtype, cases] : formats)
+    for (const Case& c : cases) {
+      EXPECT_EQ(narrow_float_from_double(dtype, c.value, true), c.saturated) << dtype_name(dtype) << " " << c.value;
+      EXPECT_EQ(narrow_float_from_double(dtype, c.value, false), c.unsaturated) << dtype_name(dtype) << " unsaturated " << c.value;
+      double back = narrow_float_to_double(dtype, uint8_t(c.unsaturated));
+      bool becomes_nan = std::isnan(c.value) || (std::isinf(c.value) && dtype != DType::kFloat8E5M2);  // no infinity: NaN
+      if (dtype != DType::kFloat4E2M1 && becomes_nan) EXPECT_TRUE(std::isnan(back)) << dtype_name(dtype) << " " << c.value;
+    }
+}
+
+// Decoding then encoding any code gives it back, but NaNs (any NaN code) and
+// float4e2m1's (4-bit) codes past 15.
+TEST(DType, NarrowFloatCodesRoundTrip) {
+  for (DType dtype : kAllDTypes) {
+    if (!is_narrow_float(dtype)) continue;
+    for (int code = 0; code < (1 << packed_bits(dtype)); ++code) {
+      double v = narrow_float_to_double(dtype, uint8_t(code));
+      if (std::isnan(v)) continue;
+      EXPECT_EQ(narrow_float_from_double(dtype, v, false), code) << dtype_name(dtype) << " code " << code;
+      EXPECT_EQ(std::signbit(v), (code >> (packed_bits(dtype) - 1)) != 0) << dtype_name(dtype) << " code " << code;
+    }
+  }
+  EXPECT_EQ(narrow_float_to_double(DType::kFloat8E4M3FN, 0x7e), 448.0);
+  EXPECT_EQ(narrow_float_to_double(DType::kFloat8E4M3FNUZ, 0x7f), 240.0);
+  EXPECT_EQ(narrow_float_to_double(DType::kFloat8E5M2, 0x7c), INFINITY);
+  EXPECT_EQ(narrow_float_to_double(DType::kFloat8E5M2FNUZ, 0x01), std::ldexp(1.0, -17));
+  EXPECT_EQ(narrow_float_to_double(DType::kFloat4E2M1, 0x0f), -6.0);
+}
+
+TEST(DType, NarrowIntegersWrapAndTakeOneByte) {
+  EXPECT_EQ(narrow_integer_wrap(DType::kInt4, -9), 7);
+  EXPECT_EQ(narrow_integer_wrap(DType::kInt4, 8), -8);
+  EXPECT_EQ(narrow_integer_wrap(DType::kUInt4, -1), 15);
+  EXPECT_EQ(narrow_integer_wrap(DType::kUInt4, 100), 4);
+  EXPECT_EQ(narrow_integer_wrap(DType::kInt2, 2), -2);
+  EXPECT_EQ(narrow_integer_wrap(DType::kInt2, -3), 1);
+  EXPECT_EQ(narrow_integer_wrap(DType::kUInt2, 7), 3);
+  for (DType d : kAllDTypes)
+    if (is_narrow(d)) {
+      EXPECT_EQ(dtype_size(d), 1u) << dtype_name(d);
+      EXPECT_FALSE(is_floating(d) || is_integer(d)) << dtype_name(d);
+    }
+  EXPECT_EQ(packed_bits(DType::kInt4), 4);
+  EXPECT_EQ(packed_bits(DType::kUInt2), 2);
+  EXPECT_EQ(packed_bits(DType::kFloat4E2M1), 4);
+  EXPECT_EQ(packed_bits(DType::kFloat8E5M2), 8);
+  EXPECT_EQ(packed_bits(DType::kInt16), 16);
+}
+
 }  // namespace
 }  // namespace kiln

@@ -173,6 +173,62 @@ TEST(OnnxImport, SixteenBitAndUnsignedTypesFromEveryField) {
   }
 }
 
+// The 4- and 2-bit types come packed two or four to a byte, low bits first,
+// in raw_data and in int32_data (a packed byte a value); a float8 value's
+// bits are an int32_data value. kiln holds each element in a byte of its own.
+TEST(OnnxImport, NarrowTypesUnpackFromRawAndInt32Data) {
+  struct Case {
+    int onnx;
+    int64_t n;
+    std::vector<int32_t> bytes;
+    std::vector<double> values;
+  };
+  const Case cases[] = {
+      {TensorProto::INT4, 3, {0x87, 0x0f}, {7, -8, -1}},
+      {TensorProto::UINT4, 3, {0x87, 0x0f}, {7, 8, 15}},
+      {TensorProto::INT2, 5, {0xe4, 0x02}, {0, 1, -2, -1, -2}},
+      {TensorProto::UINT2, 5, {0xe4, 0x02}, {0, 1, 2, 3, 2}},
+      {TensorProto::FLOAT4E2M1, 3, {0x7f, 0x01}, {-6, 6, 0.5}},
+      {TensorProto::FLOAT8E4M3FN, 3, {0x38, 0xbc, 0x7e}, {1, -1.5, 448}},
+      {TensorProto::FLOAT8E5M2FNUZ, 2, {0x40, 0x7f}, {1, 57344}},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.onnx);
+    ModelBuilder m;
+    for (const char* name : {"typed", "raw"}) {
+      TensorProto& t = *m.graph().add_initializer();
+      t.set_name(name);
+      t.set_data_type(k.onnx);
+      t.add_dims(k.n);
+      if (std::string_view(name) == "raw") t.set_raw_data(std::string(k.bytes.begin(), k.bytes.end()));
+      else
+        for (int32_t b : k.bytes) t.add_int32_data(b);
+      ModelBuilder::attr(m.node("Cast", {name}, {std::string(name) + "_f"}), "to", int64_t(TensorProto::FLOAT));
+      m.output(std::string(name) + "_f", TensorProto::FLOAT);
+    }
+    ir::Network net = load_model_bytes(m.bytes());
+    EXPECT_EQ(net.value(*net.find_value("raw")).weight->data.size(), size_t(k.n));
+    auto out = reference::run(net, {});
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_EQ(ir::read_doubles(out[0]), k.values);
+    EXPECT_EQ(ir::read_doubles(out[1]), k.values);
+  }
+  ModelBuilder short_raw;
+  TensorProto& t = *short_raw.graph().add_initializer();
+  t.set_name("w");
+  t.set_data_type(TensorProto::INT4);
+  t.add_dims(3);
+  t.set_raw_data(std::string(1, '\x11'));
+  short_raw.node("Identity", {"w"}, {"y"});
+  short_raw.output("y", TensorProto::INT4);
+  try {
+    load_model_bytes(short_raw.bytes());
+    ADD_FAILURE() << "a 3-element int4 tensor of 1 byte loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("3 elements of int4 packed need 2"), std::string::npos) << e.what();
+  }
+}
+
 TEST(OnnxImport, SummaryListsUnsupportedOps) {
   ModelBuilder m;
   m.input("x", TensorProto::FLOAT, {"3"});

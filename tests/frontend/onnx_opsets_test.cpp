@@ -322,26 +322,26 @@ TEST(OnnxOpsets, CastAttributesOfFloat8AndTypesKilnLacks) {
 
   ModelBuilder f8(19);
   f8.input("x", TensorProto::FLOAT, {"2"});
-  ModelBuilder::attr(f8.node("Cast", {"x"}, {"y"}), "to", int64_t(TensorProto::FLOAT8E4M3FN));
-  f8.output("y", TensorProto::FLOAT8E4M3FN);
-  expect_load_error(f8, ErrorCode::kUnsupported, {"node 'Cast_0' (Cast, opset 19)", "cast to FLOAT8E4M3FN", "a type kiln does not have"});
+  ModelBuilder::attr(f8.node("Cast", {"x"}, {"y"}), "to", int64_t(TensorProto::FLOAT8E8M0));
+  f8.output("y", TensorProto::FLOAT8E8M0);
+  expect_load_error(f8, ErrorCode::kUnsupported, {"node 'Cast_0' (Cast, opset 19)", "cast to FLOAT8E8M0", "a type kiln does not have"});
 
   ModelBuilder in(21);
-  in.input("q", TensorProto::INT4, {"2"});
+  in.input("q", TensorProto::FLOAT8E8M0, {"2"});
   in.node("Identity", {"q"}, {"y"});
   in.output("y");
-  expect_load_error(in, ErrorCode::kUnsupported, {"input 'q' has dtype INT4", "float32"});
+  expect_load_error(in, ErrorCode::kUnsupported, {"input 'q' has dtype FLOAT8E8M0", "float32"});
 
   ModelBuilder k(23);
   auto& constant = k.node("Constant", {}, {"y"});
   auto* value = constant.add_attribute();
   value->set_name("value");
   value->set_type(::onnx::AttributeProto::TENSOR);
-  value->mutable_t()->set_data_type(TensorProto::FLOAT4E2M1);
+  value->mutable_t()->set_data_type(TensorProto::FLOAT8E8M0);
   value->mutable_t()->add_dims(2);
-  value->mutable_t()->set_raw_data(std::string(1, '\0'));
+  value->mutable_t()->set_raw_data(std::string(2, '\0'));
   k.output("y");
-  expect_load_error(k, ErrorCode::kUnsupported, {"node 'Constant_0' (Constant, opset 23): attribute 'value'", "FLOAT4E2M1"});
+  expect_load_error(k, ErrorCode::kUnsupported, {"node 'Constant_0' (Constant, opset 23): attribute 'value'", "FLOAT8E8M0"});
 }
 
 // BitCast-26 reads `to` as Cast does: a kiln type of the input's width, or an
@@ -358,8 +358,8 @@ TEST(OnnxOpsets, BitCast26TargetTypes) {
             (std::vector<double>{1065353216, -1073741824}));
   EXPECT_EQ(values(run(model(TensorProto::UINT32), {{"x", floats({2}, {1.0, -2.0})}})[0]),
             (std::vector<double>{1065353216, 3221225472.0}));
-  expect_load_error(model(TensorProto::FLOAT8E4M3FN), ErrorCode::kUnsupported,
-                    {"node 'BitCast_0' (BitCast, opset 26)", "bitcast to FLOAT8E4M3FN", "a type kiln does not have"});
+  expect_load_error(model(TensorProto::FLOAT8E8M0), ErrorCode::kUnsupported,
+                    {"node 'BitCast_0' (BitCast, opset 26)", "bitcast to FLOAT8E8M0", "a type kiln does not have"});
   expect_load_error(model(TensorProto::FLOAT16), ErrorCode::kTypeError, {"float32 (32 bits) cannot be read as float16 (16 bits)"});
 }
 

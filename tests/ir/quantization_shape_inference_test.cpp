@@ -55,7 +55,7 @@ TEST(QuantizationInference, QuantizeTakesTheZeroPointsTypeElseOutputDtypeElseUin
   expect_error(OneNode(OpKind::kQuantizeLinear, {{f32, {N}}, {f32, {}}, {u8, {}}}, attrs({{"output_dtype", int64_t(i8)}})),
                "differs from the zero point's dtype uint8");
   expect_error(OneNode(OpKind::kQuantizeLinear, {{f32, {N}}, {f32, {}}}, attrs({{"output_dtype", int64_t(DType::kInt32)}})),
-               "kiln quantizes to int8, uint8, int16 or uint16");
+               "kiln quantizes to int8, uint8, int16, uint16, the 4- and 2-bit integers");
 }
 
 TEST(QuantizationInference, DequantizeTakesTheScalesTypeElseOutputDtype) {

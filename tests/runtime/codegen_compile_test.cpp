@@ -165,14 +165,14 @@ TEST_P(CompileForArch, ElementwisePathsForEveryVectorWidth) {
     EXPECT_EQ(width * int(widest), 16);
     std::string name = str(ir::op_name(k.op), "_", dtype_name(k.inputs[0]), "_w", width);
     compiles(name, elementwise_source({{in}, k.inputs, k.output, std::nullopt}));
-    compiles("cast_" + name, cast_source(k.inputs[0], k.output, std::nullopt));
+    compiles("cast_" + name, cast_source(k.inputs[0], k.output, true, std::nullopt));
     for (const auto& [out, operand] : shapes) {
       std::vector<std::vector<int64_t>> inputs(k.inputs.size(), out);
       inputs.back() = operand;
       Params p = pack(elementwise_params(out, inputs, width));
       compiles(str(name, "_spec_", out.size(), "d_", operand.back()), elementwise_source({{in}, k.inputs, k.output, p}));
     }
-    compiles("cast_spec_" + name, cast_source(k.inputs[0], k.output, pack(elementwise_params({7, 96}, {{96}}, width))));
+    compiles("cast_spec_" + name, cast_source(k.inputs[0], k.output, true, pack(elementwise_params({7, 96}, {{96}}, width))));
   }
 }
 
@@ -342,8 +342,21 @@ TEST_P(CompileForArch, StateSpaceKernelsForEveryFloatDtype) {
 TEST_P(CompileForArch, CastsBetweenDtypes) {
   for (DType from : kAllDTypes)
     for (DType to : {DType::kFloat32, DType::kFloat16, DType::kInt64, DType::kBool})
-      compiles(str("cast_", dtype_name(from), "_", dtype_name(to)), cast_source(from, to, std::nullopt));
-  compiles("cast_spec", cast_source(DType::kFloat32, DType::kFloat16, some_params()));
+      compiles(str("cast_", dtype_name(from), "_", dtype_name(to)), cast_source(from, to, true, std::nullopt));
+  compiles("cast_spec", cast_source(DType::kFloat32, DType::kFloat16, true, some_params()));
+}
+
+// Casts to the narrow types from floats of every width and from integers,
+// saturating or not; between narrow types; Identity's copy of one.
+TEST_P(CompileForArch, CastsToNarrowTypes) {
+  for (DType to : kAllDTypes) {
+    if (!is_narrow(to)) continue;
+    for (DType from : {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt8, DType::kUInt64,
+                       DType::kFloat8E5M2, DType::kInt4})
+      for (bool saturate : {true, false})
+        compiles(str("cast_", dtype_name(from), "_", dtype_name(to), saturate ? "" : "_no_saturate"), cast_source(from, to, saturate, std::nullopt));
+    compiles(str("copy_", dtype_name(to)), cast_source(to, to, true, some_params()));
+  }
 }
 
 TEST_P(CompileForArch, RowsAndReductions) {
@@ -722,6 +735,30 @@ TEST_P(CompileForArch, QuantizeAndDequantizeForEveryType) {
                                    DType::kFloat32, some_params()));
 }
 
+// The narrow types: quantized to and dequantized from every one (float8
+// saturating or not), generic and specialized.
+TEST_P(CompileForArch, QuantizeAndDequantizeNarrowTypes) {
+  for (DType q : kAllDTypes) {
+    if (!is_narrow(q)) continue;
+    for (DType f : {DType::kFloat32, DType::kFloat16, DType::kBFloat16}) {
+      std::string name = str(dtype_name(f), "_", dtype_name(q));
+      ir::FusedInstruction in;
+      in.op = OpKind::kQuantizeLinear;
+      for (int i = 0; i < 3; ++i) in.args[i] = i;
+      in.params[0] = double(f);
+      in.params[1] = double(q);
+      for (bool saturate : {true, false}) {
+        ElementwiseSpec spec{{in}, {f, f, q}, q, std::nullopt};
+        spec.saturate = saturate;
+        compiles(str("quantize_", name, saturate ? "" : "_no_saturate"), elementwise_source(spec));
+      }
+      in.op = OpKind::kDequantizeLinear;
+      compiles("dequantize_" + name, elementwise_source({{in}, {q, f, q}, f, std::nullopt}));
+      compiles("dequantize_spec_" + name, elementwise_source({{in}, {q, f, q}, f, some_params()}));
+    }
+  }
+}
+
 // MatMulInteger and QLinearMatMul, ConvInteger and QLinearConv: every pair of
 // operand types, zero points present or not, every scale type, per-channel
 // parameters and bias, generic and specialized.
@@ -964,7 +1001,7 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
     relu.op = OpKind::kRelu;
     relu.args[0] = 0;
     EXPECT_TRUE(binds(elementwise_source({{relu}, {DType::kFloat32}, DType::kFloat32, spec}), "ElementwiseParams", s));
-    EXPECT_TRUE(binds(cast_source(DType::kFloat32, DType::kInt64, spec), "ElementwiseParams", s));
+    EXPECT_TRUE(binds(cast_source(DType::kFloat32, DType::kInt64, true, spec), "ElementwiseParams", s));
     EXPECT_TRUE(binds(row_source({RowOp::kSoftmax, DType::kFloat32, false, false, 1e-5, spec}), "RowParams", s));
     EXPECT_TRUE(binds(line_source(LineOp::kCumSum, DType::kFloat32, spec), "LineParams", s));
     EXPECT_TRUE(binds(reduce_source({ReduceOp::kSum, DType::kFloat32, spec}), "ReduceParams", s));

@@ -15,11 +15,11 @@
 KILN_API_BEGIN
 namespace kiln::ir {
 
-// The range of a quantized integer type (int8 [-128, 127], uint8 [0, 255], int16, uint16).
+// The range of a quantized integer type (int8 [-128, 127], uint8 [0, 255], int16, uint16, int4, uint4, int2, uint2).
 struct QuantRange {
   int64_t lo, hi;
 };
-QuantRange quant_range(DType dtype);  // int8, uint8, int16 or uint16; kInternal otherwise
+QuantRange quant_range(DType dtype);  // those types; kInternal otherwise
 
 // QuantizeLinear / DequantizeLinear over x of `x_dims` with a scale of
 // `scale_dims` (already checked by shape inference): per tensor (axis -1), per

@@ -58,6 +58,8 @@ ir::ValueId GraphBuilder::const_scalar(const std::string& stem, double value, DT
     T* out = reinterpret_cast<T*>(bytes.data());
     if constexpr (std::is_same_v<T, Float16>) out->bits = float_to_half(float(value));
     else if constexpr (std::is_same_v<T, BFloat16>) out->bits = float_to_bfloat16(float(value));
+    else if constexpr (requires { out->bits; }) out->bits = narrow_float_from_double(dtype, value, true);
+    else if constexpr (requires { out->value; }) out->value = narrow_integer_wrap(dtype, int64_t(value));
     else *out = static_cast<T>(value);
   });
   t.data = Buffer::from_bytes(std::move(bytes));

@@ -331,7 +331,7 @@ void check_split(const ir::Node& node, int version, const std::string& where) {
 
 // QuantizeLinear and DequantizeLinear: attributes of a later version are
 // refused; dtype attributes (ONNX's codes, 0 for unset) become kiln's dtype
-// codes, a type kiln lacks refused naming it; saturate rules float8 targets only.
+// codes, a type kiln lacks refused naming it; saturate (float8 targets only) stays.
 void translate_quantize_attributes(ir::Node& node, int version, const std::string& where) {
   bool quantize = node.op == OpKind::kQuantizeLinear;
   const std::pair<const char*, int> since[] = {
@@ -352,7 +352,7 @@ void translate_quantize_attributes(ir::Node& node, int version, const std::strin
            kiln_dtype_names(), ")");
     node.attrs.set(attr, int64_t(*dtype));
   }
-  node.attrs.erase("saturate");
+  if (!quantize) node.attrs.erase("saturate");  // no attribute of DequantizeLinear
 }
 
 // The IR checks arity and attributes again when the network is finalized; here
@@ -482,9 +482,8 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
                onnx_dtype_name(int32_t(code)), ", a type kiln does not have (it has ", kiln_dtype_names(), ")");
         node.attrs.set("to", int64_t(*dtype));
       }
-      // saturate (19) rules casts to float8 and round_mode (24) casts to
-      // float8e8m0; kiln has neither type, so a cast it runs has no use for them.
-      node.attrs.erase("saturate");
+      // saturate (19) rules casts to float8 and stays; round_mode (24) rules
+      // casts to float8e8m0, a type kiln lacks, so a cast it runs has no use for it.
       node.attrs.erase("round_mode");
       break;
     case OpKind::kResize:

@@ -25,6 +25,15 @@ std::optional<DType> dtype_from_onnx(int32_t elem_type) {
     case TensorProto::UINT32: return DType::kUInt32;
     case TensorProto::UINT64: return DType::kUInt64;
     case TensorProto::BOOL: return DType::kBool;
+    case TensorProto::FLOAT8E4M3FN: return DType::kFloat8E4M3FN;
+    case TensorProto::FLOAT8E4M3FNUZ: return DType::kFloat8E4M3FNUZ;
+    case TensorProto::FLOAT8E5M2: return DType::kFloat8E5M2;
+    case TensorProto::FLOAT8E5M2FNUZ: return DType::kFloat8E5M2FNUZ;
+    case TensorProto::UINT4: return DType::kUInt4;
+    case TensorProto::INT4: return DType::kInt4;
+    case TensorProto::FLOAT4E2M1: return DType::kFloat4E2M1;
+    case TensorProto::UINT2: return DType::kUInt2;
+    case TensorProto::INT2: return DType::kInt2;
     default: return std::nullopt;
   }
 }
@@ -59,6 +68,8 @@ Buffer pack_field(const Field& field, DType dtype) {
     T* out = reinterpret_cast<T*>(bytes.data());
     for (size_t i = 0; i < n; ++i) {
       if constexpr (std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16>) out[i].bits = uint16_t(field.Get(int(i)));
+      else if constexpr (requires { out[i].bits; }) out[i].bits = uint8_t(field.Get(int(i)));  // float8: its bits
+      else if constexpr (requires { out[i].value; }) fail(ErrorCode::kInternal, "packed ", dtype_name(dtype), " read as one value a field");
       else out[i] = static_cast<T>(field.Get(int(i)));
     }
   });
@@ -99,6 +110,43 @@ Buffer external_data(const TensorProto& proto, const fs::path& base_dir, const s
   return Buffer::map_file(full, size_t(offset), length, str("external data file of tensor '", name, "'"));
 }
 
+// The 4- and 2-bit types as ONNX stores them, two or four to a byte, low
+// bits first, unpacked to kiln's one byte per element (sign-extended for int4 and int2).
+Buffer unpack_narrow(const uint8_t* packed, size_t n, DType dtype) {
+  int bits = packed_bits(dtype);
+  int per_byte = 8 / bits;
+  std::vector<std::byte> bytes(n);
+  for (size_t i = 0; i < n; ++i) {
+    uint8_t field = uint8_t(packed[i / size_t(per_byte)] >> (int(i % size_t(per_byte)) * bits));
+    if (dtype == DType::kFloat4E2M1) bytes[i] = std::byte(field & 0xf);
+    else bytes[i] = std::byte(narrow_integer_wrap(dtype, field));
+  }
+  return Buffer::from_bytes(std::move(bytes));
+}
+
+// A tensor of a sub-byte type: packed bytes in raw data, external data or
+// int32_data (one packed byte a value), unpacked.
+Buffer read_packed(TensorProto& proto, const fs::path& base_dir, const std::string& name, DType dtype, int64_t numel) {
+  uint64_t need = (uint64_t(numel) * uint64_t(packed_bits(dtype)) + 7) / 8;
+  auto check = [&](uint64_t have, const char* what) {
+    if (have != need)
+      fail(ErrorCode::kInvalidModel, "tensor '", name, "' has ", have, " ", what, "; ", numel, " elements of ", dtype_name(dtype),
+           " packed need ", need);
+  };
+  if (proto.data_location() == TensorProto::EXTERNAL) {
+    Buffer packed = external_data(proto, base_dir, name);
+    check(packed.size(), "bytes of external data");
+    return unpack_narrow(packed.as<uint8_t>(), size_t(numel), dtype);
+  }
+  if (proto.has_raw_data()) {
+    check(proto.raw_data().size(), "bytes of raw data");
+    return unpack_narrow(reinterpret_cast<const uint8_t*>(proto.raw_data().data()), size_t(numel), dtype);
+  }
+  check(uint64_t(proto.int32_data_size()), "int32_data values (packed bytes)");
+  std::vector<uint8_t> packed(proto.int32_data().begin(), proto.int32_data().end());
+  return unpack_narrow(packed.data(), size_t(numel), dtype);
+}
+
 }  // namespace
 
 ir::TensorData tensor_from_proto(TensorProto& proto, const fs::path& base_dir) {
@@ -126,7 +174,9 @@ ir::TensorData tensor_from_proto(TensorProto& proto, const fs::path& base_dir) {
            shape_to_string(ir::shape_of(t.dims)), " need ", numel);
   };
   size_t elem = dtype_size(t.dtype);
-  if (proto.data_location() == TensorProto::EXTERNAL) {
+  if (packed_bits(t.dtype) < 8) {
+    t.data = read_packed(proto, base_dir, name, t.dtype, numel);
+  } else if (proto.data_location() == TensorProto::EXTERNAL) {
     t.data = external_data(proto, base_dir, name);
     if (t.data.size() % elem != 0 || t.data.size() / elem != uint64_t(numel))
       fail(ErrorCode::kInvalidModel, "tensor '", name, "' external data has ", t.data.size(), " bytes; dims need ",

@@ -67,6 +67,7 @@ std::vector<int64_t> read_ints(const TensorData& d) {
     case DType::kUInt32: return ints_of<uint32_t>(d);
     case DType::kUInt64: return ints_of<uint64_t>(d);  // values of 2^63 and more keep their bits (two's complement)
     case DType::kBool: return ints_of<bool>(d);
+    case DType::kUInt4: case DType::kInt4: case DType::kUInt2: case DType::kInt2: return ints_of<int8_t>(d);  // one value a byte
     default: fail(ErrorCode::kTypeError, "expected integer data, got ", dtype_name(d.dtype));
   }
 }
@@ -79,6 +80,8 @@ std::vector<double> read_doubles(const TensorData& d) {
     for (size_t i = 0; i < out.size(); ++i) {
       if constexpr (std::is_same_v<T, Float16>) out[i] = half_to_float(p[i].bits);
       else if constexpr (std::is_same_v<T, BFloat16>) out[i] = bfloat16_to_float(p[i].bits);
+      else if constexpr (requires { p[i].bits; }) out[i] = narrow_float_to_double(d.dtype, p[i].bits);
+      else if constexpr (requires { p[i].value; }) out[i] = double(p[i].value);
       else out[i] = double(p[i]);
     }
   });

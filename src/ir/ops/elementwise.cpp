@@ -189,12 +189,13 @@ void check_quant_params(Ctx& c) {
   const Shape &x = c.shape(0), &scale = c.shape(1);
   int64_t block = c.attrs().get_int("block_size", 0);
   if (block < 0) c.error(ErrorCode::kInvalidModel, "block_size ", block, " is negative");
-  if (c.has(2)) {
+  auto single_value = [](const Shape& s) { return std::all_of(s.begin(), s.end(), [](const Dim& d) { return d == Dim(1); }); };
+  bool single = single_value(scale);
+  if (c.has(2) && !(single && single_value(c.shape(2)))) {  // one value each, of rank 0 or 1 ([1] against [] too)
     if (c.rank(2) != c.rank(1)) c.error(ErrorCode::kShapeError, "the zero point's shape ", shape_to_string(c.shape(2)),
                                          " differs from the scale's ", shape_to_string(scale));
     for (size_t d = 0; d < scale.size(); ++d) check_equal_dims(c, c.shape(2)[d], scale[d], "the zero point's and the scale's dims");
   }
-  bool single = std::all_of(scale.begin(), scale.end(), [](const Dim& d) { return d == Dim(1); });
   if (single) return;
   int64_t axis = c.axis(c.attrs().get_int("axis", 1), c.rank(0));
   if (block == 0) {
@@ -220,7 +221,9 @@ DType dtype_attr(const Ctx& c, const char* name) {
 }
 
 // y = saturate(round(x / scale) + zero_point), rounding half to even; the
-// output type is the zero point's, else output_dtype's, else uint8.
+// output type is the zero point's, else output_dtype's, else uint8. Float
+// output types round x / scale into their format, `saturate` (float8 only)
+// telling whether values beyond its range saturate or become Inf or NaN.
 void infer_quantize(Ctx& c) {
   c.require_dtype(0, {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kInt32});
   check_quant_params(c);
@@ -230,8 +233,9 @@ void infer_quantize(Ctx& c) {
       c.error(ErrorCode::kTypeError, "output_dtype ", dtype_name(out), " differs from the zero point's dtype ", dtype_name(c.dtype(2)));
     out = c.dtype(2);
   }
-  if (out != DType::kInt8 && out != DType::kUInt8 && out != DType::kInt16 && out != DType::kUInt16)
-    c.error(ErrorCode::kTypeError, "the quantized type is ", dtype_name(out), "; kiln quantizes to int8, uint8, int16 or uint16");
+  if (out != DType::kInt8 && out != DType::kUInt8 && out != DType::kInt16 && out != DType::kUInt16 && !is_narrow(out))
+    c.error(ErrorCode::kTypeError, "the quantized type is ", dtype_name(out),
+            "; kiln quantizes to int8, uint8, int16, uint16, the 4- and 2-bit integers, the float8 formats and float4e2m1");
   if (c.attrs().has("precision") && !is_floating(dtype_attr(c, "precision")))
     c.error(ErrorCode::kTypeError, "precision ", dtype_name(dtype_attr(c, "precision")), " is not a float type");
   c.set(0, out, c.shape(0));
@@ -239,7 +243,7 @@ void infer_quantize(Ctx& c) {
 
 // y = (x - zero_point) * scale in the output type: output_dtype's, else the scale's.
 void infer_dequantize(Ctx& c) {
-  c.require_dtype(0, {DType::kInt8, DType::kUInt8, DType::kInt16, DType::kUInt16, DType::kInt32});
+  if (!is_narrow(c.dtype(0))) c.require_dtype(0, {DType::kInt8, DType::kUInt8, DType::kInt16, DType::kUInt16, DType::kInt32});
   if (c.has(2)) c.require_same_dtype(0, 2);
   check_quant_params(c);
   DType out = c.attrs().has("output_dtype") ? dtype_attr(c, "output_dtype") : c.dtype(1);
@@ -298,7 +302,8 @@ OpSchema elementwise_schema(OpKind op) {
     case OpKind::kWhere: return {3, 3, 1, 1, {}};
     // Dtype attributes hold kiln dtype codes (the importer converts ONNX's).
     case OpKind::kQuantizeLinear:
-      return {2, 3, 1, 1, {{"axis", T::kInt}, {"block_size", T::kInt}, {"output_dtype", T::kInt}, {"precision", T::kInt}}};
+      return {2, 3, 1, 1,
+              {{"axis", T::kInt}, {"block_size", T::kInt}, {"output_dtype", T::kInt}, {"precision", T::kInt}, {"saturate", T::kInt}}};
     case OpKind::kDequantizeLinear: return {2, 3, 1, 1, {{"axis", T::kInt}, {"block_size", T::kInt}, {"output_dtype", T::kInt}}};
     case OpKind::kFusedElementwise:  // a straight-line program of elementwise ops over broadcast inputs
       return {1, -1, 1, 1, {{"ops", T::kStrings}, {"args", T::kInts}, {"params", T::kFloats}}};

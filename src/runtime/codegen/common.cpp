@@ -19,6 +19,43 @@ __device__ __forceinline__ unsigned short kiln_f2bf(float f) {
   u += 0x7fffu + ((u >> 16) & 1u);
   return (unsigned short)(u >> 16);
 }
+// Narrow floats (float8 formats, float4e2m1) by format: W bits, M mantissa
+// bits, exponent bias B, specials S (0 IEEE: Inf and NaNs; 1 FN: NaN all
+// ones; 2 FNUZ: NaN the -0 code; 3 none) and the largest finite value's
+// code MAX. The rules are the host's (narrow_float_from_double in dtype.cpp).
+template <int W, int M, int B, int S> __device__ __forceinline__ float kiln_nf2f(unsigned char bits) {
+  const unsigned all_ones = (1u << (W - 1 - M)) - 1u, sign = (bits >> (W - 1)) & 1u;
+  const unsigned exponent = (bits >> M) & all_ones, mantissa = bits & ((1u << M) - 1u);
+  const float nan = __int_as_float(0x7fffffff), inf = __int_as_float(0x7f800000);
+  if (S == 2 && sign && exponent == 0u && mantissa == 0u) return nan;
+  if (S == 1 && exponent == all_ones && mantissa == (1u << M) - 1u) return nan;
+  if (S == 0 && exponent == all_ones) return mantissa ? nan : (sign ? -inf : inf);
+  const float m = exponent == 0u ? ldexpf((float)mantissa, 1 - B - M) : ldexpf((float)(mantissa | (1u << M)), (int)exponent - B - M);
+  return sign ? -m : m;
+}
+template <int W, int M, int B, int S, int MAX> __device__ unsigned char kiln_f2nf(double v, bool saturate) {
+  const unsigned sign_bit = 1u << (W - 1), all_ones = (1u << (W - 1 - M)) - 1u, sign = __double_as_longlong(v) < 0 ? sign_bit : 0u;
+  const double largest = (double)kiln_nf2f<W, M, B, S>((unsigned char)MAX);
+  const unsigned overflow = saturate || S == 3 ? sign | MAX : S == 0 ? sign | (all_ones << M) : S == 1 ? sign | (sign_bit - 1u) : sign_bit;
+  if (v != v) return (unsigned char)(S == 0 ? sign | (all_ones << M) | (1u << (M - 1)) : S == 1 ? sign | (sign_bit - 1u) : sign_bit);
+  const double a = fabs(v);
+  if (a > largest && (saturate || a == __longlong_as_double(0x7ff0000000000000LL))) return (unsigned char)overflow;
+  int e;
+  frexp(a, &e);  // a = m * 2^e, m in [0.5, 1): round to nearest even at the binade's quantum, or the subnormals'
+  const int q = (e - 1 > 1 - B ? e - 1 : 1 - B) - M;
+  const double r = ldexp(rint(ldexp(a, -q)), q);
+  if (r > largest) return (unsigned char)overflow;
+  if (r == 0.0) return (unsigned char)(S == 2 ? 0u : sign);
+  frexp(r, &e);
+  const unsigned code = e - 1 < 1 - B ? (unsigned)ldexp(r, B - 1 + M)
+                                      : ((unsigned)(e - 1 + B) << M) | (unsigned)(ldexp(r, M - (e - 1)) - (double)(1u << M));
+  return (unsigned char)(sign | code);
+}
+// A value's low `BITS` bits, sign-extended when SIGNED: C's conversion to a 4- or 2-bit integer.
+template <int BITS, bool SIGNED> __device__ __forceinline__ signed char kiln_wrap_narrow(long long v) {
+  const unsigned low = (unsigned)v & ((1u << BITS) - 1u);
+  return (signed char)(SIGNED && (low >> (BITS - 1)) ? (int)low - (1 << BITS) : (int)low);
+}
 template <class T> __device__ __forceinline__ T kiln_warp_sum(T v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
@@ -82,8 +119,51 @@ std::string c_type(DType dtype) {
     case DType::kUInt16: return "unsigned short";
     case DType::kUInt32: return "unsigned int";
     case DType::kUInt64: return "unsigned long long";
+    case DType::kInt4: case DType::kInt2: return "signed char";  // one value a byte, sign-extended
+    case DType::kUInt4: case DType::kUInt2: return "unsigned char";
+    case DType::kFloat8E4M3FN: case DType::kFloat8E4M3FNUZ: case DType::kFloat8E5M2: case DType::kFloat8E5M2FNUZ:
+    case DType::kFloat4E2M1: return "unsigned char";  // the format's bits
   }
   return "float";
+}
+
+namespace {
+
+// kiln_nf2f's template arguments W, M, B, S for a narrow float.
+std::string narrow_format(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat8E4M3FN: return "8, 3, 7, 1";
+    case DType::kFloat8E4M3FNUZ: return "8, 3, 8, 2";
+    case DType::kFloat8E5M2: return "8, 2, 15, 0";
+    case DType::kFloat8E5M2FNUZ: return "8, 2, 16, 2";
+    case DType::kFloat4E2M1: return "4, 1, 1, 3";
+    default: fail(ErrorCode::kInternal, "codegen: ", dtype_name(dtype), " is not a narrow float");
+  }
+}
+
+// The code of a narrow float's largest finite value.
+int narrow_max_code(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat8E4M3FN: return 0x7e;
+    case DType::kFloat8E5M2: return 0x7b;
+    case DType::kFloat4E2M1: return 0x7;
+    default: return 0x7f;  // the FNUZ formats
+  }
+}
+
+}  // namespace
+
+std::string narrow_float_load(DType dtype, const std::string& bits) {
+  return "kiln_nf2f<" + narrow_format(dtype) + ">(" + bits + ")";
+}
+
+std::string narrow_float_store(DType dtype, const std::string& value, bool saturate) {
+  return str("kiln_f2nf<", narrow_format(dtype), ", ", narrow_max_code(dtype), ">((double)(", value, "), ", saturate ? "true" : "false", ")");
+}
+
+std::string narrow_integer_store(DType dtype, const std::string& value) {
+  bool is_signed = dtype == DType::kInt4 || dtype == DType::kInt2;
+  return str("(", c_type(dtype), ")kiln_wrap_narrow<", packed_bits(dtype), ", ", is_signed ? "true" : "false", ">((long long)(", value, "))");
 }
 
 std::string compute_type(DType dtype) { return dtype == DType::kFloat64 ? "double" : "float"; }
@@ -101,7 +181,7 @@ std::string load_expr(DType dtype, const std::string& ptr, const std::string& in
     case DType::kBFloat16: return "kiln_bf2f(" + e + ")";
     case DType::kBool: return "(" + e + " != 0)";
     case DType::kFloat32: case DType::kFloat64: return e;
-    default: return "(float)" + e;
+    default: return is_narrow_float(dtype) ? narrow_float_load(dtype, e) : "(float)" + e;
   }
 }
 
@@ -112,7 +192,10 @@ std::string store_stmt(DType dtype, const std::string& ptr, const std::string& i
     case DType::kBFloat16: return at + " = kiln_f2bf(" + value + ");";
     case DType::kFloat32: case DType::kFloat64: return at + " = " + value + ";";
     case DType::kBool: return at + " = (" + value + ") != 0;";
-    default: return at + " = (" + c_type(dtype) + ")(" + value + ");";
+    default:
+      if (is_narrow_float(dtype)) return at + " = " + narrow_float_store(dtype, value, true) + ";";
+      if (is_narrow_integer(dtype)) return at + " = " + narrow_integer_store(dtype, value) + ";";
+      return at + " = (" + c_type(dtype) + ")(" + value + ");";
   }
 }
 

@@ -34,7 +34,7 @@ enum class Kind { kFloat, kDouble, kInt, kUInt64, kBool };
 
 Kind kind_of(DType d) {
   if (d == DType::kFloat64) return Kind::kDouble;
-  if (is_floating(d)) return Kind::kFloat;
+  if (is_floating(d) || is_narrow_float(d)) return Kind::kFloat;
   if (d == DType::kUInt64) return Kind::kUInt64;
   return d == DType::kBool ? Kind::kBool : Kind::kInt;
 }
@@ -62,7 +62,7 @@ bool returns_bool(OpKind op) {
 // C expression for one instruction over operands a, b, c (empty when absent),
 // computed in `k` (the kind of the first operand).
 std::string instruction_expr(const ir::FusedInstruction& in, const std::string& a, const std::string& b,
-                             const std::string& c, Kind k) {
+                             const std::string& c, Kind k, bool saturate) {
   bool dbl = k == Kind::kDouble, u64 = k == Kind::kUInt64, integer = k == Kind::kInt || k == Kind::kBool || u64;
   auto f = [&](const char* name) { return std::string(name) + (dbl ? "" : "f"); };
   auto K = [&](double v) { return integer ? std::to_string(int64_t(v)) + "LL" : num(v, dbl); };
@@ -184,13 +184,16 @@ std::string instruction_expr(const ir::FusedInstruction& in, const std::string& 
       return "((" + b + " < 0LL || " + b + " > 63LL) ? (" + a + " < 0LL ? -1LL : 0LL) : (" + a + " >> " + b + "))";
     // Operands x, scale, zero point (c empty when absent). QuantizeLinear's
     // params (set by the GPU lowering): the dtype it divides in and the
-    // quantized dtype; fmax turns NaN into the low end, as the reference.
+    // quantized dtype; fmax turns NaN into the low end, as the reference. A
+    // float quantized type (its zero point 0) takes the quotient's bits in its format.
     case OpKind::kQuantizeLinear: {
-      DType precision = DType(int(p0));
-      ir::QuantRange range = ir::quant_range(DType(int(p1)));
+      DType precision = DType(int(p0)), quantized = DType(int(p1));
       bool wide = precision == DType::kFloat64;
       auto operand = [&](const std::string& v) { return rounded_to(precision, (wide ? "(double)" : "(float)") + v); };
       std::string q = rounded_to(precision, str(wide ? "__ddiv_rn(" : "__fdiv_rn(", operand(a), ", ", operand(b), ")"));
+      if (quantized == DType::kFloat4E2M1 && !c.empty()) q = "(" + q + " + " + c + ")";  // its zero point, as the reference adds it
+      if (is_narrow_float(quantized)) return "(long long)" + narrow_float_store(quantized, q, saturate);
+      ir::QuantRange range = ir::quant_range(quantized);
       std::string r = "rint((double)" + q + ")" + (c.empty() ? "" : " + (double)" + c);
       return str("fmin(fmax(", r, ", ", range.lo, ".0), ", range.hi, ".0)");
     }
@@ -211,7 +214,7 @@ std::string value_of(DType dtype, const std::string& raw) {
     case DType::kBFloat16: return "kiln_bf2f(" + raw + ")";
     case DType::kBool: return "(" + raw + " != 0)";
     case DType::kFloat32: case DType::kFloat64: return raw;
-    default: return "(float)" + raw;
+    default: return is_narrow_float(dtype) ? narrow_float_load(dtype, raw) : "(float)" + raw;
   }
 }
 
@@ -222,7 +225,10 @@ std::string stored(DType dtype, const std::string& value) {
     case DType::kBFloat16: return "kiln_f2bf(" + value + ")";
     case DType::kFloat32: case DType::kFloat64: return value;
     case DType::kBool: return "(unsigned char)((" + value + ") != 0)";
-    default: return "(" + c_type(dtype) + ")(" + value + ")";
+    default:
+      if (is_narrow_float(dtype)) return narrow_float_store(dtype, value, true);
+      if (is_narrow_integer(dtype)) return narrow_integer_store(dtype, value);
+      return "(" + c_type(dtype) + ")(" + value + ")";
   }
 }
 
@@ -449,7 +455,7 @@ std::string elementwise_source(const ElementwiseSpec& spec) {
                   : in.op == OpKind::kDequantizeLinear ? Kind::kFloat
                                                        : k;
     body << "  const " << type_name(result) << " v" << n + i << " = "
-         << instruction_expr(in, operand(in.args[0]), operand(in.args[1]), operand(in.args[2]), k) << ";\n";
+         << instruction_expr(in, operand(in.args[0]), operand(in.args[1]), operand(in.args[2]), k, spec.saturate) << ";\n";
     kinds.push_back(result);
   }
   std::string last = "v" + std::to_string(n + spec.program.size() - 1);
@@ -458,16 +464,23 @@ std::string elementwise_source(const ElementwiseSpec& spec) {
   return KernelText(spec.inputs, spec.output).source(body.str(), spec.specialize);
 }
 
-std::string cast_source(DType from, DType to, const std::optional<Params>& specialize) {
+std::string cast_source(DType from, DType to, bool saturate, const std::optional<Params>& specialize) {
   std::string value = value_of(from, "r0"), body;
-  if (is_floating(from) && !is_floating(to) && to != DType::kBool)  // truncate toward zero like the reference
-    body = "  const double x = (double)" + value + ";\n  return " + stored(to, "(x != x ? 0.0 : trunc(x))") + ";\n";
-  else if (!is_floating(from) && is_floating(to))
+  bool real_from = is_floating(from) || is_narrow_float(from);
+  if (from == to)  // Identity and Dropout: the bits, NaN payloads too
+    body = "  return r0;\n";
+  else if (is_narrow_float(to))
+    body = "  return " + narrow_float_store(to, real_from ? value : "r0", saturate) + ";\n";
+  // Truncate toward zero like the reference: NaN to 0, infinities too for the narrow integers.
+  else if (real_from && !is_floating(to) && to != DType::kBool)
+    body = "  const double x = (double)" + value + ";\n  return " +
+           stored(to, is_narrow_integer(to) ? "(x - x == 0.0 ? trunc(x) : 0.0)" : "(x != x ? 0.0 : trunc(x))") + ";\n";
+  else if (!real_from && is_floating(to))
     body = "  return " + stored(to, "(" + compute_type(to) + ")r0") + ";\n";
   else if (to == DType::kBool)
     body = "  return " + stored(to, value + " != 0") + ";\n";
-  else if (!is_floating(from))
-    body = "  return (" + c_type(to) + ")r0;\n";
+  else if (!real_from)  // integers wrap; the narrow ones into their bits
+    body = is_narrow_integer(to) ? "  return " + narrow_integer_store(to, "r0") + ";\n" : "  return (" + c_type(to) + ")r0;\n";
   else
     body = "  return " + stored(to, "(" + compute_type(to) + ")" + value) + ";\n";
   return KernelText({from}, to).source(body, specialize);

@@ -107,6 +107,7 @@ std::unique_ptr<Op> make_quantize(const plan::Plan& plan, const ir::Node& node, 
     in.params[1] = double(out);
   }
   codegen::ElementwiseSpec spec{{in}, dtypes, out, std::nullopt};
+  spec.saturate = node.attrs.get_int("saturate", 1) != 0;
   int width = codegen::elementwise_vector_width(dtypes, out);
   size_t inputs = present.size();
   return std::make_unique<ElementwiseOp>(node, present, width, store, store.add(node.name, specializing_generator(spec, codegen::elementwise_source)),
@@ -138,7 +139,8 @@ std::unique_ptr<Op> make_elementwise(const plan::Plan& plan, const ir::Node& nod
   bool dropout_mask = node.op == OpKind::kDropout && node.outputs.size() > 1 && node.outputs[1] != ir::kNoValue;
   if (node.op == OpKind::kCast || node.op == OpKind::kCastLike || node.op == OpKind::kIdentity || node.op == OpKind::kDropout) {
     DType from = dtypes[0];
-    generator = [from, out](const auto& spec) { return codegen::cast_source(from, out, spec); };
+    bool saturate = node.attrs.get_int("saturate", 1) != 0;
+    generator = [from, out, saturate](const auto& spec) { return codegen::cast_source(from, out, saturate, spec); };
     present.resize(1);  // CastLike's second input only names the dtype
   } else if (node.op == OpKind::kQuantizeLinear || node.op == OpKind::kDequantizeLinear) {
     if (present.size() != node.inputs.size()) {
@@ -224,7 +226,7 @@ GpuLowering describe_elementwise(OpKind op) {
     case OpKind::kDropout: return {K::kKernel, "copy kernel (inference); its mask output all true, a fill kernel"};
     case OpKind::kFusedElementwise: return {K::kKernel, "one generated kernel per fused program"};
     case OpKind::kQuantizeLinear: case OpKind::kDequantizeLinear:
-      return {K::kKernel, "elementwise kernel, int8/uint8/int16/uint16; per tensor, per axis, or blocked where the block size divides the axis"};
+      return {K::kKernel, "elementwise kernel, int8/uint8/int16/uint16, the 4- and 2-bit integers, the float8 formats and float4e2m1; per tensor, per axis, or blocked where the block size divides the axis"};
     default: return {};
   }
 }

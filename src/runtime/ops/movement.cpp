@@ -365,7 +365,7 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
       if (dtype != DType::kBool) return make_view_or_copy_op(plan, node, store, same_width_integer(from));
       // A byte other than 0 reads as true (as the reference has it): the cast kernel's x != 0.
       int width = codegen::elementwise_vector_width({from}, dtype);
-      int kernel = store.add(node.name, [from](const auto& params) { return codegen::cast_source(from, DType::kBool, params); });
+      int kernel = store.add(node.name, [from](const auto& params) { return codegen::cast_source(from, DType::kBool, true, params); });
       return std::make_unique<SimpleOp>(node, store, kernel, [n, width](const ShapeEnv& s, KernelLaunch& k) {
         const auto& dims = s.of(n->outputs[0]);
         k.params = codegen::pack(codegen::elementwise_params(dims, {dims}, width));
@@ -477,6 +477,8 @@ std::unique_ptr<Op> make_movement(const plan::Plan& plan, const ir::Node& node, 
             using T = decltype(tag);
             if constexpr (std::is_same_v<T, Float16>) r.fill_bits = float_to_half(float(fill));
             else if constexpr (std::is_same_v<T, BFloat16>) r.fill_bits = float_to_bfloat16(float(fill));
+            else if constexpr (requires { tag.bits; }) r.fill_bits = narrow_float_from_double(dtype, fill, true);
+            else if constexpr (requires { tag.value; }) r.fill_bits = uint8_t(narrow_integer_wrap(dtype, int64_t(fill)));
             else {
               T v = static_cast<T>(fill);
               std::memcpy(&r.fill_bits, &v, sizeof(T));
