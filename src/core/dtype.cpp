@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "kiln/error.h"
+
 namespace kiln {
 
 size_t dtype_size(DType dtype) {
@@ -19,8 +21,18 @@ size_t dtype_size(DType dtype) {
     case DType::kInt8:
     case DType::kUInt8:
     case DType::kBool: return 1;
+    case DType::kString: break;
   }
-  return 1;
+  fail_not_numeric(dtype);
+}
+
+void fail_not_numeric(DType dtype) {
+  fail(ErrorCode::kUnsupported, "a ", dtype_name(dtype), " tensor has no fixed-size elements: this operation takes numbers only");
+}
+
+std::optional<DType> dtype_from_code(int64_t code) {
+  if (code >= 0 && code <= int64_t(DType::kString)) return DType(code);
+  return std::nullopt;
 }
 
 std::string_view dtype_name(DType dtype) {
@@ -38,6 +50,7 @@ std::string_view dtype_name(DType dtype) {
     case DType::kUInt16: return "uint16";
     case DType::kUInt32: return "uint32";
     case DType::kUInt64: return "uint64";
+    case DType::kString: return "string";
   }
   return "?";
 }
@@ -45,6 +58,7 @@ std::string_view dtype_name(DType dtype) {
 std::optional<DType> parse_dtype(std::string_view name) {
   for (DType d : kAllDTypes)
     if (dtype_name(d) == name) return d;
+  if (name == "string") return DType::kString;
   if (name == "fp32" || name == "float") return DType::kFloat32;
   if (name == "fp16" || name == "half") return DType::kFloat16;
   if (name == "bf16") return DType::kBFloat16;

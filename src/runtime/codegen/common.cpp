@@ -82,6 +82,7 @@ std::string c_type(DType dtype) {
     case DType::kUInt16: return "unsigned short";
     case DType::kUInt32: return "unsigned int";
     case DType::kUInt64: return "unsigned long long";
+    case DType::kString: fail_not_numeric(dtype);  // make_op refuses string tensors first
   }
   return "float";
 }
