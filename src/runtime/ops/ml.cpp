@@ -1,7 +1,8 @@
-// The ml family (ai.onnx.ml) on the GPU: no kernels yet. LabelEncoder maps
-// through a host hash table (of strings, often); Binarizer,
-// ArrayFeatureExtractor and TreeEnsemble are numeric and could have kernels,
-// which are not written: a plan holding them runs on the CPU device.
+// The ml family (ai.onnx.ml) on the GPU: no kernels of its own. `kiln build`
+// lowers Binarizer and ArrayFeatureExtractor (of constant indices) into ops
+// the GPU runs (builder/passes_ml.cpp). LabelEncoder maps through a host table
+// (of strings, often); TreeEnsemble's walk has no kernel yet: a plan holding
+// them runs on the CPU device.
 #include "kiln/error.h"
 #include "ops.h"
 
@@ -20,10 +21,11 @@ GpuLowering describe_ml(OpKind op) {
   switch (op) {
     case OpKind::kLabelEncoder:
       return {K::kNone, "no GPU kernel: its keys are looked up in a host table (strings among them); runs on the CPU device"};
-    case OpKind::kBinarizer:
+    case OpKind::kBinarizer: return {K::kByBuilder, "`kiln build` lowers it to Greater and Cast"};
     case OpKind::kArrayFeatureExtractor:
-    case OpKind::kTreeEnsemble:
-      return {K::kNone, "no GPU kernel yet (an ai.onnx.ml op); runs on the CPU device"};
+      return {K::kByBuilder, "`kiln build` lowers it to Gather along the last axis where the indices are a constant inside that "
+                             "dim; other indices run on the CPU device"};
+    case OpKind::kTreeEnsemble: return {K::kNone, "no GPU kernel yet (the trees are walked on the host); runs on the CPU device"};
     default: return {};
   }
 }
