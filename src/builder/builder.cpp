@@ -275,6 +275,7 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
     run("remove identities", remove_identities);
     run("fold constants", [](Graph& graph) { return fold_constants(graph); });
   }
+  run("scan axes to the front", scan_axes_to_front);
   run("fold batchnorm into conv", fold_batchnorm_into_conv);
   run("lower batchnorm", lower_batchnorm);
   run("lower ai.onnx.ml ops", lower_ml_ops);
@@ -300,6 +301,15 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
   run("scratch for transposed products", scratch_for_transposed_products);
   run("scratch for recurrent layers", scratch_for_recurrent_layers);
   run("materialize outputs", materialize_outputs);
+  if (std::any_of(g.nodes.begin(), g.nodes.end(), [](const ir::Node& n) { return ir::family_of(n.op) == ir::OpFamily::kControlFlow; }))
+    run("build subgraphs", [&](Graph& graph) {
+      // For the shapes their nodes give them, data-dependent sizes at their bounds.
+      plan::Plan typed;
+      typed.network = graph.to_network();
+      typed.profiles = profiles;
+      bound_data_dependent_sizes(typed, options.data_dependent_bounds, options.default_data_dependent_bound);
+      return build_subgraphs(graph, typed.network, options, source);
+    });
 
   plan::Plan p;
   p.network = g.to_network();

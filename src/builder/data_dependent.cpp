@@ -7,6 +7,7 @@
 
 #include "graph.h"
 #include "kiln/error.h"
+#include "kiln/ir/control_flow.h"
 #include "kiln/ir/limits.h"
 #include "kiln/ir/shape_inference.h"
 
@@ -82,6 +83,39 @@ std::optional<int64_t> implied_bound(const ir::Network& net, const ir::Node& nod
   }
 }
 
+// Control flow: a Loop's scan outputs have at most M slices where M is a
+// constant or follows from the shapes; an If's output dim is at most the
+// larger of its branches' dims.
+std::optional<int64_t> implied_control_flow_bound(const ir::Network& net, const ir::Node& node, size_t output, size_t dim,
+                                                  const ir::SymbolBindings& largest) {
+  if (node.op == ir::OpKind::kLoop) {
+    if (node.inputs[0] == ir::kNoValue || output < ir::loop_layout(node).carried || dim != 0) return std::nullopt;
+    const ir::Value& trips = net.value(node.inputs[0]);
+    std::optional<int64_t> m;
+    if (trips.weight) m = ir::read_ints(*trips.weight).at(0);
+    else if (trips.known && trips.known->size() == 1) m = trips.known->front().evaluate(largest);
+    if (!m) return std::nullopt;
+    return std::max<int64_t>(*m, 0);
+  }
+  if (node.op != ir::OpKind::kIf) return std::nullopt;
+  std::vector<ir::InferInput> in;
+  for (size_t i = 1; i < node.inputs.size(); ++i) {
+    const ir::Value& v = net.value(node.inputs[i]);
+    in.push_back(ir::InferInput{true, v.dtype, v.shape, v.known ? &*v.known : nullptr, v.weight ? &*v.weight : nullptr, &v.name});
+  }
+  int64_t unknown = 0, most = 0;
+  for (const char* branch : {"then_branch", "else_branch"}) {
+    // A size the branch makes up stays unbound, and so gives no bound.
+    std::vector<ir::InferOutput> out =
+        ir::infer_subgraph(*node.attrs.get_graph(branch), in, [&] { return ir::Dim::symbol(str("_unbounded", unknown++)); });
+    if (output >= out.size() || dim >= out[output].shape.size()) return std::nullopt;
+    auto size = out[output].shape[dim].evaluate(largest);
+    if (!size) return std::nullopt;
+    most = std::max(most, *size);
+  }
+  return most;
+}
+
 std::string symbols_text(const std::set<std::string>& symbols) {
   std::string out;
   for (const std::string& s : symbols) out += (out.empty() ? "'" : ", '") + s + "'";
@@ -89,6 +123,16 @@ std::string symbols_text(const std::set<std::string>& symbols) {
 }
 
 }  // namespace
+
+// Whether a subgraph of `net` (at any depth) has a tensor of this name: its
+// bound goes to that subgraph's build (build_subgraphs).
+bool subgraph_tensor(const ir::Network& net, std::string_view name) {
+  for (const ir::Node& node : net.nodes())
+    for (auto& [attr, value] : node.attrs.all())
+      if (auto* g = std::get_if<ir::Subgraph>(&value); g && *g && ((*g)->find_value(name) || subgraph_tensor(**g, name)))
+        return true;
+  return false;
+}
 
 void bound_data_dependent_sizes(plan::Plan& p, const std::map<std::string, int64_t, std::less<>>& given, int64_t fallback) {
   ir::Network& net = p.network;
@@ -100,7 +144,8 @@ void bound_data_dependent_sizes(plan::Plan& p, const std::map<std::string, int64
   }
   std::set<std::string> used;  // names of `given` that bounded something
   for (const ir::Node& node : net.nodes())
-    for (ir::ValueId v : node.outputs) {
+    for (size_t o = 0; o < node.outputs.size(); ++o) {
+      ir::ValueId v = node.outputs[o];
       if (v == ir::kNoValue) continue;
       const ir::Value& val = net.value(v);
       auto it = given.find(val.name);
@@ -117,6 +162,7 @@ void bound_data_dependent_sizes(plan::Plan& p, const std::map<std::string, int64
                ", which the GPU runtime cannot solve for when it reads values back; kiln needs such a size as a dim of its own");
         std::optional<int64_t> bound;
         if (it != given.end()) bound = it->second;
+        else if (ir::family_of(node.op) == ir::OpFamily::kControlFlow) bound = implied_control_flow_bound(net, node, o, i, largest);
         else bound = implied_bound(net, node, largest, smallest);
         if (!bound && fallback >= 0) bound = fallback;
         if (!bound)
@@ -136,6 +182,7 @@ void bound_data_dependent_sizes(plan::Plan& p, const std::map<std::string, int64
   for (auto& [name, bound] : given) {
     if (used.count(name)) continue;
     auto id = net.find_value(name);
+    if (!id && subgraph_tensor(net, name)) continue;
     fail(ErrorCode::kInvalidArgument, "--data-dependent-bound names '", name, "', ",
          !id ? std::string("which is not a tensor of the built network")
              : "whose size does not depend on input data by itself (bound the tensor whose size it takes, such as a NonZero's or "

@@ -8,6 +8,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "kiln/builder.h"
 #include "kiln/ir/network.h"
 #include "kiln/plan.h"
 
@@ -104,6 +105,17 @@ int remove_identities(Graph& g);
 // body (passes_control_flow.cpp). One sweep: the copies' own control flow
 // waits for the constant folding after it.
 int inline_control_flow(Graph& g);
+// A Scan that scans along another axis than the first reads its scan inputs
+// through Transposes moving that axis to the front, and writes its scan
+// outputs stacked along the first, Transposes putting them where they go: the
+// GPU runs a Scan by offsets into the first dim.
+int scan_axes_to_front(Graph& g);
+// Builds each subgraph of the control flow left (If branches, Loop and Scan
+// bodies) like a network of its own, for the shapes its node gives it in
+// `typed` (g to_network'd, its data-dependent sizes bounded): the subgraph
+// attribute becomes the built network, and its memory plan and ranges go in
+// the attributes beside it (<graph>_memory, _symbols, _ranges). Returns how many.
+int build_subgraphs(Graph& g, const ir::Network& typed, const BuildOptions& options, const std::string& source);
 int fold_constants(Graph& g, const FoldBudget& budget = {});
 int fold_batchnorm_into_conv(Graph& g);
 // BatchNormalization left after conv folding becomes elementwise math on
@@ -172,6 +184,9 @@ int materialize_outputs(Graph& g);
 // (by tensor name), one that follows from the largest shapes, or `fallback`
 // (-1: none); throws naming the tensor and --data-dependent-bound otherwise.
 void bound_data_dependent_sizes(plan::Plan& p, const std::map<std::string, int64_t, std::less<>>& given, int64_t fallback);
+
+// Whether a subgraph of `net`, at any depth, has a tensor named `name`.
+bool subgraph_tensor(const ir::Network& net, std::string_view name);
 
 // Fills the plan's arena offsets and size for its (final) network.
 void plan_memory(plan::Plan& p);

@@ -2,8 +2,12 @@
 // (after constant folding and shape inference: exporters write If on shape
 // comparisons) becomes its branch's nodes, and a Loop or Scan whose iteration
 // count is a constant becomes copies of its body, one per iteration, so the
-// GPU runs such models with ordinary kernels inside CUDA graphs. The GPU has
-// no lowering of its own for what is left (runtime/ops/control_flow.cpp).
+// GPU runs such models with ordinary kernels inside CUDA graphs. What is left
+// runs from enqueue (runtime/ops/control_flow.cpp): each subgraph is built
+// here like a network of its own, for the shapes its node gives it.
+#include <algorithm>
+#include <set>
+
 #include "graph.h"
 #include "kiln/error.h"
 #include "kiln/ir/control_flow.h"
@@ -214,6 +218,218 @@ int inline_control_flow(Graph& g) {
   g.nodes = std::move(nodes);
   g.dead = std::move(dead);
   return changed;
+}
+
+int scan_axes_to_front(Graph& g) {
+  int changed = 0;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    if (g.dead[n] || g.nodes[n].op != OpKind::kScan) continue;
+    ir::ScanLayout l = ir::scan_layout(g.nodes[n]);
+    if (l.batched) continue;
+    auto normalized = [](int64_t axis, size_t rank) { return axis < 0 ? axis + int64_t(rank) : axis; };
+    bool moved = false;
+    for (size_t j = 0; j < l.scan_inputs; ++j) {
+      ir::ValueId in = g.nodes[n].inputs[l.states + j];
+      size_t rank = g.values[size_t(in)].shape.size();
+      int64_t axis = normalized(l.input_axes[j], rank);
+      if (axis <= 0 || axis >= int64_t(rank)) continue;  // inference names an axis out of range
+      std::vector<int64_t> perm{axis};
+      for (int64_t d = 0; d < int64_t(rank); ++d)
+        if (d != axis) perm.push_back(d);
+      std::string stem = g.nodes[n].name + "/scan_input";
+      ir::ValueId front = g.add_value(stem);
+      ir::Attributes a;
+      a.set("perm", perm);
+      g.insert_node(n++, ir::Node{g.unique_name(stem), OpKind::kTranspose, {in}, {front}, std::move(a)});
+      g.nodes[n].inputs[l.states + j] = front;
+      moved = true;
+    }
+    size_t after = n + 1;
+    for (size_t k = 0; k < l.scan_outputs; ++k) {
+      ir::ValueId out = g.nodes[n].outputs[l.states + k];
+      if (out == ir::kNoValue) continue;
+      size_t rank = g.values[size_t(out)].shape.size();
+      int64_t axis = normalized(l.output_axes[k], rank);
+      if (axis <= 0 || axis >= int64_t(rank)) continue;
+      std::vector<int64_t> perm;  // the stacked dim (first) goes to `axis`
+      for (int64_t d = 0; d < int64_t(rank); ++d) perm.push_back(d < axis ? d + 1 : d == axis ? 0 : d);
+      std::string stem = g.nodes[n].name + "/scan_output";
+      ir::ValueId stacked = g.add_value(stem);
+      g.nodes[n].outputs[l.states + k] = stacked;
+      ir::Attributes a;
+      a.set("perm", perm);
+      g.insert_node(after++, ir::Node{g.unique_name(stem), OpKind::kTranspose, {stacked}, {out}, std::move(a)});
+      moved = true;
+    }
+    if (!moved) continue;
+    g.nodes[n].attrs.set("scan_input_axes", std::vector<int64_t>(l.scan_inputs, 0));
+    g.nodes[n].attrs.set("scan_output_axes", std::vector<int64_t>(l.scan_outputs, 0));
+    n = after - 1;
+    ++changed;
+  }
+  return changed;
+}
+
+namespace {
+
+// The symbols of a subgraph built for its node: one per distinct size the
+// node gives it, named as the enclosing graph names it where that is a plain
+// symbol, with the range it has there. Others get new names, and so do names
+// of the form the subgraph's own inference makes up ("_d0").
+class BodySymbols {
+ public:
+  BodySymbols(const ir::Network& outer, std::string where) : where_(std::move(where)) {
+    for (auto& [s, r] : outer.dim_ranges()) {
+      least_[s] = r.min;
+      opt_[s] = r.opt;
+      most_[s] = r.max;
+    }
+  }
+
+  ir::Shape map(const ir::Shape& shape, size_t input) {
+    ir::Shape out;
+    for (size_t d = 0; d < shape.size(); ++d) {
+      const ir::Dim& dim = shape[d];
+      if (dim.is_constant()) {
+        out.push_back(dim);
+        continue;
+      }
+      std::string text = dim.to_string();
+      auto [it, fresh] = names_.emplace(text, "");
+      if (fresh) it->second = name_for(dim, text, input, d);
+      out.push_back(ir::Dim::symbol(it->second));
+    }
+    return out;
+  }
+
+  const ir::DimRanges& ranges() const { return ranges_; }
+
+ private:
+  std::string name_for(const ir::Dim& dim, const std::string& text, size_t input, size_t d) {
+    auto lo = dim.evaluate(least_), opt = dim.evaluate(opt_), hi = dim.evaluate(most_);
+    if (!lo || !opt || !hi)
+      fail(ErrorCode::kUnsupported, where_, ": input ", input, " dim ", d, " (", text, ") has no bound where the node gives it");
+    std::set<std::string> symbols;
+    dim.collect_symbols(symbols);
+    bool plain = symbols.size() == 1 && dim == ir::Dim::symbol(text) && text.rfind("_d", 0) != 0;
+    std::string name = plain ? text : "";
+    for (int k = 0; name.empty() || !taken_.insert(name).second; ++k) name = str("outer", k);
+    int64_t least = std::min({*lo, *opt, *hi}), most = std::max({*lo, *opt, *hi});
+    ranges_[name] = ir::DimRange{least, std::clamp(*opt, least, most), most};
+    return name;
+  }
+
+  std::string where_;
+  ir::SymbolBindings least_, opt_, most_;
+  std::set<std::string> taken_;  // the names given so far
+  std::map<std::string, std::string> names_;  // the enclosing graph's dim, as text -> the subgraph's symbol
+  ir::DimRanges ranges_;
+};
+
+ir::Shape without_leading(ir::Shape shape, size_t dims) {
+  shape.erase(shape.begin(), shape.begin() + ptrdiff_t(std::min(dims, shape.size())));
+  return shape;
+}
+
+// The shapes the node gives its subgraph's inputs, over every run of it: a
+// carried value or state takes the node's output shape, whose dims the
+// iterations change are data-dependent sizes of their own.
+std::vector<ir::Shape> given_shapes(const ir::Network& net, const ir::Node& node) {
+  auto shape = [&](ir::ValueId v) { return net.value(v).shape; };
+  auto final_or_initial = [&](size_t output, size_t input) {
+    return output < node.outputs.size() && node.outputs[output] != ir::kNoValue ? shape(node.outputs[output]) : shape(node.inputs[input]);
+  };
+  std::vector<ir::Shape> shapes;
+  if (node.op == OpKind::kIf) {
+    for (size_t i = 1; i < node.inputs.size(); ++i) shapes.push_back(shape(node.inputs[i]));
+  } else if (node.op == OpKind::kLoop) {
+    ir::LoopLayout l = ir::loop_layout(node);
+    shapes = {ir::Shape{}, ir::Shape{}};
+    for (size_t k = 0; k < l.carried; ++k) shapes.push_back(final_or_initial(k, 2 + k));
+    for (size_t i = 2 + l.carried; i < node.inputs.size(); ++i) shapes.push_back(shape(node.inputs[i]));
+  } else {
+    ir::ScanLayout l = ir::scan_layout(node);
+    for (size_t k = 0; k < l.states; ++k) shapes.push_back(without_leading(final_or_initial(k, k), l.batched ? 1 : 0));
+    for (size_t j = 0; j < l.scan_inputs; ++j) {
+      if (!l.batched && l.input_axes[j] != 0)
+        fail(ErrorCode::kInternal, "node '", node.name, "' (Scan): scan input ", j, " is scanned along axis ", l.input_axes[j],
+             "; scan_axes_to_front moves it to the front first");
+      shapes.push_back(without_leading(shape(node.inputs[l.states + j]), l.batched ? 2 : 1));
+    }
+    for (size_t i = l.states + l.scan_inputs; i < node.inputs.size(); ++i) shapes.push_back(shape(node.inputs[i]));
+  }
+  return shapes;
+}
+
+// `body` with its inputs of `shapes`, and every output a value of its own
+// that a node writes: the runtime binds each output to its own memory (an
+// input or an output given twice gets a copy).
+ir::Network specialized(const ir::Network& body, const std::vector<ir::Shape>& shapes) {
+  Graph b = Graph::from_network(body);
+  if (shapes.size() != b.inputs.size())
+    fail(ErrorCode::kInvalidModel, "it has ", b.inputs.size(), " inputs; the node gives it ", shapes.size());
+  for (size_t i = 0; i < shapes.size(); ++i) b.values[size_t(b.inputs[i])].shape = shapes[i];
+  std::set<ir::ValueId> seen;
+  for (ir::ValueId& out : b.outputs) {
+    if (!b.values[size_t(out)].is_input && seen.insert(out).second) continue;
+    std::string name = b.values[size_t(out)].name;
+    ir::ValueId copy = b.add_value(name);
+    b.nodes.push_back(ir::Node{b.unique_name("copy_" + name), OpKind::kIdentity, {out}, {copy}, {}});
+    b.dead.push_back(false);
+    out = copy;
+  }
+  b.ranges.clear();  // the build's profile gives the inputs' ranges
+  return b.to_network();
+}
+
+}  // namespace
+
+int build_subgraphs(Graph& g, const ir::Network& typed, const BuildOptions& options, const std::string& source) {
+  std::map<std::string, const ir::Node*> typed_nodes;
+  for (const ir::Node& node : typed.nodes()) typed_nodes[node.name] = &node;
+  int built = 0;
+  for (size_t n = 0; n < g.nodes.size(); ++n) {
+    ir::Node& node = g.nodes[n];
+    if (g.dead[n] || ir::family_of(node.op) != ir::OpFamily::kControlFlow) continue;
+    const ir::Node& with_shapes = *typed_nodes.at(node.name);
+    std::vector<ir::Shape> given = given_shapes(typed, with_shapes);
+    for (const char* attr : node.op == OpKind::kIf ? std::vector<const char*>{"then_branch", "else_branch"}
+                                                    : std::vector<const char*>{"body"}) {
+      std::string where = str("node '", node.name, "' (", ir::op_name(node.op), "), subgraph '", attr, "'");
+      plan::Plan p;
+      try {
+        BodySymbols symbols(typed, where);
+        std::vector<ir::Shape> shapes;
+        for (size_t i = 0; i < given.size(); ++i) shapes.push_back(symbols.map(given[i], i));
+        BuildOptions inner;
+        inner.precision = options.precision;
+        inner.profiles = {symbols.ranges()};
+        inner.default_data_dependent_bound = options.default_data_dependent_bound;
+        inner.progress = [](const std::string&) {};
+        ir::Network body = specialized(*node.attrs.get_graph(attr), shapes);
+        for (auto& [name, bound] : options.data_dependent_bounds)
+          if (body.find_value(name) || subgraph_tensor(body, name)) inner.data_dependent_bounds[name] = bound;
+        p = build(body, inner, source);
+      } catch (const Error& e) {
+        if (std::string_view(e.what()).rfind(where, 0) == 0) throw;
+        fail(e.code(), where, ": ", e.what());
+      }
+      std::vector<int64_t> memory = p.arena_offset;
+      memory.push_back(p.arena_bytes);
+      std::vector<std::string> names;
+      std::vector<int64_t> ranges;
+      for (auto& [s, r] : p.network.dim_ranges()) {
+        names.push_back(s);
+        ranges.insert(ranges.end(), {r.min, r.opt, r.max});
+      }
+      node.attrs.set(attr, ir::Subgraph(std::make_shared<const ir::Network>(std::move(p.network))));
+      node.attrs.set(str(attr, "_memory"), memory);
+      node.attrs.set(str(attr, "_symbols"), names);
+      node.attrs.set(str(attr, "_ranges"), ranges);
+      ++built;
+    }
+  }
+  return built;
 }
 
 }  // namespace kiln::builder

@@ -320,8 +320,8 @@ PreparedShape* find_prepared_shape(ContextState& c) {
 PreparedShape& prepared_shape(ContextState& c) {
   const EngineState& e = *c.engine;
   if (!e.readbacks.empty())
-    fail(ErrorCode::kInvalidArgument, e.data_dependent, " has a size that depends on data: this engine's launches are prepared "
-         "by enqueue, up to each size it reads back, so they cannot be prepared or profiled ahead of a call");
+    fail(ErrorCode::kInvalidArgument, e.data_dependent, ": this engine's launches are prepared by enqueue, up to each value it "
+         "reads back, so they cannot be prepared or profiled ahead of a call");
   if (PreparedShape* found = find_prepared_shape(c)) return *found;
   return prepared_launches(c, shape_key(c.input_dims), evaluate_shapes(e.plan.network, c.input_dims), 0, e.ops.size(),
                            c.specialization);
@@ -340,14 +340,17 @@ PreparedShape& prepared_launches(ContextState& c, const std::string& key, const 
   p.key = key;
   p.shapes = shapes;
   plan::check_arena_fits(e.plan, p.shapes.dims);
-  PrepareContext ctx{p.shapes, p.steps, c.lt, c.cudnn, c.workspace.bytes(), e.sm_count};
+  const ContextState& libraries = library_owner(c);
+  PrepareContext ctx{p.shapes, p.steps, libraries.lt, libraries.cudnn, libraries.workspace.bytes(), e.sm_count};
   ctx.cache = e.config.cache.get();
   ctx.arch = e.arch;
   for (size_t i = begin; i < end; ++i) e.ops[i]->prepare(ctx);
+  // A subgraph's kernels are registered in its engine's store.
+  const KernelStore& kernels = c.owner ? c.owner->engine->store : e.store;
   for (Step& step : p.steps) {
     auto* k = std::get_if<KernelLaunch>(&step);
     if (k && k->specializable && k->handle >= 0 && strategy != KernelSpecialization::kNone)
-      k->special = e.store.specialize(k->handle, k->params);  // null once the bound is reached
+      k->special = kernels.specialize(k->handle, k->params);  // null once the bound is reached
   }
   for (Step& step : p.steps) {
     auto* k = std::get_if<KernelLaunch>(&step);
@@ -368,8 +371,9 @@ PreparedShape& prepared_launches(ContextState& c, const std::string& key, const 
   p.prepare_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   c.shapes.push_front(std::move(p));
   if (c.shapes.size() > std::max<size_t>(1, e.config.shapes_per_context)) {
+    ContextState& keeper = c.owner ? *c.owner : c;  // a subgraph's forgotten kernels wait for its engine context's fence
     for (Step& step : c.shapes.back().steps)
-      if (auto* k = std::get_if<KernelLaunch>(&step); k && k->special) c.retiring.push_back(std::move(k->special));
+      if (auto* k = std::get_if<KernelLaunch>(&step); k && k->special) keeper.retiring.push_back(std::move(k->special));
     c.shapes.pop_back();
   }
   return c.shapes.front();
@@ -404,8 +408,6 @@ void fence_retiring_kernels(ContextState& c, cudaStream_t stream) {
 
 }  // namespace
 
-namespace {
-
 // Swaps in specialized kernels that became ready (lazy: one atomic load each);
 // returns how many launches changed kernel.
 int swap_in_ready_kernels(PreparedShape& shape) {
@@ -427,7 +429,6 @@ int swap_in_ready_kernels(PreparedShape& shape) {
   return swapped;
 }
 
-}  // namespace
 
 // Every value's device address for this call: bound inputs and outputs,
 // weights, activations in the arena.
@@ -467,12 +468,15 @@ void launch_step(const ContextState& c, const Step& step, cudaStream_t stream) {
     KILN_CUDA(cudaLaunchKernel(reinterpret_cast<const void*>(k->kernel), dim3(k->grid), dim3(k->block), args, 0, stream),
               str("launching the kernel of node '", k->node->name, "' (", ir::op_name(k->node->op), ")"));
   } else if (auto* m = std::get_if<MatmulCall>(&step)) {
+    const ContextState& libraries = library_owner(c);
     launch_matmul(*m, ptr(m->a, m->node), ptr(m->b, m->node), ptr(m->c, m->node), ptr(m->d, m->node),
-                  m->bias.value != ir::kNoValue ? ptr(m->bias, m->node) : nullptr, c.lt, c.workspace.get(),
-                  c.workspace.bytes(), stream);
+                  m->bias.value != ir::kNoValue ? ptr(m->bias, m->node) : nullptr, libraries.lt, libraries.workspace.get(),
+                  libraries.workspace.bytes(), stream);
   } else if (auto* cv = std::get_if<CudnnCall>(&step)) {
+    const ContextState& libraries = library_owner(c);
     launch_cudnn(*cv, ptr(cv->x, cv->node), cv->w.value != ir::kNoValue ? ptr(cv->w, cv->node) : nullptr, ptr(cv->y, cv->node),
-                 cv->bias.value != ir::kNoValue ? ptr(cv->bias, cv->node) : nullptr, c.cudnn, c.workspace.get(), stream);
+                 cv->bias.value != ir::kNoValue ? ptr(cv->bias, cv->node) : nullptr, libraries.cudnn, libraries.workspace.get(),
+                 stream);
   }
 }
 
@@ -520,8 +524,7 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
   if (!e.readbacks.empty()) {
     if (caller_capturing)
       fail(ErrorCode::kInvalidArgument, "enqueue inside a stream capture: ", e.data_dependent,
-           " has a size that depends on data, which enqueue reads back from the GPU and waits for; a capture cannot hold that "
-           "(the capture is left as it was)");
+           ", which enqueue reads back from the GPU and waits for; a capture cannot hold that (the capture is left as it was)");
     release_fenced_kernels(c);
     graphs::CallState call;
     call.graphs_enabled = c.graph_strategy == CudaGraphStrategy::kWholeGraphCapture;
@@ -531,12 +534,11 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
       std::string reason(graphs::fallback_name(decision.fallback));
       if (e.config.strict_cuda_graphs)
         fail(ErrorCode::kDevice, "cuda_graph_strategy whole_graph_capture (strict): no graph for this engine: ", reason, ": ",
-             e.data_dependent, " has a size that depends on data");
+             e.data_dependent);
       ++c.stats.fallbacks[reason];
       if (!c.warned_data_dependent && log_enabled(Severity::kWarning))
         log(Severity::kWarning, str("cuda_graph_strategy whole_graph_capture: ", e.data_dependent,
-                                    " has a size that depends on data, which enqueue reads back and waits for; this engine runs "
-                                    "without CUDA graphs"));
+                                    ", which enqueue reads back and waits for; this engine runs without CUDA graphs"));
       c.warned_data_dependent = true;
     }
     ++c.stats.calls;
@@ -682,7 +684,7 @@ bool ExecutionContext::is_stream_capturable(cudaStream_t stream) const { return 
 std::string ExecutionContext::capture_obstacle(cudaStream_t stream) const {
   const ContextState& c = *state_;
   if (!c.engine->readbacks.empty())
-    return str(c.engine->data_dependent, " has a size that depends on data: enqueue reads it back and waits for the GPU");
+    return str(c.engine->data_dependent, ": enqueue reads it back and waits for the GPU");
   if (graphs::is_legacy_stream(stream)) return "the legacy default stream cannot be captured";
   const ir::Network& net = c.engine->plan.network;
   for (ir::ValueId id : net.inputs())

@@ -7,6 +7,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@ namespace kiln::runtime {
 struct Readback {
   size_t node = 0;     // the node in the plan's order
   bool after = false;  // after its launches (a count made on the device), else before them (its small inputs)
+  bool control_flow = false;  // an If, Loop or Scan: enqueue runs it (run_control_flow) in place of launches
 };
 
 struct EngineState {
@@ -38,8 +40,20 @@ struct EngineState {
   std::vector<Readback> readbacks;       // in node order; empty when every size follows from the input shapes
   size_t readback_scratch_bytes = 0;     // device scratch per context: counts and their work areas (ScratchSlot)
   size_t readback_host_bytes = 0;        // pinned host memory per context: what one readback copies
-  // "tensor 'idx' (node 'nz', NonZero)": the first size that depends on data; empty when none does.
+  // "tensor 'idx' (node 'nz', NonZero) has a size that depends on data", or
+  // "node 'loop' (Loop) decides by data what runs": the first readback's
+  // reason; empty when there is none.
   std::string data_dependent;
+};
+
+// A control-flow node's subgraphs, each lowered like an engine's network
+// (their kernels in the engine's store, their own weights and memory plan;
+// runtime/ops/control_flow.cpp). Enqueue runs them (run_control_flow), so the
+// node prepares no launches of its own.
+class ControlFlowOp : public Op {
+ public:
+  std::vector<std::unique_ptr<EngineState>> bodies;  // If: then_branch, else_branch; Loop, Scan: body
+  void prepare(PrepareContext&) const override {}
 };
 
 // A native CUDA graph, the input/output addresses it launches with, whether
@@ -83,6 +97,9 @@ struct PinnedFree {
 
 struct ContextState {
   const EngineState* engine;
+  // A subgraph's context: the engine's context, whose library handles and
+  // workspace it uses; null for that context itself.
+  ContextState* owner = nullptr;
   DeviceBuffer arena, workspace;
   // Where kernels leave the counts enqueue reads back, and the pinned host
   // memory it copies them (and small tensors) into; made with the context.
@@ -123,6 +140,24 @@ struct ContextState {
   ExecutionContext::GraphStats stats;
   graphs::GraphCounters counters;
 
+  // Per node of the plan: the contexts of its subgraphs (a control-flow node's, in ControlFlowOp's order), made with this one.
+  std::vector<std::vector<std::unique_ptr<ContextState>>> bodies;
+  // A subgraph's context, per value: the bytes at the address bound to an
+  // output (its node's output, or a slice of it), checked before each stage
+  // writes it; -1 elsewhere.
+  std::vector<int64_t> room;
+  // A Loop's or Scan's body: device memory for the iteration number, a true
+  // condition, the body's condition output and two buffers per carried value
+  // or state (one iteration reads one, writes the other); and pinned memory
+  // the iteration numbers are copied from, a ring used again only after a wait.
+  DeviceBuffer loop_memory;
+  std::vector<int64_t> carried_offset;  // per carried value or state: its first buffer, the second right after
+  std::vector<int64_t> carried_bytes;
+  // Per scan output: scratch for a slice whose size data inside the body decides, copied into place after the run.
+  std::vector<int64_t> slice_offset, slice_bytes;
+  std::unique_ptr<std::byte, PinnedFree> loop_host;
+  int64_t loop_host_next = 0;
+
   ~ContextState();
 };
 
@@ -140,6 +175,8 @@ PreparedShape& prepared_shape(ContextState& c);
 // (prepared now if new), with the given kernel specialization strategy.
 PreparedShape& prepared_launches(ContextState& c, const std::string& key, const ShapeEnv& shapes, size_t begin, size_t end,
                                  KernelSpecialization strategy);
+// Swaps in the shape's specialized kernels that became ready; returns how many.
+int swap_in_ready_kernels(PreparedShape& shape);
 // Every value's device address for the next call.
 void resolve_pointers(ContextState& c);
 // One step's launch(es) on `stream`, at the addresses resolve_pointers found.
@@ -150,5 +187,23 @@ void launch_step(const ContextState& c, const Step& step, cudaStream_t stream);
 void plan_readbacks(EngineState& e);
 void make_readback_memory(ContextState& c);
 void enqueue_data_dependent(ContextState& c, cudaStream_t stream);
+// Binds data-dependent symbol `symbol`, a dim of `v` (an output of `node`), to
+// `size`, checked against the plan's bound for it.
+void bind_size(const plan::Plan& plan, const ir::Node& node, ir::ValueId v, const std::string& symbol, int64_t size,
+               ir::SymbolBindings& resolved);
+// The data-dependent symbol that is dim `i` of `v` and still unbound, if there is one.
+std::optional<std::string> unbound_symbol(const ir::Network& net, ir::ValueId v, size_t i, const ir::SymbolBindings& resolved);
+
+// Control flow (ops/control_flow.cpp): the subgraphs' engine states set up on
+// the engine's device (settings, weights); a context's subgraph contexts;
+// and the run of control-flow node `node` from enqueue, which binds the
+// data-dependent sizes of its outputs.
+void set_up_subgraphs(EngineState& e);
+// Uploads the plan's weights (engine.cpp).
+void upload_weights(EngineState& e);
+void make_subgraph_contexts(ContextState& c);
+void run_control_flow(ContextState& c, size_t node, cudaStream_t stream, const ShapeEnv& env, ir::SymbolBindings& resolved);
+// The context whose library handles and workspace `c`'s launches use.
+inline const ContextState& library_owner(const ContextState& c) { return c.owner ? *c.owner : c; }
 
 }  // namespace kiln::runtime

@@ -40,6 +40,18 @@ int compiler_version() { return jit::nvrtc_version(); }
 
 namespace {
 
+// Whether the plan, or a subgraph of it, has cuDNN work.
+bool needs_cudnn(const EngineState& e) {
+  for (size_t n = 0; n < e.ops.size(); ++n) {
+    ir::OpKind op = e.plan.network.nodes()[n].op;
+    if (op == ir::OpKind::kConv || op == ir::OpKind::kConvChannelsLast || op == ir::OpKind::kMaxPoolChannelsLast) return true;
+    if (auto* cf = dynamic_cast<const ControlFlowOp*>(e.ops[n].get()))
+      for (const auto& body : cf->bodies)
+        if (needs_cudnn(*body)) return true;
+  }
+  return false;
+}
+
 // One op per node, registering their kernels; everything unsupported in one error.
 std::vector<std::unique_ptr<Op>> make_ops(const plan::Plan& plan, KernelStore& store, int arch) {
   std::vector<std::unique_ptr<Op>> ops;
@@ -60,6 +72,22 @@ std::vector<std::unique_ptr<Op>> make_ops(const plan::Plan& plan, KernelStore& s
 
 }  // namespace
 
+// Weights: one allocation, 256-byte aligned slots, uploaded once.
+void upload_weights(EngineState& s) {
+  const ir::Network& net = s.plan.network;
+  s.weight_offset.assign(net.values().size(), -1);
+  size_t total = 0;
+  for (size_t v = 0; v < net.values().size(); ++v)
+    if (net.values()[v].weight) {
+      s.weight_offset[v] = int64_t(total);
+      total += (net.values()[v].weight->data.size() + 255) / 256 * 256;
+    }
+  s.weights = DeviceBuffer(total, "weights");
+  for (size_t v = 0; v < net.values().size(); ++v)
+    if (net.values()[v].weight)
+      copy_to_device(s.weights.get() + s.weight_offset[v], net.values()[v].weight->data.data(),
+                     net.values()[v].weight->data.size(), "uploading weight " + net.values()[v].name);
+}
 
 void reset_device_after_error() {
   cudaDeviceReset();
@@ -94,29 +122,16 @@ std::shared_ptr<Engine> Engine::create(plan::Plan plan, const RuntimeConfig& con
   KILN_CUDA(cudaGetDeviceProperties(&prop, s->device), "");
   s->sm_count = prop.multiProcessorCount;
   s->arch = prop.major * 10 + prop.minor;
-  const ir::Network& net = s->plan.network;
 
   s->ops = make_ops(s->plan, s->store, s->arch);
   plan_readbacks(*s);
-
-  // Weights: one allocation, 256-byte aligned slots, uploaded once.
-  s->weight_offset.assign(net.values().size(), -1);
-  size_t total = 0;
-  for (size_t v = 0; v < net.values().size(); ++v)
-    if (net.values()[v].weight) {
-      s->weight_offset[v] = int64_t(total);
-      total += (net.values()[v].weight->data.size() + 255) / 256 * 256;
-    }
-  s->weights = DeviceBuffer(total, "weights");
-  for (size_t v = 0; v < net.values().size(); ++v)
-    if (net.values()[v].weight)
-      copy_to_device(s->weights.get() + s->weight_offset[v], net.values()[v].weight->data.data(),
-                     net.values()[v].weight->data.size(), "uploading weight " + net.values()[v].name);
+  upload_weights(*s);
+  s->config = config;
+  set_up_subgraphs(*s);
 
   int threads = config.compile_threads > 0 ? config.compile_threads
                                            : std::clamp<int>(int(std::thread::hardware_concurrency()), 1, 16);
   s->store.compile_all(s->arch, threads, progress_or_log(config.progress), config.cache.get());
-  s->config = config;
   // lazy compiles in the background on a few threads; eager on as many as
   // compile the generic kernels, while the first call at a shape waits. A
   // `none` engine keeps a few too: a context may choose another strategy.
@@ -133,22 +148,19 @@ std::unique_ptr<ExecutionContext> Engine::create_context() {
   c->graph_strategy = state_->config.cuda_graph_strategy;
   c->specialization = state_->config.dynamic_shapes_kernel_specialization_strategy;
   DeviceScope on_device(state_->device);
-  c->arena = DeviceBuffer(size_t(state_->plan.arena_bytes), "the activation arena");
+  // Never empty: tensors of no elements have addresses too (kernels read none of their bytes).
+  c->arena = DeviceBuffer(std::max<size_t>(size_t(state_->plan.arena_bytes), plan::kArenaAlignment), "the activation arena");
   c->workspace = DeviceBuffer(kWorkspaceBytes, "the cuBLASLt workspace");
   KILN_CUDA(cudaEventCreateWithFlags(&c->fence, cudaEventDisableTiming), "creating the context's event");
   KILN_CUDA(cudaEventCreateWithFlags(&c->joined_in, cudaEventDisableTiming), "creating the context's event");
   KILN_CUDA(cudaEventCreateWithFlags(&c->joined_out, cudaEventDisableTiming), "creating the context's event");
   KILN_CUDA(cudaStreamCreateWithFlags(&c->own_stream, cudaStreamNonBlocking), "creating the context's stream");
   make_readback_memory(*c);
-  bool needs_cudnn = std::any_of(state_->plan.network.nodes().begin(), state_->plan.network.nodes().end(),
-                                 [](const ir::Node& n) {
-                                   return n.op == ir::OpKind::kConv || n.op == ir::OpKind::kConvChannelsLast ||
-                                          n.op == ir::OpKind::kMaxPoolChannelsLast;
-                                 });
+  make_subgraph_contexts(*c);
   {
     graphs::CaptureGate::Exclusive gate;  // the libraries allocate device memory
     KILN_CUBLAS(cublasLtCreate(&c->lt), "creating the cuBLASLt handle");
-    if (needs_cudnn && cudnnCreate(&c->cudnn) != CUDNN_STATUS_SUCCESS)
+    if (needs_cudnn(*state_) && cudnnCreate(&c->cudnn) != CUDNN_STATUS_SUCCESS)
       fail(ErrorCode::kDevice, "cannot create the cuDNN handle");
   }
   size_t nv = state_->plan.network.values().size();
@@ -200,6 +212,7 @@ int warm_cache(const plan::Plan& plan, int arch, RuntimeCache& cache, const std:
                const std::vector<InputShapes>& shape_sets) {
   std::vector<ShapeEnv> envs;  // every shape set is checked before anything is compiled
   // Engines with data-dependent sizes run generic kernels only (readback.cpp): no specialized ones to warm.
+  // (Those of control flow are warmed for the launches around it; its subgraphs' shapes are known when it runs.)
   bool generic_only = !plan.network.data_dependent_symbols().empty();
   for (const InputShapes& shapes : shape_sets) {
     auto accepted_by = [&](int k) {

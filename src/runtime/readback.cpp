@@ -1,11 +1,13 @@
-// Data-dependent sizes: enqueue runs the launches up to a node whose output
-// size depends on data, copies the few values that decide it (the count a
-// NonZero, Compress, Unique or NonMaxSuppression leaves in the context's
-// scratch; a Range's bounds, TopK's K, a Reshape's shape) into pinned host
-// memory, waits for them (the one place enqueue waits for the GPU), binds the
-// sizes, checks them against the bounds `kiln build` planned the memory
-// for, and prepares and launches what follows. Such engines run generic
-// kernels: a size that changes every call would make every call compile.
+// Data-dependent sizes and control flow: enqueue runs the launches up to a
+// node whose output size depends on data, copies the few values that decide
+// it (the count a NonZero, Compress, Unique or NonMaxSuppression leaves in the
+// context's scratch; a Range's bounds, TopK's K, a Reshape's shape) into
+// pinned host memory, waits for them (the one place enqueue waits for the
+// GPU), binds the sizes, checks them against the bounds `kiln build` planned
+// the memory for, and prepares and launches what follows. A control-flow node
+// is such a point too: enqueue runs it there, its subgraphs on contexts of
+// their own (ops/control_flow.cpp). Engines with data-dependent sizes run
+// generic kernels: a size that changes every call would make every call compile.
 #include <algorithm>
 #include <cstring>
 
@@ -26,6 +28,8 @@ constexpr size_t kReadSlotBytes = kMaxReadElements * sizeof(int64_t);
 std::string describe(const ir::Network& net, const ir::Node& node, ir::ValueId v) {
   return str("tensor '", net.value(v).name, "' (node '", node.name, "', ", ir::op_name(node.op), ")");
 }
+
+}  // namespace
 
 // Binds `symbol` to `size`, read back for `v`, within the bound the plan holds.
 void bind_size(const plan::Plan& plan, const ir::Node& node, ir::ValueId v, const std::string& symbol, int64_t size,
@@ -51,6 +55,8 @@ std::optional<std::string> unbound_symbol(const ir::Network& net, ir::ValueId v,
   if (!net.data_dependent_symbols().count(s) || resolved.count(s)) return std::nullopt;
   return s;
 }
+
+namespace {
 
 void wait_for(cudaStream_t stream, const ir::Node& node) {
   KILN_CUDA(cudaStreamSynchronize(stream), str("waiting for the values that size the outputs of node '", node.name, "'"));
@@ -149,6 +155,32 @@ void check_sized(const ir::Network& net, const ShapeEnv& env, size_t begin, size
   }
 }
 
+// A subgraph's outputs are written at its node's outputs (or slices of them):
+// each output sized by now must fit the room there before a stage writes it.
+// A node counted on the device writes its output before its size is read
+// back: such an output must fit there at its bound.
+void check_room(const ContextState& c, const ShapeEnv& env) {
+  if (c.room.empty()) return;
+  const plan::Plan& plan = c.engine->plan;
+  const ir::Network& net = plan.network;
+  for (size_t k = 0; k < net.outputs().size(); ++k) {
+    ir::ValueId v = net.outputs()[k];
+    if (c.room[size_t(v)] < 0) continue;
+    ir::NodeId producer = net.value(v).producer;
+    bool counted = producer >= 0 && counted_on_device(net.nodes()[size_t(producer)].op);
+    if (env.pending[size_t(v)] && !counted) continue;
+    ir::SymbolBindings largest;
+    for (auto& [s, r] : net.dim_ranges()) largest[s] = r.max;
+    std::vector<int64_t> dims = env.pending[size_t(v)] ? dims_at(plan, v, largest) : env.of(v);
+    int64_t bytes = ir::checked_numel(dims) * int64_t(dtype_size(net.value(v).dtype));
+    if (bytes > c.room[size_t(v)])
+      fail(ErrorCode::kShapeError, "output ", k, " ('", net.value(v).name, "') is ", ir::shape_to_string(ir::shape_of(dims)),
+           env.pending[size_t(v)] ? " at its bound, " : " at this run, ", bytes, " bytes, more than the ", c.room[size_t(v)],
+           " bytes its node's output has for it at the bounds the plan was built with; build it with a larger bound "
+           "(--data-dependent-bound)");
+  }
+}
+
 }  // namespace
 
 void plan_readbacks(EngineState& e) {
@@ -156,11 +188,25 @@ void plan_readbacks(EngineState& e) {
   // Counted nodes write their count even where the plan knows it (a Compress of a constant condition).
   e.readback_scratch_bytes = size_t(readback_scratch_bytes(e.plan));
   const std::set<std::string>& data = net.data_dependent_symbols();
-  if (data.empty()) return;
+  // Control flow whose outputs the host knows (shape arithmetic) is written as constants instead.
+  auto control_flow = [&](size_t n) { return dynamic_cast<const ControlFlowOp*>(e.ops.at(n).get()) != nullptr; };
+  bool any_control_flow = false;
+  for (size_t n = 0; n < e.ops.size(); ++n) any_control_flow = any_control_flow || control_flow(n);
+  if (data.empty() && !any_control_flow) return;
   std::set<std::string> sized;
   size_t most_inputs = 0;
   for (size_t n = 0; n < net.nodes().size(); ++n) {
     const ir::Node& node = net.nodes()[n];
+    if (control_flow(n)) {
+      // Its run reads its condition (a Loop: and its trip count) back and sizes its outputs.
+      for (ir::ValueId v : node.outputs)
+        if (v != ir::kNoValue)
+          for (const ir::Dim& d : net.value(v).shape) d.collect_symbols(sized);
+      if (e.data_dependent.empty()) e.data_dependent = str("node '", node.name, "' (", ir::op_name(node.op), ") decides by data what runs");
+      e.readbacks.push_back({n, false, true});
+      most_inputs = std::max<size_t>(most_inputs, 2);
+      continue;
+    }
     bool fresh = false;
     for (ir::ValueId v : node.outputs) {
       if (v == ir::kNoValue) continue;
@@ -169,7 +215,7 @@ void plan_readbacks(EngineState& e) {
       for (const std::string& s : symbols)
         if (data.count(s) && sized.insert(s).second) {
           fresh = true;
-          if (e.data_dependent.empty()) e.data_dependent = describe(net, node, v);
+          if (e.data_dependent.empty()) e.data_dependent = str(describe(net, node, v), " has a size that depends on data");
         }
     }
     if (!fresh) continue;
@@ -199,10 +245,16 @@ void enqueue_data_dependent(ContextState& c, cudaStream_t stream) {
   ir::SymbolBindings resolved;
   ShapeEnv env = evaluate_shapes(net, c.input_dims, &resolved);
   std::string input_key = shape_key(c.input_dims);
+  // Sizes read back may change every call, and each new one would compile:
+  // such stages run generic kernels. Control flow alone keeps its stages'
+  // shapes as steady as the input shapes, and the context's strategy.
+  KernelSpecialization strategy =
+      net.data_dependent_symbols().empty() ? library_owner(c).specialization : KernelSpecialization::kNone;
   size_t begin = 0;
   for (size_t r = 0;; ++r) {
     bool last = r == e.readbacks.size();
     size_t end = last ? net.nodes().size() : e.readbacks[r].node + (e.readbacks[r].after ? 1 : 0);
+    check_room(c, env);
     // A stage is prepared once per input shapes and values read back before it.
     std::string key = str(input_key, "#", r);
     for (auto& [symbol, size] : resolved) key += str(",", symbol, "=", size);
@@ -211,7 +263,8 @@ void enqueue_data_dependent(ContextState& c, cudaStream_t stream) {
       for (int64_t x : values) key += str(x, ";");
     }
     check_sized(net, env, begin, end, last ? nullptr : &e.readbacks[r]);
-    PreparedShape& stage = prepared_launches(c, key, env, begin, end, KernelSpecialization::kNone);
+    PreparedShape& stage = prepared_launches(c, key, env, begin, end, strategy);
+    if (stage.pending) swap_in_ready_kernels(stage);
     ++stage.calls;
     for (const Step& step : stage.steps) launch_step(c, step, stream);
     if (last) {
@@ -219,12 +272,13 @@ void enqueue_data_dependent(ContextState& c, cudaStream_t stream) {
       return;
     }
     const ir::Node& node = net.nodes()[e.readbacks[r].node];
-    if (e.readbacks[r].after) read_count(c, node, stream, resolved);
+    if (e.readbacks[r].control_flow) run_control_flow(c, e.readbacks[r].node, stream, env, resolved);
+    else if (e.readbacks[r].after) read_count(c, node, stream, resolved);
     else read_inputs(c, node, stream, env, resolved);
     auto read = std::move(env.read);
     env = evaluate_shapes(net, c.input_dims, &resolved);
     env.read = std::move(read);
-    begin = end;
+    begin = e.readbacks[r].control_flow ? end + 1 : end;
   }
 }
 

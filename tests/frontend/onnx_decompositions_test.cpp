@@ -469,5 +469,71 @@ TEST(OnnxActivations, SwishSwiGluAndMish) {
   }
 }
 
+// ---- FlexAttention (ai.onnx.preview) ------------------------------------------------
+
+// Q, K, V [1, 2, 3, 4] into FlexAttention with a score_mod of `mod_inputs`
+// inputs (an Add of the first two, or an Identity).
+ModelBuilder flex_attention_model(int mod_inputs) {
+  ModelBuilder m(26);
+  auto* preview = m.model().add_opset_import();
+  preview->set_domain("ai.onnx.preview");
+  preview->set_version(1);
+  for (const char* name : {"q", "k", "v"}) m.input(name, TensorProto::FLOAT, {"1", "2", "3", "4"});
+  ::onnx::NodeProto& node = m.node("FlexAttention", {"q", "k", "v"}, {"y"});
+  node.set_domain("ai.onnx.preview");
+  ::onnx::AttributeProto* mod = node.add_attribute();
+  mod->set_name("score_mod");
+  mod->set_type(::onnx::AttributeProto::GRAPH);
+  ::onnx::GraphProto* g = mod->mutable_g();
+  g->set_name("score_mod");
+  for (int i = 0; i < mod_inputs; ++i) {
+    auto* in = g->add_input();
+    in->set_name(str("s", i));
+    in->mutable_type()->mutable_tensor_type()->set_elem_type(TensorProto::FLOAT);
+  }
+  ::onnx::NodeProto* body = g->add_node();
+  body->set_op_type(mod_inputs > 1 ? "Add" : "Identity");
+  body->add_input("s0");
+  if (mod_inputs > 1) body->add_input("s1");
+  body->add_output("out");
+  g->add_output()->set_name("out");
+  m.output("y");
+  return m;
+}
+
+TEST(OnnxFlexAttention, ReadsItsScoreModAndRefusesMalformedOnes) {
+  auto net = kiln::onnx::load_model_bytes(flex_attention_model(1).bytes());
+  std::map<std::string, ir::TensorData> feeds;
+  for (const char* name : {"q", "k", "v"}) feeds[name] = reference::make_tensor(DType::kFloat32, {1, 2, 3, 4}, numbers(24, int(name[0])));
+  // With an identity score_mod: softmax(Q K^T / 2) V per head.
+  std::vector<double> y = ir::read_doubles(reference::run(net, feeds).at(0)), want;
+  std::vector<double> q = numbers(24, 'q'), k = numbers(24, 'k'), v = numbers(24, 'v');
+  for (int h = 0; h < 2; ++h)
+    for (int i = 0; i < 3; ++i) {
+      std::vector<double> p(3);
+      double total = 0;
+      for (int j = 0; j < 3; ++j) {
+        double dot = 0;
+        for (int d = 0; d < 4; ++d) dot += q[size_t((h * 3 + i) * 4 + d)] * k[size_t((h * 3 + j) * 4 + d)];
+        total += p[size_t(j)] = std::exp(dot / 2);
+      }
+      for (int d = 0; d < 4; ++d) {
+        double acc = 0;
+        for (int j = 0; j < 3; ++j) acc += p[size_t(j)] / total * v[size_t((h * 3 + j) * 4 + d)];
+        want.push_back(acc);
+      }
+    }
+  expect_near(y, want, 1e-5, "flex attention");
+
+  expect_load_error(flex_attention_model(2), ErrorCode::kInvalidModel,
+                    {"(ai.onnx.preview::FlexAttention)", "has 2 inputs and 1 outputs; a modifier takes one tensor and makes one"});
+  ModelBuilder unknown = flex_attention_model(1);
+  ModelBuilder::attr(*unknown.graph().mutable_node(0), "window", int64_t(2));
+  expect_load_error(unknown, ErrorCode::kUnsupported, {"attribute 'window' is not one of FlexAttention-1's"});
+  ModelBuilder other = flex_attention_model(1);
+  other.graph().mutable_node(0)->set_op_type("SparseAttention");
+  expect_load_error(other, ErrorCode::kUnsupported, {"unsupported ops: ai.onnx.preview::SparseAttention (1)"});
+}
+
 }  // namespace
 }  // namespace kiln::onnx

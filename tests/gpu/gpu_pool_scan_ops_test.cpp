@@ -18,18 +18,8 @@ using ir::ValueId;
 using P = plan::Precision;
 using S = runtime::KernelSpecialization;
 
-// Relative to each output's largest magnitude: the output's rounding and float32 sums.
-double tolerance(DType dtype) { return dtype == DType::kFloat32 ? 2e-5 : dtype == DType::kFloat16 ? 4e-3 : 3e-2; }
 
-class GpuPoolScanOps : public ::testing::TestWithParam<std::tuple<DType, S>> {
- protected:
-  void expect_matches(OpNetwork& m, OpKind op, const std::string& what) {
-    auto [dtype, strategy] = GetParam();
-    m.net.finalize();
-    SCOPED_TRACE(str(what, " ", dtype_name(dtype), " ", spec_name(strategy)));
-    expect_op_matches_reference(m.net, op, {m.feeds}, P::kFloat32, strategy, tolerance(dtype));
-  }
-};
+class GpuPoolScanOps : public GpuDTypeAndStrategyTest {};
 
 // Along the first, a middle and the last axis, rows of 1, 7, 33 and 1025,
 // every exclusive/reverse pair; factors near 1 keep long products finite.
@@ -200,9 +190,7 @@ TEST_P(GpuPoolScanOps, DetMatchesReference) {
 INSTANTIATE_TEST_SUITE_P(Kernels, GpuPoolScanOps,
                          ::testing::Combine(::testing::Values(DType::kFloat32, DType::kFloat16, DType::kBFloat16),
                                             ::testing::Values(S::kNone, S::kEager)),
-                         [](const ::testing::TestParamInfo<GpuPoolScanOps::ParamType>& info) {
-                           return str(dtype_name(std::get<0>(info.param)), "_", spec_name(std::get<1>(info.param)));
-                         });
+                         dtype_and_strategy_name);
 
 // Integer products wrap as the reference's (int64 arithmetic, past float64's exact integers).
 TEST(GpuPoolScanOpsIntegers, CumProdOfInt64AndInt32) {

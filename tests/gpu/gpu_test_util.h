@@ -304,4 +304,27 @@ struct OpNetwork {
   }
 };
 
+// Relative to each output's largest magnitude: the output's rounding and float32 sums.
+inline double rounding_tolerance(DType dtype) {
+  return dtype == DType::kFloat32 ? 2e-5 : dtype == DType::kFloat16 ? 4e-3 : 3e-2;
+}
+
+// A suite over (floating dtype, kernel specialization): expect_matches runs an
+// OpNetwork built for them on the GPU against the reference.
+class GpuDTypeAndStrategyTest : public ::testing::TestWithParam<std::tuple<DType, runtime::KernelSpecialization>> {
+ protected:
+  void expect_matches(OpNetwork& m, ir::OpKind op, const std::string& what, bool exact_integers = false) {
+    auto [dtype, strategy] = GetParam();
+    m.net.finalize();
+    SCOPED_TRACE(str(what, " ", dtype_name(dtype), " ", spec_name(strategy)));
+    expect_op_matches_reference(m.net, op, {m.feeds}, plan::Precision::kFloat32, strategy, rounding_tolerance(dtype), -1,
+                                exact_integers);
+  }
+};
+
+// "float16_generic": the name of a GpuDTypeAndStrategyTest case.
+inline std::string dtype_and_strategy_name(const ::testing::TestParamInfo<GpuDTypeAndStrategyTest::ParamType>& info) {
+  return str(dtype_name(std::get<0>(info.param)), "_", spec_name(std::get<1>(info.param)));
+}
+
 }  // namespace kiln::testing

@@ -384,7 +384,11 @@ TEST_P(OpRegistry, EveryLayerHandlesTheOp) {
   direct.profiles = {net.dim_ranges()};
   runtime::NodeSupport node = support_of_node(direct);
   switch (lowering.kind) {
-    case runtime::GpuLowering::kKernel: EXPECT_TRUE(node.supported) << node.reason; break;
+    case runtime::GpuLowering::kKernel:
+      // Control flow runs its subgraphs as `kiln build` builds them (with their memory plans), never as imported.
+      if (ir::family_of(op) == ir::OpFamily::kControlFlow) EXPECT_NE(node.reason.find("`kiln build` builds the subgraphs"), std::string::npos) << node.reason;
+      else EXPECT_TRUE(node.supported) << node.reason;
+      break;
     case runtime::GpuLowering::kNone:
       EXPECT_FALSE(node.supported);
       EXPECT_EQ(node.reason, lowering.detail);

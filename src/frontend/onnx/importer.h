@@ -91,8 +91,6 @@ bool is_supported_op(const std::string& op_type);
 // The ai.onnx.ml ops the importer reads, with the ai.onnx.ml opsets that define a new version of each.
 const std::vector<std::pair<std::string_view, std::vector<int>>>& onnx_ml_op_versions();
 int onnx_ml_op_version(std::string_view op_type, int ml_opset);
-// Whether the importer reads `op_type` of `domain` ("" or "ai.onnx": the default domain).
-bool is_supported_op(const std::string& domain, const std::string& op_type);
 void translate_node(GraphBuilder& builder, ::onnx::NodeProto& node, int index);
 
 // ONNX ops translated into several kiln ops (op_decompositions.cpp). `node`
@@ -108,6 +106,10 @@ void translate_center_crop_pad(GraphBuilder& b, const ir::Node& node, const std:
 void translate_dynamic_quantize_linear(GraphBuilder& b, const ir::Node& node, const std::string& where);
 void translate_mean_variance_normalization(GraphBuilder& b, const ir::Node& node, const std::string& where);
 
+// ai.onnx.preview FlexAttention: its score_mod and prob_mod subgraphs translated in place.
+void translate_flex_attention(GraphBuilder& b, ::onnx::NodeProto& node, const std::string& name, const std::string& where);
+// Whether the importer reads `op_type` of `domain`, a domain other than the default one.
+bool is_supported_domain_op(const std::string& domain, const std::string& op_type);
 // If, Loop and Scan (control_flow.cpp): their subgraphs imported into
 // Networks, the enclosing graphs' values they read made the node's inputs.
 void translate_control_flow(GraphBuilder& b, ::onnx::NodeProto& node, const std::string& name, int version,

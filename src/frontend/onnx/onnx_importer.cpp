@@ -138,8 +138,11 @@ std::optional<ir::InferOutput> GraphBuilder::infer(ir::ValueId root) {
 void count_unsupported_ops(const ::onnx::GraphProto& graph, std::map<std::string, int>& unsupported) {
   for (const auto& node : graph.node()) {
     bool default_domain = node.domain().empty() || node.domain() == "ai.onnx";
-    if (!is_supported_op(node.domain(), node.op_type()))
-      unsupported[default_domain ? node.op_type() : node.domain() + "::" + node.op_type()]++;
+    if (!default_domain) {
+      if (!is_supported_domain_op(node.domain(), node.op_type())) unsupported[node.domain() + "::" + node.op_type()]++;
+    } else if (!is_supported_op(node.op_type())) {
+      unsupported[node.op_type()]++;
+    }
     for (const auto& a : node.attribute()) {
       if (a.has_g()) count_unsupported_ops(a.g(), unsupported);
       for (const auto& g : a.graphs()) count_unsupported_ops(g, unsupported);
@@ -349,7 +352,8 @@ ModelSummary summarize_model(const fs::path& path) {
     for (const auto& node : graph.node()) {
       bool default_domain = node.domain().empty() || node.domain() == "ai.onnx";
       std::string key = default_domain ? node.op_type() : node.domain() + "::" + node.op_type();
-      if (s.op_histogram[key]++ == 0 && !is_supported_op(node.domain(), node.op_type()))
+      bool supported = default_domain ? is_supported_op(node.op_type()) : is_supported_domain_op(node.domain(), node.op_type());
+      if (s.op_histogram[key]++ == 0 && !supported)
         s.unsupported_ops.push_back(key);
       for (const auto& a : node.attribute()) {
         if (a.has_g()) count(a.g());

@@ -1,13 +1,15 @@
 // ONNX ops that become several kiln ops: Attention (23-25), RMSNormalization
 // and RotaryEmbedding (23), Mish (18), Swish (24), SwiGLU (28),
 // GroupNormalization-18, SpaceToDepth-28's CRD mode, CenterCropPad-18,
-// DynamicQuantizeLinear (11) and MeanVarianceNormalization (9, 13). Each follows ONNX's definition (its reference implementation and
+// DynamicQuantizeLinear (11), MeanVarianceNormalization (9, 13) and
+// ai.onnx.preview's FlexAttention (1). Each follows ONNX's definition (its reference implementation and
 // function body) in ops the builder fuses and the GPU runs; what does not
 // decompose cleanly is refused, naming the attribute or input. The
 // translations read their inputs' dtypes and shapes (GraphBuilder::infer), as
 // ONNX's own function bodies are expanded with the input types at hand.
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include "importer.h"
 #include "kiln/error.h"
@@ -602,6 +604,105 @@ void translate_mean_variance_normalization(GraphBuilder& b, const ir::Node& node
   ValueId variance = e.op(OpKind::kSub, {mean_square, e.op(OpKind::kMul, {mean, mean}, "mean_squared")}, "variance");
   ValueId deviation = e.op(OpKind::kAdd, {e.op(OpKind::kSqrt, {variance}, "std"), e.scalar("epsilon", 1e-9, x.dtype)}, "std_eps");
   e.op(OpKind::kDiv, {e.op(OpKind::kSub, {x.id, mean}, "centered"), deviation}, "normalized", {}, e.output(0));
+}
+
+}  // namespace kiln::onnx
+
+namespace kiln::onnx {
+
+namespace {
+
+// A FlexAttention modifier (score_mod, prob_mod): its nodes translated into
+// this graph on `x`, its names prefixed by `prefix` (those it reads from the
+// enclosing graph kept), its initializers made weights. Returns its output.
+ValueId inline_modifier(GraphBuilder& b, const ::onnx::GraphProto& graph, ValueId x, const std::string& prefix,
+                        const std::string& where) {
+  std::string what = str(where, ": ", prefix);
+  if (graph.input_size() != 1 || graph.output_size() != 1)
+    fail(ErrorCode::kInvalidModel, what, " has ", graph.input_size(), " inputs and ", graph.output_size(),
+         " outputs; a modifier takes one tensor and makes one");
+  std::map<std::string, std::string> renamed{{graph.input(0).name(), b.net().value(x).name}};
+  auto name_of = [&](const std::string& n) {
+    auto it = renamed.find(n);
+    return it == renamed.end() ? n : it->second;  // not made here: the enclosing graph's
+  };
+  for (const auto& init : graph.initializer()) {
+    ::onnx::TensorProto copy = init;
+    renamed[init.name()] = prefix + init.name();
+    b.net().add_weight(prefix + init.name(), tensor_from_proto(copy, b.base_dir()));
+  }
+  for (int i = 0; i < graph.node_size(); ++i) {
+    ::onnx::NodeProto node = graph.node(i);
+    if (!node.domain().empty() && node.domain() != "ai.onnx")
+      fail(ErrorCode::kUnsupported, what, ": op ", node.domain(), "::", node.op_type(), " in a modifier is not supported");
+    for (const auto& a : node.attribute())
+      if (a.has_g() || a.graphs_size())
+        fail(ErrorCode::kUnsupported, what, ": node '", node.name(), "' (", node.op_type(), ") has a subgraph; modifiers with "
+             "control flow are not supported");
+    for (auto& in : *node.mutable_input()) in = in.empty() ? in : name_of(in);
+    for (auto& out : *node.mutable_output())
+      if (!out.empty()) out = renamed[out] = prefix + out;
+    node.set_name(prefix + (node.name().empty() ? str(node.op_type(), "_", i) : node.name()));
+    translate_node(b, node, i);
+  }
+  return b.value(name_of(graph.output(0).name()));
+}
+
+}  // namespace
+
+// ai.onnx.preview FlexAttention-1: Y = softmax(score_mod((Q s)(K s)^T)) then
+// prob_mod, times V, with s = sqrt(scale) in Q's type (ONNX's reference
+// scales both operands), the softmax and what follows in softmax_precision
+// (float32 for float inputs up to 32 bits, float64 for float64), Y cast back
+// to V's type; grouped-query heads by repeating K and V.
+void translate_flex_attention(GraphBuilder& b, ::onnx::NodeProto& p, const std::string& name, const std::string& where) {
+  ir::Node node;
+  node.name = name;
+  const ::onnx::GraphProto *score_mod = nullptr, *prob_mod = nullptr;
+  for (const auto& a : p.attribute()) {
+    if (a.name() == "score_mod" && a.has_g()) score_mod = &a.g();
+    else if (a.name() == "prob_mod" && a.has_g()) prob_mod = &a.g();
+    else if (a.name() == "scale") node.attrs.set("scale", double(a.f()));
+    else if (a.name() == "softmax_precision") node.attrs.set("softmax_precision", int64_t(a.i()));
+    else fail(ErrorCode::kUnsupported, where, ": attribute '", a.name(), "' is not one of FlexAttention-1's");
+  }
+  for (const auto& in : p.input()) node.inputs.push_back(b.value(in));
+  for (const auto& out : p.output()) node.outputs.push_back(out.empty() ? ir::kNoValue : b.value(out));
+  Expansion e(b, node, "FlexAttention", where);
+  if (node.inputs.size() != 3 || node.outputs.size() != 1)
+    e.error(ErrorCode::kInvalidModel, "FlexAttention takes Q, K and V and makes Y");
+  Typed q = e.input_of_rank(0, "Q", {4}), k = e.input_of_rank(1, "K", {4}), v = e.input_of_rank(2, "V", {4});
+  const DType t = q.dtype;
+  if (!is_floating(t)) e.error(ErrorCode::kTypeError, "Q has dtype ", dtype_name(t), "; expected a float type");
+  if (k.dtype != t || v.dtype != t)
+    e.error(ErrorCode::kTypeError, "K and V have dtypes ", dtype_name(k.dtype), " and ", dtype_name(v.dtype), "; Q's is ", dtype_name(t));
+  DType compute = t == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
+  if (node.attrs.has("softmax_precision")) {
+    auto chosen = dtype_from_onnx(int32_t(node.attrs.get_int("softmax_precision", 0)));
+    if (!chosen || !is_floating(*chosen))
+      e.error(ErrorCode::kInvalidModel, "softmax_precision ", node.attrs.get_int("softmax_precision", 0),
+              " is not a float type (FLOAT, FLOAT16, BFLOAT16 or DOUBLE)");
+    compute = *chosen;
+  }
+  double scale = 0;
+  if (node.attrs.has("scale")) {
+    scale = node.attrs.get_float("scale", 1.0);
+  } else {
+    if (!q.shape[3].is_constant())
+      e.error(ErrorCode::kUnsupported, "a head size known at run time only (", q.shape[3].to_string(), ") without a scale attribute");
+    scale = 1.0 / std::sqrt(double(q.shape[3].constant()));
+  }
+  ValueId root = e.scalar("sqrt_scale", double(std::sqrt(float(scale))), t);
+  ValueId keys = repeat_kv_heads(e, k, q, "k_rep"), values = repeat_kv_heads(e, v, q, "v_rep");
+  ValueId qs = e.op(OpKind::kMul, {q.id, root}, "q_scaled"), ks = e.op(OpKind::kMul, {keys, root}, "k_scaled");
+  ValueId kt = e.op(OpKind::kTranspose, {ks}, "k_transposed", attrs({{"perm", std::vector<int64_t>{0, 1, 3, 2}}}));
+  ValueId scores = e.cast(e.op(OpKind::kMatMul, {qs, kt}, "scores"), t, compute, "scores_cast");
+  if (score_mod) scores = inline_modifier(b, *score_mod, scores, str(name, "/score_mod/"), where);
+  ValueId probs = e.op(OpKind::kSoftmax, {scores}, "probs", attrs({{"axis", int64_t(-1)}}));
+  if (prob_mod) probs = inline_modifier(b, *prob_mod, probs, str(name, "/prob_mod/"), where);
+  ValueId y = e.op(OpKind::kMatMul, {probs, e.cast(values, t, compute, "v_cast")}, compute == t ? "y" : "y_wide", {},
+                   compute == t ? e.output(0) : ir::kNoValue);
+  if (compute != t) e.op(OpKind::kCast, {y}, "y", attrs({{"to", int64_t(t)}}), e.output(0));
 }
 
 }  // namespace kiln::onnx

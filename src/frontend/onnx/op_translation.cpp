@@ -164,14 +164,6 @@ int onnx_ml_op_version(std::string_view op_type, int ml_opset) {
   return version;
 }
 
-bool is_supported_op(const std::string& domain, const std::string& op_type) {
-  if (domain.empty() || domain == "ai.onnx") return is_supported_op(op_type);
-  if (domain != kMlDomain) return false;
-  for (auto& [type, versions] : kOnnxMlOpVersions)
-    if (type == op_type) return true;
-  return false;
-}
-
 std::vector<std::string> onnx_op_types(OpKind op) {
   std::vector<std::string> types;
   if (ir::family_of(op) == ir::OpFamily::kMl) return {str(kMlDomain, "::", ir::op_name(op))};
@@ -441,10 +433,17 @@ void translate_ml_node(GraphBuilder& b, ::onnx::NodeProto& p, const std::string&
 
 }  // namespace
 
+bool is_supported_domain_op(const std::string& domain, const std::string& op_type) {
+  if (domain == kMlDomain) return onnx_ml_op_version(op_type, kMaxMlOpset) != 0;
+  return domain == "ai.onnx.preview" && op_type == "FlexAttention";
+}
+
 void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
   const std::string& type = p.op_type();
   std::string name = p.name().empty() ? str(type, "_", index) : p.name();
   if (p.domain() == kMlDomain) return translate_ml_node(b, p, name);
+  if (p.domain() == "ai.onnx.preview")  // FlexAttention-1, the domain's one version
+    return translate_flex_attention(b, p, name, str("node '", name, "' (ai.onnx.preview::", type, ")"));
   int opset = b.opset();
   std::string where = str("node '", name, "' (", type, ", opset ", opset, ")");
   int version = onnx_op_version(type, opset);

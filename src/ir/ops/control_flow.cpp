@@ -275,13 +275,24 @@ std::vector<InferOutput> infer_subgraph(const Network& body, const std::vector<I
 
 OpSchema control_flow_schema(OpKind op) {
   using T = AttrType;
+  // `kiln build` builds each subgraph for the GPU and keeps what a plan holds
+  // besides its network beside it: the memory plan (an arena offset per value,
+  // then the arena's size) and the ranges of its symbols (min, opt, max each).
   switch (op) {
-    case OpKind::kIf: return {1, -1, 1, -1, {{"then_branch", T::kGraph}, {"else_branch", T::kGraph}}};
-    case OpKind::kLoop: return {2, -1, 1, -1, {{"body", T::kGraph}, {"captured", T::kInt}}};
+    case OpKind::kIf:
+      return {1, -1, 1, -1,
+              {{"then_branch", T::kGraph}, {"else_branch", T::kGraph}, {"then_branch_memory", T::kInts},
+               {"then_branch_symbols", T::kStrings}, {"then_branch_ranges", T::kInts}, {"else_branch_memory", T::kInts},
+               {"else_branch_symbols", T::kStrings}, {"else_branch_ranges", T::kInts}}};
+    case OpKind::kLoop:
+      return {2, -1, 1, -1,
+              {{"body", T::kGraph}, {"captured", T::kInt}, {"body_memory", T::kInts}, {"body_symbols", T::kStrings},
+               {"body_ranges", T::kInts}}};
     case OpKind::kScan:
       return {1, -1, 1, -1,
               {{"body", T::kGraph}, {"num_scan_inputs", T::kInt}, {"scan_input_axes", T::kInts}, {"scan_input_directions", T::kInts},
-               {"scan_output_axes", T::kInts}, {"scan_output_directions", T::kInts}, {"captured", T::kInt}, {"batched", T::kInt}}};
+               {"scan_output_axes", T::kInts}, {"scan_output_directions", T::kInts}, {"captured", T::kInt}, {"batched", T::kInt},
+               {"body_memory", T::kInts}, {"body_symbols", T::kStrings}, {"body_ranges", T::kInts}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }

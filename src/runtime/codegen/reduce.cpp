@@ -9,6 +9,31 @@ namespace kiln::codegen {
 
 namespace {
 
+// The kernel both reductions share, up to its per-output work: one warp per
+// output (lanes stride over the reduced elements), `base` the output's first
+// input element.
+std::string reduce_frame(const ReduceSpec& spec) {
+  std::string ct = c_type(spec.dtype);
+  std::ostringstream s;
+  s << prelude() << params_constants<ReduceParams>(spec.specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const "
+    << ct << "* __restrict__ x, KParams p) {\n" << params_binding<ReduceParams>(spec.specialize);
+  s << "  const long long outputs = prm.outputs, count = prm.reduced;\n  const int kept_rank = (int)prm.kept_rank, red_rank = (int)prm.reduced_rank;\n";
+  s << "  const int lane = threadIdx.x & 31;\n";
+  s << "  for (long long o = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5; o < outputs; o += ((long long)gridDim.x * blockDim.x) >> 5) {\n";
+  s << "    long long base = 0, rem = o;\n";
+  s << "#pragma unroll\n    for (int d = " << kMaxRank - 1 << "; d >= 0; --d) { if (d >= kept_rank) continue; base += (rem % prm.kept_dims[d]) * prm.kept_strides[d]; rem /= prm.kept_dims[d]; }\n";
+  return s.str();
+}
+
+// A lane's loop over its reduced elements: `stmt` on each, loaded as `v` of type `t`.
+std::string reduce_walk(const std::string& t, const std::string& load, const std::string& stmt) {
+  return "    for (long long r = lane; r < count; r += 32) {\n      long long off = base, rr = r;\n"
+         "#pragma unroll\n      for (int d = " + std::to_string(kMaxRank - 1) +
+         "; d >= 0; --d) { if (d >= red_rank) continue; off += (rr % prm.reduced_dims[d]) * prm.reduced_strides[d]; rr /= prm.reduced_dims[d]; }\n"
+         "      const " + t + " v = " + load + ";\n      " + stmt + "\n    }\n";
+}
+
 // A reduction of integers or bools: the sums, products, extremes and their
 // kin exact in 64 bits (wrapping through unsigned arithmetic), the rest
 // (kMean's quotient, the roots and logarithms) in double; stored as the
@@ -41,20 +66,8 @@ std::string integer_reduce_source(const ReduceSpec& spec) {
   std::string store = spec.dtype == DType::kBool ? "out[o] = r != 0;"
                                                  : "out[o] = (" + ct + ")(r <= " + lo + " ? " + lo + " : r >= " + hi + " ? " + hi + " : (long long)r);";
   std::ostringstream s;
-  s << prelude() << params_constants<ReduceParams>(spec.specialize);
-  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const "
-    << ct << "* __restrict__ x, KParams p) {\n" << params_binding<ReduceParams>(spec.specialize);
-  s << "  const long long outputs = prm.outputs, count = prm.reduced;\n  const int kept_rank = (int)prm.kept_rank, red_rank = (int)prm.reduced_rank;\n";
-  s << "  const int lane = threadIdx.x & 31;\n";
-  s << "  for (long long o = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5; o < outputs; o += ((long long)gridDim.x * blockDim.x) >> 5) {\n";
-  s << "    long long base = 0, rem = o;\n";
-  s << "#pragma unroll\n    for (int d = " << kMaxRank - 1 << "; d >= 0; --d) { if (d >= kept_rank) continue; base += (rem % prm.kept_dims[d]) * prm.kept_strides[d]; rem /= prm.kept_dims[d]; }\n";
-  auto walk = [&](const std::string& stmt) {
-    return "    for (long long r = lane; r < count; r += 32) {\n      long long off = base, rr = r;\n"
-           "#pragma unroll\n      for (int d = " + std::to_string(kMaxRank - 1) +
-           "; d >= 0; --d) { if (d >= red_rank) continue; off += (rr % prm.reduced_dims[d]) * prm.reduced_strides[d]; rr /= prm.reduced_dims[d]; }\n"
-           "      const " + t + " v = " + load + ";\n      " + stmt + "\n    }\n";
-  };
+  s << reduce_frame(spec);
+  auto walk = [&](const std::string& stmt) { return reduce_walk(t, load, stmt); };
   s << "    double peak = 0;\n";
   if (spec.op == ReduceOp::kLogSumExp) s << "    { double a = -1.0/0.0;\n" << walk("a = v > a ? v : a;") << "      peak = kiln_warp_max(a); }\n";
   s << "    " << t << " a = " << init << ";\n" << walk(acc);
@@ -89,23 +102,10 @@ std::string reduce_source(const ReduceSpec& spec) {
   if (spec.op == ReduceOp::kLogSum) finish = f("log") + "(a)";
   if (spec.op == ReduceOp::kLogSumExp) finish = f("log") + "(a) + peak";
   if (spec.op == ReduceOp::kLp) finish = f("pow") + "(a, (" + t + ")1 / (" + t + ")" + std::to_string(spec.p) + ")";
-  std::string ct = c_type(spec.dtype);
   std::ostringstream s;
-  s << prelude() << params_constants<ReduceParams>(spec.specialize);
-  // One warp per output: lanes stride over the reduced elements.
-  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const "
-    << ct << "* __restrict__ x, KParams p) {\n" << params_binding<ReduceParams>(spec.specialize);
-  s << "  const long long outputs = prm.outputs, count = prm.reduced;\n  const int kept_rank = (int)prm.kept_rank, red_rank = (int)prm.reduced_rank;\n";
-  s << "  const int lane = threadIdx.x & 31;\n";
-  s << "  for (long long o = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5; o < outputs; o += ((long long)gridDim.x * blockDim.x) >> 5) {\n";
-  s << "    long long base = 0, rem = o;\n";
-  s << "#pragma unroll\n    for (int d = " << kMaxRank - 1 << "; d >= 0; --d) { if (d >= kept_rank) continue; base += (rem % prm.kept_dims[d]) * prm.kept_strides[d]; rem /= prm.kept_dims[d]; }\n";
-  auto walk = [&](const std::string& stmt) {
-    return "    for (long long r = lane; r < count; r += 32) {\n      long long off = base, rr = r;\n"
-           "#pragma unroll\n      for (int d = " + std::to_string(kMaxRank - 1) +
-           "; d >= 0; --d) { if (d >= red_rank) continue; off += (rr % prm.reduced_dims[d]) * prm.reduced_strides[d]; rr /= prm.reduced_dims[d]; }\n"
-           "      const " + t + " v = " + load_expr(spec.dtype, "x", "off") + ";\n      " + stmt + "\n    }\n";
-  };
+  s << reduce_frame(spec);
+  const std::string load = load_expr(spec.dtype, "x", "off");
+  auto walk = [&](const std::string& stmt) { return reduce_walk(t, load, stmt); };
   s << "    " << t << " peak = 0;\n";
   if (spec.op == ReduceOp::kLogSumExp) {
     s << "    { " << t << " a = " << (dbl ? "-1.0/0.0" : "-1.0f/0.0f") << ";\n" << walk("a = v > a ? v : a;");
