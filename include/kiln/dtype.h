@@ -13,21 +13,30 @@ KILN_API_BEGIN
 namespace kiln {
 
 // The codes are stored in plans and in dtype attributes: a new type goes at the end.
+// kString is a tensor of UTF-8 strings: its elements live on the host only
+// (TensorData::strings), so it has no element size and no GPU storage.
 enum class DType : uint8_t {
   kFloat32, kFloat16, kBFloat16, kFloat64, kInt64, kInt32, kInt8, kUInt8, kBool, kInt16, kUInt16, kUInt32, kUInt64,
-  kFloat8E4M3FN, kFloat8E4M3FNUZ, kFloat8E5M2, kFloat8E5M2FNUZ, kUInt4, kInt4, kFloat4E2M1, kUInt2, kInt2
+  kFloat8E4M3FN, kFloat8E4M3FNUZ, kFloat8E5M2, kFloat8E5M2FNUZ, kUInt4, kInt4, kFloat4E2M1, kUInt2, kInt2,
+  kString
 };
 
-// In code order (a code indexes it).
+// The types of fixed-size elements, in code order (a code indexes it); kString follows them.
 inline constexpr DType kAllDTypes[] = {
     DType::kFloat32,       DType::kFloat16,     DType::kBFloat16,        DType::kFloat64, DType::kInt64, DType::kInt32,
     DType::kInt8,          DType::kUInt8,       DType::kBool,            DType::kInt16,   DType::kUInt16, DType::kUInt32,
     DType::kUInt64,        DType::kFloat8E4M3FN, DType::kFloat8E4M3FNUZ, DType::kFloat8E5M2, DType::kFloat8E5M2FNUZ,
     DType::kUInt4,         DType::kInt4,        DType::kFloat4E2M1,      DType::kUInt2,   DType::kInt2};
 
+// Bytes of one element; kString has no fixed size: a kUnsupported kiln::Error.
 size_t dtype_size(DType dtype);
-std::string_view dtype_name(DType dtype);  // "float32", "int64", ...
+std::string_view dtype_name(DType dtype);  // "float32", "int64", ..., "string"
 std::optional<DType> parse_dtype(std::string_view name);
+// The dtype a stored code (plans, dtype attributes) stands for; nullopt for a code no type has.
+std::optional<DType> dtype_from_code(int64_t code);
+inline bool is_string(DType d) { return d == DType::kString; }
+// Throws the kUnsupported kiln::Error of code that reads `dtype`'s elements as numbers (a string tensor).
+[[noreturn]] void fail_not_numeric(DType dtype);
 inline bool is_floating(DType d) {
   return d == DType::kFloat32 || d == DType::kFloat16 || d == DType::kBFloat16 || d == DType::kFloat64;
 }
@@ -103,7 +112,7 @@ inline float bfloat16_to_float(uint16_t bits) {
 uint16_t float_to_bfloat16(float value);  // round to nearest even, NaN kept
 
 // Calls fn(T{}) with the C++ type that stores `dtype` (Float16/BFloat16 for the half types, bool for kBool,
-// NarrowFloat/NarrowInteger for the narrow types).
+// NarrowFloat/NarrowInteger for the narrow types); a string tensor has no such type: fail_not_numeric.
 template <class Fn>
 decltype(auto) visit_dtype(DType dtype, Fn&& fn) {
   switch (dtype) {
@@ -129,8 +138,9 @@ decltype(auto) visit_dtype(DType dtype, Fn&& fn) {
     case DType::kInt4: return fn(NarrowInteger<DType::kInt4>{});
     case DType::kUInt2: return fn(NarrowInteger<DType::kUInt2>{});
     case DType::kInt2: return fn(NarrowInteger<DType::kInt2>{});
+    case DType::kString: break;
   }
-  return fn(float{});
+  fail_not_numeric(dtype);
 }
 
 }  // namespace kiln

@@ -4,6 +4,9 @@
 // The header is parsed strictly: at most 64 KiB, exactly the keys 'descr',
 // 'fortran_order' and 'shape', dims of decimal digits, data bytes that match
 // the shape exactly. Any defect is a kiln::Error naming the file.
+// String tensors are numpy's fixed-width text: read from 'U<n>' (UTF-32,
+// converted to UTF-8) or 'S<n>' (bytes), their NUL padding dropped, and
+// written as '<U<n>'. Object arrays ('O', pickled) are refused.
 #pragma once
 
 #include <filesystem>

@@ -278,6 +278,7 @@ plan::Plan build(const ir::Network& network, const BuildOptions& options, const 
   run("scan axes to the front", scan_axes_to_front);
   run("fold batchnorm into conv", fold_batchnorm_into_conv);
   run("lower batchnorm", lower_batchnorm);
+  run("lower ai.onnx.ml ops", lower_ml_ops);
   DType compute = options.precision == plan::Precision::kFloat16    ? DType::kFloat16
                   : options.precision == plan::Precision::kBFloat16 ? DType::kBFloat16
                                                                      : DType::kFloat32;

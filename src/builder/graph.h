@@ -121,6 +121,9 @@ int fold_batchnorm_into_conv(Graph& g);
 // BatchNormalization left after conv folding becomes elementwise math on
 // per-channel views, which fuse_elementwise then fuses.
 int lower_batchnorm(Graph& g);
+// Binarizer becomes Greater and Cast, ArrayFeatureExtractor of constant
+// indices inside the last dim a Gather (passes_ml.cpp): ops the GPU runs.
+int lower_ml_ops(Graph& g);
 int fuse_matmul_epilogues(Graph& g);
 // A Transpose that only moves dims of size 1 becomes Squeeze + Unsqueeze (views, no kernel).
 int transposes_to_views(Graph& g);

@@ -111,7 +111,7 @@ bool all_inputs_constant(const Graph& g, const ir::Node& node) {
 }
 
 int64_t bytes_of(const Graph::Value& v) {
-  if (!ir::shape_is_constant(v.shape)) return -1;
+  if (!ir::shape_is_constant(v.shape) || is_string(v.dtype)) return -1;  // a string tensor's size is in its data
   int64_t bytes;
   if (__builtin_mul_overflow(ir::checked_numel(ir::shape_constants(v.shape)), int64_t(dtype_size(v.dtype)), &bytes)) return INT64_MAX;
   return bytes;

@@ -127,6 +127,12 @@ std::string compare(const reference::Tensor& actual, const reference::Tensor& ex
   if (actual.dims != expected.dims)
     return str("output ", index, " shape ", ir::shape_to_string(ir::shape_of(actual.dims)), ", expected ",
                ir::shape_to_string(ir::shape_of(expected.dims)));
+  if (is_string(actual.dtype)) {
+    for (size_t i = 0; i < actual.strings.size(); ++i)
+      if (actual.strings[i] != expected.strings[i])
+        return str("output ", index, " element ", i, " is '", actual.strings[i], "', expected '", expected.strings[i], "'");
+    return "";
+  }
   Tolerance tol = tolerance_for(std::string(dtype_name(actual.dtype)));
   std::vector<double> a = ir::read_doubles(actual), b = ir::read_doubles(expected);
   if (is_narrow_float(actual.dtype)) {  // exact, to the bit (-0 too), but any NaN for a NaN

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kiln/error.h"
+
 namespace kiln {
 
 size_t dtype_size(DType dtype) {
@@ -29,8 +31,18 @@ size_t dtype_size(DType dtype) {
     case DType::kInt4:
     case DType::kUInt2:
     case DType::kInt2: return 1;  // one byte per element, unpacked (see dtype.h)
+    case DType::kString: break;
   }
-  return 1;
+  fail_not_numeric(dtype);
+}
+
+void fail_not_numeric(DType dtype) {
+  fail(ErrorCode::kUnsupported, "a ", dtype_name(dtype), " tensor has no fixed-size elements: this operation takes numbers only");
+}
+
+std::optional<DType> dtype_from_code(int64_t code) {
+  if (code >= 0 && code <= int64_t(DType::kString)) return DType(code);
+  return std::nullopt;
 }
 
 int packed_bits(DType dtype) {
@@ -68,6 +80,7 @@ std::string_view dtype_name(DType dtype) {
     case DType::kFloat4E2M1: return "float4e2m1";
     case DType::kUInt2: return "uint2";
     case DType::kInt2: return "int2";
+    case DType::kString: return "string";
   }
   return "?";
 }
@@ -75,6 +88,7 @@ std::string_view dtype_name(DType dtype) {
 std::optional<DType> parse_dtype(std::string_view name) {
   for (DType d : kAllDTypes)
     if (dtype_name(d) == name) return d;
+  if (name == "string") return DType::kString;
   if (name == "fp32" || name == "float") return DType::kFloat32;
   if (name == "fp16" || name == "half") return DType::kFloat16;
   if (name == "bf16") return DType::kBFloat16;

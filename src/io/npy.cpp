@@ -33,11 +33,13 @@ const char* descr_of(DType d) {
     case DType::kUInt16: return "<u2";
     case DType::kUInt32: return "<u4";
     case DType::kUInt64: return "<u8";
+    case DType::kString: break;  // '<U<n>': its width depends on the data (string_npy_data)
     // numpy has none of the narrow types: a byte per element, as kiln holds
     // them (a narrow float's bits, a 4- or 2-bit integer's value), read back
     // as uint8 or int8 (ml_dtypes' .view() gives numpy users the type).
     default: return descr_of(npy_read_back_dtype(d));
   }
+  return "";
 }
 
 }  // namespace
@@ -224,6 +226,133 @@ std::vector<std::byte> from_fortran_order(const std::vector<std::byte>& in, cons
   return out;
 }
 
+// numpy's fixed-width strings: 'U<n>' (n UTF-32 code units per element, the
+// byte order given) and 'S<n>' (n bytes); the unused tail of each is NULs.
+// Object arrays ('O') hold pickled Python objects, which kiln does not read.
+struct StringDescr {
+  bool utf32 = true, big_endian = false;
+  uint64_t width = 0;  // code units (U) or bytes (S) per element
+};
+
+std::optional<StringDescr> decode_string_descr(std::string_view descr) {
+  if (descr.size() < 3 || std::string_view("<>|=").find(descr[0]) == std::string_view::npos || (descr[1] != 'U' && descr[1] != 'S'))
+    return std::nullopt;
+  StringDescr s{descr[1] == 'U', descr[0] == '>', 0};
+  for (char ch : descr.substr(2)) {
+    if (!std::isdigit(static_cast<unsigned char>(ch)) || s.width > (uint64_t(1) << 32)) return std::nullopt;
+    s.width = s.width * 10 + uint64_t(ch - '0');
+  }
+  return s;
+}
+
+void append_utf8(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out += char(cp);
+  } else if (cp < 0x800) {
+    out += char(0xc0 | (cp >> 6));
+    out += char(0x80 | (cp & 0x3f));
+  } else if (cp < 0x10000) {
+    out += char(0xe0 | (cp >> 12));
+    out += char(0x80 | ((cp >> 6) & 0x3f));
+    out += char(0x80 | (cp & 0x3f));
+  } else {
+    out += char(0xf0 | (cp >> 18));
+    out += char(0x80 | ((cp >> 12) & 0x3f));
+    out += char(0x80 | ((cp >> 6) & 0x3f));
+    out += char(0x80 | (cp & 0x3f));
+  }
+}
+
+// The code points of UTF-8 text; nullopt where it is not valid UTF-8.
+std::optional<std::vector<uint32_t>> utf8_code_points(std::string_view s) {
+  std::vector<uint32_t> cps;
+  for (size_t i = 0; i < s.size();) {
+    auto b = static_cast<unsigned char>(s[i]);
+    int extra = b < 0x80 ? 0 : (b >> 5) == 6 ? 1 : (b >> 4) == 14 ? 2 : (b >> 3) == 30 ? 3 : -1;
+    if (extra < 0 || i + size_t(extra) >= s.size() + (extra == 0 ? 1 : 0)) return std::nullopt;
+    uint32_t cp = extra == 0 ? b : b & (0x3f >> extra);
+    for (int k = 1; k <= extra; ++k) {
+      auto c = static_cast<unsigned char>(s[i + size_t(k)]);
+      if ((c >> 6) != 2) return std::nullopt;
+      cp = (cp << 6) | (c & 0x3f);
+    }
+    static constexpr uint32_t kLeast[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kLeast[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return std::nullopt;
+    cps.push_back(cp);
+    i += size_t(extra) + 1;
+  }
+  return cps;
+}
+
+ir::TensorData parse_string_npy(const std::string& bytes, size_t data_at, const StringDescr& s, const Header& h,
+                                const std::string& label) {
+  ir::TensorData t;
+  t.dtype = DType::kString;
+  t.dims = h.shape;
+  uint64_t n, elem = s.utf32 ? s.width * 4 : s.width, need;
+  try {
+    n = uint64_t(ir::checked_numel(t.dims));
+  } catch (const Error&) {
+    fail(ErrorCode::kParseError, label, " has shape ", ir::shape_to_string(ir::shape_of(t.dims)), ", more than 2^63 elements");
+  }
+  if (__builtin_mul_overflow(n, elem, &need) || bytes.size() - data_at != need)
+    fail(ErrorCode::kParseError, label, " has ", bytes.size() - data_at, " data bytes; shape ",
+         ir::shape_to_string(ir::shape_of(t.dims)), " of '", h.descr, "' needs ", need);
+  t.strings.resize(size_t(n));
+  for (uint64_t i = 0; i < n; ++i) {
+    const char* at = bytes.data() + data_at + i * elem;
+    std::string& out = t.strings[size_t(i)];
+    if (!s.utf32) {
+      out.assign(at, strnlen(at, size_t(elem)));
+      continue;
+    }
+    for (uint64_t k = 0; k < s.width; ++k) {
+      uint8_t b[4];
+      std::memcpy(b, at + 4 * k, 4);
+      uint32_t cp = s.big_endian ? uint32_t(b[0]) << 24 | uint32_t(b[1]) << 16 | uint32_t(b[2]) << 8 | b[3]
+                                 : uint32_t(b[3]) << 24 | uint32_t(b[2]) << 16 | uint32_t(b[1]) << 8 | b[0];
+      if (cp == 0) break;
+      if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        fail(ErrorCode::kParseError, label, ": element ", i, " holds ", cp, ", which is not a Unicode code point");
+      append_utf8(out, cp);
+    }
+  }
+  if (h.fortran_order) {  // reorder the elements to row-major
+    std::vector<int64_t> idx(t.dims.size(), 0);
+    std::vector<std::string> row_major(t.strings.size());
+    std::vector<int64_t> stride(t.dims.size(), 1);
+    for (size_t k = 1; k < t.dims.size(); ++k) stride[k] = stride[k - 1] * t.dims[k - 1];
+    for (uint64_t i = 0; i < n; ++i) {
+      int64_t from = 0;
+      for (size_t k = 0; k < idx.size(); ++k) from += idx[k] * stride[k];
+      row_major[size_t(i)] = std::move(t.strings[size_t(from)]);
+      for (size_t k = idx.size(); k-- > 0;) {
+        if (++idx[k] < t.dims[k]) break;
+        idx[k] = 0;
+      }
+    }
+    t.strings = std::move(row_major);
+  }
+  return t;
+}
+
+// A string tensor as numpy's '<U<n>', n the most code points of an element (at least 1, as numpy writes '' arrays).
+std::string string_npy_data(const ir::TensorData& t, std::string& descr) {
+  std::vector<std::vector<uint32_t>> elements;
+  size_t width = 1;
+  for (size_t i = 0; i < t.strings.size(); ++i) {
+    auto cps = utf8_code_points(t.strings[i]);
+    if (!cps) fail(ErrorCode::kInvalidArgument, "string element ", i, " is not valid UTF-8; a .npy 'U' array holds Unicode text");
+    width = std::max(width, cps->size());
+    elements.push_back(std::move(*cps));
+  }
+  descr = str("<U", width);
+  std::string data(elements.size() * width * 4, '\0');
+  for (size_t i = 0; i < elements.size(); ++i)
+    for (size_t k = 0; k < elements[i].size(); ++k) std::memcpy(data.data() + (i * width + k) * 4, &elements[i][k], 4);
+  return data;
+}
+
 }  // namespace
 
 ir::TensorData parse_npy(const std::string& bytes, const std::string& label) {
@@ -241,6 +370,10 @@ ir::TensorData parse_npy(const std::string& bytes, const std::string& label) {
     fail(ErrorCode::kParseError, label, " is truncated: its .npy header needs ", header_len, " bytes, the file has ",
          bytes.size() - offset, " after the preamble");
   Header h = HeaderParser(std::string_view(bytes).substr(offset, header_len), label).parse();
+  if (auto strings = decode_string_descr(h.descr)) return parse_string_npy(bytes, offset + header_len, *strings, h, label);
+  if (h.descr.find('O') != std::string::npos)
+    fail(ErrorCode::kUnsupported, label, " is an object array ('", h.descr,
+         "'): pickled Python objects, which kiln does not read; save strings as a fixed-width array (numpy dtype str, 'U')");
   auto descr = decode_descr(h.descr);
   if (!descr) fail(ErrorCode::kUnsupported, label, " has dtype '", h.descr, "', which kiln does not support");
   ir::TensorData t;
@@ -277,14 +410,18 @@ void write_npy(const std::filesystem::path& path, const ir::TensorData& t) {
   for (int64_t d : t.dims) shape += std::to_string(d) + ",";
   if (t.dims.size() > 1) shape.pop_back();
   shape += ")";
-  std::string header = str("{'descr': '", descr_of(t.dtype), "', 'fortran_order': False, 'shape': ", shape, ", }");
+  std::string descr = is_string(t.dtype) ? "" : descr_of(t.dtype), strings;
+  if (is_string(t.dtype)) strings = string_npy_data(t, descr);
+  std::string header = str("{'descr': '", descr, "', 'fortran_order': False, 'shape': ", shape, ", }");
   size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header += '\n';
   std::string prefix("\x93NUMPY\x01\x00", 8);
   prefix += char(header.size() & 0xff);
   prefix += char(header.size() >> 8);
-  file_io::write_file_atomic(path, {prefix, header, {reinterpret_cast<const char*>(t.data.data()), t.data.size()}});
+  std::string_view data = is_string(t.dtype) ? std::string_view(strings)
+                                              : std::string_view(reinterpret_cast<const char*>(t.data.data()), t.data.size());
+  file_io::write_file_atomic(path, {prefix, header, data});
 }
 
 }  // namespace kiln::io

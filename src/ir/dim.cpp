@@ -375,6 +375,7 @@ int64_t checked_element_count(const std::vector<int64_t>& dims, std::string_view
 
 int64_t checked_byte_size(const std::vector<int64_t>& dims, DType dtype, std::string_view what) {
   int64_t n = checked_element_count(dims, what);
+  if (is_string(dtype)) return 0;  // its elements live on the host, in TensorData::strings; none in device memory
   int64_t bytes = 0;
   if (__builtin_mul_overflow(n, int64_t(dtype_size(dtype)), &bytes) || bytes > kMaxTensorBytes)
     fail(ErrorCode::kShapeError, what, " of shape ", shape_to_string(shape_of(dims)), " (", dtype_name(dtype), ") needs ",

@@ -104,7 +104,14 @@ ValueId Network::add_input(const std::string& name, DType dtype, Shape shape) {
 }
 
 ValueId Network::add_weight(const std::string& name, TensorData weight) {
-  int64_t bytes = checked_numel({weight.numel(), int64_t(dtype_size(weight.dtype))});  // no wrap to a small size
+  if (is_string(weight.dtype)) {
+    if (weight.strings.size() != uint64_t(weight.numel()) || weight.data.size() != 0)
+      fail(ErrorCode::kInvalidModel, "string weight '", name, "' has ", weight.strings.size(), " strings (and ", weight.data.size(),
+           " bytes); its dims need ", weight.numel(), " strings and no bytes");
+  } else if (!weight.strings.empty()) {
+    fail(ErrorCode::kInvalidModel, "weight '", name, "' of ", dtype_name(weight.dtype), " holds strings");
+  }
+  int64_t bytes = is_string(weight.dtype) ? 0 : checked_numel({weight.numel(), int64_t(dtype_size(weight.dtype))});  // no wrap
   if (weight.data.size() != size_t(bytes))
     fail(ErrorCode::kInvalidModel, "weight '", name, "' has ", weight.data.size(), " bytes; its dims and dtype need ", bytes);
   ValueId id = new_value(name);
@@ -330,7 +337,10 @@ int64_t Network::parameter_count() const {
 int64_t Network::parameter_bytes() const {
   int64_t n = 0;
   for (const Value& v : values_)
-    if (v.weight) n += int64_t(v.weight->data.size());
+    if (v.weight) {
+      n += int64_t(v.weight->data.size());
+      for (const std::string& s : v.weight->strings) n += int64_t(s.size());  // a string weight's UTF-8 bytes
+    }
   return n;
 }
 

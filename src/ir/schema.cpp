@@ -31,6 +31,8 @@ OpSchema schema_of(OpKind op) {
     case OpFamily::kVision: return vision_schema(op);
     case OpFamily::kRecurrent: return recurrent_schema(op);
     case OpFamily::kControlFlow: return control_flow_schema(op);
+    case OpFamily::kText: return text_schema(op);
+    case OpFamily::kMl: return ml_schema(op);
   }
   return {0, 0, 0, 0, {}, false};
 }
@@ -73,6 +75,8 @@ OpFamily family_of(OpKind op) {
     KILN_VISION_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kVision;
     KILN_RECURRENT_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kRecurrent;
     KILN_CONTROL_FLOW_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kControlFlow;
+    KILN_TEXT_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kText;
+    KILN_ML_OPS(KILN_FAMILY_CASE, KILN_FAMILY_CASE) return OpFamily::kMl;
   }
 #undef KILN_FAMILY_CASE
   fail(ErrorCode::kInternal, "op kind ", int(op), " is in no family");
@@ -91,6 +95,8 @@ std::string_view family_name(OpFamily family) {
     case OpFamily::kVision: return "vision";
     case OpFamily::kRecurrent: return "recurrent";
     case OpFamily::kControlFlow: return "control_flow";
+    case OpFamily::kText: return "text";
+    case OpFamily::kMl: return "ml";
   }
   return "?";
 }
@@ -125,7 +131,7 @@ void check_node_schema(const Node& node) {
     if (spec->type == AttrType::kFloat) floats.push_back(std::get<double>(value));
     if (spec->type == AttrType::kFloats) floats = std::get<std::vector<double>>(value);
     for (size_t i = 0; i < floats.size(); ++i)
-      if (std::isnan(floats[i]) || (std::isinf(floats[i]) && !spec->may_be_infinite))
+      if (!spec->any_value && (std::isnan(floats[i]) || (std::isinf(floats[i]) && !spec->may_be_infinite)))
         fail(ErrorCode::kInvalidModel, where(), " attribute '", name, "'", spec->type == AttrType::kFloats ? str(" entry ", i) : "",
              " is ", floats[i], "; it must be ", spec->may_be_infinite ? "a number" : "finite");
   }

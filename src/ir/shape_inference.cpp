@@ -22,6 +22,8 @@ void infer_any(Ctx& c) {
     case OpFamily::kVision: return infer_vision(c);
     case OpFamily::kRecurrent: return infer_recurrent(c);
     case OpFamily::kControlFlow: return infer_control_flow(c);
+    case OpFamily::kText: return infer_text(c);
+    case OpFamily::kMl: return infer_ml(c);
   }
   no_inference(c);
 }
@@ -43,6 +45,33 @@ void check_narrow_inputs(Ctx& c) {
               " does not take it (the narrow types are only cast, quantized, dequantized and moved)");
 }
 
+// String tensors live on the host and reach only the ops that move, compare,
+// convert or read strings: any other op would read their elements as numbers.
+bool takes_strings(OpKind op) {
+  switch (family_of(op)) {
+    case OpFamily::kText:
+    case OpFamily::kMl: return true;  // their files check which inputs may be strings
+    default: break;
+  }
+  switch (op) {
+    case OpKind::kIdentity: case OpKind::kCast: case OpKind::kCastLike: case OpKind::kEqual: case OpKind::kWhere:
+    case OpKind::kReshape: case OpKind::kFlatten: case OpKind::kSqueeze: case OpKind::kUnsqueeze: case OpKind::kTranspose:
+    case OpKind::kConcat: case OpKind::kSplit: case OpKind::kSlice: case OpKind::kGather: case OpKind::kGatherElements:
+    case OpKind::kGatherND: case OpKind::kExpand: case OpKind::kTile: case OpKind::kCompress: case OpKind::kReverseSequence:
+    case OpKind::kShape: case OpKind::kSize: return true;
+    default: return false;
+  }
+}
+
+void check_string_inputs(const Ctx& c) {
+  if (takes_strings(c.node().op)) return;
+  for (size_t i = 0; i < c.num_inputs(); ++i)
+    if (c.has(i) && is_string(c.dtype(i)))
+      c.error(ErrorCode::kTypeError, c.input_name(i), " is a string tensor; ", op_name(c.node().op),
+              " takes numbers only (string tensors go to Identity, Cast, Equal, Where, the movement ops that copy "
+              "elements, and the text and ai.onnx.ml ops)");
+}
+
 }  // namespace
 
 std::vector<InferOutput> infer_node(const Node& node, const std::vector<InferInput>& inputs,
@@ -50,6 +79,7 @@ std::vector<InferOutput> infer_node(const Node& node, const std::vector<InferInp
   Ctx c(node, inputs, fresh_dim);
   try {
     check_narrow_inputs(c);
+    check_string_inputs(c);
     infer_any(c);
     if (!c.inferred()) no_inference(c);
   } catch (const Error& e) {  // dim arithmetic and size checks do not know the node; name it

@@ -29,6 +29,7 @@ std::vector<bool> needs_arena_slot(const ir::Network& net) {
 // Bytes of a value with these dims (negative dims count as empty, as the
 // builder plans them), rounded up to the arena alignment; nullopt on overflow.
 std::optional<int64_t> slot_bytes(DType dtype, const std::vector<int64_t>& dims) {
+  if (is_string(dtype)) return 0;  // string tensors stay on the host: no arena bytes
   int64_t bytes = int64_t(dtype_size(dtype));
   for (int64_t d : dims)
     if (__builtin_mul_overflow(bytes, std::max<int64_t>(d, 0), &bytes)) return std::nullopt;

@@ -5,7 +5,8 @@
 //
 // meta holds the network (values, nodes with their op by name, attributes
 // (subgraphs among them, written whole with their weights inline), ranges), the optimization profiles, the precision and the arena plan;
-// weights holds every weight's bytes at 256-byte aligned offsets. Loading
+// weights holds every weight's bytes at 256-byte aligned offsets (a string
+// weight's bytes: per element, its length as a u64 and its UTF-8 bytes). Loading
 // re-validates the network with Network::finalize(), then checks the memory
 // plan, ranges, profiles and weights against it (verify, checks.cpp).
 #include "kiln/plan.h"
@@ -31,8 +32,38 @@ void write_tensor_header(ByteWriter& w, DType dtype, const std::vector<int64_t>&
 
 DType read_dtype(ByteReader& r) {
   uint8_t d = r.get<uint8_t>();
-  if (d >= std::size(kAllDTypes)) fail(ErrorCode::kParseError, r.label(), ": bad dtype code ", int(d));
-  return DType(d);
+  std::optional<DType> dtype = dtype_from_code(d);
+  if (!dtype) fail(ErrorCode::kParseError, r.label(), ": bad dtype code ", int(d));
+  return *dtype;
+}
+
+// The bytes a tensor's elements take in a plan: its data, or for a string
+// tensor each string's length (u64) and bytes.
+std::string element_bytes(const ir::TensorData& t) {
+  if (!is_string(t.dtype)) return std::string(reinterpret_cast<const char*>(t.data.data()), t.data.size());
+  ByteWriter w;
+  for (const std::string& s : t.strings) w.put_string(s);
+  return std::move(w.bytes());
+}
+
+// Fills t's elements from `bytes` (element_bytes' form), checking every length
+// against what is left: a malformed plan is a kParseError, never a read past the end.
+void read_elements(ir::TensorData& t, std::string_view bytes, const Buffer* shared, const std::string& label, const std::string& what) {
+  if (!is_string(t.dtype)) {
+    int64_t need = ir::checked_numel({t.numel(), int64_t(dtype_size(t.dtype))});
+    if (bytes.size() != uint64_t(need))
+      fail(ErrorCode::kParseError, label, ": ", what, " has ", bytes.size(), " bytes; its dims and dtype need ", need);
+    t.data = shared ? *shared : Buffer::copy_of(bytes.data(), bytes.size());
+    return;
+  }
+  ByteReader r(bytes, str(label, ": ", what));
+  uint64_t n = uint64_t(t.numel());
+  if (n > bytes.size() / sizeof(uint64_t))  // each string takes its length's 8 bytes at least
+    fail(ErrorCode::kParseError, label, ": ", what, " needs ", n, " strings; its ", bytes.size(), " bytes hold fewer");
+  t.strings.reserve(size_t(n));
+  for (uint64_t i = 0; i < n; ++i) t.strings.push_back(r.get_string(bytes.size()));
+  if (r.remaining() != 0)
+    fail(ErrorCode::kParseError, label, ": ", what, " has ", r.remaining(), " bytes after its ", n, " strings");
 }
 
 void write_ranges(ByteWriter& w, const ir::DimRanges& ranges) {
@@ -79,8 +110,7 @@ void write_attr(ByteWriter& w, const ir::AttrValue& v) {
           for (auto& s : x) w.put_string(s);
         } else if constexpr (std::is_same_v<T, ir::TensorData>) {
           write_tensor_header(w, x.dtype, x.dims);
-          w.put<uint64_t>(x.data.size());
-          w.put_bytes(x.data.data(), x.data.size());
+          w.put_string(element_bytes(x));
         } else if constexpr (std::is_same_v<T, ir::Subgraph>) {
           write_subgraph(w, *x);
         } else {
@@ -98,10 +128,7 @@ ir::TensorData read_tensor(ByteReader& r, const char* what) {
   t.dtype = read_dtype(r);
   t.dims = read_dims(r);
   uint64_t n = r.get_count(1);
-  int64_t need = ir::checked_numel({t.numel(), int64_t(dtype_size(t.dtype))});
-  if (n != uint64_t(need)) fail(ErrorCode::kParseError, r.label(), ": ", what, " has ", n, " bytes; its dims and dtype need ", need);
-  std::string_view bytes = r.get_bytes(n);
-  t.data = Buffer::copy_of(bytes.data(), bytes.size());
+  read_elements(t, r.get_bytes(n), nullptr, r.label(), what);
   return t;
 }
 
@@ -189,8 +216,7 @@ void write_subgraph(ByteWriter& w, const ir::Network& g) {
       for (auto& d : v.shape) ir::write_dim(w, d);
     } else if (kind == 2) {
       write_tensor_header(w, v.weight->dtype, v.weight->dims);
-      w.put<uint64_t>(v.weight->data.size());
-      w.put_bytes(v.weight->data.data(), v.weight->data.size());
+      w.put_string(element_bytes(*v.weight));
     }
   }
   w.put<uint64_t>(g.nodes().size());
@@ -280,9 +306,10 @@ std::string serialize(const Plan& plan) {
     } else if (kind == 2) {
       write_tensor_header(meta, v.weight->dtype, v.weight->dims);
       weights.align(kWeightAlignment);
+      std::string bytes = element_bytes(*v.weight);
       meta.put<uint64_t>(weights.size());
-      meta.put<uint64_t>(v.weight->data.size());
-      weights.put_bytes(v.weight->data.data(), v.weight->data.size());
+      meta.put<uint64_t>(bytes.size());
+      weights.put_bytes(bytes.data(), bytes.size());
     }
   }
   meta.put<uint64_t>(net.nodes().size());
@@ -372,7 +399,8 @@ Plan deserialize(const Buffer& bytes, const std::string& label) {
         if (offset > weights_size || size > weights_size - offset || offset % kWeightAlignment != 0)
           fail(ErrorCode::kParseError, label, ": weight '", name, "' at offset ", offset, " with ", size,
                " bytes is not an aligned part of the weights section of ", weights_size, " bytes");
-        t.data = bytes.slice(weights_at + offset, size);
+        Buffer slice = bytes.slice(weights_at + offset, size);
+        read_elements(t, {reinterpret_cast<const char*>(slice.data()), slice.size()}, &slice, label, str("weight '", name, "'"));
         plan.network.add_weight(name, std::move(t));
       } else if (kind == 0) {
         plan.network.add_value(name);

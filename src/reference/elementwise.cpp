@@ -1,7 +1,10 @@
 // Elementwise ops: unary math and activations, casts, binary arithmetic and
 // comparisons with numpy broadcasting, variadic Min/Max/Mean/Sum, Where, and
 // the integer bit operations.
+#include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 #include "kernels.h"
@@ -153,10 +156,91 @@ Tensor run_unary(const KernelContext& c) {
   }
 }
 
+// A number as ONNX's Cast writes it (numpy's str): the fewest significant
+// digits that read back to the same value of `from`, positional from 1e-4 to
+// 1e16 ("0.5", "100.0"), scientific outside ("1e-05"); NaN, INF and -INF.
+std::string number_to_string(double v, DType from) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "INF" : "-INF";
+  char buf[400];
+  int digits = 1;
+  for (; digits < 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*e", digits - 1, v);
+    if (rounded_to(from, std::strtod(buf, nullptr)) == v) break;
+  }
+  double mag = std::fabs(v);
+  if (mag != 0 && (mag < 1e-4 || mag >= 1e16)) {
+    std::snprintf(buf, sizeof buf, "%.*e", digits - 1, v);
+    return buf;
+  }
+  int exponent = mag == 0 ? 0 : int(std::floor(std::log10(mag)));
+  std::snprintf(buf, sizeof buf, "%.*f", std::max(0, digits - 1 - exponent), v);
+  std::string s = buf;
+  if (s.find('.') == std::string::npos) s += ".0";
+  return s;
+}
+
+std::string element_to_string(const Tensor& x, size_t i, const std::vector<int64_t>& ints, const std::vector<double>& doubles) {
+  if (is_floating(x.dtype)) return number_to_string(doubles[i], x.dtype);
+  if (x.dtype == DType::kUInt64) return std::to_string(uint64_t(ints[i]));
+  return std::to_string(ints[i]);
+}
+
+bool equals_ignoring_case(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// A string as ONNX's Cast reads it: plain or scientific notation, "INF",
+// "+INF", "-INF" and "NaN" in any case; anything else is an error naming it.
+double string_to_number(const KernelContext& c, const std::string& s, size_t index) {
+  if (equals_ignoring_case(s, "nan")) return NAN;
+  if (equals_ignoring_case(s, "inf") || equals_ignoring_case(s, "+inf")) return INFINITY;
+  if (equals_ignoring_case(s, "-inf")) return -INFINITY;
+  const char* begin = s.c_str();
+  char* end = nullptr;
+  double v = s.empty() || std::isspace(static_cast<unsigned char>(s[0])) ? 0 : std::strtod(begin, &end);
+  if (end != begin + s.size() || s.empty())
+    c.error(ErrorCode::kInvalidArgument, "element ", index, " '", s.substr(0, 64), "' is not a number");
+  return v;
+}
+
+Tensor cast_strings(const KernelContext& c, const Tensor& x, DType to) {
+  size_t n = size_t(x.numel());
+  if (is_string(to)) {
+    Tensor out;
+    out.dtype = to;
+    out.dims = x.dims;
+    std::vector<int64_t> ints = is_floating(x.dtype) ? std::vector<int64_t>{} : to_ints(x);
+    std::vector<double> doubles = is_floating(x.dtype) ? to_doubles(x) : std::vector<double>{};
+    for (size_t i = 0; i < n; ++i) out.strings.push_back(element_to_string(x, i, ints, doubles));
+    return out;
+  }
+  if (is_integer(to)) {  // whole numbers exactly (a double holds int64 only to 2^53); others truncated
+    std::vector<int64_t> v(n);
+    for (size_t i = 0; i < n; ++i) {
+      const std::string& s = x.strings[i];
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v[i]);
+      if (ec != std::errc() || end != s.data() + s.size()) {
+        double d = string_to_number(c, s, i);
+        constexpr double kTwo63 = 9223372036854775808.0;
+        v[i] = std::isnan(d) ? 0 : d >= kTwo63 ? std::numeric_limits<int64_t>::max() : d <= -kTwo63 ? std::numeric_limits<int64_t>::min()
+                                                                                              : int64_t(std::trunc(d));
+      }
+    }
+    return from_ints(to, x.dims, v);
+  }
+  std::vector<double> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = string_to_number(c, x.strings[i], i);
+  return from_doubles(to, x.dims, v);
+}
+
 Tensor run_cast(const KernelContext& c) {
   const Tensor& x = c.in(0);
   DType to = c.out_dtype(0);
   if (to == x.dtype) return x;
+  if (is_string(x.dtype) || is_string(to)) return cast_strings(c, x, to);
   if (is_narrow_float(to)) return narrow_floats(to, x.dims, to_doubles(x), c.attrs().get_int("saturate", 1) != 0);
   if (int_path(x.dtype) && int_path(to)) return from_ints(to, x.dims, to_ints(x));
   if (int_path(x.dtype) && to == DType::kFloat32) {  // int64 -> float32 directly, avoiding double rounding
@@ -211,6 +295,19 @@ Tensor run_binary(const KernelContext& c) {
   DType out = c.out_dtype(0);
   std::vector<const Tensor*> ins = present(c);
   bool fmod = c.attrs().get_int("fmod", 0) != 0;
+  if (is_string(c.in(0).dtype)) {  // Equal, the one comparison ONNX defines on strings (byte for byte)
+    auto sa = broadcast_strides(ins[0]->dims, dims), sb = broadcast_strides(ins[1]->dims, dims);
+    std::vector<int64_t> v;
+    for_each_index(dims, [&](const std::vector<int64_t>& idx) {
+      int64_t oa = 0, ob = 0;
+      for (size_t d = 0; d < idx.size(); ++d) {
+        oa += idx[d] * sa[d];
+        ob += idx[d] * sb[d];
+      }
+      v.push_back(ins[0]->strings[size_t(oa)] == ins[1]->strings[size_t(ob)]);
+    });
+    return from_ints(out, dims, v);
+  }
   if (op == OpKind::kPow) {
     auto v = broadcast_map<double>(ins, dims, [](const double* a) { return std::pow(a[0], a[1]); });
     return from_doubles(out, dims, v);
@@ -323,6 +420,21 @@ Tensor run_where(const KernelContext& c) {
   const Tensor &cond = c.in(0), &x = c.in(1), &y = c.in(2);
   auto sc = broadcast_strides(cond.dims, dims), sx = broadcast_strides(x.dims, dims), sy = broadcast_strides(y.dims, dims);
   const uint8_t* pc = cond.data.as<uint8_t>();
+  if (is_string(x.dtype)) {
+    Tensor t;
+    t.dtype = x.dtype;
+    for_each_index(dims, [&](const std::vector<int64_t>& idx) {
+      int64_t oc = 0, ox = 0, oy = 0;
+      for (size_t d = 0; d < idx.size(); ++d) {
+        oc += idx[d] * sc[d];
+        ox += idx[d] * sx[d];
+        oy += idx[d] * sy[d];
+      }
+      t.strings.push_back(pc[oc] ? x.strings[size_t(ox)] : y.strings[size_t(oy)]);
+    });
+    t.dims = dims;
+    return t;
+  }
   size_t elem = dtype_size(x.dtype);
   std::vector<std::byte> bytes(size_t(ir::checked_numel(dims)) * elem);
   std::byte* out = bytes.data();

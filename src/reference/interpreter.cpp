@@ -26,6 +26,8 @@ Kernel kernel_of(OpKind op) {
     case ir::OpFamily::kVision: return vision_kernel(op);
     case ir::OpFamily::kRecurrent: return recurrent_kernel(op);
     case ir::OpFamily::kControlFlow: return control_flow_kernel(op);
+    case ir::OpFamily::kText: return text_kernel(op);
+    case ir::OpFamily::kMl: return ml_kernel(op);
   }
   return nullptr;
 }
@@ -46,9 +48,10 @@ void bind_input(const ir::Network& net, const ir::Value& v, const Tensor& t, ir:
   if (t.dims.size() != v.shape.size())
     fail(ErrorCode::kShapeError, "input '", v.name, "' must have rank ", v.shape.size(), " ",
          ir::shape_to_string(v.shape), "; got ", ir::shape_to_string(ir::shape_of(t.dims)));
-  if (t.data.size() != size_t(t.numel()) * dtype_size(t.dtype))
-    fail(ErrorCode::kInvalidArgument, "input '", v.name, "' has ", t.data.size(), " bytes; its dims need ",
-         size_t(t.numel()) * dtype_size(t.dtype));
+  if (is_string(t.dtype) ? t.strings.size() != size_t(t.numel()) : t.data.size() != size_t(t.numel()) * dtype_size(t.dtype))
+    fail(ErrorCode::kInvalidArgument, "input '", v.name, "' has ",
+         is_string(t.dtype) ? str(t.strings.size(), " strings") : str(t.data.size(), " bytes"), "; its dims need ",
+         is_string(t.dtype) ? str(t.numel(), " strings") : str(size_t(t.numel()) * dtype_size(t.dtype), " bytes"));
   for (size_t i = 0; i < t.dims.size(); ++i) {
     const ir::Dim& d = v.shape[i];
     if (d.is_constant()) {

@@ -49,6 +49,8 @@ Kernel generator_kernel(ir::OpKind op);
 Kernel vision_kernel(ir::OpKind op);
 Kernel recurrent_kernel(ir::OpKind op);
 Kernel control_flow_kernel(ir::OpKind op);
+Kernel text_kernel(ir::OpKind op);
+Kernel ml_kernel(ir::OpKind op);
 
 // Runs the subgraph in graph attribute `attr` of c's node on `inputs` (its
 // inputs in order); errors name the node and the subgraph.
@@ -109,9 +111,18 @@ void for_each_index(const std::vector<int64_t>& dims, Fn&& fn) {
 }
 
 // Builds an output of `dims` whose element at each index copies input element
-// src(index), or `fill` (one element's bytes) when src returns -1.
+// src(index), or `fill` (one element's bytes) when src returns -1. A string
+// tensor's elements are copied as strings (no fill: the ops with one take numbers).
 template <class SrcFn>
 Tensor remap(const Tensor& in, std::vector<int64_t> dims, SrcFn&& src, const std::byte* fill = nullptr) {
+  if (is_string(in.dtype)) {
+    Tensor t;
+    t.dtype = in.dtype;
+    t.strings.reserve(size_t(ir::checked_numel(dims)));
+    for_each_index(dims, [&](const std::vector<int64_t>& idx) { t.strings.push_back(in.strings.at(size_t(src(idx)))); });
+    t.dims = std::move(dims);
+    return t;
+  }
   size_t elem = dtype_size(in.dtype);
   std::vector<std::byte> bytes(size_t(ir::checked_numel(dims)) * elem);
   std::byte* out = bytes.data();

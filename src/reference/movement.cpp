@@ -32,9 +32,21 @@ Tensor run_transpose(const KernelContext& c) {
 Tensor run_concat(const KernelContext& c) {
   std::vector<int64_t> dims = c.out_dims(0);
   int64_t axis = normalize_axis(c, c.attrs().get_int("axis", 0), dims.size());
-  size_t elem = dtype_size(c.in(0).dtype);
   int64_t outer = ir::checked_numel({dims.begin(), dims.begin() + axis});
   int64_t inner = ir::checked_numel({dims.begin() + axis + 1, dims.end()});
+  if (is_string(c.in(0).dtype)) {
+    Tensor out;
+    out.dtype = DType::kString;
+    out.dims = dims;
+    for (int64_t o = 0; o < outer; ++o)
+      for (const Tensor* t : c.inputs) {
+        size_t row = size_t(t->dims[size_t(axis)] * inner);
+        auto first = t->strings.begin() + std::ptrdiff_t(size_t(o) * row);
+        out.strings.insert(out.strings.end(), first, first + std::ptrdiff_t(row));
+      }
+    return out;
+  }
+  size_t elem = dtype_size(c.in(0).dtype);
   std::vector<std::byte> bytes(size_t(ir::checked_numel(dims)) * elem);
   int64_t out_row = dims[size_t(axis)] * inner, at = 0;
   for (const Tensor* t : c.inputs) {

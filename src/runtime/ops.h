@@ -232,6 +232,10 @@ std::unique_ptr<Op> make_recurrent(const plan::Plan& plan, const ir::Node& node,
 GpuLowering describe_recurrent(ir::OpKind op);
 std::unique_ptr<Op> make_control_flow(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
 GpuLowering describe_control_flow(ir::OpKind op);
+std::unique_ptr<Op> make_text(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
+GpuLowering describe_text(ir::OpKind op);
+std::unique_ptr<Op> make_ml(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch);
+GpuLowering describe_ml(ir::OpKind op);
 
 // Runs one prepared matmul (the descriptors are cuBLASLt's, kept in the call).
 void launch_matmul(const MatmulCall& call, void* a, void* b, void* c, void* d, void* bias, cublasLtHandle_t lt,

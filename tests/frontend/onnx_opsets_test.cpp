@@ -83,6 +83,22 @@ TEST(OnnxOpVersions, MatchTheOnnxPackage) {
               << " to " << kMaxOpset << " are not checked with it\n";
 }
 
+// The ai.onnx.ml ops kiln reads have every version the onnx package defines up to kMaxMlOpset, and no other.
+TEST(OnnxMlOpVersions, MatchTheOnnxPackage) {
+  OnnxHistory onnx = read_history();
+  for (auto& [type, versions] : onnx_ml_op_versions()) {
+    std::string key = str(kMlDomain, "::", type);
+    ASSERT_TRUE(onnx.ops.count(key)) << type << " is not an ai.onnx.ml op of onnx " << onnx.version;
+    EXPECT_EQ(versions, up_to(onnx.ops[key], kMaxMlOpset)) << type;
+    EXPECT_TRUE(is_supported_domain_op(std::string(kMlDomain), std::string(type))) << type;
+    EXPECT_EQ(ir::op_from_name(type).has_value(), true) << type << " has no op kind of its name";
+  }
+  EXPECT_EQ(onnx_ml_op_version("LabelEncoder", 3), 2);
+  EXPECT_EQ(onnx_ml_op_version("TreeEnsemble", 4), 0);
+  EXPECT_FALSE(is_supported_domain_op("ai.onnx.ml", "ZipMap"));
+  EXPECT_FALSE(is_supported_domain_op("com.example", "LabelEncoder"));
+}
+
 // The table is the importer's list of ONNX ops: every model op kind's ONNX
 // names are in it, and everything in it is translated.
 TEST(OnnxOpVersions, CoverEveryImportedOp) {
@@ -91,6 +107,11 @@ TEST(OnnxOpVersions, CoverEveryImportedOp) {
                                        "MeanVarianceNormalization"};
   for (int i = 0; i < ir::op_count(); ++i)
     for (const std::string& type : onnx_op_types(ir::OpKind(i))) {
+      size_t domain_end = type.find("::");
+      if (domain_end != std::string::npos) {  // ai.onnx.ml::Op: OnnxMlOpVersions checks those
+        EXPECT_TRUE(is_supported_domain_op(type.substr(0, domain_end), type.substr(domain_end + 2))) << type;
+        continue;
+      }
       EXPECT_TRUE(is_supported_op(type)) << type;
       imported.push_back(type);
     }

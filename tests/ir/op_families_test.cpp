@@ -28,6 +28,8 @@ const FamilyFile kFiles[] = {
     {OpFamily::kVision, vision_schema, infer_vision},
     {OpFamily::kRecurrent, recurrent_schema, infer_recurrent},
     {OpFamily::kControlFlow, control_flow_schema, infer_control_flow},
+    {OpFamily::kText, text_schema, infer_text},
+    {OpFamily::kMl, ml_schema, infer_ml},
 };
 
 std::string file_of(OpFamily family) { return str("src/ir/ops/", family_name(family), ".cpp"); }

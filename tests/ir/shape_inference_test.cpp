@@ -165,7 +165,7 @@ TEST(ShapeInference, CompressIsSizedByItsCondition) {
   axis1.set("axis", int64_t(-2));
   ValueId along = net.add_op1(OpKind::kCompress, {x, cond}, axis1);
   ValueId flat = net.add_op1(OpKind::kCompress, {x, cond});
-  ValueId w = net.add_weight("w", TensorData{DType::kBool, {5}, Buffer::copy_of(std::vector<uint8_t>{1, 0, 1, 1, 0}.data(), 5)});
+  ValueId w = net.add_weight("w", TensorData{DType::kBool, {5}, Buffer::copy_of(std::vector<uint8_t>{1, 0, 1, 1, 0}.data(), 5), {}});
   ValueId known = net.add_op1(OpKind::kCompress, {x, w}, axis1);
   for (ValueId v : {along, flat, known}) net.add_output(v);
   net.finalize();
@@ -181,7 +181,7 @@ TEST(ShapeInference, CompressIsSizedByItsCondition) {
   // A constant condition true past the axis is numpy's error, named at build.
   Network bad;
   ValueId y = bad.add_input("y", DType::kFloat32, {Dim(2), Dim(2)});
-  ValueId long_cond = bad.add_weight("c", TensorData{DType::kBool, {3}, Buffer::copy_of(std::vector<uint8_t>{0, 0, 1}.data(), 3)});
+  ValueId long_cond = bad.add_weight("c", TensorData{DType::kBool, {3}, Buffer::copy_of(std::vector<uint8_t>{0, 0, 1}.data(), 3), {}});
   Attributes axis0;
   axis0.set("axis", int64_t(0));
   bad.add_output(bad.add_op1(OpKind::kCompress, {y, long_cond}, axis0, "cmp"));
@@ -284,7 +284,7 @@ TEST(ShapeInference, NonZeroIsRankByADataDependentCount) {
   ValueId s = net.add_input("s", DType::kBool, {});
   ValueId nz_scalar = net.add_op1(OpKind::kNonZero, {s});  // a scalar counts as one dim (numpy)
   // A weight's count is known: no symbol for it.
-  ValueId w = net.add_weight("w", TensorData{DType::kInt64, {2, 2}, Buffer::copy_of(std::vector<int64_t>{0, 5, 0, 7}.data(), 32)});
+  ValueId w = net.add_weight("w", TensorData{DType::kInt64, {2, 2}, Buffer::copy_of(std::vector<int64_t>{0, 5, 0, 7}.data(), 32), {}});
   ValueId nz_weight = net.add_op1(OpKind::kNonZero, {w});
   for (ValueId v : {nz, nz_scalar, nz_weight}) net.add_output(v);
   net.finalize();

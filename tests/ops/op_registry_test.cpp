@@ -49,6 +49,15 @@ class Sample {
     return weight(DType::kInt64, {int64_t(values.size())}, std::vector<double>(values.begin(), values.end()));
   }
   ValueId int_scalar(int64_t value) { return weight(DType::kInt64, {}, {double(value)}); }
+  ValueId strings(const std::vector<int64_t>& dims, std::vector<std::string> values) {
+    std::string name = str("in", feeds_.size());
+    ir::TensorData t;
+    t.dtype = DType::kString;
+    t.dims = dims;
+    t.strings = std::move(values);
+    feeds_[name] = std::move(t);
+    return net_.add_input(name, DType::kString, ir::Shape(dims.begin(), dims.end()));
+  }
 
   // The node under test; its outputs are the network's.
   Sample& node(OpKind op, std::vector<ValueId> inputs, ir::Attributes attrs = {}, int outputs = 1) {
@@ -292,6 +301,33 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kAttention:
       return s.node(op, {s.input(f32, {1, 2, 4, 8}), s.input(f32, {1, 2, 4, 8}), s.input(f32, {1, 2, 4, 8})},
                     attrs({{"scale", 0.35}}));
+
+    case OpKind::kStringConcat: return s.node(op, {s.strings({2}, {"a", "b"}), s.strings({1}, {"!"})});
+    case OpKind::kStringSplit: return s.node(op, {s.strings({2}, {"a.b", "c"})}, attrs({{"delimiter", std::string(".")}}), 2);
+    case OpKind::kStringNormalizer:
+      return s.node(op, {s.strings({3}, {"Mon", "tue", "mon"})},
+                    attrs({{"case_change_action", std::string("UPPER")}, {"stopwords", std::vector<std::string>{"mon"}}}));
+    case OpKind::kRegexFullMatch: return s.node(op, {s.strings({2}, {"ab1", "x"})}, attrs({{"pattern", std::string("[a-z]+\\d")}}));
+    case OpKind::kTfIdfVectorizer:
+      return s.node(op, {s.input(DType::kInt64, {2, 4}, {1, 2, 3, 1, 2, 2, 3, 3})},
+                    attrs({{"mode", std::string("TF")}, {"min_gram_length", int64_t(1)}, {"max_gram_length", int64_t(2)},
+                           {"max_skip_count", int64_t(1)}, {"ngram_counts", std::vector<int64_t>{0, 2}},
+                           {"ngram_indexes", std::vector<int64_t>{0, 1, 2}}, {"pool_int64s", std::vector<int64_t>{2, 3, 2, 3}}}));
+    case OpKind::kLabelEncoder:
+      return s.node(op, {s.strings({3}, {"a", "c", "z"})},
+                    attrs({{"keys_strings", std::vector<std::string>{"a", "b", "c"}}, {"values_int64s", std::vector<int64_t>{1, 2, 3}}}));
+    case OpKind::kBinarizer: return s.node(op, {s.input(f32, {2, 3})}, attrs({{"threshold", 0.35}}));
+    case OpKind::kArrayFeatureExtractor: return s.node(op, {s.input(f32, {2, 3}), s.ints({2, 0})});
+    case OpKind::kTreeEnsemble: {  // one stump on feature 1: <= 0.3 gives 1, else 2
+      ir::TensorData modes = reference::make_tensor(DType::kUInt8, {1}, {0});
+      return s.node(op, {s.input(f32, {2, 3})},
+                    attrs({{"nodes_splits", reference::make_tensor(f32, {1}, {0.3})}, {"nodes_modes", modes},
+                           {"nodes_featureids", std::vector<int64_t>{1}}, {"nodes_truenodeids", std::vector<int64_t>{0}},
+                           {"nodes_falsenodeids", std::vector<int64_t>{1}}, {"nodes_trueleafs", std::vector<int64_t>{1}},
+                           {"nodes_falseleafs", std::vector<int64_t>{1}}, {"leaf_targetids", std::vector<int64_t>{0, 0}},
+                           {"leaf_weights", reference::make_tensor(f32, {2}, {1, 2})}, {"tree_roots", std::vector<int64_t>{0}},
+                           {"n_targets", int64_t(1)}}));
+    }
   }
   return std::nullopt;
 }
@@ -334,6 +370,8 @@ TEST_P(OpRegistry, EveryLayerHandlesTheOp) {
 
   std::vector<std::string> onnx = onnx::onnx_op_types(op);
   if (ir::is_builder_op(op)) EXPECT_TRUE(onnx.empty()) << "a builder op is never imported";
+  else if (ir::family_of(op) == ir::OpFamily::kMl)
+    EXPECT_EQ(onnx, std::vector<std::string>{str("ai.onnx.ml::", ir::op_name(op))}) << "the ai.onnx.ml op of its name";
   else EXPECT_NE(std::find(onnx.begin(), onnx.end(), ir::op_name(op)), onnx.end()) << "the ONNX op of its name is not imported as it";
 
   // The node as it is, in a plan without the builder's passes (no arena slots: no views).
@@ -393,6 +431,27 @@ TEST(GpuSupport, NamesTheNodesTheGpuCannotRun) {
   EXPECT_EQ(nodes[1].node, "node");
   EXPECT_EQ(nodes[1].op, OpKind::kEinsum);
   EXPECT_EQ(nodes[1].reason, "7 operands; the GPU kernel takes at most 6");
+}
+
+// String tensors stay on the host: a node that reads or writes one is answered
+// before anything runs, naming the tensor, whatever its op (here ops the GPU runs on numbers).
+TEST(GpuSupport, StringTensorsRunOnTheCpuDevice) {
+  Sample s;
+  ValueId words = s.strings({2, 2}, {"a", "b", "c", "d"});
+  ValueId flipped = s.net().add_op1(OpKind::kTranspose, {words}, {}, "transpose");
+  ValueId numbers = s.net().add_op1(OpKind::kCast, {s.input(f32, {2})}, attrs({{"to", int64_t(DType::kString)}}), "cast");
+  s.net().add_output(numbers);
+  s.node(OpKind::kEqual, {flipped, words});
+  s.net().finalize();
+  plan::Plan p = builder::build(s.net(), {}, "sample");
+  std::map<std::string, std::string> reasons;
+  for (const runtime::NodeSupport& n : runtime::gpu_support(p)) {
+    EXPECT_FALSE(n.supported) << n.node;
+    reasons[n.node] = n.reason;
+  }
+  EXPECT_EQ(reasons["transpose"], "input 0 ('in0') is a string tensor; the GPU runtime holds numbers only (string tensors run on the CPU device)");
+  EXPECT_NE(reasons["cast"].find("output 0"), std::string::npos) << reasons["cast"];
+  EXPECT_NE(reasons["node"].find("is a string tensor"), std::string::npos) << reasons["node"];
 }
 
 // Range, OneHot and TopK whose output sizes follow from tensor data: the GPU

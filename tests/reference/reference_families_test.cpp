@@ -20,6 +20,8 @@ const FamilyFile kFiles[] = {
     {ir::OpFamily::kMovement, movement_kernel},       {ir::OpFamily::kGenerator, generator_kernel},
     {ir::OpFamily::kVision, vision_kernel},       {ir::OpFamily::kRecurrent, recurrent_kernel},
     {ir::OpFamily::kControlFlow, control_flow_kernel},
+    {ir::OpFamily::kText, text_kernel},
+    {ir::OpFamily::kMl, ml_kernel},
 };
 
 TEST(ReferenceFamilies, EveryFamilyHasAFile) {

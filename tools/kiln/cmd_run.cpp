@@ -358,7 +358,7 @@ int cmd_run(const RunOptions& options, Json& doc) {
   for (size_t i = 0; i < outputs.size(); ++i) {
     const ir::Value& v = net.value(net.outputs()[i]);
     const reference::Tensor& t = outputs[i];
-    std::vector<double> values = ir::read_doubles(t);
+    std::vector<double> values = is_string(t.dtype) ? std::vector<double>{} : ir::read_doubles(t);
     double lo = INFINITY, hi = -INFINITY, sum = 0;
     for (double x : values) {
       lo = std::min(lo, x);
@@ -367,6 +367,8 @@ int cmd_run(const RunOptions& options, Json& doc) {
     }
     std::cout << "output " << v.name << ": " << dtype_name(t.dtype) << ir::shape_to_string(ir::shape_of(t.dims));
     if (!values.empty()) std::cout << " min " << lo << " max " << hi << " mean " << sum / double(values.size());
+    std::vector<std::string> first(t.strings.begin(), t.strings.begin() + std::ptrdiff_t(std::min<size_t>(t.strings.size(), 4)));
+    for (size_t k = 0; k < first.size(); ++k) std::cout << (k ? ", '" : " first '") << first[k] << "'";
     std::cout << "\n";
     Json out = {{"name", v.name}, {"dtype", dtype_name(t.dtype)}, {"dims", t.dims}};
     if (!values.empty()) {

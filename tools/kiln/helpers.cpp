@@ -135,6 +135,17 @@ std::pair<std::string, std::string> split_input_spec(const std::string& spec, co
 reference::Tensor random_tensor(DType dtype, const std::vector<int64_t>& dims, std::mt19937_64& rng) {
   int64_t n = ir::checked_numel(dims);
   if (n > (int64_t(1) << 31)) fail(ErrorCode::kInvalidArgument, "an input of ", n, " elements is too large to generate");
+  if (is_string(dtype)) {  // words of 1 to 8 lowercase letters
+    reference::Tensor t;
+    t.dtype = dtype;
+    t.dims = dims;
+    std::uniform_int_distribution<int> length(1, 8), letter('a', 'z');
+    for (int64_t i = 0; i < n; ++i) {
+      std::string& word = t.strings.emplace_back(size_t(length(rng)), ' ');
+      for (char& ch : word) ch = char(letter(rng));
+    }
+    return t;
+  }
   std::vector<double> v(static_cast<size_t>(n));
   std::uniform_real_distribution<double> magnitude(0.1, 1.0);
   std::uniform_int_distribution<int> small(1, 9), coin(0, 1);

@@ -41,6 +41,7 @@ inline constexpr int64_t kMaxLoopIterations = int64_t(1) << 20;
 int64_t checked_element_count(const std::vector<int64_t>& dims, std::string_view what);
 // The byte size of a dense tensor of dims and dtype; throws kShapeError naming
 // `what` when the element count is bad (as above) or the size passes kMaxTensorBytes.
+// A string tensor has no dense bytes: its element count is checked and 0 returned.
 int64_t checked_byte_size(const std::vector<int64_t>& dims, DType dtype, std::string_view what);
 
 }  // namespace kiln::ir

@@ -24,10 +24,12 @@ using NodeId = int32_t;
 inline constexpr ValueId kNoValue = -1;  // an omitted optional input or output
 
 // Constant tensor data: weights, tensor-valued attributes, reference-run values. Shares its bytes.
+// A string tensor (kString) holds its elements in `strings`, row-major, and no bytes in `data`.
 struct TensorData {
   DType dtype = DType::kFloat32;
   std::vector<int64_t> dims;
-  Buffer data;  // dense, row-major, little-endian, dtype_size(dtype) * numel bytes
+  Buffer data;  // dense, row-major, little-endian, dtype_size(dtype) * numel bytes; empty for kString
+  std::vector<std::string> strings;  // kString only: numel UTF-8 strings
   int64_t numel() const;
 };
 
@@ -128,7 +130,7 @@ class Network {
   // Whether a dim of `id` involves such a symbol: its size is known once the network has run.
   bool size_depends_on_data(ValueId id) const;
 
-  // Number of weight elements and bytes.
+  // Number of weight elements and bytes (a string weight's bytes are its strings' UTF-8 bytes).
   int64_t parameter_count() const;
   int64_t parameter_bytes() const;
 

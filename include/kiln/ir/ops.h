@@ -65,20 +65,25 @@ namespace kiln::ir {
 #define KILN_RECURRENT_OPS(M, B) M(RNN) M(GRU) M(LSTM)
 // Control flow: nodes that run subgraphs (graph attributes) once, by choice or repeatedly.
 #define KILN_CONTROL_FLOW_OPS(M, B) M(If) M(Loop) M(Scan)
+// Text: ops on string tensors, and TfIdfVectorizer's n-gram counts over strings or integers.
+#define KILN_TEXT_OPS(M, B) M(StringConcat) M(StringSplit) M(StringNormalizer) M(RegexFullMatch) M(TfIdfVectorizer)
+// Classical machine learning: the ai.onnx.ml domain's ops.
+#define KILN_ML_OPS(M, B) M(LabelEncoder) M(Binarizer) M(ArrayFeatureExtractor) M(TreeEnsemble)
 
 // Every op kind, X(Name), family by family. The order of families and of ops
 // is free to change: plans store ops by name (op_name).
 #define KILN_OPS(X)                                                                                    \
   KILN_ELEMENTWISE_OPS(X, X) KILN_LINALG_OPS(X, X) KILN_CONV_OPS(X, X) KILN_POOL_OPS(X, X)             \
   KILN_NORMALIZATION_OPS(X, X) KILN_REDUCE_OPS(X, X) KILN_MOVEMENT_OPS(X, X) KILN_GENERATOR_OPS(X, X)      \
-  KILN_VISION_OPS(X, X) KILN_RECURRENT_OPS(X, X) KILN_CONTROL_FLOW_OPS(X, X)
+  KILN_VISION_OPS(X, X) KILN_RECURRENT_OPS(X, X) KILN_CONTROL_FLOW_OPS(X, X) KILN_TEXT_OPS(X, X) KILN_ML_OPS(X, X)
 #define KILN_NO_OP_(name)
 // The builder's ops alone.
 #define KILN_BUILDER_OPS(X)                                                                            \
   KILN_ELEMENTWISE_OPS(KILN_NO_OP_, X) KILN_LINALG_OPS(KILN_NO_OP_, X) KILN_CONV_OPS(KILN_NO_OP_, X)    \
   KILN_POOL_OPS(KILN_NO_OP_, X) KILN_NORMALIZATION_OPS(KILN_NO_OP_, X) KILN_REDUCE_OPS(KILN_NO_OP_, X) \
   KILN_MOVEMENT_OPS(KILN_NO_OP_, X) KILN_GENERATOR_OPS(KILN_NO_OP_, X) KILN_VISION_OPS(KILN_NO_OP_, X) \
-  KILN_RECURRENT_OPS(KILN_NO_OP_, X) KILN_CONTROL_FLOW_OPS(KILN_NO_OP_, X)
+  KILN_RECURRENT_OPS(KILN_NO_OP_, X) KILN_CONTROL_FLOW_OPS(KILN_NO_OP_, X) KILN_TEXT_OPS(KILN_NO_OP_, X)         \
+  KILN_ML_OPS(KILN_NO_OP_, X)
 
 enum class OpKind : uint16_t {
 #define KILN_OP_ENUM(name) k##name,
@@ -88,9 +93,9 @@ enum class OpKind : uint16_t {
 
 enum class OpFamily : uint8_t {
   kElementwise, kLinalg, kConv, kPool, kNormalization, kReduce, kMovement, kGenerator, kVision, kRecurrent,
-  kControlFlow
+  kControlFlow, kText, kMl
 };
-inline constexpr int kOpFamilyCount = 11;
+inline constexpr int kOpFamilyCount = 13;
 
 std::string_view op_name(OpKind op);
 std::optional<OpKind> op_from_name(std::string_view name);

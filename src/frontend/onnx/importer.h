@@ -26,6 +26,9 @@ namespace kiln::onnx {
 // Not-1, ...), and refused naming the first op that changed since.
 inline constexpr int kMinOpset = 7;
 inline constexpr int kMaxOpset = 28;
+// The ai.onnx.ml domain's opsets the importer reads (its ops' versions: kOnnxMlOpVersions in op_translation.cpp).
+inline constexpr int kMaxMlOpset = 5;
+inline constexpr std::string_view kMlDomain = "ai.onnx.ml";
 
 std::optional<DType> dtype_from_onnx(int32_t elem_type);
 std::string onnx_dtype_name(int32_t elem_type);
@@ -41,11 +44,14 @@ class GraphBuilder {
       : net_(net), opset_(opset), base_dir_(std::move(base_dir)) {}
   // The builder of a subgraph of a node of `outer`'s graph.
   GraphBuilder(ir::Network& net, GraphBuilder& outer)
-      : net_(net), opset_(outer.opset_), base_dir_(outer.base_dir_), outer_(&outer), depth_(outer.depth_ + 1) {}
+      : net_(net), opset_(outer.opset_), ml_opset_(outer.ml_opset_), base_dir_(outer.base_dir_), outer_(&outer),
+        depth_(outer.depth_ + 1) {}
   GraphBuilder* outer() const { return outer_; }
   int depth() const { return depth_; }  // 0 for the model's graph
   ir::Network& net() { return net_; }
   int opset() const { return opset_; }
+  int ml_opset() const { return ml_opset_; }  // 0: the model imports no ai.onnx.ml opset
+  void set_ml_opset(int opset) { ml_opset_ = opset; }
   const std::filesystem::path& base_dir() const { return base_dir_; }
   ir::ValueId value(const std::string& name);  // existing value or a forward declaration; "" -> kNoValue
   ir::ValueId const_ints(const std::string& stem, const std::vector<int64_t>& values, bool scalar = false);
@@ -65,6 +71,7 @@ class GraphBuilder {
  private:
   ir::Network& net_;
   int opset_;
+  int ml_opset_ = 0;
   std::filesystem::path base_dir_;
   GraphBuilder* outer_ = nullptr;
   int depth_ = 0;
@@ -81,6 +88,9 @@ const std::vector<std::pair<std::string_view, std::vector<int>>>& onnx_op_versio
 // <= opset); 0 when the op is not defined in that opset.
 int onnx_op_version(std::string_view op_type, int opset);
 bool is_supported_op(const std::string& op_type);
+// The ai.onnx.ml ops the importer reads, with the ai.onnx.ml opsets that define a new version of each.
+const std::vector<std::pair<std::string_view, std::vector<int>>>& onnx_ml_op_versions();
+int onnx_ml_op_version(std::string_view op_type, int ml_opset);
 void translate_node(GraphBuilder& builder, ::onnx::NodeProto& node, int index);
 
 // ONNX ops translated into several kiln ops (op_decompositions.cpp). `node`

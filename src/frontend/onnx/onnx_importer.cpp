@@ -185,12 +185,21 @@ ir::Network import_model(::onnx::ModelProto& model, const fs::path& base_dir, co
   if (!model.has_graph()) fail(ErrorCode::kInvalidModel, label, " has no graph");
   ::onnx::GraphProto& graph = *model.mutable_graph();
   check_unsupported_ops(graph);
-  int opset = -1;
-  for (const auto& entry : model.opset_import())
+  int opset = -1, ml_opset = 0;
+  for (const auto& entry : model.opset_import()) {
     if (entry.domain().empty() || entry.domain() == "ai.onnx") opset = int(entry.version());
+    if (entry.domain() == kMlDomain) ml_opset = int(std::clamp<int64_t>(entry.version(), -1, kMaxMlOpset + 1));
+  }
+  bool ml_nodes = false, default_nodes = false;
+  for (const auto& node : graph.node()) (node.domain() == kMlDomain ? ml_nodes : default_nodes) = true;
+  if (ml_nodes && (ml_opset < 1 || ml_opset > kMaxMlOpset))
+    fail(ml_opset > kMaxMlOpset ? ErrorCode::kUnsupported : ErrorCode::kInvalidModel, label,
+         ml_opset > kMaxMlOpset ? str(" uses an ai.onnx.ml opset newer than ", kMaxMlOpset, ", the newest kiln reads")
+                                : std::string(" has ai.onnx.ml nodes but imports no ai.onnx.ml opset from 1 on"));
   if (opset < 0) {
-    if (model.opset_import_size() != 0) fail(ErrorCode::kInvalidModel, label, " imports no opset of the default ONNX domain");
-    opset = 1;  // IR version 1-2 models without opset_import
+    if (model.opset_import_size() != 0 && default_nodes)
+      fail(ErrorCode::kInvalidModel, label, " imports no opset of the default ONNX domain");
+    opset = model.opset_import_size() != 0 ? kMaxOpset : 1;  // a model of ai.onnx.ml ops only; IR version 1-2 models
   }
   if (opset < min_supported_opset() || opset > max_supported_opset())
     fail(ErrorCode::kUnsupported, label, " uses ONNX opset ", opset, "; kiln reads opsets ", min_supported_opset(), " to ",
@@ -210,6 +219,7 @@ ir::Network import_model(::onnx::ModelProto& model, const fs::path& base_dir, co
   ir::Network net;
   net.set_name(graph.name());
   GraphBuilder builder(net, opset, base_dir);
+  builder.set_ml_opset(ml_opset);
   std::set<std::string> initializer_names;
   for (auto& init : *graph.mutable_initializer()) {
     if (init.name().empty()) fail(ErrorCode::kInvalidModel, label, " has an initializer without a name");

@@ -93,7 +93,18 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     // add types (sequences, optionals: refused where they appear).
     {"If", {1, 11, 13, 16, 19, 21, 23, 24, 25}}, {"Loop", {1, 11, 13, 16, 19, 21, 23, 24, 25}},
     {"Scan", {8, 9, 11, 16, 19, 21, 23, 24, 25}},
+    // Text: string tensors (and TfIdfVectorizer's integer n-grams).
+    {"RegexFullMatch", {20}}, {"StringConcat", {20}}, {"StringNormalizer", {10}}, {"StringSplit", {20}}, {"TfIdfVectorizer", {9}},
 };
+
+// The ai.onnx.ml ops kiln reads and the ai.onnx.ml opsets that define a new
+// version of each, up to kMaxMlOpset (OnnxMlOpVersions.MatchTheOnnxPackage
+// compares them with the onnx package's). LabelEncoder-1 maps strings to
+// their index in classes_strings and back, 2 took keys_* and values_*, 4
+// tensors of any type. TreeEnsemble-5 replaced TreeEnsembleClassifier and
+// TreeEnsembleRegressor, which kiln does not read.
+const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxMlOpVersions = {
+    {"ArrayFeatureExtractor", {1}}, {"Binarizer", {1}}, {"LabelEncoder", {1, 2, 4}}, {"TreeEnsemble", {5}}};
 
 // ONNX op types translated into an op of another name (besides Constant, which
 // becomes a weight, and the ops of op_decompositions.cpp, which become several).
@@ -142,8 +153,20 @@ int onnx_op_version(std::string_view op_type, int opset) {
 
 bool is_supported_op(const std::string& op_type) { return versions_of(op_type) != nullptr; }
 
+const std::vector<std::pair<std::string_view, std::vector<int>>>& onnx_ml_op_versions() { return kOnnxMlOpVersions; }
+
+int onnx_ml_op_version(std::string_view op_type, int ml_opset) {
+  int version = 0;
+  for (auto& [type, versions] : kOnnxMlOpVersions)
+    if (type == op_type)
+      for (int v : versions)
+        if (v <= ml_opset) version = v;
+  return version;
+}
+
 std::vector<std::string> onnx_op_types(OpKind op) {
   std::vector<std::string> types;
+  if (ir::family_of(op) == ir::OpFamily::kMl) return {str(kMlDomain, "::", ir::op_name(op))};
   if (!ir::is_builder_op(op)) types.emplace_back(ir::op_name(op));
   for (auto& [alias, target] : kAliases)
     if (target == op) types.emplace_back(alias);
@@ -365,15 +388,60 @@ void check_translated(const ir::Node& node, const std::string& type, int version
   }
 }
 
+
+// LabelEncoder-1's classes_strings maps a string to its index and an int64
+// index to its string; 2 and later spell out keys and values, and only 4 takes tensors.
+void translate_label_encoder(GraphBuilder& b, ir::Node& node, int version, const std::string& where) {
+  if (version < 4)
+    for (const char* attr : {"keys_tensor", "values_tensor", "default_tensor"})
+      if (node.attrs.has(attr)) fail(ErrorCode::kInvalidModel, where, ": attribute '", attr, "' belongs to LabelEncoder from ai.onnx.ml opset 4 on");
+  if (version >= 2) {
+    if (node.attrs.has("classes_strings")) fail(ErrorCode::kInvalidModel, where, ": 'classes_strings' belongs to LabelEncoder-1");
+    return;
+  }
+  std::vector<std::string> classes = node.attrs.get_strings("classes_strings");
+  std::vector<int64_t> indexes(classes.size());
+  for (size_t i = 0; i < indexes.size(); ++i) indexes[i] = int64_t(i);
+  std::optional<ir::InferOutput> x = node.inputs.empty() ? std::nullopt : b.infer(node.inputs[0]);
+  if (!x) fail(ErrorCode::kUnsupported, where, ": LabelEncoder-1 needs its input's dtype known where it stands in the graph");
+  node.attrs.erase("classes_strings");
+  if (is_string(x->dtype)) {
+    node.attrs.set("keys_strings", std::move(classes));
+    node.attrs.set("values_int64s", std::move(indexes));
+  } else {
+    node.attrs.set("keys_int64s", std::move(indexes));
+    node.attrs.set("values_strings", std::move(classes));
+  }
+}
+
+// A node of the ai.onnx.ml domain: its op of the same name, read in the version the model's ai.onnx.ml opset selects.
+void translate_ml_node(GraphBuilder& b, ::onnx::NodeProto& p, const std::string& name) {
+  const std::string& type = p.op_type();
+  std::string where = str("node '", name, "' (", kMlDomain, "::", type, ", ai.onnx.ml opset ", b.ml_opset(), ")");
+  int version = onnx_ml_op_version(type, b.ml_opset());
+  if (version == 0) fail(ErrorCode::kInvalidModel, where, ": the model's ai.onnx.ml opset has no ", type);
+  ir::Node node;
+  node.name = name;
+  for (auto& a : *p.mutable_attribute()) node.attrs.set(a.name(), convert_attribute(b, a, where));
+  for (const auto& in : p.input()) node.inputs.push_back(b.value(in));
+  for (const auto& out : p.output()) node.outputs.push_back(out.empty() ? ir::kNoValue : b.value(out));
+  node.op = *ir::op_from_name(type);  // is_supported_op checked every op type first
+  if (node.op == OpKind::kLabelEncoder) translate_label_encoder(b, node, version, where);
+  check_translated(node, type, version, b.ml_opset());
+  b.net().add_node(std::move(node));
+}
+
 }  // namespace
 
 bool is_supported_domain_op(const std::string& domain, const std::string& op_type) {
+  if (domain == kMlDomain) return onnx_ml_op_version(op_type, kMaxMlOpset) != 0;
   return domain == "ai.onnx.preview" && op_type == "FlexAttention";
 }
 
 void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
   const std::string& type = p.op_type();
   std::string name = p.name().empty() ? str(type, "_", index) : p.name();
+  if (p.domain() == kMlDomain) return translate_ml_node(b, p, name);
   if (p.domain() == "ai.onnx.preview")  // FlexAttention-1, the domain's one version
     return translate_flex_attention(b, p, name, str("node '", name, "' (ai.onnx.preview::", type, ")"));
   int opset = b.opset();

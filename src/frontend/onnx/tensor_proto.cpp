@@ -34,6 +34,7 @@ std::optional<DType> dtype_from_onnx(int32_t elem_type) {
     case TensorProto::FLOAT4E2M1: return DType::kFloat4E2M1;
     case TensorProto::UINT2: return DType::kUInt2;
     case TensorProto::INT2: return DType::kInt2;
+    case TensorProto::STRING: return DType::kString;
     default: return std::nullopt;
   }
 }
@@ -53,7 +54,7 @@ std::string onnx_dtype_name(int32_t elem_type) {
 std::string kiln_dtype_names() {
   std::string names;
   for (DType d : kAllDTypes) names += str(names.empty() ? "" : ", ", dtype_name(d));
-  return names;
+  return names + ", string";
 }
 
 namespace {
@@ -173,6 +174,15 @@ ir::TensorData tensor_from_proto(TensorProto& proto, const fs::path& base_dir) {
       fail(ErrorCode::kInvalidModel, "tensor '", name, "' has ", have, " ", what, " but its dims ",
            shape_to_string(ir::shape_of(t.dims)), " need ", numel);
   };
+  if (is_string(t.dtype)) {  // ONNX keeps strings in string_data only: never raw or external
+    if (proto.data_location() == TensorProto::EXTERNAL || proto.has_raw_data())
+      fail(ErrorCode::kInvalidModel, "string tensor '", name, "' has ",
+           proto.has_raw_data() ? "raw_data" : "external data", "; ONNX stores strings in string_data");
+    expect(uint64_t(proto.string_data_size()), "string_data values");
+    t.strings.reserve(size_t(numel));
+    for (std::string& s : *proto.mutable_string_data()) t.strings.push_back(std::move(s));
+    return t;
+  }
   size_t elem = dtype_size(t.dtype);
   if (packed_bits(t.dtype) < 8) {
     t.data = read_packed(proto, base_dir, name, t.dtype, numel);

@@ -172,9 +172,9 @@ void infer_cast(Ctx& c, OpKind op) {
   if (op == OpKind::kCastLike) {
     to = c.dtype(1);
   } else {
-    int64_t code = c.attrs().get_int("to", -1);
-    if (code < 0 || code >= int64_t(std::size(kAllDTypes))) c.error(ErrorCode::kInvalidModel, "'to' is not a dtype");
-    to = DType(code);
+    std::optional<DType> code = dtype_from_code(c.attrs().get_int("to", -1));  // strings among them
+    if (!code) c.error(ErrorCode::kInvalidModel, "'to' is not a dtype");
+    to = *code;
   }
   bool int_to_int = is_integer(c.dtype(0)) && is_integer(to);
   c.set(0, to, c.shape(0), int_to_int ? c.ints(0) : std::nullopt);

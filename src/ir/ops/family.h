@@ -24,6 +24,8 @@ struct AttrSpec {
   // Float attributes must be finite (kernels print them into generated source
   // and compute with them); a few bounds may be infinite. NaN never.
   bool may_be_infinite = false;
+  // Data the GPU never prints into source (LabelEncoder's float keys and values): NaN and infinities too.
+  bool any_value = false;
 };
 
 struct OpSchema {
@@ -46,6 +48,8 @@ OpSchema generator_schema(OpKind op);
 OpSchema vision_schema(OpKind op);
 OpSchema recurrent_schema(OpKind op);
 OpSchema control_flow_schema(OpKind op);
+OpSchema text_schema(OpKind op);
+OpSchema ml_schema(OpKind op);
 
 // "src/ir/ops/conv.cpp": the file that defines the op's schema and inference.
 std::string family_file(OpKind op);
@@ -204,6 +208,8 @@ void infer_generator(Ctx& c);
 void infer_vision(Ctx& c);
 void infer_recurrent(Ctx& c);
 void infer_control_flow(Ctx& c);
+void infer_text(Ctx& c);
+void infer_ml(Ctx& c);
 // A family file's answer to an op kind it has no case for.
 [[noreturn]] void no_inference(const Ctx& c);
 

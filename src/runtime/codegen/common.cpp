@@ -123,6 +123,7 @@ std::string c_type(DType dtype) {
     case DType::kUInt4: case DType::kUInt2: return "unsigned char";
     case DType::kFloat8E4M3FN: case DType::kFloat8E4M3FNUZ: case DType::kFloat8E5M2: case DType::kFloat8E5M2FNUZ:
     case DType::kFloat4E2M1: return "unsigned char";  // the format's bits
+    case DType::kString: fail_not_numeric(dtype);  // make_op refuses string tensors first
   }
   return "float";
 }

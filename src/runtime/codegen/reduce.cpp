@@ -209,6 +209,7 @@ std::string topk_key_source(DType dtype, int& bits) {
         << "  return largest ? (unsigned long long)(~ord) : (unsigned long long)ord;\n";
       break;
     case DType::kBool: fail(ErrorCode::kUnsupported, "TopK on bool tensors");
+    case DType::kString: fail_not_numeric(dtype);
     default: fail(ErrorCode::kUnsupported, "TopK on ", dtype_name(dtype), " tensors");  // the narrow types: shape inference refuses them
   }
   s << "}\n";

@@ -24,6 +24,8 @@ constexpr FamilyLowering kLowerings[] = {
     {OpFamily::kVision, make_vision, describe_vision},
     {OpFamily::kRecurrent, make_recurrent, describe_recurrent},
     {OpFamily::kControlFlow, make_control_flow, describe_control_flow},
+    {OpFamily::kText, make_text, describe_text},
+    {OpFamily::kMl, make_ml, describe_ml},
 };
 static_assert(std::size(kLowerings) == size_t(ir::kOpFamilyCount), "a family without a lowering");
 constexpr bool in_family_order() {
@@ -41,6 +43,17 @@ bool all_outputs_known(const plan::Plan& plan, const ir::Node& node) {
   return !node.outputs.empty();
 }
 
+// The first string tensor the node reads or writes, "" when none: strings live on the host only.
+std::string string_tensor_of(const plan::Plan& plan, const ir::Node& node) {
+  for (size_t i = 0; i < node.inputs.size(); ++i)
+    if (node.inputs[i] != ir::kNoValue && is_string(plan.network.value(node.inputs[i]).dtype))
+      return str("input ", i, " ('", plan.network.value(node.inputs[i]).name, "')");
+  for (size_t i = 0; i < node.outputs.size(); ++i)
+    if (node.outputs[i] != ir::kNoValue && is_string(plan.network.value(node.outputs[i]).dtype))
+      return str("output ", i, " ('", plan.network.value(node.outputs[i]).name, "')");
+  return "";
+}
+
 }  // namespace
 
 std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch) {
@@ -52,6 +65,10 @@ std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, Kernel
     why = lowering.kind == GpuLowering::kByBuilder ? str("no GPU kernel of its own; ", lowering.detail)
           : !lowering.detail.empty()               ? lowering.detail
                                                    : "no GPU kernel";
+    return nullptr;
+  }
+  if (std::string tensor = string_tensor_of(plan, node); !tensor.empty()) {
+    why = str(tensor, " is a string tensor; the GPU runtime holds numbers only (string tensors run on the CPU device)");
     return nullptr;
   }
   std::unique_ptr<Op> op = family.make(plan, node, store, why, arch);
