@@ -13,7 +13,12 @@
 KILN_API_BEGIN
 namespace kiln::conformance {
 
-enum class Status { kPassed, kFailed, kSkipped };
+// kRandomChecked: the model holds a random op (RandomUniform, Bernoulli, ...),
+// whose expected outputs come from numpy's generator, which kiln's Philox
+// numbers cannot match; checked instead are every output's dtype and shape,
+// the values of outputs that depend on no random op, and each random op's
+// values against its distribution's support.
+enum class Status { kPassed, kFailed, kSkipped, kRandomChecked };
 // kCpu: the reference interpreter runs the imported network. kPlan: the
 // builder lowers it to a plan whose network the reference runs (checks every
 // builder pass). kCuda: the plan runs on the GPU.
@@ -29,7 +34,7 @@ struct CaseResult {
 
 struct Report {
   std::vector<CaseResult> cases;
-  int passed = 0, failed = 0, skipped = 0;
+  int passed = 0, failed = 0, skipped = 0, random_checked = 0;
 };
 
 // Tolerances: |actual - expected| <= atol + rtol * |expected|.

@@ -91,6 +91,12 @@ int64_t fold_work(const Graph& g, const ir::Node& node) {
     case OpKind::kGridSample:  // up to 4 taps a dim, 3 dims
       inner = 64;
       break;
+    case OpKind::kDeformConv:  // every weight's tap samples 4 input elements
+      inner = saturating_mul(volume(in(1), 1), 4);
+      break;
+    case OpKind::kMultinomial:  // each sample walks its row of logits three times
+      inner = saturating_mul(volume(in(0), 1), 3);
+      break;
     case OpKind::kRoiAlign: {  // the samples of a bin: sampling_ratio squared, or as many as an adaptive grid may take
       int64_t ratio = node.attrs.get_int("sampling_ratio", 0), side = ratio > 0 ? ratio : ir::kRoiAlignMaxGrid;
       inner = saturating_mul(side, side);

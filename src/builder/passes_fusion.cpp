@@ -134,7 +134,8 @@ int fuse_matmul_epilogues(Graph& g) {
   // MatMul / Gemm -> FusedMatMul.
   for (size_t n = 0; n < g.nodes.size(); ++n) {
     ir::Node& node = g.nodes[n];
-    if (g.dead[n] || !is_floating(g.values[size_t(node.inputs[0])].dtype)) continue;
+    bool product = node.op == OpKind::kMatMul || node.op == OpKind::kGemm;  // checked first: some ops have no inputs
+    if (g.dead[n] || !product || !is_floating(g.values[size_t(node.inputs[0])].dtype)) continue;
     if (node.op == OpKind::kMatMul) {
       if (g.values[size_t(node.inputs[0])].shape.size() < 2 || g.values[size_t(node.inputs[1])].shape.size() < 2) continue;
       node.op = OpKind::kFusedMatMul;

@@ -48,6 +48,14 @@ int convert_precision(Graph& g, DType to) {
       node.attrs.set("output_datatype", int64_t(to));
       ++changed;
     }
+    // Random ops that name float32 (RandomUniform and RandomNormal by default): their numbers, rounded to `to`.
+    bool random = node.op == OpKind::kRandomUniform || node.op == OpKind::kRandomNormal || node.op == OpKind::kRandomUniformLike ||
+                  node.op == OpKind::kRandomNormalLike || node.op == OpKind::kBernoulli;
+    bool float32_by_default = node.op == OpKind::kRandomUniform || node.op == OpKind::kRandomNormal;
+    if (random && node.attrs.get_int("dtype", float32_by_default ? int64_t(DType::kFloat32) : -1) == int64_t(DType::kFloat32)) {
+      node.attrs.set("dtype", int64_t(to));
+      ++changed;
+    }
     if (node.op == OpKind::kConstantOfShape) {
       const ir::TensorData* value = node.attrs.get_tensor("value");
       if (value && value->dtype == DType::kFloat32) {

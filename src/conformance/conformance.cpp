@@ -7,6 +7,7 @@
 
 #include "kiln/error.h"
 #include "kiln/file_io.h"
+#include "kiln/ir/random.h"
 #include "kiln/ir/shape_inference.h"
 #include "kiln/onnx.h"
 #include "kiln/builder.h"
@@ -120,13 +121,19 @@ std::string skip_reason(const Error& e) {
   return category() + ": " + msg;
 }
 
-// Compares one output; returns an empty string when it matches.
-std::string compare(const reference::Tensor& actual, const reference::Tensor& expected, size_t index) {
+// Compares one output's dtype and shape; returns an empty string when they match.
+std::string compare_type(const reference::Tensor& actual, const reference::Tensor& expected, size_t index) {
   if (actual.dtype != expected.dtype)
     return str("output ", index, " dtype ", dtype_name(actual.dtype), ", expected ", dtype_name(expected.dtype));
   if (actual.dims != expected.dims)
     return str("output ", index, " shape ", ir::shape_to_string(ir::shape_of(actual.dims)), ", expected ",
                ir::shape_to_string(ir::shape_of(expected.dims)));
+  return "";
+}
+
+// Compares one output; returns an empty string when it matches.
+std::string compare(const reference::Tensor& actual, const reference::Tensor& expected, size_t index) {
+  if (std::string diff = compare_type(actual, expected, index); !diff.empty()) return diff;
   if (is_string(actual.dtype)) {
     for (size_t i = 0; i < actual.strings.size(); ++i)
       if (actual.strings[i] != expected.strings[i])
@@ -162,6 +169,65 @@ std::string compare(const reference::Tensor& actual, const reference::Tensor& ex
               : std::isinf(b[i]) ? a[i] == b[i]
                                  : std::fabs(a[i] - b[i]) <= tol.atol + tol.rtol * std::fabs(b[i]);
     if (!ok) return str("output ", index, " element ", i, " is ", a[i], ", expected ", b[i]);
+  }
+  return "";
+}
+
+bool is_random(ir::OpKind op) {
+  using ir::OpKind;
+  return op == OpKind::kRandomUniform || op == OpKind::kRandomNormal || op == OpKind::kRandomUniformLike ||
+         op == OpKind::kRandomNormalLike || op == OpKind::kBernoulli || op == OpKind::kMultinomial;
+}
+
+// The random nodes of a network, and per value whether it depends on one.
+struct RandomNodes {
+  std::vector<const ir::Node*> nodes;
+  std::vector<bool> tainted;
+};
+RandomNodes random_nodes(const ir::Network& net) {
+  RandomNodes r;
+  r.tainted.assign(net.values().size(), false);
+  for (const ir::Node& node : net.nodes()) {
+    bool random = is_random(node.op);
+    if (random) r.nodes.push_back(&node);
+    for (ir::ValueId v : node.inputs) random = random || (v != ir::kNoValue && r.tainted[size_t(v)]);
+    for (ir::ValueId v : node.outputs)
+      if (v != ir::kNoValue) r.tainted[size_t(v)] = random;
+  }
+  return r;
+}
+
+// Whether every value of a random node's output lies in its distribution's
+// support; an empty string when it does.
+std::string check_support(const ir::Network& net, const ir::Node& node, const reference::Tensor& t) {
+  using ir::OpKind;
+  const ir::Dim classes = node.op == OpKind::kMultinomial ? net.value(node.inputs[0]).shape.at(1) : ir::Dim(0);
+  std::vector<double> v = ir::read_doubles(t);
+  ir::RandomDistribution d = ir::random_distribution(node);
+  // low as the output's type holds it: the smallest value a draw may round to.
+  double low = ir::read_doubles(reference::make_tensor(t.dtype, {}, {d.a}))[0];
+  for (size_t i = 0; i < v.size(); ++i) {
+    bool ok = true;
+    const char* support = "";
+    switch (node.op) {
+      case OpKind::kRandomUniform: case OpKind::kRandomUniformLike:
+        ok = v[i] >= low && v[i] < d.b;
+        support = "[low, high)";
+        break;
+      case OpKind::kRandomNormal: case OpKind::kRandomNormalLike:
+        ok = std::isfinite(v[i]);
+        support = "the finite numbers";
+        break;
+      case OpKind::kBernoulli:
+        ok = v[i] == 0 || v[i] == 1;
+        support = "{0, 1}";
+        break;
+      default:  // Multinomial: a class of its logits' row (a bound only where the model fixes the row's length)
+        ok = v[i] >= 0 && (!classes.is_constant() || v[i] < double(classes.constant()));
+        support = "the classes";
+        break;
+    }
+    if (!ok) return str("node '", node.name, "' (", ir::op_name(node.op), ") element ", i, " is ", v[i], ", outside ", support);
   }
   return "";
 }
@@ -250,6 +316,18 @@ CaseResult run_case(const fs::path& dir, Device device, bool eager_specializatio
     r.detail = r.status == Status::kSkipped ? skip_reason(e) : str("load: ", e.what());
     return r;
   }
+  // A model with random ops runs with each random node's output as an extra
+  // output (after the model's), whose values are checked against its support.
+  RandomNodes random = random_nodes(net);
+  ir::Network run_net = net;
+  std::vector<size_t> random_output;  // per random node, its output's index among run_net's
+  for (const ir::Node* node : random.nodes) {
+    const auto& outs = run_net.outputs();
+    auto at = std::find(outs.begin(), outs.end(), node->outputs[0]);
+    random_output.push_back(size_t(at - outs.begin()));
+    if (at == outs.end()) run_net.add_output(node->outputs[0]);
+  }
+  if (!random.nodes.empty()) run_net.finalize();
   std::vector<fs::path> sets;
   for (auto& entry : fs::directory_iterator(dir))
     if (entry.is_directory() && entry.path().filename().string().rfind("test_data_set_", 0) == 0) sets.push_back(entry.path());
@@ -272,17 +350,26 @@ CaseResult run_case(const fs::path& dir, Device device, bool eager_specializatio
         check_test_data_fits(input, t);
         inputs[input.name] = std::move(t);
       }
-      std::vector<reference::Tensor> outputs = run_on(device, eager_specialization, net, inputs);
-      if (out_files.size() != outputs.size())
+      std::vector<reference::Tensor> outputs = run_on(device, eager_specialization, run_net, inputs);
+      if (out_files.size() != net.outputs().size())
         fail(ErrorCode::kInvalidModel, set.filename().string(), " has ", out_files.size(), " outputs; the model makes ",
-             outputs.size());
-      for (size_t i = 0; i < outputs.size(); ++i) {
-        std::string diff = compare(outputs[i], as_model_dtype(onnx::load_tensor_file(out_files[i]), outputs[i].dtype), i);
+             net.outputs().size());
+      std::vector<std::string> diffs;
+      for (size_t i = 0; i < net.outputs().size(); ++i) {
+        reference::Tensor expected = as_model_dtype(onnx::load_tensor_file(out_files[i]), outputs[i].dtype);
+        diffs.push_back(random.tainted[size_t(net.outputs()[i])] ? compare_type(outputs[i], expected, i)
+                                                                  : compare(outputs[i], expected, i));
+      }
+      for (size_t k = 0; k < random.nodes.size(); ++k) diffs.push_back(check_support(net, *random.nodes[k], outputs[random_output[k]]));
+      for (const std::string& diff : diffs)
         if (!diff.empty()) {
           r.status = Status::kFailed;
           r.detail = set.filename().string() + ": " + diff;
           return r;
         }
+      if (!random.nodes.empty()) {
+        r.status = Status::kRandomChecked;
+        r.detail = "random: shape, dtype and support checked";
       }
     } catch (const Error& e) {
       r.status = e.code() == ErrorCode::kUnsupported ? Status::kSkipped : Status::kFailed;
@@ -308,7 +395,10 @@ Report run_suite(const fs::path& root, const std::string& filter, Device device,
     auto start = std::chrono::steady_clock::now();
     CaseResult r = run_case(dir, device, eager_specialization);
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    (r.status == Status::kPassed ? report.passed : r.status == Status::kFailed ? report.failed : report.skipped)++;
+    (r.status == Status::kPassed           ? report.passed
+     : r.status == Status::kFailed         ? report.failed
+     : r.status == Status::kRandomChecked ? report.random_checked
+                                          : report.skipped)++;
     if (progress) progress(r);
     report.cases.push_back(std::move(r));
   }

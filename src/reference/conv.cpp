@@ -1,10 +1,8 @@
 // The conv family: convolution (im2col + float64 GEMM), transposed
-// convolution, ConvChannelsLast as Conv between permutations, and the
-// stateful causal depthwise convolution of CausalConvWithState.
+// convolution, ConvChannelsLast as Conv between permutations, the stateful
+// causal depthwise convolution of CausalConvWithState, and DeformConv.
 
 #include <algorithm>
-#include <cmath>
-
 #include <cmath>
 
 #include "kernels.h"
@@ -221,6 +219,58 @@ Outputs run_causal_conv(const KernelContext& c) {
   return result;
 }
 
+// DeformConv, 2-D: each tap (ki, kj) of output (oh, ow) samples channel ic
+// of X at (oh * stride - pad + ki * dilation + dy, likewise + dx), the
+// offsets (dy, dx) and the mask of the tap in ic's offset group; bilinearly,
+// corners outside X reading 0 (ONNX's GridSample, zeros, align_corners 1).
+Tensor run_deform_conv(const KernelContext& c) {
+  const Tensor &tx = c.in(0), &tw = c.in(1);
+  int64_t n = tx.dims[0], cin = tx.dims[1], ih = tx.dims[2], iw = tx.dims[3];
+  int64_t m = tw.dims[0], kh = tw.dims[2], kw = tw.dims[3];
+  ir::WindowGeometry g = ir::window_geometry(c.node, {ih, iw}, {kh, kw});
+  int64_t oh = g.output[0], ow = g.output[1];
+  int64_t group = c.attrs().get_int("group", 1), offset_group = c.attrs().get_int("offset_group", 1);
+  // Shape inference, run on these inputs' shapes, has checked offset and mask against the output.
+  int64_t cg = cin / group, mg = m / group, per_offset_group = cin / offset_group, taps = offset_group * kh * kw;
+  std::vector<double> x = to_doubles(tx), w = to_doubles(tw), offset = to_doubles(c.in(2));
+  std::vector<double> bias = c.has(3) ? to_doubles(c.in(3)) : std::vector<double>(size_t(m), 0.0);
+  std::vector<double> mask = c.has(4) ? to_doubles(c.in(4)) : std::vector<double>();
+  auto sample = [&](const double* plane, double y, double xpos) {
+    double y0 = std::floor(y), x0 = std::floor(xpos), ly = y - y0, lx = xpos - x0, v = 0;
+    for (int dy = 0; dy < 2; ++dy)
+      for (int dx = 0; dx < 2; ++dx) {
+        double r = y0 + dy, col = x0 + dx;
+        if (!(r >= 0 && r < double(ih) && col >= 0 && col < double(iw))) continue;  // NaN offsets too
+        v += (dy ? ly : 1 - ly) * (dx ? lx : 1 - lx) * plane[int64_t(r) * iw + int64_t(col)];
+      }
+    return v;
+  };
+  std::vector<double> out(size_t(n * m * oh * ow));
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t oc = 0; oc < m; ++oc)
+      for (int64_t i = 0; i < oh; ++i)
+        for (int64_t j = 0; j < ow; ++j) {
+          double acc = bias[size_t(oc)];
+          int64_t gi = oc / mg;
+          for (int64_t ci = 0; ci < cg; ++ci) {
+            int64_t ic = gi * cg + ci, og = ic / per_offset_group;
+            const double* plane = x.data() + (b * cin + ic) * ih * iw;
+            for (int64_t ki = 0; ki < kh; ++ki)
+              for (int64_t kj = 0; kj < kw; ++kj) {
+                int64_t tap = (og * kh + ki) * kw + kj;
+                double dy = offset[size_t(((b * taps + tap) * 2 * oh + i) * ow + j)];
+                double dx = offset[size_t((((b * taps + tap) * 2 + 1) * oh + i) * ow + j)];
+                double y = double(i * g.strides[0] - g.pads_begin[0] + ki * g.dilations[0]) + dy;
+                double xpos = double(j * g.strides[1] - g.pads_begin[1] + kj * g.dilations[1]) + dx;
+                double scale = mask.empty() ? 1.0 : mask[size_t(((b * taps + tap) * oh + i) * ow + j)];
+                acc += w[size_t(((oc * cg + ci) * kh + ki) * kw + kj)] * scale * sample(plane, y, xpos);
+              }
+          }
+          out[size_t(((b * m + oc) * oh + i) * ow + j)] = acc;
+        }
+  return from_doubles(c.out_dtype(0), c.out_dims(0), out);
+}
+
 }  // namespace
 
 Kernel conv_kernel(OpKind op) {
@@ -232,6 +282,7 @@ Kernel conv_kernel(OpKind op) {
     case OpKind::kConvInteger: return one_output<run_conv_integer>;
     case OpKind::kQLinearConv: return one_output<run_qlinear_conv>;
     case OpKind::kCausalConvWithState: return run_causal_conv;
+    case OpKind::kDeformConv: return one_output<run_deform_conv>;
     default: return nullptr;
   }
 }

@@ -1,9 +1,11 @@
 // The generator family: outputs made from shapes and scalar inputs (Shape,
-// Size, ConstantOfShape, Range, OneHot, EyeLike, the signal windows, MelWeightMatrix).
+// Size, ConstantOfShape, Range, OneHot, EyeLike, the signal windows,
+// MelWeightMatrix), and the random ops, whose numbers kiln/ir/random.h defines.
 #include <cmath>
 #include <numbers>
 
 #include "kernels.h"
+#include "kiln/ir/random.h"
 #include "kiln/ir/signal.h"
 
 namespace kiln::reference {
@@ -119,6 +121,43 @@ Tensor run_eye_like(const KernelContext& c) {
   return from_ints(c.out_dtype(0), dims, out);
 }
 
+// RandomUniform, RandomNormal and their Like forms.
+Tensor run_random(const KernelContext& c) {
+  std::vector<int64_t> dims = c.out_dims(0);
+  DType dtype = c.out_dtype(0);
+  uint64_t key = ir::random_key(c.node);
+  ir::RandomDistribution d = ir::random_distribution(c.node);
+  bool normal = c.node.op == OpKind::kRandomNormal || c.node.op == OpKind::kRandomNormalLike;
+  auto round = [dtype](double v) { return rounded_to(dtype, v); };
+  std::vector<double> v(size_t(ir::checked_numel(dims)));
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = normal ? std::fma(d.b, kiln_random_normal(key, i), d.a) : kiln_random_uniform(key, i, d.a, d.b, round);
+  return from_doubles(dtype, dims, v);
+}
+
+// Bernoulli: 1 where draw 0 of the element is below its probability.
+Tensor run_bernoulli(const KernelContext& c) {
+  std::vector<double> p = to_doubles(c.in(0));
+  uint64_t key = ir::random_key(c.node);
+  std::vector<int64_t> v(p.size());
+  for (size_t i = 0; i < p.size(); ++i) v[i] = kiln_random_unit(key, i, 0) < p[i] ? 1 : 0;
+  return from_ints(c.out_dtype(0), c.out_dims(0), v);
+}
+
+// Multinomial: sample s of row b is element b * sample_size + s.
+Tensor run_multinomial(const KernelContext& c) {
+  std::vector<double> logits = to_doubles(c.in(0));
+  std::vector<int64_t> dims = c.out_dims(0);
+  int64_t classes = c.in(0).dims[1], samples = dims[1];
+  uint64_t key = ir::random_key(c.node);
+  std::vector<int64_t> v(size_t(ir::checked_numel(dims)));
+  for (size_t i = 0; i < v.size(); ++i) {
+    const double* row = logits.data() + int64_t(i) / samples * classes;
+    v[i] = kiln_random_class(key, i, classes, [row](long long j) { return row[j]; });
+  }
+  return from_ints(c.out_dtype(0), dims, v);
+}
+
 }  // namespace
 
 Kernel generator_kernel(OpKind op) {
@@ -130,6 +169,10 @@ Kernel generator_kernel(OpKind op) {
     case OpKind::kHannWindow: case OpKind::kHammingWindow: case OpKind::kBlackmanWindow: return one_output<run_signal_window>;
     case OpKind::kMelWeightMatrix: return one_output<run_mel_weight_matrix>;
     case OpKind::kEyeLike: return one_output<run_eye_like>;
+    case OpKind::kRandomUniform: case OpKind::kRandomNormal: case OpKind::kRandomUniformLike: case OpKind::kRandomNormalLike:
+      return one_output<run_random>;
+    case OpKind::kBernoulli: return one_output<run_bernoulli>;
+    case OpKind::kMultinomial: return one_output<run_multinomial>;
     default: return nullptr;
   }
 }

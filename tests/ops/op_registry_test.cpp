@@ -166,6 +166,10 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kCausalConvWithState:
       return s.node(op, {s.input(f32, {1, 2, 5}), s.floats({2, 1, 3}), s.floats({2}), s.input(f32, {1, 2, 2})},
                     attrs({{"activation", std::string("silu")}}), 2);
+    case OpKind::kDeformConv:  // two offset groups, a mask and a bias
+      return s.node(op, {s.input(f32, {1, 2, 4, 4}), s.floats({3, 2, 2, 2}), s.input(f32, {1, 16, 3, 3}), s.floats({3}),
+                         s.input(f32, {1, 8, 3, 3})},
+                    attrs({{"offset_group", int64_t(2)}}));
     case OpKind::kBatchNormalization:
       return s.node(op, {s.input(f32, {1, 2, 3, 3}), s.floats({2}), s.floats({2}), s.floats({2}), s.floats({2})});
     case OpKind::kInstanceNormalization: return s.node(op, {s.input(f32, {1, 2, 3, 3}), s.floats({2}), s.floats({2})});
@@ -229,6 +233,12 @@ std::optional<Sample> sample_for(OpKind op) {
       return s.node(op, {s.int_scalar(0), s.int_scalar(5), s.int_scalar(1)});
     case OpKind::kTrilu: return s.node(op, {s.input(f32, {3, 3})});
     case OpKind::kEyeLike: return s.node(op, {s.input(f32, {3, 4})}, attrs({{"k", int64_t(1)}, {"dtype", int64_t(DType::kInt32)}}));
+    case OpKind::kRandomUniform: case OpKind::kRandomNormal:
+      return s.node(op, {}, attrs({{"shape", std::vector<int64_t>{2, 3}}, {"seed", 1.0}}));
+    case OpKind::kRandomUniformLike: case OpKind::kRandomNormalLike:
+      return s.node(op, {s.input(DType::kInt32, {2, 3})}, attrs({{"dtype", int64_t(DType::kFloat16)}}));
+    case OpKind::kBernoulli: return s.node(op, {s.input(f32, {2, 3})}, attrs({{"dtype", int64_t(DType::kBool)}}));
+    case OpKind::kMultinomial: return s.node(op, {s.input(f32, {2, 3})}, attrs({{"sample_size", int64_t(4)}}));
     case OpKind::kResize:
       return s.node(op, {s.input(f32, {1, 1, 2, 2}), ir::kNoValue, s.weight(f32, {4}, {1, 1, 2, 2})});
     case OpKind::kDepthToSpace: return s.node(op, {s.input(f32, {1, 4, 2, 2})}, attrs({{"blocksize", int64_t(2)}}));

@@ -339,6 +339,30 @@ TEST_P(CompileForArch, StateSpaceKernelsForEveryFloatDtype) {
     }
 }
 
+// DeformConv with and without bias and mask; the random ops for every float
+// type they make, Bernoulli into every type, Multinomial into int32 and int64.
+TEST_P(CompileForArch, DeformConvAndRandomKernels) {
+  for (bool specialize : {false, true}) {
+    std::string suffix = specialize ? "_spec" : "";
+    std::optional<Params> conv, random;
+    if (specialize) {
+      conv = pack(DeformConvParams{2 * 5 * 7 * 33, 4, 5, 1, 2, 9, 35, 7, 33, 3, 3, 1, 1, 1, 1, 0, 0});
+      random = pack(RandomParams{1001, 0x1234567890abcdefLL, double_bits(-1.0), double_bits(2.5), 33, 7});
+    }
+    for (DType d : kFloats) {
+      for (int variant = 0; variant < 4; ++variant)
+        compiles(str("deform_conv_", dtype_name(d), suffix, "_", variant),
+                 deform_conv_source({d, (variant & 1) != 0, (variant & 2) != 0, conv}));
+      compiles(str("random_uniform_", dtype_name(d), suffix), random_source({RandomKind::kUniform, d, d, random}));
+      compiles(str("random_normal_", dtype_name(d), suffix), random_source({RandomKind::kNormal, d, d, random}));
+      for (DType out : {DType::kInt32, DType::kInt64})
+        compiles(str("multinomial_", dtype_name(d), "_", dtype_name(out), suffix), random_source({RandomKind::kMultinomial, out, d, random}));
+      for (DType out : {d, DType::kBool, DType::kUInt8, DType::kInt64})
+        compiles(str("bernoulli_", dtype_name(d), "_", dtype_name(out), suffix), random_source({RandomKind::kBernoulli, out, d, random}));
+    }
+  }
+}
+
 TEST_P(CompileForArch, CastsBetweenDtypes) {
   for (DType from : kAllDTypes)
     for (DType to : {DType::kFloat32, DType::kFloat16, DType::kInt64, DType::kBool})
@@ -911,6 +935,11 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
   { auto q = numbered<TensorScatterParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(seq), KILN_FIELD(max_seq), KILN_FIELD(inner), KILN_FIELD(per_batch), KILN_FIELD(circular)}); }
   { auto q = numbered<DetParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(size)}); }
+  { auto q = numbered<DeformConvParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(offset_group), KILN_FIELD(in_w), KILN_FIELD(kernel_h), KILN_FIELD(dilation_w),
+                    KILN_FIELD(pad_left)}); }
+  { auto q = numbered<RandomParams>();
+    device_sees(q, {KILN_FIELD(n), KILN_FIELD(key), KILN_FIELD(a_bits), KILN_FIELD(b_bits), KILN_FIELD(classes), KILN_FIELD(samples)}); }
 }
 
 // Strided walks over the fewest dims: a transpose keeps its swapped dims, the
@@ -1047,11 +1076,23 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
     EXPECT_TRUE(binds(reverse_sequence_source(DType::kFloat32, spec), "ReverseSequenceParams", s));
     EXPECT_TRUE(binds(tensor_scatter_source(DType::kFloat32, true, spec), "TensorScatterParams", s));
     EXPECT_TRUE(binds(det_source(DType::kFloat32, spec), "DetParams", s));
+    EXPECT_TRUE(binds(deform_conv_source({DType::kFloat32, true, true, spec}), "DeformConvParams", s));
+    EXPECT_TRUE(binds(random_source({RandomKind::kNormal, DType::kFloat32, DType::kFloat32, spec}), "RandomParams", s));
   }
   EXPECT_TRUE(binds(constants_source(), "ConstantsParams", false));
 }
 
 // The kernels get the very text of kernel_params.h, which the host compiles.
+// The random kernels get the very text of random_math.h, which the reference compiles.
+TEST(RandomMathText, IsTheHeader) {
+  std::ifstream file(KILN_RANDOM_MATH_PATH);
+  ASSERT_TRUE(file) << KILN_RANDOM_MATH_PATH;
+  std::stringstream text;
+  text << file.rdbuf();
+  EXPECT_EQ(random_math_source(), text.str());
+  EXPECT_NE(random_source({RandomKind::kUniform, DType::kFloat32, DType::kFloat32, std::nullopt}).find(text.str()), std::string::npos);
+}
+
 TEST(KernelParamsText, IsTheHeader) {
   std::ifstream file(KILN_KERNEL_PARAMS_PATH);
   ASSERT_TRUE(file) << KILN_KERNEL_PARAMS_PATH;

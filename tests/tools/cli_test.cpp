@@ -565,6 +565,22 @@ TEST(CliJson, ConformanceCountsMatchTheText) {
   for (const json& c : verbose["cases"]) EXPECT_GT(c["seconds"].get<double>(), 0) << c.dump();
 }
 
+// Debian's Bernoulli tests (plain and expanded into RandomUniformLike) expect
+// numpy's numbers: they count apart, checked for shape, dtype and support.
+TEST(CliJson, ConformanceCountsRandomOpsApart) {
+  const std::string node_tests = "/usr/share/libonnx-testdata/data/node";
+  if (!fs::exists(node_tests)) GTEST_SKIP() << node_tests << " is not installed";
+  json doc = kiln_json("conformance " + node_tests + " --filter test_bernoulli --verbose");
+  EXPECT_EQ(doc["random_checked"], 6);
+  EXPECT_EQ(doc["passed"], 0);
+  EXPECT_EQ(doc["failed"], 0);
+  EXPECT_EQ(doc["per_op"]["Bernoulli"]["random_checked"], 3);
+  for (const json& c : doc["cases"]) {
+    EXPECT_EQ(c["status"], "RANDOM") << c.dump();
+    EXPECT_EQ(c["detail"], "random: shape, dtype and support checked") << c.dump();
+  }
+}
+
 TEST(CliJson, NonFiniteNumbersBecomeNullWithANote) {
   ModelBuilder m;
   m.input("x", TensorProto::FLOAT, {"2"});

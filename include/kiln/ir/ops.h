@@ -35,7 +35,7 @@ namespace kiln::ir {
   M(MatMul) M(Gemm) M(Einsum) M(MatMulInteger) M(QLinearMatMul) M(Det) M(LinearAttention) B(FusedMatMul)    \
   B(Attention) M(DFT) M(STFT)
 #define KILN_CONV_OPS(M, B) M(Conv) M(ConvTranspose) M(ConvInteger) M(QLinearConv) M(CausalConvWithState)   \
-  B(ConvChannelsLast)
+  M(DeformConv) B(ConvChannelsLast)
 #define KILN_POOL_OPS(M, B)                                                                           \
   M(MaxPool) M(AveragePool) M(GlobalAveragePool) M(GlobalMaxPool) M(LpPool) M(GlobalLpPool) M(MaxUnpool) \
   B(MaxPoolChannelsLast)
@@ -54,10 +54,12 @@ namespace kiln::ir {
   M(GatherElements) M(Expand) M(Tile) M(Pad) M(Trilu) M(Resize) M(DepthToSpace) M(SpaceToDepth)       \
   M(GatherND) M(ScatterND) M(ScatterElements) M(NonZero) M(ReverseSequence) M(Compress) M(Unique)     \
   M(TensorScatter) M(BitCast)
-// Outputs made from shapes and scalar inputs rather than from input elements.
+// Outputs made from shapes and scalar inputs rather than from input elements,
+// and the random ops (Philox-4x32-10 keyed by the seed: kiln/ir/random.h).
 #define KILN_GENERATOR_OPS(M, B)                                                                       \
   M(Shape) M(Size) M(ConstantOfShape) M(Range) M(OneHot) M(EyeLike) M(HannWindow) M(HammingWindow)    \
-  M(BlackmanWindow) M(MelWeightMatrix)
+  M(BlackmanWindow) M(MelWeightMatrix) M(RandomUniform) M(RandomNormal) M(RandomUniformLike)          \
+  M(RandomNormalLike) M(Bernoulli) M(Multinomial)
 // Vision: sampling at computed coordinates (grids, regions of interest), Col2Im,
 // the sum of sliding blocks back into an image, and detection's box selection.
 #define KILN_VISION_OPS(M, B) M(GridSample) M(RoiAlign) M(AffineGrid) M(Col2Im) M(MaxRoiPool) M(NonMaxSuppression)

@@ -88,6 +88,9 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     {"CumProd", {26}}, {"Det", {11, 22}}, {"EyeLike", {9, 22}}, {"GlobalLpPool", {1, 2, 22}}, {"LpNormalization", {1, 22}},
     {"LpPool", {1, 2, 11, 18, 22}}, {"MaxUnpool", {9, 11, 22}}, {"MeanVarianceNormalization", {9, 13}},
     {"ReverseSequence", {10, 28}}, {"TensorScatter", {24}},
+    // DeformConv-22 and the random ops' 22 add bfloat16.
+    {"DeformConv", {19, 22}}, {"Bernoulli", {15, 22}}, {"Multinomial", {7, 22}}, {"RandomNormal", {1, 22}},
+    {"RandomNormalLike", {1, 22}}, {"RandomUniform", {1, 22}}, {"RandomUniformLike", {1, 22}},
     // Control flow. If-11 lets the branches' shapes differ; Scan-9 dropped
     // Scan-8's batch dim and took axes, 11 negative ones; the other versions
     // add types (sequences, optionals: refused where they appear).
@@ -577,6 +580,12 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
       }
       break;
     case OpKind::kEyeLike:
+    case OpKind::kRandomUniform:
+    case OpKind::kRandomNormal:
+    case OpKind::kRandomUniformLike:
+    case OpKind::kRandomNormalLike:
+    case OpKind::kBernoulli:
+    case OpKind::kMultinomial:
       if (node.attrs.has("dtype")) {
         int64_t code = node.attrs.get_int("dtype", -1);
         auto dtype = dtype_from_onnx(int32_t(code));

@@ -1,5 +1,5 @@
-// The conv family: Conv, ConvTranspose, CausalConvWithState and the builder's
-// ConvChannelsLast (window geometry: window.cpp).
+// The conv family: Conv, ConvTranspose, CausalConvWithState, DeformConv and
+// the builder's ConvChannelsLast (window geometry: window.cpp).
 #include "kiln/ir/window.h"
 #include "family.h"
 
@@ -149,6 +149,40 @@ void infer_causal_conv(Ctx& c) {
   c.set(1, c.dtype(0), state);
 }
 
+// DeformConv (X, W, offset, B?, mask?), 2-D: a Conv whose taps each sample X
+// at their own offset. offset [N, offset_group * kH * kW * 2, oH, oW] (per
+// tap a dy, then a dx), mask [N, offset_group * kH * kW, oH, oW].
+void infer_deform_conv(Ctx& c) {
+  c.require_float(0);
+  if (c.rank(0) != 4)
+    c.error(ErrorCode::kUnsupported, "input 0 has shape ", shape_to_string(c.shape(0)),
+            "; kiln runs DeformConv over 2 spatial dims (N, C, H, W)");
+  c.require_same_dtype(0, 1);
+  c.require_same_dtype(0, 2);
+  Shape out = conv_output_shape(c, 0, 1, false);
+  check_bias(c, 3, out, false);
+  int64_t offset_group = c.attrs().get_int("offset_group", 1);
+  if (offset_group < 1) c.error(ErrorCode::kInvalidModel, "offset_group ", offset_group, " must be >= 1");
+  const Dim& channels = c.shape(0)[1];
+  if (channels.is_constant() && channels.constant() % offset_group != 0)
+    c.error(ErrorCode::kShapeError, "input channels (", channels.constant(), ") are not divisible by offset_group ", offset_group);
+  const Shape& w = c.shape(1);
+  int64_t taps = offset_group * w[2].constant() * w[3].constant();  // kernel dims are constants (conv_output_shape)
+  auto check_per_tap = [&](size_t i, int64_t per_tap, const char* what) {
+    c.require_same_dtype(0, i);
+    c.require_rank(i, 4, 4);
+    const Shape& t = c.shape(i);
+    Shape want{out[0], Dim(taps * per_tap), out[2], out[3]};
+    for (size_t d = 0; d < 4; ++d)
+      if (!(t[d] == want[d]) && t[d].is_constant() && want[d].is_constant())
+        c.error(ErrorCode::kShapeError, c.input_name(i), " has shape ", shape_to_string(t), "; expected ", shape_to_string(want),
+                " (", what, ")");
+  };
+  check_per_tap(2, 2, "batch, offset_group * kernel taps * 2, output height, output width");
+  if (c.has(4)) check_per_tap(4, 1, "batch, offset_group * kernel taps, output height, output width");
+  c.set(0, c.dtype(0), out);
+}
+
 }  // namespace
 
 OpSchema conv_schema(OpKind op) {
@@ -172,6 +206,10 @@ OpSchema conv_schema(OpKind op) {
               {{"auto_pad", T::kString}, {"dilations", T::kInts}, {"group", T::kInt}, {"kernel_shape", T::kInts},
                {"pads", T::kInts}, {"strides", T::kInts}}};
     case OpKind::kCausalConvWithState: return {2, 4, 1, 2, {{"activation", T::kString}}};
+    case OpKind::kDeformConv:
+      return {3, 5, 1, 1,
+              {{"dilations", T::kInts}, {"group", T::kInt}, {"kernel_shape", T::kInts}, {"offset_group", T::kInt},
+               {"pads", T::kInts}, {"strides", T::kInts}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -184,6 +222,7 @@ void infer_conv(Ctx& c) {
     case OpKind::kConvInteger: infer_conv_integer(c); break;
     case OpKind::kQLinearConv: infer_qlinear_conv(c); break;
     case OpKind::kCausalConvWithState: infer_causal_conv(c); break;
+    case OpKind::kDeformConv: infer_deform_conv(c); break;
     default: no_inference(c);
   }
 }

@@ -1,10 +1,11 @@
 // The generator family: outputs made from shapes and scalar inputs rather
 // than from input elements (Shape, Size, ConstantOfShape, Range, OneHot, EyeLike,
-// the signal windows and MelWeightMatrix).
+// the signal windows and MelWeightMatrix), and the random ops.
 #include <cmath>
 #include <iterator>
 
 #include "family.h"
+#include "kiln/ir/random.h"
 
 namespace kiln::ir {
 
@@ -129,6 +130,56 @@ void infer_eye_like(Ctx& c) {
   c.set(0, dtype, c.shape(0));
 }
 
+// A kiln dtype code in attribute `name` (the ONNX front end translates
+// ONNX's), `fallback` when absent.
+DType dtype_attr(const Ctx& c, const char* name, DType fallback) {
+  if (!c.attrs().has(name)) return fallback;
+  int64_t code = c.attrs().get_int(name, -1);
+  if (code < 0 || code >= int64_t(std::size(kAllDTypes))) c.error(ErrorCode::kInvalidModel, "'", name, "' ", code, " is not a dtype");
+  return DType(code);
+}
+
+// RandomUniform and RandomNormal ([shape] attribute), their Like forms (the
+// input's shape; its dtype without a dtype attribute): floating outputs.
+void infer_random(Ctx& c) {
+  bool like = c.node().op == OpKind::kRandomUniformLike || c.node().op == OpKind::kRandomNormalLike;
+  DType dtype = dtype_attr(c, "dtype", like ? c.dtype(0) : DType::kFloat32);
+  if (!is_floating(dtype)) c.error(ErrorCode::kTypeError, "output dtype ", dtype_name(dtype), "; expected a float type");
+  RandomDistribution d = random_distribution(c.node());
+  bool uniform = c.node().op == OpKind::kRandomUniform || c.node().op == OpKind::kRandomUniformLike;
+  if (uniform && !(d.a < d.b)) c.error(ErrorCode::kInvalidModel, "low ", d.a, " is not below high ", d.b);
+  if (like) {
+    c.set(0, dtype, c.shape(0));
+    return;
+  }
+  if (!c.attrs().has("shape")) c.error(ErrorCode::kInvalidModel, "attribute 'shape' is required");
+  std::vector<int64_t> dims = c.attrs().get_ints("shape");
+  c.check_rank(int64_t(dims.size()), "the shape");
+  for (int64_t d : dims)
+    if (d < 0) c.error(ErrorCode::kShapeError, "negative dim ", d, " in 'shape'");
+  c.set(0, dtype, shape_of(dims));
+}
+
+// Bernoulli: 0 or 1 per probability, of `dtype` (the input's without it).
+void infer_bernoulli(Ctx& c) {
+  c.require_float(0);
+  c.set(0, dtype_attr(c, "dtype", c.dtype(0)), c.shape(0));
+}
+
+// Multinomial: [batch, class_size] logits -> [batch, sample_size] classes, int32 or int64.
+void infer_multinomial(Ctx& c) {
+  c.require_float(0);
+  c.require_rank(0, 2, 2);
+  DType dtype = dtype_attr(c, "dtype", DType::kInt32);
+  if (dtype != DType::kInt32 && dtype != DType::kInt64)
+    c.error(ErrorCode::kTypeError, "output dtype ", dtype_name(dtype), "; Multinomial makes int32 or int64");
+  int64_t samples = c.attrs().get_int("sample_size", 1);
+  if (samples < 0) c.error(ErrorCode::kInvalidModel, "sample_size ", samples, " is negative");
+  const Dim& classes = c.shape(0)[1];
+  if (classes.is_constant() && classes.constant() < 1) c.error(ErrorCode::kShapeError, "input 0 has no classes (shape ", shape_to_string(c.shape(0)), ")");
+  c.set(0, dtype, {c.shape(0)[0], Dim(samples)});
+}
+
 }  // namespace
 
 OpSchema generator_schema(OpKind op) {
@@ -143,6 +194,16 @@ OpSchema generator_schema(OpKind op) {
       return {1, 1, 1, 1, {{"periodic", T::kInt}, {"output_datatype", T::kInt}}};
     case OpKind::kMelWeightMatrix: return {5, 5, 1, 1, {{"output_datatype", T::kInt}}};
     case OpKind::kEyeLike: return {1, 1, 1, 1, {{"dtype", T::kInt}, {"k", T::kInt}}};
+    case OpKind::kRandomUniform:
+      return {0, 0, 1, 1, {{"dtype", T::kInt}, {"high", T::kFloat}, {"low", T::kFloat}, {"seed", T::kFloat}, {"shape", T::kInts}}};
+    case OpKind::kRandomNormal:
+      return {0, 0, 1, 1, {{"dtype", T::kInt}, {"mean", T::kFloat}, {"scale", T::kFloat}, {"seed", T::kFloat}, {"shape", T::kInts}}};
+    case OpKind::kRandomUniformLike:
+      return {1, 1, 1, 1, {{"dtype", T::kInt}, {"high", T::kFloat}, {"low", T::kFloat}, {"seed", T::kFloat}}};
+    case OpKind::kRandomNormalLike:
+      return {1, 1, 1, 1, {{"dtype", T::kInt}, {"mean", T::kFloat}, {"scale", T::kFloat}, {"seed", T::kFloat}}};
+    case OpKind::kBernoulli: return {1, 1, 1, 1, {{"dtype", T::kInt}, {"seed", T::kFloat}}};
+    case OpKind::kMultinomial: return {1, 1, 1, 1, {{"dtype", T::kInt}, {"sample_size", T::kInt}, {"seed", T::kFloat}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -157,6 +218,11 @@ void infer_generator(Ctx& c) {
     case OpKind::kHannWindow: case OpKind::kHammingWindow: case OpKind::kBlackmanWindow: infer_signal_window(c); break;
     case OpKind::kMelWeightMatrix: infer_mel_weight_matrix(c); break;
     case OpKind::kEyeLike: infer_eye_like(c); break;
+    case OpKind::kRandomUniform: case OpKind::kRandomNormal: case OpKind::kRandomUniformLike: case OpKind::kRandomNormalLike:
+      infer_random(c);
+      break;
+    case OpKind::kBernoulli: infer_bernoulli(c); break;
+    case OpKind::kMultinomial: infer_multinomial(c); break;
     default: no_inference(c);
   }
 }

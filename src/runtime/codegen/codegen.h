@@ -87,6 +87,8 @@ template <> inline constexpr const char* kParamsName<EyeLikeParams> = "EyeLikePa
 template <> inline constexpr const char* kParamsName<ReverseSequenceParams> = "ReverseSequenceParams";
 template <> inline constexpr const char* kParamsName<TensorScatterParams> = "TensorScatterParams";
 template <> inline constexpr const char* kParamsName<DetParams> = "DetParams";
+template <> inline constexpr const char* kParamsName<DeformConvParams> = "DeformConvParams";
+template <> inline constexpr const char* kParamsName<RandomParams> = "RandomParams";
 
 // The struct in the slots the kernel reads it from (the rest zero).
 template <class T>
@@ -301,6 +303,16 @@ struct CausalConvSpec {
   std::optional<Params> specialize;
 };
 std::string causal_conv_source(const CausalConvSpec& spec);
+// DeformConv, 2-D (DeformConvParams), a thread per output element: over its
+// group's input channels and the kernel's taps, the input sampled bilinearly
+// at the tap moved by its offset (zero outside the input), times the mask;
+// float sums (double for float64). Arguments: out, x, w, offset, [bias], [mask].
+struct DeformConvSpec {
+  DType dtype;
+  bool has_bias = false, has_mask = false;
+  std::optional<Params> specialize;
+};
+std::string deform_conv_source(const DeformConvSpec& spec);
 
 // ---- normalization (codegen/normalization.cpp): softmax / log-softmax / hardmax / layer norm
 // RowParams. Arguments: out, [mean, inv_std] (layer norm statistics, float32,
@@ -451,6 +463,21 @@ std::string signal_window_source(DType dtype, const std::optional<Params>& speci
 std::string mel_weight_matrix_source(DType dtype, DType size_dtype, DType hertz_dtype, const std::optional<Params>& specialize);
 // EyeLike (EyeLikeParams): ones on a diagonal. Arguments: out.
 std::string eye_like_source(DType dtype, const std::optional<Params>& specialize);
+// The random ops (RandomParams), a thread per output element computing the
+// numbers of kiln/ir/random_math.h (its text is the build's, embedded like
+// kernel_params.h), so each element equals the reference's bit for bit.
+// kUniform and kNormal: floating `out` (RandomUniform, RandomNormal and their
+// Like forms; arguments: out). kBernoulli: out = u < p, p of floating type
+// `in`, `out` any numeric or bool (arguments: out, p). kMultinomial: int32 or
+// int64 classes of rows of logits of floating type `in` (arguments: out, logits).
+enum class RandomKind { kUniform, kNormal, kBernoulli, kMultinomial };
+struct RandomSpec {
+  RandomKind kind;
+  DType out, in = DType::kFloat32;
+  std::optional<Params> specialize;
+};
+std::string random_source(const RandomSpec& spec);
+const char* random_math_source();
 
 // ---- vision (codegen/vision.cpp): a thread per output element (grid point for AffineGrid),
 // coordinates and sums in double, as the reference.

@@ -1,7 +1,7 @@
 // Window kernels (NCHW, 1-3 spatial dims): direct convolution and transposed
 // convolution, and the pooling of the pool family (max, average, Lp), which walks the same windows;
 // the integer (quantized) convolutions; the tiled kernel of 2-D depthwise
-// convolutions; and CausalConvWithState's.
+// convolutions; CausalConvWithState's; and DeformConv's.
 #include <algorithm>
 #include <cstring>
 #include <sstream>
@@ -268,6 +268,52 @@ std::string causal_conv_source(const CausalConvSpec& spec) {
   s << "      acc += " << load_expr(spec.dtype, "w", "ch * k + tap") << " * " << load_expr(spec.dtype, "(&v)", "0") << ";\n";
   s << "    }\n";
   if (spec.silu) s << "    acc = acc / (1 + " << (dbl ? "exp" : "expf") << "(-acc));\n";
+  s << "    " << store_stmt(spec.dtype, "out", "i", "acc") << "\n";
+  s << "  }\n}\n";
+  return s.str();
+}
+
+std::string deform_conv_source(const DeformConvSpec& spec) {
+  if (!is_floating(spec.dtype)) fail(ErrorCode::kUnsupported, "DeformConv of ", dtype_name(spec.dtype));
+  std::string t = compute_type(spec.dtype), ct = c_type(spec.dtype);
+  const char* floor_fn = spec.dtype == DType::kFloat64 ? "floor" : "floorf";
+  auto load = [&](const std::string& ptr, const std::string& index) { return load_expr(spec.dtype, ptr, index); };
+  std::ostringstream s;
+  s << prelude() << params_constants<DeformConvParams>(spec.specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
+    << "* __restrict__ x, const " << ct << "* __restrict__ w, const " << ct << "* __restrict__ offset";
+  if (spec.has_bias) s << ", const " << ct << "* __restrict__ bias";
+  if (spec.has_mask) s << ", const " << ct << "* __restrict__ mask";
+  s << ", KParams p) {\n" << params_binding<DeformConvParams>(spec.specialize);
+  s << "  const long long oh = prm.out_h, ow = prm.out_w, ih = prm.in_h, iw = prm.in_w, kh = prm.kernel_h, kw = prm.kernel_w;\n";
+  s << "  const long long cg = prm.channels / prm.group, mg = prm.out_channels / prm.group, per_offset_group = prm.channels / prm.offset_group;\n";
+  s << "  const long long taps = prm.offset_group * kh * kw, plane = oh * ow;\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < prm.n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  s << "    const long long col = i % ow, row = i / ow % oh, oc = i / plane % prm.out_channels, b = i / (plane * prm.out_channels);\n";
+  s << "    " << t << " acc = " << (spec.has_bias ? load("bias", "oc") : "0") << ";\n";
+  s << "    for (long long ci = 0; ci < cg; ++ci) {\n";
+  s << "      const long long ic = oc / mg * cg + ci, group_of_offsets = ic / per_offset_group;\n";
+  s << "      const " << ct << "* __restrict__ xc = x + (b * prm.channels + ic) * ih * iw;\n";
+  s << "      for (long long ki = 0; ki < kh; ++ki)\n";
+  s << "        for (long long kj = 0; kj < kw; ++kj) {\n";
+  s << "          const long long tap = b * taps + (group_of_offsets * kh + ki) * kw + kj, at = (tap * 2 * oh + row) * ow + col;\n";
+  s << "          const " << t << " y = (" << t << ")(row * prm.stride_h - prm.pad_top + ki * prm.dilation_h) + " << load("offset", "at")
+    << ";\n";
+  s << "          const " << t << " xs = (" << t << ")(col * prm.stride_w - prm.pad_left + kj * prm.dilation_w) + "
+    << load("offset", "at + plane") << ";\n";
+  // Bilinear, corners outside X reading 0; NaN coordinates fail every bound, as on the CPU.
+  s << "          const " << t << " y0 = " << floor_fn << "(y), x0 = " << floor_fn << "(xs), ly = y - y0, lx = xs - x0;\n";
+  s << "          " << t << " v = 0;\n";
+  s << "          for (int dy = 0; dy < 2; ++dy)\n";
+  s << "            for (int dx = 0; dx < 2; ++dx) {\n";
+  s << "              const " << t << " r = y0 + dy, c = x0 + dx;\n";
+  s << "              if (!(r >= 0 && r < (" << t << ")ih && c >= 0 && c < (" << t << ")iw)) continue;\n";
+  s << "              v += (dy ? ly : 1 - ly) * (dx ? lx : 1 - lx) * " << load("xc", "(long long)r * iw + (long long)c") << ";\n";
+  s << "            }\n";
+  if (spec.has_mask) s << "          v *= " << load("mask", "(tap * oh + row) * ow + col") << ";\n";
+  s << "          acc += " << load("w", "((oc * cg + ci) * kh + ki) * kw + kj") << " * v;\n";
+  s << "        }\n    }\n";
   s << "    " << store_stmt(spec.dtype, "out", "i", "acc") << "\n";
   s << "  }\n}\n";
   return s.str();

@@ -1,6 +1,6 @@
 // Values known on the host (shape arithmetic) written into device memory;
-// Range, OneHot, the signal windows and MelWeightMatrix, a thread per output
-// element.
+// Range, OneHot, the signal windows, MelWeightMatrix and the random ops, a
+// thread per output element.
 #include <sstream>
 
 #include "codegen.h"
@@ -112,6 +112,44 @@ std::string eye_like_source(DType dtype, const std::optional<Params>& specialize
   s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < prm.n; i += (long long)gridDim.x * " << kBlock
     << ") {\n";
   s << "    " << store_stmt(dtype, "out", "i", "(i % prm.cols - i / prm.cols == prm.k ? 1 : 0)") << "\n  }\n}\n";
+  return s.str();
+}
+
+std::string random_source(const RandomSpec& spec) {
+  bool floats_out = spec.kind == RandomKind::kUniform || spec.kind == RandomKind::kNormal;
+  if ((floats_out && !is_floating(spec.out)) || (!floats_out && !is_floating(spec.in)) ||
+      (spec.kind == RandomKind::kMultinomial && spec.out != DType::kInt32 && spec.out != DType::kInt64))
+    fail(ErrorCode::kUnsupported, "a random kernel from ", dtype_name(spec.in), " to ", dtype_name(spec.out));
+  std::ostringstream s;
+  s << prelude() << "#define KILN_RANDOM_FN __device__ __forceinline__\n" << random_math_source()
+    << params_constants<RandomParams>(spec.specialize);
+  s << "extern \"C\" __global__ void __launch_bounds__(" << kBlock << ") " << kEntry << "(" << c_type(spec.out) << "* __restrict__ out";
+  if (!floats_out) s << ", const " << c_type(spec.in) << "* __restrict__ in";
+  s << ", KParams p) {\n" << params_binding<RandomParams>(spec.specialize);
+  s << "  const unsigned long long key = (unsigned long long)prm.key;\n";
+  s << "  const double a = __longlong_as_double(prm.a_bits), b = __longlong_as_double(prm.b_bits);\n";
+  s << "  for (long long i = (long long)blockIdx.x * " << kBlock << " + threadIdx.x; i < prm.n; i += (long long)gridDim.x * " << kBlock
+    << ") {\n";
+  switch (spec.kind) {
+    case RandomKind::kUniform: {
+      // Rounded to the output's type as the store will, so a value that rounds up to high is drawn again.
+      std::string rounded = spec.out == DType::kFloat64 ? "v" : spec.out == DType::kFloat32 ? "(double)(float)v"
+                                                                                          : "(double)" + rounded_to(spec.out, "(float)v");
+      s << "    const double v = kiln_random_uniform(key, (unsigned long long)i, a, b, [](double v) { return " << rounded << "; });\n";
+      break;
+    }
+    case RandomKind::kNormal: s << "    const double v = fma(b, kiln_random_normal(key, (unsigned long long)i), a);\n"; break;
+    case RandomKind::kBernoulli:
+      s << "    const double v = kiln_random_unit(key, (unsigned long long)i, 0) < (double)" << load_expr(spec.in, "in", "i")
+        << " ? 1.0 : 0.0;\n";
+      break;
+    case RandomKind::kMultinomial:
+      s << "    const " << c_type(spec.in) << "* __restrict__ logits = in + i / prm.samples * prm.classes;\n";
+      s << "    const long long v = kiln_random_class(key, (unsigned long long)i, prm.classes, [logits](long long j) { return (double)"
+        << load_expr(spec.in, "logits", "j") << "; });\n";
+      break;
+  }
+  s << "    " << store_stmt(spec.out, "out", "i", "v") << "\n  }\n}\n";
   return s.str();
 }
 

@@ -330,4 +330,19 @@ struct DetParams {
   long long n, size;
 };
 
+// DeformConv, 2-D, NCHW: `n` output elements; input channels in `group`
+// groups (as Conv's) and in `offset_group` groups that share offsets and mask.
+struct DeformConvParams {
+  long long n, channels, out_channels, group, offset_group;
+  long long in_h, in_w, out_h, out_w, kernel_h, kernel_w;
+  long long stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
+};
+
+// The random ops: `n` output elements, the Philox `key`, the distribution's
+// parameters as double bits (low and high, or mean and scale); Multinomial:
+// `samples` per row of `classes` logits.
+struct RandomParams {
+  long long n, key, a_bits, b_bits, classes, samples;
+};
+
 #endif

@@ -477,6 +477,42 @@ std::unique_ptr<Op> make_causal_conv_op(const plan::Plan& plan, const ir::Node& 
   });
 }
 
+// DeformConv: the generated direct kernel, a thread per output element.
+std::unique_ptr<Op> make_deform_conv_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store) {
+  auto has_input = [&](size_t i) { return i < node.inputs.size() && node.inputs[i] != ir::kNoValue; };
+  codegen::DeformConvSpec spec{output_dtype(plan, node), has_input(3), has_input(4), std::nullopt};
+  if (!is_floating(spec.dtype)) return nullptr;
+  int kernel = store.add(node.name, specializing_generator(spec, codegen::deform_conv_source));
+  const ir::Node* n = &node;
+  return std::make_unique<SimpleOp>(node, store, kernel, [n, spec](const ShapeEnv& s, KernelLaunch& k) {
+    const auto &x = s.of(n->inputs[0]), &w = s.of(n->inputs[1]), &out = s.of(n->outputs[0]);
+    ir::WindowGeometry g = ir::window_geometry(*n, {x[2], x[3]}, {w[2], w[3]});
+    codegen::DeformConvParams q{};
+    q.n = ir::checked_numel(out);
+    q.channels = x[1];
+    q.out_channels = out[1];
+    q.group = n->attrs.get_int("group", 1);
+    q.offset_group = n->attrs.get_int("offset_group", 1);
+    q.in_h = x[2], q.in_w = x[3], q.out_h = out[2], q.out_w = out[3];
+    q.kernel_h = w[2], q.kernel_w = w[3];
+    q.stride_h = g.strides[0], q.stride_w = g.strides[1];
+    q.dilation_h = g.dilations[0], q.dilation_w = g.dilations[1];
+    q.pad_top = g.pads_begin[0], q.pad_left = g.pads_begin[1];
+    // Dims inference could not compare (symbols) are checked before the kernel indexes by them.
+    int64_t taps = q.offset_group * q.kernel_h * q.kernel_w;
+    if (x[1] != w[1] * q.group || x[1] % q.offset_group != 0)
+      fail(ErrorCode::kShapeError, "node '", n->name, "' (DeformConv): input 0 has ", x[1], " channels; expected weight dim 1 (",
+           w[1], ") * group (", q.group, "), divisible by offset_group (", q.offset_group, ")");
+    require_input_dims(*n, s, 2, {x[0], taps * 2, out[2], out[3]});
+    if (spec.has_bias) require_input_dims(*n, s, 3, {out[1]});
+    if (spec.has_mask) require_input_dims(*n, s, 4, {x[0], taps, out[2], out[3]});
+    k.params = codegen::pack(q);
+    k.args = {{n->outputs[0], 0}, {n->inputs[0], 0}, {n->inputs[1], 0}, {n->inputs[2], 0}};
+    if (spec.has_bias) k.args.push_back({n->inputs[3], 0});
+    if (spec.has_mask) k.args.push_back({n->inputs[4], 0});
+  });
+}
+
 }  // namespace
 
 std::unique_ptr<Op> make_conv(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int /*arch*/) {
@@ -492,6 +528,7 @@ std::unique_ptr<Op> make_conv(const plan::Plan& plan, const ir::Node& node, Kern
     case OpKind::kConvTranspose: return make_window_op(plan, node, store);
     case OpKind::kConvInteger: case OpKind::kQLinearConv: return make_integer_conv(plan, node, store, why);
     case OpKind::kCausalConvWithState: return make_causal_conv_op(plan, node, store);
+    case OpKind::kDeformConv: return make_deform_conv_op(plan, node, store);
     default: return nullptr;
   }
 }
@@ -510,6 +547,9 @@ GpuLowering describe_conv(OpKind op) {
                           "per tensor or per output channel"};
     case OpKind::kCausalConvWithState:
       return {K::kKernel, "a thread per element of the output and of present_state; floating types, SiLU fused"};
+    case OpKind::kDeformConv:
+      return {K::kKernel, "generated direct kernel, a thread per output element, bilinear sampling at each tap's offset, float "
+                          "accumulation (double for float64); floating types, 2-D"};
     default: return {};
   }
 }

@@ -1,13 +1,15 @@
 // The generator family on the GPU: values the host knows (shape arithmetic,
 // for nodes of any family) written by the constants kernel, ConstantOfShape
-// as a fill, Range, OneHot, EyeLike, the signal windows and MelWeightMatrix as
-// kernels of their own. Range's length, OneHot's depth, a window's size and the mel
-// matrix's dims come from the output's shape: known before the run, or read
-// back by enqueue when they depend on data (see context.cpp).
+// as a fill, Range, OneHot, EyeLike, the signal windows, MelWeightMatrix and
+// the random ops as kernels of their own. Range's length, OneHot's depth, a
+// window's size and the mel matrix's dims come from the output's shape: known
+// before the run, or read back by enqueue when they depend on data (see
+// context.cpp).
 #include <algorithm>
 #include <cstring>
 
 #include "kiln/error.h"
+#include "kiln/ir/random.h"
 #include "kiln/ir/shape_inference.h"
 #include "kiln/ir/signal.h"
 #include "kiln/runtime.h"
@@ -161,6 +163,35 @@ std::unique_ptr<Op> make_generator(const plan::Plan& plan, const ir::Node& node,
       });
     }
 
+    case OpKind::kRandomUniform: case OpKind::kRandomNormal: case OpKind::kRandomUniformLike: case OpKind::kRandomNormalLike:
+    case OpKind::kBernoulli: case OpKind::kMultinomial: {
+      using codegen::RandomKind;
+      RandomKind kind = node.op == OpKind::kBernoulli                                             ? RandomKind::kBernoulli
+                        : node.op == OpKind::kMultinomial                                         ? RandomKind::kMultinomial
+                        : node.op == OpKind::kRandomNormal || node.op == OpKind::kRandomNormalLike ? RandomKind::kNormal
+                                                                                                   : RandomKind::kUniform;
+      bool reads_input = kind == RandomKind::kBernoulli || kind == RandomKind::kMultinomial;
+      codegen::RandomSpec spec{kind, dtype, reads_input ? plan.network.value(node.inputs[0]).dtype : DType::kFloat32, std::nullopt};
+      int kernel = store.add(node.name, specializing_generator(spec, codegen::random_source));
+      codegen::RandomParams base{};
+      base.key = int64_t(ir::random_key(node));
+      ir::RandomDistribution d = ir::random_distribution(node);
+      base.a_bits = codegen::double_bits(d.a);
+      base.b_bits = codegen::double_bits(d.b);
+      return std::make_unique<SimpleOp>(node, store, kernel, [n, base, reads_input](const ShapeEnv& s, KernelLaunch& k) {
+        codegen::RandomParams q = base;
+        const auto& out = s.of(n->outputs[0]);
+        q.n = ir::checked_numel(out);
+        if (n->op == OpKind::kMultinomial) {
+          q.classes = s.of(n->inputs[0]).at(1);
+          q.samples = out.at(1);
+        }
+        k.params = codegen::pack(q);
+        k.args = {{n->outputs[0], 0}};
+        if (reads_input) k.args.push_back({n->inputs[0], 0});
+      });
+    }
+
     default:  // Shape and Size run only where the host knows their values (make_host_value_op)
       why = "no GPU kernel";
       return nullptr;
@@ -183,6 +214,14 @@ GpuLowering describe_generator(OpKind op) {
       return {K::kKernel, "a thread per weight, the triangles' edges in double; any numeric type; sizes that are data are read back by "
                           "enqueue; edges outside the spectrum's bins cut the triangles (an error on the CPU)"};
     case OpKind::kEyeLike: return {K::kKernel, "fill kernel; any type"};
+    case OpKind::kRandomUniform: case OpKind::kRandomNormal: case OpKind::kRandomUniformLike: case OpKind::kRandomNormalLike:
+      return {K::kKernel, "a thread per element, Philox-4x32-10 keyed by the seed: the reference's numbers bit for bit; floating types"};
+    case OpKind::kBernoulli:
+      return {K::kKernel, "a thread per element, Philox-4x32-10 keyed by the seed: the reference's numbers bit for bit; floating "
+                          "probabilities, any output type"};
+    case OpKind::kMultinomial:
+      return {K::kKernel, "a thread per sample over its row of logits, Philox-4x32-10 keyed by the seed: the reference's classes; "
+                          "floating logits"};
     default: return {};
   }
 }
