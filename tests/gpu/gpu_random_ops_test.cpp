@@ -80,7 +80,7 @@ TEST_P(GpuRandom, UniformAndNormalEqualTheReference) {
 TEST_P(GpuRandom, BernoulliEqualsTheReference) {
   KILN_REQUIRE_GPU();
   auto [dtype, strategy] = GetParam();
-  std::vector<double> p(size_t(kDraws));
+  std::vector<double> p(static_cast<size_t>(kDraws));
   for (size_t i = 0; i < p.size(); ++i) p[i] = i % 4 == 0 ? 0.0 : i % 4 == 1 ? 1.0 : 0.3;
   OpNetwork on;
   ValueId in = on.input("p", reference::make_tensor(dtype, {kDraws}, p));
@@ -94,8 +94,11 @@ TEST_P(GpuRandom, BernoulliEqualsTheReference) {
     double ones = 0;
     for (size_t i = 0; i < v.size(); ++i) {
       ASSERT_TRUE(v[i] == 0 || v[i] == 1) << v[i];
-      if (i % 4 < 2) ASSERT_EQ(v[i], p[i]) << "element " << i;
-      else ones += v[i];
+      if (i % 4 < 2) {
+        ASSERT_EQ(v[i], p[i]) << "element " << i;
+      } else {
+        ones += v[i];
+      }
     }
     double n = double(kDraws) / 2;
     EXPECT_NEAR(ones / n, 0.3, 5 * std::sqrt(0.3 * 0.7 / n));
@@ -122,7 +125,9 @@ TEST_P(GpuRandom, MultinomialEqualsTheReference) {
     std::vector<int64_t> classes = ir::read_ints(t);
     for (size_t i = 0; i < classes.size(); ++i) {
       ASSERT_TRUE(classes[i] >= 0 && classes[i] < 33) << classes[i];
-      if (i >= 7 * 1000) ASSERT_EQ(classes[i], 5) << "sample " << i;
+      if (i >= 7 * 1000) {
+        ASSERT_EQ(classes[i], 5) << "sample " << i;
+      }
     }
   }
 }

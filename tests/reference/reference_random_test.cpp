@@ -119,7 +119,9 @@ TEST(ReferenceRandom, BernoulliDrawsOnesWithTheirProbability) {
   double ones = 0;
   for (size_t i = 0; i < v.size(); ++i) {
     ASSERT_TRUE(v[i] == 0 || v[i] == 1) << v[i];
-    if (p[i] == 0 || p[i] == 1) ASSERT_EQ(v[i], p[i]) << "element " << i;
+    if (p[i] == 0 || p[i] == 1) {
+      ASSERT_EQ(v[i], p[i]) << "element " << i;
+    }
     if (i % 4 >= 2) ones += v[i];
   }
   double n = kDraws / 2.0;
