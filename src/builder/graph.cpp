@@ -1,6 +1,7 @@
 #include "graph.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "kiln/error.h"
 #include "kiln/reference.h"
@@ -116,6 +117,14 @@ std::optional<size_t> Graph::only_reader(ir::ValueId v) const {
 void Graph::insert_node(size_t at, ir::Node node) {
   nodes.insert(nodes.begin() + long(at), std::move(node));
   dead.insert(dead.begin() + long(at), false);
+}
+
+size_t Graph::replace_node(size_t n, std::vector<ir::Node> added) {
+  dead[n] = true;
+  size_t count = added.size();
+  nodes.insert(nodes.begin() + long(n) + 1, std::make_move_iterator(added.begin()), std::make_move_iterator(added.end()));
+  dead.insert(dead.begin() + long(n) + 1, count, false);
+  return n + count;
 }
 
 std::vector<int> Graph::read_counts() const {

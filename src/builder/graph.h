@@ -48,6 +48,8 @@ struct Graph {
   std::optional<size_t> only_reader(ir::ValueId v) const;
   // Inserts a live node at position `at` (the passes keep the order topological).
   void insert_node(size_t at, ir::Node node);
+  // Node n dead, `added` live right after it; returns the position after them.
+  size_t replace_node(size_t n, std::vector<ir::Node> added);
   // Marks dead every node none of whose outputs is read or a graph output, until none is left.
   void drop_unread();
   // Per value: how many live node inputs read it (graph outputs not counted).

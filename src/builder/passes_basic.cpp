@@ -322,10 +322,7 @@ int lower_batchnorm(Graph& g) {
     // y = (x - mean) / sqrt(var + eps) * scale + shift
     ir::ValueId norm = op(ir::OpKind::kDiv, {op(ir::OpKind::kSub, {bn.inputs[0], mean}), op(ir::OpKind::kSqrt, {op(ir::OpKind::kAdd, {var, eps_w})})});
     op(ir::OpKind::kAdd, {op(ir::OpKind::kMul, {norm, scale}), shift}, bn.outputs[0]);
-    g.dead[n] = true;
-    g.nodes.insert(g.nodes.begin() + long(n) + 1, added.begin(), added.end());
-    g.dead.insert(g.dead.begin() + long(n) + 1, added.size(), false);
-    n += added.size();
+    n = g.replace_node(n, std::move(added));
     ++changed;
   }
   return changed;

@@ -64,10 +64,7 @@ int lower_ml_ops(Graph& g) {
         added.push_back(ir::Node{g.unique_name(node.name + "_reshape"), OpKind::kReshape, {gathered, shape}, {node.outputs[0]}, {}});
       }
     }
-    g.dead[n] = true;
-    g.nodes.insert(g.nodes.begin() + long(n) + 1, added.begin(), added.end());
-    g.dead.insert(g.dead.begin() + long(n) + 1, added.size(), false);
-    n += added.size();
+    n = g.replace_node(n, std::move(added));
     ++changed;
   }
   return changed;

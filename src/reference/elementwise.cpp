@@ -420,9 +420,8 @@ Tensor run_where(const KernelContext& c) {
   const Tensor &cond = c.in(0), &x = c.in(1), &y = c.in(2);
   auto sc = broadcast_strides(cond.dims, dims), sx = broadcast_strides(x.dims, dims), sy = broadcast_strides(y.dims, dims);
   const uint8_t* pc = cond.data.as<uint8_t>();
-  if (is_string(x.dtype)) {
-    Tensor t;
-    t.dtype = x.dtype;
+  // Calls take(from_x, element) per output element, in order: the element of x or y it copies.
+  auto each = [&](auto&& take) {
     for_each_index(dims, [&](const std::vector<int64_t>& idx) {
       int64_t oc = 0, ox = 0, oy = 0;
       for (size_t d = 0; d < idx.size(); ++d) {
@@ -430,28 +429,23 @@ Tensor run_where(const KernelContext& c) {
         ox += idx[d] * sx[d];
         oy += idx[d] * sy[d];
       }
-      t.strings.push_back(pc[oc] ? x.strings[size_t(ox)] : y.strings[size_t(oy)]);
+      take(pc[oc] != 0, size_t(pc[oc] ? ox : oy));
     });
-    t.dims = dims;
+  };
+  Tensor t;
+  t.dtype = x.dtype;
+  t.dims = dims;
+  if (is_string(x.dtype)) {
+    each([&](bool from_x, size_t i) { t.strings.push_back(from_x ? x.strings[i] : y.strings[i]); });
     return t;
   }
   size_t elem = dtype_size(x.dtype);
   std::vector<std::byte> bytes(size_t(ir::checked_numel(dims)) * elem);
   std::byte* out = bytes.data();
-  for_each_index(dims, [&](const std::vector<int64_t>& idx) {
-    int64_t oc = 0, ox = 0, oy = 0;
-    for (size_t d = 0; d < idx.size(); ++d) {
-      oc += idx[d] * sc[d];
-      ox += idx[d] * sx[d];
-      oy += idx[d] * sy[d];
-    }
-    const std::byte* src = pc[oc] ? x.data.data() + size_t(ox) * elem : y.data.data() + size_t(oy) * elem;
-    std::memcpy(out, src, elem);
+  each([&](bool from_x, size_t i) {
+    std::memcpy(out, (from_x ? x : y).data.data() + i * elem, elem);
     out += elem;
   });
-  Tensor t;
-  t.dtype = x.dtype;
-  t.dims = dims;
   t.data = Buffer::from_bytes(std::move(bytes));
   return t;
 }
