@@ -7,9 +7,12 @@
 
 #include "kiln/error.h"
 #include "kiln/ir/network.h"
+#include "inference_test_util.h"
 
 namespace kiln::ir {
 namespace {
+
+using inference_test::attrs;
 
 constexpr DType f32 = DType::kFloat32;
 
@@ -28,12 +31,6 @@ TensorData int64_scalar(int64_t v) {
   t.dtype = DType::kInt64;
   t.data = Buffer::copy_of(&v, sizeof(v));
   return t;
-}
-
-Attributes attrs(std::initializer_list<std::pair<const char*, AttrValue>> list) {
-  Attributes a;
-  for (auto& [name, value] : list) a.set(name, value);
-  return a;
 }
 
 // body(i, cond, x [n]) -> (cond, x + x, x): doubling, each step's x a slice.

@@ -6,28 +6,15 @@
 #include "kiln/error.h"
 #include "kiln/ir/network.h"
 #include "kiln/ir/shape_inference.h"
+#include "inference_test_util.h"
 
 namespace kiln::ir {
 namespace {
 
+using inference_test::attrs;
+using inference_test::outcome;
+
 const Dim N = Dim::symbol("N"), H = Dim::symbol("H");
-
-// The output of a one-node network as "dtype[dims]", or the error's message.
-std::string outcome(Network& net, ValueId y) {
-  net.add_output(y);
-  try {
-    net.finalize();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return str(dtype_name(net.value(y).dtype), shape_to_string(net.value(y).shape));
-}
-
-Attributes attrs(std::initializer_list<std::pair<const char*, AttrValue>> list) {
-  Attributes a;
-  for (auto& [name, value] : list) a.set(name, value);
-  return a;
-}
 
 testing::AssertionResult has(const std::string& message, const std::string& part) {
   return message.find(part) != std::string::npos ? testing::AssertionSuccess() : testing::AssertionFailure() << message;

@@ -5,18 +5,15 @@
 #include "kiln/error.h"
 #include "kiln/ir/network.h"
 #include "kiln/ir/shape_inference.h"
+#include "inference_test_util.h"
 
 namespace kiln::ir {
 namespace {
 
+using inference_test::attrs;
+
 const Dim N = Dim::symbol("N");
 constexpr DType f32 = DType::kFloat32, i8 = DType::kInt8, u8 = DType::kUInt8;
-
-Attributes attrs(std::initializer_list<std::pair<const char*, AttrValue>> list) {
-  Attributes a;
-  for (auto& [name, value] : list) a.set(name, value);
-  return a;
-}
 
 // A network of one node over inputs of these dtypes and shapes; returns its output.
 struct OneNode {

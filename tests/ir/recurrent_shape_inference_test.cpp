@@ -9,17 +9,14 @@
 #include "kiln/ir/network.h"
 #include "kiln/ir/recurrent.h"
 #include "kiln/ir/shape_inference.h"
+#include "inference_test_util.h"
 
 namespace kiln::ir {
 namespace {
 
-const Dim S = Dim::symbol("S"), N = Dim::symbol("N");
+using inference_test::attrs;
 
-Attributes attrs(std::initializer_list<std::pair<const char*, AttrValue>> list) {
-  Attributes a;
-  for (auto& [name, value] : list) a.set(name, value);
-  return a;
-}
+const Dim S = Dim::symbol("S"), N = Dim::symbol("N");
 
 struct Layer {
   OpKind op = OpKind::kLSTM;

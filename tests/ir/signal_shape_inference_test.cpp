@@ -7,9 +7,12 @@
 #include "kiln/error.h"
 #include "kiln/ir/network.h"
 #include "kiln/ir/shape_inference.h"
+#include "inference_test_util.h"
 
 namespace kiln::ir {
 namespace {
+
+using inference_test::attrs;
 
 const Dim N = Dim::symbol("N"), L = Dim::symbol("L");
 
@@ -25,12 +28,6 @@ TensorData float_scalar(float v) {
   t.dtype = DType::kFloat32;
   t.data = Buffer::copy_of(&v, sizeof v);
   return t;
-}
-
-Attributes attrs(std::initializer_list<std::pair<const char*, AttrValue>> list) {
-  Attributes a;
-  for (auto& [name, value] : list) a.set(name, value);
-  return a;
 }
 
 // The output of a one-node network as "dtype[dims]" (data-dependent symbols

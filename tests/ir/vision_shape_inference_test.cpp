@@ -6,9 +6,13 @@
 #include "kiln/error.h"
 #include "kiln/ir/network.h"
 #include "kiln/ir/shape_inference.h"
+#include "inference_test_util.h"
 
 namespace kiln::ir {
 namespace {
+
+using inference_test::attrs;
+using inference_test::outcome;
 
 const Dim N = Dim::symbol("N"), H = Dim::symbol("H");
 
@@ -18,23 +22,6 @@ TensorData int64s(std::vector<int64_t> v) {
   t.dims = {int64_t(v.size())};
   t.data = Buffer::copy_of(v.data(), v.size() * sizeof(int64_t));
   return t;
-}
-
-// The output shape of a one-node network as a string, or the error's message.
-std::string outcome(Network& net, ValueId y) {
-  net.add_output(y);
-  try {
-    net.finalize();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return str(dtype_name(net.value(y).dtype), shape_to_string(net.value(y).shape));
-}
-
-Attributes attrs(std::initializer_list<std::pair<const char*, AttrValue>> list) {
-  Attributes a;
-  for (auto& [name, value] : list) a.set(name, value);
-  return a;
 }
 
 std::string grid_sample(DType x_dtype, Shape x, DType g_dtype, Shape grid, Attributes a = {}) {
