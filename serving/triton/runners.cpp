@@ -221,10 +221,11 @@ class GpuRunner : public Runner {
     times_.scatter_us += micros(done - synchronized);
   }
 
-  void set_output_dims(size_t o, std::vector<int64_t> dims) {
+  // Assigned, not replaced: a steady load reuses each output's dims vector.
+  void set_output_dims(size_t o, const std::vector<int64_t>& dims) {
     const ir::Network& net = engine_->plan().network;
+    output_dims_[o] = dims;
     output_bytes_[o] = size_t(ir::checked_numel(dims)) * dtype_size(net.value(net.outputs()[o]).dtype);
-    output_dims_[o] = std::move(dims);
   }
 
   // The outputs' dims as the context has them now, and the targets for them.
