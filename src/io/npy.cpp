@@ -242,6 +242,8 @@ std::optional<StringDescr> decode_string_descr(std::string_view descr) {
     if (!std::isdigit(static_cast<unsigned char>(ch)) || s.width > (uint64_t(1) << 32)) return std::nullopt;
     s.width = s.width * 10 + uint64_t(ch - '0');
   }
+  // Elements of no bytes would let a header claim any count with no data (numpy writes 'U1' for '').
+  if (s.width == 0) return std::nullopt;
   return s;
 }
 

@@ -185,7 +185,7 @@ TEST(NpyHeader, ByteOrders) {
   EXPECT_EQ(ir::read_ints(u32), (std::vector<int64_t>{4294967294}));
   ir::TensorData i16 = parse_npy(npy(dict(">i2", "(1,)"), std::string("\xff\xfe", 2)));
   EXPECT_EQ(ir::read_ints(i16), (std::vector<int64_t>{-2}));
-  for (const char* descr : {"|f4", ">V2", "f4", "<c8", "<f16", "O", "|u2", "<u16", "<f4 ", ""})
+  for (const char* descr : {"|f4", ">V2", "f4", "<c8", "<f16", "O", "|u2", "<u16", "<f4 ", "", "<U0", "|S0"})
     EXPECT_EQ(refused(npy(dict(descr, "(1,)"), "abcd")).code(), ErrorCode::kUnsupported) << descr;
 }
 
