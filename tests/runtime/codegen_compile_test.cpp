@@ -31,6 +31,17 @@ Params some_params() {
   return p;
 }
 
+// A 3x3 window, stride 2, pad 1 over 2 images of 3 channels of 9x9.
+WindowParams small_2d_window() {
+  WindowParams window{};
+  window.n = 2 * 3 * 4 * 5;
+  window.spatial_rank = 2;
+  window.channels = window.out_channels = 3;
+  for (int i = 0; i < 2; ++i) window.in_size[i] = 9, window.out_size[i] = 4 + i, window.kernel[i] = 3, window.strides[i] = 2,
+                              window.dilations[i] = 1, window.pads_begin[i] = 1;
+  return window;
+}
+
 class CompileForArch : public ::testing::TestWithParam<int> {
  protected:
   void compiles(const std::string& name, const std::string& source) {
@@ -594,12 +605,7 @@ TEST_P(CompileForArch, SignalKernels) {
 // specialized, reductions also for an empty reduced set (dims of 0 compiled in).
 TEST_P(CompileForArch, MaxPoolIndicesAndIntegerReductions) {
   auto spec_of = [](bool specialize, const Params& p) { return specialize ? std::optional<Params>(p) : std::nullopt; };
-  WindowParams window{};
-  window.n = 2 * 3 * 4 * 5;
-  window.spatial_rank = 2;
-  window.channels = window.out_channels = 3;
-  for (int i = 0; i < 2; ++i) window.in_size[i] = 9, window.out_size[i] = 4 + i, window.kernel[i] = 3, window.strides[i] = 2,
-                              window.dilations[i] = 1, window.pads_begin[i] = 1;
+  const WindowParams window = small_2d_window();
   ReduceParams empty{};
   empty.outputs = 6;
   empty.kept_rank = 2, empty.kept_dims[0] = 2, empty.kept_dims[1] = 3, empty.kept_strides[0] = 0, empty.kept_strides[1] = 0;
@@ -680,12 +686,7 @@ TEST_P(CompileForArch, ScansPoolsNormsAndMovementOfTheseOps) {
     }
     for (DType d : kFloats) {
       std::string name = str(dtype_name(d), suffix);
-      WindowParams window{};
-      window.n = 2 * 3 * 4 * 5;
-      window.spatial_rank = 2;
-      window.channels = window.out_channels = 3;
-      for (int i = 0; i < 2; ++i) window.in_size[i] = 9, window.out_size[i] = 4 + i, window.kernel[i] = 3, window.strides[i] = 2,
-                                  window.dilations[i] = 1, window.pads_begin[i] = 1;
+      const WindowParams window = small_2d_window();
       for (int64_t p : {1, 2, 3})
         compiles(str("lp_pool_", p, "_", name), window_source({WindowOp::kLpPool, d, false, spec_of(specialize, pack(window)), p}));
       compiles(str("reduce_lp_", name), reduce_source({ReduceOp::kLp, d, spec_of(specialize, some_params()), 3}));
