@@ -2,7 +2,7 @@
 // forms, Bernoulli, Multinomial), one text for both sides: the reference
 // interpreter includes it as C++ (kiln/ir/random.h) and the GPU kernels get it
 // verbatim (codegen::random_math_source), so a seed gives the same numbers on
-// the CPU and on the GPU, bit for bit. No includes, plain C types.
+// the CPU and on the GPU, bit for bit. Plain C types.
 //
 // Philox-4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2,
 // 3", SC 2011), keyed by the node's 64-bit key, counts (element, draw): each
@@ -14,6 +14,11 @@
 // since NVRTC contracts a * b + c into one and the host compiler does not.
 #ifndef KILN_RANDOM_MATH_H
 #define KILN_RANDOM_MATH_H
+
+// NVRTC has these functions built in; the host needs C's declarations.
+#ifndef __CUDACC_RTC__
+#include <math.h>
+#endif
 
 #ifndef KILN_RANDOM_FN
 #define KILN_RANDOM_FN inline
