@@ -6,8 +6,10 @@
 // GPU), binds the sizes, checks them against the bounds `kiln build` planned
 // the memory for, and prepares and launches what follows. A control-flow node
 // is such a point too: enqueue runs it there, its subgraphs on contexts of
-// their own (ops/control_flow.cpp). Engines with data-dependent sizes run
-// generic kernels: a size that changes every call would make every call compile.
+// their own (ops/control_flow.cpp), and so is a node on string tensors:
+// enqueue runs it on the host (host_steps.cpp). Engines with data-dependent
+// sizes run generic kernels: a size that changes every call would make every
+// call compile.
 #include <algorithm>
 #include <cstring>
 
@@ -165,7 +167,7 @@ void check_room(const ContextState& c, const ShapeEnv& env) {
   const ir::Network& net = plan.network;
   for (size_t k = 0; k < net.outputs().size(); ++k) {
     ir::ValueId v = net.outputs()[k];
-    if (c.room[size_t(v)] < 0) continue;
+    if (c.room[size_t(v)] < 0 || is_string(net.value(v).dtype)) continue;  // strings take no device memory
     ir::NodeId producer = net.value(v).producer;
     bool counted = producer >= 0 && counted_on_device(net.nodes()[size_t(producer)].op);
     if (env.pending[size_t(v)] && !counted) continue;
@@ -190,9 +192,10 @@ void plan_readbacks(EngineState& e) {
   const std::set<std::string>& data = net.data_dependent_symbols();
   // Control flow whose outputs the host knows (shape arithmetic) is written as constants instead.
   auto control_flow = [&](size_t n) { return dynamic_cast<const ControlFlowOp*>(e.ops.at(n).get()) != nullptr; };
-  bool any_control_flow = false;
-  for (size_t n = 0; n < e.ops.size(); ++n) any_control_flow = any_control_flow || control_flow(n);
-  if (data.empty() && !any_control_flow) return;
+  auto host = [&](size_t n) { return dynamic_cast<const HostStepOp*>(e.ops.at(n).get()) != nullptr; };
+  bool any_staged = false;
+  for (size_t n = 0; n < e.ops.size(); ++n) any_staged = any_staged || control_flow(n) || host(n);
+  if (data.empty() && !any_staged) return;
   std::set<std::string> sized;
   size_t most_inputs = 0;
   for (size_t n = 0; n < net.nodes().size(); ++n) {
@@ -205,6 +208,15 @@ void plan_readbacks(EngineState& e) {
       if (e.data_dependent.empty()) e.data_dependent = str("node '", node.name, "' (", ir::op_name(node.op), ") decides by data what runs");
       e.readbacks.push_back({n, false, true});
       most_inputs = std::max<size_t>(most_inputs, 2);
+      continue;
+    }
+    if (host(n)) {
+      // Its run reads its inputs back whole and sizes its outputs from what the reference kernel made.
+      for (ir::ValueId v : node.outputs)
+        if (v != ir::kNoValue)
+          for (const ir::Dim& d : net.value(v).shape) d.collect_symbols(sized);
+      if (e.host_step.empty()) e.host_step = str("node '", node.name, "' (", ir::op_name(node.op), ") runs on the host inside the GPU engine");
+      e.readbacks.push_back({n, false, false, true});
       continue;
     }
     bool fresh = false;
@@ -224,6 +236,7 @@ void plan_readbacks(EngineState& e) {
     if (!after) most_inputs = std::max(most_inputs, node.inputs.size());
   }
   e.readback_host_bytes = std::max(most_inputs * kReadSlotBytes, sizeof(int64_t));
+  e.host_staging_bytes = host_staging_bytes(e.plan, e.readbacks);
 }
 
 void make_readback_memory(ContextState& c) {
@@ -235,6 +248,16 @@ void make_readback_memory(ContextState& c) {
   KILN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host), e.readback_host_bytes),
             "allocating pinned memory for data-dependent sizes");
   c.readback_host.reset(host);
+  if (!e.host_step.empty()) {
+    c.strings.resize(e.plan.network.values().size());
+    KILN_CUDA(cudaEventCreateWithFlags(&c.staging_uploaded, cudaEventDisableTiming), "creating the context's event");
+  }
+  if (e.host_staging_bytes) {
+    std::byte* staging = nullptr;
+    KILN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&staging), e.host_staging_bytes),
+              "allocating pinned memory for the numeric tensors of host steps");
+    c.host_staging.reset(staging);
+  }
 }
 
 void enqueue_data_dependent(ContextState& c, cudaStream_t stream) {
@@ -273,12 +296,13 @@ void enqueue_data_dependent(ContextState& c, cudaStream_t stream) {
     }
     const ir::Node& node = net.nodes()[e.readbacks[r].node];
     if (e.readbacks[r].control_flow) run_control_flow(c, e.readbacks[r].node, stream, env, resolved);
+    else if (e.readbacks[r].host) run_host_step(c, e.readbacks[r].node, stream, env, resolved);
     else if (e.readbacks[r].after) read_count(c, node, stream, resolved);
     else read_inputs(c, node, stream, env, resolved);
     auto read = std::move(env.read);
     env = evaluate_shapes(net, c.input_dims, &resolved);
     env.read = std::move(read);
-    begin = e.readbacks[r].control_flow ? end + 1 : end;
+    begin = e.readbacks[r].control_flow || e.readbacks[r].host ? end + 1 : end;
   }
 }
 

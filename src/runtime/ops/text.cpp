@@ -1,7 +1,8 @@
-// The text family on the GPU: none of it runs there. String tensors live on
-// the host only (a kString TensorData holds std::strings, which have no
-// device form), and TfIdfVectorizer's n-gram matching walks a table built on
-// the host; a plan holding these ops runs on the CPU device.
+// The text family on the GPU: none of it runs as kernels. String tensors
+// live in host memory (a kString TensorData holds std::strings, which have
+// no device form): make_op runs every node on them as a host step of the
+// GPU engine (ops/families.cpp). TfIdfVectorizer's n-gram matching walks a
+// table built on the host.
 #include "kiln/error.h"
 #include "ops.h"
 
@@ -22,7 +23,7 @@ GpuLowering describe_text(OpKind op) {
     case OpKind::kStringSplit:
     case OpKind::kStringNormalizer:
     case OpKind::kRegexFullMatch:
-      return {K::kNone, "no GPU kernel: string tensors live on the host only; runs on the CPU device"};
+      return {K::kHost, "runs on the host inside the GPU engine: string tensors live in host memory (the reference kernel runs between the launches)"};
     case OpKind::kTfIdfVectorizer:
       return {K::kNone, "no GPU kernel: its n-gram pool is matched on the host (strings or integers); runs on the CPU device"};
     default: return {};
