@@ -224,9 +224,9 @@ void bind_address(ContextState& c, ir::ValueId id, void* address) {
   const std::string& name = value.name;
   if (!address) fail(ErrorCode::kInvalidArgument, "the address for '", name, "' is null");
   cudaPointerAttributes attr{};
-  bool device = cudaPointerGetAttributes(&attr, address) == cudaSuccess && attr.type != cudaMemoryTypeUnregistered &&
-                attr.type != cudaMemoryTypeHost;
-  cudaGetLastError();
+  bool known = cudaPointerGetAttributes(&attr, address) == cudaSuccess;
+  if (!known) cudaGetLastError();
+  bool device = known && attr.type != cudaMemoryTypeUnregistered && attr.type != cudaMemoryTypeHost;
   if (is_string(value.dtype)) {
     if (device)
       fail(ErrorCode::kInvalidArgument, "the address for '", name, "' is device memory; '", name, "' is a string tensor, "
