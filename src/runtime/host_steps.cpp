@@ -92,6 +92,9 @@ void run_host_step(ContextState& c, size_t n, cudaStream_t stream, const ShapeEn
       continue;
     }
     size_t bytes = count * dtype_size(val.dtype);
+    if (bytes && !c.pointers[size_t(v)])
+      fail(ErrorCode::kUnsupported, describe(node), ": input ", i, " ('", val.name, "') has no storage of its own (a view) to "
+           "copy to the host");
     if (offset + bytes > e.host_staging_bytes)
       fail(ErrorCode::kInternal, describe(node), ": the staging memory of host steps is too small for input ", i);
     if (bytes)
