@@ -130,6 +130,7 @@ std::string prelude();
 // whose last holds the block's total until the caller's next __syncthreads.
 std::string block_scan_source();
 std::string c_type(DType dtype);          // storage type in kernels
+std::string bits_type(DType dtype);       // the unsigned type of its size: kernels that only move elements copy bits
 std::string compute_type(DType dtype);    // float, or double for float64
 std::string load_expr(DType dtype, const std::string& ptr, const std::string& index);
 std::string store_stmt(DType dtype, const std::string& ptr, const std::string& index, const std::string& value);
