@@ -128,6 +128,15 @@ std::string c_type(DType dtype) {
   return "float";
 }
 
+std::string bits_type(DType dtype) {
+  switch (dtype_size(dtype)) {
+    case 8: return "unsigned long long";
+    case 4: return "unsigned int";
+    case 2: return "unsigned short";
+    default: return "unsigned char";
+  }
+}
+
 namespace {
 
 // kiln_nf2f's template arguments W, M, B, S for a narrow float.
