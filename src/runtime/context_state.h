@@ -25,6 +25,7 @@ struct Readback {
   size_t node = 0;     // the node in the plan's order
   bool after = false;  // after its launches (a count made on the device), else before them (its small inputs)
   bool control_flow = false;  // an If, Loop or Scan: enqueue runs it (run_control_flow) in place of launches
+  bool host = false;          // an ImageDecoder: enqueue decodes on the host in place of launches (decode_on_host)
 };
 
 struct EngineState {

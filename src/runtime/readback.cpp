@@ -6,12 +6,15 @@
 // GPU), binds the sizes, checks them against the bounds `kiln build` planned
 // the memory for, and prepares and launches what follows. A control-flow node
 // is such a point too: enqueue runs it there, its subgraphs on contexts of
-// their own (ops/control_flow.cpp). Engines with data-dependent sizes run
+// their own (ops/control_flow.cpp). An ImageDecoder is such a point too:
+// enqueue copies its encoded stream to the host, waits, decodes it there and
+// copies the pixels to the device. Engines with data-dependent sizes run
 // generic kernels: a size that changes every call would make every call compile.
 #include <algorithm>
 #include <cstring>
 
 #include "context_state.h"
+#include "image/image_decoder.h"
 #include "kiln/error.h"
 #include "kiln/ir/limits.h"
 #include "kiln/ir/shape_inference.h"
@@ -141,6 +144,44 @@ void read_inputs(ContextState& c, const ir::Node& node, cudaStream_t stream, Sha
   }
 }
 
+// Nodes that run on the host at their readback point, in place of launches:
+// ImageDecoder (the codecs are host libraries; its GPU op launches nothing).
+bool decoded_on_host(ir::OpKind op) { return op == ir::OpKind::kImageDecoder; }
+
+// An ImageDecoder: its encoded stream copied to the host (pageable memory:
+// the copy returns when done, after the launches before it), decoded, its
+// height and width bound, and its pixels copied to its output (a copy from
+// pageable memory returns once the pixels are staged, so they may go then).
+void decode_on_host(ContextState& c, const ir::Node& node, cudaStream_t stream, const ShapeEnv& env,
+                    ir::SymbolBindings& resolved) {
+  const plan::Plan& plan = c.engine->plan;
+  ir::ValueId in = node.inputs[0], out = node.outputs[0];
+  image::PixelFormat format = image::PixelFormat::kRgb;
+  image::parse_pixel_format(node.attrs.get_string("pixel_format", "RGB"), format);  // shape inference checked it
+  std::vector<uint8_t> encoded(size_t(ir::checked_numel(env.of(in))));
+  if (!encoded.empty())
+    KILN_CUDA(cudaMemcpyAsync(encoded.data(), c.pointers[size_t(in)], encoded.size(), cudaMemcpyDeviceToHost, stream),
+              str("reading back the encoded image of node '", node.name, "'"));
+  wait_for(stream, node);
+  image::Image decoded;
+  try {
+    decoded = image::decode(encoded, format);
+  } catch (const Error& e) {
+    fail(e.code(), "node '", node.name, "' (ImageDecoder): input 0 ('", plan.network.value(in).name, "'): ", e.what());
+  }
+  if (out == ir::kNoValue) return;
+  const int64_t dims[] = {decoded.height, decoded.width};
+  for (size_t d = 0; d < 2; ++d)
+    if (auto s = unbound_symbol(plan.network, out, d, resolved)) bind_size(plan, node, out, *s, dims[d], resolved);
+  // A plan may fix the output's dims (a model that declares them): the image must have them.
+  std::vector<int64_t> want = dims_at(plan, out, resolved);
+  if (want[0] != decoded.height || want[1] != decoded.width)
+    fail(ErrorCode::kShapeError, "node '", node.name, "' (ImageDecoder): the image is ", decoded.height, " x ", decoded.width,
+         " pixels; its output was sized ", want[0], " x ", want[1]);
+  KILN_CUDA(cudaMemcpyAsync(c.pointers[size_t(out)], decoded.pixels.data(), decoded.pixels.size(), cudaMemcpyHostToDevice, stream),
+            str("copying the decoded image of node '", node.name, "' to the device"));
+}
+
 // Nothing launches with a size not known yet: only a node counted on the
 // device that ends the stage (its kernels bound what they write) may have one.
 void check_sized(const ir::Network& net, const ShapeEnv& env, size_t begin, size_t end, const Readback* next) {
@@ -190,9 +231,10 @@ void plan_readbacks(EngineState& e) {
   const std::set<std::string>& data = net.data_dependent_symbols();
   // Control flow whose outputs the host knows (shape arithmetic) is written as constants instead.
   auto control_flow = [&](size_t n) { return dynamic_cast<const ControlFlowOp*>(e.ops.at(n).get()) != nullptr; };
-  bool any_control_flow = false;
-  for (size_t n = 0; n < e.ops.size(); ++n) any_control_flow = any_control_flow || control_flow(n);
-  if (data.empty() && !any_control_flow) return;
+  // So does a node decoded on the host, even where the plan knows its sizes (an image that is a weight).
+  bool any_stop = false;
+  for (size_t n = 0; n < e.ops.size(); ++n) any_stop = any_stop || control_flow(n) || decoded_on_host(net.nodes()[n].op);
+  if (data.empty() && !any_stop) return;
   std::set<std::string> sized;
   size_t most_inputs = 0;
   for (size_t n = 0; n < net.nodes().size(); ++n) {
@@ -207,7 +249,7 @@ void plan_readbacks(EngineState& e) {
       most_inputs = std::max<size_t>(most_inputs, 2);
       continue;
     }
-    bool fresh = false;
+    bool fresh = false, host = decoded_on_host(node.op);
     for (ir::ValueId v : node.outputs) {
       if (v == ir::kNoValue) continue;
       std::set<std::string> symbols;
@@ -217,6 +259,11 @@ void plan_readbacks(EngineState& e) {
           fresh = true;
           if (e.data_dependent.empty()) e.data_dependent = str(describe(net, node, v), " has a size that depends on data");
         }
+    }
+    if (host) {
+      if (e.data_dependent.empty()) e.data_dependent = str("node '", node.name, "' (", ir::op_name(node.op), ") runs on the host");
+      e.readbacks.push_back({n, false, false, true});
+      continue;
     }
     if (!fresh) continue;
     bool after = counted_on_device(node.op);
@@ -273,12 +320,13 @@ void enqueue_data_dependent(ContextState& c, cudaStream_t stream) {
     }
     const ir::Node& node = net.nodes()[e.readbacks[r].node];
     if (e.readbacks[r].control_flow) run_control_flow(c, e.readbacks[r].node, stream, env, resolved);
+    else if (e.readbacks[r].host) decode_on_host(c, node, stream, env, resolved);
     else if (e.readbacks[r].after) read_count(c, node, stream, resolved);
     else read_inputs(c, node, stream, env, resolved);
     auto read = std::move(env.read);
     env = evaluate_shapes(net, c.input_dims, &resolved);
     env.read = std::move(read);
-    begin = e.readbacks[r].control_flow ? end + 1 : end;
+    begin = e.readbacks[r].control_flow || e.readbacks[r].host ? end + 1 : end;
   }
 }
 

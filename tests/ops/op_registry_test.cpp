@@ -259,6 +259,11 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kNonMaxSuppression:
       return s.node(op, {s.input(f32, {1, 3, 4}, {0, 0, 1, 1, 0, 0.1, 1, 1.1, 0, 2, 1, 3}), s.input(f32, {1, 2, 3}),
                          s.int_scalar(2), s.floats({}, 0.5), s.floats({}, 0.15)});
+    case OpKind::kImageDecoder: {
+      // A 2 x 1 binary PPM as a weight: inference decodes it, so its dims need no bound.
+      std::string ppm = "P6\n2 1\n255\n\x10\x20\x30\x40\x50\x60";
+      return s.node(op, {s.weight(DType::kUInt8, {int64_t(ppm.size())}, std::vector<double>(ppm.begin(), ppm.end()))});
+    }
     // With the scratch output `kiln build` adds, which the GPU runtime needs.
     case OpKind::kRNN: return s.node(op, {s.input(f32, {2, 1, 3}), s.floats({1, 4, 3}, 0.1), s.floats({1, 4, 4}, 0.2)}, {}, 3);
     case OpKind::kGRU:

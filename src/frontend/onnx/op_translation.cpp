@@ -69,6 +69,7 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     {"LRN", {1, 13}},
     // GridSample-20 renamed bilinear and bicubic to linear and cubic and took N-D inputs.
     {"AffineGrid", {20}}, {"CenterCropPad", {18}}, {"Col2Im", {18}}, {"GridSample", {16, 20, 22}}, {"RoiAlign", {10, 16, 22}},
+    {"ImageDecoder", {20}},
     // Compress-11 admits a negative axis, NonMaxSuppression-11 only rewords 10; the other later versions add types.
     {"Compress", {9, 11, 28}}, {"Unique", {11, 28}}, {"NonMaxSuppression", {10, 11}}, {"MaxRoiPool", {1, 22}},
     // Quantization: 13 added per-axis scales, 21 blocked ones and output_dtype,
