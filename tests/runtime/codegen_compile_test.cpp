@@ -383,16 +383,23 @@ TEST_P(CompileForArch, CastsBetweenDtypes) {
 }
 
 // Casts to the narrow types from floats of every width and from integers,
-// saturating or not; between narrow types; Identity's copy of one.
+// saturating or not (float8e8m0 in every round_mode); between narrow types;
+// Identity's copy of one; from float8e8m0, generic and specialized.
 TEST_P(CompileForArch, CastsToNarrowTypes) {
   for (DType to : kAllDTypes) {
     if (!is_narrow(to)) continue;
     for (DType from : {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt8, DType::kUInt64,
-                       DType::kFloat8E5M2, DType::kInt4})
+                       DType::kFloat8E5M2, DType::kInt4, DType::kFloat8E8M0})
       for (bool saturate : {true, false})
-        compiles(str("cast_", dtype_name(from), "_", dtype_name(to), saturate ? "" : "_no_saturate"), cast_source(from, to, saturate, std::nullopt));
+        for (E8M0Rounding rounding : {E8M0Rounding::kUp, E8M0Rounding::kDown, E8M0Rounding::kNearest}) {
+          if (to != DType::kFloat8E8M0 && rounding != E8M0Rounding::kUp) continue;  // round_mode rules float8e8m0 only
+          compiles(str("cast_", dtype_name(from), "_", dtype_name(to), saturate ? "" : "_no_saturate", "_round", int(rounding)),
+                   cast_source(from, to, saturate, std::nullopt, rounding));
+        }
     compiles(str("copy_", dtype_name(to)), cast_source(to, to, true, some_params()));
   }
+  for (DType to : {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt64, DType::kBool})
+    compiles(str("cast_spec_float8e8m0_", dtype_name(to)), cast_source(DType::kFloat8E8M0, to, true, some_params()));
 }
 
 TEST_P(CompileForArch, RowsAndReductions) {
@@ -763,10 +770,11 @@ TEST_P(CompileForArch, QuantizeAndDequantizeForEveryType) {
 }
 
 // The narrow types: quantized to and dequantized from every one (float8
-// saturating or not), generic and specialized.
+// saturating or not), generic and specialized; float8e8m0 scales (it
+// quantizes nothing) of int8, float8 and float4e2m1 values.
 TEST_P(CompileForArch, QuantizeAndDequantizeNarrowTypes) {
   for (DType q : kAllDTypes) {
-    if (!is_narrow(q)) continue;
+    if (!is_narrow(q) || q == DType::kFloat8E8M0) continue;
     for (DType f : {DType::kFloat32, DType::kFloat16, DType::kBFloat16}) {
       std::string name = str(dtype_name(f), "_", dtype_name(q));
       ir::FusedInstruction in;
@@ -784,6 +792,21 @@ TEST_P(CompileForArch, QuantizeAndDequantizeNarrowTypes) {
       compiles("dequantize_spec_" + name, elementwise_source({{in}, {q, f, q}, f, some_params()}));
     }
   }
+  const DType e8m0 = DType::kFloat8E8M0;
+  for (DType q : {DType::kInt8, DType::kFloat8E4M3FN, DType::kFloat4E2M1})
+    for (DType f : {DType::kFloat32, DType::kFloat16, DType::kBFloat16}) {
+      std::string name = str(dtype_name(f), "_", dtype_name(q), "_e8m0_scale");
+      ir::FusedInstruction in;
+      in.op = OpKind::kQuantizeLinear;
+      for (int i = 0; i < 3; ++i) in.args[i] = i;
+      in.params[0] = double(DType::kFloat32);  // quantize_precision of a float x and a float8e8m0 scale
+      in.params[1] = double(q);
+      compiles("quantize_" + name, elementwise_source({{in}, {f, e8m0, q}, q, std::nullopt}));
+      compiles("quantize_spec_" + name, elementwise_source({{in}, {f, e8m0, q}, q, some_params()}));
+      in.op = OpKind::kDequantizeLinear;
+      compiles("dequantize_" + name, elementwise_source({{in}, {q, e8m0, q}, f, std::nullopt}));
+      compiles("dequantize_spec_" + name, elementwise_source({{in}, {q, e8m0, q}, f, some_params()}));
+    }
 }
 
 // MatMulInteger and QLinearMatMul, ConvInteger and QLinearConv: every pair of

@@ -554,9 +554,9 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
                onnx_dtype_name(int32_t(code)), ", a type kiln does not have (it has ", kiln_dtype_names(), ")");
         node.attrs.set("to", int64_t(*dtype));
       }
-      // saturate (19) rules casts to float8 and stays; round_mode (24) rules
-      // casts to float8e8m0, a type kiln lacks, so a cast it runs has no use for it.
-      node.attrs.erase("round_mode");
+      // saturate (19) rules casts to float8 and round_mode (24) casts to float8e8m0: both stay.
+      if (node.attrs.has("round_mode") && version < 24)
+        fail(ErrorCode::kInvalidModel, where, ": attribute 'round_mode' belongs to ", type, " from opset 24 on");
       break;
     case OpKind::kResize:
       if (type == "Upsample" || version < 11) translate_legacy_resize(b, node, where);

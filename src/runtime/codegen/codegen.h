@@ -139,12 +139,13 @@ std::string bits_type(DType dtype);       // the unsigned type of its size: kern
 std::string compute_type(DType dtype);    // float, or double for float64
 std::string load_expr(DType dtype, const std::string& ptr, const std::string& index);
 std::string store_stmt(DType dtype, const std::string& ptr, const std::string& index, const std::string& value);
-// A narrow float's bits as a float (exact), a value (converted to double) as
-// a narrow float's bits (out of range: saturated, else Inf or NaN as the
-// format has them), and a value as a 4- or 2-bit integer (its low bits): device
-// calls of the prelude.
+// A narrow float's bits as a float (exact), a value (converted to double; to
+// float for float8e8m0, rounded by `rounding`) as a narrow float's bits (out
+// of range: saturated, else Inf or NaN as the format has them), and a value as
+// a 4- or 2-bit integer (its low bits): device calls of the prelude.
 std::string narrow_float_load(DType dtype, const std::string& bits);
-std::string narrow_float_store(DType dtype, const std::string& value, bool saturate);
+std::string narrow_float_store(DType dtype, const std::string& value, bool saturate,
+                               E8M0Rounding rounding = E8M0Rounding::kUp);
 std::string narrow_integer_store(DType dtype, const std::string& value);
 // A float computed value rounded to float dtype `dtype` and widened back (a
 // computation in that type, as ONNX's reference does it); float32 and float64 keep it.
@@ -187,8 +188,9 @@ ElementwiseParams elementwise_params(const std::vector<int64_t>& out, const std:
 // The threads its launch needs: one a pack on the vector paths, one an element otherwise.
 int64_t elementwise_threads(const ElementwiseParams& params, int width);
 // A cast is an elementwise kernel with no program (dtype change only).
-// `saturate`: Cast's, for float8 targets.
-std::string cast_source(DType from, DType to, bool saturate, const std::optional<Params>& specialize);
+// `saturate` and `rounding` (round_mode): Cast's, for float8 and float8e8m0 targets.
+std::string cast_source(DType from, DType to, bool saturate, const std::optional<Params>& specialize,
+                        E8M0Rounding rounding = E8M0Rounding::kUp);
 
 // ---- linalg (codegen/linalg*.cpp) ----------------------------------------------------------
 // Skinny matmul (SkinnyParams): few rows (batch 1-8), bias/activation/residual fused.
