@@ -13,6 +13,7 @@ packages=(
   clang libclang-rt-14-dev                 # libFuzzer target and its runtime
   ccache                                   # compiler cache (rebuilds of unchanged files are free)
   libcli11-dev nlohmann-json3-dev          # the kiln CLI: command-line parser, --json output
+  libjpeg-dev libpng-dev libtiff-dev libwebp-dev libopenjp2-7-dev  # ImageDecoder's codecs (each optional to the build)
 )
 
 missing=()

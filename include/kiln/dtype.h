@@ -18,15 +18,16 @@ namespace kiln {
 enum class DType : uint8_t {
   kFloat32, kFloat16, kBFloat16, kFloat64, kInt64, kInt32, kInt8, kUInt8, kBool, kInt16, kUInt16, kUInt32, kUInt64,
   kFloat8E4M3FN, kFloat8E4M3FNUZ, kFloat8E5M2, kFloat8E5M2FNUZ, kUInt4, kInt4, kFloat4E2M1, kUInt2, kInt2,
-  kString
+  kString, kFloat8E8M0
 };
 
-// The types of fixed-size elements, in code order (a code indexes it); kString follows them.
+// The types of fixed-size elements, in code order; every type but kString (code 22).
 inline constexpr DType kAllDTypes[] = {
     DType::kFloat32,       DType::kFloat16,     DType::kBFloat16,        DType::kFloat64, DType::kInt64, DType::kInt32,
     DType::kInt8,          DType::kUInt8,       DType::kBool,            DType::kInt16,   DType::kUInt16, DType::kUInt32,
     DType::kUInt64,        DType::kFloat8E4M3FN, DType::kFloat8E4M3FNUZ, DType::kFloat8E5M2, DType::kFloat8E5M2FNUZ,
-    DType::kUInt4,         DType::kInt4,        DType::kFloat4E2M1,      DType::kUInt2,   DType::kInt2};
+    DType::kUInt4,         DType::kInt4,        DType::kFloat4E2M1,      DType::kUInt2,   DType::kInt2,
+    DType::kFloat8E8M0};
 
 // Bytes of one element; kString has no fixed size: a kUnsupported kiln::Error.
 size_t dtype_size(DType dtype);
@@ -48,7 +49,7 @@ inline bool is_integer(DType d) {
 }
 
 // The narrow types ONNX stores, moves, casts and (de)quantizes but computes
-// nothing else in: the float8 formats and float4e2m1 ("narrow floats"), and
+// nothing else in: the float8 formats (float8e8m0 among them) and float4e2m1 ("narrow floats"), and
 // int4, uint4, int2 and uint2 ("narrow integers"). is_floating and is_integer
 // are false for them, so arithmetic refuses them.
 //
@@ -60,7 +61,7 @@ inline bool is_integer(DType d) {
 // is memory (twice or four times the packed size).
 inline bool is_narrow_float(DType d) {
   return d == DType::kFloat8E4M3FN || d == DType::kFloat8E4M3FNUZ || d == DType::kFloat8E5M2 || d == DType::kFloat8E5M2FNUZ ||
-         d == DType::kFloat4E2M1;
+         d == DType::kFloat4E2M1 || d == DType::kFloat8E8M0;
 }
 inline bool is_narrow_integer(DType d) {
   return d == DType::kUInt4 || d == DType::kInt4 || d == DType::kUInt2 || d == DType::kInt2;
@@ -76,8 +77,21 @@ double narrow_float_to_double(DType dtype, uint8_t bits);
 // `saturate`, else becomes infinity (float8e5m2) or NaN (the other float8
 // formats); NaN stays NaN; the FNUZ formats have no -0 (it becomes +0).
 // float4e2m1 has no infinity or NaN: it always saturates, and NaN becomes
-// 0x8 (-0), as ONNX's reference (ml_dtypes) converts it.
+// 0x8 (-0), as ONNX's reference (ml_dtypes) converts it. float8e8m0 rounds
+// up (Cast's default round_mode; see float_to_float8e8m0).
 uint8_t narrow_float_from_double(DType dtype, double value, bool saturate);
+
+// float8e8m0 (the scales of the MX formats) is an exponent alone: code c is
+// 2^(c - 127) for c up to 254 and 0xFF is NaN; no sign, no zero, no infinity.
+// Cast's round_mode (ONNX 24) says how a value between two powers of two rounds.
+enum class E8M0Rounding : uint8_t { kUp, kDown, kNearest };
+std::optional<E8M0Rounding> parse_e8m0_rounding(std::string_view round_mode);  // "up", "down", "nearest"
+// ONNX's conversion, on the value as float32 (its biased exponent becomes the
+// code; the sign is dropped): NaN and infinities become NaN (0xFF); kUp adds
+// one for any fraction, kNearest for a fraction of one half and more (exactly
+// one half of a float32 subnormal stays), kDown none; past 2^127 a value
+// saturates to 2^127 when `saturate`, else becomes NaN.
+uint8_t float_to_float8e8m0(float value, bool saturate, E8M0Rounding rounding);
 // The integer `value` wrapped into a narrow integer type's bits (C's
 // conversion to a narrower integer): its low 4 or 2 bits, sign-extended for int4 and int2.
 int8_t narrow_integer_wrap(DType dtype, int64_t value);
@@ -138,6 +152,7 @@ decltype(auto) visit_dtype(DType dtype, Fn&& fn) {
     case DType::kInt4: return fn(NarrowInteger<DType::kInt4>{});
     case DType::kUInt2: return fn(NarrowInteger<DType::kUInt2>{});
     case DType::kInt2: return fn(NarrowInteger<DType::kInt2>{});
+    case DType::kFloat8E8M0: return fn(NarrowFloat<DType::kFloat8E8M0>{});
     case DType::kString: break;
   }
   fail_not_numeric(dtype);

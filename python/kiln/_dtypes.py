@@ -24,6 +24,7 @@ NUMPY = {
     "float8e5m2": np.uint8,
     "float8e5m2fnuz": np.uint8,
     "float4e2m1": np.uint8,
+    "float8e8m0": np.uint8,
     "uint4": np.uint8,
     "uint2": np.uint8,
     "int4": np.int8,
@@ -31,7 +32,10 @@ NUMPY = {
 }
 
 # Names whose numpy dtype stands for another kiln type (from_numpy never answers them).
-_RAW = {"bfloat16", "float8e4m3fn", "float8e4m3fnuz", "float8e5m2", "float8e5m2fnuz", "float4e2m1", "uint4", "uint2", "int4", "int2"}
+_RAW = {
+    "bfloat16", "float8e4m3fn", "float8e4m3fnuz", "float8e5m2", "float8e5m2fnuz", "float4e2m1", "float8e8m0",
+    "uint4", "uint2", "int4", "int2",
+}
 
 
 def from_numpy(dtype) -> str:

@@ -50,10 +50,10 @@ int lower_ml_ops(Graph& g) {
     } else {
       const ir::TensorData* indices = g.weight_of(node.inputs[1]);
       const ir::Dim& last = x.shape.back();
-      if (!indices || is_string(x.dtype) || !last.is_constant()) continue;  // checked per run on the CPU device
+      if (!indices || is_string(x.dtype) || !last.is_constant()) continue;  // the node's own kernel checks them per run
       std::vector<int64_t> picked = ir::read_ints(*indices);
       bool inside = std::all_of(picked.begin(), picked.end(), [&](int64_t i) { return i >= 0 && i < last.constant(); });
-      if (!inside) continue;  // the CPU device reports the index out of range
+      if (!inside) continue;  // the node reports the index out of range (either device, before anything runs on the GPU)
       ir::Attributes axis;
       axis.set("axis", int64_t(-1));
       ir::ValueId flat = g.add_ints(node.name + "_indices", picked);

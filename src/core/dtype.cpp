@@ -30,7 +30,8 @@ size_t dtype_size(DType dtype) {
     case DType::kUInt4:
     case DType::kInt4:
     case DType::kUInt2:
-    case DType::kInt2: return 1;  // one byte per element, unpacked (see dtype.h)
+    case DType::kInt2:
+    case DType::kFloat8E8M0: return 1;  // one byte per element, unpacked (see dtype.h)
     case DType::kString: break;
   }
   fail_not_numeric(dtype);
@@ -41,7 +42,7 @@ void fail_not_numeric(DType dtype) {
 }
 
 std::optional<DType> dtype_from_code(int64_t code) {
-  if (code >= 0 && code <= int64_t(DType::kString)) return DType(code);
+  if (code >= 0 && code <= int64_t(DType::kFloat8E8M0)) return DType(code);
   return std::nullopt;
 }
 
@@ -81,6 +82,7 @@ std::string_view dtype_name(DType dtype) {
     case DType::kUInt2: return "uint2";
     case DType::kInt2: return "int2";
     case DType::kString: return "string";
+    case DType::kFloat8E8M0: return "float8e8m0";
   }
   return "?";
 }
@@ -165,7 +167,35 @@ NarrowFormat narrow_format(DType dtype) {
 
 }  // namespace
 
+std::optional<E8M0Rounding> parse_e8m0_rounding(std::string_view round_mode) {
+  if (round_mode == "up") return E8M0Rounding::kUp;
+  if (round_mode == "down") return E8M0Rounding::kDown;
+  if (round_mode == "nearest") return E8M0Rounding::kNearest;
+  return std::nullopt;
+}
+
+uint8_t float_to_float8e8m0(float value, bool saturate, E8M0Rounding rounding) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  uint32_t exponent = (bits >> 23) & 0xff, fraction = bits & 0x7fffff;
+  if (exponent == 0xff) return 0xff;
+  bool up = false;
+  switch (rounding) {
+    case E8M0Rounding::kUp: up = fraction != 0; break;
+    case E8M0Rounding::kDown: break;
+    case E8M0Rounding::kNearest: {
+      // ONNX's guard, round and sticky bits, and a least significant bit of 1 for normal values: their ties go up.
+      bool guard = (bits & 0x400000) != 0, round_bit = (bits & 0x200000) != 0, sticky = (bits & 0x1fffff) != 0;
+      up = guard && (round_bit || sticky || exponent > 0);
+      break;
+    }
+  }
+  if (up && exponent == 0xfe && saturate) up = false;
+  return uint8_t(exponent + (up ? 1 : 0));  // 0xfe + 1 is NaN: unsaturated overflow
+}
+
 double narrow_float_to_double(DType dtype, uint8_t bits) {
+  if (dtype == DType::kFloat8E8M0) return bits == 0xff ? NAN : std::ldexp(1.0, int(bits) - 127);
   NarrowFormat f = narrow_format(dtype);
   int exponent_bits = f.bits - 1 - f.mantissa;
   uint8_t sign = uint8_t(bits >> (f.bits - 1)) & 1, exponent = uint8_t(bits >> f.mantissa) & ((1 << exponent_bits) - 1);
@@ -179,6 +209,7 @@ double narrow_float_to_double(DType dtype, uint8_t bits) {
 }
 
 uint8_t narrow_float_from_double(DType dtype, double value, bool saturate) {
+  if (dtype == DType::kFloat8E8M0) return float_to_float8e8m0(float(value), saturate, E8M0Rounding::kUp);
   NarrowFormat f = narrow_format(dtype);
   uint8_t sign_bit = uint8_t(1 << (f.bits - 1)), sign = std::signbit(value) ? sign_bit : 0;
   bool unsigned_zero = f.specials == NarrowFormat::kFiniteNaNNegativeZero;

@@ -28,6 +28,7 @@ QuantGranularity quant_granularity(const Node& node, const std::vector<int64_t>&
 
 DType quantize_precision(const Node& node, DType x, DType scale) {
   if (node.attrs.has("precision")) return DType(node.attrs.get_int("precision", 0));
+  if (scale == DType::kFloat8E8M0 && is_floating(x)) return DType::kFloat32;  // as ONNX's reference (numpy) promotes them
   if (!is_floating(x) || !is_floating(scale)) return DType::kFloat64;
   auto rank = [](DType d) { return d == DType::kFloat64 ? 3 : d == DType::kFloat32 ? 2 : 1; };
   if (rank(x) != rank(scale)) return rank(x) > rank(scale) ? x : scale;

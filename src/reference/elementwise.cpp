@@ -63,6 +63,26 @@ Tensor narrow_floats(DType dtype, const std::vector<int64_t>& dims, const std::v
   return t;
 }
 
+// Cast to float8e8m0 as ONNX's reference: from each value as float32 (an
+// integer converted to it directly, rounded once), by round_mode and saturate.
+Tensor float8e8m0s(const KernelContext& c, const Tensor& x) {
+  E8M0Rounding rounding = *parse_e8m0_rounding(c.attrs().get_string("round_mode", "up"));  // inference checked it
+  bool saturate = c.attrs().get_int("saturate", 1) != 0;
+  std::vector<float> values;
+  if (int_path(x.dtype)) {
+    for (int64_t v : to_ints(x)) values.push_back(x.dtype == DType::kUInt64 ? float(uint64_t(v)) : float(v));
+  } else {
+    for (double v : to_doubles(x)) values.push_back(float(v));
+  }
+  std::vector<std::byte> bytes(values.size());
+  for (size_t i = 0; i < values.size(); ++i) bytes[i] = std::byte(float_to_float8e8m0(values[i], saturate, rounding));
+  Tensor t;
+  t.dtype = DType::kFloat8E8M0;
+  t.dims = x.dims;
+  t.data = Buffer::from_bytes(std::move(bytes));
+  return t;
+}
+
 Tensor unary_float(const KernelContext& c, double (*fn)(double, const ir::Attributes&)) {
   const Tensor& x = c.in(0);
   std::vector<double> v = to_doubles(x);
@@ -241,6 +261,7 @@ Tensor run_cast(const KernelContext& c) {
   DType to = c.out_dtype(0);
   if (to == x.dtype) return x;
   if (is_string(x.dtype) || is_string(to)) return cast_strings(c, x, to);
+  if (to == DType::kFloat8E8M0) return float8e8m0s(c, x);
   if (is_narrow_float(to)) return narrow_floats(to, x.dims, to_doubles(x), c.attrs().get_int("saturate", 1) != 0);
   if (int_path(x.dtype) && int_path(to)) return from_ints(to, x.dims, to_ints(x));
   if (int_path(x.dtype) && to == DType::kFloat32) {  // int64 -> float32 directly, avoiding double rounding

@@ -2,9 +2,11 @@
 // NonMaxSuppression, as ONNX defines them (onnx.reference's implementations;
 // ONNX Runtime's for MaxRoiPool, which onnx.reference lacks), in float64.
 // The GPU kernels (src/runtime/codegen/vision.cpp) follow these step by step.
+// ImageDecoder decodes with src/image, which the GPU runtime uses too.
 #include <algorithm>
 #include <cmath>
 
+#include "image/image_decoder.h"
 #include "kernels.h"
 #include "kiln/ir/vision.h"
 
@@ -349,6 +351,26 @@ Tensor run_non_max_suppression(const KernelContext& c) {
   return from_ints(DType::kInt64, {int64_t(out.size() / 3), 3}, out);
 }
 
+// ---- ImageDecoder ----------------------------------------------------------------
+
+Tensor run_image_decoder(const KernelContext& c) {
+  image::PixelFormat format = image::PixelFormat::kRgb;
+  std::string name = c.attrs().get_string("pixel_format", "RGB");
+  if (!image::parse_pixel_format(name, format)) c.error(ErrorCode::kInvalidModel, "pixel_format '", name, "' is not RGB, BGR or Grayscale");
+  const Tensor& in = c.in(0);
+  image::Image decoded;
+  try {
+    decoded = image::decode({reinterpret_cast<const uint8_t*>(in.data.data()), in.data.size()}, format);
+  } catch (const Error& e) {
+    c.error(e.code(), "input 0: ", e.what());
+  }
+  Tensor t;
+  t.dtype = DType::kUInt8;
+  t.dims = {decoded.height, decoded.width, decoded.channels};
+  t.data = Buffer::copy_of(decoded.pixels.data(), decoded.pixels.size());
+  return t;
+}
+
 }  // namespace
 
 Kernel vision_kernel(OpKind op) {
@@ -359,6 +381,7 @@ Kernel vision_kernel(OpKind op) {
     case OpKind::kCol2Im: return one_output<run_col2im>;
     case OpKind::kMaxRoiPool: return one_output<run_max_roi_pool>;
     case OpKind::kNonMaxSuppression: return one_output<run_non_max_suppression>;
+    case OpKind::kImageDecoder: return one_output<run_image_decoder>;
     default: return nullptr;
   }
 }

@@ -26,7 +26,9 @@ struct Readback {
   size_t node = 0;     // the node in the plan's order
   bool after = false;  // after its launches (a count made on the device), else before them (its small inputs)
   bool control_flow = false;  // an If, Loop or Scan: enqueue runs it (run_control_flow) in place of launches
-  bool host = false;          // a node on string tensors: enqueue runs its reference kernel (run_host_step)
+  // Enqueue runs the node on the host in place of launches: an ImageDecoder
+  // (decode_on_host) or a node on string tensors (run_host_step).
+  bool host = false;
 };
 
 struct EngineState {
@@ -229,7 +231,7 @@ void run_control_flow(ContextState& c, size_t node, cudaStream_t stream, const S
 // need; and the run of host step `node` from enqueue (its reference kernel
 // on the host, its numeric tensors copied through the staging memory), which
 // binds the data-dependent sizes of its outputs.
-size_t host_staging_bytes(const plan::Plan& plan, const std::vector<Readback>& readbacks);
+size_t host_staging_bytes(const plan::Plan& plan, const std::vector<size_t>& host_steps);
 void run_host_step(ContextState& c, size_t node, cudaStream_t stream, const ShapeEnv& env, ir::SymbolBindings& resolved);
 // The context whose library handles and workspace `c`'s launches use.
 inline const ContextState& library_owner(const ContextState& c) { return c.owner ? *c.owner : c; }

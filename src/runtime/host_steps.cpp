@@ -35,7 +35,7 @@ std::string* string_elements(ContextState& c, ir::ValueId v) {
 
 }  // namespace
 
-size_t host_staging_bytes(const plan::Plan& plan, const std::vector<Readback>& readbacks) {
+size_t host_staging_bytes(const plan::Plan& plan, const std::vector<size_t>& host_steps) {
   const ir::Network& net = plan.network;
   ir::SymbolBindings largest;
   for (auto& [s, r] : net.dim_ranges()) largest[s] = r.max;
@@ -47,11 +47,7 @@ size_t host_staging_bytes(const plan::Plan& plan, const std::vector<Readback>& r
     return total;
   };
   size_t most = 0;
-  for (const Readback& r : readbacks)
-    if (r.host) {
-      const ir::Node& node = net.nodes()[r.node];
-      most = std::max({most, bytes_of(node.inputs), bytes_of(node.outputs)});
-    }
+  for (size_t n : host_steps) most = std::max({most, bytes_of(net.nodes()[n].inputs), bytes_of(net.nodes()[n].outputs)});
   return most;
 }
 

@@ -6,14 +6,17 @@
 // GPU), binds the sizes, checks them against the bounds `kiln build` planned
 // the memory for, and prepares and launches what follows. A control-flow node
 // is such a point too: enqueue runs it there, its subgraphs on contexts of
-// their own (ops/control_flow.cpp), and so is a node on string tensors:
-// enqueue runs it on the host (host_steps.cpp). Engines with data-dependent
-// sizes run generic kernels: a size that changes every call would make every
-// call compile.
+// their own (ops/control_flow.cpp). An ImageDecoder is such a point too:
+// enqueue copies its encoded stream to the host, waits, decodes it there and
+// copies the pixels to the device; and so is a node on string tensors:
+// enqueue runs its reference kernel on the host (host_steps.cpp). Engines
+// with data-dependent sizes run generic kernels: a size that changes every
+// call would make every call compile.
 #include <algorithm>
 #include <cstring>
 
 #include "context_state.h"
+#include "image/image_decoder.h"
 #include "kiln/error.h"
 #include "kiln/ir/limits.h"
 #include "kiln/ir/shape_inference.h"
@@ -143,6 +146,44 @@ void read_inputs(ContextState& c, const ir::Node& node, cudaStream_t stream, Sha
   }
 }
 
+// Nodes that run on the host at their readback point, in place of launches:
+// ImageDecoder (the codecs are host libraries; its GPU op launches nothing).
+bool decoded_on_host(ir::OpKind op) { return op == ir::OpKind::kImageDecoder; }
+
+// An ImageDecoder: its encoded stream copied to the host (pageable memory:
+// the copy returns when done, after the launches before it), decoded, its
+// height and width bound, and its pixels copied to its output (a copy from
+// pageable memory returns once the pixels are staged, so they may go then).
+void decode_on_host(ContextState& c, const ir::Node& node, cudaStream_t stream, const ShapeEnv& env,
+                    ir::SymbolBindings& resolved) {
+  const plan::Plan& plan = c.engine->plan;
+  ir::ValueId in = node.inputs[0], out = node.outputs[0];
+  image::PixelFormat format = image::PixelFormat::kRgb;
+  image::parse_pixel_format(node.attrs.get_string("pixel_format", "RGB"), format);  // shape inference checked it
+  std::vector<uint8_t> encoded(size_t(ir::checked_numel(env.of(in))));
+  if (!encoded.empty())
+    KILN_CUDA(cudaMemcpyAsync(encoded.data(), c.pointers[size_t(in)], encoded.size(), cudaMemcpyDeviceToHost, stream),
+              str("reading back the encoded image of node '", node.name, "'"));
+  wait_for(stream, node);
+  image::Image decoded;
+  try {
+    decoded = image::decode(encoded, format);
+  } catch (const Error& e) {
+    fail(e.code(), "node '", node.name, "' (ImageDecoder): input 0 ('", plan.network.value(in).name, "'): ", e.what());
+  }
+  if (out == ir::kNoValue) return;
+  const int64_t dims[] = {decoded.height, decoded.width};
+  for (size_t d = 0; d < 2; ++d)
+    if (auto s = unbound_symbol(plan.network, out, d, resolved)) bind_size(plan, node, out, *s, dims[d], resolved);
+  // A plan may fix the output's dims (a model that declares them): the image must have them.
+  std::vector<int64_t> want = dims_at(plan, out, resolved);
+  if (want[0] != decoded.height || want[1] != decoded.width)
+    fail(ErrorCode::kShapeError, "node '", node.name, "' (ImageDecoder): the image is ", decoded.height, " x ", decoded.width,
+         " pixels; its output was sized ", want[0], " x ", want[1]);
+  KILN_CUDA(cudaMemcpyAsync(c.pointers[size_t(out)], decoded.pixels.data(), decoded.pixels.size(), cudaMemcpyHostToDevice, stream),
+            str("copying the decoded image of node '", node.name, "' to the device"));
+}
+
 // Nothing launches with a size not known yet: only a node counted on the
 // device that ends the stage (its kernels bound what they write) may have one.
 void check_sized(const ir::Network& net, const ShapeEnv& env, size_t begin, size_t end, const Readback* next) {
@@ -192,10 +233,13 @@ void plan_readbacks(EngineState& e) {
   const std::set<std::string>& data = net.data_dependent_symbols();
   // Control flow whose outputs the host knows (shape arithmetic) is written as constants instead.
   auto control_flow = [&](size_t n) { return dynamic_cast<const ControlFlowOp*>(e.ops.at(n).get()) != nullptr; };
-  auto host = [&](size_t n) { return dynamic_cast<const HostStepOp*>(e.ops.at(n).get()) != nullptr; };
-  bool any_staged = false;
-  for (size_t n = 0; n < e.ops.size(); ++n) any_staged = any_staged || control_flow(n) || host(n);
-  if (data.empty() && !any_staged) return;
+  // So do the nodes run on the host, even where the plan knows their sizes (an image that is a weight).
+  auto host_step = [&](size_t n) { return dynamic_cast<const HostStepOp*>(e.ops.at(n).get()) != nullptr; };
+  bool any_stop = false;
+  for (size_t n = 0; n < e.ops.size(); ++n)
+    any_stop = any_stop || control_flow(n) || host_step(n) || decoded_on_host(net.nodes()[n].op);
+  if (data.empty() && !any_stop) return;
+  std::vector<size_t> host_steps;
   std::set<std::string> sized;
   size_t most_inputs = 0;
   for (size_t n = 0; n < net.nodes().size(); ++n) {
@@ -210,16 +254,17 @@ void plan_readbacks(EngineState& e) {
       most_inputs = std::max<size_t>(most_inputs, 2);
       continue;
     }
-    if (host(n)) {
+    if (host_step(n)) {
       // Its run reads its inputs back whole and sizes its outputs from what the reference kernel made.
       for (ir::ValueId v : node.outputs)
         if (v != ir::kNoValue)
           for (const ir::Dim& d : net.value(v).shape) d.collect_symbols(sized);
       if (e.host_step.empty()) e.host_step = str("node '", node.name, "' (", ir::op_name(node.op), ") runs on the host inside the GPU engine");
       e.readbacks.push_back({n, false, false, true});
+      host_steps.push_back(n);
       continue;
     }
-    bool fresh = false;
+    bool fresh = false, host = decoded_on_host(node.op);
     for (ir::ValueId v : node.outputs) {
       if (v == ir::kNoValue) continue;
       std::set<std::string> symbols;
@@ -230,13 +275,18 @@ void plan_readbacks(EngineState& e) {
           if (e.data_dependent.empty()) e.data_dependent = str(describe(net, node, v), " has a size that depends on data");
         }
     }
+    if (host) {
+      if (e.data_dependent.empty()) e.data_dependent = str("node '", node.name, "' (", ir::op_name(node.op), ") runs on the host");
+      e.readbacks.push_back({n, false, false, true});
+      continue;
+    }
     if (!fresh) continue;
     bool after = counted_on_device(node.op);
     e.readbacks.push_back({n, after});
     if (!after) most_inputs = std::max(most_inputs, node.inputs.size());
   }
   e.readback_host_bytes = std::max(most_inputs * kReadSlotBytes, sizeof(int64_t));
-  e.host_staging_bytes = host_staging_bytes(e.plan, e.readbacks);
+  e.host_staging_bytes = host_staging_bytes(e.plan, host_steps);
 }
 
 void make_readback_memory(ContextState& c) {
@@ -296,6 +346,7 @@ void enqueue_data_dependent(ContextState& c, cudaStream_t stream) {
     }
     const ir::Node& node = net.nodes()[e.readbacks[r].node];
     if (e.readbacks[r].control_flow) run_control_flow(c, e.readbacks[r].node, stream, env, resolved);
+    else if (e.readbacks[r].host && decoded_on_host(node.op)) decode_on_host(c, node, stream, env, resolved);
     else if (e.readbacks[r].host) run_host_step(c, e.readbacks[r].node, stream, env, resolved);
     else if (e.readbacks[r].after) read_count(c, node, stream, resolved);
     else read_inputs(c, node, stream, env, resolved);

@@ -76,7 +76,7 @@ TEST(MlLowering, ArrayFeatureExtractorOfConstantIndicesBecomesGather) {
   Both vec = run_both(extractor({3}, {1}, {1}), v);
   EXPECT_EQ(vec.plan.dims, (std::vector<int64_t>{1, 1}));
   EXPECT_EQ(ir::read_doubles(vec.plan), std::vector<double>{2});
-  // An index outside the last dim stays an ArrayFeatureExtractor, whose error the CPU device gives.
+  // An index outside the last dim stays an ArrayFeatureExtractor, which reports it.
   ir::Network outside = extractor({2, 2, 3}, {3}, {1});
   outside.finalize();
   plan::Plan p = build(outside, {}, "ml");

@@ -89,10 +89,10 @@ TEST(DType, NarrowFloatsConvertAsOnnxDoes) {
 }
 
 // Decoding then encoding any code gives it back, but NaNs (any NaN code) and
-// float4e2m1's (4-bit) codes past 15.
+// float4e2m1's (4-bit) codes past 15; float8e8m0, unsigned, has tests of its own.
 TEST(DType, NarrowFloatCodesRoundTrip) {
   for (DType dtype : kAllDTypes) {
-    if (!is_narrow_float(dtype)) continue;
+    if (!is_narrow_float(dtype) || dtype == DType::kFloat8E8M0) continue;
     for (int code = 0; code < (1 << packed_bits(dtype)); ++code) {
       double v = narrow_float_to_double(dtype, uint8_t(code));
       if (std::isnan(v)) continue;
@@ -105,6 +105,88 @@ TEST(DType, NarrowFloatCodesRoundTrip) {
   EXPECT_EQ(narrow_float_to_double(DType::kFloat8E5M2, 0x7c), INFINITY);
   EXPECT_EQ(narrow_float_to_double(DType::kFloat8E5M2FNUZ, 0x01), std::ldexp(1.0, -17));
   EXPECT_EQ(narrow_float_to_double(DType::kFloat4E2M1, 0x0f), -6.0);
+}
+
+// float8e8m0 against ONNX's reference (onnx.numpy_helper.to_float8e8m0,
+// onnx 1.23.2) per round_mode, saturating and not: zeros and float32
+// subnormals (their own rules), values between powers of two and ties,
+// the sign dropped, the largest finite code 0xFE and past it, infinities and NaN.
+TEST(DType, Float8E8M0ConvertsAsOnnxDoes) {
+  struct Case {
+    float value;
+    int up, up_unsaturated, down, nearest, nearest_unsaturated;  // down never overflows
+  };
+  const float largest = std::ldexp(1.0f, 127), max_float = std::numeric_limits<float>::max();
+  const Case cases[] = {{0.0f, 0x00, 0x00, 0x00, 0x00, 0x00},
+                        {-0.0f, 0x00, 0x00, 0x00, 0x00, 0x00},
+                        {std::ldexp(1.0f, -127), 0x01, 0x01, 0x00, 0x00, 0x00},
+                        {std::ldexp(0.75f, -126), 0x01, 0x01, 0x00, 0x01, 0x01},
+                        {std::ldexp(1.0f, -149), 0x01, 0x01, 0x00, 0x00, 0x00},
+                        {std::ldexp(1.0f, -126), 0x01, 0x01, 0x01, 0x01, 0x01},
+                        {1.0f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f},
+                        {-1.0f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f},
+                        {1.25f, 0x80, 0x80, 0x7f, 0x7f, 0x7f},
+                        {1.5f, 0x80, 0x80, 0x7f, 0x80, 0x80},
+                        {1.75f, 0x80, 0x80, 0x7f, 0x80, 0x80},
+                        {-3.0f, 0x81, 0x81, 0x80, 0x81, 0x81},
+                        {0.375f, 0x7e, 0x7e, 0x7d, 0x7e, 0x7e},
+                        {largest, 0xfe, 0xfe, 0xfe, 0xfe, 0xfe},
+                        {1.25f * largest, 0xfe, 0xff, 0xfe, 0xfe, 0xfe},
+                        {1.5f * largest, 0xfe, 0xff, 0xfe, 0xfe, 0xff},
+                        {max_float, 0xfe, 0xff, 0xfe, 0xfe, 0xff},
+                        {INFINITY, 0xff, 0xff, 0xff, 0xff, 0xff},
+                        {-INFINITY, 0xff, 0xff, 0xff, 0xff, 0xff},
+                        {NAN, 0xff, 0xff, 0xff, 0xff, 0xff}};
+  for (const Case& c : cases) {
+    EXPECT_EQ(float_to_float8e8m0(c.value, true, E8M0Rounding::kUp), c.up) << c.value;
+    EXPECT_EQ(float_to_float8e8m0(c.value, false, E8M0Rounding::kUp), c.up_unsaturated) << c.value;
+    EXPECT_EQ(float_to_float8e8m0(c.value, true, E8M0Rounding::kDown), c.down) << c.value;
+    EXPECT_EQ(float_to_float8e8m0(c.value, false, E8M0Rounding::kDown), c.down) << c.value;
+    EXPECT_EQ(float_to_float8e8m0(c.value, true, E8M0Rounding::kNearest), c.nearest) << c.value;
+    EXPECT_EQ(float_to_float8e8m0(c.value, false, E8M0Rounding::kNearest), c.nearest_unsaturated) << c.value;
+  }
+  // A double is rounded to float32 first, and Cast's default round_mode is "up".
+  EXPECT_EQ(narrow_float_from_double(DType::kFloat8E8M0, 1.0 + 1e-12, true), 0x7f);
+  EXPECT_EQ(narrow_float_from_double(DType::kFloat8E8M0, 1.0 + 1e-6, true), 0x80);
+  EXPECT_EQ(parse_e8m0_rounding("nearest"), E8M0Rounding::kNearest);
+  EXPECT_EQ(parse_e8m0_rounding("up"), E8M0Rounding::kUp);
+  EXPECT_EQ(parse_e8m0_rounding("down"), E8M0Rounding::kDown);
+  EXPECT_FALSE(parse_e8m0_rounding("Up").has_value());
+  EXPECT_FALSE(parse_e8m0_rounding("").has_value());
+}
+
+// The code a positive normal float32 `v` takes, from its value: 2^e <= v < 2^(e+1) is code e + 127, one more
+// when rounding goes up (up: any excess over 2^e; nearest: half of 2^e or more); past 0xFE, 0xFE or NaN.
+int expected_e8m0(float v, bool saturate, E8M0Rounding rounding) {
+  int e = std::ilogb(v);
+  float excess = std::ldexp(v, -e) - 1.0f;
+  int code = e + 127 + (rounding == E8M0Rounding::kUp ? excess > 0 : rounding == E8M0Rounding::kNearest ? excess >= 0.5f : 0);
+  return code > 0xfe ? (saturate ? 0xfe : 0xff) : code;
+}
+
+// Every code decodes to its power of two (0xFF to NaN), and encodes from it
+// (code 0, 2^-127, is a float32 subnormal: rounding up makes it 1); values
+// between codes (a quarter, a half, three quarters of the way, and just
+// below the next power) round per round_mode.
+TEST(DType, Float8E8M0EveryCodeBothWays) {
+  const E8M0Rounding modes[] = {E8M0Rounding::kUp, E8M0Rounding::kDown, E8M0Rounding::kNearest};
+  EXPECT_TRUE(std::isnan(narrow_float_to_double(DType::kFloat8E8M0, 0xff)));
+  for (int code = 0; code < 0xff; ++code) {
+    double power = narrow_float_to_double(DType::kFloat8E8M0, uint8_t(code));
+    ASSERT_EQ(power, std::ldexp(1.0, code - 127)) << code;
+    float p = float(power);
+    for (E8M0Rounding mode : modes)
+      for (bool saturate : {true, false}) {
+        int back = code == 0 && mode == E8M0Rounding::kUp ? 1 : code;
+        EXPECT_EQ(float_to_float8e8m0(p, saturate, mode), back) << code;
+        if (code == 0) continue;  // the values above 2^-127 are subnormals: Float8E8M0ConvertsAsOnnxDoes
+        for (float v : {1.25f * p, 1.5f * p, 1.75f * p, std::nextafter(2.0f * p, 0.0f)}) {
+          if (std::isinf(v)) continue;
+          EXPECT_EQ(float_to_float8e8m0(v, saturate, mode), expected_e8m0(v, saturate, mode)) << code << " " << v;
+          EXPECT_EQ(float_to_float8e8m0(-v, saturate, mode), expected_e8m0(v, saturate, mode)) << code << " " << -v;
+        }
+      }
+  }
 }
 
 TEST(DType, NarrowIntegersWrapAndTakeOneByte) {

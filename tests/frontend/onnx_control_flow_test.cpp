@@ -238,6 +238,72 @@ TEST(OnnxControlFlow, ScanValuesAndUnrolling) {
   EXPECT_EQ(values_of(b[1]), (std::vector<double>{1, 12, 4, 16, 9, 22}));
 }
 
+// x [1, 3]; If A on a comparison of shapes (Size(x) == 3) whose then_branch
+// holds If B on Equal(rows, 1), rows (1) from Shape(x) in the graph around,
+// B's branches of different ranks (a scalar 0.5, or x), as in ONNX's
+// AffineGrid function body; A's then_branch adds B's output to x. Imported
+// alone, A's then_branch cannot decide B; `on_data` makes B's condition the
+// input c, which nothing decides before the run.
+ModelBuilder nested_if_on_sizes(bool on_data) {
+  ModelBuilder m(13);
+  m.input("x", kFloat, {"1", "3"});
+  m.input("c", TensorProto::BOOL, {});
+  m.int_initializer("zero", {}, {0});
+  m.int_initializer("one", {}, {1});
+  m.int_initializer("three", {}, {3});
+  m.initializer("half", {}, {0.5f});
+  m.node("Shape", {"x"}, {"shape"});
+  m.node("Gather", {"shape", "zero"}, {"rows"});
+  m.node("Size", {"x"}, {"count"});
+  m.node("Equal", {"count", "three"}, {"is_three"});
+  auto& a = m.node("If", {"is_three"}, {"y"});
+  auto& a_then = graph_attr(a, "then_branch");
+  add_node(a_then, "Equal", {"rows", "one"}, {"single_row"});
+  auto& b = *add_node(a_then, "If", {on_data ? "c" : "single_row"}, {"offset"});
+  auto& b_then = graph_attr(b, "then_branch");
+  add_node(b_then, "Identity", {"half"}, {"scalar"});
+  value_info(b_then.mutable_output(), "scalar", kFloat, {});
+  auto& b_else = graph_attr(b, "else_branch");
+  add_node(b_else, "Identity", {"x"}, {"matrix"});
+  value_info(b_else.mutable_output(), "matrix", kFloat, {});
+  add_node(a_then, "Add", {"x", "offset"}, {"shifted"});
+  value_info(a_then.mutable_output(), "shifted", kFloat, {});
+  auto& a_else = graph_attr(a, "else_branch");
+  add_node(a_else, "Neg", {"x"}, {"negated"});
+  value_info(a_else.mutable_output(), "negated", kFloat, {});
+  m.output("y");
+  return m;
+}
+
+// A's then_branch is read in place (its nodes named under it), B then
+// decided by the rows the shape gives; `kiln build` inlines B.
+TEST(OnnxControlFlow, IfsDecidedByShapesAroundABranchAreReadInPlace) {
+  ir::Network net = load_model_bytes(nested_if_on_sizes(false).bytes());
+  ASSERT_EQ(count_op(net, ir::OpKind::kIf), 1) << ir::dump_network(net);
+  for (const ir::Node& node : net.nodes())
+    if (node.op == ir::OpKind::kIf) EXPECT_EQ(node.name, "If_4/then_branch/If_2");
+  reference::Tensor x = reference::make_tensor(DType::kFloat32, {1, 3}, {1, -2, 3});
+  std::map<std::string, reference::Tensor> in{{"x", x}, {"c", reference::make_tensor(DType::kBool, {}, {0})}};
+  EXPECT_EQ(values_of(reference::run(net, in)[0]), (std::vector<double>{1.5, -1.5, 3.5}));
+
+  builder::BuildOptions options;
+  plan::Plan p = builder::build(net, options, "nested");
+  EXPECT_EQ(count_op(p.network, ir::OpKind::kIf), 0) << ir::dump_network(p.network);
+  EXPECT_EQ(values_of(reference::run(p.network, in)[0]), (std::vector<double>{1.5, -1.5, 3.5}));
+}
+
+// An If whose branches differ in rank and whose condition depends on data: an error saying so, naming the node.
+TEST(OnnxControlFlow, IfOfDataWithBranchesOfDifferentRanksIsRefused) {
+  try {
+    load_model_bytes(nested_if_on_sizes(true).bytes());
+    ADD_FAILURE() << "loaded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported) << e.what();
+    for (const char* needle : {"node 'If_4/then_branch/If_2' (If)", "rank 0 in then_branch but 2 in else_branch", "a data-dependent rank"})
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
 TEST(OnnxControlFlow, ErrorsNameTheNode) {
   ModelBuilder m = if_on_shape();
   // then_branch now makes two outputs, else_branch one.

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -191,6 +192,7 @@ TEST(OnnxImport, NarrowTypesUnpackFromRawAndInt32Data) {
       {TensorProto::FLOAT4E2M1, 3, {0x7f, 0x01}, {-6, 6, 0.5}},
       {TensorProto::FLOAT8E4M3FN, 3, {0x38, 0xbc, 0x7e}, {1, -1.5, 448}},
       {TensorProto::FLOAT8E5M2FNUZ, 2, {0x40, 0x7f}, {1, 57344}},
+      {TensorProto::FLOAT8E8M0, 3, {0x7f, 0x00, 0xfe}, {1, std::ldexp(1.0, -127), std::ldexp(1.0, 127)}},
   };
   for (const Case& k : cases) {
     SCOPED_TRACE(k.onnx);

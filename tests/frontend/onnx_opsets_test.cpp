@@ -329,8 +329,8 @@ TEST(OnnxOpsets, GroupNormalization18ScalesPerGroup) {
 
 // ---- opsets 19 to 28 ------------------------------------------------------------
 
-// saturate (Cast-19) and round_mode (Cast-24) rule float8 targets only; a cast
-// to a type kiln lacks names it.
+// saturate (Cast-19) and round_mode (Cast-24) rule float8 and float8e8m0
+// targets only (round_mode from opset 24 on); a cast to a type kiln lacks names it.
 TEST(OnnxOpsets, CastAttributesOfFloat8AndTypesKilnLacks) {
   ModelBuilder m(24);
   m.input("x", TensorProto::FLOAT, {"2"});
@@ -341,28 +341,43 @@ TEST(OnnxOpsets, CastAttributesOfFloat8AndTypesKilnLacks) {
   m.output("y", TensorProto::INT32);
   EXPECT_EQ(values(run(m, {{"x", floats({2}, {2.7, -1.5})}})[0]), (std::vector<double>{2, -1}));
 
-  ModelBuilder f8(19);
-  f8.input("x", TensorProto::FLOAT, {"2"});
-  ModelBuilder::attr(f8.node("Cast", {"x"}, {"y"}), "to", int64_t(TensorProto::FLOAT8E8M0));
-  f8.output("y", TensorProto::FLOAT8E8M0);
-  expect_load_error(f8, ErrorCode::kUnsupported, {"node 'Cast_0' (Cast, opset 19)", "cast to FLOAT8E8M0", "a type kiln does not have"});
+  auto e8m0 = [](int opset, const char* round_mode) {
+    ModelBuilder m(opset);
+    m.input("x", TensorProto::FLOAT, {"2"});
+    auto& c = m.node("Cast", {"x"}, {"y"});
+    ModelBuilder::attr(c, "to", int64_t(TensorProto::FLOAT8E8M0));
+    ModelBuilder::attr(c, "round_mode", std::string(round_mode));
+    m.output("y", TensorProto::FLOAT8E8M0);
+    return m;
+  };
+  reference::Tensor y = run(e8m0(24, "nearest"), {{"x", floats({2}, {1.5, 1.25})}})[0];
+  EXPECT_EQ(y.dtype, DType::kFloat8E8M0);
+  EXPECT_EQ(values(y), (std::vector<double>{2, 1}));
+  expect_load_error(e8m0(23, "up"), ErrorCode::kInvalidModel, {"node 'Cast_0' (Cast, opset 23)", "'round_mode' belongs to Cast from opset 24 on"});
+  expect_load_error(e8m0(24, "even"), ErrorCode::kInvalidModel, {"round_mode 'even' is not one of 'up', 'down' and 'nearest'"});
+
+  ModelBuilder f6(25);
+  f6.input("x", TensorProto::FLOAT, {"2"});
+  ModelBuilder::attr(f6.node("Cast", {"x"}, {"y"}), "to", int64_t(TensorProto::FLOAT6E2M3));
+  f6.output("y", TensorProto::FLOAT6E2M3);
+  expect_load_error(f6, ErrorCode::kUnsupported, {"node 'Cast_0' (Cast, opset 25)", "cast to FLOAT6E2M3", "a type kiln does not have"});
 
   ModelBuilder in(21);
-  in.input("q", TensorProto::FLOAT8E8M0, {"2"});
+  in.input("q", TensorProto::FLOAT6E2M3, {"2"});
   in.node("Identity", {"q"}, {"y"});
   in.output("y");
-  expect_load_error(in, ErrorCode::kUnsupported, {"input 'q' has dtype FLOAT8E8M0", "float32"});
+  expect_load_error(in, ErrorCode::kUnsupported, {"input 'q' has dtype FLOAT6E2M3", "float32"});
 
   ModelBuilder k(23);
   auto& constant = k.node("Constant", {}, {"y"});
   auto* value = constant.add_attribute();
   value->set_name("value");
   value->set_type(::onnx::AttributeProto::TENSOR);
-  value->mutable_t()->set_data_type(TensorProto::FLOAT8E8M0);
+  value->mutable_t()->set_data_type(TensorProto::FLOAT6E2M3);
   value->mutable_t()->add_dims(2);
   value->mutable_t()->set_raw_data(std::string(2, '\0'));
   k.output("y");
-  expect_load_error(k, ErrorCode::kUnsupported, {"node 'Constant_0' (Constant, opset 23): attribute 'value'", "FLOAT8E8M0"});
+  expect_load_error(k, ErrorCode::kUnsupported, {"node 'Constant_0' (Constant, opset 23): attribute 'value'", "FLOAT6E2M3"});
 }
 
 // BitCast-26 reads `to` as Cast does: a kiln type of the input's width, or an
@@ -379,8 +394,8 @@ TEST(OnnxOpsets, BitCast26TargetTypes) {
             (std::vector<double>{1065353216, -1073741824}));
   EXPECT_EQ(values(run(model(TensorProto::UINT32), {{"x", floats({2}, {1.0, -2.0})}})[0]),
             (std::vector<double>{1065353216, 3221225472.0}));
-  expect_load_error(model(TensorProto::FLOAT8E8M0), ErrorCode::kUnsupported,
-                    {"node 'BitCast_0' (BitCast, opset 26)", "bitcast to FLOAT8E8M0", "a type kiln does not have"});
+  expect_load_error(model(TensorProto::FLOAT6E2M3), ErrorCode::kUnsupported,
+                    {"node 'BitCast_0' (BitCast, opset 26)", "bitcast to FLOAT6E2M3", "a type kiln does not have"});
   expect_load_error(model(TensorProto::FLOAT16), ErrorCode::kTypeError, {"float32 (32 bits) cannot be read as float16 (16 bits)"});
 }
 

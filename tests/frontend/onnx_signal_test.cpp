@@ -66,8 +66,8 @@ TEST(OnnxSignal, OutputDatatypeIsReadAsAKilnDtype) {
   EXPECT_EQ(net.value(net.outputs()[0]).dtype, DType::kInt32);
   net = load_model_bytes(hann(TensorProto::UINT16).bytes());
   EXPECT_EQ(net.value(net.outputs()[0]).dtype, DType::kUInt16);
-  expect_load_error(hann(TensorProto::FLOAT8E8M0), ErrorCode::kUnsupported,
-                    {"(HannWindow, opset 17)", "output_datatype FLOAT8E8M0, a type kiln does not have"});
+  expect_load_error(hann(TensorProto::FLOAT6E2M3), ErrorCode::kUnsupported,
+                    {"(HannWindow, opset 17)", "output_datatype FLOAT6E2M3, a type kiln does not have"});
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "gpu_test_util.h"
+#include "kiln/onnx.h"
 
 namespace kiln::testing {
 namespace {
@@ -457,6 +458,47 @@ TEST(GpuControlFlow, EnginesOfControlFlowOnDataSayTheyAreNotCapturable) {
   runtime::ExecutionContext::GraphStats stats = context->graph_stats();
   EXPECT_EQ(stats.graphs, 0);
   EXPECT_EQ(stats.fallbacks["data-dependent shapes"], stats.calls);
+}
+
+// ONNX's AffineGrid expanded into its function body (write_expanded_models.py
+// writes it as onnx's node tests do): the import decides its Ifs on the size
+// input's length and on align_corners (and, on the 2-D path, the nested If
+// on D == 1 by the D of 1 that path gives), so no If is left; the grid's
+// sizes come from the size input's values, read back stage by stage. Sizes
+// 1 to 33 (every size is a data-dependent dim bounded by the largest, so the
+// arena grows with its fourth power), generic and shape-specialized kernels,
+// float32, float16 and bfloat16 thetas. The 3-D path with align_corners 1
+// decides an If whose branches differ in rank by D's value: refused, saying so.
+TEST(GpuControlFlow, ExpandedAffineGridMatchesReference) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(41);
+  for (int64_t spatial : {2, 3})
+    for (int64_t align : {0, 1})
+      for (DType dtype : {f32, DType::kFloat16, DType::kBFloat16}) {
+        std::string path = str(KILN_EXPANDED_MODELS, "/affine_grid_", spatial, "d_align", align, "_", dtype_name(dtype), ".onnx");
+        SCOPED_TRACE(path);
+        if (spatial == 3 && align == 1) {
+          try {
+            onnx::load_model(path);
+            ADD_FAILURE() << "loaded";
+          } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("a data-dependent rank"), std::string::npos) << e.what();
+          }
+          continue;
+        }
+        ir::Network net = onnx::load_model(path);
+        for (const ir::Node& node : net.nodes()) EXPECT_NE(node.op, OpKind::kIf) << node.name;
+        const std::vector<std::vector<int64_t>> sizes =
+            spatial == 2 ? std::vector<std::vector<int64_t>>{{2, 3, 7, 33}, {1, 1, 1, 1}, {3, 1, 33, 7}}
+                         : std::vector<std::vector<int64_t>>{{2, 1, 7, 5, 33}, {1, 1, 1, 1, 1}, {1, 2, 3, 33, 7}};
+        std::vector<Feeds> runs;
+        for (const auto& size : sizes)
+          runs.push_back({{"theta", random_tensor(dtype, {size[0], spatial, spatial + 1}, rng)}, {"size", int64s({spatial + 2}, size)}});
+        for (auto strategy : {runtime::KernelSpecialization::kNone, runtime::KernelSpecialization::kEager}) {
+          SCOPED_TRACE(spec_name(strategy));
+          expect_op_matches_reference(net, OpKind::kRange, runs, plan::Precision::kFloat32, strategy, rounding_tolerance(dtype), 33);
+        }
+      }
 }
 
 }  // namespace

@@ -1,10 +1,11 @@
 // Data-dependent sizes on the GPU against the reference interpreter: NonZero
 // over every kind of element at sizes from 0 to thousands, NonZero feeding
 // further ops, TopK with K as an input, Range of input bounds, Compress,
-// Unique and NonMaxSuppression; sizes above their bound; and what such
-// engines say about graphs and captures.
+// Unique and NonMaxSuppression; ImageDecoder, decoded on the host; sizes
+// above their bound; and what such engines say about graphs and captures.
 #include <algorithm>
 
+#include "../image/pnm.h"
 #include "gpu_test_util.h"
 
 namespace kiln::testing {
@@ -440,6 +441,104 @@ TEST(GpuDataDependent, NoGraphsAndNoCaptures) {
   cudaGraph_t graph = nullptr;
   EXPECT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);  // the capture stayed valid
   if (graph) cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
+// ---- ImageDecoder ----------------------------------------------------------------
+
+// A P6 or P5 stream of random pixels, as the graph input "encoded".
+Feeds image_feeds(int64_t width, int64_t height, int64_t channels, std::mt19937& rng) {
+  std::vector<uint8_t> pixels(size_t(width * height * channels));
+  for (auto& p : pixels) p = uint8_t(rng());
+  std::vector<uint8_t> bytes = pnm(width, height, channels, pixels);
+  ir::TensorData t;
+  t.dtype = DType::kUInt8;
+  t.dims = {int64_t(bytes.size())};
+  t.data = Buffer::copy_of(bytes.data(), bytes.size());
+  return {{"encoded", std::move(t)}};
+}
+
+// The image, and the image as float [C, H, W]: kernels after the decode run at its sizes.
+ir::Network image_net(const std::string& format) {
+  ir::Network net;
+  ValueId encoded = net.add_input("encoded", DType::kUInt8, {Dim::symbol("bytes")});
+  ValueId image = net.add_op1(OpKind::kImageDecoder, {encoded}, attrs({{"pixel_format", format}}), "decode");
+  net.add_output(image);
+  ValueId floats = net.add_op1(OpKind::kCast, {image}, attrs({{"to", int64_t(DType::kFloat32)}}), "cast");
+  net.add_output(net.add_op1(OpKind::kTranspose, {floats}, attrs({{"perm", std::vector<int64_t>{2, 0, 1}}}), "chw"));
+  net.finalize();
+  return net;
+}
+
+builder::BuildOptions image_bound(int64_t bound) {
+  builder::BuildOptions options;
+  options.data_dependent_bounds = {{"decode_out_0", bound}};
+  return options;
+}
+
+// Sizes that change from call to call on one context (1 x 1 to 1000 wide),
+// gray and colour sources, every pixel format, exactly the reference's pixels.
+TEST(GpuDataDependent, ImageDecoderMatchesReference) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(21);
+  for (const char* format : {"RGB", "BGR", "Grayscale"}) {
+    SCOPED_TRACE(format);
+    std::vector<Feeds> runs;
+    for (auto [width, height, channels] : {std::tuple{7, 5, 3}, {1, 1, 3}, {1000, 3, 1}, {33, 17, 3}, {7, 5, 1}, {1000, 3, 3}})
+      runs.push_back(image_feeds(width, height, channels, rng));
+    expect_runs_match(image_net(format), runs, image_bound(1000));
+  }
+}
+
+// An image that is a weight has dims the plan knows; enqueue still decodes it on the host.
+TEST(GpuDataDependent, ImageDecoderOfAWeight) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(22);
+  ir::Network net;
+  ValueId encoded = net.add_weight("encoded", image_feeds(9, 4, 3, rng).at("encoded"));
+  net.add_output(net.add_op1(OpKind::kImageDecoder, {encoded}, attrs({{"pixel_format", std::string("BGR")}}), "decode"));
+  net.finalize();
+  auto engine = runtime::Engine::create(builder::build(net, {}));
+  auto context = engine->create_context();
+  for (int i = 0; i < 2; ++i) expect_outputs_close(runtime::run_with_host_tensors(*context, *engine, {}), reference::run(net, {}), 0);
+}
+
+// An image over the bound, and a stream that is no image, fail naming the
+// tensor or the node; the context decodes the next image as usual. Such
+// engines are not capturable.
+TEST(GpuDataDependent, ImageDecoderErrors) {
+  KILN_REQUIRE_GPU();
+  std::mt19937 rng(23);
+  ir::Network net = image_net("RGB");
+  Feeds small = image_feeds(7, 5, 3, rng);
+  auto engine = runtime::Engine::create(plan_for(net, {small, image_feeds(33, 17, 3, rng)}, image_bound(16)));
+  auto context = engine->create_context();
+  try {
+    runtime::run_with_host_tensors(*context, *engine, image_feeds(16, 17, 3, rng));
+    ADD_FAILURE() << "17 rows ran under a bound of 16";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kShapeError);
+    EXPECT_NE(std::string(e.what()).find("tensor 'decode_out_0' (node 'decode', ImageDecoder): its data-dependent size is 17"),
+              std::string::npos)
+        << e.what();
+  }
+  Feeds garbage = small;
+  std::vector<std::byte> bytes(garbage.at("encoded").data.bytes().begin(), garbage.at("encoded").data.bytes().end());
+  bytes[0] = std::byte{'Q'};
+  garbage.at("encoded").data = Buffer::from_bytes(std::move(bytes));
+  try {
+    runtime::run_with_host_tensors(*context, *engine, garbage);
+    ADD_FAILURE() << "a stream without a signature decoded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("node 'decode' (ImageDecoder): input 0 ('encoded'): the encoded stream"), std::string::npos)
+        << e.what();
+  }
+  expect_outputs_close(runtime::run_with_host_tensors(*context, *engine, small), reference::run(net, small), 0);
+  cudaStream_t stream;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  EXPECT_FALSE(context->is_stream_capturable(stream));
+  EXPECT_NE(context->capture_obstacle(stream).find("(node 'decode', ImageDecoder)"), std::string::npos) << context->capture_obstacle(stream);
   cudaStreamDestroy(stream);
 }
 

@@ -1,11 +1,11 @@
 // The narrow types on the GPU against the reference interpreter, bit for bit
 // (any NaN for a NaN), with generic and shape-specialized kernels: Cast to
-// every float8 format, float4e2m1 and the 4- and 2-bit integers from float32,
-// float16, bfloat16 and int32 (saturating or not; ties, values past the
-// largest, infinities, NaN and -0 among random ones) and back to float32;
-// QuantizeLinear to and DequantizeLinear from each (per tensor, per axis and
-// blocked); copies of them (Identity, Transpose, Reshape). Sizes 1, 7, 33,
-// 1031 and empty.
+// every float8 format (float8e8m0 in each round_mode), float4e2m1 and the 4-
+// and 2-bit integers from float32, float16, bfloat16 and int32 (saturating or
+// not; ties, values past the largest, infinities, NaN and -0 among random
+// ones) and back to float32; QuantizeLinear to and DequantizeLinear from each
+// (per tensor, per axis and blocked), and with float8e8m0 scales; copies of
+// them (Identity, Transpose, Reshape). Sizes 1, 7, 33, 1031 and empty.
 #include "gpu_test_util.h"
 
 namespace kiln::testing {
@@ -58,17 +58,20 @@ TEST_P(GpuNarrowTypes, CastsMatchReference) {
   for (DType narrow : narrow_types())
     for (DType from : {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kInt32})
       for (int64_t n : {1, 7, 33, 1031, 0})
-        for (int64_t saturate : {1, 0}) {
-          if (!is_narrow_float(narrow) && saturate == 0) continue;  // saturate rules float8 targets only
-          std::vector<double> v = conversion_values(narrow, size_t(n), rng);
-          if (from == DType::kInt32)
-            for (double& e : v) e = std::isfinite(e) ? std::trunc(e) : 0;
-          std::string name = str("x_", dtype_name(narrow), "_", dtype_name(from), "_", n, "_", saturate);
-          ValueId x = m.input(name, reference::make_tensor(from, {n}, v));
-          ValueId y = m.net.add_op1(OpKind::kCast, {x}, attrs({{"to", int64_t(narrow)}, {"saturate", saturate}}));
-          m.net.add_output(y);
-          m.net.add_output(m.net.add_op1(OpKind::kCast, {y}, attrs({{"to", int64_t(DType::kFloat32)}})));
-        }
+        for (int64_t saturate : {1, 0})
+          for (const char* round_mode : {"up", "down", "nearest"}) {
+            if (!is_narrow_float(narrow) && saturate == 0) continue;  // saturate rules float8 targets only
+            if (narrow != DType::kFloat8E8M0 && std::string(round_mode) != "up") continue;  // round_mode float8e8m0's
+            std::vector<double> v = conversion_values(narrow, size_t(n), rng);
+            if (from == DType::kInt32)
+              for (double& e : v) e = std::isfinite(e) ? std::trunc(std::clamp(e, -2e9, 2e9)) : 0;
+            std::string name = str("x_", dtype_name(narrow), "_", dtype_name(from), "_", n, "_", saturate, "_", round_mode);
+            ValueId x = m.input(name, reference::make_tensor(from, {n}, v));
+            ValueId y = m.net.add_op1(OpKind::kCast, {x}, attrs({{"to", int64_t(narrow)}, {"saturate", saturate},
+                                                                 {"round_mode", std::string(round_mode)}}));
+            m.net.add_output(y);
+            m.net.add_output(m.net.add_op1(OpKind::kCast, {y}, attrs({{"to", int64_t(DType::kFloat32)}})));
+          }
   m.net.finalize();
   expect_gpu_matches_reference_exactly(m.net, m.feeds, strategy, str("narrow casts ", spec_name(strategy)));
 }
@@ -88,6 +91,7 @@ TEST_P(GpuNarrowTypes, QuantizeAndDequantizeMatchReference) {
   for (DType narrow : narrow_types())
     for (DType f : {DType::kFloat32, DType::kFloat16, DType::kBFloat16})
       for (const Case& c : cases) {
+        if (narrow == DType::kFloat8E8M0) continue;  // a scale type only: QuantizeAndDequantizeWithFloat8E8M0Scales
         for (int64_t saturate : {1, 0}) {
           if (!is_narrow_float(narrow) && saturate == 0) continue;
           ++k;
@@ -105,6 +109,41 @@ TEST_P(GpuNarrowTypes, QuantizeAndDequantizeMatchReference) {
       }
   m.net.finalize();
   expect_gpu_matches_reference_exactly(m.net, m.feeds, strategy, str("narrow quantization ", spec_name(strategy)));
+}
+
+// Power-of-two scales (every float8e8m0 code but NaN's among them, per tensor,
+// per axis and blocked) of int8, float8e4m3fn and float4e2m1 values.
+TEST_P(GpuNarrowTypes, QuantizeAndDequantizeWithFloat8E8M0Scales) {
+  KILN_REQUIRE_GPU();
+  S strategy = GetParam();
+  std::mt19937 rng(9400);
+  OpNetwork m;
+  struct Case {
+    std::vector<int64_t> x, scale;
+    int64_t axis, block_size;
+  };
+  const Case cases[] = {{{1}, {}, 1, 0}, {{7, 33}, {33}, 1, 0}, {{2, 1031}, {}, 1, 0}, {{7, 33}, {7, 11}, 1, 3}, {{0, 33}, {33}, 1, 0}};
+  const DType e8m0 = DType::kFloat8E8M0;
+  int k = 0;
+  for (DType q : {DType::kInt8, DType::kFloat8E4M3FN, DType::kFloat4E2M1})
+    for (DType f : {DType::kFloat32, DType::kFloat16, DType::kBFloat16})
+      for (const Case& c : cases) {
+        ++k;
+        std::vector<double> s(size_t(ir::checked_numel(c.scale)));
+        for (double& e : s) e = std::ldexp(1.0, int(rng() % 255) - 127);
+        if (!s.empty()) s[0] = std::ldexp(1.0, -4);  // a scale these values quantize to more than 0 and less than the range
+        std::vector<double> v = conversion_values(q, size_t(ir::checked_numel(c.x)), rng);
+        for (double& e : v) e *= s.empty() ? 1 : s[0];
+        ValueId x = m.input(str("x", k), reference::make_tensor(f, c.x, v));
+        ValueId scale = m.net.add_weight(str("scale", k), reference::make_tensor(e8m0, c.scale, s));
+        ValueId zero = m.net.add_weight(str("zero", k), reference::make_tensor(q, c.scale, std::vector<double>(s.size(), 0.0)));
+        ValueId quantized = m.net.add_op1(OpKind::kQuantizeLinear, {x, scale, zero}, attrs({{"axis", c.axis}, {"block_size", c.block_size}}));
+        m.net.add_output(quantized);
+        m.net.add_output(m.net.add_op1(OpKind::kDequantizeLinear, {quantized, scale, zero},
+                                       attrs({{"axis", c.axis}, {"block_size", c.block_size}, {"output_dtype", int64_t(f)}})));
+      }
+  m.net.finalize();
+  expect_gpu_matches_reference_exactly(m.net, m.feeds, strategy, str("float8e8m0 scales ", spec_name(strategy)));
 }
 
 // The copy kernels move narrow values as bytes: Identity, Transpose and Reshape.

@@ -11,7 +11,9 @@
 // sample and passing all of this.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
+#include <map>
 
 #include "kiln/builder.h"
 #include "kiln/error.h"
@@ -257,6 +259,11 @@ std::optional<Sample> sample_for(OpKind op) {
     case OpKind::kNonMaxSuppression:
       return s.node(op, {s.input(f32, {1, 3, 4}, {0, 0, 1, 1, 0, 0.1, 1, 1.1, 0, 2, 1, 3}), s.input(f32, {1, 2, 3}),
                          s.int_scalar(2), s.floats({}, 0.5), s.floats({}, 0.15)});
+    case OpKind::kImageDecoder: {
+      // A 2 x 1 binary PPM as a weight: inference decodes it, so its dims need no bound.
+      std::string ppm = "P6\n2 1\n255\n\x10\x20\x30\x40\x50\x60";
+      return s.node(op, {s.weight(DType::kUInt8, {int64_t(ppm.size())}, std::vector<double>(ppm.begin(), ppm.end()))});
+    }
     // With the scratch output `kiln build` adds, which the GPU runtime needs.
     case OpKind::kRNN: return s.node(op, {s.input(f32, {2, 1, 3}), s.floats({1, 4, 3}, 0.1), s.floats({1, 4, 4}, 0.2)}, {}, 3);
     case OpKind::kGRU:
@@ -324,8 +331,8 @@ std::optional<Sample> sample_for(OpKind op) {
                            {"max_skip_count", int64_t(1)}, {"ngram_counts", std::vector<int64_t>{0, 2}},
                            {"ngram_indexes", std::vector<int64_t>{0, 1, 2}}, {"pool_int64s", std::vector<int64_t>{2, 3, 2, 3}}}));
     case OpKind::kLabelEncoder:
-      return s.node(op, {s.strings({3}, {"a", "c", "z"})},
-                    attrs({{"keys_strings", std::vector<std::string>{"a", "b", "c"}}, {"values_int64s", std::vector<int64_t>{1, 2, 3}}}));
+      return s.node(op, {s.input(DType::kInt64, {3}, {1, 3, 9})},
+                    attrs({{"keys_int64s", std::vector<int64_t>{1, 2, 3}}, {"values_floats", std::vector<double>{0.5, 1.5, 2.5}}}));
     case OpKind::kBinarizer: return s.node(op, {s.input(f32, {2, 3})}, attrs({{"threshold", 0.35}}));
     case OpKind::kArrayFeatureExtractor: return s.node(op, {s.input(f32, {2, 3}), s.ints({2, 0})});
     case OpKind::kTreeEnsemble: {  // one stump on feature 1: <= 0.3 gives 1, else 2
@@ -404,10 +411,6 @@ TEST_P(OpRegistry, EveryLayerHandlesTheOp) {
       EXPECT_NE(node.host_note.find("runs on the host inside the GPU engine"), std::string::npos) << node.host_note;
       break;
     case runtime::GpuLowering::kNone:
-      if (!node.host_note.empty()) {  // a node on string tensors runs on the host, whatever its op
-        EXPECT_TRUE(node.supported) << node.reason;
-        break;
-      }
       EXPECT_FALSE(node.supported);
       EXPECT_EQ(node.reason, lowering.detail);
       return;  // the CPU device runs it; whether `kiln build` can fold it away depends on the model
@@ -496,6 +499,55 @@ TEST(GpuSupport, NumericNodesBesideStringOnesRunOnTheGpu) {
   EXPECT_EQ(support["node"].host_note, "");
   EXPECT_NE(support["to_text"].host_note.find("output 0 ("), std::string::npos) << support["to_text"].host_note;
   EXPECT_NE(support["same"].host_note.find("input 0"), std::string::npos) << support["same"].host_note;
+}
+
+// The ml ops and TfIdfVectorizer run on the GPU where their data are numbers;
+// gpu_support (what `kiln inspect` shows) answers without a device, and names
+// what runs on the host inside the GPU engine (string tensors) and what stays
+// on the CPU device (a SOFTMAX over more targets than a GPU thread holds).
+TEST(GpuSupport, MlAndTextOpsOfNumbersRunOnTheGpu) {
+  Sample s;
+  ir::Network& net = s.net();
+  ValueId x = s.input(f32, {2, 3});
+  net.add_output(net.add_op1(OpKind::kArrayFeatureExtractor, {x, s.input(DType::kInt64, {2}, {2, 0})}, {}, "extract"));
+  ir::Attributes tfidf = attrs({{"mode", std::string("TFIDF")}, {"min_gram_length", int64_t(1)}, {"max_gram_length", int64_t(1)},
+                                {"ngram_counts", std::vector<int64_t>{0}}, {"ngram_indexes", std::vector<int64_t>{0, 1}},
+                                {"pool_int64s", std::vector<int64_t>{4, 7}}, {"weights", std::vector<double>{0.5, 2}}});
+  net.add_output(net.add_op1(OpKind::kTfIdfVectorizer, {s.input(DType::kInt32, {3, 4})}, tfidf, "tfidf"));
+  net.add_output(net.add_op1(OpKind::kLabelEncoder, {s.input(DType::kFloat32, {5})},
+                             attrs({{"keys_floats", std::vector<double>{0.5, NAN}}, {"values_int64s", std::vector<int64_t>{1, 2}}}),
+                             "numbers"));
+  net.add_output(net.add_op1(OpKind::kLabelEncoder, {s.strings({2}, {"a", "b"})},
+                             attrs({{"keys_strings", std::vector<std::string>{"a"}}, {"values_int64s", std::vector<int64_t>{1}}}), "words"));
+  auto forest = [&](int64_t targets, int64_t post, const std::string& name) {
+    ir::Attributes a = attrs({{"nodes_splits", reference::make_tensor(f32, {1}, {0.3})},
+                              {"nodes_modes", reference::make_tensor(DType::kUInt8, {1}, {0})},
+                              {"nodes_featureids", std::vector<int64_t>{1}}, {"nodes_truenodeids", std::vector<int64_t>{0}},
+                              {"nodes_falsenodeids", std::vector<int64_t>{1}}, {"nodes_trueleafs", std::vector<int64_t>{1}},
+                              {"nodes_falseleafs", std::vector<int64_t>{1}}, {"leaf_targetids", std::vector<int64_t>{0, targets - 1}},
+                              {"leaf_weights", reference::make_tensor(f32, {2}, {1, 2})}, {"tree_roots", std::vector<int64_t>{0}},
+                              {"n_targets", targets}, {"post_transform", post}});
+    net.add_output(net.add_op1(OpKind::kTreeEnsemble, {x}, a, name));
+  };
+  forest(32, 1, "softmax_in_one_thread");  // a GPU thread holds 32 targets of a row
+  forest(33, 2, "logistic_over_two_threads");
+  forest(33, 1, "softmax_over_two_threads");
+  net.finalize();
+  plan::Plan p = builder::build(net, {}, "sample");
+  std::map<std::string, runtime::NodeSupport> support;
+  for (const runtime::NodeSupport& n : runtime::gpu_support(p)) support[n.node] = n;
+  for (const char* name : {"extract", "tfidf", "numbers", "words", "softmax_in_one_thread", "logistic_over_two_threads",
+                           "softmax_over_two_threads"})
+    ASSERT_EQ(support.count(name), 1u) << name << " is not in the plan:\n" << ir::dump_network(p.network);
+  for (const char* name : {"extract", "tfidf", "numbers", "softmax_in_one_thread", "logistic_over_two_threads"})
+    EXPECT_TRUE(support[name].supported) << name << ": " << support[name].reason;
+  EXPECT_EQ(support["extract"].op, OpKind::kArrayFeatureExtractor);  // indices that are tensor data: the node's own kernel
+  EXPECT_TRUE(support["words"].supported) << support["words"].reason;
+  EXPECT_NE(support["words"].host_note.find("is a string tensor"), std::string::npos) << support["words"].host_note;
+  EXPECT_EQ(support["numbers"].host_note, "");
+  EXPECT_FALSE(support["softmax_over_two_threads"].supported);
+  EXPECT_EQ(support["softmax_over_two_threads"].reason,
+            "SOFTMAX over 33 targets; the GPU kernel holds at most 32 a row (runs on the CPU device)");
 }
 
 // Range, OneHot and TopK whose output sizes follow from tensor data: the GPU

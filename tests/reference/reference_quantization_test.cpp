@@ -1,6 +1,8 @@
 // The reference kernels of the quantized ops on small cases checked by hand:
 // rounding half to even, saturation, per-axis and blocked parameters, zero
-// points per row and column, padding that reads the zero point, int32 sums.
+// points per row and column, padding that reads the zero point, int32 sums;
+// float8e8m0, the MX formats' power-of-two scales: Cast to and from it on
+// every code and per round_mode, and as QuantizeLinear's and DequantizeLinear's scale.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -29,6 +31,15 @@ struct OneNode {
   std::vector<ValueId> in;
   OneNode& w(DType dtype, std::vector<int64_t> dims, std::vector<double> v) {
     in.push_back(net.add_weight(str("w", in.size()), make_tensor(dtype, std::move(dims), v)));
+    return *this;
+  }
+  // A vector of `count` elements stored as they are (float8e8m0 codes, int64 values past 2^53).
+  OneNode& raw(DType dtype, const void* elements, size_t count) {
+    Tensor t;
+    t.dtype = dtype;
+    t.dims = {int64_t(count)};
+    t.data = Buffer::copy_of(elements, count * dtype_size(dtype));
+    in.push_back(net.add_weight(str("w", in.size()), std::move(t)));
     return *this;
   }
   OneNode& none() {
@@ -143,6 +154,73 @@ TEST(ReferenceQuantization, QLinearConvPerChannelScalesAndBias) {
   // Channel 0: (x' + 1) * 0.5 + 100 = [99, 100.5 -> 100, 102, 105.5 -> 106];
   // channel 1: (x' - 1) * 2 + 100 = [92, 98, 104, 118].
   EXPECT_EQ(values(y), (std::vector<double>{99, 100, 102, 106, 92, 98, 104, 118}));
+}
+
+std::vector<uint8_t> codes(const Tensor& t) {
+  const uint8_t* p = t.data.as<uint8_t>();
+  return std::vector<uint8_t>(p, p + t.numel());
+}
+
+// Every code to float32 (2^(code - 127), NaN for 0xFF) and float16 (0 below
+// its smallest subnormal 2^-24, infinity past 65504), and back from float32 per round_mode.
+TEST(ReferenceFloat8E8M0, CastsEveryCodeBothWays) {
+  std::vector<uint8_t> all(256);
+  for (int c = 0; c < 256; ++c) all[size_t(c)] = uint8_t(c);
+  const DType e8m0 = DType::kFloat8E8M0;
+  Tensor f = OneNode().raw(e8m0, all.data(), all.size()).out(OpKind::kCast, attrs({{"to", int64_t(f32)}}));
+  Tensor h = OneNode().raw(e8m0, all.data(), all.size()).out(OpKind::kCast, attrs({{"to", int64_t(DType::kFloat16)}}));
+  std::vector<double> fv = values(f), hv = values(h);
+  for (int c = 0; c < 255; ++c) {
+    EXPECT_EQ(fv[size_t(c)], std::ldexp(1.0, c - 127)) << c;
+    EXPECT_EQ(hv[size_t(c)], c < 127 - 24 ? 0.0 : c > 127 + 15 ? INFINITY : std::ldexp(1.0, c - 127)) << c;
+  }
+  EXPECT_TRUE(std::isnan(fv[255]) && std::isnan(hv[255]));
+  std::vector<double> powers(fv.begin(), fv.end() - 1);
+  for (const char* mode : {"up", "down", "nearest"}) {
+    std::vector<uint8_t> back = codes(OneNode().w(f32, {255}, powers).out(OpKind::kCast, attrs({{"to", int64_t(e8m0)}, {"round_mode", std::string(mode)}})));
+    for (int c = 0; c < 255; ++c) EXPECT_EQ(back[size_t(c)], c == 0 && std::string(mode) == "up" ? 1 : c) << mode << " " << c;  // 2^-127 is a subnormal
+  }
+}
+
+// round_mode and saturate through Cast and CastLike (ONNX's reference gives
+// the same codes); integers converted to float32 once (a double rounds
+// 2^62 + 2^38 + 1 to the tie 2^62 + 2^38, float32 then to 2^62 and down).
+TEST(ReferenceFloat8E8M0, CastRoundsPerRoundModeAndSaturate) {
+  const DType e8m0 = DType::kFloat8E8M0;
+  const std::vector<double> x{1.25, 1.5, -3.0, 0.375, 3e38, INFINITY, NAN, 0.0};
+  auto cast = [&](const char* mode, int64_t saturate) {
+    return codes(OneNode().w(f32, {8}, x).out(OpKind::kCast, attrs({{"to", int64_t(e8m0)}, {"round_mode", std::string(mode)}, {"saturate", saturate}})));
+  };
+  EXPECT_EQ(cast("up", 1), (std::vector<uint8_t>{0x80, 0x80, 0x81, 0x7e, 0xfe, 0xff, 0xff, 0x00}));
+  EXPECT_EQ(cast("up", 0), (std::vector<uint8_t>{0x80, 0x80, 0x81, 0x7e, 0xff, 0xff, 0xff, 0x00}));
+  EXPECT_EQ(cast("down", 0), (std::vector<uint8_t>{0x7f, 0x7f, 0x80, 0x7d, 0xfe, 0xff, 0xff, 0x00}));
+  EXPECT_EQ(cast("nearest", 1), (std::vector<uint8_t>{0x7f, 0x80, 0x81, 0x7e, 0xfe, 0xff, 0xff, 0x00}));
+  EXPECT_EQ(cast("nearest", 0), (std::vector<uint8_t>{0x7f, 0x80, 0x81, 0x7e, 0xff, 0xff, 0xff, 0x00}));
+  const uint8_t one = 0x7f;
+  Tensor like = OneNode().w(DType::kFloat16, {2}, {1.25, 6.0}).raw(e8m0, &one, 1).out(OpKind::kCastLike, attrs({{"round_mode", std::string("down")}}));
+  EXPECT_EQ(codes(like), (std::vector<uint8_t>{0x7f, 0x81}));
+  const int64_t ints[] = {(int64_t(1) << 62) + (int64_t(1) << 38) + 1, -5};
+  EXPECT_EQ(codes(OneNode().raw(DType::kInt64, ints, 2).out(OpKind::kCast, attrs({{"to", int64_t(e8m0)}}))), (std::vector<uint8_t>{190, 130}));
+}
+
+// Power-of-two scales: x / 2^-3 divides in float32, rounds half to even and
+// saturates; DequantizeLinear multiplies back into output_dtype (needed: a
+// float8e8m0 scale names no output type). float8e8m0 is no quantized type.
+TEST(ReferenceFloat8E8M0, ScalesQuantizeAndDequantize) {
+  const DType e8m0 = DType::kFloat8E8M0;
+  Tensor q = OneNode().w(f32, {5}, {1.0, -3.3, 100, 0.1, 0.0625}).w(e8m0, {}, {0.125}).w(i8, {}, {0}).out(OpKind::kQuantizeLinear);
+  EXPECT_EQ(values(q), (std::vector<double>{8, -26, 127, 1, 0}));
+  Tensor per_axis = OneNode().w(f32, {2, 2}, {1, 1, 3, 3}).w(e8m0, {2}, {0.5, 4}).out(OpKind::kQuantizeLinear, attrs({{"axis", int64_t(1)}}));
+  EXPECT_EQ(values(per_axis), (std::vector<double>{2, 0, 6, 1}));
+  Tensor d = OneNode().w(i8, {4}, {8, -26, 127, 1}).w(e8m0, {}, {0.125}).out(OpKind::kDequantizeLinear, attrs({{"output_dtype", int64_t(f32)}}));
+  EXPECT_EQ(d.dtype, f32);
+  EXPECT_EQ(values(d), (std::vector<double>{1, -3.25, 15.875, 0.125}));
+  const uint8_t smallest = 0x00;
+  Tensor tiny = OneNode().w(i8, {1}, {3}).raw(e8m0, &smallest, 1).out(OpKind::kDequantizeLinear, attrs({{"output_dtype", int64_t(f32)}}));
+  EXPECT_EQ(values(tiny)[0], double(3.0f * std::ldexp(1.0f, -127)));  // code 0: 2^-127, a float32 subnormal
+  EXPECT_THROW(OneNode().w(i8, {1}, {3}).w(e8m0, {}, {1}).out(OpKind::kDequantizeLinear), Error);
+  EXPECT_THROW(OneNode().w(f32, {1}, {3}).w(f32, {}, {1}).out(OpKind::kQuantizeLinear, attrs({{"output_dtype", int64_t(e8m0)}})), Error);
+  EXPECT_THROW(OneNode().w(f32, {1}, {3}).out(OpKind::kCast, attrs({{"to", int64_t(e8m0)}, {"round_mode", std::string("zero")}})), Error);
 }
 
 }  // namespace

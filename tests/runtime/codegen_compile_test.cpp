@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -382,16 +383,23 @@ TEST_P(CompileForArch, CastsBetweenDtypes) {
 }
 
 // Casts to the narrow types from floats of every width and from integers,
-// saturating or not; between narrow types; Identity's copy of one.
+// saturating or not (float8e8m0 in every round_mode); between narrow types;
+// Identity's copy of one; from float8e8m0, generic and specialized.
 TEST_P(CompileForArch, CastsToNarrowTypes) {
   for (DType to : kAllDTypes) {
     if (!is_narrow(to)) continue;
     for (DType from : {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt8, DType::kUInt64,
-                       DType::kFloat8E5M2, DType::kInt4})
+                       DType::kFloat8E5M2, DType::kInt4, DType::kFloat8E8M0})
       for (bool saturate : {true, false})
-        compiles(str("cast_", dtype_name(from), "_", dtype_name(to), saturate ? "" : "_no_saturate"), cast_source(from, to, saturate, std::nullopt));
+        for (E8M0Rounding rounding : {E8M0Rounding::kUp, E8M0Rounding::kDown, E8M0Rounding::kNearest}) {
+          if (to != DType::kFloat8E8M0 && rounding != E8M0Rounding::kUp) continue;  // round_mode rules float8e8m0 only
+          compiles(str("cast_", dtype_name(from), "_", dtype_name(to), saturate ? "" : "_no_saturate", "_round", int(rounding)),
+                   cast_source(from, to, saturate, std::nullopt, rounding));
+        }
     compiles(str("copy_", dtype_name(to)), cast_source(to, to, true, some_params()));
   }
+  for (DType to : {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kFloat64, DType::kInt64, DType::kBool})
+    compiles(str("cast_spec_float8e8m0_", dtype_name(to)), cast_source(DType::kFloat8E8M0, to, true, some_params()));
 }
 
 TEST_P(CompileForArch, RowsAndReductions) {
@@ -762,10 +770,11 @@ TEST_P(CompileForArch, QuantizeAndDequantizeForEveryType) {
 }
 
 // The narrow types: quantized to and dequantized from every one (float8
-// saturating or not), generic and specialized.
+// saturating or not), generic and specialized; float8e8m0 scales (it
+// quantizes nothing) of int8, float8 and float4e2m1 values.
 TEST_P(CompileForArch, QuantizeAndDequantizeNarrowTypes) {
   for (DType q : kAllDTypes) {
-    if (!is_narrow(q)) continue;
+    if (!is_narrow(q) || q == DType::kFloat8E8M0) continue;
     for (DType f : {DType::kFloat32, DType::kFloat16, DType::kBFloat16}) {
       std::string name = str(dtype_name(f), "_", dtype_name(q));
       ir::FusedInstruction in;
@@ -783,6 +792,21 @@ TEST_P(CompileForArch, QuantizeAndDequantizeNarrowTypes) {
       compiles("dequantize_spec_" + name, elementwise_source({{in}, {q, f, q}, f, some_params()}));
     }
   }
+  const DType e8m0 = DType::kFloat8E8M0;
+  for (DType q : {DType::kInt8, DType::kFloat8E4M3FN, DType::kFloat4E2M1})
+    for (DType f : {DType::kFloat32, DType::kFloat16, DType::kBFloat16}) {
+      std::string name = str(dtype_name(f), "_", dtype_name(q), "_e8m0_scale");
+      ir::FusedInstruction in;
+      in.op = OpKind::kQuantizeLinear;
+      for (int i = 0; i < 3; ++i) in.args[i] = i;
+      in.params[0] = double(DType::kFloat32);  // quantize_precision of a float x and a float8e8m0 scale
+      in.params[1] = double(q);
+      compiles("quantize_" + name, elementwise_source({{in}, {f, e8m0, q}, q, std::nullopt}));
+      compiles("quantize_spec_" + name, elementwise_source({{in}, {f, e8m0, q}, q, some_params()}));
+      in.op = OpKind::kDequantizeLinear;
+      compiles("dequantize_" + name, elementwise_source({{in}, {q, e8m0, q}, f, std::nullopt}));
+      compiles("dequantize_spec_" + name, elementwise_source({{in}, {q, e8m0, q}, f, some_params()}));
+    }
 }
 
 // MatMulInteger and QLinearMatMul, ConvInteger and QLinearConv: every pair of
@@ -837,6 +861,104 @@ T numbered() {
 }
 
 // `field`, written as the kernels write it, and its value on the host.
+// Two trees over 3 features: a LEQ root (NaN goes true) into a set-membership
+// node, and a tree that is one leaf; `targets` targets, the leaves on the first and last.
+ir::TreeEnsembleAttrs small_forest(ir::TreeAggregate aggregate, ir::TreePostTransform post, int64_t targets) {
+  ir::TreeEnsembleAttrs t;
+  t.n_targets = targets, t.aggregate = aggregate, t.post_transform = post;
+  t.roots = {0, 2};
+  t.feature = {0, 2, 1}, t.true_id = {1, 1, 2}, t.false_id = {0, 3, 2};
+  t.true_leaf = {false, true, true}, t.false_leaf = {true, true, true}, t.missing_tracks_true = {true, false, false};
+  t.mode = {ir::TreeMode::kLeq, ir::TreeMode::kMember, ir::TreeMode::kGt};
+  t.split = {0.5, 0, -INFINITY};
+  t.members = {{}, {1, 2.5}, {}};
+  t.leaf_target = {0, targets - 1, 0, targets - 1};
+  t.leaf_weight = {0.5, -1.25, 2, 1e300};
+  t.max_feature = 2;
+  return t;
+}
+
+// Every aggregate with every post transform over one and two target groups, each floating type the op takes.
+TEST_P(CompileForArch, TreeEnsembleForEveryFloatDtype) {
+  const ir::TreePostTransform posts[] = {ir::TreePostTransform::kNone, ir::TreePostTransform::kSoftmax, ir::TreePostTransform::kLogistic,
+                                         ir::TreePostTransform::kSoftmaxZero, ir::TreePostTransform::kProbit};
+  for (DType d : {DType::kFloat32, DType::kFloat16, DType::kFloat64})
+    for (size_t i = 0; i < std::size(posts); ++i) {
+      auto aggregate = ir::TreeAggregate(i % 4);
+      std::optional<Params> spec;
+      if (i == 0) spec = pack(TreeEnsembleParams{1031, 3});
+      compiles(str("tree_ensemble_", dtype_name(d), "_post", i, "_aggregate", i % 4, spec ? "_spec" : ""),
+               tree_ensemble_source({d, small_forest(aggregate, posts[i], 3), spec}));
+      if (posts[i] == ir::TreePostTransform::kSoftmax || posts[i] == ir::TreePostTransform::kSoftmaxZero) continue;  // one group only
+      compiles(str("tree_ensemble_", dtype_name(d), "_post", i, "_groups"),
+               tree_ensemble_source({d, small_forest(aggregate, posts[i], 2 * kTreeTargetsPerThread + 1), std::nullopt}));
+    }
+  for (ir::TreePostTransform softmax : {ir::TreePostTransform::kSoftmax, ir::TreePostTransform::kSoftmaxZero})
+    EXPECT_THROW(tree_ensemble_source({DType::kFloat32, small_forest(ir::TreeAggregate::kSum, softmax, kTreeTargetsPerThread + 1),
+                                       std::nullopt}),
+                 Error);
+}
+
+ir::TensorData vector_of_bits(DType dtype, const void* data, size_t count) {
+  ir::TensorData t;
+  t.dtype = dtype;
+  t.dims = {int64_t(count)};
+  t.data = Buffer::copy_of(data, count * dtype_size(dtype));
+  return t;
+}
+
+// Integer and float keys (a NaN key among them, a key given twice) to values of 1, 2, 4 and 8 bytes.
+TEST_P(CompileForArch, LabelEncoderOfNumbers) {
+  const int64_t ints[] = {7, -3, INT64_MIN, 7};
+  const double doubles[] = {0.5, NAN, -0.0, 1e300};
+  const float floats[] = {2.5f, -1.0f, NAN, 0.0f};
+  const uint16_t halves[] = {0x3c00, 0xbc00, 0x7e00, 0x0000};
+  const int32_t int32s[] = {1, 2, 3, 2};
+  const uint8_t bools[] = {1, 0, 1, 1};
+  std::vector<std::pair<ir::TensorData, ir::TensorData>> maps = {
+      {vector_of_bits(DType::kInt64, ints, 4), vector_of_bits(DType::kFloat32, floats, 4)},
+      {vector_of_bits(DType::kFloat64, doubles, 4), vector_of_bits(DType::kInt64, ints, 4)},
+      {vector_of_bits(DType::kFloat32, floats, 4), vector_of_bits(DType::kFloat16, halves, 4)},
+      {vector_of_bits(DType::kInt32, int32s, 4), vector_of_bits(DType::kBool, bools, 4)},
+      {vector_of_bits(DType::kInt32, int32s, 0), vector_of_bits(DType::kFloat64, doubles, 0)},  // no keys: every element the default
+  };
+  for (auto& [keys, values] : maps)
+    for (bool specialize : {false, true}) {
+      const uint64_t zero = 0;
+      ir::TensorData fallback = vector_of_bits(values.dtype, &zero, 1);
+      std::optional<Params> spec;
+      if (specialize) spec = pack(LabelEncoderParams{1031});
+      compiles(str("label_encoder_", dtype_name(keys.dtype), "_", keys.dims[0], "_to_", dtype_name(values.dtype), specialize ? "_spec" : ""),
+               label_encoder_source({{keys, values, fallback}, spec}));
+    }
+}
+
+TEST_P(CompileForArch, ArrayFeatureExtractorAndTfIdfVectorizer) {
+  for (DType d : {DType::kFloat32, DType::kFloat64, DType::kFloat16, DType::kInt64, DType::kInt32, DType::kUInt8})
+    for (bool specialize : {false, true}) {
+      std::optional<Params> spec;
+      if (specialize) spec = pack(GatherParams{3 * 5, 3, 5, 1, 33});
+      compiles(str("array_feature_extractor_", dtype_name(d), specialize ? "_spec" : ""), array_feature_extractor_source(d, spec));
+    }
+  for (DType input : {DType::kInt32, DType::kInt64})
+    for (auto mode : {TfIdfSpec::kTF, TfIdfSpec::kIDF, TfIdfSpec::kTFIDF})
+      for (bool weighted : {false, true}) {
+        TfIdfSpec spec;
+        spec.input = input, spec.mode = mode, spec.min_gram = 1, spec.max_gram = 3, spec.max_skip = 2;
+        spec.grams = {{{4}, 0}, {{2}, 1}, {{2, 3}, 2}, {{INT64_MIN, 9}, 3}, {{5, 6, 7}, 4}};
+        if (weighted) spec.weights = {0.5, 1, 2, 0.25, 3};
+        if (weighted && mode == TfIdfSpec::kTF) spec.specialize = pack(TfIdfParams{7, 33, 5});
+        compiles(str("tfidf_", dtype_name(input), "_mode", int(mode), weighted ? "_weighted" : "", spec.specialize ? "_spec" : ""),
+                 tfidf_source(spec));
+      }
+  TfIdfSpec empty;  // no n-gram in the pool: every count 0
+  empty.max_gram = 2;
+  compiles("tfidf_empty_pool", tfidf_source(empty));
+  TfIdfSpec strings;
+  strings.input = DType::kString;
+  EXPECT_THROW(tfidf_source(strings), Error);
+}
+
 #define KILN_FIELD(field) std::pair<std::string, long long>(#field, q.field)
 
 class KernelParams : public CompileForArch {
@@ -942,6 +1064,9 @@ TEST_P(KernelParams, PackedFieldsReachTheKernelByName) {
                     KILN_FIELD(pad_left)}); }
   { auto q = numbered<RandomParams>();
     device_sees(q, {KILN_FIELD(n), KILN_FIELD(key), KILN_FIELD(a_bits), KILN_FIELD(b_bits), KILN_FIELD(classes), KILN_FIELD(samples)}); }
+  { auto q = numbered<TreeEnsembleParams>(); device_sees(q, {KILN_FIELD(n), KILN_FIELD(features)}); }
+  { auto q = numbered<TfIdfParams>(); device_sees(q, {KILN_FIELD(rows), KILN_FIELD(row_size), KILN_FIELD(width)}); }
+  { auto q = numbered<LabelEncoderParams>(); device_sees(q, {KILN_FIELD(n)}); }
 }
 
 // Strided walks over the fewest dims: a transpose keeps its swapped dims, the
@@ -1080,6 +1205,16 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
     EXPECT_TRUE(binds(det_source(DType::kFloat32, spec), "DetParams", s));
     EXPECT_TRUE(binds(deform_conv_source({DType::kFloat32, true, true, spec}), "DeformConvParams", s));
     EXPECT_TRUE(binds(random_source({RandomKind::kNormal, DType::kFloat32, DType::kFloat32, spec}), "RandomParams", s));
+    EXPECT_TRUE(binds(tree_ensemble_source({DType::kFloat32, small_forest(ir::TreeAggregate::kSum, ir::TreePostTransform::kNone, 2), spec}),
+                      "TreeEnsembleParams", s));
+    TfIdfSpec tfidf;
+    tfidf.grams = {{{1}, 0}};
+    tfidf.specialize = spec;
+    EXPECT_TRUE(binds(tfidf_source(tfidf), "TfIdfParams", s));
+    const int64_t keys[] = {1, 2};
+    ir::TensorData k = vector_of_bits(DType::kInt64, keys, 2), fallback = vector_of_bits(DType::kInt64, keys, 1);
+    EXPECT_TRUE(binds(label_encoder_source({{k, k, fallback}, spec}), "LabelEncoderParams", s));
+    EXPECT_TRUE(binds(array_feature_extractor_source(DType::kFloat32, spec), "GatherParams", s));
   }
   EXPECT_TRUE(binds(constants_source(), "ConstantsParams", false));
 }

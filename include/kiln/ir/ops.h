@@ -61,8 +61,10 @@ namespace kiln::ir {
   M(BlackmanWindow) M(MelWeightMatrix) M(RandomUniform) M(RandomNormal) M(RandomUniformLike)          \
   M(RandomNormalLike) M(Bernoulli) M(Multinomial)
 // Vision: sampling at computed coordinates (grids, regions of interest), Col2Im,
-// the sum of sliding blocks back into an image, and detection's box selection.
-#define KILN_VISION_OPS(M, B) M(GridSample) M(RoiAlign) M(AffineGrid) M(Col2Im) M(MaxRoiPool) M(NonMaxSuppression)
+// the sum of sliding blocks back into an image, detection's box selection, and
+// ImageDecoder, which decodes an encoded image (JPEG, PNG, ...) on the host.
+#define KILN_VISION_OPS(M, B) \
+  M(GridSample) M(RoiAlign) M(AffineGrid) M(Col2Im) M(MaxRoiPool) M(NonMaxSuppression) M(ImageDecoder)
 // Recurrent layers: a state carried from time step to time step.
 #define KILN_RECURRENT_OPS(M, B) M(RNN) M(GRU) M(LSTM)
 // Control flow: nodes that run subgraphs (graph attributes) once, by choice or repeatedly.

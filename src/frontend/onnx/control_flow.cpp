@@ -1,5 +1,6 @@
 // ONNX If, Loop and Scan: each subgraph (GraphProto attribute) becomes a
-// finalized Network held by a graph attribute. The names a subgraph reads from
+// finalized Network held by a graph attribute (but a branch that cannot stand
+// alone of an If whose condition shape inference decides: see inline_decided_if). The names a subgraph reads from
 // enclosing graphs (ONNX's outer scope) become inputs of it after its own and
 // inputs of the node after the node's own, in the order it first reads them;
 // a subgraph inside a subgraph passes them through every level between.
@@ -161,6 +162,54 @@ ir::InferOutput without_dims(ir::InferOutput t, std::initializer_list<int64_t> d
   return t;
 }
 
+// The truth of an If's condition when shape inference tells it (a constant,
+// or a comparison of shapes or ranks), else nullopt.
+std::optional<bool> decided_condition(GraphBuilder& b, ir::ValueId cond) {
+  if (cond == ir::kNoValue) return std::nullopt;
+  std::optional<ir::InferOutput> t = b.infer(cond);
+  if (!t || t->dtype != DType::kBool) return std::nullopt;
+  const ir::Value& v = b.net().value(cond);
+  std::vector<ir::Dim> values;
+  if (t->known) values = *t->known;
+  else if (v.weight) for (int64_t x : ir::read_ints(*v.weight)) values.push_back(ir::Dim(x));
+  if (values.size() != 1 || !values[0].is_constant()) return std::nullopt;
+  return values[0].constant() != 0;
+}
+
+// The nodes of the branch an If takes, read into the enclosing graph (outputs
+// through Identity nodes, node names under "<if>/<branch>/"), when shape
+// inference decides its condition; the other branch is never read. For Ifs
+// whose branches cannot be imported as networks of their own: ONNX's function
+// bodies (AffineGrid's) pick a rank's path by the length of a shape input,
+// where the path not taken does not fit, and a branch decides Ifs of its own
+// by values of the graph around it (a size of 1 from a shape), which a
+// branch imported alone sees as mere inputs. False (nothing added) where the
+// condition is not decided, or the branch does not fit its place or defines a
+// name the graph has.
+bool inline_decided_if(GraphBuilder& b, ::onnx::NodeProto& p, const std::string& name, const std::string& where) {
+  std::optional<bool> taken = decided_condition(b, b.value(p.input(0)));
+  if (!taken) return false;
+  const char* branch = *taken ? "then_branch" : "else_branch";
+  ::onnx::GraphProto g = graph_attribute(p, branch, where);
+  if (g.input_size() != 0 || g.output_size() != p.output_size()) return false;
+  auto defined = [&](const std::string& n) { return !n.empty() && b.net().find_value(n).has_value(); };
+  for (const auto& init : g.initializer())
+    if (defined(init.name())) return false;
+  for (const auto& node : g.node())
+    for (const auto& out : node.output())
+      if (defined(out)) return false;
+  std::string prefix = str(name, "/", branch, "/");
+  for (auto& init : *g.mutable_initializer()) b.net().add_weight(init.name(), tensor_from_proto(init, b.base_dir()));
+  for (int i = 0; i < g.node_size(); ++i) {
+    ::onnx::NodeProto& node = *g.mutable_node(i);
+    node.set_name(prefix + (node.name().empty() ? str(node.op_type(), "_", i) : node.name()));
+    translate_node(b, node, i);
+  }
+  for (int i = 0; i < p.output_size(); ++i)
+    if (!p.output(i).empty()) b.op(OpKind::kIdentity, {b.value(g.output(i).name())}, str(prefix, "out", i), {}, b.value(p.output(i)));
+  return true;
+}
+
 }  // namespace
 
 void translate_control_flow(GraphBuilder& b, ::onnx::NodeProto& p, const std::string& name, int version, const std::string& where) {
@@ -189,8 +238,14 @@ void translate_control_flow(GraphBuilder& b, ::onnx::NodeProto& p, const std::st
     const ::onnx::GraphProto& else_g = graph_attribute(p, "else_branch", where);
     captured = merged(outer_names(then_g), outer_names(else_g));
     node.inputs.push_back(in(0));
-    node.attrs.set("then_branch", import_branch(b, then_g, captured, "then_branch", where));
-    node.attrs.set("else_branch", import_branch(b, else_g, captured, "else_branch", where));
+    try {
+      node.attrs.set("then_branch", import_branch(b, then_g, captured, "then_branch", where));
+      node.attrs.set("else_branch", import_branch(b, else_g, captured, "else_branch", where));
+    } catch (const Error& e) {
+      // A form kiln cannot import alone (not a malformed branch, which stays an error).
+      if (e.code() == ErrorCode::kUnsupported && inline_decided_if(b, p, name, where)) return;
+      throw;
+    }
   } else if (type == "Loop") {
     node.op = OpKind::kLoop;
     plain_attributes({"body"});

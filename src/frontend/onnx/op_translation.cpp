@@ -69,6 +69,7 @@ const std::vector<std::pair<std::string_view, std::vector<int>>> kOnnxOpVersions
     {"LRN", {1, 13}},
     // GridSample-20 renamed bilinear and bicubic to linear and cubic and took N-D inputs.
     {"AffineGrid", {20}}, {"CenterCropPad", {18}}, {"Col2Im", {18}}, {"GridSample", {16, 20, 22}}, {"RoiAlign", {10, 16, 22}},
+    {"ImageDecoder", {20}},
     // Compress-11 admits a negative axis, NonMaxSuppression-11 only rewords 10; the other later versions add types.
     {"Compress", {9, 11, 28}}, {"Unique", {11, 28}}, {"NonMaxSuppression", {10, 11}}, {"MaxRoiPool", {1, 22}},
     // Quantization: 13 added per-axis scales, 21 blocked ones and output_dtype,
@@ -553,9 +554,9 @@ void translate_node(GraphBuilder& b, ::onnx::NodeProto& p, int index) {
                onnx_dtype_name(int32_t(code)), ", a type kiln does not have (it has ", kiln_dtype_names(), ")");
         node.attrs.set("to", int64_t(*dtype));
       }
-      // saturate (19) rules casts to float8 and stays; round_mode (24) rules
-      // casts to float8e8m0, a type kiln lacks, so a cast it runs has no use for it.
-      node.attrs.erase("round_mode");
+      // saturate (19) rules casts to float8 and round_mode (24) casts to float8e8m0: both stay.
+      if (node.attrs.has("round_mode") && version < 24)
+        fail(ErrorCode::kInvalidModel, where, ": attribute 'round_mode' belongs to ", type, " from opset 24 on");
       break;
     case OpKind::kResize:
       if (type == "Upsample" || version < 11) translate_legacy_resize(b, node, where);

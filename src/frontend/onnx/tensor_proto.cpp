@@ -34,6 +34,7 @@ std::optional<DType> dtype_from_onnx(int32_t elem_type) {
     case TensorProto::FLOAT4E2M1: return DType::kFloat4E2M1;
     case TensorProto::UINT2: return DType::kUInt2;
     case TensorProto::INT2: return DType::kInt2;
+    case TensorProto::FLOAT8E8M0: return DType::kFloat8E8M0;
     case TensorProto::STRING: return DType::kString;
     default: return std::nullopt;
   }

@@ -93,7 +93,8 @@ void infer_if(Ctx& c) {
               " in else_branch");
     if (a[i].shape.size() != b[i].shape.size())
       c.error(ErrorCode::kUnsupported, "output ", i, " has rank ", a[i].shape.size(), " in then_branch but ", b[i].shape.size(),
-              " in else_branch (kiln needs one rank)");
+              " in else_branch, and shape inference cannot decide the condition (it depends on data or on sizes "
+              "only the run knows): a data-dependent rank; kiln needs ranks that follow from the model");
     Shape shape = a[i].shape;
     for (size_t d = 0; d < shape.size(); ++d)
       if (shape[d] != b[i].shape[d]) shape[d] = c.fresh();

@@ -176,6 +176,9 @@ void infer_cast(Ctx& c, OpKind op) {
     if (!code) c.error(ErrorCode::kInvalidModel, "'to' is not a dtype");
     to = *code;
   }
+  std::string round_mode = c.attrs().get_string("round_mode", "up");
+  if (!parse_e8m0_rounding(round_mode))
+    c.error(ErrorCode::kInvalidModel, "round_mode '", round_mode, "' is not one of 'up', 'down' and 'nearest'");
   bool int_to_int = is_integer(c.dtype(0)) && is_integer(to);
   c.set(0, to, c.shape(0), int_to_int ? c.ints(0) : std::nullopt);
 }
@@ -185,7 +188,7 @@ void infer_cast(Ctx& c, OpKind op) {
 // `axis` (a vector of x's dim there), or blocked (x's shape but dim `axis`
 // ceil(D / block_size)). The zero point has the scale's shape.
 void check_quant_params(Ctx& c) {
-  c.require_float(1);
+  if (c.dtype(1) != DType::kFloat8E8M0) c.require_float(1);  // float8e8m0: a power-of-two scale (ONNX 24)
   const Shape &x = c.shape(0), &scale = c.shape(1);
   int64_t block = c.attrs().get_int("block_size", 0);
   if (block < 0) c.error(ErrorCode::kInvalidModel, "block_size ", block, " is negative");
@@ -215,9 +218,9 @@ void check_quant_params(Ctx& c) {
 }
 
 DType dtype_attr(const Ctx& c, const char* name) {
-  int64_t code = c.attrs().get_int(name, -1);
-  if (code < 0 || code >= int64_t(std::size(kAllDTypes))) c.error(ErrorCode::kInvalidModel, "'", name, "' is not a dtype");
-  return DType(code);
+  std::optional<DType> dtype = numeric_dtype_from_code(c.attrs().get_int(name, -1));
+  if (!dtype) c.error(ErrorCode::kInvalidModel, "'", name, "' is not a dtype");
+  return *dtype;
 }
 
 // y = saturate(round(x / scale) + zero_point), rounding half to even; the
@@ -233,7 +236,8 @@ void infer_quantize(Ctx& c) {
       c.error(ErrorCode::kTypeError, "output_dtype ", dtype_name(out), " differs from the zero point's dtype ", dtype_name(c.dtype(2)));
     out = c.dtype(2);
   }
-  if (out != DType::kInt8 && out != DType::kUInt8 && out != DType::kInt16 && out != DType::kUInt16 && !is_narrow(out))
+  if (out != DType::kInt8 && out != DType::kUInt8 && out != DType::kInt16 && out != DType::kUInt16 &&
+      (!is_narrow(out) || out == DType::kFloat8E8M0))
     c.error(ErrorCode::kTypeError, "the quantized type is ", dtype_name(out),
             "; kiln quantizes to int8, uint8, int16, uint16, the 4- and 2-bit integers, the float8 formats and float4e2m1");
   if (c.attrs().has("precision") && !is_floating(dtype_attr(c, "precision")))
@@ -243,7 +247,8 @@ void infer_quantize(Ctx& c) {
 
 // y = (x - zero_point) * scale in the output type: output_dtype's, else the scale's.
 void infer_dequantize(Ctx& c) {
-  if (!is_narrow(c.dtype(0))) c.require_dtype(0, {DType::kInt8, DType::kUInt8, DType::kInt16, DType::kUInt16, DType::kInt32});
+  if (!is_narrow(c.dtype(0)) || c.dtype(0) == DType::kFloat8E8M0)  // float8e8m0 scales, it quantizes nothing
+    c.require_dtype(0, {DType::kInt8, DType::kUInt8, DType::kInt16, DType::kUInt16, DType::kInt32});
   if (c.has(2)) c.require_same_dtype(0, 2);
   check_quant_params(c);
   DType out = c.attrs().has("output_dtype") ? dtype_attr(c, "output_dtype") : c.dtype(1);
@@ -275,8 +280,8 @@ OpSchema elementwise_schema(OpKind op) {
     case OpKind::kShrink: return {1, 1, 1, 1, {{"bias", T::kFloat}, {"lambd", T::kFloat}}};
     case OpKind::kClip: return {1, 3, 1, 1, {{"min", T::kFloat, true}, {"max", T::kFloat, true}}};  // attrs: opset < 11 form
     case OpKind::kIsInf: return {1, 1, 1, 1, {{"detect_negative", T::kInt}, {"detect_positive", T::kInt}}};
-    case OpKind::kCast: return {1, 1, 1, 1, {{"to", T::kInt}, {"saturate", T::kInt}}};
-    case OpKind::kCastLike: return {2, 2, 1, 1, {{"saturate", T::kInt}}};
+    case OpKind::kCast: return {1, 1, 1, 1, {{"to", T::kInt}, {"saturate", T::kInt}, {"round_mode", T::kString}}};
+    case OpKind::kCastLike: return {2, 2, 1, 1, {{"saturate", T::kInt}, {"round_mode", T::kString}}};
     case OpKind::kDropout: return {1, 3, 1, 2, {{"seed", T::kInt}}};
     case OpKind::kAdd:
     case OpKind::kSub:

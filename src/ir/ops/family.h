@@ -16,6 +16,13 @@ namespace kiln::ir {
 
 inline constexpr int64_t kMaxKnownElements = 64;  // contents tracked only for shape-sized int tensors
 
+// The type of fixed-size elements a kiln dtype code in an attribute names; nullopt for strings and codes of no type.
+inline std::optional<DType> numeric_dtype_from_code(int64_t code) {
+  std::optional<DType> dtype = dtype_from_code(code);
+  if (dtype && is_string(*dtype)) return std::nullopt;
+  return dtype;
+}
+
 // ---- schemas -------------------------------------------------------------------
 
 struct AttrSpec {

@@ -92,9 +92,9 @@ void infer_onehot(Ctx& c) {
 // front end translates ONNX's), float32 when absent.
 DType output_datatype(const Ctx& c) {
   int64_t code = c.attrs().get_int("output_datatype", int64_t(DType::kFloat32));
-  if (code < 0 || code >= int64_t(std::size(kAllDTypes)) || DType(code) == DType::kBool)
-    c.error(ErrorCode::kInvalidModel, "output_datatype ", code, " is not a numeric dtype");
-  return DType(code);
+  std::optional<DType> dtype = numeric_dtype_from_code(code);
+  if (!dtype || *dtype == DType::kBool) c.error(ErrorCode::kInvalidModel, "output_datatype ", code, " is not a numeric dtype");
+  return *dtype;
 }
 
 // HannWindow, HammingWindow, BlackmanWindow: [size].
@@ -123,9 +123,9 @@ void infer_eye_like(Ctx& c) {
   c.require_rank(0, 2, 2);
   DType dtype = c.dtype(0);
   if (c.attrs().has("dtype")) {
-    int64_t code = c.attrs().get_int("dtype", -1);
-    if (code < 0 || code >= int64_t(std::size(kAllDTypes))) c.error(ErrorCode::kInvalidModel, "'dtype' is not a dtype");
-    dtype = DType(code);
+    std::optional<DType> code = numeric_dtype_from_code(c.attrs().get_int("dtype", -1));
+    if (!code) c.error(ErrorCode::kInvalidModel, "'dtype' is not a dtype");
+    dtype = *code;
   }
   c.set(0, dtype, c.shape(0));
 }
@@ -135,8 +135,9 @@ void infer_eye_like(Ctx& c) {
 DType dtype_attr(const Ctx& c, const char* name, DType fallback) {
   if (!c.attrs().has(name)) return fallback;
   int64_t code = c.attrs().get_int(name, -1);
-  if (code < 0 || code >= int64_t(std::size(kAllDTypes))) c.error(ErrorCode::kInvalidModel, "'", name, "' ", code, " is not a dtype");
-  return DType(code);
+  std::optional<DType> dtype = numeric_dtype_from_code(code);
+  if (!dtype) c.error(ErrorCode::kInvalidModel, "'", name, "' ", code, " is not a dtype");
+  return *dtype;
 }
 
 // RandomUniform and RandomNormal ([shape] attribute), their Like forms (the

@@ -402,9 +402,9 @@ void infer_tensor_scatter(Ctx& c) {
 // The input's bytes as dtype `to` of the same width (a kiln dtype code, as
 // Cast's). A bool made of a byte other than 0 or 1 reads as true.
 void infer_bitcast(Ctx& c) {
-  int64_t code = c.attrs().get_int("to", -1);
-  if (code < 0 || code >= int64_t(std::size(kAllDTypes))) c.error(ErrorCode::kInvalidModel, "'to' is not a dtype");
-  DType from = c.dtype(0), to = DType(code);
+  std::optional<DType> code = numeric_dtype_from_code(c.attrs().get_int("to", -1));
+  if (!code) c.error(ErrorCode::kInvalidModel, "'to' is not a dtype");
+  DType from = c.dtype(0), to = *code;
   if (dtype_size(from) != dtype_size(to))
     c.error(ErrorCode::kTypeError, "input 0 of ", dtype_name(from), " (", 8 * dtype_size(from), " bits) cannot be read as ",
             dtype_name(to), " (", 8 * dtype_size(to), " bits); BitCast needs types of one width");

@@ -1,11 +1,12 @@
 // The vision family: ops that sample their input at computed coordinates
 // (GridSample at a grid's points, RoiAlign and MaxRoiPool over regions of
 // interest), AffineGrid, which makes such a grid, Col2Im, which sums sliding
-// blocks (im2col's columns) back into an image, and NonMaxSuppression, which
-// selects detection boxes.
+// blocks (im2col's columns) back into an image, NonMaxSuppression, which
+// selects detection boxes, and ImageDecoder, which decodes an encoded image.
 #include <cmath>
 
 #include "family.h"
+#include "image/image_decoder.h"
 #include "kiln/ir/vision.h"
 
 namespace kiln::ir {
@@ -197,6 +198,30 @@ void infer_col2im(Ctx& c) {
   c.set(0, c.dtype(0), out);
 }
 
+// encoded_stream [bytes] uint8 -> [height, width, 3] (RGB, BGR) or [height,
+// width, 1] (Grayscale) uint8. The image's dims are in the stream: known
+// where inference sees it (a weight, or the reference interpreter's real
+// input, which is decoded here to find them), else two data-dependent sizes,
+// each a fresh symbol of its own, which the GPU runtime's host decode binds.
+void infer_image_decoder(Ctx& c) {
+  c.require_dtype(0, {DType::kUInt8});
+  c.require_rank(0, 1, 1);
+  std::string name = c.attrs().get_string("pixel_format", "RGB");
+  image::PixelFormat format = image::PixelFormat::kRgb;
+  if (!image::parse_pixel_format(name, format))
+    c.error(ErrorCode::kInvalidModel, "pixel_format '", name, "' is not one of RGB, BGR, Grayscale");
+  Dim channels(image::channels_of(format));
+  const TensorData* data = c.input(0).data;
+  if (!data) return c.set(0, DType::kUInt8, {c.fresh(), c.fresh(), channels});
+  image::Image decoded;
+  try {
+    decoded = image::decode({reinterpret_cast<const uint8_t*>(data->data.data()), data->data.size()}, format);
+  } catch (const Error& e) {
+    c.error(e.code(), c.input_name(0), ": ", e.what());
+  }
+  c.set(0, DType::kUInt8, {Dim(decoded.height), Dim(decoded.width), channels});
+}
+
 }  // namespace
 
 Col2ImGeometry col2im_geometry(const Node& node, const std::vector<int64_t>& block) {
@@ -232,6 +257,7 @@ OpSchema vision_schema(OpKind op) {
     case OpKind::kCol2Im: return {3, 3, 1, 1, {{"dilations", T::kInts}, {"pads", T::kInts}, {"strides", T::kInts}}};
     case OpKind::kMaxRoiPool: return {2, 2, 1, 1, {{"pooled_shape", T::kInts}, {"spatial_scale", T::kFloat}}};
     case OpKind::kNonMaxSuppression: return {2, 5, 1, 1, {{"center_point_box", T::kInt}}};
+    case OpKind::kImageDecoder: return {1, 1, 1, 1, {{"pixel_format", T::kString}}};
     default: return {0, 0, 0, 0, {}, false};
   }
 }
@@ -244,6 +270,7 @@ void infer_vision(Ctx& c) {
     case OpKind::kCol2Im: infer_col2im(c); break;
     case OpKind::kMaxRoiPool: infer_max_roi_pool(c); break;
     case OpKind::kNonMaxSuppression: infer_non_max_suppression(c); break;
+    case OpKind::kImageDecoder: infer_image_decoder(c); break;
     default: no_inference(c);
   }
 }

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -19,6 +20,7 @@
 
 #include "kiln/dtype.h"
 #include "kiln/ir/fused.h"
+#include "kiln/ir/ml.h"
 #include "kiln/ir/recurrent.h"
 
 namespace kiln::codegen {
@@ -89,6 +91,9 @@ template <> inline constexpr const char* kParamsName<TensorScatterParams> = "Ten
 template <> inline constexpr const char* kParamsName<DetParams> = "DetParams";
 template <> inline constexpr const char* kParamsName<DeformConvParams> = "DeformConvParams";
 template <> inline constexpr const char* kParamsName<RandomParams> = "RandomParams";
+template <> inline constexpr const char* kParamsName<TreeEnsembleParams> = "TreeEnsembleParams";
+template <> inline constexpr const char* kParamsName<TfIdfParams> = "TfIdfParams";
+template <> inline constexpr const char* kParamsName<LabelEncoderParams> = "LabelEncoderParams";
 
 // The struct in the slots the kernel reads it from (the rest zero).
 template <class T>
@@ -130,15 +135,17 @@ std::string prelude();
 // whose last holds the block's total until the caller's next __syncthreads.
 std::string block_scan_source();
 std::string c_type(DType dtype);          // storage type in kernels
+std::string bits_type(DType dtype);       // the unsigned type of its size: kernels that only move elements copy bits
 std::string compute_type(DType dtype);    // float, or double for float64
 std::string load_expr(DType dtype, const std::string& ptr, const std::string& index);
 std::string store_stmt(DType dtype, const std::string& ptr, const std::string& index, const std::string& value);
-// A narrow float's bits as a float (exact), a value (converted to double) as
-// a narrow float's bits (out of range: saturated, else Inf or NaN as the
-// format has them), and a value as a 4- or 2-bit integer (its low bits): device
-// calls of the prelude.
+// A narrow float's bits as a float (exact), a value (converted to double; to
+// float for float8e8m0, rounded by `rounding`) as a narrow float's bits (out
+// of range: saturated, else Inf or NaN as the format has them), and a value as
+// a 4- or 2-bit integer (its low bits): device calls of the prelude.
 std::string narrow_float_load(DType dtype, const std::string& bits);
-std::string narrow_float_store(DType dtype, const std::string& value, bool saturate);
+std::string narrow_float_store(DType dtype, const std::string& value, bool saturate,
+                               E8M0Rounding rounding = E8M0Rounding::kUp);
 std::string narrow_integer_store(DType dtype, const std::string& value);
 // A float computed value rounded to float dtype `dtype` and widened back (a
 // computation in that type, as ONNX's reference does it); float32 and float64 keep it.
@@ -181,8 +188,9 @@ ElementwiseParams elementwise_params(const std::vector<int64_t>& out, const std:
 // The threads its launch needs: one a pack on the vector paths, one an element otherwise.
 int64_t elementwise_threads(const ElementwiseParams& params, int width);
 // A cast is an elementwise kernel with no program (dtype change only).
-// `saturate`: Cast's, for float8 targets.
-std::string cast_source(DType from, DType to, bool saturate, const std::optional<Params>& specialize);
+// `saturate` and `rounding` (round_mode): Cast's, for float8 and float8e8m0 targets.
+std::string cast_source(DType from, DType to, bool saturate, const std::optional<Params>& specialize,
+                        E8M0Rounding rounding = E8M0Rounding::kUp);
 
 // ---- linalg (codegen/linalg*.cpp) ----------------------------------------------------------
 // Skinny matmul (SkinnyParams): few rows (batch 1-8), bias/activation/residual fused.
@@ -532,5 +540,52 @@ struct RecurrentSpec {
   std::optional<Params> specialize;
 };
 std::string recurrent_source(const RecurrentSpec& spec);
+
+// ---- text (codegen/text.cpp) -------------------------------------------------------------
+// TfIdfVectorizer over integer tokens (TfIdfParams), a block per row: the
+// block zeroes its row, each thread counts the pool n-grams found from its
+// (start, skip) pairs (float atomics: the counts are small integers, so the
+// order does not matter), then the row is weighed by the mode. The pool is
+// compiled in: per n-gram length, its grams sorted (binary search), each with
+// its output column. Arguments: out (float32), x (`input`: int32 or int64).
+struct TfIdfSpec {
+  DType input = DType::kInt64;
+  int64_t min_gram = 1, max_gram = 1, max_skip = 0;
+  enum Mode { kTF, kIDF, kTFIDF } mode = kTF;
+  std::vector<double> weights;  // per output column; empty: 1
+  // The pool n-grams of lengths min_gram to max_gram, each with its output column (of its last entry in the pool).
+  std::map<std::vector<int64_t>, int64_t> grams;
+  std::optional<Params> specialize;
+};
+std::string tfidf_source(const TfIdfSpec& spec);
+
+// ---- ml (codegen/ml.cpp) -----------------------------------------------------------------
+// TreeEnsemble (TreeEnsembleParams): a thread per row and group of up to
+// kTreeTargetsPerThread targets walks every tree, as the reference
+// (src/reference/ml.cpp): splits compared in double, leaf weights aggregated
+// in double in tree order, then the post transform (softmax only where one
+// group holds every target). The trees are compiled in as constant arrays.
+// Arguments: out, x (both `dtype`, a floating type).
+inline constexpr int kTreeTargetsPerThread = 32;
+struct TreeEnsembleSpec {
+  DType dtype = DType::kFloat32;
+  ir::TreeEnsembleAttrs trees;
+  std::optional<Params> specialize;
+};
+std::string tree_ensemble_source(const TreeEnsembleSpec& spec);
+// LabelEncoder of number keys and values (LabelEncoderParams), a thread per
+// element: a binary search of the sorted keys (float keys compared as doubles,
+// a NaN matching a NaN key), the value's bits copied, the default for a miss;
+// a key given twice maps to its last value. Arguments: out, x.
+struct LabelEncoderSpec {
+  ir::LabelEncoderTable table;
+  std::optional<Params> specialize;
+};
+std::string label_encoder_source(const LabelEncoderSpec& spec);
+// ArrayFeatureExtractor with indices that are tensor data (GatherParams,
+// inner 1): out[o, j] = x[o, indices[j]], any type as bits; an index outside
+// [0, axis_size) writes zeros (the host checks indices it knows). Arguments:
+// out, x, indices (int64).
+std::string array_feature_extractor_source(DType dtype, const std::optional<Params>& specialize);
 
 }  // namespace kiln::codegen

@@ -51,6 +51,19 @@ template <int W, int M, int B, int S, int MAX> __device__ unsigned char kiln_f2n
                                       : ((unsigned)(e - 1 + B) << M) | (unsigned)(ldexp(r, M - (e - 1)) - (double)(1u << M));
   return (unsigned char)(sign | code);
 }
+// float8e8m0, an exponent alone: 2^(bits - 127), 0xFF NaN (code 0 is a float subnormal).
+__device__ __forceinline__ float kiln_e8m02f(unsigned char bits) {
+  return bits == 0xffu ? __int_as_float(0x7fffffff) : __uint_as_float(bits ? (unsigned)bits << 23 : 0x400000u);
+}
+// A float's float8e8m0 code as ONNX rounds (MODE 0 up, 1 down, 2 nearest); the
+// rules are the host's (float_to_float8e8m0 in dtype.cpp).
+template <int MODE> __device__ __forceinline__ unsigned char kiln_f2e8m0(float v, bool saturate) {
+  const unsigned u = __float_as_uint(v), exponent = (u >> 23) & 0xffu;
+  if (exponent == 0xffu) return 0xffu;
+  bool up = MODE == 0 ? (u & 0x7fffffu) != 0u : MODE == 2 && (u & 0x400000u) != 0u && ((u & 0x3fffffu) != 0u || exponent > 0u);
+  if (up && exponent == 0xfeu && saturate) up = false;
+  return (unsigned char)(exponent + (up ? 1u : 0u));
+}
 // A value's low `BITS` bits, sign-extended when SIGNED: C's conversion to a 4- or 2-bit integer.
 template <int BITS, bool SIGNED> __device__ __forceinline__ signed char kiln_wrap_narrow(long long v) {
   const unsigned low = (unsigned)v & ((1u << BITS) - 1u);
@@ -122,10 +135,19 @@ std::string c_type(DType dtype) {
     case DType::kInt4: case DType::kInt2: return "signed char";  // one value a byte, sign-extended
     case DType::kUInt4: case DType::kUInt2: return "unsigned char";
     case DType::kFloat8E4M3FN: case DType::kFloat8E4M3FNUZ: case DType::kFloat8E5M2: case DType::kFloat8E5M2FNUZ:
-    case DType::kFloat4E2M1: return "unsigned char";  // the format's bits
+    case DType::kFloat4E2M1: case DType::kFloat8E8M0: return "unsigned char";  // the format's bits
     case DType::kString: fail_not_numeric(dtype);  // make_op refuses string tensors first
   }
   return "float";
+}
+
+std::string bits_type(DType dtype) {
+  switch (dtype_size(dtype)) {
+    case 8: return "unsigned long long";
+    case 4: return "unsigned int";
+    case 2: return "unsigned short";
+    default: return "unsigned char";
+  }
 }
 
 namespace {
@@ -155,10 +177,13 @@ int narrow_max_code(DType dtype) {
 }  // namespace
 
 std::string narrow_float_load(DType dtype, const std::string& bits) {
+  if (dtype == DType::kFloat8E8M0) return "kiln_e8m02f(" + bits + ")";
   return "kiln_nf2f<" + narrow_format(dtype) + ">(" + bits + ")";
 }
 
-std::string narrow_float_store(DType dtype, const std::string& value, bool saturate) {
+std::string narrow_float_store(DType dtype, const std::string& value, bool saturate, E8M0Rounding rounding) {
+  if (dtype == DType::kFloat8E8M0)  // from the value as float32, as ONNX converts
+    return str("kiln_f2e8m0<", int(rounding), ">((float)(", value, "), ", saturate ? "true" : "false", ")");
   return str("kiln_f2nf<", narrow_format(dtype), ", ", narrow_max_code(dtype), ">((double)(", value, "), ", saturate ? "true" : "false", ")");
 }
 

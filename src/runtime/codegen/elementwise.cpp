@@ -464,13 +464,13 @@ std::string elementwise_source(const ElementwiseSpec& spec) {
   return KernelText(spec.inputs, spec.output).source(body.str(), spec.specialize);
 }
 
-std::string cast_source(DType from, DType to, bool saturate, const std::optional<Params>& specialize) {
+std::string cast_source(DType from, DType to, bool saturate, const std::optional<Params>& specialize, E8M0Rounding rounding) {
   std::string value = value_of(from, "r0"), body;
   bool real_from = is_floating(from) || is_narrow_float(from);
   if (from == to)  // Identity and Dropout: the bits, NaN payloads too
     body = "  return r0;\n";
   else if (is_narrow_float(to))
-    body = "  return " + narrow_float_store(to, real_from ? value : "r0", saturate) + ";\n";
+    body = "  return " + narrow_float_store(to, real_from ? value : "r0", saturate, rounding) + ";\n";
   // Truncate toward zero like the reference: NaN to 0, infinities too for the narrow integers.
   else if (real_from && !is_floating(to) && to != DType::kBool)
     body = "  const double x = (double)" + value + ";\n  return " +

@@ -345,4 +345,22 @@ struct RandomParams {
   long long n, key, a_bits, b_bits, classes, samples;
 };
 
+// TreeEnsemble: `n` work items, each a row of `features` values and one group
+// of at most codegen::kTreeTargetsPerThread of its targets (the trees and the
+// target count are compiled into the kernel).
+struct TreeEnsembleParams {
+  long long n, features;
+};
+
+// TfIdfVectorizer: a block per row of `rows`, each of `row_size` tokens,
+// counting into `width` output columns (the pool is compiled into the kernel).
+struct TfIdfParams {
+  long long rows, row_size, width;
+};
+
+// LabelEncoder: `n` elements looked up in the key table compiled into the kernel.
+struct LabelEncoderParams {
+  long long n;
+};
+
 #endif

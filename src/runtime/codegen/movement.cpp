@@ -367,16 +367,6 @@ std::string nonzero_source(DType dtype) {
 
 namespace {
 
-// The unsigned type of a dtype's size: kernels that only move elements copy bits.
-std::string bits_type(DType dtype) {
-  switch (dtype_size(dtype)) {
-    case 8: return "unsigned long long";
-    case 4: return "unsigned int";
-    case 2: return "unsigned short";
-    default: return "unsigned char";
-  }
-}
-
 std::string entry(const std::string& args) {
   return str("extern \"C\" __global__ void __launch_bounds__(", kBlock, ") ", kEntry, "(", args, ", KParams p) {\n");
 }

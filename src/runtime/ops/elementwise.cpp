@@ -140,7 +140,8 @@ std::unique_ptr<Op> make_elementwise(const plan::Plan& plan, const ir::Node& nod
   if (node.op == OpKind::kCast || node.op == OpKind::kCastLike || node.op == OpKind::kIdentity || node.op == OpKind::kDropout) {
     DType from = dtypes[0];
     bool saturate = node.attrs.get_int("saturate", 1) != 0;
-    generator = [from, out, saturate](const auto& spec) { return codegen::cast_source(from, out, saturate, spec); };
+    E8M0Rounding rounding = *parse_e8m0_rounding(node.attrs.get_string("round_mode", "up"));  // inference checked it
+    generator = [from, out, saturate, rounding](const auto& spec) { return codegen::cast_source(from, out, saturate, spec, rounding); };
     present.resize(1);  // CastLike's second input only names the dtype
   } else if (node.op == OpKind::kQuantizeLinear || node.op == OpKind::kDequantizeLinear) {
     if (present.size() != node.inputs.size()) {
@@ -226,7 +227,7 @@ GpuLowering describe_elementwise(OpKind op) {
     case OpKind::kDropout: return {K::kKernel, "copy kernel (inference); its mask output all true, a fill kernel"};
     case OpKind::kFusedElementwise: return {K::kKernel, "one generated kernel per fused program"};
     case OpKind::kQuantizeLinear: case OpKind::kDequantizeLinear:
-      return {K::kKernel, "elementwise kernel, int8/uint8/int16/uint16, the 4- and 2-bit integers, the float8 formats and float4e2m1; per tensor, per axis, or blocked where the block size divides the axis"};
+      return {K::kKernel, "elementwise kernel, int8/uint8/int16/uint16, the 4- and 2-bit integers, the float8 formats and float4e2m1 (scales of float types or float8e8m0); per tensor, per axis, or blocked where the block size divides the axis"};
     default: return {};
   }
 }

@@ -1,6 +1,7 @@
 // The vision family on the GPU: GridSample, RoiAlign, AffineGrid, Col2Im and
-// MaxRoiPool, each a generated kernel of a thread per output element, and
-// NonMaxSuppression, a block per batch and class (codegen/vision.cpp).
+// MaxRoiPool, each a generated kernel of a thread per output element,
+// NonMaxSuppression, a block per batch and class (codegen/vision.cpp), and
+// ImageDecoder, which enqueue decodes on the host (readback.cpp).
 #include <algorithm>
 
 #include "kiln/error.h"
@@ -63,12 +64,20 @@ class NonMaxSuppressionOp : public Op {
   int select_, list_;
 };
 
+// ImageDecoder: enqueue runs it at its readback point (decode_on_host in
+// readback.cpp): the codecs are host libraries. It prepares no launches.
+class HostDecodedOp : public Op {
+ public:
+  void prepare(PrepareContext&) const override {}
+};
+
 }  // namespace
 
 std::unique_ptr<Op> make_vision(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why,
                                 int /*arch*/) {
   DType dtype = output_dtype(plan, node);
   const ir::Node* n = &node;
+  if (node.op == OpKind::kImageDecoder) return std::make_unique<HostDecodedOp>();
   if (node.op == OpKind::kNonMaxSuppression) {
     auto dtype_of = [&](size_t i) {
       bool given = i < node.inputs.size() && node.inputs[i] != ir::kNoValue;
@@ -188,6 +197,10 @@ GpuLowering describe_vision(OpKind op) {
       return {K::kKernel, "a block per batch and class sorts its scores and keeps boxes greedily (IoU in double), one block "
                           "lists them and counts them (read back by enqueue, which waits for it); floating types; at most "
                           "the bound `kiln build` plans for"};
+    case OpKind::kImageDecoder:
+      return {K::kKernel, "decoded on the host: enqueue copies the encoded stream back, waits for it, decodes it and copies the "
+                          "pixels to the device (no CUDA graphs); height and width at most the bound `kiln build` plans for "
+                          "(--data-dependent-bound)"};
     default: return {};
   }
 }
