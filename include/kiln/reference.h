@@ -24,6 +24,12 @@ Tensor permute(const Tensor& t, const std::vector<int64_t>& perm);
 // Whether the interpreter has a kernel for `op` (every op kind should: it is the oracle).
 bool has_kernel(ir::OpKind op);
 
+// Runs one node of `network` on its inputs (nullptr for an omitted optional
+// input), in the node's input order, as run() runs it inside the network:
+// returns one tensor per node output (those the node leaves out are empty).
+// The GPU runtime runs the nodes on string tensors with it, on the host.
+std::vector<Tensor> run_node(const ir::Network& network, const ir::Node& node, const std::vector<const Tensor*>& inputs);
+
 // Runs the network on named inputs; returns one tensor per network output, in
 // order. Checks every input's dtype and dims (constant dims must match, equal
 // symbols must agree, symbols must lie in their ranges when set). Throws kiln::Error.

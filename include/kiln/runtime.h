@@ -4,7 +4,8 @@
 // thread; an engine must outlive its contexts. enqueue never allocates device
 // memory and never synchronizes, except that an engine with data-dependent
 // sizes (NonZero, a Range of data bounds, ...) waits in enqueue for the few
-// values that decide them (see ExecutionContext::enqueue).
+// values that decide them, and one with string tensors waits for the inputs
+// of the nodes it runs on the host (see ExecutionContext::enqueue).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -48,14 +49,21 @@ struct NodeSupport {
   ir::OpKind op = ir::OpKind::kIdentity;
   bool supported = true;
   std::string reason;  // why not, when not supported
+  // A supported node the engine runs on the host between its launches (a
+  // node on string tensors): "runs on the host inside the GPU engine (...)";
+  // empty for nodes that run on the GPU.
+  std::string host_note;
 };
 std::vector<NodeSupport> gpu_support(const plan::Plan& plan);
 
 // What the GPU runtime does with an op kind (`kiln ops`, docs/ops.md): runs
 // it (`detail`: the conditions), leaves it to `kiln build` to lower into ops
-// it runs (`detail`: into what), or has no kernel for it (`detail`: why).
+// it runs (`detail`: into what), runs it on the host inside the GPU engine
+// with the reference kernel (`detail`: why), or has no kernel for it
+// (`detail`: why). Any node that reads or writes a string tensor runs on the
+// host, whatever its op.
 struct GpuLowering {
-  enum Kind { kKernel, kByBuilder, kNone };
+  enum Kind { kKernel, kByBuilder, kHost, kNone };
   Kind kind = kNone;
   std::string detail;
 };
@@ -174,7 +182,13 @@ class ExecutionContext {
   // dependent sizes at the bounds `kiln build` planned (the size to allocate
   // for such an output); tensor_shape's dims for every other tensor.
   std::vector<int64_t> max_tensor_shape(std::string_view name) const;
-  // Device memory of an input or output (on the engine's device).
+  // Device memory of an input or output (on the engine's device). A string
+  // tensor has no device form: its address is host memory holding a
+  // std::string per element (`std::string[elements]`, row-major), which
+  // enqueue reads (an input) or assigns (an output; tensor_shape's elements,
+  // or max_tensor_shape's when its size depends on data) while it runs.
+  // Device memory for a string tensor, or host memory for a numeric one, is
+  // kInvalidArgument naming the tensor.
   void set_tensor_address(std::string_view name, void* address);
   // Queues the whole network on `stream`. Never allocates device memory and
   // never waits for the GPU, with one exception: when the engine has
@@ -187,6 +201,17 @@ class ExecutionContext {
   // kernels, never CUDA graphs (a fallback "data-dependent shapes" in
   // graph_stats, or an error with strict_cuda_graphs), and refuse a caller's
   // capture (kInvalidArgument, before touching the stream).
+  //
+  // Nodes that read or write string tensors (StringConcat, RegexFullMatch,
+  // a Cast to string, an Equal or LabelEncoder on strings, ...) run on the
+  // host, as steps of the same staged enqueue: at such a node enqueue waits
+  // for the stream, copies the node's numeric inputs to pinned host memory
+  // made with the context, runs the CPU reference kernel, and queues the
+  // copies of its numeric outputs back to device memory. String tensors the
+  // network keeps inside live in host memory the context holds; string inputs
+  // and outputs are the caller's (set_tensor_address), and a string output is
+  // written by the time enqueue returns. Such engines are not stream-
+  // capturable either (a fallback "host steps" in graph_stats).
   //
   // Inside a capture of the caller's (`stream` is being captured), the launches
   // are recorded into that capture, and the shape must already be prepared
@@ -306,7 +331,8 @@ class ExecutionContext {
 
   // True when an enqueue on `stream` now could be recorded by an outer capture:
   // not the legacy default stream, every input shape set, every input and
-  // output bound, no data-dependent size (enqueue waits for those).
+  // output bound, no data-dependent size and no node run on the host
+  // (enqueue waits for those).
   bool is_stream_capturable(cudaStream_t stream) const;
   // Why is_stream_capturable is false, naming the stream, input, output or
   // data-dependent tensor at fault; empty when it is true.
@@ -327,7 +353,8 @@ namespace kiln::runtime {
 // for latency-critical code): sets the input shapes, allocates, uploads the
 // host inputs, fills the outputs with NaN bytes (so unwritten outputs show)
 // and binds everything to the context, which may then enqueue any number of
-// times while this object lives.
+// times while this object lives. String inputs and outputs are bound as
+// host arrays of std::string this object holds.
 class DeviceIo {
  public:
   DeviceIo(ExecutionContext& context, const Engine& engine, const std::map<std::string, ir::TensorData>& inputs);

@@ -39,7 +39,9 @@ _RAW = {
 
 
 def from_numpy(dtype) -> str:
-    """The kiln name of a numpy dtype (uint16 is not bfloat16: numpy has none)."""
+    """The kiln name of a numpy dtype (uint16 is not bfloat16: numpy has none); str and object arrays hold strings."""
+    if np.dtype(dtype).kind in "UO":
+        return "string"
     for name, np_type in NUMPY.items():
         if name not in _RAW and np.dtype(np_type) == np.dtype(dtype):
             return name

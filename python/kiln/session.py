@@ -42,7 +42,10 @@ class InferenceSession:
     the exact CPU reference interpreter (slow; for tests and machines without a GPU).
     ``run`` takes numpy arrays or torch tensors; CUDA torch tensors stay on the
     device (no copies) and the outputs are torch tensors on it, queued on torch's
-    current stream (or ``stream``). ``profile_index`` selects the plan's optimization
+    current stream (or ``stream``). String tensors are numpy arrays of str or
+    object (str elements) in, and numpy object arrays of str out, on either
+    device: on the GPU they stay in host memory and the nodes on them run on the
+    host inside the engine. ``profile_index`` selects the plan's optimization
     profile whose input shapes the session runs (``profile_index`` can be set later too).
     """
 
@@ -79,6 +82,8 @@ class InferenceSession:
         self._outputs = _infos(self._network.outputs)
         self._output_index = {t.name: i for i, t in enumerate(self._outputs)}
         self._input_names = tuple(t.name for t in self._inputs)
+        # String tensors never cross as torch tensors: such a network runs through host arrays.
+        self._has_strings = any(t.dtype == "string" for t in (*self._inputs, *self._outputs))
         self._all_outputs = list(range(len(self._outputs)))
         self._torch_types = None  # (input dtypes, output dtypes) as torch dtypes, on the first torch run
         self._last_dims = None  # the input shapes the context was last given, and its output dims then
@@ -196,7 +201,7 @@ class InferenceSession:
         if self._kind == "cpu":
             results = self._run_reference(ordered)
             self._remember(ordered)
-        elif all(_is_torch_tensor(x) and x.is_cuda for x in ordered):
+        elif not self._has_strings and all(_is_torch_tensor(x) and x.is_cuda for x in ordered):
             results = self._run_torch_cuda(ordered, stream)
             self._remember(ordered)
         else:
@@ -248,6 +253,21 @@ class InferenceSession:
         return ordered
 
     @staticmethod
+    def _strings(a: np.ndarray) -> list:
+        """A string tensor's elements, row-major, as a list of str."""
+        values = a.reshape(-1).tolist()
+        for v in values:
+            if not isinstance(v, str):
+                raise TypeError(f"a string tensor's elements must be str; got {type(v).__name__}")
+        return values
+
+    @staticmethod
+    def _string_result(values: list, dims) -> np.ndarray:
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
+        return out.reshape(dims)
+
+    @staticmethod
     def _host_array(x: Any) -> np.ndarray:
         if _is_torch_tensor(x):
             t = x.detach().cpu().contiguous()
@@ -267,9 +287,13 @@ class InferenceSession:
             a = self._host_array(x)
             if self._plan is not None:  # the shapes the selected profile accepts, as on the GPU
                 self._plan._native.check_input_shape(self._profile_index, info.name, list(a.shape))
-            feeds.append((info.name, info.dtype, list(a.shape), a.reshape(-1).view(np.uint8)))
+            elements = self._strings(a) if info.dtype == "string" else a.reshape(-1).view(np.uint8)
+            feeds.append((info.name, info.dtype, list(a.shape), elements))
         results = []
         for name, dtype, dims, data in _C.reference_run(self._network, feeds):
+            if dtype == "string":
+                results.append(self._string_result(data, dims))
+                continue
             results.append(self._to_host_result(dtype, dims, np.frombuffer(data, dtype=_dtypes.NUMPY[dtype]).copy(), ordered))
         return results
 
@@ -338,11 +362,20 @@ class InferenceSession:
         self._last_dims = None  # the torch path's cached shapes no longer hold
         self._hot = None
         addresses = []
-        for i, a in enumerate(arrays):
+        strings = {}  # io index -> the host memory of a string tensor, bound for this call
+        for i, (a, info) in enumerate(zip(arrays, self._inputs)):
+            if info.dtype == "string":
+                strings[i] = _C.HostStrings(self._strings(a))
+                addresses.append(strings[i].ptr)
+                continue
             memory = self._device_memory(i, a.nbytes)
             memory.upload(a.reshape(-1).view(np.uint8), handle)
             addresses.append(memory.ptr)
         for j, (dims, info) in enumerate(zip(out_dims, self._outputs)):
+            if info.dtype == "string":
+                strings[len(arrays) + j] = _C.HostStrings(math.prod(dims))
+                addresses.append(strings[len(arrays) + j].ptr)
+                continue
             nbytes = math.prod(dims) * np.dtype(_dtypes.NUMPY[info.dtype]).itemsize
             addresses.append(self._device_memory(len(arrays) + j, nbytes).ptr)
         self._context.enqueue(addresses, handle)
@@ -350,7 +383,10 @@ class InferenceSession:
             out_dims = self._context.output_shapes()
         results = []
         for j, (dims, info) in enumerate(zip(out_dims, self._outputs)):
+            if info.dtype == "string":  # written by the time enqueue returned
+                results.append(self._string_result(strings[len(arrays) + j].values(math.prod(dims)), dims))
+                continue
             host = np.empty(dims, dtype=_dtypes.NUMPY[info.dtype])
             self._memory[len(arrays) + j].download(host.reshape(-1).view(np.uint8), handle)
-            results.append(host)
-        return [self._to_host_result(info.dtype, host.shape, host.reshape(-1), ordered) for info, host in zip(self._outputs, results)]
+            results.append(self._to_host_result(info.dtype, host.shape, host.reshape(-1), ordered))
+        return results

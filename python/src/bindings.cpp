@@ -130,11 +130,27 @@ struct NetworkBuilder {
   ir::Network net;
 };
 
+// A tensor's elements from Python: a host array of numbers, or a list of str
+// for a string tensor.
+using HostElements = std::variant<HostArray, std::vector<std::string>>;
+
+ir::TensorData tensor_from_python(const std::string& dtype, const std::vector<int64_t>& dims, const HostElements& elements) {
+  if (auto* array = std::get_if<HostArray>(&elements)) return tensor_from_host(dtype, dims, *array);
+  ir::TensorData t;
+  t.dtype = dtype_from_name(dtype);
+  t.dims = dims;
+  t.strings = std::get<std::vector<std::string>>(elements);
+  if (!is_string(t.dtype) || int64_t(t.strings.size()) != ir::checked_numel(dims))
+    fail(ErrorCode::kInvalidArgument, "a list of ", t.strings.size(), " str does not hold a ", dtype, " tensor of ",
+         ir::checked_numel(dims), " elements");
+  return t;
+}
+
 // Runs a network on the reference interpreter: feeds are (name, dtype, dims,
-// array); results are (name, dtype, dims, bytes).
-nb::list reference_run(const ir::Network& net, const std::vector<std::tuple<std::string, std::string, std::vector<int64_t>, HostArray>>& feeds) {
+// array or list of str); results are (name, dtype, dims, bytes or list of str).
+nb::list reference_run(const ir::Network& net, const std::vector<std::tuple<std::string, std::string, std::vector<int64_t>, HostElements>>& feeds) {
   std::map<std::string, ir::TensorData> inputs;
-  for (auto& [name, dtype, dims, array] : feeds) inputs[name] = tensor_from_host(dtype, dims, array);
+  for (auto& [name, dtype, dims, elements] : feeds) inputs[name] = tensor_from_python(dtype, dims, elements);
   std::vector<ir::TensorData> results;
   {
     nb::gil_scoped_release release;
@@ -143,8 +159,9 @@ nb::list reference_run(const ir::Network& net, const std::vector<std::tuple<std:
   nb::list out;
   for (size_t i = 0; i < results.size(); ++i) {
     const ir::TensorData& t = results[i];
-    out.append(nb::make_tuple(net.value(net.outputs()[i]).name, std::string(dtype_name(t.dtype)), t.dims,
-                              nb::bytes(reinterpret_cast<const char*>(t.data.data()), t.data.size())));
+    nb::object elements = is_string(t.dtype) ? nb::cast(t.strings)
+                                             : nb::bytes(reinterpret_cast<const char*>(t.data.data()), t.data.size());
+    out.append(nb::make_tuple(net.value(net.outputs()[i]).name, std::string(dtype_name(t.dtype)), t.dims, elements));
   }
   return out;
 }
@@ -212,6 +229,25 @@ class Stream {
     }
   }
   cudaStream_t stream_ = nullptr;
+};
+
+// The host memory of a string tensor bound to a context: a std::string per
+// element (never empty, so an empty tensor has an address too).
+class HostStrings {
+ public:
+  explicit HostStrings(std::vector<std::string> values) : values_(std::move(values)) {
+    if (values_.empty()) values_.resize(1);
+  }
+  explicit HostStrings(size_t count) : values_(std::max<size_t>(count, 1)) {}
+  uintptr_t ptr() { return reinterpret_cast<uintptr_t>(values_.data()); }
+  // The first `count` elements (an output's, as enqueue wrote them).
+  std::vector<std::string> values(size_t count) const {
+    if (count > values_.size()) fail(ErrorCode::kInvalidArgument, count, " strings asked of ", values_.size());
+    return {values_.begin(), values_.begin() + count};
+  }
+
+ private:
+  std::vector<std::string> values_;
 };
 
 // An execution context that keeps its engine alive.
@@ -471,6 +507,12 @@ NB_MODULE(_C, m) {
       .def_prop_ro("bytes", &DeviceMemory::bytes)
       .def("upload", &DeviceMemory::upload, "array"_a.noconvert(), "stream"_a)
       .def("download", &DeviceMemory::download, "out"_a.noconvert(), "stream"_a);
+
+  nb::class_<HostStrings>(m, "HostStrings")
+      .def(nb::init<std::vector<std::string>>(), "values"_a)
+      .def(nb::init<size_t>(), "count"_a)
+      .def_prop_ro("ptr", &HostStrings::ptr)
+      .def("values", &HostStrings::values, "count"_a);
 
   nb::class_<Stream>(m, "Stream")
       .def(nb::init<int>(), "device"_a)

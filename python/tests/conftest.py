@@ -63,3 +63,37 @@ def mlp_reference(x, weights):
 
 
 MLP_PROFILE = {"x": ((1, 16), (4, 16), (32, 16))}
+
+
+@pytest.fixture
+def text_model(tmp_path):
+    """x[N] -> Neg -> Cast to string -> StringConcat("n=", .) -> text; Equal(text, expected[N]) -> same; Where(same, x, 0) -> y.
+
+    Returns the path and a reference in numpy for whole numbers in x (Cast writes -3.0 as "-3.0", as numpy's str)."""
+    nodes = [
+        helper.make_node("Neg", ["x"], ["neg"]),
+        helper.make_node("Cast", ["neg"], ["digits"], to=TensorProto.STRING),
+        helper.make_node("StringConcat", ["prefix", "digits"], ["text"]),
+        helper.make_node("Equal", ["text", "expected"], ["same"]),
+        helper.make_node("Where", ["same", "x", "zero"], ["y"]),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"]),
+              helper.make_tensor_value_info("expected", TensorProto.STRING, ["N"])]
+    outputs = [helper.make_tensor_value_info("text", TensorProto.STRING, ["N"]),
+               helper.make_tensor_value_info("same", TensorProto.BOOL, ["N"]),
+               helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])]
+    initializers = [helper.make_tensor("prefix", TensorProto.STRING, [1], [b"n="]),
+                    helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])]
+    graph = helper.make_graph(nodes, "text", inputs, outputs, initializer=initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=9)
+    onnx.checker.check_model(model)
+    path = str(tmp_path / "text.onnx")
+    onnx.save(model, path)
+
+    def reference(x, expected):
+        text = np.array([f"n={float(-v)}" for v in x], dtype=object)
+        same = text == np.asarray(expected, dtype=object)
+        return text, same, np.where(same, x, np.float32(0))
+
+    return path, reference
+

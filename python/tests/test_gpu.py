@@ -179,3 +179,20 @@ def test_runtime_cache_is_shared_across_processes(mlp, tmp_path):
     assert second.returncode == 0, second.stderr
     compiled, cached = map(int, second.stdout.split())
     assert compiled > 0 and cached == compiled, second.stdout
+
+
+@pytest.mark.parametrize("strategy", ["eager", "none"])
+def test_string_tensors_run_on_the_host_inside_the_engine(text_model, rng, strategy):
+    path, reference = text_model
+    settings = RuntimeSettings(dynamic_shapes_kernel_specialization_strategy=strategy, cuda_graph_strategy="whole_graph_capture")
+    session = kiln.InferenceSession(path, device="cuda", runtime_settings=settings, profiles={"x": ((0,), (7,), (1200,)), "expected": ((0,), (7,), (1200,))})
+    for n in (7, 1, 33, 1200, 0):
+        x = rng.integers(1, 50, n).astype(np.float32) * rng.choice([-1, 1], n).astype(np.float32)
+        expected = np.array([f"n={float(-v)}" if i % 2 == 0 else "miss" for i, v in enumerate(x)], dtype=object)
+        text, same, y = session.run(None, {"x": x, "expected": expected})
+        want = reference(x, expected)
+        assert text.dtype == object and text.tolist() == want[0].tolist(), n
+        np.testing.assert_array_equal(same, want[1])
+        np.testing.assert_array_equal(y, want[2])
+    assert session.stats()["graphs"]["fallbacks"] == {"host steps": 5}
+

@@ -237,3 +237,21 @@ def test_torch_cpu_tensors_in_give_torch_tensors_out(mlp, rng):
     (y,) = kiln.InferenceSession(path, device="cpu").run(None, {"x": torch.from_numpy(x)})
     assert isinstance(y, torch.Tensor)
     np.testing.assert_allclose(y.numpy(), mlp_reference(x, weights), rtol=1e-5, atol=1e-5)
+
+
+def test_string_tensors_are_numpy_arrays_of_str(text_model):
+    path, reference = text_model
+    session = kiln.InferenceSession(path, device="cpu")
+    assert [(t.name, t.dtype) for t in session.get_inputs()] == [("x", "float32"), ("expected", "string")]
+    x = np.array([3, -1, 7, 2], np.float32)
+    expected = np.array(["n=-3.0", "n=5.0", "n=-7.0", "nope"])  # numpy str; object arrays of str work too
+    text, same, y = session.run(None, {"x": x, "expected": expected})
+    want = reference(x, expected)
+    assert text.dtype == object and text.shape == (4,)
+    assert text.tolist() == want[0].tolist()
+    np.testing.assert_array_equal(same, want[1])
+    np.testing.assert_array_equal(y, want[2])
+    assert session.run(["text"], {"x": x[:0], "expected": np.array([], dtype=object)})[0].shape == (0,)
+    with pytest.raises(TypeError, match="must be str; got int"):
+        session.run(None, {"x": x[:1], "expected": np.array([5], dtype=object)})
+

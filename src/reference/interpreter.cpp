@@ -78,6 +78,33 @@ void bind_input(const ir::Network& net, const ir::Value& v, const Tensor& t, ir:
 
 bool has_kernel(ir::OpKind op) { return kernel_of(op) != nullptr; }
 
+std::vector<Tensor> run_node(const ir::Network& net, const ir::Node& node, const std::vector<const Tensor*>& inputs) {
+  if (inputs.size() != node.inputs.size())
+    fail(ErrorCode::kInternal, "node '", node.name, "' has ", node.inputs.size(), " inputs; ", inputs.size(), " were given");
+  std::vector<ir::InferInput> infer_in(node.inputs.size());
+  for (size_t i = 0; i < node.inputs.size(); ++i) {
+    if (node.inputs[i] == ir::kNoValue) continue;
+    const Tensor& t = *inputs[i];
+    infer_in[i] = ir::InferInput{true, t.dtype, ir::shape_of(t.dims), nullptr, &t, &net.value(node.inputs[i]).name};
+  }
+  int64_t fresh_counter = 0;
+  std::function<ir::Dim()> fresh = [&] { return ir::Dim::symbol(str("_r", fresh_counter++)); };
+  KernelContext ctx{node, inputs, ir::infer_node(node, infer_in, fresh)};
+  Outputs out = dispatch(ctx);
+  if (out.size() < node.outputs.size())
+    fail(ErrorCode::kInternal, ctx.where(), ": kernel made ", out.size(), " outputs, expected ", node.outputs.size());
+  for (size_t i = 0; i < node.outputs.size(); ++i) {
+    if (node.outputs[i] == ir::kNoValue) continue;
+    const ir::InferOutput& expect = ctx.outputs[i];
+    if (out[i].dtype != expect.dtype ||
+        (ir::shape_is_constant(expect.shape) && ir::shape_constants(expect.shape) != out[i].dims))
+      fail(ErrorCode::kInternal, ctx.where(), ": output ", i, " is ", dtype_name(out[i].dtype),
+           ir::shape_to_string(ir::shape_of(out[i].dims)), " but inference said ", dtype_name(expect.dtype),
+           ir::shape_to_string(expect.shape));
+  }
+  return out;
+}
+
 namespace {
 
 // Every value after the run: the outputs, and the tensors `keep` asks for
@@ -119,32 +146,14 @@ std::vector<std::optional<Tensor>> execute(const ir::Network& net, const std::ma
     for (size_t v = 0; v < net.values().size(); ++v)
       if (keep(net.values()[v].name)) last_use[v] = SIZE_MAX;
 
-  int64_t fresh_counter = 0;
-  std::function<ir::Dim()> fresh = [&] { return ir::Dim::symbol(str("_r", fresh_counter++)); };
   for (size_t n = 0; n < net.nodes().size(); ++n) {
     const ir::Node& node = net.nodes()[n];
-    std::vector<ir::InferInput> infer_in(node.inputs.size());
     std::vector<const Tensor*> kernel_in(node.inputs.size(), nullptr);
-    for (size_t i = 0; i < node.inputs.size(); ++i) {
-      if (node.inputs[i] == ir::kNoValue) continue;
-      const Tensor& t = *values[size_t(node.inputs[i])];
-      kernel_in[i] = &t;
-      infer_in[i] = ir::InferInput{true, t.dtype, ir::shape_of(t.dims), nullptr, &t, &net.value(node.inputs[i]).name};
-    }
-    KernelContext ctx{node, kernel_in, ir::infer_node(node, infer_in, fresh)};
-    Outputs out = dispatch(ctx);
-    if (out.size() < node.outputs.size())
-      fail(ErrorCode::kInternal, ctx.where(), ": kernel made ", out.size(), " outputs, expected ", node.outputs.size());
-    for (size_t i = 0; i < node.outputs.size(); ++i) {
-      if (node.outputs[i] == ir::kNoValue) continue;
-      const ir::InferOutput& expect = ctx.outputs[i];
-      if (out[i].dtype != expect.dtype ||
-          (ir::shape_is_constant(expect.shape) && ir::shape_constants(expect.shape) != out[i].dims))
-        fail(ErrorCode::kInternal, ctx.where(), ": output ", i, " is ", dtype_name(out[i].dtype),
-             ir::shape_to_string(ir::shape_of(out[i].dims)), " but inference said ", dtype_name(expect.dtype),
-             ir::shape_to_string(expect.shape));
-      values[size_t(node.outputs[i])] = std::move(out[i]);
-    }
+    for (size_t i = 0; i < node.inputs.size(); ++i)
+      if (node.inputs[i] != ir::kNoValue) kernel_in[i] = &*values[size_t(node.inputs[i])];
+    Outputs out = run_node(net, node, kernel_in);
+    for (size_t i = 0; i < node.outputs.size(); ++i)
+      if (node.outputs[i] != ir::kNoValue) values[size_t(node.outputs[i])] = std::move(out[i]);
     for (ir::ValueId v : node.inputs)
       if (v != ir::kNoValue && last_use[size_t(v)] == n && !net.value(v).weight && !net.value(v).is_input)
         values[size_t(v)].reset();

@@ -81,6 +81,7 @@ ContextState::~ContextState() {
   if (lt) cublasLtDestroy(lt);
   if (cudnn) cudnnDestroy(cudnn);
   if (fence) cudaEventDestroy(fence);
+  if (staging_uploaded) cudaEventDestroy(staging_uploaded);
   if (joined_in) cudaEventDestroy(joined_in);
   if (joined_out) cudaEventDestroy(joined_out);
   if (own_stream) cudaStreamDestroy(own_stream);
@@ -216,16 +217,24 @@ std::vector<int64_t> ExecutionContext::max_tensor_shape(std::string_view name) c
 
 namespace {
 
-// Checks that `address` is device memory on the engine's device, then binds it.
+// Checks that `address` is device memory on the engine's device (host
+// memory for a string tensor: its std::string elements), then binds it.
 void bind_address(ContextState& c, ir::ValueId id, void* address) {
-  const std::string& name = c.engine->plan.network.value(id).name;
+  const ir::Value& value = c.engine->plan.network.value(id);
+  const std::string& name = value.name;
   if (!address) fail(ErrorCode::kInvalidArgument, "the address for '", name, "' is null");
   cudaPointerAttributes attr{};
-  if (cudaPointerGetAttributes(&attr, address) != cudaSuccess || attr.type == cudaMemoryTypeUnregistered ||
-      attr.type == cudaMemoryTypeHost) {
-    cudaGetLastError();
-    fail(ErrorCode::kInvalidArgument, "the address for '", name, "' is not device memory");
+  bool known = cudaPointerGetAttributes(&attr, address) == cudaSuccess;
+  if (!known) cudaGetLastError();
+  bool device = known && attr.type != cudaMemoryTypeUnregistered && attr.type != cudaMemoryTypeHost;
+  if (is_string(value.dtype)) {
+    if (device)
+      fail(ErrorCode::kInvalidArgument, "the address for '", name, "' is device memory; '", name, "' is a string tensor, "
+           "bound as host memory holding a std::string per element");
+    c.bound[size_t(id)] = address;
+    return;
   }
+  if (!device) fail(ErrorCode::kInvalidArgument, "the address for '", name, "' is not device memory");
   if (attr.device != c.engine->device)
     fail(ErrorCode::kInvalidArgument, "the address for '", name, "' is on device ", attr.device, "; the engine is on device ",
          c.engine->device);
@@ -320,7 +329,7 @@ PreparedShape* find_prepared_shape(ContextState& c) {
 PreparedShape& prepared_shape(ContextState& c) {
   const EngineState& e = *c.engine;
   if (!e.readbacks.empty())
-    fail(ErrorCode::kInvalidArgument, e.data_dependent, ": this engine's launches are prepared by enqueue, up to each value it "
+    fail(ErrorCode::kInvalidArgument, staged_reason(e), ": this engine's launches are prepared by enqueue, up to each value it "
          "reads back, so they cannot be prepared or profiled ahead of a call");
   if (PreparedShape* found = find_prepared_shape(c)) return *found;
   return prepared_launches(c, shape_key(c.input_dims), evaluate_shapes(e.plan.network, c.input_dims), 0, e.ops.size(),
@@ -523,21 +532,22 @@ void ExecutionContext::enqueue(cudaStream_t stream) {
   bool caller_capturing = graphs::stream_is_capturing(stream);
   if (!e.readbacks.empty()) {
     if (caller_capturing)
-      fail(ErrorCode::kInvalidArgument, "enqueue inside a stream capture: ", e.data_dependent,
+      fail(ErrorCode::kInvalidArgument, "enqueue inside a stream capture: ", staged_reason(e),
            ", which enqueue reads back from the GPU and waits for; a capture cannot hold that (the capture is left as it was)");
     release_fenced_kernels(c);
     graphs::CallState call;
     call.graphs_enabled = c.graph_strategy == CudaGraphStrategy::kWholeGraphCapture;
-    call.data_dependent = true;
+    call.data_dependent = !e.data_dependent.empty();
+    call.host_steps = !e.host_step.empty();
     graphs::Decision decision = graphs::decide(call);
     if (decision.fallback != graphs::Fallback::kNone) {
       std::string reason(graphs::fallback_name(decision.fallback));
       if (e.config.strict_cuda_graphs)
         fail(ErrorCode::kDevice, "cuda_graph_strategy whole_graph_capture (strict): no graph for this engine: ", reason, ": ",
-             e.data_dependent);
+             staged_reason(e));
       ++c.stats.fallbacks[reason];
       if (!c.warned_data_dependent && log_enabled(Severity::kWarning))
-        log(Severity::kWarning, str("cuda_graph_strategy whole_graph_capture: ", e.data_dependent,
+        log(Severity::kWarning, str("cuda_graph_strategy whole_graph_capture: ", staged_reason(e),
                                     ", which enqueue reads back and waits for; this engine runs without CUDA graphs"));
       c.warned_data_dependent = true;
     }
@@ -684,7 +694,7 @@ bool ExecutionContext::is_stream_capturable(cudaStream_t stream) const { return 
 std::string ExecutionContext::capture_obstacle(cudaStream_t stream) const {
   const ContextState& c = *state_;
   if (!c.engine->readbacks.empty())
-    return str(c.engine->data_dependent, ": enqueue reads it back and waits for the GPU");
+    return str(staged_reason(*c.engine), ": enqueue reads it back and waits for the GPU");
   if (graphs::is_legacy_stream(stream)) return "the legacy default stream cannot be captured";
   const ir::Network& net = c.engine->plan.network;
   for (ir::ValueId id : net.inputs())

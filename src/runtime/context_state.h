@@ -19,13 +19,16 @@
 
 namespace kiln::runtime {
 
-// Engines with data-dependent sizes: a point in the node order where enqueue
-// copies a few values to the host and waits for them, to size what follows.
+// Engines with data-dependent sizes or host steps: a point in the node order
+// where enqueue copies values to the host and waits for them, to size what
+// follows or to run a node there.
 struct Readback {
   size_t node = 0;     // the node in the plan's order
   bool after = false;  // after its launches (a count made on the device), else before them (its small inputs)
   bool control_flow = false;  // an If, Loop or Scan: enqueue runs it (run_control_flow) in place of launches
-  bool host = false;          // an ImageDecoder: enqueue decodes on the host in place of launches (decode_on_host)
+  // Enqueue runs the node on the host in place of launches: an ImageDecoder
+  // (decode_on_host) or a node on string tensors (run_host_step).
+  bool host = false;
 };
 
 struct EngineState {
@@ -45,7 +48,18 @@ struct EngineState {
   // "node 'loop' (Loop) decides by data what runs": the first readback's
   // reason; empty when there is none.
   std::string data_dependent;
+  // "node 'cat' (StringConcat) runs on the host inside the GPU engine": the
+  // first host step; empty when there is none.
+  std::string host_step;
+  // Pinned host memory per context that a host step's numeric inputs, then
+  // its numeric outputs, pass through: the most one step needs at the plan's
+  // largest shapes.
+  size_t host_staging_bytes = 0;
 };
+
+// Why enqueue runs an engine stage by stage (the data-dependent size or
+// control flow first, else the host step); empty when it need not.
+inline const std::string& staged_reason(const EngineState& e) { return e.data_dependent.empty() ? e.host_step : e.data_dependent; }
 
 // A control-flow node's subgraphs, each lowered like an engine's network
 // (their kernels in the engine's store, their own weights and memory plan;
@@ -107,6 +121,15 @@ struct ContextState {
   DeviceBuffer readback_scratch;
   std::unique_ptr<std::byte, PinnedFree> readback_host;
   bool warned_data_dependent = false;  // the graph fallback's warning, once per context
+  // Host steps: per value, the elements of a string tensor the network keeps
+  // inside (the caller holds those of its inputs and outputs), assigned by
+  // the step that makes it; the pinned memory a step's numeric tensors pass
+  // through, and the event recorded behind its uploads from there, waited
+  // for before the next step writes it again.
+  std::vector<std::vector<std::string>> strings;
+  std::unique_ptr<std::byte, PinnedFree> host_staging;
+  cudaEvent_t staging_uploaded = nullptr;
+  bool staging_pending = false;
   cublasLtHandle_t lt = nullptr;
   cudnnHandle_t cudnn = nullptr;  // made only when the plan has cuDNN work
   std::map<std::string, std::vector<int64_t>, std::less<>> input_dims;
@@ -204,6 +227,12 @@ void set_up_subgraphs(EngineState& e);
 void upload_weights(EngineState& e);
 void make_subgraph_contexts(ContextState& c);
 void run_control_flow(ContextState& c, size_t node, cudaStream_t stream, const ShapeEnv& env, ir::SymbolBindings& resolved);
+// Host steps (host_steps.cpp): the staging memory an engine's host steps
+// need; and the run of host step `node` from enqueue (its reference kernel
+// on the host, its numeric tensors copied through the staging memory), which
+// binds the data-dependent sizes of its outputs.
+size_t host_staging_bytes(const plan::Plan& plan, const std::vector<size_t>& host_steps);
+void run_host_step(ContextState& c, size_t node, cudaStream_t stream, const ShapeEnv& env, ir::SymbolBindings& resolved);
 // The context whose library handles and workspace `c`'s launches use.
 inline const ContextState& library_owner(const ContextState& c) { return c.owner ? *c.owner : c; }
 

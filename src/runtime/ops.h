@@ -187,6 +187,17 @@ class Op {
   virtual void prepare(PrepareContext& ctx) const = 0;
 };
 
+// A node that reads or writes a string tensor: string tensors live in host
+// memory, so enqueue runs the node's reference kernel on the host between
+// the launches (run_host_step) and the node prepares no launches of its own.
+class HostStepOp : public Op {
+ public:
+  void prepare(PrepareContext&) const override {}
+};
+// Why make_op runs `node` as a host step ("runs on the host inside the GPU
+// engine: input 0 ('x') is a string tensor, ..."); empty when it does not.
+std::string host_step_note(const plan::Plan& plan, const ir::Node& node);
+
 // Makes the op for `node`, registering its kernels; nullptr with `why` set
 // when the GPU runtime does not handle this node yet. Makes no CUDA call (the
 // op makers below neither; library descriptors come in Op::prepare), so

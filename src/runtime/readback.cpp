@@ -8,8 +8,10 @@
 // is such a point too: enqueue runs it there, its subgraphs on contexts of
 // their own (ops/control_flow.cpp). An ImageDecoder is such a point too:
 // enqueue copies its encoded stream to the host, waits, decodes it there and
-// copies the pixels to the device. Engines with data-dependent sizes run
-// generic kernels: a size that changes every call would make every call compile.
+// copies the pixels to the device; and so is a node on string tensors:
+// enqueue runs its reference kernel on the host (host_steps.cpp). Engines
+// with data-dependent sizes run generic kernels: a size that changes every
+// call would make every call compile.
 #include <algorithm>
 #include <cstring>
 
@@ -206,7 +208,7 @@ void check_room(const ContextState& c, const ShapeEnv& env) {
   const ir::Network& net = plan.network;
   for (size_t k = 0; k < net.outputs().size(); ++k) {
     ir::ValueId v = net.outputs()[k];
-    if (c.room[size_t(v)] < 0) continue;
+    if (c.room[size_t(v)] < 0 || is_string(net.value(v).dtype)) continue;  // strings take no device memory
     ir::NodeId producer = net.value(v).producer;
     bool counted = producer >= 0 && counted_on_device(net.nodes()[size_t(producer)].op);
     if (env.pending[size_t(v)] && !counted) continue;
@@ -231,10 +233,13 @@ void plan_readbacks(EngineState& e) {
   const std::set<std::string>& data = net.data_dependent_symbols();
   // Control flow whose outputs the host knows (shape arithmetic) is written as constants instead.
   auto control_flow = [&](size_t n) { return dynamic_cast<const ControlFlowOp*>(e.ops.at(n).get()) != nullptr; };
-  // So does a node decoded on the host, even where the plan knows its sizes (an image that is a weight).
+  // So do the nodes run on the host, even where the plan knows their sizes (an image that is a weight).
+  auto host_step = [&](size_t n) { return dynamic_cast<const HostStepOp*>(e.ops.at(n).get()) != nullptr; };
   bool any_stop = false;
-  for (size_t n = 0; n < e.ops.size(); ++n) any_stop = any_stop || control_flow(n) || decoded_on_host(net.nodes()[n].op);
+  for (size_t n = 0; n < e.ops.size(); ++n)
+    any_stop = any_stop || control_flow(n) || host_step(n) || decoded_on_host(net.nodes()[n].op);
   if (data.empty() && !any_stop) return;
+  std::vector<size_t> host_steps;
   std::set<std::string> sized;
   size_t most_inputs = 0;
   for (size_t n = 0; n < net.nodes().size(); ++n) {
@@ -247,6 +252,16 @@ void plan_readbacks(EngineState& e) {
       if (e.data_dependent.empty()) e.data_dependent = str("node '", node.name, "' (", ir::op_name(node.op), ") decides by data what runs");
       e.readbacks.push_back({n, false, true});
       most_inputs = std::max<size_t>(most_inputs, 2);
+      continue;
+    }
+    if (host_step(n)) {
+      // Its run reads its inputs back whole and sizes its outputs from what the reference kernel made.
+      for (ir::ValueId v : node.outputs)
+        if (v != ir::kNoValue)
+          for (const ir::Dim& d : net.value(v).shape) d.collect_symbols(sized);
+      if (e.host_step.empty()) e.host_step = str("node '", node.name, "' (", ir::op_name(node.op), ") runs on the host inside the GPU engine");
+      e.readbacks.push_back({n, false, false, true});
+      host_steps.push_back(n);
       continue;
     }
     bool fresh = false, host = decoded_on_host(node.op);
@@ -271,6 +286,7 @@ void plan_readbacks(EngineState& e) {
     if (!after) most_inputs = std::max(most_inputs, node.inputs.size());
   }
   e.readback_host_bytes = std::max(most_inputs * kReadSlotBytes, sizeof(int64_t));
+  e.host_staging_bytes = host_staging_bytes(e.plan, host_steps);
 }
 
 void make_readback_memory(ContextState& c) {
@@ -282,6 +298,16 @@ void make_readback_memory(ContextState& c) {
   KILN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&host), e.readback_host_bytes),
             "allocating pinned memory for data-dependent sizes");
   c.readback_host.reset(host);
+  if (!e.host_step.empty()) {
+    c.strings.resize(e.plan.network.values().size());
+    KILN_CUDA(cudaEventCreateWithFlags(&c.staging_uploaded, cudaEventDisableTiming), "creating the context's event");
+  }
+  if (e.host_staging_bytes) {
+    std::byte* staging = nullptr;
+    KILN_CUDA(cudaMallocHost(reinterpret_cast<void**>(&staging), e.host_staging_bytes),
+              "allocating pinned memory for the numeric tensors of host steps");
+    c.host_staging.reset(staging);
+  }
 }
 
 void enqueue_data_dependent(ContextState& c, cudaStream_t stream) {
@@ -320,7 +346,8 @@ void enqueue_data_dependent(ContextState& c, cudaStream_t stream) {
     }
     const ir::Node& node = net.nodes()[e.readbacks[r].node];
     if (e.readbacks[r].control_flow) run_control_flow(c, e.readbacks[r].node, stream, env, resolved);
-    else if (e.readbacks[r].host) decode_on_host(c, node, stream, env, resolved);
+    else if (e.readbacks[r].host && decoded_on_host(node.op)) decode_on_host(c, node, stream, env, resolved);
+    else if (e.readbacks[r].host) run_host_step(c, e.readbacks[r].node, stream, env, resolved);
     else if (e.readbacks[r].after) read_count(c, node, stream, resolved);
     else read_inputs(c, node, stream, env, resolved);
     auto read = std::move(env.read);

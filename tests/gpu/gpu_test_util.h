@@ -102,12 +102,17 @@ inline ir::Network small_test_model(std::mt19937& rng) {
 // Every output within tolerance * (its largest finite reference magnitude), no
 // NaN the reference lacks, and an infinity exactly where the reference has one
 // (a float16 dequantization overflows to it); with `exact_integers`, integer
-// and bool outputs equal to the reference's.
+// and bool outputs equal to the reference's. String outputs are always exact.
 inline void expect_outputs_close(const std::vector<ir::TensorData>& got, const std::vector<ir::TensorData>& want, double tolerance,
                                  bool exact_integers = false) {
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size(); ++i) {
     ASSERT_EQ(got[i].dims, want[i].dims) << "output " << i;
+    if (is_string(want[i].dtype)) {
+      ASSERT_EQ(got[i].dtype, want[i].dtype) << "output " << i;
+      EXPECT_EQ(got[i].strings, want[i].strings) << "output " << i;
+      continue;
+    }
     if (exact_integers && !is_floating(want[i].dtype)) {
       ASSERT_EQ(got[i].dtype, want[i].dtype) << "output " << i;
       EXPECT_EQ(ir::read_ints(got[i]), ir::read_ints(want[i])) << "output " << i;

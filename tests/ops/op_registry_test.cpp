@@ -406,6 +406,10 @@ TEST_P(OpRegistry, EveryLayerHandlesTheOp) {
       if (ir::family_of(op) == ir::OpFamily::kControlFlow) EXPECT_NE(node.reason.find("`kiln build` builds the subgraphs"), std::string::npos) << node.reason;
       else EXPECT_TRUE(node.supported) << node.reason;
       break;
+    case runtime::GpuLowering::kHost:
+      EXPECT_TRUE(node.supported) << node.reason;
+      EXPECT_NE(node.host_note.find("runs on the host inside the GPU engine"), std::string::npos) << node.host_note;
+      break;
     case runtime::GpuLowering::kNone:
       EXPECT_FALSE(node.supported);
       EXPECT_EQ(node.reason, lowering.detail);
@@ -413,10 +417,13 @@ TEST_P(OpRegistry, EveryLayerHandlesTheOp) {
     case runtime::GpuLowering::kByBuilder: break;
   }
 
-  // And as `kiln build` makes it: every node the builder leaves runs on the GPU.
+  // And as `kiln build` makes it: every node the builder leaves runs on the GPU
+  // (a string op's sizes may follow from its data: bounded here).
   plan::Plan built;
+  builder::BuildOptions options;
+  if (lowering.kind == runtime::GpuLowering::kHost) options.default_data_dependent_bound = 8;
   try {
-    built = builder::build(net, {}, "sample");
+    built = builder::build(net, options, "sample");
   } catch (const Error& e) {
     FAIL() << "builder::build: " << e.what();
   }
@@ -450,9 +457,10 @@ TEST(GpuSupport, NamesTheNodesTheGpuCannotRun) {
   EXPECT_EQ(nodes[1].reason, "7 operands; the GPU kernel takes at most 6");
 }
 
-// String tensors stay on the host: a node that reads or writes one is answered
-// before anything runs, naming the tensor, whatever its op (here ops the GPU runs on numbers).
-TEST(GpuSupport, StringTensorsRunOnTheCpuDevice) {
+// String tensors stay in host memory: a node that reads or writes one runs
+// on the host inside the GPU engine, whatever its op (here ops the GPU runs
+// on numbers), and the answer names the tensor.
+TEST(GpuSupport, StringTensorsRunOnTheHostInsideTheEngine) {
   Sample s;
   ValueId words = s.strings({2, 2}, {"a", "b", "c", "d"});
   ValueId flipped = s.net().add_op1(OpKind::kTranspose, {words}, {}, "transpose");
@@ -461,20 +469,42 @@ TEST(GpuSupport, StringTensorsRunOnTheCpuDevice) {
   s.node(OpKind::kEqual, {flipped, words});
   s.net().finalize();
   plan::Plan p = builder::build(s.net(), {}, "sample");
-  std::map<std::string, std::string> reasons;
+  std::map<std::string, std::string> notes;
   for (const runtime::NodeSupport& n : runtime::gpu_support(p)) {
-    EXPECT_FALSE(n.supported) << n.node;
-    reasons[n.node] = n.reason;
+    EXPECT_TRUE(n.supported) << n.node << ": " << n.reason;
+    notes[n.node] = n.host_note;
   }
-  EXPECT_EQ(reasons["transpose"], "input 0 ('in0') is a string tensor; the GPU runtime holds numbers only (string tensors run on the CPU device)");
-  EXPECT_NE(reasons["cast"].find("output 0"), std::string::npos) << reasons["cast"];
-  EXPECT_NE(reasons["node"].find("is a string tensor"), std::string::npos) << reasons["node"];
+  ASSERT_EQ(notes.size(), 3u);
+  EXPECT_EQ(notes["transpose"], "runs on the host inside the GPU engine: input 0 ('in0') is a string tensor, and string tensors "
+                                "live in host memory (the reference kernel runs between the launches)");
+  EXPECT_NE(notes["cast"].find("output 0"), std::string::npos) << notes["cast"];
+  EXPECT_NE(notes["node"].find("is a string tensor"), std::string::npos) << notes["node"];
+}
+
+// Nodes on numbers only run as kernels: no host note, even beside string nodes.
+TEST(GpuSupport, NumericNodesBesideStringOnesRunOnTheGpu) {
+  Sample s;
+  ValueId x = s.input(f32, {2, 3});
+  ValueId relu = s.net().add_op1(OpKind::kRelu, {x}, {}, "relu");
+  ValueId text = s.net().add_op1(OpKind::kCast, {relu}, attrs({{"to", int64_t(DType::kString)}}), "to_text");
+  ValueId same = s.net().add_op1(OpKind::kEqual, {text, text}, {}, "same");
+  s.node(OpKind::kNot, {same});
+  s.net().finalize();
+  plan::Plan p = builder::build(s.net(), {}, "sample");
+  std::map<std::string, runtime::NodeSupport> support;
+  for (runtime::NodeSupport& n : runtime::gpu_support(p)) support[n.node] = n;
+  ASSERT_EQ(support.size(), 4u);
+  for (auto& [name, n] : support) EXPECT_TRUE(n.supported) << name << ": " << n.reason;
+  EXPECT_EQ(support["relu"].host_note, "");
+  EXPECT_EQ(support["node"].host_note, "");
+  EXPECT_NE(support["to_text"].host_note.find("output 0 ("), std::string::npos) << support["to_text"].host_note;
+  EXPECT_NE(support["same"].host_note.find("input 0"), std::string::npos) << support["same"].host_note;
 }
 
 // The ml ops and TfIdfVectorizer run on the GPU where their data are numbers;
 // gpu_support (what `kiln inspect` shows) answers without a device, and names
-// what stays on the CPU device: string tensors, and a SOFTMAX over more
-// targets than a GPU thread holds.
+// what runs on the host inside the GPU engine (string tensors) and what stays
+// on the CPU device (a SOFTMAX over more targets than a GPU thread holds).
 TEST(GpuSupport, MlAndTextOpsOfNumbersRunOnTheGpu) {
   Sample s;
   ir::Network& net = s.net();
@@ -512,8 +542,9 @@ TEST(GpuSupport, MlAndTextOpsOfNumbersRunOnTheGpu) {
   for (const char* name : {"extract", "tfidf", "numbers", "softmax_in_one_thread", "logistic_over_two_threads"})
     EXPECT_TRUE(support[name].supported) << name << ": " << support[name].reason;
   EXPECT_EQ(support["extract"].op, OpKind::kArrayFeatureExtractor);  // indices that are tensor data: the node's own kernel
-  EXPECT_FALSE(support["words"].supported);
-  EXPECT_NE(support["words"].reason.find("is a string tensor"), std::string::npos) << support["words"].reason;
+  EXPECT_TRUE(support["words"].supported) << support["words"].reason;
+  EXPECT_NE(support["words"].host_note.find("is a string tensor"), std::string::npos) << support["words"].host_note;
+  EXPECT_EQ(support["numbers"].host_note, "");
   EXPECT_FALSE(support["softmax_over_two_threads"].supported);
   EXPECT_EQ(support["softmax_over_two_threads"].reason,
             "SOFTMAX over 33 targets; the GPU kernel holds at most 32 a row (runs on the CPU device)");

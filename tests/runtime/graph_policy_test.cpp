@@ -51,6 +51,21 @@ TEST(GraphPolicy, DataDependentSizesRunDirectlyWithTheirFallback) {
   EXPECT_EQ(decide(s).fallback, Fallback::kNone);
 }
 
+TEST(GraphPolicy, HostStepsRunDirectlyWithTheirFallback) {
+  CallState s = enabled();
+  s.host_steps = true;
+  for (int calls : {0, 1, 5}) {
+    s.calls_at_shape = calls;
+    EXPECT_EQ(decide(s).path, Path::kDirect) << calls;
+    EXPECT_EQ(decide(s).fallback, Fallback::kHostSteps) << calls;
+  }
+  EXPECT_EQ(fallback_name(Fallback::kHostSteps), "host steps");
+  s.data_dependent = true;  // both: the sizes are named first
+  EXPECT_EQ(decide(s).fallback, Fallback::kDataDependent);
+  s.graphs_enabled = false;
+  EXPECT_EQ(decide(s).fallback, Fallback::kNone);
+}
+
 TEST(GraphPolicy, CallerCaptureWinsWhateverTheStrategy) {
   for (bool on : {false, true}) {
     CallState s;

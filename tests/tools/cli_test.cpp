@@ -719,7 +719,7 @@ TEST(CliJson, BuildAndInspectReportGpuSupport) {
   EXPECT_TRUE(fs::exists(plan));
   json built = kiln_json("build " + model.path.string() + " -o " + plan);
   EXPECT_EQ(built["gpu_support"], json::parse(R"({"nodes": 2, "supported": 1, "unsupported":
-      [{"op": "Einsum", "reason": "7 operands; the GPU kernel takes at most 6", "nodes": ["sum7"]}]})"));
+      [{"op": "Einsum", "reason": "7 operands; the GPU kernel takes at most 6", "nodes": ["sum7"]}], "on_host": []})"));
 
   Result i = kiln("inspect " + plan);
   EXPECT_EQ(i.code, 0) << i.output;
@@ -732,6 +732,37 @@ TEST(CliJson, BuildAndInspectReportGpuSupport) {
   Result mlp = kiln("inspect " + kExamples + "/mlp.onnx");
   EXPECT_NE(mlp.output.find("GPU support: all 4 nodes of the plan `kiln build` makes at fp32 (dims without a range as 1..64)\n"),
             std::string::npos) << mlp.output;
+}
+
+// Nodes on string tensors run on the host inside the GPU engine: supported,
+// and listed apart with the tensor that puts them there.
+TEST(CliJson, InspectListsTheNodesThatRunOnTheHost) {
+  ModelBuilder m;
+  m.input("x", TensorProto::FLOAT, {"3"});
+  m.node("Relu", {"x"}, {"r"});
+  ::onnx::NodeProto& cast = m.node("Cast", {"r"}, {"text"});
+  cast.set_name("to_text");
+  ModelBuilder::attr(cast, "to", int64_t(TensorProto::STRING));
+  ::onnx::NodeProto& same = m.node("Equal", {"text", "text"}, {"y"});
+  same.set_name("same");
+  m.output("y", TensorProto::BOOL);
+  ModelFile model(m, "kiln_cli_on_host");
+  Result i = kiln("inspect " + model.path.string());
+  EXPECT_EQ(i.code, 0) << i.output;
+  EXPECT_NE(i.output.find("GPU support: all 3 nodes of the plan `kiln build` makes at fp32\n"
+                          "  on the host inside the GPU engine (its enqueue waits for them: no CUDA graph holds it):\n"
+                          "  Cast (1 node: to_text): runs on the host inside the GPU engine: output 0 ('text') is a string tensor"),
+            std::string::npos) << i.output;
+  EXPECT_NE(i.output.find("  Equal (1 node: same): runs on the host inside the GPU engine: input 0 ('text')"), std::string::npos)
+      << i.output;
+  json gpu = kiln_json("inspect " + model.path.string())["gpu_support"];
+  EXPECT_EQ(gpu["nodes"], 3);
+  EXPECT_EQ(gpu["supported"], 3);
+  EXPECT_EQ(gpu["unsupported"], json::array());
+  ASSERT_EQ(gpu["on_host"].size(), 2u) << gpu;
+  EXPECT_EQ(gpu["on_host"][0]["op"], "Cast");
+  EXPECT_EQ(gpu["on_host"][0]["nodes"], json::parse(R"(["to_text"])"));
+  EXPECT_EQ(gpu["on_host"][1]["op"], "Equal");
 }
 
 TEST(CliJson, OpsListsEveryOpKindAndWhereItRuns) {
@@ -749,6 +780,9 @@ TEST(CliJson, OpsListsEveryOpKindAndWhereItRuns) {
   EXPECT_EQ(ops["FusedMatMul"]["onnx"], json::array());
   EXPECT_EQ(ops["FusedMatMul"]["family"], "linalg");
   EXPECT_EQ(ops["Softmax"]["family"], "normalization");
+  EXPECT_EQ(ops["StringConcat"]["gpu"], "host");
+  EXPECT_EQ(ops["RegexFullMatch"]["gpu_detail"].get<std::string>().rfind("runs on the host inside the GPU engine", 0), 0u)
+      << ops["RegexFullMatch"];
   Result md = kiln("ops --markdown");
   EXPECT_EQ(md.code, 0) << md.output;
   EXPECT_NE(md.output.find("| op | family | ONNX ops | CPU reference | GPU | notes |\n"), std::string::npos) << md.output;

@@ -199,8 +199,9 @@ Json graph_stats_json(const runtime::ExecutionContext& context);
 // Saves the config's cache back to its file (merging what others wrote).
 void save_runtime_cache(const runtime::RuntimeConfig& config, const std::optional<CacheFile>& cache_file);
 
-// Which nodes of a plan the GPU runtime cannot run, grouped by op and reason
-// (in op-name order), from runtime::gpu_support.
+// Which nodes of a plan the GPU runtime cannot run, and which it runs on the
+// host inside the GPU engine (nodes on string tensors), grouped by op and
+// reason (in op-name order), from runtime::gpu_support.
 struct GpuSupportReport {
   size_t nodes = 0, supported = 0;
   struct Group {
@@ -208,11 +209,12 @@ struct GpuSupportReport {
     std::vector<std::string> nodes;
   };
   std::vector<Group> unsupported;
+  std::vector<Group> on_host;  // supported; the reason is how they run
 };
 GpuSupportReport gpu_support_report(const plan::Plan& plan);
 // One line per group: "Einsum (2 nodes: a, b): no GPU kernel yet" (long node lists shortened).
-std::vector<std::string> gpu_support_lines(const GpuSupportReport& report);
-// {nodes, supported, unsupported: [{op, reason, nodes: [name]}]}
+std::vector<std::string> gpu_support_lines(const std::vector<GpuSupportReport::Group>& groups);
+// {nodes, supported, unsupported: [{op, reason, nodes: [name]}], on_host: [{op, reason, nodes: [name]}]}
 Json gpu_support_json(const GpuSupportReport& report);
 
 struct OpsOptions {

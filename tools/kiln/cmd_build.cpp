@@ -187,7 +187,7 @@ int cmd_build(const BuildOptions& cli, Json& doc) {
   if (!gpu.unsupported.empty()) {
     std::string message = str("the GPU runtime cannot run ", gpu.nodes - gpu.supported, " of ", gpu.nodes,
                               " nodes, so `kiln run --device cuda` will refuse this plan (the CPU device runs it):");
-    for (const std::string& line : gpu_support_lines(gpu)) message += "\n  " + line;
+    for (const std::string& line : gpu_support_lines(gpu.unsupported)) message += "\n  " + line;
     kiln::log(Severity::kWarning, message);
   }
   doc["gpu_support"] = gpu_support_json(gpu);

@@ -43,10 +43,13 @@ Json declared_shape_json(const std::string& text) {
 void print_gpu_support(const GpuSupportReport& gpu, const std::string& of = "") {
   if (gpu.unsupported.empty()) {
     std::cout << "GPU support: all " << gpu.nodes << " nodes" << of << "\n";
-    return;
+  } else {
+    std::cout << "GPU support: " << gpu.supported << " of " << gpu.nodes << " nodes" << of << "; the GPU runtime cannot run:\n";
+    for (const std::string& line : gpu_support_lines(gpu.unsupported)) std::cout << "  " << line << "\n";
   }
-  std::cout << "GPU support: " << gpu.supported << " of " << gpu.nodes << " nodes" << of << "; the GPU runtime cannot run:\n";
-  for (const std::string& line : gpu_support_lines(gpu)) std::cout << "  " << line << "\n";
+  if (gpu.on_host.empty()) return;
+  std::cout << "  on the host inside the GPU engine (its enqueue waits for them: no CUDA graph holds it):\n";
+  for (const std::string& line : gpu_support_lines(gpu.on_host)) std::cout << "  " << line << "\n";
 }
 
 // The GPU runtime decides on lowered plans: an ONNX model is lowered as `kiln

@@ -40,6 +40,7 @@ const char* gpu_word(runtime::GpuLowering::Kind kind) {
   switch (kind) {
     case runtime::GpuLowering::kKernel: return "yes";
     case runtime::GpuLowering::kByBuilder: return "via `kiln build`";
+    case runtime::GpuLowering::kHost: return "on the host";
     case runtime::GpuLowering::kNone: return "no";
   }
   return "?";
@@ -49,6 +50,7 @@ const char* gpu_key(runtime::GpuLowering::Kind kind) {
   switch (kind) {
     case runtime::GpuLowering::kKernel: return "kernel";
     case runtime::GpuLowering::kByBuilder: return "builder";
+    case runtime::GpuLowering::kHost: return "host";
     case runtime::GpuLowering::kNone: return "none";
   }
   return "?";
@@ -58,11 +60,14 @@ const char* gpu_key(runtime::GpuLowering::Kind kind) {
 
 int cmd_ops(const OpsOptions& options, Json& doc) {
   std::vector<OpRow> rows = op_rows();
-  int kernels = 0, by_builder = 0, none = 0;
+  int kernels = 0, by_builder = 0, on_host = 0, none = 0;
   for (const OpRow& row : rows)
-    (row.gpu.kind == runtime::GpuLowering::kKernel ? kernels : row.gpu.kind == runtime::GpuLowering::kByBuilder ? by_builder : none)++;
-  std::string summary = str(rows.size(), " op kinds: ", kernels, " run on the GPU, ", by_builder, " after `kiln build` lowers them, ", none,
-                            " on the CPU device only.");
+    (row.gpu.kind == runtime::GpuLowering::kKernel      ? kernels
+     : row.gpu.kind == runtime::GpuLowering::kByBuilder ? by_builder
+     : row.gpu.kind == runtime::GpuLowering::kHost      ? on_host
+                                                        : none)++;
+  std::string summary = str(rows.size(), " op kinds: ", kernels, " run on the GPU, ", by_builder, " after `kiln build` lowers them, ",
+                            on_host, " on the host inside the GPU engine, ", none, " on the CPU device only.");
   if (options.markdown) {
     std::cout << summary << "\n\n| op | family | ONNX ops | CPU reference | GPU | notes |\n|---|---|---|---|---|---|\n";
     for (const OpRow& row : rows)

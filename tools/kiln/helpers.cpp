@@ -289,20 +289,23 @@ void save_runtime_cache(const runtime::RuntimeConfig& config, const std::optiona
 
 GpuSupportReport gpu_support_report(const plan::Plan& plan) {
   GpuSupportReport report;
-  std::map<std::pair<std::string, std::string>, std::vector<std::string>> groups;  // (op, reason) -> nodes
+  using Groups = std::map<std::pair<std::string, std::string>, std::vector<std::string>>;  // (op, reason) -> nodes
+  Groups unsupported, on_host;
   for (const runtime::NodeSupport& node : runtime::gpu_support(plan)) {
     ++report.nodes;
     if (node.supported) ++report.supported;
-    else groups[{std::string(ir::op_name(node.op)), node.reason}].push_back(node.node);
+    if (!node.supported) unsupported[{std::string(ir::op_name(node.op)), node.reason}].push_back(node.node);
+    else if (!node.host_note.empty()) on_host[{std::string(ir::op_name(node.op)), node.host_note}].push_back(node.node);
   }
-  for (auto& [key, nodes] : groups) report.unsupported.push_back({key.first, key.second, std::move(nodes)});
+  for (auto& [key, nodes] : unsupported) report.unsupported.push_back({key.first, key.second, std::move(nodes)});
+  for (auto& [key, nodes] : on_host) report.on_host.push_back({key.first, key.second, std::move(nodes)});
   return report;
 }
 
-std::vector<std::string> gpu_support_lines(const GpuSupportReport& report) {
+std::vector<std::string> gpu_support_lines(const std::vector<GpuSupportReport::Group>& groups) {
   constexpr size_t kNamesShown = 5;
   std::vector<std::string> lines;
-  for (const GpuSupportReport::Group& g : report.unsupported) {
+  for (const GpuSupportReport::Group& g : groups) {
     std::string names;
     for (size_t i = 0; i < std::min(g.nodes.size(), kNamesShown); ++i) names += (i ? ", " : "") + g.nodes[i];
     if (g.nodes.size() > kNamesShown) names += str(" and ", g.nodes.size() - kNamesShown, " more");
@@ -312,10 +315,15 @@ std::vector<std::string> gpu_support_lines(const GpuSupportReport& report) {
 }
 
 Json gpu_support_json(const GpuSupportReport& report) {
-  Json unsupported = Json::array();
-  for (const GpuSupportReport::Group& g : report.unsupported)
-    unsupported.push_back({{"op", g.op}, {"reason", g.reason}, {"nodes", g.nodes}});
-  return {{"nodes", report.nodes}, {"supported", report.supported}, {"unsupported", unsupported}};
+  auto groups_json = [](const std::vector<GpuSupportReport::Group>& groups) {
+    Json out = Json::array();
+    for (const GpuSupportReport::Group& g : groups) out.push_back({{"op", g.op}, {"reason", g.reason}, {"nodes", g.nodes}});
+    return out;
+  };
+  return {{"nodes", report.nodes},
+          {"supported", report.supported},
+          {"unsupported", groups_json(report.unsupported)},
+          {"on_host", groups_json(report.on_host)}};
 }
 
 }  // namespace kiln::cli

@@ -9,6 +9,7 @@ std::string_view fallback_name(Fallback f) {
     case Fallback::kNone: return "none";
     case Fallback::kCaptureFailed: return "capture failed";
     case Fallback::kDataDependent: return "data-dependent shapes";
+    case Fallback::kHostSteps: return "host steps";
   }
   return "?";
 }
@@ -20,6 +21,7 @@ Decision decide(const CallState& s) {
   if (!s.graphs_enabled) return {Path::kDirect, Fallback::kNone};
   // enqueue waits for sizes read back from the device in mid-call: no graph holds that.
   if (s.data_dependent) return {Path::kDirect, Fallback::kDataDependent};
+  if (s.host_steps) return {Path::kDirect, Fallback::kHostSteps};
   if (s.has_graph) return {Path::kReplay, Fallback::kNone, s.legacy_stream};
   if (s.capture_failed && s.calls_at_shape < s.retry_capture_at) return {Path::kDirect, Fallback::kCaptureFailed};
   if (s.calls_at_shape < s.warmup_calls) return {Path::kDirect, Fallback::kNone};  // warm-up

@@ -19,6 +19,7 @@ enum class Fallback {
   kNone,
   kCaptureFailed,   // capturing or instantiating this shape failed (reason recorded)
   kDataDependent,   // the engine has data-dependent sizes: enqueue reads them back and waits in mid-call
+  kHostSteps,       // the engine runs nodes on the host (string tensors): enqueue waits for their inputs in mid-call
 };
 std::string_view fallback_name(Fallback f);
 
@@ -32,6 +33,7 @@ struct CallState {
   bool capture_failed = false;    // the last capture at this shape failed
   int retry_capture_at = 0;       // ... and is tried again from this call at the shape on
   bool data_dependent = false;    // the engine has data-dependent sizes (never captured)
+  bool host_steps = false;        // the engine runs nodes on the host (never captured)
 };
 
 // Calls to wait before capturing again after `failures` failures in a row:

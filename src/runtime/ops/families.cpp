@@ -56,19 +56,23 @@ std::string string_tensor_of(const plan::Plan& plan, const ir::Node& node) {
 
 }  // namespace
 
+std::string host_step_note(const plan::Plan& plan, const ir::Node& node) {
+  std::string tensor = string_tensor_of(plan, node);
+  if (tensor.empty()) return "";
+  return str("runs on the host inside the GPU engine: ", tensor,
+             " is a string tensor, and string tensors live in host memory (the reference kernel runs between the launches)");
+}
+
 std::unique_ptr<Op> make_op(const plan::Plan& plan, const ir::Node& node, KernelStore& store, std::string& why, int arch) {
   // Outputs the host knows (shape arithmetic) are written as constants, whatever the op.
   if (all_outputs_known(plan, node)) return make_host_value_op(plan, node, store);
+  if (!string_tensor_of(plan, node).empty()) return std::make_unique<HostStepOp>();
   const FamilyLowering& family = lowering_of(node.op);
   GpuLowering lowering = family.describe(node.op);
   if (lowering.kind != GpuLowering::kKernel) {
     why = lowering.kind == GpuLowering::kByBuilder ? str("no GPU kernel of its own; ", lowering.detail)
           : !lowering.detail.empty()               ? lowering.detail
                                                    : "no GPU kernel";
-    return nullptr;
-  }
-  if (std::string tensor = string_tensor_of(plan, node); !tensor.empty()) {
-    why = str(tensor, " is a string tensor; the GPU runtime holds numbers only (string tensors run on the CPU device)");
     return nullptr;
   }
   std::unique_ptr<Op> op = family.make(plan, node, store, why, arch);

@@ -78,7 +78,7 @@ GpuLowering describe_ml(OpKind op) {
   switch (op) {
     case OpKind::kLabelEncoder:
       return {K::kKernel, "a thread per element: a binary search of the sorted keys compiled into the kernel (a NaN key matches "
-                          "NaN), the value's bits copied; number keys and values (string ones run on the CPU device)"};
+                          "NaN), the value's bits copied; number keys and values (string ones run on the host inside the GPU engine)"};
     case OpKind::kBinarizer: return {K::kByBuilder, "`kiln build` lowers it to Greater and Cast"};
     case OpKind::kArrayFeatureExtractor:
       return {K::kKernel, "a gather along the last axis, a thread per output element; any type; an index outside that dim is an "

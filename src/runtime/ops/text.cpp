@@ -1,8 +1,9 @@
 // The text family on the GPU: TfIdfVectorizer over integer tokens, a
 // generated kernel with the node's n-gram pool compiled in
-// (codegen/text.cpp). The string ops have no GPU kernel: string tensors live
-// on the host only (a kString TensorData holds std::strings, which have no
-// device form); a plan holding them runs on the CPU device.
+// (codegen/text.cpp). String tensors live in host memory (a kString
+// TensorData holds std::strings, which have no device form): make_op runs
+// every node on them, the string ops included, as a host step of the GPU
+// engine (ops/families.cpp).
 #include <algorithm>
 
 #include "kiln/error.h"
@@ -62,11 +63,11 @@ GpuLowering describe_text(OpKind op) {
     case OpKind::kStringSplit:
     case OpKind::kStringNormalizer:
     case OpKind::kRegexFullMatch:
-      return {K::kNone, "no GPU kernel: string tensors live on the host only; runs on the CPU device"};
+      return {K::kHost, "runs on the host inside the GPU engine: string tensors live in host memory (the reference kernel runs between the launches)"};
     case OpKind::kTfIdfVectorizer:
       return {K::kKernel, "a block per row: the n-grams of its tokens looked up in the pool compiled into the kernel (a binary "
                           "search per length), counted by float atomics, then weighed; int32 and int64 tokens (string ones run "
-                          "on the CPU device)"};
+                          "on the host inside the GPU engine)"};
     default: return {};
   }
 }
