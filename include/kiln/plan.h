@@ -46,6 +46,11 @@ struct Plan {
   uint32_t format_version = kFormatVersion;  // of the file it was read from
 };
 
+// Whether `node`'s output shares the arena storage of its first input: the
+// reshape-like ops move no data, nor does BitCast, except to bool (a byte
+// other than 0 becomes 1). Such an output holds as many bytes as its input.
+bool shares_input_storage(const ir::Network& net, const ir::Node& node);
+
 std::string serialize(const Plan& plan);
 // Parses a plan; weights keep pointing into `bytes` (shared, not copied).
 Plan deserialize(const Buffer& bytes, const std::string& label = "plan");
@@ -79,7 +84,7 @@ bool profile_accepts(const Plan& plan, int profile, std::string_view input, cons
 // cover exactly those symbols with sane ranges whose union they are, and a memory
 // plan that holds every value at the largest shapes of the ranges (aligned
 // offsets; a slot for every intermediate, none for inputs, outputs and
-// weights). Throws kParseError naming `label`, the value and the numbers.
+// weights; a value sharing its input's storage is held by its input's slot). Throws kParseError naming `label`, the value and the numbers.
 void verify(const Plan& plan, const std::string& label);
 // The runtime's guard for concrete shapes (`dims` per value id): throws
 // kShapeError when a value would outgrow the slot planned at the largest shapes.

@@ -60,15 +60,6 @@ void add_input_profile(const ir::Network& net, const std::string& input, const s
 
 namespace {
 
-// Values that share the storage of their source: reshape-like ops move no
-// data, nor does BitCast, except to bool (a byte other than 0 becomes 1).
-bool is_view_node(const ir::Network& net, const ir::Node& node) {
-  OpKind op = node.op;
-  if (op == OpKind::kBitCast) return net.value(node.outputs[0]).dtype != DType::kBool;
-  return op == OpKind::kReshape || op == OpKind::kFlatten || op == OpKind::kSqueeze || op == OpKind::kUnsqueeze ||
-         op == OpKind::kIdentity;
-}
-
 // Arena slots ordered by first use, with the latest last use of the placed ones
 // kept per range (a max segment tree): the placed slots live at the same time
 // as a new one are found without visiting the others, so planning a long chain
@@ -122,7 +113,7 @@ void plan_memory(plan::Plan& p) {
     for (ir::ValueId v : node.outputs) {
       if (v == ir::kNoValue || is_output[size_t(v)]) continue;
       in_arena[size_t(v)] = true;
-      if (is_view_node(net, node) && in_arena[size_t(node.inputs[0])]) storage[size_t(v)] = storage[size_t(node.inputs[0])];
+      if (plan::shares_input_storage(net, node) && in_arena[size_t(node.inputs[0])]) storage[size_t(v)] = storage[size_t(node.inputs[0])];
     }
   }
   for (size_t n = 0; n < net.nodes().size(); ++n) {

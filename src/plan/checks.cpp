@@ -124,6 +124,13 @@ bool accepts(const ir::DimRanges& profile, const ir::Value& v, const std::vector
 
 }  // namespace
 
+bool shares_input_storage(const ir::Network& net, const ir::Node& node) {
+  ir::OpKind op = node.op;
+  if (op == ir::OpKind::kBitCast) return net.value(node.outputs[0]).dtype != DType::kBool;
+  return op == ir::OpKind::kReshape || op == ir::OpKind::kFlatten || op == ir::OpKind::kSqueeze ||
+         op == ir::OpKind::kUnsqueeze || op == ir::OpKind::kIdentity;
+}
+
 ir::DimRanges union_of(const std::vector<ir::DimRanges>& profiles) {
   ir::DimRanges out;
   for (const ir::DimRanges& profile : profiles)
@@ -202,6 +209,17 @@ void verify(const Plan& plan, const std::string& label) {
   ir::SymbolBindings largest;
   for (auto& [symbol, r] : net.dim_ranges()) largest[symbol] = r.max;
   std::vector<bool> needs = needs_arena_slot(net);
+  // A view in its input's slot holds its input's bytes, which that slot's own
+  // check covers; its dims at the largest shapes may multiply to more when
+  // they come from data (each dim bounded alone).
+  std::vector<bool> in_input_slot(needs.size(), false);
+  for (const ir::Node& node : net.nodes()) {
+    if (node.outputs.empty() || node.inputs.empty() || node.outputs[0] == ir::kNoValue || node.inputs[0] == ir::kNoValue ||
+        !shares_input_storage(net, node))
+      continue;
+    size_t out = size_t(node.outputs[0]), in = size_t(node.inputs[0]);
+    in_input_slot[out] = needs[out] && needs[in] && plan.arena_offset[out] == plan.arena_offset[in];
+  }
   for (size_t i = 0; i < needs.size(); ++i) {
     const ir::Value& v = net.values()[i];
     int64_t offset = plan.arena_offset[i];
@@ -214,6 +232,7 @@ void verify(const Plan& plan, const std::string& label) {
     if (offset < 0 || offset % kAlign != 0)
       fail(ErrorCode::kParseError, label, ": value '", v.name, "' has arena offset ", offset, ", not a non-negative multiple of ",
            kAlign);
+    if (in_input_slot[i]) continue;
     std::vector<int64_t> dims = dims_at(v, largest, label);
     auto bytes = slot_bytes(v.dtype, dims);
     if (!bytes || offset > plan.arena_bytes || *bytes > plan.arena_bytes - offset)

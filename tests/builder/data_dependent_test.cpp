@@ -136,6 +136,32 @@ TEST(DataDependentBuild, BoundsSurviveASaveAndALoad) {
   EXPECT_EQ(plan::serialize(back), bytes);
 }
 
+// x [24] -> Relu -> Reshape to a shape given as data -> Relu: each dim of the
+// reshape is bounded alone (24 each), so their product at the largest shapes
+// (24^3) is far more than the 24 elements the view shares with its input. The
+// plan holds it in its input's slot, and a load must accept that.
+TEST(DataDependentBuild, AReshapeToAShapeGivenAsDataLoadsInItsInputsSlot) {
+  ir::Network net;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(24)});
+  ValueId shape = net.add_input("shape", DType::kInt64, {Dim(3)});
+  ValueId r = net.add_op1(OpKind::kRelu, {x}, {}, "first");
+  ValueId view = net.add_op1(OpKind::kReshape, {r, shape}, {}, "view");
+  net.add_output(net.add_op1(OpKind::kRelu, {view}, {}, "second"));
+  net.finalize();
+  BuildOptions options;
+  options.default_data_dependent_bound = 24;
+  plan::Plan p = build(net, options);
+  EXPECT_EQ(p.arena_offset[size_t(*p.network.find_value("view_out_0"))], p.arena_offset[size_t(*p.network.find_value("first_out_0"))]);
+  EXPECT_LT(p.arena_bytes, int64_t(24 * 24 * 24 * sizeof(float)));
+  std::string bytes = plan::serialize(p);
+  plan::Plan back = plan::deserialize(Buffer::copy_of(bytes.data(), bytes.size()));
+  EXPECT_EQ(plan::serialize(back), bytes);
+  reference::Tensor xs = reference::make_tensor(DType::kFloat32, {24}, std::vector<double>(24, -1.5));
+  reference::Tensor dims = reference::make_tensor(DType::kInt64, {3}, {2, 3, 4});
+  auto y = reference::run(back.network, {{"x", xs}, {"shape", dims}});
+  EXPECT_EQ(y.at(0).dims, (std::vector<int64_t>{2, 3, 4}));
+}
+
 TEST(DataDependentBuild, PlansWithoutThemKeepTheirRanges) {
   ir::Network net;
   ValueId x = net.add_input("x", DType::kFloat32, {Dim::symbol("batch"), Dim(6)});
