@@ -301,6 +301,22 @@ inline std::vector<ir::TensorData> run_on_shifted_buffers(runtime::ExecutionCont
   return outputs;
 }
 
+// Enqueue into a capture on `stream` must be refused (kInvalidArgument, a
+// message holding `says`) before it records anything: the capture stays valid.
+inline void expect_capture_refused(runtime::ExecutionContext& context, cudaStream_t stream, const std::string& says) {
+  ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  try {
+    context.enqueue(stream);
+    ADD_FAILURE() << "enqueued into a capture";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+  }
+  cudaGraph_t graph = nullptr;
+  EXPECT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+  if (graph) cudaGraphDestroy(graph);
+}
+
 inline ir::TensorData int64s(const std::vector<int64_t>& dims, const std::vector<int64_t>& v) {
   return reference::make_tensor(DType::kInt64, dims, std::vector<double>(v.begin(), v.end()));
 }

@@ -136,6 +136,10 @@ std::string prelude();
 std::string block_scan_source();
 std::string c_type(DType dtype);          // storage type in kernels
 std::string bits_type(DType dtype);       // the unsigned type of its size: kernels that only move elements copy bits
+// The entry's signature (`args`, then the parameters p) and a grid-stride loop
+// over e < prm.n, for kernels of one block size.
+std::string kernel_entry(const std::string& args);
+std::string grid_stride_loop();
 std::string compute_type(DType dtype);    // float, or double for float64
 std::string load_expr(DType dtype, const std::string& ptr, const std::string& index);
 std::string store_stmt(DType dtype, const std::string& ptr, const std::string& index, const std::string& value);

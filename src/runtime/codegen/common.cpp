@@ -141,6 +141,15 @@ std::string c_type(DType dtype) {
   return "float";
 }
 
+std::string kernel_entry(const std::string& args) {
+  return str("extern \"C\" __global__ void __launch_bounds__(", kBlock, ") ", kEntry, "(", args, ", KParams p) {\n");
+}
+
+std::string grid_stride_loop() {
+  return str("  for (long long e = (long long)blockIdx.x * ", kBlock, " + threadIdx.x; e < prm.n; e += (long long)gridDim.x * ",
+             kBlock, ") {\n");
+}
+
 std::string bits_type(DType dtype) {
   switch (dtype_size(dtype)) {
     case 8: return "unsigned long long";

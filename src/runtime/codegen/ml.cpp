@@ -16,15 +16,6 @@ namespace kiln::codegen {
 
 namespace {
 
-std::string entry(const std::string& args) {
-  return str("extern \"C\" __global__ void __launch_bounds__(", kBlock, ") ", kEntry, "(", args, ", KParams p) {\n");
-}
-
-std::string grid_stride_loop() {
-  return str("  for (long long e = (long long)blockIdx.x * ", kBlock, " + threadIdx.x; e < prm.n; e += (long long)gridDim.x * ",
-             kBlock, ") {\n");
-}
-
 // A double as the literal of its bits, which the kernel reads with __longlong_as_double (Inf and NaN included).
 std::string bits_literal(double v) {
   std::ostringstream s;
@@ -116,7 +107,7 @@ std::string tree_ensemble_source(const TreeEnsembleSpec& spec) {
 }
 )";
   std::string ct = c_type(spec.dtype);
-  s << entry(str(ct, "* __restrict__ out, const ", ct, "* __restrict__ x")) << params_binding<TreeEnsembleParams>(spec.specialize);
+  s << kernel_entry(str(ct, "* __restrict__ out, const ", ct, "* __restrict__ x")) << params_binding<TreeEnsembleParams>(spec.specialize);
   double start = t.aggregate == ir::TreeAggregate::kMin ? largest_of(spec.dtype)
                  : t.aggregate == ir::TreeAggregate::kMax ? -largest_of(spec.dtype)
                                                           : 0.0;
@@ -230,7 +221,7 @@ std::string label_encoder_source(const LabelEncoderSpec& spec) {
   constant_array(s, "long long", "kiln_picks", picks, [&](int64_t pick) { s << pick; });
   s << (float_keys ? "__device__ __forceinline__ double kiln_key(long long i) { return __longlong_as_double((long long)kiln_keys[i]); }\n"
                    : "__device__ __forceinline__ long long kiln_key(long long i) { return kiln_keys[i]; }\n");
-  s << entry(str(bt, "* __restrict__ out, const ", c_type(key), "* __restrict__ x")) << params_binding<LabelEncoderParams>(spec.specialize);
+  s << kernel_entry(str(bt, "* __restrict__ out, const ", c_type(key), "* __restrict__ x")) << params_binding<LabelEncoderParams>(spec.specialize);
   s << grid_stride_loop();
   if (float_keys) s << "    const double v = (double)" << load_expr(key, "x", "e") << ";\n";
   else s << "    const long long v = (long long)x[e];\n";
@@ -247,7 +238,7 @@ std::string array_feature_extractor_source(DType dtype, const std::optional<Para
   std::string bt = bits_type(dtype);
   std::ostringstream s;
   s << prelude() << params_constants<GatherParams>(specialize)
-    << entry(str(bt, "* __restrict__ out, const ", bt, "* __restrict__ x, const long long* __restrict__ indices"))
+    << kernel_entry(str(bt, "* __restrict__ out, const ", bt, "* __restrict__ x, const long long* __restrict__ indices"))
     << params_binding<GatherParams>(specialize) << grid_stride_loop();
   // out[o, j] = x[o, indices[j]] over an [outer, axis_size] view of x.
   s << R"(    const long long j = e % prm.count, o = e / prm.count, t = indices[j];

@@ -365,23 +365,10 @@ std::string nonzero_source(DType dtype) {
   return s.str();
 }
 
-namespace {
-
-std::string entry(const std::string& args) {
-  return str("extern \"C\" __global__ void __launch_bounds__(", kBlock, ") ", kEntry, "(", args, ", KParams p) {\n");
-}
-
-std::string grid_stride_loop() {
-  return str("  for (long long e = (long long)blockIdx.x * ", kBlock, " + threadIdx.x; e < prm.n; e += (long long)gridDim.x * ",
-             kBlock, ") {\n");
-}
-
-}  // namespace
-
 std::string compress_scan_source() {
   std::ostringstream s;
   s << prelude() << block_scan_source()
-    << entry("long long* __restrict__ positions, long long* __restrict__ count, const unsigned char* __restrict__ condition")
+    << kernel_entry("long long* __restrict__ positions, long long* __restrict__ count, const unsigned char* __restrict__ condition")
     << params_binding<CompressParams>(std::nullopt);
   s << "  __shared__ long long scan[" << kBlock << "];\n  __shared__ unsigned long long past;\n" << R"(  const int t = threadIdx.x;
   if (t == 0) past = ~0ULL;
@@ -417,7 +404,7 @@ std::string compress_gather_source(DType dtype) {
   std::string bt = bits_type(dtype);
   std::ostringstream s;
   s << prelude()
-    << entry(str(bt, "* __restrict__ out, const ", bt,
+    << kernel_entry(str(bt, "* __restrict__ out, const ", bt,
                  "* __restrict__ x, const long long* __restrict__ positions, const long long* __restrict__ count"))
     << params_binding<CompressParams>(std::nullopt);
   s << R"(  const long long m = *count;
@@ -469,7 +456,7 @@ __device__ bool kiln_before(const )" << ct << R"(* x, const long long p, const l
 )";
   switch (kernel) {
     case UniqueKernel::kSort:
-      s << entry(str("long long* __restrict__ work, const ", ct, "* __restrict__ x")) << params_binding<UniqueParams>(std::nullopt)
+      s << kernel_entry(str("long long* __restrict__ work, const ", ct, "* __restrict__ x")) << params_binding<UniqueParams>(std::nullopt)
         << "  long long* perm = work;\n"
         << grid_stride_loop() << R"(    if (prm.k == 0) { perm[e] = e; continue; }
     const long long l = e ^ prm.j;
@@ -481,7 +468,7 @@ __device__ bool kiln_before(const )" << ct << R"(* x, const long long p, const l
 )";
       break;
     case UniqueKernel::kGroups:
-      s << entry(str("long long* __restrict__ work, long long* __restrict__ count, const ", ct, "* __restrict__ x"))
+      s << kernel_entry(str("long long* __restrict__ work, long long* __restrict__ count, const ", ct, "* __restrict__ x"))
         << params_binding<UniqueParams>(std::nullopt) << layout << "  __shared__ long long scan[" << kBlock << "];\n"
         << R"(  const int t = threadIdx.x;
   long long base = 0;
@@ -518,7 +505,7 @@ __device__ bool kiln_before(const )" << ct << R"(* x, const long long p, const l
 )";
       break;
     case UniqueKernel::kOutputs:
-      s << entry(str(ct, "* __restrict__ y, long long* __restrict__ indices, long long* __restrict__ inverse, long long* __restrict__ "
+      s << kernel_entry(str(ct, "* __restrict__ y, long long* __restrict__ indices, long long* __restrict__ inverse, long long* __restrict__ "
                      "counts, const ", ct, "* __restrict__ x, long long* __restrict__ work, const long long* __restrict__ count"))
         << params_binding<UniqueParams>(std::nullopt) << layout << R"(  const long long groups = *count;
   if (groups > prm.cap) return;  // the host reports it; nothing is written past the bound

@@ -12,19 +12,6 @@
 
 namespace kiln::codegen {
 
-namespace {
-
-std::string entry(const std::string& args) {
-  return str("extern \"C\" __global__ void __launch_bounds__(", kBlock, ") ", kEntry, "(", args, ", KParams p) {\n");
-}
-
-std::string grid_stride_loop() {
-  return str("  for (long long e = (long long)blockIdx.x * ", kBlock, " + threadIdx.x; e < prm.n; e += (long long)gridDim.x * ",
-             kBlock, ") {\n");
-}
-
-}  // namespace
-
 std::string grid_sample_source(const GridSampleSpec& spec) {
   std::string ct = c_type(spec.dtype), gt = c_type(spec.grid_dtype);
   std::ostringstream s;
@@ -72,7 +59,7 @@ __device__ int kiln_taps(int mode, int padding, bool align, double v, long long 
   return taps;
 }
 )";
-  s << entry(str(ct, "* __restrict__ out, const ", ct, "* __restrict__ x, const ", gt, "* __restrict__ grid"));
+  s << kernel_entry(str(ct, "* __restrict__ out, const ", ct, "* __restrict__ x, const ", gt, "* __restrict__ grid"));
   s << params_binding<GridSampleParams>(spec.specialize);
   s << R"(  const int rank = (int)prm.rank, mode = (int)prm.mode, padding = (int)prm.padding;
   const bool align = prm.align_corners != 0;
@@ -113,7 +100,7 @@ std::string roi_align_source(DType dtype, const std::optional<Params>& specializ
   std::string ct = c_type(dtype);
   std::ostringstream s;
   s << prelude() << params_constants<RoiAlignParams>(specialize);
-  s << entry(str(ct, "* __restrict__ out, const ", ct, "* __restrict__ x, const ", ct,
+  s << kernel_entry(str(ct, "* __restrict__ out, const ", ct, "* __restrict__ x, const ", ct,
                  "* __restrict__ rois, const long long* __restrict__ batch_indices"));
   s << params_binding<RoiAlignParams>(specialize);
   s << R"(  const long long h = prm.height, w = prm.width, ph = prm.pooled_h, pw = prm.pooled_w;
@@ -176,7 +163,7 @@ std::string max_roi_pool_source(DType dtype, const std::optional<Params>& specia
   auto corner = [&](int i) { return str("(long long)roundf((float)", load_expr(dtype, "roi", str(i)), " * scale)"); };
   std::ostringstream s;
   s << prelude() << params_constants<MaxRoiPoolParams>(specialize);
-  s << entry(str(ct, "* __restrict__ out, const ", ct, "* __restrict__ x, const ", ct, "* __restrict__ rois"));
+  s << kernel_entry(str(ct, "* __restrict__ out, const ", ct, "* __restrict__ x, const ", ct, "* __restrict__ rois"));
   s << params_binding<MaxRoiPoolParams>(specialize);
   s << R"(  const long long h = prm.height, w = prm.width, ph = prm.pooled_h, pw = prm.pooled_w;
   const float scale = (float)__longlong_as_double(prm.scale_bits);
@@ -211,7 +198,7 @@ std::string non_max_suppression_source(const NmsSpec& spec) {
   std::ostringstream s;
   s << prelude();
   if (spec.kernel == NmsKernel::kList) {
-    s << block_scan_source() << entry("long long* __restrict__ out, long long* __restrict__ count, const long long* __restrict__ work")
+    s << block_scan_source() << kernel_entry("long long* __restrict__ out, long long* __restrict__ count, const long long* __restrict__ work")
       << params_binding<NmsParams>(std::nullopt) << "  __shared__ long long scan[" << kBlock << "];\n"
       << R"(  const long long* kept = work;
   const long long* selected = work + prm.n;
@@ -269,7 +256,7 @@ __device__ bool kiln_suppresses(const )" << bt << R"(* boxes, const long long p,
   return inter / uni > threshold;
 }
 )";
-  s << entry(str("long long* __restrict__ work, const ", bt, "* __restrict__ boxes, const ", bt,
+  s << kernel_entry(str("long long* __restrict__ work, const ", bt, "* __restrict__ boxes, const ", bt,
                  "* __restrict__ scores, const long long* __restrict__ max_output, const ", c_type(spec.iou),
                  "* __restrict__ iou, const ", c_type(spec.score_threshold), "* __restrict__ score_threshold"))
     << params_binding<NmsParams>(std::nullopt) << "  __shared__ unsigned long long candidates;\n";
@@ -326,7 +313,7 @@ std::string affine_grid_source(DType dtype, const std::optional<Params>& special
   std::string ct = c_type(dtype);
   std::ostringstream s;
   s << prelude() << params_constants<AffineGridParams>(specialize);
-  s << entry(str(ct, "* __restrict__ out, const ", ct, "* __restrict__ theta"));
+  s << kernel_entry(str(ct, "* __restrict__ out, const ", ct, "* __restrict__ theta"));
   s << params_binding<AffineGridParams>(specialize);
   s << R"(  const int rank = (int)prm.rank;
   const bool align = prm.align_corners != 0;
@@ -358,7 +345,7 @@ std::string col2im_source(DType dtype, const std::optional<Params>& specialize) 
   std::string ct = c_type(dtype);
   std::ostringstream s;
   s << prelude() << params_constants<Col2ImParams>(specialize);
-  s << entry(str(ct, "* __restrict__ out, const ", ct, "* __restrict__ x"));
+  s << kernel_entry(str(ct, "* __restrict__ out, const ", ct, "* __restrict__ x"));
   s << params_binding<Col2ImParams>(specialize);
   s << R"(  const int rank = (int)prm.rank;
   long long pixels = 1;
