@@ -11,6 +11,8 @@
 #                                        tsan python cpu conformance bench (default: all)
 #   KILN_GPU_TEST_FILTER='GpuVision*'    the GPU suite through this gtest filter
 #                                        (default: every GPU test but the stress ones, by ctest)
+#   KILN_MEMCHECK_FILTER='GpuMlOps*'     the GPU tests memcheck runs (default: runtime, graphs,
+#                                        module, op suite and attention)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stages=" ${KILN_GPU_STAGES:-tests stress memcheck tsan python cpu conformance bench} "
@@ -84,7 +86,7 @@ memcheck="not run (no compute-sanitizer)"
 want memcheck || memcheck="not run"
 memcheck_stress="$memcheck"
 if [[ -x $sanitizer ]] && want memcheck; then
-  "$sanitizer" --tool memcheck --error-exitcode 9 build-gpu/tests/kiln_gpu_tests --gtest_filter='GpuRuntime*:GraphFixture*:Module*:*GpuOps*:GpuAttention*' \
+  "$sanitizer" --tool memcheck --error-exitcode 9 build-gpu/tests/kiln_gpu_tests --gtest_filter="${KILN_MEMCHECK_FILTER:-GpuRuntime*:GraphFixture*:Module*:*GpuOps*:GpuAttention*}" \
     >"$out/memcheck.log" 2>&1
   memcheck="rc $? ($(grep -E 'ERROR SUMMARY' "$out/memcheck.log" | tail -n 1); $(grep -E '^\[  (PASSED|FAILED) ' "$out/memcheck.log" | tr '\n' ' '))"
   echo "$memcheck"
