@@ -18,6 +18,8 @@ using Tensor = ir::TensorData;
 
 // A tensor of `dtype` and `dims` filled from doubles (rounded to the dtype).
 Tensor make_tensor(DType dtype, std::vector<int64_t> dims, const std::vector<double>& values);
+// A string tensor of `dims` holding `values`, row-major.
+Tensor make_string_tensor(std::vector<int64_t> dims, std::vector<std::string> values);
 // The tensor with its dims reordered as Transpose with `perm` does (any dtype).
 Tensor permute(const Tensor& t, const std::vector<int64_t>& perm);
 

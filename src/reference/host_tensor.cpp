@@ -100,6 +100,14 @@ Tensor make_tensor(DType dtype, std::vector<int64_t> dims, const std::vector<dou
   return from_doubles(dtype, std::move(dims), values);
 }
 
+Tensor make_string_tensor(std::vector<int64_t> dims, std::vector<std::string> values) {
+  Tensor t;
+  t.dtype = DType::kString;
+  t.dims = std::move(dims);
+  t.strings = std::move(values);
+  return t;
+}
+
 Tensor with_dims(const Tensor& t, std::vector<int64_t> dims) {
   Tensor out = t;
   out.dims = std::move(dims);

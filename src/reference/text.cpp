@@ -13,14 +13,6 @@ using ir::OpKind;
 
 namespace {
 
-Tensor strings_tensor(std::vector<int64_t> dims, std::vector<std::string> strings) {
-  Tensor t;
-  t.dtype = DType::kString;
-  t.dims = std::move(dims);
-  t.strings = std::move(strings);
-  return t;
-}
-
 Tensor run_string_concat(const KernelContext& c) {
   std::vector<int64_t> dims = c.out_dims(0);
   const Tensor &a = c.in(0), &b = c.in(1);
@@ -34,7 +26,7 @@ Tensor run_string_concat(const KernelContext& c) {
     }
     out.push_back(a.strings[size_t(oa)] + b.strings[size_t(ob)]);
   });
-  return strings_tensor(std::move(dims), std::move(out));
+  return make_string_tensor(std::move(dims), std::move(out));
 }
 
 // Python's str.isspace on ASCII: the separators str.split() splits on.
@@ -90,7 +82,7 @@ Outputs run_string_split(const KernelContext& c) {
     p.resize(widest);
     for (auto& s : p) out.push_back(std::move(s));
   }
-  return {strings_tensor(std::move(dims), std::move(out)), from_ints(DType::kInt64, x.dims, lengths)};
+  return {make_string_tensor(std::move(dims), std::move(out)), from_ints(DType::kInt64, x.dims, lengths)};
 }
 
 std::string ascii_case(std::string s, bool upper) {
@@ -118,7 +110,7 @@ Tensor run_string_normalizer(const KernelContext& c) {
   if (out.empty()) out.emplace_back();
   std::vector<int64_t> dims = x.dims;
   dims.back() = int64_t(out.size());
-  return strings_tensor(std::move(dims), std::move(out));
+  return make_string_tensor(std::move(dims), std::move(out));
 }
 
 // ONNX specifies RE2's syntax; this runs std::regex (ECMAScript), which

@@ -17,14 +17,6 @@ using kiln::testing::expect_load_error;
 using ::onnx::TensorProto;
 using Strings = std::vector<std::string>;
 
-reference::Tensor strings(std::vector<int64_t> dims, Strings values) {
-  reference::Tensor t;
-  t.dtype = DType::kString;
-  t.dims = std::move(dims);
-  t.strings = std::move(values);
-  return t;
-}
-
 TensorProto& string_initializer(ModelBuilder& m, const std::string& name, const std::vector<int64_t>& dims, const Strings& values) {
   TensorProto& t = *m.graph().add_initializer();
   t.set_name(name);
@@ -52,7 +44,7 @@ TEST(OnnxStrings, StringInputsAndInitializersAreRead) {
   EXPECT_EQ(s.weight->strings, (Strings{"!", "?"}));
   EXPECT_EQ(s.weight->data.size(), 0u);
   EXPECT_EQ(net.parameter_bytes(), 2);
-  auto y = reference::run(net, {{"x", strings({2}, {"a", "b"})}});
+  auto y = reference::run(net, {{"x", reference::make_string_tensor({2}, {"a", "b"})}});
   EXPECT_EQ(y[0].strings, (Strings{"a!", "b?"}));
 }
 
@@ -107,13 +99,13 @@ TEST(OnnxStrings, LabelEncoderOfEveryVersion) {
   strings_attr(*v1.graph().mutable_node(0), "classes_strings", {"a", "b", "c"});
   ModelBuilder::attr(*v1.graph().mutable_node(0), "default_int64", int64_t(-5));
   ir::Network net = load_model_bytes(v1.bytes());
-  EXPECT_EQ(ir::read_ints(reference::run(net, {{"x", strings({3}, {"c", "z", "a"})}})[0]), (std::vector<int64_t>{2, -5, 0}));
+  EXPECT_EQ(ir::read_ints(reference::run(net, {{"x", reference::make_string_tensor({3}, {"c", "z", "a"})}})[0]), (std::vector<int64_t>{2, -5, 0}));
 
   ModelBuilder v2 = label_encoder_model(2, true);
   strings_attr(*v2.graph().mutable_node(0), "keys_strings", {"a", "b"});
   ModelBuilder::attr(*v2.graph().mutable_node(0), "values_int64s", std::vector<int64_t>{7, 8});
   net = load_model_bytes(v2.bytes());
-  EXPECT_EQ(ir::read_ints(reference::run(net, {{"x", strings({3}, {"b", "z", "a"})}})[0]), (std::vector<int64_t>{8, -1, 7}));
+  EXPECT_EQ(ir::read_ints(reference::run(net, {{"x", reference::make_string_tensor({3}, {"b", "z", "a"})}})[0]), (std::vector<int64_t>{8, -1, 7}));
 
   // Version 4's tensor attributes, refused in a version 2 model.
   ModelBuilder v4 = label_encoder_model(2, true);
@@ -127,7 +119,7 @@ TEST(OnnxStrings, LabelEncoderOfEveryVersion) {
   expect_load_error(v4, ErrorCode::kInvalidModel, {"'keys_tensor' belongs to LabelEncoder from ai.onnx.ml opset 4 on"});
   v4.model().mutable_opset_import(1)->set_version(4);
   net = load_model_bytes(v4.bytes());
-  EXPECT_EQ(ir::read_ints(reference::run(net, {{"x", strings({3}, {"a", "b", "a"})}})[0]), (std::vector<int64_t>{1, -1, 1}));
+  EXPECT_EQ(ir::read_ints(reference::run(net, {{"x", reference::make_string_tensor({3}, {"a", "b", "a"})}})[0]), (std::vector<int64_t>{1, -1, 1}));
 }
 
 TEST(OnnxStrings, TheMlOpsetIsChecked) {

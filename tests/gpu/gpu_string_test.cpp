@@ -15,14 +15,6 @@ using ir::Dim;
 using ir::OpKind;
 using ir::ValueId;
 
-ir::TensorData text(std::vector<int64_t> dims, std::vector<std::string> values) {
-  ir::TensorData t;
-  t.dtype = DType::kString;
-  t.dims = std::move(dims);
-  t.strings = std::move(values);
-  return t;
-}
-
 // Nonzero whole numbers in [-40, 40] as `dtype` (exact in every float type, so
 // their text is the same wherever they were computed).
 ir::TensorData whole_numbers(DType dtype, const std::vector<int64_t>& dims, std::mt19937& rng) {
@@ -41,7 +33,7 @@ ir::Network mixed_chain(DType dtype) {
   ValueId expected = net.add_input("expected", DType::kString, {Dim::symbol("n")});
   ValueId negated = net.add_op1(OpKind::kNeg, {x}, {}, "negate");
   ValueId digits = net.add_op1(OpKind::kCast, {negated}, attrs({{"to", int64_t(DType::kString)}}), "to_text");
-  ValueId prefix = net.add_weight("prefix", text({1}, {"id:"}));
+  ValueId prefix = net.add_weight("prefix", reference::make_string_tensor({1}, {"id:"}));
   ValueId joined = net.add_op1(OpKind::kStringConcat, {prefix, digits}, {}, "join");
   ValueId negative = net.add_op1(OpKind::kRegexFullMatch, {joined}, attrs({{"pattern", std::string("id:-.*")}}), "negative");
   ValueId equal = net.add_op1(OpKind::kEqual, {joined, expected}, {}, "equal");
@@ -59,7 +51,7 @@ ir::Network mixed_chain(DType dtype) {
 // own text at every other element (so Equal finds matches) and a miss elsewhere.
 Feeds mixed_feeds(const ir::Network& net, DType dtype, int64_t n, std::mt19937& rng) {
   Feeds feeds{{"x", whole_numbers(dtype, {n}, rng)},
-              {"expected", text({n}, std::vector<std::string>(size_t(n), "id:miss"))}};
+              {"expected", reference::make_string_tensor({n}, std::vector<std::string>(size_t(n), "id:miss"))}};
   std::vector<std::string> made = reference::run(net, feeds)[0].strings;
   for (int64_t i = 0; i < n; i += 2) feeds["expected"].strings[size_t(i)] = made[size_t(i)];
   return feeds;
@@ -128,7 +120,7 @@ ir::Network label_net() {
 
 Feeds label_feeds(int64_t b, int64_t n, std::mt19937& rng) {
   const std::vector<std::string> vocabulary{"cat", "dog", "bird", "fish", "cow", ""};
-  Feeds feeds{{"words", text({b, n}, {})}, {"ids", random_ints(DType::kInt64, {b, n}, rng, 1, 3)}, {"suffix", text({n}, {})}};
+  Feeds feeds{{"words", reference::make_string_tensor({b, n}, {})}, {"ids", random_ints(DType::kInt64, {b, n}, rng, 1, 3)}, {"suffix", reference::make_string_tensor({n}, {})}};
   for (int64_t i = 0; i < b * n; ++i) feeds["words"].strings.push_back(vocabulary[rng() % vocabulary.size()]);
   for (int64_t i = 0; i < n; ++i) feeds["suffix"].strings.push_back(str("/", i));
   return feeds;
@@ -162,7 +154,7 @@ TEST(GpuStrings, StringSplitSizesWhatFollows) {
   std::mt19937 rng(3);
   std::vector<Feeds> runs;
   for (int64_t n : {3, 1, 7, 40}) {
-    Feeds f{{"line", text({n}, {})}};
+    Feeds f{{"line", reference::make_string_tensor({n}, {})}};
     for (int64_t i = 0; i < n; ++i) {
       std::string s;
       for (int w = 0, words = int(rng() % 6); w < words; ++w) s += (w ? " w" : "w") + std::to_string(rng() % 100);
@@ -178,7 +170,7 @@ TEST(GpuStrings, StringSplitSizesWhatFollows) {
   add_profiles_spanning(net, runs, options);
   auto engine = runtime::Engine::create(builder::build(net, options));
   auto context = engine->create_context();
-  Feeds wide{{"line", text({1}, {"a b c d e f g h i j"})}};
+  Feeds wide{{"line", reference::make_string_tensor({1}, {"a b c d e f g h i j"})}};
   try {
     runtime::run_with_host_tensors(*context, *engine, wide);
     ADD_FAILURE() << "ten words fit a bound of 8";

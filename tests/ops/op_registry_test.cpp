@@ -53,11 +53,7 @@ class Sample {
   ValueId int_scalar(int64_t value) { return weight(DType::kInt64, {}, {double(value)}); }
   ValueId strings(const std::vector<int64_t>& dims, std::vector<std::string> values) {
     std::string name = str("in", feeds_.size());
-    ir::TensorData t;
-    t.dtype = DType::kString;
-    t.dims = dims;
-    t.strings = std::move(values);
-    feeds_[name] = std::move(t);
+    feeds_[name] = reference::make_string_tensor(dims, std::move(values));
     return net_.add_input(name, DType::kString, ir::Shape(dims.begin(), dims.end()));
   }
 

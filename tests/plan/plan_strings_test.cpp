@@ -21,22 +21,14 @@ using ir::OpKind;
 using testing::bytes_of;
 using Strings = std::vector<std::string>;
 
-ir::TensorData strings(std::vector<int64_t> dims, Strings values) {
-  ir::TensorData t;
-  t.dtype = DType::kString;
-  t.dims = std::move(dims);
-  t.strings = std::move(values);
-  return t;
-}
-
 // y = x ++ s (a string weight); z = LabelEncoder(y) by a string keys_tensor.
 ir::Network string_network() {
   ir::Network net;
   ir::ValueId x = net.add_input("x", DType::kString, {Dim(3)});
-  ir::ValueId s = net.add_weight("suffix", strings({3}, {"-a", "", "-日本"}));
+  ir::ValueId s = net.add_weight("suffix", reference::make_string_tensor({3}, {"-a", "", "-日本"}));
   ir::ValueId y = net.add_op1(OpKind::kStringConcat, {x, s}, {}, "concat");
   ir::Attributes a;
-  a.set("keys_tensor", strings({2}, {"p-a", "q"}));
+  a.set("keys_tensor", reference::make_string_tensor({2}, {"p-a", "q"}));
   a.set("values_int64s", std::vector<int64_t>{1, 2});
   net.add_output(y);
   net.add_output(net.add_op1(OpKind::kLabelEncoder, {y}, a, "encode"));
@@ -64,7 +56,7 @@ TEST(PlanStrings, StringWeightsAndAttributesRoundTrip) {
   const ir::Value& w = back.network.value(*back.network.find_value("suffix"));
   ASSERT_TRUE(w.weight);
   EXPECT_EQ(w.weight->strings, (Strings{"-a", "", "-日本"}));
-  std::map<std::string, reference::Tensor> feeds{{"x", strings({3}, {"p", "q", "r"})}};
+  std::map<std::string, reference::Tensor> feeds{{"x", reference::make_string_tensor({3}, {"p", "q", "r"})}};
   auto out = reference::run(back.network, feeds);
   EXPECT_EQ(out[0].strings, (Strings{"p-a", "q", "r-日本"}));
   EXPECT_EQ(ir::read_ints(out[1]), (std::vector<int64_t>{1, 2, -1}));

@@ -16,14 +16,6 @@ using ir::OpKind;
 using Strings = std::vector<std::string>;
 using Ints = std::vector<int64_t>;
 
-Tensor strings(std::vector<int64_t> dims, Strings values) {
-  Tensor t;
-  t.dtype = DType::kString;
-  t.dims = std::move(dims);
-  t.strings = std::move(values);
-  return t;
-}
-
 ir::Attributes attrs(std::initializer_list<std::pair<const char*, ir::AttrValue>> list) {
   ir::Attributes a;
   for (auto& [name, value] : list) a.set(name, value);
@@ -55,7 +47,7 @@ std::string error_of(OpKind op, std::vector<Tensor> inputs, ir::Attributes a) {
 }
 
 TEST(ReferenceMl, LabelEncoderMapsStringsNumbersAndTensors) {
-  Tensor y = run_node(OpKind::kLabelEncoder, {strings({2, 2}, {"a", "c", "q", "b"})},
+  Tensor y = run_node(OpKind::kLabelEncoder, {reference::make_string_tensor({2, 2}, {"a", "c", "q", "b"})},
                       attrs({{"keys_strings", Strings{"a", "b", "c"}}, {"values_int64s", Ints{0, 1, 2}}, {"default_int64", int64_t(42)}}));
   EXPECT_EQ(y.dtype, DType::kInt64);
   EXPECT_EQ(y.dims, (std::vector<int64_t>{2, 2}));
@@ -72,8 +64,8 @@ TEST(ReferenceMl, LabelEncoderMapsStringsNumbersAndTensors) {
   EXPECT_EQ(f[1], 6);  // NaN finds the NaN key
   EXPECT_TRUE(f[2] == 0 && std::signbit(f[2]));  // -0.0, ONNX's default_float
 
-  Tensor keys = strings({2}, {"x", "y"});
-  y = run_node(OpKind::kLabelEncoder, {strings({3}, {"y", "z", "x"})},
+  Tensor keys = reference::make_string_tensor({2}, {"x", "y"});
+  y = run_node(OpKind::kLabelEncoder, {reference::make_string_tensor({3}, {"y", "z", "x"})},
                attrs({{"keys_tensor", keys}, {"values_tensor", make_tensor(DType::kInt16, {2}, {-1, 300})},
                       {"default_tensor", make_tensor(DType::kInt16, {1}, {9})}}));
   EXPECT_EQ(y.dtype, DType::kInt16);
@@ -81,13 +73,13 @@ TEST(ReferenceMl, LabelEncoderMapsStringsNumbersAndTensors) {
 }
 
 TEST(ReferenceMl, LabelEncoderAttributesAreChecked) {
-  EXPECT_NE(error_of(OpKind::kLabelEncoder, {strings({1}, {"a"})},
+  EXPECT_NE(error_of(OpKind::kLabelEncoder, {reference::make_string_tensor({1}, {"a"})},
                      attrs({{"keys_strings", Strings{"a", "b"}}, {"values_int64s", Ints{1}}})).find("2 keys but 1 values"),
             std::string::npos);
   EXPECT_NE(error_of(OpKind::kLabelEncoder, {make_tensor(DType::kInt32, {1}, {1})},
                      attrs({{"keys_int64s", Ints{1}}, {"values_int64s", Ints{1}}})).find("the keys are int64"),
             std::string::npos);
-  EXPECT_NE(error_of(OpKind::kLabelEncoder, {strings({1}, {"a"})}, attrs({{"values_int64s", Ints{1}}})).find("exactly one of keys_strings"),
+  EXPECT_NE(error_of(OpKind::kLabelEncoder, {reference::make_string_tensor({1}, {"a"})}, attrs({{"values_int64s", Ints{1}}})).find("exactly one of keys_strings"),
             std::string::npos);
 }
 
@@ -99,7 +91,7 @@ TEST(ReferenceMl, BinarizerAndArrayFeatureExtractor) {
   Tensor picked = run_node(OpKind::kArrayFeatureExtractor, {x, make_tensor(DType::kInt64, {3}, {2, 0, 2})}, {});
   EXPECT_EQ(picked.dims, (std::vector<int64_t>{2, 3}));
   EXPECT_EQ(ir::read_doubles(picked), (std::vector<double>{3, 1, 3, 6, 4, 6}));
-  Tensor vec = run_node(OpKind::kArrayFeatureExtractor, {strings({3}, {"a", "b", "c"}), make_tensor(DType::kInt64, {1, 2}, {1, 2})}, {});
+  Tensor vec = run_node(OpKind::kArrayFeatureExtractor, {reference::make_string_tensor({3}, {"a", "b", "c"}), make_tensor(DType::kInt64, {1, 2}, {1, 2})}, {});
   EXPECT_EQ(vec.dims, (std::vector<int64_t>{1, 2}));
   EXPECT_EQ(vec.strings, (Strings{"b", "c"}));
   EXPECT_NE(error_of(OpKind::kArrayFeatureExtractor, {x, make_tensor(DType::kInt64, {1}, {3})}, {}).find("index 3"), std::string::npos);
@@ -161,13 +153,13 @@ TEST(ReferenceMl, TfIdfVectorizerCountsNgramsWithSkips) {
   ir::Attributes s = attrs({{"mode", std::string("IDF")}, {"min_gram_length", int64_t(1)}, {"max_gram_length", int64_t(2)},
                             {"max_skip_count", int64_t(0)}, {"ngram_counts", Ints{0, 2}}, {"ngram_indexes", Ints{0, 1, 2}},
                             {"pool_strings", Strings{"a", "b", "a", "b"}}, {"weights", std::vector<double>{0.5, 2, 3}}});
-  EXPECT_EQ(ir::read_doubles(run_node(OpKind::kTfIdfVectorizer, {strings({4}, {"b", "a", "b", "c"})}, s)),
+  EXPECT_EQ(ir::read_doubles(run_node(OpKind::kTfIdfVectorizer, {reference::make_string_tensor({4}, {"b", "a", "b", "c"})}, s)),
             (std::vector<double>{0.5, 2, 3}));
   s.set("mode", std::string("TFIDF"));
-  EXPECT_EQ(ir::read_doubles(run_node(OpKind::kTfIdfVectorizer, {strings({4}, {"b", "a", "b", "c"})}, s)),
+  EXPECT_EQ(ir::read_doubles(run_node(OpKind::kTfIdfVectorizer, {reference::make_string_tensor({4}, {"b", "a", "b", "c"})}, s)),
             (std::vector<double>{0.5, 4, 3}));
   s.set("ngram_indexes", Ints{0, 1});
-  EXPECT_NE(error_of(OpKind::kTfIdfVectorizer, {strings({1}, {"a"})}, s).find("ngram_indexes has 2 entries for 3 n-grams"),
+  EXPECT_NE(error_of(OpKind::kTfIdfVectorizer, {reference::make_string_tensor({1}, {"a"})}, s).find("ngram_indexes has 2 entries for 3 n-grams"),
             std::string::npos);
 }
 

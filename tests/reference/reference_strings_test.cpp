@@ -19,14 +19,6 @@ using ir::Dim;
 using ir::OpKind;
 using Strings = std::vector<std::string>;
 
-Tensor strings(std::vector<int64_t> dims, Strings values) {
-  Tensor t;
-  t.dtype = DType::kString;
-  t.dims = std::move(dims);
-  t.strings = std::move(values);
-  return t;
-}
-
 ir::Shape shape_of(const std::vector<int64_t>& dims) { return ir::Shape(dims.begin(), dims.end()); }
 
 // Runs one node over the given named inputs; returns its outputs.
@@ -52,47 +44,47 @@ ir::Attributes attrs(std::initializer_list<std::pair<const char*, ir::AttrValue>
 }
 
 TEST(ReferenceStrings, StringConcatBroadcasts) {
-  Tensor y = run_node(OpKind::kStringConcat, {{"a", strings({2, 2}, {"a", "b", "", "é"})}, {"b", strings({2}, {"!", "?"})}})[0];
+  Tensor y = run_node(OpKind::kStringConcat, {{"a", reference::make_string_tensor({2, 2}, {"a", "b", "", "é"})}, {"b", reference::make_string_tensor({2}, {"!", "?"})}})[0];
   EXPECT_EQ(y.dtype, DType::kString);
   EXPECT_EQ(y.dims, (std::vector<int64_t>{2, 2}));
   EXPECT_EQ(y.strings, (Strings{"a!", "b?", "!", "é?"}));
 }
 
 TEST(ReferenceStrings, StringSplitByDelimiterWhitespaceAndMaxsplit) {
-  auto y = run_node(OpKind::kStringSplit, {{"x", strings({3}, {"a.b.c", "", "x."})}}, attrs({{"delimiter", std::string(".")}}), 2);
+  auto y = run_node(OpKind::kStringSplit, {{"x", reference::make_string_tensor({3}, {"a.b.c", "", "x."})}}, attrs({{"delimiter", std::string(".")}}), 2);
   EXPECT_EQ(y[0].dims, (std::vector<int64_t>{3, 3}));
   EXPECT_EQ(y[0].strings, (Strings{"a", "b", "c", "", "", "", "x", "", ""}));
   EXPECT_EQ(ir::read_ints(y[1]), (std::vector<int64_t>{3, 1, 2}));
 
-  y = run_node(OpKind::kStringSplit, {{"x", strings({2}, {"  one  two three ", "\tfour\n"})}}, attrs({{"maxsplit", int64_t(1)}}), 2);
+  y = run_node(OpKind::kStringSplit, {{"x", reference::make_string_tensor({2}, {"  one  two three ", "\tfour\n"})}}, attrs({{"maxsplit", int64_t(1)}}), 2);
   EXPECT_EQ(y[0].dims, (std::vector<int64_t>{2, 2}));
   EXPECT_EQ(y[0].strings, (Strings{"one", "two three ", "four", ""}));  // Python's str.split(None, 1)
   EXPECT_EQ(ir::read_ints(y[1]), (std::vector<int64_t>{2, 1}));
 
-  y = run_node(OpKind::kStringSplit, {{"x", strings({0}, {})}}, {}, 2);
+  y = run_node(OpKind::kStringSplit, {{"x", reference::make_string_tensor({0}, {})}}, {}, 2);
   EXPECT_EQ(y[0].dims, (std::vector<int64_t>{0, 0}));
 }
 
 TEST(ReferenceStrings, StringNormalizerRemovesStopwordsThenChangesCase) {
-  Tensor y = run_node(OpKind::kStringNormalizer, {{"x", strings({1, 4}, {"Mon", "tue", "MON", "wed"})}},
+  Tensor y = run_node(OpKind::kStringNormalizer, {{"x", reference::make_string_tensor({1, 4}, {"Mon", "tue", "MON", "wed"})}},
                       attrs({{"case_change_action", std::string("UPPER")}, {"stopwords", Strings{"mon"}}}))[0];
   EXPECT_EQ(y.dims, (std::vector<int64_t>{1, 2}));  // not case-sensitive by default
   EXPECT_EQ(y.strings, (Strings{"TUE", "WED"}));
-  y = run_node(OpKind::kStringNormalizer, {{"x", strings({2}, {"Mon", "mon"})}},
+  y = run_node(OpKind::kStringNormalizer, {{"x", reference::make_string_tensor({2}, {"Mon", "mon"})}},
                attrs({{"is_case_sensitive", int64_t(1)}, {"stopwords", Strings{"mon"}}, {"case_change_action", std::string("LOWER")}}))[0];
   EXPECT_EQ(y.strings, Strings{"mon"});
-  y = run_node(OpKind::kStringNormalizer, {{"x", strings({2}, {"a", "a"})}}, attrs({{"stopwords", Strings{"a"}}}))[0];
+  y = run_node(OpKind::kStringNormalizer, {{"x", reference::make_string_tensor({2}, {"a", "a"})}}, attrs({{"stopwords", Strings{"a"}}}))[0];
   EXPECT_EQ(y.dims, std::vector<int64_t>{1});  // all removed: one empty string
   EXPECT_EQ(y.strings, Strings{""});
 }
 
 TEST(ReferenceStrings, RegexFullMatchMatchesWholeStrings) {
-  Tensor y = run_node(OpKind::kRegexFullMatch, {{"x", strings({3}, {"www.site.com", "www.site.com/x", "site.com"})}},
+  Tensor y = run_node(OpKind::kRegexFullMatch, {{"x", reference::make_string_tensor({3}, {"www.site.com", "www.site.com/x", "site.com"})}},
                       attrs({{"pattern", std::string(R"(www\.[\w.-]+\.\bcom\b)")}}))[0];
   EXPECT_EQ(y.dtype, DType::kBool);
   EXPECT_EQ(ir::read_ints(y), (std::vector<int64_t>{1, 0, 0}));
   try {
-    run_node(OpKind::kRegexFullMatch, {{"x", strings({1}, {"a"})}}, attrs({{"pattern", std::string("(?P<n>a)")}}));
+    run_node(OpKind::kRegexFullMatch, {{"x", reference::make_string_tensor({1}, {"a"})}}, attrs({{"pattern", std::string("(?P<n>a)")}}));
     FAIL() << "an RE2-only pattern ran";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
@@ -107,7 +99,7 @@ TEST(ReferenceStrings, CastBetweenStringsAndNumbers) {
   Tensor i = make_tensor(DType::kInt64, {2}, {-7, 123456789012});
   EXPECT_EQ(run_node(OpKind::kCast, {{"x", i}}, attrs({{"to", int64_t(DType::kString)}}))[0].strings, (Strings{"-7", "123456789012"}));
 
-  Tensor back = run_node(OpKind::kCast, {{"x", strings({5}, {"0.5", "1e3", "-INF", "nan", "+inf"})}},
+  Tensor back = run_node(OpKind::kCast, {{"x", reference::make_string_tensor({5}, {"0.5", "1e3", "-INF", "nan", "+inf"})}},
                          attrs({{"to", int64_t(DType::kFloat32)}}))[0];
   std::vector<double> v = ir::read_doubles(back);
   EXPECT_EQ(v[0], 0.5);
@@ -115,11 +107,11 @@ TEST(ReferenceStrings, CastBetweenStringsAndNumbers) {
   EXPECT_EQ(v[2], -INFINITY);
   EXPECT_TRUE(std::isnan(v[3]));
   EXPECT_EQ(v[4], INFINITY);
-  Tensor ints = run_node(OpKind::kCast, {{"x", strings({3}, {"9007199254740993", "-12", "100.7"})}},
+  Tensor ints = run_node(OpKind::kCast, {{"x", reference::make_string_tensor({3}, {"9007199254740993", "-12", "100.7"})}},
                          attrs({{"to", int64_t(DType::kInt64)}}))[0];
   EXPECT_EQ(ir::read_ints(ints), (std::vector<int64_t>{9007199254740993, -12, 100}));  // exact past 2^53; a fraction truncated
   try {
-    run_node(OpKind::kCast, {{"x", strings({2}, {"1", "one"})}}, attrs({{"to", int64_t(DType::kFloat32)}}));
+    run_node(OpKind::kCast, {{"x", reference::make_string_tensor({2}, {"1", "one"})}}, attrs({{"to", int64_t(DType::kFloat32)}}));
     FAIL() << "'one' was read as a number";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("element 1 'one' is not a number"), std::string::npos) << e.what();
@@ -127,18 +119,18 @@ TEST(ReferenceStrings, CastBetweenStringsAndNumbers) {
 }
 
 TEST(ReferenceStrings, EqualAndWhereOnStrings) {
-  Tensor eq = run_node(OpKind::kEqual, {{"a", strings({2, 2}, {"x", "y", "z", "x"})}, {"b", strings({1}, {"x"})}})[0];
+  Tensor eq = run_node(OpKind::kEqual, {{"a", reference::make_string_tensor({2, 2}, {"x", "y", "z", "x"})}, {"b", reference::make_string_tensor({1}, {"x"})}})[0];
   EXPECT_EQ(ir::read_ints(eq), (std::vector<int64_t>{1, 0, 0, 1}));
   Tensor cond = make_tensor(DType::kBool, {3}, {1, 0, 1});
-  Tensor w = run_node(OpKind::kWhere, {{"c", cond}, {"x", strings({3}, {"a", "b", "c"})}, {"y", strings({}, {"-"})}})[0];
+  Tensor w = run_node(OpKind::kWhere, {{"c", cond}, {"x", reference::make_string_tensor({3}, {"a", "b", "c"})}, {"y", reference::make_string_tensor({}, {"-"})}})[0];
   EXPECT_EQ(w.strings, (Strings{"a", "-", "c"}));
 }
 
 TEST(ReferenceStrings, MovementOpsCopyStrings) {
-  Tensor x = strings({2, 3}, {"a", "b", "c", "d", "e", "f"});
+  Tensor x = reference::make_string_tensor({2, 3}, {"a", "b", "c", "d", "e", "f"});
   EXPECT_EQ(run_node(OpKind::kTranspose, {{"x", x}})[0].strings, (Strings{"a", "d", "b", "e", "c", "f"}));
   EXPECT_EQ(run_node(OpKind::kIdentity, {{"x", x}})[0].strings, x.strings);
-  Tensor cat = run_node(OpKind::kConcat, {{"x", x}, {"y", strings({2, 1}, {"!", "?"})}}, attrs({{"axis", int64_t(1)}}))[0];
+  Tensor cat = run_node(OpKind::kConcat, {{"x", x}, {"y", reference::make_string_tensor({2, 1}, {"!", "?"})}}, attrs({{"axis", int64_t(1)}}))[0];
   EXPECT_EQ(cat.strings, (Strings{"a", "b", "c", "!", "d", "e", "f", "?"}));
   Tensor g = run_node(OpKind::kGather, {{"x", x}}, attrs({{"axis", int64_t(1)}}), 1,
                       {{"i", make_tensor(DType::kInt64, {2}, {2, -3})}})[0];
@@ -170,13 +162,13 @@ TEST(ReferenceStrings, InputsOfTheWrongCountAreRefused) {
   ir::ValueId a = net.add_input("x", DType::kString, {Dim(2)});
   net.add_output(net.add_op1(OpKind::kIdentity, {a}));
   net.finalize();
-  EXPECT_THROW(run(net, {{"x", strings({2}, {"one"})}}), Error);
+  EXPECT_THROW(run(net, {{"x", reference::make_string_tensor({2}, {"one"})}}), Error);
 }
 
 TEST(ReferenceStrings, NpyStringArraysRoundTrip) {
   auto dir = std::filesystem::temp_directory_path() / str("kiln_npy_strings_", ::getpid());
   std::filesystem::create_directories(dir);
-  Tensor t = strings({2, 2}, {"a", "", "héllo", "日本"});
+  Tensor t = reference::make_string_tensor({2, 2}, {"a", "", "héllo", "日本"});
   io::write_npy(dir / "s.npy", t);
   Tensor back = io::read_npy(dir / "s.npy");
   EXPECT_EQ(back.dtype, DType::kString);
