@@ -25,6 +25,7 @@ ir::Network binarizer(DType dtype, double threshold) {
   ir::Network net;
   ir::ValueId x = net.add_input("x", dtype, {Dim::symbol("rows"), Dim(5)});
   net.add_output(net.add_op1(OpKind::kBinarizer, {x}, attrs({{"threshold", threshold}}), "binarize"));
+  net.finalize();
   return net;
 }
 
@@ -53,6 +54,7 @@ ir::Network extractor(DType dtype, std::vector<Dim> dims, std::vector<int64_t> i
   ir::ValueId y = net.add_weight("y", reference::make_tensor(DType::kInt64, {int64_t(indices.size())},
                                                              std::vector<double>(indices.begin(), indices.end())));
   net.add_output(net.add_op1(OpKind::kArrayFeatureExtractor, {x, y}, {}, "extract"));
+  net.finalize();
   return net;
 }
 
@@ -77,6 +79,7 @@ ir::Network extractor_of_tensor(DType dtype, std::vector<Dim> x_dims, std::vecto
   ir::Network net;
   ir::ValueId x = net.add_input("x", dtype, x_dims), y = net.add_input("y", DType::kInt64, y_dims);
   net.add_output(net.add_op1(OpKind::kArrayFeatureExtractor, {x, y}, {}, "extract"));
+  net.finalize();
   return net;
 }
 
@@ -214,6 +217,7 @@ ir::Network tree_ensemble(DType dtype, int64_t features, ir::Attributes forest) 
   ir::Network net;
   ir::ValueId x = net.add_input("x", dtype, {Dim::symbol("rows"), Dim(features)});
   net.add_output(net.add_op1(OpKind::kTreeEnsemble, {x}, std::move(forest), "forest"));
+  net.finalize();
   return net;
 }
 
@@ -263,6 +267,7 @@ ir::Network label_encoder(DType key, std::vector<Dim> dims, ir::Attributes mappi
   ir::Network net;
   ir::ValueId x = net.add_input("x", key, dims);
   net.add_output(net.add_op1(OpKind::kLabelEncoder, {x}, std::move(mapping), "encode"));
+  net.finalize();
   return net;
 }
 
@@ -343,6 +348,7 @@ TEST(GpuMlOps, TfIdfVectorizerOverIntegersMatchesTheReference) {
           ir::Network net;
           ir::ValueId x = net.add_input("x", dtype, shape_of(dims));
           net.add_output(net.add_op1(OpKind::kTfIdfVectorizer, {x}, tfidf_pool(mode, g.min_gram, g.max_gram, g.skips, weighted), "tfidf"));
+          net.finalize();
           expect_gpu_matches_reference_exactly(net, {{"x", random_ints(dtype, dims, rng, 0, 8)}}, strategy,
                                                str(dtype_name(dtype), " ", mode, weighted ? " weighted" : "", " grams ", g.min_gram, "-",
                                                    g.max_gram, " skips ", g.skips, " x ", ir::shape_to_string(shape_of(dims)), " ",
