@@ -168,10 +168,17 @@ int fuse_attention(Graph& g) {
     // The attention kernel takes float32 and the half types: float64 keeps its matmuls and softmax.
     if (g.values[size_t(scores.outputs[0])].dtype == DType::kFloat64) continue;
     // Between the scores and the softmax: scalar scales (Div or Mul by a
-    // constant) and a causal mask (Where(upper triangle, -inf, scores), or
-    // the scores plus a constant 0 / -inf triangle).
+    // constant), a causal mask (Where(upper triangle, -inf, scores), or the
+    // scores plus a constant 0 / -inf triangle) and, after the scales, one
+    // mask of any values: a float tensor added (a padding mask, a position
+    // bias) or a bool tensor choosing between the scores and a constant fill.
+    // The fused node applies the mask before the causal rule; a bool mask
+    // after the causal one must then fill with -inf for the two to agree.
     double alpha = scores.attrs.get_float("alpha", 1.0);
     bool causal = false;
+    std::optional<ir::ValueId> mask;
+    int64_t mask_keep = 1;
+    double mask_fill = -INFINITY;
     ir::ValueId logits = scores.outputs[0];
     std::vector<size_t> between;
     auto softmax = uses.only_reader(logits);
@@ -180,13 +187,22 @@ int fuse_attention(Graph& g) {
       // The scale (Mul/Div) or the fill value (Where) is the constant input 1.
       double c = e.inputs.size() > 1 ? scalar_constant(g, e.inputs[1]).value_or(NAN) : NAN;
       bool binary = e.inputs.size() == 2 && e.inputs[0] == logits, where = e.inputs.size() == 3 && e.inputs[2] == logits;
-      if (e.op == OpKind::kMul && binary && !std::isnan(c)) alpha *= c;
-      else if (e.op == OpKind::kDiv && binary && !std::isnan(c) && c != 0) alpha /= c;
+      bool added = e.op == OpKind::kAdd && e.inputs.size() == 2 && (e.inputs[0] == logits) != (e.inputs[1] == logits);
+      ir::ValueId other = added ? e.inputs[e.inputs[0] == logits ? 1 : 0] : ir::kNoValue;
+      if (e.op == OpKind::kMul && binary && !std::isnan(c) && !mask) alpha *= c;
+      else if (e.op == OpKind::kDiv && binary && !std::isnan(c) && c != 0 && !mask) alpha /= c;
       else if (e.op == OpKind::kWhere && where && !causal && std::isinf(c) && c < 0 && is_causal_mask(g, e.inputs[0])) causal = true;
-      else if (e.op == OpKind::kAdd && e.inputs.size() == 2 && !causal && (e.inputs[0] == logits || e.inputs[1] == logits) &&
-               is_causal_additive_mask(g, e.inputs[e.inputs[0] == logits ? 1 : 0]))
-        causal = true;
-      else break;
+      else if (added && !causal && is_causal_additive_mask(g, other)) causal = true;
+      else if (added && !mask && is_floating(g.values[size_t(other)].dtype)) mask = other;
+      else if (e.op == OpKind::kWhere && e.inputs.size() == 3 && !mask && g.values[size_t(e.inputs[0])].dtype == DType::kBool &&
+               (e.inputs[1] == logits) != (e.inputs[2] == logits)) {
+        // Where(m, scores, fill) keeps the scores where m holds; Where(m, fill, scores) where it does not.
+        mask_keep = e.inputs[1] == logits ? 1 : 0;
+        std::optional<double> fill = scalar_constant(g, e.inputs[mask_keep ? 2 : 1]);
+        if (!fill || std::isnan(*fill) || (causal && !(std::isinf(*fill) && *fill < 0))) break;
+        mask = e.inputs[0];
+        mask_fill = *fill;
+      } else break;
       between.push_back(*softmax);
       logits = e.outputs[0];
       softmax = uses.only_reader(logits);
@@ -210,6 +226,13 @@ int fuse_attention(Graph& g) {
     bool transposed_out = reader && g.nodes[*reader].op == OpKind::kTranspose && g.nodes[*reader].attrs.has("perm");
     auto attention_over = [&](const Viewed& q, const Viewed& k, const Viewed& v) {
       ir::Node attention{scores.name, OpKind::kAttention, {q.root, k.root, v.root}, {g.nodes[*product].outputs[0]}, {}};
+      if (mask) {
+        attention.inputs.push_back(*mask);
+        if (g.values[size_t(*mask)].dtype == DType::kBool) {
+          attention.attrs.set("mask_keep", mask_keep);
+          if (std::isfinite(mask_fill)) attention.attrs.set("mask_fill", mask_fill);  // absent: -inf (attributes are finite)
+        }
+      }
       attention.attrs.set("q_view", q.program);
       attention.attrs.set("k_view", k.program);
       attention.attrs.set("v_view", v.program);
@@ -234,6 +257,7 @@ int fuse_attention(Graph& g) {
             ir::apply_view_program(attention, "k_view", shape(k)) != shape(scores.inputs[1]) ||
             ir::apply_view_program(attention, "v_view", shape(v)) != shape(g.nodes[*product].inputs[1]) ||
             ir::attention_output_shape(attention, shape(q), shape(k), shape(v)) != shape(attention.outputs[0]) ||
+            (mask && ir::broadcast_shapes(shape(*mask), shape(scores.outputs[0])) != shape(scores.outputs[0])) ||
             !q_shape.back().is_constant() || q_shape.back().constant() > kMaxFusedHeadDim)
           return false;
         for (const auto& bindings : range_corners(g)) {

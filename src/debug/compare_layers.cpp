@@ -126,8 +126,13 @@ std::string node_sources(const ir::Node& node) {
       if (present(3)) parts.push_back("residual Add");
       return join(parts, "+");
     }
-    case ir::OpKind::kAttention:
-      return node.attrs.get_int("causal", 0) ? "MatMul+causal mask+Softmax+MatMul" : "MatMul+Softmax+MatMul";
+    case ir::OpKind::kAttention: {
+      std::vector<std::string> parts{"MatMul"};
+      if (present(3)) parts.push_back("mask");
+      if (node.attrs.get_int("causal", 0)) parts.push_back("causal mask");
+      parts.insert(parts.end(), {"Softmax", "MatMul"});
+      return join(parts, "+");
+    }
     default: return std::string(ir::op_name(node.op));
   }
 }

@@ -236,7 +236,13 @@ Shape apply_view_program(const Node& node, std::string_view attr, const Shape& d
   return out;
 }
 
-Shape attention_output_shape(const Node& node, const Shape& q_in, const Shape& k_in, const Shape& v_in) {
+namespace {
+
+// Q, K and V through their views, checked to fit one another; K as [.., Sk, D].
+struct ViewedShapes {
+  Shape q, k, v;
+};
+ViewedShapes viewed_shapes(const Node& node, const Shape& q_in, const Shape& k_in, const Shape& v_in) {
   Shape q = apply_view_program(node, "q_view", q_in), k = apply_view_program(node, "k_view", k_in),
         v = apply_view_program(node, "v_view", v_in);
   size_t r = q.size();
@@ -252,7 +258,41 @@ Shape attention_output_shape(const Node& node, const Shape& q_in, const Shape& k
   same(q[r - 1], k[r - 1], "head dims of Q and K");
   same(q[r - 1], v[r - 1], "head dims of Q and V");
   same(k[r - 2], v[r - 2], "key counts of K and V");
-  return permuted(q, out_perm(node, r));
+  return {q, k, v};
+}
+
+}  // namespace
+
+Shape attention_output_shape(const Node& node, const Shape& q, const Shape& k, const Shape& v) {
+  Shape viewed_q = viewed_shapes(node, q, k, v).q;
+  return permuted(viewed_q, out_perm(node, viewed_q.size()));
+}
+
+Shape attention_scores_shape(const Node& node, const Shape& q, const Shape& k, const Shape& v) {
+  ViewedShapes viewed = viewed_shapes(node, q, k, v);
+  Shape scores = viewed.q;
+  scores.back() = viewed.k[viewed.k.size() - 2];
+  return scores;
+}
+
+std::array<int64_t, 4> attention_mask_strides(const Node& node, const AttentionGeometry& g, size_t scores_rank,
+                                              const std::vector<int64_t>& mask_dims) {
+  const int64_t scores[4] = {g.batch, g.heads, g.q_len, g.kv_len};
+  const size_t first = 4 - scores_rank;  // rank-3 scores have no batch dim
+  if (mask_dims.size() > scores_rank)
+    fail(ErrorCode::kShapeError, "node '", node.name, "' (Attention): the mask ", shape_to_string(shape_of(mask_dims)),
+         " has more dims than the scores (", scores_rank, ")");
+  std::vector<int64_t> dense = strides_of(mask_dims);
+  std::array<int64_t, 4> strides{};
+  for (size_t i = 0; i < mask_dims.size(); ++i) {
+    size_t axis = 4 - mask_dims.size() + i;
+    int64_t want = scores[axis];
+    if (mask_dims[i] != 1 && mask_dims[i] != want)
+      fail(ErrorCode::kShapeError, "node '", node.name, "' (Attention): the mask ", shape_to_string(shape_of(mask_dims)),
+           " does not broadcast to the scores (dim ", axis - first, " is ", want, ")");
+    strides[axis] = mask_dims[i] == 1 ? 0 : dense[i];
+  }
+  return strides;
 }
 
 AttentionGeometry attention_geometry(const Node& node, const std::vector<int64_t>& q_dims, const std::vector<int64_t>& k_dims,

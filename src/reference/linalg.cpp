@@ -280,6 +280,18 @@ Tensor run_attention(const KernelContext& c) {
   auto at = [](const std::array<int64_t, 5>& view, int64_t b, int64_t h, int64_t s, int64_t d) {
     return size_t(view[0] + b * view[1] + h * view[2] + s * view[3] + d * view[4]);
   };
+  // The mask: added (float) or keep-or-fill (bool), before the causal rule.
+  const bool has_mask = c.has(3), bool_mask = has_mask && c.in(3).dtype == DType::kBool;
+  std::vector<double> mask = has_mask ? to_doubles(c.in(3)) : std::vector<double>{};
+  std::array<int64_t, 4> ms = has_mask ? ir::attention_mask_strides(c.node, g, g.out_dims.size(), c.in(3).dims) : std::array<int64_t, 4>{};
+  const bool keep_when = c.attrs().get_int("mask_keep", 1) != 0;
+  const double fill = c.attrs().get_float("mask_fill", -std::numeric_limits<double>::infinity());
+  auto masked = [&](double score, int64_t b, int64_t h, int64_t i, int64_t j) {
+    if (!has_mask) return score;
+    double m = mask[size_t(b * ms[0] + h * ms[1] + i * ms[2] + j * ms[3])];
+    if (bool_mask) return (m != 0) == keep_when ? score : fill;
+    return score + m;
+  };
   for (int64_t b = 0; b < g.batch; ++b)
     for (int64_t h = 0; h < g.heads; ++h)
       for (int64_t i = 0; i < g.q_len; ++i) {
@@ -291,7 +303,7 @@ Tensor run_attention(const KernelContext& c) {
           }
           double dot = 0;
           for (int64_t e = 0; e < g.head_dim; ++e) dot += q[at(g.q, b, h, i, e)] * k[at(g.k, b, h, j, e)];
-          scores[size_t(j)] = scale * dot;
+          scores[size_t(j)] = masked(scale * dot, b, h, i, j);
           mx = std::max(mx, scores[size_t(j)]);
         }
         for (auto& s : scores) sum += s = std::exp(s - mx);

@@ -397,9 +397,141 @@ TEST(Builder, CausalAttentionWithAnAddedMaskIsFused) {
       if (node.op == OpKind::kAttention) EXPECT_EQ(node.attrs.get_int("causal", 0), 1);
     expect_same_results(net, p.network, {}, 1e-6);
   }
+  // A triangle off by one entry is no causal mask: it rides along as the mask input.
   ir::Network net = causal_attention(7, 4, 8, Mask::kAddNotCausal);
   plan::Plan p = build(net, {});
-  EXPECT_EQ(count_ops(p.network, OpKind::kAttention), 0) << dump_network(p.network);
+  ASSERT_EQ(count_ops(p.network, OpKind::kAttention), 1) << dump_network(p.network);
+  for (auto& node : p.network.nodes())
+    if (node.op == OpKind::kAttention) {
+      EXPECT_EQ(node.attrs.get_int("causal", 0), 0);
+      EXPECT_EQ(node.inputs.size(), 4u);
+    }
+  expect_same_results(net, p.network, {}, 1e-6);
+}
+
+// How attention is masked by data: a BERT-style additive padding mask
+// ((1 - keep) * -10000, [B, 1, 1, S]), Where on a bool padding mask keeping
+// the scores (fill -inf) or dropping them (fill -1e9), a position bias
+// [1, H, S, S] added (T5), each after a causal Where where `causal`; and a
+// padding mask added before the scale, which the fused node cannot express.
+enum class DataMask { kAdditive, kWhereKeep, kWhereDrop, kBias, kBeforeScale };
+
+// x [B, S, E], keep [B, S] (a key takes part where keep > 0): self-attention
+// over heads by Reshape and Transpose, masked by `form`.
+ir::Network padded_attention(DataMask form, bool causal, Dim seq, int64_t batch = 3, int64_t heads = 2, int64_t head_dim = 8) {
+  ir::Network net;
+  int64_t e = heads * head_dim;
+  ValueId x = net.add_input("x", DType::kFloat32, {Dim(batch), seq, Dim(e)});
+  ValueId keep = net.add_input("keep", DType::kFloat32, {Dim(batch), seq});
+  auto ints = [&](const std::string& name, std::vector<int64_t> v) { return int_weight(net, name, v); };
+  auto scalar = [&](const std::string& name, double v) { return net.add_weight(name, reference::make_tensor(DType::kFloat32, {}, {v})); };
+  std::vector<ValueId> qkv;
+  for (int i = 0; i < 3; ++i) {
+    ValueId proj = net.add_op1(OpKind::kMatMul, {x, net.add_weight(str("w", i), random_weight({e, e}, uint32_t(80 + i)))});
+    qkv.push_back(net.add_op1(OpKind::kTranspose, {net.add_op1(OpKind::kReshape, {proj, ints(str("h", i), {batch, -1, heads, head_dim})})},
+                              perm({0, 2, 1, 3})));
+  }
+  ValueId scores = net.add_op1(OpKind::kMatMul, {qkv[0], net.add_op1(OpKind::kTranspose, {qkv[1]}, perm({0, 1, 3, 2}))});
+  // Key 0 always takes part (a padding mask keeps the first token), so no row is left without keys.
+  ValueId first = net.add_op1(OpKind::kSlice, {keep, ints("starts", {0}), ints("ends", {1}), ints("slice_axes", {1})});
+  ValueId keep_first = net.add_op1(OpKind::kConcat, {net.add_op1(OpKind::kAbs, {first}),
+                                                     net.add_op1(OpKind::kSlice, {keep, ints("starts1", {1}), ints("ends1", {INT64_MAX}), ints("slice_axes1", {1})})},
+                                   [] { ir::Attributes a; a.set("axis", int64_t(1)); return a; }());
+  ValueId kept = net.add_op1(OpKind::kUnsqueeze, {net.add_op1(OpKind::kGreater, {keep_first, scalar("zero", 0)}), ints("axes", {1, 2})});
+  ir::Attributes to_float;
+  to_float.set("to", int64_t(DType::kFloat32));
+  ValueId additive = net.add_op1(OpKind::kMul, {net.add_op1(OpKind::kSub, {scalar("one", 1), net.add_op1(OpKind::kCast, {kept}, to_float)}),
+                                                scalar("big", -10000)});
+  ValueId root_d = scalar("root_d", std::sqrt(double(head_dim)));
+  if (form == DataMask::kBeforeScale) scores = net.add_op1(OpKind::kAdd, {scores, additive});
+  scores = net.add_op1(OpKind::kDiv, {scores, root_d});
+  if (causal) {  // (a constant length)
+    int64_t len = seq.constant();
+    std::vector<double> upper(size_t(len * len));
+    for (int64_t i = 0; i < len; ++i)
+      for (int64_t j = 0; j < len; ++j) upper[size_t(i * len + j)] = j > i;
+    ValueId triangle = net.add_weight("triangle", reference::make_tensor(DType::kBool, {len, len}, upper));
+    scores = net.add_op1(OpKind::kWhere, {triangle, scalar("minus_inf", -INFINITY), scores});
+  }
+  switch (form) {
+    case DataMask::kAdditive: scores = net.add_op1(OpKind::kAdd, {scores, additive}); break;
+    case DataMask::kWhereKeep: scores = net.add_op1(OpKind::kWhere, {kept, scores, scalar("fill", -INFINITY)}); break;
+    case DataMask::kWhereDrop:
+      scores = net.add_op1(OpKind::kWhere, {net.add_op1(OpKind::kNot, {kept}), scalar("fill", -1e9), scores});
+      break;
+    case DataMask::kBias: {
+      int64_t s = seq.constant();
+      scores = net.add_op1(OpKind::kAdd, {scores, net.add_weight("bias", random_weight({1, heads, s, s}, 90, -2, 2))});
+      break;
+    }
+    case DataMask::kBeforeScale: break;
+  }
+  ir::Attributes last;
+  last.set("axis", int64_t(-1));
+  ValueId probs = net.add_op1(OpKind::kSoftmax, {scores}, last);
+  ValueId merged = net.add_op1(OpKind::kTranspose, {net.add_op1(OpKind::kMatMul, {probs, qkv[2]})}, perm({0, 2, 1, 3}));
+  net.add_output(net.add_op1(OpKind::kReshape, {merged, ints("m", {batch, -1, e})}));
+  if (!seq.is_constant()) net.set_dim_range(seq.to_string(), {1, 6, 40});
+  net.finalize();
+  return net;
+}
+
+const ir::Node* attention_node(const ir::Network& net) {
+  for (const ir::Node& node : net.nodes())
+    if (node.op == OpKind::kAttention) return &node;
+  return nullptr;
+}
+
+TEST(Builder, AttentionMaskedByDataIsFusedWithItsMask) {
+  for (DataMask form : {DataMask::kAdditive, DataMask::kWhereKeep, DataMask::kWhereDrop, DataMask::kBias})
+    for (bool causal : {false, true}) {
+      if (causal && form == DataMask::kWhereDrop) continue;  // a finite fill after the causal mask: see below
+      SCOPED_TRACE(str("form ", int(form), causal ? " causal" : ""));
+      ir::Network net = padded_attention(form, causal, Dim(7));
+      plan::Plan p = build(net, {});
+      const ir::Node* attention = attention_node(p.network);
+      ASSERT_NE(attention, nullptr) << dump_network(p.network);
+      EXPECT_EQ(count_ops(p.network, OpKind::kSoftmax), 0) << dump_network(p.network);
+      ASSERT_EQ(attention->inputs.size(), 4u);
+      EXPECT_EQ(attention->attrs.get_int("causal", 0), int64_t(causal));
+      bool where = form == DataMask::kWhereKeep || form == DataMask::kWhereDrop;
+      EXPECT_EQ(p.network.value(attention->inputs[3]).dtype, where ? DType::kBool : DType::kFloat32);
+      if (where) {
+        EXPECT_EQ(attention->attrs.get_int("mask_keep", 1), form == DataMask::kWhereKeep ? 1 : 0);
+        EXPECT_EQ(attention->attrs.get_float("mask_fill", -INFINITY), form == DataMask::kWhereKeep ? -INFINITY : -1e9);
+      }
+      for (uint32_t seed : {7u, 8u, 9u}) expect_same_results(net, p.network, {}, 1e-6, seed);
+    }
+}
+
+// A padding mask over a length only the run knows: the mask's [B, 1, 1, S]
+// broadcasts at every length of the profile.
+TEST(Builder, AttentionWithAPaddingMaskOfARunTimeLengthIsFused) {
+  for (DataMask form : {DataMask::kAdditive, DataMask::kWhereKeep}) {
+    ir::Network net = padded_attention(form, false, Dim::symbol("seq"));
+    plan::Plan p = build(net, {});
+    const ir::Node* attention = attention_node(p.network);
+    ASSERT_NE(attention, nullptr) << dump_network(p.network);
+    EXPECT_EQ(attention->inputs.size(), 4u);
+    for (int64_t len : {1, 6, 17, 40}) expect_same_results(net, p.network, {{"seq", len}}, 1e-6, uint32_t(len));
+  }
+}
+
+// A mask added before the scale would be scaled with the scores: not fused, same results.
+TEST(Builder, AttentionMaskedBeforeItsScaleIsLeftAsItIs) {
+  ir::Network net = padded_attention(DataMask::kBeforeScale, false, Dim(7));
+  plan::Plan p = build(net, {});
+  EXPECT_EQ(attention_node(p.network), nullptr) << dump_network(p.network);
+  expect_same_results(net, p.network, {}, 1e-6);
+}
+
+// A bool mask after the causal Where, filling with a finite value, would
+// differ from the fused order (mask, then causal) on rows it empties: not fused.
+TEST(Builder, AFiniteFillAfterTheCausalMaskIsLeftAsItIs) {
+  ir::Network net = padded_attention(DataMask::kWhereDrop, true, Dim(7));
+  plan::Plan p = build(net, {});
+  const ir::Node* attention = attention_node(p.network);
+  EXPECT_TRUE(attention == nullptr || attention->inputs.size() == 3) << dump_network(p.network);
   expect_same_results(net, p.network, {}, 1e-6);
 }
 

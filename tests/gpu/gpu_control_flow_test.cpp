@@ -499,7 +499,8 @@ TEST(GpuControlFlow, ExpandedAffineGridMatchesReference) {
         builder::BuildOptions options;
         options.default_data_dependent_bound = 33;
         add_profiles_spanning(net, runs, options);
-        for (const ir::Node& node : builder::build(net, options).network.nodes()) EXPECT_NE(node.op, OpKind::kIf) << node.name;
+        plan::Plan plan = builder::build(net, options);
+        for (const ir::Node& node : plan.network.nodes()) EXPECT_NE(node.op, OpKind::kIf) << node.name;
         for (auto strategy : {runtime::KernelSpecialization::kNone, runtime::KernelSpecialization::kEager}) {
           SCOPED_TRACE(spec_name(strategy));
           expect_op_matches_reference(net, OpKind::kRange, runs, plan::Precision::kFloat32, strategy, rounding_tolerance(dtype), 33);

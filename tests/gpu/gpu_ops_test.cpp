@@ -422,6 +422,88 @@ TEST(GpuAttention, TensorCoreKernelMatchesReference) {
   }
 }
 
+// ---- attention masked by data --------------------------------------------------------
+
+// The masks `kiln build` fuses: a padding mask added ([B, 1, 1, Sk], 0 or
+// -10000), a position bias added ([1, H, Sq, Sk]), a bool padding mask
+// keeping the scores where true ([B, 1, 1, Sk], fill -inf) and a bool mask
+// per query dropping them where true ([B, 1, Sq, Sk], fill -1e9). Key 0 is
+// never masked, so no row is left without keys.
+enum class AttentionMask { kPaddingAdded, kBiasAdded, kKeepWhereTrue, kDropWhereTrue };
+
+ir::Network masked_attention_network(const AttentionCase& c, AttentionMask mask, std::mt19937& rng,
+                                     std::map<std::string, ir::TensorData>& inputs) {
+  ir::Network net;
+  const int64_t b = c.batch, h = c.heads, d = c.head_dim;
+  std::vector<ValueId> operands;
+  for (auto [name, len] : {std::pair<const char*, int64_t>{"q", c.q_len}, {"k", c.kv_len}, {"v", c.kv_len}}) {
+    operands.push_back(net.add_input(name, DType::kFloat32, ir::shape_of({b, h, len, d})));
+    inputs[name] = random_tensor(DType::kFloat32, {b, h, len, d}, rng);
+  }
+  const bool per_query = mask == AttentionMask::kBiasAdded || mask == AttentionMask::kDropWhereTrue;
+  std::vector<int64_t> mask_dims = mask == AttentionMask::kBiasAdded ? std::vector<int64_t>{1, h, c.q_len, c.kv_len}
+                                                                     : std::vector<int64_t>{b, 1, per_query ? c.q_len : 1, c.kv_len};
+  std::vector<double> values(size_t(ir::checked_numel(mask_dims)));
+  std::uniform_real_distribution<double> bias(-2, 2);
+  for (size_t i = 0; i < values.size(); ++i) {
+    const bool first_key = int64_t(i) % c.kv_len == 0, masked = !first_key && rng() % 3 == 0;
+    switch (mask) {
+      case AttentionMask::kPaddingAdded: values[i] = masked ? -10000 : 0; break;
+      case AttentionMask::kBiasAdded: values[i] = bias(rng); break;
+      case AttentionMask::kKeepWhereTrue: values[i] = !masked; break;
+      case AttentionMask::kDropWhereTrue: values[i] = masked; break;
+    }
+  }
+  const bool boolean = mask == AttentionMask::kKeepWhereTrue || mask == AttentionMask::kDropWhereTrue;
+  DType mask_dtype = boolean ? DType::kBool : DType::kFloat32;
+  operands.push_back(net.add_input("mask", mask_dtype, ir::shape_of(mask_dims)));
+  inputs["mask"] = reference::make_tensor(mask_dtype, mask_dims, values);
+  ir::Attributes a = attrs({{"scale", 1.0 / std::sqrt(double(d))}, {"causal", int64_t(c.causal)},
+                            {"out_perm", std::vector<int64_t>{0, 2, 1, 3}}});
+  if (mask == AttentionMask::kDropWhereTrue) {
+    a.set("mask_keep", int64_t(0));
+    a.set("mask_fill", -1e9);
+  }
+  net.add_output(net.add_op1(OpKind::kAttention, operands, a, "attention"));
+  net.finalize();
+  return net;
+}
+
+// Each mask over odd lengths (1, 7, 33, 197, one and several key tiles, q_len
+// != kv_len), causal on and off, in float32 (the scalar kernel) and fp16 and
+// bf16 (tensor cores), generic and specialized kernels, against the reference.
+TEST(GpuAttention, MasksMatchReference) {
+  KILN_REQUIRE_GPU();
+  auto cache = std::make_shared<runtime::RuntimeCache>(runtime::compiler_version());
+  using L = QkvLayout;
+  const std::vector<AttentionCase> cases = {{1, 1, 1, 1, 64, false, L::kPacked},  {2, 3, 7, 7, 32, true, L::kPacked},
+                                            {3, 2, 33, 70, 80, false, L::kPacked}, {2, 4, 197, 197, 64, false, L::kPacked},
+                                            {1, 2, 150, 150, 128, true, L::kPacked}, {2, 2, 5, 130, 16, false, L::kPacked}};
+  int run = 0;
+  for (AttentionMask mask : {AttentionMask::kPaddingAdded, AttentionMask::kBiasAdded, AttentionMask::kKeepWhereTrue, AttentionMask::kDropWhereTrue})
+    for (const AttentionCase& c : cases) {
+      std::mt19937 rng(uint32_t(700 + run));
+      std::map<std::string, ir::TensorData> inputs;
+      ir::Network net = masked_attention_network(c, mask, rng, inputs);
+      std::vector<ir::TensorData> want = reference::run(net, inputs);
+      for (P precision : {P::kFloat32, P::kFloat16, P::kBFloat16}) {
+        auto strategy = ++run % 2 ? runtime::KernelSpecialization::kEager : runtime::KernelSpecialization::kNone;
+        SCOPED_TRACE(str("mask ", int(mask), " ", c.name(), " ", plan::precision_name(precision), " ",
+                         runtime::kernel_specialization_name(strategy)));
+        builder::BuildOptions options;
+        options.precision = precision;
+        for (auto& [name, tensor] : inputs) builder::add_input_profile(net, name, tensor.dims, tensor.dims, tensor.dims, options);
+        runtime::RuntimeConfig config;
+        config.dynamic_shapes_kernel_specialization_strategy = strategy;
+        config.cache = cache;
+        auto engine = runtime::Engine::create(builder::build(net, options), config);
+        auto context = engine->create_context();
+        expect_outputs_close(runtime::run_with_host_tensors(*context, *engine, inputs), want,
+                             precision == P::kFloat32 ? 2e-5 : precision == P::kFloat16 ? 3e-3 : 2e-2);
+      }
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Precision, GpuOps,
     ::testing::Combine(::testing::Values(P::kFloat32, P::kFloat16, P::kBFloat16),

@@ -560,6 +560,10 @@ TEST_P(CompileForArch, SkinnyMatmulVariants) {
 TEST_P(CompileForArch, AttentionForEveryFloatType) {
   for (DType d : {DType::kFloat32, DType::kFloat16, DType::kBFloat16}) compiles(str("attention_", dtype_name(d)), attention_source(d, std::nullopt));
   compiles("attention_spec", attention_source(DType::kFloat16, some_params()));
+  // Masks: added in each float type, or kept and filled by a bool tensor.
+  for (DType mask : {DType::kFloat32, DType::kFloat16, DType::kBFloat16, DType::kBool})
+    compiles(str("attention_mask_", dtype_name(mask)), attention_source(DType::kFloat32, std::nullopt, mask));
+  compiles("attention_mask_spec", attention_source(DType::kFloat16, some_params(), DType::kBool));
 }
 
 // TopK in every dtype it takes (32- and 64-bit keys), Range, OneHot and
@@ -848,6 +852,9 @@ TEST_P(CompileForArch, AttentionOnTensorCores) {
   compiles("attention_mma_vit_spec", attention_mma_source(DType::kFloat16, 64, attention_params(1, 6, 197, 64, false, 1, 15)));
   compiles("attention_mma_scalar_loads_spec", attention_mma_source(DType::kFloat16, 96, attention_params(2, 4, 33, 96, true, 2, 0)));
   compiles("attention_mma_causal_spec", attention_mma_source(DType::kBFloat16, 128, attention_params(1, 1, 4096, 128, true, 4, 15)));
+  for (DType mask : {DType::kFloat16, DType::kBFloat16, DType::kFloat32, DType::kBool})
+    compiles(str("attention_mma_mask_", dtype_name(mask)), attention_mma_source(DType::kFloat16, 64, std::nullopt, mask));
+  compiles("attention_mma_mask_spec", attention_mma_source(DType::kBFloat16, 64, attention_params(8, 12, 128, 64, false, 4, 15), DType::kBFloat16));
 }
 
 // Every slot of a T a distinct value (slot i holds 1000 + i), as the host would fill it by name.
@@ -1172,6 +1179,7 @@ TEST(KernelParamsText, EachGeneratorBindsItsStruct) {
     EXPECT_TRUE(binds(skinny_matmul_source({DType::kFloat16, false, false, false, "none", spec}), "SkinnyParams", s));
     EXPECT_TRUE(binds(attention_source(DType::kFloat16, spec), "AttentionParams", s));
     EXPECT_TRUE(binds(attention_mma_source(DType::kFloat16, 64, spec), "AttentionParams", s));
+    EXPECT_TRUE(binds(attention_mma_source(DType::kFloat16, 64, spec, DType::kBool), "AttentionParams", s));
     EXPECT_TRUE(binds(group_norm_source({DType::kFloat32, 1e-5, spec}), "GroupNormParams", s));
     EXPECT_TRUE(binds(lrn_source({DType::kFloat32, 1e-4, 0.75, 1.0, 5, spec}), "LrnParams", s));
     EXPECT_TRUE(binds(grid_sample_source({DType::kFloat32, DType::kFloat16, spec}), "GridSampleParams", s));

@@ -23,6 +23,11 @@ namespace kiln::ir {
 // Q ends as [H, Sq, D] or [B, H, Sq, D], V likewise with Sk rows, K as V or,
 // with k_transposed, as [.., D, Sk]. With causal, key j is left out of row i
 // when j > i. The output is [.., Sq, D] transposed by out_perm (none: as is), dense.
+// An optional fourth input, the mask, broadcasts against the scores [B, H, Sq,
+// Sk] ([H, Sq, Sk] for rank-3 operands), dense, its dims aligned to the right:
+// a float mask is added to the scaled scores (padding masks, relative position
+// biases); a bool mask keeps a score where it equals mask_keep (default 1) and
+// puts mask_fill (absent: -inf) elsewhere. The causal rule comes after it.
 enum class ViewStep : int64_t { kReshape = 0, kTranspose = 1, kPick = 2, kNarrow = 3 };
 struct AttentionGeometry {
   int64_t batch = 1, heads = 1, q_len = 0, kv_len = 0, head_dim = 0;
@@ -35,6 +40,12 @@ AttentionGeometry attention_geometry(const Node& node, const std::vector<int64_t
                                      const std::vector<int64_t>& v_dims);
 // The output shape for symbolic input shapes (shape inference).
 Shape attention_output_shape(const Node& node, const Shape& q, const Shape& k, const Shape& v);
+// The scores' shape, [B, H, Sq, Sk] or [H, Sq, Sk], for symbolic input shapes.
+Shape attention_scores_shape(const Node& node, const Shape& q, const Shape& k, const Shape& v);
+// Element strides of a mask of these dims for (b, h, i, j), 0 along the dims it
+// broadcasts; throws naming the node when it does not broadcast to the scores.
+std::array<int64_t, 4> attention_mask_strides(const Node& node, const AttentionGeometry& g, size_t scores_rank,
+                                              const std::vector<int64_t>& mask_dims);
 // What a view program makes of a tensor of this shape (checks the steps).
 Shape apply_view_program(const Node& node, std::string_view attr, const Shape& dims);
 

@@ -117,6 +117,10 @@ void infer_attention(Ctx& c) {
   c.require_same_dtype(0, 1);
   c.require_same_dtype(0, 2);
   c.set(0, c.dtype(0), attention_output_shape(c.node(), c.shape(0), c.shape(1), c.shape(2)));  // throws naming the node
+  if (c.has(3)) {
+    if (c.dtype(3) != DType::kBool) c.require_float(3);
+    c.require_broadcasts_to(3, attention_scores_shape(c.node(), c.shape(0), c.shape(1), c.shape(2)), "the scores [B, H, Sq, Sk]");
+  }
 }
 
 void infer_gemm(Ctx& c) {
@@ -424,10 +428,10 @@ OpSchema linalg_schema(OpKind op) {
     // the builder adds it, is scratch for the runtime's transposed product (contents unspecified)
     case OpKind::kFusedMatMul:
       return {2, 4, 1, 2, {{"trans_b", T::kInt}, {"activation", T::kString}, {"alpha", T::kFloat}}};
-    case OpKind::kAttention:  // softmax(scale * Q K^T) V over views of its inputs (see AttentionGeometry)
-      return {3, 3, 1, 1,
+    case OpKind::kAttention:  // softmax(scale * Q K^T [+ mask]) V over views of Q, K, V (see AttentionGeometry); mask?
+      return {3, 4, 1, 1,
               {{"q_view", T::kInts}, {"k_view", T::kInts}, {"v_view", T::kInts}, {"k_transposed", T::kInt}, {"out_perm", T::kInts},
-               {"scale", T::kFloat}, {"causal", T::kInt}}};
+               {"scale", T::kFloat}, {"causal", T::kInt}, {"mask_keep", T::kInt}, {"mask_fill", T::kFloat}}};
     case OpKind::kDFT: return {1, 3, 1, 1, {{"inverse", T::kInt}, {"onesided", T::kInt}}};
     case OpKind::kSTFT: return {2, 4, 1, 1, {{"onesided", T::kInt}}};
     case OpKind::kLinearAttention:  // query, key, value, past_state?, decay?, beta?

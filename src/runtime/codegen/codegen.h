@@ -209,14 +209,20 @@ struct SkinnySpec {
 };
 std::string skinny_matmul_source(const SkinnySpec& spec);
 // Fused attention over strided views (ir::AttentionGeometry; AttentionParams).
-// Arguments: out, q, k, v. Blocks of 128 threads over B * H * ceil(Sq / 16) items.
+// Arguments: out, q, k, v, and the mask where `mask` gives its dtype (a float
+// type: added to the scaled scores; bool: keep or fill).
+// Blocks of 128 threads over B * H * ceil(Sq / 16) items.
 inline constexpr int kAttentionMaxHeadDim = 128;
 inline constexpr int kAttentionRowsPerBlock = 16;
-std::string attention_source(DType dtype, const std::optional<Params>& specialize);
+std::string attention_source(DType dtype, const std::optional<Params>& specialize, std::optional<DType> mask = std::nullopt);
 // The same on tensor cores, for fp16 and bf16 from sm_80 on (mma.sync, ldmatrix, cp.async),
 // the head dim compiled in. Blocks of 1, 2 or 4 (`warps`) warps, 16 query rows a warp.
 inline constexpr int kAttentionMmaMinArch = 80;
-std::string attention_mma_source(DType dtype, int64_t head_dim, const std::optional<Params>& specialize);
+std::string attention_mma_source(DType dtype, int64_t head_dim, const std::optional<Params>& specialize,
+                                 std::optional<DType> mask = std::nullopt);
+// The statement that applies an attention mask to the float score `x` of
+// element `index` (the mask's), scaled by `factor` (the scores' base).
+std::string attention_mask_stmt(DType mask, const std::string& x, const std::string& index, const std::string& factor);
 // Einsum (EinsumParams): a thread per output element sums the operands'
 // product over the summed labels; float accumulation for fp16 and bf16, 64-bit
 // for float64 and integers (which wrap). MatMuls that `kiln build` leaves

@@ -8,15 +8,23 @@
 
 namespace kiln::codegen {
 
-std::string attention_source(DType dtype, const std::optional<Params>& specialize) {
+std::string attention_mask_stmt(DType mask, const std::string& x, const std::string& index, const std::string& factor) {
+  std::string value = load_expr(mask, "mask", index);
+  if (mask == DType::kBool) return x + " = " + value + " == (prm.mask_keep != 0) ? " + x + " : mask_fill * " + factor + ";";
+  return x + " += " + value + " * " + factor + ";";
+}
+
+std::string attention_source(DType dtype, const std::optional<Params>& specialize, std::optional<DType> mask) {
   std::string ct = c_type(dtype);
   auto load = [&](const std::string& ptr, const std::string& index) { return load_expr(dtype, ptr, index); };
   std::ostringstream s;
   s << prelude() << params_constants<AttentionParams>(specialize);
   s << "#define KILN_CHUNK 32\n#define KILN_ROWS 4\n#define KILN_WARPS 4\n#define KILN_MAXD " << kAttentionMaxHeadDim << "\n";
   s << "extern \"C\" __global__ void __launch_bounds__(128) " << kEntry << "(" << ct << "* __restrict__ out, const " << ct
-    << "* __restrict__ q, const " << ct << "* __restrict__ k, const " << ct << "* __restrict__ v, KParams p) {\n"
-    << params_binding<AttentionParams>(specialize);
+    << "* __restrict__ q, const " << ct << "* __restrict__ k, const " << ct << "* __restrict__ v, ";
+  if (mask) s << "const " << c_type(*mask) << "* __restrict__ mask, ";
+  s << "KParams p) {\n" << params_binding<AttentionParams>(specialize);
+  if (mask == DType::kBool) s << "  const float mask_fill = (float)__longlong_as_double(prm.mask_fill_bits);\n";
   s << R"(  __shared__ float ks[KILN_CHUNK][KILN_MAXD + 1];
   __shared__ float vs[KILN_CHUNK][KILN_MAXD + 1];
   __shared__ float qs[KILN_WARPS][KILN_ROWS][KILN_MAXD];
@@ -56,7 +64,10 @@ std::string attention_source(DType dtype, const std::optional<Params>& specializ
         if (lane < n && !(causal && c0 + lane > first_row + r)) {
           score = 0.0f;
           for (long long d = 0; d < D; ++d) score += qs[warp][r][d] * ks[lane][d];
-        }
+)";
+  if (mask)
+    s << "          " << attention_mask_stmt(*mask, "score", "b * prm.mask_view[0] + h * prm.mask_view[1] + (first_row + r) * prm.mask_view[2] + (c0 + lane) * prm.mask_view[3]", "1.0f") << "\n";
+  s << R"(        }
         const float top = kiln_warp_max(score);
         const float m_new = m[r] > top ? m[r] : top;
         if (m_new == -1.0f / 0.0f) continue;  // every key so far left out (causal): nothing to add yet

@@ -12,7 +12,7 @@
 
 namespace kiln::codegen {
 
-std::string attention_mma_source(DType dtype, int64_t head_dim, const std::optional<Params>& specialize) {
+std::string attention_mma_source(DType dtype, int64_t head_dim, const std::optional<Params>& specialize, std::optional<DType> mask) {
   const char* type = dtype == DType::kBFloat16 ? "bf16" : "f16";
   std::ostringstream s;
   s << prelude() << params_constants<AttentionParams>(specialize);
@@ -78,8 +78,11 @@ __device__ __forceinline__ void kiln_load_tile(unsigned short* tile, const unsig
 
 extern "C" __global__ void __launch_bounds__(128) kiln_kernel(unsigned short* __restrict__ out, const unsigned short* __restrict__ q,
                                                               const unsigned short* __restrict__ k,
-                                                              const unsigned short* __restrict__ v, KParams p) {
-)" << params_binding<AttentionParams>(specialize) << R"(  __shared__ __align__(16) unsigned short ks[KILN_BN * KILN_LD];
+                                                              const unsigned short* __restrict__ v, )";
+  if (mask) s << "const " << c_type(*mask) << "* __restrict__ mask, ";
+  s << "KParams p) {\n" << params_binding<AttentionParams>(specialize);
+  if (mask == DType::kBool) s << "  const float mask_fill = (float)__longlong_as_double(prm.mask_fill_bits);\n";
+  s << R"(  __shared__ __align__(16) unsigned short ks[KILN_BN * KILN_LD];
   __shared__ __align__(16) unsigned short vs[KILN_BN * KILN_LD];  // holds Q while an item starts
   const long long BH = prm.batch * prm.heads, Sq = prm.q_len, Sk = prm.kv_len;
   const float scale = (float)(__longlong_as_double(prm.scale_bits) * 1.4426950408889634);  // log2(e): scores in base 2
@@ -103,6 +106,9 @@ extern "C" __global__ void __launch_bounds__(128) kiln_kernel(unsigned short* __
     const unsigned short* qp = q + prm.q_view[0] + b * prm.q_view[1] + h * prm.q_view[2];
     const unsigned short* kp = k + prm.k_view[0] + b * prm.k_view[1] + h * prm.k_view[2];
     const unsigned short* vp = v + prm.v_view[0] + b * prm.v_view[1] + h * prm.v_view[2];
+)";
+  if (mask) s << "    const long long mb = b * prm.mask_view[0] + h * prm.mask_view[1];\n";
+  s << R"(
     long long key_tiles = (Sk + KILN_BN - 1) / KILN_BN;
     if (causal) {  // key j > query i is left out: no tile past the block's last row
       const long long last_row = (q0 + rows < Sq ? q0 + rows : Sq) - 1;
@@ -142,7 +148,13 @@ extern "C" __global__ void __launch_bounds__(128) kiln_kernel(unsigned short* __
           #pragma unroll
           for (int e = 0; e < 4; ++e) {
             float x = sc[nt][e] * scale;
-            if (edge) {
+)";
+  if (mask)  // every score reads its mask element (in base 2, as the scores are)
+    s << "            {\n              const long long key = n0 + nt * 8 + 2 * t + (e & 1), row = qw + g + (e >> 1) * 8;\n"
+      << "              if (key < Sk && row < Sq) "
+      << attention_mask_stmt(*mask, "x", "mb + row * prm.mask_view[2] + key * prm.mask_view[3]", "1.4426950408889634f") << "\n"
+      << "            }\n";
+  s << R"(            if (edge) {
               const long long key = n0 + nt * 8 + 2 * t + (e & 1), row = qw + g + (e >> 1) * 8;
               if (key >= Sk || (causal && key > row)) x = KILN_NEG_INF;
             }

@@ -301,6 +301,13 @@ ir::AttentionGeometry attention_params(const ir::Node& n, const ShapeEnv& s, cod
   std::copy(g.v.begin(), g.v.end(), q.v_view);
   std::copy(g.out.begin(), g.out.end(), q.out_view);
   k.args = {{n.outputs[0], 0}, {n.inputs[0], 0}, {n.inputs[1], 0}, {n.inputs[2], 0}};
+  if (n.inputs.size() > 3 && n.inputs[3] != ir::kNoValue) {
+    std::array<int64_t, 4> mask = ir::attention_mask_strides(n, g, s.of(n.outputs[0]).size(), s.of(n.inputs[3]));
+    std::copy(mask.begin(), mask.end(), q.mask_view);
+    q.mask_keep = n.attrs.get_int("mask_keep", 1);
+    q.mask_fill_bits = codegen::double_bits(n.attrs.get_float("mask_fill", -INFINITY));
+    k.args.push_back({n.inputs[3], 0});
+  }
   return g;
 }
 
@@ -400,14 +407,16 @@ std::unique_ptr<Op> make_attention(const plan::Plan& plan, const ir::Node& node,
     return nullptr;
   }
   int64_t head_dim = head.back().constant();
+  std::optional<DType> mask;
+  if (node.inputs.size() > 3 && node.inputs[3] != ir::kNoValue) mask = value(node.inputs[3]).dtype;
   // Tensor cores for half types; float, and GPUs before sm_80, take the scalar kernel.
   if ((dtype == DType::kFloat16 || dtype == DType::kBFloat16) && arch >= codegen::kAttentionMmaMinArch) {
-    int kernel = store.add(node.name + "_mma", [dtype, head_dim](const auto& params) {
-      return codegen::attention_mma_source(dtype, head_dim, params);
+    int kernel = store.add(node.name + "_mma", [dtype, head_dim, mask](const auto& params) {
+      return codegen::attention_mma_source(dtype, head_dim, params, mask);
     });
     return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) { fill_attention_mma(*n, s, k); });
   }
-  int kernel = store.add(node.name, [dtype](const auto& params) { return codegen::attention_source(dtype, params); });
+  int kernel = store.add(node.name, [dtype, mask](const auto& params) { return codegen::attention_source(dtype, params, mask); });
   return std::make_unique<SimpleOp>(node, store, kernel, [n](const ShapeEnv& s, KernelLaunch& k) {
     codegen::AttentionParams q{};
     ir::AttentionGeometry g = attention_params(*n, s, q, k);
