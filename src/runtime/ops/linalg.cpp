@@ -777,7 +777,8 @@ GpuLowering describe_linalg(OpKind op) {
       return {K::kKernel, "cuBLASLt, or a generated kernel for few rows, with the epilogue fused; floating types"};
     case OpKind::kAttention:
       return {K::kKernel, str("fused attention kernel, on tensor cores for fp16 and bf16 from sm_80; fp32, fp16 or bf16, "
-                              "heads a constant size of at most ", codegen::kAttentionMaxHeadDim)};
+                              "heads a constant size of at most ", codegen::kAttentionMaxHeadDim,
+                              "; causal, and a mask of any values read where it lies (added, or bool with a fill)")};
     case OpKind::kDFT:
       return {K::kKernel, "a thread per output element, a direct sum over the DFT length (O(n^2) a line); floating types, float "
                           "accumulation for fp16 and bf16; an axis or dft_length that is data is read back by enqueue"};
