@@ -153,6 +153,30 @@ bool is_causal_additive_mask(const Graph& g, ir::ValueId v) {
   return true;
 }
 
+// Where(Equal(ReduceMax(mask over its last axis), -inf), 0, probs): ONNX's
+// Attention zeroing the rows its mask leaves without keys (the import's decomposition).
+bool zeroes_rows_the_mask_empties(const Graph& g, const Uses& uses, const ir::Node& where, ir::ValueId probs, ir::ValueId mask) {
+  if (where.op != OpKind::kWhere || where.inputs.size() != 3 || where.inputs[2] != probs || where.inputs[1] == probs ||
+      scalar_constant(g, where.inputs[1]) != 0.0)
+    return false;
+  auto equal = uses.producer_of(where.inputs[0]);
+  if (!equal || g.nodes[*equal].op != OpKind::kEqual) return false;
+  const ir::Node& eq = g.nodes[*equal];
+  int side = scalar_constant(g, eq.inputs[1]) == -INFINITY ? 0 : scalar_constant(g, eq.inputs[0]) == -INFINITY ? 1 : -1;
+  if (side < 0) return false;
+  auto reduce = uses.producer_of(eq.inputs[size_t(side)]);
+  if (!reduce || g.nodes[*reduce].op != OpKind::kReduceMax || g.nodes[*reduce].inputs[0] != mask) return false;
+  const ir::Node& r = g.nodes[*reduce];
+  const int64_t rank = int64_t(g.values[size_t(mask)].shape.size());
+  std::vector<int64_t> axes = r.attrs.get_ints("axes");
+  if (r.inputs.size() > 1) {
+    const ir::TensorData* t = g.weight_of(r.inputs[1]);
+    if (!t) return false;
+    axes = ir::read_ints(*t);
+  }
+  return axes.size() == 1 && (axes[0] == -1 || axes[0] == rank - 1) && r.attrs.get_int("keepdims", 1) == 1;
+}
+
 bool plain_matmul(const ir::Node& n) {
   return n.op == OpKind::kFusedMatMul && n.inputs.size() == 2 && n.attrs.get_string("activation", "none") == "none";
 }
@@ -213,9 +237,15 @@ int fuse_attention(Graph& g) {
     size_t rank = g.values[size_t(scores.outputs[0])].shape.size();
     int64_t axis = g.nodes[*softmax].attrs.get_int("axis", -1);
     if (axis != -1 && axis != int64_t(rank) - 1) continue;
-    auto product = uses.only_reader(g.nodes[*softmax].outputs[0]);
-    if (!product || !plain_matmul(g.nodes[*product]) || g.nodes[*product].inputs[0] != g.nodes[*softmax].outputs[0] ||
-        g.nodes[*product].inputs[1] == g.nodes[*softmax].outputs[0] ||
+    ir::ValueId probs = g.nodes[*softmax].outputs[0];
+    auto product = uses.only_reader(probs);
+    std::optional<size_t> zeroing;  // the Where that zeroes rows without keys, taken in as empty_rows_zero
+    if (product && mask && zeroes_rows_the_mask_empties(g, uses, g.nodes[*product], probs, *mask)) {
+      zeroing = product;
+      probs = g.nodes[*zeroing].outputs[0];
+      product = uses.only_reader(probs);
+    }
+    if (!product || !plain_matmul(g.nodes[*product]) || g.nodes[*product].inputs[0] != probs || g.nodes[*product].inputs[1] == probs ||
         g.nodes[*product].attrs.get_int("trans_b", 0) != 0 || g.nodes[*product].attrs.get_float("alpha", 1.0) != 1.0)
       continue;
     // The attention node reading q, k and v through the given views; with the
@@ -239,6 +269,7 @@ int fuse_attention(Graph& g) {
       attention.attrs.set("k_transposed", int64_t(scores.attrs.get_int("trans_b", 0) == 0));
       attention.attrs.set("scale", alpha);
       if (causal) attention.attrs.set("causal", int64_t(1));
+      if (zeroing) attention.attrs.set("empty_rows_zero", int64_t(1));
       if (transposed_out) {
         std::vector<int64_t> perm = g.nodes[*reader].attrs.get_ints("perm");
         for (auto& p : perm) p = p < 0 ? p + int64_t(rank) : p;
@@ -293,6 +324,7 @@ int fuse_attention(Graph& g) {
     if (transposed_out) place = *reader;
     g.dead[n] = g.dead[*softmax] = g.dead[*product] = true;
     for (size_t b : between) g.dead[b] = true;
+    if (zeroing) g.dead[*zeroing] = true;
     g.nodes[place] = std::move(attention);
     g.dead[place] = false;
     uses = Uses(g);

@@ -284,7 +284,7 @@ Tensor run_attention(const KernelContext& c) {
   const bool has_mask = c.has(3), bool_mask = has_mask && c.in(3).dtype == DType::kBool;
   std::vector<double> mask = has_mask ? to_doubles(c.in(3)) : std::vector<double>{};
   std::array<int64_t, 4> ms = has_mask ? ir::attention_mask_strides(c.node, g, g.out_dims.size(), c.in(3).dims) : std::array<int64_t, 4>{};
-  const bool keep_when = c.attrs().get_int("mask_keep", 1) != 0;
+  const bool keep_when = c.attrs().get_int("mask_keep", 1) != 0, empty_rows_zero = c.attrs().get_int("empty_rows_zero", 0) != 0;
   const double fill = c.attrs().get_float("mask_fill", -std::numeric_limits<double>::infinity());
   auto masked = [&](double score, int64_t b, int64_t h, int64_t i, int64_t j) {
     if (!has_mask) return score;
@@ -306,6 +306,7 @@ Tensor run_attention(const KernelContext& c) {
           scores[size_t(j)] = masked(scale * dot, b, h, i, j);
           mx = std::max(mx, scores[size_t(j)]);
         }
+        if (empty_rows_zero && mx == -std::numeric_limits<double>::infinity()) continue;  // out stays 0
         for (auto& s : scores) sum += s = std::exp(s - mx);
         for (int64_t d = 0; d < g.head_dim; ++d) {
           double acc = 0;

@@ -517,6 +517,49 @@ TEST(Builder, AttentionWithAPaddingMaskOfARunTimeLengthIsFused) {
   }
 }
 
+// ONNX's Attention as the import writes it with attn_mask: the mask added,
+// and after the softmax Where(ReduceMax(mask) == -inf, 0, probs), which
+// zeroes the rows the mask leaves without keys (here rows 2 and 5): fused
+// as empty_rows_zero, the rows still 0.
+TEST(Builder, OnnxAttentionZeroingRowsWithoutKeysIsFused) {
+  ir::Network net;
+  const int64_t b = 2, h = 3, s = 7, d = 8;
+  std::vector<ValueId> qkv;
+  for (const char* name : {"q", "k", "v"}) qkv.push_back(net.add_input(name, DType::kFloat32, {Dim(b), Dim(h), Dim(s), Dim(d)}));
+  // The mask from data: bias where bias > -0.5, else -inf, and rows 2 and 5 all -inf.
+  auto scalar = [&](const std::string& name, double v) { return net.add_weight(name, reference::make_tensor(DType::kFloat32, {}, {v})); };
+  ValueId bias = net.add_input("bias", DType::kFloat32, {Dim(s), Dim(s)});
+  std::vector<double> rows(size_t(s), 0.0);
+  rows[2] = rows[5] = -INFINITY;
+  ValueId m = net.add_op1(OpKind::kAdd, {net.add_op1(OpKind::kWhere, {net.add_op1(OpKind::kGreater, {bias, scalar("cut", -0.5)}), bias,
+                                                                      scalar("minus_inf_fill", -INFINITY)}),
+                                         net.add_weight("empty_rows", reference::make_tensor(DType::kFloat32, {s, 1}, rows))});
+  ValueId scores = net.add_op1(OpKind::kMul, {net.add_op1(OpKind::kMatMul, {qkv[0], net.add_op1(OpKind::kTranspose, {qkv[1]}, perm({0, 1, 3, 2}))}),
+                                              scalar("scale", 0.35)});
+  ir::Attributes last, keep;
+  last.set("axis", int64_t(-1));
+  keep.set("keepdims", int64_t(1));
+  ValueId probs = net.add_op1(OpKind::kSoftmax, {net.add_op1(OpKind::kAdd, {scores, m})}, last);
+  ValueId row_max = net.add_op1(OpKind::kReduceMax, {m, int_weight(net, "row_axis", {-1})}, keep);
+  ValueId empty = net.add_op1(OpKind::kEqual, {row_max, scalar("minus_inf", -INFINITY)});
+  probs = net.add_op1(OpKind::kWhere, {empty, scalar("zero", 0), probs});
+  net.add_output(net.add_op1(OpKind::kMatMul, {probs, qkv[2]}));
+  net.finalize();
+  plan::Plan p = build(net, {});
+  const ir::Node* attention = attention_node(p.network);
+  ASSERT_NE(attention, nullptr) << dump_network(p.network);
+  EXPECT_EQ(attention->inputs.size(), 4u);
+  EXPECT_EQ(attention->attrs.get_int("empty_rows_zero", 0), 1);
+  EXPECT_EQ(count_ops(p.network, OpKind::kReduceMax) + count_ops(p.network, OpKind::kWhere), 0) << dump_network(p.network);
+  expect_same_results(net, p.network, {}, 1e-6);
+  std::map<std::string, reference::Tensor> inputs;
+  for (const char* name : {"q", "k", "v"}) inputs[name] = random_weight({b, h, s, d}, 11, -1, 1);
+  inputs["bias"] = random_weight({s, s}, 12, -1, 1);
+  std::vector<double> out = ir::read_doubles(reference::run(p.network, inputs)[0]);
+  for (int64_t row : {2, 5})
+    for (int64_t e = 0; e < d; ++e) EXPECT_EQ(out[size_t(row * d + e)], 0.0) << "row " << row;
+}
+
 // A mask added before the scale would be scaled with the scores: not fused, same results.
 TEST(Builder, AttentionMaskedBeforeItsScaleIsLeftAsItIs) {
   ir::Network net = padded_attention(DataMask::kBeforeScale, false, Dim(7));

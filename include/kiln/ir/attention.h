@@ -28,6 +28,8 @@ namespace kiln::ir {
 // a float mask is added to the scaled scores (padding masks, relative position
 // biases); a bool mask keeps a score where it equals mask_keep (default 1) and
 // puts mask_fill (absent: -inf) elsewhere. The causal rule comes after it.
+// With empty_rows_zero, a row whose every score is -inf writes 0 (ONNX's
+// Attention), not the 0/0 of its softmax.
 enum class ViewStep : int64_t { kReshape = 0, kTranspose = 1, kPick = 2, kNarrow = 3 };
 struct AttentionGeometry {
   int64_t batch = 1, heads = 1, q_len = 0, kv_len = 0, head_dim = 0;

@@ -431,7 +431,7 @@ OpSchema linalg_schema(OpKind op) {
     case OpKind::kAttention:  // softmax(scale * Q K^T [+ mask]) V over views of Q, K, V (see AttentionGeometry); mask?
       return {3, 4, 1, 1,
               {{"q_view", T::kInts}, {"k_view", T::kInts}, {"v_view", T::kInts}, {"k_transposed", T::kInt}, {"out_perm", T::kInts},
-               {"scale", T::kFloat}, {"causal", T::kInt}, {"mask_keep", T::kInt}, {"mask_fill", T::kFloat}}};
+               {"scale", T::kFloat}, {"causal", T::kInt}, {"mask_keep", T::kInt}, {"mask_fill", T::kFloat}, {"empty_rows_zero", T::kInt}}};
     case OpKind::kDFT: return {1, 3, 1, 1, {{"inverse", T::kInt}, {"onesided", T::kInt}}};
     case OpKind::kSTFT: return {2, 4, 1, 1, {{"onesided", T::kInt}}};
     case OpKind::kLinearAttention:  // query, key, value, past_state?, decay?, beta?

@@ -142,12 +142,13 @@ struct SkinnyParams {
 // (16-byte loads of q 1, k 2, v 4; paired stores of out 8) and `warps` a block.
 // A mask (kernels made with one) has strides {sb, sh, si, sj}, 0 where it
 // broadcasts; a bool mask keeps scores where it equals `mask_keep`, else
-// puts the double `mask_fill_bits`.
+// puts the double `mask_fill_bits`. `empty_rows_zero`: rows with no key
+// left write 0 (else 0/0).
 struct AttentionParams {
   long long items, batch, heads, q_len, kv_len, head_dim, scale_bits, causal;
   long long q_view[5], k_view[5], v_view[5], out_view[5];
   long long vector_bits, warps;
-  long long mask_view[4], mask_keep, mask_fill_bits;
+  long long mask_view[4], mask_keep, mask_fill_bits, empty_rows_zero;
 };
 
 // Constants: `n` values of `elem` bytes each, little-endian in the low bytes of `values`.

@@ -88,7 +88,7 @@ std::string attention_source(DType dtype, const std::optional<Params>& specializ
       if (row >= Sq) break;
       for (int t = 0; t < KILN_MAXD / 32; ++t) {
         const long long d = lane + 32 * t;
-        if (d < D) )" << store_stmt(dtype, "out", "ob + row * prm.out_view[3] + d * prm.out_view[4]", "acc[r][t] / l[r]") << R"(
+        if (d < D) )" << store_stmt(dtype, "out", "ob + row * prm.out_view[3] + d * prm.out_view[4]", "(l[r] > 0.0f || !prm.empty_rows_zero ? acc[r][t] / l[r] : 0.0f)") << R"(
       }
     }
     __syncthreads();  // before the next item rewrites qs

@@ -208,7 +208,8 @@ extern "C" __global__ void __launch_bounds__(128) kiln_kernel(unsigned short* __
     #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const float sum = l[r] + __shfl_xor_sync(0xffffffffu, l[r], 1);
-      inv[r] = 1.0f / (sum + __shfl_xor_sync(0xffffffffu, sum, 2));
+      const float total = sum + __shfl_xor_sync(0xffffffffu, sum, 2);
+      inv[r] = total == 0.0f && prm.empty_rows_zero ? 0.0f : 1.0f / total;  // a row without keys: 0, where asked
     }
     #pragma unroll
     for (int r = 0; r < 2; ++r) {

@@ -296,6 +296,7 @@ ir::AttentionGeometry attention_params(const ir::Node& n, const ShapeEnv& s, cod
   q.head_dim = g.head_dim;
   q.scale_bits = codegen::double_bits(n.attrs.get_float("scale", 1.0));
   q.causal = n.attrs.get_int("causal", 0);
+  q.empty_rows_zero = n.attrs.get_int("empty_rows_zero", 0);
   std::copy(g.q.begin(), g.q.end(), q.q_view);
   std::copy(g.k.begin(), g.k.end(), q.k_view);
   std::copy(g.v.begin(), g.v.end(), q.v_view);
