@@ -428,8 +428,9 @@ TEST(GpuAttention, TensorCoreKernelMatchesReference) {
 // -10000), a position bias added ([1, H, Sq, Sk]), a bool padding mask
 // keeping the scores where true ([B, 1, 1, Sk], fill -inf) and a bool mask
 // per query dropping them where true ([B, 1, Sq, Sk], fill -1e9). Key 0 is
-// never masked, so no row is left without keys.
-enum class AttentionMask { kPaddingAdded, kBiasAdded, kKeepWhereTrue, kDropWhereTrue };
+// never masked, so no row is left without keys; but for ONNX's Attention
+// ([B, 1, Sq, Sk] of 0 and -inf, every third row all -inf, empty_rows_zero).
+enum class AttentionMask { kPaddingAdded, kBiasAdded, kKeepWhereTrue, kDropWhereTrue, kEmptyRowsZeroed };
 
 ir::Network masked_attention_network(const AttentionCase& c, AttentionMask mask, std::mt19937& rng,
                                      std::map<std::string, ir::TensorData>& inputs) {
@@ -440,7 +441,7 @@ ir::Network masked_attention_network(const AttentionCase& c, AttentionMask mask,
     operands.push_back(net.add_input(name, DType::kFloat32, ir::shape_of({b, h, len, d})));
     inputs[name] = random_tensor(DType::kFloat32, {b, h, len, d}, rng);
   }
-  const bool per_query = mask == AttentionMask::kBiasAdded || mask == AttentionMask::kDropWhereTrue;
+  const bool per_query = mask != AttentionMask::kPaddingAdded && mask != AttentionMask::kKeepWhereTrue;
   std::vector<int64_t> mask_dims = mask == AttentionMask::kBiasAdded ? std::vector<int64_t>{1, h, c.q_len, c.kv_len}
                                                                      : std::vector<int64_t>{b, 1, per_query ? c.q_len : 1, c.kv_len};
   std::vector<double> values(size_t(ir::checked_numel(mask_dims)));
@@ -452,6 +453,7 @@ ir::Network masked_attention_network(const AttentionCase& c, AttentionMask mask,
       case AttentionMask::kBiasAdded: values[i] = bias(rng); break;
       case AttentionMask::kKeepWhereTrue: values[i] = !masked; break;
       case AttentionMask::kDropWhereTrue: values[i] = masked; break;
+      case AttentionMask::kEmptyRowsZeroed: values[i] = masked || int64_t(i) / c.kv_len % 3 == 1 ? -INFINITY : 0; break;
     }
   }
   const bool boolean = mask == AttentionMask::kKeepWhereTrue || mask == AttentionMask::kDropWhereTrue;
@@ -464,6 +466,7 @@ ir::Network masked_attention_network(const AttentionCase& c, AttentionMask mask,
     a.set("mask_keep", int64_t(0));
     a.set("mask_fill", -1e9);
   }
+  if (mask == AttentionMask::kEmptyRowsZeroed) a.set("empty_rows_zero", int64_t(1));
   net.add_output(net.add_op1(OpKind::kAttention, operands, a, "attention"));
   net.finalize();
   return net;
@@ -480,7 +483,8 @@ TEST(GpuAttention, MasksMatchReference) {
                                             {3, 2, 33, 70, 80, false, L::kPacked}, {2, 4, 197, 197, 64, false, L::kPacked},
                                             {1, 2, 150, 150, 128, true, L::kPacked}, {2, 2, 5, 130, 16, false, L::kPacked}};
   int run = 0;
-  for (AttentionMask mask : {AttentionMask::kPaddingAdded, AttentionMask::kBiasAdded, AttentionMask::kKeepWhereTrue, AttentionMask::kDropWhereTrue})
+  for (AttentionMask mask : {AttentionMask::kPaddingAdded, AttentionMask::kBiasAdded, AttentionMask::kKeepWhereTrue,
+                             AttentionMask::kDropWhereTrue, AttentionMask::kEmptyRowsZeroed})
     for (const AttentionCase& c : cases) {
       std::mt19937 rng(uint32_t(700 + run));
       std::map<std::string, ir::TensorData> inputs;
